@@ -1,0 +1,54 @@
+"""Checkpoints: written atomically (temp file + rename) so a crash never leaves a half file."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from posecal.config import ModelConfig
+from posecal.errors import PosecalInputError
+from posecal.models.estimator import TopDownEstimator, build_estimator
+
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "posecal_default.pt"
+
+
+def atomic_save(obj, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDownEstimator:
+    return build_estimator(cfg.head_widths, imagenet=cfg.imagenet if imagenet is None else imagenet)
+
+
+def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):
+    """The deployable model file: config + weights (fp16 optional, halves the size)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    atomic_save({"model_config": vars(cfg) | {"input_wh": list(cfg.input_wh), "head_widths": list(cfg.head_widths)},
+                 "state_dict": state, "meta": meta or {}}, path)
+
+
+def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:
+    """Load a model file or a training checkpoint; the shipped default model when path is None."""
+    path = Path(path) if path is not None else DEFAULT_MODEL
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: model file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        mc = dict(ckpt["model_config"])
+        cfg = ModelConfig(**{**mc, "input_wh": tuple(mc["input_wh"]), "head_widths": tuple(mc["head_widths"])})
+        model = model_from_config(cfg, imagenet=False)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:
+        raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
+    return model.to(device).eval(), cfg, ckpt.get("meta", {})

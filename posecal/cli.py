@@ -1,0 +1,66 @@
+"""Command line: `posecal train | eval`. User mistakes print one line and exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from posecal.errors import PosecalInputError
+
+
+def _cmd_train(args) -> None:
+    from posecal.config import load_train_config
+    from posecal.train import train
+
+    cfg = load_train_config(args.config)
+    if args.out_dir:
+        cfg.out_dir = args.out_dir
+    result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"best val AP {result['best_ap']:.2f}; files in {cfg.out_dir}")
+
+
+def _cmd_eval(args) -> None:
+    from posecal.evaluate import EvalConfig, evaluate
+
+    m = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
+                            boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
+                            batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress))
+    print(f"{m['num_instances']} persons in {m['seconds']:.1f}s: AP {m['ap']['heatmap']:.1f}, "
+          f"AP50 {m['ap50']['heatmap']:.1f}, AP75 {m['ap75']['heatmap']:.1f}, AR {m['ar']['heatmap']:.1f} "
+          f"-> {args.out}/metrics.json")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="posecal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train a pose model from a YAML config")
+    p.add_argument("config")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
+    p.add_argument("--out-dir", help="override the config's out_dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("eval", help="COCO keypoint AP of a model on a COCO keypoint file")
+    p.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
+    p.add_argument("--images", required=True, help="folder with the images named in the JSON")
+    p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
+    p.add_argument("--model", help="model file or checkpoint (default: the shipped model)")
+    p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
+    p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--decode", choices=("dark", "argmax"), default="dark")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except PosecalInputError as e:
+        print(f"posecal: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("posecal: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

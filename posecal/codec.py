@@ -1,0 +1,114 @@
+"""Heatmap codec: Gaussian targets, argmax/DARK decoding and flip-test merging.
+
+Heatmap coordinates follow posecal.data.transforms (integer = pixel centre), so a keypoint encoded at
+(x, y) in heatmap pixels decodes back to (x, y) up to the decoder's sub-pixel precision.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from posecal.skeleton import flip_permutation
+
+
+def encode(keypoints_hm: np.ndarray, visible: np.ndarray, hm_wh, sigma: float = 2.0):
+    """Gaussian heatmaps (K, H, W) with peak 1 at each keypoint, and per-keypoint target weights.
+
+    A keypoint gets weight 1 when labelled and its centre lies inside the heatmap (so the Gaussian
+    peak is present); otherwise its heatmap is zero and it does not count in the loss.
+    """
+    w, h = int(hm_wh[0]), int(hm_wh[1])
+    k = len(keypoints_hm)
+    xs = np.arange(w, dtype=np.float32)
+    ys = np.arange(h, dtype=np.float32)
+    x, y = keypoints_hm[:, 0].astype(np.float32), keypoints_hm[:, 1].astype(np.float32)
+    inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
+    weight = ((np.asarray(visible) > 0) & inside & np.isfinite(x) & np.isfinite(y)).astype(np.float32)
+    x = np.where(weight > 0, x, 0)
+    y = np.where(weight > 0, y, 0)
+    gx = np.exp(-((xs[None, :] - x[:, None]) ** 2) / (2 * sigma ** 2))
+    gy = np.exp(-((ys[None, :] - y[:, None]) ** 2) / (2 * sigma ** 2))
+    heatmaps = gy[:, :, None] * gx[:, None, :] * weight[:, None, None]
+    return heatmaps.reshape(k, h, w).astype(np.float32), weight
+
+
+def _argmax(heatmaps: np.ndarray):
+    n, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n, k, -1)
+    idx = flat.argmax(-1)
+    scores = np.take_along_axis(flat, idx[..., None], -1)[..., 0]
+    return (idx % w).astype(np.int64), (idx // w).astype(np.int64), scores
+
+
+def decode_argmax(heatmaps: np.ndarray):
+    """(N, K, H, W) -> coords (N, K, 2) in heatmap pixels with the classic quarter-pixel shift, scores (N, K)."""
+    n, k, h, w = heatmaps.shape
+    px, py, scores = _argmax(heatmaps)
+    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    coords = np.stack([px, py], -1).astype(np.float64)
+    xl, xr = np.clip(px - 1, 0, w - 1), np.clip(px + 1, 0, w - 1)
+    yu, yd = np.clip(py - 1, 0, h - 1), np.clip(py + 1, 0, h - 1)
+    dx = heatmaps[ni, ki, py, xr] - heatmaps[ni, ki, py, xl]
+    dy = heatmaps[ni, ki, yd, px] - heatmaps[ni, ki, yu, px]
+    interior_x = (px > 0) & (px < w - 1)
+    interior_y = (py > 0) & (py < h - 1)
+    coords[..., 0] += 0.25 * np.sign(dx) * interior_x
+    coords[..., 1] += 0.25 * np.sign(dy) * interior_y
+    return coords, scores
+
+
+def decode_dark(heatmaps: np.ndarray, blur_kernel: int = 11):
+    """DARK decoding (Zhang et al. 2020): Gaussian-smooth, then a second-order Taylor step on log-heatmaps."""
+    n, k, h, w = heatmaps.shape
+    px, py, scores = _argmax(heatmaps)
+    fallback, _ = decode_argmax(heatmaps)
+    hm = heatmaps.reshape(n * k, h, w).astype(np.float64)
+    blurred = np.empty_like(hm)
+    for i in range(n * k):
+        orig_max = hm[i].max()
+        b = cv2.GaussianBlur(hm[i], (blur_kernel, blur_kernel), 0)
+        bmax = b.max()
+        blurred[i] = b * (orig_max / bmax) if bmax > 0 else b
+    logh = np.log(np.maximum(blurred, 1e-10)).reshape(n, k, h, w)
+    coords = np.stack([px, py], -1).astype(np.float64)
+    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    # The Taylor step needs two pixels on each side; nearer the border the quarter-offset result is used.
+    ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+    x, y = np.clip(px, 2, w - 3), np.clip(py, 2, h - 3)
+
+    def at(dy, dx):
+        return logh[ni, ki, y + dy, x + dx]
+
+    dx = 0.5 * (at(0, 1) - at(0, -1))
+    dy = 0.5 * (at(1, 0) - at(-1, 0))
+    dxx = 0.25 * (at(0, 2) - 2 * at(0, 0) + at(0, -2))
+    dyy = 0.25 * (at(2, 0) - 2 * at(0, 0) + at(-2, 0))
+    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = dxx * dyy - dxy ** 2
+    valid = ok & (np.abs(det) > 1e-12) & (dxx < 0) & (dyy < 0)
+    safe_det = np.where(valid, det, 1.0)
+    ox = -(dyy * dx - dxy * dy) / safe_det
+    oy = -(dxx * dy - dxy * dx) / safe_det
+    # A step longer than one pixel means the quadratic model broke down there.
+    valid &= (np.abs(ox) <= 1) & (np.abs(oy) <= 1)
+    coords[..., 0] += ox
+    coords[..., 1] += oy
+    return np.where(valid[..., None], coords, fallback), scores
+
+
+def decode(heatmaps: np.ndarray, method: str = "dark"):
+    if method == "dark":
+        return decode_dark(heatmaps)
+    if method == "argmax":
+        return decode_argmax(heatmaps)
+    raise ValueError(f"unknown decode method {method!r} (use 'dark' or 'argmax')")
+
+
+def flip_back(heatmaps_flipped: np.ndarray) -> np.ndarray:
+    """Heatmaps predicted on a mirrored crop -> heatmaps of the original crop (mirror + left/right swap)."""
+    perm = flip_permutation(heatmaps_flipped.shape[1])
+    return heatmaps_flipped[:, perm, :, ::-1]
+
+
+def merge_flip(heatmaps: np.ndarray, heatmaps_flipped: np.ndarray) -> np.ndarray:
+    return 0.5 * (heatmaps + flip_back(heatmaps_flipped))

@@ -1,0 +1,154 @@
+"""COCO-format keypoint data: persons with boxes (GT or detections), validated with clear errors."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from posecal.errors import PosecalInputError
+from posecal.skeleton import LSP_TO_COCO, NUM_KEYPOINTS
+
+
+@dataclass
+class PersonRecord:
+    """One person to estimate: the image, the box that locates it and (when known) its GT keypoints."""
+
+    image_path: str
+    image_id: int
+    bbox: np.ndarray                 # [x, y, w, h] in image pixels
+    keypoints: np.ndarray            # (K, 3): x, y, v; zeros when unknown
+    area: float                      # GT area (s^2 in OKS); box area when unknown
+    ann_id: int = -1
+    score: float = 1.0               # detector score (1 for GT boxes)
+    file_name: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def read_json(path) -> object:
+    path = Path(path)
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PosecalInputError(f"{path}: not valid JSON ({e})") from None
+
+
+def _check_box(path, what: str, bbox) -> np.ndarray:
+    try:
+        box = np.asarray(bbox, dtype=np.float64).reshape(4)
+    except (TypeError, ValueError):
+        raise PosecalInputError(f"{path}: {what}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}") from None
+    if not np.all(np.isfinite(box)):
+        raise PosecalInputError(f"{path}: {what}: bbox has non-finite values {box.tolist()}")
+    if box[2] <= 0 or box[3] <= 0:
+        raise PosecalInputError(f"{path}: {what}: bbox has zero or negative size {box.tolist()}")
+    return box
+
+
+def _check_keypoints(path, what: str, kpts, num_keypoints: int) -> np.ndarray:
+    try:
+        k = np.asarray(kpts, dtype=np.float64).reshape(num_keypoints, 3)
+    except (TypeError, ValueError):
+        raise PosecalInputError(f"{path}: {what}: keypoints must be {num_keypoints}x3 numbers") from None
+    if not np.all(np.isfinite(k)):
+        raise PosecalInputError(f"{path}: {what}: keypoints contain NaN or infinite values")
+    return k
+
+
+def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score: float = 0.0,
+                      num_keypoints: int = NUM_KEYPOINTS, keypoint_map=None) -> list[PersonRecord]:
+    """Persons of a COCO keypoint file: GT boxes by default, or the person boxes of a detection-results JSON.
+
+    GT persons need num_keypoints > 0 and iscrowd = 0 (the COCO evaluation rule). `keypoint_map` maps a
+    dataset's joint order onto COCO-17 (e.g. LSP-14); unmapped COCO joints get v = 0.
+    """
+    data = read_json(annotation_file)
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise PosecalInputError(f"{annotation_file}: not a COCO annotation file (needs 'images' and 'annotations')")
+    images = {}
+    for img in data["images"]:
+        if "id" not in img or "file_name" not in img:
+            raise PosecalInputError(f"{annotation_file}: image entry without 'id'/'file_name': {str(img)[:80]}")
+        images[img["id"]] = img
+    src_k = len(keypoint_map) if keypoint_map is not None else num_keypoints
+    records = []
+    if boxes_file is None:
+        for ann in data["annotations"]:
+            what = f"annotation {ann.get('id', '?')}"
+            if "keypoints" not in ann:
+                raise PosecalInputError(f"{annotation_file}: {what} has no 'keypoints' (not a keypoint file)")
+            if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) <= 0:
+                continue
+            if ann.get("image_id") not in images:
+                raise PosecalInputError(f"{annotation_file}: {what} refers to unknown image_id {ann.get('image_id')}")
+            kpts = _check_keypoints(annotation_file, what, ann["keypoints"], src_k)
+            if keypoint_map is not None:
+                mapped = np.zeros((num_keypoints, 3))
+                for src, dst in enumerate(keypoint_map):
+                    if dst is not None:
+                        mapped[dst] = kpts[src]
+                kpts = mapped
+            if not np.any(kpts[:, 2] > 0):
+                continue
+            box = _check_box(annotation_file, what, ann.get("bbox"))
+            img = images[ann["image_id"]]
+            area = float(ann.get("area", box[2] * box[3]))
+            records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box, kpts,
+                                        area, ann_id=int(ann.get("id", -1)), file_name=img["file_name"]))
+    else:
+        dets = read_json(boxes_file)
+        if not isinstance(dets, list):
+            raise PosecalInputError(f"{boxes_file}: detection results must be a JSON list of "
+                                    "{image_id, bbox, score}")
+        for i, det in enumerate(dets):
+            if not isinstance(det, dict) or "bbox" not in det or "image_id" not in det:
+                raise PosecalInputError(f"{boxes_file}: entry {i} lacks 'image_id' or 'bbox'")
+            if det.get("category_id", 1) != 1 or det.get("score", 1.0) < min_box_score:
+                continue
+            if det["image_id"] not in images:
+                raise PosecalInputError(f"{boxes_file}: entry {i} refers to unknown image_id {det['image_id']}")
+            box = _check_box(boxes_file, f"entry {i}", det["bbox"])
+            img = images[det["image_id"]]
+            records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box,
+                                        np.zeros((num_keypoints, 3)), float(box[2] * box[3]),
+                                        score=float(det.get("score", 1.0)), file_name=img["file_name"]))
+    return records
+
+
+def load_lspet(annotation_file, image_dir) -> list[PersonRecord]:
+    """LSPET persons with their 14 joints mapped onto COCO-17 (12 limb joints; head joints stay unlabelled)."""
+    return load_coco_persons(annotation_file, image_dir, keypoint_map=LSP_TO_COCO)
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image as 8-bit BGR; grayscale, alpha and 16-bit inputs are converted. Raises on failure."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise PosecalInputError(f"{path}: image not found")
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise PosecalInputError(f"{path}: cannot decode image (corrupt or unsupported format)")
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img.astype(np.float64), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    elif img.shape[2] == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    return img
+
+
+def area_scale(matrix: np.ndarray) -> float:
+    """Squared linear scale of a similarity transform (how an area changes under it)."""
+    return float(abs(np.linalg.det(matrix[:, :2])))
+

@@ -1,0 +1,79 @@
+"""Torch dataset of top-down person crops with heatmap targets (training and evaluation)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from posecal.codec import encode
+from posecal.data.coco import PersonRecord, area_scale, read_image
+from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_scale, color_jitter,
+                                     crop_matrix, flip_keypoints, half_body_region, sample_augmentation, warp)
+from posecal.models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
+
+HEATMAP_STRIDE = 4
+_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
+_STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
+
+
+def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
+    """BGR uint8 crop -> normalised RGB float tensor (3, H, W)."""
+    rgb = crop_bgr[:, :, ::-1].astype(np.float32)
+    return torch.from_numpy(((rgb - _MEAN) / _STD).transpose(2, 0, 1).copy())
+
+
+class TopDownDataset(Dataset):
+    """Each item: input crop, heatmaps, target weights and the GT in crop pixels (for online OKS targets)."""
+
+    def __init__(self, records: list[PersonRecord], input_wh=(144, 192), augment: AugmentConfig | None = None,
+                 sigma: float = 2.0, seed: int = 0):
+        self.records = records
+        self.input_wh = tuple(int(v) for v in input_wh)
+        self.hm_wh = (self.input_wh[0] // HEATMAP_STRIDE, self.input_wh[1] // HEATMAP_STRIDE)
+        self.augment = augment
+        self.sigma = sigma
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, idx: int) -> dict:
+        rec = self.records[idx]
+        image = read_image(rec.image_path)
+        aspect = self.input_wh[0] / self.input_wh[1]
+        center, size = box_to_center_scale(rec.bbox, aspect)
+        rot, flip = 0.0, False
+        kpts = rec.keypoints.copy()
+        if self.augment is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, idx))
+            if rng.random() < self.augment.half_body_prob and (kpts[:, 2] > 0).sum() > self.augment.half_body_min_keypoints:
+                region = half_body_region(kpts, aspect, rng)
+                if region is not None:
+                    center, size = region
+            scale, rot, flip = sample_augmentation(self.augment, rng)
+            size = size * scale
+        m = crop_matrix(center, size, rot, self.input_wh)
+        crop = warp(image, m, self.input_wh)
+        if self.augment is not None:
+            crop = color_jitter(crop, self.augment.color_jitter, rng)
+        kp_in = np.concatenate([apply_affine(kpts[:, :2], m), kpts[:, 2:3]], 1)
+        if flip:
+            crop = crop[:, ::-1]
+            kp_in = flip_keypoints(kp_in, self.input_wh[0])
+            # Mirroring is part of the image->input map: x' = W-1-x.
+            m = np.array([[-1.0, 0, self.input_wh[0] - 1], [0, 1, 0]]) @ np.vstack([m, [0, 0, 1]])
+        kp_hm = (kp_in[:, :2] + 0.5) / HEATMAP_STRIDE - 0.5
+        heatmaps, weight = encode(kp_hm, kp_in[:, 2], self.hm_wh, self.sigma)
+        return {
+            "image": to_tensor(np.ascontiguousarray(crop)),
+            "heatmaps": torch.from_numpy(heatmaps),
+            "target_weight": torch.from_numpy(weight),
+            "keypoints": torch.from_numpy(kp_in.astype(np.float32)),      # GT in input pixels, v
+            "area": torch.tensor(rec.area * area_scale(m), dtype=torch.float32),  # GT area in input pixels
+            "matrix": torch.from_numpy(m.astype(np.float64)),              # image -> input pixels
+            "index": torch.tensor(idx),
+        }

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny synthetic COCO sets made on the fly, and the path of the real data when present."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+COCO_CROPS = SHARED / "data" / "coco-val2017-crops"
+needs_shared = pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")
+
+# A standing person in a 120x160 image (x, y), COCO order.
+STANDING = np.array([[60, 30], [56, 26], [64, 26], [52, 28], [68, 28], [45, 50], [75, 50], [40, 75], [80, 75],
+                     [38, 98], [82, 98], [50, 100], [70, 100], [48, 128], [72, 128], [47, 152], [73, 152]], float)
+
+
+def make_coco(folder: Path, n_images: int = 4, size=(120, 160), seed: int = 0) -> tuple[Path, Path]:
+    """Write n_images drawn stick figures and their COCO keypoint JSON; returns (json path, image folder)."""
+    rng = np.random.default_rng(seed)
+    img_dir = folder / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    for i in range(n_images):
+        w, h = size
+        img = rng.integers(0, 60, size=(h, w, 3), dtype=np.uint8)
+        kp = STANDING + rng.normal(0, 2, STANDING.shape)
+        for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12)):
+            cv2.line(img, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), (200, 180, 160), 3)
+        cv2.circle(img, tuple(int(v) for v in kp[0]), 9, (150, 170, 220), -1)
+        name = f"img{i}.jpg"
+        cv2.imwrite(str(img_dir / name), img)
+        vis = np.full(17, 2)
+        vis[3] = 1
+        if i % 2:
+            vis[4] = 0
+        flat = np.concatenate([np.where(vis[:, None] > 0, kp, 0), vis[:, None]], 1).reshape(-1)
+        x0, y0 = kp.min(0) - 5
+        x1, y1 = kp.max(0) + 5
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        anns.append({"id": 100 + i, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                     "keypoints": [float(v) for v in flat], "num_keypoints": int((vis > 0).sum()),
+                     "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                     "area": float(0.5 * (x1 - x0) * (y1 - y0))})
+    ann_file = folder / "ann.json"
+    ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": [
+        {"id": 1, "name": "person", "keypoints": [], "skeleton": []}]}))
+    return ann_file, img_dir
+
+
+@pytest.fixture
+def tiny_coco(tmp_path):
+    return make_coco(tmp_path)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from posecal.codec import decode_argmax, decode_dark, encode, flip_back, merge_flip
+from posecal.skeleton import flip_permutation
+
+
+@pytest.mark.parametrize("xy", [(10.0, 20.0), (10.3, 20.7), (17.55, 6.25), (6.9, 40.1)])
+def test_dark_round_trip_within_a_tenth_of_a_pixel(xy):
+    kp = np.zeros((17, 2)) + 18
+    kp[0] = xy
+    hm, w = encode(kp, np.full(17, 2), (36, 48), sigma=2.0)
+    assert w.tolist() == [1.0] * 17
+    coords, scores = decode_dark(hm[None])
+    assert np.abs(coords[0, 0] - xy).max() < 0.1
+    assert scores[0, 0] == pytest.approx(hm[0].max())
+
+
+def test_dark_near_the_border_stays_within_a_quarter_pixel():
+    # The smoothing step sees a truncated Gaussian near the edge, so precision degrades gracefully there.
+    kp = np.full((17, 2), 18.0)
+    kp[0] = (2.6, 45.3)
+    hm, _ = encode(kp, np.full(17, 2), (36, 48))
+    coords, _ = decode_dark(hm[None])
+    assert np.abs(coords[0, 0] - kp[0]).max() < 0.25
+
+
+def test_argmax_quarter_offset_moves_towards_the_true_point():
+    kp = np.full((17, 2), 10.0)
+    kp[0] = (10.4, 12.0)
+    hm, _ = encode(kp, np.full(17, 2), (36, 48))
+    coords, _ = decode_argmax(hm[None])
+    assert coords[0, 0].tolist() == [10.25, 12.0]
+
+
+def test_unlabelled_and_outside_keypoints_get_zero_weight_and_empty_maps():
+    kp = np.full((17, 2), 10.0)
+    kp[1] = (40.0, 10.0)      # outside a 36-wide map
+    vis = np.full(17, 2)
+    vis[2] = 0
+    hm, w = encode(kp, vis, (36, 48))
+    assert w[1] == 0 and w[2] == 0 and w[0] == 1
+    assert hm[1].max() == 0 and hm[2].max() == 0
+
+
+def test_flip_back_swaps_pairs_and_mirrors():
+    kp = np.random.default_rng(0).uniform(6, 29, size=(17, 2))
+    hm, _ = encode(kp, np.full(17, 2), (36, 48))
+    mirrored = kp.copy()
+    mirrored[:, 0] = 36 - 1 - mirrored[:, 0]
+    mirrored = mirrored[flip_permutation()]
+    hm_m, _ = encode(mirrored, np.full(17, 2), (36, 48))
+    back = flip_back(hm_m[None])
+    np.testing.assert_allclose(back[0], hm, atol=1e-6)
+    merged = merge_flip(hm[None], hm_m[None])
+    coords, _ = decode_dark(merged)
+    np.testing.assert_allclose(coords[0], kp, atol=0.1)
+
+
+def test_flip_permutation_is_an_involution_swapping_left_and_right():
+    perm = flip_permutation()
+    assert perm[5] == 6 and perm[6] == 5 and perm[0] == 0 and perm[15] == 16
+    assert (perm[perm] == np.arange(17)).all()

@@ -1,0 +1,76 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from posecal.metrics.coco_ap import load_coco_gt
+from posecal.metrics.oks import oks, oks_torch, opks, opks_torch
+from posecal.skeleton import COCO_SIGMAS
+
+from conftest import COCO_CROPS, needs_shared
+
+
+def test_opks_hand_computed():
+    gt = np.zeros((17, 2))
+    pred = np.zeros((17, 2))
+    pred[5] = (3.0, 4.0)                       # d = 5 on left shoulder, sigma .079
+    area = 400.0
+    ks = opks(pred, gt, area)
+    expected = np.exp(-25 / (2 * 400 * (2 * 0.079) ** 2))
+    assert ks[5] == pytest.approx(expected, rel=1e-12)
+    assert ks[0] == pytest.approx(1.0)
+    vis = np.zeros(17)
+    vis[[0, 5]] = 2
+    assert oks(pred, gt, vis, area) == pytest.approx((1 + expected) / 2)
+    assert np.isnan(oks(pred, gt, np.zeros(17), area))
+
+
+def test_torch_matches_numpy():
+    rng = np.random.default_rng(0)
+    pred, gt = rng.uniform(0, 100, (5, 17, 2)), rng.uniform(0, 100, (5, 17, 2))
+    vis, area = rng.integers(0, 3, (5, 17)), rng.uniform(100, 5000, 5)
+    np.testing.assert_allclose(opks_torch(*(torch.tensor(a) for a in (pred, gt, area))).numpy(), opks(pred, gt, area))
+    np.testing.assert_allclose(oks_torch(*(torch.tensor(a) for a in (pred, gt, vis, area))).numpy(),
+                               np.nan_to_num(oks(pred, gt, vis, area), nan=0.0))
+
+
+def _compare_with_pycocotools(ann_file, limit=None):
+    """Perturb every GT pose, score it with pycocotools' computeOks and with ours."""
+    from pycocotools.cocoeval import COCOeval
+
+    gt = load_coco_gt(ann_file)
+    rng = np.random.default_rng(0)
+    anns = [a for a in gt.dataset["annotations"] if a["num_keypoints"] > 0][:limit]
+    results = []
+    for a in anns:
+        kp = np.array(a["keypoints"], float).reshape(17, 3)
+        pred = kp[:, :2] + rng.normal(0, 6, (17, 2))
+        results.append({"image_id": a["image_id"], "category_id": 1, "score": 1.0,
+                        "keypoints": np.concatenate([pred, np.ones((17, 1))], 1).reshape(-1).tolist()})
+    dt = gt.loadRes(copy.deepcopy(results))
+    ev = COCOeval(gt, dt, "keypoints")
+    ev.params.imgIds = sorted({a["image_id"] for a in anns})
+    ev._prepare()
+    for a, r in zip(anns, results):
+        theirs = ev.computeOks(a["image_id"], 1)
+        g = np.array(a["keypoints"], float).reshape(17, 3)
+        p = np.array(r["keypoints"]).reshape(17, 3)[:, :2]
+        ours = oks(p, g[:, :2], g[:, 2], a["area"])
+        # one GT and one prediction per crop image in these files
+        assert np.asarray(theirs).size == 1
+        assert ours == pytest.approx(float(np.asarray(theirs).ravel()[0]), rel=1e-9, abs=1e-12)
+
+
+def test_oks_equals_pycocotools_on_synthetic_file(tiny_coco):
+    ann_file, _ = tiny_coco
+    _compare_with_pycocotools(ann_file)
+
+
+@needs_shared
+def test_oks_equals_pycocotools_on_real_annotations():
+    _compare_with_pycocotools(COCO_CROPS / "annotations" / "val.json", limit=300)
+
+
+def test_sigmas_are_cocos():
+    assert len(COCO_SIGMAS) == 17 and COCO_SIGMAS[0] == 0.026 and COCO_SIGMAS[11] == 0.107
