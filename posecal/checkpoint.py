@@ -28,7 +28,9 @@ def atomic_save(obj, path) -> None:
 
 
 def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDownEstimator:
-    return build_estimator(cfg.head_widths, imagenet=cfg.imagenet if imagenet is None else imagenet)
+    return build_estimator(cfg.head_widths, imagenet=cfg.imagenet if imagenet is None else imagenet,
+                           quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
+                           head_hidden=cfg.head_hidden)
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):
@@ -36,6 +38,23 @@ def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | Non
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     atomic_save({"model_config": vars(cfg) | {"input_wh": list(cfg.input_wh), "head_widths": list(cfg.head_widths)},
                  "state_dict": state, "meta": meta or {}}, path)
+
+
+def load_state_from(model: TopDownEstimator, path) -> None:
+    """Initialise from a model file; only the quality heads may be missing from it (S3 / fine-tuning)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: model file not found")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt.get("state_dict", ckpt.get("model"))
+    if state is None:
+        raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)
+    heads = ("oks_head.", "opks_head.", "visibility_head.")
+    bad = [k for k in result.missing_keys if not k.startswith(heads)] + list(result.unexpected_keys)
+    if bad:
+        raise PosecalInputError(f"{path}: weights do not match the model ({len(bad)} keys, e.g. {bad[0]})")
 
 
 def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:

@@ -23,9 +23,11 @@ def _cmd_eval(args) -> None:
 
     m = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
                             boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
-                            batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress))
-    print(f"{m['num_instances']} persons in {m['seconds']:.1f}s: AP {m['ap']['heatmap']:.1f}, "
-          f"AP50 {m['ap50']['heatmap']:.1f}, AP75 {m['ap75']['heatmap']:.1f}, AR {m['ar']['heatmap']:.1f} "
+                            batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
+                            score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled))
+    mode = m["score_mode"]
+    print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
+          f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "
           f"-> {args.out}/metrics.json")
 
 
@@ -46,6 +48,10 @@ def main(argv=None) -> int:
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
     p.add_argument("--decode", choices=("dark", "argmax"), default="dark")
+    p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
+                   help="pose score written to results.json (default: opks with quality heads, else heatmap)")
+    p.add_argument("--drop-unlabelled", action="store_true",
+                   help="give keypoints predicted not-labelled confidence 0 in results.json")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")

@@ -27,6 +27,9 @@ class ModelConfig:
     head_widths: tuple[int, int, int] = (128, 128, 64)
     sigma: float = 2.0
     imagenet: bool = True
+    quality_heads: bool = False          # OKS, OPKS and visibility heads on the pose feature
+    visibility_classes: int = 3          # 3: not labelled / occluded / visible; 2: labelled or not
+    head_hidden: int = 256
 
 
 @dataclass
@@ -50,6 +53,19 @@ class TrainConfig:
     threads: int = 2
     seed: int = 0
     channels_last: bool = True
+    # Quality heads (issue: calibrated confidence). Strategy:
+    #   "s1" joint from the start, "s2" pose first then the heads' weight ramps up,
+    #   "s3" backbone + heatmap head frozen (from init_from), only the heads train.
+    strategy: str = "s1"
+    init_from: str | None = None          # model file whose weights initialise backbone + heatmap head
+    lambda_heatmap: float = 2000.0        # OKS-Net: heatmap MSE is ~1000x smaller than the OKS L1
+    lambda_oks: float = 1.0
+    lambda_opks: float = 1.0
+    lambda_vis: float = 1.0
+    head_start_epoch: int = 0             # s2: heads' weight is 0 before this epoch ...
+    head_ramp_epochs: int = 0             # ... then ramps linearly to 1 over this many epochs
+    hard_mining: bool = True              # OKS loss: largest 25% of the batch -> e^{2L} - 1
+    flip_targets: bool = True             # s3: online targets from flip-merged DARK decoding, as at test
 
 
 def _build(cls, values: dict, where: str):

@@ -1,4 +1,8 @@
-"""`posecal eval`: predictions on a COCO keypoint file and COCO AP per pose-score mode (pycocotools)."""
+"""`posecal eval`: predictions on a COCO keypoint file, COCO AP per pose-score mode, and the trust report.
+
+Everything is computed on one set of predictions: pycocotools for AP, tested code in posecal.metrics for
+the rest. With a model that has no quality heads, only the heatmap-based parts are reported.
+"""
 from __future__ import annotations
 
 import time
@@ -11,9 +15,17 @@ import torch
 from posecal.checkpoint import load_model
 from posecal.data.coco import load_coco_persons
 from posecal.errors import PosecalInputError
-from posecal.inference import predict_records
+from posecal.inference import Predictions, predict_records
 from posecal.io import write_json_atomic
+from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
+from posecal.metrics.keypoints import error_breakdown, mapk
+from posecal.metrics.oks import opks
+from posecal.metrics.visibility import binary_report, classification_report
+from posecal.scoring import keypoint_confidence, pose_scores, predicted_labelled
+from posecal import viz
+
+VIS_LABELS = ("not labelled", "occluded", "visible")
 
 
 @dataclass
@@ -28,11 +40,65 @@ class EvalConfig:
     batch_size: int = 32
     threads: int = 2
     progress: bool = True
+    score_mode: str | None = None  # pose score written to results.json; default: opks with heads, else heatmap
+    drop_unlabelled: bool = False  # results.json: keypoints predicted not-labelled get confidence 0
+    plots: bool = True
 
 
-def pose_scores(heatmap_scores: np.ndarray) -> dict[str, np.ndarray]:
-    """Pose-score modes computable from the keypoint heatmap peaks (N, K)."""
-    return {"heatmap": heatmap_scores.mean(1)}
+def _r(x, nd: int = 4):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), nd)
+
+
+def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path | None) -> dict:
+    """Calibration, visibility, mAPK and error metrics of predictions whose records carry GT keypoints."""
+    gt = np.stack([r.keypoints for r in pred.records])
+    area = np.array([r.area for r in pred.records])
+    ks = opks(pred.keypoints, gt[..., :2], area)
+    labelled = gt[..., 2] > 0
+    has = labelled.any(1)
+    gt_oks = (ks * labelled).sum(1) / np.maximum(labelled.sum(1), 1)
+    report = {
+        "pose_score_pearson": {m: _r(pearson(s[has], gt_oks[has])) for m, s in scores.items()},
+        "pose_score_spearman": {m: _r(spearman(s[has], gt_oks[has])) for m, s in scores.items()},
+        "keypoint_ece": {"heatmap": _r(ece(pred.heatmap_scores[labelled], ks[labelled]))},
+    }
+    conf = keypoint_confidence(pred)
+    keep = None
+    if pred.opks is not None:
+        mean_pred = (pred.opks * labelled).sum(1) / np.maximum(labelled.sum(1), 1)
+        report["mean_opks_pearson"] = _r(pearson(mean_pred[has], gt_oks[has]))
+        report["keypoint_ece"]["opks"] = _r(ece(pred.opks[labelled], ks[labelled]))
+        vis_pred = pred.visibility_probs.argmax(-1)
+        v = gt[..., 2].astype(int)
+        if pred.visibility_probs.shape[-1] == 3:
+            report["visibility"] = {"ternary": classification_report(v, vis_pred, 3),
+                                    "binary": binary_report(v > 0, vis_pred > 0), "labels": list(VIS_LABELS)}
+        else:
+            report["visibility"] = {"binary": binary_report(v > 0, vis_pred > 0)}
+        keep = predicted_labelled(pred)
+        dropped = ~keep
+        report["drop_unlabelled"] = {
+            "dropped_keypoints": int(dropped.sum()),
+            "dropped_that_were_labelled": int((dropped & labelled).sum()),
+            "kept_precision_labelled": _r((keep & labelled).sum() / max(keep.sum(), 1)),
+            "labelled_recall": _r((keep & labelled).sum() / max(labelled.sum(), 1))}
+    report["mapk"] = {"confidence": "opks" if pred.opks is not None else "heatmap",
+                      "all": mapk(ks, conf, labelled)}
+    if keep is not None:
+        report["mapk"]["drop_unlabelled"] = mapk(ks, conf, labelled, keep)
+    report["errors"] = error_breakdown(pred.keypoints, gt, area)
+    report["errors_note"] = ("swap needs other persons' annotations; each crop carries one person, "
+                             "so swaps are not counted (0)")
+    if out_dir is not None:
+        confs = {"heatmap peak": pred.heatmap_scores[labelled]}
+        if pred.opks is not None:
+            confs["predicted OPKS"] = pred.opks[labelled]
+        viz.reliability_diagram(confs, ks[labelled], out_dir / "reliability.png")
+        viz.score_scatter({m: s[has] for m, s in scores.items()}, gt_oks[has], out_dir / "pose_score_vs_oks.png")
+        if "visibility" in report and "ternary" in report["visibility"]:
+            viz.confusion_plot(report["visibility"]["ternary"]["confusion"], VIS_LABELS,
+                               out_dir / "visibility_confusion.png")
+    return report
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -42,27 +108,39 @@ def evaluate(cfg: EvalConfig) -> dict:
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
-    preds = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
-                            decode_method=cfg.decode, progress=cfg.progress)
-    image_ids = [r.image_id for r in preds.records]
-    scores = pose_scores(preds.heatmap_scores)
-    box_scores = np.array([r.score for r in preds.records])
+    pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
+                           decode_method=cfg.decode, progress=cfg.progress)
+    if not pred.records:
+        raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
+    scores = pose_scores(pred)
+    mode = cfg.score_mode or ("opks" if "opks" in scores else "heatmap")
+    if mode not in scores:
+        raise PosecalInputError(f"score mode {mode!r} needs a model with quality heads (available: {sorted(scores)})")
+    image_ids = [r.image_id for r in pred.records]
+    box_scores = np.array([r.score for r in pred.records])
+    conf = keypoint_confidence(pred)
     gt = load_coco_gt(cfg.annotations)
-    metrics = {"num_instances": len(preds.records), "num_skipped": len(records) - len(preds.records),
-               "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip, "decode": cfg.decode,
-               "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
-    results = None
-    for mode, s in scores.items():
-        res = coco_keypoint_results(image_ids, preds.keypoints, preds.heatmap_scores, s * box_scores)
-        ap = coco_keypoint_ap(gt, res)
-        for key in ("ap", "ap50", "ap75", "ar"):
-            metrics[key][mode] = round(ap[key], 3)
-        if results is None:
-            results = res
-    for res, rec in zip(results, preds.records):
-        res["file_name"] = rec.file_name
-    metrics["seconds"] = round(time.time() - t0, 2)
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
+               "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip, "decode": cfg.decode,
+               "score_mode": mode, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+    for m, s in scores.items():
+        ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))
+        for key in ("ap", "ap50", "ap75", "ar"):
+            metrics[key][m] = round(ap[key], 3)
+    if cfg.boxes is None:
+        metrics.update(trust_report(pred, scores, out if cfg.plots else None))
+    written_conf = np.where(predicted_labelled(pred), conf, 0.0) if cfg.drop_unlabelled and pred.opks is not None \
+        else conf
+    results = coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode] * box_scores)
+    for i, (res, rec) in enumerate(zip(results, pred.records)):
+        res["file_name"] = rec.file_name
+        if pred.opks is not None:
+            res["pose_quality"] = round(float(scores["opks"][i]), 4)
+            res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
+            res["visibility"] = pred.visibility_probs[i].argmax(-1).tolist()
+    metrics["seconds"] = round(time.time() - t0, 2)
     write_json_atomic(results, out / "results.json", indent=None)
     write_json_atomic(metrics, out / "metrics.json")
     return metrics

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from posecal.codec import decode, merge_flip
+from posecal.skeleton import flip_permutation
 from posecal.data.coco import PersonRecord
 from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
 from posecal.data.transforms import apply_affine, invert_affine
@@ -24,6 +25,9 @@ class Predictions:
     records: list[PersonRecord]
     keypoints: np.ndarray        # (N, K, 2) image pixels
     heatmap_scores: np.ndarray   # (N, K) heatmap peak values
+    oks: np.ndarray | None = None          # (N,) predicted pose OKS (quality heads only)
+    opks: np.ndarray | None = None         # (N, K) predicted OPKS
+    visibility_probs: np.ndarray | None = None  # (N, K, classes)
 
 
 class _SafeCrops(Dataset):
@@ -54,14 +58,18 @@ def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_
     model.eval()
     loader = DataLoader(_SafeCrops(TopDownDataset(records, input_wh)), batch_size=batch_size,
                         num_workers=num_workers)
-    kept, coords, scores = [], [], []
+    kept, coords, scores, quality = [], [], [], {"oks": [], "opks": [], "visibility_probs": []}
     for batch in tqdm(loader, desc="estimating poses", unit="batch", disable=not progress, leave=False):
         valid = batch["valid"].numpy()
         images = batch["image"].to(device)
-        hm = model(images).heatmaps.float().cpu().numpy()
+        out = model(images)
+        hm = out.heatmaps.float().cpu().numpy()
+        heads = _head_outputs(out)
         if flip:
-            hm_flip = model(torch.flip(images, dims=[3])).heatmaps.float().cpu().numpy()
-            hm = merge_flip(hm, hm_flip)
+            out_f = model(torch.flip(images, dims=[3]))
+            hm = merge_flip(hm, out_f.heatmaps.float().cpu().numpy())
+            if heads:
+                heads = _merge_flipped_heads(heads, _head_outputs(out_f))
         xy_hm, s = decode(hm, decode_method)
         xy_in = (xy_hm + 0.5) * HEATMAP_STRIDE - 0.5
         for j, idx in enumerate(batch["index"].numpy()):
@@ -71,5 +79,24 @@ def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_
             kept.append(records[idx])
             coords.append(apply_affine(xy_in[j], inv))
             scores.append(s[j])
+            for key, value in heads.items():
+                quality[key].append(value[j])
     k = model.heatmap_head.final.out_channels
-    return Predictions(kept, np.array(coords).reshape(-1, k, 2), np.array(scores).reshape(-1, k))
+    extra = {key: np.array(v) for key, v in quality.items() if v}
+    return Predictions(kept, np.array(coords).reshape(-1, k, 2), np.array(scores).reshape(-1, k), **extra)
+
+
+def _head_outputs(out) -> dict[str, np.ndarray]:
+    if out.oks is None:
+        return {}
+    return {"oks": out.oks.float().cpu().numpy(),
+            "opks": torch.sigmoid(out.opks_logits).float().cpu().numpy(),
+            "visibility_probs": torch.softmax(out.vis_logits, -1).float().cpu().numpy()}
+
+
+def _merge_flipped_heads(a: dict, b: dict) -> dict:
+    """Average head outputs of a crop and its mirror (per-keypoint outputs swapped back to left/right)."""
+    perm = flip_permutation(a["opks"].shape[1])
+    return {"oks": 0.5 * (a["oks"] + b["oks"]),
+            "opks": 0.5 * (a["opks"] + b["opks"][:, perm]),
+            "visibility_probs": 0.5 * (a["visibility_probs"] + b["visibility_probs"][:, perm])}

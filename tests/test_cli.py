@@ -72,3 +72,41 @@ def test_eval_skips_a_corrupt_image_with_a_warning(trained):
                      "--model", str(tmp_path / "run" / "best_model.pt"), "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_instances"] == 3 and metrics["num_skipped"] == 1
+
+
+def test_heads_s3_then_eval_writes_every_report_key(trained):
+    tmp_path, ann, img_dir = trained
+    cfg = tmp_path / "heads.yaml"
+    cfg.write_text(f"""
+out_dir: {tmp_path / 'heads'}
+data: {{train_annotations: {ann}, train_images: {img_dir}, val_annotations: {ann}, val_images: {img_dir}}}
+model: {{input_wh: [48, 64], head_widths: [16, 16, 8], imagenet: false, quality_heads: true, head_hidden: 16}}
+strategy: s3
+init_from: {tmp_path / 'run' / 'best_model.pt'}
+epochs: 1
+batch_size: 2
+max_steps: 2
+num_workers: 0
+""")
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    out = tmp_path / "eval_heads"
+    assert main(["eval", "--annotations", str(ann), "--images", str(img_dir), "--out", str(out),
+                 "--model", str(tmp_path / "heads" / "best_model.pt"), "--no-progress", "--drop-unlabelled"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    modes = {"heatmap", "mmpose", "oks", "opks"}
+    for key in ("ap", "ap50", "ap75", "ar", "pose_score_pearson", "pose_score_spearman"):
+        assert set(m[key]) == modes, key
+    assert m["score_mode"] == "opks"
+    assert set(m["keypoint_ece"]) == {"heatmap", "opks"} and "mean_opks_pearson" in m
+    tern = m["visibility"]["ternary"]
+    for key in ("precision", "recall", "f1", "f1_macro", "f1_weighted", "accuracy", "confusion"):
+        assert key in tern
+    assert len(tern["f1"]) == 3 and len(tern["confusion"]) == 3
+    assert set(m["visibility"]["binary"]) >= {"precision", "recall", "f1", "accuracy"}
+    assert set(m["mapk"]) >= {"all", "drop_unlabelled"} and len(m["mapk"]["all"]["per_keypoint"]) == 17
+    assert set(m["errors"]["nose"]) == {"good", "jitter", "inversion", "swap", "miss"}
+    for png in ("reliability.png", "pose_score_vs_oks.png", "visibility_confusion.png"):
+        assert (out / png).stat().st_size > 1000
+    res = json.loads((out / "results.json").read_text())
+    assert len(res[0]["keypoint_quality"]) == 17 and len(res[0]["visibility"]) == 17
+    assert res[0]["score"] == pytest.approx(res[0]["pose_quality"], abs=1e-3)

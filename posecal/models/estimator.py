@@ -7,29 +7,64 @@ import torch
 from torch import nn
 
 from posecal.models.efficientnet_lite import EfficientNetLite0, load_imagenet
-from posecal.models.heads import HeatmapHead
+from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead
 
 
 @dataclass
 class PoseOutput:
-    heatmaps: torch.Tensor          # (N, K, H/4, W/4)
-    feature: torch.Tensor           # shared pose feature F (N, C, H/4, W/4) for the quality heads
+    heatmaps: torch.Tensor                 # (N, K, H/4, W/4)
+    feature: torch.Tensor                  # shared pose feature F (N, C, H/4, W/4)
+    oks: torch.Tensor | None = None        # (N,) predicted pose OKS
+    opks_logits: torch.Tensor | None = None  # (N, K) sigmoid -> predicted OPKS per keypoint
+    vis_logits: torch.Tensor | None = None   # (N, K, classes) visibility logits
 
 
 class TopDownEstimator(nn.Module):
-    def __init__(self, backbone: nn.Module, heatmap_head: HeatmapHead):
+    """Backbone -> heatmap head; the quality heads read F plus the (detached) heatmaps.
+
+    The heatmaps tell the quality heads how peaked each keypoint's evidence is; detaching them keeps the
+    quality losses from bending the heatmaps themselves.
+    """
+
+    def __init__(self, backbone: nn.Module, heatmap_head: HeatmapHead, oks_head: OksHead | None = None,
+                 opks_head: OpksHead | None = None, visibility_head: VisibilityHead | None = None):
         super().__init__()
         self.backbone = backbone
         self.heatmap_head = heatmap_head
+        self.oks_head = oks_head
+        self.opks_head = opks_head
+        self.visibility_head = visibility_head
+
+    @property
+    def has_quality_heads(self) -> bool:
+        return self.oks_head is not None
 
     def forward(self, images: torch.Tensor) -> PoseOutput:
+        out = self.forward_pose(images)
+        return self.forward_heads(out) if self.has_quality_heads else out
+
+    def forward_pose(self, images: torch.Tensor) -> PoseOutput:
+        """Backbone and heatmap head only (the frozen part in strategy S3)."""
         heatmaps, feature = self.heatmap_head(self.backbone.forward_pyramid(images))
         return PoseOutput(heatmaps=heatmaps, feature=feature)
 
+    def forward_heads(self, out: PoseOutput) -> PoseOutput:
+        x = torch.cat([out.feature, out.heatmaps.detach()], 1)
+        out.oks = self.oks_head(x)
+        out.opks_logits = self.opks_head(x)
+        out.vis_logits = self.visibility_head(x)
+        return out
 
-def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True) -> TopDownEstimator:
+
+def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
+                    quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256
+                    ) -> TopDownEstimator:
     backbone = EfficientNetLite0()
     if imagenet:
         load_imagenet(backbone)
     head = HeatmapHead(backbone.PYRAMID_CHANNELS, tuple(head_widths), num_keypoints)
-    return TopDownEstimator(backbone, head)
+    if not quality_heads:
+        return TopDownEstimator(backbone, head)
+    c = head.feature_channels + num_keypoints
+    return TopDownEstimator(backbone, head, OksHead(c, head_hidden), OpksHead(c, num_keypoints, head_hidden),
+                            VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden))

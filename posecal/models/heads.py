@@ -62,3 +62,95 @@ class HeatmapHead(nn.Module):
         x = self.up8(x, f8)
         feature = self.up4(x, f4)
         return self.final(feature), feature
+
+
+class ChannelAttention(nn.Module):
+    """OKS-Net channel attention: global max-pool -> FC -> ReLU -> FC -> sigmoid, rescaling the channels."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(channels, channels // reduction), nn.ReLU(inplace=True),
+                                nn.Linear(channels // reduction, channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.fc(torch.amax(x, dim=(2, 3)))
+        return x * w[:, :, None, None]
+
+
+class QualityTrunk(nn.Module):
+    """Shared shape of the OKS and OPKS heads: attention, three stride-2 conv-BN-ReLU, flatten.
+
+    Pooled to a fixed 6x5 grid so the FC layers do not depend on the input size.
+    """
+
+    def __init__(self, in_channels: int, width: int = 32, grid=(6, 5)):
+        super().__init__()
+        self.attention = ChannelAttention(in_channels)
+        layers, c = [], in_channels
+        for _ in range(3):
+            layers += [nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            c = width
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.out_features = width * grid[0] * grid[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.convs(self.attention(x))).flatten(1)
+
+
+def _mlp(sizes: tuple[int, ...]) -> nn.Sequential:
+    layers = []
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
+class OksHead(nn.Module):
+    """OKS-Net: predicted OKS of the pose (one value per person; trained with hard-mined L1)."""
+
+    def __init__(self, in_channels: int, hidden: int = 256):
+        super().__init__()
+        self.trunk = QualityTrunk(in_channels)
+        self.fc = _mlp((self.trunk.out_features, hidden, hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x))[:, 0]
+
+
+class OpksHead(nn.Module):
+    """HPCVNet: predicted OPKS per keypoint; returns logits (sigmoid gives the expected OPKS)."""
+
+    def __init__(self, in_channels: int, num_keypoints: int = 17, hidden: int = 256):
+        super().__init__()
+        self.trunk = QualityTrunk(in_channels)
+        self.fc = _mlp((self.trunk.out_features, hidden, hidden, num_keypoints))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x))
+
+
+class VisibilityHead(nn.Module):
+    """Visibility metamodel: bottleneck residual block -> 1x1 conv-BN -> max-pool -> FC stack -> K x classes.
+
+    classes = 3 (not labelled / occluded / visible) or 2 (binary labelled-vs-not mode). The FC stack is
+    smaller than the paper's 4096-2048-1024 and the map is pooled to a fixed grid, for CPU speed.
+    """
+
+    def __init__(self, in_channels: int, num_keypoints: int = 17, num_classes: int = 3, width: int = 16,
+                 grid=(12, 9), hidden: int = 256):
+        super().__init__()
+        mid = max(in_channels // 2, 16)
+        self.block = nn.Sequential(
+            nn.Conv2d(in_channels, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, in_channels, 3, padding=1, bias=False), nn.BatchNorm2d(in_channels))
+        self.reduce = nn.Sequential(nn.Conv2d(in_channels, width, 1, bias=False), nn.BatchNorm2d(width),
+                                    nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.AdaptiveMaxPool2d(grid))
+        self.fc = _mlp((width * grid[0] * grid[1], hidden, hidden, num_keypoints * num_classes))
+        self.num_keypoints, self.num_classes = num_keypoints, num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(x + self.block(x))
+        return self.fc(self.reduce(x).flatten(1)).view(-1, self.num_keypoints, self.num_classes)

@@ -1,0 +1,74 @@
+"""Per-crop latency of a posecal model on real crops: batch 1, 2 threads, median over >= 50 crops.
+
+Prints the model forward time (eager and TorchScript-frozen, which folds BatchNorm into the convolutions)
+and the whole per-crop pipeline (affine crop + forward + flip forward + DARK decode).
+Usage: python bench/latency.py [--model CKPT] [--n 100]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from posecal.checkpoint import load_model
+from posecal.codec import decode, merge_flip
+from posecal.data.coco import load_coco_persons
+from posecal.data.topdown import TopDownDataset
+
+CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
+
+
+def median_ms(fn, inputs, warmup: int = 5) -> float:
+    for x in inputs[:warmup]:
+        fn(x)
+    times = []
+    for x in inputs:
+        t = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, cfg, _ = load_model(args.model)
+    records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")[: args.n]
+    ds = TopDownDataset(records, cfg.input_wh)
+    inputs = [ds[i]["image"][None] for i in range(len(ds))]
+    with torch.inference_mode():
+        eager = median_ms(lambda x: model(x).heatmaps, inputs)
+        frozen = torch.jit.freeze(torch.jit.trace(_HeatmapsOnly(model).eval(), inputs[0]))
+        jit = median_ms(frozen, inputs)
+
+        def pipeline(i):
+            x = ds[i]["image"][None]
+            hm = frozen(torch.cat([x, torch.flip(x, dims=[3])])).numpy()
+            return decode(merge_flip(hm[:1], hm[1:]))
+
+        full = median_ms(pipeline, list(range(len(ds))))
+    print(f"model {args.model or 'default'}, input {cfg.input_wh[0]}x{cfg.input_wh[1]} (w x h), "
+          f"{args.threads} threads, batch 1, median over {len(inputs)} real val crops")
+    print(f"forward, eager:               {eager:6.2f} ms/crop")
+    print(f"forward, TorchScript frozen:  {jit:6.2f} ms/crop")
+    print(f"crop + flip-test forward + DARK decode (frozen): {full:6.2f} ms/crop")
+
+
+class _HeatmapsOnly(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).heatmaps
+
+
+if __name__ == "__main__":
+    main()
