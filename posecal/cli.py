@@ -1,4 +1,4 @@
-"""Command line: `posecal train | eval`. User mistakes print one line and exit 2."""
+"""Command line: `posecal train | eval | pack`. User mistakes print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,14 @@ def _cmd_eval(args) -> None:
           f"-> {args.out}/metrics.json")
 
 
+def _cmd_pack(args) -> None:
+    from posecal.checkpoint import load_model, save_model
+
+    model, cfg, meta = load_model(args.model)
+    save_model(model, cfg, args.out, meta=meta | {"packed_from": str(args.model)}, half=not args.fp32)
+    print(f"wrote {args.out}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="posecal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +64,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
+    p.add_argument("model")
+    p.add_argument("out")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    p.set_defaults(func=_cmd_pack)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -52,6 +52,22 @@ class _SafeCrops(Dataset):
 
 
 @torch.no_grad()
+def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True,
+                decode_method: str = "dark") -> dict[str, np.ndarray]:
+    """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs."""
+    out = model(images)
+    hm = out.heatmaps.float().cpu().numpy()
+    heads = _head_outputs(out)
+    if flip:
+        out_f = model(torch.flip(images, dims=[3]))
+        hm = merge_flip(hm, out_f.heatmaps.float().cpu().numpy())
+        if heads:
+            heads = _merge_flipped_heads(heads, _head_outputs(out_f))
+    xy_hm, scores = decode(hm, decode_method)
+    return {"xy": (xy_hm + 0.5) * HEATMAP_STRIDE - 0.5, "heatmap_scores": scores, **heads}
+
+
+@torch.no_grad()
 def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_wh, flip: bool = True,
                     batch_size: int = 32, decode_method: str = "dark", num_workers: int = 0,
                     progress: bool = True, device: str = "cpu") -> Predictions:
@@ -61,26 +77,17 @@ def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_
     kept, coords, scores, quality = [], [], [], {"oks": [], "opks": [], "visibility_probs": []}
     for batch in tqdm(loader, desc="estimating poses", unit="batch", disable=not progress, leave=False):
         valid = batch["valid"].numpy()
-        images = batch["image"].to(device)
-        out = model(images)
-        hm = out.heatmaps.float().cpu().numpy()
-        heads = _head_outputs(out)
-        if flip:
-            out_f = model(torch.flip(images, dims=[3]))
-            hm = merge_flip(hm, out_f.heatmaps.float().cpu().numpy())
-            if heads:
-                heads = _merge_flipped_heads(heads, _head_outputs(out_f))
-        xy_hm, s = decode(hm, decode_method)
-        xy_in = (xy_hm + 0.5) * HEATMAP_STRIDE - 0.5
+        res = infer_crops(model, batch["image"].to(device), flip, decode_method)
         for j, idx in enumerate(batch["index"].numpy()):
             if not valid[j]:
                 continue
             inv = invert_affine(batch["matrix"][j].numpy())
             kept.append(records[idx])
-            coords.append(apply_affine(xy_in[j], inv))
-            scores.append(s[j])
-            for key, value in heads.items():
-                quality[key].append(value[j])
+            coords.append(apply_affine(res["xy"][j], inv))
+            scores.append(res["heatmap_scores"][j])
+            for key in quality:
+                if key in res:
+                    quality[key].append(res[key][j])
     k = model.heatmap_head.final.out_channels
     extra = {key: np.array(v) for key, v in quality.items() if v}
     return Predictions(kept, np.array(coords).reshape(-1, k, 2), np.array(scores).reshape(-1, k), **extra)
