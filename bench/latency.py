@@ -1,6 +1,7 @@
 """Per-crop latency of a posecal model on real crops: batch 1, 2 threads, median over >= 50 crops.
 
-Prints the model forward time (eager and TorchScript-frozen, which folds BatchNorm into the convolutions)
+Prints the model forward time with all its heads (eager and TorchScript-frozen, which folds BatchNorm
+into the convolutions)
 and the whole per-crop pipeline (affine crop + forward + flip forward + DARK decode).
 Usage: python bench/latency.py [--model CKPT] [--n 100]
 """
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from posecal.checkpoint import load_model
 from posecal.codec import decode, merge_flip
@@ -43,31 +45,38 @@ def main() -> None:
     records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")[: args.n]
     ds = TopDownDataset(records, cfg.input_wh)
     inputs = [ds[i]["image"][None] for i in range(len(ds))]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(inputs[0])
+    gflops = counter.get_total_flops() / 1e9
     with torch.inference_mode():
-        eager = median_ms(lambda x: model(x).heatmaps, inputs)
-        frozen = torch.jit.freeze(torch.jit.trace(_HeatmapsOnly(model).eval(), inputs[0]))
+        eager = median_ms(model, inputs)
+        frozen = torch.jit.freeze(torch.jit.trace(_AllOutputs(model).eval(), inputs[0]))
         jit = median_ms(frozen, inputs)
 
         def pipeline(i):
             x = ds[i]["image"][None]
-            hm = frozen(torch.cat([x, torch.flip(x, dims=[3])])).numpy()
+            hm = frozen(torch.cat([x, torch.flip(x, dims=[3])]))[0].numpy()
             return decode(merge_flip(hm[:1], hm[1:]))
 
         full = median_ms(pipeline, list(range(len(ds))))
     print(f"model {args.model or 'default'}, input {cfg.input_wh[0]}x{cfg.input_wh[1]} (w x h), "
           f"{args.threads} threads, batch 1, median over {len(inputs)} real val crops")
+    print(f"compute:                      {gflops:6.3f} GFLOPs/crop (all heads)")
     print(f"forward, eager:               {eager:6.2f} ms/crop")
     print(f"forward, TorchScript frozen:  {jit:6.2f} ms/crop")
     print(f"crop + flip-test forward + DARK decode (frozen): {full:6.2f} ms/crop")
 
 
-class _HeatmapsOnly(torch.nn.Module):
+class _AllOutputs(torch.nn.Module):
+    """Every output the model has (heads included), so tracing cannot prune the quality heads away."""
+
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, x):
-        return self.model(x).heatmaps
+        out = self.model(x)
+        return tuple(t for t in (out.heatmaps, out.oks, out.opks_logits, out.vis_logits) if t is not None)
 
 
 if __name__ == "__main__":

@@ -40,17 +40,31 @@ def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | Non
                  "state_dict": state, "meta": meta or {}}, path)
 
 
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: model file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(ckpt, dict):
+        raise PosecalInputError(f"{path}: not a posecal model file")
+    return ckpt
+
+
+def _float_state(state: dict) -> dict:
+    """fp16 shipped weights -> fp32 for CPU inference and training."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def load_state_from(model: TopDownEstimator, path) -> None:
     """Initialise from a model file; only the quality heads may be missing from it (S3 / fine-tuning)."""
     path = Path(path)
-    if not path.is_file():
-        raise PosecalInputError(f"{path}: model file not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = _read(path)
     state = ckpt.get("state_dict", ckpt.get("model"))
     if state is None:
         raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
+    result = model.load_state_dict(_float_state(state), strict=False)
     heads = ("oks_head.", "opks_head.", "visibility_head.")
     bad = [k for k in result.missing_keys if not k.startswith(heads)] + list(result.unexpected_keys)
     if bad:
@@ -58,16 +72,14 @@ def load_state_from(model: TopDownEstimator, path) -> None:
 
 
 def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:
-    """Load a model file or a training checkpoint; the shipped default model when path is None."""
+    """Load a model file (best_model.pt or a packed file); the shipped default model when path is None."""
     path = Path(path) if path is not None else DEFAULT_MODEL
-    if not path.is_file():
-        raise PosecalInputError(f"{path}: model file not found")
+    ckpt = _read(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
         mc = dict(ckpt["model_config"])
         cfg = ModelConfig(**{**mc, "input_wh": tuple(mc["input_wh"]), "head_widths": tuple(mc["head_widths"])})
         model = model_from_config(cfg, imagenet=False)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+        model.load_state_dict(_float_state(ckpt["state_dict"]))
     except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:
         raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
     return model.to(device).eval(), cfg, ckpt.get("meta", {})

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from posecal.codec import decode, merge_flip
 from posecal.skeleton import flip_permutation
 from posecal.data.coco import PersonRecord
-from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
+from posecal.data.topdown import TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
 from posecal.errors import PosecalInputError
 from posecal.models.estimator import TopDownEstimator
@@ -64,7 +64,7 @@ def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True
         if heads:
             heads = _merge_flipped_heads(heads, _head_outputs(out_f))
     xy_hm, scores = decode(hm, decode_method)
-    return {"xy": (xy_hm + 0.5) * HEATMAP_STRIDE - 0.5, "heatmap_scores": scores, **heads}
+    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **heads}
 
 
 @torch.no_grad()

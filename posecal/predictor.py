@@ -13,6 +13,7 @@ from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine, warp
 from posecal.errors import PosecalInputError
 from posecal.inference import infer_crops
+from posecal.scoring import opks_pose_score
 
 
 @dataclass
@@ -67,10 +68,8 @@ class Predictor:
                 hs = res["heatmap_scores"][j]
                 if "opks" in res:
                     probs = res["visibility_probs"][j]
-                    vis = probs.argmax(-1)
-                    lab = vis != 0
-                    quality = float(res["opks"][j][lab].mean()) if lab.any() else float(res["opks"][j].mean())
-                    people.append(PersonPose(boxes[i], xy, res["opks"][j], hs, quality, vis, probs,
+                    quality = float(opks_pose_score(res["opks"][j], probs))
+                    people.append(PersonPose(boxes[i], xy, res["opks"][j], hs, quality, probs.argmax(-1), probs,
                                              float(box_scores[i])))
                 else:
                     people.append(PersonPose(boxes[i], xy, hs, hs, float(hs.mean()), box_score=float(box_scores[i])))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from posecal.codec import decode
-from posecal.data.topdown import HEATMAP_STRIDE
+from posecal.data.topdown import heatmap_to_input
 from posecal.metrics.oks import opks
 
 
@@ -25,7 +25,7 @@ class QualityTargets:
 
 def heatmaps_to_input_xy(heatmaps: np.ndarray, method: str = "dark") -> np.ndarray:
     xy_hm, _ = decode(heatmaps, method)
-    return (xy_hm + 0.5) * HEATMAP_STRIDE - 0.5
+    return heatmap_to_input(xy_hm)
 
 
 def online_targets(heatmaps: np.ndarray, gt_keypoints: torch.Tensor, area: torch.Tensor,

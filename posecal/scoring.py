@@ -14,19 +14,26 @@ def predicted_labelled(pred: Predictions) -> np.ndarray:
     return pred.visibility_probs.argmax(-1) != NOT_LABELLED
 
 
+def opks_pose_score(opks: np.ndarray, visibility_probs: np.ndarray) -> np.ndarray:
+    """Mean predicted OPKS over keypoints predicted labelled (all keypoints when none is), shape (..., K) -> (...).
+
+    The expected OKS, since OKS counts only labelled keypoints.
+    """
+    lab = visibility_probs.argmax(-1) != NOT_LABELLED
+    lab = np.where(lab.any(-1, keepdims=True), lab, True)
+    return (opks * lab).sum(-1) / lab.sum(-1)
+
+
 def pose_scores(pred: Predictions) -> dict[str, np.ndarray]:
     """`heatmap` mean peak; `mmpose` mean of peaks > 0.2; with heads: `oks` (OKS head) and `opks`
-    (mean predicted OPKS over keypoints predicted labelled: the expected OKS, since OKS counts only
-    labelled keypoints; all keypoints when none is predicted labelled)."""
+    (see opks_pose_score)."""
     hs = pred.heatmap_scores
     above = hs > MMPOSE_THRESHOLD
     modes = {"heatmap": hs.mean(1),
              "mmpose": np.where(above.any(1), (hs * above).sum(1) / np.maximum(above.sum(1), 1), 0.0)}
     if pred.oks is not None:
         modes["oks"] = np.clip(pred.oks, 0.0, 1.0)
-        lab = predicted_labelled(pred)
-        lab = np.where(lab.any(1, keepdims=True), lab, True)
-        modes["opks"] = (pred.opks * lab).sum(1) / lab.sum(1)
+        modes["opks"] = opks_pose_score(pred.opks, pred.visibility_probs)
     return modes
 
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from posecal.metrics.calibration import ece, reliability_bins  # noqa: E402
+from posecal.metrics.calibration import ece, pearson, reliability_bins  # noqa: E402
 
 
 def _save(fig, path) -> None:
@@ -50,7 +50,7 @@ def score_scatter(scores: dict[str, np.ndarray], gt_oks: np.ndarray, path) -> No
     for ax, (name, s) in zip(axes[0], scores.items()):
         ax.scatter(gt_oks, s, s=4, alpha=0.4)
         ax.plot([0, 1], [0, 1], "k--", lw=1)
-        r = np.corrcoef(gt_oks, s)[0, 1] if np.std(s) > 0 else float("nan")
+        r = pearson(s, gt_oks)
         ax.set_title(f"{name}  r={r:.3f}", fontsize=9)
         ax.set_xlabel("GT OKS")
         ax.set_xlim(0, 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -26,7 +26,6 @@ class PersonRecord:
     ann_id: int = -1
     score: float = 1.0               # detector score (1 for GT boxes)
     file_name: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def read_json(path) -> object:

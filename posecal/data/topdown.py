@@ -16,6 +16,15 @@ _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
 _STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
 
 
+def input_to_heatmap(xy: np.ndarray) -> np.ndarray:
+    """Input-crop pixels -> heatmap pixels (pixel edges align at both resolutions)."""
+    return (np.asarray(xy) + 0.5) / HEATMAP_STRIDE - 0.5
+
+
+def heatmap_to_input(xy: np.ndarray) -> np.ndarray:
+    return (np.asarray(xy) + 0.5) * HEATMAP_STRIDE - 0.5
+
+
 def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
     """BGR uint8 crop -> normalised RGB float tensor (3, H, W)."""
     rgb = crop_bgr[:, :, ::-1].astype(np.float32)
@@ -66,7 +75,7 @@ class TopDownDataset(Dataset):
             kp_in = flip_keypoints(kp_in, self.input_wh[0])
             # Mirroring is part of the image->input map: x' = W-1-x.
             m = np.array([[-1.0, 0, self.input_wh[0] - 1], [0, 1, 0]]) @ np.vstack([m, [0, 0, 1]])
-        kp_hm = (kp_in[:, :2] + 0.5) / HEATMAP_STRIDE - 0.5
+        kp_hm = input_to_heatmap(kp_in[:, :2])
         heatmaps, weight = encode(kp_hm, kp_in[:, 2], self.hm_wh, self.sigma)
         return {
             "image": to_tensor(np.ascontiguousarray(crop)),
