@@ -1,30 +1,20 @@
 """Checkpoints: written atomically (temp file + rename) so a crash never leaves a half file."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from posecal.config import ModelConfig
 from posecal.errors import PosecalInputError
+from posecal.io import write_atomic
 from posecal.models.estimator import TopDownEstimator, build_estimator
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "posecal_default.pt"
 
 
 def atomic_save(obj, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDownEstimator:

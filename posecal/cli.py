@@ -1,4 +1,4 @@
-"""Command line: `posecal train | eval | pack`. User mistakes print one line and exit 2."""
+"""Command line: `posecal demo | predict | export | eval | train | pack`. User mistakes print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -39,9 +39,77 @@ def _cmd_pack(args) -> None:
     print(f"wrote {args.out}")
 
 
+def _cmd_predict(args) -> None:
+    from posecal.predict import PredictConfig, run_predict
+
+    s = run_predict(PredictConfig(
+        inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
+        detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
+        nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
+        every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
+        flip=not args.no_flip, threads=args.threads, progress=not args.no_progress))
+    skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
+    print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
+          + (f", overlays in {args.render}/" if args.render else "") + skipped)
+
+
+def _cmd_demo(args) -> None:
+    from posecal.demo import run_demo
+
+    run_demo(args.out, model=args.model)
+
+
+def _cmd_export(args) -> None:
+    import torch
+
+    from posecal.checkpoint import load_model
+    from posecal.export import export_onnx
+
+    model, cfg, _ = load_model(args.model)
+    w, h = cfg.input_wh
+    check = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0)) * 4 - 2
+    diffs = export_onnx(model, cfg, args.out, check_inputs=check)
+    worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+    print(f"wrote {args.out} (dynamic batch); onnxruntime vs PyTorch max abs difference: {worst}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="posecal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
+    p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("predict", help="poses with pose quality, keypoint quality and visibility on images, "
+                                       "folders or videos")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
+    p.add_argument("--out", default="predictions.json", help="COCO keypoint results JSON (default: predictions.json)")
+    p.add_argument("--render", metavar="DIR", help="write overlay images here")
+    p.add_argument("--show-all", action="store_true", help="overlays: draw keypoints predicted absent, faintly")
+    p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
+    p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
+    p.add_argument("--detector", metavar="MODEL.onnx", help="YOLOX-style ONNX person detector (else: whole image)")
+    p.add_argument("--detector-threshold", type=float, default=0.3)
+    p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
+                   help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
+    p.add_argument("--nms-threshold", type=float, default=0.9)
+    p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
+                   help="the results' score (default: opks, the calibrated mean keypoint quality)")
+    p.add_argument("--every", type=int, default=1, help="videos: use every N-th frame")
+    p.add_argument("--batch-size", type=int, default=16, help="person crops per forward pass")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting)")
+    p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
+    p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
+    p.set_defaults(func=_cmd_export)
     p = sub.add_parser("train", help="train a pose model from a YAML config")
     p.add_argument("config")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from posecal.codec import decode, merge_flip
-from posecal.skeleton import flip_permutation
+from posecal.skeleton import NUM_KEYPOINTS, flip_permutation
 from posecal.data.coco import PersonRecord
 from posecal.data.topdown import TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
@@ -88,7 +88,7 @@ def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_
             for key in quality:
                 if key in res:
                     quality[key].append(res[key][j])
-    k = model.heatmap_head.final.out_channels
+    k = NUM_KEYPOINTS
     extra = {key: np.array(v) for key, v in quality.items() if v}
     return Predictions(kept, np.array(coords).reshape(-1, k, 2), np.array(scores).reshape(-1, k), **extra)
 

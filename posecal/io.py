@@ -1,20 +1,38 @@
-"""Atomic output files: written to a temp file in the same folder, then renamed over the target."""
+"""Atomic output files: written to a temp file in the same folder, then renamed over the target,
+so a crash mid-write never leaves a half file and never destroys the previous version."""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
-def write_json_atomic(obj, path, indent: int | None = 1) -> None:
+def write_atomic(path, write: Callable[[object], None], mode: str = "wb") -> None:
+    """Call write(file) on a temp file next to `path`, then rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(obj, path, indent: int | None = 1) -> None:
+    write_atomic(path, lambda f: json.dump(obj, f, indent=indent), mode="w")
+
+
+def write_bytes_atomic(path, data: bytes) -> None:
+    write_atomic(path, lambda f: f.write(data))

@@ -1,7 +1,7 @@
 """Python API: `Predictor()(image, boxes)` -> typed per-person results with numpy arrays."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,9 @@ from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine, warp
 from posecal.errors import PosecalInputError
 from posecal.inference import infer_crops
-from posecal.scoring import opks_pose_score
+from posecal.scoring import pose_scores_of
+
+BACKENDS = ("torch", "onnx")
 
 
 @dataclass
@@ -28,60 +30,104 @@ class PersonPose:
     visibility: np.ndarray | None = None        # (K,) 0 not labelled / 1 occluded / 2 visible
     visibility_probs: np.ndarray | None = None  # (K, 3)
     box_score: float = 1.0
+    scores: dict[str, float] = field(default_factory=dict)  # every pose-score mode (scoring.SCORE_MODES)
 
 
 class Predictor:
-    """Top-down pose estimation with calibrated quality. Images are RGB numpy arrays or file paths."""
+    """Top-down pose estimation with calibrated quality. Images are RGB numpy arrays or file paths.
 
-    def __init__(self, model_path=None, device: str = "cpu", flip: bool = True, batch_size: int = 16):
-        self.model, self.config, self.meta = load_model(model_path, device=device)
-        self.device, self.flip, self.batch_size = device, flip, batch_size
+    backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
+    `posecal export`, or a posecal model file, which is exported in memory first.
+    """
+
+    def __init__(self, model_path=None, device: str = "cpu", flip: bool = True, batch_size: int = 16,
+                 backend: str = "torch", threads: int | None = None):
+        if backend not in BACKENDS:
+            raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if device not in ("cpu", "cuda"):
+            raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
+        if threads:
+            torch.set_num_threads(threads)
+        if backend == "onnx":
+            from posecal.export import OnnxEstimator, onnx_bytes
+
+            if model_path is not None and str(model_path).endswith(".onnx"):
+                self.model = OnnxEstimator(model_path, threads=threads or torch.get_num_threads(), device=device)
+                self.config, self.meta = self.model.config, {}
+            else:
+                model, self.config, self.meta = load_model(model_path)
+                self.model = OnnxEstimator(onnx_bytes(model, self.config), threads=threads or torch.get_num_threads(),
+                                           source=str(model_path or "default model"), device=device)
+            device = "cpu"  # inputs go to onnxruntime as numpy
+        else:
+            self.model, self.config, self.meta = load_model(model_path, device=device)
+        self.device, self.flip, self.batch_size, self.backend = device, flip, batch_size, backend
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **kwargs) -> "Predictor":
         return cls(path, device=device, **kwargs)
 
     def __call__(self, image, boxes=None, box_scores=None) -> list[PersonPose]:
-        bgr = read_image(image) if isinstance(image, (str, Path)) else _rgb_to_bgr(image)
-        h, w = bgr.shape[:2]
-        boxes = np.array([[0, 0, w, h]], float) if boxes is None else np.asarray(boxes, float).reshape(-1, 4)
-        box_scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, float)
-        if len(boxes) == 0:
-            return []
-        aspect = self.config.input_wh[0] / self.config.input_wh[1]
-        crops, mats = [], []
-        for box in boxes:
-            try:
-                center, size = box_to_center_scale(box, aspect)
-            except ValueError as e:
-                raise PosecalInputError(f"box {box.tolist()}: {e}") from None
-            m = crop_matrix(center, size, 0.0, self.config.input_wh)
-            crops.append(to_tensor(warp(bgr, m, self.config.input_wh)))
-            mats.append(m)
-        people = []
+        return self.predict_many([(image, boxes, box_scores)])[0]
+
+    def predict_many(self, items, bgr: bool = False) -> list[list[PersonPose]]:
+        """[(image, boxes or None, box_scores or None), ...] -> people per image; crops of all images are
+        batched together, which is what makes folders of one-person photos fast. bgr=True: arrays are
+        OpenCV's BGR uint8 already."""
+        crops, owners = [], []
+        for n, (image, boxes, box_scores) in enumerate(items):
+            if isinstance(image, (str, Path)):
+                image = read_image(image)
+            elif not bgr:
+                image = bgr_from_array(image)
+            h, w = image.shape[:2]
+            boxes = np.array([[0, 0, w, h]], float) if boxes is None else np.asarray(boxes, float).reshape(-1, 4)
+            box_scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, float).reshape(-1)
+            for box, box_score in zip(boxes, box_scores):
+                tensor, matrix = self._crop(image, box)
+                crops.append(tensor)
+                owners.append((n, box, float(box_score), matrix))
+        people: list[list[PersonPose]] = [[] for _ in items]
         for start in range(0, len(crops), self.batch_size):
             batch = torch.stack(crops[start:start + self.batch_size]).to(self.device)
             res = infer_crops(self.model, batch, self.flip)
             for j in range(len(batch)):
-                i = start + j
-                xy = apply_affine(res["xy"][j], invert_affine(mats[i]))
-                hs = res["heatmap_scores"][j]
-                if "opks" in res:
-                    probs = res["visibility_probs"][j]
-                    quality = float(opks_pose_score(res["opks"][j], probs))
-                    people.append(PersonPose(boxes[i], xy, res["opks"][j], hs, quality, probs.argmax(-1), probs,
-                                             float(box_scores[i])))
-                else:
-                    people.append(PersonPose(boxes[i], xy, hs, hs, float(hs.mean()), box_score=float(box_scores[i])))
+                n, box, box_score, matrix = owners[start + j]
+                people[n].append(self._person(res, j, box, box_score, matrix))
         return people
 
+    def _crop(self, bgr: np.ndarray, box: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        aspect = self.config.input_wh[0] / self.config.input_wh[1]
+        try:
+            center, size = box_to_center_scale(box, aspect)
+        except ValueError as e:
+            raise PosecalInputError(f"box {box.tolist()}: {e}") from None
+        m = crop_matrix(center, size, 0.0, self.config.input_wh)
+        return to_tensor(warp(bgr, m, self.config.input_wh)), m
 
-def _rgb_to_bgr(image) -> np.ndarray:
+    @staticmethod
+    def _person(res: dict, j: int, box, box_score: float, matrix) -> PersonPose:
+        xy = apply_affine(res["xy"][j], invert_affine(matrix))
+        hs = res["heatmap_scores"][j]
+        if "opks" not in res:
+            scores = {k: float(v) for k, v in pose_scores_of(hs).items()}
+            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
+        probs = res["visibility_probs"][j]
+        scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
+        return PersonPose(box, xy, res["opks"][j], hs, scores["opks"], probs.argmax(-1), probs, box_score, scores)
+
+
+def bgr_from_array(image) -> np.ndarray:
+    """RGB(A) or gray numpy image (uint8, or float in [0, 1], or 16-bit) -> BGR uint8."""
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, -1)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
         raise PosecalInputError(f"image array must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
+    if arr.dtype == np.uint16:
+        arr = (arr / 257).astype(np.uint8)
+    elif arr.dtype != np.uint8:
         arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr[:, :, 2::-1])

@@ -24,16 +24,23 @@ def opks_pose_score(opks: np.ndarray, visibility_probs: np.ndarray) -> np.ndarra
     return (opks * lab).sum(-1) / lab.sum(-1)
 
 
+SCORE_MODES = ("heatmap", "mmpose", "oks", "opks")
+
+
 def pose_scores(pred: Predictions) -> dict[str, np.ndarray]:
+    return pose_scores_of(pred.heatmap_scores, pred.oks, pred.opks, pred.visibility_probs)
+
+
+def pose_scores_of(heatmap_scores: np.ndarray, oks=None, opks=None, visibility_probs=None) -> dict[str, np.ndarray]:
     """`heatmap` mean peak; `mmpose` mean of peaks > 0.2; with heads: `oks` (OKS head) and `opks`
-    (see opks_pose_score)."""
-    hs = pred.heatmap_scores
+    (see opks_pose_score). Arrays (..., K) -> (...)."""
+    hs = heatmap_scores
     above = hs > MMPOSE_THRESHOLD
-    modes = {"heatmap": hs.mean(1),
-             "mmpose": np.where(above.any(1), (hs * above).sum(1) / np.maximum(above.sum(1), 1), 0.0)}
-    if pred.oks is not None:
-        modes["oks"] = np.clip(pred.oks, 0.0, 1.0)
-        modes["opks"] = opks_pose_score(pred.opks, pred.visibility_probs)
+    modes = {"heatmap": hs.mean(-1),
+             "mmpose": np.where(above.any(-1), (hs * above).sum(-1) / np.maximum(above.sum(-1), 1), 0.0)}
+    if oks is not None:
+        modes["oks"] = np.clip(oks, 0.0, 1.0)
+        modes["opks"] = opks_pose_score(opks, visibility_probs)
     return modes
 
 

@@ -133,8 +133,11 @@ def test_read_image_converts_formats(tmp_path):
     img = read_image(tmp_path / "d.png")
     assert img.dtype == np.uint8 and img.max() == 255
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    with pytest.raises(PosecalInputError, match="bad.jpg: cannot decode image"):
+    with pytest.raises(PosecalInputError, match="bad.jpg: truncated JPEG"):
         read_image(tmp_path / "bad.jpg")
+    (tmp_path / "bad2.jpg").write_bytes(b"\xff\xd8\xff\xe0 garbage \xff\xd9")
+    with pytest.raises(PosecalInputError, match="bad2.jpg: cannot decode image"):
+        read_image(tmp_path / "bad2.jpg")
     with pytest.raises(PosecalInputError, match="image not found"):
         read_image(tmp_path / "missing.jpg")
 

@@ -131,9 +131,13 @@ def read_image(path) -> np.ndarray:
     path = str(path)
     if not os.path.isfile(path):
         raise PosecalInputError(f"{path}: image not found")
+    if not _jpeg_complete(path):
+        # OpenCV decodes a cut-off JPEG into a half-grey picture without failing; poses on it are garbage.
+        raise PosecalInputError(f"{path}: truncated JPEG (file ends before the end-of-image marker)")
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise PosecalInputError(f"{path}: cannot decode image (corrupt or unsupported format)")
+        raise PosecalInputError(f"{path}: cannot decode image (corrupt, unsupported format, "
+                                f"or over OpenCV's {2**30:,}-pixel limit)")
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
@@ -145,6 +149,16 @@ def read_image(path) -> np.ndarray:
     elif img.shape[2] == 1:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     return img
+
+
+def _jpeg_complete(path: str) -> bool:
+    """False for a JPEG (starts FF D8) without the EOI marker FF D9 near its end (some writers pad after it)."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return True
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64))
+        return b"\xff\xd9" in f.read()
 
 
 def area_scale(matrix: np.ndarray) -> float:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from posecal.models.efficientnet_lite import EfficientNetLite0, load_imagenet
-from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead
+from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 
 
 @dataclass
@@ -23,7 +23,9 @@ class TopDownEstimator(nn.Module):
     """Backbone -> heatmap head; the quality heads read F plus the (detached) heatmaps.
 
     The heatmaps tell the quality heads how peaked each keypoint's evidence is; detaching them keeps the
-    quality losses from bending the heatmaps themselves.
+    quality losses from bending the heatmaps themselves. The heads run at stride 8 (2x2 max-pool of the
+    stride-4 map), which keeps their cost a few percent of the pose network's, and also get each keypoint's
+    heatmap peak and spread computed at full resolution.
     """
 
     def __init__(self, backbone: nn.Module, heatmap_head: HeatmapHead, oks_head: OksHead | None = None,
@@ -49,10 +51,12 @@ class TopDownEstimator(nn.Module):
         return PoseOutput(heatmaps=heatmaps, feature=feature)
 
     def forward_heads(self, out: PoseOutput) -> PoseOutput:
-        x = torch.cat([out.feature, out.heatmaps.detach()], 1)
-        out.oks = self.oks_head(x)
-        out.opks_logits = self.opks_head(x)
-        out.vis_logits = self.visibility_head(x)
+        heatmaps = out.heatmaps.detach()
+        x = torch.nn.functional.max_pool2d(torch.cat([out.feature, heatmaps], 1), 2)
+        stats = heatmap_statistics(heatmaps)
+        out.oks = self.oks_head(x, stats)
+        out.opks_logits = self.opks_head(x, stats)
+        out.vis_logits = self.visibility_head(x, stats)
         return out
 
 
@@ -65,6 +69,7 @@ def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagene
     head = HeatmapHead(backbone.PYRAMID_CHANNELS, tuple(head_widths), num_keypoints)
     if not quality_heads:
         return TopDownEstimator(backbone, head)
-    c = head.feature_channels + num_keypoints
-    return TopDownEstimator(backbone, head, OksHead(c, head_hidden), OpksHead(c, num_keypoints, head_hidden),
-                            VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden))
+    c, s = head.feature_channels + num_keypoints, 2 * num_keypoints
+    return TopDownEstimator(backbone, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
+                            VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden,
+                                           stats_features=s))

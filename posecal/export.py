@@ -1,0 +1,124 @@
+"""ONNX export of a posecal model (all heads, dynamic batch) and an onnxruntime-backed stand-in for it.
+
+The exported graph takes (N, 3, H, W) normalised crops and returns heatmaps, oks, opks_logits and
+vis_logits, the same tensors as `TopDownEstimator`; the model config travels in the ONNX metadata, so an
+.onnx file is a self-contained posecal model.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from posecal.config import ModelConfig
+from posecal.errors import PosecalInputError
+from posecal.io import write_bytes_atomic
+from posecal.models.estimator import PoseOutput, TopDownEstimator
+
+OUTPUTS = ("heatmaps", "oks", "opks_logits", "vis_logits")
+CONFIG_KEY = "posecal_model_config"
+
+
+class _Outputs(nn.Module):
+    """Tuple outputs for tracing (PoseOutput is a dataclass, which exporters do not return)."""
+
+    def __init__(self, model: TopDownEstimator):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        out = self.model(images)
+        if out.oks is None:
+            return (out.heatmaps,)
+        return out.heatmaps, out.oks, out.opks_logits, out.vis_logits
+
+
+def require(module: str):
+    """Import an optional dependency, or say in one line how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise PosecalInputError(f"this needs the optional package '{module}': pip install 'posecal[onnx]'") from None
+
+
+def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig) -> bytes:
+    """Serialised ONNX model (dynamic batch) with the model config in its metadata."""
+    onnx = require("onnx")
+    require("onnxscript")  # torch.onnx's exporter
+
+    model = model.float().eval()
+    w, h = cfg.input_wh
+    names = list(OUTPUTS if model.has_quality_heads else OUTPUTS[:1])
+    buf = io.BytesIO()
+    # The exporter narrates every step on stdout/logging; a user needs only the result.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(_Outputs(model), (torch.zeros(2, 3, h, w),), None, input_names=["images"],
+                                    output_names=names, dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+                                    dynamo=True, verbose=False)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CONFIG_KEY, json.dumps(vars(cfg) | {"input_wh": list(cfg.input_wh),
+                                                                  "head_widths": list(cfg.head_widths)})
+    onnx.save_model(proto, buf)
+    return buf.getvalue()
+
+
+def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None) -> dict:
+    """Write the .onnx file atomically; with check_inputs, return the max abs difference per output
+    between onnxruntime and PyTorch on them."""
+    data = onnx_bytes(model, cfg)
+    write_bytes_atomic(Path(path), data)
+    if check_inputs is None:
+        return {}
+    session = OnnxEstimator(data, source=str(path))
+    with torch.no_grad():
+        ref = _Outputs(model.float().eval())(check_inputs)
+    got = session.run(check_inputs)
+    return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(OUTPUTS, got, ref)}
+
+
+class OnnxEstimator:
+    """Runs an exported posecal model with onnxruntime; called like TopDownEstimator (returns PoseOutput)."""
+
+    def __init__(self, model, threads: int = 2, source: str | None = None, device: str = "cpu"):
+        ort = require("onnxruntime")
+        name = source or (str(model) if isinstance(model, (str, Path)) else "ONNX model")
+        if isinstance(model, (str, Path)) and not Path(model).is_file():
+            raise PosecalInputError(f"{model}: model file not found")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                                providers=providers)
+            meta = json.loads(self.session.get_modelmeta().custom_metadata_map[CONFIG_KEY])
+        except KeyError:
+            raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable files
+            raise PosecalInputError(f"{name}: not a readable ONNX model ({str(e).splitlines()[0][:120]})") from None
+        self.config = ModelConfig(**{**meta, "input_wh": tuple(meta["input_wh"]),
+                                     "head_widths": tuple(meta["head_widths"])})
+        self.has_quality_heads = len(self.session.get_outputs()) == len(OUTPUTS)
+
+    def run(self, images: torch.Tensor) -> list[np.ndarray]:
+        return self.session.run(None, {"images": images.detach().cpu().float().numpy()})
+
+    def __call__(self, images: torch.Tensor) -> PoseOutput:
+        outs = [torch.from_numpy(o) for o in self.run(images)]
+        if not self.has_quality_heads:
+            return PoseOutput(heatmaps=outs[0], feature=None)
+        return PoseOutput(heatmaps=outs[0], feature=None, oks=outs[1], opks_logits=outs[2], vis_logits=outs[3])
+
+    def eval(self) -> "OnnxEstimator":
+        return self

@@ -1,0 +1,65 @@
+"""Pose NMS on predicted keypoints, run after pose estimation.
+
+Overlapping detector boxes on one person give near-identical poses; box IoU cannot tell them from two
+people standing close together, but keypoint similarity can. Similarity of two predicted poses is the
+COCO OKS with the higher-scoring (kept) pose as reference: mean over all K keypoints of
+exp(-d^2 / (2 * area * (2 sigma)^2)), area = the reference pose's area (`posecal.metrics.oks.opks`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from posecal.metrics.oks import opks
+
+
+def _inputs(keypoints, scores, areas):
+    kpts = np.asarray(keypoints, dtype=np.float64)[..., :2]  # (N, K, 3) with scores is accepted too
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    areas = np.asarray(areas, dtype=np.float64).reshape(-1)
+    if len(scores) and (kpts.ndim != 3 or not len(kpts) == len(scores) == len(areas)):
+        raise ValueError(f"keypoints {kpts.shape}, scores {scores.shape} and areas {areas.shape} do not match")
+    return kpts, scores, areas
+
+
+def _oks_to(kpts: np.ndarray, ref: int, others: np.ndarray, area: float) -> np.ndarray:
+    """OKS (len(others),) of poses `others` against pose `ref`, with the reference's area."""
+    return opks(kpts[others], kpts[ref], area).mean(-1)
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """Greedy pose NMS: indices of kept poses, best score first. A pose is dropped when its OKS with an
+    already kept, higher-scoring pose is > threshold (ties in score keep the lower index)."""
+    kpts, scores, areas = _inputs(keypoints, scores, areas)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while len(order):
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        order = rest[_oks_to(kpts, i, rest, areas[i]) <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.3,
+                 sigma: float = 0.5, min_score: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Soft pose NMS (Gaussian decay, after Bodla et al.'s Soft-NMS): instead of deleting a duplicate, lower
+    its score so a wrongly suppressed person can still count at a lower rank.
+
+    Repeatedly take the highest (current) score; every remaining pose whose OKS with it is > threshold has
+    its score multiplied by exp(-OKS^2 / sigma) (an exact duplicate, OKS = 1, keeps exp(-1/sigma), 0.135
+    for sigma = 0.5); poses at OKS <= threshold, e.g. other people, keep their score unchanged. Poses whose
+    score falls below min_score are dropped. Returns (kept indices, their new scores), in the order
+    taken, which is descending new score.
+    """
+    kpts, scores, areas = _inputs(keypoints, scores, areas)
+    new = scores.copy()
+    left = np.flatnonzero(new >= min_score)
+    keep, kept_scores = [], []
+    while len(left):
+        j = left[np.argmax(new[left])]  # first of equal scores: the lower index
+        keep.append(j)
+        kept_scores.append(new[j])
+        left = left[left != j]
+        overlap = _oks_to(kpts, j, left, areas[j])
+        new[left] *= np.where(overlap > threshold, np.exp(-overlap ** 2 / sigma), 1.0)
+        left = left[new[left] >= min_score]
+    return np.asarray(keep, dtype=np.int64), np.asarray(kept_scores, dtype=np.float64)

@@ -1,0 +1,215 @@
+"""`posecal predict`: poses with calibrated quality on images, folders and videos -> COCO keypoint results.
+
+Boxes come from, in order of preference: a boxes file, an ONNX person detector (then OKS-NMS on the poses),
+or the whole image. Every problem with one file or box is one line on stderr and the run goes on; the
+results file and the overlays are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from posecal.boxes import BoxFile, check_boxes
+from posecal.errors import PosecalInputError
+from posecal.io import write_bytes_atomic, write_json_atomic
+from posecal.predictor import PersonPose, Predictor
+from posecal.scoring import SCORE_MODES
+from posecal.sources import Frame, Problem, collect, iter_frames
+
+NMS_MODES = ("oks", "soft", "none")
+
+
+@dataclass
+class PredictConfig:
+    inputs: list[str]
+    out: str = "predictions.json"
+    model: str | None = None
+    boxes: str | None = None             # boxes file (COCO detection results or per-image JSON)
+    annotations: str | None = None       # COCO file whose image ids the results should carry
+    detector: str | None = None          # YOLOX-style ONNX person detector
+    detector_threshold: float = 0.3
+    nms: str = "oks"                     # pose NMS after estimation, detector boxes only
+    nms_threshold: float = 0.9
+    score_mode: str | None = None        # default: opks with quality heads, else heatmap
+    render: str | None = None            # folder for overlay images
+    show_all: bool = False
+    every: int = 1                       # videos: every N-th frame
+    batch_size: int = 16
+    device: str = "cpu"
+    backend: str = "torch"
+    flip: bool = True
+    threads: int = 2
+    progress: bool = True
+
+
+@dataclass
+class PredictSummary:
+    frames: int
+    persons: int
+    problems: int
+    seconds: float
+    people: dict[str, list[PersonPose]]   # by frame name (kept small: only filled when asked)
+
+
+def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> PredictSummary:
+    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    _check(cfg)
+    t0 = time.time()
+    image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
+    box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}) if cfg.boxes else None
+    detector = None
+    if cfg.detector and not box_file:
+        from posecal.detector import PersonDetector
+
+        detector = PersonDetector(cfg.detector, score_threshold=cfg.detector_threshold, threads=cfg.threads)
+    predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
+                          backend=cfg.backend, threads=cfg.threads)
+    heads = bool(predictor.config.quality_heads)
+    cfg.score_mode = cfg.score_mode or ("opks" if heads else "heatmap")
+    if cfg.score_mode not in ("heatmap", "mmpose") and not heads:
+        raise PosecalInputError(f"score mode '{cfg.score_mode}' needs a model with quality heads")
+
+    files, problems = collect(cfg.inputs)
+    for p in problems:
+        log(p.message)
+    if not files:
+        raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
+    results, kept_people, pending, n_frames, n_problems = [], {}, [], 0, len(problems)
+    next_id = max(image_ids.values(), default=0) + 1
+
+    def flush():
+        people = predictor.predict_many([(f.bgr, b, s) for f, b, s, _ in pending], bgr=True)
+        for (frame, _, _, from_detector), persons in zip(pending, people):
+            if from_detector and len(persons) > 1:
+                persons = _pose_nms(persons, cfg)
+            results.extend(_entries(frame, persons, image_ids, frame_ids[frame.name], cfg.score_mode))
+            if cfg.render:
+                _render(frame, persons, cfg)
+            if keep_people:
+                kept_people[frame.name] = persons
+        pending.clear()
+
+    frame_ids: dict[str, int] = {}
+    bar = tqdm(iter_frames(files, cfg.every), desc="predicting", unit="img", disable=not cfg.progress)
+    for item in bar:
+        if isinstance(item, Problem):
+            log(item.message)
+            n_problems += 1
+            continue
+        n_frames += 1
+        if item.name not in image_ids and Path(item.name).name not in image_ids:
+            frame_ids[item.name], next_id = next_id, next_id + 1
+        else:
+            frame_ids[item.name] = image_ids.get(item.name, image_ids.get(Path(item.name).name))
+        boxes, scores, from_detector, messages = _boxes_for(item, box_file, detector)
+        for m in messages:
+            log(m)
+        if len(boxes):
+            pending.append((item, boxes, scores, from_detector))
+        elif cfg.render:
+            _render(item, [], cfg)
+        if sum(len(b) for _, b, _, _ in pending) >= cfg.batch_size:
+            flush()
+    if pending:
+        flush()
+    if n_frames == 0:
+        raise PosecalInputError("no input could be read (see the messages above); nothing written")
+    write_json_atomic(results, cfg.out, indent=None)
+    return PredictSummary(n_frames, len(results), n_problems, time.time() - t0, kept_people)
+
+
+def _check(cfg: PredictConfig) -> None:
+    if cfg.score_mode is not None and cfg.score_mode not in SCORE_MODES:
+        raise PosecalInputError(f"--score-mode must be one of {SCORE_MODES}, got {cfg.score_mode!r}")
+    if cfg.nms not in NMS_MODES:
+        raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
+    if cfg.batch_size < 1:
+        raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if Path(cfg.out).is_dir():
+        raise PosecalInputError(f"{cfg.out}: --out must be a file name, not a folder")
+
+
+def _image_ids(path) -> dict[str, int]:
+    path = Path(path)
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: annotation file not found")
+    try:
+        images = json.loads(path.read_text(encoding="utf-8"))["images"]
+        return {str(im["file_name"]): int(im["id"]) for im in images}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise PosecalInputError(f"{path}: not a COCO annotation file with an 'images' list ({e})") from None
+
+
+def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.ndarray, np.ndarray, bool, list[str]]:
+    h, w = frame.bgr.shape[:2]
+    if box_file is not None:
+        found = box_file.get(frame.name)
+        if found is None:
+            return np.zeros((0, 4)), np.zeros(0), False, [f"{frame.name}: no boxes for it in {box_file.path}"]
+        boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}")
+        return boxes, scores, False, messages
+    if detector is not None:
+        boxes, scores = detector(frame.bgr)
+        if len(boxes) == 0:
+            return boxes, scores, True, [f"{frame.name}: the detector found nobody"]
+        return boxes, scores, True, []
+    return np.array([[0.0, 0.0, w, h]]), np.ones(1), False, []
+
+
+def _pose_nms(persons: list[PersonPose], cfg: PredictConfig) -> list[PersonPose]:
+    from posecal.nms import oks_nms, soft_oks_nms
+
+    if cfg.nms == "none":
+        return persons
+    kps = np.stack([p.keypoints for p in persons])
+    scores = np.array([p.scores[cfg.score_mode] for p in persons])
+    areas = np.array([p.box[2] * p.box[3] for p in persons])
+    if cfg.nms == "oks":
+        return [persons[i] for i in oks_nms(kps, scores, areas, cfg.nms_threshold)]
+    keep, new_scores = soft_oks_nms(kps, scores, areas)
+    out = []
+    for i, s in zip(keep, new_scores):
+        persons[i].scores[cfg.score_mode] = float(s)
+        out.append(persons[i])
+    return out
+
+
+def _entries(frame: Frame, persons: list[PersonPose], image_ids: dict, image_id: int, mode: str) -> list[dict]:
+    """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields."""
+    r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
+    out = []
+    for p in persons:
+        kp = np.concatenate([p.keypoints, p.keypoint_quality[:, None]], 1)
+        entry = {"image_id": image_id, "file_name": frame.name, "category_id": 1, "keypoints": r(kp.reshape(-1)),
+                 "score": round(float(p.scores[mode]), 4), "bbox": r(p.box), "box_score": round(p.box_score, 4),
+                 "pose_quality": round(float(p.pose_quality), 4), "keypoint_quality": r(p.keypoint_quality)}
+        if p.visibility is not None:
+            entry["visibility"] = [int(v) for v in p.visibility]
+            entry["visibility_probs"] = r(p.visibility_probs)
+        if frame.frame_index is not None:
+            entry["frame_index"] = frame.frame_index
+        out.append(entry)
+    return out
+
+
+def render_path(frame: Frame, folder) -> Path:
+    if frame.frame_index is not None:
+        video = frame.name.split("#")[0]
+        return Path(folder) / video / f"frame_{frame.frame_index:06d}.png"
+    return (Path(folder) / frame.name).with_suffix(".png")
+
+
+def _render(frame: Frame, persons: list[PersonPose], cfg: PredictConfig) -> None:
+    from posecal.render import render_people
+
+    image = render_people(frame.bgr, persons, show_all=cfg.show_all)
+    ok, data = cv2.imencode(".png", image)
+    if ok:
+        write_bytes_atomic(render_path(frame, cfg.render), data.tobytes())

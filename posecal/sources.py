@@ -1,0 +1,95 @@
+"""What `posecal predict` reads: image files, folders (recursive) and videos, as a stream of frames.
+
+A file that cannot be read becomes a `Problem` in the stream (one line naming the file), so one bad
+file never stops the others.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from posecal.data.coco import read_image
+from posecal.errors import PosecalInputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+
+
+@dataclass
+class Frame:
+    name: str          # file name relative to its folder argument; videos: "<video>#<frame index>"
+    path: Path         # the file it came from
+    bgr: np.ndarray
+    frame_index: int | None = None   # videos only
+
+
+@dataclass
+class Problem:
+    message: str       # one line, naming the file
+
+
+def collect(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[Problem]]:
+    """Expand INPUT arguments to (file, display name) in a stable order; names are relative to the folder
+    given, so that `images/a/b.jpg` under `images/` is `a/b.jpg`, as COCO file names are."""
+    files, problems = [], []
+    for arg in inputs:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not found:
+                problems.append(Problem(f"{path}: folder has no images or videos "
+                                        f"({', '.join(sorted(IMAGE_SUFFIXES))}, ...)"))
+            files += [(p, p.relative_to(path).as_posix()) for p in found]
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                problems.append(Problem(f"{path}: not an image or video file type (suffix '{path.suffix}')"))
+            else:
+                files.append((path, path.name))
+        else:
+            problems.append(Problem(f"{path}: no such file or folder"))
+    return files, problems
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def iter_frames(files: list[tuple[Path, str]], every: int = 1) -> Iterator[Frame | Problem]:
+    """Frames of every file in order: one per image, every `every`-th frame of each video."""
+    if every < 1:
+        raise PosecalInputError(f"--every must be >= 1, got {every}")
+    for path, name in files:
+        if is_video(path):
+            yield from _video_frames(path, name, every)
+            continue
+        try:
+            yield Frame(name, path, read_image(path))
+        except PosecalInputError as e:
+            yield Problem(str(e))
+
+
+def _video_frames(path: Path, name: str, every: int) -> Iterator[Frame | Problem]:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            yield Problem(f"{path}: cannot open video (unsupported codec or not a video)")
+            return
+        index, produced = 0, 0
+        while True:
+            ok = cap.grab()
+            if not ok:
+                break
+            if index % every == 0:
+                ok, bgr = cap.retrieve()
+                if ok and bgr is not None:
+                    produced += 1
+                    yield Frame(f"{name}#{index}", path, bgr, frame_index=index)
+            index += 1
+        if produced == 0:
+            yield Problem(f"{path}: video has no readable frames")
+    finally:
+        cap.release()

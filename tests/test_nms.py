@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from posecal.nms import oks_nms, soft_oks_nms
+from posecal.skeleton import COCO_SIGMAS
+
+from conftest import STANDING
+
+AREA = 120.0 * 160.0 * 0.5
+
+
+def hand_oks(a, b, area):
+    d2 = ((a - b) ** 2).sum(-1)
+    return np.mean(np.exp(-d2 / (2 * area * (2 * COCO_SIGMAS) ** 2)))
+
+
+def poses(*shifts):
+    return np.stack([STANDING + np.asarray(s, float) for s in shifts])
+
+
+def test_identical_poses_keep_higher_score():
+    kept = oks_nms(poses((0, 0), (0, 0)), np.array([0.6, 0.8]), np.full(2, AREA))
+    assert kept.tolist() == [1]
+
+
+def test_far_apart_poses_both_kept_best_first():
+    kept = oks_nms(poses((0, 0), (500, 0)), np.array([0.6, 0.8]), np.full(2, AREA))
+    assert kept.tolist() == [1, 0]
+
+
+def test_threshold_boundary_is_strict():
+    # identical poses have OKS exactly 1: suppressed only when OKS > threshold
+    kp, s, a = poses((0, 0), (0, 0)), np.array([0.9, 0.5]), np.full(2, AREA)
+    assert oks_nms(kp, s, a, threshold=1.0).tolist() == [0, 1]
+    assert oks_nms(kp, s, a, threshold=0.999).tolist() == [0]
+    # a 3 px shift: hand-computed OKS, just above / just below it
+    kp = poses((0, 0), (3, 0))
+    o = hand_oks(kp[0], kp[1], AREA)
+    assert 0.5 < o < 0.99
+    assert oks_nms(kp, s, a, threshold=o + 1e-9).tolist() == [0, 1]
+    assert oks_nms(kp, s, a, threshold=o - 1e-9).tolist() == [0]
+
+
+def test_reference_area_is_the_kept_pose():
+    # same shift; the kept (higher-score) pose's area decides: a large area -> high OKS -> suppressed
+    kp, s = poses((0, 0), (3, 0)), np.array([0.9, 0.5])
+    thr = hand_oks(kp[0], kp[1], AREA)
+    assert oks_nms(kp, s, np.array([4 * AREA, 1.0]), threshold=thr).tolist() == [0]
+    assert oks_nms(kp, s, np.array([AREA / 4, 1e6]), threshold=thr).tolist() == [0, 1]
+
+
+def test_soft_nms_decays_duplicate_by_documented_gaussian():
+    kp = poses((0, 0), (0, 0), (400, 0))
+    kept, new = soft_oks_nms(kp, np.array([0.9, 0.8, 0.7]), np.full(3, AREA), threshold=0.3, sigma=0.5)
+    # duplicate: OKS = 1 -> 0.8 * exp(-1 / 0.5); far pose untouched and now ranked above it
+    assert kept.tolist() == [0, 2, 1]
+    np.testing.assert_allclose(new, [0.9, 0.7, 0.8 * np.exp(-2.0)], rtol=1e-12)
+
+
+def test_soft_nms_partial_overlap_and_floor():
+    kp = poses((0, 0), (3, 0))
+    o = hand_oks(kp[0], kp[1], AREA)
+    kept, new = soft_oks_nms(kp, np.array([0.9, 0.8]), np.full(2, AREA), threshold=0.3, sigma=0.5)
+    assert kept.tolist() == [0, 1]
+    np.testing.assert_allclose(new, [0.9, 0.8 * np.exp(-o ** 2 / 0.5)], rtol=1e-12)
+    # below the OKS threshold: no decay at all
+    kept, new = soft_oks_nms(kp, np.array([0.9, 0.8]), np.full(2, AREA), threshold=o + 1e-9)
+    np.testing.assert_allclose(new, [0.9, 0.8])
+    # the decayed duplicate falls under the floor and is dropped
+    kept, new = soft_oks_nms(poses((0, 0), (0, 0)), np.array([0.9, 0.01]), np.full(2, AREA), min_score=0.005)
+    assert kept.tolist() == [0] and new.tolist() == [0.9]
+
+
+@pytest.mark.parametrize("fn", [oks_nms, soft_oks_nms])
+def test_empty_input(fn):
+    out = fn(np.zeros((0, 17, 2)), np.zeros(0), np.zeros(0))
+    kept = out[0] if isinstance(out, tuple) else out
+    assert kept.shape == (0,) and kept.dtype == np.int64
+    if isinstance(out, tuple):
+        assert out[1].shape == (0,)
