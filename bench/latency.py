@@ -1,8 +1,8 @@
 """Per-crop latency of a posecal model on real crops: batch 1, 2 threads, median over >= 50 crops.
 
-Prints the model forward time with all its heads (eager and TorchScript-frozen, which folds BatchNorm
-into the convolutions)
-and the whole per-crop pipeline (affine crop + forward + flip forward + DARK decode).
+Prints GFLOPs (pose network alone and with the heads), the model forward time with all its heads
+(eager, TorchScript-frozen, which folds BatchNorm into the convolutions, and ONNX Runtime) and the whole
+per-crop pipeline (affine crop + flip-test forward as one batch of 2 + DARK decode).
 Usage: python bench/latency.py [--model CKPT] [--n 100]
 """
 from __future__ import annotations
@@ -16,9 +16,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from posecal.checkpoint import load_model
-from posecal.codec import decode, merge_flip
+from posecal.codec import decode
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
+from posecal.export import OnnxEstimator, onnx_bytes
 
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 
@@ -45,37 +46,43 @@ def main() -> None:
     records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")[: args.n]
     ds = TopDownDataset(records, cfg.input_wh)
     inputs = [ds[i]["image"][None] for i in range(len(ds))]
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(inputs[0])
-    gflops = counter.get_total_flops() / 1e9
+    gflops = {}
+    for name, fn in (("pose", model.forward_pose), ("all", model)):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            fn(inputs[0])
+        gflops[name] = counter.get_total_flops() / 1e9
+    ort = OnnxEstimator(onnx_bytes(model, cfg, flip_test=False), threads=args.threads)
     with torch.inference_mode():
         eager = median_ms(model, inputs)
-        frozen = torch.jit.freeze(torch.jit.trace(_AllOutputs(model).eval(), inputs[0]))
+        frozen = torch.jit.freeze(torch.jit.trace(_AllOutputs(model, False).eval(), inputs[0]))
         jit = median_ms(frozen, inputs)
+        ort_ms = median_ms(ort.run, inputs)
+        frozen_flip = torch.jit.freeze(torch.jit.trace(_AllOutputs(model, True).eval(), inputs[0]))
 
         def pipeline(i):
-            x = ds[i]["image"][None]
-            hm = frozen(torch.cat([x, torch.flip(x, dims=[3])]))[0].numpy()
-            return decode(merge_flip(hm[:1], hm[1:]))
+            return decode(frozen_flip(ds[i]["image"][None])[0].numpy())
 
         full = median_ms(pipeline, list(range(len(ds))))
     print(f"model {args.model or 'default'}, input {cfg.input_wh[0]}x{cfg.input_wh[1]} (w x h), "
           f"{args.threads} threads, batch 1, median over {len(inputs)} real val crops")
-    print(f"compute:                      {gflops:6.3f} GFLOPs/crop (all heads)")
+    extra = gflops["all"] / gflops["pose"] - 1
+    print(f"compute:                      {gflops['all']:6.3f} GFLOPs/crop with all heads, {gflops['pose']:.3f} "
+          f"pose only (heads +{100 * extra:.1f} %)")
     print(f"forward, eager:               {eager:6.2f} ms/crop")
     print(f"forward, TorchScript frozen:  {jit:6.2f} ms/crop")
+    print(f"forward, ONNX Runtime:        {ort_ms:6.2f} ms/crop")
     print(f"crop + flip-test forward + DARK decode (frozen): {full:6.2f} ms/crop")
 
 
 class _AllOutputs(torch.nn.Module):
     """Every output the model has (heads included), so tracing cannot prune the quality heads away."""
 
-    def __init__(self, model):
+    def __init__(self, model, flip_test: bool):
         super().__init__()
-        self.model = model
+        self.model, self.flip_test = model, flip_test
 
     def forward(self, x):
-        out = self.model(x)
+        out = self.model(x, flip_test=self.flip_test)
         return tuple(t for t in (out.heatmaps, out.oks, out.opks_logits, out.vis_logits) if t is not None)
 
 

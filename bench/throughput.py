@@ -5,6 +5,7 @@
 3. peak memory (max RSS) of that `posecal predict` process.
 
 Usage: python bench/throughput.py [--model FILE] [--images 100] [--detector ../shared/models/...onnx]
+                                  [--backend torch|onnx]
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--detector", default=str(SHARED / "models" / "light_person_detector_192.onnx"))
+    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="posecal predict's backend")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -68,14 +70,20 @@ def main() -> None:
         for p in names:
             shutil.copy(p, folder)
         cmd = [sys.executable, "-m", "posecal.cli", "predict", str(folder), "--detector", args.detector,
-               "--out", str(Path(tmp) / "res.json"), "--threads", str(args.threads), "--no-progress"]
-        if args.model:
+               "--out", str(Path(tmp) / "res.json"), "--threads", str(args.threads), "--no-progress",
+               "--backend", args.backend]
+        if args.backend == "onnx":  # export once beforehand, as a user would (`posecal export`)
+            onnx_file = Path(tmp) / "posecal.onnx"
+            onnx_file.write_bytes(onnx_bytes(model, cfg))
+            cmd += ["--model", str(onnx_file)]
+        elif args.model:
             cmd += ["--model", args.model]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seconds = time.perf_counter() - t
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"posecal predict --detector {Path(args.detector).name} on {len(names)} real images (flip test on, "
+    print(f"posecal predict --detector {Path(args.detector).name} --backend {args.backend} on {len(names)} real "
+          f"images (flip test on, "
           f"start-up included): {seconds:.1f}s, {1000 * seconds / len(names):.0f} ms/image; "
           f"peak memory (max RSS) {peak_mib:.0f} MiB")
 

@@ -47,7 +47,7 @@ def _cmd_predict(args) -> None:
         detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
         nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
         every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
-        flip=not args.no_flip, threads=args.threads, progress=not args.no_progress))
+        flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress))
     skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
     print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
           + (f", overlays in {args.render}/" if args.render else "") + skipped)
@@ -68,9 +68,10 @@ def _cmd_export(args) -> None:
     model, cfg, _ = load_model(args.model)
     w, h = cfg.input_wh
     check = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0)) * 4 - 2
-    diffs = export_onnx(model, cfg, args.out, check_inputs=check)
+    diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=not args.no_flip)
     worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
-    print(f"wrote {args.out} (dynamic batch); onnxruntime vs PyTorch max abs difference: {worst}")
+    flip = "without" if args.no_flip else "with"
+    print(f"wrote {args.out} (dynamic batch, {flip} flip test); onnxruntime vs PyTorch max abs difference: {worst}")
 
 
 def main(argv=None) -> int:
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
     p.add_argument("--nms-threshold", type=float, default=0.9)
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
-                   help="the results' score (default: opks, the calibrated mean keypoint quality)")
+                   help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=int, default=1, help="videos: use every N-th frame")
     p.add_argument("--batch-size", type=int, default=16, help="person crops per forward pass")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     p.add_argument("--format", choices=("onnx",), default="onnx")
     p.add_argument("--model", help="model file (default: the shipped model)")
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
+    p.add_argument("--no-flip", action="store_true", help="leave the flip test out of the graph (2x faster)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("train", help="train a pose model from a YAML config")
     p.add_argument("config")
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
     p.add_argument("--decode", choices=("dark", "argmax"), default="dark")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
-                   help="pose score written to results.json (default: opks with quality heads, else heatmap)")
+                   help="pose score written to results.json (default: oks with quality heads, else heatmap)")
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
     p.add_argument("--batch-size", type=int, default=32)

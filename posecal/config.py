@@ -65,7 +65,8 @@ class TrainConfig:
     head_start_epoch: int = 0             # s2: heads' weight is 0 before this epoch ...
     head_ramp_epochs: int = 0             # ... then ramps linearly to 1 over this many epochs
     hard_mining: bool = True              # OKS loss: largest 25% of the batch -> e^{2L} - 1
-    flip_targets: bool = True             # s3: online targets from flip-merged DARK decoding, as at test
+    flip_targets: bool = True             # s3: flip test as at inference: heads read the flip-merged heatmaps
+                                          # and online targets come from their DARK decoding
 
 
 def _build(cls, values: dict, where: str):

@@ -60,6 +60,8 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path
     report = {
         "pose_score_pearson": {m: _r(pearson(s[has], gt_oks[has])) for m, s in scores.items()},
         "pose_score_spearman": {m: _r(spearman(s[has], gt_oks[has])) for m, s in scores.items()},
+        # Does a pose score of 0.3 mean an OKS of 0.3? (15 bins; only meaningful for the learned modes)
+        "pose_score_ece": {m: _r(ece(np.clip(s[has], 0, 1), gt_oks[has])) for m, s in scores.items()},
         "keypoint_ece": {"heatmap": _r(ece(pred.heatmap_scores[labelled], ks[labelled]))},
     }
     conf = keypoint_confidence(pred)
@@ -68,6 +70,10 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path
         mean_pred = (pred.opks * labelled).sum(1) / np.maximum(labelled.sum(1), 1)
         report["mean_opks_pearson"] = _r(pearson(mean_pred[has], gt_oks[has]))
         report["keypoint_ece"]["opks"] = _r(ece(pred.opks[labelled], ks[labelled]))
+        # Ablation: the opks pose score without the visibility branch (mean over all K keypoints).
+        opks_all = pred.opks.mean(1)
+        report["opks_without_visibility"] = {"pose_score_pearson": _r(pearson(opks_all[has], gt_oks[has])),
+                                             "pose_score_spearman": _r(spearman(opks_all[has], gt_oks[has]))}
         vis_pred = pred.visibility_probs.argmax(-1)
         v = gt[..., 2].astype(int)
         if pred.visibility_probs.shape[-1] == 3:
@@ -113,7 +119,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)
-    mode = cfg.score_mode or ("opks" if "opks" in scores else "heatmap")
+    mode = cfg.score_mode or ("oks" if "oks" in scores else "heatmap")
     if mode not in scores:
         raise PosecalInputError(f"score mode {mode!r} needs a model with quality heads (available: {sorted(scores)})")
     image_ids = [r.image_id for r in pred.records]
@@ -137,7 +143,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     for i, (res, rec) in enumerate(zip(results, pred.records)):
         res["file_name"] = rec.file_name
         if pred.opks is not None:
-            res["pose_quality"] = round(float(scores["opks"][i]), 4)
+            res["pose_quality"] = round(float(scores["oks"][i]), 4)
             res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
             res["visibility"] = pred.visibility_probs[i].argmax(-1).tolist()
     metrics["seconds"] = round(time.time() - t0, 2)

@@ -1,8 +1,9 @@
 """ONNX export of a posecal model (all heads, dynamic batch) and an onnxruntime-backed stand-in for it.
 
 The exported graph takes (N, 3, H, W) normalised crops and returns heatmaps, oks, opks_logits and
-vis_logits, the same tensors as `TopDownEstimator`; the model config travels in the ONNX metadata, so an
-.onnx file is a self-contained posecal model.
+vis_logits, the same tensors as `TopDownEstimator`, with the flip test inside the graph unless exported
+without it. The model config and the flip setting travel in the ONNX metadata, so an .onnx file is a
+self-contained posecal model.
 """
 from __future__ import annotations
 
@@ -25,17 +26,18 @@ from posecal.models.estimator import PoseOutput, TopDownEstimator
 
 OUTPUTS = ("heatmaps", "oks", "opks_logits", "vis_logits")
 CONFIG_KEY = "posecal_model_config"
+FLIP_KEY = "posecal_flip_test"
 
 
 class _Outputs(nn.Module):
     """Tuple outputs for tracing (PoseOutput is a dataclass, which exporters do not return)."""
 
-    def __init__(self, model: TopDownEstimator):
+    def __init__(self, model: TopDownEstimator, flip_test: bool):
         super().__init__()
-        self.model = model
+        self.model, self.flip_test = model, flip_test
 
     def forward(self, images: torch.Tensor):
-        out = self.model(images)
+        out = self.model(images, flip_test=self.flip_test)
         if out.oks is None:
             return (out.heatmaps,)
         return out.heatmaps, out.oks, out.opks_logits, out.vis_logits
@@ -49,7 +51,7 @@ def require(module: str):
         raise PosecalInputError(f"this needs the optional package '{module}': pip install 'posecal[onnx]'") from None
 
 
-def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig) -> bytes:
+def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True) -> bytes:
     """Serialised ONNX model (dynamic batch) with the model config in its metadata."""
     onnx = require("onnx")
     require("onnxscript")  # torch.onnx's exporter
@@ -62,27 +64,30 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig) -> bytes:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(_Outputs(model), (torch.zeros(2, 3, h, w),), None, input_names=["images"],
+        program = torch.onnx.export(_Outputs(model, flip_test), (torch.zeros(2, 3, h, w),), None, input_names=["images"],
                                     output_names=names, dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
                                     dynamo=True, verbose=False)
     proto = program.model_proto
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = CONFIG_KEY, json.dumps(vars(cfg) | {"input_wh": list(cfg.input_wh),
-                                                                  "head_widths": list(cfg.head_widths)})
+    for key, value in ((CONFIG_KEY, json.dumps(vars(cfg) | {"input_wh": list(cfg.input_wh),
+                                                              "head_widths": list(cfg.head_widths)})),
+                       (FLIP_KEY, json.dumps(flip_test))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.save_model(proto, buf)
     return buf.getvalue()
 
 
-def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None) -> dict:
+def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None,
+                flip_test: bool = True) -> dict:
     """Write the .onnx file atomically; with check_inputs, return the max abs difference per output
     between onnxruntime and PyTorch on them."""
-    data = onnx_bytes(model, cfg)
+    data = onnx_bytes(model, cfg, flip_test)
     write_bytes_atomic(Path(path), data)
     if check_inputs is None:
         return {}
     session = OnnxEstimator(data, source=str(path))
     with torch.no_grad():
-        ref = _Outputs(model.float().eval())(check_inputs)
+        ref = _Outputs(model.float().eval(), flip_test)(check_inputs)
     got = session.run(check_inputs)
     return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(OUTPUTS, got, ref)}
 
@@ -102,7 +107,8 @@ class OnnxEstimator:
         try:
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                                 providers=providers)
-            meta = json.loads(self.session.get_modelmeta().custom_metadata_map[CONFIG_KEY])
+            custom = self.session.get_modelmeta().custom_metadata_map
+            meta, self.flip_test = json.loads(custom[CONFIG_KEY]), json.loads(custom.get(FLIP_KEY, "false"))
         except KeyError:
             raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
@@ -114,7 +120,11 @@ class OnnxEstimator:
     def run(self, images: torch.Tensor) -> list[np.ndarray]:
         return self.session.run(None, {"images": images.detach().cpu().float().numpy()})
 
-    def __call__(self, images: torch.Tensor) -> PoseOutput:
+    def __call__(self, images: torch.Tensor, flip_test: bool = False) -> PoseOutput:
+        if flip_test != self.flip_test:
+            raise PosecalInputError(f"this ONNX model was exported {'with' if self.flip_test else 'without'} the "
+                                    f"flip test built in; export it again {'without' if self.flip_test else 'with'} "
+                                    f"it, or match the flip setting")
         outs = [torch.from_numpy(o) for o in self.run(images)]
         if not self.has_quality_heads:
             return PoseOutput(heatmaps=outs[0], feature=None)

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from posecal.codec import decode, merge_flip
-from posecal.skeleton import NUM_KEYPOINTS, flip_permutation
+from posecal.codec import decode
+from posecal.skeleton import NUM_KEYPOINTS
 from posecal.data.coco import PersonRecord
 from posecal.data.topdown import TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
@@ -55,16 +55,9 @@ class _SafeCrops(Dataset):
 def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True,
                 decode_method: str = "dark") -> dict[str, np.ndarray]:
     """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs."""
-    out = model(images)
-    hm = out.heatmaps.float().cpu().numpy()
-    heads = _head_outputs(out)
-    if flip:
-        out_f = model(torch.flip(images, dims=[3]))
-        hm = merge_flip(hm, out_f.heatmaps.float().cpu().numpy())
-        if heads:
-            heads = _merge_flipped_heads(heads, _head_outputs(out_f))
-    xy_hm, scores = decode(hm, decode_method)
-    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **heads}
+    out = model(images, flip_test=flip)
+    xy_hm, scores = decode(out.heatmaps.float().cpu().numpy(), decode_method)
+    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **_head_outputs(out)}
 
 
 @torch.no_grad()
@@ -99,11 +92,3 @@ def _head_outputs(out) -> dict[str, np.ndarray]:
     return {"oks": out.oks.float().cpu().numpy(),
             "opks": torch.sigmoid(out.opks_logits).float().cpu().numpy(),
             "visibility_probs": torch.softmax(out.vis_logits, -1).float().cpu().numpy()}
-
-
-def _merge_flipped_heads(a: dict, b: dict) -> dict:
-    """Average head outputs of a crop and its mirror (per-keypoint outputs swapped back to left/right)."""
-    perm = flip_permutation(a["opks"].shape[1])
-    return {"oks": 0.5 * (a["oks"] + b["oks"]),
-            "opks": 0.5 * (a["opks"] + b["opks"][:, perm]),
-            "visibility_probs": 0.5 * (a["visibility_probs"] + b["visibility_probs"][:, perm])}

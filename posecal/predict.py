@@ -37,14 +37,14 @@ class PredictConfig:
     detector_threshold: float = 0.3
     nms: str = "oks"                     # pose NMS after estimation, detector boxes only
     nms_threshold: float = 0.9
-    score_mode: str | None = None        # default: opks with quality heads, else heatmap
+    score_mode: str | None = None        # default: oks (the pose quality) with quality heads, else heatmap
     render: str | None = None            # folder for overlay images
     show_all: bool = False
     every: int = 1                       # videos: every N-th frame
     batch_size: int = 16
     device: str = "cpu"
     backend: str = "torch"
-    flip: bool = True
+    flip: bool | None = None             # None: on (an exported .onnx model: as it was exported)
     threads: int = 2
     progress: bool = True
 
@@ -72,7 +72,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
                           backend=cfg.backend, threads=cfg.threads)
     heads = bool(predictor.config.quality_heads)
-    cfg.score_mode = cfg.score_mode or ("opks" if heads else "heatmap")
+    cfg.score_mode = cfg.score_mode or ("oks" if heads else "heatmap")
     if cfg.score_mode not in ("heatmap", "mmpose") and not heads:
         raise PosecalInputError(f"score mode '{cfg.score_mode}' needs a model with quality heads")
 

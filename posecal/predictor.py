@@ -26,7 +26,7 @@ class PersonPose:
     keypoints: np.ndarray              # (K, 2)
     keypoint_quality: np.ndarray       # (K,) predicted OPKS in [0, 1] (heatmap peak for models without heads)
     heatmap_scores: np.ndarray         # (K,) heatmap peak values (the classic "confidence")
-    pose_quality: float                # predicted OKS of the pose (mean heatmap peak without heads)
+    pose_quality: float                # predicted OKS of the pose, by the OKS head (mean heatmap peak without heads)
     visibility: np.ndarray | None = None        # (K,) 0 not labelled / 1 occluded / 2 visible
     visibility_probs: np.ndarray | None = None  # (K, 3)
     box_score: float = 1.0
@@ -37,10 +37,11 @@ class Predictor:
     """Top-down pose estimation with calibrated quality. Images are RGB numpy arrays or file paths.
 
     backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
-    `posecal export`, or a posecal model file, which is exported in memory first.
+    `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
+    which is exported in memory first. flip=None means flip test on.
     """
 
-    def __init__(self, model_path=None, device: str = "cpu", flip: bool = True, batch_size: int = 16,
+    def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
                  backend: str = "torch", threads: int | None = None):
         if backend not in BACKENDS:
             raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -53,17 +54,24 @@ class Predictor:
         if backend == "onnx":
             from posecal.export import OnnxEstimator, onnx_bytes
 
+            threads = threads or torch.get_num_threads()
             if model_path is not None and str(model_path).endswith(".onnx"):
-                self.model = OnnxEstimator(model_path, threads=threads or torch.get_num_threads(), device=device)
+                self.model = OnnxEstimator(model_path, threads=threads, device=device)
                 self.config, self.meta = self.model.config, {}
+                if flip is not None and flip != self.model.flip_test:
+                    raise PosecalInputError(f"{model_path}: exported {'with' if self.model.flip_test else 'without'}"
+                                            f" the flip test built in; export it again to change that")
+                flip = self.model.flip_test
             else:
                 model, self.config, self.meta = load_model(model_path)
-                self.model = OnnxEstimator(onnx_bytes(model, self.config), threads=threads or torch.get_num_threads(),
+                flip = True if flip is None else flip
+                self.model = OnnxEstimator(onnx_bytes(model, self.config, flip), threads=threads,
                                            source=str(model_path or "default model"), device=device)
             device = "cpu"  # inputs go to onnxruntime as numpy
         else:
             self.model, self.config, self.meta = load_model(model_path, device=device)
-        self.device, self.flip, self.batch_size, self.backend = device, flip, batch_size, backend
+        self.flip = True if flip is None else flip
+        self.device, self.batch_size, self.backend = device, batch_size, backend
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **kwargs) -> "Predictor":
@@ -116,7 +124,7 @@ class Predictor:
             return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
         probs = res["visibility_probs"][j]
         scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
-        return PersonPose(box, xy, res["opks"][j], hs, scores["opks"], probs.argmax(-1), probs, box_score, scores)
+        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], probs.argmax(-1), probs, box_score, scores)
 
 
 def bgr_from_array(image) -> np.ndarray:

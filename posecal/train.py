@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from posecal.checkpoint import atomic_save, load_state_from, model_from_config, save_model
-from posecal.codec import merge_flip
 from posecal.config import TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.topdown import TopDownDataset
@@ -42,7 +41,7 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def validate(model, cfg: TrainConfig, val_records, gt, flip: bool) -> dict:
-    """Val AP per pose-score mode; `ap` is the selection metric (the `opks` mode once heads exist)."""
+    """Val AP per pose-score mode; `ap` is the selection metric (the `oks` mode, the default, once heads exist)."""
     preds = predict_records(model, val_records, cfg.model.input_wh, flip=flip, progress=False)
     ids = [r.image_id for r in val_records] if cfg.max_val_persons else None
     conf = keypoint_confidence(preds)
@@ -53,8 +52,8 @@ def validate(model, cfg: TrainConfig, val_records, gt, flip: bool) -> dict:
         results = coco_keypoint_results([r.image_id for r in preds.records], preds.keypoints, conf, scores)
         ap = coco_keypoint_ap(gt, results, image_ids=ids)
         metrics.update({k if mode == "heatmap" else f"{k}_{mode}": v for k, v in ap.items()})
-    if "ap_opks" in metrics:
-        metrics["ap_heatmap"], metrics["ap"] = metrics["ap"], metrics["ap_opks"]
+    if "ap_oks" in metrics:
+        metrics["ap_heatmap"], metrics["ap"] = metrics["ap"], metrics["ap_oks"]
     return metrics
 
 
@@ -92,12 +91,9 @@ def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: in
         loss = heatmap_mse(pred, batch["heatmaps"], batch["target_weight"])
         return {"total": loss, "heatmap": loss}
     if cfg.strategy == "s3":
-        with torch.no_grad():
-            out = model.forward_pose(images)
-            hm = out.heatmaps.float().numpy()
-            if cfg.flip_targets:
-                hm = merge_flip(hm, model.forward_pose(torch.flip(images, dims=[3])).heatmaps.float().numpy())
-        terms = quality_losses(model, out, batch, cfg, class_weights, hm)
+        with torch.no_grad():  # the frozen part runs as at test time: flip test, heads read merged heatmaps
+            out = model.forward_flip_test(images) if cfg.flip_targets else model.forward_pose(images)
+        terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.float().numpy())
         terms["total"] = cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"]
         return terms
     out = model.forward_pose(images)

@@ -96,8 +96,10 @@ num_workers: 0
     modes = {"heatmap", "mmpose", "oks", "opks"}
     for key in ("ap", "ap50", "ap75", "ar", "pose_score_pearson", "pose_score_spearman"):
         assert set(m[key]) == modes, key
-    assert m["score_mode"] == "opks"
+    assert m["score_mode"] == "oks"
     assert set(m["keypoint_ece"]) == {"heatmap", "opks"} and "mean_opks_pearson" in m
+    assert set(m["pose_score_ece"]) == modes
+    assert set(m["opks_without_visibility"]) == {"pose_score_pearson", "pose_score_spearman"}
     tern = m["visibility"]["ternary"]
     for key in ("precision", "recall", "f1", "f1_macro", "f1_weighted", "accuracy", "confusion"):
         assert key in tern

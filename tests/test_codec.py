@@ -61,3 +61,22 @@ def test_flip_permutation_is_an_involution_swapping_left_and_right():
     perm = flip_permutation()
     assert perm[5] == 6 and perm[6] == 5 and perm[0] == 0 and perm[15] == 16
     assert (perm[perm] == np.arange(17)).all()
+
+
+def test_in_model_flip_test_equals_numpy_merge_flip():
+    import torch
+
+    from posecal.codec import merge_flip
+    from posecal.models.estimator import build_estimator
+
+    torch.manual_seed(0)
+    model = build_estimator((16, 16, 8), imagenet=False).eval()
+    for m in model.modules():  # non-trivial heatmaps (the SimpleBaseline init makes them ~0)
+        if isinstance(m, torch.nn.ConvTranspose2d) or m is model.heatmap_head.final:
+            torch.nn.init.normal_(m.weight, std=0.1)
+    x = torch.randn(3, 3, 64, 48)
+    with torch.no_grad():
+        merged = model(x, flip_test=True).heatmaps.numpy()
+        expected = merge_flip(model(x).heatmaps.numpy(), model(torch.flip(x, dims=[3])).heatmaps.numpy())
+    np.testing.assert_allclose(merged, expected, atol=1e-5)
+    assert np.abs(expected).max() > 1e-3

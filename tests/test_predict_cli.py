@@ -221,5 +221,6 @@ def test_demo_on_the_astronaut(tiny_model, tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(tiny_model)]) == 0
     text = capsys.readouterr().out
     assert "person 1: pose quality" in text and "visible" in text and "occluded" in text and "absent" in text
-    assert cv2.imread(str(tmp_path / "demo" / "overlay" / "astronaut.png")).shape == (512, 512, 3)
+    h, w, _ = cv2.imread(str(tmp_path / "demo" / "overlay" / "astronaut.png")).shape
+    assert w == 512 and h >= 512
     assert len(json.loads((tmp_path / "demo" / "astronaut_poses.json").read_text())) == 1

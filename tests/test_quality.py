@@ -134,3 +134,27 @@ def test_frozen_step_leaves_pose_weights_bit_identical(tmp_path):
     assert not torch.equal(last["oks_head.fc.0.weight"],
                            build_estimator((16, 16, 8), imagenet=False, quality_heads=True,
                                            head_hidden=16).state_dict()["oks_head.fc.0.weight"])
+
+
+def test_heatmap_statistics_peak_and_spread_by_hand():
+    from posecal.models.heads import heatmap_statistics
+
+    hm = torch.zeros(1, 2, 5, 4)
+    hm[0, 0, 2, 1] = 0.8                      # one hot pixel: spread 0 (up to the 1e-6 guard)
+    hm[0, 1, 1, 0] = hm[0, 1, 1, 2] = 0.5     # two equal pixels 2 apart: RMS distance from the centroid 1
+    hm[0, 1, 4, 3] = -0.3                     # negative values carry no mass
+    stats = heatmap_statistics(hm)
+    diag = math.hypot(5, 4)
+    assert stats.shape == (1, 4)
+    assert stats[0, :2].tolist() == pytest.approx([0.8, 0.5])
+    assert stats[0, 2].item() == pytest.approx(0.001 / diag, abs=1e-6)
+    assert stats[0, 3].item() == pytest.approx(1 / diag, abs=1e-5)
+
+
+def test_adaptive_pool_matches_torch_on_uneven_grids():
+    from posecal.models.heads import adaptive_pool
+
+    x = torch.randn(2, 3, 12, 9)
+    torch.testing.assert_close(adaptive_pool(x, (6, 5), "max"), torch.nn.functional.adaptive_max_pool2d(x, (6, 5)))
+    torch.testing.assert_close(adaptive_pool(x, (5, 4), "avg"), torch.nn.functional.adaptive_avg_pool2d(x, (5, 4)))
+    assert adaptive_pool(x, (12, 9), "max") is x

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from posecal.models.efficientnet_lite import EfficientNetLite0, load_imagenet
+from posecal.skeleton import flip_permutation
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 
 
@@ -41,9 +42,17 @@ class TopDownEstimator(nn.Module):
     def has_quality_heads(self) -> bool:
         return self.oks_head is not None
 
-    def forward(self, images: torch.Tensor) -> PoseOutput:
-        out = self.forward_pose(images)
+    def forward(self, images: torch.Tensor, flip_test: bool = False) -> PoseOutput:
+        """flip_test: heatmaps are the mean of the crop's and its mirror's (one batch of 2N), and the quality
+        heads read those merged heatmaps, whose peaks and spreads also show where the two passes disagree."""
+        out = self.forward_flip_test(images) if flip_test else self.forward_pose(images)
         return self.forward_heads(out) if self.has_quality_heads else out
+
+    def forward_flip_test(self, images: torch.Tensor) -> PoseOutput:
+        n = images.shape[0]
+        both = self.forward_pose(torch.cat([images, torch.flip(images, dims=[3])]))
+        merged = 0.5 * (both.heatmaps[:n] + flip_back(both.heatmaps[n:]))
+        return PoseOutput(heatmaps=merged, feature=both.feature[:n])
 
     def forward_pose(self, images: torch.Tensor) -> PoseOutput:
         """Backbone and heatmap head only (the frozen part in strategy S3)."""
@@ -58,6 +67,12 @@ class TopDownEstimator(nn.Module):
         out.opks_logits = self.opks_head(x, stats)
         out.vis_logits = self.visibility_head(x, stats)
         return out
+
+
+def flip_back(heatmaps_flipped: torch.Tensor) -> torch.Tensor:
+    """Heatmaps of a mirrored crop -> the original crop's (mirror + left/right swap); torch twin of codec.flip_back."""
+    perm = torch.as_tensor(flip_permutation(heatmaps_flipped.shape[1]), device=heatmaps_flipped.device)
+    return torch.flip(heatmaps_flipped.index_select(1, perm), dims=[3])
 
 
 def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
