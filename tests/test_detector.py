@@ -96,3 +96,29 @@ def test_astronaut_found(detector):
 def test_grey_image_has_nobody(detector):
     boxes, scores = detector(np.full((300, 400, 3), 128, np.uint8))
     assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+@needs_models
+@pytest.mark.parametrize("nms", ["oks", "soft"])
+def test_predict_with_real_detector_on_real_photo_keeps_distinct_poses(tmp_path, nms):
+    """The shipped model behind a real detector: OKS-NMS leaves no two near-identical poses."""
+    import json
+
+    from posecal.cli import main
+    from posecal.metrics.oks import opks
+
+    skimage = pytest.importorskip("skimage")
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), skimage.data.astronaut()[:, :, ::-1])
+    out = tmp_path / "res.json"
+    assert main(["predict", str(photo), "--detector", str(MODELS / "yolox_nano_416.onnx"), "--nms", nms,
+                 "--out", str(out), "--no-progress"]) == 0
+    people = json.loads(out.read_text())
+    assert len(people) >= 1
+    kps = np.array([p["keypoints"] for p in people]).reshape(len(people), 17, 3)[..., :2]
+    for i in range(len(people)):
+        for j in range(i + 1, len(people)):
+            area = people[i]["bbox"][2] * people[i]["bbox"][3]
+            assert opks(kps[j], kps[i], area).mean() <= 0.9
+    top = max(people, key=lambda p: p["score"])
+    assert 0 < top["pose_quality"] <= 1 and top["bbox"][2] > 200  # the astronaut, not a patch

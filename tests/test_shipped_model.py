@@ -29,3 +29,5 @@ def test_default_model_on_real_val_subset(tmp_path):
     # A trained model, not an untrained one (which scores ~0); the full-val figure is in MODEL_CARD.md.
     assert m["ap"]["heatmap"] > 20
     assert np.isfinite(m["pose_score_pearson"]["heatmap"])
+    # The product's promise: the learned pose quality tracks the true OKS (full val: 0.725, MODEL_CARD.md).
+    assert m["pose_score_pearson"]["oks"] > 0.5 and m["visibility"]["binary"]["f1"] > 0.75
