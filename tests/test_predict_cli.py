@@ -57,12 +57,16 @@ def test_folder_to_coco_results_with_ids_trust_fields_and_overlays(tiny_model, c
 
 
 def test_score_mode_and_whole_image_box(tiny_model, coco, tmp_path):
+    from posecal import Predictor
+
     _, img_dir = coco
     out = tmp_path / "res.json"
     assert predict(tiny_model, img_dir / "img0.jpg", "--out", out, "--score-mode", "heatmap", "--no-flip") == 0
     r = json.loads(out.read_text())[0]
     assert r["bbox"] == [0, 0, 120, 160] and r["image_id"] == 1 and r["file_name"] == "img0.jpg"
-    assert r["score"] != pytest.approx(r["pose_quality"])
+    person = Predictor(tiny_model, flip=False)(str(img_dir / "img0.jpg"))[0]
+    assert r["score"] == pytest.approx(person.heatmap_scores.mean(), abs=1e-4)
+    assert r["pose_quality"] == pytest.approx(person.pose_quality, abs=1e-4)
 
 
 def test_bad_files_are_one_line_each_and_others_go_on(tiny_model, coco, tmp_path, capsys):
