@@ -19,7 +19,7 @@ from posecal.checkpoint import load_model
 from posecal.codec import decode
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
-from posecal.export import OnnxEstimator, onnx_bytes
+from posecal.export import OnnxEstimator, OutputTuple, onnx_bytes
 
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 
@@ -54,10 +54,10 @@ def main() -> None:
     ort = OnnxEstimator(onnx_bytes(model, cfg, flip_test=False), threads=args.threads)
     with torch.inference_mode():
         eager = median_ms(model, inputs)
-        frozen = torch.jit.freeze(torch.jit.trace(_AllOutputs(model, False).eval(), inputs[0]))
+        frozen = torch.jit.freeze(torch.jit.trace(OutputTuple(model, False).eval(), inputs[0]))
         jit = median_ms(frozen, inputs)
         ort_ms = median_ms(ort.run, inputs)
-        frozen_flip = torch.jit.freeze(torch.jit.trace(_AllOutputs(model, True).eval(), inputs[0]))
+        frozen_flip = torch.jit.freeze(torch.jit.trace(OutputTuple(model, True).eval(), inputs[0]))
 
         def pipeline(i):
             return decode(frozen_flip(ds[i]["image"][None])[0].numpy())
@@ -72,18 +72,6 @@ def main() -> None:
     print(f"forward, TorchScript frozen:  {jit:6.2f} ms/crop")
     print(f"forward, ONNX Runtime:        {ort_ms:6.2f} ms/crop")
     print(f"crop + flip-test forward + DARK decode (frozen): {full:6.2f} ms/crop")
-
-
-class _AllOutputs(torch.nn.Module):
-    """Every output the model has (heads included), so tracing cannot prune the quality heads away."""
-
-    def __init__(self, model, flip_test: bool):
-        super().__init__()
-        self.model, self.flip_test = model, flip_test
-
-    def forward(self, x):
-        out = self.model(x, flip_test=self.flip_test)
-        return tuple(t for t in (out.heatmaps, out.oks, out.opks_logits, out.vis_logits) if t is not None)
 
 
 if __name__ == "__main__":

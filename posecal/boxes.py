@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.errors import PosecalInputError
+from posecal.sources import lookup
 
 PERSON_CATEGORY = 1
 
@@ -63,7 +64,7 @@ class BoxFile:
 
     def get(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(boxes (M, 4), scores (M,)) for an image name, or None when the file does not mention it."""
-        boxes = self.by_name.get(name, self.by_name.get(Path(name).name))
+        boxes = lookup(self.by_name, name)
         if boxes is None:
             return None
         arr = np.array(boxes, float).reshape(-1, 5)
@@ -73,17 +74,14 @@ class BoxFile:
 def check_boxes(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, where: str
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Keep boxes with finite, positive size that overlap the image; one message per dropped box."""
-    keep, messages = [], []
-    for box in boxes:
-        x, y, w, h = box
-        if not np.all(np.isfinite(box)) or w <= 0 or h <= 0:
-            messages.append(f"{where}: box {np.round(box, 1).tolist()} has zero or negative size; skipped")
+    keep, messages = np.ones(len(boxes), bool), []
+    for i, (x, y, w, h) in enumerate(boxes):
+        shown = np.round(boxes[i], 1).tolist()
+        if not np.all(np.isfinite(boxes[i])) or w <= 0 or h <= 0:
+            messages.append(f"{where}: box {shown} has zero or negative size; skipped")
         elif x >= width or y >= height or x + w <= 0 or y + h <= 0:
-            messages.append(f"{where}: box {np.round(box, 1).tolist()} lies outside the {width}x{height} image; "
-                            f"skipped")
+            messages.append(f"{where}: box {shown} lies outside the {width}x{height} image; skipped")
         else:
-            keep.append(True)
             continue
-        keep.append(False)
-    keep = np.array(keep, bool)
+        keep[i] = False
     return boxes[keep].reshape(-1, 4), scores[keep], messages

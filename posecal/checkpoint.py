@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from posecal.config import ModelConfig
+from posecal.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic
 from posecal.models.estimator import TopDownEstimator, build_estimator
@@ -26,7 +26,7 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):
     """The deployable model file: config + weights (fp16 optional, halves the size)."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    atomic_save({"model_config": vars(cfg) | {"input_wh": list(cfg.input_wh), "head_widths": list(cfg.head_widths)},
+    atomic_save({"model_config": model_config_to_dict(cfg),
                  "state_dict": state, "meta": meta or {}}, path)
 
 
@@ -66,8 +66,7 @@ def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelC
     path = Path(path) if path is not None else DEFAULT_MODEL
     ckpt = _read(path)
     try:
-        mc = dict(ckpt["model_config"])
-        cfg = ModelConfig(**{**mc, "input_wh": tuple(mc["input_wh"]), "head_widths": tuple(mc["head_widths"])})
+        cfg = model_config_from_dict(ckpt["model_config"])
         model = model_from_config(cfg, imagenet=False)
         model.load_state_dict(_float_state(ckpt["state_dict"]))
     except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--detector-threshold", type=float, default=0.3)
     p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
-    p.add_argument("--nms-threshold", type=float, default=0.9)
+    p.add_argument("--nms-threshold", type=float, default=0.9, help="OKS above which --nms oks drops a pose")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=int, default=1, help="videos: use every N-th frame")

@@ -1,4 +1,4 @@
-"""Heatmap codec: Gaussian targets, argmax/DARK decoding and flip-test merging.
+"""Heatmap codec: Gaussian targets, argmax/DARK decoding and the flip test's flip-back.
 
 Heatmap coordinates follow posecal.data.transforms (integer = pixel centre), so a keypoint encoded at
 (x, y) in heatmap pixels decodes back to (x, y) up to the decoder's sub-pixel precision.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
 from posecal.skeleton import flip_permutation
 
@@ -104,11 +105,11 @@ def decode(heatmaps: np.ndarray, method: str = "dark"):
     raise ValueError(f"unknown decode method {method!r} (use 'dark' or 'argmax')")
 
 
-def flip_back(heatmaps_flipped: np.ndarray) -> np.ndarray:
-    """Heatmaps predicted on a mirrored crop -> heatmaps of the original crop (mirror + left/right swap)."""
-    perm = flip_permutation(heatmaps_flipped.shape[1])
-    return heatmaps_flipped[:, perm, :, ::-1]
+def flip_back(heatmaps_flipped: torch.Tensor) -> torch.Tensor:
+    """Heatmaps predicted on a mirrored crop -> heatmaps of the original crop (mirror + left/right swap).
 
-
-def merge_flip(heatmaps: np.ndarray, heatmaps_flipped: np.ndarray) -> np.ndarray:
-    return 0.5 * (heatmaps + flip_back(heatmaps_flipped))
+    No pixel shift is needed: the crop geometry is unbiased (posecal.data.transforms). Torch, so the flip
+    test runs inside the model and its ONNX export.
+    """
+    perm = torch.as_tensor(flip_permutation(heatmaps_flipped.shape[1]), device=heatmaps_flipped.device)
+    return torch.flip(heatmaps_flipped.index_select(1, perm), dims=[3])

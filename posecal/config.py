@@ -99,5 +99,15 @@ def load_train_config(path) -> TrainConfig:
     return _build(TrainConfig, values, str(path))
 
 
+def model_config_to_dict(cfg: ModelConfig) -> dict:
+    """Plain JSON-able dict (tuples as lists), as stored in model files and ONNX metadata."""
+    return vars(cfg) | {"input_wh": list(cfg.input_wh), "head_widths": list(cfg.head_widths)}
+
+
+def model_config_from_dict(values: dict) -> ModelConfig:
+    return ModelConfig(**{**values, "input_wh": tuple(values["input_wh"]),
+                          "head_widths": tuple(values["head_widths"])})
+
+
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)

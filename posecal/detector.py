@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.errors import PosecalInputError
+from posecal.errors import PosecalInputError, require
 
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114
@@ -47,8 +47,6 @@ class PersonDetector:
     """Person boxes from a YOLOX-style ONNX model: letterbox -> onnxruntime -> decode -> threshold -> NMS."""
 
     def __init__(self, path, score_threshold: float = 0.3, nms_threshold: float = 0.5, threads: int = 2):
-        from posecal.export import require
-
         ort = require("onnxruntime")
         path = Path(path)
         if not path.is_file():

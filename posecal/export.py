@@ -7,7 +7,6 @@ self-contained posecal model.
 """
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import logging
@@ -19,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from posecal.config import ModelConfig
-from posecal.errors import PosecalInputError
+from posecal.config import ModelConfig, model_config_from_dict, model_config_to_dict
+from posecal.errors import PosecalInputError, require
 from posecal.io import write_bytes_atomic
 from posecal.models.estimator import PoseOutput, TopDownEstimator
 
@@ -29,7 +28,7 @@ CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
 
 
-class _Outputs(nn.Module):
+class OutputTuple(nn.Module):
     """Tuple outputs for tracing (PoseOutput is a dataclass, which exporters do not return)."""
 
     def __init__(self, model: TopDownEstimator, flip_test: bool):
@@ -41,14 +40,6 @@ class _Outputs(nn.Module):
         if out.oks is None:
             return (out.heatmaps,)
         return out.heatmaps, out.oks, out.opks_logits, out.vis_logits
-
-
-def require(module: str):
-    """Import an optional dependency, or say in one line how to get it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise PosecalInputError(f"this needs the optional package '{module}': pip install 'posecal[onnx]'") from None
 
 
 def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True) -> bytes:
@@ -64,13 +55,11 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(_Outputs(model, flip_test), (torch.zeros(2, 3, h, w),), None, input_names=["images"],
-                                    output_names=names, dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+        program = torch.onnx.export(OutputTuple(model, flip_test), (torch.zeros(2, 3, h, w),), None,
+                                    input_names=["images"], output_names=names, dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
                                     dynamo=True, verbose=False)
     proto = program.model_proto
-    for key, value in ((CONFIG_KEY, json.dumps(vars(cfg) | {"input_wh": list(cfg.input_wh),
-                                                              "head_widths": list(cfg.head_widths)})),
-                       (FLIP_KEY, json.dumps(flip_test))):
+    for key, value in ((CONFIG_KEY, json.dumps(model_config_to_dict(cfg))), (FLIP_KEY, json.dumps(flip_test))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save_model(proto, buf)
@@ -87,7 +76,7 @@ def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: t
         return {}
     session = OnnxEstimator(data, source=str(path))
     with torch.no_grad():
-        ref = _Outputs(model.float().eval(), flip_test)(check_inputs)
+        ref = OutputTuple(model.float().eval(), flip_test)(check_inputs)
     got = session.run(check_inputs)
     return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(OUTPUTS, got, ref)}
 
@@ -113,8 +102,7 @@ class OnnxEstimator:
             raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
             raise PosecalInputError(f"{name}: not a readable ONNX model ({str(e).splitlines()[0][:120]})") from None
-        self.config = ModelConfig(**{**meta, "input_wh": tuple(meta["input_wh"]),
-                                     "head_widths": tuple(meta["head_widths"])})
+        self.config = model_config_from_dict(meta)
         self.has_quality_heads = len(self.session.get_outputs()) == len(OUTPUTS)
 
     def run(self, images: torch.Tensor) -> list[np.ndarray]:
@@ -129,6 +117,3 @@ class OnnxEstimator:
         if not self.has_quality_heads:
             return PoseOutput(heatmaps=outs[0], feature=None)
         return PoseOutput(heatmaps=outs[0], feature=None, oks=outs[1], opks_logits=outs[2], vis_logits=outs[3])
-
-    def eval(self) -> "OnnxEstimator":
-        return self

@@ -21,7 +21,7 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
 from posecal.predictor import PersonPose, Predictor
 from posecal.scoring import SCORE_MODES
-from posecal.sources import Frame, Problem, collect, iter_frames
+from posecal.sources import Frame, Problem, collect, iter_frames, lookup
 
 NMS_MODES = ("oks", "soft", "none")
 
@@ -72,9 +72,9 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
                           backend=cfg.backend, threads=cfg.threads)
     heads = bool(predictor.config.quality_heads)
-    cfg.score_mode = cfg.score_mode or ("oks" if heads else "heatmap")
-    if cfg.score_mode not in ("heatmap", "mmpose") and not heads:
-        raise PosecalInputError(f"score mode '{cfg.score_mode}' needs a model with quality heads")
+    mode = cfg.score_mode or ("oks" if heads else "heatmap")
+    if mode not in ("heatmap", "mmpose") and not heads:
+        raise PosecalInputError(f"score mode '{mode}' needs a model with quality heads")
 
     files, problems = collect(cfg.inputs)
     for p in problems:
@@ -85,18 +85,17 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     next_id = max(image_ids.values(), default=0) + 1
 
     def flush():
-        people = predictor.predict_many([(f.bgr, b, s) for f, b, s, _ in pending], bgr=True)
-        for (frame, _, _, from_detector), persons in zip(pending, people):
+        people = predictor.predict_many([(f.bgr, b, s) for f, _, b, s, _ in pending], bgr=True)
+        for (frame, image_id, _, _, from_detector), persons in zip(pending, people):
             if from_detector and len(persons) > 1:
-                persons = _pose_nms(persons, cfg)
-            results.extend(_entries(frame, persons, image_ids, frame_ids[frame.name], cfg.score_mode))
+                persons = _pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
+            results.extend(_entries(frame, persons, image_id, mode))
             if cfg.render:
                 _render(frame, persons, cfg)
             if keep_people:
                 kept_people[frame.name] = persons
         pending.clear()
 
-    frame_ids: dict[str, int] = {}
     bar = tqdm(iter_frames(files, cfg.every), desc="predicting", unit="img", disable=not cfg.progress)
     for item in bar:
         if isinstance(item, Problem):
@@ -104,18 +103,17 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
             n_problems += 1
             continue
         n_frames += 1
-        if item.name not in image_ids and Path(item.name).name not in image_ids:
-            frame_ids[item.name], next_id = next_id, next_id + 1
-        else:
-            frame_ids[item.name] = image_ids.get(item.name, image_ids.get(Path(item.name).name))
+        image_id = lookup(image_ids, item.name)
+        if image_id is None:
+            image_id, next_id = next_id, next_id + 1
         boxes, scores, from_detector, messages = _boxes_for(item, box_file, detector)
         for m in messages:
             log(m)
         if len(boxes):
-            pending.append((item, boxes, scores, from_detector))
+            pending.append((item, image_id, boxes, scores, from_detector))
         elif cfg.render:
             _render(item, [], cfg)
-        if sum(len(b) for _, b, _, _ in pending) >= cfg.batch_size:
+        if sum(len(p[2]) for p in pending) >= cfg.batch_size:
             flush()
     if pending:
         flush()
@@ -163,25 +161,24 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.nda
     return np.array([[0.0, 0.0, w, h]]), np.ones(1), False, []
 
 
-def _pose_nms(persons: list[PersonPose], cfg: PredictConfig) -> list[PersonPose]:
+def _pose_nms(persons: list[PersonPose], nms: str, threshold: float, mode: str) -> list[PersonPose]:
+    """OKS-NMS keeps the best-scored of near-identical poses; soft-OKS-NMS lowers the duplicates' scores."""
     from posecal.nms import oks_nms, soft_oks_nms
 
-    if cfg.nms == "none":
+    if nms == "none":
         return persons
     kps = np.stack([p.keypoints for p in persons])
-    scores = np.array([p.scores[cfg.score_mode] for p in persons])
+    scores = np.array([p.scores[mode] for p in persons])
     areas = np.array([p.box[2] * p.box[3] for p in persons])
-    if cfg.nms == "oks":
-        return [persons[i] for i in oks_nms(kps, scores, areas, cfg.nms_threshold)]
+    if nms == "oks":
+        return [persons[i] for i in oks_nms(kps, scores, areas, threshold)]
     keep, new_scores = soft_oks_nms(kps, scores, areas)
-    out = []
     for i, s in zip(keep, new_scores):
-        persons[i].scores[cfg.score_mode] = float(s)
-        out.append(persons[i])
-    return out
+        persons[i].scores[mode] = float(s)
+    return [persons[i] for i in keep]
 
 
-def _entries(frame: Frame, persons: list[PersonPose], image_ids: dict, image_id: int, mode: str) -> list[dict]:
+def _entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:
     """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields."""
     r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
     out = []

@@ -54,6 +54,11 @@ def collect(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[Problem]]:
     return files, problems
 
 
+def lookup(mapping: dict, name: str):
+    """mapping[name], else mapping[base name]: how boxes files and annotation files name an input."""
+    return mapping.get(name, mapping.get(Path(name).name))
+
+
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 

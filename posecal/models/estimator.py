@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from posecal.models.efficientnet_lite import EfficientNetLite0, load_imagenet
-from posecal.skeleton import flip_permutation
+from posecal.codec import flip_back
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 
 
@@ -67,12 +67,6 @@ class TopDownEstimator(nn.Module):
         out.opks_logits = self.opks_head(x, stats)
         out.vis_logits = self.visibility_head(x, stats)
         return out
-
-
-def flip_back(heatmaps_flipped: torch.Tensor) -> torch.Tensor:
-    """Heatmaps of a mirrored crop -> the original crop's (mirror + left/right swap); torch twin of codec.flip_back."""
-    perm = torch.as_tensor(flip_permutation(heatmaps_flipped.shape[1]), device=heatmaps_flipped.device)
-    return torch.flip(heatmaps_flipped.index_select(1, perm), dims=[3])
 
 
 def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
