@@ -1,9 +1,13 @@
 """Per-crop latency of a posecal model on real crops: batch 1, 2 threads, median over >= 50 crops.
 
-Prints GFLOPs (pose network alone and with the heads), the model forward time with all its heads
-(eager, TorchScript-frozen, which folds BatchNorm into the convolutions, and ONNX Runtime) and the whole
-per-crop pipeline (affine crop + flip-test forward as one batch of 2 + DARK decode).
-Usage: python bench/latency.py [--model CKPT] [--n 100]
+Prints GFLOPs (pose network alone and with the heads, one pass), the model forward time with all its heads
+(eager, TorchScript-frozen, which folds BatchNorm into the convolutions, and ONNX Runtime; with --flip-test
+each forward is the in-model flip test, one batch of 2) and the whole per-crop pipeline (affine crop +
+flip-test forward as one batch of 2 + DARK decode).
+Without --model it times an untrained model of the given backbone and input size (latency does not depend on
+the weights): pose network only, or with the heads with --quality-heads.
+Usage: python bench/latency.py [--model CKPT | --backbone efficientnet_lite1 --input-wh 192 256] [--flip-test]
+       [--n 100] [--threads 2] [--cpu-time]
 """
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from posecal.checkpoint import load_model
+from posecal.checkpoint import load_model, model_from_config
 from posecal.codec import decode
+from posecal.config import ModelConfig
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
 from posecal.export import OnnxEstimator, OutputTuple, onnx_bytes
@@ -24,49 +29,68 @@ from posecal.export import OnnxEstimator, OutputTuple, onnx_bytes
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 
 
-def median_ms(fn, inputs, warmup: int = 5) -> float:
+def median_ms(fn, inputs, warmup: int = 5, clock=time.perf_counter) -> float:
     for x in inputs[:warmup]:
         fn(x)
     times = []
     for x in inputs:
-        t = time.perf_counter()
+        t = clock()
         fn(x)
-        times.append((time.perf_counter() - t) * 1000)
+        times.append((clock() - t) * 1000)
     return statistics.median(times)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model")
+    ap.add_argument("--model", help="model file (default: the shipped model, unless --backbone/--input-wh)")
+    ap.add_argument("--backbone", help="without --model: time an untrained model with this backbone")
+    ap.add_argument("--input-wh", type=int, nargs=2, metavar=("W", "H"), help="without --model: input size")
+    ap.add_argument("--quality-heads", action="store_true", help="without --model: with the quality heads")
+    ap.add_argument("--flip-test", action="store_true", help="time forwards with the flip test (batch of 2)")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the process's CPU time, not wall time: with --threads 1 it hardly depends on what else "
+                         "the machine runs (with more threads it also counts their spin-waits)")
     args = ap.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
-    model, cfg, _ = load_model(args.model)
+    untrained = args.backbone is not None or args.input_wh is not None or args.quality_heads
+    if untrained and args.model:
+        ap.error("--backbone, --input-wh and --quality-heads build an untrained model; leave out --model")
+    if untrained:
+        default = ModelConfig()
+        cfg = ModelConfig(backbone=args.backbone or default.backbone, input_wh=tuple(args.input_wh or default.input_wh),
+                          quality_heads=args.quality_heads)
+        model, name = model_from_config(cfg, imagenet=False).eval(), f"untrained {cfg.backbone}"
+    else:
+        (model, cfg, _), name = load_model(args.model), args.model or "default"
     records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")[: args.n]
     ds = TopDownDataset(records, cfg.input_wh)
     inputs = [ds[i]["image"][None] for i in range(len(ds))]
     gflops = {}
-    for name, fn in (("pose", model.forward_pose), ("all", model)):
+    for part, fn in (("pose", model.forward_pose), ("all", model)):
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             fn(inputs[0])
-        gflops[name] = counter.get_total_flops() / 1e9
-    ort = OnnxEstimator(onnx_bytes(model, cfg, flip_test=False), threads=args.threads)
+        gflops[part] = counter.get_total_flops() / 1e9
+    flip = args.flip_test
+    ort = OnnxEstimator(onnx_bytes(model, cfg, flip_test=flip), threads=args.threads)
     with torch.inference_mode():
-        eager = median_ms(model, inputs)
-        frozen = torch.jit.freeze(torch.jit.trace(OutputTuple(model, False).eval(), inputs[0]))
-        jit = median_ms(frozen, inputs)
-        ort_ms = median_ms(ort.run, inputs)
+        eager = median_ms(lambda x: model(x, flip_test=flip), inputs, clock=clock)
+        frozen = torch.jit.freeze(torch.jit.trace(OutputTuple(model, flip).eval(), inputs[0]))
+        jit = median_ms(frozen, inputs, clock=clock)
+        ort_ms = median_ms(ort.run, inputs, clock=clock)
         frozen_flip = torch.jit.freeze(torch.jit.trace(OutputTuple(model, True).eval(), inputs[0]))
 
         def pipeline(i):
             return decode(frozen_flip(ds[i]["image"][None])[0].numpy())
 
-        full = median_ms(pipeline, list(range(len(ds))))
-    print(f"model {args.model or 'default'}, input {cfg.input_wh[0]}x{cfg.input_wh[1]} (w x h), "
-          f"{args.threads} threads, batch 1, median over {len(inputs)} real val crops")
+        full = median_ms(pipeline, list(range(len(ds))), clock=clock)
+    print(f"model {name} (backbone {cfg.backbone}), input {cfg.input_wh[0]}x{cfg.input_wh[1]} (w x h), "
+          f"{args.threads} threads, batch 1, flip test {'on (batch of 2)' if flip else 'off'}, "
+          f"median {'CPU' if args.cpu_time else 'wall'} time over {len(inputs)} real val crops")
     extra = gflops["all"] / gflops["pose"] - 1
-    print(f"compute:                      {gflops['all']:6.3f} GFLOPs/crop with all heads, {gflops['pose']:.3f} "
+    print(f"compute (one pass, no flip):  {gflops['all']:6.3f} GFLOPs/crop with all heads, {gflops['pose']:.3f} "
           f"pose only (heads +{100 * extra:.1f} %)")
     print(f"forward, eager:               {eager:6.2f} ms/crop")
     print(f"forward, TorchScript frozen:  {jit:6.2f} ms/crop")

@@ -1,13 +1,14 @@
 """Checkpoints: written atomically (temp file + rename) so a crash never leaves a half file."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from posecal.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from posecal.errors import PosecalInputError
-from posecal.io import write_atomic
+from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import TopDownEstimator, build_estimator
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "posecal_default.pt"
@@ -20,14 +21,46 @@ def atomic_save(obj, path) -> None:
 def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDownEstimator:
     return build_estimator(cfg.head_widths, imagenet=cfg.imagenet if imagenet is None else imagenet,
                            quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
-                           head_hidden=cfg.head_hidden)
+                           head_hidden=cfg.head_hidden, backbone=cfg.backbone)
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):
     """The deployable model file: config + weights (fp16 optional, halves the size)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
+             for k, v in model.state_dict().items()}
     atomic_save({"model_config": model_config_to_dict(cfg),
                  "state_dict": state, "meta": meta or {}}, path)
+
+
+def save_resume_state(model: TopDownEstimator, cfg: ModelConfig, state: dict, folder) -> None:
+    """The compact, committable form of a training's last checkpoint: fp16 weights (`weights.pt`, a model
+    file `posecal eval --model` also reads) and the schedule position with the epoch log (`state.json`).
+
+    The optimizer's moments are left out on purpose: they would triple the size (AdamW keeps two fp32 tensors
+    per weight) and a resumed run re-estimates them within a short learning-rate re-warm-up.
+    """
+    folder = Path(folder)
+    save_model(model, cfg, folder / "weights.pt", meta={"epoch": state["epoch"], "step": state["step"]}, half=True)
+    keep = ("epoch", "step", "best_ap", "log", "partial")   # partial: an epoch stopped mid-way (max_minutes)
+    write_json_atomic({k: state[k] for k in keep if k in state}, folder / "state.json")
+
+
+def load_resume_state(model: TopDownEstimator, folder) -> dict:
+    """Load `save_resume_state`'s weights into `model`; returns the training state (epoch, step, best_ap, log,
+    and `partial` when it was saved mid-epoch)."""
+    folder = Path(folder)
+    if not (folder / "state.json").is_file():
+        raise PosecalInputError(f"{folder}: no committed training state (state.json) to resume from")
+    ckpt = _read(folder / "weights.pt")
+    try:
+        model.load_state_dict(_float_state(ckpt["state_dict"]))
+        state = json.loads((folder / "state.json").read_text())
+        state = {"epoch": int(state["epoch"]), "step": int(state["step"]), "best_ap": float(state["best_ap"]),
+                 "log": list(state["log"]), **({"partial": dict(state["partial"])} if state.get("partial") else {})}
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise PosecalInputError(f"{folder}: training state does not fit this model/config "
+                                f"({str(e).splitlines()[0][:120]})") from None
+    return state
 
 
 def _read(path: Path) -> dict:
@@ -48,14 +81,17 @@ def _float_state(state: dict) -> dict:
 
 
 def load_state_from(model: TopDownEstimator, path) -> None:
-    """Initialise from a model file; only the quality heads may be missing from it (S3 / fine-tuning)."""
+    """Initialise from a model file. Only quality-head weights may be missing from the file (S3, fine-tuning)
+    or left over in it (a pose-only model fine-tuned from a packed model with heads)."""
     path = Path(path)
     ckpt = _read(path)
     state = ckpt.get("state_dict", ckpt.get("model"))
     if state is None:
         raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
-    result = model.load_state_dict(_float_state(state), strict=False)
     heads = ("oks_head.", "opks_head.", "visibility_head.")
+    if not model.has_quality_heads:
+        state = {k: v for k, v in state.items() if not k.startswith(heads)}
+    result = model.load_state_dict(_float_state(state), strict=False)
     bad = [k for k in result.missing_keys if not k.startswith(heads)] + list(result.unexpected_keys)
     if bad:
         raise PosecalInputError(f"{path}: weights do not match the model ({len(bad)} keys, e.g. {bad[0]})")

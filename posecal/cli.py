@@ -14,8 +14,16 @@ def _cmd_train(args) -> None:
     cfg = load_train_config(args.config)
     if args.out_dir:
         cfg.out_dir = args.out_dir
+    if args.packed:
+        cfg.data.packed = args.packed
+    if args.max_minutes is not None:
+        cfg.max_minutes = args.max_minutes if args.max_minutes > 0 else None
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"best val AP {result['best_ap']:.2f}; files in {cfg.out_dir}")
+    if result["stopped"]:
+        print(f"stopped after {cfg.max_minutes:g} minutes at epoch {result['epoch']}, step {result['step']}; "
+              f"go on with --resume. Best val AP so far {result['best_ap']:.2f}; files in {cfg.out_dir}")
+    else:
+        print(f"best val AP {result['best_ap']:.2f}; files in {cfg.out_dir}")
 
 
 def _cmd_eval(args) -> None:
@@ -114,8 +122,12 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("train", help="train a pose model from a YAML config")
     p.add_argument("config")
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT_DIR/last.pt, else from the config's committed resume_state")
     p.add_argument("--out-dir", help="override the config's out_dir")
+    p.add_argument("--packed", metavar="DIR", help="override the config's data.packed (a pack folder)")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="override the config's max_minutes (0: no limit)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("eval", help="COCO keypoint AP of a model on a COCO keypoint file")

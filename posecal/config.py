@@ -19,11 +19,15 @@ class DataConfig:
     val_images: str = "../shared/data/coco-val2017-crops/images"
     lspet_annotations: str | None = None     # optional extra training data (LSP-14 mapped to COCO-17)
     lspet_images: str | None = None
+    # A pack folder (tools/pack_training_data.py): when set, the training persons come from its shard_*/ instead
+    # of the files above, and validation uses its val/ when it has one (else val_annotations/val_images).
+    packed: str | None = None
 
 
 @dataclass
 class ModelConfig:
     input_wh: tuple[int, int] = (144, 192)
+    backbone: str = "efficientnet_lite0"    # efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2
     head_widths: tuple[int, int, int] = (128, 128, 64)
     sigma: float = 2.0
     imagenet: bool = True
@@ -53,6 +57,16 @@ class TrainConfig:
     threads: int = 2
     seed: int = 0
     channels_last: bool = True
+    device: str = "cpu"                   # cpu | cuda (cuda also turns on cudnn.benchmark)
+    amp: bool = False                     # autocast on CUDA (no-op on CPU) ...
+    amp_dtype: str = "bf16"               # ... in bf16, or fp16 (with a GradScaler)
+    # Wall-clock budget of one `posecal train` call: it stops after the step that passes it, saves last.pt and
+    # the resume_state (mid-epoch too) and returns; `--resume` goes on at the next batch of the same epoch.
+    max_minutes: float | None = None
+    # Committed training state (fp16 weights + schedule position, see checkpoint.save_resume_state), written
+    # each epoch; `--resume` falls back to it when OUT_DIR/last.pt is missing (a new machine, a new session).
+    resume_state: str | None = None
+    resume_warmup_steps: int = 100        # learning-rate re-warm-up after resuming without optimizer state
     # Quality heads (issue: calibrated confidence). Strategy:
     #   "s1" joint from the start, "s2" pose first then the heads' weight ramps up,
     #   "s3" backbone + heatmap head frozen (from init_from), only the heads train.

@@ -44,10 +44,20 @@ def visibility_class_weights(counts) -> torch.Tensor:
     return w.float()
 
 
-def visibility_ce(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    """Weighted cross-entropy over (N, K, C) logits and (N, K) classes (normalised by the weights used)."""
+def visibility_ce(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted cross-entropy over (N, K, C) logits and (N, K) classes, normalised by the weights used.
+
+    `mask` (N, K) leaves out keypoints whose visibility the labels do not tell (LSPET); without it this is
+    torch's class-weighted mean cross-entropy.
+    """
     c = logits.shape[-1]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, c), target.reshape(-1), weight=class_weights)
+    t = target.reshape(-1)
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, c), t, reduction="none")
+    w = class_weights.to(logits.dtype)[t]
+    if mask is not None:
+        w = w * mask.reshape(-1).to(w.dtype)
+    return (ce * w).sum() / w.sum().clamp(min=1e-12)
 
 
 def visibility_target(v: torch.Tensor, num_classes: int) -> torch.Tensor:

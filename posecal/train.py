@@ -1,20 +1,26 @@
-"""`posecal train`: heatmap training with AdamW + warmup/cosine, per-epoch val AP, atomic checkpoints, resume."""
+"""`posecal train`: heatmap training with AdamW + warmup/cosine, per-epoch val AP, atomic checkpoints, resume
+(also mid-epoch, after a wall-clock budget), on CPU or CUDA (optionally with autocast)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import time
+from collections import deque
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from posecal.checkpoint import atomic_save, load_state_from, model_from_config, save_model
+from posecal.checkpoint import (atomic_save, load_resume_state, load_state_from, model_from_config,
+                                save_model, save_resume_state)
 from posecal.config import TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
+from posecal.data.packed import load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
 from posecal.errors import PosecalInputError
 from posecal.inference import predict_records
@@ -33,16 +39,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, total: int, cfg: TrainConfig, rewarm_from: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio. After a resume without optimizer state
+    (`rewarm_from` = the step resumed at) the scheduled rate ramps up again over resume_warmup_steps."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    if rewarm_from is not None and step - rewarm_from < cfg.resume_warmup_steps:
+        lr *= (step - rewarm_from + 1) / cfg.resume_warmup_steps
+    return lr
 
 
 def validate(model, cfg: TrainConfig, val_records, gt, flip: bool) -> dict:
     """Val AP per pose-score mode; `ap` is the selection metric (the `oks` mode, the default, once heads exist)."""
-    preds = predict_records(model, val_records, cfg.model.input_wh, flip=flip, progress=False)
+    preds = predict_records(model, val_records, cfg.model.input_wh, flip=flip, progress=False,
+                            batch_size=max(32, cfg.batch_size), num_workers=cfg.num_workers,
+                            device=str(next(model.parameters()).device))
     ids = [r.image_id for r in val_records] if cfg.max_val_persons else None
     conf = keypoint_confidence(preds)
     metrics = {}
@@ -75,13 +88,17 @@ def freeze_pose(model) -> None:
 
 
 def quality_losses(model, out, batch, cfg: TrainConfig, class_weights, heatmaps_for_targets) -> dict:
-    targets = online_targets(heatmaps_for_targets, batch["keypoints"], batch["area"])
+    targets = online_targets(heatmaps_for_targets, batch["keypoints"].cpu(), batch["area"].cpu())
+    dev = out.heatmaps.device
+    targets.oks, targets.opks, targets.labelled, targets.visibility = (
+        t.to(dev) for t in (targets.oks, targets.opks, targets.labelled, targets.visibility))
+    class_weights = class_weights.to(dev)
     out = model.forward_heads(out)
     vis_t = visibility_target(targets.visibility, cfg.model.visibility_classes)
     has_labelled = targets.labelled.any(1)
     return {"oks": hard_mined_l1(out.oks[has_labelled], targets.oks[has_labelled], enabled=cfg.hard_mining),
             "opks": opks_bce(out.opks_logits, targets.opks, targets.labelled),
-            "vis": visibility_ce(out.vis_logits, vis_t, class_weights)}
+            "vis": visibility_ce(out.vis_logits, vis_t, class_weights, batch.get("visibility_weight"))}
 
 
 def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: int) -> dict:
@@ -93,12 +110,12 @@ def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: in
     if cfg.strategy == "s3":
         with torch.no_grad():  # the frozen part runs as at test time: flip test, heads read merged heatmaps
             out = model.forward_flip_test(images) if cfg.flip_targets else model.forward_pose(images)
-        terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.float().numpy())
+        terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.float().cpu().numpy())
         terms["total"] = cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"]
         return terms
     out = model.forward_pose(images)
     hm_loss = heatmap_mse(out.heatmaps, batch["heatmaps"], batch["target_weight"])
-    terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.detach().float().numpy())
+    terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.detach().float().cpu().numpy())
     w = head_weight(cfg, epoch)
     terms["heatmap"] = hm_loss
     terms["total"] = cfg.lambda_heatmap * hm_loss + w * (
@@ -106,21 +123,141 @@ def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: in
     return terms
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train; returns the best validation metrics. Files in cfg.out_dir: last.pt, best.pt, best_model.pt, log.json."""
-    torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    records = load_coco_persons(cfg.data.train_annotations, cfg.data.train_images)
-    if cfg.data.lspet_annotations:
-        records += load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
+class EpochOrder(Sampler):
+    """Each epoch's seeded shuffle as (epoch, index) pairs, from position `start` on (an epoch resumed mid-way).
+
+    The order is the one `DataLoader(shuffle=True, generator=Generator().manual_seed(seed * 1000 + epoch))`
+    gave before this sampler existed (the loader draws one number for its workers' base seed, then randperm),
+    so runs resumed across the change keep their data order. The epoch travels with each index because
+    persistent workers hold their own copy of the dataset, which `set_epoch` in the main process does not reach.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self, epoch: int) -> list[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=gen)
+        return torch.randperm(self.n, generator=gen).tolist()
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in self.order(self.epoch)[self.start:]])
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
+class _EpochItems(Dataset):
+    def __init__(self, base: TopDownDataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        epoch, idx = key
+        self.base.set_epoch(epoch)
+        return self.base[idx]
+
+
+def make_loader(dataset: TopDownDataset, order: EpochOrder, cfg: TrainConfig, drop_last: bool,
+                pin_memory: bool = False) -> DataLoader:
+    """The training loader; its workers (if any) persist across epochs."""
+    if cfg.num_workers > 0:
+        # Many workers: one OpenCV thread each, not a pool each. Set here, before the workers fork, and not in
+        # the workers: calling it in a forked child deadlocks once this process has used OpenCV's thread pool.
+        cv2.setNumThreads(0)
+    return DataLoader(_EpochItems(dataset), batch_size=cfg.batch_size, sampler=order, drop_last=drop_last,
+                      num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=pin_memory)
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cpu":
+        return torch.device("cpu")
+    if cfg.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PosecalInputError(f"device: {cfg.device}, but this torch ({torch.__version__}) sees no CUDA GPU")
+        torch.backends.cudnn.benchmark = True
+        return torch.device(cfg.device)
+    raise PosecalInputError(f"device must be cpu or cuda, got {cfg.device!r}")
+
+
+def _amp(cfg: TrainConfig, device: torch.device):
+    """(autocast context factory, GradScaler or None). Autocast runs on CUDA only; on CPU amp is a no-op."""
+    if cfg.amp_dtype not in ("bf16", "fp16"):
+        raise PosecalInputError(f"amp_dtype must be bf16 or fp16, got {cfg.amp_dtype!r}")
+    if not cfg.amp or device.type != "cuda":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None) -> tuple[dict, int | None]:
+    """State to go on from: OUT_DIR/last.pt (weights + optimizer), else the committed compact state
+    (weights only: returns the step from which the learning rate re-warms). Says which on stdout."""
+    last = out / "last.pt"
+    if last.is_file():
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            model.load_state_dict(ckpt["model"])
+            optim.load_state_dict(ckpt["optim"])
+            if scaler is not None and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            state = ckpt["state"]
+        except Exception as e:  # a truncated or foreign file: say so in one line, do not train from scratch
+            raise PosecalInputError(f"{last}: cannot resume from it ({str(e).splitlines()[0][:120]}); "
+                                    "delete it to start over") from None
+        print(f"resumed from {last} at epoch {state['epoch']}, step {state['step']}{_where(state)}")
+        return state, None
+    if cfg.resume_state and (Path(cfg.resume_state) / "state.json").is_file():
+        state = load_resume_state(model, cfg.resume_state)
+        print(f"resumed from committed state {cfg.resume_state} at epoch {state['epoch']}, step {state['step']}"
+              f"{_where(state)} (fresh optimizer, learning rate re-warms over {cfg.resume_warmup_steps} steps)")
+        return state, state["step"]
+    raise PosecalInputError(f"--resume: nothing to resume from ({last} not found"
+                            + (f", no state in {cfg.resume_state})" if cfg.resume_state else ")"))
+
+
+def _where(state: dict) -> str:
+    part = state.get("partial")
+    return f" (batch {part['batches']} of epoch {state['epoch'] + 1})" if part else ""
+
+
+def _load_data(cfg: TrainConfig):
+    """(training records, val records, val annotation file)."""
+    if cfg.data.packed:
+        records = load_packed_persons(cfg.data.packed)
+        val_ann, val_img = packed_val_paths(cfg.data.packed) or (cfg.data.val_annotations, cfg.data.val_images)
+        print(f"{len(records)} training persons from the pack {cfg.data.packed}; validation on {val_ann}")
+    else:
+        records = load_coco_persons(cfg.data.train_annotations, cfg.data.train_images)
+        if cfg.data.lspet_annotations:
+            records += load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
+        val_ann, val_img = cfg.data.val_annotations, cfg.data.val_images
     if cfg.max_train_persons:
         records = records[: cfg.max_train_persons]
-    val_records = load_coco_persons(cfg.data.val_annotations, cfg.data.val_images)
+    val_records = load_coco_persons(val_ann, val_img)
     if cfg.max_val_persons:
         val_records = val_records[: cfg.max_val_persons]
-    gt = load_coco_gt(cfg.data.val_annotations)
+    return records, val_records, val_ann
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train; returns the best validation metrics (and `stopped`: True when max_minutes ended this call).
+    Files in cfg.out_dir: last.pt, best_model.pt, log.json, config.json."""
+    t_start = time.time()
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = _device(cfg)
+    autocast, scaler = _amp(cfg, device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records, val_records, val_ann = _load_data(cfg)
+    gt = load_coco_gt(val_ann)
 
     if cfg.strategy not in STRATEGIES:
         raise PosecalInputError(f"strategy must be one of {STRATEGIES}, got {cfg.strategy!r}")
@@ -130,64 +267,101 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     counts = np.bincount(np.concatenate([r.keypoints[:, 2].astype(int) for r in records]), minlength=3)[:3]
     if cfg.model.visibility_classes == 2:
         counts = np.array([counts[0], counts[1:].sum()])
-    class_weights = visibility_class_weights(counts)
+    class_weights = visibility_class_weights(counts).to(device)
     model = model_from_config(cfg.model, imagenet=cfg.model.imagenet and not cfg.init_from)
     if cfg.init_from:
         load_state_from(model, cfg.init_from)
     if cfg.strategy == "s3":
         freeze_pose(model)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    drop_last = len(dataset) > cfg.batch_size
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
+    batches_per_epoch = len(dataset) // cfg.batch_size if drop_last else 1
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     state = {"epoch": 0, "step": 0, "best_ap": -1.0, "log": []}
-    if resume and (out / "last.pt").is_file():
-        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optim"])
-        state = ckpt["state"]
-        print(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}, step {state['step']}")
+    rewarm_from = None
+    if resume:
+        state, rewarm_from = resume_training(model, optim, cfg, out, scaler)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
 
-    while state["epoch"] < cfg.epochs and state["step"] < total:
+    order = EpochOrder(len(dataset), cfg.seed)
+    loader = make_loader(dataset, order, cfg, drop_last, pin_memory=device.type == "cuda")
+    deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
+    stopped = False
+
+    def save():
+        ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": state, "config": to_dict(cfg)}
+        if scaler is not None:
+            ckpt["scaler"] = scaler.state_dict()
+        atomic_save(ckpt, out / "last.pt")
+        if cfg.resume_state:
+            save_resume_state(model, cfg.model, state, cfg.resume_state)
+
+    while state["epoch"] < cfg.epochs and state["step"] < total and not stopped:
         epoch = state["epoch"]
-        dataset.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
-                            num_workers=cfg.num_workers, generator=gen, persistent_workers=False)
+        # An epoch stopped mid-way (max_minutes) goes on at its next batch, with its sums so far.
+        part = state.pop("partial", None) or {"batches": 0, "loss_sum": 0.0, "terms_sum": {}, "seen": 0,
+                                                 "train_s": 0.0}
+        order.set_epoch(epoch, part["batches"] * cfg.batch_size)
         model.train()
         if cfg.strategy == "s3":
             freeze_pose(model)
-        t0, losses, seen = time.time(), [], 0
-        terms_sum: dict[str, float] = {}
+        t0, recent = time.time(), deque(maxlen=50)
+        terms_sum: dict[str, float] = dict(part["terms_sum"])
+        batches, loss_sum, seen = part["batches"], part["loss_sum"], part["seen"]
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for batch in bar:
             if state["step"] >= total:
                 break
+            lr = lr_at(state["step"], total, cfg, rewarm_from)
             for g in optim.param_groups:
-                g["lr"] = lr_at(state["step"], total, cfg)
-            images = batch["image"]
+                g["lr"] = lr
+            images = batch["image"].to(device, non_blocking=True)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            terms = step_losses(model, batch, images, cfg, class_weights, epoch)
+            batch = {k: v.to(device, non_blocking=True) if k in ("heatmaps", "target_weight", "visibility_weight")
+                     else v for k, v in batch.items()}
+            with autocast():
+                terms = step_losses(model, batch, images, cfg, class_weights, epoch)
             loss = terms["total"]
+            optim.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optim)
+                scaler.update()
+            else:
+                loss.backward()
+                optim.step()
+            state["step"] += 1
+            batches += 1
             for k, v in terms.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + v.item()
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            state["step"] += 1
-            losses.append(loss.item())
+            loss_sum += terms["total"].item()
+            recent.append(terms["total"].item())
             seen += len(images)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4g}", lr=f"{optim.param_groups[0]['lr']:.1e}")
+            bar.set_postfix(loss=f"{np.mean(recent):.4g}", lr=f"{lr:.1e}")
+            if deadline is not None and time.time() >= deadline:
+                stopped = True
+                break
+        train_s = part["train_s"] + time.time() - t0
+        if stopped and batches < batches_per_epoch and state["step"] < total:
+            state["partial"] = {"batches": batches, "loss_sum": loss_sum, "terms_sum": terms_sum, "seen": seen,
+                                "train_s": train_s}
+            save()
+            print(json.dumps({"stopped": "max_minutes", "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
+                              "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
+            break
         state["epoch"] = epoch + 1
-        entry = {"epoch": epoch + 1, "step": state["step"], "loss": float(np.mean(losses)) if losses else None,
-                 **{f"loss_{k}": v / max(len(losses), 1) for k, v in terms_sum.items() if k != "total"},
-                 "crops_per_s": seen / max(time.time() - t0, 1e-9), "train_s": time.time() - t0}
+        n = max(batches, 1)
+        entry = {"epoch": epoch + 1, "step": state["step"], "loss": loss_sum / n if batches else None,
+                 **{f"loss_{k}": v / n for k, v in terms_sum.items() if k != "total"},
+                 "crops_per_s": seen / max(train_s, 1e-9), "train_s": train_s}
         if (epoch + 1) % cfg.val_every == 0 or state["epoch"] >= cfg.epochs or state["step"] >= total:
             t1 = time.time()
             metrics = validate(model, cfg, val_records, gt, cfg.val_flip)
@@ -198,9 +372,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                            meta={"epoch": epoch + 1, "val": metrics, "val_flip": cfg.val_flip})
         state["log"].append(entry)
         print(json.dumps(entry), flush=True)
-        atomic_save({"model": model.state_dict(), "optim": optim.state_dict(), "state": state,
-                     "config": to_dict(cfg)}, out / "last.pt")
+        save()
         tmp = out / "log.json.tmp"
         tmp.write_text(json.dumps(state["log"], indent=1))
         tmp.replace(out / "log.json")
-    return {"best_ap": state["best_ap"], "log": state["log"]}
+        if stopped:
+            print(json.dumps({"stopped": "max_minutes", "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
+                              "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
+    return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped,
+            "epoch": state["epoch"], "step": state["step"]}

@@ -1,6 +1,8 @@
 """End to end: train 2 steps on a tiny synthetic set, then `posecal eval` writes valid files."""
 import json
 
+import numpy as np
+
 import pytest
 
 from posecal.cli import main
@@ -112,3 +114,44 @@ num_workers: 0
     res = json.loads((out / "results.json").read_text())
     assert len(res[0]["keypoint_quality"]) == 17 and len(res[0]["visibility"]) == 17
     assert res[0]["score"] == pytest.approx(res[0]["pose_quality"], abs=1e-3)
+
+
+def test_resume_from_committed_state_continues_the_schedule(trained, capsys):
+    """A new machine has no last.pt: --resume goes on from the committed fp16 weights + schedule position."""
+    tmp_path, _, _ = trained
+    cfg = tmp_path / "cfg.yaml"
+    state_dir = tmp_path / "committed"
+    text = cfg.read_text() + f"resume_state: {state_dir}\nresume_warmup_steps: 2\n"
+    cfg.write_text(text)
+    (tmp_path / "run" / "last.pt").unlink()
+    assert main(["train", str(cfg), "--resume", "--no-progress"]) == 2     # nothing to resume from yet
+    assert "nothing to resume from" in capsys.readouterr().err
+    cfg.write_text(text.replace("epochs: 1", "epochs: 1\nlr: 0.01"))
+    assert main(["train", str(cfg), "--no-progress"]) == 0                  # writes the committed state
+    assert (state_dir / "weights.pt").is_file()
+    assert json.loads((state_dir / "state.json").read_text())["step"] == 2
+    (tmp_path / "run" / "last.pt").unlink()
+    cfg.write_text(text.replace("epochs: 1", "epochs: 2\nlr: 0.01").replace("max_steps: 2", "max_steps: 4"))
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--resume", "--no-progress"]) == 0
+    assert "resumed from committed state" in capsys.readouterr().out
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert [e["epoch"] for e in log] == [1, 2] and log[-1]["step"] == 4
+
+
+def test_lr_rewarms_after_a_resume_without_optimizer_state():
+    from posecal.config import TrainConfig
+    from posecal.train import lr_at
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.0, resume_warmup_steps=4)
+    plain = lr_at(50, 100, cfg)
+    assert plain == pytest.approx(0.5 * (1 + np.cos(np.pi * 40 / 90)))
+    assert lr_at(50, 100, cfg, rewarm_from=50) == pytest.approx(plain / 4)
+    assert lr_at(53, 100, cfg, rewarm_from=50) == pytest.approx(lr_at(53, 100, cfg))
+
+
+def test_resume_refuses_a_corrupt_checkpoint(trained, capsys):
+    tmp_path, _, _ = trained
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    assert main(["train", str(tmp_path / "cfg.yaml"), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "last.pt: cannot resume from it" in err and "\n" not in err

@@ -118,7 +118,7 @@ def test_lspet_joints_map_onto_coco(tmp_path):
 @needs_shared
 def test_real_lspet_loads():
     recs = load_lspet(SHARED / "data/lspet/annotations/lspet.json", SHARED / "data/lspet/images")
-    assert len(recs) == 3956 and all(r.keypoints[:5, 2].max() == 0 for r in recs[:50])
+    assert len(recs) == 8500 and all(r.keypoints[:5, 2].max() == 0 for r in recs[:50])
 
 
 def test_read_image_converts_formats(tmp_path):

@@ -57,3 +57,21 @@ def test_flip_keypoints_mirrors_and_swaps():
     out = flip_keypoints(kp, width=100)
     assert out[6].tolist() == [89, 20, 2]   # the old left shoulder is now the right one
     assert out[5].tolist() == [69, 20, 1]
+
+
+def test_color_jitter_is_the_float_brightness_contrast_saturation_formula():
+    """The one-pass cv2.transform equals the step-by-step float formula to within one grey level."""
+    from posecal.data.transforms import color_jitter
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    img[:10] = 250   # saturating region
+    for seed in range(5):
+        got = color_jitter(img, 0.5, np.random.default_rng(seed)).astype(int)
+        b, c, s = np.random.default_rng(seed).uniform(0.5, 1.5, size=3)
+        ref = img.astype(np.float64) * b
+        ref = (ref - ref.mean()) * c + ref.mean()
+        gray = ref.mean(axis=2, keepdims=True)
+        ref = np.clip((ref - gray) * s + gray, 0, 255).astype(np.uint8).astype(int)   # truncation, as before
+        assert np.abs(got - ref).max() <= 1 and abs((got - ref).mean()) < 0.15   # OpenCV's 8-bit rounding
+    assert color_jitter(img, 0.0, rng) is img

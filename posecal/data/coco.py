@@ -26,6 +26,9 @@ class PersonRecord:
     ann_id: int = -1
     score: float = 1.0               # detector score (1 for GT boxes)
     file_name: str = ""
+    # False where the labels do not tell visible from occluded from absent (LSPET: v = 2 may be hidden,
+    # v = 0 is "position unknown"): the visibility loss then ignores them unless augmentation sets them.
+    visibility_known: bool = True
 
 
 def read_json(path) -> object:
@@ -122,8 +125,12 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
 
 
 def load_lspet(annotation_file, image_dir) -> list[PersonRecord]:
-    """LSPET persons with their 14 joints mapped onto COCO-17 (12 limb joints; head joints stay unlabelled)."""
-    return load_coco_persons(annotation_file, image_dir, keypoint_map=LSP_TO_COCO)
+    """LSPET persons with their 14 joints mapped onto COCO-17 (12 limb joints; the face keypoints stay v = 0,
+    so they carry zero heatmap weight). Their visibility is marked unknown (see PersonRecord)."""
+    records = load_coco_persons(annotation_file, image_dir, keypoint_map=LSP_TO_COCO)
+    for r in records:
+        r.visibility_known = False
+    return records
 
 
 def read_image(path) -> np.ndarray:

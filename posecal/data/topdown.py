@@ -1,6 +1,7 @@
 """Torch dataset of top-down person crops with heatmap targets (training and evaluation)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -8,8 +9,10 @@ from torch.utils.data import Dataset
 from posecal.codec import encode
 from posecal.data.coco import PersonRecord, area_scale, read_image
 from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_scale, color_jitter,
-                                     crop_matrix, flip_keypoints, half_body_region, sample_augmentation, warp)
-from posecal.models.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
+                                     crop_matrix, flip_keypoints, half_body_region, inside_frame, paste_occluders,
+                                     sample_augmentation, sample_truncation, truncate, warp)
+from posecal.models.backbones.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
+from posecal.skeleton import flip_permutation
 
 HEATMAP_STRIDE = 4
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
@@ -27,8 +30,10 @@ def heatmap_to_input(xy: np.ndarray) -> np.ndarray:
 
 def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
     """BGR uint8 crop -> normalised RGB float tensor (3, H, W)."""
-    rgb = crop_bgr[:, :, ::-1].astype(np.float32)
-    return torch.from_numpy(((rgb - _MEAN) / _STD).transpose(2, 0, 1).copy())
+    rgb = cv2.cvtColor(np.ascontiguousarray(crop_bgr), cv2.COLOR_BGR2RGB).astype(np.float32)
+    rgb -= _MEAN
+    rgb /= _STD
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
 
 
 class TopDownDataset(Dataset):
@@ -54,11 +59,18 @@ class TopDownDataset(Dataset):
         rec = self.records[idx]
         image = read_image(rec.image_path)
         aspect = self.input_wh[0] / self.input_wh[1]
-        center, size = box_to_center_scale(rec.bbox, aspect)
-        rot, flip = 0.0, False
-        kpts = rec.keypoints.copy()
+        box, kpts = rec.bbox, rec.keypoints.copy()
+        rot, flip, rng = 0.0, False, None
+        vis_weight = np.full(len(kpts), 1.0 if rec.visibility_known else 0.0, dtype=np.float32)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, idx))
+            cut = sample_truncation(self.augment, box, rng)
+            if cut is not None:
+                labelled_before = kpts[:, 2] > 0
+                image, box, kpts = truncate(image, box, kpts, *cut)
+                vis_weight[labelled_before & (kpts[:, 2] == 0)] = 1.0  # cut away: known to be absent
+        center, size = box_to_center_scale(box, aspect)
+        if rng is not None:
             if rng.random() < self.augment.half_body_prob and (kpts[:, 2] > 0).sum() > self.augment.half_body_min_keypoints:
                 region = half_body_region(kpts, aspect, rng)
                 if region is not None:
@@ -67,14 +79,23 @@ class TopDownDataset(Dataset):
             size = size * scale
         m = crop_matrix(center, size, rot, self.input_wh)
         crop = warp(image, m, self.input_wh)
-        if self.augment is not None:
+        if rng is not None:
             crop = color_jitter(crop, self.augment.color_jitter, rng)
         kp_in = np.concatenate([apply_affine(kpts[:, :2], m), kpts[:, 2:3]], 1)
         if flip:
             crop = crop[:, ::-1]
             kp_in = flip_keypoints(kp_in, self.input_wh[0])
+            vis_weight = vis_weight[flip_permutation(len(vis_weight))]
             # Mirroring is part of the image->input map: x' = W-1-x.
             m = np.array([[-1.0, 0, self.input_wh[0] - 1], [0, 1, 0]]) @ np.vstack([m, [0, 0, 1]])
+        # A labelled keypoint outside the crop is absent from what the network sees (v = 0, known).
+        outside = (kp_in[:, 2] > 0) & ~inside_frame(kp_in[:, :2], self.input_wh)
+        kp_in[outside, 2] = 0
+        vis_weight[outside] = 1.0
+        if rng is not None and self.augment.occluder_prob > 0 and rng.random() < self.augment.occluder_prob:
+            crop, covered = paste_occluders(np.ascontiguousarray(crop), kp_in, self.augment, rng)
+            kp_in[covered, 2] = 1
+            vis_weight[covered] = 1.0
         kp_hm = input_to_heatmap(kp_in[:, :2])
         heatmaps, weight = encode(kp_hm, kp_in[:, 2], self.hm_wh, self.sigma)
         return {
@@ -82,6 +103,7 @@ class TopDownDataset(Dataset):
             "heatmaps": torch.from_numpy(heatmaps),
             "target_weight": torch.from_numpy(weight),
             "keypoints": torch.from_numpy(kp_in.astype(np.float32)),      # GT in input pixels, v
+            "visibility_weight": torch.from_numpy(vis_weight),             # 0: the labels do not say
             "area": torch.tensor(rec.area * area_scale(m), dtype=torch.float32),  # GT area in input pixels
             "matrix": torch.from_numpy(m.astype(np.float64)),              # image -> input pixels
             "index": torch.tensor(idx),

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from posecal.models.efficientnet_lite import EfficientNetLite0, load_imagenet
 from posecal.codec import flip_back
+from posecal.errors import PosecalInputError
+from posecal.models.backbones import EfficientNetLite, load_imagenet
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 
 
@@ -69,16 +70,22 @@ class TopDownEstimator(nn.Module):
         return out
 
 
+BACKBONES = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}  # model.backbone -> variant
+
+
 def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
-                    quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256
-                    ) -> TopDownEstimator:
-    backbone = EfficientNetLite0()
+                    quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256,
+                    backbone: str = "efficientnet_lite0") -> TopDownEstimator:
+    if backbone not in BACKBONES:
+        raise PosecalInputError(f"model.backbone: unknown backbone {backbone!r} "
+                                f"(expected one of {', '.join(BACKBONES)})")
+    net = EfficientNetLite(BACKBONES[backbone])
     if imagenet:
-        load_imagenet(backbone)
-    head = HeatmapHead(backbone.PYRAMID_CHANNELS, tuple(head_widths), num_keypoints)
+        load_imagenet(net)
+    head = HeatmapHead(net.PYRAMID_CHANNELS, tuple(head_widths), num_keypoints)
     if not quality_heads:
-        return TopDownEstimator(backbone, head)
+        return TopDownEstimator(net, head)
     c, s = head.feature_channels + num_keypoints, 2 * num_keypoints
-    return TopDownEstimator(backbone, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
+    return TopDownEstimator(net, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
                             VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden,
                                            stats_features=s))
