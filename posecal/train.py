@@ -196,6 +196,18 @@ def _amp(cfg: TrainConfig, device: torch.device):
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
+def optimizer_step(loss: torch.Tensor, optim, scaler=None) -> None:
+    """One backward + update; through the GradScaler when fp16 autocast needs loss scaling."""
+    optim.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optim)
+        scaler.update()
+    else:
+        loss.backward()
+        optim.step()
+
+
 def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None) -> tuple[dict, int | None]:
     """State to go on from: OUT_DIR/last.pt (weights + optimizer), else the committed compact state
     (weights only: returns the step from which the learning rate re-warms). Says which on stdout."""
@@ -330,14 +342,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             with autocast():
                 terms = step_losses(model, batch, images, cfg, class_weights, epoch)
             loss = terms["total"]
-            optim.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optim)
-                scaler.update()
-            else:
-                loss.backward()
-                optim.step()
+            optimizer_step(loss, optim, scaler)
             state["step"] += 1
             batches += 1
             for k, v in terms.items():

@@ -15,7 +15,7 @@ from posecal.checkpoint import model_from_config
 from posecal.config import load_train_config
 from posecal.data.topdown import TopDownDataset
 from posecal.losses import heatmap_mse
-from posecal.train import EpochOrder, _amp, _device, _load_data, make_loader
+from posecal.train import EpochOrder, _amp, _device, _load_data, make_loader, optimizer_step
 
 
 def loader_rate(cfg, records, seconds: float) -> float:
@@ -55,14 +55,7 @@ def model_rate(cfg, seconds: float) -> float:
     def step():
         with autocast():
             loss = heatmap_mse(model(x).heatmaps, target, weight)
-        optim.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optim)
-            scaler.update()
-        else:
-            loss.backward()
-            optim.step()
+        optimizer_step(loss, optim, scaler)
         return loss
 
     for _ in range(3):     # warm-up (cudnn.benchmark picks its algorithms here)
