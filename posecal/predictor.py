@@ -1,8 +1,8 @@
 """Python API: `Predictor()(image, boxes)` -> typed per-person results with numpy arrays."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ class PersonPose:
 
 
 class Predictor:
-    """Top-down pose estimation with calibrated quality. Images are RGB numpy arrays or file paths.
+    """Top-down pose estimation with calibrated quality. Images are RGB numpy arrays or file paths; files
+    are turned by their EXIF orientation, as a photo viewer shows them (boxes and results refer to that).
 
     backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
     `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
@@ -86,8 +87,8 @@ class Predictor:
         OpenCV's BGR uint8 already."""
         crops, owners = [], []
         for n, (image, boxes, box_scores) in enumerate(items):
-            if isinstance(image, (str, Path)):
-                image = read_image(image)
+            if isinstance(image, (str, os.PathLike)):
+                image = read_image(image, apply_exif=True)  # as a photo viewer shows it
             elif not bgr:
                 image = bgr_from_array(image)
             h, w = image.shape[:2]

@@ -72,7 +72,7 @@ def iter_frames(files: list[tuple[Path, str]], every: int = 1) -> Iterator[Frame
             yield from _video_frames(path, name, every)
             continue
         try:
-            yield Frame(name, path, read_image(path))
+            yield Frame(name, path, read_image(path, apply_exif=True))
         except PosecalInputError as e:
             yield Problem(str(e))
 

@@ -7,9 +7,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
 from posecal.errors import PosecalInputError
 from posecal.skeleton import LSP_TO_COCO, NUM_KEYPOINTS
 
@@ -131,41 +131,6 @@ def load_lspet(annotation_file, image_dir) -> list[PersonRecord]:
     for r in records:
         r.visibility_known = False
     return records
-
-
-def read_image(path) -> np.ndarray:
-    """Read an image as 8-bit BGR; grayscale, alpha and 16-bit inputs are converted. Raises on failure."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise PosecalInputError(f"{path}: image not found")
-    if not _jpeg_complete(path):
-        # OpenCV decodes a cut-off JPEG into a half-grey picture without failing; poses on it are garbage.
-        raise PosecalInputError(f"{path}: truncated JPEG (file ends before the end-of-image marker)")
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise PosecalInputError(f"{path}: cannot decode image (corrupt, unsupported format, "
-                                f"or over OpenCV's {2**30:,}-pixel limit)")
-    if img.dtype == np.uint16:
-        img = (img / 257.0).round().astype(np.uint8)
-    elif img.dtype != np.uint8:
-        img = cv2.normalize(img.astype(np.float64), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    elif img.shape[2] == 1:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    return img
-
-
-def _jpeg_complete(path: str) -> bool:
-    """False for a JPEG (starts FF D8) without the EOI marker FF D9 near its end (some writers pad after it)."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\xff\xd8":
-            return True
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 64))
-        return b"\xff\xd9" in f.read()
 
 
 def area_scale(matrix: np.ndarray) -> float:

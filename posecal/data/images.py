@@ -1,0 +1,134 @@
+"""The one image-file reader of posecal (predict, eval, train, the Python API).
+
+Every way a file can be bad becomes a `PosecalInputError` with one line naming the file, so callers that
+go through many files can report it and carry on. The file's bytes are read by Python and decoded by
+`cv2.imdecode`, never `cv2.imread` on the path: OpenCV can crash on names that are not valid UTF-8.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from posecal.errors import PosecalInputError
+
+# Largest image read, in pixels: Pillow's decompression-bomb error threshold (2 x Image.MAX_IMAGE_PIXELS at
+# its default, about 13,400 x 13,400; ~0.5 GB as 8-bit BGR). Above it we refuse rather than risk running out
+# of memory: a tiny PNG can claim 100000 x 100000 pixels. OpenCV's own limit (2**30 pixels) is looser.
+MAX_PIXELS = 178_956_970
+
+EXIF_ORIENTATION = 0x0112
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_image(path, apply_exif: bool = False) -> np.ndarray:
+    """Read an image file as 8-bit BGR (H, W, 3); gray, alpha and 16-bit inputs are converted.
+
+    apply_exif=False keeps the stored pixel grid, which is what COCO-style annotations refer to (eval,
+    train). apply_exif=True turns the picture the way a photo viewer shows it (EXIF orientation tag), which
+    is what a user means by "this photo" (`posecal predict`, `Predictor`).
+
+    `path` may be str, bytes or os.PathLike, including names that are not valid UTF-8.
+    Raises PosecalInputError (one line, naming the file) for: missing, unreadable (permissions), a folder,
+    empty, truncated JPEG/PNG, larger than MAX_PIXELS, or bytes that do not decode as an image.
+    """
+    name = display_name(path)
+    data = _read_bytes(path, name)
+    _check_complete(data, name)
+    size, orientation = _probe_header(data, name)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise PosecalInputError(f"{name}: image too large ({size[0]}x{size[1]} = {size[0] * size[1]:,} pixels; "
+                                f"posecal reads at most {MAX_PIXELS:,})")
+    img = _decode(data, name)
+    if apply_exif:
+        img = _orient(img, orientation)
+    return _to_bgr8(img)
+
+
+def display_name(path) -> str:
+    """The path as printable text: bytes that are not UTF-8 are shown as \\xNN instead of failing to print."""
+    return os.fsencode(os.fspath(path)).decode("utf-8", "backslashreplace")
+
+
+def _read_bytes(path, name: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise PosecalInputError(f"{name}: image not found") from None
+    except PermissionError:
+        raise PosecalInputError(f"{name}: permission denied (cannot read the file)") from None
+    except IsADirectoryError:
+        raise PosecalInputError(f"{name}: is a folder, not an image file") from None
+    except OSError as e:
+        raise PosecalInputError(f"{name}: cannot read ({e.strerror or e})") from None
+    if not data:
+        raise PosecalInputError(f"{name}: empty file (0 bytes)")
+    return data
+
+
+def _check_complete(data: bytes, name: str) -> None:
+    """Refuse cut-off JPEG/PNG files: OpenCV decodes them into a half-grey picture without failing, and
+    poses on it are garbage. The end marker is looked for near the end, since some writers pad after it."""
+    tail = data[-64:]
+    if data.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        raise PosecalInputError(f"{name}: truncated JPEG (file ends before the end-of-image marker)")
+    if data.startswith(PNG_SIGNATURE) and b"IEND" not in tail:
+        raise PosecalInputError(f"{name}: truncated PNG (file ends before the IEND chunk)")
+
+
+def _probe_header(data: bytes, name: str) -> tuple[tuple[int, int] | None, int]:
+    """(width, height) and EXIF orientation from the header alone, without decoding the pixels (OpenCV has
+    no header-only API; Pillow's open is lazy). (None, 1) where Pillow does not know the format: the
+    decoder then has the last word, within OpenCV's own pixel limit."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size, int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Image.DecompressionBombError as e:  # over twice Pillow's limit: its message has the pixel count
+        raise PosecalInputError(f"{name}: image too large ({e})") from None
+    except Exception:  # noqa: BLE001 - a header Pillow cannot parse is judged by the decoder below
+        return None, 1
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    """Decode as stored (IMREAD_UNCHANGED: bit depth and alpha kept, EXIF orientation not applied)."""
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None or img.size == 0:
+        raise PosecalInputError(f"{name}: cannot decode image (corrupt, unsupported format, "
+                                f"or over OpenCV's {2**30:,}-pixel limit)")
+    return img
+
+
+def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) the way viewers do; unknown values leave the image as stored."""
+    if orientation in (5, 6, 7, 8):
+        img = cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE if orientation in (5, 6) else cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if orientation in (2, 5, 7):
+        img = cv2.flip(img, 1)
+    elif orientation == 3:
+        img = cv2.rotate(img, cv2.ROTATE_180)
+    elif orientation == 4:
+        img = cv2.flip(img, 0)
+    return img
+
+
+def _to_bgr8(img: np.ndarray) -> np.ndarray:
+    """Decoded array (any OpenCV depth; 1, 3 or 4 channels) -> 8-bit 3-channel BGR, as the models expect."""
+    if img.dtype == np.uint16:
+        img = (img / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img.astype(np.float64), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
