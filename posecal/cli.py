@@ -5,6 +5,26 @@ import argparse
 import sys
 
 from posecal.errors import PosecalInputError
+from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float, parse_int
+
+
+def _number(kind: type, rule: Rule):
+    """An argparse `type=` for an int or float option held to `rule`: a bad value then ends in argparse's
+    one-line usage error naming the option (exit 2), not in a traceback deep inside a command."""
+    def parse(text: str):
+        value = parse_int(text) if kind is int else parse_float(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        problem = rule.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return parse
+
+
+POSITIVE_INT = _number(int, POSITIVE)
+NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
+PROBABILITY_FLOAT = _number(float, PROBABILITY)
 
 
 def _cmd_train(args) -> None:
@@ -98,20 +118,21 @@ def main(argv=None) -> int:
     p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
     p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
     p.add_argument("--detector", metavar="MODEL.onnx", help="YOLOX-style ONNX person detector (else: whole image)")
-    p.add_argument("--detector-threshold", type=float, default=0.3)
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3)
     p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
-    p.add_argument("--nms-threshold", type=float, default=0.9, help="OKS above which --nms oks drops a pose")
+    p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=0.9,
+                   help="OKS above which --nms oks drops a pose")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
-    p.add_argument("--every", type=int, default=1, help="videos: use every N-th frame")
-    p.add_argument("--batch-size", type=int, default=16, help="person crops per forward pass")
+    p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="person crops per forward pass")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting)")
     p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=POSITIVE_INT, default=2)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
@@ -126,7 +147,7 @@ def main(argv=None) -> int:
                    help="continue from OUT_DIR/last.pt, else from the config's committed resume_state")
     p.add_argument("--out-dir", help="override the config's out_dir")
     p.add_argument("--packed", metavar="DIR", help="override the config's data.packed (a pack folder)")
-    p.add_argument("--max-minutes", type=float, metavar="M",
+    p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
                    help="override the config's max_minutes (0: no limit)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
@@ -142,8 +163,8 @@ def main(argv=None) -> int:
                    help="pose score written to results.json (default: oks with quality heads, else heatmap)")
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32)
+    p.add_argument("--threads", type=POSITIVE_INT, default=2)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from posecal.checkpoint import (atomic_save, load_resume_state, load_state_from, model_from_config,
                                 save_model, save_resume_state)
-from posecal.config import TrainConfig, to_dict
+from posecal.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.packed import load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
@@ -29,8 +29,6 @@ from posecal.losses import (hard_mined_l1, heatmap_mse, opks_bce, visibility_ce,
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.quality_targets import online_targets
 from posecal.scoring import keypoint_confidence, pose_scores
-
-STRATEGIES = ("s1", "s2", "s3")
 
 
 def seed_everything(seed: int) -> None:
@@ -187,8 +185,8 @@ def _device(cfg: TrainConfig) -> torch.device:
 
 def _amp(cfg: TrainConfig, device: torch.device):
     """(autocast context factory, GradScaler or None). Autocast runs on CUDA only; on CPU amp is a no-op."""
-    if cfg.amp_dtype not in ("bf16", "fp16"):
-        raise PosecalInputError(f"amp_dtype must be bf16 or fp16, got {cfg.amp_dtype!r}")
+    if cfg.amp_dtype not in AMP_DTYPES:
+        raise PosecalInputError(f"amp_dtype must be one of {AMP_DTYPES}, got {cfg.amp_dtype!r}")
     if not cfg.amp or device.type != "cuda":
         return contextlib.nullcontext, None
     dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16

@@ -194,9 +194,11 @@ def test_bad_options_are_one_line(tiny_model, coco, tmp_path, capsys):
     _, img_dir = coco
     assert predict(tiny_model, img_dir, "--boxes", tmp_path / "none.json") == 2
     assert predict(tiny_model, img_dir, "--detector", tmp_path / "none.onnx") == 2
-    assert predict(tiny_model, img_dir, "--every", "0") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("posecal: error:") for line in err)
+    assert len(err) == 2 and all(line.startswith("posecal: error:") for line in err)
+    with pytest.raises(SystemExit) as e:   # a bad number is argparse's usage error, naming the option
+        predict(tiny_model, img_dir, "--every", "0")
+    assert e.value.code == 2 and "argument --every: must be > 0, got 0" in capsys.readouterr().err
 
 
 def test_export_onnx_and_onnx_backend_match_torch(tiny_model, coco, tmp_path, capsys):
