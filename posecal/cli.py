@@ -40,7 +40,8 @@ def _cmd_train(args) -> None:
         cfg.max_minutes = args.max_minutes if args.max_minutes > 0 else None
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
     if result["stopped"]:
-        print(f"stopped after {cfg.max_minutes:g} minutes at epoch {result['epoch']}, step {result['step']}; "
+        why = f"after {cfg.max_minutes:g} minutes" if result["stopped_by"] == "max_minutes" else f"by {result['stopped_by']}"
+        print(f"stopped {why} at epoch {result['epoch']}, step {result['step']}; "
               f"go on with --resume. Best val AP so far {result['best_ap']:.2f}; files in {cfg.out_dir}")
     else:
         print(f"best val AP {result['best_ap']:.2f}; files in {cfg.out_dir}")

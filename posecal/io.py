@@ -24,6 +24,18 @@ def write_atomic(path, write: Callable[[object], None], mode: str = "wb") -> Non
             os.remove(tmp)
 
 
+def remove_stale_temps(folder) -> list[Path]:
+    """Delete the temp files of write_atomic calls that never finished (the process was killed with -9 or
+    the machine stopped mid-write: `finally` never ran). Call it only where no other process is writing;
+    returns what was removed. A folder that does not exist has none."""
+    if folder is None or not Path(folder).is_dir():
+        return []
+    stale = [p for p in Path(folder).glob(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -6,6 +6,8 @@ import contextlib
 import json
 import math
 import random
+import signal
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -24,6 +26,7 @@ from posecal.data.packed import load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
 from posecal.errors import PosecalInputError
 from posecal.inference import predict_records
+from posecal.io import remove_stale_temps
 from posecal.losses import (hard_mined_l1, heatmap_mse, opks_bce, visibility_ce, visibility_class_weights,
                             visibility_target)
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
@@ -194,6 +197,27 @@ def _amp(cfg: TrainConfig, device: torch.device):
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
+class GracefulStop:
+    """SIGTERM (a scheduler's or `kill`'s stop) asks training to finish its step, save a resumable checkpoint
+    (mid-epoch too) and return, instead of dying with up to an epoch of work lost. SIGINT (Ctrl-C) stays an
+    immediate KeyboardInterrupt: data-loader workers get it too, so going on is not possible; the last
+    complete checkpoint stays, and an interrupted checkpoint write removes its temp file."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
+
+
 def optimizer_step(loss: torch.Tensor, optim, scaler=None) -> None:
     """One backward + update; through the GradScaler when fp16 autocast needs loss scaling."""
     optim.zero_grad(set_to_none=True)
@@ -257,8 +281,17 @@ def _load_data(cfg: TrainConfig):
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train; returns the best validation metrics (and `stopped`: True when max_minutes ended this call).
+    """Train; returns the best validation metrics (and `stopped`: True when max_minutes or SIGTERM ended this
+    call early, after saving a resumable checkpoint; `stopped_by` says which).
     Files in cfg.out_dir: last.pt, best_model.pt, log.json, config.json."""
+    on_sigterm = GracefulStop()
+    try:
+        return _train(cfg, resume, progress, on_sigterm)
+    finally:
+        on_sigterm.restore()
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop) -> dict:
     t_start = time.time()
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -266,6 +299,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     autocast, scaler = _amp(cfg, device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, cfg.resume_state):
+        for tmp in remove_stale_temps(folder):
+            print(f"removed {tmp}: a checkpoint write that a killed run left unfinished")
     records, val_records, val_ann = _load_data(cfg)
     gt = load_coco_gt(val_ann)
 
@@ -303,7 +339,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     order = EpochOrder(len(dataset), cfg.seed)
     loader = make_loader(dataset, order, cfg, drop_last, pin_memory=device.type == "cuda")
     deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
-    stopped = False
+    stopped = None                       # what ended this call early: "max_minutes" or the signal's name
 
     def save():
         ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": state, "config": to_dict(cfg)}
@@ -350,14 +386,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             seen += len(images)
             bar.set_postfix(loss=f"{np.mean(recent):.4g}", lr=f"{lr:.1e}")
             if deadline is not None and time.time() >= deadline:
-                stopped = True
+                stopped = "max_minutes"
+            stopped = stopped or on_sigterm.requested
+            if stopped:
                 break
         train_s = part["train_s"] + time.time() - t0
         if stopped and batches < batches_per_epoch and state["step"] < total:
             state["partial"] = {"batches": batches, "loss_sum": loss_sum, "terms_sum": terms_sum, "seen": seen,
                                 "train_s": train_s}
             save()
-            print(json.dumps({"stopped": "max_minutes", "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
+            print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
                               "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
             break
         state["epoch"] = epoch + 1
@@ -380,7 +418,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         tmp.write_text(json.dumps(state["log"], indent=1))
         tmp.replace(out / "log.json")
         if stopped:
-            print(json.dumps({"stopped": "max_minutes", "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
+            print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
                               "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
-    return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped,
+    return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped is not None, "stopped_by": stopped,
             "epoch": state["epoch"], "step": state["step"]}

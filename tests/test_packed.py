@@ -3,6 +3,8 @@ keypoints land on the same image content, shards keep their budget, LSPET keeps 
 max_minutes stop mid-epoch resumes at the right batch with the right learning rate."""
 import importlib.util
 import json
+import os
+import signal
 import shutil
 from pathlib import Path
 
@@ -282,3 +284,42 @@ def test_persistent_workers_see_each_epoch(packed_cfg, tmp_path):
         logs.append(json.loads((out / "log.json").read_text()))
     assert [e["loss"] for e in logs[0]] == pytest.approx([e["loss"] for e in logs[1]], rel=1e-5)
     assert logs[0][0]["loss"] != pytest.approx(logs[0][1]["loss"], rel=1e-3)
+
+
+def test_sigterm_saves_mid_epoch_and_resume_loses_no_step(packed_cfg, tmp_path, monkeypatch, capsys):
+    """SIGTERM during a step: training finishes that step, saves a resumable mid-epoch checkpoint and returns;
+    --resume then runs exactly the steps that were left (none twice, none lost)."""
+    ref = _record_steps(monkeypatch)
+    assert main(["train", str(packed_cfg), "--out-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
+    got = _record_steps(monkeypatch)
+    recording = train_mod.step_losses
+
+    def terminated_at_step_2(model, batch, *a, **k):
+        if len(got[0]) == 1:              # this is the second step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return recording(model, batch, *a, **k)
+
+    monkeypatch.setattr(train_mod, "step_losses", terminated_at_step_2)
+    handler = signal.getsignal(signal.SIGTERM)
+    run = ["train", str(packed_cfg), "--out-dir", str(tmp_path / "term"), "--no-progress"]
+    assert main(run) == 0
+    assert "stopped by SIGTERM at epoch 0, step 2" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is handler          # the handler is put back
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["partial"]["batches"] == 2
+    monkeypatch.setattr(train_mod, "step_losses", recording)
+    assert main(run + ["--resume"]) == 0
+    assert got[0] == ref[0]
+
+
+def test_a_killed_checkpoint_write_leaves_no_temp_file(packed_cfg, tmp_path, capsys):
+    """kill -9 mid-write leaves write_atomic's temp file; the next run removes it and says so."""
+    out = tmp_path / "killed"
+    out.mkdir()
+    stale = out / ".last.ptk3j2h1.tmp"
+    stale.write_bytes(b"\0" * 1000)
+    keep = out / "notes.tmp"                  # not one of write_atomic's (no leading dot): left alone
+    keep.write_text("mine")
+    assert main(["train", str(packed_cfg), "--out-dir", str(out), "--no-progress", "--max-minutes", "1e-9"]) == 0
+    assert f"removed {stale}" in capsys.readouterr().out
+    assert not stale.exists() and keep.read_text() == "mine"
+    assert not list(out.glob(".*.tmp")) and (out / "last.pt").is_file()
