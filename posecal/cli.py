@@ -62,7 +62,9 @@ def _cmd_eval(args) -> None:
 
 def _cmd_pack(args) -> None:
     from posecal.checkpoint import load_model, save_model
+    from posecal.outputs import check_output_file
 
+    check_output_file(args.out, "OUT")
     model, cfg, meta = load_model(args.model)
     save_model(model, cfg, args.out, meta=meta | {"packed_from": str(args.model)}, half=not args.fp32)
     print(f"wrote {args.out}")
@@ -93,7 +95,9 @@ def _cmd_export(args) -> None:
 
     from posecal.checkpoint import load_model
     from posecal.export import export_onnx
+    from posecal.outputs import check_output_file
 
+    check_output_file(args.out, "--out")  # before loading the model; export_onnx checks again for API callers
     model, cfg, _ = load_model(args.model)
     w, h = cfg.input_wh
     check = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0)) * 4 - 2

@@ -11,6 +11,7 @@ import cv2
 
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic
+from posecal.outputs import check_output_dir
 from posecal.predict import PredictConfig, render_path, run_predict
 from posecal.sources import Frame
 
@@ -27,7 +28,7 @@ def demo_photo():
 
 
 def run_demo(out_dir="posecal-demo", model=None, log=print) -> dict:
-    out = Path(out_dir)
+    out = check_output_dir(out_dir, "--out")
     photo = out / "astronaut.png"
     ok, png = cv2.imencode(".png", demo_photo()[:, :, ::-1])
     write_bytes_atomic(photo, png.tobytes())

@@ -17,6 +17,7 @@ from posecal.data.coco import load_coco_persons
 from posecal.errors import PosecalInputError
 from posecal.inference import Predictions, predict_records
 from posecal.io import write_json_atomic
+from posecal.outputs import check_output_dir
 from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.metrics.keypoints import error_breakdown, mapk
@@ -108,6 +109,7 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path
 
 
 def evaluate(cfg: EvalConfig) -> dict:
+    out = check_output_dir(cfg.out, "--out")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     model, mcfg, _ = load_model(cfg.model)
@@ -126,8 +128,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     box_scores = np.array([r.score for r in pred.records])
     conf = keypoint_confidence(pred)
     gt = load_coco_gt(cfg.annotations)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
                "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip, "decode": cfg.decode,
                "score_mode": mode, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}

@@ -21,6 +21,7 @@ from torch import nn
 from posecal.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from posecal.errors import PosecalInputError, require
 from posecal.io import write_bytes_atomic
+from posecal.outputs import check_output_file
 from posecal.models.estimator import PoseOutput, TopDownEstimator
 
 OUTPUTS = ("heatmaps", "oks", "opks_logits", "vis_logits")
@@ -70,6 +71,7 @@ def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: t
                 flip_test: bool = True) -> dict:
     """Write the .onnx file atomically; with check_inputs, return the max abs difference per output
     between onnxruntime and PyTorch on them."""
+    check_output_file(path, "--out")
     data = onnx_bytes(model, cfg, flip_test)
     write_bytes_atomic(Path(path), data)
     if check_inputs is None:

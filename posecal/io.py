@@ -2,26 +2,34 @@
 so a crash mid-write never leaves a half file and never destroys the previous version."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable
 
+from posecal.errors import PosecalInputError
+
 
 def write_atomic(path, write: Callable[[object], None], mode: str = "wb") -> None:
-    """Call write(file) on a temp file next to `path`, then rename it to `path`."""
+    """Call write(file) on a temp file next to `path`, then rename it to `path`. A write error (disk full,
+    folder gone) is one line naming the path; any exit, Ctrl-C included, removes the temp file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except OSError as e:
+        raise PosecalInputError(f"{path}: cannot write ({e.strerror or e})") from None
+    finally:  # runs on BaseException too (KeyboardInterrupt, SystemExit)
+        if tmp is not None and os.path.exists(tmp):
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
 
 
 def remove_stale_temps(folder) -> list[Path]:

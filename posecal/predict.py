@@ -19,6 +19,7 @@ from tqdm import tqdm
 from posecal.boxes import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
+from posecal.outputs import check_output_dir, check_output_file
 from posecal.predictor import PersonPose, Predictor
 from posecal.scoring import SCORE_MODES
 from posecal.sources import Frame, Problem, collect, iter_frames, lookup
@@ -81,6 +82,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         log(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
+    overlay = RenderNames(cfg.render, log) if cfg.render else None
     results, kept_people, pending, n_frames, n_problems = [], {}, [], 0, len(problems)
     next_id = max(image_ids.values(), default=0) + 1
 
@@ -91,7 +93,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
                 persons = _pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
             results.extend(_entries(frame, persons, image_id, mode))
             if cfg.render:
-                _render(frame, persons, cfg)
+                _render(frame, persons, cfg.show_all, overlay(frame))
             if keep_people:
                 kept_people[frame.name] = persons
         pending.clear()
@@ -112,7 +114,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         if len(boxes):
             pending.append((item, image_id, boxes, scores, from_detector))
         elif cfg.render:
-            _render(item, [], cfg)
+            _render(item, [], cfg.show_all, overlay(item))
         if sum(len(p[2]) for p in pending) >= cfg.batch_size:
             flush()
     if pending:
@@ -130,8 +132,9 @@ def _check(cfg: PredictConfig) -> None:
         raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
     if cfg.batch_size < 1:
         raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
-    if Path(cfg.out).is_dir():
-        raise PosecalInputError(f"{cfg.out}: --out must be a file name, not a folder")
+    check_output_file(cfg.out, "--out")
+    if cfg.render:
+        check_output_dir(cfg.render, "--render")
 
 
 def _image_ids(path) -> dict[str, int]:
@@ -197,16 +200,50 @@ def _entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) 
 
 
 def render_path(frame: Frame, folder) -> Path:
+    """An input's overlay as named when no other input claims it: `<name>.png` (the name relative to its
+    folder argument, so sub-folders are kept); a video's frames go in a folder named after the video."""
     if frame.frame_index is not None:
         video = frame.name.split("#")[0]
         return Path(folder) / video / f"frame_{frame.frame_index:06d}.png"
     return (Path(folder) / frame.name).with_suffix(".png")
 
 
-def _render(frame: Frame, persons: list[PersonPose], cfg: PredictConfig) -> None:
+class RenderNames:
+    """Overlay paths, one per input file, never shared: inputs that would write the same overlay (photo.jpg
+    and photo.png, or photo.jpg given from two folders) get `-2`, `-3`... on their name, in input order,
+    with a line saying so, so that no overlay silently replaces another."""
+
+    def __init__(self, folder, log):
+        self.folder, self.log = Path(folder), log
+        self.by_source: dict[Path, Path] = {}
+        self.taken: set[Path] = set()
+
+    def __call__(self, frame: Frame) -> Path:
+        base = self.by_source.get(frame.path)
+        if base is None:
+            base = self.by_source[frame.path] = self._claim(frame)
+        return base / Path(render_path(frame, self.folder)).name if frame.frame_index is not None else base
+
+    def _claim(self, frame: Frame) -> Path:
+        """The first free name for this input: its file for an image, its frames' folder for a video."""
+        path = render_path(frame, self.folder)
+        wanted = path.parent if frame.frame_index is not None else path
+        suffix = "" if frame.frame_index is not None else wanted.suffix
+        stem = wanted.name[: len(wanted.name) - len(suffix)]
+        free, n = wanted, 1
+        while free in self.taken:
+            n += 1
+            free = wanted.with_name(f"{stem}-{n}{suffix}")
+        if free != wanted:
+            self.log(f"{frame.name}: overlay written as {free} ({wanted} belongs to another input)")
+        self.taken.add(free)
+        return free
+
+
+def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path) -> None:
     from posecal.render import render_people
 
-    image = render_people(frame.bgr, persons, show_all=cfg.show_all)
+    image = render_people(frame.bgr, persons, show_all=show_all)
     ok, data = cv2.imencode(".png", image)
     if ok:
-        write_bytes_atomic(render_path(frame, cfg.render), data.tobytes())
+        write_bytes_atomic(path, data.tobytes())

@@ -26,10 +26,11 @@ from posecal.data.packed import load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
 from posecal.errors import PosecalInputError
 from posecal.inference import predict_records
-from posecal.io import remove_stale_temps
+from posecal.io import remove_stale_temps, write_json_atomic
 from posecal.losses import (hard_mined_l1, heatmap_mse, opks_bce, visibility_ce, visibility_class_weights,
                             visibility_target)
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
+from posecal.outputs import check_output_dir
 from posecal.quality_targets import online_targets
 from posecal.scoring import keypoint_confidence, pose_scores
 
@@ -293,12 +294,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop) -> dict:
     t_start = time.time()
+    out = check_output_dir(cfg.out_dir, "out_dir")
+    if cfg.resume_state:
+        check_output_dir(cfg.resume_state, "resume_state")
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     device = _device(cfg)
     autocast, scaler = _amp(cfg, device)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for folder in (out, cfg.resume_state):
         for tmp in remove_stale_temps(folder):
             print(f"removed {tmp}: a checkpoint write that a killed run left unfinished")
@@ -334,7 +336,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     rewarm_from = None
     if resume:
         state, rewarm_from = resume_training(model, optim, cfg, out, scaler)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    write_json_atomic(to_dict(cfg), out / "config.json", indent=2)
 
     order = EpochOrder(len(dataset), cfg.seed)
     loader = make_loader(dataset, order, cfg, drop_last, pin_memory=device.type == "cuda")
@@ -414,9 +416,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         state["log"].append(entry)
         print(json.dumps(entry), flush=True)
         save()
-        tmp = out / "log.json.tmp"
-        tmp.write_text(json.dumps(state["log"], indent=1))
-        tmp.replace(out / "log.json")
+        write_json_atomic(state["log"], out / "log.json")
         if stopped:
             print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
                               "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)

@@ -1,30 +1,22 @@
 """Plots for the evaluation report (matplotlib, headless)."""
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from posecal.io import write_atomic  # noqa: E402
 from posecal.metrics.calibration import ece, pearson, reliability_bins  # noqa: E402
 
 
 def _save(fig, path) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}", suffix=".png")
-    os.close(fd)
+    """Written atomically like every other output (one error line, no half file)."""
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def reliability_diagram(confidences: dict[str, np.ndarray], truth: np.ndarray, path, n_bins: int = 15) -> None:

@@ -1,0 +1,53 @@
+"""Output targets checked before any work starts: an hour of inference or training must never end in
+'cannot write'. Each problem is one PosecalInputError line naming the option and the path."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from posecal.errors import PosecalInputError
+
+
+def check_output_file(path, option: str) -> Path:
+    """An output file: not a folder, and its folder (created if missing) writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise PosecalInputError(f"{option} {path}: is a folder; a file name is needed")
+    _writable_folder(path.parent, option, path)
+    return path
+
+
+def check_output_dir(path, option: str) -> Path:
+    """An output folder: not a file, created if missing, and writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PosecalInputError(f"{option} {path}: is a file; a folder is needed")
+    _writable_folder(path, option, path)
+    return path
+
+
+def _writable_folder(folder: Path, option: str, target: Path) -> None:
+    """Create `folder` if missing and prove it writable; a file among its parents is named as the cause."""
+    if not folder.is_dir():
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise PosecalInputError(f"{option} {target}: {blocker} is a file, not a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PosecalInputError(f"{option} {target}: folder {folder} cannot be created "
+                                    f"({e.strerror or e})") from None
+    if not can_write_in(folder):
+        raise PosecalInputError(f"{option} {target}: folder {folder} is not writable")
+
+
+def can_write_in(folder: Path) -> bool:
+    """Create and remove a temp file there: mode bits lie (root ignores them; read-only mounts, ACLs)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".posecal-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    os.remove(probe)
+    return True
