@@ -73,8 +73,10 @@ class BoxFile:
 
 def check_boxes(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, where: str
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Keep boxes with finite, positive size that overlap the image; one message per dropped box."""
-    keep, messages = np.ones(len(boxes), bool), []
+    """Keep boxes with finite, positive size that overlap the image; one message per dropped box, and one
+    when the boxes look normalised to [0, 1] (a common mix-up that would silently give one-pixel crops).
+    The CLI prints the messages, the Python API warns with them: one rule for both."""
+    keep, messages = np.ones(len(boxes), bool), normalised_message(boxes, width, height, where)
     for i, (x, y, w, h) in enumerate(boxes):
         shown = np.round(boxes[i], 1).tolist()
         if not np.all(np.isfinite(boxes[i])) or w <= 0 or h <= 0:
@@ -85,3 +87,87 @@ def check_boxes(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, 
             continue
         keep[i] = False
     return boxes[keep].reshape(-1, 4), scores[keep], messages
+
+
+def normalised_message(boxes: np.ndarray, width: int, height: int, where: str) -> list[str]:
+    """A message when every coordinate is within [0, 1] of an image larger than that: such boxes are almost
+    surely normalised, while posecal wants pixels. They are kept (a 1-pixel box is legal), only flagged."""
+    finite = np.asarray(boxes, float)[np.all(np.isfinite(boxes), axis=1)] if len(boxes) else np.zeros((0, 4))
+    if len(finite) == 0 or max(width, height) <= 2 or np.abs(finite).max() > 1:
+        return []
+    return [f"{where}: all boxes have coordinates <= 1, as if normalised to [0, 1]; posecal wants pixels "
+            f"(x, y, w, h) in the {width}x{height} image"]
+
+
+def boxes_from_arraylike(value, where: str = "boxes") -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Python API boxes -> ((N, 4) float boxes, (N,) scores from a 5th column or None); None stays None
+    (whole image). Only N x 4 / N x 5 tables or one [x, y, w, h(, score)] row are taken: a flat list of more
+    numbers is refused rather than regrouped, since guessing the grouping would silently pose wrong people."""
+    if value is None:
+        return None
+    arr = _numeric_table(value, where)
+    if arr.size == 0:
+        return np.zeros((0, 4)), None
+    if arr.ndim == 1 and len(arr) in (4, 5):
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise PosecalInputError(f"{where}: expected N x 4 or N x 5 rows of (x, y, w, h[, score]), got shape "
+                                f"{arr.shape}; a flat list is not regrouped, give one row per box")
+    for i, row in enumerate(arr):
+        _check_row(row, f"{where}[{i}]")
+    return arr[:, :4].copy(), (arr[:, 4].copy() if arr.shape[1] == 5 else None)
+
+
+def _numeric_table(value, where: str) -> np.ndarray:
+    """A float array of the value, or one line saying why not (ragged rows, text, objects)."""
+    if isinstance(value, (str, bytes, dict)):
+        raise PosecalInputError(f"{where}: expected N x 4 or N x 5 numbers, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise PosecalInputError(f"{where}: rows of different lengths; every box needs 4 or 5 numbers") from None
+    if arr.dtype == object and arr.ndim == 1 and any(isinstance(r, (list, tuple, np.ndarray)) for r in arr):
+        raise PosecalInputError(f"{where}: rows of different lengths; every box needs 4 or 5 numbers")
+    if arr.size and arr.dtype.kind not in "iuf":
+        culprit = _first_non_number(np.asarray(value, dtype=object))  # as given, before numpy made it text
+        raise PosecalInputError(f"{where}: expected numbers, got {culprit!r}")
+    return arr.astype(float)
+
+
+def _first_non_number(arr: np.ndarray):
+    """The first element that is not a real number, so the message shows the culprit."""
+    for v in arr.ravel():
+        v = v.item() if isinstance(v, np.generic) else v  # 'a', not np.str_('a')
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return v
+    return arr.dtype
+
+
+def _check_row(row: np.ndarray, where: str) -> None:
+    """Finite numbers, positive size, a score in [0, 1]: a box the model can crop."""
+    if not np.all(np.isfinite(row)):
+        raise PosecalInputError(f"{where}: values must be finite, got {row.tolist()}")
+    for name, v in (("width", row[2]), ("height", row[3])):
+        if v <= 0:
+            raise PosecalInputError(f"{where}: {name} must be > 0, got {v:g}")
+    if len(row) == 5:
+        check_score(row[4], f"{where}: score")
+
+
+def check_score(v: float, where: str) -> None:
+    """Box scores are detector confidences: finite and in [0, 1], as COCO results carry them."""
+    if not (np.isfinite(v) and 0 <= v <= 1):
+        raise PosecalInputError(f"{where} must be in [0, 1], got {v:g}")
+
+
+def scores_from_arraylike(value, n_boxes: int, where: str = "box_scores") -> np.ndarray:
+    """(N,) scores matching the boxes one to one; a count mismatch is refused rather than zipped short."""
+    arr = _numeric_table(value, where)
+    if arr.ndim > 1:
+        raise PosecalInputError(f"{where}: expected one score per box, got shape {arr.shape}")
+    arr = arr.reshape(-1)
+    if len(arr) != n_boxes:
+        raise PosecalInputError(f"{where}: {len(arr)} scores for {n_boxes} boxes")
+    for i, v in enumerate(arr):
+        check_score(v, f"{where}[{i}]")
+    return arr

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from posecal.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.checkpoint import load_model
 from posecal.data.coco import read_image
 from posecal.data.topdown import to_tensor
@@ -79,26 +81,38 @@ class Predictor:
         return cls(path, device=device, **kwargs)
 
     def __call__(self, image, boxes=None, box_scores=None) -> list[PersonPose]:
-        return self.predict_many([(image, boxes, box_scores)])[0]
+        """People in one image. Bad input (image, boxes, scores) raises one PosecalInputError line naming the
+        argument; boxes outside the image are skipped, and normalised-looking boxes flagged, with a warning,
+        as `posecal predict` does."""
+        return self._predict([self._prepare(image, boxes, box_scores, False, "image", "")])[0]
 
     def predict_many(self, items, bgr: bool = False) -> list[list[PersonPose]]:
         """[(image, boxes or None, box_scores or None), ...] -> people per image; crops of all images are
         batched together, which is what makes folders of one-person photos fast. bgr=True: arrays are
-        OpenCV's BGR uint8 already."""
+        OpenCV's BGR uint8 already. Every item is checked as in __call__, messages start `images[n]: `."""
+        prepared = []
+        for n, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or len(item) != 3:
+                raise PosecalInputError(f"images[{n}]: expected an (image, boxes, box_scores) tuple, got "
+                                        f"{type(item).__name__}")
+            prepared.append(self._prepare(*item, bgr, f"images[{n}]", f"images[{n}]: "))
+        return self._predict(prepared)
+
+    @staticmethod
+    def _prepare(image, boxes, box_scores, bgr: bool, name: str, prefix: str):
+        """Checked (BGR image, (N, 4) boxes, (N,) scores) for one item, before any work is spent on it."""
+        image = bgr_image(image, bgr, name)
+        boxes, box_scores = checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix)
+        return image, boxes, box_scores
+
+    def _predict(self, prepared) -> list[list[PersonPose]]:
         crops, owners = [], []
-        for n, (image, boxes, box_scores) in enumerate(items):
-            if isinstance(image, (str, os.PathLike)):
-                image = read_image(image, apply_exif=True)  # as a photo viewer shows it
-            elif not bgr:
-                image = bgr_from_array(image)
-            h, w = image.shape[:2]
-            boxes = np.array([[0, 0, w, h]], float) if boxes is None else np.asarray(boxes, float).reshape(-1, 4)
-            box_scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, float).reshape(-1)
+        for n, (image, boxes, box_scores) in enumerate(prepared):
             for box, box_score in zip(boxes, box_scores):
                 tensor, matrix = self._crop(image, box)
                 crops.append(tensor)
                 owners.append((n, box, float(box_score), matrix))
-        people: list[list[PersonPose]] = [[] for _ in items]
+        people: list[list[PersonPose]] = [[] for _ in prepared]
         for start in range(0, len(crops), self.batch_size):
             batch = torch.stack(crops[start:start + self.batch_size]).to(self.device)
             res = infer_crops(self.model, batch, self.flip)
@@ -128,13 +142,66 @@ class Predictor:
         return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], probs.argmax(-1), probs, box_score, scores)
 
 
+def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """API boxes and scores, validated, then put through the CLI's own check_boxes (one rule for both):
+    its messages become warnings and boxes outside the image are skipped. No boxes = the whole image."""
+    parsed = boxes_from_arraylike(boxes, f"{prefix}boxes")
+    if parsed is None:
+        if box_scores is not None:
+            raise PosecalInputError(f"{prefix}box_scores given without boxes")
+        return np.array([[0, 0, width, height]], float), np.ones(1)
+    boxes, column = parsed
+    if column is not None and box_scores is not None:
+        raise PosecalInputError(f"{prefix}box_scores given twice: as a 5th box column and as box_scores")
+    if column is not None:
+        scores = column
+    elif box_scores is None:
+        scores = np.ones(len(boxes))
+    else:
+        scores = scores_from_arraylike(box_scores, len(boxes), f"{prefix}box_scores")
+    boxes, scores, messages = check_boxes(boxes, scores, width, height, f"{prefix}boxes")
+    for m in messages:
+        warnings.warn(m, stacklevel=4)
+    return boxes, scores
+
+
+def bgr_image(image, bgr: bool, name: str) -> np.ndarray:
+    """A file path (read, EXIF-turned) or a numpy array -> BGR uint8; anything else is refused by name."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image, apply_exif=True)  # as a photo viewer shows it
+    if not isinstance(image, np.ndarray):
+        raise PosecalInputError(f"{name}: expected a numpy array (H x W[ x C]) or a file path, got "
+                                f"{type(image).__name__}")
+    check_image_array(image, name)
+    if bgr:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise PosecalInputError(f"{name}: bgr=True needs H x W x 3 uint8, got {image.shape} {image.dtype}")
+        return image
+    return bgr_from_array(image)
+
+
+def check_image_array(arr: np.ndarray, name: str = "image") -> None:
+    """Shapes, dtypes and pixel values the converter can turn into a picture; NaN or inf would otherwise
+    become arbitrary bytes and a confident pose of nothing."""
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or arr.size == 0:
+        raise PosecalInputError(f"{name}: array must be HxW, HxWx1, HxWx3 or HxWx4 and non-empty, got shape "
+                                f"{arr.shape}")
+    if arr.dtype.kind not in "uif":
+        raise PosecalInputError(f"{name}: pixels must be numbers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:
+            raise PosecalInputError(f"{name}: {bad} non-finite pixels")
+
+
 def bgr_from_array(image) -> np.ndarray:
     """RGB(A) or gray numpy image (uint8, or float in [0, 1], or 16-bit) -> BGR uint8."""
     arr = np.asarray(image)
+    check_image_array(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, -1)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.size == 0:
-        raise PosecalInputError(f"image array must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
     if arr.dtype == np.uint16:
         arr = (arr / 257).astype(np.uint8)
     elif arr.dtype != np.uint8:
