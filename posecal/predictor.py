@@ -172,12 +172,11 @@ def bgr_image(image, bgr: bool, name: str) -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise PosecalInputError(f"{name}: expected a numpy array (H x W[ x C]) or a file path, got "
                                 f"{type(image).__name__}")
-    check_image_array(image, name)
     if bgr:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PosecalInputError(f"{name}: bgr=True needs H x W x 3 uint8, got {image.shape} {image.dtype}")
         return image
-    return bgr_from_array(image)
+    return bgr_from_array(image, name)
 
 
 def check_image_array(arr: np.ndarray, name: str = "image") -> None:
@@ -194,10 +193,10 @@ def check_image_array(arr: np.ndarray, name: str = "image") -> None:
             raise PosecalInputError(f"{name}: {bad} non-finite pixels")
 
 
-def bgr_from_array(image) -> np.ndarray:
-    """RGB(A) or gray numpy image (uint8, or float in [0, 1], or 16-bit) -> BGR uint8."""
+def bgr_from_array(image, name: str = "image") -> np.ndarray:
+    """RGB(A) or gray numpy image (uint8, or float in [0, 1], or 16-bit) -> BGR uint8 (checked first)."""
     arr = np.asarray(image)
-    check_image_array(arr)
+    check_image_array(arr, name)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:

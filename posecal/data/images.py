@@ -39,7 +39,7 @@ def read_image(path, apply_exif: bool = False) -> np.ndarray:
     name = display_name(path)
     data = _read_bytes(path, name)
     _check_complete(data, name)
-    size, orientation = _probe_header(data, name)
+    size, orientation = _probe_header(data, name, apply_exif)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
         raise PosecalInputError(f"{name}: image too large ({size[0]}x{size[1]} = {size[0] * size[1]:,} pixels; "
                                 f"posecal reads at most {MAX_PIXELS:,})")
@@ -81,15 +81,16 @@ def _check_complete(data: bytes, name: str) -> None:
         raise PosecalInputError(f"{name}: truncated PNG (file ends before the IEND chunk)")
 
 
-def _probe_header(data: bytes, name: str) -> tuple[tuple[int, int] | None, int]:
-    """(width, height) and EXIF orientation from the header alone, without decoding the pixels (OpenCV has
-    no header-only API; Pillow's open is lazy). (None, 1) where Pillow does not know the format: the
+def _probe_header(data: bytes, name: str, orientation: bool) -> tuple[tuple[int, int] | None, int]:
+    """(width, height) and (when `orientation`) the EXIF orientation from the header alone, without
+    decoding the pixels (OpenCV has no header-only API; Pillow's open is lazy). (None, 1) where Pillow does not know the format: the
     decoder then has the last word, within OpenCV's own pixel limit."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                return im.size, int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+                # EXIF is parsed only when it will be applied: training reads every image each epoch
+                return im.size, int(im.getexif().get(EXIF_ORIENTATION, 1) or 1) if orientation else 1
     except Image.DecompressionBombError as e:  # over twice Pillow's limit: its message has the pixel count
         raise PosecalInputError(f"{name}: image too large ({e})") from None
     except Exception:  # noqa: BLE001 - a header Pillow cannot parse is judged by the decoder below
