@@ -7,6 +7,7 @@ import json
 import math
 import random
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from posecal.checkpoint import (atomic_save, load_resume_state, load_state_from,
                                 save_model, save_resume_state)
 from posecal.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
+from posecal.data.images import unreadable_images
 from posecal.data.packed import load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
 from posecal.errors import PosecalInputError
@@ -153,8 +155,13 @@ class EpochOrder(Sampler):
 
 
 class _EpochItems(Dataset):
+    """Training items by (epoch, index). Image files are checked before training starts (`readable_persons`),
+    but one can still fail to decode or vanish mid-run: it is reported once and the next person takes its place,
+    so a long run does not die on it."""
+
     def __init__(self, base: TopDownDataset):
         self.base = base
+        self.unreadable: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.base)
@@ -162,7 +169,16 @@ class _EpochItems(Dataset):
     def __getitem__(self, key):
         epoch, idx = key
         self.base.set_epoch(epoch)
-        return self.base[idx]
+        n = len(self.base)
+        for i in ((idx + k) % n for k in range(n)):
+            if i in self.unreadable:
+                continue
+            try:
+                return self.base[i]
+            except PosecalInputError as e:
+                self.unreadable.add(i)
+                print(f"skipped: {e}", file=sys.stderr)
+        raise PosecalInputError("none of the training images can be read (see the messages above)")
 
 
 def make_loader(dataset: TopDownDataset, order: EpochOrder, cfg: TrainConfig, drop_last: bool,
@@ -278,7 +294,25 @@ def _load_data(cfg: TrainConfig):
     val_records = load_coco_persons(val_ann, val_img)
     if cfg.max_val_persons:
         val_records = val_records[: cfg.max_val_persons]
+    records = readable_persons(records, "training")
+    val_records = readable_persons(val_records, "validation")
     return records, val_records, val_ann
+
+
+def readable_persons(records: list, what: str) -> list:
+    """The persons whose image files pass `check_image_file`; one line per bad file and a count of the persons
+    left out. A bad file among thousands is the data's problem, not a reason to stop (or to crash hours in)."""
+    bad = unreadable_images(r.image_path for r in records)
+    if not bad:
+        return records
+    for reason in bad.values():
+        print(f"skipped: {reason}", file=sys.stderr)
+    kept = [r for r in records if r.image_path not in bad]
+    print(f"{what}: left out {len(records) - len(kept)} of {len(records)} persons "
+          f"({len(bad)} unreadable image file(s), listed above)", file=sys.stderr)
+    if not kept:
+        raise PosecalInputError(f"{what}: none of the {len(records)} persons' images can be read")
+    return kept
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:

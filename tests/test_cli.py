@@ -155,3 +155,29 @@ def test_resume_refuses_a_corrupt_checkpoint(trained, capsys):
     assert main(["train", str(tmp_path / "cfg.yaml"), "--resume", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "last.pt: cannot resume from it" in err and "\n" not in err
+
+
+def test_train_leaves_out_unreadable_images_and_goes_on(tmp_path, capsys):
+    """A truncated file is found before the first step and left out with a count; a file that only fails when
+    decoded mid-run is reported once and the next person takes its place; the run finishes."""
+    ann, img_dir = make_coco(tmp_path / "data", n_images=4)
+    good = (img_dir / "img1.jpg").read_bytes()
+    (img_dir / "img1.jpg").write_bytes(good[: len(good) // 2])                 # truncated: caught up front
+    (img_dir / "img2.jpg").write_bytes(b"\xff\xd8" + bytes(200) + b"\xff\xd9")  # decodes to nothing: caught mid-run
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"""
+out_dir: {tmp_path / 'run'}
+data: {{train_annotations: {ann}, train_images: {img_dir}, val_annotations: {ann}, val_images: {img_dir}}}
+model: {{input_wh: [48, 64], head_widths: [16, 16, 8], imagenet: false}}
+epochs: 1
+batch_size: 3
+max_steps: 1
+num_workers: 0
+""")
+    with pytest.warns(UserWarning, match="img2.jpg: cannot decode image"):  # validation skips it too
+        assert main(["train", str(cfg), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "img1.jpg: truncated JPEG" in err and "training: left out 1 of 4 persons" in err
+    assert err.count("img2.jpg: cannot decode image") == 1
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert log[-1]["step"] == 1

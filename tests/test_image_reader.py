@@ -132,3 +132,16 @@ def test_predict_folder_with_a_corrupt_image_goes_on(tiny_model, tmp_path, capsy
     assert [r["file_name"] for r in json.loads(out.read_text())] == ["good.png"]
     err_lines = [line for line in capsys.readouterr().err.splitlines() if "broken.png" in line]
     assert len(err_lines) == 1 and "cannot decode image" in err_lines[0]
+
+
+def test_unreadable_images_lists_each_bad_file_once_with_its_reason(tmp_path):
+    from posecal.data.images import check_image_file, unreadable_images
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.zeros((8, 8, 3), np.uint8))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[:30])
+    missing = tmp_path / "missing.jpg"
+    check_image_file(good)                                         # no error: a good file passes
+    bad = unreadable_images([good, cut, missing, cut])
+    assert list(bad) == [cut, missing]
+    assert bad[cut].endswith("truncated PNG (file ends before the IEND chunk)") and "missing.jpg: image not found" in bad[missing]

@@ -37,16 +37,41 @@ def read_image(path, apply_exif: bool = False) -> np.ndarray:
     empty, truncated JPEG/PNG, larger than MAX_PIXELS, or bytes that do not decode as an image.
     """
     name = display_name(path)
-    data = _read_bytes(path, name)
-    _check_complete(data, name)
-    size, orientation = _probe_header(data, name, apply_exif)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise PosecalInputError(f"{name}: image too large ({size[0]}x{size[1]} = {size[0] * size[1]:,} pixels; "
-                                f"posecal reads at most {MAX_PIXELS:,})")
+    data, orientation = _checked_bytes(path, name, apply_exif)
     img = _decode(data, name)
     if apply_exif:
         img = _orient(img, orientation)
     return _to_bgr8(img)
+
+
+def check_image_file(path) -> None:
+    """Every check of `read_image` short of decoding the pixels (missing, permissions, empty, truncated, too
+    large, by its header). Cheap enough to run over a whole training set before the first step, so that one bad
+    file is reported and left out at the start instead of stopping a run hours in.
+    Raises PosecalInputError like `read_image`."""
+    _checked_bytes(path, display_name(path), orientation=False)
+
+
+def unreadable_images(paths) -> dict:
+    """{path: one-line reason} for the distinct `paths` that `check_image_file` refuses."""
+    bad = {}
+    for path in dict.fromkeys(paths):
+        try:
+            check_image_file(path)
+        except PosecalInputError as e:
+            bad[path] = str(e)
+    return bad
+
+
+def _checked_bytes(path, name: str, orientation: bool) -> tuple[bytes, int]:
+    """The file's bytes and EXIF orientation, after the checks that need no decoding."""
+    data = _read_bytes(path, name)
+    _check_complete(data, name)
+    size, orient = _probe_header(data, name, orientation)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise PosecalInputError(f"{name}: image too large ({size[0]}x{size[1]} = {size[0] * size[1]:,} pixels; "
+                                f"posecal reads at most {MAX_PIXELS:,})")
+    return data, orient
 
 
 def display_name(path) -> str:
