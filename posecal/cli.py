@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="model file or checkpoint (default: the shipped model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
-    p.add_argument("--decode", choices=("dark", "argmax"), default="dark")
+    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="pose score written to results.json (default: oks with quality heads, else heatmap)")
     p.add_argument("--drop-unlabelled", action="store_true",
