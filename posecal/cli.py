@@ -39,6 +39,8 @@ def _cmd_train(args) -> None:
     if args.max_minutes is not None:
         cfg.max_minutes = args.max_minutes if args.max_minutes > 0 else None
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if result["rank"]:                   # torchrun: rank 0 speaks for all
+        return
     if result["stopped"]:
         why = f"after {cfg.max_minutes:g} minutes" if result["stopped_by"] == "max_minutes" else f"by {result['stopped_by']}"
         print(f"stopped {why} at epoch {result['epoch']}, step {result['step']}; "

@@ -39,7 +39,7 @@ class Group:
         return self.rank == 0
 
     def barrier(self) -> None:
-        dist.barrier()
+        dist.barrier(device_ids=[self.local_rank] if self.backend == "nccl" else None)
 
     def agree_on_stop(self, code: int, device: torch.device) -> int:
         """The largest stop code of all ranks (0 = go on): one rank's max_minutes or SIGTERM stops them all at

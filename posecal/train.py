@@ -311,7 +311,8 @@ def _load_data(cfg: TrainConfig):
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train; returns the best validation metrics (and `stopped`: True when max_minutes or SIGTERM ended this
     call early, after saving a resumable checkpoint; `stopped_by` says which).
-    Files in cfg.out_dir: last.pt, best_model.pt, log.json, config.json. `model`: the trained network.
+    Files in cfg.out_dir: last.pt, best_model.pt, log.json, config.json. `model`: the trained network; `rank`:
+    this process's rank (0 without torchrun; only rank 0's best_ap and log include validation).
 
     Launched by torchrun, each process is one data-parallel rank: batch_size is per rank, every rank trains on
     its share of each epoch, and rank 0 alone prints, validates and writes files (--resume reads OUT_DIR on
@@ -481,7 +482,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
             print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
                               "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
     return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped is not None, "stopped_by": stopped,
-            "epoch": state["epoch"], "step": state["step"], "model": model}
+            "epoch": state["epoch"], "step": state["step"], "model": model, "rank": group.rank if group else 0}
 
 
 def _agreed_stop(group: Group, stopped: str | None, device: torch.device) -> str | None:
