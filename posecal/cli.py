@@ -39,6 +39,8 @@ def _cmd_train(args) -> None:
     if args.max_minutes is not None:
         cfg.max_minutes = args.max_minutes if args.max_minutes > 0 else None
     result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if result["rank"]:                   # torchrun: rank 0 speaks for all
+        return
     if result["stopped"]:
         why = f"after {cfg.max_minutes:g} minutes" if result["stopped_by"] == "max_minutes" else f"by {result['stopped_by']}"
         print(f"stopped {why} at epoch {result['epoch']}, step {result['step']}; "
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="model file or checkpoint (default: the shipped model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
-    p.add_argument("--decode", choices=("dark", "argmax"), default="dark")
+    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="pose score written to results.json (default: oks with quality heads, else heatmap)")
     p.add_argument("--drop-unlabelled", action="store_true",

@@ -65,6 +65,7 @@ class TrainConfig:
     device: str = "cpu"                   # cpu | cuda (cuda also turns on cudnn.benchmark)
     amp: bool = False                     # autocast on CUDA (no-op on CPU) ...
     amp_dtype: str = "bf16"               # ... in bf16, or fp16 (with a GradScaler)
+    sync_batchnorm: bool = False          # under torchrun on GPUs: BatchNorm statistics over all ranks' batches
     # Wall-clock budget of one `posecal train` call: it stops after the step that passes it, saves last.pt and
     # the resume_state (mid-epoch too) and returns; `--resume` goes on at the next batch of the same epoch.
     max_minutes: float | None = None
@@ -81,6 +82,10 @@ class TrainConfig:
     lambda_oks: float = 1.0
     lambda_opks: float = 1.0
     lambda_vis: float = 1.0
+    # Integral regression: weight of an L1 loss on the heatmaps' soft-argmax coordinates (heatmap pixels) relative
+    # to the heatmap MSE (with quality heads both are then scaled by lambda_heatmap); 0 = heatmap loss only.
+    # Pair it with `posecal eval --decode soft_argmax`.
+    lambda_integral: float = 0.0
     head_start_epoch: int = 0             # s2: heads' weight is 0 before this epoch ...
     head_ramp_epochs: int = 0             # ... then ramps linearly to 1 over this many epochs
     hard_mining: bool = True              # OKS loss: largest 25% of the batch -> e^{2L} - 1
@@ -101,7 +106,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "num_workers": NON_NEGATIVE, "threads": POSITIVE, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
         "max_minutes": POSITIVE, "resume_warmup_steps": NON_NEGATIVE, "strategy": Rule(choices=STRATEGIES),
         "lambda_heatmap": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE, "lambda_opks": NON_NEGATIVE,
-        "lambda_vis": NON_NEGATIVE, "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
+        "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
     },
     ModelConfig: {
         "input_wh": POSITIVE, "head_widths": POSITIVE, "sigma": POSITIVE, "visibility_classes": Rule(choices=(2, 3)),

@@ -3,11 +3,26 @@ from __future__ import annotations
 
 import torch
 
+from posecal.codec import SOFT_ARGMAX_BETA, soft_argmax
+
 
 def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Per-keypoint-weighted MSE (unlabelled or out-of-crop keypoints do not count), as in SimpleBaseline."""
     w = weight[:, :, None, None]
     return 0.5 * ((pred - target) ** 2 * w).mean()
+
+
+def integral_l1(heatmaps: torch.Tensor, target_xy: torch.Tensor, weight: torch.Tensor,
+                beta: float = SOFT_ARGMAX_BETA) -> torch.Tensor:
+    """Integral regression's loss (Sun et al. 2018): L1 between the heatmaps' soft-argmax and the GT, both in
+    heatmap pixels, |dx| + |dy| averaged over the keypoints with target weight (labelled, inside the crop).
+
+    Beside the heatmap MSE it trains the coordinate the soft-argmax decoder reads, which the MSE alone does
+    not: a heatmap can match its Gaussian closely and still have its mass's centre off the peak.
+    """
+    err = (soft_argmax(heatmaps, beta) - target_xy.float()).abs().sum(-1)
+    w = weight.float()
+    return (err * w).sum() / w.sum().clamp(min=1)
 
 
 def hard_mined_l1(pred: torch.Tensor, target: torch.Tensor, fraction: float = 0.25,

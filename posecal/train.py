@@ -1,10 +1,12 @@
 """`posecal train`: heatmap training with AdamW + warmup/cosine, per-epoch val AP, atomic checkpoints, resume
-(also mid-epoch, after a wall-clock budget), on CPU or CUDA (optionally with autocast)."""
+(also mid-epoch, after a wall-clock budget), on CPU or CUDA (optionally with autocast), in one process or as
+torchrun's data-parallel ranks (posecal.distributed)."""
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -16,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
@@ -25,12 +29,13 @@ from posecal.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.images import unreadable_images
 from posecal.data.packed import load_packed_persons, packed_val_paths
-from posecal.data.topdown import TopDownDataset
+from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
+from posecal.distributed import DistributedEpochOrder, Group, launched_by_torchrun, start_group
 from posecal.errors import PosecalInputError
 from posecal.inference import predict_records
 from posecal.io import remove_stale_temps, write_json_atomic
-from posecal.losses import (hard_mined_l1, heatmap_mse, opks_bce, visibility_ce, visibility_class_weights,
-                            visibility_target)
+from posecal.losses import (hard_mined_l1, heatmap_mse, integral_l1, opks_bce, visibility_ce,
+                            visibility_class_weights, visibility_target)
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.outputs import check_output_dir
 from posecal.quality_targets import online_targets
@@ -105,12 +110,22 @@ def quality_losses(model, out, batch, cfg: TrainConfig, class_weights, heatmaps_
             "vis": visibility_ce(out.vis_logits, vis_t, class_weights, batch.get("visibility_weight"))}
 
 
+def pose_losses(heatmaps, batch, cfg: TrainConfig) -> dict:
+    """The pose network's terms: heatmap MSE, and the integral L1 when lambda_integral > 0; 'pose' combines them
+    (the heatmap term's scale unchanged, so lambda_heatmap keeps its meaning)."""
+    hm_loss = heatmap_mse(heatmaps, batch["heatmaps"], batch["target_weight"])
+    if not cfg.lambda_integral:
+        return {"heatmap": hm_loss, "pose": hm_loss}
+    target = (batch["keypoints"][..., :2].to(heatmaps.device) + 0.5) / HEATMAP_STRIDE - 0.5  # = input_to_heatmap
+    integral = integral_l1(heatmaps, target, batch["target_weight"])
+    return {"heatmap": hm_loss, "integral": integral, "pose": hm_loss + cfg.lambda_integral * integral}
+
+
 def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: int) -> dict:
     """Loss terms of one step; 'total' is what is minimised."""
     if not cfg.model.quality_heads:
-        pred = model(images).heatmaps
-        loss = heatmap_mse(pred, batch["heatmaps"], batch["target_weight"])
-        return {"total": loss, "heatmap": loss}
+        terms = pose_losses(model(images).heatmaps, batch, cfg)
+        return {"total": terms.pop("pose"), **terms}
     if cfg.strategy == "s3":
         with torch.no_grad():  # the frozen part runs as at test time: flip test, heads read merged heatmaps
             out = model.forward_flip_test(images) if cfg.flip_targets else model.forward_pose(images)
@@ -118,11 +133,11 @@ def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: in
         terms["total"] = cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"]
         return terms
     out = model.forward_pose(images)
-    hm_loss = heatmap_mse(out.heatmaps, batch["heatmaps"], batch["target_weight"])
+    pose = pose_losses(out.heatmaps, batch, cfg)
     terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.detach().float().cpu().numpy())
     w = head_weight(cfg, epoch)
-    terms["heatmap"] = hm_loss
-    terms["total"] = cfg.lambda_heatmap * hm_loss + w * (
+    terms.update(pose)
+    terms["total"] = cfg.lambda_heatmap * terms.pop("pose") + w * (
         cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"])
     return terms
 
@@ -181,6 +196,18 @@ class _EpochItems(Dataset):
         raise PosecalInputError("none of the training images can be read (see the messages above)")
 
 
+class StepLosses(nn.Module):
+    """step_losses as a module, for DistributedDataParallel: its gradient averaging hooks in through the wrapped
+    module's forward, and a step runs more than `model.forward` (forward_pose, then the quality heads)."""
+
+    def __init__(self, model, cfg: TrainConfig, class_weights):
+        super().__init__()
+        self.model, self.cfg, self.class_weights = model, cfg, class_weights
+
+    def forward(self, batch, images, epoch: int) -> dict:
+        return step_losses(self.model, batch, images, self.cfg, self.class_weights, epoch)
+
+
 def make_loader(dataset: TopDownDataset, order: EpochOrder, cfg: TrainConfig, drop_last: bool,
                 pin_memory: bool = False) -> DataLoader:
     """The training loader; its workers (if any) persist across epochs."""
@@ -192,14 +219,14 @@ def make_loader(dataset: TopDownDataset, order: EpochOrder, cfg: TrainConfig, dr
                       num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=pin_memory)
 
 
-def _device(cfg: TrainConfig) -> torch.device:
+def _device(cfg: TrainConfig, group: Group | None = None) -> torch.device:
     if cfg.device == "cpu":
         return torch.device("cpu")
     if cfg.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise PosecalInputError(f"device: {cfg.device}, but this torch ({torch.__version__}) sees no CUDA GPU")
         torch.backends.cudnn.benchmark = True
-        return torch.device(cfg.device)
+        return torch.device(f"cuda:{group.local_rank}" if group else cfg.device)  # a rank: its node's GPU
     raise PosecalInputError(f"device must be cpu or cuda, got {cfg.device!r}")
 
 
@@ -318,24 +345,39 @@ def readable_persons(records: list, what: str) -> list:
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train; returns the best validation metrics (and `stopped`: True when max_minutes or SIGTERM ended this
     call early, after saving a resumable checkpoint; `stopped_by` says which).
-    Files in cfg.out_dir: last.pt, best_model.pt, log.json, config.json."""
+    Files in cfg.out_dir: last.pt, best_model.pt, log.json, config.json. `model`: the trained network; `rank`:
+    this process's rank (0 without torchrun; only rank 0's best_ap and log include validation).
+
+    Launched by torchrun, each process is one data-parallel rank: batch_size is per rank, every rank trains on
+    its share of each epoch, and rank 0 alone prints, validates and writes files (--resume reads OUT_DIR on
+    every rank, so multi-node resuming needs OUT_DIR on shared storage)."""
     on_sigterm = GracefulStop()
+    group = None
     try:
-        return _train(cfg, resume, progress, on_sigterm)
+        if launched_by_torchrun():
+            if cfg.sync_batchnorm and not cfg.device.startswith("cuda"):
+                raise PosecalInputError("sync_batchnorm: true needs device: cuda (torch syncs BatchNorm on GPUs only)")
+            group = start_group("cuda" if cfg.device.startswith("cuda") else "cpu")
+        quiet = group is not None and not group.is_main
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull) if quiet else contextlib.nullcontext():
+            return _train(cfg, resume, progress and not quiet, on_sigterm, group)
     finally:
         on_sigterm.restore()
+        if group is not None:
+            group.close()
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop) -> dict:
+def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop, group: Group | None) -> dict:
     t_start = time.time()
+    main = group is None or group.is_main     # the process that validates and writes files
     out = check_output_dir(cfg.out_dir, "out_dir")
     if cfg.resume_state:
         check_output_dir(cfg.resume_state, "resume_state")
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    device = _device(cfg)
+    device = _device(cfg, group)
     autocast, scaler = _amp(cfg, device)
-    for folder in (out, cfg.resume_state):
+    for folder in (out, cfg.resume_state) if main else ():
         for tmp in remove_stale_temps(folder):
             print(f"removed {tmp}: a checkpoint write that a killed run left unfinished")
     records, val_records, val_ann = _load_data(cfg)
@@ -345,6 +387,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         raise PosecalInputError(f"strategy must be one of {STRATEGIES}, got {cfg.strategy!r}")
     if cfg.strategy == "s3" and not (cfg.model.quality_heads and cfg.init_from):
         raise PosecalInputError("strategy s3 needs model.quality_heads: true and init_from: a trained pose model")
+    if cfg.strategy == "s3" and cfg.lambda_integral:
+        raise PosecalInputError("lambda_integral trains the pose network, which strategy s3 freezes; set it to 0")
     dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed)
     counts = np.bincount(np.concatenate([r.keypoints[:, 2].astype(int) for r in records]), minlength=3)[:3]
     if cfg.model.visibility_classes == 2:
@@ -358,11 +402,16 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if group is not None and cfg.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # same parameters and state_dict keys
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    drop_last = len(dataset) > cfg.batch_size
-    steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
-    batches_per_epoch = len(dataset) // cfg.batch_size if drop_last else 1
+    order = EpochOrder(len(dataset), cfg.seed) if group is None else DistributedEpochOrder(len(dataset), group,
+                                                                                            cfg.seed)
+    n_crops = len(order)                 # this process's crops per epoch (all of them without torchrun)
+    drop_last = n_crops > cfg.batch_size
+    steps_per_epoch = math.ceil(n_crops / cfg.batch_size)
+    batches_per_epoch = n_crops // cfg.batch_size if drop_last else 1
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -370,14 +419,21 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     rewarm_from = None
     if resume:
         state, rewarm_from = resume_training(model, optim, cfg, out, scaler)
-    write_json_atomic(to_dict(cfg), out / "config.json", indent=2)
+    if main:
+        write_json_atomic(to_dict(cfg), out / "config.json", indent=2)
+    if group is None:
+        def step(batch, images, epoch):
+            return step_losses(model, batch, images, cfg, class_weights, epoch)
+    else:  # wrapped after resuming: DDP starts by giving every rank rank 0's weights
+        step = DistributedDataParallel(StepLosses(model, cfg, class_weights))
 
-    order = EpochOrder(len(dataset), cfg.seed)
     loader = make_loader(dataset, order, cfg, drop_last, pin_memory=device.type == "cuda")
     deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
     stopped = None                       # what ended this call early: "max_minutes" or the signal's name
 
     def save():
+        if not main:
+            return
         ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": state, "config": to_dict(cfg)}
         if scaler is not None:
             ckpt["scaler"] = scaler.state_dict()
@@ -410,7 +466,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
             batch = {k: v.to(device, non_blocking=True) if k in ("heatmaps", "target_weight", "visibility_weight")
                      else v for k, v in batch.items()}
             with autocast():
-                terms = step_losses(model, batch, images, cfg, class_weights, epoch)
+                terms = step(batch, images, epoch)
             loss = terms["total"]
             optimizer_step(loss, optim, scaler)
             state["step"] += 1
@@ -424,6 +480,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
             if deadline is not None and time.time() >= deadline:
                 stopped = "max_minutes"
             stopped = stopped or on_sigterm.requested
+            if group is not None:
+                stopped = _agreed_stop(group, stopped, device)
             if stopped:
                 break
         train_s = part["train_s"] + time.time() - t0
@@ -439,7 +497,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         entry = {"epoch": epoch + 1, "step": state["step"], "loss": loss_sum / n if batches else None,
                  **{f"loss_{k}": v / n for k, v in terms_sum.items() if k != "total"},
                  "crops_per_s": seen / max(train_s, 1e-9), "train_s": train_s}
-        if (epoch + 1) % cfg.val_every == 0 or state["epoch"] >= cfg.epochs or state["step"] >= total:
+        if main and ((epoch + 1) % cfg.val_every == 0 or state["epoch"] >= cfg.epochs or state["step"] >= total):
             t1 = time.time()
             metrics = validate(model, cfg, val_records, gt, cfg.val_flip)
             entry.update({f"val_{k}": v for k, v in metrics.items()}, val_s=time.time() - t1)
@@ -450,9 +508,18 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         state["log"].append(entry)
         print(json.dumps(entry), flush=True)
         save()
-        write_json_atomic(state["log"], out / "log.json")
+        if main:
+            write_json_atomic(state["log"], out / "log.json")
+        if group is not None:
+            group.barrier()              # the other ranks wait for rank 0's validation and files
         if stopped:
             print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
                               "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
     return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped is not None, "stopped_by": stopped,
-            "epoch": state["epoch"], "step": state["step"]}
+            "epoch": state["epoch"], "step": state["step"], "model": model, "rank": group.rank if group else 0}
+
+
+def _agreed_stop(group: Group, stopped: str | None, device: torch.device) -> str | None:
+    """This rank's reason to stop, or another rank's: all ranks stop after the same step."""
+    code = group.agree_on_stop({None: 0, "max_minutes": 1}.get(stopped, 2), device)
+    return stopped or {0: None, 1: "max_minutes"}.get(code, "SIGTERM")

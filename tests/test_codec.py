@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.codec import decode_argmax, decode_dark, encode, flip_back
+from posecal.codec import decode, decode_argmax, decode_dark, decode_soft_argmax, encode, flip_back, soft_argmax
+from posecal.losses import integral_l1
 from posecal.skeleton import flip_permutation
 
 
@@ -78,3 +79,38 @@ def test_in_model_flip_test_is_one_batch_of_both_passes_merged():
         expected = 0.5 * (model(x).heatmaps + flip_back(model(torch.flip(x, dims=[3])).heatmaps)).numpy()
     np.testing.assert_allclose(merged, expected, atol=1e-5)
     assert np.abs(expected).max() > 1e-3
+
+
+def test_soft_argmax_of_a_known_heatmap_is_the_hand_computed_mean():
+    # beta 1, a 2x4 map of zeros but ln 3 at (x 1, y 0) and ln 5 at (x 3, y 1): softmax weights 1 (six pixels),
+    # 3 and 5 of 14. x = (1*(3+1) + 2*(1+1) + 3*(1+5)) / 14 = 26/14; y = (1+1+1+5) / 14 = 8/14.
+    hm = np.zeros((1, 1, 2, 4), np.float32)
+    hm[0, 0, 0, 1], hm[0, 0, 1, 3] = np.log(3), np.log(5)
+    xy = soft_argmax(torch.from_numpy(hm), beta=1.0)
+    np.testing.assert_allclose(xy.numpy()[0, 0], [13 / 7, 4 / 7], rtol=1e-6)
+    coords, scores = decode_soft_argmax(hm, beta=1.0)
+    np.testing.assert_allclose(coords[0, 0], [13 / 7, 4 / 7], rtol=1e-6)
+    assert scores[0, 0] == pytest.approx(np.log(5))
+
+
+@pytest.mark.parametrize("xy", [(10.5, 20.5), (10.3, 20.7), (17.0, 6.0)])
+def test_soft_argmax_decodes_an_encoded_keypoint_within_a_tenth_of_a_pixel(xy):
+    kp = np.full((17, 2), 18.0)
+    kp[0] = xy
+    hm, _ = encode(kp, np.full(17, 2), (36, 48))
+    coords, _ = decode(hm[None], "soft_argmax")
+    assert np.abs(coords[0, 0] - xy).max() < 0.1
+
+
+def test_integral_l1_is_the_weighted_mean_coordinate_error_and_trains_the_heatmap():
+    kp = np.array([[10.0, 20.0], [5.0, 5.0]])
+    hm, _ = encode(np.concatenate([kp, np.full((15, 2), 18.0)]), np.full(17, 2), (36, 48))
+    hm = torch.from_numpy(hm[None, :2]).requires_grad_(True)
+    found = soft_argmax(hm.detach())[0]
+    target = torch.tensor([[[12.0, 19.0], [0.0, 0.0]]])          # keypoint 1 has weight 0: not counted
+    loss = integral_l1(hm, target, torch.tensor([[1.0, 0.0]]))
+    expected = (found[0] - target[0, 0]).abs().sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert 2.5 < loss.item() < 3.5                                # |10 - 12| + |20 - 19|, up to decoding
+    loss.backward()
+    assert hm.grad[0, 1].abs().max() == 0 and hm.grad[0, 0].abs().max() > 0
