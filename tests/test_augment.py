@@ -187,3 +187,24 @@ def test_masked_visibility_ce_matches_hand_computation():
     assert float(full) == pytest.approx(float(torch_ref), rel=1e-6)
     masked = visibility_ce(logits, target, w, mask=torch.tensor([[0.0, 1.0]]))
     assert float(masked) == pytest.approx(float(ce1), rel=1e-6)
+
+
+def test_rotated_box_is_the_box_of_the_turned_corners():
+    from posecal.data.transforms import rotated_box
+    np.testing.assert_allclose(rotated_box([0, 0, 10, 20], 90), [-5, 5, 20, 10], atol=1e-9)
+    np.testing.assert_allclose(rotated_box([0, 0, 10, 20], 180), [0, 0, 10, 20], atol=1e-9)
+    s = 30 / np.sqrt(2)                       # at 45 degrees both sides are (10 + 20) / sqrt(2)
+    np.testing.assert_allclose(rotated_box([0, 0, 10, 20], -45), [5 - s / 2, 10 - s / 2, s, s], atol=1e-9)
+
+
+@pytest.mark.parametrize("rebox, whole", [(False, False), (True, True)])
+def test_rebox_frames_a_person_turned_by_90_degrees_whole(tmp_path, monkeypatch, rebox, whole):
+    """Turned with the picture, the upright 3:4 frame cuts a lying person's head and feet off; re-boxed, the crop
+    covers the turned box, as a detector frames a lying person, and every keypoint stays in it."""
+    recs = _marked_person(tmp_path)
+    monkeypatch.setattr(topdown, "sample_augmentation", lambda cfg, rng: (1.0, 90.0, False))
+    item = TopDownDataset(recs, (96, 128), AugmentConfig(**NO_AUG, rotation_rebox=rebox))[0]
+    kp = item["keypoints"].numpy()
+    assert bool((kp[:, 2] > 0).all()) == whole
+    if whole:   # lying: the head and the ankles are side by side, not above one another
+        assert abs(kp[0, 0] - kp[15, 0]) > 3 * abs(kp[0, 1] - kp[15, 1])

@@ -10,7 +10,7 @@ from posecal.codec import encode
 from posecal.data.coco import PersonRecord, area_scale, read_image
 from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_scale, color_jitter,
                                      crop_matrix, flip_keypoints, half_body_region, inside_frame, paste_occluders,
-                                     sample_augmentation, sample_truncation, truncate, warp)
+                                     rotated_box, sample_augmentation, sample_truncation, truncate, warp)
 from posecal.models.backbones.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 from posecal.skeleton import flip_permutation
 
@@ -71,11 +71,14 @@ class TopDownDataset(Dataset):
                 vis_weight[labelled_before & (kpts[:, 2] == 0)] = 1.0  # cut away: known to be absent
         center, size = box_to_center_scale(box, aspect)
         if rng is not None:
+            region = None
             if rng.random() < self.augment.half_body_prob and (kpts[:, 2] > 0).sum() > self.augment.half_body_min_keypoints:
                 region = half_body_region(kpts, aspect, rng)
                 if region is not None:
                     center, size = region
             scale, rot, flip = sample_augmentation(self.augment, rng)
+            if rot and self.augment.rotation_rebox and region is None:
+                center, size = box_to_center_scale(rotated_box(box, rot), aspect)
             size = size * scale
         m = crop_matrix(center, size, rot, self.input_wh)
         crop = warp(image, m, self.input_wh)

@@ -32,6 +32,14 @@ def box_to_center_scale(box_xywh, aspect: float, padding: float = PADDING) -> tu
     return center, np.array([w, h]) * padding
 
 
+def rotated_box(box_xywh, rotation_deg: float) -> np.ndarray:
+    """Axis-aligned box [x, y, w, h] of `box_xywh` turned by `rotation_deg` about its centre."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    c, s = abs(math.cos(math.radians(rotation_deg))), abs(math.sin(math.radians(rotation_deg)))
+    rw, rh = w * c + h * s, w * s + h * c
+    return np.array([x + (w - rw) / 2, y + (h - rh) / 2, rw, rh])
+
+
 def crop_matrix(center, size, rotation_deg: float, out_wh) -> np.ndarray:
     """2x3 matrix mapping image pixels to an output of out_wh pixels covering `size` around `center`.
 
@@ -91,6 +99,10 @@ class AugmentConfig:
     occluder_prob: float = 0.0
     occluder_max: int = 3
     occluder_size: tuple[float, float] = (0.12, 0.4)     # side, as a fraction of the crop height
+    # Re-box rotated people: the crop covers the box of the rotated person (what a detector gives for a lying or
+    # upside-down person) instead of the upright box turned with the picture, whose 3:4 frame cuts a person at
+    # 90 degrees at both ends and never shows a whole one lying down.
+    rotation_rebox: bool = False
 
 
 def half_body_region(keypoints: np.ndarray, aspect: float, rng: np.random.Generator):
