@@ -9,7 +9,7 @@ import torch
 from posecal.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
-from posecal.models.estimator import TopDownEstimator, build_estimator
+from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "posecal_default.pt"
 
@@ -19,9 +19,13 @@ def atomic_save(obj, path) -> None:
 
 
 def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDownEstimator:
-    return build_estimator(cfg.head_widths, imagenet=cfg.imagenet if imagenet is None else imagenet,
+    if cfg.backbone in STRIDE32_BACKBONES and any(v % 32 for v in cfg.input_wh):
+        raise PosecalInputError(f"model.input_wh: {cfg.backbone} needs a width and height that are multiples "
+                                f"of 32 (e.g. 192x256 or 288x384), got {cfg.input_wh[0]}x{cfg.input_wh[1]}")
+    return build_estimator(cfg.head_widths, cfg.num_keypoints, imagenet=cfg.imagenet if imagenet is None else imagenet,
                            quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
-                           head_hidden=cfg.head_hidden, backbone=cfg.backbone)
+                           head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
+                           input_mean=cfg.input_mean, input_std=cfg.input_std)
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):

@@ -106,17 +106,19 @@ def quality_losses(model, out, batch, cfg: TrainConfig, class_weights, heatmaps_
 def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: int) -> dict:
     """Loss terms of one step; 'total' is what is minimised."""
     if not cfg.model.quality_heads:
-        pred = model(images).heatmaps
-        loss = heatmap_mse(pred, batch["heatmaps"], batch["target_weight"])
+        out = model(images)  # stacked networks: every stack's heatmaps are supervised (intermediate supervision)
+        loss = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
+                   for h in (out.heatmaps, *out.intermediate_heatmaps))
         return {"total": loss, "heatmap": loss}
     if cfg.strategy == "s3":
         with torch.no_grad():  # the frozen part runs as at test time: flip test, heads read merged heatmaps
-            out = model.forward_flip_test(images) if cfg.flip_targets else model.forward_pose(images)
+            out = model.forward_flip_test(images) if cfg.flip_targets else model.pose_from_crops(images)
         terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.float().cpu().numpy())
         terms["total"] = cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"]
         return terms
-    out = model.forward_pose(images)
-    hm_loss = heatmap_mse(out.heatmaps, batch["heatmaps"], batch["target_weight"])
+    out = model.pose_from_crops(images)
+    hm_loss = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
+                  for h in (out.heatmaps, *out.intermediate_heatmaps))
     terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.detach().float().cpu().numpy())
     w = head_weight(cfg, epoch)
     terms["heatmap"] = hm_loss
