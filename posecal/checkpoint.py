@@ -67,6 +67,10 @@ def load_resume_state(model: TopDownEstimator, folder) -> dict:
     return state
 
 
+def _yaml(value) -> str:
+    return f"[{', '.join(f'{v:g}' for v in value)}]" if isinstance(value, tuple) else str(value)
+
+
 def _read(path: Path) -> dict:
     if not path.is_file():
         raise PosecalInputError(f"{path}: model file not found")
@@ -84,14 +88,27 @@ def _float_state(state: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def load_state_from(model: TopDownEstimator, path) -> None:
+# Fields a model file's weights depend on beyond their shapes: a different input convention loads without
+# error and silently feeds the network the wrong colours.
+WEIGHT_BOUND_FIELDS = ("input_channels", "input_mean", "input_std")
+
+
+def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = None) -> None:
     """Initialise from a model file. Only quality-head weights may be missing from the file (S3, fine-tuning)
-    or left over in it (a pose-only model fine-tuned from a packed model with heads)."""
+    or left over in it (a pose-only model fine-tuned from a packed model with heads). With `cfg`, the file's
+    input convention must equal the config's (an imported checkpoint's is in its file: `posecal import-weights`)."""
     path = Path(path)
     ckpt = _read(path)
     state = ckpt.get("state_dict", ckpt.get("model"))
     if state is None:
         raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
+    if cfg is not None and isinstance(ckpt.get("model_config"), dict):
+        saved = model_config_from_dict({**model_config_to_dict(ModelConfig()), **ckpt["model_config"]})
+        for name in WEIGHT_BOUND_FIELDS:
+            if getattr(saved, name) != getattr(cfg, name):
+                raise PosecalInputError(f"init_from {path}: its weights were trained with {name} "
+                                        f"{_yaml(getattr(saved, name))}; set model.{name}: "
+                                        f"{_yaml(getattr(saved, name))} in the config (it has {_yaml(getattr(cfg, name))})")
     heads = ("oks_head.", "opks_head.", "visibility_head.")
     if not model.has_quality_heads:
         state = {k: v for k, v in state.items() if not k.startswith(heads)}
@@ -112,3 +129,10 @@ def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelC
     except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:
         raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
     return model.to(device).eval(), cfg, ckpt.get("meta", {})
+
+
+def require_coco_keypoints(cfg: ModelConfig, path) -> None:
+    """Decoding, flip test, scores and metrics work on COCO's 17 keypoints; an imported MPII hourglass has 16."""
+    if cfg.num_keypoints != 17:
+        raise PosecalInputError(f"{path or 'model'}: a {cfg.num_keypoints}-keypoint model (e.g. an MPII stacked "
+                                "hourglass); eval and predict need COCO's 17 keypoints (train hourglass_2/8 on COCO)")

@@ -320,7 +320,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     class_weights = visibility_class_weights(counts).to(device)
     model = model_from_config(cfg.model, imagenet=cfg.model.imagenet and not cfg.init_from)
     if cfg.init_from:
-        load_state_from(model, cfg.init_from)
+        load_state_from(model, cfg.init_from, cfg.model)
     if cfg.strategy == "s3":
         freeze_pose(model)
     model = model.to(device)

@@ -81,7 +81,7 @@ def test_mmpose_keys_map_to_the_same_model():
 
 @needs_reference
 @pytest.mark.parametrize("name", ["pose_resnet_50_256x192.json", "stacked_hourglass_2.json", MMPOSE_W32])
-def test_import_round_trips_every_tensor(tmp_path, name):
+def test_import_round_trips_every_tensor(tmp_path, capsys, name):
     """The file layouts as published: flat without batch counters (2018 SimpleBaseline), princeton-vl's
     {'state_dict': model.module.*}, mmpose's {'meta', 'state_dict': backbone.*/head.*}."""
     ref = reference(name)
@@ -110,6 +110,10 @@ def test_import_round_trips_every_tensor(tmp_path, name):
     elif name.startswith("stacked"):
         assert (cfg.input_channels, cfg.input_mean, cfg.input_std) == ("rgb", (0, 0, 0), (1, 1, 1))
         assert cfg.num_keypoints == 16 and cfg.input_wh == (256, 256)
+        ann, img_dir = make_coco(tmp_path / "data", n_images=1)   # MPII joints: COCO eval refuses in one line
+        assert main(["eval", "--annotations", str(ann), "--images", str(img_dir), "--out", str(tmp_path / "ev"),
+                     "--model", str(tmp_path / "model.pt")]) == 2
+        assert "a 16-keypoint model" in capsys.readouterr().err
     else:
         assert cfg.input_channels == "rgb" and cfg.input_mean == IMAGENET_MEAN
 
@@ -181,7 +185,7 @@ def test_hourglass_supervises_every_stack():
     assert len(out.intermediate_heatmaps) == 1
     by_hand = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
                   for h in (out.heatmaps, out.intermediate_heatmaps[0]))
-    assert float(loss) == pytest.approx(float(by_hand), rel=1e-6)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
 
 
 def test_config_errors_name_the_field():
@@ -266,3 +270,20 @@ def test_shape_mismatch_names_the_key(tmp_path, capsys):
                  str(tmp_path / "a.pt")]) == 2
     assert "layer1.0.conv1.weight has shape [32, 64, 1, 1], a resnet50 needs [64, 64, 1, 1]" in \
         capsys.readouterr().err
+
+
+def test_init_from_refuses_another_input_convention(tmp_path):
+    """S3 from an imported BGR SimpleBaseline with a config that forgot `input_channels: bgr` would train the
+    heads on wrongly coloured input without any error; it is refused, naming the field and the value to set."""
+    from posecal.checkpoint import load_state_from, model_from_config, save_model
+    from posecal.config import ModelConfig
+    from posecal.errors import PosecalInputError
+    imported = ModelConfig(input_wh=(64, 64), backbone="resnet18", imagenet=False, input_channels="bgr")
+    save_model(model_from_config(imported), imported, tmp_path / "imported.pt")
+    heads = ModelConfig(input_wh=(64, 64), backbone="resnet18", imagenet=False, quality_heads=True, head_hidden=16)
+    with pytest.raises(PosecalInputError, match=r"input_channels bgr; set model.input_channels: bgr in the config"):
+        load_state_from(model_from_config(heads), tmp_path / "imported.pt", heads)
+    heads.input_channels = "bgr"
+    model = model_from_config(heads)
+    load_state_from(model, tmp_path / "imported.pt", heads)
+    assert model.input_convention.channels == "bgr"

@@ -18,7 +18,7 @@ from torch import nn
 
 from posecal.models.backbones.resnet import BN_MOMENTUM, BasicBlock, Bottleneck
 
-# width -> channels per branch; every stage's blocks are BasicBlock x 4 per branch (the reference yaml)
+# every stage's branches are 4 BasicBlocks (the reference yaml); branch b has width * 2**b channels
 STAGE_MODULES = (1, 4, 3)   # modules in stages 2, 3, 4
 BLOCKS_PER_BRANCH = 4
 
@@ -85,16 +85,19 @@ class HRNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         downsample = nn.Sequential(nn.Conv2d(64, 256, 1, bias=False), nn.BatchNorm2d(256, momentum=BN_MOMENTUM))
         self.layer1 = nn.Sequential(Bottleneck(64, 64, 1, downsample), *(Bottleneck(256, 64) for _ in range(3)))
-        previous = (256,)
-        for stage, modules in enumerate(STAGE_MODULES, start=2):
-            channels = tuple(width * 2 ** b for b in range(stage))
-            setattr(self, f"transition{stage - 1}", self._transition(previous, channels))
-            last = stage == len(STAGE_MODULES) + 1
-            setattr(self, f"stage{stage}", nn.Sequential(*(
-                HighResolutionModule(channels, multi_scale_output=not (last and m == modules - 1))
-                for m in range(modules))))
-            previous = channels
+        c = (width, 2 * width, 4 * width, 8 * width)   # channels per branch
+        modules2, modules3, modules4 = STAGE_MODULES
+        # Attribute names are the reference's state_dict names; (transition, stage) pairs run in order.
+        self.transition1, self.stage2 = self._transition((256,), c[:2]), self._stage(c[:2], modules2)
+        self.transition2, self.stage3 = self._transition(c[:2], c[:3]), self._stage(c[:3], modules3)
+        self.transition3, self.stage4 = self._transition(c[:3], c), self._stage(c, modules4, last=True)
         self.PYRAMID_CHANNELS = (width,)
+
+    @staticmethod
+    def _stage(channels: tuple[int, ...], modules: int, last: bool = False) -> nn.Sequential:
+        """`modules` HighResolutionModules; the network's last module keeps only the stride-4 output."""
+        return nn.Sequential(*(HighResolutionModule(channels, multi_scale_output=not (last and m == modules - 1))
+                               for m in range(modules)))
 
     @staticmethod
     def _transition(previous: tuple[int, ...], channels: tuple[int, ...]) -> nn.ModuleList:
@@ -111,10 +114,11 @@ class HRNet(nn.Module):
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
         ys = [self.layer1(x)]
-        for stage in range(2, len(STAGE_MODULES) + 2):
-            transition = getattr(self, f"transition{stage - 1}")
+        for transition, stage in ((self.transition1, self.stage2), (self.transition2, self.stage3),
+                                  (self.transition3, self.stage4)):
+            # existing branches from their own output, a new branch from the lowest-resolution one
             xs = [ys[i] if layer is None else layer(ys[min(i, len(ys) - 1)]) for i, layer in enumerate(transition)]
-            ys = getattr(self, f"stage{stage}")(xs)
+            ys = stage(xs)
         return [ys[0]]
 
 
