@@ -55,7 +55,7 @@ def load_resume_state(model: TopDownEstimator, folder) -> dict:
     folder = Path(folder)
     if not (folder / "state.json").is_file():
         raise PosecalInputError(f"{folder}: no committed training state (state.json) to resume from")
-    ckpt = _read(folder / "weights.pt")
+    ckpt = read_torch_file(folder / "weights.pt")
     try:
         model.load_state_dict(_float_state(ckpt["state_dict"]))
         state = json.loads((folder / "state.json").read_text())
@@ -71,16 +71,20 @@ def _yaml(value) -> str:
     return f"[{', '.join(f'{v:g}' for v in value)}]" if isinstance(value, tuple) else str(value)
 
 
-def _read(path: Path) -> dict:
+def read_torch_file(path: Path, missing: str = "model file not found", invalid: str = "not a posecal model file",
+                    weights_only: bool = False) -> dict:
+    """torch.load of a user's file as a dict; a missing or unreadable file is one line `PATH: <missing>` or
+    `PATH: <invalid> (reason)`. weights_only=True for files from elsewhere (published checkpoints)."""
     if not path.is_file():
-        raise PosecalInputError(f"{path}: model file not found")
+        raise PosecalInputError(f"{path}: {missing}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
+        raise PosecalInputError(f"{path}: {invalid} ({str(e).splitlines()[0][:120]})") from None
     if not isinstance(ckpt, dict):
-        raise PosecalInputError(f"{path}: not a posecal model file")
+        raise PosecalInputError(f"{path}: {invalid}")
     return ckpt
+
 
 
 def _float_state(state: dict) -> dict:
@@ -98,7 +102,7 @@ def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = Non
     or left over in it (a pose-only model fine-tuned from a packed model with heads). With `cfg`, the file's
     input convention must equal the config's (an imported checkpoint's is in its file: `posecal import-weights`)."""
     path = Path(path)
-    ckpt = _read(path)
+    ckpt = read_torch_file(path)
     state = ckpt.get("state_dict", ckpt.get("model"))
     if state is None:
         raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
@@ -121,7 +125,7 @@ def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = Non
 def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:
     """Load a model file (best_model.pt or a packed file); the shipped default model when path is None."""
     path = Path(path) if path is not None else DEFAULT_MODEL
-    ckpt = _read(path)
+    ckpt = read_torch_file(path)
     try:
         cfg = model_config_from_dict(ckpt["model_config"])
         model = model_from_config(cfg, imagenet=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from posecal.checkpoint import model_from_config, save_model
+from posecal.checkpoint import model_from_config, read_torch_file, save_model
 from posecal.config import ModelConfig
 from posecal.errors import PosecalInputError
 from posecal.official.key_map import family, official_keys, to_posecal_key, unwrap
@@ -35,13 +35,8 @@ def source_convention(arch: str, mmpose: bool) -> tuple[str, tuple, tuple]:
 
 
 def _read_checkpoint(src: Path) -> dict:
-    if not src.is_file():
-        raise PosecalInputError(f"{src}: checkpoint file not found")
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise PosecalInputError(f"{src}: not a PyTorch checkpoint that loads safely "
-                                f"({str(e).splitlines()[0][:120]})") from None
+    obj = read_torch_file(src, "checkpoint file not found", "not a PyTorch checkpoint that loads safely",
+                          weights_only=True)
     try:
         return unwrap(obj)[0]
     except ValueError as e:
