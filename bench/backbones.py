@@ -7,6 +7,7 @@ definitions and the published ones (HRNet repo tool: MACs in 2^30 units, deconvo
 eager CPU latency per crop (batch 1, median over --n forwards after 2 warm-ups; inputs are random, the time does
 not depend on the values). The hourglass is built with 16 outputs, as the MPII checkpoints the reference lists.
 Usage: python bench/backbones.py [--backbones resnet50 hrnet_w32 ...] [--n 10] [--threads 2] [--input-wh 192 256]
+       [--cpu-time]
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def reference_figures(backbone: str) -> tuple[int | None, float | None]:
     return ref["params"], gmacs
 
 
-def measure(backbone: str, input_wh: tuple[int, int], n: int) -> tuple[int, float, float]:
+def measure(backbone: str, input_wh: tuple[int, int], n: int, clock=time.perf_counter) -> tuple[int, float, float]:
     keypoints = 16 if backbone in HOURGLASS_STACKS else 17
     model = build_estimator(num_keypoints=keypoints, imagenet=False, backbone=backbone).eval()
     params = sum(p.numel() for p in model.parameters())
@@ -54,9 +55,9 @@ def measure(backbone: str, input_wh: tuple[int, int], n: int) -> tuple[int, floa
             model.forward_pose(x)
         times = []
         for _ in range(n):
-            t = time.perf_counter()
+            t = clock()
             model.forward_pose(x)
-            times.append((time.perf_counter() - t) * 1000)
+            times.append((clock() - t) * 1000)
     return params, gmacs, statistics.median(times)
 
 
@@ -66,15 +67,19 @@ def main() -> None:
     ap.add_argument("--input-wh", type=int, nargs=2, default=(192, 256), metavar=("W", "H"))
     ap.add_argument("--n", type=int, default=10, help="timed forwards per backbone")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the process's CPU time, not wall time: with --threads 1 it hardly depends on what "
+                         "else the machine runs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
     w, h = args.input_wh
     print(f"pose network (backbone + heatmap head) at {w}x{h} (w x h); GMACs = FLOPs/2/1e9 (FlopCounterMode); "
-          f"CPU latency batch 1, {args.threads} threads, median of {args.n}")
+          f"CPU latency batch 1, {args.threads} threads, median {'CPU' if args.cpu_time else 'wall'} time of {args.n}")
     print(f"{'backbone':18s} {'params':>12s} {'ref params':>12s} {'GMACs':>7s} {'ref GMACs':>9s} "
           f"{'published (M, GFLOPs)':>22s} {'ms/crop':>8s}")
     for backbone in args.backbones:
-        params, gmacs, ms = measure(backbone, (w, h), args.n)
+        params, gmacs, ms = measure(backbone, (w, h), args.n, clock)
         ref_params, ref_gmacs = reference_figures(backbone) if (w, h) == (192, 256) else (None, None)
         pub = PUBLISHED.get(backbone)
         ref_p = f"{ref_params:,d}" if ref_params else "-"
