@@ -1,4 +1,4 @@
-"""Command line: `posecal demo | predict | export | eval | train | pack`. User mistakes print one line and exit 2."""
+"""Command line: `posecal demo | predict | export | eval | train | pack | import-weights`. User mistakes print one line and exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,14 @@ def _cmd_train(args) -> None:
               f"go on with --resume. Best val AP so far {result['best_ap']:.2f}; files in {cfg.out_dir}")
     else:
         print(f"best val AP {result['best_ap']:.2f}; files in {cfg.out_dir}")
+
+
+def _cmd_import_weights(args) -> None:
+    from posecal.official.import_weights import import_weights
+
+    cfg = import_weights(args.src, args.arch, args.out, input_wh=args.input_wh, input_channels=args.input_channels)
+    print(f"{args.out}: {cfg.backbone}, {cfg.num_keypoints} keypoints, input {cfg.input_wh[0]}x{cfg.input_wh[1]} "
+          f"{cfg.input_channels.upper()}")
 
 
 def _cmd_eval(args) -> None:
@@ -174,6 +182,17 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=POSITIVE_INT, default=2)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
+                       "hourglass) into a posecal model file")
+    p.add_argument("src", help="the published .pth/.pt file")
+    p.add_argument("--arch", required=True, help="hrnet_w32 | hrnet_w48 | resnet50 | resnet101 | resnet152 | "
+                   "hourglass_2 | hourglass_8")
+    p.add_argument("--out", required=True, help="posecal model file to write")
+    p.add_argument("--input-wh", type=POSITIVE_INT, nargs=2, metavar=("W", "H"),
+                   help="crop size the model is fed (default: the published 192 256; hourglass 256 256)")
+    p.add_argument("--input-channels", choices=("rgb", "bgr"),
+                   help="override the channel order of the published pipeline (detected from the file's layout)")
+    p.set_defaults(func=_cmd_import_weights)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
     p.add_argument("model")
     p.add_argument("out")

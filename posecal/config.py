@@ -32,13 +32,21 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     input_wh: tuple[int, int] = (144, 192)
-    backbone: str = "efficientnet_lite0"    # efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2
+    # efficientnet_lite0|1|2 | resnet18|50|101|152 (SimpleBaseline) | hrnet_w32|w48 | hourglass_2|8
+    backbone: str = "efficientnet_lite0"
     head_widths: tuple[int, int, int] = (128, 128, 64)
     sigma: float = 2.0
     imagenet: bool = True
     quality_heads: bool = False          # OKS, OPKS and visibility heads on the pose feature
     visibility_classes: int = 3          # 3: not labelled / occluded / visible; 2: labelled or not
     head_hidden: int = 256
+    num_keypoints: int = 17              # 17 (COCO); an imported MPII hourglass has 16
+    # The pose network's input convention, applied inside the model (posecal/models/input_convention.py):
+    # channel order and mean/std in units of the 0..1 pixel range. The defaults are posecal's own; imported
+    # checkpoints carry their published pipeline's (SimpleBaseline: bgr; stacked hourglass: mean 0, std 1).
+    input_channels: str = "rgb"
+    input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -110,7 +118,8 @@ RULES: dict[type, dict[str, Rule]] = {
     },
     ModelConfig: {
         "input_wh": POSITIVE, "head_widths": POSITIVE, "sigma": POSITIVE, "visibility_classes": Rule(choices=(2, 3)),
-        "head_hidden": POSITIVE,
+        "head_hidden": POSITIVE, "num_keypoints": POSITIVE, "input_channels": Rule(choices=("rgb", "bgr")),
+        "input_std": POSITIVE,
     },
     AugmentConfig: {
         "flip_prob": PROBABILITY, "scale_range": Rule(lo=0, hi=1, hi_open=True), "rotation_max": Rule(lo=0, hi=180),
@@ -217,12 +226,15 @@ def load_train_config(path) -> TrainConfig:
 
 def model_config_to_dict(cfg: ModelConfig) -> dict:
     """Plain JSON-able dict (tuples as lists), as stored in model files and ONNX metadata."""
-    return vars(cfg) | {"input_wh": list(cfg.input_wh), "head_widths": list(cfg.head_widths)}
+    return vars(cfg) | {k: list(getattr(cfg, k)) for k in _TUPLE_FIELDS}
+
+
+_TUPLE_FIELDS = ("input_wh", "head_widths", "input_mean", "input_std")
 
 
 def model_config_from_dict(values: dict) -> ModelConfig:
-    return ModelConfig(**{**values, "input_wh": tuple(values["input_wh"]),
-                          "head_widths": tuple(values["head_widths"])})
+    """Model files written before a field existed get its default (e.g. the input convention)."""
+    return ModelConfig(**{**values, **{k: tuple(values[k]) for k in _TUPLE_FIELDS if k in values}})
 
 
 def to_dict(cfg) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posecal.checkpoint import load_model
+from posecal.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import load_coco_persons
 from posecal.errors import PosecalInputError
 from posecal.inference import Predictions, predict_records
@@ -113,6 +113,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     model, mcfg, _ = load_model(cfg.model)
+    require_coco_keypoints(mcfg, cfg.model)
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from posecal.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
-from posecal.checkpoint import load_model
+from posecal.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
 from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine, warp
@@ -73,6 +73,7 @@ class Predictor:
             device = "cpu"  # inputs go to onnxruntime as numpy
         else:
             self.model, self.config, self.meta = load_model(model_path, device=device)
+        require_coco_keypoints(self.config, model_path)
         self.flip = True if flip is None else flip
         self.device, self.batch_size, self.backend = device, batch_size, backend
 

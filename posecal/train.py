@@ -110,10 +110,13 @@ def quality_losses(model, out, batch, cfg: TrainConfig, class_weights, heatmaps_
             "vis": visibility_ce(out.vis_logits, vis_t, class_weights, batch.get("visibility_weight"))}
 
 
-def pose_losses(heatmaps, batch, cfg: TrainConfig) -> dict:
-    """The pose network's terms: heatmap MSE, and the integral L1 when lambda_integral > 0; 'pose' combines them
+def pose_losses(out, batch, cfg: TrainConfig) -> dict:
+    """The pose network's terms: heatmap MSE (summed over every stack of a stacked network: intermediate
+    supervision), and the integral L1 on the final heatmaps when lambda_integral > 0; 'pose' combines them
     (the heatmap term's scale unchanged, so lambda_heatmap keeps its meaning)."""
-    hm_loss = heatmap_mse(heatmaps, batch["heatmaps"], batch["target_weight"])
+    heatmaps = out.heatmaps
+    hm_loss = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
+                  for h in (heatmaps, *out.intermediate_heatmaps))
     if not cfg.lambda_integral:
         return {"heatmap": hm_loss, "pose": hm_loss}
     target = (batch["keypoints"][..., :2].to(heatmaps.device) + 0.5) / HEATMAP_STRIDE - 0.5  # = input_to_heatmap
@@ -124,16 +127,16 @@ def pose_losses(heatmaps, batch, cfg: TrainConfig) -> dict:
 def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: int) -> dict:
     """Loss terms of one step; 'total' is what is minimised."""
     if not cfg.model.quality_heads:
-        terms = pose_losses(model(images).heatmaps, batch, cfg)
+        terms = pose_losses(model(images), batch, cfg)
         return {"total": terms.pop("pose"), **terms}
     if cfg.strategy == "s3":
         with torch.no_grad():  # the frozen part runs as at test time: flip test, heads read merged heatmaps
-            out = model.forward_flip_test(images) if cfg.flip_targets else model.forward_pose(images)
+            out = model.forward_flip_test(images) if cfg.flip_targets else model.pose_from_crops(images)
         terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.float().cpu().numpy())
         terms["total"] = cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"]
         return terms
-    out = model.forward_pose(images)
-    pose = pose_losses(out.heatmaps, batch, cfg)
+    out = model.pose_from_crops(images)
+    pose = pose_losses(out, batch, cfg)
     terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.detach().float().cpu().numpy())
     w = head_weight(cfg, epoch)
     terms.update(pose)
@@ -396,7 +399,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     class_weights = visibility_class_weights(counts).to(device)
     model = model_from_config(cfg.model, imagenet=cfg.model.imagenet and not cfg.init_from)
     if cfg.init_from:
-        load_state_from(model, cfg.init_from)
+        load_state_from(model, cfg.init_from, cfg.model)
     if cfg.strategy == "s3":
         freeze_pose(model)
     model = model.to(device)

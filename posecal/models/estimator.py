@@ -9,7 +9,11 @@ from torch import nn
 from posecal.codec import flip_back
 from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
+from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourglass
+from posecal.models.backbones.hrnet import HRNet, FinalLayerHead
+from posecal.models.backbones.resnet import DeconvHead, ResNet
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
+from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention, is_posecal_convention
 
 
 @dataclass
@@ -19,6 +23,7 @@ class PoseOutput:
     oks: torch.Tensor | None = None        # (N,) predicted pose OKS
     opks_logits: torch.Tensor | None = None  # (N, K) sigmoid -> predicted OPKS per keypoint
     vis_logits: torch.Tensor | None = None   # (N, K, classes) visibility logits
+    intermediate_heatmaps: tuple = ()        # earlier stacks' heatmaps (stacked hourglass), supervised in training
 
 
 class TopDownEstimator(nn.Module):
@@ -30,35 +35,47 @@ class TopDownEstimator(nn.Module):
     heatmap peak and spread computed at full resolution.
     """
 
-    def __init__(self, backbone: nn.Module, heatmap_head: HeatmapHead, oks_head: OksHead | None = None,
-                 opks_head: OpksHead | None = None, visibility_head: VisibilityHead | None = None):
+    def __init__(self, backbone: nn.Module, heatmap_head: nn.Module, oks_head: OksHead | None = None,
+                 opks_head: OpksHead | None = None, visibility_head: VisibilityHead | None = None,
+                 input_convention: InputConvention | None = None):
         super().__init__()
         self.backbone = backbone
         self.heatmap_head = heatmap_head
         self.oks_head = oks_head
         self.opks_head = opks_head
         self.visibility_head = visibility_head
+        self.input_convention = input_convention   # None: the network takes posecal's input as it is
 
     @property
     def has_quality_heads(self) -> bool:
         return self.oks_head is not None
 
     def forward(self, images: torch.Tensor, flip_test: bool = False) -> PoseOutput:
-        """flip_test: heatmaps are the mean of the crop's and its mirror's (one batch of 2N), and the quality
-        heads read those merged heatmaps, whose peaks and spreads also show where the two passes disagree."""
-        out = self.forward_flip_test(images) if flip_test else self.forward_pose(images)
+        """images: posecal crops (posecal.data.topdown.to_tensor). flip_test: heatmaps are the mean of the
+        crop's and its mirror's (one batch of 2N), and the quality heads read those merged heatmaps, whose peaks
+        and spreads also show where the two passes disagree."""
+        out = self.forward_flip_test(images) if flip_test else self.pose_from_crops(images)
         return self.forward_heads(out) if self.has_quality_heads else out
 
     def forward_flip_test(self, images: torch.Tensor) -> PoseOutput:
         n = images.shape[0]
-        both = self.forward_pose(torch.cat([images, torch.flip(images, dims=[3])]))
+        both = self.pose_from_crops(torch.cat([images, torch.flip(images, dims=[3])]))
         merged = 0.5 * (both.heatmaps[:n] + flip_back(both.heatmaps[n:]))
         return PoseOutput(heatmaps=merged, feature=both.feature[:n])
 
-    def forward_pose(self, images: torch.Tensor) -> PoseOutput:
-        """Backbone and heatmap head only (the frozen part in strategy S3)."""
-        heatmaps, feature = self.heatmap_head(self.backbone.forward_pyramid(images))
-        return PoseOutput(heatmaps=heatmaps, feature=feature)
+    def network_input(self, images: torch.Tensor) -> torch.Tensor:
+        """posecal crops -> the input convention the pose network was trained with (see input_convention.py)."""
+        return images if self.input_convention is None else self.input_convention(images)
+
+    def pose_from_crops(self, images: torch.Tensor) -> PoseOutput:
+        """forward_pose on posecal crops (the frozen part in strategy S3)."""
+        return self.forward_pose(self.network_input(images))
+
+    def forward_pose(self, x: torch.Tensor) -> PoseOutput:
+        """Backbone and heatmap head on the network's own input (NCHW, already in its convention): for an
+        imported checkpoint, the tensor the official code feeds its network, giving its heatmaps."""
+        heatmaps, feature, intermediate = self.heatmap_head(self.backbone.forward_pyramid(x))
+        return PoseOutput(heatmaps=heatmaps, feature=feature, intermediate_heatmaps=intermediate)
 
     def forward_heads(self, out: PoseOutput) -> PoseOutput:
         heatmaps = out.heatmaps.detach()
@@ -70,22 +87,51 @@ class TopDownEstimator(nn.Module):
         return out
 
 
-BACKBONES = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}  # model.backbone -> variant
+# model.backbone -> the family's size parameter. Four explicit tables: each family is built by its own code.
+EFFICIENTNET_VARIANTS = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
+RESNET_DEPTHS = {"resnet18": 18, "resnet50": 50, "resnet101": 101, "resnet152": 152}
+HRNET_WIDTHS = {"hrnet_w32": 32, "hrnet_w48": 48}
+HOURGLASS_STACKS = {"hourglass_2": 2, "hourglass_8": 8}
+BACKBONES = (*EFFICIENTNET_VARIANTS, *RESNET_DEPTHS, *HRNET_WIDTHS, *HOURGLASS_STACKS)
+STRIDE32_BACKBONES = tuple(RESNET_DEPTHS)   # their deconvolutions reach stride 4 only from an exact stride 32
+
+
+def pose_network(backbone: str, num_keypoints: int, head_widths, imagenet: bool) -> tuple[nn.Module, nn.Module]:
+    """(backbone, heatmap head) of the family named by model.backbone."""
+    if backbone in EFFICIENTNET_VARIANTS:
+        net = EfficientNetLite(EFFICIENTNET_VARIANTS[backbone])
+        if imagenet:
+            load_imagenet(net)
+        return net, HeatmapHead(net.PYRAMID_CHANNELS, tuple(head_widths), num_keypoints)
+    if backbone not in BACKBONES:
+        raise PosecalInputError(f"model.backbone: unknown backbone {backbone!r} "
+                                f"(expected one of {', '.join(BACKBONES)})")
+    if imagenet:
+        raise PosecalInputError(f"model.imagenet: posecal ships no ImageNet weights for {backbone}; set "
+                                "model.imagenet: false and start from an imported checkpoint "
+                                "(posecal import-weights, then init_from) or from scratch")
+    if backbone in RESNET_DEPTHS:
+        net = ResNet(RESNET_DEPTHS[backbone])
+        return net, DeconvHead(net.PYRAMID_CHANNELS[-1], num_keypoints)
+    if backbone in HRNET_WIDTHS:
+        net = HRNet(HRNET_WIDTHS[backbone])
+        return net, FinalLayerHead(net.PYRAMID_CHANNELS[-1], num_keypoints)
+    net = StackedHourglass(HOURGLASS_STACKS[backbone], num_keypoints)
+    return net, StackedHeatmapsHead(net.PYRAMID_CHANNELS[-1])
 
 
 def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
                     quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256,
-                    backbone: str = "efficientnet_lite0") -> TopDownEstimator:
-    if backbone not in BACKBONES:
-        raise PosecalInputError(f"model.backbone: unknown backbone {backbone!r} "
-                                f"(expected one of {', '.join(BACKBONES)})")
-    net = EfficientNetLite(BACKBONES[backbone])
-    if imagenet:
-        load_imagenet(net)
-    head = HeatmapHead(net.PYRAMID_CHANNELS, tuple(head_widths), num_keypoints)
+                    backbone: str = "efficientnet_lite0", input_channels: str = "rgb",
+                    input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD) -> TopDownEstimator:
+    """head_widths apply to the EfficientNet head only; the other families carry their published heads.
+    input_channels/mean/std: the network's input convention (posecal's own needs no conversion)."""
+    net, head = pose_network(backbone, num_keypoints, head_widths, imagenet)
+    convention = (None if is_posecal_convention(input_channels, input_mean, input_std)
+                  else InputConvention(input_channels, input_mean, input_std))
     if not quality_heads:
-        return TopDownEstimator(net, head)
+        return TopDownEstimator(net, head, input_convention=convention)
     c, s = head.feature_channels + num_keypoints, 2 * num_keypoints
     return TopDownEstimator(net, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
                             VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden,
-                                           stats_features=s))
+                                           stats_features=s), input_convention=convention)

@@ -56,12 +56,13 @@ class HeatmapHead(nn.Module):
         nn.init.normal_(self.final.weight, std=0.001)
         nn.init.zeros_(self.final.bias)
 
-    def forward(self, pyramid: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pyramid: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """(heatmaps, pose feature F, intermediate heatmaps: none here), the contract of every heatmap head."""
         f4, f8, f16, f32 = pyramid
         x = self.up16(self.reduce(f32), f16)
         x = self.up8(x, f8)
         feature = self.up4(x, f4)
-        return self.final(feature), feature
+        return self.final(feature), feature, ()
 
 
 def adaptive_pool(x: torch.Tensor, grid: tuple[int, int], reduce: str) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Published pose-network checkpoints (HRNet reference repo, mmpose, princeton-vl hourglass) into posecal models."""
