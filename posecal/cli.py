@@ -116,6 +116,27 @@ def _cmd_predict(args) -> None:
           + (f", overlays in {args.render}/" if args.render else "") + skipped)
 
 
+def _cmd_run_peer(args) -> None:
+    from posecal.peers.movenet import run_movenet
+
+    s = run_movenet(args.model, args.annotations, args.images, args.out, threads=args.threads,
+                    progress=not args.no_progress)
+    print(f"{args.peer}: {s['persons']} person(s) in {s['seconds']:.1f}s"
+          + (f", {s['failed']} skipped" if s["failed"] else "") + f" -> {args.out}")
+
+
+def _cmd_calibrate(args) -> None:
+    from posecal.calibration.any_estimator import calibrate_apply, calibrate_fit
+
+    if args.action == "fit":
+        cal = calibrate_fit(args.results, args.annotations, args.out)
+        print(f"fitted on {cal.meta['fit_persons']} persons ({cal.meta['fit_labelled_keypoints']} labelled "
+              f"keypoints) -> {args.out}")
+    else:
+        n = calibrate_apply(args.calibrator, args.results, args.out)
+        print(f"{n} results with keypoint_quality, pose_quality, visibility, keypoint_radius -> {args.out}")
+
+
 def _cmd_demo(args) -> None:
     from posecal.demo import run_demo
 
@@ -211,6 +232,27 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=POSITIVE_INT, default=2)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("calibrate", help="fit / apply a calibrator for any estimator's COCO keypoint results")
+    csub = p.add_subparsers(dest="action", required=True)
+    c = csub.add_parser("fit", help="fit on an estimator's results on a labelled set")
+    c.add_argument("--results", required=True, help="the estimator's COCO keypoint results JSON")
+    c.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
+    c.add_argument("--out", required=True, help="calibrator file to write (JSON)")
+    c.set_defaults(func=_cmd_calibrate)
+    c = csub.add_parser("apply", help="add calibrated trust fields to results")
+    c.add_argument("--calibrator", required=True, help="file written by `posecal calibrate fit`")
+    c.add_argument("--results", required=True, help="COCO keypoint results JSON of the same estimator")
+    c.add_argument("--out", required=True, help="results JSON to write")
+    c.set_defaults(func=_cmd_calibrate)
+    p = sub.add_parser("run-peer", help="run another estimator on a COCO file's GT boxes -> COCO keypoint results")
+    p.add_argument("peer", choices=("movenet",))
+    p.add_argument("--model", required=True, metavar="MODEL.tflite", help="MoveNet SinglePose .tflite file")
+    p.add_argument("--annotations", required=True, help="COCO keypoint JSON (its persons' boxes are used)")
+    p.add_argument("--images", required=True, help="folder with the images named in the JSON")
+    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
+    p.add_argument("--threads", type=POSITIVE_INT, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_run_peer)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
     p.add_argument("model")
     p.add_argument("out")
