@@ -53,7 +53,7 @@ def _cmd_eval(args) -> None:
     if args.results:
         from posecal.results_eval import evaluate_results
 
-        m = evaluate_results(args.results, args.annotations, args.out)
+        m = evaluate_results(args.results, args.annotations, args.out, images=args.images)
         name = "pose_quality" if "pose_quality" in m["ap"] else "score"
         print(f"{m['num_results']} results, {m['num_matched']} matched to GT persons; by '{name}': AP "
               f"{m['ap'][name]:.1f}, pose-score ECE {m.get('pose_score_ece', {}).get(name)}, keypoint ECE "

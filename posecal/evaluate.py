@@ -19,7 +19,8 @@ from posecal.errors import PosecalInputError
 from posecal.inference import Predictions, predict_records
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
-from posecal.results_eval import VIS_LABELS, merge_metrics, results_from_entries, results_metrics
+from posecal.results_eval import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
+                                  write_results_report)
 from posecal.results_eval import rounded as _r
 from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
@@ -150,10 +151,12 @@ def evaluate(cfg: EvalConfig) -> dict:
         if pred.keypoint_radius is not None:
             res["keypoint_radius"] = np.round(pred.keypoint_radius[i], 2).tolist()
     # The contract keys every results file gets (`posecal eval --results`), from this results.json itself.
-    contract = results_metrics(results_from_entries(results, "results.json"), gt)
+    result_set = results_from_entries(results, "results.json")
+    contract = results_metrics(result_set, gt)
     merge_metrics(metrics, contract)
     if cfg.plots and "risk_coverage" in metrics:
         viz.risk_coverage_plot(metrics["risk_coverage"], out / "risk_coverage.png")
+        write_results_report(out, metrics | {"_pairs": contract["_pairs"]}, result_set, gt, cfg.images)
     metrics["seconds"] = round(time.time() - t0, 2)
     write_json_atomic(results, out / "results.json", indent=None)
     write_json_atomic(metrics, out / "metrics.json")

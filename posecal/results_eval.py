@@ -101,6 +101,17 @@ def results_from_entries(data, path, k: int = NUM_KEYPOINTS) -> ResultSet:
                      full.get("visibility_probs"), full.get("keypoint_radius"))
 
 
+def result_boxes(res: ResultSet) -> np.ndarray:
+    """(N, 4) person boxes: each entry's `bbox`, else the box around its keypoints."""
+    lo, hi = res.keypoints.min(1), res.keypoints.max(1)
+    boxes = np.concatenate([lo, hi - lo], 1)
+    for i, e in enumerate(res.entries):
+        b = e.get("bbox")
+        if isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b):
+            boxes[i] = b
+    return boxes
+
+
 def gt_persons(gt) -> dict[int, list[dict]]:
     """Non-crowd GT persons with at least one labelled keypoint, by image id."""
     out: dict[int, list[dict]] = {}
@@ -213,8 +224,33 @@ def merge_metrics(metrics: dict, contract: dict) -> dict:
     return metrics
 
 
-def evaluate_results(results, annotations, out) -> dict:
-    """The `posecal eval --results` job: metrics.json and plots in `out`."""
+def write_results_report(out_dir: Path, metrics: dict, res: ResultSet, gt, images=None) -> None:
+    """report.html of matched results; with the images folder, galleries of where trust failed most."""
+    from posecal.predictor import PersonPose
+    from posecal.report import write_report
+
+    pairs = metrics.pop("_pairs", None)
+    if pairs is None:
+        write_report(out_dir, metrics)
+        return
+    idx = pairs["index"]
+    boxes = result_boxes(res)
+    kq = res.keypoint_quality if res.keypoint_quality is not None else res.confidence
+    pq = res.pose_quality if res.pose_quality is not None else res.score
+    vis = res.visibility if res.visibility is not None else (
+        res.visibility_probs.argmax(-1) if res.visibility_probs is not None else None)
+    people = [PersonPose(boxes[i], res.keypoints[i], kq[i], res.confidence[i], float(pq[i]),
+                         None if vis is None else vis[i], None,
+                         keypoint_radius=None if res.keypoint_radius is None else res.keypoint_radius[i]) for i in idx]
+    files = {int(im["id"]): im.get("file_name") for im in gt.dataset.get("images", [])}
+    paths = [str(Path(images) / files[int(res.image_id[i])]) if images and files.get(int(res.image_id[i])) else None
+             for i in idx]
+    write_report(out_dir, metrics, people, paths, pairs["gt"], pairs["gt_oks"])
+
+
+def evaluate_results(results, annotations, out, images=None) -> dict:
+    """The `posecal eval --results` job: metrics.json, plots and report.html in `out` (galleries when the
+    images folder is given)."""
     from posecal.io import write_json_atomic
     from posecal.outputs import check_output_dir
 
@@ -223,6 +259,6 @@ def evaluate_results(results, annotations, out) -> dict:
     read_json(annotations)  # a missing or broken file is one line here, not a pycocotools traceback
     gt = load_coco_gt(annotations)
     m = results_metrics(res, gt, out_dir)
-    m.pop("_pairs", None)
+    write_results_report(out_dir, m, res, gt, images)
     write_json_atomic(m, out_dir / "metrics.json")
     return m

@@ -155,3 +155,77 @@ def test_eval_results_bad_input_is_one_line(tmp_path, capsys):
     assert err == f"posecal: error: {res}: entry 0: 'keypoints' must be 51 numbers"
     assert main(["eval", "--annotations", str(ann), "--out", str(tmp_path / "o")]) == 2
     assert "--images is needed" in capsys.readouterr().err
+
+
+def _noisy_results(ann, rng, n_rep=1):
+    """An 'estimator' whose keypoints err by a random amount and whose raw score over-states its accuracy."""
+    entries = []
+    for a in _gt(ann):
+        kp = np.asarray(a["keypoints"], float).reshape(17, 3)
+        err = rng.uniform(0, 12, 17)
+        ang = rng.uniform(0, 2 * np.pi, 17)
+        xy = kp[:, :2] + np.stack([np.cos(ang), np.sin(ang)], 1) * err[:, None]
+        conf = np.clip(1.0 - err / 40 + np.where(kp[:, 2] > 0, 0.0, -0.5), 0, 1)
+        flat = np.concatenate([xy, conf[:, None]], 1).reshape(-1)
+        entries.append({"image_id": a["image_id"], "category_id": 1, "keypoints": flat.tolist(),
+                        "score": float(conf.mean()), "bbox": a["bbox"], "extra": "kept"})
+    return entries
+
+
+def test_calibrate_fit_apply_then_eval_results_end_to_end(tmp_path, capsys):
+    ann, img_dir = make_coco(tmp_path / "data", n_images=40, seed=5)
+    rng = np.random.default_rng(0)
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_noisy_results(ann, rng)))
+    cal_file, out = tmp_path / "cal.json", tmp_path / "r_cal.json"
+    assert main(["calibrate", "fit", "--results", str(res), "--annotations", str(ann), "--out", str(cal_file)]) == 0
+    cal = json.loads(cal_file.read_text())
+    assert cal["meta"]["fit_persons"] == 40 and cal["meta"]["keypoints"][0] == "nose"
+    assert cal["meta"]["inputs"] == ["raw keypoint score", "keypoint type", "person size"]
+    assert cal_file.stat().st_size < 100_000
+    assert main(["calibrate", "apply", "--calibrator", str(cal_file), "--results", str(res), "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())
+    assert entries[0]["extra"] == "kept" and entries[0]["score"] == entries[0]["pose_quality"]
+    assert {"keypoint_quality", "visibility", "visibility_probs", "keypoint_radius"} <= set(entries[0])
+    np.testing.assert_allclose(np.sum(entries[0]["visibility_probs"], 1), 1.0, atol=1e-3)
+    # labelled keypoints were scored higher than absent ones, so the labelled chance separates them
+    assert entries[1]["visibility"][4] == 0 and entries[1]["visibility"][0] == 2
+    raw_dir, cal_dir = tmp_path / "raw_eval", tmp_path / "cal_eval"
+    assert main(["eval", "--results", str(res), "--annotations", str(ann), "--out", str(raw_dir)]) == 0
+    assert main(["eval", "--results", str(out), "--annotations", str(ann), "--out", str(cal_dir),
+                 "--images", str(img_dir)]) == 0
+    raw_m, cal_m = (json.loads((d / "metrics.json").read_text()) for d in (raw_dir, cal_dir))
+    assert cal_m["keypoint_ece"]["keypoint_quality"] < raw_m["keypoint_ece"]["confidence"]
+    assert cal_m["keypoint_radius"]["coverage"] >= 0.85
+    page = (cal_dir / "report.html").read_text()
+    assert "Most over-confident" in page and page.count("data:image/png;base64,") >= 4
+    assert "src=\"http" not in page                       # self-contained
+
+
+def test_calibrate_apply_refuses_a_file_that_is_not_a_calibrator(tmp_path, capsys):
+    bad, res = tmp_path / "bad.json", tmp_path / "r.json"
+    bad.write_text(json.dumps({"format": "x"}))
+    res.write_text("[]")
+    assert main(["calibrate", "apply", "--calibrator", str(bad), "--results", str(res), "--out",
+                 str(tmp_path / "o.json")]) == 2
+    assert "not a posecal calibrator" in capsys.readouterr().err
+
+
+def test_movenet_adapter_needs_its_extra_or_runs(tmp_path, capsys):
+    ann, img_dir = make_coco(tmp_path / "data", n_images=2)
+    from conftest import SHARED
+
+    tflite = SHARED / "models" / "movenet_singlepose_lightning_int8.tflite"
+    args = ["run-peer", "movenet", "--model", str(tflite), "--annotations", str(ann), "--images", str(img_dir),
+            "--out", str(tmp_path / "mn.json"), "--no-progress"]
+    try:
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        assert main(args) == 2
+        assert "pip install 'posecal[movenet]'" in capsys.readouterr().err
+        pytest.skip("ai-edge-litert (the movenet extra) is not installed")
+    if not tflite.is_file():
+        pytest.skip("../shared MoveNet model not available")
+    assert main(args) == 0
+    entries = json.loads((tmp_path / "mn.json").read_text())
+    assert len(entries) == 2 and len(entries[0]["keypoints"]) == 51

@@ -24,22 +24,11 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
 from posecal.metrics.coco_ap import load_coco_gt
 from posecal.outputs import check_output_file
-from posecal.results_eval import ResultSet, gt_persons, load_results, match
+from posecal.results_eval import ResultSet, gt_persons, load_results, match, result_boxes
 from posecal.skeleton import COCO_KEYPOINTS
 
 FORMAT = "posecal-results-calibrator/1"
 INPUTS = ("raw keypoint score", "keypoint type", "person size")
-
-
-def result_boxes(res: ResultSet) -> np.ndarray:
-    """(N, 4) person boxes: each entry's `bbox`, else the box around its keypoints."""
-    lo, hi = res.keypoints.min(1), res.keypoints.max(1)
-    boxes = np.concatenate([lo, hi - lo], 1)
-    for i, e in enumerate(res.entries):
-        b = e.get("bbox")
-        if isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b):
-            boxes[i] = b
-    return boxes
 
 
 def expected_oks(quality: np.ndarray, p_labelled: np.ndarray) -> np.ndarray:

@@ -61,7 +61,8 @@ def fit_isotonic(score, truth, max_knots: int = 64) -> IsotonicMap:
         groups = np.array_split(np.arange(len(xs)), max_knots)
         xs = np.array([np.average(xs[g], weights=counts[g]) for g in groups])
         ys = np.array([np.average(ys[g], weights=counts[g]) for g in groups])
-    return IsotonicMap(xs, np.maximum.accumulate(ys))
+    # Weighted averages of equal neighbours can differ in the last bit: keep both sequences non-decreasing.
+    return IsotonicMap(np.maximum.accumulate(xs), np.maximum.accumulate(ys))
 
 
 def apply_temperature(probs, temperature) -> np.ndarray:
