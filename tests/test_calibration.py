@@ -123,3 +123,14 @@ def test_quality_calibration_fits_round_trips_through_json_and_cross_fits():
     assert ece(honest["opks"][lab], ks[lab]) < 0.04
     with pytest.raises(ValueError):
         QualityCalibration.from_dict({"format": "something else"})
+
+
+def test_risk_coverage_by_hand():
+    from posecal.metrics.risk_coverage import risk_coverage
+
+    rc = risk_coverage([0.9, 0.1, 0.5, 0.7], [1.0, 0.0, 0.5, 0.25])
+    # by score: 1, .25, .5, 0 -> running means 1, .625, .5833, .4375; oracle: 1, .75, .5833, .4375
+    assert rc["mean_oks"][4] == 0.625 and rc["mean_oks"][9] == 0.4375 and rc["mean_oks"][0] == 1.0
+    assert rc["aurc"] == round((1 + 0.625 + 0.58333 + 0.4375) / 4, 4)
+    assert rc["oracle_aurc"] == round((1 + 0.75 + 0.58333 + 0.4375) / 4, 4)
+    assert rc["coverage"][0] == 0.1 and len(rc["coverage"]) == 10
