@@ -60,10 +60,22 @@ def _cmd_import_weights(args) -> None:
 def _cmd_eval(args) -> None:
     from posecal.evaluate import EvalConfig, evaluate
 
+    if args.results:
+        from posecal.results_eval import evaluate_results
+
+        m = evaluate_results(args.results, args.annotations, args.out, images=args.images)
+        name = "pose_quality" if "pose_quality" in m["ap"] else "score"
+        print(f"{m['num_results']} results, {m['num_matched']} matched to GT persons; by '{name}': AP "
+              f"{m['ap'][name]:.1f}, pose-score ECE {m.get('pose_score_ece', {}).get(name)}, keypoint ECE "
+              f"{m.get('keypoint_ece')} -> {args.out}/metrics.json")
+        return
+    if not args.images:
+        raise PosecalInputError("--images is needed to run a model (or give --results to evaluate a results file)")
     m = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
                             boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
                             batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
-                            score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled))
+                            score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
+                            calibrated=not args.no_calibration))
     mode = m["score_mode"]
     print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
           f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "
@@ -75,8 +87,27 @@ def _cmd_pack(args) -> None:
     from posecal.outputs import check_output_file
 
     check_output_file(args.out, "OUT")
+    if bool(args.calibrate_on) != bool(args.images):
+        raise PosecalInputError("--calibrate-on and --images go together (a labelled COCO file and its images)")
     model, cfg, meta = load_model(args.model)
-    save_model(model, cfg, args.out, meta=meta | {"packed_from": str(args.model)}, half=not args.fp32)
+    meta = meta | {"packed_from": str(args.model)}
+    if args.calibrate_on:
+        import torch
+
+        from posecal.calibration.fit_model import calibrate_model
+
+        torch.set_num_threads(args.threads)
+        # Fitted on the fp16 weights that ship, so the maps match what users run.
+        if not args.fp32:
+            model = model.half().float()
+        cal, report = calibrate_model(model, cfg, args.calibrate_on, args.images, progress=not args.no_progress)
+        meta["calibration"] = cal.to_dict()
+        before, after = report["raw"], report["cross_fitted"]
+        print(f"calibrated on {report['persons']} persons ({report['folds']}-fold cross-fitted, before -> after): "
+              + ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in before)
+              + f"; radius coverage {after['radius_coverage']:.3f} (per keypoint "
+                f"{after['radius_coverage_min']:.3f}-{after['radius_coverage_max']:.3f})")
+    save_model(model, cfg, args.out, meta=meta, half=not args.fp32)
     print(f"wrote {args.out}")
 
 
@@ -87,11 +118,33 @@ def _cmd_predict(args) -> None:
         inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
         detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
         nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
+        radius=args.radius,
         every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
         flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress))
     skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
     print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
           + (f", overlays in {args.render}/" if args.render else "") + skipped)
+
+
+def _cmd_run_peer(args) -> None:
+    from posecal.peers.movenet import run_movenet
+
+    s = run_movenet(args.model, args.annotations, args.images, args.out, threads=args.threads,
+                    progress=not args.no_progress)
+    print(f"{args.peer}: {s['persons']} person(s) in {s['seconds']:.1f}s"
+          + (f", {s['failed']} skipped" if s["failed"] else "") + f" -> {args.out}")
+
+
+def _cmd_calibrate(args) -> None:
+    from posecal.calibration.any_estimator import calibrate_apply, calibrate_fit
+
+    if args.action == "fit":
+        cal = calibrate_fit(args.results, args.annotations, args.out)
+        print(f"fitted on {cal.meta['fit_persons']} persons ({cal.meta['fit_labelled_keypoints']} labelled "
+              f"keypoints) -> {args.out}")
+    else:
+        n = calibrate_apply(args.calibrator, args.results, args.out)
+        print(f"{n} results with keypoint_quality, pose_quality, visibility, keypoint_radius -> {args.out}")
 
 
 def _cmd_demo(args) -> None:
@@ -108,10 +161,11 @@ def _cmd_export(args) -> None:
     from posecal.outputs import check_output_file
 
     check_output_file(args.out, "--out")  # before loading the model; export_onnx checks again for API callers
-    model, cfg, _ = load_model(args.model)
+    model, cfg, meta = load_model(args.model)
     w, h = cfg.input_wh
     check = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0)) * 4 - 2
-    diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=not args.no_flip)
+    diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=not args.no_flip,
+                        calibration=meta.get("calibration"))
     worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
     flip = "without" if args.no_flip else "with"
     print(f"wrote {args.out} (dynamic batch, {flip} flip test); onnxruntime vs PyTorch max abs difference: {worst}")
@@ -130,6 +184,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="predictions.json", help="COCO keypoint results JSON (default: predictions.json)")
     p.add_argument("--render", metavar="DIR", help="write overlay images here")
     p.add_argument("--show-all", action="store_true", help="overlays: draw keypoints predicted absent, faintly")
+    p.add_argument("--radius", action="store_true",
+                   help="overlays: circles that hold the true keypoint with probability 0.9 (calibrated models)")
     p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
     p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
     p.add_argument("--detector", metavar="MODEL.onnx", help="YOLOX-style ONNX person detector (else: whole image)")
@@ -168,7 +224,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("eval", help="COCO keypoint AP of a model on a COCO keypoint file")
     p.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
-    p.add_argument("--images", required=True, help="folder with the images named in the JSON")
+    p.add_argument("--images", help="folder with the images named in the JSON (needed to run a model)")
+    p.add_argument("--results", metavar="R.json",
+                   help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
     p.add_argument("--model", help="model file or checkpoint (default: the shipped model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
@@ -176,6 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="pose score written to results.json (default: oks with quality heads, else heatmap)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="report the quality heads' raw outputs, not those of the model's stored calibration")
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=32)
@@ -193,10 +253,37 @@ def main(argv=None) -> int:
     p.add_argument("--input-channels", choices=("rgb", "bgr"),
                    help="override the channel order of the published pipeline (detected from the file's layout)")
     p.set_defaults(func=_cmd_import_weights)
+    p = sub.add_parser("calibrate", help="fit / apply a calibrator for any estimator's COCO keypoint results")
+    csub = p.add_subparsers(dest="action", required=True)
+    c = csub.add_parser("fit", help="fit on an estimator's results on a labelled set")
+    c.add_argument("--results", required=True, help="the estimator's COCO keypoint results JSON")
+    c.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
+    c.add_argument("--out", required=True, help="calibrator file to write (JSON)")
+    c.set_defaults(func=_cmd_calibrate)
+    c = csub.add_parser("apply", help="add calibrated trust fields to results")
+    c.add_argument("--calibrator", required=True, help="file written by `posecal calibrate fit`")
+    c.add_argument("--results", required=True, help="COCO keypoint results JSON of the same estimator")
+    c.add_argument("--out", required=True, help="results JSON to write")
+    c.set_defaults(func=_cmd_calibrate)
+    p = sub.add_parser("run-peer", help="run another estimator on a COCO file's GT boxes -> COCO keypoint results")
+    p.add_argument("peer", choices=("movenet",))
+    p.add_argument("--model", required=True, metavar="MODEL.tflite", help="MoveNet SinglePose .tflite file")
+    p.add_argument("--annotations", required=True, help="COCO keypoint JSON (its persons' boxes are used)")
+    p.add_argument("--images", required=True, help="folder with the images named in the JSON")
+    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
+    p.add_argument("--threads", type=POSITIVE_INT, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_run_peer)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
     p.add_argument("model")
     p.add_argument("out")
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    p.add_argument("--calibrate-on", metavar="COCO.json",
+                   help="fit the post-hoc calibration (quality maps, conformal radii) on this labelled set, "
+                        "which the pose network must not have trained on, and store it in the model file")
+    p.add_argument("--images", metavar="DIR", help="images of --calibrate-on")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2)
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_pack)
     args = parser.parse_args(argv)
     try:

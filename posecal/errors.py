@@ -6,9 +6,9 @@ class PosecalInputError(Exception):
     """Bad user input (missing file, malformed JSON, invalid box...). The CLI prints it as one line."""
 
 
-def require(module: str):
-    """Import an optional dependency (the `onnx` extra), or say in one line how to get it."""
+def require(module: str, extra: str = "onnx"):
+    """Import an optional dependency (of the `extra` extra), or say in one line how to get it."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise PosecalInputError(f"this needs the optional package '{module}': pip install 'posecal[onnx]'") from None
+        raise PosecalInputError(f"this needs the optional package '{module}': pip install 'posecal[{extra}]'") from None

@@ -12,12 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posecal.calibration.quality import calibration_from_meta
 from posecal.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import load_coco_persons
 from posecal.errors import PosecalInputError
 from posecal.inference import Predictions, predict_records
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
+from posecal.results_eval import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
+                                  write_results_report)
+from posecal.results_eval import rounded as _r
 from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.metrics.keypoints import error_breakdown, mapk
@@ -26,7 +30,6 @@ from posecal.metrics.visibility import binary_report, classification_report
 from posecal.scoring import keypoint_confidence, pose_scores, predicted_labelled
 from posecal import viz
 
-VIS_LABELS = ("not labelled", "occluded", "visible")
 
 
 @dataclass
@@ -44,10 +47,7 @@ class EvalConfig:
     score_mode: str | None = None  # pose score written to results.json; default: opks with heads, else heatmap
     drop_unlabelled: bool = False  # results.json: keypoints predicted not-labelled get confidence 0
     plots: bool = True
-
-
-def _r(x, nd: int = 4):
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), nd)
+    calibrated: bool = True        # apply the calibration stored with the model (when it has one)
 
 
 def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path | None) -> dict:
@@ -112,13 +112,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     out = check_output_dir(cfg.out, "--out")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    model, mcfg, _ = load_model(cfg.model)
+    model, mcfg, meta = load_model(cfg.model)
     require_coco_keypoints(mcfg, cfg.model)
+    calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
-                           decode_method=cfg.decode, progress=cfg.progress)
+                           decode_method=cfg.decode, progress=cfg.progress, calibration=calibration)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)
@@ -131,7 +132,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     gt = load_coco_gt(cfg.annotations)
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
                "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip, "decode": cfg.decode,
-               "score_mode": mode, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+               "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
         ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))
         for key in ("ap", "ap50", "ap75", "ar"):
@@ -147,6 +148,16 @@ def evaluate(cfg: EvalConfig) -> dict:
             res["pose_quality"] = round(float(scores["oks"][i]), 4)
             res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
             res["visibility"] = pred.visibility_probs[i].argmax(-1).tolist()
+            res["visibility_probs"] = np.round(pred.visibility_probs[i], 4).tolist()
+        if pred.keypoint_radius is not None:
+            res["keypoint_radius"] = np.round(pred.keypoint_radius[i], 2).tolist()
+    # The contract keys every results file gets (`posecal eval --results`), from this results.json itself.
+    result_set = results_from_entries(results, "results.json")
+    contract = results_metrics(result_set, gt)
+    merge_metrics(metrics, contract)
+    if cfg.plots and "risk_coverage" in metrics:
+        viz.risk_coverage_plot(metrics["risk_coverage"], out / "risk_coverage.png")
+        write_results_report(out, metrics | {"_pairs": contract["_pairs"]}, result_set, gt, cfg.images)
     metrics["seconds"] = round(time.time() - t0, 2)
     write_json_atomic(results, out / "results.json", indent=None)
     write_json_atomic(metrics, out / "metrics.json")

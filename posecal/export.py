@@ -27,6 +27,7 @@ from posecal.models.estimator import PoseOutput, TopDownEstimator
 OUTPUTS = ("heatmaps", "oks", "opks_logits", "vis_logits")
 CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
+CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
 
 
 class OutputTuple(nn.Module):
@@ -43,8 +44,10 @@ class OutputTuple(nn.Module):
         return out.heatmaps, out.oks, out.opks_logits, out.vis_logits
 
 
-def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True) -> bytes:
-    """Serialised ONNX model (dynamic batch) with the model config in its metadata."""
+def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True,
+               calibration: dict | None = None) -> bytes:
+    """Serialised ONNX model (dynamic batch) with the model config (and its calibration, when it has one)
+    in its metadata, so that the ONNX backend applies the same maps as the model file."""
     onnx = require("onnx")
     require("onnxscript")  # torch.onnx's exporter
 
@@ -60,7 +63,10 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
                                     input_names=["images"], output_names=names, dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
                                     dynamo=True, verbose=False)
     proto = program.model_proto
-    for key, value in ((CONFIG_KEY, json.dumps(model_config_to_dict(cfg))), (FLIP_KEY, json.dumps(flip_test))):
+    meta = [(CONFIG_KEY, json.dumps(model_config_to_dict(cfg))), (FLIP_KEY, json.dumps(flip_test))]
+    if calibration is not None:
+        meta.append((CALIBRATION_KEY, json.dumps(calibration)))
+    for key, value in meta:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save_model(proto, buf)
@@ -68,11 +74,11 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
 
 
 def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None,
-                flip_test: bool = True) -> dict:
+                flip_test: bool = True, calibration: dict | None = None) -> dict:
     """Write the .onnx file atomically; with check_inputs, return the max abs difference per output
     between onnxruntime and PyTorch on them."""
     check_output_file(path, "--out")
-    data = onnx_bytes(model, cfg, flip_test)
+    data = onnx_bytes(model, cfg, flip_test, calibration)
     write_bytes_atomic(Path(path), data)
     if check_inputs is None:
         return {}
@@ -100,6 +106,8 @@ class OnnxEstimator:
                                                 providers=providers)
             custom = self.session.get_modelmeta().custom_metadata_map
             meta, self.flip_test = json.loads(custom[CONFIG_KEY]), json.loads(custom.get(FLIP_KEY, "false"))
+            # The model file's meta as far as inference needs it (read by calibration_from_meta).
+            self.meta = {"calibration": json.loads(custom[CALIBRATION_KEY])} if CALIBRATION_KEY in custom else {}
         except KeyError:
             raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files

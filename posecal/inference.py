@@ -28,6 +28,8 @@ class Predictions:
     oks: np.ndarray | None = None          # (N,) predicted pose OKS (quality heads only)
     opks: np.ndarray | None = None         # (N, K) predicted OPKS
     visibility_probs: np.ndarray | None = None  # (N, K, classes)
+    keypoint_radius: np.ndarray | None = None   # (N, K) conformal radius in image pixels (calibrated models)
+    calibrated: bool = False                    # quality outputs went through the model's stored calibration
 
 
 class _SafeCrops(Dataset):
@@ -63,7 +65,8 @@ def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True
 @torch.no_grad()
 def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_wh, flip: bool = True,
                     batch_size: int = 32, decode_method: str = "dark", num_workers: int = 0,
-                    progress: bool = True, device: str = "cpu") -> Predictions:
+                    progress: bool = True, device: str = "cpu", calibration=None) -> Predictions:
+    """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs)."""
     model.eval()
     loader = DataLoader(_SafeCrops(TopDownDataset(records, input_wh)), batch_size=batch_size,
                         num_workers=num_workers)
@@ -83,6 +86,9 @@ def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_
                     quality[key].append(res[key][j])
     k = NUM_KEYPOINTS
     extra = {key: np.array(v) for key, v in quality.items() if v}
+    if calibration is not None and extra:
+        extra = calibration.apply(extra["oks"], extra["opks"], extra["visibility_probs"],
+                                  np.array([r.bbox for r in kept]).reshape(-1, 4)) | {"calibrated": True}
     return Predictions(kept, np.array(coords).reshape(-1, k, 2), np.array(scores).reshape(-1, k), **extra)
 
 

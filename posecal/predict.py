@@ -41,6 +41,7 @@ class PredictConfig:
     score_mode: str | None = None        # default: oks (the pose quality) with quality heads, else heatmap
     render: str | None = None            # folder for overlay images
     show_all: bool = False
+    radius: bool = False                 # overlays: draw the conformal keypoint radii
     every: int = 1                       # videos: every N-th frame
     batch_size: int = 16
     device: str = "cpu"
@@ -93,7 +94,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
                 persons = _pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
             results.extend(_entries(frame, persons, image_id, mode))
             if cfg.render:
-                _render(frame, persons, cfg.show_all, overlay(frame))
+                _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
             if keep_people:
                 kept_people[frame.name] = persons
         pending.clear()
@@ -193,6 +194,8 @@ def _entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) 
         if p.visibility is not None:
             entry["visibility"] = [int(v) for v in p.visibility]
             entry["visibility_probs"] = r(p.visibility_probs)
+        if p.keypoint_radius is not None:
+            entry["keypoint_radius"] = np.round(np.asarray(p.keypoint_radius, float), 2).tolist()
         if frame.frame_index is not None:
             entry["frame_index"] = frame.frame_index
         out.append(entry)
@@ -240,10 +243,10 @@ class RenderNames:
         return free
 
 
-def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path) -> None:
+def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path, radius: bool = False) -> None:
     from posecal.render import render_people
 
-    image = render_people(frame.bgr, persons, show_all=show_all)
+    image = render_people(frame.bgr, persons, show_all=show_all, radius=radius)
     ok, data = cv2.imencode(".png", image)
     if ok:
         write_bytes_atomic(path, data.tobytes())

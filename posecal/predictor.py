@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from posecal.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
+from posecal.calibration.quality import calibration_from_meta
 from posecal.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
 from posecal.data.topdown import to_tensor
@@ -33,6 +34,7 @@ class PersonPose:
     visibility_probs: np.ndarray | None = None  # (K, 3)
     box_score: float = 1.0
     scores: dict[str, float] = field(default_factory=dict)  # every pose-score mode (scoring.SCORE_MODES)
+    keypoint_radius: np.ndarray | None = None   # (K,) pixels holding the true keypoint with prob. 0.9 (calibrated)
 
 
 class Predictor:
@@ -41,11 +43,12 @@ class Predictor:
 
     backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
     `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
-    which is exported in memory first. flip=None means flip test on.
+    which is exported in memory first. flip=None means flip test on. calibrated=False returns the quality
+    heads' raw outputs instead of those mapped by the calibration stored with the model (when it has one).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
-                 backend: str = "torch", threads: int | None = None):
+                 backend: str = "torch", threads: int | None = None, calibrated: bool = True):
         if backend not in BACKENDS:
             raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):
@@ -60,7 +63,7 @@ class Predictor:
             threads = threads or torch.get_num_threads()
             if model_path is not None and str(model_path).endswith(".onnx"):
                 self.model = OnnxEstimator(model_path, threads=threads, device=device)
-                self.config, self.meta = self.model.config, {}
+                self.config, self.meta = self.model.config, self.model.meta
                 if flip is not None and flip != self.model.flip_test:
                     raise PosecalInputError(f"{model_path}: exported {'with' if self.model.flip_test else 'without'}"
                                             f" the flip test built in; export it again to change that")
@@ -68,13 +71,15 @@ class Predictor:
             else:
                 model, self.config, self.meta = load_model(model_path)
                 flip = True if flip is None else flip
-                self.model = OnnxEstimator(onnx_bytes(model, self.config, flip), threads=threads,
+                self.model = OnnxEstimator(onnx_bytes(model, self.config, flip, self.meta.get("calibration")),
+                                           threads=threads,
                                            source=str(model_path or "default model"), device=device)
             device = "cpu"  # inputs go to onnxruntime as numpy
         else:
             self.model, self.config, self.meta = load_model(model_path, device=device)
         require_coco_keypoints(self.config, model_path)
         self.flip = True if flip is None else flip
+        self.calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         self.device, self.batch_size, self.backend = device, batch_size, backend
 
     @classmethod
@@ -117,6 +122,9 @@ class Predictor:
         for start in range(0, len(crops), self.batch_size):
             batch = torch.stack(crops[start:start + self.batch_size]).to(self.device)
             res = infer_crops(self.model, batch, self.flip)
+            if self.calibration is not None and "opks" in res:
+                boxes = np.array([o[1] for o in owners[start:start + len(batch)]])
+                res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
             for j in range(len(batch)):
                 n, box, box_score, matrix = owners[start + j]
                 people[n].append(self._person(res, j, box, box_score, matrix))
@@ -140,7 +148,9 @@ class Predictor:
             return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
         probs = res["visibility_probs"][j]
         scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
-        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], probs.argmax(-1), probs, box_score, scores)
+        radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
+        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], probs.argmax(-1), probs, box_score, scores,
+                          radius)
 
 
 def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:

@@ -207,6 +207,17 @@ def _prepare(p: "PersonPose", show_all: bool) -> _Prepared:
     return _Prepared(xy, q, vis, limbs, np.asarray(p.box, float).reshape(4), float(p.pose_quality))
 
 
+def _draw_radii(img, people: list["PersonPose"], prepared: list[_Prepared], st: _Style) -> None:
+    """Thin circles of the keypoints' conformal radii (people without radii are skipped)."""
+    for person, p in zip(people, prepared):
+        radii = getattr(person, "keypoint_radius", None)
+        if radii is None:
+            continue
+        for i, r in enumerate(np.asarray(radii, float).reshape(-1)[: len(p.xy)]):
+            if p.vis[i] > 0 and np.isfinite(r) and r > 0:
+                _circle(img, p.xy[i], float(r), quality_color(p.q[i]), st.faint_t)
+
+
 def _end_trim(vis: int, st: _Style) -> float:
     """How far a limb stops short of its keypoint: at the outer edge of a ring, at the centre of a dot."""
     return st.ring_r + st.ring_t / 2.0 + st.o if vis == 1 else 0.0
@@ -485,7 +496,7 @@ def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: l
 
 # ----------------------------------------------------------------------------------------------- public
 def render_people(bgr: np.ndarray, people: list["PersonPose"], show_all: bool = False,
-                  legend: bool = True) -> np.ndarray:
+                  legend: bool = True, radius: bool = False) -> np.ndarray:
     """Draw ``people`` on a copy of the BGR uint8 image ``bgr`` and return it (the input is never modified).
 
     Keypoints and limbs are coloured by predicted keypoint quality (a limb by its weaker endpoint);
@@ -493,7 +504,9 @@ def render_people(bgr: np.ndarray, people: list["PersonPose"], show_all: bool = 
     (visibility 0) are hidden, or faint grey with ``show_all``; ``visibility=None`` means all visible.
     Each box is drawn thin with a "Q 0.72" pose-quality label. ``legend`` adds the colour scale and
     symbol keys in a free corner, or as a strip below the image when no corner is free (the output is
-    then taller; see the module docstring).
+    then taller; see the module docstring). ``radius`` draws each drawn keypoint's conformal radius
+    (``keypoint_radius``, where the model is calibrated) as a thin circle in the keypoint's colour: the
+    true keypoint lies inside with probability 0.9.
     """
     img = np.asarray(bgr)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.size == 0:
@@ -506,6 +519,8 @@ def render_people(bgr: np.ndarray, people: list["PersonPose"], show_all: bool = 
         _draw_faint(out, prepared, st)
     for p in prepared:
         _draw_box(out, p, st)
+    if radius:
+        _draw_radii(out, people, prepared, st)
     _draw_skeletons(out, prepared, st)
     labels = _place_labels(prepared, st, h, w)
     for lab in labels:

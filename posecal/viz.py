@@ -65,3 +65,18 @@ def confusion_plot(cm: np.ndarray, labels, path) -> None:
     ax.set_ylabel("true")
     ax.set_title("Keypoint visibility (row-normalised)")
     _save(fig, path)
+
+
+def risk_coverage_plot(rc: dict, path) -> None:
+    """Mean true OKS / OPKS of the kept items vs the share kept, with the oracle's curve's area for scale."""
+    fig, axes = plt.subplots(1, len(rc), figsize=(4.6 * len(rc), 4.0), squeeze=False)
+    for ax, (name, curve) in zip(axes[0], rc.items()):
+        ax.plot(curve["coverage"], curve["mean_oks"], "o-",
+                label=f"by {curve.get('score', 'score')} (area {curve['aurc']}, oracle {curve['oracle_aurc']})")
+        ax.set_xlabel(f"share of {'persons' if name == 'pose' else 'labelled keypoints'} kept")
+        ax.set_ylabel("mean true OKS" if name == "pose" else "mean true OPKS")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"Risk-coverage ({name})")
+        ax.legend(loc="lower left", fontsize=8)
+    _save(fig, path)

@@ -95,11 +95,12 @@ num_workers: 0
     assert main(["eval", "--annotations", str(ann), "--images", str(img_dir), "--out", str(out),
                  "--model", str(tmp_path / "heads" / "best_model.pt"), "--no-progress", "--drop-unlabelled"]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    modes = {"heatmap", "mmpose", "oks", "opks"}
+    modes = {"heatmap", "mmpose", "oks", "opks", "score", "pose_quality"}   # + the results contract's keys
     for key in ("ap", "ap50", "ap75", "ar", "pose_score_pearson", "pose_score_spearman"):
         assert set(m[key]) == modes, key
     assert m["score_mode"] == "oks"
-    assert set(m["keypoint_ece"]) == {"heatmap", "opks"} and "mean_opks_pearson" in m
+    assert set(m["keypoint_ece"]) == {"heatmap", "opks", "confidence", "keypoint_quality"} and "mean_opks_pearson" in m
+    assert m["calibrated"] is False and "keypoint_radius" not in m and "pose" in m["risk_coverage"]
     assert set(m["pose_score_ece"]) == modes
     assert set(m["opks_without_visibility"]) == {"pose_score_pearson", "pose_score_spearman"}
     tern = m["visibility"]["ternary"]
@@ -109,7 +110,8 @@ num_workers: 0
     assert set(m["visibility"]["binary"]) >= {"precision", "recall", "f1", "accuracy"}
     assert set(m["mapk"]) >= {"all", "drop_unlabelled"} and len(m["mapk"]["all"]["per_keypoint"]) == 17
     assert set(m["errors"]["nose"]) == {"good", "jitter", "inversion", "swap", "miss"}
-    for png in ("reliability.png", "pose_score_vs_oks.png", "visibility_confusion.png"):
+    assert (out / "report.html").is_file()
+    for png in ("reliability.png", "pose_score_vs_oks.png", "visibility_confusion.png", "risk_coverage.png"):
         assert (out / png).stat().st_size > 1000
     res = json.loads((out / "results.json").read_text())
     assert len(res[0]["keypoint_quality"]) == 17 and len(res[0]["visibility"]) == 17

@@ -1,0 +1,123 @@
+"""Calibration of posecal's own quality heads: what `posecal pack --calibrate-on` fits and every inference
+path (Predictor, `posecal predict`, `posecal eval`, the ONNX backend) applies through `apply`.
+
+The heads learn on crops the pose network has memorised, so on new people they are over-confident. The
+maps are fitted on persons the pose network never trained on (the val split): per keypoint type an
+isotonic map of the OPKS head to the true OPKS, one isotonic map of the OKS head to the true OKS, per
+keypoint type a visibility temperature, and conformal radii on the calibrated keypoint quality. Stored as
+plain JSON-able numbers in the model file's meta and in the ONNX metadata (a few KB).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scale
+from posecal.calibration.maps import IsotonicMap, apply_temperature, fit_isotonic, fit_temperature
+from posecal.errors import PosecalInputError
+from posecal.metrics.oks import opks as true_opks
+
+FORMAT = "posecal-quality-calibration/1"
+
+
+@dataclass
+class QualityCalibration:
+    keypoint_maps: list[IsotonicMap]      # per keypoint type: raw OPKS -> true OPKS
+    pose_map: IsotonicMap                 # raw OKS head -> true OKS
+    visibility_temperature: np.ndarray    # (K,)
+    radii: ConformalRadii
+    fit_info: dict
+
+    def apply(self, oks, opks, visibility_probs, boxes) -> dict[str, np.ndarray]:
+        """Raw head outputs of N persons (boxes (N, 4) in image pixels) -> calibrated `oks` (N,), `opks`
+        (N, K), `visibility_probs` (N, K, C) and `keypoint_radius` (N, K) in image pixels."""
+        opks = np.asarray(opks, np.float64)
+        cal_opks = np.stack([m(opks[:, k]) for k, m in enumerate(self.keypoint_maps)], 1)
+        return {"oks": self.pose_map(oks), "opks": cal_opks,
+                "visibility_probs": apply_temperature(visibility_probs, self.visibility_temperature),
+                "keypoint_radius": self.radii(cal_opks, boxes)}
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "keypoint_maps": [m.to_dict() for m in self.keypoint_maps],
+                "pose_map": self.pose_map.to_dict(),
+                "visibility_temperature": [round(float(t), 5) for t in self.visibility_temperature],
+                "radii": self.radii.to_dict(), "fit_info": self.fit_info}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QualityCalibration":
+        """Raises ValueError (with what is wrong) on anything that is not a calibration this code wrote."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} calibration")
+        try:
+            return cls([IsotonicMap.from_dict(m) for m in d["keypoint_maps"]], IsotonicMap.from_dict(d["pose_map"]),
+                       np.asarray(d["visibility_temperature"], np.float64), ConformalRadii.from_dict(d["radii"]),
+                       dict(d.get("fit_info", {})))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"calibration is missing or has a bad field ({e})") from None
+
+
+def truth_of(keypoints, gt, area) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True OPKS (N, K), labelled mask (N, K) and true OKS (N,; NaN without labelled keypoints)."""
+    ks = true_opks(keypoints, gt[..., :2], area)
+    labelled = gt[..., 2] > 0
+    n = labelled.sum(1)
+    with np.errstate(invalid="ignore"):
+        oks = np.where(n > 0, (ks * labelled).sum(1) / np.maximum(n, 1), np.nan)
+    return ks, labelled, oks
+
+
+def fit_quality_calibration(oks, opks, visibility_probs, keypoints, boxes, gt, area,
+                            target: float = 0.9, source: str = "") -> QualityCalibration:
+    """Fit every map on N labelled persons: raw head outputs, predicted keypoints (N, K, 2) in image pixels,
+    their boxes (N, 4), GT keypoints (N, K, 3) and GT areas (N,)."""
+    gt = np.asarray(gt, np.float64)
+    ks, labelled, gt_oks = truth_of(keypoints, gt, area)
+    opks = np.asarray(opks, np.float64)
+    k_types = opks.shape[1]
+    maps = [fit_isotonic(opks[labelled[:, k], k], ks[labelled[:, k], k]) for k in range(k_types)]
+    has = np.isfinite(gt_oks)
+    pose_map = fit_isotonic(np.asarray(oks)[has], gt_oks[has])
+    v = gt[..., 2].astype(int)
+    temps = np.array([fit_temperature(visibility_probs[:, k], v[:, k]) for k in range(k_types)])
+    cal_opks = np.stack([m(opks[:, k]) for k, m in enumerate(maps)], 1)
+    err = np.linalg.norm(np.asarray(keypoints) - gt[..., :2], axis=-1) / person_scale(boxes)[:, None]
+    radii = fit_radii(cal_opks, err, labelled, target)
+    info = {"persons": int(len(gt)), "labelled_keypoints": int(labelled.sum()), "source": source,
+            "maps": "isotonic per keypoint type (keypoint quality), isotonic (pose quality), "
+                    "temperature per keypoint type (visibility), split-conformal radii on 4 quality bins"}
+    return QualityCalibration(maps, pose_map, temps, radii, info)
+
+
+def cross_fit(oks, opks, visibility_probs, keypoints, boxes, gt, area, folds: int = 5, groups=None,
+              target: float = 0.9, seed: int = 0) -> dict[str, np.ndarray]:
+    """Honest calibrated outputs on the fitting set itself: each person's outputs come from maps fitted on
+    the other folds. groups (N,): persons sharing a group (e.g. the original photograph) stay in one fold."""
+    n = len(oks)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    uniq = np.unique(groups)
+    fold_of_group = np.random.default_rng(seed).permutation(len(uniq)) % folds
+    fold = fold_of_group[np.searchsorted(uniq, groups)]
+    arrays = [np.asarray(a) for a in (oks, opks, visibility_probs, keypoints, boxes, gt, area)]
+    out: dict[str, np.ndarray] = {}
+    for f in range(folds):
+        test, train = fold == f, fold != f
+        cal = fit_quality_calibration(*(a[train] for a in arrays), target=target)
+        res = cal.apply(arrays[0][test], arrays[1][test], arrays[2][test], arrays[4][test])
+        for key, val in res.items():
+            out.setdefault(key, np.zeros((n,) + val.shape[1:]))[test] = val
+    return out
+
+
+META_KEY = "calibration"
+
+
+def calibration_from_meta(meta: dict | None, source: str) -> QualityCalibration | None:
+    """The calibration stored with a model (model file meta or ONNX metadata), None when it has none; a
+    damaged one is one error line naming the model."""
+    if not meta or META_KEY not in meta:
+        return None
+    try:
+        return QualityCalibration.from_dict(meta[META_KEY])
+    except ValueError as e:
+        raise PosecalInputError(f"{source}: stored calibration is unreadable ({e})") from None
