@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from pathlib import Path
 
 from posecal.errors import PosecalInputError
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float, parse_int
@@ -22,6 +24,16 @@ def _number(kind: type, rule: Rule):
     return parse
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """posecal's own warnings (e.g. eval skipping an unreadable image) in the one-line form of its other
+    messages, not Python's `FILE.py:47: UserWarning: ...` with a source line under it; other warnings unchanged."""
+    if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+        return f"posecal: {message}\n"
+    return PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PYTHON_FORMATWARNING = warnings.formatwarning
 POSITIVE_INT = _number(int, POSITIVE)
 NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
 PROBABILITY_FLOAT = _number(float, PROBABILITY)
@@ -286,6 +298,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_pack)
     args = parser.parse_args(argv)
+    warnings.formatwarning = one_line_warning
     try:
         args.func(args)
     except PosecalInputError as e:
@@ -294,6 +307,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("posecal: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = PYTHON_FORMATWARNING  # main() may be called from Python: leave it as found
     return 0
 
 

@@ -183,3 +183,15 @@ num_workers: 0
     assert err.count("img2.jpg: cannot decode image") == 1
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert log[-1]["step"] == 1
+
+
+def test_cli_shows_posecal_warnings_in_one_line():
+    import posecal.inference
+    from posecal.cli import one_line_warning
+
+    msg = "skipping: photos/a.jpg: empty file (0 bytes)"
+    assert one_line_warning(msg, UserWarning, posecal.inference.__file__, 47) == f"posecal: {msg}\n"
+    other = one_line_warning("x is deprecated", DeprecationWarning, posecal.inference.__file__, 47)
+    assert other.startswith(f"{posecal.inference.__file__}:47: DeprecationWarning: x is deprecated")
+    foreign = one_line_warning("odd", UserWarning, "/elsewhere/lib.py", 3)
+    assert foreign.startswith("/elsewhere/lib.py:3: UserWarning: odd")
