@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from posecal.errors import PosecalInputError
+from posecal.detector import MIN_POSE_QUALITY
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float, parse_int
 
 
@@ -76,6 +77,7 @@ def _cmd_predict(args) -> None:
     s = run_predict(PredictConfig(
         inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
         detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
+        min_pose_quality=args.min_pose_quality,
         nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
         every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
         flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress))
@@ -122,8 +124,13 @@ def main(argv=None) -> int:
     p.add_argument("--show-all", action="store_true", help="overlays: draw keypoints predicted absent, faintly")
     p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
     p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
-    p.add_argument("--detector", metavar="MODEL.onnx", help="YOLOX-style ONNX person detector (else: whole image)")
-    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3)
+    p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
+                   "'none' for one person per whole image (default: the shipped SSD-MobileNetV2)")
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
+                   help="detector score threshold (default: 0.3)")
+    p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
+                   help="--detector none: drop a whole-image pose below this pose quality or with no keypoint "
+                        f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")
     p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
     p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=0.9,
