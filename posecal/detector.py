@@ -19,9 +19,9 @@ STRIDES = (8, 16, 32)
 PAD_VALUE = 114
 
 # Whole-image mode: a pose below this predicted OKS, or with no keypoint predicted visible, is nobody. Measured
-# (bench/detector_recall.py --pose, first 200 val crops, 22 photos without people): keeps 77.5% of the crops'
-# people and 2 of the 22 non-people (requiring a labelled keypoint instead: 93.5% and 8 of 22; the OKS head
-# alone keeps 13 of 22: it cannot tell a cat from a person seen whole). 0 keeps every pose.
+# (bench/detector_recall.py --pose: the 822 val crops seen whole, each crop twice its person's box; 22 photos
+# without people): keeps 72.9% of the crops' people and 2 of the 22 non-people. The OKS head alone (no
+# visibility rule) keeps 97.1% and 13 of 22: it cannot tell a cat from a person seen whole. 0 keeps every pose.
 MIN_POSE_QUALITY = 0.3
 
 

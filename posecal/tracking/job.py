@@ -163,8 +163,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     for path, name in files:
         tracker, fps, out_video = Tracker(cfg.tracker, first_id=next_id), video_fps(path), None
         try:
-            for n, frame in enumerate(tqdm(iter_frames([(path, name)]), desc=name, unit="frame",
-                                           disable=not cfg.progress)):
+            for frame in tqdm(iter_frames([(path, name)]), desc=name, unit="frame",
+                              disable=not cfg.progress):
                 if isinstance(frame, Problem):
                     log(frame.message)
                     continue
