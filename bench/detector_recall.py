@@ -61,7 +61,7 @@ def no_people_photos() -> list[tuple[str, np.ndarray]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/coco-val2017-crops"))
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/coco-val2017-crops"))
     ap.add_argument("--detector", default="default")
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--limit", type=int, default=0, help="first N val crops only (0: all)")

@@ -93,7 +93,8 @@ def crop_latency(files: dict[str, Path], threads: int) -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        print(f"pose network {name} (onnxruntime, batch 1): {median_ms(lambda i: sess.run(None, {'images': x[i:i + 1]}), len(x)):6.2f} ms/crop")
+        ms = median_ms(lambda i: sess.run(None, {"images": x[i:i + 1]}), len(x))
+        print(f"pose network {name} (onnxruntime, batch 1): {ms:6.2f} ms/crop")
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:

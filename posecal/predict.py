@@ -2,7 +2,8 @@
 
 Boxes come from, in order of preference: a boxes file, a person detector (the shipped SSD by default, or a
 YOLOX-style ONNX file; then OKS-NMS on the poses), or the whole image (`detector="none"`; a pose that says
-nobody is there is then dropped, see predictor.someone_there). Every problem with one file or box is one line on stderr and the run goes on; the
+nobody is there is then dropped, see predictor.someone_there).
+Every problem with one file or box is one line on stderr and the run goes on; the
 results file and the overlays are written atomically.
 """
 from __future__ import annotations

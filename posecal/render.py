@@ -291,7 +291,11 @@ def _place_labels(people: list[_Prepared], st: _Style, h: int, w: int, tags=None
         left, right = round(bx) - st.box_t // 2, round(bx + bw) + st.box_t // 2 + 1 - lw
         top, bottom = round(by), round(by + bh) + st.box_t // 2 + 1
         rects = []
-        for x0, y0 in ((left, top - lh), (left, top), (left, bottom), (right, top - lh)):
+        # the four usual spots, then (people in a group, whose boxes share corners) the box's left edge
+        # stepping down one label height at a time, then the top-left spot even if it overlaps
+        spots = [(left, top - lh), (left, top), (left, bottom), (right, top - lh)]
+        spots += [(left, top + k * lh) for k in range(1, max(1, int(bh // max(lh, 1))))]
+        for x0, y0 in spots:
             x0 = int(np.clip(x0, 0, max(0, w - lw)))
             y0 = int(np.clip(y0, 0, max(0, h - lh)))
             rects.append((x0, y0, x0 + lw, y0 + lh))

@@ -177,3 +177,18 @@ def test_robust_to_nan_and_bad_input():
         render_people(canvas().astype(np.float32), [])
     with pytest.raises(PosecalInputError):
         render_people(canvas(), [PersonPose(np.zeros(4), KP, Q[:5], Q, 0.5)])
+
+
+def test_quality_tags_of_a_group_do_not_overlap():
+    """Five people 20 px apart, their boxes overlapping (a group): each tag finds a spot of its own."""
+    from posecal.render import _place_labels, _prepare, _style
+
+    img = canvas(400, 600)
+    group = [person(vis=None, kp=KP * 0.8 + [20 * i, 60]) for i in range(5)]
+    st = _style(*img.shape[:2])
+    labels = _place_labels([_prepare(p, False) for p in group], st, *img.shape[:2], tags=[f"#{i}" for i in range(5)])
+    rects = [lab.rect for lab in labels]
+    overlaps = [(n, m) for n, a in enumerate(rects) for m, b in enumerate(rects[:n])
+                if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])]
+    assert overlaps == []
+    assert [lab.text.split()[0] for lab in labels] == ["#0", "#1", "#2", "#3", "#4"]
