@@ -1,4 +1,6 @@
-"""Command line: `posecal demo | predict | export | eval | train | pack | import-weights`. User mistakes print one line and exit 2."""
+"""Command line: `posecal demo | predict | track | export | eval | train | pack | import-weights | calibrate |
+run-peer`. User mistakes print one line and exit 2. Every option says what it does and its default
+(tests/test_cli_help.py checks that)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from posecal.errors import PosecalInputError
+from posecal.detector import MIN_POSE_QUALITY
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float, parse_int
 
 
@@ -129,6 +132,7 @@ def _cmd_predict(args) -> None:
     s = run_predict(PredictConfig(
         inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
         detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
+        min_pose_quality=args.min_pose_quality,
         nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
         radius=args.radius,
         every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
@@ -165,6 +169,20 @@ def _cmd_demo(args) -> None:
     run_demo(args.out, model=args.model)
 
 
+def _cmd_track(args) -> None:
+    from posecal.tracking.job import TrackConfig, run_track
+    from posecal.tracking.tracker import TrackerConfig
+
+    s = run_track(TrackConfig(
+        videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
+        detector_threshold=args.detector_threshold, detect_every=args.detect_every, backend=args.backend,
+        flip=args.flip, threads=args.threads, progress=not args.no_progress,
+        tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth)))
+    video = f", video {args.render}" if args.render else ""
+    print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
+          f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}")
+
+
 def _cmd_export(args) -> None:
     import torch
 
@@ -184,7 +202,10 @@ def _cmd_export(args) -> None:
 
 
 def main(argv=None) -> int:
+    from posecal import __version__
+
     parser = argparse.ArgumentParser(prog="posecal", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"posecal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
     p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
@@ -200,39 +221,68 @@ def main(argv=None) -> int:
                    help="overlays: circles that hold the true keypoint with probability 0.9 (calibrated models)")
     p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
     p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
-    p.add_argument("--detector", metavar="MODEL.onnx", help="YOLOX-style ONNX person detector (else: whole image)")
-    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3)
+    p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
+                   "'none' for one person per whole image (default: the shipped SSD-MobileNetV2)")
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
+                   help="detector score threshold (default: 0.3)")
+    p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
+                   help="--detector none: drop a whole-image pose below this pose quality or with no keypoint "
+                        f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")
     p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
     p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=0.9,
-                   help="OKS above which --nms oks drops a pose")
+                   help="OKS above which --nms oks drops a pose (default: 0.9)")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
-    p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame")
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="person crops per forward pass")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="person crops per forward pass (default: 16)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the pose network runs (default: cpu)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting)")
+                   help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting) "
+                        "(default: torch)")
     p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
-    p.add_argument("--threads", type=POSITIVE_INT, default=2)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("track", help="multi-person pose tracking on videos: poses with track ids, smoothed")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of them)")
+    p.add_argument("--out", default="tracks.json",
+                   help="COCO keypoint results with image_id = frame index and track_id (default: tracks.json)")
+    p.add_argument("--render", metavar="OUT.mp4|DIR",
+                   help="overlay video with track ids (one video: OUT.mp4; several: a folder)")
+    p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
+                   "'none' (the whole frame, then boxes from the poses) (default: the shipped SSD-MobileNetV2)")
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
+                   help="detector score threshold (default: 0.3)")
+    p.add_argument("--detect-every", type=POSITIVE_INT, default=1, metavar="N",
+                   help="run the detector on every N-th frame, boxes from the tracked poses in between (default: 1)")
+    p.add_argument("--max-misses", type=POSITIVE_INT, default=10,
+                   help="frames a track survives unmatched (occlusion) before it ends (default: 10)")
+    p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")
+    p.add_argument("--flip", action="store_true", help="flip test (about 2x slower; default: off in video)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
+                   help="pose network runtime (default: onnx = onnxruntime)")
+    p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_track)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
     p.add_argument("--model", help="model file (default: the shipped model)")
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
     p.add_argument("--no-flip", action="store_true", help="leave the flip test out of the graph (2x faster)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("train", help="train a pose model from a YAML config")
-    p.add_argument("config")
+    p.add_argument("config", help="training config YAML (see configs/)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT_DIR/last.pt, else from the config's committed resume_state")
     p.add_argument("--out-dir", help="override the config's out_dir")
     p.add_argument("--packed", metavar="DIR", help="override the config's data.packed (a pack folder)")
     p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
                    help="override the config's max_minutes (0: no limit)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("eval", help="COCO keypoint AP of a model on a COCO keypoint file")
     p.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
@@ -243,16 +293,17 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="model file or checkpoint (default: the shipped model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
-    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark")
+    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark",
+                   help="heatmap decoding: DARK sub-pixel, plain argmax or soft-argmax (default: dark)")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="pose score written to results.json (default: oks with quality heads, else heatmap)")
     p.add_argument("--no-calibration", action="store_true",
                    help="report the quality heads' raw outputs, not those of the model's stored calibration")
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=32)
-    p.add_argument("--threads", type=POSITIVE_INT, default=2)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
                        "hourglass) into a posecal model file")
@@ -287,8 +338,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_run_peer)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
-    p.add_argument("model")
-    p.add_argument("out")
+    p.add_argument("model", help="model file or training checkpoint")
+    p.add_argument("out", help="output model file")
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
     p.add_argument("--calibrate-on", metavar="COCO.json",
                    help="fit the post-hoc calibration (quality maps, conformal radii) on this labelled set, "

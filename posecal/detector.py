@@ -1,4 +1,5 @@
-"""YOLOX-style ONNX person detector (YOLOX-Nano, Light Person Detector) for the top-down pipeline.
+"""Person detectors for the top-down pipeline: `load_detector` picks the shipped SSD (posecal/ssd_detector.py),
+none, or a YOLOX-style ONNX file (YOLOX-Nano, Light Person Detector), decoded here.
 
 The network sees the image resized with its aspect ratio kept (ratio r = min(S/h, S/w)) and pasted at the
 top-left of an SxS canvas filled with 114, BGR 0..255 float32, no normalisation. Its raw output rows are
@@ -16,6 +17,12 @@ from posecal.errors import PosecalInputError, require
 
 STRIDES = (8, 16, 32)
 PAD_VALUE = 114
+
+# Whole-image mode: a pose below this predicted OKS, or with no keypoint predicted visible, is nobody. Measured
+# (bench/detector_recall.py --pose: the 822 val crops seen whole, each crop twice its person's box; 22 photos
+# without people): keeps 72.9% of the crops' people and 2 of the 22 non-people. The OKS head alone (no
+# visibility rule) keeps 97.1% and 13 of 22: it cannot tell a cat from a person seen whole. 0 keeps every pose.
+MIN_POSE_QUALITY = 0.3
 
 
 def anchor_grid(input_size: int, strides=STRIDES) -> tuple[np.ndarray, np.ndarray]:
@@ -47,18 +54,8 @@ class PersonDetector:
     """Person boxes from a YOLOX-style ONNX model: letterbox -> onnxruntime -> decode -> threshold -> NMS."""
 
     def __init__(self, path, score_threshold: float = 0.3, nms_threshold: float = 0.5, threads: int = 2):
-        ort = require("onnxruntime")
         path = Path(path)
-        if not path.is_file():
-            raise PosecalInputError(f"{path}: detector model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # onnxruntime's own warnings are noise for the user
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises several unrelated types for a bad file
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-            raise PosecalInputError(f"{path}: not a loadable ONNX model ({first})") from None
+        self.session = open_session(path, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         in_shape = inputs[0].shape if len(inputs) == 1 else None
         out_shape = outputs[0].shape if outputs else None
@@ -99,18 +96,54 @@ class PersonDetector:
         blob, ratio = self.preprocess(bgr)
         raw = self.session.run(None, {self.input_name: blob})[0][0]
         boxes, scores = decode_yolox(raw, self.input_size, ratio)
-        keep = scores >= self.score_threshold
-        boxes, scores = boxes[keep], scores[keep]
-        # Clip to the image, then drop slivers that clipping (or the net) left without area.
         h, w = bgr.shape[:2]
-        x0y0 = np.clip(boxes[:, :2], 0, [w, h])
-        x1y1 = np.clip(boxes[:, :2] + boxes[:, 2:], 0, [w, h])
-        boxes = np.concatenate([x0y0, x1y1 - x0y0], 1)
-        keep = (boxes[:, 2] >= 2) & (boxes[:, 3] >= 2)
-        boxes, scores = boxes[keep], scores[keep]
-        if len(boxes):
-            idx = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold,
-                                              self.nms_threshold), dtype=np.int64).reshape(-1)
-            idx = idx[np.argsort(-scores[idx], kind="stable")]
-            boxes, scores = boxes[idx], scores[idx]
-        return boxes.reshape(-1, 4), scores.reshape(-1)
+        return clip_and_suppress(boxes, scores, w, h, self.score_threshold, self.nms_threshold)
+
+
+def open_session(path: Path, threads: int):
+    """An onnxruntime CPU session for a detector file; a missing or unloadable file is one clear line."""
+    ort = require("onnxruntime")
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: detector model file not found")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # onnxruntime's own warnings are noise for the user
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises several unrelated types for a bad file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise PosecalInputError(f"{path}: not a loadable ONNX model ({first})") from None
+
+
+def clip_and_suppress(boxes: np.ndarray, scores: np.ndarray, w: int, h: int, score_threshold: float,
+                      nms_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded boxes (A, 4) x, y, w, h and scores (A,) -> those above the threshold, clipped to the image,
+    without slivers (< 2 px), after box NMS, best first: (M, 4) and (M,)."""
+    keep = scores >= score_threshold
+    boxes, scores = boxes[keep], scores[keep]
+    x0y0 = np.clip(boxes[:, :2], 0, [w, h])
+    x1y1 = np.clip(boxes[:, :2] + boxes[:, 2:], 0, [w, h])
+    boxes = np.concatenate([x0y0, x1y1 - x0y0], 1)
+    keep = (boxes[:, 2] >= 2) & (boxes[:, 3] >= 2)
+    boxes, scores = boxes[keep], scores[keep]
+    if len(boxes):
+        idx = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), score_threshold, nms_threshold),
+                         dtype=np.int64).reshape(-1)
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        boxes, scores = boxes[idx], scores[idx]
+    return boxes.reshape(-1, 4), scores.reshape(-1)
+
+
+def load_detector(spec: str | None, score_threshold: float | None = None, threads: int = 2):
+    """The person detector a user asked for: None or "default" = the shipped SSD (posecal/ssd_detector.py),
+    "none" = no detector (None: each image is one person box), anything else = a YOLOX-style ONNX file.
+    score_threshold None = the detector's own default (0.3 for both)."""
+    if spec is not None and str(spec).lower() == "none":
+        return None
+    kwargs = {"threads": threads} if score_threshold is None else {"threads": threads,
+                                                                   "score_threshold": score_threshold}
+    if spec is None or str(spec).lower() == "default":
+        from posecal.ssd_detector import SsdPersonDetector
+
+        return SsdPersonDetector(**kwargs)
+    return PersonDetector(spec, **kwargs)

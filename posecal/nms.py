@@ -63,3 +63,19 @@ def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, t
         new[left] *= np.where(overlap > threshold, np.exp(-overlap ** 2 / sigma), 1.0)
         left = left[new[left] >= min_score]
     return np.asarray(keep, dtype=np.int64), np.asarray(kept_scores, dtype=np.float64)
+
+
+def pose_nms(persons: list, nms: str, threshold: float, mode: str) -> list:
+    """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode]) of
+    near-identical poses; soft-OKS-NMS ("soft") lowers the duplicates' scores; "none" keeps all."""
+    if nms == "none":
+        return persons
+    kps = np.stack([p.keypoints for p in persons])
+    scores = np.array([p.scores[mode] for p in persons])
+    areas = np.array([p.box[2] * p.box[3] for p in persons])
+    if nms == "oks":
+        return [persons[i] for i in oks_nms(kps, scores, areas, threshold)]
+    keep, new_scores = soft_oks_nms(kps, scores, areas)
+    for i, s in zip(keep, new_scores):
+        persons[i].scores[mode] = float(s)
+    return [persons[i] for i in keep]

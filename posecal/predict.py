@@ -1,7 +1,9 @@
 """`posecal predict`: poses with calibrated quality on images, folders and videos -> COCO keypoint results.
 
-Boxes come from, in order of preference: a boxes file, an ONNX person detector (then OKS-NMS on the poses),
-or the whole image. Every problem with one file or box is one line on stderr and the run goes on; the
+Boxes come from, in order of preference: a boxes file, a person detector (the shipped SSD by default, or a
+YOLOX-style ONNX file; then OKS-NMS on the poses), or the whole image (`detector="none"`; a pose that says
+nobody is there is then dropped, see predictor.someone_there).
+Every problem with one file or box is one line on stderr and the run goes on; the
 results file and the overlays are written atomically.
 """
 from __future__ import annotations
@@ -20,7 +22,9 @@ from posecal.boxes import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
-from posecal.predictor import PersonPose, Predictor
+from posecal.nms import pose_nms
+from posecal.predictor import PersonPose, Predictor, someone_there
+from posecal.detector import MIN_POSE_QUALITY
 from posecal.scoring import SCORE_MODES
 from posecal.sources import Frame, Problem, collect, iter_frames, lookup
 
@@ -34,8 +38,9 @@ class PredictConfig:
     model: str | None = None
     boxes: str | None = None             # boxes file (COCO detection results or per-image JSON)
     annotations: str | None = None       # COCO file whose image ids the results should carry
-    detector: str | None = None          # YOLOX-style ONNX person detector
+    detector: str | None = None          # None/"default": the shipped SSD; "none": whole image; else a YOLOX ONNX
     detector_threshold: float = 0.3
+    min_pose_quality: float = MIN_POSE_QUALITY  # whole-image mode: poses below it (or all-absent) are dropped
     nms: str = "oks"                     # pose NMS after estimation, detector boxes only
     nms_threshold: float = 0.9
     score_mode: str | None = None        # default: oks (the pose quality) with quality heads, else heatmap
@@ -67,12 +72,12 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
     box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}) if cfg.boxes else None
     detector = None
-    if cfg.detector and not box_file:
-        from posecal.detector import PersonDetector
+    if not box_file:
+        from posecal.detector import load_detector
 
-        detector = PersonDetector(cfg.detector, score_threshold=cfg.detector_threshold, threads=cfg.threads)
+        detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
     predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
-                          backend=cfg.backend, threads=cfg.threads)
+                          backend=cfg.backend, threads=cfg.threads, detector=None)
     heads = bool(predictor.config.quality_heads)
     mode = cfg.score_mode or ("oks" if heads else "heatmap")
     if mode not in ("heatmap", "mmpose") and not heads:
@@ -91,7 +96,9 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         people = predictor.predict_many([(f.bgr, b, s) for f, _, b, s, _ in pending], bgr=True)
         for (frame, image_id, _, _, from_detector), persons in zip(pending, people):
             if from_detector and len(persons) > 1:
-                persons = _pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
+                persons = pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
+            elif detector is None and box_file is None:
+                persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
             results.extend(_entries(frame, persons, image_id, mode))
             if cfg.render:
                 _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
@@ -163,23 +170,6 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.nda
             return boxes, scores, True, [f"{frame.name}: the detector found nobody"]
         return boxes, scores, True, []
     return np.array([[0.0, 0.0, w, h]]), np.ones(1), False, []
-
-
-def _pose_nms(persons: list[PersonPose], nms: str, threshold: float, mode: str) -> list[PersonPose]:
-    """OKS-NMS keeps the best-scored of near-identical poses; soft-OKS-NMS lowers the duplicates' scores."""
-    from posecal.nms import oks_nms, soft_oks_nms
-
-    if nms == "none":
-        return persons
-    kps = np.stack([p.keypoints for p in persons])
-    scores = np.array([p.scores[mode] for p in persons])
-    areas = np.array([p.box[2] * p.box[3] for p in persons])
-    if nms == "oks":
-        return [persons[i] for i in oks_nms(kps, scores, areas, threshold)]
-    keep, new_scores = soft_oks_nms(kps, scores, areas)
-    for i, s in zip(keep, new_scores):
-        persons[i].scores[mode] = float(s)
-    return [persons[i] for i in keep]
 
 
 def _entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:

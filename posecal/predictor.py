@@ -16,6 +16,8 @@ from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine, warp
 from posecal.errors import PosecalInputError
 from posecal.inference import infer_crops
+from posecal.nms import pose_nms
+from posecal.detector import MIN_POSE_QUALITY
 from posecal.scoring import pose_scores_of
 
 BACKENDS = ("torch", "onnx")
@@ -45,10 +47,16 @@ class Predictor:
     `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
     which is exported in memory first. flip=None means flip test on. calibrated=False returns the quality
     heads' raw outputs instead of those mapped by the calibration stored with the model (when it has one).
+
+    Images given without boxes go through a person detector: detector="default" is the shipped SSD
+    (posecal/ssd_detector.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
+    then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there).
+    Boxes from the detector are followed by OKS-NMS on the poses, as in `posecal predict`.
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
-                 backend: str = "torch", threads: int | None = None, calibrated: bool = True):
+                 backend: str = "torch", threads: int | None = None, calibrated: bool = True, detector="default",
+                 detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY):
         if backend not in BACKENDS:
             raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):
@@ -81,6 +89,12 @@ class Predictor:
         self.flip = True if flip is None else flip
         self.calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         self.device, self.batch_size, self.backend = device, batch_size, backend
+        self.min_pose_quality = min_pose_quality
+        self.detector = None
+        if detector is not None:
+            from posecal.detector import load_detector
+
+            self.detector = load_detector(str(detector), detector_threshold, threads=threads or 2)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **kwargs) -> "Predictor":
@@ -104,14 +118,30 @@ class Predictor:
             prepared.append(self._prepare(*item, bgr, f"images[{n}]", f"images[{n}]: "))
         return self._predict(prepared)
 
-    @staticmethod
-    def _prepare(image, boxes, box_scores, bgr: bool, name: str, prefix: str):
-        """Checked (BGR image, (N, 4) boxes, (N,) scores) for one item, before any work is spent on it."""
+    def _prepare(self, image, boxes, box_scores, bgr: bool, name: str, prefix: str):
+        """Checked (BGR image, (N, 4) boxes, (N,) scores, where the boxes came from) for one item, before any
+        work is spent on it; no boxes: the detector's, or the whole image."""
         image = bgr_image(image, bgr, name)
-        boxes, box_scores = checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix)
-        return image, boxes, box_scores
+        source = "given"
+        if boxes is None and box_scores is None:
+            source = "whole" if self.detector is None else "detector"
+        if source == "detector":
+            boxes, box_scores = self.detector(image)
+        else:
+            boxes, box_scores = checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix)
+        return image, boxes, box_scores, source
 
     def _predict(self, prepared) -> list[list[PersonPose]]:
+        people = self._estimate([item[:3] for item in prepared])
+        for n, (_, _, _, source) in enumerate(prepared):
+            if source == "detector" and len(people[n]) > 1:
+                people[n] = pose_nms(people[n], "oks", 0.9, "oks" if people[n][0].visibility is not None
+                                     else "heatmap")
+            elif source == "whole":
+                people[n] = [p for p in people[n] if someone_there(p, self.min_pose_quality)]
+        return people
+
+    def _estimate(self, prepared) -> list[list[PersonPose]]:
         crops, owners = [], []
         for n, (image, boxes, box_scores) in enumerate(prepared):
             for box, box_score in zip(boxes, box_scores):
@@ -151,6 +181,16 @@ class Predictor:
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
         return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], probs.argmax(-1), probs, box_score, scores,
                           radius)
+
+
+def someone_there(person: PersonPose, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
+    """Whole-image mode: do the pose's quality and visibility say a person is there? Without a detector every
+    image gets a pose, a cup's or a cat's too; those come out with a low predicted OKS or with no keypoint
+    predicted visible (bench/detector_recall.py --pose measures both sides). min_pose_quality 0 keeps all."""
+    if min_pose_quality <= 0:
+        return True
+    seen = person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
+    return seen and not person.pose_quality < min_pose_quality
 
 
 def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:

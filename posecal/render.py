@@ -8,10 +8,10 @@ grey with ``show_all=True``). Every size derives from the image size, so the sam
 
 Legend placement: a translucent dark panel in an image corner (bottom-right preferred), at most half
 the image wide and a third of it tall, and only where it hides no keypoint, limb or Q label. When no
-corner qualifies (images below roughly 300 x 300 px, or people reaching every corner) the legend is
-appended as a dark strip below the image instead, so the returned image is then taller than the
-input its top part being the drawn image. ``legend=False`` always returns
-an image of the input's shape.
+corner qualifies (small images, or people reaching every corner) the legend's text is made smaller
+(down to 0.65x), and as a last resort it goes in the corner that hides the fewest drawn points (up to
+the full width and half the height; left out on images too small even for that). The returned image
+always has the input's shape, and has no legend when nobody is drawn.
 """
 from __future__ import annotations
 
@@ -282,16 +282,19 @@ def _overlap(a, b) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def _place_labels(people: list[_Prepared], st: _Style, h: int, w: int) -> list:
-    """One "Q 0.72" label per person with a finite box: above the box's top-left corner if it does not
-    collide with an earlier label, else inside the top-left, below the bottom-left, above the top-right."""
+def _place_labels(people: list[_Prepared], st: _Style, h: int, w: int, tags=None) -> list:
+    """One "Q 0.72" label per person with a finite box (prefixed by its tag, e.g. a track id): above the box's
+    top-left corner if it does not collide with an earlier label, else inside the top-left, below the
+    bottom-left, above the top-right."""
     labels, taken = [], []
     th = 1.15 * st.th
-    for p in people:
+    for n, p in enumerate(people):
         if not np.isfinite(p.box).all():
             labels.append(None)
             continue
         text = "Q n/a" if math.isnan(p.pose_q) else f"Q {p.pose_q:.2f}"
+        if tags is not None:
+            text = f"{tags[n]} {text}"
         tw, tht = _text_size(text, th)
         padx, pady = round(0.4 * st.th), round(0.35 * st.th)
         lw, lh = tw + 2 * padx, tht + 2 * pady
@@ -299,7 +302,11 @@ def _place_labels(people: list[_Prepared], st: _Style, h: int, w: int) -> list:
         left, right = round(bx) - st.box_t // 2, round(bx + bw) + st.box_t // 2 + 1 - lw
         top, bottom = round(by), round(by + bh) + st.box_t // 2 + 1
         rects = []
-        for x0, y0 in ((left, top - lh), (left, top), (left, bottom), (right, top - lh)):
+        # the four usual spots, then (people in a group, whose boxes share corners) the box's left edge
+        # stepping down one label height at a time, then the top-left spot even if it overlaps
+        spots = [(left, top - lh), (left, top), (left, bottom), (right, top - lh)]
+        spots += [(left, top + k * lh) for k in range(1, max(1, int(bh // max(lh, 1))))]
+        for x0, y0 in spots:
             x0 = int(np.clip(x0, 0, max(0, w - lw)))
             y0 = int(np.clip(y0, 0, max(0, h - lh)))
             rects.append((x0, y0, x0 + lw, y0 + lh))
@@ -455,15 +462,19 @@ class _Legend:
             _blend_mask(img, mask, _FAINT, 0.75)
 
 
-def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: list, show_faint: bool):
-    """(legend, x0, y0) for a corner panel, or None when no corner can take it without hiding anything.
+def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: list, show_faint: bool,
+                  th: float | None = None, strict: bool = True):
+    """(legend, x0, y0) for a corner panel, or None when no corner can take it.
 
-    Tries a wide (one-line title) and a narrow (wrapped) layout in each corner. A corner that would cover
-    a keypoint, a limb or a Q label is rejected; among the rest the least covered box area wins, then
-    the wide layout, then the order bottom-right, bottom-left, top-right, top-left.
+    Tries a wide (one-line title) and a narrow (wrapped) layout in each corner, with text height ``th``
+    (default: the image's). strict: a corner that would cover a keypoint, a limb or a Q label is rejected;
+    among the rest the least covered box area wins, then the wide layout, then the order bottom-right,
+    bottom-left, top-right, top-left. strict=False (last resort) takes the corner that hides the fewest
+    drawn points instead, and lets the panel be half the image tall.
     """
-    pad = max(3, round(0.6 * st.th))
-    m = max(2, round(0.6 * st.th))
+    th = st.th if th is None else th
+    pad = max(3, round(0.6 * th))
+    m = max(2, round(0.6 * th))
     pts, boxes = [np.zeros((0, 2))], []
     t = np.linspace(0.0, 1.0, 12)[:, None]
     for p in people:
@@ -477,18 +488,22 @@ def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: l
     rects = [lab.rect for lab in labels if lab is not None]
     grow = st.r + st.o + st.lw   # a dot or stroke partly under the panel counts as hidden
     best = None
-    for narrow, max_w in enumerate((0.5 * w - 2 * pad, 0.36 * w - 2 * pad)):
-        lg = _Legend(st.th, max_w, show_faint)
-        if not (lg.fits and lg.w <= 0.5 * w and lg.h <= h / 3):
+    for narrow, max_w in enumerate((0.5 * w - 2 * pad, 0.36 * w - 2 * pad, w - 2 * m - 2 * pad)):
+        if narrow == 2 and strict:
+            break
+        lg = _Legend(th, max_w, show_faint)
+        if not (lg.fits and lg.w <= (0.5 if strict else 1.0) * w - (0 if strict else 2 * m)
+                and lg.h <= h / (3 if strict else 2)):
             continue
         corners = [(w - m - lg.w, h - m - lg.h), (m, h - m - lg.h), (w - m - lg.w, m), (m, m)]
         for pref, (x0, y0) in enumerate(corners):
             r = (x0, y0, x0 + lg.w, y0 + lg.h)
             inside = ((pts[:, 0] > r[0] - grow) & (pts[:, 0] < r[2] + grow)
                       & (pts[:, 1] > r[1] - grow) & (pts[:, 1] < r[3] + grow))
-            if inside.any() or any(_overlap(r, lr) > 0 for lr in rects):
+            hidden = int(inside.sum()) + sum(_overlap(r, lr) > 0 for lr in rects)
+            if strict and hidden:
                 continue
-            key = (sum(_overlap(r, b) for b in boxes), narrow, pref)
+            key = (hidden, sum(_overlap(r, b) for b in boxes), narrow, pref)
             if best is None or key < best[0]:
                 best = (key, lg, x0, y0)
     return None if best is None else best[1:]
@@ -496,17 +511,17 @@ def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: l
 
 # ----------------------------------------------------------------------------------------------- public
 def render_people(bgr: np.ndarray, people: list["PersonPose"], show_all: bool = False,
-                  legend: bool = True, radius: bool = False) -> np.ndarray:
+                  legend: bool = True, radius: bool = False, tags: list[str] | None = None) -> np.ndarray:
     """Draw ``people`` on a copy of the BGR uint8 image ``bgr`` and return it (the input is never modified).
 
     Keypoints and limbs are coloured by predicted keypoint quality (a limb by its weaker endpoint);
     occluded keypoints (visibility 1) are hollow rings with dashed limbs; not-labelled ones
     (visibility 0) are hidden, or faint grey with ``show_all``; ``visibility=None`` means all visible.
     Each box is drawn thin with a "Q 0.72" pose-quality label. ``legend`` adds the colour scale and
-    symbol keys in a free corner, or as a strip below the image when no corner is free (the output is
-    then taller; see the module docstring). ``radius`` draws each drawn keypoint's conformal radius
-    (``keypoint_radius``, where the model is calibrated) as a thin circle in the keypoint's colour: the
-    true keypoint lies inside with probability 0.9.
+    symbol keys in a corner (see the module docstring); the output always has the input's shape. ``tags``
+    (one string per person, e.g. a track id "#3") prefix the pose-quality labels. ``radius`` draws each drawn
+    keypoint's conformal radius (``keypoint_radius``, where the model is calibrated) as a thin circle in the
+    keypoint's colour: the true keypoint lies inside with probability 0.9.
     """
     img = np.asarray(bgr)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.size == 0:
@@ -522,20 +537,23 @@ def render_people(bgr: np.ndarray, people: list["PersonPose"], show_all: bool = 
     if radius:
         _draw_radii(out, people, prepared, st)
     _draw_skeletons(out, prepared, st)
-    labels = _place_labels(prepared, st, h, w)
+    if tags is not None and len(tags) != len(people):
+        raise PosecalInputError(f"render_people: {len(tags)} tags for {len(people)} people")
+    labels = _place_labels(prepared, st, h, w, tags)
     for lab in labels:
         _draw_label(out, lab, st)
-    if not legend:
+    if not legend or not prepared:   # nobody drawn: nothing for a legend to explain
         return out
     show_faint = show_all and any((p.vis == 0).any() for p in prepared)
-    placed = _place_legend(st, h, w, prepared, labels, show_faint)
-    if placed is not None:
+    # a free corner at the image's text size, else smaller text, else the corner that hides the least:
+    # the render always keeps the input's size (videos and side-by-side comparisons need that)
+    for scale in (1.0, 0.8, 0.65):
+        placed = _place_legend(st, h, w, prepared, labels, show_faint, th=max(6.0, scale * st.th))
+        if placed is not None:
+            break
+    else:
+        placed = _place_legend(st, h, w, prepared, labels, show_faint, th=max(6.0, 0.65 * st.th), strict=False)
+    if placed is not None:   # None: even the smallest legend is larger than the image allows
         lg, x0, y0 = placed
         lg.paint(out, x0, y0, panel=True)
-        return out
-    # no free corner (small image, or people everywhere): a strip below hides nothing
-    lg = _Legend(st.th, w - 2 * max(3, round(0.6 * st.th)), show_faint)
-    strip = np.empty((lg.h, w, 3), np.uint8)
-    strip[:] = _DARK
-    lg.paint(strip, 0, 0, panel=False)
-    return np.concatenate([out, strip], 0)
+    return out

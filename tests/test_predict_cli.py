@@ -29,7 +29,10 @@ def coco(tmp_path):
 
 
 def predict(model, *args) -> int:
-    return main(["predict", *map(str, args), "--model", str(model), "--no-progress"])
+    """`posecal predict` with the tiny model; whole images (keeping every pose) unless the test picks boxes."""
+    args = [str(a) for a in args]
+    whole = [] if {"--detector", "--boxes"} & set(args) else ["--detector", "none", "--min-pose-quality", "0"]
+    return main(["predict", *args, *whole, "--model", str(model), "--no-progress"])
 
 
 def test_folder_to_coco_results_with_ids_trust_fields_and_overlays(tiny_model, coco, tmp_path, capsys):
@@ -64,7 +67,7 @@ def test_score_mode_and_whole_image_box(tiny_model, coco, tmp_path):
     assert predict(tiny_model, img_dir / "img0.jpg", "--out", out, "--score-mode", "heatmap", "--no-flip") == 0
     r = json.loads(out.read_text())[0]
     assert r["bbox"] == [0, 0, 120, 160] and r["image_id"] == 1 and r["file_name"] == "img0.jpg"
-    person = Predictor(tiny_model, flip=False)(str(img_dir / "img0.jpg"))[0]
+    person = Predictor(tiny_model, flip=False, detector=None, min_pose_quality=0)(str(img_dir / "img0.jpg"))[0]
     assert r["score"] == pytest.approx(person.heatmap_scores.mean(), abs=1e-4)
     assert r["pose_quality"] == pytest.approx(person.pose_quality, abs=1e-4)
 

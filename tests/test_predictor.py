@@ -16,7 +16,7 @@ def predictor(tmp_path_factory):
                       head_hidden=16)
     save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path,
                half=True)
-    return Predictor.from_checkpoint(path)
+    return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0)  # no boxes: the whole image
 
 
 def test_predictor_returns_typed_people(predictor):

@@ -104,11 +104,14 @@ def test_copy_shape_dtype_and_input_untouched():
 
 def test_legend_in_corner_only_when_asked():
     img = canvas(600, 800)
-    on = render_people(img, [], legend=True)
-    off = render_people(img, [], legend=False)
+    kp = KP * 0.5 + [20, 20]                                  # a small person in the top-left corner
+    on = render_people(img, [person(vis=None, kp=kp)], legend=True)
+    off = render_people(img, [person(vis=None, kp=kp)], legend=False)
     assert on.shape == img.shape
-    assert np.array_equal(off, img) and not np.shares_memory(off, img)   # empty list: a plain copy
+    assert np.array_equal(render_people(img, [], legend=True), img)     # nobody found: no legend
     h, w = img.shape[:2]
+    assert np.array_equal(on[:h // 2], off[:h // 2]) and np.array_equal(on[:, :w // 2], off[:, :w // 2])
+    on = on - off                                             # the legend alone
     br = on[h // 2:, w // 2:]
     assert br.max() > 200                                     # text and colour bar in the bottom-right
     assert on[:h // 2].max() == 0 and on[:, :w // 2].max() == 0  # other corners untouched
@@ -130,14 +133,20 @@ def test_legend_avoids_people():
         assert np.abs(px(out, kp[k]) - quality_color(Q[k])).max() <= 2
 
 
-def test_small_image_gets_legend_strip_below():
-    img = np.full((150, 120, 3), 90, np.uint8)
-    kp = KP * 0.35
+@pytest.mark.parametrize("hw", [(150, 120), (270, 480), (100, 100)])
+def test_small_image_keeps_its_size_with_a_smaller_legend_in_a_corner(hw):
+    h, w = hw
+    img = np.full((h, w, 3), 90, np.uint8)
+    kp = KP * (0.35 * h / 150)
     out = render_people(img, [person(kp=kp)], legend=True)
-    assert out.shape[1] == 120 and out.shape[0] > 150 and out.dtype == np.uint8
-    assert np.array_equal(out[:150], render_people(img, [person(kp=kp)], legend=False))
-    assert out[150:].max() > 200                              # legend text / bar in the strip
-    assert np.array_equal(render_people(img, [], legend=True)[:150], img)
+    assert out.shape == img.shape and out.dtype == np.uint8   # a render keeps the input's size
+    plain = render_people(img, [person(kp=kp)], legend=False)
+    if min(h, w) >= 120:
+        changed = np.nonzero((out != plain).any(-1))
+        assert out.max() > 200 and len(changed[0]) > 200    # a legend (white text, colour bar) was drawn
+        ys, xs = changed                                      # ... inside one corner quarter-ish panel
+        assert (ys.min() < 12 or ys.max() > h - 13) and (xs.min() < 12 or xs.max() > w - 13)
+    assert np.array_equal(render_people(img, [], legend=True), img)
 
 
 def test_huge_image_is_fast():
@@ -168,3 +177,18 @@ def test_robust_to_nan_and_bad_input():
         render_people(canvas().astype(np.float32), [])
     with pytest.raises(PosecalInputError):
         render_people(canvas(), [PersonPose(np.zeros(4), KP, Q[:5], Q, 0.5)])
+
+
+def test_quality_tags_of_a_group_do_not_overlap():
+    """Five people 20 px apart, their boxes overlapping (a group): each tag finds a spot of its own."""
+    from posecal.render import _place_labels, _prepare, _style
+
+    img = canvas(400, 600)
+    group = [person(vis=None, kp=KP * 0.8 + [20 * i, 60]) for i in range(5)]
+    st = _style(*img.shape[:2])
+    labels = _place_labels([_prepare(p, False) for p in group], st, *img.shape[:2], tags=[f"#{i}" for i in range(5)])
+    rects = [lab.rect for lab in labels]
+    overlaps = [(n, m) for n, a in enumerate(rects) for m, b in enumerate(rects[:n])
+                if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])]
+    assert overlaps == []
+    assert [lab.text.split()[0] for lab in labels] == ["#0", "#1", "#2", "#3", "#4"]

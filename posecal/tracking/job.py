@@ -1,0 +1,214 @@
+"""`posecal track`: poses with identities over videos -> COCO keypoint results with a track_id, and a video.
+
+Per frame: person boxes (the detector every `detect_every` frames; in between, boxes propagated from each live
+track's last pose), poses for those boxes, pose NMS, then the tracker (association, births and deaths,
+smoothing). Output contract, which checks rely on: one COCO keypoint result per tracked person and frame
+with `image_id` = frame index (0-based), `file_name` = "VIDEO#FRAME", an integer `track_id`, and every field
+of `posecal predict` (keypoints as x, y, keypoint quality triples; pose_quality, keypoint_quality,
+visibility, visibility_probs, box_score, bbox, score).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from posecal.detector import load_detector
+from posecal.errors import PosecalInputError
+from posecal.io import write_json_atomic
+from posecal.nms import pose_nms
+from posecal.outputs import check_output_dir, check_output_file
+from posecal.predictor import Predictor, someone_there
+from posecal.sources import Frame, Problem, collect, is_video, iter_frames
+from posecal.tracking.associate import box_iou, trusted
+from posecal.tracking.tracker import Tracker, TrackerConfig
+
+
+@dataclass
+class TrackConfig:
+    videos: list[str]
+    out: str = "tracks.json"
+    render: str | None = None            # OUT.mp4 (one video) or a folder (several)
+    model: str | None = None
+    detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
+    detector_threshold: float = 0.3
+    detect_every: int = 1                # run the detector on every N-th frame; boxes from poses in between
+    keep_quality: float = 0.15           # a pose from a propagated box below this pose quality: the person left
+    backend: str = "onnx"
+    flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
+    threads: int = 2
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    progress: bool = True
+
+
+@dataclass
+class TrackSummary:
+    frames: int
+    results: int
+    tracks: int
+    seconds: float
+
+
+def boxes_from_pose(person, min_quality: float = 0.3, margin: float = 0.15) -> np.ndarray:
+    """Where a tracked person will be in the next frame: the box around their trusted keypoints grown by
+    `margin` on each side (the detector's boxes reach past the outermost joints), else their last box."""
+    ok = trusted(person.keypoint_quality, person.visibility, min_quality)
+    if ok.sum() < 3:
+        return np.asarray(person.box, float)
+    xy = np.asarray(person.keypoints, float)[ok]
+    lo, hi = xy.min(0), xy.max(0)
+    size = np.maximum(hi - lo, 0.25 * np.asarray(person.box[2:], float))
+    lo, hi = lo - margin * size, hi + margin * size
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
+def frame_boxes(frame_bgr, detector, tracker: Tracker, detect: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
+    On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
+    of people; a track should not blink out with it). No detector: the whole frame stands for the detection."""
+    h, w = frame_bgr.shape[:2]
+    if not detect:
+        det_boxes, det_scores = np.zeros((0, 4)), np.zeros(0)
+    elif detector is None:
+        det_boxes, det_scores = np.array([[0.0, 0.0, w, h]]), np.ones(1)
+    else:
+        det_boxes, det_scores = detector(frame_bgr)
+    prop = np.array([boxes_from_pose(p) for p in tracker.live_people()]).reshape(-1, 4)
+    if len(prop):
+        lo = np.clip(prop[:, :2], 0, [w, h])
+        hi = np.clip(prop[:, :2] + prop[:, 2:], 0, [w, h])
+        prop = np.concatenate([lo, hi - lo], 1)
+        prop = prop[(prop[:, 2] >= 4) & (prop[:, 3] >= 4)]
+    if len(prop) and len(det_boxes):
+        prop = prop[box_iou(prop, det_boxes).max(1) < 0.3]
+    boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
+    scores = np.concatenate([det_scores, np.full(len(prop), 1.0)])
+    return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
+
+
+def video_fps(path: Path) -> float:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
+
+
+class VideoOut:
+    """An overlay video written to a temp file and renamed into place when complete (as write_atomic does)."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}", suffix=".tmp.mp4")
+        os.close(fd)
+        self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self.writer.isOpened():
+            os.remove(self.tmp)
+            raise PosecalInputError(f"{self.path}: OpenCV cannot write an mp4 video here")
+
+    def write(self, bgr: np.ndarray) -> None:
+        self.writer.write(bgr)
+
+    def close(self, keep: bool = True) -> None:
+        self.writer.release()
+        if keep:
+            os.replace(self.tmp, self.path)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path, Path]:
+    if not cfg.render:
+        return {}
+    if len(videos) == 1 and Path(cfg.render).suffix.lower() == ".mp4":
+        return {videos[0][0]: check_output_file(cfg.render, "--render")}
+    folder = check_output_dir(cfg.render, "--render")
+    return {path: folder / f"{Path(name).stem}.mp4" for path, name in videos}
+
+
+def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
+    """Track every video of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose) list."""
+    from posecal.predict import _entries
+    from posecal.render import render_people
+
+    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    if cfg.detect_every < 1:
+        raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
+    check_output_file(cfg.out, "--out")
+    files, problems = collect(cfg.videos)
+    for p in problems:
+        log(p.message)
+    for path, _ in [f for f in files if not is_video(f[0])]:
+        log(f"{path}: not a video; posecal track reads videos (use posecal predict for images)")
+    files = [f for f in files if is_video(f[0])]
+    if not files:
+        raise PosecalInputError("nothing to do: no video among " + ", ".join(cfg.videos))
+    renders = render_paths(cfg, files)
+    t0 = time.time()
+    detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
+    backend = cfg.backend
+    if backend == "onnx" and not str(cfg.model or "").endswith(".onnx") and not _can_export():
+        log("onnx and onnxscript are not installed (pip install 'posecal[onnx]'), so the pose network runs "
+            "in PyTorch (slower)")
+        backend = "torch"
+    predictor = Predictor(cfg.model, flip=cfg.flip, backend=backend, threads=cfg.threads, detector=None)
+    mode = "oks" if predictor.config.quality_heads else "heatmap"
+    results, n_frames, next_id = [], 0, 1
+    for path, name in files:
+        tracker, fps, out_video = Tracker(cfg.tracker, first_id=next_id), video_fps(path), None
+        try:
+            for frame in tqdm(iter_frames([(path, name)]), desc=name, unit="frame",
+                              disable=not cfg.progress):
+                if isinstance(frame, Problem):
+                    log(frame.message)
+                    continue
+                n_frames += 1
+                tracked = track_frame(frame, detector, predictor, tracker, fps, cfg, mode,
+                                      detect=frame.frame_index % cfg.detect_every == 0)
+                for track_id, person in tracked:
+                    entry = _entries(frame, [person], frame.frame_index, mode)[0]
+                    entry["track_id"] = int(track_id)
+                    results.append(entry)
+                if keep is not None:
+                    keep(frame, tracked)
+                if path in renders:
+                    if out_video is None:
+                        h, w = frame.bgr.shape[:2]
+                        out_video = VideoOut(renders[path], fps, (w, h))
+                    out_video.write(render_people(frame.bgr, [p for _, p in tracked],
+                                                  tags=[f"#{i}" for i, _ in tracked]))
+        except BaseException:
+            if out_video is not None:
+                out_video.close(keep=False)
+            raise
+        if out_video is not None:
+            out_video.close()
+        next_id = tracker.next_id
+    write_json_atomic(results, cfg.out, indent=None)
+    return TrackSummary(n_frames, len(results), next_id - 1, time.time() - t0)
+
+
+def _can_export() -> bool:
+    """The in-memory ONNX export of a .pt model needs onnx and onnxscript (the `onnx` extra)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
+
+
+def track_frame(frame: Frame, detector, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
+                mode: str, detect: bool) -> list[tuple[int, object]]:
+    """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs."""
+    boxes, scores, propagated = frame_boxes(frame.bgr, detector, tracker, detect)
+    people = predictor.predict_many([(frame.bgr, boxes, scores)], bgr=True)[0] if len(boxes) else []
+    # a propagated box that no longer holds a person (they left, or the track drifted) is let go
+    people = [p for p, prop in zip(people, propagated)
+              if not prop or someone_there(p, cfg.keep_quality)]
+    if len(people) > 1:
+        people = pose_nms(people, "oks", 0.9, mode)
+    return tracker.update(people, frame.frame_index / fps)

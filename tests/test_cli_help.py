@@ -1,0 +1,47 @@
+"""First-run polish: every CLI option says what it does and, when it has one, its default; --version works."""
+import argparse
+
+import pytest
+
+import posecal
+from posecal import cli
+
+
+def _subparsers(monkeypatch) -> dict[str, argparse.ArgumentParser]:
+    seen = {}
+
+    def grab(self, *args, **kwargs):
+        seen["parser"] = self
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", grab)
+    with pytest.raises(SystemExit):
+        cli.main([])
+    sub = next(a for a in seen["parser"]._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_option_has_help_and_its_default(monkeypatch):
+    subs = _subparsers(monkeypatch)
+    assert {"demo", "predict", "track", "export", "eval", "train", "pack"} <= set(subs)
+    missing = []
+    for name, parser in subs.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            text = action.help or ""
+            shows_default = action.default in (None, False) or not action.option_strings or "default" in text
+            if not text or not shows_default:
+                missing.append(f"{name} {action.option_strings or action.dest}")
+    assert missing == []
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"posecal {posecal.__version__}"
+
+
+def test_keypoint_names_are_exported():
+    assert posecal.KEYPOINT_NAMES[0] == "nose" and posecal.KEYPOINT_NAMES[-1] == "right_ankle"
+    assert len(posecal.KEYPOINT_NAMES) == 17

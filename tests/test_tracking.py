@@ -1,0 +1,202 @@
+"""Tracking: One-Euro filter on known signals, association and hysteresis on synthetic people, and
+`posecal track` end to end on a video the test writes (output contract, pycocotools loadRes, render size)."""
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from posecal.predictor import PersonPose
+from posecal.tracking.associate import box_iou, match, similarity
+from posecal.tracking.one_euro import OneEuroFilter, smoothing_factor
+from posecal.tracking.tracker import Tracker, TrackerConfig, keypoint_cutoffs
+
+from conftest import STANDING
+
+
+def test_smoothing_factor_by_hand():
+    # cutoff 1/(2 pi) Hz -> tau = 1 s; at dt = 1 s alpha = 1 / (1 + 1) = 0.5
+    assert smoothing_factor(1 / (2 * math.pi), 1.0) == pytest.approx(0.5)
+    assert smoothing_factor(1 / (2 * math.pi), 3.0) == pytest.approx(0.75)
+
+
+def test_one_euro_step_and_constant_signal():
+    f = OneEuroFilter(min_cutoff=1 / (2 * math.pi), beta=0.0)
+    assert f(np.array([0.0]), 0.0)[0] == 0.0            # first sample passes through
+    assert f(np.array([1.0]), 1.0)[0] == pytest.approx(0.5)
+    assert f(np.array([1.0]), 2.0)[0] == pytest.approx(0.75)
+    assert f(np.array([1.0]), 3.0)[0] == pytest.approx(0.875)
+    g = OneEuroFilter(min_cutoff=2.0, beta=5.0)
+    for t in range(10):
+        assert g(np.full(3, 7.0), t * 0.1) == pytest.approx(np.full(3, 7.0))  # a constant stays put
+
+
+def test_one_euro_noise_damped_and_fast_motion_followed():
+    rng = np.random.default_rng(0)
+    t = np.arange(200) / 30.0
+    noisy = 5 + rng.normal(0, 1, 200)
+    f = OneEuroFilter(min_cutoff=0.5, beta=0.0)
+    out = np.array([f(np.array([v]), ti)[0] for v, ti in zip(noisy, t)])
+    assert np.std(np.diff(out[50:])) < 0.25 * np.std(np.diff(noisy[50:]))  # jitter mostly gone
+    ramp = 100 * t                                          # fast motion: beta raises the cutoff, less lag
+    lag = {}
+    for beta in (0.0, 0.5):
+        f = OneEuroFilter(min_cutoff=0.5, beta=beta)
+        out = np.array([f(np.array([v]), ti)[0] for v, ti in zip(ramp, t)])
+        lag[beta] = ramp[-1] - out[-1]
+    assert lag[0.5] < 0.2 * lag[0.0]
+
+
+def test_one_euro_per_element_cutoff_and_reset():
+    f = OneEuroFilter(beta=0.0)
+    f(np.zeros(3), 0.0)
+    out = f(np.ones(3), 1.0, min_cutoff=np.array([1 / (2 * math.pi), 1e6, 1 / (2 * math.pi)]),
+            reset=np.array([False, False, True]))
+    assert out == pytest.approx([0.5, 1.0, 1.0], abs=1e-5)  # damped, follows at once, restarted from raw
+
+
+def test_trusted_keypoints_follow_faster():
+    cfg = TrackerConfig()
+    cut = keypoint_cutoffs(np.array([1.0, 0.0, 1.0]), np.array([2, 2, 1]), cfg)
+    assert cut[0] == pytest.approx(cfg.trusted_cutoff) and cut[1] == pytest.approx(cfg.doubtful_cutoff)
+    assert cfg.doubtful_cutoff < cut[2] < cut[0]
+
+
+def test_box_iou_and_match_by_hand():
+    np.testing.assert_allclose(box_iou([[0, 0, 10, 10]], [[5, 0, 10, 10], [20, 20, 5, 5]]), [[50 / 150, 0]])
+    sim = np.array([[0.9, 0.8], [0.85, 0.1], [0.0, 0.05]])
+    pairs, rows, cols = match(sim, 0.3)
+    assert pairs == [(0, 1), (1, 0)] and rows == [2] and cols == []   # total 1.65 beats greedy 0.9 + 0.1
+
+
+def _pose(xy, quality=0.8, kq=0.9, vis=2):
+    xy = np.asarray(xy, float)
+    lo, hi = xy.min(0) - 10, xy.max(0) + 10
+    k = len(xy)
+    return PersonPose(np.r_[lo, hi - lo], xy, np.full(k, kq), np.full(k, kq), quality, np.full(k, vis),
+                      np.tile([0.0, 0.0, 1.0], (k, 1)))
+
+
+def test_similarity_falls_back_to_box_iou_without_trusted_keypoints():
+    a, b = _pose(STANDING), _pose(STANDING + [3, 0])
+    trust_all, trust_none = np.ones((1, 17), bool), np.zeros((1, 17), bool)
+    s = similarity(a.keypoints[None], trust_all, a.box[None], b.keypoints[None], trust_all, b.box[None])
+    assert s[0, 0] == pytest.approx(0.902, abs=0.002)         # OKS of a 3 px shift, by hand: 15.339 / 17
+    s = similarity(a.keypoints[None], trust_none, a.box[None], b.keypoints[None], trust_all, b.box[None])
+    assert s[0, 0] == pytest.approx(box_iou(a.box, b.box)[0, 0])
+
+
+def test_two_crossing_people_keep_their_ids():
+    """A walks right, B walks left, B a little lower; they cross in the middle (boxes overlap for several
+    frames), the detections come in a shuffled order, and A is missed for 3 frames just after the crossing."""
+    rng = np.random.default_rng(1)
+    tracker = Tracker(TrackerConfig(smooth=False))
+    seen = {"A": set(), "B": set()}
+    for f in range(30):
+        a = _pose(STANDING + [20 + 12 * f, 0] + rng.normal(0, 1, (17, 2)))
+        b = _pose(STANDING + [380 - 12 * f, 40] + rng.normal(0, 1, (17, 2)))
+        people = [("B", b)] + ([] if 17 <= f <= 19 else [("A", a)])
+        if rng.random() < 0.5:
+            people.reverse()
+        out = tracker.update([p for _, p in people], f / 10)
+        ids = {id(p): n for n, p in people}
+        for track_id, p in out:
+            seen[ids[id(p)]].add(track_id)
+    assert seen == {"A": {1}, "B": {2}} or seen == {"A": {2}, "B": {1}}
+
+
+def test_hysteresis_births_and_deaths():
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, birth_hits=2, max_misses=3))
+    strong, weak = _pose(STANDING), _pose(STANDING + [200, 0], quality=0.2)
+    assert [i for i, _ in tracker.update([strong, weak], 0.0)] == [1]    # strong: at once; weak: tentative
+    assert [i for i, _ in tracker.update([weak], 0.1)] == [2]            # weak confirmed on its 2nd frame
+    assert [i for i, _ in tracker.update([], 0.2)] == []
+    assert [i for i, _ in tracker.update([], 0.3)] == []
+    assert [i for i, _ in tracker.update([strong], 0.4)] == [1]          # back within max_misses: same id
+    blip = _pose(STANDING + [0, 300], quality=0.2)
+    assert [i for i, _ in tracker.update([strong, blip], 0.5)] == [1]   # one weak frame invents nobody
+    assert [i for i, _ in tracker.update([strong], 0.6)] == [1]
+    for t in range(4):
+        tracker.update([], 0.7 + t / 10)
+    assert [i for i, _ in tracker.update([strong], 1.1)] == [3]          # gone > max_misses: a new id
+
+
+def test_smoothing_reduces_jitter_on_a_still_person():
+    rng = np.random.default_rng(2)
+    raw, smooth = Tracker(TrackerConfig(smooth=False)), Tracker(TrackerConfig(smooth=True))
+    tracks = {0: [], 1: []}
+    for f in range(40):
+        p = _pose(STANDING + rng.normal(0, 2, (17, 2)))
+        tracks[0].append(raw.update([p], f / 25)[0][1].keypoints)
+        tracks[1].append(smooth.update([p], f / 25)[0][1].keypoints)
+    jitter = [np.abs(np.diff(np.array(tracks[i]), 2, axis=0)).mean() for i in (0, 1)]
+    assert jitter[1] < 0.5 * jitter[0]
+
+
+def _write_video(path, frames=8, size=(160, 120)):
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for f in range(frames):
+        img = np.full((h, w, 3), 40, np.uint8)
+        kp = STANDING * 0.7 + [10 + 3 * f, 5]
+        for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12)):
+            cv2.line(img, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), (200, 180, 160), 3)
+        writer.write(img)
+    writer.release()
+
+
+def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    from posecal.cli import main
+
+    video = tmp_path / "walk.mp4"
+    _write_video(video)
+    out, render = tmp_path / "tracks.json", tmp_path / "walk_tracked.mp4"
+    assert main(["track", str(video), "--out", str(out), "--render", str(render), "--detector", "none",
+                 "--model", str(_tiny(tmp_path)), "--backend", "torch", "--no-progress"]) == 0
+    assert "track(s)" in capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert results, "the whole-frame person should be tracked"
+    for r in results:
+        assert isinstance(r["track_id"], int) and r["file_name"] == f"walk.mp4#{r['image_id']}"
+        assert {"keypoints", "score", "bbox", "pose_quality", "keypoint_quality", "visibility",
+                "visibility_probs", "box_score", "category_id"} <= set(r)
+    assert len({(r["image_id"], r["track_id"]) for r in results}) == len(results)
+    gt = {"images": [{"id": i, "file_name": f"walk.mp4#{i}", "width": 160, "height": 120} for i in range(8)],
+          "annotations": [], "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    loaded = COCO(str(tmp_path / "gt.json")).loadRes(str(out))
+    assert len(loaded.getAnnIds()) == len(results)
+    cap = cv2.VideoCapture(str(render))
+    n, shapes = 0, set()
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        n, shapes = n + 1, shapes | {frame.shape}
+    assert n == 8 and shapes == {(120, 160, 3)}               # the render keeps the input's size
+
+
+def _tiny(tmp_path):
+    from posecal.checkpoint import save_model
+    from posecal.config import ModelConfig
+    from posecal.models.estimator import build_estimator
+
+    path = tmp_path / "tiny.pt"
+    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
+                      head_hidden=16)
+    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
+    return path
+
+
+def test_track_refuses_images_and_bad_options(tmp_path, capsys):
+    from posecal.cli import main
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((10, 10, 3), np.uint8))
+    assert main(["track", str(tmp_path / "a.png"), "--out", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert "a.png: not a video" in err and "nothing to do" in err
+    with pytest.raises(SystemExit):
+        main(["track", "x.mp4", "--detect-every", "0"])
