@@ -99,7 +99,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
                 persons = pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
             elif detector is None and box_file is None:
                 persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
-            results.extend(_entries(frame, persons, image_id, mode))
+            results.extend(result_entries(frame, persons, image_id, mode))
             if cfg.render:
                 _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
             if keep_people:
@@ -172,7 +172,7 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.nda
     return np.array([[0.0, 0.0, w, h]]), np.ones(1), False, []
 
 
-def _entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:
+def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:
     """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields."""
     r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
     out = []

@@ -53,3 +53,19 @@ def make_coco(folder: Path, n_images: int = 4, size=(120, 160), seed: int = 0) -
 @pytest.fixture
 def tiny_coco(tmp_path):
     return make_coco(tmp_path)
+
+
+def tiny_heads_predictor(folder: Path):
+    """A Predictor on an untrained tiny model with all heads (48x64 input), fp16 on disk like a packed model;
+    no detector: an image without boxes is one whole-image box, always kept."""
+    from posecal.checkpoint import save_model
+    from posecal.config import ModelConfig
+    from posecal.models.estimator import build_estimator
+    from posecal.predictor import Predictor
+
+    path = folder / "heads.pt"
+    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
+                      head_hidden=16)
+    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path,
+               half=True)
+    return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0)

@@ -6,23 +6,16 @@ import warnings
 import numpy as np
 import pytest
 
-from posecal import Predictor
-from posecal.checkpoint import save_model
-from posecal.config import ModelConfig
 from posecal.errors import PosecalInputError
-from posecal.models.estimator import build_estimator
+
+from conftest import tiny_heads_predictor
 
 IMG = np.random.default_rng(0).integers(0, 255, (120, 90, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "heads.pt"
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
-                      head_hidden=16)
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path,
-               half=True)
-    return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0)  # no boxes: the whole image
+    return tiny_heads_predictor(tmp_path_factory.mktemp("m"))
 
 
 def _refused(call, message: str) -> str:

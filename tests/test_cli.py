@@ -10,19 +10,25 @@ from posecal.cli import main
 from conftest import make_coco
 
 
-@pytest.fixture
-def trained(tmp_path):
-    ann, img_dir = make_coco(tmp_path / "data", n_images=4)
+def write_train_config(tmp_path, ann, img_dir, batch_size: int, max_steps: int):
+    """A 1-epoch config on the tiny set, tiny untrained model, training into tmp_path/run."""
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"""
 out_dir: {tmp_path / 'run'}
 data: {{train_annotations: {ann}, train_images: {img_dir}, val_annotations: {ann}, val_images: {img_dir}}}
 model: {{input_wh: [48, 64], head_widths: [16, 16, 8], imagenet: false}}
 epochs: 1
-batch_size: 2
-max_steps: 2
+batch_size: {batch_size}
+max_steps: {max_steps}
 num_workers: 0
 """)
+    return cfg
+
+
+@pytest.fixture
+def trained(tmp_path):
+    ann, img_dir = make_coco(tmp_path / "data", n_images=4)
+    cfg = write_train_config(tmp_path, ann, img_dir, batch_size=2, max_steps=2)
     assert main(["train", str(cfg), "--no-progress"]) == 0
     return tmp_path, ann, img_dir
 
@@ -166,16 +172,7 @@ def test_train_leaves_out_unreadable_images_and_goes_on(tmp_path, capsys):
     good = (img_dir / "img1.jpg").read_bytes()
     (img_dir / "img1.jpg").write_bytes(good[: len(good) // 2])                 # truncated: caught up front
     (img_dir / "img2.jpg").write_bytes(b"\xff\xd8" + bytes(200) + b"\xff\xd9")  # decodes to nothing: caught mid-run
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"""
-out_dir: {tmp_path / 'run'}
-data: {{train_annotations: {ann}, train_images: {img_dir}, val_annotations: {ann}, val_images: {img_dir}}}
-model: {{input_wh: [48, 64], head_widths: [16, 16, 8], imagenet: false}}
-epochs: 1
-batch_size: 3
-max_steps: 1
-num_workers: 0
-""")
+    cfg = write_train_config(tmp_path, ann, img_dir, batch_size=3, max_steps=1)
     with pytest.warns(UserWarning, match="img2.jpg: cannot decode image"):  # validation skips it too
         assert main(["train", str(cfg), "--no-progress"]) == 0
     err = capsys.readouterr().err

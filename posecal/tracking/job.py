@@ -25,6 +25,7 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
 from posecal.nms import pose_nms
 from posecal.outputs import check_output_dir, check_output_file
+from posecal.predict import result_entries
 from posecal.predictor import Predictor, someone_there
 from posecal.sources import Frame, Problem, collect, is_video, iter_frames
 from posecal.tracking.associate import box_iou, trusted
@@ -134,7 +135,6 @@ def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path,
 
 def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     """Track every video of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose) list."""
-    from posecal.predict import _entries
     from posecal.render import render_people
 
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
@@ -172,7 +172,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                 tracked = track_frame(frame, detector, predictor, tracker, fps, cfg, mode,
                                       detect=frame.frame_index % cfg.detect_every == 0)
                 for track_id, person in tracked:
-                    entry = _entries(frame, [person], frame.frame_index, mode)[0]
+                    entry = result_entries(frame, [person], frame.frame_index, mode)[0]
                     entry["track_id"] = int(track_id)
                     results.append(entry)
                 if keep is not None:
