@@ -6,8 +6,11 @@ each forward is the in-model flip test, one batch of 2) and the whole per-crop p
 flip-test forward as one batch of 2 + DARK decode).
 Without --model it times an untrained model of the given backbone and input size (latency does not depend on
 the weights): pose network only, or with the heads with --quality-heads.
+--onnx FILE ...: only the ONNX Runtime forward of exported files (`posecal export`, fp32 or `--int8`; flip test
+as exported), each on the same real crops.
 Usage: python bench/latency.py [--model CKPT | --backbone efficientnet_lite1 --input-wh 192 256] [--flip-test]
        [--n 100] [--threads 2] [--cpu-time]
+       python bench/latency.py --onnx fp32.onnx int8.onnx [--n 100] [--threads 2] [--cpu-time]
 """
 from __future__ import annotations
 
@@ -52,8 +55,12 @@ def main() -> None:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time the process's CPU time, not wall time: with --threads 1 it hardly depends on what else "
                          "the machine runs (with more threads it also counts their spin-waits)")
+    ap.add_argument("--onnx", nargs="+", metavar="FILE", help="time these exported .onnx files only")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
+    if args.onnx:
+        onnx_latency(args.onnx, args.n, args.threads, clock)
+        return
     torch.set_num_threads(args.threads)
     untrained = args.backbone is not None or args.input_wh is not None or args.quality_heads
     if untrained and args.model:
@@ -96,6 +103,18 @@ def main() -> None:
     print(f"forward, TorchScript frozen:  {jit:6.2f} ms/crop")
     print(f"forward, ONNX Runtime:        {ort_ms:6.2f} ms/crop")
     print(f"crop + flip-test forward + DARK decode (frozen): {full:6.2f} ms/crop")
+
+
+def onnx_latency(files, n: int, threads: int, clock) -> None:
+    """Batch-1 ONNX Runtime forward of exported posecal files, median over the first n val crops."""
+    records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")[:n]
+    print(f"{threads} thread(s), batch 1, median {'CPU' if clock is time.process_time else 'wall'} time over "
+          f"{len(records)} real val crops")
+    for path in files:
+        model = OnnxEstimator(path, threads=threads)
+        ds = TopDownDataset(records, model.config.input_wh)
+        ms = median_ms(model.run, [ds[i]["image"][None] for i in range(len(ds))], clock=clock)
+        print(f"{path}: {ms:6.2f} ms/crop (flip test {'in the graph, batch of 2' if model.flip_test else 'off'})")
 
 
 if __name__ == "__main__":

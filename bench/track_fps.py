@@ -1,13 +1,14 @@
 """`posecal track` speed per option on a real video, and the pose network's per-crop latency beside MoveNet's.
 
 Usage: python bench/track_fps.py [--video ../shared/data/videos/vtest_pedestrians_20s.avi] [--frames 60]
-                                 [--threads 2] [--calibration 64] [--skip-fps] [--skip-ap]
+                                 [--threads 2] [--calibration 200] [--skip-fps] [--skip-ap]
 
 Prints, for each option set (backend, int8, flip, detector every N): frames per second over the first
 --frames frames, detector and everything included (wall clock, and per process CPU second, which with
 --threads 1 hardly depends on what else the machine runs), tracks and tracked poses. Then per-crop latency,
-batch 1: the pose network fp32 (onnxruntime), int8 (static quantisation on --calibration real val crops) and
-MoveNet Lightning int8 (ai-edge-litert, skipped when not installed or the model is missing).
+batch 1: the pose network fp32 (onnxruntime), int8 (static quantisation, ranges from --calibration real crops of
+the train split, as `posecal export --int8` makes it) and MoveNet Lightning int8 (ai-edge-litert, skipped when not
+installed or the model is missing).
 Without --skip-ap it also prints the int8 model's COCO AP on the val crops beside fp32 (GT boxes, no flip).
 """
 from __future__ import annotations
@@ -43,29 +44,25 @@ def trimmed(video: Path, frames: int, folder: Path) -> Path:
     return out
 
 
-def calibration_crops(n: int, offset: int = 0):
-    from posecal.checkpoint import load_model
-    from posecal.data.coco import load_coco_persons
-    from posecal.data.topdown import TopDownDataset
+def val_crops(n: int, input_wh) -> np.ndarray:
+    from posecal.quantize import calibration_crops
 
-    _, cfg, _ = load_model(None)
-    records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")
-    ds = TopDownDataset(records[offset:offset + n], cfg.input_wh)
-    return np.stack([ds[i]["image"].numpy() for i in range(len(ds))])
+    return calibration_crops(CROPS / "annotations" / "val.json", CROPS / "images", input_wh, n)
 
 
 def model_files(folder: Path, n_calib: int) -> dict[str, Path]:
-    """The shipped model exported without flip (fp32) and its int8 quantisation, as files in `folder`."""
+    """The shipped model exported without flip (fp32) and its int8 quantisation, as files in `folder`
+    (what `posecal export --no-flip [--int8 train.json --images DIR]` writes)."""
     from posecal.checkpoint import load_model
-    from posecal.export import onnx_bytes
-    from posecal.quantize import quantize_int8
+    from posecal.export import export_onnx
+    from posecal.quantize import calibration_crops
 
-    model, cfg, _ = load_model(None)
-    fp32 = onnx_bytes(model, cfg, flip_test=False)
+    model, cfg, meta = load_model(None)
     files = {"fp32": folder / "pose_fp32.onnx", "int8": folder / "pose_int8.onnx"}
-    files["fp32"].write_bytes(fp32)
-    # calibration crops come from the train-disjoint val split's second half; AP is measured on all of val
-    files["int8"].write_bytes(quantize_int8(fp32, calibration_crops(n_calib, offset=400)))
+    # int8 ranges from train-split crops: AP is measured on val, which they must not have seen
+    crops = calibration_crops(CROPS / "annotations" / "train.json", CROPS / "images", cfg.input_wh, n_calib)
+    for name, int8 in (("fp32", None), ("int8", crops)):
+        export_onnx(model, cfg, files[name], flip_test=False, calibration=meta.get("calibration"), int8_crops=int8)
     return files
 
 
@@ -88,7 +85,9 @@ def track_fps(video: Path, model: Path | None, backend: str, flip: bool, every: 
 def crop_latency(files: dict[str, Path], threads: int) -> None:
     import onnxruntime as ort
 
-    x = calibration_crops(50)
+    from posecal.export import OnnxEstimator
+
+    x = val_crops(50, OnnxEstimator(files["fp32"], threads=1).config.input_wh)
     for name, path in files.items():
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -141,7 +140,7 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=SHARED / "data" / "videos" / "vtest_pedestrians_20s.avi")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--calibration", type=int, default=64)
+    ap.add_argument("--calibration", type=int, default=200)
     ap.add_argument("--skip-fps", action="store_true")
     ap.add_argument("--skip-ap", action="store_true")
     args = ap.parse_args()

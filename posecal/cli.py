@@ -191,14 +191,24 @@ def _cmd_export(args) -> None:
     from posecal.outputs import check_output_file
 
     check_output_file(args.out, "--out")  # before loading the model; export_onnx checks again for API callers
+    if bool(args.int8) != bool(args.images):
+        raise PosecalInputError("--int8 and --images go together (a labelled COCO file and its images)")
     model, cfg, meta = load_model(args.model)
     w, h = cfg.input_wh
     check = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0)) * 4 - 2
+    crops = None
+    if args.int8:
+        from posecal.quantize import calibration_crops
+
+        crops = calibration_crops(args.int8, args.images, cfg.input_wh, args.int8_crops)
+        check = torch.from_numpy(crops[:4])   # int8 vs fp32 on real crops: random inputs would say nothing
     diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=not args.no_flip,
-                        calibration=meta.get("calibration"))
+                        calibration=meta.get("calibration"), int8_crops=crops)
     worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
     flip = "without" if args.no_flip else "with"
-    print(f"wrote {args.out} (dynamic batch, {flip} flip test); onnxruntime vs PyTorch max abs difference: {worst}")
+    kind = f"int8, ranges from {len(crops)} crops, " if crops is not None else ""
+    print(f"wrote {args.out} ({kind}dynamic batch, {flip} flip test); onnxruntime vs PyTorch max abs difference: "
+          f"{worst}")
 
 
 def main(argv=None) -> int:
@@ -273,6 +283,12 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="model file (default: the shipped model)")
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
     p.add_argument("--no-flip", action="store_true", help="leave the flip test out of the graph (2x faster)")
+    p.add_argument("--int8", metavar="COCO.json",
+                   help="int8 static quantisation, activation ranges from the persons of this labelled COCO file "
+                        "(training data, not what you evaluate on; needs --images) (default: fp32)")
+    p.add_argument("--images", help="--int8: folder with the images named in its COCO file")
+    p.add_argument("--int8-crops", type=POSITIVE_INT, default=200,
+                   help="--int8: person crops the ranges are measured on (default: 200)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("train", help="train a pose model from a YAML config")
     p.add_argument("config", help="training config YAML (see configs/)")
@@ -290,7 +306,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", metavar="R.json",
                    help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
-    p.add_argument("--model", help="model file or checkpoint (default: the shipped model)")
+    p.add_argument("--model", help="model file or checkpoint, or an exported .onnx (fp32 or int8) run by onnxruntime "
+                   "(default: the shipped model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark",

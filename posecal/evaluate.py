@@ -37,7 +37,7 @@ class EvalConfig:
     annotations: str
     images: str
     out: str
-    model: str | None = None       # None: the shipped default model
+    model: str | None = None       # None: the shipped default model; an .onnx file runs in onnxruntime
     boxes: str | None = None       # COCO detection results JSON; None: GT boxes
     flip: bool = True
     decode: str = "dark"
@@ -112,7 +112,13 @@ def evaluate(cfg: EvalConfig) -> dict:
     out = check_output_dir(cfg.out, "--out")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    model, mcfg, meta = load_model(cfg.model)
+    if str(cfg.model or "").endswith(".onnx"):   # `posecal export` output, fp32 or int8: run by onnxruntime
+        from posecal.export import open_onnx_model
+
+        model = open_onnx_model(cfg.model, cfg.flip, cfg.threads)
+        mcfg, meta = model.config, model.meta
+    else:
+        model, mcfg, meta = load_model(cfg.model)
     require_coco_keypoints(mcfg, cfg.model)
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)

@@ -74,11 +74,17 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
 
 
 def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None,
-                flip_test: bool = True, calibration: dict | None = None) -> dict:
+                flip_test: bool = True, calibration: dict | None = None,
+                int8_crops: np.ndarray | None = None) -> dict:
     """Write the .onnx file atomically; with check_inputs, return the max abs difference per output
-    between onnxruntime and PyTorch on them."""
+    between onnxruntime and PyTorch on them. int8_crops: quantise to int8, with activation ranges from these
+    real crops (posecal/quantize.py)."""
     check_output_file(path, "--out")
     data = onnx_bytes(model, cfg, flip_test, calibration)
+    if int8_crops is not None:
+        from posecal.quantize import quantize_int8
+
+        data = quantize_int8(data, int8_crops)
     write_bytes_atomic(Path(path), data)
     if check_inputs is None:
         return {}
@@ -87,6 +93,17 @@ def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: t
         ref = OutputTuple(model.float().eval(), flip_test)(check_inputs)
     got = session.run(check_inputs)
     return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(OUTPUTS, got, ref)}
+
+
+def open_onnx_model(path, flip: bool | None, threads: int, device: str = "cpu") -> "OnnxEstimator":
+    """An exported posecal .onnx file (fp32 or int8) for `Predictor` and `posecal eval`. Its flip test is built
+    into the graph at export, so a flip setting that differs (None: the file's own) is one error line."""
+    model = OnnxEstimator(path, threads=threads, device=device)
+    if flip is not None and flip != model.flip_test:
+        raise PosecalInputError(f"{path}: exported {'with' if model.flip_test else 'without'} the flip test built in; "
+                                f"{'leave out --no-flip' if model.flip_test else 'add --no-flip'} "
+                                f"(flip={model.flip_test} in the API), or export it again")
+    return model
 
 
 class OnnxEstimator:
@@ -114,6 +131,10 @@ class OnnxEstimator:
             raise PosecalInputError(f"{name}: not a readable ONNX model ({str(e).splitlines()[0][:120]})") from None
         self.config = model_config_from_dict(meta)
         self.has_quality_heads = len(self.session.get_outputs()) == len(OUTPUTS)
+
+    def eval(self) -> "OnnxEstimator":
+        """Inference only already; here so that code written for a torch model (`model.eval()`) takes it too."""
+        return self
 
     def run(self, images: torch.Tensor) -> list[np.ndarray]:
         return self.session.run(None, {"images": images.detach().cpu().float().numpy()})

@@ -66,15 +66,12 @@ class Predictor:
         if threads:
             torch.set_num_threads(threads)
         if backend == "onnx":
-            from posecal.export import OnnxEstimator, onnx_bytes
+            from posecal.export import OnnxEstimator, onnx_bytes, open_onnx_model
 
             threads = threads or torch.get_num_threads()
             if model_path is not None and str(model_path).endswith(".onnx"):
-                self.model = OnnxEstimator(model_path, threads=threads, device=device)
+                self.model = open_onnx_model(model_path, flip, threads, device)
                 self.config, self.meta = self.model.config, self.model.meta
-                if flip is not None and flip != self.model.flip_test:
-                    raise PosecalInputError(f"{model_path}: exported {'with' if self.model.flip_test else 'without'}"
-                                            f" the flip test built in; export it again to change that")
                 flip = self.model.flip_test
             else:
                 model, self.config, self.meta = load_model(model_path)

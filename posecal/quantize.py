@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from posecal.errors import require
+from posecal.errors import PosecalInputError, require
 
 
 def quantize_int8(model_bytes: bytes, calibration: np.ndarray) -> bytes:
@@ -40,3 +40,18 @@ def quantize_int8(model_bytes: bytes, calibration: np.ndarray) -> bytes:
     del out.metadata_props[:]
     out.metadata_props.extend(src.metadata_props)
     return out.SerializeToString()
+
+
+def calibration_crops(annotations, images, input_wh, n: int) -> np.ndarray:
+    """n real person crops (N, 3, H, W), spread evenly over the persons of a COCO keypoint file (their GT
+    boxes, no augmentation), as the model sees them at test time. Take them from training data: ranges fitted
+    on the set you then evaluate on would flatter the int8 model."""
+    from posecal.data.coco import load_coco_persons
+    from posecal.data.topdown import TopDownDataset
+
+    records = load_coco_persons(annotations, images)
+    if not records:
+        raise PosecalInputError(f"{annotations}: no person with labelled keypoints to calibrate the int8 ranges on")
+    picked = [records[i] for i in np.unique(np.linspace(0, len(records) - 1, min(n, len(records))).round().astype(int))]
+    dataset = TopDownDataset(picked, input_wh)
+    return np.stack([dataset[i]["image"].numpy() for i in range(len(dataset))]).astype(np.float32)
