@@ -27,7 +27,7 @@ from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, loa
 from posecal.metrics.keypoints import error_breakdown, mapk
 from posecal.metrics.oks import opks
 from posecal.metrics.visibility import binary_report, classification_report
-from posecal.scoring import keypoint_confidence, pose_scores, predicted_labelled
+from posecal.scoring import keypoint_confidence, pose_scores, predicted_labelled, visibility_classes
 from posecal import viz
 
 
@@ -75,7 +75,7 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path
         opks_all = pred.opks.mean(1)
         report["opks_without_visibility"] = {"pose_score_pearson": _r(pearson(opks_all[has], gt_oks[has])),
                                              "pose_score_spearman": _r(spearman(opks_all[has], gt_oks[has]))}
-        vis_pred = pred.visibility_probs.argmax(-1)
+        vis_pred = visibility_classes(pred.visibility_probs)   # as `visibility` in the results
         v = gt[..., 2].astype(int)
         if pred.visibility_probs.shape[-1] == 3:
             report["visibility"] = {"ternary": classification_report(v, vis_pred, 3),
@@ -153,7 +153,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         if pred.opks is not None:
             res["pose_quality"] = round(float(scores["oks"][i]), 4)
             res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
-            res["visibility"] = pred.visibility_probs[i].argmax(-1).tolist()
+            res["visibility"] = visibility_classes(pred.visibility_probs[i]).tolist()
             res["visibility_probs"] = np.round(pred.visibility_probs[i], 4).tolist()
         if pred.keypoint_radius is not None:
             res["keypoint_radius"] = np.round(pred.keypoint_radius[i], 2).tolist()

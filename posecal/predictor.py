@@ -18,7 +18,7 @@ from posecal.errors import PosecalInputError
 from posecal.inference import infer_crops
 from posecal.nms import pose_nms
 from posecal.detector import MIN_POSE_QUALITY
-from posecal.scoring import pose_scores_of
+from posecal.scoring import pose_scores_of, visibility_classes
 
 BACKENDS = ("torch", "onnx")
 
@@ -32,7 +32,7 @@ class PersonPose:
     keypoint_quality: np.ndarray       # (K,) predicted OPKS in [0, 1] (heatmap peak for models without heads)
     heatmap_scores: np.ndarray         # (K,) heatmap peak values (the classic "confidence")
     pose_quality: float                # predicted OKS of the pose, by the OKS head (mean heatmap peak without heads)
-    visibility: np.ndarray | None = None        # (K,) 0 not labelled / 1 occluded / 2 visible
+    visibility: np.ndarray | None = None        # (K,) 0 not labelled / 1 occluded / 2 visible (visibility_classes)
     visibility_probs: np.ndarray | None = None  # (K, 3)
     box_score: float = 1.0
     scores: dict[str, float] = field(default_factory=dict)  # every pose-score mode (scoring.SCORE_MODES)
@@ -176,8 +176,8 @@ class Predictor:
         probs = res["visibility_probs"][j]
         scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
-        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], probs.argmax(-1), probs, box_score, scores,
-                          radius)
+        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs), probs, box_score,
+                          scores, radius)
 
 
 def someone_there(person: PersonPose, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:

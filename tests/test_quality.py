@@ -158,3 +158,23 @@ def test_adaptive_pool_matches_torch_on_uneven_grids():
     torch.testing.assert_close(adaptive_pool(x, (6, 5), "max"), torch.nn.functional.adaptive_max_pool2d(x, (6, 5)))
     torch.testing.assert_close(adaptive_pool(x, (5, 4), "avg"), torch.nn.functional.adaptive_avg_pool2d(x, (5, 4)))
     assert adaptive_pool(x, (12, 9), "max") is x
+
+
+def test_visibility_classes_say_occluded_only_when_clearly_more_likely_than_visible(tmp_path):
+    from conftest import tiny_heads_predictor
+    from posecal.scoring import OCCLUDED_OVER_VISIBLE, visibility_classes
+
+    assert OCCLUDED_OVER_VISIBLE == 2.0
+    probs = np.array([[0.5, 0.3, 0.2],      # absent most likely: absent, as the argmax
+                      [0.1, 0.5, 0.4],      # argmax occluded, but 0.5 < 2 x 0.4: visible
+                      [0.25, 0.5, 0.25],    # 0.5 >= 2 x 0.25: occluded (the boundary counts)
+                      [0.2, 0.7, 0.1],      # occluded
+                      [0.3, 0.1, 0.6]])     # visible
+    np.testing.assert_array_equal(visibility_classes(probs), [0, 2, 1, 1, 2])
+    np.testing.assert_array_equal(visibility_classes(probs, 1.0), probs.argmax(-1))   # ratio 1 = the argmax
+    np.testing.assert_array_equal(visibility_classes(np.stack([probs, probs[::-1]])), [[0, 2, 1, 1, 2],
+                                                                                      [2, 1, 1, 2, 0]])
+    binary = np.array([[0.6, 0.4], [0.3, 0.7]])
+    np.testing.assert_array_equal(visibility_classes(binary), [0, 1])
+    person = tiny_heads_predictor(tmp_path)(np.full((64, 48, 3), 90, np.uint8))[0]
+    np.testing.assert_array_equal(person.visibility, visibility_classes(person.visibility_probs))
