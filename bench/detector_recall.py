@@ -2,14 +2,17 @@
 people; latency; and the pose quality that whole-image mode (`--detector none`) sees with and without a person.
 
 Usage: python bench/detector_recall.py [--data ../shared/data/coco-val2017-crops] [--detector default|FILE.onnx]
-                                       [--threshold 0.3] [--limit N] [--pose] [--threads 1]
+                                       [--threshold 0.3] [--limit N] [--pose [--pose-only] [--save F.npz]]
+                                       [--threads 1]
 
 Val crops: each crop has one labelled person; the other people of the same photograph (all in val, the split
 is by photograph) are mapped into the crop with its crop_transform, so a detection on any labelled person is
 not counted as false (unlabelled people in COCO photos still are: the false rate is an upper bound).
 No-people photos: scikit-image's photos and textures without a person (coffee, cat, rocket, coins, ...).
---pose: also run the pose network on the whole image (whole-image mode) and print the pose-quality
-distribution on the crops (a person is there) and on the no-people photos, to pick --min-pose-quality.
+--pose: also run the pose network on the whole image (whole-image mode, the product's settings: flip test,
+calibrated heads) and print the pose-quality distribution on the crops (a person is there) and on the no-people
+photos, and what `--min-pose-quality` 0.2 ... 0.5 keeps of each (the product's own rule, predictor.someone_there).
+--pose-only skips the detector part; --save writes the pose qualities and visibility probabilities.
 """
 from __future__ import annotations
 
@@ -67,10 +70,15 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N val crops only (0: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pose", action="store_true")
+    ap.add_argument("--pose-only", action="store_true", help="with --pose: skip the detector measurements")
+    ap.add_argument("--save", type=Path, help="with --pose: write the whole-image pose outputs to this .npz")
     args = ap.parse_args()
-    det = load_detector(args.detector, args.threshold, threads=args.threads)
     data = Path(args.data)
     coco = json.loads((data / "annotations/val.json").read_text())
+    if args.pose_only:
+        pose_quality(coco["images"][: args.limit or None], data, no_people_photos(), args.threads, args.save)
+        return
+    det = load_detector(args.detector, args.threshold, threads=args.threads)
     by_photo = defaultdict(list)
     for a in coco["annotations"]:
         by_photo[a["orig_image_id"]].append(a)
@@ -97,30 +105,36 @@ def main() -> None:
     print(f"no-people photos: {len(photos)}; false persons per photo: {false_np / len(photos):.3f} ({false_np})")
     print(f"latency per image: median {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms")
     if args.pose:
-        pose_quality(images, data, photos, args.threads)
+        pose_quality(images, data, photos, args.threads, args.save)
 
 
-def pose_quality(images, data: Path, photos, threads: int) -> None:
-    """Whole-image mode: pose quality and number of keypoints predicted visible, people vs no people."""
-    from posecal.predictor import Predictor
+def pose_quality(images, data: Path, photos, threads: int, save: Path | None = None) -> None:
+    """Whole-image mode: pose quality and keypoints predicted visible, people vs no people, and what each
+    --min-pose-quality keeps by the product's rule (someone_there) and by quality alone."""
+    from posecal.predictor import Predictor, someone_there
 
-    pred = Predictor(flip=False, threads=threads, detector=None, min_pose_quality=0.0)
+    pred = Predictor(threads=threads, detector=None, min_pose_quality=0.0)   # flip test on, as `predict`
 
-    def stats(items):
-        people = [p[0] for p in pred.predict_many([(bgr, None, None) for bgr in items], bgr=True)]
-        return np.array([p.pose_quality for p in people]), np.array([(p.visibility == 2).sum() for p in people])
+    def people_of(items):
+        return [p[0] for p in pred.predict_many([(bgr, None, None) for bgr in items], bgr=True)]
 
     crops = [cv2.imread(str(data / "images" / im["file_name"])) for im in images]
-    q_people, n_people = stats(crops)
-    q_none, n_none = stats([bgr for _, bgr in photos])
+    people, none = people_of(crops), people_of([bgr for _, bgr in photos])
+    q_people, q_none = np.array([p.pose_quality for p in people]), np.array([p.pose_quality for p in none])
+    if save is not None:
+        np.savez(save, q_people=q_people, q_none=q_none, none_names=[n for n, _ in photos],
+                 vis_people=np.array([p.visibility_probs for p in people]),
+                 vis_none=np.array([p.visibility_probs for p in none]))
     print("whole-image pose quality, crops with a person: percentiles 1/5/10/50 = "
           + " / ".join(f"{np.percentile(q_people, p):.3f}" for p in (1, 5, 10, 50)))
     print("whole-image pose quality, no-people photos (sorted): " + ", ".join(f"{q:.3f}" for q in sorted(q_none)))
-    for t in (0.0, 0.25, 0.3, 0.35):
-        for n in (0, 1, 3):
-            print(f"pose quality >= {t} and >= {n} keypoints predicted visible: keeps "
-                  f"{np.mean((q_people >= t) & (n_people >= n)):.3f} of the crops' people, "
-                  f"{int(((q_none >= t) & (n_none >= n)).sum())}/{len(q_none)} non-people")
+    print(f"--min-pose-quality | people dropped (of {len(people)}) | quality alone | non-people kept "
+          f"(of {len(none)}) | quality alone")
+    for t in (0.2, 0.3, 0.4, 0.5):
+        kept = sum(someone_there(p, t) for p in people)
+        kept_none = [n for (n, _), p in zip(photos, none) if someone_there(p, t)]
+        print(f"{t:.1f} | {len(people) - kept} ({1 - kept / len(people):.1%}) | {int((q_people < t).sum())} | "
+              f"{len(kept_none)} ({', '.join(kept_none) or '-'}) | {int((q_none >= t).sum())}")
 
 
 if __name__ == "__main__":
