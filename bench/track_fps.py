@@ -151,6 +151,7 @@ def main() -> None:
         if not args.skip_fps:
             video = trimmed(args.video, args.frames, tmp)
             options = [("torch, flip on, detector every frame", None, "torch", True, 1),
+                       ("onnx, flip on, detector every frame", None, "onnx", True, 1),
                        ("onnx, flip off, detector every frame", files["fp32"], "onnx", False, 1),
                        ("onnx, flip off, detector every 3rd frame", files["fp32"], "onnx", False, 3),
                        ("onnx int8, flip off, detector every frame", files["int8"], "onnx", False, 1),

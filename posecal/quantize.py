@@ -8,6 +8,7 @@ The posecal metadata (model config, flip setting) is copied over, so the result 
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
@@ -34,8 +35,14 @@ def quantize_int8(model_bytes: bytes, calibration: np.ndarray) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(src, fp32)
-        quant.quantize_static(fp32, int8, Crops(), quant_format=quant.QuantFormat.QDQ, per_channel=True,
-                              activation_type=quant.QuantType.QUInt8, weight_type=quant.QuantType.QInt8)
+        # onnxruntime advises its pre-processing (shape inference, graph optimisation) on the root logger; without
+        # it the int8 model is 1.4x faster than fp32 at no AP cost on val (MODEL_CARD.md): noise to a user.
+        logging.disable(logging.WARNING)
+        try:
+            quant.quantize_static(fp32, int8, Crops(), quant_format=quant.QuantFormat.QDQ, per_channel=True,
+                                  activation_type=quant.QuantType.QUInt8, weight_type=quant.QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         out = onnx.load(int8)
     del out.metadata_props[:]
     out.metadata_props.extend(src.metadata_props)
