@@ -1,5 +1,6 @@
 """Tracking: One-Euro filter on known signals, association and hysteresis on synthetic people, and
 `posecal track` end to end on a video the test writes (output contract, pycocotools loadRes, render size)."""
+import dataclasses
 import json
 import math
 
@@ -200,3 +201,19 @@ def test_track_refuses_images_and_bad_options(tmp_path, capsys):
     assert "a.png: not a video" in err and "nothing to do" in err
     with pytest.raises(SystemExit):
         main(["track", "x.mp4", "--detect-every", "0"])
+
+
+def test_a_propagated_box_is_kept_only_with_a_keypoint_most_likely_visible():
+    from posecal.tracking.job import still_there
+
+    person = _pose(STANDING, quality=0.4)
+    probs = np.tile([0.1, 0.5, 0.4], (17, 1))          # the field's 2x rule says visible, the argmax occluded
+    ghost = dataclasses.replace(person, visibility_probs=probs)
+    assert not still_there(ghost, 0.15)
+    probs = probs.copy()
+    probs[5] = [0.1, 0.3, 0.6]                          # one shoulder most likely visible
+    seen = dataclasses.replace(person, visibility_probs=probs)
+    assert still_there(seen, 0.15) and not still_there(seen, 0.5)   # ... and the pose quality must reach keep
+    assert still_there(dataclasses.replace(person, visibility_probs=None), 0.15)   # no visibility head: quality
+    binary = dataclasses.replace(person, visibility_probs=np.tile([0.3, 0.7], (17, 1)))   # labelled is the last class
+    assert still_there(binary, 0.15)
