@@ -155,11 +155,11 @@ def _cmd_calibrate(args) -> None:
     from posecal.calibration.any_estimator import calibrate_apply, calibrate_fit
 
     if args.action == "fit":
-        cal = calibrate_fit(args.results, args.annotations, args.out)
+        cal = calibrate_fit(args.results, args.annotations, args.out, images=args.images)
         print(f"fitted on {cal.meta['fit_persons']} persons ({cal.meta['fit_labelled_keypoints']} labelled "
-              f"keypoints) -> {args.out}")
+              f"keypoints; inputs: {', '.join(cal.meta['inputs'])}) -> {args.out}")
     else:
-        n = calibrate_apply(args.calibrator, args.results, args.out)
+        n = calibrate_apply(args.calibrator, args.results, args.out, images=args.images)
         print(f"{n} results with keypoint_quality, pose_quality, visibility, keypoint_radius -> {args.out}")
 
 
@@ -322,11 +322,15 @@ def main(argv=None) -> int:
     c.add_argument("--results", required=True, help="the estimator's COCO keypoint results JSON")
     c.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
     c.add_argument("--out", required=True, help="calibrator file to write (JSON)")
+    c.add_argument("--images", metavar="DIR", help="the results' images: adds posecal's own evidence at each "
+                   "keypoint to the inputs (apply then needs the images too; default: scores only)")
     c.set_defaults(func=_cmd_calibrate)
     c = csub.add_parser("apply", help="add calibrated trust fields to results")
     c.add_argument("--calibrator", required=True, help="file written by `posecal calibrate fit`")
     c.add_argument("--results", required=True, help="COCO keypoint results JSON of the same estimator")
     c.add_argument("--out", required=True, help="results JSON to write")
+    c.add_argument("--images", metavar="DIR", help="the results' images (needed when the calibrator was fitted "
+                   "with --images)")
     c.set_defaults(func=_cmd_calibrate)
     p = sub.add_parser("run-peer", help="run another estimator on a COCO file's GT boxes -> COCO keypoint results")
     p.add_argument("peer", choices=("movenet",), help="the estimator to run (movenet: MoveNet SinglePose via ai-edge-litert)")

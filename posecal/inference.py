@@ -30,6 +30,8 @@ class Predictions:
     visibility_probs: np.ndarray | None = None  # (N, K, classes)
     keypoint_radius: np.ndarray | None = None   # (N, K) conformal radius in image pixels (calibrated models)
     calibrated: bool = False                    # quality outputs went through the model's stored calibration
+    heatmaps: np.ndarray | None = None          # (N, K, h, w) flip-merged heatmaps (keep_heatmaps=True only)
+    matrices: np.ndarray | None = None          # (N, 2, 3) image -> input-crop affine of each person
 
 
 class _SafeCrops(Dataset):
@@ -59,18 +61,22 @@ def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True
     """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs."""
     out = model(images, flip_test=flip)
     xy_hm, scores = decode(out.heatmaps.float().cpu().numpy(), decode_method)
-    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **_head_outputs(out)}
+    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, "heatmaps": out.heatmaps,
+            **_head_outputs(out)}
 
 
 @torch.no_grad()
 def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_wh, flip: bool = True,
                     batch_size: int = 32, decode_method: str = "dark", num_workers: int = 0,
-                    progress: bool = True, device: str = "cpu", calibration=None) -> Predictions:
-    """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs)."""
+                    progress: bool = True, device: str = "cpu", calibration=None,
+                    keep_heatmaps: bool = False) -> Predictions:
+    """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs).
+    keep_heatmaps: also return the heatmaps and crop matrices (to read the heatmaps at other points)."""
     model.eval()
     loader = DataLoader(_SafeCrops(TopDownDataset(records, input_wh)), batch_size=batch_size,
                         num_workers=num_workers)
     kept, coords, scores, quality = [], [], [], {"oks": [], "opks": [], "visibility_probs": []}
+    maps: dict[str, list] = {"heatmaps": [], "matrices": []}
     for batch in tqdm(loader, desc="estimating poses", unit="batch", disable=not progress, leave=False):
         valid = batch["valid"].numpy()
         res = infer_crops(model, batch["image"].to(device), flip, decode_method)
@@ -84,11 +90,16 @@ def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_
             for key in quality:
                 if key in res:
                     quality[key].append(res[key][j])
+            if keep_heatmaps:
+                maps["heatmaps"].append(res["heatmaps"][j].float().cpu().numpy())
+                maps["matrices"].append(batch["matrix"][j].numpy())
     k = NUM_KEYPOINTS
     extra = {key: np.array(v) for key, v in quality.items() if v}
     if calibration is not None and extra:
         extra = calibration.apply(extra["oks"], extra["opks"], extra["visibility_probs"],
                                   np.array([r.bbox for r in kept]).reshape(-1, 4)) | {"calibrated": True}
+    if keep_heatmaps and kept:
+        extra |= {key: np.stack(v) for key, v in maps.items()}
     return Predictions(kept, np.array(coords).reshape(-1, k, 2), np.array(scores).reshape(-1, k), **extra)
 
 
