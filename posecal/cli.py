@@ -90,7 +90,7 @@ def _cmd_eval(args) -> None:
                             boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
                             batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
-                            calibrated=not args.no_calibration))
+                            calibrated=not args.no_calibration, orientations=args.orientations))
     mode = m["score_mode"]
     print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
           f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "
@@ -136,7 +136,8 @@ def _cmd_predict(args) -> None:
         nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
         radius=args.radius,
         every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
-        flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress))
+        flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress,
+        orientations=args.orientations))
     skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
     print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
           + (f", overlays in {args.render}/" if args.render else "") + skipped)
@@ -243,6 +244,9 @@ def main(argv=None) -> int:
                         "(default: torch)")
     p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
+    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
+                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
+                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
     p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
@@ -293,6 +297,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="model file or checkpoint (default: the shipped model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
+                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
+                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark",
                    help="heatmap decoding: DARK sub-pixel, plain argmax or soft-argmax (default: dark)")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
