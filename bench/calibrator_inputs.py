@@ -88,9 +88,11 @@ def main() -> None:
     for name, inputs in INPUT_SETS:
         cal = fit_results_calibrator(fit_res, fit_gt, evidence=fit_ev if inputs else None, evidence_inputs=inputs,
                                      evidence_model=source.description)
-        t = time.perf_counter()
-        entries = cal.apply(rep_res, rep_ev if inputs else None)
-        maps_ms = (time.perf_counter() - t) * 1000 / len(entries)
+        maps_ms = float("inf")
+        for _ in range(3):   # best of 3: the machine may be busy
+            t = time.perf_counter()
+            entries = cal.apply(rep_res, rep_ev if inputs else None)
+            maps_ms = min(maps_ms, (time.perf_counter() - t) * 1000 / len(entries))
         m = results_metrics(results_from_entries(entries, "calibrated"), rep_gt)
         f1 = m["visibility"]["binary"]["f1"]
         size_kb = len(json.dumps(cal.to_dict()).encode()) / 1024
