@@ -27,7 +27,7 @@ Conditions (the definitions the numbers in the model card rest on):
 `ratio` is AP(condition) / AP(rot 0).
 
 Usage: python bench/robustness.py [--model CKPT] [--annotations VAL.json --images DIR] [--max-persons N]
-                                  [--threads 2] [--out FILE.json]
+                                  [--threads 2] [--out FILE.json] [--orientations 4]
 """
 from __future__ import annotations
 
@@ -157,11 +157,11 @@ def rewrite_split(data: dict, image_dir: Path, folder: Path, transform) -> tuple
     return ann_file, extras
 
 
-def evaluate_split(model, mcfg, ann_file: Path, image_dir: Path, batch_size: int = 32):
+def evaluate_split(model, mcfg, ann_file: Path, image_dir: Path, batch_size: int = 32, orientations: int = 1):
     """`posecal eval`'s AP path on a COCO file (GT boxes, flip test, DARK): ({ap, ap50, score_mode}, preds)."""
     records = load_coco_persons(ann_file, image_dir)
     pred = predict_records(model, records, mcfg.input_wh, flip=True, batch_size=batch_size, decode_method="dark",
-                           progress=False)
+                           progress=False, orientations=orientations)
     scores = pose_scores(pred)
     mode = "oks" if "oks" in scores else "heatmap"
     box_scores = np.array([r.score for r in pred.records])
@@ -180,6 +180,8 @@ def main() -> None:
     ap.add_argument("--max-persons", type=int, help="only the first N persons of the file")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="also write the numbers to this JSON file")
+    ap.add_argument("--orientations", type=int, choices=(1, 4), default=1,
+                    help="4: test-time orientation search, as `posecal eval --orientations 4` (default: 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -187,13 +189,14 @@ def main() -> None:
     data = select_persons(read_json(args.annotations), args.max_persons)
     image_dir = Path(args.images)
     print(f"model {args.model or 'default'}, {len(data['annotations'])} persons of {args.annotations}, "
-          f"GT boxes, flip test, DARK decoding")
+          f"GT boxes, flip test, DARK decoding, {args.orientations} orientation(s)")
     conditions = {}
 
     def run(name, transform):
         with tempfile.TemporaryDirectory(prefix="posecal_robust_") as tmp:
             ann_file, extras = rewrite_split(data, image_dir, Path(tmp), transform)
-            metrics, pred = evaluate_split(model, mcfg, ann_file, Path(tmp) / "images")
+            metrics, pred = evaluate_split(model, mcfg, ann_file, Path(tmp) / "images",
+                                           orientations=args.orientations)
         metrics["ratio"] = round(metrics["ap"] / conditions["rot 0"]["ap"], 3) if conditions else 1.0
         conditions[name] = metrics
         return metrics, pred, extras
@@ -228,6 +231,7 @@ def main() -> None:
     if args.out:
         write_json_atomic({"model": args.model or "default", "annotations": str(args.annotations),
                            "persons": len(data["annotations"]), "boxes": "gt", "flip_test": True, "decode": "dark",
+                           "orientations": args.orientations,
                            "cut_fraction": CUT_FRACTION, "conditions": conditions, "seconds": seconds}, args.out)
 
 

@@ -90,7 +90,7 @@ def _cmd_eval(args) -> None:
                             boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
                             batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
-                            calibrated=not args.no_calibration))
+                            calibrated=not args.no_calibration, orientations=args.orientations))
     mode = m["score_mode"]
     print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
           f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "
@@ -136,7 +136,8 @@ def _cmd_predict(args) -> None:
         nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
         radius=args.radius,
         every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
-        flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress))
+        flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress,
+        orientations=args.orientations))
     skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
     print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
           + (f", overlays in {args.render}/" if args.render else "") + skipped)
@@ -155,11 +156,11 @@ def _cmd_calibrate(args) -> None:
     from posecal.calibration.any_estimator import calibrate_apply, calibrate_fit
 
     if args.action == "fit":
-        cal = calibrate_fit(args.results, args.annotations, args.out)
+        cal = calibrate_fit(args.results, args.annotations, args.out, images=args.images)
         print(f"fitted on {cal.meta['fit_persons']} persons ({cal.meta['fit_labelled_keypoints']} labelled "
-              f"keypoints) -> {args.out}")
+              f"keypoints; inputs: {', '.join(cal.meta['inputs'])}) -> {args.out}")
     else:
-        n = calibrate_apply(args.calibrator, args.results, args.out)
+        n = calibrate_apply(args.calibrator, args.results, args.out, images=args.images)
         print(f"{n} results with keypoint_quality, pose_quality, visibility, keypoint_radius -> {args.out}")
 
 
@@ -253,6 +254,9 @@ def main(argv=None) -> int:
                         "(default: torch)")
     p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
+    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
+                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
+                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
     p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
@@ -310,6 +314,9 @@ def main(argv=None) -> int:
                    "(default: the shipped model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
+                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
+                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark",
                    help="heatmap decoding: DARK sub-pixel, plain argmax or soft-argmax (default: dark)")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
@@ -339,11 +346,15 @@ def main(argv=None) -> int:
     c.add_argument("--results", required=True, help="the estimator's COCO keypoint results JSON")
     c.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
     c.add_argument("--out", required=True, help="calibrator file to write (JSON)")
+    c.add_argument("--images", metavar="DIR", help="the results' images: adds posecal's own evidence at each "
+                   "keypoint to the inputs (apply then needs the images too; default: scores only)")
     c.set_defaults(func=_cmd_calibrate)
     c = csub.add_parser("apply", help="add calibrated trust fields to results")
     c.add_argument("--calibrator", required=True, help="file written by `posecal calibrate fit`")
     c.add_argument("--results", required=True, help="COCO keypoint results JSON of the same estimator")
     c.add_argument("--out", required=True, help="results JSON to write")
+    c.add_argument("--images", metavar="DIR", help="the results' images (needed when the calibrator was fitted "
+                   "with --images)")
     c.set_defaults(func=_cmd_calibrate)
     p = sub.add_parser("run-peer", help="run another estimator on a COCO file's GT boxes -> COCO keypoint results")
     p.add_argument("peer", choices=("movenet",), help="the estimator to run (movenet: MoveNet SinglePose via ai-edge-litert)")

@@ -48,6 +48,7 @@ class EvalConfig:
     drop_unlabelled: bool = False  # results.json: keypoints predicted not-labelled get confidence 0
     plots: bool = True
     calibrated: bool = True        # apply the calibration stored with the model (when it has one)
+    orientations: int = 1          # 4: test-time orientation search (posecal/orientation.py)
 
 
 def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path | None) -> dict:
@@ -125,7 +126,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
-                           decode_method=cfg.decode, progress=cfg.progress, calibration=calibration)
+                           decode_method=cfg.decode, progress=cfg.progress, calibration=calibration,
+                           orientations=cfg.orientations)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)
@@ -138,6 +140,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     gt = load_coco_gt(cfg.annotations)
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
                "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip, "decode": cfg.decode,
+               "orientations": cfg.orientations,
                "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
         ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))

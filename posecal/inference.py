@@ -16,6 +16,7 @@ from posecal.data.topdown import TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
 from posecal.errors import PosecalInputError
 from posecal.models.estimator import TopDownEstimator
+from posecal.orientation import best_orientation, orientation_scores, orientations_for
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Predictions:
     visibility_probs: np.ndarray | None = None  # (N, K, classes)
     keypoint_radius: np.ndarray | None = None   # (N, K) conformal radius in image pixels (calibrated models)
     calibrated: bool = False                    # quality outputs went through the model's stored calibration
+    heatmaps: np.ndarray | None = None          # (N, K, h, w) flip-merged heatmaps (keep_heatmaps=True only)
+    matrices: np.ndarray | None = None          # (N, 2, 3) image -> input-crop affine of each person
 
 
 class _SafeCrops(Dataset):
@@ -55,41 +58,68 @@ class _SafeCrops(Dataset):
 
 @torch.no_grad()
 def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True,
-                decode_method: str = "dark") -> dict[str, np.ndarray]:
-    """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs."""
+                decode_method: str = "dark", heatmaps: bool = False) -> dict[str, np.ndarray]:
+    """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs
+    (and the heatmaps themselves with heatmaps=True)."""
     out = model(images, flip_test=flip)
     xy_hm, scores = decode(out.heatmaps.float().cpu().numpy(), decode_method)
-    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **_head_outputs(out)}
+    maps = {"heatmaps": out.heatmaps.float().cpu().numpy()} if heatmaps else {}
+    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **maps, **_head_outputs(out)}
 
 
 @torch.no_grad()
 def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_wh, flip: bool = True,
                     batch_size: int = 32, decode_method: str = "dark", num_workers: int = 0,
-                    progress: bool = True, device: str = "cpu", calibration=None) -> Predictions:
-    """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs)."""
+                    progress: bool = True, device: str = "cpu", calibration=None,
+                    orientations: int = 1, keep_heatmaps: bool = False) -> Predictions:
+    """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs).
+    orientations: 1, or 4 for test-time orientation search (posecal/orientation.py; 4 forward passes).
+    keep_heatmaps: also return the heatmaps and crop matrices (to read the heatmaps at other points)."""
     model.eval()
-    loader = DataLoader(_SafeCrops(TopDownDataset(records, input_wh)), batch_size=batch_size,
-                        num_workers=num_workers)
-    kept, coords, scores, quality = [], [], [], {"oks": [], "opks": [], "visibility_probs": []}
-    for batch in tqdm(loader, desc="estimating poses", unit="batch", disable=not progress, leave=False):
-        valid = batch["valid"].numpy()
-        res = infer_crops(model, batch["image"].to(device), flip, decode_method)
-        for j, idx in enumerate(batch["index"].numpy()):
-            if not valid[j]:
-                continue
-            inv = invert_affine(batch["matrix"][j].numpy())
-            kept.append(records[idx])
-            coords.append(apply_affine(res["xy"][j], inv))
-            scores.append(res["heatmap_scores"][j])
-            for key in quality:
-                if key in res:
-                    quality[key].append(res[key][j])
+    passes = [_predict_pass(model, records, input_wh, flip, batch_size, decode_method, num_workers, progress,
+                            device, rotation, keep_heatmaps) for rotation in orientations_for(orientations)]
+    kept, res = passes[0]
+    if len(passes) > 1:
+        best = best_orientation(np.stack([orientation_scores(r) for _, r in passes]))
+        res = {key: np.stack([r[key] for _, r in passes])[best, np.arange(len(kept))] for key in res}
     k = NUM_KEYPOINTS
-    extra = {key: np.array(v) for key, v in quality.items() if v}
+    extra = {key: res[key] for key in ("oks", "opks", "visibility_probs") if key in res}
     if calibration is not None and extra:
         extra = calibration.apply(extra["oks"], extra["opks"], extra["visibility_probs"],
                                   np.array([r.bbox for r in kept]).reshape(-1, 4)) | {"calibrated": True}
-    return Predictions(kept, np.array(coords).reshape(-1, k, 2), np.array(scores).reshape(-1, k), **extra)
+    if keep_heatmaps and kept:
+        extra |= {key: res[key] for key in ("heatmaps", "matrices")}
+    return Predictions(kept, res["keypoints"].reshape(-1, k, 2), res["heatmap_scores"].reshape(-1, k), **extra)
+
+
+def _predict_pass(model, records, input_wh, flip, batch_size, decode_method, num_workers, progress, device,
+                  rotation: float, keep_heatmaps: bool = False) -> tuple[list[PersonRecord], dict[str, np.ndarray]]:
+    """One pass over the records with crops turned by `rotation`: the persons kept and their per-person arrays
+    (keypoints in image pixels, heatmap peaks, and the heads' raw outputs when the model has them)."""
+    loader = DataLoader(_SafeCrops(TopDownDataset(records, input_wh, rotation=rotation)), batch_size=batch_size,
+                        num_workers=num_workers)
+    kept, out = [], {"keypoints": [], "heatmap_scores": [], "oks": [], "opks": [], "visibility_probs": [],
+                     "heatmaps": [], "matrices": []}
+    desc = "estimating poses" + (f" (turned {rotation:g} degrees)" if rotation else "")
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        valid = batch["valid"].numpy()
+        res = infer_crops(model, batch["image"].to(device), flip, decode_method, heatmaps=keep_heatmaps)
+        for j, idx in enumerate(batch["index"].numpy()):
+            if not valid[j]:
+                continue
+            kept.append(records[idx])
+            out["keypoints"].append(apply_affine(res["xy"][j], invert_affine(batch["matrix"][j].numpy())))
+            for key in ("heatmap_scores", "oks", "opks", "visibility_probs"):
+                if key in res:
+                    out[key].append(res[key][j])
+            if keep_heatmaps:
+                out["heatmaps"].append(res["heatmaps"][j])
+                out["matrices"].append(batch["matrix"][j].numpy())
+    k = NUM_KEYPOINTS
+    arrays = {key: np.array(v) for key, v in out.items() if v}
+    arrays["keypoints"] = np.array(out["keypoints"]).reshape(-1, k, 2)
+    arrays["heatmap_scores"] = np.array(out["heatmap_scores"]).reshape(-1, k)
+    return kept, arrays
 
 
 def _head_outputs(out) -> dict[str, np.ndarray]:

@@ -13,9 +13,10 @@ from posecal.calibration.quality import calibration_from_meta
 from posecal.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
 from posecal.data.topdown import to_tensor
-from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine, warp
+from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.inference import infer_crops
+from posecal.orientation import best_orientation, orientation_scores, orientations_for
 from posecal.nms import pose_nms
 from posecal.detector import MIN_POSE_QUALITY
 from posecal.scoring import pose_scores_of, visibility_classes
@@ -52,11 +53,15 @@ class Predictor:
     (posecal/ssd_detector.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
     then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there).
     Boxes from the detector are followed by OKS-NMS on the poses, as in `posecal predict`.
+
+    orientations=4 estimates every person in crops turned by 0/90/180/270 degrees and keeps the pose the quality
+    head trusts most (posecal/orientation.py): for people lying or upside down, at 4x the network time.
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
                  backend: str = "torch", threads: int | None = None, calibrated: bool = True, detector="default",
-                 detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY):
+                 detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
+                 orientations: int = 1):
         if backend not in BACKENDS:
             raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):
@@ -87,6 +92,10 @@ class Predictor:
         self.calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         self.device, self.batch_size, self.backend = device, batch_size, backend
         self.min_pose_quality = min_pose_quality
+        try:
+            self.orientations = orientations_for(orientations)
+        except ValueError as e:
+            raise PosecalInputError(str(e)) from None
         self.detector = None
         if detector is not None:
             from posecal.detector import load_detector
@@ -139,31 +148,41 @@ class Predictor:
         return people
 
     def _estimate(self, prepared) -> list[list[PersonPose]]:
-        crops, owners = [], []
-        for n, (image, boxes, box_scores) in enumerate(prepared):
-            for box, box_score in zip(boxes, box_scores):
-                tensor, matrix = self._crop(image, box)
-                crops.append(tensor)
-                owners.append((n, box, float(box_score), matrix))
+        owners = [(n, box, float(box_score)) for n, (_, boxes, box_scores) in enumerate(prepared)
+                  for box, box_score in zip(boxes, box_scores)]
         people: list[list[PersonPose]] = [[] for _ in prepared]
-        for start in range(0, len(crops), self.batch_size):
-            batch = torch.stack(crops[start:start + self.batch_size]).to(self.device)
-            res = infer_crops(self.model, batch, self.flip)
-            if self.calibration is not None and "opks" in res:
-                boxes = np.array([o[1] for o in owners[start:start + len(batch)]])
-                res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
-            for j in range(len(batch)):
-                n, box, box_score, matrix = owners[start + j]
-                people[n].append(self._person(res, j, box, box_score, matrix))
+        if not owners:
+            return people
+        passes = [self._infer(prepared, owners, rotation) for rotation in self.orientations]
+        res, matrices = passes[0]
+        if len(passes) > 1:
+            best = best_orientation(np.stack([orientation_scores(r) for r, _ in passes]))
+            res = {key: np.stack([r[key] for r, _ in passes])[best, np.arange(len(owners))] for key in res}
+            matrices = [passes[b][1][i] for i, b in enumerate(best)]
+        if self.calibration is not None and "opks" in res:
+            boxes = np.array([o[1] for o in owners])
+            res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
+        for j, (n, box, box_score) in enumerate(owners):
+            people[n].append(self._person(res, j, box, box_score, matrices[j]))
         return people
 
-    def _crop(self, bgr: np.ndarray, box: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        aspect = self.config.input_wh[0] / self.config.input_wh[1]
+    def _infer(self, prepared, owners, rotation: float) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+        """Every person's crop turned by `rotation`, through the network in batches: the outputs of
+        `infer_crops` for all of them, and each crop's image->input matrix."""
+        crops, matrices = [], []
+        for n, box, _ in owners:
+            tensor, matrix = self._crop(prepared[n][0], box, rotation)
+            crops.append(tensor)
+            matrices.append(matrix)
+        parts = [infer_crops(self.model, torch.stack(crops[start:start + self.batch_size]).to(self.device),
+                             self.flip) for start in range(0, len(crops), self.batch_size)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}, matrices
+
+    def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[torch.Tensor, np.ndarray]:
         try:
-            center, size = box_to_center_scale(box, aspect)
+            m = person_crop_matrix(box, self.config.input_wh, rotation)
         except ValueError as e:
             raise PosecalInputError(f"box {box.tolist()}: {e}") from None
-        m = crop_matrix(center, size, 0.0, self.config.input_wh)
         return to_tensor(warp(bgr, m, self.config.input_wh)), m
 
     @staticmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import isotonic_regression, minimize_scalar
+from scipy.optimize import isotonic_regression, minimize, minimize_scalar
 
 MIN_BLOCK = 1e-9
 
@@ -85,3 +85,52 @@ def fit_temperature(probs, labels) -> float:
         return -np.log(np.clip(q[np.arange(len(y)), y], 1e-12, None)).mean()
 
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+@dataclass
+class LogisticScore:
+    """sigmoid(bias + weights · (features - mean) / std): several inputs combined into one score in (0, 1),
+    on which an isotonic map then does the calibrating. Weights whose sign is known are held to it, so the
+    score never falls as, e.g., the raw confidence rises."""
+
+    mean: np.ndarray      # (F,)
+    std: np.ndarray       # (F,)
+    weights: np.ndarray   # (F,)
+    bias: float
+
+    def __call__(self, features) -> np.ndarray:
+        z = (np.asarray(features, np.float64) - self.mean) / self.std
+        return 1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias)))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
+                "bias": float(self.bias)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LogisticScore":
+        mean, std, w = (np.asarray(d[k], np.float64) for k in ("mean", "std", "weights"))
+        if mean.ndim != 1 or mean.shape != std.shape or mean.shape != w.shape or np.any(std <= 0):
+            raise ValueError("logistic score needs equal-length mean, std > 0 and weights")
+        return cls(mean, std, w, float(d["bias"]))
+
+
+def fit_logistic(features, truth, signs, l2: float = 1e-3) -> LogisticScore:
+    """Cross-entropy fit of truth in [0, 1] (soft targets allowed) on (M, F) features, with L2 on the weights;
+    signs (F,): +1 weight >= 0, -1 weight <= 0, 0 free (scipy's L-BFGS-B with bounds)."""
+    x = np.asarray(features, np.float64)
+    t = np.asarray(truth, np.float64).ravel()
+    mean = x.mean(0) if len(x) else np.zeros(x.shape[1])
+    std = np.maximum(x.std(0) if len(x) else np.ones(x.shape[1]), 1e-6)
+    z = (x - mean) / std
+
+    def loss(theta):
+        a = z @ theta[:-1] + theta[-1]
+        p = 1.0 / (1.0 + np.exp(-a))
+        # log(1 + e^a) - t a, stable for large |a|
+        value = np.mean(np.logaddexp(0.0, a) - t * a) + l2 * theta[:-1] @ theta[:-1]
+        grad = np.r_[z.T @ (p - t) / max(len(t), 1) + 2 * l2 * theta[:-1], np.mean(p - t) if len(t) else 0.0]
+        return value, grad
+
+    bounds = [(0, None) if s > 0 else (None, 0) if s < 0 else (None, None) for s in signs] + [(None, None)]
+    theta = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
+    return LogisticScore(mean, std, theta[:-1], float(theta[-1]))

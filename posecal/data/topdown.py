@@ -10,6 +10,7 @@ from posecal.codec import encode
 from posecal.data.coco import PersonRecord, area_scale, read_image
 from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_scale, color_jitter,
                                      crop_matrix, flip_keypoints, half_body_region, inside_frame, paste_occluders,
+                                     person_crop_matrix,
                                      rotated_box, sample_augmentation, sample_truncation, truncate, warp)
 from posecal.models.backbones.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 from posecal.skeleton import flip_permutation
@@ -40,8 +41,11 @@ class TopDownDataset(Dataset):
     """Each item: input crop, heatmaps, target weights and the GT in crop pixels (for online OKS targets)."""
 
     def __init__(self, records: list[PersonRecord], input_wh=(144, 192), augment: AugmentConfig | None = None,
-                 sigma: float = 2.0, seed: int = 0):
+                 sigma: float = 2.0, seed: int = 0, rotation: float = 0.0):
+        """rotation: without augmentation, every crop is turned by this many degrees (test-time orientation
+        search, posecal/orientation.py), framed as `person_crop_matrix` frames it."""
         self.records = records
+        self.rotation = float(rotation)
         self.input_wh = tuple(int(v) for v in input_wh)
         self.hm_wh = (self.input_wh[0] // HEATMAP_STRIDE, self.input_wh[1] // HEATMAP_STRIDE)
         self.augment = augment
@@ -80,7 +84,8 @@ class TopDownDataset(Dataset):
             if rot and self.augment.rotation_rebox and region is None:
                 center, size = box_to_center_scale(rotated_box(box, rot), aspect)
             size = size * scale
-        m = crop_matrix(center, size, rot, self.input_wh)
+        m = crop_matrix(center, size, rot, self.input_wh) if rng is not None else \
+            person_crop_matrix(box, self.input_wh, self.rotation)
         crop = warp(image, m, self.input_wh)
         if rng is not None:
             crop = color_jitter(crop, self.augment.color_jitter, rng)

@@ -55,6 +55,18 @@ def crop_matrix(center, size, rotation_deg: float, out_wh) -> np.ndarray:
     return np.hstack([rot, t[:, None]])
 
 
+def person_crop_matrix(box_xywh, input_wh, rotation_deg: float = 0.0) -> np.ndarray:
+    """Inference crop of a person box, turned by `rotation_deg` (counter-clockwise).
+
+    The region is fitted to the box *as it appears after the turn* (`rotated_box`): a lying person turned by 90°
+    stands upright in a portrait crop that holds all of them, instead of being cut at both ends by the upright
+    box's frame. This is the geometry the pose network was trained on (augment.rotation_rebox).
+    """
+    box = rotated_box(box_xywh, rotation_deg) if rotation_deg else box_xywh
+    center, size = box_to_center_scale(box, input_wh[0] / input_wh[1])
+    return crop_matrix(center, size, rotation_deg, input_wh)
+
+
 def invert_affine(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(m, dtype=np.float64))
 

@@ -1,0 +1,126 @@
+"""posecal's own evidence as calibrator inputs (`posecal calibrate fit|apply --images`): the values read off a
+heatmap with a known peak, the combining logistic score, and fit -> file -> apply end to end on a tiny set."""
+import json
+
+import numpy as np
+import pytest
+
+from posecal.calibration.any_estimator import ResultsCalibrator
+from posecal.calibration.evidence import EVIDENCE_INPUTS, evidence_at, heatmap_values
+from posecal.calibration.maps import LogisticScore, fit_logistic
+from posecal.cli import main
+from posecal.codec import decode
+from posecal.data.topdown import heatmap_to_input
+from posecal.data.transforms import apply_affine, invert_affine
+
+from conftest import make_coco
+
+# image -> input-crop matrix: input = 0.5 * image + (10, 0)
+MATRIX = np.array([[0.5, 0.0, 10.0], [0.0, 0.5, 0.0]])
+
+
+def _gaussian_heatmaps(peak_xy=(4, 5), h=12, w=9, sigma=1.0):
+    """(1, 2, h, w): keypoint 0 a unit Gaussian at peak_xy (heatmap pixels), keypoint 1 all zero."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    g = np.exp(-((xs - peak_xy[0]) ** 2 + (ys - peak_xy[1]) ** 2) / (2 * sigma ** 2))
+    return np.stack([g, np.zeros_like(g)])[None]
+
+
+def test_heatmap_value_and_distance_at_the_estimators_keypoint_by_hand():
+    hm = _gaussian_heatmaps()
+    # heatmap (4, 5) -> input ((4 + .5) * 4 - .5, (5 + .5) * 4 - .5) = (17.5, 21.5) -> image (15, 43)
+    # heatmap (4.5, 5) -> input (19.5, 21.5) -> image (19, 43): halfway to the next cell, bilinear
+    points = np.array([[[15.0, 43.0], [19.0, 43.0]]])
+    values = heatmap_values(hm, MATRIX[None], points)
+    assert values[0, 0] == pytest.approx(1.0)
+    assert values[0, 1] == 0.0                                          # keypoint 1's heatmap is empty
+    values = heatmap_values(hm, MATRIX[None], np.array([[[19.0, 43.0], [15.0, 43.0]]]))
+    assert values[0, 0] == pytest.approx((1 + np.exp(-0.5)) / 2)       # (g(4,5) + g(5,5)) / 2
+    far = heatmap_values(hm, MATRIX[None], np.array([[[-500.0, 43.0], [15.0, 43.0]]]))
+    assert far[0, 0] == 0.0                                             # outside the heatmap
+
+    # posecal's own keypoint: the decoded peak, back in image pixels, as predict_records maps it
+    xy_hm, _ = decode(hm.astype(np.float32))
+    own = apply_affine(heatmap_to_input(xy_hm[0]), invert_affine(MATRIX))[None]
+    np.testing.assert_allclose(own[0, 0], [15.0, 43.0], atol=1e-3)
+    box = np.array([[0.0, 0.0, 25.0, 16.0]])                            # sqrt(25 * 16) = 20
+    probs = np.full((1, 2, 3), 1 / 3)
+    ev = evidence_at(np.array([[[21.0, 51.0], [15.0, 43.0]]]), box, own, probs, hm, MATRIX[None])
+    assert ev.distance[0, 0] == pytest.approx(10 / 20, abs=1e-4)       # (6, 8) away: 10 px
+    np.testing.assert_allclose(ev.visibility_probs, probs)
+
+
+def test_logistic_score_recovers_weights_and_holds_their_signs():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 2))
+    truth = (rng.random(4000) < 1 / (1 + np.exp(-(2 * x[:, 0] - 1 * x[:, 1] + 0.5)))).astype(float)
+    s = fit_logistic(x, truth, signs=[0, 0], l2=0.0)
+    np.testing.assert_allclose(s.weights * [1, 1] / s.std, [2, -1], atol=0.2)
+    held = fit_logistic(x, truth, signs=[1, 1])                       # the 2nd weight may not go negative
+    assert held.weights[1] == pytest.approx(0.0, abs=1e-6) and held.weights[0] > 0
+    again = LogisticScore.from_dict(json.loads(json.dumps(held.to_dict())))
+    np.testing.assert_allclose(again(x[:5]), held(x[:5]))
+
+
+def _results_with_file_names(ann, rng):
+    """An 'estimator' whose keypoints err by a random amount and whose raw score over-states its accuracy."""
+    data = json.loads(ann.read_text())
+    names = {im["id"]: im["file_name"] for im in data["images"]}
+    entries = []
+    for a in data["annotations"]:
+        kp = np.asarray(a["keypoints"], float).reshape(17, 3)
+        err = rng.uniform(0, 12, 17)
+        ang = rng.uniform(0, 2 * np.pi, 17)
+        xy = kp[:, :2] + np.stack([np.cos(ang), np.sin(ang)], 1) * err[:, None]
+        conf = np.clip(1.0 - err / 40 + np.where(kp[:, 2] > 0, 0.0, -0.5), 0, 1)
+        entries.append({"image_id": a["image_id"], "category_id": 1, "file_name": names[a["image_id"]],
+                        "keypoints": np.concatenate([xy, conf[:, None]], 1).reshape(-1).tolist(),
+                        "score": float(conf.mean()), "bbox": a["bbox"]})
+    return entries
+
+
+def test_calibrate_with_images_round_trips_and_apply_refuses_without_them(tmp_path, capsys):
+    ann, img_dir = make_coco(tmp_path / "data", n_images=16, seed=3)
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(_results_with_file_names(ann, np.random.default_rng(1))))
+    cal_file, out = tmp_path / "cal.json", tmp_path / "r_cal.json"
+    assert main(["calibrate", "fit", "--results", str(res), "--annotations", str(ann), "--images", str(img_dir),
+                 "--out", str(cal_file)]) == 0
+    assert "inputs: raw keypoint score, keypoint type, person size, heatmap value, distance" in capsys.readouterr().out
+    d = json.loads(cal_file.read_text())
+    meta = d["meta"]
+    assert meta["inputs"] == ["raw keypoint score", "keypoint type", "person size", *EVIDENCE_INPUTS]
+    assert meta["fit_persons"] == 16 and meta["keypoints"][16] == "right_ankle"
+    assert meta["evidence_model"]["model"] == "posecal_default.pt" and len(meta["evidence_model"]["sha256_16"]) == 16
+    # per keypoint type: raw score, heatmap value, distance and 3 visibility log-probabilities
+    assert len(d["keypoint_scores"]) == 17 and len(d["keypoint_scores"][0]["weights"]) == 6
+    assert d["keypoint_scores"][0]["weights"][2] <= 0 <= d["keypoint_scores"][0]["weights"][0]
+    assert cal_file.stat().st_size < 100_000
+
+    # without the images: one line naming the calibrator, before any work
+    assert main(["calibrate", "apply", "--calibrator", str(cal_file), "--results", str(res), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"posecal: error: {cal_file}: this calibrator uses posecal's image evidence (heatmap value, "
+                   f"distance, visibility probs); give the images with --images DIR")
+    assert not out.exists()
+
+    assert main(["calibrate", "apply", "--calibrator", str(cal_file), "--results", str(res), "--out", str(out),
+                 "--images", str(img_dir)]) == 0
+    entries = json.loads(out.read_text())
+    assert len(entries) == 16 and entries[0]["score"] == entries[0]["pose_quality"]
+    # the file's calibrator on the same evidence gives the same numbers as the fitted one did
+    from posecal.calibration.any_estimator import results_evidence
+    from posecal.results_eval import load_results
+
+    r = load_results(res)
+    evidence, _ = results_evidence(r, res, img_dir)
+    again = ResultsCalibrator.from_dict(d).apply(r, evidence)
+    np.testing.assert_allclose([e["keypoint_quality"] for e in entries], [e["keypoint_quality"] for e in again])
+    np.testing.assert_allclose([e["pose_quality"] for e in entries], [e["pose_quality"] for e in again])
+    assert all(0 <= q <= 1 for e in entries for q in e["keypoint_quality"])
+
+    # an entry whose image is missing is one line naming the file
+    (img_dir / "img3.jpg").unlink()
+    assert main(["calibrate", "apply", "--calibrator", str(cal_file), "--results", str(res), "--out", str(out),
+                 "--images", str(img_dir)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"img3.jpg: file not found (image of entry 3 of {res})")
