@@ -217,3 +217,23 @@ def test_a_propagated_box_is_kept_only_with_a_keypoint_most_likely_visible():
     assert still_there(dataclasses.replace(person, visibility_probs=None), 0.15)   # no visibility head: quality
     binary = dataclasses.replace(person, visibility_probs=np.tile([0.3, 0.7], (17, 1)))   # labelled is the last class
     assert still_there(binary, 0.15)
+
+
+def test_one_propagated_box_per_place():
+    from posecal.tracking.job import boxes_from_pose, frame_boxes, one_box_per_place
+
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 10, 10], [0, 5, 10, 10]], float)
+    # IoU(0, 1) = 81 / 119 = 0.68 and IoU(1, 3) = 54 / 146 = 0.37, IoU(0, 3) = 50 / 150 = 0.33
+    assert one_box_per_place(boxes, np.array([0.2, 0.9, 0.5, 0.3])).tolist() == [1, 2, 3]
+    assert one_box_per_place(boxes, np.array([0.2, 0.9, 0.5, 0.3]), max_iou=0.3).tolist() == [1, 2]
+    # Two tracks that drifted onto one person get one box between them (the more trusted track's), on a frame
+    # without detections; a third track elsewhere keeps its own.
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5))
+    here, also_here, there = (_pose(STANDING, quality=0.4), _pose(STANDING + [2, 1], quality=0.8),
+                              _pose(STANDING + [200, 0], quality=0.6))
+    tracker.update([here, there], 0.0)
+    tracker.tracks[0].person = also_here          # the first track has drifted onto the same person
+    tracker.tracks.insert(0, dataclasses.replace(tracker.tracks[0], person=here))
+    out, scores, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect=False)
+    assert len(out) == 2 and propagated.all() and scores.tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(out[0], boxes_from_pose(also_here), atol=1e-6)

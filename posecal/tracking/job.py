@@ -57,6 +57,9 @@ class TrackSummary:
     seconds: float
 
 
+PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
+
+
 def boxes_from_pose(person, min_quality: float = 0.3, margin: float = 0.15) -> np.ndarray:
     """Where a tracked person will be in the next frame: the box around their trusted keypoints grown by
     `margin` on each side (the detector's boxes reach past the outermost joints), else their last box."""
@@ -81,17 +84,32 @@ def frame_boxes(frame_bgr, detector, tracker: Tracker, detect: bool) -> tuple[np
         det_boxes, det_scores = np.array([[0.0, 0.0, w, h]]), np.ones(1)
     else:
         det_boxes, det_scores = detector(frame_bgr)
-    prop = np.array([boxes_from_pose(p) for p in tracker.live_people()]).reshape(-1, 4)
+    live = tracker.live_people()
+    prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
     if len(prop):
         lo = np.clip(prop[:, :2], 0, [w, h])
         hi = np.clip(prop[:, :2] + prop[:, 2:], 0, [w, h])
         prop = np.concatenate([lo, hi - lo], 1)
-        prop = prop[(prop[:, 2] >= 4) & (prop[:, 3] >= 4)]
+        big = (prop[:, 2] >= 4) & (prop[:, 3] >= 4)
+        prop, quality = prop[big], np.array([p.pose_quality for p in live])[big]
+        prop = prop[one_box_per_place(prop, quality)]
     if len(prop) and len(det_boxes):
         prop = prop[box_iou(prop, det_boxes).max(1) < 0.3]
     boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
     scores = np.concatenate([det_scores, np.full(len(prop), 1.0)])
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
+
+
+def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = PROPAGATED_MAX_IOU) -> np.ndarray:
+    """Indices of the propagated boxes to keep: greedily by the track's pose quality, a box overlapping a kept
+    one by IoU > max_iou is left out. Two tracks that drifted onto one person would otherwise each get a box,
+    each find the same person there and each live on: a ghost that never ends, and one more crop every frame.
+    The track left without a box misses and ends after max_misses frames, or is matched again by a detection."""
+    keep: list[int] = []
+    for i in np.argsort(-np.asarray(quality, float), kind="stable"):
+        if not keep or box_iou(boxes[i:i + 1], boxes[keep]).max() <= max_iou:
+            keep.append(int(i))
+    return np.array(sorted(keep), dtype=int)
 
 
 def still_there(person, keep_quality: float) -> bool:
