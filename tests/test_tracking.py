@@ -237,3 +237,15 @@ def test_one_propagated_box_per_place():
     out, scores, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect=False)
     assert len(out) == 2 and propagated.all() and scores.tolist() == [1.0, 1.0]
     np.testing.assert_allclose(out[0], boxes_from_pose(also_here), atol=1e-6)
+
+
+def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
+    from posecal.tracking.job import frame_boxes
+
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5))
+    tracker.update([_pose(STANDING, quality=0.8), _pose(STANDING + [200, 0], quality=0.8)], 0.0)
+    tracker.update([_pose(STANDING + [1, 0], quality=0.8)], 0.1)      # the second person is missed here
+    assert [tr.misses for tr in tracker.tracks] == [0, 1]
+    assert len(tracker.live_people()) == 2 and len(tracker.live_people(seen_last=True)) == 1
+    boxes, _, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect=False)
+    assert len(boxes) == 1 and propagated.all() and boxes[0][0] < 150   # the first person's box only

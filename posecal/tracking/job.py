@@ -84,7 +84,10 @@ def frame_boxes(frame_bgr, detector, tracker: Tracker, detect: bool) -> tuple[np
         det_boxes, det_scores = np.array([[0.0, 0.0, w, h]]), np.ones(1)
     else:
         det_boxes, det_scores = detector(frame_bgr)
-    live = tracker.live_people()
+    # Only tracks matched in the last frame: a box that already found nobody there (or drifted) would mostly
+    # find nobody again, one wasted crop a frame for max_misses frames; a lost person is found again by the
+    # detector and matched back to their track (the tracker looks where their velocity says they went).
+    live = tracker.live_people(seen_last=True)
     prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
     if len(prop):
         lo = np.clip(prop[:, :2], 0, [w, h])

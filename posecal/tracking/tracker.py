@@ -64,11 +64,13 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = first_id
 
-    def live_people(self) -> list:
-        """The pose of every track still alive (tentative ones too), moved to where its velocity says the
-        person is now: where to look in the next frame."""
+    def live_people(self, seen_last: bool = False) -> list:
+        """The pose of every track still alive (tentative ones too; seen_last: only those matched in the last
+        frame), moved to where its velocity says the person is now: where to look in the next frame."""
         out = []
         for tr in self.tracks:
+            if seen_last and tr.misses:
+                continue
             d = tr.predicted_shift()
             out.append(dataclasses.replace(tr.person, keypoints=np.asarray(tr.person.keypoints, float) + d,
                                            box=np.r_[np.asarray(tr.person.box[:2], float) + d, tr.person.box[2:]]))
