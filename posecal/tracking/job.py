@@ -73,7 +73,8 @@ def boxes_from_pose(person, min_quality: float = 0.3, margin: float = 0.15) -> n
     return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
 
 
-def frame_boxes(frame_bgr, detector, tracker: Tracker, detect: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_boxes(frame_bgr, detector, tracker: Tracker, detect: bool,
+                detect_every: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
     On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
     of people; a track should not blink out with it). No detector: the whole frame stands for the detection."""
@@ -84,10 +85,10 @@ def frame_boxes(frame_bgr, detector, tracker: Tracker, detect: bool) -> tuple[np
         det_boxes, det_scores = np.array([[0.0, 0.0, w, h]]), np.ones(1)
     else:
         det_boxes, det_scores = detector(frame_bgr)
-    # Only tracks matched in the last frame: a box that already found nobody there (or drifted) would mostly
-    # find nobody again, one wasted crop a frame for max_misses frames; a lost person is found again by the
-    # detector and matched back to their track (the tracker looks where their velocity says they went).
-    live = tracker.live_people(seen_last=True)
+    # Only tracks unmatched for fewer frames than the detector's period: a box that found nobody there (or drifted)
+    # would mostly find nobody again, a wasted crop a frame for max_misses frames; a person lost for longer is
+    # found again by the detector and matched back to their track (looked for where their velocity says they went).
+    live = tracker.live_people(max_misses=detect_every - 1)
     prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
     if len(prop):
         lo = np.clip(prop[:, :2], 0, [w, h])
@@ -238,7 +239,7 @@ def _can_export() -> bool:
 def track_frame(frame: Frame, detector, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
                 mode: str, detect: bool) -> list[tuple[int, object]]:
     """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs."""
-    boxes, scores, propagated = frame_boxes(frame.bgr, detector, tracker, detect)
+    boxes, scores, propagated = frame_boxes(frame.bgr, detector, tracker, detect, cfg.detect_every)
     people = predictor.predict_many([(frame.bgr, boxes, scores)], bgr=True)[0] if len(boxes) else []
     # a propagated box that no longer holds a person (they left, or the track drifted) is let go
     people = [p for p, prop in zip(people, propagated)

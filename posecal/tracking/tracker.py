@@ -64,12 +64,12 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = first_id
 
-    def live_people(self, seen_last: bool = False) -> list:
-        """The pose of every track still alive (tentative ones too; seen_last: only those matched in the last
-        frame), moved to where its velocity says the person is now: where to look in the next frame."""
+    def live_people(self, max_misses: int | None = None) -> list:
+        """The pose of every track still alive (tentative ones too; with max_misses, only those unmatched for at
+        most that many frames), moved to where its velocity says the person is now: where to look next."""
         out = []
         for tr in self.tracks:
-            if seen_last and tr.misses:
+            if max_misses is not None and tr.misses > max_misses:
                 continue
             d = tr.predicted_shift()
             out.append(dataclasses.replace(tr.person, keypoints=np.asarray(tr.person.keypoints, float) + d,
