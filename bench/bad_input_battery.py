@@ -4,7 +4,7 @@ and the Python API, each in its own subprocess, and says how each was handled.
     PYTHONPATH=/path/to/posecal OMP_NUM_THREADS=1 nice -n 19 python bench/bad_input_battery.py [--only NAME] [-v]
 
 It runs whichever posecal is first on PYTHONPATH and uses only the public surface that older versions have too
-(`posecal.cli.main(argv)` and `posecal.predictor.Predictor`), so the same script measures before and after a
+(`posecal.cli.main.main(argv)` and `posecal.inference.predictor.Predictor`), so the same script measures before and after a
 change. Fixtures (tiny drawn images, a 4-image COCO set, a fake YOLOX-style detector, broken files) are made
 in a temp folder. Each case gets one class:
 
@@ -61,7 +61,7 @@ def _noting_call(self, *a, **k):
         open(mark, "w").close()
     return _call(self, *a, **k)
 torch.nn.Module.__call__ = _noting_call
-from posecal.cli import main
+from posecal.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 # Runs an API snippet: it sets `result` (printed as JSON) or raises; PosecalInputError = a refusal (exit 2).
@@ -69,7 +69,7 @@ API = """
 import json, sys, warnings
 import numpy as np
 from posecal.errors import PosecalInputError
-from posecal.predictor import Predictor
+from posecal.inference.predictor import Predictor
 MODEL = sys.argv[1]
 def run():
 {body}
@@ -87,7 +87,7 @@ print("RESULT " + json.dumps(result))
 # kills only it) but does not pay ~2 CPU-seconds of imports: the CPU here is shared with a training run.
 ZYGOTE = """
 import json, os, resource, select, sys, traceback
-import cv2, numpy, torch, yaml, posecal.cli, posecal.predictor, posecal.errors
+import cv2, numpy, torch, yaml, posecal.cli.main, posecal.inference.predictor, posecal.errors
 running = {}
 def case(job):
     code = 1

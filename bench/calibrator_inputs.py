@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posecal.calibration.any_estimator import fit_results_calibrator, results_evidence
-from posecal.calibration.evidence import Evidence, PosecalEvidence
+from posecal.evaluation.calibrate_results import fit_results_calibrator, results_evidence
+from posecal.evaluation.evidence import Evidence, PosecalEvidence
 from posecal.data.coco import read_json
 from posecal.metrics.coco_ap import load_coco_gt
 from posecal.metrics.visibility import binary_report
-from posecal.results_eval import gt_persons, load_results, match, results_from_entries, results_metrics
+from posecal.evaluation.results import gt_persons, load_results, match, results_from_entries, results_metrics
 
 INPUT_SETS = (("(a) base", ()), ("(b) + heatmap value", ("heatmap value",)), ("(c) + distance", ("distance",)),
               ("(d) + visibility probs", ("visibility probs",)),

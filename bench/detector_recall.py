@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.detector import load_detector
+from posecal.detect.detector import load_detector
 
 NO_PEOPLE = ("coffee", "chelsea", "rocket", "coins", "moon", "horse", "hubble_deep_field", "immunohistochemistry",
              "page", "retina", "brick", "grass", "gravel", "logo", "clock", "colorwheel", "cell", "text",
@@ -57,7 +57,7 @@ def others_in_crop(ann: dict, same_photo: list[dict], w: int, h: int) -> np.ndar
 def no_people_photos() -> list[tuple[str, np.ndarray]]:
     from skimage import data
 
-    from posecal.predictor import bgr_from_array
+    from posecal.inference.predictor import bgr_from_array
 
     return [(n, bgr_from_array(np.asarray(getattr(data, n)()) * (255 if n in BINARY else 1))) for n in NO_PEOPLE]
 
@@ -111,7 +111,7 @@ def main() -> None:
 def pose_quality(images, data: Path, photos, threads: int, save: Path | None = None) -> None:
     """Whole-image mode: pose quality and keypoints predicted visible, people vs no people, and what each
     --min-pose-quality keeps by the product's rule (someone_there) and by quality alone."""
-    from posecal.predictor import Predictor, someone_there
+    from posecal.inference.predictor import Predictor, someone_there
 
     pred = Predictor(threads=threads, detector=None, min_pose_quality=0.0)   # flip test on, as `predict`
 

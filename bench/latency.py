@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from posecal.checkpoint import load_model, model_from_config
-from posecal.codec import decode
-from posecal.config import ModelConfig
+from posecal.models.checkpoint import load_model, model_from_config
+from posecal.codec.heatmap import decode
+from posecal.models.config import ModelConfig
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
-from posecal.export import OnnxEstimator, OutputTuple, onnx_bytes
+from posecal.export.onnx import OnnxEstimator, OutputTuple, onnx_bytes
 
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 

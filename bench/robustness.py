@@ -42,13 +42,13 @@ import cv2
 import numpy as np
 import torch
 
-from posecal.checkpoint import load_model
+from posecal.models.checkpoint import load_model
 from posecal.data.coco import load_coco_persons, read_image, read_json
 from posecal.data.transforms import box_to_center_scale
-from posecal.inference import predict_records
+from posecal.inference.topdown import predict_records
 from posecal.io import write_json_atomic
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
-from posecal.scoring import keypoint_confidence, pose_scores, predicted_labelled
+from posecal.inference.scoring import keypoint_confidence, pose_scores, predicted_labelled
 
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 ANGLES = (0, 45, 90, 135, 180)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from posecal.checkpoint import load_model
+from posecal.models.checkpoint import load_model
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
-from posecal.export import OnnxEstimator, onnx_bytes
+from posecal.export.onnx import OnnxEstimator, onnx_bytes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CROPS = SHARED / "data" / "coco-val2017-crops"
@@ -69,7 +69,7 @@ def main() -> None:
                                                                  CROPS / "images")})[: args.images]
         for p in names:
             shutil.copy(p, folder)
-        cmd = [sys.executable, "-m", "posecal.cli", "predict", str(folder), "--detector", args.detector,
+        cmd = [sys.executable, "-m", "posecal.cli.main", "predict", str(folder), "--detector", args.detector,
                "--out", str(Path(tmp) / "res.json"), "--threads", str(args.threads), "--no-progress",
                "--backend", args.backend]
         if args.backend == "onnx":  # export once beforehand, as a user would (`posecal export`)

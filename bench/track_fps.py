@@ -45,7 +45,7 @@ def trimmed(video: Path, frames: int, folder: Path) -> Path:
 
 
 def val_crops(n: int, input_wh) -> np.ndarray:
-    from posecal.quantize import calibration_crops
+    from posecal.export.quantize import calibration_crops
 
     return calibration_crops(CROPS / "annotations" / "val.json", CROPS / "images", input_wh, n)
 
@@ -53,9 +53,9 @@ def val_crops(n: int, input_wh) -> np.ndarray:
 def model_files(folder: Path, n_calib: int) -> dict[str, Path]:
     """The shipped model exported without flip (fp32) and its int8 quantisation, as files in `folder`
     (what `posecal export --no-flip [--int8 train.json --images DIR]` writes)."""
-    from posecal.checkpoint import load_model
-    from posecal.export import export_onnx
-    from posecal.quantize import calibration_crops
+    from posecal.models.checkpoint import load_model
+    from posecal.export.onnx import export_onnx
+    from posecal.export.quantize import calibration_crops
 
     model, cfg, meta = load_model(None)
     files = {"fp32": folder / "pose_fp32.onnx", "int8": folder / "pose_int8.onnx"}
@@ -85,7 +85,7 @@ def track_fps(video: Path, model: Path | None, backend: str, flip: bool, every: 
 def crop_latency(files: dict[str, Path], threads: int) -> None:
     import onnxruntime as ort
 
-    from posecal.export import OnnxEstimator
+    from posecal.export.onnx import OnnxEstimator
 
     x = val_crops(50, OnnxEstimator(files["fp32"], threads=1).config.input_wh)
     for name, path in files.items():
@@ -126,7 +126,7 @@ def median_ms(fn, n: int) -> float:
 
 
 def int8_ap(files: dict[str, Path], threads: int) -> None:
-    from posecal.evaluate import EvalConfig, evaluate
+    from posecal.evaluation.evaluate import EvalConfig, evaluate
 
     for name, path in files.items():
         with tempfile.TemporaryDirectory() as tmp:

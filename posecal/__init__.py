@@ -9,7 +9,7 @@ __all__ = ["KEYPOINT_NAMES", "PersonPose", "Predictor", "__version__"]
 def __getattr__(name):
     # Lazy so that `import posecal` stays light (torch loads only when a model is needed).
     if name in ("Predictor", "PersonPose"):
-        from posecal import predictor
+        from posecal.inference import predictor
 
         return getattr(predictor, name)
     raise AttributeError(name)

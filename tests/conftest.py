@@ -58,10 +58,10 @@ def tiny_coco(tmp_path):
 def tiny_heads_predictor(folder: Path):
     """A Predictor on an untrained tiny model with all heads (48x64 input), fp16 on disk like a packed model;
     no detector: an image without boxes is one whole-image box, always kept."""
-    from posecal.checkpoint import save_model
-    from posecal.config import ModelConfig
+    from posecal.models.checkpoint import save_model
+    from posecal.models.config import ModelConfig
     from posecal.models.estimator import build_estimator
-    from posecal.predictor import Predictor
+    from posecal.inference.predictor import Predictor
 
     path = folder / "heads.pt"
     cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,

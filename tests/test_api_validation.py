@@ -1,5 +1,5 @@
 """The Python API refuses bad images, boxes and scores with one PosecalInputError line naming the argument,
-before any work, and flags boxes the way `posecal predict` does (posecal.boxes.check_boxes)."""
+before any work, and flags boxes the way `posecal predict` does (posecal.detect.boxes.check_boxes)."""
 import re
 import warnings
 
@@ -100,7 +100,7 @@ def test_predict_many_names_the_item(predictor):
 
 def test_bad_item_costs_no_work(predictor, monkeypatch):
     """Checks run over every item before the first crop is inferred."""
-    import posecal.predictor as module
+    import posecal.inference.predictor as module
 
     calls = []
     monkeypatch.setattr(module, "infer_crops", lambda *a: calls.append(a))

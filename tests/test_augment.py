@@ -11,7 +11,7 @@ from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import (AugmentConfig, apply_affine, cut_line, inside_frame, paste_occluders,
                                      sample_augmentation, truncate)
-from posecal.losses import visibility_ce
+from posecal.training.losses import visibility_ce
 from posecal.skeleton import COCO_KEYPOINTS, LSP_KEYPOINTS
 
 from conftest import STANDING

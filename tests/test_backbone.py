@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.checkpoint import load_model, model_from_config
-from posecal.config import ModelConfig, model_config_from_dict, model_config_to_dict
+from posecal.models.checkpoint import load_model, model_from_config
+from posecal.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from posecal.errors import PosecalInputError
 from posecal.models.backbones.efficientnet_lite import (IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite,
                                                         imagenet_state_dict, load_imagenet)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from posecal.calibration.quality import QualityCalibration
-from posecal.checkpoint import load_model, save_model
-from posecal.cli import main
-from posecal.config import ModelConfig
+from posecal.models.checkpoint import load_model, save_model
+from posecal.cli.main import main
+from posecal.models.config import ModelConfig
 from posecal.data.coco import load_coco_persons
-from posecal.inference import predict_records
+from posecal.inference.topdown import predict_records
 from posecal.models.estimator import build_estimator
 
 from conftest import make_coco

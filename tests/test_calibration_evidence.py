@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from posecal.calibration.any_estimator import ResultsCalibrator
-from posecal.calibration.evidence import EVIDENCE_INPUTS, evidence_at, heatmap_values
+from posecal.evaluation.calibrate_results import ResultsCalibrator
+from posecal.evaluation.evidence import EVIDENCE_INPUTS, evidence_at, heatmap_values
 from posecal.calibration.maps import LogisticScore, fit_logistic
-from posecal.cli import main
-from posecal.codec import decode
+from posecal.cli.main import main
+from posecal.codec.heatmap import decode
 from posecal.data.topdown import heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
 
@@ -109,8 +109,8 @@ def test_calibrate_with_images_round_trips_and_apply_refuses_without_them(tmp_pa
     entries = json.loads(out.read_text())
     assert len(entries) == 16 and entries[0]["score"] == entries[0]["pose_quality"]
     # the file's calibrator on the same evidence gives the same numbers as the fitted one did
-    from posecal.calibration.any_estimator import results_evidence
-    from posecal.results_eval import load_results
+    from posecal.evaluation.calibrate_results import results_evidence
+    from posecal.evaluation.results import load_results
 
     r = load_results(res)
     evidence, _ = results_evidence(r, res, img_dir)

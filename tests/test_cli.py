@@ -5,7 +5,7 @@ import numpy as np
 
 import pytest
 
-from posecal.cli import main
+from posecal.cli.main import main
 
 from conftest import make_coco
 
@@ -148,8 +148,8 @@ def test_resume_from_committed_state_continues_the_schedule(trained, capsys):
 
 
 def test_lr_rewarms_after_a_resume_without_optimizer_state():
-    from posecal.config import TrainConfig
-    from posecal.train import lr_at
+    from posecal.models.config import TrainConfig
+    from posecal.training.train import lr_at
     cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.0, resume_warmup_steps=4)
     plain = lr_at(50, 100, cfg)
     assert plain == pytest.approx(0.5 * (1 + np.cos(np.pi * 40 / 90)))
@@ -183,12 +183,12 @@ def test_train_leaves_out_unreadable_images_and_goes_on(tmp_path, capsys):
 
 
 def test_cli_shows_posecal_warnings_in_one_line():
-    import posecal.inference
-    from posecal.cli import one_line_warning
+    import posecal.inference.topdown
+    from posecal.cli.main import one_line_warning
 
     msg = "skipping: photos/a.jpg: empty file (0 bytes)"
-    assert one_line_warning(msg, UserWarning, posecal.inference.__file__, 47) == f"posecal: {msg}\n"
-    other = one_line_warning("x is deprecated", DeprecationWarning, posecal.inference.__file__, 47)
-    assert other.startswith(f"{posecal.inference.__file__}:47: DeprecationWarning: x is deprecated")
+    assert one_line_warning(msg, UserWarning, posecal.inference.topdown.__file__, 47) == f"posecal: {msg}\n"
+    other = one_line_warning("x is deprecated", DeprecationWarning, posecal.inference.topdown.__file__, 47)
+    assert other.startswith(f"{posecal.inference.topdown.__file__}:47: DeprecationWarning: x is deprecated")
     foreign = one_line_warning("odd", UserWarning, "/elsewhere/lib.py", 3)
     assert foreign.startswith("/elsewhere/lib.py:3: UserWarning: odd")

@@ -4,7 +4,7 @@ import argparse
 import pytest
 
 import posecal
-from posecal import cli
+from posecal.cli import main as cli
 
 
 def _subparsers(monkeypatch) -> dict[str, argparse.ArgumentParser]:

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.codec import decode, decode_argmax, decode_dark, decode_soft_argmax, encode, flip_back, soft_argmax
-from posecal.losses import integral_l1
+from posecal.codec.heatmap import decode, decode_argmax, decode_dark, decode_soft_argmax, encode, flip_back, soft_argmax
+from posecal.training.losses import integral_l1
 from posecal.skeleton import flip_permutation
 
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.detector import PersonDetector, decode_yolox
+from posecal.detect.detector import PersonDetector, decode_yolox
 from posecal.errors import PosecalInputError
 
 from conftest import SHARED
@@ -104,7 +104,7 @@ def test_predict_with_real_detector_on_real_photo_keeps_distinct_poses(tmp_path,
     """The shipped model behind a real detector: OKS-NMS leaves no two near-identical poses."""
     import json
 
-    from posecal.cli import main
+    from posecal.cli.main import main
     from posecal.metrics.oks import opks
 
     skimage = pytest.importorskip("skimage")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from posecal.checkpoint import model_from_config
-from posecal.cli import main
-from posecal.config import load_train_config
-from posecal.distributed import DistributedEpochOrder, Group
+from posecal.models.checkpoint import model_from_config
+from posecal.cli.main import main
+from posecal.models.config import load_train_config
+from posecal.training.distributed import DistributedEpochOrder, Group
 
 from conftest import make_coco
 
@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 # What each rank runs: the library's train(), then its final weights saved under the rank's name.
 WORKER = """
 import os, sys, torch
-from posecal.config import load_train_config
-from posecal.train import train
+from posecal.models.config import load_train_config
+from posecal.training.train import train
 result = train(load_train_config(sys.argv[1]), progress=False)
 torch.save(result["model"].state_dict(), os.path.join(sys.argv[2], "rank%s.pt" % os.environ["RANK"]))
 """

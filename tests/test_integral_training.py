@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from posecal.cli import main
+from posecal.cli.main import main
 
 from conftest import make_coco
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from posecal.nms import oks_nms, soft_oks_nms
+from posecal.detect.nms import oks_nms, soft_oks_nms
 from posecal.skeleton import COCO_SIGMAS
 
 from conftest import STANDING

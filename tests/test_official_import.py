@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from conftest import SHARED, make_coco
-from posecal.checkpoint import load_model
-from posecal.cli import main
+from posecal.models.checkpoint import load_model
+from posecal.cli.main import main
 from posecal.data.topdown import to_tensor
 from posecal.models.estimator import build_estimator
 from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention
-from posecal.official.import_weights import import_weights, source_convention
-from posecal.official.key_map import official_keys, to_posecal_key, unwrap
+from posecal.models.official.import_weights import import_weights, source_convention
+from posecal.models.official.key_map import official_keys, to_posecal_key, unwrap
 
 REFERENCE = SHARED / "reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference not available")
@@ -153,8 +153,8 @@ def test_imported_model_applies_its_convention_before_the_network():
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50", "hrnet_w32", "hourglass_2"])
 def test_model_file_round_trip_per_family(tmp_path, arch):
     """A model with quality heads saves and loads back to the same weights, config and outputs."""
-    from posecal.checkpoint import model_from_config, save_model
-    from posecal.config import ModelConfig
+    from posecal.models.checkpoint import model_from_config, save_model
+    from posecal.models.config import ModelConfig
     torch.manual_seed(1)
     cfg = ModelConfig(input_wh=(64, 64), backbone=arch, imagenet=False, quality_heads=True, head_hidden=16,
                       input_channels="bgr")
@@ -172,9 +172,9 @@ def test_model_file_round_trip_per_family(tmp_path, arch):
 
 def test_hourglass_supervises_every_stack():
     """Pose-only training loss of a 2-stack hourglass = heatmap MSE of stack 1 + that of stack 2."""
-    from posecal.config import ModelConfig, TrainConfig
-    from posecal.losses import heatmap_mse
-    from posecal.train import step_losses
+    from posecal.models.config import ModelConfig, TrainConfig
+    from posecal.training.losses import heatmap_mse
+    from posecal.training.train import step_losses
     torch.manual_seed(0)
     cfg = TrainConfig(model=ModelConfig(input_wh=(64, 64), backbone="hourglass_2", imagenet=False))
     model = build_estimator(imagenet=False, backbone="hourglass_2")
@@ -189,8 +189,8 @@ def test_hourglass_supervises_every_stack():
 
 
 def test_config_errors_name_the_field():
-    from posecal.checkpoint import model_from_config
-    from posecal.config import ModelConfig
+    from posecal.models.checkpoint import model_from_config
+    from posecal.models.config import ModelConfig
     from posecal.errors import PosecalInputError
     with pytest.raises(PosecalInputError, match=r"model.input_wh: resnet50 needs .* multiples of 32.*144x192"):
         model_from_config(ModelConfig(backbone="resnet50", imagenet=False))
@@ -275,8 +275,8 @@ def test_shape_mismatch_names_the_key(tmp_path, capsys):
 def test_init_from_refuses_another_input_convention(tmp_path):
     """S3 from an imported BGR SimpleBaseline with a config that forgot `input_channels: bgr` would train the
     heads on wrongly coloured input without any error; it is refused, naming the field and the value to set."""
-    from posecal.checkpoint import load_state_from, model_from_config, save_model
-    from posecal.config import ModelConfig
+    from posecal.models.checkpoint import load_state_from, model_from_config, save_model
+    from posecal.models.config import ModelConfig
     from posecal.errors import PosecalInputError
     imported = ModelConfig(input_wh=(64, 64), backbone="resnet18", imagenet=False, input_channels="bgr")
     save_model(model_from_config(imported), imported, tmp_path / "imported.pt")

@@ -8,7 +8,7 @@ import torch
 
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, person_crop_matrix
 from posecal.models.estimator import PoseOutput
-from posecal.orientation import best_orientation, orientation_scores, orientations_for
+from posecal.inference.orientation import best_orientation, orientation_scores, orientations_for
 from tests.conftest import make_coco, tiny_heads_predictor
 
 
@@ -79,7 +79,7 @@ def test_predictor_keeps_the_turn_that_puts_the_bright_end_on_top(tmp_path, brig
 
 def test_predictor_refuses_other_counts(tmp_path):
     from posecal.errors import PosecalInputError
-    from posecal.predictor import Predictor
+    from posecal.inference.predictor import Predictor
 
     tiny_heads_predictor(tmp_path)                          # writes tmp_path/heads.pt
     with pytest.raises(PosecalInputError, match="orientations must be one of"):
@@ -87,10 +87,10 @@ def test_predictor_refuses_other_counts(tmp_path):
 
 
 def test_predict_records_and_eval_cli_with_orientation_search(tmp_path):
-    from posecal.checkpoint import load_model
-    from posecal.cli import main
+    from posecal.models.checkpoint import load_model
+    from posecal.cli.main import main
     from posecal.data.coco import load_coco_persons
-    from posecal.inference import predict_records
+    from posecal.inference.topdown import predict_records
 
     tiny_heads_predictor(tmp_path)                          # writes tmp_path/heads.pt
     ann, img_dir = make_coco(tmp_path / "coco")

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.cli import main
+from posecal.cli.main import main
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_bytes_atomic
 from posecal.outputs import check_output_dir, check_output_file
@@ -16,8 +16,8 @@ def no_work(monkeypatch):
     """Model loaders and the trainer's data loading that fail the test if any job gets that far."""
     def forbidden(*args, **kwargs):
         pytest.fail("work started before the outputs were checked")
-    for target in ("posecal.predict.Predictor", "posecal.evaluate.load_model", "posecal.checkpoint.load_model",
-                   "posecal.train._load_data", "posecal.demo.demo_photo"):
+    for target in ("posecal.predict.job.Predictor", "posecal.evaluation.evaluate.load_model", "posecal.models.checkpoint.load_model",
+                   "posecal.training.train._load_data", "posecal.predict.demo.demo_photo"):
         monkeypatch.setattr(target, forbidden)
 
 
@@ -76,10 +76,10 @@ def test_eval_export_pack_train_demo_outputs_are_checked_first(coco, tmp_path, b
 
 
 def test_jobs_check_without_the_cli(tmp_path, blocker, no_work):
-    from posecal.config import TrainConfig
-    from posecal.evaluate import EvalConfig, evaluate
-    from posecal.predict import PredictConfig, run_predict
-    from posecal.train import train
+    from posecal.models.config import TrainConfig
+    from posecal.evaluation.evaluate import EvalConfig, evaluate
+    from posecal.predict.job import PredictConfig, run_predict
+    from posecal.training.train import train
 
     with pytest.raises(PosecalInputError, match="--out"):
         run_predict(PredictConfig(inputs=["x.jpg"], out=str(tmp_path)))

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.checkpoint import save_model
-from posecal.cli import main
-from posecal.config import ModelConfig
+from posecal.models.checkpoint import save_model
+from posecal.cli.main import main
+from posecal.models.config import ModelConfig
 from posecal.models.estimator import build_estimator
 
 from conftest import make_coco

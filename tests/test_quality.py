@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.codec import encode
-from posecal.losses import hard_mined_l1, opks_bce, visibility_class_weights
+from posecal.codec.heatmap import encode
+from posecal.training.losses import hard_mined_l1, opks_bce, visibility_class_weights
 from posecal.metrics.calibration import ece, pearson, rankdata, spearman
 from posecal.metrics.keypoints import average_precision, error_breakdown, mapk
 from posecal.metrics.oks import oks, opks
 from posecal.metrics.visibility import binary_report, classification_report
-from posecal.quality_targets import online_targets
+from posecal.training.quality_targets import online_targets
 
 
 def test_online_targets_equal_the_metric_functions():
@@ -113,10 +113,10 @@ def test_error_breakdown_finds_an_inversion():
 
 def test_frozen_step_leaves_pose_weights_bit_identical(tmp_path):
     from conftest import make_coco
-    from posecal.checkpoint import save_model
-    from posecal.config import ModelConfig, TrainConfig, DataConfig
+    from posecal.models.checkpoint import save_model
+    from posecal.models.config import ModelConfig, TrainConfig, DataConfig
     from posecal.models.estimator import build_estimator
-    from posecal.train import train
+    from posecal.training.train import train
 
     ann, img_dir = make_coco(tmp_path / "d", n_images=4)
     base_cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False)
@@ -162,7 +162,7 @@ def test_adaptive_pool_matches_torch_on_uneven_grids():
 
 def test_visibility_classes_say_occluded_only_when_clearly_more_likely_than_visible(tmp_path):
     from conftest import tiny_heads_predictor
-    from posecal.scoring import OCCLUDED_OVER_VISIBLE, visibility_classes
+    from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, visibility_classes
 
     assert OCCLUDED_OVER_VISIBLE == 2.0
     probs = np.array([[0.5, 0.3, 0.2],      # absent most likely: absent, as the argmax

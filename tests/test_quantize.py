@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from posecal.checkpoint import save_model
-from posecal.cli import main
-from posecal.config import ModelConfig
+from posecal.models.checkpoint import save_model
+from posecal.cli.main import main
+from posecal.models.config import ModelConfig
 from posecal.models.estimator import build_estimator
 from conftest import make_coco
 
@@ -39,7 +39,7 @@ def evaluate(files, model, out, *extra) -> dict:
 
 
 def test_calibration_crops_are_spread_over_the_persons_as_the_model_sees_them(files):
-    from posecal.quantize import calibration_crops
+    from posecal.export.quantize import calibration_crops
 
     crops = calibration_crops(files["ann"], files["images"], (48, 64), 2)
     assert crops.shape == (2, 3, 64, 48) and crops.dtype == np.float32
@@ -51,7 +51,7 @@ def test_calibration_crops_are_spread_over_the_persons_as_the_model_sees_them(fi
 
 def test_int8_file_is_quantised_and_keeps_the_posecal_metadata(files, capsys):
     onnx = pytest.importorskip("onnx")
-    from posecal.export import OnnxEstimator
+    from posecal.export.onnx import OnnxEstimator
 
     ops = {n.op_type for n in onnx.load(str(files["int8"])).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops

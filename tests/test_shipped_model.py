@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 
-from posecal.checkpoint import DEFAULT_MODEL, load_model
-from posecal.evaluate import EvalConfig, evaluate
+from posecal.models.checkpoint import DEFAULT_MODEL, load_model
+from posecal.evaluation.evaluate import EvalConfig, evaluate
 
 from conftest import COCO_CROPS, needs_shared
 

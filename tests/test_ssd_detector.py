@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from posecal.detector import load_detector
-from posecal.ssd_detector import SHIPPED_DETECTOR, SsdPersonDetector, decode_ssd, ssd_anchors
+from posecal.detect.detector import load_detector
+from posecal.detect.ssd import SHIPPED_DETECTOR, SsdPersonDetector, decode_ssd, ssd_anchors
 
 
 def test_anchor_layout_by_hand():
@@ -78,7 +78,7 @@ def test_predictor_finds_nobody_on_a_blank_image_with_and_without_the_detector()
 def test_cli_default_detector_on_a_blank_image(tmp_path, capsys):
     import cv2
 
-    from posecal.cli import main
+    from posecal.cli.main import main
 
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((200, 300, 3), 255, np.uint8))
     out = tmp_path / "p.json"

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.predictor import PersonPose
+from posecal.inference.predictor import PersonPose
 from posecal.tracking.associate import box_iou, match, similarity
 from posecal.tracking.one_euro import OneEuroFilter, smoothing_factor
 from posecal.tracking.tracker import Tracker, TrackerConfig, keypoint_cutoffs
@@ -150,7 +150,7 @@ def _write_video(path, frames=8, size=(160, 120)):
 def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
     from pycocotools.coco import COCO
 
-    from posecal.cli import main
+    from posecal.cli.main import main
 
     video = tmp_path / "walk.mp4"
     _write_video(video)
@@ -181,8 +181,8 @@ def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
 
 
 def _tiny(tmp_path):
-    from posecal.checkpoint import save_model
-    from posecal.config import ModelConfig
+    from posecal.models.checkpoint import save_model
+    from posecal.models.config import ModelConfig
     from posecal.models.estimator import build_estimator
 
     path = tmp_path / "tiny.pt"
@@ -193,7 +193,7 @@ def _tiny(tmp_path):
 
 
 def test_track_refuses_images_and_bad_options(tmp_path, capsys):
-    from posecal.cli import main
+    from posecal.cli.main import main
 
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((10, 10, 3), np.uint8))
     assert main(["track", str(tmp_path / "a.png"), "--out", str(tmp_path / "t.json")]) == 2

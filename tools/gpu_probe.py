@@ -11,11 +11,11 @@ import time
 
 import torch
 
-from posecal.checkpoint import model_from_config
-from posecal.config import load_train_config
+from posecal.models.checkpoint import model_from_config
+from posecal.models.config import load_train_config
 from posecal.data.topdown import TopDownDataset
-from posecal.losses import heatmap_mse
-from posecal.train import EpochOrder, _amp, _device, _load_data, make_loader, optimizer_step
+from posecal.training.losses import heatmap_mse
+from posecal.training.train import EpochOrder, _amp, _device, _load_data, make_loader, optimizer_step
 
 
 def loader_rate(cfg, records, seconds: float) -> float:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from posecal.checkpoint import model_from_config, save_resume_state
-from posecal.config import load_train_config
+from posecal.models.checkpoint import model_from_config, save_resume_state
+from posecal.models.config import load_train_config
 
 
 def main(config_path: str) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from posecal.codec import encode
+from posecal.codec.heatmap import encode
 from posecal.data.coco import PersonRecord, area_scale, read_image
 from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_scale, color_jitter,
                                      crop_matrix, flip_keypoints, half_body_region, inside_frame, paste_occluders,
@@ -43,7 +43,7 @@ class TopDownDataset(Dataset):
     def __init__(self, records: list[PersonRecord], input_wh=(144, 192), augment: AugmentConfig | None = None,
                  sigma: float = 2.0, seed: int = 0, rotation: float = 0.0):
         """rotation: without augmentation, every crop is turned by this many degrees (test-time orientation
-        search, posecal/orientation.py), framed as `person_crop_matrix` frames it."""
+        search, posecal/inference/orientation.py), framed as `person_crop_matrix` frames it."""
         self.records = records
         self.rotation = float(rotation)
         self.input_wh = tuple(int(v) for v in input_wh)

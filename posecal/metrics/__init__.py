@@ -1,0 +1,1 @@
+"""Metrics that know no model: OKS/OPKS, COCO AP (pycocotools), calibration (ECE, correlations), visibility, keypoint errors, risk-coverage."""

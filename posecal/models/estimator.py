@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from posecal.codec import flip_back
+from posecal.codec.heatmap import flip_back
 from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
 from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourglass

@@ -20,14 +20,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from posecal.detector import load_detector
+from posecal.detect.detector import load_detector
 from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
-from posecal.nms import pose_nms
+from posecal.detect.nms import pose_nms
 from posecal.outputs import check_output_dir, check_output_file
-from posecal.predict import result_entries
-from posecal.predictor import Predictor
-from posecal.sources import Frame, Problem, collect, is_video, iter_frames
+from posecal.predict.job import result_entries
+from posecal.inference.predictor import Predictor
+from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
 from posecal.tracking.associate import box_iou, trusted
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
@@ -170,7 +170,7 @@ def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path,
 
 def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     """Track every video of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose) list."""
-    from posecal.render import render_people
+    from posecal.viz.overlay import render_people
 
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
     if cfg.detect_every < 1:

@@ -2,7 +2,7 @@
 
 Module names reproduce that repository's `PoseNet` state_dict (`pre`, `hgs.i.0.up1/low1/low2/low3`,
 `features`, `outs`, `merge_features`, `merge_preds`; convolutions wrapped as `<name>.conv` with an optional
-`<name>.bn`), so its checkpoints map onto `backbone.*` by prefix alone (posecal/official/key_map.py). As there,
+`<name>.bn`), so its checkpoints map onto `backbone.*` by prefix alone (posecal/models/official/key_map.py). As there,
 every Residual owns a `skip_layer` even when it is unused (in == out channels): the keys must exist for a strict
 load, and they cost nothing at run time.
 

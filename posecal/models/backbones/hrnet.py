@@ -2,7 +2,7 @@
 
 Module names reproduce the reference `pose_hrnet` state_dict exactly (stem `conv1/bn1/conv2/bn2`, `layer1`,
 `transitionK`, `stageK.M.branches/fuse_layers`, and the 1x1 `final_layer`), so a published checkpoint maps onto
-`backbone.*` plus `heatmap_head.final_layer.*` by prefix alone (posecal/official/key_map.py). Keys that the
+`backbone.*` plus `heatmap_head.final_layer.*` by prefix alone (posecal/models/official/key_map.py). Keys that the
 reference leaves out also stay out here: transitions that keep the channel count are `None` and the last module
 (only the stride-4 output is used) has only `fuse_layers.0`.
 

@@ -2,7 +2,7 @@
 
 Module names follow torchvision's ResNet (`conv1`, `bn1`, `layer1..4`, `downsample.0/1`, no `avgpool`/`fc`) and
 the SimpleBaseline head (`deconv_layers.{0,1,3,4,6,7}`, `final_layer`), so the published `pose_resnet_*`
-state_dicts map onto `backbone.*` / `heatmap_head.*` by prefix alone (posecal/official/key_map.py). The stride
+state_dicts map onto `backbone.*` / `heatmap_head.*` by prefix alone (posecal/models/official/key_map.py). The stride
 sits on the 3x3 conv of each Bottleneck (torchvision v1.5), as in the published checkpoints.
 """
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The command line: argument parsing and each command's glue to its job, nothing else."""

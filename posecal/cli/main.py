@@ -1,0 +1,395 @@
+"""Command line: `posecal demo | predict | track | export | eval | train | pack | import-weights | calibrate |
+run-peer`. User mistakes print one line and exit 2. Every option says what it does and its default
+(tests/test_cli_help.py checks that)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from posecal.errors import PosecalInputError
+from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float, parse_int
+
+
+def _number(kind: type, rule: Rule):
+    """An argparse `type=` for an int or float option held to `rule`: a bad value then ends in argparse's
+    one-line usage error naming the option (exit 2), not in a traceback deep inside a command."""
+    def parse(text: str):
+        value = parse_int(text) if kind is int else parse_float(text)
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        problem = rule.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return parse
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """posecal's own warnings (e.g. eval skipping an unreadable image) in the one-line form of its other
+    messages, not Python's `FILE.py:47: UserWarning: ...` with a source line under it; other warnings unchanged."""
+    if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+        return f"posecal: {message}\n"
+    return PYTHON_FORMATWARNING(message, category, filename, lineno, line)
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+PYTHON_FORMATWARNING = warnings.formatwarning
+POSITIVE_INT = _number(int, POSITIVE)
+NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
+PROBABILITY_FLOAT = _number(float, PROBABILITY)
+
+
+def _cmd_train(args) -> None:
+    from posecal.models.config import load_train_config
+    from posecal.training.train import train
+
+    cfg = load_train_config(args.config)
+    if args.out_dir:
+        cfg.out_dir = args.out_dir
+    if args.packed:
+        cfg.data.packed = args.packed
+    if args.max_minutes is not None:
+        cfg.max_minutes = args.max_minutes if args.max_minutes > 0 else None
+    result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if result["rank"]:                   # torchrun: rank 0 speaks for all
+        return
+    if result["stopped"]:
+        why = f"after {cfg.max_minutes:g} minutes" if result["stopped_by"] == "max_minutes" else f"by {result['stopped_by']}"
+        print(f"stopped {why} at epoch {result['epoch']}, step {result['step']}; "
+              f"go on with --resume. Best val AP so far {result['best_ap']:.2f}; files in {cfg.out_dir}")
+    else:
+        print(f"best val AP {result['best_ap']:.2f}; files in {cfg.out_dir}")
+
+
+def _cmd_import_weights(args) -> None:
+    from posecal.models.official.import_weights import import_weights
+
+    cfg = import_weights(args.src, args.arch, args.out, input_wh=args.input_wh, input_channels=args.input_channels)
+    print(f"{args.out}: {cfg.backbone}, {cfg.num_keypoints} keypoints, input {cfg.input_wh[0]}x{cfg.input_wh[1]} "
+          f"{cfg.input_channels.upper()}")
+
+
+def _cmd_eval(args) -> None:
+    from posecal.evaluation.evaluate import EvalConfig, evaluate
+
+    if args.results:
+        from posecal.evaluation.results import evaluate_results
+
+        m = evaluate_results(args.results, args.annotations, args.out, images=args.images)
+        name = "pose_quality" if "pose_quality" in m["ap"] else "score"
+        print(f"{m['num_results']} results, {m['num_matched']} matched to GT persons; by '{name}': AP "
+              f"{m['ap'][name]:.1f}, pose-score ECE {m.get('pose_score_ece', {}).get(name)}, keypoint ECE "
+              f"{m.get('keypoint_ece')} -> {args.out}/metrics.json")
+        return
+    if not args.images:
+        raise PosecalInputError("--images is needed to run a model (or give --results to evaluate a results file)")
+    m = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
+                            boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
+                            batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
+                            score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
+                            calibrated=not args.no_calibration, orientations=args.orientations))
+    mode = m["score_mode"]
+    print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
+          f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "
+          f"-> {args.out}/metrics.json")
+
+
+def _cmd_pack(args) -> None:
+    from posecal.models.checkpoint import load_model, save_model
+    from posecal.outputs import check_output_file
+
+    check_output_file(args.out, "OUT")
+    if bool(args.calibrate_on) != bool(args.images):
+        raise PosecalInputError("--calibrate-on and --images go together (a labelled COCO file and its images)")
+    model, cfg, meta = load_model(args.model)
+    meta = meta | {"packed_from": str(args.model)}
+    if args.calibrate_on:
+        import torch
+
+        from posecal.evaluation.calibrate_model import calibrate_model
+
+        torch.set_num_threads(args.threads)
+        # Fitted on the fp16 weights that ship, so the maps match what users run.
+        if not args.fp32:
+            model = model.half().float()
+        cal, report = calibrate_model(model, cfg, args.calibrate_on, args.images, progress=not args.no_progress)
+        meta["calibration"] = cal.to_dict()
+        before, after = report["raw"], report["cross_fitted"]
+        print(f"calibrated on {report['persons']} persons ({report['folds']}-fold cross-fitted, before -> after): "
+              + ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in before)
+              + f"; radius coverage {after['radius_coverage']:.3f} (per keypoint "
+                f"{after['radius_coverage_min']:.3f}-{after['radius_coverage_max']:.3f})")
+    save_model(model, cfg, args.out, meta=meta, half=not args.fp32)
+    print(f"wrote {args.out}")
+
+
+def _cmd_predict(args) -> None:
+    from posecal.predict.job import PredictConfig, run_predict
+
+    s = run_predict(PredictConfig(
+        inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
+        detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
+        min_pose_quality=args.min_pose_quality,
+        nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
+        radius=args.radius,
+        every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
+        flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress,
+        orientations=args.orientations))
+    skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
+    print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
+          + (f", overlays in {args.render}/" if args.render else "") + skipped)
+
+
+def _cmd_run_peer(args) -> None:
+    from posecal.evaluation.movenet_peer import run_movenet
+
+    s = run_movenet(args.model, args.annotations, args.images, args.out, threads=args.threads,
+                    progress=not args.no_progress)
+    print(f"{args.peer}: {s['persons']} person(s) in {s['seconds']:.1f}s"
+          + (f", {s['failed']} skipped" if s["failed"] else "") + f" -> {args.out}")
+
+
+def _cmd_calibrate(args) -> None:
+    from posecal.evaluation.calibrate_results import calibrate_apply, calibrate_fit
+
+    if args.action == "fit":
+        cal = calibrate_fit(args.results, args.annotations, args.out, images=args.images)
+        print(f"fitted on {cal.meta['fit_persons']} persons ({cal.meta['fit_labelled_keypoints']} labelled "
+              f"keypoints; inputs: {', '.join(cal.meta['inputs'])}) -> {args.out}")
+    else:
+        n = calibrate_apply(args.calibrator, args.results, args.out, images=args.images)
+        print(f"{n} results with keypoint_quality, pose_quality, visibility, keypoint_radius -> {args.out}")
+
+
+def _cmd_demo(args) -> None:
+    from posecal.predict.demo import run_demo
+
+    run_demo(args.out, model=args.model)
+
+
+def _cmd_track(args) -> None:
+    from posecal.tracking.job import TrackConfig, run_track
+    from posecal.tracking.tracker import TrackerConfig
+
+    s = run_track(TrackConfig(
+        videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
+        detector_threshold=args.detector_threshold, detect_every=args.detect_every, backend=args.backend,
+        flip=args.flip, threads=args.threads, progress=not args.no_progress,
+        tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth)))
+    video = f", video {args.render}" if args.render else ""
+    print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
+          f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}")
+
+
+def _cmd_export(args) -> None:
+    import torch
+
+    from posecal.models.checkpoint import load_model
+    from posecal.export.onnx import export_onnx
+    from posecal.outputs import check_output_file
+
+    check_output_file(args.out, "--out")  # before loading the model; export_onnx checks again for API callers
+    if bool(args.int8) != bool(args.images):
+        raise PosecalInputError("--int8 and --images go together (a labelled COCO file and its images)")
+    model, cfg, meta = load_model(args.model)
+    w, h = cfg.input_wh
+    check = torch.rand(4, 3, h, w, generator=torch.Generator().manual_seed(0)) * 4 - 2
+    crops = None
+    if args.int8:
+        from posecal.export.quantize import calibration_crops
+
+        crops = calibration_crops(args.int8, args.images, cfg.input_wh, args.int8_crops)
+        check = torch.from_numpy(crops[:4])   # int8 vs fp32 on real crops: random inputs would say nothing
+    diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=not args.no_flip,
+                        calibration=meta.get("calibration"), int8_crops=crops)
+    worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+    flip = "without" if args.no_flip else "with"
+    kind = f"int8, ranges from {len(crops)} crops, " if crops is not None else ""
+    print(f"wrote {args.out} ({kind}dynamic batch, {flip} flip test); onnxruntime vs PyTorch max abs difference: "
+          f"{worst}")
+
+
+def main(argv=None) -> int:
+    from posecal import __version__
+
+    parser = argparse.ArgumentParser(prog="posecal", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"posecal {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
+    p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("predict", help="poses with pose quality, keypoint quality and visibility on images, "
+                                       "folders or videos")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
+    p.add_argument("--out", default="predictions.json", help="COCO keypoint results JSON (default: predictions.json)")
+    p.add_argument("--render", metavar="DIR", help="write overlay images here")
+    p.add_argument("--show-all", action="store_true", help="overlays: draw keypoints predicted absent, faintly")
+    p.add_argument("--radius", action="store_true",
+                   help="overlays: circles that hold the true keypoint with probability 0.9 (calibrated models)")
+    p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
+    p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
+    p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
+                   "'none' for one person per whole image (default: the shipped SSD-MobileNetV2)")
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
+                   help="detector score threshold (default: 0.3)")
+    p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
+                   help="--detector none: drop a whole-image pose below this pose quality or with no keypoint "
+                        f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")
+    p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
+                   help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
+    p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=0.9,
+                   help="OKS above which --nms oks drops a pose (default: 0.9)")
+    p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
+                   help="the results' score (default: oks = pose_quality, the best calibrated one)")
+    p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="person crops per forward pass (default: 16)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the pose network runs (default: cpu)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting) "
+                        "(default: torch)")
+    p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
+    p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
+    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
+                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
+                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser("track", help="multi-person pose tracking on videos: poses with track ids, smoothed")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of them)")
+    p.add_argument("--out", default="tracks.json",
+                   help="COCO keypoint results with image_id = frame index and track_id (default: tracks.json)")
+    p.add_argument("--render", metavar="OUT.mp4|DIR",
+                   help="overlay video with track ids (one video: OUT.mp4; several: a folder)")
+    p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
+                   "'none' (the whole frame, then boxes from the poses) (default: the shipped SSD-MobileNetV2)")
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
+                   help="detector score threshold (default: 0.3)")
+    p.add_argument("--detect-every", type=POSITIVE_INT, default=1, metavar="N",
+                   help="run the detector on every N-th frame, boxes from the tracked poses in between (default: 1)")
+    p.add_argument("--max-misses", type=POSITIVE_INT, default=10,
+                   help="frames a track survives unmatched (occlusion) before it ends (default: 10)")
+    p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")
+    p.add_argument("--flip", action="store_true", help="flip test (about 2x slower; default: off in video)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
+                   help="pose network runtime (default: onnx = onnxruntime)")
+    p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_track)
+    p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
+    p.add_argument("--no-flip", action="store_true", help="leave the flip test out of the graph (2x faster)")
+    p.add_argument("--int8", metavar="COCO.json",
+                   help="int8 static quantisation, activation ranges from the persons of this labelled COCO file "
+                        "(training data, not what you evaluate on; needs --images) (default: fp32)")
+    p.add_argument("--images", help="--int8: folder with the images named in its COCO file")
+    p.add_argument("--int8-crops", type=POSITIVE_INT, default=200,
+                   help="--int8: person crops the ranges are measured on (default: 200)")
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("train", help="train a pose model from a YAML config")
+    p.add_argument("config", help="training config YAML (see configs/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT_DIR/last.pt, else from the config's committed resume_state")
+    p.add_argument("--out-dir", help="override the config's out_dir")
+    p.add_argument("--packed", metavar="DIR", help="override the config's data.packed (a pack folder)")
+    p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
+                   help="override the config's max_minutes (0: no limit)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("eval", help="COCO keypoint AP of a model on a COCO keypoint file")
+    p.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
+    p.add_argument("--images", help="folder with the images named in the JSON (needed to run a model)")
+    p.add_argument("--results", metavar="R.json",
+                   help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
+    p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
+    p.add_argument("--model", help="model file or checkpoint, or an exported .onnx (fp32 or int8) run by onnxruntime "
+                   "(default: the shipped model)")
+    p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
+    p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
+                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
+                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
+    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark",
+                   help="heatmap decoding: DARK sub-pixel, plain argmax or soft-argmax (default: dark)")
+    p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
+                   help="pose score written to results.json (default: oks with quality heads, else heatmap)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="report the quality heads' raw outputs, not those of the model's stored calibration")
+    p.add_argument("--drop-unlabelled", action="store_true",
+                   help="give keypoints predicted not-labelled confidence 0 in results.json")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
+                       "hourglass) into a posecal model file")
+    p.add_argument("src", help="the published .pth/.pt file")
+    p.add_argument("--arch", required=True, help="hrnet_w32 | hrnet_w48 | resnet50 | resnet101 | resnet152 | "
+                   "hourglass_2 | hourglass_8")
+    p.add_argument("--out", required=True, help="posecal model file to write")
+    p.add_argument("--input-wh", type=POSITIVE_INT, nargs=2, metavar=("W", "H"),
+                   help="crop size the model is fed (default: the published 192 256; hourglass 256 256)")
+    p.add_argument("--input-channels", choices=("rgb", "bgr"),
+                   help="override the channel order of the published pipeline (detected from the file's layout)")
+    p.set_defaults(func=_cmd_import_weights)
+    p = sub.add_parser("calibrate", help="fit / apply a calibrator for any estimator's COCO keypoint results")
+    csub = p.add_subparsers(dest="action", required=True, help="fit or apply")
+    c = csub.add_parser("fit", help="fit on an estimator's results on a labelled set")
+    c.add_argument("--results", required=True, help="the estimator's COCO keypoint results JSON")
+    c.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
+    c.add_argument("--out", required=True, help="calibrator file to write (JSON)")
+    c.add_argument("--images", metavar="DIR", help="the results' images: adds posecal's own evidence at each "
+                   "keypoint to the inputs (apply then needs the images too; default: scores only)")
+    c.set_defaults(func=_cmd_calibrate)
+    c = csub.add_parser("apply", help="add calibrated trust fields to results")
+    c.add_argument("--calibrator", required=True, help="file written by `posecal calibrate fit`")
+    c.add_argument("--results", required=True, help="COCO keypoint results JSON of the same estimator")
+    c.add_argument("--out", required=True, help="results JSON to write")
+    c.add_argument("--images", metavar="DIR", help="the results' images (needed when the calibrator was fitted "
+                   "with --images)")
+    c.set_defaults(func=_cmd_calibrate)
+    p = sub.add_parser("run-peer", help="run another estimator on a COCO file's GT boxes -> COCO keypoint results")
+    p.add_argument("peer", choices=("movenet",), help="the estimator to run (movenet: MoveNet SinglePose via ai-edge-litert)")
+    p.add_argument("--model", required=True, metavar="MODEL.tflite", help="MoveNet SinglePose .tflite file")
+    p.add_argument("--annotations", required=True, help="COCO keypoint JSON (its persons' boxes are used)")
+    p.add_argument("--images", required=True, help="folder with the images named in the JSON")
+    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
+    p.add_argument("--threads", type=POSITIVE_INT, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run_peer)
+    p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
+    p.add_argument("model", help="model file or training checkpoint")
+    p.add_argument("out", help="output model file")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    p.add_argument("--calibrate-on", metavar="COCO.json",
+                   help="fit the post-hoc calibration (quality maps, conformal radii) on this labelled set, "
+                        "which the pose network must not have trained on, and store it in the model file")
+    p.add_argument("--images", metavar="DIR", help="images of --calibrate-on")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads for --calibrate-on (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_pack)
+    args = parser.parse_args(argv)
+    warnings.formatwarning = one_line_warning
+    try:
+        args.func(args)
+    except PosecalInputError as e:
+        print(f"posecal: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("posecal: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.formatwarning = PYTHON_FORMATWARNING  # main() may be called from Python: leave it as found
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

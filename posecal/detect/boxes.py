@@ -1,0 +1,173 @@
+"""Person boxes for `posecal predict`: from a file (COCO detection results or a per-image JSON), checked
+against the image they belong to."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from posecal.errors import PosecalInputError
+from posecal.data.sources import lookup
+
+PERSON_CATEGORY = 1
+
+
+class BoxFile:
+    """Boxes by image name. Accepted formats:
+
+    - COCO detection results: [{"image_id", "bbox": [x, y, w, h], "score", "category_id"}, ...]; entries may
+      carry "file_name", otherwise `image_names` (image_id -> file name, from a COCO annotation file) maps them;
+      non-person categories are ignored;
+    - per image: {"name.jpg": [[x, y, w, h], [x, y, w, h, score], ...], ...}.
+    Names match an input's name relative to its folder argument, or else its base name.
+    """
+
+    def __init__(self, path, image_names: dict[int, str] | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PosecalInputError(f"{self.path}: boxes file not found")
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PosecalInputError(f"{self.path}: not valid JSON ({e})") from None
+        self.by_name: dict[str, list[list[float]]] = {}
+        if isinstance(data, list):
+            self._read_coco(data, image_names or {})
+        elif isinstance(data, dict):
+            for name, boxes in data.items():
+                self.by_name[str(name)] = [self._box(b, f"entry '{name}'") for b in (boxes or [])]
+        else:
+            raise PosecalInputError(f"{self.path}: expected a list (COCO detections) or an object (per image)")
+
+    def _read_coco(self, data: list, image_names: dict[int, str]) -> None:
+        for i, det in enumerate(data):
+            if not isinstance(det, dict) or "bbox" not in det:
+                raise PosecalInputError(f"{self.path}: entry {i} is not a detection with a 'bbox'")
+            if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
+                continue
+            name = det.get("file_name") or image_names.get(det.get("image_id"))
+            if name is None:
+                raise PosecalInputError(f"{self.path}: entry {i} has image_id {det.get('image_id')!r} but no "
+                                        f"file_name; pass --annotations COCO.json to map image ids to files")
+            self.by_name.setdefault(str(name), []).append(
+                self._box(list(det["bbox"]) + [det.get("score", 1.0)], f"entry {i}"))
+
+    def _box(self, values, where: str) -> list[float]:
+        try:
+            v = [float(x) for x in values]
+        except (TypeError, ValueError):
+            raise PosecalInputError(f"{self.path}: {where}: box {values!r} is not a list of numbers") from None
+        if len(v) not in (4, 5):
+            raise PosecalInputError(f"{self.path}: {where}: box needs [x, y, w, h] or [x, y, w, h, score], got {v}")
+        return v if len(v) == 5 else v + [1.0]
+
+    def get(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(boxes (M, 4), scores (M,)) for an image name, or None when the file does not mention it."""
+        boxes = lookup(self.by_name, name)
+        if boxes is None:
+            return None
+        arr = np.array(boxes, float).reshape(-1, 5)
+        return arr[:, :4], arr[:, 4]
+
+
+def check_boxes(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, where: str
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Keep boxes with finite, positive size that overlap the image; one message per dropped box, and one
+    when the boxes look normalised to [0, 1] (a common mix-up that would silently give one-pixel crops).
+    The CLI prints the messages, the Python API warns with them: one rule for both."""
+    keep, messages = np.ones(len(boxes), bool), normalised_message(boxes, width, height, where)
+    for i, (x, y, w, h) in enumerate(boxes):
+        shown = np.round(boxes[i], 1).tolist()
+        if not np.all(np.isfinite(boxes[i])) or w <= 0 or h <= 0:
+            messages.append(f"{where}: box {shown} has zero or negative size; skipped")
+        elif x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            messages.append(f"{where}: box {shown} lies outside the {width}x{height} image; skipped")
+        else:
+            continue
+        keep[i] = False
+    return boxes[keep].reshape(-1, 4), scores[keep], messages
+
+
+def normalised_message(boxes: np.ndarray, width: int, height: int, where: str) -> list[str]:
+    """A message when every coordinate is within [0, 1] of an image larger than that: such boxes are almost
+    surely normalised, while posecal wants pixels. They are kept (a 1-pixel box is legal), only flagged."""
+    finite = np.asarray(boxes, float)[np.all(np.isfinite(boxes), axis=1)] if len(boxes) else np.zeros((0, 4))
+    if len(finite) == 0 or max(width, height) <= 2 or np.abs(finite).max() > 1:
+        return []
+    return [f"{where}: all boxes have coordinates <= 1, as if normalised to [0, 1]; posecal wants pixels "
+            f"(x, y, w, h) in the {width}x{height} image"]
+
+
+def boxes_from_arraylike(value, where: str = "boxes") -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Python API boxes -> ((N, 4) float boxes, (N,) scores from a 5th column or None); None stays None
+    (whole image). Only N x 4 / N x 5 tables or one [x, y, w, h(, score)] row are taken: a flat list of more
+    numbers is refused rather than regrouped, since guessing the grouping would silently pose wrong people."""
+    if value is None:
+        return None
+    arr = _numeric_table(value, where)
+    if arr.size == 0:
+        return np.zeros((0, 4)), None
+    if arr.ndim == 1 and len(arr) in (4, 5):
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise PosecalInputError(f"{where}: expected N x 4 or N x 5 rows of (x, y, w, h[, score]), got shape "
+                                f"{arr.shape}; a flat list is not regrouped, give one row per box")
+    for i, row in enumerate(arr):
+        _check_row(row, f"{where}[{i}]")
+    return arr[:, :4].copy(), (arr[:, 4].copy() if arr.shape[1] == 5 else None)
+
+
+def _numeric_table(value, where: str) -> np.ndarray:
+    """A float array of the value, or one line saying why not (ragged rows, text, objects)."""
+    if isinstance(value, (str, bytes, dict)):
+        raise PosecalInputError(f"{where}: expected N x 4 or N x 5 numbers, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise PosecalInputError(f"{where}: rows of different lengths; every box needs 4 or 5 numbers") from None
+    if arr.dtype == object and arr.ndim == 1 and any(isinstance(r, (list, tuple, np.ndarray)) for r in arr):
+        raise PosecalInputError(f"{where}: rows of different lengths; every box needs 4 or 5 numbers")
+    if arr.size and arr.dtype.kind not in "iuf":
+        culprit = _first_non_number(np.asarray(value, dtype=object))  # as given, before numpy made it text
+        raise PosecalInputError(f"{where}: expected numbers, got {culprit!r}")
+    return arr.astype(float)
+
+
+def _first_non_number(arr: np.ndarray):
+    """The first element that is not a real number, so the message shows the culprit."""
+    for v in arr.ravel():
+        v = v.item() if isinstance(v, np.generic) else v  # 'a', not np.str_('a')
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return v
+    return arr.dtype
+
+
+def _check_row(row: np.ndarray, where: str) -> None:
+    """Finite numbers, positive size, a score in [0, 1]: a box the model can crop."""
+    if not np.all(np.isfinite(row)):
+        raise PosecalInputError(f"{where}: values must be finite, got {row.tolist()}")
+    for name, v in (("width", row[2]), ("height", row[3])):
+        if v <= 0:
+            raise PosecalInputError(f"{where}: {name} must be > 0, got {v:g}")
+    if len(row) == 5:
+        check_score(row[4], f"{where}: score")
+
+
+def check_score(v: float, where: str) -> None:
+    """Box scores are detector confidences: finite and in [0, 1], as COCO results carry them."""
+    if not (np.isfinite(v) and 0 <= v <= 1):
+        raise PosecalInputError(f"{where} must be in [0, 1], got {v:g}")
+
+
+def scores_from_arraylike(value, n_boxes: int, where: str = "box_scores") -> np.ndarray:
+    """(N,) scores matching the boxes one to one; a count mismatch is refused rather than zipped short."""
+    arr = _numeric_table(value, where)
+    if arr.ndim > 1:
+        raise PosecalInputError(f"{where}: expected one score per box, got shape {arr.shape}")
+    arr = arr.reshape(-1)
+    if len(arr) != n_boxes:
+        raise PosecalInputError(f"{where}: {len(arr)} scores for {n_boxes} boxes")
+    for i, v in enumerate(arr):
+        check_score(v, f"{where}[{i}]")
+    return arr

@@ -1,0 +1,1 @@
+"""Predictions held against labels: `posecal eval` (model or results file), calibration fitted on labelled predictions (`posecal calibrate`, `pack --calibrate-on`), peer estimators run for comparison."""

@@ -1,0 +1,173 @@
+"""`posecal eval`: predictions on a COCO keypoint file, COCO AP per pose-score mode, and the trust report.
+
+Everything is computed on one set of predictions: pycocotools for AP, tested code in posecal.metrics for
+the rest. With a model that has no quality heads, only the heatmap-based parts are reported.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posecal.calibration.quality import calibration_from_meta
+from posecal.models.checkpoint import load_model, require_coco_keypoints
+from posecal.data.coco import load_coco_persons
+from posecal.errors import PosecalInputError
+from posecal.inference.topdown import Predictions, predict_records
+from posecal.io import write_json_atomic
+from posecal.outputs import check_output_dir
+from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
+                                  write_results_report)
+from posecal.evaluation.results import rounded as _r
+from posecal.metrics.calibration import ece, pearson, spearman
+from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
+from posecal.metrics.keypoints import error_breakdown, mapk
+from posecal.metrics.oks import opks
+from posecal.metrics.visibility import binary_report, classification_report
+from posecal.inference.scoring import keypoint_confidence, pose_scores, predicted_labelled, visibility_classes
+from posecal.viz import plots as viz
+
+
+
+@dataclass
+class EvalConfig:
+    annotations: str
+    images: str
+    out: str
+    model: str | None = None       # None: the shipped default model; an .onnx file runs in onnxruntime
+    boxes: str | None = None       # COCO detection results JSON; None: GT boxes
+    flip: bool = True
+    decode: str = "dark"
+    batch_size: int = 32
+    threads: int = 2
+    progress: bool = True
+    score_mode: str | None = None  # pose score written to results.json; default: opks with heads, else heatmap
+    drop_unlabelled: bool = False  # results.json: keypoints predicted not-labelled get confidence 0
+    plots: bool = True
+    calibrated: bool = True        # apply the calibration stored with the model (when it has one)
+    orientations: int = 1          # 4: test-time orientation search (posecal/inference/orientation.py)
+
+
+def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path | None) -> dict:
+    """Calibration, visibility, mAPK and error metrics of predictions whose records carry GT keypoints."""
+    gt = np.stack([r.keypoints for r in pred.records])
+    area = np.array([r.area for r in pred.records])
+    ks = opks(pred.keypoints, gt[..., :2], area)
+    labelled = gt[..., 2] > 0
+    has = labelled.any(1)
+    gt_oks = (ks * labelled).sum(1) / np.maximum(labelled.sum(1), 1)
+    report = {
+        "pose_score_pearson": {m: _r(pearson(s[has], gt_oks[has])) for m, s in scores.items()},
+        "pose_score_spearman": {m: _r(spearman(s[has], gt_oks[has])) for m, s in scores.items()},
+        # Does a pose score of 0.3 mean an OKS of 0.3? (15 bins; only meaningful for the learned modes)
+        "pose_score_ece": {m: _r(ece(np.clip(s[has], 0, 1), gt_oks[has])) for m, s in scores.items()},
+        "keypoint_ece": {"heatmap": _r(ece(pred.heatmap_scores[labelled], ks[labelled]))},
+    }
+    conf = keypoint_confidence(pred)
+    keep = None
+    if pred.opks is not None:
+        mean_pred = (pred.opks * labelled).sum(1) / np.maximum(labelled.sum(1), 1)
+        report["mean_opks_pearson"] = _r(pearson(mean_pred[has], gt_oks[has]))
+        report["keypoint_ece"]["opks"] = _r(ece(pred.opks[labelled], ks[labelled]))
+        # Ablation: the opks pose score without the visibility branch (mean over all K keypoints).
+        opks_all = pred.opks.mean(1)
+        report["opks_without_visibility"] = {"pose_score_pearson": _r(pearson(opks_all[has], gt_oks[has])),
+                                             "pose_score_spearman": _r(spearman(opks_all[has], gt_oks[has]))}
+        vis_pred = visibility_classes(pred.visibility_probs)   # as `visibility` in the results
+        v = gt[..., 2].astype(int)
+        if pred.visibility_probs.shape[-1] == 3:
+            report["visibility"] = {"ternary": classification_report(v, vis_pred, 3),
+                                    "binary": binary_report(v > 0, vis_pred > 0), "labels": list(VIS_LABELS)}
+        else:
+            report["visibility"] = {"binary": binary_report(v > 0, vis_pred > 0)}
+        keep = predicted_labelled(pred)
+        dropped = ~keep
+        report["drop_unlabelled"] = {
+            "dropped_keypoints": int(dropped.sum()),
+            "dropped_that_were_labelled": int((dropped & labelled).sum()),
+            "kept_precision_labelled": _r((keep & labelled).sum() / max(keep.sum(), 1)),
+            "labelled_recall": _r((keep & labelled).sum() / max(labelled.sum(), 1))}
+    report["mapk"] = {"confidence": "opks" if pred.opks is not None else "heatmap",
+                      "all": mapk(ks, conf, labelled)}
+    if keep is not None:
+        report["mapk"]["drop_unlabelled"] = mapk(ks, conf, labelled, keep)
+    report["errors"] = error_breakdown(pred.keypoints, gt, area)
+    report["errors_note"] = ("swap needs other persons' annotations; each crop carries one person, "
+                             "so swaps are not counted (0)")
+    if out_dir is not None:
+        confs = {"heatmap peak": pred.heatmap_scores[labelled]}
+        if pred.opks is not None:
+            confs["predicted OPKS"] = pred.opks[labelled]
+        viz.reliability_diagram(confs, ks[labelled], out_dir / "reliability.png")
+        viz.score_scatter({m: s[has] for m, s in scores.items()}, gt_oks[has], out_dir / "pose_score_vs_oks.png")
+        if "visibility" in report and "ternary" in report["visibility"]:
+            viz.confusion_plot(report["visibility"]["ternary"]["confusion"], VIS_LABELS,
+                               out_dir / "visibility_confusion.png")
+    return report
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    out = check_output_dir(cfg.out, "--out")
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    if str(cfg.model or "").endswith(".onnx"):   # `posecal export` output, fp32 or int8: run by onnxruntime
+        from posecal.export.onnx import open_onnx_model
+
+        model = open_onnx_model(cfg.model, cfg.flip, cfg.threads)
+        mcfg, meta = model.config, model.meta
+    else:
+        model, mcfg, meta = load_model(cfg.model)
+    require_coco_keypoints(mcfg, cfg.model)
+    calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
+    records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
+    if not records:
+        raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
+    pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
+                           decode_method=cfg.decode, progress=cfg.progress, calibration=calibration,
+                           orientations=cfg.orientations)
+    if not pred.records:
+        raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
+    scores = pose_scores(pred)
+    mode = cfg.score_mode or ("oks" if "oks" in scores else "heatmap")
+    if mode not in scores:
+        raise PosecalInputError(f"score mode {mode!r} needs a model with quality heads (available: {sorted(scores)})")
+    image_ids = [r.image_id for r in pred.records]
+    box_scores = np.array([r.score for r in pred.records])
+    conf = keypoint_confidence(pred)
+    gt = load_coco_gt(cfg.annotations)
+    metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
+               "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip, "decode": cfg.decode,
+               "orientations": cfg.orientations,
+               "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+    for m, s in scores.items():
+        ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))
+        for key in ("ap", "ap50", "ap75", "ar"):
+            metrics[key][m] = round(ap[key], 3)
+    if cfg.boxes is None:
+        metrics.update(trust_report(pred, scores, out if cfg.plots else None))
+    written_conf = np.where(predicted_labelled(pred), conf, 0.0) if cfg.drop_unlabelled and pred.opks is not None \
+        else conf
+    results = coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode] * box_scores)
+    for i, (res, rec) in enumerate(zip(results, pred.records)):
+        res["file_name"] = rec.file_name
+        if pred.opks is not None:
+            res["pose_quality"] = round(float(scores["oks"][i]), 4)
+            res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
+            res["visibility"] = visibility_classes(pred.visibility_probs[i]).tolist()
+            res["visibility_probs"] = np.round(pred.visibility_probs[i], 4).tolist()
+        if pred.keypoint_radius is not None:
+            res["keypoint_radius"] = np.round(pred.keypoint_radius[i], 2).tolist()
+    # The contract keys every results file gets (`posecal eval --results`), from this results.json itself.
+    result_set = results_from_entries(results, "results.json")
+    contract = results_metrics(result_set, gt)
+    merge_metrics(metrics, contract)
+    if cfg.plots and "risk_coverage" in metrics:
+        viz.risk_coverage_plot(metrics["risk_coverage"], out / "risk_coverage.png")
+        write_results_report(out, metrics | {"_pairs": contract["_pairs"]}, result_set, gt, cfg.images)
+    metrics["seconds"] = round(time.time() - t0, 2)
+    write_json_atomic(results, out / "results.json", indent=None)
+    write_json_atomic(metrics, out / "metrics.json")
+    return metrics

@@ -1,0 +1,264 @@
+"""`posecal eval --results`: the trust report of ANY COCO keypoint results file, without running a model.
+
+Each results entry is matched to a ground-truth person of its image (greedily by OKS, highest score
+first, as COCOeval matches); the trust metrics are computed on the matched pairs, AP on the whole file
+by pycocotools. The keys of metrics.json are a contract other tools rely on (see README, Evaluate):
+`ap`/`ap50`/`ap75`/`ar` and `pose_score_*` keyed by "score" and "pose_quality"; `keypoint_ece` keyed by
+"confidence" and "keypoint_quality"; `mean_opks_pearson`; `visibility`; `keypoint_radius`; `risk_coverage`.
+The model path of `posecal eval` computes the same keys from its own results.json, with this code.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from posecal.data.coco import read_json
+from posecal.errors import PosecalInputError
+from posecal.metrics.calibration import ece, pearson, spearman
+from posecal.metrics.coco_ap import coco_keypoint_ap, load_coco_gt
+from posecal.metrics.oks import opks
+from posecal.metrics.risk_coverage import risk_coverage
+from posecal.metrics.visibility import binary_report, classification_report
+from posecal.skeleton import COCO_KEYPOINTS, NUM_KEYPOINTS
+
+VIS_LABELS = ("not labelled", "occluded", "visible")
+RADIUS_TARGET = 0.9
+MIN_MATCH_OKS = 0.0   # every prediction on an image with an unmatched person is matched (crops: one each)
+
+
+def rounded(x, nd: int = 4):
+    """A float for metrics.json: rounded, NaN -> None (JSON has no NaN)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
+
+
+def _numbers(path, i: int, entry: dict, field: str, shape: tuple) -> np.ndarray | None:
+    if field not in entry:
+        return None
+    try:
+        a = np.asarray(entry[field], np.float64).reshape(shape)
+    except (TypeError, ValueError):
+        raise PosecalInputError(f"{path}: entry {i}: '{field}' must be {int(np.prod(shape))} numbers") from None
+    if not np.all(np.isfinite(a)):
+        raise PosecalInputError(f"{path}: entry {i}: '{field}' has non-finite values")
+    return a
+
+
+@dataclass
+class ResultSet:
+    """A results file as arrays (N entries): what the trust metrics need."""
+
+    entries: list[dict]
+    image_id: np.ndarray                 # (N,)
+    keypoints: np.ndarray                # (N, K, 2)
+    confidence: np.ndarray               # (N, K): the third value of `keypoints`
+    score: np.ndarray                    # (N,)
+    pose_quality: np.ndarray | None      # (N,) where every entry carries it
+    keypoint_quality: np.ndarray | None  # (N, K)
+    visibility: np.ndarray | None        # (N, K) ints
+    visibility_probs: np.ndarray | None  # (N, K, C)
+    keypoint_radius: np.ndarray | None   # (N, K)
+
+
+def load_results(path, k: int = NUM_KEYPOINTS) -> ResultSet:
+    """Read and check a COCO keypoint results file; a bad entry is one line naming the file, entry and field."""
+    return results_from_entries(read_json(path), path, k)
+
+
+def results_from_entries(data, path, k: int = NUM_KEYPOINTS) -> ResultSet:
+    """Checked arrays of COCO keypoint results entries (`path` names them in messages). Optional fields
+    count only when every entry has them."""
+    if not isinstance(data, list):
+        raise PosecalInputError(f"{path}: expected a JSON list of COCO keypoint results")
+    if not data:
+        raise PosecalInputError(f"{path}: no results")
+    cols: dict[str, list] = {}
+    for i, e in enumerate(data):
+        if not isinstance(e, dict):
+            raise PosecalInputError(f"{path}: entry {i}: expected an object, got {type(e).__name__}")
+        for field in ("image_id", "keypoints", "score"):
+            if field not in e:
+                raise PosecalInputError(f"{path}: entry {i}: missing '{field}'")
+        if not isinstance(e["image_id"], int) or isinstance(e["image_id"], bool):
+            raise PosecalInputError(f"{path}: entry {i}: 'image_id' must be an integer, got {e['image_id']!r}")
+        specs = {"keypoints": (k, 3), "score": (), "pose_quality": (), "keypoint_quality": (k,),
+                 "visibility": (k,), "keypoint_radius": (k,)}
+        for field, shape in specs.items():
+            a = _numbers(path, i, e, field, shape)
+            if a is not None:
+                cols.setdefault(field, []).append(a)
+        if "visibility_probs" in e:
+            cols.setdefault("visibility_probs", []).append(_numbers(path, i, e, "visibility_probs", (k, -1)))
+    n = len(data)
+    full = {f: np.stack(v) for f, v in cols.items() if len(v) == n and (f != "visibility_probs" or
+                                                                        len({a.shape for a in v}) == 1)}
+    kp = full["keypoints"]
+    return ResultSet(data, np.array([e["image_id"] for e in data]), kp[..., :2], kp[..., 2], full["score"],
+                     full.get("pose_quality"), full.get("keypoint_quality"),
+                     full["visibility"].astype(int) if "visibility" in full else None,
+                     full.get("visibility_probs"), full.get("keypoint_radius"))
+
+
+def result_boxes(res: ResultSet) -> np.ndarray:
+    """(N, 4) person boxes: each entry's `bbox`, else the box around its keypoints."""
+    lo, hi = res.keypoints.min(1), res.keypoints.max(1)
+    boxes = np.concatenate([lo, hi - lo], 1)
+    for i, e in enumerate(res.entries):
+        b = e.get("bbox")
+        if isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b):
+            boxes[i] = b
+    return boxes
+
+
+def gt_persons(gt) -> dict[int, list[dict]]:
+    """Non-crowd GT persons with at least one labelled keypoint, by image id."""
+    out: dict[int, list[dict]] = {}
+    for a in gt.dataset.get("annotations", []):
+        if not a.get("iscrowd", 0) and np.any(np.asarray(a.get("keypoints", [0, 0, 0]))[2::3] > 0):
+            out.setdefault(int(a["image_id"]), []).append(a)
+    return out
+
+
+def match(res: ResultSet, persons: dict[int, list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(result index (M,), GT keypoints (M, K, 3), GT area (M,)) of matched pairs: per image, results in
+    descending score take the free GT person with the highest OKS (COCOeval's greedy rule)."""
+    idx, gts, areas = [], [], []
+    by_image: dict[int, list[int]] = {}
+    for i in np.argsort(-res.score, kind="mergesort"):
+        by_image.setdefault(int(res.image_id[i]), []).append(int(i))
+    for img, order in by_image.items():
+        cands = persons.get(img, [])
+        if not cands:
+            continue
+        g = np.array([np.asarray(a["keypoints"], np.float64).reshape(-1, 3) for a in cands])
+        area = np.array([float(a.get("area", a["bbox"][2] * a["bbox"][3])) for a in cands])
+        free = np.ones(len(cands), bool)
+        for i in order:
+            if not free.any():
+                break
+            ks = opks(res.keypoints[i][None], g[..., :2], area)
+            lab = g[..., 2] > 0
+            oks = np.where(free, (ks * lab).sum(1) / np.maximum(lab.sum(1), 1), -1.0)
+            j = int(oks.argmax())
+            if oks[j] >= MIN_MATCH_OKS:
+                free[j] = False
+                idx.append(i)
+                gts.append(g[j])
+                areas.append(area[j])
+    k = res.keypoints.shape[1]
+    return np.array(idx, int), np.array(gts).reshape(-1, k, 3), np.array(areas)
+
+
+def results_metrics(res: ResultSet, gt, out_dir: Path | None = None) -> dict:
+    """The contract keys of metrics.json for a results file against a pycocotools COCO ground truth."""
+    pose_scores = {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None else {})
+    m: dict = {"num_results": len(res.entries), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+    for name, s in pose_scores.items():
+        entries = [e | {"score": float(v)} for e, v in zip(res.entries, s)]
+        ap = coco_keypoint_ap(gt, entries)
+        for key in ("ap", "ap50", "ap75", "ar"):
+            m[key][name] = round(ap[key], 3)
+    idx, g, area = match(res, gt_persons(gt))
+    m["num_matched"] = int(len(idx))
+    if len(idx) == 0:
+        return m
+    ks = opks(res.keypoints[idx], g[..., :2], area)
+    lab = g[..., 2] > 0
+    has = lab.any(1)
+    gt_oks = (ks * lab).sum(1) / np.maximum(lab.sum(1), 1)
+    m["pose_score_pearson"] = {n: rounded(pearson(s[idx], gt_oks)) for n, s in pose_scores.items()}
+    m["pose_score_spearman"] = {n: rounded(spearman(s[idx], gt_oks)) for n, s in pose_scores.items()}
+    m["pose_score_ece"] = {n: rounded(ece(np.clip(s[idx], 0, 1), gt_oks)) for n, s in pose_scores.items()}
+    kq = res.keypoint_quality[idx] if res.keypoint_quality is not None else None
+    m["keypoint_ece"] = {"confidence": rounded(ece(res.confidence[idx][lab], ks[lab]))}
+    if kq is not None:
+        m["keypoint_ece"]["keypoint_quality"] = rounded(ece(kq[lab], ks[lab]))
+    per_kp = kq if kq is not None else res.confidence[idx]
+    mean_pred = (per_kp * lab).sum(1) / np.maximum(lab.sum(1), 1)
+    m["mean_opks_pearson"] = rounded(pearson(mean_pred[has], gt_oks[has]))
+    v = g[..., 2].astype(int)
+    if res.visibility_probs is not None or res.visibility is not None:
+        vis = res.visibility[idx] if res.visibility is not None else res.visibility_probs[idx].argmax(-1)
+        classes = res.visibility_probs.shape[-1] if res.visibility_probs is not None else int(vis.max()) + 1
+        m["visibility"] = {"binary": binary_report(v > 0, vis > 0)}
+        if classes == 3:
+            m["visibility"] = {"ternary": classification_report(v, vis, 3), **m["visibility"],
+                               "labels": list(VIS_LABELS)}
+    if res.keypoint_radius is not None:
+        rad = res.keypoint_radius[idx]
+        err = np.linalg.norm(res.keypoints[idx] - g[..., :2], axis=-1)
+        inside = err <= rad
+        m["keypoint_radius"] = {
+            "target": RADIUS_TARGET, "coverage": rounded(inside[lab].mean()),
+            "coverage_per_keypoint": {name: rounded(inside[lab[:, k], k].mean()) if lab[:, k].any() else None
+                                      for k, name in enumerate(COCO_KEYPOINTS[: lab.shape[1]])},
+            "median_radius_rel": rounded(np.median((rad / np.sqrt(np.maximum(area, 1e-9))[:, None])[lab]))}
+    pose_trust = pose_scores.get("pose_quality", res.score)[idx]
+    m["risk_coverage"] = {"pose": risk_coverage(pose_trust, gt_oks) | {"score": "pose_quality" if res.pose_quality
+                                                                       is not None else "score"},
+                          "keypoint": risk_coverage(per_kp[lab], ks[lab]) | {"score": "keypoint_quality" if kq is
+                                                                             not None else "confidence"}}
+    if out_dir is not None:
+        from posecal.viz import plots as viz
+
+        viz.risk_coverage_plot(m["risk_coverage"], out_dir / "risk_coverage.png")
+        confs = {"confidence": res.confidence[idx][lab]} | ({"keypoint quality": kq[lab]} if kq is not None else {})
+        viz.reliability_diagram(confs, ks[lab], out_dir / "reliability.png")
+        viz.score_scatter({n: s[idx] for n, s in pose_scores.items()}, gt_oks, out_dir / "pose_score_vs_oks.png")
+    m["_pairs"] = {"index": idx, "gt": g, "area": area, "ks": ks, "gt_oks": gt_oks}  # for the report; not written
+    return m
+
+
+def merge_metrics(metrics: dict, contract: dict) -> dict:
+    """Add the contract keys to a model evaluation's metrics: dicts are united (the model path's own
+    entries win), other keys are added where missing."""
+    for key, value in contract.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, dict) and isinstance(metrics.get(key), dict):
+            metrics[key] = value | metrics[key]
+        else:
+            metrics.setdefault(key, value)
+    return metrics
+
+
+def write_results_report(out_dir: Path, metrics: dict, res: ResultSet, gt, images=None) -> None:
+    """report.html of matched results; with the images folder, galleries of where trust failed most."""
+    from posecal.inference.predictor import PersonPose
+    from posecal.viz.report import write_report
+
+    pairs = metrics.pop("_pairs", None)
+    if pairs is None:
+        write_report(out_dir, metrics)
+        return
+    idx = pairs["index"]
+    boxes = result_boxes(res)
+    kq = res.keypoint_quality if res.keypoint_quality is not None else res.confidence
+    pq = res.pose_quality if res.pose_quality is not None else res.score
+    vis = res.visibility if res.visibility is not None else (
+        res.visibility_probs.argmax(-1) if res.visibility_probs is not None else None)
+    people = [PersonPose(boxes[i], res.keypoints[i], kq[i], res.confidence[i], float(pq[i]),
+                         None if vis is None else vis[i], None,
+                         keypoint_radius=None if res.keypoint_radius is None else res.keypoint_radius[i]) for i in idx]
+    files = {int(im["id"]): im.get("file_name") for im in gt.dataset.get("images", [])}
+    paths = [str(Path(images) / files[int(res.image_id[i])]) if images and files.get(int(res.image_id[i])) else None
+             for i in idx]
+    write_report(out_dir, metrics, people, paths, pairs["gt"], pairs["gt_oks"])
+
+
+def evaluate_results(results, annotations, out, images=None) -> dict:
+    """The `posecal eval --results` job: metrics.json, plots and report.html in `out` (galleries when the
+    images folder is given)."""
+    from posecal.io import write_json_atomic
+    from posecal.outputs import check_output_dir
+
+    out_dir = check_output_dir(out, "--out")
+    res = load_results(results)
+    read_json(annotations)  # a missing or broken file is one line here, not a pycocotools traceback
+    gt = load_coco_gt(annotations)
+    m = results_metrics(res, gt, out_dir)
+    write_results_report(out_dir, m, res, gt, images)
+    write_json_atomic(m, out_dir / "metrics.json")
+    return m

@@ -1,0 +1,275 @@
+"""Python API: `Predictor()(image, boxes)` -> typed per-person results with numpy arrays."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
+from posecal.calibration.quality import calibration_from_meta
+from posecal.models.checkpoint import load_model, require_coco_keypoints
+from posecal.data.coco import read_image
+from posecal.data.topdown import to_tensor
+from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
+from posecal.errors import PosecalInputError
+from posecal.inference.topdown import infer_crops
+from posecal.inference.orientation import best_orientation, orientation_scores, orientations_for
+from posecal.detect.nms import pose_nms
+from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.scoring import pose_scores_of, visibility_classes
+
+BACKENDS = ("torch", "onnx")
+
+
+@dataclass
+class PersonPose:
+    """One person. Coordinates are image pixels (integer = pixel centre, as COCO)."""
+
+    box: np.ndarray                    # (4,) x, y, w, h
+    keypoints: np.ndarray              # (K, 2)
+    keypoint_quality: np.ndarray       # (K,) predicted OPKS in [0, 1] (heatmap peak for models without heads)
+    heatmap_scores: np.ndarray         # (K,) heatmap peak values (the classic "confidence")
+    pose_quality: float                # predicted OKS of the pose, by the OKS head (mean heatmap peak without heads)
+    visibility: np.ndarray | None = None        # (K,) 0 not labelled / 1 occluded / 2 visible (visibility_classes)
+    visibility_probs: np.ndarray | None = None  # (K, 3)
+    box_score: float = 1.0
+    scores: dict[str, float] = field(default_factory=dict)  # every pose-score mode (scoring.SCORE_MODES)
+    keypoint_radius: np.ndarray | None = None   # (K,) pixels holding the true keypoint with prob. 0.9 (calibrated)
+
+
+class Predictor:
+    """Top-down pose estimation with calibrated quality. Images are RGB numpy arrays or file paths; files
+    are turned by their EXIF orientation, as a photo viewer shows them (boxes and results refer to that).
+
+    backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
+    `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
+    which is exported in memory first. flip=None means flip test on. calibrated=False returns the quality
+    heads' raw outputs instead of those mapped by the calibration stored with the model (when it has one).
+
+    Images given without boxes go through a person detector: detector="default" is the shipped SSD
+    (posecal/detect/ssd.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
+    then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there).
+    Boxes from the detector are followed by OKS-NMS on the poses, as in `posecal predict`.
+
+    orientations=4 estimates every person in crops turned by 0/90/180/270 degrees and keeps the pose the quality
+    head trusts most (posecal/inference/orientation.py): for people lying or upside down, at 4x the network time.
+    """
+
+    def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
+                 backend: str = "torch", threads: int | None = None, calibrated: bool = True, detector="default",
+                 detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
+                 orientations: int = 1):
+        if backend not in BACKENDS:
+            raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if device not in ("cpu", "cuda"):
+            raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
+        if threads:
+            torch.set_num_threads(threads)
+        if backend == "onnx":
+            from posecal.export.onnx import OnnxEstimator, onnx_bytes, open_onnx_model
+
+            threads = threads or torch.get_num_threads()
+            if model_path is not None and str(model_path).endswith(".onnx"):
+                self.model = open_onnx_model(model_path, flip, threads, device)
+                self.config, self.meta = self.model.config, self.model.meta
+                flip = self.model.flip_test
+            else:
+                model, self.config, self.meta = load_model(model_path)
+                flip = True if flip is None else flip
+                self.model = OnnxEstimator(onnx_bytes(model, self.config, flip, self.meta.get("calibration")),
+                                           threads=threads,
+                                           source=str(model_path or "default model"), device=device)
+            device = "cpu"  # inputs go to onnxruntime as numpy
+        else:
+            self.model, self.config, self.meta = load_model(model_path, device=device)
+        require_coco_keypoints(self.config, model_path)
+        self.flip = True if flip is None else flip
+        self.calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
+        self.device, self.batch_size, self.backend = device, batch_size, backend
+        self.min_pose_quality = min_pose_quality
+        try:
+            self.orientations = orientations_for(orientations)
+        except ValueError as e:
+            raise PosecalInputError(str(e)) from None
+        self.detector = None
+        if detector is not None:
+            from posecal.detect.detector import load_detector
+
+            self.detector = load_detector(str(detector), detector_threshold, threads=threads or 2)
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "cpu", **kwargs) -> "Predictor":
+        return cls(path, device=device, **kwargs)
+
+    def __call__(self, image, boxes=None, box_scores=None) -> list[PersonPose]:
+        """People in one image. Bad input (image, boxes, scores) raises one PosecalInputError line naming the
+        argument; boxes outside the image are skipped, and normalised-looking boxes flagged, with a warning,
+        as `posecal predict` does."""
+        return self._predict([self._prepare(image, boxes, box_scores, False, "image", "")])[0]
+
+    def predict_many(self, items, bgr: bool = False) -> list[list[PersonPose]]:
+        """[(image, boxes or None, box_scores or None), ...] -> people per image; crops of all images are
+        batched together, which is what makes folders of one-person photos fast. bgr=True: arrays are
+        OpenCV's BGR uint8 already. Every item is checked as in __call__, messages start `images[n]: `."""
+        prepared = []
+        for n, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or len(item) != 3:
+                raise PosecalInputError(f"images[{n}]: expected an (image, boxes, box_scores) tuple, got "
+                                        f"{type(item).__name__}")
+            prepared.append(self._prepare(*item, bgr, f"images[{n}]", f"images[{n}]: "))
+        return self._predict(prepared)
+
+    def _prepare(self, image, boxes, box_scores, bgr: bool, name: str, prefix: str):
+        """Checked (BGR image, (N, 4) boxes, (N,) scores, where the boxes came from) for one item, before any
+        work is spent on it; no boxes: the detector's, or the whole image."""
+        image = bgr_image(image, bgr, name)
+        source = "given"
+        if boxes is None and box_scores is None:
+            source = "whole" if self.detector is None else "detector"
+        if source == "detector":
+            boxes, box_scores = self.detector(image)
+        else:
+            boxes, box_scores = checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix)
+        return image, boxes, box_scores, source
+
+    def _predict(self, prepared) -> list[list[PersonPose]]:
+        people = self._estimate([item[:3] for item in prepared])
+        for n, (_, _, _, source) in enumerate(prepared):
+            if source == "detector" and len(people[n]) > 1:
+                people[n] = pose_nms(people[n], "oks", 0.9, "oks" if people[n][0].visibility is not None
+                                     else "heatmap")
+            elif source == "whole":
+                people[n] = [p for p in people[n] if someone_there(p, self.min_pose_quality)]
+        return people
+
+    def _estimate(self, prepared) -> list[list[PersonPose]]:
+        owners = [(n, box, float(box_score)) for n, (_, boxes, box_scores) in enumerate(prepared)
+                  for box, box_score in zip(boxes, box_scores)]
+        people: list[list[PersonPose]] = [[] for _ in prepared]
+        if not owners:
+            return people
+        passes = [self._infer(prepared, owners, rotation) for rotation in self.orientations]
+        res, matrices = passes[0]
+        if len(passes) > 1:
+            best = best_orientation(np.stack([orientation_scores(r) for r, _ in passes]))
+            res = {key: np.stack([r[key] for r, _ in passes])[best, np.arange(len(owners))] for key in res}
+            matrices = [passes[b][1][i] for i, b in enumerate(best)]
+        if self.calibration is not None and "opks" in res:
+            boxes = np.array([o[1] for o in owners])
+            res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
+        for j, (n, box, box_score) in enumerate(owners):
+            people[n].append(self._person(res, j, box, box_score, matrices[j]))
+        return people
+
+    def _infer(self, prepared, owners, rotation: float) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+        """Every person's crop turned by `rotation`, through the network in batches: the outputs of
+        `infer_crops` for all of them, and each crop's image->input matrix."""
+        crops, matrices = [], []
+        for n, box, _ in owners:
+            tensor, matrix = self._crop(prepared[n][0], box, rotation)
+            crops.append(tensor)
+            matrices.append(matrix)
+        parts = [infer_crops(self.model, torch.stack(crops[start:start + self.batch_size]).to(self.device),
+                             self.flip) for start in range(0, len(crops), self.batch_size)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}, matrices
+
+    def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[torch.Tensor, np.ndarray]:
+        try:
+            m = person_crop_matrix(box, self.config.input_wh, rotation)
+        except ValueError as e:
+            raise PosecalInputError(f"box {box.tolist()}: {e}") from None
+        return to_tensor(warp(bgr, m, self.config.input_wh)), m
+
+    @staticmethod
+    def _person(res: dict, j: int, box, box_score: float, matrix) -> PersonPose:
+        xy = apply_affine(res["xy"][j], invert_affine(matrix))
+        hs = res["heatmap_scores"][j]
+        if "opks" not in res:
+            scores = {k: float(v) for k, v in pose_scores_of(hs).items()}
+            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
+        probs = res["visibility_probs"][j]
+        scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
+        radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
+        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs), probs, box_score,
+                          scores, radius)
+
+
+def someone_there(person: PersonPose, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
+    """Whole-image mode: do the pose's quality and visibility say a person is there? Without a detector every
+    image gets a pose, a cup's or a cat's too; those come out with a low predicted OKS or with no keypoint
+    predicted visible (bench/detector_recall.py --pose measures both sides). min_pose_quality 0 keeps all."""
+    if min_pose_quality <= 0:
+        return True
+    seen = person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
+    return seen and not person.pose_quality < min_pose_quality
+
+
+def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """API boxes and scores, validated, then put through the CLI's own check_boxes (one rule for both):
+    its messages become warnings and boxes outside the image are skipped. No boxes = the whole image."""
+    parsed = boxes_from_arraylike(boxes, f"{prefix}boxes")
+    if parsed is None:
+        if box_scores is not None:
+            raise PosecalInputError(f"{prefix}box_scores given without boxes")
+        return np.array([[0, 0, width, height]], float), np.ones(1)
+    boxes, column = parsed
+    if column is not None and box_scores is not None:
+        raise PosecalInputError(f"{prefix}box_scores given twice: as a 5th box column and as box_scores")
+    if column is not None:
+        scores = column
+    elif box_scores is None:
+        scores = np.ones(len(boxes))
+    else:
+        scores = scores_from_arraylike(box_scores, len(boxes), f"{prefix}box_scores")
+    boxes, scores, messages = check_boxes(boxes, scores, width, height, f"{prefix}boxes")
+    for m in messages:
+        warnings.warn(m, stacklevel=4)
+    return boxes, scores
+
+
+def bgr_image(image, bgr: bool, name: str) -> np.ndarray:
+    """A file path (read, EXIF-turned) or a numpy array -> BGR uint8; anything else is refused by name."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image, apply_exif=True)  # as a photo viewer shows it
+    if not isinstance(image, np.ndarray):
+        raise PosecalInputError(f"{name}: expected a numpy array (H x W[ x C]) or a file path, got "
+                                f"{type(image).__name__}")
+    if bgr:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise PosecalInputError(f"{name}: bgr=True needs H x W x 3 uint8, got {image.shape} {image.dtype}")
+        return image
+    return bgr_from_array(image, name)
+
+
+def check_image_array(arr: np.ndarray, name: str = "image") -> None:
+    """Shapes, dtypes and pixel values the converter can turn into a picture; NaN or inf would otherwise
+    become arbitrary bytes and a confident pose of nothing."""
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or arr.size == 0:
+        raise PosecalInputError(f"{name}: array must be HxW, HxWx1, HxWx3 or HxWx4 and non-empty, got shape "
+                                f"{arr.shape}")
+    if arr.dtype.kind not in "uif":
+        raise PosecalInputError(f"{name}: pixels must be numbers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:
+            raise PosecalInputError(f"{name}: {bad} non-finite pixels")
+
+
+def bgr_from_array(image, name: str = "image") -> np.ndarray:
+    """RGB(A) or gray numpy image (uint8, or float in [0, 1], or 16-bit) -> BGR uint8 (checked first)."""
+    arr = np.asarray(image)
+    check_image_array(arr, name)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, -1)
+    if arr.dtype == np.uint16:
+        arr = (arr / 257).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr[:, :, 2::-1])

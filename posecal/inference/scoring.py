@@ -1,0 +1,72 @@
+"""Pose-score modes, all computed from the same predictions so they can be compared on equal keypoints."""
+from __future__ import annotations
+
+import numpy as np
+
+from posecal.inference.topdown import Predictions
+
+MMPOSE_THRESHOLD = 0.2
+NOT_LABELLED = 0
+OCCLUDED, VISIBLE = 1, 2
+# `visibility` says occluded only when p(occluded) >= this x p(visible); see visibility_classes.
+OCCLUDED_OVER_VISIBLE = 2.0
+
+
+def predicted_labelled(pred: Predictions) -> np.ndarray:
+    """(N, K) bool: keypoints whose most likely visibility class is not 'not labelled'."""
+    return pred.visibility_probs.argmax(-1) != NOT_LABELLED
+
+
+def visibility_classes(visibility_probs, occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> np.ndarray:
+    """(..., K, C) visibility probabilities -> (..., K) classes: 0 absent / 1 occluded / 2 visible.
+
+    Absent when that is the most likely class (as argmax: the labelled-or-not decision is unchanged). A present
+    keypoint is occluded only when p(occluded) >= occluded_over_visible x p(visible), else visible. Why not the
+    argmax: the visibility head learns with class-weighted cross-entropy (occluded, ~8 % of COCO's keypoints,
+    weighs ~7x a visible one: losses.visibility_class_weights) and with synthetic occluders, so its p(occluded)
+    runs high for every keypoint, and occluded and visible are weakly separated (COCO's v=1 is a noisy label).
+    On val (822 persons) the argmax called 42 % of the labelled keypoints occluded (truth: 13 %) and 39 % of the
+    visible ones; at 2x it calls 15 % occluded (12 % of the visible ones), with the same occluded F1 (0.24) and
+    accuracy 0.56 -> 0.68 (MODEL_CARD.md). Binary models (C = 2) keep the argmax.
+    """
+    probs = np.asarray(visibility_probs)
+    classes = probs.argmax(-1)
+    if probs.shape[-1] != 3:
+        return classes
+    occluded = probs[..., OCCLUDED] >= occluded_over_visible * probs[..., VISIBLE]
+    return np.where(classes == NOT_LABELLED, NOT_LABELLED, np.where(occluded, OCCLUDED, VISIBLE))
+
+
+def opks_pose_score(opks: np.ndarray, visibility_probs: np.ndarray) -> np.ndarray:
+    """Mean predicted OPKS over keypoints predicted labelled (all keypoints when none is), shape (..., K) -> (...).
+
+    The expected OKS, since OKS counts only labelled keypoints.
+    """
+    lab = visibility_probs.argmax(-1) != NOT_LABELLED
+    lab = np.where(lab.any(-1, keepdims=True), lab, True)
+    return (opks * lab).sum(-1) / lab.sum(-1)
+
+
+SCORE_MODES = ("heatmap", "mmpose", "oks", "opks")
+
+
+def pose_scores(pred: Predictions) -> dict[str, np.ndarray]:
+    return pose_scores_of(pred.heatmap_scores, pred.oks, pred.opks, pred.visibility_probs)
+
+
+def pose_scores_of(heatmap_scores: np.ndarray, oks=None, opks=None, visibility_probs=None) -> dict[str, np.ndarray]:
+    """`heatmap` mean peak; `mmpose` mean of peaks > 0.2; with heads: `oks` (OKS head) and `opks`
+    (see opks_pose_score). Arrays (..., K) -> (...)."""
+    hs = heatmap_scores
+    above = hs > MMPOSE_THRESHOLD
+    modes = {"heatmap": hs.mean(-1),
+             "mmpose": np.where(above.any(-1), (hs * above).sum(-1) / np.maximum(above.sum(-1), 1), 0.0)}
+    if oks is not None:
+        modes["oks"] = np.clip(oks, 0.0, 1.0)
+        modes["opks"] = opks_pose_score(opks, visibility_probs)
+    return modes
+
+
+def keypoint_confidence(pred: Predictions) -> np.ndarray:
+    """Per-keypoint confidence written to results: predicted OPKS when the model has heads, else the peak."""
+    return pred.opks if pred.opks is not None else pred.heatmap_scores

@@ -1,0 +1,130 @@
+"""Batched top-down inference on person records: crops -> heatmaps (flip-merged) -> image coordinates."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from posecal.codec.heatmap import decode
+from posecal.skeleton import NUM_KEYPOINTS
+from posecal.data.coco import PersonRecord
+from posecal.data.topdown import TopDownDataset, heatmap_to_input
+from posecal.data.transforms import apply_affine, invert_affine
+from posecal.errors import PosecalInputError
+from posecal.models.estimator import TopDownEstimator
+from posecal.inference.orientation import best_orientation, orientation_scores, orientations_for
+
+
+@dataclass
+class Predictions:
+    """Per-person arrays, aligned with `records` (persons whose image failed are dropped)."""
+
+    records: list[PersonRecord]
+    keypoints: np.ndarray        # (N, K, 2) image pixels
+    heatmap_scores: np.ndarray   # (N, K) heatmap peak values
+    oks: np.ndarray | None = None          # (N,) predicted pose OKS (quality heads only)
+    opks: np.ndarray | None = None         # (N, K) predicted OPKS
+    visibility_probs: np.ndarray | None = None  # (N, K, classes)
+    keypoint_radius: np.ndarray | None = None   # (N, K) conformal radius in image pixels (calibrated models)
+    calibrated: bool = False                    # quality outputs went through the model's stored calibration
+    heatmaps: np.ndarray | None = None          # (N, K, h, w) flip-merged heatmaps (keep_heatmaps=True only)
+    matrices: np.ndarray | None = None          # (N, 2, 3) image -> input-crop affine of each person
+
+
+class _SafeCrops(Dataset):
+    """Eval crops; an unreadable image becomes a warning and the others go on."""
+
+    def __init__(self, base: TopDownDataset):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        try:
+            item = self.base[i]
+            item["valid"] = torch.tensor(True)
+        except PosecalInputError as e:
+            warnings.warn(f"skipping: {e}", stacklevel=1)
+            w, h = self.base.input_wh
+            item = {"image": torch.zeros(3, h, w), "matrix": torch.zeros(2, 3, dtype=torch.float64),
+                    "index": torch.tensor(i), "valid": torch.tensor(False)}
+        return {k: item[k] for k in ("image", "matrix", "index", "valid")}
+
+
+@torch.no_grad()
+def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True,
+                decode_method: str = "dark", heatmaps: bool = False) -> dict[str, np.ndarray]:
+    """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs
+    (and the heatmaps themselves with heatmaps=True)."""
+    out = model(images, flip_test=flip)
+    xy_hm, scores = decode(out.heatmaps.float().cpu().numpy(), decode_method)
+    maps = {"heatmaps": out.heatmaps.float().cpu().numpy()} if heatmaps else {}
+    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **maps, **_head_outputs(out)}
+
+
+@torch.no_grad()
+def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_wh, flip: bool = True,
+                    batch_size: int = 32, decode_method: str = "dark", num_workers: int = 0,
+                    progress: bool = True, device: str = "cpu", calibration=None,
+                    orientations: int = 1, keep_heatmaps: bool = False) -> Predictions:
+    """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs).
+    orientations: 1, or 4 for test-time orientation search (posecal/inference/orientation.py; 4 forward passes).
+    keep_heatmaps: also return the heatmaps and crop matrices (to read the heatmaps at other points)."""
+    model.eval()
+    passes = [_predict_pass(model, records, input_wh, flip, batch_size, decode_method, num_workers, progress,
+                            device, rotation, keep_heatmaps) for rotation in orientations_for(orientations)]
+    kept, res = passes[0]
+    if len(passes) > 1:
+        best = best_orientation(np.stack([orientation_scores(r) for _, r in passes]))
+        res = {key: np.stack([r[key] for _, r in passes])[best, np.arange(len(kept))] for key in res}
+    k = NUM_KEYPOINTS
+    extra = {key: res[key] for key in ("oks", "opks", "visibility_probs") if key in res}
+    if calibration is not None and extra:
+        extra = calibration.apply(extra["oks"], extra["opks"], extra["visibility_probs"],
+                                  np.array([r.bbox for r in kept]).reshape(-1, 4)) | {"calibrated": True}
+    if keep_heatmaps and kept:
+        extra |= {key: res[key] for key in ("heatmaps", "matrices")}
+    return Predictions(kept, res["keypoints"].reshape(-1, k, 2), res["heatmap_scores"].reshape(-1, k), **extra)
+
+
+def _predict_pass(model, records, input_wh, flip, batch_size, decode_method, num_workers, progress, device,
+                  rotation: float, keep_heatmaps: bool = False) -> tuple[list[PersonRecord], dict[str, np.ndarray]]:
+    """One pass over the records with crops turned by `rotation`: the persons kept and their per-person arrays
+    (keypoints in image pixels, heatmap peaks, and the heads' raw outputs when the model has them)."""
+    loader = DataLoader(_SafeCrops(TopDownDataset(records, input_wh, rotation=rotation)), batch_size=batch_size,
+                        num_workers=num_workers)
+    kept, out = [], {"keypoints": [], "heatmap_scores": [], "oks": [], "opks": [], "visibility_probs": [],
+                     "heatmaps": [], "matrices": []}
+    desc = "estimating poses" + (f" (turned {rotation:g} degrees)" if rotation else "")
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        valid = batch["valid"].numpy()
+        res = infer_crops(model, batch["image"].to(device), flip, decode_method, heatmaps=keep_heatmaps)
+        for j, idx in enumerate(batch["index"].numpy()):
+            if not valid[j]:
+                continue
+            kept.append(records[idx])
+            out["keypoints"].append(apply_affine(res["xy"][j], invert_affine(batch["matrix"][j].numpy())))
+            for key in ("heatmap_scores", "oks", "opks", "visibility_probs"):
+                if key in res:
+                    out[key].append(res[key][j])
+            if keep_heatmaps:
+                out["heatmaps"].append(res["heatmaps"][j])
+                out["matrices"].append(batch["matrix"][j].numpy())
+    k = NUM_KEYPOINTS
+    arrays = {key: np.array(v) for key, v in out.items() if v}
+    arrays["keypoints"] = np.array(out["keypoints"]).reshape(-1, k, 2)
+    arrays["heatmap_scores"] = np.array(out["heatmap_scores"]).reshape(-1, k)
+    return kept, arrays
+
+
+def _head_outputs(out) -> dict[str, np.ndarray]:
+    if out.oks is None:
+        return {}
+    return {"oks": out.oks.float().cpu().numpy(),
+            "opks": torch.sigmoid(out.opks_logits).float().cpu().numpy(),
+            "visibility_probs": torch.softmax(out.vis_logits, -1).float().cpu().numpy()}

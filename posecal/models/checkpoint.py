@@ -1,0 +1,142 @@
+"""Checkpoints: written atomically (temp file + rename) so a crash never leaves a half file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from posecal.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
+from posecal.errors import PosecalInputError
+from posecal.io import write_atomic, write_json_atomic
+from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
+
+DEFAULT_MODEL = Path(__file__).parent.parent / "weights" / "posecal_default.pt"
+
+
+def atomic_save(obj, path) -> None:
+    write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDownEstimator:
+    if cfg.backbone in STRIDE32_BACKBONES and any(v % 32 for v in cfg.input_wh):
+        raise PosecalInputError(f"model.input_wh: {cfg.backbone} needs a width and height that are multiples "
+                                f"of 32 (e.g. 192x256 or 288x384), got {cfg.input_wh[0]}x{cfg.input_wh[1]}")
+    return build_estimator(cfg.head_widths, cfg.num_keypoints, imagenet=cfg.imagenet if imagenet is None else imagenet,
+                           quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
+                           head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
+                           input_mean=cfg.input_mean, input_std=cfg.input_std)
+
+
+def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):
+    """The deployable model file: config + weights (fp16 optional, halves the size)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
+             for k, v in model.state_dict().items()}
+    atomic_save({"model_config": model_config_to_dict(cfg),
+                 "state_dict": state, "meta": meta or {}}, path)
+
+
+def save_resume_state(model: TopDownEstimator, cfg: ModelConfig, state: dict, folder) -> None:
+    """The compact, committable form of a training's last checkpoint: fp16 weights (`weights.pt`, a model
+    file `posecal eval --model` also reads) and the schedule position with the epoch log (`state.json`).
+
+    The optimizer's moments are left out on purpose: they would triple the size (AdamW keeps two fp32 tensors
+    per weight) and a resumed run re-estimates them within a short learning-rate re-warm-up.
+    """
+    folder = Path(folder)
+    save_model(model, cfg, folder / "weights.pt", meta={"epoch": state["epoch"], "step": state["step"]}, half=True)
+    keep = ("epoch", "step", "best_ap", "log", "partial")   # partial: an epoch stopped mid-way (max_minutes)
+    write_json_atomic({k: state[k] for k in keep if k in state}, folder / "state.json")
+
+
+def load_resume_state(model: TopDownEstimator, folder) -> dict:
+    """Load `save_resume_state`'s weights into `model`; returns the training state (epoch, step, best_ap, log,
+    and `partial` when it was saved mid-epoch)."""
+    folder = Path(folder)
+    if not (folder / "state.json").is_file():
+        raise PosecalInputError(f"{folder}: no committed training state (state.json) to resume from")
+    ckpt = read_torch_file(folder / "weights.pt")
+    try:
+        model.load_state_dict(_float_state(ckpt["state_dict"]))
+        state = json.loads((folder / "state.json").read_text())
+        state = {"epoch": int(state["epoch"]), "step": int(state["step"]), "best_ap": float(state["best_ap"]),
+                 "log": list(state["log"]), **({"partial": dict(state["partial"])} if state.get("partial") else {})}
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise PosecalInputError(f"{folder}: training state does not fit this model/config "
+                                f"({str(e).splitlines()[0][:120]})") from None
+    return state
+
+
+def _yaml(value) -> str:
+    return f"[{', '.join(f'{v:g}' for v in value)}]" if isinstance(value, tuple) else str(value)
+
+
+def read_torch_file(path: Path, missing: str = "model file not found", invalid: str = "not a posecal model file",
+                    weights_only: bool = False) -> dict:
+    """torch.load of a user's file as a dict; a missing or unreadable file is one line `PATH: <missing>` or
+    `PATH: <invalid> (reason)`. weights_only=True for files from elsewhere (published checkpoints)."""
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: {missing}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        raise PosecalInputError(f"{path}: {invalid} ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(ckpt, dict):
+        raise PosecalInputError(f"{path}: {invalid}")
+    return ckpt
+
+
+
+def _float_state(state: dict) -> dict:
+    """fp16 shipped weights -> fp32 for CPU inference and training."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+# Fields a model file's weights depend on beyond their shapes: a different input convention loads without
+# error and silently feeds the network the wrong colours.
+WEIGHT_BOUND_FIELDS = ("input_channels", "input_mean", "input_std")
+
+
+def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = None) -> None:
+    """Initialise from a model file. Only quality-head weights may be missing from the file (S3, fine-tuning)
+    or left over in it (a pose-only model fine-tuned from a packed model with heads). With `cfg`, the file's
+    input convention must equal the config's (an imported checkpoint's is in its file: `posecal import-weights`)."""
+    path = Path(path)
+    ckpt = read_torch_file(path)
+    state = ckpt.get("state_dict", ckpt.get("model"))
+    if state is None:
+        raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
+    if cfg is not None and isinstance(ckpt.get("model_config"), dict):
+        saved = model_config_from_dict({**model_config_to_dict(ModelConfig()), **ckpt["model_config"]})
+        for name in WEIGHT_BOUND_FIELDS:
+            if getattr(saved, name) != getattr(cfg, name):
+                raise PosecalInputError(f"init_from {path}: its weights were trained with {name} "
+                                        f"{_yaml(getattr(saved, name))}; set model.{name}: "
+                                        f"{_yaml(getattr(saved, name))} in the config (it has {_yaml(getattr(cfg, name))})")
+    heads = ("oks_head.", "opks_head.", "visibility_head.")
+    if not model.has_quality_heads:
+        state = {k: v for k, v in state.items() if not k.startswith(heads)}
+    result = model.load_state_dict(_float_state(state), strict=False)
+    bad = [k for k in result.missing_keys if not k.startswith(heads)] + list(result.unexpected_keys)
+    if bad:
+        raise PosecalInputError(f"{path}: weights do not match the model ({len(bad)} keys, e.g. {bad[0]})")
+
+
+def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:
+    """Load a model file (best_model.pt or a packed file); the shipped default model when path is None."""
+    path = Path(path) if path is not None else DEFAULT_MODEL
+    ckpt = read_torch_file(path)
+    try:
+        cfg = model_config_from_dict(ckpt["model_config"])
+        model = model_from_config(cfg, imagenet=False)
+        model.load_state_dict(_float_state(ckpt["state_dict"]))
+    except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:
+        raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
+    return model.to(device).eval(), cfg, ckpt.get("meta", {})
+
+
+def require_coco_keypoints(cfg: ModelConfig, path) -> None:
+    """Decoding, flip test, scores and metrics work on COCO's 17 keypoints; an imported MPII hourglass has 16."""
+    if cfg.num_keypoints != 17:
+        raise PosecalInputError(f"{path or 'model'}: a {cfg.num_keypoints}-keypoint model (e.g. an MPII stacked "
+                                "hourglass); eval and predict need COCO's 17 keypoints (train hourglass_2/8 on COCO)")

@@ -1,0 +1,244 @@
+"""`posecal predict`: poses with calibrated quality on images, folders and videos -> COCO keypoint results.
+
+Boxes come from, in order of preference: a boxes file, a person detector (the shipped SSD by default, or a
+YOLOX-style ONNX file; then OKS-NMS on the poses), or the whole image (`detector="none"`; a pose that says
+nobody is there is then dropped, see predictor.someone_there).
+Every problem with one file or box is one line on stderr and the run goes on; the
+results file and the overlays are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from posecal.detect.boxes import BoxFile, check_boxes
+from posecal.errors import PosecalInputError
+from posecal.io import write_bytes_atomic, write_json_atomic
+from posecal.outputs import check_output_dir, check_output_file
+from posecal.detect.nms import pose_nms
+from posecal.inference.predictor import PersonPose, Predictor, someone_there
+from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.scoring import SCORE_MODES
+from posecal.data.sources import Frame, Problem, collect, iter_frames, lookup
+
+NMS_MODES = ("oks", "soft", "none")
+
+
+@dataclass
+class PredictConfig:
+    inputs: list[str]
+    out: str = "predictions.json"
+    model: str | None = None
+    boxes: str | None = None             # boxes file (COCO detection results or per-image JSON)
+    annotations: str | None = None       # COCO file whose image ids the results should carry
+    detector: str | None = None          # None/"default": the shipped SSD; "none": whole image; else a YOLOX ONNX
+    detector_threshold: float = 0.3
+    min_pose_quality: float = MIN_POSE_QUALITY  # whole-image mode: poses below it (or all-absent) are dropped
+    nms: str = "oks"                     # pose NMS after estimation, detector boxes only
+    nms_threshold: float = 0.9
+    score_mode: str | None = None        # default: oks (the pose quality) with quality heads, else heatmap
+    render: str | None = None            # folder for overlay images
+    show_all: bool = False
+    radius: bool = False                 # overlays: draw the conformal keypoint radii
+    every: int = 1                       # videos: every N-th frame
+    batch_size: int = 16
+    device: str = "cpu"
+    backend: str = "torch"
+    flip: bool | None = None             # None: on (an exported .onnx model: as it was exported)
+    orientations: int = 1                # 4: test-time orientation search (posecal/inference/orientation.py)
+    threads: int = 2
+    progress: bool = True
+
+
+@dataclass
+class PredictSummary:
+    frames: int
+    persons: int
+    problems: int
+    seconds: float
+    people: dict[str, list[PersonPose]]   # by frame name (kept small: only filled when asked)
+
+
+def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> PredictSummary:
+    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    _check(cfg)
+    t0 = time.time()
+    image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
+    box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}) if cfg.boxes else None
+    detector = None
+    if not box_file:
+        from posecal.detect.detector import load_detector
+
+        detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
+    predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
+                          backend=cfg.backend, threads=cfg.threads, detector=None,
+                          orientations=cfg.orientations)
+    heads = bool(predictor.config.quality_heads)
+    mode = cfg.score_mode or ("oks" if heads else "heatmap")
+    if mode not in ("heatmap", "mmpose") and not heads:
+        raise PosecalInputError(f"score mode '{mode}' needs a model with quality heads")
+
+    files, problems = collect(cfg.inputs)
+    for p in problems:
+        log(p.message)
+    if not files:
+        raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
+    overlay = RenderNames(cfg.render, log) if cfg.render else None
+    results, kept_people, pending, n_frames, n_problems = [], {}, [], 0, len(problems)
+    next_id = max(image_ids.values(), default=0) + 1
+
+    def flush():
+        people = predictor.predict_many([(f.bgr, b, s) for f, _, b, s, _ in pending], bgr=True)
+        for (frame, image_id, _, _, from_detector), persons in zip(pending, people):
+            if from_detector and len(persons) > 1:
+                persons = pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
+            elif detector is None and box_file is None:
+                persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
+            results.extend(result_entries(frame, persons, image_id, mode))
+            if cfg.render:
+                _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
+            if keep_people:
+                kept_people[frame.name] = persons
+        pending.clear()
+
+    bar = tqdm(iter_frames(files, cfg.every), desc="predicting", unit="img", disable=not cfg.progress)
+    for item in bar:
+        if isinstance(item, Problem):
+            log(item.message)
+            n_problems += 1
+            continue
+        n_frames += 1
+        image_id = lookup(image_ids, item.name)
+        if image_id is None:
+            image_id, next_id = next_id, next_id + 1
+        boxes, scores, from_detector, messages = _boxes_for(item, box_file, detector)
+        for m in messages:
+            log(m)
+        if len(boxes):
+            pending.append((item, image_id, boxes, scores, from_detector))
+        elif cfg.render:
+            _render(item, [], cfg.show_all, overlay(item))
+        if sum(len(p[2]) for p in pending) >= cfg.batch_size:
+            flush()
+    if pending:
+        flush()
+    if n_frames == 0:
+        raise PosecalInputError("no input could be read (see the messages above); nothing written")
+    write_json_atomic(results, cfg.out, indent=None)
+    return PredictSummary(n_frames, len(results), n_problems, time.time() - t0, kept_people)
+
+
+def _check(cfg: PredictConfig) -> None:
+    if cfg.score_mode is not None and cfg.score_mode not in SCORE_MODES:
+        raise PosecalInputError(f"--score-mode must be one of {SCORE_MODES}, got {cfg.score_mode!r}")
+    if cfg.nms not in NMS_MODES:
+        raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
+    if cfg.batch_size < 1:
+        raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    check_output_file(cfg.out, "--out")
+    if cfg.render:
+        check_output_dir(cfg.render, "--render")
+
+
+def _image_ids(path) -> dict[str, int]:
+    path = Path(path)
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: annotation file not found")
+    try:
+        images = json.loads(path.read_text(encoding="utf-8"))["images"]
+        return {str(im["file_name"]): int(im["id"]) for im in images}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise PosecalInputError(f"{path}: not a COCO annotation file with an 'images' list ({e})") from None
+
+
+def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.ndarray, np.ndarray, bool, list[str]]:
+    h, w = frame.bgr.shape[:2]
+    if box_file is not None:
+        found = box_file.get(frame.name)
+        if found is None:
+            return np.zeros((0, 4)), np.zeros(0), False, [f"{frame.name}: no boxes for it in {box_file.path}"]
+        boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}")
+        return boxes, scores, False, messages
+    if detector is not None:
+        boxes, scores = detector(frame.bgr)
+        if len(boxes) == 0:
+            return boxes, scores, True, [f"{frame.name}: the detector found nobody"]
+        return boxes, scores, True, []
+    return np.array([[0.0, 0.0, w, h]]), np.ones(1), False, []
+
+
+def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:
+    """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields."""
+    r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
+    out = []
+    for p in persons:
+        kp = np.concatenate([p.keypoints, p.keypoint_quality[:, None]], 1)
+        entry = {"image_id": image_id, "file_name": frame.name, "category_id": 1, "keypoints": r(kp.reshape(-1)),
+                 "score": round(float(p.scores[mode]), 4), "bbox": r(p.box), "box_score": round(p.box_score, 4),
+                 "pose_quality": round(float(p.pose_quality), 4), "keypoint_quality": r(p.keypoint_quality)}
+        if p.visibility is not None:
+            entry["visibility"] = [int(v) for v in p.visibility]
+            entry["visibility_probs"] = r(p.visibility_probs)
+        if p.keypoint_radius is not None:
+            entry["keypoint_radius"] = np.round(np.asarray(p.keypoint_radius, float), 2).tolist()
+        if frame.frame_index is not None:
+            entry["frame_index"] = frame.frame_index
+        out.append(entry)
+    return out
+
+
+def render_path(frame: Frame, folder) -> Path:
+    """An input's overlay as named when no other input claims it: `<name>.png` (the name relative to its
+    folder argument, so sub-folders are kept); a video's frames go in a folder named after the video."""
+    if frame.frame_index is not None:
+        video = frame.name.split("#")[0]
+        return Path(folder) / video / f"frame_{frame.frame_index:06d}.png"
+    return (Path(folder) / frame.name).with_suffix(".png")
+
+
+class RenderNames:
+    """Overlay paths, one per input file, never shared: inputs that would write the same overlay (photo.jpg
+    and photo.png, or photo.jpg given from two folders) get `-2`, `-3`... on their name, in input order,
+    with a line saying so, so that no overlay silently replaces another."""
+
+    def __init__(self, folder, log):
+        self.folder, self.log = Path(folder), log
+        self.by_source: dict[Path, Path] = {}
+        self.taken: set[Path] = set()
+
+    def __call__(self, frame: Frame) -> Path:
+        base = self.by_source.get(frame.path)
+        if base is None:
+            base = self.by_source[frame.path] = self._claim(frame)
+        return base / Path(render_path(frame, self.folder)).name if frame.frame_index is not None else base
+
+    def _claim(self, frame: Frame) -> Path:
+        """The first free name for this input: its file for an image, its frames' folder for a video."""
+        path = render_path(frame, self.folder)
+        wanted = path.parent if frame.frame_index is not None else path
+        suffix = "" if frame.frame_index is not None else wanted.suffix
+        stem = wanted.name[: len(wanted.name) - len(suffix)]
+        free, n = wanted, 1
+        while free in self.taken:
+            n += 1
+            free = wanted.with_name(f"{stem}-{n}{suffix}")
+        if free != wanted:
+            self.log(f"{frame.name}: overlay written as {free} ({wanted} belongs to another input)")
+        self.taken.add(free)
+        return free
+
+
+def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path, radius: bool = False) -> None:
+    from posecal.viz.overlay import render_people
+
+    image = render_people(frame.bgr, persons, show_all=show_all, radius=radius)
+    ok, data = cv2.imencode(".png", image)
+    if ok:
+        write_bytes_atomic(path, data.tobytes())

@@ -1,0 +1,1 @@
+"""`posecal train`: typed training configs, losses, online quality targets, data-parallel training."""

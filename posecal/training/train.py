@@ -1,0 +1,528 @@
+"""`posecal train`: heatmap training with AdamW + warmup/cosine, per-epoch val AP, atomic checkpoints, resume
+(also mid-epoch, after a wall-clock budget), on CPU or CUDA (optionally with autocast), in one process or as
+torchrun's data-parallel ranks (posecal.training.distributed)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_from_config,
+                                save_model, save_resume_state)
+from posecal.models.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
+from posecal.data.coco import load_coco_persons, load_lspet
+from posecal.data.images import unreadable_images
+from posecal.data.packed import load_packed_persons, packed_val_paths
+from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
+from posecal.training.distributed import DistributedEpochOrder, Group, launched_by_torchrun, start_group
+from posecal.errors import PosecalInputError
+from posecal.inference.topdown import predict_records
+from posecal.io import remove_stale_temps, write_json_atomic
+from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, opks_bce, visibility_ce,
+                            visibility_class_weights, visibility_target)
+from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
+from posecal.outputs import check_output_dir
+from posecal.training.quality_targets import online_targets
+from posecal.inference.scoring import keypoint_confidence, pose_scores
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig, rewarm_from: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio. After a resume without optimizer state
+    (`rewarm_from` = the step resumed at) the scheduled rate ramps up again over resume_warmup_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    if rewarm_from is not None and step - rewarm_from < cfg.resume_warmup_steps:
+        lr *= (step - rewarm_from + 1) / cfg.resume_warmup_steps
+    return lr
+
+
+def validate(model, cfg: TrainConfig, val_records, gt, flip: bool) -> dict:
+    """Val AP per pose-score mode; `ap` is the selection metric (the `oks` mode, the default, once heads exist)."""
+    preds = predict_records(model, val_records, cfg.model.input_wh, flip=flip, progress=False,
+                            batch_size=max(32, cfg.batch_size), num_workers=cfg.num_workers,
+                            device=str(next(model.parameters()).device))
+    ids = [r.image_id for r in val_records] if cfg.max_val_persons else None
+    conf = keypoint_confidence(preds)
+    metrics = {}
+    for mode, scores in pose_scores(preds).items():
+        if mode == "mmpose":
+            continue
+        results = coco_keypoint_results([r.image_id for r in preds.records], preds.keypoints, conf, scores)
+        ap = coco_keypoint_ap(gt, results, image_ids=ids)
+        metrics.update({k if mode == "heatmap" else f"{k}_{mode}": v for k, v in ap.items()})
+    if "ap_oks" in metrics:
+        metrics["ap_heatmap"], metrics["ap"] = metrics["ap"], metrics["ap_oks"]
+    return metrics
+
+
+def head_weight(cfg: TrainConfig, epoch: int) -> float:
+    """S2 staging: 0 before head_start_epoch, then a linear ramp to 1."""
+    if cfg.strategy != "s2" or epoch >= cfg.head_start_epoch + cfg.head_ramp_epochs:
+        return 1.0
+    if epoch < cfg.head_start_epoch:
+        return 0.0
+    return (epoch - cfg.head_start_epoch + 1) / (cfg.head_ramp_epochs + 1)
+
+
+def freeze_pose(model) -> None:
+    """S3: backbone and heatmap head fixed (weights and BatchNorm statistics)."""
+    for module in (model.backbone, model.heatmap_head):
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+def quality_losses(model, out, batch, cfg: TrainConfig, class_weights, heatmaps_for_targets) -> dict:
+    targets = online_targets(heatmaps_for_targets, batch["keypoints"].cpu(), batch["area"].cpu())
+    dev = out.heatmaps.device
+    targets.oks, targets.opks, targets.labelled, targets.visibility = (
+        t.to(dev) for t in (targets.oks, targets.opks, targets.labelled, targets.visibility))
+    class_weights = class_weights.to(dev)
+    out = model.forward_heads(out)
+    vis_t = visibility_target(targets.visibility, cfg.model.visibility_classes)
+    has_labelled = targets.labelled.any(1)
+    return {"oks": hard_mined_l1(out.oks[has_labelled], targets.oks[has_labelled], enabled=cfg.hard_mining),
+            "opks": opks_bce(out.opks_logits, targets.opks, targets.labelled),
+            "vis": visibility_ce(out.vis_logits, vis_t, class_weights, batch.get("visibility_weight"))}
+
+
+def pose_losses(out, batch, cfg: TrainConfig) -> dict:
+    """The pose network's terms: heatmap MSE (summed over every stack of a stacked network: intermediate
+    supervision), and the integral L1 on the final heatmaps when lambda_integral > 0; 'pose' combines them
+    (the heatmap term's scale unchanged, so lambda_heatmap keeps its meaning)."""
+    heatmaps = out.heatmaps
+    hm_loss = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
+                  for h in (heatmaps, *out.intermediate_heatmaps))
+    if not cfg.lambda_integral:
+        return {"heatmap": hm_loss, "pose": hm_loss}
+    target = (batch["keypoints"][..., :2].to(heatmaps.device) + 0.5) / HEATMAP_STRIDE - 0.5  # = input_to_heatmap
+    integral = integral_l1(heatmaps, target, batch["target_weight"])
+    return {"heatmap": hm_loss, "integral": integral, "pose": hm_loss + cfg.lambda_integral * integral}
+
+
+def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: int) -> dict:
+    """Loss terms of one step; 'total' is what is minimised."""
+    if not cfg.model.quality_heads:
+        terms = pose_losses(model(images), batch, cfg)
+        return {"total": terms.pop("pose"), **terms}
+    if cfg.strategy == "s3":
+        with torch.no_grad():  # the frozen part runs as at test time: flip test, heads read merged heatmaps
+            out = model.forward_flip_test(images) if cfg.flip_targets else model.pose_from_crops(images)
+        terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.float().cpu().numpy())
+        terms["total"] = cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"]
+        return terms
+    out = model.pose_from_crops(images)
+    pose = pose_losses(out, batch, cfg)
+    terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.detach().float().cpu().numpy())
+    w = head_weight(cfg, epoch)
+    terms.update(pose)
+    terms["total"] = cfg.lambda_heatmap * terms.pop("pose") + w * (
+        cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"])
+    return terms
+
+
+class EpochOrder(Sampler):
+    """Each epoch's seeded shuffle as (epoch, index) pairs, from position `start` on (an epoch resumed mid-way).
+
+    The order is the one `DataLoader(shuffle=True, generator=Generator().manual_seed(seed * 1000 + epoch))`
+    gave before this sampler existed (the loader draws one number for its workers' base seed, then randperm),
+    so runs resumed across the change keep their data order. The epoch travels with each index because
+    persistent workers hold their own copy of the dataset, which `set_epoch` in the main process does not reach.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self, epoch: int) -> list[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=gen)
+        return torch.randperm(self.n, generator=gen).tolist()
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in self.order(self.epoch)[self.start:]])
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
+class _EpochItems(Dataset):
+    """Training items by (epoch, index). Image files are checked before training starts (`readable_persons`),
+    but one can still fail to decode or vanish mid-run: it is reported once and the next person takes its place,
+    so a long run does not die on it."""
+
+    def __init__(self, base: TopDownDataset):
+        self.base = base
+        self.unreadable: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        epoch, idx = key
+        self.base.set_epoch(epoch)
+        n = len(self.base)
+        for i in ((idx + k) % n for k in range(n)):
+            if i in self.unreadable:
+                continue
+            try:
+                return self.base[i]
+            except PosecalInputError as e:
+                self.unreadable.add(i)
+                print(f"skipped: {e}", file=sys.stderr)
+        raise PosecalInputError("none of the training images can be read (see the messages above)")
+
+
+class StepLosses(nn.Module):
+    """step_losses as a module, for DistributedDataParallel: its gradient averaging hooks in through the wrapped
+    module's forward, and a step runs more than `model.forward` (forward_pose, then the quality heads)."""
+
+    def __init__(self, model, cfg: TrainConfig, class_weights):
+        super().__init__()
+        self.model, self.cfg, self.class_weights = model, cfg, class_weights
+
+    def forward(self, batch, images, epoch: int) -> dict:
+        return step_losses(self.model, batch, images, self.cfg, self.class_weights, epoch)
+
+
+def make_loader(dataset: TopDownDataset, order: EpochOrder, cfg: TrainConfig, drop_last: bool,
+                pin_memory: bool = False) -> DataLoader:
+    """The training loader; its workers (if any) persist across epochs."""
+    if cfg.num_workers > 0:
+        # Many workers: one OpenCV thread each, not a pool each. Set here, before the workers fork, and not in
+        # the workers: calling it in a forked child deadlocks once this process has used OpenCV's thread pool.
+        cv2.setNumThreads(0)
+    return DataLoader(_EpochItems(dataset), batch_size=cfg.batch_size, sampler=order, drop_last=drop_last,
+                      num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0, pin_memory=pin_memory)
+
+
+def _device(cfg: TrainConfig, group: Group | None = None) -> torch.device:
+    if cfg.device == "cpu":
+        return torch.device("cpu")
+    if cfg.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise PosecalInputError(f"device: {cfg.device}, but this torch ({torch.__version__}) sees no CUDA GPU")
+        torch.backends.cudnn.benchmark = True
+        return torch.device(f"cuda:{group.local_rank}" if group else cfg.device)  # a rank: its node's GPU
+    raise PosecalInputError(f"device must be cpu or cuda, got {cfg.device!r}")
+
+
+def _amp(cfg: TrainConfig, device: torch.device):
+    """(autocast context factory, GradScaler or None). Autocast runs on CUDA only; on CPU amp is a no-op."""
+    if cfg.amp_dtype not in AMP_DTYPES:
+        raise PosecalInputError(f"amp_dtype must be one of {AMP_DTYPES}, got {cfg.amp_dtype!r}")
+    if not cfg.amp or device.type != "cuda":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if cfg.amp_dtype == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+class GracefulStop:
+    """SIGTERM (a scheduler's or `kill`'s stop) asks training to finish its step, save a resumable checkpoint
+    (mid-epoch too) and return, instead of dying with up to an epoch of work lost. SIGINT (Ctrl-C) stays an
+    immediate KeyboardInterrupt: data-loader workers get it too, so going on is not possible; the last
+    complete checkpoint stays, and an interrupted checkpoint write removes its temp file."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
+
+
+def optimizer_step(loss: torch.Tensor, optim, scaler=None) -> None:
+    """One backward + update; through the GradScaler when fp16 autocast needs loss scaling."""
+    optim.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optim)
+        scaler.update()
+    else:
+        loss.backward()
+        optim.step()
+
+
+def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None) -> tuple[dict, int | None]:
+    """State to go on from: OUT_DIR/last.pt (weights + optimizer), else the committed compact state
+    (weights only: returns the step from which the learning rate re-warms). Says which on stdout."""
+    last = out / "last.pt"
+    if last.is_file():
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            model.load_state_dict(ckpt["model"])
+            optim.load_state_dict(ckpt["optim"])
+            if scaler is not None and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            state = ckpt["state"]
+        except Exception as e:  # a truncated or foreign file: say so in one line, do not train from scratch
+            raise PosecalInputError(f"{last}: cannot resume from it ({str(e).splitlines()[0][:120]}); "
+                                    "delete it to start over") from None
+        print(f"resumed from {last} at epoch {state['epoch']}, step {state['step']}{_where(state)}")
+        return state, None
+    if cfg.resume_state and (Path(cfg.resume_state) / "state.json").is_file():
+        state = load_resume_state(model, cfg.resume_state)
+        print(f"resumed from committed state {cfg.resume_state} at epoch {state['epoch']}, step {state['step']}"
+              f"{_where(state)} (fresh optimizer, learning rate re-warms over {cfg.resume_warmup_steps} steps)")
+        return state, state["step"]
+    raise PosecalInputError(f"--resume: nothing to resume from ({last} not found"
+                            + (f", no state in {cfg.resume_state})" if cfg.resume_state else ")"))
+
+
+def _where(state: dict) -> str:
+    part = state.get("partial")
+    return f" (batch {part['batches']} of epoch {state['epoch'] + 1})" if part else ""
+
+
+def _load_data(cfg: TrainConfig):
+    """(training records, val records, val annotation file)."""
+    if cfg.data.packed:
+        records = load_packed_persons(cfg.data.packed)
+        val_ann, val_img = packed_val_paths(cfg.data.packed) or (cfg.data.val_annotations, cfg.data.val_images)
+        print(f"{len(records)} training persons from the pack {cfg.data.packed}; validation on {val_ann}")
+    else:
+        records = load_coco_persons(cfg.data.train_annotations, cfg.data.train_images)
+        if cfg.data.lspet_annotations:
+            records += load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
+        val_ann, val_img = cfg.data.val_annotations, cfg.data.val_images
+    if cfg.max_train_persons:
+        records = records[: cfg.max_train_persons]
+    val_records = load_coco_persons(val_ann, val_img)
+    if cfg.max_val_persons:
+        val_records = val_records[: cfg.max_val_persons]
+    records = readable_persons(records, "training")
+    val_records = readable_persons(val_records, "validation")
+    return records, val_records, val_ann
+
+
+def readable_persons(records: list, what: str) -> list:
+    """The persons whose image files pass `check_image_file`; one line per bad file and a count of the persons
+    left out. A bad file among thousands is the data's problem, not a reason to stop (or to crash hours in)."""
+    bad = unreadable_images(r.image_path for r in records)
+    if not bad:
+        return records
+    for reason in bad.values():
+        print(f"skipped: {reason}", file=sys.stderr)
+    kept = [r for r in records if r.image_path not in bad]
+    print(f"{what}: left out {len(records) - len(kept)} of {len(records)} persons "
+          f"({len(bad)} unreadable image file(s), listed above)", file=sys.stderr)
+    if not kept:
+        raise PosecalInputError(f"{what}: none of the {len(records)} persons' images can be read")
+    return kept
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train; returns the best validation metrics (and `stopped`: True when max_minutes or SIGTERM ended this
+    call early, after saving a resumable checkpoint; `stopped_by` says which).
+    Files in cfg.out_dir: last.pt, best_model.pt, log.json, config.json. `model`: the trained network; `rank`:
+    this process's rank (0 without torchrun; only rank 0's best_ap and log include validation).
+
+    Launched by torchrun, each process is one data-parallel rank: batch_size is per rank, every rank trains on
+    its share of each epoch, and rank 0 alone prints, validates and writes files (--resume reads OUT_DIR on
+    every rank, so multi-node resuming needs OUT_DIR on shared storage)."""
+    on_sigterm = GracefulStop()
+    group = None
+    try:
+        if launched_by_torchrun():
+            if cfg.sync_batchnorm and not cfg.device.startswith("cuda"):
+                raise PosecalInputError("sync_batchnorm: true needs device: cuda (torch syncs BatchNorm on GPUs only)")
+            group = start_group("cuda" if cfg.device.startswith("cuda") else "cpu")
+        quiet = group is not None and not group.is_main
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull) if quiet else contextlib.nullcontext():
+            return _train(cfg, resume, progress and not quiet, on_sigterm, group)
+    finally:
+        on_sigterm.restore()
+        if group is not None:
+            group.close()
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop, group: Group | None) -> dict:
+    t_start = time.time()
+    main = group is None or group.is_main     # the process that validates and writes files
+    out = check_output_dir(cfg.out_dir, "out_dir")
+    if cfg.resume_state:
+        check_output_dir(cfg.resume_state, "resume_state")
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = _device(cfg, group)
+    autocast, scaler = _amp(cfg, device)
+    for folder in (out, cfg.resume_state) if main else ():
+        for tmp in remove_stale_temps(folder):
+            print(f"removed {tmp}: a checkpoint write that a killed run left unfinished")
+    records, val_records, val_ann = _load_data(cfg)
+    gt = load_coco_gt(val_ann)
+
+    if cfg.strategy not in STRATEGIES:
+        raise PosecalInputError(f"strategy must be one of {STRATEGIES}, got {cfg.strategy!r}")
+    if cfg.strategy == "s3" and not (cfg.model.quality_heads and cfg.init_from):
+        raise PosecalInputError("strategy s3 needs model.quality_heads: true and init_from: a trained pose model")
+    if cfg.strategy == "s3" and cfg.lambda_integral:
+        raise PosecalInputError("lambda_integral trains the pose network, which strategy s3 freezes; set it to 0")
+    dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed)
+    counts = np.bincount(np.concatenate([r.keypoints[:, 2].astype(int) for r in records]), minlength=3)[:3]
+    if cfg.model.visibility_classes == 2:
+        counts = np.array([counts[0], counts[1:].sum()])
+    class_weights = visibility_class_weights(counts).to(device)
+    model = model_from_config(cfg.model, imagenet=cfg.model.imagenet and not cfg.init_from)
+    if cfg.init_from:
+        load_state_from(model, cfg.init_from, cfg.model)
+    if cfg.strategy == "s3":
+        freeze_pose(model)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if group is not None and cfg.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # same parameters and state_dict keys
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order = EpochOrder(len(dataset), cfg.seed) if group is None else DistributedEpochOrder(len(dataset), group,
+                                                                                            cfg.seed)
+    n_crops = len(order)                 # this process's crops per epoch (all of them without torchrun)
+    drop_last = n_crops > cfg.batch_size
+    steps_per_epoch = math.ceil(n_crops / cfg.batch_size)
+    batches_per_epoch = n_crops // cfg.batch_size if drop_last else 1
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    state = {"epoch": 0, "step": 0, "best_ap": -1.0, "log": []}
+    rewarm_from = None
+    if resume:
+        state, rewarm_from = resume_training(model, optim, cfg, out, scaler)
+    if main:
+        write_json_atomic(to_dict(cfg), out / "config.json", indent=2)
+    if group is None:
+        def step(batch, images, epoch):
+            return step_losses(model, batch, images, cfg, class_weights, epoch)
+    else:  # wrapped after resuming: DDP starts by giving every rank rank 0's weights
+        step = DistributedDataParallel(StepLosses(model, cfg, class_weights))
+
+    loader = make_loader(dataset, order, cfg, drop_last, pin_memory=device.type == "cuda")
+    deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
+    stopped = None                       # what ended this call early: "max_minutes" or the signal's name
+
+    def save():
+        if not main:
+            return
+        ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": state, "config": to_dict(cfg)}
+        if scaler is not None:
+            ckpt["scaler"] = scaler.state_dict()
+        atomic_save(ckpt, out / "last.pt")
+        if cfg.resume_state:
+            save_resume_state(model, cfg.model, state, cfg.resume_state)
+
+    while state["epoch"] < cfg.epochs and state["step"] < total and not stopped:
+        epoch = state["epoch"]
+        # An epoch stopped mid-way (max_minutes) goes on at its next batch, with its sums so far.
+        part = state.pop("partial", None) or {"batches": 0, "loss_sum": 0.0, "terms_sum": {}, "seen": 0,
+                                                 "train_s": 0.0}
+        order.set_epoch(epoch, part["batches"] * cfg.batch_size)
+        model.train()
+        if cfg.strategy == "s3":
+            freeze_pose(model)
+        t0, recent = time.time(), deque(maxlen=50)
+        terms_sum: dict[str, float] = dict(part["terms_sum"])
+        batches, loss_sum, seen = part["batches"], part["loss_sum"], part["seen"]
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            if state["step"] >= total:
+                break
+            lr = lr_at(state["step"], total, cfg, rewarm_from)
+            for g in optim.param_groups:
+                g["lr"] = lr
+            images = batch["image"].to(device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            batch = {k: v.to(device, non_blocking=True) if k in ("heatmaps", "target_weight", "visibility_weight")
+                     else v for k, v in batch.items()}
+            with autocast():
+                terms = step(batch, images, epoch)
+            loss = terms["total"]
+            optimizer_step(loss, optim, scaler)
+            state["step"] += 1
+            batches += 1
+            for k, v in terms.items():
+                terms_sum[k] = terms_sum.get(k, 0.0) + v.item()
+            loss_sum += terms["total"].item()
+            recent.append(terms["total"].item())
+            seen += len(images)
+            bar.set_postfix(loss=f"{np.mean(recent):.4g}", lr=f"{lr:.1e}")
+            if deadline is not None and time.time() >= deadline:
+                stopped = "max_minutes"
+            stopped = stopped or on_sigterm.requested
+            if group is not None:
+                stopped = _agreed_stop(group, stopped, device)
+            if stopped:
+                break
+        train_s = part["train_s"] + time.time() - t0
+        if stopped and batches < batches_per_epoch and state["step"] < total:
+            state["partial"] = {"batches": batches, "loss_sum": loss_sum, "terms_sum": terms_sum, "seen": seen,
+                                "train_s": train_s}
+            save()
+            print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
+                              "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
+            break
+        state["epoch"] = epoch + 1
+        n = max(batches, 1)
+        entry = {"epoch": epoch + 1, "step": state["step"], "loss": loss_sum / n if batches else None,
+                 **{f"loss_{k}": v / n for k, v in terms_sum.items() if k != "total"},
+                 "crops_per_s": seen / max(train_s, 1e-9), "train_s": train_s}
+        if main and ((epoch + 1) % cfg.val_every == 0 or state["epoch"] >= cfg.epochs or state["step"] >= total):
+            t1 = time.time()
+            metrics = validate(model, cfg, val_records, gt, cfg.val_flip)
+            entry.update({f"val_{k}": v for k, v in metrics.items()}, val_s=time.time() - t1)
+            if metrics["ap"] > state["best_ap"]:
+                state["best_ap"] = metrics["ap"]
+                save_model(model, cfg.model, out / "best_model.pt",
+                           meta={"epoch": epoch + 1, "val": metrics, "val_flip": cfg.val_flip})
+        state["log"].append(entry)
+        print(json.dumps(entry), flush=True)
+        save()
+        if main:
+            write_json_atomic(state["log"], out / "log.json")
+        if group is not None:
+            group.barrier()              # the other ranks wait for rank 0's validation and files
+        if stopped:
+            print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
+                              "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
+    return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped is not None, "stopped_by": stopped,
+            "epoch": state["epoch"], "step": state["step"], "model": model, "rank": group.rank if group else 0}
+
+
+def _agreed_stop(group: Group, stopped: str | None, device: torch.device) -> str | None:
+    """This rank's reason to stop, or another rank's: all ranks stop after the same step."""
+    code = group.agree_on_stop({None: 0, "max_minutes": 1}.get(stopped, 2), device)
+    return stopped or {0: None, 1: "max_minutes"}.get(code, "SIGTERM")

@@ -1,0 +1,1 @@
+"""Pictures made from numbers: pose overlays, evaluation plots and the self-contained report.html."""

@@ -1,0 +1,178 @@
+"""report.html: the trust report of one evaluation as a single self-contained page (plots and pictures
+embedded as data URIs), something to read and to send to a colleague.
+
+Tables of the headline numbers, the plots of the out folder, and two galleries where trust failed most:
+the most over-confident persons (high pose quality, low true OKS) and the most under-confident, each drawn
+with posecal's trust overlay beside the ground truth.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from posecal.errors import PosecalInputError
+from posecal.io import write_atomic
+
+GALLERY = 6
+THUMB_H = 280
+PLOTS = (("reliability.png", "Keypoint reliability"), ("pose_score_vs_oks.png", "Pose score vs true OKS"),
+         ("risk_coverage.png", "Risk-coverage"), ("visibility_confusion.png", "Visibility"))
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
+color:#222;padding:0 1em;line-height:1.4}h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;
+margin-top:1.6em}h3{font-size:1em;margin:.2em 0}table{border-collapse:collapse;margin:.3em 0}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}td.off{background:#fde2e2}.tables{display:flex;flex-wrap:wrap;
+gap:10px 32px;align-items:flex-start}.plots{display:grid;grid-template-columns:1fr 1fr;gap:18px}
+.plots figure{margin:0}.plots figure.wide{grid-column:span 2;text-align:center}.plots figure.wide img{width:auto;max-width:100%;max-height:330px}.plots img{width:100%}figcaption{color:#666;
+font-size:.85em;text-align:center}.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));
+gap:12px;align-items:start}.card{border:1px solid #ddd;border-radius:6px;padding:6px;font-size:.85em}.card img{max-width:100%}
+.note{color:#666;font-size:.9em}.scale{display:inline-block;width:140px;height:.8em;vertical-align:middle;
+border-radius:2px;background:linear-gradient(90deg,#d72626,#f07020,#f5c428,#96cd3c,#1a9e4e)}"""
+WIDE = 1.8   # plots wider than this (width / height) get a whole row
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else html.escape(str(v)))
+
+
+def _ap(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def _table(rows: list[tuple], header: tuple, title: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return (f"<div><h3>{html.escape(title)}</h3>" if title else "<div>") + f"<table><tr>{head}</tr>{body}</table></div>"
+
+
+def _coverage_table(per_keypoint: dict, target: float, columns: int = 3) -> str:
+    """Per-keypoint radius coverage, `columns` keypoints a row; cells more than 0.05 off the target shaded."""
+    items = list(per_keypoint.items())
+    n_rows = -(-len(items) // columns)
+    rows = [items[i::n_rows] for i in range(n_rows)]   # down the columns, as one reads a list
+    cell = lambda v: f'<td class=off>{_fmt(v)}</td>' if v is not None and abs(v - target) > 0.05 \
+        else f"<td>{_fmt(v)}</td>"  # noqa: E731
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(k)}</td>{cell(v)}" for k, v in r) + "</tr>" for r in rows)
+    head = "<th>keypoint</th><th>coverage</th>" * columns
+    return f"<div><h3>Radius coverage per keypoint</h3><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _summary(m: dict) -> str:
+    scores = list(m.get("pose_score_pearson", {}))
+    rows = [(s, _ap(m["ap"].get(s)), m["pose_score_pearson"].get(s), m.get("pose_score_spearman", {}).get(s),
+             m.get("pose_score_ece", {}).get(s)) for s in scores]
+    tables = [_table(rows, ("pose score", "AP", "Pearson vs OKS", "Spearman", "ECE"), "Pose scores"),
+              _table([(k, v) for k, v in m.get("keypoint_ece", {}).items()], ("keypoint confidence", "ECE"),
+                     "Keypoint confidences")]
+    if "visibility" in m:
+        b = m["visibility"]["binary"]
+        tables.append(_table([("labelled vs not", b["precision"], b["recall"], b["f1"])],
+                             ("visibility", "precision", "recall", "F1"), "Visibility"))
+    rc = m.get("risk_coverage", {})
+    tables.append(_table([(k, c["aurc"], c["oracle_aurc"], c["mean_oks"][4] if c["mean_oks"] else None)
+                          for k, c in rc.items()], ("ranked", "area", "oracle area", "mean truth, top 50 %"),
+                         "Risk-coverage"))
+    out = '<div class="tables">' + "".join(tables) + "</div>"
+    if "keypoint_radius" in m:
+        r = m["keypoint_radius"]
+        out += (f"<p>Conformal keypoint radii (target {r['target']}): <b>{_fmt(r['coverage'])}</b> of labelled "
+                f"keypoints lie inside their circle; median radius {_fmt(r['median_radius_rel'])} × √area.</p>")
+        out += _coverage_table(r["coverage_per_keypoint"], r["target"])
+    return out
+
+
+def _thumb(bgr: np.ndarray, box, person) -> np.ndarray:
+    """The box's region (padded) scaled to THUMB_H pixels high, with `person` drawn at that size, so that
+    lines and labels look alike on every card whatever the photo's resolution."""
+    from dataclasses import replace
+
+    from posecal.viz.overlay import render_people
+
+    x, y, w, h = (float(v) for v in box)
+    pad = 0.15 * max(w, h)
+    x0, y0 = int(max(0, x - pad)), int(max(0, y - pad))
+    x1, y1 = int(min(bgr.shape[1], x + w + pad)), int(min(bgr.shape[0], y + h + pad))
+    if not (x1 > x0 and y1 > y0):
+        x0, y0, x1, y1 = 0, 0, bgr.shape[1], bgr.shape[0]
+    s = THUMB_H / (y1 - y0)
+    thumb = cv2.resize(bgr[y0:y1, x0:x1], (max(1, round((x1 - x0) * s)), THUMB_H), interpolation=cv2.INTER_CUBIC)
+    to_thumb = lambda xy: (np.asarray(xy, float) - (x0, y0) + 0.5) * s - 0.5  # noqa: E731 (pixel centres)
+    b = np.asarray(person.box, float)
+    moved = replace(person, keypoints=to_thumb(person.keypoints),
+                    box=np.r_[to_thumb(b[:2]), b[2:] * s] if np.isfinite(b).all() else b)
+    return render_people(thumb, [moved], legend=False)
+
+
+def _card(image_path, pred, gt_kp: np.ndarray, gt_oks: float) -> str | None:
+    from posecal.data.coco import read_image
+    from posecal.inference.predictor import PersonPose
+
+    try:
+        bgr = read_image(image_path)
+    except PosecalInputError:
+        return None
+    # no box for the truth: its "Q" label would read as a prediction
+    truth = PersonPose(np.full(4, np.nan), gt_kp[:, :2], np.ones(len(gt_kp)), np.ones(len(gt_kp)), 1.0,
+                       visibility=gt_kp[:, 2].astype(int))
+    left, right = _thumb(bgr, pred.box, pred), _thumb(bgr, pred.box, truth)
+    ok, png = cv2.imencode(".png", np.concatenate([left, np.full((THUMB_H, 6, 3), 255, np.uint8), right], 1))
+    if not ok:
+        return None
+    return (f'<div class="card"><img src="{_data_uri(png.tobytes())}"><br>predicted quality '
+            f"<b>{pred.pose_quality:.2f}</b>, true OKS <b>{gt_oks:.2f}</b><br>"
+            f"<span class=note>{html.escape(Path(image_path).name)}</span></div>")
+
+
+def _gallery(order, people, image_paths, gt, gt_oks) -> str:
+    cards = []
+    for i in order:
+        card = _card(image_paths[i], people[i], gt[i], gt_oks[i]) if image_paths[i] else None
+        if card:
+            cards.append(card)
+        if len(cards) == GALLERY:
+            break
+    return '<div class="gallery">' + "".join(cards) + "</div>" if cards else "<p class=note>no images</p>"
+
+
+def write_report(out_dir, metrics: dict, people=None, image_paths=None, gt=None, gt_oks=None,
+                 title: str = "posecal trust report") -> Path:
+    """people: PersonPose-like predictions aligned with gt (N, K, 3), gt_oks (N,) and image_paths (None
+    where the image is unknown); without them the galleries are left out."""
+    out_dir = Path(out_dir)
+    parts = [f"<h1>{html.escape(title)}</h1><p class=note>{metrics.get('num_matched', metrics.get('num_instances'))}"
+             f" persons. Pose quality = predicted OKS; keypoint quality = predicted per-keypoint OKS term; ECE: 15 "
+             f"equal-width bins, |mean predicted − mean true| weighted by bin share.</p>",
+             "<h2>Numbers</h2>", _summary(metrics), "<h2>Plots</h2><div class=plots>"]
+    figures = []
+    for name, alt in PLOTS:
+        if (out_dir / name).is_file():
+            png = (out_dir / name).read_bytes()
+            im = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+            wide = im is not None and im.shape[1] > WIDE * im.shape[0]
+            figures.append((wide, f'<figure{" class=wide" if wide else ""}><img alt="{alt}" src="{_data_uri(png)}">'
+                                  f"<figcaption>{alt}</figcaption></figure>"))
+    # the half-width plots side by side first, then the wide ones each on a row of its own
+    parts += [f for _, f in sorted(figures, key=lambda f: f[0])] + ["</div>"]
+    if people is not None and len(people):
+        q = np.array([p.pose_quality for p in people])
+        gap = q - np.asarray(gt_oks)
+        parts += ["<h2>Most over-confident</h2><p class=note>highest predicted quality minus true OKS. Each card: "
+                  "the prediction (left; colour = keypoint quality <span class=scale></span> 0 → 1, hollow ring "
+                  "and dashed limb = predicted occluded, keypoints predicted absent hidden, Q = pose quality) "
+                  "beside the ground truth (right; hollow = labelled occluded).</p>",
+                  _gallery(np.argsort(-gap), people, image_paths, gt, gt_oks),
+                  "<h2>Most under-confident</h2><p class=note>highest true OKS minus predicted quality</p>",
+                  _gallery(np.argsort(gap), people, image_paths, gt, gt_oks)]
+    page = f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>{CSS}</style>" \
+           f"</head><body>{''.join(parts)}</body></html>"
+    path = out_dir / "report.html"
+    write_atomic(path, lambda f: f.write(page), mode="w")
+    return path
