@@ -131,7 +131,7 @@ def int8_ap(files: dict[str, Path], threads: int) -> None:
     for name, path in files.items():
         with tempfile.TemporaryDirectory() as tmp:
             m = evaluate(EvalConfig(annotations=str(CROPS / "annotations" / "val.json"), images=str(CROPS / "images"),
-                                    out=tmp, model=str(path), flip=False, threads=threads, progress=False))
+                                    out=tmp, model=str(path), flip=False, threads=threads, progress=False)).metrics
         print(f"val AP, {name}, no flip, GT boxes: {m['ap'][m['score_mode']]:.1f}")
 
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.detect.detector import PersonDetector, decode_yolox
+from posecal.detect.yolox import PersonDetector, decode_yolox
 from posecal.errors import PosecalInputError
 
 from conftest import SHARED

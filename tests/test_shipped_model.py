@@ -24,7 +24,7 @@ def test_default_model_on_real_val_subset(tmp_path):
     sub = tmp_path / "val_subset.json"
     sub.write_text(json.dumps(ann))
     m = evaluate(EvalConfig(annotations=str(sub), images=str(COCO_CROPS / "images"), out=str(tmp_path / "o"),
-                            progress=False, plots=False))
+                            progress=False, plots=False)).metrics
     assert m["num_instances"] == len(ann["annotations"])
     # A trained model, not an untrained one (which scores ~0); the full-val figure is in MODEL_CARD.md.
     assert m["ap"]["heatmap"] > 20

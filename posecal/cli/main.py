@@ -74,11 +74,14 @@ def _cmd_import_weights(args) -> None:
 
 def _cmd_eval(args) -> None:
     from posecal.evaluation.evaluate import EvalConfig, evaluate
+    from posecal.viz.report import draw_evaluation
 
     if args.results:
         from posecal.evaluation.results import evaluate_results
 
-        m = evaluate_results(args.results, args.annotations, args.out, images=args.images)
+        ev = evaluate_results(args.results, args.annotations, args.out, images=args.images)
+        draw_evaluation(ev)
+        m = ev.metrics
         name = "pose_quality" if "pose_quality" in m["ap"] else "score"
         print(f"{m['num_results']} results, {m['num_matched']} matched to GT persons; by '{name}': AP "
               f"{m['ap'][name]:.1f}, pose-score ECE {m.get('pose_score_ece', {}).get(name)}, keypoint ECE "
@@ -86,11 +89,13 @@ def _cmd_eval(args) -> None:
         return
     if not args.images:
         raise PosecalInputError("--images is needed to run a model (or give --results to evaluate a results file)")
-    m = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
+    ev = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
                             boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
                             batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
                             calibrated=not args.no_calibration, orientations=args.orientations))
+    draw_evaluation(ev)
+    m = ev.metrics
     mode = m["score_mode"]
     print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
           f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "

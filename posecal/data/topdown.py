@@ -12,10 +12,14 @@ from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_
                                      crop_matrix, flip_keypoints, half_body_region, inside_frame, paste_occluders,
                                      person_crop_matrix,
                                      rotated_box, sample_augmentation, sample_truncation, truncate, warp)
-from posecal.models.backbones.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
 from posecal.skeleton import flip_permutation
 
 HEATMAP_STRIDE = 4
+# posecal's one pixel normalisation of crops (the ImageNet statistics, in units of the 0..1 pixel range). It is
+# the data side's: a network trained on another form converts it inside the model
+# (posecal.models.input_convention), so this pipeline never needs to know which network it feeds.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
 _STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.detect.detector import clip_and_suppress, open_session
+from posecal.detect.runtime import clip_and_suppress, open_session
 from posecal.errors import PosecalInputError
 
 SHIPPED_DETECTOR = Path(__file__).parent.parent / "weights" / "person_ssd_mobilenetv2.onnx"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,8 +18,9 @@ from posecal.errors import PosecalInputError
 from posecal.inference.topdown import Predictions, predict_records
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
+from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
-                                  write_results_report)
+                                        results_pictures)
 from posecal.evaluation.results import rounded as _r
 from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
@@ -28,7 +28,6 @@ from posecal.metrics.keypoints import error_breakdown, mapk
 from posecal.metrics.oks import opks
 from posecal.metrics.visibility import binary_report, classification_report
 from posecal.inference.scoring import keypoint_confidence, pose_scores, predicted_labelled, visibility_classes
-from posecal.viz import plots as viz
 
 
 
@@ -51,8 +50,9 @@ class EvalConfig:
     orientations: int = 1          # 4: test-time orientation search (posecal/inference/orientation.py)
 
 
-def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path | None) -> dict:
-    """Calibration, visibility, mAPK and error metrics of predictions whose records carry GT keypoints."""
+def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pictures | None = None) -> dict:
+    """Calibration, visibility, mAPK and error metrics of predictions whose records carry GT keypoints; with
+    `pictures`, also fills in what the reliability, pose-score and confusion plots are drawn from."""
     gt = np.stack([r.keypoints for r in pred.records])
     area = np.array([r.area for r in pred.records])
     ks = opks(pred.keypoints, gt[..., :2], area)
@@ -97,19 +97,21 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], out_dir: Path
     report["errors"] = error_breakdown(pred.keypoints, gt, area)
     report["errors_note"] = ("swap needs other persons' annotations; each crop carries one person, "
                              "so swaps are not counted (0)")
-    if out_dir is not None:
-        confs = {"heatmap peak": pred.heatmap_scores[labelled]}
+    if pictures is not None:
+        pictures.reliability = {"heatmap peak": pred.heatmap_scores[labelled]}
         if pred.opks is not None:
-            confs["predicted OPKS"] = pred.opks[labelled]
-        viz.reliability_diagram(confs, ks[labelled], out_dir / "reliability.png")
-        viz.score_scatter({m: s[has] for m, s in scores.items()}, gt_oks[has], out_dir / "pose_score_vs_oks.png")
+            pictures.reliability["predicted OPKS"] = pred.opks[labelled]
+        pictures.reliability_truth = ks[labelled]
+        pictures.pose_scores, pictures.pose_truth = {m: s[has] for m, s in scores.items()}, gt_oks[has]
         if "visibility" in report and "ternary" in report["visibility"]:
-            viz.confusion_plot(report["visibility"]["ternary"]["confusion"], VIS_LABELS,
-                               out_dir / "visibility_confusion.png")
+            pictures.confusion = np.asarray(report["visibility"]["ternary"]["confusion"])
+            pictures.confusion_labels = VIS_LABELS
     return report
 
 
-def evaluate(cfg: EvalConfig) -> dict:
+def evaluate(cfg: EvalConfig) -> Evaluation:
+    """The `posecal eval` job: results.json and metrics.json in cfg.out. With cfg.plots the returned
+    Evaluation carries what the pictures are drawn from (posecal.viz.report.draw_evaluation draws them)."""
     out = check_output_dir(cfg.out, "--out")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
@@ -134,6 +136,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     mode = cfg.score_mode or ("oks" if "oks" in scores else "heatmap")
     if mode not in scores:
         raise PosecalInputError(f"score mode {mode!r} needs a model with quality heads (available: {sorted(scores)})")
+    pictures = Pictures() if cfg.plots else None
     image_ids = [r.image_id for r in pred.records]
     box_scores = np.array([r.score for r in pred.records])
     conf = keypoint_confidence(pred)
@@ -147,7 +150,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         for key in ("ap", "ap50", "ap75", "ar"):
             metrics[key][m] = round(ap[key], 3)
     if cfg.boxes is None:
-        metrics.update(trust_report(pred, scores, out if cfg.plots else None))
+        metrics.update(trust_report(pred, scores, pictures))
     written_conf = np.where(predicted_labelled(pred), conf, 0.0) if cfg.drop_unlabelled and pred.opks is not None \
         else conf
     results = coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode] * box_scores)
@@ -164,10 +167,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     result_set = results_from_entries(results, "results.json")
     contract = results_metrics(result_set, gt)
     merge_metrics(metrics, contract)
-    if cfg.plots and "risk_coverage" in metrics:
-        viz.risk_coverage_plot(metrics["risk_coverage"], out / "risk_coverage.png")
-        write_results_report(out, metrics | {"_pairs": contract["_pairs"]}, result_set, gt, cfg.images)
+    if pictures is not None:
+        results_pictures(result_set, contract, gt, cfg.images, pictures)
+        pictures.risk_coverage = metrics.get("risk_coverage")
     metrics["seconds"] = round(time.time() - t0, 2)
     write_json_atomic(results, out / "results.json", indent=None)
     write_json_atomic(metrics, out / "metrics.json")
-    return metrics
+    return Evaluation(metrics, out, pictures)

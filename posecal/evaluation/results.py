@@ -17,6 +17,7 @@ import numpy as np
 
 from posecal.data.coco import read_json
 from posecal.errors import PosecalInputError
+from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, load_coco_gt
 from posecal.metrics.oks import opks
@@ -151,7 +152,7 @@ def match(res: ResultSet, persons: dict[int, list[dict]]) -> tuple[np.ndarray, n
     return np.array(idx, int), np.array(gts).reshape(-1, k, 3), np.array(areas)
 
 
-def results_metrics(res: ResultSet, gt, out_dir: Path | None = None) -> dict:
+def results_metrics(res: ResultSet, gt) -> dict:
     """The contract keys of metrics.json for a results file against a pycocotools COCO ground truth."""
     pose_scores = {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None else {})
     m: dict = {"num_results": len(res.entries), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
@@ -200,13 +201,6 @@ def results_metrics(res: ResultSet, gt, out_dir: Path | None = None) -> dict:
                                                                        is not None else "score"},
                           "keypoint": risk_coverage(per_kp[lab], ks[lab]) | {"score": "keypoint_quality" if kq is
                                                                              not None else "confidence"}}
-    if out_dir is not None:
-        from posecal.viz import plots as viz
-
-        viz.risk_coverage_plot(m["risk_coverage"], out_dir / "risk_coverage.png")
-        confs = {"confidence": res.confidence[idx][lab]} | ({"keypoint quality": kq[lab]} if kq is not None else {})
-        viz.reliability_diagram(confs, ks[lab], out_dir / "reliability.png")
-        viz.score_scatter({n: s[idx] for n, s in pose_scores.items()}, gt_oks, out_dir / "pose_score_vs_oks.png")
     m["_pairs"] = {"index": idx, "gt": g, "area": area, "ks": ks, "gt_oks": gt_oks}  # for the report; not written
     return m
 
@@ -224,33 +218,48 @@ def merge_metrics(metrics: dict, contract: dict) -> dict:
     return metrics
 
 
-def write_results_report(out_dir: Path, metrics: dict, res: ResultSet, gt, images=None) -> None:
-    """report.html of matched results; with the images folder, galleries of where trust failed most."""
+def results_pictures(res: ResultSet, metrics: dict, gt, images=None, pictures: Pictures | None = None) -> Pictures:
+    """What the trust report of matched results is drawn from: `metrics` is results_metrics' (with its private
+    `_pairs`). Given `pictures` (a model evaluation's, whose plots come from the model's own outputs), only the
+    risk-coverage and the galleries are added; else the results file's own reliability and pose-score plots too.
+    With the images folder, the galleries show the people."""
     from posecal.inference.predictor import PersonPose
-    from posecal.viz.report import write_report
 
-    pairs = metrics.pop("_pairs", None)
+    pairs = metrics.get("_pairs")
+    own = pictures is None
+    pictures = Pictures() if own else pictures
+    pictures.risk_coverage = metrics.get("risk_coverage")
     if pairs is None:
-        write_report(out_dir, metrics)
-        return
-    idx = pairs["index"]
-    boxes = result_boxes(res)
+        return pictures
+    idx, lab = pairs["index"], pairs["gt"][..., 2] > 0
     kq = res.keypoint_quality if res.keypoint_quality is not None else res.confidence
     pq = res.pose_quality if res.pose_quality is not None else res.score
+    if own:
+        pictures.reliability = {"confidence": res.confidence[idx][lab]} | (
+            {"keypoint quality": res.keypoint_quality[idx][lab]} if res.keypoint_quality is not None else {})
+        pictures.reliability_truth = pairs["ks"][lab]
+        pose_scores = {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None
+                                              else {})
+        pictures.pose_scores = {n: s[idx] for n, s in pose_scores.items()}
+        pictures.pose_truth = pairs["gt_oks"]
+    boxes = result_boxes(res)
     vis = res.visibility if res.visibility is not None else (
         res.visibility_probs.argmax(-1) if res.visibility_probs is not None else None)
-    people = [PersonPose(boxes[i], res.keypoints[i], kq[i], res.confidence[i], float(pq[i]),
-                         None if vis is None else vis[i], None,
-                         keypoint_radius=None if res.keypoint_radius is None else res.keypoint_radius[i]) for i in idx]
+    pictures.people = [PersonPose(boxes[i], res.keypoints[i], kq[i], res.confidence[i], float(pq[i]),
+                                  None if vis is None else vis[i], None,
+                                  keypoint_radius=None if res.keypoint_radius is None else res.keypoint_radius[i])
+                       for i in idx]
     files = {int(im["id"]): im.get("file_name") for im in gt.dataset.get("images", [])}
-    paths = [str(Path(images) / files[int(res.image_id[i])]) if images and files.get(int(res.image_id[i])) else None
-             for i in idx]
-    write_report(out_dir, metrics, people, paths, pairs["gt"], pairs["gt_oks"])
+    pictures.image_paths = [str(Path(images) / files[int(res.image_id[i])])
+                            if images and files.get(int(res.image_id[i])) else None for i in idx]
+    pictures.gt, pictures.gt_oks = pairs["gt"], pairs["gt_oks"]
+    return pictures
 
 
-def evaluate_results(results, annotations, out, images=None) -> dict:
-    """The `posecal eval --results` job: metrics.json, plots and report.html in `out` (galleries when the
-    images folder is given)."""
+def evaluate_results(results, annotations, out, images=None) -> Evaluation:
+    """The `posecal eval --results` job: metrics.json in `out`; the returned Evaluation carries what the plots
+    and report.html are drawn from (posecal.viz.report.draw_evaluation), with galleries when the images folder
+    is given."""
     from posecal.io import write_json_atomic
     from posecal.outputs import check_output_dir
 
@@ -258,7 +267,8 @@ def evaluate_results(results, annotations, out, images=None) -> dict:
     res = load_results(results)
     read_json(annotations)  # a missing or broken file is one line here, not a pycocotools traceback
     gt = load_coco_gt(annotations)
-    m = results_metrics(res, gt, out_dir)
-    write_results_report(out_dir, m, res, gt, images)
+    m = results_metrics(res, gt)
+    pictures = results_pictures(res, m, gt, images)
+    m.pop("_pairs", None)
     write_json_atomic(m, out_dir / "metrics.json")
-    return m
+    return Evaluation(m, out_dir, pictures)

@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 
 from posecal.errors import PosecalInputError
+from posecal.evaluation.outcome import Evaluation
 from posecal.io import write_atomic
+from posecal.viz import plots
 
 GALLERY = 6
 THUMB_H = 280
@@ -176,3 +178,21 @@ def write_report(out_dir, metrics: dict, people=None, image_paths=None, gt=None,
     path = out_dir / "report.html"
     write_atomic(path, lambda f: f.write(page), mode="w")
     return path
+
+
+def draw_evaluation(ev: Evaluation) -> Path | None:
+    """The pictures of one evaluation, drawn from its numbers into its out folder: the plots (reliability,
+    pose score vs OKS, visibility confusion, risk-coverage; each where its inputs exist) and report.html.
+    Nothing when the evaluation asked for no pictures."""
+    pic, out = ev.pictures, Path(ev.out_dir)
+    if pic is None:
+        return None
+    if pic.reliability:
+        plots.reliability_diagram(pic.reliability, pic.reliability_truth, out / "reliability.png")
+    if pic.pose_scores:
+        plots.score_scatter(pic.pose_scores, pic.pose_truth, out / "pose_score_vs_oks.png")
+    if pic.confusion is not None:
+        plots.confusion_plot(pic.confusion, pic.confusion_labels, out / "visibility_confusion.png")
+    if pic.risk_coverage:
+        plots.risk_coverage_plot(pic.risk_coverage, out / "risk_coverage.png")
+    return write_report(out, ev.metrics, pic.people, pic.image_paths, pic.gt, pic.gt_oks)

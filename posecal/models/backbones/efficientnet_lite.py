@@ -26,8 +26,6 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:

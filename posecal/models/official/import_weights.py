@@ -12,13 +12,14 @@ import torch
 
 from posecal.models.checkpoint import model_from_config, read_torch_file, save_model
 from posecal.models.config import ModelConfig
+from posecal.data.topdown import IMAGENET_MEAN, IMAGENET_STD
 from posecal.errors import PosecalInputError
 from posecal.models.official.key_map import family, official_keys, to_posecal_key, unwrap
 from posecal.outputs import check_output_file
 
 ARCHS = ("hrnet_w32", "hrnet_w48", "resnet50", "resnet101", "resnet152", "hourglass_2", "hourglass_8")
 UNIT = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-IMAGENET = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET = IMAGENET_MEAN, IMAGENET_STD
 
 
 def source_convention(arch: str, mmpose: bool) -> tuple[str, tuple, tuple]:

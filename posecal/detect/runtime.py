@@ -1,0 +1,45 @@
+"""What every ONNX person detector here shares: its onnxruntime session, and thresholding, clipping and box
+NMS of its decoded boxes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from posecal.errors import PosecalInputError, require
+
+
+def open_session(path: Path, threads: int):
+    """An onnxruntime CPU session for a detector file; a missing or unloadable file is one clear line."""
+    ort = require("onnxruntime")
+    if not path.is_file():
+        raise PosecalInputError(f"{path}: detector model file not found")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # onnxruntime's own warnings are noise for the user
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises several unrelated types for a bad file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise PosecalInputError(f"{path}: not a loadable ONNX model ({first})") from None
+
+
+def clip_and_suppress(boxes: np.ndarray, scores: np.ndarray, w: int, h: int, score_threshold: float,
+                      nms_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded boxes (A, 4) x, y, w, h and scores (A,) -> those above the threshold, clipped to the image,
+    without slivers (< 2 px), after box NMS, best first: (M, 4) and (M,)."""
+    keep = scores >= score_threshold
+    boxes, scores = boxes[keep], scores[keep]
+    x0y0 = np.clip(boxes[:, :2], 0, [w, h])
+    x1y1 = np.clip(boxes[:, :2] + boxes[:, 2:], 0, [w, h])
+    boxes = np.concatenate([x0y0, x1y1 - x0y0], 1)
+    keep = (boxes[:, 2] >= 2) & (boxes[:, 3] >= 2)
+    boxes, scores = boxes[keep], scores[keep]
+    if len(boxes):
+        idx = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), score_threshold, nms_threshold),
+                         dtype=np.int64).reshape(-1)
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        boxes, scores = boxes[idx], scores[idx]
+    return boxes.reshape(-1, 4), scores.reshape(-1)
+
