@@ -148,7 +148,7 @@ def test_resume_from_committed_state_continues_the_schedule(trained, capsys):
 
 
 def test_lr_rewarms_after_a_resume_without_optimizer_state():
-    from posecal.models.config import TrainConfig
+    from posecal.training.config import TrainConfig
     from posecal.training.train import lr_at
     cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.0, resume_warmup_steps=4)
     plain = lr_at(50, 100, cfg)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from posecal.cli.main import main
-from posecal.models.config import load_train_config
+from posecal.training.config import load_train_config
 from posecal.errors import PosecalInputError
 
 CONFIGS = sorted(Path(__file__).parent.parent.glob("configs/**/*.yaml"))

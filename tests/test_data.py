@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.models.config import TrainConfig, load_train_config
+from posecal.training.config import TrainConfig, load_train_config
 from posecal.data.coco import load_coco_persons, load_lspet, read_image
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import AugmentConfig, apply_affine

@@ -9,7 +9,7 @@ import torch
 
 from posecal.models.checkpoint import model_from_config
 from posecal.cli.main import main
-from posecal.models.config import load_train_config
+from posecal.training.config import load_train_config
 from posecal.training.distributed import DistributedEpochOrder, Group
 
 from conftest import make_coco
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What each rank runs: the library's train(), then its final weights saved under the rank's name.
 WORKER = """
 import os, sys, torch
-from posecal.models.config import load_train_config
+from posecal.training.config import load_train_config
 from posecal.training.train import train
 result = train(load_train_config(sys.argv[1]), progress=False)
 torch.save(result["model"].state_dict(), os.path.join(sys.argv[2], "rank%s.pt" % os.environ["RANK"]))

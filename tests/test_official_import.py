@@ -172,7 +172,8 @@ def test_model_file_round_trip_per_family(tmp_path, arch):
 
 def test_hourglass_supervises_every_stack():
     """Pose-only training loss of a 2-stack hourglass = heatmap MSE of stack 1 + that of stack 2."""
-    from posecal.models.config import ModelConfig, TrainConfig
+    from posecal.models.config import ModelConfig
+    from posecal.training.config import TrainConfig
     from posecal.training.losses import heatmap_mse
     from posecal.training.train import step_losses
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ import torch
 
 import posecal.training.train as train_mod
 from posecal.cli.main import main
-from posecal.models.config import load_train_config
+from posecal.training.config import load_train_config
 from posecal.data.coco import load_coco_persons
 from posecal.data.packed import folder_bytes, load_packed_persons, pack_person, packed_val_paths
 from posecal.errors import PosecalInputError

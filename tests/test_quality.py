@@ -114,7 +114,8 @@ def test_error_breakdown_finds_an_inversion():
 def test_frozen_step_leaves_pose_weights_bit_identical(tmp_path):
     from conftest import make_coco
     from posecal.models.checkpoint import save_model
-    from posecal.models.config import ModelConfig, TrainConfig, DataConfig
+    from posecal.models.config import ModelConfig
+    from posecal.training.config import TrainConfig, DataConfig
     from posecal.models.estimator import build_estimator
     from posecal.training.train import train
 

@@ -12,7 +12,7 @@ import time
 import torch
 
 from posecal.models.checkpoint import model_from_config
-from posecal.models.config import load_train_config
+from posecal.training.config import load_train_config
 from posecal.data.topdown import TopDownDataset
 from posecal.training.losses import heatmap_mse
 from posecal.training.train import EpochOrder, _amp, _device, _load_data, make_loader, optimizer_step

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from posecal.models.config import load_train_config
+from posecal.training.config import load_train_config
 from posecal.data.coco import load_coco_persons, load_lspet, read_image
 from posecal.data.packed import INDEX, VAL_DIR, coco_entries, folder_bytes, pack_person, write_index
 from posecal.errors import PosecalInputError

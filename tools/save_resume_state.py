@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from posecal.models.checkpoint import model_from_config, save_resume_state
-from posecal.models.config import load_train_config
+from posecal.training.config import load_train_config
 
 
 def main(config_path: str) -> None:

@@ -43,7 +43,7 @@ PROBABILITY_FLOAT = _number(float, PROBABILITY)
 
 
 def _cmd_train(args) -> None:
-    from posecal.models.config import load_train_config
+    from posecal.training.config import load_train_config
     from posecal.training.train import train
 
     cfg = load_train_config(args.config)

@@ -1,32 +1,10 @@
-"""Typed job configs, loadable from YAML. Unknown keys are an error, so typos do not pass silently."""
+"""The model's typed config: what a model file stores beside its weights, so it can be rebuilt exactly.
+Loaded from YAML as the `model:` part of a training config (posecal.training.config)."""
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import math
-import types
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import yaml
-
-from posecal.data.transforms import AugmentConfig
-from posecal.errors import PosecalInputError
-from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float
-
-
-@dataclass
-class DataConfig:
-    train_annotations: str = "../shared/data/coco-val2017-crops/annotations/train.json"
-    train_images: str = "../shared/data/coco-val2017-crops/images"
-    val_annotations: str = "../shared/data/coco-val2017-crops/annotations/val.json"
-    val_images: str = "../shared/data/coco-val2017-crops/images"
-    lspet_annotations: str | None = None     # optional extra training data (LSP-14 mapped to COCO-17)
-    lspet_images: str | None = None
-    # A pack folder (tools/pack_training_data.py): when set, the training persons come from its shard_*/ instead
-    # of the files above, and validation uses its val/ when it has one (else val_annotations/val_images).
-    packed: str | None = None
+from posecal.validation import POSITIVE, Rule
 
 
 @dataclass
@@ -49,179 +27,13 @@ class ModelConfig:
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-@dataclass
-class TrainConfig:
-    out_dir: str = "runs/baseline"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 300
-    min_lr_ratio: float = 0.02            # cosine decays to lr * min_lr_ratio
-    max_steps: int | None = None          # stop early (smoke tests, overfit checks)
-    max_train_persons: int | None = None  # use the first N training persons (overfit checks)
-    val_every: int = 1
-    val_flip: bool = False                # flip test during per-epoch validation (final eval always flips)
-    max_val_persons: int | None = None
-    num_workers: int = 1
-    threads: int = 2
-    seed: int = 0
-    channels_last: bool = True
-    device: str = "cpu"                   # cpu | cuda (cuda also turns on cudnn.benchmark)
-    amp: bool = False                     # autocast on CUDA (no-op on CPU) ...
-    amp_dtype: str = "bf16"               # ... in bf16, or fp16 (with a GradScaler)
-    sync_batchnorm: bool = False          # under torchrun on GPUs: BatchNorm statistics over all ranks' batches
-    # Wall-clock budget of one `posecal train` call: it stops after the step that passes it, saves last.pt and
-    # the resume_state (mid-epoch too) and returns; `--resume` goes on at the next batch of the same epoch.
-    max_minutes: float | None = None
-    # Committed training state (fp16 weights + schedule position, see checkpoint.save_resume_state), written
-    # each epoch; `--resume` falls back to it when OUT_DIR/last.pt is missing (a new machine, a new session).
-    resume_state: str | None = None
-    resume_warmup_steps: int = 100        # learning-rate re-warm-up after resuming without optimizer state
-    # Quality heads (issue: calibrated confidence). Strategy:
-    #   "s1" joint from the start, "s2" pose first then the heads' weight ramps up,
-    #   "s3" backbone + heatmap head frozen (from init_from), only the heads train.
-    strategy: str = "s1"
-    init_from: str | None = None          # model file whose weights initialise backbone + heatmap head
-    lambda_heatmap: float = 2000.0        # OKS-Net: heatmap MSE is ~1000x smaller than the OKS L1
-    lambda_oks: float = 1.0
-    lambda_opks: float = 1.0
-    lambda_vis: float = 1.0
-    # Integral regression: weight of an L1 loss on the heatmaps' soft-argmax coordinates (heatmap pixels) relative
-    # to the heatmap MSE (with quality heads both are then scaled by lambda_heatmap); 0 = heatmap loss only.
-    # Pair it with `posecal eval --decode soft_argmax`.
-    lambda_integral: float = 0.0
-    head_start_epoch: int = 0             # s2: heads' weight is 0 before this epoch ...
-    head_ramp_epochs: int = 0             # ... then ramps linearly to 1 over this many epochs
-    hard_mining: bool = True              # OKS loss: largest 25% of the batch -> e^{2L} - 1
-    flip_targets: bool = True             # s3: flip test as at inference: heads read the flip-merged heatmaps
-                                          # and online targets come from their DARK decoding
 
-
-STRATEGIES = ("s1", "s2", "s3")
-AMP_DTYPES = ("bf16", "fp16")
-
-# What each numeric or enum-like field allows beyond its type (the type comes from the annotation). A field
-# missing here takes any value of its type.
-RULES: dict[type, dict[str, Rule]] = {
-    TrainConfig: {
-        "epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
-        "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY, "max_steps": POSITIVE,
-        "max_train_persons": POSITIVE, "val_every": POSITIVE, "max_val_persons": POSITIVE,
-        "num_workers": NON_NEGATIVE, "threads": POSITIVE, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
-        "max_minutes": POSITIVE, "resume_warmup_steps": NON_NEGATIVE, "strategy": Rule(choices=STRATEGIES),
-        "lambda_heatmap": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE, "lambda_opks": NON_NEGATIVE,
-        "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
-    },
-    ModelConfig: {
-        "input_wh": POSITIVE, "head_widths": POSITIVE, "sigma": POSITIVE, "visibility_classes": Rule(choices=(2, 3)),
-        "head_hidden": POSITIVE, "num_keypoints": POSITIVE, "input_channels": Rule(choices=("rgb", "bgr")),
-        "input_std": POSITIVE,
-    },
-    AugmentConfig: {
-        "flip_prob": PROBABILITY, "scale_range": Rule(lo=0, hi=1, hi_open=True), "rotation_max": Rule(lo=0, hi=180),
-        "rotation_prob": PROBABILITY, "rotation_full_prob": PROBABILITY, "half_body_prob": PROBABILITY,
-        "half_body_min_keypoints": NON_NEGATIVE, "color_jitter": PROBABILITY, "truncation_prob": PROBABILITY,
-        "truncation_range": Rule(lo=0, hi=1, hi_open=True, ordered=True), "occluder_prob": PROBABILITY,
-        "occluder_max": POSITIVE, "occluder_size": Rule(lo=0, hi=1, lo_open=True, ordered=True),
-    },
+# What each numeric or enum-like field allows beyond its type (posecal.training.config checks them).
+MODEL_RULES: dict[str, Rule] = {
+    "input_wh": POSITIVE, "head_widths": POSITIVE, "sigma": POSITIVE, "visibility_classes": Rule(choices=(2, 3)),
+    "head_hidden": POSITIVE, "num_keypoints": POSITIVE, "input_channels": Rule(choices=("rgb", "bgr")),
+    "input_std": POSITIVE,
 }
-
-_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-class _Invalid(Exception):
-    """A bad field (dotted name, problem); load_train_config adds the file and turns it into PosecalInputError."""
-
-
-def _describe(value) -> str:
-    """A YAML value as the user wrote it, for 'expected X, got <this>'."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, (list, tuple)):
-        return f"a list of {len(value)}"
-    return "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
-
-
-def _scalar(value, kind: type, name: str):
-    """`value` as a bool, int, float or str. Bools are not numbers here (YAML turns `yes` into True), ints are
-    floats, and a plain float literal string is a float (YAML 1.1 reads `1e-3` as a string)."""
-    if kind is float and isinstance(value, str) and parse_float(value) is not None:
-        value = parse_float(value)
-    accepted = (int, float) if kind is float else kind
-    if isinstance(value, bool) != (kind is bool) or not isinstance(value, accepted):
-        raise _Invalid(name, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
-    if kind is float and not math.isfinite(value):
-        raise _Invalid(name, f"expected a finite number, got {value!r}")
-    return float(value) if kind is float else value
-
-
-def _tuple(value, kinds: tuple, name: str) -> tuple:
-    """A YAML list of exactly len(kinds) elements as a tuple; elements are named FIELD[i] in errors."""
-    if not isinstance(value, (list, tuple)) or len(value) != len(kinds):
-        raise _Invalid(name, f"expected a list of {len(kinds)} values, got {_describe(value)}")
-    return tuple(_scalar(v, kind, f"{name}[{i}]") for i, (v, kind) in enumerate(zip(value, kinds)))
-
-
-def _coerce(value, hint, name: str):
-    """`value` checked against the field's annotation: `X | None`, a nested config, a tuple or a scalar."""
-    if typing.get_origin(hint) in (types.UnionType, typing.Union):
-        inner = next(a for a in typing.get_args(hint) if a is not type(None))
-        return None if value is None else _coerce(value, inner, name)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, name)
-    if typing.get_origin(hint) is tuple:
-        return _tuple(value, typing.get_args(hint), name)
-    return _scalar(value, hint, name)
-
-
-def _unknown_key(key, known: list[str], name: str) -> _Invalid:
-    """Unknown keys are an error (a typo must not silently leave the default); suggest the closest known key."""
-    close = difflib.get_close_matches(str(key), known, n=1)
-    return _Invalid(name, "unknown key" + (f", did you mean '{close[0]}'?" if close else ""))
-
-
-def _build(cls, values, prefix: str = ""):
-    """An instance of the config dataclass `cls` from a YAML mapping, each field checked for type and RULES."""
-    if not isinstance(values, dict):
-        raise _Invalid(prefix, f"expected a mapping of settings, got {_describe(values)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in values.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if key not in hints:
-            raise _unknown_key(key, list(hints), name)
-        kwargs[key] = _coerce(value, hints[key], name)
-        rule = RULES.get(cls, {}).get(key)
-        problem = rule.problem(kwargs[key]) if rule is not None and kwargs[key] is not None else None
-        if problem:
-            raise _Invalid(name, problem)
-    return cls(**kwargs)
-
-
-def load_train_config(path) -> TrainConfig:
-    """The YAML file as a TrainConfig; any bad field is one PosecalInputError line 'FILE: FIELD: problem'."""
-    path = Path(path)
-    if not path.is_file():
-        raise PosecalInputError(f"{path}: config file not found")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise PosecalInputError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    try:
-        return _build(TrainConfig, {} if values is None else values)
-    except _Invalid as e:
-        name, problem = e.args
-        raise PosecalInputError(f"{path}: {name}: {problem}" if name else f"{path}: {problem}") from None
 
 
 def model_config_to_dict(cfg: ModelConfig) -> dict:
@@ -235,7 +47,3 @@ _TUPLE_FIELDS = ("input_wh", "head_widths", "input_mean", "input_std")
 def model_config_from_dict(values: dict) -> ModelConfig:
     """Model files written before a field existed get its default (e.g. the input convention)."""
     return ModelConfig(**{**values, **{k: tuple(values[k]) for k in _TUPLE_FIELDS if k in values}})
-
-
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)

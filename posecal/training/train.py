@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_from_config,
                                 save_model, save_resume_state)
-from posecal.models.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
+from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.images import unreadable_images
 from posecal.data.packed import load_packed_persons, packed_val_paths
