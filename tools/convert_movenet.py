@@ -20,6 +20,7 @@ fixture of tests/test_movenet_port.py.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import sys
@@ -118,9 +119,11 @@ def convert(pkg: Path, variant: str) -> tuple[dict, dict]:
                 ulp = np.spacing(np.abs(arr).astype(np.float16)).astype(np.float32)
                 if np.any(np.abs(arr - want) > ulp):
                     sys.exit(f"constant {name}: differs from the decode's table by more than one float16 ulp")
-                entry["value_f16_hex"] = arr.astype("<f2").tobytes().hex()
+                entry["value_f16_base64"] = base64.b64encode(arr.astype("<f2").tobytes()).decode("ascii")
             elif not np.array_equal(arr, want):
                 sys.exit(f"constant {name}: {arr.ravel()[:8]} differs from the port's {want.ravel()[:8]}")
+            elif arr.size <= 64:
+                entry["value"] = arr.tolist()
         else:
             sys.exit(f"{name} {arr.shape}: not in the name map nor a known graph constant")
         manifest.append(entry)
