@@ -43,8 +43,9 @@ DISTANCE_BIAS = float(np.float16(1.8))
 def centre_weight_table(height: int, width: int) -> np.ndarray:
     """The graph's fixed centre-preference table (H, W): 1 / (distance to (H/2, W/2) + 1.8), float16-rounded.
 
-    The graph stores this table as the float16 constant `truediv_2_recip` (TF constant-folded it in float32,
-    the TF.js converter rounded it to float16). Computed here in float32 and rounded the same way, it equals the
+    The graph stores this table as the float16 constant `truediv_2_recip` (TF constant-folded the division, the
+    TF.js converter rounded the result to float16; the exact arithmetic of the folding cannot be read from the
+    graph). Computed here in float32 and rounded to float16, it equals the
     Lightning table (48x48) bit for bit; for Thunder (64x64), 8 of the 4,096 cells (those at distance
     sqrt(1261) = 35.51 from the centre) land on the other side of a float16 rounding tie and differ by one
     float16 ulp (1.5e-5, 0.06 % relative). That changes the chosen centre only if two cells' weighted scores
