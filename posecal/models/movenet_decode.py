@@ -1,0 +1,138 @@
+"""MoveNet SinglePose's centre-guided decode, reproducing the ops at the end of Google's graph exactly.
+
+MoveNet (Thunder / Lightning v4) ends in a CenterNet head with four stride-4 outputs (see
+posecal/models/backbones/movenet.py). The TF.js graph then decodes them itself; this module is that decode,
+read op by op from the graph JSON (`StatefulPartitionedCall/Sigmoid_1` onwards), so that the port's raw outputs
+give the same keypoints as the original graph:
+
+1. Person centre: the centre heatmap (after its sigmoid) is multiplied by a fixed table that favours the crop
+   centre, ``w_c[y, x] = 1 / (sqrt((y - H/2)^2 + (x - W/2)^2) + 1.8)`` (the graph stores this table as the
+   constant ``ConstantFolding/StatefulPartitionedCall/truediv_2_recip``, in float16, so we round it the same
+   way), and the first arg-max over the flattened H*W grid is the centre cell (cy, cx). Why: a top-down crop is
+   centred on its person, so a brighter person at the crop's edge must not win.
+2. Regressed keypoints: at the centre cell, the regression output holds (dy_k, dx_k) for keypoint k in channels
+   (2k, 2k+1); the regressed position is (cy + dy_k, cx + dx_k), in heatmap cells.
+3. Keypoint cell: each keypoint heatmap (after its sigmoid) is divided by (distance to the regressed position
+   + 1.8) and the first arg-max over H*W is the keypoint cell (ky, kx). Why: the heatmaps fire on every person;
+   the division keeps the peak that belongs to the chosen centre.
+4. Sub-cell refinement: the offset output holds (dy_k, dx_k) in channels (2k, 2k+1), read at (ky, kx).
+   The graph outputs ``y = (ky + dy_k) * c``, ``x = (kx + dx_k) * c`` with ``c = float16(1 / H)``, i.e.
+   coordinates normalised to [0, 1] of the crop. For Lightning (H = 48) float16(1/48) = 0.0208282..., 0.026 %
+   short of 1/48 (up to 0.05 px at 192 px); we keep the graph's constant, since the goal is to reproduce it.
+5. Score: the keypoint heatmap's sigmoid value at (ky, kx) (not the distance-weighted value).
+
+Units. `MoveNetKeypoints.normalized_yx` is the graph's own output layout (y, x in [0, 1]).
+`MoveNetKeypoints.xy` is the same in crop pixels of the network input, ``x_px = x_norm * S`` with S = 4 W the
+input size (256 Thunder, 192 Lightning): heatmap cell i sits at pixel 4 i, the graph's convention (the graph does
+not say whether its pixel coordinates refer to pixel centres or edges; we do not add any half-pixel shift).
+
+All functions take NCHW tensors (the port's layout) and are batch-aware; `nhwc_to_nchw` converts the TF.js
+layout. Arithmetic is float32, in the graph's order, so arg-max ties break the same way (first index).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# add_5/y in the graph: 1.8 stored as float16 (= 1.7998046875), used for both the centre table and step 3.
+DISTANCE_BIAS = float(np.float16(1.8))
+
+
+def centre_weight_table(height: int, width: int) -> np.ndarray:
+    """The graph's fixed centre-preference table (H, W): 1 / (distance to (H/2, W/2) + 1.8), float16-rounded.
+
+    The graph stores this table as the float16 constant `truediv_2_recip` (TF constant-folded the division, the
+    TF.js converter rounded the result to float16; the exact arithmetic of the folding cannot be read from the
+    graph). Computed here in float32 and rounded to float16, it equals the
+    Lightning table (48x48) bit for bit; for Thunder (64x64), 8 of the 4,096 cells (those at distance
+    sqrt(1261) = 35.51 from the centre) land on the other side of a float16 rounding tie and differ by one
+    float16 ulp (1.5e-5, 0.06 % relative). That changes the chosen centre only if two cells' weighted scores
+    agree to 0.06 %; tests/test_movenet_port.py pins both facts against the graph's stored tables.
+    """
+    ys, xs = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
+    dist = np.sqrt((ys - np.float32(height / 2)) ** 2 + (xs - np.float32(width / 2)) ** 2, dtype=np.float32)
+    recip = np.float32(1.0) / (dist + np.float32(1.8))
+    return recip.astype(np.float16).astype(np.float32)
+
+
+def coordinate_scale(size: int) -> float:
+    """The graph's normalising factor (constant `Reshape_13`): float16(1 / heatmap size)."""
+    return float(np.float16(1.0 / size))
+
+
+@dataclass
+class MoveNetKeypoints:
+    """Decoded keypoints of a batch of N crops (17 COCO keypoints)."""
+
+    xy: torch.Tensor             # (N, 17, 2) x, y in network-input crop pixels (x_norm * S, y_norm * S)
+    scores: torch.Tensor         # (N, 17) keypoint heatmap value (sigmoid) at the chosen cell
+    normalized_yx: torch.Tensor  # (N, 17, 2) y, x in [0, 1], exactly the graph's output [..., :2]
+    centre_cell: torch.Tensor    # (N, 2) int64 (cy, cx) of the chosen person centre, in heatmap cells
+    regressed_yx: torch.Tensor   # (N, 17, 2) regressed keypoint positions from the centre, in heatmap cells
+    keypoint_cell: torch.Tensor  # (N, 17, 2) int64 (ky, kx) heatmap cell each keypoint was taken from
+
+    def as_graph_output(self) -> torch.Tensor:
+        """(N, 1, 17, 3) [y, x, score], the graph's `Identity` output (1x1x17x3 per crop)."""
+        return torch.cat([self.normalized_yx, self.scores[..., None]], -1)[:, None]
+
+
+def nhwc_to_nchw(x) -> torch.Tensor:
+    """TF.js tensors (N, H, W, C) to the port's (N, C, H, W), as float32 torch."""
+    return torch.as_tensor(np.asarray(x, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+
+
+def _first_argmax_2d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of the first maximum of x (..., H, W) over its flattened H*W (row-major, as the graph)."""
+    width = x.shape[-1]
+    idx = x.flatten(-2).argmax(-1)
+    row = torch.div(idx, width, rounding_mode="floor")
+    return row, idx - row * width
+
+
+def decode_movenet(center, regress, heatmap, offset) -> MoveNetKeypoints:
+    """Reproduce the graph's decode from the four head outputs (NCHW, numpy or torch).
+
+    center:  (N, 1, H, W) centre heatmap after sigmoid
+    regress: (N, 34, H, W) centre-to-keypoint displacement, channels (dy_0, dx_0, dy_1, ...), heatmap cells
+    heatmap: (N, 17, H, W) keypoint heatmaps after sigmoid
+    offset:  (N, 34, H, W) sub-cell offsets, channels (dy_0, dx_0, ...), heatmap cells
+    """
+    center, regress, heatmap, offset = (torch.as_tensor(np.asarray(t) if not torch.is_tensor(t) else t)
+                                        .float() for t in (center, regress, heatmap, offset))
+    n, k, h, w = heatmap.shape
+    if center.shape != (n, 1, h, w) or regress.shape != (n, 2 * k, h, w) or offset.shape != (n, 2 * k, h, w):
+        raise ValueError(f"decode_movenet: inconsistent shapes center {tuple(center.shape)}, regress "
+                         f"{tuple(regress.shape)}, heatmap {tuple(heatmap.shape)}, offset {tuple(offset.shape)}")
+    device = heatmap.device
+    batch = torch.arange(n, device=device)
+
+    # 1. centre cell: sigmoid(centre) * fixed table, first arg-max
+    table = torch.from_numpy(centre_weight_table(h, w)).to(device)
+    cy, cx = _first_argmax_2d(center[:, 0] * table)
+
+    # 2. regressed positions (heatmap cells), read at the centre cell
+    reg = regress[batch, :, cy, cx].view(n, k, 2)
+    ry = cy.float()[:, None] + reg[..., 0]
+    rx = cx.float()[:, None] + reg[..., 1]
+
+    # 3. keypoint cells: heatmap / (distance to the regressed position + 1.8), first arg-max per keypoint
+    gy = torch.arange(h, dtype=torch.float32, device=device).view(1, 1, h, 1)
+    gx = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, 1, w)
+    dist = torch.sqrt((gy - ry[..., None, None]) ** 2 + (gx - rx[..., None, None]) ** 2)
+    ky, kx = _first_argmax_2d(heatmap / (dist + DISTANCE_BIAS))
+
+    # 4. offsets and 5. scores at the keypoint cells
+    bi = batch[:, None].expand(n, k)
+    ki = torch.arange(k, device=device)[None].expand(n, k)
+    off = offset.view(n, k, 2, h, w)[bi, ki, :, ky, kx]          # (N, K, 2) (dy, dx)
+    scores = heatmap[bi, ki, ky, kx]
+    scale_y, scale_x = coordinate_scale(h), coordinate_scale(w)
+    y = (ky.float() + off[..., 0]) * scale_y
+    x = (kx.float() + off[..., 1]) * scale_x
+    normalized_yx = torch.stack([y, x], -1)
+    xy = torch.stack([x * (4 * w), y * (4 * h)], -1)
+    return MoveNetKeypoints(xy=xy, scores=scores, normalized_yx=normalized_yx,
+                            centre_cell=torch.stack([cy, cx], -1), regressed_yx=torch.stack([ry, rx], -1),
+                            keypoint_cell=torch.stack([ky, kx], -1))
