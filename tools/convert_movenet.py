@@ -115,7 +115,7 @@ def convert(pkg: Path, variant: str) -> tuple[dict, dict]:
             if want.shape != arr.shape or want.dtype != arr.dtype:
                 sys.exit(f"constant {name}: {arr.dtype}{arr.shape}, expected {want.dtype}{want.shape}")
             if name.endswith("truediv_2_recip"):
-                # centre table: within one float16 ulp (see movenet_decode.centre_weight_table)
+                # centre table: within one float16 ulp (see posecal.codec.movenet.centre_weight_table)
                 ulp = np.spacing(np.abs(arr).astype(np.float16)).astype(np.float32)
                 if np.any(np.abs(arr - want) > ulp):
                     sys.exit(f"constant {name}: differs from the decode's table by more than one float16 ulp")

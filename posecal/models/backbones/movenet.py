@@ -24,7 +24,7 @@ The graph, read from its JSON (both variants have the same 331 nodes; only width
 * Four CenterNet heads on that feature, each: 3x3 depthwise (no bias) -> 1x1 to 96 + bias + ReLU -> 1x1 +
   bias. Centre heatmap (1 channel, sigmoid), keypoint regression from the centre (34 = 17 x (dy, dx),
   interleaved, in heatmap cells), keypoint heatmaps (17, sigmoid), offsets (34 = 17 x (dy, dx)).
-* The rest of the graph is the decode, in posecal/models/movenet_decode.py.
+* The rest of the graph is the decode, in posecal/codec/movenet.py.
 
 The graph stores its weights as float16 (weightsManifest quantization float16; TF.js dequantises them to
 float32 at load), so the fp16 state dicts shipped in posecal/weights hold exactly the original values.
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posecal.models.movenet_decode import centre_weight_table, coordinate_scale
+from posecal.codec.movenet import centre_weight_table, coordinate_scale
 
 NUM_KEYPOINTS = 17
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
@@ -339,7 +339,7 @@ def graph_constants(config: MoveNetConfig) -> dict[str, np.ndarray]:
     """The graph's other constants (not network weights) and the values the port and decode assume for them.
 
     tools/convert_movenet.py fails unless each equals the graph's value (the centre table within one float16
-    ulp, see movenet_decode.centre_weight_table). Int32 shape/axis/index constants are the decode's plumbing.
+    ulp, see posecal.codec.movenet.centre_weight_table). Int32 shape/axis/index constants are the decode's plumbing.
     """
     s, h, k = config.input_size, config.heatmap_size, NUM_KEYPOINTS
     i32 = lambda v: np.asarray(v, np.int32)  # noqa: E731
