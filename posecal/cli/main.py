@@ -322,8 +322,10 @@ def main(argv=None) -> int:
     p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
                    help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
                         "trusts most (people lying or upside down; 4x the network time) (default: 1)")
-    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax"), default="dark",
-                   help="heatmap decoding: DARK sub-pixel, plain argmax or soft-argmax (default: dark)")
+    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax", "movenet"), default=None,
+                   help="keypoint decoding: DARK sub-pixel, plain argmax or soft-argmax of the heatmaps, or "
+                        "MoveNet's centre-guided decode (MoveNet models only); default: the model's own "
+                        "(movenet for MoveNet models, else dark)")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="pose score written to results.json (default: oks with quality heads, else heatmap)")
     p.add_argument("--no-calibration", action="store_true",

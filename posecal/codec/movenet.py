@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from posecal.skeleton import flip_permutation
+
 # add_5/y in the graph: 1.8 stored as float16 (= 1.7998046875), used for both the centre table and step 3.
 DISTANCE_BIAS = float(np.float16(1.8))
 
@@ -136,3 +138,34 @@ def decode_movenet(center, regress, heatmap, offset) -> MoveNetKeypoints:
     return MoveNetKeypoints(xy=xy, scores=scores, normalized_yx=normalized_yx,
                             centre_cell=torch.stack([cy, cx], -1), regressed_yx=torch.stack([ry, rx], -1),
                             keypoint_cell=torch.stack([ky, kx], -1))
+
+
+# MoveNet's decoded keypoints (x_norm * S, as the graph reports them) -> posecal's input-crop pixels (integer =
+# pixel centre). The graph does not say which convention its normalised coordinates follow; this shift was
+# chosen on the val split (bench/movenet_decodes.py): see MODEL_CARD.md.
+MOVENET_PIXEL_SHIFT = -0.5
+
+
+def movenet_to_crop_pixels(xy, shift: float = MOVENET_PIXEL_SHIFT):
+    """(..., 2) keypoints in the graph's pixel units -> posecal's input-crop pixels."""
+    return xy + shift
+
+
+# Flip test for the centre-guided decode: the crop and its mirror are decoded apart; where their keypoints agree
+# (closer than this fraction of the crop side) the two are averaged, else the one with the higher score is kept.
+# Chosen on the val split (Thunder, 822 persons: no flip 44.8 AP, mean of both 45.0, score-weighted 45.6, this
+# rule 46.0; MODEL_CARD.md).
+FLIP_AGREE = 0.04
+
+
+def merge_flip(xy, scores, xy_mirror, scores_mirror, width: int):
+    """Keypoints (N, K, 2) and scores (N, K) of crops and of their mirrors (decoded on the mirrored crop, in
+    posecal's crop pixels) -> merged keypoints and scores of the crops. numpy."""
+    perm = flip_permutation(xy.shape[1])
+    back = np.array(xy_mirror[:, perm], dtype=np.float64)
+    back[..., 0] = width - 1 - back[..., 0]
+    back_scores = scores_mirror[:, perm]
+    agree = (np.linalg.norm(xy - back, axis=-1) < FLIP_AGREE * width)[..., None]
+    better = (scores >= back_scores)[..., None]
+    merged = np.where(agree, (xy + back) / 2, np.where(better, xy, back))
+    return merged, (scores + back_scores) / 2

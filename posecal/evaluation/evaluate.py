@@ -18,6 +18,7 @@ from posecal.errors import PosecalInputError
 from posecal.inference.topdown import Predictions, predict_records
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
+from posecal.models.config import default_decode
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
                                         results_pictures)
@@ -39,7 +40,7 @@ class EvalConfig:
     model: str | None = None       # None: the shipped default model; an .onnx file runs in onnxruntime
     boxes: str | None = None       # COCO detection results JSON; None: GT boxes
     flip: bool = True
-    decode: str = "dark"
+    decode: str | None = None     # None: the model's own (posecal.models.config.default_decode)
     batch_size: int = 32
     threads: int = 2
     progress: bool = True
@@ -142,7 +143,8 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     conf = keypoint_confidence(pred)
     gt = load_coco_gt(cfg.annotations)
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
-               "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip, "decode": cfg.decode,
+               "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip,
+               "decode": cfg.decode or default_decode(mcfg),
                "orientations": cfg.orientations,
                "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():

@@ -22,9 +22,19 @@ from posecal.models.config import ModelConfig, model_config_from_dict, model_con
 from posecal.errors import PosecalInputError, require
 from posecal.io import write_bytes_atomic
 from posecal.outputs import check_output_file
+from posecal.models.backbones.movenet import MoveNetOutput
 from posecal.models.estimator import PoseOutput, TopDownEstimator
 
 OUTPUTS = ("heatmaps", "oks", "opks_logits", "vis_logits")
+# A MoveNet model's raw outputs for its centre-guided decode (posecal.codec.movenet), after the others
+MOVENET_OUTPUTS = ("movenet_center", "movenet_regress", "movenet_heatmap", "movenet_offset")
+
+
+def output_names(model: TopDownEstimator) -> list[str]:
+    """The exported graph's outputs, by name: heatmaps, the quality heads' when it has them, MoveNet's raw ones
+    when it is a MoveNet model."""
+    names = list(OUTPUTS if model.has_quality_heads else OUTPUTS[:1])
+    return names + list(MOVENET_OUTPUTS) if model.is_movenet else names
 CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
 CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
@@ -39,9 +49,9 @@ class OutputTuple(nn.Module):
 
     def forward(self, images: torch.Tensor):
         out = self.model(images, flip_test=self.flip_test)
-        if out.oks is None:
-            return (out.heatmaps,)
-        return out.heatmaps, out.oks, out.opks_logits, out.vis_logits
+        heads = () if out.oks is None else (out.oks, out.opks_logits, out.vis_logits)
+        m = out.movenet
+        return (out.heatmaps, *heads) + (() if m is None else (m.center, m.regress, m.heatmap, m.offset))
 
 
 def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True,
@@ -53,7 +63,7 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
 
     model = model.float().eval()
     w, h = cfg.input_wh
-    names = list(OUTPUTS if model.has_quality_heads else OUTPUTS[:1])
+    names = output_names(model)
     buf = io.BytesIO()
     # The exporter narrates every step on stdout/logging; a user needs only the result.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -92,7 +102,7 @@ def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: t
     with torch.no_grad():
         ref = OutputTuple(model.float().eval(), flip_test)(check_inputs)
     got = session.run(check_inputs)
-    return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(OUTPUTS, got, ref)}
+    return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(output_names(model), got, ref)}
 
 
 def open_onnx_model(path, flip: bool | None, threads: int, device: str = "cpu") -> "OnnxEstimator":
@@ -130,7 +140,8 @@ class OnnxEstimator:
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
             raise PosecalInputError(f"{name}: not a readable ONNX model ({str(e).splitlines()[0][:120]})") from None
         self.config = model_config_from_dict(meta)
-        self.has_quality_heads = len(self.session.get_outputs()) == len(OUTPUTS)
+        self.names = [o.name for o in self.session.get_outputs()]
+        self.has_quality_heads = "oks" in self.names
 
     def eval(self) -> "OnnxEstimator":
         """Inference only already; here so that code written for a torch model (`model.eval()`) takes it too."""
@@ -144,7 +155,11 @@ class OnnxEstimator:
             raise PosecalInputError(f"this ONNX model was exported {'with' if self.flip_test else 'without'} the "
                                     f"flip test built in; export it again {'without' if self.flip_test else 'with'} "
                                     f"it, or match the flip setting")
-        outs = [torch.from_numpy(o) for o in self.run(images)]
-        if not self.has_quality_heads:
-            return PoseOutput(heatmaps=outs[0], feature=None)
-        return PoseOutput(heatmaps=outs[0], feature=None, oks=outs[1], opks_logits=outs[2], vis_logits=outs[3])
+        outs = {name: torch.from_numpy(o) for name, o in zip(self.names, self.run(images))}
+        movenet = None
+        if MOVENET_OUTPUTS[0] in outs:   # only what the centre-guided decode reads
+            center, regress, heatmap, offset = (outs[name] for name in MOVENET_OUTPUTS)
+            movenet = MoveNetOutput(feature=None, center=center, regress=regress, heatmap=heatmap, offset=offset,
+                                    center_logits=None, heatmap_logits=None)
+        return PoseOutput(heatmaps=outs["heatmaps"], feature=None, oks=outs.get("oks"),
+                          opks_logits=outs.get("opks_logits"), vis_logits=outs.get("vis_logits"), movenet=movenet)

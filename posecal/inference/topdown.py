@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from posecal.codec.heatmap import decode
+from posecal.codec.movenet import decode_movenet, merge_flip, movenet_to_crop_pixels
 from posecal.skeleton import NUM_KEYPOINTS
 from posecal.data.coco import PersonRecord
 from posecal.data.topdown import TopDownDataset, heatmap_to_input
@@ -58,18 +59,47 @@ class _SafeCrops(Dataset):
 
 @torch.no_grad()
 def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True,
-                decode_method: str = "dark", heatmaps: bool = False) -> dict[str, np.ndarray]:
+                decode_method: str | None = None, heatmaps: bool = False) -> dict[str, np.ndarray]:
     """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs
-    (and the heatmaps themselves with heatmaps=True)."""
+    (and the heatmaps themselves with heatmaps=True). decode_method None: the model's own
+    (posecal.models.config.default_decode: MoveNet's centre-guided decode for a MoveNet model, else DARK)."""
     out = model(images, flip_test=flip)
-    xy_hm, scores = decode(out.heatmaps.float().cpu().numpy(), decode_method)
+    xy, scores = decode_output(out, decode_method)
     maps = {"heatmaps": out.heatmaps.float().cpu().numpy()} if heatmaps else {}
-    return {"xy": heatmap_to_input(xy_hm), "heatmap_scores": scores, **maps, **_head_outputs(out)}
+    return {"xy": xy, "heatmap_scores": scores, **maps, **_head_outputs(out)}
+
+
+def decode_output(out, decode_method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A model's output -> keypoints (N, K, 2) in input-crop pixels and their heatmap scores (N, K), by the
+    model's own decode (None) or the one named; what inference reports and what training scores the quality
+    heads' targets on."""
+    if decode_method is None:
+        decode_method = "movenet" if out.movenet is not None else "dark"
+    if decode_method == "movenet":
+        return _movenet_decode(out)
+    xy_hm, scores = decode(out.heatmaps.detach().float().cpu().numpy(), decode_method)
+    return heatmap_to_input(xy_hm), scores
+
+
+def _movenet_decode(out) -> tuple[np.ndarray, np.ndarray]:
+    """MoveNet's own centre-guided decode (posecal.codec.movenet): keypoints in input-crop pixels (posecal's
+    convention, integer = pixel centre) and their heatmap scores. With the flip test the raw outputs hold the
+    crops and then their mirrors (2N), decoded apart and merged (merge_flip)."""
+    if out.movenet is None:
+        raise PosecalInputError("--decode movenet needs a MoveNet model (model.backbone movenet_thunder or "
+                                "movenet_lightning); use dark, argmax or soft_argmax")
+    m, n = out.movenet, out.heatmaps.shape[0]
+    with torch.no_grad():
+        kp = decode_movenet(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach())
+    xy, scores = movenet_to_crop_pixels(kp.xy.float().cpu().numpy()), kp.scores.float().cpu().numpy()
+    if len(xy) == 2 * n:
+        return merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], m.heatmap.shape[-1] * 4)
+    return xy, scores
 
 
 @torch.no_grad()
 def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_wh, flip: bool = True,
-                    batch_size: int = 32, decode_method: str = "dark", num_workers: int = 0,
+                    batch_size: int = 32, decode_method: str | None = None, num_workers: int = 0,
                     progress: bool = True, device: str = "cpu", calibration=None,
                     orientations: int = 1, keep_heatmaps: bool = False) -> Predictions:
     """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs).

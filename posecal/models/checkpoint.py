@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from posecal.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
+from posecal.models.config import ModelConfig, network_input, model_config_from_dict, model_config_to_dict
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
@@ -19,6 +19,11 @@ def atomic_save(obj, path) -> None:
 
 
 def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDownEstimator:
+    try:
+        network_input(cfg)
+    except ValueError as e:
+        field, problem = e.args
+        raise PosecalInputError(f"model.{field}: {problem}") from None
     if cfg.backbone in STRIDE32_BACKBONES and any(v % 32 for v in cfg.input_wh):
         raise PosecalInputError(f"model.input_wh: {cfg.backbone} needs a width and height that are multiples "
                                 f"of 32 (e.g. 192x256 or 288x384), got {cfg.input_wh[0]}x{cfg.input_wh[1]}")

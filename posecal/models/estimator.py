@@ -11,7 +11,9 @@ from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
 from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourglass
 from posecal.models.backbones.hrnet import HRNet, FinalLayerHead
+from posecal.models.backbones.movenet import MoveNet, MoveNetHeatmaps, MoveNetOutput, load_movenet
 from posecal.models.backbones.resnet import DeconvHead, ResNet
+from posecal.models.config import MOVENET_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention, is_posecal_convention
 
@@ -24,6 +26,8 @@ class PoseOutput:
     opks_logits: torch.Tensor | None = None  # (N, K) sigmoid -> predicted OPKS per keypoint
     vis_logits: torch.Tensor | None = None   # (N, K, classes) visibility logits
     intermediate_heatmaps: tuple = ()        # earlier stacks' heatmaps (stacked hourglass), supervised in training
+    movenet: MoveNetOutput | None = None     # a MoveNet backbone's raw outputs (for its centre-guided decode;
+                                             # with flip test, 2N: the crops', then their mirrors')
 
 
 class TopDownEstimator(nn.Module):
@@ -50,6 +54,11 @@ class TopDownEstimator(nn.Module):
     def has_quality_heads(self) -> bool:
         return self.oks_head is not None
 
+    @property
+    def is_movenet(self) -> bool:
+        """A MoveNet backbone: its outputs carry the raw centre, regression and offset maps (PoseOutput.movenet)."""
+        return isinstance(self.backbone, MoveNet)
+
     def forward(self, images: torch.Tensor, flip_test: bool = False) -> PoseOutput:
         """images: posecal crops (posecal.data.topdown.to_tensor). flip_test: heatmaps are the mean of the
         crop's and its mirror's (one batch of 2N), and the quality heads read those merged heatmaps, whose peaks
@@ -61,7 +70,7 @@ class TopDownEstimator(nn.Module):
         n = images.shape[0]
         both = self.pose_from_crops(torch.cat([images, torch.flip(images, dims=[3])]))
         merged = 0.5 * (both.heatmaps[:n] + flip_back(both.heatmaps[n:]))
-        return PoseOutput(heatmaps=merged, feature=both.feature[:n])
+        return PoseOutput(heatmaps=merged, feature=both.feature[:n], movenet=both.movenet)
 
     def network_input(self, images: torch.Tensor) -> torch.Tensor:
         """posecal crops -> the input convention the pose network was trained with (see input_convention.py)."""
@@ -74,8 +83,10 @@ class TopDownEstimator(nn.Module):
     def forward_pose(self, x: torch.Tensor) -> PoseOutput:
         """Backbone and heatmap head on the network's own input (NCHW, already in its convention): for an
         imported checkpoint, the tensor the official code feeds its network, giving its heatmaps."""
-        heatmaps, feature, intermediate = self.heatmap_head(self.backbone.forward_pyramid(x))
-        return PoseOutput(heatmaps=heatmaps, feature=feature, intermediate_heatmaps=intermediate)
+        pyramid = self.backbone.forward_pyramid(x)
+        heatmaps, feature, intermediate = self.heatmap_head(pyramid)
+        return PoseOutput(heatmaps=heatmaps, feature=feature, intermediate_heatmaps=intermediate,
+                          movenet=pyramid if isinstance(pyramid, MoveNetOutput) else None)
 
     def forward_heads(self, out: PoseOutput) -> PoseOutput:
         heatmaps = out.heatmaps.detach()
@@ -92,7 +103,9 @@ EFFICIENTNET_VARIANTS = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "effi
 RESNET_DEPTHS = {"resnet18": 18, "resnet50": 50, "resnet101": 101, "resnet152": 152}
 HRNET_WIDTHS = {"hrnet_w32": 32, "hrnet_w48": 48}
 HOURGLASS_STACKS = {"hourglass_2": 2, "hourglass_8": 8}
-BACKBONES = (*EFFICIENTNET_VARIANTS, *RESNET_DEPTHS, *HRNET_WIDTHS, *HOURGLASS_STACKS)
+# MoveNet SinglePose (ported from Google's TF.js graph): a whole COCO-trained pose network, whose input the model
+# config fixes (posecal.models.config.network_input).
+BACKBONES = (*EFFICIENTNET_VARIANTS, *RESNET_DEPTHS, *HRNET_WIDTHS, *HOURGLASS_STACKS, *MOVENET_VARIANTS)
 STRIDE32_BACKBONES = tuple(RESNET_DEPTHS)   # their deconvolutions reach stride 4 only from an exact stride 32
 
 
@@ -103,6 +116,10 @@ def pose_network(backbone: str, num_keypoints: int, head_widths, imagenet: bool)
         if imagenet:
             load_imagenet(net)
         return net, HeatmapHead(net.PYRAMID_CHANNELS, tuple(head_widths), num_keypoints)
+    if backbone in MOVENET_VARIANTS:
+        # `imagenet` means "the backbone's shipped weights": for MoveNet, the whole COCO-trained network
+        net = load_movenet(MOVENET_VARIANTS[backbone]).train() if imagenet else MoveNet(MOVENET_VARIANTS[backbone])
+        return net, MoveNetHeatmaps(net.config)
     if backbone not in BACKBONES:
         raise PosecalInputError(f"model.backbone: unknown backbone {backbone!r} "
                                 f"(expected one of {', '.join(BACKBONES)})")

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from posecal.data.transforms import AugmentConfig
-from posecal.models.config import MODEL_RULES, ModelConfig
+from posecal.models.config import MODEL_RULES, ModelConfig, network_input
 from posecal.errors import PosecalInputError
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float
 
@@ -182,6 +182,12 @@ def _build(cls, values, prefix: str = ""):
         problem = rule.problem(kwargs[key]) if rule is not None and kwargs[key] is not None else None
         if problem:
             raise _Invalid(name, problem)
+    if cls is ModelConfig:
+        try:
+            return network_input(cls(**kwargs), given=kwargs)
+        except ValueError as e:
+            field, problem = e.args
+            raise _Invalid(f"{prefix}.{field}" if prefix else field, problem) from None
     return cls(**kwargs)
 
 

@@ -1,4 +1,4 @@
-"""Online targets for the quality heads: decode the current heatmaps, score them against the GT.
+"""Online targets for the quality heads: the current prediction, decoded as at test time, scored against the GT.
 
 The target is the OKS / OPKS that the model's *own* current prediction achieves, so the heads learn to
 predict the quality of exactly what the decoder outputs (OKS-Net, HPCVNet).
@@ -10,8 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from posecal.codec.heatmap import decode
-from posecal.data.topdown import heatmap_to_input
 from posecal.metrics.oks import opks
 
 
@@ -23,15 +21,9 @@ class QualityTargets:
     visibility: torch.Tensor  # (N, K) long: GT v in {0, 1, 2}
 
 
-def heatmaps_to_input_xy(heatmaps: np.ndarray, method: str = "dark") -> np.ndarray:
-    xy_hm, _ = decode(heatmaps, method)
-    return heatmap_to_input(xy_hm)
-
-
-def online_targets(heatmaps: np.ndarray, gt_keypoints: torch.Tensor, area: torch.Tensor,
-                   method: str = "dark") -> QualityTargets:
-    """heatmaps (N, K, h, w) of the crops; GT keypoints (N, K, 3) and areas (N,) in input-crop pixels."""
-    pred = heatmaps_to_input_xy(heatmaps, method)
+def online_targets(pred: np.ndarray, gt_keypoints: torch.Tensor, area: torch.Tensor) -> QualityTargets:
+    """pred (N, K, 2): the model's decoded keypoints, as it decodes them at test time; GT keypoints (N, K, 3)
+    and areas (N,); all in input-crop pixels."""
     gt = gt_keypoints.numpy().astype(np.float64)
     ks = opks(pred, gt[..., :2], area.numpy().astype(np.float64))
     labelled = gt[..., 2] > 0

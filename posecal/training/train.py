@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_from_config,
                                 save_model, save_resume_state)
+from posecal.models.config import MOVENET_VARIANTS
 from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.images import unreadable_images
@@ -32,7 +33,7 @@ from posecal.data.packed import load_packed_persons, packed_val_paths
 from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
 from posecal.training.distributed import DistributedEpochOrder, Group, launched_by_torchrun, start_group
 from posecal.errors import PosecalInputError
-from posecal.inference.topdown import predict_records
+from posecal.inference.topdown import decode_output, predict_records
 from posecal.io import remove_stale_temps, write_json_atomic
 from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, opks_bce, visibility_ce,
                             visibility_class_weights, visibility_target)
@@ -96,8 +97,11 @@ def freeze_pose(model) -> None:
             p.requires_grad_(False)
 
 
-def quality_losses(model, out, batch, cfg: TrainConfig, class_weights, heatmaps_for_targets) -> dict:
-    targets = online_targets(heatmaps_for_targets, batch["keypoints"].cpu(), batch["area"].cpu())
+def quality_losses(model, out, batch, cfg: TrainConfig, class_weights) -> dict:
+    """The quality heads' terms; their targets are the quality of the keypoints as the model decodes them at
+    test time (decode_output: DARK on the heatmaps, MoveNet's centre-guided decode for a MoveNet model)."""
+    pred_xy, _ = decode_output(out)
+    targets = online_targets(pred_xy, batch["keypoints"].cpu(), batch["area"].cpu())
     dev = out.heatmaps.device
     targets.oks, targets.opks, targets.labelled, targets.visibility = (
         t.to(dev) for t in (targets.oks, targets.opks, targets.labelled, targets.visibility))
@@ -132,12 +136,12 @@ def step_losses(model, batch, images, cfg: TrainConfig, class_weights, epoch: in
     if cfg.strategy == "s3":
         with torch.no_grad():  # the frozen part runs as at test time: flip test, heads read merged heatmaps
             out = model.forward_flip_test(images) if cfg.flip_targets else model.pose_from_crops(images)
-        terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.float().cpu().numpy())
+        terms = quality_losses(model, out, batch, cfg, class_weights)
         terms["total"] = cfg.lambda_oks * terms["oks"] + cfg.lambda_opks * terms["opks"] + cfg.lambda_vis * terms["vis"]
         return terms
     out = model.pose_from_crops(images)
     pose = pose_losses(out, batch, cfg)
-    terms = quality_losses(model, out, batch, cfg, class_weights, out.heatmaps.detach().float().cpu().numpy())
+    terms = quality_losses(model, out, batch, cfg, class_weights)
     w = head_weight(cfg, epoch)
     terms.update(pose)
     terms["total"] = cfg.lambda_heatmap * terms.pop("pose") + w * (
@@ -388,8 +392,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
 
     if cfg.strategy not in STRATEGIES:
         raise PosecalInputError(f"strategy must be one of {STRATEGIES}, got {cfg.strategy!r}")
-    if cfg.strategy == "s3" and not (cfg.model.quality_heads and cfg.init_from):
-        raise PosecalInputError("strategy s3 needs model.quality_heads: true and init_from: a trained pose model")
+    # A MoveNet backbone with its shipped weights is a trained pose network already: S3 needs no init_from.
+    trained_pose = cfg.init_from or (cfg.model.backbone in MOVENET_VARIANTS and cfg.model.imagenet)
+    if cfg.strategy == "s3" and not (cfg.model.quality_heads and trained_pose):
+        raise PosecalInputError("strategy s3 needs model.quality_heads: true and init_from: a trained pose model "
+                                "(or a MoveNet backbone with its shipped weights, model.imagenet: true)")
     if cfg.strategy == "s3" and cfg.lambda_integral:
         raise PosecalInputError("lambda_integral trains the pose network, which strategy s3 freezes; set it to 0")
     dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed)

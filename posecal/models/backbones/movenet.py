@@ -247,6 +247,11 @@ class MoveNet(nn.Module):
         x = (x - self.input_mean) * self.input_scale - self.input_offset
         return self.fpn(self.backbone(x))
 
+    def forward_pyramid(self, x: torch.Tensor) -> MoveNetOutput:
+        """The estimator's backbone call (posecal.models.estimator): the whole ported network, since its heads
+        are part of the published pose network; MoveNetHeatmaps hands its heatmaps on."""
+        return self(x)
+
     def forward(self, x: torch.Tensor) -> MoveNetOutput:
         feature = self.features(x)
         center_logits = self.center_head(feature)
@@ -254,6 +259,19 @@ class MoveNet(nn.Module):
         return MoveNetOutput(feature=feature, center=torch.sigmoid(center_logits), regress=self.regress_head(feature),
                              heatmap=torch.sigmoid(heatmap_logits), offset=self.offset_head(feature),
                              center_logits=center_logits, heatmap_logits=heatmap_logits)
+
+
+class MoveNetHeatmaps(nn.Module):
+    """The estimator's heatmap head for a MoveNet backbone: no weights of its own. It passes on MoveNet's keypoint
+    heatmaps (after their sigmoid) and the 24-channel stride-4 feature map that posecal's quality heads read;
+    the centre, regression and offset outputs reach the centre-guided decode through PoseOutput.movenet."""
+
+    def __init__(self, config: MoveNetConfig):
+        super().__init__()
+        self.feature_channels = config.fpn[-1]
+
+    def forward(self, out: MoveNetOutput) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        return out.heatmap, out.feature, ()
 
 
 # ---------------------------------------------------------------------------------------------------------------
