@@ -280,7 +280,7 @@ class Fixtures:
 
     def __init__(self, root: Path, python: str):
         self.root, self.python = root, python
-        self.model = str(Path(self._posecal_dir()) / "weights" / "posecal_default.pt")
+        self.model = str(Path(self._posecal_dir()) / "weights" / "posecal_fast.pt")
         d = self.d = root / "files"
         d.mkdir()
         good = person_image()

@@ -91,7 +91,7 @@ def test_calibrate_with_images_round_trips_and_apply_refuses_without_them(tmp_pa
     meta = d["meta"]
     assert meta["inputs"] == ["raw keypoint score", "keypoint type", "person size", *EVIDENCE_INPUTS]
     assert meta["fit_persons"] == 16 and meta["keypoints"][16] == "right_ankle"
-    assert meta["evidence_model"]["model"] == "posecal_default.pt" and len(meta["evidence_model"]["sha256_16"]) == 16
+    assert meta["evidence_model"]["model"] == "posecal_fast.pt" and len(meta["evidence_model"]["sha256_16"]) == 16
     # per keypoint type: raw score, heatmap value, distance and 3 visibility log-probabilities
     assert len(d["keypoint_scores"]) == 17 and len(d["keypoint_scores"][0]["weights"]) == 6
     assert d["keypoint_scores"][0]["weights"][2] <= 0 <= d["keypoint_scores"][0]["weights"][0]

@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
     p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
-    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--model", help="accurate, fast, or a model file (default: the shipped default model)")
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("predict", help="poses with pose quality, keypoint quality and visibility on images, "
                                        "folders or videos")
@@ -257,7 +257,8 @@ def main(argv=None) -> int:
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting) "
                         "(default: torch)")
-    p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
+    p.add_argument("--model", help="accurate, fast, or a model file (.pt or exported .onnx; default: the shipped "
+                                     "default model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
     p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
                    help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
@@ -283,13 +284,14 @@ def main(argv=None) -> int:
     p.add_argument("--flip", action="store_true", help="flip test (about 2x slower; default: off in video)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
                    help="pose network runtime (default: onnx = onnxruntime)")
-    p.add_argument("--model", help="model file (.pt or exported .onnx; default: the shipped model)")
+    p.add_argument("--model", default="fast", help="accurate, fast, or a model file (.pt or exported .onnx; "
+                                                     "default: fast, which keeps video frame rates)")
     p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
-    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--model", help="accurate, fast, or a model file (default: the shipped default model)")
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
     p.add_argument("--no-flip", action="store_true", help="leave the flip test out of the graph (2x faster)")
     p.add_argument("--int8", metavar="COCO.json",
@@ -315,8 +317,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", metavar="R.json",
                    help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
-    p.add_argument("--model", help="model file or checkpoint, or an exported .onnx (fp32 or int8) run by onnxruntime "
-                   "(default: the shipped model)")
+    p.add_argument("--model", help="accurate, fast, a model file or checkpoint, or an exported .onnx (fp32 or int8) run by "
+                   "onnxruntime (default: the shipped default model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
     p.add_argument("--orientations", type=int, choices=(1, 4), default=1,

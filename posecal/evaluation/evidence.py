@@ -20,7 +20,7 @@ from scipy.ndimage import map_coordinates
 
 from posecal.calibration.conformal import person_scale
 from posecal.calibration.quality import calibration_from_meta
-from posecal.models.checkpoint import DEFAULT_MODEL, load_model, require_coco_keypoints
+from posecal.models.checkpoint import SHIPPED_MODELS, load_model, model_file, require_coco_keypoints
 from posecal.data.coco import PersonRecord
 from posecal.data.topdown import input_to_heatmap
 from posecal.data.transforms import apply_affine
@@ -68,7 +68,8 @@ class PosecalEvidence:
     (image file, box) for the life of this object (memory only)."""
 
     def __init__(self, model_path=None, flip: bool = False, batch_size: int = 16, progress: bool = False):
-        path = Path(model_path) if model_path else DEFAULT_MODEL
+        # the fast shipped model by default: evidence for another estimator's results, at a few ms a person
+        path = model_file(model_path) if model_path else SHIPPED_MODELS["fast"]
         self.model, self.config, meta = load_model(path)
         require_coco_keypoints(self.config, path)
         if not self.model.has_quality_heads:

@@ -11,7 +11,20 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
 
-DEFAULT_MODEL = Path(__file__).parent.parent / "weights" / "posecal_default.pt"
+WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
+# The models shipped with posecal, chosen by name wherever a model file is asked for (`--model accurate|fast|FILE`,
+# `Predictor("accurate")`). fast: EfficientNet-Lite0 192x144 trained here; accurate: posecal's heads on MoveNet
+# Thunder (MODEL_CARD.md). The default serves images and evaluation; `posecal track` defaults to fast.
+SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "fast": WEIGHTS_DIR / "posecal_fast.pt"}
+DEFAULT_MODEL_NAME = "fast"
+DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
+
+
+def model_file(spec) -> Path:
+    """A model argument -> its file: None = the default shipped model, a shipped model's name, else a path."""
+    if spec is None:
+        return DEFAULT_MODEL
+    return SHIPPED_MODELS.get(str(spec), Path(spec))
 
 
 def atomic_save(obj, path) -> None:
@@ -128,8 +141,12 @@ def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = Non
 
 
 def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:
-    """Load a model file (best_model.pt or a packed file); the shipped default model when path is None."""
-    path = Path(path) if path is not None else DEFAULT_MODEL
+    """Load a model file (best_model.pt or a packed file), or a shipped model by name (model_file); the shipped
+    default model when path is None."""
+    if str(path) in SHIPPED_MODELS and not SHIPPED_MODELS[str(path)].is_file():
+        raise PosecalInputError(f"model {path!r}: not shipped with this posecal (shipped: "
+                                f"{', '.join(n for n, f in SHIPPED_MODELS.items() if f.is_file())})")
+    path = model_file(path)
     ckpt = read_torch_file(path)
     try:
         cfg = model_config_from_dict(ckpt["model_config"])

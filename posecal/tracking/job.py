@@ -37,7 +37,7 @@ class TrackConfig:
     videos: list[str]
     out: str = "tracks.json"
     render: str | None = None            # OUT.mp4 (one video) or a folder (several)
-    model: str | None = None
+    model: str = "fast"           # a shipped model's name or a file; fast until the accurate one keeps up
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
     detector_threshold: float = 0.3
     detect_every: int = 1                # run the detector on every N-th frame; boxes from poses in between
