@@ -3,7 +3,7 @@
 Prints GFLOPs (pose network alone and with the heads, one pass), the model forward time with all its heads
 (eager, TorchScript-frozen, which folds BatchNorm into the convolutions, and ONNX Runtime; with --flip-test
 each forward is the in-model flip test, one batch of 2) and the whole per-crop pipeline (affine crop +
-flip-test forward as one batch of 2 + DARK decode).
+ONNX Runtime flip-test forward as one batch of 2 + the model's own decode: DARK, or MoveNet's centre-guided decode).
 Without --model it times an untrained model of the given backbone and input size (latency does not depend on
 the weights): pose network only, or with the heads with --quality-heads.
 --onnx FILE ...: only the ONNX Runtime forward of exported files (`posecal export`, fp32 or `--int8`; flip test
@@ -23,8 +23,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from posecal.models.checkpoint import load_model, model_from_config
-from posecal.codec.heatmap import decode
-from posecal.models.config import ModelConfig
+from posecal.inference.topdown import decode_output
+from posecal.models.config import ModelConfig, default_decode
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
 from posecal.export.onnx import OnnxEstimator, OutputTuple, onnx_bytes
@@ -87,10 +87,10 @@ def main() -> None:
         frozen = torch.jit.freeze(torch.jit.trace(OutputTuple(model, flip).eval(), inputs[0]))
         jit = median_ms(frozen, inputs, clock=clock)
         ort_ms = median_ms(ort.run, inputs, clock=clock)
-        frozen_flip = torch.jit.freeze(torch.jit.trace(OutputTuple(model, True).eval(), inputs[0]))
+        ort_flip = OnnxEstimator(onnx_bytes(model, cfg, flip_test=True), threads=args.threads)
 
-        def pipeline(i):
-            return decode(frozen_flip(ds[i]["image"][None])[0].numpy())
+        def pipeline(i):   # what `posecal predict --backend onnx` does per crop
+            return decode_output(ort_flip(ds[i]["image"][None], flip_test=True))
 
         full = median_ms(pipeline, list(range(len(ds))), clock=clock)
     print(f"model {name} (backbone {cfg.backbone}), input {cfg.input_wh[0]}x{cfg.input_wh[1]} (w x h), "
@@ -102,7 +102,7 @@ def main() -> None:
     print(f"forward, eager:               {eager:6.2f} ms/crop")
     print(f"forward, TorchScript frozen:  {jit:6.2f} ms/crop")
     print(f"forward, ONNX Runtime:        {ort_ms:6.2f} ms/crop")
-    print(f"crop + flip-test forward + DARK decode (frozen): {full:6.2f} ms/crop")
+    print(f"crop + ONNX Runtime flip-test forward + the model's decode ({default_decode(cfg)}): {full:6.2f} ms/crop")
 
 
 def onnx_latency(files, n: int, threads: int, clock) -> None:

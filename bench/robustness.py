@@ -158,9 +158,9 @@ def rewrite_split(data: dict, image_dir: Path, folder: Path, transform) -> tuple
 
 
 def evaluate_split(model, mcfg, ann_file: Path, image_dir: Path, batch_size: int = 32, orientations: int = 1):
-    """`posecal eval`'s AP path on a COCO file (GT boxes, flip test, DARK): ({ap, ap50, score_mode}, preds)."""
+    """`posecal eval`'s AP path on a COCO file (GT boxes, flip test, the model's own decode): ({ap, ap50, score_mode}, preds)."""
     records = load_coco_persons(ann_file, image_dir)
-    pred = predict_records(model, records, mcfg.input_wh, flip=True, batch_size=batch_size, decode_method="dark",
+    pred = predict_records(model, records, mcfg.input_wh, flip=True, batch_size=batch_size,
                            progress=False, orientations=orientations)
     scores = pose_scores(pred)
     mode = "oks" if "oks" in scores else "heatmap"
