@@ -1,7 +1,16 @@
-"""Bad-input battery (issue 12): tries ~60 kinds of bad input on `posecal predict/eval/train/export/demo/pack`
-and the Python API, each in its own subprocess, and says how each was handled.
+"""Bad-input battery (issue 12): how 78 kinds of bad CLI and API input are handled (python bench/bad_input_battery.py).
 
-    PYTHONPATH=/path/to/posecal OMP_NUM_THREADS=1 nice -n 19 python bench/bad_input_battery.py [--only NAME] [-v]
+Tries 78 kinds of bad input on `posecal predict/eval/train/export/demo/pack` and the Python API, each in its
+own subprocess, and says how each was handled.
+
+    PYTHONPATH=/path/to/posecal OMP_NUM_THREADS=1 nice -n 19 python bench/bad_input_battery.py [--surface S]
+        [--only NAME] [-v]
+
+The cases are grouped by surface, one module each, which also runs alone (`python bench/battery_eval.py`, or
+`--surface eval` here): battery_files.py (predict's input, output, boxes, model and detector files and option
+numbers), battery_boxes.py (box values, CLI and API), battery_eval.py, battery_train.py, battery_export.py
+(export, pack, demo) and battery_api.py; battery_runner.py runs them, battery_fixtures.py makes their inputs and
+battery_judges.py classes their runs.
 
 It runs whichever posecal is first on PYTHONPATH and uses only the public surface that older versions have too
 (`posecal.cli.main.main(argv)` and `posecal.inference.predictor.Predictor`), so the same script measures before and after a
@@ -32,9 +41,9 @@ import battery_files
 import battery_train
 from battery_runner import main
 
-CASES = [*battery_files.CASES, *battery_boxes.CASES, *battery_eval.CASES, *battery_train.CASES,
-         *battery_export.CASES, *battery_api.CASES]
+SURFACES = {"files": battery_files.CASES, "boxes": battery_boxes.CASES, "eval": battery_eval.CASES,
+            "train": battery_train.CASES, "export": battery_export.CASES, "api": battery_api.CASES}
 
 
 if __name__ == "__main__":
-    sys.exit(main(CASES, __doc__.split("\n\n")[0]))
+    sys.exit(main(SURFACES, __doc__.split("\n\n")[0]))

@@ -1,10 +1,15 @@
-"""Bad-input battery, Python API: bad images (NaN pixels, wrong shape or type), missing model/image files,
-a bad item in predict_many, non-UTF-8 and EXIF-rotated files (python bench/battery_api.py [--only NAME] [-v])."""
+"""Bad-input battery, Python API: bad images, files and items of Predictor (python bench/battery_api.py).
+
+Bad images (NaN pixels, wrong shape or type), missing model/image files, a bad item in predict_many, non-UTF-8
+and EXIF-rotated files. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
 from __future__ import annotations
+
+import sys
 
 from battery_fixtures import IMG
 from battery_judges import api_result, either, refused, works
-from battery_runner import Case, Run, api
+from battery_runner import Case, Run, api, main
 
 
 def api_box(r: Run, want) -> str | None:
@@ -31,3 +36,7 @@ CASES = [
     Case("api-exif-orientation-6", api(IMG + "result = [float(v) for v in p(D + '/exif6.jpg')[0].box]"),
          works(lambda r: api_box(r, [0, 0, 120, 160]))),
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"api": CASES}, __doc__.split("\n\n")[0]))

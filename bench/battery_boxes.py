@@ -1,12 +1,16 @@
-"""Bad-input battery, boxes: box values that are wrong (negative size, normalised, wrong shape, bad scores) given
-to `posecal predict --boxes` and to the API (python bench/battery_boxes.py [--only NAME] [-v])."""
+"""Bad-input battery, boxes: wrong box values in predict --boxes and the API (python bench/battery_boxes.py).
+
+Box values that are wrong (negative size, normalised, wrong shape, bad scores) given to `posecal predict --boxes`
+and to the API. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
 from __future__ import annotations
 
 import re
+import sys
 
 from battery_fixtures import IMG, P
 from battery_judges import has_files, refused, skipped, works
-from battery_runner import Case, api, predict
+from battery_runner import Case, api, main, predict
 
 
 CASES = [
@@ -27,3 +31,7 @@ CASES = [
     Case("api-normalised-boxes-warned", api(IMG + "result = len(p(img, boxes=[[0.2, 0.1, 0.5, 0.8]]))"),
          works(lambda r: None if re.search(r"UserWarning: .*normalised", r.err) else "no warning")),
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"boxes": CASES}, __doc__.split("\n\n")[0]))

@@ -1,12 +1,16 @@
-"""Bad-input battery, eval: missing/corrupt images in the COCO set, bad annotation/boxes/model files and options
-of `posecal eval` (python bench/battery_eval.py [--only NAME] [-v])."""
+"""Bad-input battery, eval: bad images, files and options of `posecal eval` (python bench/battery_eval.py).
+
+Missing/corrupt images in the COCO set, bad annotation/boxes/model files and options of `posecal eval`.
+Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
 from __future__ import annotations
 
 import json
+import sys
 
 from battery_fixtures import MODEL, P, huge_header_png
 from battery_judges import refused, skipped
-from battery_runner import Case, Run, cli
+from battery_runner import Case, Run, cli, main
 
 
 def eval_metrics(n: int | None = None):
@@ -52,3 +56,7 @@ CASES = [
                                    lambda fx, c: fx.images, "--out", "ev", "--model", P("corrupt.pt")),
          refused("corrupt.pt")),
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"eval": CASES}, __doc__.split("\n\n")[0]))

@@ -1,10 +1,15 @@
-"""Bad-input battery, export/pack/demo: corrupt or missing model files and bad output paths of `posecal export`,
-`pack` and `demo` (python bench/battery_export.py [--only NAME] [-v])."""
+"""Bad-input battery, export/pack/demo: bad model files and output paths (python bench/battery_export.py).
+
+Corrupt or missing model files and bad output paths of `posecal export`, `pack` and `demo`.
+Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
 from __future__ import annotations
+
+import sys
 
 from battery_fixtures import MODEL, P
 from battery_judges import refused
-from battery_runner import Case, cli, with_setup
+from battery_runner import Case, cli, main, with_setup
 
 
 CASES = [
@@ -18,3 +23,7 @@ CASES = [
     Case("demo-out-is-a-file", cli("demo", MODEL, "--out", P("a_file")), refused("a_file")),
     Case("demo-model-corrupt", cli("demo", "--model", P("corrupt.pt"), "--out", "demo"), refused("corrupt.pt")),
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"export": CASES}, __doc__.split("\n\n")[0]))

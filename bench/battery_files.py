@@ -1,10 +1,15 @@
-"""Bad-input battery, predict's files: bad image/video inputs among good ones, output paths, option numbers,
-boxes/model/detector files (python bench/battery_files.py [--only NAME] [-v])."""
+"""Bad-input battery, predict's files: bad images among good ones, outputs, options (python bench/battery_files.py).
+
+Bad image/video inputs among good ones, output paths, option numbers, boxes/model/detector files of
+`posecal predict`. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
 from __future__ import annotations
+
+import sys
 
 from battery_fixtures import MODEL, OUT, P
 from battery_judges import has_files, predictions, refused, skipped, works
-from battery_runner import Case, Run, cli, predict, with_setup
+from battery_runner import Case, Run, cli, main, predict, with_setup
 
 
 def mixed_with(bad: str):
@@ -74,3 +79,7 @@ CASES = [
     Case("predict-detector-corrupt", predict(P("good.jpg"), "--detector", P("corrupt.onnx")),
          refused("corrupt.onnx")),
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"files": CASES}, __doc__.split("\n\n")[0]))

@@ -1,5 +1,8 @@
-"""Bad-input battery, fixtures: tiny drawn images, broken files, a fake detector and a 4-image COCO set made in a
-temp folder, and the paths cases name them by (imported by bench/battery_*.py; run python bench/bad_input_battery.py)."""
+"""Bad-input battery's fixtures: the good and broken inputs the cases use (used by python bench/battery_*.py).
+
+Tiny drawn images, broken files, a fake detector and a 4-image COCO set, made in a temp folder, and the paths
+cases name them by.
+"""
 from __future__ import annotations
 
 import json

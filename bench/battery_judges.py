@@ -1,5 +1,8 @@
-"""Bad-input battery, judges: how a case's run is classed good, traceback, crash, silent or vague, and the checks
-of its outputs (imported by bench/battery_*.py; run python bench/bad_input_battery.py)."""
+"""Bad-input battery's judges: each run classed good/traceback/crash/silent/vague (used by python bench/battery_*.py).
+
+How a case's run is classed (the classes are defined in bench/bad_input_battery.py's docstring), and the checks
+of its outputs.
+"""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,8 @@
-"""Bad-input battery, runner: runs each case's CLI or API code in its own process (a fork server after the imports)
-and prints each case's class and the summary (imported by bench/battery_*.py; run python bench/bad_input_battery.py)."""
+"""Bad-input battery's runner: each case in its own process, classed and counted (used by python bench/battery_*.py).
+
+Runs each case's CLI or API code in its own process (a fork server after the imports) and prints each case's
+class and the summary; main() is the entry point of bench/bad_input_battery.py and of each bench/battery_SURFACE.py.
+"""
 from __future__ import annotations
 
 import argparse
@@ -237,8 +240,12 @@ def predict(*args):
     return cli("predict", *args, MODEL, *OUT)
 
 
-def main(all_cases: list[Case], description: str) -> int:
+def main(surfaces: dict[str, list[Case]], description: str) -> int:
+    """Run the cases of `surfaces` (name: cases), or of the one --surface names, and print one line per case
+    and the counts per class."""
     ap = argparse.ArgumentParser(description=description)
+    if len(surfaces) > 1:
+        ap.add_argument("--surface", choices=list(surfaces), help="run only this surface's cases")
     ap.add_argument("--only", help="run the cases whose name contains this")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each case's stderr/stdout tails")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
@@ -246,7 +253,8 @@ def main(all_cases: list[Case], description: str) -> int:
     ap.add_argument("--no-fork", action="store_true", help="a fresh interpreter per case (slower: imports)")
     args = ap.parse_args()
     global SERVER
-    cases = [c for c in all_cases if not args.only or args.only in c.name]
+    chosen = [cs for name, cs in surfaces.items() if getattr(args, "surface", None) in (None, name)]
+    cases = [c for cs in chosen for c in cs if not args.only or args.only in c.name]
     root = Path(tempfile.mkdtemp(prefix="posecal-battery-"))
     counts = {k: 0 for k in ("good", "traceback", "crash", "silent", "vague")}
     t0 = time.time()

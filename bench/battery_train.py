@@ -1,12 +1,16 @@
-"""Bad-input battery, train: config mistakes and traps, resume from nothing or a corrupt checkpoint, a stale temp
-file, a truncated training image in `posecal train` (python bench/battery_train.py [--only NAME] [-v])."""
+"""Bad-input battery, train: config mistakes, resume, bad data of `posecal train` (python bench/battery_train.py).
+
+Config mistakes and traps, resume from nothing or a corrupt checkpoint, a stale temp file, a truncated training
+image in `posecal train`. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from battery_judges import refused, skipped, works
-from battery_runner import Case, Run, cli, with_setup
+from battery_runner import Case, Run, cli, main, with_setup
 
 
 def no_stale_temp(r: Run) -> str | None:
@@ -69,3 +73,7 @@ CASES = [
     train_case("train-truncated-image-in-data", "", skipped("img1.jpg", trained),
                images_replace={"img1.jpg": b"\xff\xd8\xff\xe0" + b"\x00" * 300}),
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"train": CASES}, __doc__.split("\n\n")[0]))
