@@ -94,18 +94,22 @@ def case(job):
         finally:
             os._exit(code)
 stdin_open = True
+pending = b""   # read from fd 0 itself: sys.stdin's buffer can hold a whole job that select() then never reports
 while stdin_open or running:
-    if stdin_open and select.select([sys.stdin], [], [], 0.05)[0]:
-        line = sys.stdin.readline()
-        if not line:
+    if stdin_open and select.select([0], [], [], 0.05)[0]:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
             stdin_open = False
             continue
-        job = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            case(job)
-        running[pid] = job["id"]
-        print(json.dumps({"id": job["id"], "pid": pid}), flush=True)
+        pending += chunk
+        while b"\\n" in pending:
+            line, pending = pending.split(b"\\n", 1)
+            job = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                case(job)
+            running[pid] = job["id"]
+            print(json.dumps({"id": job["id"], "pid": pid}), flush=True)
     elif not stdin_open:
         select.select([], [], [], 0.05)
     while running:
@@ -131,6 +135,7 @@ class ForkServer:
         self.replies: dict[int, dict] = {}
         self.events: dict[int, threading.Event] = {}
         self.next_id = 0
+        self.gone = False
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -140,11 +145,17 @@ class ForkServer:
                 self.replies.setdefault(reply["id"], {}).update(reply)
                 if "rc" in reply:
                     self.events[reply["id"]].set()
+        with self.lock:   # the server itself exited (its traceback is on stderr): wake every waiting case
+            self.gone = True
+            for event in self.events.values():
+                event.set()
 
     def run(self, cwd: Path, code: str, args: list, env: dict) -> tuple[int, bytes, bytes, bool]:
         out, err = cwd / ".battery-stdout", cwd / ".battery-stderr"
         args = [os.fsdecode(a) if isinstance(a, bytes) else a for a in args]  # as sys.argv holds them
         with self.lock:
+            if self.gone:
+                raise RuntimeError("the battery's fork server exited (see its stderr above); --no-fork runs without it")
             job_id, self.next_id = self.next_id, self.next_id + 1
             done = self.events[job_id] = threading.Event()
             self.proc.stdin.write(json.dumps({"id": job_id, "cwd": str(cwd), "code": code, "args": args,
@@ -154,6 +165,8 @@ class ForkServer:
         if timed_out:
             os.kill(self.replies[job_id]["pid"], signal.SIGKILL)
             done.wait()
+        if "rc" not in self.replies.get(job_id, {}):
+            raise RuntimeError("the battery's fork server exited (see its stderr above); --no-fork runs without it")
         return self.replies[job_id]["rc"], out.read_bytes(), err.read_bytes(), timed_out
 
     def close(self) -> None:
