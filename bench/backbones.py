@@ -1,4 +1,4 @@
-"""Params, GMACs and CPU latency of every pose network posecal builds, beside the reference figures.
+"""Params, GMACs and CPU latency of every pose network posecal builds, beside the reference (python bench/backbones.py).
 
 For each model.backbone: parameters and multiply-adds of the pose network (backbone + heatmap head, no quality
 heads) at 256x192, counted as ../shared/reference/README.md counts them (torch.utils.flop_counter: conv,

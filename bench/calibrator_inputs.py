@@ -1,4 +1,6 @@
-"""What each calibrator input adds: `posecal calibrate fit` on an estimator's results on one labelled split,
+"""Calibration quality per calibrator input set (python bench/calibrator_inputs.py --fit R.json ... --report ...).
+
+What each calibrator input adds: `posecal calibrate fit` on an estimator's results on one labelled split,
 reported on another, for the input sets (a) base (raw score, keypoint type, person size), (b) + posecal's
 heatmap value at the keypoint, (c) + distance to posecal's keypoint, (d) + posecal's visibility
 probabilities, (e) all; plus the raw estimator, apply time per person with and without images, and the

@@ -1,4 +1,6 @@
-"""Data-parallel training speed on CPU: `torchrun --nproc_per_node N -m posecal train` with gloo, N = 1 and 2.
+"""Training step time with 1 and 2 CPU processes under torchrun (python bench/ddp_step_time.py [--nproc 1 2]).
+
+Data-parallel training speed on CPU: `torchrun --nproc_per_node N -m posecal train` with gloo, N = 1 and 2.
 
 The setting of tests/test_distributed.py (EfficientNet-Lite0 without ImageNet weights, 32x48 input, heads
 8/8/8, batch 2 per process, 1 thread per process) on real COCO person crops from ../shared; --input and

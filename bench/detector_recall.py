@@ -1,4 +1,6 @@
-"""Person detector: recall at IoU >= 0.5 and false persons per image, on the val crops and on photos without
+"""Person detector recall, false persons, latency, whole-image pose quality (python bench/detector_recall.py [--pose]).
+
+Person detector: recall at IoU >= 0.5 and false persons per image, on the val crops and on photos without
 people; latency; and the pose quality that whole-image mode (`--detector none`) sees with and without a person.
 
 Usage: python bench/detector_recall.py [--data ../shared/data/coco-val2017-crops] [--detector default|FILE.onnx]

@@ -1,5 +1,6 @@
-"""Per-crop latency of a posecal model on real crops: batch 1, 2 threads, median over >= 50 crops.
+"""Per-crop latency of a posecal model on real crops (python bench/latency.py [--model F | --onnx F ...]).
 
+Batch 1, 2 threads, median over >= 50 crops.
 Prints GFLOPs (pose network alone and with the heads, one pass), the model forward time with all its heads
 (eager, TorchScript-frozen, which folds BatchNorm into the convolutions, and ONNX Runtime; with --flip-test
 each forward is the in-model flip test, one batch of 2) and the whole per-crop pipeline (affine crop +

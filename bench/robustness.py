@@ -1,4 +1,4 @@
-"""Robustness of a posecal model to rotated and bottom-truncated people: COCO keypoint AP per condition.
+"""Robustness to rotated and bottom-truncated people: COCO keypoint AP per condition (python bench/robustness.py).
 
 Each condition rewrites the val split (images and a COCO annotation file, in a temporary folder) and then
 runs exactly what `posecal eval` runs on it: `load_coco_persons` with the GT boxes, `predict_records` with

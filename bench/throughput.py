@@ -1,4 +1,6 @@
-"""Product speed on real COCO val person crops (../shared), 2 threads. Prints:
+"""Crops/s (PyTorch vs ONNX Runtime), `posecal predict` s/image and memory (python bench/throughput.py [--model F]).
+
+Product speed on real COCO val person crops (../shared), 2 threads. Prints:
 
 1. model crops per second, PyTorch eager vs ONNX Runtime, batch 1 and 16 (forward with all heads, no flip);
 2. end-to-end `posecal predict` with a person detector on a folder of real images: seconds per image;

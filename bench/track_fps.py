@@ -1,4 +1,4 @@
-"""`posecal track` speed per option on a real video, and the pose network's per-crop latency beside MoveNet's.
+"""`posecal track` fps per option on a real video, per-crop latency beside MoveNet's (python bench/track_fps.py).
 
 Usage: python bench/track_fps.py [--video ../shared/data/videos/vtest_pedestrians_20s.avi] [--frames 60]
                                  [--threads 2] [--calibration 200] [--skip-fps] [--skip-ap]

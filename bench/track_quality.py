@@ -1,4 +1,6 @@
-"""`posecal track` measured without ground truth: tracks vs people seen, track lengths, and keypoint jitter with
+"""`posecal track` without ground truth: tracks, lengths, jitter (python bench/track_quality.py VIDEO [VIDEO...]).
+
+`posecal track` measured without ground truth: tracks vs people seen, track lengths, and keypoint jitter with
 and without One-Euro smoothing; writes a contact sheet of rendered frames for counting id switches by eye.
 
 Usage: python bench/track_quality.py VIDEO [VIDEO...] [--out-dir track_quality/] [--sheet-every 5] [--threads 2]

@@ -1,0 +1,37 @@
+"""Bad-input battery, boxes: wrong box values in predict --boxes and the API (python bench/battery_boxes.py).
+
+Box values that are wrong (negative size, normalised, wrong shape, bad scores) given to `posecal predict --boxes`
+and to the API. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+from battery_fixtures import IMG, P
+from battery_judges import has_files, refused, skipped, works
+from battery_runner import Case, api, main, predict
+
+
+CASES = [
+    # --- boxes files' values in predict
+    Case("predict-boxes-negative-size", predict(P("good.jpg"), P("good2.jpg"), "--boxes", P("boxes_neg.json")),
+         skipped("good.jpg", has_files("good2.jpg"))),
+    Case("predict-boxes-normalised", predict(P("good.jpg"), "--boxes", P("boxes_norm.json")),
+         skipped("normalised", has_files("good.jpg"))),
+    # --- boxes in the Python API
+    Case("api-flat-list-of-8-numbers", api(IMG + "result = len(p(img, boxes=[10, 10, 50, 90, 60, 10, 50, 90]))"),
+         refused("boxes")),
+    Case("api-nx3-boxes", api(IMG + "result = len(p(img, boxes=[[10, 10, 50], [60, 10, 50], [5, 5, 40], [1, 2, 3]]))"),
+         refused("boxes")),
+    Case("api-box-scores-not-matching", api(IMG + "result = len(p(img, boxes=[[10, 10, 50, 90], [60, 10, 50, 90]], "
+                                                  "box_scores=[0.9, 0.8, 0.7]))"), refused("box_scores")),
+    Case("api-box-score-1.5", api(IMG + "result = len(p(img, boxes=[[10, 10, 50, 90, 1.5]]))"), refused("score")),
+    Case("api-box-zero-width", api(IMG + "result = len(p(img, boxes=[[10, 10, 0, 90]]))"), refused("width")),
+    Case("api-normalised-boxes-warned", api(IMG + "result = len(p(img, boxes=[[0.2, 0.1, 0.5, 0.8]]))"),
+         works(lambda r: None if re.search(r"UserWarning: .*normalised", r.err) else "no warning")),
+]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"boxes": CASES}, __doc__.split("\n\n")[0]))

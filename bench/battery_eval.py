@@ -1,0 +1,62 @@
+"""Bad-input battery, eval: bad images, files and options of `posecal eval` (python bench/battery_eval.py).
+
+Missing/corrupt images in the COCO set, bad annotation/boxes/model files and options of `posecal eval`.
+Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from battery_fixtures import MODEL, P, huge_header_png
+from battery_judges import refused, skipped
+from battery_runner import Case, Run, cli, main
+
+
+def eval_metrics(n: int | None = None):
+    def check(r: Run) -> str | None:
+        m = r.cwd / "ev" / "metrics.json"
+        if not m.is_file():
+            return "metrics.json not written"
+        got = json.loads(m.read_text())["num_instances"]
+        return None if n is None or got == n else f"metrics over {got} persons, expected {n}"
+    return check
+
+
+def eval_case(name, replace, bad, n=3):
+    def run(fx, cwd):
+        ann, img = fx.coco_copy(cwd, replace(fx) if callable(replace) else replace)
+        return cli("eval", "--annotations", ann, "--images", img, "--out", "ev", MODEL, "--no-progress",
+                   "--threads", "1")(fx, cwd)
+    return Case(name, run, skipped(bad, eval_metrics(n)))
+
+
+def eval_args(*args):
+    def run(fx, cwd):
+        return cli("eval", "--annotations", fx.ann, "--images", fx.images, MODEL, "--no-progress",
+                   "--threads", "1", *args)(fx, cwd)
+    return run
+
+
+CASES = [
+    # --- eval
+    eval_case("eval-missing-image", {"img1.jpg": None}, "img1.jpg"),
+    eval_case("eval-corrupt-image", {"img1.jpg": b"\x00garbage" * 100}, "img1.jpg"),
+    eval_case("eval-truncated-image", lambda fx: {"img1.jpg": (fx.images / "img1.jpg").read_bytes()[:600]},
+              "img1.jpg"),
+    eval_case("eval-huge-header-image", {"img1.jpg": huge_header_png()}, "img1.jpg"),
+    Case("eval-out-is-a-file", eval_args("--out", P("a_file")), refused("a_file")),
+    Case("eval-annotations-missing", cli("eval", "--annotations", "nope.json", "--images", ".", "--out", "ev",
+                                         MODEL), refused("nope.json")),
+    Case("eval-annotations-malformed", cli("eval", "--annotations", P("boxes_bad.json"), "--images", ".",
+                                           "--out", "ev", MODEL), refused("boxes_bad.json")),
+    Case("eval-boxes-malformed", eval_args("--out", "ev", "--boxes", P("boxes_bad.json")), refused("boxes_bad.json")),
+    Case("eval-batch-size-0", eval_args("--out", "ev", "--batch-size", "0"), refused("--batch-size")),
+    Case("eval-model-corrupt", cli("eval", "--annotations", lambda fx, c: fx.ann, "--images",
+                                   lambda fx, c: fx.images, "--out", "ev", "--model", P("corrupt.pt")),
+         refused("corrupt.pt")),
+]
+
+
+if __name__ == "__main__":
+    sys.exit(main({"eval": CASES}, __doc__.split("\n\n")[0]))
