@@ -1,4 +1,6 @@
-"""How closely posecal's PyTorch MoveNet port reproduces Google's original TF.js graph, on real COCO val crops.
+"""How closely the PyTorch MoveNet port reproduces the original TF.js graph (python bench/movenet_equivalence.py).
+
+On real COCO val crops, both variants.
 
 Usage: python bench/movenet_equivalence.py [--n 16] [--variants thunder lightning]
            [--node-modules /work/tfjs-ref/node_modules] [--threads 1] [--write-fixture]
