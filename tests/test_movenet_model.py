@@ -122,11 +122,14 @@ def test_merge_flip_by_hand():
     np.testing.assert_allclose(merged[0, 1], [100, 100])
 
 
-def test_onnx_round_trip_keeps_movenet_outputs(lightning_file, tmp_path):
+def test_pack_load_onnx_round_trip_keeps_movenet_outputs(lightning_file, tmp_path):
     pytest.importorskip("onnxscript")
+    from posecal.cli.main import main
     from posecal.export.onnx import MOVENET_OUTPUTS, export_onnx, open_onnx_model
 
-    model, cfg, meta = load_model(lightning_file)
+    assert main(["pack", str(lightning_file), str(tmp_path / "packed.pt")]) in (0, None)
+    model, cfg, meta = load_model(tmp_path / "packed.pt")
+    assert cfg == LIGHTNING and meta["packed_from"] == str(lightning_file)
     crops = torch.randn(2, 3, 192, 192)
     diffs = export_onnx(model, cfg, tmp_path / "m.onnx", check_inputs=crops, flip_test=True)
     assert set(MOVENET_OUTPUTS) <= set(diffs) and max(diffs.values()) < 1e-3, diffs
