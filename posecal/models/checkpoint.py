@@ -16,7 +16,7 @@ WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # `Predictor("accurate")`). fast: EfficientNet-Lite0 192x144 trained here; accurate: posecal's heads on MoveNet
 # Thunder (MODEL_CARD.md). The default serves images and evaluation; `posecal track` defaults to fast.
 SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "fast": WEIGHTS_DIR / "posecal_fast.pt"}
-DEFAULT_MODEL_NAME = "fast"
+DEFAULT_MODEL_NAME = "accurate"
 DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
 
 
