@@ -2,7 +2,7 @@
 
 Each condition rewrites the val split (images and a COCO annotation file, in a temporary folder) and then
 runs exactly what `posecal eval` runs on it: `load_coco_persons` with the GT boxes, `predict_records` with
-flip test and DARK decoding, and pycocotools AP of the model's default pose score (`oks` when the model has
+flip test and the model's own decoding (DARK; MoveNet's centre-guided decode for a MoveNet model), and pycocotools AP of the model's default pose score (`oks` when the model has
 quality heads, else `heatmap`). Images are rewritten as PNG, so rotation by 0 degrees reproduces the
 original pixels and the 0-degree AP is the plain `posecal eval` AP of the same persons.
 
@@ -13,8 +13,8 @@ Conditions (the definitions the numbers in the model card rest on):
   rotated image (black border). Labelled keypoints are rotated with it. The new GT box is the axis-aligned
   box of the 4 rotated corners of the original box (what a detector would give for the rotated person);
   `area` is kept (rotation preserves area, so OKS tolerances are unchanged).
-* bottom40: the bottom 40 % of the model's input region is cut away. That region is the GT box made 3:4
-  (w:h) and padded 1.25 (`box_to_center_scale` with the model's input aspect); with centre cy and height H
+* bottom40: the bottom 40 % of the model's input region is cut away. That region is the GT box made the model's
+  input aspect (3:4 w:h for the fast model, square for MoveNet) and padded 1.25 (`box_to_center_scale` with the model's input aspect); with centre cy and height H
   the cut line is y_cut = cy + H/2 - 0.4 H. The image keeps only rows y < y_cut (as if the photo ended
   there), the box is clipped to y < y_cut, labelled keypoints with y >= y_cut become absent (v = 0) and
   `num_keypoints` is recounted; `area` is kept (the person's scale, hence the OKS tolerance, is unchanged).
