@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from posecal.models.checkpoint import load_model
+from posecal.models.config import default_decode  # noqa: E402
 from posecal.data.coco import load_coco_persons, read_image, read_json
 from posecal.data.transforms import box_to_center_scale
 from posecal.inference.topdown import predict_records
@@ -189,7 +190,7 @@ def main() -> None:
     data = select_persons(read_json(args.annotations), args.max_persons)
     image_dir = Path(args.images)
     print(f"model {args.model or 'default'}, {len(data['annotations'])} persons of {args.annotations}, "
-          f"GT boxes, flip test, DARK decoding, {args.orientations} orientation(s)")
+          f"GT boxes, flip test, {default_decode(mcfg)} decoding, {args.orientations} orientation(s)")
     conditions = {}
 
     def run(name, transform):
