@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from posecal.models.checkpoint import load_model, model_from_config
 from posecal.inference.topdown import decode_output
-from posecal.models.config import ModelConfig, default_decode
+from posecal.models.config import ModelConfig, default_decode, network_input
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
 from posecal.export.onnx import OnnxEstimator, OutputTuple, onnx_bytes
@@ -70,6 +70,8 @@ def main() -> None:
         default = ModelConfig()
         cfg = ModelConfig(backbone=args.backbone or default.backbone, input_wh=tuple(args.input_wh or default.input_wh),
                           quality_heads=args.quality_heads)
+        # a network that fixes its input (MoveNet) gets it unless --input-wh says otherwise
+        cfg = network_input(cfg, given={"backbone", "quality_heads"} | ({"input_wh"} if args.input_wh else set()))
         model, name = model_from_config(cfg, imagenet=False).eval(), f"untrained {cfg.backbone}"
     else:
         (model, cfg, _), name = load_model(args.model), args.model or "default"
