@@ -156,3 +156,17 @@ def test_s3_heads_train_on_shipped_movenet_without_init_from(tmp_path):
     assert result["step"] == 2
     model, saved, _ = load_model(tmp_path / "run" / "best_model.pt")
     assert saved.backbone == "movenet_lightning" and model.has_quality_heads and model.is_movenet
+
+
+def test_decode_movenet_on_another_model_is_one_line_before_inference(tmp_path, capsys):
+    from posecal.cli.main import main
+    from posecal.models.estimator import build_estimator
+
+    ann, img_dir = make_coco(tmp_path, n_images=2)
+    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False)
+    save_model(build_estimator(cfg.head_widths, imagenet=False), cfg, tmp_path / "tiny.pt")
+    code = main(["eval", "--model", str(tmp_path / "tiny.pt"), "--decode", "movenet", "--annotations", str(ann),
+                 "--images", str(img_dir), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--decode movenet needs a MoveNet model" in err and "efficientnet_lite0" in err
+    assert not (tmp_path / "out" / "results.json").exists()

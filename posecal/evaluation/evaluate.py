@@ -124,6 +124,9 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     else:
         model, mcfg, meta = load_model(cfg.model)
     require_coco_keypoints(mcfg, cfg.model)
+    if cfg.decode == "movenet" and default_decode(mcfg) != "movenet":
+        raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "
+                                f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
