@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from posecal.models.checkpoint import load_model
-from posecal.models.config import default_decode  # noqa: E402
+from posecal.models.config import default_decode
 from posecal.data.coco import load_coco_persons, read_image, read_json
 from posecal.data.transforms import box_to_center_scale
 from posecal.inference.topdown import predict_records

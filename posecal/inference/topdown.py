@@ -13,7 +13,7 @@ from posecal.codec.heatmap import decode
 from posecal.codec.movenet import decode_movenet, merge_flip, movenet_to_crop_pixels
 from posecal.skeleton import NUM_KEYPOINTS
 from posecal.data.coco import PersonRecord
-from posecal.data.topdown import TopDownDataset, heatmap_to_input
+from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
 from posecal.errors import PosecalInputError
 from posecal.models.estimator import TopDownEstimator
@@ -93,7 +93,7 @@ def _movenet_decode(out) -> tuple[np.ndarray, np.ndarray]:
         kp = decode_movenet(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach())
     xy, scores = movenet_to_crop_pixels(kp.xy.float().cpu().numpy()), kp.scores.float().cpu().numpy()
     if len(xy) == 2 * n:
-        return merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], m.heatmap.shape[-1] * 4)
+        return merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], m.heatmap.shape[-1] * HEATMAP_STRIDE)
     return xy, scores
 
 
