@@ -111,8 +111,7 @@ def decode_movenet(center, regress, heatmap, offset) -> MoveNetKeypoints:
     batch = torch.arange(n, device=device)
 
     # 1. centre cell: sigmoid(centre) * fixed table, first arg-max
-    table = torch.from_numpy(centre_weight_table(h, w)).to(device)
-    cy, cx = _first_argmax_2d(center[:, 0] * table)
+    cy, cx = centre_cells(center).unbind(-1)
 
     # 2. regressed positions (heatmap cells), read at the centre cell
     reg = regress[batch, :, cy, cx].view(n, k, 2)
@@ -149,6 +148,22 @@ MOVENET_PIXEL_SHIFT = -0.5
 def movenet_to_crop_pixels(xy, shift: float = MOVENET_PIXEL_SHIFT):
     """(..., 2) keypoints in the graph's pixel units -> posecal's input-crop pixels."""
     return xy + shift
+
+
+def crop_pixels_to_cells(xy, height: int, width: int, shift: float = MOVENET_PIXEL_SHIFT):
+    """(..., 2) x, y in posecal's input-crop pixels -> MoveNet heatmap cells (x, y): the exact inverse of
+    decode_movenet's cell + offset -> pixel map followed by movenet_to_crop_pixels, so that a training target
+    made here decodes back to the pixel it came from (the graph's float16 scale included)."""
+    scale = torch.tensor([coordinate_scale(width) * 4 * width, coordinate_scale(height) * 4 * height],
+                         dtype=xy.dtype, device=xy.device)
+    return (xy - shift) / scale
+
+
+def centre_cells(center: torch.Tensor) -> torch.Tensor:
+    """(N, 2) int64 (cy, cx): the person centre decode_movenet picks (its step 1) from (N, 1, H, W) sigmoid maps."""
+    h, w = center.shape[-2:]
+    table = torch.from_numpy(centre_weight_table(h, w)).to(center.device)
+    return torch.stack(_first_argmax_2d(center[:, 0].float() * table), -1)
 
 
 # Flip test for the centre-guided decode: the crop and its mirror are decoded apart; where their keypoints agree

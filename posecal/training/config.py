@@ -67,6 +67,9 @@ class TrainConfig:
     #   "s3" backbone + heatmap head frozen (from init_from), only the heads train.
     strategy: str = "s1"
     init_from: str | None = None          # model file whose weights initialise backbone + heatmap head
+    # s1/s2: the feature trunk fixed (train.freeze_trunk), the rest of the pose network trains: the fine-tune a
+    # CPU can afford for a pretrained network (MoveNet: its FPN and heads train, its MobileNetV2 does not).
+    freeze_trunk: bool = False
     lambda_heatmap: float = 2000.0        # OKS-Net: heatmap MSE is ~1000x smaller than the OKS L1
     lambda_oks: float = 1.0
     lambda_opks: float = 1.0

@@ -35,8 +35,8 @@ from posecal.training.distributed import DistributedEpochOrder, Group, launched_
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import decode_output, predict_records
 from posecal.io import remove_stale_temps, write_json_atomic
-from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, opks_bce, visibility_ce,
-                            visibility_class_weights, visibility_target)
+from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, movenet_pose_losses, opks_bce,
+                                     visibility_ce, visibility_class_weights, visibility_target)
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.outputs import check_output_dir
 from posecal.training.quality_targets import online_targets
@@ -97,6 +97,18 @@ def freeze_pose(model) -> None:
             p.requires_grad_(False)
 
 
+def freeze_trunk(model) -> None:
+    """`freeze_trunk`: the feature trunk fixed, the rest of the pose network trains (the CPU-sized fine-tune:
+    no gradient flows through the trunk, which holds most of the compute). For MoveNet the trunk is its
+    MobileNetV2 and its centre head (the decode's choice of person stays the published one); its FPN and its
+    heatmap, offset and regression heads train. For the other families, the backbone."""
+    parts = (model.backbone.backbone, model.backbone.center_head) if model.is_movenet else (model.backbone,)
+    for module in parts:
+        module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
 def quality_losses(model, out, batch, cfg: TrainConfig, class_weights) -> dict:
     """The quality heads' terms; their targets are the quality of the keypoints as the model decodes them at
     test time (decode_output: DARK on the heatmaps, MoveNet's centre-guided decode for a MoveNet model)."""
@@ -118,6 +130,8 @@ def pose_losses(out, batch, cfg: TrainConfig) -> dict:
     """The pose network's terms: heatmap MSE (summed over every stack of a stacked network: intermediate
     supervision), and the integral L1 on the final heatmaps when lambda_integral > 0; 'pose' combines them
     (the heatmap term's scale unchanged, so lambda_heatmap keeps its meaning)."""
+    if out.movenet is not None:
+        return movenet_pose_losses(out.movenet, batch["keypoints"], batch["target_weight"])
     heatmaps = out.heatmaps
     hm_loss = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
                   for h in (heatmaps, *out.intermediate_heatmaps))
@@ -397,6 +411,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     if cfg.strategy == "s3" and not (cfg.model.quality_heads and trained_pose):
         raise PosecalInputError("strategy s3 needs model.quality_heads: true and init_from: a trained pose model "
                                 "(or a MoveNet backbone with its shipped weights, model.imagenet: true)")
+    if cfg.strategy == "s3" and cfg.freeze_trunk:
+        raise PosecalInputError("freeze_trunk fine-tunes the pose network's heads, which strategy s3 freezes; "
+                                "use strategy s1 with it")
     if cfg.strategy == "s3" and cfg.lambda_integral:
         raise PosecalInputError("lambda_integral trains the pose network, which strategy s3 freezes; set it to 0")
     dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed)
@@ -409,6 +426,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         load_state_from(model, cfg.init_from, cfg.model)
     if cfg.strategy == "s3":
         freeze_pose(model)
+    elif cfg.freeze_trunk:
+        freeze_trunk(model)
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -460,6 +479,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         model.train()
         if cfg.strategy == "s3":
             freeze_pose(model)
+        elif cfg.freeze_trunk:
+            freeze_trunk(model)
         t0, recent = time.time(), deque(maxlen=50)
         terms_sum: dict[str, float] = dict(part["terms_sum"])
         batches, loss_sum, seen = part["batches"], part["loss_sum"], part["seen"]
