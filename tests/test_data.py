@@ -99,7 +99,7 @@ def test_detection_boxes_replace_gt(tiny_coco, tmp_path):
     recs = load_coco_persons(ann, img_dir, boxes_file=dets, min_box_score=0.05)
     assert [r.image_id for r in recs] == [1, 2] and recs[0].score == 0.9
     bad = _write(tmp_path, "dets_bad.json", [{"image_id": 1, "bbox": [0, 0, -3, 4], "score": 1}])
-    with pytest.raises(PosecalInputError, match=r"entry 0: bbox: width and height must be > 0, got \[0.0, 0.0, -3.0, 4.0\]"):
+    with pytest.raises(PosecalInputError, match=r"entry 0 \(image_id 1\): bbox: width and height must be > 0, got \[0.0, 0.0, -3.0, 4.0\]"):
         load_coco_persons(ann, img_dir, boxes_file=bad)
 
 

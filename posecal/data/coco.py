@@ -89,9 +89,11 @@ def read_coco(path, num_keypoints: int | None = NUM_KEYPOINTS, need_keypoints: b
     refs = {"image_id": (image_ids, "no image with id {} in its images")}
     anns = checked_entries(path, data["annotations"], annotation_spec(num_keypoints, need_keypoints),
                            "annotations[{i}]", "id", refs, what="annotations")
-    categories = checked_entries(path, data.get("categories") or [{"id": PERSON_CATEGORY, "name": "person"}],
-                                 CATEGORY, "categories[{i}]", "id", what="categories")
-    return data | {"images": [img for _, img in images], "categories": [c for _, c in categories],
+    # posecal knows one category, people: pycocotools needs the list, a usable one or else the person one
+    categories = checked_entries(path, data.get("categories") or [], CATEGORY, "categories[{i}]", "id",
+                                 what="categories", refuse_empty=False)
+    return data | {"images": [img for _, img in images],
+                   "categories": [c for _, c in categories] or [{"id": PERSON_CATEGORY, "name": "person"}],
                    "annotations": [_with_defaults(a) for _, a in anns]}
 
 
@@ -119,7 +121,7 @@ def read_detections(path, image_ids=None, annotation_file=None) -> list[tuple[in
     if image_ids is not None:
         spec = DETECTION | {"image_id": Field("int", required=True), "bbox": replace(BBOX, required=True)}
         refs = {"image_id": (image_ids, f"no image with id {{}} in {annotation_file}")}
-    return checked_entries(path, read_json(path), spec, refs=refs, what="detections")
+    return checked_entries(path, read_json(path), spec, id_field="image_id", refs=refs, what="detections")
 
 
 def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score: float = 0.0,

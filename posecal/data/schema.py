@@ -107,10 +107,10 @@ class Problems:
     def add(self, where: str, problem: str) -> None:
         self.lines.append(f"{self.path}: {where}: {problem}")
 
-    def settle(self, usable: int, total: int) -> None:
+    def settle(self, usable: int, total: int, refuse_empty: bool = True) -> None:
         if not self.lines:
             return
-        if usable == 0 and total:
+        if usable == 0 and total and refuse_empty:
             others = f" (and all {total - 1} other {self.what} are unusable too)" if total > 1 else ""
             raise PosecalInputError(self.lines[0] + others)
         for line in self.lines:
@@ -145,9 +145,11 @@ def entry_label(i: int, entry, label: str, id_field: str | None) -> str:
 
 
 def checked_entries(path, items, spec: dict[str, Field], label: str = "entry {i}", id_field: str | None = None,
-                    refs: dict | None = None, what: str = "entries") -> list[tuple[int, dict]]:
+                    refs: dict | None = None, what: str = "entries", refuse_empty: bool = True
+                    ) -> list[tuple[int, dict]]:
     """(index, entry) of the entries of `items` (a JSON list) whose fields fit `spec`; bad ones are warned about
-    and skipped, or, when none fits, the file is refused (see Problems)."""
+    and skipped, or, when none fits, the file is refused (see Problems; refuse_empty=False: an empty list
+    is returned then, for a part the reader can do without)."""
     if not isinstance(items, list):
         raise PosecalInputError(f"{path}: expected a list of {what}, got {describe(items)}")
     problems, good = Problems(path, what), []
@@ -157,7 +159,7 @@ def checked_entries(path, items, spec: dict[str, Field], label: str = "entry {i}
             problems.add(entry_label(i, entry, label, id_field), problem)
         else:
             good.append((i, entry))
-    problems.settle(len(good), len(items))
+    problems.settle(len(good), len(items), refuse_empty)
     return good
 
 

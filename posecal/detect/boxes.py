@@ -49,7 +49,7 @@ class BoxFile:
     def _read_coco(self, data: list, image_names: dict[int, str]) -> None:
         """Detections of people, by image name; a bad entry is skipped with a line (posecal.data.schema)."""
         problems, usable = Problems(self.path, "detections"), 0
-        for i, det in checked_entries(self.path, data, DETECTION, what="detections"):
+        for i, det in checked_entries(self.path, data, DETECTION, id_field="image_id", what="detections"):
             name = det.get("file_name") or image_names.get(det.get("image_id"))
             if name is None:
                 problems.add(f"entry {i}", f"image_id {det.get('image_id')!r} but no file_name; pass "

@@ -79,7 +79,7 @@ def results_from_entries(data, path, k: int = NUM_KEYPOINTS, image_ids=None, ann
     if not data:
         raise PosecalInputError(f"{path}: no results")
     refs = None if image_ids is None else {"image_id": (image_ids, f"no image with id {{}} in {annotations}")}
-    data = [e for _, e in checked_entries(path, data, result_spec(k), refs=refs, what="results")]
+    data = [e for _, e in checked_entries(path, data, result_spec(k), id_field="image_id", refs=refs, what="results")]
     cols: dict[str, list] = {}
     for e in data:
         for field in ("keypoints", "score", "pose_quality", "keypoint_quality", "visibility", "keypoint_radius",
@@ -149,8 +149,11 @@ def results_metrics(res: ResultSet, gt) -> dict:
     """The contract keys of metrics.json for a results file against a pycocotools COCO ground truth."""
     pose_scores = {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None else {})
     m: dict = {"num_results": len(res.entries), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+    # pycocotools needs a category, and reads boxes only when the first entry has one, then from every entry
+    boxes = all("bbox" in e for e in res.entries)
     for name, s in pose_scores.items():
-        entries = [{"category_id": 1} | e | {"score": float(v)} for e, v in zip(res.entries, s)]  # pycocotools needs it
+        entries = [{"category_id": 1} | {k: v for k, v in e.items() if boxes or k != "bbox"} | {"score": float(v)}
+                   for e, v in zip(res.entries, s)]
         ap = coco_keypoint_ap(gt, entries)
         for key in ("ap", "ap50", "ap75", "ar"):
             m[key][name] = round(ap[key], 3)

@@ -182,9 +182,11 @@ def load_train_config(path) -> TrainConfig:
     if not path.is_file():
         raise PosecalInputError(f"{path}: config file not found")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise PosecalInputError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise PosecalInputError(f"{path}: not a text file (not UTF-8); a config is YAML text") from None
     try:
         return _build(TrainConfig, {} if values is None else values)
     except _Invalid as e:
