@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.data.coco import DETECTION, PERSON_CATEGORY, read_json
-from posecal.data.schema import Field, Problems, checked_entries, field_problem
+from posecal.data.schema import Field, Problems, checked_entries, entry_label, field_problem
 from posecal.data.sources import lookup
 from posecal.errors import PosecalInputError
 from posecal.validation import describe
@@ -52,8 +52,9 @@ class BoxFile:
         for i, det in checked_entries(self.path, data, DETECTION, id_field="image_id", what="detections"):
             name = det.get("file_name") or image_names.get(det.get("image_id"))
             if name is None:
-                problems.add(f"entry {i}", f"image_id {det.get('image_id')!r} but no file_name; pass "
-                                           "--annotations COCO.json to map image ids to files")
+                problems.add(entry_label(i, det, "entry {i}", "image_id"),
+                             "file_name: missing, and no image of that id known; pass --annotations COCO.json to "
+                             "map image ids to files")
                 continue
             usable += 1
             if det.get("category_id", PERSON_CATEGORY) == PERSON_CATEGORY:
