@@ -1,7 +1,7 @@
 """Bad-input battery, Python API: bad images, files and items of Predictor (python bench/battery_api.py).
 
 Bad images (NaN pixels, wrong shape or type), missing model/image files, a bad item in predict_many, non-UTF-8
-and EXIF-rotated files. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+and EXIF-rotated files, the Predictor's numbers out of range. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
 """
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ CASES = [
                                                 "(D + '/corrupt.jpg', None, None)])]"), refused("corrupt.jpg")),
     Case("api-non-utf8-path", api(IMG + "import os\nresult = len(p(os.fsdecode(os.fsencode(D) + b'/caf\\xe9.jpg')))"),
          works(lambda r: None if api_result(r) == 1 else f"result {api_result(r)}")),
+    # --- the Predictor's numbers (issue 22): refused by name with the allowed range
+    Case("api-threads-minus-1", api("p = Predictor(MODEL, threads=-1)\nresult = 0"), refused("threads")),
+    Case("api-threads-2-to-the-40", api("p = Predictor(MODEL, threads=2**40)\nresult = 0"), refused("threads")),
+    Case("api-batch-size-0", api(IMG.replace("Predictor(MODEL)", "Predictor(MODEL, batch_size=0)")
+                                 + "result = len(p(img))"), refused("batch_size")),
+    Case("api-detector-threshold-1.5", api("p = Predictor(MODEL, detector_threshold=1.5)\nresult = 0"),
+         refused("detector_threshold")),
+    Case("api-min-pose-quality-nan", api("p = Predictor(MODEL, detector=None, min_pose_quality=float('nan'))\n"
+                                         "result = 0"), refused("min_pose_quality")),
     Case("api-exif-orientation-6", api(IMG + "result = [float(v) for v in p(D + '/exif6.jpg')[0].box]"),
          works(lambda r: api_box(r, [0, 0, 120, 160]))),
 ]

@@ -1,16 +1,17 @@
 """Bad-input battery, boxes: wrong box values in predict --boxes and the API (python bench/battery_boxes.py).
 
 Box values that are wrong (negative size, normalised, wrong shape, bad scores) given to `posecal predict --boxes`
-and to the API. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
+and to the API, and malformed fields (a null bbox, a score as text) in a detections file. Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 
 from battery_fixtures import IMG, P
 from battery_judges import has_files, refused, skipped, works
-from battery_runner import Case, api, main, predict
+from battery_runner import Case, api, main, predict, with_setup
 
 
 CASES = [
@@ -19,6 +20,17 @@ CASES = [
          skipped("good.jpg", has_files("good2.jpg"))),
     Case("predict-boxes-normalised", predict(P("good.jpg"), "--boxes", P("boxes_norm.json")),
          skipped("normalised", has_files("good.jpg"))),
+    # --- malformed fields of a COCO detections boxes file (issue 22): the entry skipped by name, the rest used
+    Case("predict-boxes-score-as-string", with_setup(lambda fx, c: (c / "dets.json").write_text(json.dumps(
+        [{"file_name": "good.jpg", "bbox": [40, 5, 80, 110], "score": "0.9"},
+         {"file_name": "good2.jpg", "bbox": [40, 5, 80, 110], "score": 0.8}])),
+        predict(P("good.jpg"), P("good2.jpg"), "--boxes", "dets.json")),
+         skipped("entry 0: score", has_files("good2.jpg"))),
+    Case("predict-boxes-bbox-null", with_setup(lambda fx, c: (c / "dets.json").write_text(json.dumps(
+        [{"file_name": "good.jpg", "bbox": None, "score": 0.9},
+         {"file_name": "good2.jpg", "bbox": [40, 5, 80, 110], "score": 0.8}])),
+        predict(P("good.jpg"), P("good2.jpg"), "--boxes", "dets.json")),
+         skipped("entry 0: bbox", has_files("good2.jpg"))),
     # --- boxes in the Python API
     Case("api-flat-list-of-8-numbers", api(IMG + "result = len(p(img, boxes=[10, 10, 50, 90, 60, 10, 50, 90]))"),
          refused("boxes")),

@@ -1,12 +1,14 @@
 """Bad-input battery, eval: bad images, files and options of `posecal eval` (python bench/battery_eval.py).
 
-Missing/corrupt images in the COCO set, bad annotation/boxes/model files and options of `posecal eval`.
+Missing/corrupt images in the COCO set, bad annotation/boxes/results/model files, malformed fields in them (a null
+bbox, numbers as text) and options of `posecal eval`.
 Options: [--only NAME] [-v] [--keep] [--jobs N] [--no-fork].
 """
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from battery_fixtures import MODEL, P, huge_header_png
 from battery_judges import refused, skipped
@@ -31,6 +33,57 @@ def eval_case(name, replace, bad, n=3):
     return Case(name, run, skipped(bad, eval_metrics(n)))
 
 
+def edited_json(name: str, source, edit):
+    """A case-folder copy of a JSON file (`source(fx)`: its data) with `edit(data)` applied; the path to pass."""
+    def make(fx, cwd):
+        data = source(fx)
+        edit(data)
+        (cwd / name).write_text(json.dumps(data))
+        return cwd / name
+    return make
+
+
+def coco_data(fx):
+    return json.loads(Path(fx.ann).read_text())
+
+
+def results_data(fx):
+    """COCO keypoint results of the fixture set: its GT poses, as an estimator's."""
+    return [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 0.9}
+            for a in coco_data(fx)["annotations"]]
+
+
+def detections_data(fx):
+    return [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
+            for a in coco_data(fx)["annotations"]]
+
+
+def set_field(part, index, field, value):
+    def edit(data):
+        (data[part] if part else data)[index][field] = value
+    return edit
+
+
+def malformed_ann(name, part, index, field, value, bad):
+    """eval on the fixture set with one field of one entry malformed: that entry skipped by name, the rest
+    evaluated (3 of 4 persons)."""
+    def run(fx, cwd):
+        ann = edited_json("ann.json", coco_data, set_field(part, index, field, value))(fx, cwd)
+        return cli("eval", "--annotations", ann, "--images", fx.images, "--out", "ev", MODEL, "--no-progress",
+                   "--threads", "1")(fx, cwd)
+    return Case(name, run, skipped(bad, eval_metrics(3)))
+
+
+def results_metrics_written(n: int):
+    def check(r: Run) -> str | None:
+        m = r.cwd / "ev" / "metrics.json"
+        if not m.is_file():
+            return "metrics.json not written"
+        got = json.loads(m.read_text())["num_results"]
+        return None if got == n else f"metrics over {got} results, expected {n}"
+    return check
+
+
 def eval_args(*args):
     def run(fx, cwd):
         return cli("eval", "--annotations", fx.ann, "--images", fx.images, MODEL, "--no-progress",
@@ -52,6 +105,21 @@ CASES = [
                                            "--out", "ev", MODEL), refused("boxes_bad.json")),
     Case("eval-boxes-malformed", eval_args("--out", "ev", "--boxes", P("boxes_bad.json")), refused("boxes_bad.json")),
     Case("eval-batch-size-0", eval_args("--out", "ev", "--batch-size", "0"), refused("--batch-size")),
+    # --- malformed fields (issue 22): the entry is skipped with a line naming file, entry and field
+    malformed_ann("eval-annotation-bbox-null", "annotations", 1, "bbox", None, "annotations[1] (id 101): bbox"),
+    malformed_ann("eval-annotation-keypoints-as-strings", "annotations", 2, "keypoints",
+                  [str(v) for v in [60.0, 30.0, 2] * 17], "annotations[2] (id 102): keypoints"),
+    malformed_ann("eval-annotation-image-id-as-string", "annotations", 3, "image_id", "4",
+                  "annotations[3] (id 103): image_id"),
+    Case("eval-boxes-score-as-string", eval_args("--out", "ev", "--boxes", edited_json(
+        "dets.json", detections_data, set_field(None, 1, "score", "0.9"))),
+         skipped("entry 1 (image_id 2): score", eval_metrics(3))),
+    Case("eval-results-score-as-string", cli("eval", "--results", edited_json(
+        "r.json", results_data, set_field(None, 0, "score", "0.9")), "--annotations", lambda fx, c: fx.ann,
+        "--out", "ev"), skipped("entry 0 (image_id 1): score", results_metrics_written(3))),
+    Case("eval-results-keypoints-null-everywhere", cli("eval", "--results", edited_json(
+        "r.json", results_data, lambda d: [e.update(keypoints=None) for e in d]), "--annotations",
+        lambda fx, c: fx.ann, "--out", "ev"), refused("r.json", "keypoints")),
     Case("eval-model-corrupt", cli("eval", "--annotations", lambda fx, c: fx.ann, "--images",
                                    lambda fx, c: fx.images, "--out", "ev", "--model", P("corrupt.pt")),
          refused("corrupt.pt")),

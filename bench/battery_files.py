@@ -68,6 +68,8 @@ CASES = [
                                                    "--detector-threshold", "1.5"), refused("--detector-threshold")),
     Case("predict-detector-sanity", predict(P("good.jpg"), "--detector", P("fake_yolox.onnx")),
          works(detector_found)),
+    Case("predict-threads-huge", cli("predict", P("good.jpg"), MODEL, "--out", "p.json", "--no-progress",
+                                     "--threads", "99999999999"), refused("--threads")),
     Case("predict-every-0", predict(P("clip.avi"), "--every", "0"), refused("--every")),
     # --- boxes, model and detector files
     Case("predict-boxes-missing", predict(P("good.jpg"), "--boxes", P("nope.json")), refused("nope.json")),

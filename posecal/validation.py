@@ -1,9 +1,14 @@
-"""Value rules shared by config loading and the command line, so that a YAML field and a CLI option refuse the
-same values with the same words. Kept free of heavy imports: the CLI builds its parser from these."""
+"""Value rules shared by config loading, the command line and the Python API, so that a YAML field, a CLI option
+and an API argument refuse the same values with the same words. Kept free of heavy imports: the CLI builds its
+parser from these."""
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass
+
+from posecal.errors import PosecalInputError
 
 _FLOAT_LITERAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _INT_LITERAL = re.compile(r"[+-]?\d+")
@@ -41,7 +46,7 @@ class Rule:
             if self.choices and v not in self.choices:
                 return f"must be one of {', '.join(map(str, self.choices))}, got {v!r}"
             if not self._within(v):
-                return f"must be {self.bounds()}, got {v:g}"
+                return f"must be {self.bounds()}, got {v if isinstance(v, numbers.Integral) else format(v, 'g')}"
         if self.ordered and values[0] > values[1]:
             return f"must be a range [low, high] with low <= high, got {list(values)}"
         return None
@@ -63,3 +68,43 @@ class Rule:
 POSITIVE = Rule(lo=0, lo_open=True)
 NON_NEGATIVE = Rule(lo=0)
 PROBABILITY = Rule(lo=0, hi=1)
+# CPU threads: torch and onnxruntime take any positive int, and a huge one either overflows in C (a traceback)
+# or asks for a million threads; no machine posecal runs on has more cores than this.
+THREADS = Rule(lo=1, hi=1024)
+
+
+def describe(value) -> str:
+    """A value as the user wrote it (YAML, JSON or Python), for 'expected X, got <this>'."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}"
+    return "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
+def number_problem(value, kind: type, rule: Rule | None = None) -> str | None:
+    """What is wrong with `value` as an int (kind=int) or a number (kind=float) held to `rule`, or None.
+    Booleans are not numbers (True would silently be 1); NaN and infinities are refused. numpy scalars count."""
+    accepted = numbers.Integral if kind is int else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        return f"expected {'an integer' if kind is int else 'a number'}, got {describe(value)}"
+    if kind is float and not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    return rule.problem(value) if rule is not None else None
+
+
+def check_number(name: str, value, kind: type, rule: Rule | None = None, optional: bool = False):
+    """An API argument held to `rule`: the value, or PosecalInputError 'NAME: problem' (e.g. 'threads: must be
+    in [1, 1024], got -1'), so a bad number is refused by name before it reaches torch as a RuntimeError."""
+    if optional and value is None:
+        return None
+    problem = number_problem(value, kind, rule)
+    if problem:
+        raise PosecalInputError(f"{name}: {problem}")
+    return value

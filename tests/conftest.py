@@ -8,6 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
+try:  # the fuzz tests' one profile (tests/test_fuzz_readers.py): fixed examples, few enough for CI on 2 cores
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("posecal", max_examples=40, deadline=None, derandomize=True, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    settings.load_profile("posecal")
+except ImportError:   # hypothesis is in the dev extra; without it the fuzz tests skip
+    pass
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COCO_CROPS = SHARED / "data" / "coco-val2017-crops"
 needs_shared = pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")

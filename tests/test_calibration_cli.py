@@ -152,7 +152,7 @@ def test_eval_results_bad_input_is_one_line(tmp_path, capsys):
     res.write_text(json.dumps([{"image_id": 1, "keypoints": [1, 2], "score": 1}]))
     assert main(["eval", "--results", str(res), "--annotations", str(ann), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"posecal: error: {res}: entry 0: 'keypoints' must be 51 numbers"
+    assert err == f"posecal: error: {res}: entry 0 (image_id 1): keypoints: expected 17 x 3 numbers, got a list of 2"
     assert main(["eval", "--annotations", str(ann), "--out", str(tmp_path / "o")]) == 2
     assert "--images is needed" in capsys.readouterr().err
 

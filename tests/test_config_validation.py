@@ -90,7 +90,7 @@ def test_a_top_level_list_is_refused(tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ("batch_size: 0", "batch_size: must be > 0, got 0"),
     ("epochs: -1", "epochs: must be > 0, got -1"),
-    ("threads: 0", "threads: must be > 0, got 0"),
+    ("threads: 0", "threads: must be in [1, 1024], got 0"),
     ("lr: 0", "lr: must be > 0, got 0"),
     ("lr: -1e-3", "lr: must be > 0, got -0.001"),
     ("max_minutes: 0", "max_minutes: must be > 0, got 0"),
@@ -134,7 +134,7 @@ def test_cli_train_prints_a_bad_config_as_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, option, problem", [
-    (["predict", "x.jpg", "--threads", "0"], "--threads", "must be > 0, got 0"),
+    (["predict", "x.jpg", "--threads", "0"], "--threads", "must be in [1, 1024], got 0"),
     (["predict", "x.jpg", "--threads", "two"], "--threads", "expected an integer, got 'two'"),
     (["predict", "x.jpg", "--batch-size", "-4"], "--batch-size", "must be > 0, got -4"),
     (["predict", "x.jpg", "--every", "1.5"], "--every", "expected an integer, got '1.5'"),
@@ -143,7 +143,7 @@ def test_cli_train_prints_a_bad_config_as_one_line(tmp_path, capsys):
     (["eval", "--annotations", "a.json", "--images", ".", "--out", "o", "--batch-size", "0"], "--batch-size",
      "must be > 0, got 0"),
     (["eval", "--annotations", "a.json", "--images", ".", "--out", "o", "--threads", "-1"], "--threads",
-     "must be > 0, got -1"),
+     "must be in [1, 1024], got -1"),
     (["train", "c.yaml", "--max-minutes", "-5"], "--max-minutes", "must be >= 0, got -5"),
     (["train", "c.yaml", "--max-minutes", "inf"], "--max-minutes", "expected a number, got 'inf'"),
 ])

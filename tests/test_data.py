@@ -70,14 +70,14 @@ def _write(tmp_path, name, content):
     ("{not json", "not valid JSON"),
     ({"foo": 1}, "not a COCO annotation file"),
     ({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"id": 7, "image_id": 1, "bbox": [0, 0, 5, 5]}]},
-     "annotation 7 has no 'keypoints'"),
+     "annotations[0] (id 7): keypoints: missing (not a keypoint file?)"),
     ({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [
         {"id": 8, "image_id": 1, "bbox": [0, 0, 0, 5], "keypoints": [1, 1, 2] * 17, "num_keypoints": 17}]},
-     "annotation 8: bbox has zero or negative size"),
+     "annotations[0] (id 8): bbox: width and height must be > 0, got [0.0, 0.0, 0.0, 5.0]"),
     ({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [
         {"id": 9, "image_id": 1, "bbox": [0, 0, 5, 5], "keypoints": [float("nan"), 1, 2] + [1, 1, 2] * 16,
          "num_keypoints": 17}]},
-     "annotation 9: keypoints contain NaN"),
+     "annotations[0] (id 9): keypoints[0]: expected a finite number, got nan"),
 ])
 def test_bad_annotation_files_give_one_line_errors(tmp_path, content, message):
     p = _write(tmp_path, "bad.json", content)
@@ -99,7 +99,7 @@ def test_detection_boxes_replace_gt(tiny_coco, tmp_path):
     recs = load_coco_persons(ann, img_dir, boxes_file=dets, min_box_score=0.05)
     assert [r.image_id for r in recs] == [1, 2] and recs[0].score == 0.9
     bad = _write(tmp_path, "dets_bad.json", [{"image_id": 1, "bbox": [0, 0, -3, 4], "score": 1}])
-    with pytest.raises(PosecalInputError, match="entry 0: bbox has zero or negative size"):
+    with pytest.raises(PosecalInputError, match=r"entry 0 \(image_id 1\): bbox: width and height must be > 0, got \[0.0, 0.0, -3.0, 4.0\]"):
         load_coco_persons(ann, img_dir, boxes_file=bad)
 
 

@@ -82,7 +82,7 @@ def test_predictor_refuses_other_counts(tmp_path):
     from posecal.inference.predictor import Predictor
 
     tiny_heads_predictor(tmp_path)                          # writes tmp_path/heads.pt
-    with pytest.raises(PosecalInputError, match="orientations must be one of"):
+    with pytest.raises(PosecalInputError, match="orientations: must be one of 1, 4, got 3"):
         Predictor.from_checkpoint(tmp_path / "heads.pt", detector=None, orientations=3)
 
 

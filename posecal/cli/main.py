@@ -10,7 +10,7 @@ from pathlib import Path
 
 from posecal.errors import PosecalInputError
 from posecal.detect.detector import MIN_POSE_QUALITY
-from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float, parse_int
+from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
 
 def _number(kind: type, rule: Rule):
@@ -38,6 +38,7 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PYTHON_FORMATWARNING = warnings.formatwarning
 POSITIVE_INT = _number(int, POSITIVE)
+THREADS_INT = _number(int, THREADS)
 NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
 PROBABILITY_FLOAT = _number(float, PROBABILITY)
 
@@ -263,7 +264,7 @@ def main(argv=None) -> int:
     p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
                    help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
                         "trusts most (people lying or upside down; 4x the network time) (default: 1)")
-    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("track", help="multi-person pose tracking on videos: poses with track ids, smoothed")
@@ -286,7 +287,7 @@ def main(argv=None) -> int:
                    help="pose network runtime (default: onnx = onnxruntime)")
     p.add_argument("--model", default="fast", help="accurate, fast, or a model file (.pt or exported .onnx; "
                                                      "default: fast, which keeps video frame rates)")
-    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
@@ -335,7 +336,7 @@ def main(argv=None) -> int:
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
-    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
@@ -371,7 +372,7 @@ def main(argv=None) -> int:
     p.add_argument("--annotations", required=True, help="COCO keypoint JSON (its persons' boxes are used)")
     p.add_argument("--images", required=True, help="folder with the images named in the JSON")
     p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
-    p.add_argument("--threads", type=POSITIVE_INT, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--threads", type=THREADS_INT, default=1, help="CPU threads (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run_peer)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
@@ -382,7 +383,7 @@ def main(argv=None) -> int:
                    help="fit the post-hoc calibration (quality maps, conformal radii) on this labelled set, "
                         "which the pose network must not have trained on, and store it in the model file")
     p.add_argument("--images", metavar="DIR", help="images of --calibrate-on")
-    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads for --calibrate-on (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads for --calibrate-on (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_pack)
     args = parser.parse_args(argv)

@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
+from posecal.data.schema import Field, checked_entries
 from posecal.errors import PosecalInputError
 from posecal.skeleton import LSP_TO_COCO, NUM_KEYPOINTS
+from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule
 
 
 @dataclass
@@ -42,26 +44,84 @@ def read_json(path) -> object:
         raise PosecalInputError(f"{path}: not valid JSON ({e})") from None
 
 
-def _check_box(path, what: str, bbox) -> np.ndarray:
-    try:
-        box = np.asarray(bbox, dtype=np.float64).reshape(4)
-    except (TypeError, ValueError):
-        raise PosecalInputError(f"{path}: {what}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}") from None
-    if not np.all(np.isfinite(box)):
-        raise PosecalInputError(f"{path}: {what}: bbox has non-finite values {box.tolist()}")
-    if box[2] <= 0 or box[3] <= 0:
-        raise PosecalInputError(f"{path}: {what}: bbox has zero or negative size {box.tolist()}")
-    return box
+def _positive_size(box: np.ndarray) -> str | None:
+    return None if box[2] > 0 and box[3] > 0 else f"width and height must be > 0, got {[float(f'{v:g}') for v in box]}"
 
 
-def _check_keypoints(path, what: str, kpts, num_keypoints: int) -> np.ndarray:
-    try:
-        k = np.asarray(kpts, dtype=np.float64).reshape(num_keypoints, 3)
-    except (TypeError, ValueError):
-        raise PosecalInputError(f"{path}: {what}: keypoints must be {num_keypoints}x3 numbers") from None
-    if not np.all(np.isfinite(k)):
-        raise PosecalInputError(f"{path}: {what}: keypoints contain NaN or infinite values")
-    return k
+def _visibility_flags(kpts: np.ndarray) -> str | None:
+    flags = kpts.reshape(-1, 3)[:, 2]
+    bad = flags[~np.isin(flags, (0, 1, 2))]
+    return f"visibility flags (every third number) must be 0, 1 or 2, got {bad[0]:g}" if len(bad) else None
+
+
+BBOX = Field("numbers", shape=(4,), expect="4 numbers [x, y, w, h]", check=_positive_size)
+IMAGE = {"id": Field("int", required=True), "file_name": Field("text", required=True),
+         "width": Field("int", rule=POSITIVE), "height": Field("int", rule=POSITIVE)}
+CATEGORY = {"id": Field("int", required=True)}
+# A detection result (COCO detection results format): where a person is, not what pose.
+DETECTION = {"image_id": Field("int"), "bbox": Field("numbers", required=True, shape=(4,),
+                                                      expect="4 numbers [x, y, w, h]"),
+             "score": Field("number", rule=PROBABILITY), "category_id": Field("int"), "file_name": Field("text")}
+PERSON_CATEGORY = 1
+
+
+def annotation_spec(num_keypoints: int | None = NUM_KEYPOINTS, need_keypoints: bool = True) -> dict[str, Field]:
+    """The fields of a COCO keypoint annotation; num_keypoints None: any number of (x, y, v) triples."""
+    return {"id": Field("int", required=True), "image_id": Field("int", required=True),
+            "category_id": Field("int"), "iscrowd": Field("int", rule=Rule(choices=(0, 1))),
+            "num_keypoints": Field("int", rule=NON_NEGATIVE), "area": Field("number", rule=NON_NEGATIVE),
+            "bbox": replace(BBOX, required=True),
+            "keypoints": Field("numbers", required=need_keypoints, shape=(num_keypoints, 3), flat=True,
+                               check=_visibility_flags, missing="missing (not a keypoint file?)")}
+
+
+def read_coco(path, num_keypoints: int | None = NUM_KEYPOINTS, need_keypoints: bool = True) -> dict:
+    """A COCO keypoint file with every field of its images, categories and annotations checked: the file's
+    dict holding only the usable entries (each bad one is a warning line naming the file, the entry and the
+    field), annotations with the defaults pycocotools needs filled in (area: the box's, iscrowd: 0,
+    num_keypoints: the labelled ones), categories a person one when the file has none. Everything that reads
+    a COCO file (training, eval, pycocotools' ground truth, calibration) reads it through here."""
+    data = read_json(path)
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise PosecalInputError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
+    images = checked_entries(path, data["images"], IMAGE, "images[{i}]", "id", what="images")
+    image_ids = {img["id"] for _, img in images}
+    refs = {"image_id": (image_ids, "no image with id {} in its images")}
+    anns = checked_entries(path, data["annotations"], annotation_spec(num_keypoints, need_keypoints),
+                           "annotations[{i}]", "id", refs, what="annotations")
+    # posecal knows one category, people: pycocotools needs the list, a usable one or else the person one
+    categories = checked_entries(path, data.get("categories") or [], CATEGORY, "categories[{i}]", "id",
+                                 what="categories", refuse_empty=False)
+    return data | {"images": [img for _, img in images],
+                   "categories": [c for _, c in categories] or [{"id": PERSON_CATEGORY, "name": "person"}],
+                   "annotations": [_with_defaults(a) for _, a in anns]}
+
+
+def _with_defaults(ann: dict) -> dict:
+    out = {"iscrowd": 0, "category_id": PERSON_CATEGORY} | ann
+    out.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
+    if "keypoints" in ann:
+        out.setdefault("num_keypoints", int(np.count_nonzero(np.asarray(ann["keypoints"])[2::3] > 0)))
+    return out
+
+
+def coco_image_ids(path) -> dict[str, int]:
+    """{file name: image id} of a COCO file's images (only they are read: `predict --annotations`)."""
+    data = read_json(path)
+    if not isinstance(data, dict) or "images" not in data:
+        raise PosecalInputError(f"{path}: not a COCO annotation file with an 'images' list")
+    return {img["file_name"]: img["id"] for _, img in checked_entries(path, data["images"], IMAGE, "images[{i}]",
+                                                                      "id", what="images")}
+
+
+def read_detections(path, image_ids=None, annotation_file=None) -> list[tuple[int, dict]]:
+    """(index, entry) of the usable entries of a COCO detection results file; with `image_ids`, entries must
+    carry one of them (the images of `annotation_file`)."""
+    spec, refs = DETECTION, None
+    if image_ids is not None:
+        spec = DETECTION | {"image_id": Field("int", required=True), "bbox": replace(BBOX, required=True)}
+        refs = {"image_id": (image_ids, f"no image with id {{}} in {annotation_file}")}
+    return checked_entries(path, read_json(path), spec, id_field="image_id", refs=refs, what="detections")
 
 
 def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score: float = 0.0,
@@ -69,28 +129,18 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
     """Persons of a COCO keypoint file: GT boxes by default, or the person boxes of a detection-results JSON.
 
     GT persons need num_keypoints > 0 and iscrowd = 0 (the COCO evaluation rule). `keypoint_map` maps a
-    dataset's joint order onto COCO-17 (e.g. LSP-14); unmapped COCO joints get v = 0.
+    dataset's joint order onto COCO-17 (e.g. LSP-14); unmapped COCO joints get v = 0. Bad entries are
+    skipped with a warning line (read_coco, read_detections).
     """
-    data = read_json(annotation_file)
-    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-        raise PosecalInputError(f"{annotation_file}: not a COCO annotation file (needs 'images' and 'annotations')")
-    images = {}
-    for img in data["images"]:
-        if "id" not in img or "file_name" not in img:
-            raise PosecalInputError(f"{annotation_file}: image entry without 'id'/'file_name': {str(img)[:80]}")
-        images[img["id"]] = img
     src_k = len(keypoint_map) if keypoint_map is not None else num_keypoints
+    data = read_coco(annotation_file, src_k)
+    images = {img["id"]: img for img in data["images"]}
     records = []
     if boxes_file is None:
         for ann in data["annotations"]:
-            what = f"annotation {ann.get('id', '?')}"
-            if "keypoints" not in ann:
-                raise PosecalInputError(f"{annotation_file}: {what} has no 'keypoints' (not a keypoint file)")
-            if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) <= 0:
+            if ann["iscrowd"] or ann["num_keypoints"] <= 0:
                 continue
-            if ann.get("image_id") not in images:
-                raise PosecalInputError(f"{annotation_file}: {what} refers to unknown image_id {ann.get('image_id')}")
-            kpts = _check_keypoints(annotation_file, what, ann["keypoints"], src_k)
+            kpts = np.asarray(ann["keypoints"], np.float64).reshape(src_k, 3)
             if keypoint_map is not None:
                 mapped = np.zeros((num_keypoints, 3))
                 for src, dst in enumerate(keypoint_map):
@@ -99,24 +149,15 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
                 kpts = mapped
             if not np.any(kpts[:, 2] > 0):
                 continue
-            box = _check_box(annotation_file, what, ann.get("bbox"))
+            box = np.asarray(ann["bbox"], np.float64)
             img = images[ann["image_id"]]
-            area = float(ann.get("area", box[2] * box[3]))
             records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box, kpts,
-                                        area, ann_id=int(ann.get("id", -1)), file_name=img["file_name"]))
+                                        float(ann["area"]), ann_id=int(ann["id"]), file_name=img["file_name"]))
     else:
-        dets = read_json(boxes_file)
-        if not isinstance(dets, list):
-            raise PosecalInputError(f"{boxes_file}: detection results must be a JSON list of "
-                                    "{image_id, bbox, score}")
-        for i, det in enumerate(dets):
-            if not isinstance(det, dict) or "bbox" not in det or "image_id" not in det:
-                raise PosecalInputError(f"{boxes_file}: entry {i} lacks 'image_id' or 'bbox'")
-            if det.get("category_id", 1) != 1 or det.get("score", 1.0) < min_box_score:
+        for _, det in read_detections(boxes_file, set(images), annotation_file):
+            if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY or det.get("score", 1.0) < min_box_score:
                 continue
-            if det["image_id"] not in images:
-                raise PosecalInputError(f"{boxes_file}: entry {i} refers to unknown image_id {det['image_id']}")
-            box = _check_box(boxes_file, f"entry {i}", det["bbox"])
+            box = np.asarray(det["bbox"], np.float64)
             img = images[det["image_id"]]
             records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box,
                                         np.zeros((num_keypoints, 3)), float(box[2] * box[3]),

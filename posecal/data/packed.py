@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.data.coco import PersonRecord, area_scale, load_coco_persons, read_json
+from posecal.data.coco import PersonRecord, area_scale, load_coco_persons, read_coco, read_json
 from posecal.data.transforms import apply_affine, box_to_center_scale
 from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
@@ -127,7 +127,8 @@ def write_index(folder: Path, images: list, annotations: list, info: dict) -> in
 
 def _check_index(path: Path) -> dict:
     data = read_json(path)
-    if not isinstance(data, dict) or data.get("info", {}).get("format") != FORMAT:
+    info = data.get("info") if isinstance(data, dict) else None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise PosecalInputError(f"{path}: not a posecal pack index (expected info.format = {FORMAT!r}; "
                                 "made by tools/pack_training_data.py)")
     return data
@@ -148,10 +149,11 @@ def load_packed_persons(folder) -> list[PersonRecord]:
         if shard.name != f"shard_{i:03d}" or (of is not None and of != len(shards)):
             raise PosecalInputError(f"{folder}: has {', '.join(s.name for s in shards)}, but the pack has "
                                     f"{of} shards (shard_000 ... shard_{(of or 1) - 1:03d}): bring all of them")
-        known = {a["id"]: bool(a.get("visibility_known", True)) for a in data["annotations"]}
+        annotations = read_coco(index)["annotations"]   # its fields checked, as every COCO file's
+        known = {a["id"]: bool(a.get("visibility_known", True)) for a in annotations}
         recs = load_coco_persons(index, shard)
-        if len(recs) != len(data["annotations"]):
-            raise PosecalInputError(f"{index}: {len(data['annotations']) - len(recs)} persons without labelled "
+        if len(recs) != len(annotations):
+            raise PosecalInputError(f"{index}: {len(annotations) - len(recs)} persons without labelled "
                                     "keypoints (a pack holds none)")
         for r in recs:
             r.visibility_known = known[r.ann_id]

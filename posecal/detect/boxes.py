@@ -2,15 +2,25 @@
 against the image they belong to."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from posecal.errors import PosecalInputError
+from posecal.data.coco import DETECTION, PERSON_CATEGORY, read_json
+from posecal.data.schema import Field, Problems, checked_entries, entry_label, field_problem
 from posecal.data.sources import lookup
+from posecal.errors import PosecalInputError
+from posecal.validation import describe
 
-PERSON_CATEGORY = 1
+
+def _row_problem(row: np.ndarray) -> str | None:
+    """4 numbers, or 5 whose 5th is a detector score in [0, 1] (as COCO results and the API's box_scores)."""
+    if len(row) not in (4, 5):
+        return f"expected [x, y, w, h] or [x, y, w, h, score], got {len(row)} numbers"
+    return None if len(row) == 4 or 0 <= row[4] <= 1 else f"score (5th number) must be in [0, 1], got {row[4]:g}"
+
+
+BOX_ROW = Field("numbers", shape=(None,), expect="[x, y, w, h] or [x, y, w, h, score]", check=_row_problem)
 
 
 class BoxFile:
@@ -27,40 +37,50 @@ class BoxFile:
         self.path = Path(path)
         if not self.path.is_file():
             raise PosecalInputError(f"{self.path}: boxes file not found")
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise PosecalInputError(f"{self.path}: not valid JSON ({e})") from None
+        data = read_json(self.path)
         self.by_name: dict[str, list[list[float]]] = {}
         if isinstance(data, list):
             self._read_coco(data, image_names or {})
         elif isinstance(data, dict):
-            for name, boxes in data.items():
-                self.by_name[str(name)] = [self._box(b, f"entry '{name}'") for b in (boxes or [])]
+            self._read_per_image(data)
         else:
             raise PosecalInputError(f"{self.path}: expected a list (COCO detections) or an object (per image)")
 
     def _read_coco(self, data: list, image_names: dict[int, str]) -> None:
-        for i, det in enumerate(data):
-            if not isinstance(det, dict) or "bbox" not in det:
-                raise PosecalInputError(f"{self.path}: entry {i} is not a detection with a 'bbox'")
-            if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
-                continue
+        """Detections of people, by image name; a bad entry is skipped with a line (posecal.data.schema)."""
+        problems, usable = Problems(self.path, "detections"), 0
+        for i, det in checked_entries(self.path, data, DETECTION, id_field="image_id", what="detections"):
             name = det.get("file_name") or image_names.get(det.get("image_id"))
             if name is None:
-                raise PosecalInputError(f"{self.path}: entry {i} has image_id {det.get('image_id')!r} but no "
-                                        f"file_name; pass --annotations COCO.json to map image ids to files")
-            self.by_name.setdefault(str(name), []).append(
-                self._box(list(det["bbox"]) + [det.get("score", 1.0)], f"entry {i}"))
+                problems.add(entry_label(i, det, "entry {i}", "image_id"),
+                             "file_name: missing, and no image of that id known; pass --annotations COCO.json to "
+                             "map image ids to files")
+                continue
+            usable += 1
+            if det.get("category_id", PERSON_CATEGORY) == PERSON_CATEGORY:
+                self.by_name.setdefault(str(name), []).append(list(det["bbox"]) + [det.get("score", 1.0)])
+        problems.settle(usable, usable + len(problems.lines))
 
-    def _box(self, values, where: str) -> list[float]:
-        try:
-            v = [float(x) for x in values]
-        except (TypeError, ValueError):
-            raise PosecalInputError(f"{self.path}: {where}: box {values!r} is not a list of numbers") from None
-        if len(v) not in (4, 5):
-            raise PosecalInputError(f"{self.path}: {where}: box needs [x, y, w, h] or [x, y, w, h, score], got {v}")
-        return v if len(v) == 5 else v + [1.0]
+    def _read_per_image(self, data: dict) -> None:
+        """{name: [[x, y, w, h(, score)], ...]}: each row checked (BOX_ROW); a bad one is skipped with a line."""
+        problems, total = Problems(self.path, "boxes"), 0
+        for name, rows in data.items():
+            if rows is None:
+                rows = []
+            if not isinstance(rows, list):
+                problems.add(f"entry '{name}'", f"expected a list of boxes [[x, y, w, h(, score)], ...], got "
+                                                f"{describe(rows)}")
+                total += 1
+                continue
+            self.by_name[str(name)] = []
+            for j, row in enumerate(rows):
+                total += 1
+                problem = field_problem(row, BOX_ROW)
+                if problem:
+                    problems.add(f"entry '{name}'", f"box {j}: {problem}")
+                else:
+                    self.by_name[str(name)].append([float(v) for v in row] + [1.0] * (5 - len(row)))
+        problems.settle(total - len(problems.lines), total)
 
     def get(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """(boxes (M, 4), scores (M,)) for an image name, or None when the file does not mention it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from posecal.calibration.quality import QualityCalibration, cross_fit, fit_quality_calibration, truth_of
-from posecal.data.coco import load_coco_persons, read_json
+from posecal.data.coco import load_coco_persons, read_coco
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import predict_records
 from posecal.metrics.calibration import ece, pearson
@@ -21,8 +21,8 @@ FOLDS = 5
 
 def photo_groups(annotations, ann_ids) -> np.ndarray:
     """The original photograph of each person (`orig_image_id` of crop data sets, else `image_id`)."""
-    data = read_json(annotations)
-    photo = {a["id"]: a.get("orig_image_id", a["image_id"]) for a in data.get("annotations", [])}
+    data = read_coco(annotations)
+    photo = {a["id"]: a.get("orig_image_id", a["image_id"]) for a in data["annotations"]}
     return np.array([photo.get(int(i), -1 - n) for n, i in enumerate(ann_ids)])
 
 

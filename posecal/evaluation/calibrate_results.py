@@ -27,7 +27,7 @@ from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scal
 from posecal.evaluation.evidence import EVIDENCE_INPUTS, Evidence, PosecalEvidence
 from posecal.calibration.maps import IsotonicMap, LogisticScore, fit_isotonic, fit_logistic
 from posecal.calibration.quality import truth_of
-from posecal.data.coco import read_json
+from posecal.data.coco import read_coco, read_json
 from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
 from posecal.metrics.coco_ap import load_coco_gt
@@ -211,14 +211,13 @@ def results_evidence(res: ResultSet, results, images, source: PosecalEvidence | 
 
 def calibrate_fit(results, annotations, out, images=None) -> ResultsCalibrator:
     check_output_file(out, "--out")
-    res = load_results(results)
-    data = read_json(annotations)
+    truth = read_coco(annotations)   # checked: pycocotools gets no entry it would fail on
+    res = load_results(results, image_ids={im["id"] for im in truth["images"]}, annotations=annotations)
     evidence = source = None
     if images is not None:
-        id_to_file = {im.get("id"): im.get("file_name") for im in data.get("images", [])} \
-            if isinstance(data, dict) else {}
+        id_to_file = {im["id"]: im["file_name"] for im in truth["images"]}
         evidence, source = results_evidence(res, results, images, id_to_file=id_to_file)
-    cal = fit_results_calibrator(res, load_coco_gt(annotations), evidence=evidence,
+    cal = fit_results_calibrator(res, load_coco_gt(truth), evidence=evidence,
                                  evidence_model=source.description if source else None)
     cal.meta |= {"results": str(results), "annotations": str(annotations)}
     write_json_atomic(cal.to_dict(), out)

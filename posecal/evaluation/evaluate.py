@@ -13,7 +13,7 @@ import torch
 
 from posecal.calibration.quality import calibration_from_meta
 from posecal.models.checkpoint import load_model, require_coco_keypoints
-from posecal.data.coco import load_coco_persons
+from posecal.data.coco import load_coco_persons, read_coco
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import Predictions, predict_records
 from posecal.io import write_json_atomic
@@ -144,7 +144,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     image_ids = [r.image_id for r in pred.records]
     box_scores = np.array([r.score for r in pred.records])
     conf = keypoint_confidence(pred)
-    gt = load_coco_gt(cfg.annotations)
+    gt = load_coco_gt(read_coco(cfg.annotations))   # checked: pycocotools gets no entry it would fail on
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
                "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip,
                "decode": cfg.decode or default_decode(mcfg),

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from posecal.data.coco import read_json
+from posecal.data.coco import read_coco, read_json
+from posecal.data.schema import Field, checked_entries
 from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.metrics.calibration import ece, pearson, spearman
@@ -24,6 +25,7 @@ from posecal.metrics.oks import opks
 from posecal.metrics.risk_coverage import risk_coverage
 from posecal.metrics.visibility import binary_report, classification_report
 from posecal.skeleton import COCO_KEYPOINTS, NUM_KEYPOINTS
+from posecal.validation import NON_NEGATIVE, PROBABILITY, Rule
 
 VIS_LABELS = ("not labelled", "occluded", "visible")
 RADIUS_TARGET = 0.9
@@ -33,18 +35,6 @@ MIN_MATCH_OKS = 0.0   # every prediction on an image with an unmatched person is
 def rounded(x, nd: int = 4):
     """A float for metrics.json: rounded, NaN -> None (JSON has no NaN)."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
-
-
-def _numbers(path, i: int, entry: dict, field: str, shape: tuple) -> np.ndarray | None:
-    if field not in entry:
-        return None
-    try:
-        a = np.asarray(entry[field], np.float64).reshape(shape)
-    except (TypeError, ValueError):
-        raise PosecalInputError(f"{path}: entry {i}: '{field}' must be {int(np.prod(shape))} numbers") from None
-    if not np.all(np.isfinite(a)):
-        raise PosecalInputError(f"{path}: entry {i}: '{field}' has non-finite values")
-    return a
 
 
 @dataclass
@@ -63,39 +53,43 @@ class ResultSet:
     keypoint_radius: np.ndarray | None   # (N, K)
 
 
-def load_results(path, k: int = NUM_KEYPOINTS) -> ResultSet:
-    """Read and check a COCO keypoint results file; a bad entry is one line naming the file, entry and field."""
-    return results_from_entries(read_json(path), path, k)
+def result_spec(k: int = NUM_KEYPOINTS) -> dict[str, Field]:
+    """The fields of a COCO keypoint results entry, posecal's trust fields among them (all optional)."""
+    return {"image_id": Field("int", required=True), "keypoints": Field("numbers", True, shape=(k, 3), flat=True),
+            "score": Field("number", required=True), "category_id": Field("int"), "file_name": Field("text"),
+            "bbox": Field("numbers", shape=(4,), expect="4 numbers [x, y, w, h]"),
+            "pose_quality": Field("number"), "keypoint_quality": Field("numbers", shape=(k,)),
+            "visibility": Field("numbers", shape=(k,), rule=Rule(choices=(0, 1, 2))),
+            "visibility_probs": Field("numbers", shape=(k, None), rule=PROBABILITY),
+            "keypoint_radius": Field("numbers", shape=(k,), rule=NON_NEGATIVE)}
 
 
-def results_from_entries(data, path, k: int = NUM_KEYPOINTS) -> ResultSet:
+def load_results(path, k: int = NUM_KEYPOINTS, image_ids=None, annotations=None) -> ResultSet:
+    """Read and check a COCO keypoint results file: a bad entry is a line naming the file, entry and field, and
+    is skipped (a file with no usable entry is refused). With `image_ids` (those of `annotations`), an entry
+    must refer to one of them."""
+    return results_from_entries(read_json(path), path, k, image_ids, annotations)
+
+
+def results_from_entries(data, path, k: int = NUM_KEYPOINTS, image_ids=None, annotations=None) -> ResultSet:
     """Checked arrays of COCO keypoint results entries (`path` names them in messages). Optional fields
     count only when every entry has them."""
     if not isinstance(data, list):
         raise PosecalInputError(f"{path}: expected a JSON list of COCO keypoint results")
     if not data:
         raise PosecalInputError(f"{path}: no results")
+    refs = None if image_ids is None else {"image_id": (image_ids, f"no image with id {{}} in {annotations}")}
+    data = [e for _, e in checked_entries(path, data, result_spec(k), id_field="image_id", refs=refs, what="results")]
     cols: dict[str, list] = {}
-    for i, e in enumerate(data):
-        if not isinstance(e, dict):
-            raise PosecalInputError(f"{path}: entry {i}: expected an object, got {type(e).__name__}")
-        for field in ("image_id", "keypoints", "score"):
-            if field not in e:
-                raise PosecalInputError(f"{path}: entry {i}: missing '{field}'")
-        if not isinstance(e["image_id"], int) or isinstance(e["image_id"], bool):
-            raise PosecalInputError(f"{path}: entry {i}: 'image_id' must be an integer, got {e['image_id']!r}")
-        specs = {"keypoints": (k, 3), "score": (), "pose_quality": (), "keypoint_quality": (k,),
-                 "visibility": (k,), "keypoint_radius": (k,)}
-        for field, shape in specs.items():
-            a = _numbers(path, i, e, field, shape)
-            if a is not None:
-                cols.setdefault(field, []).append(a)
-        if "visibility_probs" in e:
-            cols.setdefault("visibility_probs", []).append(_numbers(path, i, e, "visibility_probs", (k, -1)))
+    for e in data:
+        for field in ("keypoints", "score", "pose_quality", "keypoint_quality", "visibility", "keypoint_radius",
+                      "visibility_probs"):
+            if field in e:
+                cols.setdefault(field, []).append(np.asarray(e[field], np.float64))
     n = len(data)
     full = {f: np.stack(v) for f, v in cols.items() if len(v) == n and (f != "visibility_probs" or
                                                                         len({a.shape for a in v}) == 1)}
-    kp = full["keypoints"]
+    kp = full["keypoints"].reshape(n, k, 3)
     return ResultSet(data, np.array([e["image_id"] for e in data]), kp[..., :2], kp[..., 2], full["score"],
                      full.get("pose_quality"), full.get("keypoint_quality"),
                      full["visibility"].astype(int) if "visibility" in full else None,
@@ -107,9 +101,8 @@ def result_boxes(res: ResultSet) -> np.ndarray:
     lo, hi = res.keypoints.min(1), res.keypoints.max(1)
     boxes = np.concatenate([lo, hi - lo], 1)
     for i, e in enumerate(res.entries):
-        b = e.get("bbox")
-        if isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) for v in b):
-            boxes[i] = b
+        if "bbox" in e:   # checked by result_spec
+            boxes[i] = e["bbox"]
     return boxes
 
 
@@ -156,8 +149,11 @@ def results_metrics(res: ResultSet, gt) -> dict:
     """The contract keys of metrics.json for a results file against a pycocotools COCO ground truth."""
     pose_scores = {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None else {})
     m: dict = {"num_results": len(res.entries), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+    # pycocotools needs a category, and reads boxes only when the first entry has one, then from every entry
+    boxes = all("bbox" in e for e in res.entries)
     for name, s in pose_scores.items():
-        entries = [e | {"score": float(v)} for e, v in zip(res.entries, s)]
+        entries = [{"category_id": 1} | {k: v for k, v in e.items() if boxes or k != "bbox"} | {"score": float(v)}
+                   for e, v in zip(res.entries, s)]
         ap = coco_keypoint_ap(gt, entries)
         for key in ("ap", "ap50", "ap75", "ar"):
             m[key][name] = round(ap[key], 3)
@@ -264,9 +260,9 @@ def evaluate_results(results, annotations, out, images=None) -> Evaluation:
     from posecal.outputs import check_output_dir
 
     out_dir = check_output_dir(out, "--out")
-    res = load_results(results)
-    read_json(annotations)  # a missing or broken file is one line here, not a pycocotools traceback
-    gt = load_coco_gt(annotations)
+    truth = read_coco(annotations)  # checked: pycocotools gets no entry it would fail on
+    res = load_results(results, image_ids={im["id"] for im in truth["images"]}, annotations=annotations)
+    gt = load_coco_gt(truth)
     m = results_metrics(res, gt)
     pictures = results_pictures(res, m, gt, images)
     m.pop("_pairs", None)

@@ -16,12 +16,25 @@ from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import infer_crops
-from posecal.inference.orientation import best_orientation, orientation_scores, orientations_for
+from posecal.inference.orientation import ORIENTATIONS, best_orientation, orientation_scores, orientations_for
 from posecal.detect.nms import pose_nms
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import pose_scores_of, visibility_classes
+from posecal.validation import POSITIVE, PROBABILITY, THREADS, Rule, check_number
 
 BACKENDS = ("torch", "onnx")
+# The Predictor's numbers: (kind, rule, None allowed), held to the CLI's own rules so both refuse alike.
+API_NUMBERS = {"batch_size": (int, POSITIVE, False), "threads": (int, THREADS, True),
+               "detector_threshold": (float, PROBABILITY, True), "min_pose_quality": (float, PROBABILITY, False),
+               "orientations": (int, Rule(choices=tuple(ORIENTATIONS)), False)}
+
+
+def check_api_numbers(**values) -> None:
+    """Each numeric argument by name, before any model is loaded: `threads=-1` is one PosecalInputError line
+    ('threads: must be in [1, 1024], got -1'), not torch's RuntimeError."""
+    for name, value in values.items():
+        kind, rule, optional = API_NUMBERS[name]
+        check_number(name, value, kind, rule, optional)
 
 
 @dataclass
@@ -62,6 +75,8 @@ class Predictor:
                  backend: str = "torch", threads: int | None = None, calibrated: bool = True, detector="default",
                  detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
                  orientations: int = 1):
+        check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
+                          min_pose_quality=min_pose_quality, orientations=orientations)
         if backend not in BACKENDS:
             raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):

@@ -9,9 +9,16 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 
-def load_coco_gt(annotation_file) -> COCO:
+def load_coco_gt(annotation) -> COCO:
+    """pycocotools' ground truth from a COCO file, or from its dict already read (and checked: posecal's readers
+    give pycocotools only entries whose fields it can use, posecal.data.coco.read_coco)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(annotation_file))
+        if not isinstance(annotation, dict):
+            return COCO(str(annotation))
+        gt = COCO()
+        gt.dataset = annotation
+        gt.createIndex()
+        return gt
 
 
 def coco_keypoint_results(image_ids, keypoints: np.ndarray, keypoint_scores: np.ndarray, scores) -> list[dict]:

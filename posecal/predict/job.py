@@ -8,7 +8,6 @@ results file and the overlays are written atomically.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from posecal.data.coco import coco_image_ids
 from posecal.detect.boxes import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
@@ -148,14 +148,9 @@ def _check(cfg: PredictConfig) -> None:
 
 
 def _image_ids(path) -> dict[str, int]:
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise PosecalInputError(f"{path}: annotation file not found")
-    try:
-        images = json.loads(path.read_text(encoding="utf-8"))["images"]
-        return {str(im["file_name"]): int(im["id"]) for im in images}
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-        raise PosecalInputError(f"{path}: not a COCO annotation file with an 'images' list ({e})") from None
+    return coco_image_ids(path)
 
 
 def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.ndarray, np.ndarray, bool, list[str]]:

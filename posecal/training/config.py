@@ -14,7 +14,7 @@ import yaml
 from posecal.data.transforms import AugmentConfig
 from posecal.models.config import MODEL_RULES, ModelConfig, network_input
 from posecal.errors import PosecalInputError
-from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule, parse_float
+from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, describe, parse_float
 
 
 @dataclass
@@ -95,7 +95,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
         "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY, "max_steps": POSITIVE,
         "max_train_persons": POSITIVE, "val_every": POSITIVE, "max_val_persons": POSITIVE,
-        "num_workers": NON_NEGATIVE, "threads": POSITIVE, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
+        "num_workers": NON_NEGATIVE, "threads": THREADS, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
         "max_minutes": POSITIVE, "resume_warmup_steps": NON_NEGATIVE, "strategy": Rule(choices=STRATEGIES),
         "lambda_heatmap": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE, "lambda_opks": NON_NEGATIVE,
         "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
@@ -117,21 +117,6 @@ class _Invalid(Exception):
     """A bad field (dotted name, problem); load_train_config adds the file and turns it into PosecalInputError."""
 
 
-def _describe(value) -> str:
-    """A YAML value as the user wrote it, for 'expected X, got <this>'."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, (list, tuple)):
-        return f"a list of {len(value)}"
-    return "a mapping" if isinstance(value, dict) else f"a {type(value).__name__}"
-
-
 def _scalar(value, kind: type, name: str):
     """`value` as a bool, int, float or str. Bools are not numbers here (YAML turns `yes` into True), ints are
     floats, and a plain float literal string is a float (YAML 1.1 reads `1e-3` as a string)."""
@@ -139,7 +124,7 @@ def _scalar(value, kind: type, name: str):
         value = parse_float(value)
     accepted = (int, float) if kind is float else kind
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, accepted):
-        raise _Invalid(name, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
+        raise _Invalid(name, f"expected {_EXPECTED[kind]}, got {describe(value)}")
     if kind is float and not math.isfinite(value):
         raise _Invalid(name, f"expected a finite number, got {value!r}")
     return float(value) if kind is float else value
@@ -148,7 +133,7 @@ def _scalar(value, kind: type, name: str):
 def _tuple(value, kinds: tuple, name: str) -> tuple:
     """A YAML list of exactly len(kinds) elements as a tuple; elements are named FIELD[i] in errors."""
     if not isinstance(value, (list, tuple)) or len(value) != len(kinds):
-        raise _Invalid(name, f"expected a list of {len(kinds)} values, got {_describe(value)}")
+        raise _Invalid(name, f"expected a list of {len(kinds)} values, got {describe(value)}")
     return tuple(_scalar(v, kind, f"{name}[{i}]") for i, (v, kind) in enumerate(zip(value, kinds)))
 
 
@@ -173,7 +158,7 @@ def _unknown_key(key, known: list[str], name: str) -> _Invalid:
 def _build(cls, values, prefix: str = ""):
     """An instance of the config dataclass `cls` from a YAML mapping, each field checked for type and RULES."""
     if not isinstance(values, dict):
-        raise _Invalid(prefix, f"expected a mapping of settings, got {_describe(values)}")
+        raise _Invalid(prefix, f"expected a mapping of settings, got {describe(values)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
@@ -200,9 +185,11 @@ def load_train_config(path) -> TrainConfig:
     if not path.is_file():
         raise PosecalInputError(f"{path}: config file not found")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise PosecalInputError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise PosecalInputError(f"{path}: not a text file (not UTF-8); a config is YAML text") from None
     try:
         return _build(TrainConfig, {} if values is None else values)
     except _Invalid as e:
