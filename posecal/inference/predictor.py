@@ -12,6 +12,7 @@ from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_
 from posecal.calibration.quality import calibration_from_meta
 from posecal.models.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
+from posecal.data.images import to_bgr8
 from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
@@ -261,15 +262,13 @@ def check_image_array(arr: np.ndarray, name: str = "image") -> None:
 
 
 def bgr_from_array(image, name: str = "image") -> np.ndarray:
-    """RGB(A) or gray numpy image (uint8, or float in [0, 1], or 16-bit) -> BGR uint8 (checked first)."""
+    """RGB(A) or grey numpy image (H x W, H x W x 1, x 3 or x 4; uint8, 16-bit, or float in [0, 1]) -> BGR
+    uint8 (checked first), through the file reader's converter (data.images.to_bgr8), so that an array and a
+    file of the same photo give the same pixels."""
     arr = np.asarray(image)
     check_image_array(arr, name)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, -1)
-    if arr.dtype == np.uint16:
-        arr = (arr / 257).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr[:, :, 2::-1])
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[:, :, [2, 1, 0, 3][:arr.shape[2]]]   # RGB(A) -> BGR(A)
+    return np.ascontiguousarray(to_bgr8(arr))
