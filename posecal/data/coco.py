@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.data.boxcheck import box_verdict, summary_line
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
 from posecal.errors import PosecalInputError
 from posecal.skeleton import LSP_TO_COCO, NUM_KEYPOINTS
@@ -42,11 +43,15 @@ def read_json(path) -> object:
         raise PosecalInputError(f"{path}: not valid JSON ({e})") from None
 
 
-def _check_box(path, what: str, bbox) -> np.ndarray:
+def _box_numbers(path, what: str, bbox) -> np.ndarray:
     try:
-        box = np.asarray(bbox, dtype=np.float64).reshape(4)
+        return np.asarray(bbox, dtype=np.float64).reshape(4)
     except (TypeError, ValueError):
         raise PosecalInputError(f"{path}: {what}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}") from None
+
+
+def _check_box(path, what: str, bbox) -> np.ndarray:
+    box = _box_numbers(path, what, bbox)
     if not np.all(np.isfinite(box)):
         raise PosecalInputError(f"{path}: {what}: bbox has non-finite values {box.tolist()}")
     if box[2] <= 0 or box[3] <= 0:
@@ -62,6 +67,17 @@ def _check_keypoints(path, what: str, kpts, num_keypoints: int) -> np.ndarray:
     if not np.all(np.isfinite(k)):
         raise PosecalInputError(f"{path}: {what}: keypoints contain NaN or infinite values")
     return k
+
+
+def unknown_ids_message(path, unknown: list[tuple[int, object]], annotations) -> str:
+    """One line for detections whose image_id the annotations file does not list: most likely detections made
+    for another annotation file (e.g. val vs train), so the fix is to name the right one."""
+    ids = sorted({str(image_id) for _, image_id in unknown})
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return (f"{path}: {len(unknown)} detection(s) (first: entry {unknown[0][0]}) have image_id(s) "
+            f"{', '.join(ids[:5])}{more} that {annotations} does not list; give the annotations file these "
+            f"detections were made on")
+
 
 
 def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score: float = 0.0,
@@ -105,22 +121,51 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
             records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box, kpts,
                                         area, ann_id=int(ann.get("id", -1)), file_name=img["file_name"]))
     else:
-        dets = read_json(boxes_file)
-        if not isinstance(dets, list):
-            raise PosecalInputError(f"{boxes_file}: detection results must be a JSON list of "
-                                    "{image_id, bbox, score}")
-        for i, det in enumerate(dets):
-            if not isinstance(det, dict) or "bbox" not in det or "image_id" not in det:
-                raise PosecalInputError(f"{boxes_file}: entry {i} lacks 'image_id' or 'bbox'")
-            if det.get("category_id", 1) != 1 or det.get("score", 1.0) < min_box_score:
-                continue
-            if det["image_id"] not in images:
-                raise PosecalInputError(f"{boxes_file}: entry {i} refers to unknown image_id {det['image_id']}")
-            box = _check_box(boxes_file, f"entry {i}", det["bbox"])
-            img = images[det["image_id"]]
-            records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box,
-                                        np.zeros((num_keypoints, 3)), float(box[2] * box[3]),
-                                        score=float(det.get("score", 1.0)), file_name=img["file_name"]))
+        records = _detection_persons(boxes_file, annotation_file, images, image_dir, min_box_score, num_keypoints)
+    return records
+
+
+def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min_box_score: float,
+                       num_keypoints: int) -> list[PersonRecord]:
+    """Persons of a COCO detection-results file. Person boxes that cannot hold a person (non-finite, under a
+    pixel, outside their image) are skipped and boxes partly outside clipped (data/boxcheck.py), all said in one
+    warning line naming the file and entries; detections of images the annotation file lacks, or a file without
+    a single person detection, are refused in one line that names the file to fix."""
+    dets = read_json(boxes_file)
+    if not isinstance(dets, list):
+        raise PosecalInputError(f"{boxes_file}: detection results must be a JSON list of "
+                                "{image_id, bbox, score}")
+    records, unknown, skipped, clipped, persons = [], [], [], [], 0
+    for i, det in enumerate(dets):
+        if not isinstance(det, dict) or "bbox" not in det or "image_id" not in det:
+            raise PosecalInputError(f"{boxes_file}: entry {i} lacks 'image_id' or 'bbox'")
+        if det.get("category_id", 1) != 1 or det.get("score", 1.0) < min_box_score:
+            continue
+        if det["image_id"] not in images:
+            unknown.append((i, det["image_id"]))
+            continue
+        persons += 1
+        img = images[det["image_id"]]
+        label = f"entry {i} (image_id {det['image_id']})"
+        box, why = box_verdict(_box_numbers(boxes_file, f"entry {i}", det["bbox"]), img.get("width"),
+                               img.get("height"))
+        if box is None:
+            skipped.append(f"{label} {why}")
+            continue
+        if why == "clipped":
+            clipped.append(label)
+        records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box,
+                                    np.zeros((num_keypoints, 3)), float(box[2] * box[3]),
+                                    score=float(det.get("score", 1.0)), file_name=img["file_name"]))
+    if unknown:
+        raise PosecalInputError(unknown_ids_message(boxes_file, unknown, annotation_file))
+    if not persons:
+        what = "no person detections (category_id 1" + (f", score >= {min_box_score:g})" if min_box_score else ")")
+        raise PosecalInputError(f"{boxes_file}: {'empty detections file' if not dets else what}; give the "
+                                f"detector's person boxes, or leave out --boxes to evaluate on the GT boxes")
+    line = summary_line(str(boxes_file), persons, skipped, clipped, "their image", "person boxes")
+    if line:
+        warnings.warn(line, stacklevel=3)
     return records
 
 

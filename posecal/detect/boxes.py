@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.data.boxcheck import check_boxes, normalised_message  # noqa: F401 - the one box rule, re-exported
 from posecal.errors import PosecalInputError
+from posecal.data.coco import unknown_ids_message
 from posecal.data.sources import lookup
 
 PERSON_CATEGORY = 1
@@ -21,37 +23,56 @@ class BoxFile:
       non-person categories are ignored;
     - per image: {"name.jpg": [[x, y, w, h], [x, y, w, h, score], ...], ...}.
     Names match an input's name relative to its folder argument, or else its base name.
+    `annotations` (the COCO file `image_names` came from) is named when a detection's image_id is not in it.
+    An empty file, or one without a single person box, is refused: every image would silently get nobody.
     """
 
-    def __init__(self, path, image_names: dict[int, str] | None = None):
+    def __init__(self, path, image_names: dict[int, str] | None = None, annotations=None):
         self.path = Path(path)
         if not self.path.is_file():
             raise PosecalInputError(f"{self.path}: boxes file not found")
+        text = self.path.read_bytes()
+        if not text.strip():
+            raise PosecalInputError(f"{self.path}: empty boxes file; give person boxes in it, or leave out --boxes "
+                                    f"to use the person detector")
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(text.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise PosecalInputError(f"{self.path}: not valid JSON ({e})") from None
         self.by_name: dict[str, list[list[float]]] = {}
+        self.labels: dict[str, list[str]] = {}    # each box's place in the file, for messages ("entry 3")
         if isinstance(data, list):
-            self._read_coco(data, image_names or {})
+            self._read_coco(data, image_names or {}, annotations)
         elif isinstance(data, dict):
             for name, boxes in data.items():
                 self.by_name[str(name)] = [self._box(b, f"entry '{name}'") for b in (boxes or [])]
+                self.labels[str(name)] = [f"box {j}" for j in range(len(boxes or []))]
         else:
             raise PosecalInputError(f"{self.path}: expected a list (COCO detections) or an object (per image)")
+        if not data or (isinstance(data, list) and not self.by_name):   # {"a.jpg": []} says "nobody": allowed
+            what = "no person detections (category_id 1)" if data else "no boxes (empty)"
+            raise PosecalInputError(f"{self.path}: {what}; give person boxes in it, or leave out --boxes to use "
+                                    f"the person detector")
 
-    def _read_coco(self, data: list, image_names: dict[int, str]) -> None:
+    def _read_coco(self, data: list, image_names: dict[int, str], annotations=None) -> None:
+        unknown = []
         for i, det in enumerate(data):
             if not isinstance(det, dict) or "bbox" not in det:
                 raise PosecalInputError(f"{self.path}: entry {i} is not a detection with a 'bbox'")
             if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
                 continue
             name = det.get("file_name") or image_names.get(det.get("image_id"))
-            if name is None:
+            if name is None and annotations is None:
                 raise PosecalInputError(f"{self.path}: entry {i} has image_id {det.get('image_id')!r} but no "
                                         f"file_name; pass --annotations COCO.json to map image ids to files")
+            if name is None:
+                unknown.append((i, det.get("image_id")))
+                continue
             self.by_name.setdefault(str(name), []).append(
                 self._box(list(det["bbox"]) + [det.get("score", 1.0)], f"entry {i}"))
+            self.labels.setdefault(str(name), []).append(f"entry {i}")
+        if unknown:
+            raise PosecalInputError(unknown_ids_message(self.path, unknown, annotations))
 
     def _box(self, values, where: str) -> list[float]:
         try:
@@ -70,33 +91,9 @@ class BoxFile:
         arr = np.array(boxes, float).reshape(-1, 5)
         return arr[:, :4], arr[:, 4]
 
-
-def check_boxes(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, where: str
-                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Keep boxes with finite, positive size that overlap the image; one message per dropped box, and one
-    when the boxes look normalised to [0, 1] (a common mix-up that would silently give one-pixel crops).
-    The CLI prints the messages, the Python API warns with them: one rule for both."""
-    keep, messages = np.ones(len(boxes), bool), normalised_message(boxes, width, height, where)
-    for i, (x, y, w, h) in enumerate(boxes):
-        shown = np.round(boxes[i], 1).tolist()
-        if not np.all(np.isfinite(boxes[i])) or w <= 0 or h <= 0:
-            messages.append(f"{where}: box {shown} has zero or negative size; skipped")
-        elif x >= width or y >= height or x + w <= 0 or y + h <= 0:
-            messages.append(f"{where}: box {shown} lies outside the {width}x{height} image; skipped")
-        else:
-            continue
-        keep[i] = False
-    return boxes[keep].reshape(-1, 4), scores[keep], messages
-
-
-def normalised_message(boxes: np.ndarray, width: int, height: int, where: str) -> list[str]:
-    """A message when every coordinate is within [0, 1] of an image larger than that: such boxes are almost
-    surely normalised, while posecal wants pixels. They are kept (a 1-pixel box is legal), only flagged."""
-    finite = np.asarray(boxes, float)[np.all(np.isfinite(boxes), axis=1)] if len(boxes) else np.zeros((0, 4))
-    if len(finite) == 0 or max(width, height) <= 2 or np.abs(finite).max() > 1:
-        return []
-    return [f"{where}: all boxes have coordinates <= 1, as if normalised to [0, 1]; posecal wants pixels "
-            f"(x, y, w, h) in the {width}x{height} image"]
+    def labels_of(self, name: str) -> list[str]:
+        """Where each of `get(name)`'s boxes is in the file ('entry 3' or 'box 0'), for messages."""
+        return lookup(self.labels, name) or []
 
 
 def boxes_from_arraylike(value, where: str = "boxes") -> tuple[np.ndarray, np.ndarray | None] | None:
