@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.data.boxcheck import box_verdict, summary_line
+from posecal.data.images import check_image_folder
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
 from posecal.errors import PosecalInputError
 from posecal.skeleton import LSP_TO_COCO, NUM_KEYPOINTS
@@ -88,6 +89,7 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
     dataset's joint order onto COCO-17 (e.g. LSP-14); unmapped COCO joints get v = 0.
     """
     data = read_json(annotation_file)
+    check_image_folder(image_dir, annotation_file)
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise PosecalInputError(f"{annotation_file}: not a COCO annotation file (needs 'images' and 'annotations')")
     images = {}

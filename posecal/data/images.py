@@ -63,6 +63,23 @@ def unreadable_images(paths) -> dict:
     return bad
 
 
+def check_image_folder(folder, images_of) -> None:
+    """A folder that images are read from: missing, a file, or not readable is ONE line naming it, before any
+    image is tried (else every image in it would be a line of its own, or the run would say "no images")."""
+    name = display_name(folder)
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        raise PosecalInputError(f"{name}: image folder not found (images of {images_of})") from None
+    except NotADirectoryError:
+        raise PosecalInputError(f"{name}: is a file, not a folder of images (images of {images_of})") from None
+    except PermissionError:
+        raise PosecalInputError(f"{name}: permission denied (cannot read the folder)") from None
+    except OSError as e:
+        raise PosecalInputError(f"{name}: cannot read the folder ({e.strerror or e})") from None
+
+
 def _checked_bytes(path, name: str, orientation: bool) -> tuple[bytes, int]:
     """The file's bytes and EXIF orientation, after the checks that need no decoding."""
     data = _read_bytes(path, name)

@@ -47,7 +47,7 @@ class Predictor:
 
     backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
     `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
-    which is exported in memory first. flip=None means flip test on. calibrated=False returns the quality
+    which is exported in memory first. An .onnx model_path runs in onnxruntime whatever `backend` says. flip=None means flip test on. calibrated=False returns the quality
     heads' raw outputs instead of those mapped by the calibration stored with the model (when it has one).
 
     Images given without boxes go through a person detector: detector="default" is the shipped SSD
@@ -71,11 +71,13 @@ class Predictor:
             raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
         if threads:
             torch.set_num_threads(threads)
+        if is_onnx_file(model_path):
+            backend = "onnx"   # only onnxruntime runs an .onnx file: asking for torch is no reason to fail
         if backend == "onnx":
             from posecal.export.onnx import OnnxEstimator, onnx_bytes, open_onnx_model
 
             threads = threads or torch.get_num_threads()
-            if model_path is not None and str(model_path).endswith(".onnx"):
+            if is_onnx_file(model_path):
                 self.model = open_onnx_model(model_path, flip, threads, device)
                 self.config, self.meta = self.model.config, self.model.meta
                 flip = self.model.flip_test
@@ -198,6 +200,11 @@ class Predictor:
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
         return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs), probs, box_score,
                           scores, radius)
+
+
+def is_onnx_file(model_path) -> bool:
+    """An exported model (`posecal export`), which only onnxruntime runs."""
+    return model_path is not None and str(model_path).lower().endswith(".onnx")
 
 
 def someone_there(person: PersonPose, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
