@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from battery_fixtures import IMG
+from battery_fixtures import GREY_SOURCE, IMG
 from battery_judges import api_result, either, refused, works
 from battery_runner import Case, Run, api, main
 
@@ -44,6 +44,12 @@ CASES = [
                                          "result = 0"), refused("min_pose_quality")),
     Case("api-exif-orientation-6", api(IMG + "result = [float(v) for v in p(D + '/exif6.jpg')[0].box]"),
          works(lambda r: api_box(r, [0, 0, 120, 160]))),
+    # a grey H x W array of a photo: as many people as its colour version (issue 22; needs ../shared/data)
+    *([Case("api-grey-array-keeps-people", api(
+        "import cv2\np = Predictor(MODEL)\nbgr = cv2.imread(" + repr(str(GREY_SOURCE)) + ")\n"
+        "result = [len(p(bgr[:, :, ::-1].copy())), len(p(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)))]"),
+        works(lambda r: None if (api_result(r) or [0])[0] >= 1 and len(set(api_result(r))) == 1
+              else f"people in colour, grey: {api_result(r)}"))] if GREY_SOURCE.is_file() else []),
 ]
 
 

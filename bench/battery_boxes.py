@@ -10,8 +10,17 @@ import re
 import sys
 
 from battery_fixtures import IMG, P
-from battery_judges import has_files, refused, skipped, works
-from battery_runner import Case, api, main, predict, with_setup
+from battery_judges import has_files, predictions, refused, skipped, works
+from battery_runner import Case, Run, api, main, predict, with_setup
+
+
+def no_subpixel_boxes(r: Run) -> str | None:
+    """Both images posed, and no pose on a box under a pixel (issue 22)."""
+    lost = has_files("good.jpg", "good2.jpg")(r)
+    if lost:
+        return lost
+    tiny = [e["bbox"] for e in predictions(r) if min(e["bbox"][2:]) < 1]
+    return f"posed on sub-pixel box(es) {tiny}" if tiny else None
 
 
 CASES = [
@@ -19,7 +28,9 @@ CASES = [
     Case("predict-boxes-negative-size", predict(P("good.jpg"), P("good2.jpg"), "--boxes", P("boxes_neg.json")),
          skipped("good.jpg", has_files("good2.jpg"))),
     Case("predict-boxes-normalised", predict(P("good.jpg"), "--boxes", P("boxes_norm.json")),
-         skipped("normalised", has_files("good.jpg"))),
+         skipped("normalised", lambda r: None)),   # normalised boxes are under a pixel: skipped since issue 22
+    Case("predict-boxes-sub-pixel", predict(P("good.jpg"), P("good2.jpg"), "--boxes", P("boxes_tiny.json")),
+         skipped("boxes_tiny.json", no_subpixel_boxes)),
     # --- malformed fields of a COCO detections boxes file (issue 22): the entry skipped by name, the rest used
     Case("predict-boxes-score-as-string", with_setup(lambda fx, c: (c / "dets.json").write_text(json.dumps(
         [{"file_name": "good.jpg", "bbox": [40, 5, 80, 110], "score": "0.9"},

@@ -120,6 +120,18 @@ CASES = [
     Case("eval-results-keypoints-null-everywhere", cli("eval", "--results", edited_json(
         "r.json", results_data, lambda d: [e.update(keypoints=None) for e in d]), "--annotations",
         lambda fx, c: fx.ann, "--out", "ev"), refused("r.json", "keypoints")),
+    # issue 22: implausible detection boxes, and messages that name the fix
+    Case("eval-boxes-nan-and-sub-pixel", eval_args("--out", "ev", "--boxes", P("dets_nan_tiny.json")),
+         skipped("dets_nan_tiny.json", eval_metrics(2))),
+    Case("eval-boxes-unknown-image-id", eval_args("--out", "ev", "--boxes", P("dets_unknown_id.json")),
+         refused("dets_unknown_id.json", "ann.json")),
+    Case("eval-boxes-empty-file", eval_args("--out", "ev", "--boxes", P("dets_empty.json")),
+         refused("dets_empty.json")),
+    Case("eval-model-is-training-checkpoint", lambda fx, cwd: cli(
+        "eval", "--annotations", fx.ann, "--images", fx.images, "--out", "ev", "--no-progress", "--model",
+        fx.training_checkpoint(cwd))(fx, cwd), refused("last.pt", "posecal pack")),
+    Case("eval-images-folder-missing", cli("eval", "--annotations", lambda fx, c: fx.ann, "--images", "nope_images",
+                                           "--out", "ev", MODEL), refused("nope_images")),
     Case("eval-model-corrupt", cli("eval", "--annotations", lambda fx, c: fx.ann, "--images",
                                    lambda fx, c: fx.images, "--out", "ev", "--model", P("corrupt.pt")),
          refused("corrupt.pt")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from battery_fixtures import MODEL, OUT, P
+from battery_fixtures import GREY_SOURCE, MODEL, OUT, P
 from battery_judges import has_files, predictions, refused, skipped, works
 from battery_runner import Case, Run, cli, main, predict, with_setup
 
@@ -49,6 +49,9 @@ CASES = [
     Case("predict-png-named-jpg", predict(P("png_named.jpg")), works(has_files("png_named.jpg"))),
     Case("predict-16bit-gray-png", predict(P("gray16.png")), works(has_files("gray16.png"))),
     Case("predict-exif-orientation-6", predict(P("exif6.jpg")), works(exif_check)),
+    # a grey photo keeps its person (issue 22; needs ../shared/data)
+    *([Case("predict-grey-jpeg-photo", predict(P("grey_photo.jpg")), works(detector_found))]
+      if GREY_SOURCE.is_file() else []),
     Case("predict-only-bad-inputs", predict(P("corrupt.jpg"), P("missing.jpg")),
          refused("corrupt.jpg", "missing.jpg", after=("corrupt.jpg", "missing.jpg"))),
     # --- outputs

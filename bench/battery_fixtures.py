@@ -82,6 +82,21 @@ def tiny_video(path: Path, frames: int = 6) -> None:
     writer.release()
 
 
+# A COCO val crop whose person the shipped detector finds in colour but not in grey before issue 22
+# (../shared/data; the grey cases are left out where it is missing).
+GREY_SOURCE = (Path(__file__).resolve().parents[2] / "shared/data/coco-val2017-crops/images"
+               / "000000004134_900000070.jpg")
+
+
+def grey_photo(d: Path) -> Path | None:
+    """The crop as a grey JPEG (what a black-and-white photo is), or None without the shared data."""
+    if not GREY_SOURCE.is_file():
+        return None
+    grey = cv2.cvtColor(cv2.imread(str(GREY_SOURCE)), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(d / "grey_photo.jpg"), grey)
+    return d / "grey_photo.jpg"
+
+
 class Fixtures:
     """Every input file the cases use, made once in `root`; cases copy what they change."""
 
@@ -132,6 +147,30 @@ class Fixtures:
             shutil.copy(d / name, mixed / name)
         # a tiny COCO set (4 images, one person each)
         self.ann, self.images = make_coco(root / "coco", n_images=4)
+        # issue 22: boxes that cannot hold a person, and detections/annotations that do not fit
+        (d / "boxes_tiny.json").write_text(json.dumps({"good.jpg": [[10, 10, 0.001, 0.001], [60, 10, 40, 100]],
+                                                       "good2.jpg": [[40, 5, 80, 110]]}))
+        (d / "dets_nan_tiny.json").write_text(json.dumps([
+            {"image_id": i, "category_id": 1, "bbox": b, "score": 0.9} for i, b in (
+                (1, [10, 10, 60, 100]), (2, [10, 10, float("nan"), 100]), (3, [10, 10, 0.001, 0.001]),
+                (4, [10, 10, 60, 100]))]))
+        (d / "dets_unknown_id.json").write_text(json.dumps([{"image_id": 99, "category_id": 1,
+                                                             "bbox": [10, 10, 60, 100], "score": 0.9}]))
+        (d / "dets_empty.json").write_text("[]")
+        data = json.loads(self.ann.read_text())
+        for a in data["annotations"]:
+            a["num_keypoints"] = 0
+        (d / "ann_nobody.json").write_text(json.dumps(data))
+        self.grey_photo = grey_photo(d)
+
+    def training_checkpoint(self, where: Path) -> Path:
+        """A file shaped like `posecal train`'s last.pt (weights, optimizer, schedule, config), without training."""
+        import torch
+
+        path = where / "run" / "last.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": {}, "optim": {}, "state": {"epoch": 1, "step": 1}, "config": {"model": {}}}, path)
+        return path
 
     def _posecal_dir(self) -> str:
         import importlib.util  # finds the posecal on PYTHONPATH without importing it (and torch)

@@ -9,8 +9,52 @@ import re
 import sys
 from pathlib import Path
 
-from battery_judges import refused, skipped, works
-from battery_runner import Case, Run, cli, main, with_setup
+from battery_judges import _failure, refused, skipped, works
+from battery_runner import Case, Run, cli, main, run_process, with_setup
+
+# `posecal train CFG` whose second last.pt write is cut by Ctrl-C half-way (torch.save writes a few bytes, then
+# KeyboardInterrupt), after a first epoch's checkpoint was written complete.
+CTRL_C_IN_WRITE = """
+import sys, torch
+import posecal.models.checkpoint as checkpoint
+real, calls = torch.save, []
+def save(obj, f, *a, **k):
+    if isinstance(obj, dict) and "optim" in obj:
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"PK half a checkpoint")
+            raise KeyboardInterrupt
+    return real(obj, f, *a, **k)
+checkpoint.torch.save = save
+from posecal.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def ctrl_c_in_write(fx, cwd) -> Run:
+    cfg = fx.train_config(cwd)
+    cfg.write_text(cfg.read_text().replace("epochs: 1", "epochs: 3").replace("max_steps: 1", "max_steps: 6"))
+    return run_process(fx, cwd, CTRL_C_IN_WRITE, ["train", str(cfg), "--no-progress"])
+
+
+def interrupted_cleanly(r: Run) -> tuple[str, str]:
+    """Exit 130, one line naming the last complete checkpoint, which loads; no temp file left (issue 22)."""
+    import torch
+
+    fail = _failure(r)
+    if fail:
+        return fail
+    lines = r.err_lines()
+    left = [p.name for p in (r.cwd / "run").glob(".*.tmp")]
+    if left:
+        return "silent", f"temp file(s) left: {left}"
+    try:
+        torch.load(r.cwd / "run" / "last.pt", map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any failure to load is the finding
+        return "silent", f"run/last.pt does not load: {str(e)[:80]}"
+    if r.rc != 130 or len(lines) != 1 or "last.pt" not in lines[0]:
+        return "vague", f"exit {r.rc}, {len(lines)} stderr line(s): {' | '.join(lines)[:90]}"
+    return "good", lines[0][:110]
 
 
 def no_stale_temp(r: Run) -> str | None:
@@ -72,7 +116,17 @@ CASES = [
     train_case("train-stale-tmp-from-killed-write", "", works(no_stale_temp), setup=put_stale_temp),
     train_case("train-truncated-image-in-data", "", skipped("img1.jpg", trained),
                images_replace={"img1.jpg": b"\xff\xd8\xff\xe0" + b"\x00" * 300}),
+    # --- issue 22: nobody to train on, Ctrl-C during a checkpoint write
+    Case("train-no-usable-persons", lambda fx, cwd: cli("train", with_annotations(
+        fx.train_config(cwd), fx.d / "ann_nobody.json"), "--no-progress")(fx, cwd), refused("ann_nobody.json")),
+    Case("train-ctrl-c-during-checkpoint-write", ctrl_c_in_write, interrupted_cleanly),
 ]
+
+
+def with_annotations(cfg: Path, ann: Path) -> Path:
+    """The config with another training annotation file (validation keeps the good one)."""
+    cfg.write_text(re.sub(r"train_annotations: [^,]+", f"train_annotations: {ann}", cfg.read_text()))
+    return cfg
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ people; latency; and the pose quality that whole-image mode (`--detector none`) 
 
 Usage: python bench/detector_recall.py [--data ../shared/data/coco-val2017-crops] [--detector default|FILE.onnx]
                                        [--threshold 0.3] [--limit N] [--pose [--pose-only] [--save F.npz]]
-                                       [--threads 1]
+                                       [--threads 1] [--grey]
 
 Val crops: each crop has one labelled person; the other people of the same photograph (all in val, the split
 is by photograph) are mapped into the crop with its crop_transform, so a detection on any labelled person is
@@ -15,6 +15,8 @@ No-people photos: scikit-image's photos and textures without a person (coffee, c
 calibrated heads) and print the pose-quality distribution on the crops (a person is there) and on the no-people
 photos, and what `--min-pose-quality` 0.2 ... 0.5 keeps of each (the product's own rule, predictor.someone_there).
 --pose-only skips the detector part; --save writes the pose qualities and visibility probabilities.
+--grey: every picture (crops and no-people photos) made grey first, as a black-and-white photo reaches posecal
+(three equal channels), which the shipped detector thresholds lower (posecal/detect/ssd.py).
 """
 from __future__ import annotations
 
@@ -64,6 +66,11 @@ def no_people_photos() -> list[tuple[str, np.ndarray]]:
     return [(n, bgr_from_array(np.asarray(getattr(data, n)()) * (255 if n in BINARY else 1))) for n in NO_PEOPLE]
 
 
+def shown(bgr: np.ndarray, grey: bool) -> np.ndarray:
+    """The picture as measured: as it is, or made grey (three equal channels, as posecal reads a grey file)."""
+    return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) if grey else bgr
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/coco-val2017-crops"))
@@ -71,6 +78,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--limit", type=int, default=0, help="first N val crops only (0: all)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--grey", action="store_true", help="make every picture grey first")
     ap.add_argument("--pose", action="store_true")
     ap.add_argument("--pose-only", action="store_true", help="with --pose: skip the detector measurements")
     ap.add_argument("--save", type=Path, help="with --pose: write the whole-image pose outputs to this .npz")
@@ -88,7 +96,7 @@ def main() -> None:
     images = coco["images"][: args.limit or None]
     found, false, times = 0, 0, []
     for im in images:
-        bgr = cv2.imread(str(data / "images" / im["file_name"]))
+        bgr = shown(cv2.imread(str(data / "images" / im["file_name"])), args.grey)
         ann = anns[im["id"]]
         t = time.perf_counter()
         boxes, _ = det(bgr)
@@ -98,10 +106,11 @@ def main() -> None:
             found += int(iou(gt, boxes).max() >= 0.5)
             labelled = others_in_crop(ann, by_photo[ann["orig_image_id"]], im["width"], im["height"])
             false += int((iou(boxes, labelled).max(1, initial=0) < 0.5).sum()) if len(labelled) else len(boxes)
-    photos = no_people_photos()
+    photos = [(n, shown(bgr, args.grey)) for n, bgr in no_people_photos()]
     false_np = sum(len(det(bgr)[0]) for _, bgr in photos)
     ms = 1000 * np.array(times)
-    print(f"detector {args.detector} threshold {det.score_threshold}, {args.threads} thread(s)")
+    print(f"detector {args.detector} threshold {det.score_threshold}, {args.threads} thread(s)"
+          + (", grey pictures" if args.grey else ""))
     print(f"val crops: {len(images)}; recall at IoU>=0.5: {found / len(images):.3f} ({found}/{len(images)}); "
           f"false persons per crop (not on any labelled person): {false / len(images):.3f}")
     print(f"no-people photos: {len(photos)}; false persons per photo: {false_np / len(photos):.3f} ({false_np})")

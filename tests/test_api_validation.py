@@ -110,13 +110,17 @@ def test_bad_item_costs_no_work(predictor, monkeypatch):
 
 
 def test_outside_and_normalised_boxes_warn_like_the_cli(predictor):
-    with pytest.warns(UserWarning, match=re.escape("boxes: box [500.0, 10.0, 20.0, 20.0] lies outside the "
-                                                   "90x120 image; skipped")):
+    with pytest.warns(UserWarning, match=re.escape("boxes: skipped 1 of 2 box(es): #1 [500.0, 10.0, 20.0, 20.0] "
+                                                   "lies outside the 90x120 image")):
         people = predictor(IMG, boxes=[[10, 10, 40, 80], [500, 10, 20, 20]], box_scores=[0.8, 0.9])
     assert len(people) == 1 and people[0].box.tolist() == [10, 10, 40, 80] and people[0].box_score == 0.8
-    with pytest.warns(UserWarning, match="images\\[0\\]: boxes: all boxes have coordinates <= 1, as if normalised"):
+    with pytest.warns(UserWarning) as caught:
         people = predictor.predict_many([(IMG, [[0.1, 0.2, 0.5, 0.6]], None)])[0]
-    assert len(people) == 1  # flagged, not dropped: a tiny box is legal
+    assert [str(w.message) for w in caught] == [
+        "images[0]: boxes: all boxes have coordinates <= 1, as if normalised to [0, 1]; posecal wants pixels "
+        "(x, y, w, h) in the 90x120 image",
+        "images[0]: boxes: skipped 1 of 1 box(es): #0 [0.1, 0.2, 0.5, 0.6] is under 1 px (0.5 x 0.6)"]
+    assert len(people) == 0  # flagged, and under a pixel: skipped (data/boxcheck.py)
 
 
 def test_equivalent_box_forms_give_the_same_pose(predictor):

@@ -98,9 +98,11 @@ def test_detection_boxes_replace_gt(tiny_coco, tmp_path):
                                           {"image_id": 2, "category_id": 3, "bbox": [1, 1, 5, 5], "score": 0.9}])
     recs = load_coco_persons(ann, img_dir, boxes_file=dets, min_box_score=0.05)
     assert [r.image_id for r in recs] == [1, 2] and recs[0].score == 0.9
-    bad = _write(tmp_path, "dets_bad.json", [{"image_id": 1, "bbox": [0, 0, -3, 4], "score": 1}])
-    with pytest.raises(PosecalInputError, match=r"entry 0 \(image_id 1\): bbox: width and height must be > 0, got \[0.0, 0.0, -3.0, 4.0\]"):
-        load_coco_persons(ann, img_dir, boxes_file=bad)
+    bad = _write(tmp_path, "dets_bad.json", [{"image_id": 1, "bbox": [0, 0, -3, 4], "score": 1},
+                                             {"image_id": 1, "bbox": [10, 10, 50, 100], "score": 1}])
+    with pytest.warns(UserWarning, match=r"dets_bad.json: skipped 1 of 2 person boxes: entry 0 \(image_id 1\) has "
+                                         "zero or negative size$"):
+        assert len(load_coco_persons(ann, img_dir, boxes_file=bad)) == 1  # the bad box is skipped, not fatal
 
 
 def test_lspet_joints_map_onto_coco(tmp_path):

@@ -110,7 +110,7 @@ def _cmd_pack(args) -> None:
     check_output_file(args.out, "OUT")
     if bool(args.calibrate_on) != bool(args.images):
         raise PosecalInputError("--calibrate-on and --images go together (a labelled COCO file and its images)")
-    model, cfg, meta = load_model(args.model)
+    model, cfg, meta = load_model(args.model, training_checkpoint=True)
     meta = meta | {"packed_from": str(args.model)}
     if args.calibrate_on:
         import torch
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
                    help="where the pose network runs (default: cpu)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting) "
-                        "(default: torch)")
+                        "(default: torch; an .onnx --model always runs in onnxruntime)")
     p.add_argument("--model", help="accurate, fast, or a model file (.pt or exported .onnx; default: the shipped "
                                      "default model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
@@ -318,8 +318,8 @@ def main(argv=None) -> int:
     p.add_argument("--results", metavar="R.json",
                    help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
-    p.add_argument("--model", help="accurate, fast, a model file or checkpoint, or an exported .onnx (fp32 or int8) run by "
-                   "onnxruntime (default: the shipped default model)")
+    p.add_argument("--model", help="accurate, fast, a model file (e.g. a run's best_model.pt), or an exported .onnx "
+                   "(fp32 or int8) run by onnxruntime (default: the shipped default model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
     p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
@@ -393,8 +393,8 @@ def main(argv=None) -> int:
     except PosecalInputError as e:
         print(f"posecal: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("posecal: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:   # a job may say what was kept (train: the last complete checkpoint)
+        print(f"posecal: {e or 'interrupted'}", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = PYTHON_FORMATWARNING  # main() may be called from Python: leave it as found

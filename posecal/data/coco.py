@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.data.boxcheck import box_verdict, summary_line
+from posecal.data.images import check_image_folder
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
 from posecal.data.schema import Field, checked_entries
 from posecal.errors import PosecalInputError
@@ -124,6 +126,17 @@ def read_detections(path, image_ids=None, annotation_file=None) -> list[tuple[in
     return checked_entries(path, read_json(path), spec, id_field="image_id", refs=refs, what="detections")
 
 
+def unknown_ids_message(path, unknown: list[tuple[int, object]], annotations) -> str:
+    """One line for detections whose image_id the annotations file does not list: most likely detections made
+    for another annotation file (e.g. val vs train), so the fix is to name the right one. It starts like the
+    field checks' lines (`FILE: entry I (image_id X)`), so that all of a file's skipped entries read alike."""
+    (first, first_id), ids = unknown[0], sorted({str(image_id) for _, image_id in unknown})
+    others = f" and {len(unknown) - 1} more detection(s)" if len(unknown) > 1 else ""
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return (f"{path}: entry {first} (image_id {first_id}){others}: image_id(s) {', '.join(ids[:5])}{more} not in "
+            f"{annotations}; give the annotations file these detections were made on")
+
+
 def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score: float = 0.0,
                       num_keypoints: int = NUM_KEYPOINTS, keypoint_map=None) -> list[PersonRecord]:
     """Persons of a COCO keypoint file: GT boxes by default, or the person boxes of a detection-results JSON.
@@ -132,6 +145,7 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
     dataset's joint order onto COCO-17 (e.g. LSP-14); unmapped COCO joints get v = 0. Bad entries are
     skipped with a warning line (read_coco, read_detections).
     """
+    check_image_folder(image_dir, annotation_file)
     src_k = len(keypoint_map) if keypoint_map is not None else num_keypoints
     data = read_coco(annotation_file, src_k)
     images = {img["id"]: img for img in data["images"]}
@@ -154,14 +168,52 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
             records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box, kpts,
                                         float(ann["area"]), ann_id=int(ann["id"]), file_name=img["file_name"]))
     else:
-        for _, det in read_detections(boxes_file, set(images), annotation_file):
-            if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY or det.get("score", 1.0) < min_box_score:
-                continue
-            box = np.asarray(det["bbox"], np.float64)
-            img = images[det["image_id"]]
-            records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box,
-                                        np.zeros((num_keypoints, 3)), float(box[2] * box[3]),
-                                        score=float(det.get("score", 1.0)), file_name=img["file_name"]))
+        records = _detection_persons(boxes_file, annotation_file, images, image_dir, min_box_score, num_keypoints)
+    return records
+
+
+def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min_box_score: float,
+                       num_keypoints: int) -> list[PersonRecord]:
+    """Persons of a COCO detection-results file. Person boxes that cannot hold a person (non-finite, under a
+    pixel, outside their image) are skipped and boxes partly outside clipped (data/boxcheck.py), all said in one
+    warning line naming the file and entries; detections of images the annotation file lacks, or a file without
+    a single person detection, are refused in one line that names the file to fix (detections of unknown images
+    beside usable ones: one warning line, skipped). Each entry's fields are checked first (data/schema.py)."""
+    dets = read_json(boxes_file)
+    if isinstance(dets, list) and not dets:
+        raise PosecalInputError(f"{boxes_file}: empty detections file; give the detector's person boxes, or leave "
+                                "out --boxes to evaluate on the GT boxes")
+    spec = DETECTION | {"image_id": Field("int", required=True)}
+    records, unknown, skipped, clipped, persons = [], [], [], [], 0
+    for i, det in checked_entries(boxes_file, dets, spec, id_field="image_id", what="detections"):
+        if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY or det.get("score", 1.0) < min_box_score:
+            continue
+        if det["image_id"] not in images:
+            unknown.append((i, det["image_id"]))
+            continue
+        persons += 1
+        img = images[det["image_id"]]
+        label = f"entry {i} (image_id {det['image_id']})"
+        box, why = box_verdict(np.asarray(det["bbox"], np.float64), img.get("width"), img.get("height"))
+        if box is None:
+            skipped.append(f"{label} {why}")
+            continue
+        if why == "clipped":
+            clipped.append(label)
+        records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box,
+                                    np.zeros((num_keypoints, 3)), float(box[2] * box[3]),
+                                    score=float(det.get("score", 1.0)), file_name=img["file_name"]))
+    if unknown:   # detections made on another annotation file: refused when none is usable, else said once
+        if not persons:
+            raise PosecalInputError(unknown_ids_message(boxes_file, unknown, annotation_file))
+        warnings.warn(unknown_ids_message(boxes_file, unknown, annotation_file) + "; skipped", stacklevel=3)
+    if not persons:
+        what = "no person detections (category_id 1" + (f", score >= {min_box_score:g})" if min_box_score else ")")
+        raise PosecalInputError(f"{boxes_file}: {'empty detections file' if not dets else what}; give the "
+                                f"detector's person boxes, or leave out --boxes to evaluate on the GT boxes")
+    line = summary_line(str(boxes_file), persons, skipped, clipped, "their image", "person boxes")
+    if line:
+        warnings.warn(line, stacklevel=3)
     return records
 
 

@@ -41,7 +41,7 @@ def read_image(path, apply_exif: bool = False) -> np.ndarray:
     img = _decode(data, name)
     if apply_exif:
         img = _orient(img, orientation)
-    return _to_bgr8(img)
+    return to_bgr8(img)
 
 
 def check_image_file(path) -> None:
@@ -61,6 +61,23 @@ def unreadable_images(paths) -> dict:
         except PosecalInputError as e:
             bad[path] = str(e)
     return bad
+
+
+def check_image_folder(folder, images_of) -> None:
+    """A folder that images are read from: missing, a file, or not readable is ONE line naming it, before any
+    image is tried (else every image in it would be a line of its own, or the run would say "no images")."""
+    name = display_name(folder)
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        raise PosecalInputError(f"{name}: image folder not found (images of {images_of})") from None
+    except NotADirectoryError:
+        raise PosecalInputError(f"{name}: is a file, not a folder of images (images of {images_of})") from None
+    except PermissionError:
+        raise PosecalInputError(f"{name}: permission denied (cannot read the folder)") from None
+    except OSError as e:
+        raise PosecalInputError(f"{name}: cannot read the folder ({e.strerror or e})") from None
 
 
 def _checked_bytes(path, name: str, orientation: bool) -> tuple[bytes, int]:
@@ -147,14 +164,29 @@ def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
     return img
 
 
-def _to_bgr8(img: np.ndarray) -> np.ndarray:
-    """Decoded array (any OpenCV depth; 1, 3 or 4 channels) -> 8-bit 3-channel BGR, as the models expect."""
+def to_bgr8(img: np.ndarray) -> np.ndarray:
+    """A picture in any form it reaches posecal (H x W or H x W x 1 grey, BGR, BGRA; 8 or 16 bits; float) ->
+    8-bit 3-channel BGR, as the detector and the models expect. The one converter, for files and arrays alike:
+    a grey or 16-bit picture is the same photo as its colour or 8-bit twin, not something else to look at.
+    16 bits scale by 255/65535 (rounded, so 65535 -> 255 and 257 -> 1); other depths stretch to 0..255;
+    alpha is dropped."""
     if img.dtype == np.uint16:
         img = (img / 257.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
         img = cv2.normalize(img.astype(np.float64), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    if img.ndim == 2 or img.shape[2] == 1:
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = np.ascontiguousarray(img[:, :, 0])
+    if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if img.shape[2] == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     return img
+
+
+def is_grey(bgr: np.ndarray, tolerance: int = 2) -> bool:
+    """Is a BGR picture a grey one (its three channels equal, within JPEG's rounding)? Judged on a grid of
+    about 64k pixels, which is enough for a photo and keeps the cost flat for large ones."""
+    step = max(1, int(np.sqrt(bgr.shape[0] * bgr.shape[1] / 65536)))
+    sample = bgr[::step, ::step].astype(np.int16)
+    return bool(np.abs(sample[..., 0] - sample[..., 1]).max() <= tolerance
+                and np.abs(sample[..., 1] - sample[..., 2]).max() <= tolerance)

@@ -5,6 +5,7 @@ file never stops the others.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -39,8 +40,9 @@ def collect(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[Problem]]:
     for arg in inputs:
         path = Path(arg)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
-            if not found:
+            found, unreadable = _folder_files(path)
+            problems += unreadable
+            if not found and not unreadable:
                 problems.append(Problem(f"{path}: folder has no images or videos "
                                         f"({', '.join(sorted(IMAGE_SUFFIXES))}, ...)"))
             files += [(p, p.relative_to(path).as_posix()) for p in found]
@@ -52,6 +54,21 @@ def collect(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[Problem]]:
         else:
             problems.append(Problem(f"{path}: no such file or folder"))
     return files, problems
+
+
+def _folder_files(folder: Path) -> tuple[list[Path], list[Problem]]:
+    """Image and video files under `folder` (recursive, sorted), and one Problem per folder that cannot be
+    listed: "permission denied", not a silent "no images" (Path.rglob skips such folders without a word)."""
+    found, problems = [], []
+
+    def unreadable(e: OSError) -> None:
+        why = "permission denied" if isinstance(e, PermissionError) else (e.strerror or str(e))
+        problems.append(Problem(f"{e.filename}: {why} (cannot read the folder)"))
+
+    for root, _, names in os.walk(folder, onerror=unreadable):
+        found += [Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+                  and (Path(root) / n).is_file()]
+    return sorted(found), problems
 
 
 def lookup(mapping: dict, name: str):

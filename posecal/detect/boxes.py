@@ -2,11 +2,14 @@
 against the image they belong to."""
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from posecal.data.coco import DETECTION, PERSON_CATEGORY, read_json
+from posecal.data.boxcheck import check_boxes, normalised_message  # noqa: F401 - the one box rule, re-exported
+from posecal.data.coco import DETECTION, PERSON_CATEGORY, unknown_ids_message
 from posecal.data.schema import Field, Problems, checked_entries, entry_label, field_problem
 from posecal.data.sources import lookup
 from posecal.errors import PosecalInputError
@@ -31,26 +34,44 @@ class BoxFile:
       non-person categories are ignored;
     - per image: {"name.jpg": [[x, y, w, h], [x, y, w, h, score], ...], ...}.
     Names match an input's name relative to its folder argument, or else its base name.
+    `annotations` (the COCO file `image_names` came from) is named when a detection's image_id is not in it.
+    An empty file, or one without a single person box, is refused: every image would silently get nobody.
     """
 
-    def __init__(self, path, image_names: dict[int, str] | None = None):
+    def __init__(self, path, image_names: dict[int, str] | None = None, annotations=None):
         self.path = Path(path)
         if not self.path.is_file():
             raise PosecalInputError(f"{self.path}: boxes file not found")
-        data = read_json(self.path)
+        text = self.path.read_bytes()
+        if not text.strip():
+            raise PosecalInputError(f"{self.path}: empty boxes file; give person boxes in it, or leave out --boxes "
+                                    f"to use the person detector")
+        try:
+            data = json.loads(text.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PosecalInputError(f"{self.path}: not valid JSON ({e})") from None
         self.by_name: dict[str, list[list[float]]] = {}
+        self.labels: dict[str, list[str]] = {}    # each box's place in the file, for messages ("entry 3")
         if isinstance(data, list):
-            self._read_coco(data, image_names or {})
+            self._read_coco(data, image_names or {}, annotations)
         elif isinstance(data, dict):
             self._read_per_image(data)
         else:
             raise PosecalInputError(f"{self.path}: expected a list (COCO detections) or an object (per image)")
+        if not data or (isinstance(data, list) and not self.by_name):   # {"a.jpg": []} says "nobody": allowed
+            what = "no person detections (category_id 1)" if data else "no boxes (empty)"
+            raise PosecalInputError(f"{self.path}: {what}; give person boxes in it, or leave out --boxes to use "
+                                    f"the person detector")
 
-    def _read_coco(self, data: list, image_names: dict[int, str]) -> None:
-        """Detections of people, by image name; a bad entry is skipped with a line (posecal.data.schema)."""
-        problems, usable = Problems(self.path, "detections"), 0
+    def _read_coco(self, data: list, image_names: dict[int, str], annotations=None) -> None:
+        """Detections of people, by image name; a bad entry is skipped with a line (posecal.data.schema).
+        Detections of images that `annotations` does not list: refused when none is usable, else one line."""
+        problems, unknown, usable = Problems(self.path, "detections"), [], 0
         for i, det in checked_entries(self.path, data, DETECTION, id_field="image_id", what="detections"):
             name = det.get("file_name") or image_names.get(det.get("image_id"))
+            if name is None and annotations is not None:
+                unknown.append((i, det.get("image_id")))
+                continue
             if name is None:
                 problems.add(entry_label(i, det, "entry {i}", "image_id"),
                              "file_name: missing, and no image of that id known; pass --annotations COCO.json to "
@@ -58,7 +79,13 @@ class BoxFile:
                 continue
             usable += 1
             if det.get("category_id", PERSON_CATEGORY) == PERSON_CATEGORY:
-                self.by_name.setdefault(str(name), []).append(list(det["bbox"]) + [det.get("score", 1.0)])
+                self.by_name.setdefault(str(name), []).append([float(v) for v in det["bbox"]]
+                                                              + [float(det.get("score", 1.0))])
+                self.labels.setdefault(str(name), []).append(f"entry {i}")
+        if unknown and not usable:
+            raise PosecalInputError(unknown_ids_message(self.path, unknown, annotations))
+        if unknown:
+            warnings.warn(unknown_ids_message(self.path, unknown, annotations) + "; skipped", stacklevel=3)
         problems.settle(usable, usable + len(problems.lines))
 
     def _read_per_image(self, data: dict) -> None:
@@ -72,7 +99,7 @@ class BoxFile:
                                                 f"{describe(rows)}")
                 total += 1
                 continue
-            self.by_name[str(name)] = []
+            self.by_name[str(name)], self.labels[str(name)] = [], []
             for j, row in enumerate(rows):
                 total += 1
                 problem = field_problem(row, BOX_ROW)
@@ -80,6 +107,7 @@ class BoxFile:
                     problems.add(f"entry '{name}'", f"box {j}: {problem}")
                 else:
                     self.by_name[str(name)].append([float(v) for v in row] + [1.0] * (5 - len(row)))
+                    self.labels[str(name)].append(f"box {j}")
         problems.settle(total - len(problems.lines), total)
 
     def get(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -90,33 +118,9 @@ class BoxFile:
         arr = np.array(boxes, float).reshape(-1, 5)
         return arr[:, :4], arr[:, 4]
 
-
-def check_boxes(boxes: np.ndarray, scores: np.ndarray, width: int, height: int, where: str
-                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Keep boxes with finite, positive size that overlap the image; one message per dropped box, and one
-    when the boxes look normalised to [0, 1] (a common mix-up that would silently give one-pixel crops).
-    The CLI prints the messages, the Python API warns with them: one rule for both."""
-    keep, messages = np.ones(len(boxes), bool), normalised_message(boxes, width, height, where)
-    for i, (x, y, w, h) in enumerate(boxes):
-        shown = np.round(boxes[i], 1).tolist()
-        if not np.all(np.isfinite(boxes[i])) or w <= 0 or h <= 0:
-            messages.append(f"{where}: box {shown} has zero or negative size; skipped")
-        elif x >= width or y >= height or x + w <= 0 or y + h <= 0:
-            messages.append(f"{where}: box {shown} lies outside the {width}x{height} image; skipped")
-        else:
-            continue
-        keep[i] = False
-    return boxes[keep].reshape(-1, 4), scores[keep], messages
-
-
-def normalised_message(boxes: np.ndarray, width: int, height: int, where: str) -> list[str]:
-    """A message when every coordinate is within [0, 1] of an image larger than that: such boxes are almost
-    surely normalised, while posecal wants pixels. They are kept (a 1-pixel box is legal), only flagged."""
-    finite = np.asarray(boxes, float)[np.all(np.isfinite(boxes), axis=1)] if len(boxes) else np.zeros((0, 4))
-    if len(finite) == 0 or max(width, height) <= 2 or np.abs(finite).max() > 1:
-        return []
-    return [f"{where}: all boxes have coordinates <= 1, as if normalised to [0, 1]; posecal wants pixels "
-            f"(x, y, w, h) in the {width}x{height} image"]
+    def labels_of(self, name: str) -> list[str]:
+        """Where each of `get(name)`'s boxes is in the file ('entry 3' or 'box 0'), for messages."""
+        return lookup(self.labels, name) or []
 
 
 def boxes_from_arraylike(value, where: str = "boxes") -> tuple[np.ndarray, np.ndarray | None] | None:

@@ -129,6 +129,8 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
                                 f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
+    if not records and cfg.boxes:
+        raise PosecalInputError(f"{cfg.boxes}: every person box was skipped (see above); nothing to evaluate")
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,

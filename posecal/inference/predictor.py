@@ -12,6 +12,7 @@ from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_
 from posecal.calibration.quality import calibration_from_meta
 from posecal.models.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
+from posecal.data.images import to_bgr8
 from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
@@ -59,7 +60,7 @@ class Predictor:
 
     backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
     `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
-    which is exported in memory first. flip=None means flip test on. calibrated=False returns the quality
+    which is exported in memory first. An .onnx model_path runs in onnxruntime whatever `backend` says. flip=None means flip test on. calibrated=False returns the quality
     heads' raw outputs instead of those mapped by the calibration stored with the model (when it has one).
 
     Images given without boxes go through a person detector: detector="default" is the shipped SSD
@@ -85,11 +86,13 @@ class Predictor:
             raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
         if threads:
             torch.set_num_threads(threads)
+        if is_onnx_file(model_path):
+            backend = "onnx"   # only onnxruntime runs an .onnx file: asking for torch is no reason to fail
         if backend == "onnx":
             from posecal.export.onnx import OnnxEstimator, onnx_bytes, open_onnx_model
 
             threads = threads or torch.get_num_threads()
-            if model_path is not None and str(model_path).endswith(".onnx"):
+            if is_onnx_file(model_path):
                 self.model = open_onnx_model(model_path, flip, threads, device)
                 self.config, self.meta = self.model.config, self.model.meta
                 flip = self.model.flip_test
@@ -214,6 +217,11 @@ class Predictor:
                           scores, radius)
 
 
+def is_onnx_file(model_path) -> bool:
+    """An exported model (`posecal export`), which only onnxruntime runs."""
+    return model_path is not None and str(model_path).lower().endswith(".onnx")
+
+
 def someone_there(person: PersonPose, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
     """Whole-image mode: do the pose's quality and visibility say a person is there? Without a detector every
     image gets a pose, a cup's or a cat's too; those come out with a low predicted OKS or with no keypoint
@@ -276,15 +284,13 @@ def check_image_array(arr: np.ndarray, name: str = "image") -> None:
 
 
 def bgr_from_array(image, name: str = "image") -> np.ndarray:
-    """RGB(A) or gray numpy image (uint8, or float in [0, 1], or 16-bit) -> BGR uint8 (checked first)."""
+    """RGB(A) or grey numpy image (H x W, H x W x 1, x 3 or x 4; uint8, 16-bit, or float in [0, 1]) -> BGR
+    uint8 (checked first), through the file reader's converter (data.images.to_bgr8), so that an array and a
+    file of the same photo give the same pixels."""
     arr = np.asarray(image)
     check_image_array(arr, name)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, -1)
-    if arr.dtype == np.uint16:
-        arr = (arr / 257).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr[:, :, 2::-1])
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[:, :, [2, 1, 0, 3][:arr.shape[2]]]   # RGB(A) -> BGR(A)
+    return np.ascontiguousarray(to_bgr8(arr))

@@ -140,14 +140,25 @@ def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = Non
         raise PosecalInputError(f"{path}: weights do not match the model ({len(bad)} keys, e.g. {bad[0]})")
 
 
-def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:
+def load_model(path=None, device: str = "cpu", training_checkpoint: bool = False
+               ) -> tuple[TopDownEstimator, ModelConfig, dict]:
     """Load a model file (best_model.pt or a packed file), or a shipped model by name (model_file); the shipped
-    default model when path is None."""
+    default model when path is None. A training checkpoint (`last.pt`: weights + optimizer, for --resume) is
+    read only with training_checkpoint=True (`posecal pack`, which makes a model file of it); elsewhere it, and
+    an exported .onnx file, get one line saying which file to give instead."""
     if str(path) in SHIPPED_MODELS and not SHIPPED_MODELS[str(path)].is_file():
         raise PosecalInputError(f"model {path!r}: not shipped with this posecal (shipped: "
                                 f"{', '.join(n for n, f in SHIPPED_MODELS.items() if f.is_file())})")
     path = model_file(path)
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        raise PosecalInputError(f"{path}: an exported ONNX model; this needs a posecal .pt model file (e.g. the one "
+                                f"it was exported from). ONNX files run in predict, eval, track and Predictor")
     ckpt = read_torch_file(path)
+    if is_training_checkpoint(ckpt):
+        if not training_checkpoint:
+            raise PosecalInputError(training_checkpoint_message(path))
+        ckpt = {"model_config": ckpt["config"]["model"], "state_dict": ckpt["model"],
+                "meta": {"epoch": ckpt.get("state", {}).get("epoch"), "step": ckpt.get("state", {}).get("step")}}
     try:
         cfg = model_config_from_dict(ckpt["model_config"])
         model = model_from_config(cfg, imagenet=False)
@@ -155,6 +166,20 @@ def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelC
     except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:
         raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
     return model.to(device).eval(), cfg, ckpt.get("meta", {})
+
+
+def is_training_checkpoint(ckpt: dict) -> bool:
+    """`posecal train`'s last.pt: weights under 'model', the optimizer, the schedule and the training config."""
+    return {"model", "optim", "config"} <= set(ckpt) and isinstance(ckpt.get("config"), dict)
+
+
+def training_checkpoint_message(path: Path) -> str:
+    """What to give instead of a training checkpoint: the run's best_model.pt when it is there, or a packed
+    model file of these very weights."""
+    best = path.parent / "best_model.pt"
+    use = f"use {best} (the run's best weights by val AP), or " if best.is_file() else ""
+    return (f"{path}: a training checkpoint (weights, optimizer and schedule, for `posecal train --resume`), not a "
+            f"model file; {use}make a model file of it with `posecal pack {path} MODEL.pt`")
 
 
 def require_coco_keypoints(cfg: ModelConfig, path) -> None:

@@ -71,7 +71,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     _check(cfg)
     t0 = time.time()
     image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
-    box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}) if cfg.boxes else None
+    box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations) if cfg.boxes else None
     detector = None
     if not box_file:
         from posecal.detect.detector import load_detector
@@ -159,7 +159,8 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.nda
         found = box_file.get(frame.name)
         if found is None:
             return np.zeros((0, 4)), np.zeros(0), False, [f"{frame.name}: no boxes for it in {box_file.path}"]
-        boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}")
+        boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}: {box_file.path.name}",
+                                              box_file.labels_of(frame.name))
         return boxes, scores, False, messages
     if detector is not None:
         boxes, scores = detector(frame.bgr)

@@ -265,8 +265,8 @@ def _amp(cfg: TrainConfig, device: torch.device):
 class GracefulStop:
     """SIGTERM (a scheduler's or `kill`'s stop) asks training to finish its step, save a resumable checkpoint
     (mid-epoch too) and return, instead of dying with up to an epoch of work lost. SIGINT (Ctrl-C) stays an
-    immediate KeyboardInterrupt: data-loader workers get it too, so going on is not possible; the last
-    complete checkpoint stays, and an interrupted checkpoint write removes its temp file."""
+    immediate KeyboardInterrupt (deferred only while a checkpoint is being written: interrupts_deferred): data-loader
+    workers get it too, so going on is not possible; the last complete checkpoint stays, and train() names it."""
 
     def __init__(self):
         self.requested: str | None = None
@@ -339,9 +339,16 @@ def _load_data(cfg: TrainConfig):
         val_ann, val_img = cfg.data.val_annotations, cfg.data.val_images
     if cfg.max_train_persons:
         records = records[: cfg.max_train_persons]
+    if not records:
+        source = cfg.data.packed or cfg.data.train_annotations
+        raise PosecalInputError(f"{source}: no usable person to train on (a person needs labelled keypoints "
+                                f"and iscrowd 0); check data.train_annotations")
     val_records = load_coco_persons(val_ann, val_img)
     if cfg.max_val_persons:
         val_records = val_records[: cfg.max_val_persons]
+    if not val_records:
+        raise PosecalInputError(f"{val_ann}: no usable person to validate on (a person needs labelled keypoints "
+                                f"and iscrowd 0); check data.val_annotations")
     records = readable_persons(records, "training")
     val_records = readable_persons(val_records, "validation")
     return records, val_records, val_ann
@@ -374,6 +381,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     every rank, so multi-node resuming needs OUT_DIR on shared storage)."""
     on_sigterm = GracefulStop()
     group = None
+    saved: dict = {}                      # the last checkpoint this call completed, for the Ctrl-C line
     try:
         if launched_by_torchrun():
             if cfg.sync_batchnorm and not cfg.device.startswith("cuda"):
@@ -381,14 +389,48 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             group = start_group("cuda" if cfg.device.startswith("cuda") else "cpu")
         quiet = group is not None and not group.is_main
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull) if quiet else contextlib.nullcontext():
-            return _train(cfg, resume, progress and not quiet, on_sigterm, group)
+            return _train(cfg, resume, progress and not quiet, on_sigterm, group, saved)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_line(Path(cfg.out_dir), saved)) from None
     finally:
         on_sigterm.restore()
         if group is not None:
             group.close()
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop, group: Group | None) -> dict:
+def interrupted_line(out: Path, saved: dict) -> str:
+    """What Ctrl-C leaves: the checkpoint --resume will go on from (checkpoint writes are atomic and finish
+    before the interrupt is taken, so the file named is complete), or that there is none."""
+    if saved:
+        return (f"interrupted: last complete checkpoint is {saved['path']} (epoch {saved['epoch']}, step "
+                f"{saved['step']}); go on with --resume")
+    if (out / "last.pt").is_file():
+        return f"interrupted: last complete checkpoint is {out / 'last.pt'} (from an earlier run); go on with --resume"
+    return f"interrupted before the first checkpoint; nothing to resume in {out}"
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C waits until the block has run (a checkpoint's last.pt, weights.pt and state.json written as one),
+    then interrupts as usual. Each file is written atomically anyway (posecal.io.write_atomic); this keeps the
+    set consistent, so resume_state's weights never run ahead of its state.json. Main thread only (signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)        # Python's default handler raises KeyboardInterrupt
+    elif caught and previous == signal.SIG_DFL:
+        raise KeyboardInterrupt
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop, group: Group | None,
+           saved: dict | None = None) -> dict:
     t_start = time.time()
     main = group is None or group.is_main     # the process that validates and writes files
     out = check_output_dir(cfg.out_dir, "out_dir")
@@ -466,9 +508,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": state, "config": to_dict(cfg)}
         if scaler is not None:
             ckpt["scaler"] = scaler.state_dict()
-        atomic_save(ckpt, out / "last.pt")
-        if cfg.resume_state:
-            save_resume_state(model, cfg.model, state, cfg.resume_state)
+        with interrupts_deferred():
+            atomic_save(ckpt, out / "last.pt")
+            if cfg.resume_state:
+                save_resume_state(model, cfg.model, state, cfg.resume_state)
+            if saved is not None:
+                saved.update(path=out / "last.pt", epoch=state["epoch"], step=state["step"])
 
     while state["epoch"] < cfg.epochs and state["step"] < total and not stopped:
         epoch = state["epoch"]
