@@ -1,0 +1,88 @@
+"""How strongly a calibrated estimate contradicts each label, per kind of label error: arrays in, arrays out.
+
+Every score has a stated meaning, so that a person can read one and a threshold is a decision, not a knob:
+
+- position: 1 - p, where p = P(a correct label lies at least this far from the estimate). The error model is
+  the one the conformal radius implies: an isotropic Gaussian error (distance ~ Rayleigh) whose scale puts the
+  keypoint's radius r at its coverage c (0.9 for posecal's radii), so p = (1 - c) ** ((d / r) ** 2): 0.1 at the
+  radius, 0.01 at sqrt(2) r (the radius at coverage 0.99), 1e-4 at 2 r. The radius is an empirical
+  (split-conformal) quantile; beyond it the tail is this model's extrapolation.
+- swap: P(the left/right pair is swapped) under the same error model and even prior odds: the likelihood of
+  the labels under the mirrored assignment over the sum of both assignments' likelihoods.
+- visibility: the model's calibrated probability that the labelled class (occluded / visible) is wrong,
+  1 - p(labelled class).
+- missing: the model's calibrated probability that an unlabelled (v = 0) keypoint is visible, p(visible).
+- person: the OKS shortfall, pose quality (the model's own expected OKS) minus the OKS of the labelled pose
+  against the model's estimate: how much worse the labels agree with the estimate than the truth is
+  expected to. Not a probability; in OKS units.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from posecal.metrics.oks import oks
+from posecal.skeleton import FLIP_PAIRS
+
+ABSENT, OCCLUDED, VISIBLE = 0, 1, 2
+
+
+def log10_tail(distance, radius, coverage: float) -> np.ndarray:
+    """log10 P(error >= distance) when the error is Rayleigh with P(error <= radius) = coverage (in log space:
+    labels far outside the radius have chances below what a float holds)."""
+    ratio = np.asarray(distance, np.float64) / np.maximum(np.asarray(radius, np.float64), 1e-9)
+    return ratio ** 2 * np.log10(1.0 - coverage)
+
+
+def _half_chi2(points, keypoints, radius, coverage: float) -> np.ndarray:
+    """d^2 / (2 sigma^2) of points against estimates: -log of the Gaussian likelihood up to a constant."""
+    d = np.linalg.norm(np.asarray(points, np.float64) - np.asarray(keypoints, np.float64), axis=-1)
+    return -log10_tail(d, radius, coverage) * np.log(10.0)
+
+
+def position_log10_tail(labels, keypoints, radius, coverage: float) -> np.ndarray:
+    """(N, K) log10 P(a correct label lies this far or farther from the estimate); NaN where not labelled."""
+    labels = np.asarray(labels, np.float64)
+    d = np.linalg.norm(labels[..., :2] - np.asarray(keypoints, np.float64), axis=-1)
+    return np.where(labels[..., 2] > 0, log10_tail(d, radius, coverage), np.nan)
+
+
+def swap_log_odds(labels, keypoints, radius, coverage: float, pairs=FLIP_PAIRS) -> np.ndarray:
+    """(N, P) natural log odds that pair p's labels are swapped (even prior odds: the log likelihood ratio of
+    the mirrored assignment to the labelled one); NaN where the pair is not both labelled."""
+    labels = np.asarray(labels, np.float64)
+    keypoints, radius = np.asarray(keypoints, np.float64), np.asarray(radius, np.float64)
+    out = np.full((len(labels), len(pairs)), np.nan)
+    for j, (a, b) in enumerate(pairs):
+        la, lb = labels[:, a, :2], labels[:, b, :2]
+        kept = _half_chi2(la, keypoints[:, a], radius[:, a], coverage) + \
+            _half_chi2(lb, keypoints[:, b], radius[:, b], coverage)
+        mirrored = _half_chi2(la, keypoints[:, b], radius[:, b], coverage) + \
+            _half_chi2(lb, keypoints[:, a], radius[:, a], coverage)
+        both = (labels[:, a, 2] > 0) & (labels[:, b, 2] > 0)
+        out[:, j] = np.where(both, kept - mirrored, np.nan)
+    return out
+
+
+def probability_of_log_odds(log_odds) -> np.ndarray:
+    """The logistic function, without overflow warnings for very large odds."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(log_odds, np.float64), -700, 700)))
+
+
+def visibility_contradiction(labels, visibility_probs) -> np.ndarray:
+    """(N, K) 1 - p(labelled class) for labelled keypoints (v = 1 or 2); NaN where not labelled."""
+    v = np.asarray(labels)[..., 2].astype(int)
+    p = np.take_along_axis(np.asarray(visibility_probs, np.float64), np.clip(v, 0, 2)[..., None], -1)[..., 0]
+    return np.where(v > 0, 1.0 - p, np.nan)
+
+
+def missing_visible(labels, visibility_probs) -> np.ndarray:
+    """(N, K) p(visible) of unlabelled keypoints (v = 0); NaN where labelled."""
+    v = np.asarray(labels)[..., 2]
+    return np.where(v == 0, np.asarray(visibility_probs, np.float64)[..., VISIBLE], np.nan)
+
+
+def person_shortfall(labels, keypoints, area, pose_quality) -> tuple[np.ndarray, np.ndarray]:
+    """(shortfall (N,), OKS of the labels against the estimate (N,)); NaN where nothing is labelled."""
+    labels = np.asarray(labels, np.float64)
+    agree = oks(keypoints, labels[..., :2], labels[..., 2], area)
+    return np.asarray(pose_quality, np.float64) - agree, agree
