@@ -57,9 +57,10 @@ def test_each_planted_kind_is_found_in_order_of_strength():
     labels[1, 15, :2] += [20, 0]         # an ankle 2.5 radii off: found, behind the wrist
     labels[1, 13, :2] += [8, 0]          # one radius off: p = 0.1, not a finding
     labels[2, [5, 6]] = labels[2, [6, 5]]   # shoulders swapped
-    labels[3, 7, 2] = 1                  # elbow labelled occluded; the model: p(occluded) = 0.02
+    labels[3, 7, 2] = 1                  # elbow labelled occluded; the model: p(visible) = 0.96
     labels[3, 4] = 0                     # an ear left unlabelled that the model sees
-    est.visibility_probs[0, 2] = [0.93, 0.05, 0.02]   # labelled visible, the model 93 % sure it is absent
+    est.visibility_probs[0, 2] = [0.93, 0.05, 0.02]   # labelled visible, the model 93 % sure it is absent:
+    # not a visibility finding (annotators label hidden joints too), and its position agrees
     found = find_label_errors(labels, _area(est), est)
     ids = [f["id"] for f in found]
     assert ids.index("10:position:9") < ids.index("11:position:15")
@@ -68,11 +69,10 @@ def test_each_planted_kind_is_found_in_order_of_strength():
     swap = found[ids.index("12:swap:5")]
     assert swap["pair"] == [5, 6] and swap["score"] > 0.999
     vis = found[ids.index("13:visibility:7")]
-    assert vis["score"] == pytest.approx(0.98) and vis["label"][2] == 1 and vis["estimate"][2] == 2
-    absent = found[ids.index("10:visibility:2")]
-    assert absent["score"] == pytest.approx(0.98) and absent["estimate"][2] == 0
+    assert vis["score"] == pytest.approx(0.96) and vis["label"][2] == 1 and vis["estimate"][2] == 2
+    assert not [i for i in ids if i.startswith("10:") and i.endswith(":2")]
     missing = found[ids.index("13:missing:4")]
-    assert missing["score"] == pytest.approx(0.96) and missing["estimate"] == [90.0, 38.0, 2]
+    assert missing["score"] == pytest.approx(0.98) and missing["estimate"] == [90.0, 38.0, 2]
     assert {f["kind"] for f in found} == {"position", "swap", "visibility", "missing"}
     assert [f["score"] for f in found] == sorted((f["score"] for f in found), reverse=True)
     pos = found[ids.index("10:position:9")]

@@ -30,8 +30,8 @@ class AuditThresholds:
 
     position_tail: float = 0.01    # P(a correct label this far) below this: outside the radius at coverage 0.99
     swap: float = 0.99             # P(swapped) at least this
-    visibility: float = 0.9        # P(the labelled class is wrong) at least this
-    missing: float = 0.9           # P(visible) of an unlabelled keypoint at least this
+    visibility: float = 0.9        # P(the other labelled class: occluded <-> visible) at least this
+    missing: float = 0.9           # P(labelled) = 1 - p(absent) of an unlabelled keypoint at least this
     person_shortfall: float = 0.3  # pose quality minus the labels' OKS against the estimate at least this
 
 
@@ -83,15 +83,13 @@ def find_label_errors(labels, area, est: Estimates, thresholds: AuditThresholds 
             p = 10.0 ** log_tail[i, k]
             add(i, "position", k, 1.0 - p, np.log10(-np.expm1(log_tail[i, k] * np.log(10))) - log_tail[i, k],
                 p_label_correct=float(f"{p:.3g}"))
-    wrong_class = sc.visibility_contradiction(labels, probs)
-    for i, k in zip(*np.nonzero(np.nan_to_num(wrong_class) >= thresholds.visibility)):
-        other = probs[i, k].copy()
-        other[int(labels[i, k, 2])] = -1.0
-        v_est = vis[i, k] if vis[i, k] != labels[i, k, 2] else int(other.argmax())
-        add(i, "visibility", k, wrong_class[i, k], _log10_odds(wrong_class[i, k]), v_est)
-    p_vis = sc.missing_visible(labels, probs)
-    for i, k in zip(*np.nonzero(np.nan_to_num(p_vis) >= thresholds.missing)):
-        add(i, "missing", k, p_vis[i, k], _log10_odds(p_vis[i, k]), sc.VISIBLE)
+    other = sc.visibility_contradiction(labels, probs)
+    for i, k in zip(*np.nonzero(np.nan_to_num(other) >= thresholds.visibility)):
+        add(i, "visibility", k, other[i, k], _log10_odds(other[i, k]), 3 - int(labels[i, k, 2]))
+    p_lab = sc.missing_labelled(labels, probs)
+    for i, k in zip(*np.nonzero(np.nan_to_num(p_lab) >= thresholds.missing)):
+        present = np.r_[0.0, probs[i, k, 1:]]   # occluded or visible, by the rule of `visibility`
+        add(i, "missing", k, p_lab[i, k], _log10_odds(p_lab[i, k]), int(visibility_classes(present)))
     shortfall, agree = sc.person_shortfall(labels, kp, area, est.pose_quality)
     for i in np.nonzero(np.nan_to_num(shortfall, nan=-1.0) >= thresholds.person_shortfall)[0]:
         add(i, "person", None, shortfall[i], shortfall[i], oks=_r(agree[i], 4),

@@ -81,9 +81,10 @@ def _draw(f: dict, bgr, box, labels, estimate) -> np.ndarray:
 
 def _caption(rank: int, f: dict) -> str:
     what = f["kind"] if f["keypoint"] is None else f"{f['kind']}: {f['keypoint_name']}"
-    if f["kind"] in ("visibility", "missing"):
-        detail = (f"labelled {VIS_NAMES[f['label'][2]]}, model says {VIS_NAMES[f['estimate'][2]]} "
-                  f"(p = {f['score']:.3f})")
+    if f["kind"] == "visibility":
+        detail = f"labelled {VIS_NAMES[f['label'][2]]}, p({VIS_NAMES[f['estimate'][2]]}) = {f['score']:.3f}"
+    elif f["kind"] == "missing":
+        detail = f"not labelled, p(labelled) = {f['score']:.3f}, model says {VIS_NAMES[f['estimate'][2]]}"
     elif f["kind"] == "position":
         detail = f"P(a correct label this far) = {f['p_label_correct']:.2g}"
     elif f["kind"] == "swap":
@@ -117,7 +118,8 @@ def write_gallery(path, findings: list[dict], est: Estimates, labels, total: int
             "yellow ring = a visibility or missing finding; swaps mark both sides L / R; person findings draw the "
             "labelled pose magenta and the estimate green. Accept a finding with <code>posecal audit apply "
             "--accept ID,...</code> (ids under each card). Scores: position 1 − P(a correct label this far from "
-            "the estimate); swap P(swapped); visibility P(the labelled class is wrong); missing P(visible); "
+            "the estimate); swap P(swapped); visibility P(the other labelled class: occluded ↔ visible); missing "
+            "P(labelled) = 1 − P(absent); "
             "person the OKS shortfall.</p>"
             f'<div class="gallery">{"".join(cards)}</div></body></html>')
     path = Path(path)

@@ -67,8 +67,9 @@ def annotation_labels(data: dict, annotation_ids, source) -> tuple[np.ndarray, n
     return np.array(labels).reshape(-1, NUM_KEYPOINTS, 3), np.array(areas)
 
 
-def estimate_with_model(cfg: AuditConfig) -> Estimates:
-    """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each)."""
+def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estimates:
+    """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each);
+    keep_heatmaps (GT boxes only): with the raw heatmaps and crop matrices."""
     torch.set_num_threads(cfg.threads)
     model, mcfg, meta = load_model(cfg.model)
     require_coco_keypoints(mcfg, cfg.model)
@@ -80,7 +81,7 @@ def estimate_with_model(cfg: AuditConfig) -> Estimates:
     if not records:
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
     pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
-                           progress=cfg.progress, calibration=calibration)
+                           progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     coverage = calibration.radii.target
