@@ -21,9 +21,10 @@ mix; the rest of each set is the unmodified val labels):
 * missing: a visible keypoint (v = 2) set to 0, 0, 0 (COCO's not labelled).
 
 Measures, per kind: precision@k, k = the number planted, of the audit's ranking of every candidate of that
-kind (the same order as findings.json: position by P(a correct label this far), swap by the odds of the
-mirrored fit, visibility by p(the other labelled class), missing by 1 - p(absent)); since k = planted, recall@k is the
-same number. Then the recall and precision of the findings the audit writes at its stated thresholds
+kind (findings.json's order with every threshold of that kind opened, its exclusions kept: position by
+P(a correct label this far), swap by the odds of the mirrored fit, visibility by p(the other labelled class),
+missing by 1 - p(absent)); since k = planted, recall@k is the same number. Beside it the same without the
+rule that a person finding explains its keypoints (no person findings at all). Then the recall and precision of the findings the audit writes at its stated thresholds
 (posecal.audit.findings.AuditThresholds). Baseline, raw heatmaps only (no quality head, no calibration,
 no radius): position = peak of the keypoint's heatmap minus its value at the label; swap = the heatmaps'
 values at the mirrored labels minus at the labelled ones (summed over the pair); visibility = the heatmap
@@ -38,13 +39,13 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from posecal.audit import scores as sc  # noqa: E402
 from posecal.audit.estimates import Estimates  # noqa: E402
 from posecal.audit.findings import AuditThresholds, find_label_errors  # noqa: E402
 from posecal.audit.gallery import write_gallery  # noqa: E402
@@ -95,19 +96,18 @@ def plant(labels, boxes, sizes, kind: str, rng) -> tuple[np.ndarray, set]:
     return out, {(int(i), int(k)) for i, k in chosen}
 
 
-def audit_ranking(labels, est: Estimates, kind: str) -> tuple[np.ndarray, list]:
-    """The audit's score of every candidate of `kind` (higher = more contradicted) and their (row, keypoint)."""
-    kp, rad, c, probs = est.keypoints, est.keypoint_radius, est.radius_coverage, est.visibility_probs
-    if kind == "position":
-        s = -sc.position_log10_tail(labels, kp, rad, c)
-    elif kind == "swap":
-        s = sc.swap_log_odds(labels, kp, rad, c)
-        return _candidates(s, [a for a, _ in FLIP_PAIRS])
-    elif kind == "visibility":
-        s = sc.visibility_contradiction(labels, probs)
-    else:
-        s = sc.missing_labelled(labels, probs)
-    return _candidates(s, list(range(s.shape[1])))
+OPEN = {"position": {"position_tail": 1.0}, "swap": {"swap": 0.0}, "visibility": {"visibility": 0.0},
+        "missing": {"missing": 0.0}}   # thresholds that let every candidate of the kind through
+
+
+def audit_ranking(labels, area, est: Estimates, kind: str, person_rule: bool = True) -> tuple[np.ndarray, list]:
+    """The audit's order of every candidate of `kind` (findings.json's order, its exclusions included: a swap
+    or a person finding explains the keypoints it covers), as descending scores and (row, keypoint) keys.
+    person_rule False: no person findings, so nothing is explained by one."""
+    thresholds = replace(AuditThresholds(), **OPEN[kind], **({} if person_rule else {"person_shortfall": np.inf}))
+    row = {int(a): i for i, a in enumerate(est.annotation_ids)}
+    found = [f for f in find_label_errors(labels, area, est, thresholds) if f["kind"] == kind]
+    return -np.arange(len(found), dtype=float), [(row[f["annotation_id"]], f["keypoint"]) for f in found]
 
 
 def baseline_ranking(labels, base: dict, kind: str) -> tuple[np.ndarray, list]:
@@ -174,20 +174,24 @@ def main() -> None:
         base[f"at_mirror_{kind}"] = heatmap_values(hm, est.matrices, labels[:, perm, :2])
     print(f"{len(est.annotation_ids)} persons, model {args.model}, estimates in {time.time() - t0:.0f}s, "
           f"seed {args.seed}, radius coverage {est.radius_coverage}")
-    print(f"{'kind':<11}{'planted':>8}{'P@k audit':>11}{'P@k base':>10}{'findings':>10}{'recall':>8}{'precision':>10}")
+    print(f"{'kind':<11}{'planted':>8}{'P@k audit':>11}{'P@k base':>10}{'findings':>10}{'recall':>8}{'precision':>10}"
+          f"{'P@k no person rule':>20}")
     measured = {}
     for kind, (labels, truth) in planted.items():
-        p_audit = precision_at_k(*audit_ranking(labels, est, kind), truth)
+        p_audit = precision_at_k(*audit_ranking(labels, area, est, kind), truth)
+        p_plain = precision_at_k(*audit_ranking(labels, area, est, kind, person_rule=False), truth)
         p_base = precision_at_k(*baseline_ranking(labels, base, kind), truth)
         found = [f for f in find_label_errors(labels, area, est) if f["kind"] == kind]
         row = {int(a): i for i, a in enumerate(est.annotation_ids)}
         hits = sum((row[f["annotation_id"]], f["keypoint"]) in truth for f in found)
         measured[kind] = {"planted": len(truth), "precision_at_k": round(p_audit, 3),
                           "baseline_precision_at_k": round(p_base, 3), "findings": len(found),
-                          "recall": round(hits / len(truth), 3), "precision": round(hits / max(len(found), 1), 3)}
+                          "recall": round(hits / len(truth), 3), "precision": round(hits / max(len(found), 1), 3),
+                          "precision_at_k_without_person_rule": round(p_plain, 3)}
         m = measured[kind]
         print(f"{kind:<11}{m['planted']:>8}{m['precision_at_k']:>11.3f}{m['baseline_precision_at_k']:>10.3f}"
-              f"{m['findings']:>10}{m['recall']:>8.3f}{m['precision']:>10.3f}")
+              f"{m['findings']:>10}{m['recall']:>8.3f}{m['precision']:>10.3f}"
+              f"{m['precision_at_k_without_person_rule']:>20.3f}")
     found = find_label_errors(clean, area, est, AuditThresholds())
     lab = clean[..., 2] > 0
     print(f"\nunmodified val: {len(found)} findings (" + ", ".join(

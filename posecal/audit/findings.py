@@ -30,6 +30,7 @@ class AuditThresholds:
 
     position_tail: float = 0.01    # P(a correct label this far) below this: outside the radius at coverage 0.99
     swap: float = 0.99             # P(swapped) at least this
+    swap_fit: float = 0.01         # ... and P(correct labels fit this badly) of the mirrored pair at least this
     visibility: float = 0.9        # P(the other labelled class: occluded <-> visible) at least this
     missing: float = 0.9           # P(labelled) = 1 - p(absent) of an unlabelled keypoint at least this
     person_shortfall: float = 0.3  # pose quality minus the labels' OKS against the estimate at least this
@@ -50,7 +51,8 @@ def _log10_odds(p) -> np.ndarray:
 
 def find_label_errors(labels, area, est: Estimates, thresholds: AuditThresholds = AuditThresholds()) -> list[dict]:
     """labels (N, K, 3) and GT areas (N,) of the annotations est stands for, in its order -> findings, highest
-    score first (then strength). A swap explains its two keypoints: they get no position finding."""
+    score first (then strength). A person finding explains the person's keypoints' positions, a swap its two
+    keypoints' positions: no position findings for them."""
     labels, area = np.asarray(labels, np.float64), np.asarray(area, np.float64)
     kp, rad, probs, c = est.keypoints, est.keypoint_radius, est.visibility_probs, est.radius_coverage
     vis = visibility_classes(probs)
@@ -67,10 +69,19 @@ def find_label_errors(labels, area, est: Estimates, thresholds: AuditThresholds 
                   "radius": _r(rad[i, k]), "radius_coverage": c}
         out.append(f | extra)
 
+    shortfall, agree = sc.person_shortfall(labels, kp, area, est.pose_quality)
+    wrong_person = np.isfinite(shortfall) & (np.nan_to_num(shortfall) >= thresholds.person_shortfall)
+    for i in np.nonzero(wrong_person)[0]:
+        add(i, "person", None, shortfall[i], shortfall[i], oks=_r(agree[i], 4),
+            pose_quality=_r(est.pose_quality[i], 4))
+    # One explanation per label: a person finding explains its keypoints' positions (the estimate is of someone
+    # else, or the labels are); a swap explains its two keypoints' positions. Swaps are still looked for in a
+    # person with a person finding: a whole side mislabelled (the person taken as facing the other way) makes one.
+    explained = np.repeat(wrong_person[:, None], labels.shape[1], 1)
     swap = sc.swap_log_odds(labels, kp, rad, c)
     p_swap = sc.probability_of_log_odds(swap)
-    explained = np.zeros(labels.shape[:2], bool)
-    for i, j in zip(*np.nonzero(np.nan_to_num(p_swap) >= thresholds.swap)):
+    swap[~(sc.swap_mirrored_log10_tail(labels, kp, rad, c) >= np.log10(thresholds.swap_fit))] = np.nan
+    for i, j in zip(*np.nonzero(np.isfinite(swap) & (np.nan_to_num(p_swap) >= thresholds.swap))):
         a, b = FLIP_PAIRS[j]
         explained[i, [a, b]] = True
         add(i, "swap", a, p_swap[i, j], swap[i, j] / np.log(10), pair=[a, b],
@@ -78,21 +89,17 @@ def find_label_errors(labels, area, est: Estimates, thresholds: AuditThresholds 
             pair_estimate=[_r(kp[i, b, 0]), _r(kp[i, b, 1]), int(vis[i, b])])
     log_tail = sc.position_log10_tail(labels, kp, rad, c)
     limit = np.log10(max(thresholds.position_tail, 1e-300))
-    for i, k in zip(*np.nonzero(np.nan_to_num(log_tail, nan=0.0) < limit)):
+    for i, k in zip(*np.nonzero(np.isfinite(log_tail) & (np.nan_to_num(log_tail) < limit))):
         if not explained[i, k]:
             p = 10.0 ** log_tail[i, k]
             add(i, "position", k, 1.0 - p, np.log10(-np.expm1(log_tail[i, k] * np.log(10))) - log_tail[i, k],
                 p_label_correct=float(f"{p:.3g}"))
     other = sc.visibility_contradiction(labels, probs)
-    for i, k in zip(*np.nonzero(np.nan_to_num(other) >= thresholds.visibility)):
+    for i, k in zip(*np.nonzero(np.isfinite(other) & (np.nan_to_num(other) >= thresholds.visibility))):
         add(i, "visibility", k, other[i, k], _log10_odds(other[i, k]), 3 - int(labels[i, k, 2]))
     p_lab = sc.missing_labelled(labels, probs)
-    for i, k in zip(*np.nonzero(np.nan_to_num(p_lab) >= thresholds.missing)):
+    for i, k in zip(*np.nonzero(np.isfinite(p_lab) & (np.nan_to_num(p_lab) >= thresholds.missing))):
         present = np.r_[0.0, probs[i, k, 1:]]   # occluded or visible, by the rule of `visibility`
         add(i, "missing", k, p_lab[i, k], _log10_odds(p_lab[i, k]), int(visibility_classes(present)))
-    shortfall, agree = sc.person_shortfall(labels, kp, area, est.pose_quality)
-    for i in np.nonzero(np.nan_to_num(shortfall, nan=-1.0) >= thresholds.person_shortfall)[0]:
-        add(i, "person", None, shortfall[i], shortfall[i], oks=_r(agree[i], 4),
-            pose_quality=_r(est.pose_quality[i], 4))
     out.sort(key=lambda f: (-f["score"], -f["strength"], f["id"]))
     return out

@@ -8,7 +8,9 @@ Every score has a stated meaning, so that a person can read one and a threshold 
   radius, 0.01 at sqrt(2) r (the radius at coverage 0.99), 1e-4 at 2 r. The radius is an empirical
   (split-conformal) quantile; beyond it the tail is this model's extrapolation.
 - swap: P(the left/right pair is swapped) under the same error model and even prior odds: the likelihood of
-  the labels under the mirrored assignment over the sum of both assignments' likelihoods.
+  the labels under the mirrored assignment over the sum of both assignments' likelihoods. A swap finding also
+  needs the mirrored labels to fit the estimate (their joint tail probability at least 0.01): one label
+  moved far off can fit the mirrored assignment "better" while fitting neither.
 - visibility: the model's calibrated probability of the contradicting class: p(visible) for a keypoint
   labelled occluded, p(occluded) for one labelled visible. A labelled keypoint the model calls absent is not
   a visibility finding: "absent" is what annotators would not have labelled, and COCO's annotators label
@@ -51,21 +53,34 @@ def position_log10_tail(labels, keypoints, radius, coverage: float) -> np.ndarra
     return np.where(labels[..., 2] > 0, log10_tail(d, radius, coverage), np.nan)
 
 
+def _pair_costs(labels, keypoints, radius, coverage: float, pairs):
+    """(N, P) summed d^2 / (2 sigma^2) of each pair's labels, as labelled and mirrored, and which pairs count."""
+    labels = np.asarray(labels, np.float64)
+    keypoints, radius = np.asarray(keypoints, np.float64), np.asarray(radius, np.float64)
+    kept, mirrored, both = (np.zeros((len(labels), len(pairs))) for _ in range(3))
+    for j, (a, b) in enumerate(pairs):
+        la, lb = labels[:, a, :2], labels[:, b, :2]
+        kept[:, j] = _half_chi2(la, keypoints[:, a], radius[:, a], coverage) + \
+            _half_chi2(lb, keypoints[:, b], radius[:, b], coverage)
+        mirrored[:, j] = _half_chi2(la, keypoints[:, b], radius[:, b], coverage) + \
+            _half_chi2(lb, keypoints[:, a], radius[:, a], coverage)
+        both[:, j] = (labels[:, a, 2] > 0) & (labels[:, b, 2] > 0)
+    return kept, mirrored, both.astype(bool)
+
+
 def swap_log_odds(labels, keypoints, radius, coverage: float, pairs=FLIP_PAIRS) -> np.ndarray:
     """(N, P) natural log odds that pair p's labels are swapped (even prior odds: the log likelihood ratio of
     the mirrored assignment to the labelled one); NaN where the pair is not both labelled."""
-    labels = np.asarray(labels, np.float64)
-    keypoints, radius = np.asarray(keypoints, np.float64), np.asarray(radius, np.float64)
-    out = np.full((len(labels), len(pairs)), np.nan)
-    for j, (a, b) in enumerate(pairs):
-        la, lb = labels[:, a, :2], labels[:, b, :2]
-        kept = _half_chi2(la, keypoints[:, a], radius[:, a], coverage) + \
-            _half_chi2(lb, keypoints[:, b], radius[:, b], coverage)
-        mirrored = _half_chi2(la, keypoints[:, b], radius[:, b], coverage) + \
-            _half_chi2(lb, keypoints[:, a], radius[:, a], coverage)
-        both = (labels[:, a, 2] > 0) & (labels[:, b, 2] > 0)
-        out[:, j] = np.where(both, kept - mirrored, np.nan)
-    return out
+    kept, mirrored, both = _pair_costs(labels, keypoints, radius, coverage, pairs)
+    return np.where(both, kept - mirrored, np.nan)
+
+
+def swap_mirrored_log10_tail(labels, keypoints, radius, coverage: float, pairs=FLIP_PAIRS) -> np.ndarray:
+    """(N, P) log10 P(two correct labels fit the estimate this badly or worse) of the mirrored labels: under the
+    error model their summed d^2 / (2 sigma^2) is Gamma(2, 1), whose tail is (1 + s) exp(-s). A swap finding
+    needs the mirrored pair to fit, not only to fit better than two labels that are both far off."""
+    _, mirrored, both = _pair_costs(labels, keypoints, radius, coverage, pairs)
+    return np.where(both, (np.log1p(mirrored) - mirrored) / np.log(10.0), np.nan)
 
 
 def probability_of_log_odds(log_odds) -> np.ndarray:
