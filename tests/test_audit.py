@@ -98,6 +98,18 @@ def test_person_finding_when_the_labels_are_another_pose():
     person = [f for f in found if f["kind"] == "person"]
     assert [f["annotation_id"] for f in person] == [11]
     assert person[0]["keypoint"] is None and person[0]["score"] == pytest.approx(0.8 - person[0]["oks"], abs=1e-3)
+    # with the default thresholds the person finding explains its keypoints' positions: one finding, not 17
+    found = find_label_errors(labels, _area(est), est)
+    assert [f["id"] for f in found if f["annotation_id"] == 11] == ["11:person:-"]
+
+
+def test_a_label_far_off_is_no_swap_when_the_mirrored_pair_fits_no_better():
+    est = _estimates(n=1)
+    labels = _labels(est)
+    labels[0, 1, :2] = [40, 35]      # left eye moved far to the image left: nearer the right eye's estimate
+    found = find_label_errors(labels, _area(est), est)
+    assert [f["id"] for f in found] == ["10:position:1"]
+    assert scores.swap_log_odds(labels, est.keypoints, est.keypoint_radius, 0.9)[0, 0] > 5   # "better" mirrored
 
 
 def _coco(est: Estimates, labels) -> dict:
