@@ -3,7 +3,6 @@
 Scoring on hand-made estimates with known answers; the CLI end to end on a tiny drawn COCO file with the
 fast shipped model."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
