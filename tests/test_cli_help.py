@@ -23,7 +23,7 @@ def _subparsers(monkeypatch) -> dict[str, argparse.ArgumentParser]:
 
 def test_every_option_has_help_and_its_default(monkeypatch):
     subs = _subparsers(monkeypatch)
-    assert {"demo", "predict", "track", "export", "eval", "train", "pack"} <= set(subs)
+    assert {"demo", "predict", "track", "export", "eval", "train", "pack", "audit"} <= set(subs)
     missing = []
     for name, parser in subs.items():
         for action in parser._actions:

@@ -24,7 +24,7 @@ FLOW = (("data", "image or\nvideo frame"), ("detect", "person\nboxes"), ("data",
         ("models", "backbone →\nheatmaps, F"), ("models", "quality heads\nOKS/OPKS/vis."),
         ("codec", "decode\n(DARK, flip)"), ("calibration", "calibrated\nquality, radii"),
         ("inference", "PersonPose\nper person"), ("predict", "results JSON,\noverlays"))
-COLOURS = {"cli": "#d9d9d9", "tracking": "#cfe2f3", "predict": "#cfe2f3", "viz": "#fce5cd",
+COLOURS = {"cli": "#d9d9d9", "tracking": "#cfe2f3", "predict": "#cfe2f3", "audit": "#d9ead3", "viz": "#fce5cd",
            "evaluation": "#d9ead3", "training": "#d9ead3", "inference": "#cfe2f3", "export": "#ead1dc",
            "models": "#fff2cc", "detect": "#fff2cc", "calibration": "#fff2cc", "data": "#e6e0f8",
            "codec": "#eeeeee", "metrics": "#eeeeee"}

@@ -1,5 +1,5 @@
 """Command line: `posecal demo | predict | track | export | eval | train | pack | import-weights | calibrate |
-run-peer`. User mistakes print one line and exit 2. Every option says what it does and its default
+run-peer | audit`. User mistakes print one line and exit 2. Every option says what it does and its default
 (tests/test_cli_help.py checks that)."""
 from __future__ import annotations
 
@@ -168,6 +168,29 @@ def _cmd_calibrate(args) -> None:
     else:
         n = calibrate_apply(args.calibrator, args.results, args.out, images=args.images)
         print(f"{n} results with keypoint_quality, pose_quality, visibility, keypoint_radius -> {args.out}")
+
+
+def _cmd_audit(args) -> None:
+    if args.action == "apply":
+        from posecal.audit.fixes import audit_apply
+
+        counts = audit_apply(args.annotations, args.findings, args.accept, args.out)
+        print(f"applied {sum(n for k, n in counts.items() if k != 'person')} finding(s) ("
+              + ", ".join(f"{k} {n}" for k, n in counts.items() if n) + ") -> " + str(args.out)
+              + (" (person findings are flags: nothing changed for them)" if counts["person"] else ""))
+        return
+    from posecal.audit.job import AuditConfig, audit
+
+    for option in ("annotations", "out"):
+        if getattr(args, option) is None:
+            raise PosecalInputError(f"posecal audit needs --{option}")
+    s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
+                          boxes=args.boxes, results=args.results, flip=not args.no_flip,
+                          batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
+                          report_top=args.top))
+    print(f"{s['persons']} persons audited in {s['seconds']:.1f}s: {s['findings']} findings ("
+          + ", ".join(f"{k} {n}" for k, n in s["per_kind"].items()) + f") -> {args.out}/findings.json, "
+          f"{args.out}/report.html")
 
 
 def _cmd_demo(args) -> None:
@@ -375,6 +398,31 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=THREADS_INT, default=1, help="CPU threads (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run_peer)
+    p = sub.add_parser("audit", help="find wrong labels in a COCO keypoint file where the calibrated model "
+                       "contradicts them (findings.json, report.html); `audit apply` applies accepted findings")
+    p.add_argument("--annotations", help="COCO keypoint JSON to audit (required)")
+    p.add_argument("--images", help="folder with the images named in the JSON (needed to run the model; with "
+                   "--results only for the report's pictures)")
+    p.add_argument("--out", help="output folder for findings.json and report.html (required)")
+    p.add_argument("--model", help="accurate, fast or a model file (default: the shipped default model)")
+    p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
+    p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
+                   "results (`posecal calibrate apply`) instead of running a model")
+    p.add_argument("--top", type=POSITIVE_INT, default=60, help="findings drawn in report.html (default: 60)")
+    p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_audit, action=None)
+    asub = p.add_subparsers(dest="action", required=False, help="apply: write a COCO file with accepted findings "
+                            "applied")
+    a = asub.add_parser("apply", help="apply the accepted findings to the COCO file they were found in")
+    a.add_argument("--annotations", required=True, help="the COCO keypoint JSON that was audited")
+    a.add_argument("--findings", required=True, help="findings.json written by `posecal audit`")
+    a.add_argument("--accept", required=True, metavar="IDS_FILE_or_IDS",
+                   help="the accepted findings: a file of ids (one a line, or a JSON list) or ids, comma-separated")
+    a.add_argument("--out", required=True, help="COCO JSON to write with the fixes applied")
+    a.set_defaults(func=_cmd_audit)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
     p.add_argument("model", help="model file or training checkpoint")
     p.add_argument("out", help="output model file")

@@ -118,7 +118,20 @@ def gt_persons(gt) -> dict[int, list[dict]]:
 def match(res: ResultSet, persons: dict[int, list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(result index (M,), GT keypoints (M, K, 3), GT area (M,)) of matched pairs: per image, results in
     descending score take the free GT person with the highest OKS (COCOeval's greedy rule)."""
-    idx, gts, areas = [], [], []
+    idx, anns = match_annotations(res, persons)
+    k = res.keypoints.shape[1]
+    g = np.array([np.asarray(a["keypoints"], np.float64).reshape(-1, 3) for a in anns]).reshape(-1, k, 3)
+    return idx, g, np.array([_area(a) for a in anns])
+
+
+def _area(a: dict) -> float:
+    return float(a.get("area", a["bbox"][2] * a["bbox"][3]))
+
+
+def match_annotations(res: ResultSet, persons: dict[int, list[dict]]) -> tuple[np.ndarray, list[dict]]:
+    """(result index (M,), the GT annotation each matched) by match's rule: the pairing itself, for callers
+    that need to know which annotation a result stands for (`posecal audit --results`)."""
+    idx, anns = [], []
     by_image: dict[int, list[int]] = {}
     for i in np.argsort(-res.score, kind="mergesort"):
         by_image.setdefault(int(res.image_id[i]), []).append(int(i))
@@ -127,7 +140,7 @@ def match(res: ResultSet, persons: dict[int, list[dict]]) -> tuple[np.ndarray, n
         if not cands:
             continue
         g = np.array([np.asarray(a["keypoints"], np.float64).reshape(-1, 3) for a in cands])
-        area = np.array([float(a.get("area", a["bbox"][2] * a["bbox"][3])) for a in cands])
+        area = np.array([_area(a) for a in cands])
         free = np.ones(len(cands), bool)
         for i in order:
             if not free.any():
@@ -139,10 +152,8 @@ def match(res: ResultSet, persons: dict[int, list[dict]]) -> tuple[np.ndarray, n
             if oks[j] >= MIN_MATCH_OKS:
                 free[j] = False
                 idx.append(i)
-                gts.append(g[j])
-                areas.append(area[j])
-    k = res.keypoints.shape[1]
-    return np.array(idx, int), np.array(gts).reshape(-1, k, 3), np.array(areas)
+                anns.append(cands[j])
+    return np.array(idx, int), anns
 
 
 def results_metrics(res: ResultSet, gt) -> dict:

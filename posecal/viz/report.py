@@ -37,8 +37,9 @@ border-radius:2px;background:linear-gradient(90deg,#d72626,#f07020,#f5c428,#96cd
 WIDE = 1.8   # plots wider than this (width / height) get a whole row
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    """Image bytes as a data: URI, so report.html needs no other file."""
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def _fmt(v) -> str:
@@ -91,22 +92,29 @@ def _summary(m: dict) -> str:
     return out
 
 
-def _thumb(bgr: np.ndarray, box, person) -> np.ndarray:
-    """The box's region (padded) scaled to THUMB_H pixels high, with `person` drawn at that size, so that
-    lines and labels look alike on every card whatever the photo's resolution."""
-    from dataclasses import replace
-
-    from posecal.viz.overlay import render_people
-
+def crop_thumbnail(bgr: np.ndarray, box, height: int = THUMB_H):
+    """The box's region (padded by 15 %) scaled to `height` pixels high, and the map from image points to the
+    thumbnail's (pixel centres kept), so that every card of a gallery is drawn at one size."""
     x, y, w, h = (float(v) for v in box)
     pad = 0.15 * max(w, h)
     x0, y0 = int(max(0, x - pad)), int(max(0, y - pad))
     x1, y1 = int(min(bgr.shape[1], x + w + pad)), int(min(bgr.shape[0], y + h + pad))
     if not (x1 > x0 and y1 > y0):
         x0, y0, x1, y1 = 0, 0, bgr.shape[1], bgr.shape[0]
-    s = THUMB_H / (y1 - y0)
-    thumb = cv2.resize(bgr[y0:y1, x0:x1], (max(1, round((x1 - x0) * s)), THUMB_H), interpolation=cv2.INTER_CUBIC)
+    s = height / (y1 - y0)
+    thumb = cv2.resize(bgr[y0:y1, x0:x1], (max(1, round((x1 - x0) * s)), height), interpolation=cv2.INTER_CUBIC)
     to_thumb = lambda xy: (np.asarray(xy, float) - (x0, y0) + 0.5) * s - 0.5  # noqa: E731 (pixel centres)
+    return thumb, to_thumb, s
+
+
+def _thumb(bgr: np.ndarray, box, person) -> np.ndarray:
+    """The box's region scaled to THUMB_H pixels high, with `person` drawn at that size, so that lines and
+    labels look alike on every card whatever the photo's resolution."""
+    from dataclasses import replace
+
+    from posecal.viz.overlay import render_people
+
+    thumb, to_thumb, s = crop_thumbnail(bgr, box)
     b = np.asarray(person.box, float)
     moved = replace(person, keypoints=to_thumb(person.keypoints),
                     box=np.r_[to_thumb(b[:2]), b[2:] * s] if np.isfinite(b).all() else b)
@@ -128,7 +136,7 @@ def _card(image_path, pred, gt_kp: np.ndarray, gt_oks: float) -> str | None:
     ok, png = cv2.imencode(".png", np.concatenate([left, np.full((THUMB_H, 6, 3), 255, np.uint8), right], 1))
     if not ok:
         return None
-    return (f'<div class="card"><img src="{_data_uri(png.tobytes())}"><br>predicted quality '
+    return (f'<div class="card"><img src="{data_uri(png.tobytes())}"><br>predicted quality '
             f"<b>{pred.pose_quality:.2f}</b>, true OKS <b>{gt_oks:.2f}</b><br>"
             f"<span class=note>{html.escape(Path(image_path).name)}</span></div>")
 
@@ -159,7 +167,7 @@ def write_report(out_dir, metrics: dict, people=None, image_paths=None, gt=None,
             png = (out_dir / name).read_bytes()
             im = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
             wide = im is not None and im.shape[1] > WIDE * im.shape[0]
-            figures.append((wide, f'<figure{" class=wide" if wide else ""}><img alt="{alt}" src="{_data_uri(png)}">'
+            figures.append((wide, f'<figure{" class=wide" if wide else ""}><img alt="{alt}" src="{data_uri(png)}">'
                                   f"<figcaption>{alt}</figcaption></figure>"))
     # the half-width plots side by side first, then the wide ones each on a row of its own
     parts += [f for _, f in sorted(figures, key=lambda f: f[0])] + ["</div>"]

@@ -1,0 +1,117 @@
+"""The `posecal audit` job: every labelled person of a COCO keypoint file estimated once (posecal's calibrated
+model on the GT boxes by default, or any estimator's calibrated results), its labels held against the
+estimate (posecal/audit/findings.py), and the findings written as OUT/findings.json (highest score first)
+and OUT/report.html (a gallery of the top findings to accept or reject at a glance).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posecal.audit.estimates import Estimates, from_predictions, from_result_set, from_results_file
+from posecal.audit.findings import KINDS, AuditThresholds, find_label_errors
+from posecal.calibration.quality import calibration_from_meta
+from posecal.data.coco import load_coco_persons, read_json
+from posecal.errors import PosecalInputError
+from posecal.evaluation.results import ResultSet
+from posecal.inference.topdown import predict_records
+from posecal.io import write_json_atomic
+from posecal.models.checkpoint import load_model, require_coco_keypoints
+from posecal.outputs import check_output_dir
+from posecal.skeleton import NUM_KEYPOINTS
+
+FINDINGS = "findings.json"
+
+
+@dataclass
+class AuditConfig:
+    annotations: str
+    out: str
+    images: str | None = None      # needed to run the model; for --results only the report's pictures need it
+    model: str | None = None       # None: the shipped default model
+    boxes: str | None = None       # COCO detection results; None: the GT boxes
+    results: str | None = None     # calibrated COCO keypoint results of any estimator instead of the model
+    flip: bool = True
+    batch_size: int = 32
+    threads: int = 2
+    progress: bool = True
+    report_top: int = 60           # findings drawn in report.html
+    thresholds: AuditThresholds = AuditThresholds()
+
+
+def read_annotations(path) -> dict:
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise PosecalInputError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
+    return data
+
+
+def annotation_labels(data: dict, annotation_ids, source) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N, K, 3), areas (N,)) of the annotations with these ids, in their order."""
+    by_id = {a.get("id"): a for a in data["annotations"]}
+    labels, areas = [], []
+    for i in annotation_ids:
+        a = by_id.get(int(i))
+        if a is None:
+            raise PosecalInputError(f"{source}: no annotation with id {int(i)}")
+        try:
+            labels.append(np.asarray(a["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3))
+            areas.append(float(a.get("area", a["bbox"][2] * a["bbox"][3])))
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise PosecalInputError(f"{source}: annotation {int(i)}: 'keypoints' must be {NUM_KEYPOINTS}x3 numbers "
+                                    "and 'area' or 'bbox' given") from None
+    return np.array(labels).reshape(-1, NUM_KEYPOINTS, 3), np.array(areas)
+
+
+def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estimates:
+    """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each);
+    keep_heatmaps (GT boxes only): with the raw heatmaps and crop matrices."""
+    torch.set_num_threads(cfg.threads)
+    model, mcfg, meta = load_model(cfg.model)
+    require_coco_keypoints(mcfg, cfg.model)
+    calibration = calibration_from_meta(meta, str(cfg.model or "default model"))
+    if calibration is None or not model.has_quality_heads:
+        raise PosecalInputError(f"{cfg.model or 'the default model'}: the audit needs a model with quality heads "
+                                "and a stored calibration (`posecal pack --calibrate-on`)")
+    records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
+    if not records:
+        raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
+    pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
+                           progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps)
+    if not pred.records:
+        raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
+    coverage = calibration.radii.target
+    if cfg.boxes is None:
+        return from_predictions(pred, coverage)
+    # detector boxes: the estimates are matched to the labelled persons as results files are
+    res = ResultSet([{"bbox": [float(v) for v in r.bbox]} for r in pred.records],
+                    np.array([r.image_id for r in pred.records]), pred.keypoints, pred.heatmap_scores,
+                    pred.oks * np.array([r.score for r in pred.records]), pred.oks, pred.opks, None,
+                    pred.visibility_probs, pred.keypoint_radius)
+    return from_result_set(res, cfg.annotations, cfg.images, str(cfg.boxes), coverage)
+
+
+def audit(cfg: AuditConfig) -> dict:
+    """The job: OUT/findings.json and OUT/report.html; returns a summary (counts per kind, seconds)."""
+    from posecal.audit.gallery import write_gallery
+
+    out = check_output_dir(cfg.out, "--out")
+    t0 = time.time()
+    data = read_annotations(cfg.annotations)
+    if cfg.results:
+        est = from_results_file(cfg.results, cfg.annotations, cfg.images)
+    else:
+        if not cfg.images:
+            raise PosecalInputError("--images is needed to run a model (or give --results)")
+        est = estimate_with_model(cfg)
+    labels, area = annotation_labels(data, est.annotation_ids, cfg.annotations)
+    findings = find_label_errors(labels, area, est, cfg.thresholds)
+    write_json_atomic(findings, Path(out) / FINDINGS)
+    write_gallery(out / "report.html", findings[:cfg.report_top], est, labels, len(findings))
+    return {"persons": len(est.annotation_ids), "findings": len(findings),
+            "per_kind": {k: sum(f["kind"] == k for f in findings) for k in KINDS},
+            "seconds": round(time.time() - t0, 1)}
