@@ -1,6 +1,6 @@
-"""Bad-input battery (issue 12): how 78 kinds of bad CLI and API input are handled (python bench/bad_input_battery.py).
+"""Bad-input battery (issue 12): how 102 kinds of bad CLI and API input are handled (python bench/bad_input_battery.py).
 
-Tries 78 kinds of bad input on `posecal predict/eval/train/export/demo/pack` and the Python API, each in its
+Tries 102 kinds of bad input on `posecal predict/eval/train/export/demo/pack` and the Python API, each in its
 own subprocess, and says how each was handled.
 
     PYTHONPATH=/path/to/posecal OMP_NUM_THREADS=1 nice -n 19 python bench/bad_input_battery.py [--surface S]
