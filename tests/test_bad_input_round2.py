@@ -14,28 +14,12 @@ import pytest
 import torch
 
 from posecal.cli.main import main
-from posecal.models.checkpoint import save_model
-from posecal.models.config import ModelConfig
-from posecal.models.estimator import build_estimator
 
 from conftest import make_coco
 from test_cli import write_train_config
+from test_predict_cli import coco, tiny_model  # noqa: F401 - shared fixtures: a tiny model, a tiny COCO set
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
-                      head_hidden=16)
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
-    return path
-
-
-@pytest.fixture
-def coco(tmp_path):
-    return make_coco(tmp_path / "data", n_images=3)
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
