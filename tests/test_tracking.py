@@ -234,7 +234,7 @@ def test_one_propagated_box_per_place():
     tracker.update([here, there], 0.0)
     tracker.tracks[0].person = also_here          # the first track has drifted onto the same person
     tracker.tracks.insert(0, dataclasses.replace(tracker.tracks[0], person=here))
-    out, scores, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect=False)
+    out, scores, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker)
     assert len(out) == 2 and propagated.all() and scores.tolist() == [1.0, 1.0]
     np.testing.assert_allclose(out[0], boxes_from_pose(also_here), atol=1e-6)
 
@@ -247,8 +247,8 @@ def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
     tracker.update([_pose(STANDING + [1, 0], quality=0.8)], 0.1)      # the second person is missed here
     assert [tr.misses for tr in tracker.tracks] == [0, 1]
     assert len(tracker.live_people()) == 2 and len(tracker.live_people(max_misses=0)) == 1
-    boxes, _, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect=False)
+    boxes, _, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker)
     assert len(boxes) == 1 and propagated.all() and boxes[0][0] < 150   # the first person's box only
     # with the detector every 3rd frame, a track lost for up to 2 frames is still looked for between detections
-    boxes, _, _ = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect=False, detect_every=3)
+    boxes, _, _ = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect_every=3)
     assert len(boxes) == 2

@@ -13,8 +13,10 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -29,6 +31,7 @@ from posecal.predict.job import result_entries
 from posecal.inference.predictor import Predictor
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
 from posecal.tracking.associate import box_iou, trusted
+from posecal.tracking.pipeline import InOrder, Prefetch, StageClock
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
 
@@ -55,6 +58,7 @@ class TrackSummary:
     results: int
     tracks: int
     seconds: float
+    stages: dict[str, float] = field(default_factory=dict)   # busy seconds per stage (pipeline.StageClock)
 
 
 PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
@@ -73,18 +77,22 @@ def boxes_from_pose(person, min_quality: float = 0.3, margin: float = 0.15) -> n
     return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
 
 
-def frame_boxes(frame_bgr, detector, tracker: Tracker, detect: bool,
+def detect_people(frame_bgr, detector) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes (M, 4) and scores (M,) of a detector frame; no detector: the whole frame is the detection."""
+    if detector is None:
+        h, w = frame_bgr.shape[:2]
+        return np.array([[0.0, 0.0, w, h]]), np.ones(1)
+    return detector(frame_bgr)
+
+
+def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tracker: Tracker,
                 detect_every: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
+    `detections`: detect_people's boxes and scores on a detector frame, None between detector frames.
     On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
-    of people; a track should not blink out with it). No detector: the whole frame stands for the detection."""
+    of people; a track should not blink out with it)."""
     h, w = frame_bgr.shape[:2]
-    if not detect:
-        det_boxes, det_scores = np.zeros((0, 4)), np.zeros(0)
-    elif detector is None:
-        det_boxes, det_scores = np.array([[0.0, 0.0, w, h]]), np.ones(1)
-    else:
-        det_boxes, det_scores = detector(frame_bgr)
+    det_boxes, det_scores = detections if detections is not None else (np.zeros((0, 4)), np.zeros(0))
     # Only tracks unmatched for fewer frames than the detector's period: a box that found nobody there (or drifted)
     # would mostly find nobody again, a wasted crop a frame for max_misses frames; a person lost for longer is
     # found again by the detector and matched back to their track (looked for where their velocity says they went).
@@ -169,7 +177,9 @@ def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path,
 
 
 def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
-    """Track every video of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose) list."""
+    """Track every video of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose) list.
+    Stages overlap (posecal/tracking/pipeline.py): the next frame is decoded and, on detector frames, its people
+    detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind."""
     from posecal.viz.overlay import render_people
 
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
@@ -185,7 +195,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     if not files:
         raise PosecalInputError("nothing to do: no video among " + ", ".join(cfg.videos))
     renders = render_paths(cfg, files)
-    t0 = time.time()
+    t0, clock = time.time(), StageClock()
     detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
     backend = cfg.backend
     if backend == "onnx" and not str(cfg.model or "").endswith(".onnx") and not _can_export():
@@ -193,40 +203,74 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
             "in PyTorch (slower)")
         backend = "torch"
     predictor = Predictor(cfg.model, flip=cfg.flip, backend=backend, threads=cfg.threads, detector=None)
+    clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
+    detect = clock.timed("detect", detect_people)
+    lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
+
+    def detection_of(frame):
+        if isinstance(frame, Problem) or frame.frame_index % cfg.detect_every:
+            return None
+        return lookahead.submit(detect, frame.bgr, detector)
+
+    def draw(video: VideoOut, bgr: np.ndarray, tracked: list) -> None:
+        video.write(render_people(bgr, [p for _, p in tracked], tags=[f"#{i}" for i, _ in tracked]))
+
     results, n_frames, next_id = [], 0, 1
     for path, name in files:
         tracker, fps, out_video = Tracker(cfg.tracker, first_id=next_id), video_fps(path), None
+        frames, behind = Prefetch(iter_frames([(path, name)]), clock=clock), InOrder()
         try:
-            for frame in tqdm(iter_frames([(path, name)]), desc=name, unit="frame",
-                              disable=not cfg.progress):
+            for frame, detection in tqdm(one_ahead(frames, detection_of), desc=name, unit="frame",
+                                         disable=not cfg.progress):
                 if isinstance(frame, Problem):
                     log(frame.message)
                     continue
                 n_frames += 1
-                tracked = track_frame(frame, detector, predictor, tracker, fps, cfg, mode,
-                                      detect=frame.frame_index % cfg.detect_every == 0)
-                for track_id, person in tracked:
-                    entry = result_entries(frame, [person], frame.frame_index, mode)[0]
-                    entry["track_id"] = int(track_id)
-                    results.append(entry)
+                detections = None if detection is None else detection.result()
+                tracked = track_frame(frame, detections, predictor, tracker, fps, cfg, mode, clock)
+                with clock("results"):
+                    for track_id, person in tracked:
+                        entry = result_entries(frame, [person], frame.frame_index, mode)[0]
+                        entry["track_id"] = int(track_id)
+                        results.append(entry)
                 if keep is not None:
                     keep(frame, tracked)
                 if path in renders:
                     if out_video is None:
                         h, w = frame.bgr.shape[:2]
                         out_video = VideoOut(renders[path], fps, (w, h))
-                    out_video.write(render_people(frame.bgr, [p for _, p in tracked],
-                                                  tags=[f"#{i}" for i, _ in tracked]))
+                    behind.submit(clock.timed("render", draw), out_video, frame.bgr, tracked)
+            behind.finish()
         except BaseException:
+            behind.abandon()
             if out_video is not None:
                 out_video.close(keep=False)
             raise
+        finally:
+            frames.close()
         if out_video is not None:
             out_video.close()
         next_id = tracker.next_id
-    write_json_atomic(results, cfg.out, indent=None)
-    return TrackSummary(n_frames, len(results), next_id - 1, time.time() - t0)
+    lookahead.shutdown(wait=True, cancel_futures=True)
+    with clock("write"):
+        write_json_atomic(results, cfg.out, indent=None)
+    return TrackSummary(n_frames, len(results), next_id - 1, time.time() - t0, dict(clock.seconds))
+
+
+def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object]]:
+    """(item, start(item)) pairs, with start() already called on the next item when one is yielded: work started
+    for the next frame (its detection) runs while the caller works on this one."""
+    it = iter(items)
+    current = next(it, None)
+    if current is None:
+        return
+    started = start(current)
+    for following in it:
+        started_next = start(following)
+        yield current, started
+        current, started = following, started_next
+    yield current, started
 
 
 def _can_export() -> bool:
@@ -236,14 +280,19 @@ def _can_export() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
 
 
-def track_frame(frame: Frame, detector, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
-                mode: str, detect: bool) -> list[tuple[int, object]]:
-    """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs."""
-    boxes, scores, propagated = frame_boxes(frame.bgr, detector, tracker, detect, cfg.detect_every)
-    people = predictor.predict_many([(frame.bgr, boxes, scores)], bgr=True)[0] if len(boxes) else []
-    # a propagated box that no longer holds a person (they left, or the track drifted) is let go
-    people = [p for p, prop in zip(people, propagated)
-              if not prop or still_there(p, cfg.keep_quality)]
-    if len(people) > 1:
-        people = pose_nms(people, "oks", 0.9, mode)
-    return tracker.update(people, frame.frame_index / fps)
+def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
+                mode: str, clock: StageClock | None = None) -> list[tuple[int, object]]:
+    """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
+    `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames."""
+    clock = clock or StageClock()
+    with clock("boxes"):
+        boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every)
+    with clock("pose"):
+        people = predictor.predict_many([(frame.bgr, boxes, scores)], bgr=True)[0] if len(boxes) else []
+    with clock("track"):
+        # a propagated box that no longer holds a person (they left, or the track drifted) is let go
+        people = [p for p, prop in zip(people, propagated)
+                  if not prop or still_there(p, cfg.keep_quality)]
+        if len(people) > 1:
+            people = pose_nms(people, "oks", 0.9, mode)
+        return tracker.update(people, frame.frame_index / fps)

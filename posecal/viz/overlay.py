@@ -58,6 +58,11 @@ def _lut() -> np.ndarray:
     return np.clip(np.round(rgb[:, ::-1] * 255), 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=1)
+def _lut_tuples() -> tuple:
+    return tuple(tuple(int(c) for c in row) for row in _lut())
+
+
 def quality_color(q):
     """BGR colour of quality ``q`` (clipped to [0, 1]; NaN -> grey).
 
@@ -65,13 +70,14 @@ def quality_color(q):
     ``q.shape + (3,)``. For a matplotlib colorbar use
     ``ListedColormap(quality_color(np.linspace(0, 1, 256))[:, ::-1] / 255)``.
     """
+    if np.ndim(q) == 0:   # the per-keypoint case, ~50 calls a person: a table lookup, no array round trip
+        v = float(q)
+        return _NAN_COLOR if v != v else _lut_tuples()[round(min(max(v, 0.0), 1.0) * 255)]
     arr = np.asarray(q, dtype=float)
     nan = np.isnan(arr)
     idx = np.round(np.clip(np.where(nan, 0.0, arr), 0.0, 1.0) * 255).astype(np.intp)
     out = _lut()[idx]
     out[nan] = _NAN_COLOR
-    if arr.ndim == 0:
-        return tuple(int(c) for c in out)
     return out
 
 
