@@ -10,14 +10,15 @@ posecal.io), and the job's end is a barrier: every rank returns once rank 0 has 
 Errors never leave a rank waiting: each `gather`, and the job's end, first exchanges every rank's status. A rank
 that fails (a bad input, a bug) takes part in the next exchange with its error instead of its result, so every
 rank learns of it at the same point and stops: rank 0 prints the one message (`posecal: error: ...`), the others
-exit quietly, all of them with RankFailed (exit status 2). A failure that is not a PosecalInputError keeps its
-traceback on its own rank (exit status 1).
+exit quietly, all of them with RankFailed (exit status 2). A failure that is not a PosecalInputError (a bug)
+prints its traceback on its own rank first.
 """
 from __future__ import annotations
 
 import functools
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Sequence
@@ -239,12 +240,11 @@ def rank_job(device_of: Callable[..., str] | None = None):
                     ranks.agree(str(e))
                     raise
                 except Exception as e:
-                    # re-raised below: its traceback stays on this rank's stderr; the others hear one line of it
-                    try:
-                        ranks.agree(f"{type(e).__name__}: {e}")
-                    except RankFailed:
-                        pass
-                    raise
+                    # a bug: its traceback here, on this rank, before rank 0 may exit (torchrun then stops the
+                    # rest); the others hear one line of it
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                    ranks.agree(f"{type(e).__name__}: {e}")
                 ranks.agree()                                      # the end: rank 0 has written
                 return result
             finally:
