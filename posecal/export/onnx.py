@@ -127,7 +127,9 @@ class OnnxEstimator:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        # on torch's current GPU: under torchrun each rank's own (posecal.parallel makes it cuda:LOCAL_RANK)
+        cuda = ("CUDAExecutionProvider", {"device_id": torch.cuda.current_device() if torch.cuda.is_available() else 0})
+        providers = [cuda, "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                                 providers=providers)
