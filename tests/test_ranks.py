@@ -211,3 +211,12 @@ def test_other_commands_refuse_several_ranks(tmp_path, capsys, monkeypatch):
     assert main(["export", "--out", str(tmp_path / "m.onnx")]) == 2
     assert capsys.readouterr().err.strip() == ("posecal: error: posecal export runs as one process; under torchrun "
                                                "only train, predict, track, eval share their work over ranks")
+
+
+def test_an_error_every_rank_meets_alike_is_said_once(coco, tmp_path):
+    _, img_dir = coco
+    run = posecal_ranks(["predict", img_dir, "--model", tmp_path / "missing.pt", "--detector", "none",
+                         "--out", tmp_path / "never.json"], tmp_path)
+    said = [line for line in run.stderr.splitlines() if line.startswith("posecal: error:")]
+    assert said == [f"posecal: error: {tmp_path / 'missing.pt'}: model file not found"], run.stderr[-3000:]
+    assert run.returncode != 0 and not (tmp_path / "never.json").exists()
