@@ -17,6 +17,18 @@ try:  # the fuzz tests' one profile (tests/test_fuzz_readers.py): fixed examples
 except ImportError:   # hypothesis is in the dev extra; without it the fuzz tests skip
     pass
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def onnx_cache_folder(tmp_path_factory):
+    """The tests' own ONNX cache (posecal/export/cache.py), shared by the session and its subprocesses, so that
+    a test run neither writes to the user's cache nor depends on what it holds."""
+    import os
+
+    os.environ["POSECAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("onnx-cache"))
+    yield
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COCO_CROPS = SHARED / "data" / "coco-val2017-crops"
 needs_shared = pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")

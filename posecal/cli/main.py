@@ -305,9 +305,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="person crops per forward pass (default: 16)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the pose network runs (default: cpu)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="onnx: onnxruntime (give --model an .onnx file from `posecal export` to skip exporting) "
-                        "(default: torch; an .onnx --model always runs in onnxruntime)")
+    p.add_argument("--backend", choices=("torch", "onnx"),
+                   help="onnx: onnxruntime, from the model's ONNX export, made once and kept in the user's cache "
+                        "folder ($POSECAL_CACHE_DIR); torch: PyTorch (default: onnx, torch with --device cuda; an "
+                        ".onnx --model always runs in onnxruntime)")
     p.add_argument("--model", help="accurate, fast, or a model file (.pt or exported .onnx; default: the shipped "
                                      "default model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")

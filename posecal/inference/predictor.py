@@ -60,7 +60,7 @@ class Predictor:
 
     backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
     `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
-    which is exported in memory first. An .onnx model_path runs in onnxruntime whatever `backend` says. flip=None means flip test on. calibrated=False returns the quality
+    whose export is made once and kept in the user's cache folder (posecal/export/cache.py). An .onnx model_path runs in onnxruntime whatever `backend` says. flip=None means flip test on. calibrated=False returns the quality
     heads' raw outputs instead of those mapped by the calibration stored with the model (when it has one).
 
     Images given without boxes go through a person detector: detector="default" is the shipped SSD
@@ -89,19 +89,17 @@ class Predictor:
         if is_onnx_file(model_path):
             backend = "onnx"   # only onnxruntime runs an .onnx file: asking for torch is no reason to fail
         if backend == "onnx":
-            from posecal.export.onnx import OnnxEstimator, onnx_bytes, open_onnx_model
+            from posecal.export.cache import cached_onnx
+            from posecal.export.onnx import open_onnx_model
 
             threads = threads or torch.get_num_threads()
             if is_onnx_file(model_path):
                 self.model = open_onnx_model(model_path, flip, threads, device)
-                self.config, self.meta = self.model.config, self.model.meta
                 flip = self.model.flip_test
-            else:
-                model, self.config, self.meta = load_model(model_path)
+            else:   # exported once per model file and kept in the user's cache (posecal/export/cache.py)
                 flip = True if flip is None else flip
-                self.model = OnnxEstimator(onnx_bytes(model, self.config, flip, self.meta.get("calibration")),
-                                           threads=threads,
-                                           source=str(model_path or "default model"), device=device)
+                self.model = cached_onnx(model_path, flip, threads, device)
+            self.config, self.meta = self.model.config, self.model.meta
             device = "cpu"  # inputs go to onnxruntime as numpy
         else:
             self.model, self.config, self.meta = load_model(model_path, device=device)

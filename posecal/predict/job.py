@@ -51,7 +51,7 @@ class PredictConfig:
     every: int = 1                       # videos: every N-th frame
     batch_size: int = 16
     device: str = "cpu"
-    backend: str = "torch"
+    backend: str | None = None           # None: onnx (its export cached once per model file), torch on cuda
     flip: bool | None = None             # None: on (an exported .onnx model: as it was exported)
     orientations: int = 1                # 4: test-time orientation search (posecal/inference/orientation.py)
     threads: int = 2
@@ -86,7 +86,8 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
 
         detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
     predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
-                          backend=cfg.backend, threads=cfg.threads, detector=None,
+                          backend=cfg.backend or ("torch" if cfg.device == "cuda" else "onnx"),
+                          threads=cfg.threads, detector=None,
                           orientations=cfg.orientations)
     heads = bool(predictor.config.quality_heads)
     mode = cfg.score_mode or ("oks" if heads else "heatmap")

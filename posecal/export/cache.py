@@ -1,0 +1,123 @@
+"""The ONNX form of a posecal model file, exported once and kept in the user's cache folder.
+
+Why: onnxruntime runs posecal's networks 1.5-2x faster than PyTorch on a CPU, but exporting a model takes
+20-30 s, which dominated every short video or folder a user tried (`posecal track` on a 35-frame clip: 30 s of
+export, 3 s of work). The export is now paid once per model file: its result is stored under a name made of the
+model file's SHA-256, the flip setting (built into the graph) and the versions that shape the graph, so a changed
+model file, another torch or a change to the export code gets a new entry and a stale one is never used.
+
+Safety: an entry is written to a temp file, fsynced and renamed into place (a half-written file never carries an
+entry's name), under a file lock, so two processes that start together export once and the second reads what the
+first wrote. An entry that onnxruntime cannot read (a disk that lost it) is exported again. A cache folder that
+cannot be written is no error: the model is exported in memory, as before, with one line saying why.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from filelock import FileLock, Timeout
+
+from posecal.errors import PosecalInputError
+from posecal.io import write_atomic
+from posecal.models.checkpoint import load_model, model_file
+from posecal.export.onnx import OnnxEstimator, onnx_bytes
+
+# Bump when onnx_bytes changes what it writes for the same model (outputs, metadata, graph): old entries then
+# stop matching and are rebuilt.
+EXPORT_FORMAT = 1
+CACHE_ENV = "POSECAL_CACHE_DIR"
+LOCK_TIMEOUT_S = 600   # another process exporting the same model: wait for it rather than export twice
+
+
+def cache_dir() -> Path:
+    """$POSECAL_CACHE_DIR, else the platform's user cache folder (XDG_CACHE_HOME or ~/.cache on Linux,
+    ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows), + posecal/onnx."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"])
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "posecal" / "onnx"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (about 30 ms for a 10 MB model)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def entry_name(model_path: Path, flip: bool) -> str:
+    """The cache file's name: readable stem, then what decides the graph's content."""
+    torch_version = torch.__version__.split("+")[0]
+    return (f"{model_path.stem}-{file_digest(model_path)[:24]}-{'flip' if flip else 'noflip'}"
+            f"-torch{torch_version}-f{EXPORT_FORMAT}.onnx")
+
+
+def export_model_bytes(model_path: Path, flip: bool) -> bytes:
+    model, cfg, meta = load_model(model_path)
+    return onnx_bytes(model, cfg, flip, meta.get("calibration"))
+
+
+def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", log: Callable[[str], None] | None = None,
+                export: Callable[[Path, bool], bytes] | None = None) -> OnnxEstimator:
+    """An onnxruntime session of a posecal model file (a shipped model's name, a path, or None for the
+    default), from the cache when it holds this file's export, else exported now (`export(path, flip)`,
+    export_model_bytes by default) and cached."""
+    log = log or (lambda msg: print(f"posecal: {msg}", file=sys.stderr))
+    export = export or export_model_bytes
+    path = model_file(model_spec)
+    source = str(model_spec or "default model")
+    if not path.is_file():
+        load_model(model_spec)   # its own one-line message: not shipped, not found, ...
+        raise PosecalInputError(f"{path}: model file not found")
+    folder = cache_dir()
+    entry = folder / entry_name(path, flip)
+    session = _open(entry, threads, device, source)
+    if session is not None:
+        return session
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(entry) + ".lock", timeout=LOCK_TIMEOUT_S):
+            session = _open(entry, threads, device, source)   # exported by another process while we waited
+            if session is not None:
+                return session
+            log(f"exporting {source} to ONNX once (about 20-30 s); later runs start from {entry}")
+            data = export(path, flip)
+            write_atomic(entry, lambda f: _write_synced(f, data))
+    except (OSError, Timeout, PosecalInputError) as e:
+        log(f"cannot use the ONNX cache folder {folder} ({e}); exporting in memory for this run "
+            f"(set {CACHE_ENV} to a writable folder)")
+        return OnnxEstimator(export(path, flip), threads=threads, source=source, device=device)
+    return OnnxEstimator(entry, threads=threads, source=source, device=device)
+
+
+def _open(entry: Path, threads: int, device: str, source: str) -> OnnxEstimator | None:
+    """The cached session, or None when there is no entry or it is unreadable (then removed, to be rebuilt)."""
+    if not entry.is_file():
+        return None
+    try:
+        return OnnxEstimator(entry, threads=threads, source=source, device=device)
+    except PosecalInputError:
+        try:
+            entry.unlink()
+        except OSError:
+            pass
+        return None
+
+
+def _write_synced(f, data: bytes) -> None:
+    """Bytes on disk before the rename makes them an entry: a crash cannot leave a named, empty file."""
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
