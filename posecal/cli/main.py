@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from posecal.errors import PosecalInputError
+from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
@@ -41,6 +42,11 @@ POSITIVE_INT = _number(int, POSITIVE)
 THREADS_INT = _number(int, THREADS)
 NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
 PROBABILITY_FLOAT = _number(float, PROBABILITY)
+RANK_THREADS_HELP = ("CPU threads (default: 2; under torchrun, per rank: the node's cores shared among its ranks, "
+                     "at least 1)")
+# Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused
+# (N copies would each do all of it and write the same files).
+RANK_COMMANDS = ("train", "predict", "track", "eval")
 
 
 def _cmd_train(args) -> None:
@@ -80,6 +86,8 @@ def _cmd_eval(args) -> None:
     if args.results:
         from posecal.evaluation.results import evaluate_results
 
+        if not is_main_process():      # no model to share out: rank 0 does it all
+            return
         ev = evaluate_results(args.results, args.annotations, args.out, images=args.images)
         draw_evaluation(ev)
         m = ev.metrics
@@ -92,15 +100,30 @@ def _cmd_eval(args) -> None:
         raise PosecalInputError("--images is needed to run a model (or give --results to evaluate a results file)")
     ev = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
                             boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
-                            batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
+                            batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
                             calibrated=not args.no_calibration, orientations=args.orientations))
+    if ev is None:                     # another rank than 0 under torchrun: rank 0 draws and says
+        return
     draw_evaluation(ev)
     m = ev.metrics
     mode = m["score_mode"]
     print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
           f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "
           f"-> {args.out}/metrics.json")
+
+
+def _threads(args) -> int:
+    """--threads, else 2 for one process and the node's cores shared among its ranks under torchrun."""
+    return args.threads if args.threads is not None else default_threads()
+
+
+def _check_ranks(command: str) -> None:
+    """Under torchrun with several ranks, only the commands that share their work out may run."""
+    place = place_from_env()
+    if place.world_size > 1 and command not in RANK_COMMANDS:
+        raise RankFailed(f"posecal {command} runs as one process; under torchrun only "
+                         f"{', '.join(RANK_COMMANDS)} share their work over ranks", speak=place.is_main)
 
 
 def _cmd_pack(args) -> None:
@@ -142,8 +165,10 @@ def _cmd_predict(args) -> None:
         nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
         radius=args.radius,
         every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
-        flip=False if args.no_flip else None, threads=args.threads, progress=not args.no_progress,
+        flip=False if args.no_flip else None, threads=_threads(args), progress=not args.no_progress,
         orientations=args.orientations))
+    if not is_main_process():
+        return
     skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
     print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
           + (f", overlays in {args.render}/" if args.render else "") + skipped)
@@ -206,8 +231,10 @@ def _cmd_track(args) -> None:
     s = run_track(TrackConfig(
         videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
         detector_threshold=args.detector_threshold, detect_every=args.detect_every, backend=args.backend,
-        flip=args.flip, threads=args.threads, progress=not args.no_progress,
+        flip=args.flip, threads=_threads(args), progress=not args.no_progress,
         tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth)))
+    if not is_main_process():
+        return
     video = f", video {args.render}" if args.render else ""
     print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
           f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}")
@@ -288,7 +315,7 @@ def main(argv=None) -> int:
     p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
                    help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
                         "trusts most (people lying or upside down; 4x the network time) (default: 1)")
-    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("track", help="multi-person pose tracking on videos: poses with track ids, smoothed")
@@ -311,7 +338,7 @@ def main(argv=None) -> int:
                    help="pose network runtime (default: onnx = onnxruntime)")
     p.add_argument("--model", default="fast", help="accurate, fast, or a model file (.pt or exported .onnx; "
                                                      "default: fast, which keeps video frame rates)")
-    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
@@ -360,7 +387,7 @@ def main(argv=None) -> int:
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
-    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
     p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
@@ -438,9 +465,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = one_line_warning
     try:
+        _check_ranks(args.command)
         args.func(args)
     except PosecalInputError as e:
-        print(f"posecal: error: {e}", file=sys.stderr)
+        if not isinstance(e, RankFailed) or e.speak:   # under torchrun a failure is said once, by rank 0
+            print(f"posecal: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:   # a job may say what was kept (train: the last complete checkpoint)
         print(f"posecal: {e or 'interrupted'}", file=sys.stderr)

@@ -5,7 +5,10 @@ the rest. With a model that has no quality heads, only the heatmap-based parts a
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +21,7 @@ from posecal.errors import PosecalInputError
 from posecal.inference.topdown import Predictions, predict_records
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
+from posecal.parallel import current, rank_job
 from posecal.models.config import default_decode
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
@@ -27,6 +31,7 @@ from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.metrics.keypoints import error_breakdown, mapk
 from posecal.metrics.oks import opks
+from posecal.skeleton import NUM_KEYPOINTS
 from posecal.metrics.visibility import binary_report, classification_report
 from posecal.inference.scoring import keypoint_confidence, pose_scores, predicted_labelled, visibility_classes
 
@@ -110,9 +115,13 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pic
     return report
 
 
-def evaluate(cfg: EvalConfig) -> Evaluation:
+@rank_job()
+def evaluate(cfg: EvalConfig) -> Evaluation | None:
     """The `posecal eval` job: results.json and metrics.json in cfg.out. With cfg.plots the returned
-    Evaluation carries what the pictures are drawn from (posecal.viz.report.draw_evaluation draws them)."""
+    Evaluation carries what the pictures are drawn from (posecal.viz.report.draw_evaluation draws them).
+    Under torchrun each rank runs the model on its share of the persons and rank 0 computes the metrics once,
+    on all of them in the file's order, and writes; the other ranks return None."""
+    ranks = current()
     out = check_output_dir(cfg.out, "--out")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
@@ -128,14 +137,22 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
         raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "
                                 f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
-    records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
+    with _rank0_warnings(ranks.is_main):   # every rank reads the file: its lines once
+        records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records and cfg.boxes:
         raise PosecalInputError(f"{cfg.boxes}: every person box was skipped (see above); nothing to evaluate")
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
-    pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
-                           decode_method=cfg.decode, progress=cfg.progress, calibration=calibration,
-                           orientations=cfg.orientations)
+    share = ranks.shard_indices(len(records))
+    mine = [records[i] for i in share]
+    pred = predict_records(model, mine, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
+                           decode_method=cfg.decode, progress=cfg.progress and ranks.is_main,
+                           calibration=calibration, orientations=cfg.orientations) if mine else None
+    index_of = {id(r): i for i, r in zip(share, mine)}
+    shares = ranks.gather(([index_of[id(r)] for r in pred.records] if pred else [], pred))
+    if not ranks.is_main:
+        return None
+    pred = merged_predictions(shares)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)
@@ -181,3 +198,35 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     write_json_atomic(results, out / "results.json", indent=None)
     write_json_atomic(metrics, out / "metrics.json")
     return Evaluation(metrics, out, pictures)
+
+
+def merged_predictions(shares: list[tuple[list[int], Predictions | None]]) -> Predictions:
+    """The ranks' Predictions (each with its persons' indices in the full list of records) as one, each person
+    at its place in that list: the order one process gives."""
+    parts = [(idx, p) for idx, p in shares if p is not None and p.records] or \
+        [(idx, p) for idx, p in shares if p is not None][:1]
+    if not parts:
+        return Predictions([], np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)))
+    if len(parts) == 1:
+        return parts[0][1]
+    order = np.argsort(np.concatenate([idx for idx, _ in parts]), kind="stable")
+    fields = {}
+    for f in dataclasses.fields(Predictions):
+        values = [getattr(p, f.name) for _, p in parts]
+        if f.name == "records":
+            records = [r for v in values for r in v]
+            fields[f.name] = [records[i] for i in order]
+        elif isinstance(values[0], np.ndarray):
+            fields[f.name] = np.concatenate(values)[order]
+        else:
+            fields[f.name] = values[0]
+    return Predictions(**fields)
+
+
+@contextlib.contextmanager
+def _rank0_warnings(speak: bool):
+    """Warnings as they are on rank 0; none on the others (for what every rank does alike)."""
+    with warnings.catch_warnings():
+        if not speak:
+            warnings.simplefilter("ignore")
+        yield

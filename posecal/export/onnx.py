@@ -130,7 +130,10 @@ class OnnxEstimator:
         # no busy-waiting between calls: on a few cores the spinning threads starve whatever runs next (crops,
         # decode, the other network); posecal track on 2 cores went from 5.5 to 7.7 fps without it
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        # on torch's current GPU: under torchrun each rank's own (posecal.parallel makes it cuda:LOCAL_RANK)
+        gpu = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        cuda = ("CUDAExecutionProvider", {"device_id": gpu})
+        providers = [cuda, "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                                 providers=providers)

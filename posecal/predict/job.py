@@ -26,7 +26,8 @@ from posecal.detect.nms import pose_nms
 from posecal.inference.predictor import PersonPose, Predictor, someone_there
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
-from posecal.data.sources import Frame, Problem, collect, iter_frames, lookup
+from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
+from posecal.parallel import current, rank_job
 
 NMS_MODES = ("oks", "soft", "none")
 
@@ -66,8 +67,15 @@ class PredictSummary:
     people: dict[str, list[PersonPose]]   # by frame name (kept small: only filled when asked)
 
 
+@rank_job(device_of=lambda cfg, *args, **kwargs: cfg.device)
 def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> PredictSummary:
+    """Under torchrun each rank predicts its share of the inputs (image files, and every video's frames, by
+    posecal.parallel's i % ranks rule) and rank 0 writes the one results file, the same as one process's: the
+    same entries in the same order with the same image ids. On other ranks the summary and `keep_people` are
+    that rank's share."""
+    ranks = current()
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    say = ranks.main_only(log)           # lines every rank would print alike: rank 0's
     _check(cfg)
     t0 = time.time()
     image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
@@ -88,52 +96,101 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
 
     files, problems = collect(cfg.inputs)
     for p in problems:
-        log(p.message)
+        say(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
-    overlay = RenderNames(cfg.render, log) if cfg.render else None
-    results, kept_people, pending, n_frames, n_problems = [], {}, [], 0, len(problems)
-    next_id = max(image_ids.values(), default=0) + 1
+    overlay = None
+    if cfg.render:
+        overlay = RenderNames(cfg.render, say if ranks.distributed else log)
+        if ranks.distributed:            # names claimed in input order, as one process claims them
+            overlay.claim_all(files)
+    # Per result entry, its frame's key (file index, frame index or -1): image ids are given at the end, in
+    # input order over every rank's frames, so they are one process's ids.
+    results, entry_keys, frames_read, kept_people, pending = [], [], [], {}, []
+    n_problems = len(problems) if ranks.is_main else 0
 
     def flush():
         people = predictor.predict_many([(f.bgr, b, s) for f, _, b, s, _ in pending], bgr=True)
-        for (frame, image_id, _, _, from_detector), persons in zip(pending, people):
+        for (frame, key, _, _, from_detector), persons in zip(pending, people):
             if from_detector and len(persons) > 1:
                 persons = pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
             elif detector is None and box_file is None:
                 persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
-            results.extend(result_entries(frame, persons, image_id, mode))
+            entries = result_entries(frame, persons, 0, mode)
+            results.extend(entries)
+            entry_keys.extend([key] * len(entries))
             if cfg.render:
                 _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
             if keep_people:
                 kept_people[frame.name] = persons
         pending.clear()
 
-    bar = tqdm(iter_frames(files, cfg.every), desc="predicting", unit="img", disable=not cfg.progress)
-    for item in bar:
+    bar = tqdm(share_frames(files, cfg.every, ranks.rank, ranks.world_size), desc="predicting", unit="img",
+               disable=not cfg.progress or not ranks.is_main)
+    for key, item in bar:
         if isinstance(item, Problem):
             log(item.message)
             n_problems += 1
             continue
-        n_frames += 1
-        image_id = lookup(image_ids, item.name)
-        if image_id is None:
-            image_id, next_id = next_id, next_id + 1
+        frames_read.append((key, item.name))
         boxes, scores, from_detector, messages = _boxes_for(item, box_file, detector)
         for m in messages:
             log(m)
         if len(boxes):
-            pending.append((item, image_id, boxes, scores, from_detector))
+            pending.append((item, key, boxes, scores, from_detector))
         elif cfg.render:
             _render(item, [], cfg.show_all, overlay(item))
         if sum(len(p[2]) for p in pending) >= cfg.batch_size:
             flush()
     if pending:
         flush()
-    if n_frames == 0:
+    shares = ranks.gather((frames_read, results, entry_keys, n_problems))
+    if not ranks.is_main:
+        return PredictSummary(len(frames_read), len(results), n_problems, time.time() - t0, kept_people)
+    frames_read = sorted((f for share in shares for f in share[0]), key=lambda f: f[0])
+    if not frames_read:
         raise PosecalInputError("no input could be read (see the messages above); nothing written")
+    ids = frame_image_ids(frames_read, image_ids)
+    merged = sorted(((k, e) for share in shares for k, e in zip(share[2], share[1])), key=lambda ke: ke[0])
+    results = [e | {"image_id": ids[k]} for k, e in merged]
     write_json_atomic(results, cfg.out, indent=None)
-    return PredictSummary(n_frames, len(results), n_problems, time.time() - t0, kept_people)
+    return PredictSummary(len(frames_read), len(results), sum(share[3] for share in shares), time.time() - t0,
+                          kept_people)
+
+
+def share_frames(files: list[tuple[Path, str]], every: int, rank: int = 0, world_size: int = 1):
+    """(key, Frame or Problem) of this rank's share, key = (file index, frame index or -1), in input order.
+    Files go to ranks by posecal.parallel's rule (file i to rank i % ranks); a video's frames are spread the same
+    way (its k-th used frame to rank (i + k) % ranks), each rank reading the whole video, so one long video still
+    keeps every rank busy; a video's problems are said by the rank its file belongs to."""
+    for i, f in enumerate(files):
+        owner = i % world_size == rank
+        if world_size > 1 and is_video(f[0]):
+            k = 0
+            for item in iter_frames([f], every):
+                if isinstance(item, Problem):
+                    if owner:
+                        yield (i, -1), item
+                    continue
+                if (i + k) % world_size == rank:
+                    yield (i, item.frame_index), item
+                k += 1
+        elif owner:
+            for item in iter_frames([f], every):
+                yield (i, -1 if isinstance(item, Problem) or item.frame_index is None else item.frame_index), item
+
+
+def frame_image_ids(frames: list[tuple[tuple[int, int], str]], image_ids: dict[str, int]) -> dict:
+    """Frame key -> image id, for the frames read in input order: the annotation file's id of the frame's name,
+    else the next id above all of the file's ids (1, 2, ... without one)."""
+    next_id = max(image_ids.values(), default=0) + 1
+    out = {}
+    for key, name in frames:
+        image_id = lookup(image_ids, name)
+        if image_id is None:
+            image_id, next_id = next_id, next_id + 1
+        out[key] = image_id
+    return out
 
 
 def _check(cfg: PredictConfig) -> None:
@@ -209,6 +266,14 @@ class RenderNames:
         self.folder, self.log = Path(folder), log
         self.by_source: dict[Path, Path] = {}
         self.taken: set[Path] = set()
+
+    def claim_all(self, files: list[tuple[Path, str]]) -> None:
+        """Claim every input's name now, in input order (under torchrun, where each rank renders its share)."""
+        for path, name in files:
+            if path not in self.by_source:
+                video = is_video(path)
+                self.by_source[path] = self._claim(Frame(f"{name}#0" if video else name, path, None,
+                                                         0 if video else None))
 
     def __call__(self, frame: Frame) -> Path:
         base = self.by_source.get(frame.path)

@@ -27,11 +27,13 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
 from posecal.detect.nms import pose_nms
 from posecal.outputs import check_output_dir, check_output_file
+from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
 from posecal.inference.predictor import Predictor
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
 from posecal.tracking.associate import box_iou, trusted
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock
+from posecal.tracking.shards import merged_tracks
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
 
@@ -176,21 +178,26 @@ def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path,
     return {path: folder / f"{Path(name).stem}.mp4" for path, name in videos}
 
 
+@rank_job()
 def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     """Track every video of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose) list.
     Stages overlap (posecal/tracking/pipeline.py): the next frame is decoded and, on detector frames, its people
-    detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind."""
+    detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind.
+    Under torchrun each rank tracks its share of the videos (a video's frames all on one rank) and rank 0 writes
+    the results with track ids renumbered as one process numbers them (tracking/shards.py)."""
     from posecal.viz.overlay import render_people
 
+    ranks = current()
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    say = ranks.main_only(log)           # what every rank would say alike
     if cfg.detect_every < 1:
         raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
     check_output_file(cfg.out, "--out")
     files, problems = collect(cfg.videos)
     for p in problems:
-        log(p.message)
+        say(p.message)
     for path, _ in [f for f in files if not is_video(f[0])]:
-        log(f"{path}: not a video; posecal track reads videos (use posecal predict for images)")
+        say(f"{path}: not a video; posecal track reads videos (use posecal predict for images)")
     files = [f for f in files if is_video(f[0])]
     if not files:
         raise PosecalInputError("nothing to do: no video among " + ", ".join(cfg.videos))
@@ -199,7 +206,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
     backend = cfg.backend
     if backend == "onnx" and not str(cfg.model or "").endswith(".onnx") and not _can_export():
-        log("onnx and onnxscript are not installed (pip install 'posecal[onnx]'), so the pose network runs "
+        say("onnx and onnxscript are not installed (pip install 'posecal[onnx]'), so the pose network runs "
             "in PyTorch (slower)")
         backend = "torch"
     predictor = Predictor(cfg.model, flip=cfg.flip, backend=backend, threads=cfg.threads, detector=None)
@@ -216,13 +223,14 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     def draw(video: VideoOut, bgr: np.ndarray, tracked: list) -> None:
         video.write(render_people(bgr, [p for _, p in tracked], tags=[f"#{i}" for i, _ in tracked]))
 
-    results, n_frames, next_id = [], 0, 1
-    for path, name in files:
+    results, n_frames, next_id, videos = [], 0, 1, []
+    for index in ranks.shard_indices(len(files)):
+        (path, name), first_result, first_id = files[index], len(results), next_id
         tracker, fps, out_video = Tracker(cfg.tracker, first_id=next_id), video_fps(path), None
         frames, behind = Prefetch(iter_frames([(path, name)]), clock=clock), InOrder()
         try:
             for frame, detection in tqdm(one_ahead(frames, detection_of), desc=name, unit="frame",
-                                         disable=not cfg.progress):
+                                         disable=not cfg.progress or not ranks.is_main):
                 if isinstance(frame, Problem):
                     log(frame.message)
                     continue
@@ -252,25 +260,31 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
         if out_video is not None:
             out_video.close()
         next_id = tracker.next_id
+        videos.append((index, first_id, next_id, first_result, len(results)))
     lookahead.shutdown(wait=True, cancel_futures=True)
+    shares = ranks.gather((videos, results, n_frames))
+    if not ranks.is_main:
+        return TrackSummary(n_frames, len(results), next_id - 1, time.time() - t0, dict(clock.seconds))
+    results, next_id = merged_tracks(shares)
     with clock("write"):
         write_json_atomic(results, cfg.out, indent=None)
-    return TrackSummary(n_frames, len(results), next_id - 1, time.time() - t0, dict(clock.seconds))
+    return TrackSummary(sum(share[2] for share in shares), len(results), next_id - 1, time.time() - t0,
+                        dict(clock.seconds))
 
 
 def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object]]:
     """(item, start(item)) pairs, with start() already called on the next item when one is yielded: work started
     for the next frame (its detection) runs while the caller works on this one."""
     it = iter(items)
-    current = next(it, None)
-    if current is None:
+    this = next(it, None)
+    if this is None:
         return
-    started = start(current)
+    started = start(this)
     for following in it:
         started_next = start(following)
-        yield current, started
-        current, started = following, started_next
-    yield current, started
+        yield this, started
+        this, started = following, started_next
+    yield this, started
 
 
 def _can_export() -> bool:
