@@ -1,34 +1,64 @@
-"""`posecal track` fps per option on a real video, per-crop latency beside MoveNet's (python bench/track_fps.py).
+"""`posecal track` speed as a user gets it: start-up, end-to-end fps and the cost of each stage (python bench/track_fps.py).
 
-Usage: python bench/track_fps.py [--video ../shared/data/videos/vtest_pedestrians_20s.avi] [--frames 60]
-                                 [--threads 2] [--calibration 200] [--skip-fps] [--skip-ap]
+Usage: python bench/track_fps.py [--video ../shared/data/videos/vtest_pedestrians_20s.avi] [--frames 0 (all)]
+                                 [--threads 2] [--options default,every2,every3,torch] [--model fast]
+                                 [--skip-startup] [--repeat 1]
 
-Prints, for each option set (backend, int8, flip, detector every N): frames per second over the first
---frames frames, detector and everything included (wall clock, and per process CPU second, which with
---threads 1 hardly depends on what else the machine runs), tracks and tracked poses. Then per-crop latency,
-batch 1: the pose network fp32 (onnxruntime), int8 (static quantisation, ranges from --calibration real crops of
-the train split, as `posecal export --int8` makes it) and MoveNet Lightning int8 (ai-edge-litert, skipped when not
-installed or the model is missing).
-Without --skip-ap it also prints the int8 model's COCO AP on the val crops beside fp32 (GT boxes, no flip).
+Prints:
+* start-up: process start to the results file of a one-frame video (`python -m posecal track`, default options)
+  and of one image (`python -m posecal predict`), with a cold and then a warm ONNX cache (a fresh
+  POSECAL_CACHE_DIR, so the user's own cache is left alone);
+* per option set, run in a fresh process as `posecal track VIDEO --render OUT.mp4 ...` would: end-to-end fps
+  (process start to files written), steady fps (first frame's end to the last's), process CPU ms per frame
+  (what bounds fps on a busy machine: 2 cores / CPU per frame), tracks and tracked poses, and the busy
+  milliseconds per frame of each stage (read, detect, boxes, pose, track, results, render, write; stages run in
+  overlapping threads, so they add up to more than the wall time).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-CROPS = SHARED / "data" / "coco-val2017-crops"
-MOVENET = SHARED / "models" / "movenet_singlepose_lightning_int8.tflite"
+VIDEOS = SHARED / "data" / "videos"
+OPTIONS = {"default": [], "every2": ["--detect-every", "2"], "every3": ["--detect-every", "3"],
+           "torch": ["--backend", "torch"], "flip": ["--flip"]}
+
+# Runs in a child process: the job as the CLI runs it, timed from the interpreter's start.
+CHILD = """
+import json, sys, time
+t0 = time.perf_counter(); c0 = time.process_time()
+from posecal.tracking.job import TrackConfig, run_track
+args = json.loads(sys.argv[1])
+stamps = []
+s = run_track(TrackConfig(**args), keep=lambda f, t: stamps.append((time.perf_counter(), time.process_time())))
+end = time.perf_counter()
+n = max(len(stamps) - 1, 1)
+print("RESULT " + json.dumps({"frames": s.frames, "tracks": s.tracks, "poses": s.results,
+      "end_to_end_s": end - t0 + float(sys.argv[2]), "steady_fps": n / (stamps[-1][0] - stamps[0][0]),
+      "cpu_ms": 1000 * (stamps[-1][1] - stamps[0][1]) / n, "stages": s.stages}))
+"""
+
+
+def interpreter_start_s() -> float:
+    """Seconds from exec to the first line of a bare `python -c` (added to the child's own clock)."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - t
 
 
 def trimmed(video: Path, frames: int, folder: Path) -> Path:
-    """The first `frames` frames of the video, written as-is (mp4v) so that every option decodes the same."""
+    """The first `frames` frames (0: the video itself), written as MJPG so every option decodes the same."""
+    if frames <= 0:
+        return video
     cap = cv2.VideoCapture(str(video))
     fps = cap.get(cv2.CAP_PROP_FPS) or 10
     out, writer = folder / f"{video.stem}_{frames}.avi", None
@@ -44,123 +74,73 @@ def trimmed(video: Path, frames: int, folder: Path) -> Path:
     return out
 
 
-def val_crops(n: int, input_wh) -> np.ndarray:
-    from posecal.export.quantize import calibration_crops
-
-    return calibration_crops(CROPS / "annotations" / "val.json", CROPS / "images", input_wh, n)
-
-
-def model_files(folder: Path, n_calib: int) -> dict[str, Path]:
-    """The shipped model exported without flip (fp32) and its int8 quantisation, as files in `folder`
-    (what `posecal export --no-flip [--int8 train.json --images DIR]` writes)."""
-    from posecal.models.checkpoint import load_model
-    from posecal.export.onnx import export_onnx
-    from posecal.export.quantize import calibration_crops
-
-    model, cfg, meta = load_model(None)
-    files = {"fp32": folder / "pose_fp32.onnx", "int8": folder / "pose_int8.onnx"}
-    # int8 ranges from train-split crops: AP is measured on val, which they must not have seen
-    crops = calibration_crops(CROPS / "annotations" / "train.json", CROPS / "images", cfg.input_wh, n_calib)
-    for name, int8 in (("fp32", None), ("int8", crops)):
-        export_onnx(model, cfg, files[name], flip_test=False, calibration=meta.get("calibration"), int8_crops=int8)
-    return files
+def cli_seconds(args: list[str], env: dict) -> float:
+    t = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "posecal", *args], capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"posecal {' '.join(args)} failed:\n{run.stderr[-2000:]}")
+    return time.perf_counter() - t
 
 
-def track_fps(video: Path, model: Path | None, backend: str, flip: bool, every: int, threads: int) -> str:
-    """fps from the first frame's end to the last's (model loading and export left out), wall and CPU."""
-    from posecal.tracking.job import TrackConfig, run_track
-
-    if model is not None and flip:
-        return "n/a (ONNX files here are exported without flip)"
-    stamps = []
-    cfg = TrackConfig([str(video)], out=str(video.with_suffix(".json")), model=str(model) if model else None,
-                      backend=backend, flip=flip, detect_every=every, threads=threads, progress=False)
-    s = run_track(cfg, keep=lambda frame, tracked: stamps.append((time.perf_counter(), time.process_time())))
-    n = len(stamps) - 1
-    wall, cpu = stamps[-1][0] - stamps[0][0], stamps[-1][1] - stamps[0][1]
-    return (f"{n / wall:6.2f} fps wall, {n / cpu:6.2f} fps per CPU-second; "
-            f"{s.tracks} tracks, {s.results} tracked poses in {s.frames} frames")
-
-
-def crop_latency(files: dict[str, Path], threads: int) -> None:
-    import onnxruntime as ort
-
-    from posecal.export.onnx import OnnxEstimator
-
-    x = val_crops(50, OnnxEstimator(files["fp32"], threads=1).config.input_wh)
-    for name, path in files.items():
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        ms = median_ms(lambda i: sess.run(None, {"images": x[i:i + 1]}), len(x))
-        print(f"pose network {name} (onnxruntime, batch 1): {ms:6.2f} ms/crop")
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        print("MoveNet Lightning: skipped (pip install ai-edge-litert)")
-        return
-    if not MOVENET.is_file():
-        print(f"MoveNet Lightning: skipped ({MOVENET} missing)")
-        return
-    interp = Interpreter(model_path=str(MOVENET), num_threads=threads)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    frame = np.zeros(inp["shape"], inp["dtype"])
-
-    def run(_):
-        interp.set_tensor(inp["index"], frame)
-        interp.invoke()
-
-    print(f"MoveNet Lightning int8 (LiteRT, 192x192, batch 1):  {median_ms(run, 50):6.2f} ms/crop")
+def startup(video: Path, folder: Path, model: str, threads: int) -> None:
+    one = trimmed(video, 1, folder)
+    image = folder / "frame0.jpg"
+    cap = cv2.VideoCapture(str(video))
+    cv2.imwrite(str(image), cap.read()[1])
+    cap.release()
+    env = {**os.environ, "POSECAL_CACHE_DIR": str(folder / "cache")}
+    common = ["--no-progress", "--threads", str(threads)]
+    for label, args in (("track, one frame", ["track", str(one), "--out", str(folder / "t.json"), "--model", model]),
+                        ("predict, one image", ["predict", str(image), "--out", str(folder / "p.json")])):
+        cold = cli_seconds(args + common, env)
+        warm = min(cli_seconds(args + common, env) for _ in range(2))
+        print(f"start-up, {label:20s}: {warm:5.2f} s with a warm ONNX cache ({cold:5.1f} s cold: the one-time export)")
 
 
-def median_ms(fn, n: int) -> float:
-    for i in range(3):
-        fn(i)
-    times = []
-    for i in range(n):
-        t = time.perf_counter()
-        fn(i)
-        times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)
-
-
-def int8_ap(files: dict[str, Path], threads: int) -> None:
-    from posecal.evaluation.evaluate import EvalConfig, evaluate
-
-    for name, path in files.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            m = evaluate(EvalConfig(annotations=str(CROPS / "annotations" / "val.json"), images=str(CROPS / "images"),
-                                    out=tmp, model=str(path), flip=False, threads=threads, progress=False)).metrics
-        print(f"val AP, {name}, no flip, GT boxes: {m['ap'][m['score_mode']]:.1f}")
+def run_option(video: Path, folder: Path, name: str, model: str, threads: int, python_start: float) -> dict:
+    extra = OPTIONS[name]
+    args = {"videos": [str(video)], "out": str(folder / f"{name}.json"), "render": str(folder / f"{name}.mp4"),
+            "model": model, "threads": threads, "progress": False,
+            "detect_every": int(extra[1]) if extra and extra[0] == "--detect-every" else 1,
+            "backend": "torch" if "torch" in name else "onnx", "flip": name == "flip"}
+    run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args), str(python_start)], capture_output=True,
+                         text=True, env={**os.environ, "POSECAL_CACHE_DIR": str(folder / "cache")})
+    line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
+    if run.returncode != 0 or not line:
+        raise SystemExit(f"{name} failed:\n{run.stderr[-2000:]}")
+    return json.loads(line[0][7:])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--video", type=Path, default=SHARED / "data" / "videos" / "vtest_pedestrians_20s.avi")
-    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--video", type=Path, default=VIDEOS / "vtest_pedestrians_20s.avi")
+    ap.add_argument("--frames", type=int, default=0, help="first N frames only (0: all)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--calibration", type=int, default=200)
-    ap.add_argument("--skip-fps", action="store_true")
-    ap.add_argument("--skip-ap", action="store_true")
+    ap.add_argument("--model", default="fast")
+    ap.add_argument("--options", default="default,every2,every3", help=f"comma list of {', '.join(OPTIONS)}")
+    ap.add_argument("--skip-startup", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per option (the best is printed)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        files = model_files(tmp, args.calibration)
-        print(f"{args.threads} thread(s); {args.frames} frames of {args.video.name}")
-        if not args.skip_fps:
-            video = trimmed(args.video, args.frames, tmp)
-            options = [("torch, flip on, detector every frame", None, "torch", True, 1),
-                       ("onnx, flip on, detector every frame", None, "onnx", True, 1),
-                       ("onnx, flip off, detector every frame", files["fp32"], "onnx", False, 1),
-                       ("onnx, flip off, detector every 3rd frame", files["fp32"], "onnx", False, 3),
-                       ("onnx int8, flip off, detector every frame", files["int8"], "onnx", False, 1),
-                       ("onnx int8, flip off, detector every 3rd frame", files["int8"], "onnx", False, 3)]
-            for label, model, backend, flip, every in options:
-                print(f"{label:48s} {track_fps(video, model, backend, flip, every, args.threads)}")
-        crop_latency(files, args.threads)
-        if not args.skip_ap:
-            int8_ap(files, args.threads)
+        print(f"{args.video.name}, {args.threads} thread(s), model {args.model}, CPUs {os.cpu_count()}, "
+              f"load average {os.getloadavg()[0]:.1f}")
+        video = trimmed(args.video, args.frames, tmp)
+        python_start = interpreter_start_s()
+        # warm the cache (and report start-up) before timing
+        if not args.skip_startup:
+            startup(args.video, tmp, args.model, args.threads)
+        else:
+            run_option(trimmed(args.video, 2, tmp), tmp, "default", args.model, args.threads, python_start)
+        for name in args.options.split(","):
+            best = max((run_option(video, tmp, name, args.model, args.threads, python_start)
+                        for _ in range(args.repeat)), key=lambda r: r["steady_fps"])
+            n = best["frames"]
+            stages = ", ".join(f"{k} {1000 * v / n:.1f}" for k, v in best["stages"].items())
+            print(f"{name:8s}: {n / best['end_to_end_s']:5.2f} fps end to end ({best['end_to_end_s']:.1f} s for {n} "
+                  f"frames), {best['steady_fps']:5.2f} fps steady, {best['cpu_ms']:6.1f} CPU ms/frame; "
+                  f"{best['tracks']} tracks, {best['poses']} tracked poses")
+            print(f"          busy ms/frame: {stages}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ class TrackConfig:
     detector_threshold: float = 0.3
     detect_every: int = 1                # run the detector on every N-th frame; boxes from poses in between
     keep_quality: float = 0.15           # a pose from a propagated box below this pose quality: the person left
+    missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
+                                         # still be looked for in boxes propagated from its pose (then: a ghost)
     backend: str = "onnx"
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int = 2
@@ -88,7 +90,7 @@ def detect_people(frame_bgr, detector) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tracker: Tracker,
-                detect_every: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                detect_every: int = 1, missed_detections: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
     `detections`: detect_people's boxes and scores on a detector frame, None between detector frames.
     On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
@@ -98,7 +100,11 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
     # Only tracks unmatched for fewer frames than the detector's period: a box that found nobody there (or drifted)
     # would mostly find nobody again, a wasted crop a frame for max_misses frames; a person lost for longer is
     # found again by the detector and matched back to their track (looked for where their velocity says they went).
-    live = tracker.live_people(max_misses=detect_every - 1)
+    # And only tracks a detection held within the last missed_detections detector frames: a box propagated from a
+    # pose finds a pose almost anywhere (a bag, the grass, the neighbour), so without the detector's word now and
+    # then a track that lost its person would live on as a ghost.
+    live = tracker.live_people(max_misses=detect_every - 1,
+                               max_undetected=detect_every * (missed_detections + 1) - 1)
     prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
     if len(prop):
         lo = np.clip(prop[:, :2], 0, [w, h])
@@ -128,15 +134,14 @@ def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = P
 
 def still_there(person, keep_quality: float) -> bool:
     """Does a pose from a propagated box (no detection behind it) still hold the tracked person? Its pose quality
-    must reach keep_quality and some keypoint must be most likely visible (the argmax of visibility_probs; the
-    last class, "labelled", for binary models). Stricter on purpose than the `visibility` field's rule
-    (scoring.visibility_classes): a box that drifts off its person onto a bag or the grass still gets a mediocre
-    pose, and a track carried on by it is a ghost. With the field's rule here, the first 20 frames of
-    vtest_pedestrians_20s.avi gave 45 track ids and up to 25 poses a frame (about 8 people), against 24 and 12."""
+    must reach keep_quality and some keypoint must be called visible (the `visibility` field). Ghosts, boxes that
+    drifted off their person, are ended by the detector's word instead (TrackConfig.missed_detections): an
+    earlier, stricter rule here (some keypoint with visible as its most likely class) dropped most poses of
+    small people, whose visibility head leans to occluded, and half the poses between detector frames with it
+    (vtest_pedestrians_20s.avi, detector every 3rd frame: 276 tracked poses in 60 frames against 521)."""
     if person.pose_quality < keep_quality:
         return False
-    probs = person.visibility_probs
-    return probs is None or bool((np.asarray(probs).argmax(-1) == np.asarray(probs).shape[-1] - 1).any())
+    return person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
 
 
 def video_fps(path: Path) -> float:
@@ -300,13 +305,15 @@ def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames."""
     clock = clock or StageClock()
     with clock("boxes"):
-        boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every)
+        boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
+                                                cfg.missed_detections)
     with clock("pose"):
         people = predictor.predict_many([(frame.bgr, boxes, scores)], bgr=True)[0] if len(boxes) else []
     with clock("track"):
         # a propagated box that no longer holds a person (they left, or the track drifted) is let go
-        people = [p for p, prop in zip(people, propagated)
-                  if not prop or still_there(p, cfg.keep_quality)]
+        kept = [(p, not prop) for p, prop in zip(people, propagated) if not prop or still_there(p, cfg.keep_quality)]
+        people = [p for p, _ in kept]
         if len(people) > 1:
             people = pose_nms(people, "oks", 0.9, mode)
-        return tracker.update(people, frame.frame_index / fps)
+        detected = {id(p) for p, from_detector in kept if from_detector}
+        return tracker.update(people, frame.frame_index / fps, [id(p) in detected for p in people])

@@ -46,6 +46,7 @@ class Track:
     track_id: int | None = None     # given on confirmation
     hits: int = 1
     misses: int = 0
+    undetected: int = 0             # frames since a detector box (not one propagated from the track) held them
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))   # px per frame
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
 
@@ -64,20 +65,26 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_id = first_id
 
-    def live_people(self, max_misses: int | None = None) -> list:
+    def live_people(self, max_misses: int | None = None, max_undetected: int | None = None) -> list:
         """The pose of every track still alive (tentative ones too; with max_misses, only those unmatched for at
-        most that many frames), moved to where its velocity says the person is now: where to look next."""
+        most that many frames; with max_undetected, only those a detection held within that many frames), moved
+        to where its velocity says the person is now: where to look next."""
         out = []
         for tr in self.tracks:
             if max_misses is not None and tr.misses > max_misses:
+                continue
+            if max_undetected is not None and tr.undetected > max_undetected:
                 continue
             d = tr.predicted_shift()
             out.append(dataclasses.replace(tr.person, keypoints=np.asarray(tr.person.keypoints, float) + d,
                                            box=np.r_[np.asarray(tr.person.box[:2], float) + d, tr.person.box[2:]]))
         return out
 
-    def update(self, people: list, t: float) -> list[tuple[int, object]]:
+    def update(self, people: list, t: float, detected: list[bool] | None = None) -> list[tuple[int, object]]:
+        """detected[i]: people[i] came from a detector box (default: all did), not from a box propagated from a
+        track; the video loop stops propagating tracks no detection has held for a while (ghosts)."""
         cfg = self.cfg
+        detected = [True] * len(people) if detected is None else list(detected)
         sim = self._similarity(people)
         pairs, lost, new = match(sim, cfg.min_similarity)
         for r, c in pairs:
@@ -85,13 +92,15 @@ class Tracker:
             step = _step(track.person, people[c]) / (track.misses + 1)
             track.velocity = step if track.hits == 1 else 0.5 * (track.velocity + step)
             track.person, track.hits, track.misses = people[c], track.hits + 1, 0
+            track.undetected = 0 if detected[c] else track.undetected + 1
         for r in lost:
             self.tracks[r].misses += 1
+            self.tracks[r].undetected += 1
         self.tracks = [tr for tr in self.tracks
                        if tr.misses == 0 or (tr.track_id is not None and tr.misses <= cfg.max_misses)]
         for c in new:
             p = people[c]
-            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0)))
+            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), undetected=0 if detected[c] else 1))
         out = []
         for tr in self.tracks:
             if tr.track_id is None and (tr.hits >= cfg.birth_hits or tr.person.pose_quality >= cfg.birth_quality):
