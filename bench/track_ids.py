@@ -24,6 +24,8 @@ import pickle
 import time
 from pathlib import Path
 
+import numpy as np
+
 from posecal.data.moving_people import SceneSpec, load_sprites, median_background, write_scene
 from posecal.evaluation.mot import accumulate, summarize
 from posecal.tracking.job import TrackConfig, run_track
@@ -104,10 +106,60 @@ def cache_detections(work: Path) -> CachedDetector | None:
     return holder
 
 
+class CachedPoses:
+    """The pose network's answers kept per (frame, box, score) in memory: a box the detector gives is the same in
+    every run, so reruns with other tracker configs only compute the poses of boxes propagated differently."""
+
+    def __init__(self, predictor, cache: dict):
+        self.predictor, self.cache, self.config = predictor, cache, predictor.config
+
+    def predict_many(self, items, bgr=True):
+        out = []
+        for image, boxes, scores in items:
+            frame = hashlib.sha1(image.tobytes()).hexdigest()
+            keys = [(frame, tuple(np.round(b, 3)), round(float(s), 4)) for b, s in zip(boxes, scores)]
+            todo = [i for i, k in enumerate(keys) if k not in self.cache]
+            if todo:
+                people = self.predictor.predict_many([(image, np.asarray(boxes)[todo], np.asarray(scores)[todo])],
+                                                     bgr=bgr)[0]
+                for i, p in zip(todo, people):
+                    self.cache[keys[i]] = p
+            out.append([self.cache[k] for k in keys])
+        return out
+
+
+def cache_poses() -> None:
+    import posecal.tracking.job as job
+
+    cache, original = {}, job.Predictor
+    job.Predictor = lambda *a, **kw: CachedPoses(original(*a, **kw), cache)
+
+
 def track(video: Path, out: Path, tracker: TrackerConfig) -> tuple[list[dict], float, int]:
     t0 = time.time()
     summary = run_track(TrackConfig([str(video)], out=str(out), progress=False, tracker=tracker), log=lambda m: None)
     return json.loads(out.read_text()), time.time() - t0, summary.frames
+
+
+def score_scenes(scenes, tracker: TrackerConfig, work: Path, cached: dict) -> dict:
+    scores, seconds, n_frames = [], 0.0, 0
+    for name, video, truth_path in scenes:
+        truth = json.loads(truth_path.read_text())
+        results, sec, n = track(video, work / f"{name}_tracks.json", tracker)
+        seconds, n_frames = seconds + sec, n_frames + n
+        scores.append(accumulate(name, truth, results))
+        if "d" in cached:
+            cached["d"].save()
+    table = summarize(scores)
+    print(f"{'scene':8} {'people':>6} {'tracks':>6} {'IDF1':>6} {'IDSW':>5} {'IDSW/100f':>9} {'MOTA':>6} "
+          f"{'miss':>5} {'FP':>5} {'kp err':>7} {'jitter':>7}")
+    for name, row in table.items():
+        print(f"{name:8} {row['num_unique_objects']:6.0f} {row['predicted_tracks']:6d} {row['idf1']:6.3f} "
+              f"{row['num_switches']:5.0f} {row['switches_per_100_frames']:9.2f} {row['mota']:6.3f} "
+              f"{row['num_misses']:5.0f} {row['num_false_positives']:5.0f} {row['keypoint_error']:7.4f} "
+              f"{row['jitter']:7.4f}")
+    print(f"{n_frames} frames tracked in {seconds:.0f} s ({n_frames / max(seconds, 1e-9):.1f} fps)", flush=True)
+    return table
 
 
 def main() -> None:
@@ -120,31 +172,27 @@ def main() -> None:
     ap.add_argument("--tracker", nargs="*", default=[], help="TrackerConfig overrides, KEY=VALUE")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--cache-detections", action="store_true",
-                    help="keep the detector's boxes per frame in WORK/detections.pkl (same numbers, faster reruns)")
+                    help="keep the detector's boxes per frame in WORK/detections.pkl (same numbers, faster reruns) "
+                         "and the poses per box in memory (for --sweep)")
+    ap.add_argument("--sweep", nargs="*", default=[],
+                    help="more tracker configs to score on the same scenes after the first, each 'KEY=V,KEY=V'")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cached = cache_detections(args.work) if args.cache_detections else {}
-    tracker = tracker_config(args.tracker)
-    report = {"tracker": dataclasses.asdict(tracker)}
+    if args.cache_detections:
+        cache_poses()
+    configs = [tracker_config(args.tracker)] + [tracker_config(args.tracker + sweep.split(","))
+                                                for sweep in args.sweep]
+    report = {"tracker": dataclasses.asdict(configs[0])}
     if not args.skip_scenes:
-        scores, seconds, n_frames = [], 0.0, 0
-        for name, video, truth_path in make_scenes(args.work, args.scenes, args.frames):
-            truth = json.loads(truth_path.read_text())
-            results, sec, n = track(video, args.work / f"{name}_tracks.json", tracker)
-            seconds, n_frames = seconds + sec, n_frames + n
-            scores.append(accumulate(name, truth, results))
-            if "d" in cached:
-                cached["d"].save()
-        table = summarize(scores)
-        report["scenes"] = table
-        print(f"{'scene':8} {'people':>6} {'tracks':>6} {'IDF1':>6} {'IDSW':>5} {'IDSW/100f':>9} {'MOTA':>6} "
-              f"{'miss':>5} {'FP':>5} {'kp err':>7} {'jitter':>7}")
-        for name, row in table.items():
-            print(f"{name:8} {row['num_unique_objects']:6.0f} {row['predicted_tracks']:6d} {row['idf1']:6.3f} "
-                  f"{row['num_switches']:5.0f} {row['switches_per_100_frames']:9.2f} {row['mota']:6.3f} "
-                  f"{row['num_misses']:5.0f} {row['num_false_positives']:5.0f} {row['keypoint_error']:7.4f} "
-                  f"{row['jitter']:7.4f}")
-        print(f"{n_frames} frames tracked in {seconds:.0f} s ({n_frames / max(seconds, 1e-9):.1f} fps)")
+        scenes = make_scenes(args.work, args.scenes, args.frames)
+        for k, tracker in enumerate(configs):
+            if k:
+                print(f"--- {args.sweep[k - 1]}")
+            table = score_scenes(scenes, tracker, args.work, cached)
+            report.setdefault("scenes", table) if k == 0 else report.setdefault("sweep", {}).update(
+                {args.sweep[k - 1]: table["OVERALL"]})
+    tracker = configs[0]
     if not args.skip_vtest:
         results, sec, n = track(VTEST, args.work / "vtest_tracks.json", tracker)
         if "d" in cached:

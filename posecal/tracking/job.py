@@ -246,4 +246,4 @@ def track_frame(frame: Frame, detector, predictor: Predictor, tracker: Tracker, 
               if not prop or still_there(p, cfg.keep_quality)]
     if len(people) > 1:
         people = pose_nms(people, "oks", 0.9, mode)
-    return tracker.update(people, frame.frame_index / fps)
+    return tracker.update(people, frame.frame_index / fps, image=frame.bgr)
