@@ -108,7 +108,8 @@ def test_two_crossing_people_keep_their_ids():
 
 
 def test_hysteresis_births_and_deaths():
-    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, birth_hits=2, max_misses=3))
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, birth_hits=2, max_misses=3,
+                                          min_birth_quality=0))
     strong, weak = _pose(STANDING), _pose(STANDING + [200, 0], quality=0.2)
     assert [i for i, _ in tracker.update([strong, weak], 0.0)] == [1]    # strong: at once; weak: tentative
     assert [i for i, _ in tracker.update([weak], 0.1)] == [2]            # weak confirmed on its 2nd frame
@@ -147,10 +148,16 @@ def _write_video(path, frames=8, size=(160, 120)):
     writer.release()
 
 
-def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
+def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys, monkeypatch):
+    import functools
+
     from pycocotools.coco import COCO
 
+    import posecal.tracking.tracker as tracker_module
     from posecal.cli.main import main
+
+    # the untrained tiny model's pose quality is below the birth threshold: let it start a track anyway
+    monkeypatch.setattr(tracker_module, "TrackerConfig", functools.partial(TrackerConfig, min_birth_quality=0.0))
 
     video = tmp_path / "walk.mp4"
     _write_video(video)
@@ -228,7 +235,7 @@ def test_one_propagated_box_per_place():
     assert one_box_per_place(boxes, np.array([0.2, 0.9, 0.5, 0.3]), max_iou=0.3).tolist() == [1, 2]
     # Two tracks that drifted onto one person get one box between them (the more trusted track's), on a frame
     # without detections; a third track elsewhere keeps its own.
-    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5))
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
     here, also_here, there = (_pose(STANDING, quality=0.4), _pose(STANDING + [2, 1], quality=0.8),
                               _pose(STANDING + [200, 0], quality=0.6))
     tracker.update([here, there], 0.0)
@@ -242,7 +249,7 @@ def test_one_propagated_box_per_place():
 def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
     from posecal.tracking.job import frame_boxes
 
-    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5))
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
     tracker.update([_pose(STANDING, quality=0.8), _pose(STANDING + [200, 0], quality=0.8)], 0.0)
     tracker.update([_pose(STANDING + [1, 0], quality=0.8)], 0.1)      # the second person is missed here
     assert [tr.misses for tr in tracker.tracks] == [0, 1]
@@ -301,7 +308,7 @@ def test_no_birth_inside_a_held_person_nor_from_a_doubtful_pose():
     whole = _pose(STANDING)
     upper = dataclasses.replace(_pose(STANDING + [0, 2]), box=np.array([28.0, 16, 64, 80]))   # a second pose, upper box
     for overlap, tracks in ((0.6, {1}), (1.0, {1, 2})):
-        tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=overlap))
+        tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=overlap, dup_similarity=2.0))
         ids = set()
         for f in range(4):
             ids |= {i for i, _ in tracker.update([whole, upper], f / 10)}

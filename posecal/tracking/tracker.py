@@ -1,10 +1,19 @@
 """Track life cycle: which poses of a frame continue which person, when a person is born and when they end.
 
-Hysteresis both ways, so that one bad frame neither invents a person nor ends one: a new pose starts a
-tentative track, confirmed (and given an id) at once when its pose quality is high, else after `birth_hits`
-frames matched in a row; a tentative track that misses a frame is dropped; a confirmed track survives up to
-`max_misses` frames without a match (occlusion, a missed detection) before it ends. Only confirmed tracks
-are reported. Keypoints of reported poses are One-Euro smoothed with a cutoff that follows their trust.
+Matching in stages, each one-to-one by the Hungarian method: (1) confirmed tracks by pose similarity (OKS over
+trusted keypoints, else box IoU) at the place their velocity predicts, the people's colours (a hue-saturation
+histogram of the box centre, `associate.colour_histogram`) as a tie-breaker; (2) confirmed tracks still lost
+(up to `max_misses` frames) re-identified by position, size and colours, within a reach that grows with the
+frames missed; (3) tentative tracks by pose. Two confirmed tracks whose poses are one person's: the younger lets
+go (`dup_similarity`).
+
+Hysteresis both ways, so that one bad frame neither invents a person nor ends one: a new pose (of pose quality
+>= `min_birth_quality`, not lying inside a person a track holds) starts a tentative track, confirmed (and given an
+id) at once when its pose quality is high, else after `birth_hits` frames matched in a row; a tentative track
+that misses a frame is dropped; a confirmed track survives up to `max_misses` frames without a match (occlusion,
+a missed detection) before it ends. Only confirmed tracks are reported. Keypoints of reported poses are One-Euro
+smoothed with a cutoff that follows their trust. The defaults were chosen on `bench/track_ids.py`
+(docs/tracking.md).
 """
 from __future__ import annotations
 
@@ -26,24 +35,26 @@ class TrackerConfig:
     trust_quality: float = 0.3      # keypoint quality from which a keypoint counts in the association
     birth_quality: float = 0.5      # pose quality that confirms a new track at once
     birth_hits: int = 2             # otherwise: frames matched in a row before a track is confirmed
-    max_misses: int = 10            # frames a confirmed track may go unmatched before it ends
+    max_misses: int = 30            # frames a confirmed track may go unmatched before it ends
     smooth: bool = True
     trusted_cutoff: float = 3.0     # One-Euro minimum cutoff (Hz) of a keypoint of quality 1 ...
     doubtful_cutoff: float = 0.3    # ... and of quality 0 (linear in between): doubtful keypoints are damped
     beta: float = 1.0               # cutoff rise per unit speed, speed in person heights per second
     stages: bool = True             # match confirmed tracks first, then lost ones by re-identification, then tentative
     tentative_misses: int = 0       # frames a tentative track may go unmatched before it is dropped
-    appearance_weight: float = 0.0  # colour similarity's weight beside the pose similarity (a tie-breaker)
+    appearance_weight: float = 0.2  # colour similarity's weight beside the pose similarity (a tie-breaker)
     appearance_rate: float = 0.2    # running-mean rate of a track's colours
     reid: bool = True               # stage 2: a lost confirmed track is matched by position, size and colours
     reid_distance: float = 0.5      # ... within this many of its heights of where its velocity says it is ...
     reid_distance_growth: float = 0.05   # ... plus this much per missed frame ...
     reid_scale: float = 1.5         # ... with a height within this factor ...
     reid_appearance: float = 0.6    # ... and colours at least this similar (Bhattacharyya coefficient)
-    birth_overlap: float = 1.0      # no track is born from a box lying more than this share inside a box held by a
+    birth_overlap: float = 0.6      # no track is born from a box lying more than this share inside a box held by a
                                     # confirmed track this frame (1: off)
-    min_birth_quality: float = 0.0  # no track is born from a pose of lower pose quality
-    dup_similarity: float = 2.0     # two confirmed tracks whose poses are this similar: the younger lets go (>1: off)
+    min_birth_quality: float = 0.45 # no track is born from a pose of lower pose quality
+    dup_similarity: float = 0.7     # two confirmed tracks whose poses are this similar: the younger lets go (>1: off)
+    report_quality: float = 0.0     # a confirmed track is reported only while the running mean (rate 0.2) of its
+                                    # pose quality reaches this (a tripod or a post the detector takes for a person)
 
 
 def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: TrackerConfig) -> np.ndarray:
@@ -63,6 +74,7 @@ class Track:
     hits: int = 1
     misses: int = 0
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))   # px per frame
+    quality: float = 1.0            # running mean of the pose quality (set at birth)
     hist: np.ndarray | None = None  # colours (associate.colour_histogram), a running mean while seen alone
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
 
@@ -122,6 +134,7 @@ class Tracker:
             step = _step(track.person, people[c]) / (track.misses + 1)
             track.velocity = step if track.hits == 1 else 0.5 * (track.velocity + step)
             track.person, track.hits, track.misses = people[c], track.hits + 1, 0
+            track.quality = 0.8 * track.quality + 0.2 * float(people[c].pose_quality)
             if hists[c] is not None and (len(boxes) < 2 or crowd[c].max() < 0.3):   # not someone else's colours
                 track.hist = hists[c] if track.hist is None else \
                     (1 - cfg.appearance_rate) * track.hist + cfg.appearance_rate * hists[c]
@@ -141,13 +154,14 @@ class Tracker:
             held.append(c)
         for c in sorted(born):
             p = people[c]
-            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), hist=hists[c]))
+            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), hist=hists[c],
+                                     quality=float(p.pose_quality)))
         out = []
         for tr in self.tracks:
             if tr.track_id is None and tr.misses == 0 and (tr.hits >= cfg.birth_hits
                                                            or tr.person.pose_quality >= cfg.birth_quality):
                 tr.track_id, self.next_id = self.next_id, self.next_id + 1
-            if tr.track_id is not None and tr.misses == 0:
+            if tr.track_id is not None and tr.misses == 0 and tr.quality >= cfg.report_quality:
                 out.append((tr.track_id, self._smoothed(tr, t)))
         return sorted(out, key=lambda item: item[0])
 
