@@ -108,7 +108,8 @@ def test_two_crossing_people_keep_their_ids():
 
 
 def test_hysteresis_births_and_deaths():
-    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, birth_hits=2, max_misses=3))
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, birth_hits=2, max_misses=3,
+                                          min_birth_quality=0))
     strong, weak = _pose(STANDING), _pose(STANDING + [200, 0], quality=0.2)
     assert [i for i, _ in tracker.update([strong, weak], 0.0)] == [1]    # strong: at once; weak: tentative
     assert [i for i, _ in tracker.update([weak], 0.1)] == [2]            # weak confirmed on its 2nd frame
@@ -147,10 +148,16 @@ def _write_video(path, frames=8, size=(160, 120)):
     writer.release()
 
 
-def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
+def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys, monkeypatch):
+    import functools
+
     from pycocotools.coco import COCO
 
+    import posecal.tracking.tracker as tracker_module
     from posecal.cli.main import main
+
+    # the untrained tiny model's pose quality is below the birth threshold: let it start a track anyway
+    monkeypatch.setattr(tracker_module, "TrackerConfig", functools.partial(TrackerConfig, min_birth_quality=0.0))
 
     video = tmp_path / "walk.mp4"
     _write_video(video)
@@ -244,7 +251,7 @@ def test_one_propagated_box_per_place():
     assert one_box_per_place(boxes, np.array([0.2, 0.9, 0.5, 0.3]), max_iou=0.3).tolist() == [1, 2]
     # Two tracks that drifted onto one person get one box between them (the more trusted track's), on a frame
     # without detections; a third track elsewhere keeps its own.
-    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5))
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
     here, also_here, there = (_pose(STANDING, quality=0.4), _pose(STANDING + [2, 1], quality=0.8),
                               _pose(STANDING + [200, 0], quality=0.6))
     tracker.update([here, there], 0.0)
@@ -258,7 +265,7 @@ def test_one_propagated_box_per_place():
 def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
     from posecal.tracking.job import frame_boxes
 
-    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5))
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
     tracker.update([_pose(STANDING, quality=0.8), _pose(STANDING + [200, 0], quality=0.8)], 0.0)
     tracker.update([_pose(STANDING + [1, 0], quality=0.8)], 0.1)      # the second person is missed here
     assert [tr.misses for tr in tracker.tracks] == [0, 1]
@@ -268,3 +275,60 @@ def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
     # with the detector every 3rd frame, a track lost for up to 2 frames is still looked for between detections
     boxes, _, _ = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker, detect_every=3)
     assert len(boxes) == 2
+
+
+def _box_image(people_colours, size=(480, 900)):
+    """A dark frame with each (pose, BGR colour) person's box filled with its colour (what colour_histogram sees)."""
+    img = np.full((*size, 3), 30, np.uint8)
+    for p, colour in people_colours:
+        x, y, w, h = (int(round(v)) for v in p.box)
+        img[max(y, 0):y + h, max(x, 0):x + w] = colour
+    return img
+
+
+def test_a_lost_person_is_found_again_by_position_and_size():
+    """Walking right at 12 px a frame, hidden for 15 frames, and slower while hidden: they come out 60 px short
+    of where their velocity says (too far for OKS), but within re-identification's reach: the same id."""
+    def run(cfg):
+        tracker, ids = Tracker(cfg), []
+        for f in range(40):
+            x = 12 * f if f < 10 else 12 * f - 60
+            people = [] if 10 <= f < 25 else [_pose(STANDING + [x, 0])]
+            ids += [i for i, _ in tracker.update(people, f / 10)]
+        return set(ids)
+
+    assert run(TrackerConfig(smooth=False, max_misses=30)) == {1}
+    assert run(TrackerConfig(smooth=False, max_misses=30, reid=False)) == {1, 2}
+    assert run(TrackerConfig(smooth=False, max_misses=10)) == {1, 2}          # ended before they came back
+
+
+def test_colours_tell_two_lost_people_apart():
+    """A (red) and B (blue), side by side, both lost for 5 frames; they come back each nearer the other's
+    predicted place (a swap by position alone): their colours keep their ids."""
+    red, blue = (0, 0, 230), (230, 60, 0)
+    cfg = TrackerConfig(smooth=False, max_misses=30)
+    for use_colours, expect_swap in ((True, False), (False, True)):
+        tracker = Tracker(cfg)
+        for f in range(5):
+            a, b = _pose(STANDING + [100, 0]), _pose(STANDING + [260, 0])
+            tracker.update([a, b], f / 10, image=_box_image([(a, red), (b, blue)]) if use_colours else None)
+        for f in range(5, 10):
+            tracker.update([], f / 10)
+        a, b = _pose(STANDING + [200, 0]), _pose(STANDING + [160, 0])   # A now nearer B's place and B nearer A's
+        out = dict((id(p), i) for i, p in tracker.update([a, b], 1.0, image=_box_image([(a, red), (b, blue)])
+                                                           if use_colours else None))
+        assert (out[id(a)], out[id(b)]) == ((2, 1) if expect_swap else (1, 2))
+
+
+def test_no_birth_inside_a_held_person_nor_from_a_doubtful_pose():
+    whole = _pose(STANDING)
+    upper = dataclasses.replace(_pose(STANDING + [0, 2]), box=np.array([28.0, 16, 64, 80]))   # a second pose, upper box
+    for overlap, tracks in ((0.6, {1}), (1.0, {1, 2})):
+        tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=overlap, dup_similarity=2.0))
+        ids = set()
+        for f in range(4):
+            ids |= {i for i, _ in tracker.update([whole, upper], f / 10)}
+        assert ids == tracks
+    tracker = Tracker(TrackerConfig(smooth=False, min_birth_quality=0.35))
+    tripod = _pose(STANDING + [300, 0], quality=0.3)         # a thing the detector takes for a person, every frame
+    assert all(tracker.update([tripod], f / 10) == [] for f in range(6))

@@ -330,8 +330,8 @@ def main(argv=None) -> int:
                    help="detector score threshold (default: 0.3)")
     p.add_argument("--detect-every", type=POSITIVE_INT, default=1, metavar="N",
                    help="run the detector on every N-th frame, boxes from the tracked poses in between (default: 1)")
-    p.add_argument("--max-misses", type=POSITIVE_INT, default=10,
-                   help="frames a track survives unmatched (occlusion) before it ends (default: 10)")
+    p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
+                   help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")
     p.add_argument("--flip", action="store_true", help="flip test (about 2x slower; default: off in video)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",

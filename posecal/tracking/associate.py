@@ -7,6 +7,7 @@ or mostly hidden people, where fewer than MIN_SHARED keypoints are trusted in bo
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -55,3 +56,42 @@ def match(sim: np.ndarray, min_similarity: float) -> tuple[list[tuple[int, int]]
     matched_r, matched_c = {r for r, _ in pairs}, {c for _, c in pairs}
     return (pairs, [r for r in range(sim.shape[0]) if r not in matched_r],
             [c for c in range(sim.shape[1]) if c not in matched_c])
+
+
+HIST_BINS = (16, 8)      # hue x saturation
+
+
+def colour_histogram(image_bgr: np.ndarray, box) -> np.ndarray | None:
+    """The person's colours: a normalised hue-saturation histogram (HIST_BINS) of the box's centre (the middle
+    60 % of its width, 10 % to 90 % of its height: mostly the person, little background), or None when that
+    region is empty or outside the image."""
+    h, w = image_bgr.shape[:2]
+    x, y, bw, bh = (float(v) for v in box)
+    x0, x1 = int(max(x + 0.2 * bw, 0)), int(min(x + 0.8 * bw, w))
+    y0, y1 = int(max(y + 0.1 * bh, 0)), int(min(y + 0.9 * bh, h))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(image_bgr[y0:y1, x0:x1]), cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, list(HIST_BINS), [0, 180, 0, 256]).reshape(-1)
+    total = hist.sum()
+    return hist / total if total > 0 else None
+
+
+def appearance_similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Bhattacharyya coefficient of two normalised histograms in [0, 1] (1 = same colours); 0.5 when unknown."""
+    if a is None or b is None:
+        return 0.5
+    return float(np.sqrt(np.asarray(a) * np.asarray(b)).sum())
+
+
+def reid_scores(pred_boxes, new_boxes, max_distance: np.ndarray, max_scale: float) -> np.ndarray:
+    """(T, N) nearness in [0, 1] of new boxes to where lost tracks are predicted to be: 1 - (centre distance /
+    (max_distance x the predicted box height)), or -inf beyond it or when the heights differ by more than a
+    factor max_scale. max_distance is per track (T,): a track lost longer is looked for farther."""
+    p, n = np.asarray(pred_boxes, float).reshape(-1, 4), np.asarray(new_boxes, float).reshape(-1, 4)
+    pc, nc = p[:, :2] + p[:, 2:] / 2, n[:, :2] + n[:, 2:] / 2
+    hp = np.maximum(p[:, 3], 1.0)[:, None]
+    d = np.linalg.norm(pc[:, None] - nc[None], axis=-1) / (np.asarray(max_distance, float)[:, None] * hp)
+    ratio = np.maximum(n[None, :, 3], 1.0) / hp
+    ok = (d <= 1) & (ratio <= max_scale) & (ratio >= 1 / max_scale)
+    return np.where(ok, 1 - d, -np.inf)

@@ -316,4 +316,4 @@ def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker
         if len(people) > 1:
             people = pose_nms(people, "oks", 0.9, mode)
         detected = {id(p) for p, from_detector in kept if from_detector}
-        return tracker.update(people, frame.frame_index / fps, [id(p) in detected for p in people])
+        return tracker.update(people, frame.frame_index / fps, [id(p) in detected for p in people], image=frame.bgr)

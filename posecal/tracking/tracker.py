@@ -1,10 +1,19 @@
 """Track life cycle: which poses of a frame continue which person, when a person is born and when they end.
 
-Hysteresis both ways, so that one bad frame neither invents a person nor ends one: a new pose starts a
-tentative track, confirmed (and given an id) at once when its pose quality is high, else after `birth_hits`
-frames matched in a row; a tentative track that misses a frame is dropped; a confirmed track survives up to
-`max_misses` frames without a match (occlusion, a missed detection) before it ends. Only confirmed tracks
-are reported. Keypoints of reported poses are One-Euro smoothed with a cutoff that follows their trust.
+Matching in stages, each one-to-one by the Hungarian method: (1) confirmed tracks by pose similarity (OKS over
+trusted keypoints, else box IoU) at the place their velocity predicts, the people's colours (a hue-saturation
+histogram of the box centre, `associate.colour_histogram`) as a tie-breaker; (2) confirmed tracks still lost
+(up to `max_misses` frames) re-identified by position, size and colours, within a reach that grows with the
+frames missed; (3) tentative tracks by pose. Two confirmed tracks whose poses are one person's: the younger lets
+go (`dup_similarity`).
+
+Hysteresis both ways, so that one bad frame neither invents a person nor ends one: a new pose (of pose quality
+>= `min_birth_quality`, not lying inside a person a track holds) starts a tentative track, confirmed (and given an
+id) at once when its pose quality is high, else after `birth_hits` frames matched in a row; a tentative track
+that misses a frame is dropped; a confirmed track survives up to `max_misses` frames without a match (occlusion,
+a missed detection) before it ends. Only confirmed tracks are reported. Keypoints of reported poses are One-Euro
+smoothed with a cutoff that follows their trust. The defaults were chosen on `bench/track_ids.py`
+(docs/tracking.md).
 """
 from __future__ import annotations
 
@@ -13,7 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from posecal.tracking.associate import match, similarity, trusted
+from scipy.optimize import linear_sum_assignment
+
+from posecal.tracking.associate import (appearance_similarity, box_iou, colour_histogram, reid_scores,
+                                        similarity, trusted)
 from posecal.tracking.one_euro import OneEuroFilter
 
 
@@ -23,11 +35,26 @@ class TrackerConfig:
     trust_quality: float = 0.3      # keypoint quality from which a keypoint counts in the association
     birth_quality: float = 0.5      # pose quality that confirms a new track at once
     birth_hits: int = 2             # otherwise: frames matched in a row before a track is confirmed
-    max_misses: int = 10            # frames a confirmed track may go unmatched before it ends
+    max_misses: int = 30            # frames a confirmed track may go unmatched before it ends
     smooth: bool = True
     trusted_cutoff: float = 3.0     # One-Euro minimum cutoff (Hz) of a keypoint of quality 1 ...
     doubtful_cutoff: float = 0.3    # ... and of quality 0 (linear in between): doubtful keypoints are damped
     beta: float = 1.0               # cutoff rise per unit speed, speed in person heights per second
+    stages: bool = True             # match confirmed tracks first, then lost ones by re-identification, then tentative
+    tentative_misses: int = 0       # frames a tentative track may go unmatched before it is dropped
+    appearance_weight: float = 0.2  # colour similarity's weight beside the pose similarity (a tie-breaker)
+    appearance_rate: float = 0.2    # running-mean rate of a track's colours
+    reid: bool = True               # stage 2: a lost confirmed track is matched by position, size and colours
+    reid_distance: float = 0.5      # ... within this many of its heights of where its velocity says it is ...
+    reid_distance_growth: float = 0.05   # ... plus this much per missed frame ...
+    reid_scale: float = 1.5         # ... with a height within this factor ...
+    reid_appearance: float = 0.6    # ... and colours at least this similar (Bhattacharyya coefficient)
+    birth_overlap: float = 0.6      # no track is born from a box lying more than this share inside a box held by a
+                                    # confirmed track this frame (1: off)
+    min_birth_quality: float = 0.45 # no track is born from a pose of lower pose quality
+    dup_similarity: float = 0.7     # two confirmed tracks whose poses are this similar: the younger lets go (>1: off)
+    report_quality: float = 0.0     # a confirmed track is reported only while the running mean (rate 0.2) of its
+                                    # pose quality reaches this (a tripod or a post the detector takes for a person)
 
 
 def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: TrackerConfig) -> np.ndarray:
@@ -48,6 +75,8 @@ class Track:
     misses: int = 0
     undetected: int = 0             # frames since a detector box (not one propagated from the track) held them
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))   # px per frame
+    quality: float = 1.0            # running mean of the pose quality (set at birth)
+    hist: np.ndarray | None = None  # colours (associate.colour_histogram), a running mean while seen alone
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
 
     def predicted_shift(self) -> np.ndarray:
@@ -80,51 +109,136 @@ class Tracker:
                                            box=np.r_[np.asarray(tr.person.box[:2], float) + d, tr.person.box[2:]]))
         return out
 
-    def update(self, people: list, t: float, detected: list[bool] | None = None) -> list[tuple[int, object]]:
+    def update(self, people: list, t: float, detected: list[bool] | None = None,
+               image: np.ndarray | None = None) -> list[tuple[int, object]]:
         """detected[i]: people[i] came from a detector box (default: all did), not from a box propagated from a
-        track; the video loop stops propagating tracks no detection has held for a while (ghosts)."""
+        track; the video loop stops propagating tracks no detection has held for a while (ghosts). `image` (the
+        frame, BGR), when given, adds the people's colours (appearance) to the association."""
         cfg = self.cfg
         detected = [True] * len(people) if detected is None else list(detected)
-        sim = self._similarity(people)
-        pairs, lost, new = match(sim, cfg.min_similarity)
+        hists = [colour_histogram(image, p.box) if image is not None else None for p in people]
+        confirmed = [i for i, tr in enumerate(self.tracks) if tr.track_id is not None]
+        tentative = [i for i, tr in enumerate(self.tracks) if tr.track_id is None]
+        free = list(range(len(people)))
+        pairs: list[tuple[int, int]] = []
+        if cfg.stages:
+            # 1. confirmed tracks by pose (OKS, or box IoU) where their velocity says they are, colours breaking ties
+            pairs += self._stage(confirmed, free, people, hists, self._pose_stage)
+            # 2. confirmed tracks still lost: looked for by position, size and colours (re-identification)
+            lost = [i for i in confirmed if i not in {r for r, _ in pairs}]
+            if cfg.reid:
+                pairs += self._stage(lost, [c for c in free if c not in {c for _, c in pairs}], people, hists,
+                                     self._reid_stage)
+            # 3. tentative tracks by pose
+            pairs += self._stage(tentative, [c for c in free if c not in {c for _, c in pairs}], people, hists,
+                                 self._pose_stage)
+        else:
+            pairs = self._stage(list(range(len(self.tracks))), free, people, hists, self._pose_stage)
+        pairs, duplicates = self._release_duplicates(pairs, people)
+        boxes = np.array([p.box for p in people], float).reshape(-1, 4)
+        crowd = box_iou(boxes, boxes) - np.eye(len(boxes)) if len(boxes) else np.zeros((0, 0))
         for r, c in pairs:
             track = self.tracks[r]
             step = _step(track.person, people[c]) / (track.misses + 1)
             track.velocity = step if track.hits == 1 else 0.5 * (track.velocity + step)
             track.person, track.hits, track.misses = people[c], track.hits + 1, 0
             track.undetected = 0 if detected[c] else track.undetected + 1
-        for r in lost:
-            self.tracks[r].misses += 1
-            self.tracks[r].undetected += 1
+            track.quality = 0.8 * track.quality + 0.2 * float(people[c].pose_quality)
+            if hists[c] is not None and (len(boxes) < 2 or crowd[c].max() < 0.3):   # not someone else's colours
+                track.hist = hists[c] if track.hist is None else \
+                    (1 - cfg.appearance_rate) * track.hist + cfg.appearance_rate * hists[c]
+        matched = {r for r, _ in pairs}
+        held = [c for r, c in pairs if self.tracks[r].track_id is not None]   # people confirmed tracks hold
+        for r in range(len(self.tracks)):
+            if r not in matched:
+                self.tracks[r].misses += 1
+                self.tracks[r].undetected += 1
         self.tracks = [tr for tr in self.tracks
-                       if tr.misses == 0 or (tr.track_id is not None and tr.misses <= cfg.max_misses)]
-        for c in new:
+                       if tr.misses <= (cfg.max_misses if tr.track_id is not None else cfg.tentative_misses)]
+        unmatched, born = set(range(len(people))) - {c for _, c in pairs} - duplicates, []
+        for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
+            if people[c].pose_quality < cfg.min_birth_quality or (
+                    held and inside(boxes[c], boxes[held]) > cfg.birth_overlap):
+                continue          # a doubtful pose, or a second pose of a person a track already holds
+            born.append(c)
+            held.append(c)
+        for c in sorted(born):
             p = people[c]
-            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), undetected=0 if detected[c] else 1))
+            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), hist=hists[c],
+                                     quality=float(p.pose_quality), undetected=0 if detected[c] else 1))
         out = []
         for tr in self.tracks:
-            if tr.track_id is None and (tr.hits >= cfg.birth_hits or tr.person.pose_quality >= cfg.birth_quality):
+            if tr.track_id is None and tr.misses == 0 and (tr.hits >= cfg.birth_hits
+                                                           or tr.person.pose_quality >= cfg.birth_quality):
                 tr.track_id, self.next_id = self.next_id, self.next_id + 1
-            if tr.track_id is not None and tr.misses == 0:
+            if tr.track_id is not None and tr.misses == 0 and tr.quality >= cfg.report_quality:
                 out.append((tr.track_id, self._smoothed(tr, t)))
         return sorted(out, key=lambda item: item[0])
 
-    def _similarity(self, people: list) -> np.ndarray:
+    def _release_duplicates(self, pairs: list[tuple[int, int]], people: list
+                            ) -> tuple[list[tuple[int, int]], set[int]]:
+        """Two confirmed tracks whose poses this frame are one person's (pose similarity >= dup_similarity: two
+        boxes on one person, or a hidden person's pose fallen onto the one in front): the younger track's match
+        is let go, so it misses (and ends after max_misses unless it finds its own person again), instead of
+        both living on and taking turns on that person (an id switch each turn). Returns the pairs kept and the
+        poses let go (which start no track: they are the person another track holds)."""
+        cfg = self.cfg
+        held = [(r, c) for r, c in pairs if self.tracks[r].track_id is not None]
+        if cfg.dup_similarity > 1 or len(held) < 2:
+            return pairs, set()
+        poses = _arrays([people[c] for _, c in held], cfg.trust_quality)
+        sim = similarity(*poses, *poses)
+        order = sorted(range(len(held)), key=lambda i: self.tracks[held[i][0]].track_id)   # oldest first
+        released: set[int] = set()
+        for a_i, a in enumerate(order):
+            if a in released:
+                continue
+            for b in order[a_i + 1:]:
+                if b not in released and max(sim[a, b], sim[b, a]) >= cfg.dup_similarity:
+                    released.add(b)
+        gone = {held[i][0] for i in released}
+        return [(r, c) for r, c in pairs if r not in gone], {held[i][1] for i in released}
+
+    def _stage(self, rows: list[int], cols: list[int], people: list, hists: list, score_fn) -> list[tuple[int, int]]:
+        """Hungarian matching of tracks `rows` to people `cols` on score_fn's (score, allowed) matrices."""
+        if not rows or not cols:
+            return []
+        score, ok = score_fn(rows, cols, people, hists)
+        r, c = linear_sum_assignment(-np.where(ok, score, -1e6))
+        return [(rows[i], cols[j]) for i, j in zip(r, c) if ok[i, j]]
+
+    def _appearance(self, rows, cols, hists) -> np.ndarray:
+        return np.array([[appearance_similarity(self.tracks[r].hist, hists[c]) for c in cols] for r in rows])
+
+    def _pose_stage(self, rows, cols, people, hists):
+        sim = self._similarity([people[c] for c in cols], rows)
+        score = sim + self.cfg.appearance_weight * (self._appearance(rows, cols, hists) - 0.5)
+        return score, sim >= self.cfg.min_similarity
+
+    def _reid_stage(self, rows, cols, people, hists):
+        cfg = self.cfg
+        pred = np.array([self._predicted_box(self.tracks[r]) for r in rows]).reshape(-1, 4)
+        reach = np.array([cfg.reid_distance + cfg.reid_distance_growth * self.tracks[r].misses for r in rows])
+        near = reid_scores(pred, np.array([people[c].box for c in cols], float), reach, cfg.reid_scale)
+        app = self._appearance(rows, cols, hists)
+        known = np.array([[self.tracks[r].hist is not None and hists[c] is not None for c in cols] for r in rows])
+        ok = np.isfinite(near) & (~known | (app >= cfg.reid_appearance))
+        return np.where(ok, near, 0) + app, ok
+
+    def _predicted_box(self, tr: Track) -> np.ndarray:
+        d = tr.predicted_shift()
+        return np.r_[np.asarray(tr.person.box[:2], float) + d, tr.person.box[2:]]
+
+    def _similarity(self, people: list, rows: list[int] | None = None) -> np.ndarray:
         q = self.cfg.trust_quality
-
-        def arrays(persons):
-            xy = np.array([p.keypoints for p in persons], float).reshape(len(persons), -1, 2)
-            trust = np.array([trusted(p.keypoint_quality, p.visibility, q) for p in persons], bool)
-            boxes = np.array([p.box for p in persons], float).reshape(-1, 4)
-            return xy, trust.reshape(len(persons), xy.shape[1]), boxes
-
-        old = [tr.person for tr in self.tracks]
+        tracks = self.tracks if rows is None else [self.tracks[r] for r in rows]
+        old = [tr.person for tr in tracks]
         if not old or not people:
             return np.zeros((len(old), len(people)))
-        xy, trust, boxes = arrays(old)
-        shift = np.array([tr.predicted_shift() for tr in self.tracks])
+        xy, trust, boxes = _arrays(old, q)
+        shift = np.array([tr.predicted_shift() for tr in tracks])
         boxes = np.concatenate([boxes[:, :2] + shift, boxes[:, 2:]], 1)
-        return similarity(xy + shift[:, None], trust, boxes, *arrays(people))
+        return similarity(xy + shift[:, None], trust, boxes, *_arrays(people, q))
 
     def _smoothed(self, tr: Track, t: float):
         p = tr.person
@@ -136,6 +250,22 @@ class Tracker:
         xy = tr.filter(np.asarray(p.keypoints, float) / tr.scale, t, min_cutoff=cut[:, None],
                        reset=absent[:, None]) * tr.scale
         return dataclasses.replace(p, keypoints=xy)
+
+
+def _arrays(persons: list, min_quality: float):
+    """Keypoints (P, K, 2), trusted keypoints (P, K) and boxes (P, 4) of poses, as associate.similarity takes them."""
+    xy = np.array([p.keypoints for p in persons], float).reshape(len(persons), -1, 2)
+    trust = np.array([trusted(p.keypoint_quality, p.visibility, min_quality) for p in persons], bool)
+    boxes = np.array([p.box for p in persons], float).reshape(-1, 4)
+    return xy, trust.reshape(len(persons), xy.shape[1]), boxes
+
+
+def inside(box, others) -> float:
+    """The largest share of `box`'s area that lies inside one of `others` (x, y, w, h)."""
+    b, o = np.asarray(box, float).reshape(4), np.asarray(others, float).reshape(-1, 4)
+    lo, hi = np.maximum(b[:2], o[:, :2]), np.minimum(b[:2] + b[2:], o[:, :2] + o[:, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    return float((inter / max(b[2] * b[3], 1e-9)).max()) if len(o) else 0.0
 
 
 def _step(old, new) -> np.ndarray:

@@ -1,0 +1,211 @@
+"""Identity keeping of `posecal track` against exact truth: IDF1, ID switches, MOTA, keypoint jitter on synthetic
+videos of real people, and distinct track ids on a real video (python bench/track_ids.py [--scenes 5]).
+
+Scenes: `posecal.data.moving_people` pastes labelled persons of the COCO val crops (../shared/data/coco-val2017-
+crops, val split: the shipped networks never trained on it; the shipped calibration was fitted on it) over the
+temporal median of ../shared/data/videos/vtest_pedestrians_20s.avi (its walkers gone), walking along crossing
+paths; scene i has seed i and 3 + i % 4 people, --frames frames at 15 fps. Each scene runs through
+`posecal.tracking.job.run_track` with its defaults (model fast, flip off, detector every frame) and is scored
+by `posecal.evaluation.mot` (motmetrics; IoU >= 0.5; people less than 25 % visible are not counted).
+
+Real video: vtest_pedestrians_20s.avi through the same run_track: distinct track ids against PEOPLE_SEEN_VTEST,
+the people seen in its 200 frames counted by eye (see docs/tracking.md for how).
+
+Usage: python bench/track_ids.py [--scenes 5] [--frames 150] [--work track_ids/] [--skip-vtest]
+       [--tracker max_misses=30 ...] [--json OUT.json] [--cache-detections]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from posecal.data.moving_people import SceneSpec, load_sprites, median_background, write_scene
+from posecal.evaluation.mot import accumulate, summarize
+from posecal.tracking.job import TrackConfig, run_track
+from posecal.tracking.tracker import TrackerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+VTEST = SHARED / "videos" / "vtest_pedestrians_20s.avi"
+CROPS = SHARED / "coco-val2017-crops"
+# Distinct people seen in vtest_pedestrians_20s.avi's 200 frames, counted by eye on a contact sheet of every 10th
+# frame (docs/tracking.md says how): everyone who shows at least their upper body in some frame.
+PEOPLE_SEEN_VTEST = 10
+
+
+def tracker_config(overrides: list[str]) -> TrackerConfig:
+    cfg = TrackerConfig()
+    types = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        if key not in types:
+            raise SystemExit(f"unknown tracker option {key}; known: {', '.join(types)}")
+        typ = types[key]
+        cfg = dataclasses.replace(cfg, **{key: (value.lower() in ("1", "true", "yes")) if typ is bool else typ(value)})
+    return cfg
+
+
+def make_scenes(work: Path, n: int, frames: int) -> list[tuple[str, Path, Path]]:
+    """The scenes' videos and truth files, written once into work/ (kept for the next run: same seeds, same files)."""
+    out, background, sprites = [], None, None
+    for i in range(n):
+        name = f"scene{i}"
+        video, truth = work / f"{name}.avi", work / f"{name}.json"
+        spec = SceneSpec(seed=i, n_people=3 + i % 4, n_frames=frames)
+        if not (video.exists() and truth.exists()
+                and json.loads(truth.read_text())["info"].get("n_frames") == frames):
+            if background is None:
+                background = median_background(VTEST)
+                sprites = load_sprites(CROPS / "annotations" / "val.json", CROPS / "images")
+            write_scene(work, name, background, sprites, spec)
+        out.append((name, video, truth))
+    return out
+
+
+class CachedDetector:
+    """The shipped detector with its boxes kept per frame (keyed by the frame's bytes) in work/detections.pkl: it
+    is deterministic, so a rerun with another tracker config gives the same numbers, faster."""
+
+    def __init__(self, detector, path: Path):
+        self.detector, self.path = detector, path
+        self.cache = pickle.loads(path.read_bytes()) if path.exists() else {}
+        self.dirty = False
+
+    def __call__(self, frame_bgr):
+        key = hashlib.sha1(frame_bgr.tobytes()).hexdigest()
+        if key not in self.cache:
+            self.cache[key], self.dirty = self.detector(frame_bgr), True
+        return self.cache[key]
+
+    def save(self) -> None:
+        if self.dirty:
+            self.path.write_bytes(pickle.dumps(self.cache))
+            self.dirty = False
+
+
+def cache_detections(work: Path) -> CachedDetector | None:
+    """Make run_track's detector the cached one (the benchmark only; posecal track is not changed)."""
+    import posecal.tracking.job as job
+
+    holder = {}
+    original = job.load_detector
+
+    def load(*a, **kw):
+        if "d" not in holder:
+            holder["d"] = CachedDetector(original(*a, **kw), work / "detections.pkl")
+        return holder["d"]
+
+    job.load_detector = load
+    return holder
+
+
+class CachedPoses:
+    """The pose network's answers kept per (frame, box, score) in memory: a box the detector gives is the same in
+    every run, so reruns with other tracker configs only compute the poses of boxes propagated differently."""
+
+    def __init__(self, predictor, cache: dict):
+        self.predictor, self.cache, self.config = predictor, cache, predictor.config
+
+    def predict_many(self, items, bgr=True):
+        out = []
+        for image, boxes, scores in items:
+            frame = hashlib.sha1(image.tobytes()).hexdigest()
+            keys = [(frame, tuple(np.round(b, 3)), round(float(s), 4)) for b, s in zip(boxes, scores)]
+            todo = [i for i, k in enumerate(keys) if k not in self.cache]
+            if todo:
+                people = self.predictor.predict_many([(image, np.asarray(boxes)[todo], np.asarray(scores)[todo])],
+                                                     bgr=bgr)[0]
+                for i, p in zip(todo, people):
+                    self.cache[keys[i]] = p
+            out.append([self.cache[k] for k in keys])
+        return out
+
+
+def cache_poses() -> None:
+    import posecal.tracking.job as job
+
+    cache, original = {}, job.Predictor
+    job.Predictor = lambda *a, **kw: CachedPoses(original(*a, **kw), cache)
+
+
+def track(video: Path, out: Path, tracker: TrackerConfig) -> tuple[list[dict], float, int]:
+    t0 = time.time()
+    summary = run_track(TrackConfig([str(video)], out=str(out), progress=False, tracker=tracker), log=lambda m: None)
+    return json.loads(out.read_text()), time.time() - t0, summary.frames
+
+
+def score_scenes(scenes, tracker: TrackerConfig, work: Path, cached: dict) -> dict:
+    scores, seconds, n_frames = [], 0.0, 0
+    for name, video, truth_path in scenes:
+        truth = json.loads(truth_path.read_text())
+        results, sec, n = track(video, work / f"{name}_tracks.json", tracker)
+        seconds, n_frames = seconds + sec, n_frames + n
+        scores.append(accumulate(name, truth, results))
+        if "d" in cached:
+            cached["d"].save()
+    table = summarize(scores)
+    print(f"{'scene':8} {'people':>6} {'tracks':>6} {'IDF1':>6} {'IDSW':>5} {'IDSW/100f':>9} {'MOTA':>6} "
+          f"{'miss':>5} {'FP':>5} {'kp err':>7} {'jitter':>7}")
+    for name, row in table.items():
+        print(f"{name:8} {row['num_unique_objects']:6.0f} {row['predicted_tracks']:6d} {row['idf1']:6.3f} "
+              f"{row['num_switches']:5.0f} {row['switches_per_100_frames']:9.2f} {row['mota']:6.3f} "
+              f"{row['num_misses']:5.0f} {row['num_false_positives']:5.0f} {row['keypoint_error']:7.4f} "
+              f"{row['jitter']:7.4f}")
+    print(f"{n_frames} frames tracked in {seconds:.0f} s ({n_frames / max(seconds, 1e-9):.1f} fps)", flush=True)
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenes", type=int, default=5)
+    ap.add_argument("--frames", type=int, default=150)
+    ap.add_argument("--work", type=Path, default=Path("track_ids"))
+    ap.add_argument("--skip-vtest", action="store_true")
+    ap.add_argument("--skip-scenes", action="store_true")
+    ap.add_argument("--tracker", nargs="*", default=[], help="TrackerConfig overrides, KEY=VALUE")
+    ap.add_argument("--json", type=Path, help="write the numbers here")
+    ap.add_argument("--cache-detections", action="store_true",
+                    help="keep the detector's boxes per frame in WORK/detections.pkl (same numbers, faster reruns) "
+                         "and the poses per box in memory (for --sweep)")
+    ap.add_argument("--sweep", nargs="*", default=[],
+                    help="more tracker configs to score on the same scenes after the first, each 'KEY=V,KEY=V'")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    cached = cache_detections(args.work) if args.cache_detections else {}
+    if args.cache_detections:
+        cache_poses()
+    configs = [tracker_config(args.tracker)] + [tracker_config(args.tracker + sweep.split(","))
+                                                for sweep in args.sweep]
+    report = {"tracker": dataclasses.asdict(configs[0])}
+    if not args.skip_scenes:
+        scenes = make_scenes(args.work, args.scenes, args.frames)
+        for k, tracker in enumerate(configs):
+            if k:
+                print(f"--- {args.sweep[k - 1]}")
+            table = score_scenes(scenes, tracker, args.work, cached)
+            report.setdefault("scenes", table) if k == 0 else report.setdefault("sweep", {}).update(
+                {args.sweep[k - 1]: table["OVERALL"]})
+    tracker = configs[0]
+    if not args.skip_vtest:
+        results, sec, n = track(VTEST, args.work / "vtest_tracks.json", tracker)
+        if "d" in cached:
+            cached["d"].save()
+        ids = {r["track_id"] for r in results}
+        report["vtest"] = {"frames": n, "distinct_ids": len(ids), "people_seen": PEOPLE_SEEN_VTEST,
+                           "poses": len(results), "seconds": sec}
+        print(f"vtest_pedestrians_20s.avi: {n} frames, {len(ids)} distinct track ids for {PEOPLE_SEEN_VTEST} people "
+              f"seen (ratio {len(ids) / PEOPLE_SEEN_VTEST:.2f}, target <= 2), {len(results)} tracked poses, "
+              f"{sec:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
