@@ -12,7 +12,7 @@ Real video: vtest_pedestrians_20s.avi through the same run_track: distinct track
 the people seen in its 200 frames counted by eye (see docs/tracking.md for how).
 
 Usage: python bench/track_ids.py [--scenes 5] [--frames 150] [--work track_ids/] [--skip-vtest]
-       [--tracker max_misses=30 ...] [--json OUT.json] [--cache-detections]
+       [--tracker max_misses=30 ...] [--track detect_every=2 ...] [--json OUT.json] [--cache-detections]
 """
 from __future__ import annotations
 
@@ -40,16 +40,24 @@ CROPS = SHARED / "coco-val2017-crops"
 PEOPLE_SEEN_VTEST = 10
 
 
-def tracker_config(overrides: list[str]) -> TrackerConfig:
-    cfg = TrackerConfig()
-    types = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+def overridden(cfg, overrides: list[str], kind: str):
+    """cfg (a dataclass) with KEY=VALUE overrides of its scalar fields."""
+    types = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+             if isinstance(getattr(cfg, f.name), (bool, int, float, str))}
     for item in overrides:
         key, value = item.split("=", 1)
         if key not in types:
-            raise SystemExit(f"unknown tracker option {key}; known: {', '.join(types)}")
+            raise SystemExit(f"unknown {kind} option {key}; known: {', '.join(types)}")
         typ = types[key]
         cfg = dataclasses.replace(cfg, **{key: (value.lower() in ("1", "true", "yes")) if typ is bool else typ(value)})
     return cfg
+
+
+def tracker_config(overrides: list[str]) -> TrackerConfig:
+    return overridden(TrackerConfig(), overrides, "tracker")
+
+
+TRACK_OPTIONS: list[str] = []   # --track: TrackConfig overrides (detect_every, missed_detections, keep_quality)
 
 
 def make_scenes(work: Path, n: int, frames: int) -> list[tuple[str, Path, Path]]:
@@ -137,7 +145,8 @@ def cache_poses() -> None:
 
 def track(video: Path, out: Path, tracker: TrackerConfig) -> tuple[list[dict], float, int]:
     t0 = time.time()
-    summary = run_track(TrackConfig([str(video)], out=str(out), progress=False, tracker=tracker), log=lambda m: None)
+    cfg = overridden(TrackConfig([str(video)], out=str(out), progress=False, tracker=tracker), TRACK_OPTIONS, "track")
+    summary = run_track(cfg, log=lambda m: None)
     return json.loads(out.read_text()), time.time() - t0, summary.frames
 
 
@@ -170,6 +179,8 @@ def main() -> None:
     ap.add_argument("--skip-vtest", action="store_true")
     ap.add_argument("--skip-scenes", action="store_true")
     ap.add_argument("--tracker", nargs="*", default=[], help="TrackerConfig overrides, KEY=VALUE")
+    ap.add_argument("--track", nargs="*", default=[],
+                    help="TrackConfig overrides, KEY=VALUE (e.g. detect_every=2 missed_detections=1)")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--cache-detections", action="store_true",
                     help="keep the detector's boxes per frame in WORK/detections.pkl (same numbers, faster reruns) "
@@ -178,6 +189,7 @@ def main() -> None:
                     help="more tracker configs to score on the same scenes after the first, each 'KEY=V,KEY=V'")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    TRACK_OPTIONS.extend(args.track)
     cached = cache_detections(args.work) if args.cache_detections else {}
     if args.cache_detections:
         cache_poses()

@@ -210,7 +210,7 @@ def test_track_refuses_images_and_bad_options(tmp_path, capsys):
         main(["track", "x.mp4", "--detect-every", "0"])
 
 
-def test_a_propagated_box_is_kept_with_quality_and_a_keypoint_called_visible():
+def test_a_propagated_box_is_kept_with_quality_and_a_keypoint_visible():
     from posecal.tracking.job import still_there
 
     person = _pose(STANDING, quality=0.4, vis=1)
@@ -220,6 +220,13 @@ def test_a_propagated_box_is_kept_with_quality_and_a_keypoint_called_visible():
     assert still_there(small, 0.15) and not still_there(small, 0.5)   # ... and the pose quality must reach keep
     assert not still_there(person, 0.15)                               # nothing called visible: nobody there
     assert still_there(dataclasses.replace(person, visibility=None), 0.15)   # no visibility head: quality alone
+    # on a detector frame (the detector did not find them there) a keypoint must be most likely visible
+    assert not still_there(small, 0.15, detector_frame=True)
+    probs = small.visibility_probs.copy()
+    probs[5] = [0.1, 0.3, 0.6]
+    assert still_there(dataclasses.replace(small, visibility_probs=probs), 0.15, detector_frame=True)
+    binary = dataclasses.replace(small, visibility_probs=np.tile([0.3, 0.7], (17, 1)))   # labelled: last class
+    assert still_there(binary, 0.15, detector_frame=True)
 
 
 def test_a_track_no_detection_holds_stops_propagating():

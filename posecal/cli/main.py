@@ -41,6 +41,7 @@ PYTHON_FORMATWARNING = warnings.formatwarning
 POSITIVE_INT = _number(int, POSITIVE)
 THREADS_INT = _number(int, THREADS)
 NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
+NON_NEGATIVE_INT = _number(int, NON_NEGATIVE)
 PROBABILITY_FLOAT = _number(float, PROBABILITY)
 RANK_THREADS_HELP = ("CPU threads (default: 2; under torchrun, per rank: the node's cores shared among its ranks, "
                      "at least 1)")
@@ -230,7 +231,8 @@ def _cmd_track(args) -> None:
 
     s = run_track(TrackConfig(
         videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
-        detector_threshold=args.detector_threshold, detect_every=args.detect_every, backend=args.backend,
+        detector_threshold=args.detector_threshold, detect_every=args.detect_every,
+        missed_detections=args.missed_detections, backend=args.backend,
         flip=args.flip, threads=_threads(args), progress=not args.no_progress,
         tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth)))
     if not is_main_process():
@@ -238,6 +240,9 @@ def _cmd_track(args) -> None:
     video = f", video {args.render}" if args.render else ""
     print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
           f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}")
+    if args.timing and s.frames:
+        print("busy ms per frame (stages overlap): " + ", ".join(f"{stage} {1000 * sec / s.frames:.1f}"
+                                                                  for stage, sec in s.stages.items()))
 
 
 def _cmd_export(args) -> None:
@@ -332,6 +337,11 @@ def main(argv=None) -> int:
                    help="run the detector on every N-th frame, boxes from the tracked poses in between (default: 1)")
     p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
                    help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
+    p.add_argument("--missed-detections", type=NON_NEGATIVE_INT, default=2, metavar="N",
+                   help="detector frames in a row a track may go unseen by the detector and still be followed in "
+                        "boxes propagated from its pose; then it waits for a detection (default: 2)")
+    p.add_argument("--timing", action="store_true",
+                   help="also print the busy milliseconds per frame of each stage (read, detect, pose, render, ...)")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")
     p.add_argument("--flip", action="store_true", help="flip test (about 2x slower; default: off in video)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
