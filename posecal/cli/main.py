@@ -333,8 +333,9 @@ def main(argv=None) -> int:
                    "'none' (the whole frame, then boxes from the poses) (default: the shipped SSD-MobileNetV2)")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
                    help="detector score threshold (default: 0.3)")
-    p.add_argument("--detect-every", type=POSITIVE_INT, default=1, metavar="N",
-                   help="run the detector on every N-th frame, boxes from the tracked poses in between (default: 1)")
+    p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",
+                   help="run the detector on every N-th frame; in between, each track's last box moved by its "
+                        "velocity (default: 3)")
     p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
                    help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
     p.add_argument("--missed-detections", type=NON_NEGATIVE_INT, default=2, metavar="N",
