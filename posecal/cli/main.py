@@ -234,7 +234,8 @@ def _cmd_track(args) -> None:
         detector_threshold=args.detector_threshold, detect_every=args.detect_every,
         missed_detections=args.missed_detections, backend=args.backend,
         flip=args.flip, threads=_threads(args), progress=not args.no_progress,
-        tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth)))
+        tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
+                              min_birth_quality=args.min_birth_quality)))
     if not is_main_process():
         return
     video = f", video {args.render}" if args.render else ""
@@ -338,6 +339,9 @@ def main(argv=None) -> int:
                         "velocity (default: 3)")
     p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
                    help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
+    p.add_argument("--min-birth-quality", type=PROBABILITY_FLOAT, default=0.45,
+                   help="pose quality a new track needs: doubtful poses (a tripod, a poster) start none "
+                        "(default: 0.45)")
     p.add_argument("--missed-detections", type=NON_NEGATIVE_INT, default=2, metavar="N",
                    help="detector frames in a row a track may go unseen by the detector and still be followed in "
                         "boxes propagated from its pose; then it waits for a detection (default: 2)")

@@ -68,12 +68,15 @@ def decode_dark(heatmaps: np.ndarray, blur_kernel: int = 11):
     fallback, _ = decode_argmax(heatmaps)
     hm = heatmaps.reshape(n * k, h, w).astype(np.float64)
     blurred = np.empty_like(hm)
-    # All maps in one call, as the channels of one image (up to CV_MAX_CHANNELS): the same separable filter
-    # per map, without a Python call per keypoint (170 of them for a frame of 10 people).
-    for start in range(0, n * k, CV_MAX_CHANNELS):
-        chunk = np.ascontiguousarray(hm[start:start + CV_MAX_CHANNELS].transpose(1, 2, 0))
+    # A crop's maps in one call, as the channels of one image (OpenCV takes up to CV_MAX_CHANNELS): the same
+    # separable filter per map without a Python call per keypoint, and per crop, so that a crop's keypoints do
+    # not depend on which other crops share its batch (torchrun ranks batch differently from one process).
+    per_call = k if k <= CV_MAX_CHANNELS else 1
+    for start in range(0, n * k, per_call):
+        stop = start + per_call
+        chunk = np.ascontiguousarray(hm[start:stop].transpose(1, 2, 0))
         b = cv2.GaussianBlur(chunk, (blur_kernel, blur_kernel), 0).reshape(h, w, -1)
-        blurred[start:start + CV_MAX_CHANNELS] = b.transpose(2, 0, 1)
+        blurred[start:stop] = b.transpose(2, 0, 1)
     orig_max, bmax = hm.max((1, 2)), blurred.max((1, 2))
     blurred *= np.where(bmax > 0, orig_max / np.where(bmax > 0, bmax, 1.0), 1.0)[:, None, None]
     blurred = blurred.reshape(n, k, h, w)

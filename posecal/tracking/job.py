@@ -224,8 +224,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     detect = clock.timed("detect", detect_people)
     lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
 
-    def detection_of(frame):
-        if isinstance(frame, Problem) or frame.frame_index % cfg.detect_every:
+    def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
+        if isinstance(frame, Problem) or (detector is not None and frame.frame_index % cfg.detect_every):
             return None
         return lookahead.submit(detect, frame.bgr, detector)
 
