@@ -1,7 +1,7 @@
 """`posecal track` speed as a user gets it: start-up, end-to-end fps and the cost of each stage (python bench/track_fps.py).
 
 Usage: python bench/track_fps.py [--video ../shared/data/videos/vtest_pedestrians_20s.avi] [--frames 0 (all)]
-                                 [--threads 2] [--options default,every2,every3,torch] [--model fast]
+                                 [--threads 2] [--options default,every1,every2,torch] [--model fast]
                                  [--skip-startup] [--repeat 1]
 
 Prints:
@@ -27,9 +27,12 @@ from pathlib import Path
 
 import cv2
 
+from posecal.tracking.job import TrackConfig
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VIDEOS = SHARED / "data" / "videos"
-OPTIONS = {"default": [], "every2": ["--detect-every", "2"], "every3": ["--detect-every", "3"],
+OPTIONS = {"default": [], "every1": ["--detect-every", "1"], "every2": ["--detect-every", "2"],
+           "every3": ["--detect-every", "3"],
            "torch": ["--backend", "torch"], "flip": ["--flip"]}
 
 # Runs in a child process: the job as the CLI runs it, timed from the interpreter's start.
@@ -101,7 +104,7 @@ def run_option(video: Path, folder: Path, name: str, model: str, threads: int, p
     extra = OPTIONS[name]
     args = {"videos": [str(video)], "out": str(folder / f"{name}.json"), "render": str(folder / f"{name}.mp4"),
             "model": model, "threads": threads, "progress": False,
-            "detect_every": int(extra[1]) if extra and extra[0] == "--detect-every" else 1,
+            "detect_every": int(extra[1]) if extra and extra[0] == "--detect-every" else TrackConfig([]).detect_every,
             "backend": "torch" if "torch" in name else "onnx", "flip": name == "flip"}
     run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args), str(python_start)], capture_output=True,
                          text=True, env={**os.environ, "POSECAL_CACHE_DIR": str(folder / "cache")})
@@ -117,7 +120,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=0, help="first N frames only (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="fast")
-    ap.add_argument("--options", default="default,every2,every3", help=f"comma list of {', '.join(OPTIONS)}")
+    ap.add_argument("--options", default="default,every1", help=f"comma list of {', '.join(OPTIONS)}")
     ap.add_argument("--skip-startup", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="runs per option (the best is printed)")
     args = ap.parse_args()
