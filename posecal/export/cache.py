@@ -74,7 +74,8 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
     """An onnxruntime session of a posecal model file (a shipped model's name, a path, or None for the
     default), from the cache when it holds this file's export, else exported now (`export(path, flip)`,
     export_model_bytes by default) and cached."""
-    log = log or (lambda msg: print(f"posecal: {msg}", file=sys.stderr))
+    note = log or _note   # why this first run waits: a caller's log, else the terminal only
+    log = log or _say
     export = export or export_model_bytes
     path = model_file(model_spec)
     source = str(model_spec or "default model")
@@ -92,7 +93,7 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
             session = _open(entry, threads, device, source)   # exported by another process while we waited
             if session is not None:
                 return session
-            log(f"exporting {source} to ONNX once (about 20-30 s); later runs start from {entry}")
+            note(f"exporting {source} to ONNX once (about 20-30 s); later runs start from {entry}")
             data = export(path, flip)
             write_atomic(entry, lambda f: _write_synced(f, data))
     except (OSError, Timeout, PosecalInputError) as e:
@@ -100,6 +101,17 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
             f"(set {CACHE_ENV} to a writable folder)")
         return OnnxEstimator(export(path, flip), threads=threads, source=source, device=device)
     return OnnxEstimator(entry, threads=threads, source=source, device=device)
+
+
+def _say(message: str) -> None:
+    print(f"posecal: {message}", file=sys.stderr)
+
+
+def _note(message: str) -> None:
+    """A note only on a terminal, like a progress bar, so that scripts and logs read the same lines whether the
+    cache was warm or not."""
+    if sys.stderr.isatty():
+        _say(message)
 
 
 def _open(entry: Path, threads: int, device: str, source: str) -> OnnxEstimator | None:
