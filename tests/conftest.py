@@ -29,6 +29,27 @@ def onnx_cache_folder(tmp_path_factory):
     yield
 
 
+def write_tiny_model(path: Path) -> Path:
+    """An untrained tiny model with all heads (48x64 input), the same bytes every time (seeded): its ONNX export
+    (predict and track run in onnxruntime by default) is then made once per test session, in the session's
+    cache, not once per test module (each takes 10-20 s)."""
+    import torch
+
+    from posecal.models.checkpoint import save_model
+    from posecal.models.config import ModelConfig
+    from posecal.models.estimator import build_estimator
+
+    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
+                      head_hidden=16)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
+    finally:
+        torch.random.set_rng_state(state)
+    return path
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COCO_CROPS = SHARED / "data" / "coco-val2017-crops"
 needs_shared = pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")

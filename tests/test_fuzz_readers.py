@@ -27,7 +27,7 @@ from posecal.errors import PosecalInputError  # noqa: E402
 from posecal.evaluation.results import evaluate_results, load_results  # noqa: E402
 from posecal.training.config import load_train_config  # noqa: E402
 
-from conftest import make_coco  # noqa: E402
+from conftest import make_coco, write_tiny_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,15 +192,8 @@ def test_any_bytes_as_a_training_config(base, raw):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from posecal.models.checkpoint import save_model
-    from posecal.models.config import ModelConfig
-    from posecal.models.estimator import build_estimator
-
     path = tmp_path_factory.mktemp("model") / "heads.pt"
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
-                      head_hidden=16)
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
-    return path
+    return write_tiny_model(path)
 
 
 API_NUMBERS = ["batch_size", "threads", "detector_threshold", "min_pose_quality", "orientations"]

@@ -6,21 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.models.checkpoint import save_model
 from posecal.cli.main import main
-from posecal.models.config import ModelConfig
-from posecal.models.estimator import build_estimator
 
-from conftest import make_coco
+from conftest import make_coco, write_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
-                      head_hidden=16)
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
-    return path
+    return write_tiny_model(path)
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from posecal.inference.predictor import Predictor
-from posecal.models.checkpoint import save_model
-from posecal.models.config import ModelConfig
-from posecal.models.estimator import build_estimator
 from posecal.tracking.job import one_ahead
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock
+
+from conftest import write_tiny_model
 
 
 def test_prefetch_keeps_order_and_raises_the_producers_error_where_it_arose():
@@ -90,10 +89,7 @@ def test_stage_clock_adds_busy_time_per_stage_across_threads():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
-                      head_hidden=16)
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
-    return path
+    return write_tiny_model(path)
 
 
 def test_batched_and_per_crop_network_calls_give_the_same_poses(tiny_model):

@@ -13,7 +13,7 @@ from posecal.tracking.associate import box_iou, match, similarity
 from posecal.tracking.one_euro import OneEuroFilter, smoothing_factor
 from posecal.tracking.tracker import Tracker, TrackerConfig, keypoint_cutoffs
 
-from conftest import STANDING
+from conftest import STANDING, write_tiny_model
 
 
 def test_smoothing_factor_by_hand():
@@ -184,15 +184,7 @@ def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
 
 
 def _tiny(tmp_path):
-    from posecal.models.checkpoint import save_model
-    from posecal.models.config import ModelConfig
-    from posecal.models.estimator import build_estimator
-
-    path = tmp_path / "tiny.pt"
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
-                      head_hidden=16)
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
-    return path
+    return write_tiny_model(tmp_path / "tiny.pt")
 
 
 def test_track_refuses_images_and_bad_options(tmp_path, capsys):
