@@ -261,6 +261,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
             behind.finish()
         except BaseException:
             behind.abandon()
+            lookahead.shutdown(wait=False, cancel_futures=True)
             if out_video is not None:
                 out_video.close(keep=False)
             raise
