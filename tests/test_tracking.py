@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from posecal.inference.predictor import PersonPose
-from posecal.tracking.associate import box_iou, match, similarity
+from posecal.metrics.boxes import box_iou
+from posecal.tracking.associate import match, similarity
 from posecal.tracking.one_euro import OneEuroFilter, smoothing_factor
 from posecal.tracking.tracker import Tracker, TrackerConfig, keypoint_cutoffs
 

@@ -26,19 +26,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from posecal.metrics.boxes import box_iou
+
 MOT_METRICS = ["idf1", "idp", "idr", "mota", "motp", "num_switches", "num_frames", "num_objects",
                "num_unique_objects", "num_misses", "num_false_positives", "mostly_tracked", "mostly_lost",
                "num_fragmentations"]
-
-
-def box_iou(a, b) -> np.ndarray:
-    """IoU (len(a), len(b)) of x, y, w, h boxes."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    union = a[:, 2:].prod(-1)[:, None] + b[:, 2:].prod(-1)[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def _motmetrics():

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from posecal.metrics.boxes import box_iou
 from posecal.metrics.oks import opks
 
 MIN_SHARED = 3
@@ -20,16 +21,6 @@ def trusted(keypoint_quality: np.ndarray, visibility: np.ndarray | None, min_qua
     """(K,) bool: predicted present (visibility > 0, when the model predicts it) with quality >= min_quality."""
     ok = np.asarray(keypoint_quality) >= min_quality
     return ok if visibility is None else ok & (np.asarray(visibility) > 0)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU (len(a), len(b)) of x, y, w, h boxes."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    union = a[:, 2:].prod(-1)[:, None] + b[:, 2:].prod(-1)[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def similarity(prev_xy, prev_trust, prev_boxes, new_xy, new_trust, new_boxes) -> np.ndarray:

@@ -31,7 +31,7 @@ from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
 from posecal.inference.predictor import Predictor
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
-from posecal.tracking.associate import box_iou
+from posecal.metrics.boxes import box_iou
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock
 from posecal.tracking.shards import merged_tracks
 from posecal.tracking.tracker import Tracker, TrackerConfig

@@ -24,8 +24,8 @@ import numpy as np
 
 from scipy.optimize import linear_sum_assignment
 
-from posecal.tracking.associate import (appearance_similarity, box_iou, colour_histogram, reid_scores,
-                                        similarity, trusted)
+from posecal.metrics.boxes import box_iou
+from posecal.tracking.associate import appearance_similarity, colour_histogram, reid_scores, similarity, trusted
 from posecal.tracking.one_euro import OneEuroFilter
 
 
