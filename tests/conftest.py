@@ -29,6 +29,21 @@ def onnx_cache_folder(tmp_path_factory):
     yield
 
 
+def write_walking_video(path: Path, frames: int = 8, shift: float = 10, size=(160, 120)) -> Path:
+    """A stick figure walking right by 3 px a frame on a grey background (MJPG for .avi, mp4v otherwise)."""
+    w, h = size
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, 10, (w, h))
+    for f in range(frames):
+        img = np.full((h, w, 3), 40, np.uint8)
+        kp = STANDING * 0.7 + [shift + 3 * f, 5]
+        for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12)):
+            cv2.line(img, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), (200, 180, 160), 3)
+        writer.write(img)
+    writer.release()
+    return path
+
+
 def write_tiny_model(path: Path) -> Path:
     """An untrained tiny model with all heads (48x64 input), the same bytes every time (seeded): its ONNX export
     (predict and track run in onnxruntime by default) is then made once per test session, in the session's

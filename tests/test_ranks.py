@@ -15,7 +15,7 @@ from posecal.errors import PosecalInputError
 from posecal.parallel import Place, default_threads, place_from_env, shard_indices
 from posecal.tracking.shards import merged_tracks
 
-from conftest import STANDING
+from conftest import write_walking_video
 from test_predict_cli import coco, tiny_model  # noqa: F401 - shared fixtures: a tiny model, a tiny COCO set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,22 +141,11 @@ def test_eval_on_two_ranks_computes_one_process_metrics(tiny_model, tmp_path):
     assert run.stdout.count("5 persons in") == 1, run.stdout
 
 
-def _write_video(path, frames, shift):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    for f in range(frames):
-        img = np.full((120, 160, 3), 40, np.uint8)
-        kp = STANDING * 0.7 + [shift + 3 * f, 5]
-        for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12)):
-            cv2.line(img, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), (200, 180, 160), 3)
-        writer.write(img)
-    writer.release()
-
-
 def test_track_on_two_ranks_renumbers_ids_as_one_process(tiny_model, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(3):
-        _write_video(videos / f"walk{i}.avi", frames=4 + i, shift=10 * i)
+        write_walking_video(videos / f"walk{i}.avi", frames=4 + i, shift=10 * i)
     # the untrained tiny model's pose quality is below the default birth threshold: let it start tracks anyway
     args = ["track", videos, "--model", tiny_model, "--detector", "none", "--backend", "torch",
             "--min-birth-quality", "0"]

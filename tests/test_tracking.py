@@ -14,7 +14,7 @@ from posecal.tracking.associate import match, similarity
 from posecal.tracking.one_euro import OneEuroFilter, smoothing_factor
 from posecal.tracking.tracker import Tracker, TrackerConfig, keypoint_cutoffs
 
-from conftest import STANDING, write_tiny_model
+from conftest import STANDING, write_tiny_model, write_walking_video
 
 
 def test_smoothing_factor_by_hand():
@@ -137,18 +137,6 @@ def test_smoothing_reduces_jitter_on_a_still_person():
     assert jitter[1] < 0.5 * jitter[0]
 
 
-def _write_video(path, frames=8, size=(160, 120)):
-    w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
-    for f in range(frames):
-        img = np.full((h, w, 3), 40, np.uint8)
-        kp = STANDING * 0.7 + [10 + 3 * f, 5]
-        for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12)):
-            cv2.line(img, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), (200, 180, 160), 3)
-        writer.write(img)
-    writer.release()
-
-
 def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
     from pycocotools.coco import COCO
 
@@ -156,7 +144,7 @@ def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
 
 
     video = tmp_path / "walk.mp4"
-    _write_video(video)
+    write_walking_video(video)
     out, render = tmp_path / "tracks.json", tmp_path / "walk_tracked.mp4"
     assert main(["track", str(video), "--out", str(out), "--render", str(render), "--detector", "none",
                  "--model", str(_tiny(tmp_path)), "--backend", "torch", "--no-progress",
