@@ -213,12 +213,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     renders = render_paths(cfg, files)
     t0, clock = time.time(), StageClock()
     detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
-    backend = cfg.backend
-    if backend == "onnx" and not str(cfg.model or "").endswith(".onnx") and not _can_export():
-        say("onnx and onnxscript are not installed (pip install 'posecal[onnx]'), so the pose network runs "
-            "in PyTorch (slower)")
-        backend = "torch"
-    predictor = Predictor(cfg.model, flip=cfg.flip, backend=backend, threads=cfg.threads, detector=None)
+    predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None)
     clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
     detect = clock.timed("detect", detect_people)
@@ -295,13 +290,6 @@ def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object
         yield this, started
         this, started = following, started_next
     yield this, started
-
-
-def _can_export() -> bool:
-    """The in-memory ONNX export of a .pt model needs onnx and onnxscript (the `onnx` extra)."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
 
 
 def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
