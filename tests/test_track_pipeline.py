@@ -83,7 +83,7 @@ def test_stage_clock_adds_busy_time_per_stage_across_threads():
         t.join()
     with clock("other"):
         pass
-    assert 0.15 <= clock.seconds["sleep"] < 0.5 and set(clock.seconds) == {"sleep", "other"}
+    assert 0.15 <= clock.seconds["sleep"] < 2.0 and set(clock.seconds) == {"sleep", "other"}   # 3 x 50 ms, summed
 
 
 @pytest.fixture(scope="module")
