@@ -166,6 +166,18 @@ def centre_cells(center: torch.Tensor) -> torch.Tensor:
     return torch.stack(_first_argmax_2d(center[:, 0].float() * table), -1)
 
 
+def decode_crops(center, regress, heatmap, offset, num_crops: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """MoveNet's raw outputs of `num_crops` crops (or 2 x num_crops: the crops, then their mirrors) -> keypoints
+    (N, K, 2) in posecal's crop pixels and scores (N, K), torch: decoded apart and merged (merge_flip) under the
+    flip test. What inference reports and what the trust model reads inside the graph."""
+    kp = decode_movenet(center, regress, heatmap, offset)
+    xy, scores = movenet_to_crop_pixels(kp.xy), kp.scores
+    if xy.shape[0] == 2 * num_crops:
+        n = num_crops
+        return merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], heatmap.shape[-1] * 4)
+    return xy, scores
+
+
 # Flip test for the centre-guided decode: the crop and its mirror are decoded apart; where their keypoints agree
 # (closer than this fraction of the crop side) the two are averaged, else the one with the higher score is kept.
 # Chosen on the val split (Thunder, 822 persons: no flip 44.8 AP, mean of both 45.0, score-weighted 45.6, this
@@ -175,12 +187,17 @@ FLIP_AGREE = 0.04
 
 def merge_flip(xy, scores, xy_mirror, scores_mirror, width: int):
     """Keypoints (N, K, 2) and scores (N, K) of crops and of their mirrors (decoded on the mirrored crop, in
-    posecal's crop pixels) -> merged keypoints and scores of the crops. numpy."""
-    perm = flip_permutation(xy.shape[1])
-    back = np.array(xy_mirror[:, perm], dtype=np.float64)
-    back[..., 0] = width - 1 - back[..., 0]
+    posecal's crop pixels) -> merged keypoints and scores of the crops. numpy in, numpy out; torch in, torch
+    out (the trust model reads the merged keypoints inside the exported graph)."""
+    if not torch.is_tensor(xy):
+        merged, merged_scores = merge_flip(*(torch.as_tensor(np.asarray(a, np.float64))
+                                             for a in (xy, scores, xy_mirror, scores_mirror)), width)
+        return merged.numpy(), merged_scores.numpy()
+    perm = torch.as_tensor(flip_permutation(xy.shape[1]), device=xy.device)
+    back = xy_mirror[:, perm]
+    back = torch.stack([width - 1 - back[..., 0], back[..., 1]], -1)
     back_scores = scores_mirror[:, perm]
-    agree = (np.linalg.norm(xy - back, axis=-1) < FLIP_AGREE * width)[..., None]
+    agree = (torch.linalg.vector_norm(xy - back, dim=-1) < FLIP_AGREE * width)[..., None]
     better = (scores >= back_scores)[..., None]
-    merged = np.where(agree, (xy + back) / 2, np.where(better, xy, back))
+    merged = torch.where(agree, (xy + back) / 2, torch.where(better, xy, back))
     return merged, (scores + back_scores) / 2

@@ -11,10 +11,12 @@ splits the labelled chance by the type's occluded share in the fitting set, and 
 The calibrator is a small JSON file that names its keypoint set, fit size and inputs.
 
 With the images (`--images DIR`), posecal's own evidence at the estimator's keypoints joins the inputs
-(posecal/evaluation/evidence.py: heatmap value there, distance to posecal's keypoint, posecal's visibility
-probabilities). Per keypoint type a logistic score combines them with the raw score (weights of known sign
-held to it), and the same isotonic maps then calibrate that score instead of the raw one: one calibrator,
-a longer feature list. Without evidence inputs the maps read the raw score directly, as before.
+(posecal/evaluation/evidence.py: posecal's trust model rating the estimator's keypoints on its own look at the
+person: its keypoint quality and visibility probabilities). Per keypoint type a logistic score combines them
+with the raw score (weights of known sign held to it), and the same isotonic maps then calibrate that score
+instead of the raw one: one calibrator, a longer feature list. The trust model also splits the labelled chance
+into occluded and visible (instead of the type's occluded share), so `visibility` can say occluded. Without
+evidence inputs the maps read the raw score directly, as before.
 """
 from __future__ import annotations
 
@@ -33,12 +35,14 @@ from posecal.io import write_json_atomic
 from posecal.metrics.coco_ap import load_coco_gt
 from posecal.outputs import check_output_file
 from posecal.evaluation.results import ResultSet, gt_persons, load_results, match, result_boxes
+from posecal.inference.scoring import visibility_classes
 from posecal.skeleton import COCO_KEYPOINTS
 
 FORMAT = "posecal-results-calibrator/1"
 BASE_INPUTS = ("raw keypoint score", "keypoint type", "person size")
 EPS = 1e-4
-DISTANCE_FLOOR = 0.01   # relative distances below this are all "the same point" (log of the distance)
+# Evidence inputs of calibrators fitted before the trust model (posecal's fast model's heatmaps): refused.
+FORMER_EVIDENCE_INPUTS = ("heatmap value", "distance", "visibility probs")
 
 
 def expected_oks(quality: np.ndarray, p_labelled: np.ndarray) -> np.ndarray:
@@ -55,23 +59,25 @@ def _logit(p) -> np.ndarray:
 def keypoint_features(raw, evidence: Evidence | None, inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, K, F) features of each keypoint, and the signs their weights are held to (F,) for keypoint quality
     and for the labelled chance (+1 never lowers it, -1 never raises it, 0 free): logit of the raw score,
-    then per evidence input in `inputs`: logit of posecal's heatmap value, log of the relative distance,
-    log of posecal's 3 visibility probabilities."""
+    then per evidence input in `inputs`: logit of the trust model's keypoint quality, log of its 3 visibility
+    probabilities."""
     cols, q_signs, l_signs = [_logit(raw)], [1], [1]
-    if "heatmap value" in inputs:
-        cols.append(_logit(evidence.heatmap_value))
+    if "trust keypoint quality" in inputs:
+        cols.append(_logit(evidence.keypoint_quality))
         q_signs.append(1)
-        l_signs.append(1)
-    if "distance" in inputs:
-        cols.append(np.log(evidence.distance + DISTANCE_FLOOR))
-        q_signs.append(-1)
         l_signs.append(0)
-    if "visibility probs" in inputs:
+    if "trust visibility probs" in inputs:
         logp = np.log(np.clip(evidence.visibility_probs, EPS, 1.0))
         cols += [logp[..., c] for c in range(logp.shape[-1])]
         q_signs += [0] * logp.shape[-1]
         l_signs += [-1] + [0] * (logp.shape[-1] - 1)   # posecal's "not labelled" never raises it
     return np.stack(cols, -1), np.array(q_signs), np.array(l_signs)
+
+
+def occluded_fraction(evidence: Evidence) -> np.ndarray:
+    """(N, K) the trust model's p(occluded) among the labelled classes: how the labelled chance splits."""
+    v = evidence.visibility_probs
+    return v[..., 1] / np.maximum(v[..., 1] + v[..., 2], 1e-9)
 
 
 def per_type(fns, x) -> np.ndarray:
@@ -107,9 +113,11 @@ class ResultsCalibrator:
 
     def outputs(self, res: ResultSet, evidence: Evidence | None = None) -> dict[str, np.ndarray]:
         kq, p_lab = self.calibrated(res.confidence, evidence)
-        probs = np.stack([1 - p_lab, p_lab * self.occluded_share, p_lab * (1 - self.occluded_share)], -1)
+        occluded = self.occluded_share if evidence is None else occluded_fraction(evidence)
+        probs = np.stack([1 - p_lab, p_lab * occluded, p_lab * (1 - occluded)], -1)
         return {"keypoint_quality": kq, "pose_quality": self.pose_map(expected_oks(kq, p_lab)),
-                "visibility": np.where(p_lab >= 0.5, 2, 0), "visibility_probs": probs,
+                "visibility": np.where(p_lab >= 0.5, 2, 0) if evidence is None else visibility_classes(probs),
+                "visibility_probs": probs,
                 "keypoint_radius": self.radii(kq, result_boxes(res))}
 
     def apply(self, res: ResultSet, evidence: Evidence | None = None) -> list[dict]:
@@ -136,6 +144,10 @@ class ResultsCalibrator:
     def from_dict(cls, d, source: str = "calibrator") -> "ResultsCalibrator":
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise PosecalInputError(f"{source}: not a posecal calibrator (written by `posecal calibrate fit`)")
+        former = [i for i in (d.get("meta") or {}).get("inputs", ()) if i in FORMER_EVIDENCE_INPUTS]
+        if former:
+            raise PosecalInputError(f"{source}: fitted with the evidence of an earlier posecal ({', '.join(former)}); "
+                                    f"fit it again with `posecal calibrate fit --images`")
         try:
             cal = cls([IsotonicMap.from_dict(m) for m in d["keypoint_maps"]],
                       [IsotonicMap.from_dict(m) for m in d["labelled_maps"]],
@@ -163,8 +175,7 @@ def fit_results_calibrator(res: ResultSet, gt, target: float = 0.9, evidence: Ev
     kscores = lscores = None
     score_q = score_l = raw
     if inputs:
-        ev = Evidence(evidence.heatmap_value[idx], evidence.distance[idx], evidence.visibility_probs[idx])
-        f, q_signs, l_signs = keypoint_features(raw, ev, inputs)
+        f, q_signs, l_signs = keypoint_features(raw, evidence.take(idx), inputs)
         kscores = [fit_logistic(f[lab[:, k], k], ks[lab[:, k], k], q_signs) for k in range(k_types)]
         lscores = [fit_logistic(f[:, k], lab[:, k], l_signs) for k in range(k_types)]
         score_q, score_l = per_type(kscores, f), per_type(lscores, f)
@@ -233,7 +244,7 @@ def calibrate_apply(calibrator, results, out, images=None) -> int:
     res = load_results(results, k=len(cal.keypoint_maps))
     evidence = None
     if cal.evidence_inputs:
-        source = PosecalEvidence(flip=bool(cal.meta.get("evidence_model", {}).get("flip_test", False)))
+        source = PosecalEvidence()
         fitted_with = cal.meta.get("evidence_model", {}).get("sha256_16")
         if fitted_with != source.description["sha256_16"]:
             raise PosecalInputError(f"{calibrator}: fitted with evidence from another posecal model "

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from posecal.codec.heatmap import decode
-from posecal.codec.movenet import decode_movenet, merge_flip, movenet_to_crop_pixels
+from posecal.codec.movenet import decode_crops
 from posecal.skeleton import NUM_KEYPOINTS
 from posecal.data.coco import PersonRecord
 from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset, heatmap_to_input
@@ -90,11 +90,8 @@ def _movenet_decode(out) -> tuple[np.ndarray, np.ndarray]:
                                 "movenet_lightning); use dark, argmax or soft_argmax")
     m, n = out.movenet, out.heatmaps.shape[0]
     with torch.no_grad():
-        kp = decode_movenet(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach())
-    xy, scores = movenet_to_crop_pixels(kp.xy.float().cpu().numpy()), kp.scores.float().cpu().numpy()
-    if len(xy) == 2 * n:
-        return merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], m.heatmap.shape[-1] * HEATMAP_STRIDE)
-    return xy, scores
+        xy, scores = decode_crops(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(), n)
+    return xy.double().cpu().numpy(), scores.double().cpu().numpy()
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
     return build_estimator(cfg.head_widths, cfg.num_keypoints, imagenet=cfg.imagenet if imagenet is None else imagenet,
                            quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
                            head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
-                           input_mean=cfg.input_mean, input_std=cfg.input_std)
+                           input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust)
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):

@@ -22,6 +22,9 @@ class ModelConfig:
     quality_heads: bool = False          # OKS, OPKS and visibility heads on the pose feature
     visibility_classes: int = 3          # 3: not labelled / occluded / visible; 2: labelled or not
     head_hidden: int = 256
+    # The quality outputs come from posecal's trust model (posecal/models/trust: its own network on the crop,
+    # reading the decoded keypoints) instead of heads on the pose feature; MoveNet backbones.
+    trust: bool = False
     num_keypoints: int = 17              # 17 (COCO); an imported MPII hourglass has 16
     # The pose network's input convention, applied inside the model (posecal/models/input_convention.py):
     # channel order and mean/std in units of the 0..1 pixel range. The defaults are posecal's own; imported

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from posecal.codec.heatmap import flip_back
+from posecal.codec.movenet import decode_crops
 from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
 from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourglass
@@ -16,6 +17,7 @@ from posecal.models.backbones.resnet import DeconvHead, ResNet
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention, is_posecal_convention
+from posecal.models.trust import TrustNet
 
 
 @dataclass
@@ -41,7 +43,7 @@ class TopDownEstimator(nn.Module):
 
     def __init__(self, backbone: nn.Module, heatmap_head: nn.Module, oks_head: OksHead | None = None,
                  opks_head: OpksHead | None = None, visibility_head: VisibilityHead | None = None,
-                 input_convention: InputConvention | None = None):
+                 input_convention: InputConvention | None = None, trust: TrustNet | None = None):
         super().__init__()
         self.backbone = backbone
         self.heatmap_head = heatmap_head
@@ -49,10 +51,13 @@ class TopDownEstimator(nn.Module):
         self.opks_head = opks_head
         self.visibility_head = visibility_head
         self.input_convention = input_convention   # None: the network takes posecal's input as it is
+        # The trust model (posecal/models/trust): quality and visibility of the decoded keypoints from its own
+        # look at the crop, in place of heads on the pose feature (MoveNet models).
+        self.trust = trust
 
     @property
     def has_quality_heads(self) -> bool:
-        return self.oks_head is not None
+        return self.oks_head is not None or self.trust is not None
 
     @property
     def is_movenet(self) -> bool:
@@ -64,7 +69,19 @@ class TopDownEstimator(nn.Module):
         crop's and its mirror's (one batch of 2N), and the quality heads read those merged heatmaps, whose peaks
         and spreads also show where the two passes disagree."""
         out = self.forward_flip_test(images) if flip_test else self.pose_from_crops(images)
+        if self.trust is not None:
+            return self.forward_trust(images, out)
         return self.forward_heads(out) if self.has_quality_heads else out
+
+    def forward_trust(self, images: torch.Tensor, out: PoseOutput) -> PoseOutput:
+        """The trust model on the crops and the keypoints as the model reports them (MoveNet's centre-guided
+        decode, merged over the flip test), with MoveNet's keypoint scores."""
+        m = out.movenet
+        xy, scores = decode_crops(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(),
+                                  images.shape[0])
+        t = self.trust(images, xy.to(images.dtype), scores.to(images.dtype))
+        out.oks, out.opks_logits, out.vis_logits = t.oks, t.opks_logits, t.vis_logits
+        return out
 
     def forward_flip_test(self, images: torch.Tensor) -> PoseOutput:
         n = images.shape[0]
@@ -140,14 +157,21 @@ def pose_network(backbone: str, num_keypoints: int, head_widths, imagenet: bool)
 def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
                     quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256,
                     backbone: str = "efficientnet_lite0", input_channels: str = "rgb",
-                    input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD) -> TopDownEstimator:
+                    input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, trust: bool = False) -> TopDownEstimator:
     """head_widths apply to the EfficientNet head only; the other families carry their published heads.
-    input_channels/mean/std: the network's input convention (posecal's own needs no conversion)."""
+    input_channels/mean/std: the network's input convention (posecal's own needs no conversion).
+    trust: the quality outputs come from the trust model (MoveNet backbones only) instead of heads."""
     net, head = pose_network(backbone, num_keypoints, head_widths, imagenet)
     convention = (None if is_posecal_convention(input_channels, input_mean, input_std)
                   else InputConvention(input_channels, input_mean, input_std))
     if not quality_heads:
         return TopDownEstimator(net, head, input_convention=convention)
+    if trust:
+        if backbone not in MOVENET_VARIANTS:
+            raise PosecalInputError(f"model.trust: the trust model reads MoveNet's decoded keypoints; "
+                                    f"{backbone} has quality heads of its own (set model.trust: false)")
+        return TopDownEstimator(net, head, input_convention=convention,
+                                trust=TrustNet(num_keypoints, visibility_classes))
     c, s = head.feature_channels + num_keypoints, 2 * num_keypoints
     return TopDownEstimator(net, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
                             VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden,

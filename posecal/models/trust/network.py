@@ -1,0 +1,134 @@
+"""TrustNet: pose quality, keypoint quality and visibility of a *base* estimator's keypoints, from the crop.
+
+Why (issue 29, seed 002's metamodel): heads that read only the base network's own features inherit its
+blindness. MoveNet's 24-channel output feature knows nothing of occlusion or of where the picture ends, so heads
+on it called most not-labelled keypoints visible. The trust model has its own eyes: a pose network of its own
+(EfficientNet-Lite0 + heatmap head, initialised from posecal's `fast` model, which was trained with truncation,
+occluders and visibility labels) looks at the crop, and for each of the base model's keypoints reads
+- its own features and all 17 of its own heatmaps at the base keypoint (is there a body part here, and which),
+- how far the base keypoint is from where its own heatmap of that type peaks, and how high that peak is
+  (two estimators that agree are likely right),
+- where the keypoint lies in the crop (inside or outside the frame),
+- the base model's own score, when the base has one (`has_score` 0 otherwise: any estimator's keypoints work),
+- the keypoint's type,
+plus a summary of the whole crop. A small MLP per keypoint (shared over types) gives the OPKS logit and the
+visibility logits; the pose head pools the keypoints' hidden states and gives the pose OKS.
+
+The base keypoints arrive in the pixels of the crop passed in (any size; the crop is resized to the trust
+model's own square input inside the graph), so the same network serves MoveNet's 256-px crops, posecal's own
+square crops of another estimator's boxes (`posecal calibrate --images`) and ONNX export alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from posecal.models.backbones import EfficientNetLite
+from posecal.models.heads import HeatmapHead
+
+TRUST_INPUT = 192          # the trust model's square input side (stride-4 map 48 x 48)
+FEATURE_STRIDE = 4
+CONTEXT_CHANNELS = 64
+
+
+@dataclass
+class TrustOutput:
+    oks: torch.Tensor           # (N,) predicted pose OKS
+    opks_logits: torch.Tensor   # (N, K)
+    vis_logits: torch.Tensor    # (N, K, classes)
+
+
+class TrustNet(nn.Module):
+    def __init__(self, num_keypoints: int = 17, visibility_classes: int = 3, hidden: int = 192,
+                 head_widths=(128, 128, 64)):
+        super().__init__()
+        k = num_keypoints
+        self.num_keypoints = k
+        self.backbone = EfficientNetLite(0)
+        self.heatmap_head = HeatmapHead(self.backbone.PYRAMID_CHANNELS, tuple(head_widths), k)
+        c = self.heatmap_head.feature_channels
+        self.context = nn.Sequential(nn.Linear(head_widths[0], CONTEXT_CHANNELS), nn.ReLU(inplace=True))
+        per_point = c + k + 2 + 3 + 2 + k + CONTEXT_CHANNELS
+        self.point_mlp = nn.Sequential(nn.Linear(per_point, hidden), nn.ReLU(inplace=True),
+                                       nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
+        self.opks_out = nn.Linear(hidden, 1)
+        self.vis_out = nn.Linear(hidden, visibility_classes)
+        self.pose_mlp = nn.Sequential(nn.Linear(2 * hidden + CONTEXT_CHANNELS, hidden), nn.ReLU(inplace=True),
+                                      nn.Linear(hidden, 1))
+        self.register_buffer("type_codes", torch.eye(k), persistent=False)
+
+    def train(self, mode: bool = True) -> "TrustNet":
+        """BatchNorm statistics stay those of the pose network it starts from: a trust batch is small and
+        skewed (augmented crops of one data set), so batch statistics would move them for the worse."""
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        return self
+
+    def frozen_prefix(self) -> list[nn.Parameter]:
+        """The stem and the blocks up to stride 16: general image features, kept as trained; training the
+        stride-32 stage, the heatmap head and the MLPs costs about half of training it all on a CPU."""
+        last = self.backbone.PYRAMID_BLOCKS[2]
+        mods = [self.backbone._conv_stem, self.backbone._bn0, *self.backbone._blocks[: last + 1]]
+        return [p for m in mods for p in m.parameters()]
+
+    def own_pose(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Crops at TRUST_INPUT -> (stride-4 feature, heatmaps, stride-16 feature) of its own pose network."""
+        f4, f8, f16, f32 = self.backbone.forward_pyramid(crops)
+        head = self.heatmap_head
+        x16 = head.up16(head.reduce(f32), f16)
+        feature = head.up4(head.up8(x16, f8), f4)
+        return feature, head.final(feature), x16
+
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor, scores: torch.Tensor | None = None
+                ) -> TrustOutput:
+        """images (N, 3, H, W): posecal-normalised crops; keypoints (N, K, 2): the base model's keypoints in
+        those crops' pixels (integer = pixel centre); scores (N, K): the base model's keypoint scores in [0, 1],
+        NaN for a person whose base gives none, or None when none does."""
+        n, k = keypoints.shape[:2]
+        h, w = images.shape[-2:]
+        if (h, w) != (TRUST_INPUT, TRUST_INPUT):
+            images = F.interpolate(images, size=(TRUST_INPUT, TRUST_INPUT), mode="bilinear", align_corners=False)
+        scale = torch.tensor([TRUST_INPUT / w, TRUST_INPUT / h], dtype=keypoints.dtype, device=keypoints.device)
+        pts = (keypoints + 0.5) * scale                       # pixel edges, in trust-input pixels
+        grid = pts / TRUST_INPUT * 2 - 1                      # grid_sample's [-1, 1], align_corners=False
+        feature, heatmaps, x16 = self.own_pose(images)
+        sample = lambda m: F.grid_sample(m, grid[:, :, None, :], mode="bilinear", padding_mode="zeros",  # noqa: E731
+                                         align_corners=False)[..., 0].transpose(1, 2)   # (N, K, C)
+        feat_at, maps_at = sample(feature), sample(heatmaps)
+        hm = heatmaps.flatten(2)                              # (N, K, h*w)
+        peak, idx = hm.max(-1)
+        mw = heatmaps.shape[-1]
+        peak_xy = torch.stack([(idx % mw).float(), torch.div(idx, mw, rounding_mode="floor").float()], -1)
+        peak_xy = (peak_xy + 0.5) * FEATURE_STRIDE            # pixel edges of the cell centre
+        gap = torch.linalg.vector_norm(pts - peak_xy, dim=-1, keepdim=True) / TRUST_INPUT
+        inside = ((grid.abs() <= 1).all(-1, keepdim=True)).float()
+        if scores is None:
+            score_in = torch.zeros(n, k, 2, dtype=pts.dtype, device=pts.device)
+        else:
+            known = ~torch.isnan(scores)
+            s = torch.where(known, scores, torch.full_like(scores, 0.5)).clamp(1e-4, 1 - 1e-4)
+            score_in = torch.stack([torch.log(s / (1 - s)), torch.ones_like(s)], -1) * known[..., None].to(pts.dtype)
+        ctx = self.context(x16.mean((2, 3)))                  # (N, 64)
+        x = torch.cat([feat_at, maps_at, peak[..., None], gap, grid.clamp(-2, 2), inside, score_in,
+                       self.type_codes[None].expand(n, k, k), ctx[:, None].expand(n, k, ctx.shape[-1])], -1)
+        hidden = self.point_mlp(x)
+        pooled = torch.cat([hidden.mean(1), hidden.amax(1), ctx], -1)
+        oks = torch.sigmoid(self.pose_mlp(pooled)[:, 0])
+        return TrustOutput(oks=oks, opks_logits=self.opks_out(hidden)[..., 0], vis_logits=self.vis_out(hidden))
+
+
+def init_from_pose_model(trust: TrustNet, state_dict: dict) -> int:
+    """Copy a posecal EfficientNet-Lite0 model's backbone and heatmap head (a model file's state_dict, e.g. the
+    shipped `fast` model's) into the trust model's own pose network. Returns the number of tensors copied."""
+    own = trust.state_dict()
+    copied = {k: v.float() for k, v in state_dict.items()
+              if k.startswith(("backbone.", "heatmap_head.")) and k in own and own[k].shape == v.shape}
+    if not copied:
+        raise ValueError("no backbone/heatmap_head tensors match the trust model's pose network")
+    trust.load_state_dict(copied, strict=False)
+    return len(copied)

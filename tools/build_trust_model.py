@@ -1,0 +1,38 @@
+"""Assemble a model file: a MoveNet model's pose network (default: the shipped accurate model's, unchanged) with
+a trained trust model in place of its quality heads. Pack it afterwards (`posecal pack ... --calibrate-on`).
+
+    python tools/build_trust_model.py runs/trust/best.pt runs/accurate_trust/best_model.pt
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from posecal.models.checkpoint import load_model, model_from_config, save_model  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("trust", help="trust checkpoint (posecal.training.trust: best.pt or last.pt)")
+    ap.add_argument("out", help="model file to write")
+    ap.add_argument("--base", default="accurate", help="MoveNet model whose pose network is kept")
+    args = ap.parse_args()
+    base, cfg, _ = load_model(args.base)
+    cfg = replace(cfg, quality_heads=True, trust=True)
+    model = model_from_config(cfg, imagenet=False)
+    pose = {k: v for k, v in base.state_dict().items() if k.startswith(("backbone.", "heatmap_head."))}
+    trust = torch.load(args.trust, map_location="cpu", weights_only=False)["model"]
+    missing, unexpected = model.load_state_dict(pose | {f"trust.{k}": v for k, v in trust.items()}, strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    save_model(model, cfg, args.out, meta={"trust_checkpoint": str(args.trust)})
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
