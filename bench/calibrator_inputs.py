@@ -2,8 +2,7 @@
 
 What each calibrator input adds: `posecal calibrate fit` on an estimator's results on one labelled split,
 reported on another, for the input sets (a) base (raw score, keypoint type, person size), (b) + posecal's
-heatmap value at the keypoint, (c) + distance to posecal's keypoint, (d) + posecal's visibility
-probabilities, (e) all; plus the raw estimator, apply time per person with and without images, and the
+trust model's keypoint quality of the estimator's keypoint, (c) + its visibility probabilities, (d) all; plus the raw estimator, apply time per person with and without images, and the
 calibrator's file size.
 
 Usage: python bench/calibrator_inputs.py --fit R_train.json --fit-annotations train.json
@@ -34,9 +33,9 @@ from posecal.metrics.coco_ap import load_coco_gt
 from posecal.metrics.visibility import binary_report
 from posecal.evaluation.results import gt_persons, load_results, match, results_from_entries, results_metrics
 
-INPUT_SETS = (("(a) base", ()), ("(b) + heatmap value", ("heatmap value",)), ("(c) + distance", ("distance",)),
-              ("(d) + visibility probs", ("visibility probs",)),
-              ("(e) all", ("heatmap value", "distance", "visibility probs")))
+INPUT_SETS = (("(a) base", ()), ("(b) + trust keypoint quality", ("trust keypoint quality",)),
+              ("(c) + trust visibility probs", ("trust visibility probs",)),
+              ("(d) all", ("trust keypoint quality", "trust visibility probs")))
 RAW_LABELLED = 0.2
 TIMED = 100   # persons timed for apply with images
 
@@ -44,12 +43,13 @@ TIMED = 100   # persons timed for apply with images
 def evidence_for(res, results, annotations, images, source, cache: Path | None):
     if cache is not None and cache.is_file():
         z = np.load(cache)
-        return Evidence(z["heatmap_value"], z["distance"], z["visibility_probs"])
+        return Evidence(z["keypoint_quality"], z["visibility_probs"], z["pose_quality"])
     data = read_json(annotations)
     id_to_file = {im["id"]: im["file_name"] for im in data["images"]}
     ev, _ = results_evidence(res, results, images, source, id_to_file)
     if cache is not None:
-        np.savez(cache, heatmap_value=ev.heatmap_value, distance=ev.distance, visibility_probs=ev.visibility_probs)
+        np.savez(cache, keypoint_quality=ev.keypoint_quality, visibility_probs=ev.visibility_probs,
+                 pose_quality=ev.pose_quality)
     return ev
 
 
@@ -113,8 +113,8 @@ def main() -> None:
     print("| " + fmt(header) + " |\n|" + "---|" * len(header))
     for r in rows:
         print("| " + fmt(r) + " |")
-    print(f"apply with images: + {ev_ms:.0f} ms/person for posecal's evidence ({TIMED} persons, flip test "
-          f"{'on' if fresh.flip else 'off'}, {args.threads} thread(s)); loading posecal's model once: {load_s:.1f} s")
+    print(f"apply with images: + {ev_ms:.0f} ms/person for posecal's evidence ({TIMED} persons, the trust model in "
+          f"PyTorch, {args.threads} thread(s)); loading posecal's model once: {load_s:.1f} s")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,21 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COCO_CROPS = SHARED / "data" / "coco-val2017-crops"
 needs_shared = pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")
 
+# A real standing person with all 17 keypoints labelled visible (val split), large in its crop.
+REAL_PERSON = ("000000381639_900003651.jpg", 900003651)
+
+
+@pytest.fixture(scope="session")
+def real_person() -> tuple[str, np.ndarray, np.ndarray]:
+    """(image path, COCO box, (17, 3) keypoints) of REAL_PERSON; skipped without ../shared."""
+    if not COCO_CROPS.is_dir():
+        pytest.skip("../shared data not available")
+    data = json.loads((COCO_CROPS / "annotations" / "val.json").read_text())
+    ann = next(a for a in data["annotations"] if a["id"] == REAL_PERSON[1])
+    return (str(COCO_CROPS / "images" / REAL_PERSON[0]), np.array(ann["bbox"], float),
+            np.array(ann["keypoints"], float).reshape(17, 3))
+
+
 # A standing person in a 120x160 image (x, y), COCO order.
 STANDING = np.array([[60, 30], [56, 26], [64, 26], [52, 28], [68, 28], [45, 50], [75, 50], [40, 75], [80, 75],
                      [38, 98], [82, 98], [50, 100], [70, 100], [48, 128], [72, 128], [47, 152], [73, 152]], float)

@@ -1,17 +1,15 @@
-"""posecal's own evidence as calibrator inputs (`posecal calibrate fit|apply --images`): the values read off a
-heatmap with a known peak, the combining logistic score, and fit -> file -> apply end to end on a tiny set."""
+"""posecal's own evidence as calibrator inputs (`posecal calibrate fit|apply --images`): the trust model's
+ratings of an estimator's keypoints, values read off a heatmap with a known peak, the combining logistic score,
+and fit -> file -> apply end to end on a tiny set."""
 import json
 
 import numpy as np
 import pytest
 
 from posecal.evaluation.calibrate_results import ResultsCalibrator
-from posecal.evaluation.evidence import EVIDENCE_INPUTS, evidence_at, heatmap_values
+from posecal.evaluation.evidence import EVIDENCE_INPUTS, PosecalEvidence, heatmap_values
 from posecal.calibration.maps import LogisticScore, fit_logistic
 from posecal.cli.main import main
-from posecal.codec.heatmap import decode
-from posecal.data.topdown import heatmap_to_input
-from posecal.data.transforms import apply_affine, invert_affine
 
 from conftest import make_coco
 
@@ -26,7 +24,7 @@ def _gaussian_heatmaps(peak_xy=(4, 5), h=12, w=9, sigma=1.0):
     return np.stack([g, np.zeros_like(g)])[None]
 
 
-def test_heatmap_value_and_distance_at_the_estimators_keypoint_by_hand():
+def test_heatmap_value_at_a_point_by_hand():
     hm = _gaussian_heatmaps()
     # heatmap (4, 5) -> input ((4 + .5) * 4 - .5, (5 + .5) * 4 - .5) = (17.5, 21.5) -> image (15, 43)
     # heatmap (4.5, 5) -> input (19.5, 21.5) -> image (19, 43): halfway to the next cell, bilinear
@@ -39,15 +37,23 @@ def test_heatmap_value_and_distance_at_the_estimators_keypoint_by_hand():
     far = heatmap_values(hm, MATRIX[None], np.array([[[-500.0, 43.0], [15.0, 43.0]]]))
     assert far[0, 0] == 0.0                                             # outside the heatmap
 
-    # posecal's own keypoint: the decoded peak, back in image pixels, as predict_records maps it
-    xy_hm, _ = decode(hm.astype(np.float32))
-    own = apply_affine(heatmap_to_input(xy_hm[0]), invert_affine(MATRIX))[None]
-    np.testing.assert_allclose(own[0, 0], [15.0, 43.0], atol=1e-3)
-    box = np.array([[0.0, 0.0, 25.0, 16.0]])                            # sqrt(25 * 16) = 20
-    probs = np.full((1, 2, 3), 1 / 3)
-    ev = evidence_at(np.array([[[21.0, 51.0], [15.0, 43.0]]]), box, own, probs, hm, MATRIX[None])
-    assert ev.distance[0, 0] == pytest.approx(10 / 20, abs=1e-4)       # (6, 8) away: 10 px
-    np.testing.assert_allclose(ev.visibility_probs, probs)
+
+def test_trust_evidence_rates_true_keypoints_above_displaced_ones(real_person):
+    """The shipped trust model, on a real labelled person: the labels' own keypoints get a higher keypoint
+    and pose quality than the same keypoints moved by a third of the person's size, and the answers are cached
+    per (image, box, keypoints)."""
+    path, box, kp = real_person
+    source = PosecalEvidence()
+    labelled = kp[:, 2] > 0
+    moved = kp[:, :2] + np.where(labelled[:, None], [0.33 * np.sqrt(box[2] * box[3]), 0.0], 0.0)
+    ev = source([path, path], np.stack([box, box]), np.stack([kp[:, :2], moved]))
+    assert ev.keypoint_quality.shape == (2, 17) and ev.visibility_probs.shape == (2, 17, 3)
+    np.testing.assert_allclose(ev.visibility_probs.sum(-1), 1.0, atol=1e-5)
+    assert ev.keypoint_quality[0, labelled].mean() > ev.keypoint_quality[1, labelled].mean() + 0.2
+    assert ev.pose_quality[0] > ev.pose_quality[1]
+    again = source([path], box[None], kp[None, :, :2])
+    np.testing.assert_allclose(again.keypoint_quality[0], ev.keypoint_quality[0])
+    assert len(source._cache) == 2
 
 
 def test_logistic_score_recovers_weights_and_holds_their_signs():
@@ -86,22 +92,23 @@ def test_calibrate_with_images_round_trips_and_apply_refuses_without_them(tmp_pa
     cal_file, out = tmp_path / "cal.json", tmp_path / "r_cal.json"
     assert main(["calibrate", "fit", "--results", str(res), "--annotations", str(ann), "--images", str(img_dir),
                  "--out", str(cal_file)]) == 0
-    assert "inputs: raw keypoint score, keypoint type, person size, heatmap value, distance" in capsys.readouterr().out
+    assert ("inputs: raw keypoint score, keypoint type, person size, trust keypoint quality, trust visibility probs"
+            in capsys.readouterr().out)
     d = json.loads(cal_file.read_text())
     meta = d["meta"]
     assert meta["inputs"] == ["raw keypoint score", "keypoint type", "person size", *EVIDENCE_INPUTS]
     assert meta["fit_persons"] == 16 and meta["keypoints"][16] == "right_ankle"
-    assert meta["evidence_model"]["model"] == "posecal_fast.pt" and len(meta["evidence_model"]["sha256_16"]) == 16
-    # per keypoint type: raw score, heatmap value, distance and 3 visibility log-probabilities
-    assert len(d["keypoint_scores"]) == 17 and len(d["keypoint_scores"][0]["weights"]) == 6
-    assert d["keypoint_scores"][0]["weights"][2] <= 0 <= d["keypoint_scores"][0]["weights"][0]
+    assert meta["evidence_model"]["model"] == "posecal_accurate.pt" and len(meta["evidence_model"]["sha256_16"]) == 16
+    # per keypoint type: raw score, the trust model's keypoint quality and 3 visibility log-probabilities
+    assert len(d["keypoint_scores"]) == 17 and len(d["keypoint_scores"][0]["weights"]) == 5
+    assert d["keypoint_scores"][0]["weights"][0] >= 0 and d["keypoint_scores"][0]["weights"][1] >= 0
     assert cal_file.stat().st_size < 100_000
 
     # without the images: one line naming the calibrator, before any work
     assert main(["calibrate", "apply", "--calibrator", str(cal_file), "--results", str(res), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"posecal: error: {cal_file}: this calibrator uses posecal's image evidence (heatmap value, "
-                   f"distance, visibility probs); give the images with --images DIR")
+    assert err == (f"posecal: error: {cal_file}: this calibrator uses posecal's image evidence (trust keypoint "
+                   f"quality, trust visibility probs); give the images with --images DIR")
     assert not out.exists()
 
     assert main(["calibrate", "apply", "--calibrator", str(cal_file), "--results", str(res), "--out", str(out),
@@ -124,3 +131,16 @@ def test_calibrate_with_images_round_trips_and_apply_refuses_without_them(tmp_pa
     assert main(["calibrate", "apply", "--calibrator", str(cal_file), "--results", str(res), "--out", str(out),
                  "--images", str(img_dir)]) == 2
     assert capsys.readouterr().err.strip().endswith(f"img3.jpg: file not found (image of entry 3 of {res})")
+
+
+def test_calibrator_fitted_with_the_former_evidence_is_refused_in_one_line(tmp_path, capsys):
+    d = {"format": "posecal-results-calibrator/1", "meta": {"inputs": ["raw keypoint score", "heatmap value"]}}
+    cal = tmp_path / "old.json"
+    cal.write_text(json.dumps(d))
+    res = tmp_path / "r.json"
+    res.write_text("[]")
+    assert main(["calibrate", "apply", "--calibrator", str(cal), "--results", str(res), "--out",
+                 str(tmp_path / "o.json")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"posecal: error: {cal}: fitted with the evidence of an earlier posecal (heavy); fit it again with "
+        f"`posecal calibrate fit --images`").replace("heavy", "heatmap value")

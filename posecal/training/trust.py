@@ -33,6 +33,7 @@ from posecal.skeleton import FLIP_PAIRS
 from posecal.training.trust_samples import load_shards
 
 VIS_CLASS_WEIGHTS = (1.0, 2.0, 1.0)   # occluded is the rare class (about 8 % of COCO keypoints)
+POSE_LR_SCALE = 0.3                   # learning rate of the trainable pose-network layers, relative
 
 
 @dataclass
@@ -161,8 +162,10 @@ def _lr(step: int, total: int, cfg: TrustTrainConfig) -> float:
 
 
 def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: bool = True,
-                log=print) -> dict:
-    """Train (or resume) a trust model; returns the log dict (also written to out_dir/log.json)."""
+                log=print, init_trust: dict | None = None) -> dict:
+    """Train (or resume) a trust model; returns the log dict (also written to out_dir/log.json). init_state: a
+    posecal Lite0 model's state_dict for its pose network; init_trust: a trust model's own state_dict (a
+    previous stage) instead."""
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,11 +173,17 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
     if init_state is not None:
         from posecal.models.trust.network import init_from_pose_model
         init_from_pose_model(model, init_state)
+    if init_trust is not None:
+        model.load_state_dict(init_trust)
     frozen = {id(p) for p in model.frozen_prefix()}
     for p in model.parameters():
         p.requires_grad = id(p) not in frozen
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the pose network it starts from learns slower than the new MLPs (its features are already good)
+    pose = [p for m in (model.backbone, model.heatmap_head) for p in m.parameters() if p.requires_grad]
+    pose_ids = {id(p) for p in pose}
+    heads = [p for p in model.parameters() if p.requires_grad and id(p) not in pose_ids]
+    optim = torch.optim.AdamW([{"params": pose, "lr_scale": POSE_LR_SCALE}, {"params": heads, "lr_scale": 1.0}],
+                              lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"step": 0, "best": -1.0, "log": []}
     last = out / "last.pt"
     if resume and last.is_file():
@@ -216,7 +225,7 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
         idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
         images, xy, scores, targets, vis_weight = make_batch(data, idx, cfg, rng)
         for g in optim.param_groups:
-            g["lr"] = _lr(step, total, cfg)
+            g["lr"] = _lr(step, total, cfg) * g["lr_scale"]
         losses = trust_losses(model(images, xy, scores), targets, vis_weight, cfg.loss_weights)
         optim.zero_grad()
         losses["loss"].backward()
