@@ -27,7 +27,7 @@ Conditions (the definitions the numbers in the model card rest on):
 `ratio` is AP(condition) / AP(rot 0).
 
 Usage: python bench/robustness.py [--model CKPT] [--annotations VAL.json --images DIR] [--max-persons N]
-                                  [--threads 2] [--out FILE.json] [--orientations 4]
+                                  [--threads 2] [--out FILE.json] [--orientations 4|auto]
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 import torch
 
+from posecal.cli.main import orientations_arg
 from posecal.models.checkpoint import load_model
 from posecal.models.config import default_decode
 from posecal.data.coco import load_coco_persons, read_image, read_json
@@ -158,7 +159,8 @@ def rewrite_split(data: dict, image_dir: Path, folder: Path, transform) -> tuple
     return ann_file, extras
 
 
-def evaluate_split(model, mcfg, ann_file: Path, image_dir: Path, batch_size: int = 32, orientations: int = 1):
+def evaluate_split(model, mcfg, ann_file: Path, image_dir: Path, batch_size: int = 32,
+                   orientations: int | str = 1):
     """`posecal eval`'s AP path on a COCO file (GT boxes, flip test, the model's own decode): ({ap, ap50, score_mode}, preds)."""
     records = load_coco_persons(ann_file, image_dir)
     pred = predict_records(model, records, mcfg.input_wh, flip=True, batch_size=batch_size,
@@ -181,8 +183,9 @@ def main() -> None:
     ap.add_argument("--max-persons", type=int, help="only the first N persons of the file")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="also write the numbers to this JSON file")
-    ap.add_argument("--orientations", type=int, choices=(1, 4), default=1,
-                    help="4: test-time orientation search, as `posecal eval --orientations 4` (default: 1)")
+    ap.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}",
+                    help="4 or auto: test-time orientation search, as `posecal eval --orientations 4|auto` "
+                         "(default: 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()

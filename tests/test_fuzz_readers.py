@@ -220,7 +220,7 @@ def test_fuzzed_predictor_numbers(tiny_model, name, value):
     ("batch_size", 2.5, "batch_size: expected an integer, got the number 2.5"),
     ("detector_threshold", 1.5, "detector_threshold: must be in [0, 1], got 1.5"),
     ("min_pose_quality", float("nan"), "min_pose_quality: expected a finite number, got nan"),
-    ("orientations", 2, "orientations: must be one of 1, 4, got 2"),
+    ("orientations", 2, "orientations: must be one of 1, 4, auto, got 2"),
 ])
 def test_predictor_numbers_name_the_argument_and_range(tiny_model, name, value, message):
     from posecal.inference.predictor import Predictor

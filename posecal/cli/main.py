@@ -11,6 +11,7 @@ from pathlib import Path
 from posecal.errors import PosecalInputError
 from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
 from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.orientation import AUTO_BELOW, parse_orientations
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
 
@@ -28,6 +29,15 @@ def _number(kind: type, rule: Rule):
     return parse
 
 
+def orientations_arg(text: str):
+    """--orientations: '1' and '4' as ints, 'auto' as is (posecal/inference/orientation.py says which); anything
+    else ends in argparse's one-line usage error naming the option."""
+    try:
+        return parse_orientations(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def one_line_warning(message, category, filename, lineno, line=None) -> str:
     """posecal's own warnings (e.g. eval skipping an unreadable image) in the one-line form of its other
     messages, not Python's `FILE.py:47: UserWarning: ...` with a source line under it; other warnings unchanged."""
@@ -43,6 +53,10 @@ THREADS_INT = _number(int, THREADS)
 NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
 NON_NEGATIVE_INT = _number(int, NON_NEGATIVE)
 PROBABILITY_FLOAT = _number(float, PROBABILITY)
+ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
+                     "trusts most (people lying or upside down; 4x the network time); auto: those turns only for "
+                     f"the persons whose upright pose quality is below {AUTO_BELOW:g} (a model without quality "
+                     "heads: upright only) (default: 1)")
 RANK_THREADS_HELP = ("CPU threads (default: 2; under torchrun, per rank: the node's cores shared among its ranks, "
                      "at least 1)")
 # Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused
@@ -318,9 +332,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="accurate, fast, or a model file (.pt or exported .onnx; default: the shipped "
                                      "default model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
-    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
-                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
-                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
+    p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
@@ -388,9 +400,7 @@ def main(argv=None) -> int:
                    "(fp32 or int8) run by onnxruntime (default: the shipped default model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
-    p.add_argument("--orientations", type=int, choices=(1, 4), default=1,
-                   help="4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
-                        "trusts most (people lying or upside down; 4x the network time) (default: 1)")
+    p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax", "movenet"), default=None,
                    help="keypoint decoding: DARK sub-pixel, plain argmax or soft-argmax of the heatmaps, or "
                         "MoveNet's centre-guided decode (MoveNet models only); default: the model's own "

@@ -53,7 +53,8 @@ class EvalConfig:
     drop_unlabelled: bool = False  # results.json: keypoints predicted not-labelled get confidence 0
     plots: bool = True
     calibrated: bool = True        # apply the calibration stored with the model (when it has one)
-    orientations: int = 1          # 4: test-time orientation search (posecal/inference/orientation.py)
+    orientations: int | str = 1    # 4: test-time orientation search (posecal/inference/orientation.py);
+                                   # auto: only for persons whose upright pose quality is low
 
 
 def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pictures | None = None) -> dict:

@@ -6,19 +6,91 @@ upside down (the robustness bench: AP 32 upright, 7 at 90°, 11 at 180°). Turni
 stands upright moves the hard case onto the easy one, and the pose-quality head (the pose's expected OKS) is what
 says which turn gave a pose that holds together. It costs one forward pass per orientation, so it is opt-in
 (`--orientations 4`), for photos where people lie, tumble or hang upside down — not for real-time video.
+`--orientations auto` spends the three extra passes only on the persons whose upright pose the quality head
+doubts (below AUTO_BELOW): an upright pose it trusts is rarely beaten by a turned one, and most people stand.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-ORIENTATIONS = {1: (0.0,), 4: (0.0, 90.0, 180.0, 270.0)}
+from posecal.errors import PosecalInputError
+from posecal.validation import Rule, describe, parse_int
+
+AUTO = "auto"
+ORIENTATIONS = {1: (0.0,), 4: (0.0, 90.0, 180.0, 270.0), AUTO: (0.0, 90.0, 180.0, 270.0)}
+
+AUTO_BELOW = 0.35
+"""`auto`: a person whose upright pose has a raw predicted OKS (the quality head's output before the model's
+stored calibration, read by `orientation_scores`) below this also gets the three turned crops. Why a threshold
+on the upright pose quality: a lying or upside-down person gives an upright pose that does not hold together, and
+the head says so; a pose it trusts would rarely lose to a turned one, so those persons cost no extra pass. Raw,
+not calibrated, because the choice is made before calibration and must not move when a model is recalibrated.
+0.35 is a placeholder until it is chosen on validation data (persons turned vs AP on the turned splits)."""
 
 
-def orientations_for(count: int) -> tuple[float, ...]:
-    """The crop turns tried for `count` orientations (1: upright only; 4: the four right angles)."""
-    if count not in ORIENTATIONS:
-        raise ValueError(f"orientations must be one of {sorted(ORIENTATIONS)}, got {count!r}")
-    return ORIENTATIONS[count]
+def orientations_problem(value) -> str | None:
+    """What is wrong with `value` as an orientations setting, in posecal.validation's words ('must be one of 1,
+    4, auto, got 3'), or None. 1 and 4 are integers (numpy's too; not booleans, which would silently be 1)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
+        return f"expected 1, 4 or {AUTO!r}, got {describe(value)}"
+    return Rule(choices=tuple(ORIENTATIONS)).problem(value)
+
+
+def check_orientations(value) -> int | str:
+    """The setting as posecal uses it (1, 4 or 'auto'), or one PosecalInputError line 'orientations: ...'."""
+    problem = orientations_problem(value)
+    if problem:
+        raise PosecalInputError(f"orientations: {problem}")
+    return AUTO if value == AUTO else int(value)
+
+
+def parse_orientations(text: str) -> int | str:
+    """--orientations as typed: '1' and '4' become the ints the API takes, 'auto' stays; anything else raises
+    ValueError with the problem (the command line turns it into its usage line)."""
+    value = parse_int(text)
+    value = text.strip() if value is None else value
+    problem = orientations_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def orientations_for(setting) -> tuple[float, ...]:
+    """The crop turns that may be tried for `setting` (1: upright only; 4 and auto: the four right angles,
+    upright first; which persons auto turns is `persons_to_turn`'s choice)."""
+    return ORIENTATIONS[check_orientations(setting)]
+
+
+def persons_to_turn(setting, upright: dict) -> np.ndarray:
+    """Indices of the persons whose crops also go through the turns 90/180/270, from the outputs of their upright
+    pass (raw, before calibration): none for 1, all for 4, and for auto those whose predicted OKS is below
+    AUTO_BELOW. A model without quality heads has no predicted OKS to hold to that threshold (its fallback score,
+    the mean heatmap peak, is on another scale), so auto is upright only there."""
+    setting = check_orientations(setting)
+    if setting == 4:
+        return np.arange(len(upright["heatmap_scores"]))
+    if setting == 1 or upright.get("oks") is None:
+        return np.arange(0)
+    return np.flatnonzero(orientation_scores(upright) < AUTO_BELOW)
+
+
+def keep_best_turn(upright: dict, turned: list[dict], redo: np.ndarray) -> dict:
+    """Merge an orientation search. upright: per-person arrays of N persons' upright pass; turned: per extra turn,
+    the arrays of its pass over the persons `redo` (indices into the N, in that order). Each person of `redo`
+    keeps its most trusted turn (`best_orientation`: ties keep upright), every other person its upright result;
+    the arrays come back for all N, in their order."""
+    redo = np.asarray(redo, dtype=np.intp)
+    if not turned or not len(redo):
+        return upright
+    best = best_orientation(np.stack([orientation_scores(upright)[redo]] + [orientation_scores(t) for t in turned]))
+    rows = np.arange(len(redo))
+    merged = {}
+    for key, values in upright.items():
+        merged[key] = values.copy()
+        merged[key][redo] = np.stack([values[redo]] + [t[key] for t in turned])[best, rows]
+    return merged
 
 
 def orientation_scores(res: dict) -> np.ndarray:

@@ -17,17 +17,17 @@ from posecal.data.topdown import to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import infer_crops
-from posecal.inference.orientation import ORIENTATIONS, best_orientation, orientation_scores, orientations_for
+from posecal.inference.orientation import check_orientations, keep_best_turn, orientations_for, persons_to_turn
 from posecal.detect.nms import pose_nms
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import pose_scores_of, visibility_classes
-from posecal.validation import POSITIVE, PROBABILITY, THREADS, Rule, check_number
+from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 
 BACKENDS = ("torch", "onnx")
-# The Predictor's numbers: (kind, rule, None allowed), held to the CLI's own rules so both refuse alike.
+# The Predictor's numbers: (kind, rule, None allowed), held to the CLI's own rules so both refuse alike
+# (`orientations`, 1, 4 or "auto", is checked by posecal/inference/orientation.py, as the CLI's is).
 API_NUMBERS = {"batch_size": (int, POSITIVE, False), "threads": (int, THREADS, True),
-               "detector_threshold": (float, PROBABILITY, True), "min_pose_quality": (float, PROBABILITY, False),
-               "orientations": (int, Rule(choices=tuple(ORIENTATIONS)), False)}
+               "detector_threshold": (float, PROBABILITY, True), "min_pose_quality": (float, PROBABILITY, False)}
 
 
 def check_api_numbers(**values) -> None:
@@ -70,14 +70,17 @@ class Predictor:
 
     orientations=4 estimates every person in crops turned by 0/90/180/270 degrees and keeps the pose the quality
     head trusts most (posecal/inference/orientation.py): for people lying or upside down, at 4x the network time.
+    orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW, so
+    people the head trusts upright cost one pass (a model without quality heads: upright only).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
                  backend: str = "torch", threads: int | None = None, calibrated: bool = True, detector="default",
                  detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
-                 orientations: int = 1):
+                 orientations: int | str = 1):
         check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
-                          min_pose_quality=min_pose_quality, orientations=orientations)
+                          min_pose_quality=min_pose_quality)
+        self.orientations = check_orientations(orientations)
         if backend not in BACKENDS:
             raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):
@@ -108,10 +111,6 @@ class Predictor:
         self.calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         self.device, self.batch_size, self.backend = device, batch_size, backend
         self.min_pose_quality = min_pose_quality
-        try:
-            self.orientations = orientations_for(orientations)
-        except ValueError as e:
-            raise PosecalInputError(str(e)) from None
         self.detector = None
         if detector is not None:
             from posecal.detect.detector import load_detector
@@ -169,22 +168,22 @@ class Predictor:
         people: list[list[PersonPose]] = [[] for _ in prepared]
         if not owners:
             return people
-        passes = [self._infer(prepared, owners, rotation) for rotation in self.orientations]
-        res, matrices = passes[0]
-        if len(passes) > 1:
-            best = best_orientation(np.stack([orientation_scores(r) for r, _ in passes]))
-            res = {key: np.stack([r[key] for r, _ in passes])[best, np.arange(len(owners))] for key in res}
-            matrices = [passes[b][1][i] for i, b in enumerate(best)]
+        turns = orientations_for(self.orientations)
+        res = self._infer(prepared, owners, turns[0])
+        redo = persons_to_turn(self.orientations, res)
+        if len(redo):
+            subset = [owners[i] for i in redo]
+            res = keep_best_turn(res, [self._infer(prepared, subset, rotation) for rotation in turns[1:]], redo)
         if self.calibration is not None and "opks" in res:
             boxes = np.array([o[1] for o in owners])
             res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
         for j, (n, box, box_score) in enumerate(owners):
-            people[n].append(self._person(res, j, box, box_score, matrices[j]))
+            people[n].append(self._person(res, j, box, box_score, res["matrices"][j]))
         return people
 
-    def _infer(self, prepared, owners, rotation: float) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:
         """Every person's crop turned by `rotation`, through the network in batches: the outputs of
-        `infer_crops` for all of them, and each crop's image->input matrix."""
+        `infer_crops` for all of them, and each crop's image->input matrix ("matrices", (N, 2, 3))."""
         crops, matrices = [], []
         for n, box, _ in owners:
             crop, matrix = self._crop(prepared[n][0], box, rotation)
@@ -192,7 +191,7 @@ class Predictor:
             matrices.append(matrix)
         parts = [infer_crops(self.model, to_batch(crops[start:start + self.batch_size]).to(self.device),
                              self.flip) for start in range(0, len(crops), self.batch_size)]
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}, matrices
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} | {"matrices": np.stack(matrices)}
 
     def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """The person's BGR uint8 crop and its image->input matrix (to_batch normalises a batch of them)."""

@@ -17,7 +17,7 @@ from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset, heatmap_to_inpu
 from posecal.data.transforms import apply_affine, invert_affine
 from posecal.errors import PosecalInputError
 from posecal.models.estimator import TopDownEstimator
-from posecal.inference.orientation import best_orientation, orientation_scores, orientations_for
+from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn
 
 
 @dataclass
@@ -98,17 +98,24 @@ def _movenet_decode(out) -> tuple[np.ndarray, np.ndarray]:
 def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_wh, flip: bool = True,
                     batch_size: int = 32, decode_method: str | None = None, num_workers: int = 0,
                     progress: bool = True, device: str = "cpu", calibration=None,
-                    orientations: int = 1, keep_heatmaps: bool = False) -> Predictions:
+                    orientations: int | str = 1, keep_heatmaps: bool = False) -> Predictions:
     """calibration: a QualityCalibration applied to the quality heads' outputs (None: raw outputs).
-    orientations: 1, or 4 for test-time orientation search (posecal/inference/orientation.py; 4 forward passes).
+    orientations: 1, 4 for test-time orientation search (posecal/inference/orientation.py; 4 forward passes), or
+    auto: the extra turns only for the persons whose upright pose quality is low (the extra passes run over
+    those records only).
     keep_heatmaps: also return the heatmaps and crop matrices (to read the heatmaps at other points)."""
     model.eval()
-    passes = [_predict_pass(model, records, input_wh, flip, batch_size, decode_method, num_workers, progress,
-                            device, rotation, keep_heatmaps) for rotation in orientations_for(orientations)]
-    kept, res = passes[0]
-    if len(passes) > 1:
-        best = best_orientation(np.stack([orientation_scores(r) for _, r in passes]))
-        res = {key: np.stack([r[key] for _, r in passes])[best, np.arange(len(kept))] for key in res}
+    turns = orientations_for(orientations)
+
+    def run(recs, rotation):
+        return _predict_pass(model, recs, input_wh, flip, batch_size, decode_method, num_workers, progress, device,
+                             rotation, keep_heatmaps)
+
+    kept, res = run(records, turns[0])
+    redo = persons_to_turn(orientations, res)
+    if len(redo):
+        subset = [kept[i] for i in redo]
+        res = keep_best_turn(res, [run(subset, rotation)[1] for rotation in turns[1:]], redo)
     k = NUM_KEYPOINTS
     extra = {key: res[key] for key in ("oks", "opks", "visibility_probs") if key in res}
     if calibration is not None and extra:

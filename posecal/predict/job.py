@@ -53,7 +53,8 @@ class PredictConfig:
     device: str = "cpu"
     backend: str | None = None           # None: onnx (its export cached once per model file), torch on cuda
     flip: bool | None = None             # None: on (an exported .onnx model: as it was exported)
-    orientations: int = 1                # 4: test-time orientation search (posecal/inference/orientation.py)
+    orientations: int | str = 1          # 4: test-time orientation search (posecal/inference/orientation.py);
+                                         # auto: only for persons whose upright pose quality is low
     threads: int = 2
     progress: bool = True
 
