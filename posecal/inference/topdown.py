@@ -13,7 +13,7 @@ from posecal.codec.heatmap import decode
 from posecal.codec.movenet import decode_crops
 from posecal.skeleton import NUM_KEYPOINTS
 from posecal.data.coco import PersonRecord
-from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset, heatmap_to_input
+from posecal.data.topdown import TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
 from posecal.errors import PosecalInputError
 from posecal.models.estimator import TopDownEstimator
