@@ -158,3 +158,32 @@ def test_shipped_model_sees_a_painted_occluder_over_a_wrist(real_person):
     assert after.visibility_probs[10, 2] < before.visibility_probs[10, 2] - 0.2
     assert after.visibility[10] != 2
     assert abs(after.visibility_probs[9, 2] - before.visibility_probs[9, 2]) < 0.15
+
+
+def test_visibility_rule_by_hand_and_its_ratio_chosen_on_labels():
+    from posecal.calibration.quality import (DEFAULT_OCCLUDED_OVER_VISIBLE, QualityCalibration,
+                                             choose_occluded_ratio, fit_quality_calibration, occluded_rule)
+
+    probs = np.array([[[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.2, 0.35, 0.45], [0.1, 0.2, 0.7]]])
+    np.testing.assert_array_equal(occluded_rule(probs, 1.0), [[0, 1, 2, 2]])
+    np.testing.assert_array_equal(occluded_rule(probs, 0.75), [[0, 1, 1, 2]])   # 0.35 >= 0.75 x 0.45
+    np.testing.assert_array_equal(occluded_rule(probs, 2.0), [[0, 2, 2, 2]])    # 0.5 < 2 x 0.3
+    # occluded keypoints whose p(occluded) sits at 0.8-0.9 x p(visible), visible ones at 0.3 x: only a ratio
+    # at or below 0.75 (of the grid) and above 0.3 finds the occluded ones and keeps the visible ones
+    occ = np.tile([0.1, 0.42, 0.48], (40, 1))
+    vis = np.tile([0.1, 0.2, 0.7], (160, 1))
+    probs = np.concatenate([occ, vis])[None]
+    truth = np.r_[np.ones(40, int), np.full(160, 2)][None]
+    assert choose_occluded_ratio(probs, truth) in (0.5, 0.75)
+    # a fitted calibration carries its ratio through its dict; one written before the field existed reads 2.0
+    rng = np.random.default_rng(0)
+    n = 60
+    gt = np.concatenate([rng.uniform(20, 80, (n, 17, 2)), rng.integers(0, 3, (n, 17, 1))], -1)
+    boxes = np.tile([10.0, 10.0, 80.0, 80.0], (n, 1))
+    kp = gt[..., :2] + rng.normal(0, 3, (n, 17, 2))
+    vis = rng.dirichlet(np.ones(3), (n, 17))
+    cal = fit_quality_calibration(rng.random(n), rng.random((n, 17)), vis, kp, boxes, gt, np.full(n, 3000.0))
+    d = cal.to_dict()
+    assert QualityCalibration.from_dict(d).occluded_over_visible == cal.occluded_over_visible
+    d.pop("occluded_over_visible")
+    assert QualityCalibration.from_dict(d).occluded_over_visible == DEFAULT_OCCLUDED_OVER_VISIBLE

@@ -19,6 +19,10 @@ from posecal.errors import PosecalInputError
 from posecal.metrics.oks import opks as true_opks
 
 FORMAT = "posecal-quality-calibration/1"
+# `visibility` says occluded only when p(occluded) >= this x p(visible) (posecal.inference.scoring): the value a
+# calibration made before the rule was fitted per model keeps (the fast model's, chosen on val in issue 9).
+DEFAULT_OCCLUDED_OVER_VISIBLE = 2.0
+OCCLUDED_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 
 
 @dataclass
@@ -28,6 +32,8 @@ class QualityCalibration:
     visibility_temperature: np.ndarray    # (K,)
     radii: ConformalRadii
     fit_info: dict
+    # the visibility rule's ratio, chosen on the fitting set (choose_occluded_ratio)
+    occluded_over_visible: float = DEFAULT_OCCLUDED_OVER_VISIBLE
 
     def apply(self, oks, opks, visibility_probs, boxes) -> dict[str, np.ndarray]:
         """Raw head outputs of N persons (boxes (N, 4) in image pixels) -> calibrated `oks` (N,), `opks`
@@ -42,7 +48,8 @@ class QualityCalibration:
         return {"format": FORMAT, "keypoint_maps": [m.to_dict() for m in self.keypoint_maps],
                 "pose_map": self.pose_map.to_dict(),
                 "visibility_temperature": [round(float(t), 5) for t in self.visibility_temperature],
-                "radii": self.radii.to_dict(), "fit_info": self.fit_info}
+                "radii": self.radii.to_dict(), "fit_info": self.fit_info,
+                "occluded_over_visible": self.occluded_over_visible}
 
     @classmethod
     def from_dict(cls, d: dict) -> "QualityCalibration":
@@ -52,7 +59,8 @@ class QualityCalibration:
         try:
             return cls([IsotonicMap.from_dict(m) for m in d["keypoint_maps"]], IsotonicMap.from_dict(d["pose_map"]),
                        np.asarray(d["visibility_temperature"], np.float64), ConformalRadii.from_dict(d["radii"]),
-                       dict(d.get("fit_info", {})))
+                       dict(d.get("fit_info", {})),
+                       float(d.get("occluded_over_visible", DEFAULT_OCCLUDED_OVER_VISIBLE)))
         except (KeyError, TypeError) as e:
             raise ValueError(f"calibration is missing or has a bad field ({e})") from None
 
@@ -83,10 +91,39 @@ def fit_quality_calibration(oks, opks, visibility_probs, keypoints, boxes, gt, a
     cal_opks = np.stack([m(opks[:, k]) for k, m in enumerate(maps)], 1)
     err = np.linalg.norm(np.asarray(keypoints) - gt[..., :2], axis=-1) / person_scale(boxes)[:, None]
     radii = fit_radii(cal_opks, err, labelled, target)
+    ratio = choose_occluded_ratio(apply_temperature(visibility_probs, temps), v)
     info = {"persons": int(len(gt)), "labelled_keypoints": int(labelled.sum()), "source": source,
             "maps": "isotonic per keypoint type (keypoint quality), isotonic (pose quality), "
-                    "temperature per keypoint type (visibility), split-conformal radii on 4 quality bins"}
-    return QualityCalibration(maps, pose_map, temps, radii, info)
+                    "temperature per keypoint type (visibility), split-conformal radii on 4 quality bins, "
+                    "occluded-over-visible ratio of the visibility rule (best occluded F1 + ternary weighted F1)"}
+    return QualityCalibration(maps, pose_map, temps, radii, info, ratio)
+
+
+def occluded_rule(probs: np.ndarray, ratio: float) -> np.ndarray:
+    """(..., K, 3) probabilities -> classes by posecal's visibility rule: not labelled when that is the most
+    likely class, else occluded when p(occluded) >= ratio x p(visible), else visible."""
+    probs = np.asarray(probs)
+    return np.where(probs.argmax(-1) == 0, 0, np.where(probs[..., 1] >= ratio * probs[..., 2], 1, 2))
+
+
+def choose_occluded_ratio(probs: np.ndarray, truth: np.ndarray) -> float:
+    """The ratio of OCCLUDED_RATIOS whose rule gives the highest occluded F1 + ternary weighted F1 on labelled
+    data (probs (N, K, 3), truth (N, K) in 0/1/2). Why both: occluded F1 alone favours calling many keypoints
+    occluded (COCO's v = 1 is rare and noisy), ternary weighted F1 alone never calls any."""
+    probs = np.asarray(probs)
+    if probs.shape[-1] != 3:
+        return DEFAULT_OCCLUDED_OVER_VISIBLE
+    t = np.asarray(truth).ravel()
+
+    def merit(ratio: float) -> float:
+        p = occluded_rule(probs, ratio).ravel()
+        f1 = []
+        for c in range(3):
+            tp = float(((p == c) & (t == c)).sum())
+            f1.append(2 * tp / max(float((p == c).sum() + (t == c).sum()), 1.0))
+        support = np.bincount(t, minlength=3)
+        return f1[1] + float(np.dot(f1, support) / max(support.sum(), 1))
+    return max(OCCLUDED_RATIOS, key=merit)
 
 
 def cross_fit(oks, opks, visibility_probs, keypoints, boxes, gt, area, folds: int = 5, groups=None,

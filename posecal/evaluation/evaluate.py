@@ -83,7 +83,7 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pic
         opks_all = pred.opks.mean(1)
         report["opks_without_visibility"] = {"pose_score_pearson": _r(pearson(opks_all[has], gt_oks[has])),
                                              "pose_score_spearman": _r(spearman(opks_all[has], gt_oks[has]))}
-        vis_pred = visibility_classes(pred.visibility_probs)   # as `visibility` in the results
+        vis_pred = visibility_classes(pred.visibility_probs, pred.occluded_over_visible)   # as in the results
         v = gt[..., 2].astype(int)
         if pred.visibility_probs.shape[-1] == 3:
             report["visibility"] = {"ternary": classification_report(v, vis_pred, 3),
@@ -184,7 +184,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
         if pred.opks is not None:
             res["pose_quality"] = round(float(scores["oks"][i]), 4)
             res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
-            res["visibility"] = visibility_classes(pred.visibility_probs[i]).tolist()
+            res["visibility"] = visibility_classes(pred.visibility_probs[i], pred.occluded_over_visible).tolist()
             res["visibility_probs"] = np.round(pred.visibility_probs[i], 4).tolist()
         if pred.keypoint_radius is not None:
             res["keypoint_radius"] = np.round(pred.keypoint_radius[i], 2).tolist()

@@ -20,7 +20,7 @@ from posecal.inference.topdown import infer_crops
 from posecal.inference.orientation import check_orientations, keep_best_turn, orientations_for, persons_to_turn
 from posecal.detect.nms import pose_nms
 from posecal.detect.detector import MIN_POSE_QUALITY
-from posecal.inference.scoring import pose_scores_of, visibility_classes
+from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, visibility_classes
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 
 BACKENDS = ("torch", "onnx")
@@ -174,11 +174,12 @@ class Predictor:
         if len(redo):
             subset = [owners[i] for i in redo]
             res = keep_best_turn(res, [self._infer(prepared, subset, rotation) for rotation in turns[1:]], redo)
+        ratio = OCCLUDED_OVER_VISIBLE if self.calibration is None else self.calibration.occluded_over_visible
         if self.calibration is not None and "opks" in res:
             boxes = np.array([o[1] for o in owners])
             res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
         for j, (n, box, box_score) in enumerate(owners):
-            people[n].append(self._person(res, j, box, box_score, res["matrices"][j]))
+            people[n].append(self._person(res, j, box, box_score, res["matrices"][j], ratio))
         return people
 
     def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:
@@ -202,7 +203,8 @@ class Predictor:
         return warp(bgr, m, self.config.input_wh), m
 
     @staticmethod
-    def _person(res: dict, j: int, box, box_score: float, matrix) -> PersonPose:
+    def _person(res: dict, j: int, box, box_score: float, matrix,
+                occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> PersonPose:
         xy = apply_affine(res["xy"][j], invert_affine(matrix))
         hs = res["heatmap_scores"][j]
         if "opks" not in res:
@@ -211,8 +213,8 @@ class Predictor:
         probs = res["visibility_probs"][j]
         scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
-        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs), probs, box_score,
-                          scores, radius)
+        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs, occluded_over_visible),
+                          probs, box_score, scores, radius)
 
 
 def is_onnx_file(model_path) -> bool:

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from posecal.calibration.quality import DEFAULT_OCCLUDED_OVER_VISIBLE, occluded_rule
 from posecal.inference.topdown import Predictions
 
 MMPOSE_THRESHOLD = 0.2
 NOT_LABELLED = 0
 OCCLUDED, VISIBLE = 1, 2
-# `visibility` says occluded only when p(occluded) >= this x p(visible); see visibility_classes.
-OCCLUDED_OVER_VISIBLE = 2.0
+# `visibility` says occluded only when p(occluded) >= this x p(visible); see visibility_classes. A calibrated
+# model carries its own (QualityCalibration.occluded_over_visible, chosen on val when it was packed).
+OCCLUDED_OVER_VISIBLE = DEFAULT_OCCLUDED_OVER_VISIBLE
 
 
 def predicted_labelled(pred: Predictions) -> np.ndarray:
@@ -30,11 +32,9 @@ def visibility_classes(visibility_probs, occluded_over_visible: float = OCCLUDED
     accuracy 0.56 -> 0.68 (MODEL_CARD.md). Binary models (C = 2) keep the argmax.
     """
     probs = np.asarray(visibility_probs)
-    classes = probs.argmax(-1)
     if probs.shape[-1] != 3:
-        return classes
-    occluded = probs[..., OCCLUDED] >= occluded_over_visible * probs[..., VISIBLE]
-    return np.where(classes == NOT_LABELLED, NOT_LABELLED, np.where(occluded, OCCLUDED, VISIBLE))
+        return probs.argmax(-1)
+    return occluded_rule(probs, occluded_over_visible)
 
 
 def opks_pose_score(opks: np.ndarray, visibility_probs: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from posecal.codec.heatmap import decode
 from posecal.codec.movenet import decode_crops
 from posecal.skeleton import NUM_KEYPOINTS
 from posecal.data.coco import PersonRecord
+from posecal.calibration.quality import DEFAULT_OCCLUDED_OVER_VISIBLE
 from posecal.data.topdown import TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
 from posecal.errors import PosecalInputError
@@ -34,6 +35,7 @@ class Predictions:
     calibrated: bool = False                    # quality outputs went through the model's stored calibration
     heatmaps: np.ndarray | None = None          # (N, K, h, w) flip-merged heatmaps (keep_heatmaps=True only)
     matrices: np.ndarray | None = None          # (N, 2, 3) image -> input-crop affine of each person
+    occluded_over_visible: float = DEFAULT_OCCLUDED_OVER_VISIBLE   # the visibility rule's ratio (calibration's)
 
 
 class _SafeCrops(Dataset):
@@ -120,7 +122,8 @@ def predict_records(model: TopDownEstimator, records: list[PersonRecord], input_
     extra = {key: res[key] for key in ("oks", "opks", "visibility_probs") if key in res}
     if calibration is not None and extra:
         extra = calibration.apply(extra["oks"], extra["opks"], extra["visibility_probs"],
-                                  np.array([r.bbox for r in kept]).reshape(-1, 4)) | {"calibrated": True}
+                                  np.array([r.bbox for r in kept]).reshape(-1, 4))
+        extra |= {"calibrated": True, "occluded_over_visible": calibration.occluded_over_visible}
     if keep_heatmaps and kept:
         extra |= {key: res[key] for key in ("heatmaps", "matrices")}
     return Predictions(kept, res["keypoints"].reshape(-1, k, 2), res["heatmap_scores"].reshape(-1, k), **extra)
