@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from posecal.cli.main import orientations_arg
+from posecal.export.onnx import open_onnx_model
 from posecal.models.checkpoint import load_model
 from posecal.models.config import default_decode
 from posecal.data.coco import load_coco_persons, read_image, read_json
@@ -177,7 +178,7 @@ def evaluate_split(model, mcfg, ann_file: Path, image_dir: Path, batch_size: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="model file (default: the shipped default model)")
+    ap.add_argument("--model", help="model file or exported .onnx (default: the shipped default model)")
     ap.add_argument("--annotations", default=str(CROPS / "annotations" / "val.json"))
     ap.add_argument("--images", default=str(CROPS / "images"))
     ap.add_argument("--max-persons", type=int, help="only the first N persons of the file")
@@ -189,7 +190,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    model, mcfg, _ = load_model(args.model)
+    if str(args.model).endswith(".onnx"):   # an exported file (`posecal export`): onnxruntime, its flip test built in
+        model = open_onnx_model(args.model, flip=True, threads=args.threads)
+        mcfg = model.config
+    else:
+        model, mcfg, _ = load_model(args.model)
     data = select_persons(read_json(args.annotations), args.max_persons)
     image_dir = Path(args.images)
     print(f"model {args.model or 'default'}, {len(data['annotations'])} persons of {args.annotations}, "

@@ -1,0 +1,95 @@
+"""`--orientations auto`: AP and cost per threshold on upright, 90- and 180-degree turned val persons
+(python bench/orientation_auto.py --model M.onnx --max-persons 400).
+
+The splits are bench/robustness.py's rot 0 / rot 90 / rot 180 (the image turned about the person's box centre,
+the GT box re-made around the turned box). Every person is estimated once per crop turn (0, 90, 180, 270, the
+model's flip test and decode, as `posecal eval`), and for each threshold t the auto rule is applied offline:
+upright when the upright raw predicted OKS >= t, else the turn with the highest raw predicted OKS (upright on
+ties), which is what `orientation.keep_best_turn` does at run time. Printed per t: AP of each split (pose score
+`oks`, raw), the share of upright persons that would get the extra turns, and the cost on upright data in
+network passes per person (1 + 3 x that share). Rows for 1 (upright only) and 4 (always all turns) frame them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from robustness import CROPS, rewrite_split, rotate_person, select_persons  # noqa: E402
+
+from posecal.data.coco import load_coco_persons, read_json  # noqa: E402
+from posecal.export.onnx import open_onnx_model  # noqa: E402
+from posecal.inference.orientation import ORIENTATIONS  # noqa: E402
+from posecal.inference.topdown import _predict_pass  # noqa: E402
+from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt  # noqa: E402
+from posecal.models.checkpoint import load_model  # noqa: E402
+
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+def turns_of(model, cfg, ann_file: Path, image_dir: Path):
+    """Per turn (0, 90, 180, 270): (records, outputs) of every person of the split."""
+    records = load_coco_persons(ann_file, image_dir)
+    return [_predict_pass(model, records, cfg.input_wh, True, 32, None, 0, False, "cpu", r)
+            for r in ORIENTATIONS[4]]
+
+
+def ap_of(turns, choice: np.ndarray, ann_file: Path) -> float:
+    recs = turns[0][0]
+    kp = np.stack([turns[c][1]["keypoints"][i] for i, c in enumerate(choice)])
+    oks = np.array([turns[c][1]["oks"][i] for i, c in enumerate(choice)])
+    conf = np.stack([turns[c][1]["opks"][i] for i, c in enumerate(choice)])
+    res = coco_keypoint_results([r.image_id for r in recs], kp, conf, np.clip(oks, 0, 1))
+    return coco_keypoint_ap(load_coco_gt(ann_file), res)["ap"]
+
+
+def auto_choice(turns, threshold: float) -> np.ndarray:
+    scores = np.stack([t[1]["oks"] for t in turns])                 # (4, N)
+    best = scores.argmax(0)
+    if threshold is None:
+        return best
+    return np.where(scores[0] >= threshold, 0, best)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="accurate", help="model file, shipped name or exported .onnx (flip test)")
+    ap.add_argument("--annotations", default=str(CROPS / "annotations" / "val.json"))
+    ap.add_argument("--images", default=str(CROPS / "images"))
+    ap.add_argument("--max-persons", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if str(args.model).endswith(".onnx"):
+        model = open_onnx_model(args.model, flip=True, threads=args.threads)
+        cfg = model.config
+    else:
+        model, cfg, _ = load_model(args.model)
+    data = select_persons(read_json(args.annotations), args.max_persons)
+    splits = {}
+    with tempfile.TemporaryDirectory(prefix="posecal_auto_") as tmp:
+        for angle in (0, 90, 180):
+            folder = Path(tmp) / str(angle)
+            ann_file, _ = rewrite_split(data, Path(args.images), folder,
+                                        lambda img, ann, a=angle: (*rotate_person(img, ann, a), None))
+            splits[angle] = (turns_of(model, cfg, ann_file, folder / "images"), ann_file)
+            print(f"rot {angle}: {len(splits[angle][0][0][0])} persons estimated in 4 turns", flush=True)
+        print("| orientations | rot 0 AP | rot 90 AP | rot 180 AP | upright persons turned | passes per upright person |")
+        print("|---|---|---|---|---|---|")
+        rows = [("1", 1e9), ("4", None)] + [(f"auto, t = {t:g}", t) for t in THRESHOLDS]
+        for name, t in rows:
+            aps = [ap_of(turns, auto_choice(turns, t) if t != 1e9 else np.zeros(len(turns[0][0]), int), ann)
+                   for turns, ann in (splits[a] for a in (0, 90, 180))]
+            up = splits[0][0][0][1]["oks"]
+            share = 0.0 if t == 1e9 else 1.0 if t is None else float((up < t).mean())
+            print(f"| {name} | {aps[0]:.1f} | {aps[1]:.1f} | {aps[2]:.1f} | {share:.3f} | {1 + 3 * share:.2f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
