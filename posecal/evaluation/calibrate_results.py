@@ -74,6 +74,12 @@ def keypoint_features(raw, evidence: Evidence | None, inputs) -> tuple[np.ndarra
     return np.stack(cols, -1), np.array(q_signs), np.array(l_signs)
 
 
+def pose_features(expected: np.ndarray, evidence: Evidence) -> np.ndarray:
+    """(N, 2): logits of the expected OKS the keypoints imply and of the trust model's own pose quality, which
+    sees the whole person (a pose can hold together keypoint by keypoint and still be the wrong person)."""
+    return np.stack([_logit(expected), _logit(evidence.pose_quality)], -1)
+
+
 def occluded_fraction(evidence: Evidence) -> np.ndarray:
     """(N, K) the trust model's p(occluded) among the labelled classes: how the labelled chance splits."""
     v = evidence.visibility_probs
@@ -95,6 +101,7 @@ class ResultsCalibrator:
     meta: dict
     keypoint_scores: list[LogisticScore] | None = None   # features -> score the keypoint maps read
     labelled_scores: list[LogisticScore] | None = None   # features -> score the labelled maps read
+    pose_score: LogisticScore | None = None   # (expected OKS, the trust model's pose quality) -> what pose_map reads
 
     @property
     def evidence_inputs(self) -> tuple[str, ...]:
@@ -113,9 +120,12 @@ class ResultsCalibrator:
 
     def outputs(self, res: ResultSet, evidence: Evidence | None = None) -> dict[str, np.ndarray]:
         kq, p_lab = self.calibrated(res.confidence, evidence)
+        pose_in = expected_oks(kq, p_lab)
+        if self.pose_score is not None and evidence is not None:
+            pose_in = self.pose_score(pose_features(pose_in, evidence))
         occluded = self.occluded_share if evidence is None else occluded_fraction(evidence)
         probs = np.stack([1 - p_lab, p_lab * occluded, p_lab * (1 - occluded)], -1)
-        return {"keypoint_quality": kq, "pose_quality": self.pose_map(expected_oks(kq, p_lab)),
+        return {"keypoint_quality": kq, "pose_quality": self.pose_map(pose_in),
                 "visibility": np.where(p_lab >= 0.5, 2, 0) if evidence is None else visibility_classes(probs),
                 "visibility_probs": probs,
                 "keypoint_radius": self.radii(kq, result_boxes(res))}
@@ -138,6 +148,8 @@ class ResultsCalibrator:
         if self.keypoint_scores is not None:
             d |= {"keypoint_scores": [m.to_dict() for m in self.keypoint_scores],
                   "labelled_scores": [m.to_dict() for m in self.labelled_scores]}
+        if self.pose_score is not None:
+            d["pose_score"] = self.pose_score.to_dict()
         return d
 
     @classmethod
@@ -156,6 +168,8 @@ class ResultsCalibrator:
             if cal.evidence_inputs:
                 cal.keypoint_scores = [LogisticScore.from_dict(m) for m in d["keypoint_scores"]]
                 cal.labelled_scores = [LogisticScore.from_dict(m) for m in d["labelled_scores"]]
+                if "pose_score" in d:
+                    cal.pose_score = LogisticScore.from_dict(d["pose_score"])
             return cal
         except (KeyError, TypeError, ValueError) as e:
             raise PosecalInputError(f"{source}: calibrator is damaged ({e})") from None
@@ -184,7 +198,12 @@ def fit_results_calibrator(res: ResultSet, gt, target: float = 0.9, evidence: Ev
     occl = np.array([(g[lab[:, k], k, 2] == 1).mean() if lab[:, k].any() else 0.0 for k in range(k_types)])
     kq, p_lab = per_type(kmaps, score_q), per_type(lmaps, score_l)
     has = np.isfinite(gt_oks)
-    pose_map = fit_isotonic(expected_oks(kq, p_lab)[has], gt_oks[has])
+    pose_in, pose_score = expected_oks(kq, p_lab), None
+    if inputs:
+        pf = pose_features(pose_in, evidence.take(idx))
+        pose_score = fit_logistic(pf[has], gt_oks[has], np.array([1, 1]))
+        pose_in = pose_score(pf)
+    pose_map = fit_isotonic(pose_in[has], gt_oks[has])
     sub = ResultSet([res.entries[i] for i in idx], res.image_id[idx], xy, raw, res.score[idx], None, None, None,
                     None, None)
     err = np.linalg.norm(xy - g[..., :2], axis=-1) / person_scale(result_boxes(sub))[:, None]
@@ -194,7 +213,7 @@ def fit_results_calibrator(res: ResultSet, gt, target: float = 0.9, evidence: Ev
             "radius_target": target}
     if inputs:
         meta["evidence_model"] = evidence_model or {}
-    return ResultsCalibrator(kmaps, lmaps, occl, pose_map, radii, meta, kscores, lscores)
+    return ResultsCalibrator(kmaps, lmaps, occl, pose_map, radii, meta, kscores, lscores, pose_score)
 
 
 def result_image_paths(res: ResultSet, results, images, id_to_file: dict | None = None) -> list[str]:

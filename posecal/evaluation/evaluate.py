@@ -181,6 +181,9 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     results = coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode] * box_scores)
     for i, (res, rec) in enumerate(zip(results, pred.records)):
         res["file_name"] = rec.file_name
+        # the person box the crop was made from (pycocotools recomputes its own from the keypoints): what
+        # `posecal calibrate --images` crops again for posecal's evidence on these results
+        res["bbox"] = [round(float(v), 2) for v in rec.bbox]
         if pred.opks is not None:
             res["pose_quality"] = round(float(scores["oks"][i]), 4)
             res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
