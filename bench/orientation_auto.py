@@ -24,12 +24,13 @@ from robustness import CROPS, rewrite_split, rotate_person, select_persons  # no
 
 from posecal.data.coco import load_coco_persons, read_json  # noqa: E402
 from posecal.export.onnx import open_onnx_model  # noqa: E402
-from posecal.inference.orientation import ORIENTATIONS  # noqa: E402
+from posecal.inference.orientation import ORIENTATIONS, torso_tilt  # noqa: E402
 from posecal.inference.topdown import _predict_pass  # noqa: E402
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt  # noqa: E402
 from posecal.models.checkpoint import load_model  # noqa: E402
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+TILTS = (45.0, 60.0, 90.0)
 
 
 def turns_of(model, cfg, ann_file: Path, image_dir: Path):
@@ -48,12 +49,16 @@ def ap_of(turns, choice: np.ndarray, ann_file: Path) -> float:
     return coco_keypoint_ap(load_coco_gt(ann_file), res)["ap"]
 
 
-def auto_choice(turns, threshold: float) -> np.ndarray:
+def auto_choice(turns, threshold: float, tilt: float | None = None) -> np.ndarray:
+    """tilt: also turn persons whose upright torso (hips -> shoulders) leans more than this many degrees."""
     scores = np.stack([t[1]["oks"] for t in turns])                 # (4, N)
     best = scores.argmax(0)
     if threshold is None:
         return best
-    return np.where(scores[0] >= threshold, 0, best)
+    redo = scores[0] < threshold
+    if tilt is not None:
+        redo |= torso_tilt(turns[0][1]["keypoints"]) > tilt
+    return np.where(redo, best, 0)
 
 
 def main() -> None:
@@ -81,12 +86,16 @@ def main() -> None:
             print(f"rot {angle}: {len(splits[angle][0][0][0])} persons estimated in 4 turns", flush=True)
         print("| orientations | rot 0 AP | rot 90 AP | rot 180 AP | upright persons turned | passes per upright person |")
         print("|---|---|---|---|---|---|")
-        rows = [("1", 1e9), ("4", None)] + [(f"auto, t = {t:g}", t) for t in THRESHOLDS]
-        for name, t in rows:
-            aps = [ap_of(turns, auto_choice(turns, t) if t != 1e9 else np.zeros(len(turns[0][0]), int), ann)
+        rows = [("1", 1e9, None), ("4", None, None)] + [(f"auto, t = {t:g}", t, None) for t in THRESHOLDS]
+        rows += [(f"auto, t = {t:g} or torso tilt > {a:g} deg", t, a) for t in (0.0, 0.1, 0.2) for a in TILTS]
+        for name, t, tilt in rows:
+            aps = [ap_of(turns, auto_choice(turns, t, tilt) if t != 1e9 else np.zeros(len(turns[0][0]), int), ann)
                    for turns, ann in (splits[a] for a in (0, 90, 180))]
             up = splits[0][0][0][1]["oks"]
-            share = 0.0 if t == 1e9 else 1.0 if t is None else float((up < t).mean())
+            redo = np.zeros(len(up), bool) if t == 1e9 else np.ones(len(up), bool) if t is None else up < t
+            if tilt is not None:
+                redo |= torso_tilt(splits[0][0][0][1]["keypoints"]) > tilt
+            share = float(redo.mean())
             print(f"| {name} | {aps[0]:.1f} | {aps[1]:.1f} | {aps[2]:.1f} | {share:.3f} | {1 + 3 * share:.2f} |",
                   flush=True)
 

@@ -115,7 +115,30 @@ def test_predict_records_and_eval_cli_with_orientation_search(tmp_path):
                                four.keypoints, atol=0.05)
 
 
-# --orientations auto: the extra turns only for the persons whose upright pose quality is below AUTO_BELOW.
+# --orientations auto: the extra turns only for the persons whose upright pose quality is below AUTO_BELOW (or
+# whose torso leans past AUTO_TILT; these tests count turns by quality, so the lean rule is off but in its own test).
+
+@pytest.fixture(autouse=True)
+def no_lean_rule(monkeypatch):
+    from posecal.inference import orientation
+
+    monkeypatch.setattr(orientation, "AUTO_TILT", 181.0)
+
+
+def test_auto_also_turns_persons_whose_torso_leans(monkeypatch):
+    from posecal.inference import orientation
+
+    monkeypatch.setattr(orientation, "AUTO_TILT", 60.0)
+    monkeypatch.setattr(orientation, "AUTO_BELOW", 0.1)
+    kp = np.zeros((4, 17, 2))
+    shoulders, hips = [5, 6], [11, 12]
+    for i, (dx, dy) in enumerate([(0, -10), (10, 0), (0, 10), (4, -10)]):   # standing, lying, upside down, 22 deg
+        kp[i, shoulders] = [50 + dx, 50 + dy]
+        kp[i, hips] = [50, 50]
+    np.testing.assert_allclose(orientation.torso_tilt(kp), [0, 90, 180, np.degrees(np.arctan2(4, 10))], atol=1e-9)
+    up = {"oks": np.array([0.9, 0.9, 0.9, 0.05]), "heatmap_scores": np.ones((4, 17)), "keypoints": kp}
+    np.testing.assert_array_equal(orientation.persons_to_turn("auto", up), [1, 2, 3])   # 3: by its quality
+    np.testing.assert_array_equal(orientation.persons_to_turn(1, up), [])
 
 def test_keep_best_turn_keeps_each_redone_persons_most_trusted_turn_and_upright_on_ties():
     from posecal.inference.orientation import keep_best_turn

@@ -11,7 +11,7 @@ from pathlib import Path
 from posecal.errors import PosecalInputError
 from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
 from posecal.detect.detector import MIN_POSE_QUALITY
-from posecal.inference.orientation import AUTO_BELOW, parse_orientations
+from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
 
@@ -55,8 +55,8 @@ NON_NEGATIVE_INT = _number(int, NON_NEGATIVE)
 PROBABILITY_FLOAT = _number(float, PROBABILITY)
 ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
                      "trusts most (people lying or upside down; 4x the network time); auto: those turns only for "
-                     f"the persons whose upright pose quality is below {AUTO_BELOW:g} (a model without quality "
-                     "heads: upright only) (default: 1)")
+                     f"the persons whose upright pose quality is below {AUTO_BELOW:g} or whose torso leans more "
+                     f"than {AUTO_TILT:g} degrees (a model without quality heads: upright only) (default: 1)")
 RANK_THREADS_HELP = ("CPU threads (default: 2; under torchrun, per rank: the node's cores shared among its ranks, "
                      "at least 1)")
 # Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused

@@ -7,7 +7,8 @@ stands upright moves the hard case onto the easy one, and the pose-quality head 
 says which turn gave a pose that holds together. It costs one forward pass per orientation, so it is opt-in
 (`--orientations 4`), for photos where people lie, tumble or hang upside down — not for real-time video.
 `--orientations auto` spends the three extra passes only on the persons whose upright pose the quality head
-doubts (below AUTO_BELOW): an upright pose it trusts is rarely beaten by a turned one, and most people stand.
+doubts (below AUTO_BELOW) or whose upright torso leans past AUTO_TILT: an upright pose it trusts that stands
+upright is rarely beaten by a turned one, and most people stand.
 """
 from __future__ import annotations
 
@@ -21,13 +22,26 @@ from posecal.validation import Rule, describe, parse_int
 AUTO = "auto"
 ORIENTATIONS = {1: (0.0,), 4: (0.0, 90.0, 180.0, 270.0), AUTO: (0.0, 90.0, 180.0, 270.0)}
 
-AUTO_BELOW = 0.35
-"""`auto`: a person whose upright pose has a raw predicted OKS (the quality head's output before the model's
-stored calibration, read by `orientation_scores`) below this also gets the three turned crops. Why a threshold
-on the upright pose quality: a lying or upside-down person gives an upright pose that does not hold together, and
-the head says so; a pose it trusts would rarely lose to a turned one, so those persons cost no extra pass. Raw,
-not calibrated, because the choice is made before calibration and must not move when a model is recalibrated.
-0.35 is a placeholder until it is chosen on validation data (persons turned vs AP on the turned splits)."""
+AUTO_BELOW = 0.1
+"""`auto`: a person whose upright pose has a raw predicted OKS (the quality output before the model's stored
+calibration, read by `orientation_scores`) below this also gets the three turned crops, and so does one whose
+upright torso leans more than AUTO_TILT (torso_tilt). Raw, not calibrated, because the choice is made before
+calibration and must not move when a model is recalibrated. Chosen on val with the trust model
+(bench/orientation_auto.py, 400 persons): the quality alone cannot tell a lying person from a small or hidden
+upright one (a threshold that turns 10 % of upright people finds half of the turned ones), the torso's lean
+can; 0.1 with 60 degrees keeps rot 90 / rot 180 at 0.87 / 0.86 of upright AP for 1.26 passes per upright person."""
+
+AUTO_TILT = 60.0
+"""`auto`: degrees between the image's up and the upright pose's torso (hip centre -> shoulder centre) beyond
+which a person also gets the turned crops (see AUTO_BELOW)."""
+
+
+def torso_tilt(keypoints) -> np.ndarray:
+    """(N,) degrees between the picture's up and the torso (hip centre -> shoulder centre) of (N, 17, 2) poses in
+    upright crop or image pixels (y down): 0 standing, 90 lying, 180 upside down."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    up = kp[:, [5, 6]].mean(1) - kp[:, [11, 12]].mean(1)
+    return np.degrees(np.arctan2(np.abs(up[:, 0]), -up[:, 1]))
 
 
 def orientations_problem(value) -> str | None:
@@ -66,14 +80,18 @@ def orientations_for(setting) -> tuple[float, ...]:
 def persons_to_turn(setting, upright: dict) -> np.ndarray:
     """Indices of the persons whose crops also go through the turns 90/180/270, from the outputs of their upright
     pass (raw, before calibration): none for 1, all for 4, and for auto those whose predicted OKS is below
-    AUTO_BELOW. A model without quality heads has no predicted OKS to hold to that threshold (its fallback score,
+    AUTO_BELOW or whose torso leans more than AUTO_TILT. A model without quality heads has no predicted OKS to hold to that threshold (its fallback score,
     the mean heatmap peak, is on another scale), so auto is upright only there."""
     setting = check_orientations(setting)
     if setting == 4:
         return np.arange(len(upright["heatmap_scores"]))
     if setting == 1 or upright.get("oks") is None:
         return np.arange(0)
-    return np.flatnonzero(orientation_scores(upright) < AUTO_BELOW)
+    doubted = orientation_scores(upright) < AUTO_BELOW
+    keypoints = upright.get("keypoints", upright.get("xy"))
+    if keypoints is not None and np.asarray(keypoints).shape[1] == 17:
+        doubted |= torso_tilt(keypoints) > AUTO_TILT
+    return np.flatnonzero(doubted)
 
 
 def keep_best_turn(upright: dict, turned: list[dict], redo: np.ndarray) -> dict:

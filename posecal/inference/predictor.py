@@ -70,7 +70,8 @@ class Predictor:
 
     orientations=4 estimates every person in crops turned by 0/90/180/270 degrees and keeps the pose the quality
     head trusts most (posecal/inference/orientation.py): for people lying or upside down, at 4x the network time.
-    orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW, so
+    orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW (or whose
+    torso leans past orientation.AUTO_TILT), so
     people the head trusts upright cost one pass (a model without quality heads: upright only).
     """
 
