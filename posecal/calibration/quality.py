@@ -17,6 +17,7 @@ from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scal
 from posecal.calibration.maps import IsotonicMap, apply_temperature, fit_isotonic, fit_temperature
 from posecal.errors import PosecalInputError
 from posecal.metrics.oks import opks as true_opks
+from posecal.metrics.visibility import classification_report
 
 FORMAT = "posecal-quality-calibration/1"
 # `visibility` says occluded only when p(occluded) >= this x p(visible) (posecal.inference.scoring): the value a
@@ -113,16 +114,10 @@ def choose_occluded_ratio(probs: np.ndarray, truth: np.ndarray) -> float:
     probs = np.asarray(probs)
     if probs.shape[-1] != 3:
         return DEFAULT_OCCLUDED_OVER_VISIBLE
-    t = np.asarray(truth).ravel()
 
     def merit(ratio: float) -> float:
-        p = occluded_rule(probs, ratio).ravel()
-        f1 = []
-        for c in range(3):
-            tp = float(((p == c) & (t == c)).sum())
-            f1.append(2 * tp / max(float((p == c).sum() + (t == c).sum()), 1.0))
-        support = np.bincount(t, minlength=3)
-        return f1[1] + float(np.dot(f1, support) / max(support.sum(), 1))
+        rep = classification_report(truth, occluded_rule(probs, ratio), 3)
+        return rep["f1"][1] + rep["f1_weighted"]
     return max(OCCLUDED_RATIOS, key=merit)
 
 

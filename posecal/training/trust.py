@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from posecal.data.topdown import IMAGENET_MEAN, IMAGENET_STD
 from posecal.io import write_atomic
 from posecal.metrics.oks import opks
-from posecal.models.trust.network import TrustNet
+from posecal.models.trust.network import TrustNet, init_from_pose_model
 from posecal.skeleton import FLIP_PAIRS
 from posecal.training.trust_samples import load_shards
 
@@ -171,7 +171,6 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
     out.mkdir(parents=True, exist_ok=True)
     model = TrustNet()
     if init_state is not None:
-        from posecal.models.trust.network import init_from_pose_model
         init_from_pose_model(model, init_state)
     if init_trust is not None:
         model.load_state_dict(init_trust)
