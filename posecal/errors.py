@@ -3,7 +3,12 @@ import importlib
 
 
 class PosecalInputError(Exception):
-    """Bad user input (missing file, malformed JSON, invalid box...). The CLI prints it as one line."""
+    """Bad user input (missing file, malformed JSON, invalid box...). The CLI prints it as one line; `details`
+    (e.g. each bad entry of a file refused as a whole) are printed as lines of their own before it."""
+
+    def __init__(self, message: str = "", details: list[str] | None = None):
+        super().__init__(message)
+        self.details = list(details or [])
 
 
 def require(module: str, extra: str = "onnx"):

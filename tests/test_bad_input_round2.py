@@ -76,15 +76,28 @@ def test_eval_detections_skips_and_clips_with_one_line_per_file(tiny_model, coco
         {"image_id": 2, "category_id": 1, "bbox": [300, 10, 60, 100], "score": 0.9},
         {"image_id": 2, "category_id": 1, "bbox": [10, 10, float("nan"), 100], "score": 0.9},
         {"image_id": 3, "category_id": 1, "bbox": [90, 100, 60, 100], "score": 0.9}]))
+    # by default eval is strict (issue 32): the three bad boxes refuse the file, each named, before any model runs
+    rc, _, err = run(capsys, *evaluate(tiny_model, ann, img_dir, tmp_path / "ev", "--boxes", dets))
+    bad = [f"{dets}: entry 3 (image_id 2): bbox[2]: expected a finite number, got nan",
+           f"{dets}: entry 1 (image_id 1): bbox: [10.0, 10.0, 0.001, 0.001] is under 1 px (0.001 x 0.001)",
+           f"{dets}: entry 2 (image_id 2): bbox: [300.0, 10.0, 60.0, 100.0] lies outside the 120x160 image"]
+    assert rc == 2 and err.strip().splitlines() == [f"posecal: {line}" for line in bad] + [
+        f"posecal: error: 3 invalid entries in {dets} (listed above); fix them, or give --skip-invalid to score "
+        "the rest (the skipped entries are recorded in metrics.json)"]
+    assert not (tmp_path / "ev" / "metrics.json").exists()
     with pytest.warns(UserWarning) as caught:   # the CLI prints posecal's warnings as `posecal: MESSAGE`
-        rc, out, err = run(capsys, *evaluate(tiny_model, ann, img_dir, tmp_path / "ev", "--boxes", dets))
+        rc, out, err = run(capsys, *evaluate(tiny_model, ann, img_dir, tmp_path / "ev", "--boxes", dets,
+                                             "--skip-invalid"))
     assert rc == 0
     # the NaN box is refused by the file's field check (data/schema.py) in its own line; the rest are judged as boxes
     assert [str(w.message) for w in caught] == [
         f"{dets}: entry 3 (image_id 2): bbox[2]: expected a finite number, got nan; skipped",
         f"{dets}: skipped 2 of 4 person boxes: entry 1 (image_id 1) is under 1 px (0.001 x 0.001), "
         "entry 2 (image_id 2) lies outside the 120x160 image; clipped 1 to their image: entry 4 (image_id 3)"]
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["num_instances"] == 2
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["num_instances"] == 2
+    assert metrics["invalid_entries"] == {"rule": "skip", "skipped": 3, "entries": bad}
+    assert "Skipped entries" in (tmp_path / "ev" / "report.html").read_text()
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert sorted(r["image_id"] for r in results) == [1, 3]
 
@@ -98,10 +111,14 @@ def test_unknown_image_id_names_the_annotations_file(tiny_model, coco, tmp_path,
                                 {"image_id": 99, "category_id": 1, "bbox": [10, 10, 60, 100], "score": 0.9}]))
     line = (f"{dets}: entry 1 (image_id 99): image_id(s) 99 not in {ann}; give the annotations file these "
             f"detections were made on")
-    # beside usable detections: skipped with that line; when none is usable: refused with it
-    # (the CLI prints posecal's warnings as `posecal: MESSAGE`; pytest records them instead)
+    # beside usable detections: refused by a strict eval, skipped with that line by --skip-invalid and predict;
+    # when none is usable: refused with it (the CLI prints posecal's warnings as `posecal: MESSAGE`; pytest
+    # records them instead)
+    assert error_line(capsys, *evaluate(tiny_model, ann, img_dir, tmp_path / "ev", "--boxes", dets)) == (
+        f"{dets}: entry 1 (image_id 99): image_id: not an image of {ann} (detections made for another annotations "
+        "file?); fix it, or give --skip-invalid to score the rest (the skipped entries are recorded in metrics.json)")
     with pytest.warns(UserWarning) as caught:
-        rc, _, _ = run(capsys, *evaluate(tiny_model, ann, img_dir, tmp_path / "ev", "--boxes", dets))
+        rc, _, _ = run(capsys, *evaluate(tiny_model, ann, img_dir, tmp_path / "ev", "--boxes", dets, "--skip-invalid"))
     assert rc == 0 and f"{line}; skipped" in [str(w.message) for w in caught]
     with pytest.warns(UserWarning) as caught:
         rc, _, _ = run(capsys, "predict", img_dir, "--boxes", dets, "--annotations", ann, "--model", tiny_model,

@@ -112,10 +112,14 @@ def test_fuzzed_coco_annotation_file(base, data):
     assert records is not None, "the three good persons were refused with the bad one"
     assert GOOD_ANNS <= {r.ann_id for r in records}
     assert all(ln.startswith(path + ": ") and ln.endswith("; skipped") for ln in lines)
-    # what eval and calibrate hand pycocotools: the good persons are evaluated, nothing else fails
+    # what eval and calibrate hand pycocotools: with --skip-invalid the good persons are evaluated, nothing else
+    # fails; a strict eval (the default) refuses the file exactly when an entry was skipped
     res = write(base, "res.json", base["results"][:3])
-    ev, _ = outcome(lambda: evaluate_results(res, path, base["dir"] / "ev"))
+    ev, _ = outcome(lambda: evaluate_results(res, path, base["dir"] / "ev", skip_invalid=True))
     assert ev is not None and ev.metrics["num_matched"] >= 2
+    assert ev.metrics["invalid_entries"]["skipped"] == len(lines)
+    strict, _ = outcome(lambda: evaluate_results(res, path, base["dir"] / "ev"))
+    assert (strict is None) == bool(lines)
 
 
 @given(value=JUNK)
@@ -159,9 +163,12 @@ def test_fuzzed_results_file(base, data):
     path = write(base, "results.json", results)
     res, lines = outcome(lambda: load_results(path))
     assert res is not None and len(res.entries) >= 3
-    ev, lines = outcome(lambda: evaluate_results(path, base["ann"], base["dir"] / "ev"))
+    ev, lines = outcome(lambda: evaluate_results(path, base["ann"], base["dir"] / "ev", skip_invalid=True))
     assert ev is not None and ev.metrics["num_matched"] >= 3
     assert all(ln.startswith(path + ": entry 3") for ln in lines)
+    assert ev.metrics["invalid_entries"]["skipped"] == len(lines)
+    strict, _ = outcome(lambda: evaluate_results(path, base["ann"], base["dir"] / "ev"))   # the default
+    assert (strict is None) == bool(lines)
 
 
 TRAIN_KEYS = ["epochs", "batch_size", "lr", "weight_decay", "threads", "num_workers", "max_minutes", "strategy",
@@ -230,7 +237,7 @@ def test_predictor_numbers_name_the_argument_and_range(tiny_model, name, value, 
     assert str(e.value) == message
 
 
-def test_cli_eval_results_skips_bad_entries_by_name(tmp_path):
+def test_cli_eval_results_refuses_or_skips_bad_entries_by_name(tmp_path):
     """In a process of its own, as a user runs it: warnings reach stderr as the CLI prints them."""
     ann, _ = make_coco(tmp_path / "data", n_images=3)
     coco = json.loads(ann.read_text())
@@ -241,15 +248,25 @@ def test_cli_eval_results_skips_bad_entries_by_name(tmp_path):
     entries[1]["score"] = "0.9"
     res = tmp_path / "r.json"
     res.write_text(json.dumps(entries))
-    run = subprocess.run([sys.executable, "-m", "posecal", "eval", "--results", str(res), "--annotations", str(ann),
-                          "--out", str(tmp_path / "o")], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)
+    bad = [f"{ann}: annotations[2] (id 102): bbox: expected 4 numbers [x, y, w, h], got nothing (null)",
+           f"{res}: entry 1 (image_id 2): score: expected a number, got the string '0.9'"]
+
+    def cli(*extra):
+        return subprocess.run([sys.executable, "-m", "posecal", "eval", "--results", str(res), "--annotations",
+                               str(ann), "--out", str(tmp_path / "o"), *extra], capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path)
+    # strict by default (issue 32): both bad entries named, then the error line; nothing written
+    run = cli()
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.splitlines() == [f"posecal: {line}" for line in bad] + [
+        f"posecal: error: 2 invalid entries in {ann}, {res} (listed above); fix them, or give --skip-invalid to "
+        "score the rest (the skipped entries are recorded in metrics.json)"]
+    assert not (tmp_path / "o" / "metrics.json").exists()
+    run = cli("--skip-invalid")
     assert run.returncode == 0 and "Traceback" not in run.stderr
-    assert run.stderr.splitlines() == [
-        f"posecal: {ann}: annotations[2] (id 102): bbox: expected 4 numbers [x, y, w, h], got nothing (null); "
-        "skipped",
-        f"posecal: {res}: entry 1 (image_id 2): score: expected a number, got the string '0.9'; skipped"]
-    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["num_results"] == 2
+    assert run.stderr.splitlines() == [f"posecal: {line}; skipped" for line in bad]
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["num_results"] == 2 and metrics["invalid_entries"]["entries"] == bad
 
 
 def test_cli_predict_boxes_file_with_nothing_usable_is_one_line(tmp_path, tiny_model, capsys):

@@ -103,7 +103,8 @@ def _cmd_eval(args) -> None:
 
         if not is_main_process():      # no model to share out: rank 0 does it all
             return
-        ev = evaluate_results(args.results, args.annotations, args.out, images=args.images)
+        ev = evaluate_results(args.results, args.annotations, args.out, images=args.images,
+                              skip_invalid=args.skip_invalid)
         draw_evaluation(ev)
         m = ev.metrics
         name = "pose_quality" if "pose_quality" in m["ap"] else "score"
@@ -117,7 +118,8 @@ def _cmd_eval(args) -> None:
                             boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
                             batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
-                            calibrated=not args.no_calibration, orientations=args.orientations))
+                            calibrated=not args.no_calibration, orientations=args.orientations,
+                            skip_invalid=args.skip_invalid, backend=args.backend))
     if ev is None:                     # another rank than 0 under torchrun: rank 0 draws and says
         return
     draw_evaluation(ev)
@@ -412,6 +414,13 @@ def main(argv=None) -> int:
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="score the valid entries of malformed ground-truth, detections or results files, and list "
+                        "the skipped ones with their reasons in metrics.json and report.html (default: refuse "
+                        "such files, exit 2: a metric is computed on exactly the file given, or not at all)")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
+                   help="onnx: the model's ONNX export (made once and cached, as predict does) in onnxruntime, "
+                        "faster on a CPU; torch: PyTorch (default: onnx)")
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
@@ -494,6 +503,8 @@ def main(argv=None) -> int:
         args.func(args)
     except PosecalInputError as e:
         if not isinstance(e, RankFailed) or e.speak:   # under torchrun a failure is said once, by rank 0
+            for line in getattr(e, "details", []):
+                print(f"posecal: {line}", file=sys.stderr)
             print(f"posecal: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:   # a job may say what was kept (train: the last complete checkpoint)

@@ -12,7 +12,7 @@ import numpy as np
 from posecal.data.boxcheck import box_verdict, summary_line
 from posecal.data.images import check_image_folder
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
-from posecal.data.schema import Field, checked_entries
+from posecal.data.schema import Field, checked_entries, current_skips, left_out
 from posecal.errors import PosecalInputError
 from posecal.skeleton import LSP_TO_COCO, NUM_KEYPOINTS
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule
@@ -86,17 +86,36 @@ def read_coco(path, num_keypoints: int | None = NUM_KEYPOINTS, need_keypoints: b
     data = read_json(path)
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise PosecalInputError(f"{path}: not a COCO annotation file (needs 'images' and 'annotations')")
-    images = checked_entries(path, data["images"], IMAGE, "images[{i}]", "id", what="images")
+    images = unique_ids(path, checked_entries(path, data["images"], IMAGE, "images[{i}]", "id", what="images"),
+                        "images[{i}]")
     image_ids = {img["id"] for _, img in images}
     refs = {"image_id": (image_ids, "no image with id {} in its images")}
-    anns = checked_entries(path, data["annotations"], annotation_spec(num_keypoints, need_keypoints),
-                           "annotations[{i}]", "id", refs, what="annotations")
+    anns = unique_ids(path, checked_entries(path, data["annotations"], annotation_spec(num_keypoints, need_keypoints),
+                                            "annotations[{i}]", "id", refs, what="annotations"), "annotations[{i}]")
     # posecal knows one category, people: pycocotools needs the list, a usable one or else the person one
     categories = checked_entries(path, data.get("categories") or [], CATEGORY, "categories[{i}]", "id",
                                  what="categories", refuse_empty=False)
     return data | {"images": [img for _, img in images],
                    "categories": [c for _, c in categories] or [{"id": PERSON_CATEGORY, "name": "person"}],
                    "annotations": [_with_defaults(a) for _, a in anns]}
+
+
+def unique_ids(path, entries: list[tuple[int, dict]], label: str) -> list[tuple[int, dict]]:
+    """The entries whose id no earlier entry has. Which of two images or annotations with one id an id means is
+    anybody's guess (pycocotools keeps the last, the persons list would hold both), so scores would silently
+    depend on the order of the file: a strict job (eval) refuses the file with its other bad entries; elsewhere,
+    and with --skip-invalid, the first is kept and each later one is a bad entry, skipped with its line."""
+    seen, kept, lines = {}, [], []
+    for i, entry in entries:
+        first = seen.setdefault(entry["id"], i)
+        if first == i:
+            kept.append((i, entry))
+        else:
+            lines.append(f"{path}: {label.format(i=i)} (id {entry['id']}): id: the same id as "
+                         f"{label.format(i=first)}; ids must be unique (renumber one of them)")
+    for line in lines:
+        left_out(line)
+    return kept
 
 
 def _with_defaults(ann: dict) -> dict:
@@ -180,11 +199,13 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
     a single person detection, are refused in one line that names the file to fix (detections of unknown images
     beside usable ones: one warning line, skipped). Each entry's fields are checked first (data/schema.py)."""
     dets = read_json(boxes_file)
-    if isinstance(dets, list) and not dets:
-        raise PosecalInputError(f"{boxes_file}: empty detections file; give the detector's person boxes, or leave "
-                                "out --boxes to evaluate on the GT boxes")
+    if isinstance(dets, list) and not dets:   # a detector that found nobody: every GT person missed, AP 0
+        warnings.warn(f"{boxes_file}: no detections (an empty list): nobody to estimate, so every GT person "
+                      f"counts as missed", stacklevel=3)
+        return []
     spec = DETECTION | {"image_id": Field("int", required=True)}
     records, unknown, skipped, clipped, persons = [], [], [], [], 0
+    strict = current_skips()   # a strict job: each box left out is one of its invalid entries
     for i, det in checked_entries(boxes_file, dets, spec, id_field="image_id", what="detections"):
         if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY or det.get("score", 1.0) < min_box_score:
             continue
@@ -197,6 +218,8 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
         box, why = box_verdict(np.asarray(det["bbox"], np.float64), img.get("width"), img.get("height"))
         if box is None:
             skipped.append(f"{label} {why}")
+            if strict is not None:
+                strict.add(f"{boxes_file}: {label}: bbox: {[round(float(v), 3) for v in det['bbox']]} {why}")
             continue
         if why == "clipped":
             clipped.append(label)
@@ -206,13 +229,19 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
     if unknown:   # detections made on another annotation file: refused when none is usable, else said once
         if not persons:
             raise PosecalInputError(unknown_ids_message(boxes_file, unknown, annotation_file))
-        warnings.warn(unknown_ids_message(boxes_file, unknown, annotation_file) + "; skipped", stacklevel=3)
-    if not persons:
-        what = "no person detections (category_id 1" + (f", score >= {min_box_score:g})" if min_box_score else ")")
-        raise PosecalInputError(f"{boxes_file}: {'empty detections file' if not dets else what}; give the "
-                                f"detector's person boxes, or leave out --boxes to evaluate on the GT boxes")
+        if strict is not None:
+            for i, image_id in unknown:
+                strict.add(f"{boxes_file}: entry {i} (image_id {image_id}): image_id: not an image of "
+                           f"{annotation_file} (detections made for another annotations file?)")
+        if strict is None or strict.skip:
+            warnings.warn(unknown_ids_message(boxes_file, unknown, annotation_file) + "; skipped", stacklevel=3)
+    if not persons:   # a detector that found nobody (or only other categories): every GT person missed, AP 0
+        what = "category_id 1" + (f", score >= {min_box_score:g}" if min_box_score else "")
+        warnings.warn(f"{boxes_file}: no person detections ({what}) among its {len(dets)} entries: every GT "
+                      f"person counts as missed", stacklevel=3)
+        return records
     line = summary_line(str(boxes_file), persons, skipped, clipped, "their image", "person boxes")
-    if line:
+    if line and (strict is None or strict.skip or not skipped):
         warnings.warn(line, stacklevel=3)
     return records
 

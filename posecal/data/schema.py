@@ -10,8 +10,10 @@ no usable entry at all is refused, with its first problem as the PosecalInputErr
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -97,9 +99,94 @@ def _fits(arr: np.ndarray, field: Field) -> bool:
     return arr.ndim == 2 and shape[0] in (None, arr.shape[0]) and shape[1] in (None, arr.shape[1])
 
 
+SHOWN_PROBLEMS = 20   # lines a strict refusal lists; the rest are counted
+
+
+@dataclass
+class Skips:
+    """The entries the readers left out while a job that scores them read its inputs (`strict_reading`).
+
+    Why: most readers skip a bad entry with a line and go on, which is right for `predict` (one bad box must not
+    cost the others their poses) but wrong where a number is computed from the file: an AP over 3 of 4 persons is
+    not the AP the file asks for, and a script reading it cannot tell. A strict job therefore collects every bad
+    entry instead of skipping it, and refuses its inputs with all of them (`refusal`); with skip=True (the
+    user's `--skip-invalid`) it skips them as the readers always did, and records them (`lines`) for the
+    metrics file."""
+
+    skip: bool = False
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        if line not in self.lines:   # a file read twice (e.g. the ground truth for the persons and for AP)
+            self.lines.append(line)
+
+    def refusal(self, fix: str = "fix them, or give --skip-invalid to score the rest (the skipped entries are "
+                                 "recorded in metrics.json)") -> PosecalInputError:
+        """The error refusing the inputs: one line when one entry is bad, else a line per entry (the first
+        SHOWN_PROBLEMS, then a count) before the error line."""
+        if len(self.lines) == 1:
+            return PosecalInputError(f"{self.lines[0]}; {fix.replace('them', 'it', 1)}")
+        files = sorted({line.split(": ", 1)[0] for line in self.lines})
+        return PosecalInputError(f"{len(self.lines)} invalid entries in {', '.join(files)} (listed above); {fix}",
+                                 details=self.shown())
+
+    def shown(self) -> list[str]:
+        """The lines a refusal prints: the first SHOWN_PROBLEMS, then how many more."""
+        more = len(self.lines) - SHOWN_PROBLEMS
+        return self.lines[:SHOWN_PROBLEMS] + ([f"... and {more} more"] if more > 0 else [])
+
+    def summary(self) -> dict:
+        """What metrics.json says of the inputs' bad entries: the rule, and each skipped one with its reason."""
+        return {"rule": "skip" if self.skip else "refuse", "skipped": len(self.lines), "entries": list(self.lines)}
+
+    def settle(self) -> None:
+        """After reading: refuse (strict) when anything was bad; with skip, nothing (they were warned)."""
+        if self.lines and not self.skip:
+            raise self.refusal()
+
+
+_SKIPS: ContextVar[Skips | None] = ContextVar("posecal_skips", default=None)
+
+
+@contextmanager
+def strict_reading(skip: bool = False) -> Iterator[Skips]:
+    """Within it, every reader's bad entry goes to the returned Skips (see there) instead of only a warning; on
+    leaving it, the inputs are refused when any entry was bad (unless skip). A reader's own refusal inside it
+    (e.g. a file with no usable entry, where --skip-invalid cannot help) comes after the lines of the bad entries
+    found before it."""
+    skips = Skips(skip)
+    token = _SKIPS.set(skips)
+    try:
+        yield skips
+    except PosecalInputError as e:
+        if skips.lines and not skips.skip and not e.details:   # the bad entries found before it, above its line
+            raise PosecalInputError(str(e), details=skips.shown()) from None
+        raise
+    finally:
+        _SKIPS.reset(token)
+    skips.settle()
+
+
+def current_skips() -> Skips | None:
+    """The Skips of the strict job reading now, or None (the readers' usual skip-with-a-line rule)."""
+    return _SKIPS.get()
+
+
+def left_out(line: str, stacklevel: int = 2) -> None:
+    """An entry left out (`FILE: ENTRY: FIELD: problem`): warned ('; skipped'), and recorded for a strict job
+    (warned only where that job skips: a strict refusal lists it instead)."""
+    skips = current_skips()
+    if skips is not None:
+        skips.add(line)
+        if not skips.skip:
+            return
+    warnings.warn(f"{line}; skipped", stacklevel=stacklevel + 1)
+
+
 class Problems:
     """The bad entries of one file: each a line `FILE: ENTRY: FIELD: problem`. `settle` warns each with
-    '; skipped' when some entry was usable, else refuses the file with the first line."""
+    '; skipped' when some entry was usable, else refuses the file with the first line. Under a strict job
+    (strict_reading) each goes to its Skips; a strict one refuses them all together."""
 
     def __init__(self, path, what: str = "entries"):
         self.path, self.what, self.lines = path, what, []
@@ -110,11 +197,11 @@ class Problems:
     def settle(self, usable: int, total: int, refuse_empty: bool = True) -> None:
         if not self.lines:
             return
-        if usable == 0 and total and refuse_empty:
+        if usable == 0 and total and refuse_empty:   # nothing to score: no --skip-invalid can help
             others = f" (and all {total - 1} other {self.what} are unusable too)" if total > 1 else ""
             raise PosecalInputError(self.lines[0] + others)
         for line in self.lines:
-            warnings.warn(f"{line}; skipped", stacklevel=2)
+            left_out(line, stacklevel=3)
 
 
 def entry_problem(entry, spec: dict[str, Field], refs: dict | None = None) -> str | None:

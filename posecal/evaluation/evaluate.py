@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from posecal.calibration.quality import calibration_from_meta
-from posecal.models.checkpoint import load_model, require_coco_keypoints
+from posecal.models.checkpoint import load_model, model_file, require_coco_keypoints
 from posecal.data.coco import load_coco_persons, read_coco
+from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import Predictions, predict_records
 from posecal.io import write_json_atomic
@@ -55,6 +56,10 @@ class EvalConfig:
     calibrated: bool = True        # apply the calibration stored with the model (when it has one)
     orientations: int | str = 1    # 4: test-time orientation search (posecal/inference/orientation.py);
                                    # auto: only for persons whose upright pose quality is low
+    skip_invalid: bool = False     # False: malformed GT/detections refuse the run (the metric would be on a
+                                   # subset); True: score the rest, the skipped entries recorded in metrics.json
+    backend: str = "onnx"          # onnx: the model's cached export in onnxruntime (posecal/export/cache.py),
+                                   # as `predict` runs it; torch: PyTorch (needed for cuda and for --decode)
 
 
 def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pictures | None = None) -> dict:
@@ -126,22 +131,23 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     out = check_output_dir(cfg.out, "--out")
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    if str(cfg.model or "").endswith(".onnx"):   # `posecal export` output, fp32 or int8: run by onnxruntime
-        from posecal.export.onnx import open_onnx_model
-
-        model = open_onnx_model(cfg.model, cfg.flip, cfg.threads)
-        mcfg, meta = model.config, model.meta
-    else:
-        model, mcfg, meta = load_model(cfg.model)
+    if cfg.backend not in ("onnx", "torch"):
+        raise PosecalInputError(f"backend must be onnx or torch, got {cfg.backend!r}")
+    if not model_file(cfg.model).is_file():   # a missing model is said before the inputs are read
+        load_model(cfg.model)                  # its own line (not shipped, not found, ...)
+        raise PosecalInputError(f"{cfg.model}: model file not found")
+    # the inputs before the model: a file that would be refused is refused before a model is loaded or exported
+    with _rank0_warnings(ranks.is_main), strict_reading(cfg.skip_invalid) as skips:   # every rank reads alike
+        records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
+        truth = read_coco(cfg.annotations)
+    model, mcfg, meta = _open_model(cfg)
     require_coco_keypoints(mcfg, cfg.model)
     if cfg.decode == "movenet" and default_decode(mcfg) != "movenet":
         raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "
                                 f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
-    with _rank0_warnings(ranks.is_main):   # every rank reads the file: its lines once
-        records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records and cfg.boxes:
-        raise PosecalInputError(f"{cfg.boxes}: every person box was skipped (see above); nothing to evaluate")
+        return _nobody_detected(cfg, out, truth, skips, t0) if ranks.is_main else None
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     share = ranks.shard_indices(len(records))
@@ -164,11 +170,12 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     image_ids = [r.image_id for r in pred.records]
     box_scores = np.array([r.score for r in pred.records])
     conf = keypoint_confidence(pred)
-    gt = load_coco_gt(read_coco(cfg.annotations))   # checked: pycocotools gets no entry it would fail on
+    gt = load_coco_gt(truth)   # checked: pycocotools gets no entry it would fail on
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
+               "invalid_entries": skips.summary(),
                "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip,
                "decode": cfg.decode or default_decode(mcfg),
-               "orientations": cfg.orientations,
+               "orientations": cfg.orientations, "backend": cfg.backend if not _is_onnx_file(cfg.model) else "onnx",
                "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
         ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))
@@ -202,6 +209,40 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     write_json_atomic(results, out / "results.json", indent=None)
     write_json_atomic(metrics, out / "metrics.json")
     return Evaluation(metrics, out, pictures)
+
+
+def _is_onnx_file(model) -> bool:
+    return str(model or "").endswith(".onnx")
+
+
+def _open_model(cfg: EvalConfig):
+    """(model, config, meta): an exported .onnx file in onnxruntime; a model file in onnxruntime through its
+    cached export (backend onnx: faster on a CPU, bench/eval_speed.py), or in PyTorch."""
+    if _is_onnx_file(cfg.model) or cfg.backend == "onnx":
+        from posecal.export.onnx import open_onnx_model
+
+        if _is_onnx_file(cfg.model):   # `posecal export` output, fp32 or int8
+            model = open_onnx_model(cfg.model, cfg.flip, cfg.threads)
+        else:
+            from posecal.export.cache import cached_onnx
+
+            model = cached_onnx(cfg.model, cfg.flip, cfg.threads)
+        return model, model.config, model.meta
+    return load_model(cfg.model)
+
+
+def _nobody_detected(cfg: EvalConfig, out, truth: dict, skips: Skips, t0: float) -> Evaluation:
+    """A detections file without a person in it (a detector that found nobody): an empty results.json and the
+    metrics that follow, every GT person missed (AP 0), instead of a refusal that breaks a pipeline."""
+    mode = cfg.score_mode or "oks"
+    metrics = {"num_instances": 0, "num_skipped": 0, "invalid_entries": skips.summary(),
+               "boxes": "detections", "flip_test": cfg.flip, "orientations": cfg.orientations,
+               "num_gt_persons": sum(1 for a in truth["annotations"] if not a["iscrowd"] and a["num_keypoints"] > 0),
+               "score_mode": mode, "ap": {mode: 0.0}, "ap50": {mode: 0.0}, "ap75": {mode: 0.0}, "ar": {mode: 0.0},
+               "seconds": round(time.time() - t0, 2)}
+    write_json_atomic([], out / "results.json", indent=None)
+    write_json_atomic(metrics, out / "metrics.json")
+    return Evaluation(metrics, out, None)
 
 
 def merged_predictions(shares: list[tuple[list[int], Predictions | None]]) -> Predictions:

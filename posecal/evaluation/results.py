@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.data.coco import read_coco, read_json
-from posecal.data.schema import Field, checked_entries
+from posecal.data.schema import Field, checked_entries, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.metrics.calibration import ece, pearson, spearman
@@ -263,18 +263,21 @@ def results_pictures(res: ResultSet, metrics: dict, gt, images=None, pictures: P
     return pictures
 
 
-def evaluate_results(results, annotations, out, images=None) -> Evaluation:
+def evaluate_results(results, annotations, out, images=None, skip_invalid: bool = False) -> Evaluation:
     """The `posecal eval --results` job: metrics.json in `out`; the returned Evaluation carries what the plots
     and report.html are drawn from (posecal.viz.report.draw_evaluation), with galleries when the images folder
-    is given."""
+    is given. Malformed entries in either file refuse the job (the metrics would be on a subset), or with
+    skip_invalid are left out and listed in metrics.json (data/schema.py: Skips)."""
     from posecal.io import write_json_atomic
     from posecal.outputs import check_output_dir
 
     out_dir = check_output_dir(out, "--out")
-    truth = read_coco(annotations)  # checked: pycocotools gets no entry it would fail on
-    res = load_results(results, image_ids={im["id"] for im in truth["images"]}, annotations=annotations)
+    with strict_reading(skip_invalid) as skips:
+        truth = read_coco(annotations)  # checked: pycocotools gets no entry it would fail on
+        res = load_results(results, image_ids={im["id"] for im in truth["images"]}, annotations=annotations)
     gt = load_coco_gt(truth)
     m = results_metrics(res, gt)
+    m["invalid_entries"] = skips.summary()
     pictures = results_pictures(res, m, gt, images)
     m.pop("_pairs", None)
     write_json_atomic(m, out_dir / "metrics.json")

@@ -152,6 +152,16 @@ def _gallery(order, people, image_paths, gt, gt_oks) -> str:
     return '<div class="gallery">' + "".join(cards) + "</div>" if cards else "<p class=note>no images</p>"
 
 
+def _skipped_section(metrics: dict) -> str:
+    """The inputs' entries left out under --skip-invalid, each with its reason, above the numbers they change."""
+    skipped = (metrics.get("invalid_entries") or {}).get("entries") or []
+    if not skipped:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in skipped)
+    return (f"<h2>Skipped entries</h2><p class=note>--skip-invalid: these {len(skipped)} entries of the inputs were "
+            f"left out, so every number below is computed without them.</p><ul>{items}</ul>")
+
+
 def write_report(out_dir, metrics: dict, people=None, image_paths=None, gt=None, gt_oks=None,
                  title: str = "posecal trust report") -> Path:
     """people: PersonPose-like predictions aligned with gt (N, K, 3), gt_oks (N,) and image_paths (None
@@ -160,7 +170,7 @@ def write_report(out_dir, metrics: dict, people=None, image_paths=None, gt=None,
     parts = [f"<h1>{html.escape(title)}</h1><p class=note>{metrics.get('num_matched', metrics.get('num_instances'))}"
              f" persons. Pose quality = predicted OKS; keypoint quality = predicted per-keypoint OKS term; ECE: 15 "
              f"equal-width bins, |mean predicted − mean true| weighted by bin share.</p>",
-             "<h2>Numbers</h2>", _summary(metrics), "<h2>Plots</h2><div class=plots>"]
+             _skipped_section(metrics), "<h2>Numbers</h2>", _summary(metrics), "<h2>Plots</h2><div class=plots>"]
     figures = []
     for name, alt in PLOTS:
         if (out_dir / name).is_file():
