@@ -67,12 +67,29 @@ def test_bad_box_scores_are_refused(predictor, boxes, scores, message):
     (np.zeros(5), "got shape (5,)"),
     (np.array([["a"] * 4] * 4), "image: pixels must be numbers, got dtype <U1"),
     (np.zeros((4, 4), bool), "image: pixels must be numbers, got dtype bool"),
-    ([[0, 1], [2, 3]], "image: expected a numpy array (H x W[ x C]) or a file path, got list"),
+    ([[0, 1, 2], [3, 4]], "image: expected a numpy array (H x W[ x C]), a PIL image, nested lists of pixels or a "
+                          "file path, got list that numpy cannot make one array of (rows of unequal length?)"),
+    ([["a", "b"], ["c", "d"]], "got list whose values are not pixel numbers (numpy makes dtype <U1 of it)"),
+    (b"\x00" * 12, "got bytes"),
     (object(), "got object"),
     (None, "got NoneType"),
 ])
 def test_bad_images_are_refused_by_name(predictor, image, message):
     _refused(lambda: predictor(image), message)
+
+
+def test_array_likes_numpy_makes_a_picture_of_are_taken_as_that_picture(predictor):
+    """Nested lists and PIL images (issue 32): the same poses as the numpy array they are."""
+    from PIL import Image
+
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[20:100, 70:90] = 200
+    want = predictor(img, boxes=[[60, 10, 40, 100]])[0].keypoints
+    for same in (img.tolist(), Image.fromarray(img), Image.fromarray(img).convert("RGBA")):
+        got = predictor(same, boxes=[[60, 10, 40, 100]])
+        assert len(got) == 1 and np.array_equal(got[0].keypoints, want)
+    grey = predictor(Image.fromarray(img).convert("L"), boxes=[[60, 10, 40, 100]])   # a grey PIL image: 2-D
+    assert len(grey) == 1 and grey[0].keypoints.shape == want.shape
 
 
 def test_non_finite_pixels_are_counted(predictor):

@@ -58,12 +58,23 @@ class QualityCalibration:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} calibration")
         try:
-            return cls([IsotonicMap.from_dict(m) for m in d["keypoint_maps"]], IsotonicMap.from_dict(d["pose_map"]),
-                       np.asarray(d["visibility_temperature"], np.float64), ConformalRadii.from_dict(d["radii"]),
-                       dict(d.get("fit_info", {})),
-                       float(d.get("occluded_over_visible", DEFAULT_OCCLUDED_OVER_VISIBLE)))
+            cal = cls([IsotonicMap.from_dict(m) for m in d["keypoint_maps"]], IsotonicMap.from_dict(d["pose_map"]),
+                      np.asarray(d["visibility_temperature"], np.float64), ConformalRadii.from_dict(d["radii"]),
+                      dict(d.get("fit_info", {})),
+                      float(d.get("occluded_over_visible", DEFAULT_OCCLUDED_OVER_VISIBLE)))
         except (KeyError, TypeError) as e:
             raise ValueError(f"calibration is missing or has a bad field ({e})") from None
+        # one map, temperature and radius row per keypoint type: a cut or hand-edited file is refused here, not
+        # applied with keypoint 12 reading keypoint 11's map (or failing deep in numpy)
+        k = len(cal.keypoint_maps)
+        for part, n in (("visibility_temperature", cal.visibility_temperature.size), ("radii", cal.radii.radii.shape[0])):
+            if n != k:
+                raise ValueError(f"{part} has {n} entries, keypoint_maps {k}: one per keypoint type is needed")
+        if cal.visibility_temperature.ndim != 1 or not np.all(cal.visibility_temperature > 0):
+            raise ValueError("visibility_temperature must be K numbers > 0")
+        if not 0 < cal.occluded_over_visible < np.inf:
+            raise ValueError(f"occluded_over_visible must be a number > 0, got {cal.occluded_over_visible}")
+        return cal
 
 
 def truth_of(keypoints, gt, area) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.data.boxcheck import box_verdict, summary_line
-from posecal.data.images import check_image_folder
+from posecal.data.images import check_image_folder, image_size
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
 from posecal.data.schema import Field, checked_entries, current_skips, left_out
 from posecal.errors import PosecalInputError
@@ -206,6 +206,7 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
     spec = DETECTION | {"image_id": Field("int", required=True)}
     records, unknown, skipped, clipped, persons = [], [], [], [], 0
     strict = current_skips()   # a strict job: each box left out is one of its invalid entries
+    sizes: dict[int, tuple[int, int] | None] = {}
     for i, det in checked_entries(boxes_file, dets, spec, id_field="image_id", what="detections"):
         if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY or det.get("score", 1.0) < min_box_score:
             continue
@@ -215,7 +216,11 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
         persons += 1
         img = images[det["image_id"]]
         label = f"entry {i} (image_id {det['image_id']})"
-        box, why = box_verdict(np.asarray(det["bbox"], np.float64), img.get("width"), img.get("height"))
+        width, height = img.get("width"), img.get("height")
+        if width is None or height is None:   # not in the file: the image's header says (a box far outside
+            width, height = sizes.setdefault(img["id"], image_size(os.path.join(image_dir, img["file_name"]))) \
+                or (None, None)               # it would otherwise be posed on padding, without a word)
+        box, why = box_verdict(np.asarray(det["bbox"], np.float64), width, height)
         if box is None:
             skipped.append(f"{label} {why}")
             if strict is not None:

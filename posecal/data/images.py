@@ -139,6 +139,20 @@ def _probe_header(data: bytes, name: str, orientation: bool) -> tuple[tuple[int,
         return None, 1
 
 
+def image_size(path) -> tuple[int, int] | None:
+    """(width, height) of an image file as stored (EXIF orientation not applied), from its header alone
+    (Pillow's open is lazy), or None where that cannot tell (missing, unreadable, a format Pillow does not know):
+    the reader then has the last word. Why: to judge a person box against its image before any network runs,
+    when the annotation file does not give the image's size."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.size
+    except Exception:  # noqa: BLE001 - any failure: size unknown here, the reader says what is wrong
+        return None
+
+
 def _decode(data: bytes, name: str) -> np.ndarray:
     """Decode as stored (IMREAD_UNCHANGED: bit depth and alpha kept, EXIF orientation not applied)."""
     try:

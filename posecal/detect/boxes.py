@@ -35,7 +35,9 @@ class BoxFile:
     - per image: {"name.jpg": [[x, y, w, h], [x, y, w, h, score], ...], ...}.
     Names match an input's name relative to its folder argument, or else its base name.
     `annotations` (the COCO file `image_names` came from) is named when a detection's image_id is not in it.
-    An empty file, or one without a single person box, is refused: every image would silently get nobody.
+    An empty list or object, or detections without a single person, says "nobody in any image" (a detector that
+    found nobody, the normal case for some pictures): `nobody` is then True and every image gets no person
+    (the job says so in one line). A file of no bytes is refused: that is a write that failed, not an answer.
     """
 
     def __init__(self, path, image_names: dict[int, str] | None = None, annotations=None):
@@ -58,10 +60,10 @@ class BoxFile:
             self._read_per_image(data)
         else:
             raise PosecalInputError(f"{self.path}: expected a list (COCO detections) or an object (per image)")
-        if not data or (isinstance(data, list) and not self.by_name):   # {"a.jpg": []} says "nobody": allowed
-            what = "no person detections (category_id 1)" if data else "no boxes (empty)"
-            raise PosecalInputError(f"{self.path}: {what}; give person boxes in it, or leave out --boxes to use "
-                                    f"the person detector")
+        # [], {}, or detections of other categories only: nobody anywhere (as {"a.jpg": []} says for one image)
+        self.nobody = not data or (isinstance(data, list) and not self.by_name)
+        self.nobody_reason = "" if not self.nobody else "no person detections (category_id 1)" if data else \
+            f"an empty {'list' if isinstance(data, list) else 'object'}"
 
     def _read_coco(self, data: list, image_names: dict[int, str], annotations=None) -> None:
         """Detections of people, by image name; a bad entry is skipped with a line (posecal.data.schema).

@@ -119,6 +119,9 @@ class ResultsCalibrator:
                 per_type(self.labelled_maps, per_type(self.labelled_scores, f)))
 
     def outputs(self, res: ResultSet, evidence: Evidence | None = None) -> dict[str, np.ndarray]:
+        if res.confidence.shape[1] != len(self.keypoint_maps):
+            raise PosecalInputError(f"the results have {res.confidence.shape[1]} keypoints per person, the calibrator "
+                                    f"was fitted on {len(self.keypoint_maps)}")
         kq, p_lab = self.calibrated(res.confidence, evidence)
         pose_in = expected_oks(kq, p_lab)
         if self.pose_score is not None and evidence is not None:
@@ -170,9 +173,33 @@ class ResultsCalibrator:
                 cal.labelled_scores = [LogisticScore.from_dict(m) for m in d["labelled_scores"]]
                 if "pose_score" in d:
                     cal.pose_score = LogisticScore.from_dict(d["pose_score"])
+            cal.check_lengths()
             return cal
         except (KeyError, TypeError, ValueError) as e:
             raise PosecalInputError(f"{source}: calibrator is damaged ({e})") from None
+
+    def check_lengths(self) -> None:
+        """Every per-keypoint-type part has one entry per type, and the logistic scores read as many features as
+        this calibrator's evidence gives: a file cut or edited by hand must not calibrate keypoint 12 with
+        keypoint 11's map, or fail deep in numpy. Raises ValueError naming the part."""
+        k = len(self.keypoint_maps)
+        parts = {"labelled_maps": len(self.labelled_maps), "occluded_share": len(np.atleast_1d(self.occluded_share)),
+                 "radii": self.radii.radii.shape[0]}
+        if self.keypoint_scores is not None:
+            parts |= {"keypoint_scores": len(self.keypoint_scores), "labelled_scores": len(self.labelled_scores)}
+        names = self.meta.get("keypoints")
+        if isinstance(names, list):
+            parts["meta.keypoints"] = len(names)
+        for part, n in parts.items():
+            if n != k:
+                raise ValueError(f"{part} has {n} entries, keypoint_maps {k}: one per keypoint type is needed")
+        if np.atleast_1d(self.occluded_share).ndim != 1 or not np.all((self.occluded_share >= 0)
+                                                                      & (self.occluded_share <= 1)):
+            raise ValueError("occluded_share must be K numbers in [0, 1]")
+        for part in ("keypoint_scores", "labelled_scores"):
+            widths = {len(m.weights) for m in getattr(self, part) or []}
+            if len(widths) > 1:
+                raise ValueError(f"{part} read different numbers of features ({sorted(widths)})")
 
 
 def fit_results_calibrator(res: ResultSet, gt, target: float = 0.9, evidence: Evidence | None = None,

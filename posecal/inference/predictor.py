@@ -257,17 +257,38 @@ def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") 
 
 
 def bgr_image(image, bgr: bool, name: str) -> np.ndarray:
-    """A file path (read, EXIF-turned) or a numpy array -> BGR uint8; anything else is refused by name."""
+    """A file path (read, EXIF-turned), a numpy array or an array-like (a PIL image, nested lists, anything
+    numpy.asarray makes a picture of) -> BGR uint8; anything else is refused by name."""
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, apply_exif=True)  # as a photo viewer shows it
     if not isinstance(image, np.ndarray):
-        raise PosecalInputError(f"{name}: expected a numpy array (H x W[ x C]) or a file path, got "
-                                f"{type(image).__name__}")
+        image = array_like_image(image, name)
     if bgr:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise PosecalInputError(f"{name}: bgr=True needs H x W x 3 uint8, got {image.shape} {image.dtype}")
         return image
     return bgr_from_array(image, name)
+
+
+def array_like_image(image, name: str = "image") -> np.ndarray:
+    """What numpy.asarray makes of a picture given as a PIL image (palette, CMYK and other modes turned to RGB
+    first, as their arrays are not colours), nested lists or anything with __array__; one line where that is
+    not a picture of numbers (check_image_array then judges its shape)."""
+    expected = "a numpy array (H x W[ x C]), a PIL image, nested lists of pixels or a file path"
+    if isinstance(image, (bytes, bytearray, dict, set)) or image is None or np.isscalar(image):
+        raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__}")
+    mode = getattr(image, "mode", None)
+    if isinstance(mode, str) and hasattr(image, "convert") and mode not in ("RGB", "RGBA", "L", "I;16"):
+        image = image.convert("RGB")
+    try:
+        arr = np.asarray(image)
+    except (ValueError, TypeError):   # ragged nested lists and the like
+        raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__} that numpy cannot make "
+                                f"one array of (rows of unequal length?)") from None
+    if arr.dtype.kind not in "uif" or arr.ndim == 0:
+        raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__} whose values are not "
+                                f"pixel numbers (numpy makes dtype {arr.dtype} of it)")
+    return arr
 
 
 def check_image_array(arr: np.ndarray, name: str = "image") -> None:

@@ -81,6 +81,8 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     t0 = time.time()
     image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
     box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations) if cfg.boxes else None
+    if box_file is not None and box_file.nobody:   # a detector that found nobody: empty results, not an error
+        say(f"{box_file.path}: {box_file.nobody_reason}: nobody in any image; the results will be empty")
     detector = None
     if not box_file:
         from posecal.detect.detector import load_detector
@@ -118,45 +120,73 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
             elif detector is None and box_file is None:
                 persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
             entries = result_entries(frame, persons, 0, mode)
-            results.extend(entries)
-            entry_keys.extend([key] * len(entries))
             if cfg.render:
                 _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
+            results.extend(entries)
+            entry_keys.extend([key] * len(entries))
+            frames_read.append((key, frame.name))   # done: its results are kept even if Ctrl-C comes next
             if keep_people:
                 kept_people[frame.name] = persons
         pending.clear()
 
     bar = tqdm(share_frames(files, cfg.every, ranks.rank, ranks.world_size), desc="predicting", unit="img",
                disable=not cfg.progress or not ranks.is_main)
-    for key, item in bar:
-        if isinstance(item, Problem):
-            log(item.message)
-            n_problems += 1
-            continue
-        frames_read.append((key, item.name))
-        boxes, scores, from_detector, messages = _boxes_for(item, box_file, detector)
-        for m in messages:
-            log(m)
-        if len(boxes):
-            pending.append((item, key, boxes, scores, from_detector))
-        elif cfg.render:
-            _render(item, [], cfg.show_all, overlay(item))
-        if sum(len(p[2]) for p in pending) >= cfg.batch_size:
+    try:
+        for key, item in bar:
+            if isinstance(item, Problem):
+                log(item.message)
+                n_problems += 1
+                continue
+            boxes, scores, from_detector, messages = _boxes_for(item, box_file, detector)
+            for m in messages:
+                log(m)
+            if len(boxes):
+                pending.append((item, key, boxes, scores, from_detector))
+            else:
+                if cfg.render:
+                    _render(item, [], cfg.show_all, overlay(item))
+                frames_read.append((key, item.name))
+            if sum(len(p[2]) for p in pending) >= cfg.batch_size:
+                flush()
+        if pending:
             flush()
-    if pending:
-        flush()
+    except KeyboardInterrupt:
+        if ranks.distributed:   # the other ranks cannot be gathered from now: nothing is written
+            raise
+        bar.close()
+        # Ctrl-C: the inputs finished so far are written as one process writes them, and the line says so
+        raise KeyboardInterrupt(_kept_message(cfg, frames_read, results, entry_keys, image_ids)) from None
     shares = ranks.gather((frames_read, results, entry_keys, n_problems))
     if not ranks.is_main:
         return PredictSummary(len(frames_read), len(results), n_problems, time.time() - t0, kept_people)
     frames_read = sorted((f for share in shares for f in share[0]), key=lambda f: f[0])
     if not frames_read:
         raise PosecalInputError("no input could be read (see the messages above); nothing written")
-    ids = frame_image_ids(frames_read, image_ids)
-    merged = sorted(((k, e) for share in shares for k, e in zip(share[2], share[1])), key=lambda ke: ke[0])
-    results = [e | {"image_id": ids[k]} for k, e in merged]
+    results = _with_image_ids(shares, frames_read, image_ids)
     write_json_atomic(results, cfg.out, indent=None)
     return PredictSummary(len(frames_read), len(results), sum(share[3] for share in shares), time.time() - t0,
                           kept_people)
+
+
+def _with_image_ids(shares, frames_read, image_ids: dict[str, int]) -> list[dict]:
+    """The ranks' result entries in input order, each with its frame's image id (frame_image_ids)."""
+    ids = frame_image_ids(frames_read, image_ids)
+    merged = sorted(((k, e) for share in shares for k, e in zip(share[2], share[1])), key=lambda ke: ke[0])
+    return [e | {"image_id": ids[k]} for k, e in merged]
+
+
+def _kept_message(cfg: PredictConfig, frames_done, results, entry_keys, image_ids) -> str:
+    """Write what an interrupted run finished (its results file, atomically) and say what that is."""
+    if not frames_done:
+        return f"interrupted before any input was done; nothing written to {cfg.out}"
+    done = sorted(frames_done, key=lambda f: f[0])
+    keys = {k for k, _ in done}
+    kept = [(k, e) for k, e in zip(entry_keys, results) if k in keys]
+    write_json_atomic(_with_image_ids([(done, [e for _, e in kept], [k for k, _ in kept], 0)], done, image_ids),
+                      cfg.out, indent=None)
+    overlays = f"; their overlays are in {cfg.render}" if cfg.render else ""
+    return (f"interrupted: kept the {len(done)} input(s) done, up to {done[-1][1]} ({len(kept)} pose(s)), "
+            f"in {cfg.out}{overlays}")
 
 
 def share_frames(files: list[tuple[Path, str]], every: int, rank: int = 0, world_size: int = 1):
@@ -216,6 +246,8 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.nda
     h, w = frame.bgr.shape[:2]
     if box_file is not None:
         found = box_file.get(frame.name)
+        if found is None and box_file.nobody:   # said once for the whole file
+            return np.zeros((0, 4)), np.zeros(0), False, []
         if found is None:
             return np.zeros((0, 4)), np.zeros(0), False, [f"{frame.name}: no boxes for it in {box_file.path}"]
         boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}: {box_file.path.name}",

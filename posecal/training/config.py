@@ -88,6 +88,11 @@ class TrainConfig:
 STRATEGIES = ("s1", "s2", "s3")
 AMP_DTYPES = ("bf16", "fp16")
 
+# Data-loading processes: each holds a copy of the dataset and its own threads, so a typo (num_workers: 400)
+# would fork hundreds of processes and exhaust the machine's memory before the first step; 64 is more than any
+# one machine's loading needs.
+WORKERS = Rule(lo=0, hi=64)
+
 # What each numeric or enum-like field allows beyond its type (the type comes from the annotation). A field
 # missing here takes any value of its type.
 RULES: dict[type, dict[str, Rule]] = {
@@ -95,7 +100,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
         "warmup_steps": NON_NEGATIVE, "min_lr_ratio": PROBABILITY, "max_steps": POSITIVE,
         "max_train_persons": POSITIVE, "val_every": POSITIVE, "max_val_persons": POSITIVE,
-        "num_workers": NON_NEGATIVE, "threads": THREADS, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
+        "num_workers": WORKERS, "threads": THREADS, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
         "max_minutes": POSITIVE, "resume_warmup_steps": NON_NEGATIVE, "strategy": Rule(choices=STRATEGIES),
         "lambda_heatmap": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE, "lambda_opks": NON_NEGATIVE,
         "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,

@@ -458,6 +458,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
                                 "use strategy s1 with it")
     if cfg.strategy == "s3" and cfg.lambda_integral:
         raise PosecalInputError("lambda_integral trains the pose network, which strategy s3 freezes; set it to 0")
+    if cfg.lambda_integral and cfg.model.backbone in MOVENET_VARIANTS:   # else silently unused (pose_losses)
+        raise PosecalInputError(f"lambda_integral is an integral loss on heatmaps, which a MoveNet model "
+                                f"({cfg.model.backbone}) does not train (it trains with MoveNet's own centre, "
+                                f"regression and offset losses); set it to 0")
     dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed)
     counts = np.bincount(np.concatenate([r.keypoints[:, 2].astype(int) for r in records]), minlength=3)[:3]
     if cfg.model.visibility_classes == 2:
