@@ -140,16 +140,16 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     with _rank0_warnings(ranks.is_main), strict_reading(cfg.skip_invalid) as skips:   # every rank reads alike
         records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
         truth = read_coco(cfg.annotations)
+    if not records and cfg.boxes:   # a detector that found nobody: no model to run
+        return _nobody_detected(cfg, out, truth, skips, t0) if ranks.is_main else None
+    if not records:
+        raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     model, mcfg, meta = _open_model(cfg)
     require_coco_keypoints(mcfg, cfg.model)
     if cfg.decode == "movenet" and default_decode(mcfg) != "movenet":
         raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "
                                 f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
-    if not records and cfg.boxes:
-        return _nobody_detected(cfg, out, truth, skips, t0) if ranks.is_main else None
-    if not records:
-        raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     share = ranks.shard_indices(len(records))
     mine = [records[i] for i in share]
     pred = predict_records(model, mine, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
