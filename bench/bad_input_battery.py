@@ -9,7 +9,7 @@ own subprocess, and says how each was handled.
 The cases are grouped by surface, one module each, which also runs alone (`python bench/battery_eval.py`, or
 `--surface eval` here): battery_files.py (predict's input, output, boxes, model and detector files and option
 numbers), battery_boxes.py (box values, CLI and API), battery_eval.py, battery_train.py, battery_export.py
-(export, pack, demo) and battery_api.py; battery_runner.py runs them, battery_fixtures.py makes their inputs and
+(export, pack, demo), battery_api.py and battery_pipeline.py (issue 32: strict eval, empty inputs); battery_runner.py runs them, battery_fixtures.py makes their inputs and
 battery_judges.py classes their runs.
 
 It runs whichever posecal is first on PYTHONPATH and uses only the public surface that older versions have too
@@ -38,11 +38,13 @@ import battery_boxes
 import battery_eval
 import battery_export
 import battery_files
+import battery_pipeline
 import battery_train
 from battery_runner import main
 
 SURFACES = {"files": battery_files.CASES, "boxes": battery_boxes.CASES, "eval": battery_eval.CASES,
-            "train": battery_train.CASES, "export": battery_export.CASES, "api": battery_api.CASES}
+            "train": battery_train.CASES, "export": battery_export.CASES, "api": battery_api.CASES,
+            "pipeline": battery_pipeline.CASES}
 
 
 if __name__ == "__main__":

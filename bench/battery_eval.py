@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from battery_fixtures import MODEL, P, huge_header_png
-from battery_judges import refused, skipped
+from battery_judges import refused, skipped, works
 from battery_runner import Case, Run, cli, main
 
 
@@ -65,23 +65,22 @@ def set_field(part, index, field, value):
 
 
 def malformed_ann(name, part, index, field, value, bad):
-    """eval on the fixture set with one field of one entry malformed: that entry skipped by name, the rest
-    evaluated (3 of 4 persons)."""
+    """eval on the fixture set with one field of one entry malformed: refused (issue 32: a metric on exactly the
+    file given or not at all), naming the entry and field; --skip-invalid scores the rest (battery_pipeline.py)."""
     def run(fx, cwd):
         ann = edited_json("ann.json", coco_data, set_field(part, index, field, value))(fx, cwd)
         return cli("eval", "--annotations", ann, "--images", fx.images, "--out", "ev", MODEL, "--no-progress",
                    "--threads", "1")(fx, cwd)
-    return Case(name, run, skipped(bad, eval_metrics(3)))
+    return Case(name, run, refused(*bad.split(": ")))
 
 
-def results_metrics_written(n: int):
-    def check(r: Run) -> str | None:
-        m = r.cwd / "ev" / "metrics.json"
-        if not m.is_file():
-            return "metrics.json not written"
-        got = json.loads(m.read_text())["num_results"]
-        return None if got == n else f"metrics over {got} results, expected {n}"
-    return check
+def nobody_scored(r: Run) -> str | None:
+    m, res = r.cwd / "ev" / "metrics.json", r.cwd / "ev" / "results.json"
+    if not m.is_file() or not res.is_file():
+        return "metrics.json or results.json not written"
+    metrics = json.loads(m.read_text())
+    return None if json.loads(res.read_text()) == [] and metrics["ap"][metrics["score_mode"]] == 0 else \
+        f"AP {metrics['ap']}"
 
 
 def eval_args(*args):
@@ -105,7 +104,7 @@ CASES = [
                                            "--out", "ev", MODEL), refused("boxes_bad.json")),
     Case("eval-boxes-malformed", eval_args("--out", "ev", "--boxes", P("boxes_bad.json")), refused("boxes_bad.json")),
     Case("eval-batch-size-0", eval_args("--out", "ev", "--batch-size", "0"), refused("--batch-size")),
-    # --- malformed fields (issue 22): the entry is skipped with a line naming file, entry and field
+    # --- malformed fields (issue 22; refused since issue 32): a line naming file, entry and field
     malformed_ann("eval-annotation-bbox-null", "annotations", 1, "bbox", None, "annotations[1] (id 101): bbox"),
     malformed_ann("eval-annotation-keypoints-as-strings", "annotations", 2, "keypoints",
                   [str(v) for v in [60.0, 30.0, 2] * 17], "annotations[2] (id 102): keypoints"),
@@ -113,20 +112,20 @@ CASES = [
                   "annotations[3] (id 103): image_id"),
     Case("eval-boxes-score-as-string", eval_args("--out", "ev", "--boxes", edited_json(
         "dets.json", detections_data, set_field(None, 1, "score", "0.9"))),
-         skipped("entry 1 (image_id 2): score", eval_metrics(3))),
+         refused("dets.json", "entry 1 (image_id 2)", "score")),
     Case("eval-results-score-as-string", cli("eval", "--results", edited_json(
         "r.json", results_data, set_field(None, 0, "score", "0.9")), "--annotations", lambda fx, c: fx.ann,
-        "--out", "ev"), skipped("entry 0 (image_id 1): score", results_metrics_written(3))),
+        "--out", "ev"), refused("r.json", "entry 0 (image_id 1)", "score")),
     Case("eval-results-keypoints-null-everywhere", cli("eval", "--results", edited_json(
         "r.json", results_data, lambda d: [e.update(keypoints=None) for e in d]), "--annotations",
         lambda fx, c: fx.ann, "--out", "ev"), refused("r.json", "keypoints")),
     # issue 22: implausible detection boxes, and messages that name the fix
     Case("eval-boxes-nan-and-sub-pixel", eval_args("--out", "ev", "--boxes", P("dets_nan_tiny.json")),
-         skipped("dets_nan_tiny.json", eval_metrics(2))),
+         refused("dets_nan_tiny.json", "entry 1", "entry 2", after=("dets_nan_tiny.json",))),
     Case("eval-boxes-unknown-image-id", eval_args("--out", "ev", "--boxes", P("dets_unknown_id.json")),
          refused("dets_unknown_id.json", "ann.json")),
-    Case("eval-boxes-empty-file", eval_args("--out", "ev", "--boxes", P("dets_empty.json")),
-         refused("dets_empty.json")),
+    # issue 32: a detector that found nobody is an empty result (AP 0), not an error
+    Case("eval-boxes-empty-file", eval_args("--out", "ev", "--boxes", P("dets_empty.json")), works(nobody_scored)),
     Case("eval-model-is-training-checkpoint", lambda fx, cwd: cli(
         "eval", "--annotations", fx.ann, "--images", fx.images, "--out", "ev", "--no-progress", "--model",
         fx.training_checkpoint(cwd))(fx, cwd), refused("last.pt", "posecal pack")),

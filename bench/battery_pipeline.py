@@ -102,13 +102,6 @@ def empty_result(out: str = "p.json", said: str = ""):
     return check
 
 
-def ap_zero(r: Run) -> str | None:
-    m, res = metrics(r), predictions(r, "ev/results.json")
-    if m is None or res is None:
-        return "metrics.json or results.json not written"
-    return None if res == [] and m["ap"][m["score_mode"]] == 0 else f"AP {m['ap']}, {len(res)} results"
-
-
 def api_len(n: int):
     return lambda r: None if api_result(r) == n else f"result {api_result(r)}, expected {n}"
 
@@ -119,9 +112,6 @@ CASES = [
                                                    ""), refused("annotations[1] (id 101)", "keypoints", "--skip-invalid")),
     Case("eval-gt-keypoint-nan", gt_eval("", set_keypoint(1, 0, float("nan")), ""),
          refused("annotations[1] (id 101)", "keypoints", "--skip-invalid")),
-    Case("eval-gt-keypoints-as-strings", gt_eval("", set_field("annotations", 2, "keypoints",
-                                                               [str(v) for v in [60.0, 30.0, 2] * 17]), ""),
-         refused("annotations[2] (id 102)", "keypoints")),
     Case("eval-gt-negative-box", gt_eval("", set_field("annotations", 1, "bbox", [10, 10, -40, 80]), ""),
          refused("annotations[1] (id 101)", "bbox")),
     Case("eval-gt-unknown-image-id", gt_eval("", set_field("annotations", 3, "image_id", 77), ""),
@@ -135,21 +125,14 @@ CASES = [
     Case("eval-gt-bad-entry-skip-invalid", gt_eval("", set_field("annotations", 1, "bbox", None), "", "--skip-invalid"),
          skipped("annotations[1] (id 101): bbox", skipped_recorded(3))),
     # --- strict eval: detections and results files
-    Case("eval-dets-score-as-string", dets_eval(set_field(None, 1, "score", "0.9")),
-         refused("dets.json", "entry 1 (image_id 2)", "score")),
     Case("eval-dets-score-as-string-skip-invalid", dets_eval(set_field(None, 1, "score", "0.9"), "--skip-invalid"),
          skipped("entry 1 (image_id 2): score", skipped_recorded(3))),
-    Case("eval-results-score-as-string", results_eval(set_field(None, 0, "score", "0.9")),
-         refused("r.json", "entry 0 (image_id 1)", "score")),
     Case("eval-results-score-as-string-skip-invalid", results_eval(set_field(None, 0, "score", "0.9"),
                                                                    "--skip-invalid"),
          skipped("entry 0 (image_id 1): score", skipped_recorded(3, "num_results"))),
     Case("eval-dets-far-outside-image-of-unknown-size", far_outside_without_sizes,
          refused("dets.json", "entry 1 (image_id 2)", "outside")),
     # --- empty is valid: nobody found is an empty result, written, with a line
-    Case("eval-boxes-empty-list", cli("eval", "--annotations", lambda fx, c: fx.ann, "--images",
-                                      lambda fx, c: fx.images, "--out", "ev", MODEL, "--no-progress", "--boxes",
-                                      P("dets_empty.json")), works(ap_zero)),
     Case("predict-boxes-empty-list", with_setup(lambda fx, c: (c / "b.json").write_text("[]"),
                                                 predict(P("good.jpg"), "--boxes", "b.json")),
          works(empty_result(said="nobody"))),

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.cli.main import main
 from posecal.errors import PosecalInputError
 
 from conftest import make_coco

@@ -12,7 +12,8 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -114,7 +115,7 @@ class Skips:
     metrics file."""
 
     skip: bool = False
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = dataclass_field(default_factory=list)
 
     def add(self, line: str) -> None:
         if line not in self.lines:   # a file read twice (e.g. the ground truth for the persons and for AP)
