@@ -94,13 +94,22 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
             if session is not None:
                 return session
             note(f"exporting {source} to ONNX once (about 20-30 s); later runs start from {entry}")
-            data = export(path, flip)
+            try:
+                data = export(path, flip)
+            except PosecalInputError as e:   # the model's own problem (not a model file...): not the folder's
+                raise _ModelProblem(str(e)) from None
             write_atomic(entry, lambda f: _write_synced(f, data))
+    except _ModelProblem as e:
+        raise PosecalInputError(str(e)) from None
     except (OSError, Timeout, PosecalInputError) as e:
         log(f"cannot use the ONNX cache folder {folder} ({e}); exporting in memory for this run "
             f"(set {CACHE_ENV} to a writable folder)")
         return OnnxEstimator(export(path, flip), threads=threads, source=source, device=device)
     return OnnxEstimator(entry, threads=threads, source=source, device=device)
+
+
+class _ModelProblem(Exception):
+    """A model file that cannot be exported: said as it is, not taken for a cache folder that cannot be used."""
 
 
 def _say(message: str) -> None:
