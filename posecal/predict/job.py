@@ -28,6 +28,7 @@ from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
 from posecal.parallel import current, rank_job
+from posecal.records import STDOUT, ImageRecords, is_stream
 
 NMS_MODES = ("oks", "soft", "none")
 
@@ -100,6 +101,11 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         say(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
+    stream = None
+    if is_stream(cfg.out):   # --out - / .jsonl: a record per frame, as made
+        if ranks.distributed:
+            raise PosecalInputError("--out -/.jsonl runs in one process, not under torchrun")
+        stream = ImageRecords(cfg.out, image_ids, lookup)
     overlay = None
     if cfg.render:
         overlay = RenderNames(cfg.render, say if ranks.distributed else log)
@@ -118,6 +124,8 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
             elif detector is None and box_file is None:
                 persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
             entries = result_entries(frame, persons, 0, mode)
+            if stream is not None:
+                stream(frame, entries)
             results.extend(entries)
             entry_keys.extend([key] * len(entries))
             if cfg.render:
@@ -139,8 +147,13 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
             log(m)
         if len(boxes):
             pending.append((item, key, boxes, scores, from_detector))
-        elif cfg.render:
-            _render(item, [], cfg.show_all, overlay(item))
+        else:
+            if stream is not None and pending:   # its record after those of the frames before it
+                flush()
+            if stream is not None:
+                stream(item, [])
+            if cfg.render:
+                _render(item, [], cfg.show_all, overlay(item))
         if sum(len(p[2]) for p in pending) >= cfg.batch_size:
             flush()
     if pending:
@@ -154,7 +167,10 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     ids = frame_image_ids(frames_read, image_ids)
     merged = sorted(((k, e) for share in shares for k, e in zip(share[2], share[1])), key=lambda ke: ke[0])
     results = [e | {"image_id": ids[k]} for k, e in merged]
-    write_json_atomic(results, cfg.out, indent=None)
+    if stream is not None:
+        stream.close()
+    else:
+        write_json_atomic(results, cfg.out, indent=None)
     return PredictSummary(len(frames_read), len(results), sum(share[3] for share in shares), time.time() - t0,
                           kept_people)
 
@@ -201,7 +217,8 @@ def _check(cfg: PredictConfig) -> None:
         raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
     if cfg.batch_size < 1:
         raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
-    check_output_file(cfg.out, "--out")
+    if str(cfg.out) != STDOUT:
+        check_output_file(cfg.out, "--out")
     if cfg.render:
         check_output_dir(cfg.render, "--render")
 
