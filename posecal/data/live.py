@@ -241,9 +241,11 @@ class LiveReader:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=self.cfg.stall_seconds + 1)
 
-    def report(self) -> str:
-        """One line: what arrived, what share was processed, what was dropped, why it ended."""
+    def report(self, stopped_by: str | None = None) -> str:
+        """One line: what arrived, what share was processed, what was dropped, why it ended (`stopped_by`: what
+        stopped the run, when the stream itself did not end)."""
         share = self.taken / self.captured if self.captured else 0.0
-        end = self.ended if self.ended not in (None, "stopped") else "stopped"
+        end = (self.ended if self.ended not in (None, "stopped")
+               else f"stopped by {stopped_by}" if stopped_by else "stopped")
         return (f"{self.source.name}: {self.captured} frame(s) arrived, {self.taken} processed ({share:.0%}), "
                 f"{self.dropped} dropped (the pipeline was busy); {end}")

@@ -363,7 +363,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                 out_video.close()
             if reader is not None:
                 captured, dropped = captured + reader.captured, dropped + reader.dropped
-                log(reader.report())
+                log(reader.report(stopped()))
             next_id = tracker.next_id
             videos.append((index, first_id, next_id, first_result, len(results)))
         lookahead.shutdown(wait=True, cancel_futures=True)
