@@ -292,3 +292,32 @@ def test_ctrl_c_is_a_request_to_stop_between_frames():
         time.sleep(0.05)
         assert stop.requested
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_duration_bounds_a_video_file_too(tiny, tmp_path, capsys):
+    video = write_walking_video(tmp_path / "long.mp4", frames=150)
+    out = tmp_path / "t.jsonl"
+    assert main(track_args(tiny, video, "--out", out, "--duration", 0.05, "--no-progress")) == 0
+    assert len(records_of(out.read_text())) < 150
+    assert "stopped by --duration" in capsys.readouterr().err
+
+
+def test_show_without_a_display_is_one_line_and_the_run_goes_on(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    video = write_walking_video(tmp_path / "walk.mp4")
+    assert main(track_args(tiny, video, "--out", tmp_path / "t.json", "--show", "--no-progress")) == 0
+    err = capsys.readouterr().err
+    assert err.count("--show:") == 1 and "going on without a window" in err
+    assert (tmp_path / "t.json").is_file()
+
+
+@needs_videos
+def test_the_shipped_models_records_on_a_real_video_match_the_schema(tmp_path, capsys):
+    out = tmp_path / "walk.jsonl"
+    assert main(["track", str(WALKING), "--out", str(out), "--max-frames", "6", "--backend", "torch",
+                 "--threads", "1", "--no-progress"]) == 0
+    records = records_of(out.read_text())
+    assert [r["frame"] for r in records] == list(range(6))
+    people = [p for r in records for p in r["people"]]
+    assert people and all({"track_id", "visibility", "visibility_probs", "frame_index"} <= set(p) for p in people)

@@ -64,7 +64,7 @@ class TrackConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     progress: bool = True
     max_frames: int | None = None        # stop after this many frames (all sources together)
-    duration: float | None = None        # stop this many seconds after the first source opened
+    duration: float | None = None        # stop this many seconds after the models are loaded
     live: LiveConfig = field(default_factory=LiveConfig)   # live sources: reconnects, stall timeout, real time
     show: bool = False                   # the overlay in a window as it is made (where a display exists)
 
