@@ -86,7 +86,7 @@ def main() -> None:
             row = run_one(server.url, model, args.seconds, args.threads, args.extra.split())
             rows.append(row)
             print(f"  {row['report']}", flush=True)
-    print(f"\n| model | arrived | processed | share | fps | capture -> line p50 / p95 ms | latency_ms p50 / p95 |")
+    print("\n| model | arrived | processed | share | fps | capture -> line p50 / p95 ms | latency_ms p50 / p95 |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['arrived']} | {r['processed']} | {r['share']:.0%} | {r['fps']:.1f} | "

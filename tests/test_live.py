@@ -145,7 +145,7 @@ def test_a_server_that_stops_mid_stream_ends_the_run_with_results_kept(tiny, tmp
         threading.Timer(1.5, server.stop).start()          # the camera goes away for good
         started = time.time()
         assert main(track_args(tiny, server.url, "--out", out, "--reconnect", 2, "--stall", 1)) == 0
-    assert time.time() - started < 30
+    assert time.time() - started < 60          # bounded: 2 refused reconnects, not a hang
     records = records_of(out.read_text())
     assert len(records) >= 3                                # what came before the drop is kept, line by line
     err = capsys.readouterr().err
@@ -161,7 +161,7 @@ def test_a_stalled_stream_is_reconnected_a_bounded_number_of_times(tiny, tmp_pat
         started = time.time()
         assert main(track_args(tiny, server.url, "--out", out, "--reconnect", 1, "--stall", 1)) == 0
         assert server.clients == 2                           # the first connection and one reconnect
-    assert time.time() - started < 20
+    assert time.time() - started < 60
     err = capsys.readouterr().err
     assert err.count("reconnecting") == 1 and "no frame for 1 s; reconnecting (1/1)" in err
     assert "cannot reopen it (after 1 reconnect attempt(s))" in err   # headers, then silence: the open times out
@@ -174,7 +174,7 @@ def test_duration_bounds_a_live_run(tiny, tmp_path, capsys):
         started = time.time()
         assert main(track_args(tiny, server.url, "--out", out, "--duration", 1.5)) == 0
         elapsed = time.time() - started
-    assert elapsed < 15          # model loading included; the stream itself never ends
+    assert elapsed < 60          # model loading included (a busy machine); the stream itself never ends
     records = records_of(out.read_text())
     assert records and records[-1]["capture_time"] - records[0]["capture_time"] < 1.6
     assert "stopped by --duration" in capsys.readouterr().err
@@ -229,6 +229,8 @@ def test_a_source_that_cannot_be_opened_is_one_line(tiny, tmp_path, capsys):
     assert main(track_args(tiny, "9", "--out", tmp_path / "x.jsonl")) == 2
     assert ("posecal: error: camera9: cannot open the live source (no camera with this index, or it is busy)"
             in capsys.readouterr().err)
+    assert main(track_args(tiny, "-", "--out", tmp_path / "x.jsonl")) == 2
+    assert "posecal: -: posecal track does not read stdin; for a pipe give a FIFO path" in capsys.readouterr().err
 
 
 @needs_videos

@@ -207,6 +207,10 @@ def track_sources(args: list[str]) -> tuple[list[tuple[Path | LiveSource, str]],
     """The sources of `posecal track` in the order given: (video file, name) or (live source, its name)."""
     sources, problems = [], []
     for arg in args:
+        if arg == "-":
+            problems.append(Problem("-: posecal track does not read stdin; for a pipe give a FIFO path (mkfifo) or "
+                                    "pipe:PATH"))
+            continue
         live = live_source(arg)
         if live is not None:
             sources.append((live, live.name))
