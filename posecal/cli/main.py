@@ -51,6 +51,7 @@ PYTHON_FORMATWARNING = warnings.formatwarning
 POSITIVE_INT = _number(int, POSITIVE)
 THREADS_INT = _number(int, THREADS)
 NON_NEGATIVE_FLOAT = _number(float, NON_NEGATIVE)
+POSITIVE_FLOAT = _number(float, POSITIVE)
 NON_NEGATIVE_INT = _number(int, NON_NEGATIVE)
 PROBABILITY_FLOAT = _number(float, PROBABILITY)
 ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and keep the pose the quality head "
@@ -174,21 +175,23 @@ def _cmd_pack(args) -> None:
 
 def _cmd_predict(args) -> None:
     from posecal.predict.job import PredictConfig, run_predict
+    from posecal.records import STDOUT, stdout_reserved
 
-    s = run_predict(PredictConfig(
-        inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
-        detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
-        min_pose_quality=args.min_pose_quality,
-        nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
-        radius=args.radius,
-        every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
-        flip=False if args.no_flip else None, threads=_threads(args), progress=not args.no_progress,
-        orientations=args.orientations))
-    if not is_main_process():
-        return
-    skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
-    print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
-          + (f", overlays in {args.render}/" if args.render else "") + skipped)
+    with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
+        s = run_predict(PredictConfig(
+            inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
+            detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
+            min_pose_quality=args.min_pose_quality,
+            nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
+            radius=args.radius,
+            every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
+            flip=False if args.no_flip else None, threads=_threads(args),
+            progress=not args.no_progress and args.out != STDOUT, orientations=args.orientations))
+        if not is_main_process():
+            return
+        skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
+        print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
+              + (f", overlays in {args.render}/" if args.render else "") + skipped)
 
 
 def _cmd_run_peer(args) -> None:
@@ -242,24 +245,36 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_track(args) -> None:
+    from posecal.data.live import LiveConfig
+    from posecal.records import STDOUT, stdout_reserved
     from posecal.tracking.job import TrackConfig, run_track
     from posecal.tracking.tracker import TrackerConfig
 
-    s = run_track(TrackConfig(
-        videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
-        detector_threshold=args.detector_threshold, detect_every=args.detect_every,
-        missed_detections=args.missed_detections, backend=args.backend,
-        flip=args.flip, threads=_threads(args), progress=not args.no_progress,
-        tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
-                              min_birth_quality=args.min_birth_quality)))
-    if not is_main_process():
-        return
-    video = f", video {args.render}" if args.render else ""
-    print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
-          f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}")
-    if args.timing and s.frames:
-        print("busy ms per frame (stages overlap): " + ", ".join(f"{stage} {1000 * sec / s.frames:.1f}"
-                                                                  for stage, sec in s.stages.items()))
+    with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
+        s = run_track(TrackConfig(
+            videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
+            detector_threshold=args.detector_threshold, detect_every=args.detect_every,
+            missed_detections=args.missed_detections, backend=args.backend,
+            flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
+            tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
+                                  min_birth_quality=args.min_birth_quality),
+            max_frames=args.max_frames, duration=args.duration, show=args.show,
+            live=LiveConfig(reconnects=args.reconnect, stall_seconds=args.stall, realtime=not args.no_drop)))
+        if not is_main_process():
+            return
+        video = f", video {args.render}" if args.render else ""
+        live = (f"; live: {s.frames} of {s.captured} arrived frame(s) processed "
+                f"({s.frames / max(s.captured, 1):.0%}), {s.dropped} dropped" if s.captured else "")
+        print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
+              f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}{live}")
+        if args.timing and s.frames:
+            print("busy ms per frame (stages overlap): " + ", ".join(f"{stage} {1000 * sec / s.frames:.1f}"
+                                                                      for stage, sec in s.stages.items()))
+    if s.stopped == "interrupted (Ctrl-C)":   # main() says it in one line and exits 130
+        raise KeyboardInterrupt(f"interrupted (Ctrl-C): kept the results of the {s.frames} frame(s) tracked "
+                                f"-> {args.out}")
+    if s.stopped:
+        print(f"posecal: stopped by {s.stopped} after {s.frames} frame(s)", file=sys.stderr)
 
 
 def _cmd_export(args) -> None:
@@ -303,7 +318,10 @@ def main(argv=None) -> int:
     p = sub.add_parser("predict", help="poses with pose quality, keypoint quality and visibility on images, "
                                        "folders or videos")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
-    p.add_argument("--out", default="predictions.json", help="COCO keypoint results JSON (default: predictions.json)")
+    p.add_argument("--out", default="predictions.json",
+                   help="X.json: COCO keypoint results, written at the end; X.jsonl or - (stdout): one JSON record "
+                        "per image or video frame, written as it is made (docs/schemas/frame_record.schema.json) "
+                        "(default: predictions.json)")
     p.add_argument("--render", metavar="DIR", help="write overlay images here")
     p.add_argument("--show-all", action="store_true", help="overlays: draw keypoints predicted absent, faintly")
     p.add_argument("--radius", action="store_true",
@@ -339,9 +357,31 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     p = sub.add_parser("track", help="multi-person pose tracking on videos: poses with track ids, smoothed")
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or folders of them)")
+    p.add_argument("videos", nargs="+", metavar="SOURCE",
+                   help="video files (or folders of them), or live sources: a camera index (0, 1, ...), a stream URL "
+                        "(rtsp://, http(s):// MJPEG, udp://, tcp://, rtmp://, srt://: what OpenCV's FFmpeg reads), "
+                        "or a named pipe (a FIFO path, or pipe:PATH)")
     p.add_argument("--out", default="tracks.json",
-                   help="COCO keypoint results with image_id = frame index and track_id (default: tracks.json)")
+                   help="X.json: COCO keypoint results with image_id = frame index and track_id, written at the end; "
+                        "X.jsonl or - (stdout): one JSON record per frame, written as it is made "
+                        "(docs/schemas/frame_record.schema.json) (default: tracks.json)")
+    p.add_argument("--max-frames", type=POSITIVE_INT, metavar="N",
+                   help="stop after N frames, all sources together (default: no limit)")
+    p.add_argument("--duration", type=POSITIVE_FLOAT, metavar="SECONDS",
+                   help="stop this many seconds after the models are loaded (default: no limit)")
+    p.add_argument("--reconnect", type=NON_NEGATIVE_INT, default=3, metavar="N",
+                   help="live sources: reopen a stream that stalled or dropped up to N times in a row, one line on "
+                        "stderr each (a pipe's end is the end) (default: 3)")
+    p.add_argument("--stall", type=POSITIVE_FLOAT, default=5.0, metavar="SECONDS",
+                   help="live sources: no frame for this long means the stream stalled; also the open timeout "
+                        "(default: 5)")
+    p.add_argument("--no-drop", action="store_true",
+                   help="live sources: queue every frame instead of taking the newest (falls behind real time when "
+                        "the pipeline is slower than the source) (default: real time, frames it cannot take are "
+                        "dropped and counted)")
+    p.add_argument("--show", action="store_true",
+                   help="show the overlay in a window as frames are tracked (q or Esc stops); where no display or GUI "
+                        "exists, one line and the run goes on (default: off)")
     p.add_argument("--render", metavar="OUT.mp4|DIR",
                    help="overlay video with track ids (one video: OUT.mp4; several: a folder)")
     p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "

@@ -6,6 +6,7 @@ file never stops the others.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +27,8 @@ class Frame:
     path: Path         # the file it came from
     bgr: np.ndarray
     frame_index: int | None = None   # videos only
+    capture_time: float | None = None   # wall clock (seconds since the epoch) when read: a live source's capture
+                                        # time (data/live.py), a file's decoding; what latency_ms counts from
 
 
 @dataclass
@@ -89,7 +92,7 @@ def iter_frames(files: list[tuple[Path, str]], every: int = 1) -> Iterator[Frame
             yield from _video_frames(path, name, every)
             continue
         try:
-            yield Frame(name, path, read_image(path, apply_exif=True))
+            yield Frame(name, path, read_image(path, apply_exif=True), capture_time=time.time())
         except PosecalInputError as e:
             yield Problem(str(e))
 
@@ -109,7 +112,7 @@ def _video_frames(path: Path, name: str, every: int) -> Iterator[Frame | Problem
                 ok, bgr = cap.retrieve()
                 if ok and bgr is not None:
                     produced += 1
-                    yield Frame(f"{name}#{index}", path, bgr, frame_index=index)
+                    yield Frame(f"{name}#{index}", path, bgr, frame_index=index, capture_time=time.time())
             index += 1
         if produced == 0:
             yield Problem(f"{path}: video has no readable frames")

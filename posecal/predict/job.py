@@ -28,6 +28,7 @@ from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
 from posecal.parallel import current, rank_job
+from posecal.records import STDOUT, ImageRecords, is_stream
 
 NMS_MODES = ("oks", "soft", "none")
 
@@ -102,6 +103,11 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         say(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
+    stream = None
+    if is_stream(cfg.out):   # --out - / .jsonl: a record per frame, as made
+        if ranks.distributed:
+            raise PosecalInputError("--out -/.jsonl runs in one process, not under torchrun")
+        stream = ImageRecords(cfg.out, image_ids, lookup)
     overlay = None
     if cfg.render:
         overlay = RenderNames(cfg.render, say if ranks.distributed else log)
@@ -120,6 +126,8 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
             elif detector is None and box_file is None:
                 persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
             entries = result_entries(frame, persons, 0, mode)
+            if stream is not None:
+                stream(frame, entries)
             if cfg.render:
                 _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
             results.extend(entries)
@@ -143,6 +151,10 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
             if len(boxes):
                 pending.append((item, key, boxes, scores, from_detector))
             else:
+                if stream is not None and pending:   # its record after those of the frames before it
+                    flush()
+                if stream is not None:
+                    stream(item, [])
                 if cfg.render:
                     _render(item, [], cfg.show_all, overlay(item))
                 frames_read.append((key, item.name))
@@ -154,6 +166,10 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         if ranks.distributed:   # the other ranks cannot be gathered from now: nothing is written
             raise
         bar.close()
+        if stream is not None:   # its records are out already, one per input done
+            stream.close()
+            raise KeyboardInterrupt(f"interrupted: the records of the {len(frames_read)} input(s) done are in "
+                                    f"{cfg.out}") from None
         # Ctrl-C: the inputs finished so far are written as one process writes them, and the line says so
         raise KeyboardInterrupt(_kept_message(cfg, frames_read, results, entry_keys, image_ids)) from None
     shares = ranks.gather((frames_read, results, entry_keys, n_problems))
@@ -163,7 +179,10 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     if not frames_read:
         raise PosecalInputError("no input could be read (see the messages above); nothing written")
     results = _with_image_ids(shares, frames_read, image_ids)
-    write_json_atomic(results, cfg.out, indent=None)
+    if stream is not None:
+        stream.close()
+    else:
+        write_json_atomic(results, cfg.out, indent=None)
     return PredictSummary(len(frames_read), len(results), sum(share[3] for share in shares), time.time() - t0,
                           kept_people)
 
@@ -231,7 +250,8 @@ def _check(cfg: PredictConfig) -> None:
         raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
     if cfg.batch_size < 1:
         raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
-    check_output_file(cfg.out, "--out")
+    if str(cfg.out) != STDOUT:
+        check_output_file(cfg.out, "--out")
     if cfg.render:
         check_output_dir(cfg.render, "--render")
 

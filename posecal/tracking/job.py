@@ -6,9 +6,15 @@ smoothing). Output contract, which checks rely on: one COCO keypoint result per 
 with `image_id` = frame index (0-based), `file_name` = "VIDEO#FRAME", an integer `track_id`, and every field
 of `posecal predict` (keypoints as x, y, keypoint quality triples; pose_quality, keypoint_quality,
 visibility, visibility_probs, box_score, bbox, score).
+
+Live sources (a camera, rtsp/http streams, a pipe; posecal/data/live.py) run in real time: the newest frame is
+taken when the pipeline is ready for one, the others are dropped and counted, and the tracker's clock is the
+capture time. With `--out -` or `.jsonl` each frame's record is written when the frame is done
+(posecal/records.py); Ctrl-C, --max-frames, --duration or the stream's end stop the run with what was made kept.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import tempfile
@@ -30,9 +36,11 @@ from posecal.outputs import check_output_dir, check_output_file
 from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
 from posecal.inference.predictor import Predictor
+from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
+from posecal.records import STDOUT, RecordStream, frame_record, is_stream
 from posecal.metrics.boxes import box_iou
-from posecal.tracking.pipeline import InOrder, Prefetch, StageClock
+from posecal.tracking.pipeline import InOrder, Prefetch, StageClock, StopRequest
 from posecal.tracking.shards import merged_tracks
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
@@ -55,6 +63,10 @@ class TrackConfig:
     threads: int = 2
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     progress: bool = True
+    max_frames: int | None = None        # stop after this many frames (all sources together)
+    duration: float | None = None        # stop this many seconds after the models are loaded
+    live: LiveConfig = field(default_factory=LiveConfig)   # live sources: reconnects, stall timeout, real time
+    show: bool = False                   # the overlay in a window as it is made (where a display exists)
 
 
 @dataclass
@@ -64,6 +76,10 @@ class TrackSummary:
     tracks: int
     seconds: float
     stages: dict[str, float] = field(default_factory=dict)   # busy seconds per stage (pipeline.StageClock)
+    captured: int = 0                    # live sources: frames that arrived (processed + dropped)
+    dropped: int = 0                     # live sources: frames the pipeline could not take (real time)
+    stopped: str | None = None           # why the run ended before its sources did: "interrupted (Ctrl-C)",
+                                         # "--max-frames", "--duration", "the reader of the records left"
 
 
 PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
@@ -187,30 +203,63 @@ def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path,
     return {path: folder / f"{Path(name).stem}.mp4" for path, name in videos}
 
 
+def track_sources(args: list[str]) -> tuple[list[tuple[Path | LiveSource, str]], list[Problem]]:
+    """The sources of `posecal track` in the order given: (video file, name) or (live source, its name)."""
+    sources, problems = [], []
+    for arg in args:
+        if arg == "-":
+            problems.append(Problem("-: posecal track does not read stdin; for a pipe give a FIFO path (mkfifo) or "
+                                    "pipe:PATH"))
+            continue
+        live = live_source(arg)
+        if live is not None:
+            sources.append((live, live.name))
+            continue
+        files, found_problems = collect([arg])
+        sources += files
+        problems += found_problems
+    return sources, problems
+
+
+def _check(cfg: TrackConfig) -> None:
+    if cfg.detect_every < 1:
+        raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
+    if cfg.max_frames is not None and cfg.max_frames < 1:
+        raise PosecalInputError(f"--max-frames must be >= 1, got {cfg.max_frames}")
+    if cfg.duration is not None and not cfg.duration > 0:
+        raise PosecalInputError(f"--duration must be > 0, got {cfg.duration}")
+    cfg.live.check()
+    if str(cfg.out) != STDOUT:
+        check_output_file(cfg.out, "--out")
+
+
 @rank_job()
 def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
-    """Track every video of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose) list.
-    Stages overlap (posecal/tracking/pipeline.py): the next frame is decoded and, on detector frames, its people
-    detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind.
+    """Track every video and live source of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose)
+    list. Stages overlap (posecal/tracking/pipeline.py): the next frame is decoded and, on detector frames, its
+    people detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind (a
+    live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
     Under torchrun each rank tracks its share of the videos (a video's frames all on one rank) and rank 0 writes
     the results with track ids renumbered as one process numbers them (tracking/shards.py)."""
     from posecal.viz.overlay import render_people
+    from posecal.viz.window import LiveWindow
 
     ranks = current()
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
     say = ranks.main_only(log)           # what every rank would say alike
-    if cfg.detect_every < 1:
-        raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
-    check_output_file(cfg.out, "--out")
-    files, problems = collect(cfg.videos)
+    _check(cfg)
+    sources, problems = track_sources(cfg.videos)
     for p in problems:
         say(p.message)
-    for path, _ in [f for f in files if not is_video(f[0])]:
+    for path, _ in [f for f in sources if not isinstance(f[0], LiveSource) and not is_video(f[0])]:
         say(f"{path}: not a video; posecal track reads videos (use posecal predict for images)")
-    files = [f for f in files if is_video(f[0])]
-    if not files:
+    sources = [f for f in sources if isinstance(f[0], LiveSource) or is_video(f[0])]
+    if not sources:
         raise PosecalInputError("nothing to do: no video among " + ", ".join(cfg.videos))
-    renders = render_paths(cfg, files)
+    streaming = is_stream(cfg.out)
+    if ranks.distributed and (streaming or any(isinstance(f[0], LiveSource) for f in sources)):
+        raise PosecalInputError("live sources and --out -/.jsonl run in one process, not under torchrun")
+    renders = render_paths(cfg, sources)
     t0, clock = time.time(), StageClock()
     detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
     predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None)
@@ -218,63 +267,128 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     mode = "oks" if predictor.config.quality_heads else "heatmap"
     detect = clock.timed("detect", detect_people)
     lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
+    ctrl_c, stream, window = StopRequest(), None, None
+    deadline = None if cfg.duration is None else time.time() + cfg.duration
+    n_frames, n_results, captured, dropped = 0, 0, 0, 0
 
-    def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
-        if isinstance(frame, Problem) or (detector is not None and frame.frame_index % cfg.detect_every):
-            return None
-        return lookahead.submit(detect, frame.bgr, detector)
+    def stopped() -> str | None:
+        """Why the run stops now, if it does: checked between frames (and by a live reader while it waits)."""
+        if ctrl_c.requested:
+            return "interrupted (Ctrl-C)"
+        if cfg.max_frames is not None and n_frames >= cfg.max_frames:
+            return "--max-frames"
+        if deadline is not None and time.time() >= deadline:
+            return "--duration"
+        if stream is not None and stream.reader_gone:
+            return "the reader of the records left"
+        if window is not None and window.closed_by_user:
+            return "the window was closed"
+        return None
 
     def draw(video: VideoOut, bgr: np.ndarray, tracked: list) -> None:
         video.write(render_people(bgr, [p for _, p in tracked], tags=[f"#{i}" for i, _ in tracked]))
 
-    results, n_frames, next_id, videos = [], 0, 1, []
-    for index in ranks.shard_indices(len(files)):
-        (path, name), first_result, first_id = files[index], len(results), next_id
-        tracker, fps, out_video = Tracker(cfg.tracker, first_id=next_id), video_fps(path), None
-        frames, behind = Prefetch(iter_frames([(path, name)]), clock=clock), InOrder()
-        try:
-            for frame, detection in tqdm(one_ahead(frames, detection_of), desc=name, unit="frame",
-                                         disable=not cfg.progress or not ranks.is_main):
+    results, next_id, videos = [], 1, []
+    try:
+        ctrl_c.__enter__()
+        if streaming:
+            stream = RecordStream(cfg.out)
+        if cfg.show:
+            window = LiveWindow.open("posecal track", log)
+        for index in ranks.shard_indices(len(sources)):
+            if stopped():
+                break
+            (source, name), first_result, first_id = sources[index], len(results), next_id
+            tracker, out_video, reader = Tracker(cfg.tracker, first_id=next_id), None, None
+            place = itertools.count()   # the frame's place among those taken from this source
+
+            def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
                 if isinstance(frame, Problem):
-                    log(frame.message)
-                    continue
-                n_frames += 1
-                detections = None if detection is None else detection.result()
-                tracked = track_frame(frame, detections, predictor, tracker, fps, cfg, mode, clock)
-                with clock("results"):
-                    for track_id, person in tracked:
-                        entry = result_entries(frame, [person], frame.frame_index, mode)[0]
-                        entry["track_id"] = int(track_id)
-                        results.append(entry)
-                if keep is not None:
-                    keep(frame, tracked)
-                if path in renders:
-                    if out_video is None:
-                        h, w = frame.bgr.shape[:2]
-                        out_video = VideoOut(renders[path], fps, (w, h))
-                    behind.submit(clock.timed("render", draw), out_video, frame.bgr, tracked)
-            behind.finish()
-        except BaseException:
-            behind.abandon()
-            lookahead.shutdown(wait=False, cancel_futures=True)
+                    return None
+                k = next(place) if reader is not None else frame.frame_index   # a live index counts drops too
+                if detector is not None and k % cfg.detect_every:
+                    return None
+                return lookahead.submit(detect, frame.bgr, detector)
+
+            if isinstance(source, LiveSource):
+                reader = LiveReader(source, cfg.live, log, should_stop=lambda: stopped() is not None)
+                frames, fps = reader, reader.fps or 25.0
+                pairs = ((frame, detection_of(frame)) for frame in reader)   # the newest frame, now: no lookahead
+            else:
+                frames, fps = Prefetch(iter_frames([(source, name)]), clock=clock), video_fps(source)
+                pairs = one_ahead(frames, detection_of)
+            behind, first_capture = InOrder(), None
+            try:
+                for frame, detection in tqdm(pairs, desc=name, unit="frame",
+                                             disable=not cfg.progress or not ranks.is_main):
+                    if isinstance(frame, Problem):
+                        log(frame.message)
+                        continue
+                    if stopped():
+                        break
+                    n_frames += 1
+                    t = None
+                    if reader is not None:   # a live source's clock: the capture time
+                        first_capture = frame.capture_time if first_capture is None else first_capture
+                        t = frame.capture_time - first_capture
+                    detections = None if detection is None else detection.result()
+                    tracked = track_frame(frame, detections, predictor, tracker, fps, cfg, mode, clock, t=t)
+                    with clock("results"):
+                        entries = []
+                        for track_id, person in tracked:
+                            entry = result_entries(frame, [person], frame.frame_index, mode)[0]
+                            entry["track_id"] = int(track_id)
+                            entries.append(entry)
+                        if stream is not None:
+                            stream.write(frame_record(frame.frame_index, frame.name, frame.capture_time, entries))
+                            n_results += len(entries)
+                        else:
+                            results.extend(entries)
+                    if keep is not None:
+                        keep(frame, tracked)
+                    if source in renders:
+                        if out_video is None:
+                            h, w = frame.bgr.shape[:2]
+                            out_video = VideoOut(renders[source], fps, (w, h))
+                        behind.submit(clock.timed("render", draw), out_video, frame.bgr, tracked)
+                    if window is not None:
+                        window.show(render_people(frame.bgr, [p for _, p in tracked],
+                                                  tags=[f"#{i}" for i, _ in tracked]))
+                behind.finish()
+            except BaseException:
+                behind.abandon()
+                lookahead.shutdown(wait=False, cancel_futures=True)
+                if out_video is not None:
+                    out_video.close(keep=False)
+                raise
+            finally:
+                frames.close()
             if out_video is not None:
-                out_video.close(keep=False)
-            raise
-        finally:
-            frames.close()
-        if out_video is not None:
-            out_video.close()
-        next_id = tracker.next_id
-        videos.append((index, first_id, next_id, first_result, len(results)))
-    lookahead.shutdown(wait=True, cancel_futures=True)
+                out_video.close()
+            if reader is not None:
+                captured, dropped = captured + reader.captured, dropped + reader.dropped
+                log(reader.report(stopped()))
+            next_id = tracker.next_id
+            videos.append((index, first_id, next_id, first_result, len(results)))
+        lookahead.shutdown(wait=True, cancel_futures=True)
+    finally:
+        ctrl_c.__exit__()
+        if stream is not None:
+            stream.close()
+        if window is not None:
+            window.close()
+    why = stopped()
     shares = ranks.gather((videos, results, n_frames))
     if not ranks.is_main:
         return TrackSummary(n_frames, len(results), next_id - 1, time.time() - t0, dict(clock.seconds))
+    if stream is not None:
+        return TrackSummary(n_frames, n_results, next_id - 1, time.time() - t0, dict(clock.seconds),
+                            captured, dropped, why)
     results, next_id = merged_tracks(shares)
     with clock("write"):
         write_json_atomic(results, cfg.out, indent=None)
     return TrackSummary(sum(share[2] for share in shares), len(results), next_id - 1, time.time() - t0,
-                        dict(clock.seconds))
+                        dict(clock.seconds), captured, dropped, why)
 
 
 def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object]]:
@@ -293,9 +407,10 @@ def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object
 
 
 def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
-                mode: str, clock: StageClock | None = None) -> list[tuple[int, object]]:
+                mode: str, clock: StageClock | None = None, t: float | None = None) -> list[tuple[int, object]]:
     """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
-    `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames."""
+    `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
+    frame's time in seconds (default: frame index / fps; a live source's: its capture time)."""
     clock = clock or StageClock()
     with clock("boxes"):
         boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
@@ -310,4 +425,5 @@ def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker
         if len(people) > 1:
             people = pose_nms(people, "oks", 0.9, mode)
         detected = {id(p) for p, from_detector in kept if from_detector}
-        return tracker.update(people, frame.frame_index / fps, [id(p) in detected for p in people], image=frame.bgr)
+        t = frame.frame_index / fps if t is None else t
+        return tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)

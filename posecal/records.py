@@ -1,0 +1,128 @@
+"""Poses as they are made: one JSON record per frame, streamed as JSON Lines (`--out -`: stdout; `--out X.jsonl`:
+a file), shared by `posecal track` and `posecal predict`.
+
+Why not the atomic writers of posecal/io.py: a stream is read while it is written (a live camera's poses by the
+next program in a pipe), so each line is written and flushed when its frame is done; whole-file replacement
+cannot apply. A `.jsonl` file is started afresh when the run starts and holds every complete line written until
+the run stopped, however it stopped. The record's fields: docs/schemas/frame_record.schema.json.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from posecal.errors import PosecalInputError
+
+STDOUT = "-"
+_stdout = None   # the real stdout while stdout_reserved() holds it for records
+
+
+def is_stream(out) -> bool:
+    """Does this --out stream records (stdout or a .jsonl file) rather than write one JSON file at the end?"""
+    return str(out) == STDOUT or str(out).lower().endswith(".jsonl")
+
+
+@contextlib.contextmanager
+def stdout_reserved(out):
+    """With `--out -`, stdout carries records and nothing else: while this holds, what else Python prints to
+    sys.stdout (a summary line, a library's chatter) goes to stderr. Any other --out: nothing changes."""
+    global _stdout
+    if str(out) != STDOUT:
+        yield
+        return
+    _stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout, _stdout = _stdout, None
+
+
+def frame_record(frame: int, file_name: str, capture_time: float | None, people: list[dict]) -> dict:
+    """One frame's record; latency_ms is from its capture (or read) time to now, the moment it is written."""
+    now = time.time()
+    capture_time = now if capture_time is None else float(capture_time)
+    return {"frame": int(frame), "file_name": file_name, "capture_time": round(capture_time, 6),
+            "latency_ms": round(max(0.0, now - capture_time) * 1000, 2), "people": people}
+
+
+class RecordStream:
+    """Writes records as JSON lines, each flushed at once. A reader that went away (`| head`, a closed socket)
+    sets `reader_gone` (the run then stops, as at the end of a stream) instead of ending in a traceback."""
+
+    def __init__(self, out):
+        self.out = str(out)
+        self.records = 0
+        self.reader_gone = False
+        if self.out == STDOUT:
+            self._file, self._owned = _stdout or sys.stdout, False
+        else:
+            try:
+                Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+                self._file, self._owned = open(self.out, "w", encoding="utf-8"), True
+            except OSError as e:
+                raise PosecalInputError(f"{self.out}: cannot write ({e.strerror or e})") from None
+
+    def write(self, record: dict) -> bool:
+        """Write one record; False once the reader has gone."""
+        if self.reader_gone:
+            return False
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            self._silence_stdout()
+            return False
+        except OSError as e:
+            raise PosecalInputError(f"{self.out}: cannot write ({e.strerror or e})") from None
+        self.records += 1
+        return True
+
+    def _silence_stdout(self) -> None:
+        """stdout's reader is gone: point its descriptor at /dev/null, so that Python's flush at exit does not
+        print 'Exception ignored ... BrokenPipeError'."""
+        if self._owned:
+            return
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._file.fileno())
+            os.close(devnull)
+
+    def close(self) -> None:
+        if self._owned and not self._file.closed:
+            self._file.close()
+        elif not self._owned and not self.reader_gone:
+            with contextlib.suppress(OSError, ValueError):
+                self._file.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ImageRecords:
+    """`posecal predict`'s records: each frame's entries with the image id its .json output would give them (an
+    annotation file's id for the frame's name, else the next id above all of them; predict/job.frame_image_ids'
+    rule, applied as frames come in input order). `frame`: anything with .name and .capture_time."""
+
+    def __init__(self, out, image_ids: dict[str, int], lookup: Callable[[dict, str], int | None]):
+        self.stream, self.image_ids, self.lookup = RecordStream(out), image_ids, lookup
+        self.next_id = max(image_ids.values(), default=0) + 1
+
+    def __call__(self, frame, entries: list[dict]) -> None:
+        image_id = self.lookup(self.image_ids, frame.name)
+        if image_id is None:
+            image_id, self.next_id = self.next_id, self.next_id + 1
+        self.stream.write(frame_record(image_id, frame.name, frame.capture_time,
+                                       [e | {"image_id": image_id} for e in entries]))
+
+    def close(self) -> None:
+        self.stream.close()
