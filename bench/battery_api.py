@@ -24,7 +24,7 @@ CASES = [
     Case("api-nan-pixels", api(IMG + "f = img.astype(np.float32) / 255; f[5:10, 5:10] = np.nan\n"
                                      "result = len(p(f))"), refused("non-finite")),
     Case("api-wrong-image-shape", api(IMG + "result = len(p(np.zeros((120, 160, 2), np.uint8)))"), refused("image")),
-    Case("api-image-as-nested-list", api(IMG + "result = [round(float(v)) for v in p(img.tolist())[0].box]"),
+    Case("api-image-as-nested-list", api(IMG + "result = [round(float(v)) for v in p(img.tolist(), boxes=[[0, 0, 160, 120]])[0].box]"),
          either(refused("image"), works(lambda r: api_box(r, [0, 0, 160, 120])))),
     Case("api-image-is-a-dict", api(IMG + "result = len(p({'image': img}))"), refused("image")),
     Case("api-missing-model-path", api("p = Predictor('nope/model.pt')\nresult = 0"), refused("nope/model.pt")),
