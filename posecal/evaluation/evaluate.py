@@ -226,6 +226,7 @@ def _open_model(cfg: EvalConfig):
         else:
             from posecal.export.cache import cached_onnx
 
+            require_coco_keypoints(load_model(cfg.model)[1], cfg.model)   # said before an export would fail on it
             model = cached_onnx(cfg.model, cfg.flip, cfg.threads)
         return model, model.config, model.meta
     return load_model(cfg.model)
