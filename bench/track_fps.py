@@ -33,7 +33,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 VIDEOS = SHARED / "data" / "videos"
 OPTIONS = {"default": [], "every1": ["--detect-every", "1"], "every2": ["--detect-every", "2"],
            "every3": ["--detect-every", "3"],
-           "torch": ["--backend", "torch"], "flip": ["--flip"]}
+           "torch": ["--backend", "torch"], "flip": ["--flip"],
+           "flow": ["--between", "flow"], "pose": ["--between", "pose"]}
 
 # Runs in a child process: the job as the CLI runs it, timed from the interpreter's start.
 CHILD = """
@@ -105,7 +106,8 @@ def run_option(video: Path, folder: Path, name: str, model: str, threads: int, p
     args = {"videos": [str(video)], "out": str(folder / f"{name}.json"), "render": str(folder / f"{name}.mp4"),
             "model": model, "threads": threads, "progress": False,
             "detect_every": int(extra[1]) if extra and extra[0] == "--detect-every" else TrackConfig([]).detect_every,
-            "backend": "torch" if "torch" in name else "onnx", "flip": name == "flip"}
+            "backend": "torch" if "torch" in name else "onnx", "flip": name == "flip",
+            "between": extra[1] if extra and extra[0] == "--between" else TrackConfig([]).between}
     run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args), str(python_start)], capture_output=True,
                          text=True, env={**os.environ, "POSECAL_CACHE_DIR": str(folder / "cache")})
     line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -253,7 +253,7 @@ def _cmd_track(args) -> None:
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
         s = run_track(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
-            detector_threshold=args.detector_threshold, detect_every=args.detect_every,
+            detector_threshold=args.detector_threshold, detect_every=args.detect_every, between=args.between,
             missed_detections=args.missed_detections, backend=args.backend,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
             tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
@@ -391,6 +391,10 @@ def main(argv=None) -> int:
     p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",
                    help="run the detector on every N-th frame; in between, each track's last box moved by its "
                         "velocity (default: 3)")
+    p.add_argument("--between", choices=("flow", "pose"), default="flow",
+                   help="between detector frames: flow carries each tracked person's keypoints by optical flow (no "
+                        "pose network: ~3x faster with --detect-every 3); pose estimates them afresh in each track's "
+                        "carried box (default: flow)")
     p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
                    help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
     p.add_argument("--min-birth-quality", type=PROBABILITY_FLOAT, default=0.45,

@@ -17,10 +17,15 @@ from posecal.metrics.oks import opks
 MIN_SHARED = 3
 
 
-def trusted(keypoint_quality: np.ndarray, visibility: np.ndarray | None, min_quality: float) -> np.ndarray:
-    """(K,) bool: predicted present (visibility > 0, when the model predicts it) with quality >= min_quality."""
+def trusted(keypoint_quality: np.ndarray, visibility: np.ndarray | None, min_quality: float,
+            visible_only: bool = True) -> np.ndarray:
+    """(K,) bool: predicted visible (visibility 2, when the model predicts it; with visible_only=False, present:
+    visibility > 0) with quality >= min_quality. Why not occluded ones: an occluded keypoint is where the model
+    guesses a hidden joint is, and at a crossing the guess sits on the person in front."""
     ok = np.asarray(keypoint_quality) >= min_quality
-    return ok if visibility is None else ok & (np.asarray(visibility) > 0)
+    if visibility is None:
+        return ok
+    return ok & (np.asarray(visibility) == 2 if visible_only else np.asarray(visibility) > 0)
 
 
 def similarity(prev_xy, prev_trust, prev_boxes, new_xy, new_trust, new_boxes) -> np.ndarray:

@@ -40,6 +40,7 @@ from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
 from posecal.records import STDOUT, RecordStream, frame_record, is_stream
 from posecal.metrics.boxes import box_iou
+from posecal.tracking.flow import FrameFlow, carried_poses
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock, StopRequest
 from posecal.tracking.shards import merged_tracks
 from posecal.tracking.tracker import Tracker, TrackerConfig
@@ -55,6 +56,8 @@ class TrackConfig:
     detector_threshold: float = 0.3
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
+    between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
+                                         # optical flow (no network); "pose" estimates its pose in its carried box
     keep_quality: float = 0.15           # a pose from a propagated box below this pose quality: the person left
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
@@ -83,6 +86,7 @@ class TrackSummary:
 
 
 PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
+BETWEEN = ("pose", "flow")  # TrackConfig.between
 
 
 def boxes_from_pose(person) -> np.ndarray:
@@ -224,6 +228,8 @@ def track_sources(args: list[str]) -> tuple[list[tuple[Path | LiveSource, str]],
 def _check(cfg: TrackConfig) -> None:
     if cfg.detect_every < 1:
         raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
+    if cfg.between not in BETWEEN:
+        raise PosecalInputError(f"--between must be one of {', '.join(BETWEEN)}, got {cfg.between!r}")
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise PosecalInputError(f"--max-frames must be >= 1, got {cfg.max_frames}")
     if cfg.duration is not None and not cfg.duration > 0:
@@ -300,6 +306,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                 break
             (source, name), first_result, first_id = sources[index], len(results), next_id
             tracker, out_video, reader = Tracker(cfg.tracker, first_id=next_id), None, None
+            flow = FrameFlow() if cfg.between == "flow" else None
             place = itertools.count()   # the frame's place among those taken from this source
 
             def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
@@ -332,7 +339,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                         first_capture = frame.capture_time if first_capture is None else first_capture
                         t = frame.capture_time - first_capture
                     detections = None if detection is None else detection.result()
-                    tracked = track_frame(frame, detections, predictor, tracker, fps, cfg, mode, clock, t=t)
+                    tracked = track_frame(frame, detections, predictor, tracker, fps, cfg, mode, clock, t=t,
+                                          flow=flow)
                     with clock("results"):
                         entries = []
                         for track_id, person in tracked:
@@ -407,11 +415,21 @@ def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object
 
 
 def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
-                mode: str, clock: StageClock | None = None, t: float | None = None) -> list[tuple[int, object]]:
+                mode: str, clock: StageClock | None = None, t: float | None = None,
+                flow: FrameFlow | None = None) -> list[tuple[int, object]]:
     """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
-    frame's time in seconds (default: frame index / fps; a live source's: its capture time)."""
+    frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the
+    source's FrameFlow, with cfg.between "flow"): between detector frames the tracks seen in the last frame are
+    carried into this one by optical flow, with no pose network and no association (tracking/flow.py)."""
     clock = clock or StageClock()
+    t = frame.frame_index / fps if t is None else t
+    if flow is not None:
+        with clock("flow"):
+            previous, now = flow.advance(frame.bgr)
+            if detections is None and previous is not None:
+                seen = tracker.seen()
+                return tracker.follow(seen, carried_poses([tr.person for tr in seen], previous, now), t)
     with clock("boxes"):
         boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
                                                 cfg.missed_detections)
@@ -425,5 +443,4 @@ def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker
         if len(people) > 1:
             people = pose_nms(people, "oks", 0.9, mode)
         detected = {id(p) for p, from_detector in kept if from_detector}
-        t = frame.frame_index / fps if t is None else t
         return tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)

@@ -55,6 +55,15 @@ class TrackerConfig:
     dup_similarity: float = 0.7     # two confirmed tracks whose poses are this similar: the younger lets go (>1: off)
     report_quality: float = 0.0     # a confirmed track is reported only while the running mean (rate 0.2) of its
                                     # pose quality reaches this (a tripod or a post the detector takes for a person)
+    visible_only: bool = True       # only keypoints called visible drive the association (not occluded ones)
+    collapse: float = 0.8           # a confirmed track whose matched pose has less than this share of its running
+                                    # pose quality while its box overlaps another track's (IoU >= hold_overlap) is
+                                    # held as occluded (it misses; its pose is not taken): 0 is off
+    hold_overlap: float = 0.3
+    birth_box_score: float = 0.0    # detector score a new track needs (a detection below it only continues tracks)
+    min_birth_visible: int = 3      # keypoints called visible a new track needs (models that predict visibility): a
+                                    # post, a tripod or a bag the detector takes for a person has a pose of doubtful
+                                    # quality with no keypoint the model sees
 
 
 def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: TrackerConfig) -> np.ndarray:
@@ -135,6 +144,8 @@ class Tracker:
         else:
             pairs = self._stage(list(range(len(self.tracks))), free, people, hists, self._pose_stage)
         pairs, duplicates = self._release_duplicates(pairs, people)
+        pairs, hidden = self._hold_occluded(pairs, people)
+        duplicates |= hidden
         boxes = np.array([p.box for p in people], float).reshape(-1, 4)
         crowd = box_iou(boxes, boxes) - np.eye(len(boxes)) if len(boxes) else np.zeros((0, 0))
         for r, c in pairs:
@@ -157,7 +168,8 @@ class Tracker:
                        if tr.misses <= (cfg.max_misses if tr.track_id is not None else cfg.tentative_misses)]
         unmatched, born = set(range(len(people))) - {c for _, c in pairs} - duplicates, []
         for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
-            if people[c].pose_quality < cfg.min_birth_quality or (
+            if people[c].pose_quality < cfg.min_birth_quality or people[c].box_score < cfg.birth_box_score \
+                    or visible_count(people[c]) < cfg.min_birth_visible or (
                     held and inside(boxes[c], boxes[held]) > cfg.birth_overlap):
                 continue          # a doubtful pose, or a second pose of a person a track already holds
             born.append(c)
@@ -166,13 +178,38 @@ class Tracker:
             p = people[c]
             self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), hist=hists[c],
                                      quality=float(p.pose_quality), undetected=0 if detected[c] else 1))
-        out = []
         for tr in self.tracks:
             if tr.track_id is None and tr.misses == 0 and (tr.hits >= cfg.birth_hits
                                                            or tr.person.pose_quality >= cfg.birth_quality):
                 tr.track_id, self.next_id = self.next_id, self.next_id + 1
-            if tr.track_id is not None and tr.misses == 0 and tr.quality >= cfg.report_quality:
-                out.append((tr.track_id, self._smoothed(tr, t)))
+        return self._reported(t)
+
+    def seen(self) -> list[Track]:
+        """The tracks matched in the last frame (those a flow can follow into the next one)."""
+        return [tr for tr in self.tracks if tr.misses == 0]
+
+    def follow(self, tracks: list[Track], poses: list, t: float) -> list[tuple[int, object]]:
+        """A frame without pose estimates: `tracks` (from seen()) continue with `poses`, their last poses carried
+        into this frame (tracking/flow.py), no association (no id can change hands between detector frames); the
+        other tracks miss. Returns the reported tracks, as update() does. A carried frame confirms no tentative
+        track (it adds no evidence that a person is there) and changes no running quality or colours."""
+        carried = {id(tr) for tr in tracks}
+        for tr, pose in zip(tracks, poses):
+            step = _step(tr.person, pose)
+            tr.velocity = step if tr.hits == 1 else 0.5 * (tr.velocity + step)
+            tr.person, tr.undetected = pose, tr.undetected + 1
+            tr.hits += tr.track_id is not None
+        for tr in self.tracks:
+            if id(tr) not in carried:
+                tr.misses += 1
+                tr.undetected += 1
+        self.tracks = [tr for tr in self.tracks
+                       if tr.misses <= (self.cfg.max_misses if tr.track_id is not None else self.cfg.tentative_misses)]
+        return self._reported(t)
+
+    def _reported(self, t: float) -> list[tuple[int, object]]:
+        out = [(tr.track_id, self._smoothed(tr, t)) for tr in self.tracks
+               if tr.track_id is not None and tr.misses == 0 and tr.quality >= self.cfg.report_quality]
         return sorted(out, key=lambda item: item[0])
 
     def _release_duplicates(self, pairs: list[tuple[int, int]], people: list
@@ -186,7 +223,7 @@ class Tracker:
         held = [(r, c) for r, c in pairs if self.tracks[r].track_id is not None]
         if cfg.dup_similarity > 1 or len(held) < 2:
             return pairs, set()
-        poses = _arrays([people[c] for _, c in held], cfg.trust_quality)
+        poses = _arrays([people[c] for _, c in held], cfg.trust_quality, cfg.visible_only)
         sim = similarity(*poses, *poses)
         order = sorted(range(len(held)), key=lambda i: self.tracks[held[i][0]].track_id)   # oldest first
         released: set[int] = set()
@@ -198,6 +235,23 @@ class Tracker:
                     released.add(b)
         gone = {held[i][0] for i in released}
         return [(r, c) for r, c in pairs if r not in gone], {held[i][1] for i in released}
+
+    def _hold_occluded(self, pairs: list[tuple[int, int]], people: list) -> tuple[list[tuple[int, int]], set[int]]:
+        """A confirmed track whose matched pose is far less trusted than the track has been (pose quality below
+        `collapse` x its running quality) while that pose's box overlaps another matched track's is held as
+        occluded: its match is let go, so it misses and coasts at its velocity (and is looked for again there),
+        instead of taking a pose that is mostly the person in front (a hidden person's pose falls onto the
+        nearer one). The poses let go start no track. Returns the pairs kept and the poses let go."""
+        cfg = self.cfg
+        if cfg.collapse <= 0 or len(pairs) < 2:
+            return pairs, set()
+        boxes = np.array([people[c].box for _, c in pairs], float)
+        overlap = box_iou(boxes, boxes) - np.eye(len(pairs))
+        hold = {k for k, (r, c) in enumerate(pairs)
+                if self.tracks[r].track_id is not None
+                and people[c].pose_quality < cfg.collapse * self.tracks[r].quality
+                and overlap[k].max() >= cfg.hold_overlap}
+        return [p for k, p in enumerate(pairs) if k not in hold], {pairs[k][1] for k in hold}
 
     def _stage(self, rows: list[int], cols: list[int], people: list, hists: list, score_fn) -> list[tuple[int, int]]:
         """Hungarian matching of tracks `rows` to people `cols` on score_fn's (score, allowed) matrices."""
@@ -235,10 +289,10 @@ class Tracker:
         old = [tr.person for tr in tracks]
         if not old or not people:
             return np.zeros((len(old), len(people)))
-        xy, trust, boxes = _arrays(old, q)
+        xy, trust, boxes = _arrays(old, q, self.cfg.visible_only)
         shift = np.array([tr.predicted_shift() for tr in tracks])
         boxes = np.concatenate([boxes[:, :2] + shift, boxes[:, 2:]], 1)
-        return similarity(xy + shift[:, None], trust, boxes, *_arrays(people, q))
+        return similarity(xy + shift[:, None], trust, boxes, *_arrays(people, q, self.cfg.visible_only))
 
     def _smoothed(self, tr: Track, t: float):
         p = tr.person
@@ -252,12 +306,17 @@ class Tracker:
         return dataclasses.replace(p, keypoints=xy)
 
 
-def _arrays(persons: list, min_quality: float):
+def _arrays(persons: list, min_quality: float, visible_only: bool = True):
     """Keypoints (P, K, 2), trusted keypoints (P, K) and boxes (P, 4) of poses, as associate.similarity takes them."""
     xy = np.array([p.keypoints for p in persons], float).reshape(len(persons), -1, 2)
-    trust = np.array([trusted(p.keypoint_quality, p.visibility, min_quality) for p in persons], bool)
+    trust = np.array([trusted(p.keypoint_quality, p.visibility, min_quality, visible_only) for p in persons], bool)
     boxes = np.array([p.box for p in persons], float).reshape(-1, 4)
     return xy, trust.reshape(len(persons), xy.shape[1]), boxes
+
+
+def visible_count(person) -> float:
+    """Keypoints the model calls visible (visibility 2); inf for a model that does not predict visibility."""
+    return np.inf if person.visibility is None else int((np.asarray(person.visibility) == 2).sum())
 
 
 def inside(box, others) -> float:

@@ -1,0 +1,78 @@
+"""Keypoints carried between detector frames by optical flow instead of the pose network.
+
+Why: on a few CPU cores the pose network is most of a video frame (the accurate model: ~30 ms a person without
+flip test), and people move little in a frame or two. Between detector frames each tracked person's keypoints
+are followed by pyramidal Lucas-Kanade flow (OpenCV's `calcOpticalFlowPyrLK`, all people's points in one call,
+a few milliseconds a frame), and the pose network runs on detector frames only, where every pose is estimated
+afresh. A carried pose keeps its last estimate's quality, visibility and scores: flow moves points, it does not
+see whether they are right, and the next estimate is at most `detect_every - 1` frames away.
+
+A point the flow loses (its status, or a forward-backward disagreement above FB_MAX_PX, which is what a point
+under a passing person shows) moves with the median of the person's points that held instead, and so does
+the box; a keypoint called absent is moved the same way (there is nothing to follow there).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+FB_MAX_PX = 2.0                                  # forward-backward disagreement above which a point is lost
+LK_WINDOW = (21, 21)
+LK_LEVELS = 3
+LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+
+
+def grey(frame_bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+
+
+def flow_points(prev_grey: np.ndarray, next_grey: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) points of prev_grey followed into next_grey: their new places and whether each held (tracked both
+    ways to within FB_MAX_PX of where it started, and inside the frame)."""
+    pts = np.ascontiguousarray(np.asarray(points, np.float32).reshape(-1, 1, 2))
+    if not len(pts):
+        return np.zeros((0, 2)), np.zeros(0, bool)
+    fwd, ok_f, _ = cv2.calcOpticalFlowPyrLK(prev_grey, next_grey, pts, None, winSize=LK_WINDOW,
+                                            maxLevel=LK_LEVELS, criteria=LK_CRITERIA)
+    back, ok_b, _ = cv2.calcOpticalFlowPyrLK(next_grey, prev_grey, fwd, None, winSize=LK_WINDOW,
+                                             maxLevel=LK_LEVELS, criteria=LK_CRITERIA)
+    fwd, back = fwd.reshape(-1, 2).astype(float), back.reshape(-1, 2).astype(float)
+    h, w = next_grey.shape[:2]
+    held = (ok_f.reshape(-1) == 1) & (ok_b.reshape(-1) == 1) \
+        & (np.linalg.norm(back - pts.reshape(-1, 2), axis=1) <= FB_MAX_PX) \
+        & (fwd[:, 0] >= 0) & (fwd[:, 1] >= 0) & (fwd[:, 0] <= w - 1) & (fwd[:, 1] <= h - 1)
+    return fwd, held
+
+
+def carried_poses(people: list, prev_grey: np.ndarray, next_grey: np.ndarray) -> list:
+    """Each pose (PersonPose) moved into the next frame by the flow of its keypoints (see the module's note).
+    A pose none of whose points held keeps its place."""
+    if not people:
+        return []
+    xy = [np.asarray(p.keypoints, float).reshape(-1, 2) for p in people]
+    present = [np.ones(len(k), bool) if p.visibility is None else np.asarray(p.visibility) > 0
+               for p, k in zip(people, xy)]
+    moved, held = flow_points(prev_grey, next_grey, np.concatenate(xy))
+    out, start = [], 0
+    for p, k, use in zip(people, xy, present):
+        m, h = moved[start:start + len(k)], held[start:start + len(k)] & use
+        start += len(k)
+        step = np.median(m[h] - k[h], axis=0) if h.any() else np.zeros(2)
+        new = np.where(h[:, None], m, k + step)
+        box = np.asarray(p.box, float)
+        out.append(dataclasses.replace(p, keypoints=new, box=np.r_[box[:2] + step, box[2:]]))
+    return out
+
+
+class FrameFlow:
+    """The last frame's grey image, kept so the next frame's poses can be carried from it."""
+
+    def __init__(self):
+        self.previous: np.ndarray | None = None
+
+    def advance(self, frame_bgr: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """(the previous frame's grey or None, this frame's grey); this frame becomes the previous one."""
+        previous, self.previous = self.previous, grey(frame_bgr)
+        return previous, self.previous

@@ -1,0 +1,100 @@
+"""Keypoints carried by optical flow between detector frames, and the tracker's use of trust: visible keypoints
+only in the association, a track whose pose quality collapses under another person held as occluded, no birth
+from a pose with no keypoint called visible."""
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from posecal.inference.predictor import PersonPose
+from posecal.tracking.associate import trusted
+from posecal.tracking.flow import FrameFlow, carried_poses, flow_points
+from posecal.tracking.tracker import Tracker, TrackerConfig
+
+from conftest import STANDING
+
+
+def _pose(xy, quality=0.8, kq=0.9, vis=2):
+    xy = np.asarray(xy, float)
+    lo, hi = xy.min(0) - 10, xy.max(0) + 10
+    k = len(xy)
+    return PersonPose(np.r_[lo, hi - lo], xy, np.full(k, kq), np.full(k, kq), quality, np.full(k, vis),
+                      np.tile([0.0, 0.0, 1.0], (k, 1)))
+
+
+def _texture(h=240, w=320, seed=0):
+    """A smooth random texture (blurred noise): every point has structure for Lucas-Kanade to follow."""
+    noise = np.random.default_rng(seed).integers(0, 255, (h, w)).astype(np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 2.0)
+
+
+def test_flow_follows_a_known_shift_and_moves_lost_points_with_the_rest():
+    a = _texture()
+    shift = np.float32([[1, 0, 5], [0, 1, 3]])                  # the image moves 5 px right, 3 px down
+    b = cv2.warpAffine(a, shift, a.shape[::-1], borderMode=cv2.BORDER_REFLECT)
+    pts = np.array([[60.0, 50], [100, 120], [200, 80], [150, 150], [250, 60]])
+    moved, held = flow_points(a, b, pts)
+    assert held.all()
+    assert moved == pytest.approx(pts + [5, 3], abs=0.3)
+    xy = STANDING + [80, 40]
+    pose = dataclasses.replace(_pose(xy), visibility=np.where(np.arange(17) == 0, 0, 2))   # the nose: absent
+    (out,) = carried_poses([pose], a, b)
+    assert out.keypoints == pytest.approx(xy + [5, 3], abs=0.4)  # the absent one moves with the median of the rest
+    assert out.box[:2] == pytest.approx(pose.box[:2] + [5, 3], abs=0.4) and out.box[2:] == pytest.approx(pose.box[2:])
+    assert out.pose_quality == pose.pose_quality and (out.visibility == pose.visibility).all()
+
+
+def test_frame_flow_hands_over_the_previous_frame():
+    flow, frame = FrameFlow(), np.zeros((8, 8, 3), np.uint8)
+    previous, now = flow.advance(frame)
+    assert previous is None and now.shape == (8, 8)
+    previous, _ = flow.advance(frame + 7)
+    assert previous is now and flow.previous[0, 0] == 7
+
+
+def test_follow_keeps_ids_confirms_nobody_and_lets_unseen_tracks_miss():
+    tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
+    a, weak = _pose(STANDING), _pose(STANDING + [300, 0], quality=0.3)
+    assert [i for i, _ in tracker.update([a, weak], 0.0)] == [1]         # weak: tentative
+    seen = tracker.seen()
+    moved = [dataclasses.replace(tr.person, keypoints=tr.person.keypoints + [4, 0]) for tr in seen]
+    out = tracker.follow(seen[:1], moved[:1], 0.1)                        # only A carried
+    assert [i for i, _ in out] == [1] and out[0][1].keypoints == pytest.approx(STANDING + [4, 0])
+    assert tracker.tracks[0].velocity == pytest.approx([4, 0])
+    assert len(tracker.tracks) == 1                                       # the tentative one missed: dropped
+    tracker.follow(tracker.seen(), [tracker.tracks[0].person], 0.2)
+    assert tracker.tracks[0].track_id == 1 and tracker.tracks[0].undetected == 2
+
+
+def test_occluded_keypoints_do_not_drive_matching():
+    q, vis = np.full(4, 0.9), np.array([2, 1, 0, 2])
+    assert trusted(q, vis, 0.3).tolist() == [True, False, False, True]
+    assert trusted(q, vis, 0.3, visible_only=False).tolist() == [True, True, False, True]
+    assert trusted(q, None, 0.3).all()
+
+
+def test_a_collapsed_pose_under_another_person_is_held_not_taken():
+    """B stands half behind A; B's pose then falls to quality 0.2 (B has had 0.8) where it overlaps A's: B is
+    held as occluded (not reported, its pose not taken) and keeps its id when it shows again."""
+    for collapse, held in ((0.8, True), (0.0, False)):
+        tracker = Tracker(TrackerConfig(smooth=False, collapse=collapse, dup_similarity=2.0, birth_overlap=1.0))
+        for f in range(3):
+            assert set(dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0])], f / 10))) == {1, 2}
+        out = dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0], quality=0.2)], 0.3))
+        assert (2 not in out) == held and 1 in out
+        assert tracker.tracks[1].misses == (1 if held else 0)
+        out = dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0])], 0.4))
+        assert set(out) == {1, 2}
+    tracker = Tracker(TrackerConfig(smooth=False, collapse=0.8))          # alone, a bad frame is not a hiding
+    for f in range(3):
+        tracker.update([_pose(STANDING)], f / 10)
+    assert set(dict(tracker.update([_pose(STANDING, quality=0.2)], 0.3))) == {1}
+
+
+def test_no_birth_from_a_pose_with_nothing_visible():
+    post = _pose(STANDING + [300, 0], quality=0.6, vis=1)                # the detector's post: all occluded
+    tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=3))
+    assert all(tracker.update([post], f / 10) == [] for f in range(4))
+    tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=0))
+    assert [i for i, _ in tracker.update([post], 0.0)] == [1]
