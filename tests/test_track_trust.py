@@ -98,3 +98,28 @@ def test_no_birth_from_a_pose_with_nothing_visible():
     assert all(tracker.update([post], f / 10) == [] for f in range(4))
     tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=0))
     assert [i for i, _ in tracker.update([post], 0.0)] == [1]
+
+
+def test_a_place_of_nobody_is_learnt_skipped_and_forgotten():
+    from posecal.tracking.nobody import NobodyConfig, NobodyPlaces
+
+    places = NobodyPlaces(NobodyConfig(strikes=3, max_score=0.5, forget=4))
+    tripod, person = np.array([[300.0, 200, 40, 90]]), np.array([[100.0, 100, 50, 120]])
+    both = np.concatenate([tripod, person])
+    none = np.zeros((0, 4))
+    for _ in range(2):
+        assert not places.skipped(both, np.array([0.35, 0.35]), none).any()
+        places.learn(both, np.array([False, True]))          # the tripod's pose is not taken, the person's is
+    assert not places.skipped(both, np.array([0.35, 0.35]), none).any()     # two strikes: not yet
+    places.learn(tripod + [2, 1, 0, 0], np.array([False]))                  # the same place, a little moved
+    assert places.skipped(both, np.array([0.35, 0.35]), none).tolist() == [True, False]
+    assert not places.skipped(tripod, np.array([0.7]), none).any()          # a confident detection: a pose
+    assert not places.skipped(tripod, np.array([0.35]), tripod + [10, 0, 0, 0]).any()   # a track walks past
+    places.learn(tripod, np.array([True]))                                  # a pose taken there: forgotten
+    assert not places.skipped(tripod, np.array([0.35]), none).any()
+    for _ in range(3):
+        places.learn(tripod, np.array([False]))
+    assert places.skipped(tripod, np.array([0.35]), none).all()
+    for _ in range(4):
+        places.learn(none, np.zeros(0, bool))                               # the detector stops firing there
+    assert places.places == []

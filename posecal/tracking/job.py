@@ -41,6 +41,7 @@ from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
 from posecal.records import STDOUT, RecordStream, frame_record, is_stream
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.flow import FrameFlow, carried_poses
+from posecal.tracking.nobody import NobodyPlaces
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock, StopRequest
 from posecal.tracking.shards import merged_tracks
 from posecal.tracking.tracker import Tracker, TrackerConfig
@@ -58,6 +59,8 @@ class TrackConfig:
                                          # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
                                          # optical flow (no network); "pose" estimates its pose in its carried box
+    skip_nobody: bool = True             # no pose for low-score detections where the detector keeps firing on
+                                         # nothing the tracker takes (a tripod, a post: tracking/nobody.py)
     keep_quality: float = 0.15           # a pose from a propagated box below this pose quality: the person left
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
@@ -307,6 +310,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
             (source, name), first_result, first_id = sources[index], len(results), next_id
             tracker, out_video, reader = Tracker(cfg.tracker, first_id=next_id), None, None
             flow = FrameFlow() if cfg.between == "flow" else None
+            nobody = NobodyPlaces() if cfg.skip_nobody and detector is not None else None
             place = itertools.count()   # the frame's place among those taken from this source
 
             def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
@@ -340,7 +344,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                         t = frame.capture_time - first_capture
                     detections = None if detection is None else detection.result()
                     tracked = track_frame(frame, detections, predictor, tracker, fps, cfg, mode, clock, t=t,
-                                          flow=flow)
+                                          flow=flow, nobody=nobody)
                     with clock("results"):
                         entries = []
                         for track_id, person in tracked:
@@ -416,12 +420,14 @@ def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object
 
 def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
                 mode: str, clock: StageClock | None = None, t: float | None = None,
-                flow: FrameFlow | None = None) -> list[tuple[int, object]]:
+                flow: FrameFlow | None = None, nobody: NobodyPlaces | None = None) -> list[tuple[int, object]]:
     """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
     frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the
     source's FrameFlow, with cfg.between "flow"): between detector frames the tracks seen in the last frame are
-    carried into this one by optical flow, with no pose network and no association (tracking/flow.py)."""
+    carried into this one by optical flow, with no pose network and no association (tracking/flow.py).
+    `nobody` (the source's NobodyPlaces): detections at places where the detector keeps firing on nothing the
+    tracker takes get no pose (tracking/nobody.py)."""
     clock = clock or StageClock()
     t = frame.frame_index / fps if t is None else t
     if flow is not None:
@@ -430,6 +436,11 @@ def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker
             if detections is None and previous is not None:
                 seen = tracker.seen()
                 return tracker.follow(seen, carried_poses([tr.person for tr in seen], previous, now), t)
+    all_detections, skip = detections, None
+    if nobody is not None and detections is not None and len(detections[0]):
+        held = np.array([p.box for p in tracker.live_people()]).reshape(-1, 4)
+        skip = nobody.skipped(detections[0], detections[1], held)
+        detections = (detections[0][~skip], detections[1][~skip])
     with clock("boxes"):
         boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
                                                 cfg.missed_detections)
@@ -439,8 +450,15 @@ def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker
         # a propagated box that no longer holds a person (they left, or the track drifted) is let go
         kept = [(p, not prop) for p, prop in zip(people, propagated)
                 if not prop or still_there(p, cfg.keep_quality, detector_frame=detections is not None)]
+        estimated = people
         people = [p for p, _ in kept]
         if len(people) > 1:
             people = pose_nms(people, "oks", 0.9, mode)
         detected = {id(p) for p, from_detector in kept if from_detector}
-        return tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)
+        tracked = tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)
+        if skip is not None:
+            taken = {id(tr.person) for tr in tracker.tracks}
+            used = np.zeros(len(skip), bool)
+            used[np.flatnonzero(~skip)] = [id(p) in taken for p in estimated[:int((~skip).sum())]]
+            nobody.learn(all_detections[0], used)
+        return tracked

@@ -61,7 +61,7 @@ class TrackerConfig:
                                     # held as occluded (it misses; its pose is not taken): 0 is off
     hold_overlap: float = 0.3
     birth_box_score: float = 0.0    # detector score a new track needs (a detection below it only continues tracks)
-    min_birth_visible: int = 3      # keypoints called visible a new track needs (models that predict visibility): a
+    min_birth_visible: int = 5      # keypoints called visible a new track needs (models that predict visibility): a
                                     # post, a tripod or a bag the detector takes for a person has a pose of doubtful
                                     # quality with no keypoint the model sees
 
