@@ -76,9 +76,10 @@ def test_occluded_keypoints_do_not_drive_matching():
 
 def test_a_collapsed_pose_under_another_person_is_held_not_taken():
     """B stands half behind A; B's pose then falls to quality 0.2 (B has had 0.8) where it overlaps A's: B is
-    held as occluded (not reported, its pose not taken) and keeps its id when it shows again."""
+    held as occluded (its pose not taken) and keeps its id when it shows again."""
     for collapse, held in ((0.8, True), (0.0, False)):
-        tracker = Tracker(TrackerConfig(smooth=False, collapse=collapse, dup_similarity=2.0, birth_overlap=1.0))
+        tracker = Tracker(TrackerConfig(smooth=False, collapse=collapse, dup_similarity=2.0, birth_overlap=1.0,
+                                        report_hidden=0))
         for f in range(3):
             assert set(dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0])], f / 10))) == {1, 2}
         out = dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0], quality=0.2)], 0.3))
@@ -92,8 +93,29 @@ def test_a_collapsed_pose_under_another_person_is_held_not_taken():
     assert set(dict(tracker.update([_pose(STANDING, quality=0.2)], 0.3))) == {1}
 
 
+def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames():
+    """B walks right behind A (from 10 px on, 4 px a frame), then only A is seen: B is reported where its velocity says it is,
+    every keypoint occluded and its quality halved, for report_hidden frames; then no more."""
+    tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=1.0, dup_similarity=2.0, report_hidden=2))
+    for f in range(4):
+        out = dict(tracker.update([_pose(STANDING), _pose(STANDING + [10 + 4 * f, 0])], f / 10))
+    assert set(out) == {1, 2}
+    for f, expect in ((4, {1, 2}), (5, {1, 2}), (6, {1})):
+        out = dict(tracker.update([_pose(STANDING)], f / 10))
+        assert set(out) == expect
+        if 2 in out:
+            b = out[2]
+            assert b.keypoints == pytest.approx(STANDING + [10 + 4 * f, 0])
+            assert (b.visibility == 1).all() and b.pose_quality == pytest.approx(0.4)
+            assert b.keypoint_quality == pytest.approx(np.full(17, 0.45))
+    alone = Tracker(TrackerConfig(smooth=False, report_hidden=2))         # nobody in front: not reported
+    for f in range(3):
+        alone.update([_pose(STANDING + [300, 0])], f / 10)
+    assert alone.update([], 0.3) == []
+
+
 def test_no_birth_from_a_pose_with_nothing_visible():
-    post = _pose(STANDING + [300, 0], quality=0.6, vis=1)                # the detector's post: all occluded
+    post = _pose(STANDING + [300, 0], quality=0.8, vis=1)                # the detector's post: all occluded
     tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=3))
     assert all(tracker.update([post], f / 10) == [] for f in range(4))
     tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=0))
@@ -123,3 +145,16 @@ def test_a_place_of_nobody_is_learnt_skipped_and_forgotten():
     for _ in range(4):
         places.learn(none, np.zeros(0, bool))                               # the detector stops firing there
     assert places.places == []
+
+
+def test_reported_box_is_the_mean_of_the_crop_box_and_the_padded_keypoint_box():
+    from posecal.tracking.job import reported_box
+
+    xy = np.array([[110.0, 110], [140, 190]] + [[125, 150]] * 15)            # keypoints span 110-140 x 110-190
+    p = dataclasses.replace(_pose(xy), box=np.array([100.0, 100, 50, 100]))
+    # keypoint box padded by 0.08 / 0.12 / 0.06 of its height 80: (103.6, 100.4) - (146.4, 194.8); the mean with
+    # the box (100, 100) - (150, 200): (101.8, 100.2) - (148.2, 197.4)
+    assert reported_box(p, 640, 480) == pytest.approx([101.8, 100.2, 46.4, 97.2])
+    assert reported_box(p, 120, 480)[[0, 2]] == pytest.approx([101.8, 18.2])   # clipped at the frame's right edge
+    hidden = dataclasses.replace(p, visibility=np.where(np.arange(17) == 1, 0, 2))   # the low point: absent
+    assert reported_box(hidden, 640, 480)[3] < 97.2

@@ -14,6 +14,7 @@ capture time. With `--out -` or `.jsonl` each frame's record is written when the
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
@@ -139,6 +140,29 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
     boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
     scores = np.concatenate([det_scores, np.full(len(prop), 1.0)])
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
+
+
+BOX_PAD = (0.08, 0.12, 0.06)   # reported_box: sides, above the top keypoint, below the lowest, x the keypoints' height
+
+
+def reported_box(person, width: int, height: int) -> np.ndarray:
+    """The box a tracked person is reported with: the mean of the box their pose was estimated in (a detector's,
+    or one carried from it) and the box around the keypoints the model sees (visibility > 0; all of them when
+    fewer than 3), padded by BOX_PAD for the head's top above the eyes and the soles below the ankles, both
+    clipped to the frame. Why: the carried box keeps the detector's size and place from up to detect_every - 1
+    frames before, and a detector box is loose around a partly hidden person, while the keypoints follow the
+    person but miss the head's top and the feet; on bench/track_ids.py the mean fits the true box better than
+    either (mean IoU 0.784 against 0.747 and 0.737; matches below IoU 0.5: 77 against 118 and 125)."""
+    xy = np.asarray(person.keypoints, float)
+    seen = np.ones(len(xy), bool) if person.visibility is None else np.asarray(person.visibility) > 0
+    xy = xy[seen] if seen.sum() >= 3 else xy
+    lo, hi = xy.min(0), xy.max(0)
+    tall = hi[1] - lo[1]
+    lo, hi = lo - [BOX_PAD[0] * tall, BOX_PAD[1] * tall], hi + [BOX_PAD[0] * tall, BOX_PAD[2] * tall]
+    box = np.asarray(person.box, float)
+    lo, hi = 0.5 * (lo + box[:2]), 0.5 * (hi + box[:2] + box[2:])
+    lo, hi = np.clip(lo, 0, [width, height]), np.clip(hi, 0, [width, height])
+    return np.r_[lo, np.maximum(hi - lo, 1.0)]
 
 
 def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = PROPAGATED_MAX_IOU) -> np.ndarray:
@@ -421,6 +445,15 @@ def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object
 def track_frame(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
                 mode: str, clock: StageClock | None = None, t: float | None = None,
                 flow: FrameFlow | None = None, nobody: NobodyPlaces | None = None) -> list[tuple[int, object]]:
+    """_tracked_people, each with its reported_box."""
+    h, w = frame.bgr.shape[:2]
+    return [(i, dataclasses.replace(p, box=reported_box(p, w, h)))
+            for i, p in _tracked_people(frame, detections, predictor, tracker, fps, cfg, mode, clock, t, flow, nobody)]
+
+
+def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
+                    mode: str, clock: StageClock | None = None, t: float | None = None,
+                    flow: FrameFlow | None = None, nobody: NobodyPlaces | None = None) -> list[tuple[int, object]]:
     """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
     frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the

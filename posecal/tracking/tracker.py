@@ -33,7 +33,7 @@ from posecal.tracking.one_euro import OneEuroFilter
 class TrackerConfig:
     min_similarity: float = 0.3     # OKS (or box IoU) below which a pose does not continue a track
     trust_quality: float = 0.3      # keypoint quality from which a keypoint counts in the association
-    birth_quality: float = 0.5      # pose quality that confirms a new track at once
+    birth_quality: float = 0.7      # pose quality that confirms a new track at once
     birth_hits: int = 2             # otherwise: frames matched in a row before a track is confirmed
     max_misses: int = 30            # frames a confirmed track may go unmatched before it ends
     smooth: bool = True
@@ -60,6 +60,9 @@ class TrackerConfig:
                                     # pose quality while its box overlaps another track's (IoU >= hold_overlap) is
                                     # held as occluded (it misses; its pose is not taken): 0 is off
     hold_overlap: float = 0.3
+    report_hidden: int = 3          # a confirmed track unmatched while its predicted box overlaps a seen track's
+                                    # (IoU >= hold_overlap) is reported for up to this many frames where its velocity
+                                    # says it is, every keypoint occluded (visibility 1) and its qualities halved
     birth_box_score: float = 0.0    # detector score a new track needs (a detection below it only continues tracks)
     min_birth_visible: int = 5      # keypoints called visible a new track needs (models that predict visibility): a
                                     # post, a tripod or a bag the detector takes for a person has a pose of doubtful
@@ -208,9 +211,23 @@ class Tracker:
         return self._reported(t)
 
     def _reported(self, t: float) -> list[tuple[int, object]]:
+        cfg = self.cfg
         out = [(tr.track_id, self._smoothed(tr, t)) for tr in self.tracks
-               if tr.track_id is not None and tr.misses == 0 and tr.quality >= self.cfg.report_quality]
+               if tr.track_id is not None and tr.misses == 0 and tr.quality >= cfg.report_quality]
+        if cfg.report_hidden:
+            out += [(tr.track_id, self._smoothed_pose(tr, hidden_pose(tr), t)) for tr in self._hidden(out)]
         return sorted(out, key=lambda item: item[0])
+
+    def _hidden(self, seen: list) -> list[Track]:
+        """Confirmed tracks unmatched for at most report_hidden frames whose predicted box lies over the box of a
+        person reported this frame: most likely behind them."""
+        cfg = self.cfg
+        lost = [tr for tr in self.tracks if tr.track_id is not None and 0 < tr.misses <= cfg.report_hidden]
+        if not lost or not seen:
+            return []
+        front = np.array([p.box for _, p in seen], float)
+        behind = box_iou(np.array([self._predicted_box(tr) for tr in lost]), front).max(1) >= cfg.hold_overlap
+        return [tr for tr, b in zip(lost, behind) if b]
 
     def _release_duplicates(self, pairs: list[tuple[int, int]], people: list
                             ) -> tuple[list[tuple[int, int]], set[int]]:
@@ -295,7 +312,9 @@ class Tracker:
         return similarity(xy + shift[:, None], trust, boxes, *_arrays(people, q, self.cfg.visible_only))
 
     def _smoothed(self, tr: Track, t: float):
-        p = tr.person
+        return self._smoothed_pose(tr, tr.person, t)
+
+    def _smoothed_pose(self, tr: Track, p, t: float):
         if not self.cfg.smooth:
             return p
         cut = keypoint_cutoffs(p.keypoint_quality, p.visibility, self.cfg)
@@ -312,6 +331,18 @@ def _arrays(persons: list, min_quality: float, visible_only: bool = True):
     trust = np.array([trusted(p.keypoint_quality, p.visibility, min_quality, visible_only) for p in persons], bool)
     boxes = np.array([p.box for p in persons], float).reshape(-1, 4)
     return xy, trust.reshape(len(persons), xy.shape[1]), boxes
+
+
+def hidden_pose(tr: Track):
+    """A hidden track's pose as reported: its last pose where its velocity says the person is now, every keypoint
+    it had occluded (visibility 1; absent ones stay absent), keypoint and pose quality halved: a guess, said so."""
+    p, d = tr.person, tr.predicted_shift() - tr.velocity          # moved by the frames missed so far
+    vis = None if p.visibility is None else np.where(np.asarray(p.visibility) > 0, 1, 0)
+    return dataclasses.replace(p, keypoints=np.asarray(p.keypoints, float) + d,
+                               box=np.r_[np.asarray(p.box[:2], float) + d, p.box[2:]], visibility=vis,
+                               keypoint_quality=0.5 * np.asarray(p.keypoint_quality),
+                               pose_quality=0.5 * float(p.pose_quality),
+                               scores={k: 0.5 * v for k, v in p.scores.items()})
 
 
 def visible_count(person) -> float:
