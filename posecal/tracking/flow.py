@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 FB_MAX_PX = 2.0                                  # forward-backward disagreement above which a point is lost
-LK_WINDOW = (15, 15)                             # 2 levels x 15 px: ~30 px a frame; bench/track_ids.py alike to 21 x 3 levels, ~35 % cheaper
-LK_LEVELS = 2
+LK_WINDOW = (15, 15)                             # with 2 levels: steps up to ~30 px a frame; bench/track_ids.py
+LK_LEVELS = 2                                    # scores as with 21 px x 3 levels, ~35 % cheaper
 LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
 
 
