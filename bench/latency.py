@@ -11,7 +11,9 @@ the weights): pose network only, or with the heads with --quality-heads.
 as exported), each on the same real crops.
 Usage: python bench/latency.py [--model CKPT | --backbone efficientnet_lite1 --input-wh 192 256] [--flip-test]
        [--n 100] [--threads 2] [--cpu-time]
-       python bench/latency.py --onnx fp32.onnx int8.onnx [--n 100] [--threads 2] [--cpu-time]
+       python bench/latency.py --onnx fp32.onnx int8.onnx [--n 100] [--threads 2] [--cpu-time] [--rounds 1]
+--rounds R: the --onnx files timed in turn, R times (a model against another in one run, alternated so that the
+machine's drift falls on both alike).
 """
 from __future__ import annotations
 
@@ -57,10 +59,11 @@ def main() -> None:
                     help="time the process's CPU time, not wall time: with --threads 1 it hardly depends on what else "
                          "the machine runs (with more threads it also counts their spin-waits)")
     ap.add_argument("--onnx", nargs="+", metavar="FILE", help="time these exported .onnx files only")
+    ap.add_argument("--rounds", type=int, default=1, help="with --onnx: time the files in turn this many times")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
     if args.onnx:
-        onnx_latency(args.onnx, args.n, args.threads, clock)
+        onnx_latency(args.onnx, args.n, args.threads, clock, args.rounds)
         return
     torch.set_num_threads(args.threads)
     untrained = args.backbone is not None or args.input_wh is not None or args.quality_heads
@@ -108,16 +111,22 @@ def main() -> None:
     print(f"crop + ONNX Runtime flip-test forward + the model's decode ({default_decode(cfg)}): {full:6.2f} ms/crop")
 
 
-def onnx_latency(files, n: int, threads: int, clock) -> None:
-    """Batch-1 ONNX Runtime forward of exported posecal files, median over the first n val crops."""
+def onnx_latency(files, n: int, threads: int, clock, rounds: int = 1) -> None:
+    """Batch-1 ONNX Runtime forward of exported posecal files, median over the first n val crops; the files in
+    turn, `rounds` times."""
     records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")[:n]
     print(f"{threads} thread(s), batch 1, median {'CPU' if clock is time.process_time else 'wall'} time over "
-          f"{len(records)} real val crops")
-    for path in files:
-        model = OnnxEstimator(path, threads=threads)
+          f"{len(records)} real val crops, {rounds} round(s)")
+    models = {path: OnnxEstimator(path, threads=threads) for path in files}
+    crops = {}
+    for path, model in models.items():
         ds = TopDownDataset(records, model.config.input_wh)
-        ms = median_ms(model.run, [ds[i]["image"][None] for i in range(len(ds))], clock=clock)
-        print(f"{path}: {ms:6.2f} ms/crop (flip test {'in the graph, batch of 2' if model.flip_test else 'off'})")
+        crops[path] = [ds[i]["image"][None] for i in range(len(ds))]
+    for r in range(rounds):
+        for path, model in models.items():
+            ms = median_ms(model.run, crops[path], clock=clock)
+            print(f"round {r + 1}: {path}: {ms:6.2f} ms/crop "
+                  f"(flip test {'in the graph, batch of 2' if model.flip_test else 'off'})")
 
 
 if __name__ == "__main__":

@@ -141,3 +141,25 @@ def tiny_heads_predictor(folder: Path):
     save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path,
                half=True)
     return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0)
+
+
+def val_subset(folder: Path, n_images: int) -> tuple[Path, dict]:
+    """The first n_images images of the real val split and their persons, as a COCO file in folder."""
+    ann = json.loads((COCO_CROPS / "annotations" / "val.json").read_text())
+    keep = {im["id"] for im in ann["images"][:n_images]}
+    ann["images"] = [im for im in ann["images"] if im["id"] in keep]
+    ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] in keep]
+    sub = Path(folder) / f"val_{n_images}.json"
+    sub.write_text(json.dumps(ann))
+    return sub, ann
+
+
+def real_person_crops(real_person, input_wh):
+    """Two crops of the real person (its box, and a box cut to 60 %) as one normalised batch."""
+    from posecal.data.coco import read_image
+    from posecal.data.topdown import to_batch
+    from posecal.data.transforms import person_crop_matrix, warp
+
+    path, box, _ = real_person
+    image = read_image(path)
+    return to_batch([warp(image, person_crop_matrix(b, input_wh), input_wh) for b in (box, box * [1, 1, 0.6, 0.6])])

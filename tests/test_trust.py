@@ -11,7 +11,7 @@ from posecal.models.trust import TRUST_INPUT, TrustNet
 from posecal.training.trust import batch_targets, make_batch, perturb, trust_losses, TrustTrainConfig
 from posecal.training.trust_samples import crops_to_uint8, load_shards, write_samples
 
-from conftest import make_coco
+from conftest import make_coco, real_person_crops
 
 
 @pytest.fixture(scope="module")
@@ -195,18 +195,12 @@ def test_visibility_rule_by_hand_and_its_ratio_chosen_on_labels():
 def test_shipped_accurate_trust_outputs_equal_in_torch_and_onnx(real_person):
     """The trust model runs inside the exported graph (MoveNet's decode and flip merge included): onnxruntime's
     quality and visibility outputs equal PyTorch's on real crops."""
-    from posecal.data.coco import read_image
-    from posecal.data.transforms import person_crop_matrix, warp
     from posecal.export.cache import cached_onnx
     from posecal.models.checkpoint import load_model
 
-    path, box, _ = real_person
     model, cfg, _ = load_model("accurate")
     assert model.trust is not None and cfg.trust
-    image = read_image(path)
-    crops = [warp(image, person_crop_matrix(b, cfg.input_wh), cfg.input_wh)
-             for b in (box, box * [1, 1, 0.6, 0.6])]
-    x = to_batch(crops)
+    x = real_person_crops(real_person, cfg.input_wh)
     with torch.no_grad():
         ref = model(x, flip_test=True)
     got = cached_onnx("accurate", flip=True, threads=1)(x, flip_test=True)

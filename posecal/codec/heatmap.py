@@ -43,19 +43,27 @@ def _argmax(heatmaps: np.ndarray):
 
 def decode_argmax(heatmaps: np.ndarray):
     """(N, K, H, W) -> coords (N, K, 2) in heatmap pixels with the classic quarter-pixel shift, scores (N, K)."""
+    coords, scores = decode_argmax_torch(torch.as_tensor(np.asarray(heatmaps)))
+    return coords.double().numpy(), scores.numpy()
+
+
+def decode_argmax_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """decode_argmax in torch ops only, so that it runs inside an exported graph (the fusion's second opinion,
+    posecal.models.trust.fusion): the arg-max cell, moved a quarter cell towards the higher neighbour in x and
+    in y (not at the map's border), and the peak value."""
     n, k, h, w = heatmaps.shape
-    px, py, scores = _argmax(heatmaps)
-    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-    coords = np.stack([px, py], -1).astype(np.float64)
-    xl, xr = np.clip(px - 1, 0, w - 1), np.clip(px + 1, 0, w - 1)
-    yu, yd = np.clip(py - 1, 0, h - 1), np.clip(py + 1, 0, h - 1)
-    dx = heatmaps[ni, ki, py, xr] - heatmaps[ni, ki, py, xl]
-    dy = heatmaps[ni, ki, yd, px] - heatmaps[ni, ki, yu, px]
-    interior_x = (px > 0) & (px < w - 1)
-    interior_y = (py > 0) & (py < h - 1)
-    coords[..., 0] += 0.25 * np.sign(dx) * interior_x
-    coords[..., 1] += 0.25 * np.sign(dy) * interior_y
-    return coords, scores
+    flat = heatmaps.flatten(2)
+    scores, idx = flat.max(-1)
+    px, py = idx % w, torch.div(idx, w, rounding_mode="floor")
+
+    def at(y, x):
+        return flat.gather(-1, (y * w + x)[..., None])[..., 0]
+
+    dx = at(py, (px + 1).clamp(max=w - 1)) - at(py, (px - 1).clamp(min=0))
+    dy = at((py + 1).clamp(max=h - 1), px) - at((py - 1).clamp(min=0), px)
+    x = px.to(heatmaps.dtype) + 0.25 * torch.sign(dx) * ((px > 0) & (px < w - 1)).to(heatmaps.dtype)
+    y = py.to(heatmaps.dtype) + 0.25 * torch.sign(dy) * ((py > 0) & (py < h - 1)).to(heatmaps.dtype)
+    return torch.stack([x, y], -1), scores
 
 
 CV_MAX_CHANNELS = 128   # channels OpenCV 5 takes in one image (CV_CN_MAX)

@@ -170,12 +170,29 @@ def decode_crops(center, regress, heatmap, offset, num_crops: int) -> tuple[torc
     """MoveNet's raw outputs of `num_crops` crops (or 2 x num_crops: the crops, then their mirrors) -> keypoints
     (N, K, 2) in posecal's crop pixels and scores (N, K), torch: decoded apart and merged (merge_flip) under the
     flip test. What inference reports and what the trust model reads inside the graph."""
+    return decode_passes(center, regress, heatmap, offset, num_crops)[0]
+
+
+def decode_passes(center, regress, heatmap, offset, num_crops: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """decode_crops' keypoints and scores, then, under the flip test, the crop's pass alone and the mirror's
+    alone (mapped back onto the crop): [merged, crop, mirror], or [crop] without it. The passes alone are
+    candidates for the trust-guided fusion (posecal.models.trust.fusion), free once the flip test ran."""
     kp = decode_movenet(center, regress, heatmap, offset)
     xy, scores = movenet_to_crop_pixels(kp.xy), kp.scores
-    if xy.shape[0] == 2 * num_crops:
-        n = num_crops
-        return merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], heatmap.shape[-1] * 4)
-    return xy, scores
+    if xy.shape[0] != 2 * num_crops:
+        return [(xy, scores)]
+    n, width = num_crops, heatmap.shape[-1] * 4
+    back, back_scores = mirrored_back(xy[n:], scores[n:], width)
+    return [merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], width), (xy[:n], scores[:n]), (back, back_scores)]
+
+
+def mirrored_back(xy_mirror: torch.Tensor, scores_mirror: torch.Tensor, width: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoints and scores decoded on mirrored crops -> the same on the crops (x -> width - 1 - x, left and right
+    joints swapped)."""
+    perm = torch.as_tensor(flip_permutation(xy_mirror.shape[1]), device=xy_mirror.device)
+    back = xy_mirror[:, perm]
+    return torch.stack([width - 1 - back[..., 0], back[..., 1]], -1), scores_mirror[:, perm]
 
 
 # Flip test for the centre-guided decode: the crop and its mirror are decoded apart; where their keypoints agree
@@ -193,10 +210,7 @@ def merge_flip(xy, scores, xy_mirror, scores_mirror, width: int):
         merged, merged_scores = merge_flip(*(torch.as_tensor(np.asarray(a, np.float64))
                                              for a in (xy, scores, xy_mirror, scores_mirror)), width)
         return merged.numpy(), merged_scores.numpy()
-    perm = torch.as_tensor(flip_permutation(xy.shape[1]), device=xy.device)
-    back = xy_mirror[:, perm]
-    back = torch.stack([width - 1 - back[..., 0], back[..., 1]], -1)
-    back_scores = scores_mirror[:, perm]
+    back, back_scores = mirrored_back(xy_mirror, scores_mirror, width)
     agree = (torch.linalg.vector_norm(xy - back, dim=-1) < FLIP_AGREE * width)[..., None]
     better = (scores >= back_scores)[..., None]
     merged = torch.where(agree, (xy + back) / 2, torch.where(better, xy, back))

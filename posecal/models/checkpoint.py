@@ -12,10 +12,12 @@ from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
-# The models shipped with posecal, chosen by name wherever a model file is asked for (`--model accurate|fast|FILE`,
+# The models shipped with posecal, chosen by name wherever a model file is asked for (`--model accurate|best|fast|FILE`,
 # `Predictor("accurate")`). fast: EfficientNet-Lite0 192x144 trained here; accurate: posecal's heads on MoveNet
 # Thunder (MODEL_CARD.md). The default serves images and evaluation; `posecal track` defaults to fast.
-SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "fast": WEIGHTS_DIR / "posecal_fast.pt"}
+SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "fast": WEIGHTS_DIR / "posecal_fast.pt",
+                  # accurate + trust-guided fusion with the fast network (posecal/models/trust/fusion.py)
+                  "best": WEIGHTS_DIR / "posecal_best.pt"}
 DEFAULT_MODEL_NAME = "accurate"
 DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
 
@@ -43,7 +45,8 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
     return build_estimator(cfg.head_widths, cfg.num_keypoints, imagenet=cfg.imagenet if imagenet is None else imagenet,
                            quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
                            head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
-                           input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust)
+                           input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust,
+                           second_opinion=cfg.second_opinion)
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from posecal.codec.heatmap import flip_back
-from posecal.codec.movenet import decode_crops
+from posecal.codec.movenet import decode_passes
 from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
 from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourglass
@@ -18,6 +18,8 @@ from posecal.models.config import MOVENET_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention, is_posecal_convention
 from posecal.models.trust import TrustNet
+from posecal.models.trust.fusion import (PASS_MARGIN, SECOND_OPINION_MARGIN, SecondOpinion, fuse_by_trust,
+                                         fused_pose_quality, pick)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class PoseOutput:
     intermediate_heatmaps: tuple = ()        # earlier stacks' heatmaps (stacked hourglass), supervised in training
     movenet: MoveNetOutput | None = None     # a MoveNet backbone's raw outputs (for its centre-guided decode;
                                              # with flip test, 2N: the crops', then their mirrors')
+    keypoints: torch.Tensor | None = None        # (N, K, 2) crop pixels, when the model decodes them itself
+    keypoint_scores: torch.Tensor | None = None  # (N, K) (trust-guided fusion: the chosen candidates' scores)
 
 
 class TopDownEstimator(nn.Module):
@@ -43,7 +47,8 @@ class TopDownEstimator(nn.Module):
 
     def __init__(self, backbone: nn.Module, heatmap_head: nn.Module, oks_head: OksHead | None = None,
                  opks_head: OpksHead | None = None, visibility_head: VisibilityHead | None = None,
-                 input_convention: InputConvention | None = None, trust: TrustNet | None = None):
+                 input_convention: InputConvention | None = None, trust: TrustNet | None = None,
+                 second_opinion: SecondOpinion | None = None):
         super().__init__()
         self.backbone = backbone
         self.heatmap_head = heatmap_head
@@ -54,6 +59,9 @@ class TopDownEstimator(nn.Module):
         # The trust model (posecal/models/trust): quality and visibility of the decoded keypoints from its own
         # look at the crop, in place of heads on the pose feature (MoveNet models).
         self.trust = trust
+        # A second pose network whose keypoints, beside MoveNet's, the trust model chooses from per keypoint
+        # (posecal/models/trust/fusion.py); the model then reports the fused keypoints (PoseOutput.keypoints).
+        self.second_opinion = second_opinion
 
     @property
     def has_quality_heads(self) -> bool:
@@ -75,12 +83,33 @@ class TopDownEstimator(nn.Module):
 
     def forward_trust(self, images: torch.Tensor, out: PoseOutput) -> PoseOutput:
         """The trust model on the crops and the keypoints as the model reports them (MoveNet's centre-guided
-        decode, merged over the flip test), with MoveNet's keypoint scores."""
+        decode, merged over the flip test), with MoveNet's keypoint scores. With a second opinion, the trust
+        model also judges the flip test's passes alone and the second network's keypoints, and each keypoint
+        is taken from the candidate it trusts most by a margin (fusion.fuse_by_trust), with that candidate's
+        keypoint quality and visibility."""
         m = out.movenet
-        xy, scores = decode_crops(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(),
-                                  images.shape[0])
-        t = self.trust(images, xy.to(images.dtype), scores.to(images.dtype))
-        out.oks, out.opks_logits, out.vis_logits = t.oks, t.opks_logits, t.vis_logits
+        n = images.shape[0]
+        passes = decode_passes(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(), n)
+        look = self.trust.look(images)
+        judge = passes if self.second_opinion is not None else passes[:1]
+        judged = [self.trust.judge(look, xy.to(images.dtype), s.to(images.dtype)) for xy, s in judge]
+        out.oks, out.opks_logits, out.vis_logits = judged[0].oks, judged[0].opks_logits, judged[0].vis_logits
+        if self.second_opinion is None:
+            return out
+        xy2, peaks2 = self.second_opinion(images, flip_test=len(passes) > 1)
+        judged.append(self.trust.judge(look, xy2.to(images.dtype)))
+        candidates = [*passes, (xy2, peaks2)]
+        margins = [PASS_MARGIN] * (len(passes) - 1) + [SECOND_OPINION_MARGIN]
+        choice = fuse_by_trust(torch.stack([t.opks_logits for t in judged]), margins)
+        out.keypoints = pick(torch.stack([c[0].to(images.dtype) for c in candidates]), choice)
+        out.keypoint_scores = pick(torch.stack([c[1].to(images.dtype) for c in candidates]), choice)
+        out.opks_logits = pick(torch.stack([t.opks_logits for t in judged]), choice)
+        out.vis_logits = pick(torch.stack([t.vis_logits for t in judged]), choice)
+        # the pose: judged as fused (MoveNet's scores where its keypoints were kept, none for the second
+        # opinion's), blended with the judgement of MoveNet's own pose (fusion.fused_pose_quality)
+        unknown = torch.full_like(peaks2, float("nan"))
+        scores = pick(torch.stack([*(c[1].to(images.dtype) for c in passes), unknown.to(images.dtype)]), choice)
+        out.oks = fused_pose_quality(self.trust.judge(look, out.keypoints, scores).oks, judged[0].oks)
         return out
 
     def forward_flip_test(self, images: torch.Tensor) -> PoseOutput:
@@ -157,10 +186,12 @@ def pose_network(backbone: str, num_keypoints: int, head_widths, imagenet: bool)
 def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
                     quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256,
                     backbone: str = "efficientnet_lite0", input_channels: str = "rgb",
-                    input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, trust: bool = False) -> TopDownEstimator:
+                    input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, trust: bool = False,
+                    second_opinion: bool = False) -> TopDownEstimator:
     """head_widths apply to the EfficientNet head only; the other families carry their published heads.
     input_channels/mean/std: the network's input convention (posecal's own needs no conversion).
-    trust: the quality outputs come from the trust model (MoveNet backbones only) instead of heads."""
+    trust: the quality outputs come from the trust model (MoveNet backbones only) instead of heads.
+    second_opinion: the trust model fuses MoveNet's keypoints with a second network's (trust models only)."""
     net, head = pose_network(backbone, num_keypoints, head_widths, imagenet)
     convention = (None if is_posecal_convention(input_channels, input_mean, input_std)
                   else InputConvention(input_channels, input_mean, input_std))
@@ -171,7 +202,10 @@ def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagene
             raise PosecalInputError(f"model.trust: the trust model reads MoveNet's decoded keypoints; "
                                     f"{backbone} has quality heads of its own (set model.trust: false)")
         return TopDownEstimator(net, head, input_convention=convention,
-                                trust=TrustNet(num_keypoints, visibility_classes))
+                                trust=TrustNet(num_keypoints, visibility_classes),
+                                second_opinion=SecondOpinion(num_keypoints) if second_opinion else None)
+    if second_opinion:
+        raise PosecalInputError("model.second_opinion: the fusion's judge is the trust model (set model.trust: true)")
     c, s = head.feature_channels + num_keypoints, 2 * num_keypoints
     return TopDownEstimator(net, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
                             VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden,

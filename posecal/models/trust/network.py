@@ -41,6 +41,17 @@ class TrustOutput:
     vis_logits: torch.Tensor    # (N, K, classes)
 
 
+@dataclass
+class TrustLook:
+    """What the trust model's own pose network sees in a batch of crops, before any keypoint is judged."""
+    feature: torch.Tensor       # (N, C, 48, 48) stride-4 feature
+    heatmaps: torch.Tensor      # (N, K, 48, 48) its own heatmaps
+    peak: torch.Tensor          # (N, K) each heatmap's peak value
+    peak_xy: torch.Tensor       # (N, K, 2) where it peaks, trust-input pixels (edges)
+    context: torch.Tensor       # (N, CONTEXT_CHANNELS) summary of the crop
+    crop_hw: tuple[int, int]    # the size of the crops judged keypoints are given in
+
+
 class TrustNet(nn.Module):
     def __init__(self, num_keypoints: int = 17, visibility_classes: int = 3, hidden: int = 192,
                  head_widths=(128, 128, 64)):
@@ -84,28 +95,38 @@ class TrustNet(nn.Module):
         feature = head.up4(head.up8(x16, f8), f4)
         return feature, head.final(feature), x16
 
-    def forward(self, images: torch.Tensor, keypoints: torch.Tensor, scores: torch.Tensor | None = None
-                ) -> TrustOutput:
-        """images (N, 3, H, W): posecal-normalised crops; keypoints (N, K, 2): the base model's keypoints in
-        those crops' pixels (integer = pixel centre); scores (N, K): the base model's keypoint scores in [0, 1],
-        NaN for a person whose base gives none, or None when none does."""
-        n, k = keypoints.shape[:2]
+    def look(self, images: torch.Tensor) -> TrustLook:
+        """Its own look at the crops (posecal-normalised, any size: resized to TRUST_INPUT here), computed once
+        and read at any number of keypoint sets by `judge` (the fusion judges several candidates per crop)."""
         h, w = images.shape[-2:]
         if (h, w) != (TRUST_INPUT, TRUST_INPUT):
             images = F.interpolate(images, size=(TRUST_INPUT, TRUST_INPUT), mode="bilinear", align_corners=False)
-        scale = torch.tensor([TRUST_INPUT / w, TRUST_INPUT / h], dtype=keypoints.dtype, device=keypoints.device)
-        pts = (keypoints + 0.5) * scale                       # pixel edges, in trust-input pixels
-        grid = pts / TRUST_INPUT * 2 - 1                      # grid_sample's [-1, 1], align_corners=False
         feature, heatmaps, x16 = self.own_pose(images)
-        sample = lambda m: F.grid_sample(m, grid[:, :, None, :], mode="bilinear", padding_mode="zeros",  # noqa: E731
-                                         align_corners=False)[..., 0].transpose(1, 2)   # (N, K, C)
-        feat_at, maps_at = sample(feature), sample(heatmaps)
         hm = heatmaps.flatten(2)                              # (N, K, h*w)
         peak, idx = hm.max(-1)
         mw = heatmaps.shape[-1]
         peak_xy = torch.stack([(idx % mw).float(), torch.div(idx, mw, rounding_mode="floor").float()], -1)
         peak_xy = (peak_xy + 0.5) * FEATURE_STRIDE            # pixel edges of the cell centre
-        gap = torch.linalg.vector_norm(pts - peak_xy, dim=-1, keepdim=True) / TRUST_INPUT
+        return TrustLook(feature, heatmaps, peak, peak_xy, self.context(x16.mean((2, 3))), (h, w))
+
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor, scores: torch.Tensor | None = None
+                ) -> TrustOutput:
+        """images (N, 3, H, W): posecal-normalised crops; keypoints (N, K, 2): the base model's keypoints in
+        those crops' pixels (integer = pixel centre); scores (N, K): the base model's keypoint scores in [0, 1],
+        NaN for a person whose base gives none, or None when none does."""
+        return self.judge(self.look(images), keypoints, scores)
+
+    def judge(self, look: TrustLook, keypoints: torch.Tensor, scores: torch.Tensor | None = None) -> TrustOutput:
+        """The trust outputs of one keypoint set (crop pixels of the crops `look` saw; scores as in forward)."""
+        n, k = keypoints.shape[:2]
+        h, w = look.crop_hw
+        scale = torch.tensor([TRUST_INPUT / w, TRUST_INPUT / h], dtype=keypoints.dtype, device=keypoints.device)
+        pts = (keypoints + 0.5) * scale                       # pixel edges, in trust-input pixels
+        grid = pts / TRUST_INPUT * 2 - 1                      # grid_sample's [-1, 1], align_corners=False
+        sample = lambda m: F.grid_sample(m, grid[:, :, None, :], mode="bilinear", padding_mode="zeros",  # noqa: E731
+                                         align_corners=False)[..., 0].transpose(1, 2)   # (N, K, C)
+        feat_at, maps_at = sample(look.feature), sample(look.heatmaps)
+        gap = torch.linalg.vector_norm(pts - look.peak_xy, dim=-1, keepdim=True) / TRUST_INPUT
         inside = ((grid.abs() <= 1).all(-1, keepdim=True)).float()
         if scores is None:
             score_in = torch.zeros(n, k, 2, dtype=pts.dtype, device=pts.device)
@@ -113,8 +134,8 @@ class TrustNet(nn.Module):
             known = ~torch.isnan(scores)
             s = torch.where(known, scores, torch.full_like(scores, 0.5)).clamp(1e-4, 1 - 1e-4)
             score_in = torch.stack([torch.log(s / (1 - s)), torch.ones_like(s)], -1) * known[..., None].to(pts.dtype)
-        ctx = self.context(x16.mean((2, 3)))                  # (N, 64)
-        x = torch.cat([feat_at, maps_at, peak[..., None], gap, grid.clamp(-2, 2), inside, score_in,
+        ctx = look.context                                    # (N, 64)
+        x = torch.cat([feat_at, maps_at, look.peak[..., None], gap, grid.clamp(-2, 2), inside, score_in,
                        self.type_codes[None].expand(n, k, k), ctx[:, None].expand(n, k, ctx.shape[-1])], -1)
         hidden = self.point_mlp(x)
         pooled = torch.cat([hidden.mean(1), hidden.amax(1), ctx], -1)
