@@ -14,7 +14,7 @@ from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # The models shipped with posecal, chosen by name wherever a model file is asked for (`--model accurate|best|fast|FILE`,
 # `Predictor("accurate")`). fast: EfficientNet-Lite0 192x144 trained here; accurate: posecal's heads on MoveNet
-# Thunder (MODEL_CARD.md). The default serves images and evaluation; `posecal track` defaults to fast.
+# Thunder (MODEL_CARD.md). The default serves images, evaluation and video (`posecal track`) alike.
 SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "fast": WEIGHTS_DIR / "posecal_fast.pt",
                   # accurate + trust-guided fusion with the fast network (posecal/models/trust/fusion.py)
                   "best": WEIGHTS_DIR / "posecal_best.pt"}

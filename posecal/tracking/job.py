@@ -53,7 +53,9 @@ class TrackConfig:
     videos: list[str]
     out: str = "tracks.json"
     render: str | None = None            # OUT.mp4 (one video) or a folder (several)
-    model: str = "fast"           # a shipped model's name or a file; fast until the accurate one keeps up
+    # a shipped model's name or a file. accurate: 13 fps end to end on vtest with render (2 threads; keypoints carried
+    # by flow between detector frames) and the better ids (docs/tracking.md); fast: 27 fps
+    model: str = "accurate"
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
     detector_threshold: float = 0.3
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
