@@ -125,3 +125,84 @@ def test_freeze_trunk_fine_tunes_movenets_heads_only(tmp_path):
     cfg_file.write_text(json.dumps({**body, "strategy": "s3"}))
     with pytest.raises(PosecalInputError, match="freeze_trunk"):
         train(load_train_config(cfg_file), progress=False)
+
+
+def test_regress_weight_scales_the_regression_term_only():
+    kp = random_keypoints(2, seed=3)
+    out = perfect_maps(kp)
+    off = MoveNetOutput(**{**vars(out), "regress": out.regress + 0.7})    # regression off by 0.7 cells each way
+    w = torch.ones(2, 17)
+    full = movenet_pose_losses(off, kp, w)
+    none = movenet_pose_losses(off, kp, w, regress_weight=0.0)
+    tenth = movenet_pose_losses(off, kp, w, regress_weight=0.1)
+    assert full["regress"].item() == pytest.approx(1.4, abs=1e-4)           # |0.7| + |0.7| per keypoint
+    assert none["pose"].item() == pytest.approx((full["heatmap"] + full["offset"]).item(), abs=1e-6)
+    assert tenth["pose"].item() == pytest.approx(none["pose"].item() + 0.14, abs=1e-5)
+
+
+def test_layer_wise_unfreezing_regression_off_and_weight_average(tmp_path):
+    """freeze_trunk with unfreeze_trunk_at 1: the trunk trains from step 1 on; lambda_regress 0 leaves the
+    regression head as published; ema_decay: best_model.pt is the averaged weights, not the last step's."""
+    from posecal.training.train import train
+    from posecal.models.checkpoint import load_model, model_from_config
+    from posecal.models.config import ModelConfig, network_input
+
+    ann, img_dir = make_coco(tmp_path, n_images=3)
+    cfg_file = tmp_path / "finetune.yaml"
+    body = {
+        "out_dir": str(tmp_path / "run"), "strategy": "s1", "freeze_trunk": True, "unfreeze_trunk_at": 1,
+        "lambda_regress": 0.0, "ema_decay": 0.5, "epochs": 1, "batch_size": 1, "max_steps": 2,
+        "warmup_steps": 1, "num_workers": 0, "threads": 1, "lr": 0.01, "lambda_heatmap": 1.0,
+        "data": {"train_annotations": str(ann), "train_images": str(img_dir), "val_annotations": str(ann),
+                 "val_images": str(img_dir)},
+        "model": {"backbone": "movenet_lightning", "quality_heads": True, "head_hidden": 16}}
+    cfg_file.write_text(json.dumps(body))
+    assert train(load_train_config(cfg_file), progress=False)["step"] == 2
+    shipped = model_from_config(network_input(ModelConfig(backbone="movenet_lightning", quality_heads=True,
+                                                          head_hidden=16), given={"backbone", "quality_heads",
+                                                                                  "head_hidden"}))
+    last = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
+    live = last["model"]
+    b = shipped.state_dict()
+
+    def changed(state, prefix):
+        return [k for k in state if k.startswith(prefix) and state[k].dtype.is_floating_point
+                and not torch.allclose(state[k].float(), b[k], atol=1e-4)]
+
+    assert changed(live, "backbone.backbone.")                      # the trunk trained (from step 1)
+    assert not changed(live, "backbone.regress_head.")              # no regression loss: as published
+    best, _, _ = load_model(tmp_path / "run" / "best_model.pt")
+    averaged = {k[len("module."):]: v for k, v in last["ema"].items() if k.startswith("module.")}
+    tuned = best.state_dict()
+    floats = [k for k in tuned if tuned[k].dtype.is_floating_point]
+    assert all(torch.allclose(tuned[k], averaged[k].float(), atol=1e-6) for k in floats)
+    assert any(not torch.allclose(tuned[k], live[k].float(), atol=1e-6) for k in changed(live, "backbone.fpn"))
+
+    cfg_file.write_text(json.dumps({**body, "freeze_trunk": False}))
+    with pytest.raises(PosecalInputError, match="unfreeze_trunk_at"):
+        train(load_train_config(cfg_file), progress=False)
+
+
+def test_the_gpu_fine_tune_config_runs_a_few_steps_on_cpu_and_resumes_at_its_step(tmp_path):
+    """configs/movenet_thunder_gpu.yaml as written (recipe: lambda_regress, layer-wise unfreezing, EMA), with only
+    the machine's fields and the data made small: 2 steps, then --resume goes on at step 2 to step 3."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from posecal.training.config import DataConfig
+    from posecal.training.train import train
+
+    cfg = load_train_config(Path(__file__).resolve().parents[1] / "configs" / "movenet_thunder_gpu.yaml")
+    assert (cfg.model.backbone, cfg.freeze_trunk, cfg.lambda_regress) == ("movenet_thunder", True, 0.1)
+    assert cfg.unfreeze_trunk_at and cfg.ema_decay and cfg.device == "cuda"
+    ann, img_dir = make_coco(tmp_path, n_images=4)
+    small = replace(cfg, out_dir=str(tmp_path / "run"), resume_state=str(tmp_path / "state"),
+                    data=DataConfig(train_annotations=str(ann), train_images=str(img_dir),
+                                    val_annotations=str(ann), val_images=str(img_dir)),
+                    device="cpu", amp=False, batch_size=1, max_steps=2, unfreeze_trunk_at=1, num_workers=0,
+                    threads=1, val_flip=False, max_minutes=None, epochs=3)
+    assert train(small, progress=False)["step"] == 2
+    resumed = train(replace(small, max_steps=3), resume=True, progress=False)
+    assert resumed["step"] == 3
+    last = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
+    assert last["state"]["step"] == 3 and "ema" in last

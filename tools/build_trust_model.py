@@ -2,6 +2,10 @@
 a trained trust model in place of its quality heads. Pack it afterwards (`posecal pack ... --calibrate-on`).
 
     python tools/build_trust_model.py runs/trust/best.pt runs/accurate_trust/best_model.pt
+    python tools/build_trust_model.py accurate runs/thunder_ft/with_trust.pt --base runs/thunder_ft/best_model.pt
+
+The trust may also be a model file that carries one (a shipped name or a path): its trust model is taken as it
+is, e.g. the shipped one put on a fine-tuned MoveNet (tools/gpu_train.md section 5).
 """
 from __future__ import annotations
 
@@ -13,12 +17,24 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from posecal.models.checkpoint import load_model, model_from_config, save_model  # noqa: E402
+from posecal.models.checkpoint import load_model, model_file, model_from_config, save_model  # noqa: E402
+
+
+def trust_weights(spec: str) -> dict:
+    """The trust model's state_dict from a trust training checkpoint, or from a model file that has one."""
+    ckpt = torch.load(model_file(spec), map_location="cpu", weights_only=False)
+    if "model" in ckpt and "state_dict" not in ckpt:
+        return ckpt["model"]
+    own, cfg, _ = load_model(spec)
+    if not cfg.trust:
+        raise SystemExit(f"{spec}: neither a trust checkpoint nor a model with a trust model")
+    return own.trust.state_dict()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("trust", help="trust checkpoint (posecal.training.trust: best.pt or last.pt)")
+    ap.add_argument("trust", help="trust checkpoint (posecal.training.trust: best.pt or last.pt), or a model "
+                                  "file with a trust model (e.g. accurate)")
     ap.add_argument("out", help="model file to write")
     ap.add_argument("--base", default="accurate", help="MoveNet model whose pose network is kept")
     args = ap.parse_args()
@@ -26,7 +42,7 @@ def main() -> None:
     cfg = replace(cfg, quality_heads=True, trust=True)
     model = model_from_config(cfg, imagenet=False)
     pose = {k: v for k, v in base.state_dict().items() if k.startswith(("backbone.", "heatmap_head."))}
-    trust = torch.load(args.trust, map_location="cpu", weights_only=False)["model"]
+    trust = trust_weights(args.trust)
     missing, unexpected = model.load_state_dict(pose | {f"trust.{k}": v for k, v in trust.items()}, strict=False)
     if missing or unexpected:
         raise SystemExit(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")

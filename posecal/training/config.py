@@ -70,6 +70,16 @@ class TrainConfig:
     # s1/s2: the feature trunk fixed (train.freeze_trunk), the rest of the pose network trains: the fine-tune a
     # CPU can afford for a pretrained network (MoveNet: its FPN and heads train, its MobileNetV2 does not).
     freeze_trunk: bool = False
+    # Layer-wise unfreezing: with freeze_trunk, the trunk joins training at this step (heads and FPN settle
+    # first, so their early large gradients do not reach the published trunk). None: frozen throughout.
+    unfreeze_trunk_at: int | None = None
+    # MoveNet: the weight of the centre-to-keypoint regression term (training.losses.movenet_pose_losses). The
+    # CPU fine-tune lost AP with it at 1: on off-centre crops it stayed large and bent the shared FPN. 0 leaves
+    # the regression head as published.
+    lambda_regress: float = 1.0
+    # Exponential moving average of the weights (0: off): validation, best_model.pt and the returned model use
+    # the averaged weights, which are smoother than the last step's (the live weights keep training).
+    ema_decay: float = 0.0
     lambda_heatmap: float = 2000.0        # OKS-Net: heatmap MSE is ~1000x smaller than the OKS L1
     lambda_oks: float = 1.0
     lambda_opks: float = 1.0
@@ -103,7 +113,8 @@ RULES: dict[type, dict[str, Rule]] = {
         "num_workers": WORKERS, "threads": THREADS, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
         "max_minutes": POSITIVE, "resume_warmup_steps": NON_NEGATIVE, "strategy": Rule(choices=STRATEGIES),
         "lambda_heatmap": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE, "lambda_opks": NON_NEGATIVE,
-        "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
+        "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "lambda_regress": NON_NEGATIVE, "unfreeze_trunk_at": NON_NEGATIVE,
+        "ema_decay": Rule(lo=0, hi=1, hi_open=True), "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
     },
     ModelConfig: MODEL_RULES,
     AugmentConfig: {

@@ -102,7 +102,7 @@ def centernet_focal(logits: torch.Tensor, target: torch.Tensor, positive: torch.
 
 
 def movenet_pose_losses(movenet, keypoints: torch.Tensor, weight: torch.Tensor,
-                        sigma: float = MOVENET_SIGMA) -> dict:
+                        sigma: float = MOVENET_SIGMA, regress_weight: float = 1.0) -> dict:
     """Fine-tuning MoveNet's own heads from posecal's labels, in the units its decode reads
     (posecal.codec.movenet): keypoint heatmaps (focal loss to Gaussians at each keypoint's cell), sub-cell
     offsets (L1 at the 3x3 cells around it, where the decode's arg-max lands) and the regression from the
@@ -110,7 +110,8 @@ def movenet_pose_losses(movenet, keypoints: torch.Tensor, weight: torch.Tensor,
     is centred on its person, and the regression is trained relative to whichever centre is picked.
 
     movenet: MoveNetOutput; keypoints: (N, K, 3) x, y in input-crop pixels and v; weight: (N, K) labelled and
-    inside the crop (the dataset's target_weight). Returns heatmap, offset, regress and their sum, pose."""
+    inside the crop (the dataset's target_weight). Returns heatmap, offset, regress and pose = heatmap + offset +
+    regress_weight x regress."""
     heat, offset, regress = movenet.heatmap_logits, movenet.offset, movenet.regress
     n, k, h, w = heat.shape
     dev = heat.device
@@ -144,5 +145,5 @@ def movenet_pose_losses(movenet, keypoints: torch.Tensor, weight: torch.Tensor,
     reg = regress[b, :, centre[:, 0], centre[:, 1]].view(n, k, 2)                  # (N, K, 2) (dy, dx)
     want = torch.stack([cells[..., 1] - centre[:, :1].float(), cells[..., 0] - centre[:, 1:].float()], -1)
     terms["regress"] = ((reg - want).abs().sum(-1) * weight).sum() / weight.sum().clamp(min=1)
-    terms["pose"] = terms["heatmap"] + terms["offset"] + terms["regress"]
+    terms["pose"] = terms["heatmap"] + terms["offset"] + regress_weight * terms["regress"]
     return terms

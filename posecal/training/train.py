@@ -109,6 +109,28 @@ def freeze_trunk(model) -> None:
             p.requires_grad_(False)
 
 
+def unfreeze_trunk(model) -> None:
+    """The trunk that freeze_trunk fixed trains again (layer-wise unfreezing, TrainConfig.unfreeze_trunk_at)."""
+    parts = (model.backbone.backbone, model.backbone.center_head) if model.is_movenet else (model.backbone,)
+    for module in parts:
+        module.train()
+        for p in module.parameters():
+            p.requires_grad_(True)
+
+
+def trunk_frozen(cfg: TrainConfig, step: int) -> bool:
+    return cfg.freeze_trunk and (cfg.unfreeze_trunk_at is None or step < cfg.unfreeze_trunk_at)
+
+
+def weight_average(model, decay: float):
+    """The exponential moving average of the model's weights and BatchNorm statistics (TrainConfig.ema_decay),
+    or None when it is off."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def quality_losses(model, out, batch, cfg: TrainConfig, class_weights) -> dict:
     """The quality heads' terms; their targets are the quality of the keypoints as the model decodes them at
     test time (decode_output: DARK on the heatmaps, MoveNet's centre-guided decode for a MoveNet model)."""
@@ -131,7 +153,8 @@ def pose_losses(out, batch, cfg: TrainConfig) -> dict:
     supervision), and the integral L1 on the final heatmaps when lambda_integral > 0; 'pose' combines them
     (the heatmap term's scale unchanged, so lambda_heatmap keeps its meaning)."""
     if out.movenet is not None:
-        return movenet_pose_losses(out.movenet, batch["keypoints"], batch["target_weight"])
+        return movenet_pose_losses(out.movenet, batch["keypoints"], batch["target_weight"],
+                                   regress_weight=cfg.lambda_regress)
     heatmaps = out.heatmaps
     hm_loss = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
                   for h in (heatmaps, *out.intermediate_heatmaps))
@@ -295,9 +318,10 @@ def optimizer_step(loss: torch.Tensor, optim, scaler=None) -> None:
         optim.step()
 
 
-def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None) -> tuple[dict, int | None]:
-    """State to go on from: OUT_DIR/last.pt (weights + optimizer), else the committed compact state
-    (weights only: returns the step from which the learning rate re-warms). Says which on stdout."""
+def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None, ema=None) -> tuple[dict, int | None]:
+    """State to go on from: OUT_DIR/last.pt (weights + optimizer, and the weight average when it has one), else
+    the committed compact state (weights only: returns the step from which the learning rate re-warms; the
+    average starts again from them). Says which on stdout."""
     last = out / "last.pt"
     if last.is_file():
         try:
@@ -306,6 +330,10 @@ def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None) -> t
             optim.load_state_dict(ckpt["optim"])
             if scaler is not None and ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
+            if ema is not None and ckpt.get("ema"):
+                ema.load_state_dict(ckpt["ema"])
+            elif ema is not None:        # a run that had no average: it starts from the resumed weights
+                ema.module.load_state_dict(model.state_dict())
             state = ckpt["state"]
         except Exception as e:  # a truncated or foreign file: say so in one line, do not train from scratch
             raise PosecalInputError(f"{last}: cannot resume from it ({str(e).splitlines()[0][:120]}); "
@@ -314,6 +342,8 @@ def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None) -> t
         return state, None
     if cfg.resume_state and (Path(cfg.resume_state) / "state.json").is_file():
         state = load_resume_state(model, cfg.resume_state)
+        if ema is not None:
+            ema.module.load_state_dict(model.state_dict())
         print(f"resumed from committed state {cfg.resume_state} at epoch {state['epoch']}, step {state['step']}"
               f"{_where(state)} (fresh optimizer, learning rate re-warms over {cfg.resume_warmup_steps} steps)")
         return state, state["step"]
@@ -479,7 +509,15 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         model = model.to(memory_format=torch.channels_last)
     if group is not None and cfg.sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # same parameters and state_dict keys
-    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.unfreeze_trunk_at is not None and not cfg.freeze_trunk:
+        raise PosecalInputError("unfreeze_trunk_at unfreezes the trunk that freeze_trunk fixes; set freeze_trunk: "
+                                "true with it")
+    if cfg.unfreeze_trunk_at is not None and group is not None:
+        raise PosecalInputError("unfreeze_trunk_at: not under torchrun (DDP fixes the trained parameters when it "
+                                "starts); run the frozen and the unfrozen parts as two runs with --resume")
+    # a trunk to be unfrozen later is in the optimizer from the start (AdamW skips parameters without gradients)
+    params = [p for p in model.parameters() if p.requires_grad or (cfg.unfreeze_trunk_at is not None
+                                                                   and cfg.strategy != "s3")]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     order = EpochOrder(len(dataset), cfg.seed) if group is None else DistributedEpochOrder(len(dataset), group,
                                                                                             cfg.seed)
@@ -492,8 +530,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         total = min(total, cfg.max_steps)
     state = {"epoch": 0, "step": 0, "best_ap": -1.0, "log": []}
     rewarm_from = None
+    ema = weight_average(model, cfg.ema_decay)
     if resume:
-        state, rewarm_from = resume_training(model, optim, cfg, out, scaler)
+        state, rewarm_from = resume_training(model, optim, cfg, out, scaler, ema)
     if main:
         write_json_atomic(to_dict(cfg), out / "config.json", indent=2)
     if group is None:
@@ -510,6 +549,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         if not main:
             return
         ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": state, "config": to_dict(cfg)}
+        if ema is not None:
+            ckpt["ema"] = ema.state_dict()
         if scaler is not None:
             ckpt["scaler"] = scaler.state_dict()
         with interrupts_deferred():
@@ -528,8 +569,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         model.train()
         if cfg.strategy == "s3":
             freeze_pose(model)
-        elif cfg.freeze_trunk:
+        elif trunk_frozen(cfg, state["step"]):
             freeze_trunk(model)
+        elif cfg.freeze_trunk:           # past unfreeze_trunk_at (a run resumed there too)
+            unfreeze_trunk(model)
         t0, recent = time.time(), deque(maxlen=50)
         terms_sum: dict[str, float] = dict(part["terms_sum"])
         batches, loss_sum, seen = part["batches"], part["loss_sum"], part["seen"]
@@ -537,6 +580,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         for batch in bar:
             if state["step"] >= total:
                 break
+            if cfg.unfreeze_trunk_at is not None and state["step"] == cfg.unfreeze_trunk_at:
+                unfreeze_trunk(model)
             lr = lr_at(state["step"], total, cfg, rewarm_from)
             for g in optim.param_groups:
                 g["lr"] = lr
@@ -549,6 +594,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
                 terms = step(batch, images, epoch)
             loss = terms["total"]
             optimizer_step(loss, optim, scaler)
+            if ema is not None:
+                ema.update_parameters(model)
             state["step"] += 1
             batches += 1
             for k, v in terms.items():
@@ -579,11 +626,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
                  "crops_per_s": seen / max(train_s, 1e-9), "train_s": train_s}
         if main and ((epoch + 1) % cfg.val_every == 0 or state["epoch"] >= cfg.epochs or state["step"] >= total):
             t1 = time.time()
-            metrics = validate(model, cfg, val_records, gt, cfg.val_flip)
+            metrics = validate(served(model, ema), cfg, val_records, gt, cfg.val_flip)
             entry.update({f"val_{k}": v for k, v in metrics.items()}, val_s=time.time() - t1)
             if metrics["ap"] > state["best_ap"]:
                 state["best_ap"] = metrics["ap"]
-                save_model(model, cfg.model, out / "best_model.pt",
+                save_model(served(model, ema), cfg.model, out / "best_model.pt",
                            meta={"epoch": epoch + 1, "val": metrics, "val_flip": cfg.val_flip})
         state["log"].append(entry)
         print(json.dumps(entry), flush=True)
@@ -596,7 +643,13 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
             print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
                               "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
     return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped is not None, "stopped_by": stopped,
-            "epoch": state["epoch"], "step": state["step"], "model": model, "rank": group.rank if group else 0}
+            "epoch": state["epoch"], "step": state["step"], "model": served(model, ema),
+            "rank": group.rank if group else 0}
+
+
+def served(model, ema):
+    """What validation, best_model.pt and the caller get: the averaged weights when ema_decay is on."""
+    return model if ema is None else ema.module
 
 
 def _agreed_stop(group: Group, stopped: str | None, device: torch.device) -> str | None:
