@@ -1,12 +1,13 @@
 """Trust-guided fusion (posecal/models/trust/fusion.py): the pick rule on made-up candidates with known
 qualities, the second opinion's decode against hand-computed values, a fusing model whose every keypoint is one of
-its candidates, and the shipped `best` model's fused keypoints equal in PyTorch and onnxruntime."""
+its candidates, and the shipped fusing models' keypoints equal in PyTorch and onnxruntime."""
 import numpy as np
 import pytest
 import torch
 
 from posecal.codec.heatmap import decode_argmax_torch
 from posecal.codec.movenet import decode_passes
+from posecal.errors import PosecalInputError
 from posecal.models.estimator import build_estimator
 from posecal.models.config import MOVENET_CONVENTION
 from posecal.models.trust.fusion import fuse_by_trust, pick
@@ -104,17 +105,39 @@ def test_a_fusing_model_reports_one_of_its_candidates_for_every_keypoint():
     assert plain.keypoints.shape == (2, 17, 2)
 
 
-def test_shipped_best_fused_keypoints_equal_in_torch_and_onnx(real_person):
-    """The shipped `best` model fuses inside the exported graph: onnxruntime's keypoints equal PyTorch's."""
+def test_fusing_the_flip_passes_alone_and_without_the_flip_test():
+    """fusion without a second opinion: every keypoint is one of the flip test's three candidates; without the
+    flip test there is one candidate, and the keypoints are MoveNet's own decode, unchanged."""
+    torch.manual_seed(1)
+    model = build_estimator(backbone="movenet_lightning", imagenet=False, quality_heads=True, trust=True,
+                            fusion=True, **MOVENET_CONVENTION).eval()
+    assert model.fuses and model.second_opinion is None
+    x = torch.randn(3, 3, 192, 192)
+    with torch.no_grad():
+        out = model(x, flip_test=True)
+        m = out.movenet
+        cands = torch.stack([p[0] for p in decode_passes(m.center, m.regress, m.heatmap, m.offset, 3)])
+        plain = model(x, flip_test=False)
+        m1 = plain.movenet
+        (own, own_scores), = decode_passes(m1.center, m1.regress, m1.heatmap, m1.offset, 3)
+    assert (cands - out.keypoints[None]).abs().amax(-1).amin(0).max() < 1e-5
+    assert torch.equal(plain.keypoints, own) and torch.equal(plain.keypoint_scores, own_scores)
+    with pytest.raises(PosecalInputError, match="model.fusion"):
+        build_estimator(backbone="efficientnet_lite0", imagenet=False, quality_heads=True, fusion=True)
+
+
+@pytest.mark.parametrize("name", ["accurate", "best"])
+def test_shipped_fused_keypoints_equal_in_torch_and_onnx(real_person, name):
+    """The shipped fusing models fuse inside the exported graph: onnxruntime's keypoints equal PyTorch's."""
     from posecal.export.cache import cached_onnx
     from posecal.models.checkpoint import load_model
 
-    model, cfg, _ = load_model("best")
-    assert model.second_opinion is not None and cfg.second_opinion
+    model, cfg, _ = load_model(name)
+    assert model.fuses and cfg.fusion and (model.second_opinion is not None) == (name == "best")
     x = real_person_crops(real_person, cfg.input_wh)
     with torch.no_grad():
         ref = model(x, flip_test=True)
-    got = cached_onnx("best", flip=True, threads=1)(x, flip_test=True)
+    got = cached_onnx(name, flip=True, threads=1)(x, flip_test=True)
     np.testing.assert_allclose(got.keypoints.numpy(), ref.keypoints.numpy(), atol=1e-2)
     np.testing.assert_allclose(got.oks.numpy(), ref.oks.numpy(), atol=1e-4)
     np.testing.assert_allclose(got.opks_logits.numpy(), ref.opks_logits.numpy(), atol=1e-3)

@@ -37,7 +37,7 @@ def output_names(model: TopDownEstimator) -> list[str]:
     when it is a MoveNet model."""
     names = list(OUTPUTS if model.has_quality_heads else OUTPUTS[:1])
     names += list(MOVENET_OUTPUTS) if model.is_movenet else []
-    return names + list(FUSED_OUTPUTS) if model.second_opinion is not None else names
+    return names + list(FUSED_OUTPUTS) if model.fuses else names
 CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
 CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON

@@ -46,7 +46,7 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
                            quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
                            head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
                            input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust,
-                           second_opinion=cfg.second_opinion)
+                           fusion=cfg.fusion, second_opinion=cfg.second_opinion)
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):

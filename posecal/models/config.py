@@ -25,8 +25,10 @@ class ModelConfig:
     # The quality outputs come from posecal's trust model (posecal/models/trust: its own network on the crop,
     # reading the decoded keypoints) instead of heads on the pose feature; MoveNet backbones.
     trust: bool = False
-    # Trust-guided fusion (posecal/models/trust/fusion.py): a second pose network (posecal's `fast` one) runs on
-    # the crop too, and the trust model picks per keypoint between its keypoints and MoveNet's; trust models only.
+    # Trust-guided fusion (posecal/models/trust/fusion.py), trust models only: the trust model picks each keypoint
+    # among MoveNet's (the flip test's passes merged) and each pass's alone (fusion) ...
+    fusion: bool = False
+    # ... and a second pose network's (posecal's `fast` one, run on the crop too)
     second_opinion: bool = False
     num_keypoints: int = 17              # 17 (COCO); an imported MPII hourglass has 16
     # The pose network's input convention, applied inside the model (posecal/models/input_convention.py):

@@ -48,7 +48,7 @@ class TopDownEstimator(nn.Module):
     def __init__(self, backbone: nn.Module, heatmap_head: nn.Module, oks_head: OksHead | None = None,
                  opks_head: OpksHead | None = None, visibility_head: VisibilityHead | None = None,
                  input_convention: InputConvention | None = None, trust: TrustNet | None = None,
-                 second_opinion: SecondOpinion | None = None):
+                 fusion: bool = False, second_opinion: SecondOpinion | None = None):
         super().__init__()
         self.backbone = backbone
         self.heatmap_head = heatmap_head
@@ -59,8 +59,9 @@ class TopDownEstimator(nn.Module):
         # The trust model (posecal/models/trust): quality and visibility of the decoded keypoints from its own
         # look at the crop, in place of heads on the pose feature (MoveNet models).
         self.trust = trust
-        # A second pose network whose keypoints, beside MoveNet's, the trust model chooses from per keypoint
-        # (posecal/models/trust/fusion.py); the model then reports the fused keypoints (PoseOutput.keypoints).
+        # Trust-guided fusion (posecal/models/trust/fusion.py): the trust model picks each keypoint among the flip
+        # test's passes and, with a second opinion, a second pose network's keypoints.
+        self.fusion = fusion
         self.second_opinion = second_opinion
 
     @property
@@ -81,35 +82,42 @@ class TopDownEstimator(nn.Module):
             return self.forward_trust(images, out)
         return self.forward_heads(out) if self.has_quality_heads else out
 
+    @property
+    def fuses(self) -> bool:
+        """The trust model picks each keypoint among candidates (posecal/models/trust/fusion.py); the model then
+        reports its keypoints itself (PoseOutput.keypoints)."""
+        return self.fusion or self.second_opinion is not None
+
     def forward_trust(self, images: torch.Tensor, out: PoseOutput) -> PoseOutput:
         """The trust model on the crops and the keypoints as the model reports them (MoveNet's centre-guided
-        decode, merged over the flip test), with MoveNet's keypoint scores. With a second opinion, the trust
-        model also judges the flip test's passes alone and the second network's keypoints, and each keypoint
-        is taken from the candidate it trusts most by a margin (fusion.fuse_by_trust), with that candidate's
-        keypoint quality and visibility."""
+        decode, merged over the flip test), with MoveNet's keypoint scores. A fusing model has the trust model
+        also judge the flip test's passes alone (and the second opinion's keypoints, when it has one), and
+        takes each keypoint from the candidate it trusts most by a margin (fusion.fuse_by_trust), with that
+        candidate's keypoint quality and visibility."""
         m = out.movenet
-        n = images.shape[0]
-        passes = decode_passes(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(), n)
+        n, dtype = images.shape[0], images.dtype
+        passes = [(xy.to(dtype), s.to(dtype)) for xy, s in
+                  decode_passes(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(), n)]
         look = self.trust.look(images)
-        judge = passes if self.second_opinion is not None else passes[:1]
-        judged = [self.trust.judge(look, xy.to(images.dtype), s.to(images.dtype)) for xy, s in judge]
-        out.oks, out.opks_logits, out.vis_logits = judged[0].oks, judged[0].opks_logits, judged[0].vis_logits
-        if self.second_opinion is None:
+        if not self.fuses:
+            t = self.trust.judge(look, *passes[0])
+            out.oks, out.opks_logits, out.vis_logits = t.oks, t.opks_logits, t.vis_logits
             return out
-        xy2, peaks2 = self.second_opinion(images, flip_test=len(passes) > 1)
-        judged.append(self.trust.judge(look, xy2.to(images.dtype)))
-        candidates = [*passes, (xy2, peaks2)]
-        margins = [PASS_MARGIN] * (len(passes) - 1) + [SECOND_OPINION_MARGIN]
+        # (keypoints, the scores the trust model reads, the scores reported) per candidate
+        candidates = [(xy, s, s) for xy, s in passes]
+        margins = [PASS_MARGIN] * (len(passes) - 1)
+        if self.second_opinion is not None:
+            xy2, peaks2 = self.second_opinion(images, flip_test=len(passes) > 1)
+            candidates.append((xy2.to(dtype), torch.full_like(peaks2, float("nan")).to(dtype), peaks2.to(dtype)))
+            margins.append(SECOND_OPINION_MARGIN)
+        judged = [self.trust.judge(look, xy, s) for xy, s, _ in candidates]
         choice = fuse_by_trust(torch.stack([t.opks_logits for t in judged]), margins)
-        out.keypoints = pick(torch.stack([c[0].to(images.dtype) for c in candidates]), choice)
-        out.keypoint_scores = pick(torch.stack([c[1].to(images.dtype) for c in candidates]), choice)
+        chosen = [pick(torch.stack([c[i] for c in candidates]), choice) for i in range(3)]
+        out.keypoints, out.keypoint_scores = chosen[0], chosen[2]
         out.opks_logits = pick(torch.stack([t.opks_logits for t in judged]), choice)
         out.vis_logits = pick(torch.stack([t.vis_logits for t in judged]), choice)
-        # the pose: judged as fused (MoveNet's scores where its keypoints were kept, none for the second
-        # opinion's), blended with the judgement of MoveNet's own pose (fusion.fused_pose_quality)
-        unknown = torch.full_like(peaks2, float("nan"))
-        scores = pick(torch.stack([*(c[1].to(images.dtype) for c in passes), unknown.to(images.dtype)]), choice)
-        out.oks = fused_pose_quality(self.trust.judge(look, out.keypoints, scores).oks, judged[0].oks)
+        # the pose: judged as fused, blended with the judgement of MoveNet's own pose (fusion.fused_pose_quality)
+        out.oks = fused_pose_quality(self.trust.judge(look, chosen[0], chosen[1]).oks, judged[0].oks)
         return out
 
     def forward_flip_test(self, images: torch.Tensor) -> PoseOutput:
@@ -187,11 +195,12 @@ def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagene
                     quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256,
                     backbone: str = "efficientnet_lite0", input_channels: str = "rgb",
                     input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, trust: bool = False,
-                    second_opinion: bool = False) -> TopDownEstimator:
+                    fusion: bool = False, second_opinion: bool = False) -> TopDownEstimator:
     """head_widths apply to the EfficientNet head only; the other families carry their published heads.
     input_channels/mean/std: the network's input convention (posecal's own needs no conversion).
     trust: the quality outputs come from the trust model (MoveNet backbones only) instead of heads.
-    second_opinion: the trust model fuses MoveNet's keypoints with a second network's (trust models only)."""
+    fusion: the trust model picks each keypoint among the flip test's passes; second_opinion: and among a second
+    network's keypoints (trust models only)."""
     net, head = pose_network(backbone, num_keypoints, head_widths, imagenet)
     convention = (None if is_posecal_convention(input_channels, input_mean, input_std)
                   else InputConvention(input_channels, input_mean, input_std))
@@ -202,10 +211,11 @@ def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagene
             raise PosecalInputError(f"model.trust: the trust model reads MoveNet's decoded keypoints; "
                                     f"{backbone} has quality heads of its own (set model.trust: false)")
         return TopDownEstimator(net, head, input_convention=convention,
-                                trust=TrustNet(num_keypoints, visibility_classes),
+                                trust=TrustNet(num_keypoints, visibility_classes), fusion=fusion,
                                 second_opinion=SecondOpinion(num_keypoints) if second_opinion else None)
-    if second_opinion:
-        raise PosecalInputError("model.second_opinion: the fusion's judge is the trust model (set model.trust: true)")
+    if fusion or second_opinion:
+        raise PosecalInputError(f"model.{'fusion' if fusion else 'second_opinion'}: the fusion's judge is the trust "
+                                "model (set model.trust: true)")
     c, s = head.feature_channels + num_keypoints, 2 * num_keypoints
     return TopDownEstimator(net, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
                             VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden,

@@ -13,9 +13,13 @@ closer less well, so a small lead is noise that costs Thunder's precision).
 
 The candidates, in the order they are tried:
 1. MoveNet's keypoints as shipped (the flip test's two passes merged, posecal.codec.movenet.merge_flip);
-2. the crop's pass alone and 3. the mirror's pass alone (free: the flip test computed them);
-4. a second opinion: posecal's `fast` pose network (EfficientNet-Lite0 + heatmap head, trained here) on the same
-   crop resized to 192x192, with its own flip test and arg-max decode (SecondOpinion).
+2. the crop's pass alone and 3. the mirror's pass alone (free: the flip test computed them). With these three
+   (model.fusion: the `accurate` model) val AP goes from 48.4 to 50.0 at no measurable cost;
+4. with model.second_opinion (the `best` model): posecal's `fast` pose network (EfficientNet-Lite0 + heatmap
+   head, trained here) on the same crop resized to 192x192, with its own flip test and arg-max decode
+   (SecondOpinion): AP 50.4, at +37 % per crop and a pose quality that ranks poses less well (MODEL_CARD.md).
+Without the flip test there is one candidate of MoveNet's, and a model without a second opinion reports
+MoveNet's keypoints unchanged (video, where the flip test is off by default).
 """
 from __future__ import annotations
 
@@ -37,8 +41,9 @@ SECOND_OPINION_MARGIN = 2.0
 # The fused pose's quality: the trust model's judgement of the fused pose, blended with its judgement of MoveNet's
 # own pose. Why: the pick used the same judge, so where it chose a candidate the judge overrated, the judgement of
 # the fused pose is overrated too (the winner's curse); the unfused pose's judgement is free of that. On val
-# (pose Pearson with the fused pose's true OKS / AP): MoveNet's pose alone 0.784 / 50.4, fused alone 0.810 /
-# 50.3, this blend 0.820 / 50.4 (unfused MoveNet: 0.876 / 48.4).
+# (pose Pearson with the fused pose's true OKS / AP), with the second opinion: MoveNet's pose alone 0.784 / 50.4,
+# fused alone 0.810 / 50.3, this blend 0.820 / 50.4; the flip passes only: fused alone 0.863 / 50.0, this blend
+# 0.861 / 50.0 (unfused MoveNet: 0.876 / 48.4).
 FUSED_POSE_WEIGHT = 0.7
 
 

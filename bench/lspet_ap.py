@@ -1,0 +1,63 @@
+"""Keypoint AP on LSPET (python bench/lspet_ap.py [--models accurate best FILE ...] [--persons 600]).
+
+LSPET's 12 limb joints mapped onto COCO-17 (face keypoints unlabelled, so COCO's OKS counts the limbs only), GT
+boxes, flip test, pose score = each model's own (predicted OKS), pycocotools' AP. LSPET has no held-out split
+here: the shipped networks saw some of it in training (the `fast` network all of it, the trust model 4,000 of
+its persons as augmented crops), so this compares models on sports poses rather than estimating unseen-data AP.
+The persons: the last --persons images in file order (the same ones for every model).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posecal.data.coco import load_lspet
+from posecal.inference.scoring import keypoint_confidence, pose_scores
+from posecal.inference.topdown import predict_records
+from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
+from posecal.models.checkpoint import load_model
+from posecal.calibration.quality import calibration_from_meta
+from posecal.skeleton import COCO_KEYPOINTS
+
+LSPET = Path(__file__).resolve().parents[2] / "shared" / "data" / "lspet"
+
+
+def truth(records) -> dict:
+    """The records as a COCO keypoint file (17 slots, the mapped joints), for pycocotools."""
+    images, anns = [], []
+    for i, r in enumerate(records):
+        images.append({"id": r.image_id, "file_name": r.file_name})
+        kp = r.keypoints.copy()
+        anns.append({"id": i + 1, "image_id": r.image_id, "category_id": 1, "iscrowd": 0,
+                     "bbox": [float(v) for v in r.bbox], "area": float(r.area),
+                     "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum())})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": list(COCO_KEYPOINTS)}]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["accurate", "best"])
+    ap.add_argument("--persons", type=int, default=600)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    records = load_lspet(LSPET / "annotations" / "lspet.json", LSPET / "images")[-args.persons:]
+    gt = load_coco_gt(truth(records))
+    print(f"LSPET, last {len(records)} persons, GT boxes, flip test, pose score oks")
+    for name in args.models:
+        model, cfg, meta = load_model(name)
+        cal = calibration_from_meta(meta, name)
+        pred = predict_records(model, records, cfg.input_wh, flip=True, progress=False, calibration=cal)
+        score = pose_scores(pred)["oks"]
+        res = coco_keypoint_results([r.image_id for r in pred.records], pred.keypoints, keypoint_confidence(pred),
+                                    score)
+        m = coco_keypoint_ap(gt, res)
+        print(f"{name}: AP {m['ap']:.1f}, AP50 {m['ap50']:.1f}, AP75 {m['ap75']:.1f}, AR {m['ar']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
