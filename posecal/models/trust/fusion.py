@@ -14,12 +14,13 @@ closer less well, so a small lead is noise that costs Thunder's precision).
 The candidates, in the order they are tried:
 1. MoveNet's keypoints as shipped (the flip test's two passes merged, posecal.codec.movenet.merge_flip);
 2. the crop's pass alone and 3. the mirror's pass alone (free: the flip test computed them). With these three
-   (model.fusion: the `accurate` model) val AP goes from 48.4 to 50.0 at no measurable cost;
+   (model.fusion) val AP goes from 48.4 to 50.0 at no measurable cost (not shipped as the default: see
+   MODEL_CARD.md, the calibration would have to differ with and without the flip test);
 4. with model.second_opinion (the `best` model): posecal's `fast` pose network (EfficientNet-Lite0 + heatmap
    head, trained here) on the same crop resized to 192x192, with its own flip test and arg-max decode
    (SecondOpinion): AP 50.4, at +37 % per crop and a pose quality that ranks poses less well (MODEL_CARD.md).
 Without the flip test there is one candidate of MoveNet's, and a model without a second opinion reports
-MoveNet's keypoints unchanged (video, where the flip test is off by default).
+MoveNet's keypoints unchanged.
 """
 from __future__ import annotations
 
