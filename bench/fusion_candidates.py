@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from posecal.codec.heatmap import decode
-from posecal.codec.movenet import decode_movenet, merge_flip, movenet_to_crop_pixels
+from posecal.codec.movenet import decode_passes
 from posecal.data.coco import PersonRecord, load_coco_persons, read_coco
 from posecal.data.topdown import TopDownDataset, heatmap_to_input
 from posecal.data.transforms import apply_affine, invert_affine
@@ -38,7 +37,6 @@ from posecal.models.checkpoint import load_model
 from posecal.models.estimator import build_estimator
 from posecal.models.config import MOVENET_CONVENTION
 from posecal.models.trust.network import TRUST_INPUT
-from posecal.skeleton import flip_permutation
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CROPS = SHARED / "data" / "coco-val2017-crops"
@@ -54,58 +52,46 @@ def scaled(records: list[PersonRecord], s: float) -> list[PersonRecord]:
     return out
 
 
-def mirror_back(xy: torch.Tensor, width: int) -> torch.Tensor:
-    back = xy[:, torch.as_tensor(flip_permutation(xy.shape[1]))]
-    return torch.stack([width - 1 - back[..., 0], back[..., 1]], -1)
-
-
 @torch.no_grad()
 def movenet_candidates(model, records, size: int, batch: int = 32):
     """Thunder/Lightning (a TopDownEstimator with a MoveNet backbone) on `records`: image-pixel keypoints and
-    scores of the merged flip test, the crop alone and the mirror alone; and the base crops' matrices."""
+    scores of the merged flip test, the crop's pass alone and the mirror's pass alone (codec.movenet.decode_passes,
+    as the fusing model decodes them)."""
     loader = DataLoader(TopDownDataset(records, (size, size)), batch_size=batch)
     out = {k: [] for k in ("merged", "crop", "mirror", "merged_s", "crop_s", "mirror_s")}
     for b in loader:
-        n = b["image"].shape[0]
         m = model.forward_flip_test(b["image"]).movenet
-        kp = decode_movenet(m.center, m.regress, m.heatmap, m.offset)
-        xy, s = movenet_to_crop_pixels(kp.xy).double(), kp.scores.double()
-        back = mirror_back(xy[n:], size)
-        merged, merged_s = merge_flip(xy[:n], s[:n], xy[n:], s[n:], size)
+        passes = decode_passes(m.center, m.regress, m.heatmap, m.offset, b["image"].shape[0])
         inv = [invert_affine(mm.numpy()) for mm in b["matrix"]]
-        for key, pts in (("merged", merged), ("crop", xy[:n]), ("mirror", back)):
-            out[key] += [apply_affine(p.numpy(), a) for p, a in zip(pts, inv)]
-        out["merged_s"] += list(merged_s.numpy())
-        out["crop_s"] += list(s[:n].numpy())
-        out["mirror_s"] += list(s[n:][:, torch.as_tensor(flip_permutation(17))].numpy())
+        for key, (pts, scores) in zip(("merged", "crop", "mirror"), passes):
+            out[key] += [apply_affine(p.double().numpy(), a) for p, a in zip(pts, inv)]
+            out[key + "_s"] += list(scores.double().numpy())
     return {k: np.array(v) for k, v in out.items()}
 
 
 @torch.no_grad()
 def judge(model, records, candidates: dict[str, tuple[np.ndarray, np.ndarray | None]], batch: int = 32):
     """The accurate model's trust model on its base crops, for each candidate (image-pixel keypoints, scores or
-    None): predicted oks (N,), opks logits (N, K), visibility logits (N, K, 3); and the trust's own peaks."""
+    None) and for the peaks of its own heatmaps ("trust"): predicted oks (N,), opks logits (N, K), visibility
+    logits (N, K, 3); and the trust's own peaks in image pixels."""
     size = 256
     loader = DataLoader(TopDownDataset(records, (size, size)), batch_size=batch)
     res = {name: {"oks": [], "opks": [], "vis": []} for name in [*candidates, "trust"]}
-    trust_xy = []
-    start = 0
+    trust_xy, start = [], 0
     for b in loader:
         images, n = b["image"], b["image"].shape[0]
         mats = b["matrix"].numpy()
-        t = model.trust
-        small = F.interpolate(images, size=(TRUST_INPUT, TRUST_INPUT), mode="bilinear", align_corners=False)
-        _, hm, _ = t.own_pose(small)
-        own, _ = decode(hm.numpy(), "dark")
+        look = model.trust.look(images)
+        own, _ = decode(look.heatmaps.numpy(), "dark")
         own = (heatmap_to_input(own) + 0.5) * size / TRUST_INPUT - 0.5       # in base-crop pixels
-        trust_xy += [apply_affine(p, invert_affine(m)) for p, m in zip(own, mats)]
-        sets = dict(candidates)
-        sets["trust"] = (np.array(trust_xy[start:start + n]), None)
-        for name, (xy_img, sc) in sets.items():
-            xy = xy_img[start:start + n] if name != "trust" else xy_img
+        own_img = np.array([apply_affine(p, invert_affine(m)) for p, m in zip(own, mats)])
+        trust_xy += list(own_img)
+        sets = {name: (xy[start:start + n], None if sc is None else sc[start:start + n])
+                for name, (xy, sc) in candidates.items()} | {"trust": (own_img, None)}
+        for name, (xy, sc) in sets.items():
             crop_xy = torch.tensor(np.stack([apply_affine(p, m) for p, m in zip(xy, mats)]), dtype=torch.float32)
-            scores = None if sc is None else torch.tensor(sc[start:start + n], dtype=torch.float32)
-            o = t(images, crop_xy, scores)
+            scores = None if sc is None else torch.tensor(sc, dtype=torch.float32)
+            o = model.trust.judge(look, crop_xy, scores)
             res[name]["oks"].append(o.oks.numpy())
             res[name]["opks"].append(o.opks_logits.numpy())
             res[name]["vis"].append(o.vis_logits.numpy())

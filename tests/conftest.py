@@ -163,3 +163,15 @@ def real_person_crops(real_person, input_wh):
     path, box, _ = real_person
     image = read_image(path)
     return to_batch([warp(image, person_crop_matrix(b, input_wh), input_wh) for b in (box, box * [1, 1, 0.6, 0.6])])
+
+
+def pose_of(xy, quality=0.8, kq=0.9, vis=2):
+    """A PersonPose at keypoints xy (K, 2): its box 10 px around them, every keypoint of quality kq and
+    visibility vis, pose quality `quality` (the tracker's tests)."""
+    from posecal.inference.predictor import PersonPose
+
+    xy = np.asarray(xy, float)
+    lo, hi = xy.min(0) - 10, xy.max(0) + 10
+    k = len(xy)
+    return PersonPose(np.r_[lo, hi - lo], xy, np.full(k, kq), np.full(k, kq), quality, np.full(k, vis),
+                      np.tile([0.0, 0.0, 1.0], (k, 1)))

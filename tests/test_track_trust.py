@@ -7,20 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.inference.predictor import PersonPose
 from posecal.tracking.associate import trusted
 from posecal.tracking.flow import FrameFlow, carried_poses, flow_points
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
-from conftest import STANDING
-
-
-def _pose(xy, quality=0.8, kq=0.9, vis=2):
-    xy = np.asarray(xy, float)
-    lo, hi = xy.min(0) - 10, xy.max(0) + 10
-    k = len(xy)
-    return PersonPose(np.r_[lo, hi - lo], xy, np.full(k, kq), np.full(k, kq), quality, np.full(k, vis),
-                      np.tile([0.0, 0.0, 1.0], (k, 1)))
+from conftest import STANDING, pose_of
 
 
 def _texture(h=240, w=320, seed=0):
@@ -38,7 +29,7 @@ def test_flow_follows_a_known_shift_and_moves_lost_points_with_the_rest():
     assert held.all()
     assert moved == pytest.approx(pts + [5, 3], abs=0.3)
     xy = STANDING + [80, 40]
-    pose = dataclasses.replace(_pose(xy), visibility=np.where(np.arange(17) == 0, 0, 2))   # the nose: absent
+    pose = dataclasses.replace(pose_of(xy), visibility=np.where(np.arange(17) == 0, 0, 2))   # the nose: absent
     (out,) = carried_poses([pose], a, b)
     assert out.keypoints == pytest.approx(xy + [5, 3], abs=0.4)  # the absent one moves with the median of the rest
     assert out.box[:2] == pytest.approx(pose.box[:2] + [5, 3], abs=0.4) and out.box[2:] == pytest.approx(pose.box[2:])
@@ -55,7 +46,7 @@ def test_frame_flow_hands_over_the_previous_frame():
 
 def test_follow_keeps_ids_confirms_nobody_and_lets_unseen_tracks_miss():
     tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
-    a, weak = _pose(STANDING), _pose(STANDING + [300, 0], quality=0.3)
+    a, weak = pose_of(STANDING), pose_of(STANDING + [300, 0], quality=0.3)
     assert [i for i, _ in tracker.update([a, weak], 0.0)] == [1]         # weak: tentative
     seen = tracker.seen()
     moved = [dataclasses.replace(tr.person, keypoints=tr.person.keypoints + [4, 0]) for tr in seen]
@@ -81,16 +72,16 @@ def test_a_collapsed_pose_under_another_person_is_held_not_taken():
         tracker = Tracker(TrackerConfig(smooth=False, collapse=collapse, dup_similarity=2.0, birth_overlap=1.0,
                                         report_hidden=0))
         for f in range(3):
-            assert set(dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0])], f / 10))) == {1, 2}
-        out = dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0], quality=0.2)], 0.3))
+            assert set(dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [20, 0])], f / 10))) == {1, 2}
+        out = dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [20, 0], quality=0.2)], 0.3))
         assert (2 not in out) == held and 1 in out
         assert tracker.tracks[1].misses == (1 if held else 0)
-        out = dict(tracker.update([_pose(STANDING), _pose(STANDING + [20, 0])], 0.4))
+        out = dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [20, 0])], 0.4))
         assert set(out) == {1, 2}
     tracker = Tracker(TrackerConfig(smooth=False, collapse=0.8))          # alone, a bad frame is not a hiding
     for f in range(3):
-        tracker.update([_pose(STANDING)], f / 10)
-    assert set(dict(tracker.update([_pose(STANDING, quality=0.2)], 0.3))) == {1}
+        tracker.update([pose_of(STANDING)], f / 10)
+    assert set(dict(tracker.update([pose_of(STANDING, quality=0.2)], 0.3))) == {1}
 
 
 def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames():
@@ -98,10 +89,10 @@ def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames(
     every keypoint occluded and its quality halved, for report_hidden frames; then no more."""
     tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=1.0, dup_similarity=2.0, report_hidden=2))
     for f in range(4):
-        out = dict(tracker.update([_pose(STANDING), _pose(STANDING + [10 + 4 * f, 0])], f / 10))
+        out = dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [10 + 4 * f, 0])], f / 10))
     assert set(out) == {1, 2}
     for f, expect in ((4, {1, 2}), (5, {1, 2}), (6, {1})):
-        out = dict(tracker.update([_pose(STANDING)], f / 10))
+        out = dict(tracker.update([pose_of(STANDING)], f / 10))
         assert set(out) == expect
         if 2 in out:
             b = out[2]
@@ -110,12 +101,12 @@ def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames(
             assert b.keypoint_quality == pytest.approx(np.full(17, 0.45))
     alone = Tracker(TrackerConfig(smooth=False, report_hidden=2))         # nobody in front: not reported
     for f in range(3):
-        alone.update([_pose(STANDING + [300, 0])], f / 10)
+        alone.update([pose_of(STANDING + [300, 0])], f / 10)
     assert alone.update([], 0.3) == []
 
 
 def test_no_birth_from_a_pose_with_nothing_visible():
-    post = _pose(STANDING + [300, 0], quality=0.8, vis=1)                # the detector's post: all occluded
+    post = pose_of(STANDING + [300, 0], quality=0.8, vis=1)                # the detector's post: all occluded
     tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=3))
     assert all(tracker.update([post], f / 10) == [] for f in range(4))
     tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=0))
@@ -151,7 +142,7 @@ def test_reported_box_is_the_mean_of_the_crop_box_and_the_padded_keypoint_box():
     from posecal.tracking.job import reported_box
 
     xy = np.array([[110.0, 110], [140, 190]] + [[125, 150]] * 15)            # keypoints span 110-140 x 110-190
-    p = dataclasses.replace(_pose(xy), box=np.array([100.0, 100, 50, 100]))
+    p = dataclasses.replace(pose_of(xy), box=np.array([100.0, 100, 50, 100]))
     # keypoint box padded by 0.08 / 0.12 / 0.06 of its height 80: (103.6, 100.4) - (146.4, 194.8); the mean with
     # the box (100, 100) - (150, 200): (101.8, 100.2) - (148.2, 197.4)
     assert reported_box(p, 640, 480) == pytest.approx([101.8, 100.2, 46.4, 97.2])

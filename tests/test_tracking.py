@@ -8,13 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.inference.predictor import PersonPose
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.associate import match, similarity
 from posecal.tracking.one_euro import OneEuroFilter, smoothing_factor
 from posecal.tracking.tracker import Tracker, TrackerConfig, keypoint_cutoffs
 
-from conftest import STANDING, write_tiny_model, write_walking_video
+from conftest import STANDING, pose_of, write_tiny_model, write_walking_video
 
 
 def test_smoothing_factor_by_hand():
@@ -72,16 +71,8 @@ def test_box_iou_and_match_by_hand():
     assert pairs == [(0, 1), (1, 0)] and rows == [2] and cols == []   # total 1.65 beats greedy 0.9 + 0.1
 
 
-def _pose(xy, quality=0.8, kq=0.9, vis=2):
-    xy = np.asarray(xy, float)
-    lo, hi = xy.min(0) - 10, xy.max(0) + 10
-    k = len(xy)
-    return PersonPose(np.r_[lo, hi - lo], xy, np.full(k, kq), np.full(k, kq), quality, np.full(k, vis),
-                      np.tile([0.0, 0.0, 1.0], (k, 1)))
-
-
 def test_similarity_falls_back_to_box_iou_without_trusted_keypoints():
-    a, b = _pose(STANDING), _pose(STANDING + [3, 0])
+    a, b = pose_of(STANDING), pose_of(STANDING + [3, 0])
     trust_all, trust_none = np.ones((1, 17), bool), np.zeros((1, 17), bool)
     s = similarity(a.keypoints[None], trust_all, a.box[None], b.keypoints[None], trust_all, b.box[None])
     assert s[0, 0] == pytest.approx(0.902, abs=0.002)         # OKS of a 3 px shift, by hand: 15.339 / 17
@@ -96,8 +87,8 @@ def test_two_crossing_people_keep_their_ids():
     tracker = Tracker(TrackerConfig(smooth=False))
     seen = {"A": set(), "B": set()}
     for f in range(30):
-        a = _pose(STANDING + [20 + 12 * f, 0] + rng.normal(0, 1, (17, 2)))
-        b = _pose(STANDING + [380 - 12 * f, 40] + rng.normal(0, 1, (17, 2)))
+        a = pose_of(STANDING + [20 + 12 * f, 0] + rng.normal(0, 1, (17, 2)))
+        b = pose_of(STANDING + [380 - 12 * f, 40] + rng.normal(0, 1, (17, 2)))
         people = [("B", b)] + ([] if 17 <= f <= 19 else [("A", a)])
         if rng.random() < 0.5:
             people.reverse()
@@ -111,13 +102,13 @@ def test_two_crossing_people_keep_their_ids():
 def test_hysteresis_births_and_deaths():
     tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, birth_hits=2, max_misses=3,
                                           min_birth_quality=0))
-    strong, weak = _pose(STANDING), _pose(STANDING + [200, 0], quality=0.2)
+    strong, weak = pose_of(STANDING), pose_of(STANDING + [200, 0], quality=0.2)
     assert [i for i, _ in tracker.update([strong, weak], 0.0)] == [1]    # strong: at once; weak: tentative
     assert [i for i, _ in tracker.update([weak], 0.1)] == [2]            # weak confirmed on its 2nd frame
     assert [i for i, _ in tracker.update([], 0.2)] == []
     assert [i for i, _ in tracker.update([], 0.3)] == []
     assert [i for i, _ in tracker.update([strong], 0.4)] == [1]          # back within max_misses: same id
-    blip = _pose(STANDING + [0, 300], quality=0.2)
+    blip = pose_of(STANDING + [0, 300], quality=0.2)
     assert [i for i, _ in tracker.update([strong, blip], 0.5)] == [1]   # one weak frame invents nobody
     assert [i for i, _ in tracker.update([strong], 0.6)] == [1]
     for t in range(4):
@@ -130,7 +121,7 @@ def test_smoothing_reduces_jitter_on_a_still_person():
     raw, smooth = Tracker(TrackerConfig(smooth=False)), Tracker(TrackerConfig(smooth=True))
     tracks = {0: [], 1: []}
     for f in range(40):
-        p = _pose(STANDING + rng.normal(0, 2, (17, 2)))
+        p = pose_of(STANDING + rng.normal(0, 2, (17, 2)))
         tracks[0].append(raw.update([p], f / 25)[0][1].keypoints)
         tracks[1].append(smooth.update([p], f / 25)[0][1].keypoints)
     jitter = [np.abs(np.diff(np.array(tracks[i]), 2, axis=0)).mean() for i in (0, 1)]
@@ -190,7 +181,7 @@ def test_track_refuses_images_and_bad_options(tmp_path, capsys):
 def test_a_propagated_box_is_kept_with_quality_and_a_keypoint_visible():
     from posecal.tracking.job import still_there
 
-    person = _pose(STANDING, quality=0.4, vis=1)
+    person = pose_of(STANDING, quality=0.4, vis=1)
     # small people: the visibility head leans to occluded; the field's 2x rule still calls the shoulder visible
     small = dataclasses.replace(person, visibility=np.r_[np.ones(5), 2, np.ones(11)].astype(int),
                                 visibility_probs=np.tile([0.1, 0.5, 0.4], (17, 1)))
@@ -214,14 +205,14 @@ def test_a_track_no_detection_holds_stops_propagating():
 
     frame = np.zeros((480, 640, 3), np.uint8)
     tracker = Tracker(TrackerConfig(smooth=False))
-    tracker.update([_pose(STANDING, quality=0.8)], 0.0)                       # detected: undetected 0
+    tracker.update([pose_of(STANDING, quality=0.8)], 0.0)                       # detected: undetected 0
     sizes = []
     for t in range(1, 6):
         boxes, _, propagated = frame_boxes(frame, None, tracker, detect_every=2, missed_detections=1)
         sizes.append(len(boxes))
-        tracker.update([_pose(STANDING, quality=0.8)] if len(boxes) else [], t / 10, detected=[False] * len(boxes))
+        tracker.update([pose_of(STANDING, quality=0.8)] if len(boxes) else [], t / 10, detected=[False] * len(boxes))
     assert sizes == [1, 1, 1, 1, 0] and tracker.tracks[0].undetected == 5
-    tracker.update([_pose(STANDING, quality=0.8)], 0.6)                       # the detector finds them again
+    tracker.update([pose_of(STANDING, quality=0.8)], 0.6)                       # the detector finds them again
     assert tracker.tracks[0].undetected == 0
     assert len(frame_boxes(frame, None, tracker, detect_every=2, missed_detections=1)[0]) == 1
 
@@ -236,8 +227,8 @@ def test_one_propagated_box_per_place():
     # Two tracks that drifted onto one person get one box between them (the more trusted track's), on a frame
     # without detections; a third track elsewhere keeps its own.
     tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
-    here, also_here, there = (_pose(STANDING, quality=0.4), _pose(STANDING + [2, 1], quality=0.8),
-                              _pose(STANDING + [200, 0], quality=0.6))
+    here, also_here, there = (pose_of(STANDING, quality=0.4), pose_of(STANDING + [2, 1], quality=0.8),
+                              pose_of(STANDING + [200, 0], quality=0.6))
     tracker.update([here, there], 0.0)
     tracker.tracks[0].person = also_here          # the first track has drifted onto the same person
     tracker.tracks.insert(0, dataclasses.replace(tracker.tracks[0], person=here))
@@ -250,8 +241,8 @@ def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
     from posecal.tracking.job import frame_boxes
 
     tracker = Tracker(TrackerConfig(smooth=False, birth_quality=0.5, min_birth_quality=0))
-    tracker.update([_pose(STANDING, quality=0.8), _pose(STANDING + [200, 0], quality=0.8)], 0.0)
-    tracker.update([_pose(STANDING + [1, 0], quality=0.8)], 0.1)      # the second person is missed here
+    tracker.update([pose_of(STANDING, quality=0.8), pose_of(STANDING + [200, 0], quality=0.8)], 0.0)
+    tracker.update([pose_of(STANDING + [1, 0], quality=0.8)], 0.1)      # the second person is missed here
     assert [tr.misses for tr in tracker.tracks] == [0, 1]
     assert len(tracker.live_people()) == 2 and len(tracker.live_people(max_misses=0)) == 1
     boxes, _, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker)
@@ -277,7 +268,7 @@ def test_a_lost_person_is_found_again_by_position_and_size():
         tracker, ids = Tracker(cfg), []
         for f in range(40):
             x = 12 * f if f < 10 else 12 * f - 60
-            people = [] if 10 <= f < 25 else [_pose(STANDING + [x, 0])]
+            people = [] if 10 <= f < 25 else [pose_of(STANDING + [x, 0])]
             ids += [i for i, _ in tracker.update(people, f / 10)]
         return set(ids)
 
@@ -294,19 +285,19 @@ def test_colours_tell_two_lost_people_apart():
     for use_colours, expect_swap in ((True, False), (False, True)):
         tracker = Tracker(cfg)
         for f in range(5):
-            a, b = _pose(STANDING + [100, 0]), _pose(STANDING + [260, 0])
+            a, b = pose_of(STANDING + [100, 0]), pose_of(STANDING + [260, 0])
             tracker.update([a, b], f / 10, image=_box_image([(a, red), (b, blue)]) if use_colours else None)
         for f in range(5, 10):
             tracker.update([], f / 10)
-        a, b = _pose(STANDING + [200, 0]), _pose(STANDING + [160, 0])   # A now nearer B's place and B nearer A's
+        a, b = pose_of(STANDING + [200, 0]), pose_of(STANDING + [160, 0])   # A now nearer B's place and B nearer A's
         out = dict((id(p), i) for i, p in tracker.update([a, b], 1.0, image=_box_image([(a, red), (b, blue)])
                                                            if use_colours else None))
         assert (out[id(a)], out[id(b)]) == ((2, 1) if expect_swap else (1, 2))
 
 
 def test_no_birth_inside_a_held_person_nor_from_a_doubtful_pose():
-    whole = _pose(STANDING)
-    upper = dataclasses.replace(_pose(STANDING + [0, 2]), box=np.array([28.0, 16, 64, 80]))   # a second pose, upper box
+    whole = pose_of(STANDING)
+    upper = dataclasses.replace(pose_of(STANDING + [0, 2]), box=np.array([28.0, 16, 64, 80]))   # a second pose, upper box
     for overlap, tracks in ((0.6, {1}), (1.0, {1, 2})):
         tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=overlap, dup_similarity=2.0))
         ids = set()
@@ -314,5 +305,5 @@ def test_no_birth_inside_a_held_person_nor_from_a_doubtful_pose():
             ids |= {i for i, _ in tracker.update([whole, upper], f / 10)}
         assert ids == tracks
     tracker = Tracker(TrackerConfig(smooth=False, min_birth_quality=0.35))
-    tripod = _pose(STANDING + [300, 0], quality=0.3)         # a thing the detector takes for a person, every frame
+    tripod = pose_of(STANDING + [300, 0], quality=0.3)         # a thing the detector takes for a person, every frame
     assert all(tracker.update([tripod], f / 10) == [] for f in range(6))

@@ -516,8 +516,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
         raise PosecalInputError("unfreeze_trunk_at: not under torchrun (DDP fixes the trained parameters when it "
                                 "starts); run the frozen and the unfrozen parts as two runs with --resume")
     # a trunk to be unfrozen later is in the optimizer from the start (AdamW skips parameters without gradients)
-    params = [p for p in model.parameters() if p.requires_grad or (cfg.unfreeze_trunk_at is not None
-                                                                   and cfg.strategy != "s3")]
+    params = [p for p in model.parameters() if p.requires_grad or cfg.unfreeze_trunk_at is not None]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     order = EpochOrder(len(dataset), cfg.seed) if group is None else DistributedEpochOrder(len(dataset), group,
                                                                                             cfg.seed)
