@@ -40,7 +40,7 @@ def truth(records) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["accurate", "best"])
+    ap.add_argument("--models", nargs="+", default=["published", "accurate"])
     ap.add_argument("--persons", type=int, default=600)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

@@ -1,6 +1,6 @@
 """Trust-guided fusion (posecal/models/trust/fusion.py): the pick rule on made-up candidates with known
 qualities, the second opinion's decode against hand-computed values, a fusing model whose every keypoint is one of
-its candidates, and the shipped `best` model's keypoints equal in PyTorch and onnxruntime."""
+its candidates, and a fused model assembled from the shipped parts equal in PyTorch and onnxruntime."""
 import numpy as np
 import pytest
 import torch
@@ -126,32 +126,52 @@ def test_fusing_the_flip_passes_alone_and_without_the_flip_test():
         build_estimator(backbone="efficientnet_lite0", imagenet=False, quality_heads=True, fusion=True)
 
 
-def test_shipped_fused_keypoints_equal_in_torch_and_onnx(real_person):
-    """The shipped `best` model fuses inside the exported graph: onnxruntime's keypoints equal PyTorch's."""
+@pytest.fixture(scope="module")
+def fused_file(tmp_path_factory):
+    """The accurate model fusing its flip passes and the fast network (models/trust/assemble.py), as a file."""
+    from posecal.models.checkpoint import save_model
+    from posecal.models.trust.assemble import fused_model
+
+    model, cfg, meta = fused_model("accurate", "fast")
+    path = tmp_path_factory.mktemp("fused") / "fused.pt"
+    save_model(model, cfg, path, meta=meta)
+    return path
+
+
+def test_assembled_fused_keypoints_equal_in_torch_and_onnx(real_person, fused_file):
+    """A model fusing the flip passes and the fast network fuses inside the exported graph: onnxruntime's keypoints
+    equal PyTorch's."""
     from posecal.export.cache import cached_onnx
     from posecal.models.checkpoint import load_model
 
-    model, cfg, _ = load_model("best")
+    model, cfg, _ = load_model(fused_file)
     assert model.fuses and cfg.fusion and model.second_opinion is not None
     x = real_person_crops(real_person, cfg.input_wh)
     with torch.no_grad():
         ref = model(x, flip_test=True)
-    got = cached_onnx("best", flip=True, threads=1)(x, flip_test=True)
+    got = cached_onnx(fused_file, flip=True, threads=1)(x, flip_test=True)
     np.testing.assert_allclose(got.keypoints.numpy(), ref.keypoints.numpy(), atol=1e-2)
     np.testing.assert_allclose(got.oks.numpy(), ref.oks.numpy(), atol=1e-4)
     np.testing.assert_allclose(got.opks_logits.numpy(), ref.opks_logits.numpy(), atol=1e-3)
 
 
+def test_a_model_without_a_trust_model_cannot_fuse():
+    from posecal.models.trust.assemble import fused_model
+
+    with pytest.raises(PosecalInputError, match="the fusion's judge is the trust model"):
+        fused_model("fast")
+
+
 @needs_shared
-def test_fused_poses_round_trip_through_results_json_and_eval_results(tmp_path):
-    """`posecal eval --model best` writes the fused poses; `eval --results` on that file scores them alike."""
+def test_fused_poses_round_trip_through_results_json_and_eval_results(tmp_path, fused_file):
+    """`posecal eval --model FUSED.pt` writes the fused poses; `eval --results` on that file scores them alike."""
     import json
 
     from posecal.cli.main import main
 
     sub, ann = val_subset(tmp_path, 16)
     run, again = tmp_path / "run", tmp_path / "again"
-    assert main(["eval", "--model", "best", "--annotations", str(sub), "--images", str(COCO_CROPS / "images"),
+    assert main(["eval", "--model", str(fused_file), "--annotations", str(sub), "--images", str(COCO_CROPS / "images"),
                  "--out", str(run), "--no-progress"]) == 0
     results = json.loads((run / "results.json").read_text())
     assert len(results) == len(ann["annotations"])

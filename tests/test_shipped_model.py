@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from posecal.errors import PosecalInputError
 from posecal.evaluation.evaluate import EvalConfig, evaluate
@@ -11,10 +12,9 @@ from conftest import COCO_CROPS, needs_shared, val_subset
 
 # name -> (backbone, input w x h, val-subset AP floor, pose-score Pearson floor); full-val figures in MODEL_CARD.md
 EXPECTED = {"accurate": ("movenet_thunder", (256, 256), 40, 0.6),
-            "best": ("movenet_thunder", (256, 256), 40, 0.6),
+            "published": ("movenet_thunder", (256, 256), 40, 0.6),
             "fast": ("efficientnet_lite0", (144, 192), 20, 0.5)}
-# best carries the fast network beside the accurate model's two (fp16)
-SIZE_LIMIT_MIB = {"accurate": 25, "best": 32, "fast": 25}
+SIZE_LIMIT_MIB = {"accurate": 25, "published": 25, "fast": 25}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -24,6 +24,20 @@ def test_shipped_model_is_small_and_loads_by_name(name):
     model, cfg, meta = load_model(name)
     assert (cfg.backbone, cfg.input_wh) == EXPECTED[name][:2] and cfg.quality_heads and "calibration" in meta
     assert model_file(None) == DEFAULT_MODEL == SHIPPED_MODELS["accurate"]
+
+
+def test_best_names_the_accurate_model_and_track_keeps_the_published_network():
+    """`best` (the fused model before the fine-tune) is the accurate model's file now; accurate's MoveNet is the
+    fine-tuned one, published's is Google's, and both carry the same trust model."""
+    from posecal.tracking.job import TrackConfig
+
+    assert model_file("best") == SHIPPED_MODELS["accurate"] and TrackConfig(videos=[]).model == "published"
+    tuned, _, meta = load_model("accurate")
+    google, _, _ = load_model("published")
+    assert "fine-tuned" in meta["pose_network"]
+    a, b = tuned.state_dict(), google.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("trust."))
+    assert not torch.equal(a["backbone.heatmap_head.out.weight"], b["backbone.heatmap_head.out.weight"])
 
 
 def test_unknown_shipped_name_is_a_path_and_fails_in_one_line():

@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
     p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
-    p.add_argument("--model", help="accurate, best, fast, or a model file (default: the shipped default model)")
+    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("predict", help="poses with pose quality, keypoint quality and visibility on images, "
                                        "folders or videos")
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
                    help="onnx: onnxruntime, from the model's ONNX export, made once and kept in the user's cache "
                         "folder ($POSECAL_CACHE_DIR); torch: PyTorch (default: onnx, torch with --device cuda; an "
                         ".onnx --model always runs in onnxruntime)")
-    p.add_argument("--model", help="accurate, best, fast, or a model file (.pt or exported .onnx; default: the shipped "
+    p.add_argument("--model", help="accurate, published, fast, or a model file (.pt or exported .onnx; default: the shipped "
                                      "default model)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
     p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
@@ -409,14 +409,15 @@ def main(argv=None) -> int:
     p.add_argument("--flip", action="store_true", help="flip test (about 2x slower; default: off in video)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
                    help="pose network runtime (default: onnx = onnxruntime)")
-    p.add_argument("--model", default="accurate", help="accurate, best, fast, or a model file (.pt or exported .onnx; "
-                                                         "default: accurate, ~13 fps on vtest on 2 cores; fast ~27 fps)")
+    p.add_argument("--model", default="published",
+                   help="published, accurate, fast, or a model file (.pt or exported .onnx; default: published, "
+                        "~13 fps on vtest on 2 cores, the best ids; fast ~27 fps)")
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
-    p.add_argument("--model", help="accurate, best, fast, or a model file (default: the shipped default model)")
+    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
     p.add_argument("--no-flip", action="store_true", help="leave the flip test out of the graph (2x faster)")
     p.add_argument("--int8", metavar="COCO.json",
@@ -442,7 +443,7 @@ def main(argv=None) -> int:
     p.add_argument("--results", metavar="R.json",
                    help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
-    p.add_argument("--model", help="accurate, best, fast, a model file (e.g. a run's best_model.pt), or an exported .onnx "
+    p.add_argument("--model", help="accurate, published, fast, a model file (e.g. a run's best_model.pt), or an exported .onnx "
                    "(fp32 or int8) run by onnxruntime (default: the shipped default model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--no-flip", action="store_true", help="disable flip test")
@@ -510,7 +511,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", help="folder with the images named in the JSON (needed to run the model; with "
                    "--results only for the report's pictures)")
     p.add_argument("--out", help="output folder for findings.json and report.html (required)")
-    p.add_argument("--model", help="accurate, best, fast or a model file (default: the shipped default model)")
+    p.add_argument("--model", help="accurate, published, fast or a model file (default: the shipped default model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")

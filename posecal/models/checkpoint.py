@@ -12,12 +12,15 @@ from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
-# The models shipped with posecal, chosen by name wherever a model file is asked for (`--model accurate|best|fast|FILE`,
-# `Predictor("accurate")`). fast: EfficientNet-Lite0 192x144 trained here; accurate: posecal's heads on MoveNet
-# Thunder (MODEL_CARD.md). The default serves images, evaluation and video (`posecal track`) alike.
+# The models shipped with posecal, chosen by name wherever a model file is asked for
+# (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); MODEL_CARD.md for each.
+# accurate: MoveNet Thunder fine-tuned whole by posecal on a GPU + posecal's trust model (the default: images,
+#   evaluation, the API). published: MoveNet Thunder as Google published it + the same trust model (the default of
+#   `posecal track`, whose ids it keeps better: docs/tracking.md). fast: EfficientNet-Lite0 192x144 trained here.
+# best: the most accurate model posecal has, the accurate model since the fine-tune (the trust-guided fusion that
+#   `best` was before gains nothing on the fine-tuned network: MODEL_CARD.md).
 SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "fast": WEIGHTS_DIR / "posecal_fast.pt",
-                  # accurate + trust-guided fusion with the fast network (posecal/models/trust/fusion.py)
-                  "best": WEIGHTS_DIR / "posecal_best.pt"}
+                  "published": WEIGHTS_DIR / "posecal_published.pt", "best": WEIGHTS_DIR / "posecal_accurate.pt"}
 DEFAULT_MODEL_NAME = "accurate"
 DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
 
