@@ -4,7 +4,9 @@ LSPET's 12 limb joints mapped onto COCO-17 (face keypoints unlabelled, so COCO's
 boxes, flip test, pose score = each model's own (predicted OKS), pycocotools' AP. LSPET has no held-out split
 here: the shipped networks saw some of it in training (the `fast` network all of it, the trust model 4,000 of
 its persons as augmented crops), so this compares models on sports poses rather than estimating unseen-data AP.
-The persons: the last --persons images in file order (the same ones for every model).
+The persons: the last --persons images in file order (the same ones for every model). The accurate model's
+fine-tune packed all of LSPET, these persons too; tools/pack_training_data.py now leaves them out by default
+(--lspet-holdout 600), so a network trained on a newer pack is scored here on persons it never saw.
 """
 from __future__ import annotations
 

@@ -128,9 +128,9 @@ def test_fusing_the_flip_passes_alone_and_without_the_flip_test():
 
 @pytest.fixture(scope="module")
 def fused_file(tmp_path_factory):
-    """The accurate model fusing its flip passes and the fast network (models/trust/assemble.py), as a file."""
+    """The accurate model fusing its flip passes and the fast network (models/assemble.py), as a file."""
     from posecal.models.checkpoint import save_model
-    from posecal.models.trust.assemble import fused_model
+    from posecal.models.assemble import fused_model
 
     model, cfg, meta = fused_model("accurate", "fast")
     path = tmp_path_factory.mktemp("fused") / "fused.pt"
@@ -156,7 +156,7 @@ def test_assembled_fused_keypoints_equal_in_torch_and_onnx(real_person, fused_fi
 
 
 def test_a_model_without_a_trust_model_cannot_fuse():
-    from posecal.models.trust.assemble import fused_model
+    from posecal.models.assemble import fused_model
 
     with pytest.raises(PosecalInputError, match="the fusion's judge is the trust model"):
         fused_model("fast")

@@ -1,4 +1,4 @@
-"""Assemble a fusing model (posecal/models/trust/fusion.py, assembled by posecal/models/trust/assemble.py): a
+"""Assemble a fusing model (posecal/models/trust/fusion.py, assembled by posecal/models/assemble.py): a
 MoveNet model with a trust model (default: the shipped accurate model; its weights unchanged) whose trust model
 picks each keypoint among the flip test's passes, and with --second among a second pose network's keypoints too
 (posecal's `fast` network). Pack it afterwards (`posecal pack ... --calibrate-on`): the calibration must be fitted
@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from posecal.errors import PosecalInputError  # noqa: E402
 from posecal.models.checkpoint import save_model  # noqa: E402
-from posecal.models.trust.assemble import fused_model  # noqa: E402
+from posecal.models.assemble import fused_model  # noqa: E402
 
 
 def main() -> None:
