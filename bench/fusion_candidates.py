@@ -2,8 +2,11 @@
 the best pick among them could be (the oracle, by true OPKS), and how much of that the trust model's predicted
 OPKS recovers (python bench/fusion_candidates.py).
 
-Usage: python bench/fusion_candidates.py [--annotations val.json] [--images DIR] [--max-persons 0 (all)]
-                                         [--cache /tmp/fusion_val.npz] [--scales 1.2] [--threads 2]
+Usage: python bench/fusion_candidates.py [--model published] [--annotations val.json] [--images DIR]
+                                         [--max-persons 0 (all)] [--cache /tmp/fusion_val.npz] [--scales 1.2]
+                                         [--threads 2]
+--model: the MoveNet model with a trust model whose candidates are measured; MODEL_CARD.md's table is for
+`published` (the accurate model before the fine-tune; the cache holds one model's values: --recompute on a change).
 
 Candidates, all of one person, mapped into the accurate model's own 256x256 crop of the GT box:
 * `merged`: MoveNet Thunder with the flip test, as shipped (the crop's and the mirror's decodes merged);
@@ -104,7 +107,7 @@ def compute(args) -> dict:
     records = load_coco_persons(args.annotations, args.images)
     if args.max_persons:
         records = records[: args.max_persons]
-    acc, _, _ = load_model("accurate")
+    acc, _, _ = load_model(args.model)
     cands: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     th = movenet_candidates(acc, records, 256)
     for k in ("merged", "crop", "mirror"):
@@ -183,6 +186,7 @@ def report(d: dict, annotations) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="published")
     ap.add_argument("--annotations", default=str(CROPS / "annotations" / "val.json"))
     ap.add_argument("--images", default=str(CROPS / "images"))
     ap.add_argument("--max-persons", type=int, default=0)

@@ -162,6 +162,23 @@ def test_a_model_without_a_trust_model_cannot_fuse():
         fused_model("fast")
 
 
+def test_trust_weights_come_alike_from_a_model_file_and_a_trust_checkpoint(tmp_path):
+    """trust_weights (models/assemble.py) reads a trust model from a model file that carries one, or from a trust
+    training checkpoint ({"model": state_dict}, as train_trust writes); a model without one is refused."""
+    from posecal.models.assemble import trust_weights
+    from posecal.models.checkpoint import load_model
+
+    own = load_model("accurate")[0].trust.state_dict()
+    from_model = trust_weights("accurate")
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": from_model, "state": {"step": 3}}, ckpt)
+    from_ckpt = trust_weights(ckpt)
+    assert from_model.keys() == own.keys() == from_ckpt.keys()
+    assert all(torch.equal(own[k], from_model[k]) and torch.equal(own[k], from_ckpt[k]) for k in own)
+    with pytest.raises(PosecalInputError, match="neither a trust checkpoint nor a model with a trust model"):
+        trust_weights("fast")
+
+
 @needs_shared
 def test_fused_poses_round_trip_through_results_json_and_eval_results(tmp_path, fused_file):
     """`posecal eval --model FUSED.pt` writes the fused poses; `eval --results` on that file scores them alike."""

@@ -14,21 +14,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from posecal.models.checkpoint import load_model, model_file, model_from_config, save_model  # noqa: E402
-
-
-def trust_weights(spec: str) -> dict:
-    """The trust model's state_dict from a trust training checkpoint, or from a model file that has one."""
-    ckpt = torch.load(model_file(spec), map_location="cpu", weights_only=False)
-    if "model" in ckpt and "state_dict" not in ckpt:
-        return ckpt["model"]
-    own, cfg, _ = load_model(spec)
-    if not cfg.trust:
-        raise SystemExit(f"{spec}: neither a trust checkpoint nor a model with a trust model")
-    return own.trust.state_dict()
+from posecal.errors import PosecalInputError  # noqa: E402
+from posecal.models.assemble import trust_weights  # noqa: E402
+from posecal.models.checkpoint import load_model, model_from_config, save_model  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +31,10 @@ def main() -> None:
     cfg = replace(cfg, quality_heads=True, trust=True)
     model = model_from_config(cfg, imagenet=False)
     pose = {k: v for k, v in base.state_dict().items() if k.startswith(("backbone.", "heatmap_head."))}
-    trust = trust_weights(args.trust)
+    try:
+        trust = trust_weights(args.trust)
+    except PosecalInputError as e:
+        raise SystemExit(str(e))
     missing, unexpected = model.load_state_dict(pose | {f"trust.{k}": v for k, v in trust.items()}, strict=False)
     if missing or unexpected:
         raise SystemExit(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")

@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from posecal.models.assemble import trust_weights  # noqa: E402
 from posecal.models.checkpoint import SHIPPED_MODELS, read_torch_file  # noqa: E402
 from posecal.training.trust import TrustTrainConfig, train_trust  # noqa: E402
 
@@ -27,7 +26,8 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=0.0)
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--init", help="start from this trust checkpoint's weights (a previous stage's best.pt)")
+    ap.add_argument("--init", help="start from this trust model's weights: a previous stage's best.pt, or a model "
+                                   "file with a trust model (e.g. accurate)")
     ap.add_argument("--only", nargs="+", help="sample folders to use (default: every epoch* folder)")
     args = ap.parse_args()
     samples = Path(args.samples)
@@ -36,7 +36,7 @@ def main() -> None:
                            lr=args.lr, max_minutes=args.max_minutes, save_every=args.save_every,
                            threads=args.threads)
     print(f"samples: {', '.join(dirs)}", flush=True)
-    init = torch.load(args.init, map_location="cpu", weights_only=False)["model"] if args.init else None
+    init = trust_weights(args.init) if args.init else None
     train_trust(cfg, read_torch_file(SHIPPED_MODELS["fast"])["state_dict"], log=lambda s: print(s, flush=True),
                 init_trust=init)
 

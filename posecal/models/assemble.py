@@ -1,13 +1,18 @@
-"""Assembling a fusing model from shipped parts (tools/build_fused_model.py; the fusion's tests): a MoveNet model
-with a trust model, whose trust model then picks each keypoint among the flip test's passes and, with a second
-opinion, among a posecal EfficientNet-Lite0 network's keypoints too. The weights are taken as they are; the
-calibration must be fitted anew on the fused outputs (`posecal pack --calibrate-on`)."""
+"""Assembling models from shipped parts and training checkpoints (tools/build_fused_model.py,
+tools/build_trust_model.py, tools/train_trust.py; the fusion's tests):
+* fused_model: a MoveNet model with a trust model, whose trust model then picks each keypoint among the flip
+  test's passes and, with a second opinion, among a posecal EfficientNet-Lite0 network's keypoints too;
+* trust_weights: a trust model's weights from a trust training checkpoint or from a model file that carries one
+  (to put a trust model on another network, or to go on training it).
+The weights are taken as they are; the calibration must be fitted anew (`posecal pack --calibrate-on`)."""
 from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+
 from posecal.errors import PosecalInputError
-from posecal.models.checkpoint import load_model, model_from_config
+from posecal.models.checkpoint import load_model, model_file, model_from_config
 
 
 def fused_model(base="accurate", second=None):
@@ -29,3 +34,15 @@ def fused_model(base="accurate", second=None):
         raise PosecalInputError(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return fused.eval(), cfg, {"base": str(base), "second_opinion": str(second),
                                "trust_checkpoint": meta.get("trust_checkpoint")}
+
+
+def trust_weights(spec) -> dict:
+    """The trust model's state_dict from a trust training checkpoint (posecal.training.trust: best.pt, last.pt),
+    or from a model file that has one (a shipped name or a path)."""
+    ckpt = torch.load(model_file(spec), map_location="cpu", weights_only=False)
+    if "model" in ckpt and "state_dict" not in ckpt:
+        return ckpt["model"]
+    own, cfg, _ = load_model(spec)
+    if not cfg.trust:
+        raise PosecalInputError(f"{spec}: neither a trust checkpoint nor a model with a trust model")
+    return own.trust.state_dict()

@@ -4,21 +4,21 @@ candidate keypoints to report (issue 30).
 Why: a pose network's gross errors (a wrist on the wrong arm, a knee on the other leg, a joint on a passer-by)
 are where its keypoints lose OKS, and another estimate often has that joint right. The trust model judges any
 keypoint set on the crop (posecal.models.trust.network), so it can say which candidate to believe. Measured on
-val (822 persons, GT boxes; `python bench/fusion_candidates.py`): picking the better candidate per keypoint by
-true OPKS (the oracle) would lift Thunder's AP from 48.4 to 54.9 with the flip test's two passes as candidates
-and to 58.4 with the `fast` network's keypoints, so much is there to take. Picking by the trust model's
-predicted OPKS takes a part of it, and only with a margin: the candidate replaces the current keypoint when its
-OPKS logit is higher by more than the margin (the trust model tells right from grossly wrong well, close from
-closer less well, so a small lead is noise that costs Thunder's precision).
+val (822 persons, GT boxes; `python bench/fusion_candidates.py`, on MoveNet as published): picking the better
+candidate per keypoint by true OPKS (the oracle) would lift Thunder's AP from 48.4 to 54.9 with the flip test's
+two passes as candidates and to 58.4 with the `fast` network's keypoints, so much is there to take. Picking by the
+trust model's predicted OPKS takes a part of it, and only with a margin: the candidate replaces the current
+keypoint when its OPKS logit is higher by more than the margin (the trust model tells right from grossly wrong
+well, close from closer less well, so a small lead is noise that costs Thunder's precision).
 
 The candidates, in the order they are tried:
 1. MoveNet's keypoints as shipped (the flip test's two passes merged, posecal.codec.movenet.merge_flip);
-2. the crop's pass alone and 3. the mirror's pass alone (free: the flip test computed them). With these three
-   (model.fusion) val AP goes from 48.4 to 50.0 at no measurable cost (not shipped as the default: see
-   MODEL_CARD.md, the calibration would have to differ with and without the flip test);
-4. with model.second_opinion (the `best` model): posecal's `fast` pose network (EfficientNet-Lite0 + heatmap
-   head, trained here) on the same crop resized to 192x192, with its own flip test and arg-max decode
-   (SecondOpinion): AP 50.4, at +37 % per crop and a pose quality that ranks poses less well (MODEL_CARD.md).
+2. the crop's pass alone and 3. the mirror's pass alone (free: the flip test computed them; model.fusion);
+4. with model.second_opinion: posecal's `fast` pose network (EfficientNet-Lite0 + heatmap head, trained here) on
+   the same crop resized to 192x192, with its own flip test and arg-max decode (SecondOpinion).
+On the published network, 2-3 gave val AP 48.4 -> 50.0 and 4 50.4 (+37 % per crop). On the fine-tuned network
+that `accurate` ships since, they give 53.1 and 52.8 against its 53.3, so no fusing model ships
+(MODEL_CARD.md); posecal.models.assemble builds one from the shipped parts.
 Without the flip test there is one candidate of MoveNet's, and a model without a second opinion reports
 MoveNet's keypoints unchanged.
 """
@@ -35,8 +35,8 @@ from posecal.models.heads import HeatmapHead
 SECOND_OPINION_INPUT = 192     # the second opinion's square input side (its heatmaps: 48 x 48)
 HEATMAP_STRIDE = 4
 # Logit margins a candidate must lead the current pick by (candidates 2-3: the flip passes; 4: the second
-# opinion). Chosen on val with 2-fold cross-checking (split by image: the margins chosen on one half gave +1.8 and
-# +1.9 AP on the other; MODEL_CARD.md).
+# opinion). Chosen on val with the published network, with 2-fold cross-checking (split by image: the margins
+# chosen on one half gave +1.8 and +1.9 AP on the other; MODEL_CARD.md).
 PASS_MARGIN = 0.5
 SECOND_OPINION_MARGIN = 2.0
 # The fused pose's quality: the trust model's judgement of the fused pose, blended with its judgement of MoveNet's
