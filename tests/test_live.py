@@ -57,6 +57,8 @@ def validate(value, schema, where="record"):
         assert schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", 10 ** 9), f"{where}: length"
         for i, item in enumerate(value):
             validate(item, schema.get("items", {}), f"{where}[{i}]")
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not one of {schema['enum']}"
     if kind in ("number", "integer"):
         assert schema.get("minimum", -float("inf")) <= value <= schema.get("maximum", float("inf")), where
 
@@ -324,3 +326,8 @@ def test_the_shipped_models_records_on_a_real_video_match_the_schema(tmp_path, c
     assert [r["frame"] for r in records] == list(range(6))
     people = [p for r in records for p in r["people"]]
     assert people and all({"track_id", "visibility", "visibility_probs", "frame_index"} <= set(p) for p in people)
+    # the detector runs on every third frame; the frames between carry the poses by optical flow, and say so
+    sources = {r["frame"]: {p["pose_source"] for p in r["people"]} for r in records if r["people"]}
+    assert all(found <= ({"detected", "held"} if frame % 3 == 0 else {"carried", "held"})
+               for frame, found in sources.items()), sources
+    assert any("carried" in found for found in sources.values()) and any("detected" in found for found in sources.values())

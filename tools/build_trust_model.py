@@ -14,9 +14,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from posecal.errors import PosecalInputError  # noqa: E402
-from posecal.models.assemble import trust_weights  # noqa: E402
+from posecal.models.assemble import pose_fingerprint, trust_weights  # noqa: E402
 from posecal.models.checkpoint import load_model, model_from_config, save_model  # noqa: E402
 
 
@@ -26,6 +28,8 @@ def main() -> None:
                                   "file with a trust model (e.g. accurate)")
     ap.add_argument("out", help="model file to write")
     ap.add_argument("--base", default="accurate", help="MoveNet model whose pose network is kept")
+    ap.add_argument("--any-network", action="store_true",
+                    help="build even when the trust model was trained on another network's keypoints")
     args = ap.parse_args()
     base, cfg, _ = load_model(args.base)
     cfg = replace(cfg, quality_heads=True, trust=True)
@@ -38,7 +42,16 @@ def main() -> None:
     missing, unexpected = model.load_state_dict(pose | {f"trust.{k}": v for k, v in trust.items()}, strict=False)
     if missing or unexpected:
         raise SystemExit(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    save_model(model, cfg, args.out, meta={"trust_checkpoint": str(args.trust)})
+    meta = {"trust_checkpoint": str(args.trust)}
+    ckpt = torch.load(args.trust, map_location="cpu", weights_only=True) if Path(args.trust).is_file() else {}
+    trained_for = ckpt.get("state", {}).get("trained_for") if "model" in ckpt else None
+    if trained_for is not None:
+        own = pose_fingerprint(model)
+        if trained_for != own and not args.any_network:
+            raise SystemExit(f"{args.trust}: its trust model was trained on network {trained_for}'s keypoints, this "
+                             f"model's network is {own}; --any-network to build it anyway (then recalibrate)")
+        meta["trust_trained_for"] = trained_for
+    save_model(model, cfg, args.out, meta=meta)
     print(f"wrote {args.out}")
 
 

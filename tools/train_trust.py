@@ -8,6 +8,7 @@ truncation, occluders and visibility labels). Then tools/build_trust_model.py an
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,8 +38,10 @@ def main() -> None:
                            threads=args.threads)
     print(f"samples: {', '.join(dirs)}", flush=True)
     init = trust_weights(args.init) if args.init else None
+    base = samples / "base.json"
+    trained_for = json.loads(base.read_text())["pose_fingerprint"] if base.is_file() else None
     train_trust(cfg, read_torch_file(SHIPPED_MODELS["fast"])["state_dict"], log=lambda s: print(s, flush=True),
-                init_trust=init)
+                init_trust=init, trained_for=trained_for)
 
 
 if __name__ == "__main__":

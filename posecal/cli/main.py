@@ -151,6 +151,9 @@ def _cmd_pack(args) -> None:
     check_output_file(args.out, "OUT")
     if bool(args.calibrate_on) != bool(args.images):
         raise PosecalInputError("--calibrate-on and --images go together (a labelled COCO file and its images)")
+    if args.conditions and not args.calibrate_on:
+        raise PosecalInputError("--conditions calibrates over conditions made from --calibrate-on's persons: give "
+                                "--calibrate-on and --images")
     model, cfg, meta = load_model(args.model, training_checkpoint=True)
     meta = meta | {"packed_from": str(args.model)}
     if args.calibrate_on:
@@ -162,6 +165,22 @@ def _cmd_pack(args) -> None:
         # Fitted on the fp16 weights that ship, so the maps match what users run.
         if not args.fp32:
             model = model.half().float()
+        if args.conditions:
+            import tempfile
+
+            from posecal.evaluation.conditions import calibrate_over_conditions
+
+            with tempfile.TemporaryDirectory(prefix="posecal-cut-") as cut_dir:
+                cal, by_condition = calibrate_over_conditions(model, cfg, args.calibrate_on, args.images, cut_dir,
+                                                              progress=not args.no_progress)
+            meta["calibration"] = cal.to_dict()
+            for name, f in by_condition.items():
+                print(f"{name}: {int(f['persons'])} persons, cross-fitted: keypoint ECE {f['keypoint_ece']:.4f}, "
+                      f"pose ECE {f['pose_ece']:.4f}, pose Pearson {f['pose_pearson']:.3f}, radius coverage "
+                      f"{f['radius_coverage']:.3f}")
+            save_model(model, cfg, args.out, meta=meta, half=not args.fp32)
+            print(f"wrote {args.out}")
+            return
         cal, report = calibrate_model(model, cfg, args.calibrate_on, args.images, progress=not args.no_progress)
         meta["calibration"] = cal.to_dict()
         before, after = report["raw"], report["cross_fitted"]
@@ -538,6 +557,10 @@ def main(argv=None) -> int:
                    help="fit the post-hoc calibration (quality maps, conformal radii) on this labelled set, "
                         "which the pose network must not have trained on, and store it in the model file")
     p.add_argument("--images", metavar="DIR", help="images of --calibrate-on")
+    p.add_argument("--conditions", action="store_true",
+                   help="fit the calibration over the conditions users meet, made from --calibrate-on: as it is, "
+                        "without the flip test, cut by the frame's edge, and with detector-like boxes (also fits "
+                        "in_frame, the probability that a keypoint lies inside the picture)")
     p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads for --calibrate-on (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_pack)

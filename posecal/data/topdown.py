@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from posecal.codec.heatmap import encode
 from posecal.data.coco import PersonRecord, area_scale, read_image
 from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_scale, color_jitter,
-                                     crop_matrix, flip_keypoints, half_body_region, inside_frame, paste_occluders,
+                                     crop_matrix, degrade, jitter_box, flip_keypoints, half_body_region, inside_frame, paste_occluders,
                                      person_crop_matrix,
                                      rotated_box, sample_augmentation, sample_truncation, truncate, warp)
 from posecal.skeleton import flip_permutation
@@ -84,6 +84,8 @@ class TopDownDataset(Dataset):
                 labelled_before = kpts[:, 2] > 0
                 image, box, kpts = truncate(image, box, kpts, *cut)
                 vis_weight[labelled_before & (kpts[:, 2] == 0)] = 1.0  # cut away: known to be absent
+            if self.augment.box_jitter > 0:
+                box = jitter_box(box, self.augment.box_jitter, rng)
         center, size = box_to_center_scale(box, aspect)
         if rng is not None:
             region = None
@@ -100,6 +102,7 @@ class TopDownDataset(Dataset):
         crop = warp(image, m, self.input_wh)
         if rng is not None:
             crop = color_jitter(crop, self.augment.color_jitter, rng)
+            crop = degrade(crop, self.augment.blur_prob, self.augment.jpeg_prob, rng)
         kp_in = np.concatenate([apply_affine(kpts[:, :2], m), kpts[:, 2:3]], 1)
         if flip:
             crop = crop[:, ::-1]

@@ -115,6 +115,13 @@ class AugmentConfig:
     # upside-down person) instead of the upright box turned with the picture, whose 3:4 frame cuts a person at
     # 90 degrees at both ends and never shows a whole one lying down.
     rotation_rebox: bool = False
+    # Detector-like boxes: the box's centre moves by N(0, box_jitter) of its width/height and each side scales by
+    # exp(N(0, box_jitter)), as a detector's box differs from the annotator's (the trust model must judge
+    # keypoints in crops framed the way users' crops are framed, not only around GT boxes).
+    box_jitter: float = 0.0
+    # Video-like degradation of the crop: Gaussian or motion blur, JPEG recompression at quality 15-60.
+    blur_prob: float = 0.0
+    jpeg_prob: float = 0.0
 
 
 def half_body_region(keypoints: np.ndarray, aspect: float, rng: np.random.Generator):
@@ -241,6 +248,34 @@ def inside_frame(xy: np.ndarray, wh) -> np.ndarray:
     """Points whose pixel lies in a frame of wh pixels (pixel edges at -0.5 and W-0.5)."""
     xy = np.asarray(xy)
     return (xy[:, 0] >= -0.5) & (xy[:, 0] < wh[0] - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] < wh[1] - 0.5)
+
+
+def jitter_box(box_xywh, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """A detector-like version of a box: centre shifted and sides scaled by random amounts of `strength`."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    cx, cy = x + w / 2 + rng.normal() * strength * w, y + h / 2 + rng.normal() * strength * h
+    w, h = w * math.exp(rng.normal() * strength), h * math.exp(rng.normal() * strength)
+    return np.array([cx - w / 2, cy - h / 2, max(w, 1.0), max(h, 1.0)])
+
+
+def degrade(crop: np.ndarray, blur_prob: float, jpeg_prob: float, rng: np.random.Generator) -> np.ndarray:
+    """Blur (Gaussian, or a motion streak in a random direction) and/or JPEG recompression, as video frames show."""
+    out = crop
+    if blur_prob > 0 and rng.random() < blur_prob:
+        if rng.random() < 0.5:
+            out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.6, 2.0)))
+        else:
+            n = int(rng.integers(3, 10))
+            kernel = np.zeros((n, n), np.float32)
+            kernel[n // 2] = 1.0 / n
+            turn = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), float(rng.uniform(0, 180)), 1.0)
+            kernel = cv2.warpAffine(kernel, turn, (n, n))
+            out = cv2.filter2D(out, -1, kernel / max(float(kernel.sum()), 1e-6))
+    if jpeg_prob > 0 and rng.random() < jpeg_prob:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(out), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 61))])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
 
 
 def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:

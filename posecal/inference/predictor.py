@@ -52,6 +52,13 @@ class PersonPose:
     box_score: float = 1.0
     scores: dict[str, float] = field(default_factory=dict)  # every pose-score mode (scoring.SCORE_MODES)
     keypoint_radius: np.ndarray | None = None   # (K,) pixels holding the true keypoint with prob. 0.9 (calibrated)
+    # How the pose was obtained (video): "detected" by the pose network on this frame, "carried" from the last
+    # estimate by optical flow (tracking/flow.py), "held" where a hidden track is predicted to be (its last pose,
+    # moved by its velocity). Only a detected pose's trust fields were judged on this frame.
+    pose_source: str = "detected"
+    # (K,) calibrated probability that each keypoint lies inside the picture (posecal/calibration/in_frame.py); a
+    # keypoint's position may lie outside it, as crops are padded past the picture's edge
+    in_frame: np.ndarray | None = None
 
 
 class Predictor:
@@ -181,6 +188,14 @@ class Predictor:
             res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
         for j, (n, box, box_score) in enumerate(owners):
             people[n].append(self._person(res, j, box, box_score, res["matrices"][j], ratio))
+        if self.calibration is not None and self.calibration.in_frame is not None and "opks" in res:
+            persons = [p for ps in people for p in ps]
+            wh = [prepared[n][0].shape[1::-1] for n, _, _ in owners]
+            inside = self.calibration.in_frame(np.stack([p.visibility_probs for p in persons]),
+                                               np.stack([p.keypoints for p in persons]),
+                                               np.array([o[1] for o in owners]), np.array(wh))
+            for p, row in zip(persons, inside):
+                p.in_frame = row
         return people
 
     def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:

@@ -26,6 +26,16 @@ def spearman(x, y) -> float:
     return pearson(rankdata(x), rankdata(y))
 
 
+def auroc(score, positive) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties count half),
+    by the rank-sum (Mann-Whitney) formula; NaN without both classes."""
+    s, y = np.asarray(score, np.float64).ravel(), np.asarray(positive, bool).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((rankdata(s)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def reliability_bins(confidence, truth, n_bins: int = 15):
     """Equal-width bins on [0, 1]: (bin edges, count, mean confidence, mean truth) per bin."""
     c = np.clip(np.asarray(confidence, np.float64), 0, 1)

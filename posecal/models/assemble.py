@@ -7,6 +7,7 @@ tools/build_trust_model.py, tools/train_trust.py; the fusion's tests):
 The weights are taken as they are; the calibration must be fitted anew (`posecal pack --calibrate-on`)."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import torch
@@ -39,10 +40,23 @@ def fused_model(base="accurate", second=None):
 def trust_weights(spec) -> dict:
     """The trust model's state_dict from a trust training checkpoint (posecal.training.trust: best.pt, last.pt),
     or from a model file that has one (a shipped name or a path)."""
-    ckpt = torch.load(model_file(spec), map_location="cpu", weights_only=False)
+    ckpt = torch.load(model_file(spec), map_location="cpu", weights_only=True)
     if "model" in ckpt and "state_dict" not in ckpt:
         return ckpt["model"]
     own, cfg, _ = load_model(spec)
     if not cfg.trust:
         raise PosecalInputError(f"{spec}: neither a trust checkpoint nor a model with a trust model")
     return own.trust.state_dict()
+
+
+def pose_fingerprint(model) -> str:
+    """A short fingerprint of a model's pose network (backbone + heatmap head, as fp16, the form that ships):
+    what a trust model records as the network whose keypoints it was trained on, so a model file can show that
+    its trust model judges its own network (meta `trust_trained_for`)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(("backbone.", "heatmap_head.")):
+            t = tensor.detach().cpu()
+            digest.update(name.encode())
+            digest.update((t.half() if t.is_floating_point() else t).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

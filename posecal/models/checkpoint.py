@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from posecal.models.config import ModelConfig, network_input, model_config_from_dict, model_config_to_dict
@@ -56,8 +58,24 @@ def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | Non
     """The deployable model file: config + weights (fp16 optional, halves the size)."""
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
              for k, v in model.state_dict().items()}
-    atomic_save({"model_config": model_config_to_dict(cfg),
-                 "state_dict": state, "meta": meta or {}}, path)
+    atomic_save({"model_config": plain(model_config_to_dict(cfg)),
+                 "state_dict": state, "meta": plain(meta or {})}, path)
+
+
+def plain(value):
+    """Metadata as plain Python (dict, list, str, numbers, bool, None): numpy scalars and arrays, tuples and
+    paths turned into their plain forms, so the file loads with torch.load(weights_only=True)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def save_resume_state(model: TopDownEstimator, cfg: ModelConfig, state: dict, folder) -> None:
@@ -96,13 +114,21 @@ def _yaml(value) -> str:
 
 
 def read_torch_file(path: Path, missing: str = "model file not found", invalid: str = "not a posecal model file",
-                    weights_only: bool = False) -> dict:
-    """torch.load of a user's file as a dict; a missing or unreadable file is one line `PATH: <missing>` or
-    `PATH: <invalid> (reason)`. weights_only=True for files from elsewhere (published checkpoints)."""
+                    weights_only: bool = True) -> dict:
+    """torch.load of a user's file as a dict, with weights_only=True: tensors, dicts, lists and plain values,
+    never pickled code (a shared .pt file could otherwise run anything when loaded). A missing or unreadable
+    file is one line `PATH: <missing>` or `PATH: <invalid> (reason)`; a file holding other Python objects is
+    refused in one line."""
     if not path.is_file():
         raise PosecalInputError(f"{path}: {missing}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower() and "weights_only" not in str(e):
+            raise PosecalInputError(f"{path}: {invalid} ({str(e).splitlines()[0][:120]})") from None
+        raise PosecalInputError(f"{path}: refused: it holds Python objects beyond weights and plain values, and "
+                                f"loading those could run code (posecal loads files with torch.load("
+                                f"weights_only=True); re-save it with posecal's own writers") from None
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
         raise PosecalInputError(f"{path}: {invalid} ({str(e).splitlines()[0][:120]})") from None
     if not isinstance(ckpt, dict):

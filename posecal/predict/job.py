@@ -289,10 +289,13 @@ def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode:
         kp = np.concatenate([p.keypoints, p.keypoint_quality[:, None]], 1)
         entry = {"image_id": image_id, "file_name": frame.name, "category_id": 1, "keypoints": r(kp.reshape(-1)),
                  "score": round(float(p.scores[mode]), 4), "bbox": r(p.box), "box_score": round(p.box_score, 4),
-                 "pose_quality": round(float(p.pose_quality), 4), "keypoint_quality": r(p.keypoint_quality)}
+                 "pose_quality": round(float(p.pose_quality), 4), "keypoint_quality": r(p.keypoint_quality),
+                 "pose_source": p.pose_source}
         if p.visibility is not None:
             entry["visibility"] = [int(v) for v in p.visibility]
             entry["visibility_probs"] = r(p.visibility_probs)
+        if p.in_frame is not None:
+            entry["in_frame"] = r(p.in_frame)
         if p.keypoint_radius is not None:
             entry["keypoint_radius"] = np.round(np.asarray(p.keypoint_radius, float), 2).tolist()
         if frame.frame_index is not None:

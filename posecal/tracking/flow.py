@@ -62,7 +62,7 @@ def carried_poses(people: list, prev_grey: np.ndarray, next_grey: np.ndarray) ->
         step = np.median(m[h] - k[h], axis=0) if h.any() else np.zeros(2)
         new = np.where(h[:, None], m, k + step)
         box = np.asarray(p.box, float)
-        out.append(dataclasses.replace(p, keypoints=new, box=np.r_[box[:2] + step, box[2:]]))
+        out.append(dataclasses.replace(p, keypoints=new, box=np.r_[box[:2] + step, box[2:]], pose_source="carried"))
     return out
 
 

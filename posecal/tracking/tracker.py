@@ -342,7 +342,7 @@ def hidden_pose(tr: Track):
                                box=np.r_[np.asarray(p.box[:2], float) + d, p.box[2:]], visibility=vis,
                                keypoint_quality=0.5 * np.asarray(p.keypoint_quality),
                                pose_quality=0.5 * float(p.pose_quality),
-                               scores={k: 0.5 * v for k, v in p.scores.items()})
+                               scores={k: 0.5 * v for k, v in p.scores.items()}, pose_source="held")
 
 
 def visible_count(person) -> float:

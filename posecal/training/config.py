@@ -123,6 +123,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "half_body_min_keypoints": NON_NEGATIVE, "color_jitter": PROBABILITY, "truncation_prob": PROBABILITY,
         "truncation_range": Rule(lo=0, hi=1, hi_open=True, ordered=True), "occluder_prob": PROBABILITY,
         "occluder_max": POSITIVE, "occluder_size": Rule(lo=0, hi=1, lo_open=True, ordered=True),
+        "box_jitter": Rule(lo=0, hi=1), "blur_prob": PROBABILITY, "jpeg_prob": PROBABILITY,
     },
 }
 

@@ -162,7 +162,7 @@ def _lr(step: int, total: int, cfg: TrustTrainConfig) -> float:
 
 
 def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: bool = True,
-                log=print, init_trust: dict | None = None) -> dict:
+                log=print, init_trust: dict | None = None, trained_for: str | None = None) -> dict:
     """Train (or resume) a trust model; returns the log dict (also written to out_dir/log.json). init_state: a
     posecal Lite0 model's state_dict for its pose network; init_trust: a trust model's own state_dict (a
     previous stage) instead."""
@@ -183,10 +183,12 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
     heads = [p for p in model.parameters() if p.requires_grad and id(p) not in pose_ids]
     optim = torch.optim.AdamW([{"params": pose, "lr_scale": POSE_LR_SCALE}, {"params": heads, "lr_scale": 1.0}],
                               lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"step": 0, "best": -1.0, "log": []}
+    # trained_for: the fingerprint of the network whose keypoints the samples hold (models/assemble.py), kept in
+    # every checkpoint so the model file built from it can name the network its trust model judges
+    state = {"step": 0, "best": -1.0, "log": [], "trained_for": trained_for}
     last = out / "last.pt"
     if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+        ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         state = ck["state"]

@@ -28,6 +28,15 @@ from posecal.inference.topdown import decode_output
 from posecal.io import write_atomic
 
 SHARD = 512
+# LSPET persons the trust model never trains on (a seeded 1,000 of the 8,500): the conditions benchmark judges
+# the trust on sports poses with them (bench/trust_conditions.py). The pose network itself trained on all LSPET.
+LSPET_TRUST_HELDOUT = 1000
+
+
+def lspet_trust_split(n: int, seed: int = 38) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, held-out indices) of n LSPET persons for the trust model, the same on every machine."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[LSPET_TRUST_HELDOUT:]), np.sort(order[:LSPET_TRUST_HELDOUT])
 
 
 def crops_to_uint8(images: torch.Tensor) -> np.ndarray:

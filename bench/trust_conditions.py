@@ -1,0 +1,149 @@
+"""Trust under the conditions users run posecal in: one table (python bench/trust_conditions.py [--model M]).
+
+Conditions (issue 38), all from data posecal has (../shared/data), GT keypoints exact:
+- val:         the val split's 822 persons, GT boxes, flip test (what calibration was fitted on until now);
+- val_noflip:  the same without the flip test;
+- val_cut:     each val person cut by the frame (seeded: the picture keeps the top, the bottom or one side at
+               35-70 % of the keypoints' extent; cut-off keypoints become not labelled; `area` unchanged), flip;
+- val_jitter:  val with detector-like boxes (centre and sides jittered by 10 %), flip;
+- lspet_out:   the 1,000 LSPET persons the trust model never trains on (posecal.training.trust_samples), flip
+               (12 body joints; LSPET's labels do not tell visibility apart, so no visibility figures there).
+
+Two calibrations per condition:
+- `shipped`: the model file's own stored calibration, as a user gets it;
+- `mixture (cross-fitted)`: maps fitted on val + val_noflip + val_cut + val_jitter together, each person's
+  figures from maps fitted without its photograph (5 folds by photo); lspet_out gets the maps fitted on the
+  whole mixture (it is held out from everything).
+
+The raw outputs are cached in --work (the cut pictures too), so a second run only refits. Figures go to
+stdout and to --json (default bench/results/trust_conditions_MODEL.json).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from posecal.calibration.quality import calibration_from_meta  # noqa: E402
+from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
+from posecal.data.images import image_size  # noqa: E402
+from posecal.evaluation.calibrate_model import photo_groups  # noqa: E402
+from posecal.evaluation.conditions import (MIXTURE, ConditionRun, condition_figures,  # noqa: E402
+                                           cross_fit_over_conditions, fit_over_conditions, mixture_plan,
+                                           run_condition, shipped_outputs)
+from posecal.io import write_atomic, write_json_atomic  # noqa: E402
+from posecal.models.checkpoint import load_model, model_file  # noqa: E402
+from posecal.training.trust_samples import lspet_trust_split  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+COLUMNS = (("keypoint_ece", "kp ECE"), ("pose_ece", "pose ECE"), ("pose_pearson", "pose r"),
+           ("binary_vis_f1", "vis F1"), ("occluded_f1", "occ F1"), ("absent_recall", "abs rec"),
+           ("absent_precision", "abs prec"), ("labelled_called_absent", "in-frame->abs"),
+           ("cut_off_called_absent", "cut->abs"), ("radius_coverage", "radius cov"),
+           ("radius_coverage_min", "cov min"), ("radius_coverage_max", "cov max"), ("in_frame_ece", "in-frame ECE"),
+           ("in_frame_auroc", "in-frame AUC"))
+
+
+def load_run(path: Path) -> ConditionRun | None:
+    if not path.is_file():
+        return None
+    z = {"image_wh": None} | dict(np.load(path, allow_pickle=False))
+    raw = {k[4:]: z.pop(k) for k in list(z) if k.startswith("raw_")}
+    return ConditionRun(name=str(z.pop("name")), flip=bool(z.pop("flip")), raw=raw, **z)
+
+
+def save_run(run: ConditionRun, path: Path) -> None:
+    arrays = {k: getattr(run, k) for k in ("keypoints", "boxes", "gt", "area", "groups", "visibility_known",
+                                           "cut_off", "image_wh")}
+    arrays |= {f"raw_{k}": v for k, v in run.raw.items()} | {"name": np.array(run.name), "flip": np.array(run.flip)}
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit: int = 0
+               ) -> tuple[list[ConditionRun], dict]:
+    coco = DATA / "coco-val2017-crops"
+    val_json = coco / "annotations" / "val.json"
+    val = load_coco_persons(val_json, coco / "images")
+    val = val[:limit] if limit else val
+    groups = dict(zip([r.ann_id for r in val], photo_groups(val_json, [r.ann_id for r in val]).tolist()))
+    lspet = load_lspet(DATA / "lspet" / "annotations" / "lspet.json", DATA / "lspet" / "images")
+    _, held = lspet_trust_split(len(lspet))
+    lspet_out = [lspet[i] for i in held[:lspet_n]]
+    plan = mixture_plan(val, work / "val_cut_images") + [("lspet_out", lspet_out, True, None)]
+    stamp = model_file(model_spec).stat()
+    tag = f"{model_file(model_spec).stem}_{stamp.st_size}_{int(stamp.st_mtime)}"
+    model, cfg, meta = load_model(model_spec)
+    runs = []
+    for name, records, flip, cut_off in plan:
+        path = work / f"{tag}_{name}_{len(records)}.npz"
+        run = load_run(path)
+        if run is not None and run.image_wh is None:   # a cache written before image sizes were kept
+            run.image_wh = np.array([image_size(r.image_path) for r in records], np.float64)
+            save_run(run, path)
+        if run is None:
+            t0 = time.time()
+            with torch.no_grad():
+                run = run_condition(name, model, cfg.input_wh, records, flip, groups, cut_off, progress=progress)
+            save_run(run, path)
+            print(f"{name}: {len(run)} persons in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        runs.append(run)
+    return runs, meta
+
+
+def table(rows: dict[str, dict[str, dict]]) -> str:
+    head = f"{'condition':<12} {'calibration':<22}" + "".join(f"{label:>14}" for _, label in COLUMNS)
+    lines = [head, "-" * len(head)]
+    for cond, by_cal in rows.items():
+        for cal, figs in by_cal.items():
+            cells = "".join(f"{figs[k]:>14.3f}" if k in figs else f"{'-':>14}" for k, _ in COLUMNS)
+            lines.append(f"{cond:<12} {cal:<22}{cells}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="accurate")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "conditions"))
+    ap.add_argument("--json", help="where the figures go (default bench/results/trust_conditions_MODEL.json)")
+    ap.add_argument("--lspet", type=int, default=1000, help="held-out LSPET persons to run (of 1,000)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--limit", type=int, default=0, help="only the first N val persons (a quick look)")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        raise SystemExit(f"{DATA}: the shared data this benchmark runs on is not here")
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    runs, meta = build_runs(args.model, work, args.lspet, args.progress, args.limit)
+    shipped = calibration_from_meta(meta, str(args.model))
+    mixture = [r for r in runs if r.name in MIXTURE]
+    fitted = fit_over_conditions(mixture)
+    outputs, ratios = cross_fit_over_conditions(mixture)
+    honest = {r.name: (o, q) for r, o, q in zip(mixture, outputs, ratios)}
+    rows: dict[str, dict[str, dict]] = {}
+    for run in runs:
+        rows[run.name] = {}
+        if shipped is not None:
+            rows[run.name]["shipped"] = condition_figures(run, shipped_outputs(run, shipped),
+                                                          shipped.occluded_over_visible)
+        out, ratio = honest.get(run.name) or (shipped_outputs(run, fitted), fitted.occluded_over_visible)
+        label = "mixture (cross-fitted)" if run.name in honest else "mixture (held out)"
+        rows[run.name][label] = condition_figures(run, out, ratio)
+    print(f"model {args.model} ({model_file(args.model).name})")
+    print(table(rows))
+    dest = Path(args.json) if args.json else ROOT / "bench" / "results" / f"trust_conditions_{args.model}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic({"model": str(args.model), "file": model_file(args.model).name, "conditions": rows,
+                       "mixture_occluded_over_visible": fitted.occluded_over_visible}, dest)
+    print(f"figures: {dest}")
+
+
+if __name__ == "__main__":
+    main()

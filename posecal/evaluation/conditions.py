@@ -1,0 +1,188 @@
+"""The trust model judged, and calibrated, under the conditions users run posecal in (issue 38).
+
+A *condition* is a set of labelled persons and how they are run: val as is, val without the flip test, val cut
+by the frame, val with detector-like boxes, LSPET persons the trust model never trained on
+(posecal.data.conditions builds the sets). `run_condition` runs a model over one and keeps its raw trust outputs;
+`condition_figures` turns calibrated outputs into the figures that say whether the trust can be acted on there;
+`fit_over_conditions` fits one calibration on a mixture of conditions and `cross_fit_over_conditions` gives each
+person outputs from maps fitted without its photograph (honest per-condition figures).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from posecal.calibration.quality import QualityCalibration, fit_quality_calibration, occluded_rule, truth_of
+from posecal.calibration.in_frame import fit_in_frame, in_frame_truth
+from posecal.data.coco import PersonRecord, load_coco_persons
+from posecal.data.conditions import cut_by_frame, jittered_boxes
+from posecal.data.images import image_size
+from posecal.errors import PosecalInputError
+from posecal.evaluation.calibrate_model import photo_groups
+from posecal.inference.topdown import predict_records
+from posecal.metrics.calibration import auroc, ece, pearson
+from posecal.metrics.visibility import binary_report, classification_report
+
+
+@dataclass
+class ConditionRun:
+    """One condition's persons and the model's raw (uncalibrated) trust outputs on them."""
+    name: str
+    flip: bool
+    keypoints: np.ndarray          # (N, K, 2) image pixels
+    boxes: np.ndarray              # (N, 4) the boxes the crops were made from
+    gt: np.ndarray                 # (N, K, 3)
+    area: np.ndarray               # (N,)
+    groups: np.ndarray             # (N,) original photograph: persons of one photo stay in one fold
+    visibility_known: np.ndarray   # (N,) bool: the labels tell visible / occluded / absent apart
+    cut_off: np.ndarray            # (N, K) bool: labelled before a cut by the frame, beyond it now
+    raw: dict                      # oks (N,), opks (N, K), visibility_probs (N, K, 3)
+    image_wh: np.ndarray           # (N, 2) the picture's size (where its edges are)
+
+    def __len__(self) -> int:
+        return len(self.area)
+
+    def args(self) -> tuple:
+        """What calibration fits and cross_fit take, in their order."""
+        return (self.raw["oks"], self.raw["opks"], self.raw["visibility_probs"], self.keypoints, self.boxes,
+                self.gt, self.area)
+
+
+def run_condition(name: str, model, input_wh, records: list[PersonRecord], flip: bool, groups: dict[int, int],
+                  cut_off: dict[int, np.ndarray] | None = None, progress: bool = False,
+                  batch_size: int = 32) -> ConditionRun:
+    """Run `model` (a posecal model with a trust model) over the persons; groups: ann_id -> photo id."""
+    pred = predict_records(model, records, input_wh, flip=flip, batch_size=batch_size, progress=progress)
+    kept = pred.records
+    k = pred.keypoints.shape[1]
+    return ConditionRun(
+        name=name, flip=flip, keypoints=pred.keypoints, boxes=np.stack([r.bbox for r in kept]).astype(np.float64),
+        gt=np.stack([r.keypoints for r in kept]).astype(np.float64), area=np.array([r.area for r in kept]),
+        groups=np.array([groups.get(r.ann_id, r.image_id) for r in kept]),
+        visibility_known=np.array([r.visibility_known for r in kept]),
+        cut_off=np.stack([(cut_off or {}).get(r.ann_id, np.zeros(k, bool)) for r in kept]),
+        raw={"oks": pred.oks, "opks": pred.opks, "visibility_probs": pred.visibility_probs},
+        image_wh=np.array([image_size(r.image_path) or (0, 0) for r in kept], np.float64))
+
+
+def condition_figures(run: ConditionRun, calibrated: dict, occluded_over_visible: float) -> dict[str, float]:
+    """The figures of one condition from calibrated outputs (oks, opks, visibility_probs, keypoint_radius):
+    keypoint ECE, pose ECE and Pearson, radius coverage (all labelled keypoints, and the lowest/highest keypoint
+    type), and where the labels tell visibility apart: binary visibility F1, occluded F1, absent recall and
+    precision, the share of labelled (so in-picture) keypoints called absent, and of cut-off ones called absent."""
+    ks, labelled, gt_oks = truth_of(run.keypoints, run.gt, run.area)
+    has = np.isfinite(gt_oks)
+    out = {"persons": float(len(run)),
+           "keypoint_ece": ece(calibrated["opks"][labelled], ks[labelled]),
+           "pose_ece": ece(np.clip(calibrated["oks"][has], 0, 1), gt_oks[has]),
+           "pose_pearson": pearson(calibrated["oks"][has], gt_oks[has])}
+    err = np.linalg.norm(run.keypoints - run.gt[..., :2], axis=-1)
+    inside = err <= calibrated["keypoint_radius"]
+    per_type = [inside[labelled[:, k], k].mean() for k in range(labelled.shape[1]) if labelled[:, k].any()]
+    out |= {"radius_coverage": float(inside[labelled].mean()), "radius_coverage_min": float(min(per_type)),
+            "radius_coverage_max": float(max(per_type))}
+    known = run.visibility_known
+    if known.any():
+        cls = occluded_rule(calibrated["visibility_probs"][known], occluded_over_visible)
+        v = run.gt[known][..., 2].astype(int)
+        rep = classification_report(v, cls, 3)
+        absent = binary_report(v == 0, cls == 0)
+        out |= {"binary_vis_f1": binary_report(v > 0, cls > 0)["f1"], "occluded_f1": rep["f1"][1],
+                "absent_recall": absent["recall"], "absent_precision": absent["precision"],
+                "labelled_called_absent": float((cls[v > 0] == 0).mean())}
+        cut = run.cut_off[known]
+        if cut.any():
+            out["cut_off_called_absent"] = float((cls[cut] == 0).mean())
+    if calibrated.get("in_frame") is not None:
+        sure, inside = in_frame_truth(run.gt, run.cut_off)
+        if inside[sure].any() and not inside[sure].all():
+            p = calibrated["in_frame"][sure]
+            out |= {"in_frame_ece": ece(p, inside[sure]), "in_frame_auroc": auroc(p, inside[sure])}
+    return out
+
+
+def shipped_outputs(run: ConditionRun, calibration: QualityCalibration) -> dict:
+    """The calibrated outputs a model file's own calibration gives on a condition (with `in_frame` where the
+    calibration has its map)."""
+    out = calibration.apply(run.raw["oks"], run.raw["opks"], run.raw["visibility_probs"], run.boxes)
+    if calibration.in_frame is not None:
+        out["in_frame"] = calibration.in_frame(out["visibility_probs"], run.keypoints, run.boxes, run.image_wh)
+    return out
+
+
+def _joined(runs: list[ConditionRun]) -> tuple[tuple, np.ndarray]:
+    args = [np.concatenate([r.args()[i] for r in runs]) for i in range(7)]
+    return tuple(args), np.concatenate([r.groups for r in runs])
+
+
+def subset(run: ConditionRun, keep: np.ndarray) -> ConditionRun:
+    """The persons of a condition where keep (N,) is True."""
+    arrays = {k: getattr(run, k)[keep] for k in ("keypoints", "boxes", "gt", "area", "groups", "visibility_known",
+                                                 "cut_off", "image_wh")}
+    return ConditionRun(name=run.name, flip=run.flip, raw={k: v[keep] for k, v in run.raw.items()}, **arrays)
+
+
+def fit_over_conditions(runs: list[ConditionRun], source: str = "") -> QualityCalibration:
+    """One calibration fitted on every person of every condition given (the mixture users meet), with the
+    in-frame map fitted on the calibrated visibility where cut persons are among them."""
+    args, _ = _joined(runs)
+    cal = fit_quality_calibration(*args, source=source)
+    cal.fit_info["conditions"] = {r.name: len(r) for r in runs}
+    probs = cal.apply(args[0], args[1], args[2], args[4])["visibility_probs"]
+    cal.in_frame = fit_in_frame(probs, args[3], args[4], np.concatenate([r.image_wh for r in runs]), args[5],
+                                np.concatenate([r.cut_off for r in runs]))
+    return cal
+
+
+def cross_fit_over_conditions(runs: list[ConditionRun], folds: int = 5, seed: int = 0
+                              ) -> tuple[list[dict], list[float]]:
+    """Per condition, calibrated outputs from a calibration fitted on the mixture without the person's
+    photograph (every condition of one photo shares its fold: folds drawn over photographs, seeded); and per
+    condition the visibility rule's ratio to use with them (the median of the folds' ratios)."""
+    groups = np.concatenate([r.groups for r in runs])
+    uniq = np.unique(groups)
+    fold_of = (np.random.default_rng(seed).permutation(len(uniq)) % folds)[np.searchsorted(uniq, groups)]
+    starts = np.cumsum([0] + [len(r) for r in runs])
+    parts: list[dict] = [{} for _ in runs]
+    ratios = []
+    for f in range(folds):
+        cal = fit_over_conditions([subset(r, fold_of[a:b] != f) for r, a, b in zip(runs, starts, starts[1:])])
+        ratios.append(cal.occluded_over_visible)
+        for part, r, a, b in zip(parts, runs, starts, starts[1:]):
+            test = fold_of[a:b] == f
+            for key, val in shipped_outputs(subset(r, test), cal).items():
+                part.setdefault(key, np.zeros((len(r),) + val.shape[1:]))[test] = val
+    return parts, [float(np.median(ratios))] * len(runs)
+
+
+MIXTURE = ("val", "val_noflip", "val_cut", "val_jitter")
+
+
+def mixture_plan(records: list[PersonRecord], cut_dir) -> list[tuple[str, list[PersonRecord], bool, dict | None]]:
+    """The conditions calibration is fitted over, made from one labelled set: (name, persons, flip, cut_off by
+    ann_id). The cut pictures are written to cut_dir."""
+    cut = cut_by_frame(records, cut_dir)
+    return [("val", records, True, None), ("val_noflip", records, False, None),
+            ("val_cut", [c.record for c in cut], True, {c.record.ann_id: c.cut_off for c in cut}),
+            ("val_jitter", jittered_boxes(records), True, None)]
+
+
+def calibrate_over_conditions(model, cfg, annotations, images, cut_dir, progress: bool = True
+                              ) -> tuple[QualityCalibration, dict]:
+    """`posecal pack --calibrate-on --conditions`: the calibration fitted on the labelled set under every
+    condition of MIXTURE, and per condition the cross-fitted figures (condition_figures)."""
+    records = load_coco_persons(annotations, images)
+    if not records:
+        raise PosecalInputError(f"{annotations}: no person with labelled keypoints to calibrate on")
+    groups = dict(zip([r.ann_id for r in records], photo_groups(annotations, [r.ann_id for r in records]).tolist()))
+    runs = [run_condition(name, model, cfg.input_wh, recs, flip, groups, cut_off, progress=progress)
+            for name, recs, flip, cut_off in mixture_plan(records, cut_dir)]
+    if min(len(r) for r in runs) < 10:
+        raise PosecalInputError(f"{annotations}: too few readable persons to calibrate over conditions")
+    outputs, ratios = cross_fit_over_conditions(runs)
+    report = {r.name: condition_figures(r, o, q) for r, o, q in zip(runs, outputs, ratios)}
+    cal = fit_over_conditions(runs, source=str(annotations))
+    cal.fit_info["cross_fitted_conditions"] = {k: {m: round(float(v), 4) for m, v in f.items()}
+                                               for k, f in report.items()}
+    return cal, report

@@ -1,0 +1,202 @@
+"""Issue 38: persons cut by the frame, detector-like boxes, video-like degradation, in_frame, and trust models that
+name the network they judge."""
+import datetime
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from posecal.calibration.in_frame import InFrameMap, fit_in_frame, in_frame_features
+from posecal.data.coco import PersonRecord
+from posecal.data.conditions import cut_by_frame, cut_person, jittered_boxes
+from posecal.data.transforms import degrade, jitter_box
+from posecal.errors import PosecalInputError
+from posecal.evaluation.conditions import ConditionRun, condition_figures, subset
+from posecal.metrics.calibration import auroc
+from posecal.skeleton import COCO_KEYPOINTS as KEYPOINT_NAMES
+
+# an upright person drawn in a 200 x 300 picture: face at the top, ankles at y = 280
+Y = {"nose": 30, "left_eye": 26, "right_eye": 26, "left_ear": 30, "right_ear": 30, "left_shoulder": 80,
+     "right_shoulder": 80, "left_elbow": 120, "right_elbow": 120, "left_wrist": 150, "right_wrist": 150,
+     "left_hip": 170, "right_hip": 170, "left_knee": 230, "right_knee": 230, "left_ankle": 280, "right_ankle": 280}
+
+
+def person(tmp_path=None) -> PersonRecord:
+    kp = np.zeros((17, 3))
+    for i, name in enumerate(KEYPOINT_NAMES):
+        kp[i] = (80 if name.startswith("left") else 120 if name.startswith("right") else 100, Y[name], 2)
+    path = ""
+    if tmp_path is not None:
+        path = str(tmp_path / "person.png")
+        cv2.imwrite(path, np.full((300, 200, 3), 90, np.uint8))
+    return PersonRecord(path, 1, np.array([60.0, 15.0, 80.0, 275.0]), kp, 12000.0, ann_id=7)
+
+
+def test_a_person_cut_at_the_waist_keeps_the_shoulders_and_loses_the_hips_and_below():
+    rec = person()
+    image = np.zeros((300, 200, 3), np.uint8)
+    # keep the top half of the keypoints' extent (eyes at 26 .. ankles at 280): the picture ends at y = 153,
+    # below the wrists (150) and above the hips (170)
+    cut, kp, box, cut_off = cut_person(image, rec, "top", 0.5)
+    assert cut.shape == (153, 200, 3)
+    gone = [KEYPOINT_NAMES.index(n) for n in ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                                              "right_ankle")]
+    kept = [i for i in range(17) if i not in gone]
+    assert cut_off[gone].all() and not cut_off[kept].any()
+    assert (kp[gone, 2] == 0).all() and (kp[gone, :2] == 0).all()
+    assert (kp[kept, 2] == 2).all() and np.allclose(kp[kept, :2], rec.keypoints[kept, :2])
+    assert np.allclose(box, [60, 15, 80, 138])                   # clipped at the picture's new edge
+
+
+def test_a_cut_keeping_the_right_side_moves_the_keypoints_with_the_picture():
+    rec = person()
+    cut, kp, box, cut_off = cut_person(np.zeros((300, 200, 3), np.uint8), rec, "right", 0.35)
+    x0 = int(round(120 - 0.35 * 40))                             # keypoints span x 80 .. 120
+    assert cut.shape == (300, 200 - x0, 3)
+    left = np.array([n.startswith("left") or n == "nose" for n in KEYPOINT_NAMES])   # x < 106: cut off
+    assert cut_off[left].all() and not cut_off[~left].any()
+    assert np.allclose(kp[~left, 0], rec.keypoints[~left, 0] - x0)
+    assert np.isclose(box[0], 0.0) and np.isclose(box[0] + box[2], 140 - x0)
+
+
+def test_cut_by_frame_writes_each_cut_picture_and_keeps_the_area(tmp_path):
+    rec = person(tmp_path)
+    (cut,) = cut_by_frame([rec], tmp_path / "cut")
+    image = cv2.imread(cut.record.image_path)
+    assert image is not None and image.shape[:2] != (300, 200)
+    assert cut.record.area == rec.area and cut.cut_off.any() and cut.keep in ("top", "bottom", "left", "right")
+    assert 0.35 <= cut.fraction <= 0.70
+    again = cut_by_frame([rec], tmp_path / "cut")[0]                # seeded per person: the same cut every time
+    assert again.keep == cut.keep and again.fraction == cut.fraction
+
+
+def test_detector_like_boxes_move_but_stay_near_the_person():
+    rec = person()
+    moved = jittered_boxes([rec] * 1)[0].bbox
+    assert not np.allclose(moved, rec.bbox)
+    rng = np.random.default_rng(0)
+    boxes = np.array([jitter_box(rec.bbox, 0.1, rng) for _ in range(2000)])
+    centre = boxes[:, :2] + boxes[:, 2:] / 2
+    assert np.allclose(centre.mean(0), [100, 152.5], atol=2.0)     # unbiased around the true centre
+    assert np.isclose(np.std(np.log(boxes[:, 2] / 80)), 0.1, atol=0.01)
+
+
+def test_degrade_blurs_and_recompresses_and_leaves_the_crop_alone_when_off():
+    rng = np.random.default_rng(1)
+    crop = np.random.default_rng(2).integers(0, 256, (64, 64, 3)).astype(np.uint8)   # noise: any blur smooths it
+    assert degrade(crop, 0.0, 0.0, rng) is crop
+    for _ in range(4):                                           # Gaussian or motion blur, any direction
+        out = degrade(crop, 1.0, 0.0, rng)
+        assert out.shape == crop.shape and out.std() < 0.8 * crop.std()
+    jpg = degrade(crop, 0.0, 1.0, rng)
+    assert jpg.shape == crop.shape and not np.array_equal(jpg, crop)
+
+
+def test_auroc_by_hand():
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert auroc([1, 1], [0, 1]) == 0.5 and np.isnan(auroc([1, 2], [1, 1]))
+
+
+def _in_frame_data(n=400, seed=0):
+    """Keypoints at random places around a 100 x 100 picture; p(absent) high outside, low inside (noisy)."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-60, 160, (n, 17, 2))
+    inside = ((xy >= -0.5) & (xy < 99.5)).all(-1)
+    p_abs = np.clip(np.where(inside, 0.2, 0.7) + rng.normal(0, 0.2, inside.shape), 0.01, 0.99)
+    probs = np.stack([p_abs, (1 - p_abs) / 2, (1 - p_abs) / 2], -1)
+    gt = np.concatenate([xy, np.where(inside, 2, 0)[..., None]], -1)
+    boxes = np.tile([0.0, 0.0, 100.0, 100.0], (n, 1))
+    return probs, xy, boxes, np.full((n, 2), 100.0), gt, ~inside
+
+
+def test_in_frame_is_low_for_a_keypoint_placed_outside_the_picture():
+    probs, xy, boxes, wh, gt, cut_off = _in_frame_data()
+    m = fit_in_frame(probs, xy, boxes, wh, gt, cut_off)
+    assert m is not None and m.score.weights[0] <= 0 <= m.score.weights[1]
+    # the same p(absent), one keypoint 30 px left of the picture, one in its middle
+    one = np.full((1, 17, 3), [0.45, 0.3, 0.25])
+    pts = np.full((1, 17, 2), 50.0)
+    pts[0, 0] = (-30.0, 50.0)
+    p = m(one, pts, boxes[:1], wh[:1])[0]
+    assert p[0] < 0.2 < 0.8 < p[1]
+    # features by hand: logit p(absent), signed distance to the nearest edge / sqrt(box area), clipped to 0.5
+    f = in_frame_features(one, pts, boxes[:1], wh[:1])[0]
+    assert np.isclose(f[0, 0], np.log(0.45 / 0.55)) and np.isclose(f[0, 1], -29.5 / 100)
+    assert np.isclose(f[1, 1], 49.5 / 100)                       # 50 px in: 49.5 px from the pixel edge
+    far = in_frame_features(one, np.full((1, 17, 2), 50.0), boxes[:1] * 0.5, wh[:1])[0]
+    assert np.isclose(far[0, 1], 0.5)                            # clipped at half the person's size
+    held = InFrameMap.from_dict(m.to_dict())
+    assert np.allclose(held(one, pts, boxes[:1], wh[:1]), p[None])
+    sure = (gt[..., 2] > 0) | cut_off
+    assert auroc(m(probs, xy, boxes, wh)[sure], (gt[..., 2] > 0)[sure]) > 0.9
+
+
+def test_calibration_round_trip_keeps_in_frame():
+    from posecal.calibration.quality import QualityCalibration, fit_quality_calibration
+    probs, xy, boxes, wh, gt, cut_off = _in_frame_data(60)
+    opks = np.full((60, 17), 0.6)
+    cal = fit_quality_calibration(np.full(60, 0.5), opks, probs, xy, boxes, gt, np.full(60, 5000.0))
+    cal.in_frame = fit_in_frame(probs, xy, boxes, wh, gt, cut_off)
+    back = QualityCalibration.from_dict(cal.to_dict())
+    assert back.in_frame is not None and np.allclose(back.in_frame.score.weights, cal.in_frame.score.weights)
+    cal.in_frame = None
+    assert "in_frame" not in cal.to_dict() and QualityCalibration.from_dict(cal.to_dict()).in_frame is None
+
+
+def _run(n=4):
+    """Four persons of 17 keypoints: keypoint 0 cut off (not labelled), keypoint 1 occluded, the rest visible."""
+    gt = np.zeros((n, 17, 3))
+    gt[..., :2] = np.arange(17)[None, :, None] * 10.0
+    gt[..., 2] = 2
+    gt[:, 0] = 0
+    gt[:, 1, 2] = 1
+    cut = np.zeros((n, 17), bool)
+    cut[:, 0] = True
+    return ConditionRun(name="t", flip=True, keypoints=gt[..., :2].copy(), boxes=np.tile([0, 0, 100, 100.0], (n, 1)),
+                        gt=gt, area=np.full(n, 10000.0), groups=np.arange(n), visibility_known=np.ones(n, bool),
+                        cut_off=cut, raw={}, image_wh=np.full((n, 2), 200.0))
+
+
+def test_condition_figures_by_hand():
+    run = _run()
+    probs = np.zeros((4, 17, 3))
+    probs[..., 2] = 1.0                                          # everything called visible ...
+    probs[0, 0] = probs[1, 0] = [1.0, 0, 0]                      # ... but two persons' cut-off nose absent
+    probs[0, 5] = [1.0, 0, 0]                                    # and one labelled shoulder absent
+    probs[:, 1] = [0, 1.0, 0]                                    # the occluded eye called occluded
+    out = {"oks": np.ones(4), "opks": np.ones((4, 17)), "visibility_probs": probs,
+           "keypoint_radius": np.full((4, 17), 1.0)}
+    f = condition_figures(run, out, 2.0)
+    assert f["keypoint_ece"] == 0 and f["pose_ece"] == 0 and f["radius_coverage"] == 1.0
+    assert f["cut_off_called_absent"] == 0.5                     # 2 of the 4 cut-off noses
+    assert np.isclose(f["labelled_called_absent"], 1 / 64)       # 1 of 16 labelled x 4
+    assert f["occluded_f1"] == 1.0
+    assert np.isclose(f["absent_recall"], 0.5) and np.isclose(f["absent_precision"], 2 / 3)
+    part = subset(run, np.array([True, False, True, False]))
+    assert len(part) == 2 and part.cut_off.shape == (2, 17)
+
+
+def test_model_files_load_as_weights_only_and_pickled_code_is_refused(tmp_path):
+    from posecal.models.checkpoint import SHIPPED_MODELS, load_model
+    for path in SHIPPED_MODELS.values():
+        if path.is_file():
+            torch.load(path, map_location="cpu", weights_only=True)
+    bad = tmp_path / "bad.pt"
+    torch.save({"model_config": {}, "state_dict": {}, "meta": {"x": datetime.date(2026, 1, 1)}}, bad)
+    with pytest.raises(PosecalInputError, match="refused"):
+        load_model(bad)
+
+
+def test_the_shipped_trust_models_name_the_network_they_were_trained_for():
+    from posecal.models.assemble import pose_fingerprint
+    from posecal.models.checkpoint import SHIPPED_MODELS, load_model
+    checked = 0
+    for name, path in SHIPPED_MODELS.items():
+        if not path.is_file():
+            continue
+        model, cfg, meta = load_model(name)
+        if cfg.trust:
+            assert meta.get("trust_trained_for") == pose_fingerprint(model), name
+            checked += 1
+    assert checked >= 1
