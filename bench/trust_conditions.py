@@ -7,7 +7,11 @@ Conditions (issue 38), all from data posecal has (../shared/data), GT keypoints 
                35-70 % of the keypoints' extent; cut-off keypoints become not labelled; `area` unchanged), flip;
 - val_jitter:  val with detector-like boxes (centre and sides jittered by 10 %), flip;
 - lspet_out:   the 1,000 LSPET persons the trust model never trains on (posecal.training.trust_samples), flip
-               (12 body joints; LSPET's labels do not tell visibility apart, so no visibility figures there).
+               (12 body joints; LSPET's labels do not tell visibility apart, so no visibility figures there);
+- video (--video N): N scenes of val people walking and crossing over a real background
+               (posecal.data.moving_people, bench/track_ids.py's scenes), run through `posecal track`'s defaults
+               with --model; each record matched to the truth by box IoU; figures of the records' own fields, for
+               all records and per pose_source (detected on the frame / carried by optical flow / held hidden).
 
 Two calibrations per condition:
 - `shipped`: the model file's own stored calibration, as a user gets it;
@@ -21,6 +25,7 @@ stdout and to --json (default bench/results/trust_conditions_MODEL.json).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -37,6 +42,7 @@ from posecal.evaluation.calibrate_model import photo_groups  # noqa: E402
 from posecal.evaluation.conditions import (MIXTURE, ConditionRun, condition_figures,  # noqa: E402
                                            cross_fit_over_conditions, fit_over_conditions, mixture_plan,
                                            run_condition, shipped_outputs)
+from posecal.export.cache import cached_onnx  # noqa: E402
 from posecal.io import write_atomic, write_json_atomic  # noqa: E402
 from posecal.models.checkpoint import load_model, model_file  # noqa: E402
 from posecal.training.trust_samples import lspet_trust_split  # noqa: E402
@@ -65,8 +71,10 @@ def save_run(run: ConditionRun, path: Path) -> None:
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit: int = 0
+def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit: int = 0, threads: int = 2
                ) -> tuple[list[ConditionRun], dict]:
+    """Every condition's run, from --work's cache where it is there; the model runs in onnxruntime (its cached
+    export, as `posecal predict` runs it)."""
     coco = DATA / "coco-val2017-crops"
     val_json = coco / "annotations" / "val.json"
     val = load_coco_persons(val_json, coco / "images")
@@ -77,12 +85,13 @@ def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit:
     lspet_out = [lspet[i] for i in held[:lspet_n]]
     plan = mixture_plan(val, work / "val_cut_images") + [("lspet_out", lspet_out, True, None)]
     stamp = model_file(model_spec).stat()
-    tag = f"{model_file(model_spec).stem}_{stamp.st_size}_{int(stamp.st_mtime)}"
-    model, cfg, meta = load_model(model_spec)
+    tag = f"{model_file(model_spec).stem}_{stamp.st_size}_{int(stamp.st_mtime)}_onnx"
+    _, cfg, meta = load_model(model_spec)
     runs = []
     for name, records, flip, cut_off in plan:
         path = work / f"{tag}_{name}_{len(records)}.npz"
         run = load_run(path)
+        model = cached_onnx(model_spec, flip, threads) if run is None else None
         if run is not None and run.image_wh is None:   # a cache written before image sizes were kept
             run.image_wh = np.array([image_size(r.image_path) for r in records], np.float64)
             save_run(run, path)
@@ -94,6 +103,30 @@ def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit:
             print(f"{name}: {len(run)} persons in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         runs.append(run)
     return runs, meta
+
+
+def video_rows(model: str, work: Path, scenes: int, frames: int, threads: int) -> dict[str, dict[str, dict]]:
+    """Tracked scenes' records against their truth: all records, and per pose_source."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from track_ids import make_scenes
+
+    from posecal.evaluation.conditions import video_figures, video_pairs
+    from posecal.tracking.job import TrackConfig, run_track
+
+    pairs = []
+    for name, video, truth in make_scenes(work / "scenes", scenes, frames):
+        out = work / f"{name}_{model}_tracks.json"
+        t0 = time.time()
+        run_track(TrackConfig([str(video)], out=str(out), model=model, progress=False, threads=threads),
+                  log=lambda m: None)
+        print(f"{name}: tracked in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        pairs += video_pairs(json.loads(truth.read_text()), json.loads(out.read_text()))
+    rows = {"video": {"records as written": video_figures(pairs)}}
+    for source in ("detected", "carried", "held"):
+        some = [(a, r) for a, r in pairs if r.get("pose_source", "detected") == source]
+        if len(some) >= 10:
+            rows[f"video_{source}"] = {"records as written": video_figures(some)}
+    return rows
 
 
 def table(rows: dict[str, dict[str, dict]]) -> str:
@@ -115,13 +148,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="only the first N val persons (a quick look)")
+    ap.add_argument("--video", type=int, default=0, help="also N tracked scenes (0: none)")
+    ap.add_argument("--frames", type=int, default=90, help="frames per --video scene")
     args = ap.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"{DATA}: the shared data this benchmark runs on is not here")
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    runs, meta = build_runs(args.model, work, args.lspet, args.progress, args.limit)
+    runs, meta = build_runs(args.model, work, args.lspet, args.progress, args.limit, args.threads)
     shipped = calibration_from_meta(meta, str(args.model))
     mixture = [r for r in runs if r.name in MIXTURE]
     fitted = fit_over_conditions(mixture)
@@ -136,6 +171,8 @@ def main() -> None:
         out, ratio = honest.get(run.name) or (shipped_outputs(run, fitted), fitted.occluded_over_visible)
         label = "mixture (cross-fitted)" if run.name in honest else "mixture (held out)"
         rows[run.name][label] = condition_figures(run, out, ratio)
+    if args.video:
+        rows |= video_rows(args.model, work, args.video, args.frames, args.threads)
     print(f"model {args.model} ({model_file(args.model).name})")
     print(table(rows))
     dest = Path(args.json) if args.json else ROOT / "bench" / "results" / f"trust_conditions_{args.model}.json"

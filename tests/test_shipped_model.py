@@ -40,8 +40,8 @@ def test_best_names_the_accurate_model_and_track_keeps_the_published_network():
     assert not torch.equal(a["backbone.heatmap_head.out.weight"], b["backbone.heatmap_head.out.weight"])
 
 
-def test_unknown_shipped_name_is_a_path_and_fails_in_one_line():
-    with pytest.raises(PosecalInputError, match="model file not found"):
+def test_unknown_shipped_name_fails_in_one_line_naming_the_shipped_models():
+    with pytest.raises(PosecalInputError, match="'precise': no shipped model of that name.*accurate.*fast"):
         load_model("precise")
 
 

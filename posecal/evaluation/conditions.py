@@ -186,3 +186,48 @@ def calibrate_over_conditions(model, cfg, annotations, images, cut_dir, progress
     cal.fit_info["cross_fitted_conditions"] = {k: {m: round(float(v), 4) for m, v in f.items()}
                                                for k, f in report.items()}
     return cal, report
+
+
+def video_pairs(truth: dict, results: list[dict], iou_threshold: float = 0.5, min_visible: float = 0.25
+                ) -> list[tuple[dict, dict]]:
+    """(truth annotation, result) pairs of a tracked video: per frame, results matched one to one to the truth's
+    people by box IoU (Hungarian, IoU >= iou_threshold); people less than min_visible seen are left out."""
+    from scipy.optimize import linear_sum_assignment
+
+    from posecal.metrics.boxes import box_iou
+
+    by_frame: dict[int, list] = {}
+    for r in results:
+        by_frame.setdefault(int(r["image_id"]), []).append(r)
+    pairs = []
+    gts_of: dict[int, list] = {}
+    for a in truth["annotations"]:
+        if a.get("visible_fraction", 1.0) >= min_visible:
+            gts_of.setdefault(int(a["image_id"]), []).append(a)
+    for t, gts in gts_of.items():
+        hyps = by_frame.get(t, [])
+        if not hyps:
+            continue
+        iou = box_iou([a["bbox"] for a in gts], [r["bbox"] for r in hyps])
+        rows, cols = linear_sum_assignment(-iou)
+        pairs += [(gts[i], hyps[j]) for i, j in zip(rows, cols) if iou[i, j] >= iou_threshold]
+    return pairs
+
+
+def video_figures(pairs: list[tuple[dict, dict]], occluded_over_visible: float = 2.0) -> dict[str, float]:
+    """condition_figures of tracked poses (their records' calibrated fields) against the truth they matched."""
+    k = 17
+    gt = np.array([np.reshape(a["keypoints"], (k, 3)) for a, _ in pairs], np.float64)
+    kp = np.array([np.reshape(r["keypoints"], (k, 3))[:, :2] for _, r in pairs], np.float64)
+    boxes = np.array([r["bbox"] for _, r in pairs], np.float64)
+    area = np.array([a["area"] for a, _ in pairs], np.float64)
+    vis = np.array([r.get("visibility", [2] * k) for _, r in pairs])
+    probs = np.eye(3)[vis]          # the records' classes as one-hot probabilities: the rule's own output
+    run = ConditionRun(name="video", flip=False, keypoints=kp, boxes=boxes, gt=gt, area=area,
+                       groups=np.arange(len(pairs)), visibility_known=np.ones(len(pairs), bool),
+                       cut_off=np.zeros((len(pairs), k), bool), raw={}, image_wh=np.zeros((len(pairs), 2)))
+    out = {"oks": np.array([r["pose_quality"] for _, r in pairs], np.float64),
+           "opks": np.array([r["keypoint_quality"] for _, r in pairs], np.float64),
+           "visibility_probs": probs,
+           "keypoint_radius": np.array([r.get("keypoint_radius", [np.inf] * k) for _, r in pairs], np.float64)}
+    return condition_figures(run, out, occluded_over_visible)

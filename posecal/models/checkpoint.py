@@ -34,6 +34,15 @@ def model_file(spec) -> Path:
     return SHIPPED_MODELS.get(str(spec), Path(spec))
 
 
+def missing_model_message(spec, path: Path) -> str:
+    """One line for a --model that is neither a shipped name nor a file: a bare word is most likely a mistyped
+    name, so the names are listed."""
+    shipped = ", ".join(n for n, f in SHIPPED_MODELS.items() if f.is_file())
+    if len(Path(str(spec)).parts) == 1 and not Path(str(spec)).suffix:
+        return f"model {str(spec)!r}: no shipped model of that name and no such file (shipped: {shipped})"
+    return f"{path}: model file not found"
+
+
 def atomic_save(obj, path) -> None:
     write_atomic(path, lambda f: torch.save(obj, f))
 
@@ -181,7 +190,9 @@ def load_model(path=None, device: str = "cpu", training_checkpoint: bool = False
     if str(path) in SHIPPED_MODELS and not SHIPPED_MODELS[str(path)].is_file():
         raise PosecalInputError(f"model {path!r}: not shipped with this posecal (shipped: "
                                 f"{', '.join(n for n, f in SHIPPED_MODELS.items() if f.is_file())})")
-    path = model_file(path)
+    spec, path = path, model_file(path)
+    if not path.is_file():
+        raise PosecalInputError(missing_model_message(spec, path))
     if path.suffix.lower() == ".onnx" and path.is_file():
         raise PosecalInputError(f"{path}: an exported ONNX model; this needs a posecal .pt model file (e.g. the one "
                                 f"it was exported from). ONNX files run in predict, eval, track and Predictor")
