@@ -8,8 +8,9 @@ Conditions (issue 38), all from data posecal has (../shared/data), GT keypoints 
 - val_jitter:  val with detector-like boxes (centre and sides jittered by 10 %), flip;
 - lspet_out:   the 1,000 LSPET persons the trust model never trains on (posecal.training.trust_samples), flip
                (12 body joints; LSPET's labels do not tell visibility apart, so no visibility figures there);
-- video (--video N): N scenes of val people walking and crossing over a real background
-               (posecal.data.moving_people, bench/track_ids.py's scenes), run through `posecal track`'s defaults
+- video (--video-scenes 3 4 5): scenes of val people walking and crossing over a real background
+               (posecal.data.moving_people, bench/track_ids.py's scenes; scene i has seed i; scenes 0-2 tune the
+               shipped video calibration, tools/fit_video_calibration.py), run through `posecal track`'s defaults
                with --model; each record matched to the truth by box IoU; figures of the records' own fields, for
                all records and per pose_source (detected on the frame / carried by optical flow / held hidden).
 
@@ -105,7 +106,7 @@ def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit:
     return runs, meta
 
 
-def video_rows(model: str, work: Path, scenes: int, frames: int, threads: int) -> dict[str, dict[str, dict]]:
+def video_rows(model: str, work: Path, scenes: list[int], frames: int, threads: int) -> dict[str, dict[str, dict]]:
     """Tracked scenes' records against their truth: all records, and per pose_source."""
     sys.path.insert(0, str(ROOT / "bench"))
     from track_ids import make_scenes
@@ -114,8 +115,9 @@ def video_rows(model: str, work: Path, scenes: int, frames: int, threads: int) -
     from posecal.tracking.job import TrackConfig, run_track
 
     pairs = []
-    for name, video, truth in make_scenes(work / "scenes", scenes, frames):
-        out = work / f"{name}_{model}_tracks.json"
+    made = make_scenes(work / "scenes", max(scenes) + 1, frames)
+    for name, video, truth in (made[i] for i in scenes):
+        out = work / f"{name}_{Path(model).stem}_tracks.json"
         t0 = time.time()
         run_track(TrackConfig([str(video)], out=str(out), model=model, progress=False, threads=threads),
                   log=lambda m: None)
@@ -148,7 +150,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="only the first N val persons (a quick look)")
-    ap.add_argument("--video", type=int, default=0, help="also N tracked scenes (0: none)")
+    ap.add_argument("--video-scenes", type=int, nargs="*", default=[],
+                    help="also these tracked scenes (seeds; 0-2 tune the video calibration: judge on others)")
     ap.add_argument("--frames", type=int, default=90, help="frames per --video scene")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -171,8 +174,8 @@ def main() -> None:
         out, ratio = honest.get(run.name) or (shipped_outputs(run, fitted), fitted.occluded_over_visible)
         label = "mixture (cross-fitted)" if run.name in honest else "mixture (held out)"
         rows[run.name][label] = condition_figures(run, out, ratio)
-    if args.video:
-        rows |= video_rows(args.model, work, args.video, args.frames, args.threads)
+    if args.video_scenes:
+        rows |= video_rows(args.model, work, args.video_scenes, args.frames, args.threads)
     print(f"model {args.model} ({model_file(args.model).name})")
     print(table(rows))
     dest = Path(args.json) if args.json else ROOT / "bench" / "results" / f"trust_conditions_{args.model}.json"

@@ -200,3 +200,41 @@ def test_the_shipped_trust_models_name_the_network_they_were_trained_for():
             assert meta.get("trust_trained_for") == pose_fingerprint(model), name
             checked += 1
     assert checked >= 1
+
+
+def _tracked_pairs(n=80, seed=0, source="carried"):
+    """Truth annotations and records whose keypoints sit 6 px off the truth while claiming quality 0.95."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n):
+        gt = np.zeros((17, 3))
+        gt[:, :2] = rng.uniform(100, 200, (17, 2))
+        gt[:, 2] = 2
+        kp = gt.copy()
+        kp[:, 0] += 6.0
+        kp[:, 2] = 0.95
+        pairs.append(({"keypoints": gt.ravel().tolist(), "area": 4000.0, "bbox": [100, 100, 100, 100]},
+                      {"keypoints": kp.ravel().tolist(), "keypoint_quality": [0.95] * 17, "pose_quality": 0.95,
+                       "keypoint_radius": [3.0] * 17, "pose_source": source}))
+    return pairs
+
+
+def test_video_calibration_maps_each_pose_source_to_its_measured_truth():
+    import dataclasses
+
+    from posecal.calibration.video import VideoCalibration, fit_video_calibration
+    from posecal.inference.predictor import PersonPose
+    from posecal.metrics.oks import opks
+    pairs = _tracked_pairs()
+    cal = fit_video_calibration(pairs)
+    assert set(cal.by_source) == {"carried"} and cal.fit_info["pairs"]["detected"] == 0
+    off = np.zeros((1, 17, 2))
+    off[..., 0] = 6.0
+    truth = opks(off, np.zeros((1, 17, 2)), np.array([4000.0]))[0]   # a 6 px error, by the OKS formula
+    pose = PersonPose(np.array([100, 100, 100, 100.0]), np.zeros((17, 2)), np.full(17, 0.95), np.ones(17), 0.95,
+                      keypoint_radius=np.full(17, 3.0), pose_source="carried")
+    mapped = VideoCalibration.from_dict(cal.to_dict()).apply(pose)
+    assert np.allclose(mapped.keypoint_quality, truth) and np.isclose(mapped.pose_quality, truth.mean())
+    assert np.allclose(mapped.keypoint_radius, 3.0 * 2.0)       # every error is 6 px: twice the radius
+    detected = dataclasses.replace(pose, pose_source="detected")
+    assert cal.apply(detected) is detected                      # a source without maps keeps its values

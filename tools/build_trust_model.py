@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--any-network", action="store_true",
                     help="build even when the trust model was trained on another network's keypoints")
     args = ap.parse_args()
-    base, cfg, _ = load_model(args.base)
+    base, cfg, base_meta = load_model(args.base)
     cfg = replace(cfg, quality_heads=True, trust=True)
     model = model_from_config(cfg, imagenet=False)
     pose = {k: v for k, v in base.state_dict().items() if k.startswith(("backbone.", "heatmap_head."))}
@@ -42,7 +42,7 @@ def main() -> None:
     missing, unexpected = model.load_state_dict(pose | {f"trust.{k}": v for k, v in trust.items()}, strict=False)
     if missing or unexpected:
         raise SystemExit(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    meta = {"trust_checkpoint": str(args.trust)}
+    meta = {"trust_checkpoint": str(args.trust)} | {k: base_meta[k] for k in ("pose_network",) if k in base_meta}
     ckpt = torch.load(args.trust, map_location="cpu", weights_only=True) if Path(args.trust).is_file() else {}
     trained_for = ckpt.get("state", {}).get("trained_for") if "model" in ckpt else None
     if trained_for is not None:

@@ -301,6 +301,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None)
     clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
+    # the reported trust values of tracked poses, per pose source (calibration/video.py), where the model has it
+    video_calibration = None if predictor.calibration is None else predictor.calibration.video
     detect = clock.timed("detect", detect_people)
     lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
     ctrl_c, stream, window = StopRequest(), None, None
@@ -375,6 +377,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                     with clock("results"):
                         entries = []
                         for track_id, person in tracked:
+                            if video_calibration is not None:
+                                person = video_calibration.apply(person)
                             entry = result_entries(frame, [person], frame.frame_index, mode)[0]
                             entry["track_id"] = int(track_id)
                             entries.append(entry)
