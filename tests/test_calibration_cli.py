@@ -229,3 +229,27 @@ def test_movenet_adapter_needs_its_extra_or_runs(tmp_path, capsys):
     assert main(args) == 0
     entries = json.loads((tmp_path / "mn.json").read_text())
     assert len(entries) == 2 and len(entries[0]["keypoints"]) == 51
+
+
+def test_pack_conditions_fits_over_cut_and_jittered_persons_and_the_predictor_writes_in_frame(tmp_path, capsys):
+    from posecal import Predictor
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True, head_hidden=16)
+    raw = tmp_path / "raw.pt"
+    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, raw)
+    ann, img_dir = make_coco(tmp_path / "data", n_images=16)
+    out = tmp_path / "cond.pt"
+    assert main(["pack", str(raw), str(out), "--calibrate-on", str(ann), "--images", str(img_dir), "--conditions",
+                 "--threads", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("val:", "val_noflip:", "val_cut:", "val_jitter:"):
+        assert name in printed
+    cal = QualityCalibration.from_dict(load_model(out)[2]["calibration"])
+    assert set(cal.fit_info["conditions"]) == {"val", "val_noflip", "val_cut", "val_jitter"}
+    assert cal.in_frame is not None and cal.in_frame.score.weights[1] >= 0
+    people = Predictor(str(out), detector=None)(cv2.imread(str(img_dir / "img0.jpg"))[:, :, ::-1],
+                                               boxes=np.array([BOXES[0]], float))
+    assert people and people[0].in_frame.shape == (17,) and ((people[0].in_frame >= 0) & (people[0].in_frame <= 1)).all()
+    assert main(["pack", str(raw), str(tmp_path / "x.pt"), "--conditions"]) == 2
+    assert "--conditions" in capsys.readouterr().err

@@ -302,7 +302,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
     # the reported trust values of tracked poses, per pose source (calibration/video.py), where the model has it
-    video_calibration = None if predictor.calibration is None else predictor.calibration.video
+    calibration = getattr(predictor, "calibration", None)   # a stand-in predictor (bench caches) may have none
+    video_calibration = None if calibration is None else calibration.video
     detect = clock.timed("detect", detect_people)
     lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
     ctrl_c, stream, window = StopRequest(), None, None
