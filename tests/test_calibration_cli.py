@@ -21,14 +21,19 @@ from conftest import make_coco
 BOXES = [[10, 10, 60, 100], [0, 0, 120, 160]]
 
 
+def write_raw_model(path):
+    """A tiny untrained model with quality heads, written as a posecal model file (seeded)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True, head_hidden=16)
+    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
     """(calibrated model file, raw model file, COCO json, image folder, pack's stdout)."""
     folder = tmp_path_factory.mktemp("cal")
-    torch.manual_seed(0)
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True, head_hidden=16)
-    raw = folder / "raw.pt"
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, raw)
+    raw = write_raw_model(folder / "raw.pt")
     ann, img_dir = make_coco(folder / "data", n_images=12)
     out = folder / "cal.pt"
     import contextlib
@@ -234,10 +239,7 @@ def test_movenet_adapter_needs_its_extra_or_runs(tmp_path, capsys):
 def test_pack_conditions_fits_over_cut_and_jittered_persons_and_the_predictor_writes_in_frame(tmp_path, capsys):
     from posecal import Predictor
 
-    torch.manual_seed(0)
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True, head_hidden=16)
-    raw = tmp_path / "raw.pt"
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, raw)
+    raw = write_raw_model(tmp_path / "raw.pt")
     ann, img_dir = make_coco(tmp_path / "data", n_images=16)
     out = tmp_path / "cond.pt"
     assert main(["pack", str(raw), str(out), "--calibrate-on", str(ann), "--images", str(img_dir), "--conditions",

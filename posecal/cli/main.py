@@ -173,21 +173,18 @@ def _cmd_pack(args) -> None:
             with tempfile.TemporaryDirectory(prefix="posecal-cut-") as cut_dir:
                 cal, by_condition = calibrate_over_conditions(model, cfg, args.calibrate_on, args.images, cut_dir,
                                                               progress=not args.no_progress)
-            meta["calibration"] = cal.to_dict()
             for name, f in by_condition.items():
                 print(f"{name}: {int(f['persons'])} persons, cross-fitted: keypoint ECE {f['keypoint_ece']:.4f}, "
                       f"pose ECE {f['pose_ece']:.4f}, pose Pearson {f['pose_pearson']:.3f}, radius coverage "
                       f"{f['radius_coverage']:.3f}")
-            save_model(model, cfg, args.out, meta=meta, half=not args.fp32)
-            print(f"wrote {args.out}")
-            return
-        cal, report = calibrate_model(model, cfg, args.calibrate_on, args.images, progress=not args.no_progress)
+        else:
+            cal, report = calibrate_model(model, cfg, args.calibrate_on, args.images, progress=not args.no_progress)
+            before, after = report["raw"], report["cross_fitted"]
+            print(f"calibrated on {report['persons']} persons ({report['folds']}-fold cross-fitted, before -> "
+                  f"after): " + ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in before)
+                  + f"; radius coverage {after['radius_coverage']:.3f} (per keypoint "
+                    f"{after['radius_coverage_min']:.3f}-{after['radius_coverage_max']:.3f})")
         meta["calibration"] = cal.to_dict()
-        before, after = report["raw"], report["cross_fitted"]
-        print(f"calibrated on {report['persons']} persons ({report['folds']}-fold cross-fitted, before -> after): "
-              + ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in before)
-              + f"; radius coverage {after['radius_coverage']:.3f} (per keypoint "
-                f"{after['radius_coverage_min']:.3f}-{after['radius_coverage_max']:.3f})")
     save_model(model, cfg, args.out, meta=meta, half=not args.fp32)
     print(f"wrote {args.out}")
 
