@@ -14,7 +14,9 @@ from posecal import Predictor
 import posecal  # noqa: E402
 
 repo = Path(sys.argv[1]).resolve()
-assert repo not in Path(posecal.__file__).resolve().parents, f"imported the checkout, not the install: {posecal.__file__}"
+installed = Path(posecal.__file__).resolve()
+assert "site-packages" in installed.parts and installed.parent != repo / "posecal", \
+    f"imported the checkout, not the install: {posecal.__file__}"
 predictor = Predictor()
 photos = sorted((repo.parent / "shared" / "data" / "coco-val2017-crops" / "images").glob("*.jpg"))[:3]
 if not photos:
