@@ -61,7 +61,8 @@ TRACK_OPTIONS: list[str] = []   # --track: TrackConfig overrides (detect_every, 
 
 
 def make_scenes(work: Path, n: int, frames: int) -> list[tuple[str, Path, Path]]:
-    """The scenes' videos and truth files, written once into work/ (kept for the next run: same seeds, same files)."""
+    """The tuning scenes' videos and truth files, written once into work/ (kept for the next run: same seeds, same
+    files). Every tracker knob of TrackerConfig was chosen on these."""
     out, background, sprites = [], None, None
     for i in range(n):
         name = f"scene{i}"
@@ -73,6 +74,67 @@ def make_scenes(work: Path, n: int, frames: int) -> list[tuple[str, Path, Path]]
                 background = median_background(VTEST)
                 sprites = load_sprites(CROPS / "annotations" / "val.json", CROPS / "images")
             write_scene(work, name, background, sprites, spec)
+        out.append((name, video, truth))
+    return out
+
+
+# Held-out scenes: other seeds, another background, and only people that no tuning scene shows. The background
+# is the empty room of intel_one_by_one_person_20s.mp4 (the median of the 29 frames where the shipped detector
+# finds nobody; its other frames, and the other clips' every frame, hold real people, who would count as false
+# persons), as it is and mirrored, in turn. The other clips have no empty frame to take.
+HELD_OUT_CLIP = "intel_one_by_one_person_20s.mp4"
+HELD_OUT_SEED = 100
+
+
+def empty_background(clip: Path) -> np.ndarray:
+    """The per-pixel median of the clip's frames in which the shipped detector (threshold 0.2) finds nobody."""
+    import cv2
+
+    from posecal.detect.detector import load_detector
+
+    detector, cap, empty = load_detector("default", 0.2, threads=1), cv2.VideoCapture(str(clip)), []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if not len(detector(frame)[0]):
+            empty.append(frame)
+    cap.release()
+    if not empty:
+        raise SystemExit(f"{clip}: no frame without people to take a background from")
+    return np.median(np.stack(empty), 0).astype(np.uint8)
+
+
+def tuning_sprites(n_tuning: int, frames: int, n_sprites: int) -> set[int]:
+    """The sprites the first n_tuning tuning scenes draw (plan_walks' first draw of each scene's seed)."""
+    from posecal.data.moving_people import plan_walks
+
+    used = set()
+    for i in range(n_tuning):
+        walks = plan_walks(3 + i % 4, frames, (768, 576), n_sprites, np.random.default_rng(i))
+        used |= {w.sprite for w in walks}
+    return used
+
+
+def make_held_out_scenes(work: Path, n: int, frames: int, n_tuning: int) -> list[tuple[str, Path, Path]]:
+    """n held-out scenes (seed HELD_OUT_SEED + i, 3 + i % 4 people, the background mirrored every other one),
+    written once."""
+    import cv2
+
+    out, background, sprites = [], None, None
+    for i in range(n):
+        name = f"heldout{i}"
+        video, truth = work / f"{name}.avi", work / f"{name}.json"
+        spec = SceneSpec(seed=HELD_OUT_SEED + i, n_people=3 + i % 4, n_frames=frames)
+        if not (video.exists() and truth.exists()
+                and json.loads(truth.read_text())["info"].get("n_frames") == frames):
+            if sprites is None:
+                every = load_sprites(CROPS / "annotations" / "val.json", CROPS / "images")
+                seen = tuning_sprites(n_tuning, frames, len(every))
+                sprites = [sp for k, sp in enumerate(every) if k not in seen]
+            if background is None:
+                background = empty_background(SHARED / "videos" / HELD_OUT_CLIP)
+            write_scene(work, name, background[:, ::-1].copy() if i % 2 else background, sprites, spec)
         out.append((name, video, truth))
     return out
 
@@ -120,6 +182,7 @@ class CachedPoses:
 
     def __init__(self, predictor, cache: dict):
         self.predictor, self.cache, self.config = predictor, cache, predictor.config
+        self.pipeline = predictor.pipeline
 
     def predict_many(self, items, bgr=True):
         out = []
@@ -176,6 +239,9 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=5)
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--work", type=Path, default=Path("track_ids"))
+    ap.add_argument("--held-out", type=int, default=0,
+                    help="also score this many held-out scenes (other seeds, backgrounds and people; no knob was "
+                         "chosen on them), reported apart")
     ap.add_argument("--skip-vtest", action="store_true")
     ap.add_argument("--skip-scenes", action="store_true")
     ap.add_argument("--tracker", nargs="*", default=[], help="TrackerConfig overrides, KEY=VALUE")
@@ -204,6 +270,12 @@ def main() -> None:
             table = score_scenes(scenes, tracker, args.work, cached)
             report.setdefault("scenes", table) if k == 0 else report.setdefault("sweep", {}).update(
                 {args.sweep[k - 1]: table["OVERALL"]})
+            if args.held_out:
+                print("--- held-out scenes")
+                held = score_scenes(make_held_out_scenes(args.work, args.held_out, args.frames, args.scenes),
+                                    tracker, args.work, cached)
+                report.setdefault("held_out", held) if k == 0 else report.setdefault("sweep_held_out", {}).update(
+                    {args.sweep[k - 1]: held["OVERALL"]})
     tracker = configs[0]
     if not args.skip_vtest:
         results, sec, n = track(VTEST, args.work / "vtest_tracks.json", tracker)

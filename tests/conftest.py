@@ -140,7 +140,7 @@ def tiny_heads_predictor(folder: Path):
                       head_hidden=16)
     save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path,
                half=True)
-    return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0)
+    return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0, backend="torch")
 
 
 def val_subset(folder: Path, n_images: int) -> tuple[Path, dict]:

@@ -80,6 +80,17 @@ def test_model_config_without_backbone_is_lite0():
     assert cfg.backbone == "efficientnet_lite0" and model.backbone.variant == 0
 
 
+def test_retired_fusion_fields_are_dropped_when_off_and_refused_when_on(tmp_path):
+    """Trust-guided fusion is gone: a model file that stores `fusion: false` (the shipped accurate model) loads;
+    one that fused is refused in one line naming the file and the field."""
+    old = model_config_to_dict(ModelConfig(head_widths=(16, 16, 8))) | {"fusion": False, "second_opinion": False}
+    assert model_config_from_dict(old) == ModelConfig(head_widths=(16, 16, 8))
+    fused = tmp_path / "fused.pt"
+    torch.save({"model_config": old | {"fusion": True}, "state_dict": {}, "meta": {}}, fused)
+    with pytest.raises(PosecalInputError, match=r"fused\.pt: .*model\.fusion is on"):
+        load_model(fused)
+
+
 def test_backbone_choice_errors_are_one_line():
     with pytest.raises(PosecalInputError, match="model.backbone"):
         model_from_config(ModelConfig(backbone="efficientnet_lite4"), imagenet=False)

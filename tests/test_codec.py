@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.codec.heatmap import decode, decode_argmax, decode_dark, decode_soft_argmax, encode, flip_back, soft_argmax
+from posecal.codec.heatmap import (decode, decode_argmax, decode_argmax_torch, decode_dark, decode_soft_argmax, encode,
+                                   flip_back, soft_argmax)
 from posecal.training.losses import integral_l1
 from posecal.skeleton import flip_permutation
 
@@ -33,6 +34,18 @@ def test_argmax_quarter_offset_moves_towards_the_true_point():
     hm, _ = encode(kp, np.full(17, 2), (36, 48))
     coords, _ = decode_argmax(hm[None])
     assert coords[0, 0].tolist() == [10.25, 12.0]
+
+
+def test_torch_argmax_decode_by_hand():
+    maps = torch.zeros(1, 2, 6, 8)
+    maps[0, 0, 3, 5] = 1.0
+    maps[0, 0, 3, 6] = 0.5     # right neighbour higher: +0.25 in x
+    maps[0, 0, 2, 5] = 0.2     # upper neighbour higher: -0.25 in y
+    maps[0, 1, 0, 7] = 0.9     # on the border: no shift
+    maps[0, 1, 1, 7] = 0.3
+    xy, peaks = decode_argmax_torch(maps)
+    assert xy[0].tolist() == [[5.25, 2.75], [7.0, 0.0]]
+    assert peaks[0].tolist() == pytest.approx([1.0, 0.9])
 
 
 def test_unlabelled_and_outside_keypoints_get_zero_weight_and_empty_maps():

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from posecal.models.backbones.movenet import (
-    CONFIGS, Conv2dSame, MoveNet, graph_constants, load_movenet, tf_to_torch_shape, tf_weight_map, weights_path)
+    CONFIGS, Conv2dSame, MoveNet, graph_constants, load_movenet, tf_to_torch, tf_weight_map, weights_path)
 from posecal.codec.movenet import centre_weight_table, coordinate_scale, decode_movenet, nhwc_to_nchw
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -93,6 +93,16 @@ def test_graph_constants_match_the_graph(manifest, variant):
     assert checked >= 30
 
 
+def tf_to_torch_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
+    """The torch shape that `tf_to_torch` gives for a TF tensor of `shape` (for checks without the data)."""
+    return tf_to_torch(np.empty(shape, np.float32), kind).shape
+
+
+def as_graph_output(dec) -> torch.Tensor:
+    """(N, 1, 17, 3) [y, x, score], the graph's `Identity` output (1x1x17x3 per crop)."""
+    return torch.cat([dec.normalized_yx, dec.scores[..., None]], -1)[:, None]
+
+
 def test_conv2d_same_pads_like_tensorflow():
     """TF 'SAME', stride 2, even size: pad 0 top/left and 1 bottom/right (PyTorch's symmetric pad would differ)."""
     conv = Conv2dSame(1, 1, 3, stride=2, bias=False)
@@ -141,7 +151,7 @@ def test_port_matches_tfjs_on_real_crops(reference, models, variant):
     px = np.linalg.norm(dec.xy.numpy() - graph[..., [1, 0]] * size, axis=-1)
     assert px.max() < PX_TOL, f"{variant}: decoded keypoints up to {px.max():.3f} px from the graph's"
     np.testing.assert_allclose(dec.scores.numpy(), graph[..., 2], atol=1e-4)
-    np.testing.assert_allclose(dec.as_graph_output().numpy(), reference[f"{variant}_keypoints"], atol=PX_TOL / size)
+    np.testing.assert_allclose(as_graph_output(dec).numpy(), reference[f"{variant}_keypoints"], atol=PX_TOL / size)
 
 
 def test_loader_error_is_one_line(tmp_path):
@@ -197,7 +207,7 @@ def test_decode_keeps_the_centre_person_over_a_brighter_one_at_the_edge():
     np.testing.assert_allclose(dec.normalized_yx[0, :, 0].numpy(), (kps_a[:, 0] + off_y) * c, rtol=1e-6)
     np.testing.assert_allclose(dec.xy[0, :, 0].numpy(), (kps_a[:, 1] + off_x) * c * 4 * h, rtol=1e-6)
     np.testing.assert_allclose(dec.scores[0].numpy(), 0.55, rtol=1e-5)
-    assert dec.as_graph_output().shape == (1, 1, 17, 3)
+    assert as_graph_output(dec).shape == (1, 1, 17, 3)
 
 
 def test_decode_is_batch_aware():

@@ -182,14 +182,14 @@ def test_interrupted_predict_says_so_and_keeps_the_inputs_done(tiny_model, coco,
     from posecal.inference.predictor import Predictor
 
     _, img_dir = coco
-    real, calls = Predictor.predict_many, []
+    real, calls = Predictor.estimate, []
 
     def second_batch_interrupted(self, items, **kw):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(self, items, **kw)
-    monkeypatch.setattr(Predictor, "predict_many", second_batch_interrupted)
+    monkeypatch.setattr(Predictor, "estimate", second_batch_interrupted)
     out = tmp_path / "p.json"
     rc, _, err = run(capsys, "predict", img_dir, "--model", tiny_model, "--out", out, "--no-progress",
                      "--detector", "none", "--min-pose-quality", "0", "--batch-size", "1", "--backend", "torch")
@@ -205,7 +205,7 @@ def test_predict_interrupted_before_anything_was_done_writes_nothing(tiny_model,
 
     def interrupted(self, items, **kw):
         raise KeyboardInterrupt
-    monkeypatch.setattr(Predictor, "predict_many", interrupted)
+    monkeypatch.setattr(Predictor, "estimate", interrupted)
     out = tmp_path / "p.json"
     rc, _, err = run(capsys, "predict", coco[1], "--model", tiny_model, "--out", out, "--no-progress",
                      "--detector", "none", "--backend", "torch")

@@ -74,7 +74,7 @@ def test_place_from_torchruns_environment():
 
 def test_threads_per_rank_share_the_cores():
     cores = len(os.sched_getaffinity(0))
-    assert default_threads(Place()) == 2                                  # one process: the old default
+    assert default_threads(Place()) == cores                              # one process: every core it may use
     assert default_threads(Place(0, 4, 0, 4)) == max(1, cores // 4)
     assert default_threads(Place(0, 2 * cores, 0, 2 * cores)) == 1        # never 0
 

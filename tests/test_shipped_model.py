@@ -10,10 +10,14 @@ from posecal.models.checkpoint import DEFAULT_MODEL, SHIPPED_MODELS, load_model,
 
 from conftest import COCO_CROPS, needs_shared, val_subset
 
-# name -> (backbone, input w x h, val-subset AP floor, pose-score Pearson floor); full-val figures in MODEL_CARD.md
-EXPECTED = {"accurate": ("movenet_thunder", (256, 256), 40, 0.6),
-            "published": ("movenet_thunder", (256, 256), 40, 0.6),
-            "fast": ("efficientnet_lite0", (144, 192), 20, 0.5)}
+# name -> (backbone, input w x h, AP floor, pose-score Pearson floor, binary visibility F1 floor) on the first 120
+# val images (GT boxes, flip test: the model card's protocol). The floors sit a little under the model card's full-val
+# figures (AP 53.3 / 48.4 / 32.1, Pearson 0.805 / 0.872 / 0.708, F1 0.869 / 0.870 / 0.822), which this subset
+# comes out slightly above (measured: AP 55.0 / 50.0 / 33.8, Pearson 0.808 / 0.858 / 0.707, F1 0.883 / 0.886 / 0.839):
+# a model that fell short of its card fails here, not only an untrained one.
+EXPECTED = {"accurate": ("movenet_thunder", (256, 256), 52.0, 0.78, 0.85),
+            "published": ("movenet_thunder", (256, 256), 47.0, 0.83, 0.85),
+            "fast": ("efficientnet_lite0", (144, 192), 31.0, 0.68, 0.80)}
 SIZE_LIMIT_MIB = {"accurate": 25, "published": 25, "fast": 25}
 
 
@@ -26,12 +30,13 @@ def test_shipped_model_is_small_and_loads_by_name(name):
     assert model_file(None) == DEFAULT_MODEL == SHIPPED_MODELS["accurate"]
 
 
-def test_best_names_the_accurate_model_and_track_keeps_the_published_network():
-    """`best` (the fused model before the fine-tune) is the accurate model's file now; accurate's MoveNet is the
-    fine-tuned one, published's is Google's, and each carries a trust model trained for its own network (issue 38)."""
+def test_each_name_holds_one_model_and_track_keeps_the_published_network():
+    """`best` is gone (it named other weights over time); accurate's MoveNet is the fine-tuned one, published's is
+    Google's, and each carries a trust model trained for its own network (issue 38)."""
     from posecal.tracking.job import TrackConfig
 
-    assert model_file("best") == SHIPPED_MODELS["accurate"] and TrackConfig(videos=[]).model == "published"
+    assert sorted(SHIPPED_MODELS) == ["accurate", "fast", "published"]
+    assert len(set(SHIPPED_MODELS.values())) == 3 and TrackConfig(videos=[]).model == "published"
     tuned, _, meta = load_model("accurate")
     google, _, _ = load_model("published")
     assert "fine-tuned" in meta["pose_network"]
@@ -52,9 +57,9 @@ def test_shipped_model_on_real_val_subset(tmp_path, name):
     m = evaluate(EvalConfig(annotations=str(sub), images=str(COCO_CROPS / "images"), out=str(tmp_path / "o"),
                             model=name, progress=False, plots=False)).metrics
     assert m["num_instances"] == len(ann["annotations"])
-    _, _, ap_floor, pearson_floor = EXPECTED[name]
-    # A trained model, not an untrained one (which scores ~0); the full-val figures are in MODEL_CARD.md.
+    _, _, ap_floor, pearson_floor, f1_floor = EXPECTED[name]
+    # The model card's numbers, with a small margin (full-val figures in MODEL_CARD.md).
     assert m["ap"]["oks"] > ap_floor
     assert np.isfinite(m["pose_score_pearson"]["heatmap"])
     # The product's promise: the learned pose quality tracks the true OKS.
-    assert m["pose_score_pearson"]["oks"] > pearson_floor and m["visibility"]["binary"]["f1"] > 0.75
+    assert m["pose_score_pearson"]["oks"] > pearson_floor and m["visibility"]["binary"]["f1"] > f1_floor

@@ -124,9 +124,14 @@ def _results(truth, rename=None, noise=0.0, seed=0):
     return out
 
 
-def test_perfect_tracks_score_perfectly():
-    from posecal.evaluation.mot import score_tracks
+def score_tracks(truth: dict, results: list[dict], **kw) -> dict:
+    """One scene's summary row (posecal.evaluation.mot.summarize)."""
+    from posecal.evaluation.mot import accumulate, summarize
 
+    return summarize([accumulate("scene", truth, results, **kw)])["scene"]
+
+
+def test_perfect_tracks_score_perfectly():
     truth = _truth()
     row = score_tracks(truth, _results(truth))
     assert row["idf1"] == 1 and row["mota"] == 1 and row["num_switches"] == 0
@@ -134,8 +139,6 @@ def test_perfect_tracks_score_perfectly():
 
 
 def test_one_id_swap_is_one_switch_and_lowers_idf1():
-    from posecal.evaluation.mot import score_tracks
-
     truth = _truth()
     row = score_tracks(truth, _results(truth, rename=lambda t, i: 3 if (i == 1 and t >= 5) else i))
     assert row["num_switches"] == 1 and row["switches_per_100_frames"] == pytest.approx(10.0)
@@ -145,8 +148,6 @@ def test_one_id_swap_is_one_switch_and_lowers_idf1():
 
 
 def test_jitter_and_keypoint_error_measure_noise():
-    from posecal.evaluation.mot import score_tracks
-
     truth = _truth(30)
     row = score_tracks(truth, _results(truth, noise=2.0))
     # |e[t+1] - 2 e[t] + e[t-1]| of iid N(0, 2^2) per axis: sqrt(6) * 2 per axis, ~ 2 * sqrt(6) * 1.2533 in 2D
@@ -155,8 +156,6 @@ def test_jitter_and_keypoint_error_measure_noise():
 
 
 def test_barely_visible_truth_is_neither_missed_nor_a_false_positive():
-    from posecal.evaluation.mot import score_tracks
-
     truth = _truth()
     for a in truth["annotations"]:
         a["visible_fraction"] = 0.1 if a["track_id"] == 2 else 0.9

@@ -6,6 +6,7 @@ import torch
 
 from posecal.codec.movenet import merge_flip
 from posecal.data.topdown import to_batch
+from posecal.errors import PosecalInputError
 from posecal.metrics.oks import opks
 from posecal.models.trust import TRUST_INPUT, TrustNet
 from posecal.training.trust import batch_targets, make_batch, perturb, trust_losses, TrustTrainConfig
@@ -101,7 +102,7 @@ def test_samples_round_trip_and_batches(tmp_path):
     np.testing.assert_allclose(data["base_xy"][:, 0], [[29.5, 21.5]] * 3, atol=0.3)   # cell (7, 5), DARK
     back = to_batch([c[..., ::-1] for c in data["crops"]])
     np.testing.assert_array_equal(crops_to_uint8(back), data["crops"])
-    cfg = TrustTrainConfig(sample_dirs=[], val_dir="", score_dropout=1.0, perturb_prob=0.0)
+    cfg = TrustTrainConfig(score_dropout=1.0, perturb_prob=0.0)
     images, xy, scores, targets, vis_w = make_batch(data, np.arange(3), cfg, np.random.default_rng(0))
     assert images.shape == (3, 3, 64, 64) and torch.isnan(scores).all()
     torch.testing.assert_close(xy, torch.from_numpy(data["base_xy"]).float())
@@ -208,3 +209,20 @@ def test_shipped_accurate_trust_outputs_equal_in_torch_and_onnx(real_person):
     np.testing.assert_allclose(got.oks.numpy(), ref.oks.numpy(), atol=1e-4)
     np.testing.assert_allclose(got.opks_logits.numpy(), ref.opks_logits.numpy(), atol=1e-3)
     np.testing.assert_allclose(got.vis_logits.numpy(), ref.vis_logits.numpy(), atol=1e-3)
+
+
+def test_trust_weights_come_alike_from_a_model_file_and_a_trust_checkpoint(tmp_path):
+    """trust_weights (models/assemble.py) reads a trust model from a model file that carries one, or from a trust
+    training checkpoint ({"model": state_dict}, as train_trust writes); a model without one is refused."""
+    from posecal.models.assemble import trust_weights
+    from posecal.models.checkpoint import load_model
+
+    own = load_model("accurate")[0].trust.state_dict()
+    from_model = trust_weights("accurate")
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": from_model, "state": {"step": 3}}, ckpt)
+    from_ckpt = trust_weights(ckpt)
+    assert from_model.keys() == own.keys() == from_ckpt.keys()
+    assert all(torch.equal(own[k], from_model[k]) and torch.equal(own[k], from_ckpt[k]) for k in own)
+    with pytest.raises(PosecalInputError, match="neither a trust checkpoint nor a model with a trust model"):
+        trust_weights("fast")

@@ -1,6 +1,6 @@
-"""Command line: `posecal demo | predict | track | export | eval | train | pack | import-weights | calibrate |
-run-peer | audit`. User mistakes print one line and exit 2. Every option says what it does and its default
-(tests/test_cli_help.py checks that)."""
+"""Command line: `posecal predict | track | eval | models | demo | export | train | train-trust | pack | calibrate |
+audit | import-weights | run-peer`: the everyday commands first, then making models, then tools. User mistakes
+print one line and exit 2. Every option says what it does and its default (tests/test_cli_help.py checks that)."""
 from __future__ import annotations
 
 import argparse
@@ -46,6 +46,9 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
     return PYTHON_FORMATWARNING(message, category, filename, lineno, line)
 
 
+DESCRIPTION = ("2D human pose estimation with trust you can act on: per person a pose quality (the expected OKS), "
+               "per keypoint a quality (the expected OPKS), visibility and a radius, all calibrated. "
+               "`posecal COMMAND --help` for each command; `posecal models` for the shipped models.")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PYTHON_FORMATWARNING = warnings.formatwarning
 POSITIVE_INT = _number(int, POSITIVE)
@@ -58,8 +61,9 @@ ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and k
                      "trusts most (people lying or upside down; 4x the network time); auto: those turns only for "
                      f"the persons whose upright pose quality is below {AUTO_BELOW:g} or whose torso leans more "
                      f"than {AUTO_TILT:g} degrees (a model without quality heads: upright only) (default: 1)")
-RANK_THREADS_HELP = ("CPU threads (default: 2; under torchrun, per rank: the node's cores shared among its ranks, "
-                     "at least 1)")
+RANK_THREADS_HELP = ("CPU threads (default: the cores this process may use; under torchrun, per rank: the node's "
+                     "cores shared among its ranks, at least 1)")
+THREADS_HELP = "CPU threads (default: the cores this process may use)"
 # Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused
 # (N copies would each do all of it and write the same files).
 RANK_COMMANDS = ("train", "predict", "track", "eval")
@@ -85,6 +89,23 @@ def _cmd_train(args) -> None:
               f"go on with --resume. Best val AP so far {result['best_ap']:.2f}; files in {cfg.out_dir}")
     else:
         print(f"best val AP {result['best_ap']:.2f}; files in {cfg.out_dir}")
+
+
+def _cmd_train_trust(args) -> None:
+    from posecal.training.config import load_trust_config
+    from posecal.training.trust_job import run_trust_job
+
+    cfg = load_trust_config(args.config)
+    cfg.out_dir, cfg.output = args.out_dir or cfg.out_dir, args.output or cfg.output
+    if args.max_minutes is not None:
+        cfg.train.max_minutes = args.max_minutes
+    result = run_trust_job(cfg, progress=not args.no_progress, log=lambda line: print(line, flush=True))
+    if result["stopped"]:
+        print(f"stopped after {cfg.train.max_minutes:g} minutes at step {result['step']} of {result['total']}; run "
+              f"it again to go on (files in {cfg.out_dir})")
+    else:
+        print(f"wrote {result['output']} (uncalibrated: posecal pack {result['output']} PACKED.pt --calibrate-on "
+              f"VAL.json --images DIR --conditions)")
 
 
 def _cmd_import_weights(args) -> None:
@@ -116,7 +137,7 @@ def _cmd_eval(args) -> None:
     if not args.images:
         raise PosecalInputError("--images is needed to run a model (or give --results to evaluate a results file)")
     ev = evaluate(EvalConfig(annotations=args.annotations, images=args.images, out=args.out, model=args.model,
-                            boxes=args.boxes, flip=not args.no_flip, decode=args.decode,
+                            boxes=args.boxes, flip=args.flip, decode=args.decode,
                             batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
                             calibrated=not args.no_calibration, orientations=args.orientations,
@@ -132,7 +153,7 @@ def _cmd_eval(args) -> None:
 
 
 def _threads(args) -> int:
-    """--threads, else 2 for one process and the node's cores shared among its ranks under torchrun."""
+    """--threads, else the cores this process may use, shared among the node's ranks under torchrun."""
     return args.threads if args.threads is not None else default_threads()
 
 
@@ -161,7 +182,7 @@ def _cmd_pack(args) -> None:
 
         from posecal.evaluation.calibrate_model import calibrate_model
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(_threads(args))
         # Fitted on the fp16 weights that ship, so the maps match what users run.
         if not args.fp32:
             model = model.half().float()
@@ -201,7 +222,7 @@ def _cmd_predict(args) -> None:
             nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
             radius=args.radius,
             every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
-            flip=False if args.no_flip else None, threads=_threads(args),
+            flip=args.flip, threads=_threads(args),
             progress=not args.no_progress and args.out != STDOUT, orientations=args.orientations))
         if not is_main_process():
             return
@@ -213,7 +234,7 @@ def _cmd_predict(args) -> None:
 def _cmd_run_peer(args) -> None:
     from posecal.evaluation.movenet_peer import run_movenet
 
-    s = run_movenet(args.model, args.annotations, args.images, args.out, threads=args.threads,
+    s = run_movenet(args.model, args.annotations, args.images, args.out, threads=_threads(args),
                     progress=not args.no_progress)
     print(f"{args.peer}: {s['persons']} person(s) in {s['seconds']:.1f}s"
           + (f", {s['failed']} skipped" if s["failed"] else "") + f" -> {args.out}")
@@ -246,12 +267,28 @@ def _cmd_audit(args) -> None:
         if getattr(args, option) is None:
             raise PosecalInputError(f"posecal audit needs --{option}")
     s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
-                          boxes=args.boxes, results=args.results, flip=not args.no_flip,
-                          batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
+                          boxes=args.boxes, results=args.results, flip=args.flip,
+                          batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
                           report_top=args.top))
     print(f"{s['persons']} persons audited in {s['seconds']:.1f}s: {s['findings']} findings ("
           + ", ".join(f"{k} {n}" for k, n in s["per_kind"].items()) + f") -> {args.out}/findings.json, "
           f"{args.out}/report.html")
+
+
+def _cmd_models(args) -> None:
+    import json
+
+    from posecal.models.checkpoint import shipped_model_table
+
+    rows = shipped_model_table()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    for row in rows:
+        size = "missing" if row["bytes"] is None else f"{row['bytes'] / 1e6:.1f} MB"
+        default = " (default)" if row["default"] else ""
+        print(f"{row['name']}{default}: {row['use']}\n    {row['file']} ({size})")
+    print("any command's --model (and Predictor's model_path) also takes a model file or an exported .onnx")
 
 
 def _cmd_demo(args) -> None:
@@ -312,10 +349,10 @@ def _cmd_export(args) -> None:
 
         crops = calibration_crops(args.int8, args.images, cfg.input_wh, args.int8_crops)
         check = torch.from_numpy(crops[:4])   # int8 vs fp32 on real crops: random inputs would say nothing
-    diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=not args.no_flip,
+    diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=args.flip,
                         calibration=meta.get("calibration"), int8_crops=crops)
     worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
-    flip = "without" if args.no_flip else "with"
+    flip = "with" if args.flip else "without"
     kind = f"int8, ranges from {len(crops)} crops, " if crops is not None else ""
     print(f"wrote {args.out} ({kind}dynamic batch, {flip} flip test); onnxruntime vs PyTorch max abs difference: "
           f"{worst}")
@@ -324,13 +361,9 @@ def _cmd_export(args) -> None:
 def main(argv=None) -> int:
     from posecal import __version__
 
-    parser = argparse.ArgumentParser(prog="posecal", description=__doc__)
+    parser = argparse.ArgumentParser(prog="posecal", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"posecal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
-    p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
-    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
-    p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("predict", help="poses with pose quality, keypoint quality and visibility on images, "
                                        "folders or videos")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
@@ -367,7 +400,9 @@ def main(argv=None) -> int:
                         ".onnx --model always runs in onnxruntime)")
     p.add_argument("--model", help="accurate, published, fast, or a model file (.pt or exported .onnx; default: the shipped "
                                      "default model)")
-    p.add_argument("--no-flip", action="store_true", help="disable flip test (2x faster, a little less accurate)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                   help="flip test: --no-flip is 2x faster, a little less accurate (default: on; an exported .onnx "
+                        "model: as it was exported)")
     p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -422,7 +457,8 @@ def main(argv=None) -> int:
     p.add_argument("--timing", action="store_true",
                    help="also print the busy milliseconds per frame of each stage (read, detect, pose, render, ...)")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")
-    p.add_argument("--flip", action="store_true", help="flip test (about 2x slower; default: off in video)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
+                   help="flip test: about 2x slower per pose (default: off in video)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
                    help="pose network runtime (default: onnx = onnxruntime)")
     p.add_argument("--model", default="published",
@@ -433,28 +469,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)
-    p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
-    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
-    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
-    p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
-    p.add_argument("--no-flip", action="store_true", help="leave the flip test out of the graph (2x faster)")
-    p.add_argument("--int8", metavar="COCO.json",
-                   help="int8 static quantisation, activation ranges from the persons of this labelled COCO file "
-                        "(training data, not what you evaluate on; needs --images) (default: fp32)")
-    p.add_argument("--images", help="--int8: folder with the images named in its COCO file")
-    p.add_argument("--int8-crops", type=POSITIVE_INT, default=200,
-                   help="--int8: person crops the ranges are measured on (default: 200)")
-    p.set_defaults(func=_cmd_export)
-    p = sub.add_parser("train", help="train a pose model from a YAML config")
-    p.add_argument("config", help="training config YAML (see configs/)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT_DIR/last.pt, else from the config's committed resume_state")
-    p.add_argument("--out-dir", help="override the config's out_dir")
-    p.add_argument("--packed", metavar="DIR", help="override the config's data.packed (a pack folder)")
-    p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
-                   help="override the config's max_minutes (0: no limit)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
     p = sub.add_parser("eval", help="COCO keypoint AP of a model on a COCO keypoint file")
     p.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
     p.add_argument("--images", help="folder with the images named in the JSON (needed to run a model)")
@@ -464,7 +478,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="accurate, published, fast, a model file (e.g. a run's best_model.pt), or an exported .onnx "
                    "(fp32 or int8) run by onnxruntime (default: the shipped default model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
-    p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="flip test: --no-flip is 2x faster, a little less accurate (default: on)")
     p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax", "movenet"), default=None,
                    help="keypoint decoding: DARK sub-pixel, plain argmax or soft-argmax of the heatmaps, or "
@@ -487,17 +502,60 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
-    p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
-                       "hourglass) into a posecal model file")
-    p.add_argument("src", help="the published .pth/.pt file")
-    p.add_argument("--arch", required=True, help="hrnet_w32 | hrnet_w48 | resnet50 | resnet101 | resnet152 | "
-                   "hourglass_2 | hourglass_8")
-    p.add_argument("--out", required=True, help="posecal model file to write")
-    p.add_argument("--input-wh", type=POSITIVE_INT, nargs=2, metavar=("W", "H"),
-                   help="crop size the model is fed (default: the published 192 256; hourglass 256 256)")
-    p.add_argument("--input-channels", choices=("rgb", "bgr"),
-                   help="override the channel order of the published pipeline (detected from the file's layout)")
-    p.set_defaults(func=_cmd_import_weights)
+    p = sub.add_parser("models", help="the shipped models: names, files, sizes and what each is for")
+    p.add_argument("--json", action="store_true", help="print them as JSON")
+    p.set_defaults(func=_cmd_models)
+    p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
+    p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
+    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
+    p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
+    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
+    p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="the flip test in the graph: --no-flip leaves it out (2x faster) (default: on)")
+    p.add_argument("--int8", metavar="COCO.json",
+                   help="int8 static quantisation, activation ranges from the persons of this labelled COCO file "
+                        "(training data, not what you evaluate on; needs --images) (default: fp32)")
+    p.add_argument("--images", help="--int8: folder with the images named in its COCO file")
+    p.add_argument("--int8-crops", type=POSITIVE_INT, default=200,
+                   help="--int8: person crops the ranges are measured on (default: 200)")
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("train", help="train a pose model from a YAML config")
+    p.add_argument("config", help="training config YAML (see configs/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT_DIR/last.pt, else from the config's committed resume_state")
+    p.add_argument("--out-dir", help="override the config's out_dir")
+    p.add_argument("--packed", metavar="DIR", help="override the config's data.packed (a pack folder)")
+    p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
+                   help="override the config's max_minutes (0: no limit)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("train-trust", help="train the trust model from a YAML config: samples of a MoveNet "
+                                           "model's keypoints, training, its model file (resumable)")
+    p.add_argument("config", help="trust config YAML (see configs/trust/)")
+    p.add_argument("--out-dir", help="override the config's out_dir (samples/ and train/ go there)")
+    p.add_argument("--output", help="override the config's output (the model file written)")
+    p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
+                   help="override the config's train.max_minutes (0: no limit)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train_trust)
+    p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
+    p.add_argument("model", help="model file or training checkpoint")
+    p.add_argument("out", help="output model file")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    p.add_argument("--calibrate-on", metavar="COCO.json",
+                   help="fit the post-hoc calibration (quality maps, conformal radii) on this labelled set, "
+                        "which the pose network must not have trained on, and store it in the model file")
+    p.add_argument("--images", metavar="DIR", help="images of --calibrate-on")
+    p.add_argument("--conditions", action="store_true",
+                   help="fit the calibration over the conditions users meet, made from --calibrate-on: as it is, "
+                        "without the flip test, cut by the frame's edge, and with detector-like boxes (also fits "
+                        "in_frame, the probability that a keypoint lies inside the picture)")
+    p.add_argument("--threads", type=THREADS_INT, help=THREADS_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_pack)
     p = sub.add_parser("calibrate", help="fit / apply a calibrator for any estimator's COCO keypoint results")
     csub = p.add_subparsers(dest="action", required=True, help="fit or apply")
     c = csub.add_parser("fit", help="fit on an estimator's results on a labelled set")
@@ -514,15 +572,6 @@ def main(argv=None) -> int:
     c.add_argument("--images", metavar="DIR", help="the results' images (needed when the calibrator was fitted "
                    "with --images)")
     c.set_defaults(func=_cmd_calibrate)
-    p = sub.add_parser("run-peer", help="run another estimator on a COCO file's GT boxes -> COCO keypoint results")
-    p.add_argument("peer", choices=("movenet",), help="the estimator to run (movenet: MoveNet SinglePose via ai-edge-litert)")
-    p.add_argument("--model", required=True, metavar="MODEL.tflite", help="MoveNet SinglePose .tflite file")
-    p.add_argument("--annotations", required=True, help="COCO keypoint JSON (its persons' boxes are used)")
-    p.add_argument("--images", required=True, help="folder with the images named in the JSON")
-    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
-    p.add_argument("--threads", type=THREADS_INT, default=1, help="CPU threads (default: 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_run_peer)
     p = sub.add_parser("audit", help="find wrong labels in a COCO keypoint file where the calibrated model "
                        "contradicts them (findings.json, report.html); `audit apply` applies accepted findings")
     p.add_argument("--annotations", help="COCO keypoint JSON to audit (required)")
@@ -534,9 +583,10 @@ def main(argv=None) -> int:
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")
     p.add_argument("--top", type=POSITIVE_INT, default=60, help="findings drawn in report.html (default: 60)")
-    p.add_argument("--no-flip", action="store_true", help="disable flip test")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="flip test: --no-flip is 2x faster, a little less accurate (default: on)")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
-    p.add_argument("--threads", type=POSITIVE_INT, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=THREADS_INT, help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_audit, action=None)
     asub = p.add_subparsers(dest="action", required=False, help="apply: write a COCO file with accepted findings "
@@ -548,21 +598,26 @@ def main(argv=None) -> int:
                    help="the accepted findings: a file of ids (one a line, or a JSON list) or ids, comma-separated")
     a.add_argument("--out", required=True, help="COCO JSON to write with the fixes applied")
     a.set_defaults(func=_cmd_audit)
-    p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
-    p.add_argument("model", help="model file or training checkpoint")
-    p.add_argument("out", help="output model file")
-    p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
-    p.add_argument("--calibrate-on", metavar="COCO.json",
-                   help="fit the post-hoc calibration (quality maps, conformal radii) on this labelled set, "
-                        "which the pose network must not have trained on, and store it in the model file")
-    p.add_argument("--images", metavar="DIR", help="images of --calibrate-on")
-    p.add_argument("--conditions", action="store_true",
-                   help="fit the calibration over the conditions users meet, made from --calibrate-on: as it is, "
-                        "without the flip test, cut by the frame's edge, and with detector-like boxes (also fits "
-                        "in_frame, the probability that a keypoint lies inside the picture)")
-    p.add_argument("--threads", type=THREADS_INT, default=2, help="CPU threads for --calibrate-on (default: 2)")
+    p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
+                       "hourglass) into a posecal model file")
+    p.add_argument("src", help="the published .pth/.pt file")
+    p.add_argument("--arch", required=True, help="hrnet_w32 | hrnet_w48 | resnet50 | resnet101 | resnet152 | "
+                   "hourglass_2 | hourglass_8")
+    p.add_argument("--out", required=True, help="posecal model file to write")
+    p.add_argument("--input-wh", type=POSITIVE_INT, nargs=2, metavar=("W", "H"),
+                   help="crop size the model is fed (default: the published 192 256; hourglass 256 256)")
+    p.add_argument("--input-channels", choices=("rgb", "bgr"),
+                   help="override the channel order of the published pipeline (detected from the file's layout)")
+    p.set_defaults(func=_cmd_import_weights)
+    p = sub.add_parser("run-peer", help="run another estimator on a COCO file's GT boxes -> COCO keypoint results")
+    p.add_argument("peer", choices=("movenet",), help="the estimator to run (movenet: MoveNet SinglePose via ai-edge-litert)")
+    p.add_argument("--model", required=True, metavar="MODEL.tflite", help="MoveNet SinglePose .tflite file")
+    p.add_argument("--annotations", required=True, help="COCO keypoint JSON (its persons' boxes are used)")
+    p.add_argument("--images", required=True, help="folder with the images named in the JSON")
+    p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
+    p.add_argument("--threads", type=THREADS_INT, help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_pack)
+    p.set_defaults(func=_cmd_run_peer)
     args = parser.parse_args(argv)
     warnings.formatwarning = one_line_warning
     try:

@@ -48,9 +48,8 @@ def decode_argmax(heatmaps: np.ndarray):
 
 
 def decode_argmax_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """decode_argmax in torch ops only, so that it runs inside an exported graph (the fusion's second opinion,
-    posecal.models.trust.fusion): the arg-max cell, moved a quarter cell towards the higher neighbour in x and
-    in y (not at the map's border), and the peak value."""
+    """decode_argmax in torch ops only: the arg-max cell, moved a quarter cell towards the higher neighbour in x
+    and in y (not at the map's border), and the peak value."""
     n, k, h, w = heatmaps.shape
     flat = heatmaps.flatten(2)
     scores, idx = flat.max(-1)

@@ -75,10 +75,6 @@ class MoveNetKeypoints:
     regressed_yx: torch.Tensor   # (N, 17, 2) regressed keypoint positions from the centre, in heatmap cells
     keypoint_cell: torch.Tensor  # (N, 17, 2) int64 (ky, kx) heatmap cell each keypoint was taken from
 
-    def as_graph_output(self) -> torch.Tensor:
-        """(N, 1, 17, 3) [y, x, score], the graph's `Identity` output (1x1x17x3 per crop)."""
-        return torch.cat([self.normalized_yx, self.scores[..., None]], -1)[:, None]
-
 
 def nhwc_to_nchw(x) -> torch.Tensor:
     """TF.js tensors (N, H, W, C) to the port's (N, C, H, W), as float32 torch."""
@@ -170,20 +166,12 @@ def decode_crops(center, regress, heatmap, offset, num_crops: int) -> tuple[torc
     """MoveNet's raw outputs of `num_crops` crops (or 2 x num_crops: the crops, then their mirrors) -> keypoints
     (N, K, 2) in posecal's crop pixels and scores (N, K), torch: decoded apart and merged (merge_flip) under the
     flip test. What inference reports and what the trust model reads inside the graph."""
-    return decode_passes(center, regress, heatmap, offset, num_crops)[0]
-
-
-def decode_passes(center, regress, heatmap, offset, num_crops: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """decode_crops' keypoints and scores, then, under the flip test, the crop's pass alone and the mirror's
-    alone (mapped back onto the crop): [merged, crop, mirror], or [crop] without it. The passes alone are
-    candidates for the trust-guided fusion (posecal.models.trust.fusion), free once the flip test ran."""
     kp = decode_movenet(center, regress, heatmap, offset)
     xy, scores = movenet_to_crop_pixels(kp.xy), kp.scores
     if xy.shape[0] != 2 * num_crops:
-        return [(xy, scores)]
+        return xy, scores
     n, width = num_crops, heatmap.shape[-1] * 4
-    back, back_scores = mirrored_back(xy[n:], scores[n:], width)
-    return [merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], width), (xy[:n], scores[:n]), (back, back_scores)]
+    return merge_flip(xy[:n], scores[:n], xy[n:], scores[n:], width)
 
 
 def mirrored_back(xy_mirror: torch.Tensor, scores_mirror: torch.Tensor, width: int

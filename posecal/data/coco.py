@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.data.boxcheck import box_verdict, summary_line
-from posecal.data.images import check_image_folder, image_size
+from posecal.data.images import check_image_folder, stored_size
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
 from posecal.data.schema import Field, checked_entries, current_skips, left_out
 from posecal.errors import PosecalInputError
@@ -135,16 +135,6 @@ def coco_image_ids(path) -> dict[str, int]:
                                                                       "id", what="images")}
 
 
-def read_detections(path, image_ids=None, annotation_file=None) -> list[tuple[int, dict]]:
-    """(index, entry) of the usable entries of a COCO detection results file; with `image_ids`, entries must
-    carry one of them (the images of `annotation_file`)."""
-    spec, refs = DETECTION, None
-    if image_ids is not None:
-        spec = DETECTION | {"image_id": Field("int", required=True), "bbox": replace(BBOX, required=True)}
-        refs = {"image_id": (image_ids, f"no image with id {{}} in {annotation_file}")}
-    return checked_entries(path, read_json(path), spec, id_field="image_id", refs=refs, what="detections")
-
-
 def unknown_ids_message(path, unknown: list[tuple[int, object]], annotations) -> str:
     """One line for detections whose image_id the annotations file does not list: most likely detections made
     for another annotation file (e.g. val vs train), so the fix is to name the right one. It starts like the
@@ -162,7 +152,7 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
 
     GT persons need num_keypoints > 0 and iscrowd = 0 (the COCO evaluation rule). `keypoint_map` maps a
     dataset's joint order onto COCO-17 (e.g. LSP-14); unmapped COCO joints get v = 0. Bad entries are
-    skipped with a warning line (read_coco, read_detections).
+    skipped with a warning line (read_coco, _detection_persons).
     """
     check_image_folder(image_dir, annotation_file)
     src_k = len(keypoint_map) if keypoint_map is not None else num_keypoints
@@ -217,8 +207,8 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
         img = images[det["image_id"]]
         label = f"entry {i} (image_id {det['image_id']})"
         width, height = img.get("width"), img.get("height")
-        if width is None or height is None:   # not in the file: the image's header says (a box far outside
-            width, height = sizes.setdefault(img["id"], image_size(os.path.join(image_dir, img["file_name"]))) \
+        if width is None or height is None:   # not in the file: the image file says (a box far outside
+            width, height = sizes.setdefault(img["id"], stored_size(os.path.join(image_dir, img["file_name"]))) \
                 or (None, None)               # it would otherwise be posed on padding, without a word)
         box, why = box_verdict(np.asarray(det["bbox"], np.float64), width, height)
         if box is None:

@@ -40,7 +40,7 @@ def read_image(path, apply_exif: bool = False) -> np.ndarray:
     data, orientation = _checked_bytes(path, name, apply_exif)
     img = _decode(data, name)
     if apply_exif:
-        img = _orient(img, orientation)
+        img = apply_orientation(img, orientation)
     return to_bgr8(img)
 
 
@@ -53,14 +53,31 @@ def check_image_file(path) -> None:
 
 
 def unreadable_images(paths) -> dict:
-    """{path: one-line reason} for the distinct `paths` that `check_image_file` refuses."""
-    bad = {}
+    """{path: one-line reason} for the distinct `paths` that `check_image_file` refuses. The files of a folder
+    that does not exist (a COCO file's `train2017/...` names under an image root without that folder) share one
+    reason, which names that folder, not the image root above it nor each file in it."""
+    bad, missing = {}, {}
     for path in dict.fromkeys(paths):
         try:
             check_image_file(path)
         except PosecalInputError as e:
-            bad[path] = str(e)
+            parent = os.path.dirname(os.fspath(path))
+            folder = missing[parent] if parent in missing else missing.setdefault(parent, missing_folder(path))
+            bad[path] = f"{display_name(folder)}: image folder not found" if folder is not None else str(e)
     return bad
+
+
+def missing_folder(path):
+    """The first folder on a file's path that does not exist (the one to create, or to fix in the paths), or
+    None when the file's own folder is there."""
+    folder = os.path.dirname(os.fspath(path))
+    if not folder or os.path.isdir(folder):
+        return None
+    while True:
+        up = os.path.dirname(folder)
+        if not up or up == folder or os.path.isdir(up):
+            return folder
+        folder = up
 
 
 def check_image_folder(folder, images_of) -> None:
@@ -153,6 +170,21 @@ def image_size(path) -> tuple[int, int] | None:
         return None
 
 
+def stored_size(path) -> tuple[int, int] | None:
+    """(width, height) of an image file as stored: from its header (`image_size`), else, for a format or a header
+    Pillow cannot read but OpenCV decodes, from its pixels; None only where the file cannot be read at all (the
+    reader then says why). Why: a person box is judged against its image before any network runs, whatever the
+    image's format, so that a box far outside it is named, not posed on padding."""
+    size = image_size(path)
+    if size is not None:
+        return size
+    try:
+        h, w = read_image(path).shape[:2]
+    except PosecalInputError:
+        return None
+    return w, h
+
+
 def _decode(data: bytes, name: str) -> np.ndarray:
     """Decode as stored (IMREAD_UNCHANGED: bit depth and alpha kept, EXIF orientation not applied)."""
     try:
@@ -165,8 +197,21 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     return img
 
 
-def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1-8) the way viewers do; unknown values leave the image as stored."""
+def pil_orientation(image) -> int:
+    """The EXIF orientation (1-8) a PIL image carries (Image.open keeps the tag, and np.asarray ignores it), 1
+    for anything else or an unreadable tag: what `apply_orientation` needs so that a photo opened with Pillow
+    gives the same picture as its path read by `read_image(apply_exif=True)`."""
+    if not isinstance(image, Image.Image):
+        return 1
+    try:
+        return int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - a tag Pillow cannot parse: shown as stored, as viewers do
+        return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) the way viewers do; unknown values leave the image as stored. The one
+    implementation, for files (read_image) and PIL images given to the API alike."""
     if orientation in (5, 6, 7, 8):
         img = cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE if orientation in (5, 6) else cv2.ROTATE_90_COUNTERCLOCKWISE)
     if orientation in (2, 5, 7):

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -249,7 +249,3 @@ def checked_entries(path, items, spec: dict[str, Field], label: str = "entry {i}
             good.append((i, entry))
     problems.settle(len(good), len(items), refuse_empty)
     return good
-
-
-def ids_of(entries: Iterable[tuple[int, dict]], field: str = "id") -> set:
-    return {e[field] for _, e in entries}

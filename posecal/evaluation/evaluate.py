@@ -22,7 +22,7 @@ from posecal.errors import PosecalInputError
 from posecal.inference.topdown import Predictions, predict_records
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
-from posecal.parallel import current, rank_job
+from posecal.parallel import current, default_threads, rank_job
 from posecal.models.config import default_decode
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
@@ -48,7 +48,7 @@ class EvalConfig:
     flip: bool = True
     decode: str | None = None     # None: the model's own (posecal.models.config.default_decode)
     batch_size: int = 32
-    threads: int = 2
+    threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     progress: bool = True
     score_mode: str | None = None  # pose score written to results.json; default: opks with heads, else heatmap
     drop_unlabelled: bool = False  # results.json: keypoints predicted not-labelled get confidence 0
@@ -129,6 +129,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     on all of them in the file's order, and writes; the other ranks return None."""
     ranks = current()
     out = check_output_dir(cfg.out, "--out")
+    cfg = dataclasses.replace(cfg, threads=cfg.threads or default_threads())
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     if cfg.backend not in ("onnx", "torch"):

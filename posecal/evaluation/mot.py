@@ -142,7 +142,3 @@ def summarize(scores: list[SceneScore]) -> dict[str, dict]:
         out[name] = row
     return out
 
-
-def score_tracks(truth: dict, results: list[dict], name: str = "scene", **kw) -> dict:
-    """One scene's summary row (see summarize)."""
-    return summarize([accumulate(name, truth, results, **kw)])[name]

@@ -28,16 +28,13 @@ from posecal.models.estimator import PoseOutput, TopDownEstimator
 OUTPUTS = ("heatmaps", "oks", "opks_logits", "vis_logits")
 # A MoveNet model's raw outputs for its centre-guided decode (posecal.codec.movenet), after the others
 MOVENET_OUTPUTS = ("movenet_center", "movenet_regress", "movenet_heatmap", "movenet_offset")
-# The keypoints a model fuses itself (trust-guided fusion, posecal.models.trust.fusion), last
-FUSED_OUTPUTS = ("keypoints", "keypoint_scores")
 
 
 def output_names(model: TopDownEstimator) -> list[str]:
     """The exported graph's outputs, by name: heatmaps, the quality heads' when it has them, MoveNet's raw ones
     when it is a MoveNet model."""
     names = list(OUTPUTS if model.has_quality_heads else OUTPUTS[:1])
-    names += list(MOVENET_OUTPUTS) if model.is_movenet else []
-    return names + list(FUSED_OUTPUTS) if model.fuses else names
+    return names + (list(MOVENET_OUTPUTS) if model.is_movenet else [])
 CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
 CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
@@ -54,8 +51,7 @@ class OutputTuple(nn.Module):
         out = self.model(images, flip_test=self.flip_test)
         heads = () if out.oks is None else (out.oks, out.opks_logits, out.vis_logits)
         m = out.movenet
-        fused = () if out.keypoints is None else (out.keypoints, out.keypoint_scores)
-        return (out.heatmaps, *heads) + (() if m is None else (m.center, m.regress, m.heatmap, m.offset)) + fused
+        return (out.heatmaps, *heads) + (() if m is None else (m.center, m.regress, m.heatmap, m.offset))
 
 
 def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True,
@@ -149,7 +145,10 @@ class OnnxEstimator:
             raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
             raise PosecalInputError(f"{name}: not a readable ONNX model ({str(e).splitlines()[0][:120]})") from None
-        self.config = model_config_from_dict(meta)
+        try:
+            self.config = model_config_from_dict(meta)
+        except (TypeError, ValueError) as e:
+            raise PosecalInputError(f"{name}: not a posecal ONNX model this version reads ({e})") from None
         self.names = [o.name for o in self.session.get_outputs()]
         self.has_quality_heads = "oks" in self.names
 
@@ -172,5 +171,4 @@ class OnnxEstimator:
             movenet = MoveNetOutput(feature=None, center=center, regress=regress, heatmap=heatmap, offset=offset,
                                     center_logits=None, heatmap_logits=None)
         return PoseOutput(heatmaps=outs["heatmaps"], feature=None, oks=outs.get("oks"),
-                          opks_logits=outs.get("opks_logits"), vis_logits=outs.get("vis_logits"), movenet=movenet,
-                          keypoints=outs.get("keypoints"), keypoint_scores=outs.get("keypoint_scores"))
+                          opks_logits=outs.get("opks_logits"), vis_logits=outs.get("vis_logits"), movenet=movenet)

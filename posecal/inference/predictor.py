@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -12,14 +14,16 @@ from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_
 from posecal.calibration.quality import calibration_from_meta
 from posecal.models.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
-from posecal.data.images import to_bgr8
+from posecal.data.sources import Problem, collect, iter_frames
+from posecal.data.images import apply_orientation, pil_orientation, to_bgr8
 from posecal.data.topdown import to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.inference.topdown import infer_crops
+from posecal.parallel import default_threads
 from posecal.inference.orientation import check_orientations, keep_best_turn, orientations_for, persons_to_turn
-from posecal.detect.nms import pose_nms
 from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.pipeline import DETECTOR, GIVEN, PersonRule, PosePipeline, someone_there  # noqa: F401
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, visibility_classes
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 
@@ -60,50 +64,96 @@ class PersonPose:
     # keypoint's position may lie outside it, as crops are padded past the picture's edge
     in_frame: np.ndarray | None = None
 
+    def to_dict(self, score_mode: str | None = None) -> dict:
+        """The person as plain JSON types, in the fields of `posecal predict`'s results (COCO's `keypoints` as
+        x, y, keypoint quality triples; `score` by `score_mode`, default the pose quality)."""
+        r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
+        kp = np.concatenate([self.keypoints, np.asarray(self.keypoint_quality)[:, None]], 1)
+        score = self.pose_quality if score_mode is None else self.scores[score_mode]
+        out = {"keypoints": r(kp.reshape(-1)), "score": round(float(score), 4), "bbox": r(self.box),
+               "box_score": round(float(self.box_score), 4), "pose_quality": round(float(self.pose_quality), 4),
+               "keypoint_quality": r(self.keypoint_quality), "pose_source": self.pose_source}
+        if self.visibility is not None:
+            out["visibility"] = [int(v) for v in self.visibility]
+            out["visibility_probs"] = r(self.visibility_probs)
+        if self.in_frame is not None:
+            out["in_frame"] = r(self.in_frame)
+        if self.keypoint_radius is not None:
+            out["keypoint_radius"] = np.round(np.asarray(self.keypoint_radius, float), 2).tolist()
+        return out
+
+
+@dataclass
+class Picture:
+    """One image, or one frame of a video, with its people, as Predictor.predict yields them."""
+
+    name: str                       # file name; a video's frames: "<video>#<frame index>"
+    path: str
+    people: list[PersonPose]
+    image: np.ndarray               # the BGR picture the poses refer to (EXIF-turned)
+    frame_index: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"file_name": self.name, "frame_index": self.frame_index,
+                "people": [p.to_dict() for p in self.people]}
+
+    def plot(self, show_all: bool = False, radius: bool = False) -> np.ndarray:
+        """The picture with its people drawn (BGR, as `posecal predict --render` draws them)."""
+        from posecal.viz.overlay import render_people
+
+        return render_people(self.image, self.people, show_all=show_all, radius=radius)
+
 
 class Predictor:
-    """Top-down pose estimation with calibrated quality. Images are RGB numpy arrays or file paths; files
-    are turned by their EXIF orientation, as a photo viewer shows them (boxes and results refer to that).
+    """Top-down pose estimation with calibrated quality. Images are file paths, RGB numpy arrays, or, with
+    bgr=True, OpenCV's BGR arrays as cv2.imread and cv2.VideoCapture give them; files are turned by their EXIF
+    orientation, as a photo viewer shows them (boxes and results refer to that).
 
-    backend="onnx" runs the model with onnxruntime: model_path may then be an .onnx file written by
-    `posecal export` (which carries its flip setting: flip=None follows it), or a posecal model file,
-    whose export is made once and kept in the user's cache folder (posecal/export/cache.py). An .onnx model_path runs in onnxruntime whatever `backend` says. flip=None means flip test on. calibrated=False returns the quality
-    heads' raw outputs instead of those mapped by the calibration stored with the model (when it has one).
+    model_path: a shipped model's name (accurate, the default; published; fast: `posecal models`), a posecal
+    model file or an .onnx file written by `posecal export` (which carries its flip setting: flip=None follows
+    it). backend=None is the CLI's: onnxruntime on the CPU (a model file is exported once and kept in the
+    user's cache folder, posecal/export/cache.py), PyTorch on device="cuda"; an .onnx file runs in onnxruntime
+    whatever `backend` says. threads (default: the machine's cores) apply to this Predictor's own sessions, not
+    to the process. flip=None means flip test on. calibrated=False returns the quality heads' raw outputs
+    instead of those mapped by the calibration stored with the model (when it has one).
 
     Images given without boxes go through a person detector: detector="default" is the shipped SSD
     (posecal/detect/ssd.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
     then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there).
-    Boxes from the detector are followed by OKS-NMS on the poses, as in `posecal predict`.
+    Boxes from the detector are followed by OKS-NMS on the poses. Detector, estimator and that person rule are
+    one PosePipeline (posecal/inference/pipeline.py, `self.pipeline`), the same one `posecal predict` and
+    `posecal track` use.
 
     orientations=4 estimates every person in crops turned by 0/90/180/270 degrees and keeps the pose the quality
     head trusts most (posecal/inference/orientation.py): for people lying or upside down, at 4x the network time.
     orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW (or whose
     torso leans past orientation.AUTO_TILT), so
     people the head trusts upright cost one pass (a model without quality heads: upright only).
+    rule: the person rule after the estimator (pipeline.PersonRule: pose NMS settings, min_pose_quality).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
-                 backend: str = "torch", threads: int | None = None, calibrated: bool = True, detector="default",
+                 backend: str | None = None, threads: int | None = None, calibrated: bool = True, detector="default",
                  detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
-                 orientations: int | str = 1):
+                 orientations: int | str = 1, rule: PersonRule | None = None):
         check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
                           min_pose_quality=min_pose_quality)
         self.orientations = check_orientations(orientations)
+        if backend is None:
+            backend = "torch" if device == "cuda" else "onnx"
         if backend not in BACKENDS:
             raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda"):
             raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = threads = threads or default_threads()
         if is_onnx_file(model_path):
             backend = "onnx"   # only onnxruntime runs an .onnx file: asking for torch is no reason to fail
         if backend == "onnx":
             from posecal.export.cache import cached_onnx
             from posecal.export.onnx import open_onnx_model
 
-            threads = threads or torch.get_num_threads()
             if is_onnx_file(model_path):
                 self.model = open_onnx_model(model_path, flip, threads, device)
                 flip = self.model.flip_test
@@ -123,17 +173,18 @@ class Predictor:
         if detector is not None:
             from posecal.detect.detector import load_detector
 
-            self.detector = load_detector(str(detector), detector_threshold, threads=threads or 2)
+            self.detector = load_detector(str(detector), detector_threshold, threads=threads)
+        self.pipeline = PosePipeline(self.estimate, self.detector, rule or PersonRule(min_pose_quality=min_pose_quality))
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **kwargs) -> "Predictor":
         return cls(path, device=device, **kwargs)
 
-    def __call__(self, image, boxes=None, box_scores=None) -> list[PersonPose]:
-        """People in one image. Bad input (image, boxes, scores) raises one PosecalInputError line naming the
-        argument; boxes outside the image are skipped, and normalised-looking boxes flagged, with a warning,
-        as `posecal predict` does."""
-        return self._predict([self._prepare(image, boxes, box_scores, False, "image", "")])[0]
+    def __call__(self, image, boxes=None, box_scores=None, bgr: bool = False) -> list[PersonPose]:
+        """People in one image (bgr=True: an OpenCV BGR uint8 array). Bad input (image, boxes, scores) raises
+        one PosecalInputError line naming the argument; boxes outside the image are skipped, and
+        normalised-looking boxes flagged, with a warning, as `posecal predict` does."""
+        return self.pipeline.people([self._prepare(image, boxes, box_scores, bgr, "image", "")])[0]
 
     def predict_many(self, items, bgr: bool = False) -> list[list[PersonPose]]:
         """[(image, boxes or None, box_scores or None), ...] -> people per image; crops of all images are
@@ -145,32 +196,45 @@ class Predictor:
                 raise PosecalInputError(f"images[{n}]: expected an (image, boxes, box_scores) tuple, got "
                                         f"{type(item).__name__}")
             prepared.append(self._prepare(*item, bgr, f"images[{n}]", f"images[{n}]: "))
-        return self._predict(prepared)
+        return self.pipeline.people(prepared)
+
+    def predict(self, source, every: int = 1) -> Iterator[Picture]:
+        """Pictures with their people for a path: an image, a video (every `every`-th frame) or a folder of
+        them (recursive, in a stable order), or a list of such paths. A file that cannot be read is skipped with
+        a warning naming it, as `posecal predict` does; the people are found as __call__ finds them. Images
+        are batched together through the network."""
+        inputs = [str(s) for s in source] if isinstance(source, (list, tuple)) else [str(source)]
+        files, problems = collect(inputs)
+        for problem in problems:
+            warnings.warn(problem.message, stacklevel=2)
+        if not files:
+            raise PosecalInputError("nothing to predict: no readable image or video among " + ", ".join(inputs))
+        pending = []
+        for frame in iter_frames(files, every):
+            if isinstance(frame, Problem):
+                warnings.warn(frame.message, stacklevel=2)
+                continue
+            pending.append(frame)
+            if len(pending) >= self.batch_size:
+                yield from self._pictures(pending)
+                pending = []
+        yield from self._pictures(pending)
+
+    def _pictures(self, frames: list) -> list[Picture]:
+        people = self.pipeline.people([(f.bgr, *self.pipeline.boxes(f.bgr)) for f in frames]) if frames else []
+        return [Picture(f.name, str(f.path), ps, f.bgr, f.frame_index) for f, ps in zip(frames, people)]
 
     def _prepare(self, image, boxes, box_scores, bgr: bool, name: str, prefix: str):
         """Checked (BGR image, (N, 4) boxes, (N,) scores, where the boxes came from) for one item, before any
         work is spent on it; no boxes: the detector's, or the whole image."""
         image = bgr_image(image, bgr, name)
-        source = "given"
         if boxes is None and box_scores is None:
-            source = "whole" if self.detector is None else "detector"
-        if source == "detector":
-            boxes, box_scores = self.detector(image)
-        else:
-            boxes, box_scores = checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix)
-        return image, boxes, box_scores, source
+            return image, *self.pipeline.boxes(image)
+        return image, *checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix), GIVEN
 
-    def _predict(self, prepared) -> list[list[PersonPose]]:
-        people = self._estimate([item[:3] for item in prepared])
-        for n, (_, _, _, source) in enumerate(prepared):
-            if source == "detector" and len(people[n]) > 1:
-                people[n] = pose_nms(people[n], "oks", 0.9, "oks" if people[n][0].visibility is not None
-                                     else "heatmap")
-            elif source == "whole":
-                people[n] = [p for p in people[n] if someone_there(p, self.min_pose_quality)]
-        return people
-
-    def _estimate(self, prepared) -> list[list[PersonPose]]:
+    def estimate(self, prepared) -> list[list[PersonPose]]:
+        """The estimator alone: [(BGR image, (N, 4) boxes, (N,) scores), ...] -> a PersonPose per box, per
+        image, with no person rule (the pipeline's step after the boxes)."""
         owners = [(n, box, float(box_score)) for n, (_, boxes, box_scores) in enumerate(prepared)
                   for box, box_score in zip(boxes, box_scores)]
         people: list[list[PersonPose]] = [[] for _ in prepared]
@@ -206,8 +270,9 @@ class Predictor:
             crop, matrix = self._crop(prepared[n][0], box, rotation)
             crops.append(crop)
             matrices.append(matrix)
-        parts = [infer_crops(self.model, to_batch(crops[start:start + self.batch_size]).to(self.device),
-                             self.flip) for start in range(0, len(crops), self.batch_size)]
+        with torch_threads(self.threads if self.backend == "torch" else None):
+            parts = [infer_crops(self.model, to_batch(crops[start:start + self.batch_size]).to(self.device),
+                                 self.flip) for start in range(0, len(crops), self.batch_size)]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} | {"matrices": np.stack(matrices)}
 
     def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -233,19 +298,24 @@ class Predictor:
                           probs, box_score, scores, radius)
 
 
+@contextmanager
+def torch_threads(threads: int | None):
+    """PyTorch's intra-op threads set for one call and restored after, so that a Predictor's `threads` is its
+    own and not the process's (a user's other torch work keeps its setting)."""
+    if not threads or threads == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def is_onnx_file(model_path) -> bool:
     """An exported model (`posecal export`), which only onnxruntime runs."""
     return model_path is not None and str(model_path).lower().endswith(".onnx")
-
-
-def someone_there(person: PersonPose, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
-    """Whole-image mode: do the pose's quality and visibility say a person is there? Without a detector every
-    image gets a pose, a cup's or a cat's too; those come out with a low predicted OKS or with no keypoint
-    predicted visible (bench/detector_recall.py --pose measures both sides). min_pose_quality 0 keeps all."""
-    if min_pose_quality <= 0:
-        return True
-    seen = person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
-    return seen and not person.pose_quality < min_pose_quality
 
 
 def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
@@ -292,6 +362,7 @@ def array_like_image(image, name: str = "image") -> np.ndarray:
     expected = "a numpy array (H x W[ x C]), a PIL image, nested lists of pixels or a file path"
     if isinstance(image, (bytes, bytearray, dict, set)) or image is None or np.isscalar(image):
         raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__}")
+    orientation = pil_orientation(image)   # a photo opened with Pillow: turned as its path would be (EXIF)
     mode = getattr(image, "mode", None)
     if isinstance(mode, str) and hasattr(image, "convert") and mode not in ("RGB", "RGBA", "L", "I;16"):
         image = image.convert("RGB")
@@ -303,7 +374,7 @@ def array_like_image(image, name: str = "image") -> np.ndarray:
     if arr.dtype.kind not in "uif" or arr.ndim == 0:
         raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__} whose values are not "
                                 f"pixel numbers (numpy makes dtype {arr.dtype} of it)")
-    return arr
+    return apply_orientation(arr, orientation) if orientation != 1 else arr
 
 
 def check_image_array(arr: np.ndarray, name: str = "image") -> None:

@@ -77,8 +77,6 @@ def decode_output(out, decode_method: str | None = None) -> tuple[np.ndarray, np
     heads' targets on."""
     if decode_method is None:
         decode_method = "movenet" if out.movenet is not None else "dark"
-    if decode_method == "movenet" and out.keypoints is not None:   # fused by the model itself (trust fusion)
-        return out.keypoints.detach().double().cpu().numpy(), out.keypoint_scores.detach().double().cpu().numpy()
     if decode_method == "movenet":
         return _movenet_decode(out)
     xy_hm, scores = decode(out.heatmaps.detach().float().cpu().numpy(), decode_method)

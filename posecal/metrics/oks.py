@@ -36,10 +36,3 @@ def opks_torch(pred_xy: torch.Tensor, gt_xy: torch.Tensor, area: torch.Tensor,
     kappa2 = torch.as_tensor((2 * np.asarray(sigmas)) ** 2, dtype=pred_xy.dtype, device=pred_xy.device)
     d2 = ((pred_xy - gt_xy) ** 2).sum(-1)
     return torch.exp(-d2 / kappa2 / (area[..., None] + float(EPS)) / 2)
-
-
-def oks_torch(pred_xy, gt_xy, gt_vis, area, sigmas: np.ndarray = COCO_SIGMAS) -> torch.Tensor:
-    """Torch OKS; 0 where no keypoint is labelled (training targets need a finite value)."""
-    ks = opks_torch(pred_xy, gt_xy, area, sigmas)
-    labelled = (gt_vis > 0).to(ks.dtype)
-    return (ks * labelled).sum(-1) / labelled.sum(-1).clamp(min=1)

@@ -1,40 +1,47 @@
-"""Assembling models from shipped parts and training checkpoints (tools/build_fused_model.py,
-tools/build_trust_model.py, tools/train_trust.py; the fusion's tests):
-* fused_model: a MoveNet model with a trust model, whose trust model then picks each keypoint among the flip
-  test's passes and, with a second opinion, among a posecal EfficientNet-Lite0 network's keypoints too;
+"""Assembling models from shipped parts and training checkpoints (`posecal train-trust`,
+tools/build_trust_model.py):
+* with_trust: a MoveNet model's pose network with a trust model in place of its quality heads;
 * trust_weights: a trust model's weights from a trust training checkpoint or from a model file that carries one
-  (to put a trust model on another network, or to go on training it).
+  (to put a trust model on another network, or to go on training it);
+* pose_fingerprint: which pose network a trust model was trained on.
 The weights are taken as they are; the calibration must be fitted anew (`posecal pack --calibrate-on`)."""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from posecal.errors import PosecalInputError
-from posecal.models.checkpoint import load_model, model_file, model_from_config
+from posecal.models.checkpoint import load_model, model_file, model_from_config, read_torch_file
 
 
-def fused_model(base="accurate", second=None):
-    """(model, config, meta) of `base` fusing its flip passes, plus `second`'s pose network when given."""
-    model, cfg, meta = load_model(base)
-    if not cfg.trust:
-        raise PosecalInputError(f"{base}: the fusion's judge is the trust model; this model has none")
-    cfg = replace(cfg, fusion=True, second_opinion=second is not None)
-    fused = model_from_config(cfg, imagenet=False)
-    weights = {k: v for k, v in model.state_dict().items() if not k.startswith("second_opinion.")}
-    if second is not None:
-        other, other_cfg, _ = load_model(second)
-        if other_cfg.backbone != "efficientnet_lite0" or other_cfg.input_channels != "rgb":
-            raise PosecalInputError(f"{second}: the second opinion is an EfficientNet-Lite0 posecal model")
-        weights |= {f"second_opinion.{k}": v for k, v in other.state_dict().items()
-                    if k.startswith(("backbone.", "heatmap_head."))}
-    missing, unexpected = fused.load_state_dict(weights, strict=False)
+def with_trust(trust, base="accurate", any_network: bool = False):
+    """(model, config, meta) of `base`'s pose network (a MoveNet model: a shipped name or a file) with the trust
+    model of `trust` (a trust training checkpoint, or a model file that carries one), uncalibrated. A trust
+    checkpoint records the network whose keypoints it was trained on; another network is refused unless
+    any_network (then recalibrate)."""
+    base_model, cfg, base_meta = load_model(base)
+    cfg = replace(cfg, quality_heads=True, trust=True)
+    model = model_from_config(cfg, imagenet=False)
+    pose = {k: v for k, v in base_model.state_dict().items() if k.startswith(("backbone.", "heatmap_head."))}
+    trust_state = {f"trust.{k}": v for k, v in trust_weights(trust).items()}
+    missing, unexpected = model.load_state_dict(pose | trust_state, strict=False)
     if missing or unexpected:
-        raise PosecalInputError(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return fused.eval(), cfg, {"base": str(base), "second_opinion": str(second),
-                               "trust_checkpoint": meta.get("trust_checkpoint")}
+        raise PosecalInputError(f"{trust}: weights do not fit {base}: missing {missing[:3]}, unexpected "
+                                f"{unexpected[:3]}")
+    meta = {"trust_checkpoint": str(trust)} | {k: base_meta[k] for k in ("pose_network",) if k in base_meta}
+    ckpt = read_torch_file(Path(trust)) if Path(str(trust)).is_file() else {}
+    trained_for = ckpt.get("state", {}).get("trained_for") if "model" in ckpt else None
+    if trained_for is not None:
+        own = pose_fingerprint(model)
+        if trained_for != own and not any_network:
+            raise PosecalInputError(f"{trust}: its trust model was trained on network {trained_for}'s keypoints, "
+                                    f"{base}'s network is {own} (tools/build_trust_model.py --any-network builds "
+                                    "it anyway; then recalibrate)")
+        meta["trust_trained_for"] = trained_for
+    return model.eval(), cfg, meta
 
 
 def trust_weights(spec) -> dict:

@@ -15,14 +15,18 @@ from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # The models shipped with posecal, chosen by name wherever a model file is asked for
-# (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); MODEL_CARD.md for each.
-# accurate: MoveNet Thunder fine-tuned whole by posecal on a GPU + posecal's trust model (the default: images,
-#   evaluation, the API). published: MoveNet Thunder as Google published it + the same trust model (the default of
-#   `posecal track`, whose ids it keeps better: docs/tracking.md). fast: EfficientNet-Lite0 192x144 trained here.
-# best: the most accurate model posecal has, the accurate model since the fine-tune (the trust-guided fusion that
-#   `best` was before gains nothing on the fine-tuned network: MODEL_CARD.md).
-SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "fast": WEIGHTS_DIR / "posecal_fast.pt",
-                  "published": WEIGHTS_DIR / "posecal_published.pt", "best": WEIGHTS_DIR / "posecal_accurate.pt"}
+# (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); `posecal models` lists them with what each
+# is for (SHIPPED_MODEL_USES) and MODEL_CARD.md measures them. A name is never given to other weights later.
+SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "published": WEIGHTS_DIR / "posecal_published.pt",
+                  "fast": WEIGHTS_DIR / "posecal_fast.pt"}
+SHIPPED_MODEL_USES = {
+    "accurate": "MoveNet Thunder 256x256 fine-tuned by posecal on COCO + posecal's trust model; the default of "
+                "predict, eval, audit and the Python API",
+    "published": "MoveNet Thunder 256x256 as Google published it + posecal's trust model; the default of track "
+                 "(it keeps ids better on the tracking bench: docs/tracking.md)",
+    "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
+            "and faster, less accurate",
+}
 DEFAULT_MODEL_NAME = "accurate"
 DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
 
@@ -32,6 +36,17 @@ def model_file(spec) -> Path:
     if spec is None:
         return DEFAULT_MODEL
     return SHIPPED_MODELS.get(str(spec), Path(spec))
+
+
+def shipped_model_table() -> list[dict]:
+    """The shipped models as `posecal models` lists them: name, what it is for, its file and size (a wheel
+    built without weights has none: size None)."""
+    rows = []
+    for name, path in SHIPPED_MODELS.items():
+        size = path.stat().st_size if path.is_file() else None
+        rows.append({"name": name, "default": name == DEFAULT_MODEL_NAME, "file": str(path), "bytes": size,
+                     "use": SHIPPED_MODEL_USES[name]})
+    return rows
 
 
 def missing_model_message(spec, path: Path) -> str:
@@ -59,8 +74,7 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
     return build_estimator(cfg.head_widths, cfg.num_keypoints, imagenet=cfg.imagenet if imagenet is None else imagenet,
                            quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
                            head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
-                           input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust,
-                           fusion=cfg.fusion, second_opinion=cfg.second_opinion)
+                           input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust)
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):

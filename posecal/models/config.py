@@ -25,11 +25,6 @@ class ModelConfig:
     # The quality outputs come from posecal's trust model (posecal/models/trust: its own network on the crop,
     # reading the decoded keypoints) instead of heads on the pose feature; MoveNet backbones.
     trust: bool = False
-    # Trust-guided fusion (posecal/models/trust/fusion.py), trust models only: the trust model picks each keypoint
-    # among MoveNet's (the flip test's passes merged) and each pass's alone (fusion) ...
-    fusion: bool = False
-    # ... and a second pose network's (posecal's `fast` one, run on the crop too)
-    second_opinion: bool = False
     num_keypoints: int = 17              # 17 (COCO); an imported MPII hourglass has 16
     # The pose network's input convention, applied inside the model (posecal/models/input_convention.py):
     # channel order and mean/std in units of the 0..1 pixel range. The defaults are posecal's own; imported
@@ -56,8 +51,20 @@ def model_config_to_dict(cfg: ModelConfig) -> dict:
 _TUPLE_FIELDS = ("input_wh", "head_widths", "input_mean", "input_std")
 
 
+# Fields of former model files that no model uses any more: off, they are dropped (posecal_accurate.pt stores
+# fusion: false); on, the file needs code posecal no longer has (trust-guided fusion, removed: it shipped in
+# no model and lost AP on the fine-tuned network, MODEL_CARD.md).
+RETIRED_FIELDS = ("fusion", "second_opinion")
+
+
 def model_config_from_dict(values: dict) -> ModelConfig:
-    """Model files written before a field existed get its default (e.g. the input convention)."""
+    """Model files written before a field existed get its default (e.g. the input convention); a retired field
+    is dropped when off and refused (ValueError) when on."""
+    on = [k for k in RETIRED_FIELDS if values.get(k)]
+    if on:
+        raise ValueError(f"model.{on[0]} is on: a trust-guided fusion model, which posecal no longer runs; use the "
+                         "model it was assembled from")
+    values = {k: v for k, v in values.items() if k not in RETIRED_FIELDS}
     return ModelConfig(**{**values, **{k: tuple(values[k]) for k in _TUPLE_FIELDS if k in values}})
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from posecal.codec.heatmap import flip_back
-from posecal.codec.movenet import decode_passes
+from posecal.codec.movenet import decode_crops
 from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
 from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourglass
@@ -18,8 +18,6 @@ from posecal.models.config import MOVENET_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention, is_posecal_convention
 from posecal.models.trust import TrustNet
-from posecal.models.trust.fusion import (PASS_MARGIN, SECOND_OPINION_MARGIN, SecondOpinion, fuse_by_trust,
-                                         fused_pose_quality, pick)
 
 
 @dataclass
@@ -32,8 +30,6 @@ class PoseOutput:
     intermediate_heatmaps: tuple = ()        # earlier stacks' heatmaps (stacked hourglass), supervised in training
     movenet: MoveNetOutput | None = None     # a MoveNet backbone's raw outputs (for its centre-guided decode;
                                              # with flip test, 2N: the crops', then their mirrors')
-    keypoints: torch.Tensor | None = None        # (N, K, 2) crop pixels, when the model decodes them itself
-    keypoint_scores: torch.Tensor | None = None  # (N, K) (trust-guided fusion: the chosen candidates' scores)
 
 
 class TopDownEstimator(nn.Module):
@@ -47,8 +43,7 @@ class TopDownEstimator(nn.Module):
 
     def __init__(self, backbone: nn.Module, heatmap_head: nn.Module, oks_head: OksHead | None = None,
                  opks_head: OpksHead | None = None, visibility_head: VisibilityHead | None = None,
-                 input_convention: InputConvention | None = None, trust: TrustNet | None = None,
-                 fusion: bool = False, second_opinion: SecondOpinion | None = None):
+                 input_convention: InputConvention | None = None, trust: TrustNet | None = None):
         super().__init__()
         self.backbone = backbone
         self.heatmap_head = heatmap_head
@@ -59,10 +54,6 @@ class TopDownEstimator(nn.Module):
         # The trust model (posecal/models/trust): quality and visibility of the decoded keypoints from its own
         # look at the crop, in place of heads on the pose feature (MoveNet models).
         self.trust = trust
-        # Trust-guided fusion (posecal/models/trust/fusion.py): the trust model picks each keypoint among the flip
-        # test's passes and, with a second opinion, a second pose network's keypoints.
-        self.fusion = fusion
-        self.second_opinion = second_opinion
 
     @property
     def has_quality_heads(self) -> bool:
@@ -82,42 +73,14 @@ class TopDownEstimator(nn.Module):
             return self.forward_trust(images, out)
         return self.forward_heads(out) if self.has_quality_heads else out
 
-    @property
-    def fuses(self) -> bool:
-        """The trust model picks each keypoint among candidates (posecal/models/trust/fusion.py); the model then
-        reports its keypoints itself (PoseOutput.keypoints)."""
-        return self.fusion or self.second_opinion is not None
-
     def forward_trust(self, images: torch.Tensor, out: PoseOutput) -> PoseOutput:
         """The trust model on the crops and the keypoints as the model reports them (MoveNet's centre-guided
-        decode, merged over the flip test), with MoveNet's keypoint scores. A fusing model has the trust model
-        also judge the flip test's passes alone (and the second opinion's keypoints, when it has one), and
-        takes each keypoint from the candidate it trusts most by a margin (fusion.fuse_by_trust), with that
-        candidate's keypoint quality and visibility."""
+        decode, merged over the flip test), with MoveNet's keypoint scores."""
         m = out.movenet
-        n, dtype = images.shape[0], images.dtype
-        passes = [(xy.to(dtype), s.to(dtype)) for xy, s in
-                  decode_passes(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(), n)]
-        look = self.trust.look(images)
-        if not self.fuses:
-            t = self.trust.judge(look, *passes[0])
-            out.oks, out.opks_logits, out.vis_logits = t.oks, t.opks_logits, t.vis_logits
-            return out
-        # (keypoints, the scores the trust model reads, the scores reported) per candidate
-        candidates = [(xy, s, s) for xy, s in passes]
-        margins = [PASS_MARGIN] * (len(passes) - 1)
-        if self.second_opinion is not None:
-            xy2, peaks2 = self.second_opinion(images, flip_test=len(passes) > 1)
-            candidates.append((xy2.to(dtype), torch.full_like(peaks2, float("nan")).to(dtype), peaks2.to(dtype)))
-            margins.append(SECOND_OPINION_MARGIN)
-        judged = [self.trust.judge(look, xy, s) for xy, s, _ in candidates]
-        choice = fuse_by_trust(torch.stack([t.opks_logits for t in judged]), margins)
-        chosen = [pick(torch.stack([c[i] for c in candidates]), choice) for i in range(3)]
-        out.keypoints, out.keypoint_scores = chosen[0], chosen[2]
-        out.opks_logits = pick(torch.stack([t.opks_logits for t in judged]), choice)
-        out.vis_logits = pick(torch.stack([t.vis_logits for t in judged]), choice)
-        # the pose: judged as fused, blended with the judgement of MoveNet's own pose (fusion.fused_pose_quality)
-        out.oks = fused_pose_quality(self.trust.judge(look, chosen[0], chosen[1]).oks, judged[0].oks)
+        xy, scores = decode_crops(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(),
+                                  images.shape[0])
+        t = self.trust.judge(self.trust.look(images), xy.to(images.dtype), scores.to(images.dtype))
+        out.oks, out.opks_logits, out.vis_logits = t.oks, t.opks_logits, t.vis_logits
         return out
 
     def forward_flip_test(self, images: torch.Tensor) -> PoseOutput:
@@ -194,13 +157,10 @@ def pose_network(backbone: str, num_keypoints: int, head_widths, imagenet: bool)
 def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagenet: bool = True,
                     quality_heads: bool = False, visibility_classes: int = 3, head_hidden: int = 256,
                     backbone: str = "efficientnet_lite0", input_channels: str = "rgb",
-                    input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, trust: bool = False,
-                    fusion: bool = False, second_opinion: bool = False) -> TopDownEstimator:
+                    input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, trust: bool = False) -> TopDownEstimator:
     """head_widths apply to the EfficientNet head only; the other families carry their published heads.
     input_channels/mean/std: the network's input convention (posecal's own needs no conversion).
-    trust: the quality outputs come from the trust model (MoveNet backbones only) instead of heads.
-    fusion: the trust model picks each keypoint among the flip test's passes; second_opinion: and among a second
-    network's keypoints (trust models only)."""
+    trust: the quality outputs come from the trust model (MoveNet backbones only) instead of heads."""
     net, head = pose_network(backbone, num_keypoints, head_widths, imagenet)
     convention = (None if is_posecal_convention(input_channels, input_mean, input_std)
                   else InputConvention(input_channels, input_mean, input_std))
@@ -211,11 +171,7 @@ def build_estimator(head_widths=(128, 128, 64), num_keypoints: int = 17, imagene
             raise PosecalInputError(f"model.trust: the trust model reads MoveNet's decoded keypoints; "
                                     f"{backbone} has quality heads of its own (set model.trust: false)")
         return TopDownEstimator(net, head, input_convention=convention,
-                                trust=TrustNet(num_keypoints, visibility_classes), fusion=fusion,
-                                second_opinion=SecondOpinion(num_keypoints) if second_opinion else None)
-    if fusion or second_opinion:
-        raise PosecalInputError(f"model.{'fusion' if fusion else 'second_opinion'}: the fusion's judge is the trust "
-                                "model (set model.trust: true)")
+                                trust=TrustNet(num_keypoints, visibility_classes))
     c, s = head.feature_channels + num_keypoints, 2 * num_keypoints
     return TopDownEstimator(net, head, OksHead(c, head_hidden, s), OpksHead(c, num_keypoints, head_hidden, s),
                             VisibilityHead(c, num_keypoints, visibility_classes, hidden=head_hidden,

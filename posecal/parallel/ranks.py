@@ -29,7 +29,6 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 # A gather waits for the slowest rank's whole share (and rank 0's merge and writes for the final barrier); gloo's
 # and NCCL's default timeouts (30 / 10 minutes) would end a long but healthy run.
 TIMEOUT = timedelta(hours=12)
-SINGLE_PROCESS_THREADS = 2   # the CLI's --threads default without torchrun
 
 
 @dataclass(frozen=True)
@@ -80,17 +79,19 @@ def is_main_process() -> bool:
         return True
 
 
-def default_threads(place: Place | None = None) -> int:
-    """CPU threads per rank when none are asked for: 2 for one process; under torchrun the node's cores (those
-    this process may use) shared among the node's ranks, at least 1 each."""
-    place = place or place_from_env()
-    if place.world_size == 1:
-        return SINGLE_PROCESS_THREADS
+def machine_cores() -> int:
+    """The CPU cores this process may use (its affinity on Linux, else the machine's count)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:   # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // place.local_world_size)
+        return os.cpu_count() or 1
+
+
+def default_threads(place: Place | None = None) -> int:
+    """CPU threads per rank when none are asked for: the machine's cores for one process (a 16-core machine is
+    not left idle); under torchrun the node's cores shared among the node's ranks, at least 1 each."""
+    place = place or place_from_env()
+    return max(1, machine_cores() // place.local_world_size)
 
 
 def shard_indices(n: int, rank: int, world_size: int) -> list[int]:

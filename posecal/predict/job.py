@@ -2,7 +2,7 @@
 
 Boxes come from, in order of preference: a boxes file, a person detector (the shipped SSD by default, or a
 YOLOX-style ONNX file; then OKS-NMS on the poses), or the whole image (`detector="none"`; a pose that says
-nobody is there is then dropped, see predictor.someone_there).
+nobody is there is then dropped, see pipeline.someone_there).
 Every problem with one file or box is one line on stderr and the run goes on; the
 results file and the overlays are written atomically.
 """
@@ -22,8 +22,8 @@ from posecal.detect.boxes import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
-from posecal.detect.nms import pose_nms
-from posecal.inference.predictor import PersonPose, Predictor, someone_there
+from posecal.inference.pipeline import DETECTOR, GIVEN, PersonRule, PosePipeline
+from posecal.inference.predictor import PersonPose, Predictor
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
@@ -56,7 +56,7 @@ class PredictConfig:
     flip: bool | None = None             # None: on (an exported .onnx model: as it was exported)
     orientations: int | str = 1          # 4: test-time orientation search (posecal/inference/orientation.py);
                                          # auto: only for persons whose upright pose quality is low
-    threads: int = 2
+    threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     progress: bool = True
 
 
@@ -84,15 +84,13 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations) if cfg.boxes else None
     if box_file is not None and box_file.nobody:   # a detector that found nobody: empty results, not an error
         say(f"{box_file.path}: {box_file.nobody_reason}: nobody in any image; the results will be empty")
-    detector = None
-    if not box_file:
-        from posecal.detect.detector import load_detector
-
-        detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
+    # the one pipeline (posecal/inference/pipeline.py): a boxes file's boxes are given, else the detector's
     predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
-                          backend=cfg.backend or ("torch" if cfg.device == "cuda" else "onnx"),
-                          threads=cfg.threads, detector=None,
-                          orientations=cfg.orientations)
+                          backend=cfg.backend, threads=cfg.threads,
+                          detector=None if box_file else (cfg.detector or "default"),
+                          detector_threshold=cfg.detector_threshold, orientations=cfg.orientations,
+                          rule=PersonRule(cfg.nms, cfg.nms_threshold, cfg.min_pose_quality))
+    pipeline = predictor.pipeline
     heads = bool(predictor.config.quality_heads)
     mode = cfg.score_mode or ("oks" if heads else "heatmap")
     if mode not in ("heatmap", "mmpose") and not heads:
@@ -119,12 +117,8 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     n_problems = len(problems) if ranks.is_main else 0
 
     def flush():
-        people = predictor.predict_many([(f.bgr, b, s) for f, _, b, s, _ in pending], bgr=True)
-        for (frame, key, _, _, from_detector), persons in zip(pending, people):
-            if from_detector and len(persons) > 1:
-                persons = pose_nms(persons, cfg.nms, cfg.nms_threshold, mode)
-            elif detector is None and box_file is None:
-                persons = [p for p in persons if someone_there(p, cfg.min_pose_quality)]
+        people = pipeline.people([(f.bgr, b, s, source) for f, _, b, s, source in pending], mode)
+        for (frame, key, _, _, _), persons in zip(pending, people):
             entries = result_entries(frame, persons, 0, mode)
             if stream is not None:
                 stream(frame, entries)
@@ -145,11 +139,11 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
                 log(item.message)
                 n_problems += 1
                 continue
-            boxes, scores, from_detector, messages = _boxes_for(item, box_file, detector)
+            boxes, scores, source, messages = _boxes_for(item, box_file, pipeline)
             for m in messages:
                 log(m)
             if len(boxes):
-                pending.append((item, key, boxes, scores, from_detector))
+                pending.append((item, key, boxes, scores, source))
             else:
                 if stream is not None and pending:   # its record after those of the frames before it
                     flush()
@@ -262,42 +256,31 @@ def _image_ids(path) -> dict[str, int]:
     return coco_image_ids(path)
 
 
-def _boxes_for(frame: Frame, box_file: BoxFile | None, detector) -> tuple[np.ndarray, np.ndarray, bool, list[str]]:
+def _boxes_for(frame: Frame, box_file: BoxFile | None, pipeline: PosePipeline
+               ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """(boxes, scores, where they came from, messages) for one frame: the boxes file's, checked, else the
+    pipeline's own (the detector's, or the whole frame)."""
     h, w = frame.bgr.shape[:2]
     if box_file is not None:
         found = box_file.get(frame.name)
         if found is None and box_file.nobody:   # said once for the whole file
-            return np.zeros((0, 4)), np.zeros(0), False, []
+            return np.zeros((0, 4)), np.zeros(0), GIVEN, []
         if found is None:
-            return np.zeros((0, 4)), np.zeros(0), False, [f"{frame.name}: no boxes for it in {box_file.path}"]
+            return np.zeros((0, 4)), np.zeros(0), GIVEN, [f"{frame.name}: no boxes for it in {box_file.path}"]
         boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}: {box_file.path.name}",
                                               box_file.labels_of(frame.name))
-        return boxes, scores, False, messages
-    if detector is not None:
-        boxes, scores = detector(frame.bgr)
-        if len(boxes) == 0:
-            return boxes, scores, True, [f"{frame.name}: the detector found nobody"]
-        return boxes, scores, True, []
-    return np.array([[0.0, 0.0, w, h]]), np.ones(1), False, []
+        return boxes, scores, GIVEN, messages
+    boxes, scores, source = pipeline.boxes(frame.bgr)
+    if source == DETECTOR and len(boxes) == 0:
+        return boxes, scores, source, [f"{frame.name}: the detector found nobody"]
+    return boxes, scores, source, []
 
 
 def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:
-    """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields."""
-    r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
+    """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields (PersonPose.to_dict)."""
     out = []
     for p in persons:
-        kp = np.concatenate([p.keypoints, p.keypoint_quality[:, None]], 1)
-        entry = {"image_id": image_id, "file_name": frame.name, "category_id": 1, "keypoints": r(kp.reshape(-1)),
-                 "score": round(float(p.scores[mode]), 4), "bbox": r(p.box), "box_score": round(p.box_score, 4),
-                 "pose_quality": round(float(p.pose_quality), 4), "keypoint_quality": r(p.keypoint_quality),
-                 "pose_source": p.pose_source}
-        if p.visibility is not None:
-            entry["visibility"] = [int(v) for v in p.visibility]
-            entry["visibility_probs"] = r(p.visibility_probs)
-        if p.in_frame is not None:
-            entry["in_frame"] = r(p.in_frame)
-        if p.keypoint_radius is not None:
-            entry["keypoint_radius"] = np.round(np.asarray(p.keypoint_radius, float), 2).tolist()
+        entry = {"image_id": image_id, "file_name": frame.name, "category_id": 1} | p.to_dict(mode)
         if frame.frame_index is not None:
             entry["frame_index"] = frame.frame_index
         out.append(entry)

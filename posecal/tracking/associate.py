@@ -1,5 +1,5 @@
-"""Which new pose continues which track: OKS over the keypoints both trust, box IoU where too few are
-trusted, one-to-one by the Hungarian method (scipy.optimize.linear_sum_assignment).
+"""How alike a new pose and a track are: OKS over the keypoints both trust, box IoU where too few are
+trusted, and colours (the tracker pairs them one-to-one by the Hungarian method: tracker.py).
 
 Why OKS over trusted keypoints only: a keypoint predicted absent or with low predicted quality is a guess,
 and a guess that lands on the neighbour would pull the match towards them. Box IoU is the fallback for small
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from posecal.metrics.boxes import box_iou
 from posecal.metrics.oks import opks
@@ -41,17 +40,6 @@ def similarity(prev_xy, prev_trust, prev_boxes, new_xy, new_trust, new_boxes) ->
     n = shared.sum(-1)
     oks = (ks * shared).sum(-1) / np.maximum(n, 1)
     return np.where(n >= MIN_SHARED, oks, iou)
-
-
-def match(sim: np.ndarray, min_similarity: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Hungarian matching maximising total similarity; pairs below min_similarity are not matches.
-    Returns (pairs (row, col), unmatched rows, unmatched cols)."""
-    sim = np.asarray(sim, float)
-    rows, cols = linear_sum_assignment(-sim) if sim.size else (np.zeros(0, int), np.zeros(0, int))
-    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if sim[r, c] >= min_similarity]
-    matched_r, matched_c = {r for r, _ in pairs}, {c for _, c in pairs}
-    return (pairs, [r for r in range(sim.shape[0]) if r not in matched_r],
-            [c for c in range(sim.shape[1]) if c not in matched_c])
 
 
 HIST_BINS = (16, 8)      # hue x saturation

@@ -32,10 +32,10 @@ from tqdm import tqdm
 from posecal.detect.detector import load_detector
 from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
-from posecal.detect.nms import pose_nms
 from posecal.outputs import check_output_dir, check_output_file
 from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
+from posecal.inference.pipeline import DETECTOR
 from posecal.inference.predictor import Predictor
 from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
@@ -70,7 +70,7 @@ class TrackConfig:
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
     backend: str = "onnx"
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
-    threads: int = 2
+    threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     progress: bool = True
     max_frames: int | None = None        # stop after this many frames (all sources together)
@@ -297,8 +297,11 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
         raise PosecalInputError("live sources and --out -/.jsonl run in one process, not under torchrun")
     renders = render_paths(cfg, sources)
     t0, clock = time.time(), StageClock()
-    detector = load_detector(cfg.detector, cfg.detector_threshold, threads=cfg.threads)
+    # the one pipeline (posecal/inference/pipeline.py): its detector finds people on detector frames, its
+    # estimator poses them and the boxes the tracker carries, its person rule merges duplicates
     predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None)
+    detector = predictor.pipeline.detector = load_detector(cfg.detector, cfg.detector_threshold,
+                                                           threads=predictor.threads)
     clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
     # the reported trust values of tracked poses, per pose source (calibration/video.py), where the model has it
@@ -493,8 +496,7 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
                 if not prop or still_there(p, cfg.keep_quality, detector_frame=detections is not None)]
         estimated = people
         people = [p for p, _ in kept]
-        if len(people) > 1:
-            people = pose_nms(people, "oks", 0.9, mode)
+        people = predictor.pipeline.rule.keep(people, DETECTOR, mode)
         detected = {id(p) for p, from_detector in kept if from_detector}
         tracked = tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)
         if skip is not None:

@@ -1,4 +1,4 @@
-"""Typed training configs, loadable from YAML (the model part is posecal.models.config's ModelConfig). Unknown keys are an error, so typos do not pass silently."""
+"""Typed training configs (`posecal train`, `posecal train-trust`), loadable from YAML (the model part is posecal.models.config's ModelConfig). Unknown keys are an error, so typos do not pass silently."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +13,7 @@ import yaml
 
 from posecal.data.transforms import AugmentConfig
 from posecal.models.config import MODEL_RULES, ModelConfig, network_input
+from posecal.training.trust import TrustTrainConfig
 from posecal.errors import PosecalInputError
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, describe, parse_float
 
@@ -95,6 +96,35 @@ class TrainConfig:
                                           # and online targets come from their DARK decoding
 
 
+@dataclass
+class TrustSamplesConfig:
+    """The trust model's training samples (posecal.training.trust_samples): each epoch is every COCO training
+    person once and LSPET persons drawn anew, augmented anew, with the base model's keypoints on the crop."""
+    epochs: int = 2
+    lspet_per_epoch: int = 4000           # LSPET persons per epoch (of those not held out), with data.lspet_*
+    max_train_persons: int | None = None  # the first N COCO training persons (smoke tests)
+    max_val_persons: int | None = None
+    no_flip_share: float = 0.4            # share of each epoch decoded without the flip test (users run both)
+    backend: str = "onnx"                 # the base model run in onnxruntime (as users run it) or in torch
+    batch_size: int = 32
+    num_workers: int = 1                  # data-loading processes
+
+
+@dataclass
+class TrustJobConfig:
+    """`posecal train-trust CONFIG` (posecal.training.trust_job): samples -> training -> the model file."""
+    out_dir: str = "runs/trust"           # samples/ and train/ (last.pt, best.pt, log.json): resumable
+    output: str = "runs/trust/model.pt"   # the model file written: base's pose network + the trained trust model
+    # The MoveNet model whose keypoints the trust model learns to judge; the model file keeps its pose network.
+    base: str = "accurate"
+    init: str | None = None               # start from this trust model (a model with one, or a trust checkpoint)
+    init_pose: str = "fast"               # else its pose network starts from this EfficientNet-Lite0 model's
+    data: DataConfig = field(default_factory=DataConfig)   # the COCO files (and LSPET); no pack
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    samples: TrustSamplesConfig = field(default_factory=TrustSamplesConfig)
+    train: TrustTrainConfig = field(default_factory=TrustTrainConfig)
+
+
 STRATEGIES = ("s1", "s2", "s3")
 AMP_DTYPES = ("bf16", "fp16")
 
@@ -117,6 +147,15 @@ RULES: dict[type, dict[str, Rule]] = {
         "ema_decay": Rule(lo=0, hi=1, hi_open=True), "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
     },
     ModelConfig: MODEL_RULES,
+    TrustSamplesConfig: {"epochs": POSITIVE, "no_flip_share": PROBABILITY, "backend": Rule(choices=("onnx", "torch")),
+                         "batch_size": POSITIVE, "num_workers": WORKERS, "lspet_per_epoch": NON_NEGATIVE,
+                         "max_train_persons": POSITIVE, "max_val_persons": POSITIVE},
+    TrustTrainConfig: {
+        "batch_size": POSITIVE, "lr": POSITIVE, "min_lr_ratio": PROBABILITY, "weight_decay": NON_NEGATIVE,
+        "epochs": POSITIVE, "warmup_steps": NON_NEGATIVE, "score_dropout": PROBABILITY, "perturb_prob": PROBABILITY,
+        "swap_prob": PROBABILITY, "save_every": POSITIVE, "max_minutes": NON_NEGATIVE, "seed": NON_NEGATIVE,
+        "threads": THREADS, "lambda_opks": NON_NEGATIVE, "lambda_vis": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE,
+    },
     AugmentConfig: {
         "flip_prob": PROBABILITY, "scale_range": Rule(lo=0, hi=1, hi_open=True), "rotation_max": Rule(lo=0, hi=180),
         "rotation_prob": PROBABILITY, "rotation_full_prob": PROBABILITY, "half_body_prob": PROBABILITY,
@@ -196,8 +235,9 @@ def _build(cls, values, prefix: str = ""):
     return cls(**kwargs)
 
 
-def load_train_config(path) -> TrainConfig:
-    """The YAML file as a TrainConfig; any bad field is one PosecalInputError line 'FILE: FIELD: problem'."""
+def load_config(path, cls):
+    """The YAML file as an instance of the config dataclass `cls` (TrainConfig, the trust job's config, ...), each
+    field checked for type and RULES; any bad field is one PosecalInputError line 'FILE: FIELD: problem'."""
     path = Path(path)
     if not path.is_file():
         raise PosecalInputError(f"{path}: config file not found")
@@ -208,10 +248,34 @@ def load_train_config(path) -> TrainConfig:
     except UnicodeDecodeError:
         raise PosecalInputError(f"{path}: not a text file (not UTF-8); a config is YAML text") from None
     try:
-        return _build(TrainConfig, {} if values is None else values)
+        return _build(cls, {} if values is None else values)
     except _Invalid as e:
         name, problem = e.args
         raise PosecalInputError(f"{path}: {name}: {problem}" if name else f"{path}: {problem}") from None
+
+
+def load_train_config(path) -> TrainConfig:
+    """The YAML file as a TrainConfig; any bad field is one PosecalInputError line 'FILE: FIELD: problem'."""
+    path = Path(path)
+    cfg = load_config(path, TrainConfig)
+    lspet = {"annotations": cfg.data.lspet_annotations, "images": cfg.data.lspet_images}
+    if any(lspet.values()) and not all(lspet.values()):   # one without the other: unused, or a traceback
+        given, missing = sorted(lspet, key=lambda k: not lspet[k])
+        raise PosecalInputError(f"{path}: data.lspet_{missing}: needed with data.lspet_{given} (the LSPET "
+                                f"annotation file and its image folder go together)")
+    return cfg
+
+
+def load_trust_config(path) -> TrustJobConfig:
+    """The YAML file as a TrustJobConfig (`posecal train-trust`); bad fields as load_config says."""
+    path = Path(path)
+    cfg = load_config(path, TrustJobConfig)
+    lspet = (cfg.data.lspet_annotations, cfg.data.lspet_images)
+    if any(lspet) and not all(lspet):
+        raise PosecalInputError(f"{path}: data.lspet_annotations and data.lspet_images go together")
+    if cfg.data.packed:
+        raise PosecalInputError(f"{path}: data.packed: trust samples are made from the COCO files, not a pack")
+    return cfg
 
 
 def to_dict(cfg) -> dict:

@@ -23,8 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_from_config,
-                                save_model, save_resume_state)
+from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_file,
+                                       model_from_config, save_model, save_resume_state)
+from posecal.models.estimator import TopDownEstimator
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
@@ -385,18 +386,26 @@ def _load_data(cfg: TrainConfig):
 
 
 def readable_persons(records: list, what: str) -> list:
-    """The persons whose image files pass `check_image_file`; one line per bad file and a count of the persons
-    left out. A bad file among thousands is the data's problem, not a reason to stop (or to crash hours in)."""
+    """The persons whose image files pass `check_image_file`; one line per reason (per bad file, or per missing
+    folder for all the files in it) and a count of the persons left out. A bad file among thousands is the data's
+    problem, not a reason to stop (or to crash hours in); when no image can be read for one reason (their folder
+    is missing), that reason is the one line of the refusal."""
     bad = unreadable_images(r.image_path for r in records)
     if not bad:
         return records
-    for reason in bad.values():
-        print(f"skipped: {reason}", file=sys.stderr)
     kept = [r for r in records if r.image_path not in bad]
+    reasons: dict[str, int] = {}
+    for reason in bad.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if not kept and len(reasons) == 1:
+        raise PosecalInputError(f"{next(iter(reasons))} (none of the {len(records)} {what} persons' images can be "
+                                f"read)")
+    for reason, n in reasons.items():
+        print(f"skipped: {reason}" + (f" ({n} image files)" if n > 1 else ""), file=sys.stderr)
     print(f"{what}: left out {len(records) - len(kept)} of {len(records)} persons "
           f"({len(bad)} unreadable image file(s), listed above)", file=sys.stderr)
     if not kept:
-        raise PosecalInputError(f"{what}: none of the {len(records)} persons' images can be read")
+        raise PosecalInputError(f"{what}: none of the {len(records)} persons' images can be read (reasons above)")
     return kept
 
 
@@ -459,6 +468,32 @@ def interrupts_deferred():
         raise KeyboardInterrupt
 
 
+def training_model(cfg: TrainConfig, pretrained: bool = True) -> TopDownEstimator:
+    """The model a training of `cfg` starts from, after the checks of its recipe that need no data: built from
+    cfg.model (with its shipped pretrained weights unless pretrained=False or init_from is given) and
+    initialised from init_from (a shipped model's name or a model file)."""
+    if cfg.strategy not in STRATEGIES:
+        raise PosecalInputError(f"strategy must be one of {STRATEGIES}, got {cfg.strategy!r}")
+    # A MoveNet backbone with its shipped weights is a trained pose network already: S3 needs no init_from.
+    trained_pose = cfg.init_from or (cfg.model.backbone in MOVENET_VARIANTS and cfg.model.imagenet)
+    if cfg.strategy == "s3" and not (cfg.model.quality_heads and trained_pose):
+        raise PosecalInputError("strategy s3 needs model.quality_heads: true and init_from: a trained pose model "
+                                "(or a MoveNet backbone with its shipped weights, model.imagenet: true)")
+    if cfg.strategy == "s3" and cfg.freeze_trunk:
+        raise PosecalInputError("freeze_trunk fine-tunes the pose network's heads, which strategy s3 freezes; "
+                                "use strategy s1 with it")
+    if cfg.strategy == "s3" and cfg.lambda_integral:
+        raise PosecalInputError("lambda_integral trains the pose network, which strategy s3 freezes; set it to 0")
+    if cfg.lambda_integral and cfg.model.backbone in MOVENET_VARIANTS:   # else silently unused (pose_losses)
+        raise PosecalInputError(f"lambda_integral is an integral loss on heatmaps, which a MoveNet model "
+                                f"({cfg.model.backbone}) does not train (it trains with MoveNet's own centre, "
+                                f"regression and offset losses); set it to 0")
+    model = model_from_config(cfg.model, imagenet=pretrained and cfg.model.imagenet and not cfg.init_from)
+    if cfg.init_from:
+        load_state_from(model, model_file(cfg.init_from), cfg.model)
+    return model
+
+
 def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop, group: Group | None,
            saved: dict | None = None) -> dict:
     t_start = time.time()
@@ -476,30 +511,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     records, val_records, val_ann = _load_data(cfg)
     gt = load_coco_gt(val_ann)
 
-    if cfg.strategy not in STRATEGIES:
-        raise PosecalInputError(f"strategy must be one of {STRATEGIES}, got {cfg.strategy!r}")
-    # A MoveNet backbone with its shipped weights is a trained pose network already: S3 needs no init_from.
-    trained_pose = cfg.init_from or (cfg.model.backbone in MOVENET_VARIANTS and cfg.model.imagenet)
-    if cfg.strategy == "s3" and not (cfg.model.quality_heads and trained_pose):
-        raise PosecalInputError("strategy s3 needs model.quality_heads: true and init_from: a trained pose model "
-                                "(or a MoveNet backbone with its shipped weights, model.imagenet: true)")
-    if cfg.strategy == "s3" and cfg.freeze_trunk:
-        raise PosecalInputError("freeze_trunk fine-tunes the pose network's heads, which strategy s3 freezes; "
-                                "use strategy s1 with it")
-    if cfg.strategy == "s3" and cfg.lambda_integral:
-        raise PosecalInputError("lambda_integral trains the pose network, which strategy s3 freezes; set it to 0")
-    if cfg.lambda_integral and cfg.model.backbone in MOVENET_VARIANTS:   # else silently unused (pose_losses)
-        raise PosecalInputError(f"lambda_integral is an integral loss on heatmaps, which a MoveNet model "
-                                f"({cfg.model.backbone}) does not train (it trains with MoveNet's own centre, "
-                                f"regression and offset losses); set it to 0")
+    model = training_model(cfg)
     dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed)
     counts = np.bincount(np.concatenate([r.keypoints[:, 2].astype(int) for r in records]), minlength=3)[:3]
     if cfg.model.visibility_classes == 2:
         counts = np.array([counts[0], counts[1:].sum()])
     class_weights = visibility_class_weights(counts).to(device)
-    model = model_from_config(cfg.model, imagenet=cfg.model.imagenet and not cfg.init_from)
-    if cfg.init_from:
-        load_state_from(model, cfg.init_from, cfg.model)
     if cfg.strategy == "s3":
         freeze_pose(model)
     elif cfg.freeze_trunk:

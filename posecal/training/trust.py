@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +38,7 @@ POSE_LR_SCALE = 0.3                   # learning rate of the trainable pose-netw
 
 @dataclass
 class TrustTrainConfig:
-    sample_dirs: list[str]
-    val_dir: str
-    out_dir: str = "runs/trust"
+    """How the trust model trains (the `train:` part of a trust config, posecal.training.config)."""
     batch_size: int = 32
     lr: float = 1e-3
     min_lr_ratio: float = 0.05
@@ -54,7 +52,9 @@ class TrustTrainConfig:
     max_minutes: float = 0.0          # 0: no limit; else stop (resumably) after this long
     seed: int = 0
     threads: int = 2
-    loss_weights: dict = field(default_factory=lambda: {"opks": 1.0, "vis": 1.0, "oks": 1.0})
+    lambda_opks: float = 1.0
+    lambda_vis: float = 1.0
+    lambda_oks: float = 1.0
 
 
 def normalise(crops_uint8: np.ndarray) -> torch.Tensor:
@@ -161,13 +161,13 @@ def _lr(step: int, total: int, cfg: TrustTrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: bool = True,
-                log=print, init_trust: dict | None = None, trained_for: str | None = None) -> dict:
-    """Train (or resume) a trust model; returns the log dict (also written to out_dir/log.json). init_state: a
-    posecal Lite0 model's state_dict for its pose network; init_trust: a trust model's own state_dict (a
-    previous stage) instead."""
+def train_trust(cfg: TrustTrainConfig, sample_dirs: list, val_dir, out_dir, init_state: dict | None = None,
+                resume: bool = True, log=print, init_trust: dict | None = None, trained_for: str | None = None) -> dict:
+    """Train (or resume) a trust model on the samples of `sample_dirs`, validated on `val_dir`'s, into out_dir
+    (last.pt, best.pt, log.json); returns the training state with its total steps. init_state: a posecal Lite0
+    model's state_dict for its pose network; init_trust: a trust model's own state_dict (a previous stage)."""
     torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = TrustNet()
     if init_state is not None:
@@ -193,9 +193,9 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
         optim.load_state_dict(ck["optim"])
         state = ck["state"]
         log(f"resumed at step {state['step']}")
-    data = [load_shards(d) for d in cfg.sample_dirs]
+    data = [load_shards(d) for d in sample_dirs]
     data = {k: np.concatenate([d[k] for d in data]) for k in data[0]}
-    val = load_shards(cfg.val_dir)
+    val = load_shards(val_dir)
     n = len(data["crops"])
     total = int(cfg.epochs * n // cfg.batch_size)
     order = np.random.default_rng(cfg.seed).permutation(np.tile(np.arange(n), int(math.ceil(cfg.epochs)) + 1))
@@ -218,6 +218,7 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
         model.train()
         return scores
 
+    weights = {"opks": cfg.lambda_opks, "vis": cfg.lambda_vis, "oks": cfg.lambda_oks}
     start, running = time.time(), {}
     model.train()
     while state["step"] < total:
@@ -227,7 +228,7 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
         images, xy, scores, targets, vis_weight = make_batch(data, idx, cfg, rng)
         for g in optim.param_groups:
             g["lr"] = _lr(step, total, cfg) * g["lr_scale"]
-        losses = trust_losses(model(images, xy, scores), targets, vis_weight, cfg.loss_weights)
+        losses = trust_losses(model(images, xy, scores), targets, vis_weight, weights)
         optim.zero_grad()
         losses["loss"].backward()
         optim.step()
@@ -245,4 +246,4 @@ def train_trust(cfg: TrustTrainConfig, init_state: dict | None = None, resume: b
             log(f"stopped after {cfg.max_minutes} minutes at step {state['step']}; resume to go on")
             break
     write_atomic(out / "log.json", lambda f: f.write(json.dumps(state["log"], indent=1)), mode="w")
-    return state
+    return state | {"total": total}

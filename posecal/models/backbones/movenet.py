@@ -348,11 +348,6 @@ def tf_to_torch(array: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown transform {kind!r}")
 
 
-def tf_to_torch_shape(shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
-    """The torch shape that `tf_to_torch` gives for a TF tensor of `shape` (for checks without the data)."""
-    return tf_to_torch(np.empty(shape, np.float32), kind).shape
-
-
 def graph_constants(config: MoveNetConfig) -> dict[str, np.ndarray]:
     """The graph's other constants (not network weights) and the values the port and decode assume for them.
 

@@ -97,7 +97,7 @@ class TrustNet(nn.Module):
 
     def look(self, images: torch.Tensor) -> TrustLook:
         """Its own look at the crops (posecal-normalised, any size: resized to TRUST_INPUT here), computed once
-        and read at any number of keypoint sets by `judge` (the fusion judges several candidates per crop)."""
+        and read at any number of keypoint sets by `judge`."""
         h, w = images.shape[-2:]
         if (h, w) != (TRUST_INPUT, TRUST_INPUT):
             images = F.interpolate(images, size=(TRUST_INPUT, TRUST_INPUT), mode="bilinear", align_corners=False)

@@ -1,0 +1,118 @@
+"""The one pipeline (posecal/inference/pipeline.py): the person rule on known poses, and the API, `posecal predict`
+and `posecal track` going through the same PosePipeline and PersonRule; Predictor.predict(source), to_dict(),
+plot() and bgr=."""
+import json
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from posecal.cli.main import main
+from posecal.inference.pipeline import DETECTOR, GIVEN, WHOLE, PersonRule, PosePipeline
+from posecal.inference.predictor import Predictor
+
+from conftest import STANDING, pose_of, write_tiny_model, write_walking_video
+
+
+def scored(xy, quality, vis=2):
+    """pose_of with its pose scores filled, as the estimator fills them (NMS ranks by scores["oks"])."""
+    person = pose_of(xy, quality, vis=vis)
+    person.scores = {"oks": quality}
+    return person
+
+
+def test_person_rule_merges_duplicates_drops_nobody_and_keeps_given_boxes():
+    a, twin, other = scored(STANDING, 0.8), scored(STANDING + 0.5, 0.6), scored(STANDING + [200, 0], 0.7)
+    rule = PersonRule()
+    # detector boxes: the lower-scored twin (OKS with `a` near 1 > 0.9) is a duplicate; the far pose is kept
+    assert rule.keep([twin, a, other], DETECTOR) == [a, other]
+    assert rule.keep([twin, a, other], GIVEN) == [twin, a, other]        # the caller's boxes: all kept
+    low, unseen = scored(STANDING, 0.2), scored(STANDING, 0.9, vis=1)
+    assert rule.keep([a, low, unseen], WHOLE) == [a]                     # below 0.3, or nothing visible: nobody
+    assert PersonRule(min_pose_quality=0).keep([low, unseen], WHOLE) == [low, unseen]
+    assert PersonRule(nms="none").keep([twin, a], DETECTOR) == [twin, a]
+
+
+def test_pipeline_finds_boxes_by_detector_or_whole_picture():
+    seen = []
+
+    def estimate(items):
+        seen.extend(items)
+        return [[scored(STANDING, 0.8) for _ in boxes] for _, boxes, _ in items]
+
+    bgr = np.zeros((40, 30, 3), np.uint8)
+    whole = PosePipeline(estimate)
+    assert len(whole(bgr)) == 1 and seen[-1][1].tolist() == [[0, 0, 30, 40]]
+    two_boxes = PosePipeline(estimate, detector=lambda image: (np.array([[0, 0, 10, 10], [1, 1, 10, 10.]]),
+                                                               np.array([0.9, 0.8])))
+    assert len(two_boxes(bgr)) == 1          # the same pose twice: one person after pose NMS
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+def test_api_predict_and_track_use_one_pipeline_and_one_rule(tiny_model, tmp_path, monkeypatch):
+    """The same PersonRule.keep runs in all three, and the API and `posecal predict` report the same people."""
+    calls = []
+    keep = PersonRule.keep
+
+    def counted(self, people, source, mode=None):
+        calls.append(source)
+        return keep(self, people, source, mode)
+    monkeypatch.setattr(PersonRule, "keep", counted)
+    image = np.full((160, 120, 3), 90, np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    api = Predictor(tiny_model, detector=None, min_pose_quality=0)(image)
+    assert calls == [WHOLE]
+    out = tmp_path / "p.json"
+    assert main(["predict", str(tmp_path / "a.png"), "--model", str(tiny_model), "--out", str(out), "--detector",
+                 "none", "--min-pose-quality", "0", "--no-progress"]) == 0
+    assert calls == [WHOLE, WHOLE]
+    entry = json.loads(out.read_text())[0]
+    np.testing.assert_allclose(np.reshape(entry["keypoints"], (17, 3))[:, :2], api[0].keypoints, atol=1e-3)
+    video = write_walking_video(tmp_path / "walk.avi", frames=3)
+    assert main(["track", str(video), "--model", str(tiny_model), "--detector", "none", "--out",
+                 str(tmp_path / "t.json"), "--no-progress"]) == 0
+    assert DETECTOR in calls[2:]             # track merges duplicates by the same rule
+
+
+def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((80, 60, 3), 120, np.uint8))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    write_walking_video(folder / "walk.avi", frames=4)
+    predictor = Predictor(tiny_model, detector=None, min_pose_quality=0, batch_size=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pictures = list(predictor.predict(folder, every=2))
+    assert [p.name for p in pictures] == ["a.png", "walk.avi#0", "walk.avi#2"]
+    assert any("broken.jpg" in str(w.message) for w in caught)
+    record = json.loads(json.dumps(pictures[1].to_dict()))             # plain JSON types
+    assert record["frame_index"] == 0 and len(record["people"]) == 1
+    assert len(record["people"][0]["keypoints"]) == 51 and 0 <= record["people"][0]["pose_quality"] <= 1
+    drawn = pictures[0].plot()
+    assert drawn.shape == (80, 60, 3) and not np.array_equal(drawn, pictures[0].image)
+
+
+def test_bgr_arrays_as_opencv_gives_them(tiny_model):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    predictor = Predictor(tiny_model, detector=None, min_pose_quality=0)
+    from_rgb = predictor(rgb)[0]
+    from_bgr = predictor(np.ascontiguousarray(rgb[:, :, ::-1]), bgr=True)[0]
+    np.testing.assert_array_equal(from_rgb.keypoints, from_bgr.keypoints)
+    swapped = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))[0]     # the same array read as RGB: other pixels
+    assert not np.array_equal(swapped.keypoint_quality, from_rgb.keypoint_quality)
+
+
+def test_threads_are_the_predictors_own(tiny_model):
+    import torch
+
+    before = torch.get_num_threads()
+    predictor = Predictor(tiny_model, detector=None, backend="torch", threads=1)
+    predictor(np.zeros((64, 48, 3), np.uint8))
+    assert torch.get_num_threads() == before and predictor.threads == 1
