@@ -49,6 +49,9 @@ def overridden(cfg, overrides: list[str], kind: str):
         if key not in types:
             raise SystemExit(f"unknown {kind} option {key}; known: {', '.join(types)}")
         typ = types[key]
+        if value.lower() == "none":   # e.g. detector_threshold=none: trust-guided detection
+            cfg = dataclasses.replace(cfg, **{key: None})
+            continue
         cfg = dataclasses.replace(cfg, **{key: (value.lower() in ("1", "true", "yes")) if typ is bool else typ(value)})
     return cfg
 
@@ -145,11 +148,13 @@ class CachedDetector:
 
     def __init__(self, detector, path: Path):
         self.detector, self.path = detector, path
+        self.score_threshold = detector.score_threshold
         self.cache = pickle.loads(path.read_bytes()) if path.exists() else {}
         self.dirty = False
 
     def __call__(self, frame_bgr):
-        key = hashlib.sha1(frame_bgr.tobytes()).hexdigest()
+        # keyed by the threshold too: trust-guided detection runs the same detector lower
+        key = f"{self.detector.score_threshold}:{hashlib.sha1(frame_bgr.tobytes()).hexdigest()}"
         if key not in self.cache:
             self.cache[key], self.dirty = self.detector(frame_bgr), True
         return self.cache[key]
@@ -182,7 +187,7 @@ class CachedPoses:
 
     def __init__(self, predictor, cache: dict):
         self.predictor, self.cache, self.config = predictor, cache, predictor.config
-        self.pipeline = predictor.pipeline
+        self.pipeline, self.threads = predictor.pipeline, predictor.threads
 
     def predict_many(self, items, bgr=True):
         out = []

@@ -133,13 +133,20 @@ def tiny_heads_predictor(folder: Path):
     from posecal.models.checkpoint import save_model
     from posecal.models.config import ModelConfig
     from posecal.models.estimator import build_estimator
+    import torch
+
     from posecal.inference.predictor import Predictor
 
     path = folder / "heads.pt"
     cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True,
                       head_hidden=16)
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path,
-               half=True)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(1)   # the same bytes every time, as write_tiny_model: one ONNX export per session, not per call
+    try:
+        save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, path,
+                   half=True)
+    finally:
+        torch.random.set_rng_state(state)
     return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0, backend="torch")
 
 

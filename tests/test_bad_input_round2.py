@@ -3,6 +3,7 @@ name the fix, and training that is interrupted or has nobody to train on. Each u
 (`posecal: error: ...`, exit 2) or one summary line while the run goes on; never a traceback."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,13 +149,27 @@ def test_training_set_without_usable_persons_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+@pytest.fixture(scope="module")
+def trained_base(tmp_path_factory):
+    """A finished 1-step run (run/last.pt at step 1), trained once for the module."""
+    import contextlib
+    import io
+
+    base = tmp_path_factory.mktemp("trained")
+    ann, img_dir = make_coco(base / "data", n_images=4)
+    cfg = write_train_config(base, ann, img_dir, batch_size=2, max_steps=1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", str(cfg), "--no-progress"]) == 0
+    return base
+
+
 @pytest.fixture
-def trained_once(tmp_path, capsys):
-    """A finished 1-step run (run/last.pt at step 1), and its config set to go on for 5 more steps."""
-    ann, img_dir = make_coco(tmp_path / "data", n_images=4)
-    cfg = write_train_config(tmp_path, ann, img_dir, batch_size=2, max_steps=1)
-    assert run(capsys, "train", cfg, "--no-progress")[0] == 0
-    cfg.write_text(cfg.read_text().replace("epochs: 1", "epochs: 3").replace("max_steps: 1", "max_steps: 6"))
+def trained_once(trained_base, tmp_path):
+    """A copy of that run in tmp_path, and its config set to go on for 5 more steps."""
+    shutil.copytree(trained_base, tmp_path, dirs_exist_ok=True)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(cfg.read_text().replace(str(trained_base), str(tmp_path)).replace("epochs: 1", "epochs: 3")
+                   .replace("max_steps: 1", "max_steps: 6"))
     return cfg, tmp_path / "run"
 
 

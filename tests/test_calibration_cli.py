@@ -63,8 +63,9 @@ def test_predictor_eval_predict_and_onnx_apply_the_same_maps(calibrated, tmp_pat
     out, raw, ann, img_dir, _ = calibrated
     cal = QualityCalibration.from_dict(load_model(out)[2]["calibration"])
     image = cv2.imread(str(img_dir / "img0.jpg"))[:, :, ::-1]
-    people = Predictor(out)(image, boxes=BOXES)
-    plain = Predictor(out, calibrated=False)(image, boxes=BOXES)
+    # PyTorch here, the reference the ONNX file is held to below (and one ONNX export fewer: ~30 s each)
+    people = Predictor(out, backend="torch")(image, boxes=BOXES)
+    plain = Predictor(out, calibrated=False, backend="torch")(image, boxes=BOXES)
     by_hand = cal.apply(np.array([p.pose_quality for p in plain]), np.stack([p.keypoint_quality for p in plain]),
                         np.stack([p.visibility_probs for p in plain]), np.array(BOXES, float))
     np.testing.assert_allclose(np.stack([p.keypoint_quality for p in people]), by_hand["opks"], atol=1e-9)
@@ -87,19 +88,19 @@ def test_predictor_eval_predict_and_onnx_apply_the_same_maps(calibrated, tmp_pat
     boxes_file = tmp_path / "boxes.json"
     boxes_file.write_text(json.dumps({"img0.jpg": BOXES}))
     assert main(["predict", str(img_dir / "img0.jpg"), "--model", str(out), "--boxes", str(boxes_file),
-                 "--out", str(res_file), "--render", str(render), "--radius", "--no-progress"]) == 0
+                 "--out", str(res_file), "--render", str(render), "--radius", "--no-progress", "--backend", "torch"]) == 0
     entries = json.loads(res_file.read_text())
     np.testing.assert_allclose([e["keypoint_radius"] for e in entries], by_hand["keypoint_radius"], atol=0.01)
     np.testing.assert_allclose([e["keypoint_quality"] for e in entries], by_hand["opks"], atol=1e-4)
     with_r = cv2.imread(str(render / "img0.png"))
     main(["predict", str(img_dir / "img0.jpg"), "--model", str(out), "--boxes", str(boxes_file),
-          "--out", str(res_file), "--render", str(render), "--no-progress"])
+          "--out", str(res_file), "--render", str(render), "--no-progress", "--backend", "torch"])
     assert np.abs(with_r.astype(int) - cv2.imread(str(render / "img0.png")).astype(int)).sum() > 0
 
     # posecal eval: its results.json carries the same maps applied to the same raw outputs
     eval_dir = tmp_path / "eval"
     assert main(["eval", "--model", str(out), "--annotations", str(ann), "--images", str(img_dir), "--out",
-                 str(eval_dir), "--no-progress", "--threads", "1"]) == 0
+                 str(eval_dir), "--no-progress", "--threads", "1", "--backend", "torch"]) == 0
     model, mcfg, _ = load_model(out)
     pred = predict_records(model, load_coco_persons(ann, img_dir), mcfg.input_wh, progress=False)
     boxes = np.stack([r.bbox for r in pred.records])
@@ -250,7 +251,7 @@ def test_pack_conditions_fits_over_cut_and_jittered_persons_and_the_predictor_wr
     cal = QualityCalibration.from_dict(load_model(out)[2]["calibration"])
     assert set(cal.fit_info["conditions"]) == {"val", "val_noflip", "val_cut", "val_jitter"}
     assert cal.in_frame is not None and cal.in_frame.score.weights[1] >= 0
-    people = Predictor(str(out), detector=None)(cv2.imread(str(img_dir / "img0.jpg"))[:, :, ::-1],
+    people = Predictor(str(out), detector=None, backend="torch")(cv2.imread(str(img_dir / "img0.jpg"))[:, :, ::-1],
                                                boxes=np.array([BOXES[0]], float))
     assert people and people[0].in_frame.shape == (17,) and ((people[0].in_frame >= 0) & (people[0].in_frame <= 1)).all()
     assert main(["pack", str(raw), str(tmp_path / "x.pt"), "--conditions"]) == 2

@@ -199,8 +199,8 @@ def test_any_bytes_as_a_training_config(base, raw):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "heads.pt"
-    return write_tiny_model(path)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"   # the name and bytes of the session's other tiny models:
+    return write_tiny_model(path)                          # their one ONNX export (the cache names it by both)
 
 
 API_NUMBERS = ["batch_size", "threads", "detector_threshold", "min_pose_quality", "orientations"]

@@ -70,7 +70,7 @@ class _Recorder(torch.nn.Module):
 def test_every_path_feeds_a_square_rgb_0_255_crop(lightning_file, tmp_path):
     # A flat colour given as an RGB array (the API's default) must reach the network as RGB 0..255 on a 192x192
     # crop; as a BGR array (predict_many(bgr=True), what files become) its channels are swapped first.
-    pred = Predictor(str(lightning_file), detector=None, flip=False, min_pose_quality=0)
+    pred = Predictor(str(lightning_file), detector=None, flip=False, min_pose_quality=0, backend="torch")
     rec = _Recorder(pred.model.backbone)
     pred.model.backbone = rec
     image = np.zeros((300, 150, 3), np.uint8) + np.array([10, 20, 30], np.uint8)

@@ -214,7 +214,7 @@ def test_imported_checkpoint_runs_through_eval_and_s3(tmp_path, capsys):
     ann, img_dir = make_coco(tmp_path / "data", n_images=2)
     out = tmp_path / "eval"
     assert main(["eval", "--annotations", str(ann), "--images", str(img_dir), "--out", str(out),
-                 "--model", str(model_file), "--no-progress", "--batch-size", "2"]) == 0
+                 "--model", str(model_file), "--no-progress", "--batch-size", "2", "--backend", "torch"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_instances"] == 2 and 0 <= metrics["ap"]["heatmap"] <= 100
     cfg = tmp_path / "s3.yaml"

@@ -34,6 +34,38 @@ def test_person_rule_merges_duplicates_drops_nobody_and_keeps_given_boxes():
     assert PersonRule(nms="none").keep([twin, a], DETECTOR) == [twin, a]
 
 
+def test_trust_guided_detection_keeps_unsure_boxes_whose_pose_says_person():
+    sure, person, thing, hidden = (scored(STANDING + [dx, 0], q) for dx, q in ((0, 0.2), (100, 0.7), (200, 0.2),
+                                                                               (300, 0.7)))
+    sure.box_score, person.box_score, thing.box_score, hidden.box_score = 0.6, 0.2, 0.2, 0.2
+    hidden.visibility[:] = 1                      # a good pose score, but no keypoint seen: not confirmed
+    rule = PersonRule(sure_score=0.3, confirm_quality=0.5)
+    assert rule.keep([sure, person, thing, hidden], DETECTOR) == [person, sure]   # NMS orders by score
+    assert PersonRule().keep([sure, person, thing, hidden], DETECTOR) == [person, hidden, sure, thing]
+    assert rule.keep([thing], GIVEN) == [thing]   # the caller's boxes are never judged
+    # an unsure box lying inside a surer one is a part of that person (its upper body), even with a good pose
+    upper = scored(STANDING, 0.9)
+    upper.keypoints = STANDING[[0] * 17] + np.arange(17)[:, None] * [3.0, 0.0]   # another pose: NMS keeps it
+    upper.box, upper.box_score = sure.box * [1, 1, 1, 0.5], 0.25
+    assert rule.keep([sure, upper], DETECTOR) == [sure]
+    upper.box_score = 0.35                        # sure itself: kept
+    assert len(rule.keep([sure, upper], DETECTOR)) == 2
+
+
+def test_a_grey_picture_moves_the_sure_score_with_the_detector_threshold():
+    from posecal.detect.ssd import GREY_THRESHOLD_FACTOR, SsdPersonDetector
+
+    person = scored(STANDING, 0.3)                  # a poor pose: not confirmed by trust
+    person.box_score = 0.27                         # under 0.3, over the grey threshold 0.25
+    rule = PersonRule(sure_score=0.3, confirm_quality=0.55)
+    pipeline = PosePipeline(lambda items: [[person]], SsdPersonDetector(), rule)
+    grey, colour = np.full((60, 40, 3), 90, np.uint8), np.zeros((60, 40, 3), np.uint8)
+    colour[..., 2] = 200
+    assert pipeline.sure_factor(grey, DETECTOR) == GREY_THRESHOLD_FACTOR and pipeline.sure_factor(colour, DETECTOR) == 1
+    assert pipeline.people([(grey, np.zeros((1, 4)), np.ones(1), DETECTOR)]) == [[person]]
+    assert pipeline.people([(colour, np.zeros((1, 4)), np.ones(1), DETECTOR)]) == [[]]
+
+
 def test_pipeline_finds_boxes_by_detector_or_whole_picture():
     seen = []
 
@@ -59,9 +91,9 @@ def test_api_predict_and_track_use_one_pipeline_and_one_rule(tiny_model, tmp_pat
     calls = []
     keep = PersonRule.keep
 
-    def counted(self, people, source, mode=None):
+    def counted(self, people, source, mode=None, sure_factor=1.0):
         calls.append(source)
-        return keep(self, people, source, mode)
+        return keep(self, people, source, mode, sure_factor)
     monkeypatch.setattr(PersonRule, "keep", counted)
     image = np.full((160, 120, 3), 90, np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), image)
@@ -107,6 +139,16 @@ def test_bgr_arrays_as_opencv_gives_them(tiny_model):
     np.testing.assert_array_equal(from_rgb.keypoints, from_bgr.keypoints)
     swapped = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))[0]     # the same array read as RGB: other pixels
     assert not np.array_equal(swapped.keypoint_quality, from_rgb.keypoint_quality)
+
+
+def test_the_shipped_detector_is_trust_guided_unless_a_threshold_is_given(tiny_model):
+    from posecal.inference.pipeline import TRUST_GUIDED_FLOOR, TRUST_GUIDED_SURE
+
+    guided = Predictor(tiny_model)
+    assert guided.pipeline.rule.sure_score == TRUST_GUIDED_SURE
+    assert guided.pipeline.detector.score_threshold == TRUST_GUIDED_FLOOR
+    plain = Predictor(tiny_model, detector_threshold=0.4)
+    assert plain.pipeline.rule.sure_score is None and plain.pipeline.detector.score_threshold == 0.4
 
 
 def test_threads_are_the_predictors_own(tiny_model):

@@ -61,7 +61,7 @@ def test_int8_file_is_quantised_and_keeps_the_posecal_metadata(files, capsys):
 
 
 def test_eval_runs_an_exported_onnx_file_like_the_model_it_came_from(files, tmp_path):
-    torch_metrics = evaluate(files, files["model"], tmp_path / "torch", "--no-flip")
+    torch_metrics = evaluate(files, files["model"], tmp_path / "torch", "--no-flip", "--backend", "torch")
     fp32_metrics = evaluate(files, files["fp32"], tmp_path / "fp32", "--no-flip")
     int8_metrics = evaluate(files, files["int8"], tmp_path / "int8", "--no-flip")
     assert fp32_metrics["num_instances"] == int8_metrics["num_instances"] == 3

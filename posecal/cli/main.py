@@ -379,8 +379,10 @@ def main(argv=None) -> int:
     p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
     p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
                    "'none' for one person per whole image (default: the shipped SSD-MobileNetV2)")
-    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
-                   help="detector score threshold (default: 0.3)")
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT,
+                   help="keep the detector's boxes scored at least this (default: trust-guided: the shipped detector "
+                        "runs at a permissive threshold and a box it is unsure of is kept when its pose says a "
+                        "person is there; a YOLOX file: 0.3)")
     p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
                    help="--detector none: drop a whole-image pose below this pose quality or with no keypoint "
                         f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")

@@ -108,6 +108,12 @@ class SsdPersonDetector:
                            cv2.COLOR_BGR2RGB)
         return (rgb.astype(np.float32) / 127.5 - 1.0)[None]
 
+    @staticmethod
+    def threshold_factor(bgr: np.ndarray) -> float:
+        """What this picture's score thresholds are multiplied by: GREY_THRESHOLD_FACTOR for a grey picture (its
+        people score lower), else 1. Trust-guided detection scales its sure score alike (inference/pipeline.py)."""
+        return GREY_THRESHOLD_FACTOR if is_grey(bgr) else 1.0
+
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bgr = np.asarray(bgr)
         if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.shape[0] < 1 or bgr.shape[1] < 1:
@@ -118,5 +124,5 @@ class SsdPersonDetector:
         raw, logits = out[self.box_output][0], out[1 - self.box_output][0][:, PERSON_CLASS]
         h, w = bgr.shape[:2]
         boxes, scores = decode_ssd(raw, logits, self.anchors, w, h)
-        threshold = self.score_threshold * (GREY_THRESHOLD_FACTOR if is_grey(bgr) else 1.0)
+        threshold = self.score_threshold * self.threshold_factor(bgr)
         return clip_and_suppress(boxes, scores, w, h, threshold, self.nms_threshold)

@@ -7,7 +7,7 @@ own copy of these steps, with different NMS settings.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -18,13 +18,30 @@ from posecal.detect.nms import pose_nms
 # Where boxes came from: given by the caller (a boxes file, the API's boxes, a tracker's propagated boxes), a
 # person detector, or the whole picture (no detector).
 GIVEN, DETECTOR, WHOLE = "given", "detector", "whole"
+# Trust-guided detection with the shipped SSD (bench/trust_detection.py chose these on half the val crops and
+# person-free patches of the train crops, and judges them on the other half and scikit-image's person-free
+# photos): the detector runs at TRUST_GUIDED_FLOOR; a box it scores below TRUST_GUIDED_SURE is kept when its
+# pose quality is >= TRUST_GUIDED_QUALITY and some keypoint is predicted visible.
+# Unsure boxes mostly inside a surer one are parts of that person (PersonRule._without_parts).
+TRUST_GUIDED_FLOOR = 0.15
+TRUST_GUIDED_SURE = 0.3          # the SSD's own working threshold (posecal/detect/ssd.py)
+TRUST_GUIDED_QUALITY = 0.55
+TRUST_GUIDED_CONTAINED = 0.7
+# Unsure boxes shorter than this (pixels) are not judged: the trust model, reading a crop blown up from a few dozen
+# pixels, called 46-59 px boxes on the empty vtest background people (pose quality 0.53-0.69, many keypoints seen)
+TRUST_GUIDED_MIN_HEIGHT = 64
 
 
 @dataclass(frozen=True)
 class PersonRule:
     """Who, among the poses the estimator returns, is reported as a person.
 
-    Detector boxes: near-identical poses (two boxes on one person) are merged by pose NMS (`nms`: oks, soft or
+    Detector boxes: with `sure_score` set (trust-guided detection), a box the detector scores below it is a
+    person only when it is at least `unsure_min_height` pixels tall and its pose says so: pose quality >=
+    `confirm_quality` and some keypoint predicted visible (the
+    detector then runs at a permissive threshold, TRUST_GUIDED_FLOOR, so that people it is unsure of are
+    judged by posecal's trust instead of dropped); sure_score None keeps every box the detector's threshold let
+    through. Then near-identical poses (two boxes on one person) are merged by pose NMS (`nms`: oks, soft or
     none; `nms_threshold`: the OKS above which a lower-scored pose is a duplicate). Whole picture: a pose whose
     predicted OKS is below `min_pose_quality`, or with no keypoint predicted visible, is nobody
     (detector.MIN_POSE_QUALITY says what that costs). Given boxes are the caller's: every pose is kept."""
@@ -32,16 +49,47 @@ class PersonRule:
     nms: str = "oks"
     nms_threshold: float = 0.9
     min_pose_quality: float = MIN_POSE_QUALITY
+    sure_score: float | None = None
+    confirm_quality: float = MIN_POSE_QUALITY
+    unsure_min_height: float = 0.0
 
-    def keep(self, people: list, source: str, mode: str | None = None) -> list:
+    def keep(self, people: list, source: str, mode: str | None = None, sure_factor: float = 1.0) -> list:
         """The people of one picture reported for boxes from `source`; `mode` the pose score NMS ranks by
-        (default: oks with quality heads, the heatmap's mean peak without)."""
+        (default: oks with quality heads, the heatmap's mean peak without); `sure_factor` scales sure_score for
+        this picture as the detector scaled its threshold (a grey picture: posecal/detect/ssd.py)."""
+        if source == DETECTOR and self.sure_score is not None:
+            people = [p for p in people if p.box_score >= self.sure_score * sure_factor
+                      or (p.box[3] >= self.unsure_min_height and someone_there(p, self.confirm_quality))]
         if source == DETECTOR and len(people) > 1:
             mode = mode or ("oks" if people[0].visibility is not None else "heatmap")
-            return pose_nms(people, self.nms, self.nms_threshold, mode)
+            people = pose_nms(people, self.nms, self.nms_threshold, mode)
+            if self.sure_score is not None:
+                people = self._without_parts(people, self.sure_score * sure_factor)
         if source == WHOLE:
             return [p for p in people if someone_there(p, self.min_pose_quality)]
         return people
+
+
+    def _without_parts(self, people: list, sure: float) -> list:
+        """Unsure boxes (below sure_score) lying mostly (>= TRUST_GUIDED_CONTAINED of their area) inside a box the
+        detector scored higher: a part of that person (an upper body, a leg), whose pose pose NMS does not match
+        to the whole person's. Order kept."""
+        by_score = sorted(people, key=lambda p: -p.box_score)
+        kept: list = []
+        for p in by_score:
+            if p.box_score < sure and any(inside_share(p.box, o.box) >= TRUST_GUIDED_CONTAINED
+                                                     for o in kept):
+                continue
+            kept.append(p)
+        ids = {id(p) for p in kept}
+        return [p for p in people if id(p) in ids]
+
+
+def inside_share(box: np.ndarray, other: np.ndarray) -> float:
+    """The share of x, y, w, h `box`'s area that lies inside `other`."""
+    x0, y0 = max(box[0], other[0]), max(box[1], other[1])
+    x1, y1 = min(box[0] + box[2], other[0] + other[2]), min(box[1] + box[3], other[1] + other[3])
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0) / max(float(box[2] * box[3]), 1e-9)
 
 
 def someone_there(person, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
@@ -52,6 +100,14 @@ def someone_there(person, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
         return True
     seen = person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
     return seen and not person.pose_quality < min_pose_quality
+
+
+def trust_guided(rule: PersonRule) -> PersonRule:
+    """`rule` with trust-guided detection on (TRUST_GUIDED_SURE, TRUST_GUIDED_QUALITY), unless it has its own."""
+    if rule.sure_score is not None:
+        return rule
+    return replace(rule, sure_score=TRUST_GUIDED_SURE, confirm_quality=TRUST_GUIDED_QUALITY,
+                   unsure_min_height=TRUST_GUIDED_MIN_HEIGHT)
 
 
 class PosePipeline:
@@ -75,7 +131,15 @@ class PosePipeline:
         """[(BGR image, boxes, scores, source), ...] -> the people reported per picture, batched through the
         estimator together (what makes folders of one-person photos fast)."""
         estimated = self.estimate([item[:3] for item in items])
-        return [self.rule.keep(people, item[3], mode) for people, item in zip(estimated, items)]
+        return [self.rule.keep(people, item[3], mode, self.sure_factor(item[0], item[3]))
+                for people, item in zip(estimated, items)]
+
+    def sure_factor(self, bgr: np.ndarray, source: str) -> float:
+        """How the detector scaled its threshold for this picture (the shipped SSD lowers it for grey pictures),
+        so that trust-guided detection's sure score moves with it; 1 for other detectors and sources."""
+        if source != DETECTOR or self.rule.sure_score is None or not hasattr(self.detector, "threshold_factor"):
+            return 1.0
+        return self.detector.threshold_factor(bgr)
 
     def __call__(self, bgr: np.ndarray, mode: str | None = None) -> list:
         """The people in one BGR picture, boxes found by the pipeline."""

@@ -23,7 +23,8 @@ from posecal.inference.topdown import infer_crops
 from posecal.parallel import default_threads
 from posecal.inference.orientation import check_orientations, keep_best_turn, orientations_for, persons_to_turn
 from posecal.detect.detector import MIN_POSE_QUALITY
-from posecal.inference.pipeline import DETECTOR, GIVEN, PersonRule, PosePipeline, someone_there  # noqa: F401
+from posecal.inference.pipeline import (GIVEN, TRUST_GUIDED_FLOOR, PersonRule, PosePipeline, someone_there,  # noqa: F401
+                                       trust_guided)
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, visibility_classes
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 
@@ -119,7 +120,10 @@ class Predictor:
 
     Images given without boxes go through a person detector: detector="default" is the shipped SSD
     (posecal/detect/ssd.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
-    then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there).
+    then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there). The
+    shipped SSD with detector_threshold=None is trust-guided: it runs at a permissive threshold and posecal's
+    trust decides who among its unsure boxes is a person (pipeline.PersonRule); a detector_threshold given keeps
+    the detector's boxes above it, as the detector scores them.
     Boxes from the detector are followed by OKS-NMS on the poses. Detector, estimator and that person rule are
     one PosePipeline (posecal/inference/pipeline.py, `self.pipeline`), the same one `posecal predict` and
     `posecal track` use.
@@ -170,11 +174,17 @@ class Predictor:
         self.device, self.batch_size, self.backend = device, batch_size, backend
         self.min_pose_quality = min_pose_quality
         self.detector = None
+        rule = rule or PersonRule(min_pose_quality=min_pose_quality)
         if detector is not None:
             from posecal.detect.detector import load_detector
 
-            self.detector = load_detector(str(detector), detector_threshold, threads=threads)
-        self.pipeline = PosePipeline(self.estimate, self.detector, rule or PersonRule(min_pose_quality=min_pose_quality))
+            # the shipped detector at its default, on a model with quality heads: trust-guided (pipeline.py)
+            guided = (detector_threshold is None and str(detector).lower() == "default"
+                      and bool(self.config.quality_heads))
+            self.detector = load_detector(str(detector), TRUST_GUIDED_FLOOR if guided else detector_threshold,
+                                          threads=threads)
+            rule = trust_guided(rule) if guided else rule
+        self.pipeline = PosePipeline(self.estimate, self.detector, rule)
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", **kwargs) -> "Predictor":

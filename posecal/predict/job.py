@@ -41,7 +41,7 @@ class PredictConfig:
     boxes: str | None = None             # boxes file (COCO detection results or per-image JSON)
     annotations: str | None = None       # COCO file whose image ids the results should carry
     detector: str | None = None          # None/"default": the shipped SSD; "none": whole image; else a YOLOX ONNX
-    detector_threshold: float = 0.3
+    detector_threshold: float | None = None   # None: trust-guided with the shipped SSD (pipeline.py), else 0.3
     min_pose_quality: float = MIN_POSE_QUALITY  # whole-image mode: poses below it (or all-absent) are dropped
     nms: str = "oks"                     # pose NMS after estimation, detector boxes only
     nms_threshold: float = 0.9
@@ -118,7 +118,9 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
 
     def flush():
         people = pipeline.people([(f.bgr, b, s, source) for f, _, b, s, source in pending], mode)
-        for (frame, key, _, _, _), persons in zip(pending, people):
+        for (frame, key, _, _, source), persons in zip(pending, people):
+            if source == DETECTOR and not persons:   # boxes, but none the person rule took for somebody
+                log(f"{frame.name}: the detector found nobody")
             entries = result_entries(frame, persons, 0, mode)
             if stream is not None:
                 stream(frame, entries)

@@ -35,7 +35,7 @@ from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
 from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
-from posecal.inference.pipeline import DETECTOR
+from posecal.inference.pipeline import DETECTOR, TRUST_GUIDED_FLOOR, trust_guided
 from posecal.inference.predictor import Predictor
 from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
@@ -58,7 +58,7 @@ class TrackConfig:
     # (docs/tracking.md: IDF1 0.878, against 0.813 for the fine-tuned accurate and 0.819 for fast); fast: 27 fps
     model: str = "published"
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
-    detector_threshold: float = 0.3
+    detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
@@ -300,8 +300,13 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     # the one pipeline (posecal/inference/pipeline.py): its detector finds people on detector frames, its
     # estimator poses them and the boxes the tracker carries, its person rule merges duplicates
     predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None)
-    detector = predictor.pipeline.detector = load_detector(cfg.detector, cfg.detector_threshold,
-                                                           threads=predictor.threads)
+    # detector_threshold None: trust-guided detection, as predict and the API do with the shipped detector
+    guided = (cfg.detector_threshold is None and str(cfg.detector or "default").lower() == "default"
+              and bool(predictor.config.quality_heads))
+    detector = predictor.pipeline.detector = load_detector(
+        cfg.detector, TRUST_GUIDED_FLOOR if guided else cfg.detector_threshold, threads=predictor.threads)
+    if guided:
+        predictor.pipeline.rule = trust_guided(predictor.pipeline.rule)
     clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
     # the reported trust values of tracked poses, per pose source (calibration/video.py), where the model has it
@@ -496,7 +501,8 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
                 if not prop or still_there(p, cfg.keep_quality, detector_frame=detections is not None)]
         estimated = people
         people = [p for p, _ in kept]
-        people = predictor.pipeline.rule.keep(people, DETECTOR, mode)
+        people = predictor.pipeline.rule.keep(people, DETECTOR, mode,
+                                              predictor.pipeline.sure_factor(frame.bgr, DETECTOR))
         detected = {id(p) for p, from_detector in kept if from_detector}
         tracked = tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)
         if skip is not None:
