@@ -13,7 +13,7 @@ not counted as false (unlabelled people in COCO photos still are: the false rate
 No-people photos: scikit-image's photos and textures without a person (coffee, cat, rocket, coins, ...).
 --pose: also run the pose network on the whole image (whole-image mode, the product's settings: flip test,
 calibrated heads) and print the pose-quality distribution on the crops (a person is there) and on the no-people
-photos, and what `--min-pose-quality` 0.2 ... 0.5 keeps of each (the product's own rule, predictor.someone_there).
+photos, and what `--min-pose-quality` 0.2 ... 0.5 keeps of each (the product's own rule, pipeline.someone_there).
 --pose-only skips the detector part; --save writes the pose qualities and visibility probabilities.
 --grey: every picture (crops and no-people photos) made grey first, as a black-and-white photo reaches posecal
 (three equal channels), which the shipped detector thresholds lower (posecal/detect/ssd.py).
@@ -122,7 +122,8 @@ def main() -> None:
 def pose_quality(images, data: Path, photos, threads: int, save: Path | None = None) -> None:
     """Whole-image mode: pose quality and keypoints predicted visible, people vs no people, and what each
     --min-pose-quality keeps by the product's rule (someone_there) and by quality alone."""
-    from posecal.inference.predictor import Predictor, someone_there
+    from posecal.inference.pipeline import someone_there
+    from posecal.inference.predictor import Predictor
 
     pred = Predictor(threads=threads, detector=None, min_pose_quality=0.0)   # flip test on, as `predict`
 

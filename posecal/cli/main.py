@@ -64,6 +64,7 @@ ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and k
 RANK_THREADS_HELP = ("CPU threads (default: the cores this process may use; under torchrun, per rank: the node's "
                      "cores shared among its ranks, at least 1)")
 THREADS_HELP = "CPU threads (default: the cores this process may use)"
+FLIP_HELP = "flip test: --no-flip is 2x faster, a little less accurate (default: on)"
 # Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused
 # (N copies would each do all of it and write the same files).
 RANK_COMMANDS = ("train", "predict", "track", "eval")
@@ -480,8 +481,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="accurate, published, fast, a model file (e.g. a run's best_model.pt), or an exported .onnx "
                    "(fp32 or int8) run by onnxruntime (default: the shipped default model)")
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
-                   help="flip test: --no-flip is 2x faster, a little less accurate (default: on)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help=FLIP_HELP)
     p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax", "movenet"), default=None,
                    help="keypoint decoding: DARK sub-pixel, plain argmax or soft-argmax of the heatmaps, or "
@@ -585,8 +585,7 @@ def main(argv=None) -> int:
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")
     p.add_argument("--top", type=POSITIVE_INT, default=60, help="findings drawn in report.html (default: 60)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
-                   help="flip test: --no-flip is 2x faster, a little less accurate (default: on)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help=FLIP_HELP)
     p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
     p.add_argument("--threads", type=THREADS_INT, help=THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -69,7 +69,6 @@ class PersonRule:
             return [p for p in people if someone_there(p, self.min_pose_quality)]
         return people
 
-
     def _without_parts(self, people: list, sure: float) -> list:
         """Unsure boxes (below sure_score) lying mostly (>= TRUST_GUIDED_CONTAINED of their area) inside a box the
         detector scored higher: a part of that person (an upper body, a leg), whose pose pose NMS does not match
@@ -77,8 +76,7 @@ class PersonRule:
         by_score = sorted(people, key=lambda p: -p.box_score)
         kept: list = []
         for p in by_score:
-            if p.box_score < sure and any(inside_share(p.box, o.box) >= TRUST_GUIDED_CONTAINED
-                                                     for o in kept):
+            if p.box_score < sure and any(inside_share(p.box, o.box) >= TRUST_GUIDED_CONTAINED for o in kept):
                 continue
             kept.append(p)
         ids = {id(p) for p in kept}
@@ -102,12 +100,17 @@ def someone_there(person, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
     return seen and not person.pose_quality < min_pose_quality
 
 
-def trust_guided(rule: PersonRule) -> PersonRule:
-    """`rule` with trust-guided detection on (TRUST_GUIDED_SURE, TRUST_GUIDED_QUALITY), unless it has its own."""
-    if rule.sure_score is not None:
-        return rule
-    return replace(rule, sure_score=TRUST_GUIDED_SURE, confirm_quality=TRUST_GUIDED_QUALITY,
-                   unsure_min_height=TRUST_GUIDED_MIN_HEIGHT)
+def detection_setup(detector, detector_threshold: float | None, quality_heads: bool,
+                    rule: PersonRule) -> tuple[float | None, PersonRule]:
+    """(the threshold to load `detector` at, the person rule) for a detector spec as the user gave it: the shipped
+    SSD (None or "default") with no threshold asked for, on a model with quality heads, is trust-guided (the
+    detector at TRUST_GUIDED_FLOOR, the rule confirming its unsure boxes); anything else keeps the threshold
+    asked for (None: the detector's own) and the rule as it is. Used by the API, predict and track alike."""
+    guided = detector_threshold is None and str(detector or "default").lower() == "default" and quality_heads
+    if not guided or rule.sure_score is not None:
+        return detector_threshold, rule
+    return TRUST_GUIDED_FLOOR, replace(rule, sure_score=TRUST_GUIDED_SURE, confirm_quality=TRUST_GUIDED_QUALITY,
+                                       unsure_min_height=TRUST_GUIDED_MIN_HEIGHT)
 
 
 class PosePipeline:

@@ -23,8 +23,7 @@ from posecal.inference.topdown import infer_crops
 from posecal.parallel import default_threads
 from posecal.inference.orientation import check_orientations, keep_best_turn, orientations_for, persons_to_turn
 from posecal.detect.detector import MIN_POSE_QUALITY
-from posecal.inference.pipeline import (GIVEN, TRUST_GUIDED_FLOOR, PersonRule, PosePipeline, someone_there,  # noqa: F401
-                                       trust_guided)
+from posecal.inference.pipeline import GIVEN, PersonRule, PosePipeline, detection_setup
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, visibility_classes
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 
@@ -172,18 +171,13 @@ class Predictor:
         self.flip = True if flip is None else flip
         self.calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         self.device, self.batch_size, self.backend = device, batch_size, backend
-        self.min_pose_quality = min_pose_quality
         self.detector = None
         rule = rule or PersonRule(min_pose_quality=min_pose_quality)
         if detector is not None:
             from posecal.detect.detector import load_detector
 
-            # the shipped detector at its default, on a model with quality heads: trust-guided (pipeline.py)
-            guided = (detector_threshold is None and str(detector).lower() == "default"
-                      and bool(self.config.quality_heads))
-            self.detector = load_detector(str(detector), TRUST_GUIDED_FLOOR if guided else detector_threshold,
-                                          threads=threads)
-            rule = trust_guided(rule) if guided else rule
+            threshold, rule = detection_setup(detector, detector_threshold, bool(self.config.quality_heads), rule)
+            self.detector = load_detector(str(detector), threshold, threads=threads)
         self.pipeline = PosePipeline(self.estimate, self.detector, rule)
 
     @classmethod

@@ -35,7 +35,7 @@ from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
 from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
-from posecal.inference.pipeline import DETECTOR, TRUST_GUIDED_FLOOR, trust_guided
+from posecal.inference.pipeline import DETECTOR, detection_setup
 from posecal.inference.predictor import Predictor
 from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
@@ -301,12 +301,9 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     # estimator poses them and the boxes the tracker carries, its person rule merges duplicates
     predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None)
     # detector_threshold None: trust-guided detection, as predict and the API do with the shipped detector
-    guided = (cfg.detector_threshold is None and str(cfg.detector or "default").lower() == "default"
-              and bool(predictor.config.quality_heads))
-    detector = predictor.pipeline.detector = load_detector(
-        cfg.detector, TRUST_GUIDED_FLOOR if guided else cfg.detector_threshold, threads=predictor.threads)
-    if guided:
-        predictor.pipeline.rule = trust_guided(predictor.pipeline.rule)
+    threshold, predictor.pipeline.rule = detection_setup(cfg.detector, cfg.detector_threshold,
+                                                         bool(predictor.config.quality_heads), predictor.pipeline.rule)
+    detector = predictor.pipeline.detector = load_detector(cfg.detector, threshold, threads=predictor.threads)
     clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
     # the reported trust values of tracked poses, per pose source (calibration/video.py), where the model has it
