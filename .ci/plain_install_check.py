@@ -18,6 +18,7 @@ installed = Path(posecal.__file__).resolve()
 assert "site-packages" in installed.parts and installed.parent != repo / "posecal", \
     f"imported the checkout, not the install: {posecal.__file__}"
 predictor = Predictor()
+Predictor("published")   # composed at load from the wheel's movenet_thunder_fp16.pt (weights stored once)
 photos = sorted((repo.parent / "shared" / "data" / "coco-val2017-crops" / "images").glob("*.jpg"))[:3]
 if not photos:
     print("plain install: posecal imports and its Predictor builds (no shared data here for a photo)")

@@ -122,11 +122,15 @@ def read_json(path: Path):
     return json.loads(path.read_text())
 
 
-def stored_calibration(path: Path) -> dict:
-    """What `posecal pack` stored in a model file: the visibility rule's ratio and the cross-fitted figures."""
+def torch_file(path: Path) -> dict:
     import torch
 
-    meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def stored_calibration(path: Path) -> dict:
+    """What `posecal pack` stored in a model file: the visibility rule's ratio and the cross-fitted figures."""
+    meta = torch_file(path).get("meta", {})
     cal = meta.get("calibration") or {}
     info = cal.get("fit_info") or {}
     crossed = (info.get("cross_fitted") or {}).get("cross_fitted")
@@ -157,6 +161,9 @@ def eval_figures(folder: Path) -> dict | None:
 def model_numbers(name: str, conditions: dict) -> dict:
     path = WEIGHTS / f"posecal_{name}.pt"
     out = {"file": str(path.relative_to(ROOT)), "file_mb": mb(path), **ABOUT[name]}
+    shared = torch_file(path).get("shared_weights")
+    if shared:   # its pose network is a shipped part the file names instead of storing (posecal pack)
+        out["shares"] = {"file": f"posecal/weights/{shared['file']}", "mb": mb(WEIGHTS / shared["file"])}
     cal = stored_calibration(path)
     out["occluded_over_visible"] = cal["occluded_over_visible"]
     out["val"] = eval_figures(EVAL / name)
@@ -195,7 +202,8 @@ def readme_table(models: dict) -> dict:
         ms = f1(m["onnx_forward_ms"]["value"]) + ("" if name != "fast" else " (other run)")
         rows.append([f"`{name}`", m["what"], m["input"], f1(m["val"]["ap"]), f1(m["val"]["ap50"]),
                      f3(m["cross_fitted"]["keypoint_ece"]), f3(m["cross_fitted"]["pose_ece"]), ms,
-                     f"{m['file_mb']} MB", m["use"]])
+                     f"{m['file_mb']} MB" + (f" + {m['shares']['mb']} MB shared" if "shares" in m else ""),
+                     m["use"]])
     return {"header": header, "rows": rows}
 
 

@@ -207,7 +207,7 @@ def _cmd_pack(args) -> None:
                   + f"; radius coverage {after['radius_coverage']:.3f} (per keypoint "
                     f"{after['radius_coverage_min']:.3f}-{after['radius_coverage_max']:.3f})")
         meta["calibration"] = cal.to_dict()
-    save_model(model, cfg, args.out, meta=meta, half=not args.fp32)
+    save_model(model, cfg, args.out, meta=meta, half=not args.fp32, share_shipped=True)
     print(f"wrote {args.out}")
 
 
@@ -288,7 +288,10 @@ def _cmd_models(args) -> None:
     for row in rows:
         size = "missing" if row["bytes"] is None else f"{row['bytes'] / 1e6:.1f} MB"
         default = " (default)" if row["default"] else ""
-        print(f"{row['name']}{default}: {row['use']}\n    {row['file']} ({size})")
+        shares = row["shares"]
+        also = "" if shares is None else (f" + its pose network {shares['file']} "
+                                          f"({(shares['bytes'] or 0) / 1e6:.1f} MB, shared)")
+        print(f"{row['name']}{default}: {row['use']}\n    {row['file']} ({size}){also}")
     print("any command's --model (and Predictor's model_path) also takes a model file or an exported .onnx")
 
 

@@ -1,6 +1,8 @@
 """Checkpoints: written atomically (temp file + rename) so a crash never leaves a half file."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import pickle
 from pathlib import Path
@@ -40,11 +42,16 @@ def model_file(spec) -> Path:
 
 def shipped_model_table() -> list[dict]:
     """The shipped models as `posecal models` lists them: name, what it is for, its file and size (a wheel
-    built without weights has none: size None)."""
+    built without weights has none: size None), and the shipped part whose weights it shares (`shares`: the
+    part's file and size; None for a file that holds all its weights)."""
     rows = []
     for name, path in SHIPPED_MODELS.items():
         size = path.stat().st_size if path.is_file() else None
+        shared = read_torch_file(path).get("shared_weights") if size is not None else None
+        part = WEIGHTS_DIR / shared["file"] if shared else None
         rows.append({"name": name, "default": name == DEFAULT_MODEL_NAME, "file": str(path), "bytes": size,
+                     "shares": None if part is None else {
+                         "file": str(part), "bytes": part.stat().st_size if part.is_file() else None},
                      "use": SHIPPED_MODEL_USES[name]})
     return rows
 
@@ -71,18 +78,76 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
     if cfg.backbone in STRIDE32_BACKBONES and any(v % 32 for v in cfg.input_wh):
         raise PosecalInputError(f"model.input_wh: {cfg.backbone} needs a width and height that are multiples "
                                 f"of 32 (e.g. 192x256 or 288x384), got {cfg.input_wh[0]}x{cfg.input_wh[1]}")
-    return build_estimator(cfg.head_widths, cfg.num_keypoints, imagenet=cfg.imagenet if imagenet is None else imagenet,
-                           quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
-                           head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
-                           input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust)
+    try:
+        return build_estimator(cfg.head_widths, cfg.num_keypoints,
+                               imagenet=cfg.imagenet if imagenet is None else imagenet,
+                               quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
+                               head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
+                               input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust)
+    except FileNotFoundError as e:   # an init's weights that this installation lacks (Lightning, in a wheel)
+        raise PosecalInputError(f"model.backbone {cfg.backbone}: {e}") from None
 
 
-def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False):
-    """The deployable model file: config + weights (fp16 optional, halves the size)."""
+def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False,
+               share_shipped: bool = False):
+    """The deployable model file: config + weights (fp16 optional, halves the size). With share_shipped, a
+    pose network that is a shipped part unchanged (Google's MoveNet, `SHIPPED_PARTS`) is not stored again: the
+    file names the part and its digest, and read_model_file puts it back (`posecal pack` does this, so the
+    `published` model does not carry a second copy of movenet_thunder_fp16.pt)."""
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
              for k, v in model.state_dict().items()}
-    atomic_save({"model_config": plain(model_config_to_dict(cfg)),
-                 "state_dict": state, "meta": plain(meta or {})}, path)
+    ckpt = {"model_config": plain(model_config_to_dict(cfg)), "state_dict": state, "meta": plain(meta or {})}
+    if share_shipped and cfg.backbone in SHIPPED_PARTS:
+        part_state, record = shipped_part(SHIPPED_PARTS[cfg.backbone])
+        if part_state is not None and all(
+                f"{PART_PREFIX}{k}" in state and state[f"{PART_PREFIX}{k}"].dtype == v.dtype
+                and torch.equal(state[f"{PART_PREFIX}{k}"], v) for k, v in part_state.items()):
+            ckpt["state_dict"] = {k: v for k, v in state.items()
+                                  if not (k.startswith(PART_PREFIX) and k[len(PART_PREFIX):] in part_state)}
+            ckpt["shared_weights"] = record
+    atomic_save(ckpt, path)
+
+
+# Shipped networks other model files may share instead of storing a copy (save_model's share_shipped): the
+# MoveNet weights as converted from Google's release, under the estimator's "backbone." prefix.
+SHIPPED_PARTS = {"movenet_thunder": "movenet_thunder_fp16.pt"}
+PART_PREFIX = "backbone."
+
+
+def shipped_part(name: str) -> tuple[dict | None, dict]:
+    """(state_dict, record) of a shipped part file in posecal/weights; the record (file name and the sha256 of
+    its bytes) is what a sharing model file stores. (None, record) when the part is not installed."""
+    path = WEIGHTS_DIR / name
+    if not path.is_file():
+        return None, {"file": name}
+    data = path.read_bytes()
+    blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return blob["state_dict"], {"file": name, "prefix": PART_PREFIX, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_model_file(path: Path) -> dict:
+    """read_torch_file of a model file, with the weights it shares with a shipped part put back: the part must
+    be one of posecal's own files (a bare name in posecal/weights, never a path the file chooses) with the
+    recorded digest, so a model file can neither point elsewhere nor load against other weights."""
+    ckpt = read_torch_file(path)
+    shared = ckpt.get("shared_weights")
+    if shared is None:
+        return ckpt
+    name = shared.get("file") if isinstance(shared, dict) else None
+    if name not in SHIPPED_PARTS.values():
+        raise PosecalInputError(f"{path}: shares weights with {name!r}, which is not a part posecal ships")
+    part_state, record = shipped_part(name)
+    if part_state is None:
+        raise PosecalInputError(f"{path}: its pose network is posecal's {name}, which this installation lacks "
+                                f"(reinstall posecal)")
+    if record["sha256"] != shared.get("sha256") or shared.get("prefix") != PART_PREFIX:
+        raise PosecalInputError(f"{path}: shares weights with {name}, but the installed {name} is another "
+                                f"version (digest {record['sha256'][:12]}, the file expects "
+                                f"{str(shared.get('sha256'))[:12]})")
+    own = ckpt.get("state_dict")
+    if not isinstance(own, dict):
+        raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
+    return {**ckpt, "state_dict": {f"{PART_PREFIX}{k}": v for k, v in part_state.items()} | own}
 
 
 def plain(value):
@@ -175,7 +240,7 @@ def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = Non
     or left over in it (a pose-only model fine-tuned from a packed model with heads). With `cfg`, the file's
     input convention must equal the config's (an imported checkpoint's is in its file: `posecal import-weights`)."""
     path = Path(path)
-    ckpt = read_torch_file(path)
+    ckpt = read_model_file(path)
     state = ckpt.get("state_dict", ckpt.get("model"))
     if state is None:
         raise PosecalInputError(f"{path}: not a posecal model file (no weights)")
@@ -210,7 +275,7 @@ def load_model(path=None, device: str = "cpu", training_checkpoint: bool = False
     if path.suffix.lower() == ".onnx" and path.is_file():
         raise PosecalInputError(f"{path}: an exported ONNX model; this needs a posecal .pt model file (e.g. the one "
                                 f"it was exported from). ONNX files run in predict, eval, track and Predictor")
-    ckpt = read_torch_file(path)
+    ckpt = read_model_file(path)
     if is_training_checkpoint(ckpt):
         if not training_checkpoint:
             raise PosecalInputError(training_checkpoint_message(path))

@@ -22,7 +22,7 @@ from posecal.errors import PosecalInputError
 from posecal.export.cache import cached_onnx
 from posecal.io import write_json_atomic
 from posecal.models.assemble import pose_fingerprint, trust_weights, with_trust
-from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_file, read_torch_file, save_model
+from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_file, read_model_file, save_model
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.outputs import check_output_dir, check_output_file
 from posecal.training.config import TrustJobConfig, to_dict
@@ -53,7 +53,7 @@ def run_trust_job(cfg: TrustJobConfig, progress: bool = True, log=print) -> dict
     sample_dirs = write_trust_samples(cfg, base_model, base_cfg.input_wh, fingerprint, out / "samples", progress)
     log(f"samples: {', '.join(str(d) for d in sample_dirs)}")
     init_trust = trust_weights(cfg.init) if cfg.init else None
-    init_pose = None if cfg.init else read_torch_file(model_file(cfg.init_pose))["state_dict"]
+    init_pose = None if cfg.init else read_model_file(model_file(cfg.init_pose))["state_dict"]
     state = train_trust(cfg.train, sample_dirs, out / "samples" / "val", out / "train", init_state=init_pose,
                         log=log, init_trust=init_trust, trained_for=fingerprint)
     if state["total"] == 0:

@@ -1,0 +1,74 @@
+"""Shipped weights stored once: a model file whose pose network is Google's MoveNet unchanged names the shipped
+part instead of a copy (save_model share_shipped, read_model_file), and loads to exactly the same weights."""
+import json
+
+import pytest
+import torch
+
+from posecal.errors import PosecalInputError
+from posecal.models.checkpoint import (PART_PREFIX, SHIPPED_MODELS, WEIGHTS_DIR, atomic_save, load_model,
+                                       model_from_config, read_model_file, read_torch_file, save_model)
+from posecal.models.config import ModelConfig, network_input
+
+THUNDER = WEIGHTS_DIR / "movenet_thunder_fp16.pt"
+
+
+def thunder_state() -> dict:
+    return torch.load(THUNDER, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_published_is_composed_from_the_shipped_thunder_network():
+    raw = read_torch_file(SHIPPED_MODELS["published"])
+    assert raw["shared_weights"]["file"] == THUNDER.name
+    assert not any(k.startswith(PART_PREFIX) for k in raw["state_dict"])   # no second copy in the file
+    assert SHIPPED_MODELS["published"].stat().st_size < THUNDER.stat().st_size
+    model, cfg, _ = load_model("published")
+    own = model.state_dict()
+    for k, v in thunder_state().items():
+        assert torch.equal(own[PART_PREFIX + k], v.float()), k
+    assert cfg.trust and model.trust is not None
+
+
+def test_pack_shares_an_unchanged_network_and_stores_a_changed_one(tmp_path):
+    cfg = network_input(ModelConfig(backbone="movenet_thunder", quality_heads=True, head_hidden=8), given=())
+    model = model_from_config(cfg, imagenet=True)   # Google's weights, as shipped
+    save_model(model, cfg, tmp_path / "shared.pt", half=True, share_shipped=True)
+    save_model(model, cfg, tmp_path / "whole.pt", half=True)
+    assert "shared_weights" in read_torch_file(tmp_path / "shared.pt")
+    assert (tmp_path / "shared.pt").stat().st_size < (tmp_path / "whole.pt").stat().st_size - 10_000_000
+    a, _, _ = load_model(tmp_path / "shared.pt")
+    b, _, _ = load_model(tmp_path / "whole.pt")
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+    with torch.no_grad():
+        next(model.backbone.parameters()).add_(0.5)   # a fine-tuned network is its own: stored whole
+    save_model(model, cfg, tmp_path / "tuned.pt", half=True, share_shipped=True)
+    assert "shared_weights" not in read_torch_file(tmp_path / "tuned.pt")
+
+
+def test_a_file_may_share_only_posecals_own_part_of_the_recorded_version(tmp_path):
+    raw = read_torch_file(SHIPPED_MODELS["published"])
+    outside = tmp_path / "outside.pt"
+    atomic_save({**raw, "shared_weights": {**raw["shared_weights"], "file": "../../evil.pt"}}, outside)
+    with pytest.raises(PosecalInputError, match=r"outside\.pt: shares weights with '\.\./\.\./evil\.pt', which is "
+                                                r"not a part posecal ships"):
+        read_model_file(outside)
+    other = tmp_path / "other.pt"
+    atomic_save({**raw, "shared_weights": {**raw["shared_weights"], "sha256": "0" * 64}}, other)
+    with pytest.raises(PosecalInputError, match=r"other\.pt: shares weights with movenet_thunder_fp16\.pt, but the "
+                                                r"installed movenet_thunder_fp16\.pt is another version"):
+        load_model(other)
+
+
+def test_posecal_models_lists_each_file_and_the_part_it_shares(capsys):
+    from posecal.cli.main import main
+
+    main(["models", "--json"])
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"accurate", "published", "fast"} and rows["accurate"]["default"]
+    assert rows["published"]["shares"]["file"] == str(THUNDER)
+    assert rows["published"]["shares"]["bytes"] == THUNDER.stat().st_size
+    assert rows["accurate"]["shares"] is None and rows["fast"]["shares"] is None
+    main(["models"])
+    text = capsys.readouterr().out
+    assert f"posecal_published.pt (9.0 MB) + its pose network {THUNDER} (12.5 MB, shared)" in text
