@@ -3,6 +3,7 @@ old a frame's poses are when their JSON line arrives (python bench/live_latency.
 
 Usage: python bench/live_latency.py [--video ../shared/data/videos/intel_two_persons_walking.mp4] [--fps 25]
                                     [--seconds 20] [--models fast,accurate] [--threads 2] [--extra "..."]
+                                    [--cadences adaptive,fixed]
 
 Starts tests/mjpeg_server.py on 127.0.0.1 (the video's frames as multipart/x-mixed-replace JPEGs, looped, at
 --fps, paced in real time as a camera sends them), then per model runs `python -m posecal track URL --out -
@@ -55,6 +56,7 @@ def run_one(url: str, model: str, seconds: float, threads: int, extra: list[str]
     line_ms = np.array([(t - r["capture_time"]) * 1000 for t, r in records])
     own_ms = np.array([r["latency_ms"] for _, r in records])
     report = next((line for line in err_lines if "frame(s) arrived" in line), "")
+    cadence = next((line.strip() for line in err_lines if "adaptive cadence" in line), "")
     m = re.search(r"(\d+) frame\(s\) arrived, (\d+) processed", report)
     arrived, processed = (int(m.group(1)), int(m.group(2))) if m else (0, len(records))
     span = records[-1][1]["capture_time"] - records[0][1]["capture_time"] if len(records) > 1 else 0.0
@@ -63,7 +65,7 @@ def run_one(url: str, model: str, seconds: float, threads: int, extra: list[str]
             "people": sum(len(r["people"]) for _, r in records),
             "line_p50": float(np.median(line_ms)), "line_p95": float(np.percentile(line_ms, 95)),
             "own_p50": float(np.median(own_ms)), "own_p95": float(np.percentile(own_ms, 95)),
-            "report": report.strip()}
+            "report": report.strip(), "cadence": cadence}
 
 
 def main() -> None:
@@ -74,6 +76,9 @@ def main() -> None:
     ap.add_argument("--models", default="fast,accurate", help="comma-separated --model values")
     ap.add_argument("--threads", type=int, default=2, help="--threads of posecal track (default: 2)")
     ap.add_argument("--extra", default="", help="more posecal track options, e.g. '--detect-every 1'")
+    ap.add_argument("--cadences", default="adaptive,fixed",
+                    help="adaptive (the default: tracking/cadence.py), fixed (--no-adaptive: the newest frame, "
+                         "detector every --detect-every frames), or both, run side by side (default: both)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     if not Path(args.video).is_file():
@@ -83,13 +88,18 @@ def main() -> None:
         print(f"serving {Path(args.video).name} at {args.fps:g} fps on {server.url}; {args.seconds:g} s per model, "
               f"--threads {args.threads} {args.extra}".rstrip(), flush=True)
         for model in args.models.split(","):
-            row = run_one(server.url, model, args.seconds, args.threads, args.extra.split())
-            rows.append(row)
-            print(f"  {row['report']}", flush=True)
-    print("\n| model | arrived | processed | share | fps | capture -> line p50 / p95 ms | latency_ms p50 / p95 |")
-    print("|---|---|---|---|---|---|---|")
+            for cadence in args.cadences.split(","):
+                extra = args.extra.split() + (["--no-adaptive"] if cadence == "fixed" else [])
+                row = run_one(server.url, model, args.seconds, args.threads, extra) | {"cadence_mode": cadence}
+                rows.append(row)
+                print(f"  {model} ({cadence}): {row['report']}" + (f"\n    {row['cadence']}" if row["cadence"]
+                                                                   else ""), flush=True)
+    print("\n| model | cadence | arrived | processed | share | fps | capture -> line p50 / p95 ms | "
+          "latency_ms p50 / p95 |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['arrived']} | {r['processed']} | {r['share']:.0%} | {r['fps']:.1f} | "
+        print(f"| {r['model']} | {r['cadence_mode']} | {r['arrived']} | {r['processed']} | {r['share']:.0%} | "
+              f"{r['fps']:.1f} | "
               f"{r['line_p50']:.0f} / {r['line_p95']:.0f} | {r['own_p50']:.0f} / {r['own_p95']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

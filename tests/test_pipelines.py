@@ -165,7 +165,7 @@ def test_predict_and_track_without_people_write_empty_results(tmp_path, capsys):
     """The shipped detector on a plain grey picture and a plain grey video: nobody, and an empty file."""
     cv2.imwrite(str(tmp_path / "blank.jpg"), np.full((240, 320, 3), 90, np.uint8))
     rc, _, err = run(capsys, "predict", tmp_path / "blank.jpg", "--out", tmp_path / "p.json", "--model", "fast",
-                     "--no-progress")
+                     "--no-progress", "--backend", "torch")
     assert rc == 0 and json.loads((tmp_path / "p.json").read_text()) == [] and "found nobody" in err
     video = cv2.VideoWriter(str(tmp_path / "blank.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
     for _ in range(6):

@@ -85,6 +85,7 @@ def test_cli_default_detector_on_a_blank_image(tmp_path, capsys):
 
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((200, 300, 3), 255, np.uint8))
     out = tmp_path / "p.json"
-    assert main(["predict", str(tmp_path / "blank.png"), "--out", str(out), "--no-progress", "--no-flip"]) == 0
+    assert main(["predict", str(tmp_path / "blank.png"), "--out", str(out), "--no-progress", "--no-flip",
+                 "--backend", "torch"]) == 0
     assert "blank.png: the detector found nobody" in capsys.readouterr().err
     assert out.read_text().strip() == "[]"

@@ -310,7 +310,7 @@ def _cmd_track(args) -> None:
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
         s = run_track(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
-            detector_threshold=args.detector_threshold, detect_every=args.detect_every, between=args.between,
+            detector_threshold=args.detector_threshold, detect_every=args.detect_every, adaptive=args.adaptive, between=args.between,
             missed_detections=args.missed_detections, backend=args.backend,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
             tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
@@ -448,6 +448,11 @@ def main(argv=None) -> int:
     p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",
                    help="run the detector on every N-th frame; in between, each track's last box moved by its "
                         "velocity (default: 3)")
+    p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
+                   help="live sources: when the pipeline is slower than the stream, frames that arrive during a "
+                        "detector frame wait while it can catch up, and the detector runs less often (down to twice "
+                        "a second) when it cannot; --no-adaptive takes the newest frame, detector every N-th "
+                        "(default: adaptive)")
     p.add_argument("--between", choices=("flow", "pose"), default="flow",
                    help="between detector frames: flow carries each tracked person's keypoints by optical flow (no "
                         "pose network: ~3x faster with --detect-every 3); pose estimates them afresh in each track's "

@@ -102,6 +102,9 @@ class LiveReader:
         self.reconnects_used = 0
         self.ended: str | None = None          # why the stream ended, once it has
         self.fps = 0.0                         # the stream's nominal rate (0: unknown)
+        self.depth = 1                         # realtime: frames that may wait (the newest `depth`; the
+                                               # tracker's LiveCadence raises it while the pipeline catches up)
+        self._arrivals: deque[float] = deque(maxlen=50)   # capture times of the latest frames (arrival_fps)
         self._frames: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -119,6 +122,13 @@ class LiveReader:
     @property
     def dropped(self) -> int:
         return self.captured - self.taken
+
+    @property
+    def arrival_fps(self) -> float:
+        """The rate frames arrive at, measured over the last 50 (0 before 5 frames): what a stream delivers,
+        where its nominal rate is unknown or wrong (an MJPEG stream over HTTP reports FFmpeg's guess of 25)."""
+        times = list(self._arrivals)
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 5 and times[-1] > times[0] else 0.0
 
     def _open(self):
         src = self.source
@@ -205,14 +215,16 @@ class LiveReader:
         with self._cond:
             if self._stop.is_set():
                 return
-            if self.cfg.realtime:
-                self._frames.clear()          # the frame nobody took is dropped (counted: captured - taken)
+            if self.cfg.realtime:             # frames nobody took beyond `depth` are dropped (captured - taken)
+                while len(self._frames) >= self.depth:
+                    self._frames.popleft()
             else:
                 while len(self._frames) >= self.cfg.queue and not self._stop.is_set():
                     self._cond.wait(0.1)
                 if self._stop.is_set():
                     return
             self._frames.append(frame)
+            self._arrivals.append(captured_at)
             self.captured += 1
             self._cond.notify_all()
 

@@ -8,8 +8,9 @@ of `posecal predict` (keypoints as x, y, keypoint quality triples; pose_quality,
 visibility, visibility_probs, box_score, bbox, score).
 
 Live sources (a camera, rtsp/http streams, a pipe; posecal/data/live.py) run in real time: the newest frame is
-taken when the pipeline is ready for one, the others are dropped and counted, and the tracker's clock is the
-capture time. With `--out -` or `.jsonl` each frame's record is written when the frame is done
+taken when the pipeline is ready for one, the others are dropped and counted (with `adaptive`, frames that
+arrive during a detector frame wait while the pipeline can catch up, and the detector runs less often when it
+cannot: tracking/cadence.py), and the tracker's clock is the capture time. With `--out -` or `.jsonl` each frame's record is written when the frame is done
 (posecal/records.py); Ctrl-C, --max-frames, --duration or the stream's end stop the run with what was made kept.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames
 from posecal.records import STDOUT, RecordStream, frame_record, is_stream
 from posecal.metrics.boxes import box_iou
+from posecal.tracking.cadence import LiveCadence
 from posecal.tracking.flow import FrameFlow, carried_poses
 from posecal.tracking.nobody import NobodyPlaces
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock, StopRequest
@@ -61,6 +63,8 @@ class TrackConfig:
     detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
+    adaptive: bool = True                # live sources: the detector's period and the frames that may wait
+                                         # follow the time frames take here (tracking/cadence.py)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
                                          # optical flow (no network); "pose" estimates its pose in its carried box
     skip_nobody: bool = True             # no pose for low-score detections where the detector keeps firing on
@@ -347,18 +351,23 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
             flow = FrameFlow() if cfg.between == "flow" else None
             nobody = NobodyPlaces() if cfg.skip_nobody and detector is not None else None
             place = itertools.count()   # the frame's place among those taken from this source
+            cadence = None              # live, adaptive: the detector's period and the frames that may wait
 
             def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
                 if isinstance(frame, Problem):
                     return None
-                k = next(place) if reader is not None else frame.frame_index   # a live index counts drops too
-                if detector is not None and k % cfg.detect_every:
+                if cadence is not None:
+                    if not cadence.detector_frame():
+                        return None
+                elif detector is not None and next(place) % cfg.detect_every:
                     return None
                 return lookahead.submit(detect, frame.bgr, detector)
 
             if isinstance(source, LiveSource):
                 reader = LiveReader(source, cfg.live, log, should_stop=lambda: stopped() is not None)
                 frames, fps = reader, reader.fps or 25.0
+                if cfg.adaptive and detector is not None and cfg.live.realtime:
+                    cadence = LiveCadence(cfg.detect_every, fps)
                 pairs = ((frame, detection_of(frame)) for frame in reader)   # the newest frame, now: no lookahead
             else:
                 frames, fps = Prefetch(iter_frames([(source, name)]), clock=clock), video_fps(source)
@@ -373,12 +382,14 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                     if stopped():
                         break
                     n_frames += 1
-                    t = None
+                    t, taken_at = None, time.perf_counter()
                     if reader is not None:   # a live source's clock: the capture time
                         first_capture = frame.capture_time if first_capture is None else first_capture
                         t = frame.capture_time - first_capture
                     detections = None if detection is None else detection.result()
-                    tracked = track_frame(frame, detections, predictor, tracker, fps, cfg, mode, clock, t=t,
+                    now_cfg = cfg if cadence is None or cadence.every == cfg.detect_every else \
+                        dataclasses.replace(cfg, detect_every=cadence.every)
+                    tracked = track_frame(frame, detections, predictor, tracker, fps, now_cfg, mode, clock, t=t,
                                           flow=flow, nobody=nobody)
                     with clock("results"):
                         entries = []
@@ -403,6 +414,10 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                     if window is not None:
                         window.show(render_people(frame.bgr, [p for _, p in tracked],
                                                   tags=[f"#{i}" for i, _ in tracked]))
+                    if cadence is not None:
+                        cadence.fps = reader.arrival_fps or cadence.fps
+                        cadence.record(detection is not None, time.perf_counter() - taken_at)
+                        reader.depth = cadence.depth
                 behind.finish()
             except BaseException:
                 behind.abandon()
@@ -417,6 +432,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
             if reader is not None:
                 captured, dropped = captured + reader.captured, dropped + reader.dropped
                 log(reader.report(stopped()))
+                if cadence is not None and cadence.detect_s is not None:
+                    log(f"{name}: {cadence.describe()}")
             next_id = tracker.next_id
             videos.append((index, first_id, next_id, first_result, len(results)))
         lookahead.shutdown(wait=True, cancel_futures=True)
