@@ -160,7 +160,8 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
     images = {img["id"]: img for img in data["images"]}
     records = []
     if boxes_file is None:
-        for ann in data["annotations"]:
+        outside, persons = [], 0
+        for i, ann in enumerate(data["annotations"]):
             if ann["iscrowd"] or ann["num_keypoints"] <= 0:
                 continue
             kpts = np.asarray(ann["keypoints"], np.float64).reshape(src_k, 3)
@@ -174,8 +175,17 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
                 continue
             box = np.asarray(ann["bbox"], np.float64)
             img = images[ann["image_id"]]
+            persons += 1
+            # a GT box wholly outside its image (a label error) would be posed on padding, without a word
+            kept, why = box_verdict(box, img.get("width"), img.get("height"))
+            if kept is None:
+                outside.append(f"annotations[{i}] (id {ann['id']}) {why}")
+                continue
             records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box, kpts,
                                         float(ann["area"]), ann_id=int(ann["id"]), file_name=img["file_name"]))
+        line = summary_line(str(annotation_file), persons, outside, [], noun="GT person boxes")
+        if line:
+            warnings.warn(line + " (no pose is made for them: eval counts them as missed)", stacklevel=2)
     else:
         records = _detection_persons(boxes_file, annotation_file, images, image_dir, min_box_score, num_keypoints)
     return records
