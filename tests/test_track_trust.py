@@ -149,3 +149,27 @@ def test_reported_box_is_the_mean_of_the_crop_box_and_the_padded_keypoint_box():
     assert reported_box(p, 120, 480)[[0, 2]] == pytest.approx([101.8, 18.2])   # clipped at the frame's right edge
     hidden = dataclasses.replace(p, visibility=np.where(np.arange(17) == 1, 0, 2))   # the low point: absent
     assert reported_box(hidden, 640, 480)[3] < 97.2
+
+
+def test_a_person_half_hidden_behind_another_for_20_frames_keeps_their_id():
+    """Issue 40: A stands; B stands half behind A (boxes IoU ~0.36). For 20 frames B's near side is hidden: its
+    keypoints there are occluded and doubtful and its pose quality drops to 0.45. B keeps one id through it and
+    after, A keeps theirs, and B's doubtful poses start no third track (default tracker)."""
+    rng = np.random.default_rng(3)
+    tracker = Tracker()
+    left = np.arange(17) % 2 == 1                                  # COCO's left-side keypoints
+    ids = {"A": set(), "B": set()}
+    for f in range(40):
+        a = pose_of(STANDING + [100, 0] + rng.normal(0, 1, (17, 2)))
+        b = pose_of(STANDING + [130, 0] + rng.normal(0, 1, (17, 2)))
+        if 10 <= f < 30:                                           # half hidden behind A
+            b = dataclasses.replace(b, pose_quality=0.45, visibility=np.where(left, 1, 2),
+                                    keypoint_quality=np.where(left, 0.3, 0.9))
+        people = [("B", b), ("A", a)] if f % 2 else [("A", a), ("B", b)]
+        out = tracker.update([p for _, p in people], f / 15)
+        for track_id, p in out:                                    # A stands about x = 160, B about x = 190
+            ids["A" if np.mean(p.keypoints[:, 0]) < 175 else "B"].add(track_id)
+        if f >= 30:
+            assert len(out) == 2, f                                # both reported once B shows again
+    assert len(ids["A"]) == 1 and len(ids["B"]) == 1 and ids["A"] != ids["B"]
+    assert tracker.next_id == 3                                    # no third id was ever given

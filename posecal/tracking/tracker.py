@@ -41,7 +41,6 @@ class TrackerConfig:
     doubtful_cutoff: float = 0.3    # ... and of quality 0 (linear in between): doubtful keypoints are damped
     beta: float = 1.0               # cutoff rise per unit speed, speed in person heights per second
     stages: bool = True             # match confirmed tracks first, then lost ones by re-identification, then tentative
-    tentative_misses: int = 0       # frames a tentative track may go unmatched before it is dropped
     appearance_weight: float = 0.2  # colour similarity's weight beside the pose similarity (a tie-breaker)
     appearance_rate: float = 0.2    # running-mean rate of a track's colours
     reid: bool = True               # stage 2: a lost confirmed track is matched by position, size and colours
@@ -53,8 +52,6 @@ class TrackerConfig:
                                     # confirmed track this frame (1: off)
     min_birth_quality: float = 0.45 # no track is born from a pose of lower pose quality
     dup_similarity: float = 0.7     # two confirmed tracks whose poses are this similar: the younger lets go (>1: off)
-    report_quality: float = 0.0     # a confirmed track is reported only while the running mean (rate 0.2) of its
-                                    # pose quality reaches this (a tripod or a post the detector takes for a person)
     visible_only: bool = True       # only keypoints called visible drive the association (not occluded ones)
     collapse: float = 0.8           # a confirmed track whose matched pose has less than this share of its running
                                     # pose quality while its box overlaps another track's (IoU >= hold_overlap) is
@@ -63,7 +60,6 @@ class TrackerConfig:
     report_hidden: int = 3          # a confirmed track unmatched while its predicted box overlaps a seen track's
                                     # (IoU >= hold_overlap) is reported for up to this many frames where its velocity
                                     # says it is, every keypoint occluded (visibility 1) and its qualities halved
-    birth_box_score: float = 0.0    # detector score a new track needs (a detection below it only continues tracks)
     min_birth_visible: int = 5      # keypoints called visible a new track needs (models that predict visibility): a
                                     # post, a tripod or a bag the detector takes for a person has a pose of doubtful
                                     # quality with no keypoint the model sees
@@ -167,11 +163,10 @@ class Tracker:
             if r not in matched:
                 self.tracks[r].misses += 1
                 self.tracks[r].undetected += 1
-        self.tracks = [tr for tr in self.tracks
-                       if tr.misses <= (cfg.max_misses if tr.track_id is not None else cfg.tentative_misses)]
+        self.tracks = [tr for tr in self.tracks if tr.misses <= (cfg.max_misses if tr.track_id is not None else 0)]
         unmatched, born = set(range(len(people))) - {c for _, c in pairs} - duplicates, []
         for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
-            if people[c].pose_quality < cfg.min_birth_quality or people[c].box_score < cfg.birth_box_score \
+            if people[c].pose_quality < cfg.min_birth_quality \
                     or visible_count(people[c]) < cfg.min_birth_visible or (
                     held and inside(boxes[c], boxes[held]) > cfg.birth_overlap):
                 continue          # a doubtful pose, or a second pose of a person a track already holds
@@ -207,13 +202,13 @@ class Tracker:
                 tr.misses += 1
                 tr.undetected += 1
         self.tracks = [tr for tr in self.tracks
-                       if tr.misses <= (self.cfg.max_misses if tr.track_id is not None else self.cfg.tentative_misses)]
+                       if tr.misses <= (self.cfg.max_misses if tr.track_id is not None else 0)]
         return self._reported(t)
 
     def _reported(self, t: float) -> list[tuple[int, object]]:
         cfg = self.cfg
         out = [(tr.track_id, self._smoothed(tr, t)) for tr in self.tracks
-               if tr.track_id is not None and tr.misses == 0 and tr.quality >= cfg.report_quality]
+               if tr.track_id is not None and tr.misses == 0]
         if cfg.report_hidden:
             out += [(tr.track_id, self._smoothed_pose(tr, hidden_pose(tr), t)) for tr in self._hidden(out)]
         return sorted(out, key=lambda item: item[0])
