@@ -60,7 +60,7 @@ def test_readme_models_table_is_doc_numbers(numbers):
     assert got[0]["rows"] == want["rows"], f"README.md's models table differs from doc_numbers.json; {RERUN}"
 
 
-@pytest.mark.parametrize("key", ["card_val_table", "card_conditions_table"])
+@pytest.mark.parametrize("key", ["card_val_table", "card_conditions_table", "card_tracking_table"])
 def test_model_card_tables_are_doc_numbers(numbers, key):
     want = numbers[key]
     assert table_with_header(CARD, want["header"])["rows"] == want["rows"], \
@@ -75,6 +75,9 @@ def test_doc_numbers_follow_their_sources(numbers):
         assert m["val"]["persons"] == metrics["num_instances"] == 822
         size = round((ROOT / m["file"]).stat().st_size / 1e6, 1)
         assert m["file_mb"] == size, f"{name}: {m['file']} is {size} MB, doc_numbers.json says {m['file_mb']}; {RERUN}"
+    for name, t in numbers["tracking"].items():
+        report = json.loads((ROOT / t["source"]).read_text())
+        assert t["held_out"]["idf1"] == report["held_out"]["OVERALL"]["idf1"], f"{name}: tracking is stale; {RERUN}"
     trust = json.loads((ROOT / numbers["conditions"]["source"]).read_text())
     assert numbers["conditions"]["figures"] == trust["conditions"], f"conditions are stale; {RERUN}"
 

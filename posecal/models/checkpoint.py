@@ -25,7 +25,7 @@ SHIPPED_MODEL_USES = {
     "accurate": "MoveNet Thunder 256x256 fine-tuned by posecal on COCO + posecal's trust model; the default of "
                 "predict, eval, audit and the Python API",
     "published": "MoveNet Thunder 256x256 as Google published it + posecal's trust model; the default of track "
-                 "(it keeps ids better on the tracking bench: docs/tracking.md)",
+                 "(fewer ids and false tracks than accurate on the tracking bench: docs/tracking.md)",
     "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
             "and faster, less accurate",
 }

@@ -1,19 +1,22 @@
 """Track life cycle: which poses of a frame continue which person, when a person is born and when they end.
 
-Matching in stages, each one-to-one by the Hungarian method: (1) confirmed tracks by pose similarity (OKS over
-trusted keypoints, else box IoU) at the place their velocity predicts, the people's colours (a hue-saturation
-histogram of the box centre, `associate.colour_histogram`) as a tie-breaker; (2) confirmed tracks still lost
-(up to `max_misses` frames) re-identified by position, size and colours, within a reach that grows with the
-frames missed; (3) tentative tracks by pose. Two confirmed tracks whose poses are one person's: the younger lets
-go (`dup_similarity`).
+Matching in two stages, each one-to-one by the Hungarian method: (1) tracks by pose similarity (OKS over the
+keypoints both poses have, else box IoU) at the place their velocity predicts, the people's colours (a
+hue-saturation histogram of the box centre, `associate.colour_histogram`) as a tie-breaker; (2) tracks still
+lost (up to `max_misses` frames) re-identified by position, size and colours, within a reach that grows with
+the frames missed.
 
-Hysteresis both ways, so that one bad frame neither invents a person nor ends one: a new pose (of pose quality
->= `min_birth_quality`, not lying inside a person a track holds) starts a tentative track, confirmed (and given an
-id) at once when its pose quality is high, else after `birth_hits` frames matched in a row; a tentative track
-that misses a frame is dropped; a confirmed track survives up to `max_misses` frames without a match (occlusion,
-a missed detection) before it ends. Only confirmed tracks are reported. Keypoints of reported poses are One-Euro
-smoothed with a cutoff that follows their trust. The defaults were chosen on `bench/track_ids.py`
-(docs/tracking.md).
+A new pose starts a track (with its id) when the model trusts it as a person: pose quality >= `min_birth_quality`,
+at least `min_birth_visible` keypoints called visible, and not lying inside a person a track holds. A track
+survives up to `max_misses` frames without a match (occlusion, a missed detection) before it ends; one whose
+pose collapses under another person is held as occluded rather than handed that pose. Keypoints of reported
+poses are One-Euro smoothed with a cutoff that follows their trust.
+
+The knobs were chosen on the tuning scenes of `bench/track_ids.py` and kept only where their effect held on its
+held-out scenes: a tentative stage (births confirmed after 2 frames or at pose quality 0.7), a keypoint-quality
+floor and visible-only keypoints in the association, and releasing the younger of two tracks on one person
+gained IDF1 on the tuning scenes (0.788 -> 0.878) and lost it on the held-out ones (0.822 -> 0.799), so they
+are gone (docs/tracking.md).
 """
 from __future__ import annotations
 
@@ -32,32 +35,26 @@ from posecal.tracking.one_euro import OneEuroFilter
 @dataclass
 class TrackerConfig:
     min_similarity: float = 0.3     # OKS (or box IoU) below which a pose does not continue a track
-    trust_quality: float = 0.3      # keypoint quality from which a keypoint counts in the association
-    birth_quality: float = 0.7      # pose quality that confirms a new track at once
-    birth_hits: int = 2             # otherwise: frames matched in a row before a track is confirmed
-    max_misses: int = 30            # frames a confirmed track may go unmatched before it ends
+    max_misses: int = 30            # frames a track may go unmatched before it ends
     smooth: bool = True
     trusted_cutoff: float = 3.0     # One-Euro minimum cutoff (Hz) of a keypoint of quality 1 ...
     doubtful_cutoff: float = 0.3    # ... and of quality 0 (linear in between): doubtful keypoints are damped
     beta: float = 1.0               # cutoff rise per unit speed, speed in person heights per second
-    stages: bool = True             # match confirmed tracks first, then lost ones by re-identification, then tentative
     appearance_weight: float = 0.2  # colour similarity's weight beside the pose similarity (a tie-breaker)
     appearance_rate: float = 0.2    # running-mean rate of a track's colours
-    reid: bool = True               # stage 2: a lost confirmed track is matched by position, size and colours
+    reid: bool = True               # stage 2: a lost track is matched by position, size and colours
     reid_distance: float = 0.5      # ... within this many of its heights of where its velocity says it is ...
     reid_distance_growth: float = 0.05   # ... plus this much per missed frame ...
     reid_scale: float = 1.5         # ... with a height within this factor ...
     reid_appearance: float = 0.6    # ... and colours at least this similar (Bhattacharyya coefficient)
     birth_overlap: float = 0.6      # no track is born from a box lying more than this share inside a box held by a
-                                    # confirmed track this frame (1: off)
+                                    # track this frame (1: off)
     min_birth_quality: float = 0.45 # no track is born from a pose of lower pose quality
-    dup_similarity: float = 0.7     # two confirmed tracks whose poses are this similar: the younger lets go (>1: off)
-    visible_only: bool = True       # only keypoints called visible drive the association (not occluded ones)
-    collapse: float = 0.8           # a confirmed track whose matched pose has less than this share of its running
+    collapse: float = 0.8           # a track whose matched pose has less than this share of its running
                                     # pose quality while its box overlaps another track's (IoU >= hold_overlap) is
                                     # held as occluded (it misses; its pose is not taken): 0 is off
     hold_overlap: float = 0.3
-    report_hidden: int = 3          # a confirmed track unmatched while its predicted box overlaps a seen track's
+    report_hidden: int = 3          # a track unmatched while its predicted box overlaps a seen track's
                                     # (IoU >= hold_overlap) is reported for up to this many frames where its velocity
                                     # says it is, every keypoint occluded (visibility 1) and its qualities halved
     min_birth_visible: int = 5      # keypoints called visible a new track needs (models that predict visibility): a
@@ -78,7 +75,7 @@ def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: Tr
 class Track:
     person: object                  # last raw PersonPose matched
     scale: float                    # person height (px) at birth: the One-Euro speed unit
-    track_id: int | None = None     # given on confirmation
+    track_id: int                   # given at birth
     hits: int = 1
     misses: int = 0
     undetected: int = 0             # frames since a detector box (not one propagated from the track) held them
@@ -95,7 +92,8 @@ class Track:
 
 class Tracker:
     """`update(people, t)` once per frame with its poses (PersonPose list) and time in seconds; returns the
-    confirmed tracks' (track_id, smoothed PersonPose) in this frame. Ids count up from `first_id`."""
+    tracks' (track_id, smoothed PersonPose) seen in this frame (and hidden ones: report_hidden). Ids count up
+    from `first_id`."""
 
     def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1):
         self.cfg = cfg or TrackerConfig()
@@ -103,8 +101,7 @@ class Tracker:
         self.next_id = first_id
 
     def live_people(self, max_misses: int | None = None, max_undetected: int | None = None) -> list:
-        """The pose of every track still alive (tentative ones too; with max_misses, only those unmatched for at
-        most that many frames; with max_undetected, only those a detection held within that many frames), moved
+        """The pose of every track still alive (with max_misses, only those unmatched for at most that many frames; with max_undetected, only those a detection held within that many frames), moved
         to where its velocity says the person is now: where to look next."""
         out = []
         for tr in self.tracks:
@@ -125,26 +122,16 @@ class Tracker:
         cfg = self.cfg
         detected = [True] * len(people) if detected is None else list(detected)
         hists = [colour_histogram(image, p.box) if image is not None else None for p in people]
-        confirmed = [i for i, tr in enumerate(self.tracks) if tr.track_id is not None]
-        tentative = [i for i, tr in enumerate(self.tracks) if tr.track_id is None]
+        everyone = list(range(len(self.tracks)))
         free = list(range(len(people)))
-        pairs: list[tuple[int, int]] = []
-        if cfg.stages:
-            # 1. confirmed tracks by pose (OKS, or box IoU) where their velocity says they are, colours breaking ties
-            pairs += self._stage(confirmed, free, people, hists, self._pose_stage)
-            # 2. confirmed tracks still lost: looked for by position, size and colours (re-identification)
-            lost = [i for i in confirmed if i not in {r for r, _ in pairs}]
-            if cfg.reid:
-                pairs += self._stage(lost, [c for c in free if c not in {c for _, c in pairs}], people, hists,
-                                     self._reid_stage)
-            # 3. tentative tracks by pose
-            pairs += self._stage(tentative, [c for c in free if c not in {c for _, c in pairs}], people, hists,
-                                 self._pose_stage)
-        else:
-            pairs = self._stage(list(range(len(self.tracks))), free, people, hists, self._pose_stage)
-        pairs, duplicates = self._release_duplicates(pairs, people)
+        # 1. tracks by pose (OKS, or box IoU) where their velocity says they are, colours breaking ties
+        pairs = self._stage(everyone, free, people, hists, self._pose_stage)
+        if cfg.reid:
+            # 2. tracks still lost: looked for by position, size and colours (re-identification)
+            lost = [i for i in everyone if i not in {r for r, _ in pairs}]
+            pairs += self._stage(lost, [c for c in free if c not in {c for _, c in pairs}], people, hists,
+                                 self._reid_stage)
         pairs, hidden = self._hold_occluded(pairs, people)
-        duplicates |= hidden
         boxes = np.array([p.box for p in people], float).reshape(-1, 4)
         crowd = box_iou(boxes, boxes) - np.eye(len(boxes)) if len(boxes) else np.zeros((0, 0))
         for r, c in pairs:
@@ -158,13 +145,13 @@ class Tracker:
                 track.hist = hists[c] if track.hist is None else \
                     (1 - cfg.appearance_rate) * track.hist + cfg.appearance_rate * hists[c]
         matched = {r for r, _ in pairs}
-        held = [c for r, c in pairs if self.tracks[r].track_id is not None]   # people confirmed tracks hold
+        held = [c for _, c in pairs]   # people the tracks hold
         for r in range(len(self.tracks)):
             if r not in matched:
                 self.tracks[r].misses += 1
                 self.tracks[r].undetected += 1
-        self.tracks = [tr for tr in self.tracks if tr.misses <= (cfg.max_misses if tr.track_id is not None else 0)]
-        unmatched, born = set(range(len(people))) - {c for _, c in pairs} - duplicates, []
+        self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
+        unmatched, born = set(range(len(people))) - {c for _, c in pairs} - hidden, []
         for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
             if people[c].pose_quality < cfg.min_birth_quality \
                     or visible_count(people[c]) < cfg.min_birth_visible or (
@@ -174,12 +161,9 @@ class Tracker:
             held.append(c)
         for c in sorted(born):
             p = people[c]
-            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), hist=hists[c],
+            self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), track_id=self.next_id, hist=hists[c],
                                      quality=float(p.pose_quality), undetected=0 if detected[c] else 1))
-        for tr in self.tracks:
-            if tr.track_id is None and tr.misses == 0 and (tr.hits >= cfg.birth_hits
-                                                           or tr.person.pose_quality >= cfg.birth_quality):
-                tr.track_id, self.next_id = self.next_id, self.next_id + 1
+            self.next_id += 1
         return self._reported(t)
 
     def seen(self) -> list[Track]:
@@ -189,67 +173,41 @@ class Tracker:
     def follow(self, tracks: list[Track], poses: list, t: float) -> list[tuple[int, object]]:
         """A frame without pose estimates: `tracks` (from seen()) continue with `poses`, their last poses carried
         into this frame (tracking/flow.py), no association (no id can change hands between detector frames); the
-        other tracks miss. Returns the reported tracks, as update() does. A carried frame confirms no tentative
-        track (it adds no evidence that a person is there) and changes no running quality or colours."""
+        other tracks miss. Returns the reported tracks, as update() does. A carried frame changes no running
+        quality or colours (it adds no evidence about the person)."""
         carried = {id(tr) for tr in tracks}
         for tr, pose in zip(tracks, poses):
             step = _step(tr.person, pose)
             tr.velocity = step if tr.hits == 1 else 0.5 * (tr.velocity + step)
             tr.person, tr.undetected = pose, tr.undetected + 1
-            tr.hits += tr.track_id is not None
+            tr.hits += 1
         for tr in self.tracks:
             if id(tr) not in carried:
                 tr.misses += 1
                 tr.undetected += 1
-        self.tracks = [tr for tr in self.tracks
-                       if tr.misses <= (self.cfg.max_misses if tr.track_id is not None else 0)]
+        self.tracks = [tr for tr in self.tracks if tr.misses <= self.cfg.max_misses]
         return self._reported(t)
 
     def _reported(self, t: float) -> list[tuple[int, object]]:
         cfg = self.cfg
-        out = [(tr.track_id, self._smoothed(tr, t)) for tr in self.tracks
-               if tr.track_id is not None and tr.misses == 0]
+        out = [(tr.track_id, self._smoothed(tr, t)) for tr in self.tracks if tr.misses == 0]
         if cfg.report_hidden:
             out += [(tr.track_id, self._smoothed_pose(tr, hidden_pose(tr), t)) for tr in self._hidden(out)]
         return sorted(out, key=lambda item: item[0])
 
     def _hidden(self, seen: list) -> list[Track]:
-        """Confirmed tracks unmatched for at most report_hidden frames whose predicted box lies over the box of a
-        person reported this frame: most likely behind them."""
+        """Tracks unmatched for at most report_hidden frames whose predicted box lies over the box of a person
+        reported this frame: most likely behind them."""
         cfg = self.cfg
-        lost = [tr for tr in self.tracks if tr.track_id is not None and 0 < tr.misses <= cfg.report_hidden]
+        lost = [tr for tr in self.tracks if 0 < tr.misses <= cfg.report_hidden]
         if not lost or not seen:
             return []
         front = np.array([p.box for _, p in seen], float)
         behind = box_iou(np.array([self._predicted_box(tr) for tr in lost]), front).max(1) >= cfg.hold_overlap
         return [tr for tr, b in zip(lost, behind) if b]
 
-    def _release_duplicates(self, pairs: list[tuple[int, int]], people: list
-                            ) -> tuple[list[tuple[int, int]], set[int]]:
-        """Two confirmed tracks whose poses this frame are one person's (pose similarity >= dup_similarity: two
-        boxes on one person, or a hidden person's pose fallen onto the one in front): the younger track's match
-        is let go, so it misses (and ends after max_misses unless it finds its own person again), instead of
-        both living on and taking turns on that person (an id switch each turn). Returns the pairs kept and the
-        poses let go (which start no track: they are the person another track holds)."""
-        cfg = self.cfg
-        held = [(r, c) for r, c in pairs if self.tracks[r].track_id is not None]
-        if cfg.dup_similarity > 1 or len(held) < 2:
-            return pairs, set()
-        poses = _arrays([people[c] for _, c in held], cfg.trust_quality, cfg.visible_only)
-        sim = similarity(*poses, *poses)
-        order = sorted(range(len(held)), key=lambda i: self.tracks[held[i][0]].track_id)   # oldest first
-        released: set[int] = set()
-        for a_i, a in enumerate(order):
-            if a in released:
-                continue
-            for b in order[a_i + 1:]:
-                if b not in released and max(sim[a, b], sim[b, a]) >= cfg.dup_similarity:
-                    released.add(b)
-        gone = {held[i][0] for i in released}
-        return [(r, c) for r, c in pairs if r not in gone], {held[i][1] for i in released}
-
     def _hold_occluded(self, pairs: list[tuple[int, int]], people: list) -> tuple[list[tuple[int, int]], set[int]]:
-        """A confirmed track whose matched pose is far less trusted than the track has been (pose quality below
+        """A track whose matched pose is far less trusted than the track has been (pose quality below
         `collapse` x its running quality) while that pose's box overlaps another matched track's is held as
         occluded: its match is let go, so it misses and coasts at its velocity (and is looked for again there),
         instead of taking a pose that is mostly the person in front (a hidden person's pose falls onto the
@@ -260,8 +218,7 @@ class Tracker:
         boxes = np.array([people[c].box for _, c in pairs], float)
         overlap = box_iou(boxes, boxes) - np.eye(len(pairs))
         hold = {k for k, (r, c) in enumerate(pairs)
-                if self.tracks[r].track_id is not None
-                and people[c].pose_quality < cfg.collapse * self.tracks[r].quality
+                if people[c].pose_quality < cfg.collapse * self.tracks[r].quality
                 and overlap[k].max() >= cfg.hold_overlap}
         return [p for k, p in enumerate(pairs) if k not in hold], {pairs[k][1] for k in hold}
 
@@ -296,15 +253,14 @@ class Tracker:
         return np.r_[np.asarray(tr.person.box[:2], float) + d, tr.person.box[2:]]
 
     def _similarity(self, people: list, rows: list[int] | None = None) -> np.ndarray:
-        q = self.cfg.trust_quality
         tracks = self.tracks if rows is None else [self.tracks[r] for r in rows]
         old = [tr.person for tr in tracks]
         if not old or not people:
             return np.zeros((len(old), len(people)))
-        xy, trust, boxes = _arrays(old, q, self.cfg.visible_only)
+        xy, trust, boxes = _arrays(old)
         shift = np.array([tr.predicted_shift() for tr in tracks])
         boxes = np.concatenate([boxes[:, :2] + shift, boxes[:, 2:]], 1)
-        return similarity(xy + shift[:, None], trust, boxes, *_arrays(people, q, self.cfg.visible_only))
+        return similarity(xy + shift[:, None], trust, boxes, *_arrays(people))
 
     def _smoothed(self, tr: Track, t: float):
         return self._smoothed_pose(tr, tr.person, t)
@@ -320,10 +276,10 @@ class Tracker:
         return dataclasses.replace(p, keypoints=xy)
 
 
-def _arrays(persons: list, min_quality: float, visible_only: bool = True):
+def _arrays(persons: list):
     """Keypoints (P, K, 2), trusted keypoints (P, K) and boxes (P, 4) of poses, as associate.similarity takes them."""
     xy = np.array([p.keypoints for p in persons], float).reshape(len(persons), -1, 2)
-    trust = np.array([trusted(p.keypoint_quality, p.visibility, min_quality, visible_only) for p in persons], bool)
+    trust = np.array([trusted(p.keypoint_quality, p.visibility) for p in persons], bool)
     boxes = np.array([p.box for p in persons], float).reshape(-1, 4)
     return xy, trust.reshape(len(persons), xy.shape[1]), boxes
 
