@@ -148,7 +148,7 @@ class CachedDetector:
 
     def __init__(self, detector, path: Path):
         self.detector, self.path = detector, path
-        self.score_threshold = detector.score_threshold
+        self.score_threshold, self.nms_threshold = detector.score_threshold, detector.nms_threshold
         self.cache = pickle.loads(path.read_bytes()) if path.exists() else {}
         self.dirty = False
 

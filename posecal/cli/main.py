@@ -310,7 +310,8 @@ def _cmd_track(args) -> None:
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
         s = run_track(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
-            detector_threshold=args.detector_threshold, detect_every=args.detect_every, adaptive=args.adaptive, between=args.between,
+            detector_threshold=args.detector_threshold, detect_every=args.detect_every, adaptive=args.adaptive, second_look=args.second_look,
+            between=args.between,
             missed_detections=args.missed_detections, backend=args.backend,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
             tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
@@ -448,6 +449,10 @@ def main(argv=None) -> int:
     p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",
                    help="run the detector on every N-th frame; in between, each track's last box moved by its "
                         "velocity (default: 3)")
+    p.add_argument("--second-look", action="store_true",
+                   help="the detector also on square tiles of a wide frame: finds more small and far people "
+                        "(held-out tracking scenes: 15.8 %% of person-frames missed against 18.3 %%) at more false "
+                        "tracks (IDF1 0.812 against 0.822) and 3 detector runs per detector frame (default: off)")
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
                    help="live sources: when the pipeline is slower than the stream, frames that arrive during a "
                         "detector frame wait while it can catch up, and the detector runs less often (down to twice "

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.detect.detector import load_detector
+from posecal.detect.tiles import SecondLook
 from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
@@ -64,6 +65,8 @@ class TrackConfig:
     detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
+    second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py): fewer
+                                         # people missed, more false tracks; off (bench/track_ids.py, docs/tracking.md)
     adaptive: bool = True                # live sources: the detector's period and the frames that may wait
                                          # follow the time frames take here (tracking/cadence.py)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
@@ -308,7 +311,10 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     # detector_threshold None: trust-guided detection, as predict and the API do with the shipped detector
     threshold, predictor.pipeline.rule = detection_setup(cfg.detector, cfg.detector_threshold,
                                                          bool(predictor.config.quality_heads), predictor.pipeline.rule)
-    detector = predictor.pipeline.detector = load_detector(cfg.detector, threshold, threads=predictor.threads)
+    detector = load_detector(cfg.detector, threshold, threads=predictor.threads)
+    if cfg.second_look and detector is not None:
+        detector = SecondLook(detector)
+    predictor.pipeline.detector = detector
     clock.add("start", time.time() - t0)
     mode = "oks" if predictor.config.quality_heads else "heatmap"
     # the reported trust values of tracked poses, per pose source (calibration/video.py), where the model has it
