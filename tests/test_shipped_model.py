@@ -56,9 +56,10 @@ def test_shipped_model_on_real_val_subset(tmp_path, name):
     sub, ann = val_subset(tmp_path, 120)
     m = evaluate(EvalConfig(annotations=str(sub), images=str(COCO_CROPS / "images"), out=str(tmp_path / "o"),
                             model=name, progress=False, plots=False,
-                            # the default model in its default backend (onnx, the export other tests share too);
-                            # the others in PyTorch (same numbers within 1e-5, no 30 s export each)
-                            backend="onnx" if name == "accurate" else "torch")).metrics
+                            # the Thunder models in the default backend (onnx: published's export is that of a
+                            # model composed from a shared part; in PyTorch its eval takes longer than the export);
+                            # fast in PyTorch (same numbers within 1e-5, no 20 s export)
+                            backend="torch" if name == "fast" else "onnx")).metrics
     assert m["num_instances"] == len(ann["annotations"])
     _, _, ap_floor, pearson_floor, f1_floor = EXPECTED[name]
     # The model card's numbers, with a small margin (full-val figures in MODEL_CARD.md).

@@ -354,8 +354,11 @@ def _cmd_export(args) -> None:
 
         crops = calibration_crops(args.int8, args.images, cfg.input_wh, args.int8_crops)
         check = torch.from_numpy(crops[:4])   # int8 vs fp32 on real crops: random inputs would say nothing
+    from posecal.export.cache import cached_onnx_bytes
+
+    exported = cached_onnx_bytes(args.model, args.flip)   # the cache's export when it has one (predict made it)
     diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=args.flip,
-                        calibration=meta.get("calibration"), int8_crops=crops)
+                        calibration=meta.get("calibration"), int8_crops=crops, exported=exported)
     worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
     flip = "with" if args.flip else "without"
     kind = f"int8, ranges from {len(crops)} crops, " if crops is not None else ""

@@ -108,6 +108,24 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
     return OnnxEstimator(entry, threads=threads, source=source, device=device)
 
 
+def cached_onnx_bytes(model_spec, flip: bool, log: Callable[[str], None] | None = None) -> bytes:
+    """The bytes of a model file's ONNX export, from the cache (exported and cached now when missing): `posecal
+    export` writes them, or quantises them for --int8, without exporting a model it has exported before."""
+    made: dict[str, bytes] = {}
+
+    def export(path: Path, flip_test: bool) -> bytes:
+        made["data"] = export_model_bytes(path, flip_test)
+        return made["data"]
+
+    cached_onnx(model_spec, flip, threads=1, log=log, export=export)
+    if "data" in made:
+        return made["data"]
+    try:
+        return (cache_dir() / entry_name(model_file(model_spec), flip)).read_bytes()
+    except OSError:   # removed in between by another process: export it here
+        return export_model_bytes(model_file(model_spec), flip)
+
+
 class _ModelProblem(Exception):
     """A model file that cannot be exported: said as it is, not taken for a cache folder that cannot be used."""
 

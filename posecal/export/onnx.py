@@ -85,12 +85,13 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
 
 def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None,
                 flip_test: bool = True, calibration: dict | None = None,
-                int8_crops: np.ndarray | None = None) -> dict:
+                int8_crops: np.ndarray | None = None, exported: bytes | None = None) -> dict:
     """Write the .onnx file atomically; with check_inputs, return the max abs difference per output
     between onnxruntime and PyTorch on them. int8_crops: quantise to int8, with activation ranges from these
-    real crops (posecal/export/quantize.py)."""
+    real crops (posecal/export/quantize.py). exported: this model's onnx_bytes when already made (the ONNX
+    cache's entry), so they are not made again."""
     check_output_file(path, "--out")
-    data = onnx_bytes(model, cfg, flip_test, calibration)
+    data = exported if exported is not None else onnx_bytes(model, cfg, flip_test, calibration)
     if int8_crops is not None:
         from posecal.export.quantize import quantize_int8
 
