@@ -107,7 +107,8 @@ def test_predict_records_and_eval_cli_with_orientation_search(tmp_path):
 
     out = tmp_path / "eval"
     assert main(["eval", "--model", str(tmp_path / "heads.pt"), "--annotations", str(ann), "--images",
-                 str(img_dir), "--out", str(out), "--orientations", "4", "--no-progress", "--threads", "1"]) == 0
+                 str(img_dir), "--out", str(out), "--orientations", "4", "--no-progress", "--threads", "1",
+                 "--backend", "torch"]) == 0   # the same path as predict_records above; ONNX parity is tested apart
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["orientations"] == 4
     results = json.loads((out / "results.json").read_text())
@@ -319,7 +320,8 @@ def test_cli_takes_orientations_auto(tmp_path, monkeypatch):
     monkeypatch.setattr(orientation, "AUTO_BELOW", np.median(one.oks))   # half the persons turned
     out = tmp_path / "eval"
     assert main(["eval", "--model", str(tmp_path / "heads.pt"), "--annotations", str(ann), "--images",
-                 str(img_dir), "--out", str(out), "--orientations", "auto", "--no-progress", "--threads", "1"]) == 0
+                 str(img_dir), "--out", str(out), "--orientations", "auto", "--no-progress", "--threads", "1",
+                 "--backend", "torch"]) == 0   # the path predict_records takes below; ONNX parity is tested apart
     assert json.loads((out / "metrics.json").read_text())["orientations"] == "auto"
     auto = predict_records(model, records, mcfg.input_wh, progress=False, orientations="auto")
     results = json.loads((out / "results.json").read_text())

@@ -97,17 +97,18 @@ def test_api_predict_and_track_use_one_pipeline_and_one_rule(tiny_model, tmp_pat
     monkeypatch.setattr(PersonRule, "keep", counted)
     image = np.full((160, 120, 3), 90, np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), image)
-    api = Predictor(tiny_model, detector=None, min_pose_quality=0)(image)
+    # PyTorch throughout: this is about the rule (ONNX parity: test_predict_cli, test_calibration_cli)
+    api = Predictor(tiny_model, detector=None, min_pose_quality=0, backend="torch")(image)
     assert calls == [WHOLE]
     out = tmp_path / "p.json"
     assert main(["predict", str(tmp_path / "a.png"), "--model", str(tiny_model), "--out", str(out), "--detector",
-                 "none", "--min-pose-quality", "0", "--no-progress"]) == 0
+                 "none", "--min-pose-quality", "0", "--no-progress", "--backend", "torch"]) == 0
     assert calls == [WHOLE, WHOLE]
     entry = json.loads(out.read_text())[0]
     np.testing.assert_allclose(np.reshape(entry["keypoints"], (17, 3))[:, :2], api[0].keypoints, atol=1e-3)
     video = write_walking_video(tmp_path / "walk.avi", frames=3)
     assert main(["track", str(video), "--model", str(tiny_model), "--detector", "none", "--out",
-                 str(tmp_path / "t.json"), "--no-progress"]) == 0
+                 str(tmp_path / "t.json"), "--no-progress", "--backend", "torch"]) == 0
     assert DETECTOR in calls[2:]             # track merges duplicates by the same rule
 
 
@@ -117,7 +118,7 @@ def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_pat
     cv2.imwrite(str(folder / "a.png"), np.full((80, 60, 3), 120, np.uint8))
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     write_walking_video(folder / "walk.avi", frames=4)
-    predictor = Predictor(tiny_model, detector=None, min_pose_quality=0, batch_size=2)
+    predictor = Predictor(tiny_model, detector=None, min_pose_quality=0, batch_size=2, backend="torch")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pictures = list(predictor.predict(folder, every=2))
@@ -133,7 +134,7 @@ def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_pat
 def test_bgr_arrays_as_opencv_gives_them(tiny_model):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)
-    predictor = Predictor(tiny_model, detector=None, min_pose_quality=0)
+    predictor = Predictor(tiny_model, detector=None, min_pose_quality=0, backend="torch")
     from_rgb = predictor(rgb)[0]
     from_bgr = predictor(np.ascontiguousarray(rgb[:, :, ::-1]), bgr=True)[0]
     np.testing.assert_array_equal(from_rgb.keypoints, from_bgr.keypoints)
@@ -144,10 +145,10 @@ def test_bgr_arrays_as_opencv_gives_them(tiny_model):
 def test_the_shipped_detector_is_trust_guided_unless_a_threshold_is_given(tiny_model):
     from posecal.inference.pipeline import TRUST_GUIDED_FLOOR, TRUST_GUIDED_SURE
 
-    guided = Predictor(tiny_model)
+    guided = Predictor(tiny_model, backend="torch")
     assert guided.pipeline.rule.sure_score == TRUST_GUIDED_SURE
     assert guided.pipeline.detector.score_threshold == TRUST_GUIDED_FLOOR
-    plain = Predictor(tiny_model, detector_threshold=0.4)
+    plain = Predictor(tiny_model, detector_threshold=0.4, backend="torch")
     assert plain.pipeline.rule.sure_score is None and plain.pipeline.detector.score_threshold == 0.4
 
 

@@ -146,10 +146,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     model, mcfg, meta = _open_model(cfg)
-    require_coco_keypoints(mcfg, cfg.model)
-    if cfg.decode == "movenet" and default_decode(mcfg) != "movenet":
-        raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "
-                                f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
+    _refuse_unusable(cfg, mcfg)
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     share = ranks.shard_indices(len(records))
     mine = [records[i] for i in share]
@@ -216,6 +213,14 @@ def _is_onnx_file(model) -> bool:
     return str(model or "").endswith(".onnx")
 
 
+def _refuse_unusable(cfg: EvalConfig, mcfg) -> None:
+    """A model this evaluation cannot run, in one line: checked before an ONNX export (20-30 s) would be made."""
+    require_coco_keypoints(mcfg, cfg.model)
+    if cfg.decode == "movenet" and default_decode(mcfg) != "movenet":
+        raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "
+                                f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
+
+
 def _open_model(cfg: EvalConfig):
     """(model, config, meta): an exported .onnx file in onnxruntime; a model file in onnxruntime through its
     cached export (backend onnx: faster on a CPU, bench/eval_speed.py), or in PyTorch."""
@@ -227,7 +232,7 @@ def _open_model(cfg: EvalConfig):
         else:
             from posecal.export.cache import cached_onnx
 
-            require_coco_keypoints(load_model(cfg.model)[1], cfg.model)   # said before an export would fail on it
+            _refuse_unusable(cfg, load_model(cfg.model)[1])   # said before an export is made for nothing
             model = cached_onnx(cfg.model, cfg.flip, cfg.threads)
         return model, model.config, model.meta
     return load_model(cfg.model)
