@@ -25,7 +25,8 @@ class SqueezingBlobDetector:
         small = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (300, 300), interpolation=cv2.INTER_AREA)
         n, _, stats, _ = cv2.connectedComponentsWithStats((small < 100).astype(np.uint8))
         keep = [s for s in stats[1:n] if s[2] >= 12]
-        boxes = np.array([[s[0] * w / 300, s[1] * h / 300, s[2] * w / 300, s[3] * h / 300] for s in keep]).reshape(-1, 4)
+        boxes = np.array([[s[0] * w / 300, s[1] * h / 300, s[2] * w / 300, s[3] * h / 300]
+                          for s in keep]).reshape(-1, 4)
         return boxes, np.full(len(boxes), 0.9)
 
 

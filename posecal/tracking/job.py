@@ -10,8 +10,9 @@ visibility, visibility_probs, box_score, bbox, score).
 Live sources (a camera, rtsp/http streams, a pipe; posecal/data/live.py) run in real time: the newest frame is
 taken when the pipeline is ready for one, the others are dropped and counted (with `adaptive`, frames that
 arrive during a detector frame wait while the pipeline can catch up, and the detector runs less often when it
-cannot: tracking/cadence.py), and the tracker's clock is the capture time. With `--out -` or `.jsonl` each frame's record is written when the frame is done
-(posecal/records.py); Ctrl-C, --max-frames, --duration or the stream's end stop the run with what was made kept.
+cannot: tracking/cadence.py), and the tracker's clock is the capture time. With `--out -` or `.jsonl` each
+frame's record is written when the frame is done (posecal/records.py); Ctrl-C, --max-frames, --duration or the
+stream's end stop the run with what was made kept.
 """
 from __future__ import annotations
 
@@ -366,8 +367,10 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                 if cadence is not None:
                     if not cadence.detector_frame():
                         return None
-                elif detector is not None and next(place) % cfg.detect_every:
-                    return None
+                elif detector is not None:
+                    k = next(place) if reader is not None else frame.frame_index   # live: the frames taken
+                    if k % cfg.detect_every:
+                        return None
                 return lookahead.submit(detect, frame.bgr, detector)
 
             if isinstance(source, LiveSource):

@@ -101,8 +101,9 @@ class Tracker:
         self.next_id = first_id
 
     def live_people(self, max_misses: int | None = None, max_undetected: int | None = None) -> list:
-        """The pose of every track still alive (with max_misses, only those unmatched for at most that many frames; with max_undetected, only those a detection held within that many frames), moved
-        to where its velocity says the person is now: where to look next."""
+        """The pose of every track still alive (with max_misses, only those unmatched for at most that many
+        frames; with max_undetected, only those a detection held within that many frames), moved to where its
+        velocity says the person is now: where to look next."""
         out = []
         for tr in self.tracks:
             if max_misses is not None and tr.misses > max_misses:
