@@ -38,6 +38,9 @@ T_LOW = (0.1, 0.15, 0.2, 0.25)
 # these "inventions" are real people)
 MORE_INVENTED = 1
 QUALITY = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
+DUPLICATE = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+MIN_PERSON = (0.1, 0.2, 0.3, 0.4, 0.5)
+CONFIRM_PERSON = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def person_free_patches(data: Path, n: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
@@ -108,32 +111,111 @@ def records(model: str, data: Path, limit: int, patches: int, low: float, thread
     return {"cols": cols, "people": people, "n_patches": sum(p[0] == 1 for p in pictures)}
 
 
-def judged(cols: np.ndarray, people: list, t_low: float, q: float, rows: np.ndarray) -> np.ndarray:
+def old_keep(rule, people: list) -> list:
+    """The person rule before issue 45 (for the before column): no nobody rule on sure boxes, and pose NMS by
+    OKS over all 17 keypoints at 0.9 (people shown without visibility to the NMS)."""
+    import dataclasses
+
+    from posecal.inference.pipeline import DETECTOR
+
+    unsure_ok = [p for p in people if p.box_score >= TODAY or (p.visibility == 2).any()]
+    blind = [dataclasses.replace(p, visibility=None) for p in unsure_ok]
+    kept = {id(b) for b in dataclasses.replace(rule, nms_threshold=0.9, min_pose_quality=0.0).keep(blind, DETECTOR)}
+    return [p for p, b in zip(unsure_ok, blind) if id(b) in kept]
+
+
+def judged(cols: np.ndarray, people: list, t_low: float, q: float, rows: np.ndarray, old: bool = False,
+           dup: float | None = None, nobody: float | None = None, **overrides) -> np.ndarray:
     """Kept boxes (a mask over cols): those the detector gives at t_low, through the product's own PersonRule
-    with sure_score TODAY and confirm_quality q (pose NMS after); q > 1 is today's rule (the detector at 0.3)."""
+    with sure_score TODAY and confirm_quality q (pose NMS after); q > 1 is the detector at 0.3 alone. old: the
+    rule before issue 45 (old_keep); dup / nobody: the rule's nms_threshold / min_pose_quality (None: the
+    product's defaults)."""
+    import dataclasses
+
     from posecal.inference.pipeline import DETECTOR, PersonRule
 
     rule = PersonRule(sure_score=TODAY, confirm_quality=q, unsure_min_height=TRUST_GUIDED_MIN_HEIGHT)
+    if dup is not None:
+        rule = dataclasses.replace(rule, nms_threshold=dup)
+    if nobody is not None:
+        rule = dataclasses.replace(rule, min_pose_quality=nobody)
+    rule = dataclasses.replace(rule, **overrides)   # min_person, confirm_person
     keep = rows & (cols[:, 3] >= (TODAY if q > 1 else t_low))
     out = np.zeros(len(cols), bool)
     for n in np.unique(cols[keep, 0]):
         idx = np.flatnonzero(keep & (cols[:, 0] == n))
-        kept = {id(p) for p in rule.keep([people[i] for i in idx], DETECTOR)}
+        group = [people[i] for i in idx]
+        kept = {id(p) for p in (old_keep(rule, group) if old else rule.keep(group, DETECTOR))}
         out[[i for i in idx if id(people[i]) in kept]] = True
     return out
 
 
-def figures(cols, people, t_low, q, val_part: np.ndarray, n_val: int) -> dict:
+def second_poses(cols: np.ndarray, people: list, kept: np.ndarray, part: np.ndarray, truth: dict,
+                 at: float = 0.5) -> int:
+    """Labelled persons found (some kept box at IoU >= 0.5) that also get a second kept pose with OKS >= `at`
+    to them: the same person counted twice."""
+    from posecal.metrics.oks import oks
+
+    twice = 0
+    for n in np.unique(cols[kept & part & (cols[:, 6] >= 0.5), 0]):
+        idx = np.flatnonzero(kept & (cols[:, 0] == n))
+        gt = truth[int(cols[idx[0], 2])]
+        scores = [oks(people[i].keypoints, gt["xy"], gt["v"], gt["area"]) for i in idx]
+        twice += int(sum(s >= at for s in scores) >= 2)
+    return twice
+
+
+def figures(cols, people, t_low, q, val_part: np.ndarray, n_val: int, truth: dict | None = None, **rule) -> dict:
     rows = np.ones(len(cols), bool)
-    kept = judged(cols, people, t_low, q, rows)
+    kept = judged(cols, people, t_low, q, rows, **rule)
     val = cols[:, 1] == 0
     in_part = val & val_part
     found = len(np.unique(cols[kept & in_part & (cols[:, 6] >= 0.5), 0]))
     false_val = int((kept & in_part & (cols[:, 7] < 0.5)).sum())
-    return {"recall": found / n_val, "found": found, "false_per_crop": false_val / n_val,
-            "invented_patches": int((kept & (cols[:, 1] == 1)).sum()),
-            "invented_photos": int((kept & (cols[:, 1] == 2)).sum()),
-            "photos_with_invented": len(np.unique(cols[kept & (cols[:, 1] == 2), 0]))}
+    out = {"recall": found / n_val, "found": found, "false_per_crop": false_val / n_val,
+           "invented_patches": int((kept & (cols[:, 1] == 1)).sum()),
+           "invented_photos": int((kept & (cols[:, 1] == 2)).sum()),
+           "photos_with_invented": len(np.unique(cols[kept & (cols[:, 1] == 2), 0]))}
+    if truth is not None:
+        for at in (0.5, 0.75):
+            twice = second_poses(cols, people, kept, in_part, truth, at)
+            out[f"second_pose_oks{at}"] = twice
+            out[f"second_pose_oks{at}_share"] = twice / max(found, 1)
+    return out
+
+
+def picture_sizes(data: Path, limit: int, patches: int) -> list[tuple[int, int]]:
+    """(w, h) of every picture `records` went through, in its order (the cache keeps no pictures)."""
+    coco = json.loads((data / "annotations/val.json").read_text())
+    sizes = [(im["width"], im["height"]) for im in coco["images"][: limit or None]]
+    sizes += [bgr.shape[1::-1] for _, bgr in person_free_patches(data, patches)]
+    return sizes + [bgr.shape[1::-1] for _, bgr in no_people_photos()]
+
+
+def with_person_probability(model: str, cols: np.ndarray, people: list, sizes: list) -> bool:
+    """Fill each cached pose's p(person) from `model`'s calibration (cached poses may predate it); False when
+    the model has none."""
+    from posecal.calibration.quality import calibration_from_meta
+    from posecal.models.checkpoint import model_file, read_model_file
+
+    cal = calibration_from_meta(read_model_file(model_file(model))["meta"], model)
+    if cal is None or cal.person is None:
+        return False
+    for n in np.unique(cols[:, 0]).astype(int):
+        idx = np.flatnonzero(cols[:, 0] == n)
+        for i, prob in zip(idx, cal.person([people[i] for i in idx], sizes[n])):
+            people[i].person_probability = float(prob)
+    return True
+
+
+def val_truth(data: Path) -> dict:
+    """image id -> the val crop's labelled person: keypoints, visibility, area (OKS truth)."""
+    coco = json.loads((data / "annotations/val.json").read_text())
+    out = {}
+    for a in coco["annotations"]:
+        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
+        out[a["image_id"]] = {"xy": kp[:, :2], "v": kp[:, 2], "area": float(a["area"])}
+    return out
 
 
 def main() -> None:
@@ -156,27 +238,59 @@ def main() -> None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(rec))
     cols, people = rec["cols"], rec["people"]
+    verified = with_person_probability(args.model, cols, people, picture_sizes(args.data, args.limit, args.patches))
+    print(f"p(person): {'from ' + args.model if verified else 'none (the model has no person verifier)'}")
     coco = json.loads((args.data / "annotations/val.json").read_text())
     ids = np.array([im["id"] for im in coco["images"][: args.limit or None]])
     tuning_ids, held_ids = ids[ids % 2 == 0], ids[ids % 2 == 1]
     tuning = np.isin(cols[:, 2], tuning_ids)
     held = np.isin(cols[:, 2], held_ids)
-    base_t = figures(cols, people, TODAY, 2.0, tuning, len(tuning_ids))
+    truth = val_truth(args.data)
+    nt, nh = len(tuning_ids), len(held_ids)
+    base_t = figures(cols, people, TODAY, 2.0, tuning, nt)
     candidates = []
     for t_low in T_LOW:
         for q in QUALITY:
-            f = figures(cols, people, t_low, q, tuning, len(tuning_ids))
+            f = figures(cols, people, t_low, q, tuning, nt)
             if f["invented_patches"] <= base_t["invented_patches"] + MORE_INVENTED:
                 candidates.append((f["recall"], -f["false_per_crop"], t_low, q, f))
     best = max(candidates, key=lambda c: c[:2])
     t_low, q = best[2], best[3]
-    result = {"model": args.model, "low": args.low, "chosen": {"t_low": t_low, "min_pose_quality": q},
-              "today_tuning": base_t, "rule_tuning": best[4],
-              "today_held_out": figures(cols, people, TODAY, 2.0, held, len(held_ids)),
-              "rule_held_out": figures(cols, people, t_low, q, held, len(held_ids)),
-              "permissive_alone_held_out": figures(cols, people, args.low, 0.0, held, len(held_ids)),
-              "n": {"val_tuning": len(tuning_ids), "val_held_out": len(held_ids),
-                    "patches": rec["n_patches"], "photos": 22}}
+    # each person once (issue 45): the duplicate threshold, chosen on the tuning half as the lowest second-pose
+    # share that loses no more than half a point of recall against the loosest threshold
+    sweep = {d: figures(cols, people, t_low, q, tuning, nt, truth, dup=d) for d in DUPLICATE}
+    loosest = sweep[max(DUPLICATE)]["recall"]
+    dup = min((f["second_pose_oks0.5"], -d, d) for d, f in sweep.items() if f["recall"] >= loosest - 0.005)[2]
+    chosen = {"t_low": t_low, "min_pose_quality": q, "duplicate_oks": dup}
+    verifier_sweep = {}
+    if verified:
+        # p(person): the nobody bound for every detector box and the confirmation an unsure box needs, chosen on
+        # the tuning half as the most recall with no more inventions on the tuning patches than the rule above
+        bound = figures(cols, people, t_low, q, tuning, nt, dup=dup)["invented_patches"]
+        for lo in MIN_PERSON:
+            for hi in CONFIRM_PERSON:
+                if hi < lo:
+                    continue
+                for t in T_LOW:
+                    f = figures(cols, people, t, 0.3, tuning, nt, truth, dup=dup, min_person=lo, confirm_person=hi)
+                    verifier_sweep[f"{lo}/{hi}/{t}"] = f
+        ok = {k: f for k, f in verifier_sweep.items() if f["invented_patches"] <= bound}
+        key = max(ok, key=lambda k: (ok[k]["recall"], -ok[k]["false_per_crop"]))
+        lo, hi, t = (float(v) for v in key.split("/"))
+        chosen |= {"min_person": lo, "confirm_person": hi, "t_low_person": t}
+    result = {"model": args.model, "low": args.low, "chosen": chosen,
+              "duplicate_sweep_tuning": sweep,
+              "before_issue45_held_out": {
+                  "detector_0.3": figures(cols, people, TODAY, 2.0, held, nh, truth, old=True),
+                  "trust_guided": figures(cols, people, 0.15, 0.55, held, nh, truth, old=True)},
+              "today_tuning": base_t, "rule_tuning": figures(cols, people, t_low, q, tuning, nt, truth, dup=dup),
+              "today_held_out": figures(cols, people, TODAY, 2.0, held, nh, truth, dup=dup),
+              "rule_held_out": figures(cols, people, t_low, q, held, nh, truth, dup=dup),
+              "permissive_alone_held_out": figures(cols, people, args.low, 0.0, held, nh),
+              **({"verified_tuning": verifier_sweep[key], "verified_held_out": figures(
+                  cols, people, t, 0.3, held, nh, truth, dup=dup, min_person=lo, confirm_person=hi)}
+                 if verified else {}),
+              "n": {"val_tuning": nt, "val_held_out": nh, "patches": rec["n_patches"], "photos": 22}}
     print(json.dumps(result, indent=1))
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 

@@ -78,3 +78,27 @@ def test_empty_input(fn):
     assert kept.shape == (0,) and kept.dtype == np.int64
     if isinstance(out, tuple):
         assert out[1].shape == (0,)
+
+
+def test_seen_keypoints_decide_a_duplicate_by_hand_computed_oks():
+    # pose 1 sees only keypoints 0-10, its guesses for the legs (11-16) lie 60 px off: over all 17 keypoints
+    # the pair looks like two people, over the 11 keypoints both see it is one person
+    a, b = STANDING.copy(), STANDING.copy()
+    b[:11] += 2.0
+    b[11:] += [0.0, 60.0]
+    kp, s, areas = np.stack([a, b]), np.array([0.9, 0.8]), np.full(2, AREA)
+    all_17 = hand_oks(a, b, AREA)
+    both = np.arange(11)
+    shared = np.mean(np.exp(-((a[both] - b[both]) ** 2).sum(-1) / (2 * AREA * (2 * COCO_SIGMAS[both]) ** 2)))
+    assert all_17 < 0.7 < shared
+    seen = np.ones((2, 17), bool)
+    seen[1, 11:] = False
+    assert oks_nms(kp, s, areas, threshold=0.7).tolist() == [0, 1]
+    assert oks_nms(kp, s, areas, threshold=0.7, seen=seen).tolist() == [0]
+    assert oks_nms(kp, s, areas, threshold=shared + 1e-9, seen=seen).tolist() == [0, 1]
+    # fewer than MIN_SHARED keypoints seen by both (strict and loose alike): never a duplicate
+    few = np.zeros((2, 17), bool)
+    few[:, 0] = True
+    assert oks_nms(kp, s, areas, threshold=0.0, seen=few).tolist() == [0, 1]
+    # too few seen (strict), enough present (loose): compared on the loose mask
+    assert oks_nms(kp, s, areas, threshold=0.7, seen=(few, seen)).tolist() == [0]

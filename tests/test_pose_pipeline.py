@@ -40,8 +40,15 @@ def test_trust_guided_detection_keeps_unsure_boxes_whose_pose_says_person():
     sure.box_score, person.box_score, thing.box_score, hidden.box_score = 0.6, 0.2, 0.2, 0.2
     hidden.visibility[:] = 1                      # a good pose score, but no keypoint seen: not confirmed
     rule = PersonRule(sure_score=0.3, confirm_quality=0.5)
+    sure.pose_quality = sure.scores["oks"] = 0.4  # a sure box needs only the nobody rule's 0.3
     assert rule.keep([sure, person, thing, hidden], DETECTOR) == [person, sure]   # NMS orders by score
-    assert PersonRule().keep([sure, person, thing, hidden], DETECTOR) == [person, hidden, sure, thing]
+    # without trust-guided detection every detector box is judged by the nobody rule alone
+    assert PersonRule().keep([sure, person, thing, hidden], DETECTOR) == [person, sure]
+    assert PersonRule(min_pose_quality=0).keep([sure, person, thing, hidden], DETECTOR) == [person, hidden, sure,
+                                                                                            thing]
+    sure.pose_quality = sure.scores["oks"] = 0.2  # however sure the detector, a pose that says nobody is nobody
+    assert rule.keep([sure, person], DETECTOR) == [person]
+    sure.pose_quality = sure.scores["oks"] = 0.4
     assert rule.keep([thing], GIVEN) == [thing]   # the caller's boxes are never judged
     # an unsure box lying inside a surer one is a part of that person (its upper body), even with a good pose
     upper = scored(STANDING, 0.9)
@@ -159,3 +166,15 @@ def test_threads_are_the_predictors_own(tiny_model):
     predictor = Predictor(tiny_model, detector=None, backend="torch", threads=1)
     predictor(np.zeros((64, 48, 3), np.uint8))
     assert torch.get_num_threads() == before and predictor.threads == 1
+
+
+def test_two_boxes_on_one_person_give_one_person_and_a_neighbour_stays():
+    # a seated person's second box shifted onto the desk: the same upper body to a pixel, legs hidden and guessed
+    # elsewhere, a pose quality as good (the second skeleton `predict` reported before)
+    person, desk = scored(STANDING, 0.85), scored(STANDING + 1.5, 0.9)
+    desk.visibility[11:] = 1
+    person.visibility[11:] = 0
+    desk.keypoints[11:] += [30.0, 50.0]
+    neighbour = scored(STANDING + [28.0, 0.0], 0.8)     # someone beside them, shoulders a body width off
+    assert PersonRule().keep([person, desk, neighbour], DETECTOR) == [desk, neighbour]
+    assert PersonRule(nms_threshold=0.9).keep([person, desk], DETECTOR) == [desk]

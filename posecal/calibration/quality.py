@@ -15,6 +15,7 @@ import numpy as np
 
 from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scale
 from posecal.calibration.in_frame import InFrameMap
+from posecal.calibration.person import PersonVerifier
 from posecal.calibration.video import VideoCalibration
 from posecal.calibration.maps import IsotonicMap, apply_temperature, fit_isotonic, fit_temperature
 from posecal.errors import PosecalInputError
@@ -41,6 +42,8 @@ class QualityCalibration:
     in_frame: InFrameMap | None = None
     # what `posecal track` reports, per pose source (calibration/video.py), fitted on tracked videos with truth
     video: VideoCalibration | None = None
+    # p(person) of a box from its pose (calibration/person.py), fitted by tools/fit_person_verifier.py
+    person: PersonVerifier | None = None
 
     def apply(self, oks, opks, visibility_probs, boxes) -> dict[str, np.ndarray]:
         """Raw head outputs of N persons (boxes (N, 4) in image pixels) -> calibrated `oks` (N,), `opks`
@@ -58,7 +61,8 @@ class QualityCalibration:
                 "radii": self.radii.to_dict(), "fit_info": self.fit_info,
                 "occluded_over_visible": self.occluded_over_visible} \
             | ({} if self.in_frame is None else {"in_frame": self.in_frame.to_dict()}) \
-            | ({} if self.video is None else {"video": self.video.to_dict()})
+            | ({} if self.video is None else {"video": self.video.to_dict()}) \
+            | ({} if self.person is None else {"person": self.person.to_dict()})
 
     @classmethod
     def from_dict(cls, d: dict) -> "QualityCalibration":
@@ -71,7 +75,8 @@ class QualityCalibration:
                       dict(d.get("fit_info", {})),
                       float(d.get("occluded_over_visible", DEFAULT_OCCLUDED_OVER_VISIBLE)),
                       None if d.get("in_frame") is None else InFrameMap.from_dict(d["in_frame"]),
-                      None if d.get("video") is None else VideoCalibration.from_dict(d["video"]))
+                      None if d.get("video") is None else VideoCalibration.from_dict(d["video"]),
+                      None if d.get("person") is None else PersonVerifier.from_dict(d["person"]))
         except (KeyError, TypeError) as e:
             raise ValueError(f"calibration is missing or has a bad field ({e})") from None
         # one map, temperature and radius row per keypoint type: a cut or hand-edited file is refused here, not

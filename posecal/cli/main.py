@@ -12,6 +12,7 @@ from posecal.errors import PosecalInputError
 from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
+from posecal.inference.pipeline import DUPLICATE_OKS
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
 
@@ -392,12 +393,13 @@ def main(argv=None) -> int:
                         "runs at a permissive threshold and a box it is unsure of is kept when its pose says a "
                         "person is there; a YOLOX file: 0.3)")
     p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
-                   help="--detector none: drop a whole-image pose below this pose quality or with no keypoint "
+                   help="drop a pose (detector or whole image) below this pose quality or with no keypoint "
                         f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")
     p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
-    p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=0.9,
-                   help="OKS above which --nms oks drops a pose (default: 0.9)")
+    p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=DUPLICATE_OKS,
+                   help="OKS over the keypoints both poses see above which --nms oks drops the pose of lower "
+                        f"quality as the same person (default: {DUPLICATE_OKS})")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")

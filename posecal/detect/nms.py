@@ -2,14 +2,21 @@
 
 Overlapping detector boxes on one person give near-identical poses; box IoU cannot tell them from two
 people standing close together, but keypoint similarity can. Similarity of two predicted poses is the
-COCO OKS with the higher-scoring (kept) pose as reference: mean over all K keypoints of
-exp(-d^2 / (2 * area * (2 sigma)^2)), area = the reference pose's area (`posecal.metrics.oks.opks`).
+COCO OKS with the higher-scoring (kept) pose as reference, exp(-d^2 / (2 * area * (2 sigma)^2)) per keypoint
+(area = the reference pose's area, `posecal.metrics.oks.opks`), averaged over the keypoints *both poses see*
+when `seen` is given: two boxes on one person (one shifted onto a desk, one cut at the waist) agree to a few
+pixels on every keypoint both show, while their guesses for keypoints neither sees (hidden, outside the box)
+differ, so an OKS over all K keypoints called such pairs two people. Pairs sharing fewer than MIN_SHARED seen
+keypoints are compared on the keypoints both call present (seen or occluded), and are not duplicates when
+those are still fewer.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from posecal.metrics.oks import opks
+
+MIN_SHARED = 2   # keypoints two poses must both see before their agreement can call them one person
 
 
 def _inputs(keypoints, scores, areas):
@@ -21,26 +28,50 @@ def _inputs(keypoints, scores, areas):
     return kpts, scores, areas
 
 
-def _oks_to(kpts: np.ndarray, ref: int, others: np.ndarray, area: float) -> np.ndarray:
-    """OKS (len(others),) of poses `others` against pose `ref`, with the reference's area."""
-    return opks(kpts[others], kpts[ref], area).mean(-1)
+def _oks_to(kpts: np.ndarray, ref: int, others: np.ndarray, area: float, seen=None) -> np.ndarray:
+    """OKS (len(others),) of poses `others` against pose `ref`, with the reference's area: over all keypoints
+    (seen None), else over the keypoints both see (`seen`: (strict, loose) (N, K) bool masks; see the module)."""
+    terms = opks(kpts[others], kpts[ref], area)
+    if seen is None:
+        return terms.mean(-1)
+    out = np.zeros(len(others))
+    decided = np.zeros(len(others), bool)
+    for mask in seen:
+        both = mask[others] & mask[ref]
+        n = both.sum(-1)
+        use = ~decided & (n >= MIN_SHARED)
+        out[use] = (terms[use] * both[use]).sum(-1) / n[use]
+        decided |= use
+    return out
 
 
-def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+def _seen(seen, n: int, k: int):
+    """(strict, loose) (N, K) bool masks from None, one mask or a pair of masks."""
+    if seen is None:
+        return None
+    masks = seen if isinstance(seen, (tuple, list)) else (seen, seen)
+    masks = tuple(np.asarray(m, bool).reshape(n, k) for m in masks)
+    return masks
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9,
+            seen=None) -> np.ndarray:
     """Greedy pose NMS: indices of kept poses, best score first. A pose is dropped when its OKS with an
-    already kept, higher-scoring pose is > threshold (ties in score keep the lower index)."""
+    already kept, higher-scoring pose is > threshold (ties in score keep the lower index). `seen`: None (OKS
+    over all keypoints), or (strict, loose) (N, K) masks of the keypoints each pose sees (the module says why)."""
     kpts, scores, areas = _inputs(keypoints, scores, areas)
+    seen = _seen(seen, *kpts.shape[:2])
     order = np.argsort(-scores, kind="stable")
     keep = []
     while len(order):
         i, rest = order[0], order[1:]
         keep.append(i)
-        order = rest[_oks_to(kpts, i, rest, areas[i]) <= threshold]
+        order = rest[_oks_to(kpts, i, rest, areas[i], seen) <= threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
 def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.3,
-                 sigma: float = 0.5, min_score: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+                 sigma: float = 0.5, min_score: float = 1e-3, seen=None) -> tuple[np.ndarray, np.ndarray]:
     """Soft pose NMS (Gaussian decay, after Bodla et al.'s Soft-NMS): instead of deleting a duplicate, lower
     its score so a wrongly suppressed person can still count at a lower rank.
 
@@ -51,6 +82,7 @@ def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, t
     taken, which is descending new score.
     """
     kpts, scores, areas = _inputs(keypoints, scores, areas)
+    seen = _seen(seen, *kpts.shape[:2])
     new = scores.copy()
     left = np.flatnonzero(new >= min_score)
     keep, kept_scores = [], []
@@ -59,23 +91,34 @@ def soft_oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, t
         keep.append(j)
         kept_scores.append(new[j])
         left = left[left != j]
-        overlap = _oks_to(kpts, j, left, areas[j])
+        overlap = _oks_to(kpts, j, left, areas[j], seen)
         new[left] *= np.where(overlap > threshold, np.exp(-overlap ** 2 / sigma), 1.0)
         left = left[new[left] >= min_score]
     return np.asarray(keep, dtype=np.int64), np.asarray(kept_scores, dtype=np.float64)
 
 
+def seen_masks(persons: list):
+    """(strict, loose) (N, K) masks of the keypoints each pose sees: called visible, and called present
+    (visible or occluded); None for a model that predicts no visibility (OKS over all keypoints then)."""
+    if any(p.visibility is None for p in persons):
+        return None
+    vis = np.stack([np.asarray(p.visibility) for p in persons])
+    return vis == 2, vis >= 1
+
+
 def pose_nms(persons: list, nms: str, threshold: float, mode: str) -> list:
     """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode]) of
-    near-identical poses; soft-OKS-NMS ("soft") lowers the duplicates' scores; "none" keeps all."""
+    poses that agree on the keypoints both see (seen_masks); soft-OKS-NMS ("soft") lowers the duplicates'
+    scores; "none" keeps all."""
     if nms == "none":
         return persons
     kps = np.stack([p.keypoints for p in persons])
     scores = np.array([p.scores[mode] for p in persons])
     areas = np.array([p.box[2] * p.box[3] for p in persons])
+    seen = seen_masks(persons)
     if nms == "oks":
-        return [persons[i] for i in oks_nms(kps, scores, areas, threshold)]
-    keep, new_scores = soft_oks_nms(kps, scores, areas)
+        return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen)]
+    keep, new_scores = soft_oks_nms(kps, scores, areas, seen=seen)
     for i, s in zip(keep, new_scores):
         persons[i].scores[mode] = float(s)
     return [persons[i] for i in keep]

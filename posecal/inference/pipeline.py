@@ -30,36 +30,49 @@ TRUST_GUIDED_CONTAINED = 0.7
 # Unsure boxes shorter than this (pixels) are not judged: the trust model, reading a crop blown up from a few dozen
 # pixels, called 46-59 px boxes on the empty vtest background people (pose quality 0.53-0.69, many keypoints seen)
 TRUST_GUIDED_MIN_HEIGHT = 64
+# Two poses from detector boxes are one person when their OKS over the keypoints both see is above this
+# (detect/nms.py; bench/trust_detection.py chooses it on the tuning half of the val crops)
+DUPLICATE_OKS = 0.5
+# p(person) (calibration/person.py) under which a detector box's pose is nobody, and the p(person) an unsure box
+# (trust-guided detection) needs; chosen by bench/trust_detection.py on the tuning half of the val crops
+MIN_PERSON = 0.5
+CONFIRM_PERSON = 0.5
 
 
 @dataclass(frozen=True)
 class PersonRule:
     """Who, among the poses the estimator returns, is reported as a person.
 
-    Detector boxes: with `sure_score` set (trust-guided detection), a box the detector scores below it is a
-    person only when it is at least `unsure_min_height` pixels tall and its pose says so: pose quality >=
-    `confirm_quality` and some keypoint predicted visible (the
-    detector then runs at a permissive threshold, TRUST_GUIDED_FLOOR, so that people it is unsure of are
-    judged by posecal's trust instead of dropped); sure_score None keeps every box the detector's threshold let
-    through. Then near-identical poses (two boxes on one person) are merged by pose NMS (`nms`: oks, soft or
-    none; `nms_threshold`: the OKS above which a lower-scored pose is a duplicate). Whole picture: a pose whose
-    predicted OKS is below `min_pose_quality`, or with no keypoint predicted visible, is nobody
-    (detector.MIN_POSE_QUALITY says what that costs). Given boxes are the caller's: every pose is kept."""
+    Detector boxes and the whole picture: a pose whose predicted OKS is below `min_pose_quality`, or with no
+    keypoint predicted visible, is nobody (a tripod, a sign post: detector.MIN_POSE_QUALITY says what that
+    costs), however sure the detector is. With `sure_score` set (trust-guided detection), a box the detector
+    scores below it is a person only when it is at least `unsure_min_height` pixels tall and its pose says so
+    more firmly: pose quality >= `confirm_quality` (the detector then runs at a permissive threshold,
+    TRUST_GUIDED_FLOOR, so that people it is unsure of are judged by posecal's trust instead of dropped);
+    sure_score None keeps every box the detector's threshold let through. Then each person once: poses that
+    agree on the keypoints both see (two boxes on one person) are merged by pose NMS (`nms`: oks, soft or none;
+    `nms_threshold`: the OKS over shared seen keypoints above which a lower-scored pose is a duplicate,
+    detect/nms.py), keeping the pose of higher quality. Given boxes are the caller's: every pose is kept."""
 
     nms: str = "oks"
-    nms_threshold: float = 0.9
+    nms_threshold: float = DUPLICATE_OKS
     min_pose_quality: float = MIN_POSE_QUALITY
     sure_score: float | None = None
     confirm_quality: float = MIN_POSE_QUALITY
     unsure_min_height: float = 0.0
+    min_person: float = MIN_PERSON
+    confirm_person: float = CONFIRM_PERSON
 
     def keep(self, people: list, source: str, mode: str | None = None, sure_factor: float = 1.0) -> list:
         """The people of one picture reported for boxes from `source`; `mode` the pose score NMS ranks by
         (default: oks with quality heads, the heatmap's mean peak without); `sure_factor` scales sure_score for
         this picture as the detector scaled its threshold (a grey picture: posecal/detect/ssd.py)."""
+        if source == DETECTOR:
+            people = [p for p in people if someone_there(p, self.min_pose_quality, self.min_person)]
         if source == DETECTOR and self.sure_score is not None:
             people = [p for p in people if p.box_score >= self.sure_score * sure_factor
-                      or (p.box[3] >= self.unsure_min_height and someone_there(p, self.confirm_quality))]
+                      or (p.box[3] >= self.unsure_min_height
+                          and someone_there(p, self.confirm_quality, self.confirm_person))]
         if source == DETECTOR and len(people) > 1:
             mode = mode or ("oks" if people[0].visibility is not None else "heatmap")
             people = pose_nms(people, self.nms, self.nms_threshold, mode)
@@ -90,23 +103,29 @@ def inside_share(box: np.ndarray, other: np.ndarray) -> float:
     return max(0.0, x1 - x0) * max(0.0, y1 - y0) / max(float(box[2] * box[3]), 1e-9)
 
 
-def someone_there(person, min_pose_quality: float = MIN_POSE_QUALITY) -> bool:
-    """Whole-image mode: do the pose's quality and visibility say a person is there? Without a detector every
-    image gets a pose, a cup's or a cat's too; those come out with a low predicted OKS or with no keypoint
-    predicted visible (bench/detector_recall.py --pose measures both sides). min_pose_quality 0 keeps all."""
+def someone_there(person, min_pose_quality: float = MIN_POSE_QUALITY, min_person: float | None = None) -> bool:
+    """Do the pose's quality and visibility say a person is there? A whole image or a detector's box on a cup,
+    a cat or a tripod gets a pose too; those come out with no keypoint predicted visible, a low p(person) (where
+    the model has one and min_person is given) or else a low predicted OKS (bench/detector_recall.py --pose,
+    bench/trust_detection.py measure both sides). min_pose_quality 0 keeps all."""
     if min_pose_quality <= 0:
         return True
     seen = person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
-    return seen and not person.pose_quality < min_pose_quality
+    if not seen:
+        return False
+    if min_person is not None and getattr(person, "person_probability", None) is not None:
+        return not person.person_probability < min_person
+    return not person.pose_quality < min_pose_quality
 
 
 def detection_setup(detector, detector_threshold: float | None, quality_heads: bool,
                     rule: PersonRule) -> tuple[float | None, PersonRule]:
     """(the threshold to load `detector` at, the person rule) for a detector spec as the user gave it: the shipped
-    SSD (None or "default") with no threshold asked for, on a model with quality heads, is trust-guided (the
+    SSD (None, "default" or "ssd") with no threshold asked for, on a model with quality heads, is trust-guided (the
     detector at TRUST_GUIDED_FLOOR, the rule confirming its unsure boxes); anything else keeps the threshold
     asked for (None: the detector's own) and the rule as it is. Used by the API, predict and track alike."""
-    guided = detector_threshold is None and str(detector or "default").lower() == "default" and quality_heads
+    guided = (detector_threshold is None and str(detector or "default").lower() in ("default", "ssd")
+              and quality_heads)
     if not guided or rule.sure_score is not None:
         return detector_threshold, rule
     return TRUST_GUIDED_FLOOR, replace(rule, sure_score=TRUST_GUIDED_SURE, confirm_quality=TRUST_GUIDED_QUALITY,

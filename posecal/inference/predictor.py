@@ -63,6 +63,9 @@ class PersonPose:
     # (K,) calibrated probability that each keypoint lies inside the picture (posecal/calibration/in_frame.py); a
     # keypoint's position may lie outside it, as crops are padded past the picture's edge
     in_frame: np.ndarray | None = None
+    # calibrated probability that the box frames a person, from what the trust model saw in it
+    # (posecal/calibration/person.py); None for a model without that calibration
+    person_probability: float | None = None
 
     def to_dict(self, score_mode: str | None = None) -> dict:
         """The person as plain JSON types, in the fields of `posecal predict`'s results (COCO's `keypoints` as
@@ -78,6 +81,8 @@ class PersonPose:
             out["visibility_probs"] = r(self.visibility_probs)
         if self.in_frame is not None:
             out["in_frame"] = r(self.in_frame)
+        if self.person_probability is not None:
+            out["person_probability"] = round(float(self.person_probability), 4)
         if self.keypoint_radius is not None:
             out["keypoint_radius"] = np.round(np.asarray(self.keypoint_radius, float), 2).tolist()
         return out
@@ -264,6 +269,10 @@ class Predictor:
                                                np.array([o[1] for o in owners]), np.array(wh))
             for p, row in zip(persons, inside):
                 p.in_frame = row
+        if self.calibration is not None and self.calibration.person is not None and "opks" in res:
+            for n, ps in enumerate(people):
+                for p, prob in zip(ps, self.calibration.person(ps, prepared[n][0].shape[1::-1])):
+                    p.person_probability = float(prob)
         return people
 
     def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:

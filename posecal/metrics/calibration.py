@@ -57,3 +57,13 @@ def ece(confidence, truth, n_bins: int = 15) -> float:
         return float("nan")
     nonempty = count > 0
     return float((count[nonempty] / n * np.abs(mean_c[nonempty] - mean_t[nonempty])).sum())
+
+
+def binary_ece_floor(confidence, n_bins: int = 15, draws: int = 100, seed: int = 0) -> tuple[float, float]:
+    """(mean, 90th percentile) of the ECE that a perfectly calibrated predictor of these confidences shows on a
+    set of this size: each 0/1 truth redrawn as Bernoulli(confidence), `draws` times. An ECE at its floor
+    cannot be told from calibrated on this many samples."""
+    c = np.clip(np.asarray(confidence, np.float64).ravel(), 0, 1)
+    rng = np.random.default_rng(seed)
+    values = np.array([ece(c, rng.random(len(c)) < c, n_bins) for _ in range(draws)])
+    return float(values.mean()), float(np.quantile(values, 0.9))

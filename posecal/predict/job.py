@@ -22,7 +22,7 @@ from posecal.detect.boxes import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
-from posecal.inference.pipeline import DETECTOR, GIVEN, PersonRule, PosePipeline
+from posecal.inference.pipeline import DETECTOR, DUPLICATE_OKS, GIVEN, PersonRule, PosePipeline
 from posecal.inference.predictor import PersonPose, Predictor
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
@@ -44,7 +44,7 @@ class PredictConfig:
     detector_threshold: float | None = None   # None: trust-guided with the shipped SSD (pipeline.py), else 0.3
     min_pose_quality: float = MIN_POSE_QUALITY  # whole-image mode: poses below it (or all-absent) are dropped
     nms: str = "oks"                     # pose NMS after estimation, detector boxes only
-    nms_threshold: float = 0.9
+    nms_threshold: float = DUPLICATE_OKS
     score_mode: str | None = None        # default: oks (the pose quality) with quality heads, else heatmap
     render: str | None = None            # folder for overlay images
     show_all: bool = False

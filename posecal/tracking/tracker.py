@@ -6,8 +6,10 @@ hue-saturation histogram of the box centre, `associate.colour_histogram`) as a t
 lost (up to `max_misses` frames) re-identified by position, size and colours, within a reach that grows with
 the frames missed.
 
-A new pose starts a track (with its id) when the model trusts it as a person: pose quality >= `min_birth_quality`,
-at least `min_birth_visible` keypoints called visible, and not lying inside a person a track holds. A track
+A new pose starts a track (with its id) when the model trusts it as a person and it does not lie inside a person a
+track holds: p(person) >= `min_birth_person` for a model with a person verifier (posecal/calibration/person.py: a
+person seen from behind, whose joints are called occluded, is a person), else pose quality >= `min_birth_quality`
+and at least `min_birth_visible` keypoints called visible. A track
 survives up to `max_misses` frames without a match (occlusion, a missed detection) before it ends; one whose
 pose collapses under another person is held as occluded rather than handed that pose. Keypoints of reported
 poses are One-Euro smoothed with a cutoff that follows their trust.
@@ -60,6 +62,7 @@ class TrackerConfig:
     min_birth_visible: int = 5      # keypoints called visible a new track needs (models that predict visibility): a
                                     # post, a tripod or a bag the detector takes for a person has a pose of doubtful
                                     # quality with no keypoint the model sees
+    min_birth_person: float = 0.5   # models with p(person): the p(person) a new track needs instead of the two above
 
 
 def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: TrackerConfig) -> np.ndarray:
@@ -154,9 +157,7 @@ class Tracker:
         self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
         unmatched, born = set(range(len(people))) - {c for _, c in pairs} - hidden, []
         for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
-            if people[c].pose_quality < cfg.min_birth_quality \
-                    or visible_count(people[c]) < cfg.min_birth_visible or (
-                    held and inside(boxes[c], boxes[held]) > cfg.birth_overlap):
+            if not born_as_person(people[c], cfg) or (held and inside(boxes[c], boxes[held]) > cfg.birth_overlap):
                 continue          # a doubtful pose, or a second pose of a person a track already holds
             born.append(c)
             held.append(c)
@@ -295,6 +296,14 @@ def hidden_pose(tr: Track):
                                keypoint_quality=0.5 * np.asarray(p.keypoint_quality),
                                pose_quality=0.5 * float(p.pose_quality),
                                scores={k: 0.5 * v for k, v in p.scores.items()}, pose_source="held")
+
+
+def born_as_person(person, cfg: TrackerConfig) -> bool:
+    """May this pose start a track? Its p(person) where the model has one, else its pose quality and visible
+    keypoints (TrackerConfig)."""
+    if getattr(person, "person_probability", None) is not None:
+        return person.person_probability >= cfg.min_birth_person
+    return person.pose_quality >= cfg.min_birth_quality and visible_count(person) >= cfg.min_birth_visible
 
 
 def visible_count(person) -> float:
