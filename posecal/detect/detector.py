@@ -1,9 +1,15 @@
-"""Which person detector a user asked for: the shipped SSD (posecal/detect/ssd.py), none, or a YOLOX-style
-ONNX file (posecal/detect/yolox.py); and when a pose found in a whole image counts as somebody."""
+"""Which person detector a user asked for: the shipped SSD (posecal/detect/ssd.py), the shipped NanoDet-m
+(posecal/detect/nanodet.py), none, or a YOLOX-style ONNX file (posecal/detect/yolox.py); and when a pose found in a
+whole image counts as somebody."""
 from __future__ import annotations
 
+from posecal.detect.nanodet import NanoDetPersonDetector
 from posecal.detect.ssd import SsdPersonDetector
 from posecal.detect.yolox import PersonDetector
+
+# The detectors posecal ships, by the name a user gives (--detector NAME, Predictor(detector=NAME)); "default" is
+# the SSD. Anything else but "none" is a YOLOX-style ONNX file.
+SHIPPED_DETECTORS = {"default": SsdPersonDetector, "ssd": SsdPersonDetector, "nanodet": NanoDetPersonDetector}
 
 # Whole-image mode: a pose below this predicted OKS, or with no keypoint predicted visible, is nobody. Measured
 # (bench/detector_recall.py --pose: the 822 val crops seen whole, each crop twice its person's box; 22 photos
@@ -13,13 +19,15 @@ MIN_POSE_QUALITY = 0.3
 
 
 def load_detector(spec: str | None, score_threshold: float | None = None, threads: int = 2):
-    """The person detector a user asked for: None or "default" = the shipped SSD (posecal/detect/ssd.py),
-    "none" = no detector (None: each image is one person box), anything else = a YOLOX-style ONNX file.
-    score_threshold None = the detector's own default (0.3 for both)."""
-    if spec is not None and str(spec).lower() == "none":
+    """The person detector a user asked for: None, "default" or "ssd" = the shipped SSD (posecal/detect/ssd.py),
+    "nanodet" = the shipped NanoDet-m (posecal/detect/nanodet.py), "none" = no detector (None: each image is one
+    person box), anything else = a YOLOX-style ONNX file. Names are case-blind. score_threshold None = the
+    detector's own default (SSD and YOLOX 0.3, NanoDet nanodet.NANODET_THRESHOLD)."""
+    name = "default" if spec is None else str(spec).lower()
+    if name == "none":
         return None
     kwargs = {"threads": threads} if score_threshold is None else {"threads": threads,
                                                                    "score_threshold": score_threshold}
-    if spec is None or str(spec).lower() == "default":
-        return SsdPersonDetector(**kwargs)
+    if name in SHIPPED_DETECTORS:
+        return SHIPPED_DETECTORS[name](**kwargs)
     return PersonDetector(spec, **kwargs)
