@@ -72,7 +72,8 @@ def person_free_patches(data: Path, n: int, seed: int = 0) -> list[tuple[str, np
     return out
 
 
-def records(model: str, data: Path, limit: int, patches: int, low: float, threads: int) -> dict:
+def records(model: str, data: Path, limit: int, patches: int, low: float, threads: int,
+            detector_name: str = "ssd") -> dict:
     """Per box: picture index, set (0 val crop, 1 train patch, 2 skimage photo), detector score, pose quality,
     number of keypoints called visible, IoU with the labelled person, IoU with any labelled person; and the
     poses themselves for pose NMS."""
@@ -80,7 +81,7 @@ def records(model: str, data: Path, limit: int, patches: int, low: float, thread
     from posecal.inference.predictor import Predictor
 
     predictor = Predictor(model, threads=threads, detector=None)
-    detector = load_detector("default", low, threads=threads)
+    detector = load_detector(detector_name, low, threads=threads)
     coco = json.loads((data / "annotations/val.json").read_text())
     by_photo = defaultdict(list)
     for a in coco["annotations"]:
@@ -225,16 +226,26 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--patches", type=int, default=200)
     ap.add_argument("--low", type=float, default=0.1)
+    ap.add_argument("--detector", choices=("ssd", "nanodet"), default="ssd",
+                    help="the shipped detector judged (its own threshold is 'today's')")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results/trust_detection.json")
     args = ap.parse_args()
-    cache = Path(__file__).resolve().parents[1] / "runs/trust_detection" / f"{Path(args.model).stem}_{args.limit}_{args.patches}_{args.low}.pkl"
+    global TODAY, T_LOW
+    suffix = ""
+    if args.detector == "nanodet":
+        from posecal.detect.nanodet import NANODET_THRESHOLD
+
+        TODAY, T_LOW, suffix = NANODET_THRESHOLD, tuple(t for t in (0.15, 0.2, 0.25, 0.3) if t >= args.low), "_nanodet"
+        if args.out.name == "trust_detection.json":
+            args.out = args.out.with_name("trust_detection_nanodet.json")
+    cache = Path(__file__).resolve().parents[1] / "runs/trust_detection" / f"{Path(args.model).stem}_{args.limit}_{args.patches}_{args.low}{suffix}.pkl"
     import pickle
 
     if cache.is_file():
         rec = pickle.loads(cache.read_bytes())
     else:
-        rec = records(args.model, args.data, args.limit, args.patches, args.low, args.threads)
+        rec = records(args.model, args.data, args.limit, args.patches, args.low, args.threads, args.detector)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(rec))
     cols, people = rec["cols"], rec["people"]
@@ -278,7 +289,7 @@ def main() -> None:
         key = max(ok, key=lambda k: (ok[k]["recall"], -ok[k]["false_per_crop"]))
         lo, hi, t = (float(v) for v in key.split("/"))
         chosen |= {"min_person": lo, "confirm_person": hi, "t_low_person": t}
-    result = {"model": args.model, "low": args.low, "chosen": chosen,
+    result = {"model": args.model, "detector": args.detector, "today": TODAY, "low": args.low, "chosen": chosen,
               "duplicate_sweep_tuning": sweep,
               "before_issue45_held_out": {
                   "detector_0.3": figures(cols, people, TODAY, 2.0, held, nh, truth, old=True),

@@ -2,6 +2,7 @@
 
 Usage: python tools/pack_training_data.py CONFIG.yaml --out .gpu_data [--input-h 256] [--quality 80]
                                           [--shard-mib 40] [--margin 1.6] [--no-val]
+                                          [--trust] [--first-shard-mib M] [--max-shards N]
 
 Training persons: the config's COCO train split plus LSPET when the config names it (never the val split), in
 the order `posecal train` reads them, split into OUT/shard_000/, shard_001/, ... of at most --shard-mib each
@@ -17,6 +18,14 @@ own files). What
 the augmentation asks for beyond the region (zoom-out up to x1.45; a 3:4 crop turned by angle a spans
 h*cos(a) + w*sin(a) high and w*cos(a) + h*sin(a) wide, up to 1.25 h = 1.67 w) is black in both pipelines.
 Bytes grow with margin^2 (1.6 vs 1.5: +14%); a smaller margin would put black where the COCO crops have image.
+
+--trust: CONFIG is a GPU trust config (posecal/training/trust_online.py, configs/trust/accurate_gpu.yaml): the
+regions are square (the base MoveNet's crops), and of LSPET the persons the trust model never trains on
+(posecal.training.trust_samples.lspet_trust_split: 1,000 held out for bench/trust_conditions.py) are left out
+instead of --lspet-holdout's last N; each index records it (`lspet_trust_heldout: excluded`), and the online
+trust training refuses a pack with LSPET persons that does not. --first-shard-mib: the budget of shard_000 plus
+val (the first call carries more than data, e.g. weights); --max-shards: stop when that many shards are full
+(the persons left out, LSPET's last ones, are counted).
 """
 from __future__ import annotations
 
@@ -86,6 +95,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-keep-originals", dest="keep_originals", action="store_false",
                     help="always re-encode (by default an image that lies wholly inside its region, needs no "
                          "shrinking and is no larger than its re-encoding is kept as it is)")
+    ap.add_argument("--trust", action="store_true",
+                    help="CONFIG is a GPU trust config: square regions, the trust model's held-out LSPET persons "
+                         "left out (not --lspet-holdout's)")
+    ap.add_argument("--first-shard-mib", type=float, help="budget of shard_000 + val (default: --shard-mib)")
+    ap.add_argument("--max-shards", type=int, help="at most this many shards; the persons that do not fit are "
+                                                   "left out (reported)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -97,7 +112,11 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     t0 = time.time()
-    cfg = load_train_config(args.config)
+    if args.trust:
+        from posecal.training.trust_online import load_online_config   # noqa: PLC0415 (only for --trust)
+        cfg = load_online_config(args.config)
+    else:
+        cfg = load_train_config(args.config)
     args.val_quality = args.val_quality or args.quality
     if args.margin < 1.0 or args.val_margin < 1.0 or args.input_h < 8 or not (
             1 <= args.quality <= 100 and 1 <= args.val_quality <= 100):
@@ -105,8 +124,9 @@ def _run(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise PosecalInputError(f"{out}: exists and is not empty (delete it first)")
-    aspect = cfg.model.input_wh[0] / cfg.model.input_wh[1]
+    aspect = 1.0 if args.trust else cfg.model.input_wh[0] / cfg.model.input_wh[1]
     budget = int(args.shard_mib * MIB)
+    first_budget = int((args.first_shard_mib or args.shard_mib) * MIB)
     progress = not args.no_progress
     params = {"input_h": args.input_h, "quality": args.quality, "aspect": aspect, "config": str(args.config)}
 
@@ -127,14 +147,22 @@ def _run(args) -> int:
                                            "split": "val"})
         val_bytes = folder_bytes(folder)[0]
         print(f"val: {len(anns)} persons, {val_bytes / MIB:.1f} MiB -> {folder}")
-        if val_bytes >= budget:
+        if val_bytes >= first_budget:
             raise PosecalInputError(f"the val split alone ({val_bytes / MIB:.1f} MiB) exceeds --shard-mib")
 
     records = load_coco_persons(cfg.data.train_annotations, cfg.data.train_images)
     sources = ["coco"] * len(records)
     if cfg.data.lspet_annotations:
         lspet = load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
-        if args.lspet_holdout > 0:     # the persons bench/lspet_ap.py scores stay unseen by what trains on the pack
+        if args.trust:                 # the persons bench/trust_conditions.py judges the trust model on
+            from posecal.training.trust_samples import lspet_trust_split   # noqa: PLC0415
+            from posecal.training.trust_online import TRUST_PACK_KEY, TRUST_PACK_VALUE   # noqa: PLC0415
+            keep = lspet_trust_split(len(lspet))[0]
+            params.update({TRUST_PACK_KEY: TRUST_PACK_VALUE, "lspet_persons_of": len(lspet)})
+            print(f"LSPET: {len(keep)} of {len(lspet)} persons (the trust model's {len(lspet) - len(keep)} "
+                  "held-out ones left out)")
+            lspet = [lspet[i] for i in keep]
+        elif args.lspet_holdout > 0:   # the persons bench/lspet_ap.py scores stay unseen by what trains on the pack
             lspet = lspet[:-args.lspet_holdout]
         records += lspet
         sources += ["lspet"] * len(lspet)
@@ -152,16 +180,19 @@ def _run(args) -> int:
         shards.append({"folder": cur["folder"], "persons": len(cur["anns"])})
 
     start()
-    n, shrunk, kept = 0, 0, 0
+    n, shrunk, kept, left_out = 0, 0, 0, {"coco": 0, "lspet": 0}
     for source, rec, p in _pack_list(records, sources, aspect, args, progress, "train"):
-        n += 1
-        name = f"{n:06d}.jpg"
-        img, ann = coco_entries(p, name, n, n, source)
+        img, ann = coco_entries(p, f"{n + 1:06d}.jpg", n + 1, n + 1, source)
         size = len(p.jpeg) + _entry_bytes(img, ann)
-        limit = budget - (val_bytes if not shards else 0)
+        limit = (first_budget - val_bytes) if not shards else budget
         if cur["anns"] and cur["bytes"] + size > limit:
+            if args.max_shards and len(shards) + 1 >= args.max_shards:
+                left_out[source] += 1      # the last shard is full: the rest stays out
+                continue
             finish()
             start()
+        n += 1
+        name = f"{n:06d}.jpg"
         (cur["folder"] / name).write_bytes(p.jpeg)
         cur["images"].append(img)
         cur["anns"].append(ann)
@@ -190,8 +221,12 @@ def _run(args) -> int:
         if repo + biggest > 63 * MIB:
             print("warning: over the device tool's 64 MiB per call: pack again with a smaller --shard-mib")
     n_coco = sources.count("coco")
-    print(f"total: {n} training persons ({n_coco} COCO, {len(records) - n_coco} LSPET; "
-          f"{len(records) - n} skipped, {shrunk} shrunk to input-h {args.input_h}, {kept} kept as they were), "
+    if any(left_out.values()):
+        print(f"left out by --max-shards {args.max_shards}: {left_out['coco']} COCO, {left_out['lspet']} LSPET "
+              "persons (they did not fit)")
+    print(f"total: {n} training persons ({n_coco - left_out['coco']} COCO, "
+          f"{len(records) - n_coco - left_out['lspet']} LSPET; "
+          f"{len(records) - n - sum(left_out.values())} skipped, {shrunk} shrunk to input-h {args.input_h}, {kept} kept as they were), "
           f"{len(shards)} shards, "
           f"{total / MIB:.1f} MiB ({total_du / MIB:.1f} MiB on disk)"
           + (f", + val {val_bytes / MIB:.1f} MiB" if val_bytes else "")

@@ -15,6 +15,7 @@ import torch
 
 from posecal.errors import PosecalInputError
 from posecal.models.checkpoint import load_model, model_file, model_from_config, read_torch_file
+from posecal.models.trust.network import TRUST_INPUT
 
 
 def with_trust(trust, base="accurate", any_network: bool = False):
@@ -23,10 +24,12 @@ def with_trust(trust, base="accurate", any_network: bool = False):
     checkpoint records the network whose keypoints it was trained on; another network is refused unless
     any_network (then recalibrate)."""
     base_model, cfg, base_meta = load_model(base)
-    cfg = replace(cfg, quality_heads=True, trust=True)
+    weights, side = trust_source(trust)
+    # the trust model's own input side is the trust's (a checkpoint's state records it), not the base's
+    cfg = replace(cfg, quality_heads=True, trust=True, trust_input=side)
     model = model_from_config(cfg, imagenet=False)
     pose = {k: v for k, v in base_model.state_dict().items() if k.startswith(("backbone.", "heatmap_head."))}
-    trust_state = {f"trust.{k}": v for k, v in trust_weights(trust).items()}
+    trust_state = {f"trust.{k}": v for k, v in weights.items()}
     missing, unexpected = model.load_state_dict(pose | trust_state, strict=False)
     if missing or unexpected:
         raise PosecalInputError(f"{trust}: weights do not fit {base}: missing {missing[:3]}, unexpected "
@@ -47,13 +50,21 @@ def with_trust(trust, base="accurate", any_network: bool = False):
 def trust_weights(spec) -> dict:
     """The trust model's state_dict from a trust training checkpoint (posecal.training.trust: best.pt, last.pt),
     or from a model file that has one (a shipped name or a path)."""
+    return trust_source(spec)[0]
+
+
+def trust_source(spec) -> tuple[dict, int]:
+    """(state_dict, input side) of the trust model in a trust training checkpoint (its state's `trust_input`;
+    192, TRUST_INPUT, for a checkpoint written before it was recorded) or in a model file that has one (its
+    config's trust_input)."""
     ckpt = torch.load(model_file(spec), map_location="cpu", weights_only=True)
     if "model" in ckpt and "state_dict" not in ckpt:
-        return ckpt["model"]
+        state = ckpt.get("state") if isinstance(ckpt.get("state"), dict) else {}
+        return ckpt["model"], int(state.get("trust_input") or TRUST_INPUT)
     own, cfg, _ = load_model(spec)
     if not cfg.trust:
         raise PosecalInputError(f"{spec}: neither a trust checkpoint nor a model with a trust model")
-    return own.trust.state_dict()
+    return own.trust.state_dict(), int(cfg.trust_input)
 
 
 def pose_fingerprint(model) -> str:

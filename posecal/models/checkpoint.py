@@ -14,6 +14,7 @@ from posecal.models.config import ModelConfig, network_input, model_config_from_
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
+from posecal.models.trust.network import TRUST_INPUT_MULTIPLE
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # The models shipped with posecal, chosen by name wherever a model file is asked for
@@ -75,17 +76,23 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
     except ValueError as e:
         field, problem = e.args
         raise PosecalInputError(f"model.{field}: {problem}") from None
+    if cfg.trust and cfg.trust_input % TRUST_INPUT_MULTIPLE:
+        raise PosecalInputError(f"model.trust_input: the trust model's input side must be a multiple of "
+                                f"{TRUST_INPUT_MULTIPLE} (e.g. 192 or 256), got {cfg.trust_input}")
     if cfg.backbone in STRIDE32_BACKBONES and any(v % 32 for v in cfg.input_wh):
         raise PosecalInputError(f"model.input_wh: {cfg.backbone} needs a width and height that are multiples "
                                 f"of 32 (e.g. 192x256 or 288x384), got {cfg.input_wh[0]}x{cfg.input_wh[1]}")
     try:
-        return build_estimator(cfg.head_widths, cfg.num_keypoints,
-                               imagenet=cfg.imagenet if imagenet is None else imagenet,
-                               quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
-                               head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
-                               input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust)
+        model = build_estimator(cfg.head_widths, cfg.num_keypoints,
+                                imagenet=cfg.imagenet if imagenet is None else imagenet,
+                                quality_heads=cfg.quality_heads, visibility_classes=cfg.visibility_classes,
+                                head_hidden=cfg.head_hidden, backbone=cfg.backbone, input_channels=cfg.input_channels,
+                                input_mean=cfg.input_mean, input_std=cfg.input_std, trust=cfg.trust)
     except FileNotFoundError as e:   # an init's weights that this installation lacks (Lightning, in a wheel)
         raise PosecalInputError(f"model.backbone {cfg.backbone}: {e}") from None
+    if model.trust is not None:      # its input side is no weight: the config says it (192 unless recorded)
+        model.trust.input_size = int(cfg.trust_input)
+    return model
 
 
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False,

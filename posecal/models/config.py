@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from posecal.models.backbones.movenet import get_config as movenet_config
+from posecal.models.trust.network import TRUST_INPUT
 from posecal.validation import POSITIVE, Rule
 
 
@@ -25,6 +26,9 @@ class ModelConfig:
     # The quality outputs come from posecal's trust model (posecal/models/trust: its own network on the crop,
     # reading the decoded keypoints) instead of heads on the pose feature; MoveNet backbones.
     trust: bool = False
+    # The trust model's own square input side (crops are resized to it inside the graph): 192 for the shipped
+    # models (and any model file written before the field existed), 256 = MoveNet Thunder's crops, no resize.
+    trust_input: int = TRUST_INPUT
     num_keypoints: int = 17              # 17 (COCO); an imported MPII hourglass has 16
     # The pose network's input convention, applied inside the model (posecal/models/input_convention.py):
     # channel order and mean/std in units of the 0..1 pixel range. The defaults are posecal's own; imported
@@ -39,7 +43,7 @@ class ModelConfig:
 MODEL_RULES: dict[str, Rule] = {
     "input_wh": POSITIVE, "head_widths": POSITIVE, "sigma": POSITIVE, "visibility_classes": Rule(choices=(2, 3)),
     "head_hidden": POSITIVE, "num_keypoints": POSITIVE, "input_channels": Rule(choices=("rgb", "bgr")),
-    "input_std": POSITIVE,
+    "input_std": POSITIVE, "trust_input": POSITIVE,
 }
 
 

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from posecal.data.topdown import IMAGENET_MEAN, IMAGENET_STD
 from posecal.io import write_atomic
 from posecal.metrics.oks import opks
-from posecal.models.trust.network import TrustNet, init_from_pose_model
+from posecal.models.trust.network import TRUST_INPUT, TrustNet, init_from_pose_model
 from posecal.skeleton import FLIP_PAIRS
 from posecal.training.trust_samples import load_shards
 
@@ -55,6 +55,8 @@ class TrustTrainConfig:
     lambda_opks: float = 1.0
     lambda_vis: float = 1.0
     lambda_oks: float = 1.0
+    input_size: int = TRUST_INPUT     # the trust model's own square input (192 as shipped; 256: Thunder's crops)
+    freeze_prefix: bool = True        # keep the stem and the blocks up to stride 16 as they start (TrustNet.frozen_prefix)
 
 
 def normalise(crops_uint8: np.ndarray) -> torch.Tensor:
@@ -94,7 +96,7 @@ def trust_losses(out, targets: dict, vis_weight: torch.Tensor, weights: dict) ->
     lab = targets["labelled"].float()
     opks_loss = (F.binary_cross_entropy_with_logits(out.opks_logits, targets["opks"], reduction="none") * lab
                  ).sum() / lab.sum().clamp(min=1)
-    cw = torch.tensor(VIS_CLASS_WEIGHTS, dtype=out.vis_logits.dtype)
+    cw = torch.tensor(VIS_CLASS_WEIGHTS, dtype=out.vis_logits.dtype, device=out.vis_logits.device)
     ce = F.cross_entropy(out.vis_logits.flatten(0, 1), targets["vis"].flatten(), weight=cw, reduction="none")
     vw = vis_weight.flatten() * cw[targets["vis"].flatten()]
     vis_loss = (ce * vis_weight.flatten()).sum() / vw.sum().clamp(min=1e-6)
@@ -107,6 +109,13 @@ def trust_losses(out, targets: dict, vis_weight: torch.Tensor, weights: dict) ->
 
 def make_batch(data: dict, idx: np.ndarray, cfg: TrustTrainConfig | None, rng: np.random.Generator | None):
     """(images, keypoints, scores, targets, vis_weight) for samples idx; cfg/rng None: as stored (validation)."""
+    return (normalise(data["crops"][idx]), *batch_keypoints(data, idx, cfg, rng))
+
+
+def batch_keypoints(data: dict, idx: np.ndarray, cfg: TrustTrainConfig | None, rng: np.random.Generator | None):
+    """make_batch without the images: (keypoints, scores, targets, vis_weight) of samples idx, with keypoint
+    perturbation and score dropout drawn from rng (cfg/rng None: as stored). `data` needs base_xy, base_scores,
+    keypoints, area and visibility_weight (posecal.training.trust_online calls it on crops made on the GPU)."""
     xy = data["base_xy"][idx].astype(np.float64)
     scores = data["base_scores"][idx].astype(np.float32).copy()
     gt, area = data["keypoints"][idx].astype(np.float64), data["area"][idx].astype(np.float64)
@@ -115,21 +124,23 @@ def make_batch(data: dict, idx: np.ndarray, cfg: TrustTrainConfig | None, rng: n
         if moved.any():
             xy[moved] = perturb(xy[moved], area[moved], rng, cfg.swap_prob)
         scores[moved | (rng.random(len(idx)) < cfg.score_dropout)] = np.nan   # a moved point's score is stale
-    return (normalise(data["crops"][idx]), torch.from_numpy(xy).float(), torch.from_numpy(scores),
-            batch_targets(xy, gt, area), torch.from_numpy(data["visibility_weight"][idx]).float())
+    return (torch.from_numpy(xy).float(), torch.from_numpy(scores), batch_targets(xy, gt, area),
+            torch.from_numpy(data["visibility_weight"][idx]).float())
 
 
 @torch.no_grad()
 def predict_samples(model: TrustNet, data: dict, batch_size: int = 64, scores: bool = True) -> dict[str, np.ndarray]:
+    """The trust outputs on stored samples, run where the model's weights are (CPU or GPU)."""
     model.eval()
+    dev = next(model.parameters()).device
     outs = {"oks": [], "opks": [], "vis": []}
     for first in range(0, len(data["crops"]), batch_size):
         idx = np.arange(first, min(first + batch_size, len(data["crops"])))
         images, xy, s, _, _ = make_batch(data, idx, None, None)
-        out = model(images, xy, s if scores else None)
-        outs["oks"].append(out.oks.numpy())
-        outs["opks"].append(torch.sigmoid(out.opks_logits).numpy())
-        outs["vis"].append(torch.softmax(out.vis_logits, -1).numpy())
+        out = model(images.to(dev), xy.to(dev), s.to(dev) if scores else None)
+        outs["oks"].append(out.oks.float().cpu().numpy())
+        outs["opks"].append(torch.sigmoid(out.opks_logits.float()).cpu().numpy())
+        outs["vis"].append(torch.softmax(out.vis_logits.float(), -1).cpu().numpy())
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
@@ -154,10 +165,18 @@ def sample_scores(pred: dict, data: dict) -> dict[str, float]:
             "occluded_f1": f1(cls == 1, gt_v == 1)}
 
 
-def _lr(step: int, total: int, cfg: TrustTrainConfig) -> float:
+def validation_score(scores: dict) -> float:
+    """The one number best.pt is chosen by: binary visibility F1 + pose and OPKS Pearson + occluded F1."""
+    return scores["binary_f1"] + scores["pose_pearson"] + scores["opks_pearson"] + scores["occluded_f1"]
+
+
+def _lr(step: int, total: int, cfg: TrustTrainConfig, progress: float | None = None) -> float:
+    """Linear warm-up over cfg.warmup_steps, then a cosine to lr * min_lr_ratio over the rest of `total` steps,
+    or over `progress` (0..1, e.g. the share of a wall-clock budget spent) when given."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)) if progress is None else \
+        min(1.0, max(0.0, progress))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -169,12 +188,12 @@ def train_trust(cfg: TrustTrainConfig, sample_dirs: list, val_dir, out_dir, init
     torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = TrustNet()
+    model = TrustNet(input_size=cfg.input_size)
     if init_state is not None:
         init_from_pose_model(model, init_state)
     if init_trust is not None:
         model.load_state_dict(init_trust)
-    frozen = {id(p) for p in model.frozen_prefix()}
+    frozen = {id(p) for p in model.frozen_prefix()} if cfg.freeze_prefix else set()
     for p in model.parameters():
         p.requires_grad = id(p) not in frozen
     # the pose network it starts from learns slower than the new MLPs (its features are already good)
@@ -185,7 +204,7 @@ def train_trust(cfg: TrustTrainConfig, sample_dirs: list, val_dir, out_dir, init
                               lr=cfg.lr, weight_decay=cfg.weight_decay)
     # trained_for: the fingerprint of the network whose keypoints the samples hold (models/assemble.py), kept in
     # every checkpoint so the model file built from it can name the network its trust model judges
-    state = {"step": 0, "best": -1.0, "log": [], "trained_for": trained_for}
+    state = {"step": 0, "best": -1.0, "log": [], "trained_for": trained_for, "trust_input": cfg.input_size}
     last = out / "last.pt"
     if resume and last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=True)
@@ -208,7 +227,7 @@ def train_trust(cfg: TrustTrainConfig, sample_dirs: list, val_dir, out_dir, init
 
     def validate() -> dict:
         scores = sample_scores(predict_samples(model, val), val)
-        score = scores["binary_f1"] + scores["pose_pearson"] + scores["opks_pearson"] + scores["occluded_f1"]
+        score = validation_score(scores)
         entry = {"step": state["step"], **{k: round(v, 4) for k, v in scores.items()}}
         state["log"].append(entry)
         if score > state["best"]:

@@ -29,7 +29,8 @@ from torch.nn import functional as F
 from posecal.models.backbones import EfficientNetLite
 from posecal.models.heads import HeatmapHead
 
-TRUST_INPUT = 192          # the trust model's square input side (stride-4 map 48 x 48)
+TRUST_INPUT = 192          # the shipped trust models' square input side (stride-4 map 48 x 48); TrustNet's default
+TRUST_INPUT_MULTIPLE = 32  # a trust input side must be a multiple of the backbone's stride 32
 FEATURE_STRIDE = 4
 CONTEXT_CHANNELS = 64
 
@@ -44,8 +45,8 @@ class TrustOutput:
 @dataclass
 class TrustLook:
     """What the trust model's own pose network sees in a batch of crops, before any keypoint is judged."""
-    feature: torch.Tensor       # (N, C, 48, 48) stride-4 feature
-    heatmaps: torch.Tensor      # (N, K, 48, 48) its own heatmaps
+    feature: torch.Tensor       # (N, C, S/4, S/4) stride-4 feature (S: the model's input_size; 48 at 192)
+    heatmaps: torch.Tensor      # (N, K, S/4, S/4) its own heatmaps
     peak: torch.Tensor          # (N, K) each heatmap's peak value
     peak_xy: torch.Tensor       # (N, K, 2) where it peaks, trust-input pixels (edges)
     context: torch.Tensor       # (N, CONTEXT_CHANNELS) summary of the crop
@@ -54,10 +55,14 @@ class TrustLook:
 
 class TrustNet(nn.Module):
     def __init__(self, num_keypoints: int = 17, visibility_classes: int = 3, hidden: int = 192,
-                 head_widths=(128, 128, 64)):
+                 head_widths=(128, 128, 64), input_size: int = TRUST_INPUT):
+        """input_size: the square side the crops are resized to inside the graph (192: the shipped trust models;
+        256: MoveNet Thunder's own crops, no resize). The weights do not depend on it, so a model trained at one
+        size loads at another; the model config records it (ModelConfig.trust_input)."""
         super().__init__()
         k = num_keypoints
         self.num_keypoints = k
+        self.input_size = check_trust_input(input_size)
         self.backbone = EfficientNetLite(0)
         self.heatmap_head = HeatmapHead(self.backbone.PYRAMID_CHANNELS, tuple(head_widths), k)
         c = self.heatmap_head.feature_channels
@@ -88,7 +93,7 @@ class TrustNet(nn.Module):
         return [p for m in mods for p in m.parameters()]
 
     def own_pose(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Crops at TRUST_INPUT -> (stride-4 feature, heatmaps, stride-16 feature) of its own pose network."""
+        """Crops at input_size -> (stride-4 feature, heatmaps, stride-16 feature) of its own pose network."""
         f4, f8, f16, f32 = self.backbone.forward_pyramid(crops)
         head = self.heatmap_head
         x16 = head.up16(head.reduce(f32), f16)
@@ -96,11 +101,12 @@ class TrustNet(nn.Module):
         return feature, head.final(feature), x16
 
     def look(self, images: torch.Tensor) -> TrustLook:
-        """Its own look at the crops (posecal-normalised, any size: resized to TRUST_INPUT here), computed once
+        """Its own look at the crops (posecal-normalised, any size: resized to input_size here), computed once
         and read at any number of keypoint sets by `judge`."""
         h, w = images.shape[-2:]
-        if (h, w) != (TRUST_INPUT, TRUST_INPUT):
-            images = F.interpolate(images, size=(TRUST_INPUT, TRUST_INPUT), mode="bilinear", align_corners=False)
+        side = self.input_size
+        if (h, w) != (side, side):
+            images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
         feature, heatmaps, x16 = self.own_pose(images)
         hm = heatmaps.flatten(2)                              # (N, K, h*w)
         peak, idx = hm.max(-1)
@@ -120,13 +126,14 @@ class TrustNet(nn.Module):
         """The trust outputs of one keypoint set (crop pixels of the crops `look` saw; scores as in forward)."""
         n, k = keypoints.shape[:2]
         h, w = look.crop_hw
-        scale = torch.tensor([TRUST_INPUT / w, TRUST_INPUT / h], dtype=keypoints.dtype, device=keypoints.device)
+        side = self.input_size
+        scale = torch.tensor([side / w, side / h], dtype=keypoints.dtype, device=keypoints.device)
         pts = (keypoints + 0.5) * scale                       # pixel edges, in trust-input pixels
-        grid = pts / TRUST_INPUT * 2 - 1                      # grid_sample's [-1, 1], align_corners=False
+        grid = pts / side * 2 - 1                             # grid_sample's [-1, 1], align_corners=False
         sample = lambda m: F.grid_sample(m, grid[:, :, None, :], mode="bilinear", padding_mode="zeros",  # noqa: E731
                                          align_corners=False)[..., 0].transpose(1, 2)   # (N, K, C)
         feat_at, maps_at = sample(look.feature), sample(look.heatmaps)
-        gap = torch.linalg.vector_norm(pts - look.peak_xy, dim=-1, keepdim=True) / TRUST_INPUT
+        gap = torch.linalg.vector_norm(pts - look.peak_xy, dim=-1, keepdim=True) / side
         inside = ((grid.abs() <= 1).all(-1, keepdim=True)).float()
         if scores is None:
             score_in = torch.zeros(n, k, 2, dtype=pts.dtype, device=pts.device)
@@ -141,6 +148,13 @@ class TrustNet(nn.Module):
         pooled = torch.cat([hidden.mean(1), hidden.amax(1), ctx], -1)
         oks = torch.sigmoid(self.pose_mlp(pooled)[:, 0])
         return TrustOutput(oks=oks, opks_logits=self.opks_out(hidden)[..., 0], vis_logits=self.vis_out(hidden))
+
+
+def check_trust_input(side) -> int:
+    """A trust input side as an int: positive and a multiple of 32 (ValueError otherwise)."""
+    if isinstance(side, bool) or int(side) != side or side <= 0 or int(side) % TRUST_INPUT_MULTIPLE:
+        raise ValueError(f"trust input size {side!r}: a positive multiple of {TRUST_INPUT_MULTIPLE} (e.g. 192, 256)")
+    return int(side)
 
 
 def init_from_pose_model(trust: TrustNet, state_dict: dict) -> int:
