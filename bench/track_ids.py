@@ -42,8 +42,8 @@ PEOPLE_SEEN_VTEST = 10
 
 def overridden(cfg, overrides: list[str], kind: str):
     """cfg (a dataclass) with KEY=VALUE overrides of its scalar fields."""
-    types = {f.name: type(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
-             if isinstance(getattr(cfg, f.name), (bool, int, float, str))}
+    types = {f.name: str if getattr(cfg, f.name) is None else type(getattr(cfg, f.name))   # detector=nanodet
+             for f in dataclasses.fields(cfg) if isinstance(getattr(cfg, f.name), (bool, int, float, str, type(None)))}
     for item in overrides:
         key, value = item.split("=", 1)
         if key not in types:

@@ -19,12 +19,9 @@ def test_features_by_hand():
     assert np.isclose(f["mean p(visible)"], 0.7) and np.isclose(f["max p(visible)"], 0.7)
     assert np.isclose(f["share called visible"], 12 / 17) and np.isclose(f["mean p(absent)"], 0.1)
     assert np.isclose(f["top-5 heatmap score"], np.linspace(0.0, 0.8, 17)[-5:].mean())
-    assert np.isclose(f["log box height / picture height"], np.log(146 / 292))
     assert np.isclose(f["log box aspect h/w"], np.log(146 / 64))
-    assert f["sides at the picture's edge"] == 0
-    # a box filling the picture touches all four sides
-    p.box = np.array([0.0, 0.0, 200.0, 292.0])
-    assert person_features([p], (200, 292))[0, -1] == 4
+    # nothing of the box's size or place in the picture (the crops it is fitted on are cut around their person)
+    assert np.allclose(person_features([p], (2000, 2920)), person_features([p], (200, 292)))
 
 
 def synthetic(n, rng):
@@ -80,7 +77,8 @@ def test_the_person_rule_and_births_read_p_person():
         p.scores = {"oks": 0.6}
         p.box_score = 0.6                                        # the detector is sure of both
     thing.person_probability, person.person_probability = 0.1, 0.9
-    assert PersonRule().keep([thing, person], DETECTOR) == [person]
+    assert PersonRule().keep([thing, person], DETECTOR) == [thing, person]   # by default the pose rules decide
+    assert PersonRule(min_person=0.5).keep([thing, person], DETECTOR) == [person]
     # an unsure box needs confirm_person
     person.box_score = 0.2
     rule = PersonRule(sure_score=0.3, confirm_person=0.95)

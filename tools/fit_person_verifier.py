@@ -8,7 +8,7 @@ those between are left out), on the COCO crops (../shared/data/coco-val2017-crop
   pictures give, persons and the detector's mistakes alike;
 - the labelled person's own box (whole, cut, partly hidden, seen from behind: whatever the crop shows);
 - a shifted copy of it (moved by 0.55-0.9 of its width or height: a box beside its person) and a part of it (the
-  top, bottom, left or right 30-45 %: an arm, the legs), both not persons by the IoU rule;
+  top, bottom, left or right 30-45 %: an arm, the legs), both not persons unless IoU >= 0.5 says they are;
 - a random box in the widest strip of the crop that holds no labelled person.
 Each box goes through the model (the product's estimator, flip test, calibrated) and person_features reads its pose.
 The logistic score is fitted on `--train-crops` crops of the train split (the detector's best MAX_DETECTOR_BOXES
@@ -82,7 +82,10 @@ def records(model: str, split: str, limit: int, threads: int, seed: int = 0) -> 
 
     cache = ROOT / "runs/person_verifier" / f"{Path(model).stem}_{split}_{limit}_{seed}.pkl"
     if cache.is_file():
-        return pickle.loads(cache.read_bytes())
+        out = pickle.loads(cache.read_bytes())
+        made_wrong = np.isin(out["kind"], [KINDS.index("shifted"), KINDS.index("part")])
+        out["label"] = np.where(made_wrong & (out["label"] < 0), 0, out["label"])   # caches labelled before
+        return out
     predictor = Predictor(model, threads=threads, detector=None)
     detector = load_detector("default", 0.1, threads=threads)
     coco = json.loads((DATA / f"annotations/{split}.json").read_text())
@@ -112,7 +115,8 @@ def records(model: str, split: str, limit: int, threads: int, seed: int = 0) -> 
         for (kind, _), p, o in zip(kinds, persons, overlap):
             out["people"].append(p)
             out["wh"].append((w, h))
-            out["label"].append(1 if o >= IS_PERSON else 0 if o < NOT_PERSON else -1)
+            made_wrong = kind in ("shifted", "part")   # a box beside its person or on a part: not a person box
+            out["label"].append(1 if o >= IS_PERSON else 0 if o < NOT_PERSON or made_wrong else -1)
             out["kind"].append(KINDS.index(kind))
             out["image_id"].append(im["id"])
         if n % 100 == 0:

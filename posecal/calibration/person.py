@@ -23,21 +23,21 @@ import numpy as np
 
 from posecal.calibration.maps import IsotonicMap, LogisticScore, fit_isotonic, fit_logistic
 
+# Not the box's size or place in the picture: the crops it is fitted on are cut around their labelled person, so
+# those would teach "a big box is a person", which a frame of small walkers contradicts.
 FEATURES = ("logit pose quality", "mean p(visible)", "max p(visible)", "share called visible", "mean p(absent)",
-            "mean keypoint quality", "top-5 heatmap score", "mean heatmap score", "log box height / picture height",
-            "log box aspect h/w", "sides at the picture's edge")
+            "mean keypoint quality", "top-5 heatmap score", "mean heatmap score", "log box aspect h/w")
 # weights whose sign is known (a person shows more of these), held to it so that the map never falls as they rise
-SIGNS = (1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0)
+SIGNS = (1, 0, 1, 0, 0, 0, 1, 0, 0)
 EPS = 1e-4
 
 
 def person_features(people: list, image_wh) -> np.ndarray:
     """(N, F) features of N poses (PersonPose with visibility_probs) in pictures of size image_wh ((N, 2) or
-    one (2,) for all)."""
+    one (2,) for all; kept in the signature for features of the picture, none of which is used today)."""
     n = len(people)
     if not n:
         return np.zeros((0, len(FEATURES)))
-    wh = np.broadcast_to(np.asarray(image_wh, np.float64).reshape(-1, 2), (n, 2))
     probs = np.stack([np.asarray(p.visibility_probs, np.float64) for p in people])          # (N, K, C)
     quality = np.clip([float(p.pose_quality) for p in people], EPS, 1 - EPS)
     kq = np.stack([np.asarray(p.keypoint_quality, np.float64) for p in people])
@@ -45,12 +45,9 @@ def person_features(people: list, image_wh) -> np.ndarray:
     boxes = np.stack([np.asarray(p.box, np.float64) for p in people])
     vis = np.stack([np.asarray(p.visibility) for p in people])
     p_vis, p_absent = probs[..., -1], probs[..., 0]
-    edge = ((boxes[:, 0] <= 2).astype(float) + (boxes[:, 1] <= 2) + (boxes[:, 0] + boxes[:, 2] >= wh[:, 0] - 2)
-            + (boxes[:, 1] + boxes[:, 3] >= wh[:, 1] - 2))
     return np.stack([np.log(quality / (1 - quality)), p_vis.mean(1), p_vis.max(1), (vis == 2).mean(1),
                      p_absent.mean(1), kq.mean(1), hs[:, -5:].mean(1), hs.mean(1),
-                     np.log(np.maximum(boxes[:, 3], 1) / wh[:, 1]),
-                     np.log(np.maximum(boxes[:, 3], 1) / np.maximum(boxes[:, 2], 1)), edge], 1)
+                     np.log(np.maximum(boxes[:, 3], 1) / np.maximum(boxes[:, 2], 1))], 1)
 
 
 @dataclass

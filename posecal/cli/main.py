@@ -312,7 +312,7 @@ def _cmd_track(args) -> None:
         s = run_track(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
             detector_threshold=args.detector_threshold, detect_every=args.detect_every, adaptive=args.adaptive, second_look=args.second_look,
-            between=args.between,
+            between=args.between, min_pose_quality=args.min_pose_quality,
             missed_detections=args.missed_detections, backend=args.backend,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
             tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
@@ -472,6 +472,9 @@ def main(argv=None) -> int:
     p.add_argument("--min-birth-quality", type=PROBABILITY_FLOAT, default=0.45,
                    help="pose quality a new track needs: doubtful poses (a tripod, a poster) start none "
                         "(default: 0.45)")
+    p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
+                   help="the person rule, as predict's: a pose below this pose quality or with no keypoint "
+                        f"predicted visible is nobody; 0 keeps all (default: {MIN_POSE_QUALITY})")
     p.add_argument("--missed-detections", type=NON_NEGATIVE_INT, default=2, metavar="N",
                    help="detector frames in a row a track may go unseen by the detector and still be followed in "
                         "boxes propagated from its pose; then it waits for a detection (default: 2)")

@@ -25,18 +25,19 @@ GIVEN, DETECTOR, WHOLE = "given", "detector", "whole"
 # Unsure boxes mostly inside a surer one are parts of that person (PersonRule._without_parts).
 TRUST_GUIDED_FLOOR = 0.15
 TRUST_GUIDED_SURE = 0.3          # the SSD's own working threshold (posecal/detect/ssd.py)
-TRUST_GUIDED_QUALITY = 0.55
+TRUST_GUIDED_QUALITY = 0.5
 TRUST_GUIDED_CONTAINED = 0.7
 # Unsure boxes shorter than this (pixels) are not judged: the trust model, reading a crop blown up from a few dozen
 # pixels, called 46-59 px boxes on the empty vtest background people (pose quality 0.53-0.69, many keypoints seen)
 TRUST_GUIDED_MIN_HEIGHT = 64
 # Two poses from detector boxes are one person when their OKS over the keypoints both see is above this
-# (detect/nms.py; bench/trust_detection.py chooses it on the tuning half of the val crops)
-DUPLICATE_OKS = 0.5
+# (detect/nms.py); chosen with TRUST_GUIDED_QUALITY by the same bench
+DUPLICATE_OKS = 0.6
 # p(person) (calibration/person.py) under which a detector box's pose is nobody, and the p(person) an unsure box
-# (trust-guided detection) needs; chosen by bench/trust_detection.py on the tuning half of the val crops
-MIN_PERSON = 0.5
-CONFIRM_PERSON = 0.5
+# needs, for a model with a person verifier; None: the pose quality and visibility rules above. The bench found
+# the pose rules as good on photos (CHANGELOG), so p(person) decides track births only (tracking/tracker.py).
+MIN_PERSON: float | None = None
+CONFIRM_PERSON: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ class PersonRule:
     sure_score: float | None = None
     confirm_quality: float = MIN_POSE_QUALITY
     unsure_min_height: float = 0.0
-    min_person: float = MIN_PERSON
-    confirm_person: float = CONFIRM_PERSON
+    min_person: float | None = MIN_PERSON
+    confirm_person: float | None = CONFIRM_PERSON
 
     def keep(self, people: list, source: str, mode: str | None = None, sure_factor: float = 1.0) -> list:
         """The people of one picture reported for boxes from `source`; `mode` the pose score NMS ranks by

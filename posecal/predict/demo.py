@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 
+from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic
 from posecal.outputs import check_output_dir
@@ -27,13 +28,13 @@ def demo_photo():
     return data.astronaut()
 
 
-def run_demo(out_dir="posecal-demo", model=None, log=print) -> dict:
+def run_demo(out_dir="posecal-demo", model=None, log=print, min_pose_quality: float = MIN_POSE_QUALITY) -> dict:
     out = check_output_dir(out_dir, "--out")
     photo = out / "astronaut.png"
     ok, png = cv2.imencode(".png", demo_photo()[:, :, ::-1])
     write_bytes_atomic(photo, png.tobytes())
     cfg = PredictConfig(inputs=[str(photo)], out=str(out / "astronaut_poses.json"), model=model,
-                        render=str(out / "overlay"), progress=False)
+                        render=str(out / "overlay"), progress=False, min_pose_quality=min_pose_quality)
     summary = run_predict(cfg, keep_people=True)
     overlay = render_path(Frame("astronaut.png", photo, None), cfg.render)
     for i, person in enumerate(summary.people.get("astronaut.png", []), 1):

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from posecal.detect.detector import load_detector
+from posecal.detect.detector import MIN_POSE_QUALITY, load_detector
 from posecal.detect.tiles import SecondLook
 from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
@@ -66,6 +66,7 @@ class TrackConfig:
     detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
+    min_pose_quality: float = MIN_POSE_QUALITY   # the person rule's nobody test (inference/pipeline.py)
     second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py): fewer
                                          # people missed, more false tracks; off (bench/track_ids.py, docs/tracking.md)
     adaptive: bool = True                # live sources: the detector's period and the frames that may wait
@@ -308,7 +309,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     t0, clock = time.time(), StageClock()
     # the one pipeline (posecal/inference/pipeline.py): its detector finds people on detector frames, its
     # estimator poses them and the boxes the tracker carries, its person rule merges duplicates
-    predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None)
+    predictor = Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads, detector=None,
+                          min_pose_quality=cfg.min_pose_quality)
     # detector_threshold None: trust-guided detection, as predict and the API do with the shipped detector
     threshold, predictor.pipeline.rule = detection_setup(cfg.detector, cfg.detector_threshold,
                                                          bool(predictor.config.quality_heads), predictor.pipeline.rule)
