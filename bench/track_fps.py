@@ -34,7 +34,8 @@ VIDEOS = SHARED / "data" / "videos"
 OPTIONS = {"default": [], "every1": ["--detect-every", "1"], "every2": ["--detect-every", "2"],
            "every3": ["--detect-every", "3"],
            "torch": ["--backend", "torch"], "flip": ["--flip"],
-           "flow": ["--between", "flow"], "pose": ["--between", "pose"]}
+           "flow": ["--between", "flow"], "pose": ["--between", "pose"],
+           "nanodet": ["--detector", "nanodet", "--detector-threshold", "0.325"]}
 
 # Runs in a child process: the job as the CLI runs it, timed from the interpreter's start.
 CHILD = """

@@ -230,8 +230,13 @@ def test_ctrl_c_at_random_moments_leaves_a_loadable_checkpoint(trained_once):
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-        assert "Traceback" not in err, err
-        if proc.returncode == 130:
+        # the run ended and Python was shutting down when the signal came: Python's own message, not posecal's
+        at_shutdown = err.startswith("Exception ignored in") and err.strip().endswith("KeyboardInterrupt:") \
+            and str(ROOT / "posecal") not in err
+        assert at_shutdown or "Traceback" not in err, err
+        if at_shutdown:
+            pass
+        elif proc.returncode == 130:
             lines = err.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("posecal: interrupted: last complete checkpoint is "
                                                            f"{out / 'last.pt'}"), err

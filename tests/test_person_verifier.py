@@ -87,11 +87,13 @@ def test_the_person_rule_and_births_read_p_person():
     # a person seen from behind: most joints occluded, a good p(person): a track is born
     back = pose_of(STANDING, 0.6, vis=1)
     back.visibility[[5, 6]] = 2
-    cfg = TrackerConfig()
-    assert not born_as_person(back, cfg)                      # without p(person): fewer than 5 visible joints
+    cfg = TrackerConfig(min_birth_person=0.5)
+    assert not born_as_person(back, cfg)                      # without p(person): fewer than 3 visible joints
     back.person_probability = 0.8
     assert born_as_person(back, cfg)
     tracker = Tracker(cfg)
     assert len(tracker.update([back], 0.0, [True])) == 1
     back.person_probability = 0.2
     assert not born_as_person(back, cfg)
+    back.visibility[7] = 2                                    # by default three visible joints make a person
+    assert born_as_person(back, TrackerConfig()) and not born_as_person(back, cfg)

@@ -146,9 +146,10 @@ def test_track_on_two_ranks_renumbers_ids_as_one_process(tiny_model, tmp_path):
     videos.mkdir()
     for i in range(3):
         write_walking_video(videos / f"walk{i}.avi", frames=4 + i, shift=10 * i)
-    # the untrained tiny model's pose quality is below the default birth threshold: let it start tracks anyway
+    # the untrained tiny model's pose quality is below the default birth threshold and the person rule's: let it
+    # start tracks anyway
     args = ["track", videos, "--model", tiny_model, "--detector", "none", "--backend", "torch",
-            "--min-birth-quality", "0"]
+            "--min-birth-quality", "0", "--min-pose-quality", "0"]
     assert one_process(args + ["--out", tmp_path / "one.json"]) == 0
     run = posecal_ranks(args + ["--out", tmp_path / "two.json"], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

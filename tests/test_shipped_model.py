@@ -30,13 +30,13 @@ def test_shipped_model_is_small_and_loads_by_name(name):
     assert model_file(None) == DEFAULT_MODEL == SHIPPED_MODELS["accurate"]
 
 
-def test_each_name_holds_one_model_and_track_keeps_the_published_network():
+def test_each_name_holds_one_model_and_track_defaults_to_accurate():
     """`best` is gone (it named other weights over time); accurate's MoveNet is the fine-tuned one, published's is
     Google's, and each carries a trust model trained for its own network (issue 38)."""
     from posecal.tracking.job import TrackConfig
 
     assert sorted(SHIPPED_MODELS) == ["accurate", "fast", "published"]
-    assert len(set(SHIPPED_MODELS.values())) == 3 and TrackConfig(videos=[]).model == "published"
+    assert len(set(SHIPPED_MODELS.values())) == 3 and TrackConfig(videos=[]).model == "accurate"
     tuned, _, meta = load_model("accurate")
     google, _, _ = load_model("published")
     assert "fine-tuned" in meta["pose_network"]

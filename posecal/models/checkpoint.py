@@ -24,9 +24,9 @@ SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "published": 
                   "fast": WEIGHTS_DIR / "posecal_fast.pt"}
 SHIPPED_MODEL_USES = {
     "accurate": "MoveNet Thunder 256x256 fine-tuned by posecal on COCO + posecal's trust model; the default of "
-                "predict, eval, audit and the Python API",
-    "published": "MoveNet Thunder 256x256 as Google published it + posecal's trust model; the default of track "
-                 "(fewer ids and false tracks than accurate on the tracking bench: docs/tracking.md)",
+                "predict, track, eval, audit and the Python API",
+    "published": "MoveNet Thunder 256x256 as Google published it + posecal's trust model; for comparison with "
+                 "the network as Google published it",
     "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
             "and faster, less accurate",
 }

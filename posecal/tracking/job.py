@@ -57,11 +57,9 @@ class TrackConfig:
     videos: list[str]
     out: str = "tracks.json"
     render: str | None = None            # OUT.mp4 (one video) or a folder (several)
-    # a shipped model's name or a file. published (MoveNet Thunder as published + the trust model): 13 fps end to end
-    # on vtest with render (2 threads; keypoints carried by flow between detector frames) and the best ids
-    # (docs/tracking.md, held-out scenes: IDF1 0.822 against 0.788 for the fine-tuned accurate, 8 switches against
-    # 16, 18 ids on vtest against 24); fast: 27 fps
-    model: str = "published"
+    # a shipped model's name or a file; accurate gave the best ids on the tracking bench's tuning scenes (and
+    # held-out ones: docs/tracking.md), and carries the video calibration
+    model: str = "accurate"
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
     detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between

@@ -7,9 +7,9 @@ lost (up to `max_misses` frames) re-identified by position, size and colours, wi
 the frames missed.
 
 A new pose starts a track (with its id) when the model trusts it as a person and it does not lie inside a person a
-track holds: p(person) >= `min_birth_person` for a model with a person verifier (posecal/calibration/person.py: a
-person seen from behind, whose joints are called occluded, is a person), else pose quality >= `min_birth_quality`
-and at least `min_birth_visible` keypoints called visible. A track
+track holds: pose quality >= `min_birth_quality` and at least `min_birth_visible` keypoints called visible (3: a
+person seen from behind, whose other joints are called occluded, is a person), or, with `min_birth_person` set and
+a model that reports p(person) (posecal/calibration/person.py), p(person) >= min_birth_person instead. A track
 survives up to `max_misses` frames without a match (occlusion, a missed detection) before it ends; one whose
 pose collapses under another person is held as occluded rather than handed that pose. Keypoints of reported
 poses are One-Euro smoothed with a cutoff that follows their trust.
@@ -59,10 +59,11 @@ class TrackerConfig:
     report_hidden: int = 3          # a track unmatched while its predicted box overlaps a seen track's
                                     # (IoU >= hold_overlap) is reported for up to this many frames where its velocity
                                     # says it is, every keypoint occluded (visibility 1) and its qualities halved
-    min_birth_visible: int = 5      # keypoints called visible a new track needs (models that predict visibility): a
+    min_birth_visible: int = 3      # keypoints called visible a new track needs (models that predict visibility): a
                                     # post, a tripod or a bag the detector takes for a person has a pose of doubtful
-                                    # quality with no keypoint the model sees
-    min_birth_person: float = 0.5   # models with p(person): the p(person) a new track needs instead of the two above
+                                    # quality with no keypoint the model sees; a person seen from behind shows 3-5
+    min_birth_person: float | None = None   # set: for models with p(person), the p(person) a new track needs
+                                            # instead of the two above (not measured better on the tracking bench)
 
 
 def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: TrackerConfig) -> np.ndarray:
@@ -299,9 +300,9 @@ def hidden_pose(tr: Track):
 
 
 def born_as_person(person, cfg: TrackerConfig) -> bool:
-    """May this pose start a track? Its p(person) where the model has one, else its pose quality and visible
-    keypoints (TrackerConfig)."""
-    if getattr(person, "person_probability", None) is not None:
+    """May this pose start a track? Its p(person) where the model has one and min_birth_person is set, else its
+    pose quality and visible keypoints (TrackerConfig)."""
+    if cfg.min_birth_person is not None and getattr(person, "person_probability", None) is not None:
         return person.person_probability >= cfg.min_birth_person
     return person.pose_quality >= cfg.min_birth_quality and visible_count(person) >= cfg.min_birth_visible
 
