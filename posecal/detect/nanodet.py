@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.detect.runtime import clip_and_suppress, open_session
+from posecal.detect.runtime import clip_and_suppress, detector_input, open_session
 from posecal.errors import PosecalInputError
 
 NANODET_FILE = Path(__file__).parent.parent / "weights" / "nanodet_m_416.onnx"
@@ -120,11 +120,7 @@ class NanoDetPersonDetector:
                 np.concatenate([out[i][0] for i in self.box_outputs]))
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        bgr = np.asarray(bgr)
-        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.shape[0] < 1 or bgr.shape[1] < 1:
-            raise ValueError(f"expected a BGR image of shape (H, W, 3), got {bgr.shape}")
-        if bgr.dtype != np.uint8:
-            bgr = np.clip(bgr, 0, 255).astype(np.uint8)
+        bgr = detector_input(bgr)
         blob, scale, offset = self.preprocess(bgr)
         scores, distributions = self.raw(blob)
         person = scores[:, PERSON_CLASS]

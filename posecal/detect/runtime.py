@@ -10,6 +10,15 @@ import numpy as np
 from posecal.errors import PosecalInputError, require
 
 
+def detector_input(bgr) -> np.ndarray:
+    """A picture as every detector here reads it: a (H, W, 3) BGR uint8 array (other dtypes clipped to 0-255);
+    another shape is a ValueError naming it."""
+    bgr = np.asarray(bgr)
+    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.shape[0] < 1 or bgr.shape[1] < 1:
+        raise ValueError(f"expected a BGR image of shape (H, W, 3), got {bgr.shape}")
+    return bgr if bgr.dtype == np.uint8 else np.clip(bgr, 0, 255).astype(np.uint8)
+
+
 def open_session(path: Path, threads: int):
     """An onnxruntime CPU session for a detector file; a missing or unloadable file is one clear line."""
     ort = require("onnxruntime")

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from posecal.data.images import is_grey
-from posecal.detect.runtime import clip_and_suppress, open_session
+from posecal.detect.runtime import clip_and_suppress, detector_input, open_session
 from posecal.errors import PosecalInputError
 
 SHIPPED_DETECTOR = Path(__file__).parent.parent / "weights" / "person_ssd_mobilenetv2.onnx"
@@ -115,11 +115,7 @@ class SsdPersonDetector:
         return GREY_THRESHOLD_FACTOR if is_grey(bgr) else 1.0
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        bgr = np.asarray(bgr)
-        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.shape[0] < 1 or bgr.shape[1] < 1:
-            raise ValueError(f"expected a BGR image of shape (H, W, 3), got {bgr.shape}")
-        if bgr.dtype != np.uint8:
-            bgr = np.clip(bgr, 0, 255).astype(np.uint8)
+        bgr = detector_input(bgr)
         out = self.session.run(None, {self.input_name: self.preprocess(bgr)})
         raw, logits = out[self.box_output][0], out[1 - self.box_output][0][:, PERSON_CLASS]
         h, w = bgr.shape[:2]

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.detect.runtime import clip_and_suppress, open_session
+from posecal.detect.runtime import clip_and_suppress, detector_input, open_session
 from posecal.errors import PosecalInputError
 
 STRIDES = (8, 16, 32)
@@ -82,11 +82,7 @@ class PersonDetector:
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BGR uint8 image (H, W, 3) -> boxes (M, 4) top-left x, y, w, h in image pixels and scores (M,),
         best first; (0, 4) and (0,) when nobody is found."""
-        bgr = np.asarray(bgr)
-        if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.shape[0] < 1 or bgr.shape[1] < 1:
-            raise ValueError(f"expected a BGR image of shape (H, W, 3), got {bgr.shape}")
-        if bgr.dtype != np.uint8:
-            bgr = np.clip(bgr, 0, 255).astype(np.uint8)
+        bgr = detector_input(bgr)
         blob, ratio = self.preprocess(bgr)
         raw = self.session.run(None, {self.input_name: blob})[0][0]
         boxes, scores = decode_yolox(raw, self.input_size, ratio)
