@@ -386,8 +386,9 @@ def main(argv=None) -> int:
                    help="overlays: circles that hold the true keypoint with probability 0.9 (calibrated models)")
     p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
     p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
-    p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
-                   "'none' for one person per whole image (default: the shipped SSD-MobileNetV2)")
+    p.add_argument("--detector", metavar="ssd|nanodet|MODEL.onnx|none", help="person detector: the shipped "
+                   "SSD-MobileNetV2 (the default) or NanoDet-m, a YOLOX-style ONNX file, or 'none' for one person per "
+                   "whole image")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT,
                    help="keep the detector's boxes scored at least this (default: trust-guided: the shipped detector "
                         "runs at a permissive threshold and a box it is unsure of is kept when its pose says a "
@@ -447,10 +448,11 @@ def main(argv=None) -> int:
                         "exists, one line and the run goes on (default: off)")
     p.add_argument("--render", metavar="OUT.mp4|DIR",
                    help="overlay video with track ids (one video: OUT.mp4; several: a folder)")
-    p.add_argument("--detector", metavar="MODEL.onnx|none", help="person detector: a YOLOX-style ONNX file, or "
-                   "'none' (the whole frame, then boxes from the poses) (default: the shipped SSD-MobileNetV2)")
+    p.add_argument("--detector", metavar="ssd|nanodet|MODEL.onnx|none", help="person detector: the shipped "
+                   "SSD-MobileNetV2 (the default) or NanoDet-m, a YOLOX-style ONNX file, or 'none' (the whole frame, "
+                   "then boxes from the poses)")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
-                   help="detector score threshold (default: 0.3)")
+                   help="detector score threshold (default: 0.3; NanoDet's own working threshold is 0.325)")
     p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",
                    help="run the detector on every N-th frame; in between, each track's last box moved by its "
                         "velocity (default: 3)")
