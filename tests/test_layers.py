@@ -50,3 +50,12 @@ def test_sibling_cycle_is_caught(tmp_path):
     broken = _lint(where)
     assert broken.returncode != 0
     assert "No cycles are allowed in posecal.detect" in broken.stdout
+
+
+def test_contracts_hold_without_exemptions():
+    """No contract keeps an ignore list: a layer that needs an exemption to hold does not hold."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    assert len(contracts) == 2
+    assert all(not c.get("ignore_imports") for c in contracts), [c["name"] for c in contracts if c.get("ignore_imports")]

@@ -9,7 +9,7 @@ import pytest
 
 from posecal.errors import PosecalInputError
 from posecal.inference.predictor import PersonPose
-from posecal.viz.overlay import quality_color, render_people
+from posecal.overlay import quality_color, render_people
 
 # A standing person (COCO order) scaled into a 300 x 400 (w x h) canvas.
 KP = np.array([[60, 30], [56, 26], [64, 26], [52, 28], [68, 28], [45, 50], [75, 50], [40, 75], [80, 75],
@@ -181,7 +181,7 @@ def test_robust_to_nan_and_bad_input():
 
 def test_quality_tags_of_a_group_do_not_overlap():
     """Five people 20 px apart, their boxes overlapping (a group): each tag finds a spot of its own."""
-    from posecal.viz.overlay import _place_labels, _prepare, _style
+    from posecal.overlay import _place_labels, _prepare, _style
 
     img = canvas(400, 600)
     group = [person(vis=None, kp=KP * 0.8 + [20 * i, 60]) for i in range(5)]

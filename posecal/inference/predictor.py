@@ -104,7 +104,7 @@ class Picture:
 
     def plot(self, show_all: bool = False, radius: bool = False) -> np.ndarray:
         """The picture with its people drawn (BGR, as `posecal predict --render` draws them)."""
-        from posecal.viz.overlay import render_people
+        from posecal.overlay import render_people
 
         return render_people(self.image, self.people, show_all=show_all, radius=radius)
 

@@ -339,7 +339,7 @@ class RenderNames:
 
 
 def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path, radius: bool = False) -> None:
-    from posecal.viz.overlay import render_people
+    from posecal.overlay import render_people
 
     image = render_people(frame.bgr, persons, show_all=show_all, radius=radius)
     ok, data = cv2.imencode(".png", image)

@@ -285,7 +285,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
     Under torchrun each rank tracks its share of the videos (a video's frames all on one rank) and rank 0 writes
     the results with track ids renumbered as one process numbers them (tracking/shards.py)."""
-    from posecal.viz.overlay import render_people
+    from posecal.overlay import render_people
     from posecal.viz.window import LiveWindow
 
     ranks = current()

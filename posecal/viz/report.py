@@ -112,7 +112,7 @@ def _thumb(bgr: np.ndarray, box, person) -> np.ndarray:
     labels look alike on every card whatever the photo's resolution."""
     from dataclasses import replace
 
-    from posecal.viz.overlay import render_people
+    from posecal.overlay import render_people
 
     thumb, to_thumb, s = crop_thumbnail(bgr, box)
     b = np.asarray(person.box, float)

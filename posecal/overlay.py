@@ -12,22 +12,21 @@ corner qualifies (small images, or people reaching every corner) the legend's te
 (down to 0.65x), and as a last resort it goes in the corner that hides the fewest drawn points (up to
 the full width and half the height; left out on images too small even for that). The returned image
 always has the input's shape, and has no legend when nobody is drawn.
+
+People are read by their fields alone (a `posecal.inference.predictor.PersonPose` or anything with its box,
+keypoints, keypoint_quality, visibility, pose_quality and keypoint_radius), so this module sits in a low layer
+and the result types above it draw themselves without an upward import.
 """
 from __future__ import annotations
 
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 
 from posecal.errors import PosecalInputError
 from posecal.skeleton import COCO_LIMBS
-
-if TYPE_CHECKING:  # importing the predictor pulls in torch; drawing does not need it
-    from posecal.inference.predictor import PersonPose
 
 __all__ = ["quality_color", "render_people"]
 
@@ -190,7 +189,7 @@ class _Prepared:
     pose_q: float
 
 
-def _prepare(p: "PersonPose", show_all: bool) -> _Prepared:
+def _prepare(p, show_all: bool) -> _Prepared:
     xy = np.asarray(p.keypoints, float).reshape(-1, 2)
     k = len(xy)
     q = np.asarray(p.keypoint_quality, float).reshape(-1)
@@ -213,7 +212,7 @@ def _prepare(p: "PersonPose", show_all: bool) -> _Prepared:
     return _Prepared(xy, q, vis, limbs, np.asarray(p.box, float).reshape(4), float(p.pose_quality))
 
 
-def _draw_radii(img, people: list["PersonPose"], prepared: list[_Prepared], st: _Style) -> None:
+def _draw_radii(img, people: list, prepared: list[_Prepared], st: _Style) -> None:
     """Thin circles of the keypoints' conformal radii (people without radii are skipped)."""
     for person, p in zip(people, prepared):
         radii = getattr(person, "keypoint_radius", None)
@@ -516,7 +515,7 @@ def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: l
 
 
 # ----------------------------------------------------------------------------------------------- public
-def render_people(bgr: np.ndarray, people: list["PersonPose"], show_all: bool = False,
+def render_people(bgr: np.ndarray, people: list, show_all: bool = False,
                   legend: bool = True, radius: bool = False, tags: list[str] | None = None) -> np.ndarray:
     """Draw ``people`` on a copy of the BGR uint8 image ``bgr`` and return it (the input is never modified).
 
