@@ -210,15 +210,7 @@ def figures(cols, people, t_low, q, val_part: np.ndarray, n_val: int, truth: dic
     return out
 
 
-def picture_sizes(data: Path, limit: int, patches: int) -> list[tuple[int, int]]:
-    """(w, h) of every picture `records` went through, in its order (the cache keeps no pictures)."""
-    coco = json.loads((data / "annotations/val.json").read_text())
-    sizes = [(im["width"], im["height"]) for im in coco["images"][: limit or None]]
-    sizes += [bgr.shape[1::-1] for _, bgr in person_free_patches(data, patches)]
-    return sizes + [bgr.shape[1::-1] for _, bgr in no_people_photos()]
-
-
-def with_person_probability(model: str, cols: np.ndarray, people: list, sizes: list) -> bool:
+def with_person_probability(model: str, people: list) -> bool:
     """Fill each cached pose's p(person) from `model`'s calibration (cached poses may predate it); False when
     the model has none."""
     from posecal.calibration.quality import calibration_from_meta
@@ -227,10 +219,8 @@ def with_person_probability(model: str, cols: np.ndarray, people: list, sizes: l
     cal = calibration_from_meta(read_model_file(model_file(model))["meta"], model)
     if cal is None or cal.person is None:
         return False
-    for n in np.unique(cols[:, 0]).astype(int):
-        idx = np.flatnonzero(cols[:, 0] == n)
-        for i, prob in zip(idx, cal.person([people[i] for i in idx], sizes[n])):
-            people[i].person_probability = float(prob)
+    for p, prob in zip(people, cal.person(people)):
+        p.person_probability = float(prob)
     return True
 
 
@@ -274,7 +264,7 @@ def main() -> None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(rec))
     cols, people = rec["cols"], rec["people"]
-    verified = with_person_probability(args.model, cols, people, picture_sizes(args.data, args.limit, args.patches))
+    verified = with_person_probability(args.model, people)
     print(f"p(person): {'from ' + args.model if verified else 'none (the model has no person verifier)'}")
     coco = json.loads((args.data / "annotations/val.json").read_text())
     ids = np.array([im["id"] for im in coco["images"][: args.limit or None]])

@@ -182,3 +182,31 @@ def pose_of(xy, quality=0.8, kq=0.9, vis=2):
     k = len(xy)
     return PersonPose(np.r_[lo, hi - lo], xy, np.full(k, kq), np.full(k, kq), quality, np.full(k, vis),
                       np.tile([0.0, 0.0, 1.0], (k, 1)))
+
+
+def make_lsp_like(folder: Path, n: int = 3) -> tuple[Path, Path]:
+    """An LSPET-style file of n drawn persons: 14 LSP joints in LSP order (neck and head top placed above the
+    shoulders); returns (json path, image folder)."""
+    from posecal.skeleton import LSP_TO_COCO
+
+    ann, img_dir = make_coco(folder, n_images=n, seed=3)
+    data = json.loads(ann.read_text())
+    for a in data["annotations"]:
+        coco = np.array(a["keypoints"]).reshape(17, 3)
+        lsp = np.zeros((14, 3))
+        for src, dst in enumerate(LSP_TO_COCO):
+            lsp[src] = coco[dst] if dst is not None else [60, 20 if src == 13 else 40, 2]
+        a["keypoints"] = lsp.reshape(-1).tolist()
+    out = folder / "lsp.json"
+    out.write_text(json.dumps(data))
+    return out, img_dir
+
+
+def write_movenet_base(path: Path, backbone: str) -> Path:
+    """A MoveNet model file (the shipped network of `backbone`, no quality outputs): a trust model's base."""
+    from posecal.models.checkpoint import model_from_config, save_model
+    from posecal.models.config import ModelConfig, network_input
+
+    cfg = network_input(ModelConfig(backbone=backbone), given=())
+    save_model(model_from_config(cfg), cfg, path, half=True)
+    return path

@@ -19,9 +19,8 @@ from posecal.training.config import load_train_config
 from posecal.data.coco import load_coco_persons
 from posecal.data.packed import folder_bytes, load_packed_persons, pack_person, packed_val_paths
 from posecal.errors import PosecalInputError
-from posecal.skeleton import LSP_TO_COCO
 
-from conftest import make_coco
+from conftest import make_coco, make_lsp_like
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("pack_training_data", ROOT / "tools" / "pack_training_data.py")
@@ -56,21 +55,6 @@ def make_dotted(folder: Path, n: int = 3, size=(300, 400)) -> tuple[Path, Path]:
     ann = folder / "dots.json"
     ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}))
     return ann, img_dir
-
-
-def make_lsp_like(folder: Path, n: int = 3) -> tuple[Path, Path]:
-    """LSPET-style file: 14 LSP joints in LSP order (neck and head top placed above the shoulders)."""
-    ann, img_dir = make_coco(folder, n_images=n, seed=3)
-    data = json.loads(ann.read_text())
-    for a in data["annotations"]:
-        coco = np.array(a["keypoints"]).reshape(17, 3)
-        lsp = np.zeros((14, 3))
-        for src, dst in enumerate(LSP_TO_COCO):
-            lsp[src] = coco[dst] if dst is not None else [60, 20 if src == 13 else 40, 2]
-        a["keypoints"] = lsp.reshape(-1).tolist()
-    out = folder / "lsp.json"
-    out.write_text(json.dumps(data))
-    return out, img_dir
 
 
 def write_config(path: Path, train_ann, train_img, val_ann=None, val_img=None, lspet=None, extra="") -> Path:

@@ -1,5 +1,7 @@
 """p(person) (posecal/calibration/person.py): its features by hand, its fit and calibration, its storage with a
 model's calibration, and the decisions that read it (the person rule, track births)."""
+import dataclasses
+
 import numpy as np
 
 from posecal.calibration.person import FEATURES, PersonVerifier, fit_person_score, fit_person_verifier, person_features
@@ -14,14 +16,16 @@ def test_features_by_hand():
     p.visibility[:5] = 1
     p.visibility_probs = np.tile([0.1, 0.2, 0.7], (17, 1))
     p.heatmap_scores = np.linspace(0.0, 0.8, 17)
-    f = dict(zip(FEATURES, person_features([p], (200, 292))[0]))
+    f = dict(zip(FEATURES, person_features([p])[0]))
     assert np.isclose(f["logit pose quality"], np.log(0.8 / 0.2))
     assert np.isclose(f["mean p(visible)"], 0.7) and np.isclose(f["max p(visible)"], 0.7)
     assert np.isclose(f["share called visible"], 12 / 17) and np.isclose(f["mean p(absent)"], 0.1)
     assert np.isclose(f["top-5 heatmap score"], np.linspace(0.0, 0.8, 17)[-5:].mean())
     assert np.isclose(f["log box aspect h/w"], np.log(146 / 64))
-    # nothing of the box's size or place in the picture (the crops it is fitted on are cut around their person)
-    assert np.allclose(person_features([p], (2000, 2920)), person_features([p], (200, 292)))
+    # nothing of the box's size or place (the crops it is fitted on are cut around their person): a person ten
+    # times as large, elsewhere, reads the same
+    big = dataclasses.replace(p, box=p.box * 10 + [500, 300, 0, 0], keypoints=p.keypoints * 10 + [500, 300])
+    assert np.allclose(person_features([big]), person_features([p]))
 
 
 def synthetic(n, rng):
@@ -44,14 +48,14 @@ def test_fit_separates_and_calibrates_and_round_trips():
     rng = np.random.default_rng(0)
     train, y_train = synthetic(400, rng)
     cal, y_cal = synthetic(400, rng)
-    score = fit_person_score(person_features(train, (200, 300)), y_train)
-    verifier = fit_person_verifier(score, person_features(cal, (200, 300)), y_cal, {"source": "test"})
+    score = fit_person_score(person_features(train), y_train)
+    verifier = fit_person_verifier(score, person_features(cal), y_cal, {"source": "test"})
     test, y_test = synthetic(400, rng)
-    p = verifier(test, (200, 300))
+    p = verifier(test)
     assert p[y_test == 1].mean() > 0.8 and p[y_test == 0].mean() < 0.2
     assert abs(p.mean() - y_test.mean()) < 0.05                  # calibrated on average
     again = PersonVerifier.from_dict(verifier.to_dict())
-    assert np.allclose(again(test, (200, 300)), p) and again.fit_info == {"source": "test"}
+    assert np.allclose(again(test), p) and again.fit_info == {"source": "test"}
 
 
 def test_stored_with_the_quality_calibration():
@@ -61,13 +65,13 @@ def test_stored_with_the_quality_calibration():
 
     rng = np.random.default_rng(1)
     people, y = synthetic(200, rng)
-    verifier = fit_person_verifier(fit_person_score(person_features(people, (200, 300)), y),
-                                   person_features(people, (200, 300)), y)
+    verifier = fit_person_verifier(fit_person_score(person_features(people), y),
+                                   person_features(people), y)
     maps = [IsotonicMap(np.array([0.0, 1.0]), np.array([0.0, 1.0])) for _ in range(17)]
     cal = QualityCalibration(maps, maps[0], np.ones(17), ConformalRadii(0.9, np.zeros((17, 1)), np.ones((17, 2))),
                              {}, person=verifier)
     back = QualityCalibration.from_dict(cal.to_dict())
-    assert np.allclose(back.person(people, (200, 300)), verifier(people, (200, 300)))
+    assert np.allclose(back.person(people), verifier(people))
     assert QualityCalibration.from_dict({k: v for k, v in cal.to_dict().items() if k != "person"}).person is None
 
 

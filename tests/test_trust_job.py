@@ -9,21 +9,17 @@ import torch
 
 from posecal.cli.main import main
 from posecal.errors import PosecalInputError
-from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_from_config, save_model
-from posecal.models.config import ModelConfig, network_input
+from posecal.models.checkpoint import WEIGHTS_DIR, load_model
 from posecal.training.config import load_trust_config
 from posecal.training.trust_job import run_trust_job
 
-from conftest import make_coco
+from conftest import make_coco, write_movenet_base
 
 
 @pytest.fixture(scope="module")
 def lightning(tmp_path_factory):
     """A MoveNet Lightning model file (the shipped Lightning network, no quality heads) as the trust's base."""
-    path = tmp_path_factory.mktemp("base") / "lightning.pt"
-    cfg = network_input(ModelConfig(backbone="movenet_lightning"), given=())
-    save_model(model_from_config(cfg), cfg, path, half=True)
-    return path
+    return write_movenet_base(tmp_path_factory.mktemp("base") / "lightning.pt", "movenet_lightning")
 
 
 def write_config(folder, base, **top) -> object:

@@ -20,7 +20,7 @@ from posecal.models.trust import TRUST_INPUT, TrustNet
 from posecal.training import trust_samples
 from posecal.training.trust_online import check_trust_pack, load_online_config
 
-from conftest import make_coco
+from conftest import make_coco, make_lsp_like, write_movenet_base
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,30 +35,10 @@ def _tool(name):
 pack_tool, gpu_trust = _tool("pack_training_data"), _tool("gpu_trust")
 
 
-def make_lsp_like(folder: Path, n: int):
-    """An LSPET-style file (14 LSP joints) of n drawn persons."""
-    from posecal.skeleton import LSP_TO_COCO
-
-    ann, img_dir = make_coco(folder, n_images=n, seed=3)
-    data = json.loads(ann.read_text())
-    for a in data["annotations"]:
-        coco = np.array(a["keypoints"]).reshape(17, 3)
-        lsp = np.zeros((14, 3))
-        for src, dst in enumerate(LSP_TO_COCO):
-            lsp[src] = coco[dst] if dst is not None else [60, 20 if src == 13 else 40, 2]
-        a["keypoints"] = lsp.reshape(-1).tolist()
-    out = folder / "lsp.json"
-    out.write_text(json.dumps(data))
-    return out, img_dir
-
-
 @pytest.fixture(scope="module")
 def thunder(tmp_path_factory):
     """A MoveNet Thunder model file (the shipped Thunder network, no quality outputs): the base, 256 x 256."""
-    path = tmp_path_factory.mktemp("base") / "thunder.pt"
-    cfg = network_input(ModelConfig(backbone="movenet_thunder"), given=())
-    save_model(model_from_config(cfg), cfg, path, half=True)
-    return path
+    return write_movenet_base(tmp_path_factory.mktemp("base") / "thunder.pt", "movenet_thunder")
 
 
 @pytest.fixture(scope="module")

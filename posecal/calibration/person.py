@@ -4,7 +4,7 @@ Why (issue 45): a detector's score says how much a box looks like its training b
 person there. A tripod scored 0.5 by the SSD gets a pose too, and a person seen from behind, whose joints the trust
 model calls occluded, got no track because births counted visible joints. The trust model's outputs on a box are
 better evidence than either: whether its keypoints look like a body's (pose quality, keypoint quality), whether it
-sees body parts (visibility), and where the crop lies in the picture. This map combines them into one number with a
+sees body parts (visibility) and how the box is shaped. This map combines them into one number with a
 meaning, p(the box frames a person), that every path reads the same way: the person rule (a pose that says nobody
 is not reported), trust-guided detection (an unsure box is kept when p(person) says so), the second look's extra
 boxes and track births (posecal/inference/pipeline.py, posecal/tracking/tracker.py).
@@ -32,9 +32,8 @@ SIGNS = (1, 0, 1, 0, 0, 0, 1, 0, 0)
 EPS = 1e-4
 
 
-def person_features(people: list, image_wh) -> np.ndarray:
-    """(N, F) features of N poses (PersonPose with visibility_probs) in pictures of size image_wh ((N, 2) or
-    one (2,) for all; kept in the signature for features of the picture, none of which is used today)."""
+def person_features(people: list) -> np.ndarray:
+    """(N, F) features of N poses (PersonPose with visibility_probs)."""
     n = len(people)
     if not n:
         return np.zeros((0, len(FEATURES)))
@@ -56,11 +55,11 @@ class PersonVerifier:
     calibration: IsotonicMap    # that score -> p(person), fitted on other persons than the score
     fit_info: dict
 
-    def __call__(self, people: list, image_wh) -> np.ndarray:
+    def __call__(self, people: list) -> np.ndarray:
         """(N,) p(person) of N poses."""
         if not people:
             return np.zeros(0)
-        return np.clip(self.calibration(self.score(person_features(people, image_wh))), 0.0, 1.0)
+        return np.clip(self.calibration(self.score(person_features(people))), 0.0, 1.0)
 
     def to_dict(self) -> dict:
         return {"score": self.score.to_dict(), "calibration": self.calibration.to_dict(), "fit_info": self.fit_info}

@@ -50,8 +50,7 @@ def _seen(seen, n: int, k: int):
     if seen is None:
         return None
     masks = seen if isinstance(seen, (tuple, list)) else (seen, seen)
-    masks = tuple(np.asarray(m, bool).reshape(n, k) for m in masks)
-    return masks
+    return tuple(np.asarray(m, bool).reshape(n, k) for m in masks)
 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9,
@@ -112,8 +111,7 @@ def pose_nms(persons: list, nms: str, threshold: float, mode: str, by_box_score:
     soft-OKS-NMS ("soft") lowers the duplicates' scores; "none" keeps all.
 
     Why by_box_score: two boxes on one person give poses of near-equal quality (0.92 and 0.92), and the one the
-    detector is surer of frames the person better (bench/trust_detection.py: held-out persons whose reported box
-    has IoU >= 0.5 with theirs 0.70 -> 0.81, as many reported with a good pose)."""
+    detector is surer of frames the person better (CHANGELOG, issue 45)."""
     if nms == "none":
         return persons
     kps = np.stack([p.keypoints for p in persons])

@@ -22,9 +22,8 @@ GIVEN, DETECTOR, WHOLE = "given", "detector", "whole"
 # person-free patches of the train crops, and judges them on the other half and scikit-image's person-free
 # photos): the detector runs at TRUST_GUIDED_FLOOR; a box it scores below TRUST_GUIDED_SURE is kept when its
 # pose quality is >= TRUST_GUIDED_QUALITY (and the nobody rule's MIN_VISIBLE keypoints are predicted visible).
-# The bench chose 0.3 for the GPU-trained trust model at 0.5 point more persons reported on its tuning half; 0.5
-# (its choice for the trust model before, 0.5 point less) keeps the vtest sign post (0.42-0.43, detector 0.17)
-# out, which the photo bench cannot see.
+# TRUST_GUIDED_QUALITY is above the bench's own choice because a lower one lets the vtest sign post in, which the
+# photo bench cannot see (CHANGELOG, issue 45).
 # Unsure boxes mostly inside a surer one are parts of that person (PersonRule._without_parts).
 TRUST_GUIDED_FLOOR = 0.15
 TRUST_GUIDED_SURE = 0.3          # the SSD's own working threshold (posecal/detect/ssd.py)
@@ -33,16 +32,15 @@ TRUST_GUIDED_CONTAINED = 0.7
 # Unsure boxes shorter than this (pixels) are not judged: the trust model, reading a crop blown up from a few dozen
 # pixels, called 46-59 px boxes on the empty vtest background people (pose quality 0.53-0.69, many keypoints seen)
 TRUST_GUIDED_MIN_HEIGHT = 64
-# A pose with fewer keypoints called visible than this is nobody. 2 would drop the vtest tripod (pose quality 0.42,
-# one keypoint called visible, detector score 0.43), but also the man seen from behind in the one-by-one clip (0.58,
-# one visible) and 1 point of the persons reported on the tuning half of the val crops (bench/trust_detection.py)
+# A pose with fewer keypoints called visible than this is nobody; 2 would also drop a person seen from behind, whose
+# other joints the trust model calls occluded (CHANGELOG, issue 45)
 MIN_VISIBLE = 1
 # Two poses from detector boxes are one person when their OKS over the keypoints both see is above this
 # (detect/nms.py); chosen with TRUST_GUIDED_QUALITY by the same bench
 DUPLICATE_OKS = 0.6
 # p(person) (calibration/person.py) under which a detector box's pose is nobody, and the p(person) an unsure box
-# needs, for a model with a person verifier; None: the pose quality and visibility rules above. The bench found
-# the pose rules as good on photos (CHANGELOG), so p(person) decides track births only (tracking/tracker.py).
+# needs, for a model with a person verifier; None: the pose quality and visibility rules above, which did at
+# least as well on the photo bench (CHANGELOG, issue 45).
 MIN_PERSON: float | None = None
 CONFIRM_PERSON: float | None = None
 
@@ -122,7 +120,7 @@ def someone_there(person, min_pose_quality: float = MIN_POSE_QUALITY, min_person
     seen = person.visibility is None or int((np.asarray(person.visibility) == 2).sum()) >= MIN_VISIBLE
     if not seen:
         return False
-    if min_person is not None and getattr(person, "person_probability", None) is not None:
+    if min_person is not None and person.person_probability is not None:
         return not person.person_probability < min_person
     return not person.pose_quality < min_pose_quality
 

@@ -270,9 +270,9 @@ class Predictor:
             for p, row in zip(persons, inside):
                 p.in_frame = row
         if self.calibration is not None and self.calibration.person is not None and "opks" in res:
-            for n, ps in enumerate(people):
-                for p, prob in zip(ps, self.calibration.person(ps, prepared[n][0].shape[1::-1])):
-                    p.person_probability = float(prob)
+            persons = [p for ps in people for p in ps]
+            for p, prob in zip(persons, self.calibration.person(persons)):
+                p.person_probability = float(prob)
         return people
 
     def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:

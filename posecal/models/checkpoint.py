@@ -14,7 +14,7 @@ from posecal.models.config import ModelConfig, network_input, model_config_from_
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
-from posecal.models.trust.network import TRUST_INPUT_MULTIPLE
+from posecal.models.trust.network import check_trust_input
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # The models shipped with posecal, chosen by name wherever a model file is asked for
@@ -76,9 +76,11 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
     except ValueError as e:
         field, problem = e.args
         raise PosecalInputError(f"model.{field}: {problem}") from None
-    if cfg.trust and cfg.trust_input % TRUST_INPUT_MULTIPLE:
-        raise PosecalInputError(f"model.trust_input: the trust model's input side must be a multiple of "
-                                f"{TRUST_INPUT_MULTIPLE} (e.g. 192 or 256), got {cfg.trust_input}")
+    if cfg.trust:
+        try:
+            check_trust_input(cfg.trust_input)
+        except ValueError as e:
+            raise PosecalInputError(f"model.trust_input: {e}") from None
     if cfg.backbone in STRIDE32_BACKBONES and any(v % 32 for v in cfg.input_wh):
         raise PosecalInputError(f"model.input_wh: {cfg.backbone} needs a width and height that are multiples "
                                 f"of 32 (e.g. 192x256 or 288x384), got {cfg.input_wh[0]}x{cfg.input_wh[1]}")

@@ -63,7 +63,7 @@ class TrackerConfig:
                                     # post, a tripod or a bag the detector takes for a person has a pose of doubtful
                                     # quality with no keypoint the model sees; a person seen from behind shows 3-5
     min_birth_person: float | None = None   # set: for models with p(person), the p(person) a new track needs
-                                            # instead of the two above (not measured better on the tracking bench)
+                                            # instead of the two above (no shipped model has p(person) today)
 
 
 def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: TrackerConfig) -> np.ndarray:
@@ -302,7 +302,7 @@ def hidden_pose(tr: Track):
 def born_as_person(person, cfg: TrackerConfig) -> bool:
     """May this pose start a track? Its p(person) where the model has one and min_birth_person is set, else its
     pose quality and visible keypoints (TrackerConfig)."""
-    if cfg.min_birth_person is not None and getattr(person, "person_probability", None) is not None:
+    if cfg.min_birth_person is not None and person.person_probability is not None:
         return person.person_probability >= cfg.min_birth_person
     return person.pose_quality >= cfg.min_birth_quality and visible_count(person) >= cfg.min_birth_visible
 
