@@ -35,7 +35,7 @@ def pose_features(predictor: Predictor, frame: np.ndarray, boxes: np.ndarray, pe
     model = predictor.model
     crops, pts = [], []
     for box, p in zip(boxes, people):
-        crop, m = predictor._crop(frame, box)
+        crop, m = predictor.estimator._crop(frame, box)
         crops.append(crop)
         pts.append(np.c_[p.keypoints, np.ones(len(p.keypoints))] @ m.T)
     from posecal.data.topdown import to_batch

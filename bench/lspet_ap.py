@@ -18,7 +18,7 @@ import torch
 
 from posecal.data.coco import load_lspet
 from posecal.inference.scoring import keypoint_confidence, pose_scores
-from posecal.inference.topdown import predict_records
+from posecal.inference.estimator import predict_records
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.models.checkpoint import load_model
 from posecal.calibration.quality import calibration_from_meta

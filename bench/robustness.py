@@ -48,7 +48,7 @@ from posecal.models.checkpoint import load_model
 from posecal.models.config import default_decode
 from posecal.data.coco import load_coco_persons, read_image, read_json
 from posecal.data.transforms import box_to_center_scale
-from posecal.inference.topdown import predict_records
+from posecal.inference.estimator import predict_records
 from posecal.io import write_json_atomic
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.inference.scoring import keypoint_confidence, pose_scores, predicted_labelled

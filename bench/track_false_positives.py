@@ -1,7 +1,7 @@
 """What the tracker's false positives lie on (python bench/track_false_positives.py WORK [WORK ...]).
 
 WORK is a `bench/track_ids.py --work WORK` folder after a run: its sceneN.json (truth) and sceneN_tracks.json
-(posecal track's output). The matching of posecal.evaluation.mot is replayed frame by frame (Hungarian on box IoU
+(posecal track's output). The matching of bench.lab.mot is replayed frame by frame (Hungarian on box IoU
 with every truth person; IoU >= 0.5 matches; a match on a person less than 25 % visible is left out, as there),
 and each reported box left unmatched is sorted by its best IoU with any truth person:
 * on nothing: IoU < 0.1 (a ghost: a post, a tripod);
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from posecal.evaluation.mot import box_iou
+from posecal.metrics.boxes import box_iou
 
 KINDS = ("matched", "hidden match", "on nothing", "on a person another track holds", "near a hidden person",
          "too loose")

@@ -1,12 +1,12 @@
 """Identity keeping of `posecal track` against exact truth: IDF1, ID switches, MOTA, keypoint jitter on synthetic
 videos of real people, and distinct track ids on a real video (python bench/track_ids.py [--scenes 5]).
 
-Scenes: `posecal.data.moving_people` pastes labelled persons of the COCO val crops (../shared/data/coco-val2017-
+Scenes: `bench.lab.moving_people` pastes labelled persons of the COCO val crops (../shared/data/coco-val2017-
 crops, val split: the shipped networks never trained on it; the shipped calibration was fitted on it) over the
 temporal median of ../shared/data/videos/vtest_pedestrians_20s.avi (its walkers gone), walking along crossing
 paths; scene i has seed i and 3 + i % 4 people, --frames frames at 15 fps. Each scene runs through
 `posecal.tracking.job.run_track` with its defaults (model fast, flip off, detector every frame) and is scored
-by `posecal.evaluation.mot` (motmetrics; IoU >= 0.5; people less than 25 % visible are not counted).
+by `bench.lab.mot` (motmetrics; IoU >= 0.5; people less than 25 % visible are not counted).
 
 Real video: vtest_pedestrians_20s.avi through the same run_track: distinct track ids against PEOPLE_SEEN_VTEST,
 the people seen in its 200 frames counted by eye (see docs/tracking.md for how).
@@ -21,15 +21,17 @@ import dataclasses
 import hashlib
 import json
 import pickle
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from posecal.data.moving_people import SceneSpec, load_sprites, median_background, write_scene
-from posecal.evaluation.mot import accumulate, summarize
-from posecal.tracking.job import TrackConfig, run_track
-from posecal.tracking.tracker import TrackerConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench.lab: the benches' shared code
+from bench.lab.moving_people import SceneSpec, load_sprites, median_background, write_scene  # noqa: E402
+from bench.lab.mot import accumulate, summarize  # noqa: E402
+from posecal.tracking.job import TrackConfig, run_track  # noqa: E402
+from posecal.tracking.tracker import TrackerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -110,7 +112,7 @@ def empty_background(clip: Path) -> np.ndarray:
 
 def tuning_sprites(n_tuning: int, frames: int, n_sprites: int) -> set[int]:
     """The sprites the first n_tuning tuning scenes draw (plan_walks' first draw of each scene's seed)."""
-    from posecal.data.moving_people import plan_walks
+    from bench.lab.moving_people import plan_walks
 
     used = set()
     for i in range(n_tuning):
@@ -165,19 +167,22 @@ class CachedDetector:
             self.dirty = False
 
 
-def cache_detections(work: Path) -> CachedDetector | None:
+def cache_detections(work: Path) -> dict:
     """Make run_track's detector the cached one (the benchmark only; posecal track is not changed)."""
     import posecal.tracking.job as job
 
     holder = {}
-    original = job.load_detector
+    original = job.tracking_predictor
 
-    def load(*a, **kw):
-        if "d" not in holder:
-            holder["d"] = CachedDetector(original(*a, **kw), work / "detections.pkl")
-        return holder["d"]
+    def build(cfg):
+        predictor = original(cfg)
+        if predictor.detector is not None:
+            if "d" not in holder:
+                holder["d"] = CachedDetector(predictor.detector, work / "detections.pkl")
+            predictor.detector = predictor.pipeline.detector = holder["d"]
+        return predictor
 
-    job.load_detector = load
+    job.tracking_predictor = build
     return holder
 
 
@@ -187,7 +192,8 @@ class CachedPoses:
 
     def __init__(self, predictor, cache: dict):
         self.predictor, self.cache, self.config = predictor, cache, predictor.config
-        self.pipeline, self.threads = predictor.pipeline, predictor.threads
+        self.pipeline, self.threads, self.calibration = predictor.pipeline, predictor.threads, predictor.calibration
+        self.detector = predictor.detector
 
     def predict_many(self, items, bgr=True):
         out = []
@@ -207,8 +213,8 @@ class CachedPoses:
 def cache_poses() -> None:
     import posecal.tracking.job as job
 
-    cache, original = {}, job.Predictor
-    job.Predictor = lambda *a, **kw: CachedPoses(original(*a, **kw), cache)
+    cache, original = {}, job.tracking_predictor
+    job.tracking_predictor = lambda cfg: CachedPoses(original(cfg), cache)
 
 
 def track(video: Path, out: Path, tracker: TrackerConfig) -> tuple[list[dict], float, int]:

@@ -6,19 +6,29 @@ Conditions (issue 38), all from data posecal has (../shared/data), GT keypoints 
 - val_cut:     each val person cut by the frame (seeded: the picture keeps the top, the bottom or one side at
                35-70 % of the keypoints' extent; cut-off keypoints become not labelled; `area` unchanged), flip;
 - val_jitter:  val with detector-like boxes (centre and sides jittered by 10 %), flip;
+- val_cut2:    val cut another way (posecal.evaluation.conditions.HELD_OUT_CUT: another seed, every side alike,
+               20-80 % of the extent), flip; never fitted on;
 - lspet_out:   the 1,000 LSPET persons the trust model never trains on (posecal.training.trust_samples), flip
                (12 body joints; LSPET's labels do not tell visibility apart, so no visibility figures there);
 - video (--video-scenes 3 4 5): scenes of val people walking and crossing over a real background
-               (posecal.data.moving_people, bench/track_ids.py's scenes; scene i has seed i; scenes 0-2 tune the
+               (bench.lab.moving_people, bench/track_ids.py's scenes; scene i has seed i; scenes 0-2 tune the
                shipped video calibration, tools/fit_video_calibration.py), run through `posecal track`'s defaults
                with --model; each record matched to the truth by box IoU; figures of the records' own fields, for
                all records and per pose_source (detected on the frame / carried by optical flow / held hidden).
 
-Two calibrations per condition:
+Three calibrations per condition:
 - `shipped`: the model file's own stored calibration, as a user gets it;
-- `mixture (cross-fitted)`: maps fitted on val + val_noflip + val_cut + val_jitter together, each person's
-  figures from maps fitted without its photograph (5 folds by photo); lspet_out gets the maps fitted on the
-  whole mixture (it is held out from everything).
+- `mixture (cross-fitted)`: the isotonic maps fitted on val + val_noflip + val_cut + val_jitter together, each
+  person's figures from maps fitted without its photograph (5 folds by photo; val_cut2 too, though never fitted
+  on); lspet_out gets the maps fitted on the whole mixture (it is held out from everything);
+- `conditional (cross-fitted)`: the same, with the conditional quality map after the isotonic maps
+  (posecal.calibration.conditional).
+
+Every keypoint and pose ECE is printed with its floor (the ECE a perfectly calibrated predictor shows on as many
+samples: mean and 90th percentile) and a 95 % bootstrap interval by photograph, per condition and per subgroup a
+user can see at run time (keypoint type, distance to the picture's edge, predicted visibility class, box at the
+picture's edge; flip on/off is val against val_noflip), with the count of subgroups of >= 300 keypoints above
+their floor's 90th percentile (a calibrated predictor: about 1 in 10) and above twice it.
 
 The raw outputs are cached in --work (the cut pictures too), so a second run only refits. Figures go to
 stdout and to --json (default bench/results/trust_conditions_MODEL.json).
@@ -40,9 +50,10 @@ from posecal.calibration.quality import calibration_from_meta  # noqa: E402
 from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
 from posecal.data.images import image_size  # noqa: E402
 from posecal.evaluation.calibrate_model import photo_groups  # noqa: E402
-from posecal.evaluation.conditions import (MIXTURE, ConditionRun, condition_figures,  # noqa: E402
-                                           cross_fit_over_conditions, fit_over_conditions, mixture_plan,
-                                           run_condition, shipped_outputs)
+from posecal.evaluation.conditions import (HELD_OUT_CUTS, MIXTURE, ConditionRun,  # noqa: E402
+                                           calibration_against_floors, condition_figures,
+                                           cross_fit_over_conditions, fit_over_conditions, held_out_cut_plan,
+                                           mixture_plan, run_condition, shipped_outputs, subgroup_names)
 from posecal.export.cache import cached_onnx  # noqa: E402
 from posecal.io import write_atomic, write_json_atomic  # noqa: E402
 from posecal.models.checkpoint import load_model, model_file  # noqa: E402
@@ -55,6 +66,10 @@ COLUMNS = (("keypoint_ece", "kp ECE"), ("pose_ece", "pose ECE"), ("pose_pearson"
            ("cut_off_called_absent", "cut->abs"), ("radius_coverage", "radius cov"),
            ("radius_coverage_min", "cov min"), ("radius_coverage_max", "cov max"), ("in_frame_ece", "in-frame ECE"),
            ("in_frame_auroc", "in-frame AUC"))
+
+
+# the calibrations compared, fitted on MIXTURE (value: fit_over_conditions' conditional flag)
+CALIBRATIONS = {"mixture": False, "conditional": True}
 
 
 def load_run(path: Path) -> ConditionRun | None:
@@ -72,10 +87,11 @@ def save_run(run: ConditionRun, path: Path) -> None:
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit: int = 0, threads: int = 2
-               ) -> tuple[list[ConditionRun], dict]:
+def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit: int = 0, threads: int = 2,
+               raw_of: str | None = None) -> tuple[list[ConditionRun], dict]:
     """Every condition's run, from --work's cache where it is there; the model runs in onnxruntime (its cached
-    export, as `posecal predict` runs it)."""
+    export, as `posecal predict` runs it). raw_of: the model file whose cache (and network) to use; the meta
+    (calibration) stays model_spec's."""
     coco = DATA / "coco-val2017-crops"
     val_json = coco / "annotations" / "val.json"
     val = load_coco_persons(val_json, coco / "images")
@@ -84,15 +100,17 @@ def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit:
     lspet = load_lspet(DATA / "lspet" / "annotations" / "lspet.json", DATA / "lspet" / "images")
     _, held = lspet_trust_split(len(lspet))
     lspet_out = [lspet[i] for i in held[:lspet_n]]
-    plan = mixture_plan(val, work / "val_cut_images") + [("lspet_out", lspet_out, True, None)]
-    stamp = model_file(model_spec).stat()
-    tag = f"{model_file(model_spec).stem}_{stamp.st_size}_{int(stamp.st_mtime)}_onnx"
+    plan = (mixture_plan(val, work / "val_cut_images") + held_out_cut_plan(val, work / "val_cut2_images")
+            + [("lspet_out", lspet_out, True, None)])
+    raw_spec = raw_of or model_spec
+    stamp = model_file(raw_spec).stat()
+    tag = f"{model_file(raw_spec).stem}_{stamp.st_size}_{int(stamp.st_mtime)}_onnx"
     _, cfg, meta = load_model(model_spec)
     runs = []
     for name, records, flip, cut_off in plan:
         path = work / f"{tag}_{name}_{len(records)}.npz"
         run = load_run(path)
-        model = cached_onnx(model_spec, flip, threads) if run is None else None
+        model = cached_onnx(raw_spec, flip, threads) if run is None else None
         if run is not None and run.image_wh is None:   # a cache written before image sizes were kept
             run.image_wh = np.array([image_size(r.image_path) for r in records], np.float64)
             save_run(run, path)
@@ -132,24 +150,80 @@ def video_rows(model: str, work: Path, scenes: list[int], frames: int, threads: 
 
 
 def table(rows: dict[str, dict[str, dict]]) -> str:
-    head = f"{'condition':<12} {'calibration':<22}" + "".join(f"{label:>14}" for _, label in COLUMNS)
+    head = f"{'condition':<12} {'calibration':<27}" + "".join(f"{label:>14}" for _, label in COLUMNS)
     lines = [head, "-" * len(head)]
     for cond, by_cal in rows.items():
         for cal, figs in by_cal.items():
             cells = "".join(f"{figs[k]:>14.3f}" if k in figs else f"{'-':>14}" for k, _ in COLUMNS)
-            lines.append(f"{cond:<12} {cal:<22}{cells}")
+            lines.append(f"{cond:<12} {cal:<27}{cells}")
     return "\n".join(lines)
+
+
+def floors_table(rows: dict[str, dict[str, dict]]) -> str:
+    """Keypoint and pose ECE with their 95 % intervals (by photograph) and floors (mean, 90th percentile), and the
+    count of subgroups (>= 300 keypoints) above their floor's p90 and twice it."""
+    head = (f"{'condition':<12} {'calibration':<27}{'kp ECE':>8} {'interval':>15} {'floor':>7} {'p90':>7}"
+            f"{'pose ECE':>10} {'interval':>15} {'floor':>7} {'p90':>7}{'subgroups':>11}{'>p90':>6}{'>2xp90':>8}")
+    lines = [head, "-" * len(head)]
+    for cond, by_cal in rows.items():
+        for cal, figs in by_cal.items():
+            f = figs.get("against_floors")
+            if f is None:
+                continue
+            cells = ""
+            for part, width in (("keypoint", 8), ("pose", 10)):
+                e = f[part]
+                cells += (f"{e['ece']:>{width}.4f} {'[%.4f, %.4f]' % tuple(e['interval']):>15} {e['floor']:>7.4f}"
+                          f" {e['floor_p90']:>7.4f}")
+            c = f["subgroup_counts"]
+            lines.append(f"{cond:<12} {cal:<27}{cells}{c['subgroups']:>11}{c['above_p90']:>6}{c['above_2x_p90']:>8}")
+    return "\n".join(lines)
+
+
+def subgroup_table(rows: dict[str, dict[str, dict]], calibrations: tuple[str, ...]) -> str:
+    """Per subgroup (rows) and condition x calibration (columns): keypoint ECE over its floor's 90th percentile,
+    where the subgroup has >= 300 keypoints ('.' otherwise); * above 1, ** above 2."""
+    cols = [(cond, cal) for cond, by_cal in rows.items() for cal in by_cal
+            if cal.split(" (")[0] in calibrations and "against_floors" in by_cal[cal]]
+    seen = {n for c, k in cols for n in rows[c][k]["against_floors"]["subgroups"]}
+    names = [n for n in subgroup_names() if n in seen]
+    short = {"mixture": "iso", "conditional": "cond"}
+    labels = [f"{c[:10]}/{short.get(k.split(' (')[0], k[:4])}" for c, k in cols]
+    width = max(len(x) for x in labels) + 1
+    lines = [f"{'subgroup (kp ECE / floor p90)':<30}" + "".join(f"{x:>{width}}" for x in labels)]
+    lines.append("-" * len(lines[0]))
+    for name in names:
+        cells = ""
+        for c, k in cols:
+            f = rows[c][k]["against_floors"]["subgroups"].get(name, {}).get("keypoint")
+            if f is None or f["n"] < rows[c][k]["against_floors"]["subgroup_counts"]["min_keypoints"]:
+                cells += f"{'.':>{width}}"
+                continue
+            r = f["ece"] / f["floor_p90"]
+            cells += f"{'%.2f' % r + ('**' if r > 2 else '*' if r > 1 else ''):>{width}}"
+        lines.append(f"{name:<30}{cells}")
+    return "\n".join(lines)
+
+
+def same_network(a: str, b: str) -> bool:
+    """Do two model files hold the same network (config and weights)? Then one's raw outputs are the other's."""
+    (ma, ca, _), (mb, cb, _) = load_model(a), load_model(b)
+    sa, sb = ma.state_dict(), mb.state_dict()
+    return ca == cb and sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="accurate")
+    ap.add_argument("--raw-of", help="use the cached raw outputs of this model file: for a --model that differs "
+                                     "from it only in its calibration (checked: the networks must be equal)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "conditions"))
     ap.add_argument("--json", help="where the figures go (default bench/results/trust_conditions_MODEL.json)")
     ap.add_argument("--lspet", type=int, default=1000, help="held-out LSPET persons to run (of 1,000)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="only the first N val persons (a quick look)")
+    ap.add_argument("--draws", type=int, default=100, help="redraws per floor (and twice as many per interval)")
     ap.add_argument("--video-scenes", type=int, nargs="*", default=[],
                     help="also these tracked scenes (seeds; 0-2 tune the video calibration: judge on others)")
     ap.add_argument("--frames", type=int, default=90, help="frames per --video scene")
@@ -159,29 +233,46 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    runs, meta = build_runs(args.model, work, args.lspet, args.progress, args.limit, args.threads)
+    if args.raw_of and not same_network(args.model, args.raw_of):
+        raise SystemExit(f"--raw-of {args.raw_of}: its network differs from {args.model}'s")
+    runs, meta = build_runs(args.model, work, args.lspet, args.progress, args.limit, args.threads,
+                            raw_of=args.raw_of)
     shipped = calibration_from_meta(meta, str(args.model))
     mixture = [r for r in runs if r.name in MIXTURE]
-    fitted = fit_over_conditions(mixture)
-    outputs, ratios = cross_fit_over_conditions(mixture)
-    honest = {r.name: (o, q) for r, o, q in zip(mixture, outputs, ratios)}
-    rows: dict[str, dict[str, dict]] = {}
-    for run in runs:
-        rows[run.name] = {}
-        if shipped is not None:
-            rows[run.name]["shipped"] = condition_figures(run, shipped_outputs(run, shipped),
-                                                          shipped.occluded_over_visible)
-        out, ratio = honest.get(run.name) or (shipped_outputs(run, fitted), fitted.occluded_over_visible)
-        label = "mixture (cross-fitted)" if run.name in honest else "mixture (held out)"
-        rows[run.name][label] = condition_figures(run, out, ratio)
+    judged = [r for r in runs if r.name in HELD_OUT_CUTS]
+    rows: dict[str, dict[str, dict]] = {run.name: {} for run in runs}
+    if shipped is not None:
+        for run in runs:
+            out = shipped_outputs(run, shipped)
+            rows[run.name]["shipped"] = condition_figures(run, out, shipped.occluded_over_visible) | {
+                "against_floors": calibration_against_floors(run, out, shipped.occluded_over_visible,
+                                                             draws=args.draws)}
+    ratios_of = {}
+    for label, conditional in CALIBRATIONS.items():
+        fitted = fit_over_conditions(mixture, conditional=conditional)
+        ratios_of[label] = fitted.occluded_over_visible
+        outputs, ratios = cross_fit_over_conditions(mixture, conditional=conditional, judged=judged)
+        honest = {r.name: (o, q) for r, o, q in zip(mixture + judged, outputs, ratios)}
+        for run in runs:
+            out, ratio = honest.get(run.name) or (shipped_outputs(run, fitted), fitted.occluded_over_visible)
+            name = f"{label} (cross-fitted)" if run.name in honest else f"{label} (held out)"
+            rows[run.name][name] = condition_figures(run, out, ratio) | {
+                "against_floors": calibration_against_floors(run, out, ratio, draws=args.draws)}
     if args.video_scenes:
         rows |= video_rows(args.model, work, args.video_scenes, args.frames, args.threads)
     print(f"model {args.model} ({model_file(args.model).name})")
+    print("\nCalibration against its floor (what a perfectly calibrated predictor shows on as many samples; "
+          "interval: 95 % bootstrap by photograph). flip on/off: val vs val_noflip; val_cut2 and lspet_out are "
+          "never fitted on.")
+    print(floors_table(rows))
+    print("\nSubgroups a user can see at run time")
+    print(subgroup_table(rows, tuple(CALIBRATIONS)))
+    print("\nEvery figure")
     print(table(rows))
     dest = Path(args.json) if args.json else ROOT / "bench" / "results" / f"trust_conditions_{args.model}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic({"model": str(args.model), "file": model_file(args.model).name, "conditions": rows,
-                       "mixture_occluded_over_visible": fitted.occluded_over_visible}, dest)
+                       "mixture_occluded_over_visible": ratios_of["mixture"]}, dest)
     print(f"figures: {dest}")
 
 

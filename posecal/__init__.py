@@ -1,9 +1,9 @@
 """posecal: 2D human pose estimation whose confidences can be trusted."""
 
+from posecal._version import __version__
 from posecal.skeleton import COCO_KEYPOINTS as KEYPOINT_NAMES  # order of `keypoints` rows everywhere
 
-__version__ = "0.1.0"
-__all__ = ["KEYPOINT_NAMES", "PersonPose", "Predictor", "__version__"]
+__all__ = ["KEYPOINT_NAMES", "PersonPose", "PoseTracker", "Predictor", "__version__"]
 
 
 def __getattr__(name):
@@ -12,4 +12,8 @@ def __getattr__(name):
         from posecal.inference import predictor
 
         return getattr(predictor, name)
+    if name == "PoseTracker":
+        from posecal.tracking.pose_tracker import PoseTracker
+
+        return PoseTracker
     raise AttributeError(name)

@@ -22,14 +22,21 @@ def write_atomic(path, write: Callable[[object], None], mode: str = "wb") -> Non
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
-        os.replace(tmp, path)
+        publish(tmp, path)
     except OSError as e:
         raise PosecalInputError(f"{path}: cannot write ({e.strerror or e})") from None
     finally:  # runs on BaseException too (KeyboardInterrupt, SystemExit)
         if tmp is not None and os.path.exists(tmp):
             with contextlib.suppress(OSError):
                 os.remove(tmp)
+
+
+def publish(tmp, path) -> None:
+    """Put a finished temp file (made by mkstemp, mode 0600) in place as `path` with the permissions any new
+    file of this process gets (0666 less the umask): every output posecal writes, JSON, pictures and videos
+    alike. The one rule for write_atomic and for writers that need a file name (OpenCV's VideoWriter)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 def remove_stale_temps(folder) -> list[Path]:

@@ -2,6 +2,7 @@
 'cannot write'. Each problem is one PosecalInputError line naming the option and the path."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -51,3 +52,36 @@ def can_write_in(folder: Path) -> bool:
     os.close(fd)
     os.remove(probe)
     return True
+
+
+def _signature(path: Path):
+    """(inode, size, mtime) of a file, None when there is none: an atomic write (a rename) changes the inode."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@contextlib.contextmanager
+def finished_or_removed(folder, names, command: str):
+    """A job that writes the files `names` into `folder` (eval: results.json, metrics.json, the plots and
+    report.html) either finishes, or, on Ctrl-C, leaves no set of outputs that looks finished: when it had
+    written or replaced any of them, all of them are removed (an earlier run's report.html beside this run's
+    metrics.json would describe other numbers); when it had written none, the folder is left as it was. Raises
+    KeyboardInterrupt with the one line that says which (the CLI prints it, exit 130)."""
+    folder = Path(folder)
+    paths = [folder / n for n in dict.fromkeys(names)]
+    before = {p: _signature(p) for p in paths}
+    try:
+        yield
+    except KeyboardInterrupt:
+        if all(_signature(p) == before[p] for p in paths):
+            raise KeyboardInterrupt(f"interrupted (Ctrl-C): {command} did not finish; nothing written to "
+                                    f"{folder}") from None
+        removed = [p.name for p in paths if p.is_file()]
+        for p in paths:
+            with contextlib.suppress(OSError):
+                p.unlink(missing_ok=True)
+        raise KeyboardInterrupt(f"interrupted (Ctrl-C): {command} did not finish; removed its unfinished "
+                                f"outputs ({', '.join(removed)}) from {folder}") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -19,13 +20,21 @@ except ImportError:   # hypothesis is in the dev extra; without it the fuzz test
 
 
 
+TEST_ONNX_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "posecal-onnx"
+
+
 @pytest.fixture(autouse=True, scope="session")
-def onnx_cache_folder(tmp_path_factory):
+def onnx_cache_folder():
     """The tests' own ONNX cache (posecal/export/cache.py), shared by the session and its subprocesses, so that
-    a test run neither writes to the user's cache nor depends on what it holds."""
+    a test run neither writes to the user's cache nor depends on what it holds. It persists between runs
+    (.pytest_cache, ignored by git): its entries are named by the model file's and the graph code's digests, so
+    an entry is only ever reused for the same bytes and code, and the shipped models' exports (20-30 s each) are
+    made once per checkout rather than once per run. POSECAL_TEST_CACHE moves it."""
     import os
 
-    os.environ["POSECAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("onnx-cache"))
+    folder = Path(os.environ.get("POSECAL_TEST_CACHE") or TEST_ONNX_CACHE)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["POSECAL_CACHE_DIR"] = str(folder)
     yield
 
 
@@ -65,7 +74,25 @@ def write_tiny_model(path: Path) -> Path:
     return path
 
 
+def write_train_config(tmp_path, ann, img_dir, batch_size: int, max_steps: int):
+    """A 1-epoch config on the tiny set, tiny untrained model, training into tmp_path/run."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"""
+out_dir: {tmp_path / 'run'}
+data: {{train_annotations: {ann}, train_images: {img_dir}, val_annotations: {ann}, val_images: {img_dir}}}
+model: {{input_wh: [48, 64], head_widths: [16, 16, 8], imagenet: false}}
+epochs: 1
+batch_size: {batch_size}
+max_steps: {max_steps}
+num_workers: 0
+""")
+    return cfg
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# the benches' shared code (bench/lab: synthetic scenes, track scoring) is tested too, but is no part of the package
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 COCO_CROPS = SHARED / "data" / "coco-val2017-crops"
 needs_shared = pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")
 
@@ -210,3 +237,51 @@ def write_movenet_base(path: Path, backbone: str) -> Path:
     cfg = network_input(ModelConfig(backbone=backbone), given=())
     save_model(model_from_config(cfg), cfg, path, half=True)
     return path
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`posecal ARGS` in this process: (exit code, stdout, stderr), and never a traceback."""
+    from posecal.cli.main import main
+
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return rc, out, err
+
+
+def cli_error(capsys, *args) -> str:
+    """The one line a refused command prints (exit 2), without its `posecal: error: ` head."""
+    rc, _, err = run_cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("posecal: error: "), err
+    return lines[0][len("posecal: error: "):]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained tiny model file (write_tiny_model), one per test module."""
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture
+def coco(tmp_path):
+    """A tiny COCO set of 3 images (make_coco): (annotations, image folder)."""
+    return make_coco(tmp_path / "data", n_images=3)
+
+
+def predict(model, *args) -> int:
+    """`posecal predict` with a tiny model; whole images (keeping every pose) unless the test picks boxes."""
+    from posecal.cli.main import main
+
+    args = [str(a) for a in args]
+    whole = [] if {"--detector", "--boxes"} & set(args) else ["--detector", "none", "--min-pose-quality", "0"]
+    return main(["predict", *args, *whole, "--model", str(model), "--no-progress"])
+
+
+def eval_args(model, ann, img_dir, out, *args) -> list:
+    """The arguments of `posecal eval` on a set with a model, one thread, no progress bar."""
+    return ["eval", "--annotations", ann, "--images", img_dir, "--out", out, "--model", model, "--no-progress",
+            "--threads", "1", *args]
+
+
+ROOT = Path(__file__).resolve().parents[1]

@@ -117,7 +117,7 @@ def test_predict_many_names_the_item(predictor):
 
 def test_bad_item_costs_no_work(predictor, monkeypatch):
     """Checks run over every item before the first crop is inferred."""
-    import posecal.inference.predictor as module
+    import posecal.inference.estimator as module
 
     calls = []
     monkeypatch.setattr(module, "infer_crops", lambda *a: calls.append(a))

@@ -16,31 +16,9 @@ import torch
 
 from posecal.cli.main import main
 
-from conftest import make_coco
-from test_cli import write_train_config
-from test_predict_cli import coco, tiny_model  # noqa: F401 - shared fixtures: a tiny model, a tiny COCO set
+from conftest import ROOT, cli_error as error_line, eval_args as evaluate, make_coco, run_cli as run, \
+    write_train_config
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return rc, out, err
-
-
-def error_line(capsys, *args) -> str:
-    """The one line a refused command prints (exit 2)."""
-    rc, _, err = run(capsys, *args)
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1 and lines[0].startswith("posecal: error: "), err
-    return lines[0][len("posecal: error: "):]
-
-
-def evaluate(model, ann, img_dir, out, *args):
-    return ["eval", "--annotations", ann, "--images", img_dir, "--out", out, "--model", model, "--no-progress",
-            "--threads", "1", *args]
 
 
 # --- implausible boxes: skipped or clipped, one line per image / per boxes file naming the entries

@@ -702,7 +702,7 @@ case("eval-boxes-unknown-image-id", eval_args("--out", "ev", "--boxes", P("dets_
 case("eval-boxes-empty-file", eval_args("--out", "ev", "--boxes", P("dets_empty.json")), works(_nobody_scored))
 case("eval-model-is-training-checkpoint", lambda fx, cwd: cli(
     "eval", "--annotations", fx.ann, "--images", fx.images, "--out", "ev", "--no-progress", "--model",
-    fx.training_checkpoint(cwd))(fx, cwd), refused("last.pt", "posecal pack"))
+    fx.training_checkpoint(cwd))(fx, cwd), refused("last.pt", "training checkpoint"))
 case("eval-images-folder-missing", cli("eval", "--annotations", lambda fx, c: fx.ann, "--images", "nope_images",
                                        "--out", "ev", MODEL), refused("nope_images"))
 case("eval-model-corrupt", cli("eval", "--annotations", lambda fx, c: fx.ann, "--images", lambda fx, c: fx.images,

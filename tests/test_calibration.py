@@ -134,3 +134,65 @@ def test_risk_coverage_by_hand():
     assert rc["aurc"] == round((1 + 0.625 + 0.58333 + 0.4375) / 4, 4)
     assert rc["oracle_aurc"] == round((1 + 0.75 + 0.58333 + 0.4375) / 4, 4)
     assert rc["coverage"][0] == 0.1 and len(rc["coverage"]) == 10
+
+
+def test_ece_floor_of_a_calibrated_predictor_by_hand_and_a_miscalibrated_one_above_it():
+    from posecal.metrics.calibration import ece_floor
+
+    rng = np.random.default_rng(0)
+    # 400 predictions of 0.5 (one bin), truth 0.4 or 0.6: the ECE is |mean truth - 0.5|, the mean of 400 draws of
+    # sd 0.1, so |N(0, 0.1 / 20)|: mean 0.005 * sqrt(2 / pi) = 0.0040, 90th percentile 1.645 * 0.005 = 0.0082
+    conf = np.full(400, 0.5)
+    truth = 0.5 + rng.choice([-0.1, 0.1], 400)
+    floor, p90 = ece_floor(conf, truth, draws=400)
+    assert abs(floor - 0.0040) < 0.0006 and abs(p90 - 0.0082) < 0.0012
+    # the same spread around 0.55: over-confident by 0.05, far above the floor (which ignores the bias)
+    assert ece(conf, truth + 0.05) > 5 * ece_floor(conf, truth + 0.05, draws=400)[1]
+
+
+def test_ece_floor_matches_the_ece_calibrated_predictors_show():
+    from posecal.metrics.calibration import ece_floor
+
+    def calibrated(seed, n=2000):
+        """Confidence c ~ Beta(5, 1.5) (keypoint qualities lean high), truth ~ Beta with mean c: calibrated."""
+        r = np.random.default_rng(seed)
+        c = r.beta(5, 1.5, n)
+        return c, r.beta(4 * c, 4 * (1 - c))
+    seen = np.array([ece(*calibrated(s)) for s in range(200)])
+    c, t = calibrated(1000)
+    floor, p90 = ece_floor(c, t)
+    # the floor from one set is what calibrated sets of that size show: their mean ECE and 90th percentile
+    assert abs(floor - seen.mean()) < 0.15 * seen.mean() and abs(p90 - np.quantile(seen, 0.9)) < 0.2 * p90
+    assert 0.05 < (seen > p90).mean() < 0.2
+    # truth 0.05 below every confidence: miscalibrated, several times the floor's 90th percentile
+    assert ece(c, np.clip(t - 0.05, 0, 1)) > 3 * p90
+
+
+def test_ece_interval_resamples_whole_groups():
+    from posecal.metrics.calibration import bootstrap_by_group, ece_interval
+
+    seen = []
+    bootstrap_by_group(lambda a: seen.append(a) or 0.0, [5, 5, 7, 9, 9, 9], np.arange(6.0), draws=20)
+    members = {5: {0, 1}, 7: {2}, 9: {3, 4, 5}}
+    for drawn in seen:
+        ids = set(drawn.astype(int))
+        assert all(m <= ids or not (m & ids) for m in members.values())   # a group is taken whole or not at all
+        assert sum(drawn.astype(int).tolist().count(i) for i in (0, 2, 3)) == 3   # three groups drawn
+    rng = np.random.default_rng(2)
+    c = rng.uniform(0.2, 0.9, 3000)
+    t = np.clip(c + 0.08 + rng.normal(0, 0.1, 3000), 0, 1)
+    lo, hi = ece_interval(c, t, np.arange(3000) // 10)
+    assert lo < ece(c, t) < hi and hi - lo < 0.02
+
+
+def test_anchored_logistic_corrects_only_where_its_feature_is_not_zero():
+    from posecal.calibration.maps import fit_logistic
+
+    rng = np.random.default_rng(4)
+    offset = rng.normal(0, 1.5, 4000)                  # a logit already right where the feature is 0
+    x = (rng.random(4000) < 0.3).astype(float)         # e.g. the box touches the picture's edge
+    truth = 1 / (1 + np.exp(-(offset + 0.8 * x)))      # there the logit is 0.8 too low
+    m = fit_logistic(x[:, None], truth, [0], offset=offset, anchored=True)
+    assert m.bias == 0 and m.mean[0] == 0
+    assert abs(m.weights[0] / m.std[0] - 0.8) < 0.02   # the per-unit correction, recovered
+    np.testing.assert_allclose(m(np.zeros((3, 1)), offset=offset[:3]), 1 / (1 + np.exp(-offset[:3])))

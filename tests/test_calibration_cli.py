@@ -13,7 +13,7 @@ from posecal.models.checkpoint import load_model, save_model
 from posecal.cli.main import main
 from posecal.models.config import ModelConfig
 from posecal.data.coco import load_coco_persons
-from posecal.inference.topdown import predict_records
+from posecal.inference.estimator import predict_records
 from posecal.models.estimator import build_estimator
 
 from conftest import make_coco

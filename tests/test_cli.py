@@ -8,22 +8,7 @@ import pytest
 
 from posecal.cli.main import main
 
-from conftest import make_coco
-
-
-def write_train_config(tmp_path, ann, img_dir, batch_size: int, max_steps: int):
-    """A 1-epoch config on the tiny set, tiny untrained model, training into tmp_path/run."""
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"""
-out_dir: {tmp_path / 'run'}
-data: {{train_annotations: {ann}, train_images: {img_dir}, val_annotations: {ann}, val_images: {img_dir}}}
-model: {{input_wh: [48, 64], head_widths: [16, 16, 8], imagenet: false}}
-epochs: 1
-batch_size: {batch_size}
-max_steps: {max_steps}
-num_workers: 0
-""")
-    return cfg
+from conftest import make_coco, write_train_config
 
 
 @pytest.fixture(scope="module")

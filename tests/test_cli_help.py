@@ -1,5 +1,6 @@
 """First-run polish: every CLI option says what it does and, when it has one, its default; --version works."""
 import argparse
+import re
 
 import pytest
 
@@ -45,3 +46,20 @@ def test_version(capsys):
 def test_keypoint_names_are_exported():
     assert posecal.KEYPOINT_NAMES[0] == "nose" and posecal.KEYPOINT_NAMES[-1] == "right_ankle"
     assert len(posecal.KEYPOINT_NAMES) == 17
+
+
+# A measured figure: a speed, a time, a share, a ratio of speeds, or an approximate number ("~13").
+MEASUREMENT = re.compile(r"\d\s*(fps|ms\b|%)|~\s*\d|\d(\.\d+)?\s*x\s+(faster|slower)|IDF1|MOTA|\bAP\s*\d")
+
+
+def test_help_texts_carry_no_benchmark_numbers(monkeypatch):
+    """Help says what an option does and its default; how fast or how accurate it was on one machine or one
+    bench belongs to the docs that show the bench's output, not to text that outlives the measurement."""
+    subs = _subparsers(monkeypatch)
+    pages = {name: parser.format_help() for name, parser in subs.items()}
+    for name, parser in subs.items():   # sub-commands' own sub-commands (calibrate fit/apply, audit apply)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pages |= {f"{name} {n}": p.format_help() for n, p in action.choices.items()}
+    found = {name: [m.group(0) for m in MEASUREMENT.finditer(" ".join(page.split()))] for name, page in pages.items()}
+    assert {name: f for name, f in found.items() if f} == {}

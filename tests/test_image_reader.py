@@ -13,7 +13,7 @@ from posecal.data import images
 from posecal.data.coco import read_image
 from posecal.errors import PosecalInputError
 
-from test_predict_cli import predict, tiny_model  # noqa: F401 - the module fixture is reused
+from conftest import predict
 
 
 def _png(path, h=20, w=30) -> bytes:

@@ -15,7 +15,8 @@ from posecal.codec.movenet import FLIP_AGREE, merge_flip
 from posecal.data.coco import load_coco_persons
 from posecal.errors import PosecalInputError
 from posecal.inference.predictor import Predictor
-from posecal.inference.topdown import infer_crops, predict_records
+from posecal.inference.estimator import predict_records
+from posecal.inference.topdown import infer_crops
 from posecal.models.checkpoint import load_model, model_from_config, save_model
 from posecal.models.config import ModelConfig, default_decode, network_input
 from posecal.training.config import load_train_config

@@ -75,7 +75,7 @@ def test_predictor_keeps_the_turn_that_puts_the_bright_end_on_top(tmp_path, brig
     assert abs(searched.keypoints[:, 1].mean() - 120) < 5
     assert searched.pose_quality > upright.pose_quality
     # The pose quality reported is the kept turn's: that of the crop turned by `turn` through the fake itself.
-    crop, _ = predictor._crop(image[:, :, ::-1].copy(), box, turn)
+    crop, _ = predictor.estimator._crop(image[:, :, ::-1].copy(), box, turn)
     tensor = to_tensor(crop)
     expect = torch.sigmoid(tensor[None, :, : tensor.shape[1] // 4].mean()).item()
     assert searched.pose_quality == pytest.approx(expect, abs=1e-5)
@@ -93,7 +93,7 @@ def test_predict_records_and_eval_cli_with_orientation_search(tmp_path):
     from posecal.models.checkpoint import load_model
     from posecal.cli.main import main
     from posecal.data.coco import load_coco_persons
-    from posecal.inference.topdown import predict_records
+    from posecal.inference.estimator import predict_records
 
     tiny_heads_predictor(tmp_path)                          # writes tmp_path/heads.pt
     ann, img_dir = make_coco(tmp_path / "coco")
@@ -264,7 +264,7 @@ def test_predict_records_auto_runs_the_extra_passes_over_the_low_records_only(tm
     from posecal.models.checkpoint import load_model
     from posecal.data.coco import load_coco_persons
     from posecal.inference import orientation
-    from posecal.inference.topdown import predict_records
+    from posecal.inference.estimator import predict_records
 
     tiny_heads_predictor(tmp_path)                          # writes tmp_path/heads.pt
     ann, img_dir = make_coco(tmp_path / "coco")
@@ -308,7 +308,7 @@ def test_cli_takes_orientations_auto(tmp_path, monkeypatch):
     from posecal.cli.main import main
     from posecal.data.coco import load_coco_persons
     from posecal.inference import orientation
-    from posecal.inference.topdown import predict_records
+    from posecal.inference.estimator import predict_records
     from posecal.models.checkpoint import load_model
     from posecal.predict import job
 

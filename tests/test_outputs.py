@@ -8,7 +8,7 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_bytes_atomic
 from posecal.outputs import check_output_dir, check_output_file
 
-from test_predict_cli import coco, predict, tiny_model  # noqa: F401 - fixtures
+from conftest import predict
 
 
 @pytest.fixture

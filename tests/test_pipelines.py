@@ -13,9 +13,7 @@ import pytest
 
 from posecal.errors import PosecalInputError
 
-from conftest import make_coco
-from test_predict_cli import coco, tiny_model  # noqa: F401 - shared fixtures: a tiny model, a tiny COCO set
-from test_bad_input_round2 import ROOT, error_line, evaluate, run
+from conftest import ROOT, cli_error as error_line, eval_args as evaluate, make_coco, run_cli as run
 
 FIX = "fix it, or give --skip-invalid to score the rest (the skipped entries are recorded in metrics.json)"
 
@@ -244,7 +242,7 @@ def test_a_real_sigint_in_predict_exits_130_with_one_line(tiny_model, tmp_path):
 # --- small ones
 
 def test_training_refuses_an_unused_loss_and_unbounded_workers(tmp_path, capsys):
-    from test_cli import write_train_config
+    from conftest import write_train_config
 
     ann, img_dir = make_coco(tmp_path / "data", n_images=2)
     cfg = write_train_config(tmp_path, ann, img_dir, batch_size=2, max_steps=1)

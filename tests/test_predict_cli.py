@@ -8,25 +8,7 @@ import pytest
 
 from posecal.cli.main import main
 
-from conftest import make_coco, write_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return write_tiny_model(path)
-
-
-@pytest.fixture
-def coco(tmp_path):
-    return make_coco(tmp_path / "data", n_images=3)
-
-
-def predict(model, *args) -> int:
-    """`posecal predict` with the tiny model; whole images (keeping every pose) unless the test picks boxes."""
-    args = [str(a) for a in args]
-    whole = [] if {"--detector", "--boxes"} & set(args) else ["--detector", "none", "--min-pose-quality", "0"]
-    return main(["predict", *args, *whole, "--model", str(model), "--no-progress"])
+from conftest import predict
 
 
 def test_folder_to_coco_results_with_ids_trust_fields_and_overlays(tiny_model, coco, tmp_path, capsys):
@@ -173,7 +155,7 @@ def test_video_every_n_and_unopenable_video(tiny_model, tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [r["frame_index"] for r in results] == [0, 2, 4]
     assert [r["file_name"] for r in results] == ["clip.avi#0", "clip.avi#2", "clip.avi#4"]
-    assert sorted(p.name for p in (render / "clip.avi").iterdir()) == [
+    assert sorted(p.name for p in (render / "clip").iterdir()) == [   # named as an image's overlay: no suffix
         "frame_000000.png", "frame_000002.png", "frame_000004.png"]
 
 

@@ -16,7 +16,6 @@ from posecal.parallel import Place, default_threads, place_from_env, shard_indic
 from posecal.tracking.shards import merged_tracks
 
 from conftest import write_walking_video
-from test_predict_cli import coco, tiny_model  # noqa: F401 - shared fixtures: a tiny model, a tiny COCO set
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,7 +120,7 @@ def test_predict_on_two_ranks_writes_one_process_file(tiny_model, coco, tmp_path
     assert sorted(r["image_id"] for r in two) == list(range(1, 12))
     assert run.stdout.count("person(s) in 11 image(s)") == 1, run.stdout   # rank 0 alone says it
     overlays = sorted(p.relative_to(tmp_path / "overlays").as_posix() for p in (tmp_path / "overlays").rglob("*.png"))
-    assert overlays == [f"clip.avi/frame_{i:06d}.png" for i in range(5)] + [f"img{i}.png" for i in range(3)] + \
+    assert overlays == [f"clip/frame_{i:06d}.png" for i in range(5)] + [f"img{i}.png" for i in range(3)] + \
         [f"x{i}.png" for i in range(3)]
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from posecal.data.moving_people import (SceneSpec, Sprite, Walk, apply_affine, compose_frame, compose_scene,
+from bench.lab.moving_people import (SceneSpec, Sprite, Walk, apply_affine, compose_frame, compose_scene,
                                         person_transform, soft_box_alpha, truth_json, write_scene)
 
 from conftest import COCO_CROPS, STANDING, needs_shared
@@ -94,7 +94,7 @@ def test_scene_is_deterministic_and_writes_truth(tmp_path):
 
 @needs_shared
 def test_real_sprites_load():
-    from posecal.data.moving_people import load_sprites
+    from bench.lab.moving_people import load_sprites
 
     sprites = load_sprites(COCO_CROPS / "annotations" / "val.json", COCO_CROPS / "images")
     assert len(sprites) >= 20
@@ -125,8 +125,8 @@ def _results(truth, rename=None, noise=0.0, seed=0):
 
 
 def score_tracks(truth: dict, results: list[dict], **kw) -> dict:
-    """One scene's summary row (posecal.evaluation.mot.summarize)."""
-    from posecal.evaluation.mot import accumulate, summarize
+    """One scene's summary row (bench.lab.mot.summarize)."""
+    from bench.lab.mot import accumulate, summarize
 
     return summarize([accumulate("scene", truth, results, **kw)])["scene"]
 

@@ -137,7 +137,7 @@ def test_a_place_of_nobody_is_learnt_skipped_and_forgotten():
 
 
 def test_reported_box_is_the_mean_of_the_crop_box_and_the_padded_keypoint_box():
-    from posecal.tracking.job import reported_box
+    from posecal.tracking.pose_tracker import reported_box
 
     xy = np.array([[110.0, 110], [140, 190]] + [[125, 150]] * 15)            # keypoints span 110-140 x 110-190
     p = dataclasses.replace(pose_of(xy), box=np.array([100.0, 100, 50, 100]))

@@ -174,7 +174,7 @@ def test_track_refuses_images_and_bad_options(tmp_path, capsys):
 
 
 def test_a_propagated_box_is_kept_with_quality_and_a_keypoint_visible():
-    from posecal.tracking.job import still_there
+    from posecal.tracking.pose_tracker import still_there
 
     person = pose_of(STANDING, quality=0.4, vis=1)
     # small people: the visibility head leans to occluded; the field's 2x rule still calls the shoulder visible
@@ -196,7 +196,7 @@ def test_a_track_no_detection_holds_stops_propagating():
     """Ghosts end: a track seen only in boxes propagated from its own pose is looked for until it has missed the
     detector on more than missed_detections detector frames in a row (detector every 2nd frame at frames 0, 2, 4;
     1 miss allowed: missed at 2, still looked for at 4, and after missing there too, no more)."""
-    from posecal.tracking.job import frame_boxes
+    from posecal.tracking.pose_tracker import frame_boxes
 
     frame = np.zeros((480, 640, 3), np.uint8)
     tracker = Tracker(TrackerConfig(smooth=False))
@@ -213,7 +213,7 @@ def test_a_track_no_detection_holds_stops_propagating():
 
 
 def test_one_propagated_box_per_place():
-    from posecal.tracking.job import boxes_from_pose, frame_boxes, one_box_per_place
+    from posecal.tracking.pose_tracker import boxes_from_pose, frame_boxes, one_box_per_place
 
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 10, 10], [0, 5, 10, 10]], float)
     # IoU(0, 1) = 81 / 119 = 0.68 and IoU(1, 3) = 54 / 146 = 0.37, IoU(0, 3) = 50 / 150 = 0.33
@@ -233,7 +233,7 @@ def test_one_propagated_box_per_place():
 
 
 def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
-    from posecal.tracking.job import frame_boxes
+    from posecal.tracking.pose_tracker import frame_boxes
 
     tracker = Tracker(TrackerConfig(smooth=False, min_birth_quality=0))
     tracker.update([pose_of(STANDING, quality=0.8), pose_of(STANDING + [200, 0], quality=0.8)], 0.0)

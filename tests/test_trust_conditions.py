@@ -69,6 +69,9 @@ def test_cut_by_frame_writes_each_cut_picture_and_keeps_the_area(tmp_path):
     assert 0.35 <= cut.fraction <= 0.70
     again = cut_by_frame([rec], tmp_path / "cut")[0]                # seeded per person: the same cut every time
     assert again.keep == cut.keep and again.fraction == cut.fraction
+    # another way of drawing (the held-out cut): the side and share come from the given odds and range
+    (other,) = cut_by_frame([rec], tmp_path / "cut2", seed=1, keeps=(("left", 1.0),), keep_range=(0.2, 0.2))
+    assert other.keep == "left" and other.fraction == 0.2 and other.record.image_path != cut.record.image_path
 
 
 def test_detector_like_boxes_move_but_stay_near_the_person():
@@ -238,3 +241,121 @@ def test_video_calibration_maps_each_pose_source_to_its_measured_truth():
     assert np.allclose(mapped.keypoint_radius, 3.0 * 2.0)       # every error is 6 px: twice the radius
     detected = dataclasses.replace(pose, pose_source="detected")
     assert cal.apply(detected) is detected                      # a source without maps keeps its values
+
+
+def _edge_case_data(n=600, seed=0):
+    """n persons of 17 keypoints in 400 x 400 pictures, boxes 100 x 200 in the middle; the second half's pictures
+    end at the box's bottom (a person cut at the waist, box clipped) and their true keypoint quality is higher
+    than the raw head says (as the isotonic maps, fitted on both halves alike, leave it)."""
+    rng = np.random.default_rng(seed)
+    boxes = np.tile([150.0, 100.0, 100.0, 200.0], (n, 1))
+    wh = np.full((n, 2), 400.0)
+    cut = np.arange(n) >= n // 2
+    wh[cut, 1] = 300.0                                           # the picture ends at the box's bottom (y = 300)
+    xy = np.stack([rng.uniform(160, 240, (n, 17)), rng.uniform(110, 290, (n, 17))], -1)
+    raw = rng.uniform(0.2, 0.95, (n, 17))
+    logit = np.log(raw / (1 - raw)) + np.where(cut, 0.8, -0.2)[:, None]
+    ks = 1 / (1 + np.exp(-logit))
+    area = np.full(n, 20000.0)
+    # true keypoints placed so that each keypoint's true OPKS is ks: exp(-d^2 / (2 s^2 k^2)) with s^2 = area
+    from posecal.skeleton import COCO_SIGMAS
+    k2 = (2 * np.asarray(COCO_SIGMAS)) ** 2
+    d = np.sqrt(-np.log(ks) * 2 * area[:, None] * k2)
+    gt = np.concatenate([xy + np.stack([d, np.zeros_like(d)], -1), np.full((n, 17, 1), 2.0)], -1)
+    probs = np.tile([0.05, 0.15, 0.8], (n, 17, 1))
+    return raw, probs, xy, boxes, wh, gt, area, cut, ks
+
+
+def test_conditional_quality_raises_the_quality_of_a_person_at_the_edge_where_the_truth_is_higher():
+    from posecal.calibration.conditional import edges_touched, fit_conditional_quality
+    from posecal.calibration.quality import QualityCalibration, fit_quality_calibration, truth_of
+
+    raw, probs, xy, boxes, wh, gt, area, cut, ks = _edge_case_data()
+    assert (edges_touched(boxes, wh)[:, 3] == cut).all() and not edges_touched(boxes, wh)[:, :3].any()
+    oks = raw.mean(1)
+    cal = fit_quality_calibration(oks, raw, probs, xy, boxes, gt, area)
+    iso = cal.apply(oks, raw, probs, boxes)
+    true_ks, labelled, true_oks = truth_of(xy, gt, area)
+    assert np.allclose(true_ks, ks, atol=1e-6)
+    # the isotonic maps see one mixture: under-confident on the cut half, over-confident on the whole half
+    assert iso["opks"][cut].mean() < ks[cut].mean() - 0.03 and iso["opks"][~cut].mean() > ks[~cut].mean() + 0.03
+    cal.conditional = fit_conditional_quality(iso["oks"], iso["opks"], iso["visibility_probs"], xy, boxes, wh,
+                                              true_ks, labelled, true_oks)
+    out = cal.apply(oks, raw, probs, boxes, image_wh=wh, keypoints=xy)
+    for part in (cut, ~cut):
+        assert abs(out["opks"][part].mean() - ks[part].mean()) < 0.01
+    # pose quality is only corrected where the box touches the edge: a whole person keeps the isotonic value
+    assert np.array_equal(out["oks"][~cut], iso["oks"][~cut]) and not np.allclose(out["oks"][cut], iso["oks"][cut])
+    # one person, the same outputs, in a picture that ends at its box's bottom and in one that does not
+    one = (oks[:1], raw[:1], probs[:1], boxes[:1])
+    at_edge = cal.apply(*one, image_wh=[[400.0, 300.0]], keypoints=xy[:1])
+    inside = cal.apply(*one, image_wh=[[400.0, 400.0]], keypoints=xy[:1])
+    assert (at_edge["opks"] > inside["opks"]).all()
+    assert np.array_equal(at_edge["keypoint_radius"], inside["keypoint_radius"])   # radii: isotonic quality
+    # without the picture's size the map cannot tell the two apart: an error, not a guess
+    with pytest.raises(TypeError, match="image_wh"):
+        cal.apply(*one)
+    with pytest.raises(ValueError, match="image sizes"):
+        cal.apply(*one, image_wh=wh[:2], keypoints=xy[:1])
+    # through JSON and back: the same outputs
+    import json
+    back = QualityCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    again = back.apply(oks, raw, probs, boxes, image_wh=wh, keypoints=xy)
+    for key in ("oks", "opks"):
+        assert np.allclose(again[key], out[key], rtol=0, atol=1e-12)
+    # the radii are stored to 5 places of the person's scale (141 px here): 0.5e-5 x 141 px apart at most
+    assert np.allclose(again["keypoint_radius"], out["keypoint_radius"], rtol=0, atol=1e-3)
+
+
+def test_a_calibration_without_the_conditional_map_loads_and_applies_as_before():
+    from posecal.calibration.conditional import ConditionalQuality
+    from posecal.calibration.quality import QualityCalibration, fit_quality_calibration
+
+    raw, probs, xy, boxes, wh, gt, area, cut, ks = _edge_case_data(60)
+    old = fit_quality_calibration(raw.mean(1), raw, probs, xy, boxes, gt, area).to_dict()
+    assert "conditional" not in old
+    cal = QualityCalibration.from_dict(old)
+    assert cal.conditional is None and cal.to_dict() == old
+    plain = cal.apply(raw.mean(1), raw, probs, boxes)
+    expect = np.stack([m(raw[:, k]) for k, m in enumerate(cal.keypoint_maps)], 1)
+    assert np.array_equal(plain["opks"], expect) and np.array_equal(plain["oks"], cal.pose_map(raw.mean(1)))
+    given = cal.apply(raw.mean(1), raw, probs, boxes, image_wh=wh, keypoints=xy)   # sizes change nothing
+    assert all(np.array_equal(plain[k], given[k]) for k in plain)
+    # a conditional map of other covariates than this code computes is refused, not misread
+    d = dict(old, conditional={"format": "posecal-conditional-quality/1", "keypoint_covariates": ["logit"],
+                               "pose_covariates": [], "keypoint": {}, "pose": {}})
+    with pytest.raises(ValueError, match="covariates"):
+        QualityCalibration.from_dict(d)
+    with pytest.raises(ValueError):
+        ConditionalQuality.from_dict({"format": "something else"})
+
+
+def test_a_judged_condition_gets_the_maps_of_the_fold_that_did_not_see_its_photograph():
+    from posecal.evaluation.conditions import calibration_against_floors, cross_fit_over_conditions
+
+    raw, probs, xy, boxes, wh, gt, area, cut, ks = _edge_case_data(400)
+
+    def run(name, part):
+        n = int(part.sum())
+        return ConditionRun(name=name, flip=True, keypoints=xy[part], boxes=boxes[part], gt=gt[part],
+                            area=area[part], groups=np.arange(n), visibility_known=np.ones(n, bool),
+                            cut_off=np.zeros((n, 17), bool), image_wh=wh[part],
+                            raw={"oks": raw[part].mean(1), "opks": raw[part], "visibility_probs": probs[part]})
+    whole, cut_run = run("whole", ~cut), run("cut", cut)       # photo i holds whole person i and cut person i
+    again = run("cut_again", cut)                               # never fitted on, the same persons as "cut"
+    outputs, ratios = cross_fit_over_conditions([whole, cut_run], conditional=True, judged=[again])
+    assert len(outputs) == len(ratios) == 3
+    for key in ("oks", "opks", "keypoint_radius"):
+        assert np.array_equal(outputs[1][key], outputs[2][key])    # the fold maps that did not see the photo
+    stranger = run("stranger", cut)
+    stranger.groups = stranger.groups + 10_000
+    with pytest.raises(ValueError, match="photographs"):
+        cross_fit_over_conditions([whole, cut_run], judged=[stranger])
+    f = calibration_against_floors(cut_run, outputs[1], 2.0, draws=20)
+    k = f["keypoint"]
+    assert k["n"] == 200 * 17 and k["interval"][0] <= k["ece"] <= k["interval"][1] and 0 < k["floor"] <= k["floor_p90"]
+    assert f["subgroups"]["box at edge"]["keypoint"]["n"] == 200 * 17 and "box inside" not in f["subgroups"]
+    assert f["subgroups"]["type=nose"]["keypoint"]["n"] == 200 and "pose" in f["subgroups"]["box at edge"]
+    c = f["subgroup_counts"]
+    assert c["subgroups"] == sum(s["keypoint"]["n"] >= 300 for s in f["subgroups"].values())
+    assert 0 <= c["above_2x_p90"] <= c["above_p90"] <= c["subgroups"]

@@ -18,9 +18,9 @@ from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import load_coco_persons, read_json
 from posecal.errors import PosecalInputError
 from posecal.evaluation.results import ResultSet
-from posecal.inference.topdown import predict_records
+from posecal.inference.estimator import predict_records
+from posecal.inference.opener import open_model
 from posecal.io import write_json_atomic
-from posecal.models.checkpoint import load_model, require_coco_keypoints
 from posecal.outputs import check_output_dir
 from posecal.skeleton import NUM_KEYPOINTS
 
@@ -71,16 +71,16 @@ def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estima
     """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each);
     keep_heatmaps (GT boxes only): with the raw heatmaps and crop matrices."""
     torch.set_num_threads(cfg.threads)
-    model, mcfg, meta = load_model(cfg.model)
-    require_coco_keypoints(mcfg, cfg.model)
-    calibration = calibration_from_meta(meta, str(cfg.model or "default model"))
-    if calibration is None or not model.has_quality_heads:
+    opened = open_model(cfg.model, "torch", cfg.flip)   # an exported .onnx file runs in onnxruntime
+    model, mcfg = opened.runner, opened.config
+    calibration = calibration_from_meta(opened.meta, str(cfg.model or "default model"))
+    if calibration is None or not mcfg.quality_heads:
         raise PosecalInputError(f"{cfg.model or 'the default model'}: the audit needs a model with quality heads "
                                 "and a stored calibration (`posecal pack --calibrate-on`)")
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
-    pred = predict_records(model, records, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
+    pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
                            progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")

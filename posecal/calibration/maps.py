@@ -89,18 +89,20 @@ def fit_temperature(probs, labels) -> float:
 
 @dataclass
 class LogisticScore:
-    """sigmoid(bias + weights · (features - mean) / std): several inputs combined into one score in (0, 1),
-    on which an isotonic map then does the calibrating. Weights whose sign is known are held to it, so the
-    score never falls as, e.g., the raw confidence rises."""
+    """sigmoid(offset + bias + weights · (features - mean) / std): several inputs combined into one score in
+    (0, 1), on which an isotonic map then does the calibrating, or a calibrated probability itself. Weights
+    whose sign is known are held to it, so the score never falls as, e.g., the raw confidence rises. The offset
+    (given at each call, 0 by default) is a logit the features only correct, e.g. that of a quality already
+    calibrated on average, so that where every feature is at the value it was fitted at 0 the logit is kept."""
 
     mean: np.ndarray      # (F,)
     std: np.ndarray       # (F,)
     weights: np.ndarray   # (F,)
     bias: float
 
-    def __call__(self, features) -> np.ndarray:
+    def __call__(self, features, offset=0.0) -> np.ndarray:
         z = (np.asarray(features, np.float64) - self.mean) / self.std
-        return 1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias)))
+        return 1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias + np.asarray(offset, np.float64))))
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
@@ -114,23 +116,28 @@ class LogisticScore:
         return cls(mean, std, w, float(d["bias"]))
 
 
-def fit_logistic(features, truth, signs, l2: float = 1e-3) -> LogisticScore:
+def fit_logistic(features, truth, signs, l2: float = 1e-3, offset=None, anchored: bool = False) -> LogisticScore:
     """Cross-entropy fit of truth in [0, 1] (soft targets allowed) on (M, F) features, with L2 on the weights;
-    signs (F,): +1 weight >= 0, -1 weight <= 0, 0 free (scipy's L-BFGS-B with bounds)."""
+    signs (F,): +1 weight >= 0, -1 weight <= 0, 0 free (scipy's L-BFGS-B with bounds). offset (M,): a logit
+    added to the score's (LogisticScore's offset; pass the same when applying). anchored: the features are not
+    centred and the bias is held at 0, so where every feature is 0 the score is sigmoid(offset) exactly (a
+    correction that leaves the cases it has no feature for as they were)."""
     x = np.asarray(features, np.float64)
     t = np.asarray(truth, np.float64).ravel()
-    mean = x.mean(0) if len(x) else np.zeros(x.shape[1])
+    off = np.zeros(len(t)) if offset is None else np.asarray(offset, np.float64).ravel()
+    mean = x.mean(0) if len(x) and not anchored else np.zeros(x.shape[1])
     std = np.maximum(x.std(0) if len(x) else np.ones(x.shape[1]), 1e-6)
     z = (x - mean) / std
 
     def loss(theta):
-        a = z @ theta[:-1] + theta[-1]
+        a = z @ theta[:-1] + theta[-1] + off
         p = 1.0 / (1.0 + np.exp(-a))
         # log(1 + e^a) - t a, stable for large |a|
         value = np.mean(np.logaddexp(0.0, a) - t * a) + l2 * theta[:-1] @ theta[:-1]
         grad = np.r_[z.T @ (p - t) / max(len(t), 1) + 2 * l2 * theta[:-1], np.mean(p - t) if len(t) else 0.0]
         return value, grad
 
-    bounds = [(0, None) if s > 0 else (None, 0) if s < 0 else (None, None) for s in signs] + [(None, None)]
+    bounds = [(0, None) if s > 0 else (None, 0) if s < 0 else (None, None) for s in signs] \
+        + [(0, 0) if anchored else (None, None)]
     theta = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
     return LogisticScore(mean, std, theta[:-1], float(theta[-1]))

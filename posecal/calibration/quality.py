@@ -4,8 +4,10 @@ path (Predictor, `posecal predict`, `posecal eval`, the ONNX backend) applies th
 The heads learn on crops the pose network has memorised, so on new people they are over-confident. The
 maps are fitted on persons the pose network never trained on (the val split): per keypoint type an
 isotonic map of the OPKS head to the true OPKS, one isotonic map of the OKS head to the true OKS, per
-keypoint type a visibility temperature, and conformal radii on the calibrated keypoint quality. Stored as
-plain JSON-able numbers in the model file's meta and in the ONNX metadata (a few KB).
+keypoint type a visibility temperature, and conformal radii on the calibrated keypoint quality; optionally a
+conditional map after the isotonic ones (calibration/conditional.py: quality given where the box and keypoints
+lie in the picture, which then needs each person's picture size at `apply`). Stored as plain JSON-able numbers in
+the model file's meta and in the ONNX metadata (a few KB).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from posecal.calibration.conditional import ConditionalQuality
 from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scale
 from posecal.calibration.in_frame import InFrameMap
 from posecal.calibration.person import PersonVerifier
@@ -44,15 +47,36 @@ class QualityCalibration:
     video: VideoCalibration | None = None
     # p(person) of a box from its pose (calibration/person.py), fitted by tools/fit_person_verifier.py
     person: PersonVerifier | None = None
+    # keypoint and pose quality given where the box and keypoints lie in the picture (calibration/conditional.py),
+    # applied after the isotonic maps; fitted where cut persons were among the data
+    conditional: ConditionalQuality | None = None
 
-    def apply(self, oks, opks, visibility_probs, boxes) -> dict[str, np.ndarray]:
+    def apply(self, oks, opks, visibility_probs, boxes, image_wh=None, keypoints=None) -> dict[str, np.ndarray]:
         """Raw head outputs of N persons (boxes (N, 4) in image pixels) -> calibrated `oks` (N,), `opks`
-        (N, K), `visibility_probs` (N, K, C) and `keypoint_radius` (N, K) in image pixels."""
+        (N, K), `visibility_probs` (N, K, C) and `keypoint_radius` (N, K) in image pixels.
+
+        With a conditional map, the qualities also depend on each person's picture size image_wh (N, 2: width,
+        height) and predicted keypoints (N, K, 2, image pixels), which are then required: without them the map
+        cannot tell a person cut by the frame from a whole one, and a silent guess would be wrong for one of
+        them. The radii stay on the isotonic keypoint quality they were fitted on."""
         opks = np.asarray(opks, np.float64)
         cal_opks = np.stack([m(opks[:, k]) for k, m in enumerate(self.keypoint_maps)], 1)
-        return {"oks": self.pose_map(oks), "opks": cal_opks,
-                "visibility_probs": apply_temperature(visibility_probs, self.visibility_temperature),
-                "keypoint_radius": self.radii(cal_opks, boxes)}
+        out = {"oks": self.pose_map(oks), "opks": cal_opks,
+               "visibility_probs": apply_temperature(visibility_probs, self.visibility_temperature),
+               "keypoint_radius": self.radii(cal_opks, boxes)}
+        if self.conditional is not None:
+            if image_wh is None or keypoints is None:
+                raise TypeError("this calibration has a conditional quality map: apply() needs image_wh "
+                                        "(each person's picture width, height) and keypoints (image pixels)")
+            n = len(cal_opks)
+            wh = np.asarray(image_wh, np.float64).reshape(-1, 2)
+            xy = np.asarray(keypoints, np.float64)
+            if len(wh) != n or xy.shape != cal_opks.shape + (2,):
+                raise ValueError(f"apply() got {len(wh)} image sizes and keypoints of shape {xy.shape} "
+                                        f"for {n} persons of {cal_opks.shape[1]} keypoints")
+            out["oks"], out["opks"] = self.conditional(out["oks"], cal_opks, out["visibility_probs"], xy,
+                                                       boxes, wh)
+        return out
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "keypoint_maps": [m.to_dict() for m in self.keypoint_maps],
@@ -62,7 +86,8 @@ class QualityCalibration:
                 "occluded_over_visible": self.occluded_over_visible} \
             | ({} if self.in_frame is None else {"in_frame": self.in_frame.to_dict()}) \
             | ({} if self.video is None else {"video": self.video.to_dict()}) \
-            | ({} if self.person is None else {"person": self.person.to_dict()})
+            | ({} if self.person is None else {"person": self.person.to_dict()}) \
+            | ({} if self.conditional is None else {"conditional": self.conditional.to_dict()})
 
     @classmethod
     def from_dict(cls, d: dict) -> "QualityCalibration":
@@ -76,7 +101,8 @@ class QualityCalibration:
                       float(d.get("occluded_over_visible", DEFAULT_OCCLUDED_OVER_VISIBLE)),
                       None if d.get("in_frame") is None else InFrameMap.from_dict(d["in_frame"]),
                       None if d.get("video") is None else VideoCalibration.from_dict(d["video"]),
-                      None if d.get("person") is None else PersonVerifier.from_dict(d["person"]))
+                      None if d.get("person") is None else PersonVerifier.from_dict(d["person"]),
+                      None if d.get("conditional") is None else ConditionalQuality.from_dict(d["conditional"]))
         except (KeyError, TypeError) as e:
             raise ValueError(f"calibration is missing or has a bad field ({e})") from None
         # one map, temperature and radius row per keypoint type: a cut or hand-edited file is refused here, not

@@ -65,7 +65,8 @@ ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and k
 RANK_THREADS_HELP = ("CPU threads (default: the cores this process may use; under torchrun, per rank: the node's "
                      "cores shared among its ranks, at least 1)")
 THREADS_HELP = "CPU threads (default: the cores this process may use)"
-FLIP_HELP = "flip test: --no-flip is 2x faster, a little less accurate (default: on)"
+FLIP_HELP = ("flip test: the network also runs on the mirrored crop and the two are averaged; --no-flip runs it "
+             "once per person, a little less accurate (default: on)")
 # Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused
 # (N copies would each do all of it and write the same files).
 RANK_COMMANDS = ("train", "predict", "track", "eval")
@@ -119,6 +120,16 @@ def _cmd_import_weights(args) -> None:
 
 
 def _cmd_eval(args) -> None:
+    from posecal.outputs import finished_or_removed
+    from posecal.viz.report import PLOTS
+
+    # Ctrl-C before report.html is written leaves no metrics.json that looks like a finished evaluation
+    with finished_or_removed(args.out, ("results.json", "metrics.json", "report.html", *(n for n, _ in PLOTS)),
+                             "eval"):
+        _run_eval(args)
+
+
+def _run_eval(args) -> None:
     from posecal.evaluation.evaluate import EvalConfig, evaluate
     from posecal.viz.report import draw_evaluation
 
@@ -177,7 +188,7 @@ def _cmd_pack(args) -> None:
     if args.conditions and not args.calibrate_on:
         raise PosecalInputError("--conditions calibrates over conditions made from --calibrate-on's persons: give "
                                 "--calibrate-on and --images")
-    model, cfg, meta = load_model(args.model, training_checkpoint=True)
+    model, cfg, meta = load_model(args.model)
     meta = meta | {"packed_from": str(args.model)}
     if args.calibrate_on:
         import torch
@@ -250,7 +261,8 @@ def _cmd_calibrate(args) -> None:
         print(f"fitted on {cal.meta['fit_persons']} persons ({cal.meta['fit_labelled_keypoints']} labelled "
               f"keypoints; inputs: {', '.join(cal.meta['inputs'])}) -> {args.out}")
     else:
-        n = calibrate_apply(args.calibrator, args.results, args.out, images=args.images)
+        n = calibrate_apply(args.calibrator, args.results, args.out, images=args.images,
+                            annotations=args.annotations)
         print(f"{n} results with keypoint_quality, pose_quality, visibility, keypoint_radius -> {args.out}")
 
 
@@ -263,15 +275,18 @@ def _cmd_audit(args) -> None:
               + ", ".join(f"{k} {n}" for k, n in counts.items() if n) + ") -> " + str(args.out)
               + (" (person findings are flags: nothing changed for them)" if counts["person"] else ""))
         return
-    from posecal.audit.job import AuditConfig, audit
+    from posecal.audit.job import FINDINGS, AuditConfig, audit
+    from posecal.outputs import finished_or_removed
 
     for option in ("annotations", "out"):
         if getattr(args, option) is None:
             raise PosecalInputError(f"posecal audit needs --{option}")
-    s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
-                          boxes=args.boxes, results=args.results, flip=args.flip,
-                          batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
-                          report_top=args.top))
+    # Ctrl-C before report.html is written leaves no findings.json that looks like a finished audit
+    with finished_or_removed(args.out, (FINDINGS, "report.html"), "audit"):
+        s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
+                              boxes=args.boxes, results=args.results, flip=args.flip,
+                              batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
+                              report_top=args.top))
     print(f"{s['persons']} persons audited in {s['seconds']:.1f}s: {s['findings']} findings ("
           + ", ".join(f"{k} {n}" for k, n in s["per_kind"].items()) + f") -> {args.out}/findings.json, "
           f"{args.out}/report.html")
@@ -305,7 +320,7 @@ def _cmd_demo(args) -> None:
 def _cmd_track(args) -> None:
     from posecal.data.live import LiveConfig
     from posecal.records import STDOUT, stdout_reserved
-    from posecal.tracking.job import TrackConfig, run_track
+    from posecal.tracking.job import TrackConfig, render_is_file, run_track
     from posecal.tracking.tracker import TrackerConfig
 
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
@@ -321,7 +336,8 @@ def _cmd_track(args) -> None:
             live=LiveConfig(reconnects=args.reconnect, stall_seconds=args.stall, realtime=not args.no_drop)))
         if not is_main_process():
             return
-        video = f", video {args.render}" if args.render else ""
+        video = "" if not args.render else (f", overlay video {args.render}" if render_is_file(args.render)
+                                            else f", overlay videos in {args.render}/")
         live = (f"; live: {s.frames} of {s.captured} arrived frame(s) processed "
                 f"({s.frames / max(s.captured, 1):.0%}), {s.dropped} dropped" if s.captured else "")
         print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
@@ -380,7 +396,8 @@ def main(argv=None) -> int:
                    help="X.json: COCO keypoint results, written at the end; X.jsonl or - (stdout): one JSON record "
                         "per image or video frame, written as it is made (docs/schemas/frame_record.schema.json) "
                         "(default: predictions.json)")
-    p.add_argument("--render", metavar="DIR", help="write overlay images here")
+    p.add_argument("--render", metavar="DIR", help="write overlay images here: NAME.png per image, NAME/frame_N.png "
+                   "per video frame (default: none)")
     p.add_argument("--show-all", action="store_true", help="overlays: draw keypoints predicted absent, faintly")
     p.add_argument("--radius", action="store_true",
                    help="overlays: circles that hold the true keypoint with probability 0.9 (calibrated models)")
@@ -414,7 +431,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="accurate, published, fast, or a model file (.pt or exported .onnx; default: the shipped "
                                      "default model)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction,
-                   help="flip test: --no-flip is 2x faster, a little less accurate (default: on; an exported .onnx "
+                   help="flip test: the network also runs on the mirrored crop; --no-flip runs it once per person, "
+                        "a little less accurate (default: on; an exported .onnx "
                         "model: as it was exported)")
     p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
     p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
@@ -446,8 +464,9 @@ def main(argv=None) -> int:
     p.add_argument("--show", action="store_true",
                    help="show the overlay in a window as frames are tracked (q or Esc stops); where no display or GUI "
                         "exists, one line and the run goes on (default: off)")
-    p.add_argument("--render", metavar="OUT.mp4|DIR",
-                   help="overlay video with track ids (one video: OUT.mp4; several: a folder)")
+    p.add_argument("--render", metavar="OUT.mp4|OUT.avi|DIR",
+                   help="overlay video with track ids (one source: OUT.mp4 or OUT.avi; several: a folder, one "
+                        "NAME.mp4 per source) (default: none)")
     p.add_argument("--detector", metavar="ssd|nanodet|MODEL.onnx|none", help="person detector: the shipped "
                    "SSD-MobileNetV2 (the default) or NanoDet-m, a YOLOX-style ONNX file, or 'none' (the whole frame, "
                    "then boxes from the poses)")
@@ -458,8 +477,7 @@ def main(argv=None) -> int:
                         "velocity (default: 3)")
     p.add_argument("--second-look", action="store_true",
                    help="the detector also on square tiles of a wide frame: finds more small and far people "
-                        "(held-out tracking scenes: 15.8 %% of person-frames missed against 18.3 %%) at more false "
-                        "tracks (IDF1 0.812 against 0.822) and 3 detector runs per detector frame (default: off)")
+                        "at the cost of more false tracks and 3 detector runs per detector frame (default: off)")
     p.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
                    help="live sources: when the pipeline is slower than the stream, frames that arrive during a "
                         "detector frame wait while it can catch up, and the detector runs less often (down to twice "
@@ -467,7 +485,7 @@ def main(argv=None) -> int:
                         "(default: adaptive)")
     p.add_argument("--between", choices=("flow", "pose"), default="flow",
                    help="between detector frames: flow carries each tracked person's keypoints by optical flow (no "
-                        "pose network: ~3x faster with --detect-every 3); pose estimates them afresh in each track's "
+                        "pose network on those frames); pose estimates them afresh in each track's "
                         "carried box (default: flow)")
     p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
                    help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
@@ -484,7 +502,8 @@ def main(argv=None) -> int:
                    help="also print the busy milliseconds per frame of each stage (read, detect, pose, render, ...)")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
-                   help="flip test: about 2x slower per pose (default: off in video)")
+                   help="flip test: the network also runs on the mirrored crop, twice the network time per pose "
+                        "(default: off in video)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
                    help="pose network runtime (default: onnx = onnxruntime)")
     p.add_argument("--model", default="accurate",
@@ -538,7 +557,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
-                   help="the flip test in the graph: --no-flip leaves it out (2x faster) (default: on)")
+                   help="the flip test in the graph: --no-flip leaves it out (one network pass per crop instead "
+                        "of two) (default: on)")
     p.add_argument("--int8", metavar="COCO.json",
                    help="int8 static quantisation, activation ranges from the persons of this labelled COCO file "
                         "(training data, not what you evaluate on; needs --images) (default: fp32)")
@@ -595,6 +615,8 @@ def main(argv=None) -> int:
     c.add_argument("--out", required=True, help="results JSON to write")
     c.add_argument("--images", metavar="DIR", help="the results' images (needed when the calibrator was fitted "
                    "with --images)")
+    c.add_argument("--annotations", metavar="COCO.json", help="--images: a COCO file whose images list gives "
+                   "each result's file by its image_id, for results without file_name (default: file_name)")
     c.set_defaults(func=_cmd_calibrate)
     p = sub.add_parser("audit", help="find wrong labels in a COCO keypoint file where the calibrated model "
                        "contradicts them (findings.json, report.html); `audit apply` applies accepted findings")
@@ -653,7 +675,7 @@ def main(argv=None) -> int:
             print(f"posecal: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:   # a job may say what was kept (train: the last complete checkpoint)
-        print(f"posecal: {e or 'interrupted'}", file=sys.stderr)
+        print(f"posecal: {str(e) or 'interrupted (Ctrl-C)'}", file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = PYTHON_FORMATWARNING  # main() may be called from Python: leave it as found

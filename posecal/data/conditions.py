@@ -86,17 +86,19 @@ def cut_person(image: np.ndarray, rec: PersonRecord, keep: str, fraction: float)
     return image[y0:y1, x0:x1].copy(), kp, np.array([bx0, by0, bx1 - bx0, by1 - by0]), cut_off
 
 
-def cut_by_frame(records: list[PersonRecord], out_dir, seed: int = 0) -> list[CutPerson]:
-    """Each person cut by the frame as a seeded draw of (kept side, kept share); the cut pictures are written
-    to out_dir as PNG (lossless: the cut adds no compression of its own) and reused when already there."""
+def cut_by_frame(records: list[PersonRecord], out_dir, seed: int = 0, keeps=CUT_KEEPS,
+                 keep_range: tuple[float, float] = CUT_KEEP_RANGE) -> list[CutPerson]:
+    """Each person cut by the frame as a seeded draw of (kept side, kept share): the side from keeps ((side,
+    odds), ...), the share uniform in keep_range. The cut pictures are written to out_dir as PNG (lossless: the
+    cut adds no compression of its own) and reused when already there, so each draw needs its own out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sides, odds = zip(*CUT_KEEPS)
+    sides, odds = zip(*keeps)
     people = []
     for rec in records:
         rng = np.random.default_rng((seed, int(rec.ann_id) & 0x7FFFFFFF))
         keep = sides[rng.choice(len(sides), p=np.array(odds) / sum(odds))]
-        fraction = float(rng.uniform(*CUT_KEEP_RANGE))
+        fraction = float(rng.uniform(*keep_range))
         image = read_image(rec.image_path)
         made = cut_person(image, rec, keep, fraction)
         if made is None:

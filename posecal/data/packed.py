@@ -137,6 +137,8 @@ def _check_index(path: Path) -> dict:
 def load_packed_persons(folder) -> list[PersonRecord]:
     """Training persons of a pack folder (all its shard_*/ in order) as PersonRecords in packed-image pixels."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise PosecalInputError(f"{folder}: pack folder not found (data.packed / --packed)")
     shards = sorted(p for p in folder.glob("shard_*") if p.is_dir())
     if not shards:
         raise PosecalInputError(f"{folder}: no shard_*/ folders (not a pack made by tools/pack_training_data.py, "

@@ -12,7 +12,7 @@ import numpy as np
 from posecal.calibration.quality import QualityCalibration, cross_fit, fit_quality_calibration, truth_of
 from posecal.data.coco import load_coco_persons, read_coco
 from posecal.errors import PosecalInputError
-from posecal.inference.topdown import predict_records
+from posecal.inference.estimator import predict_records
 from posecal.metrics.calibration import ece, pearson
 from posecal.metrics.visibility import binary_report
 

@@ -29,7 +29,7 @@ from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scal
 from posecal.evaluation.evidence import EVIDENCE_INPUTS, Evidence, PosecalEvidence
 from posecal.calibration.maps import IsotonicMap, LogisticScore, fit_isotonic, fit_logistic
 from posecal.calibration.quality import truth_of
-from posecal.data.coco import read_coco, read_json
+from posecal.data.coco import coco_image_ids, read_coco, read_json
 from posecal.errors import PosecalInputError
 from posecal.io import write_json_atomic
 from posecal.metrics.coco_ap import load_coco_gt
@@ -243,14 +243,27 @@ def fit_results_calibrator(res: ResultSet, gt, target: float = 0.9, evidence: Ev
     return ResultsCalibrator(kmaps, lmaps, occl, pose_map, radii, meta, kscores, lscores, pose_score)
 
 
+def image_names(annotations) -> dict[int, str] | None:
+    """{image id: file name} of a COCO file's images (only its `images` list is read), or None without one: how
+    `calibrate fit` and `calibrate apply` find the image of a standard COCO results entry, which names its image
+    by `image_id` only."""
+    if annotations is None:
+        return None
+    if not Path(annotations).is_file():
+        raise PosecalInputError(f"{annotations}: annotation file not found")
+    return {image_id: name for name, image_id in coco_image_ids(annotations).items()}
+
+
 def result_image_paths(res: ResultSet, results, images, id_to_file: dict | None = None) -> list[str]:
     """Each entry's image file in `images`: its `file_name` (as `run-peer` and `predict` write it), else the
-    annotations' name for its image_id; checked to exist before any work is spent."""
+    annotations' name for its image_id (`image_names`); checked to exist before any work is spent."""
     paths = []
     for i, e in enumerate(res.entries):
         name = e.get("file_name") or (id_to_file or {}).get(int(res.image_id[i]))
         if not isinstance(name, str) or not name:
-            raise PosecalInputError(f"{results}: entry {i}: no 'file_name' to find its image in {images}")
+            how = (f"image_id {int(res.image_id[i])} is not among the images of --annotations" if id_to_file
+                   else "give --annotations (the COCO file of its images) to find it by its image_id")
+            raise PosecalInputError(f"{results}: entry {i}: no 'file_name' to find its image in {images}; {how}")
         path = Path(images) / name
         if not path.is_file():
             raise PosecalInputError(f"{path}: file not found (image of entry {i} of {results})")
@@ -272,8 +285,7 @@ def calibrate_fit(results, annotations, out, images=None) -> ResultsCalibrator:
     res = load_results(results, image_ids={im["id"] for im in truth["images"]}, annotations=annotations)
     evidence = source = None
     if images is not None:
-        id_to_file = {im["id"]: im["file_name"] for im in truth["images"]}
-        evidence, source = results_evidence(res, results, images, id_to_file=id_to_file)
+        evidence, source = results_evidence(res, results, images, id_to_file=image_names(annotations))
     cal = fit_results_calibrator(res, load_coco_gt(truth), evidence=evidence,
                                  evidence_model=source.description if source else None)
     cal.meta |= {"results": str(results), "annotations": str(annotations)}
@@ -281,7 +293,9 @@ def calibrate_fit(results, annotations, out, images=None) -> ResultsCalibrator:
     return cal
 
 
-def calibrate_apply(calibrator, results, out, images=None) -> int:
+def calibrate_apply(calibrator, results, out, images=None, annotations=None) -> int:
+    """Add the calibrated trust fields to `results`. With `images` (a calibrator fitted on posecal's image
+    evidence), an entry's image is its `file_name`, else found by its image_id in `annotations`, as fit finds it."""
     check_output_file(out, "--out")
     cal = ResultsCalibrator.from_dict(read_json(calibrator), str(calibrator))
     if cal.evidence_inputs and images is None:
@@ -296,6 +310,6 @@ def calibrate_apply(calibrator, results, out, images=None) -> int:
             raise PosecalInputError(f"{calibrator}: fitted with evidence from another posecal model "
                                     f"({cal.meta.get('evidence_model')}); this install has {source.description}: "
                                     f"fit it again")
-        evidence, _ = results_evidence(res, results, images, source)
+        evidence, _ = results_evidence(res, results, images, source, id_to_file=image_names(annotations))
     write_json_atomic(cal.apply(res, evidence), out, indent=None)
     return len(res.entries)

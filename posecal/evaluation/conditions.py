@@ -5,23 +5,27 @@ by the frame, val with detector-like boxes, LSPET persons the trust model never 
 (posecal.data.conditions builds the sets). `run_condition` runs a model over one and keeps its raw trust outputs;
 `condition_figures` turns calibrated outputs into the figures that say whether the trust can be acted on there;
 `fit_over_conditions` fits one calibration on a mixture of conditions and `cross_fit_over_conditions` gives each
-person outputs from maps fitted without its photograph (honest per-condition figures).
+person outputs from maps fitted without its photograph (honest per-condition figures); `add_conditional` adds the
+conditional quality map to a calibration. `calibration_against_floors` says whether a keypoint or pose ECE can be
+told from calibrated at all, per condition and per subgroup a user can see at run time (issue 46).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from posecal.calibration.conditional import edges_touched, fit_conditional_quality
 from posecal.calibration.quality import QualityCalibration, fit_quality_calibration, occluded_rule, truth_of
-from posecal.calibration.in_frame import fit_in_frame, in_frame_truth
+from posecal.calibration.in_frame import fit_in_frame, in_frame_features, in_frame_truth
 from posecal.data.coco import PersonRecord, load_coco_persons
 from posecal.data.conditions import cut_by_frame, jittered_boxes
 from posecal.data.images import image_size
 from posecal.errors import PosecalInputError
 from posecal.evaluation.calibrate_model import photo_groups
-from posecal.inference.topdown import predict_records
-from posecal.metrics.calibration import auroc, ece, pearson
+from posecal.inference.estimator import predict_records
+from posecal.metrics.calibration import auroc, ece, ece_floor, ece_interval, pearson
+from posecal.skeleton import COCO_KEYPOINTS
 from posecal.metrics.visibility import binary_report, classification_report
 
 
@@ -102,10 +106,78 @@ def condition_figures(run: ConditionRun, calibrated: dict, occluded_over_visible
     return out
 
 
+def ece_against_floor(confidence, truth, groups, draws: int = 100, seed: int = 0) -> dict:
+    """An ECE with what it can be told apart from: `ece`, its `floor` and `floor_p90` (metrics.ece_floor: what a
+    perfectly calibrated predictor shows on this many samples), `interval` (95 %, metrics.ece_interval: bootstrap
+    over groups, e.g. photographs) and `n`."""
+    c, t, g = (np.asarray(a).ravel() for a in (confidence, truth, groups))
+    floor, p90 = ece_floor(c, t, draws=draws, seed=seed)
+    return {"n": int(len(c)), "ece": ece(c, t), "floor": floor, "floor_p90": p90,
+            "interval": list(ece_interval(c, t, g, draws=2 * draws, seed=seed))}
+
+
+# keypoint's distance to the picture's nearest edge over the person's scale (in_frame's feature): bin edges
+EDGE_DISTANCE_BINS = (0.1, 0.25, 0.5)
+VISIBILITY_NAMES = ("absent", "occluded", "visible")
+
+
+def subgroup_names(k: int = len(COCO_KEYPOINTS)) -> list[str]:
+    """The names `subgroups` gives, in its order."""
+    cuts = EDGE_DISTANCE_BINS
+    return ([f"type={COCO_KEYPOINTS[j] if k == len(COCO_KEYPOINTS) else j}" for j in range(k)]
+            + [f"edge<{cuts[0]}"] + [f"edge {a}-{b}" for a, b in zip(cuts, cuts[1:])] + [f"edge>={cuts[-1]}"]
+            + [f"called {name}" for name in VISIBILITY_NAMES] + ["box at edge", "box inside"])
+
+
+def subgroups(run: ConditionRun, calibrated: dict, occluded_over_visible: float) -> dict[str, np.ndarray]:
+    """What a user can see at run time, as (N, K) keypoint masks by name (subgroup_names): the keypoint type,
+    its distance to the picture's nearest edge (bins at EDGE_DISTANCE_BINS of the person's scale, in_frame's
+    feature; keypoints outside the picture are in the first), the predicted visibility class, and whether the
+    person's box touches the picture's edge."""
+    n, k = run.keypoints.shape[:2]
+    edge = in_frame_features(calibrated["visibility_probs"], run.keypoints, run.boxes, run.image_wh)[..., 1]
+    bins = np.digitize(edge, EDGE_DISTANCE_BINS)
+    cls = occluded_rule(calibrated["visibility_probs"], occluded_over_visible)
+    touch = edges_touched(run.boxes, run.image_wh).any(1)[:, None]
+    masks = ([np.arange(k)[None, :] == j for j in range(k)] + [bins == i for i in range(len(EDGE_DISTANCE_BINS) + 1)]
+             + [cls == i for i in range(len(VISIBILITY_NAMES))] + [touch, ~touch])
+    return {name: np.broadcast_to(m, (n, k)) for name, m in zip(subgroup_names(k), masks)}
+
+
+def calibration_against_floors(run: ConditionRun, calibrated: dict, occluded_over_visible: float,
+                               min_keypoints: int = 300, draws: int = 100) -> dict:
+    """Keypoint and pose ECE of a condition against their floors (ece_against_floor, intervals over the
+    condition's photographs), and the same per subgroup (subgroups; pose ECE for the box subgroups); and over
+    the subgroups with at least min_keypoints labelled keypoints, how many have an ECE above their floor's 90th
+    percentile (a calibrated predictor: about 1 in 10) and above twice it."""
+    ks, labelled, gt_oks = truth_of(run.keypoints, run.gt, run.area)
+    has = np.isfinite(gt_oks)
+    kp_groups = np.broadcast_to(run.groups[:, None], labelled.shape)
+    opks, oks = calibrated["opks"], np.clip(calibrated["oks"], 0, 1)
+    out = {"keypoint": ece_against_floor(opks[labelled], ks[labelled], kp_groups[labelled], draws),
+           "pose": ece_against_floor(oks[has], gt_oks[has], run.groups[has], draws), "subgroups": {}}
+    for name, mask in subgroups(run, calibrated, occluded_over_visible).items():
+        m = mask & labelled
+        if not m.any():
+            continue
+        fig = {"keypoint": ece_against_floor(opks[m], ks[m], kp_groups[m], draws)}
+        if name.startswith("box "):
+            p = mask[:, 0] & has
+            if p.any():
+                fig["pose"] = ece_against_floor(oks[p], gt_oks[p], run.groups[p], draws)
+        out["subgroups"][name] = fig
+    big = [f["keypoint"] for f in out["subgroups"].values() if f["keypoint"]["n"] >= min_keypoints]
+    out["subgroup_counts"] = {"subgroups": len(big), "min_keypoints": min_keypoints,
+                              "above_p90": sum(f["ece"] > f["floor_p90"] for f in big),
+                              "above_2x_p90": sum(f["ece"] > 2 * f["floor_p90"] for f in big)}
+    return out
+
+
 def shipped_outputs(run: ConditionRun, calibration: QualityCalibration) -> dict:
     """The calibrated outputs a model file's own calibration gives on a condition (with `in_frame` where the
     calibration has its map)."""
-    out = calibration.apply(run.raw["oks"], run.raw["opks"], run.raw["visibility_probs"], run.boxes)
+    out = calibration.apply(run.raw["oks"], run.raw["opks"], run.raw["visibility_probs"], run.boxes,
+                            image_wh=run.image_wh, keypoints=run.keypoints)
     if calibration.in_frame is not None:
         out["in_frame"] = calibration.in_frame(out["visibility_probs"], run.keypoints, run.boxes, run.image_wh)
     return out
@@ -123,37 +195,73 @@ def subset(run: ConditionRun, keep: np.ndarray) -> ConditionRun:
     return ConditionRun(name=run.name, flip=run.flip, raw={k: v[keep] for k, v in run.raw.items()}, **arrays)
 
 
-def fit_over_conditions(runs: list[ConditionRun], source: str = "") -> QualityCalibration:
+def fit_over_conditions(runs: list[ConditionRun], source: str = "", conditional: bool = False
+                        ) -> QualityCalibration:
     """One calibration fitted on every person of every condition given (the mixture users meet), with the
-    in-frame map fitted on the calibrated visibility where cut persons are among them."""
+    in-frame map fitted on the calibrated visibility where cut persons are among them; with conditional, also
+    the conditional quality map (posecal.calibration.conditional) on the isotonic maps' outputs."""
     args, _ = _joined(runs)
     cal = fit_quality_calibration(*args, source=source)
     cal.fit_info["conditions"] = {r.name: len(r) for r in runs}
-    probs = cal.apply(args[0], args[1], args[2], args[4])["visibility_probs"]
-    cal.in_frame = fit_in_frame(probs, args[3], args[4], np.concatenate([r.image_wh for r in runs]), args[5],
+    out = cal.apply(args[0], args[1], args[2], args[4])
+    image_wh = np.concatenate([r.image_wh for r in runs])
+    cal.in_frame = fit_in_frame(out["visibility_probs"], args[3], args[4], image_wh, args[5],
                                 np.concatenate([r.cut_off for r in runs]))
+    if conditional:
+        add_conditional(cal, runs)
     return cal
 
 
-def cross_fit_over_conditions(runs: list[ConditionRun], folds: int = 5, seed: int = 0
-                              ) -> tuple[list[dict], list[float]]:
+def add_conditional(cal: QualityCalibration, runs: list[ConditionRun]) -> QualityCalibration:
+    """cal with its conditional quality map (posecal.calibration.conditional) fitted on the runs' persons, on the
+    outputs of cal's own isotonic maps (the ones it is applied after): the only part of cal that changes, so a
+    shipped calibration gains it without its other maps (in_frame, video, person) being refitted."""
+    args, _ = _joined(runs)
+    image_wh = np.concatenate([r.image_wh for r in runs])
+    if not edges_touched(args[4], image_wh).any():
+        raise ValueError("the conditional quality map needs persons whose box touches the picture's edge (a "
+                         "condition cut by the frame) among the runs: it would learn nothing of them otherwise")
+    out = replace(cal, conditional=None).apply(args[0], args[1], args[2], args[4])
+    ks, labelled, gt_oks = truth_of(args[3], args[5], args[6])
+    cal.conditional = fit_conditional_quality(out["oks"], out["opks"], out["visibility_probs"], args[3], args[4],
+                                              image_wh, ks, labelled, gt_oks)
+    cal.fit_info["conditional"] = {"conditions": {r.name: len(r) for r in runs},
+                                   "maps": "logistic maps of keypoint and pose quality on run-time covariates "
+                                           "(where the box and keypoints lie in the picture), after the "
+                                           "isotonic maps"}
+    return cal
+
+
+def cross_fit_over_conditions(runs: list[ConditionRun], folds: int = 5, seed: int = 0, conditional: bool = False,
+                              judged: list[ConditionRun] = ()) -> tuple[list[dict], list[float]]:
     """Per condition, calibrated outputs from a calibration fitted on the mixture without the person's
     photograph (every condition of one photo shares its fold: folds drawn over photographs, seeded); and per
-    condition the visibility rule's ratio to use with them (the median of the folds' ratios)."""
+    condition the visibility rule's ratio to use with them (the median of the folds' ratios). judged: further
+    conditions of the same photographs that are not fitted on (a cut drawn another way): each person's outputs
+    come from the fold's calibration that did not see its photograph; they follow runs' in the returned lists.
+    conditional: fit_over_conditions' flag."""
     groups = np.concatenate([r.groups for r in runs])
     uniq = np.unique(groups)
-    fold_of = (np.random.default_rng(seed).permutation(len(uniq)) % folds)[np.searchsorted(uniq, groups)]
-    starts = np.cumsum([0] + [len(r) for r in runs])
-    parts: list[dict] = [{} for _ in runs]
+    order = np.random.default_rng(seed).permutation(len(uniq)) % folds
+
+    def fold_of(run: ConditionRun) -> np.ndarray:
+        at = np.clip(np.searchsorted(uniq, run.groups), 0, len(uniq) - 1)
+        return np.where(uniq[at] == run.groups, order[at], -1)     # -1: a photograph the mixture lacks
+
+    every = list(runs) + list(judged)
+    parts: list[dict] = [{} for _ in every]
     ratios = []
     for f in range(folds):
-        cal = fit_over_conditions([subset(r, fold_of[a:b] != f) for r, a, b in zip(runs, starts, starts[1:])])
+        cal = fit_over_conditions([subset(r, fold_of(r) != f) for r in runs], conditional=conditional)
         ratios.append(cal.occluded_over_visible)
-        for part, r, a, b in zip(parts, runs, starts, starts[1:]):
-            test = fold_of[a:b] == f
+        for part, r in zip(parts, every):
+            test = fold_of(r) == f
             for key, val in shipped_outputs(subset(r, test), cal).items():
-                part.setdefault(key, np.zeros((len(r),) + val.shape[1:]))[test] = val
-    return parts, [float(np.median(ratios))] * len(runs)
+                part.setdefault(key, np.full((len(r),) + val.shape[1:], np.nan))[test] = val
+    for part, r in zip(parts, judged):
+        if (fold_of(r) < 0).any():
+            raise ValueError(f"{r.name}: persons of photographs the fitted conditions do not have")
+    return parts, [float(np.median(ratios))] * len(every)
 
 
 MIXTURE = ("val", "val_noflip", "val_cut", "val_jitter")
@@ -168,10 +276,26 @@ def mixture_plan(records: list[PersonRecord], cut_dir) -> list[tuple[str, list[P
             ("val_jitter", jittered_boxes(records), True, None)]
 
 
-def calibrate_over_conditions(model, cfg, annotations, images, cut_dir, progress: bool = True
-                              ) -> tuple[QualityCalibration, dict]:
+# A second cut by the frame, drawn another way than val_cut's (another seed, every side alike, 20-80 % of the
+# extent kept): never fitted on, so it tells whether a calibration fitted on one way of cutting carries to another
+# (judged with the cross-fitted maps that did not see the person's photograph: cross_fit_over_conditions' judged).
+HELD_OUT_CUTS = ("val_cut2",)
+HELD_OUT_CUT = {"seed": 1, "keeps": (("top", 1.0), ("bottom", 1.0), ("left", 1.0), ("right", 1.0)),
+                "keep_range": (0.20, 0.80)}
+
+
+def held_out_cut_plan(records: list[PersonRecord], cut_dir) -> list[tuple[str, list[PersonRecord], bool, dict]]:
+    """`val_cut2`: the persons cut as HELD_OUT_CUT draws (flip on), in mixture_plan's form; pictures to cut_dir
+    (not val_cut's: file names do not tell the two draws apart)."""
+    cut = cut_by_frame(records, cut_dir, **HELD_OUT_CUT)
+    return [("val_cut2", [c.record for c in cut], True, {c.record.ann_id: c.cut_off for c in cut})]
+
+
+def calibrate_over_conditions(model, cfg, annotations, images, cut_dir, progress: bool = True,
+                              conditional: bool = False) -> tuple[QualityCalibration, dict]:
     """`posecal pack --calibrate-on --conditions`: the calibration fitted on the labelled set under every
-    condition of MIXTURE, and per condition the cross-fitted figures (condition_figures)."""
+    condition of MIXTURE, and per condition the cross-fitted figures (condition_figures); conditional: with the
+    conditional quality map (fit_over_conditions)."""
     records = load_coco_persons(annotations, images)
     if not records:
         raise PosecalInputError(f"{annotations}: no person with labelled keypoints to calibrate on")
@@ -180,9 +304,9 @@ def calibrate_over_conditions(model, cfg, annotations, images, cut_dir, progress
             for name, recs, flip, cut_off in mixture_plan(records, cut_dir)]
     if min(len(r) for r in runs) < 10:
         raise PosecalInputError(f"{annotations}: too few readable persons to calibrate over conditions")
-    outputs, ratios = cross_fit_over_conditions(runs)
+    outputs, ratios = cross_fit_over_conditions(runs, conditional=conditional)
     report = {r.name: condition_figures(r, o, q) for r, o, q in zip(runs, outputs, ratios)}
-    cal = fit_over_conditions(runs, source=str(annotations))
+    cal = fit_over_conditions(runs, source=str(annotations), conditional=conditional)
     cal.fit_info["cross_fitted_conditions"] = {k: {m: round(float(v), 4) for m, v in f.items()}
                                                for k, f in report.items()}
     return cal, report

@@ -19,7 +19,9 @@ from posecal.models.checkpoint import load_model, model_file, require_coco_keypo
 from posecal.data.coco import load_coco_persons, read_coco
 from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
-from posecal.inference.topdown import Predictions, predict_records
+from posecal.inference.estimator import predict_records
+from posecal.inference.opener import check_backend, open_model
+from posecal.inference.topdown import Predictions
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
 from posecal.parallel import current, default_threads, rank_job
@@ -132,8 +134,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     cfg = dataclasses.replace(cfg, threads=cfg.threads or default_threads())
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    if cfg.backend not in ("onnx", "torch"):
-        raise PosecalInputError(f"backend must be onnx or torch, got {cfg.backend!r}")
+    check_backend(cfg.backend)
     if not model_file(cfg.model).is_file():   # a missing model is said before the inputs are read
         load_model(cfg.model)                  # its own line (not shipped, not found, ...)
         raise PosecalInputError(f"{cfg.model}: model file not found")
@@ -145,12 +146,12 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
         return _nobody_detected(cfg, out, truth, skips, t0) if ranks.is_main else None
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
-    model, mcfg, meta = _open_model(cfg)
-    _refuse_unusable(cfg, mcfg)
+    opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, check=lambda mcfg: _refuse_unusable(cfg, mcfg))
+    model, mcfg, meta = opened.runner, opened.config, opened.meta
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     share = ranks.shard_indices(len(records))
     mine = [records[i] for i in share]
-    pred = predict_records(model, mine, mcfg.input_wh, flip=cfg.flip, batch_size=cfg.batch_size,
+    pred = predict_records(model, mine, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
                            decode_method=cfg.decode, progress=cfg.progress and ranks.is_main,
                            calibration=calibration, orientations=cfg.orientations) if mine else None
     index_of = {id(r): i for i, r in zip(share, mine)}
@@ -171,9 +172,9 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     gt = load_coco_gt(truth)   # checked: pycocotools gets no entry it would fail on
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
                "invalid_entries": skips.summary(),
-               "boxes": "detections" if cfg.boxes else "gt", "flip_test": cfg.flip,
+               "boxes": "detections" if cfg.boxes else "gt", "flip_test": opened.flip,
                "decode": cfg.decode or default_decode(mcfg),
-               "orientations": cfg.orientations, "backend": cfg.backend if not _is_onnx_file(cfg.model) else "onnx",
+               "orientations": cfg.orientations, "backend": opened.backend,
                "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
         ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))
@@ -183,19 +184,9 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
         metrics.update(trust_report(pred, scores, pictures))
     written_conf = np.where(predicted_labelled(pred), conf, 0.0) if cfg.drop_unlabelled and pred.opks is not None \
         else conf
-    results = coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode] * box_scores)
-    for i, (res, rec) in enumerate(zip(results, pred.records)):
-        res["file_name"] = rec.file_name
-        # the person box the crop was made from (pycocotools recomputes its own from the keypoints): what
-        # `posecal calibrate --images` crops again for posecal's evidence on these results
-        res["bbox"] = [round(float(v), 2) for v in rec.bbox]
-        if pred.opks is not None:
-            res["pose_quality"] = round(float(scores["oks"][i]), 4)
-            res["keypoint_quality"] = [round(float(v), 4) for v in pred.opks[i]]
-            res["visibility"] = visibility_classes(pred.visibility_probs[i], pred.occluded_over_visible).tolist()
-            res["visibility_probs"] = np.round(pred.visibility_probs[i], 4).tolist()
-        if pred.keypoint_radius is not None:
-            res["keypoint_radius"] = np.round(pred.keypoint_radius[i], 2).tolist()
+    results = [eval_entry(res, person, rec) for res, person, rec in
+               zip(coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode] * box_scores),
+                   pred.people, pred.records)]
     # The contract keys every results file gets (`posecal eval --results`), from this results.json itself.
     result_set = results_from_entries(results, "results.json")
     contract = results_metrics(result_set, gt)
@@ -209,8 +200,12 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     return Evaluation(metrics, out, pictures)
 
 
-def _is_onnx_file(model) -> bool:
-    return str(model or "").endswith(".onnx")
+def eval_entry(coco: dict, person, record) -> dict:
+    """One results entry: the person as `posecal predict` writes it (PersonPose.to_dict: qualities,
+    visibility, in_frame, radius, pose source, box score) with the COCO fields pycocotools scores (image id,
+    category, keypoints with the confidence eval was asked to write, score by the chosen mode x box score) and
+    the file name, which `posecal calibrate --images` crops again for posecal's evidence on these results."""
+    return person.to_dict() | coco | {"file_name": record.file_name}
 
 
 def _refuse_unusable(cfg: EvalConfig, mcfg) -> None:
@@ -219,23 +214,6 @@ def _refuse_unusable(cfg: EvalConfig, mcfg) -> None:
     if cfg.decode == "movenet" and default_decode(mcfg) != "movenet":
         raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "
                                 f"{mcfg.backbone} (use dark, argmax or soft_argmax)")
-
-
-def _open_model(cfg: EvalConfig):
-    """(model, config, meta): an exported .onnx file in onnxruntime; a model file in onnxruntime through its
-    cached export (backend onnx: faster on a CPU, bench/eval_speed.py), or in PyTorch."""
-    if _is_onnx_file(cfg.model) or cfg.backend == "onnx":
-        from posecal.export.onnx import open_onnx_model
-
-        if _is_onnx_file(cfg.model):   # `posecal export` output, fp32 or int8
-            model = open_onnx_model(cfg.model, cfg.flip, cfg.threads)
-        else:
-            from posecal.export.cache import cached_onnx
-
-            _refuse_unusable(cfg, load_model(cfg.model)[1])   # said before an export is made for nothing
-            model = cached_onnx(cfg.model, cfg.flip, cfg.threads)
-        return model, model.config, model.meta
-    return load_model(cfg.model)
 
 
 def _nobody_detected(cfg: EvalConfig, out, truth: dict, skips: Skips, t0: float) -> Evaluation:
@@ -265,9 +243,9 @@ def merged_predictions(shares: list[tuple[list[int], Predictions | None]]) -> Pr
     fields = {}
     for f in dataclasses.fields(Predictions):
         values = [getattr(p, f.name) for _, p in parts]
-        if f.name == "records":
-            records = [r for v in values for r in v]
-            fields[f.name] = [records[i] for i in order]
+        if f.name in ("records", "people"):
+            items = [r for v in values for r in (v or [])]
+            fields[f.name] = [items[i] for i in order] if items else None
         elif isinstance(values[0], np.ndarray):
             fields[f.name] = np.concatenate(values)[order]
         else:

@@ -4,7 +4,8 @@ Why: onnxruntime runs posecal's networks 1.5-2x faster than PyTorch on a CPU, bu
 20-30 s, which dominated every short video or folder a user tried (`posecal track` on a 35-frame clip: 30 s of
 export, 3 s of work). The export is now paid once per model file: its result is stored under a name made of the
 model file's SHA-256, the flip setting (built into the graph) and the versions that shape the graph, so a changed
-model file, another torch or a change to the export code gets a new entry and a stale one is never used.
+model file, another torch or a change to the network's or the exporter's code (graph_code_digest) gets a new
+entry and a stale one is never used.
 
 Safety: an entry is written to a temp file, fsynced and renamed into place (a half-written file never carries an
 entry's name), under a file lock, so two processes that start together export once and the second reads what the
@@ -13,6 +14,7 @@ cannot be written is no error: the model is exported in memory, as before, with 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -22,14 +24,14 @@ from typing import Callable
 import torch
 from filelock import FileLock, Timeout
 
+from posecal._version import __version__
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic
 from posecal.models.checkpoint import load_model, model_file
 from posecal.export.onnx import OnnxEstimator, onnx_bytes
 
-# Bump when onnx_bytes changes what it writes for the same model (outputs, metadata, graph): old entries then
-# stop matching and are rebuilt.
-EXPORT_FORMAT = 1
+# The code that decides what an export holds for a given model file: the network's modules and the exporter.
+GRAPH_CODE = (Path(__file__).resolve().parents[1] / "models", Path(__file__).resolve().with_name("onnx.py"))
 CACHE_ENV = "POSECAL_CACHE_DIR"
 LOCK_TIMEOUT_S = 600   # another process exporting the same model: wait for it rather than export twice
 
@@ -57,11 +59,25 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def graph_code_digest() -> str:
+    """SHA-256 (16 hex digits) of posecal's version and of the source of the code that builds an export
+    (GRAPH_CODE): an updated posecal whose network or exporter changed never runs a graph an older one cached,
+    with no version number to remember to bump."""
+    h = hashlib.sha256(__version__.encode())
+    for root in GRAPH_CODE:
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            h.update(str(path.relative_to(root.parent)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def entry_name(model_path: Path, flip: bool) -> str:
-    """The cache file's name: readable stem, then what decides the graph's content."""
+    """The cache file's name: readable stem, then what decides the graph's content (the model file's bytes,
+    the flip test, torch's version, and posecal's graph code)."""
     torch_version = torch.__version__.split("+")[0]
     return (f"{model_path.stem}-{file_digest(model_path)[:24]}-{'flip' if flip else 'noflip'}"
-            f"-torch{torch_version}-f{EXPORT_FORMAT}.onnx")
+            f"-torch{torch_version}-g{graph_code_digest()}.onnx")
 
 
 def export_model_bytes(model_path: Path, flip: bool) -> bytes:

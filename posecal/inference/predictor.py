@@ -3,31 +3,26 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 
-from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.calibration.quality import calibration_from_meta
-from posecal.models.checkpoint import load_model, require_coco_keypoints
 from posecal.data.coco import read_image
-from posecal.data.sources import Problem, collect, iter_frames
 from posecal.data.images import apply_orientation, pil_orientation, to_bgr8
-from posecal.data.topdown import to_batch
-from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
-from posecal.errors import PosecalInputError
-from posecal.inference.topdown import infer_crops
-from posecal.parallel import default_threads
-from posecal.inference.orientation import check_orientations, keep_best_turn, orientations_for, persons_to_turn
+from posecal.data.sources import Problem, collect, iter_frames
+from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.errors import PosecalInputError
+from posecal.inference.estimator import Estimator, PersonPose
+from posecal.inference.opener import BACKENDS, is_onnx_file, open_model
+from posecal.inference.orientation import check_orientations
 from posecal.inference.pipeline import GIVEN, PersonRule, PosePipeline, detection_setup
-from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, visibility_classes
+from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 
-BACKENDS = ("torch", "onnx")
+__all__ = ["BACKENDS", "PersonPose", "Picture", "Predictor", "is_onnx_file"]   # PersonPose lives with the estimator
 # The Predictor's numbers: (kind, rule, None allowed), held to the CLI's own rules so both refuse alike
 # (`orientations`, 1, 4 or "auto", is checked by posecal/inference/orientation.py, as the CLI's is).
 API_NUMBERS = {"batch_size": (int, POSITIVE, False), "threads": (int, THREADS, True),
@@ -40,52 +35,6 @@ def check_api_numbers(**values) -> None:
     for name, value in values.items():
         kind, rule, optional = API_NUMBERS[name]
         check_number(name, value, kind, rule, optional)
-
-
-@dataclass
-class PersonPose:
-    """One person. Coordinates are image pixels (integer = pixel centre, as COCO)."""
-
-    box: np.ndarray                    # (4,) x, y, w, h
-    keypoints: np.ndarray              # (K, 2)
-    keypoint_quality: np.ndarray       # (K,) predicted OPKS in [0, 1] (heatmap peak for models without heads)
-    heatmap_scores: np.ndarray         # (K,) heatmap peak values (the classic "confidence")
-    pose_quality: float                # predicted OKS of the pose, by the OKS head (mean heatmap peak without heads)
-    visibility: np.ndarray | None = None        # (K,) 0 not labelled / 1 occluded / 2 visible (visibility_classes)
-    visibility_probs: np.ndarray | None = None  # (K, 3)
-    box_score: float = 1.0
-    scores: dict[str, float] = field(default_factory=dict)  # every pose-score mode (scoring.SCORE_MODES)
-    keypoint_radius: np.ndarray | None = None   # (K,) pixels holding the true keypoint with prob. 0.9 (calibrated)
-    # How the pose was obtained (video): "detected" by the pose network on this frame, "carried" from the last
-    # estimate by optical flow (tracking/flow.py), "held" where a hidden track is predicted to be (its last pose,
-    # moved by its velocity). Only a detected pose's trust fields were judged on this frame.
-    pose_source: str = "detected"
-    # (K,) calibrated probability that each keypoint lies inside the picture (posecal/calibration/in_frame.py); a
-    # keypoint's position may lie outside it, as crops are padded past the picture's edge
-    in_frame: np.ndarray | None = None
-    # calibrated probability that the box frames a person, from what the trust model saw in it
-    # (posecal/calibration/person.py); None for a model without that calibration
-    person_probability: float | None = None
-
-    def to_dict(self, score_mode: str | None = None) -> dict:
-        """The person as plain JSON types, in the fields of `posecal predict`'s results (COCO's `keypoints` as
-        x, y, keypoint quality triples; `score` by `score_mode`, default the pose quality)."""
-        r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
-        kp = np.concatenate([self.keypoints, np.asarray(self.keypoint_quality)[:, None]], 1)
-        score = self.pose_quality if score_mode is None else self.scores[score_mode]
-        out = {"keypoints": r(kp.reshape(-1)), "score": round(float(score), 4), "bbox": r(self.box),
-               "box_score": round(float(self.box_score), 4), "pose_quality": round(float(self.pose_quality), 4),
-               "keypoint_quality": r(self.keypoint_quality), "pose_source": self.pose_source}
-        if self.visibility is not None:
-            out["visibility"] = [int(v) for v in self.visibility]
-            out["visibility_probs"] = r(self.visibility_probs)
-        if self.in_frame is not None:
-            out["in_frame"] = r(self.in_frame)
-        if self.person_probability is not None:
-            out["person_probability"] = round(float(self.person_probability), 4)
-        if self.keypoint_radius is not None:
-            out["keypoint_radius"] = np.round(np.asarray(self.keypoint_radius, float), 2).tolist()
-        return out
 
 
 @dataclass
@@ -138,44 +87,23 @@ class Predictor:
     torso leans past orientation.AUTO_TILT), so
     people the head trusts upright cost one pass (a model without quality heads: upright only).
     rule: the person rule after the estimator (pipeline.PersonRule: pose NMS settings, min_pose_quality).
+    second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
                  backend: str | None = None, threads: int | None = None, calibrated: bool = True, detector="default",
                  detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
-                 orientations: int | str = 1, rule: PersonRule | None = None):
+                 orientations: int | str = 1, rule: PersonRule | None = None, second_look: bool = False):
         check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
                           min_pose_quality=min_pose_quality)
-        self.orientations = check_orientations(orientations)
-        if backend is None:
-            backend = "torch" if device == "cuda" else "onnx"
-        if backend not in BACKENDS:
-            raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if device not in ("cpu", "cuda"):
-            raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
+        orientations = check_orientations(orientations)
         self.threads = threads = threads or default_threads()
-        if is_onnx_file(model_path):
-            backend = "onnx"   # only onnxruntime runs an .onnx file: asking for torch is no reason to fail
-        if backend == "onnx":
-            from posecal.export.cache import cached_onnx
-            from posecal.export.onnx import open_onnx_model
-
-            if is_onnx_file(model_path):
-                self.model = open_onnx_model(model_path, flip, threads, device)
-                flip = self.model.flip_test
-            else:   # exported once per model file and kept in the user's cache (posecal/export/cache.py)
-                flip = True if flip is None else flip
-                self.model = cached_onnx(model_path, flip, threads, device)
-            self.config, self.meta = self.model.config, self.model.meta
-            device = "cpu"  # inputs go to onnxruntime as numpy
-        else:
-            self.model, self.config, self.meta = load_model(model_path, device=device)
-        require_coco_keypoints(self.config, model_path)
-        self.flip = True if flip is None else flip
-        self.calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
-        self.device, self.batch_size, self.backend = device, batch_size, backend
+        opened = open_model(model_path, backend, flip, threads, device)
+        self.config, self.meta, self.backend, self.device = opened.config, opened.meta, opened.backend, opened.device
+        calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
+        self.estimator = Estimator(opened.runner, self.config.input_wh, calibration, opened.flip, batch_size,
+                                   orientations, self.device, threads if self.backend == "torch" else None)
+        self.batch_size = batch_size
         self.detector = None
         rule = rule or PersonRule(min_pose_quality=min_pose_quality)
         if detector is not None:
@@ -183,6 +111,10 @@ class Predictor:
 
             threshold, rule = detection_setup(detector, detector_threshold, bool(self.config.quality_heads), rule)
             self.detector = load_detector(str(detector), threshold, threads=threads)
+            if second_look and self.detector is not None:
+                from posecal.detect.tiles import SecondLook
+
+                self.detector = SecondLook(self.detector)
         self.pipeline = PosePipeline(self.estimate, self.detector, rule)
 
     @classmethod
@@ -242,93 +174,16 @@ class Predictor:
         return image, *checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix), GIVEN
 
     def estimate(self, prepared) -> list[list[PersonPose]]:
-        """The estimator alone: [(BGR image, (N, 4) boxes, (N,) scores), ...] -> a PersonPose per box, per
-        image, with no person rule (the pipeline's step after the boxes)."""
-        owners = [(n, box, float(box_score)) for n, (_, boxes, box_scores) in enumerate(prepared)
-                  for box, box_score in zip(boxes, box_scores)]
-        people: list[list[PersonPose]] = [[] for _ in prepared]
-        if not owners:
-            return people
-        turns = orientations_for(self.orientations)
-        res = self._infer(prepared, owners, turns[0])
-        redo = persons_to_turn(self.orientations, res)
-        if len(redo):
-            subset = [owners[i] for i in redo]
-            res = keep_best_turn(res, [self._infer(prepared, subset, rotation) for rotation in turns[1:]], redo)
-        ratio = OCCLUDED_OVER_VISIBLE if self.calibration is None else self.calibration.occluded_over_visible
-        if self.calibration is not None and "opks" in res:
-            boxes = np.array([o[1] for o in owners])
-            res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes)
-        for j, (n, box, box_score) in enumerate(owners):
-            people[n].append(self._person(res, j, box, box_score, res["matrices"][j], ratio))
-        if self.calibration is not None and self.calibration.in_frame is not None and "opks" in res:
-            persons = [p for ps in people for p in ps]
-            wh = [prepared[n][0].shape[1::-1] for n, _, _ in owners]
-            inside = self.calibration.in_frame(np.stack([p.visibility_probs for p in persons]),
-                                               np.stack([p.keypoints for p in persons]),
-                                               np.array([o[1] for o in owners]), np.array(wh))
-            for p, row in zip(persons, inside):
-                p.in_frame = row
-        if self.calibration is not None and self.calibration.person is not None and "opks" in res:
-            persons = [p for ps in people for p in ps]
-            for p, prob in zip(persons, self.calibration.person(persons)):
-                p.person_probability = float(prob)
-        return people
+        """The estimator alone (posecal/inference/estimator.py): [(BGR image, (N, 4) boxes, (N,) scores), ...]
+        -> a PersonPose per box, per image, with no person rule (the pipeline's step after the boxes)."""
+        return self.estimator.estimate(prepared)
 
-    def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:
-        """Every person's crop turned by `rotation`, through the network in batches: the outputs of
-        `infer_crops` for all of them, and each crop's image->input matrix ("matrices", (N, 2, 3))."""
-        crops, matrices = [], []
-        for n, box, _ in owners:
-            crop, matrix = self._crop(prepared[n][0], box, rotation)
-            crops.append(crop)
-            matrices.append(matrix)
-        with torch_threads(self.threads if self.backend == "torch" else None):
-            parts = [infer_crops(self.model, to_batch(crops[start:start + self.batch_size]).to(self.device),
-                                 self.flip) for start in range(0, len(crops), self.batch_size)]
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} | {"matrices": np.stack(matrices)}
-
-    def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """The person's BGR uint8 crop and its image->input matrix (to_batch normalises a batch of them)."""
-        try:
-            m = person_crop_matrix(box, self.config.input_wh, rotation)
-        except ValueError as e:
-            raise PosecalInputError(f"box {box.tolist()}: {e}") from None
-        return warp(bgr, m, self.config.input_wh), m
-
-    @staticmethod
-    def _person(res: dict, j: int, box, box_score: float, matrix,
-                occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> PersonPose:
-        xy = apply_affine(res["xy"][j], invert_affine(matrix))
-        hs = res["heatmap_scores"][j]
-        if "opks" not in res:
-            scores = {k: float(v) for k, v in pose_scores_of(hs).items()}
-            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
-        probs = res["visibility_probs"][j]
-        scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
-        radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
-        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs, occluded_over_visible),
-                          probs, box_score, scores, radius)
-
-
-@contextmanager
-def torch_threads(threads: int | None):
-    """PyTorch's intra-op threads set for one call and restored after, so that a Predictor's `threads` is its
-    own and not the process's (a user's other torch work keeps its setting)."""
-    if not threads or threads == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def is_onnx_file(model_path) -> bool:
-    """An exported model (`posecal export`), which only onnxruntime runs."""
-    return model_path is not None and str(model_path).lower().endswith(".onnx")
+    # what the estimator runs, readable and settable here as before
+    model = property(lambda self: self.estimator.model, lambda self, v: setattr(self.estimator, "model", v))
+    flip = property(lambda self: self.estimator.flip)
+    calibration = property(lambda self: self.estimator.calibration)
+    orientations = property(lambda self: self.estimator.orientations,
+                            lambda self, v: setattr(self.estimator, "orientations", check_orientations(v)))
 
 
 def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:

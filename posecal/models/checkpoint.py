@@ -202,7 +202,7 @@ def load_resume_state(model: TopDownEstimator, folder) -> dict:
                  "log": list(state["log"]), **({"partial": dict(state["partial"])} if state.get("partial") else {})}
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise PosecalInputError(f"{folder}: training state does not fit this model/config "
-                                f"({str(e).splitlines()[0][:120]})") from None
+                                f"({first_line(e)})") from None
     return state
 
 
@@ -218,19 +218,35 @@ def read_torch_file(path: Path, missing: str = "model file not found", invalid: 
     refused in one line."""
     if not path.is_file():
         raise PosecalInputError(f"{path}: {missing}")
+    if path.stat().st_size == 0:
+        raise PosecalInputError(f"{path}: {invalid} (empty file, 0 bytes)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
+        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower() and "weights_only" not in str(e):
-            raise PosecalInputError(f"{path}: {invalid} ({str(e).splitlines()[0][:120]})") from None
+            raise PosecalInputError(f"{path}: {invalid} ({first_line(e)})") from None
         raise PosecalInputError(f"{path}: refused: it holds Python objects beyond weights and plain values, and "
                                 f"loading those could run code (posecal loads files with torch.load("
                                 f"weights_only=True); re-save it with posecal's own writers") from None
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise PosecalInputError(f"{path}: {invalid} ({str(e).splitlines()[0][:120]})") from None
+        raise PosecalInputError(f"{path}: {invalid} ({first_line(e)})") from None
     if not isinstance(ckpt, dict):
         raise PosecalInputError(f"{path}: {invalid}")
     return ckpt
+
+
+# numpy scalars (a float64 metric in a checkpoint's metadata) pickle as these constructors, which build a number
+# from a dtype and its bytes and nothing else: allowed in weights_only loading, as PyTorch's documentation shows.
+NUMPY_SCALAR_GLOBALS = [np.dtype, (np._core if hasattr(np, "_core") else np.core).multiarray.scalar,
+                        *(type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "bool"))]
+
+
+def first_line(error: BaseException, limit: int = 120) -> str:
+    """An exception's first line, cut to `limit` characters, or its type's name when it has no message (torch
+    raises e.g. an IndexError with none for a file too short to be a checkpoint)."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:limit] if lines else type(error).__name__
 
 
 
@@ -269,12 +285,10 @@ def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = Non
         raise PosecalInputError(f"{path}: weights do not match the model ({len(bad)} keys, e.g. {bad[0]})")
 
 
-def load_model(path=None, device: str = "cpu", training_checkpoint: bool = False
-               ) -> tuple[TopDownEstimator, ModelConfig, dict]:
-    """Load a model file (best_model.pt or a packed file), or a shipped model by name (model_file); the shipped
-    default model when path is None. A training checkpoint (`last.pt`: weights + optimizer, for --resume) is
-    read only with training_checkpoint=True (`posecal pack`, which makes a model file of it); elsewhere it, and
-    an exported .onnx file, get one line saying which file to give instead."""
+def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelConfig, dict]:
+    """Load a model file (best_model.pt or a packed file), a training run's checkpoint (`last.pt`), or a shipped
+    model by name (model_file); the shipped default model when path is None. An exported .onnx file gets one
+    line saying which file to give instead (it runs through posecal/inference/opener.py)."""
     if str(path) in SHIPPED_MODELS and not SHIPPED_MODELS[str(path)].is_file():
         raise PosecalInputError(f"model {path!r}: not shipped with this posecal (shipped: "
                                 f"{', '.join(n for n, f in SHIPPED_MODELS.items() if f.is_file())})")
@@ -285,17 +299,17 @@ def load_model(path=None, device: str = "cpu", training_checkpoint: bool = False
         raise PosecalInputError(f"{path}: an exported ONNX model; this needs a posecal .pt model file (e.g. the one "
                                 f"it was exported from). ONNX files run in predict, eval, track and Predictor")
     ckpt = read_model_file(path)
-    if is_training_checkpoint(ckpt):
-        if not training_checkpoint:
-            raise PosecalInputError(training_checkpoint_message(path))
-        ckpt = {"model_config": ckpt["config"]["model"], "state_dict": ckpt["model"],
-                "meta": {"epoch": ckpt.get("state", {}).get("epoch"), "step": ckpt.get("state", {}).get("step")}}
+    training = is_training_checkpoint(ckpt)
+    if training:
+        ckpt = training_checkpoint_model(ckpt, path)
     try:
         cfg = model_config_from_dict(ckpt["model_config"])
         model = model_from_config(cfg, imagenet=False)
         model.load_state_dict(_float_state(ckpt["state_dict"]))
     except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:
-        raise PosecalInputError(f"{path}: not a posecal model file ({str(e).splitlines()[0][:120]})") from None
+        what = "a training checkpoint whose weights do not fit its model config" if training else \
+            "not a posecal model file"
+        raise PosecalInputError(f"{path}: {what} ({first_line(e)})") from None
     return model.to(device).eval(), cfg, ckpt.get("meta", {})
 
 
@@ -304,13 +318,25 @@ def is_training_checkpoint(ckpt: dict) -> bool:
     return {"model", "optim", "config"} <= set(ckpt) and isinstance(ckpt.get("config"), dict)
 
 
-def training_checkpoint_message(path: Path) -> str:
-    """What to give instead of a training checkpoint: the run's best_model.pt when it is there, or a packed
-    model file of these very weights."""
-    best = path.parent / "best_model.pt"
-    use = f"use {best} (the run's best weights by val AP), or " if best.is_file() else ""
-    return (f"{path}: a training checkpoint (weights, optimizer and schedule, for `posecal train --resume`), not a "
-            f"model file; {use}make a model file of it with `posecal pack {path} MODEL.pt`")
+def training_checkpoint_model(ckpt: dict, path: Path) -> dict:
+    """A training checkpoint as a model file's dict: its model config and the weights training serves (the
+    weight average when the run keeps one, as best_model.pt holds; else the trained weights). Its meta says
+    which run and step it is, so that nobody takes it for a validated best_model.pt."""
+    model_cfg = ckpt["config"].get("model")
+    if not isinstance(model_cfg, dict):
+        raise PosecalInputError(f"{path}: a training checkpoint without its model config (config.model); "
+                                f"give the run's best_model.pt")
+    weights = ckpt["model"]
+    average = ckpt.get("ema")
+    if isinstance(average, dict) and any(k.startswith(EMA_PREFIX) for k in average):
+        weights = {k[len(EMA_PREFIX):]: v for k, v in average.items() if k.startswith(EMA_PREFIX)}
+    state = ckpt.get("state") if isinstance(ckpt.get("state"), dict) else {}
+    return {"model_config": model_cfg, "state_dict": weights,
+            "meta": {"training_checkpoint": str(path), "epoch": state.get("epoch"), "step": state.get("step")}}
+
+
+# torch.optim.swa_utils.AveragedModel's state_dict: the averaged network's weights under this prefix
+EMA_PREFIX = "module."
 
 
 def require_coco_keypoints(cfg: ModelConfig, path) -> None:

@@ -291,10 +291,11 @@ def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode:
 
 def render_path(frame: Frame, folder) -> Path:
     """An input's overlay as named when no other input claims it: `<name>.png` (the name relative to its
-    folder argument, so sub-folders are kept); a video's frames go in a folder named after the video."""
+    folder argument, so sub-folders are kept, the suffix replaced); a video's frames go in a folder named after
+    the video, its suffix dropped as an image's is (clip.mp4 -> clip/frame_000000.png)."""
     if frame.frame_index is not None:
-        video = frame.name.split("#")[0]
-        return Path(folder) / video / f"frame_{frame.frame_index:06d}.png"
+        video = Path(frame.name.split("#")[0])
+        return Path(folder) / video.with_suffix("") / f"frame_{frame.frame_index:06d}.png"
     return (Path(folder) / frame.name).with_suffix(".png")
 
 

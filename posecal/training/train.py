@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_file,
-                                       model_from_config, save_model, save_resume_state)
+                                       model_from_config, plain, save_model, save_resume_state)
 from posecal.models.estimator import TopDownEstimator
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
@@ -34,7 +34,8 @@ from posecal.data.packed import load_packed_persons, packed_val_paths
 from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
 from posecal.training.distributed import DistributedEpochOrder, Group, launched_by_torchrun, start_group
 from posecal.errors import PosecalInputError
-from posecal.inference.topdown import decode_output, predict_records
+from posecal.inference.estimator import predict_records
+from posecal.inference.topdown import decode_output
 from posecal.io import remove_stale_temps, write_json_atomic
 from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, movenet_pose_losses, opks_bce,
                                      visibility_ce, visibility_class_weights, visibility_target)
@@ -65,7 +66,7 @@ def lr_at(step: int, total: int, cfg: TrainConfig, rewarm_from: int | None = Non
 def validate(model, cfg: TrainConfig, val_records, gt, flip: bool) -> dict:
     """Val AP per pose-score mode; `ap` is the selection metric (the `oks` mode, the default, once heads exist)."""
     preds = predict_records(model, val_records, cfg.model.input_wh, flip=flip, progress=False,
-                            batch_size=max(32, cfg.batch_size), num_workers=cfg.num_workers,
+                            batch_size=max(32, cfg.batch_size),
                             device=str(next(model.parameters()).device))
     ids = [r.image_id for r in val_records] if cfg.max_val_persons else None
     conf = keypoint_confidence(preds)
@@ -564,7 +565,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     def save():
         if not main:
             return
-        ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": state, "config": to_dict(cfg)}
+        # state and config as plain values (no numpy scalars): the file loads with weights_only=True, as any
+        # command's --model reads it
+        ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": plain(state),
+                "config": plain(to_dict(cfg))}
         if ema is not None:
             ckpt["ema"] = ema.state_dict()
         if scaler is not None:

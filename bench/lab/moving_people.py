@@ -283,7 +283,7 @@ def write_scene(out_dir: str | Path, name: str, background: np.ndarray, sprites:
         per_frame.append(truth)
     writer.release()
     info = {"seed": spec.seed, "n_people": spec.n_people, "n_frames": spec.n_frames, "fps": spec.fps,
-            "video": video.name, "truth_rule": "posecal.data.moving_people"}
+            "video": video.name, "truth_rule": "bench.lab.moving_people"}
     truth = out_dir / f"{name}.json"
     write_json_atomic(truth_json(video.name, (w, h), per_frame, info), truth, indent=None)
     return video, truth

@@ -1,5 +1,5 @@
 """Identity keeping scored against truth: tracks (`posecal track`'s tracks.json) held against per-frame truth with
-track ids (e.g. `posecal.data.moving_people`'s truth JSON), by the CLEAR-MOT and identity measures of py-motmetrics
+track ids (e.g. `bench.lab.moving_people`'s truth JSON), by the CLEAR-MOT and identity measures of py-motmetrics
 (IDF1, identity switches, MOTA on boxes) plus keypoint error and keypoint jitter against the truth.
 
 Boxes are matched per frame by IoU (distance 1 - IoU, no match below `iou_threshold`, 0.5 as in MOTChallenge).

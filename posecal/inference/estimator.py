@@ -1,0 +1,259 @@
+"""posecal's one estimator: person boxes in pictures -> calibrated people.
+
+Every path that turns boxes into poses calls it: the Python API and `predict`/`track`/live through the
+pipeline (posecal/inference/pipeline.py), and `eval`, `audit`, `pack`, calibration, trust sampling and training
+through `estimate_records` (persons given as records: a file and a box). So the keypoints, qualities,
+visibility, radius and `in_frame` that `eval` judges are the ones `predict` gives a user, computed by the same
+code: crop (person_crop_matrix), network (flip-merged), the model's own decode, the optional orientation search,
+the stored calibration, then p(in frame) and p(person) where the model's calibration holds them.
+"""
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from posecal.data.coco import PersonRecord
+from posecal.data.images import read_image
+from posecal.data.topdown import to_batch
+from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
+from posecal.errors import PosecalInputError
+from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn
+from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, visibility_classes
+from posecal.inference.topdown import Predictions, infer_crops
+from posecal.skeleton import NUM_KEYPOINTS
+
+
+@dataclass
+class PersonPose:
+    """One person. Coordinates are image pixels (integer = pixel centre, as COCO)."""
+
+    box: np.ndarray                    # (4,) x, y, w, h
+    keypoints: np.ndarray              # (K, 2)
+    keypoint_quality: np.ndarray       # (K,) predicted OPKS in [0, 1] (heatmap peak for models without heads)
+    heatmap_scores: np.ndarray         # (K,) heatmap peak values (the classic "confidence")
+    pose_quality: float                # predicted OKS of the pose, by the OKS head (mean heatmap peak without heads)
+    visibility: np.ndarray | None = None        # (K,) 0 not labelled / 1 occluded / 2 visible (visibility_classes)
+    visibility_probs: np.ndarray | None = None  # (K, 3)
+    box_score: float = 1.0
+    scores: dict[str, float] = field(default_factory=dict)  # every pose-score mode (scoring.SCORE_MODES)
+    keypoint_radius: np.ndarray | None = None   # (K,) pixels holding the true keypoint with prob. 0.9 (calibrated)
+    # How the pose was obtained (video): "detected" by the pose network on this frame, "carried" from the last
+    # estimate by optical flow (tracking/flow.py), "held" where a hidden track is predicted to be (its last pose,
+    # moved by its velocity). Only a detected pose's trust fields were judged on this frame.
+    pose_source: str = "detected"
+    # (K,) calibrated probability that each keypoint lies inside the picture (posecal/calibration/in_frame.py); a
+    # keypoint's position may lie outside it, as crops are padded past the picture's edge
+    in_frame: np.ndarray | None = None
+    # calibrated probability that the box frames a person, from what the trust model saw in it
+    # (posecal/calibration/person.py); None for a model without that calibration
+    person_probability: float | None = None
+    # the person's track in a video (posecal.tracking.PoseTracker, `posecal track`); None for a picture
+    track_id: int | None = None
+
+    def to_dict(self, score_mode: str | None = None) -> dict:
+        """The person as plain JSON types, in the fields of `posecal predict`'s results (COCO's `keypoints` as
+        x, y, keypoint quality triples; `score` by `score_mode`, default the pose quality)."""
+        r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
+        kp = np.concatenate([self.keypoints, np.asarray(self.keypoint_quality)[:, None]], 1)
+        score = self.pose_quality if score_mode is None else self.scores[score_mode]
+        out = {"keypoints": r(kp.reshape(-1)), "score": round(float(score), 4), "bbox": r(self.box),
+               "box_score": round(float(self.box_score), 4), "pose_quality": round(float(self.pose_quality), 4),
+               "keypoint_quality": r(self.keypoint_quality), "pose_source": self.pose_source}
+        if self.visibility is not None:
+            out["visibility"] = [int(v) for v in self.visibility]
+            out["visibility_probs"] = r(self.visibility_probs)
+        if self.in_frame is not None:
+            out["in_frame"] = r(self.in_frame)
+        if self.person_probability is not None:
+            out["person_probability"] = round(float(self.person_probability), 4)
+        if self.keypoint_radius is not None:
+            out["keypoint_radius"] = np.round(np.asarray(self.keypoint_radius, float), 2).tolist()
+        if self.track_id is not None:
+            out["track_id"] = int(self.track_id)
+        return out
+
+
+class Estimator:
+    """A pose network (PyTorch module or onnxruntime runner) with its input size and stored calibration.
+
+    model: what `infer_crops` runs; input_wh: its crop size; calibration: a QualityCalibration or None (raw
+    head outputs); flip: the flip test (an ONNX runner has it built in); orientations: 1, 4 or "auto" (test-time
+    orientation search, posecal/inference/orientation.py); threads: PyTorch threads for the call (None: the
+    process's); decode_method: None for the model's own decode."""
+
+    def __init__(self, model, input_wh, calibration=None, flip: bool = True, batch_size: int = 32,
+                 orientations: int | str = 1, device: str = "cpu", threads: int | None = None,
+                 decode_method: str | None = None):
+        self.model, self.input_wh, self.calibration = model, tuple(input_wh), calibration
+        self.flip, self.batch_size, self.orientations = flip, batch_size, orientations
+        self.device, self.threads, self.decode_method = device, threads, decode_method
+
+    @property
+    def occluded_over_visible(self) -> float:
+        """The visibility rule's ratio: the calibration's, or the default for raw outputs."""
+        return OCCLUDED_OVER_VISIBLE if self.calibration is None else self.calibration.occluded_over_visible
+
+    def estimate(self, prepared) -> list[list[PersonPose]]:
+        """[(BGR image, (N, 4) boxes, (N,) box scores), ...] -> a PersonPose per box, per image (no person rule:
+        that is the pipeline's step after this one)."""
+        return self._estimate(prepared)[0]
+
+    def _estimate(self, prepared, keep_heatmaps: bool = False) -> tuple[list[list[PersonPose]], dict]:
+        """The people, and the per-person arrays they were made from (with "heatmaps" when asked)."""
+        owners = [(n, np.asarray(box, np.float64), float(box_score)) for n, (_, boxes, box_scores, *_) in
+                  enumerate(prepared) for box, box_score in zip(boxes, box_scores)]
+        people: list[list[PersonPose]] = [[] for _ in prepared]
+        if not owners:
+            return people, {}
+        turns = orientations_for(self.orientations)
+        res = self._infer(prepared, owners, turns[0], keep_heatmaps)
+        redo = persons_to_turn(self.orientations, res)
+        if len(redo):
+            subset = [owners[i] for i in redo]
+            res = keep_best_turn(res, [self._infer(prepared, subset, rotation, keep_heatmaps)
+                                       for rotation in turns[1:]], redo)
+        res["keypoints"] = np.stack([apply_affine(xy, invert_affine(m)) for xy, m in zip(res["xy"], res["matrices"])])
+        calibrated = self.calibration is not None and "opks" in res
+        wh = np.array([prepared[n][0].shape[1::-1] for n, _, _ in owners], np.float64)
+        if calibrated:
+            res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"],
+                                          np.array([o[1] for o in owners]), image_wh=wh, keypoints=res["keypoints"])
+        for j, (n, box, box_score) in enumerate(owners):
+            people[n].append(self._person(res, j, box, box_score, self.occluded_over_visible))
+        persons = [p for ps in people for p in ps]
+        if calibrated and self.calibration.in_frame is not None:
+            inside = self.calibration.in_frame(np.stack([p.visibility_probs for p in persons]), res["keypoints"],
+                                               np.array([o[1] for o in owners]), wh)
+            for p, row in zip(persons, inside):
+                p.in_frame = row
+        if calibrated and self.calibration.person is not None:
+            for p, prob in zip(persons, self.calibration.person(persons)):
+                p.person_probability = float(prob)
+        return people, res
+
+    def _infer(self, prepared, owners, rotation: float, keep_heatmaps: bool = False) -> dict[str, np.ndarray]:
+        """Every person's crop turned by `rotation`, through the network in batches: the outputs of
+        `infer_crops` for all of them, and each crop's image->input matrix ("matrices", (N, 2, 3))."""
+        crops, matrices = [], []
+        for n, box, _ in owners:
+            crop, matrix = self._crop(prepared[n][0], box, rotation)
+            crops.append(crop)
+            matrices.append(matrix)
+        with torch_threads(self.threads):
+            parts = [infer_crops(self.model, to_batch(crops[start:start + self.batch_size]).to(self.device),
+                                 self.flip, self.decode_method, heatmaps=keep_heatmaps)
+                     for start in range(0, len(crops), self.batch_size)]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} | {"matrices": np.stack(matrices)}
+
+    def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """The person's BGR uint8 crop and its image->input matrix (to_batch normalises a batch of them)."""
+        try:
+            m = person_crop_matrix(box, self.input_wh, rotation)
+        except ValueError as e:
+            raise PosecalInputError(f"box {box.tolist()}: {e}") from None
+        return warp(bgr, m, self.input_wh), m
+
+    @staticmethod
+    def _person(res: dict, j: int, box, box_score: float,
+                occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> PersonPose:
+        xy = res["keypoints"][j]
+        hs = res["heatmap_scores"][j]
+        if "opks" not in res:
+            scores = {k: float(v) for k, v in pose_scores_of(hs).items()}
+            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
+        probs = res["visibility_probs"][j]
+        scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
+        radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
+        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs, occluded_over_visible),
+                          probs, box_score, scores, radius)
+
+    def estimate_records(self, records: list[PersonRecord], progress: bool = False,
+                         keep_heatmaps: bool = False) -> Predictions:
+        """Persons given as records (an image file and a box each) -> Predictions aligned with the records kept.
+        Each picture is read once (its stored pixel grid, which annotations refer to); one that cannot be read
+        is a warning and its persons are dropped, the others go on. keep_heatmaps: also the flip-merged
+        heatmaps and crop matrices (to read the heatmaps at other points)."""
+        people, kept, arrays = [], [], {"oks": [], "heatmaps": [], "matrices": []}
+        chunks = [records[i:i + self.batch_size] for i in range(0, len(records), self.batch_size)]
+        for chunk in tqdm(chunks, desc="estimating poses", unit="batch", disable=not progress, leave=False):
+            prepared, owners = [], []
+            for path, group in _runs_of_one_picture(chunk):
+                try:
+                    bgr = read_image(path)
+                except PosecalInputError as e:
+                    warnings.warn(f"skipping: {e}", stacklevel=2)
+                    continue
+                prepared.append((bgr, np.array([r.bbox for r in group], np.float64).reshape(-1, 4),
+                                 np.array([r.score for r in group], np.float64)))
+                owners.append(group)
+            found, res = self._estimate(prepared, keep_heatmaps)
+            for group, ps in zip(owners, found):
+                kept += group
+                people += ps
+            if "oks" in res:   # the OKS head's own output (the pose quality reported is it clipped to [0, 1])
+                arrays["oks"].append(res["oks"])
+            if keep_heatmaps and res:
+                arrays["heatmaps"].append(res["heatmaps"])
+                arrays["matrices"].append(res["matrices"])
+        return predictions_of(kept, people, self.calibration, {k: np.concatenate(v) for k, v in arrays.items() if v})
+
+
+@torch.no_grad()
+def predict_records(model, records: list[PersonRecord], input_wh, flip: bool = True, batch_size: int = 32,
+                    decode_method: str | None = None, progress: bool = True, device: str = "cpu", calibration=None,
+                    orientations: int | str = 1, keep_heatmaps: bool = False) -> Predictions:
+    """Persons given as records through the one estimator, with a model already opened (put in eval mode):
+    what `eval`, `audit`, calibration fitting, trust sampling and training's validation run."""
+    model.eval()
+    return Estimator(model, input_wh, calibration, flip, batch_size, orientations, device,
+                     decode_method=decode_method).estimate_records(records, progress, keep_heatmaps)
+
+
+def _runs_of_one_picture(records: list[PersonRecord]):
+    """Consecutive records of one picture as (path, [records]), in their order."""
+    start = 0
+    for i in range(1, len(records) + 1):
+        if i == len(records) or records[i].image_path != records[start].image_path:
+            yield records[start].image_path, records[start:i]
+            start = i
+
+
+def predictions_of(records: list[PersonRecord], people: list[PersonPose], calibration=None,
+                   extra: dict | None = None) -> Predictions:
+    """People estimated for records, as the per-person arrays eval, audit and calibration read."""
+    k = NUM_KEYPOINTS
+    if not people:
+        return Predictions([], np.zeros((0, k, 2)), np.zeros((0, k)), people=[])
+    heads = people[0].visibility_probs is not None
+    stack = lambda name: np.stack([getattr(p, name) for p in people])  # noqa: E731
+    fields = {"oks": np.array([p.pose_quality for p in people]), "opks": stack("keypoint_quality"),
+              "visibility_probs": stack("visibility_probs")} if heads else {}
+    if heads and people[0].keypoint_radius is not None:
+        fields["keypoint_radius"] = stack("keypoint_radius")
+    if heads and people[0].in_frame is not None:
+        fields["in_frame"] = stack("in_frame")
+    if calibration is not None and heads:
+        fields |= {"calibrated": True, "occluded_over_visible": calibration.occluded_over_visible}
+    return Predictions(records, stack("keypoints"), stack("heatmap_scores"), **(fields | (extra or {})),
+                       people=people)
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """PyTorch's intra-op threads set for one call and restored after, so that a Predictor's `threads` is its
+    own and not the process's (a user's other torch work keeps its setting)."""
+    if not threads or threads == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+

@@ -1,0 +1,303 @@
+"""posecal's tracker: poses with identities, frame after frame, as a stateful object.
+
+`PoseTracker(model="accurate")(frame_bgr)` -> a Picture whose people carry a `track_id` (in the manner of
+rtmlib's PoseTracker). Per frame: person boxes (the pipeline's detector every `detect_every` frames; in between,
+boxes carried from each live track's last pose), poses for those boxes by the one estimator, the pipeline's
+person rule (pose NMS, nobody there), then the tracker (association, births and deaths, smoothing); between
+detector frames the tracks may instead be carried by optical flow. `posecal track` (tracking/job.py) is file,
+stream and window I/O around this object, so the API and the command give the same ids.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from posecal.data.live import LiveConfig
+from posecal.data.sources import Frame
+from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.pipeline import DETECTOR
+from posecal.inference.predictor import Picture, Predictor
+from posecal.metrics.boxes import box_iou
+from posecal.tracking.flow import FrameFlow, carried_poses
+from posecal.tracking.nobody import NobodyPlaces
+from posecal.tracking.pipeline import StageClock
+from posecal.tracking.tracker import Tracker, TrackerConfig
+
+
+BETWEEN = ("pose", "flow")  # TrackConfig.between
+
+
+@dataclass
+class TrackConfig:
+    videos: list[str]
+    out: str = "tracks.json"
+    render: str | None = None            # OUT.mp4 (one video) or a folder (several)
+    # a shipped model's name or a file; accurate gave the best ids on the tracking bench's tuning scenes (and
+    # held-out ones: docs/tracking.md), and carries the video calibration
+    model: str = "accurate"
+    detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
+    detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
+    detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
+                                         # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
+    min_pose_quality: float = MIN_POSE_QUALITY   # the person rule's nobody test (inference/pipeline.py)
+    second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py): fewer
+                                         # people missed, more false tracks; off (bench/track_ids.py, docs/tracking.md)
+    adaptive: bool = True                # live sources: the detector's period and the frames that may wait
+                                         # follow the time frames take here (tracking/cadence.py)
+    between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
+                                         # optical flow (no network); "pose" estimates its pose in its carried box
+    skip_nobody: bool = True             # no pose for low-score detections where the detector keeps firing on
+                                         # nothing the tracker takes (a tripod, a post: tracking/nobody.py)
+    keep_quality: float = 0.15           # a pose from a propagated box below this pose quality: the person left
+    missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
+                                         # still be looked for in boxes propagated from its pose (then: a ghost)
+    backend: str = "onnx"
+    flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
+    threads: int | None = None          # None: the machine's cores (parallel.default_threads)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    progress: bool = True
+    max_frames: int | None = None        # stop after this many frames (all sources together)
+    duration: float | None = None        # stop this many seconds after the models are loaded
+    live: LiveConfig = field(default_factory=LiveConfig)   # live sources: reconnects, stall timeout, real time
+    show: bool = False                   # the overlay in a window as it is made (where a display exists)
+
+
+PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
+
+
+def boxes_from_pose(person) -> np.ndarray:
+    """Where to look for a tracked person in this frame: the box of their last pose (a detector's box, carried
+    along), already moved by the track's velocity (Tracker.live_people). Why not the box around their keypoints:
+    that box misses the head's top and the feet and shrinks with every doubtful keypoint, so crops drifted off
+    what the network was trained on (person boxes) and the reported boxes off the person; carrying the detector's
+    box took bench/track_ids.py (detector every 3rd frame) from IDF1 0.729, 5.5 switches per 100 frames and
+    MOTA 0.583 to 0.788, 1.6 and 0.726, and vtest_pedestrians_20s.avi from 28 to 24 distinct ids."""
+    return np.asarray(person.box, float)
+
+
+def detect_people(frame_bgr, detector) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes (M, 4) and scores (M,) of a detector frame; no detector: the whole frame is the detection."""
+    if detector is None:
+        h, w = frame_bgr.shape[:2]
+        return np.array([[0.0, 0.0, w, h]]), np.ones(1)
+    return detector(frame_bgr)
+
+
+def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tracker: Tracker,
+                detect_every: int = 1, missed_detections: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
+    `detections`: detect_people's boxes and scores on a detector frame, None between detector frames.
+    On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
+    of people; a track should not blink out with it)."""
+    h, w = frame_bgr.shape[:2]
+    det_boxes, det_scores = detections if detections is not None else (np.zeros((0, 4)), np.zeros(0))
+    # Only tracks unmatched for fewer frames than the detector's period: a box that found nobody there (or drifted)
+    # would mostly find nobody again, a wasted crop a frame for max_misses frames; a person lost for longer is
+    # found again by the detector and matched back to their track (looked for where their velocity says they went).
+    # And only tracks a detection held within the last missed_detections detector frames: a box propagated from a
+    # pose finds a pose almost anywhere (a bag, the grass, the neighbour), so without the detector's word now and
+    # then a track that lost its person would live on as a ghost.
+    live = tracker.live_people(max_misses=detect_every - 1,
+                               max_undetected=detect_every * (missed_detections + 1) - 1)
+    prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
+    if len(prop):
+        lo = np.clip(prop[:, :2], 0, [w, h])
+        hi = np.clip(prop[:, :2] + prop[:, 2:], 0, [w, h])
+        prop = np.concatenate([lo, hi - lo], 1)
+        big = (prop[:, 2] >= 4) & (prop[:, 3] >= 4)
+        prop, quality = prop[big], np.array([p.pose_quality for p in live])[big]
+        prop = prop[one_box_per_place(prop, quality)]
+    if len(prop) and len(det_boxes):
+        prop = prop[box_iou(prop, det_boxes).max(1) < 0.3]
+    boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
+    scores = np.concatenate([det_scores, np.full(len(prop), 1.0)])
+    return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
+
+
+BOX_PAD = (0.08, 0.12, 0.06)   # reported_box: sides, above the top keypoint, below the lowest, x the keypoints' height
+
+
+def reported_box(person, width: int, height: int) -> np.ndarray:
+    """The box a tracked person is reported with: the mean of the box their pose was estimated in (a detector's,
+    or one carried from it) and the box around the keypoints the model sees (visibility > 0; all of them when
+    fewer than 3), padded by BOX_PAD for the head's top above the eyes and the soles below the ankles, both
+    clipped to the frame. Why: the carried box keeps the detector's size and place from up to detect_every - 1
+    frames before, and a detector box is loose around a partly hidden person, while the keypoints follow the
+    person but miss the head's top and the feet; on bench/track_ids.py the mean fits the true box better than
+    either (mean IoU 0.784 against 0.747 and 0.737; matches below IoU 0.5: 77 against 118 and 125)."""
+    xy = np.asarray(person.keypoints, float)
+    seen = np.ones(len(xy), bool) if person.visibility is None else np.asarray(person.visibility) > 0
+    xy = xy[seen] if seen.sum() >= 3 else xy
+    lo, hi = xy.min(0), xy.max(0)
+    tall = hi[1] - lo[1]
+    lo, hi = lo - [BOX_PAD[0] * tall, BOX_PAD[1] * tall], hi + [BOX_PAD[0] * tall, BOX_PAD[2] * tall]
+    box = np.asarray(person.box, float)
+    lo, hi = 0.5 * (lo + box[:2]), 0.5 * (hi + box[:2] + box[2:])
+    lo, hi = np.clip(lo, 0, [width, height]), np.clip(hi, 0, [width, height])
+    return np.r_[lo, np.maximum(hi - lo, 1.0)]
+
+
+def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = PROPAGATED_MAX_IOU) -> np.ndarray:
+    """Indices of the propagated boxes to keep: greedily by the track's pose quality, a box overlapping a kept
+    one by IoU > max_iou is left out. Two tracks that drifted onto one person would otherwise each get a box,
+    each find the same person there and each live on: a ghost that never ends, and one more crop every frame.
+    The track left without a box misses and ends after max_misses frames, or is matched again by a detection."""
+    keep: list[int] = []
+    for i in np.argsort(-np.asarray(quality, float), kind="stable"):
+        if not keep or box_iou(boxes[i:i + 1], boxes[keep]).max() <= max_iou:
+            keep.append(int(i))
+    return np.array(sorted(keep), dtype=int)
+
+
+def still_there(person, keep_quality: float, detector_frame: bool = False) -> bool:
+    """Does a pose from a propagated box (no detection behind it) still hold the tracked person? Its pose quality
+    must reach keep_quality, and some keypoint must be visible: between detector frames, called visible by the
+    `visibility` field; on a detector frame, where a propagated box means the detector did not find the person
+    there, most likely visible (the argmax of visibility_probs; the last class, "labelled", for binary models).
+    Why two rules: the argmax leans to occluded for small people, and between detector frames it dropped half
+    their poses (vtest_pedestrians_20s.avi, detector every 3rd frame: 276 tracked poses in 60 frames against
+    521); on detector frames the stricter rule keeps ids better (bench/track_ids.py: IDF1 0.74 against 0.68 with
+    the field's rule on every frame). Boxes that drifted off their person (ghosts) are also ended by the
+    detector's word (TrackConfig.missed_detections)."""
+    if person.pose_quality < keep_quality:
+        return False
+    if detector_frame:
+        probs = person.visibility_probs
+        return probs is None or bool((np.asarray(probs).argmax(-1) == np.asarray(probs).shape[-1] - 1).any())
+    return person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
+
+
+def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
+                    mode: str, clock: StageClock | None = None, t: float | None = None,
+                    flow: FrameFlow | None = None, nobody: NobodyPlaces | None = None) -> list[tuple[int, object]]:
+    """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
+    `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
+    frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the
+    source's FrameFlow, with cfg.between "flow"): between detector frames the tracks seen in the last frame are
+    carried into this one by optical flow, with no pose network and no association (tracking/flow.py).
+    `nobody` (the source's NobodyPlaces): detections at places where the detector keeps firing on nothing the
+    tracker takes get no pose (tracking/nobody.py)."""
+    clock = clock or StageClock()
+    t = frame.frame_index / fps if t is None else t
+    if flow is not None:
+        with clock("flow"):
+            previous, now = flow.advance(frame.bgr)
+            if detections is None and previous is not None:
+                seen = tracker.seen()
+                return tracker.follow(seen, carried_poses([tr.person for tr in seen], previous, now), t)
+    all_detections, skip = detections, None
+    if nobody is not None and detections is not None and len(detections[0]):
+        held = np.array([p.box for p in tracker.live_people()]).reshape(-1, 4)
+        skip = nobody.skipped(detections[0], detections[1], held)
+        detections = (detections[0][~skip], detections[1][~skip])
+    with clock("boxes"):
+        boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
+                                                cfg.missed_detections)
+    with clock("pose"):
+        people = predictor.predict_many([(frame.bgr, boxes, scores)], bgr=True)[0] if len(boxes) else []
+    with clock("track"):
+        # a propagated box that no longer holds a person (they left, or the track drifted) is let go
+        kept = [(p, not prop) for p, prop in zip(people, propagated)
+                if not prop or still_there(p, cfg.keep_quality, detector_frame=detections is not None)]
+        estimated = people
+        people = [p for p, _ in kept]
+        people = predictor.pipeline.rule.keep(people, DETECTOR, mode,
+                                              predictor.pipeline.sure_factor(frame.bgr, DETECTOR))
+        detected = {id(p) for p, from_detector in kept if from_detector}
+        tracked = tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)
+        if skip is not None:
+            taken = {id(tr.person) for tr in tracker.tracks}
+            used = np.zeros(len(skip), bool)
+            used[np.flatnonzero(~skip)] = [id(p) in taken for p in estimated[:int((~skip).sum())]]
+            nobody.learn(all_detections[0], used)
+        return tracked
+
+
+def tracking_predictor(cfg: TrackConfig) -> Predictor:
+    """The one pipeline (inference/pipeline.py) with tracking's settings, built as every path builds it.
+
+    Tracking keeps the detector's boxes above a flat threshold (TrackConfig.detector_threshold 0.3) where
+    `predict` is trust-guided: across frames the tracker's birth rule and the detector's word every few frames
+    take the place of judging each unsure box alone (docs/tracking.md has both measured)."""
+    return Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads,
+                     detector="default" if cfg.detector is None else cfg.detector,
+                     detector_threshold=cfg.detector_threshold, min_pose_quality=cfg.min_pose_quality,
+                     second_look=cfg.second_look)
+
+
+class PoseTracker:
+    """Poses with identities over the frames of one video or stream: `tracker(frame_bgr)` -> Picture, each
+    person with its `track_id`. Settings are TrackConfig's fields by name (`PoseTracker(model="fast",
+    detect_every=1)`) or a TrackConfig; `predictor` shares an already opened pipeline (posecal track opens one
+    for all its videos). fps: the frames' rate, the tracker's clock when no time is given. reset() starts a
+    new video (tracks are forgotten; ids go on from first_id)."""
+
+    def __init__(self, config: TrackConfig | None = None, fps: float = 25.0, predictor: Predictor | None = None,
+                 first_id: int = 1, **settings):
+        self.cfg = dataclasses.replace(config or TrackConfig([]), **settings)
+        check_tracking(self.cfg)
+        self.predictor = predictor or tracking_predictor(self.cfg)
+        self.fps = float(fps)
+        self.mode = "oks" if self.predictor.config.quality_heads else "heatmap"
+        calibration = getattr(self.predictor, "calibration", None)   # a stand-in predictor may have none
+        self.video_calibration = None if calibration is None else calibration.video
+        self.reset(first_id)
+
+    def reset(self, first_id: int | None = None) -> None:
+        """A new video: no tracks, frame count 0; ids go on from first_id (default: where they stopped)."""
+        first_id = getattr(self, "tracker", None).next_id if first_id is None else first_id
+        self.tracker = Tracker(self.cfg.tracker, first_id=first_id)
+        self.flow = FrameFlow() if self.cfg.between == "flow" else None
+        detector = self.predictor.detector
+        self.nobody = NobodyPlaces() if self.cfg.skip_nobody and detector is not None else None
+        self.frames = 0
+
+    @property
+    def next_id(self) -> int:
+        return self.tracker.next_id
+
+    def detector_frame(self, k: int, every: int | None = None) -> bool:
+        """Does the k-th frame taken get the detector (every `every`, default detect_every, frames)? Without a
+        detector every frame does: the whole frame is its detection, which costs nothing."""
+        return self.predictor.detector is None or k % (every or self.cfg.detect_every) == 0
+
+    def detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A detector frame's person boxes (M, 4) and scores (M,)."""
+        return detect_people(bgr, self.predictor.detector)
+
+    def __call__(self, frame_bgr: np.ndarray, t: float | None = None, name: str = "frame") -> Picture:
+        """The next frame (BGR uint8) -> its Picture, people with track ids. t: its time in seconds (default:
+        frame count / fps)."""
+        k = self.frames
+        detections = self.detect(frame_bgr) if self.detector_frame(k) else None
+        frame = Frame(f"{name}#{k}", None, frame_bgr, k)
+        return Picture(frame.name, "", self.step(frame, detections, t), frame_bgr, k)
+
+    def step(self, frame: Frame, detections, t: float | None = None, clock: StageClock | None = None,
+             every: int | None = None) -> list:
+        """One frame with its detections (None between detector frames) -> its tracked people: each with its
+        track_id and reported box, and the video calibration applied where the model has one. every: the
+        detector's period now (a live source's adaptive cadence), default detect_every."""
+        self.frames += 1
+        cfg = self.cfg if every in (None, self.cfg.detect_every) else dataclasses.replace(self.cfg, detect_every=every)
+        h, w = frame.bgr.shape[:2]
+        people = []
+        for track_id, p in _tracked_people(frame, detections, self.predictor, self.tracker, self.fps, cfg,
+                                           self.mode, clock, t, self.flow, self.nobody):
+            p = dataclasses.replace(p, box=reported_box(p, w, h))
+            if self.video_calibration is not None:
+                p = self.video_calibration.apply(p)
+            people.append(dataclasses.replace(p, track_id=int(track_id)))
+        return people
+
+
+def check_tracking(cfg: TrackConfig) -> None:
+    """The tracking settings a PoseTracker needs, each refused by name (posecal's CLI option names)."""
+    from posecal.errors import PosecalInputError
+
+    if cfg.detect_every < 1:
+        raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
+    if cfg.between not in BETWEEN:
+        raise PosecalInputError(f"--between must be one of {', '.join(BETWEEN)}, got {cfg.between!r}")

@@ -1,0 +1,131 @@
+"""The tracker API (posecal.tracking.pose_tracker.PoseTracker): `posecal track` is I/O around it, so the API and
+the command give the same people with the same ids on a clip; and the one opener/estimator every path shares."""
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from posecal.cli.main import main
+from posecal.tracking.job import run_track
+from posecal.tracking.pose_tracker import PoseTracker, TrackConfig
+from posecal.tracking.tracker import TrackerConfig
+
+from conftest import write_tiny_model, write_walking_video
+
+
+def frames_of(video) -> list[np.ndarray]:
+    cap, out = cv2.VideoCapture(str(video)), []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            return out
+        out.append(bgr)
+
+
+def tracked_by_track_job(tmp_path, cfg: TrackConfig) -> list[dict]:
+    """What `posecal track` writes for cfg (run_track is the command's job; the CLI only parses its options)."""
+    out = tmp_path / "t.json"
+    run_track(dataclasses.replace(cfg, out=str(out), progress=False), log=lambda m: None)
+    return json.loads(out.read_text())
+
+
+def assert_same_people(api_frames, cli_results):
+    cli_by_frame: dict[int, list[dict]] = {}
+    for r in cli_results:
+        cli_by_frame.setdefault(r["image_id"], []).append(r)
+    assert sum(len(p.people) for p in api_frames) == len(cli_results) > 0
+    for k, picture in enumerate(api_frames):
+        mine = sorted(picture.people, key=lambda p: p.track_id)
+        theirs = sorted(cli_by_frame.get(k, []), key=lambda r: r["track_id"])
+        assert [p.track_id for p in mine] == [r["track_id"] for r in theirs]
+        for p, r in zip(mine, theirs):
+            np.testing.assert_allclose(np.reshape(r["keypoints"], (17, 3))[:, :2], p.keypoints, atol=2e-3)
+            assert r["pose_quality"] == pytest.approx(p.pose_quality, abs=1e-4)
+            np.testing.assert_allclose(r["bbox"], p.box, atol=1e-3)
+            assert p.to_dict()["track_id"] == r["track_id"]
+
+
+def test_tracker_api_gives_the_ids_and_poses_of_posecal_track(tmp_path):
+    model = write_tiny_model(tmp_path / "tiny.pt")
+    video = write_walking_video(tmp_path / "walk.avi", frames=6)
+    # an untrained model's visibility and quality are noise: births are let through so that there are tracks
+    cfg = TrackConfig([str(video)], model=str(model), backend="torch", detector="none", min_pose_quality=0.0,
+                      tracker=TrackerConfig(min_birth_visible=0, min_birth_quality=0.0))
+    tracker = PoseTracker(cfg, fps=10)
+    api = [tracker(bgr) for bgr in frames_of(video)]
+    assert all(p.track_id is not None for pic in api for p in pic.people)
+    assert [pic.frame_index for pic in api] == list(range(6))
+    assert_same_people(api, tracked_by_track_job(tmp_path, cfg))
+    # reset(): a new video starts without tracks, and its ids go on after the last one
+    last = max(p.track_id for pic in api for p in pic.people)
+    tracker.reset()
+    again = tracker(frames_of(video)[0])
+    assert again.frame_index == 0 and min(p.track_id for p in again.people) > last
+
+
+def test_tracker_api_refuses_a_bad_setting_by_its_name(tmp_path):
+    from posecal.errors import PosecalInputError
+
+    with pytest.raises(PosecalInputError, match="detect-every"):
+        PoseTracker(model=str(write_tiny_model(tmp_path / "tiny.pt")), detect_every=0)
+    with pytest.raises(TypeError):
+        PoseTracker(no_such_setting=1)
+
+
+def test_eval_reads_an_onnx_file_named_in_any_case_and_writes_the_fields_predict_writes(tmp_path, tiny_coco):
+    """One opener: `eval --model M.ONNX` and `m.onnx` both run; one estimator: an eval results entry carries
+    every field `predict` writes for the same person and box, with the same values."""
+    ann, images = tiny_coco
+    model = write_tiny_model(tmp_path / "tiny.pt")
+    lower = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(model), "--out", str(lower)]) == 0
+    upper = tmp_path / "M.ONNX"
+    upper.write_bytes(lower.read_bytes())
+    results = {}
+    for path in (lower, upper):
+        out = tmp_path / f"eval_{path.name}"
+        assert main(["eval", "--model", str(path), "--annotations", str(ann), "--images", str(images), "--out",
+                     str(out), "--no-progress"]) == 0
+        results[path.name] = json.loads((out / "results.json").read_text())
+    assert results["m.onnx"] == results["M.ONNX"]
+    entry = results["m.onnx"][0]
+    data = json.loads(ann.read_text())
+    ann0 = next(a for a in data["annotations"] if a["image_id"] == entry["image_id"]
+                and np.allclose(a["bbox"], entry["bbox"], atol=0.01))
+    image = next(i for i in data["images"] if i["id"] == entry["image_id"])
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({image["file_name"]: [ann0["bbox"]]}))
+    out = tmp_path / "p.json"
+    assert main(["predict", str(images / image["file_name"]), "--model", str(lower), "--boxes", str(boxes),
+                 "--out", str(out), "--no-progress", "--min-pose-quality", "0"]) == 0
+    person = json.loads(out.read_text())[0]
+    fields = set(person) - {"score"}
+    assert fields <= set(entry), fields - set(entry)
+    assert entry["pose_source"] == person["pose_source"] == "detected"
+    for key in ("keypoint_quality", "visibility", "visibility_probs", "pose_quality", "bbox", "box_score",
+                "keypoint_radius", "in_frame"):
+        if key in person:
+            np.testing.assert_allclose(np.asarray(entry[key], float), np.asarray(person[key], float), atol=2e-3,
+                                       err_msg=key)
+
+
+def test_eval_and_predict_write_the_same_in_frame_for_the_shipped_model(tmp_path, tiny_coco):
+    """The shipped model's calibration fills in_frame and the radius; eval writes them as predict does."""
+    ann, images = tiny_coco
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", "accurate", "--backend", "torch", "--annotations", str(ann), "--images",
+                 str(images), "--out", str(out), "--no-progress"]) == 0
+    entry = json.loads((out / "results.json").read_text())[0]
+    data = json.loads(ann.read_text())
+    image = next(i for i in data["images"] if i["id"] == entry["image_id"])
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({image["file_name"]: [entry["bbox"]]}))
+    pred = tmp_path / "p.json"
+    assert main(["predict", str(images / image["file_name"]), "--model", "accurate", "--backend", "torch",
+                 "--boxes", str(boxes), "--out", str(pred), "--no-progress", "--min-pose-quality", "0"]) == 0
+    person = json.loads(pred.read_text())[0]
+    assert len(entry["in_frame"]) == 17 and len(entry["keypoint_radius"]) == 17
+    np.testing.assert_allclose(entry["in_frame"], person["in_frame"], atol=2e-3)
+    np.testing.assert_allclose(entry["keypoint_quality"], person["keypoint_quality"], atol=2e-3)
