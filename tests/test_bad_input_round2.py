@@ -182,6 +182,7 @@ def test_ctrl_c_during_a_checkpoint_write_keeps_the_previous_one(trained_once, c
     assert not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_random_moments_leaves_a_loadable_checkpoint(trained_once):
     """A real SIGINT (Ctrl-C) in a real run, in its own process, at random moments around its checkpoint writes
     (just after the k-th epoch's log line, which comes right before that epoch's save): exit 130 with one line,

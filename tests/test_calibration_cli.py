@@ -57,6 +57,7 @@ def test_pack_stores_the_calibration_and_reports_cross_fitted_numbers(calibrated
     assert "calibration" not in load_model(raw)[2]
 
 
+@pytest.mark.slow
 def test_predictor_eval_predict_and_onnx_apply_the_same_maps(calibrated, tmp_path):
     from posecal import Predictor
 

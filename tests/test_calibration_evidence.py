@@ -85,6 +85,7 @@ def _results_with_file_names(ann, rng):
     return entries
 
 
+@pytest.mark.slow
 def test_calibrate_with_images_round_trips_and_apply_refuses_without_them(tmp_path, capsys):
     ann, img_dir = make_coco(tmp_path / "data", n_images=16, seed=3)
     res = tmp_path / "r.json"

@@ -98,6 +98,7 @@ def test_grey_image_has_nobody(detector):
     assert boxes.shape == (0, 4) and scores.shape == (0,)
 
 
+@pytest.mark.slow
 @needs_models
 @pytest.mark.parametrize("nms", ["oks", "soft"])
 def test_predict_with_real_detector_on_real_photo_keeps_distinct_poses(tmp_path, nms):

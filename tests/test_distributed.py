@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from posecal.models.checkpoint import model_from_config
@@ -51,6 +52,7 @@ def torchrun(args, nproc, tmp_path):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     cfg_path = write_config(tmp_path)
     worker = tmp_path / "worker.py"

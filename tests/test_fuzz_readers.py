@@ -237,6 +237,7 @@ def test_predictor_numbers_name_the_argument_and_range(tiny_model, name, value, 
     assert str(e.value) == message
 
 
+@pytest.mark.slow
 def test_cli_eval_results_refuses_or_skips_bad_entries_by_name(tmp_path):
     """In a process of its own, as a user runs it: warnings reach stderr as the CLI prints them."""
     ann, _ = make_coco(tmp_path / "data", n_images=3)

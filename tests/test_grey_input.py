@@ -65,6 +65,7 @@ def shipped():
 LOST_IN_GREY = ("000000002299_900000042.jpg", "000000002431_900000050.jpg", "000000004134_900000070.jpg")
 
 
+@pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("name", LOST_IN_GREY)
 def test_grey_photo_keeps_its_people(shipped, tmp_path, name):

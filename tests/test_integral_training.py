@@ -25,6 +25,7 @@ threads: 1
     return str(cfg)
 
 
+@pytest.mark.slow
 def test_integral_loss_is_logged_and_added_with_its_weight(tmp_path):
     assert main(["train", config(tmp_path, "lambda_integral: 0.01"), "--no-progress"]) == 0
     entry = json.loads((tmp_path / "run" / "log.json").read_text())[-1]

@@ -115,6 +115,7 @@ def test_the_reader_without_dropping_hands_on_every_frame_in_order():
     assert indices == list(range(12)) and reader.dropped == 0
 
 
+@pytest.mark.slow
 @needs_videos
 def test_track_mjpeg_stream_to_stdout_end_to_end(tiny, tmp_path):
     """`posecal track http://127.0.0.1:PORT/stream --out - --max-frames 8` as a user runs it: stdout holds
@@ -142,6 +143,7 @@ def test_track_mjpeg_stream_to_stdout_end_to_end(tiny, tmp_path):
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_mid_stream_ends_the_run_with_results_kept(tiny, tmp_path, capsys):
     out = tmp_path / "live.jsonl"
     with MjpegServer(drawn_jpegs(20), fps=25) as server:
@@ -158,6 +160,7 @@ def test_a_server_that_stops_mid_stream_ends_the_run_with_results_kept(tiny, tmp
     assert "after 2 reconnect attempt(s)" in err and "frame(s) arrived" in err
 
 
+@pytest.mark.slow
 def test_a_stalled_stream_is_reconnected_a_bounded_number_of_times(tiny, tmp_path, capsys):
     out = tmp_path / "stall.jsonl"
     with MjpegServer(drawn_jpegs(10), fps=25, stall_after=0.8) as server:   # silent, connection kept open
@@ -236,6 +239,7 @@ def test_a_source_that_cannot_be_opened_is_one_line(tiny, tmp_path, capsys):
     assert "posecal: -: posecal track does not read stdin; for a pipe give a FIFO path" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @needs_videos
 def test_ctrl_c_ends_a_live_run_with_the_records_kept(tiny, tmp_path):
     with MjpegServer(video_jpegs(WALKING), fps=25) as server:

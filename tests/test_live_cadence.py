@@ -78,6 +78,7 @@ def test_the_reader_keeps_the_newest_depth_frames():
     assert 10 <= reader.arrival_fps <= 40                   # the rate frames arrive at: 25 fps (loaded CI: slack)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WALKING.is_file(), reason="../shared videos not available")
 def test_track_on_a_live_stream_reports_its_cadence(tmp_path):
     tiny = write_tiny_model(tmp_path / "tiny.pt")

@@ -123,6 +123,7 @@ def test_merge_flip_by_hand():
     np.testing.assert_allclose(merged[0, 1], [100, 100])
 
 
+@pytest.mark.slow
 def test_pack_load_onnx_round_trip_keeps_movenet_outputs(lightning_file, tmp_path):
     pytest.importorskip("onnxscript")
     from posecal.cli.main import main

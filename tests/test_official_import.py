@@ -79,6 +79,7 @@ def test_mmpose_keys_map_to_the_same_model():
     assert from_mmpose and list(keys) == [key for key, _, _ in official]
 
 
+@pytest.mark.slow
 @needs_reference
 @pytest.mark.parametrize("name", ["pose_resnet_50_256x192.json", "stacked_hourglass_2.json", MMPOSE_W32])
 def test_import_round_trips_every_tensor(tmp_path, capsys, name):
@@ -150,6 +151,7 @@ def test_imported_model_applies_its_convention_before_the_network():
     assert build_estimator(imagenet=False, backbone="resnet18").input_convention is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50", "hrnet_w32", "hourglass_2"])
 def test_model_file_round_trip_per_family(tmp_path, arch):
     """A model with quality heads saves and loads back to the same weights, config and outputs."""
@@ -201,6 +203,7 @@ def test_config_errors_name_the_field():
         model_from_config(ModelConfig(backbone="hrnet_w18", imagenet=False))
 
 
+@pytest.mark.slow
 @needs_reference
 def test_imported_checkpoint_runs_through_eval_and_s3(tmp_path, capsys):
     """CLI end to end: import a random HRNet-W32 file, `posecal eval --model` it on a tiny COCO set the test

@@ -53,6 +53,7 @@ def crops(seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).normal(size=(2, 3, 64, 48)).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_one_export_reused_and_rebuilt_when_the_model_changes(tmp_path, folder, model_and_onnx):
     _, data = model_and_onnx
     model = write_model(tmp_path / "m.pt", seed=0)
@@ -110,6 +111,7 @@ def test_interrupted_write_leaves_no_entry_and_a_damaged_entry_is_rebuilt(folder
     np.testing.assert_array_equal(rebuilt.run(crops())[0], good.run(crops())[0])
 
 
+@pytest.mark.slow
 def test_two_processes_starting_together_export_once(tmp_path, folder, model_and_onnx):
     model, data = model_and_onnx
     (tmp_path / "m.onnx").write_bytes(data)

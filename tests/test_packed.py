@@ -229,6 +229,7 @@ def test_max_minutes_stop_mid_epoch_resumes_at_the_right_batch(packed_cfg, tmp_p
     assert len(got[0]) == 6
 
 
+@pytest.mark.slow
 def test_resume_from_committed_state_mid_epoch(packed_cfg, tmp_path, monkeypatch, capsys):
     """Without last.pt (a new machine): the committed state goes on at the next batch; the lr re-warms."""
     ref = _record_steps(monkeypatch)

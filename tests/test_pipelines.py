@@ -211,6 +211,7 @@ def test_predict_interrupted_before_anything_was_done_writes_nothing(tiny_model,
     assert err.strip() == f"posecal: interrupted before any input was done; nothing written to {out}"
 
 
+@pytest.mark.slow
 def test_a_real_sigint_in_predict_exits_130_with_one_line(tiny_model, tmp_path):
     """SIGINT in a real process, as a terminal's Ctrl-C, once the imports are done: no traceback, one line, and
     a results file that parses when something was kept."""

@@ -35,6 +35,7 @@ def test_folder_to_coco_results_with_ids_trust_fields_and_overlays(tiny_model, c
     assert "3 person(s) in 3 image(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_score_mode_and_whole_image_box(tiny_model, coco, tmp_path):
     from posecal import Predictor
 

@@ -38,6 +38,7 @@ def evaluate(files, model, out, *extra) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_calibration_crops_are_spread_over_the_persons_as_the_model_sees_them(files):
     from posecal.export.quantize import calibration_crops
 

@@ -97,6 +97,7 @@ def test_track_ids_renumbered_video_by_video_in_input_order():
 
 # --- two gloo ranks under torchrun -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_predict_on_two_ranks_writes_one_process_file(tiny_model, coco, tmp_path):
     ann, img_dir = coco
     extra = tmp_path / "extra"                        # images the annotation file lacks: ids 4, 5, ... in input order
@@ -124,6 +125,7 @@ def test_predict_on_two_ranks_writes_one_process_file(tiny_model, coco, tmp_path
         [f"x{i}.png" for i in range(3)]
 
 
+@pytest.mark.slow
 def test_eval_on_two_ranks_computes_one_process_metrics(tiny_model, tmp_path):
     from conftest import make_coco
 
@@ -140,6 +142,7 @@ def test_eval_on_two_ranks_computes_one_process_metrics(tiny_model, tmp_path):
     assert run.stdout.count("5 persons in") == 1, run.stdout
 
 
+@pytest.mark.slow
 def test_track_on_two_ranks_renumbers_ids_as_one_process(tiny_model, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -204,6 +207,7 @@ def test_other_commands_refuse_several_ranks(tmp_path, capsys, monkeypatch):
                                                "only train, predict, track, eval share their work over ranks")
 
 
+@pytest.mark.slow
 def test_an_error_every_rank_meets_alike_is_said_once(coco, tmp_path):
     _, img_dir = coco
     run = posecal_ranks(["predict", img_dir, "--model", tmp_path / "missing.pt", "--detector", "none",

@@ -50,6 +50,7 @@ def test_unknown_shipped_name_fails_in_one_line_naming_the_shipped_models():
         load_model("precise")
 
 
+@pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_shipped_model_on_real_val_subset(tmp_path, name):

@@ -89,6 +89,7 @@ def test_the_trust_pack_leaves_out_the_held_out_lspet_persons_and_is_checked(pac
         check_trust_pack(bad)
 
 
+@pytest.mark.slow
 def test_online_training_writes_best_pt_that_builds_a_256_model(packed, thunder, tmp_path):
     cfg_path, pack, *_ = packed
     out = tmp_path / "run"
@@ -121,6 +122,7 @@ def test_online_training_writes_best_pt_that_builds_a_256_model(packed, thunder,
         np.testing.assert_allclose(again(x).oks.numpy(), model.half().float()(x).oks.numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_probe_runs_the_step_on_random_crops(packed, capsys):
     cfg_path, *_ = packed
     assert gpu_trust.main(["probe", str(cfg_path), "--steps", "1", "--device", "cpu"]) == 0
@@ -128,6 +130,7 @@ def test_the_probe_runs_the_step_on_random_crops(packed, capsys):
     assert probe["batch_size"] == 2 and probe["trust_input"] == 256 and np.isfinite(probe["loss"])
 
 
+@pytest.mark.slow
 def test_the_256_trust_model_exports_to_onnx_at_its_side(packed, thunder, tmp_path):
     pytest.importorskip("onnxruntime")
     from posecal.export.onnx import export_onnx

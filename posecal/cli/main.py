@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from posecal.errors import PosecalInputError
+from posecal.models.checkpoint import DEFAULT_MODEL_NAME
 from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
@@ -65,8 +66,6 @@ ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and k
 RANK_THREADS_HELP = ("CPU threads (default: the cores this process may use; under torchrun, per rank: the node's "
                      "cores shared among its ranks, at least 1)")
 THREADS_HELP = "CPU threads (default: the cores this process may use)"
-FLIP_HELP = ("flip test: the network also runs on the mirrored crop and the two are averaged; --no-flip runs it "
-             "once per person, a little less accurate (default: on)")
 # Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused
 # (N copies would each do all of it and write the same files).
 RANK_COMMANDS = ("train", "predict", "track", "eval")
@@ -383,12 +382,50 @@ def _cmd_export(args) -> None:
           f"{worst}")
 
 
-def main(argv=None) -> int:
-    from posecal import __version__
+MODEL_HELP = ("accurate, published, fast, a posecal model file (.pt; a training run's best_model.pt or last.pt) or "
+              "an exported .onnx file")
+FLIP_HELP = ("flip test: the network also runs on the mirrored crop and the two are averaged; --no-flip runs it "
+             "once per person, a little less accurate")
+BACKEND_HELP = ("onnx: onnxruntime, from the model's ONNX export, made once and kept in the user's cache folder "
+                "($POSECAL_CACHE_DIR); torch: PyTorch; an .onnx --model always runs in onnxruntime")
 
-    parser = argparse.ArgumentParser(prog="posecal", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"posecal {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+
+# The options the commands that run the pose network share, each defined here once.
+def _model_option(p, default: str | None = None) -> None:
+    p.add_argument("--model", default=default,
+                   help=f"{MODEL_HELP} (default: {default or DEFAULT_MODEL_NAME + ', the shipped default model'})")
+
+
+def _flip_option(p, default: bool | None) -> None:
+    note = {None: "on; an exported .onnx model: as it was exported", True: "on", False: "off in video"}[default]
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=default,
+                   help=f"{FLIP_HELP} (default: {note})")
+
+
+def _backend_option(p, default: str | None = "onnx") -> None:
+    note = "onnx, torch with --device cuda" if default is None else default
+    p.add_argument("--backend", choices=("torch", "onnx"), default=default, help=f"{BACKEND_HELP} (default: {note})")
+
+
+def _threads_option(p, ranks: bool = False) -> None:
+    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP if ranks else THREADS_HELP)
+
+
+def _batch_option(p, default: int) -> None:
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=default,
+                   help=f"person crops per forward pass (default: {default})")
+
+
+def _orientations_option(p) -> None:
+    p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
+
+
+def _progress_option(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_predict(sub) -> None:
+    """`posecal predict`: its sub-parser."""
     p = sub.add_parser("predict", help="poses with pose quality, keypoint quality and visibility on images, "
                                        "folders or videos")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
@@ -421,23 +458,20 @@ def main(argv=None) -> int:
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="person crops per forward pass (default: 16)")
+    _batch_option(p, 16)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the pose network runs (default: cpu)")
-    p.add_argument("--backend", choices=("torch", "onnx"),
-                   help="onnx: onnxruntime, from the model's ONNX export, made once and kept in the user's cache "
-                        "folder ($POSECAL_CACHE_DIR); torch: PyTorch (default: onnx, torch with --device cuda; an "
-                        ".onnx --model always runs in onnxruntime)")
-    p.add_argument("--model", help="accurate, published, fast, or a model file (.pt or exported .onnx; default: the shipped "
-                                     "default model)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction,
-                   help="flip test: the network also runs on the mirrored crop; --no-flip runs it once per person, "
-                        "a little less accurate (default: on; an exported .onnx "
-                        "model: as it was exported)")
-    p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
-    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _backend_option(p, None)
+    _model_option(p)
+    _flip_option(p, None)
+    _orientations_option(p)
+    _threads_option(p, ranks=True)
+    _progress_option(p)
     p.set_defaults(func=_cmd_predict)
+
+
+def _add_track(sub) -> None:
+    """`posecal track`: its sub-parser."""
     p = sub.add_parser("track", help="multi-person pose tracking on videos: poses with track ids, smoothed")
     p.add_argument("videos", nargs="+", metavar="SOURCE",
                    help="video files (or folders of them), or live sources: a camera index (0, 1, ...), a stream URL "
@@ -501,29 +535,26 @@ def main(argv=None) -> int:
     p.add_argument("--timing", action="store_true",
                    help="also print the busy milliseconds per frame of each stage (read, detect, pose, render, ...)")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
-                   help="flip test: the network also runs on the mirrored crop, twice the network time per pose "
-                        "(default: off in video)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
-                   help="pose network runtime (default: onnx = onnxruntime)")
-    p.add_argument("--model", default="accurate",
-                   help="accurate, published, fast, or a model file (.pt or exported .onnx; default: accurate, the "
-                        "best ids on the tracking bench and the calibrated video trust per pose_source; fast for "
-                        "speed)")
-    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _flip_option(p, False)
+    _backend_option(p)
+    _model_option(p, "accurate")
+    _threads_option(p, ranks=True)
+    _progress_option(p)
     p.set_defaults(func=_cmd_track)
+
+
+def _add_eval(sub) -> None:
+    """`posecal eval`: its sub-parser."""
     p = sub.add_parser("eval", help="COCO keypoint AP of a model on a COCO keypoint file")
     p.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
     p.add_argument("--images", help="folder with the images named in the JSON (needed to run a model)")
     p.add_argument("--results", metavar="R.json",
                    help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
-    p.add_argument("--model", help="accurate, published, fast, a model file (e.g. a run's best_model.pt), or an exported .onnx "
-                   "(fp32 or int8) run by onnxruntime (default: the shipped default model)")
+    _model_option(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help=FLIP_HELP)
-    p.add_argument("--orientations", type=orientations_arg, default=1, metavar="{1,4,auto}", help=ORIENTATIONS_HELP)
+    _flip_option(p, True)
+    _orientations_option(p)
     p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax", "movenet"), default=None,
                    help="keypoint decoding: DARK sub-pixel, plain argmax or soft-argmax of the heatmaps, or "
                         "MoveNet's centre-guided decode (MoveNet models only); default: the model's own "
@@ -534,27 +565,29 @@ def main(argv=None) -> int:
                    help="report the quality heads' raw outputs, not those of the model's stored calibration")
     p.add_argument("--drop-unlabelled", action="store_true",
                    help="give keypoints predicted not-labelled confidence 0 in results.json")
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
+    _batch_option(p, 32)
     p.add_argument("--skip-invalid", action="store_true",
                    help="score the valid entries of malformed ground-truth, detections or results files, and list "
                         "the skipped ones with their reasons in metrics.json and report.html (default: refuse "
                         "such files, exit 2: a metric is computed on exactly the file given, or not at all)")
-    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
-                   help="onnx: the model's ONNX export (made once and cached, as predict does) in onnxruntime, "
-                        "faster on a CPU; torch: PyTorch (default: onnx)")
-    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _backend_option(p)
+    _threads_option(p, ranks=True)
+    _progress_option(p)
     p.set_defaults(func=_cmd_eval)
+
+
+def _add_model_tools(sub) -> None:
+    """`posecal models`, `demo` and `export`: its sub-parser."""
     p = sub.add_parser("models", help="the shipped models: names, files, sizes and what each is for")
     p.add_argument("--json", action="store_true", help="print them as JSON")
     p.set_defaults(func=_cmd_models)
     p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
     p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")
-    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
+    _model_option(p)
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
-    p.add_argument("--model", help="accurate, published, fast, or a model file (default: the shipped default model)")
+    _model_option(p)
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                    help="the flip test in the graph: --no-flip leaves it out (one network pass per crop instead "
@@ -566,6 +599,10 @@ def main(argv=None) -> int:
     p.add_argument("--int8-crops", type=POSITIVE_INT, default=200,
                    help="--int8: person crops the ranges are measured on (default: 200)")
     p.set_defaults(func=_cmd_export)
+
+
+def _add_training(sub) -> None:
+    """`posecal train`, `train-trust` and `pack`: its sub-parser."""
     p = sub.add_parser("train", help="train a pose model from a YAML config")
     p.add_argument("config", help="training config YAML (see configs/)")
     p.add_argument("--resume", action="store_true",
@@ -574,7 +611,7 @@ def main(argv=None) -> int:
     p.add_argument("--packed", metavar="DIR", help="override the config's data.packed (a pack folder)")
     p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
                    help="override the config's max_minutes (0: no limit)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _progress_option(p)
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("train-trust", help="train the trust model from a YAML config: samples of a MoveNet "
                                            "model's keypoints, training, its model file (resumable)")
@@ -583,7 +620,7 @@ def main(argv=None) -> int:
     p.add_argument("--output", help="override the config's output (the model file written)")
     p.add_argument("--max-minutes", type=NON_NEGATIVE_FLOAT, metavar="M",
                    help="override the config's train.max_minutes (0: no limit)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _progress_option(p)
     p.set_defaults(func=_cmd_train_trust)
     p = sub.add_parser("pack", help="write a model file for shipping (fp16 weights, config, metadata)")
     p.add_argument("model", help="model file or training checkpoint")
@@ -597,9 +634,13 @@ def main(argv=None) -> int:
                    help="fit the calibration over the conditions users meet, made from --calibrate-on: as it is, "
                         "without the flip test, cut by the frame's edge, and with detector-like boxes (also fits "
                         "in_frame, the probability that a keypoint lies inside the picture)")
-    p.add_argument("--threads", type=THREADS_INT, help=THREADS_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_option(p)
+    _progress_option(p)
     p.set_defaults(func=_cmd_pack)
+
+
+def _add_calibrate(sub) -> None:
+    """`posecal calibrate fit|apply`: its sub-parser."""
     p = sub.add_parser("calibrate", help="fit / apply a calibrator for any estimator's COCO keypoint results")
     csub = p.add_subparsers(dest="action", required=True, help="fit or apply")
     c = csub.add_parser("fit", help="fit on an estimator's results on a labelled set")
@@ -618,21 +659,25 @@ def main(argv=None) -> int:
     c.add_argument("--annotations", metavar="COCO.json", help="--images: a COCO file whose images list gives "
                    "each result's file by its image_id, for results without file_name (default: file_name)")
     c.set_defaults(func=_cmd_calibrate)
+
+
+def _add_audit(sub) -> None:
+    """`posecal audit` and `audit apply`: its sub-parser."""
     p = sub.add_parser("audit", help="find wrong labels in a COCO keypoint file where the calibrated model "
                        "contradicts them (findings.json, report.html); `audit apply` applies accepted findings")
     p.add_argument("--annotations", help="COCO keypoint JSON to audit (required)")
     p.add_argument("--images", help="folder with the images named in the JSON (needed to run the model; with "
                    "--results only for the report's pictures)")
     p.add_argument("--out", help="output folder for findings.json and report.html (required)")
-    p.add_argument("--model", help="accurate, published, fast or a model file (default: the shipped default model)")
+    _model_option(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")
     p.add_argument("--top", type=POSITIVE_INT, default=60, help="findings drawn in report.html (default: 60)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help=FLIP_HELP)
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="person crops per forward pass (default: 32)")
-    p.add_argument("--threads", type=THREADS_INT, help=THREADS_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _flip_option(p, True)
+    _batch_option(p, 32)
+    _threads_option(p)
+    _progress_option(p)
     p.set_defaults(func=_cmd_audit, action=None)
     asub = p.add_subparsers(dest="action", required=False, help="apply: write a COCO file with accepted findings "
                             "applied")
@@ -643,6 +688,10 @@ def main(argv=None) -> int:
                    help="the accepted findings: a file of ids (one a line, or a JSON list) or ids, comma-separated")
     a.add_argument("--out", required=True, help="COCO JSON to write with the fixes applied")
     a.set_defaults(func=_cmd_audit)
+
+
+def _add_peers(sub) -> None:
+    """`posecal import-weights` and `run-peer`: its sub-parser."""
     p = sub.add_parser("import-weights", help="convert a published checkpoint (HRNet repo, mmpose, stacked "
                        "hourglass) into a posecal model file")
     p.add_argument("src", help="the published .pth/.pt file")
@@ -660,9 +709,26 @@ def main(argv=None) -> int:
     p.add_argument("--annotations", required=True, help="COCO keypoint JSON (its persons' boxes are used)")
     p.add_argument("--images", required=True, help="folder with the images named in the JSON")
     p.add_argument("--out", required=True, help="COCO keypoint results JSON to write")
-    p.add_argument("--threads", type=THREADS_INT, help=THREADS_HELP)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_option(p)
+    _progress_option(p)
     p.set_defaults(func=_cmd_run_peer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """posecal's command line: one sub-parser per command."""
+    from posecal import __version__
+
+    parser = argparse.ArgumentParser(prog="posecal", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"posecal {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_predict, _add_track, _add_eval, _add_model_tools, _add_training, _add_calibrate, _add_audit,
+                _add_peers):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     warnings.formatwarning = one_line_warning
     try:
