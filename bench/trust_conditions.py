@@ -102,6 +102,7 @@ def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit:
     lspet_out = [lspet[i] for i in held[:lspet_n]]
     plan = (mixture_plan(val, work / "val_cut_images") + held_out_cut_plan(val, work / "val_cut2_images")
             + [("lspet_out", lspet_out, True, None)])
+    crowd = crowded_persons(val_json)
     raw_spec = raw_of or model_spec
     stamp = model_file(raw_spec).stat()
     tag = f"{model_file(raw_spec).stem}_{stamp.st_size}_{int(stamp.st_mtime)}_onnx"
@@ -120,8 +121,26 @@ def build_runs(model_spec: str, work: Path, lspet_n: int, progress: bool, limit:
                 run = run_condition(name, model, cfg.input_wh, records, flip, groups, cut_off, progress=progress)
             save_run(run, path)
             print(f"{name}: {len(run)} persons in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        if len(run) == len(records) and all(r.ann_id in crowd for r in records):
+            run.crowded = np.array([crowd[r.ann_id] for r in records])
         runs.append(run)
     return runs, meta
+
+
+CROWDED_SHARE = 0.25   # the share of a person's box another labelled person's box covers: a crowd
+
+
+def crowded_persons(annotations: Path) -> dict[int, bool]:
+    """ann_id -> whether another labelled person's box covers at least CROWDED_SHARE of the person's box in the
+    original photograph (the crops' `orig_bbox` and `orig_image_id`, data README)."""
+    from posecal.inference.pipeline import inside_share
+
+    anns = json.loads(annotations.read_text())["annotations"]
+    by_photo: dict[int, list[dict]] = {}
+    for a in anns:
+        by_photo.setdefault(a["orig_image_id"], []).append(a)
+    return {a["id"]: any(inside_share(np.asarray(a["orig_bbox"]), np.asarray(o["orig_bbox"])) >= CROWDED_SHARE
+                         for o in by_photo[a["orig_image_id"]] if o is not a) for a in anns}
 
 
 def video_rows(model: str, work: Path, scenes: list[int], frames: int, threads: int) -> dict[str, dict[str, dict]]:

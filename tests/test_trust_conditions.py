@@ -180,6 +180,21 @@ def test_condition_figures_by_hand():
     assert len(part) == 2 and part.cut_off.shape == (2, 17)
 
 
+def test_crowded_persons_are_a_subgroup_where_the_run_knows_them():
+    from posecal.evaluation.conditions import subgroups
+
+    run = _run()
+    probs = np.zeros((4, 17, 3))
+    probs[..., 2] = 1.0
+    out = {"visibility_probs": probs}
+    assert "box crowded" not in subgroups(run, out, 2.0)          # unknown: no such subgroup, rather than a guess
+    run.crowded = np.array([True, False, False, True])
+    groups = subgroups(run, out, 2.0)
+    assert groups["box crowded"][:, 0].tolist() == [True, False, False, True]
+    assert (groups["box crowded"] ^ groups["box alone"]).all() and groups["box crowded"].shape == (4, 17)
+    assert subset(run, np.array([True, True, False, False])).crowded.tolist() == [True, False]
+
+
 def test_model_files_load_as_weights_only_and_pickled_code_is_refused(tmp_path):
     from posecal.models.checkpoint import SHIPPED_MODELS, load_model
     for path in SHIPPED_MODELS.values():

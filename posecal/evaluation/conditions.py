@@ -43,6 +43,9 @@ class ConditionRun:
     cut_off: np.ndarray            # (N, K) bool: labelled before a cut by the frame, beyond it now
     raw: dict                      # oks (N,), opks (N, K), visibility_probs (N, K, 3)
     image_wh: np.ndarray           # (N, 2) the picture's size (where its edges are)
+    # (N,) bool, where known: another labelled person's box covers at least CROWDED_SHARE of this person's box in
+    # its photograph (a crowd: what a user sees as overlapping detections)
+    crowded: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.area)
@@ -126,14 +129,16 @@ def subgroup_names(k: int = len(COCO_KEYPOINTS)) -> list[str]:
     cuts = EDGE_DISTANCE_BINS
     return ([f"type={COCO_KEYPOINTS[j] if k == len(COCO_KEYPOINTS) else j}" for j in range(k)]
             + [f"edge<{cuts[0]}"] + [f"edge {a}-{b}" for a, b in zip(cuts, cuts[1:])] + [f"edge>={cuts[-1]}"]
-            + [f"called {name}" for name in VISIBILITY_NAMES] + ["box at edge", "box inside"])
+            + [f"called {name}" for name in VISIBILITY_NAMES] + ["box at edge", "box inside"]
+            + ["box crowded", "box alone"])
 
 
 def subgroups(run: ConditionRun, calibrated: dict, occluded_over_visible: float) -> dict[str, np.ndarray]:
     """What a user can see at run time, as (N, K) keypoint masks by name (subgroup_names): the keypoint type,
     its distance to the picture's nearest edge (bins at EDGE_DISTANCE_BINS of the person's scale, in_frame's
     feature; keypoints outside the picture are in the first), the predicted visibility class, and whether the
-    person's box touches the picture's edge."""
+    person's box touches the picture's edge, and, where the run knows it, whether another person's box overlaps
+    it (crowded)."""
     n, k = run.keypoints.shape[:2]
     edge = in_frame_features(calibrated["visibility_probs"], run.keypoints, run.boxes, run.image_wh)[..., 1]
     bins = np.digitize(edge, EDGE_DISTANCE_BINS)
@@ -141,6 +146,8 @@ def subgroups(run: ConditionRun, calibrated: dict, occluded_over_visible: float)
     touch = edges_touched(run.boxes, run.image_wh).any(1)[:, None]
     masks = ([np.arange(k)[None, :] == j for j in range(k)] + [bins == i for i in range(len(EDGE_DISTANCE_BINS) + 1)]
              + [cls == i for i in range(len(VISIBILITY_NAMES))] + [touch, ~touch])
+    if run.crowded is not None:
+        masks += [run.crowded[:, None], ~run.crowded[:, None]]
     return {name: np.broadcast_to(m, (n, k)) for name, m in zip(subgroup_names(k), masks)}
 
 
@@ -192,7 +199,8 @@ def subset(run: ConditionRun, keep: np.ndarray) -> ConditionRun:
     """The persons of a condition where keep (N,) is True."""
     arrays = {k: getattr(run, k)[keep] for k in ("keypoints", "boxes", "gt", "area", "groups", "visibility_known",
                                                  "cut_off", "image_wh")}
-    return ConditionRun(name=run.name, flip=run.flip, raw={k: v[keep] for k, v in run.raw.items()}, **arrays)
+    return ConditionRun(name=run.name, flip=run.flip, raw={k: v[keep] for k, v in run.raw.items()}, **arrays,
+                        crowded=None if run.crowded is None else run.crowded[keep])
 
 
 def fit_over_conditions(runs: list[ConditionRun], source: str = "", conditional: bool = False
