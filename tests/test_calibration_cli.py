@@ -142,7 +142,10 @@ def test_eval_results_of_any_estimator_by_hand(tmp_path, capsys):
     assert m["num_matched"] == 4
     assert m["ap"]["score"] == 100.0 and m["ap"]["pose_quality"] == 100.0
     assert m["pose_score_ece"] == {"score": 0.7, "pose_quality": 0.0}       # true OKS is 1 for everyone
-    assert m["keypoint_ece"] == {"confidence": 0.5, "keypoint_quality": 0.0}
+    # c = 0.5 everywhere, judged over every keypoint against its OPKS (1: exact) where labelled and 0 where not:
+    # one bin, |0.5 - the labelled share|
+    labelled = np.mean([np.asarray(a["keypoints"]).reshape(17, 3)[:, 2] > 0 for a in _gt(ann)])
+    assert m["keypoint_ece"] == {"confidence": round(abs(0.5 - labelled), 4), "keypoint_quality": 0.0}
     assert m["keypoint_radius"]["coverage"] == 1.0 and m["keypoint_radius"]["target"] == 0.9
     areas = [a["area"] for a in _gt(ann)]
     assert m["keypoint_radius"]["median_radius_rel"] == pytest.approx(np.median(1 / np.sqrt(areas)), abs=1e-4)

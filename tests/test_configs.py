@@ -9,8 +9,10 @@ import pytest
 from posecal.models.assemble import trust_weights
 from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_file, read_torch_file
 from posecal.models.config import MOVENET_VARIANTS
-from posecal.training.config import load_train_config, load_trust_config
+from posecal.training.config import DataConfig, TrainConfig, load_train_config, load_trust_config
 from posecal.training.train import training_model
+
+from conftest import cli_error
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 TRAIN = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "trust")
@@ -43,3 +45,42 @@ def test_every_trust_config_loads_its_base_and_what_it_starts_from(path):
         assert trust_weights(cfg.init)
     else:
         assert "state_dict" in read_torch_file(model_file(cfg.init_pose))
+
+
+COCO_PAIRS = ("train_annotations", "train_images", "val_annotations", "val_images")
+
+
+@pytest.mark.parametrize("path", TRAIN + TRUST, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_names_its_data(path):
+    """The package's DataConfig has no default paths (a wheel has no ../shared), so each config says where its
+    data is: the COCO files, or a pack for the training persons with the val files beside it."""
+    cfg = (load_trust_config if path.parent.name == "trust" else load_train_config)(path)
+    assert all(getattr(cfg.data, name) for name in COCO_PAIRS), path
+
+
+def test_the_package_defaults_point_at_no_data():
+    assert all(value is None for value in vars(DataConfig()).values())
+    assert TrainConfig().data == DataConfig()
+
+
+def test_training_without_its_data_says_which_field_is_missing(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"out_dir: {tmp_path / 'run'}\nepochs: 1\nnum_workers: 0\n"
+                   f"model: {{input_wh: [48, 64], head_widths: [16, 16, 8], imagenet: false}}\n")
+    assert cli_error(capsys, "train", cfg, "--no-progress") == \
+        "data.train_annotations: required (a COCO keypoint JSON)"
+    cfg.write_text(cfg.read_text() + "data: {train_annotations: a.json, train_images: imgs}\n")
+    assert cli_error(capsys, "train", cfg, "--no-progress") == \
+        "data.val_annotations: required (a COCO keypoint JSON)"
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_trust_job_without_its_data_says_which_field_is_missing_before_any_work(tmp_path):
+    from posecal.errors import PosecalInputError
+    from posecal.training.config import TrustJobConfig
+    from posecal.training.trust_job import run_trust_job
+
+    cfg = TrustJobConfig(out_dir=str(tmp_path / "run"), output=str(tmp_path / "model.pt"))
+    with pytest.raises(PosecalInputError, match=r"^data\.train_annotations: required \(a COCO keypoint JSON\)$"):
+        run_trust_job(cfg, progress=False)
+    assert not (tmp_path / "run" / "samples").exists()

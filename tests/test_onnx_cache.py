@@ -87,6 +87,20 @@ def test_predictor_onnx_backend_uses_the_cache_and_matches_torch(folder, model_a
     np.testing.assert_allclose(onnx.keypoint_quality, ref.keypoint_quality, atol=1e-4)
 
 
+def test_an_export_says_why_the_first_run_waits_in_one_stderr_line_off_a_terminal_too(folder, model_and_onnx,
+                                                                                      capsys):
+    """Not on a terminal (a log file, a pipe: capsys here), the first use of a model still says in one line that
+    it is exporting, so that a log tells why that run waited; a cached model says nothing."""
+    model, data = model_and_onnx
+    assert not sys.stderr.isatty()
+    cached_onnx(model, flip=False, threads=1, export=CountingExport(data))
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"posecal: exporting {model} to ONNX once") and entry_name(model, False) in err
+    cached_onnx(model, flip=False, threads=1, export=CountingExport(data))
+    assert capsys.readouterr() == ("", "")
+
+
 def test_interrupted_write_leaves_no_entry_and_a_damaged_entry_is_rebuilt(folder, model_and_onnx, monkeypatch):
     model, data = model_and_onnx
     entry = folder / entry_name(model, False)

@@ -129,3 +129,19 @@ def test_eval_and_predict_write_the_same_in_frame_for_the_shipped_model(tmp_path
     assert len(entry["in_frame"]) == 17 and len(entry["keypoint_radius"]) == 17
     np.testing.assert_allclose(entry["in_frame"], person["in_frame"], atol=2e-3)
     np.testing.assert_allclose(entry["keypoint_quality"], person["keypoint_quality"], atol=2e-3)
+
+
+def test_c_is_the_keypoint_quality_times_the_chance_the_keypoint_is_there():
+    """COCO's c in posecal's results: keypoint quality x (1 - p(not labelled)); an absent keypoint with a high
+    quality gets a low c, so thresholding c leaves it out."""
+    from posecal.inference.estimator import PersonPose
+    from posecal.inference.scoring import present_and_right
+
+    kq = np.full(17, 0.8)
+    probs = np.tile([0.1, 0.2, 0.7], (17, 1))
+    probs[11] = [0.9, 0.05, 0.05]                                  # a hip below the picture: called absent
+    person = PersonPose(np.array([0, 0, 10, 20.0]), np.zeros((17, 2)), kq, kq, 0.7, np.full(17, 2), probs)
+    c = np.reshape(person.to_dict()["keypoints"], (17, 3))[:, 2]
+    assert c[0] == pytest.approx(0.72) and c[11] == pytest.approx(0.08)
+    assert person.to_dict()["keypoint_quality"][11] == pytest.approx(0.8)    # the quality itself is unchanged
+    np.testing.assert_allclose(present_and_right(kq), kq)                     # no visibility head: the quality

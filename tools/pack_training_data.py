@@ -132,7 +132,7 @@ def _run(args) -> int:
 
     val_bytes = 0
     if not args.no_val:
-        val = load_coco_persons(cfg.data.val_annotations, cfg.data.val_images)
+        val = load_coco_persons(*cfg.data.required("val_annotations", "val_images"))
         folder = out / VAL_DIR
         folder.mkdir(parents=True)
         images, anns = [], []
@@ -150,7 +150,7 @@ def _run(args) -> int:
         if val_bytes >= first_budget:
             raise PosecalInputError(f"the val split alone ({val_bytes / MIB:.1f} MiB) exceeds --shard-mib")
 
-    records = load_coco_persons(cfg.data.train_annotations, cfg.data.train_images)
+    records = load_coco_persons(*cfg.data.required("train_annotations", "train_images"))
     sources = ["coco"] * len(records)
     if cfg.data.lspet_annotations:
         lspet = load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)

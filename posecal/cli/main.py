@@ -431,8 +431,8 @@ def _add_predict(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or video files")
     p.add_argument("--out", default="predictions.json",
                    help="X.json: COCO keypoint results, written at the end; X.jsonl or - (stdout): one JSON record "
-                        "per image or video frame, written as it is made (docs/schemas/frame_record.schema.json) "
-                        "(default: predictions.json)")
+                        "per image or video frame, written as it is made (its fields: "
+                        "docs/schemas/frame_record.schema.json in posecal's source tree) (default: predictions.json)")
     p.add_argument("--render", metavar="DIR", help="write overlay images here: NAME.png per image, NAME/frame_N.png "
                    "per video frame (default: none)")
     p.add_argument("--show-all", action="store_true", help="overlays: draw keypoints predicted absent, faintly")
@@ -479,8 +479,8 @@ def _add_track(sub) -> None:
                         "or a named pipe (a FIFO path, or pipe:PATH)")
     p.add_argument("--out", default="tracks.json",
                    help="X.json: COCO keypoint results with image_id = frame index and track_id, written at the end; "
-                        "X.jsonl or - (stdout): one JSON record per frame, written as it is made "
-                        "(docs/schemas/frame_record.schema.json) (default: tracks.json)")
+                        "X.jsonl or - (stdout): one JSON record per frame, written as it is made (its fields: "
+                        "docs/schemas/frame_record.schema.json in posecal's source tree) (default: tracks.json)")
     p.add_argument("--max-frames", type=POSITIVE_INT, metavar="N",
                    help="stop after N frames, all sources together (default: no limit)")
     p.add_argument("--duration", type=POSITIVE_FLOAT, metavar="SECONDS",

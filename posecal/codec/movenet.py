@@ -136,8 +136,9 @@ def decode_movenet(center, regress, heatmap, offset) -> MoveNetKeypoints:
 
 
 # MoveNet's decoded keypoints (x_norm * S, as the graph reports them) -> posecal's input-crop pixels (integer =
-# pixel centre). The graph does not say which convention its normalised coordinates follow; this shift was
-# chosen on the val split (bench/movenet_decodes.py): see MODEL_CARD.md.
+# pixel centre). The graph does not say which convention its normalised coordinates follow; they are read as
+# pixel edges (crop pixel = graph value - 0.5), which scores on the val split as high as any shift tried
+# (CHANGELOG.md).
 MOVENET_PIXEL_SHIFT = -0.5
 
 
@@ -185,8 +186,8 @@ def mirrored_back(xy_mirror: torch.Tensor, scores_mirror: torch.Tensor, width: i
 
 # Flip test for the centre-guided decode: the crop and its mirror are decoded apart; where their keypoints agree
 # (closer than this fraction of the crop side) the two are averaged, else the one with the higher score is kept.
-# Chosen on the val split (Thunder, 822 persons: no flip 44.8 AP, mean of both 45.0, score-weighted 45.6, this
-# rule 46.0; MODEL_CARD.md).
+# The rule and its fraction were chosen on the val split over a plain or a score-weighted mean of the two passes
+# (CHANGELOG.md).
 FLIP_AGREE = 0.04
 
 

@@ -129,8 +129,8 @@ def _check_index(path: Path) -> dict:
     data = read_json(path)
     info = data.get("info") if isinstance(data, dict) else None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise PosecalInputError(f"{path}: not a posecal pack index (expected info.format = {FORMAT!r}; "
-                                "made by tools/pack_training_data.py)")
+        raise PosecalInputError(f"{path}: not a posecal pack index (expected info.format = {FORMAT!r}, as "
+                                "the packer in posecal's source tree, tools/pack_training_data.py, writes)")
     return data
 
 
@@ -141,7 +141,8 @@ def load_packed_persons(folder) -> list[PersonRecord]:
         raise PosecalInputError(f"{folder}: pack folder not found (data.packed / --packed)")
     shards = sorted(p for p in folder.glob("shard_*") if p.is_dir())
     if not shards:
-        raise PosecalInputError(f"{folder}: no shard_*/ folders (not a pack made by tools/pack_training_data.py, "
+        raise PosecalInputError(f"{folder}: no shard_*/ folders (not a pack made by posecal's packer, "
+                                "tools/pack_training_data.py in its source tree, "
                                 "or its shards were not all brought here)")
     records = []
     for i, shard in enumerate(shards):

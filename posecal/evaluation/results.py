@@ -180,7 +180,9 @@ def results_metrics(res: ResultSet, gt) -> dict:
     m["pose_score_spearman"] = {n: rounded(spearman(s[idx], gt_oks)) for n, s in pose_scores.items()}
     m["pose_score_ece"] = {n: rounded(ece(np.clip(s[idx], 0, 1), gt_oks)) for n, s in pose_scores.items()}
     kq = res.keypoint_quality[idx] if res.keypoint_quality is not None else None
-    m["keypoint_ece"] = {"confidence": rounded(ece(res.confidence[idx][lab], ks[lab]))}
+    # c over every keypoint, against its OPKS where labelled and 0 where not: c says how likely a keypoint is there
+    # and right (posecal's: scoring.present_and_right), so the keypoints that are not there count too
+    m["keypoint_ece"] = {"confidence": rounded(ece(res.confidence[idx].ravel(), np.where(lab, ks, 0.0).ravel()))}
     if kq is not None:
         m["keypoint_ece"]["keypoint_quality"] = rounded(ece(kq[lab], ks[lab]))
     per_kp = kq if kq is not None else res.confidence[idx]

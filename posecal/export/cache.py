@@ -90,8 +90,7 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
     """An onnxruntime session of a posecal model file (a shipped model's name, a path, or None for the
     default), from the cache when it holds this file's export, else exported now (`export(path, flip)`,
     export_model_bytes by default) and cached."""
-    note = log or _note   # why this first run waits: a caller's log, else the terminal only
-    log = log or _say
+    log = log or _say   # a caller's log, else one line on stderr (a terminal's or a log file's)
     export = export or export_model_bytes
     path = model_file(model_spec)
     source = str(model_spec or "default model")
@@ -103,13 +102,15 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
     session = _open(entry, threads, device, source)
     if session is not None:
         return session
+    load_model(model_spec)   # a file that is no model is its own one line, before any "exporting" is said
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(entry) + ".lock", timeout=LOCK_TIMEOUT_S):
             session = _open(entry, threads, device, source)   # exported by another process while we waited
             if session is not None:
                 return session
-            note(f"exporting {source} to ONNX once (about 20-30 s); later runs start from {entry}")
+            # said wherever stderr goes, so that a log also tells why a first run waited
+            log(f"exporting {source} to ONNX once (about 20-30 s); later runs start from {entry}")
             try:
                 data = export(path, flip)
             except PosecalInputError as e:   # the model's own problem (not a model file...): not the folder's
@@ -148,13 +149,6 @@ class _ModelProblem(Exception):
 
 def _say(message: str) -> None:
     print(f"posecal: {message}", file=sys.stderr)
-
-
-def _note(message: str) -> None:
-    """A note only on a terminal, like a progress bar, so that scripts and logs read the same lines whether the
-    cache was warm or not."""
-    if sys.stderr.isatty():
-        _say(message)
 
 
 def _open(entry: Path, threads: int, device: str, source: str) -> OnnxEstimator | None:

@@ -129,7 +129,7 @@ class OnnxEstimator:
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         # no busy-waiting between calls: on a few cores the spinning threads starve whatever runs next (crops,
-        # decode, the other network); posecal track on 2 cores went from 5.5 to 7.7 fps without it
+        # decode, the other network), which slows a video down more than the spin saves
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # on torch's current GPU: under torchrun each rank's own (posecal.parallel makes it cuda:LOCAL_RANK)
         gpu = torch.cuda.current_device() if torch.cuda.is_available() else 0

@@ -35,8 +35,8 @@ def quantize_int8(model_bytes: bytes, calibration: np.ndarray) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(src, fp32)
-        # onnxruntime advises its pre-processing (shape inference, graph optimisation) on the root logger; without
-        # it the int8 model already keeps fp32's AP on val (MODEL_CARD.md): noise to a user.
+        # onnxruntime advises its pre-processing (shape inference, graph optimisation) on the root logger: noise to
+        # a user, as posecal quantises without it (MODEL_CARD.md's int8 figures are those of this path).
         logging.disable(logging.WARNING)
         try:
             quant.quantize_static(fp32, int8, Crops(), quant_format=quant.QuantFormat.QDQ, per_channel=True,

@@ -23,7 +23,7 @@ from posecal.data.topdown import to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn
-from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, visibility_classes
+from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, present_and_right, visibility_classes
 from posecal.inference.topdown import Predictions, infer_crops
 from posecal.skeleton import NUM_KEYPOINTS
 
@@ -57,9 +57,11 @@ class PersonPose:
 
     def to_dict(self, score_mode: str | None = None) -> dict:
         """The person as plain JSON types, in the fields of `posecal predict`'s results (COCO's `keypoints` as
-        x, y, keypoint quality triples; `score` by `score_mode`, default the pose quality)."""
+        x, y, c triples, c = scoring.present_and_right: keypoint quality x p(the keypoint is there); `score` by
+        `score_mode`, default the pose quality)."""
         r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
-        kp = np.concatenate([self.keypoints, np.asarray(self.keypoint_quality)[:, None]], 1)
+        c = present_and_right(self.keypoint_quality, self.visibility_probs)
+        kp = np.concatenate([self.keypoints, c[:, None]], 1)
         score = self.pose_quality if score_mode is None else self.scores[score_mode]
         out = {"keypoints": r(kp.reshape(-1)), "score": round(float(score), 4), "bbox": r(self.box),
                "box_score": round(float(self.box_score), 4), "pose_quality": round(float(self.pose_quality), 4),

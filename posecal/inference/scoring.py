@@ -67,6 +67,18 @@ def pose_scores_of(heatmap_scores: np.ndarray, oks=None, opks=None, visibility_p
     return modes
 
 
+def present_and_right(keypoint_quality, visibility_probs=None) -> np.ndarray:
+    """COCO's third keypoint value `c` as posecal writes it: how likely the keypoint is there (labelled: visible
+    or occluded inside the picture) and right, = keypoint quality x (1 - p(not labelled)), the expected OPKS
+    counting a keypoint that is not there as 0. Why not the keypoint quality itself: it is the expected OPKS of a
+    keypoint that is there, so a hip below the picture could carry 0.8, and every tool that draws keypoints with
+    c >= t drew it. Without a visibility head: the keypoint quality (or heatmap peak) as it is."""
+    kq = np.asarray(keypoint_quality, np.float64)
+    if visibility_probs is None:
+        return kq
+    return kq * (1.0 - np.asarray(visibility_probs, np.float64)[..., NOT_LABELLED])
+
+
 def keypoint_confidence(pred: Predictions) -> np.ndarray:
-    """Per-keypoint confidence written to results: predicted OPKS when the model has heads, else the peak."""
-    return pred.opks if pred.opks is not None else pred.heatmap_scores
+    """Per-keypoint `c` written to results (present_and_right); the heatmap peak for models without heads."""
+    return pred.heatmap_scores if pred.opks is None else present_and_right(pred.opks, pred.visibility_probs)

@@ -41,8 +41,8 @@ def with_trust(trust, base="accurate", any_network: bool = False):
         own = pose_fingerprint(model)
         if trained_for != own and not any_network:
             raise PosecalInputError(f"{trust}: its trust model was trained on network {trained_for}'s keypoints, "
-                                    f"{base}'s network is {own} (tools/build_trust_model.py --any-network builds "
-                                    "it anyway; then recalibrate)")
+                                    f"{base}'s network is {own} (with_trust(..., any_network=True) builds it "
+                                    "anyway; then recalibrate)")
         meta["trust_trained_for"] = trained_for
     return model.eval(), cfg, meta
 

@@ -57,7 +57,7 @@ _TUPLE_FIELDS = ("input_wh", "head_widths", "input_mean", "input_std")
 
 # Fields of former model files that no model uses any more: off, they are dropped (posecal_accurate.pt stores
 # fusion: false); on, the file needs code posecal no longer has (trust-guided fusion, removed: it shipped in
-# no model and lost AP on the fine-tuned network, MODEL_CARD.md).
+# no model and lost AP on the fine-tuned network, CHANGELOG.md).
 RETIRED_FIELDS = ("fusion", "second_opinion")
 
 
@@ -106,5 +106,7 @@ def _listed(value) -> str:
 
 def default_decode(cfg: ModelConfig) -> str:
     """How a model's outputs become keypoints unless a user says otherwise: MoveNet's own centre-guided decode
-    for a MoveNet model (val AP 44.8 vs 33.5 for DARK + flip on its heatmaps, MODEL_CARD.md), else DARK."""
+    for a MoveNet model, else DARK. Why not DARK for MoveNet: its keypoint heatmaps fire on every person in the
+    crop and hold no sub-cell position (that is in its offsets), while the centre-guided decode keeps the person
+    the crop is centred on."""
     return "movenet" if cfg.backbone in MOVENET_VARIANTS else "dark"

@@ -1,7 +1,7 @@
 """Keypoints carried between detector frames by optical flow instead of the pose network.
 
-Why: on a few CPU cores the pose network is most of a video frame (the accurate model: ~30 ms a person without
-flip test), and people move little in a frame or two. Between detector frames each tracked person's keypoints
+Why: on a few CPU cores the pose network is most of a video frame's time (tens of milliseconds a person), and
+people move little in a frame or two. Between detector frames each tracked person's keypoints
 are followed by pyramidal Lucas-Kanade flow (OpenCV's `calcOpticalFlowPyrLK`, all people's points in one call,
 a few milliseconds a frame), and the pose network runs on detector frames only, where every pose is estimated
 afresh. A carried pose keeps its last estimate's quality, visibility and scores: flow moves points, it does not
@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 FB_MAX_PX = 2.0                                  # forward-backward disagreement above which a point is lost
-LK_WINDOW = (15, 15)                             # with 2 levels: steps up to ~30 px a frame; bench/track_ids.py
-LK_LEVELS = 2                                    # scores as with 21 px x 3 levels, ~35 % cheaper
+LK_WINDOW = (15, 15)                             # with 2 levels: follows steps up to ~30 px a frame, and the
+LK_LEVELS = 2                                    # tracking benchmark scores as with a larger window and more
+                                                 # levels, at less cost
 LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
 
 

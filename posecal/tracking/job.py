@@ -4,7 +4,7 @@ Per frame: person boxes (the detector every `detect_every` frames; in between, b
 track's last pose), poses for those boxes, pose NMS, then the tracker (association, births and deaths,
 smoothing). Output contract, which checks rely on: one COCO keypoint result per tracked person and frame
 with `image_id` = frame index (0-based), `file_name` = "VIDEO#FRAME", an integer `track_id`, and every field
-of `posecal predict` (keypoints as x, y, keypoint quality triples; pose_quality, keypoint_quality,
+of `posecal predict` (keypoints as x, y, c triples; pose_quality, keypoint_quality,
 visibility, visibility_probs, box_score, bbox, score).
 
 Live sources (a camera, rtsp/http streams, a pipe; posecal/data/live.py) run in real time: the newest frame is

@@ -40,10 +40,11 @@ class TrackConfig:
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
     detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
-                                         # (bench/track_ids.py: 3 keeps ids best, and video at 12 fps on 2 cores)
+                                         # (3: the best ids on the tracking benchmark, at a frame rate a few CPU
+                                         # cores keep up with; docs/tracking.md)
     min_pose_quality: float = MIN_POSE_QUALITY   # the person rule's nobody test (inference/pipeline.py)
     second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py): fewer
-                                         # people missed, more false tracks; off (bench/track_ids.py, docs/tracking.md)
+                                         # people missed, more false tracks; off (docs/tracking.md)
     adaptive: bool = True                # live sources: the detector's period and the frames that may wait
                                          # follow the time frames take here (tracking/cadence.py)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
@@ -70,10 +71,8 @@ PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
 def boxes_from_pose(person) -> np.ndarray:
     """Where to look for a tracked person in this frame: the box of their last pose (a detector's box, carried
     along), already moved by the track's velocity (Tracker.live_people). Why not the box around their keypoints:
-    that box misses the head's top and the feet and shrinks with every doubtful keypoint, so crops drifted off
-    what the network was trained on (person boxes) and the reported boxes off the person; carrying the detector's
-    box took bench/track_ids.py (detector every 3rd frame) from IDF1 0.729, 5.5 switches per 100 frames and
-    MOTA 0.583 to 0.788, 1.6 and 0.726, and vtest_pedestrians_20s.avi from 28 to 24 distinct ids."""
+    that box misses the head's top and the feet and shrinks with every doubtful keypoint, so crops drift off what
+    the network was trained on (person boxes) and the reported boxes off the person, and ids are lost."""
     return np.asarray(person.box, float)
 
 
@@ -125,8 +124,8 @@ def reported_box(person, width: int, height: int) -> np.ndarray:
     fewer than 3), padded by BOX_PAD for the head's top above the eyes and the soles below the ankles, both
     clipped to the frame. Why: the carried box keeps the detector's size and place from up to detect_every - 1
     frames before, and a detector box is loose around a partly hidden person, while the keypoints follow the
-    person but miss the head's top and the feet; on bench/track_ids.py the mean fits the true box better than
-    either (mean IoU 0.784 against 0.747 and 0.737; matches below IoU 0.5: 77 against 118 and 125)."""
+    person but miss the head's top and the feet; the mean fits the true box better than either (docs/tracking.md,
+    "Reported box")."""
     xy = np.asarray(person.keypoints, float)
     seen = np.ones(len(xy), bool) if person.visibility is None else np.asarray(person.visibility) > 0
     xy = xy[seen] if seen.sum() >= 3 else xy
@@ -156,11 +155,10 @@ def still_there(person, keep_quality: float, detector_frame: bool = False) -> bo
     must reach keep_quality, and some keypoint must be visible: between detector frames, called visible by the
     `visibility` field; on a detector frame, where a propagated box means the detector did not find the person
     there, most likely visible (the argmax of visibility_probs; the last class, "labelled", for binary models).
-    Why two rules: the argmax leans to occluded for small people, and between detector frames it dropped half
-    their poses (vtest_pedestrians_20s.avi, detector every 3rd frame: 276 tracked poses in 60 frames against
-    521); on detector frames the stricter rule keeps ids better (bench/track_ids.py: IDF1 0.74 against 0.68 with
-    the field's rule on every frame). Boxes that drifted off their person (ghosts) are also ended by the
-    detector's word (TrackConfig.missed_detections)."""
+    Why two rules: the argmax leans to occluded for small people, so between detector frames it would drop about
+    half of their poses; on a detector frame, where nothing but the pose says the person is still there, the
+    stricter rule keeps ids better. Boxes that drifted off their person (ghosts) are also ended by the detector's
+    word (TrackConfig.missed_detections)."""
     if person.pose_quality < keep_quality:
         return False
     if detector_frame:

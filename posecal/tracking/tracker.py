@@ -14,11 +14,10 @@ survives up to `max_misses` frames without a match (occlusion, a missed detectio
 pose collapses under another person is held as occluded rather than handed that pose. Keypoints of reported
 poses are One-Euro smoothed with a cutoff that follows their trust.
 
-The knobs were chosen on the tuning scenes of `bench/track_ids.py` and kept only where their effect held on its
-held-out scenes: a tentative stage (births confirmed after 2 frames or at pose quality 0.7), a keypoint-quality
-floor and visible-only keypoints in the association, and releasing the younger of two tracks on one person
-gained IDF1 on the tuning scenes (0.788 -> 0.878) and lost it on the held-out ones (0.822 -> 0.799), so they
-are gone (docs/tracking.md).
+Why these rules and no others: the thresholds were chosen on the tracking benchmark's tuning scenes, and a rule
+stays only where its effect also holds on the benchmark's held-out scenes, which chose nothing; rules that helped
+on the tuning scenes alone (a tentative stage before a birth, a keypoint-quality floor or visible-only keypoints
+in the association, releasing the younger of two tracks on one person) are not here (docs/tracking.md).
 """
 from __future__ import annotations
 

@@ -20,15 +20,31 @@ from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rul
 
 @dataclass
 class DataConfig:
-    train_annotations: str = "../shared/data/coco-val2017-crops/annotations/train.json"
-    train_images: str = "../shared/data/coco-val2017-crops/images"
-    val_annotations: str = "../shared/data/coco-val2017-crops/annotations/val.json"
-    val_images: str = "../shared/data/coco-val2017-crops/images"
+    """Where the training data is. No defaults: a config names its own files (`required` says which are needed
+    where: the COCO pair for training unless a pack gives the persons, the val pair unless the pack has val/)."""
+    train_annotations: str | None = None     # a COCO keypoint JSON of the training persons
+    train_images: str | None = None          # ... and the folder of its images
+    val_annotations: str | None = None       # a COCO keypoint JSON of the validation persons
+    val_images: str | None = None            # ... and the folder of its images
     lspet_annotations: str | None = None     # optional extra training data (LSP-14 mapped to COCO-17)
     lspet_images: str | None = None
-    # A pack folder (tools/pack_training_data.py): when set, the training persons come from its shard_*/ instead
-    # of the files above, and validation uses its val/ when it has one (else val_annotations/val_images).
+    # A pack folder (made from posecal's source tree by tools/pack_training_data.py): when set, the training
+    # persons come from its shard_*/ instead of the files above, and validation uses its val/ when it has one
+    # (else val_annotations/val_images).
     packed: str | None = None
+
+    def required(self, *names: str) -> tuple[str, ...]:
+        """The named fields' values; one that is not set is one PosecalInputError line naming it, e.g.
+        'data.train_annotations: required (a COCO keypoint JSON)'."""
+        for name in names:
+            if not getattr(self, name):
+                raise PosecalInputError(f"data.{name}: required ({DATA_FIELDS[name]})")
+        return tuple(getattr(self, name) for name in names)
+
+
+# What each data path is, for the line that says it is missing (DataConfig.required).
+DATA_FIELDS = {"train_annotations": "a COCO keypoint JSON", "train_images": "the folder of the training images",
+               "val_annotations": "a COCO keypoint JSON", "val_images": "the folder of the validation images"}
 
 
 @dataclass

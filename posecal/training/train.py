@@ -362,13 +362,15 @@ def _load_data(cfg: TrainConfig):
     """(training records, val records, val annotation file)."""
     if cfg.data.packed:
         records = load_packed_persons(cfg.data.packed)
-        val_ann, val_img = packed_val_paths(cfg.data.packed) or (cfg.data.val_annotations, cfg.data.val_images)
+        val_ann, val_img = (packed_val_paths(cfg.data.packed)
+                            or cfg.data.required("val_annotations", "val_images"))   # a pack without val/
         print(f"{len(records)} training persons from the pack {cfg.data.packed}; validation on {val_ann}")
     else:
-        records = load_coco_persons(cfg.data.train_annotations, cfg.data.train_images)
+        train_ann, train_img, val_ann, val_img = cfg.data.required("train_annotations", "train_images",
+                                                                   "val_annotations", "val_images")
+        records = load_coco_persons(train_ann, train_img)
         if cfg.data.lspet_annotations:
             records += load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
-        val_ann, val_img = cfg.data.val_annotations, cfg.data.val_images
     if cfg.max_train_persons:
         records = records[: cfg.max_train_persons]
     if not records:

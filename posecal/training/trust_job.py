@@ -44,6 +44,7 @@ def run_trust_job(cfg: TrustJobConfig, progress: bool = True, log=print) -> dict
     (stopped: max_minutes ran out before the last step; no model file is written then)."""
     output = check_trust_output(cfg.output)
     out = check_output_dir(cfg.out_dir, "out_dir")
+    cfg.data.required("train_annotations", "train_images", "val_annotations", "val_images")   # before any work
     torch.set_num_threads(cfg.train.threads)
     base_model, base_cfg, _ = load_model(cfg.base)
     if base_cfg.backbone not in MOVENET_VARIANTS:
@@ -84,8 +85,10 @@ def write_trust_samples(cfg: TrustJobConfig, base_model, input_wh, fingerprint: 
     else:
         write_json_atomic({"model": str(cfg.base), "pose_fingerprint": fingerprint}, recorded)
     d, s = cfg.data, cfg.samples
-    train = load_coco_persons(d.train_annotations, d.train_images)[:s.max_train_persons]
-    val = load_coco_persons(d.val_annotations, d.val_images)[:s.max_val_persons]
+    train_ann, train_img, val_ann, val_img = d.required("train_annotations", "train_images", "val_annotations",
+                                                        "val_images")
+    train = load_coco_persons(train_ann, train_img)[:s.max_train_persons]
+    val = load_coco_persons(val_ann, val_img)[:s.max_val_persons]
     lspet = load_lspet(d.lspet_annotations, d.lspet_images) if d.lspet_annotations else []
     lspet_train = lspet_trust_split(len(lspet))[0] if lspet else np.zeros(0, np.int64)
 

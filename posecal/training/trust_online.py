@@ -118,8 +118,8 @@ def check_trust_pack(folder) -> dict:
         n = sum(a.get("source") == "lspet" for a in data.get("annotations", []))
         if n and info.get(TRUST_PACK_KEY) != TRUST_PACK_VALUE:
             raise PosecalInputError(f"{shard}: {n} LSPET persons, and its index does not say that the trust "
-                                    "model's held-out LSPET persons were left out: pack with "
-                                    "tools/pack_training_data.py CONFIG --trust")
+                                    "model's held-out LSPET persons were left out: pack it with --trust "
+                                    "(tools/pack_training_data.py CONFIG --trust, in posecal's source tree)")
         lspet += n
         infos.append(info)
     return {"shards": len(infos), "lspet": lspet, "aspect": infos[0].get("aspect") if infos else None}

@@ -400,7 +400,8 @@ def load_movenet(variant: str = "thunder", path: str | Path | None = None, map_l
     path = Path(path) if path is not None else weights_path(variant)
     if not path.is_file():
         raise FileNotFoundError(f"MoveNet {variant} weights not found at {path}: the wheel ships Thunder only; "
-                                f"Lightning's init is in posecal's source tree (or run tools/convert_movenet.py)")
+                                f"Lightning's init is in posecal's source tree (posecal/weights/ there; "
+                                f"tools/convert_movenet.py there makes it again)")
     blob = torch.load(path, map_location=map_location, weights_only=True)
     if blob.get("variant") != variant:
         raise ValueError(f"{path} holds MoveNet {blob.get('variant')!r}, not {variant!r}")
