@@ -11,6 +11,10 @@ d are chosen together on the tuning half: the most labelled persons reported wit
 pose for at most MAX_TWICE of them, at most MORE_INVENTED more inventions on the tuning patches than the
 detector's own threshold. --detector nanodet judges NanoDet instead; a model with p(person) also gets its
 thresholds chosen (`verified_*`). "before_issue45" is the rule before issue 45 on the same boxes.
+--detector ssd+nanodet (union_main) judges both shipped detectors merged (posecal/detect/union.py) against the SSD
+and NanoDet alone, from the SSD's cache (run --detector ssd first) and NanoDet's boxes: the merge keeps each box's
+pose, so only the NanoDet boxes that outlive the merge (or pass NanoDet's own threshold) go through the pose
+network; its merge IoU is chosen on the tuning half (MERGE_IOUS), the product's trust-guided constants kept.
 
 Data, each split in two so that the rule's knobs are chosen on one part and judged on the other:
 * val crops (822, one labelled person each; other labelled people of the photo mapped in): tuning = even image
@@ -81,6 +85,33 @@ def person_free_patches(data: Path, n: int, seed: int = 0) -> list[tuple[str, np
     return out
 
 
+def bench_pictures(data: Path, limit: int, patches: int) -> list:
+    """(set, name, bgr, target box or None, labelled boxes) per picture: the val crops, the person-free train
+    patches, scikit-image's person-free photos, in that order (a picture's index keys the caches)."""
+    coco = json.loads((data / "annotations/val.json").read_text())
+    by_photo = defaultdict(list)
+    for a in coco["annotations"]:
+        by_photo[a["orig_image_id"]].append(a)
+    anns = {a["image_id"]: a for a in coco["annotations"]}
+    pictures = []
+    for im in coco["images"][: limit or None]:
+        ann = anns[im["id"]]
+        pictures.append((0, im["id"], cv2.imread(str(data / "images" / im["file_name"])), np.array(ann["bbox"]),
+                         others_in_crop(ann, by_photo[ann["orig_image_id"]], im["width"], im["height"])))
+    pictures += [(1, name, bgr, None, np.zeros((0, 4))) for name, bgr in person_free_patches(data, patches)]
+    pictures += [(2, name, bgr, None, np.zeros((0, 4))) for name, bgr in no_people_photos()]
+    return pictures
+
+
+def box_row(n: int, kind: int, name, box, score: float, p, target, labelled) -> tuple:
+    """A cached box's record: picture, set, val image id (-1 else), detector score, pose quality, keypoints
+    called visible, IoU with the labelled person, IoU with any labelled person."""
+    t = iou(np.asarray(box, float)[None], target[None])[0, 0] if target is not None else 0.0
+    any_ = iou(np.asarray(box, float)[None], labelled).max(initial=0.0) if len(labelled) else t
+    return (n, kind, int(name) if kind == 0 else -1, score, p.pose_quality, int((p.visibility == 2).sum()), t,
+            max(any_, t))
+
+
 def records(model: str, data: Path, limit: int, patches: int, low: float, threads: int,
             detector_name: str = "ssd") -> dict:
     """Per box: picture index, set (0 val crop, 1 train patch, 2 skimage photo), detector score, pose quality,
@@ -91,18 +122,7 @@ def records(model: str, data: Path, limit: int, patches: int, low: float, thread
 
     predictor = Predictor(model, threads=threads, detector=None)
     detector = load_detector(detector_name, low, threads=threads)
-    coco = json.loads((data / "annotations/val.json").read_text())
-    by_photo = defaultdict(list)
-    for a in coco["annotations"]:
-        by_photo[a["orig_image_id"]].append(a)
-    anns = {a["image_id"]: a for a in coco["annotations"]}
-    pictures = []   # (set, name, bgr, target box or None, labelled boxes)
-    for im in coco["images"][: limit or None]:
-        ann = anns[im["id"]]
-        pictures.append((0, im["id"], cv2.imread(str(data / "images" / im["file_name"])), np.array(ann["bbox"]),
-                         others_in_crop(ann, by_photo[ann["orig_image_id"]], im["width"], im["height"])))
-    pictures += [(1, name, bgr, None, np.zeros((0, 4))) for name, bgr in person_free_patches(data, patches)]
-    pictures += [(2, name, bgr, None, np.zeros((0, 4))) for name, bgr in no_people_photos()]
+    pictures = bench_pictures(data, limit, patches)
     rows, people = [], []
     for n, (kind, name, bgr, target, labelled) in enumerate(pictures):
         boxes, scores = detector(bgr)
@@ -110,10 +130,7 @@ def records(model: str, data: Path, limit: int, patches: int, low: float, thread
             continue
         persons = predictor.estimate([(bgr, boxes, scores)])[0]
         for box, score, p in zip(boxes, scores, persons):
-            t = iou(box[None], target[None])[0, 0] if target is not None else 0.0
-            any_ = iou(box[None], labelled).max(initial=0.0) if len(labelled) else t
-            rows.append((n, kind, int(name) if kind == 0 else -1, score, p.pose_quality,
-                         int((p.visibility == 2).sum()), t, max(any_, t)))
+            rows.append(box_row(n, kind, name, box, score, p, target, labelled))
             people.append(p)
         if n % 100 == 0:
             print(f"{n}/{len(pictures)} pictures", flush=True)
@@ -234,6 +251,175 @@ def val_truth(data: Path) -> dict:
     return out
 
 
+MERGE_IOUS = (0.3, 0.4, 0.5, 0.6, 0.7)   # the union's merge IoU (union.MERGE_IOU), chosen on the tuning half
+
+
+def union_records(model: str, data: Path, limit: int, patches: int, low: float, threads: int, ssd: dict) -> dict:
+    """What the union needs beyond the SSD's cache `ssd` (its boxes at a floor <= low): per picture NanoDet's
+    boxes at `low` on the common scale, the picture's sure scores (the SSD's lowered for grey pictures), and the
+    poses of the NanoDet boxes that outlive the merge at some MERGE_IOUS or pass NanoDet's own threshold."""
+    from posecal.detect.nanodet import NANODET_THRESHOLD
+    from posecal.detect.union import UnionPersonDetector, merge_detections, to_common
+    from posecal.inference.predictor import Predictor
+
+    predictor = Predictor(model, threads=threads, detector=None)
+    union = UnionPersonDetector(score_threshold=low, threads=threads)
+    nanodet = union.detectors[1]
+    pictures = bench_pictures(data, limit, patches)
+    by_picture = defaultdict(list)
+    for i, n in enumerate(ssd["cols"][:, 0].astype(int)):
+        by_picture[n].append(i)
+    out = []   # per picture: (NanoDet boxes, raw scores, sure scores, {index: (row, pose)})
+    for n, (kind, name, bgr, target, labelled) in enumerate(pictures):
+        nb, ns = nanodet(bgr)
+        sures = union.sure_scores(bgr)
+        idx = by_picture.get(n, [])
+        parts = [(np.array([ssd["people"][i].box for i in idx]).reshape(-1, 4),
+                  to_common(ssd["cols"][idx, 3], sures[0])), (nb, to_common(ns, sures[1]))]
+        need = set(np.flatnonzero(ns >= NANODET_THRESHOLD).tolist())
+        for m in MERGE_IOUS:
+            _, _, src, index = merge_detections(parts, low, m)
+            need |= set(index[src == 1].tolist())
+        need = sorted(need)
+        poses = {}
+        if need:
+            persons = predictor.estimate([(bgr, nb[need], ns[need])])[0]
+            poses = {j: (box_row(n, kind, name, nb[j], ns[j], p, target, labelled), p)
+                     for j, p in zip(need, persons)}
+        out.append((nb, ns, sures, poses))
+        if n % 100 == 0:
+            print(f"{n}/{len(pictures)} pictures", flush=True)
+    return {"pictures": out, "n_patches": sum(p[0] == 1 for p in pictures), "low": low}
+
+
+def union_rec(ssd: dict, nano: dict, merge_iou: float) -> dict:
+    """The union's per-box records (cols as records(), scores on the common scale) at the union's floor
+    nano["low"]: the SSD's cached boxes and NanoDet's merged as posecal/detect/union.py merges them."""
+    import dataclasses
+
+    from posecal.detect.union import merge_detections, to_common
+
+    by_picture = defaultdict(list)
+    for i, n in enumerate(ssd["cols"][:, 0].astype(int)):
+        by_picture[n].append(i)
+    rows, people = [], []
+    for n, (nb, ns, sures, poses) in enumerate(nano["pictures"]):
+        idx = by_picture.get(n, [])
+        parts = [(np.array([ssd["people"][i].box for i in idx]).reshape(-1, 4),
+                  to_common(ssd["cols"][idx, 3], sures[0])), (nb, to_common(ns, sures[1]))]
+        _, scores, src, index = merge_detections(parts, nano["low"], merge_iou)
+        for score, k, j in zip(scores, src, index):
+            row, p = (ssd["cols"][idx[j]], ssd["people"][idx[j]]) if k == 0 else poses[j]
+            rows.append((*row[:3], score, *row[4:]))
+            people.append(dataclasses.replace(p, box_score=float(score)))
+    return {"cols": np.array(rows, float).reshape(-1, 8), "people": people, "n_patches": ssd["n_patches"]}
+
+
+def nanodet_alone_rec(nano: dict) -> dict:
+    """NanoDet alone at its own threshold (the product's --detector nanodet): its boxes scored >= NANODET_THRESHOLD,
+    their scores on the common scale in the records (so that TODAY, 0.3, is NanoDet's own threshold), the poses'
+    box scores NanoDet's own (what the pose NMS ranks by in the product)."""
+    from posecal.detect.nanodet import NANODET_THRESHOLD
+    from posecal.detect.union import to_common
+
+    rows, people = [], []
+    for n, (nb, ns, sures, poses) in enumerate(nano["pictures"]):
+        for j in np.flatnonzero(ns >= NANODET_THRESHOLD):
+            row, p = poses[j]
+            rows.append((*row[:3], float(to_common(ns[j], sures[1])), *row[4:]))
+            people.append(p)
+    return {"cols": np.array(rows, float).reshape(-1, 8), "people": people}
+
+
+def detector_ms(data: Path, threads: int, n: int = 60) -> dict:
+    """Median ms per picture of the detector(s) alone, as the product runs them for `predict`: the SSD
+    trust-guided (at TRUST_GUIDED_FLOOR), NanoDet at its own threshold, the union trust-guided; called in turn on
+    each of n val crops and the 22 person-free photos (first calls untimed), so that load weighs on all alike."""
+    import time
+
+    from posecal.detect.detector import load_detector
+
+    pictures = [p[2] for p in bench_pictures(data, n, 0)]
+    dets = {"ssd": load_detector("ssd", TRUST_GUIDED_FLOOR, threads=threads),
+            "nanodet": load_detector("nanodet", None, threads=threads),
+            "ssd+nanodet": load_detector("ssd+nanodet", TRUST_GUIDED_FLOOR, threads=threads)}
+    for d in dets.values():
+        d(pictures[0])
+    times = defaultdict(list)
+    for bgr in pictures:
+        for name, d in dets.items():
+            t = time.perf_counter()
+            d(bgr)
+            times[name].append(1000 * (time.perf_counter() - t))
+    return {name: round(float(np.median(v)), 1) for name, v in times.items()} | {"pictures": len(pictures),
+                                                                               "threads": threads}
+
+
+def union_main(args) -> None:
+    """--detector ssd+nanodet: the union against the SSD (default, trust-guided) and NanoDet alone (its own
+    threshold), on the same pictures and the same cached poses (module docstring)."""
+    import pickle
+
+    runs = Path(__file__).resolve().parents[1] / "runs/trust_detection"
+    stem = f"{Path(args.model).stem}_{args.limit}_{args.patches}"
+    ssd_cache = runs / f"{stem}_{args.ssd_low}.pkl"
+    if not ssd_cache.is_file():
+        raise SystemExit(f"{ssd_cache}: run python bench/trust_detection.py --low {args.ssd_low} first")
+    if args.ssd_low > args.low:
+        raise SystemExit(f"--ssd-low {args.ssd_low} must be at most --low {args.low}")
+    ssd = pickle.loads(ssd_cache.read_bytes())
+    cache = runs / f"{stem}_{args.low}_union.pkl"
+    if cache.is_file():
+        nano = pickle.loads(cache.read_bytes())
+    else:
+        nano = union_records(args.model, args.data, args.limit, args.patches, args.low, args.threads, ssd)
+        cache.write_bytes(pickle.dumps(nano))
+    coco = json.loads((args.data / "annotations/val.json").read_text())
+    ids = np.array([im["id"] for im in coco["images"][: args.limit or None]])
+    truth = val_truth(args.data)
+    halves = {"tuning": ids[ids % 2 == 0], "held_out": ids[ids % 2 == 1]}
+
+    def fig(rec: dict, half: str, guided: bool) -> dict:
+        part = np.isin(rec["cols"][:, 2], halves[half])
+        # the product: trust-guided (floor, sure TODAY, confirm quality) or the detector's own threshold alone
+        t, q = (TRUST_GUIDED_FLOOR, TRUST_GUIDED_QUALITY) if guided else (TODAY, 2.0)
+        f = figures(rec["cols"], rec["people"], t, q, part, len(halves[half]), truth)
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()}
+
+    nanodet_alone = nanodet_alone_rec(nano)
+    sweep = {m: {h: fig(union_rec(ssd, nano, m), h, True) for h in ("tuning",)} for m in MERGE_IOUS}
+    ssd_tuning = fig(ssd, "tuning", True)
+    # the merge IoU: the most labelled persons reported with a pose on the tuning half, with no more inventions on
+    # the tuning patches and no larger share of second poses than the SSD there (at most MAX_TWICE)
+    ok = [m for m in MERGE_IOUS if sweep[m]["tuning"]["invented_patches"] <= ssd_tuning["invented_patches"]
+          and sweep[m]["tuning"]["second_pose_oks0.5_share"] <= max(MAX_TWICE, ssd_tuning["second_pose_oks0.5_share"])]
+    chosen = max(ok or MERGE_IOUS, key=lambda m: (sweep[m]["tuning"]["pose_found"], sweep[m]["tuning"]["recall"],
+                                                  -sweep[m]["tuning"]["invented_patches"]))
+    for m in MERGE_IOUS:
+        sweep[m]["held_out"] = fig(union_rec(ssd, nano, m), "held_out", True)
+    union = union_rec(ssd, nano, chosen)
+    table = {}
+    for half in ("tuning", "held_out"):
+        table[half] = {"ssd (default, trust-guided)": fig(ssd, half, True),
+                       "ssd at 0.3 alone": fig(ssd, half, False),
+                       "nanodet (its own threshold)": fig(nanodet_alone, half, False),
+                       f"ssd+nanodet (trust-guided, merge IoU {chosen})": fig(union, half, True),
+                       f"ssd+nanodet at 0.3 alone (merge IoU {chosen})": fig(union, half, False)}
+    result = {"model": args.model, "low": args.low, "ssd_low": args.ssd_low, "merge_iou_chosen": chosen,
+              "merge_iou_ok_on_tuning": ok, "merge_iou_sweep": {str(m): v for m, v in sweep.items()}, **table,
+              "ms_per_picture": detector_ms(args.data, args.threads) if args.time else None,
+              "n": {"val_tuning": len(halves["tuning"]), "val_held_out": len(halves["held_out"]),
+                    "patches": ssd["n_patches"], "photos": 22}}
+    print(json.dumps(result, indent=1))
+    for half in ("tuning", "held_out"):
+        print(f"\n{half}: | detector | found | with pose | second poses | invented patches / photos |")
+        for name, f in table[half].items():
+            print(f"| {name} | {f['recall']:.3f} | {f['pose_found']:.3f} | {f['second_pose_oks0.5']} "
+                  f"({f['second_pose_oks0.5_share']:.3f}) | {f['invented_patches']} / {f['invented_photos']} |")
+    out = args.out if args.out.name != "trust_detection.json" else args.out.with_name("trust_detection_union.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="accurate")
@@ -241,11 +427,15 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--patches", type=int, default=200)
     ap.add_argument("--low", type=float, default=0.1)
-    ap.add_argument("--detector", choices=("ssd", "nanodet"), default="ssd",
-                    help="the shipped detector judged (its own threshold is 'today's')")
+    ap.add_argument("--detector", choices=("ssd", "nanodet", "ssd+nanodet"), default="ssd",
+                    help="the shipped detector judged (its own threshold is 'today's'); ssd+nanodet: union_main")
+    ap.add_argument("--ssd-low", type=float, default=0.1, help="ssd+nanodet: the SSD cache's --low")
+    ap.add_argument("--time", action="store_true", help="ssd+nanodet: also ms per picture of each detector")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results/trust_detection.json")
     args = ap.parse_args()
+    if args.detector == "ssd+nanodet":
+        return union_main(args)
     global TODAY, T_LOW
     suffix = ""
     if args.detector == "nanodet":

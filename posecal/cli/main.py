@@ -440,9 +440,10 @@ def _add_predict(sub) -> None:
                    help="overlays: circles that hold the true keypoint with probability 0.9 (calibrated models)")
     p.add_argument("--boxes", help="person boxes: COCO detection results JSON or {file name: [[x,y,w,h(,score)]]}")
     p.add_argument("--annotations", help="COCO file: results use its image ids (matched by file name)")
-    p.add_argument("--detector", metavar="ssd|nanodet|MODEL.onnx|none", help="person detector: the shipped "
-                   "SSD-MobileNetV2 (the default) or NanoDet-m, a YOLOX-style ONNX file, or 'none' for one person per "
-                   "whole image")
+    p.add_argument("--detector", metavar="ssd|nanodet|ssd+nanodet|MODEL.onnx|none", help="person detector: the "
+                   "shipped SSD-MobileNetV2 (the default), NanoDet-m, or both with their boxes merged (ssd+nanodet: "
+                   "finds a few more people, slower), a YOLOX-style ONNX file, or 'none' for one person per whole "
+                   "image")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT,
                    help="keep the detector's boxes scored at least this (default: trust-guided: the shipped detector "
                         "runs at a permissive threshold and a box it is unsure of is kept when its pose says a "
@@ -501,9 +502,9 @@ def _add_track(sub) -> None:
     p.add_argument("--render", metavar="OUT.mp4|OUT.avi|DIR",
                    help="overlay video with track ids (one source: OUT.mp4 or OUT.avi; several: a folder, one "
                         "NAME.mp4 per source) (default: none)")
-    p.add_argument("--detector", metavar="ssd|nanodet|MODEL.onnx|none", help="person detector: the shipped "
-                   "SSD-MobileNetV2 (the default) or NanoDet-m, a YOLOX-style ONNX file, or 'none' (the whole frame, "
-                   "then boxes from the poses)")
+    p.add_argument("--detector", metavar="ssd|nanodet|ssd+nanodet|MODEL.onnx|none", help="person detector: the "
+                   "shipped SSD-MobileNetV2 (the default), NanoDet-m, or both with their boxes merged (ssd+nanodet), a "
+                   "YOLOX-style ONNX file, or 'none' (the whole frame, then boxes from the poses)")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
                    help="detector score threshold (default: 0.3; NanoDet's own working threshold is 0.325)")
     p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",

@@ -1,15 +1,17 @@
 """Which person detector a user asked for: the shipped SSD (posecal/detect/ssd.py), the shipped NanoDet-m
-(posecal/detect/nanodet.py), none, or a YOLOX-style ONNX file (posecal/detect/yolox.py); and when a pose found in a
-whole image counts as somebody."""
+(posecal/detect/nanodet.py), both merged (posecal/detect/union.py), none, or a YOLOX-style ONNX file
+(posecal/detect/yolox.py); and when a pose found in a whole image counts as somebody."""
 from __future__ import annotations
 
 from posecal.detect.nanodet import NanoDetPersonDetector
 from posecal.detect.ssd import SsdPersonDetector
+from posecal.detect.union import UnionPersonDetector
 from posecal.detect.yolox import PersonDetector
 
 # The detectors posecal ships, by the name a user gives (--detector NAME, Predictor(detector=NAME)); "default" is
-# the SSD. Anything else but "none" is a YOLOX-style ONNX file.
-SHIPPED_DETECTORS = {"default": SsdPersonDetector, "ssd": SsdPersonDetector, "nanodet": NanoDetPersonDetector}
+# the SSD; "ssd+nanodet" runs both and merges their boxes. Anything else but "none" is a YOLOX-style ONNX file.
+SHIPPED_DETECTORS = {"default": SsdPersonDetector, "ssd": SsdPersonDetector, "nanodet": NanoDetPersonDetector,
+                     "ssd+nanodet": UnionPersonDetector}
 
 # Whole-image mode: a pose below this predicted OKS, or with no keypoint predicted visible, is nobody. Measured
 # (bench/detector_recall.py --pose: the 822 val crops seen whole, each crop twice its person's box; 22 photos
@@ -20,9 +22,10 @@ MIN_POSE_QUALITY = 0.3
 
 def load_detector(spec: str | None, score_threshold: float | None = None, threads: int = 2):
     """The person detector a user asked for: None, "default" or "ssd" = the shipped SSD (posecal/detect/ssd.py),
-    "nanodet" = the shipped NanoDet-m (posecal/detect/nanodet.py), "none" = no detector (None: each image is one
-    person box), anything else = a YOLOX-style ONNX file. Names are case-blind. score_threshold None = the
-    detector's own default (SSD and YOLOX 0.3, NanoDet nanodet.NANODET_THRESHOLD)."""
+    "nanodet" = the shipped NanoDet-m (posecal/detect/nanodet.py), "ssd+nanodet" = both, boxes merged on a common
+    score scale (posecal/detect/union.py), "none" = no detector (None: each image is one person box), anything else
+    = a YOLOX-style ONNX file. Names are case-blind. score_threshold None = the detector's own default (SSD and
+    YOLOX 0.3, NanoDet nanodet.NANODET_THRESHOLD, ssd+nanodet union.COMMON_SURE on its common scale)."""
     name = "default" if spec is None else str(spec).lower()
     if name == "none":
         return None

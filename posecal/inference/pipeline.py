@@ -27,6 +27,9 @@ GIVEN, DETECTOR, WHOLE = "given", "detector", "whole"
 # Unsure boxes mostly inside a surer one are parts of that person (PersonRule._without_parts).
 TRUST_GUIDED_FLOOR = 0.15
 TRUST_GUIDED_SURE = 0.3          # the SSD's own working threshold (posecal/detect/ssd.py)
+# The detector names trust-guided detection works with: the shipped SSD, and the SSD and NanoDet merged, whose scores
+# are on the SSD's scale (each detector's own working threshold at TRUST_GUIDED_SURE, posecal/detect/union.py)
+TRUST_GUIDED_DETECTORS = ("default", "ssd", "ssd+nanodet")
 TRUST_GUIDED_QUALITY = 0.5
 TRUST_GUIDED_CONTAINED = 0.7
 # Unsure boxes shorter than this (pixels) are not judged: the trust model, reading a crop blown up from a few dozen
@@ -128,10 +131,11 @@ def someone_there(person, min_pose_quality: float = MIN_POSE_QUALITY, min_person
 def detection_setup(detector, detector_threshold: float | None, quality_heads: bool,
                     rule: PersonRule) -> tuple[float | None, PersonRule]:
     """(the threshold to load `detector` at, the person rule) for a detector spec as the user gave it: the shipped
-    SSD (None, "default" or "ssd") with no threshold asked for, on a model with quality heads, is trust-guided (the
-    detector at TRUST_GUIDED_FLOOR, the rule confirming its unsure boxes); anything else keeps the threshold
-    asked for (None: the detector's own) and the rule as it is. Used by the API, predict and track alike."""
-    guided = (detector_threshold is None and str(detector or "default").lower() in ("default", "ssd")
+    SSD (None, "default" or "ssd") or the SSD and NanoDet merged ("ssd+nanodet", on the SSD's score scale) with no
+    threshold asked for, on a model with quality heads, is trust-guided (the detector at TRUST_GUIDED_FLOOR, the
+    rule confirming its unsure boxes); anything else keeps the threshold asked for (None: the detector's own) and
+    the rule as it is. Used by the API, predict and track alike."""
+    guided = (detector_threshold is None and str(detector or "default").lower() in TRUST_GUIDED_DETECTORS
               and quality_heads)
     if not guided or rule.sure_score is not None:
         return detector_threshold, rule

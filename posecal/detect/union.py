@@ -1,0 +1,123 @@
+"""Both shipped person detectors on one picture: the SSD (posecal/detect/ssd.py) and NanoDet-m
+(posecal/detect/nanodet.py), their boxes merged (`--detector ssd+nanodet`).
+
+Why: they miss different people (NanoDet finds more people overall, the SSD more of the small ones).
+
+A common score scale: each detector's scores run on their own scale (the SSD's low, 0.3 its working threshold;
+NanoDet's 0.325), so a raw 0.3 means "sure" for one and "unsure" for the other. Each box's score is mapped
+piecewise-linearly so that its own detector's working threshold, for this picture (the SSD's is lowered for grey
+pictures, ssd.GREY_THRESHOLD_FACTOR), lands on COMMON_SURE: [0, sure] -> [0, COMMON_SURE], [sure, 1] ->
+[COMMON_SURE, 1]. COMMON_SURE is the SSD's working threshold, so an SSD box on a colour picture keeps its score;
+a merged score >= COMMON_SURE means "its own detector was sure of it". Trust-guided detection
+(inference/pipeline.py) then works on the merged scores as on the SSD's: the union at TRUST_GUIDED_FLOOR runs each
+detector at the floor's image on its own scale (SSD 0.15, NanoDet 0.1625), and the sure score TRUST_GUIDED_SURE
+(= COMMON_SURE) keeps without question exactly the boxes a detector is sure of; the others go to the pose check.
+The grey rule is folded into the map, so the union's threshold_factor is 1.
+
+The merge: each detector's own box NMS first (inside each detector), then one greedy pass over all boxes, best
+merged score first, in which a box overlapping (IoU > merge_iou) a kept box of the *other* detector is the same
+person and is dropped. Boxes of one detector are not suppressed again by their own kind.
+
+Not the default: it finds a few more people on held-out photos for about twice the pose crops and three times the
+detector time (CHANGELOG, issue 45).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from posecal.detect.nanodet import NANODET_THRESHOLD, NanoDetPersonDetector
+from posecal.detect.runtime import detector_input
+from posecal.detect.ssd import SsdPersonDetector
+
+COMMON_SURE = 0.3         # the SSD's own working threshold (and pipeline.TRUST_GUIDED_SURE)
+SSD_SURE = 0.3            # the SSD's working threshold (ssd.py)
+MERGE_IOU = 0.6           # chosen on the tuning half of bench/trust_detection.py --detector ssd+nanodet
+
+
+def to_common(scores, sure: float) -> np.ndarray:
+    """A detector's scores -> the common scale: its own sure threshold `sure` -> COMMON_SURE, piecewise linear,
+    0 -> 0 and 1 -> 1 (monotone, so each detector's own ranking and NMS are untouched)."""
+    s = np.asarray(scores, np.float64)
+    return np.where(s < sure, s * (COMMON_SURE / sure),
+                    COMMON_SURE + (s - sure) * ((1.0 - COMMON_SURE) / (1.0 - sure)))
+
+
+def from_common(threshold: float, sure: float) -> float:
+    """The threshold on a detector's own scale (sure threshold `sure`) that is `threshold` on the common scale."""
+    t = float(threshold)
+    return t * sure / COMMON_SURE if t < COMMON_SURE else sure + (t - COMMON_SURE) * (1.0 - sure) / (1.0 - COMMON_SURE)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (len(b),) of one x, y, w, h box `a` with boxes `b`."""
+    x0, y0 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
+    x1, y1 = np.minimum(a[0] + a[2], b[:, 0] + b[:, 2]), np.minimum(a[1] + a[3], b[:, 1] + b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    return inter / (a[2] * a[3] + b[:, 2] * b[:, 3] - inter + 1e-9)
+
+
+def merge_detections(parts: list, threshold: float, merge_iou: float = MERGE_IOU
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """parts: per detector (boxes (M, 4) x, y, w, h, scores (M,) on the common scale), each after its own NMS ->
+    (boxes, common scores, source (which part), index within its part), best first: the boxes scored >= threshold,
+    a box dropped where it overlaps (IoU > merge_iou) a higher-scored kept box of another part (ties: the earlier
+    part first)."""
+    boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b, _ in parts]
+    scores = [np.asarray(s, np.float64).reshape(-1) for _, s in parts]
+    all_boxes, all_scores = np.concatenate(boxes), np.concatenate(scores)
+    source = np.concatenate([np.full(len(s), k) for k, s in enumerate(scores)]).astype(np.int64)
+    index = np.concatenate([np.arange(len(s)) for s in scores]).astype(np.int64)
+    order = np.lexsort((index, source, -all_scores))   # best first; ties: earlier part, then own order
+    order = order[all_scores[order] >= threshold]
+    kept: list[int] = []
+    for i in order:
+        others = [k for k in kept if source[k] != source[i]]
+        if others and (_iou(all_boxes[i], all_boxes[others]) > merge_iou).any():
+            continue
+        kept.append(int(i))
+    keep = np.asarray(kept, np.int64)
+    return all_boxes[keep].reshape(-1, 4), all_scores[keep], source[keep], index[keep]
+
+
+class UnionPersonDetector:
+    """The shipped SSD and NanoDet-m on one picture, boxes merged on a common score scale (see the module).
+
+    Called like the other detectors: BGR uint8 (H, W, 3) -> boxes (M, 4) x, y, w, h and scores (M,), best first.
+    score_threshold is on the common scale: the default COMMON_SURE keeps each detector's boxes at its own working
+    threshold; `merge_iou` is the box IoU above which boxes of the two detectors are one person."""
+
+    NAMES = ("ssd", "nanodet")
+
+    def __init__(self, score_threshold: float = COMMON_SURE, merge_iou: float = MERGE_IOU, threads: int = 2):
+        self.score_threshold, self.merge_iou = float(score_threshold), float(merge_iou)
+        self.sures = (SSD_SURE, NANODET_THRESHOLD)
+        # each runs at the threshold's image on its own scale; the SSD lowers its own for grey pictures, which
+        # is at or below the image of the grey sure score (the merge thresholds the common scores exactly)
+        self.detectors = (SsdPersonDetector(score_threshold=from_common(self.score_threshold, SSD_SURE),
+                                            threads=threads),
+                          NanoDetPersonDetector(score_threshold=from_common(self.score_threshold, NANODET_THRESHOLD),
+                                                threads=threads))
+
+    @property
+    def nms_threshold(self) -> float:
+        """The box IoU above which two boxes are one person (SecondLook merges its tiles' boxes with it)."""
+        return self.merge_iou
+
+    @staticmethod
+    def threshold_factor(bgr: np.ndarray) -> float:
+        """1: the merged scores already count each detector's grey-picture rule (the module says how)."""
+        return 1.0
+
+    def sure_scores(self, bgr: np.ndarray) -> tuple[float, ...]:
+        """Each detector's own sure threshold for this picture (the SSD's lowered for a grey one)."""
+        return tuple(s * d.threshold_factor(bgr) for s, d in zip(self.sures, self.detectors))
+
+    def merge(self, bgr: np.ndarray, outputs: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The detectors' own (boxes, scores) on `bgr` -> merge_detections' (boxes, common scores, source, index)."""
+        parts = [(b, to_common(s, sure)) for (b, s), sure in zip(outputs, self.sure_scores(bgr))]
+        return merge_detections(parts, self.score_threshold, self.merge_iou)
+
+    def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bgr = detector_input(bgr)
+        boxes, scores, _, _ = self.merge(bgr, [d(bgr) for d in self.detectors])
+        return boxes, scores
