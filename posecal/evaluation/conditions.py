@@ -362,4 +362,13 @@ def video_figures(pairs: list[tuple[dict, dict]], occluded_over_visible: float =
            "opks": np.array([r["keypoint_quality"] for _, r in pairs], np.float64),
            "visibility_probs": probs,
            "keypoint_radius": np.array([r.get("keypoint_radius", [np.inf] * k) for _, r in pairs], np.float64)}
-    return condition_figures(run, out, occluded_over_visible)
+    # against their floors, with intervals by track (a track's poses are not independent); no subgroups: the
+    # records do not say where the picture's edges were
+    ks, labelled, gt_oks = truth_of(kp, gt, area)
+    has = np.isfinite(gt_oks)
+    tracks = np.array([r.get("track_id", i) for i, (_, r) in enumerate(pairs)])
+    floors = {"keypoint": ece_against_floor(out["opks"][labelled], ks[labelled],
+                                            np.broadcast_to(tracks[:, None], labelled.shape)[labelled]),
+              "pose": ece_against_floor(np.clip(out["oks"][has], 0, 1), gt_oks[has], tracks[has]), "subgroups": {},
+              "subgroup_counts": {"subgroups": 0, "min_keypoints": 300, "above_p90": 0, "above_2x_p90": 0}}
+    return condition_figures(run, out, occluded_over_visible) | {"against_floors": floors}
