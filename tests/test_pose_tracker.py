@@ -145,3 +145,19 @@ def test_c_is_the_keypoint_quality_times_the_chance_the_keypoint_is_there():
     assert c[0] == pytest.approx(0.72) and c[11] == pytest.approx(0.08)
     assert person.to_dict()["keypoint_quality"][11] == pytest.approx(0.8)    # the quality itself is unchanged
     np.testing.assert_allclose(present_and_right(kq), kq)                     # no visibility head: the quality
+
+
+def test_a_tracked_box_on_another_persons_legs_is_not_reported():
+    """without_parts: a small box mostly inside another person's (a track left on a walker's legs) is dropped;
+    a person beside another, or as tall, is kept."""
+    from posecal.inference.estimator import PersonPose
+    from posecal.tracking.pose_tracker import without_parts
+
+    def person(box):
+        return PersonPose(np.asarray(box, float), np.zeros((17, 2)), np.ones(17), np.ones(17), 0.7)
+
+    walker, legs = person([100, 100, 40, 100]), person([110, 150, 16, 37])
+    beside, overlapping = person([150, 100, 40, 100]), person([105, 105, 40, 95])
+    kept = without_parts([walker, legs, beside, overlapping])
+    assert kept == [walker, beside, overlapping]
+    assert without_parts([legs]) == [legs]          # alone, a small box is somebody

@@ -17,7 +17,7 @@ import numpy as np
 from posecal.data.live import LiveConfig
 from posecal.data.sources import Frame
 from posecal.detect.detector import MIN_POSE_QUALITY
-from posecal.inference.pipeline import DETECTOR
+from posecal.inference.pipeline import DETECTOR, inside_share
 from posecal.inference.predictor import Picture, Predictor
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.flow import FrameFlow, carried_poses
@@ -54,6 +54,8 @@ class TrackConfig:
     keep_quality: float = 0.15           # a pose from a propagated box below this pose quality: the person left
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
+    drop_parts: bool = True              # a tracked box that is a part of another person's is not reported
+                                         # (without_parts)
     backend: str = "onnx"
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int | None = None          # None: the machine's cores (parallel.default_threads)
@@ -288,7 +290,20 @@ class PoseTracker:
             if self.video_calibration is not None:
                 p = self.video_calibration.apply(p)
             people.append(dataclasses.replace(p, track_id=int(track_id)))
-        return people
+        return without_parts(people) if self.cfg.drop_parts else people
+
+
+PART_INSIDE, PART_HEIGHT = 0.7, 0.6   # without_parts: share of its box inside the other's, height ratio at most
+
+
+def without_parts(people: list) -> list:
+    """The tracked people less those that are a part of another: a box lying mostly (>= PART_INSIDE of its area)
+    inside another person's box and at most PART_HEIGHT of its height (a track left on a walker's legs after the
+    walker's id changed). Only what is reported changes: the track lives on, and may hold its person again."""
+    boxes = [np.asarray(p.box, float) for p in people]
+    return [p for i, p in enumerate(people)
+            if not any(j != i and boxes[i][3] <= PART_HEIGHT * boxes[j][3]
+                       and inside_share(boxes[i], boxes[j]) >= PART_INSIDE for j in range(len(people)))]
 
 
 def check_tracking(cfg: TrackConfig) -> None:
