@@ -261,7 +261,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--cache-detections", action="store_true",
                     help="keep the detector's boxes per frame in WORK/detections.pkl (same numbers, faster reruns) "
-                         "and the poses per box in memory (for --sweep)")
+                         "and the poses per box in memory (for --sweep); the boxes are kept per frame only, so "
+                         "another detector setting (detector, detector_threshold, second_look) needs its own --work")
     ap.add_argument("--sweep", nargs="*", default=[],
                     help="more tracker configs to score on the same scenes after the first, each 'KEY=V,KEY=V'")
     args = ap.parse_args()
