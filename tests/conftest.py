@@ -285,3 +285,18 @@ def eval_args(model, ann, img_dir, out, *args) -> list:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_one_step(base: Path) -> tuple[Path, Path]:
+    """`posecal train` for one step on a tiny COCO set made under base: (the run folder with last.pt and
+    best_model.pt, the image folder)."""
+    import contextlib
+    import io
+
+    from posecal.cli.main import main
+
+    ann, img_dir = make_coco(base / "data", n_images=4)
+    cfg = write_train_config(base, ann, img_dir, batch_size=2, max_steps=1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", str(cfg), "--no-progress"]) == 0
+    return base / "run", img_dir

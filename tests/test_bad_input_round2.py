@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.cli.main import main
 
 from conftest import ROOT, cli_error as error_line, eval_args as evaluate, make_coco, run_cli as run, \
-    write_train_config
+    train_one_step, write_train_config
 
 
 
@@ -130,14 +129,8 @@ def test_training_set_without_usable_persons_is_one_line(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def trained_base(tmp_path_factory):
     """A finished 1-step run (run/last.pt at step 1), trained once for the module."""
-    import contextlib
-    import io
-
     base = tmp_path_factory.mktemp("trained")
-    ann, img_dir = make_coco(base / "data", n_images=4)
-    cfg = write_train_config(base, ann, img_dir, batch_size=2, max_steps=1)
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["train", str(cfg), "--no-progress"]) == 0
+    train_one_step(base)
     return base
 
 

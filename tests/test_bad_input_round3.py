@@ -4,7 +4,6 @@ audit, `calibrate apply` on standard COCO results, and the names and permissions
 mistake is one line (`posecal: error: ...`, exit 2), never a traceback. (EXIF-turned photos: test_exif_photos.py;
 numbers in help texts: test_cli_help.py.)"""
 import contextlib
-import io
 import json
 import os
 import re
@@ -16,11 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.cli.main import main
 from posecal.errors import PosecalInputError
 
-from conftest import cli_error as error_line, make_coco, run_cli as run, write_tiny_model, write_train_config, \
-    write_walking_video
+from conftest import cli_error as error_line, make_coco, run_cli as run, train_one_step, write_tiny_model, \
+    write_train_config, write_walking_video
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +76,7 @@ def test_numpy_numbers_load_other_python_objects_stay_refused(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A finished 1-step run of `posecal train` (run/last.pt and run/best_model.pt), trained once for the module."""
-    base = tmp_path_factory.mktemp("trained")
-    ann, img_dir = make_coco(base / "data", n_images=4)
-    cfg = write_train_config(base, ann, img_dir, batch_size=2, max_steps=1)
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["train", str(cfg), "--no-progress"]) == 0
-    return base / "run", img_dir
+    return train_one_step(tmp_path_factory.mktemp("trained"))
 
 
 def test_last_pt_holds_only_weights_and_plain_values(trained_run):

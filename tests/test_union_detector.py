@@ -6,11 +6,11 @@ import pytest
 from posecal.detect.detector import load_detector
 from posecal.detect.nanodet import NANODET_THRESHOLD, NanoDetPersonDetector
 from posecal.detect.ssd import GREY_THRESHOLD_FACTOR, SsdPersonDetector
+from posecal.metrics.boxes import box_iou
 from posecal.detect.union import (
     COMMON_SURE,
     MERGE_IOU,
     UnionPersonDetector,
-    _iou,
     from_common,
     merge_detections,
     to_common,
@@ -107,7 +107,7 @@ def test_the_union_finds_the_astronaut_once(union):
     np.testing.assert_allclose(boxes, expect[0])
     np.testing.assert_allclose(scores, expect[1])
     # at most one box on her (IoU > merge_iou with her best box)
-    assert (_iou(boxes[0], boxes) > union.merge_iou).sum() == 1
+    assert (box_iou(boxes[0], boxes)[0] > union.merge_iou).sum() == 1
 
 
 def test_the_union_is_trust_guided_like_the_ssd():

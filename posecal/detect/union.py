@@ -28,6 +28,7 @@ import numpy as np
 from posecal.detect.nanodet import NANODET_THRESHOLD, NanoDetPersonDetector
 from posecal.detect.runtime import detector_input
 from posecal.detect.ssd import SsdPersonDetector
+from posecal.metrics.boxes import box_iou
 
 COMMON_SURE = 0.3         # the SSD's own working threshold (and pipeline.TRUST_GUIDED_SURE)
 SSD_SURE = 0.3            # the SSD's working threshold (ssd.py)
@@ -48,14 +49,6 @@ def from_common(threshold: float, sure: float) -> float:
     return t * sure / COMMON_SURE if t < COMMON_SURE else sure + (t - COMMON_SURE) * (1.0 - sure) / (1.0 - COMMON_SURE)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU (len(b),) of one x, y, w, h box `a` with boxes `b`."""
-    x0, y0 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
-    x1, y1 = np.minimum(a[0] + a[2], b[:, 0] + b[:, 2]), np.minimum(a[1] + a[3], b[:, 1] + b[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    return inter / (a[2] * a[3] + b[:, 2] * b[:, 3] - inter + 1e-9)
-
-
 def merge_detections(parts: list, threshold: float, merge_iou: float = MERGE_IOU
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """parts: per detector (boxes (M, 4) x, y, w, h, scores (M,) on the common scale), each after its own NMS ->
@@ -72,7 +65,7 @@ def merge_detections(parts: list, threshold: float, merge_iou: float = MERGE_IOU
     kept: list[int] = []
     for i in order:
         others = [k for k in kept if source[k] != source[i]]
-        if others and (_iou(all_boxes[i], all_boxes[others]) > merge_iou).any():
+        if others and (box_iou(all_boxes[i], all_boxes[others]) > merge_iou).any():
             continue
         kept.append(int(i))
     keep = np.asarray(kept, np.int64)

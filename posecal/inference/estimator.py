@@ -227,14 +227,14 @@ def _runs_of_one_picture(records: list[PersonRecord]):
 
 def predictions_of(records: list[PersonRecord], people: list[PersonPose], calibration=None,
                    extra: dict | None = None) -> Predictions:
-    """People estimated for records, as the per-person arrays eval, audit and calibration read."""
+    """People estimated for records, as the per-person arrays eval, audit and calibration read; `extra` adds
+    arrays kept from the network's pass (the OKS head's own output "oks", heatmaps and crop matrices)."""
     k = NUM_KEYPOINTS
     if not people:
         return Predictions([], np.zeros((0, k, 2)), np.zeros((0, k)), people=[])
     heads = people[0].visibility_probs is not None
     stack = lambda name: np.stack([getattr(p, name) for p in people])  # noqa: E731
-    fields = {"oks": np.array([p.pose_quality for p in people]), "opks": stack("keypoint_quality"),
-              "visibility_probs": stack("visibility_probs")} if heads else {}
+    fields = {"opks": stack("keypoint_quality"), "visibility_probs": stack("visibility_probs")} if heads else {}
     if heads and people[0].keypoint_radius is not None:
         fields["keypoint_radius"] = stack("keypoint_radius")
     if heads and people[0].in_frame is not None:

@@ -179,7 +179,6 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     predictor = tracking_predictor(cfg)
     detector = predictor.detector
     clock.add("start", time.time() - t0)
-    mode = "oks" if predictor.config.quality_heads else "heatmap"
     lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
     ctrl_c, stream, window = StopRequest(), None, None
     deadline = None if cfg.duration is None else time.time() + cfg.duration
@@ -259,7 +258,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
                                           every=None if cadence is None else cadence.every)
                     tracked = [(p.track_id, p) for p in people]
                     with clock("results"):
-                        entries = result_entries(frame, people, frame.frame_index, mode)
+                        entries = result_entries(frame, people, frame.frame_index, tracker.mode)
                         if stream is not None:
                             stream.write(frame_record(frame.frame_index, frame.name, frame.capture_time, entries))
                             n_results += len(entries)

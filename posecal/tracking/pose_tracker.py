@@ -17,6 +17,7 @@ import numpy as np
 from posecal.data.live import LiveConfig
 from posecal.data.sources import Frame
 from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.errors import PosecalInputError
 from posecal.inference.pipeline import DETECTOR, inside_share
 from posecal.inference.predictor import Picture, Predictor
 from posecal.metrics.boxes import box_iou
@@ -308,8 +309,6 @@ def without_parts(people: list) -> list:
 
 def check_tracking(cfg: TrackConfig) -> None:
     """The tracking settings a PoseTracker needs, each refused by name (posecal's CLI option names)."""
-    from posecal.errors import PosecalInputError
-
     if cfg.detect_every < 1:
         raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
     if cfg.between not in BETWEEN:
