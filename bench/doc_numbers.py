@@ -34,6 +34,8 @@ OUT = RESULTS / "doc_numbers.json"
 EVAL = ROOT / "docs" / "eval-val"
 WEIGHTS = ROOT / "posecal" / "weights"
 MODELS = ("accurate", "published", "fast")
+sys.path.insert(0, str(ROOT))
+from posecal.models.shipped import graph_weights, shipped_graph  # noqa: E402
 
 VAL = ("val split of the COCO val2017 person crops (../shared/data/coco-val2017-crops): 822 persons on 276 "
        "photographs, GT boxes; also the selection split (it chose the epoch, the calibration and every threshold); "
@@ -150,10 +152,15 @@ def eval_figures(folder: Path) -> dict | None:
 
 def model_numbers(name: str, conditions: dict) -> dict:
     path = WEIGHTS / f"posecal_{name}.pt"
-    out = {"file": str(path.relative_to(ROOT)), "file_mb": mb(path), **ABOUT[name]}
-    shared = torch_file(path).get("shared_weights")
-    if shared:   # its pose network is a shipped part the file names instead of storing (posecal pack)
-        out["shares"] = {"file": f"posecal/weights/{shared['file']}", "mb": mb(WEIGHTS / shared["file"])}
+    graphs = [shipped_graph(name, True), shipped_graph(name, False), graph_weights(name)]
+    if graphs[0].is_file():   # what the wheel carries: its two ONNX graphs and their weights file
+        files = graphs
+    else:                     # its PyTorch file, in the source tree only (and the shipped part it names)
+        shared = torch_file(path).get("shared_weights")
+        files = [path] + ([WEIGHTS / shared["file"]] if shared else [])
+    out = {"file": str(path.relative_to(ROOT)), "files": [str(f.relative_to(ROOT)) for f in files],
+           "file_mb": round(sum(f.stat().st_size for f in files) / 1e6, 1), "in_wheel": graphs[0].is_file(),
+           **ABOUT[name]}
     cal = stored_calibration(path)
     out["occluded_over_visible"] = cal["occluded_over_visible"]
     out["val"] = eval_figures(EVAL / name)
@@ -192,7 +199,7 @@ def readme_table(models: dict) -> dict:
         ms = f1(m["onnx_forward_ms"]["value"]) + ("" if name != "fast" else " (other run)")
         rows.append([f"`{name}`", m["what"], m["input"], f1(m["val"]["ap"]), f1(m["val"]["ap50"]),
                      f3(m["cross_fitted"]["keypoint_ece"]), f3(m["cross_fitted"]["pose_ece"]), ms,
-                     f"{m['file_mb']} MB" + (f" + {m['shares']['mb']} MB shared" if "shares" in m else ""),
+                     f"{m['file_mb']} MB" + (" ONNX" if m["in_wheel"] else " .pt, source tree only"),
                      m["use"]])
     return {"header": header, "rows": rows}
 

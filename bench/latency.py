@@ -26,11 +26,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from posecal.models.checkpoint import load_model, model_from_config
-from posecal.inference.topdown import decode_output
+from posecal.inference.topdown import decode_outputs
 from posecal.models.config import ModelConfig, default_decode, network_input
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
-from posecal.export.onnx import OnnxEstimator, OutputTuple, onnx_bytes
+from posecal.export.onnx import OutputTuple, onnx_bytes
+from posecal.export.session import OnnxEstimator
 
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 
@@ -92,11 +93,11 @@ def main() -> None:
         eager = median_ms(lambda x: model(x, flip_test=flip), inputs, clock=clock)
         frozen = torch.jit.freeze(torch.jit.trace(OutputTuple(model, flip).eval(), inputs[0]))
         jit = median_ms(frozen, inputs, clock=clock)
-        ort_ms = median_ms(ort.run, inputs, clock=clock)
+        ort_ms = median_ms(ort.run, [x.numpy() for x in inputs], clock=clock)
         ort_flip = OnnxEstimator(onnx_bytes(model, cfg, flip_test=True), threads=args.threads)
 
         def pipeline(i):   # what `posecal predict --backend onnx` does per crop
-            return decode_output(ort_flip(ds[i]["image"][None], flip_test=True))
+            return decode_outputs(ort_flip.outputs(ds[i]["image"][None].numpy(), True))
 
         full = median_ms(pipeline, list(range(len(ds))), clock=clock)
     print(f"model {name} (backbone {cfg.backbone}), input {cfg.input_wh[0]}x{cfg.input_wh[1]} (w x h), "
@@ -121,7 +122,7 @@ def onnx_latency(files, n: int, threads: int, clock, rounds: int = 1) -> None:
     crops = {}
     for path, model in models.items():
         ds = TopDownDataset(records, model.config.input_wh)
-        crops[path] = [ds[i]["image"][None] for i in range(len(ds))]
+        crops[path] = [ds[i]["image"][None].numpy() for i in range(len(ds))]
     for r in range(rounds):
         for path, model in models.items():
             ms = median_ms(model.run, crops[path], clock=clock)

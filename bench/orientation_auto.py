@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from robustness import CROPS, rewrite_split, rotate_person, select_persons  # noqa: E402
 
 from posecal.data.coco import load_coco_persons, read_json  # noqa: E402
-from posecal.export.onnx import open_onnx_model  # noqa: E402
+from posecal.export.session import open_onnx_model  # noqa: E402
 from posecal.inference.orientation import ORIENTATIONS, torso_tilt  # noqa: E402
 from posecal.inference.topdown import _predict_pass  # noqa: E402
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt  # noqa: E402

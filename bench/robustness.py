@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from posecal.cli.main import orientations_arg
-from posecal.export.onnx import open_onnx_model
+from posecal.export.session import open_onnx_model
 from posecal.models.checkpoint import load_model
 from posecal.models.config import default_decode
 from posecal.data.coco import load_coco_persons, read_image, read_json

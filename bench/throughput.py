@@ -25,7 +25,8 @@ import torch
 from posecal.models.checkpoint import load_model
 from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
-from posecal.export.onnx import OnnxEstimator, onnx_bytes
+from posecal.export.onnx import onnx_bytes
+from posecal.export.session import OnnxEstimator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CROPS = SHARED / "data" / "coco-val2017-crops"
@@ -61,7 +62,7 @@ def main() -> None:
         for bs in (1, 16):
             batches = list(crops.split(bs))
             eager = crops_per_second(model, batches)
-            ort = crops_per_second(ort_model.run, batches)
+            ort = crops_per_second(lambda b: ort_model.run(b.numpy()), batches)
             print(f"  batch {bs:2d}: PyTorch eager {eager:6.1f}   ONNX Runtime {ort:6.1f}   ({ort / eager:.2f}x)")
 
     with tempfile.TemporaryDirectory() as tmp:

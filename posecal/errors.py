@@ -11,7 +11,7 @@ class PosecalInputError(Exception):
         self.details = list(details or [])
 
 
-def require(module: str, extra: str = "onnx"):
+def require(module: str, extra: str = "train"):
     """Import an optional dependency (of the `extra` extra), or say in one line how to get it."""
     try:
         return importlib.import_module(module)

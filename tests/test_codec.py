@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from posecal.codec.heatmap import (decode, decode_argmax, decode_argmax_torch, decode_dark, decode_soft_argmax, encode,
-                                   flip_back, soft_argmax)
+from posecal.codec.heatmap import decode, decode_argmax, decode_dark, decode_soft_argmax, encode
+from posecal.codec.heatmap_torch import flip_back, soft_argmax
 from posecal.training.losses import integral_l1
 from posecal.skeleton import flip_permutation
 
@@ -36,14 +36,14 @@ def test_argmax_quarter_offset_moves_towards_the_true_point():
     assert coords[0, 0].tolist() == [10.25, 12.0]
 
 
-def test_torch_argmax_decode_by_hand():
-    maps = torch.zeros(1, 2, 6, 8)
+def test_argmax_decode_by_hand():
+    maps = np.zeros((1, 2, 6, 8), np.float32)
     maps[0, 0, 3, 5] = 1.0
     maps[0, 0, 3, 6] = 0.5     # right neighbour higher: +0.25 in x
     maps[0, 0, 2, 5] = 0.2     # upper neighbour higher: -0.25 in y
     maps[0, 1, 0, 7] = 0.9     # on the border: no shift
     maps[0, 1, 1, 7] = 0.3
-    xy, peaks = decode_argmax_torch(maps)
+    xy, peaks = decode_argmax(maps)
     assert xy[0].tolist() == [[5.25, 2.75], [7.0, 0.0]]
     assert peaks[0].tolist() == pytest.approx([1.0, 0.9])
 
@@ -99,7 +99,7 @@ def test_soft_argmax_of_a_known_heatmap_is_the_hand_computed_mean():
     # 3 and 5 of 14. x = (1*(3+1) + 2*(1+1) + 3*(1+5)) / 14 = 26/14; y = (1+1+1+5) / 14 = 8/14.
     hm = np.zeros((1, 1, 2, 4), np.float32)
     hm[0, 0, 0, 1], hm[0, 0, 1, 3] = np.log(3), np.log(5)
-    xy = soft_argmax(torch.from_numpy(hm), beta=1.0)
+    xy = soft_argmax(torch.from_numpy(hm), beta=1.0)   # training's, in torch: the same numbers
     np.testing.assert_allclose(xy.numpy()[0, 0], [13 / 7, 4 / 7], rtol=1e-6)
     coords, scores = decode_soft_argmax(hm, beta=1.0)
     np.testing.assert_allclose(coords[0, 0], [13 / 7, 4 / 7], rtol=1e-6)

@@ -16,6 +16,7 @@ from posecal.data.coco import load_coco_persons
 from posecal.errors import PosecalInputError
 from posecal.inference.predictor import Predictor
 from posecal.inference.estimator import predict_records
+from posecal.inference.estimator import runner_of
 from posecal.inference.topdown import infer_crops
 from posecal.models.checkpoint import load_model, model_from_config, save_model
 from posecal.models.config import ModelConfig, default_decode, network_input
@@ -93,7 +94,8 @@ def test_every_path_feeds_a_square_rgb_0_255_crop(lightning_file, tmp_path):
 
 def test_default_decode_is_movenets_and_flip_merges(lightning_file):
     model, cfg, _ = load_model(lightning_file)
-    crops = torch.randn(3, 3, 192, 192)
+    model = runner_of(model)
+    crops = torch.randn(3, 3, 192, 192).numpy()
     own = infer_crops(model, crops, flip=False)
     named = infer_crops(model, crops, flip=False, decode_method="movenet")
     np.testing.assert_array_equal(own["xy"], named["xy"])
@@ -127,7 +129,9 @@ def test_merge_flip_by_hand():
 def test_pack_load_onnx_round_trip_keeps_movenet_outputs(lightning_file, tmp_path):
     pytest.importorskip("onnxscript")
     from posecal.cli.main import main
-    from posecal.export.onnx import MOVENET_OUTPUTS, export_onnx, open_onnx_model
+    from posecal.export.onnx import export_onnx
+    from posecal.export.session import open_onnx_model
+    from posecal.models.outputs import MOVENET_OUTPUTS
 
     assert main(["pack", str(lightning_file), str(tmp_path / "packed.pt")]) in (0, None)
     model, cfg, meta = load_model(tmp_path / "packed.pt")
@@ -137,7 +141,7 @@ def test_pack_load_onnx_round_trip_keeps_movenet_outputs(lightning_file, tmp_pat
     assert set(MOVENET_OUTPUTS) <= set(diffs) and max(diffs.values()) < 1e-3, diffs
     onnx_model = open_onnx_model(tmp_path / "m.onnx", flip=True, threads=1)
     assert onnx_model.config == cfg and onnx_model.has_quality_heads
-    a, b = infer_crops(model, crops, flip=True), infer_crops(onnx_model, crops, flip=True)
+    a, b = infer_crops(runner_of(model), crops.numpy(), flip=True), infer_crops(onnx_model, crops.numpy(), flip=True)
     np.testing.assert_allclose(a["xy"], b["xy"], atol=0.05)
     np.testing.assert_allclose(a["oks"], b["oks"], atol=1e-3)
 

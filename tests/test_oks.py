@@ -2,10 +2,9 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 
 from posecal.metrics.coco_ap import load_coco_gt
-from posecal.metrics.oks import oks, opks, opks_torch
+from posecal.metrics.oks import oks, opks
 from posecal.skeleton import COCO_SIGMAS
 
 from conftest import COCO_CROPS, needs_shared
@@ -24,13 +23,6 @@ def test_opks_hand_computed():
     vis[[0, 5]] = 2
     assert oks(pred, gt, vis, area) == pytest.approx((1 + expected) / 2)
     assert np.isnan(oks(pred, gt, np.zeros(17), area))
-
-
-def test_torch_matches_numpy():
-    rng = np.random.default_rng(0)
-    pred, gt = rng.uniform(0, 100, (5, 17, 2)), rng.uniform(0, 100, (5, 17, 2))
-    area = rng.uniform(100, 5000, 5)
-    np.testing.assert_allclose(opks_torch(*(torch.tensor(a) for a in (pred, gt, area))).numpy(), opks(pred, gt, area))
 
 
 def _compare_with_pycocotools(ann_file, limit=None):

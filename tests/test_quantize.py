@@ -52,7 +52,7 @@ def test_calibration_crops_are_spread_over_the_persons_as_the_model_sees_them(fi
 
 def test_int8_file_is_quantised_and_keeps_the_posecal_metadata(files, capsys):
     onnx = pytest.importorskip("onnx")
-    from posecal.export.onnx import OnnxEstimator
+    from posecal.export.session import OnnxEstimator
 
     ops = {n.op_type for n in onnx.load(str(files["int8"])).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops

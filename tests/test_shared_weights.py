@@ -60,15 +60,18 @@ def test_a_file_may_share_only_posecals_own_part_of_the_recorded_version(tmp_pat
         load_model(other)
 
 
-def test_posecal_models_lists_each_file_and_the_part_it_shares(capsys):
+def test_posecal_models_lists_each_graph_and_its_torch_file(capsys):
     from posecal.cli.main import main
+    from posecal.models.shipped import graph_weights, shipped_graph
 
     main(["models", "--json"])
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == {"accurate", "published", "fast"} and rows["accurate"]["default"]
-    assert rows["published"]["shares"]["file"] == str(THUNDER)
-    assert rows["published"]["shares"]["bytes"] == THUNDER.stat().st_size
-    assert rows["accurate"]["shares"] is None and rows["fast"]["shares"] is None
+    accurate = [shipped_graph("accurate", True), shipped_graph("accurate", False), graph_weights("accurate")]
+    assert rows["accurate"]["file"] == str(accurate[0])
+    assert rows["accurate"]["bytes"] == sum(f.stat().st_size for f in accurate)
+    # published travels as its PyTorch file only (source tree): no graphs, so "not in this installation" as graphs
+    assert rows["published"]["bytes"] is None and rows["published"]["torch_file"].endswith("posecal_published.pt")
     main(["models"])
     text = capsys.readouterr().out
-    assert f"posecal_published.pt (9.0 MB) + its pose network {THUNDER} (12.5 MB, shared)" in text
+    assert f"{accurate[0]} ({rows['accurate']['bytes'] / 1e6:.1f} MB); PyTorch file " in text

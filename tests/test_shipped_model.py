@@ -6,7 +6,8 @@ import torch
 
 from posecal.errors import PosecalInputError
 from posecal.evaluation.evaluate import EvalConfig, evaluate
-from posecal.models.checkpoint import DEFAULT_MODEL, SHIPPED_MODELS, load_model, model_file
+from posecal.models.checkpoint import SHIPPED_MODELS, load_model, model_file
+from posecal.models.shipped import DEFAULT_MODEL
 
 from conftest import COCO_CROPS, needs_shared, val_subset
 

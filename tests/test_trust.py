@@ -198,17 +198,17 @@ def test_shipped_accurate_trust_outputs_equal_in_torch_and_onnx(real_person):
     """The trust model runs inside the exported graph (MoveNet's decode and flip merge included): onnxruntime's
     quality and visibility outputs equal PyTorch's on real crops."""
     from posecal.export.cache import cached_onnx
+    from posecal.inference.estimator import runner_of
     from posecal.models.checkpoint import load_model
 
     model, cfg, _ = load_model("accurate")
     assert model.trust is not None and cfg.trust
-    x = real_person_crops(real_person, cfg.input_wh)
-    with torch.no_grad():
-        ref = model(x, flip_test=True)
-    got = cached_onnx("accurate", flip=True, threads=1)(x, flip_test=True)
-    np.testing.assert_allclose(got.oks.numpy(), ref.oks.numpy(), atol=1e-4)
-    np.testing.assert_allclose(got.opks_logits.numpy(), ref.opks_logits.numpy(), atol=1e-3)
-    np.testing.assert_allclose(got.vis_logits.numpy(), ref.vis_logits.numpy(), atol=1e-3)
+    x = real_person_crops(real_person, cfg.input_wh).numpy()
+    ref = runner_of(model).outputs(x, True)
+    got = cached_onnx("accurate", flip=True, threads=1).outputs(x, True)
+    np.testing.assert_allclose(got["oks"], ref["oks"], atol=1e-4)
+    np.testing.assert_allclose(got["opks_logits"], ref["opks_logits"], atol=1e-3)
+    np.testing.assert_allclose(got["vis_logits"], ref["vis_logits"], atol=1e-3)
 
 
 def test_trust_weights_come_alike_from_a_model_file_and_a_trust_checkpoint(tmp_path):

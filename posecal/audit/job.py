@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from posecal.audit.estimates import Estimates, from_predictions, from_result_set, from_results_file
 from posecal.audit.findings import KINDS, AuditThresholds, find_label_errors
@@ -20,6 +19,7 @@ from posecal.errors import PosecalInputError
 from posecal.evaluation.results import ResultSet
 from posecal.inference.estimator import predict_records
 from posecal.inference.opener import open_model
+from posecal.models.shipped import shipped_name
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
 from posecal.skeleton import NUM_KEYPOINTS
@@ -70,8 +70,14 @@ def annotation_labels(data: dict, annotation_ids, source) -> tuple[np.ndarray, n
 def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estimates:
     """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each);
     keep_heatmaps (GT boxes only): with the raw heatmaps and crop matrices."""
-    torch.set_num_threads(cfg.threads)
-    opened = open_model(cfg.model, "torch", cfg.flip)   # an exported .onnx file runs in onnxruntime
+    # a shipped model runs its packaged graph; a .pt file in PyTorch (no export for a one-off audit); an exported
+    # .onnx file in onnxruntime
+    backend = "onnx" if shipped_name(cfg.model) is not None else "torch"
+    opened = open_model(cfg.model, backend, cfg.flip, cfg.threads)
+    if opened.backend == "torch":
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     model, mcfg = opened.runner, opened.config
     calibration = calibration_from_meta(opened.meta, str(cfg.model or "default model"))
     if calibration is None or not mcfg.quality_heads:

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from posecal.errors import PosecalInputError
-from posecal.models.checkpoint import DEFAULT_MODEL_NAME
+from posecal.models.shipped import DEFAULT_MODEL_NAME
 from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
@@ -294,19 +294,17 @@ def _cmd_audit(args) -> None:
 def _cmd_models(args) -> None:
     import json
 
-    from posecal.models.checkpoint import shipped_model_table
+    from posecal.models.shipped import shipped_model_table
 
     rows = shipped_model_table()
     if args.json:
         print(json.dumps(rows, indent=1))
         return
     for row in rows:
-        size = "missing" if row["bytes"] is None else f"{row['bytes'] / 1e6:.1f} MB"
+        graphs = "no ONNX graphs here" if row["bytes"] is None else f"{row['file']} ({row['bytes'] / 1e6:.1f} MB)"
         default = " (default)" if row["default"] else ""
-        shares = row["shares"]
-        also = "" if shares is None else (f" + its pose network {shares['file']} "
-                                          f"({(shares['bytes'] or 0) / 1e6:.1f} MB, shared)")
-        print(f"{row['name']}{default}: {row['use']}\n    {row['file']} ({size}){also}")
+        torch_file = "" if row["torch_file"] is None else f"; PyTorch file {row['torch_file']}"
+        print(f"{row['name']}{default}: {row['use']}\n    {graphs}{torch_file}")
     print("any command's --model (and Predictor's model_path) also takes a model file or an exported .onnx")
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
-from posecal.skeleton import flip_permutation
 
 
 def encode(keypoints_hm: np.ndarray, visible: np.ndarray, hm_wh, sigma: float = 2.0):
@@ -42,27 +40,20 @@ def _argmax(heatmaps: np.ndarray):
 
 
 def decode_argmax(heatmaps: np.ndarray):
-    """(N, K, H, W) -> coords (N, K, 2) in heatmap pixels with the classic quarter-pixel shift, scores (N, K)."""
-    coords, scores = decode_argmax_torch(torch.as_tensor(np.asarray(heatmaps)))
-    return coords.double().numpy(), scores.numpy()
-
-
-def decode_argmax_torch(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """decode_argmax in torch ops only: the arg-max cell, moved a quarter cell towards the higher neighbour in x
-    and in y (not at the map's border), and the peak value."""
+    """(N, K, H, W) -> coords (N, K, 2) in heatmap pixels, scores (N, K): the arg-max cell, moved a quarter cell
+    towards the higher neighbour in x and in y (not at the map's border), and the peak value."""
+    heatmaps = np.asarray(heatmaps)
     n, k, h, w = heatmaps.shape
-    flat = heatmaps.flatten(2)
-    scores, idx = flat.max(-1)
-    px, py = idx % w, torch.div(idx, w, rounding_mode="floor")
+    px, py, scores = _argmax(heatmaps)
 
     def at(y, x):
-        return flat.gather(-1, (y * w + x)[..., None])[..., 0]
+        return heatmaps[np.arange(n)[:, None], np.arange(k)[None], y, x]
 
-    dx = at(py, (px + 1).clamp(max=w - 1)) - at(py, (px - 1).clamp(min=0))
-    dy = at((py + 1).clamp(max=h - 1), px) - at((py - 1).clamp(min=0), px)
-    x = px.to(heatmaps.dtype) + 0.25 * torch.sign(dx) * ((px > 0) & (px < w - 1)).to(heatmaps.dtype)
-    y = py.to(heatmaps.dtype) + 0.25 * torch.sign(dy) * ((py > 0) & (py < h - 1)).to(heatmaps.dtype)
-    return torch.stack([x, y], -1), scores
+    dx = at(py, np.minimum(px + 1, w - 1)) - at(py, np.maximum(px - 1, 0))
+    dy = at(np.minimum(py + 1, h - 1), px) - at(np.maximum(py - 1, 0), px)
+    x = px + 0.25 * np.sign(dx) * ((px > 0) & (px < w - 1))
+    y = py + 0.25 * np.sign(dy) * ((py > 0) & (py < h - 1))
+    return np.stack([x, y], -1).astype(np.float64), scores
 
 
 CV_MAX_CHANNELS = 128   # channels OpenCV 5 takes in one image (CV_CN_MAX)
@@ -120,24 +111,19 @@ def decode_dark(heatmaps: np.ndarray, blur_kernel: int = 11):
 SOFT_ARGMAX_BETA = 20.0
 
 
-def soft_argmax(heatmaps: torch.Tensor, beta: float = SOFT_ARGMAX_BETA) -> torch.Tensor:
-    """(N, K, H, W) -> (N, K, 2) expected (x, y) in heatmap pixels under softmax(beta * heatmap).
-
-    Differentiable (the integral loss trains through it) and computed in float32 whatever the input's dtype
-    (autocast), since a bf16 softmax over ~1700 pixels loses the sub-pixel part.
-    """
-    n, k, h, w = heatmaps.shape
-    p = torch.softmax(beta * heatmaps.float().reshape(n, k, h * w), -1).reshape(n, k, h, w)
-    xs = torch.arange(w, dtype=p.dtype, device=p.device)
-    ys = torch.arange(h, dtype=p.dtype, device=p.device)
-    return torch.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1)
-
-
 def decode_soft_argmax(heatmaps: np.ndarray, beta: float = SOFT_ARGMAX_BETA):
-    """Integral-regression decoding: coords (N, K, 2) = soft_argmax; scores (N, K) = heatmap peaks, as the
-    other decoders give, so pose scores and confidences do not depend on the decoder."""
-    coords = soft_argmax(torch.from_numpy(np.ascontiguousarray(heatmaps)), beta).double().numpy()
-    return coords, heatmaps.reshape(*heatmaps.shape[:2], -1).max(-1)
+    """Integral-regression decoding: coords (N, K, 2) = the expected (x, y) in heatmap pixels under
+    softmax(beta * heatmap), in float32 as training's soft_argmax (posecal/codec/heatmap_torch.py) computes it;
+    scores (N, K) = heatmap peaks, as the other decoders give, so pose scores and confidences do not depend on
+    the decoder."""
+    heatmaps = np.asarray(heatmaps)
+    n, k, h, w = heatmaps.shape
+    logits = beta * heatmaps.astype(np.float32).reshape(n, k, h * w)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True)).reshape(n, k, h, w)
+    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
+    coords = np.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1).astype(np.float64)
+    return coords, heatmaps.reshape(n, k, -1).max(-1)
 
 
 DECODE_METHODS = ("dark", "argmax", "soft_argmax")
@@ -151,13 +137,3 @@ def decode(heatmaps: np.ndarray, method: str = "dark"):
     if method == "soft_argmax":
         return decode_soft_argmax(heatmaps)
     raise ValueError(f"unknown decode method {method!r} (use one of {', '.join(DECODE_METHODS)})")
-
-
-def flip_back(heatmaps_flipped: torch.Tensor) -> torch.Tensor:
-    """Heatmaps predicted on a mirrored crop -> heatmaps of the original crop (mirror + left/right swap).
-
-    No pixel shift is needed: the crop geometry is unbiased (posecal.data.transforms). Torch, so the flip
-    test runs inside the model and its ONNX export.
-    """
-    perm = torch.as_tensor(flip_permutation(heatmaps_flipped.shape[1]), device=heatmaps_flipped.device)
-    return torch.flip(heatmaps_flipped.index_select(1, perm), dims=[3])

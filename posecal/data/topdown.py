@@ -1,7 +1,6 @@
 """Torch dataset of top-down person crops with heatmap targets (training and evaluation)."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -12,25 +11,9 @@ from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_
                                      crop_matrix, degrade, jitter_box, flip_keypoints, half_body_region, inside_frame, paste_occluders,
                                      person_crop_matrix,
                                      rotated_box, sample_augmentation, sample_truncation, truncate, warp)
+from posecal.data.crops import (HEATMAP_STRIDE, IMAGENET_MEAN, IMAGENET_STD,  # noqa: F401 - re-exported
+                                crops_to_batch, heatmap_to_input, input_to_heatmap)
 from posecal.skeleton import flip_permutation
-
-HEATMAP_STRIDE = 4
-# posecal's one pixel normalisation of crops (the ImageNet statistics, in units of the 0..1 pixel range). It is
-# the data side's: a network trained on another form converts it inside the model
-# (posecal.models.input_convention), so this pipeline never needs to know which network it feeds.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
-_STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
-
-
-def input_to_heatmap(xy: np.ndarray) -> np.ndarray:
-    """Input-crop pixels -> heatmap pixels (pixel edges align at both resolutions)."""
-    return (np.asarray(xy) + 0.5) / HEATMAP_STRIDE - 0.5
-
-
-def heatmap_to_input(xy: np.ndarray) -> np.ndarray:
-    return (np.asarray(xy) + 0.5) * HEATMAP_STRIDE - 0.5
 
 
 def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
@@ -39,13 +22,8 @@ def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
 
 
 def to_batch(crops_bgr: list[np.ndarray]) -> torch.Tensor:
-    """BGR uint8 crops of one size -> normalised RGB float tensor (N, 3, H, W), in one pass over the batch (the
-    per-crop conversions and the stacking cost a video frame of 10 people about 10 ms on a CPU)."""
-    planes = np.ascontiguousarray(np.stack(crops_bgr)[..., ::-1].transpose(0, 3, 1, 2))   # reordered as bytes
-    batch = planes.astype(np.float32)
-    batch -= _MEAN[:, None, None]
-    batch /= _STD[:, None, None]
-    return torch.from_numpy(batch)
+    """BGR uint8 crops of one size -> normalised RGB float tensor (N, 3, H, W) (crops_to_batch, as a tensor)."""
+    return torch.from_numpy(crops_to_batch(crops_bgr))
 
 
 class TopDownDataset(Dataset):

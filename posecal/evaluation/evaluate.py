@@ -12,20 +12,18 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from posecal.calibration.quality import calibration_from_meta
-from posecal.models.checkpoint import load_model, model_file, require_coco_keypoints
 from posecal.data.coco import load_coco_persons, read_coco
 from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import predict_records
-from posecal.inference.opener import check_backend, open_model
+from posecal.inference.opener import check_backend, open_model, require_model
 from posecal.inference.topdown import Predictions
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
 from posecal.parallel import current, default_threads, rank_job
-from posecal.models.config import default_decode
+from posecal.models.config import default_decode, require_coco_keypoints
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
                                         results_pictures)
@@ -132,12 +130,9 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
     ranks = current()
     out = check_output_dir(cfg.out, "--out")
     cfg = dataclasses.replace(cfg, threads=cfg.threads or default_threads())
-    torch.set_num_threads(cfg.threads)
     t0 = time.time()
     check_backend(cfg.backend)
-    if not model_file(cfg.model).is_file():   # a missing model is said before the inputs are read
-        load_model(cfg.model)                  # its own line (not shipped, not found, ...)
-        raise PosecalInputError(f"{cfg.model}: model file not found")
+    require_model(cfg.model)   # a missing model is said before the inputs are read
     # the inputs before the model: a file that would be refused is refused before a model is loaded or exported
     with _rank0_warnings(ranks.is_main), strict_reading(cfg.skip_invalid) as skips:   # every rank reads alike
         records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
@@ -148,6 +143,10 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, check=lambda mcfg: _refuse_unusable(cfg, mcfg))
     model, mcfg, meta = opened.runner, opened.config, opened.meta
+    if opened.backend == "torch":
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     share = ranks.shard_indices(len(records))
     mine = [records[i] for i in share]

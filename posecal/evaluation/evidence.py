@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.ndimage import map_coordinates
 
 from posecal.data.coco import read_image
-from posecal.data.topdown import input_to_heatmap, to_batch
+from posecal.data.crops import crops_to_batch, input_to_heatmap
 from posecal.data.transforms import apply_affine, person_crop_matrix, warp
-from posecal.errors import PosecalInputError
-from posecal.models.checkpoint import SHIPPED_MODELS, load_model, model_file
-from posecal.models.trust import TRUST_INPUT
+from posecal.errors import PosecalInputError, require
+from posecal.models.config import TRUST_INPUT
+from posecal.models.shipped import SHIPPED_MODELS, model_file
 
 EVIDENCE_INPUTS = ("trust keypoint quality", "trust visibility probs")
 
@@ -59,9 +58,14 @@ def model_fingerprint(path) -> str:
 
 
 class PosecalEvidence:
-    """posecal's trust model (from the shipped accurate model by default) as a source of evidence."""
+    """posecal's trust model (from the shipped accurate model by default) as a source of evidence. It rates
+    another estimator's keypoints, which the shipped graphs do not take as an input: it runs in PyTorch (the
+    `train` extra), from the model's .pt file (in posecal's source tree)."""
 
     def __init__(self, model_path=None, batch_size: int = 32, progress: bool = False):
+        require("torch")
+        from posecal.models.checkpoint import load_model
+
         path = model_file(model_path) if model_path else SHIPPED_MODELS["accurate"]
         model, _, _ = load_model(path)
         if model.trust is None:
@@ -89,8 +93,10 @@ class PosecalEvidence:
                 m = person_crop_matrix(boxes[i], wh)
                 crops.append(warp(images[path], m, wh))
                 kps.append(apply_affine(points[i], m))
+            import torch
+
             with torch.no_grad():
-                out = self.trust(to_batch(crops), torch.from_numpy(np.stack(kps)).float())
+                out = self.trust(torch.from_numpy(crops_to_batch(crops)), torch.from_numpy(np.stack(kps)).float())
             q = torch.sigmoid(out.opks_logits).numpy()
             v = torch.softmax(out.vis_logits, -1).numpy()
             for j, i in enumerate(chunk):

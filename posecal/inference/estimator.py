@@ -10,16 +10,14 @@ the stored calibration, then p(in frame) and p(person) where the model's calibra
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from posecal.data.coco import PersonRecord
 from posecal.data.images import read_image
-from posecal.data.topdown import to_batch
+from posecal.data.crops import crops_to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn
@@ -83,17 +81,28 @@ class PersonPose:
 class Estimator:
     """A pose network (PyTorch module or onnxruntime runner) with its input size and stored calibration.
 
-    model: what `infer_crops` runs; input_wh: its crop size; calibration: a QualityCalibration or None (raw
-    head outputs); flip: the flip test (an ONNX runner has it built in); orientations: 1, 4 or "auto" (test-time
-    orientation search, posecal/inference/orientation.py); threads: PyTorch threads for the call (None: the
-    process's); decode_method: None for the model's own decode."""
+    model: an onnxruntime graph or a PyTorch module (run by posecal/inference/torch_runner.py); input_wh: its crop
+    size; calibration: a QualityCalibration or None (raw head outputs); flip: the flip test (an ONNX graph has it
+    built in); orientations: 1, 4 or "auto" (test-time orientation search, posecal/inference/orientation.py);
+    device and threads: a PyTorch module's (threads None: the process's); decode_method: None for the model's own
+    decode."""
 
     def __init__(self, model, input_wh, calibration=None, flip: bool = True, batch_size: int = 32,
                  orientations: int | str = 1, device: str = "cpu", threads: int | None = None,
                  decode_method: str | None = None):
+        self.device, self.threads, self.decode_method = device, threads, decode_method
         self.model, self.input_wh, self.calibration = model, tuple(input_wh), calibration
         self.flip, self.batch_size, self.orientations = flip, batch_size, orientations
-        self.device, self.threads, self.decode_method = device, threads, decode_method
+
+    @property
+    def model(self):
+        return self._model
+
+    @model.setter
+    def model(self, model) -> None:
+        """The network, and the runner that infer_crops calls for it."""
+        self._model = model
+        self.runner = runner_of(model, self.device, self.threads)
 
     @property
     def occluded_over_visible(self) -> float:
@@ -146,14 +155,13 @@ class Estimator:
             crop, matrix = self._crop(prepared[n][0], box, rotation)
             crops.append(crop)
             matrices.append(matrix)
-        with torch_threads(self.threads):
-            parts = [infer_crops(self.model, to_batch(crops[start:start + self.batch_size]).to(self.device),
-                                 self.flip, self.decode_method, heatmaps=keep_heatmaps)
-                     for start in range(0, len(crops), self.batch_size)]
+        parts = [infer_crops(self.runner, crops_to_batch(crops[start:start + self.batch_size]), self.flip,
+                             self.decode_method, heatmaps=keep_heatmaps)
+                 for start in range(0, len(crops), self.batch_size)]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} | {"matrices": np.stack(matrices)}
 
     def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """The person's BGR uint8 crop and its image->input matrix (to_batch normalises a batch of them)."""
+        """The person's BGR uint8 crop and its image->input matrix (crops_to_batch normalises a batch of them)."""
         try:
             m = person_crop_matrix(box, self.input_wh, rotation)
         except ValueError as e:
@@ -205,13 +213,11 @@ class Estimator:
         return predictions_of(kept, people, self.calibration, {k: np.concatenate(v) for k, v in arrays.items() if v})
 
 
-@torch.no_grad()
 def predict_records(model, records: list[PersonRecord], input_wh, flip: bool = True, batch_size: int = 32,
                     decode_method: str | None = None, progress: bool = True, device: str = "cpu", calibration=None,
                     orientations: int | str = 1, keep_heatmaps: bool = False) -> Predictions:
-    """Persons given as records through the one estimator, with a model already opened (put in eval mode):
-    what `eval`, `audit`, calibration fitting, trust sampling and training's validation run."""
-    model.eval()
+    """Persons given as records through the one estimator, with a model already opened (a PyTorch module runs in
+    eval mode): what `eval`, `audit`, calibration fitting, trust sampling and training's validation run."""
     return Estimator(model, input_wh, calibration, flip, batch_size, orientations, device,
                      decode_method=decode_method).estimate_records(records, progress, keep_heatmaps)
 
@@ -245,17 +251,11 @@ def predictions_of(records: list[PersonRecord], people: list[PersonPose], calibr
                        people=people)
 
 
-@contextmanager
-def torch_threads(threads: int | None):
-    """PyTorch's intra-op threads set for one call and restored after, so that a Predictor's `threads` is its
-    own and not the process's (a user's other torch work keeps its setting)."""
-    if not threads or threads == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def runner_of(model, device: str = "cpu", threads: int | None = None):
+    """What infer_crops runs: a runner as it is (an onnxruntime graph), a PyTorch module wrapped in the PyTorch
+    runner (imported only then: inference on onnxruntime needs no PyTorch)."""
+    if hasattr(model, "outputs"):
+        return model
+    from posecal.inference.torch_runner import TorchRunner
 
+    return TorchRunner(model, device, threads)

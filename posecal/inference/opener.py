@@ -1,18 +1,21 @@
 """posecal's one opener: a model as every command and the API name it -> something the estimator runs.
 
 A shipped name ("accurate", "fast"), a posecal model file (.pt) or a training run's checkpoint, or an exported
-ONNX file (any case of ".onnx"). backend "onnx" runs a .pt in onnxruntime through its cached export
-(posecal/export/cache.py), "torch" in PyTorch; an .onnx file runs in onnxruntime whatever the backend says, with
-the flip test it was exported with.
+ONNX file (any case of ".onnx"). On the onnx backend (the default on a CPU) a shipped model runs its packaged
+graph (posecal/models/shipped.py) in onnxruntime alone: no PyTorch, no export. A .pt runs through its cached
+export (posecal/export/cache.py) or, on the torch backend, in PyTorch: both need PyTorch (the `train` extra). An
+.onnx file runs in onnxruntime whatever the backend says, with the flip test it was exported with.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
-import torch
-
 from posecal.errors import PosecalInputError
-from posecal.models.checkpoint import load_model, require_coco_keypoints
+from posecal.export.session import OnnxEstimator, open_onnx_model
+from posecal.models.config import require_coco_keypoints
+from posecal.models.shipped import (SHIPPED_MODELS, installed_models, is_installed, missing_model_message, model_file,
+                                    shipped_graph, shipped_name)
 
 BACKENDS = ("torch", "onnx")
 
@@ -32,6 +35,14 @@ def is_onnx_file(model_path) -> bool:
     return model_path is not None and str(model_path).lower().endswith(".onnx")
 
 
+def has_torch() -> bool:
+    """PyTorch is installed (the `train` extra): without it, posecal runs ONNX graphs only."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):   # a finder that refuses it
+        return False
+
+
 def check_backend(backend: str | None, device: str = "cpu") -> str:
     """The backend asked for (None: torch on a GPU, else onnxruntime), refused by name when unknown."""
     if backend is None:
@@ -40,9 +51,21 @@ def check_backend(backend: str | None, device: str = "cpu") -> str:
         raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if device not in ("cpu", "cuda"):
         raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
+    if device == "cuda" and not has_torch():
+        raise PosecalInputError("device 'cuda' runs in PyTorch, which is not installed: pip install 'posecal[train]'")
+    if device == "cuda" and not _cuda_available():
         raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
     return backend
+
+
+def require_model(model) -> None:
+    """One line, before any input is read, for a model argument that names nothing in this installation."""
+    name = shipped_name(model)
+    if name is not None and not is_installed(name):
+        raise PosecalInputError(f"model {name!r}: not in this installation (installed: "
+                                f"{', '.join(installed_models())}); it ships in posecal's source tree")
+    if name is None and not model_file(model).is_file():
+        raise PosecalInputError(missing_model_message(model, model_file(model)))
 
 
 def open_model(model=None, backend: str | None = None, flip: bool | None = None, threads: int | None = None,
@@ -51,12 +74,29 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
     when given, runs on the model's config before an ONNX export would be made for a model that is then
     refused (an export costs 20-30 s)."""
     backend = check_backend(backend, device)
+    name = shipped_name(model)
     if is_onnx_file(model):
-        from posecal.export.onnx import open_onnx_model
-
         runner = open_onnx_model(model, flip, threads, device)
         opened = OpenedModel(runner, runner.config, runner.meta, runner.flip_test, "onnx", "cpu")
-    elif backend == "onnx":
+    elif backend == "onnx" and name is not None and shipped_graph(name, True).is_file():
+        flip = True if flip is None else flip
+        runner = OnnxEstimator(shipped_graph(name, flip), threads=threads or 1, source=f"model {name!r}",
+                               device=device)
+        opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
+    else:
+        opened = _open_torch_file(model, backend, flip, threads, device, check)
+    require_coco_keypoints(opened.config, model)
+    if check is not None:
+        check(opened.config)
+    return opened
+
+
+def _open_torch_file(model, backend: str, flip: bool | None, threads: int | None, device: str, check) -> OpenedModel:
+    """A .pt model file (or a shipped model without its graph here): in PyTorch, or through its cached export."""
+    _require_torch_for(model)
+    from posecal.models.checkpoint import load_model
+
+    if backend == "onnx":
         from posecal.export.cache import cached_onnx
 
         if check is not None:   # said before an export is made for a model then refused
@@ -65,11 +105,27 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
             check(config)
         flip = True if flip is None else flip
         runner = cached_onnx(model, flip, threads, device)
-        opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
-    else:
-        runner, config, meta = load_model(model, device=device)
-        opened = OpenedModel(runner, config, meta, True if flip is None else flip, "torch", device)
-    require_coco_keypoints(opened.config, model)
-    if check is not None:
-        check(opened.config)
-    return opened
+        return OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
+    runner, config, meta = load_model(model, device=device)
+    return OpenedModel(runner, config, meta, True if flip is None else flip, "torch", device)
+
+
+def _require_torch_for(model) -> None:
+    """One line where a model needs PyTorch that this installation lacks: a shipped model not installed here is
+    said by name; a .pt file needs the `train` extra."""
+    name = shipped_name(model)
+    if has_torch():
+        return
+    require_model(model)
+    if name is not None and not SHIPPED_MODELS[name].is_file():
+        raise PosecalInputError(f"model {name!r}: its PyTorch form is not in this installation (the wheel carries "
+                                f"ONNX graphs); use the onnx backend, or install posecal from its source tree "
+                                f"with the train extra")
+    raise PosecalInputError(f"{model_file(model)}: a PyTorch model file, which needs PyTorch: pip install 'posecal[train]' "
+                            f"(or run its ONNX export, `posecal export`, made where PyTorch is)")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

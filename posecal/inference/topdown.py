@@ -1,20 +1,20 @@
 """The network step of top-down inference: a batch of input crops -> keypoints in crop pixels, heatmap peaks
 and the trust heads' outputs (flip-merged, by the model's own decode); and the per-person arrays
-(`Predictions`) that the estimator (posecal/inference/estimator.py) gives for persons given as records."""
+(`Predictions`) that the estimator (posecal/inference/estimator.py) gives for persons given as records.
+numpy only: the network is a runner (onnxruntime, or PyTorch through posecal/inference/torch_runner.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+from scipy.special import expit
 
 from posecal.codec.heatmap import decode
-from posecal.codec.movenet import decode_crops
 from posecal.data.coco import PersonRecord
 from posecal.calibration.quality import DEFAULT_OCCLUDED_OVER_VISIBLE
-from posecal.data.topdown import heatmap_to_input
+from posecal.data.crops import heatmap_to_input
 from posecal.errors import PosecalInputError
-from posecal.models.estimator import TopDownEstimator
+from posecal.models.outputs import HEATMAP_OUTPUT, MOVENET_OUTPUTS
 
 
 @dataclass
@@ -36,46 +36,40 @@ class Predictions:
     people: list | None = None                  # the PersonPose of each record, as `predict` reports them
 
 
-@torch.no_grad()
-def infer_crops(model: TopDownEstimator, images: torch.Tensor, flip: bool = True,
-                decode_method: str | None = None, heatmaps: bool = False) -> dict[str, np.ndarray]:
-    """Model on a batch of input crops: keypoints in input-crop pixels, heatmap peaks and head outputs
-    (and the heatmaps themselves with heatmaps=True). decode_method None: the model's own
-    (posecal.models.config.default_decode: MoveNet's centre-guided decode for a MoveNet model, else DARK)."""
-    out = model(images, flip_test=flip)
-    xy, scores = decode_output(out, decode_method)
-    maps = {"heatmaps": out.heatmaps.float().cpu().numpy()} if heatmaps else {}
-    return {"xy": xy, "heatmap_scores": scores, **maps, **_head_outputs(out)}
+def infer_crops(runner, batch: np.ndarray, flip: bool = True, decode_method: str | None = None,
+                heatmaps: bool = False) -> dict[str, np.ndarray]:
+    """A runner (an onnxruntime graph, or the PyTorch runner of a model file) on a batch of input crops
+    (crops_to_batch): keypoints in input-crop pixels, heatmap peaks and head outputs (and the heatmaps themselves
+    with heatmaps=True). decode_method None: the model's own (MoveNet's centre-guided decode for a MoveNet model,
+    else DARK)."""
+    outs = runner.outputs(batch, flip)
+    xy, scores = decode_outputs(outs, decode_method)
+    maps = {"heatmaps": outs[HEATMAP_OUTPUT].astype(np.float32)} if heatmaps else {}
+    return {"xy": xy, "heatmap_scores": scores, **maps, **head_outputs(outs)}
 
 
-def decode_output(out, decode_method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A model's output -> keypoints (N, K, 2) in input-crop pixels and their heatmap scores (N, K), by the
-    model's own decode (None) or the one named; what inference reports and what training scores the quality
-    heads' targets on."""
+def decode_outputs(outs: dict[str, np.ndarray], decode_method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A network's outputs by name -> keypoints (N, K, 2) in input-crop pixels and their heatmap scores (N, K),
+    by the model's own decode (None) or the one named; what inference reports and what training scores the
+    quality heads' targets on."""
+    movenet = MOVENET_OUTPUTS[0] in outs
     if decode_method is None:
-        decode_method = "movenet" if out.movenet is not None else "dark"
+        decode_method = "movenet" if movenet else "dark"
     if decode_method == "movenet":
-        return _movenet_decode(out)
-    xy_hm, scores = decode(out.heatmaps.detach().float().cpu().numpy(), decode_method)
+        if not movenet:
+            raise PosecalInputError("--decode movenet needs a MoveNet model (model.backbone movenet_thunder or "
+                                    "movenet_lightning); use dark, argmax or soft_argmax")
+        xy, scores = (outs[name] for name in MOVENET_OUTPUTS)
+        return xy.astype(np.float64), scores.astype(np.float64)
+    xy_hm, scores = decode(outs[HEATMAP_OUTPUT].astype(np.float32), decode_method)
     return heatmap_to_input(xy_hm), scores
 
 
-def _movenet_decode(out) -> tuple[np.ndarray, np.ndarray]:
-    """MoveNet's own centre-guided decode (posecal.codec.movenet): keypoints in input-crop pixels (posecal's
-    convention, integer = pixel centre) and their heatmap scores. With the flip test the raw outputs hold the
-    crops and then their mirrors (2N), decoded apart and merged (merge_flip)."""
-    if out.movenet is None:
-        raise PosecalInputError("--decode movenet needs a MoveNet model (model.backbone movenet_thunder or "
-                                "movenet_lightning); use dark, argmax or soft_argmax")
-    m, n = out.movenet, out.heatmaps.shape[0]
-    with torch.no_grad():
-        xy, scores = decode_crops(m.center.detach(), m.regress.detach(), m.heatmap.detach(), m.offset.detach(), n)
-    return xy.double().cpu().numpy(), scores.double().cpu().numpy()
-
-
-def _head_outputs(out) -> dict[str, np.ndarray]:
-    if out.oks is None:
+def head_outputs(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The trust or quality heads' logits -> predicted OKS, OPKS and visibility probabilities (none without heads)."""
+    if "oks" not in outs:
         return {}
-    return {"oks": out.oks.float().cpu().numpy(),
-            "opks": torch.sigmoid(out.opks_logits).float().cpu().numpy(),
-            "visibility_probs": torch.softmax(out.vis_logits, -1).float().cpu().numpy()}
+    vis = outs["vis_logits"].astype(np.float32)
+    vis = np.exp(vis - vis.max(-1, keepdims=True))
+    return {"oks": outs["oks"].astype(np.float32), "opks": expit(outs["opks_logits"].astype(np.float32)),
+            "visibility_probs": vis / vis.sum(-1, keepdims=True)}

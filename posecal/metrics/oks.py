@@ -1,13 +1,11 @@
 """OKS and per-keypoint OPKS exactly as pycocotools' COCOeval.computeOks defines them.
 
 KS_i = exp(-d_i^2 / (2 s^2 kappa_i^2)), kappa_i = 2 sigma_i, s^2 = area (+ eps, as pycocotools adds
-np.spacing(1)); OKS = mean of KS_i over labelled GT keypoints (v > 0). Numpy and torch versions share
-the formula so training targets and evaluation agree.
+np.spacing(1)); OKS = mean of KS_i over labelled GT keypoints (v > 0).
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from posecal.skeleton import COCO_SIGMAS
 
@@ -30,9 +28,3 @@ def oks(pred_xy, gt_xy, gt_vis, area, sigmas: np.ndarray = COCO_SIGMAS) -> np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, (ks * labelled).sum(-1) / np.maximum(n, 1), np.nan)
 
-
-def opks_torch(pred_xy: torch.Tensor, gt_xy: torch.Tensor, area: torch.Tensor,
-               sigmas: np.ndarray = COCO_SIGMAS) -> torch.Tensor:
-    kappa2 = torch.as_tensor((2 * np.asarray(sigmas)) ** 2, dtype=pred_xy.dtype, device=pred_xy.device)
-    d2 = ((pred_xy - gt_xy) ** 2).sum(-1)
-    return torch.exp(-d2 / kappa2 / (area[..., None] + float(EPS)) / 2)

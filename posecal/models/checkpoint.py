@@ -15,56 +15,7 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
 from posecal.models.trust.network import check_trust_input
-
-WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
-# The models shipped with posecal, chosen by name wherever a model file is asked for
-# (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); `posecal models` lists them with what each
-# is for (SHIPPED_MODEL_USES) and MODEL_CARD.md measures them. A name is never given to other weights later.
-SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "published": WEIGHTS_DIR / "posecal_published.pt",
-                  "fast": WEIGHTS_DIR / "posecal_fast.pt"}
-SHIPPED_MODEL_USES = {
-    "accurate": "MoveNet Thunder 256x256 fine-tuned by posecal on COCO + posecal's trust model; the default of "
-                "predict, track, eval, audit and the Python API",
-    "published": "MoveNet Thunder 256x256 as Google published it + posecal's trust model; for comparison with "
-                 "the network as Google published it",
-    "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
-            "and faster, less accurate",
-}
-DEFAULT_MODEL_NAME = "accurate"
-DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
-
-
-def model_file(spec) -> Path:
-    """A model argument -> its file: None = the default shipped model, a shipped model's name, else a path."""
-    if spec is None:
-        return DEFAULT_MODEL
-    return SHIPPED_MODELS.get(str(spec), Path(spec))
-
-
-def shipped_model_table() -> list[dict]:
-    """The shipped models as `posecal models` lists them: name, what it is for, its file and size (a wheel
-    built without weights has none: size None), and the shipped part whose weights it shares (`shares`: the
-    part's file and size; None for a file that holds all its weights)."""
-    rows = []
-    for name, path in SHIPPED_MODELS.items():
-        size = path.stat().st_size if path.is_file() else None
-        shared = read_torch_file(path).get("shared_weights") if size is not None else None
-        part = WEIGHTS_DIR / shared["file"] if shared else None
-        rows.append({"name": name, "default": name == DEFAULT_MODEL_NAME, "file": str(path), "bytes": size,
-                     "shares": None if part is None else {
-                         "file": str(part), "bytes": part.stat().st_size if part.is_file() else None},
-                     "use": SHIPPED_MODEL_USES[name]})
-    return rows
-
-
-def missing_model_message(spec, path: Path) -> str:
-    """One line for a --model that is neither a shipped name nor a file: a bare word is most likely a mistyped
-    name, so the names are listed."""
-    shipped = ", ".join(n for n, f in SHIPPED_MODELS.items() if f.is_file())
-    if len(Path(str(spec)).parts) == 1 and not Path(str(spec)).suffix:
-        return f"model {str(spec)!r}: no shipped model of that name and no such file (shipped: {shipped})"
-    return f"{path}: model file not found"
-
+from posecal.models.shipped import SHIPPED_MODELS, WEIGHTS_DIR, missing_model_message, model_file  # noqa: F401
 
 def atomic_save(obj, path) -> None:
     write_atomic(path, lambda f: torch.save(obj, f))
@@ -337,10 +288,3 @@ def training_checkpoint_model(ckpt: dict, path: Path) -> dict:
 
 # torch.optim.swa_utils.AveragedModel's state_dict: the averaged network's weights under this prefix
 EMA_PREFIX = "module."
-
-
-def require_coco_keypoints(cfg: ModelConfig, path) -> None:
-    """Decoding, flip test, scores and metrics work on COCO's 17 keypoints; an imported MPII hourglass has 16."""
-    if cfg.num_keypoints != 17:
-        raise PosecalInputError(f"{path or 'model'}: a {cfg.num_keypoints}-keypoint model (e.g. an MPII stacked "
-                                "hourglass); eval and predict need COCO's 17 keypoints (train hourglass_2/8 on COCO)")

@@ -6,9 +6,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from posecal.models.backbones.movenet import get_config as movenet_config
-from posecal.models.trust.network import TRUST_INPUT
+from posecal.errors import PosecalInputError
 from posecal.validation import POSITIVE, Rule
+
+# Plain data, so that a model's config is read without PyTorch (inference on onnxruntime alone):
+TRUST_INPUT = 192          # the shipped trust models' square input side (stride-4 map 48 x 48); TrustNet's default
+MOVENET_INPUT_SIDE = {"thunder": 256, "lightning": 192}   # each MoveNet variant's fixed square input
 
 
 @dataclass
@@ -86,7 +89,7 @@ def network_input(cfg: ModelConfig, given=None) -> ModelConfig:
     are given) take the network's values; a given one that differs is ValueError(field, problem)."""
     if cfg.backbone not in MOVENET_VARIANTS:
         return cfg
-    side = movenet_config(MOVENET_VARIANTS[cfg.backbone]).input_size
+    side = MOVENET_INPUT_SIDE[MOVENET_VARIANTS[cfg.backbone]]
     want = {"input_wh": (side, side), **MOVENET_CONVENTION, "num_keypoints": 17}
     given = set(want) if given is None else set(given)
     for field, value in want.items():
@@ -110,3 +113,10 @@ def default_decode(cfg: ModelConfig) -> str:
     crop and hold no sub-cell position (that is in its offsets), while the centre-guided decode keeps the person
     the crop is centred on."""
     return "movenet" if cfg.backbone in MOVENET_VARIANTS else "dark"
+
+
+def require_coco_keypoints(cfg: ModelConfig, path) -> None:
+    """Decoding, flip test, scores and metrics work on COCO's 17 keypoints; an imported MPII hourglass has 16."""
+    if cfg.num_keypoints != 17:
+        raise PosecalInputError(f"{path or 'model'}: a {cfg.num_keypoints}-keypoint model (e.g. an MPII stacked "
+                                "hourglass); eval and predict need COCO's 17 keypoints (train hourglass_2/8 on COCO)")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from posecal.codec.heatmap import flip_back
+from posecal.codec.heatmap_torch import flip_back
 from posecal.codec.movenet import decode_crops
 from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
@@ -16,6 +16,7 @@ from posecal.models.backbones.movenet import MoveNet, MoveNetHeatmaps, MoveNetOu
 from posecal.models.backbones.resnet import DeconvHead, ResNet
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
+from posecal.models.outputs import HEAD_OUTPUTS, HEATMAP_OUTPUT, MOVENET_OUTPUTS
 from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention, is_posecal_convention
 from posecal.models.trust import TrustNet
 
@@ -30,6 +31,31 @@ class PoseOutput:
     intermediate_heatmaps: tuple = ()        # earlier stacks' heatmaps (stacked hourglass), supervised in training
     movenet: MoveNetOutput | None = None     # a MoveNet backbone's raw outputs (for its centre-guided decode;
                                              # with flip test, 2N: the crops', then their mirrors')
+
+
+def output_names(model: "TopDownEstimator") -> list[str]:
+    """The outputs `runtime_outputs` gives for this model, in order."""
+    return ([HEATMAP_OUTPUT] + (list(HEAD_OUTPUTS) if model.has_quality_heads else [])
+            + (list(MOVENET_OUTPUTS) if model.is_movenet else []))
+
+
+def runtime_outputs(model: "TopDownEstimator", images: torch.Tensor, flip_test: bool) -> dict[str, torch.Tensor]:
+    """The model on posecal crops -> its outputs by name (output_names). One function for the PyTorch backend
+    and the ONNX export, so both give the same arrays."""
+    return named_outputs(model(images, flip_test=flip_test))
+
+
+def named_outputs(out: PoseOutput) -> dict[str, torch.Tensor]:
+    """A forward pass's outputs by name (posecal.models.outputs): flip-merged heatmaps, the trust or quality
+    heads' logits, and a MoveNet model's keypoints by its centre-guided decode (merged over the flip test)."""
+    named = {HEATMAP_OUTPUT: out.heatmaps}
+    if out.oks is not None:
+        named |= dict(zip(HEAD_OUTPUTS, (out.oks, out.opks_logits, out.vis_logits)))
+    if out.movenet is not None:
+        m = out.movenet
+        named |= dict(zip(MOVENET_OUTPUTS, decode_crops(m.center, m.regress, m.heatmap, m.offset,
+                                                        out.heatmaps.shape[0])))
+    return named
 
 
 class TopDownEstimator(nn.Module):

@@ -35,7 +35,7 @@ from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
 from posecal.training.distributed import DistributedEpochOrder, Group, launched_by_torchrun, start_group
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import predict_records
-from posecal.inference.topdown import decode_output
+from posecal.inference.torch_runner import decode_pose_output
 from posecal.io import remove_stale_temps, write_json_atomic
 from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, movenet_pose_losses, opks_bce,
                                      visibility_ce, visibility_class_weights, visibility_target)
@@ -135,8 +135,8 @@ def weight_average(model, decay: float):
 
 def quality_losses(model, out, batch, cfg: TrainConfig, class_weights) -> dict:
     """The quality heads' terms; their targets are the quality of the keypoints as the model decodes them at
-    test time (decode_output: DARK on the heatmaps, MoveNet's centre-guided decode for a MoveNet model)."""
-    pred_xy, _ = decode_output(out)
+    test time (decode_pose_output: DARK on the heatmaps, MoveNet's centre-guided decode for a MoveNet model)."""
+    pred_xy, _ = decode_pose_output(out)
     targets = online_targets(pred_xy, batch["keypoints"].cpu(), batch["area"].cpu())
     dev = out.heatmaps.device
     targets.oks, targets.opks, targets.labelled, targets.visibility = (

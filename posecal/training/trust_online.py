@@ -3,7 +3,7 @@
 `posecal train-trust` (trust_job.py) stores the base model's keypoints once per augmented crop, because on a CPU
 the base costs more than a trust step. On a GPU the frozen base is cheap, so here every batch is augmented anew
 by DataLoader workers from packed persons (tools/pack_training_data.py --trust), the base's pose network (frozen,
-eval, fp32) gives its keypoints with its own decode (posecal.inference.topdown.decode_output), with the flip test
+eval, fp32) gives its keypoints with its own decode (posecal.inference.torch_runner.decode_pose_output), with the flip test
 for a share of the batches (no_flip_share as the samples' epochs have it), and the trust model trains on them at
 once: its whole network (`train.freeze_prefix: false`: the trunk too, the stem and early blocks at a lower
 learning rate), at its own input side (`train.input_size`, 256 = MoveNet Thunder's crops), bf16 autocast,
@@ -35,7 +35,7 @@ from posecal.data.coco import load_coco_persons, read_json
 from posecal.data.packed import INDEX, load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
 from posecal.errors import PosecalInputError
-from posecal.inference.topdown import decode_output
+from posecal.inference.torch_runner import decode_pose_output
 from posecal.io import write_atomic
 from posecal.models.assemble import pose_fingerprint, trust_source
 from posecal.models.checkpoint import load_model
@@ -196,7 +196,7 @@ def train_step(model: TrustNet, base, optim, batch: dict, cfg: TrustJobConfig, o
         images = images.contiguous(memory_format=torch.channels_last)
     flip = bool(rng.random() >= cfg.samples.no_flip_share)
     with torch.no_grad():
-        xy, scores = decode_output(base(images, flip_test=flip))   # to the CPU: a sync
+        xy, scores = decode_pose_output(base(images, flip_test=flip))   # to the CPU: a sync
     base_s = time.time() - t0
     data = {"base_xy": xy, "base_scores": scores, "keypoints": batch["keypoints"].numpy(),
             "area": batch["area"].numpy(), "visibility_weight": batch["visibility_weight"].numpy()}

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from posecal.data.coco import PersonRecord
 from posecal.data.topdown import IMAGENET_MEAN, IMAGENET_STD, TopDownDataset
 from posecal.data.transforms import AugmentConfig
-from posecal.inference.topdown import decode_output
+from posecal.inference.torch_runner import decode_pose_output
 from posecal.io import write_atomic
 
 SHARD = 512
@@ -67,7 +67,7 @@ def write_samples(base, records: list[PersonRecord], input_wh, out_dir, augment:
         for batch in loader:
             with torch.no_grad():
                 out = base(batch["image"], flip_test=flip)
-            xy, scores = decode_output(out)
+            xy, scores = decode_pose_output(out)
             parts["crops"].append(crops_to_uint8(batch["image"]))
             parts["base_xy"].append(np.asarray(xy, np.float32))
             parts["base_scores"].append(np.asarray(scores, np.float32))

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posecal.codec.movenet import centre_weight_table, coordinate_scale
+from posecal.models.config import MOVENET_INPUT_SIDE
 
 NUM_KEYPOINTS = 17
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
@@ -69,8 +70,8 @@ MBV2_STAGES = ((1, 1, 1), (6, 2, 2), (6, 3, 2), (6, 4, 2), (6, 3, 1), (6, 3, 2),
 # Blocks whose outputs feed the FPN laterals (stride 4, 8, 16); Conv_1's output is the stride-32 tap.
 FPN_TAPS = (2, 5, 9)
 
-THUNDER = MoveNetConfig("thunder", 256, 56, (32, 40, 56, 112, 168, 280, 560))
-LIGHTNING = MoveNetConfig("lightning", 192, 32, (16, 24, 32, 64, 96, 160, 320))
+THUNDER = MoveNetConfig("thunder", MOVENET_INPUT_SIDE["thunder"], 56, (32, 40, 56, 112, 168, 280, 560))
+LIGHTNING = MoveNetConfig("lightning", MOVENET_INPUT_SIDE["lightning"], 32, (16, 24, 32, 64, 96, 160, 320))
 CONFIGS = {"thunder": THUNDER, "lightning": LIGHTNING}
 
 # The graph's preprocessing constants: x * float16(1/127.5) - 1.

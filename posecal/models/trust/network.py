@@ -27,9 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from posecal.models.backbones import EfficientNetLite
+from posecal.models.config import TRUST_INPUT  # noqa: F401 - re-exported: TrustNet's default input side
 from posecal.models.heads import HeatmapHead
 
-TRUST_INPUT = 192          # the shipped trust models' square input side (stride-4 map 48 x 48); TrustNet's default
 TRUST_INPUT_MULTIPLE = 32  # a trust input side must be a multiple of the backbone's stride 32
 FEATURE_STRIDE = 4
 CONTEXT_CHANNELS = 64

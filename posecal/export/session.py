@@ -1,0 +1,103 @@
+"""A posecal ONNX graph run by onnxruntime alone: what inference needs without PyTorch.
+
+A posecal graph takes (N, 3, H, W) normalised crops (posecal.data.normalize.crops_to_batch) and returns the
+outputs named in posecal.models.estimator.output_names: flip-merged heatmaps, the trust or quality heads' logits
+and, for a MoveNet model, its decoded keypoints. Its metadata carries the model config, whether the flip test is
+built in, the stored calibration and the model's version, so an .onnx file is a self-contained posecal model.
+The shipped models travel as such graphs (posecal/weights/*.onnx); a .pt file is exported to one with PyTorch
+(posecal/export/onnx.py).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from posecal.errors import PosecalInputError, require
+from posecal.models.config import model_config_from_dict
+
+CONFIG_KEY = "posecal_model_config"
+FLIP_KEY = "posecal_flip_test"
+CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
+VERSION_KEY = "posecal_model_version"     # the model's own version (a shipped model's name and date)
+SOURCE_KEY = "posecal_source_sha256"      # SHA-256 of the model file (.pt) the graph was made from
+# outputs of graphs from before MoveNet's decode moved into the graph: read by no version since
+OLD_MOVENET_OUTPUT = "movenet_center"
+
+
+class OnnxEstimator:
+    """Runs a posecal ONNX graph with onnxruntime: `outputs(batch, flip)` gives its outputs by name, as the
+    PyTorch runner (posecal/inference/torch_runner.py) does for a model file."""
+
+    def __init__(self, model, threads: int = 2, source: str | None = None, device: str = "cpu"):
+        ort = require("onnxruntime")
+        name = source or (str(model) if isinstance(model, (str, Path)) else "ONNX model")
+        if isinstance(model, (str, Path)) and not Path(model).is_file():
+            raise PosecalInputError(f"{model}: model file not found")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        # no busy-waiting between calls: on a few cores the spinning threads starve whatever runs next (crops,
+        # decode, the other network), which slows a video down more than the spin saves
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = [("CUDAExecutionProvider", {"device_id": _cuda_device()}), "CPUExecutionProvider"] \
+            if device == "cuda" else ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                                providers=providers)
+            custom = self.session.get_modelmeta().custom_metadata_map
+            meta, self.flip_test = json.loads(custom[CONFIG_KEY]), json.loads(custom.get(FLIP_KEY, "false"))
+            # The model file's meta as far as inference needs it (read by calibration_from_meta).
+            self.meta = {"calibration": json.loads(custom[CALIBRATION_KEY])} if CALIBRATION_KEY in custom else {}
+            if VERSION_KEY in custom:
+                self.meta["model_version"] = custom[VERSION_KEY]
+        except KeyError:
+            raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable files
+            raise PosecalInputError(f"{name}: not a readable ONNX model ({str(e).splitlines()[0][:120]})") from None
+        try:
+            self.config = model_config_from_dict(meta)
+        except (TypeError, ValueError) as e:
+            raise PosecalInputError(f"{name}: not a posecal ONNX model this version reads ({e})") from None
+        self.names = [o.name for o in self.session.get_outputs()]
+        if OLD_MOVENET_OUTPUT in self.names:
+            raise PosecalInputError(f"{name}: exported by an older posecal (MoveNet's decode outside the graph); "
+                                    f"export it again with `posecal export`")
+        self.has_quality_heads = "oks" in self.names
+
+    def eval(self) -> "OnnxEstimator":
+        """Inference only already; here so that code written for a torch model (`model.eval()`) takes it too."""
+        return self
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs, in its order, on (N, 3, H, W) float32 crops."""
+        return self.session.run(None, {"images": np.ascontiguousarray(batch, np.float32)})
+
+    def outputs(self, batch: np.ndarray, flip: bool) -> dict[str, np.ndarray]:
+        """The graph's outputs by name on a batch of crops; its flip test is built in, so `flip` must match."""
+        if flip != self.flip_test:
+            raise PosecalInputError(f"this ONNX model was exported {'with' if self.flip_test else 'without'} the "
+                                    f"flip test built in; export it again {'without' if self.flip_test else 'with'} "
+                                    f"it, or match the flip setting")
+        return dict(zip(self.names, self.run(batch)))
+
+
+def open_onnx_model(path, flip: bool | None, threads: int, device: str = "cpu") -> OnnxEstimator:
+    """An exported posecal .onnx file (fp32 or int8) for `Predictor` and `posecal eval`. Its flip test is built
+    into the graph at export, so a flip setting that differs (None: the file's own) is one error line."""
+    model = OnnxEstimator(path, threads=threads, device=device)
+    if flip is not None and flip != model.flip_test:
+        raise PosecalInputError(f"{path}: exported {'with' if model.flip_test else 'without'} the flip test built in; "
+                                f"{'leave out --no-flip' if model.flip_test else 'add --no-flip'} "
+                                f"(flip={model.flip_test} in the API), or export it again")
+    return model
+
+
+def _cuda_device() -> int:
+    """torch's current GPU when torch is there (under torchrun each rank's own, set by posecal.parallel), else 0."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0

@@ -1,0 +1,87 @@
+"""A shipped model's ONNX graphs, made from its PyTorch model file: what the wheel carries instead of the file.
+
+Two graphs (flip test built in, and not) read one weights file: every float weight that float16 holds exactly
+(all but a few constants: the shipped model files hold fp16 weights, and the graph keeps its BatchNormalization
+nodes unfolded) is stored once as float16 behind a Cast to float32, which onnxruntime folds when it opens the
+graph, so inference runs in float32 on the model file's exact values. Weights that both graphs hold (all of
+them) are written once, found by their bytes. Each graph records the model's version and the SHA-256 of the file
+it was made from.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from posecal.errors import require
+from posecal.export.onnx import onnx_bytes
+from posecal.export.session import SOURCE_KEY, VERSION_KEY
+from posecal.io import write_bytes_atomic
+from posecal.models.checkpoint import load_model
+from posecal.models.shipped import SHIPPED_MODELS, graph_weights, shipped_graph
+
+FP16_MIN_ELEMENTS = 64   # smaller float tensors (shapes, scales, constants) stay float32 inside the graph
+ALIGN = 64               # byte alignment of each weight in the weights file
+
+
+def build_shipped_graphs(name: str, weights_dir: Path | None = None) -> dict:
+    """Write `name`'s two graphs and their weights file (in weights_dir, default posecal/weights); returns the
+    files' sizes in bytes and the model version written."""
+    onnx = require("onnx")
+    path = SHIPPED_MODELS[name]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    model, cfg, meta = load_model(path)
+    version = meta.get("model_version") or f"{name}-{digest[:12]}"
+    graphs = {flip: onnx.load_from_string(onnx_bytes(model, cfg, flip, meta.get("calibration"), keep_batchnorm=True))
+              for flip in (True, False)}
+    data_path = graph_weights(name) if weights_dir is None else Path(weights_dir) / graph_weights(name).name
+    blob, offsets = bytearray(), {}
+    for proto in graphs.values():
+        _store_fp16(proto, data_path.name, blob, offsets)
+        for key, value in ((VERSION_KEY, version), (SOURCE_KEY, digest)):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+    write_bytes_atomic(data_path, bytes(blob))
+    sizes = {data_path.name: len(blob)}
+    for flip, proto in graphs.items():
+        out = shipped_graph(name, flip) if weights_dir is None else Path(weights_dir) / shipped_graph(name, flip).name
+        data = proto.SerializeToString()
+        write_bytes_atomic(out, data)
+        sizes[out.name] = len(data)
+    return {"version": version, "source_sha256": digest, "bytes": sizes}
+
+
+def _store_fp16(proto, location: str, blob: bytearray, offsets: dict) -> None:
+    """Float32 initializers of `proto` that float16 holds exactly -> float16 tensors in `blob` (external data at
+    `location`), each behind a Cast node that gives the graph its float32 tensor under the original name; the
+    others stay in the graph as they are."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    kept, casts = [], []
+    for init in proto.graph.initializer:
+        array = numpy_helper.to_array(init)
+        half_array = array.astype(np.float16) if array.dtype == np.float32 else None
+        if half_array is None or array.size < FP16_MIN_ELEMENTS or not np.array_equal(half_array, array):
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(half_array, init.name + "__fp16")
+        raw = half.raw_data
+        key = hashlib.sha256(raw).hexdigest()
+        if key not in offsets:
+            blob.extend(b"\0" * (-len(blob) % ALIGN))
+            offsets[key] = len(blob)
+            blob.extend(raw)
+        half.ClearField("raw_data")
+        half.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", location), ("offset", str(offsets[key])), ("length", str(len(raw)))):
+            entry = half.external_data.add()
+            entry.key, entry.value = k, v
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "__cast"))
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(kept)
+    nodes = casts + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)

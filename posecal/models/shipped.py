@@ -1,0 +1,85 @@
+"""The models shipped with posecal, by name, and where their files are: importable without PyTorch.
+
+Each shipped model travels as ONNX graphs (posecal/weights/posecal_NAME.onnx with the flip test built in,
+posecal_NAME.noflip.onnx without it, both reading fp16 weights stored once in posecal_NAME.onnx.data), which
+onnxruntime runs with no PyTorch and no export on first use. Its PyTorch model file (posecal_NAME.pt: training,
+export, `--backend torch`) is in posecal's source tree and not in the wheel, which would otherwise carry every
+network twice. tools/build_shipped_graphs.py makes the graphs from the .pt files; each graph records the digest
+of the file it was made from (a test checks they still match).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
+# The models shipped with posecal, chosen by name wherever a model file is asked for
+# (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); `posecal models` lists them with what each
+# is for (SHIPPED_MODEL_USES) and MODEL_CARD.md measures them. A name is never given to other weights later.
+SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "published": WEIGHTS_DIR / "posecal_published.pt",
+                  "fast": WEIGHTS_DIR / "posecal_fast.pt"}
+SHIPPED_MODEL_USES = {
+    "accurate": "MoveNet Thunder 256x256 fine-tuned by posecal on COCO + posecal's trust model; the default of "
+                "predict, track, eval, audit and the Python API",
+    "published": "MoveNet Thunder 256x256 as Google published it + posecal's trust model; for comparison with "
+                 "the network as Google published it",
+    "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
+            "and faster, less accurate",
+}
+DEFAULT_MODEL_NAME = "accurate"
+DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
+
+
+def model_file(spec) -> Path:
+    """A model argument -> its file: None = the default shipped model's .pt, a shipped model's name, else a path."""
+    if spec is None:
+        return DEFAULT_MODEL
+    return SHIPPED_MODELS.get(str(spec), Path(spec))
+
+
+def shipped_name(spec) -> str | None:
+    """The shipped model a model argument names (None: the default), else None (a path)."""
+    if spec is None:
+        return DEFAULT_MODEL_NAME
+    return str(spec) if str(spec) in SHIPPED_MODELS else None
+
+
+def shipped_graph(name: str, flip: bool) -> Path:
+    """A shipped model's ONNX graph, with or without the flip test built in (the two share one weights file)."""
+    return WEIGHTS_DIR / f"posecal_{name}{'' if flip else '.noflip'}.onnx"
+
+
+def graph_weights(name: str) -> Path:
+    """The fp16 weights file both of a shipped model's graphs read."""
+    return WEIGHTS_DIR / f"posecal_{name}.onnx.data"
+
+
+def is_installed(name: str) -> bool:
+    """This installation carries the model: its graphs (every install) or its PyTorch file (a source tree)."""
+    return shipped_graph(name, True).is_file() or SHIPPED_MODELS[name].is_file()
+
+
+def installed_models() -> list[str]:
+    return [name for name in SHIPPED_MODELS if is_installed(name)]
+
+
+def shipped_model_table() -> list[dict]:
+    """The shipped models as `posecal models` lists them: name, what it is for, its graph (`file`), the bytes of
+    its graphs and their weights file (None: not in this installation), and its PyTorch file where this
+    installation has one (a source tree)."""
+    rows = []
+    for name, torch_file in SHIPPED_MODELS.items():
+        files = [shipped_graph(name, True), shipped_graph(name, False), graph_weights(name)]
+        size = sum(f.stat().st_size for f in files) if all(f.is_file() for f in files) else None
+        rows.append({"name": name, "default": name == DEFAULT_MODEL_NAME, "file": str(files[0]), "bytes": size,
+                     "torch_file": str(torch_file) if torch_file.is_file() else None,
+                     "use": SHIPPED_MODEL_USES[name]})
+    return rows
+
+
+def missing_model_message(spec, path: Path) -> str:
+    """One line for a --model that is neither a shipped name nor a file: a bare word is most likely a mistyped
+    name, so the names are listed."""
+    shipped = ", ".join(installed_models())
+    if len(Path(str(spec)).parts) == 1 and not Path(str(spec)).suffix:
+        return f"model {str(spec)!r}: no shipped model of that name and no such file (shipped: {shipped})"
+    return f"{path}: model file not found"

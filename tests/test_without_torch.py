@@ -1,0 +1,62 @@
+"""Inference needs no PyTorch: with torch, onnx and onnxscript made unimportable, the API, the tracker API,
+`predict` and `eval` run the shipped models on their packaged graphs; a .pt file says in one line what it needs."""
+import json
+import subprocess
+import sys
+import textwrap
+
+from conftest import ROOT
+
+BLOCK = textwrap.dedent("""
+    import importlib.abc, sys
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in ("torch", "onnx", "onnxscript"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    sys.meta_path.insert(0, NoTorch())
+""")
+
+
+def run_without_torch(code: str, tmp_path) -> subprocess.CompletedProcess:
+    script = tmp_path / "no_torch.py"
+    script.write_text(BLOCK + textwrap.dedent(code))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", "POSECAL_CACHE_DIR": str(tmp_path / "cache"),
+                               "HOME": str(tmp_path)})
+
+
+def test_api_tracker_predict_and_eval_run_without_torch(tmp_path, tiny_coco):
+    ann, img_dir = tiny_coco
+    done = run_without_torch(f"""
+        import json, sys
+        import cv2, numpy as np
+        from posecal import PoseTracker, Predictor
+        from posecal.cli.main import main
+        from posecal.data.coco import read_json
+        first = read_json({str(ann)!r})["images"][0]
+        image = cv2.imread({str(img_dir)!r} + "/" + first["file_name"])
+        people = Predictor("fast", threads=1)(image[..., ::-1], [[10, 10, 100, 140]])
+        assert len(people) == 1 and people[0].keypoints.shape == (17, 2) and people[0].visibility is not None
+        tracker = PoseTracker()
+        assert tracker(np.zeros((120, 160, 3), np.uint8)).people == []
+        assert main(["predict", {str(img_dir)!r}, "--out", {str(tmp_path / "p.json")!r}, "--model", "fast",
+                     "--no-progress"]) in (0, None)
+        assert main(["eval", "--annotations", {str(ann)!r}, "--images", {str(img_dir)!r}, "--model", "fast",
+                     "--out", {str(tmp_path / "ev")!r}, "--no-progress"]) in (0, None)
+        assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "onnx", "onnxscript")]
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["backend"] == "onnx"
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.onnx"))
+
+
+def test_a_pt_model_without_torch_is_one_line(tmp_path, tiny_model):
+    done = run_without_torch(f"""
+        from posecal.cli.main import main
+        raise SystemExit(main(["predict", {str(ROOT / "tests")!r}, "--model", {str(tiny_model)!r},
+                               "--out", {str(tmp_path / "p.json")!r}]))
+    """, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"posecal: error: {tiny_model}: a PyTorch model file, which needs PyTorch: pip install 'posecal[train]' "
+        "(or run its ONNX export, `posecal export`, made where PyTorch is)")
