@@ -1,6 +1,6 @@
 """A posecal ONNX graph run by onnxruntime alone: what inference needs without PyTorch.
 
-A posecal graph takes (N, 3, H, W) normalised crops (posecal.data.normalize.crops_to_batch) and returns the
+A posecal graph takes (N, 3, H, W) normalised crops (posecal.data.crops.crops_to_batch) and returns the
 outputs named in posecal.models.estimator.output_names: flip-merged heatmaps, the trust or quality heads' logits
 and, for a MoveNet model, its decoded keypoints. Its metadata carries the model config, whether the flip test is
 built in, the stored calibration and the model's version, so an .onnx file is a self-contained posecal model.
