@@ -10,8 +10,8 @@ Conditions (issue 38), all from data posecal has (../shared/data), GT keypoints 
                20-80 % of the extent), flip; never fitted on;
 - lspet_out:   the 1,000 LSPET persons the trust model never trains on (posecal.training.trust_samples), flip
                (12 body joints; LSPET's labels do not tell visibility apart, so no visibility figures there);
-- video (--video-scenes 3 4 5): scenes of val people walking and crossing over a real background
-               (bench.lab.moving_people, bench/track_ids.py's scenes; scene i has seed i; scenes 0-2 tune the
+- video (--video-scenes 9 10 11 12 13 14): scenes of val people walking and crossing over a real background
+               (bench.lab.moving_people, bench/track_ids.py's scenes; scene i has seed i; scenes 0-8 tune the
                shipped video calibration, tools/fit_video_calibration.py), run through `posecal track`'s defaults
                with --model; each record matched to the truth by box IoU; figures of the records' own fields, for
                all records and per pose_source (detected on the frame / carried by optical flow / held hidden).
@@ -143,16 +143,22 @@ def crowded_persons(annotations: Path) -> dict[int, bool]:
                          for o in by_photo[a["orig_image_id"]] if o is not a) for a in anns}
 
 
-def video_rows(model: str, work: Path, scenes: list[int], frames: int, threads: int) -> dict[str, dict[str, dict]]:
-    """Tracked scenes' records against their truth: all records, and per pose_source."""
+VIDEO_TUNING_SCENES = 9   # scenes 0-8 fit the shipped video calibration (tools/fit_video_calibration.py)
+
+
+def video_rows(model: str, work: Path, scenes: list[int], frames: int, threads: int,
+               other_background: bool = False) -> dict[str, dict[str, dict]]:
+    """Tracked scenes' records against their truth: all records, and per pose_source. other_background: the
+    tracking bench's held-out scenes (another room, people no tuning scene shows) instead, as one row."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from track_ids import make_scenes
+    from track_ids import make_held_out_scenes, make_scenes
 
     from posecal.evaluation.conditions import video_figures, video_pairs
     from posecal.tracking.job import TrackConfig, run_track
 
     pairs = []
-    made = make_scenes(work / "scenes", max(scenes) + 1, frames)
+    made = (make_held_out_scenes(work / "held_out_scenes", max(scenes) + 1, frames, VIDEO_TUNING_SCENES)
+            if other_background else make_scenes(work / "scenes", max(scenes) + 1, frames))
     for name, video, truth in (made[i] for i in scenes):
         out = work / f"{name}_{Path(model).stem}_tracks.json"
         t0 = time.time()
@@ -160,6 +166,8 @@ def video_rows(model: str, work: Path, scenes: list[int], frames: int, threads: 
                   log=lambda m: None)
         print(f"{name}: tracked in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         pairs += video_pairs(json.loads(truth.read_text()), json.loads(out.read_text()))
+    if other_background:
+        return {"video_other_background": {"records as written": video_figures(pairs)}}
     rows = {"video": {"records as written": video_figures(pairs)}}
     for source in ("detected", "carried", "held"):
         some = [(a, r) for a, r in pairs if r.get("pose_source", "detected") == source]
@@ -244,7 +252,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N val persons (a quick look)")
     ap.add_argument("--draws", type=int, default=100, help="redraws per floor (and twice as many per interval)")
     ap.add_argument("--video-scenes", type=int, nargs="*", default=[],
-                    help="also these tracked scenes (seeds; 0-2 tune the video calibration: judge on others)")
+                    help="also these tracked scenes (seeds; 0-8 tune the video calibration: judge on others)")
+    ap.add_argument("--video-other-background", type=int, nargs="*", default=[],
+                    help="also these held-out tracking scenes (another room, people no tuning scene shows)")
     ap.add_argument("--frames", type=int, default=90, help="frames per --video scene")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -279,6 +289,8 @@ def main() -> None:
                 "against_floors": calibration_against_floors(run, out, ratio, draws=args.draws)}
     if args.video_scenes:
         rows |= video_rows(args.model, work, args.video_scenes, args.frames, args.threads)
+    if args.video_other_background:
+        rows |= video_rows(args.model, work, args.video_other_background, args.frames, args.threads, True)
     print(f"model {args.model} ({model_file(args.model).name})")
     print("\nCalibration against its floor (what a perfectly calibrated predictor shows on as many samples; "
           "interval: 95 % bootstrap by photograph). flip on/off: val vs val_noflip; val_cut2 and lspet_out are "

@@ -44,6 +44,8 @@ def test_api_tracker_predict_and_eval_run_without_torch(tmp_path, tiny_coco):
         assert main(["eval", "--annotations", {str(ann)!r}, "--images", {str(img_dir)!r}, "--model", "fast",
                      "--out", {str(tmp_path / "ev")!r}, "--no-progress"]) in (0, None)
         assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "onnx", "onnxscript")]
+        # the bench-only condition builders stay out of the runtime
+        assert "posecal.evaluation.conditions" not in sys.modules
     """, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["backend"] == "onnx"

@@ -1,11 +1,12 @@
 """Fit the calibration of what `posecal track` reports, per pose source, and store it in a model file.
 
-    python tools/fit_video_calibration.py IN.pt OUT.pt [--scenes 0 1 2] [--frames 90]
+    python tools/fit_video_calibration.py IN.pt OUT.pt [--scenes 0 1 2 3 4 5 6 7 8] [--frames 90]
 
 IN.pt: a packed model file without a video calibration (its records are what the maps are fitted on). The
 tuning scenes are bench/track_ids.py's synthetic videos of val people walking and crossing over a real
 background (exact truth), scene i drawn with seed i; judge the result on other scenes
-(python bench/trust_conditions.py --model OUT.pt --video-scenes 3 4 5). Written to runs/video_calibration/.
+(python bench/trust_conditions.py --model OUT.pt --video-scenes 9 10 11 12 13 14). Written to
+runs/video_calibration/.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="packed model file (no video calibration yet)")
     ap.add_argument("out", help="model file to write: the same with the video calibration")
-    ap.add_argument("--scenes", type=int, nargs="+", default=[0, 1, 2], help="tuning scenes (seeds)")
+    ap.add_argument("--scenes", type=int, nargs="+", default=list(range(9)), help="tuning scenes (seeds)")
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=str(ROOT / "runs" / "video_calibration"))
