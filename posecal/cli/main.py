@@ -301,7 +301,8 @@ def _cmd_models(args) -> None:
         print(json.dumps(rows, indent=1))
         return
     for row in rows:
-        graphs = "no ONNX graphs here" if row["bytes"] is None else f"{row['file']} ({row['bytes'] / 1e6:.1f} MB)"
+        graphs = f"{row['file']} ({row['bytes'] / 1e6:.1f} MB)" if row["bytes"] is not None else \
+            "no ONNX graphs" if row["torch_file"] else "not in this installation (posecal's source tree has it)"
         default = " (default)" if row["default"] else ""
         torch_file = "" if row["torch_file"] is None else f"; PyTorch file {row['torch_file']}"
         print(f"{row['name']}{default}: {row['use']}\n    {graphs}{torch_file}")
