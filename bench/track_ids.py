@@ -224,10 +224,25 @@ def track(video: Path, out: Path, tracker: TrackerConfig) -> tuple[list[dict], f
     return json.loads(out.read_text()), time.time() - t0, summary.frames
 
 
-def score_scenes(scenes, tracker: TrackerConfig, work: Path, cached: dict) -> dict:
+# A real person standing still in vtest_pedestrians_20s.avi, baked into the tuning scenes' median background
+# (x, y, w, h; about 14 x 45 px): the truth has no track for them, so a track on them is scored as an ignored box
+# (bench.lab.mot: neither a person to find nor a false positive). Only a detector that sees people that small
+# (the second look's tiles) finds them; counted as false positives they made the second look look worse than it is.
+BACKGROUND_PEOPLE = ((643.0, 311.0, 14.0, 45.0),)
+
+
+def with_background_people(truth: dict, boxes=BACKGROUND_PEOPLE) -> dict:
+    """The truth with each background person as an ignored box (visible_fraction 0) in every frame."""
+    extra = [{"id": -(k + 1) - len(boxes) * im["id"], "image_id": im["id"], "category_id": 1, "track_id": -(k + 1),
+              "bbox": list(b), "area": 0.5 * b[2] * b[3], "keypoints": [0] * 51, "num_keypoints": 0,
+              "visible_fraction": 0.0} for im in truth["images"] for k, b in enumerate(boxes)]
+    return {**truth, "annotations": truth["annotations"] + extra}
+
+
+def score_scenes(scenes, tracker: TrackerConfig, work: Path, cached: dict, background_people=()) -> dict:
     scores, seconds, n_frames = [], 0.0, 0
     for name, video, truth_path in scenes:
-        truth = json.loads(truth_path.read_text())
+        truth = with_background_people(json.loads(truth_path.read_text()), background_people)
         results, sec, n = track(video, work / f"{name}_tracks.json", tracker)
         seconds, n_frames = seconds + sec, n_frames + n
         scores.append(accumulate(name, truth, results))
@@ -279,7 +294,7 @@ def main() -> None:
         for k, tracker in enumerate(configs):
             if k:
                 print(f"--- {args.sweep[k - 1]}")
-            table = score_scenes(scenes, tracker, args.work, cached)
+            table = score_scenes(scenes, tracker, args.work, cached, BACKGROUND_PEOPLE)
             report.setdefault("scenes", table) if k == 0 else report.setdefault("sweep", {}).update(
                 {args.sweep[k - 1]: table["OVERALL"]})
             if args.held_out:

@@ -163,3 +163,20 @@ def test_barely_visible_truth_is_neither_missed_nor_a_false_positive():
     assert row["num_objects"] == 10 and row["num_false_positives"] == 0 and row["idf1"] == 1
     row = score_tracks(truth, _results(truth), min_visible=0.0)
     assert row["num_objects"] == 20
+
+
+def test_a_track_on_a_background_person_is_an_ignored_box_not_a_false_positive():
+    """bench/track_ids.py: the real person baked into the tuning background has no truth track; a track on them
+    is neither found nor false, while a track elsewhere still is a false positive."""
+    from bench.track_ids import with_background_people
+
+    truth = _truth()
+    results = _results(truth)
+    standing = [700.0, 300.0, 14.0, 45.0]
+    on_them = [{"image_id": t, "track_id": 9, "bbox": standing, "keypoints": [0.0] * 51} for t in range(10)]
+    assert score_tracks(truth, results + on_them)["num_false_positives"] == 10
+    ignored = with_background_people(truth, (tuple(standing),))
+    row = score_tracks(ignored, results + on_them)
+    assert row["num_false_positives"] == 0 and row["idf1"] == 1 and row["num_unique_objects"] == 2
+    elsewhere = [{**r, "bbox": [400.0, 300.0, 14.0, 45.0]} for r in on_them]
+    assert score_tracks(ignored, results + elsewhere)["num_false_positives"] == 10

@@ -241,8 +241,9 @@ def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelC
     model by name (model_file); the shipped default model when path is None. An exported .onnx file gets one
     line saying which file to give instead (it runs through posecal/inference/opener.py)."""
     if str(path) in SHIPPED_MODELS and not SHIPPED_MODELS[str(path)].is_file():
-        raise PosecalInputError(f"model {path!r}: not shipped with this posecal (shipped: "
-                                f"{', '.join(n for n, f in SHIPPED_MODELS.items() if f.is_file())})")
+        raise PosecalInputError(f"model {path!r}: its PyTorch file is not in this installation (a wheel carries the "
+                                f"shipped models as ONNX graphs, which the onnx backend runs; the .pt files are in "
+                                f"posecal's source tree)")
     spec, path = path, model_file(path)
     if not path.is_file():
         raise PosecalInputError(missing_model_message(spec, path))
