@@ -9,7 +9,7 @@ import pytest
 
 from posecal.export.session import SOURCE_KEY, VERSION_KEY, OnnxEstimator
 from posecal.inference.opener import open_model
-from posecal.models.shipped import SHIPPED_MODELS, graph_weights, shipped_graph
+from posecal.models.shipped import SHIPPED_GRAPHS, SHIPPED_MODELS, graph_weights, packaged_graph, shipped_graph
 
 from conftest import ROOT
 
@@ -21,7 +21,10 @@ def meta_of(path) -> dict:
 
 
 def test_the_default_and_the_fast_model_ship_as_graphs():
-    assert {"accurate", "fast"} <= set(GRAPHED)
+    assert set(GRAPHED) == set(SHIPPED_GRAPHS) == {"accurate", "fast"}
+    assert packaged_graph(None, True) == shipped_graph("accurate", True)
+    assert packaged_graph("fast", False) == shipped_graph("fast", False)
+    assert packaged_graph("published", True) is None and packaged_graph("my.pt", True) is None
 
 
 @pytest.mark.parametrize("name", GRAPHED)

@@ -62,3 +62,14 @@ def test_a_pt_model_without_torch_is_one_line(tmp_path, tiny_model):
     assert done.stderr.strip().splitlines()[-1] == (
         f"posecal: error: {tiny_model}: a PyTorch model file, which needs PyTorch: pip install 'posecal[train]' "
         "(or run its ONNX export, `posecal export`, made where PyTorch is)")
+
+
+def test_a_command_that_needs_pytorch_says_so_in_one_line(tmp_path):
+    done = run_without_torch(f"""
+        from posecal.cli.main import main
+        raise SystemExit(main(["export", "--model", "fast", "--out", {str(tmp_path / "m.onnx")!r}]))
+    """, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("posecal: error: posecal export needs PyTorch (")
+    assert done.stderr.strip().endswith("pip install 'posecal[train]'") and not (tmp_path / "m.onnx").exists()
+

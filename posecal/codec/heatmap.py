@@ -1,4 +1,5 @@
-"""Heatmap codec: Gaussian targets, argmax/DARK/soft-argmax decoding and the flip test's flip-back.
+"""Heatmap codec: Gaussian targets and argmax/DARK/soft-argmax decoding (the flip test's flip-back, which runs inside
+the network's graph, is in heatmap_torch.py).
 
 Heatmap coordinates follow posecal.data.transforms (integer = pixel centre), so a keypoint encoded at
 (x, y) in heatmap pixels decodes back to (x, y) up to the decoder's sub-pixel precision.
@@ -8,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from posecal.errors import require
 
 
 def encode(keypoints_hm: np.ndarray, visible: np.ndarray, hm_wh, sigma: float = 2.0):
@@ -108,22 +110,18 @@ def decode_dark(heatmaps: np.ndarray, blur_kernel: int = 11):
 # logits integral regression (Sun et al. 2018) normalises, so they are scaled before the softmax: with beta 20 a
 # peak of 1 outweighs the ~1700 background pixels of a 36x48 map by ~10^5 and the result stays local; a beta
 # near 1 would drag every keypoint towards the map's centre.
-SOFT_ARGMAX_BETA = 20.0
+def decode_soft_argmax(heatmaps: np.ndarray, beta: float | None = None):
+    """Integral-regression decoding: coords (N, K, 2) = soft_argmax, the one training's loss uses (PyTorch: the
+    `train` extra, as models trained that way are; beta None: its SOFT_ARGMAX_BETA); scores (N, K) = heatmap peaks, as the other decoders give, so
+    pose scores and confidences do not depend on the decoder."""
+    require("torch")
+    import torch
 
+    from posecal.codec.heatmap_torch import SOFT_ARGMAX_BETA, soft_argmax
 
-def decode_soft_argmax(heatmaps: np.ndarray, beta: float = SOFT_ARGMAX_BETA):
-    """Integral-regression decoding: coords (N, K, 2) = the expected (x, y) in heatmap pixels under
-    softmax(beta * heatmap), in float32 as training's soft_argmax (posecal/codec/heatmap_torch.py) computes it;
-    scores (N, K) = heatmap peaks, as the other decoders give, so pose scores and confidences do not depend on
-    the decoder."""
-    heatmaps = np.asarray(heatmaps)
-    n, k, h, w = heatmaps.shape
-    logits = beta * heatmaps.astype(np.float32).reshape(n, k, h * w)
-    p = np.exp(logits - logits.max(-1, keepdims=True))
-    p = (p / p.sum(-1, keepdims=True)).reshape(n, k, h, w)
-    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
-    coords = np.stack([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1)], -1).astype(np.float64)
-    return coords, heatmaps.reshape(n, k, -1).max(-1)
+    maps = torch.from_numpy(np.ascontiguousarray(heatmaps))
+    coords = soft_argmax(maps, SOFT_ARGMAX_BETA if beta is None else beta).double().numpy()
+    return coords, heatmaps.reshape(*heatmaps.shape[:2], -1).max(-1)
 
 
 DECODE_METHODS = ("dark", "argmax", "soft_argmax")

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from posecal.codec.heatmap import SOFT_ARGMAX_BETA
 from posecal.skeleton import flip_permutation
+
+SOFT_ARGMAX_BETA = 20.0   # the sharpness of softmax(beta * heatmap), for the integral loss and its decode alike
 
 
 def soft_argmax(heatmaps: torch.Tensor, beta: float = SOFT_ARGMAX_BETA) -> torch.Tensor:

@@ -30,8 +30,11 @@ from posecal.io import write_atomic
 from posecal.models.checkpoint import load_model, model_file
 from posecal.export.onnx import OnnxEstimator, onnx_bytes
 
-# The code that decides what an export holds for a given model file: the network's modules and the exporter.
-GRAPH_CODE = (Path(__file__).resolve().parents[1] / "models", Path(__file__).resolve().with_name("onnx.py"))
+# The code that decides what an export holds for a given model file: the network's modules, the exporter and what
+# runs inside the graph (MoveNet's decode, the flip test's flip-back, the keypoints' left/right pairs).
+PACKAGE = Path(__file__).resolve().parents[1]
+GRAPH_CODE = (PACKAGE / "models", Path(__file__).resolve().with_name("onnx.py"), PACKAGE / "codec" / "movenet.py",
+              PACKAGE / "codec" / "heatmap_torch.py", PACKAGE / "skeleton.py")
 CACHE_ENV = "POSECAL_CACHE_DIR"
 LOCK_TIMEOUT_S = 600   # another process exporting the same model: wait for it rather than export twice
 

@@ -3,7 +3,8 @@
 A posecal graph takes (N, 3, H, W) normalised crops (posecal.data.crops.crops_to_batch) and returns the
 outputs named in posecal.models.estimator.output_names: flip-merged heatmaps, the trust or quality heads' logits
 and, for a MoveNet model, its decoded keypoints. Its metadata carries the model config, whether the flip test is
-built in, the stored calibration and the model's version, so an .onnx file is a self-contained posecal model.
+built in and the stored calibration, so an .onnx file is a self-contained posecal model; a shipped model's graphs
+also carry its version and the digest of the .pt they were made from.
 The shipped models travel as such graphs (posecal/weights/*.onnx); a .pt file is exported to one with PyTorch
 (posecal/export/onnx.py).
 """
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from posecal.errors import PosecalInputError, require
+from posecal.errors import PosecalInputError
 from posecal.models.config import model_config_from_dict
 
 CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
 CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
-VERSION_KEY = "posecal_model_version"     # the model's own version (a shipped model's name and date)
+VERSION_KEY = "posecal_model_version"     # a shipped model's version: its name and its .pt's SHA-256, 12 hex digits
 SOURCE_KEY = "posecal_source_sha256"      # SHA-256 of the model file (.pt) the graph was made from
 # outputs of graphs from before MoveNet's decode moved into the graph: read by no version since
 OLD_MOVENET_OUTPUT = "movenet_center"
@@ -31,7 +32,7 @@ class OnnxEstimator:
     PyTorch runner (posecal/inference/torch_runner.py) does for a model file."""
 
     def __init__(self, model, threads: int = 2, source: str | None = None, device: str = "cpu"):
-        ort = require("onnxruntime")
+        import onnxruntime as ort   # a core dependency
         name = source or (str(model) if isinstance(model, (str, Path)) else "ONNX model")
         if isinstance(model, (str, Path)) and not Path(model).is_file():
             raise PosecalInputError(f"{model}: model file not found")

@@ -15,7 +15,7 @@ from posecal.errors import PosecalInputError
 from posecal.export.session import OnnxEstimator, open_onnx_model
 from posecal.models.config import require_coco_keypoints
 from posecal.models.shipped import (SHIPPED_MODELS, installed_models, is_installed, missing_model_message, model_file,
-                                    shipped_graph, shipped_name)
+                                    packaged_graph, shipped_name)
 
 BACKENDS = ("torch", "onnx")
 
@@ -52,7 +52,7 @@ def check_backend(backend: str | None, device: str = "cpu") -> str:
     if device not in ("cpu", "cuda"):
         raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device == "cuda" and not has_torch():
-        raise PosecalInputError("device 'cuda' runs in PyTorch, which is not installed: pip install 'posecal[train]'")
+        raise PosecalInputError("device 'cuda' needs PyTorch, which is not installed: pip install 'posecal[train]'")
     if device == "cuda" and not _cuda_available():
         raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
     return backend
@@ -74,14 +74,13 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
     when given, runs on the model's config before an ONNX export would be made for a model that is then
     refused (an export costs 20-30 s)."""
     backend = check_backend(backend, device)
-    name = shipped_name(model)
     if is_onnx_file(model):
         runner = open_onnx_model(model, flip, threads, device)
         opened = OpenedModel(runner, runner.config, runner.meta, runner.flip_test, "onnx", "cpu")
-    elif backend == "onnx" and name is not None and shipped_graph(name, True).is_file():
+    elif backend == "onnx" and packaged_graph(model, True) is not None:
         flip = True if flip is None else flip
-        runner = OnnxEstimator(shipped_graph(name, flip), threads=threads or 1, source=f"model {name!r}",
-                               device=device)
+        runner = OnnxEstimator(packaged_graph(model, flip), threads=threads or 1,
+                               source=f"model {shipped_name(model)!r}", device=device)
         opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
     else:
         opened = _open_torch_file(model, backend, flip, threads, device, check)
@@ -93,6 +92,7 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
 
 def _open_torch_file(model, backend: str, flip: bool | None, threads: int | None, device: str, check) -> OpenedModel:
     """A .pt model file (or a shipped model without its graph here): in PyTorch, or through its cached export."""
+    require_model(model)
     _require_torch_for(model)
     from posecal.models.checkpoint import load_model
 
@@ -116,7 +116,6 @@ def _require_torch_for(model) -> None:
     name = shipped_name(model)
     if has_torch():
         return
-    require_model(model)
     if name is not None and not SHIPPED_MODELS[name].is_file():
         raise PosecalInputError(f"model {name!r}: its PyTorch form is not in this installation (the wheel carries "
                                 f"ONNX graphs); use the onnx backend, or install posecal from its source tree "

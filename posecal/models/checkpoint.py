@@ -15,7 +15,7 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
 from posecal.models.trust.network import check_trust_input
-from posecal.models.shipped import SHIPPED_MODELS, WEIGHTS_DIR, missing_model_message, model_file  # noqa: F401
+from posecal.models.shipped import SHIPPED_GRAPHS, SHIPPED_MODELS, WEIGHTS_DIR, missing_model_message, model_file  # noqa: F401
 
 def atomic_save(obj, path) -> None:
     write_atomic(path, lambda f: torch.save(obj, f))
@@ -241,9 +241,9 @@ def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelC
     model by name (model_file); the shipped default model when path is None. An exported .onnx file gets one
     line saying which file to give instead (it runs through posecal/inference/opener.py)."""
     if str(path) in SHIPPED_MODELS and not SHIPPED_MODELS[str(path)].is_file():
-        raise PosecalInputError(f"model {path!r}: its PyTorch file is not in this installation (a wheel carries the "
-                                f"shipped models as ONNX graphs, which the onnx backend runs; the .pt files are in "
-                                f"posecal's source tree)")
+        raise PosecalInputError(f"model {path!r}: its PyTorch file is not in this installation (the shipped models' "
+                                f".pt files are in posecal's source tree; a wheel carries graphs of "
+                                f"{', '.join(SHIPPED_GRAPHS)}, which the onnx backend runs)")
     spec, path = path, model_file(path)
     if not path.is_file():
         raise PosecalInputError(missing_model_message(spec, path))

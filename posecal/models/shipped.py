@@ -1,11 +1,12 @@
 """The models shipped with posecal, by name, and where their files are: importable without PyTorch.
 
-Each shipped model travels as ONNX graphs (posecal/weights/posecal_NAME.onnx with the flip test built in,
+The models in SHIPPED_GRAPHS travel as ONNX graphs (posecal/weights/posecal_NAME.onnx with the flip test built in,
 posecal_NAME.noflip.onnx without it, both reading fp16 weights stored once in posecal_NAME.onnx.data), which
-onnxruntime runs with no PyTorch and no export on first use. Its PyTorch model file (posecal_NAME.pt: training,
-export, `--backend torch`) is in posecal's source tree and not in the wheel, which would otherwise carry every
-network twice. tools/build_shipped_graphs.py makes the graphs from the .pt files; each graph records the digest
-of the file it was made from (a test checks they still match).
+onnxruntime runs with no PyTorch and no export on first use. Every shipped model's PyTorch file (posecal_NAME.pt:
+training, export, `--backend torch`) is in posecal's source tree and not in the wheel, which would otherwise
+carry every network twice; `published`, for comparison only, has no graphs and so is in the source tree only.
+tools/build_shipped_graphs.py makes the graphs from the .pt files; each graph records the digest of the file it
+was made from (a test checks they still match).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ SHIPPED_MODEL_USES = {
     "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
             "and faster, less accurate",
 }
+SHIPPED_GRAPHS = ("accurate", "fast")   # the models the wheel carries, as graphs
 DEFAULT_MODEL_NAME = "accurate"
 DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
 
@@ -46,6 +48,15 @@ def shipped_name(spec) -> str | None:
 def shipped_graph(name: str, flip: bool) -> Path:
     """A shipped model's ONNX graph, with or without the flip test built in (the two share one weights file)."""
     return WEIGHTS_DIR / f"posecal_{name}{'' if flip else '.noflip'}.onnx"
+
+
+def packaged_graph(spec, flip: bool) -> Path | None:
+    """The packaged graph a model argument runs on the onnx backend: a shipped name (None: the default) whose
+    graphs this installation has; None for anything else (a path, or a model without graphs)."""
+    name = shipped_name(spec)
+    if name is None or name not in SHIPPED_GRAPHS or not shipped_graph(name, True).is_file():
+        return None
+    return shipped_graph(name, flip)
 
 
 def graph_weights(name: str) -> Path:

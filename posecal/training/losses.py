@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from posecal.codec.heatmap import SOFT_ARGMAX_BETA
-from posecal.codec.heatmap_torch import soft_argmax
+from posecal.codec.heatmap_torch import SOFT_ARGMAX_BETA, soft_argmax
 from posecal.codec.movenet import centre_cells, crop_pixels_to_cells
 
 
