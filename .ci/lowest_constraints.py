@@ -1,6 +1,6 @@
 """Print pip constraints pinning every dependency posecal declares to its floor (`name>=X` -> `name==X`), so CI
 installs the lowest versions pyproject.toml claims to work with: the runtime dependencies, and with --extra NAME
-also that extra's (its own extras, e.g. dev's posecal[train], followed)."""
+(repeatable) also that extra's."""
 import argparse
 import re
 import sys
@@ -11,19 +11,8 @@ FLOOR = re.compile(r"^([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][^,;\s]*)")
 
 
 def declared(project: dict, extras: list[str]) -> list[str]:
-    specs, todo, seen = list(project["dependencies"]), list(extras), set()
-    while todo:
-        extra = todo.pop()
-        if extra in seen:
-            continue
-        seen.add(extra)
-        for spec in project["optional-dependencies"][extra]:
-            inner = re.match(r"^posecal\[([a-z,]+)\]$", spec)
-            if inner:
-                todo += inner.group(1).split(",")
-            else:
-                specs.append(spec)
-    return specs
+    """The runtime dependencies' specs, then each named extra's."""
+    return list(project["dependencies"]) + [spec for extra in extras for spec in project["optional-dependencies"][extra]]
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
-pytestmark = pytest.mark.skipif(not Path(LINT).is_file(), reason="import-linter not installed (pip install -e .[dev])")
+pytestmark = pytest.mark.skipif(not Path(LINT).is_file(), reason="import-linter not installed (pip install -e .[train,dev])")
 
 
 def _scratch_copy(tmp_path: Path) -> Path:

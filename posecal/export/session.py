@@ -67,10 +67,6 @@ class OnnxEstimator:
                                     f"export it again with `posecal export`")
         self.has_quality_heads = "oks" in self.names
 
-    def eval(self) -> "OnnxEstimator":
-        """Inference only already; here so that code written for a torch model (`model.eval()`) takes it too."""
-        return self
-
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """The graph's outputs, in its order, on (N, 3, H, W) float32 crops."""
         return self.session.run(None, {"images": np.ascontiguousarray(batch, np.float32)})

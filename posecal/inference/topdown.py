@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 from posecal.codec.heatmap import decode
 from posecal.data.coco import PersonRecord
@@ -69,7 +69,5 @@ def head_outputs(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The trust or quality heads' logits -> predicted OKS, OPKS and visibility probabilities (none without heads)."""
     if "oks" not in outs:
         return {}
-    vis = outs["vis_logits"].astype(np.float32)
-    vis = np.exp(vis - vis.max(-1, keepdims=True))
     return {"oks": outs["oks"].astype(np.float32), "opks": expit(outs["opks_logits"].astype(np.float32)),
-            "visibility_probs": vis / vis.sum(-1, keepdims=True)}
+            "visibility_probs": softmax(outs["vis_logits"].astype(np.float32), -1)}

@@ -19,9 +19,6 @@ class TorchRunner:
     def __init__(self, model, device: str = "cpu", threads: int | None = None):
         self.model, self.device, self.threads = model.eval(), device, threads
 
-    def eval(self) -> "TorchRunner":
-        return self
-
     @torch.no_grad()
     def outputs(self, batch: np.ndarray, flip: bool) -> dict[str, np.ndarray]:
         with torch_threads(self.threads):
