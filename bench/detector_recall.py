@@ -61,7 +61,7 @@ def others_in_crop(ann: dict, same_photo: list[dict], w: int, h: int) -> np.ndar
 def no_people_photos() -> list[tuple[str, np.ndarray]]:
     from skimage import data
 
-    from posecal.inference.predictor import bgr_from_array
+    from posecal.inference.image_input import bgr_from_array
 
     return [(n, bgr_from_array(np.asarray(getattr(data, n)()) * (255 if n in BINARY else 1))) for n in NO_PEOPLE]
 

@@ -25,7 +25,9 @@ from robustness import CROPS, rewrite_split, rotate_person, select_persons  # no
 from posecal.data.coco import load_coco_persons, read_json  # noqa: E402
 from posecal.export.session import open_onnx_model  # noqa: E402
 from posecal.inference.orientation import ORIENTATIONS, torso_tilt  # noqa: E402
-from posecal.inference.topdown import _predict_pass  # noqa: E402
+from posecal.data.images import read_image  # noqa: E402
+from posecal.data.transforms import apply_affine, invert_affine  # noqa: E402
+from posecal.inference.estimator import Estimator  # noqa: E402
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt  # noqa: E402
 from posecal.models.checkpoint import load_model  # noqa: E402
 
@@ -34,10 +36,22 @@ TILTS = (45.0, 60.0, 90.0)
 
 
 def turns_of(model, cfg, ann_file: Path, image_dir: Path):
-    """Per turn (0, 90, 180, 270): (records, outputs) of every person of the split."""
+    """Per turn (0, 90, 180, 270): (records, raw outputs with "keypoints" in image pixels) of every person of the
+    split, through the one estimator's crop-and-network step (flip test, the model's decode, no calibration)."""
     records = load_coco_persons(ann_file, image_dir)
-    return [_predict_pass(model, records, cfg.input_wh, True, 32, None, 0, False, "cpu", r)
-            for r in ORIENTATIONS[4]]
+    estimator = Estimator(model, cfg.input_wh, None, flip=True, batch_size=32)
+    images = {}
+    for r in records:
+        if r.image_path not in images:
+            images[r.image_path] = read_image(r.image_path)
+    prepared = [(images[r.image_path], None, None) for r in records]
+    owners = [(n, np.asarray(r.bbox, np.float64), 1.0) for n, r in enumerate(records)]
+    turns = []
+    for rotation in ORIENTATIONS[4]:
+        res = estimator._infer(prepared, owners, rotation)
+        res["keypoints"] = np.stack([apply_affine(xy, invert_affine(m)) for xy, m in zip(res["xy"], res["matrices"])])
+        turns.append((records, res))
+    return turns
 
 
 def ap_of(turns, choice: np.ndarray, ann_file: Path) -> float:

@@ -3,12 +3,12 @@
 from posecal._version import __version__
 from posecal.skeleton import COCO_KEYPOINTS as KEYPOINT_NAMES  # order of `keypoints` rows everywhere
 
-__all__ = ["KEYPOINT_NAMES", "PersonPose", "PoseTracker", "Predictor", "__version__"]
+__all__ = ["KEYPOINT_NAMES", "PersonPose", "Picture", "PoseTracker", "Predictor", "__version__"]
 
 
 def __getattr__(name):
     # Lazy so that `import posecal` stays light (torch loads only when a model is needed).
-    if name in ("Predictor", "PersonPose"):
+    if name in ("Predictor", "PersonPose", "Picture"):
         from posecal.inference import predictor
 
         return getattr(predictor, name)

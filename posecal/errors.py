@@ -11,9 +11,10 @@ class PosecalInputError(Exception):
         self.details = list(details or [])
 
 
-def require(module: str, extra: str = "train"):
-    """Import an optional dependency (of the `extra` extra), or say in one line how to get it."""
+def require(module: str, extra: str = "train", what: str = "this"):
+    """Import an optional dependency (of the `extra` extra), or say in one line how to get it and `what` (the
+    command or option) needs it."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise PosecalInputError(f"this needs the optional package '{module}': pip install 'posecal[{extra}]'") from None
+        raise PosecalInputError(f"{what} needs the optional package '{module}': pip install 'posecal[{extra}]'") from None

@@ -68,20 +68,48 @@ def finished_or_removed(folder, names, command: str):
     """A job that writes the files `names` into `folder` (eval: results.json, metrics.json, the plots and
     report.html) either finishes, or, on Ctrl-C, leaves no set of outputs that looks finished: when it had
     written or replaced any of them, all of them are removed (an earlier run's report.html beside this run's
-    metrics.json would describe other numbers); when it had written none, the folder is left as it was. Raises
-    KeyboardInterrupt with the one line that says which (the CLI prints it, exit 130)."""
+    metrics.json would describe other numbers); when it had written none, the folder is left as it was. A folder
+    the job created (check_output_dir) and left empty is removed too: an empty folder looks like a run that
+    wrote nothing. Raises KeyboardInterrupt with the one line that says which (the CLI prints it, exit 130)."""
     folder = Path(folder)
     paths = [folder / n for n in dict.fromkeys(names)]
     before = {p: _signature(p) for p in paths}
+    new = _first_missing(folder)   # the top folder this job's mkdir may create (None: the folder exists)
     try:
         yield
     except KeyboardInterrupt:
         if all(_signature(p) == before[p] for p in paths):
+            _remove_if_new_and_empty(folder, new)
             raise KeyboardInterrupt(f"interrupted (Ctrl-C): {command} did not finish; nothing written to "
                                     f"{folder}") from None
         removed = [p.name for p in paths if p.is_file()]
         for p in paths:
             with contextlib.suppress(OSError):
                 p.unlink(missing_ok=True)
+        _remove_if_new_and_empty(folder, new)
         raise KeyboardInterrupt(f"interrupted (Ctrl-C): {command} did not finish; removed its unfinished "
                                 f"outputs ({', '.join(removed)}) from {folder}") from None
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The highest of `folder` and its parents that does not exist (what mkdir(parents=True) would create)."""
+    missing = None
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _remove_if_new_and_empty(folder: Path, new: Path | None) -> None:
+    """Remove the folders a job created for its outputs, from `folder` up to `new`, where they hold nothing (a
+    folder that existed before, or one with anything in it, stays)."""
+    if new is None:
+        return
+    for p in (folder, *folder.parents):
+        try:
+            p.rmdir()   # fails, and the folder is left, when anything is in it
+        except OSError:
+            return
+        if p == new:
+            return

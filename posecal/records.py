@@ -22,9 +22,25 @@ STDOUT = "-"
 _stdout = None   # the real stdout while stdout_reserved() holds it for records
 
 
+RESULT_SUFFIXES = (".json", ".jsonl")   # what a results --out may name: COCO results, or JSON Lines records
+
+
 def is_stream(out) -> bool:
     """Does this --out stream records (stdout or a .jsonl file) rather than write one JSON file at the end?"""
     return str(out) == STDOUT or str(out).lower().endswith(".jsonl")
+
+
+def check_results_out(out, option: str = "--out") -> None:
+    """A results --out names its format: X.json (one COCO results file, written at the end), X.jsonl (a record
+    per frame, as made) or - (records on stdout); anything else (out.csv, a name without suffix) is one
+    PosecalInputError line, rather than JSON silently written under another name."""
+    if str(out) == STDOUT or Path(str(out)).is_dir():   # a folder: outputs.check_output_file says so
+        return
+    suffix = Path(str(out)).suffix
+    if suffix.lower() not in RESULT_SUFFIXES:
+        raise PosecalInputError(f"{option} {out}: posecal writes results as .json (COCO keypoint results) or .jsonl "
+                                f"(one JSON record per frame), or - for stdout; not "
+                                f"{repr(suffix) if suffix else 'a name without suffix'}")
 
 
 @contextlib.contextmanager
@@ -111,18 +127,23 @@ class RecordStream:
 class ImageRecords:
     """`posecal predict`'s records: each frame's entries with the image id its .json output would give them (an
     annotation file's id for the frame's name, else the next id above all of them; predict/job.frame_image_ids'
-    rule, applied as frames come in input order). `frame`: anything with .name and .capture_time."""
+    rule, applied as frames come in input order). The record's `frame` counts from 0 as `posecal track`'s does: a
+    video frame's index in its video (so predict's and track's records of one video join on it), an image's
+    place among the records written (0, 1, ...). `frame`: anything with .name, .frame_index and .capture_time."""
 
     def __init__(self, out, image_ids: dict[str, int], lookup: Callable[[dict, str], int | None]):
         self.stream, self.image_ids, self.lookup = RecordStream(out), image_ids, lookup
         self.next_id = max(image_ids.values(), default=0) + 1
+        self.written = 0
 
     def __call__(self, frame, entries: list[dict]) -> None:
         image_id = self.lookup(self.image_ids, frame.name)
         if image_id is None:
             image_id, self.next_id = self.next_id, self.next_id + 1
-        self.stream.write(frame_record(image_id, frame.name, frame.capture_time,
+        index = getattr(frame, "frame_index", None)
+        self.stream.write(frame_record(self.written if index is None else index, frame.name, frame.capture_time,
                                        [e | {"image_id": image_id} for e in entries]))
+        self.written += 1
 
     def close(self) -> None:
         self.stream.close()

@@ -174,7 +174,7 @@ def tiny_heads_predictor(folder: Path):
                    half=True)
     finally:
         torch.random.set_rng_state(state)
-    return Predictor.from_checkpoint(path, detector=None, min_pose_quality=0, backend="torch")
+    return Predictor(path, detector=None, min_pose_quality=0, backend="torch")
 
 
 def val_subset(folder: Path, n_images: int) -> tuple[Path, dict]:

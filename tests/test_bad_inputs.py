@@ -871,7 +871,7 @@ def _nan_pixels(p, fx):
 
 def _grey_people(p, fx):
     bgr = cv2.imread(str(GREY_SOURCE))
-    return [len(p(bgr[:, :, ::-1].copy())), len(p(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)))]
+    return [len(p(bgr[:, :, ::-1].copy(), rgb=True)), len(p(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)))]
 
 
 case("api-nan-pixels", with_predictor(_nan_pixels), refused("non-finite"))

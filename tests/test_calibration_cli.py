@@ -63,7 +63,7 @@ def test_predictor_eval_predict_and_onnx_apply_the_same_maps(calibrated, tmp_pat
 
     out, raw, ann, img_dir, _ = calibrated
     cal = QualityCalibration.from_dict(load_model(out)[2]["calibration"])
-    image = cv2.imread(str(img_dir / "img0.jpg"))[:, :, ::-1]
+    image = cv2.imread(str(img_dir / "img0.jpg"))
     # PyTorch here, the reference the ONNX file is held to below (and one ONNX export fewer: ~30 s each)
     people = Predictor(out, backend="torch")(image, boxes=BOXES)
     plain = Predictor(out, calibrated=False, backend="torch")(image, boxes=BOXES)
@@ -255,7 +255,7 @@ def test_pack_conditions_fits_over_cut_and_jittered_persons_and_the_predictor_wr
     cal = QualityCalibration.from_dict(load_model(out)[2]["calibration"])
     assert set(cal.fit_info["conditions"]) == {"val", "val_noflip", "val_cut", "val_jitter"}
     assert cal.in_frame is not None and cal.in_frame.score.weights[1] >= 0
-    people = Predictor(str(out), detector=None, backend="torch")(cv2.imread(str(img_dir / "img0.jpg"))[:, :, ::-1],
+    people = Predictor(str(out), detector=None, backend="torch")(cv2.imread(str(img_dir / "img0.jpg")),
                                                boxes=np.array([BOXES[0]], float))
     assert people and people[0].in_frame.shape == (17,) and ((people[0].in_frame >= 0) & (people[0].in_frame <= 1)).all()
     assert main(["pack", str(raw), str(tmp_path / "x.pt"), "--conditions"]) == 2

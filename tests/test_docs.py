@@ -108,3 +108,17 @@ def test_relative_links_exist(doc):
         if not path.exists():
             missing.append(target)
     assert not missing, f"{doc.relative_to(ROOT)}: links to missing files: {missing}"
+
+
+def test_model_card_names_the_scenes_the_video_calibration_was_fitted_on():
+    """MODEL_CARD's count of tuning scenes is the one the shipped model file records (its fit_info)."""
+    pytest.importorskip("torch")
+    import re
+
+    from posecal.models.checkpoint import load_model
+
+    meta = load_model(ROOT / "posecal" / "weights" / "posecal_accurate.pt")[2]
+    source = meta["calibration"]["video"]["fit_info"]["source"]
+    scenes = re.search(r"scenes \[([0-9, ]+)\]", source).group(1).split(",")
+    card = (ROOT / "MODEL_CARD.md").read_text()
+    assert f"fitted on {len(scenes)} synthetic scenes" in card, source

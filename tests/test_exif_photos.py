@@ -13,7 +13,8 @@ from PIL import Image
 from posecal.cli.main import main
 from posecal.data.images import read_image
 from posecal.data.sources import Frame, iter_frames
-from posecal.inference.predictor import Predictor, bgr_image
+from posecal.inference.image_input import picture_bgr
+from posecal.inference.predictor import Predictor
 
 # orientation tag -> np.rot90 turns that store the upright picture so that a viewer applying the tag shows it upright
 STORED_TURNS = {6: 1, 8: -1, 3: 2}
@@ -44,7 +45,7 @@ def test_every_reader_gives_the_viewers_picture(photos):
         assert upright.shape == (512, 360, 3)
         path = photos / f"rot{tag}.jpg"
         with Image.open(path) as im:
-            pictures = {"read_image": read_image(path, apply_exif=True), "PIL image": bgr_image(im, False, "image")}
+            pictures = {"read_image": read_image(path, apply_exif=True), "PIL image": picture_bgr(im)}
         frame = next(iter_frames([(path, path.name)]))
         assert isinstance(frame, Frame)
         pictures["posecal predict's reader"] = frame.bgr

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from posecal.data.images import is_grey, read_image, to_bgr8
-from posecal.inference.predictor import bgr_from_array
+from posecal.inference.image_input import bgr_from_array
 
 from conftest import COCO_CROPS, needs_shared
 
@@ -70,7 +70,7 @@ LOST_IN_GREY = ("000000002299_900000042.jpg", "000000002431_900000050.jpg", "000
 @pytest.mark.parametrize("name", LOST_IN_GREY)
 def test_grey_photo_keeps_its_people(shipped, tmp_path, name):
     rgb = read_image(COCO_CROPS / "images" / name)[:, :, ::-1].copy()
-    colour = shipped(rgb)
+    colour = shipped(rgb, rgb=True)
     assert len(colour) >= 1
     for form, image in _grey_versions(rgb, tmp_path).items():
         people = shipped(image)
@@ -83,7 +83,7 @@ def test_grey_photo_keeps_its_people(shipped, tmp_path, name):
 def test_astronaut_in_grey(shipped, tmp_path):
     skimage = pytest.importorskip("skimage.data")
     rgb = skimage.astronaut()
-    colour = shipped(rgb)
+    colour = shipped(rgb, rgb=True)
     for form, image in _grey_versions(rgb, tmp_path).items():
         people = shipped(image)
         assert len(people) == len(colour) == 1, form

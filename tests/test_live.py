@@ -290,7 +290,8 @@ def test_predict_streams_one_record_per_image_to_stdout(tiny, tmp_path, capsys):
     captured = capsys.readouterr()
     records = records_of(captured.out)                          # nothing but records on stdout
     assert [r["file_name"] for r in records] == ["img0.jpg", "img1.jpg", "img2.jpg"]
-    assert [r["frame"] for r in records] == [1, 2, 3]           # the annotation file's image ids
+    assert [r["frame"] for r in records] == [0, 1, 2]           # counted from 0, as track's
+    assert [p["image_id"] for r in records for p in r["people"]] == [1, 2, 3]   # the annotation file's image ids
     assert [p for r in records for p in r["people"]] == json.loads((tmp_path / "p.json").read_text())
     assert "person(s) in 3 image(s)" in captured.err            # the summary line moved to stderr
 

@@ -183,6 +183,7 @@ def test_layer_wise_unfreezing_regression_off_and_weight_average(tmp_path):
         train(load_train_config(cfg_file), progress=False)
 
 
+@pytest.mark.slow   # MoveNet Thunder trained on the CPU
 def test_the_gpu_fine_tune_config_runs_a_few_steps_on_cpu_and_resumes_at_its_step(tmp_path):
     """configs/movenet_thunder_gpu.yaml as written (recipe: lambda_regress, layer-wise unfreezing, EMA), with only
     the machine's fields and the data made small: 2 steps, then --resume goes on at step 2 to step 3."""

@@ -70,17 +70,17 @@ class _Recorder(torch.nn.Module):
 
 
 def test_every_path_feeds_a_square_rgb_0_255_crop(lightning_file, tmp_path):
-    # A flat colour given as an RGB array (the API's default) must reach the network as RGB 0..255 on a 192x192
-    # crop; as a BGR array (predict_many(bgr=True), what files become) its channels are swapped first.
+    # A flat colour given as an RGB array (rgb=True) must reach the network as RGB 0..255 on a 192x192 crop; as a
+    # BGR array (the API's default, what files become) its channels are swapped first.
     pred = Predictor(str(lightning_file), detector=None, flip=False, min_pose_quality=0, backend="torch")
     rec = _Recorder(pred.model.backbone)
     pred.model.backbone = rec
     image = np.zeros((300, 150, 3), np.uint8) + np.array([10, 20, 30], np.uint8)
-    pred(image, boxes=[[20, 30, 90, 240]])          # a 3:4-ish box
+    pred(image, boxes=[[20, 30, 90, 240]], rgb=True)          # a 3:4-ish box
     x = rec.seen[-1]
     assert tuple(x.shape[1:]) == (3, 192, 192)
     np.testing.assert_allclose(x[0, :, 96, 96].numpy(), [10, 20, 30], atol=1e-3)
-    pred.predict_many([(image, [[20, 30, 90, 240]], None)], bgr=True)
+    pred.predict_many([(image, [[20, 30, 90, 240]], None)])
     np.testing.assert_allclose(rec.seen[-1][0, :, 96, 96].numpy(), [30, 20, 10], atol=1e-3)
 
     # the evaluation path (COCO records -> TopDownDataset) crops the same way

@@ -86,7 +86,7 @@ def test_predictor_refuses_other_counts(tmp_path):
 
     tiny_heads_predictor(tmp_path)                          # writes tmp_path/heads.pt
     with pytest.raises(PosecalInputError, match="orientations: must be one of 1, 4, auto, got 3"):
-        Predictor.from_checkpoint(tmp_path / "heads.pt", detector=None, orientations=3)
+        Predictor(tmp_path / "heads.pt", detector=None, orientations=3)
 
 
 def test_predict_records_and_eval_cli_with_orientation_search(tmp_path):

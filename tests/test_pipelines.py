@@ -164,7 +164,8 @@ def test_predict_and_track_without_people_write_empty_results(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "blank.jpg"), np.full((240, 320, 3), 90, np.uint8))
     rc, _, err = run(capsys, "predict", tmp_path / "blank.jpg", "--out", tmp_path / "p.json", "--model", "fast",
                      "--no-progress", "--backend", "torch")
-    assert rc == 0 and json.loads((tmp_path / "p.json").read_text()) == [] and "found nobody" in err
+    assert rc == 0 and json.loads((tmp_path / "p.json").read_text()) == []
+    assert "found nobody" in err or "none kept as a person" in err   # no box, or boxes the person rule dropped
     video = cv2.VideoWriter(str(tmp_path / "blank.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
     for _ in range(6):
         video.write(np.full((240, 320, 3), 90, np.uint8))
@@ -213,29 +214,40 @@ def test_predict_interrupted_before_anything_was_done_writes_nothing(tiny_model,
 
 @pytest.mark.slow
 def test_a_real_sigint_in_predict_exits_130_with_one_line(tiny_model, tmp_path):
-    """SIGINT in a real process, as a terminal's Ctrl-C, sent once the first record is out (so the signal always
-    lands mid-run): no traceback, exit 130, one line, and the records written before it parse."""
-    img_dir = tmp_path / "many"
+    """SIGINT in a real process, as a terminal's Ctrl-C, sent once the first record is out: no traceback, exit
+    130, one line, and the records written before it parse. The run's inputs never end (its three pictures come
+    round again and again), so only the signal ends it: however fast the machine, the signal lands mid-run."""
+    img_dir = tmp_path / "few"
     img_dir.mkdir()
-    for i in range(300):
-        cv2.imwrite(str(img_dir / f"p{i:03d}.png"), np.full((480, 640, 3), i % 250, np.uint8))
-    code = ("import sys, posecal.predict.job; from posecal.cli.main import main; print('ready', flush=True); "
+    for i in range(3):
+        cv2.imwrite(str(img_dir / f"p{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
+    code = ("import itertools, sys, posecal.predict.job as job; from posecal.cli.main import main\n"
+            "real = job.iter_frames\n"
+            "def endless(files, every=1):\n"
+            "    frames = list(real(files, every))\n"
+            "    for k in itertools.count():\n"
+            "        yield frames[k % len(frames)]\n"
+            "job.iter_frames = endless\n"
+            "print('ready', flush=True)\n"
             "sys.exit(main(sys.argv[1:]))")
     proc = subprocess.Popen([sys.executable, "-c", code, "predict", str(img_dir), "--model", str(tiny_model),
                              "--out", "-", "--detector", "none", "--min-pose-quality", "0",
                              "--batch-size", "1", "--backend", "torch", "--threads", "1", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-    assert proc.stdout.readline().strip() == "ready"
-    first = proc.stdout.readline()          # the first picture's record: the run is under way, 299 to go
-    assert json.loads(first)
-    proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        first = proc.stdout.readline()          # the first picture's record: the run is under way, and has no end
+        assert json.loads(first)
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
     assert proc.returncode == 130 and last.startswith("posecal: interrupted"), err
     records = [json.loads(line) for line in (first + rest).splitlines() if line.strip()]
-    assert 1 <= len(records) < 300       # what was written before the signal is whole, line by line
+    assert len(records) >= 1             # what was written before the signal is whole, line by line
 
 
 # --- small ones

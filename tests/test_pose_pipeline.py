@@ -142,12 +142,16 @@ def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_pat
 def test_bgr_arrays_as_opencv_gives_them(tiny_model):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     predictor = Predictor(tiny_model, detector=None, min_pose_quality=0, backend="torch")
-    from_rgb = predictor(rgb)[0]
-    from_bgr = predictor(np.ascontiguousarray(rgb[:, :, ::-1]), bgr=True)[0]
+    from_bgr = predictor(bgr)[0]                                        # BGR by default, as cv2.imread gives
+    from_rgb = predictor(rgb, rgb=True)[0]
     np.testing.assert_array_equal(from_rgb.keypoints, from_bgr.keypoints)
-    swapped = predictor(np.ascontiguousarray(rgb[:, :, ::-1]))[0]     # the same array read as RGB: other pixels
-    assert not np.array_equal(swapped.keypoint_quality, from_rgb.keypoint_quality)
+    old_keyword = predictor(rgb, bgr=False)[0]                         # the former keyword still works
+    np.testing.assert_array_equal(old_keyword.keypoints, from_bgr.keypoints)
+    np.testing.assert_array_equal(predictor(bgr, bgr=True)[0].keypoints, from_bgr.keypoints)
+    swapped = predictor(rgb)[0]                                         # the RGB array read as BGR: other pixels
+    assert not np.array_equal(swapped.keypoint_quality, from_bgr.keypoint_quality)
 
 
 def test_the_shipped_detector_is_trust_guided_unless_a_threshold_is_given(tiny_model):

@@ -28,7 +28,7 @@ def test_predictor_returns_typed_people(predictor):
 def test_whole_image_when_no_boxes_and_grayscale_input(predictor):
     people = predictor(np.zeros((50, 40), np.uint8))
     assert len(people) == 1 and people[0].box.tolist() == [0, 0, 40, 50]
-    assert predictor(np.zeros((50, 40, 3), np.uint8), boxes=np.zeros((0, 4))) == []
+    assert predictor(np.zeros((50, 40, 3), np.uint8), boxes=np.zeros((0, 4))).people == []
 
 
 def test_bad_inputs_raise_clear_errors(predictor, tmp_path):

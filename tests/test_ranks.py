@@ -176,6 +176,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow   # two torchrun launches
 @pytest.mark.parametrize("error", ['PosecalInputError("img1.jpg: cannot use it")', 'ValueError("a bug")'])
 def test_a_failure_on_one_rank_stops_every_rank_with_one_message(tiny_model, coco, tmp_path, error):
     _, img_dir = coco

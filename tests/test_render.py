@@ -149,6 +149,7 @@ def test_small_image_keeps_its_size_with_a_smaller_legend_in_a_corner(hw):
     assert np.array_equal(render_people(img, [], legend=True), img)
 
 
+@pytest.mark.slow   # a wall-clock limit: on a shared, busy machine it measures the neighbours
 def test_huge_image_is_fast():
     img = canvas(3000, 4000)
     kp = KP * 4 + [1400, 400]                                 # a 440 x 1260 px person, corners free

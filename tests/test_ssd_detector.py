@@ -72,9 +72,9 @@ def test_predictor_finds_nobody_on_a_blank_image_with_and_without_the_detector()
     # PyTorch: what is judged is the detector and the pose quality, not the runtime (an ONNX export of the shipped
     # model without the flip test, made for this test alone, would cost a minute)
     run = dict(flip=False, threads=1, backend="torch")
-    assert Predictor(**run)(blank) == []                                        # shipped detector: no box
+    assert Predictor(**run)(blank).people == []                                       # shipped detector: no box
     whole = Predictor(**run, detector=None)
-    assert whole(blank) == []                                                   # whole image, pose says nobody
+    assert whole(blank).people == []                                                   # whole image, pose says nobody
     assert len(Predictor(**run, detector=None, min_pose_quality=0)(blank)) == 1
 
 
@@ -87,5 +87,6 @@ def test_cli_default_detector_on_a_blank_image(tmp_path, capsys):
     out = tmp_path / "p.json"
     assert main(["predict", str(tmp_path / "blank.png"), "--out", str(out), "--no-progress", "--no-flip",
                  "--backend", "torch"]) == 0
-    assert "blank.png: the detector found nobody" in capsys.readouterr().err
+    err = capsys.readouterr().err   # no box, or (trust-guided) unsure boxes the person rule dropped, said as such
+    assert "blank.png: the detector found nobody" in err or "blank.png: 1 box(es) from the detector, none kept" in err
     assert out.read_text().strip() == "[]"

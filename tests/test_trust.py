@@ -123,7 +123,7 @@ def _person_pose(image_bgr, box):
     from posecal.inference.predictor import Predictor
 
     pred = Predictor("accurate", detector=None, min_pose_quality=0, backend="torch")
-    (person,) = pred(image_bgr[..., ::-1].copy(), boxes=[box])
+    (person,) = pred(image_bgr, boxes=[box])
     return person
 
 

@@ -35,7 +35,7 @@ def test_api_tracker_predict_and_eval_run_without_torch(tmp_path, tiny_coco):
         from posecal.data.coco import read_json
         first = read_json({str(ann)!r})["images"][0]
         image = cv2.imread({str(img_dir)!r} + "/" + first["file_name"])
-        people = Predictor("fast", threads=1)(image[..., ::-1], [[10, 10, 100, 140]])
+        people = Predictor("fast", threads=1)(image, [[10, 10, 100, 140]])
         assert len(people) == 1 and people[0].keypoints.shape == (17, 2) and people[0].visibility is not None
         tracker = PoseTracker()
         assert tracker(np.zeros((120, 160, 3), np.uint8)).people == []

@@ -74,10 +74,6 @@ def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estima
     # an exported .onnx file in onnxruntime
     backend = "onnx" if packaged_graph(cfg.model, True) is not None else "torch"
     opened = open_model(cfg.model, backend, cfg.flip, cfg.threads)
-    if opened.backend == "torch":
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     model, mcfg = opened.runner, opened.config
     calibration = calibration_from_meta(opened.meta, str(cfg.model or "default model"))
     if calibration is None or not mcfg.quality_heads:
@@ -86,8 +82,10 @@ def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estima
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
+    # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
     pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                           progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps)
+                           progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps,
+                           threads=cfg.threads)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     coverage = calibration.radii.target

@@ -586,7 +586,6 @@ def _add_model_tools(sub) -> None:
     _model_option(p)
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser("export", help="export a model with all heads to ONNX (dynamic batch), checked in onnxruntime")
-    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default: onnx)")
     _model_option(p)
     p.add_argument("--out", default="posecal.onnx", help="output file (default: posecal.onnx)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,

@@ -72,7 +72,6 @@ class MoveNetKeypoints:
     scores: torch.Tensor         # (N, 17) keypoint heatmap value (sigmoid) at the chosen cell
     normalized_yx: torch.Tensor  # (N, 17, 2) y, x in [0, 1], exactly the graph's output [..., :2]
     centre_cell: torch.Tensor    # (N, 2) int64 (cy, cx) of the chosen person centre, in heatmap cells
-    regressed_yx: torch.Tensor   # (N, 17, 2) regressed keypoint positions from the centre, in heatmap cells
     keypoint_cell: torch.Tensor  # (N, 17, 2) int64 (ky, kx) heatmap cell each keypoint was taken from
 
 
@@ -131,7 +130,7 @@ def decode_movenet(center, regress, heatmap, offset) -> MoveNetKeypoints:
     normalized_yx = torch.stack([y, x], -1)
     xy = torch.stack([x * (4 * w), y * (4 * h)], -1)
     return MoveNetKeypoints(xy=xy, scores=scores, normalized_yx=normalized_yx,
-                            centre_cell=torch.stack([cy, cx], -1), regressed_yx=torch.stack([ry, rx], -1),
+                            centre_cell=torch.stack([cy, cx], -1),
                             keypoint_cell=torch.stack([ky, kx], -1))
 
 

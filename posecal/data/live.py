@@ -99,7 +99,6 @@ class LiveReader:
         self.source, self.cfg, self.log, self.should_stop = source, cfg or LiveConfig(), log, should_stop
         self.cfg.check()
         self.captured = self.taken = 0
-        self.reconnects_used = 0
         self.ended: str | None = None          # why the stream ended, once it has
         self.fps = 0.0                         # the stream's nominal rate (0: unknown)
         self.depth = 1                         # realtime: frames that may wait (the newest `depth`; the
@@ -198,7 +197,6 @@ class LiveReader:
                 self.ended = f"{self.source.name}: {why}{gave_up}"
                 return
             in_a_row += 1
-            self.reconnects_used += 1
             self.log(f"{self.source.name}: {why}; reconnecting ({in_a_row}/{self.cfg.reconnects})")
             if self._stop.wait(min(2.0, 0.25 * in_a_row)):
                 break

@@ -48,10 +48,17 @@ def collect(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[Problem]]:
             if not found and not unreadable:
                 problems.append(Problem(f"{path}: folder has no images or videos "
                                         f"({', '.join(sorted(IMAGE_SUFFIXES))}, ...)"))
-            files += [(p, p.relative_to(path).as_posix()) for p in found]
+            for p in found:
+                problem = unreadable_video(p) if is_video(p) else None
+                if problem is None:
+                    files.append((p, p.relative_to(path).as_posix()))
+                else:
+                    problems.append(problem)
         elif path.is_file():
             if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
                 problems.append(Problem(f"{path}: not an image or video file type (suffix '{path.suffix}')"))
+            elif is_video(path) and (problem := unreadable_video(path)) is not None:
+                problems.append(problem)
             else:
                 files.append((path, path.name))
         else:
@@ -81,6 +88,29 @@ def lookup(mapping: dict, name: str):
 
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def unreadable_video(path: Path) -> Problem | None:
+    """Why a video file cannot be read (OpenCV cannot open it, or it has no first frame: a text file named .mp4,
+    a 0-byte file), or None. Checked when the inputs are listed, so that a run whose only video is bad stops
+    before it writes anything, in `predict` and `track` alike."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return Problem(f"{path}: cannot open video (unsupported codec or not a video)")
+        if not cap.grab():
+            return Problem(f"{path}: video has no readable frames")
+        return None
+    finally:
+        cap.release()
+
+
+def video_fps(path: Path, default: float = 25.0) -> float:
+    """A video file's frame rate as its container states it; `default` where it states none (or nonsense)."""
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return float(fps) if fps and np.isfinite(fps) and fps > 0 else default
 
 
 def iter_frames(files: list[tuple[Path, str]], every: int = 1) -> Iterator[Frame | Problem]:

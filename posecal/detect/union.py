@@ -79,8 +79,6 @@ class UnionPersonDetector:
     score_threshold is on the common scale: the default COMMON_SURE keeps each detector's boxes at its own working
     threshold; `merge_iou` is the box IoU above which boxes of the two detectors are one person."""
 
-    NAMES = ("ssd", "nanodet")
-
     def __init__(self, score_threshold: float = COMMON_SURE, merge_iou: float = MERGE_IOU, threads: int = 2):
         self.score_threshold, self.merge_iou = float(score_threshold), float(merge_iou)
         self.sures = (SSD_SURE, NANODET_THRESHOLD)

@@ -143,16 +143,13 @@ def evaluate(cfg: EvalConfig) -> Evaluation | None:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, check=lambda mcfg: _refuse_unusable(cfg, mcfg))
     model, mcfg, meta = opened.runner, opened.config, opened.meta
-    if opened.backend == "torch":
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     share = ranks.shard_indices(len(records))
     mine = [records[i] for i in share]
+    # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
     pred = predict_records(model, mine, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                           decode_method=cfg.decode, progress=cfg.progress and ranks.is_main,
-                           calibration=calibration, orientations=cfg.orientations) if mine else None
+                           decode_method=cfg.decode, progress=cfg.progress and ranks.is_main, calibration=calibration,
+                           orientations=cfg.orientations, threads=cfg.threads) if mine else None
     index_of = {id(r): i for i, r in zip(share, mine)}
     shares = ranks.gather(([index_of[id(r)] for r in pred.records] if pred else [], pred))
     if not ranks.is_main:

@@ -63,10 +63,15 @@ class PosecalEvidence:
     `train` extra), from the model's .pt file (in posecal's source tree)."""
 
     def __init__(self, model_path=None, batch_size: int = 32, progress: bool = False):
-        require("torch")
+        what = "posecal calibrate --images (posecal's trust model rates the estimator's keypoints in PyTorch)"
+        require("torch", what=what)
         from posecal.models.checkpoint import load_model
 
         path = model_file(model_path) if model_path else SHIPPED_MODELS["accurate"]
+        if not model_path and not path.is_file():
+            raise PosecalInputError(f"{what} needs {path.name}, which this installation lacks (a wheel carries the "
+                                    f"ONNX graphs only): install posecal from its source tree, pip install -e "
+                                    f"'.[train]', or leave out --images")
         model, _, _ = load_model(path)
         if model.trust is None:
             raise PosecalInputError(f"{path}: posecal's evidence needs a model with the trust model (model.trust)")

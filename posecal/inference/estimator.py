@@ -215,10 +215,12 @@ class Estimator:
 
 def predict_records(model, records: list[PersonRecord], input_wh, flip: bool = True, batch_size: int = 32,
                     decode_method: str | None = None, progress: bool = True, device: str = "cpu", calibration=None,
-                    orientations: int | str = 1, keep_heatmaps: bool = False) -> Predictions:
+                    orientations: int | str = 1, keep_heatmaps: bool = False,
+                    threads: int | None = None) -> Predictions:
     """Persons given as records through the one estimator, with a model already opened (a PyTorch module runs in
-    eval mode): what `eval`, `audit`, calibration fitting, trust sampling and training's validation run."""
-    return Estimator(model, input_wh, calibration, flip, batch_size, orientations, device,
+    eval mode): what `eval`, `audit`, calibration fitting, trust sampling and training's validation run.
+    threads: a PyTorch module's intra-op threads for these calls only (None: the process's setting)."""
+    return Estimator(model, input_wh, calibration, flip, batch_size, orientations, device, threads,
                      decode_method=decode_method).estimate_records(records, progress, keep_heatmaps)
 
 

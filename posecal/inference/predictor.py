@@ -1,23 +1,23 @@
-"""Python API: `Predictor()(image, boxes)` -> typed per-person results with numpy arrays."""
+"""Python API: `Predictor()(image)` and `Predictor().predict(source)` -> Pictures (inference/picture.py), each
+person with calibrated trust fields as numpy arrays."""
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from posecal.calibration.quality import calibration_from_meta
-from posecal.data.coco import read_image
-from posecal.data.images import apply_orientation, pil_orientation, to_bgr8
 from posecal.data.sources import Problem, collect, iter_frames
 from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose
+from posecal.inference.image_input import describe, is_path, is_pil, picture_bgr
 from posecal.inference.opener import BACKENDS, is_onnx_file, open_model
 from posecal.inference.orientation import check_orientations
+from posecal.inference.picture import Picture
 from posecal.inference.pipeline import GIVEN, PersonRule, PosePipeline, detection_setup
 from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
@@ -37,31 +37,12 @@ def check_api_numbers(**values) -> None:
         check_number(name, value, kind, rule, optional)
 
 
-@dataclass
-class Picture:
-    """One image, or one frame of a video, with its people, as Predictor.predict yields them."""
-
-    name: str                       # file name; a video's frames: "<video>#<frame index>"
-    path: str
-    people: list[PersonPose]
-    image: np.ndarray               # the BGR picture the poses refer to (EXIF-turned)
-    frame_index: int | None = None
-
-    def to_dict(self) -> dict:
-        return {"file_name": self.name, "frame_index": self.frame_index,
-                "people": [p.to_dict() for p in self.people]}
-
-    def plot(self, show_all: bool = False, radius: bool = False) -> np.ndarray:
-        """The picture with its people drawn (BGR, as `posecal predict --render` draws them)."""
-        from posecal.overlay import render_people
-
-        return render_people(self.image, self.people, show_all=show_all, radius=radius)
-
-
 class Predictor:
-    """Top-down pose estimation with calibrated quality. Images are file paths, RGB numpy arrays, or, with
-    bgr=True, OpenCV's BGR arrays as cv2.imread and cv2.VideoCapture give them; files are turned by their EXIF
-    orientation, as a photo viewer shows them (boxes and results refer to that).
+    """Top-down pose estimation with calibrated quality: `predictor(image)` -> a Picture, `predictor.predict(
+    source)` -> a list of Pictures (stream=True: yielded one by one). Images are file paths or arrays: OpenCV's BGR
+    by default, as cv2.imread and cv2.VideoCapture give them (rgb=True for RGB arrays; a PIL image is RGB by
+    itself), uint8, 16-bit or float (0..1 or 0..255; inference/image_input.py checks them all alike); files are
+    turned by their EXIF orientation, as a photo viewer shows them (boxes and results refer to that).
 
     model_path: a shipped model's name (accurate, the default; published; fast: `posecal models`), a posecal
     model file or an .onnx file written by `posecal export` (which carries its flip setting: flip=None follows
@@ -117,58 +98,93 @@ class Predictor:
                 self.detector = SecondLook(self.detector)
         self.pipeline = PosePipeline(self.estimate, self.detector, rule)
 
-    @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", **kwargs) -> "Predictor":
-        return cls(path, device=device, **kwargs)
+    def __call__(self, image, boxes=None, box_scores=None, rgb: bool | None = None, bgr: bool | None = None):
+        """The people in one picture -> its Picture (a list of pictures -> a list of Pictures, as predict()).
+        boxes: [[x, y, w, h], ...] to skip the detector (box_scores beside them, or a 5th column). Bad input (image,
+        boxes, scores) raises one PosecalInputError line naming the argument; boxes outside the image are skipped,
+        and normalised-looking boxes flagged, with a warning, as `posecal predict` does. bgr= is the former
+        keyword (bgr=True: BGR, the default now; bgr=False: RGB)."""
+        rgb = colour_order(rgb, bgr)
+        if is_batch(image):
+            if boxes is not None or box_scores is not None:
+                raise PosecalInputError("boxes: given with a list of images; give one image with its boxes, or "
+                                        "(image, boxes, box_scores) items to predict_many")
+            return self.predict(image, rgb=rgb)
+        prepared = self._prepare(image, boxes, box_scores, rgb, "image", "")
+        people = self.pipeline.people([prepared])[0]
+        name = os.path.basename(os.fspath(image)) if is_path(image) else "image"
+        return Picture(name, os.fspath(image) if is_path(image) else "", people, prepared[0])
 
-    def __call__(self, image, boxes=None, box_scores=None, bgr: bool = False) -> list[PersonPose]:
-        """People in one image (bgr=True: an OpenCV BGR uint8 array). Bad input (image, boxes, scores) raises
-        one PosecalInputError line naming the argument; boxes outside the image are skipped, and
-        normalised-looking boxes flagged, with a warning, as `posecal predict` does."""
-        return self.pipeline.people([self._prepare(image, boxes, box_scores, bgr, "image", "")])[0]
-
-    def predict_many(self, items, bgr: bool = False) -> list[list[PersonPose]]:
-        """[(image, boxes or None, box_scores or None), ...] -> people per image; crops of all images are
-        batched together, which is what makes folders of one-person photos fast. bgr=True: arrays are
-        OpenCV's BGR uint8 already. Every item is checked as in __call__, messages start `images[n]: `."""
+    def predict_many(self, items, rgb: bool | None = None, bgr: bool | None = None) -> list[list[PersonPose]]:
+        """[(image, boxes or None, box_scores or None), ...] -> the people (PersonPose lists) per image: the
+        low-level batched call a tracker makes; crops of all images are batched together. Images as in __call__
+        (BGR arrays by default, rgb=True for RGB). Every item is checked as in __call__, messages start
+        `images[n]: `."""
+        rgb = colour_order(rgb, bgr)
         prepared = []
         for n, item in enumerate(items):
             if not isinstance(item, (tuple, list)) or len(item) != 3:
                 raise PosecalInputError(f"images[{n}]: expected an (image, boxes, box_scores) tuple, got "
                                         f"{type(item).__name__}")
-            prepared.append(self._prepare(*item, bgr, f"images[{n}]", f"images[{n}]: "))
+            prepared.append(self._prepare(*item, rgb, f"images[{n}]", f"images[{n}]: "))
         return self.pipeline.people(prepared)
 
-    def predict(self, source, every: int = 1) -> Iterator[Picture]:
-        """Pictures with their people for a path: an image, a video (every `every`-th frame) or a folder of
-        them (recursive, in a stable order), or a list of such paths. A file that cannot be read is skipped with
-        a warning naming it, as `posecal predict` does; the people are found as __call__ finds them. Images
-        are batched together through the network."""
-        inputs = [str(s) for s in source] if isinstance(source, (list, tuple)) else [str(source)]
-        files, problems = collect(inputs)
-        for problem in problems:
-            warnings.warn(problem.message, stacklevel=2)
-        if not files:
-            raise PosecalInputError("nothing to predict: no readable image or video among " + ", ".join(inputs))
+    def predict(self, source, stream: bool = False, every: int = 1, rgb: bool | None = None,
+                bgr: bool | None = None) -> list[Picture] | Iterator[Picture]:
+        """Pictures with their people for a source: a path (an image, a video: every `every`-th frame, or a folder
+        of them, recursive, in a stable order), an image array (BGR; rgb=True for RGB), or a list of any of
+        these, in the order given. Returns a list; stream=True yields each Picture as it is made (a long video
+        never held in memory). A file that cannot be read is skipped with a warning naming it, as `posecal
+        predict` does; the people are found as __call__ finds them. Bad input is one PosecalInputError line,
+        raised here, before any picture is made."""
+        rgb = colour_order(rgb, bgr)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise PosecalInputError(f"every: must be an integer >= 1, got {describe(every)}")
+        items = list(source) if is_batch(source) else [source]
+        if not items:
+            raise PosecalInputError("source: an empty list; give a path, an image array, or a list of them")
+        single = len(items) == 1 and not is_batch(source)
+        parts, readable = [], 0
+        for n, item in enumerate(items):
+            name = "image" if single else f"images[{n}]"
+            if is_path(item):
+                files, problems = collect([os.fspath(item)])
+                for problem in problems:
+                    warnings.warn(problem.message, stacklevel=2)
+                parts.append(files)
+                readable += len(files)
+            else:
+                parts.append(_Array(name, picture_bgr(item, rgb, name)))
+                readable += 1
+        if not readable:
+            raise PosecalInputError("nothing to predict: no readable image or video among "
+                                    + ", ".join(os.fspath(i) if is_path(i) else describe(i) for i in items))
+        pictures = self._stream(parts, every)
+        return pictures if stream else list(pictures)
+
+    def _stream(self, parts: list, every: int) -> Iterator[Picture]:
+        """The Pictures of checked sources (file lists and arrays), in order, batch_size frames at a time."""
         pending = []
-        for frame in iter_frames(files, every):
-            if isinstance(frame, Problem):
-                warnings.warn(frame.message, stacklevel=2)
-                continue
-            pending.append(frame)
-            if len(pending) >= self.batch_size:
-                yield from self._pictures(pending)
-                pending = []
+        for part in parts:
+            for frame in [part] if isinstance(part, _Array) else iter_frames(part, every):
+                if isinstance(frame, Problem):
+                    warnings.warn(frame.message, stacklevel=3)
+                    continue
+                pending.append(frame)
+                if len(pending) >= self.batch_size:
+                    yield from self._pictures(pending)
+                    pending = []
         yield from self._pictures(pending)
 
     def _pictures(self, frames: list) -> list[Picture]:
         people = self.pipeline.people([(f.bgr, *self.pipeline.boxes(f.bgr)) for f in frames]) if frames else []
-        return [Picture(f.name, str(f.path), ps, f.bgr, f.frame_index) for f, ps in zip(frames, people)]
+        return [Picture(f.name, "" if f.path is None else str(f.path), ps, f.bgr, f.frame_index)
+                for f, ps in zip(frames, people)]
 
-    def _prepare(self, image, boxes, box_scores, bgr: bool, name: str, prefix: str):
+    def _prepare(self, image, boxes, box_scores, rgb: bool, name: str, prefix: str):
         """Checked (BGR image, (N, 4) boxes, (N,) scores, where the boxes came from) for one item, before any
         work is spent on it; no boxes: the detector's, or the whole image."""
-        image = bgr_image(image, bgr, name)
+        image = picture_bgr(image, rgb, name)
         if boxes is None and box_scores is None:
             return image, *self.pipeline.boxes(image)
         return image, *checked_boxes(boxes, box_scores, image.shape[1], image.shape[0], prefix), GIVEN
@@ -209,64 +225,29 @@ def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") 
     return boxes, scores
 
 
-def bgr_image(image, bgr: bool, name: str) -> np.ndarray:
-    """A file path (read, EXIF-turned), a numpy array or an array-like (a PIL image, nested lists, anything
-    numpy.asarray makes a picture of) -> BGR uint8; anything else is refused by name."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image, apply_exif=True)  # as a photo viewer shows it
-    if not isinstance(image, np.ndarray):
-        image = array_like_image(image, name)
-    if bgr:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise PosecalInputError(f"{name}: bgr=True needs H x W x 3 uint8, got {image.shape} {image.dtype}")
-        return image
-    return bgr_from_array(image, name)
+class _Array:
+    """An image array among predict()'s sources, checked and made BGR: a frame of its own (as data.sources.Frame)."""
+
+    def __init__(self, name: str, bgr: np.ndarray):
+        self.name, self.path, self.bgr, self.frame_index = name, None, bgr, None
 
 
-def array_like_image(image, name: str = "image") -> np.ndarray:
-    """What numpy.asarray makes of a picture given as a PIL image (palette, CMYK and other modes turned to RGB
-    first, as their arrays are not colours), nested lists or anything with __array__; one line where that is
-    not a picture of numbers (check_image_array then judges its shape)."""
-    expected = "a numpy array (H x W[ x C]), a PIL image, nested lists of pixels or a file path"
-    if isinstance(image, (bytes, bytearray, dict, set)) or image is None or np.isscalar(image):
-        raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__}")
-    orientation = pil_orientation(image)   # a photo opened with Pillow: turned as its path would be (EXIF)
-    mode = getattr(image, "mode", None)
-    if isinstance(mode, str) and hasattr(image, "convert") and mode not in ("RGB", "RGBA", "L", "I;16"):
-        image = image.convert("RGB")
-    try:
-        arr = np.asarray(image)
-    except (ValueError, TypeError):   # ragged nested lists and the like
-        raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__} that numpy cannot make "
-                                f"one array of (rows of unequal length?)") from None
-    if arr.dtype.kind not in "uif" or arr.ndim == 0:
-        raise PosecalInputError(f"{name}: expected {expected}, got {type(image).__name__} whose values are not "
-                                f"pixel numbers (numpy makes dtype {arr.dtype} of it)")
-    return apply_orientation(arr, orientation) if orientation != 1 else arr
+def is_batch(value) -> bool:
+    """Is this a list of pictures (paths, arrays, PIL images) rather than one picture given as nested lists?"""
+    return (isinstance(value, (list, tuple)) and len(value) > 0
+            and all(is_path(v) or isinstance(v, np.ndarray) or is_pil(v) for v in value)) or \
+        (isinstance(value, (list, tuple)) and len(value) == 0)
 
 
-def check_image_array(arr: np.ndarray, name: str = "image") -> None:
-    """Shapes, dtypes and pixel values the converter can turn into a picture; NaN or inf would otherwise
-    become arbitrary bytes and a confident pose of nothing."""
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or arr.size == 0:
-        raise PosecalInputError(f"{name}: array must be HxW, HxWx1, HxWx3 or HxWx4 and non-empty, got shape "
-                                f"{arr.shape}")
-    if arr.dtype.kind not in "uif":
-        raise PosecalInputError(f"{name}: pixels must be numbers, got dtype {arr.dtype}")
-    if arr.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        if bad:
-            raise PosecalInputError(f"{name}: {bad} non-finite pixels")
-
-
-def bgr_from_array(image, name: str = "image") -> np.ndarray:
-    """RGB(A) or grey numpy image (H x W, H x W x 1, x 3 or x 4; uint8, 16-bit, or float in [0, 1]) -> BGR
-    uint8 (checked first), through the file reader's converter (data.images.to_bgr8), so that an array and a
-    file of the same photo give the same pixels."""
-    arr = np.asarray(image)
-    check_image_array(arr, name)
-    if arr.dtype not in (np.uint8, np.uint16):
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = arr[:, :, [2, 1, 0, 3][:arr.shape[2]]]   # RGB(A) -> BGR(A)
-    return np.ascontiguousarray(to_bgr8(arr))
+def colour_order(rgb: bool | None, bgr: bool | None) -> bool:
+    """Are arrays RGB? BGR by default (OpenCV's order); rgb=True for RGB. bgr= is the former keyword and still
+    works (bgr=False: RGB); rgb and bgr that contradict each other are one PosecalInputError line."""
+    for name, value in (("rgb", rgb), ("bgr", bgr)):
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise PosecalInputError(f"{name}: must be True or False, got {describe(value)}")
+    if bgr is None:
+        return bool(rgb)
+    if rgb is not None and bool(rgb) == bool(bgr):
+        raise PosecalInputError(f"rgb={rgb} and bgr={bgr} contradict each other; arrays are BGR by default, give "
+                                f"rgb=True for RGB arrays")
+    return not bgr

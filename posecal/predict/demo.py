@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
@@ -15,8 +16,6 @@ from posecal.io import write_bytes_atomic
 from posecal.outputs import check_output_dir
 from posecal.predict.job import PredictConfig, render_path, run_predict
 from posecal.data.sources import Frame
-
-CLASS_NAMES = ("absent", "occluded", "visible")
 
 
 def demo_photo():
@@ -26,6 +25,21 @@ def demo_photo():
     except ImportError:
         raise PosecalInputError("posecal demo needs scikit-image for its photo: pip install 'posecal[demo]'") from None
     return data.astronaut()
+
+
+def person_line(i: int, person) -> str:
+    """One person of the demo in words. Keypoint quality is the expected OPKS of a keypoint that is there, so the
+    count of good keypoints is among those posecal calls present (visible or occluded): an absent hip with a high
+    quality is not a good keypoint the picture shows."""
+    counts, present = "", np.ones(len(person.keypoint_quality), bool)
+    if person.visibility is not None:
+        n = [int((person.visibility == c).sum()) for c in range(3)]
+        counts = f"; keypoints: {n[2]} visible, {n[1]} occluded, {n[0]} absent"
+        present = np.asarray(person.visibility) > 0
+    good = int(((np.asarray(person.keypoint_quality) >= 0.5) & present).sum())
+    return (f"person {i}: pose quality {person.pose_quality:.2f} (predicted OKS){counts}; "
+            f"{good}/{int(present.sum())} {'present ' if person.visibility is not None else ''}keypoints with "
+            f"quality >= 0.5")
 
 
 def run_demo(out_dir="posecal-demo", model=None, log=print, min_pose_quality: float = MIN_POSE_QUALITY) -> dict:
@@ -38,13 +52,7 @@ def run_demo(out_dir="posecal-demo", model=None, log=print, min_pose_quality: fl
     summary = run_predict(cfg, keep_people=True)
     overlay = render_path(Frame("astronaut.png", photo, None), cfg.render)
     for i, person in enumerate(summary.people.get("astronaut.png", []), 1):
-        counts = ""
-        if person.visibility is not None:
-            n = [int((person.visibility == c).sum()) for c in range(3)]
-            counts = f"; keypoints: {n[2]} visible, {n[1]} occluded, {n[0]} absent"
-        good = int((person.keypoint_quality >= 0.5).sum())
-        log(f"person {i}: pose quality {person.pose_quality:.2f} (predicted OKS){counts}; "
-            f"{good}/{len(person.keypoint_quality)} keypoints with quality >= 0.5")
+        log(person_line(i, person))
     log(f"overlay: {overlay}")
     log(f"results: {cfg.out} (COCO keypoint results + pose_quality, keypoint_quality, visibility)")
     return {"overlay": overlay, "results": Path(cfg.out), "people": summary.people.get("astronaut.png", [])}

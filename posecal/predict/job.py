@@ -28,7 +28,7 @@ from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
 from posecal.parallel import current, rank_job
-from posecal.records import STDOUT, ImageRecords, is_stream
+from posecal.records import STDOUT, ImageRecords, check_results_out, is_stream
 
 NMS_MODES = ("oks", "soft", "none")
 
@@ -84,6 +84,12 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations) if cfg.boxes else None
     if box_file is not None and box_file.nobody:   # a detector that found nobody: empty results, not an error
         say(f"{box_file.path}: {box_file.nobody_reason}: nobody in any image; the results will be empty")
+    # the inputs first: a run with nothing to read stops before a model is opened (or exported)
+    files, problems = collect(cfg.inputs)
+    for p in problems:
+        say(p.message)
+    if not files:
+        raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
     # the one pipeline (posecal/inference/pipeline.py): a boxes file's boxes are given, else the detector's
     predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
                           backend=cfg.backend, threads=cfg.threads,
@@ -96,11 +102,6 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     if mode not in ("heatmap", "mmpose") and not heads:
         raise PosecalInputError(f"score mode '{mode}' needs a model with quality heads")
 
-    files, problems = collect(cfg.inputs)
-    for p in problems:
-        say(p.message)
-    if not files:
-        raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
     stream = None
     if is_stream(cfg.out):   # --out - / .jsonl: a record per frame, as made
         if ranks.distributed:
@@ -118,9 +119,9 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
 
     def flush():
         people = pipeline.people([(f.bgr, b, s, source) for f, _, b, s, source in pending], mode)
-        for (frame, key, _, _, source), persons in zip(pending, people):
+        for (frame, key, boxes, _, source), persons in zip(pending, people):
             if source == DETECTOR and not persons:   # boxes, but none the person rule took for somebody
-                log(f"{frame.name}: the detector found nobody")
+                log(f"{frame.name}: {none_kept(len(boxes), cfg.min_pose_quality)}")
             entries = result_entries(frame, persons, 0, mode)
             if stream is not None:
                 stream(frame, entries)
@@ -246,6 +247,7 @@ def _check(cfg: PredictConfig) -> None:
         raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
     if cfg.batch_size < 1:
         raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    check_results_out(cfg.out)
     if str(cfg.out) != STDOUT:
         check_output_file(cfg.out, "--out")
     if cfg.render:
@@ -276,6 +278,13 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, pipeline: PosePipeline
     if source == DETECTOR and len(boxes) == 0:
         return boxes, scores, source, [f"{frame.name}: the detector found nobody"]
     return boxes, scores, source, []
+
+
+def none_kept(boxes: int, min_pose_quality: float) -> str:
+    """What to say of a picture where the detector found boxes and the person rule kept none (a weak model's poses
+    are often all below it): not "the detector found nobody", which would send the user to the detector."""
+    return (f"{boxes} box(es) from the detector, none kept as a person (each pose had a pose quality under "
+            f"{min_pose_quality:g}, no keypoint called visible, or was an unsure box the pose did not confirm)")
 
 
 def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:

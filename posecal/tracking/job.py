@@ -36,8 +36,8 @@ from posecal.outputs import check_output_dir, check_output_file
 from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
-from posecal.data.sources import VIDEO_SUFFIXES, Problem, collect, is_video, iter_frames
-from posecal.records import STDOUT, RecordStream, frame_record, is_stream
+from posecal.data.sources import VIDEO_SUFFIXES, Problem, collect, is_video, iter_frames, video_fps
+from posecal.records import STDOUT, RecordStream, check_results_out, frame_record, is_stream
 from posecal.tracking.cadence import LiveCadence
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock, StopRequest
 from posecal.tracking.pose_tracker import PoseTracker, TrackConfig, check_tracking, tracking_predictor
@@ -55,13 +55,6 @@ class TrackSummary:
     dropped: int = 0                     # live sources: frames the pipeline could not take (real time)
     stopped: str | None = None           # why the run ended before its sources did: "interrupted (Ctrl-C)",
                                          # "--max-frames", "--duration", "the reader of the records left"
-
-
-def video_fps(path: Path) -> float:
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-    cap.release()
-    return float(fps) if fps and np.isfinite(fps) and fps > 0 else 25.0
 
 
 # The overlay video containers `--render` writes, each with a codec OpenCV's FFmpeg has for it.
@@ -143,6 +136,7 @@ def _check(cfg: TrackConfig) -> None:
     if cfg.duration is not None and not cfg.duration > 0:
         raise PosecalInputError(f"--duration must be > 0, got {cfg.duration}")
     cfg.live.check()
+    check_results_out(cfg.out)
     if str(cfg.out) != STDOUT:
         check_output_file(cfg.out, "--out")
 
@@ -310,6 +304,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     if stream is not None:
         return TrackSummary(n_frames, n_results, next_id - 1, time.time() - t0, dict(clock.seconds),
                             captured, dropped, why)
+    if not sum(share[2] for share in shares) and why is None:   # every source failed as it was read
+        raise PosecalInputError(f"no frame could be read (see the messages above); nothing written to {cfg.out}")
     results, next_id = merged_tracks(shares)
     with clock("write"):
         write_json_atomic(results, cfg.out, indent=None)

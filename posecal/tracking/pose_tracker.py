@@ -10,16 +10,23 @@ stream and window I/O around this object, so the API and the command give the sa
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from posecal.data.live import LiveConfig
-from posecal.data.sources import Frame
+from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
+from posecal.data.sources import Frame, Problem, is_video, iter_frames, unreadable_video, video_fps
 from posecal.detect.detector import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
+from posecal.inference.image_input import describe, is_path, picture_bgr
+from posecal.inference.picture import Picture
 from posecal.inference.pipeline import DETECTOR, inside_share
-from posecal.inference.predictor import Picture, Predictor
+from posecal.inference.predictor import Predictor, colour_order
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.flow import FrameFlow, carried_poses
 from posecal.tracking.nobody import NobodyPlaces
@@ -268,13 +275,94 @@ class PoseTracker:
         """A detector frame's person boxes (M, 4) and scores (M,)."""
         return detect_people(bgr, self.predictor.detector)
 
-    def __call__(self, frame_bgr: np.ndarray, t: float | None = None, name: str = "frame") -> Picture:
-        """The next frame (BGR uint8) -> its Picture, people with track ids. t: its time in seconds (default:
-        frame count / fps)."""
+    def __call__(self, frame_bgr, t: float | None = None, name: str = "frame", rgb: bool | None = None,
+                 bgr: bool | None = None) -> Picture:
+        """The next frame -> its Picture, people with track ids. The frame is an image array, BGR by default
+        (rgb=True for RGB), checked as Predictor checks its images (inference/image_input.py: one
+        PosecalInputError line for a wrong shape, dtype or pixel range; float frames in [0, 1] are read as such;
+        a path is refused: track(path) reads a video). t: its time in seconds (default: frame count / fps)."""
+        frame_bgr = picture_bgr(frame_bgr, colour_order(rgb, bgr), "frame", paths=False)
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t)):
+            raise PosecalInputError(f"t: the frame's time in seconds must be a finite number, got {describe(t)}")
         k = self.frames
         detections = self.detect(frame_bgr) if self.detector_frame(k) else None
         frame = Frame(f"{name}#{k}", None, frame_bgr, k)
-        return Picture(frame.name, "", self.step(frame, detections, t), frame_bgr, k)
+        return Picture(frame.name, "", self.step(frame, detections, t), frame_bgr, k, tracked=True)
+
+    def track(self, source, stream: bool = False, rgb: bool | None = None) -> list[Picture] | Iterator[Picture]:
+        """Every frame of a source, tracked -> Pictures with track ids (a list; stream=True: yielded as each frame
+        is done). source: a video file, a camera index (0), a stream URL (rtsp://, http://), a pipe (pipe:PATH or a
+        FIFO), or frames (a list or iterator of image arrays, BGR by default, rgb=True for RGB). The tracker starts
+        afresh (reset()): the source is a new video; ids go on from where they stopped. A file or frames are
+        tracked frame by frame as `posecal track` tracks them (the same ids); a live source is read in real time
+        (the newest frame each time, TrackConfig.live). A source that cannot be read is one PosecalInputError
+        line, raised here before any frame."""
+        frames, fps, reader = self._frames_of(source, colour_order(rgb, None))
+        self.reset()
+        self.fps = fps or self.fps
+        pictures = self._tracked(frames, reader)
+        return pictures if stream else list(pictures)
+
+    def _frames_of(self, source, rgb: bool):
+        """(frames, fps or None, the LiveReader of a live source) of a track() source, checked: a path must be a
+        readable video."""
+        if isinstance(source, bool):
+            raise PosecalInputError(f"source: expected a video file, a camera index, a stream URL or frames, got "
+                                    f"{describe(source)}")
+        if isinstance(source, (int, np.integer)):
+            source = str(int(source))
+        if is_path(source):
+            text = os.fspath(source)
+            live = live_source(text)
+            if live is not None:
+                return self._live_frames(live)
+            path = Path(text)
+            if path.is_dir():
+                raise PosecalInputError(f"{path}: is a folder; track() reads one video (or a camera, a stream)")
+            if not path.is_file():
+                raise PosecalInputError(f"{path}: no such video file (nor a camera index or stream URL)")
+            if not is_video(path):
+                raise PosecalInputError(f"{path}: not a video (suffix '{path.suffix}'); Predictor.predict reads "
+                                        f"images")
+            problem = unreadable_video(path)
+            if problem is not None:
+                raise PosecalInputError(problem.message)
+            return iter_frames([(path, path.name)]), video_fps(path), None
+        if isinstance(source, np.ndarray) and source.ndim in (2, 3) and source.dtype.kind in "uif":
+            raise PosecalInputError(f"source: one image ({describe(source)}); call the tracker on a frame "
+                                    f"(tracker(frame)) or give track() a list of frames")
+        try:
+            items = iter(source)
+        except TypeError:
+            raise PosecalInputError(f"source: expected a video file, a camera index, a stream URL or frames, got "
+                                    f"{describe(source)}") from None
+        frames = (Frame(f"frame#{k}", None, picture_bgr(f, rgb, f"frames[{k}]", paths=False), k)
+                  for k, f in enumerate(items))
+        return frames, None, None
+
+    def _live_frames(self, live: LiveSource):
+        """A live source's frames, read in real time by posecal/data/live.py (its first open checked there)."""
+        reader = LiveReader(live, self.cfg.live, lambda msg: print(f"posecal: {msg}", file=sys.stderr))
+        return reader, reader.fps, reader
+
+    def _tracked(self, frames, reader: LiveReader | None) -> Iterator[Picture]:
+        """Each frame through the tracker, as __call__ takes it; a live frame's clock is its capture time."""
+        first = None
+        try:
+            for frame in frames:
+                if isinstance(frame, Problem):
+                    raise PosecalInputError(frame.message)
+                t = None
+                if reader is not None:
+                    first = frame.capture_time if first is None else first
+                    t = frame.capture_time - first
+                k = self.frames
+                detections = self.detect(frame.bgr) if self.detector_frame(k) else None
+                yield Picture(frame.name, "" if frame.path is None else str(frame.path),
+                              self.step(frame, detections, t), frame.bgr, frame.frame_index, tracked=True)
+        finally:
+            if reader is not None:
+                reader.close()
 
     def step(self, frame: Frame, detections, t: float | None = None, clock: StageClock | None = None,
              every: int | None = None) -> list:

@@ -1,0 +1,153 @@
+"""`Picture`: one image or video frame with its people, the one result type of the Python API.
+
+`Predictor(...)(image)`, `Predictor.predict(source)` and `PoseTracker` (its `__call__` and `track`) all return
+Pictures, so a result is drawn, saved, shown and serialised the same way wherever it came from. Beside the people
+(`PersonPose`, one per person, with every trust field) a Picture stacks their main fields into arrays (N people:
+`keypoints` (N, 17, 2), `keypoint_quality` (N, 17), ...) for code that computes on all of them at once. A Picture
+is also the sequence of its people (`len`, iteration, indexing), as the API's list of people was before.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from posecal.errors import PosecalInputError
+from posecal.inference.estimator import PersonPose
+from posecal.io import write_bytes_atomic
+from posecal.skeleton import COCO_KEYPOINTS
+
+# What save() encodes, by suffix (OpenCV's encoders that every build has)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(eq=False)
+class Picture:
+    """One image, or one frame of a video, with its people.
+
+    name: the file name (a video's frames: "<video>#<frame index>"; an array: "image" or "images[n]"); path: the
+    file it came from ("" for an array); people: a PersonPose per person; image: the BGR picture the poses refer
+    to (a file EXIF-turned); frame_index: a video's frame (0-based), None for a still picture; tracked: the people
+    carry track ids (PoseTracker)."""
+
+    name: str
+    path: str
+    people: list[PersonPose]
+    image: np.ndarray
+    frame_index: int | None = None
+    tracked: bool = False
+
+    # --- the people as a sequence -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.people)
+
+    def __iter__(self):
+        return iter(self.people)
+
+    def __getitem__(self, i):
+        return self.people[i]
+
+    def __repr__(self) -> str:
+        h, w = self.image.shape[:2]
+        frame = "" if self.frame_index is None else f" frame={self.frame_index}"
+        ids = f" track_ids={self.track_ids.tolist()}" if self.tracked else ""
+        return f"Picture({self.name!r}{frame} {w}x{h}, {len(self.people)} person(s){ids})"
+
+    # --- stacked arrays, N = number of people ---------------------------------------------------------------
+    @property
+    def keypoints(self) -> np.ndarray:
+        """(N, 17, 2) x, y in image pixels, COCO order (posecal.KEYPOINT_NAMES)."""
+        return self._stack(lambda p: p.keypoints, (len(COCO_KEYPOINTS), 2))
+
+    @property
+    def keypoint_quality(self) -> np.ndarray:
+        """(N, 17) expected OPKS of each keypoint."""
+        return self._stack(lambda p: p.keypoint_quality, (len(COCO_KEYPOINTS),))
+
+    @property
+    def visibility(self) -> np.ndarray:
+        """(N, 17) 0 absent, 1 occluded, 2 visible; -1 where the model has no visibility head."""
+        k = len(COCO_KEYPOINTS)
+        return self._stack(lambda p: np.full(k, -1) if p.visibility is None else p.visibility, (k,), int)
+
+    @property
+    def pose_quality(self) -> np.ndarray:
+        """(N,) expected OKS of each pose."""
+        return self._stack(lambda p: p.pose_quality, ())
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) x, y, w, h of each person box."""
+        return self._stack(lambda p: p.box, (4,))
+
+    @property
+    def track_ids(self) -> np.ndarray | None:
+        """(N,) each person's track id (PoseTracker); None for a picture that was not tracked."""
+        if not self.tracked:
+            return None
+        return self._stack(lambda p: -1 if p.track_id is None else p.track_id, (), int)
+
+    def _stack(self, field, shape: tuple, dtype=float) -> np.ndarray:
+        if not self.people:
+            return np.zeros((0, *shape), dtype)
+        return np.stack([np.asarray(field(p), dtype).reshape(shape) for p in self.people])
+
+    # --- output ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain JSON types: the file name, frame index and each person's fields (PersonPose.to_dict, the fields
+        of `posecal predict`'s results)."""
+        return {"file_name": self.name, "frame_index": self.frame_index,
+                "people": [p.to_dict() for p in self.people]}
+
+    def to_json(self, **json_args) -> str:
+        """to_dict() as a JSON string (json.dumps arguments pass through: indent=2, ...)."""
+        return json.dumps(self.to_dict(), **json_args)
+
+    def plot(self, show_all: bool = False, radius: bool = False) -> np.ndarray:
+        """The picture with its people drawn (BGR, as `posecal predict --render` draws them; tracked people
+        tagged with their id, as `posecal track --render`)."""
+        from posecal.overlay import render_people
+
+        tags = [f"#{p.track_id}" for p in self.people] if self.tracked else None
+        return render_people(self.image, self.people, show_all=show_all, radius=radius, tags=tags)
+
+    def save(self, path, show_all: bool = False, radius: bool = False) -> Path:
+        """Write plot() to an image file (its suffix picks the format: .png, .jpg, ...), atomically; returns the
+        path. A suffix that is not an image's is one PosecalInputError line (to_json() is the data)."""
+        import cv2
+
+        path = Path(os.fspath(path))
+        suffix = path.suffix.lower()
+        if suffix not in IMAGE_SUFFIXES:
+            raise PosecalInputError(f"{path}: save() writes the overlay as an image ({', '.join(IMAGE_SUFFIXES)}), "
+                                    f"not '{path.suffix}'; for the poses write to_json()")
+        if path.is_dir():
+            raise PosecalInputError(f"{path}: is a folder; save() needs a file name")
+        ok, data = cv2.imencode(suffix, self.plot(show_all, radius))
+        if not ok:
+            raise PosecalInputError(f"{path}: OpenCV could not encode a {suffix} image")
+        try:
+            write_bytes_atomic(path, data.tobytes())
+        except OSError as e:
+            raise PosecalInputError(f"{path}: cannot write ({e.strerror or e})") from None
+        return path
+
+    def show(self, title: str | None = None, wait: int = 0) -> None:
+        """plot() in a window until a key is pressed (wait ms; 0: forever). Where no window can open (no display,
+        or opencv-python-headless, which posecal installs) one PosecalInputError line says so."""
+        import cv2
+
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise PosecalInputError("show(): no display (DISPLAY is not set); use save(path) instead")
+        title = title or self.name
+        try:
+            cv2.imshow(title, self.plot())
+            cv2.waitKey(int(wait))
+            cv2.destroyWindow(title)
+        except cv2.error:
+            raise PosecalInputError("show(): this OpenCV has no GUI (opencv-python-headless); pip install "
+                                    "opencv-python, or use save(path)") from None
