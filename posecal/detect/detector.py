@@ -20,17 +20,18 @@ SHIPPED_DETECTORS = {"default": SsdPersonDetector, "ssd": SsdPersonDetector, "na
 MIN_POSE_QUALITY = 0.3
 
 
-def load_detector(spec: str | None, score_threshold: float | None = None, threads: int = 2):
+def load_detector(spec: str | None, score_threshold: float | None = None, threads: int = 2, device: str = "cpu"):
     """The person detector a user asked for: None, "default" or "ssd" = the shipped SSD (posecal/detect/ssd.py),
     "nanodet" = the shipped NanoDet-m (posecal/detect/nanodet.py), "ssd+nanodet" = both, boxes merged on a common
     score scale (posecal/detect/union.py), "none" = no detector (None: each image is one person box), anything else
     = a YOLOX-style ONNX file. Names are case-blind. score_threshold None = the detector's own default (SSD and
-    YOLOX 0.3, NanoDet nanodet.NANODET_THRESHOLD, ssd+nanodet union.COMMON_SURE on its common scale)."""
+    YOLOX 0.3, NanoDet nanodet.NANODET_THRESHOLD, ssd+nanodet union.COMMON_SURE on its common scale). device: 'cpu'
+    or 'cuda' (onnxruntime's CUDA provider; the CPU, said once, where it cannot run: posecal/devices.py)."""
     name = "default" if spec is None else str(spec).lower()
     if name == "none":
         return None
-    kwargs = {"threads": threads} if score_threshold is None else {"threads": threads,
-                                                                   "score_threshold": score_threshold}
+    kwargs = {"threads": threads, "device": device} | ({} if score_threshold is None else
+                                                       {"score_threshold": score_threshold})
     if name in SHIPPED_DETECTORS:
         return SHIPPED_DETECTORS[name](**kwargs)
     return PersonDetector(spec, **kwargs)

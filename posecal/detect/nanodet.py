@@ -78,9 +78,9 @@ class NanoDetPersonDetector:
     """
 
     def __init__(self, path=NANODET_FILE, score_threshold: float = NANODET_THRESHOLD, nms_threshold: float = 0.6,
-                 threads: int = 2):
+                 threads: int = 2, device: str = "cpu"):
         self.path = Path(path)
-        self.session = open_session(self.path, threads)
+        self.session = open_session(self.path, threads, device)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.centres, self.strides = cell_centres()
         cells = [(INPUT_SIZE // s) ** 2 for s in STRIDES]

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from posecal.devices import check_session, providers
 from posecal.errors import PosecalInputError, require
 
 
@@ -19,8 +20,9 @@ def detector_input(bgr) -> np.ndarray:
     return bgr if bgr.dtype == np.uint8 else np.clip(bgr, 0, 255).astype(np.uint8)
 
 
-def open_session(path: Path, threads: int):
-    """An onnxruntime CPU session for a detector file; a missing or unloadable file is one clear line."""
+def open_session(path: Path, threads: int, device: str = "cpu"):
+    """An onnxruntime session for a detector file, on the CPU or CUDA (posecal/devices.py: the CPU, said once,
+    where CUDA cannot run); a missing or unloadable file is one clear line."""
     ort = require("onnxruntime")
     if not path.is_file():
         raise PosecalInputError(f"{path}: detector model file not found")
@@ -30,11 +32,14 @@ def open_session(path: Path, threads: int):
     # no busy-waiting between calls: on a few cores the spinning threads starve whatever runs next (crops,
     # decode, the other network); posecal track on 2 cores went from 5.5 to 7.7 fps without it
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    where = providers(device)
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=where)
     except Exception as e:  # onnxruntime raises several unrelated types for a bad file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise PosecalInputError(f"{path}: not a loadable ONNX model ({first})") from None
+    check_session(session, where)
+    return session
 
 
 def clip_and_suppress(boxes: np.ndarray, scores: np.ndarray, w: int, h: int, score_threshold: float,

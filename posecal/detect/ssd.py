@@ -88,9 +88,9 @@ class SsdPersonDetector:
     """
 
     def __init__(self, path=SHIPPED_DETECTOR, score_threshold: float = 0.3, nms_threshold: float = 0.45,
-                 threads: int = 2):
+                 threads: int = 2, device: str = "cpu"):
         self.path = Path(path)
-        self.session = open_session(self.path, threads)
+        self.session = open_session(self.path, threads, device)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.anchors = ssd_anchors()
         shapes = [tuple(o.shape) for o in outputs]

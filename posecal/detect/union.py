@@ -79,15 +79,16 @@ class UnionPersonDetector:
     score_threshold is on the common scale: the default COMMON_SURE keeps each detector's boxes at its own working
     threshold; `merge_iou` is the box IoU above which boxes of the two detectors are one person."""
 
-    def __init__(self, score_threshold: float = COMMON_SURE, merge_iou: float = MERGE_IOU, threads: int = 2):
+    def __init__(self, score_threshold: float = COMMON_SURE, merge_iou: float = MERGE_IOU, threads: int = 2,
+                 device: str = "cpu"):
         self.score_threshold, self.merge_iou = float(score_threshold), float(merge_iou)
         self.sures = (SSD_SURE, NANODET_THRESHOLD)
         # each runs at the threshold's image on its own scale; the SSD lowers its own for grey pictures, which
         # is at or below the image of the grey sure score (the merge thresholds the common scores exactly)
         self.detectors = (SsdPersonDetector(score_threshold=from_common(self.score_threshold, SSD_SURE),
-                                            threads=threads),
+                                            threads=threads, device=device),
                           NanoDetPersonDetector(score_threshold=from_common(self.score_threshold, NANODET_THRESHOLD),
-                                                threads=threads))
+                                                threads=threads, device=device))
 
     @property
     def nms_threshold(self) -> float:

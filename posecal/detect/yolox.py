@@ -47,9 +47,10 @@ def decode_yolox(raw: np.ndarray, input_size: int, ratio: float) -> tuple[np.nda
 class PersonDetector:
     """Person boxes from a YOLOX-style ONNX model: letterbox -> onnxruntime -> decode -> threshold -> NMS."""
 
-    def __init__(self, path, score_threshold: float = 0.3, nms_threshold: float = 0.5, threads: int = 2):
+    def __init__(self, path, score_threshold: float = 0.3, nms_threshold: float = 0.5, threads: int = 2,
+                 device: str = "cpu"):
         path = Path(path)
-        self.session = open_session(path, threads)
+        self.session = open_session(path, threads, device)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         in_shape = inputs[0].shape if len(inputs) == 1 else None
         out_shape = outputs[0].shape if outputs else None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.devices import check_session, providers
 from posecal.errors import PosecalInputError
 from posecal.models.config import model_config_from_dict
 
@@ -42,11 +43,10 @@ class OnnxEstimator:
         # no busy-waiting between calls: on a few cores the spinning threads starve whatever runs next (crops,
         # decode, the other network), which slows a video down more than the spin saves
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = [("CUDAExecutionProvider", {"device_id": _cuda_device()}), "CPUExecutionProvider"] \
-            if device == "cuda" else ["CPUExecutionProvider"]
+        where = providers(device, _cuda_device() if device == "cuda" else 0)   # CUDA, or the CPU with one line
         try:
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
-                                                providers=providers)
+                                                providers=where)
             custom = self.session.get_modelmeta().custom_metadata_map
             meta, self.flip_test = json.loads(custom[CONFIG_KEY]), json.loads(custom.get(FLIP_KEY, "false"))
             # The model file's meta as far as inference needs it (read by calibration_from_meta).
@@ -61,6 +61,7 @@ class OnnxEstimator:
             self.config = model_config_from_dict(meta)
         except (TypeError, ValueError) as e:
             raise PosecalInputError(f"{name}: not a posecal ONNX model this version reads ({e})") from None
+        self.device = check_session(self.session, where)   # where it runs: "cuda", or "cpu" (said once)
         self.names = [o.name for o in self.session.get_outputs()]
         if OLD_MOVENET_OUTPUT in self.names:
             raise PosecalInputError(f"{name}: exported by an older posecal (MoveNet's decode outside the graph); "
@@ -92,9 +93,12 @@ def open_onnx_model(path, flip: bool | None, threads: int, device: str = "cpu") 
 
 
 def _cuda_device() -> int:
-    """torch's current GPU when torch is there (under torchrun each rank's own, set by posecal.parallel), else 0."""
-    try:
-        import torch
-    except ImportError:
+    """torch's current GPU when torch is imported already (under torchrun each rank's own, set by
+    posecal.parallel), else 0: the first GPU this process may see (CUDA_VISIBLE_DEVICES, as Ray sets per actor).
+    PyTorch is never imported for this: a GPU run of the shipped graphs needs none."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
         return 0
     return torch.cuda.current_device() if torch.cuda.is_available() else 0

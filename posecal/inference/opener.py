@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+from posecal.devices import check_device
 from posecal.errors import PosecalInputError
 from posecal.export.session import OnnxEstimator, open_onnx_model
 from posecal.models.config import require_coco_keypoints
@@ -44,17 +45,18 @@ def has_torch() -> bool:
 
 
 def check_backend(backend: str | None, device: str = "cpu") -> str:
-    """The backend asked for (None: torch on a GPU, else onnxruntime), refused by name when unknown."""
-    if backend is None:
-        backend = "torch" if device == "cuda" else "onnx"
+    """The backend asked for (None: onnxruntime, on the CPU or on CUDA through its CUDA provider: no PyTorch),
+    refused by name when unknown. The torch backend on 'cuda' needs PyTorch and a GPU it sees (one line if not);
+    the onnx backend on 'cuda' without a usable GPU runs on the CPU with one warning line (posecal/devices.py)."""
+    backend = "onnx" if backend is None else backend
     if backend not in BACKENDS:
         raise PosecalInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if device not in ("cpu", "cuda"):
-        raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not has_torch():
-        raise PosecalInputError("device 'cuda' needs PyTorch, which is not installed: pip install 'posecal[train]'")
-    if device == "cuda" and not _cuda_available():
-        raise PosecalInputError("device 'cuda' asked for, but PyTorch sees no CUDA GPU on this machine")
+    check_device(device)
+    if backend == "torch" and device == "cuda" and not has_torch():
+        raise PosecalInputError("backend 'torch' on device 'cuda' needs PyTorch, which is not installed: pip install "
+                                "'posecal[train]' (the default onnx backend runs on CUDA without it: posecal[gpu])")
+    if backend == "torch" and device == "cuda" and not _cuda_available():
+        raise PosecalInputError("backend 'torch' on device 'cuda', but PyTorch sees no CUDA GPU on this machine")
     return backend
 
 
@@ -111,15 +113,16 @@ def _open_torch_file(model, backend: str, flip: bool | None, threads: int | None
 
 
 def _require_torch_for(model) -> None:
-    """One line where a model needs PyTorch that this installation lacks: a shipped model not installed here is
-    said by name; a .pt file needs the `train` extra."""
+    """One line where a model needs PyTorch or a PyTorch file that this installation lacks: a shipped model whose
+    .pt is not here (a wheel carries graphs only) is said by name, PyTorch installed or not; a .pt file needs the
+    `train` extra."""
     name = shipped_name(model)
-    if has_torch():
-        return
     if name is not None and not SHIPPED_MODELS[name].is_file():
         raise PosecalInputError(f"model {name!r}: its PyTorch form is not in this installation (the wheel carries "
-                                f"ONNX graphs); use the onnx backend, or install posecal from its source tree "
-                                f"with the train extra")
+                                f"ONNX graphs); use the onnx backend (the default, on the CPU or --device cuda), or "
+                                f"install posecal from its source tree with the train extra")
+    if has_torch():
+        return
     raise PosecalInputError(f"{model_file(model)}: a PyTorch model file, which needs PyTorch: pip install 'posecal[train]' "
                             f"(or run its ONNX export, `posecal export`, made where PyTorch is)")
 

@@ -46,9 +46,10 @@ class Predictor:
 
     model_path: a shipped model's name (accurate, the default; published; fast: `posecal models`), a posecal
     model file or an .onnx file written by `posecal export` (which carries its flip setting: flip=None follows
-    it). backend=None is the CLI's: onnxruntime on the CPU (a model file is exported once and kept in the
-    user's cache folder, posecal/export/cache.py), PyTorch on device="cuda"; an .onnx file runs in onnxruntime
-    whatever `backend` says. threads (default: the machine's cores) apply to this Predictor's own sessions, not
+    it). backend=None is the CLI's: onnxruntime (a model file is exported once and kept in the user's cache
+    folder, posecal/export/cache.py), on the CPU or, device="cuda", on onnxruntime's CUDA provider (the `gpu`
+    extra; no PyTorch; the CPU with one warning where CUDA cannot run); backend="torch" runs a .pt in PyTorch; an
+    .onnx file runs in onnxruntime whatever `backend` says. threads (default: the machine's cores) apply to this Predictor's own sessions, not
     to the process. flip=None means flip test on. calibrated=False returns the quality heads' raw outputs
     instead of those mapped by the calibration stored with the model (when it has one).
 
@@ -91,7 +92,7 @@ class Predictor:
             from posecal.detect.detector import load_detector
 
             threshold, rule = detection_setup(detector, detector_threshold, bool(self.config.quality_heads), rule)
-            self.detector = load_detector(str(detector), threshold, threads=threads)
+            self.detector = load_detector(str(detector), threshold, threads=threads, device=device)
             if second_look and self.detector is not None:
                 from posecal.detect.tiles import SecondLook
 

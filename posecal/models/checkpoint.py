@@ -15,7 +15,8 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 from posecal.models.estimator import STRIDE32_BACKBONES, TopDownEstimator, build_estimator
 from posecal.models.trust.network import check_trust_input
-from posecal.models.shipped import SHIPPED_GRAPHS, SHIPPED_MODELS, WEIGHTS_DIR, missing_model_message, model_file  # noqa: F401
+from posecal.models.shipped import (DEFAULT_MODEL_NAME, SHIPPED_GRAPHS, SHIPPED_MODELS, WEIGHTS_DIR,  # noqa: F401
+                                    missing_model_message, model_file)
 
 def atomic_save(obj, path) -> None:
     write_atomic(path, lambda f: torch.save(obj, f))
@@ -240,6 +241,7 @@ def load_model(path=None, device: str = "cpu") -> tuple[TopDownEstimator, ModelC
     """Load a model file (best_model.pt or a packed file), a training run's checkpoint (`last.pt`), or a shipped
     model by name (model_file); the shipped default model when path is None. An exported .onnx file gets one
     line saying which file to give instead (it runs through posecal/inference/opener.py)."""
+    path = DEFAULT_MODEL_NAME if path is None else path   # said by its name, never as 'None'
     if str(path) in SHIPPED_MODELS and not SHIPPED_MODELS[str(path)].is_file():
         raise PosecalInputError(f"model {path!r}: its PyTorch file is not in this installation (the shipped models' "
                                 f".pt files are in posecal's source tree; a wheel carries graphs of "

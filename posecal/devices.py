@@ -1,0 +1,59 @@
+"""Where an ONNX graph runs: onnxruntime's execution providers for a device, the one rule for the pose graphs
+(posecal/export/session.py) and the person detectors (posecal/detect/runtime.py).
+
+device="cuda" asks for onnxruntime's CUDAExecutionProvider (the `gpu` extra: onnxruntime-gpu), with no PyTorch.
+Where it cannot be had (a CPU-only onnxruntime, no GPU or no CUDA libraries) the graph runs on the CPU and one
+warning line says why, once per process and reason: a run on a machine without a GPU still gives its results.
+"""
+from __future__ import annotations
+
+import warnings
+
+from posecal.errors import PosecalInputError
+
+DEVICES = ("cpu", "cuda")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+GPU_INSTALL = ("pip install 'posecal[gpu]' (onnxruntime-gpu; uninstall the plain onnxruntime first, the two share "
+               "one module)")
+_warned: set[str] = set()
+
+
+def check_device(device: str) -> str:
+    """The device asked for, refused in one line when it is neither 'cpu' nor 'cuda'."""
+    if device not in DEVICES:
+        raise PosecalInputError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return device
+
+
+def providers(device: str, device_id: int = 0) -> list:
+    """onnxruntime's providers for `device`: the CPU's alone, or CUDA's then the CPU's (for the few operators
+    CUDA lacks). A CUDA device on an onnxruntime without the CUDA provider: the CPU's, with the warning."""
+    if check_device(device) == "cpu":
+        return [CPU]
+    import onnxruntime as ort   # a core dependency
+
+    if CUDA not in ort.get_available_providers():
+        fall_back(f"this onnxruntime has no CUDA provider (it has {', '.join(ort.get_available_providers())}): "
+                  f"{GPU_INSTALL}")
+        return [CPU]
+    return [(CUDA, {"device_id": device_id}), CPU]
+
+
+def check_session(session, asked: list) -> str:
+    """The device a session opened with the providers `asked` (providers()) really runs on: onnxruntime drops a
+    CUDA provider it cannot load (no GPU, no driver, CUDA or cuDNN libraries missing) without an error, so that
+    is said here, once."""
+    wanted = any((p[0] if isinstance(p, tuple) else p) == CUDA for p in asked)
+    if wanted and CUDA not in session.get_providers():
+        fall_back("onnxruntime could not start its CUDA provider (no GPU, no driver, or CUDA/cuDNN libraries "
+                  "missing: see onnxruntime's CUDA requirements)")
+        return "cpu"
+    return "cuda" if wanted else "cpu"
+
+
+def fall_back(reason: str) -> None:
+    """One warning line: device 'cuda' runs on the CPU, and why (said once per process and reason)."""
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(f"device 'cuda': running on the CPU instead: {reason}", stacklevel=3)

@@ -1,0 +1,145 @@
+"""device="cuda" on onnxruntime (posecal/devices.py): the shipped graphs on the CUDA provider with no PyTorch, the
+CPU with one warning line where CUDA cannot run, and the torch backend of a shipped name refused in one line where
+its .pt is not installed. The GPU test skips without a GPU; the rest run on any CPU."""
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import STANDING, cli_error, run_cli
+from posecal import devices
+from posecal.errors import PosecalInputError
+from posecal.inference.opener import check_backend, open_model
+from posecal.models import shipped
+
+HAS_CUDA = devices.CUDA in ort.get_available_providers()
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """Each test sees the fallback said anew (it is said once per process and reason)."""
+    monkeypatch.setattr(devices, "_warned", set())
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """onnxruntime as a CPU-only install reports itself, whatever this machine has."""
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [devices.CPU])
+
+
+def figure(path) -> str:
+    img = np.full((160, 120, 3), 40, np.uint8)
+    for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12)):
+        cv2.line(img, tuple(int(v) for v in STANDING[a]), tuple(int(v) for v in STANDING[b]), (200, 180, 160), 3)
+    cv2.imwrite(str(path), img)
+    return str(path)
+
+
+def test_cpu_is_the_cpu_provider_alone():
+    assert devices.providers("cpu") == [devices.CPU]
+    with pytest.raises(PosecalInputError, match="device must be 'cpu' or 'cuda', got 'tpu'"):
+        devices.providers("tpu")
+
+
+def test_cuda_without_its_provider_falls_back_with_one_warning(no_cuda):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert devices.providers("cuda") == [devices.CPU]
+        assert devices.providers("cuda") == [devices.CPU]   # said once per process and reason
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("device 'cuda': running on the CPU instead: this onnxruntime has no CUDA provider")
+    assert "posecal[gpu]" in message and "\n" not in message
+
+
+def test_cuda_defaults_to_onnxruntime_without_torch():
+    """device='cuda' no longer forces the torch backend (it used to, and failed from a wheel)."""
+    assert check_backend(None, "cuda") == "onnx"
+    assert check_backend("onnx", "cuda") == "onnx"
+    with pytest.raises(PosecalInputError, match="device must be 'cpu' or 'cuda'"):
+        check_backend(None, "gpu")
+
+
+def test_shipped_graph_on_cuda_falls_back_and_poses_as_on_the_cpu(no_cuda, tmp_path):
+    """The shipped `fast` graph asked for on CUDA where there is none: the CPU, one warning, the same poses."""
+    from posecal.inference.predictor import Predictor
+
+    img = cv2.imread(figure(tmp_path / "a.png"))
+    cpu = Predictor("fast", detector=None, min_pose_quality=0, threads=1)(img)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gpu = Predictor("fast", device="cuda", detector=None, min_pose_quality=0, threads=1)
+        again = Predictor("fast", device="cuda", detector=None, min_pose_quality=0, threads=1)
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith("device 'cuda': running on the CPU instead: this onnxruntime has no CUDA")
+    assert gpu.estimator.runner.device == again.estimator.runner.device == "cpu"
+    got = gpu(img)
+    assert len(got) == len(cpu) == 1
+    np.testing.assert_allclose(got.keypoints, cpu.keypoints, atol=1e-4)
+    np.testing.assert_allclose(got.pose_quality, cpu.pose_quality, atol=1e-5)
+
+
+def test_cli_device_cuda_without_a_gpu_is_one_warning_line(tmp_path, capsys, no_cuda):
+    """`posecal predict --device cuda` (detector and pose graph both asked on CUDA) on a CPU-only onnxruntime:
+    results written, and the fallback said once, in posecal's one-line form (the CLI's warning format)."""
+    from posecal.cli.main import one_line_warning
+
+    out = tmp_path / "poses.json"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, _, _ = run_cli(capsys, "predict", figure(tmp_path / "a.png"), "--device", "cuda", "--model", "fast",
+                           "--out", out, "--no-progress", "--threads", "1")
+    assert rc == 0 and out.is_file()
+    fallback = [w for w in caught if "device 'cuda'" in str(w.message)]
+    assert len(fallback) == 1
+    line = one_line_warning(fallback[0].message, fallback[0].category, fallback[0].filename, fallback[0].lineno)
+    assert line.startswith("posecal: device 'cuda': running on the CPU instead: ") and line.count("\n") == 1
+
+
+def test_torch_backend_of_a_shipped_name_without_its_pt_is_one_line(monkeypatch, tmp_path, capsys):
+    """A wheel carries graphs only: backend='torch' with a shipped name (or the default, None) says so by name,
+    never "model 'None'" (the message issue 55 found)."""
+    monkeypatch.setitem(shipped.SHIPPED_MODELS, "accurate", tmp_path / "absent.pt")
+    monkeypatch.setitem(shipped.SHIPPED_MODELS, "fast", tmp_path / "absent_fast.pt")
+    for model in (None, "accurate", "fast"):
+        with pytest.raises(PosecalInputError) as e:
+            open_model(model, backend="torch")
+        name = model or "accurate"
+        assert str(e.value).startswith(f"model {name!r}: its PyTorch form is not in this installation")
+        assert "None" not in str(e.value)
+    line = cli_error(capsys, "predict", figure(tmp_path / "a.png"), "--backend", "torch", "--model", "fast",
+                     "--out", tmp_path / "p.json", "--no-progress")
+    assert line.startswith("model 'fast': its PyTorch form is not in this installation")
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_load_model_of_the_default_names_it(monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    from posecal.models.checkpoint import load_model
+
+    monkeypatch.setitem(shipped.SHIPPED_MODELS, "accurate", tmp_path / "absent.pt")
+    with pytest.raises(PosecalInputError, match=r"^model 'accurate': its PyTorch file is not in this installation"):
+        load_model(None)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="onnxruntime has no CUDA provider here (pip install 'posecal[gpu]')")
+def test_shipped_graph_runs_on_cuda_without_torch(tmp_path):
+    """With a GPU: the shipped graphs and the detector on the CUDA provider, no warning, and the poses the
+    CPU gives (float tolerance: cuDNN's convolutions are not the CPU's)."""
+    from posecal.inference.predictor import Predictor
+
+    img = cv2.imread(figure(tmp_path / "a.png"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gpu = Predictor("accurate", device="cuda", detector=None, min_pose_quality=0)
+    if gpu.estimator.runner.device != "cuda":
+        pytest.skip("onnxruntime-gpu is installed but could not start CUDA here")
+    cpu = Predictor("accurate", detector=None, min_pose_quality=0)
+    got, want = gpu(img), cpu(img)
+    assert len(got) == len(want)
+    np.testing.assert_allclose(got.keypoints, want.keypoints, atol=0.5)
+    np.testing.assert_allclose(got.pose_quality, want.pose_quality, atol=0.02)
