@@ -226,8 +226,17 @@ def _cmd_predict(args) -> None:
     from posecal.predict.job import PredictConfig, run_predict
     from posecal.records import STDOUT, stdout_reserved
 
+    run = run_predict
+    if args.engine == "ray":   # posecal/predict/ray_engine.py: Ray Data actors, shards, one merged results file
+        from functools import partial
+
+        from posecal.predict.ray_engine import RayConfig, run_predict_ray
+
+        run = partial(run_predict_ray, ray_cfg=RayConfig(address=args.address, workers=args.workers))
+    elif args.address or args.workers:
+        raise PosecalInputError("--address and --workers are --engine ray's options")
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
-        s = run_predict(PredictConfig(
+        s = run(PredictConfig(
             inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
             detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
             min_pose_quality=args.min_pose_quality,
@@ -402,7 +411,7 @@ def _flip_option(p, default: bool | None) -> None:
 
 
 def _backend_option(p, default: str | None = "onnx") -> None:
-    note = "onnx, torch with --device cuda" if default is None else default
+    note = "onnx, on the CPU or CUDA" if default is None else default
     p.add_argument("--backend", choices=("torch", "onnx"), default=default, help=f"{BACKEND_HELP} (default: {note})")
 
 
@@ -459,8 +468,19 @@ def _add_predict(sub) -> None:
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
     _batch_option(p, 16)
+    p.add_argument("--engine", choices=("process", "ray"), default="process",
+                   help="process: this process (or torchrun's ranks); ray: Ray Data actors, each holding the model, "
+                        "on a local Ray or the cluster at --address, results kept in shards as they come (a run "
+                        "started again resumes) then written as one file; needs pip install 'posecal[ray]' "
+                        "(default: process)")
+    p.add_argument("--address", help="--engine ray: the Ray cluster to run on, e.g. ray://head:10001 or auto "
+                                     "(default: a local Ray started for the run)")
+    p.add_argument("--workers", type=POSITIVE_INT,
+                   help="--engine ray: actors, each with its own model (default: one per CPU Ray sees)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where the pose network runs (default: cpu)")
+                   help="where the pose network and the detector run: cuda = onnxruntime's CUDA provider (pip "
+                        "install 'posecal[gpu]'; no PyTorch), the CPU with one warning line where it cannot run "
+                        "(default: cpu)")
     _backend_option(p, None)
     _model_option(p)
     _flip_option(p, None)

@@ -90,17 +90,8 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         say(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
-    # the one pipeline (posecal/inference/pipeline.py): a boxes file's boxes are given, else the detector's
-    predictor = Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
-                          backend=cfg.backend, threads=cfg.threads,
-                          detector=None if box_file else (cfg.detector or "default"),
-                          detector_threshold=cfg.detector_threshold, orientations=cfg.orientations,
-                          rule=PersonRule(cfg.nms, cfg.nms_threshold, cfg.min_pose_quality))
-    pipeline = predictor.pipeline
-    heads = bool(predictor.config.quality_heads)
-    mode = cfg.score_mode or ("oks" if heads else "heatmap")
-    if mode not in ("heatmap", "mmpose") and not heads:
-        raise PosecalInputError(f"score mode '{mode}' needs a model with quality heads")
+    predictor = open_predictor(cfg, box_file)
+    pipeline, mode = predictor.pipeline, score_mode_of(cfg, predictor)
 
     stream = None
     if is_stream(cfg.out):   # --out - / .jsonl: a record per frame, as made
@@ -118,10 +109,9 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     n_problems = len(problems) if ranks.is_main else 0
 
     def flush():
-        people = pipeline.people([(f.bgr, b, s, source) for f, _, b, s, source in pending], mode)
-        for (frame, key, boxes, _, source), persons in zip(pending, people):
-            if source == DETECTOR and not persons:   # boxes, but none the person rule took for somebody
-                log(f"{frame.name}: {none_kept(len(boxes), cfg.min_pose_quality)}")
+        people = frames_people(pipeline, [(f, b, s, source) for f, _, b, s, source in pending], mode,
+                               cfg.min_pose_quality, log)
+        for (frame, key, _, _, _), persons in zip(pending, people):
             entries = result_entries(frame, persons, 0, mode)
             if stream is not None:
                 stream(frame, entries)
@@ -182,6 +172,36 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         write_json_atomic(results, cfg.out, indent=None)
     return PredictSummary(len(frames_read), len(results), sum(share[3] for share in shares), time.time() - t0,
                           kept_people)
+
+
+def open_predictor(cfg: PredictConfig, box_file: BoxFile | None) -> Predictor:
+    """A predict run's one pipeline (posecal/inference/pipeline.py): a boxes file's boxes are given, else the
+    detector's. The single process and each Ray actor (posecal/predict/batches.py) open it alike."""
+    return Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
+                     backend=cfg.backend, threads=cfg.threads,
+                     detector=None if box_file else (cfg.detector or "default"),
+                     detector_threshold=cfg.detector_threshold, orientations=cfg.orientations,
+                     rule=PersonRule(cfg.nms, cfg.nms_threshold, cfg.min_pose_quality))
+
+
+def score_mode_of(cfg: PredictConfig, predictor: Predictor) -> str:
+    """The results' score (default: pose quality with quality heads, else the heatmap's); one line for a mode the
+    model cannot give."""
+    heads = bool(predictor.config.quality_heads)
+    mode = cfg.score_mode or ("oks" if heads else "heatmap")
+    if mode not in ("heatmap", "mmpose") and not heads:
+        raise PosecalInputError(f"score mode '{mode}' needs a model with quality heads")
+    return mode
+
+
+def frames_people(pipeline: PosePipeline, pending: list[tuple], mode: str, min_pose_quality: float, log) -> list:
+    """[(frame, boxes, scores, source), ...] -> each frame's people, estimated in one batch; a frame whose
+    detector boxes the person rule all dropped is said in one line (none_kept)."""
+    people = pipeline.people([(f.bgr, b, s, source) for f, b, s, source in pending], mode)
+    for (frame, boxes, _, source), persons in zip(pending, people):
+        if source == DETECTOR and not persons:   # boxes, but none the person rule took for somebody
+            log(f"{frame.name}: {none_kept(len(boxes), min_pose_quality)}")
+    return people
 
 
 def _with_image_ids(shares, frames_read, image_ids: dict[str, int]) -> list[dict]:

@@ -1,0 +1,289 @@
+"""`posecal predict --engine ray` (posecal/predict/ray_engine.py), its map_batches class (posecal/predict/batches.py)
+and the shard store under it (posecal/parallel/shards.py).
+
+The shard store, PoseBatches and the refusals run without Ray. The runs through Ray share one local Ray started
+with 2 CPUs (the machine CI has), and are slow (Ray starts in 5-20 s): the same results as one process, a worker
+killed mid-run, a run that stops and is started again, one bad picture among good ones. They skip without Ray."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import COCO_CROPS, STANDING, cli_error, write_walking_video
+from posecal.errors import PosecalInputError
+from posecal.parallel.shards import ShardStore, plan, shard_folder
+
+try:
+    import ray  # noqa: F401
+    import ray.data  # noqa: F401
+    HAS_RAY = True
+except ImportError:
+    HAS_RAY = False
+needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray Data not installed (pip install 'posecal[ray]')")
+# the fast model on whole pictures, every pose kept: each stick figure is one person (the detector finds none)
+SETTINGS = {"model": "fast", "threads": 1, "detector": "none", "min_pose_quality": 0.0}
+
+
+def figures(folder: Path, n: int, bad: bool = True) -> Path:
+    """n stick-figure pictures (each a little moved) and, with bad, a file that is no picture."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = np.full((160, 120, 3), 40 + 5 * i, np.uint8)
+        kp = STANDING + [i - n / 2, 0]
+        for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12)):
+            cv2.line(img, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), (200, 180, 160), 3)
+        cv2.imwrite(str(folder / f"fig_{i:02d}.png"), img)
+    if bad:
+        (folder / "fig_bad.jpg").write_text("not a picture")
+    return folder
+
+
+def same_results(a: list[dict], b: list[dict]) -> None:
+    """The same persons (image, file, count) and keypoints and trust numbers within float tolerance."""
+    assert len(a) > 0
+    assert [(e["image_id"], e["file_name"]) for e in a] == [(e["image_id"], e["file_name"]) for e in b]
+    for x, y in zip(a, b):
+        assert set(x) == set(y)
+        np.testing.assert_allclose(x["keypoints"], y["keypoints"], atol=1e-3)
+        np.testing.assert_allclose(x["score"], y["score"], atol=1e-5)
+        np.testing.assert_allclose(x["keypoint_quality"], y["keypoint_quality"], atol=1e-5)
+
+
+# ---- the shard store: no Ray ----
+
+def test_plan_cuts_every_item_into_exactly_one_shard():
+    shards = plan(10, 4)
+    assert [list(s) for s in shards] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert plan(0, 4) == []
+    with pytest.raises(ValueError):
+        plan(3, 0)
+
+
+def test_shards_are_whole_resumable_and_refuse_another_run(tmp_path):
+    folder = shard_folder(tmp_path / "poses.json")
+    assert folder == tmp_path / ".poses.json.shards"
+    store = ShardStore(folder, {"inputs": ["a", "b"], "n": (1, 2)})
+    assert store.done() == set()
+    store.write(1, [{"index": 2, "records": []}, {"index": 3, "records": [{"x": 1}]}])
+    assert not list(folder.glob("*.tmp")) and store.done() == {1}
+    again = ShardStore(folder, {"inputs": ["a", "b"], "n": [1, 2]})   # the same run started again
+    assert again.done() == {1} and again.read(1)[1] == {"index": 3, "records": [{"x": 1}]}
+    with pytest.raises(PosecalInputError, match="shard missing; run again"):
+        list(again.records(2))
+    with pytest.raises(PosecalInputError, match="holds the shards of another run"):
+        ShardStore(folder, {"inputs": ["a", "c"]})
+    again.remove()
+    assert not folder.exists()
+
+
+# ---- the map_batches class: no Ray ----
+
+def test_pose_batches_gives_what_one_process_gives(tmp_path):
+    """PoseBatches on a batch of paths (one of them no picture) and on RGB arrays: the records of
+    `posecal predict`'s results, the bad file one problem record, the others posed."""
+    from posecal.predict.batches import POSES, PoseBatches
+
+    folder = figures(tmp_path / "in", 3)
+    out = tmp_path / "one.json"
+    assert run_cli_quiet(folder, out) == 0
+    want = json.loads(out.read_text())
+    paths = sorted(str(p) for p in folder.iterdir())
+    poser = PoseBatches(**SETTINGS)
+    got = poser({"path": np.array(paths, dtype=object), "index": np.arange(len(paths))})
+    assert list(got["index"]) == list(range(len(paths)))
+    records = [json.loads(text) for text in got[POSES]]
+    bad = [r for rs in records for r in rs if "problem" in r]
+    assert len(bad) == 1 and bad[0]["name"] == "fig_bad.jpg" and "cannot decode" in bad[0]["problem"]
+    entries = [e | {"image_id": i + 1} for i, rs in enumerate(records[:3]) for r in rs for e in r["entries"]]
+    same_results(entries, want)
+    rgb = [cv2.imread(p)[..., ::-1] for p in paths[:3]]
+    arrays = poser({"image": np.array(rgb + [np.zeros((4, 4), np.uint8)], dtype=object),
+                    "name": np.array(["fig_00.png", "fig_01.png", "fig_02.png", "flat"], dtype=object)})
+    assert "image" not in arrays
+    from_arrays = [json.loads(text) for text in arrays[POSES]]
+    assert "expected an (H, W, 3) picture" in from_arrays[3][0]["problem"]
+    same_results([e | {"image_id": i + 1} for i, rs in enumerate(from_arrays[:3]) for r in rs for e in r["entries"]],
+                 want)
+
+
+def test_pose_batches_refuses_an_unknown_setting():
+    from posecal.predict.batches import PoseBatches
+
+    with pytest.raises(PosecalInputError, match="unknown setting.*colour"):
+        PoseBatches(model="fast", colour=True)
+
+
+def run_cli_quiet(folder: Path, out: Path, *args) -> int:
+    """`posecal predict FOLDER` in one process, as the Ray runs are set (model fast, 1 thread): its exit code."""
+    from posecal.cli.main import main
+
+    return main(["predict", str(folder), "--model", "fast", "--threads", "1", "--out", str(out), "--no-progress",
+                 "--detector", "none", "--min-pose-quality", "0", *map(str, args)])
+
+
+# ---- refusals: no Ray needed ----
+
+def test_engine_ray_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)   # import ray -> ImportError, as where it is not installed
+    line = cli_error(capsys, "predict", figures(tmp_path / "in", 1, bad=False), "--engine", "ray",
+                     "--out", tmp_path / "p.json", "--model", "fast")
+    assert line == "--engine ray needs Ray Data (ray is not installed): pip install 'posecal[ray]'"
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_ray_options_belong_to_the_ray_engine(tmp_path, capsys):
+    line = cli_error(capsys, "predict", figures(tmp_path / "in", 1, bad=False), "--workers", "2",
+                     "--out", tmp_path / "p.json")
+    assert line == "--address and --workers are --engine ray's options"
+
+
+@needs_ray
+def test_render_and_stdout_stay_in_one_process(tmp_path, capsys):
+    folder = figures(tmp_path / "in", 1, bad=False)
+    assert "--render is drawn by one process" in cli_error(capsys, "predict", folder, "--engine", "ray", "--render",
+                                                            tmp_path / "r", "--out", tmp_path / "p.json")
+    assert "--out - streams from one process" in cli_error(capsys, "predict", folder, "--engine", "ray",
+                                                            "--out", "-")
+
+
+# ---- through Ray: slow ----
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with 2 CPUs for the module's runs (the engine uses a Ray already started, and leaves it)."""
+    if not HAS_RAY:
+        pytest.skip("Ray Data not installed")
+    import logging
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def ray_predict(inputs, out: Path, poser=None, workers: int = 2, shard_files: int = 2, **settings):
+    from posecal.predict.job import PredictConfig
+    from posecal.predict.ray_engine import RayConfig, run_predict_ray
+
+    cfg = PredictConfig(inputs=[str(p) for p in inputs], out=str(out), progress=False, **(SETTINGS | settings))
+    lines = []
+    summary = run_predict_ray(cfg, RayConfig(workers=workers, shard_files=shard_files),
+                              **({"poser": poser} if poser else {}), log=lines.append)
+    return summary, lines
+
+
+@pytest.mark.slow
+def test_ray_gives_what_one_process_gives_and_says_the_bad_picture(tmp_path, local_ray, capsys):
+    folder = figures(tmp_path / "in", 5)
+    one = tmp_path / "one.json"
+    assert run_cli_quiet(folder, one) == 0
+    capsys.readouterr()
+    summary, lines = ray_predict([folder], tmp_path / "ray.json")
+    same_results(json.loads((tmp_path / "ray.json").read_text()), json.loads(one.read_text()))
+    assert summary.frames == 5 and summary.problems == 1
+    assert [line for line in lines if "fig_bad.jpg" in line] == [f"{folder / 'fig_bad.jpg'}: cannot decode image "
+                                                                "(corrupt, unsupported format, or over OpenCV's "
+                                                                "1,073,741,824-pixel limit)"]
+    assert not shard_folder(tmp_path / "ray.json").exists()   # merged, then removed
+    # JSON Lines: the records one process streams
+    assert run_cli_quiet(folder, tmp_path / "one.jsonl") == 0
+    ray_predict([folder], tmp_path / "ray.jsonl")
+    want = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    got = [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()]
+    assert [(r["frame"], r["file_name"]) for r in got] == [(r["frame"], r["file_name"]) for r in want]
+    same_results([p for r in got for p in r["people"]], [p for r in want for p in r["people"]])
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path, local_ray):
+    """An actor's process is killed (SIGKILL, in the middle of a batch) once: Ray starts another and retries the
+    batch, and the results hold every picture exactly once, as one process gives them."""
+    from posecal.predict.batches import PoseBatches
+
+    class DiesOnce(PoseBatches):
+        marker = str(tmp_path / "killed")
+
+        def __call__(self, batch):
+            import os
+            import signal
+
+            if not os.path.exists(self.marker):
+                Path(self.marker).write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().__call__(batch)
+
+    folder = figures(tmp_path / "in", 8, bad=False)
+    one = tmp_path / "one.json"
+    assert run_cli_quiet(folder, one) == 0
+    summary, _ = ray_predict([folder], tmp_path / "ray.json", poser=DiesOnce)
+    assert (tmp_path / "killed").is_file()   # a worker did die
+    got = json.loads((tmp_path / "ray.json").read_text())
+    assert summary.frames == 8 and sorted({e["file_name"] for e in got}) == [f"fig_{i:02d}.png" for i in range(8)]
+    same_results(got, json.loads(one.read_text()))
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_from_its_finished_shards(tmp_path, local_ray):
+    """A run that fails on one picture keeps the shards it finished; started again (the picture mended), it poses
+    only the files of the shards not yet written, and the merged results are one process's."""
+    from posecal.predict.batches import PoseBatches
+
+    seen = tmp_path / "seen.txt"
+
+    class Fails(PoseBatches):
+        def __call__(self, batch):
+            if any(Path(str(p)).name == "fig_05.png" for p in batch["path"]):
+                import time
+
+                time.sleep(2)   # the one actor's earlier batch (files 0-3) is in the driver's shards by then
+                raise PosecalInputError("fig_05.png: refused for the test")
+            return super().__call__(batch)
+
+    class Counts(PoseBatches):
+        log = str(seen)
+
+        def __call__(self, batch):
+            with open(self.log, "a") as f:
+                f.writelines(f"{Path(str(p)).name}\n" for p in batch["path"])
+            return super().__call__(batch)
+
+    folder = figures(tmp_path / "in", 8, bad=False)
+    out = tmp_path / "ray.json"
+    with pytest.raises(PosecalInputError, match="fig_05.png: refused for the test"):
+        ray_predict([folder], out, poser=Fails, workers=1, shard_files=2)
+    store = shard_folder(out)
+    finished = {int(p.stem.split("_")[1]) for p in store.glob("shard_*.jsonl")}
+    assert not out.exists() and finished == {0, 1}   # fig_05 is in shard 2 (files 4, 5): it and shard 3 not done
+    summary, lines = ray_predict([folder], out, poser=Counts, workers=1, shard_files=2)
+    redone = set(seen.read_text().split())
+    assert redone == {f"fig_{i:02d}.png" for s in set(range(4)) - finished for i in (2 * s, 2 * s + 1)}
+    assert f"resuming: 2 of 4 shard(s) already done in {store}" in lines
+    one = tmp_path / "one.json"
+    assert run_cli_quiet(folder, one) == 0 and summary.frames == 8
+    same_results(json.loads(out.read_text()), json.loads(one.read_text()))
+    assert not store.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")
+def test_ray_and_one_process_agree_on_real_photos_and_a_clip(tmp_path, local_ray):
+    """The default model and detector on real photographs and a video clip: the same persons and keypoints."""
+    photos = sorted((COCO_CROPS / "images").iterdir())[:6]
+    clip = tmp_path / "clip.avi"
+    write_walking_video(clip, frames=4)
+    inputs = [*photos, clip]
+    one = tmp_path / "one.json"
+    from posecal.cli.main import main
+
+    assert main(["predict", *map(str, inputs), "--out", str(one), "--no-progress", "--threads", "1"]) == 0
+    summary, _ = ray_predict(inputs, tmp_path / "ray.json", model=None, detector=None, min_pose_quality=0.3)
+    want = json.loads(one.read_text())
+    assert summary.persons == len(want) > 0
+    same_results(json.loads((tmp_path / "ray.json").read_text()), want)
