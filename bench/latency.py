@@ -14,6 +14,12 @@ Usage: python bench/latency.py [--model CKPT | --backbone efficientnet_lite1 --i
        python bench/latency.py --onnx fp32.onnx int8.onnx [--n 100] [--threads 2] [--cpu-time] [--rounds 1]
 --rounds R: the --onnx files timed in turn, R times (a model against another in one run, alternated so that the
 machine's drift falls on both alike).
+--shipped NAME ...: with or instead of --onnx, a shipped model's two packaged graphs (flip test in the graph, and
+without), as `posecal predict` runs them.
+--peer FILE.tflite: a MoveNet SinglePose .tflite (e.g. ../shared/models/movenet_singlepose_lightning_int8.tflite,
+the `movenet` extra) timed in the same rounds on the same persons (its own uint8 square crops, batch 1, same
+threads; set_tensor + invoke + get_tensor), and each graph's time printed as a multiple of it (issue 55's
+per-crop yardstick): python bench/latency.py --shipped accurate fast --peer ../shared/models/movenet_singlepose_lightning_int8.tflite --rounds 3
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
 from posecal.export.onnx import OutputTuple, onnx_bytes
 from posecal.export.session import OnnxEstimator
+from posecal.models.shipped import shipped_graph
 
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 
@@ -61,11 +68,19 @@ def main() -> None:
                          "the machine runs (with more threads it also counts their spin-waits)")
     ap.add_argument("--onnx", nargs="+", metavar="FILE", help="time these exported .onnx files only")
     ap.add_argument("--rounds", type=int, default=1, help="with --onnx: time the files in turn this many times")
+    ap.add_argument("--shipped", nargs="+", metavar="NAME", help="time these shipped models' packaged graphs "
+                    "(flip and no flip), as --onnx does")
+    ap.add_argument("--peer", metavar="FILE.tflite", help="with --onnx/--shipped: a MoveNet .tflite timed in the "
+                    "same rounds, each graph's time also given as a multiple of it")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
-    if args.onnx:
-        onnx_latency(args.onnx, args.n, args.threads, clock, args.rounds)
+    if args.onnx or args.shipped:
+        files = list(args.onnx or []) + [str(shipped_graph(name, flip)) for name in args.shipped or []
+                                         for flip in (True, False)]
+        onnx_latency(files, args.n, args.threads, clock, args.rounds, args.peer)
         return
+    if args.peer:
+        ap.error("--peer is timed beside --onnx or --shipped graphs")
     torch.set_num_threads(args.threads)
     untrained = args.backbone is not None or args.input_wh is not None or args.quality_heads
     if untrained and args.model:
@@ -112,9 +127,10 @@ def main() -> None:
     print(f"crop + ONNX Runtime flip-test forward + the model's decode ({default_decode(cfg)}): {full:6.2f} ms/crop")
 
 
-def onnx_latency(files, n: int, threads: int, clock, rounds: int = 1) -> None:
+def onnx_latency(files, n: int, threads: int, clock, rounds: int = 1, peer: str | None = None) -> None:
     """Batch-1 ONNX Runtime forward of exported posecal files, median over the first n val crops; the files in
-    turn, `rounds` times."""
+    turn, `rounds` times, with a MoveNet .tflite peer (when given) timed in the same turns and each file's time
+    as a multiple of the peer's in that round."""
     records = load_coco_persons(CROPS / "annotations" / "val.json", CROPS / "images")[:n]
     print(f"{threads} thread(s), batch 1, median {'CPU' if clock is time.process_time else 'wall'} time over "
           f"{len(records)} real val crops, {rounds} round(s)")
@@ -123,11 +139,42 @@ def onnx_latency(files, n: int, threads: int, clock, rounds: int = 1) -> None:
     for path, model in models.items():
         ds = TopDownDataset(records, model.config.input_wh)
         crops[path] = [ds[i]["image"][None].numpy() for i in range(len(ds))]
+    tflite = TflitePeer(peer, records, threads) if peer else None
     for r in range(rounds):
+        peer_ms = median_ms(tflite.run, tflite.inputs, clock=clock) if tflite else None
+        if tflite:
+            print(f"round {r + 1}: {peer}: {peer_ms:6.2f} ms/crop (the yardstick)")
         for path, model in models.items():
             ms = median_ms(model.run, crops[path], clock=clock)
-            print(f"round {r + 1}: {path}: {ms:6.2f} ms/crop "
+            times = f" = {ms / peer_ms:5.2f}x the peer" if tflite else ""
+            print(f"round {r + 1}: {path}: {ms:6.2f} ms/crop{times} "
                   f"(flip test {'in the graph, batch of 2' if model.flip_test else 'off'})")
+
+
+class TflitePeer:
+    """A MoveNet SinglePose .tflite on the same persons: its uint8 RGB square crops (posecal/evaluation/
+    movenet_peer.py's crop), and `run` = one invoke (set_tensor, invoke, get_tensor), the part its per-crop time
+    compares with posecal's graph forward."""
+
+    def __init__(self, path, records, threads: int):
+        from posecal.data.coco import read_image
+        from posecal.data.transforms import box_to_center_scale, crop_matrix, warp
+        from posecal.evaluation.movenet_peer import MoveNet
+
+        self.movenet = MoveNet(path, threads=threads)
+        size, dtype = self.movenet.size, self.movenet.input["dtype"]
+        self.inputs = []
+        for rec in records:
+            center, scale = box_to_center_scale(rec.bbox, 1.0)
+            m = crop_matrix(center, scale, 0.0, (size, size))
+            bgr = warp(read_image(rec.image_path), m, (size, size))
+            self.inputs.append(bgr[None, ..., ::-1].astype(dtype))
+
+    def run(self, x):
+        interp = self.movenet.interp
+        interp.set_tensor(self.movenet.input["index"], x)
+        interp.invoke()
+        return interp.get_tensor(self.movenet.output["index"])
 
 
 if __name__ == "__main__":

@@ -287,3 +287,28 @@ def test_ray_and_one_process_agree_on_real_photos_and_a_clip(tmp_path, local_ray
     want = json.loads(one.read_text())
     assert summary.persons == len(want) > 0
     same_results(json.loads((tmp_path / "ray.json").read_text()), want)
+
+
+def test_pose_batches_reads_a_detections_file_through_its_annotations(tmp_path):
+    """COCO detections keyed by image id, named through the annotation file, as `posecal predict --boxes
+    --annotations` reads them: the same people."""
+    from posecal.predict.batches import POSES, PoseBatches
+
+    folder = figures(tmp_path / "in", 2, bad=False)
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [{"id": 7, "file_name": "fig_00.png"}, {"id": 9, "file_name": "fig_01.png"}],
+                               "annotations": [], "categories": [{"id": 1, "name": "person"}]}))
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 7, "bbox": [20, 10, 80, 150], "score": 0.9, "category_id": 1},
+                                {"image_id": 9, "bbox": [25, 12, 75, 145], "score": 0.8, "category_id": 1}]))
+    out = tmp_path / "one.json"
+    from posecal.cli.main import main
+
+    assert main(["predict", str(folder), "--model", "fast", "--threads", "1", "--out", str(out), "--no-progress",
+                 "--boxes", str(dets), "--annotations", str(ann), "--min-pose-quality", "0"]) == 0
+    want = json.loads(out.read_text())
+    poser = PoseBatches(model="fast", threads=1, boxes=str(dets), annotations=str(ann), min_pose_quality=0.0)
+    paths = sorted(str(p) for p in folder.iterdir())
+    records = [json.loads(t) for t in poser({"path": np.array(paths, dtype=object)})[POSES]]
+    ids = {"fig_00.png": 7, "fig_01.png": 9}
+    same_results([e | {"image_id": ids[r["name"]]} for rs in records for r in rs for e in r["entries"]], want)

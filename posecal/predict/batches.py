@@ -23,18 +23,20 @@ import numpy as np
 from posecal.data.sources import Frame, Problem, iter_frames
 from posecal.detect.boxes import BoxFile
 from posecal.errors import PosecalInputError
-from posecal.predict.job import PredictConfig, _boxes_for, frames_people, open_predictor, result_entries, score_mode_of
+from posecal.predict.job import (PredictConfig, _boxes_for, _image_ids, frames_people, open_predictor, result_entries,
+                                 score_mode_of)
 
 # PredictConfig's fields that are about a run's files and terminal, not about the poses: not settings here
-RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "annotations", "progress"}
+RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "progress"}
 SETTINGS = tuple(f.name for f in dataclasses.fields(PredictConfig) if f.name not in RUN_FIELDS)
 POSES = "poses"   # the output column: per row, the JSON text of its frames' records
 
 
 class PoseBatches:
     """model: as everywhere (a shipped name, a .pt, an .onnx file); settings: `posecal predict`'s (PredictConfig's
-    fields: detector, detector_threshold, boxes, min_pose_quality, nms, nms_threshold, score_mode, every,
-    batch_size, device, backend, flip, orientations, threads). rgb: how the `image` column's arrays are ordered
+    fields: detector, detector_threshold, boxes (with annotations: the COCO file whose image ids a detections
+    file uses), min_pose_quality, nms, nms_threshold, score_mode, every, batch_size, device, backend, flip,
+    orientations, threads). Paths are read where the actor runs: give them absolute, on storage every node sees. rgb: how the `image` column's arrays are ordered
     (True, as ray.data.read_images gives them; False: BGR, as OpenCV reads).
 
     A batch's columns: `path` (image or video files, read as posecal reads them: EXIF orientation applied, every
@@ -51,7 +53,10 @@ class PoseBatches:
                                     f"{', '.join(SETTINGS)})")
         self.cfg = PredictConfig(inputs=[], model=model, progress=False, **settings)
         self.rgb = rgb
-        self.box_file = BoxFile(self.cfg.boxes) if self.cfg.boxes else None
+        self.box_file = None
+        if self.cfg.boxes:   # as run_predict reads it: detections by image id are named through the annotations
+            names = {v: k for k, v in _image_ids(self.cfg.annotations).items()} if self.cfg.annotations else None
+            self.box_file = BoxFile(self.cfg.boxes, names, self.cfg.annotations)
         self.predictor = open_predictor(self.cfg, self.box_file)
         self.mode = score_mode_of(self.cfg, self.predictor)
 

@@ -39,6 +39,7 @@ from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
 from posecal.io import publish, write_json_atomic
+from posecal.models.shipped import shipped_name
 from posecal.parallel.ranks import machine_cores
 from posecal.parallel.shards import ShardStore, plan, shard_folder
 from posecal.predict.batches import POSES, SETTINGS, PoseBatches
@@ -112,8 +113,19 @@ def fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]], shard_files: 
     """What a run's results depend on: its inputs, in order, and its settings (threads aside), and how its
     shards are cut. A run started again resumes only with the same fingerprint."""
     return {"inputs": [[str(Path(p).resolve()), name] for p, name in files], "shard_files": shard_files,
-            "settings": {k: getattr(cfg, k) for k in SETTINGS if k != "threads"},
-            "annotations": str(Path(cfg.annotations).resolve()) if cfg.annotations else None}
+            "settings": {k: v for k, v in actor_settings(cfg).items() if k != "threads"}}
+
+
+def actor_settings(cfg: PredictConfig) -> dict:
+    """PoseBatches' settings from the run's config, with its files (a model file, boxes, annotations) as absolute
+    paths: an actor does not run in the driver's folder."""
+    settings = {k: getattr(cfg, k) for k in SETTINGS}
+    for key in ("boxes", "annotations"):
+        if settings[key]:
+            settings[key] = str(Path(settings[key]).resolve())
+    if shipped_name(settings["model"]) is None:   # a file, not a shipped name
+        settings["model"] = str(Path(settings["model"]).resolve())
+    return settings
 
 
 def _pose_shards(ray, cfg: PredictConfig, ray_cfg: RayConfig, files, shards, todo, store: ShardStore, poser,
@@ -124,7 +136,7 @@ def _pose_shards(ray, cfg: PredictConfig, ray_cfg: RayConfig, files, shards, tod
         cpus = float(ray.cluster_resources().get("CPU", 1))
         gpus = float(ray.cluster_resources().get("GPU", 0))
         workers = ray_cfg.workers or max(1, int(cpus))
-        settings = {k: getattr(cfg, k) for k in SETTINGS} | {"threads": cfg.threads or max(1, int(cpus // workers))}
+        settings = actor_settings(cfg) | {"threads": cfg.threads or max(1, int(cpus // workers))}
         rows = [{"index": i, "shard": s, "path": str(Path(files[i][0]).resolve()), "name": files[i][1]}
                 for s in todo for i in shards[s]]
         gpu_share = min(1.0, gpus / workers) if cfg.device == "cuda" and gpus else 0
