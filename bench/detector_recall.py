@@ -13,7 +13,7 @@ not counted as false (unlabelled people in COCO photos still are: the false rate
 No-people photos: scikit-image's photos and textures without a person (coffee, cat, rocket, coins, ...).
 --pose: also run the pose network on the whole image (whole-image mode, the product's settings: flip test,
 calibrated heads) and print the pose-quality distribution on the crops (a person is there) and on the no-people
-photos, and what `--min-pose-quality` 0.2 ... 0.5 keeps of each (the product's own rule, pipeline.someone_there).
+photos, and what `--min-pose-quality` 0.2 ... 0.5 keeps of each (the product's own rule, PersonPolicy.someone_there).
 --pose-only skips the detector part; --save writes the pose qualities and visibility probabilities.
 --grey: every picture (crops and no-people photos) made grey first, as a black-and-white photo reaches posecal
 (three equal channels), which the shipped detector thresholds lower (posecal/detect/ssd.py).
@@ -56,6 +56,35 @@ def others_in_crop(ann: dict, same_photo: list[dict], w: int, h: int) -> np.ndar
         if x1 - x0 > 2 and y1 - y0 > 2:
             boxes.append((x0, y0, x1 - x0, y1 - y0))
     return np.array(boxes).reshape(-1, 4)
+
+
+def person_free_patches(data: Path, n: int, seed: int = 0, split: str = "train") -> list[tuple[str, np.ndarray]]:
+    """Up to n regions (>= 96 px a side) of a split's crops that overlap no labelled person of their photograph."""
+    coco = json.loads((data / f"annotations/{split}.json").read_text())
+    by_photo = defaultdict(list)
+    for a in coco["annotations"]:
+        by_photo[a["orig_image_id"]].append(a)
+    anns = {a["image_id"]: a for a in coco["annotations"]}
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in rng.permutation(len(coco["images"])):
+        im = coco["images"][k]
+        ann = anns[im["id"]]
+        w, h = im["width"], im["height"]
+        people = others_in_crop(ann, by_photo[ann["orig_image_id"]], w, h)
+        people = np.concatenate([people, np.array([ann["bbox"]])])
+        x0, y0 = people[:, 0].min(), people[:, 1].min()
+        x1, y1 = (people[:, 0] + people[:, 2]).max(), (people[:, 1] + people[:, 3]).max()
+        # the widest strip left, right, above or below every person
+        strips = [(0, 0, x0, h), (x1, 0, w - x1, h), (0, 0, w, y0), (0, y1, w, h - y1)]
+        x, y, sw, sh = max(strips, key=lambda s: min(s[2], s[3]))
+        if min(sw, sh) < 96:
+            continue
+        bgr = cv2.imread(str(data / "images" / im["file_name"]))
+        out.append((f"{split}:{im['file_name']}", bgr[int(y):int(y + sh), int(x):int(x + sw)].copy()))
+        if len(out) >= n:
+            break
+    return out
 
 
 def no_people_photos() -> list[tuple[str, np.ndarray]]:
@@ -122,7 +151,7 @@ def main() -> None:
 def pose_quality(images, data: Path, photos, threads: int, save: Path | None = None) -> None:
     """Whole-image mode: pose quality and keypoints predicted visible, people vs no people, and what each
     --min-pose-quality keeps by the product's rule (someone_there) and by quality alone."""
-    from posecal.inference.pipeline import someone_there
+    from posecal.inference.person_policy import STILL
     from posecal.inference.predictor import Predictor
 
     pred = Predictor(threads=threads, detector=None, min_pose_quality=0.0)   # flip test on, as `predict`
@@ -143,8 +172,8 @@ def pose_quality(images, data: Path, photos, threads: int, save: Path | None = N
     print(f"--min-pose-quality | people dropped (of {len(people)}) | quality alone | non-people kept "
           f"(of {len(none)}) | quality alone")
     for t in (0.2, 0.3, 0.4, 0.5):
-        kept = sum(someone_there(p, t) for p in people)
-        kept_none = [n for (n, _), p in zip(photos, none) if someone_there(p, t)]
+        kept = sum(STILL.someone_there(p, t) for p in people)
+        kept_none = [n for (n, _), p in zip(photos, none) if STILL.someone_there(p, t)]
         print(f"{t:.1f} | {len(people) - kept} ({1 - kept / len(people):.1%}) | {int((q_people < t).sum())} | "
               f"{len(kept_none)} ({', '.join(kept_none) or '-'}) | {int((q_none >= t).sum())}")
 

@@ -1,12 +1,12 @@
 """The shipped SSD against the shipped NanoDet-m: recall, invented persons, ms per picture; NanoDet's threshold
 chosen on one half, judged on the other (python bench/nanodet_vs_ssd.py [--patches 200] [--threads 2]).
 
-Data (the same split as bench/trust_detection.py):
+Data (the same split as bench/person_worlds.py):
 * val crops (822, one labelled person each; the photo's other labelled people mapped in): tuning = even image ids,
   held-out = odd. Found = some box with IoU >= 0.5 with the labelled person; "false per crop" = boxes on no
   labelled person of the photo (an upper bound: COCO leaves some people unlabelled).
 * person-free pictures: --patches regions of the *train* crops overlapping no labelled person (tuning;
-  trust_detection.person_free_patches) and scikit-image's 22 photos without people (held out).
+  detector_recall.person_free_patches) and scikit-image's 22 photos without people (held out).
 
 Each detector runs once per picture at a floor below every threshold measured; a threshold's boxes are those
 scored at or above it, which is exactly what the detector at that threshold returns (greedy box NMS only lets
@@ -34,8 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector_recall import iou, no_people_photos, others_in_crop
-from trust_detection import person_free_patches
+from detector_recall import iou, no_people_photos, others_in_crop, person_free_patches
 
 SSD_THRESHOLD = 0.3
 THRESHOLDS = (0.3, 0.3125, 0.325, 0.3375, 0.35, 0.375, 0.4, 0.45)

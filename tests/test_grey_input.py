@@ -50,14 +50,15 @@ def _grey_versions(rgb: np.ndarray, folder):
 
 @pytest.fixture(scope="module")
 def shipped():
-    from posecal.inference.pipeline import PersonRule
+    from posecal.inference.person_policy import PersonPolicy
     from posecal.inference.predictor import Predictor
     from posecal.models.checkpoint import SHIPPED_MODELS
 
     if not SHIPPED_MODELS["fast"].is_file():
         pytest.skip("shipped model not available")
-    # no export, and no nobody rule (some of these people get doubtful poses): this is about the detector on grey
-    return Predictor("fast", threads=2, backend="torch", rule=PersonRule(min_pose_quality=0))
+    # no export, no nobody rule and no verifier (some of these people get doubtful poses): this is about the
+    # detector on grey
+    return Predictor("fast", threads=2, backend="torch", policy=PersonPolicy(min_pose_quality=0), verifier=None)
 
 
 # COCO val crops whose person the shipped detector finds in colour but, before issue 22, not in grey (the grey

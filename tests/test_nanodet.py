@@ -82,11 +82,13 @@ def test_names_choose_the_shipped_detectors(nanodet):
 
 
 def test_ssd_by_name_is_trust_guided_like_the_default_and_nanodet_is_not():
-    from posecal.inference.pipeline import PersonRule, detection_setup
+    from posecal.inference.person_policy import STILL
+    from posecal.inference.pipeline import detection_setup
 
-    default = detection_setup("default", None, True, PersonRule())
-    assert detection_setup("ssd", None, True, PersonRule()) == default and default[1].sure_score is not None
-    assert detection_setup("nanodet", None, True, PersonRule()) == (None, PersonRule())
+    default = detection_setup("default", None, True, STILL)
+    assert detection_setup("ssd", None, True, STILL) == default and default[1].sure_score is not None
+    threshold, policy = detection_setup("nanodet", None, True, STILL)       # its own threshold, every box sure
+    assert threshold is None and policy.sure_score is None
 
 
 def test_onnx_matches_the_original_tf_graph(nanodet):

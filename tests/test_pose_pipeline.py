@@ -1,5 +1,5 @@
-"""The one pipeline (posecal/inference/pipeline.py): the person rule on known poses, and the API, `posecal predict`
-and `posecal track` going through the same PosePipeline and PersonRule; Predictor.predict(source), to_dict(),
+"""The one pipeline (posecal/inference/pipeline.py): the API, `posecal predict`
+and `posecal track` going through the same PosePipeline and PersonPolicy; Predictor.predict(source), to_dict(),
 plot() and bgr=."""
 import json
 import warnings
@@ -9,69 +9,17 @@ import numpy as np
 import pytest
 
 from posecal.cli.main import main
-from posecal.inference.pipeline import DETECTOR, GIVEN, WHOLE, PersonRule, PosePipeline
+from posecal.inference.person_policy import DETECTED, WHOLE, PersonPolicy
+from posecal.inference.pipeline import PosePipeline
 from posecal.inference.predictor import Predictor
 
 from conftest import STANDING, pose_of, write_tiny_model, write_walking_video
 
 
-def scored(xy, quality, vis=2):
-    """pose_of with its pose scores filled, as the estimator fills them (NMS ranks by scores["oks"])."""
-    person = pose_of(xy, quality, vis=vis)
+def pose_scored(xy, quality):
+    person = pose_of(xy, quality)
     person.scores = {"oks": quality}
     return person
-
-
-def test_person_rule_merges_duplicates_drops_nobody_and_keeps_given_boxes():
-    a, twin, other = scored(STANDING, 0.8), scored(STANDING + 0.5, 0.6), scored(STANDING + [200, 0], 0.7)
-    rule = PersonRule()
-    # detector boxes: the lower-scored twin (OKS with `a` near 1 > 0.9) is a duplicate; the far pose is kept
-    assert rule.keep([twin, a, other], DETECTOR) == [a, other]
-    assert rule.keep([twin, a, other], GIVEN) == [twin, a, other]        # the caller's boxes: all kept
-    low, unseen = scored(STANDING, 0.2), scored(STANDING, 0.9, vis=1)
-    assert rule.keep([a, low, unseen], WHOLE) == [a]                     # below 0.3, or nothing visible: nobody
-    assert PersonRule(min_pose_quality=0).keep([low, unseen], WHOLE) == [low, unseen]
-    assert PersonRule(nms="none").keep([twin, a], DETECTOR) == [twin, a]
-
-
-def test_trust_guided_detection_keeps_unsure_boxes_whose_pose_says_person():
-    sure, person, thing, hidden = (scored(STANDING + [dx, 0], q) for dx, q in ((0, 0.2), (100, 0.7), (200, 0.2),
-                                                                               (300, 0.7)))
-    sure.box_score, person.box_score, thing.box_score, hidden.box_score = 0.6, 0.2, 0.2, 0.2
-    hidden.visibility[:] = 1                      # a good pose score, but no keypoint seen: not confirmed
-    rule = PersonRule(sure_score=0.3, confirm_quality=0.5)
-    sure.pose_quality = sure.scores["oks"] = 0.4  # a sure box needs only the nobody rule's 0.3
-    # NMS orders by pose quality x detector score: sure 0.4 x 0.6 before person 0.7 x 0.2
-    assert rule.keep([sure, person, thing, hidden], DETECTOR) == [sure, person]
-    # without trust-guided detection every detector box is judged by the nobody rule alone
-    assert PersonRule().keep([sure, person, thing, hidden], DETECTOR) == [sure, person]
-    assert PersonRule(min_pose_quality=0).keep([sure, person, thing, hidden], DETECTOR) == [sure, person, hidden,
-                                                                                            thing]
-    sure.pose_quality = sure.scores["oks"] = 0.2  # however sure the detector, a pose that says nobody is nobody
-    assert rule.keep([sure, person], DETECTOR) == [person]
-    sure.pose_quality = sure.scores["oks"] = 0.4
-    assert rule.keep([thing], GIVEN) == [thing]   # the caller's boxes are never judged
-    # an unsure box lying inside a surer one is a part of that person (its upper body), even with a good pose
-    upper = scored(STANDING, 0.9)
-    upper.keypoints = STANDING[[0] * 17] + np.arange(17)[:, None] * [3.0, 0.0]   # another pose: NMS keeps it
-    upper.box, upper.box_score = sure.box * [1, 1, 1, 0.5], 0.25
-    assert rule.keep([sure, upper], DETECTOR) == [sure]
-    upper.box_score = 0.35                        # sure itself: kept
-    assert len(rule.keep([sure, upper], DETECTOR)) == 2
-
-
-def test_a_grey_picture_moves_the_sure_score_with_the_detector_threshold():
-    from posecal.detect.ssd import GREY_THRESHOLD_FACTOR, SsdPersonDetector
-
-    person = scored(STANDING, 0.3)                  # a poor pose: not confirmed by trust
-    person.box_score = 0.27                         # under 0.3, over the grey threshold 0.25
-    rule = PersonRule(sure_score=0.3, confirm_quality=0.55)
-    pipeline = PosePipeline(lambda items: [[person]], SsdPersonDetector(), rule)
-    grey, colour = np.full((60, 40, 3), 90, np.uint8), np.zeros((60, 40, 3), np.uint8)
-    colour[..., 2] = 200
-    assert pipeline.sure_factor(grey, DETECTOR) == GREY_THRESHOLD_FACTOR and pipeline.sure_factor(colour, DETECTOR) == 1
-    assert pipeline.people([(grey, np.zeros((1, 4)), np.ones(1), DETECTOR)]) == [[person]]
-    assert pipeline.people([(colour, np.zeros((1, 4)), np.ones(1), DETECTOR)]) == [[]]
 
 
 def test_pipeline_finds_boxes_by_detector_or_whole_picture():
@@ -79,7 +27,7 @@ def test_pipeline_finds_boxes_by_detector_or_whole_picture():
 
     def estimate(items):
         seen.extend(items)
-        return [[scored(STANDING, 0.8) for _ in boxes] for _, boxes, _ in items]
+        return [[pose_scored(STANDING, 0.8) for _ in boxes] for _, boxes, _ in items]
 
     bgr = np.zeros((40, 30, 3), np.uint8)
     whole = PosePipeline(estimate)
@@ -95,14 +43,15 @@ def tiny_model(tmp_path_factory):
 
 
 def test_api_predict_and_track_use_one_pipeline_and_one_rule(tiny_model, tmp_path, monkeypatch):
-    """The same PersonRule.keep runs in all three, and the API and `posecal predict` report the same people."""
+    """The same PersonPolicy.keep runs in all three, and the API and `posecal predict` report the same people."""
     calls = []
-    keep = PersonRule.keep
+    keep = PersonPolicy.keep
 
-    def counted(self, people, source, mode=None, sure_factor=1.0):
-        calls.append(source)
-        return keep(self, people, source, mode, sure_factor)
-    monkeypatch.setattr(PersonRule, "keep", counted)
+    def counted(self, people, origins, mode=None, sure_factor=1.0):
+        calls.append(origins if isinstance(origins, str) else
+                     next(iter({str(o) for o in np.atleast_1d(origins)}), WHOLE))
+        return keep(self, people, origins, mode, sure_factor)
+    monkeypatch.setattr(PersonPolicy, "keep", counted)
     image = np.full((160, 120, 3), 90, np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), image)
     # PyTorch throughout: this is about the rule (ONNX parity: test_predict_cli, test_calibration_cli)
@@ -117,7 +66,7 @@ def test_api_predict_and_track_use_one_pipeline_and_one_rule(tiny_model, tmp_pat
     video = write_walking_video(tmp_path / "walk.avi", frames=3)
     assert main(["track", str(video), "--model", str(tiny_model), "--detector", "none", "--out",
                  str(tmp_path / "t.json"), "--no-progress", "--backend", "torch"]) == 0
-    assert DETECTOR in calls[2:]             # track merges duplicates by the same rule
+    assert calls[2:] and set(calls[2:]) <= {WHOLE}   # track: the same policy (no detector: the whole frame)
 
 
 def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_path):
@@ -154,14 +103,14 @@ def test_bgr_arrays_as_opencv_gives_them(tiny_model):
     assert not np.array_equal(swapped.keypoint_quality, from_bgr.keypoint_quality)
 
 
-def test_the_shipped_detector_is_trust_guided_unless_a_threshold_is_given(tiny_model):
-    from posecal.inference.pipeline import TRUST_GUIDED_FLOOR, TRUST_GUIDED_SURE
+def test_the_shipped_detector_runs_at_the_policys_floor_unless_a_threshold_is_given(tiny_model):
+    from posecal.inference.person_policy import DETECTOR_FLOOR, SURE_SCORE
 
     guided = Predictor(tiny_model, backend="torch")
-    assert guided.pipeline.rule.sure_score == TRUST_GUIDED_SURE
-    assert guided.pipeline.detector.score_threshold == TRUST_GUIDED_FLOOR
+    assert guided.pipeline.policy.sure_score == SURE_SCORE
+    assert guided.pipeline.detector.score_threshold == DETECTOR_FLOOR
     plain = Predictor(tiny_model, detector_threshold=0.4, backend="torch")
-    assert plain.pipeline.rule.sure_score is None and plain.pipeline.detector.score_threshold == 0.4
+    assert plain.pipeline.policy.sure_score is None and plain.pipeline.detector.score_threshold == 0.4
 
 
 def test_threads_are_the_predictors_own(tiny_model):
@@ -176,10 +125,10 @@ def test_threads_are_the_predictors_own(tiny_model):
 def test_two_boxes_on_one_person_give_one_person_and_a_neighbour_stays():
     # a seated person's second box shifted onto the desk: the same upper body to a pixel, legs hidden and guessed
     # elsewhere, a pose quality as good (the second skeleton `predict` reported before)
-    person, desk = scored(STANDING, 0.85), scored(STANDING + 1.5, 0.9)
+    person, desk = pose_scored(STANDING, 0.85), pose_scored(STANDING + 1.5, 0.9)
     desk.visibility[11:] = 1
     person.visibility[11:] = 0
     desk.keypoints[11:] += [30.0, 50.0]
-    neighbour = scored(STANDING + [28.0, 0.0], 0.8)     # someone beside them, shoulders a body width off
-    assert PersonRule().keep([person, desk, neighbour], DETECTOR) == [desk, neighbour]
-    assert PersonRule(nms_threshold=0.9).keep([person, desk], DETECTOR) == [desk]
+    neighbour = pose_scored(STANDING + [28.0, 0.0], 0.8)     # someone beside them, shoulders a body width off
+    assert PersonPolicy().keep([person, desk, neighbour], DETECTED) == [desk, neighbour]
+    assert PersonPolicy(duplicate_oks=0.9).keep([person, desk], DETECTED) == [desk]

@@ -2,15 +2,16 @@
 the command give the same people with the same ids on a clip; and the one opener/estimator every path shares."""
 import dataclasses
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
 
 from posecal.cli.main import main
+from posecal.inference.person_policy import VIDEO
 from posecal.tracking.job import run_track
 from posecal.tracking.pose_tracker import PoseTracker, TrackConfig
-from posecal.tracking.tracker import TrackerConfig
 
 from conftest import write_tiny_model, write_walking_video
 
@@ -52,7 +53,7 @@ def test_tracker_api_gives_the_ids_and_poses_of_posecal_track(tmp_path):
     video = write_walking_video(tmp_path / "walk.avi", frames=6)
     # an untrained model's visibility and quality are noise: births are let through so that there are tracks
     cfg = TrackConfig([str(video)], model=str(model), backend="torch", detector="none", min_pose_quality=0.0,
-                      tracker=TrackerConfig(min_birth_visible=0, min_birth_quality=0.0))
+                      policy=replace(VIDEO, birth_visible=0, birth_quality=0.0))
     tracker = PoseTracker(cfg, fps=10)
     api = [tracker(bgr) for bgr in frames_of(video)]
     assert all(p.track_id is not None for pic in api for p in pic.people)
@@ -148,16 +149,16 @@ def test_c_is_the_keypoint_quality_times_the_chance_the_keypoint_is_there():
 
 
 def test_a_tracked_box_on_another_persons_legs_is_not_reported():
-    """without_parts: a small box mostly inside another person's (a track left on a walker's legs) is dropped;
+    """PersonPolicy.without_tracked_parts: a small box mostly inside another person's (a track left on a walker's legs) is dropped;
     a person beside another, or as tall, is kept."""
     from posecal.inference.estimator import PersonPose
-    from posecal.tracking.pose_tracker import without_parts
+    from posecal.inference.person_policy import VIDEO
 
     def person(box):
         return PersonPose(np.asarray(box, float), np.zeros((17, 2)), np.ones(17), np.ones(17), 0.7)
 
     walker, legs = person([100, 100, 40, 100]), person([110, 150, 16, 37])
     beside, overlapping = person([150, 100, 40, 100]), person([105, 105, 40, 95])
-    kept = without_parts([walker, legs, beside, overlapping])
+    kept = VIDEO.without_tracked_parts([walker, legs, beside, overlapping])
     assert kept == [walker, beside, overlapping]
-    assert without_parts([legs]) == [legs]          # alone, a small box is somebody
+    assert VIDEO.without_tracked_parts([legs]) == [legs]          # alone, a small box is somebody

@@ -2,11 +2,13 @@
 present only in the association, a track whose pose quality collapses under another person held as occluded, no birth
 from a pose with no keypoint called visible."""
 import dataclasses
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
 
+from posecal.inference.person_policy import VIDEO
 from posecal.tracking.associate import trusted
 from posecal.tracking.flow import FrameFlow, carried_poses, flow_points
 from posecal.tracking.tracker import Tracker, TrackerConfig
@@ -45,7 +47,7 @@ def test_frame_flow_hands_over_the_previous_frame():
 
 
 def test_follow_keeps_ids_and_lets_unseen_tracks_miss():
-    tracker = Tracker(TrackerConfig(smooth=False, min_birth_quality=0, max_misses=1))
+    tracker = Tracker(TrackerConfig(smooth=False, max_misses=1), policy=replace(VIDEO, birth_quality=0))
     a, b = pose_of(STANDING), pose_of(STANDING + [300, 0], quality=0.6)
     assert [i for i, _ in tracker.update([a, b], 0.0)] == [1, 2]
     seen = tracker.seen()
@@ -68,7 +70,8 @@ def test_a_collapsed_pose_under_another_person_is_held_not_taken():
     """B stands half behind A; B's pose then falls to quality 0.2 (B has had 0.8) where it overlaps A's: B is
     held as occluded (its pose not taken) and keeps its id when it shows again."""
     for collapse, held in ((0.8, True), (0.0, False)):
-        tracker = Tracker(TrackerConfig(smooth=False, collapse=collapse, birth_overlap=1.0, report_hidden=0))
+        tracker = Tracker(TrackerConfig(smooth=False, collapse=collapse, report_hidden=0),
+                          policy=replace(VIDEO, birth_overlap=1.0))
         for f in range(3):
             assert set(dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [20, 0])], f / 10))) == {1, 2}
         out = dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [20, 0], quality=0.2)], 0.3))
@@ -85,7 +88,7 @@ def test_a_collapsed_pose_under_another_person_is_held_not_taken():
 def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames():
     """B walks right behind A (from 10 px on, 4 px a frame), then only A is seen: B is reported where its velocity says it is,
     every keypoint occluded and its quality halved, for report_hidden frames; then no more."""
-    tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=1.0, report_hidden=2))
+    tracker = Tracker(TrackerConfig(smooth=False, report_hidden=2), policy=replace(VIDEO, birth_overlap=1.0))
     for f in range(4):
         out = dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [10 + 4 * f, 0])], f / 10))
     assert set(out) == {1, 2}
@@ -105,35 +108,10 @@ def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames(
 
 def test_no_birth_from_a_pose_with_nothing_visible():
     post = pose_of(STANDING + [300, 0], quality=0.8, vis=1)                # the detector's post: all occluded
-    tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=3))
+    tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_visible=3))
     assert all(tracker.update([post], f / 10) == [] for f in range(4))
-    tracker = Tracker(TrackerConfig(smooth=False, min_birth_visible=0))
+    tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_visible=0))
     assert [i for i, _ in tracker.update([post], 0.0)] == [1]
-
-
-def test_a_place_of_nobody_is_learnt_skipped_and_forgotten():
-    from posecal.tracking.nobody import NobodyConfig, NobodyPlaces
-
-    places = NobodyPlaces(NobodyConfig(strikes=3, max_score=0.5, forget=4))
-    tripod, person = np.array([[300.0, 200, 40, 90]]), np.array([[100.0, 100, 50, 120]])
-    both = np.concatenate([tripod, person])
-    none = np.zeros((0, 4))
-    for _ in range(2):
-        assert not places.skipped(both, np.array([0.35, 0.35]), none).any()
-        places.learn(both, np.array([False, True]))          # the tripod's pose is not taken, the person's is
-    assert not places.skipped(both, np.array([0.35, 0.35]), none).any()     # two strikes: not yet
-    places.learn(tripod + [2, 1, 0, 0], np.array([False]))                  # the same place, a little moved
-    assert places.skipped(both, np.array([0.35, 0.35]), none).tolist() == [True, False]
-    assert not places.skipped(tripod, np.array([0.7]), none).any()          # a confident detection: a pose
-    assert not places.skipped(tripod, np.array([0.35]), tripod + [10, 0, 0, 0]).any()   # a track walks past
-    places.learn(tripod, np.array([True]))                                  # a pose taken there: forgotten
-    assert not places.skipped(tripod, np.array([0.35]), none).any()
-    for _ in range(3):
-        places.learn(tripod, np.array([False]))
-    assert places.skipped(tripod, np.array([0.35]), none).all()
-    for _ in range(4):
-        places.learn(none, np.zeros(0, bool))                               # the detector stops firing there
-    assert places.places == []
 
 
 def test_reported_box_is_the_mean_of_the_crop_box_and_the_padded_keypoint_box():

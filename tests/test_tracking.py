@@ -1,13 +1,16 @@
 """Tracking: One-Euro filter on known signals, association and hysteresis on synthetic people, and
 `posecal track` end to end on a video the test writes (output contract, pycocotools loadRes, render size)."""
 import dataclasses
+from dataclasses import replace
 import json
 import math
 
 import cv2
 import numpy as np
+
 import pytest
 
+from posecal.inference.person_policy import VIDEO
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.associate import similarity
 from posecal.tracking.one_euro import OneEuroFilter, smoothing_factor
@@ -99,7 +102,7 @@ def test_two_crossing_people_keep_their_ids():
 def test_births_and_deaths():
     """A pose the model trusts as a person starts a track with its id at once; a doubtful one starts none; a
     track lives through up to max_misses frames unmatched, then ends."""
-    tracker = Tracker(TrackerConfig(smooth=False, max_misses=3, min_birth_quality=0.45))
+    tracker = Tracker(TrackerConfig(smooth=False, max_misses=3), policy=replace(VIDEO, birth_quality=0.45))
     strong, weak = pose_of(STANDING), pose_of(STANDING + [200, 0], quality=0.2)
     assert [i for i, _ in tracker.update([strong, weak], 0.0)] == [1]    # strong: at once; weak: nobody
     assert [i for i, _ in tracker.update([weak], 0.1)] == []             # a doubtful pose never starts a track
@@ -173,25 +176,6 @@ def test_track_refuses_images_and_bad_options(tmp_path, capsys):
         main(["track", "x.mp4", "--detect-every", "0"])
 
 
-def test_a_propagated_box_is_kept_with_quality_and_a_keypoint_visible():
-    from posecal.tracking.pose_tracker import still_there
-
-    person = pose_of(STANDING, quality=0.4, vis=1)
-    # small people: the visibility head leans to occluded; the field's 2x rule still calls the shoulder visible
-    small = dataclasses.replace(person, visibility=np.r_[np.ones(5), 2, np.ones(11)].astype(int),
-                                visibility_probs=np.tile([0.1, 0.5, 0.4], (17, 1)))
-    assert still_there(small, 0.15) and not still_there(small, 0.5)   # ... and the pose quality must reach keep
-    assert not still_there(person, 0.15)                               # nothing called visible: nobody there
-    assert still_there(dataclasses.replace(person, visibility=None), 0.15)   # no visibility head: quality alone
-    # on a detector frame (the detector did not find them there) a keypoint must be most likely visible
-    assert not still_there(small, 0.15, detector_frame=True)
-    probs = small.visibility_probs.copy()
-    probs[5] = [0.1, 0.3, 0.6]
-    assert still_there(dataclasses.replace(small, visibility_probs=probs), 0.15, detector_frame=True)
-    binary = dataclasses.replace(small, visibility_probs=np.tile([0.3, 0.7], (17, 1)))   # labelled: last class
-    assert still_there(binary, 0.15, detector_frame=True)
-
-
 def test_a_track_no_detection_holds_stops_propagating():
     """Ghosts end: a track seen only in boxes propagated from its own pose is looked for until it has missed the
     detector on more than missed_detections detector frames in a row (detector every 2nd frame at frames 0, 2, 4;
@@ -221,21 +205,21 @@ def test_one_propagated_box_per_place():
     assert one_box_per_place(boxes, np.array([0.2, 0.9, 0.5, 0.3]), max_iou=0.3).tolist() == [1, 2]
     # Two tracks that drifted onto one person get one box between them (the more trusted track's), on a frame
     # without detections; a third track elsewhere keeps its own.
-    tracker = Tracker(TrackerConfig(smooth=False, min_birth_quality=0))
+    tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_quality=0))
     here, also_here, there = (pose_of(STANDING, quality=0.4), pose_of(STANDING + [2, 1], quality=0.8),
                               pose_of(STANDING + [200, 0], quality=0.6))
     tracker.update([here, there], 0.0)
     tracker.tracks[0].person = also_here          # the first track has drifted onto the same person
     tracker.tracks.insert(0, dataclasses.replace(tracker.tracks[0], person=here))
     out, scores, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker)
-    assert len(out) == 2 and propagated.all() and scores.tolist() == [1.0, 1.0]
+    assert len(out) == 2 and propagated.all() and scores.tolist() == [0.0, 0.0]   # no detector score of their own
     np.testing.assert_allclose(out[0], boxes_from_pose(also_here), atol=1e-6)
 
 
 def test_only_tracks_seen_in_the_last_frame_propagate_a_box():
     from posecal.tracking.pose_tracker import frame_boxes
 
-    tracker = Tracker(TrackerConfig(smooth=False, min_birth_quality=0))
+    tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_quality=0))
     tracker.update([pose_of(STANDING, quality=0.8), pose_of(STANDING + [200, 0], quality=0.8)], 0.0)
     tracker.update([pose_of(STANDING + [1, 0], quality=0.8)], 0.1)      # the second person is missed here
     assert [tr.misses for tr in tracker.tracks] == [0, 1]
@@ -294,11 +278,11 @@ def test_no_birth_inside_a_held_person_nor_from_a_doubtful_pose():
     whole = pose_of(STANDING)
     upper = dataclasses.replace(pose_of(STANDING + [0, 2]), box=np.array([28.0, 16, 64, 80]))   # a second pose, upper box
     for overlap, tracks in ((0.6, {1}), (1.0, {1, 2})):
-        tracker = Tracker(TrackerConfig(smooth=False, birth_overlap=overlap))
+        tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_overlap=overlap))
         ids = set()
         for f in range(4):
             ids |= {i for i, _ in tracker.update([whole, upper], f / 10)}
         assert ids == tracks
-    tracker = Tracker(TrackerConfig(smooth=False, min_birth_quality=0.35))
+    tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_quality=0.35))
     tripod = pose_of(STANDING + [300, 0], quality=0.3)         # a thing the detector takes for a person, every frame
     assert all(tracker.update([tripod], f / 10) == [] for f in range(6))

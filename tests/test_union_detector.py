@@ -111,16 +111,12 @@ def test_the_union_finds_the_astronaut_once(union):
 
 
 def test_the_union_is_trust_guided_like_the_ssd():
-    from posecal.inference.pipeline import (
-        TRUST_GUIDED_FLOOR,
-        TRUST_GUIDED_SURE,
-        PersonRule,
-        detection_setup,
-    )
+    from posecal.inference.person_policy import DETECTOR_FLOOR, STILL, SURE_SCORE
+    from posecal.inference.pipeline import detection_setup
 
-    threshold, rule = detection_setup("ssd+nanodet", None, True, PersonRule())
-    assert threshold == TRUST_GUIDED_FLOOR and rule.sure_score == TRUST_GUIDED_SURE == COMMON_SURE
-    threshold, rule = detection_setup("ssd+nanodet", 0.4, True, PersonRule())
-    assert threshold == 0.4 and rule.sure_score is None
-    threshold, rule = detection_setup("nanodet", None, True, PersonRule())
-    assert threshold is None and rule.sure_score is None
+    threshold, policy = detection_setup("ssd+nanodet", None, True, STILL)
+    assert threshold == DETECTOR_FLOOR and policy.sure_score == SURE_SCORE == COMMON_SURE
+    threshold, policy = detection_setup("ssd+nanodet", 0.4, True, STILL)
+    assert threshold == 0.4 and policy.sure_score is None
+    threshold, policy = detection_setup("nanodet", None, True, STILL)
+    assert threshold is None and policy.sure_score is None

@@ -18,7 +18,6 @@ import numpy as np
 from posecal.calibration.conditional import ConditionalQuality
 from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scale
 from posecal.calibration.in_frame import InFrameMap
-from posecal.calibration.person import PersonVerifier
 from posecal.calibration.video import VideoCalibration
 from posecal.calibration.maps import IsotonicMap, apply_temperature, fit_isotonic, fit_temperature
 from posecal.errors import PosecalInputError
@@ -45,8 +44,6 @@ class QualityCalibration:
     in_frame: InFrameMap | None = None
     # what `posecal track` reports, per pose source (calibration/video.py), fitted on tracked videos with truth
     video: VideoCalibration | None = None
-    # p(person) of a box from its pose (calibration/person.py), fitted by tools/fit_person_verifier.py
-    person: PersonVerifier | None = None
     # keypoint and pose quality given where the box and keypoints lie in the picture (calibration/conditional.py),
     # applied after the isotonic maps; fitted where cut persons were among the data
     conditional: ConditionalQuality | None = None
@@ -86,7 +83,6 @@ class QualityCalibration:
                 "occluded_over_visible": self.occluded_over_visible} \
             | ({} if self.in_frame is None else {"in_frame": self.in_frame.to_dict()}) \
             | ({} if self.video is None else {"video": self.video.to_dict()}) \
-            | ({} if self.person is None else {"person": self.person.to_dict()}) \
             | ({} if self.conditional is None else {"conditional": self.conditional.to_dict()})
 
     @classmethod
@@ -101,7 +97,6 @@ class QualityCalibration:
                       float(d.get("occluded_over_visible", DEFAULT_OCCLUDED_OVER_VISIBLE)),
                       None if d.get("in_frame") is None else InFrameMap.from_dict(d["in_frame"]),
                       None if d.get("video") is None else VideoCalibration.from_dict(d["video"]),
-                      None if d.get("person") is None else PersonVerifier.from_dict(d["person"]),
                       None if d.get("conditional") is None else ConditionalQuality.from_dict(d["conditional"]))
         except (KeyError, TypeError) as e:
             raise ValueError(f"calibration is missing or has a bad field ({e})") from None

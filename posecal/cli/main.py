@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from posecal.errors import PosecalInputError
 from posecal.models.shipped import DEFAULT_MODEL_NAME
 from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
-from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
-from posecal.inference.pipeline import DUPLICATE_OKS
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
 
@@ -337,8 +337,8 @@ def _cmd_track(args) -> None:
             between=args.between, min_pose_quality=args.min_pose_quality,
             missed_detections=args.missed_detections, backend=args.backend,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
-            tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth,
-                                  min_birth_quality=args.min_birth_quality),
+            tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth),
+            policy=replace(VIDEO, birth_quality=args.min_birth_quality),
             max_frames=args.max_frames, duration=args.duration, show=args.show,
             live=LiveConfig(reconnects=args.reconnect, stall_seconds=args.stall, realtime=not args.no_drop)))
         if not is_main_process():
@@ -524,8 +524,10 @@ def _add_track(sub) -> None:
     p.add_argument("--detector", metavar="ssd|nanodet|ssd+nanodet|MODEL.onnx|none", help="person detector: the "
                    "shipped SSD-MobileNetV2 (the default), NanoDet-m, or both with their boxes merged (ssd+nanodet), a "
                    "YOLOX-style ONNX file, or 'none' (the whole frame, then boxes from the poses)")
-    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT, default=0.3,
-                   help="detector score threshold (default: 0.3; NanoDet's own working threshold is 0.325)")
+    p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT,
+                   help="keep the detector's boxes scored at least this (default: the person policy's, as predict's: "
+                        "the shipped detector runs at a permissive threshold and the person verifier judges its "
+                        "boxes)")
     p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",
                    help="run the detector on every N-th frame; in between, each track's last box moved by its "
                         "velocity (default: 3)")
@@ -543,9 +545,9 @@ def _add_track(sub) -> None:
                         "carried box (default: flow)")
     p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
                    help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
-    p.add_argument("--min-birth-quality", type=PROBABILITY_FLOAT, default=0.45,
+    p.add_argument("--min-birth-quality", type=PROBABILITY_FLOAT, default=VIDEO.birth_quality,
                    help="pose quality a new track needs: doubtful poses (a tripod, a poster) start none "
-                        "(default: 0.45)")
+                        f"(default: {VIDEO.birth_quality})")
     p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
                    help="the person rule, as predict's: a pose below this pose quality or with no keypoint "
                         f"predicted visible is nobody; 0 keeps all (default: {MIN_POSE_QUALITY})")

@@ -13,12 +13,6 @@ from posecal.detect.yolox import PersonDetector
 SHIPPED_DETECTORS = {"default": SsdPersonDetector, "ssd": SsdPersonDetector, "nanodet": NanoDetPersonDetector,
                      "ssd+nanodet": UnionPersonDetector}
 
-# Whole-image mode: a pose below this predicted OKS, or with no keypoint predicted visible, is nobody. Measured
-# (bench/detector_recall.py --pose: the 822 val crops seen whole, each crop twice its person's box; 22 photos
-# without people): keeps 72.9% of the crops' people and 2 of the 22 non-people. The OKS head alone (no
-# visibility rule) keeps 97.1% and 13 of 22: it cannot tell a cat from a person seen whole. 0 keeps every pose.
-MIN_POSE_QUALITY = 0.3
-
 
 def load_detector(spec: str | None, score_threshold: float | None = None, threads: int = 2, device: str = "cpu"):
     """The person detector a user asked for: None, "default" or "ssd" = the shipped SSD (posecal/detect/ssd.py),

@@ -12,6 +12,8 @@ those are still fewer.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from posecal.metrics.oks import opks
@@ -105,17 +107,17 @@ def seen_masks(persons: list):
     return vis == 2, vis >= 1
 
 
-def pose_nms(persons: list, nms: str, threshold: float, mode: str, by_box_score: bool = False) -> list:
-    """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode], times the
-    detector's box_score with by_box_score) of poses that agree on the keypoints both see (seen_masks);
-    soft-OKS-NMS ("soft") lowers the duplicates' scores; "none" keeps all.
+def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callable | None = None) -> list:
+    """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode], times
+    `rank(person)` where given) of poses that agree on the keypoints both see (seen_masks); soft-OKS-NMS ("soft")
+    lowers the duplicates' scores; "none" keeps all.
 
-    Why by_box_score: two boxes on one person give poses of near-equal quality (0.92 and 0.92), and the one the
-    detector is surer of frames the person better (CHANGELOG, issue 45)."""
+    Why a rank beside the pose score: two boxes on one person give poses of near-equal quality (0.92 and 0.92),
+    and the box posecal is surer frames a person frames the person better (the person policy passes p(person))."""
     if nms == "none":
         return persons
     kps = np.stack([p.keypoints for p in persons])
-    scores = np.array([p.scores[mode] * (p.box_score if by_box_score else 1.0) for p in persons])
+    scores = np.array([p.scores[mode] * (rank(p) if rank is not None else 1.0) for p in persons])
     areas = np.array([p.box[2] * p.box[3] for p in persons])
     seen = seen_masks(persons)
     if nms == "oks":

@@ -9,8 +9,8 @@ piecewise-linearly so that its own detector's working threshold, for this pictur
 pictures, ssd.GREY_THRESHOLD_FACTOR), lands on COMMON_SURE: [0, sure] -> [0, COMMON_SURE], [sure, 1] ->
 [COMMON_SURE, 1]. COMMON_SURE is the SSD's working threshold, so an SSD box on a colour picture keeps its score;
 a merged score >= COMMON_SURE means "its own detector was sure of it". Trust-guided detection
-(inference/pipeline.py) then works on the merged scores as on the SSD's: the union at TRUST_GUIDED_FLOOR runs each
-detector at the floor's image on its own scale (SSD 0.15, NanoDet 0.1625), and the sure score TRUST_GUIDED_SURE
+(inference/person_policy.py) then works on the merged scores as on the SSD's: the union at DETECTOR_FLOOR runs each
+detector at the floor's image on its own scale (SSD 0.15, NanoDet 0.1625), and the sure score SURE_SCORE
 (= COMMON_SURE) keeps without question exactly the boxes a detector is sure of; the others go to the pose check.
 The grey rule is folded into the map, so the union's threshold_factor is 1.
 
@@ -30,9 +30,9 @@ from posecal.detect.runtime import detector_input
 from posecal.detect.ssd import SsdPersonDetector
 from posecal.metrics.boxes import box_iou
 
-COMMON_SURE = 0.3         # the SSD's own working threshold (and pipeline.TRUST_GUIDED_SURE)
+COMMON_SURE = 0.3         # the SSD's own working threshold (and person_policy.SURE_SCORE)
 SSD_SURE = 0.3            # the SSD's working threshold (ssd.py)
-MERGE_IOU = 0.6           # chosen on the tuning half of bench/trust_detection.py --detector ssd+nanodet
+MERGE_IOU = 0.6           # chosen on the tuning half of the photo bench of its day (bench/trust_detection.py, retired)
 
 
 def to_common(scores, sure: float) -> np.ndarray:

@@ -47,9 +47,11 @@ class PersonPose:
     # (K,) calibrated probability that each keypoint lies inside the picture (posecal/calibration/in_frame.py); a
     # keypoint's position may lie outside it, as crops are padded past the picture's edge
     in_frame: np.ndarray | None = None
-    # calibrated probability that the box frames a person, from what the trust model saw in it
-    # (posecal/calibration/person.py); None for a model without that calibration
+    # calibrated probability that the box frames a person, by the person verifier (posecal/detect/verifier.py)
+    # from the picture itself; None where no verifier judged the box (the caller's boxes, no verifier)
     person_probability: float | None = None
+    # where the box came from (inference/person_policy.py: given, detected, carried from a track, whole picture)
+    box_origin: str = "given"
     # the person's track in a video (posecal.tracking.PoseTracker, `posecal track`); None for a picture
     track_id: int | None = None
 
@@ -142,9 +144,6 @@ class Estimator:
                                                np.array([o[1] for o in owners]), wh)
             for p, row in zip(persons, inside):
                 p.in_frame = row
-        if calibrated and self.calibration.person is not None:
-            for p, prob in zip(persons, self.calibration.person(persons)):
-                p.person_probability = float(prob)
         return people, res
 
     def _infer(self, prepared, owners, rotation: float, keep_heatmaps: bool = False) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@ person with calibrated trust fields as numpy arrays."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import warnings
 from typing import Iterator
 
@@ -11,14 +12,15 @@ import numpy as np
 from posecal.calibration.quality import calibration_from_meta
 from posecal.data.sources import Problem, collect, iter_frames
 from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
-from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose
 from posecal.inference.image_input import describe, is_path, is_pil, picture_bgr
 from posecal.inference.opener import BACKENDS, is_onnx_file, open_model
 from posecal.inference.orientation import check_orientations
 from posecal.inference.picture import Picture
-from posecal.inference.pipeline import GIVEN, PersonRule, PosePipeline, detection_setup
+from posecal.inference.person_policy import STILL, PersonPolicy
+from posecal.inference.pipeline import GIVEN, PosePipeline, detection_setup
 from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 
@@ -56,9 +58,11 @@ class Predictor:
     Images given without boxes go through a person detector: detector="default" is the shipped SSD
     (posecal/detect/ssd.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
     then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there). The
-    shipped SSD with detector_threshold=None is trust-guided: it runs at a permissive threshold and posecal's
-    trust decides who among its unsure boxes is a person (pipeline.PersonRule); a detector_threshold given keeps
-    the detector's boxes above it, as the detector scores them.
+    shipped SSD with detector_threshold=None runs at a permissive threshold and posecal decides who among its
+    unsure boxes is a person; a detector_threshold given keeps the detector's boxes above it, as the detector
+    scores them. verifier="default" is the shipped person verifier (posecal/detect/verifier.py): p(person) of every
+    box that is not the caller's, from the picture itself, read by the person policy (a tripod the detector is
+    sure of is not a person); None turns it off (the policy then judges by the pose alone).
     Boxes from the detector are followed by OKS-NMS on the poses. Detector, estimator and that person rule are
     one PosePipeline (posecal/inference/pipeline.py, `self.pipeline`), the same one `posecal predict` and
     `posecal track` use.
@@ -68,14 +72,15 @@ class Predictor:
     orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW (or whose
     torso leans past orientation.AUTO_TILT), so
     people the head trusts upright cost one pass (a model without quality heads: upright only).
-    rule: the person rule after the estimator (pipeline.PersonRule: pose NMS settings, min_pose_quality).
+    policy: who is a person (inference/person_policy.py; default: its STILL preset with min_pose_quality).
     second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
                  backend: str | None = None, threads: int | None = None, calibrated: bool = True, detector="default",
                  detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
-                 orientations: int | str = 1, rule: PersonRule | None = None, second_look: bool = False):
+                 orientations: int | str = 1, policy: PersonPolicy | None = None, second_look: bool = False,
+                 verifier="default"):
         check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
                           min_pose_quality=min_pose_quality)
         orientations = check_orientations(orientations)
@@ -87,17 +92,23 @@ class Predictor:
                                    orientations, self.device, threads if self.backend == "torch" else None)
         self.batch_size = batch_size
         self.detector = None
-        rule = rule or PersonRule(min_pose_quality=min_pose_quality)
+        policy = policy or replace(STILL, min_pose_quality=min_pose_quality)
+        self.verifier = None
+        if detector is not None and str(detector).lower() != "none" and verifier is not None:
+            from posecal.detect.verifier import open_verifier
+
+            self.verifier = open_verifier(verifier, threads)
         if detector is not None:
             from posecal.detect.detector import load_detector
 
-            threshold, rule = detection_setup(detector, detector_threshold, bool(self.config.quality_heads), rule)
+            threshold, policy = detection_setup(detector, detector_threshold,
+                                                self.verifier is not None or bool(self.config.quality_heads), policy)
             self.detector = load_detector(str(detector), threshold, threads=threads, device=device)
             if second_look and self.detector is not None:
                 from posecal.detect.tiles import SecondLook
 
                 self.detector = SecondLook(self.detector)
-        self.pipeline = PosePipeline(self.estimate, self.detector, rule)
+        self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier)
 
     def __call__(self, image, boxes=None, box_scores=None, rgb: bool | None = None, bgr: bool | None = None):
         """The people in one picture -> its Picture (a list of pictures -> a list of Pictures, as predict()).

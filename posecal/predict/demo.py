@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic
 from posecal.outputs import check_output_dir

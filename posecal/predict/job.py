@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -22,9 +22,10 @@ from posecal.detect.boxes import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
-from posecal.inference.pipeline import DETECTOR, DUPLICATE_OKS, GIVEN, PersonRule, PosePipeline
+from posecal.inference.person_policy import DUPLICATE_OKS, STILL
+from posecal.inference.pipeline import DETECTED, GIVEN, PosePipeline
 from posecal.inference.predictor import PersonPose, Predictor
-from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
 from posecal.parallel import current, rank_job
@@ -181,7 +182,8 @@ def open_predictor(cfg: PredictConfig, box_file: BoxFile | None) -> Predictor:
                      backend=cfg.backend, threads=cfg.threads,
                      detector=None if box_file else (cfg.detector or "default"),
                      detector_threshold=cfg.detector_threshold, orientations=cfg.orientations,
-                     rule=PersonRule(cfg.nms, cfg.nms_threshold, cfg.min_pose_quality))
+                     policy=replace(STILL, nms=cfg.nms, duplicate_oks=cfg.nms_threshold,
+                                    min_pose_quality=cfg.min_pose_quality))
 
 
 def score_mode_of(cfg: PredictConfig, predictor: Predictor) -> str:
@@ -199,7 +201,7 @@ def frames_people(pipeline: PosePipeline, pending: list[tuple], mode: str, min_p
     detector boxes the person rule all dropped is said in one line (none_kept)."""
     people = pipeline.people([(f.bgr, b, s, source) for f, b, s, source in pending], mode)
     for (frame, boxes, _, source), persons in zip(pending, people):
-        if source == DETECTOR and not persons:   # boxes, but none the person rule took for somebody
+        if source == DETECTED and not persons:   # boxes, but none the person rule took for somebody
             log(f"{frame.name}: {none_kept(len(boxes), min_pose_quality)}")
     return people
 
@@ -295,7 +297,7 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, pipeline: PosePipeline
                                               box_file.labels_of(frame.name))
         return boxes, scores, GIVEN, messages
     boxes, scores, source = pipeline.boxes(frame.bgr)
-    if source == DETECTOR and len(boxes) == 0:
+    if source == DETECTED and len(boxes) == 0:
         return boxes, scores, source, [f"{frame.name}: the detector found nobody"]
     return boxes, scores, source, []
 

@@ -21,15 +21,14 @@ import numpy as np
 
 from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, is_video, iter_frames, unreadable_video, video_fps
-from posecal.detect.detector import MIN_POSE_QUALITY
+from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.inference.image_input import describe, is_path, picture_bgr
 from posecal.inference.picture import Picture
-from posecal.inference.pipeline import DETECTOR, inside_share
+from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, PersonPolicy
 from posecal.inference.predictor import Predictor, colour_order
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.flow import FrameFlow, carried_poses
-from posecal.tracking.nobody import NobodyPlaces
 from posecal.tracking.pipeline import StageClock
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
@@ -46,7 +45,8 @@ class TrackConfig:
     # held-out ones: docs/tracking.md), and carries the video calibration
     model: str = "accurate"
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
-    detector_threshold: float | None = 0.3   # None: trust-guided (inference/pipeline.py), as predict's default
+    detector_threshold: float | None = None  # None: the person policy's (inference/person_policy.py), as predict's
+    verifier: str | None = "default"     # the person verifier (detect/verifier.py): "default", an ONNX file, None
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (3: the best ids on the tracking benchmark, at a frame rate a few CPU
                                          # cores keep up with; docs/tracking.md)
@@ -57,17 +57,15 @@ class TrackConfig:
                                          # follow the time frames take here (tracking/cadence.py)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
                                          # optical flow (no network); "pose" estimates its pose in its carried box
-    skip_nobody: bool = True             # no pose for low-score detections where the detector keeps firing on
-                                         # nothing the tracker takes (a tripod, a post: tracking/nobody.py)
-    keep_quality: float = 0.15           # a pose from a propagated box below this pose quality: the person left
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
     drop_parts: bool = True              # a tracked box that is a part of another person's is not reported
-                                         # (without_parts)
+                                         # (PersonPolicy.without_tracked_parts)
     backend: str = "onnx"
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    policy: PersonPolicy = VIDEO         # who is a person (inference/person_policy.py); min_pose_quality above is its own
     progress: bool = True
     max_frames: int | None = None        # stop after this many frames (all sources together)
     duration: float | None = None        # stop this many seconds after the models are loaded
@@ -121,7 +119,8 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
     if len(prop) and len(det_boxes):
         prop = prop[box_iou(prop, det_boxes).max(1) < 0.3]
     boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
-    scores = np.concatenate([det_scores, np.full(len(prop), 1.0)])
+    # a carried box has no detector score of its own: it is not a sure detection (the verifier judges it)
+    scores = np.concatenate([det_scores, np.full(len(prop), 0.0)])
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
 
 
@@ -160,33 +159,14 @@ def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = P
     return np.array(sorted(keep), dtype=int)
 
 
-def still_there(person, keep_quality: float, detector_frame: bool = False) -> bool:
-    """Does a pose from a propagated box (no detection behind it) still hold the tracked person? Its pose quality
-    must reach keep_quality, and some keypoint must be visible: between detector frames, called visible by the
-    `visibility` field; on a detector frame, where a propagated box means the detector did not find the person
-    there, most likely visible (the argmax of visibility_probs; the last class, "labelled", for binary models).
-    Why two rules: the argmax leans to occluded for small people, so between detector frames it would drop about
-    half of their poses; on a detector frame, where nothing but the pose says the person is still there, the
-    stricter rule keeps ids better. Boxes that drifted off their person (ghosts) are also ended by the detector's
-    word (TrackConfig.missed_detections)."""
-    if person.pose_quality < keep_quality:
-        return False
-    if detector_frame:
-        probs = person.visibility_probs
-        return probs is None or bool((np.asarray(probs).argmax(-1) == np.asarray(probs).shape[-1] - 1).any())
-    return person.visibility is None or bool((np.asarray(person.visibility) == 2).any())
-
-
 def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tracker, fps: float, cfg: TrackConfig,
                     mode: str, clock: StageClock | None = None, t: float | None = None,
-                    flow: FrameFlow | None = None, nobody: NobodyPlaces | None = None) -> list[tuple[int, object]]:
+                    flow: FrameFlow | None = None) -> list[tuple[int, object]]:
     """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
     frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the
     source's FrameFlow, with cfg.between "flow"): between detector frames the tracks seen in the last frame are
-    carried into this one by optical flow, with no pose network and no association (tracking/flow.py).
-    `nobody` (the source's NobodyPlaces): detections at places where the detector keeps firing on nothing the
-    tracker takes get no pose (tracking/nobody.py)."""
+    carried into this one by optical flow, with no pose network and no association (tracking/flow.py)."""
     clock = clock or StageClock()
     t = frame.frame_index / fps if t is None else t
     if flow is not None:
@@ -195,44 +175,27 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
             if detections is None and previous is not None:
                 seen = tracker.seen()
                 return tracker.follow(seen, carried_poses([tr.person for tr in seen], previous, now), t)
-    all_detections, skip = detections, None
-    if nobody is not None and detections is not None and len(detections[0]):
-        held = np.array([p.box for p in tracker.live_people()]).reshape(-1, 4)
-        skip = nobody.skipped(detections[0], detections[1], held)
-        detections = (detections[0][~skip], detections[1][~skip])
     with clock("boxes"):
-        boxes, scores, propagated = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
-                                                cfg.missed_detections)
+        boxes, scores, carried = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
+                                             cfg.missed_detections)
+        fresh = DETECTED if predictor.detector is not None else WHOLE
+        origins = np.where(carried, CARRIED, fresh).astype(object)
     with clock("pose"):
-        people = predictor.predict_many([(frame.bgr, boxes, scores)], bgr=True)[0] if len(boxes) else []
+        # the one pipeline: the verifier screens detected and carried boxes, the policy decides who is a person
+        # (a carried box whose person left is let go there); the tracker then decides who continues whom
+        people = predictor.pipeline.people([(frame.bgr, boxes, scores, origins)], mode)[0] if len(boxes) else []
     with clock("track"):
-        # a propagated box that no longer holds a person (they left, or the track drifted) is let go
-        kept = [(p, not prop) for p, prop in zip(people, propagated)
-                if not prop or still_there(p, cfg.keep_quality, detector_frame=detections is not None)]
-        estimated = people
-        people = [p for p, _ in kept]
-        people = predictor.pipeline.rule.keep(people, DETECTOR, mode,
-                                              predictor.pipeline.sure_factor(frame.bgr, DETECTOR))
-        detected = {id(p) for p, from_detector in kept if from_detector}
-        tracked = tracker.update(people, t, [id(p) in detected for p in people], image=frame.bgr)
-        if skip is not None:
-            taken = {id(tr.person) for tr in tracker.tracks}
-            used = np.zeros(len(skip), bool)
-            used[np.flatnonzero(~skip)] = [id(p) in taken for p in estimated[:int((~skip).sum())]]
-            nobody.learn(all_detections[0], used)
-        return tracked
+        return tracker.update(people, t, [p.box_origin != CARRIED for p in people], image=frame.bgr)
 
 
 def tracking_predictor(cfg: TrackConfig) -> Predictor:
-    """The one pipeline (inference/pipeline.py) with tracking's settings, built as every path builds it.
-
-    Tracking keeps the detector's boxes above a flat threshold (TrackConfig.detector_threshold 0.3) where
-    `predict` is trust-guided: across frames the tracker's birth rule and the detector's word every few frames
-    take the place of judging each unsure box alone (docs/tracking.md has both measured)."""
+    """The one pipeline (inference/pipeline.py) with tracking's settings and the person policy's VIDEO preset,
+    built as every path builds it."""
     return Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads,
                      detector="default" if cfg.detector is None else cfg.detector,
                      detector_threshold=cfg.detector_threshold, min_pose_quality=cfg.min_pose_quality,
-                     second_look=cfg.second_look)
+                     second_look=cfg.second_look, verifier=cfg.verifier,
+                     policy=dataclasses.replace(cfg.policy, min_pose_quality=cfg.min_pose_quality))
 
 
 class PoseTracker:
@@ -256,10 +219,8 @@ class PoseTracker:
     def reset(self, first_id: int | None = None) -> None:
         """A new video: no tracks, frame count 0; ids go on from first_id (default: where they stopped)."""
         first_id = getattr(self, "tracker", None).next_id if first_id is None else first_id
-        self.tracker = Tracker(self.cfg.tracker, first_id=first_id)
+        self.tracker = Tracker(self.cfg.tracker, first_id=first_id, policy=self.predictor.pipeline.policy)
         self.flow = FrameFlow() if self.cfg.between == "flow" else None
-        detector = self.predictor.detector
-        self.nobody = NobodyPlaces() if self.cfg.skip_nobody and detector is not None else None
         self.frames = 0
 
     @property
@@ -374,25 +335,12 @@ class PoseTracker:
         h, w = frame.bgr.shape[:2]
         people = []
         for track_id, p in _tracked_people(frame, detections, self.predictor, self.tracker, self.fps, cfg,
-                                           self.mode, clock, t, self.flow, self.nobody):
+                                           self.mode, clock, t, self.flow):
             p = dataclasses.replace(p, box=reported_box(p, w, h))
             if self.video_calibration is not None:
                 p = self.video_calibration.apply(p)
             people.append(dataclasses.replace(p, track_id=int(track_id)))
-        return without_parts(people) if self.cfg.drop_parts else people
-
-
-PART_INSIDE, PART_HEIGHT = 0.7, 0.6   # without_parts: share of its box inside the other's, height ratio at most
-
-
-def without_parts(people: list) -> list:
-    """The tracked people less those that are a part of another: a box lying mostly (>= PART_INSIDE of its area)
-    inside another person's box and at most PART_HEIGHT of its height (a track left on a walker's legs after the
-    walker's id changed). Only what is reported changes: the track lives on, and may hold its person again."""
-    boxes = [np.asarray(p.box, float) for p in people]
-    return [p for i, p in enumerate(people)
-            if not any(j != i and boxes[i][3] <= PART_HEIGHT * boxes[j][3]
-                       and inside_share(boxes[i], boxes[j]) >= PART_INSIDE for j in range(len(people)))]
+        return self.predictor.pipeline.policy.without_tracked_parts(people) if self.cfg.drop_parts else people
 
 
 def check_tracking(cfg: TrackConfig) -> None:

@@ -6,10 +6,9 @@ hue-saturation histogram of the box centre, `associate.colour_histogram`) as a t
 lost (up to `max_misses` frames) re-identified by position, size and colours, within a reach that grows with
 the frames missed.
 
-A new pose starts a track (with its id) when the model trusts it as a person and it does not lie inside a person a
-track holds: pose quality >= `min_birth_quality` and at least `min_birth_visible` keypoints called visible (3: a
-person seen from behind, whose other joints are called occluded, is a person), or, with `min_birth_person` set and
-a model that reports p(person) (posecal/calibration/person.py), p(person) >= min_birth_person instead. A track
+A new pose starts a track (with its id) when the person policy says a person is born there
+(posecal/inference/person_policy.py: PersonPolicy.born, p(person) and pose quality) and it does not lie inside a
+person a track holds (PersonPolicy.birth_overlap). A track
 survives up to `max_misses` frames without a match (occlusion, a missed detection) before it ends; one whose
 pose collapses under another person is held as occluded rather than handed that pose. Keypoints of reported
 poses are One-Euro smoothed with a cutoff that follows their trust.
@@ -28,6 +27,7 @@ import numpy as np
 
 from scipy.optimize import linear_sum_assignment
 
+from posecal.inference.person_policy import VIDEO, PersonPolicy, inside_shares
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.associate import appearance_similarity, colour_histogram, reid_scores, similarity, trusted
 from posecal.tracking.one_euro import OneEuroFilter
@@ -48,9 +48,6 @@ class TrackerConfig:
     reid_distance_growth: float = 0.05   # ... plus this much per missed frame ...
     reid_scale: float = 1.5         # ... with a height within this factor ...
     reid_appearance: float = 0.6    # ... and colours at least this similar (Bhattacharyya coefficient)
-    birth_overlap: float = 0.6      # no track is born from a box lying more than this share inside a box held by a
-                                    # track this frame (1: off)
-    min_birth_quality: float = 0.45 # no track is born from a pose of lower pose quality
     collapse: float = 0.8           # a track whose matched pose has less than this share of its running
                                     # pose quality while its box overlaps another track's (IoU >= hold_overlap) is
                                     # held as occluded (it misses; its pose is not taken): 0 is off
@@ -58,11 +55,6 @@ class TrackerConfig:
     report_hidden: int = 3          # a track unmatched while its predicted box overlaps a seen track's
                                     # (IoU >= hold_overlap) is reported for up to this many frames where its velocity
                                     # says it is, every keypoint occluded (visibility 1) and its qualities halved
-    min_birth_visible: int = 3      # keypoints called visible a new track needs (models that predict visibility): a
-                                    # post, a tripod or a bag the detector takes for a person has a pose of doubtful
-                                    # quality with no keypoint the model sees; a person seen from behind shows 3-5
-    min_birth_person: float | None = None   # set: for models with p(person), the p(person) a new track needs
-                                            # instead of the two above (no shipped model has p(person) today)
 
 
 def keypoint_cutoffs(quality: np.ndarray, visibility: np.ndarray | None, cfg: TrackerConfig) -> np.ndarray:
@@ -98,8 +90,8 @@ class Tracker:
     tracks' (track_id, smoothed PersonPose) seen in this frame (and hidden ones: report_hidden). Ids count up
     from `first_id`."""
 
-    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1):
-        self.cfg = cfg or TrackerConfig()
+    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1, policy: PersonPolicy = VIDEO):
+        self.cfg, self.policy = cfg or TrackerConfig(), policy
         self.tracks: list[Track] = []
         self.next_id = first_id
 
@@ -157,7 +149,8 @@ class Tracker:
         self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
         unmatched, born = set(range(len(people))) - {c for _, c in pairs} - hidden, []
         for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
-            if not born_as_person(people[c], cfg) or (held and inside(boxes[c], boxes[held]) > cfg.birth_overlap):
+            if not self.policy.born(people[c]) or \
+                    (held and inside_shares(boxes[c], boxes[held]).max() > self.policy.birth_overlap):
                 continue          # a doubtful pose, or a second pose of a person a track already holds
             born.append(c)
             held.append(c)
@@ -296,27 +289,6 @@ def hidden_pose(tr: Track):
                                keypoint_quality=0.5 * np.asarray(p.keypoint_quality),
                                pose_quality=0.5 * float(p.pose_quality),
                                scores={k: 0.5 * v for k, v in p.scores.items()}, pose_source="held")
-
-
-def born_as_person(person, cfg: TrackerConfig) -> bool:
-    """May this pose start a track? Its p(person) where the model has one and min_birth_person is set, else its
-    pose quality and visible keypoints (TrackerConfig)."""
-    if cfg.min_birth_person is not None and person.person_probability is not None:
-        return person.person_probability >= cfg.min_birth_person
-    return person.pose_quality >= cfg.min_birth_quality and visible_count(person) >= cfg.min_birth_visible
-
-
-def visible_count(person) -> float:
-    """Keypoints the model calls visible (visibility 2); inf for a model that does not predict visibility."""
-    return np.inf if person.visibility is None else int((np.asarray(person.visibility) == 2).sum())
-
-
-def inside(box, others) -> float:
-    """The largest share of `box`'s area that lies inside one of `others` (x, y, w, h)."""
-    b, o = np.asarray(box, float).reshape(4), np.asarray(others, float).reshape(-1, 4)
-    lo, hi = np.maximum(b[:2], o[:, :2]), np.minimum(b[:2] + b[2:], o[:, :2] + o[:, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    return float((inter / max(b[2] * b[3], 1e-9)).max()) if len(o) else 0.0
 
 
 def _step(old, new) -> np.ndarray:

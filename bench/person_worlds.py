@@ -1,0 +1,174 @@
+"""Who is a person, judged end to end in several worlds: the product's pipeline (`Predictor`, the shipped detector,
+the person verifier and the person policy) against the labels, with and without the verifier, side by side.
+
+    python bench/person_worlds.py [--model accurate] [--limit N] [--json bench/results/person_worlds.json]
+
+Worlds (none of them fitted the verifier's head; the "tuning" ones chose its calibration and the policy's numbers,
+the others chose nothing):
+- COCO val crops, even image ids (tuning) and odd ids (held out): each crop's labelled person (the crop is cut
+  around them) and the others of its photograph; the labelled person found (a reported box of IoU >= 0.5), found
+  with a pose of OKS >= 0.5, given a second pose (another reported box of IoU >= 0.5 with them);
+- LSPET photos numbered 0 mod 5 (held out; sports: one labelled person a photo): found;
+- person-free patches of the val crops and scikit-image's photos without people: people invented;
+- frames of the five clips with their people and objects labelled by hand (tools/clip_objects.json): people
+  found, objects (signs, a tripod, bollards, cones, shelves) reported as a person.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+from detector_recall import iou, others_in_crop, person_free_patches  # noqa: E402
+
+from posecal.metrics.oks import oks  # noqa: E402
+
+SHARED = ROOT.parent / "shared/data"
+COCO = SHARED / "coco-val2017-crops"
+LSPET = SHARED / "lspet"
+CLIP_OBJECTS = ROOT / "tools/clip_objects.json"
+
+
+def coco_pictures(parity: int, limit: int):
+    coco = json.loads((COCO / "annotations/val.json").read_text())
+    by_photo = defaultdict(list)
+    for a in coco["annotations"]:
+        by_photo[a["orig_image_id"]].append(a)
+    anns = {a["image_id"]: a for a in coco["annotations"]}
+    images = [im for im in coco["images"] if im["id"] % 2 == parity][: limit or None]
+    for im in images:
+        bgr = cv2.imread(str(COCO / "images" / im["file_name"]))
+        if bgr is not None:
+            yield im["file_name"], bgr, anns[im["id"]], others_in_crop(anns[im["id"]], by_photo[anns[im["id"]]
+                                                                                              ["orig_image_id"]],
+                                                                       bgr.shape[1], bgr.shape[0])
+
+
+def photo_figures(predictor, pictures) -> dict:
+    found = posed = second = n = reported = 0
+    for _, bgr, ann, _ in pictures:
+        people = predictor(bgr).people
+        n += 1
+        reported += len(people)
+        target = np.array(ann["bbox"], float)
+        if not people:
+            continue
+        boxes = np.array([p.box for p in people]).reshape(-1, 4)
+        hit = iou(boxes, target[None])[:, 0] >= 0.5
+        found += bool(hit.any())
+        second += int(hit.sum() >= 2)
+        gt = np.reshape(ann["keypoints"], (17, 3))
+        if hit.any():
+            best = max(float(oks(people[i].keypoints[None], gt[None, :, :2], gt[None, :, 2], ann["area"])[0])
+                       for i in np.flatnonzero(hit))
+            posed += best >= 0.5
+    return {"persons": n, "found": round(found / n, 4), "found_with_pose_oks_0.5": round(posed / n, 4),
+            "second_pose_share": round(second / n, 4), "reported_per_picture": round(reported / n, 3)}
+
+
+def lspet_figures(predictor, limit: int) -> dict:
+    d = json.loads((LSPET / "annotations/lspet.json").read_text())
+    anns = {a["image_id"]: a for a in d["annotations"]}
+    images = [im for im in d["images"] if int(im["file_name"][2:7]) % 5 == 0][: limit or None]
+    found = second = n = 0
+    for im in images:
+        bgr = cv2.imread(str(LSPET / "images" / im["file_name"]))
+        ann = anns.get(im["id"])
+        if bgr is None or ann is None:
+            continue
+        x, y, w, h = ann["bbox"]       # around the labelled joints: grown as the verifier's training did
+        target = np.array([x - 0.08 * w, y - 0.1 * h, 1.16 * w, 1.2 * h])
+        people = predictor(bgr).people
+        n += 1
+        if people:
+            hit = iou(np.array([p.box for p in people]).reshape(-1, 4), target[None])[:, 0] >= 0.5
+            found += bool(hit.any())
+            second += int(hit.sum() >= 2)
+    return {"persons": n, "found": round(found / max(n, 1), 4), "second_pose_share": round(second / max(n, 1), 4)}
+
+
+def nobody_figures(predictor, pictures) -> dict:
+    invented = [len(predictor(bgr).people) for _, bgr in pictures]
+    return {"pictures": len(invented), "people_invented": int(sum(invented)),
+            "pictures_with_someone": int(sum(v > 0 for v in invented))}
+
+
+def clip_figures(predictor) -> dict:
+    spec = json.loads(CLIP_OBJECTS.read_text())["clips"]
+    out = {"persons": 0, "persons_found": 0, "objects": 0, "objects_reported": 0, "reported_objects": [],
+           "reported_not_labelled": 0}
+    for clip, frames in spec.items():
+        cap = cv2.VideoCapture(str(SHARED / "videos" / clip))
+        want, i = {int(k): v for k, v in frames.items()}, 0
+        while want:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i in want:
+                labels = want.pop(i)
+                people = predictor(bgr).people
+                boxes = np.array([p.box for p in people]).reshape(-1, 4)
+                lab = np.array([r[:4] for r in labels], float).reshape(-1, 4)
+                is_person = np.array([r[4] for r in labels], bool)
+                overlap = iou(boxes, lab) if len(boxes) else np.zeros((0, len(lab)))
+                out["persons"] += int(is_person.sum())
+                out["persons_found"] += int((overlap[:, is_person] >= 0.5).any(0).sum()) if len(boxes) else 0
+                out["objects"] += int((~is_person).sum())
+                for j in np.flatnonzero(~is_person):
+                    if len(boxes) and (overlap[:, j] >= 0.5).any():
+                        out["objects_reported"] += 1
+                        out["reported_objects"].append(f"{clip}:{i}:{labels[j][5]}")
+                if len(boxes):
+                    out["reported_not_labelled"] += int((overlap.max(1) < 0.3).sum()) if lab.size else len(boxes)
+            i += 1
+    out["persons_found_share"] = round(out["persons_found"] / max(out["persons"], 1), 4)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="accurate")
+    ap.add_argument("--limit", type=int, default=0, help="pictures per photo world (0: all)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--configs", nargs="+", default=["verifier", "no verifier"])
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    from posecal.detect.verifier import open_verifier
+    from posecal.inference.predictor import Predictor
+
+    patches = person_free_patches(COCO, 200, split="val")
+    from detector_recall import no_people_photos
+
+    photos = no_people_photos()
+    results = {}
+    for name in args.configs:
+        t0 = time.time()
+        verifier = open_verifier("default", args.threads) if name == "verifier" else None
+        if name == "verifier" and verifier is None:
+            raise SystemExit("no shipped verifier (posecal/weights/person_verifier.onnx): train it first")
+        predictor = Predictor(args.model, threads=args.threads, verifier=verifier)
+        r = {"coco_val_tuning_even": photo_figures(predictor, coco_pictures(0, args.limit)),
+             "coco_val_held_out_odd": photo_figures(predictor, coco_pictures(1, args.limit)),
+             "lspet_held_out": lspet_figures(predictor, args.limit),
+             "val_person_free_patches": nobody_figures(predictor, patches),
+             "photos_without_people": nobody_figures(predictor, photos),
+             "clip_frames": clip_figures(predictor)}
+        r["seconds"] = round(time.time() - t0, 1)
+        results[name] = r
+        print(name, json.dumps(r, indent=1), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "limit": args.limit, "results": results},
+                                              indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Who is a person, and which one: every decision posecal makes about it, in one place that every path calls.
+
+The API (`Predictor`), `posecal predict`, `PoseTracker` and `posecal track` all ask this module, so a person found
+or dropped in one is found or dropped in the others. The decisions, in the order a picture meets them:
+
+1. **Before the pose network** (`PersonPolicy.screen`): every box that is not the caller's is judged by the person
+   verifier (posecal/detect/verifier.py), p(person | box, picture), which looks at the picture itself. A detector
+   box needs p(person) >= `min_person` however sure the detector is (a tripod scored 0.44 is not a person); a box the
+   detector is unsure of (score below `sure_score`; the detector runs at `detector_floor` so that such boxes exist)
+   needs `unsure_person`; a box carried from a track (no detection behind it, so no detector score) needs
+   `carried_person`. Boxes that fail cost no pose.
+2. **After it** (`PersonPolicy.keep`): a pose with no keypoint called visible, or of pose quality below
+   `min_pose_quality`, is nobody (the verifier cannot see that a box is empty of joints); poses that agree on the
+   keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x
+   p(person), so that a carried box and a fresh detection of one person are compared on the same footing; a
+   doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that person. A carried pose
+   also needs `carried_quality` (the person left its box).
+3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
+   >= `birth_quality`.
+
+Boxes carry their origin: GIVEN (the caller's boxes: never judged), DETECTED (a detector's, tiles of the second
+look included), CARRIED (a track's box moved into this frame), WHOLE (no detector: the whole picture, judged by the
+pose alone). Without a verifier (a model file run with `verifier=None`) the pose-side rules of before stand in:
+an unsure detection needs pose quality >= `unsure_quality`.
+
+`STILL` is the preset for independent pictures, `VIDEO` the one for tracked frames; their numbers were chosen on
+the tuning worlds of tools/train_person_verifier.py and bench/person_worlds.py and judged on worlds they were not
+chosen on (MODEL_CARD.md, CHANGELOG).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from posecal.detect.nms import pose_nms
+
+GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
+ORIGINS = (GIVEN, DETECTED, CARRIED, WHOLE)
+# the shipped SSD's own working threshold: a detection scored at least this is "sure"; the detectors merged by
+# posecal/detect/union.py put their scores on this scale
+SURE_SCORE = 0.3
+# the detector runs this permissively so that people it is unsure of are judged rather than dropped
+DETECTOR_FLOOR = 0.15
+# a pose with fewer keypoints called visible is nobody (a person seen from behind shows several)
+MIN_VISIBLE = 1
+# a pose below this predicted OKS is nobody (detector boxes and the whole picture). Measured with the whole
+# picture (bench/detector_recall.py --pose: the 822 val crops seen whole; 22 photos without people): keeps 72.9% of
+# the crops' people and 2 of the 22 non-people; the OKS head alone (no visibility rule) keeps 97.1% and 13 of 22.
+MIN_POSE_QUALITY = 0.3
+# two poses are one person when their OKS over the keypoints both see is above this (detect/nms.py)
+DUPLICATE_OKS = 0.6
+
+
+@dataclass(frozen=True)
+class PersonPolicy:
+    """The numbers of every person decision (module docstring). `None` thresholds are off."""
+
+    sure_score: float | None = SURE_SCORE
+    detector_floor: float = DETECTOR_FLOOR
+    min_person: float = 0.2
+    unsure_person: float = 0.5
+    carried_person: float = 0.1
+    min_pose_quality: float = MIN_POSE_QUALITY
+    unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
+    unsure_min_height: float = 64.0      # ... and the pixels it must be tall
+    min_visible: int = MIN_VISIBLE
+    nms: str = "oks"
+    duplicate_oks: float = DUPLICATE_OKS
+    part_inside: float = 0.7
+    part_height: float = 0.6             # a tracked part is at most this share of its person's height
+    carried_quality: float = 0.15
+    birth_person: float = 0.5
+    birth_quality: float = 0.45
+    birth_visible: int = 3               # without a verifier: keypoints called visible a new track needs
+    birth_overlap: float = 0.6           # no track is born from a box lying more than this share inside a box a
+                                         # track holds this frame (a second pose of that person; 1: off)
+
+    def screen(self, origins, scores: np.ndarray, p_person: np.ndarray | None, sure_factor: float = 1.0) -> np.ndarray:
+        """(N,) bool: which boxes get a pose. `p_person` None: no verifier (every box goes on to the pose rules).
+        `sure_factor` scales sure_score as the detector scaled its threshold for this picture (a grey picture)."""
+        origins = np.broadcast_to(np.asarray(origins, object), (len(scores),))
+        keep = np.ones(len(scores), bool)
+        if p_person is None:
+            return keep
+        p = np.asarray(p_person, float)
+        sure = self.is_sure(scores, sure_factor)
+        detected = origins == DETECTED
+        keep[detected] = p[detected] >= np.where(sure[detected], self.min_person, self.unsure_person)
+        carried = origins == CARRIED
+        keep[carried] = p[carried] >= self.carried_person
+        return keep
+
+    def is_sure(self, scores, sure_factor: float = 1.0) -> np.ndarray:
+        scores = np.asarray(scores, float)
+        return np.ones(len(scores), bool) if self.sure_score is None else scores >= self.sure_score * sure_factor
+
+    def someone_there(self, person, min_quality: float | None = None) -> bool:
+        """Do the pose's visible keypoints and quality say a person is there? min_pose_quality 0 keeps all."""
+        floor = self.min_pose_quality if min_quality is None else min_quality
+        if floor <= 0:
+            return True
+        if person.visibility is not None and int((np.asarray(person.visibility) == 2).sum()) < self.min_visible:
+            return False
+        return not person.pose_quality < floor
+
+    def keep(self, people: list, origins, mode: str | None = None, sure_factor: float = 1.0) -> list:
+        """The people of one picture reported, from their poses (each with `box_score` and, with a verifier,
+        `person_probability`) and their boxes' origins (one, or one per pose). Order kept."""
+        origins = list(np.broadcast_to(np.asarray(origins, object), (len(people),)))
+        kept, boxed = set(), []
+        for p, o in zip(people, origins):
+            if o == GIVEN:
+                kept.add(id(p))
+                continue
+            floor = self.min_pose_quality
+            if floor > 0 and o == CARRIED:
+                floor = max(floor, self.carried_quality)
+            elif o == DETECTED and p.person_probability is None and not self.is_sure([p.box_score], sure_factor)[0]:
+                # no verifier judged this unsure box: its pose must confirm it, and a box of a few dozen pixels
+                # is not judged (the trust model reading a crop blown up from it calls people everywhere)
+                if p.box[3] < self.unsure_min_height:
+                    continue
+                floor = max(floor, self.unsure_quality, MIN_POSE_QUALITY)
+            if not self.someone_there(p, floor):
+                continue
+            if o == WHOLE:                   # the whole picture is one box: nothing to merge it with
+                kept.add(id(p))
+            else:
+                boxed.append(p)
+        if len(boxed) > 1:                   # each person once
+            mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
+            boxed = self._without_parts(pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.evidence))
+        kept |= {id(p) for p in boxed}
+        return [p for p in people if id(p) in kept]
+
+    def evidence(self, person) -> float:
+        """How sure posecal is that a box frames a person, the same for every origin: p(person) where the verifier
+        judged it, else the detector's score (1 for a carried box without a verifier)."""
+        return float(person.person_probability if person.person_probability is not None else person.box_score)
+
+    def _without_parts(self, people: list) -> list:
+        """A doubtful box (evidence below the sure level) lying mostly inside the box of a person ranked higher:
+        a part of that person (an upper body, a leg), whose pose NMS does not match to the whole person's."""
+        doubt = self.unsure_person if any(p.person_probability is not None for p in people) else \
+            (self.sure_score or 0.0)
+        by_rank = sorted(people, key=lambda p: -self.evidence(p) * float(p.pose_quality))
+        kept: list = []
+        for p in by_rank:
+            if self.evidence(p) < doubt and any(inside_share(p.box, o.box) >= self.part_inside for o in kept):
+                continue
+            kept.append(p)
+        ids = {id(p) for p in kept}
+        return [p for p in people if id(p) in ids]
+
+    def without_tracked_parts(self, people: list) -> list:
+        """Tracked people as reported, less those that are a part of another: a box lying mostly (part_inside of
+        its area) inside another's and at most `part_height` of its height (a track left on a walker's legs after
+        the walker's id changed). Only what is reported changes: the track lives on, and may hold its person
+        again."""
+        boxes = np.array([np.asarray(p.box, float) for p in people]).reshape(-1, 4)
+        return [p for i, p in enumerate(people)
+                if not any(j != i and boxes[i, 3] <= self.part_height * boxes[j, 3]
+                           and inside_share(boxes[i], boxes[j]) >= self.part_inside for j in range(len(people)))]
+
+    def born(self, person) -> bool:
+        """May this pose start a track? p(person) where the verifier judged it, else its visible keypoints; and
+        its pose quality either way."""
+        if person.pose_quality < self.birth_quality:
+            return False
+        if person.person_probability is not None:
+            return person.person_probability >= self.birth_person
+        return person.visibility is None or int((np.asarray(person.visibility) == 2).sum()) >= self.birth_visible
+
+
+def inside_share(box, other) -> float:
+    """The share of x, y, w, h `box`'s area that lies inside `other`."""
+    return float(inside_shares(box, other)[0]) if np.size(other) else 0.0
+
+
+def inside_shares(box, others) -> np.ndarray:
+    """(M,) shares of `box`'s area inside each of `others` (M, 4)."""
+    b, o = np.asarray(box, float).reshape(4), np.asarray(others, float).reshape(-1, 4)
+    lo, hi = np.maximum(b[:2], o[:, :2]), np.minimum(b[:2] + b[2:], o[:, :2] + o[:, 2:])
+    return np.clip(hi - lo, 0, None).prod(-1) / max(float(b[2] * b[3]), 1e-9)
+
+
+# the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector)
+STILL = PersonPolicy()
+# the preset for tracked frames (PoseTracker, `posecal track`)
+VIDEO = PersonPolicy()

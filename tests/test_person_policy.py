@@ -1,0 +1,188 @@
+"""The person policy (posecal/inference/person_policy.py), rule by rule, from boxes of each origin; the pipeline
+that applies it (the verifier's screen before the pose network); and the verifier's inputs by hand."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from posecal.inference.person_policy import (CARRIED, DETECTED, GIVEN, STILL, VIDEO, WHOLE, PersonPolicy,
+                                             inside_share)
+from posecal.inference.pipeline import PosePipeline, detection_setup
+
+from conftest import STANDING, pose_of
+
+
+def scored(xy, quality, vis=2, p_person=None, box_score=1.0):
+    """pose_of with its pose scores filled, as the estimator fills them (NMS ranks by scores["oks"])."""
+    person = pose_of(xy, quality, vis=vis)
+    person.scores = {"oks": quality}
+    person.person_probability, person.box_score = p_person, box_score
+    return person
+
+
+def test_screen_judges_each_origin_by_its_own_bar():
+    policy = PersonPolicy(sure_score=0.3, min_person=0.2, unsure_person=0.5, carried_person=0.1)
+    origins = [DETECTED, DETECTED, DETECTED, DETECTED, CARRIED, CARRIED, GIVEN, WHOLE]
+    scores = np.array([0.6, 0.6, 0.2, 0.2, 0.0, 0.0, 1.0, 1.0])
+    p = np.array([0.25, 0.15, 0.55, 0.45, 0.12, 0.05, 0.0, 0.0])
+    # a sure detection needs 0.2 (a tripod the detector is sure of at 0.15 is not a person), an unsure one 0.5,
+    # a carried box 0.1; the caller's boxes and the whole picture are never screened
+    assert policy.screen(origins, scores, p).tolist() == [True, False, True, False, True, False, True, True]
+    assert policy.screen(origins, scores, None).all()                 # no verifier: the pose rules decide
+    # a grey picture lowers the detector's threshold, and the sure score with it: 0.2 >= 0.3 x 0.6
+    assert policy.screen([DETECTED], np.array([0.2]), np.array([0.3]), sure_factor=0.6).tolist() == [True]
+    assert PersonPolicy(sure_score=None).screen([DETECTED], np.array([0.2]), np.array([0.3])).tolist() == [True]
+
+
+def test_nobody_rule_duplicates_and_given_boxes():
+    a, twin, other = (scored(STANDING, 0.8, p_person=0.9), scored(STANDING + 0.5, 0.6, p_person=0.9),
+                      scored(STANDING + [200, 0], 0.7, p_person=0.9))
+    policy = PersonPolicy()
+    assert policy.keep([twin, a, other], DETECTED) == [a, other]        # the twin is a duplicate of a
+    assert policy.keep([twin, a, other], GIVEN) == [twin, a, other]     # the caller's boxes: all kept
+    low, unseen = scored(STANDING, 0.2), scored(STANDING, 0.9, vis=1)
+    assert policy.keep([a, low, unseen], WHOLE) == [a]                  # below 0.3, or nothing visible: nobody
+    assert PersonPolicy(min_pose_quality=0).keep([low, unseen], WHOLE) == [low, unseen]
+    assert PersonPolicy(nms="none").keep([twin, a], DETECTED) == [twin, a]
+    # origins per pose: a given box beside detected ones is never merged away
+    assert policy.keep([twin, a], [GIVEN, DETECTED]) == [twin, a]
+
+
+def test_duplicates_are_ranked_by_the_same_evidence_whatever_the_origin():
+    """A carried box and a fresh detection of one person: the one posecal is surer frames a person is kept, not
+    the carried one because its box came with no detector score to compare."""
+    fresh = scored(STANDING, 0.80, p_person=0.9, box_score=0.4)
+    carried = scored(STANDING + 0.5, 0.82, p_person=0.6, box_score=0.0)
+    assert PersonPolicy().keep([carried, fresh], [CARRIED, DETECTED]) == [fresh]
+    assert PersonPolicy().evidence(fresh) == 0.9
+    fresh.person_probability = None                                   # no verifier: the detector's score
+    assert PersonPolicy().evidence(fresh) == 0.4
+
+
+def test_without_a_verifier_an_unsure_detection_needs_a_confirming_pose():
+    sure, person, thing = (scored(STANDING + [dx, 0], q, box_score=s) for dx, q, s in ((0, 0.4, 0.6), (100, 0.7, 0.2),
+                                                                                       (200, 0.4, 0.2)))
+    policy = PersonPolicy(sure_score=0.3, unsure_quality=0.5)
+    assert policy.keep([sure, person, thing], DETECTED) == [sure, person]
+    sure.pose_quality = 0.2                         # however sure the detector, a pose that says nobody is nobody
+    assert policy.keep([sure, person], DETECTED) == [person]
+
+
+def test_a_doubtful_box_inside_a_person_is_a_part_of_that_person():
+    whole = scored(STANDING, 0.8, p_person=0.95)
+    upper = scored(STANDING, 0.9, p_person=0.3)
+    upper.keypoints = STANDING[[0] * 17] + np.arange(17)[:, None] * [3.0, 0.0]   # another pose: NMS keeps it
+    upper.box = whole.box * [1, 1, 1, 0.5]
+    assert PersonPolicy(unsure_person=0.5).keep([whole, upper], DETECTED) == [whole]
+    upper.person_probability = 0.8                  # the verifier is sure the box frames a person: kept
+    assert len(PersonPolicy(unsure_person=0.5).keep([whole, upper], DETECTED)) == 2
+    assert inside_share(upper.box, whole.box) == 1.0
+
+
+def test_carried_poses_need_the_carried_quality():
+    kept, left = scored(STANDING, 0.35, p_person=0.5), scored(STANDING + [200, 0], 0.1, p_person=0.5)
+    policy = PersonPolicy(min_pose_quality=0.3, carried_quality=0.15)
+    assert policy.keep([kept, left], CARRIED) == [kept]
+    assert PersonPolicy(min_pose_quality=0.0).keep([left], CARRIED) == [left]    # 0 keeps all
+
+
+def test_births_read_p_person_where_the_verifier_judged_else_visible_keypoints():
+    policy = PersonPolicy(birth_person=0.5, birth_quality=0.45, birth_visible=3)
+    assert policy.born(scored(STANDING, 0.6, p_person=0.7))
+    assert not policy.born(scored(STANDING, 0.6, p_person=0.3))               # a tripod: no track
+    assert not policy.born(scored(STANDING, 0.4, p_person=0.9))               # a doubtful pose: none either
+    back = scored(STANDING, 0.6, vis=1, p_person=0.8)                          # seen from behind: joints occluded
+    assert policy.born(back)
+    back.person_probability = None                                            # no verifier: needs 3 visible
+    assert not policy.born(back)
+    back.visibility[:3] = 2
+    assert policy.born(back)
+
+
+def test_presets_share_one_detector_floor_and_sure_score():
+    """The still-picture and video presets differ only where measured; detection_setup gives the API, predict and
+    track the same detector threshold for the same request."""
+    assert STILL.sure_score == VIDEO.sure_score and STILL.detector_floor == VIDEO.detector_floor
+    assert detection_setup("default", None, True, STILL) == (STILL.detector_floor, STILL)
+    threshold, policy = detection_setup("default", 0.4, True, STILL)
+    assert threshold == 0.4 and policy.sure_score is None                       # the user's threshold: all sure
+    assert detection_setup("nanodet", None, True, VIDEO)[0] is None            # its own threshold
+    assert detection_setup("default", None, False, STILL)[0] is None           # nothing to judge unsure boxes with
+
+
+def test_the_pipeline_screens_before_the_pose_network_and_passes_p_person_on():
+    posed = []
+
+    def estimate(items):
+        posed.extend(len(boxes) for _, boxes, _ in items)
+        return [[scored(STANDING + [100 * i, 0], 0.8) for i in range(len(boxes))] for _, boxes, _ in items]
+
+    boxes = np.array([[0, 0, 60, 150], [100, 0, 60, 150], [200, 0, 60, 150]], float)
+    detector = lambda image: (boxes, np.array([0.6, 0.6, 0.2]))                 # noqa: E731
+    verifier = lambda image, b: np.array([0.9, 0.05, 0.7])[:len(b)]             # noqa: E731
+    pipeline = PosePipeline(estimate, detector, replace(STILL, unsure_person=0.5), verifier)
+    people = pipeline(np.zeros((200, 300, 3), np.uint8))
+    assert posed == [2]                                   # the box the verifier called nobody got no pose
+    assert [p.person_probability for p in people] == [0.9, 0.7]
+    assert [p.box_origin for p in people] == [DETECTED, DETECTED]
+    # the caller's boxes are not judged: every one gets a pose, and no p(person)
+    given = pipeline.people([(np.zeros((200, 300, 3), np.uint8), boxes, np.ones(3), GIVEN)])[0]
+    assert len(given) == 3 and all(p.person_probability is None for p in given)
+
+
+def test_verifier_inputs_by_hand():
+    from posecal.detect.verifier import CONTEXT, INPUT_HW, MASK_HW, box_masks, crop_regions, verifier_inputs
+
+    box = np.array([[100.0, 50.0, 40.0, 120.0]])
+    region = crop_regions(box)[0]
+    # grown by CONTEXT about the centre (120, 110), then widened to the input's aspect (H / W = 4 / 3)
+    h = 120 * CONTEXT
+    w = max(40 * CONTEXT, h * INPUT_HW[1] / INPUT_HW[0])
+    np.testing.assert_allclose(region, [120 - w / 2, 110 - h / 2, w, h])
+    mask = box_masks(box, crop_regions(box))[0, 0]
+    assert mask.shape == MASK_HW
+    # the box's share of the region is 40 / w wide and 1 / CONTEXT tall: the mask's cells add up to as much
+    np.testing.assert_allclose(mask.sum(), MASK_HW[0] * MASK_HW[1] * (40 / w) * (1 / CONTEXT), rtol=1e-6)
+    # a centred narrow box: a middle row of cells holds 40 / w of its width, symmetric; the corners nothing
+    np.testing.assert_allclose(mask[MASK_HW[0] // 2].sum(), 40 / w * MASK_HW[1], rtol=1e-6)
+    np.testing.assert_allclose(mask, mask[:, ::-1], atol=1e-6)
+    assert mask.max() <= 1 and mask[0, 0] == 0
+    image = np.zeros((300, 300, 3), np.uint8)
+    image[50:170, 100:140] = 255                                          # the box itself white
+    crops, masks = verifier_inputs(image, box)
+    assert crops.shape == (1, 3, *INPUT_HW) and masks.shape == (1, 1, *MASK_HW)
+    centre = crops[0, :, INPUT_HW[0] // 2, INPUT_HW[1] // 2]
+    assert (centre > 2).all() and (crops[0, :, 1, 1] < -1).all()          # white in the box, black around
+
+
+def test_verifier_graph_round_trip_and_its_calibration(tmp_path):
+    """The exported graph computes what the (fp16-rounded) network computes, its calibration a * logit + b
+    included, and carries its record."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from posecal.detect.verifier import INPUT_HW, MASK_HW, PersonVerifier
+    from posecal.export.verifier import export_verifier, round_to_fp16
+    from posecal.models.verifier import PersonVerifierNet
+
+    torch.manual_seed(0)
+    net = PersonVerifierNet(imagenet=False).eval()
+    net.head.calibration.copy_(torch.tensor([0.5, -1.0]))
+    export_verifier(net, tmp_path / "v.onnx", {"fit_boxes": 3})
+    verifier = PersonVerifier(tmp_path / "v.onnx", threads=1)
+    assert verifier.info == {"fit_boxes": 3}
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    boxes = np.array([[10.0, 20, 60, 150], [200, 30, 80, 90]])
+    from posecal.detect.verifier import verifier_inputs
+
+    crops, masks = verifier_inputs(image, boxes)
+    assert crops.shape[2:] == INPUT_HW and masks.shape[2:] == MASK_HW
+    rounded = round_to_fp16(PersonVerifierNet(imagenet=False).eval())
+    rounded.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        expect = rounded(torch.from_numpy(crops), torch.from_numpy(masks)).numpy()
+        logit = rounded.head.logit(rounded.features(torch.from_numpy(crops), torch.from_numpy(masks))).numpy()
+    got = verifier(image, boxes)
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-(0.5 * logit - 1.0))), atol=1e-5)   # the calibration
+    assert verifier(image, np.zeros((0, 4))).shape == (0,)
