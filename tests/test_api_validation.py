@@ -152,7 +152,7 @@ def test_equivalent_box_forms_give_the_same_pose(predictor):
         np.testing.assert_allclose(other.keypoints, as_list.keypoints, atol=1e-4)
         np.testing.assert_allclose(other.box, as_list.box)
         assert other.box_score == pytest.approx(0.7)
-    assert empty == []
+    assert len(empty) == 0 and empty.people == []
 
 
 def test_other_valid_images_are_accepted(predictor):

@@ -53,9 +53,13 @@ def test_api_tracker_predict_and_eval_run_without_torch(tmp_path, tiny_coco):
 
 
 def test_a_pt_model_without_torch_is_one_line(tmp_path, tiny_model):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((64, 48, 3), 90, np.uint8))   # predict checks its inputs first
     done = run_without_torch(f"""
         from posecal.cli.main import main
-        raise SystemExit(main(["predict", {str(ROOT / "tests")!r}, "--model", {str(tiny_model)!r},
+        raise SystemExit(main(["predict", {str(tmp_path / "a.png")!r}, "--model", {str(tiny_model)!r},
                                "--out", {str(tmp_path / "p.json")!r}]))
     """, tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
