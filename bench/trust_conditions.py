@@ -14,7 +14,12 @@ Conditions (issue 38), all from data posecal has (../shared/data), GT keypoints 
                (bench.lab.moving_people, bench/track_ids.py's scenes; scene i has seed i; scenes 0-8 tune the
                shipped video calibration, tools/fit_video_calibration.py), run through `posecal track`'s defaults
                with --model; each record matched to the truth by box IoU; figures of the records' own fields, for
-               all records and per pose_source (detected on the frame / carried by optical flow / held hidden).
+               all records and per pose_source (detected on the frame / carried by optical flow / held hidden);
+               --video-other-background 0 1 2 3 4 5: the tracking bench's held-out scenes (another room as it is
+               and mirrored, one row each too); --video-degrade half jpeg: every scene also downscaled by 2 or
+               compressed hard (bench/lab/video_worlds.py); --video-only: these rows alone. Each video row twice,
+               each ECE beside its floor (intervals by track): `records as written` (through the model's video
+               calibration, if it has one, as `track` applies it) and `no map` (without it).
 
 Three calibrations per condition:
 - `shipped`: the model file's own stored calibration, as a user gets it;
@@ -46,6 +51,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.lab.video_worlds import DEGRADED, model_without_video_map, tracked_pairs, world_scenes  # noqa: E402
 from posecal.calibration.quality import calibration_from_meta  # noqa: E402
 from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
 from posecal.data.images import image_size  # noqa: E402
@@ -143,53 +149,52 @@ def crowded_persons(annotations: Path) -> dict[int, bool]:
                          for o in by_photo[a["orig_image_id"]] if o is not a) for a in anns}
 
 
-VIDEO_TUNING_SCENES = 9   # scenes 0-8 fit the shipped video calibration (tools/fit_video_calibration.py)
+def video_rows(model: str, video, work: Path, scenes: list[int], held_out: list[int], frames: int, threads: int,
+               degrade: tuple[str, ...] = ()) -> dict[str, dict[str, dict]]:
+    """Tracked scenes' records against their truth, each row twice: `records as written` (through the model's
+    video calibration `video`, as `track` applies it) and `no map` (without one): the records are tracked once
+    by the model without its video calibration (bench/lab/video_worlds.py). Rows: `video` (scenes over the
+    tuning room) and `video_other_background` (the held-out scenes: another room, people no tuning scene shows),
+    each also per pose_source; then one row per world kind (video_intel, video_intel_mirrored, and with degrade
+    every kind downscaled or compressed: bench/lab/video_worlds.py)."""
+    from posecal.evaluation.conditions import video_figures
 
-
-def video_rows(model: str, work: Path, scenes: list[int], frames: int, threads: int,
-               other_background: bool = False) -> dict[str, dict[str, dict]]:
-    """Tracked scenes' records against their truth: all records, and per pose_source. other_background: the
-    tracking bench's held-out scenes (another room, people no tuning scene shows) instead, as one row."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from track_ids import make_held_out_scenes, make_scenes
-
-    from posecal.evaluation.conditions import video_figures, video_pairs
-    from posecal.tracking.job import TrackConfig, run_track
-
-    pairs = []
-    made = (make_held_out_scenes(work / "held_out_scenes", max(scenes) + 1, frames, VIDEO_TUNING_SCENES)
-            if other_background else make_scenes(work / "scenes", max(scenes) + 1, frames))
-    for name, video, truth in (made[i] for i in scenes):
-        out = work / f"{name}_{Path(model).stem}_tracks.json"
-        t0 = time.time()
-        run_track(TrackConfig([str(video)], out=str(out), model=model, progress=False, threads=threads),
-                  log=lambda m: None)
-        print(f"{name}: tracked in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
-        pairs += video_pairs(json.loads(truth.read_text()), json.loads(out.read_text()))
-    if other_background:
-        return {"video_other_background": {"records as written": video_figures(pairs)}}
-    rows = {"video": {"records as written": video_figures(pairs)}}
-    for source in ("detected", "carried", "held"):
-        some = [(a, r) for a, r in pairs if r.get("pose_source", "detected") == source]
-        if len(some) >= 10:
-            rows[f"video_{source}"] = {"records as written": video_figures(some)}
+    worlds = tracked_pairs(model_without_video_map(model, work), world_scenes(work, scenes, held_out, frames, degrade),
+                           work, threads)
+    groups = {"video": worlds.get("vtest", []),
+              "video_other_background": worlds.get("intel", []) + worlds.get("intel_mirrored", [])}
+    rows_of = {}
+    for name, pairs in groups.items():
+        rows_of[name] = pairs
+        for source in ("detected", "carried", "held"):
+            rows_of[f"{name}_{source}"] = [(a, r) for a, r in pairs if r.get("pose_source", "detected") == source]
+    rows_of |= {f"video_{kind}": pairs for kind, pairs in worlds.items() if kind != "vtest"}
+    rows = {}
+    for name, pairs in rows_of.items():
+        if len(pairs) < 10:
+            continue
+        written = pairs if video is None else [(a, video.apply_record(r)) for a, r in pairs]
+        rows[name] = {"records as written": video_figures(written), "no map": video_figures(pairs)}
     return rows
 
 
+COND = 31   # the condition column: video rows are named by world kind and pose source
+
+
 def table(rows: dict[str, dict[str, dict]]) -> str:
-    head = f"{'condition':<12} {'calibration':<27}" + "".join(f"{label:>14}" for _, label in COLUMNS)
+    head = f"{'condition':<{COND}} {'calibration':<27}" + "".join(f"{label:>14}" for _, label in COLUMNS)
     lines = [head, "-" * len(head)]
     for cond, by_cal in rows.items():
         for cal, figs in by_cal.items():
             cells = "".join(f"{figs[k]:>14.3f}" if k in figs else f"{'-':>14}" for k, _ in COLUMNS)
-            lines.append(f"{cond:<12} {cal:<27}{cells}")
+            lines.append(f"{cond:<{COND}} {cal:<27}{cells}")
     return "\n".join(lines)
 
 
 def floors_table(rows: dict[str, dict[str, dict]]) -> str:
     """Keypoint and pose ECE with their 95 % intervals (by photograph) and floors (mean, 90th percentile), and the
     count of subgroups (>= 300 keypoints) above their floor's p90 and twice it."""
-    head = (f"{'condition':<12} {'calibration':<27}{'kp ECE':>8} {'interval':>15} {'floor':>7} {'p90':>7}"
+    head = (f"{'condition':<{COND}} {'calibration':<27}{'kp ECE':>8} {'interval':>15} {'floor':>7} {'p90':>7}"
             f"{'pose ECE':>10} {'interval':>15} {'floor':>7} {'p90':>7}{'subgroups':>11}{'>p90':>6}{'>2xp90':>8}")
     lines = [head, "-" * len(head)]
     for cond, by_cal in rows.items():
@@ -203,7 +208,8 @@ def floors_table(rows: dict[str, dict[str, dict]]) -> str:
                 cells += (f"{e['ece']:>{width}.4f} {'[%.4f, %.4f]' % tuple(e['interval']):>15} {e['floor']:>7.4f}"
                           f" {e['floor_p90']:>7.4f}")
             c = f["subgroup_counts"]
-            lines.append(f"{cond:<12} {cal:<27}{cells}{c['subgroups']:>11}{c['above_p90']:>6}{c['above_2x_p90']:>8}")
+            counts = f"{c['subgroups']:>11}{c['above_p90']:>6}{c['above_2x_p90']:>8}"
+            lines.append(f"{cond:<{COND}} {cal:<27}{cells}{counts}")
     return "\n".join(lines)
 
 
@@ -255,6 +261,9 @@ def main() -> None:
                     help="also these tracked scenes (seeds; 0-8 tune the video calibration: judge on others)")
     ap.add_argument("--video-other-background", type=int, nargs="*", default=[],
                     help="also these held-out tracking scenes (another room, people no tuning scene shows)")
+    ap.add_argument("--video-degrade", nargs="*", default=[], choices=sorted(DEGRADED),
+                    help="also the video scenes downscaled by 2 (half) or at MJPG quality 20 (jpeg), a row each")
+    ap.add_argument("--video-only", action="store_true", help="only the video rows (no photo conditions)")
     ap.add_argument("--frames", type=int, default=90, help="frames per --video scene")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -264,8 +273,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.raw_of and not same_network(args.model, args.raw_of):
         raise SystemExit(f"--raw-of {args.raw_of}: its network differs from {args.model}'s")
-    runs, meta = build_runs(args.model, work, args.lspet, args.progress, args.limit, args.threads,
-                            raw_of=args.raw_of)
+    if args.video_only and not (args.video_scenes or args.video_other_background):
+        raise SystemExit("--video-only: name --video-scenes or --video-other-background")
+    runs, meta = (([], load_model(args.model)[2]) if args.video_only else
+                  build_runs(args.model, work, args.lspet, args.progress, args.limit, args.threads,
+                             raw_of=args.raw_of))
     shipped = calibration_from_meta(meta, str(args.model))
     mixture = [r for r in runs if r.name in MIXTURE]
     judged = [r for r in runs if r.name in HELD_OUT_CUTS]
@@ -277,7 +289,7 @@ def main() -> None:
                 "against_floors": calibration_against_floors(run, out, shipped.occluded_over_visible,
                                                              draws=args.draws)}
     ratios_of = {}
-    for label, conditional in CALIBRATIONS.items():
+    for label, conditional in CALIBRATIONS.items() if runs else ():
         fitted = fit_over_conditions(mixture, conditional=conditional)
         ratios_of[label] = fitted.occluded_over_visible
         outputs, ratios = cross_fit_over_conditions(mixture, conditional=conditional, judged=judged)
@@ -287,23 +299,24 @@ def main() -> None:
             name = f"{label} (cross-fitted)" if run.name in honest else f"{label} (held out)"
             rows[run.name][name] = condition_figures(run, out, ratio) | {
                 "against_floors": calibration_against_floors(run, out, ratio, draws=args.draws)}
-    if args.video_scenes:
-        rows |= video_rows(args.model, work, args.video_scenes, args.frames, args.threads)
-    if args.video_other_background:
-        rows |= video_rows(args.model, work, args.video_other_background, args.frames, args.threads, True)
+    if args.video_scenes or args.video_other_background:
+        rows |= video_rows(args.model, None if shipped is None else shipped.video, work, args.video_scenes,
+                           args.video_other_background, args.frames, args.threads, tuple(args.video_degrade))
     print(f"model {args.model} ({model_file(args.model).name})")
     print("\nCalibration against its floor (what a perfectly calibrated predictor shows on as many samples; "
-          "interval: 95 % bootstrap by photograph). flip on/off: val vs val_noflip; val_cut2 and lspet_out are "
-          "never fitted on.")
+          "interval: 95 % bootstrap by photograph, video by track). flip on/off: val vs val_noflip; val_cut2 and "
+          "lspet_out are never fitted on; video: `no map` is the records without the model's video calibration.")
     print(floors_table(rows))
-    print("\nSubgroups a user can see at run time")
-    print(subgroup_table(rows, tuple(CALIBRATIONS)))
+    if runs:
+        print("\nSubgroups a user can see at run time")
+        print(subgroup_table(rows, tuple(CALIBRATIONS)))
     print("\nEvery figure")
     print(table(rows))
-    dest = Path(args.json) if args.json else ROOT / "bench" / "results" / f"trust_conditions_{args.model}.json"
+    only = "_video" if args.video_only else ""
+    dest = Path(args.json) if args.json else ROOT / "bench" / "results" / f"trust_conditions_{args.model}{only}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({"model": str(args.model), "file": model_file(args.model).name, "conditions": rows,
-                       "mixture_occluded_over_visible": ratios_of["mixture"]}, dest)
+    write_json_atomic({"model": str(args.model), "file": model_file(args.model).name, "conditions": rows}
+                      | ({"mixture_occluded_over_visible": ratios_of["mixture"]} if ratios_of else {}), dest)
     print(f"figures: {dest}")
 
 

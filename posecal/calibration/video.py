@@ -12,6 +12,8 @@ each `pose_source` (detected, carried, held) go through maps fitted on tracked v
 - radius: one split-conformal factor on the reported radius, so that it holds the true keypoint with
   probability `target` again.
 The trust values that drive the tracker's own decisions are not touched: only what is reported.
+A map ships for a pose source only where it beats no map in every kind of world it was not fitted on
+(calibration/video_choice.py); each map is shrunk towards the identity where its data is thin (SHRINK_PAIRS).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from posecal.metrics.oks import opks as true_opks
 
 SOURCES = ("detected", "carried", "held")
 MIN_PAIRS = 30      # a pose source seen fewer times than this in the fitting videos keeps its values
+SHRINK_PAIRS = 200  # a map fitted on n values is n / (n + SHRINK_PAIRS) of the way from the identity to the fit
 
 
 @dataclass
@@ -37,6 +40,11 @@ class SourceMaps:
     def keypoint_quality(self, quality) -> np.ndarray:
         q = np.asarray(quality, np.float64)
         return np.array([m(v) for m, v in zip(self.keypoint_maps, q)])
+
+    def mapped(self, keypoint_quality, pose_quality, keypoint_radius):
+        """(keypoint quality, pose quality, radius) as reported through these maps (radius None stays None)."""
+        radius = None if keypoint_radius is None else np.asarray(keypoint_radius, np.float64) * self.radius_scale
+        return self.keypoint_quality(keypoint_quality), float(self.pose_map(pose_quality)), radius
 
     def to_dict(self) -> dict:
         return {"keypoint_maps": [m.to_dict() for m in self.keypoint_maps], "pose_map": self.pose_map.to_dict(),
@@ -61,9 +69,19 @@ class VideoCalibration:
         maps = self.by_source.get(getattr(person, "pose_source", "detected"))
         if maps is None:
             return person
-        radius = None if person.keypoint_radius is None else np.asarray(person.keypoint_radius) * maps.radius_scale
-        return dataclasses.replace(person, keypoint_quality=maps.keypoint_quality(person.keypoint_quality),
-                                   pose_quality=float(maps.pose_map(person.pose_quality)), keypoint_radius=radius)
+        kq, pq, radius = maps.mapped(person.keypoint_quality, person.pose_quality, person.keypoint_radius)
+        return dataclasses.replace(person, keypoint_quality=kq, pose_quality=pq, keypoint_radius=radius)
+
+    def apply_record(self, record: dict) -> dict:
+        """A result record of `posecal track` written without a video calibration (PersonPose.to_dict) with its
+        keypoint_quality, pose_quality and keypoint_radius mapped as `apply` maps them (what benches and the
+        fitting tool judge; the keypoints' third value and `score` are left as written)."""
+        maps = self.by_source.get(record.get("pose_source", "detected"))
+        if maps is None:
+            return record
+        kq, pq, radius = maps.mapped(record["keypoint_quality"], record["pose_quality"], record.get("keypoint_radius"))
+        return record | {"keypoint_quality": kq.tolist(), "pose_quality": pq} | (
+            {} if radius is None else {"keypoint_radius": radius.tolist()})
 
     def to_dict(self) -> dict:
         return {"by_source": {k: v.to_dict() for k, v in self.by_source.items()}, "fit_info": self.fit_info}
@@ -95,21 +113,29 @@ def record_truth(pairs: list[tuple[dict, dict]]) -> dict[str, np.ndarray]:
             "error": np.linalg.norm(kp - gt[..., :2], axis=-1)}
 
 
-def fit_video_calibration(pairs: list[tuple[dict, dict]], target: float = 0.9, source: str = "") -> VideoCalibration:
-    """Maps per pose source from (truth annotation, reported record) pairs of tracked videos (records as
-    written without a video calibration)."""
-    out, counts = {}, {}
-    for name in SOURCES:
-        some = [p for p in pairs if p[1].get("pose_source", "detected") == name]
-        counts[name] = len(some)
-        if len(some) < MIN_PAIRS:
-            continue
-        t = record_truth(some)
-        lab, has = t["labelled"], np.isfinite(t["oks"])
-        ratio = t["error"][lab] / np.maximum(t["radius"][lab], 1e-6)
-        scale = conformal_quantile(ratio, target)
-        out[name] = SourceMaps([fit_isotonic(t["quality"][lab[:, k], k], t["opks"][lab[:, k], k])
-                                for k in range(lab.shape[1])],
-                               fit_isotonic(t["pose_quality"][has], t["oks"][has]),
-                               scale if np.isfinite(scale) else 1.0)
-    return VideoCalibration(out, {"pairs": counts, "source": source, "target": target})
+def toward_identity(m: IsotonicMap, n: int, shrink: float = SHRINK_PAIRS) -> IsotonicMap:
+    """The isotonic map m, fitted on n values, blended with the identity on [0, 1]: w m(x) + (1 - w) x with
+    w = n / (n + shrink), exact between its knots (both are linear there) and at 0 and 1 (knots added there)."""
+    w = n / (n + shrink) if shrink > 0 else 1.0
+    x = np.unique(np.clip(np.r_[0.0, m.x, 1.0], 0.0, 1.0))
+    return IsotonicMap(x, np.maximum.accumulate(w * m(x) + (1 - w) * x))
+
+
+def fit_source_maps(pairs: list[tuple[dict, dict]], target: float = 0.9, shrink: float = SHRINK_PAIRS
+                    ) -> SourceMaps:
+    """One pose source's maps from its (truth annotation, record written without a video calibration) pairs:
+    per keypoint type and for the pose an isotonic map shrunk towards the identity by its count, and the
+    conformal radius factor."""
+    t = record_truth(pairs)
+    lab, has = t["labelled"], np.isfinite(t["oks"])
+    ratio = t["error"][lab] / np.maximum(t["radius"][lab], 1e-6)
+    scale = conformal_quantile(ratio, target)
+    return SourceMaps([toward_identity(fit_isotonic(t["quality"][lab[:, k], k], t["opks"][lab[:, k], k]),
+                                       int(lab[:, k].sum()), shrink) for k in range(lab.shape[1])],
+                      toward_identity(fit_isotonic(t["pose_quality"][has], t["oks"][has]), int(has.sum()), shrink),
+                      scale if np.isfinite(scale) else 1.0)
+
+
+def by_source(pairs: list[tuple[dict, dict]]) -> dict[str, list[tuple[dict, dict]]]:
+    """(truth, record) pairs split by the record's pose_source (every one of SOURCES, maybe empty)."""
+    return {name: [p for p in pairs if p[1].get("pose_source", "detected") == name] for name in SOURCES}
