@@ -2,14 +2,16 @@
 the person verifier and the person policy) against the labels, with and without the verifier, side by side.
 
     python bench/person_worlds.py [--model accurate] [--limit N] [--json bench/results/person_worlds.json]
+        [--configs verifier "no verifier"] [--worlds ...] [--policy unsure_person=0.5 ...]
 
-Worlds (none of them fitted the verifier's head; the "tuning" ones chose its calibration and the policy's numbers,
-the others chose nothing):
+Worlds (none of them but the train crops' patches fitted the verifier's head; the "tuning" ones chose its calibration
+and the policy's numbers, the others chose nothing):
 - COCO val crops, even image ids (tuning) and odd ids (held out): each crop's labelled person (the crop is cut
   around them) and the others of its photograph; the labelled person found (a reported box of IoU >= 0.5), found
   with a pose of OKS >= 0.5, given a second pose (another reported box of IoU >= 0.5 with them);
 - LSPET photos numbered 0 mod 5 (held out; sports: one labelled person a photo): found;
-- person-free patches of the val crops and scikit-image's photos without people: people invented;
+- person-free patches of the train crops (tuning) and of the val crops, and scikit-image's photos without
+  people: people invented;
 - frames of the five clips with their people and objects labelled by hand (tools/clip_objects.json): people
   found, objects (signs, a tripod, bollards, cones, shelves) reported as a person.
 """
@@ -20,6 +22,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -36,6 +39,8 @@ SHARED = ROOT.parent / "shared/data"
 COCO = SHARED / "coco-val2017-crops"
 LSPET = SHARED / "lspet"
 CLIP_OBJECTS = ROOT / "tools/clip_objects.json"
+WORLDS = ("coco_val_tuning_even", "train_person_free_patches", "coco_val_held_out_odd", "lspet_held_out", "val_person_free_patches",
+          "photos_without_people", "clip_frames")
 
 
 def coco_pictures(parity: int, limit: int):
@@ -141,11 +146,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", nargs="+", default=["verifier", "no verifier"])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--policy", nargs="*", default=[], help="PersonPolicy overrides, KEY=VALUE (STILL's otherwise)")
+    ap.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=WORLDS)
     args = ap.parse_args()
     from posecal.detect.verifier import open_verifier
+    from posecal.inference.person_policy import STILL
     from posecal.inference.predictor import Predictor
 
     patches = person_free_patches(COCO, 200, split="val")
+    train_patches = person_free_patches(COCO, 200, split="train")
     from detector_recall import no_people_photos
 
     photos = no_people_photos()
@@ -155,14 +164,18 @@ def main() -> None:
         verifier = open_verifier("default", args.threads) if name == "verifier" else None
         if name == "verifier" and verifier is None:
             raise SystemExit("no shipped verifier (posecal/weights/person_verifier.onnx): train it first")
-        predictor = Predictor(args.model, threads=args.threads, verifier=verifier)
-        r = {"coco_val_tuning_even": photo_figures(predictor, coco_pictures(0, args.limit)),
-             "coco_val_held_out_odd": photo_figures(predictor, coco_pictures(1, args.limit)),
-             "lspet_held_out": lspet_figures(predictor, args.limit),
-             "val_person_free_patches": nobody_figures(predictor, patches),
-             "photos_without_people": nobody_figures(predictor, photos),
-             "clip_frames": clip_figures(predictor)}
+        policy = replace(STILL, **{k: float(v) for k, v in (o.split("=", 1) for o in args.policy)})
+        predictor = Predictor(args.model, threads=args.threads, verifier=verifier, policy=policy)
+        worlds = {"coco_val_tuning_even": lambda: photo_figures(predictor, coco_pictures(0, args.limit)),
+                  "coco_val_held_out_odd": lambda: photo_figures(predictor, coco_pictures(1, args.limit)),
+                  "lspet_held_out": lambda: lspet_figures(predictor, args.limit),
+                  "train_person_free_patches": lambda: nobody_figures(predictor, train_patches),
+                  "val_person_free_patches": lambda: nobody_figures(predictor, patches),
+                  "photos_without_people": lambda: nobody_figures(predictor, photos),
+                  "clip_frames": lambda: clip_figures(predictor)}
+        r = {w: worlds[w]() for w in args.worlds}
         r["seconds"] = round(time.time() - t0, 1)
+        r["policy"] = args.policy
         results[name] = r
         print(name, json.dumps(r, indent=1), flush=True)
     if args.json:

@@ -97,6 +97,15 @@ def test_births_read_p_person_where_the_verifier_judged_else_visible_keypoints()
     assert not policy.born(back)
     back.visibility[:3] = 2
     assert policy.born(back)
+    # inside a held person's box: a second pose of them, unless the verifier is sure it frames a person
+    lenient = replace(policy, birth_person=0.3, unsure_person=0.5)
+    inside = scored(STANDING, 0.6, p_person=0.4)
+    assert lenient.born(inside) and not lenient.born(inside, inside_held=0.9)
+    inside.person_probability = 0.8
+    assert lenient.born(inside, inside_held=0.9)
+    inside.person_probability = None                                          # no verifier: never inside
+    inside.visibility[:] = 2
+    assert lenient.born(inside) and not lenient.born(inside, inside_held=0.9)
 
 
 def test_presets_share_one_detector_floor_and_sure_score():

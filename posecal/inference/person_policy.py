@@ -163,10 +163,16 @@ class PersonPolicy:
                 if not any(j != i and boxes[i, 3] <= self.part_height * boxes[j, 3]
                            and inside_share(boxes[i], boxes[j]) >= self.part_inside for j in range(len(people)))]
 
-    def born(self, person) -> bool:
+    def born(self, person, inside_held: float = 0.0) -> bool:
         """May this pose start a track? p(person) where the verifier judged it, else its visible keypoints; and
-        its pose quality either way."""
+        its pose quality either way. `inside_held`: the largest share of its box inside a box a track holds this
+        frame: above birth_overlap it is a second pose of that person, unless the verifier is as sure of it as
+        the still-picture policy must be to keep a box lying inside another (the same people on a first frame as
+        in a picture)."""
         if person.pose_quality < self.birth_quality:
+            return False
+        if inside_held > self.birth_overlap and (person.person_probability is None
+                                                 or person.person_probability < self.unsure_person):
             return False
         if person.person_probability is not None:
             return person.person_probability >= self.birth_person

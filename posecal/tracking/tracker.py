@@ -7,9 +7,8 @@ lost (up to `max_misses` frames) re-identified by position, size and colours, wi
 the frames missed.
 
 A new pose starts a track (with its id) when the person policy says a person is born there
-(posecal/inference/person_policy.py: PersonPolicy.born, p(person) and pose quality) and it does not lie inside a
-person a track holds (PersonPolicy.birth_overlap). A track
-survives up to `max_misses` frames without a match (occlusion, a missed detection) before it ends; one whose
+(posecal/inference/person_policy.py: PersonPolicy.born: p(person) and pose quality, and not a second pose lying
+inside a person a track holds). A track survives up to `max_misses` frames without a match (occlusion, a missed detection) before it ends; one whose
 pose collapses under another person is held as occluded rather than handed that pose. Keypoints of reported
 poses are One-Euro smoothed with a cutoff that follows their trust.
 
@@ -149,8 +148,7 @@ class Tracker:
         self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
         unmatched, born = set(range(len(people))) - {c for _, c in pairs} - hidden, []
         for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
-            if not self.policy.born(people[c]) or \
-                    (held and inside_shares(boxes[c], boxes[held]).max() > self.policy.birth_overlap):
+            if not self.policy.born(people[c], inside_shares(boxes[c], boxes[held]).max() if held else 0.0):
                 continue          # a doubtful pose, or a second pose of a person a track already holds
             born.append(c)
             held.append(c)
