@@ -54,6 +54,12 @@ def overridden(cfg, overrides: list[str], kind: str):
         if value.lower() == "none":   # e.g. detector_threshold=none: trust-guided detection
             cfg = dataclasses.replace(cfg, **{key: None})
             continue
+        if getattr(cfg, key) is None:   # a field off by default: a number where it reads as one (detector_threshold)
+            try:
+                cfg = dataclasses.replace(cfg, **{key: float(value)})
+                continue
+            except ValueError:
+                pass
         cfg = dataclasses.replace(cfg, **{key: (value.lower() in ("1", "true", "yes")) if typ is bool else typ(value)})
     return cfg
 
@@ -62,7 +68,8 @@ def tracker_config(overrides: list[str]) -> TrackerConfig:
     return overridden(TrackerConfig(), overrides, "tracker")
 
 
-TRACK_OPTIONS: list[str] = []   # --track: TrackConfig overrides (detect_every, missed_detections, keep_quality)
+TRACK_OPTIONS: list[str] = []   # --track: TrackConfig overrides (detect_every, missed_detections, verifier)
+POLICY_OPTIONS: list[str] = []  # --policy: PersonPolicy overrides (detector_floor, min_person, birth_person)
 
 
 def make_scenes(work: Path, n: int, frames: int) -> list[tuple[str, Path, Path]]:
@@ -220,6 +227,7 @@ def cache_poses() -> None:
 def track(video: Path, out: Path, tracker: TrackerConfig) -> tuple[list[dict], float, int]:
     t0 = time.time()
     cfg = overridden(TrackConfig([str(video)], out=str(out), progress=False, tracker=tracker), TRACK_OPTIONS, "track")
+    cfg = dataclasses.replace(cfg, policy=overridden(cfg.policy, POLICY_OPTIONS, "policy"))
     summary = run_track(cfg, log=lambda m: None)
     return json.loads(out.read_text()), time.time() - t0, summary.frames
 
@@ -273,6 +281,7 @@ def main() -> None:
     ap.add_argument("--tracker", nargs="*", default=[], help="TrackerConfig overrides, KEY=VALUE")
     ap.add_argument("--track", nargs="*", default=[],
                     help="TrackConfig overrides, KEY=VALUE (e.g. detect_every=2 missed_detections=1)")
+    ap.add_argument("--policy", nargs="*", default=[], help="the person policy's overrides (PersonPolicy), KEY=VALUE")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     ap.add_argument("--cache-detections", action="store_true",
                     help="keep the detector's boxes per frame in WORK/detections.pkl (same numbers, faster reruns) "
@@ -283,6 +292,7 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     TRACK_OPTIONS.extend(args.track)
+    POLICY_OPTIONS.extend(args.policy)
     cached = cache_detections(args.work) if args.cache_detections else {}
     if args.cache_detections:
         cache_poses()

@@ -48,15 +48,18 @@ def test_nobody_rule_duplicates_and_given_boxes():
     assert policy.keep([twin, a], [GIVEN, DETECTED]) == [twin, a]
 
 
-def test_duplicates_are_ranked_by_the_same_evidence_whatever_the_origin():
-    """A carried box and a fresh detection of one person: the one posecal is surer frames a person is kept, not
-    the carried one because its box came with no detector score to compare."""
-    fresh = scored(STANDING, 0.80, p_person=0.9, box_score=0.4)
-    carried = scored(STANDING + 0.5, 0.82, p_person=0.6, box_score=0.0)
+def test_duplicates_are_ranked_by_the_detectors_score_a_carried_box_counting_least():
+    """A carried box and a fresh detection of one person: the fresh detection is kept (a carried box used to count
+    as a detection of score 1 and won); between two detections, the tighter box the detector scores higher, not
+    the one the verifier (which reads context) likes more."""
+    fresh = scored(STANDING, 0.80, p_person=0.6, box_score=0.4)
+    carried = scored(STANDING + 0.5, 0.82, p_person=0.9, box_score=0.0)
+    carried.box_origin = CARRIED
     assert PersonPolicy().keep([carried, fresh], [CARRIED, DETECTED]) == [fresh]
-    assert PersonPolicy().evidence(fresh) == 0.9
-    fresh.person_probability = None                                   # no verifier: the detector's score
-    assert PersonPolicy().evidence(fresh) == 0.4
+    assert PersonPolicy().evidence(carried) == PersonPolicy().detector_floor
+    tight, loose = scored(STANDING, 0.8, p_person=0.6, box_score=0.5), scored(STANDING + 0.5, 0.8, p_person=0.95,
+                                                                              box_score=0.35)
+    assert PersonPolicy().keep([loose, tight], DETECTED) == [tight]
 
 
 def test_without_a_verifier_an_unsure_detection_needs_a_confirming_pose():
@@ -69,13 +72,13 @@ def test_without_a_verifier_an_unsure_detection_needs_a_confirming_pose():
 
 
 def test_a_doubtful_box_inside_a_person_is_a_part_of_that_person():
-    whole = scored(STANDING, 0.8, p_person=0.95)
-    upper = scored(STANDING, 0.9, p_person=0.3)
+    whole = scored(STANDING, 0.8, p_person=0.95, box_score=0.6)
+    upper = scored(STANDING, 0.9, p_person=0.8, box_score=0.2)
     upper.keypoints = STANDING[[0] * 17] + np.arange(17)[:, None] * [3.0, 0.0]   # another pose: NMS keeps it
     upper.box = whole.box * [1, 1, 1, 0.5]
-    assert PersonPolicy(unsure_person=0.5).keep([whole, upper], DETECTED) == [whole]
-    upper.person_probability = 0.8                  # the verifier is sure the box frames a person: kept
-    assert len(PersonPolicy(unsure_person=0.5).keep([whole, upper], DETECTED)) == 2
+    assert PersonPolicy(sure_score=0.3).keep([whole, upper], DETECTED) == [whole]
+    upper.box_score = 0.35                          # the detector is sure of it itself: kept
+    assert len(PersonPolicy(sure_score=0.3).keep([whole, upper], DETECTED)) == 2
     assert inside_share(upper.box, whole.box) == 1.0
 
 
@@ -108,11 +111,13 @@ def test_births_read_p_person_where_the_verifier_judged_else_visible_keypoints()
     assert lenient.born(inside) and not lenient.born(inside, inside_held=0.9)
 
 
-def test_presets_share_one_detector_floor_and_sure_score():
-    """The still-picture and video presets differ only where measured; detection_setup gives the API, predict and
-    track the same detector threshold for the same request."""
-    assert STILL.sure_score == VIDEO.sure_score and STILL.detector_floor == VIDEO.detector_floor
+def test_presets_and_the_detector_threshold_they_ask_for():
+    """The still-picture preset runs the detector permissively and judges unsure boxes; the video preset runs it at
+    its sure score (the tracker does across frames what unsure boxes do in a picture). detection_setup gives the
+    API, predict and track the same threshold for the same request."""
+    assert STILL.sure_score == VIDEO.sure_score and STILL.detector_floor < VIDEO.detector_floor == VIDEO.sure_score
     assert detection_setup("default", None, True, STILL) == (STILL.detector_floor, STILL)
+    assert detection_setup("default", None, True, VIDEO) == (VIDEO.sure_score, VIDEO)
     threshold, policy = detection_setup("default", 0.4, True, STILL)
     assert threshold == 0.4 and policy.sure_score is None                       # the user's threshold: all sure
     assert detection_setup("nanodet", None, True, VIDEO)[0] is None            # its own threshold

@@ -11,9 +11,10 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a pose with no keypoint called visible, or of pose quality below
    `min_pose_quality`, is nobody (the verifier cannot see that a box is empty of joints); poses that agree on the
-   keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x
-   p(person), so that a carried box and a fresh detection of one person are compared on the same footing; a
-   doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that person. A carried pose
+   keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x the
+   detector's score, a carried box counting as the least sure detection (a fresh detection of the same person is
+   kept over it); a doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that
+   person. A carried pose
    also needs `carried_quality` (the person left its box).
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
    >= `birth_quality`.
@@ -59,7 +60,7 @@ class PersonPolicy:
     sure_score: float | None = SURE_SCORE
     detector_floor: float = DETECTOR_FLOOR
     min_person: float = 0.2
-    unsure_person: float = 0.5
+    unsure_person: float = 0.6
     carried_person: float = 0.1
     min_pose_quality: float = MIN_POSE_QUALITY
     unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
@@ -135,15 +136,18 @@ class PersonPolicy:
         return [p for p in people if id(p) in kept]
 
     def evidence(self, person) -> float:
-        """How sure posecal is that a box frames a person, the same for every origin: p(person) where the verifier
-        judged it, else the detector's score (1 for a carried box without a verifier)."""
-        return float(person.person_probability if person.person_probability is not None else person.box_score)
+        """How sure the detector is that a box frames a person, for ranking duplicates and telling parts: its score
+        (a tight box scores higher than a loose one on the same person; the verifier, which reads context, does
+        not tell them apart and ranked looser boxes first: CHANGELOG), a carried box counting as the least sure
+        detection, so that a fresh detection of the same person is kept over it."""
+        if getattr(person, "box_origin", None) == CARRIED:
+            return float(self.detector_floor)
+        return float(person.box_score)
 
     def _without_parts(self, people: list) -> list:
-        """A doubtful box (evidence below the sure level) lying mostly inside the box of a person ranked higher:
+        """A doubtful box (evidence below the sure score) lying mostly inside the box of a person ranked higher:
         a part of that person (an upper body, a leg), whose pose NMS does not match to the whole person's."""
-        doubt = self.unsure_person if any(p.person_probability is not None for p in people) else \
-            (self.sure_score or 0.0)
+        doubt = self.sure_score or 0.0
         by_rank = sorted(people, key=lambda p: -self.evidence(p) * float(p.pose_quality))
         kept: list = []
         for p in by_rank:
@@ -191,7 +195,10 @@ def inside_shares(box, others) -> np.ndarray:
     return np.clip(hi - lo, 0, None).prod(-1) / max(float(b[2] * b[3]), 1e-9)
 
 
-# the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector)
-STILL = PersonPolicy()
-# the preset for tracked frames (PoseTracker, `posecal track`)
-VIDEO = PersonPolicy()
+# the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector); unsure_person
+# chosen on the val crops with even ids and person-free patches of the train crops (bench/person_worlds.py)
+STILL = PersonPolicy(unsure_person=0.6)
+# the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
+# judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a
+# picture (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people)
+VIDEO = PersonPolicy(detector_floor=SURE_SCORE, unsure_person=0.6)
