@@ -217,8 +217,10 @@ def test_fuzzed_predictor_numbers(tiny_model, name, value):
         torch.set_num_threads(threads)   # a valid `threads` sets torch's, for the whole test session
     if predictor is None:
         return
-    people = predictor(np.zeros((64, 48, 3), np.uint8))
-    assert isinstance(people, list)
+    from posecal.inference.picture import Picture
+
+    picture = predictor(np.zeros((64, 48, 3), np.uint8))
+    assert isinstance(picture, Picture) and isinstance(picture.people, list)
 
 
 @pytest.mark.parametrize("name, value, message", [

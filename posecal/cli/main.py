@@ -453,9 +453,9 @@ def _add_predict(sub) -> None:
                    "finds a few more people, slower), a YOLOX-style ONNX file, or 'none' for one person per whole "
                    "image")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT,
-                   help="keep the detector's boxes scored at least this (default: trust-guided: the shipped detector "
-                        "runs at a permissive threshold and a box it is unsure of is kept when its pose says a "
-                        "person is there; a YOLOX file: 0.3)")
+                   help="keep the detector's boxes scored at least this (default: the person policy's: the shipped "
+                        "detector runs at a permissive threshold and a box it is unsure of is kept when the person "
+                        "verifier says a person is there; a YOLOX file: 0.3)")
     p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
                    help="drop a pose (detector or whole image) below this pose quality or with no keypoint "
                         f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")

@@ -111,7 +111,7 @@ class SsdPersonDetector:
     @staticmethod
     def threshold_factor(bgr: np.ndarray) -> float:
         """What this picture's score thresholds are multiplied by: GREY_THRESHOLD_FACTOR for a grey picture (its
-        people score lower), else 1. Trust-guided detection scales its sure score alike (inference/pipeline.py)."""
+        people score lower), else 1. The person policy scales its sure score alike (inference/pipeline.py)."""
         return GREY_THRESHOLD_FACTOR if is_grey(bgr) else 1.0
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,10 +8,10 @@ NanoDet's 0.325), so a raw 0.3 means "sure" for one and "unsure" for the other. 
 piecewise-linearly so that its own detector's working threshold, for this picture (the SSD's is lowered for grey
 pictures, ssd.GREY_THRESHOLD_FACTOR), lands on COMMON_SURE: [0, sure] -> [0, COMMON_SURE], [sure, 1] ->
 [COMMON_SURE, 1]. COMMON_SURE is the SSD's working threshold, so an SSD box on a colour picture keeps its score;
-a merged score >= COMMON_SURE means "its own detector was sure of it". Trust-guided detection
+a merged score >= COMMON_SURE means "its own detector was sure of it". The person policy
 (inference/person_policy.py) then works on the merged scores as on the SSD's: the union at DETECTOR_FLOOR runs each
 detector at the floor's image on its own scale (SSD 0.15, NanoDet 0.1625), and the sure score SURE_SCORE
-(= COMMON_SURE) keeps without question exactly the boxes a detector is sure of; the others go to the pose check.
+(= COMMON_SURE) marks exactly the boxes a detector is sure of; the others need the verifier's surer word.
 The grey rule is folded into the map, so the union's threshold_factor is 1.
 
 The merge: each detector's own box NMS first (inside each detector), then one greedy pass over all boxes, best

@@ -131,7 +131,8 @@ class PersonPolicy:
                 boxed.append(p)
         if len(boxed) > 1:                   # each person once
             mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
-            boxed = self._without_parts(pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.evidence))
+            boxed = self._without_parts(pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.evidence),
+                                        sure_factor)
         kept |= {id(p) for p in boxed}
         return [p for p in people if id(p) in kept]
 
@@ -144,10 +145,10 @@ class PersonPolicy:
             return float(self.detector_floor)
         return float(person.box_score)
 
-    def _without_parts(self, people: list) -> list:
+    def _without_parts(self, people: list, sure_factor: float = 1.0) -> list:
         """A doubtful box (evidence below the sure score) lying mostly inside the box of a person ranked higher:
         a part of that person (an upper body, a leg), whose pose NMS does not match to the whole person's."""
-        doubt = self.sure_score or 0.0
+        doubt = (self.sure_score or 0.0) * sure_factor
         by_rank = sorted(people, key=lambda p: -self.evidence(p) * float(p.pose_quality))
         kept: list = []
         for p in by_rank:

@@ -12,7 +12,6 @@ import numpy as np
 from posecal.calibration.quality import calibration_from_meta
 from posecal.data.sources import Problem, collect, iter_frames
 from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
-from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose
 from posecal.inference.image_input import describe, is_path, is_pil, picture_bgr
@@ -28,7 +27,7 @@ __all__ = ["BACKENDS", "PersonPose", "Picture", "Predictor", "is_onnx_file"]   #
 # The Predictor's numbers: (kind, rule, None allowed), held to the CLI's own rules so both refuse alike
 # (`orientations`, 1, 4 or "auto", is checked by posecal/inference/orientation.py, as the CLI's is).
 API_NUMBERS = {"batch_size": (int, POSITIVE, False), "threads": (int, THREADS, True),
-               "detector_threshold": (float, PROBABILITY, True), "min_pose_quality": (float, PROBABILITY, False)}
+               "detector_threshold": (float, PROBABILITY, True), "min_pose_quality": (float, PROBABILITY, True)}
 
 
 def check_api_numbers(**values) -> None:
@@ -72,13 +71,14 @@ class Predictor:
     orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW (or whose
     torso leans past orientation.AUTO_TILT), so
     people the head trusts upright cost one pass (a model without quality heads: upright only).
-    policy: who is a person (inference/person_policy.py; default: its STILL preset with min_pose_quality).
+    policy: who is a person (inference/person_policy.py; default: its STILL preset); min_pose_quality, where given,
+    replaces the policy's own (MIN_POSE_QUALITY in both presets).
     second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
                  backend: str | None = None, threads: int | None = None, calibrated: bool = True, detector="default",
-                 detector_threshold: float | None = None, min_pose_quality: float = MIN_POSE_QUALITY,
+                 detector_threshold: float | None = None, min_pose_quality: float | None = None,
                  orientations: int | str = 1, policy: PersonPolicy | None = None, second_look: bool = False,
                  verifier="default"):
         check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
@@ -92,7 +92,9 @@ class Predictor:
                                    orientations, self.device, threads if self.backend == "torch" else None)
         self.batch_size = batch_size
         self.detector = None
-        policy = policy or replace(STILL, min_pose_quality=min_pose_quality)
+        policy = policy or STILL
+        if min_pose_quality is not None:
+            policy = replace(policy, min_pose_quality=min_pose_quality)
         self.verifier = None
         if detector is not None and str(detector).lower() != "none" and verifier is not None:
             from posecal.detect.verifier import open_verifier

@@ -42,7 +42,7 @@ class PredictConfig:
     boxes: str | None = None             # boxes file (COCO detection results or per-image JSON)
     annotations: str | None = None       # COCO file whose image ids the results should carry
     detector: str | None = None          # None/"default": the shipped SSD; "none": whole image; else a YOLOX ONNX
-    detector_threshold: float | None = None   # None: trust-guided with the shipped SSD (pipeline.py), else 0.3
+    detector_threshold: float | None = None   # None: the person policy's (inference/person_policy.py)
     min_pose_quality: float = MIN_POSE_QUALITY  # whole-image mode: poses below it (or all-absent) are dropped
     nms: str = "oks"                     # pose NMS after estimation, detector boxes only
     nms_threshold: float = DUPLICATE_OKS
