@@ -80,8 +80,14 @@ def _store_fp16(proto, location: str, blob: bytearray, offsets: dict) -> None:
         kept.append(half)
         casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
                                       name=init.name + "__cast"))
+    with_casts(proto, kept, casts)
+
+
+def with_casts(proto, initializers: list, casts: list) -> None:
+    """`proto`'s initializers replaced by `initializers`, and the `casts` (nodes that give the graph its float32
+    tensors from stored float16 ones) put before every other node."""
     del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
+    proto.graph.initializer.extend(initializers)
     nodes = casts + list(proto.graph.node)
     del proto.graph.node[:]
     proto.graph.node.extend(nodes)

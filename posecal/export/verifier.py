@@ -19,6 +19,7 @@ import torch
 
 from posecal.detect.verifier import INPUT_HW, MASK_HW, METADATA_KEY
 from posecal.errors import require
+from posecal.export.shipped import with_casts
 from posecal.io import write_bytes_atomic
 
 FP16_MIN_ELEMENTS = 64   # smaller float tensors (shapes, scales) stay float32
@@ -74,8 +75,4 @@ def _weights_as_fp16(proto) -> None:
         kept.append(numpy_helper.from_array(array.astype(np.float16), init.name + "__fp16"))
         casts.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT,
                                       name=init.name + "__cast"))
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept)
-    nodes = casts + list(proto.graph.node)
-    del proto.graph.node[:]
-    proto.graph.node.extend(nodes)
+    with_casts(proto, kept, casts)
