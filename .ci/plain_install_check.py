@@ -28,7 +28,7 @@ assert not list((installed.parent / "weights").glob("*.pt")), "the wheel carries
 work = Path(tempfile.mkdtemp())
 os.environ["POSECAL_CACHE_DIR"] = str(work / "cache")   # an export would land here: none may
 predictor = Predictor()
-assert predictor(np.zeros((240, 320, 3), np.uint8)) == []
+assert predictor(np.zeros((240, 320, 3), np.uint8)).people == []
 data = repo.parent / "shared" / "data"
 crops = data / "coco-val2017-crops"
 ann = json.loads((crops / "annotations" / "val.json").read_text()) if crops.is_dir() else {"images": []}
@@ -49,10 +49,11 @@ import cv2  # noqa: E402
 
 found = 0
 for photo in photos:
-    people = predictor(cv2.imread(str(photo))[..., ::-1])   # the API takes RGB
+    people = predictor(cv2.imread(str(photo))).people       # the API takes BGR, as OpenCV reads it
     found += len(people)
     for p in people:
         assert p.keypoints.shape == (17, 2) and 0 <= p.pose_quality <= 1 and p.in_frame is not None
+        assert p.person_probability is not None and 0 <= p.person_probability <= 1   # the verifier ran
 assert found > 0
 posecal_cli("predict", str(photos[0]), "--out", str(work / "p.json"), "--model", "fast", "--no-flip")
 assert json.loads((work / "p.json").read_text())
