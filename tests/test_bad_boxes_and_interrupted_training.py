@@ -1,4 +1,4 @@
-"""Bad input, round two (issue 22), end to end on tiny files each test writes: implausible boxes, messages that
+"""Bad boxes and interrupted training, end to end on tiny files each test writes: implausible boxes, messages that
 name the fix, and training that is interrupted or has nobody to train on. Each user mistake is one exact line
 (`posecal: error: ...`, exit 2) or one summary line while the run goes on; never a traceback."""
 import json

@@ -1,4 +1,4 @@
-"""Bad input and first-use findings, round three, each end to end on tiny files the test writes: a model file that is
+"""Bad model files, missing folders and interrupts, each end to end on tiny files the test writes: a model file that is
 empty or cut short, a training run's own last.pt as --model, a missing image folder in training, Ctrl-C in eval and
 audit, `calibrate apply` on standard COCO results, and the names and permissions of rendered overlays. Each user
 mistake is one line (`posecal: error: ...`, exit 2), never a traceback. (EXIF-turned photos: test_exif_photos.py;
