@@ -39,8 +39,8 @@ SHARED = ROOT.parent / "shared/data"
 COCO = SHARED / "coco-val2017-crops"
 LSPET = SHARED / "lspet"
 CLIP_OBJECTS = ROOT / "tools/clip_objects.json"
-WORLDS = ("coco_val_tuning_even", "train_person_free_patches", "coco_val_held_out_odd", "lspet_held_out", "val_person_free_patches",
-          "photos_without_people", "clip_frames")
+WORLDS = ("coco_val_tuning_even", "train_person_free_patches", "coco_val_held_out_odd", "lspet_held_out",
+          "val_person_free_patches", "photos_without_people", "clip_frames")
 
 
 def coco_pictures(parity: int, limit: int):

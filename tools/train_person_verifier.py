@@ -412,7 +412,8 @@ def fit(args) -> None:
         results["clips"] = [{"name": str(n), "is_person": int(lab), "p": round(float(q), 3)}
                             for n, lab, q in zip(clips["name"], clips["label"], pc)]
         results["clips_auroc"] = round(auroc_of(pc, clips["label"]), 4)
-        named = {k: [r["p"] for r in results["clips"] if r["name"].endswith(k)] for k in ("sign post", "tripod", "bollard")}
+        named = {k: [r["p"] for r in results["clips"] if r["name"].endswith(k)]
+                 for k in ("sign post", "tripod", "bollard")}
         print("clip boxes: AUROC", results["clips_auroc"], "persons", int(clips["label"].sum()), "objects",
               int((clips["label"] == 0).sum()), "named objects:", named, flush=True)
     WORK.mkdir(parents=True, exist_ok=True)

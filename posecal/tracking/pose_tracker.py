@@ -65,7 +65,8 @@ class TrackConfig:
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    policy: PersonPolicy = VIDEO         # who is a person (inference/person_policy.py); min_pose_quality above is its own
+    policy: PersonPolicy = VIDEO         # who is a person (inference/person_policy.py); min_pose_quality above
+                                         # replaces its own
     progress: bool = True
     max_frames: int | None = None        # stop after this many frames (all sources together)
     duration: float | None = None        # stop this many seconds after the models are loaded
