@@ -35,7 +35,8 @@ OPTIONS = {"default": [], "every1": ["--detect-every", "1"], "every2": ["--detec
            "every3": ["--detect-every", "3"],
            "torch": ["--backend", "torch"], "flip": ["--flip"],
            "flow": ["--between", "flow"], "pose": ["--between", "pose"],
-           "nanodet": ["--detector", "nanodet", "--detector-threshold", "0.325"]}
+           "nanodet": ["--detector", "nanodet", "--detector-threshold", "0.325"],
+           "noverifier": ["--verifier", "none", "--detector-threshold", "0.3"]}
 
 # Runs in a child process: the job as the CLI runs it, timed from the interpreter's start.
 CHILD = """
@@ -109,6 +110,13 @@ def run_option(video: Path, folder: Path, name: str, model: str, threads: int, p
             "detect_every": int(extra[1]) if extra and extra[0] == "--detect-every" else TrackConfig([]).detect_every,
             "backend": "torch" if "torch" in name else "onnx", "flip": name == "flip",
             "between": extra[1] if extra and extra[0] == "--between" else TrackConfig([]).between}
+    pairs = dict(zip(extra[::2], extra[1::2]))      # the person options, as the CLI would pass them
+    if "--detector" in pairs:
+        args["detector"] = pairs["--detector"]
+    if "--detector-threshold" in pairs:
+        args["detector_threshold"] = float(pairs["--detector-threshold"])
+    if "--verifier" in pairs:
+        args["verifier"] = None if pairs["--verifier"] == "none" else pairs["--verifier"]
     run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args), str(python_start)], capture_output=True,
                          text=True, env={**os.environ, "POSECAL_CACHE_DIR": str(folder / "cache")})
     line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]

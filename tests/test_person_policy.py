@@ -200,3 +200,20 @@ def test_verifier_graph_round_trip_and_its_calibration(tmp_path):
     np.testing.assert_allclose(got, expect, atol=1e-5)
     np.testing.assert_allclose(got, 1 / (1 + np.exp(-(0.5 * logit - 1.0))), atol=1e-5)   # the calibration
     assert verifier(image, np.zeros((0, 4))).shape == (0,)
+
+
+def test_verifier_option_none_turns_it_off_and_a_missing_file_is_one_line(tmp_path, capsys):
+    from posecal.cli.main import main
+    from posecal.detect.verifier import open_verifier
+
+    assert open_verifier("none") is None and open_verifier(None) is None
+    image = np.full((80, 60, 3), 90, np.uint8)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    code = main(["predict", str(tmp_path / "a.png"), "--verifier", str(tmp_path / "nope.onnx"), "--model", "fast",
+                 "--out", str(tmp_path / "p.json"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == f"posecal: error: {tmp_path / 'nope.onnx'}: person verifier file not found " \
+                                     "(--verifier default|none|FILE.onnx)"
+    assert not (tmp_path / "p.json").exists()

@@ -238,7 +238,7 @@ def _cmd_predict(args) -> None:
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
         s = run(PredictConfig(
             inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
-            detector=args.detector, detector_threshold=args.detector_threshold, nms=args.nms,
+            detector=args.detector, detector_threshold=args.detector_threshold, verifier=args.verifier, nms=args.nms,
             min_pose_quality=args.min_pose_quality,
             nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
             radius=args.radius,
@@ -333,7 +333,8 @@ def _cmd_track(args) -> None:
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
         s = run_track(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
-            detector_threshold=args.detector_threshold, detect_every=args.detect_every, adaptive=args.adaptive, second_look=args.second_look,
+            detector_threshold=args.detector_threshold, verifier=args.verifier, detect_every=args.detect_every,
+            adaptive=args.adaptive, second_look=args.second_look,
             between=args.between, min_pose_quality=args.min_pose_quality,
             missed_detections=args.missed_detections, backend=args.backend,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
@@ -456,6 +457,9 @@ def _add_predict(sub) -> None:
                    help="keep the detector's boxes scored at least this (default: the person policy's: the shipped "
                         "detector runs at a permissive threshold and a box it is unsure of is kept when the person "
                         "verifier says a person is there; a YOLOX file: 0.3)")
+    p.add_argument("--verifier", default="default", metavar="default|none|FILE.onnx",
+                   help="the person verifier that judges each box from the picture (default: the shipped one; none: "
+                        "off, the pose alone decides)")
     p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
                    help="drop a pose (detector or whole image) below this pose quality or with no keypoint "
                         f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")
@@ -525,9 +529,11 @@ def _add_track(sub) -> None:
                    "shipped SSD-MobileNetV2 (the default), NanoDet-m, or both with their boxes merged (ssd+nanodet), a "
                    "YOLOX-style ONNX file, or 'none' (the whole frame, then boxes from the poses)")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT,
-                   help="keep the detector's boxes scored at least this (default: the person policy's, as predict's: "
-                        "the shipped detector runs at a permissive threshold and the person verifier judges its "
-                        "boxes)")
+                   help="keep the detector's boxes scored at least this (default: the person policy's video preset, "
+                        "0.3 for the shipped detector, every box judged by the person verifier)")
+    p.add_argument("--verifier", default="default", metavar="default|none|FILE.onnx",
+                   help="the person verifier that judges each box from the picture (default: the shipped one; none: "
+                        "off, the pose alone decides)")
     p.add_argument("--detect-every", type=POSITIVE_INT, default=3, metavar="N",
                    help="run the detector on every N-th frame; in between, each track's last box moved by its "
                         "velocity (default: 3)")

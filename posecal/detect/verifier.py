@@ -23,6 +23,7 @@ import numpy as np
 
 from posecal.data.crops import crops_to_batch
 from posecal.detect.runtime import open_session
+from posecal.errors import PosecalInputError
 
 SHIPPED_VERIFIER = Path(__file__).parent.parent / "weights" / "person_verifier.onnx"
 METADATA_KEY = "posecal_verifier"   # the graph's record: what it was trained on, how well it did
@@ -85,6 +86,8 @@ class PersonVerifier:
 
     def __init__(self, path: Path | str = SHIPPED_VERIFIER, threads: int = 2):
         self.path = Path(path)
+        if not self.path.is_file():
+            raise PosecalInputError(f"{self.path}: person verifier file not found (--verifier default|none|FILE.onnx)")
         self.session = open_session(self.path, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = json.loads(meta.get(METADATA_KEY, "{}"))
@@ -98,8 +101,8 @@ class PersonVerifier:
 
 def open_verifier(spec, threads: int = 2) -> PersonVerifier | None:
     """The verifier a user asked for: "default" = the shipped one (None where this install has none: a source
-    tree before it was trained), a path = that ONNX file, None = none."""
-    if spec is None:
+    tree before it was trained), a path = that ONNX file, None or "none" = none."""
+    if spec is None or (isinstance(spec, str) and spec.lower() == "none"):
         return None
     if isinstance(spec, PersonVerifier):
         return spec

@@ -96,7 +96,7 @@ class Predictor:
         if min_pose_quality is not None:
             policy = replace(policy, min_pose_quality=min_pose_quality)
         self.verifier = None
-        if detector is not None and str(detector).lower() != "none" and verifier is not None:
+        if detector is not None and str(detector).lower() != "none":
             from posecal.detect.verifier import open_verifier
 
             self.verifier = open_verifier(verifier, threads)

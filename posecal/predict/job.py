@@ -43,6 +43,7 @@ class PredictConfig:
     annotations: str | None = None       # COCO file whose image ids the results should carry
     detector: str | None = None          # None/"default": the shipped SSD; "none": whole image; else a YOLOX ONNX
     detector_threshold: float | None = None   # None: the person policy's (inference/person_policy.py)
+    verifier: str | None = "default"     # the person verifier: "default", an ONNX file, None / "none" (off)
     min_pose_quality: float = MIN_POSE_QUALITY  # whole-image mode: poses below it (or all-absent) are dropped
     nms: str = "oks"                     # pose NMS after estimation, detector boxes only
     nms_threshold: float = DUPLICATE_OKS
@@ -182,7 +183,7 @@ def open_predictor(cfg: PredictConfig, box_file: BoxFile | None) -> Predictor:
                      backend=cfg.backend, threads=cfg.threads,
                      detector=None if box_file else (cfg.detector or "default"),
                      detector_threshold=cfg.detector_threshold, orientations=cfg.orientations,
-                     policy=replace(STILL, nms=cfg.nms, duplicate_oks=cfg.nms_threshold,
+                     verifier=cfg.verifier, policy=replace(STILL, nms=cfg.nms, duplicate_oks=cfg.nms_threshold,
                                     min_pose_quality=cfg.min_pose_quality))
 
 
