@@ -286,3 +286,25 @@ def test_no_birth_inside_a_held_person_nor_from_a_doubtful_pose():
     tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_quality=0.35))
     tripod = pose_of(STANDING + [300, 0], quality=0.3)         # a thing the detector takes for a person, every frame
     assert all(tracker.update([tripod], f / 10) == [] for f in range(6))
+
+
+@pytest.mark.parametrize("fps", [10, 25])
+def test_a_person_walking_behind_another_for_a_second_keeps_their_id(fps):
+    """A walks right at 120 px/s behind B, who stands still, and is unseen for 1.17 s (from x 230 to 370); when A
+    comes out on the other side the tracker gives them their id back (their track coasts at its velocity and is
+    matched again), and nobody else gets a new one."""
+    tracker = Tracker(TrackerConfig(), policy=VIDEO)
+    seen, hidden_frames = set(), 0
+    for f in range(3 * fps):
+        t = f / fps
+        xa = 50 + 120 * t
+        people = [pose_of(STANDING + [300, 0])]
+        if 230 < xa < 370:
+            hidden_frames += 1
+        else:
+            people.append(pose_of(STANDING + [xa, 0]))
+        for p in people:
+            p.person_probability = 0.9
+        last = {i for i, _ in tracker.update(people, t)}
+        seen |= last
+    assert hidden_frames >= fps and seen == {1, 2} and last == {1, 2}   # A out again under id 2
