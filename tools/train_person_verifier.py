@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from detector_recall import BINARY, NO_PEOPLE, iou, others_in_crop  # noqa: E402
+from detector_recall import iou, no_people_photos, others_in_crop  # noqa: E402
 
 from posecal.detect.verifier import box_masks, crop_regions, verifier_crops  # noqa: E402
 
@@ -187,20 +187,6 @@ def lspet_items(limit: int):
             continue
         boxes = [b for b in made_boxes(box, box[None], w, h, rng, with_empty=False) if b[0] != "cut"]
         yield int(im["file_name"][2:7]), labelled(bgr, boxes, box[None], rng)
-
-
-def no_people_photos() -> list:
-    """scikit-image's photos without people, as BGR uint8."""
-    from skimage import data
-
-    out = []
-    for name in NO_PEOPLE:
-        img = np.asarray(getattr(data, name)())
-        img = (img * (255 if name in BINARY else 1)).astype(np.uint8)
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, 2)
-        out.append((name, np.ascontiguousarray(img[..., 2::-1])))
-    return out
 
 
 def nopeople_items(detector):
@@ -361,18 +347,7 @@ def fit(args) -> None:
         fx, fy = np.concatenate([fx, clips["features"]]), np.concatenate([fy, clips["label"].astype(np.float32)])
     tune = val["key"] % 2 == 0
     vx, vy = torch.from_numpy(val["features"][tune]), val["label"][tune]
-    keep = np.ones(len(fy), bool)
-    if args.clean:
-        # confident learning: negatives that a head fitted without them calls persons with p >= args.clean are
-        # dropped from the fit (the COCO crops' unlabelled people: persons with no keypoint labelled, crowds)
-        halves = np.arange(len(fy)) % 2
-        for h in (0, 1):
-            other, _ = train_head(fx[halves != h], fy[halves != h], vx, vy, args)
-            with torch.no_grad():
-                p = torch.sigmoid(other.logit(torch.from_numpy(fx[halves == h]))).numpy()
-            keep[np.flatnonzero(halves == h)[(fy[halves == h] == 0) & (p >= args.clean)]] = False
-        print(f"cleaning: {int((~keep).sum())} of {int((fy == 0).sum())} negatives dropped", flush=True)
-    head, best = train_head(fx[keep], fy[keep], vx, vy, args)
+    head, best = train_head(fx, fy, vx, vy, args)
     with torch.no_grad():
         logit = head.logit(vx)
     a = torch.zeros(2, requires_grad=True)
@@ -393,8 +368,7 @@ def fit(args) -> None:
         with torch.no_grad():
             return head(torch.from_numpy(d["features"])).numpy().astype(np.float64)
 
-    results = {"fit": {"boxes": int(keep.sum()), "persons": int(fy[keep].sum()), "best_epoch": best,
-                       "negatives_dropped_as_likely_unlabelled_people": int((~keep).sum())}}
+    results = {"fit": {"boxes": len(fy), "persons": int(fy.sum()), "best_epoch": best}}
     pv = probs(val)
     things = (val["kind"] == KINDS.index("detector")) & (val["label"] == 0) & (person_cover(val, "val") < 0.1)
     val["kind"] = np.where(things, KINDS.index("thing"), val["kind"])
@@ -423,7 +397,7 @@ def fit(args) -> None:
 
         net = PersonVerifierNet()
         net.head.load_state_dict(head.state_dict())
-        info = {"trained_by": "tools/train_person_verifier.py", "fit_boxes": int(keep.sum()),
+        info = {"trained_by": "tools/train_person_verifier.py", "fit_boxes": len(fy),
                 "judged": {k: results[k] for k in ("val_held_out", "lspet_held_out", "clips_auroc") if k in results}}
         size = export_verifier(net.eval(), Path(args.out), info)
         print(f"wrote {args.out} ({size / 1e6:.1f} MB)")
@@ -467,8 +441,6 @@ def main() -> None:
     ap.add_argument("--again", action="store_true", help="collect a set again although it is cached")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--clean", type=float, default=None,
-                    help="drop negatives a head fitted without them calls persons with p >= this")
     ap.add_argument("--fit-clips", action="store_true", help="fit on the clip objects too (then not judged)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=2)

@@ -113,7 +113,7 @@ def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callabl
     lowers the duplicates' scores; "none" keeps all.
 
     Why a rank beside the pose score: two boxes on one person give poses of near-equal quality (0.92 and 0.92),
-    and the box posecal is surer frames a person frames the person better (the person policy passes p(person))."""
+    and the one the detector is surer of frames the person better (the person policy passes its evidence)."""
     if nms == "none":
         return persons
     kps = np.stack([p.keypoints for p in persons])

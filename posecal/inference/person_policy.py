@@ -37,7 +37,6 @@ import numpy as np
 from posecal.detect.nms import pose_nms
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
-ORIGINS = (GIVEN, DETECTED, CARRIED, WHOLE)
 # the shipped SSD's own working threshold: a detection scored at least this is "sure"; the detectors merged by
 # posecal/detect/union.py put their scores on this scale
 SURE_SCORE = 0.3
@@ -122,7 +121,7 @@ class PersonPolicy:
                 # is not judged (the trust model reading a crop blown up from it calls people everywhere)
                 if p.box[3] < self.unsure_min_height:
                     continue
-                floor = max(floor, self.unsure_quality, MIN_POSE_QUALITY)
+                floor = max(floor, self.unsure_quality)
             if not self.someone_there(p, floor):
                 continue
             if o == WHOLE:                   # the whole picture is one box: nothing to merge it with

@@ -21,11 +21,10 @@ import numpy as np
 
 from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, is_video, iter_frames, unreadable_video, video_fps
-from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.inference.image_input import describe, is_path, picture_bgr
 from posecal.inference.picture import Picture
-from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, PersonPolicy
+from posecal.inference.person_policy import CARRIED, DETECTED, MIN_POSE_QUALITY, VIDEO, WHOLE, PersonPolicy
 from posecal.inference.predictor import Predictor, colour_order
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.flow import FrameFlow, carried_poses
@@ -50,7 +49,7 @@ class TrackConfig:
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (3: the best ids on the tracking benchmark, at a frame rate a few CPU
                                          # cores keep up with; docs/tracking.md)
-    min_pose_quality: float = MIN_POSE_QUALITY   # the person rule's nobody test (inference/pipeline.py)
+    min_pose_quality: float = MIN_POSE_QUALITY   # the person policy's nobody test (inference/person_policy.py)
     second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py): fewer
                                          # people missed, more false tracks; off (docs/tracking.md)
     adaptive: bool = True                # live sources: the detector's period and the frames that may wait
@@ -195,8 +194,7 @@ def tracking_predictor(cfg: TrackConfig) -> Predictor:
     return Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads,
                      detector="default" if cfg.detector is None else cfg.detector,
                      detector_threshold=cfg.detector_threshold, min_pose_quality=cfg.min_pose_quality,
-                     second_look=cfg.second_look, verifier=cfg.verifier,
-                     policy=dataclasses.replace(cfg.policy, min_pose_quality=cfg.min_pose_quality))
+                     second_look=cfg.second_look, verifier=cfg.verifier, policy=cfg.policy)
 
 
 class PoseTracker:

@@ -8,9 +8,9 @@ the frames missed.
 
 A new pose starts a track (with its id) when the person policy says a person is born there
 (posecal/inference/person_policy.py: PersonPolicy.born: p(person) and pose quality, and not a second pose lying
-inside a person a track holds). A track survives up to `max_misses` frames without a match (occlusion, a missed detection) before it ends; one whose
-pose collapses under another person is held as occluded rather than handed that pose. Keypoints of reported
-poses are One-Euro smoothed with a cutoff that follows their trust.
+inside a person a track holds). A track survives up to `max_misses` frames without a match (occlusion, a missed
+detection) before it ends; one whose pose collapses under another person is held as occluded rather than handed that
+pose. Keypoints of reported poses are One-Euro smoothed with a cutoff that follows their trust.
 
 Why these rules and no others: the thresholds were chosen on the tracking benchmark's tuning scenes, and a rule
 stays only where its effect also holds on the benchmark's held-out scenes, which chose nothing; rules that helped
