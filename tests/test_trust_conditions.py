@@ -96,6 +96,25 @@ def test_degrade_blurs_and_recompresses_and_leaves_the_crop_alone_when_off():
     assert jpg.shape == crop.shape and not np.array_equal(jpg, crop)
 
 
+def test_video_degradations_shrink_the_person_add_noise_and_are_the_same_for_a_seed():
+    from posecal.data.transforms import AugmentConfig, shrink
+    crop = np.random.default_rng(2).integers(0, 256, (128, 96, 3)).astype(np.uint8)
+    small = shrink(crop, 0.25)              # a quarter of the resolution: 4 x 4 blocks of fine detail are gone
+    assert small.shape == crop.shape and small.std() < 0.6 * crop.std()
+    cfg = AugmentConfig(small_prob=1.0, small_height=(40.0, 40.0), noise_prob=0.0)
+    out = degrade(crop, 0.0, 0.0, np.random.default_rng(0), cfg, person_height=160.0)   # shrunk to 40/160
+    np.testing.assert_array_equal(out, shrink(crop, 0.25))
+    # a person already smaller than asked is left as is
+    assert degrade(crop, 0.0, 0.0, np.random.default_rng(0), cfg, person_height=30.0) is crop
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    noisy = degrade(flat, 0.0, 0.0, np.random.default_rng(0), AugmentConfig(noise_prob=1.0))
+    assert 1.5 < noisy.astype(float).std() < 9 and abs(noisy.mean() - 128) < 1
+    video = AugmentConfig(small_prob=0.7, blur_prob=0.5, jpeg_prob=0.7, noise_prob=0.5)
+    runs = [[degrade(crop, 0.5, 0.7, np.random.default_rng((7, i)), video, 150.0) for i in range(6)] for _ in range(2)]
+    for a, b in zip(*runs):                 # deterministic by seed (the trust samples are reproducible)
+        np.testing.assert_array_equal(a, b)
+
+
 def test_auroc_by_hand():
     assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
     assert auroc([1, 1], [0, 1]) == 0.5 and np.isnan(auroc([1, 2], [1, 1]))

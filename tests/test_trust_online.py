@@ -94,9 +94,12 @@ def test_online_training_writes_best_pt_that_builds_a_256_model(packed, thunder,
     cfg_path, pack, *_ = packed
     out = tmp_path / "run"
     assert gpu_trust.main(["train", str(cfg_path), "--packed", str(pack), "--out-dir", str(out), "--device", "cpu",
-                           "--epochs", "0.7"]) == 0
+                           "--epochs", "0.7", "--video-val"]) == 0
     log = json.loads((out / "log.json").read_text())
     assert log["summary"]["steps"] == 3 and [v["step"] for v in log["val"]] == [0, 2, 3]
+    # judged on the val persons as photos and as video show them; best.pt by the mean of the two
+    for v in log["val"]:
+        assert np.isclose(v["score"], (v["photo_score"] + v["video_score"]) / 2, atol=1e-3)
     assert log["summary"]["stopped_by"] == "steps" and log["summary"]["trust_input"] == 256
     ckpt = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
     state = ckpt["state"]
@@ -158,8 +161,12 @@ def test_shipped_trust_inputs_accurate_256_published_192(tmp_path):
                           imagenet=False)
 
 
-def test_the_gpu_config_loads_as_planned():
-    cfg = load_online_config(ROOT / "configs" / "trust" / "accurate_gpu.yaml")
+@pytest.mark.parametrize("name", ["accurate_gpu", "accurate_video_gpu"])
+def test_the_gpu_config_loads_as_planned(name):
+    cfg = load_online_config(ROOT / "configs" / "trust" / f"{name}.yaml")
     assert cfg.train.input_size == 256 and not cfg.train.freeze_prefix and cfg.init == "accurate"
     assert cfg.samples.no_flip_share == 0.4 and cfg.train.batch_size == 128 and cfg.samples.num_workers == 14
     assert cfg.train.max_minutes * 60 <= 560 - 30   # the device call's `timeout 560`, with room to start and end
+    if name == "accurate_video_gpu":                 # video-like samples: small people, noise, more blur and JPEG
+        a = cfg.augment
+        assert a.small_prob > 0 and tuple(a.small_height) == (40, 200) and a.noise_prob > 0 and a.blur_prob > 0.25

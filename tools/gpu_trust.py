@@ -6,6 +6,7 @@
     python tools/gpu_trust.py train CONFIG --packed DIR [--base FILE] [--init FILE] [--out-dir DIR]
                                            [--max-minutes M] [--epochs E] [--device cpu] [--no-amp]
                                            [--batch-size N] [--workers N] [--val-every N] [--max-val-persons N]
+                                           [--video-val]
         the online training run (posecal/training/trust_online.py; on the device: --base/--init the files above,
         --packed the carried pack); CONFIG is a trust config (configs/trust/accurate_gpu.yaml), the flags
         override it
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
         for name in ("batch-size", "workers", "val-every", "max-val-persons", "steps"):
             t.add_argument(f"--{name}", type=int)
         t.add_argument("--no-amp", action="store_true")
+        t.add_argument("--video-val", action="store_true",
+                       help="also validate on the val persons as video shows them (trust_online.VIDEO_VAL)")
     args = ap.parse_args(argv)
     try:
         cfg = load_online_config(args.config)
@@ -80,7 +83,7 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(cfg, **top, train=dataclasses.replace(cfg.train, **train),
                                   samples=dataclasses.replace(cfg.samples, **samples))
         opts = OnlineOptions(**{k: v for k, v in (("packed", args.packed), ("device", args.device)) if v is not None},
-                             amp=not args.no_amp)
+                             amp=not args.no_amp, video_val=args.video_val)
         say = lambda m: print(m, flush=True)   # noqa: E731
         if args.cmd == "probe":
             probe_steps(cfg, opts, steps=args.steps or 12, log=say)

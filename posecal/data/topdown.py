@@ -80,7 +80,9 @@ class TopDownDataset(Dataset):
         crop = warp(image, m, self.input_wh)
         if rng is not None:
             crop = color_jitter(crop, self.augment.color_jitter, rng)
-            crop = degrade(crop, self.augment.blur_prob, self.augment.jpeg_prob, rng)
+            crop = degrade(crop, self.augment.blur_prob, self.augment.jpeg_prob, rng, self.augment,
+                           person_height=max(float(box[2]) * self.input_wh[0] / float(size[0]),
+                                             float(box[3]) * self.input_wh[1] / float(size[1])))
         kp_in = np.concatenate([apply_affine(kpts[:, :2], m), kpts[:, 2:3]], 1)
         if flip:
             crop = crop[:, ::-1]

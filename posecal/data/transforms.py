@@ -122,6 +122,13 @@ class AugmentConfig:
     # Video-like degradation of the crop: Gaussian or motion blur, JPEG recompression at quality 15-60.
     blur_prob: float = 0.0
     jpeg_prob: float = 0.0
+    # Video-like resolution: with small_prob the crop is shrunk until the person is small_height[0..1] px tall (a
+    # person far from a camera) and enlarged back, so the network sees the detail such a person has; and sensor
+    # noise (Gaussian, sigma 2-8 grey levels) with noise_prob. Trust learnt on full-resolution photos alone
+    # over-trusts keypoints of small, blurred people in video (issue 53).
+    small_prob: float = 0.0
+    small_height: tuple[float, float] = (40.0, 200.0)
+    noise_prob: float = 0.0
 
 
 def half_body_region(keypoints: np.ndarray, aspect: float, rng: np.random.Generator):
@@ -258,9 +265,23 @@ def jitter_box(box_xywh, strength: float, rng: np.random.Generator) -> np.ndarra
     return np.array([cx - w / 2, cy - h / 2, max(w, 1.0), max(h, 1.0)])
 
 
-def degrade(crop: np.ndarray, blur_prob: float, jpeg_prob: float, rng: np.random.Generator) -> np.ndarray:
-    """Blur (Gaussian, or a motion streak in a random direction) and/or JPEG recompression, as video frames show."""
+def shrink(crop: np.ndarray, factor: float) -> np.ndarray:
+    """The crop at `factor` (< 1) of its resolution, enlarged back to its size: the detail a smaller picture has."""
+    h, w = crop.shape[:2]
+    small = cv2.resize(crop, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def degrade(crop: np.ndarray, blur_prob: float, jpeg_prob: float, rng: np.random.Generator,
+            cfg: AugmentConfig | None = None, person_height: float | None = None) -> np.ndarray:
+    """Low resolution (cfg.small_prob: the person shrunk to cfg.small_height px, given the person's height in the
+    crop), blur (Gaussian, or a motion streak in a random direction), sensor noise (cfg.noise_prob) and/or JPEG
+    recompression, in that order, as video frames show."""
     out = crop
+    if cfg is not None and cfg.small_prob > 0 and person_height and rng.random() < cfg.small_prob:
+        factor = float(rng.uniform(*cfg.small_height)) / person_height
+        if factor < 1.0:
+            out = shrink(out, factor)
     if blur_prob > 0 and rng.random() < blur_prob:
         if rng.random() < 0.5:
             out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.6, 2.0)))
@@ -271,6 +292,9 @@ def degrade(crop: np.ndarray, blur_prob: float, jpeg_prob: float, rng: np.random
             turn = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), float(rng.uniform(0, 180)), 1.0)
             kernel = cv2.warpAffine(kernel, turn, (n, n))
             out = cv2.filter2D(out, -1, kernel / max(float(kernel.sum()), 1e-6))
+    if cfg is not None and cfg.noise_prob > 0 and rng.random() < cfg.noise_prob:
+        noise = rng.normal(0.0, float(rng.uniform(2.0, 8.0)), out.shape)
+        out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     if jpeg_prob > 0 and rng.random() < jpeg_prob:
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(out), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 61))])
         if ok:

@@ -179,6 +179,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "truncation_range": Rule(lo=0, hi=1, hi_open=True, ordered=True), "occluder_prob": PROBABILITY,
         "occluder_max": POSITIVE, "occluder_size": Rule(lo=0, hi=1, lo_open=True, ordered=True),
         "box_jitter": Rule(lo=0, hi=1), "blur_prob": PROBABILITY, "jpeg_prob": PROBABILITY,
+        "small_prob": PROBABILITY, "small_height": Rule(lo=1, hi=10000, ordered=True), "noise_prob": PROBABILITY,
     },
 }
 

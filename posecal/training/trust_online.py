@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Sampler
 from posecal.data.coco import load_coco_persons, read_json
 from posecal.data.packed import INDEX, load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
+from posecal.data.transforms import AugmentConfig
 from posecal.errors import PosecalInputError
 from posecal.inference.torch_runner import decode_pose_output
 from posecal.io import write_atomic
@@ -51,6 +52,13 @@ from posecal.training.trust_samples import load_shards, write_samples
 # the 1,000 LSPET persons held out for the trust model (trust_samples.lspet_trust_split) are not in it.
 TRUST_PACK_KEY = "lspet_trust_heldout"
 TRUST_PACK_VALUE = "excluded"
+
+# The val persons again as video shows them (seeded, so every run judges the same crops): the person 40-200 px
+# tall, blurred, noisy, compressed, but framed as the plain val crops are. A run that adds video-like samples is
+# judged on both (the mean of the two scores chooses best.pt), so it cannot buy video at the photos' cost unseen.
+VIDEO_VAL = AugmentConfig(flip_prob=0.0, scale_range=0.0, rotation_prob=0.0, half_body_prob=0.0, color_jitter=0.0,
+                          small_prob=0.8, blur_prob=0.5, jpeg_prob=0.7, noise_prob=0.5)
+VIDEO_VAL_SEED = 53
 
 
 @dataclass
@@ -71,6 +79,7 @@ class OnlineOptions:
     final_reserve_s: float = 25.0     # training stops this long before max_minutes: last validation and writes
     half_best: bool = True            # best.pt in fp16 (~9 MB instead of ~18: files back from a device <= 16 MiB)
     log_every: int = 25
+    video_val: bool = False           # also validate on VIDEO_VAL's crops; best.pt by the mean of both scores
 
 
 def load_online_config(path) -> TrustJobConfig:
@@ -310,6 +319,13 @@ def run_online_trust(cfg: TrustJobConfig, opts: OnlineOptions, log=print) -> dic
     write_samples(call_base, val_records, input_wh, out / "val_samples", augment=None, batch_size=o.val_batch_size,
                   num_workers=min(sc.num_workers, 8), progress=False, flip=True)
     val = load_shards(out / "val_samples")
+    video = None
+    if o.video_val:
+        shutil.rmtree(out / "video_val_samples", ignore_errors=True)
+        write_samples(call_base, val_records, input_wh, out / "video_val_samples", augment=VIDEO_VAL,
+                      seed=VIDEO_VAL_SEED, batch_size=o.val_batch_size, num_workers=min(sc.num_workers, 8),
+                      progress=False, flip=True)
+        video = load_shards(out / "video_val_samples")
     log(f"val samples ready, {time.time() - t0:.0f} s")
 
     model, groups = _trust_model(cfg, o, device)
@@ -341,6 +357,12 @@ def run_online_trust(cfg: TrustJobConfig, opts: OnlineOptions, log=print) -> dic
         tv = time.time()
         scores = sample_scores(predict_samples(model, val, batch_size=o.val_batch_size), val)
         score = validation_score(scores)
+        if video is not None:
+            on_video = sample_scores(predict_samples(model, video, batch_size=o.val_batch_size), video)
+            scores.update({f"video_{k}": v for k, v in on_video.items()})
+            scores["photo_score"] = score
+            scores["video_score"] = validation_score(on_video)
+            score = (score + scores["video_score"]) / 2
         entry = {"step": state["step"], **{k: round(v, 4) for k, v in scores.items()}, "score": round(score, 4),
                  "minutes": round((time.time() - t0) / 60, 2), "val_s": round(time.time() - tv, 1)}
         state["log"].append(entry)
