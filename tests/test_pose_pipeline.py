@@ -113,6 +113,30 @@ def test_the_shipped_detector_runs_at_the_policys_floor_unless_a_threshold_is_gi
     assert plain.pipeline.policy.sure_score is None and plain.pipeline.detector.score_threshold == 0.4
 
 
+def test_an_explicit_min_pose_quality_replaces_the_policys_own_and_only_then(tiny_model):
+    """A policy and min_pose_quality both given: min_pose_quality decides; the policy alone: its own decides, in the
+    API and in PoseTracker (whose default once replaced the policy's with MIN_POSE_QUALITY)."""
+    from dataclasses import replace
+
+    from posecal.inference.person_policy import VIDEO
+    from posecal.tracking.pose_tracker import PoseTracker
+
+    image = np.full((64, 48, 3), 90, np.uint8)
+    nobody = PersonPolicy(min_pose_quality=1.0)      # no pose reaches 1: the whole picture is nobody
+    strict = Predictor(tiny_model, detector=None, policy=nobody, backend="torch", threads=1)
+    assert strict.pipeline.policy.min_pose_quality == 1.0 and len(strict(image)) == 0
+    both = Predictor(tiny_model, detector=None, policy=nobody, min_pose_quality=0, backend="torch", threads=1)
+    assert both.pipeline.policy.min_pose_quality == 0 and len(both(image)) == 1
+    assert both.pipeline.policy.unsure_person == nobody.unsure_person      # the rest of the policy kept
+    own = replace(VIDEO, min_pose_quality=0.8)
+    tracked = PoseTracker(model=str(tiny_model), detector="none", backend="torch", threads=1, policy=own)
+    assert tracked.predictor.pipeline.policy.min_pose_quality == 0.8
+    given = PoseTracker(model=str(tiny_model), detector="none", backend="torch", threads=1, policy=own,
+                        min_pose_quality=0.1)
+    assert given.predictor.pipeline.policy.min_pose_quality == 0.1
+    assert given.tracker.policy.min_pose_quality == 0.1                   # the tracker reads the same policy
+
+
 def test_threads_are_the_predictors_own(tiny_model):
     import torch
 

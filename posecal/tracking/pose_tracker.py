@@ -24,7 +24,7 @@ from posecal.data.sources import Frame, Problem, is_video, iter_frames, unreadab
 from posecal.errors import PosecalInputError
 from posecal.inference.image_input import describe, is_path, picture_bgr
 from posecal.inference.picture import Picture
-from posecal.inference.person_policy import CARRIED, DETECTED, MIN_POSE_QUALITY, VIDEO, WHOLE, PersonPolicy
+from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, PersonPolicy
 from posecal.inference.predictor import Predictor, colour_order
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.flow import FrameFlow, carried_poses
@@ -49,7 +49,8 @@ class TrackConfig:
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
                                          # (3: the best ids on the tracking benchmark, at a frame rate a few CPU
                                          # cores keep up with; docs/tracking.md)
-    min_pose_quality: float = MIN_POSE_QUALITY   # the person policy's nobody test (inference/person_policy.py)
+    min_pose_quality: float | None = None   # the person policy's nobody test (inference/person_policy.py); None:
+                                            # the policy's own (MIN_POSE_QUALITY in VIDEO)
     second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py): fewer
                                          # people missed, more false tracks; off (docs/tracking.md)
     adaptive: bool = True                # live sources: the detector's period and the frames that may wait
@@ -64,8 +65,8 @@ class TrackConfig:
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    policy: PersonPolicy = VIDEO         # who is a person (inference/person_policy.py); min_pose_quality above
-                                         # replaces its own
+    policy: PersonPolicy = VIDEO         # who is a person (inference/person_policy.py); min_pose_quality above,
+                                         # where given, replaces its own
     progress: bool = True
     max_frames: int | None = None        # stop after this many frames (all sources together)
     duration: float | None = None        # stop this many seconds after the models are loaded
