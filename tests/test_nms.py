@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from posecal.detect.nms import oks_nms, soft_oks_nms
+from posecal.detect.nms import oks_nms, pose_nms, soft_oks_nms
 from posecal.skeleton import COCO_SIGMAS
 
-from conftest import STANDING
+from conftest import STANDING, pose_of
 
 AREA = 120.0 * 160.0 * 0.5
 
@@ -102,3 +102,26 @@ def test_seen_keypoints_decide_a_duplicate_by_hand_computed_oks():
     assert oks_nms(kp, s, areas, threshold=0.0, seen=few).tolist() == [0, 1]
     # too few seen (strict), enough present (loose): compared on the loose mask
     assert oks_nms(kp, s, areas, threshold=0.7, seen=(few, seen)).tolist() == [0]
+
+
+def test_soft_pose_nms_lowers_a_score_only_above_its_threshold():
+    """pose_nms(..., "soft", threshold) hands its threshold to soft-OKS-NMS (it once ran at 0.3 whatever was
+    asked): two poses 3 px apart in boxes of 120 x 80 px, their OKS computed by hand."""
+    def scored(xy, score):
+        person = pose_of(xy, score)
+        person.box = np.array([0.0, 0.0, 120.0, 80.0])      # area 9600: the reference area of the OKS
+        person.scores = {"oks": score}
+        return person
+
+    o = hand_oks(STANDING, STANDING + [3.0, 0.0], 120.0 * 80.0)
+    assert 0.3 < o < 0.99
+    above = pose_nms([scored(STANDING, 0.9), scored(STANDING + [3.0, 0.0], 0.8)], "soft", o - 1e-9, "oks")
+    assert [p.scores["oks"] for p in above] == pytest.approx([0.9, 0.8 * np.exp(-o ** 2 / 0.5)], rel=1e-9)
+    below = pose_nms([scored(STANDING, 0.9), scored(STANDING + [3.0, 0.0], 0.8)], "soft", o + 1e-9, "oks")
+    assert [p.scores["oks"] for p in below] == [0.9, 0.8]                  # OKS not above it: untouched
+    # the policy's duplicate_oks (predict's --nms-threshold) is that threshold
+    from posecal.inference.person_policy import DETECTED, PersonPolicy
+
+    loose = PersonPolicy(nms="soft", duplicate_oks=o + 1e-9)
+    kept = loose.keep([scored(STANDING, 0.9), scored(STANDING + [3.0, 0.0], 0.8)], DETECTED)
+    assert [p.scores["oks"] for p in kept] == [0.9, 0.8]

@@ -467,7 +467,7 @@ def _add_predict(sub) -> None:
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
     p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=DUPLICATE_OKS,
                    help="OKS over the keypoints both poses see above which --nms oks drops the pose of lower "
-                        f"quality as the same person (default: {DUPLICATE_OKS})")
+                        f"quality as the same person, and --nms soft lowers its score (default: {DUPLICATE_OKS})")
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")

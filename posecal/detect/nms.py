@@ -110,7 +110,7 @@ def seen_masks(persons: list):
 def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callable | None = None) -> list:
     """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode], times
     `rank(person)` where given) of poses that agree on the keypoints both see (seen_masks); soft-OKS-NMS ("soft")
-    lowers the duplicates' scores; "none" keeps all.
+    lowers the scores of the poses whose OKS with a better one is above the same `threshold`; "none" keeps all.
 
     Why a rank beside the pose score: two boxes on one person give poses of near-equal quality (0.92 and 0.92),
     and the one the detector is surer of frames the person better (the person policy passes its evidence)."""
@@ -122,7 +122,7 @@ def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callabl
     seen = seen_masks(persons)
     if nms == "oks":
         return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen)]
-    keep, new_scores = soft_oks_nms(kps, np.array([p.scores[mode] for p in persons]), areas, seen=seen)
+    keep, new_scores = soft_oks_nms(kps, np.array([p.scores[mode] for p in persons]), areas, threshold, seen=seen)
     for i, s in zip(keep, new_scores):
         persons[i].scores[mode] = float(s)
     return [persons[i] for i in keep]
