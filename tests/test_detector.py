@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.detect.yolox import PersonDetector, decode_yolox
+from posecal.detect.yolox import YoloxPersonDetector, decode_yolox
 from posecal.errors import PosecalInputError
 
 from conftest import SHARED
@@ -37,14 +37,14 @@ def test_decode_rejects_wrong_anchor_count():
 
 def test_missing_file(tmp_path):
     with pytest.raises(PosecalInputError, match="nothere.onnx"):
-        PersonDetector(tmp_path / "nothere.onnx")
+        YoloxPersonDetector(tmp_path / "nothere.onnx")
 
 
 def test_text_file_is_not_a_model(tmp_path):
     bad = tmp_path / "fake.onnx"
     bad.write_text("this is not a network\n")
     with pytest.raises(PosecalInputError, match="fake.onnx") as e:
-        PersonDetector(bad)
+        YoloxPersonDetector(bad)
     assert "\n" not in str(e.value)
 
 
@@ -60,7 +60,7 @@ def test_non_yolox_model_is_rejected(tmp_path):
     path = tmp_path / "identity.onnx"
     onnx.save(model, path)
     with pytest.raises(PosecalInputError, match="identity.onnx.*YOLOX"):
-        PersonDetector(path)
+        YoloxPersonDetector(path)
 
 
 def iou(a, b):
@@ -74,7 +74,7 @@ def iou(a, b):
 def detector(request):
     if not (MODELS / request.param).is_file():
         pytest.skip("../shared/models not available")
-    return PersonDetector(MODELS / request.param)
+    return YoloxPersonDetector(MODELS / request.param)
 
 
 @needs_models

@@ -46,7 +46,7 @@ def test_sibling_cycle_is_caught(tmp_path):
     where = _scratch_copy(tmp_path)
     # the detectors share detect/runtime.py; runtime importing a detector back would close a ring
     runtime = where / "posecal" / "detect" / "runtime.py"
-    runtime.write_text(runtime.read_text() + "\nfrom posecal.detect.yolox import PersonDetector  # noqa\n")
+    runtime.write_text(runtime.read_text() + "\nfrom posecal.detect.yolox import YoloxPersonDetector  # noqa\n")
     broken = _lint(where)
     assert broken.returncode != 0
     assert "No cycles are allowed in posecal.detect" in broken.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 from posecal.detect.nanodet import NanoDetPersonDetector
 from posecal.detect.ssd import SsdPersonDetector
 from posecal.detect.union import UnionPersonDetector
-from posecal.detect.yolox import PersonDetector
+from posecal.detect.yolox import YoloxPersonDetector
 
 # The detectors posecal ships, by the name a user gives (--detector NAME, Predictor(detector=NAME)); "default" is
 # the SSD; "ssd+nanodet" runs both and merges their boxes. Anything else but "none" is a YOLOX-style ONNX file.
@@ -28,4 +28,4 @@ def load_detector(spec: str | None, score_threshold: float | None = None, thread
                                                        {"score_threshold": score_threshold})
     if name in SHIPPED_DETECTORS:
         return SHIPPED_DETECTORS[name](**kwargs)
-    return PersonDetector(spec, **kwargs)
+    return YoloxPersonDetector(spec, **kwargs)

@@ -84,7 +84,7 @@ def decode_ssd(raw_boxes: np.ndarray, logits: np.ndarray, anchors: np.ndarray, w
 class SsdPersonDetector:
     """Person boxes from the shipped SSD: stretch to 300x300 -> onnxruntime -> decode -> threshold -> NMS.
 
-    Called like PersonDetector: BGR uint8 (H, W, 3) -> boxes (M, 4) x, y, w, h and scores (M,), best first.
+    Called like YoloxPersonDetector: BGR uint8 (H, W, 3) -> boxes (M, 4) x, y, w, h and scores (M,), best first.
     """
 
     def __init__(self, path=SHIPPED_DETECTOR, score_threshold: float = 0.3, nms_threshold: float = 0.45,

@@ -44,7 +44,7 @@ def decode_yolox(raw: np.ndarray, input_size: int, ratio: float) -> tuple[np.nda
     return boxes, raw[:, 4] * raw[:, 5]
 
 
-class PersonDetector:
+class YoloxPersonDetector:
     """Person boxes from a YOLOX-style ONNX model: letterbox -> onnxruntime -> decode -> threshold -> NMS."""
 
     def __init__(self, path, score_threshold: float = 0.3, nms_threshold: float = 0.5, threads: int = 2,
