@@ -3,7 +3,7 @@ model on the persons' boxes (GT boxes by default), or from any estimator's calib
 
 One array set per annotation (aligned by annotation id), so the labels can be swapped for another version of
 the same file (a corrected or a corrupted one) without running the model again: `save` / `load` keep it in an
-.npz file (bench/audit_planted.py does that).
+.npz file.
 """
 from __future__ import annotations
 

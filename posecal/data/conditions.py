@@ -1,8 +1,8 @@
-"""Labelled persons under the conditions users run posecal in, made from a labelled set (issue 38).
+"""Labelled persons under the conditions users run posecal in, made from a labelled set.
 
 Why: a calibration fitted on whole, upright people with their annotators' boxes says nothing of a person the
 frame cuts at the waist or of a detector's box. These builders turn labelled persons into such cases with the
-truth still exact, so the trust model can be judged (bench/trust_conditions.py) and calibrated over them:
+truth still exact, so the trust model can be judged (posecal/evaluation/conditions.py) and calibrated over them:
 
 - `cut_by_frame`: the picture ends inside the person (keep the top, the bottom or one side at 35-70 % of the
   labelled keypoints' extent). The image is really cropped there (no black band: the picture ends, as a webcam's

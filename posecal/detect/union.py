@@ -19,7 +19,7 @@ merged score first, in which a box overlapping (IoU > merge_iou) a kept box of t
 person and is dropped. Boxes of one detector are not suppressed again by their own kind.
 
 Not the default: it finds a few more people on held-out photos for about twice the pose crops and three times the
-detector time (CHANGELOG, issue 45).
+detector time (CHANGELOG).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from posecal.metrics.boxes import box_iou
 
 COMMON_SURE = 0.3         # the SSD's own working threshold (and person_policy.SURE_SCORE)
 SSD_SURE = 0.3            # the SSD's working threshold (ssd.py)
-MERGE_IOU = 0.6           # chosen on the tuning half of the photo bench of its day (bench/trust_detection.py, retired)
+MERGE_IOU = 0.6           # IoU above which the two detectors' boxes are one person (chosen on a tuning photo set)
 
 
 def to_common(scores, sure: float) -> np.ndarray:

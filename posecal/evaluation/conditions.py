@@ -1,4 +1,4 @@
-"""The trust model judged, and calibrated, under the conditions users run posecal in (issue 38).
+"""The trust model judged, and calibrated, under the conditions users run posecal in.
 
 A *condition* is a set of labelled persons and how they are run: val as is, val without the flip test, val cut
 by the frame, val with detector-like boxes, LSPET persons the trust model never trained on
@@ -7,7 +7,7 @@ by the frame, val with detector-like boxes, LSPET persons the trust model never 
 `fit_over_conditions` fits one calibration on a mixture of conditions and `cross_fit_over_conditions` gives each
 person outputs from maps fitted without its photograph (honest per-condition figures); `add_conditional` adds the
 conditional quality map to a calibration. `calibration_against_floors` says whether a keypoint or pose ECE can be
-told from calibrated at all, per condition and per subgroup a user can see at run time (issue 46).
+told from calibrated at all, per condition and per subgroup a user can see at run time.
 """
 from __future__ import annotations
 

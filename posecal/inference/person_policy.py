@@ -25,8 +25,8 @@ pose alone). Without a verifier (a model file run with `verifier=None`) the pose
 an unsure detection needs pose quality >= `unsure_quality`.
 
 `STILL` is the preset for independent pictures, `VIDEO` the one for tracked frames; their numbers were chosen on
-the tuning worlds of tools/train_person_verifier.py and bench/person_worlds.py and judged on worlds they were not
-chosen on (MODEL_CARD.md, CHANGELOG).
+tuning sets of pictures with and without people (tools/train_person_verifier.py builds them) and judged on sets they
+were not chosen on (MODEL_CARD.md).
 """
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ def inside_shares(box, others) -> np.ndarray:
 
 
 # the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector); unsure_person
-# chosen on the val crops with even ids and person-free patches of the train crops (bench/person_worlds.py)
+# chosen on the val crops with even ids and person-free patches of the train crops
 STILL = PersonPolicy(unsure_person=0.6)
 # the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
 # judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a

@@ -1,6 +1,6 @@
 """TrustNet: pose quality, keypoint quality and visibility of a *base* estimator's keypoints, from the crop.
 
-Why (issue 29, seed 002's metamodel): heads that read only the base network's own features inherit its
+Why: heads that read only the base network's own features inherit its
 blindness. MoveNet's 24-channel output feature knows nothing of occlusion or of where the picture ends, so heads
 on it called most not-labelled keypoints visible. The trust model has its own eyes: a pose network of its own
 (EfficientNet-Lite0 + heatmap head, initialised from posecal's `fast` model, which was trained with truncation,
