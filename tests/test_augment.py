@@ -4,7 +4,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.data import topdown
 from posecal.data.coco import load_coco_persons, load_lspet

@@ -5,7 +5,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.models.checkpoint import load_model, model_from_config
 from posecal.models.config import ModelConfig, model_config_from_dict, model_config_to_dict

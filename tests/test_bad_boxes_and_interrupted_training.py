@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 
 from conftest import ROOT, cli_error as error_line, eval_args as evaluate, make_coco, run_cli as run, \

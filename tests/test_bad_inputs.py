@@ -32,8 +32,9 @@ from typing import Callable
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+
+torch = pytest.importorskip("torch")
 
 from posecal.cli.main import main
 from posecal.errors import PosecalInputError

@@ -13,7 +13,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.errors import PosecalInputError
 

@@ -6,7 +6,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.calibration.quality import QualityCalibration
 from posecal.models.checkpoint import load_model, save_model

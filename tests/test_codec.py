@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.codec.heatmap import decode, decode_argmax, decode_dark, decode_soft_argmax, encode
 from posecal.codec.heatmap_torch import flip_back, soft_argmax

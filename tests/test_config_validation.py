@@ -2,6 +2,8 @@
 
 import pytest
 
+pytest.importorskip("torch")
+
 from posecal.cli.main import main
 from posecal.training.config import load_train_config
 from posecal.errors import PosecalInputError

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")
+
 from posecal.models.assemble import trust_weights
 from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_file, read_torch_file
 from posecal.models.config import MOVENET_VARIANTS

@@ -4,6 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")
+
 from posecal.training.config import TrainConfig, load_train_config
 from posecal.data.coco import load_coco_persons, load_lspet, read_image
 from posecal.data.topdown import TopDownDataset

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.models.checkpoint import model_from_config
 from posecal.cli.main import main

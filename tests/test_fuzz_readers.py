@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402

@@ -7,7 +7,8 @@ import json
 import math
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from conftest import make_coco
 from posecal.codec.movenet import crop_pixels_to_cells, decode_movenet, movenet_to_crop_pixels

@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from conftest import make_coco
 from posecal.codec.movenet import FLIP_AGREE, merge_flip

@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.models.backbones.movenet import (
     CONFIGS, Conv2dSame, MoveNet, graph_constants, load_movenet, tf_to_torch, tf_weight_map, weights_path)

@@ -8,7 +8,8 @@ import math
 import cv2
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from conftest import SHARED, make_coco
 from posecal.models.checkpoint import load_model

@@ -8,7 +8,8 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.export import cache
 from posecal.export.cache import cache_dir, cached_onnx, entry_name, export_model_bytes

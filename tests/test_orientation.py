@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.data.topdown import to_tensor
 from posecal.errors import PosecalInputError

@@ -3,7 +3,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.codec.heatmap import decode, encode
 from posecal.data.topdown import heatmap_to_input

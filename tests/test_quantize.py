@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")
+
 from posecal.models.checkpoint import save_model
 from posecal.cli.main import main
 from posecal.models.config import ModelConfig

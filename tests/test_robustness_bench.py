@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")
+
 _SPEC = importlib.util.spec_from_file_location(
     "robustness_bench", Path(__file__).resolve().parents[1] / "bench" / "robustness.py")
 bench = importlib.util.module_from_spec(_SPEC)

@@ -3,7 +3,8 @@ part instead of a copy (save_model share_shipped, read_model_file), and loads to
 import json
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.errors import PosecalInputError
 from posecal.models.checkpoint import (PART_PREFIX, SHIPPED_MODELS, WEIGHTS_DIR, atomic_save, load_model,

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.errors import PosecalInputError
 from posecal.evaluation.evaluate import EvalConfig, evaluate

@@ -2,7 +2,8 @@
 accurate model reading it inside the graph (torch = ONNX), and visibility on real crops with a known answer."""
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.codec.movenet import merge_flip
 from posecal.data.topdown import to_batch

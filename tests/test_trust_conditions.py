@@ -5,7 +5,8 @@ import datetime
 import cv2
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.calibration.in_frame import InFrameMap, fit_in_frame, in_frame_features
 from posecal.data.coco import PersonRecord

@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.cli.main import main
 from posecal.errors import PosecalInputError

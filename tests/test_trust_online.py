@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from posecal.data.coco import load_lspet
 from posecal.errors import PosecalInputError

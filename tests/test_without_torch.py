@@ -1,6 +1,7 @@
 """Inference needs no PyTorch: with torch, onnx and onnxscript made unimportable, the API, the tracker API,
 `predict` and `eval` run the shipped models on their packaged graphs; a .pt file says in one line what it needs."""
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -77,3 +78,17 @@ def test_a_command_that_needs_pytorch_says_so_in_one_line(tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith("posecal: error: posecal export needs PyTorch (")
     assert done.stderr.strip().endswith("pip install 'posecal[train]'") and not (tmp_path / "m.onnx").exists()
 
+
+
+def test_every_test_module_collects_without_torch_and_the_torch_only_ones_skip(tmp_path):
+    """`.[dev]` without the train extra: no collection error; a module that needs PyTorch (or onnx) is skipped."""
+    done = run_without_torch(f"""
+        import sys
+        import pytest
+        sys.exit(pytest.main(["--collect-only", "-q", "-rs", "-p", "no:cacheprovider", {str(ROOT / "tests")!r}]))
+    """, tmp_path)
+    assert done.returncode == 0 and "\nERROR " not in done.stdout, done.stdout[-3000:]
+    assert "error" not in done.stdout.strip().splitlines()[-1]          # "N tests collected in ...s"
+    skipped = dict(re.findall(r"SKIPPED \[1\] tests/(test_\w+)\.py:\d+: could not import '(\w+)'", done.stdout))
+    assert skipped["test_codec"] == "torch" and skipped["test_shipped_graphs"] == "onnx"
+    assert "tests/test_without_torch.py::" in done.stdout                 # the rest is collected
