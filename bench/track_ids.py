@@ -128,6 +128,13 @@ def tuning_sprites(n_tuning: int, frames: int, n_sprites: int) -> set[int]:
     return used
 
 
+def held_out_sprites(n_tuning: int, frames: int) -> list:
+    """The val crops' sprites that none of the first n_tuning tuning scenes of `frames` frames draws."""
+    every = load_sprites(CROPS / "annotations" / "val.json", CROPS / "images")
+    seen = tuning_sprites(n_tuning, frames, len(every))
+    return [sp for k, sp in enumerate(every) if k not in seen]
+
+
 def make_held_out_scenes(work: Path, n: int, frames: int, n_tuning: int) -> list[tuple[str, Path, Path]]:
     """n held-out scenes (seed HELD_OUT_SEED + i, 3 + i % 4 people, the background mirrored every other one),
     written once."""
@@ -141,9 +148,7 @@ def make_held_out_scenes(work: Path, n: int, frames: int, n_tuning: int) -> list
         if not (video.exists() and truth.exists()
                 and json.loads(truth.read_text())["info"].get("n_frames") == frames):
             if sprites is None:
-                every = load_sprites(CROPS / "annotations" / "val.json", CROPS / "images")
-                seen = tuning_sprites(n_tuning, frames, len(every))
-                sprites = [sp for k, sp in enumerate(every) if k not in seen]
+                sprites = held_out_sprites(n_tuning, frames)
             if background is None:
                 background = empty_background(SHARED / "videos" / HELD_OUT_CLIP)
             write_scene(work, name, background[:, ::-1].copy() if i % 2 else background, sprites, spec)

@@ -4,7 +4,9 @@ background, walking along crossing paths, for scoring identity keeping (`bench/t
 Each person is a *sprite*: one labelled COCO crop (its 17 keypoints, v = 0/1/2, and box) with a soft alpha mask.
 In every frame a sprite is placed by a known affine map A = [[s, 0, tx], [0, s, ty]] (scale + translation), drawn
 with `cv2.warpAffine` (pixel-centre convention, the one COCO keypoints use), so the truth is exact by
-construction: keypoint' = A @ (x, y, 1); the box is the sprite's box mapped by A and clipped to the frame.
+construction: keypoint' = A @ (x, y, 1); the box is the sprite's box mapped by A and clipped to the frame. A moving
+camera (bench.lab.camera) is one more affine map V from the background (the world the people walk in) to the
+frame: the background is drawn through V and every person through V after A, so the same rule holds.
 
 The truth rule (`truth_of_frame`):
 
@@ -34,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.lab.camera import then
 from posecal.io import write_json_atomic
 
 SINGLE_PERSON_MAX_ID = 900000000      # crops' annotation ids from here on are multi-person images (README)
@@ -178,18 +181,28 @@ def present(walk: Walk, t: int) -> bool:
     return walk.t0 <= t <= walk.t1
 
 
-def compose_frame(background: np.ndarray, sprites: list[Sprite], walks: list[Walk], t: int
+def compose_frame(background: np.ndarray, sprites: list[Sprite], walks: list[Walk], t: int,
+                  view: np.ndarray | None = None, size_wh: tuple[int, int] | None = None
                   ) -> tuple[np.ndarray, list[dict]]:
     """Frame t (uint8 BGR) and its truth: one dict per person present (track_id = walk index + 1, bbox,
-    keypoints (17, 3), visible_fraction, depth = draw rank, 0 farthest); see the module's truth rule."""
-    h, w = background.shape[:2]
+    keypoints (17, 3), visible_fraction, depth = draw rank, 0 farthest); see the module's truth rule.
+    `view`: a moving camera (bench.lab.camera), the 2x3 map from the background's (world) pixels to the frame's,
+    a frame of size_wh; the background and every person are drawn through it, the walks stay in the world."""
+    world_h = background.shape[0]
+    if view is None:
+        h, w = background.shape[:2]
+    else:
+        (w, h), view = size_wh, np.asarray(view, float)
+        background = cv2.warpAffine(background, view, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     here = [i for i, wk in enumerate(walks) if present(wk, t)]
     here.sort(key=lambda i: (walks[i].ground(t)[1], i))               # far (feet high) first: drawn first
     canvas = background.astype(np.float32)
     layers = []
     for i in here:
         sp = sprites[walks[i].sprite]
-        A = person_transform(sp, walks[i], t, h)
+        A = person_transform(sp, walks[i], t, world_h)
+        if view is not None:
+            A = then(view, A)
         alpha = cv2.warpAffine(sp.alpha, A, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
         image = cv2.warpAffine(sp.image, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         canvas = canvas * (1 - alpha[..., None]) + image.astype(np.float32) * alpha[..., None]
@@ -236,13 +249,15 @@ class SceneSpec:
     fps: float = 15.0
 
 
-def compose_scene(background: np.ndarray, sprites: list[Sprite], spec: SceneSpec):
-    """Yields (frame index, frame, truth) for a scene planned from spec.seed."""
+def compose_scene(background: np.ndarray, sprites: list[Sprite], spec: SceneSpec, camera=None):
+    """Yields (frame index, frame, truth) for a scene planned from spec.seed; `camera` (e.g. bench.lab.camera's
+    PanZoom: its size_wh and view(t)) films it moving, the people walking across the whole background."""
     rng = np.random.default_rng(spec.seed)
     h, w = background.shape[:2]
     walks = plan_walks(spec.n_people, spec.n_frames, (w, h), len(sprites), rng)
     for t in range(spec.n_frames):
-        frame, truth = compose_frame(background, sprites, walks, t)
+        view = None if camera is None else camera.view(t)
+        frame, truth = compose_frame(background, sprites, walks, t, view, None if camera is None else camera.size_wh)
         yield t, frame, truth
 
 
@@ -267,23 +282,26 @@ def truth_json(name: str, size_wh: tuple[int, int], per_frame: list[list[dict]],
 
 
 def write_scene(out_dir: str | Path, name: str, background: np.ndarray, sprites: list[Sprite],
-                spec: SceneSpec) -> tuple[Path, Path]:
-    """Writes OUT/NAME.avi (MJPG, quality ~95) and OUT/NAME.json (truth_json); returns their paths."""
+                spec: SceneSpec, camera=None) -> tuple[Path, Path]:
+    """Writes OUT/NAME.avi (MJPG, quality ~95) and OUT/NAME.json (truth_json); returns their paths. `camera`:
+    as compose_scene's (its plan goes into the truth's info)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    h, w = background.shape[:2]
+    w, h = background.shape[1::-1] if camera is None else camera.size_wh
     video = out_dir / f"{name}.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), spec.fps, (w, h))
     if not writer.isOpened():
         raise OSError(f"{video}: OpenCV cannot write an MJPG avi here")
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
     per_frame = []
-    for _, frame, truth in compose_scene(background, sprites, spec):
+    for _, frame, truth in compose_scene(background, sprites, spec, camera):
         writer.write(frame)
         per_frame.append(truth)
     writer.release()
     info = {"seed": spec.seed, "n_people": spec.n_people, "n_frames": spec.n_frames, "fps": spec.fps,
             "video": video.name, "truth_rule": "bench.lab.moving_people"}
+    if camera is not None:
+        info["camera"] = camera.describe()
     truth = out_dir / f"{name}.json"
     write_json_atomic(truth_json(video.name, (w, h), per_frame, info), truth, indent=None)
     return video, truth
