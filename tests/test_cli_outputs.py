@@ -114,11 +114,10 @@ def test_the_demo_line_counts_only_present_keypoints():
 
 def test_a_weak_models_dropped_boxes_are_named_as_such(tiny_model, tmp_path, capsys, monkeypatch):
     from posecal.inference import pipeline
-    from posecal.predict import job
 
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), np.full((120, 160, 3), 80, np.uint8))
-    found = next(v for k, v in vars(job).items() if k.startswith("DETECT") and isinstance(v, str))  # the detector's tag
+    found = pipeline.DETECTED   # the detector's tag
     boxes = (np.array([[10.0, 10, 50, 100], [80, 10, 50, 100]]), np.array([0.9, 0.8]), found)
     PosePipeline = pipeline.PosePipeline
     monkeypatch.setattr(PosePipeline, "boxes", lambda self, bgr: boxes)   # the detector finds two boxes

@@ -10,10 +10,11 @@ from typing import Iterator
 import numpy as np
 
 from posecal.calibration.quality import calibration_from_meta
-from posecal.data.sources import Problem, collect, iter_frames
+from posecal.data.sources import collect, iter_frames
 from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose
+from posecal.inference.frame_loop import frame_pictures, quiet
 from posecal.inference.image_input import describe, is_path, is_pil, picture_bgr
 from posecal.inference.opener import BACKENDS, is_onnx_file, open_model
 from posecal.inference.orientation import check_orientations
@@ -177,23 +178,19 @@ class Predictor:
         return pictures if stream else list(pictures)
 
     def _stream(self, parts: list, every: int) -> Iterator[Picture]:
-        """The Pictures of checked sources (file lists and arrays), in order, batch_size frames at a time."""
-        pending = []
-        for part in parts:
-            for frame in [part] if isinstance(part, _Array) else iter_frames(part, every):
-                if isinstance(frame, Problem):
-                    warnings.warn(frame.message, stacklevel=3)
-                    continue
-                pending.append(frame)
-                if len(pending) >= self.batch_size:
-                    yield from self._pictures(pending)
-                    pending = []
-        yield from self._pictures(pending)
+        """The Pictures of checked sources (file lists and arrays), in order, through the one frame loop; a file
+        that cannot be read is a warning naming it."""
+        items = ((None, frame) for part in parts
+                 for frame in ([part] if isinstance(part, _Array) else iter_frames(part, every)))
+        for _, picture in self.pictures(items, on_problem=lambda _, problem: warnings.warn(problem.message,
+                                                                                             stacklevel=4)):
+            yield picture
 
-    def _pictures(self, frames: list) -> list[Picture]:
-        people = self.pipeline.people([(f.bgr, *self.pipeline.boxes(f.bgr)) for f in frames]) if frames else []
-        return [Picture(f.name, "" if f.path is None else str(f.path), ps, f.bgr, f.frame_index)
-                for f, ps in zip(frames, people)]
+    def pictures(self, items, boxes_of=None, mode: str | None = None, say=quiet, on_problem=None):
+        """The frame loop (inference/frame_loop.py) over this Predictor's pipeline at its batch size: (tag, Frame or
+        Problem) items -> (tag, Picture) in input order. predict() and `posecal predict` both iterate it; the CLI
+        passes its boxes file (`boxes_of`), its score mode and where its lines go."""
+        return frame_pictures(self.pipeline, items, self.batch_size, boxes_of, mode, say, on_problem)
 
     def _prepare(self, image, boxes, box_scores, rgb: bool, name: str, prefix: str):
         """Checked (BGR image, (N, 4) boxes, (N,) scores, where the boxes came from) for one item, before any

@@ -9,8 +9,8 @@ actor (the model opens once per actor, in __init__), and what each actor of `pos
     poses.write_json("s3://bucket/poses/")                                     # column poses: JSON text per picture
 
 The people are those `posecal predict` finds with the same settings (its one pipeline, opened by
-predict/job.open_predictor, and the same frame loop: boxes, people in batches of crops, result entries), so a run
-through Ray and one process give the same persons and keypoints.
+predict/job.open_predictor, and the API's frame loop, inference/frame_loop.py: boxes, people in batches of crops,
+result entries), so a run through Ray and one process give the same persons and keypoints.
 """
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ import numpy as np
 from posecal.data.sources import Frame, Problem, iter_frames
 from posecal.detect.boxes import BoxFile
 from posecal.errors import PosecalInputError
-from posecal.predict.job import (PredictConfig, _boxes_for, _image_ids, frames_people, open_predictor, result_entries,
-                                 score_mode_of)
+from posecal.predict.job import PredictConfig, _boxes_for, _image_ids, open_predictor, result_entries, score_mode_of
 
 # PredictConfig's fields that are about a run's files and terminal, not about the poses: not settings here
 RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "progress"}
@@ -63,34 +62,30 @@ class PoseBatches:
     def __call__(self, batch: dict) -> dict:
         rows = len(next(iter(batch.values()))) if batch else 0
         records: list[list[dict]] = [[] for _ in range(rows)]
-        pending: list[tuple] = []   # (row, frame, boxes, scores, source, its record)
-
-        def flush():
-            said: list[str] = []
-            people = frames_people(self.predictor.pipeline, [(f, b, s, src) for _, f, b, s, src, _ in pending],
-                                   self.mode, self.cfg.min_pose_quality, said.append)
-            for (_, frame, _, _, _, record), persons in zip(pending, people):
-                record["entries"] = result_entries(frame, persons, 0, self.mode)
-                record["messages"] += [m for m in said if m.startswith(f"{frame.name}: ")]
-            pending.clear()
-
-        for row in range(rows):
-            for item in self._frames(batch, row):
-                if isinstance(item, Problem):
-                    records[row].append({"name": self._name(batch, row), "problem": item.message})
-                    continue
-                boxes, scores, source, messages = _boxes_for(item, self.box_file, self.predictor.pipeline)
-                record = {"name": item.name, "frame_index": item.frame_index, "entries": [], "messages": messages}
-                records[row].append(record)
-                if len(boxes):
-                    pending.append((row, item, boxes, scores, source, record))
-                if sum(len(p[2]) for p in pending) >= self.cfg.batch_size:
-                    flush()
-        if pending:
-            flush()
+        frames = self._tagged(batch, records)
+        for record, picture in self.predictor.pictures(frames, self._boxes_of, self.mode,
+                                                       say=lambda record, line: record["messages"].append(line)):
+            record["entries"] = result_entries(picture, picture.people, 0, self.mode)
         out = {k: v for k, v in batch.items() if k != "image"}
         out[POSES] = np.array([json.dumps(r, separators=(",", ":")) for r in records], dtype=object)
         return out
+
+    def _tagged(self, batch: dict, records: list[list[dict]]):
+        """(its record, frame) for the frame loop, each row's records made in reading order: a frame's record
+        (entries filled when its people are found), or a problem's, which is all there is of it."""
+        for row in range(len(records)):
+            for item in self._frames(batch, row):
+                if isinstance(item, Problem):
+                    records[row].append({"name": self._name(batch, row), "problem": item.message})
+                    yield None, item
+                    continue
+                record = {"name": item.name, "frame_index": item.frame_index, "entries": [], "messages": []}
+                records[row].append(record)
+                yield record, item
+
+    def _boxes_of(self, frame: Frame):
+        """A frame's boxes as `posecal predict` finds them: the boxes file's, else the pipeline's."""
+        return _boxes_for(frame, self.box_file, self.predictor.pipeline)
 
     def _frames(self, batch: dict, row: int):
         """The frames of one row: its file's (images and videos alike), or its array."""

@@ -23,8 +23,9 @@ from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
 from posecal.inference.person_policy import DUPLICATE_OKS, STILL
-from posecal.inference.pipeline import DETECTED, GIVEN, PosePipeline
-from posecal.inference.predictor import PersonPose, Predictor
+from posecal.inference.frame_loop import pipeline_boxes
+from posecal.inference.pipeline import GIVEN, PosePipeline
+from posecal.inference.predictor import PersonPose, Picture, Predictor
 from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
@@ -76,104 +77,143 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     """Under torchrun each rank predicts its share of the inputs (image files, and every video's frames, by
     posecal.parallel's i % ranks rule) and rank 0 writes the one results file, the same as one process's: the
     same entries in the same order with the same image ids. On other ranks the summary and `keep_people` are
-    that rank's share."""
+    that rank's share. The frames go through the API's own frame loop (Predictor.pictures); this adds the
+    CLI's inputs, boxes file, writers, overlays, progress bar and messages."""
     ranks = current()
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
     say = ranks.main_only(log)           # lines every rank would print alike: rank 0's
     _check(cfg)
     t0 = time.time()
     image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
-    box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations) if cfg.boxes else None
-    if box_file is not None and box_file.nobody:   # a detector that found nobody: empty results, not an error
+    box_file = _box_file(cfg, image_ids, say)
+    files, problems = _inputs(cfg, say)   # before a model is opened (or exported): nothing to read stops here
+    predictor = open_predictor(cfg, box_file)
+    run = _Results(cfg, log, score_mode_of(cfg, predictor), keep_people, image_ids,
+                   problems=len(problems) if ranks.is_main else 0)
+    run.stream = _record_stream(cfg, image_ids, ranks)
+    run.overlay = _overlays(cfg, files, say if ranks.distributed else log, ranks)
+    _predict_frames(cfg, predictor, box_file, files, run, ranks)
+    return _finish(cfg, run, ranks, image_ids, t0)
+
+
+def _box_file(cfg: PredictConfig, image_ids: dict[str, int], say) -> BoxFile | None:
+    """The --boxes file, read (detections by image id named through --annotations); a detector that found nobody
+    in any image is one line and empty results, not an error."""
+    if not cfg.boxes:
+        return None
+    box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations)
+    if box_file.nobody:
         say(f"{box_file.path}: {box_file.nobody_reason}: nobody in any image; the results will be empty")
-    # the inputs first: a run with nothing to read stops before a model is opened (or exported)
+    return box_file
+
+
+def _inputs(cfg: PredictConfig, say) -> tuple[list[tuple[Path, str]], list[Problem]]:
+    """The input files and the problems met finding them (each said in one line); none readable is an error."""
     files, problems = collect(cfg.inputs)
     for p in problems:
         say(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
-    predictor = open_predictor(cfg, box_file)
-    pipeline, mode = predictor.pipeline, score_mode_of(cfg, predictor)
+    return files, problems
 
-    stream = None
-    if is_stream(cfg.out):   # --out - / .jsonl: a record per frame, as made
-        if ranks.distributed:
-            raise PosecalInputError("--out -/.jsonl runs in one process, not under torchrun")
-        stream = ImageRecords(cfg.out, image_ids, lookup)
-    overlay = None
-    if cfg.render:
-        overlay = RenderNames(cfg.render, say if ranks.distributed else log)
-        if ranks.distributed:            # names claimed in input order, as one process claims them
-            overlay.claim_all(files)
-    # Per result entry, its frame's key (file index, frame index or -1): image ids are given at the end, in
-    # input order over every rank's frames, so they are one process's ids.
-    results, entry_keys, frames_read, kept_people, pending = [], [], [], {}, []
-    n_problems = len(problems) if ranks.is_main else 0
 
-    def flush():
-        people = frames_people(pipeline, [(f, b, s, source) for f, _, b, s, source in pending], mode,
-                               cfg.min_pose_quality, log)
-        for (frame, key, _, _, _), persons in zip(pending, people):
-            entries = result_entries(frame, persons, 0, mode)
-            if stream is not None:
-                stream(frame, entries)
-            if cfg.render:
-                _render(frame, persons, cfg.show_all, overlay(frame), cfg.radius)
-            results.extend(entries)
-            entry_keys.extend([key] * len(entries))
-            frames_read.append((key, frame.name))   # done: its results are kept even if Ctrl-C comes next
-            if keep_people:
-                kept_people[frame.name] = persons
-        pending.clear()
+def _record_stream(cfg: PredictConfig, image_ids: dict[str, int], ranks) -> ImageRecords | None:
+    """--out - / .jsonl: a record per frame, written as it is done (one process only); else None."""
+    if not is_stream(cfg.out):
+        return None
+    if ranks.distributed:
+        raise PosecalInputError("--out -/.jsonl runs in one process, not under torchrun")
+    return ImageRecords(cfg.out, image_ids, lookup)
 
+
+def _overlays(cfg: PredictConfig, files: list[tuple[Path, str]], log, ranks) -> RenderNames | None:
+    """--render's overlay names (None without it); under torchrun every input's name is claimed first, in input
+    order, as one process claims them."""
+    if not cfg.render:
+        return None
+    overlay = RenderNames(cfg.render, log)
+    if ranks.distributed:
+        overlay.claim_all(files)
+    return overlay
+
+
+class _Results:
+    """What a predict run has done so far: result entries with their frame's key (file index, frame index or -1;
+    image ids are given at the end, in input order over every rank's frames, so they are one process's ids), the
+    frames done, the problems counted; each frame's record and overlay written as it is done."""
+
+    def __init__(self, cfg: PredictConfig, log, mode: str, keep_people: bool, image_ids: dict[str, int],
+                 problems: int = 0):
+        self.cfg, self.log, self.mode, self.keep_people, self.image_ids = cfg, log, mode, keep_people, image_ids
+        self.problems = problems
+        self.stream: ImageRecords | None = None
+        self.overlay: RenderNames | None = None
+        self.results, self.entry_keys, self.frames_read = [], [], []
+        self.people: dict[str, list[PersonPose]] = {}
+
+    def problem(self, tag, problem: Problem) -> None:
+        """A file that could not be read: one line, counted; the run goes on."""
+        self.log(problem.message)
+        self.problems += 1
+
+    def done(self, key, frame: Frame, picture: Picture) -> None:
+        """A frame's people: its record (streamed), its overlay, its result entries kept."""
+        entries = result_entries(frame, picture.people, 0, self.mode)
+        if self.stream is not None:
+            self.stream(frame, entries)
+        if self.overlay is not None:
+            _render(frame, picture.people, self.cfg.show_all, self.overlay(frame), self.cfg.radius)
+        self.results.extend(entries)
+        self.entry_keys.extend([key] * len(entries))
+        self.frames_read.append((key, frame.name))   # done: its results are kept even if Ctrl-C comes next
+        if self.keep_people:
+            self.people[frame.name] = picture.people
+
+    def interrupted(self) -> str:
+        """Ctrl-C in one process: what was done is kept (the records streamed, or the results file written as one
+        process writes it), and the line that says so."""
+        if self.stream is not None:   # its records are out already, one per input done
+            self.stream.close()
+            return f"interrupted: the records of the {len(self.frames_read)} input(s) done are in {self.cfg.out}"
+        return _kept_message(self.cfg, self.frames_read, self.results, self.entry_keys, self.image_ids)
+
+
+def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile | None, files, run: _Results,
+                    ranks) -> None:
+    """This rank's share of the frames through the API's frame loop, each handed to `run` as it is done; the
+    boxes are the boxes file's, else the pipeline's. Ctrl-C keeps what was done (not under torchrun, where the
+    other ranks cannot be gathered from: nothing is written)."""
     bar = tqdm(share_frames(files, cfg.every, ranks.rank, ranks.world_size), desc="predicting", unit="img",
                disable=not cfg.progress or not ranks.is_main)
+    pictures = predictor.pictures((((key, item), item) for key, item in bar),
+                                  lambda frame: _boxes_for(frame, box_file, predictor.pipeline), run.mode,
+                                  say=lambda tag, line: run.log(line), on_problem=run.problem)
     try:
-        for key, item in bar:
-            if isinstance(item, Problem):
-                log(item.message)
-                n_problems += 1
-                continue
-            boxes, scores, source, messages = _boxes_for(item, box_file, pipeline)
-            for m in messages:
-                log(m)
-            if len(boxes):
-                pending.append((item, key, boxes, scores, source))
-            else:
-                if stream is not None and pending:   # its record after those of the frames before it
-                    flush()
-                if stream is not None:
-                    stream(item, [])
-                if cfg.render:
-                    _render(item, [], cfg.show_all, overlay(item))
-                frames_read.append((key, item.name))
-            if sum(len(p[2]) for p in pending) >= cfg.batch_size:
-                flush()
-        if pending:
-            flush()
+        for (key, frame), picture in pictures:
+            run.done(key, frame, picture)
     except KeyboardInterrupt:
-        if ranks.distributed:   # the other ranks cannot be gathered from now: nothing is written
+        if ranks.distributed:
             raise
         bar.close()
-        if stream is not None:   # its records are out already, one per input done
-            stream.close()
-            raise KeyboardInterrupt(f"interrupted: the records of the {len(frames_read)} input(s) done are in "
-                                    f"{cfg.out}") from None
-        # Ctrl-C: the inputs finished so far are written as one process writes them, and the line says so
-        raise KeyboardInterrupt(_kept_message(cfg, frames_read, results, entry_keys, image_ids)) from None
-    shares = ranks.gather((frames_read, results, entry_keys, n_problems))
+        raise KeyboardInterrupt(run.interrupted()) from None
+
+
+def _finish(cfg: PredictConfig, run: _Results, ranks, image_ids: dict[str, int], t0: float) -> PredictSummary:
+    """Gather every rank's share; rank 0 writes the one results file (or closes the records) in input order with
+    one process's image ids. Nothing read at all is an error, and nothing is written."""
+    shares = ranks.gather((run.frames_read, run.results, run.entry_keys, run.problems))
     if not ranks.is_main:
-        return PredictSummary(len(frames_read), len(results), n_problems, time.time() - t0, kept_people)
+        return PredictSummary(len(run.frames_read), len(run.results), run.problems, time.time() - t0, run.people)
     frames_read = sorted((f for share in shares for f in share[0]), key=lambda f: f[0])
     if not frames_read:
         raise PosecalInputError("no input could be read (see the messages above); nothing written")
     results = _with_image_ids(shares, frames_read, image_ids)
-    if stream is not None:
-        stream.close()
+    if run.stream is not None:
+        run.stream.close()
     else:
         write_json_atomic(results, cfg.out, indent=None)
     return PredictSummary(len(frames_read), len(results), sum(share[3] for share in shares), time.time() - t0,
-                          kept_people)
+                          run.people)
 
 
 def open_predictor(cfg: PredictConfig, box_file: BoxFile | None) -> Predictor:
@@ -195,16 +235,6 @@ def score_mode_of(cfg: PredictConfig, predictor: Predictor) -> str:
     if mode not in ("heatmap", "mmpose") and not heads:
         raise PosecalInputError(f"score mode '{mode}' needs a model with quality heads")
     return mode
-
-
-def frames_people(pipeline: PosePipeline, pending: list[tuple], mode: str, min_pose_quality: float, log) -> list:
-    """[(frame, boxes, scores, source), ...] -> each frame's people, estimated in one batch; a frame whose
-    detector boxes the person rule all dropped is said in one line (none_kept)."""
-    people = pipeline.people([(f.bgr, b, s, source) for f, b, s, source in pending], mode)
-    for (frame, boxes, _, source), persons in zip(pending, people):
-        if source == DETECTED and not persons:   # boxes, but none the person rule took for somebody
-            log(f"{frame.name}: {none_kept(len(boxes), min_pose_quality)}")
-    return people
 
 
 def _with_image_ids(shares, frames_read, image_ids: dict[str, int]) -> list[dict]:
@@ -286,28 +316,18 @@ def _image_ids(path) -> dict[str, int]:
 def _boxes_for(frame: Frame, box_file: BoxFile | None, pipeline: PosePipeline
                ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     """(boxes, scores, where they came from, messages) for one frame: the boxes file's, checked, else the
-    pipeline's own (the detector's, or the whole frame)."""
+    pipeline's own (the detector's, or the whole frame; frame_loop.pipeline_boxes)."""
+    if box_file is None:
+        return pipeline_boxes(pipeline)(frame)
     h, w = frame.bgr.shape[:2]
-    if box_file is not None:
-        found = box_file.get(frame.name)
-        if found is None and box_file.nobody:   # said once for the whole file
-            return np.zeros((0, 4)), np.zeros(0), GIVEN, []
-        if found is None:
-            return np.zeros((0, 4)), np.zeros(0), GIVEN, [f"{frame.name}: no boxes for it in {box_file.path}"]
-        boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}: {box_file.path.name}",
-                                              box_file.labels_of(frame.name))
-        return boxes, scores, GIVEN, messages
-    boxes, scores, source = pipeline.boxes(frame.bgr)
-    if source == DETECTED and len(boxes) == 0:
-        return boxes, scores, source, [f"{frame.name}: the detector found nobody"]
-    return boxes, scores, source, []
-
-
-def none_kept(boxes: int, min_pose_quality: float) -> str:
-    """What to say of a picture where the detector found boxes and the person rule kept none (a weak model's poses
-    are often all below it): not "the detector found nobody", which would send the user to the detector."""
-    return (f"{boxes} box(es) from the detector, none kept as a person (each pose had a pose quality under "
-            f"{min_pose_quality:g}, no keypoint called visible, or was an unsure box the pose did not confirm)")
+    found = box_file.get(frame.name)
+    if found is None and box_file.nobody:   # said once for the whole file
+        return np.zeros((0, 4)), np.zeros(0), GIVEN, []
+    if found is None:
+        return np.zeros((0, 4)), np.zeros(0), GIVEN, [f"{frame.name}: no boxes for it in {box_file.path}"]
+    boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}: {box_file.path.name}",
+                                          box_file.labels_of(frame.name))
+    return boxes, scores, GIVEN, messages
 
 
 def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:

@@ -1,0 +1,101 @@
+"""The one frame loop from frames to Pictures: each frame's boxes found as it is read, the people of several frames
+estimated in one batch of crops, the Pictures handed on in input order.
+
+`Predictor.predict` (the API), `posecal predict` (posecal/predict/job.py) and the Ray actors of `posecal predict
+--engine ray` (posecal/predict/batches.py) all iterate it, so how frames are batched, which frames are estimated at
+all, and the lines said about a frame (the detector found nobody; boxes none kept as a person) are one
+implementation: a frame gives the same people wherever it is read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from posecal.data.sources import Problem
+from posecal.inference.picture import Picture
+from posecal.inference.pipeline import DETECTED, PosePipeline
+
+# (frame) -> (boxes (N, 4), scores (N,), where they came from, lines to say about the frame)
+BoxesOf = Callable[[Any], tuple[np.ndarray, np.ndarray, str, list[str]]]
+
+
+def quiet(tag, line: str) -> None:
+    """The default `say`: the API returns its findings as Pictures and prints nothing per frame."""
+
+
+def pipeline_boxes(pipeline: PosePipeline) -> BoxesOf:
+    """A frame's boxes from the pipeline itself: the detector's (a line when it found nobody, so that an empty
+    result is not taken for a pose failure), or the whole frame without a detector."""
+
+    def boxes_of(frame):
+        boxes, scores, origin = pipeline.boxes(frame.bgr)
+        said = [f"{frame.name}: the detector found nobody"] if origin == DETECTED and len(boxes) == 0 else []
+        return boxes, scores, origin, said
+
+    return boxes_of
+
+
+def none_kept(boxes: int, min_pose_quality: float) -> str:
+    """What to say of a picture where the detector found boxes and the person rule kept none (a weak model's poses
+    are often all below it): not "the detector found nobody", which would send the user to the detector."""
+    return (f"{boxes} box(es) from the detector, none kept as a person (each pose had a pose quality under "
+            f"{min_pose_quality:g}, no keypoint called visible, or was an unsure box the pose did not confirm)")
+
+
+@dataclass
+class _Boxed:
+    """A frame read, with its boxes, waiting for its batch."""
+    tag: Any
+    frame: Any
+    boxes: np.ndarray
+    scores: np.ndarray
+    origin: str
+
+
+def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], batch_size: int,
+                   boxes_of: BoxesOf | None = None, mode: str | None = None,
+                   say: Callable[[Any, str], None] = quiet,
+                   on_problem: Callable[[Any, Problem], None] | None = None) -> Iterator[tuple[Any, Picture]]:
+    """(tag, Frame or Problem) items -> (tag, Picture) per frame, in input order; a tag is the caller's (a key, a
+    record) and comes back with its frame's Picture.
+
+    A frame's boxes are found when it is read (`boxes_of`, default pipeline_boxes) and its lines said then
+    (`say(tag, line)`); frames wait until `batch_size` crops, or `batch_size` frames (so that a long stretch of
+    empty frames is not held in memory), are pending, and their people are then estimated in one batch (what makes
+    folders of one-person photos fast). A frame without boxes is not estimated: it has nobody. A Problem (a file
+    that could not be read) goes to `on_problem(tag, problem)` when it is read and is not yielded."""
+    boxes_of = boxes_of or pipeline_boxes(pipeline)
+    pending: list[_Boxed] = []
+    for tag, item in items:
+        if isinstance(item, Problem):
+            if on_problem is not None:
+                on_problem(tag, item)
+            continue
+        boxes, scores, origin, said = boxes_of(item)
+        for line in said:
+            say(tag, line)
+        pending.append(_Boxed(tag, item, boxes, scores, origin))
+        if sum(len(p.boxes) for p in pending) >= batch_size or len(pending) >= batch_size:
+            yield from _batch_pictures(pipeline, pending, mode, say)
+            pending = []
+    yield from _batch_pictures(pipeline, pending, mode, say)
+
+
+def _batch_pictures(pipeline: PosePipeline, pending: list[_Boxed], mode: str | None,
+                    say: Callable[[Any, str], None]) -> list[tuple[Any, Picture]]:
+    """The pending frames' people, estimated in one batch of crops (frames without boxes left out), as (tag,
+    Picture); a frame whose detector boxes the person rule all dropped is said in one line (none_kept)."""
+    boxed = [p for p in pending if len(p.boxes)]
+    people = pipeline.people([(p.frame.bgr, p.boxes, p.scores, p.origin) for p in boxed], mode) if boxed else []
+    found = {id(p): persons for p, persons in zip(boxed, people)}
+    for p in boxed:
+        if p.origin == DETECTED and not found[id(p)]:   # boxes, but none the person rule took for somebody
+            say(p.tag, f"{p.frame.name}: {none_kept(len(p.boxes), pipeline.policy.min_pose_quality)}")
+    return [(p.tag, _picture(p.frame, found.get(id(p), []))) for p in pending]
+
+
+def _picture(frame, people: list) -> Picture:
+    """A frame read (data.sources.Frame, or an API array as one) with its people, as the API's result type."""
+    return Picture(frame.name, "" if frame.path is None else str(frame.path), people, frame.bgr, frame.frame_index)
