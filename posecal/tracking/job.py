@@ -149,13 +149,26 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
     Under torchrun each rank tracks its share of the videos (a video's frames all on one rank) and rank 0 writes
     the results with track ids renumbered as one process numbers them (tracking/shards.py)."""
-    from posecal.overlay import render_people
-    from posecal.viz.window import LiveWindow
-
     ranks = current()
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
     say = ranks.main_only(log)           # what every rank would say alike
     _check(cfg)
+    sources = _video_sources(cfg, say)
+    if ranks.distributed and (is_stream(cfg.out) or any(isinstance(f[0], LiveSource) for f in sources)):
+        raise PosecalInputError("live sources and --out -/.jsonl run in one process, not under torchrun")
+    renders = render_paths(cfg, sources)
+    t0, clock = time.time(), StageClock()
+    # the one pipeline (posecal/inference/pipeline.py), as tracking builds it (pose_tracker.tracking_predictor)
+    predictor = tracking_predictor(cfg)
+    clock.add("start", time.time() - t0)
+    run = _TrackRun(cfg, log, keep, ranks, predictor, clock, renders)
+    run.track(sources)
+    return run.summary(t0)
+
+
+def _video_sources(cfg: TrackConfig, say) -> list[tuple[Path | LiveSource, str]]:
+    """The videos and live sources to track, in the order given; every other argument is one line (a file that is
+    not a video sends the user to posecal predict), and none left is an error."""
     sources, problems = track_sources(cfg.videos)
     for p in problems:
         say(p.message)
@@ -164,153 +177,216 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     sources = [f for f in sources if isinstance(f[0], LiveSource) or is_video(f[0])]
     if not sources:
         raise PosecalInputError("nothing to do: no video among " + ", ".join(cfg.videos))
-    streaming = is_stream(cfg.out)
-    if ranks.distributed and (streaming or any(isinstance(f[0], LiveSource) for f in sources)):
-        raise PosecalInputError("live sources and --out -/.jsonl run in one process, not under torchrun")
-    renders = render_paths(cfg, sources)
-    t0, clock = time.time(), StageClock()
-    # the one pipeline (posecal/inference/pipeline.py), as tracking builds it (pose_tracker.tracking_predictor)
-    predictor = tracking_predictor(cfg)
-    detector = predictor.detector
-    clock.add("start", time.time() - t0)
-    lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
-    ctrl_c, stream, window = StopRequest(), None, None
-    deadline = None if cfg.duration is None else time.time() + cfg.duration
-    n_frames, n_results, captured, dropped = 0, 0, 0, 0
+    return sources
 
-    def stopped() -> str | None:
+
+@dataclass
+class _Feed:
+    """One source as it is tracked: its frames (to close), (frame, detection started) pairs, the live reader and its
+    adaptive cadence (None for a file), its frame rate, and its overlay video once the first frame sized it."""
+    frames: object = None
+    pairs: Iterable = ()
+    reader: LiveReader | None = None
+    cadence: LiveCadence | None = None
+    fps: float = 25.0
+    video: VideoOut | None = None
+    first_capture: float | None = None
+
+
+class _TrackRun:
+    """A `posecal track` run over its sources: what stops it (Ctrl-C, --max-frames, --duration, a reader or window
+    gone), the records or results made so far, the frames and live frames counted, and the ids handed out (each
+    source's tracker starts where the one before ended)."""
+
+    def __init__(self, cfg: TrackConfig, log, keep, ranks, predictor, clock: StageClock, renders: dict):
+        self.cfg, self.log, self.keep, self.ranks = cfg, log, keep, ranks
+        self.predictor, self.clock, self.renders = predictor, clock, renders
+        self.lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
+        self.ctrl_c, self.stream, self.window = StopRequest(), None, None
+        self.deadline = None if cfg.duration is None else time.time() + cfg.duration
+        self.n_frames = self.n_results = self.captured = self.dropped = 0
+        self.results, self.next_id, self.videos = [], 1, []
+
+    def stopped(self) -> str | None:
         """Why the run stops now, if it does: checked between frames (and by a live reader while it waits)."""
-        if ctrl_c.requested:
+        if self.ctrl_c.requested:
             return "interrupted (Ctrl-C)"
-        if cfg.max_frames is not None and n_frames >= cfg.max_frames:
+        if self.cfg.max_frames is not None and self.n_frames >= self.cfg.max_frames:
             return "--max-frames"
-        if deadline is not None and time.time() >= deadline:
+        if self.deadline is not None and time.time() >= self.deadline:
             return "--duration"
-        if stream is not None and stream.reader_gone:
+        if self.stream is not None and self.stream.reader_gone:
             return "the reader of the records left"
-        if window is not None and window.closed_by_user:
+        if self.window is not None and self.window.closed_by_user:
             return "the window was closed"
         return None
 
-    def draw(video: VideoOut, bgr: np.ndarray, tracked: list) -> None:
-        video.write(render_people(bgr, [p for _, p in tracked], tags=[f"#{i}" for i, _ in tracked]))
+    def track(self, sources: list) -> None:
+        """This rank's share of the sources, one after the other, with Ctrl-C caught as a stop request and the
+        records stream and the live window closed whatever happens."""
+        from posecal.viz.window import LiveWindow
 
-    results, next_id, videos = [], 1, []
-    try:
-        ctrl_c.__enter__()
-        if streaming:
-            stream = RecordStream(cfg.out)
-        if cfg.show:
-            window = LiveWindow.open("posecal track", log)
-        for index in ranks.shard_indices(len(sources)):
-            if stopped():
-                break
-            (source, name), first_result, first_id = sources[index], len(results), next_id
-            out_video, reader = None, None
-            fps = video_fps(source) if not isinstance(source, LiveSource) else 25.0
-            tracker = PoseTracker(cfg, fps, predictor=predictor, first_id=next_id)
-            detect = clock.timed("detect", tracker.detect)
-            place = itertools.count()   # the frame's place among those taken from this source
-            cadence = None              # live, adaptive: the detector's period and the frames that may wait
+        try:
+            self.ctrl_c.__enter__()
+            if is_stream(self.cfg.out):
+                self.stream = RecordStream(self.cfg.out)
+            if self.cfg.show:
+                self.window = LiveWindow.open("posecal track", self.log)
+            for index in self.ranks.shard_indices(len(sources)):
+                if self.stopped():
+                    break
+                self._track_source(index, *sources[index])
+            self.lookahead.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self.ctrl_c.__exit__()
+            if self.stream is not None:
+                self.stream.close()
+            if self.window is not None:
+                self.window.close()
 
-            def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
+    def _track_source(self, index: int, source, name: str) -> None:
+        """One source's frames through its own tracker (ids going on from the last source's); on any failure the
+        drawing behind and the detection ahead are dropped and a half-written overlay video removed."""
+        first_result, first_id = len(self.results), self.next_id
+        fps = video_fps(source) if not isinstance(source, LiveSource) else 25.0
+        tracker = PoseTracker(self.cfg, fps, predictor=self.predictor, first_id=self.next_id)
+        feed = self._feed(source, name, tracker, fps)
+        behind = InOrder()
+        try:
+            for frame, detection in tqdm(feed.pairs, desc=name, unit="frame",
+                                         disable=not self.cfg.progress or not self.ranks.is_main):
                 if isinstance(frame, Problem):
-                    return None
-                if cadence is not None:
-                    if not cadence.detector_frame():
-                        return None
-                elif not tracker.detector_frame(next(place) if reader is not None else frame.frame_index):
-                    return None   # live: the frames taken count
-                return lookahead.submit(detect, frame.bgr)
+                    self.log(frame.message)
+                    continue
+                if self.stopped():
+                    break
+                self._frame(frame, detection, tracker, feed, source, behind)
+            behind.finish()
+        except BaseException:
+            behind.abandon()
+            self.lookahead.shutdown(wait=False, cancel_futures=True)
+            if feed.video is not None:
+                feed.video.close(keep=False)
+            raise
+        finally:
+            feed.frames.close()
+        if feed.video is not None:
+            feed.video.close()
+        if feed.reader is not None:
+            self._live_report(name, feed)
+        self.next_id = tracker.next_id
+        self.videos.append((index, first_id, self.next_id, first_result, len(self.results)))
 
-            if isinstance(source, LiveSource):
-                reader = LiveReader(source, cfg.live, log, should_stop=lambda: stopped() is not None)
-                frames, fps = reader, reader.fps or 25.0
-                tracker.fps = fps
-                if cfg.adaptive and detector is not None and cfg.live.realtime:
-                    cadence = LiveCadence(cfg.detect_every, fps)
-                pairs = ((frame, detection_of(frame)) for frame in reader)   # the newest frame, now: no lookahead
+    def _feed(self, source, name: str, tracker: PoseTracker, fps: float) -> _Feed:
+        """A source's (frame, detection) pairs: a file's decoded ahead with the next frame's detection started
+        while this one is estimated; a live source's newest frame when the pipeline is ready (no lookahead), the
+        detector's frames chosen by the adaptive cadence when asked for. Without a detector nothing is started."""
+        detect = self.clock.timed("detect", tracker.detect)
+        feed = _Feed(fps=fps)
+        place = itertools.count()   # the frame's place among those taken from this source
+
+        def detection_of(frame):   # no detector: the whole frame, on every frame (it costs nothing)
+            if isinstance(frame, Problem):
+                return None
+            if feed.cadence is not None:
+                if not feed.cadence.detector_frame():
+                    return None
+            elif not tracker.detector_frame(next(place) if feed.reader is not None else frame.frame_index):
+                return None   # live: the frames taken count
+            return self.lookahead.submit(detect, frame.bgr)
+
+        if isinstance(source, LiveSource):
+            feed.reader = LiveReader(source, self.cfg.live, self.log, should_stop=lambda: self.stopped() is not None)
+            feed.frames, feed.fps = feed.reader, feed.reader.fps or 25.0
+            tracker.fps = feed.fps
+            if self.cfg.adaptive and self.predictor.detector is not None and self.cfg.live.realtime:
+                feed.cadence = LiveCadence(self.cfg.detect_every, feed.fps)
+            feed.pairs = ((frame, detection_of(frame)) for frame in feed.reader)   # the newest frame, now
+        else:
+            feed.frames = Prefetch(iter_frames([(source, name)]), clock=self.clock)
+            feed.pairs = one_ahead(feed.frames, detection_of)
+        return feed
+
+    def _frame(self, frame, detection, tracker: PoseTracker, feed: _Feed, source, behind: InOrder) -> None:
+        """One frame: its people tracked (a live source's clock is its capture time), its record or results, the
+        caller's `keep`, its overlay drawn behind and shown, and the live cadence told how long it took."""
+        self.n_frames += 1
+        t, taken_at = None, time.perf_counter()
+        if feed.reader is not None:   # a live source's clock: the capture time
+            feed.first_capture = frame.capture_time if feed.first_capture is None else feed.first_capture
+            t = frame.capture_time - feed.first_capture
+        detections = None if detection is None else detection.result()
+        people = tracker.step(frame, detections, t=t, clock=self.clock,
+                              every=None if feed.cadence is None else feed.cadence.every)
+        tracked = [(p.track_id, p) for p in people]
+        self._record(frame, people, tracker.mode)
+        if self.keep is not None:
+            self.keep(frame, tracked)
+        self._draw(frame, tracked, feed, source, behind)
+        if feed.cadence is not None:
+            feed.cadence.fps = feed.reader.arrival_fps or feed.cadence.fps
+            feed.cadence.record(detection is not None, time.perf_counter() - taken_at)
+            feed.reader.depth = feed.cadence.depth
+
+    def _record(self, frame, people: list, mode: str) -> None:
+        """A frame's result entries: streamed as its record (--out - / .jsonl), else kept for the results file."""
+        with self.clock("results"):
+            entries = result_entries(frame, people, frame.frame_index, mode)
+            if self.stream is not None:
+                self.stream.write(frame_record(frame.frame_index, frame.name, frame.capture_time, entries))
+                self.n_results += len(entries)
             else:
-                frames = Prefetch(iter_frames([(source, name)]), clock=clock)
-                pairs = one_ahead(frames, detection_of)
-            behind, first_capture = InOrder(), None
-            try:
-                for frame, detection in tqdm(pairs, desc=name, unit="frame",
-                                             disable=not cfg.progress or not ranks.is_main):
-                    if isinstance(frame, Problem):
-                        log(frame.message)
-                        continue
-                    if stopped():
-                        break
-                    n_frames += 1
-                    t, taken_at = None, time.perf_counter()
-                    if reader is not None:   # a live source's clock: the capture time
-                        first_capture = frame.capture_time if first_capture is None else first_capture
-                        t = frame.capture_time - first_capture
-                    detections = None if detection is None else detection.result()
-                    people = tracker.step(frame, detections, t=t, clock=clock,
-                                          every=None if cadence is None else cadence.every)
-                    tracked = [(p.track_id, p) for p in people]
-                    with clock("results"):
-                        entries = result_entries(frame, people, frame.frame_index, tracker.mode)
-                        if stream is not None:
-                            stream.write(frame_record(frame.frame_index, frame.name, frame.capture_time, entries))
-                            n_results += len(entries)
-                        else:
-                            results.extend(entries)
-                    if keep is not None:
-                        keep(frame, tracked)
-                    if source in renders:
-                        if out_video is None:
-                            h, w = frame.bgr.shape[:2]
-                            out_video = VideoOut(renders[source], fps, (w, h))
-                        behind.submit(clock.timed("render", draw), out_video, frame.bgr, tracked)
-                    if window is not None:
-                        window.show(render_people(frame.bgr, [p for _, p in tracked],
-                                                  tags=[f"#{i}" for i, _ in tracked]))
-                    if cadence is not None:
-                        cadence.fps = reader.arrival_fps or cadence.fps
-                        cadence.record(detection is not None, time.perf_counter() - taken_at)
-                        reader.depth = cadence.depth
-                behind.finish()
-            except BaseException:
-                behind.abandon()
-                lookahead.shutdown(wait=False, cancel_futures=True)
-                if out_video is not None:
-                    out_video.close(keep=False)
-                raise
-            finally:
-                frames.close()
-            if out_video is not None:
-                out_video.close()
-            if reader is not None:
-                captured, dropped = captured + reader.captured, dropped + reader.dropped
-                log(reader.report(stopped()))
-                if cadence is not None and cadence.detect_s is not None:
-                    log(f"{name}: {cadence.describe()}")
-            next_id = tracker.next_id
-            videos.append((index, first_id, next_id, first_result, len(results)))
-        lookahead.shutdown(wait=True, cancel_futures=True)
-    finally:
-        ctrl_c.__exit__()
-        if stream is not None:
-            stream.close()
-        if window is not None:
-            window.close()
-    why = stopped()
-    shares = ranks.gather((videos, results, n_frames))
-    if not ranks.is_main:
-        return TrackSummary(n_frames, len(results), next_id - 1, time.time() - t0, dict(clock.seconds))
-    if stream is not None:
-        return TrackSummary(n_frames, n_results, next_id - 1, time.time() - t0, dict(clock.seconds),
-                            captured, dropped, why)
-    if not sum(share[2] for share in shares) and why is None:   # every source failed as it was read
-        raise PosecalInputError(f"no frame could be read (see the messages above); nothing written to {cfg.out}")
-    results, next_id = merged_tracks(shares)
-    with clock("write"):
-        write_json_atomic(results, cfg.out, indent=None)
-    return TrackSummary(sum(share[2] for share in shares), len(results), next_id - 1, time.time() - t0,
-                        dict(clock.seconds), captured, dropped, why)
+                self.results.extend(entries)
+
+    def _draw(self, frame, tracked: list, feed: _Feed, source, behind: InOrder) -> None:
+        """The frame's overlay: into the source's overlay video (opened at the first frame's size), drawn behind,
+        and into the live window (--show)."""
+        if source in self.renders:
+            if feed.video is None:
+                h, w = frame.bgr.shape[:2]
+                feed.video = VideoOut(self.renders[source], feed.fps, (w, h))
+            behind.submit(self.clock.timed("render", _draw_tracked), feed.video, frame.bgr, tracked)
+        if self.window is not None:
+            self.window.show(_tracked_overlay(frame.bgr, tracked))
+
+    def _live_report(self, name: str, feed: _Feed) -> None:
+        """A live source's counts (frames captured and dropped) and, adaptive, the cadence it settled on."""
+        self.captured, self.dropped = self.captured + feed.reader.captured, self.dropped + feed.reader.dropped
+        self.log(feed.reader.report(self.stopped()))
+        if feed.cadence is not None and feed.cadence.detect_s is not None:
+            self.log(f"{name}: {feed.cadence.describe()}")
+
+    def summary(self, t0: float) -> TrackSummary:
+        """Gather every rank's share; rank 0 writes the results file with one process's track ids (records were
+        streamed already). Every source failing as it was read is an error, and nothing is written."""
+        why, clock = self.stopped(), self.clock
+        shares = self.ranks.gather((self.videos, self.results, self.n_frames))
+        if not self.ranks.is_main:
+            return TrackSummary(self.n_frames, len(self.results), self.next_id - 1, time.time() - t0,
+                                dict(clock.seconds))
+        if self.stream is not None:
+            return TrackSummary(self.n_frames, self.n_results, self.next_id - 1, time.time() - t0,
+                                dict(clock.seconds), self.captured, self.dropped, why)
+        if not sum(share[2] for share in shares) and why is None:   # every source failed as it was read
+            raise PosecalInputError(f"no frame could be read (see the messages above); nothing written to "
+                                    f"{self.cfg.out}")
+        results, next_id = merged_tracks(shares)
+        with clock("write"):
+            write_json_atomic(results, self.cfg.out, indent=None)
+        return TrackSummary(sum(share[2] for share in shares), len(results), next_id - 1, time.time() - t0,
+                            dict(clock.seconds), self.captured, self.dropped, why)
+
+
+def _tracked_overlay(bgr: np.ndarray, tracked: list) -> np.ndarray:
+    """A frame with its tracked people drawn, each tagged with its track id."""
+    from posecal.overlay import render_people
+
+    return render_people(bgr, [p for _, p in tracked], tags=[f"#{i}" for i, _ in tracked])
+
+
+def _draw_tracked(video: VideoOut, bgr: np.ndarray, tracked: list) -> None:
+    """The overlay of one frame, written to the source's overlay video."""
+    video.write(_tracked_overlay(bgr, tracked))
 
 
 def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object]]:
