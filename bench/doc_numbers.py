@@ -11,7 +11,7 @@ tables and MODEL_CARD's tracking table in place, then read the prose around them
   where it exists;
 - bench/results/trust_conditions_accurate.json: `python bench/trust_conditions.py --model accurate --video-scenes
   9 10 11 12 13 14 --video-other-background 0 1 2 3 4 5` (the accurate model per condition; val conditions
-  cross-fitted);
+  cross-fitted); its video rows from the same with `--video-only --video-degrade half jpeg blur`, merged in;
 - the shipped model files (posecal/weights/): their size, and what `posecal pack --calibrate-on` stored in them
   (5-fold cross-fitted figures on val, the visibility rule's ratio);
 - bench/results/track_ids_MODEL.json: `python bench/track_ids.py --cache-detections --held-out 6 --track

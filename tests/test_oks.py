@@ -64,3 +64,18 @@ def test_oks_equals_pycocotools_on_real_annotations():
 
 def test_sigmas_are_cocos():
     assert len(COCO_SIGMAS) == 17 and COCO_SIGMAS[0] == 0.026 and COCO_SIGMAS[11] == 0.107
+
+
+def test_moved_opks_is_the_expected_opks_of_a_gaussian_error_moved_by_d():
+    from posecal.metrics.oks import moved_opks
+    rng = np.random.default_rng(0)
+    area, sigmas = 5000.0, np.full(1, 0.05)
+    c2 = (2 * 0.05) ** 2 * area                                   # c = s * kappa = 7.07 px
+    for sigma, d in ((3.0, 0.0), (3.0, 6.0), (8.0, 4.0), (1.0, 12.0)):
+        err = rng.normal(0, sigma, (200_000, 2))
+        q = np.exp(-(err ** 2).sum(1) / (2 * c2)).mean()          # the keypoint's expected OPKS where it was
+        moved = np.exp(-((err + [d, 0]) ** 2).sum(1) / (2 * c2)).mean()   # ... and after moving it by d
+        assert moved_opks(np.array([q]), np.array([d * d]), area, sigmas)[0] == pytest.approx(moved, abs=3e-3)
+    # by hand: q = 0.5 moved by d with d^2 = 2 c^2 -> 0.5 * exp(-0.5)
+    assert moved_opks(np.array([0.5]), np.array([2 * c2]), area, sigmas)[0] == pytest.approx(0.5 * np.exp(-0.5))
+    assert moved_opks(np.array([0.7]), np.array([0.0]), area, sigmas)[0] == pytest.approx(0.7)

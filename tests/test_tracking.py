@@ -308,3 +308,35 @@ def test_a_person_walking_behind_another_for_a_second_keeps_their_id(fps):
         last = {i for i, _ in tracker.update(people, t)}
         seen |= last
     assert hidden_frames >= fps and seen == {1, 2} and last == {1, 2}   # A out again under id 2
+
+
+def test_smoothed_keypoints_report_what_the_lag_costs():
+    """A person walking right at 60 px/s: the smoothed keypoints lag behind what the trust model judged, and their
+    reported quality falls by what moving a keypoint that far costs (metrics.oks.moved_opks); standing still, the
+    smoothed pose keeps its trust values."""
+    from posecal.metrics.oks import AREA_PER_BOX, moved_opks
+    from posecal.tracking.tracker import smoothed_trust
+
+    tracker = Tracker(TrackerConfig(smooth=True))
+    for f in range(10):
+        p = pose_of(STANDING + [60.0 * f / 25, 0.0], kq=0.9)
+        p.scores.update({"oks": 0.8, "heatmap": 0.6})
+        out = tracker.update([p], f / 25)[0][1]
+    lag = np.abs(out.keypoints - p.keypoints).sum(1)
+    assert (lag > 0.3).all()
+    area = AREA_PER_BOX * p.box[2] * p.box[3]
+    expected = moved_opks(p.keypoint_quality, ((out.keypoints - p.keypoints) ** 2).sum(1), area)
+    np.testing.assert_allclose(out.keypoint_quality, expected)
+    assert (out.keypoint_quality < 0.9).all()
+    factor = expected.mean() / 0.9
+    assert out.pose_quality == pytest.approx(p.pose_quality * factor)
+    assert out.scores["oks"] == pytest.approx(0.8 * factor) and out.scores["heatmap"] == 0.6   # heatmaps: unchanged
+    # nothing moved: the very same values
+    still = smoothed_trust(p, np.asarray(p.keypoints, float).copy())
+    np.testing.assert_array_equal(still.keypoint_quality, p.keypoint_quality)
+    assert still.pose_quality == p.pose_quality
+    # a radius grows with the distance moved, as calibration.conformal.moved_radius says
+    from posecal.calibration.conformal import moved_radius
+    radius = smoothed_trust(replace(p, keypoint_radius=np.full(17, 5.0)), p.keypoints + [3.0, 4.0])
+    np.testing.assert_allclose(radius.keypoint_radius, moved_radius(np.full(17, 5.0), np.full(17, 5.0)))
+    assert (radius.keypoint_radius > 5.0).all() and (radius.keypoint_radius < 10.0).all()

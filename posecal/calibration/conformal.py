@@ -10,6 +10,7 @@ ceil((n + 1) * target) / n makes the coverage at least `target` per bin when the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -87,3 +88,28 @@ def fit_radii(quality, error_rel, labelled, target: float = 0.9, n_bins: int = N
         radii[k, :bins] = r
         radii[k, bins:] = r[-1]
     return ConformalRadii(target, edges, radii)
+
+
+@lru_cache(maxsize=4)
+def _rice_quantiles(target: float) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets nu, quantiles): the `target` quantile of the distance to a point nu away of a 2-D standard normal
+    error (the Rice distribution), on a grid of nu; beyond it the quantile is nu + the normal's quantile."""
+    from scipy.stats import rice
+
+    nu = np.linspace(0.0, 30.0, 601)
+    return nu, rice.ppf(target, nu)
+
+
+def moved_radius(radius, moved, target: float = 0.9) -> np.ndarray:
+    """Radii (pixels) around keypoints moved by `moved` pixels (a tracker's smoothing) that hold the true keypoint
+    with the same probability `target` as `radius` did around the unmoved ones: the error taken as an isotropic 2-D
+    Gaussian, whose target radius r gives sigma = r / sqrt(-2 ln(1 - target)), and the new radius is sigma times the
+    Rice distribution's target quantile at moved / sigma (r + moved would over-cover, sqrt(r^2 + moved^2) under-)."""
+    from scipy.stats import norm
+
+    r, d = np.asarray(radius, np.float64), np.abs(np.asarray(moved, np.float64))
+    sigma = np.maximum(r, 1e-9) / np.sqrt(-2.0 * np.log(1.0 - target))
+    nu_grid, quantile = _rice_quantiles(float(target))
+    nu = d / sigma
+    q = np.where(nu <= nu_grid[-1], np.interp(nu, nu_grid, quantile), nu + norm.ppf(target))
+    return np.where(np.isfinite(r), sigma * q, r)

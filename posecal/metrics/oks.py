@@ -20,6 +20,24 @@ def opks(pred_xy: np.ndarray, gt_xy: np.ndarray, area, sigmas: np.ndarray = COCO
     return np.exp(-d2 / kappa2 / (area + EPS) / 2)
 
 
+# A person's OKS area (COCO's segmentation area) per unit of box area: the median on COCO val2017's persons is 0.50.
+AREA_PER_BOX = 0.5
+
+
+def moved_opks(quality, moved2, area, sigmas: np.ndarray = COCO_SIGMAS) -> np.ndarray:
+    """Expected OPKS (..., K) of keypoints moved by a known offset (squared length moved2, (..., K), pixels^2) away
+    from where their expected OPKS was `quality`: q * exp(-q * d^2 / (2 s^2 kappa^2)).
+
+    Exact when a keypoint's error is an isotropic 2-D Gaussian of variance sigma^2: then q = c^2 / (c^2 + sigma^2)
+    with c = s * kappa, and moving the keypoint by d gives E[KS] = c^2 / (c^2 + sigma^2) * exp(-d^2 / (2 (c^2 +
+    sigma^2))). A tracker's smoothing moves keypoints it reports away from what the trust model judged (behind a
+    moving person, by a few pixels); this says what that costs without a map fitted on some room's speeds."""
+    q = np.clip(np.asarray(quality, np.float64), 0.0, 1.0)
+    kappa2 = (2 * np.asarray(sigmas, np.float64)) ** 2
+    c2 = kappa2 * (np.asarray(area, np.float64)[..., None] + EPS)
+    return q * np.exp(-q * np.asarray(moved2, np.float64) / (2 * c2))
+
+
 def oks(pred_xy, gt_xy, gt_vis, area, sigmas: np.ndarray = COCO_SIGMAS) -> np.ndarray:
     """Pose OKS (...) over labelled keypoints; NaN where the GT has no labelled keypoint."""
     ks = opks(pred_xy, gt_xy, area, sigmas)

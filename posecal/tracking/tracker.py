@@ -10,7 +10,9 @@ A new pose starts a track (with its id) when the person policy says a person is 
 (posecal/inference/person_policy.py: PersonPolicy.born: p(person) and pose quality, and not a second pose lying
 inside a person a track holds). A track survives up to `max_misses` frames without a match (occlusion, a missed
 detection) before it ends; one whose pose collapses under another person is held as occluded rather than handed that
-pose. Keypoints of reported poses are One-Euro smoothed with a cutoff that follows their trust.
+pose. Keypoints of reported poses are One-Euro smoothed with a cutoff that follows their trust, and their trust
+values say what the smoothing cost: the trust model judged the keypoints before smoothing, and a smoothed keypoint
+lags a moving person by some pixels (smoothed_trust).
 
 Why these rules and no others: the thresholds were chosen on the tracking benchmark's tuning scenes, and a rule
 stays only where its effect also holds on the benchmark's held-out scenes, which chose nothing; rules that helped
@@ -27,7 +29,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from posecal.inference.person_policy import VIDEO, PersonPolicy, inside_shares
+from posecal.calibration.conformal import moved_radius
 from posecal.metrics.boxes import box_iou
+from posecal.metrics.oks import AREA_PER_BOX, moved_opks
 from posecal.tracking.associate import appearance_similarity, colour_histogram, reid_scores, similarity, trusted
 from posecal.tracking.one_euro import OneEuroFilter
 
@@ -266,7 +270,34 @@ class Tracker:
         tr.filter.beta = self.cfg.beta
         xy = tr.filter(np.asarray(p.keypoints, float) / tr.scale, t, min_cutoff=cut[:, None],
                        reset=absent[:, None]) * tr.scale
+        return smoothed_trust(p, xy)
+
+
+# Pose scores that are trust values (scoring.SCORE_MODES; the heatmap ones say nothing about where a keypoint is).
+QUALITY_SCORES = ("oks", "opks")
+
+
+def smoothed_trust(p, xy: np.ndarray):
+    """Pose p with its keypoints moved to xy (smoothed) and its trust values for where they are now: each keypoint's
+    quality as metrics.oks.moved_opks says (the person's area from its box), the pose quality and the quality-based
+    pose scores by the same factor as the mean quality of its present keypoints, and each radius grown so that it
+    holds the true keypoint as often around the new place (calibration.conformal.moved_radius)."""
+    raw = np.asarray(p.keypoints, float)
+    moved2 = np.nan_to_num(((xy - raw) ** 2).sum(-1))
+    if not moved2.any():
         return dataclasses.replace(p, keypoints=xy)
+    area = AREA_PER_BOX * max(float(p.box[2]) * float(p.box[3]), 1.0)
+    before = np.asarray(p.keypoint_quality, float)
+    after = moved_opks(before, moved2, area)
+    present = np.ones(len(before), bool) if p.visibility is None else np.asarray(p.visibility) > 0
+    if not present.any():
+        present[:] = True
+    factor = float(after[present].sum() / max(before[present].sum(), 1e-9))
+    scores = {k: v * factor if k in QUALITY_SCORES else v for k, v in p.scores.items()}
+    radius = None if p.keypoint_radius is None else moved_radius(p.keypoint_radius, np.sqrt(moved2))
+    return dataclasses.replace(p, keypoints=xy, keypoint_quality=after, pose_quality=float(p.pose_quality) * factor,
+                               scores=scores, keypoint_radius=radius)
+
 
 
 def _arrays(persons: list):
