@@ -190,7 +190,8 @@ class _Feed:
     cadence: LiveCadence | None = None
     fps: float = 25.0
     video: VideoOut | None = None
-    first_capture: float | None = None
+    detected: bool = False               # a live source: was its last frame taken a detector frame,
+    taken_at: float = 0.0                # and when was it taken (perf_counter)
 
 
 class _TrackRun:
@@ -253,14 +254,13 @@ class _TrackRun:
         feed = self._feed(source, name, tracker, fps)
         behind = InOrder()
         try:
-            for frame, detection in tqdm(feed.pairs, desc=name, unit="frame",
-                                         disable=not self.cfg.progress or not self.ranks.is_main):
-                if isinstance(frame, Problem):
-                    self.log(frame.message)
-                    continue
-                if self.stopped():
-                    break
-                self._frame(frame, detection, tracker, feed, source, behind)
+            # the API's frame loop (PoseTracker.track_pairs); this run adds the writers, overlays and live cadence
+            for frame, picture in tracker.track_pairs(
+                    tqdm(feed.pairs, desc=name, unit="frame", disable=not self.cfg.progress or not self.ranks.is_main),
+                    live=feed.reader is not None, clock=self.clock,
+                    every=lambda: None if feed.cadence is None else feed.cadence.every,
+                    stop=lambda: self.stopped() is not None, problem=lambda problem: self.log(problem.message)):
+                self._frame(frame, picture.people, tracker, feed, source, behind)
             behind.finish()
         except BaseException:
             behind.abandon()
@@ -295,29 +295,28 @@ class _TrackRun:
                 return None   # live: the frames taken count
             return self.lookahead.submit(detect, frame.bgr)
 
+        def newest():   # a live source's frame when the pipeline is ready for one, and when it was taken
+            for frame in feed.reader:
+                detection = detection_of(frame)
+                feed.detected, feed.taken_at = detection is not None, time.perf_counter()
+                yield frame, detection
+
         if isinstance(source, LiveSource):
             feed.reader = LiveReader(source, self.cfg.live, self.log, should_stop=lambda: self.stopped() is not None)
             feed.frames, feed.fps = feed.reader, feed.reader.fps or 25.0
             tracker.fps = feed.fps
             if self.cfg.adaptive and self.predictor.detector is not None and self.cfg.live.realtime:
                 feed.cadence = LiveCadence(self.cfg.detect_every, feed.fps)
-            feed.pairs = ((frame, detection_of(frame)) for frame in feed.reader)   # the newest frame, now
+            feed.pairs = newest()
         else:
             feed.frames = Prefetch(iter_frames([(source, name)]), clock=self.clock)
             feed.pairs = one_ahead(feed.frames, detection_of)
         return feed
 
-    def _frame(self, frame, detection, tracker: PoseTracker, feed: _Feed, source, behind: InOrder) -> None:
-        """One frame: its people tracked (a live source's clock is its capture time), its record or results, the
-        caller's `keep`, its overlay drawn behind and shown, and the live cadence told how long it took."""
+    def _frame(self, frame, people: list, tracker: PoseTracker, feed: _Feed, source, behind: InOrder) -> None:
+        """One tracked frame: its record or results, the caller's `keep`, its overlay drawn behind and shown, and the
+        live cadence told how long the frame took since it was taken (detector frame or not)."""
         self.n_frames += 1
-        t, taken_at = None, time.perf_counter()
-        if feed.reader is not None:   # a live source's clock: the capture time
-            feed.first_capture = frame.capture_time if feed.first_capture is None else feed.first_capture
-            t = frame.capture_time - feed.first_capture
-        detections = None if detection is None else detection.result()
-        people = tracker.step(frame, detections, t=t, clock=self.clock,
-                              every=None if feed.cadence is None else feed.cadence.every)
         tracked = [(p.track_id, p) for p in people]
         self._record(frame, people, tracker.mode)
         if self.keep is not None:
@@ -325,7 +324,7 @@ class _TrackRun:
         self._draw(frame, tracked, feed, source, behind)
         if feed.cadence is not None:
             feed.cadence.fps = feed.reader.arrival_fps or feed.cadence.fps
-            feed.cadence.record(detection is not None, time.perf_counter() - taken_at)
+            feed.cadence.record(feed.detected, time.perf_counter() - feed.taken_at)
             feed.reader.depth = feed.cadence.depth
 
     def _record(self, frame, people: list, mode: str) -> None:

@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -248,7 +248,7 @@ class PoseTracker:
         k = self.frames
         detections = self.detect(frame_bgr) if self.detector_frame(k) else None
         frame = Frame(f"{name}#{k}", None, frame_bgr, k)
-        return Picture(frame.name, "", self.step(frame, detections, t), frame_bgr, k, tracked=True)
+        return _picture(frame, self.step(frame, detections, t))
 
     def track(self, source, stream: bool = False, rgb: bool | None = None) -> list[Picture] | Iterator[Picture]:
         """Every frame of a source, tracked -> Pictures with track ids (a list; stream=True: yielded as each frame
@@ -307,23 +307,45 @@ class PoseTracker:
         return reader, reader.fps, reader
 
     def _tracked(self, frames, reader: LiveReader | None) -> Iterator[Picture]:
-        """Each frame through the tracker, as __call__ takes it; a live frame's clock is its capture time."""
-        first = None
+        """track()'s frames through the one frame loop (track_pairs), each frame's detector run as it is taken."""
+        def detections(frame):
+            if isinstance(frame, Problem) or not self.detector_frame(self.frames):
+                return None
+            return self.detect(frame.bgr)
+
         try:
-            for frame in frames:
-                if isinstance(frame, Problem):
-                    raise PosecalInputError(frame.message)
-                t = None
-                if reader is not None:
-                    first = frame.capture_time if first is None else first
-                    t = frame.capture_time - first
-                k = self.frames
-                detections = self.detect(frame.bgr) if self.detector_frame(k) else None
-                yield Picture(frame.name, "" if frame.path is None else str(frame.path),
-                              self.step(frame, detections, t), frame.bgr, frame.frame_index, tracked=True)
+            for _, picture in self.track_pairs(((f, detections(f)) for f in frames), live=reader is not None):
+                yield picture
         finally:
             if reader is not None:
                 reader.close()
+
+    def track_pairs(self, pairs: Iterable, live: bool = False, clock: StageClock | None = None,
+                    every: Callable[[], int | None] = lambda: None, stop: Callable[[], bool] = lambda: False,
+                    problem: Callable[[Problem], None] | None = None) -> Iterator[tuple[Frame, Picture]]:
+        """The one frame loop of track() and `posecal track` (tracking/job.py, which adds the detection one frame
+        ahead, the live cadence, its writers and stops): (frame, detections) pairs -> (frame, Picture) pairs, people
+        with track ids. detections: detect()'s boxes and scores on a detector frame (or a future of them, started
+        ahead), None between detector frames. live: the tracker's clock is each frame's capture time since the
+        first frame's (else frame index / fps). every(): the detector's period now (step's). stop(): checked as
+        each frame is taken; True ends the loop before that frame. A Problem among the frames (a video that fails
+        as it is read) is handed to problem(), or raised as one PosecalInputError line without one."""
+        first = None
+        for frame, detections in pairs:
+            if isinstance(frame, Problem):
+                if problem is None:
+                    raise PosecalInputError(frame.message)
+                problem(frame)
+                continue
+            if stop():
+                return
+            t = None
+            if live:
+                first = frame.capture_time if first is None else first
+                t = frame.capture_time - first
+            if hasattr(detections, "result"):   # started ahead (concurrent.futures.Future)
+                detections = detections.result()
+            yield frame, _picture(frame, self.step(frame, detections, t, clock, every()))
 
     def step(self, frame: Frame, detections, t: float | None = None, clock: StageClock | None = None,
              every: int | None = None) -> list:
@@ -341,6 +363,12 @@ class PoseTracker:
                 p = self.video_calibration.apply(p)
             people.append(dataclasses.replace(p, track_id=int(track_id)))
         return self.predictor.pipeline.policy.without_tracked_parts(people) if self.cfg.drop_parts else people
+
+
+def _picture(frame: Frame, people: list) -> Picture:
+    """A tracked frame's Picture."""
+    return Picture(frame.name, "" if frame.path is None else str(frame.path), people, frame.bgr, frame.frame_index,
+                   tracked=True)
 
 
 def check_tracking(cfg: TrackConfig) -> None:
