@@ -142,24 +142,33 @@ def test_track_with_every_frame_unreadable_is_an_error(tiny_model, tmp_path, mon
     assert not out.exists()
 
 
-def test_calibrate_images_says_which_command_needs_torch_and_the_pt_file(monkeypatch, tmp_path):
+def test_calibrate_images_without_pytorch_is_one_line_naming_the_command_and_the_install(monkeypatch, tmp_path,
+                                                                                        capsys):
+    """A plain install (no PyTorch; a wheel: no .pt either): `calibrate fit --images` exits 2 with one line that
+    names the command and the install, and writes nothing."""
     import builtins
 
     from posecal.evaluation import evidence
 
+    ann, img_dir = make_coco(tmp_path / "data", n_images=3)
+    entries = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.7,
+                "file_name": f"img{a['image_id'] - 1}.jpg", "keypoints": a["keypoints"]}
+               for a in json.loads(ann.read_text())["annotations"]]
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps(entries))
     real_import = builtins.__import__
 
     def no_torch(name, *args, **kwargs):
         if name == "torch" or name.startswith("torch."):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
-    with monkeypatch.context() as m:   # torch is back in sys.modules after it, not imported twice
-        m.setattr(builtins, "__import__", no_torch)
-        m.delitem(__import__("sys").modules, "torch", raising=False)
-        with pytest.raises(PosecalInputError) as e:
-            evidence.PosecalEvidence()
-    assert str(e.value).startswith("posecal calibrate --images (") and "pip install 'posecal[train]'" in str(e.value)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.delitem(__import__("sys").modules, "torch", raising=False)   # restored after the test
+    install = "pip install -e '.[train]' in posecal's source tree, or leave out --images"
+    fit = ("calibrate", "fit", "--results", res, "--annotations", ann, "--images", img_dir,
+           "--out", tmp_path / "c.json")
+    assert cli_error(capsys, *fit) == f"posecal calibrate fit --images needs PyTorch: {install}"
     monkeypatch.setitem(evidence.SHIPPED_MODELS, "accurate", tmp_path / "posecal_accurate.pt")   # a wheel: no .pt
-    with pytest.raises(PosecalInputError) as e:
-        evidence.PosecalEvidence()
-    assert "needs posecal_accurate.pt, which this installation lacks" in str(e.value) and "\n" not in str(e.value)
+    assert cli_error(capsys, *fit) == ("posecal calibrate fit --images needs PyTorch and posecal_accurate.pt (a "
+                                       f"wheel carries ONNX graphs only): {install}")
+    assert not (tmp_path / "c.json").exists()

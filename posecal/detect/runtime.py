@@ -23,7 +23,7 @@ def detector_input(bgr) -> np.ndarray:
 def open_session(path: Path, threads: int, device: str = "cpu"):
     """An onnxruntime session for a detector file, on the CPU or CUDA (posecal/devices.py: the CPU, said once,
     where CUDA cannot run); a missing or unloadable file is one clear line."""
-    ort = require("onnxruntime")
+    ort = require("onnxruntime", extra=None)
     if not path.is_file():
         raise PosecalInputError(f"{path}: detector model file not found")
     options = ort.SessionOptions()

@@ -22,7 +22,7 @@ from scipy.ndimage import map_coordinates
 from posecal.data.coco import read_image
 from posecal.data.crops import crops_to_batch, input_to_heatmap
 from posecal.data.transforms import apply_affine, person_crop_matrix, warp
-from posecal.errors import PosecalInputError, require
+from posecal.errors import MissingPackage, PosecalInputError
 from posecal.models.config import TRUST_INPUT
 from posecal.models.shipped import SHIPPED_MODELS, model_file
 
@@ -60,18 +60,19 @@ def model_fingerprint(path) -> str:
 class PosecalEvidence:
     """posecal's trust model (from the shipped accurate model by default) as a source of evidence. It rates
     another estimator's keypoints, which the shipped graphs do not take as an input: it runs in PyTorch (the
-    `train` extra), from the model's .pt file (in posecal's source tree)."""
+    `train` extra), from the model's .pt file (in posecal's source tree); without either, one MissingPackage line
+    that says both."""
 
     def __init__(self, model_path=None, batch_size: int = 32, progress: bool = False):
-        what = "posecal calibrate --images (posecal's trust model rates the estimator's keypoints in PyTorch)"
-        require("torch", what=what)
+        path = model_file(model_path) if model_path else SHIPPED_MODELS["accurate"]
+        missing = [what for what, gone in (("PyTorch", not _has_torch()),
+                                           (f"{path.name} (a wheel carries ONNX graphs only)", not path.is_file()))
+                   if gone]
+        if missing:   # the shipped graphs take no keypoints of another estimator: nothing else can rate them
+            raise MissingPackage(" and ".join(missing), "pip install -e '.[train]' in posecal's source tree, or "
+                                 "leave out --images", option="--images")
         from posecal.models.checkpoint import load_model
 
-        path = model_file(model_path) if model_path else SHIPPED_MODELS["accurate"]
-        if not model_path and not path.is_file():
-            raise PosecalInputError(f"{what} needs {path.name}, which this installation lacks (a wheel carries the "
-                                    f"ONNX graphs only): install posecal from its source tree, pip install -e "
-                                    f"'.[train]', or leave out --images")
         model, _, _ = load_model(path)
         if model.trust is None:
             raise PosecalInputError(f"{path}: posecal's evidence needs a model with the trust model (model.trust)")
@@ -108,3 +109,11 @@ class PosecalEvidence:
                 self._cache[keys[i]] = (q[j], v[j], float(out.oks[j]))
         q, v, o = zip(*(self._cache[key] for key in keys))
         return Evidence(np.array(q, np.float64), np.array(v, np.float64), np.array(o, np.float64))
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True

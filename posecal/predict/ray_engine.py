@@ -36,7 +36,7 @@ from tqdm import tqdm
 from posecal.data.sources import collect, lookup
 from posecal.detect.boxes import BoxFile
 from posecal.devices import providers
-from posecal.errors import PosecalInputError
+from posecal.errors import MissingPackage, PosecalInputError
 from posecal.inference.opener import require_model
 from posecal.io import publish, write_json_atomic
 from posecal.models.shipped import shipped_name
@@ -104,8 +104,8 @@ def import_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
-        raise PosecalInputError(f"--engine ray needs Ray Data ({e.name} is not installed): "
-                                f"pip install 'posecal[ray]'") from None
+        raise MissingPackage(f"Ray Data ({e.name} is not installed)", "pip install 'posecal[ray]'",
+                             option="--engine ray") from None
     return ray
 
 

