@@ -78,6 +78,7 @@ def test_bad_images_are_refused_by_name(predictor, image, message):
     _refused(lambda: predictor(image), message)
 
 
+@pytest.mark.slow
 def test_array_likes_numpy_makes_a_picture_of_are_taken_as_that_picture(predictor):
     """Nested lists and PIL images (issue 32): the same poses as the numpy array they are."""
     from PIL import Image
@@ -155,6 +156,7 @@ def test_equivalent_box_forms_give_the_same_pose(predictor):
     assert len(empty) == 0 and empty.people == []
 
 
+@pytest.mark.slow
 def test_other_valid_images_are_accepted(predictor):
     gray1 = predictor(IMG[:, :, :1].copy(), boxes=[[10, 10, 40, 80]])[0]
     gray = predictor(IMG[:, :, 0].copy(), boxes=[[10, 10, 40, 80]])[0]

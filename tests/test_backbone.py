@@ -43,6 +43,7 @@ def test_every_key_loads_strictly(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("photo, classes", [("chelsea", {281, 282, 285}),   # tabby / tiger cat / Egyptian cat
                                             ("coffee", {967, 968})])         # espresso / cup
+@pytest.mark.slow
 def test_imagenet_weights_classify_real_photos(variant, photo, classes):
     img = cv2.resize(getattr(skimage_data, photo)(), (224, 224)).astype(np.float32) / 255
     x = torch.from_numpy(((img - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None].astype(np.float32))
@@ -52,6 +53,7 @@ def test_imagenet_weights_classify_real_photos(variant, photo, classes):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.slow
 def test_pyramid_shapes_for_a_192x144_input(variant):
     model = EfficientNetLite(variant).eval()
     assert model.PYRAMID_CHANNELS == PYRAMID_CHANNELS[variant]
@@ -62,6 +64,7 @@ def test_pyramid_shapes_for_a_192x144_input(variant):
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+@pytest.mark.slow
 def test_estimator_output_shapes_for_odd_input_sizes(backbone):
     model = build_estimator(imagenet=False, backbone=backbone).eval()
     with torch.no_grad():

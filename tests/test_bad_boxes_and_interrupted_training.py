@@ -23,6 +23,7 @@ from conftest import ROOT, cli_error as error_line, eval_args as evaluate, make_
 
 # --- implausible boxes: skipped or clipped, one line per image / per boxes file naming the entries
 
+@pytest.mark.slow
 def test_predict_boxes_skips_and_clips_with_one_line_per_image(tiny_model, coco, tmp_path, capsys):
     _, img_dir = coco
     boxes = tmp_path / "boxes.json"
@@ -151,6 +152,7 @@ def _checkpoint_step(last: Path) -> int:
 
 
 @pytest.mark.parametrize("nth_save", [1, 2])
+@pytest.mark.slow
 def test_ctrl_c_during_a_checkpoint_write_keeps_the_previous_one(trained_once, capsys, monkeypatch, nth_save):
     """Ctrl-C while torch.save is writing last.pt: the write is abandoned (its temp file removed), the previous
     last.pt still loads, and the CLI says which checkpoint is the last complete one, in one line."""

@@ -80,6 +80,7 @@ def trained_run(tmp_path_factory):
     return train_one_step(tmp_path_factory.mktemp("trained"))
 
 
+@pytest.mark.slow
 def test_last_pt_holds_only_weights_and_plain_values(trained_run):
     """What `posecal train` writes loads with torch.load(weights_only=True), the only way posecal opens a file."""
     run_dir, _ = trained_run
@@ -88,6 +89,7 @@ def test_last_pt_holds_only_weights_and_plain_values(trained_run):
     assert type(ckpt["state"]["best_ap"]) is float
 
 
+@pytest.mark.slow
 def test_last_pt_as_model_gives_the_runs_poses(trained_run, tmp_path, capsys):
     """After one step last.pt and best_model.pt hold the same weights (no weight average): predict gives the same
     poses with either, and no refusal about code."""
@@ -102,6 +104,7 @@ def test_last_pt_as_model_gives_the_runs_poses(trained_run, tmp_path, capsys):
     assert outs["last.pt"] == outs["best_model.pt"] and len(outs["last.pt"]) == 1
 
 
+@pytest.mark.slow
 def test_a_training_checkpoint_serves_its_weight_average_and_older_files_load(trained_run, tmp_path):
     """A run with a weight average (ema_decay) serves the average, as its best_model.pt does; a last.pt written
     before its state was kept plain (a numpy float in it) still loads."""
@@ -247,6 +250,7 @@ class FakeEvidence:
         return Evidence(rng.uniform(0.2, 0.9, (n, k)), probs, rng.uniform(0.2, 0.9, n))
 
 
+@pytest.mark.slow
 def test_calibrate_apply_finds_images_by_image_id_with_annotations(tmp_path, monkeypatch, capsys):
     from posecal.evaluation import calibrate_results
 
@@ -280,6 +284,7 @@ def test_calibrate_apply_finds_images_by_image_id_with_annotations(tmp_path, mon
 
 # --- rendered overlays: names that say what they are, and the permissions of every other output
 
+@pytest.mark.slow
 def test_predict_renders_a_videos_frames_in_a_folder_named_as_an_image_would_be(tiny_model, tmp_path, capsys):
     video = write_walking_video(tmp_path / "clip.avi", frames=3)
     cv2.imwrite(str(tmp_path / "photo.jpg"), np.full((64, 48, 3), 90, np.uint8))

@@ -242,6 +242,7 @@ def test_movenet_adapter_needs_its_extra_or_runs(tmp_path, capsys):
     assert len(entries) == 2 and len(entries[0]["keypoints"]) == 51
 
 
+@pytest.mark.slow
 def test_pack_conditions_fits_over_cut_and_jittered_persons_and_the_predictor_writes_in_frame(tmp_path, capsys):
     from posecal import Predictor
 

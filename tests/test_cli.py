@@ -31,6 +31,7 @@ def trained(trained_once, tmp_path):
     return tmp_path, tmp_path / "data" / "ann.json", tmp_path / "data" / "images"
 
 
+@pytest.mark.slow
 def test_train_then_eval_writes_metrics(trained, capsys):
     tmp_path, ann, img_dir = trained
     run = tmp_path / "run"
@@ -51,6 +52,7 @@ def test_train_then_eval_writes_metrics(trained, capsys):
     assert "AP" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(trained):
     tmp_path, _, _ = trained
     cfg = tmp_path / "cfg.yaml"
@@ -69,6 +71,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_skips_a_corrupt_image_with_a_warning(trained):
     tmp_path, ann, img_dir = trained
     (img_dir / "img2.jpg").write_bytes(b"garbage")
@@ -80,6 +83,7 @@ def test_eval_skips_a_corrupt_image_with_a_warning(trained):
     assert metrics["num_instances"] == 3 and metrics["num_skipped"] == 1
 
 
+@pytest.mark.slow
 def test_heads_s3_then_eval_writes_every_report_key(trained):
     tmp_path, ann, img_dir = trained
     cfg = tmp_path / "heads.yaml"
@@ -124,6 +128,7 @@ num_workers: 0
     assert res[0]["score"] == pytest.approx(res[0]["pose_quality"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_resume_from_committed_state_continues_the_schedule(trained, capsys):
     """A new machine has no last.pt: --resume goes on from the committed fp16 weights + schedule position."""
     tmp_path, _, _ = trained
@@ -157,6 +162,7 @@ def test_lr_rewarms_after_a_resume_without_optimizer_state():
     assert lr_at(53, 100, cfg, rewarm_from=50) == pytest.approx(lr_at(53, 100, cfg))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_corrupt_checkpoint(trained, capsys):
     tmp_path, _, _ = trained
     (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
@@ -165,6 +171,7 @@ def test_resume_refuses_a_corrupt_checkpoint(trained, capsys):
     assert "last.pt: cannot resume from it" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_train_leaves_out_unreadable_images_and_goes_on(tmp_path, capsys):
     """A truncated file is found before the first step and left out with a count; a file that only fails when
     decoded mid-run is reported once and the next person takes its place; the run finishes."""

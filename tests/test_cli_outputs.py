@@ -32,6 +32,7 @@ def test_a_bad_video_exits_2_and_writes_nothing(tiny_model, bad_videos, capsys, 
     assert not target.exists()
 
 
+@pytest.mark.slow
 def test_a_bad_video_beside_a_good_one_is_said_and_the_good_one_tracked(tiny_model, bad_videos, capsys):
     good = write_walking_video(bad_videos / "walk.avi", frames=3)
     rc, _, err = run_cli(capsys, "track", bad_videos / "fake.mp4", good, "--model", tiny_model, "--out",
@@ -49,6 +50,7 @@ def test_out_must_name_a_format(tiny_model, tmp_path, capsys, command, out):
     assert not (tmp_path / out).exists()
 
 
+@pytest.mark.slow
 def test_json_lines_frames_count_from_0_in_predict_and_track(tiny_model, tmp_path, capsys):
     (tmp_path / "v").mkdir()
     video = write_walking_video(tmp_path / "v" / "walk.avi", frames=3)

@@ -97,6 +97,7 @@ def test_ranks_share_each_epoch_without_overlap():
     assert [i for _, i in orders[1]] != idx[1]                  # a new shuffle each epoch
 
 
+@pytest.mark.slow
 def test_python_m_posecal_is_the_cli(tmp_path):
     run = subprocess.run([sys.executable, "-m", "posecal", "train", str(tmp_path / "missing.yaml")],
                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)

@@ -59,6 +59,7 @@ def _close(a, b, tol=2.0) -> bool:
     return bool(np.abs(np.asarray(a, float) - np.asarray(b, float)).max() <= tol)
 
 
+@pytest.mark.slow
 def test_rotated_photo_same_people_in_the_api(photos):
     p = Predictor("fast", backend="torch", threads=1)
     for tag in STORED_TURNS:

@@ -83,6 +83,7 @@ def test_grey_photo_keeps_its_people(shipped, tmp_path, name):
         assert np.median(moved) < 0.1, form   # nearly the same keypoints (median within 10% of the box size)
 
 
+@pytest.mark.slow
 def test_astronaut_in_grey(shipped, tmp_path):
     skimage = pytest.importorskip("skimage.data")
     rgb = skimage.astronaut()

@@ -174,6 +174,7 @@ def test_a_stalled_stream_is_reconnected_a_bounded_number_of_times(tiny, tmp_pat
     assert len(records_of(out.read_text())) >= 2
 
 
+@pytest.mark.slow
 def test_duration_bounds_a_live_run(tiny, tmp_path, capsys):
     out = tmp_path / "d.jsonl"
     with MjpegServer(drawn_jpegs(10), fps=25) as server:
@@ -261,6 +262,7 @@ def test_ctrl_c_ends_a_live_run_with_the_records_kept(tiny, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_reader_that_leaves_stdout_stops_the_run_quietly(tiny, tmp_path):
     with MjpegServer(drawn_jpegs(10), fps=25) as server:
         proc = subprocess.Popen([sys.executable, "-m", "posecal", *track_args(tiny, server.url, "--out", "-")],

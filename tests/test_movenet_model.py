@@ -70,6 +70,7 @@ class _Recorder(torch.nn.Module):
         return self.net.forward_pyramid(x)
 
 
+@pytest.mark.slow
 def test_every_path_feeds_a_square_rgb_0_255_crop(lightning_file, tmp_path):
     # A flat colour given as an RGB array (rgb=True) must reach the network as RGB 0..255 on a 192x192 crop; as a
     # BGR array (the API's default, what files become) its channels are swapped first.

@@ -18,6 +18,8 @@ from posecal.models.checkpoint import save_model
 from posecal.models.config import ModelConfig
 from posecal.models.estimator import build_estimator
 
+pytestmark = pytest.mark.slow   # every test here exports a model to ONNX first (10-20 s)
+
 CFG = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True, head_hidden=16)
 
 
@@ -74,6 +76,7 @@ def test_one_export_reused_and_rebuilt_when_the_model_changes(tmp_path, folder, 
     assert len(list(folder.glob("*.onnx"))) == 3 and (folder / entry_name(model, False)).is_file()
 
 
+@pytest.mark.slow
 def test_predictor_onnx_backend_uses_the_cache_and_matches_torch(folder, model_and_onnx, monkeypatch):
     model, data = model_and_onnx
     export = CountingExport(data)

@@ -198,6 +198,7 @@ def _record_steps(monkeypatch) -> list:
     return [steps, lrs]
 
 
+@pytest.mark.slow
 def test_max_minutes_stop_mid_epoch_resumes_at_the_right_batch(packed_cfg, tmp_path, monkeypatch, capsys):
     # Reference: the whole run in one call (6 persons, batch 2: 3 steps an epoch, 6 in all).
     ref = _record_steps(monkeypatch)
@@ -259,6 +260,7 @@ def test_device_and_amp_are_checked(packed_cfg, capsys):
         assert "sees no CUDA GPU" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_persistent_workers_see_each_epoch(packed_cfg, tmp_path):
     """Loader workers live across epochs: each item carries its epoch, so augmentation follows the epoch as
     in the main process (same losses with 0 and 1 workers)."""
@@ -272,6 +274,7 @@ def test_persistent_workers_see_each_epoch(packed_cfg, tmp_path):
     assert logs[0][0]["loss"] != pytest.approx(logs[0][1]["loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_mid_epoch_and_resume_loses_no_step(packed_cfg, tmp_path, monkeypatch, capsys):
     """SIGTERM during a step: training finishes that step, saves a resumable mid-epoch checkpoint and returns;
     --resume then runs exactly the steps that were left (none twice, none lost)."""

@@ -177,6 +177,7 @@ def test_predict_and_track_without_people_write_empty_results(tmp_path, capsys):
 
 # --- Ctrl-C in predict
 
+@pytest.mark.slow
 def test_interrupted_predict_says_so_and_keeps_the_inputs_done(tiny_model, coco, tmp_path, capsys, monkeypatch):
     from posecal.inference.predictor import Predictor
 
@@ -296,6 +297,7 @@ def test_a_cut_calibrator_is_refused_in_one_line(tmp_path, capsys):
 
 # --- eval in onnxruntime
 
+@pytest.mark.slow
 def test_eval_in_onnxruntime_gives_pytorchs_numbers(tiny_model, coco, tmp_path, capsys):
     ann, img_dir = coco
     runs = {}

@@ -42,6 +42,7 @@ def tiny_model(tmp_path_factory):
     return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
+@pytest.mark.slow
 def test_api_predict_and_track_use_one_pipeline_and_one_rule(tiny_model, tmp_path, monkeypatch):
     """The same PersonPolicy.keep runs in all three, and the API and `posecal predict` report the same people."""
     calls = []
@@ -69,6 +70,7 @@ def test_api_predict_and_track_use_one_pipeline_and_one_rule(tiny_model, tmp_pat
     assert calls[2:] and set(calls[2:]) <= {WHOLE}   # track: the same policy (no detector: the whole frame)
 
 
+@pytest.mark.slow
 def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -88,6 +90,7 @@ def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_pat
     assert drawn.shape == (80, 60, 3) and not np.array_equal(drawn, pictures[0].image)
 
 
+@pytest.mark.slow
 def test_bgr_arrays_as_opencv_gives_them(tiny_model):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)

@@ -48,6 +48,7 @@ def assert_same_people(api_frames, cli_results):
             assert p.to_dict()["track_id"] == r["track_id"]
 
 
+@pytest.mark.slow
 def test_tracker_api_gives_the_ids_and_poses_of_posecal_track(tmp_path):
     model = write_tiny_model(tmp_path / "tiny.pt")
     video = write_walking_video(tmp_path / "walk.avi", frames=6)
@@ -75,6 +76,7 @@ def test_tracker_api_refuses_a_bad_setting_by_its_name(tmp_path):
         PoseTracker(no_such_setting=1)
 
 
+@pytest.mark.slow
 def test_eval_reads_an_onnx_file_named_in_any_case_and_writes_the_fields_predict_writes(tmp_path, tiny_coco):
     """One opener: `eval --model M.ONNX` and `m.onnx` both run; one estimator: an eval results entry carries
     every field `predict` writes for the same person and box, with the same values."""
@@ -112,6 +114,7 @@ def test_eval_reads_an_onnx_file_named_in_any_case_and_writes_the_fields_predict
                                        err_msg=key)
 
 
+@pytest.mark.slow
 def test_eval_and_predict_write_the_same_in_frame_for_the_shipped_model(tmp_path, tiny_coco):
     """The shipped model's calibration fills in_frame and the radius; eval writes them as predict does."""
     ann, images = tiny_coco

@@ -182,6 +182,7 @@ def test_bad_options_are_one_line(tiny_model, coco, tmp_path, capsys):
     assert e.value.code == 2 and "argument --every: must be > 0, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_onnx_and_onnx_backend_match_torch(tiny_model, coco, tmp_path, capsys):
     _, img_dir = coco
     onnx_file = tmp_path / "tiny.onnx"

@@ -12,6 +12,7 @@ def predictor(tmp_path_factory):
     return tiny_heads_predictor(tmp_path_factory.mktemp("m"))
 
 
+@pytest.mark.slow
 def test_predictor_returns_typed_people(predictor):
     img = np.random.default_rng(0).integers(0, 255, (120, 90, 3), dtype=np.uint8)
     people = predictor(img, boxes=[[10, 10, 40, 80], [0, 0, 90, 120]])
@@ -25,6 +26,7 @@ def test_predictor_returns_typed_people(predictor):
     assert (p.keypoints[:, 0] > -20).all() and (p.keypoints[:, 0] < 70).all()
 
 
+@pytest.mark.slow
 def test_whole_image_when_no_boxes_and_grayscale_input(predictor):
     people = predictor(np.zeros((50, 40), np.uint8))
     assert len(people) == 1 and people[0].box.tolist() == [0, 0, 40, 50]

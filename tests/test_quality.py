@@ -114,6 +114,7 @@ def test_error_breakdown_finds_an_inversion():
     assert e["total"]["good"] == 15
 
 
+@pytest.mark.slow
 def test_frozen_step_leaves_pose_weights_bit_identical(tmp_path):
     from conftest import make_coco
     from posecal.models.checkpoint import save_model
@@ -164,6 +165,7 @@ def test_adaptive_pool_matches_torch_on_uneven_grids():
     assert adaptive_pool(x, (12, 9), "max") is x
 
 
+@pytest.mark.slow
 def test_visibility_classes_say_occluded_only_when_clearly_more_likely_than_visible(tmp_path):
     from conftest import tiny_heads_predictor
     from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, visibility_classes

@@ -14,6 +14,8 @@ from posecal.models.config import ModelConfig
 from posecal.models.estimator import build_estimator
 from conftest import make_coco
 
+pytestmark = pytest.mark.slow   # every test here exports a model to ONNX first (10-20 s)
+
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
@@ -52,6 +54,7 @@ def test_calibration_crops_are_spread_over_the_persons_as_the_model_sees_them(fi
     np.testing.assert_array_equal(crops[1], everyone[2])
 
 
+@pytest.mark.slow
 def test_int8_file_is_quantised_and_keeps_the_posecal_metadata(files, capsys):
     onnx = pytest.importorskip("onnx")
     from posecal.export.session import OnnxEstimator
@@ -63,6 +66,7 @@ def test_int8_file_is_quantised_and_keeps_the_posecal_metadata(files, capsys):
     assert int8.config == fp32.config and int8.flip_test is False and int8.has_quality_heads
 
 
+@pytest.mark.slow
 def test_eval_runs_an_exported_onnx_file_like_the_model_it_came_from(files, tmp_path):
     torch_metrics = evaluate(files, files["model"], tmp_path / "torch", "--no-flip", "--backend", "torch")
     fp32_metrics = evaluate(files, files["fp32"], tmp_path / "fp32", "--no-flip")

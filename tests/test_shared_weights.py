@@ -30,6 +30,7 @@ def test_published_is_composed_from_the_shipped_thunder_network():
     assert cfg.trust and model.trust is not None
 
 
+@pytest.mark.slow
 def test_pack_shares_an_unchanged_network_and_stores_a_changed_one(tmp_path):
     cfg = network_input(ModelConfig(backbone="movenet_thunder", quality_heads=True, head_hidden=8), given=())
     model = model_from_config(cfg, imagenet=True)   # Google's weights, as shipped

@@ -65,6 +65,7 @@ def test_astronaut_found_and_the_cat_is_not_a_person(ssd):
         assert len(ssd(np.ascontiguousarray(photo[:, :, ::-1]))[0]) == 0
 
 
+@pytest.mark.slow
 def test_predictor_finds_nobody_on_a_blank_image_with_and_without_the_detector():
     from posecal import Predictor
 

@@ -140,6 +140,7 @@ def test_leave_one_world_out_never_chooses_on_the_kind_or_its_copies():
     assert spread([1.0, 2.0, 6.0]) == {"mean": 3.0, "min": 1.0, "max": 6.0}
 
 
+@pytest.mark.slow
 def test_a_moving_camera_keeps_its_people_tracked(tmp_path, real_person):
     """posecal track's defaults on a tiny panning and zooming scene of two real people crossing (about 3 s): the
     people found in most of the frames they are well seen, and no more ids than people + 1."""

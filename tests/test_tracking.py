@@ -125,6 +125,7 @@ def test_smoothing_reduces_jitter_on_a_still_person():
     assert jitter[1] < 0.5 * jitter[0]
 
 
+@pytest.mark.slow
 def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
     from pycocotools.coco import COCO
 

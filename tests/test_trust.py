@@ -22,6 +22,7 @@ def trust_net():
     return TrustNet().eval()
 
 
+@pytest.mark.slow
 def test_outputs_and_scores_unknown_equal_no_scores(trust_net):
     x = torch.randn(3, 3, 256, 256)
     kp = torch.rand(3, 17, 2) * 256
@@ -35,6 +36,7 @@ def test_outputs_and_scores_unknown_equal_no_scores(trust_net):
     assert not torch.allclose(none.opks_logits, given.opks_logits)
 
 
+@pytest.mark.slow
 def test_keypoints_are_read_in_the_given_crops_pixels(trust_net):
     """A crop at the trust model's own size and the same crop at 2x: the same keypoints (scaled with the crop,
     pixel edges aligned) read the same place, so the outputs agree."""
@@ -128,6 +130,7 @@ def _person_pose(image_bgr, box):
     return person
 
 
+@pytest.mark.slow
 def test_shipped_model_hides_the_ankles_below_a_cut_at_the_knees(real_person):
     """A real person whose photo ends just below the knees (black beyond, as a photo's border shows in a crop;
     the box clipped there): the ankles are not called visible (MoveNet puts them on the cut line; the trust
@@ -147,6 +150,7 @@ def test_shipped_model_hides_the_ankles_below_a_cut_at_the_knees(real_person):
     assert (whole.visibility[[15, 16]] == 2).all() and (whole.visibility_probs[[15, 16], 2] > 0.5).all()
 
 
+@pytest.mark.slow
 def test_shipped_model_sees_a_painted_occluder_over_a_wrist(real_person):
     """A flat grey block painted over the right wrist (this person holds both hands together, so it hides both):
     the trust model's chance that the wrist is visible falls by more than 0.2 and to at most 0.6 (the trust model
@@ -195,6 +199,7 @@ def test_visibility_rule_by_hand_and_its_ratio_chosen_on_labels():
     assert QualityCalibration.from_dict(d).occluded_over_visible == DEFAULT_OCCLUDED_OVER_VISIBLE
 
 
+@pytest.mark.slow
 def test_shipped_accurate_trust_outputs_equal_in_torch_and_onnx(real_person):
     """The trust model runs inside the exported graph (MoveNet's decode and flip merge included): onnxruntime's
     quality and visibility outputs equal PyTorch's on real crops."""
@@ -212,6 +217,7 @@ def test_shipped_accurate_trust_outputs_equal_in_torch_and_onnx(real_person):
     np.testing.assert_allclose(got["vis_logits"], ref["vis_logits"], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_trust_weights_come_alike_from_a_model_file_and_a_trust_checkpoint(tmp_path):
     """trust_weights (models/assemble.py) reads a trust model from a model file that carries one, or from a trust
     training checkpoint ({"model": state_dict}, as train_trust writes); a model without one is refused."""

@@ -226,6 +226,7 @@ def test_model_files_load_as_weights_only_and_pickled_code_is_refused(tmp_path):
         load_model(bad)
 
 
+@pytest.mark.slow
 def test_the_shipped_trust_models_name_the_network_they_were_trained_for():
     from posecal.models.assemble import pose_fingerprint
     from posecal.models.checkpoint import SHIPPED_MODELS, load_model

@@ -36,6 +36,7 @@ def write_config(folder, base, **top) -> object:
     return path
 
 
+@pytest.mark.slow
 def test_train_trust_writes_a_model_that_rates_poses_and_resumes_after_a_stop(tmp_path, lightning, capsys):
     path = write_config(tmp_path, lightning)
     # stopped after its first step: the samples and last.pt are there, no model file yet
