@@ -4,6 +4,12 @@ the person verifier and the person policy) against the labels, with and without 
     python bench/person_worlds.py [--model accurate] [--limit N] [--json bench/results/person_worlds.json]
         [--configs verifier "no verifier"] [--worlds ...] [--policy unsure_person=0.5 ...]
 
+Configs (CONFIGS: a name -> the Predictor's keyword arguments): "verifier" (the defaults), "no verifier",
+"ssd+nanodet, verifier" (both shipped detectors merged, their unsure boxes judged by the verifier), "second look,
+verifier" (the detector also on square tiles of a wide picture, posecal/detect/tiles.py) and "ssd+nanodet, second
+look, verifier". Each photo and nobody world also counts the people reported from unsure boxes (a detector score
+below the policy's sure score): the recall the verifier lets in, and the people it invents.
+
 Worlds (none of them but the train crops' patches fitted the verifier's head; the "tuning" ones chose its calibration
 and the policy's numbers, the others chose nothing):
 - COCO val crops, even image ids (tuning) and odd ids (held out): each crop's labelled person (the crop is cut
@@ -33,12 +39,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from detector_recall import iou, others_in_crop, person_free_patches  # noqa: E402
 
+from posecal.inference.person_policy import DETECTED  # noqa: E402
 from posecal.metrics.oks import oks  # noqa: E402
 
 SHARED = ROOT.parent / "shared/data"
 COCO = SHARED / "coco-val2017-crops"
 LSPET = SHARED / "lspet"
 CLIP_OBJECTS = ROOT / "tools/clip_objects.json"
+# a config's name -> the Predictor's keyword arguments ("default" verifier: the shipped one, opened once)
+CONFIGS = {"verifier": {"verifier": "default"},
+           "no verifier": {"verifier": None},
+           "ssd+nanodet, verifier": {"detector": "ssd+nanodet", "verifier": "default"},
+           "second look, verifier": {"second_look": True, "verifier": "default"},
+           "ssd+nanodet, second look, verifier": {"detector": "ssd+nanodet", "second_look": True,
+                                                  "verifier": "default"}}
 WORLDS = ("coco_val_tuning_even", "train_person_free_patches", "coco_val_held_out_odd", "lspet_held_out",
           "val_person_free_patches", "photos_without_people", "clip_frames")
 
@@ -58,12 +72,24 @@ def coco_pictures(parity: int, limit: int):
                                                                        bgr.shape[1], bgr.shape[0])
 
 
+def unsure_people(predictor, bgr, people) -> int:
+    """How many of the people reported come from boxes the detector was unsure of (the policy's sure score, scaled
+    for this picture as the pipeline scales it)."""
+    if not people:
+        return 0
+    pipeline = predictor.pipeline
+    origins = [p.box_origin for p in people]
+    sure = pipeline.policy.is_sure([p.box_score for p in people], pipeline.sure_factor(bgr, origins))
+    return int(sum(o == DETECTED and not s for o, s in zip(origins, sure)))
+
+
 def photo_figures(predictor, pictures) -> dict:
-    found = posed = second = n = reported = 0
+    found = posed = second = n = reported = unsure = 0
     for _, bgr, ann, _ in pictures:
         people = predictor(bgr).people
         n += 1
         reported += len(people)
+        unsure += unsure_people(predictor, bgr, people)
         target = np.array(ann["bbox"], float)
         if not people:
             continue
@@ -77,14 +103,15 @@ def photo_figures(predictor, pictures) -> dict:
                        for i in np.flatnonzero(hit))
             posed += best >= 0.5
     return {"persons": n, "found": round(found / n, 4), "found_with_pose_oks_0.5": round(posed / n, 4),
-            "second_pose_share": round(second / n, 4), "reported_per_picture": round(reported / n, 3)}
+            "second_pose_share": round(second / n, 4), "reported_per_picture": round(reported / n, 3),
+            "reported_from_unsure_boxes": unsure}
 
 
 def lspet_figures(predictor, limit: int) -> dict:
     d = json.loads((LSPET / "annotations/lspet.json").read_text())
     anns = {a["image_id"]: a for a in d["annotations"]}
     images = [im for im in d["images"] if int(im["file_name"][2:7]) % 5 == 0][: limit or None]
-    found = second = n = 0
+    found = second = n = unsure = 0
     for im in images:
         bgr = cv2.imread(str(LSPET / "images" / im["file_name"]))
         ann = anns.get(im["id"])
@@ -94,17 +121,23 @@ def lspet_figures(predictor, limit: int) -> dict:
         target = np.array([x - 0.08 * w, y - 0.1 * h, 1.16 * w, 1.2 * h])
         people = predictor(bgr).people
         n += 1
+        unsure += unsure_people(predictor, bgr, people)
         if people:
             hit = iou(np.array([p.box for p in people]).reshape(-1, 4), target[None])[:, 0] >= 0.5
             found += bool(hit.any())
             second += int(hit.sum() >= 2)
-    return {"persons": n, "found": round(found / max(n, 1), 4), "second_pose_share": round(second / max(n, 1), 4)}
+    return {"persons": n, "found": round(found / max(n, 1), 4), "second_pose_share": round(second / max(n, 1), 4),
+            "reported_from_unsure_boxes": unsure}
 
 
 def nobody_figures(predictor, pictures) -> dict:
-    invented = [len(predictor(bgr).people) for _, bgr in pictures]
+    invented, unsure = [], 0
+    for _, bgr in pictures:
+        people = predictor(bgr).people
+        invented.append(len(people))
+        unsure += unsure_people(predictor, bgr, people)
     return {"pictures": len(invented), "people_invented": int(sum(invented)),
-            "pictures_with_someone": int(sum(v > 0 for v in invented))}
+            "pictures_with_someone": int(sum(v > 0 for v in invented)), "invented_from_unsure_boxes": unsure}
 
 
 def clip_figures(predictor) -> dict:
@@ -144,7 +177,7 @@ def main() -> None:
     ap.add_argument("--model", default="accurate")
     ap.add_argument("--limit", type=int, default=0, help="pictures per photo world (0: all)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--configs", nargs="+", default=["verifier", "no verifier"])
+    ap.add_argument("--configs", nargs="+", default=["verifier", "no verifier"], choices=list(CONFIGS))
     ap.add_argument("--json", default=None)
     ap.add_argument("--policy", nargs="*", default=[], help="PersonPolicy overrides, KEY=VALUE (STILL's otherwise)")
     ap.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=WORLDS)
@@ -159,13 +192,16 @@ def main() -> None:
 
     photos = no_people_photos()
     results = {}
+    shipped = open_verifier("default", args.threads)
     for name in args.configs:
         t0 = time.time()
-        verifier = open_verifier("default", args.threads) if name == "verifier" else None
-        if name == "verifier" and verifier is None:
-            raise SystemExit("no shipped verifier (posecal/weights/person_verifier.onnx): train it first")
+        kwargs = dict(CONFIGS[name])
+        if kwargs.get("verifier") == "default":
+            if shipped is None:
+                raise SystemExit("no shipped verifier (posecal/weights/person_verifier.onnx): train it first")
+            kwargs["verifier"] = shipped
         policy = replace(STILL, **{k: float(v) for k, v in (o.split("=", 1) for o in args.policy)})
-        predictor = Predictor(args.model, threads=args.threads, verifier=verifier, policy=policy)
+        predictor = Predictor(args.model, threads=args.threads, policy=policy, **kwargs)
         worlds = {"coco_val_tuning_even": lambda: photo_figures(predictor, coco_pictures(0, args.limit)),
                   "coco_val_held_out_odd": lambda: photo_figures(predictor, coco_pictures(1, args.limit)),
                   "lspet_held_out": lambda: lspet_figures(predictor, args.limit),
@@ -179,8 +215,9 @@ def main() -> None:
         results[name] = r
         print(name, json.dumps(r, indent=1), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "limit": args.limit, "results": results},
-                                              indent=1) + "\n")
+        command = "python bench/person_worlds.py " + " ".join(f'"{a}"' if " " in a else a for a in sys.argv[1:])
+        Path(args.json).write_text(json.dumps({"model": args.model, "limit": args.limit, "command": command,
+                                               "results": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from posecal.models.checkpoint import save_model
 from posecal.models.config import ModelConfig
 from posecal.models.estimator import build_estimator
 
-pytestmark = pytest.mark.slow   # every test here exports a model to ONNX first (10-20 s)
-
 CFG = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True, head_hidden=16)
 
 
