@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.detect.tiles import SecondLook, square_tiles
+from posecal.detect.tiles import SecondLook, cut_by_tile, square_tiles
 
 
 def test_square_tiles_by_hand():
@@ -41,3 +41,26 @@ def test_a_narrow_figure_is_found_in_a_tile_at_its_place_in_the_frame():
     narrow = boxes[np.argmin(boxes[:, 2])]
     assert narrow == pytest.approx([620, 100, 30, 160], abs=2)
     assert SecondLook(det).score_threshold == 0.3
+
+
+def test_a_tile_that_cuts_a_person_does_not_remove_the_whole_persons_box():
+    """A person across the two tiles' inner edges of a 1000 x 300 frame: the whole frame sees them whole; the left
+    tile (0-300) sees the part left of x = 300 with a higher score. The merge keeps the whole person's box."""
+    class Scripted:
+        score_threshold, nms_threshold = 0.3, 0.45
+
+        def __call__(self, bgr):
+            h, w = bgr.shape[:2]
+            if w == 1000:                                   # the whole frame: the whole person, score 0.6
+                return np.array([[250.0, 60, 100, 200]]), np.array([0.6])
+            if bgr is not None and w == 300:                # every tile: a part at its right edge, score 0.95
+                return np.array([[240.0, 60, 60, 200]]), np.array([0.95])
+            return np.zeros((0, 4)), np.zeros(0)
+
+    boxes, scores = SecondLook(Scripted())(np.full((300, 1000, 3), 200, np.uint8))
+    assert [250, 60, 100, 200] in boxes.tolist() and 0.6 in scores.tolist()
+    # by hand: edges inside the frame cut, the frame's own edges do not
+    tile_boxes = np.array([[0.0, 10, 50, 100], [250, 10, 50, 100], [100, 0, 50, 100], [100, 10, 50, 100]])
+    assert cut_by_tile(tile_boxes, (0, 0, 300), 1000, 300).tolist() == [False, True, False, False]
+    assert cut_by_tile(tile_boxes, (350, 0, 300), 1000, 300).tolist() == [True, True, False, False]
+    assert cut_by_tile(tile_boxes, (700, 0, 300), 1000, 300).tolist() == [True, False, False, False]
