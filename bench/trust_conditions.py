@@ -139,7 +139,7 @@ CROWDED_SHARE = 0.25   # the share of a person's box another labelled person's b
 def crowded_persons(annotations: Path) -> dict[int, bool]:
     """ann_id -> whether another labelled person's box covers at least CROWDED_SHARE of the person's box in the
     original photograph (the crops' `orig_bbox` and `orig_image_id`, data README)."""
-    from posecal.inference.person_policy import inside_share
+    from posecal.metrics.boxes import inside_share
 
     anns = json.loads(annotations.read_text())["annotations"]
     by_photo: dict[int, list[dict]] = {}

@@ -199,6 +199,26 @@ def real_person_crops(real_person, input_wh):
     return to_batch([warp(image, person_crop_matrix(b, input_wh), input_wh) for b in (box, box * [1, 1, 0.6, 0.6])])
 
 
+def offset_pairs(n, offset_px, quality, source="detected", seed=0, noise=0.01):
+    """n (truth, record) pairs of tracked video whose keypoints all sit offset_px off the truth (person area 4000
+    px^2: the true OPKS is the same everywhere) while the record claims `quality` (+ N(0, noise)) for every keypoint
+    and the pose (the video calibration's tests)."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n):
+        gt = np.zeros((17, 3))
+        gt[:, :2] = rng.uniform(100, 200, (17, 2))
+        gt[:, 2] = 2
+        kp = gt.copy()
+        kp[:, 0] += offset_px
+        q = float(np.clip(quality + rng.normal(0, noise), 0, 1)) if noise else float(quality)
+        pairs.append(({"keypoints": gt.ravel().tolist(), "area": 4000.0, "bbox": [100, 100, 100, 100]},
+                      {"keypoints": kp.ravel().tolist(), "keypoint_quality": [q] * 17, "pose_quality": q,
+                       "keypoint_radius": [3.0] * 17, "pose_source": source, "track_id": 1,
+                       "bbox": [100, 100, 100, 100]}))
+    return pairs
+
+
 def pose_of(xy, quality=0.8, kq=0.9, vis=2):
     """A PersonPose at keypoints xy (K, 2): its box 10 px around them, every keypoint of quality kq and
     visibility vis, pose quality `quality` (the tracker's tests)."""

@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from posecal.inference.person_policy import (CARRIED, DETECTED, GIVEN, STILL, VIDEO, WHOLE, PersonPolicy,
-                                             inside_share)
+from posecal.inference.person_policy import CARRIED, DETECTED, GIVEN, STILL, VIDEO, WHOLE, PersonPolicy
 from posecal.inference.pipeline import PosePipeline, detection_setup
+from posecal.metrics.boxes import inside_share
 
 from conftest import STANDING, pose_of
 

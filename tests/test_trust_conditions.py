@@ -17,6 +17,8 @@ from posecal.evaluation.conditions import ConditionRun, condition_figures, subse
 from posecal.metrics.calibration import auroc
 from posecal.skeleton import COCO_KEYPOINTS as KEYPOINT_NAMES
 
+from conftest import offset_pairs
+
 # an upright person drawn in a 200 x 300 picture: face at the top, ankles at y = 280
 Y = {"nose": 30, "left_eye": 26, "right_eye": 26, "left_ear": 30, "right_ear": 30, "left_shoulder": 80,
      "right_shoulder": 80, "left_elbow": 120, "right_elbow": 120, "left_wrist": 150, "right_wrist": 150,
@@ -241,30 +243,14 @@ def test_the_shipped_trust_models_name_the_network_they_were_trained_for():
     assert checked >= 1
 
 
-def _tracked_pairs(n=80, seed=0, source="carried"):
-    """Truth annotations and records whose keypoints sit 6 px off the truth while claiming quality 0.95."""
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for _ in range(n):
-        gt = np.zeros((17, 3))
-        gt[:, :2] = rng.uniform(100, 200, (17, 2))
-        gt[:, 2] = 2
-        kp = gt.copy()
-        kp[:, 0] += 6.0
-        kp[:, 2] = 0.95
-        pairs.append(({"keypoints": gt.ravel().tolist(), "area": 4000.0, "bbox": [100, 100, 100, 100]},
-                      {"keypoints": kp.ravel().tolist(), "keypoint_quality": [0.95] * 17, "pose_quality": 0.95,
-                       "keypoint_radius": [3.0] * 17, "pose_source": source}))
-    return pairs
-
-
 def test_video_calibration_maps_each_pose_source_to_its_measured_truth():
     import dataclasses
 
     from posecal.calibration.video import VideoCalibration, fit_source_maps
     from posecal.inference.predictor import PersonPose
     from posecal.metrics.oks import opks
-    cal = VideoCalibration({"carried": fit_source_maps(_tracked_pairs(), shrink=0)}, {})
+    pairs = offset_pairs(80, 6.0, 0.95, "carried", noise=0)   # 6 px off the truth, claiming 0.95
+    cal = VideoCalibration({"carried": fit_source_maps(pairs, shrink=0)}, {})
     off = np.zeros((1, 17, 2))
     off[..., 0] = 6.0
     truth = opks(off, np.zeros((1, 17, 2)), np.array([4000.0]))[0]   # a 6 px error, by the OKS formula

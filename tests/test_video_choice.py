@@ -6,24 +6,7 @@ from posecal.calibration.maps import IsotonicMap
 from posecal.calibration.video import VideoCalibration, fit_source_maps, toward_identity
 from posecal.calibration.video_choice import choose_video_calibration, keep_judged, trust_eces
 
-
-def world(n, offset_px, quality, source="detected", seed=0):
-    """n (truth, record) pairs whose keypoints all sit offset_px off the truth (person area 4000 px^2: the true
-    OPKS is the same everywhere) while the record claims `quality` for every keypoint and the pose."""
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for _ in range(n):
-        gt = np.zeros((17, 3))
-        gt[:, :2] = rng.uniform(100, 200, (17, 2))
-        gt[:, 2] = 2
-        kp = gt.copy()
-        kp[:, 0] += offset_px
-        q = float(np.clip(quality + rng.normal(0, 0.01), 0, 1))
-        pairs.append(({"keypoints": gt.ravel().tolist(), "area": 4000.0, "bbox": [100, 100, 100, 100]},
-                      {"keypoints": kp.ravel().tolist(), "keypoint_quality": [q] * 17, "pose_quality": q,
-                       "keypoint_radius": [3.0] * 17, "pose_source": source, "track_id": 1,
-                       "bbox": [100, 100, 100, 100]}))
-    return pairs
+from conftest import offset_pairs
 
 
 def test_a_map_worse_than_none_on_a_held_out_world_is_refused():
@@ -31,8 +14,8 @@ def test_a_map_worse_than_none_on_a_held_out_world_is_refused():
     type: over-confident), and a third where they sit 1 px off (true OPKS 0.95-1: the 0.9 is about right). A map
     fitted with the two rooms pulls 0.9 down, which is worse than no map in the third: refused, the source keeps
     its values."""
-    worlds = {"room_a": world(120, 6.0, 0.9, seed=1), "room_b": world(120, 6.0, 0.9, seed=2),
-              "room_c": world(120, 1.0, 0.9, seed=3)}
+    worlds = {"room_a": offset_pairs(120, 6.0, 0.9, seed=1), "room_b": offset_pairs(120, 6.0, 0.9, seed=2),
+              "room_c": offset_pairs(120, 1.0, 0.9, seed=3)}
     cal = choose_video_calibration(worlds)
     verdict = cal.fit_info["judgement"]["detected"]
     assert cal.by_source == {} and not verdict["ships"]
@@ -51,11 +34,11 @@ def test_a_map_worse_than_none_on_a_held_out_world_is_refused():
 def test_a_fitted_map_worse_than_none_on_a_world_it_never_saw_is_dropped():
     """keep_judged: a model file's maps, judged as they are on other worlds; the source whose map loses anywhere
     is dropped, another source whose map wins everywhere keeps it."""
-    fitted_in = world(200, 6.0, 0.9, seed=1) + world(200, 6.0, 0.9, source="carried", seed=2)
+    fitted_in = offset_pairs(200, 6.0, 0.9, seed=1) + offset_pairs(200, 6.0, 0.9, source="carried", seed=2)
     split = {s: [p for p in fitted_in if p[1]["pose_source"] == s] for s in ("detected", "carried")}
     cal = VideoCalibration({s: fit_source_maps(pairs) for s, pairs in split.items()}, {"source": "room a"})
-    others = {"room_b": world(100, 6.0, 0.9, seed=3) + world(100, 6.0, 0.9, source="carried", seed=4),
-              "room_c": world(100, 1.0, 0.9, seed=5) + world(100, 6.0, 0.9, source="carried", seed=6)}
+    others = {"room_b": offset_pairs(100, 6.0, 0.9, seed=3) + offset_pairs(100, 6.0, 0.9, source="carried", seed=4),
+              "room_c": offset_pairs(100, 1.0, 0.9, seed=5) + offset_pairs(100, 6.0, 0.9, source="carried", seed=6)}
     judged = keep_judged(cal, others, "fixture rooms b and c")
     assert set(judged.by_source) == {"carried"} and judged.by_source["carried"] is cal.by_source["carried"]
     verdicts = judged.fit_info["judged_as_fitted"]["judgement"]
@@ -64,7 +47,7 @@ def test_a_fitted_map_worse_than_none_on_a_world_it_never_saw_is_dropped():
     assert keep_judged(cal, {"room_b": others["room_b"]}).by_source == {}   # one world judges nothing
 
 def test_a_map_that_beats_none_on_every_held_out_world_ships():
-    worlds = {f"room_{i}": world(120, 6.0, 0.9, seed=i) for i in range(3)}
+    worlds = {f"room_{i}": offset_pairs(120, 6.0, 0.9, seed=i) for i in range(3)}
     cal = choose_video_calibration(worlds, source="fixture")
     assert set(cal.by_source) == {"detected"} and cal.fit_info["judgement"]["detected"]["ships"]
     assert all(w["better"] for w in cal.fit_info["judgement"]["detected"]["worlds"])
@@ -78,7 +61,7 @@ def test_a_map_that_beats_none_on_every_held_out_world_ships():
 
 
 def test_one_world_is_not_enough_to_ship():
-    cal = choose_video_calibration({"room": world(200, 6.0, 0.9)})
+    cal = choose_video_calibration({"room": offset_pairs(200, 6.0, 0.9)})
     assert cal.by_source == {} and "judged on 0 world kinds" in cal.fit_info["judgement"]["detected"]["why"]
 
 
@@ -90,7 +73,7 @@ def test_thin_data_shrinks_the_map_towards_the_identity():
     assert np.allclose(half(x), 0.5 * m(x) + 0.5 * x)
     assert np.allclose(toward_identity(m, 10, 0)(x), m(x))
     # fitted on few poses, a map moves the records' 0.9 less far than fitted on many
-    few, many = fit_source_maps(world(30, 6.0, 0.9)), fit_source_maps(world(600, 6.0, 0.9))
+    few, many = fit_source_maps(offset_pairs(30, 6.0, 0.9)), fit_source_maps(offset_pairs(600, 6.0, 0.9))
     assert many.pose_map(0.9) < few.pose_map(0.9) < 0.9
 
 
@@ -104,8 +87,8 @@ def test_the_conditions_bench_prints_no_map_beside_the_shipped_map(monkeypatch):
     spec = importlib.util.spec_from_file_location("trust_conditions", ROOT / "bench" / "trust_conditions.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    worlds = {"vtest": world(60, 6.0, 0.9, seed=1), "intel": world(60, 6.0, 0.9, seed=2),
-              "intel_mirrored": world(60, 1.0, 0.9, seed=3)}
+    worlds = {"vtest": offset_pairs(60, 6.0, 0.9, seed=1), "intel": offset_pairs(60, 6.0, 0.9, seed=2),
+              "intel_mirrored": offset_pairs(60, 1.0, 0.9, seed=3)}
     monkeypatch.setattr(bench, "model_without_video_map", lambda model, work: model)
     monkeypatch.setattr(bench, "world_scenes", lambda *a: None)
     monkeypatch.setattr(bench, "tracked_pairs", lambda *a: worlds)
@@ -127,8 +110,8 @@ def test_a_rooms_degraded_copies_do_not_vouch_for_it():
     """With families, a held-out kind's whole room leaves the fit: room_c's copy (room_c_half) cannot carry its
     offset into the map judged on room_c, so the map fitted on the other room alone is refused there; without
     families, the copy makes the same map look fine."""
-    worlds = {"a": world(120, 6.0, 0.9, seed=1), "a_half": world(120, 6.0, 0.9, seed=2),
-              "c": world(120, 1.0, 0.9, seed=3), "c_half": world(120, 1.0, 0.9, seed=4)}
+    worlds = {"a": offset_pairs(120, 6.0, 0.9, seed=1), "a_half": offset_pairs(120, 6.0, 0.9, seed=2),
+              "c": offset_pairs(120, 1.0, 0.9, seed=3), "c_half": offset_pairs(120, 1.0, 0.9, seed=4)}
     rooms = {w: w.split("_")[0] for w in worlds}
     strict = choose_video_calibration(worlds, family=rooms)
     assert strict.by_source == {} and strict.fit_info["families"] == rooms

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from posecal.detect.runtime import clip_and_suppress
+from posecal.metrics.boxes import inside_shares
 
 WIDE = 1.3   # frames at least this much wider than tall get tiles; nearer square ones lose little to the squeeze
 CUT_MARGIN = 0.01   # a tile's box this close (share of the tile's side) to an edge the frame goes on past is cut
@@ -83,15 +84,8 @@ class SecondLook:
                                               self.nms_threshold)
         parts, part_scores = clip_and_suppress(np.concatenate(cut_boxes), np.concatenate(cut_scores), w, h, 0.0,
                                                self.nms_threshold)
-        alone = np.array([_inside_any(p, kept) < 0.5 for p in parts], bool)
+        alone = np.array([not len(kept) or inside_shares(p, kept).max() < 0.5 for p in parts], bool)
         out, out_scores = np.concatenate([kept, parts[alone]]), np.concatenate([kept_scores, part_scores[alone]])
         order = np.argsort(-out_scores, kind="stable")
         return out[order], out_scores[order]
 
-
-def _inside_any(box: np.ndarray, others: np.ndarray) -> float:
-    """The largest share of `box`'s area inside one of `others` (x, y, w, h boxes)."""
-    if not len(others):
-        return 0.0
-    lo, hi = np.maximum(box[:2], others[:, :2]), np.minimum(box[:2] + box[2:], others[:, :2] + others[:, 2:])
-    return float(np.clip(hi - lo, 0, None).prod(-1).max() / max(float(box[2] * box[3]), 1e-9))

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from posecal.detect.nms import pose_nms
+from posecal.metrics.boxes import inside_share
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
 # the shipped SSD's own working threshold: a detection scored at least this is "sure"; the detectors merged by
@@ -181,18 +182,6 @@ class PersonPolicy:
         if person.person_probability is not None:
             return person.person_probability >= self.birth_person
         return person.visibility is None or int((np.asarray(person.visibility) == 2).sum()) >= self.birth_visible
-
-
-def inside_share(box, other) -> float:
-    """The share of x, y, w, h `box`'s area that lies inside `other`."""
-    return float(inside_shares(box, other)[0]) if np.size(other) else 0.0
-
-
-def inside_shares(box, others) -> np.ndarray:
-    """(M,) shares of `box`'s area inside each of `others` (M, 4)."""
-    b, o = np.asarray(box, float).reshape(4), np.asarray(others, float).reshape(-1, 4)
-    lo, hi = np.maximum(b[:2], o[:, :2]), np.minimum(b[:2] + b[2:], o[:, :2] + o[:, 2:])
-    return np.clip(hi - lo, 0, None).prod(-1) / max(float(b[2] * b[3]), 1e-9)
 
 
 # the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector); unsure_person

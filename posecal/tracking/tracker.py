@@ -28,9 +28,9 @@ import numpy as np
 
 from scipy.optimize import linear_sum_assignment
 
-from posecal.inference.person_policy import VIDEO, PersonPolicy, inside_shares
+from posecal.inference.person_policy import VIDEO, PersonPolicy
 from posecal.calibration.conformal import moved_radius
-from posecal.metrics.boxes import box_iou
+from posecal.metrics.boxes import box_iou, inside_shares
 from posecal.metrics.oks import AREA_PER_BOX, moved_opks
 from posecal.tracking.associate import appearance_similarity, colour_histogram, reid_scores, similarity, trusted
 from posecal.tracking.one_euro import OneEuroFilter
