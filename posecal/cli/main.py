@@ -11,7 +11,8 @@ from pathlib import Path
 
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.models.shipped import DEFAULT_MODEL_NAME
-from posecal.parallel import RankFailed, default_threads, is_main_process, place_from_env
+from posecal.cli.torchrun import torchrun_refusal
+from posecal.parallel import default_threads
 from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
@@ -63,12 +64,9 @@ ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and k
                      "trusts most (people lying or upside down; 4x the network time); auto: those turns only for "
                      f"the persons whose upright pose quality is below {AUTO_BELOW:g} or whose torso leans more "
                      f"than {AUTO_TILT:g} degrees (a model without quality heads: upright only) (default: 1)")
-RANK_THREADS_HELP = ("CPU threads (default: the cores this process may use; under torchrun, per rank: the node's "
-                     "cores shared among its ranks, at least 1)")
+RAY_THREADS_HELP = ("CPU threads (default: the cores this process may use; --engine ray: per worker, the cores "
+                    "Ray sees shared among the workers, at least 1)")
 THREADS_HELP = "CPU threads (default: the cores this process may use)"
-# Commands that share their work over torchrun's ranks; any other under torchrun with several ranks is refused
-# (N copies would each do all of it and write the same files).
-RANK_COMMANDS = ("train", "predict", "track", "eval")
 
 
 def _cmd_train(args) -> None:
@@ -135,8 +133,6 @@ def _run_eval(args) -> None:
     if args.results:
         from posecal.evaluation.results import evaluate_results
 
-        if not is_main_process():      # no model to share out: rank 0 does it all
-            return
         ev = evaluate_results(args.results, args.annotations, args.out, images=args.images,
                               skip_invalid=args.skip_invalid)
         draw_evaluation(ev)
@@ -154,8 +150,6 @@ def _run_eval(args) -> None:
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
                             calibrated=not args.no_calibration, orientations=args.orientations,
                             skip_invalid=args.skip_invalid, backend=args.backend))
-    if ev is None:                     # another rank than 0 under torchrun: rank 0 draws and says
-        return
     draw_evaluation(ev)
     m = ev.metrics
     mode = m["score_mode"]
@@ -164,17 +158,32 @@ def _run_eval(args) -> None:
           f"-> {args.out}/metrics.json")
 
 
-def _threads(args) -> int:
-    """--threads, else the cores this process may use, shared among the node's ranks under torchrun."""
-    return args.threads if args.threads is not None else default_threads()
+def _threads(args) -> int | None:
+    """--threads, else the cores this process may use; with --engine ray None (each worker's share of the cores
+    Ray sees, posecal/parallel/ray_rows.py)."""
+    if args.threads is not None or getattr(args, "engine", None) == "ray":
+        return args.threads
+    return default_threads()
 
 
-def _check_ranks(command: str) -> None:
-    """Under torchrun with several ranks, only the commands that share their work out may run."""
-    place = place_from_env()
-    if place.world_size > 1 and command not in RANK_COMMANDS:
-        raise RankFailed(f"posecal {command} runs as one process; under torchrun only "
-                         f"{', '.join(RANK_COMMANDS)} share their work over ranks", speak=place.is_main)
+def _engine(args, run, command: str):
+    """The job function for --engine: `run` in this process, or the command's Ray engine (tracking/ray_engine.py,
+    predict/ray_engine.py) with --address and --workers."""
+    if args.engine != "ray":
+        if args.address or args.workers:
+            raise PosecalInputError("--address and --workers are --engine ray's options")
+        return run
+    from functools import partial
+
+    from posecal.parallel.ray_rows import RayConfig
+
+    if command == "track":
+        from posecal.tracking.ray_engine import SHARD_VIDEOS, run_track_ray
+
+        return partial(run_track_ray, ray_cfg=RayConfig(args.address, args.workers, SHARD_VIDEOS))
+    from posecal.predict.ray_engine import run_predict_ray
+
+    return partial(run_predict_ray, ray_cfg=RayConfig(args.address, args.workers))
 
 
 def _cmd_pack(args) -> None:
@@ -226,15 +235,7 @@ def _cmd_predict(args) -> None:
     from posecal.predict.job import PredictConfig, run_predict
     from posecal.records import STDOUT, stdout_reserved
 
-    run = run_predict
-    if args.engine == "ray":   # posecal/predict/ray_engine.py: Ray Data actors, shards, one merged results file
-        from functools import partial
-
-        from posecal.predict.ray_engine import RayConfig, run_predict_ray
-
-        run = partial(run_predict_ray, ray_cfg=RayConfig(address=args.address, workers=args.workers))
-    elif args.address or args.workers:
-        raise PosecalInputError("--address and --workers are --engine ray's options")
+    run = _engine(args, run_predict, "predict")   # ray: Ray Data actors, shards, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
         s = run(PredictConfig(
             inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
@@ -245,8 +246,6 @@ def _cmd_predict(args) -> None:
             every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
             flip=args.flip, threads=_threads(args),
             progress=not args.no_progress and args.out != STDOUT, orientations=args.orientations))
-        if not is_main_process():
-            return
         skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
         print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
               + (f", overlays in {args.render}/" if args.render else "") + skipped)
@@ -330,8 +329,9 @@ def _cmd_track(args) -> None:
     from posecal.tracking.job import TrackConfig, render_is_file, run_track
     from posecal.tracking.tracker import TrackerConfig
 
+    run = _engine(args, run_track, "track")   # ray: one video per Ray actor call, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
-        s = run_track(TrackConfig(
+        s = run(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
             detector_threshold=args.detector_threshold, verifier=args.verifier, detect_every=args.detect_every,
             adaptive=args.adaptive, second_look=args.second_look,
@@ -342,8 +342,6 @@ def _cmd_track(args) -> None:
             policy=replace(VIDEO, birth_quality=args.min_birth_quality),
             max_frames=args.max_frames, duration=args.duration, show=args.show,
             live=LiveConfig(reconnects=args.reconnect, stall_seconds=args.stall, realtime=not args.no_drop)))
-        if not is_main_process():
-            return
         video = "" if not args.render else (f", overlay video {args.render}" if render_is_file(args.render)
                                             else f", overlay videos in {args.render}/")
         live = (f"; live: {s.frames} of {s.captured} arrived frame(s) processed "
@@ -416,8 +414,20 @@ def _backend_option(p, default: str | None = "onnx") -> None:
     p.add_argument("--backend", choices=("torch", "onnx"), default=default, help=f"{BACKEND_HELP} (default: {note})")
 
 
-def _threads_option(p, ranks: bool = False) -> None:
-    p.add_argument("--threads", type=THREADS_INT, help=RANK_THREADS_HELP if ranks else THREADS_HELP)
+def _threads_option(p, ray: bool = False) -> None:
+    p.add_argument("--threads", type=THREADS_INT, help=RAY_THREADS_HELP if ray else THREADS_HELP)
+
+
+def _engine_options(p, what: str) -> None:
+    """--engine, --address and --workers (predict, track); `what`: the work one Ray actor call does."""
+    p.add_argument("--engine", choices=("process", "ray"), default="process",
+                   help=f"process: this process; ray: Ray Data actors, each holding the model, {what}, on a local "
+                        "Ray or the cluster at --address, results kept in shards as they come (a run started again "
+                        "resumes) then written as one file; needs pip install 'posecal[ray]' (default: process)")
+    p.add_argument("--address", help="--engine ray: the Ray cluster to run on, e.g. ray://head:10001 or auto "
+                                     "(default: a local Ray started for the run)")
+    p.add_argument("--workers", type=POSITIVE_INT,
+                   help="--engine ray: actors, each with its own model (default: one per CPU Ray sees)")
 
 
 def _batch_option(p, default: int) -> None:
@@ -472,15 +482,7 @@ def _add_predict(sub) -> None:
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
     _batch_option(p, 16)
-    p.add_argument("--engine", choices=("process", "ray"), default="process",
-                   help="process: this process (or torchrun's ranks); ray: Ray Data actors, each holding the model, "
-                        "on a local Ray or the cluster at --address, results kept in shards as they come (a run "
-                        "started again resumes) then written as one file; needs pip install 'posecal[ray]' "
-                        "(default: process)")
-    p.add_argument("--address", help="--engine ray: the Ray cluster to run on, e.g. ray://head:10001 or auto "
-                                     "(default: a local Ray started for the run)")
-    p.add_argument("--workers", type=POSITIVE_INT,
-                   help="--engine ray: actors, each with its own model (default: one per CPU Ray sees)")
+    _engine_options(p, "posing whole input files")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the pose network and the detector run: cuda = onnxruntime's CUDA provider (pip "
                         "install 'posecal[gpu]'; no PyTorch), the CPU with one warning line where it cannot run "
@@ -489,7 +491,7 @@ def _add_predict(sub) -> None:
     _model_option(p)
     _flip_option(p, None)
     _orientations_option(p)
-    _threads_option(p, ranks=True)
+    _threads_option(p, ray=True)
     _progress_option(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -566,7 +568,8 @@ def _add_track(sub) -> None:
     _flip_option(p, False)
     _backend_option(p)
     _model_option(p, "accurate")
-    _threads_option(p, ranks=True)
+    _engine_options(p, "tracking one whole video at a time")
+    _threads_option(p, ray=True)
     _progress_option(p)
     p.set_defaults(func=_cmd_track)
 
@@ -599,7 +602,7 @@ def _add_eval(sub) -> None:
                         "the skipped ones with their reasons in metrics.json and report.html (default: refuse "
                         "such files, exit 2: a metric is computed on exactly the file given, or not at all)")
     _backend_option(p)
-    _threads_option(p, ranks=True)
+    _threads_option(p)
     _progress_option(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -767,17 +770,20 @@ def command_words(args) -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    refusal, speak = torchrun_refusal(args.command)
+    if refusal:   # posecal/cli/torchrun.py: rank 0 says it, the other ranks leave quietly
+        if speak:
+            print(f"posecal: error: {refusal}", file=sys.stderr)
+        return 2 if speak else 0
     warnings.formatwarning = one_line_warning
     try:
-        _check_ranks(args.command)
         args.func(args)
     except PosecalInputError as e:
         if isinstance(e, MissingPackage):   # the command that needed it, named
             e = e.named(command_words(args))
-        if not isinstance(e, RankFailed) or e.speak:   # under torchrun a failure is said once, by rank 0
-            for line in getattr(e, "details", []):
-                print(f"posecal: {line}", file=sys.stderr)
-            print(f"posecal: error: {e}", file=sys.stderr)
+        for line in getattr(e, "details", []):
+            print(f"posecal: {line}", file=sys.stderr)
+        print(f"posecal: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:

@@ -70,7 +70,7 @@ def decode_dark(heatmaps: np.ndarray, blur_kernel: int = 11):
     blurred = np.empty_like(hm)
     # A crop's maps in one call, as the channels of one image (OpenCV takes up to CV_MAX_CHANNELS): the same
     # separable filter per map without a Python call per keypoint, and per crop, so that a crop's keypoints do
-    # not depend on which other crops share its batch (torchrun ranks batch differently from one process).
+    # not depend on which other crops share its batch (Ray's workers batch differently from one process).
     per_call = k if k <= CV_MAX_CHANNELS else 1
     for start in range(0, n * k, per_call):
         stop = start + per_call

@@ -5,10 +5,8 @@ the rest. With a model that has no quality heads, only the heatmap-based parts a
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +20,7 @@ from posecal.inference.opener import check_backend, open_model, require_model
 from posecal.inference.topdown import Predictions
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
-from posecal.parallel import current, default_threads, rank_job
+from posecal.parallel import default_threads
 from posecal.models.config import default_decode, require_coco_keypoints
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
@@ -32,7 +30,6 @@ from posecal.metrics.calibration import ece, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.metrics.keypoints import error_breakdown, mapk
 from posecal.metrics.oks import opks
-from posecal.skeleton import NUM_KEYPOINTS
 from posecal.metrics.visibility import binary_report, classification_report
 from posecal.inference.scoring import keypoint_confidence, pose_scores, predicted_labelled, visibility_classes
 
@@ -121,40 +118,29 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pic
     return report
 
 
-@rank_job()
-def evaluate(cfg: EvalConfig) -> Evaluation | None:
+def evaluate(cfg: EvalConfig) -> Evaluation:
     """The `posecal eval` job: results.json and metrics.json in cfg.out. With cfg.plots the returned
-    Evaluation carries what the pictures are drawn from (posecal.viz.report.draw_evaluation draws them).
-    Under torchrun each rank runs the model on its share of the persons and rank 0 computes the metrics once,
-    on all of them in the file's order, and writes; the other ranks return None."""
-    ranks = current()
+    Evaluation carries what the pictures are drawn from (posecal.viz.report.draw_evaluation draws them)."""
     out = check_output_dir(cfg.out, "--out")
     cfg = dataclasses.replace(cfg, threads=cfg.threads or default_threads())
     t0 = time.time()
     check_backend(cfg.backend)
     require_model(cfg.model)   # a missing model is said before the inputs are read
     # the inputs before the model: a file that would be refused is refused before a model is loaded or exported
-    with _rank0_warnings(ranks.is_main), strict_reading(cfg.skip_invalid) as skips:   # every rank reads alike
+    with strict_reading(cfg.skip_invalid) as skips:
         records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
         truth = read_coco(cfg.annotations)
     if not records and cfg.boxes:   # a detector that found nobody: no model to run
-        return _nobody_detected(cfg, out, truth, skips, t0) if ranks.is_main else None
+        return _nobody_detected(cfg, out, truth, skips, t0)
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, check=lambda mcfg: _refuse_unusable(cfg, mcfg))
     model, mcfg, meta = opened.runner, opened.config, opened.meta
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
-    share = ranks.shard_indices(len(records))
-    mine = [records[i] for i in share]
     # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
-    pred = predict_records(model, mine, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                           decode_method=cfg.decode, progress=cfg.progress and ranks.is_main, calibration=calibration,
-                           orientations=cfg.orientations, threads=cfg.threads) if mine else None
-    index_of = {id(r): i for i, r in zip(share, mine)}
-    shares = ranks.gather(([index_of[id(r)] for r in pred.records] if pred else [], pred))
-    if not ranks.is_main:
-        return None
-    pred = merged_predictions(shares)
+    pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
+                           decode_method=cfg.decode, progress=cfg.progress, calibration=calibration,
+                           orientations=cfg.orientations, threads=cfg.threads)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)
@@ -224,35 +210,3 @@ def _nobody_detected(cfg: EvalConfig, out, truth: dict, skips: Skips, t0: float)
     write_json_atomic([], out / "results.json", indent=None)
     write_json_atomic(metrics, out / "metrics.json")
     return Evaluation(metrics, out, None)
-
-
-def merged_predictions(shares: list[tuple[list[int], Predictions | None]]) -> Predictions:
-    """The ranks' Predictions (each with its persons' indices in the full list of records) as one, each person
-    at its place in that list: the order one process gives."""
-    parts = [(idx, p) for idx, p in shares if p is not None and p.records] or \
-        [(idx, p) for idx, p in shares if p is not None][:1]
-    if not parts:
-        return Predictions([], np.zeros((0, NUM_KEYPOINTS, 2)), np.zeros((0, NUM_KEYPOINTS)))
-    if len(parts) == 1:
-        return parts[0][1]
-    order = np.argsort(np.concatenate([idx for idx, _ in parts]), kind="stable")
-    fields = {}
-    for f in dataclasses.fields(Predictions):
-        values = [getattr(p, f.name) for _, p in parts]
-        if f.name in ("records", "people"):
-            items = [r for v in values for r in (v or [])]
-            fields[f.name] = [items[i] for i in order] if items else None
-        elif isinstance(values[0], np.ndarray):
-            fields[f.name] = np.concatenate(values)[order]
-        else:
-            fields[f.name] = values[0]
-    return Predictions(**fields)
-
-
-@contextlib.contextmanager
-def _rank0_warnings(speak: bool):
-    """Warnings as they are on rank 0; none on the others (for what every rank does alike)."""
-    with warnings.catch_warnings():
-        if not speak:
-            warnings.simplefilter("ignore")
-        yield

@@ -93,9 +93,9 @@ def open_onnx_model(path, flip: bool | None, threads: int, device: str = "cpu") 
 
 
 def _cuda_device() -> int:
-    """torch's current GPU when torch is imported already (under torchrun each rank's own, set by
-    posecal.parallel), else 0: the first GPU this process may see (CUDA_VISIBLE_DEVICES, as Ray sets per actor).
-    PyTorch is never imported for this: a GPU run of the shipped graphs needs none."""
+    """torch's current GPU when torch is imported already (the one a caller set with torch.cuda.set_device),
+    else 0: the first GPU this process may see (CUDA_VISIBLE_DEVICES, as Ray sets per actor). PyTorch is never
+    imported for this: a GPU run of the shipped graphs needs none."""
     import sys
 
     torch = sys.modules.get("torch")

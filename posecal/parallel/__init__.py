@@ -1,6 +1,5 @@
-"""Work spread over processes, knowing no model: torchrun's ranks for predict, eval and track (each rank its share, rank 0 writes one result), and the shards a Ray run keeps (shards.py)."""
-from posecal.parallel.ranks import (Place, RankFailed, Ranks, current, default_threads, is_main_process, place_from_env,
-                                    rank_job, shard_indices)
+"""Work spread over processes, knowing no model: the cores a process may use (cores.py), the shards a run spread
+over workers keeps as its results come (shards.py), and the rows of work Ray Data actors do (ray_rows.py)."""
+from posecal.parallel.cores import default_threads, machine_cores
 
-__all__ = ["Place", "RankFailed", "Ranks", "current", "default_threads", "is_main_process", "place_from_env",
-           "rank_job", "shard_indices"]
+__all__ = ["default_threads", "machine_cores"]

@@ -28,8 +28,7 @@ from posecal.inference.pipeline import GIVEN, PosePipeline
 from posecal.inference.predictor import PersonPose, Picture, Predictor
 from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
-from posecal.data.sources import Frame, Problem, collect, is_video, iter_frames, lookup
-from posecal.parallel import current, rank_job
+from posecal.data.sources import Frame, Problem, collect, iter_frames, lookup
 from posecal.records import STDOUT, ImageRecords, check_results_out, is_stream
 
 NMS_MODES = ("oks", "soft", "none")
@@ -72,28 +71,22 @@ class PredictSummary:
     people: dict[str, list[PersonPose]]   # by frame name (kept small: only filled when asked)
 
 
-@rank_job(device_of=lambda cfg, *args, **kwargs: cfg.device)
 def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> PredictSummary:
-    """Under torchrun each rank predicts its share of the inputs (image files, and every video's frames, by
-    posecal.parallel's i % ranks rule) and rank 0 writes the one results file, the same as one process's: the
-    same entries in the same order with the same image ids. On other ranks the summary and `keep_people` are
-    that rank's share. The frames go through the API's own frame loop (Predictor.pictures); this adds the
-    CLI's inputs, boxes file, writers, overlays, progress bar and messages."""
-    ranks = current()
+    """`posecal predict` in this process: the frames go through the API's own frame loop (Predictor.pictures);
+    this adds the CLI's inputs, boxes file, writers, overlays, progress bar and messages. Many cores or machines:
+    posecal/predict/ray_engine.py, which writes the same results file."""
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
-    say = ranks.main_only(log)           # lines every rank would print alike: rank 0's
     _check(cfg)
     t0 = time.time()
     image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
-    box_file = _box_file(cfg, image_ids, say)
-    files, problems = _inputs(cfg, say)   # before a model is opened (or exported): nothing to read stops here
+    box_file = _box_file(cfg, image_ids, log)
+    files, problems = _inputs(cfg, log)   # before a model is opened (or exported): nothing to read stops here
     predictor = open_predictor(cfg, box_file)
-    run = _Results(cfg, log, score_mode_of(cfg, predictor), keep_people, image_ids,
-                   problems=len(problems) if ranks.is_main else 0)
-    run.stream = _record_stream(cfg, image_ids, ranks)
-    run.overlay = _overlays(cfg, files, say if ranks.distributed else log, ranks)
-    _predict_frames(cfg, predictor, box_file, files, run, ranks)
-    return _finish(cfg, run, ranks, image_ids, t0)
+    run = _Results(cfg, log, score_mode_of(cfg, predictor), keep_people, image_ids, problems=len(problems))
+    run.stream = ImageRecords(cfg.out, image_ids, lookup) if is_stream(cfg.out) else None
+    run.overlay = RenderNames(cfg.render, log) if cfg.render else None
+    _predict_frames(cfg, predictor, box_file, files, run)
+    return _finish(cfg, run, image_ids, t0)
 
 
 def _box_file(cfg: PredictConfig, image_ids: dict[str, int], say) -> BoxFile | None:
@@ -117,29 +110,9 @@ def _inputs(cfg: PredictConfig, say) -> tuple[list[tuple[Path, str]], list[Probl
     return files, problems
 
 
-def _record_stream(cfg: PredictConfig, image_ids: dict[str, int], ranks) -> ImageRecords | None:
-    """--out - / .jsonl: a record per frame, written as it is done (one process only); else None."""
-    if not is_stream(cfg.out):
-        return None
-    if ranks.distributed:
-        raise PosecalInputError("--out -/.jsonl runs in one process, not under torchrun")
-    return ImageRecords(cfg.out, image_ids, lookup)
-
-
-def _overlays(cfg: PredictConfig, files: list[tuple[Path, str]], log, ranks) -> RenderNames | None:
-    """--render's overlay names (None without it); under torchrun every input's name is claimed first, in input
-    order, as one process claims them."""
-    if not cfg.render:
-        return None
-    overlay = RenderNames(cfg.render, log)
-    if ranks.distributed:
-        overlay.claim_all(files)
-    return overlay
-
-
 class _Results:
     """What a predict run has done so far: result entries with their frame's key (file index, frame index or -1;
-    image ids are given at the end, in input order over every rank's frames, so they are one process's ids), the
+    image ids are given at the end, in input order over the frames read), the
     frames done, the problems counted; each frame's record and overlay written as it is done."""
 
     def __init__(self, cfg: PredictConfig, log, mode: str, keep_people: bool, image_ids: dict[str, int],
@@ -178,13 +151,11 @@ class _Results:
         return _kept_message(self.cfg, self.frames_read, self.results, self.entry_keys, self.image_ids)
 
 
-def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile | None, files, run: _Results,
-                    ranks) -> None:
-    """This rank's share of the frames through the API's frame loop, each handed to `run` as it is done; the
-    boxes are the boxes file's, else the pipeline's. Ctrl-C keeps what was done (not under torchrun, where the
-    other ranks cannot be gathered from: nothing is written)."""
-    bar = tqdm(share_frames(files, cfg.every, ranks.rank, ranks.world_size), desc="predicting", unit="img",
-               disable=not cfg.progress or not ranks.is_main)
+def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile | None, files, run: _Results
+                    ) -> None:
+    """The frames through the API's frame loop, each handed to `run` as it is done; the boxes are the boxes
+    file's, else the pipeline's. Ctrl-C keeps what was done."""
+    bar = tqdm(keyed_frames(files, cfg.every), desc="predicting", unit="img", disable=not cfg.progress)
     pictures = predictor.pictures((((key, item), item) for key, item in bar),
                                   lambda frame: _boxes_for(frame, box_file, predictor.pipeline), run.mode,
                                   say=lambda tag, line: run.log(line), on_problem=run.problem)
@@ -192,28 +163,22 @@ def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile 
         for (key, frame), picture in pictures:
             run.done(key, frame, picture)
     except KeyboardInterrupt:
-        if ranks.distributed:
-            raise
         bar.close()
         raise KeyboardInterrupt(run.interrupted()) from None
 
 
-def _finish(cfg: PredictConfig, run: _Results, ranks, image_ids: dict[str, int], t0: float) -> PredictSummary:
-    """Gather every rank's share; rank 0 writes the one results file (or closes the records) in input order with
-    one process's image ids. Nothing read at all is an error, and nothing is written."""
-    shares = ranks.gather((run.frames_read, run.results, run.entry_keys, run.problems))
-    if not ranks.is_main:
-        return PredictSummary(len(run.frames_read), len(run.results), run.problems, time.time() - t0, run.people)
-    frames_read = sorted((f for share in shares for f in share[0]), key=lambda f: f[0])
+def _finish(cfg: PredictConfig, run: _Results, image_ids: dict[str, int], t0: float) -> PredictSummary:
+    """The one results file (or the records closed), in input order with its image ids. Nothing read at all is
+    an error, and nothing is written."""
+    frames_read = run.frames_read
     if not frames_read:
         raise PosecalInputError("no input could be read (see the messages above); nothing written")
-    results = _with_image_ids(shares, frames_read, image_ids)
+    results = _with_image_ids(frames_read, run.results, run.entry_keys, image_ids)
     if run.stream is not None:
         run.stream.close()
     else:
         write_json_atomic(results, cfg.out, indent=None)
-    return PredictSummary(len(frames_read), len(results), sum(share[3] for share in shares), time.time() - t0,
-                          run.people)
+    return PredictSummary(len(frames_read), len(results), run.problems, time.time() - t0, run.people)
 
 
 def open_predictor(cfg: PredictConfig, box_file: BoxFile | None) -> Predictor:
@@ -237,10 +202,11 @@ def score_mode_of(cfg: PredictConfig, predictor: Predictor) -> str:
     return mode
 
 
-def _with_image_ids(shares, frames_read, image_ids: dict[str, int]) -> list[dict]:
-    """The ranks' result entries in input order, each with its frame's image id (frame_image_ids)."""
+def _with_image_ids(frames_read, results: list[dict], entry_keys: list, image_ids: dict[str, int]) -> list[dict]:
+    """Result entries in input order (by their frame's key: a Ray run's come in any order), each with its frame's
+    image id (frame_image_ids); frames_read: (key, name) of the frames read, in input order."""
     ids = frame_image_ids(frames_read, image_ids)
-    merged = sorted(((k, e) for share in shares for k, e in zip(share[2], share[1])), key=lambda ke: ke[0])
+    merged = sorted(zip(entry_keys, results), key=lambda ke: ke[0])
     return [e | {"image_id": ids[k]} for k, e in merged]
 
 
@@ -251,33 +217,18 @@ def _kept_message(cfg: PredictConfig, frames_done, results, entry_keys, image_id
     done = sorted(frames_done, key=lambda f: f[0])
     keys = {k for k, _ in done}
     kept = [(k, e) for k, e in zip(entry_keys, results) if k in keys]
-    write_json_atomic(_with_image_ids([(done, [e for _, e in kept], [k for k, _ in kept], 0)], done, image_ids),
-                      cfg.out, indent=None)
+    write_json_atomic(_with_image_ids(done, [e for _, e in kept], [k for k, _ in kept], image_ids), cfg.out,
+                      indent=None)
     overlays = f"; their overlays are in {cfg.render}" if cfg.render else ""
     return (f"interrupted: kept the {len(done)} input(s) done, up to {done[-1][1]} ({len(kept)} pose(s)), "
             f"in {cfg.out}{overlays}")
 
 
-def share_frames(files: list[tuple[Path, str]], every: int, rank: int = 0, world_size: int = 1):
-    """(key, Frame or Problem) of this rank's share, key = (file index, frame index or -1), in input order.
-    Files go to ranks by posecal.parallel's rule (file i to rank i % ranks); a video's frames are spread the same
-    way (its k-th used frame to rank (i + k) % ranks), each rank reading the whole video, so one long video still
-    keeps every rank busy; a video's problems are said by the rank its file belongs to."""
+def keyed_frames(files: list[tuple[Path, str]], every: int):
+    """(key, Frame or Problem) of every input, key = (file index, frame index or -1), in input order."""
     for i, f in enumerate(files):
-        owner = i % world_size == rank
-        if world_size > 1 and is_video(f[0]):
-            k = 0
-            for item in iter_frames([f], every):
-                if isinstance(item, Problem):
-                    if owner:
-                        yield (i, -1), item
-                    continue
-                if (i + k) % world_size == rank:
-                    yield (i, item.frame_index), item
-                k += 1
-        elif owner:
-            for item in iter_frames([f], every):
-                yield (i, -1 if isinstance(item, Problem) or item.frame_index is None else item.frame_index), item
+        for item in iter_frames([f], every):
+            yield (i, -1 if isinstance(item, Problem) or item.frame_index is None else item.frame_index), item
 
 
 def frame_image_ids(frames: list[tuple[tuple[int, int], str]], image_ids: dict[str, int]) -> dict:
@@ -360,14 +311,6 @@ class RenderNames:
         self.folder, self.log = Path(folder), log
         self.by_source: dict[Path, Path] = {}
         self.taken: set[Path] = set()
-
-    def claim_all(self, files: list[tuple[Path, str]]) -> None:
-        """Claim every input's name now, in input order (under torchrun, where each rank renders its share)."""
-        for path, name in files:
-            if path not in self.by_source:
-                video = is_video(path)
-                self.by_source[path] = self._claim(Frame(f"{name}#0" if video else name, path, None,
-                                                         0 if video else None))
 
     def __call__(self, frame: Frame) -> Path:
         base = self.by_source.get(frame.path)

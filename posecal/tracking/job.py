@@ -33,7 +33,6 @@ from tqdm import tqdm
 from posecal.errors import PosecalInputError
 from posecal.io import publish, write_json_atomic
 from posecal.outputs import check_output_dir, check_output_file
-from posecal.parallel import current, rank_job
 from posecal.predict.job import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
 from posecal.data.sources import VIDEO_SUFFIXES, Problem, collect, is_video, iter_frames, video_fps
@@ -41,7 +40,6 @@ from posecal.records import STDOUT, RecordStream, check_results_out, frame_recor
 from posecal.tracking.cadence import LiveCadence
 from posecal.tracking.pipeline import InOrder, Prefetch, StageClock, StopRequest
 from posecal.tracking.pose_tracker import PoseTracker, TrackConfig, check_tracking, tracking_predictor
-from posecal.tracking.shards import merged_tracks
 
 
 @dataclass
@@ -141,32 +139,27 @@ def _check(cfg: TrackConfig) -> None:
         check_output_file(cfg.out, "--out")
 
 
-@rank_job()
 def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     """Track every video and live source of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose)
     list. Stages overlap (posecal/tracking/pipeline.py): the next frame is decoded and, on detector frames, its
     people detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind (a
     live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
-    Under torchrun each rank tracks its share of the videos (a video's frames all on one rank) and rank 0 writes
-    the results with track ids renumbered as one process numbers them (tracking/shards.py)."""
-    ranks = current()
+    Many videos over many cores or machines: tracking/ray_engine.py, one video per Ray actor call, each tracked by
+    this module's TrackRun, the same results file."""
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
-    say = ranks.main_only(log)           # what every rank would say alike
     _check(cfg)
-    sources = _video_sources(cfg, say)
-    if ranks.distributed and (is_stream(cfg.out) or any(isinstance(f[0], LiveSource) for f in sources)):
-        raise PosecalInputError("live sources and --out -/.jsonl run in one process, not under torchrun")
+    sources = video_sources(cfg, log)
     renders = render_paths(cfg, sources)
     t0, clock = time.time(), StageClock()
     # the one pipeline (posecal/inference/pipeline.py), as tracking builds it (pose_tracker.tracking_predictor)
     predictor = tracking_predictor(cfg)
     clock.add("start", time.time() - t0)
-    run = _TrackRun(cfg, log, keep, ranks, predictor, clock, renders)
+    run = TrackRun(cfg, log, keep, predictor, clock, renders)
     run.track(sources)
     return run.summary(t0)
 
 
-def _video_sources(cfg: TrackConfig, say) -> list[tuple[Path | LiveSource, str]]:
+def video_sources(cfg: TrackConfig, say) -> list[tuple[Path | LiveSource, str]]:
     """The videos and live sources to track, in the order given; every other argument is one line (a file that is
     not a video sends the user to posecal predict), and none left is an error."""
     sources, problems = track_sources(cfg.videos)
@@ -194,19 +187,19 @@ class _Feed:
     taken_at: float = 0.0                # and when was it taken (perf_counter)
 
 
-class _TrackRun:
+class TrackRun:
     """A `posecal track` run over its sources: what stops it (Ctrl-C, --max-frames, --duration, a reader or window
     gone), the records or results made so far, the frames and live frames counted, and the ids handed out (each
     source's tracker starts where the one before ended)."""
 
-    def __init__(self, cfg: TrackConfig, log, keep, ranks, predictor, clock: StageClock, renders: dict):
-        self.cfg, self.log, self.keep, self.ranks = cfg, log, keep, ranks
+    def __init__(self, cfg: TrackConfig, log, keep, predictor, clock: StageClock, renders: dict):
+        self.cfg, self.log, self.keep = cfg, log, keep
         self.predictor, self.clock, self.renders = predictor, clock, renders
         self.lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
         self.ctrl_c, self.stream, self.window = StopRequest(), None, None
         self.deadline = None if cfg.duration is None else time.time() + cfg.duration
         self.n_frames = self.n_results = self.captured = self.dropped = 0
-        self.results, self.next_id, self.videos = [], 1, []
+        self.results, self.next_id = [], 1
 
     def stopped(self) -> str | None:
         """Why the run stops now, if it does: checked between frames (and by a live reader while it waits)."""
@@ -223,7 +216,7 @@ class _TrackRun:
         return None
 
     def track(self, sources: list) -> None:
-        """This rank's share of the sources, one after the other, with Ctrl-C caught as a stop request and the
+        """The sources, one after the other, with Ctrl-C caught as a stop request and the
         records stream and the live window closed whatever happens."""
         from posecal.viz.window import LiveWindow
 
@@ -233,10 +226,10 @@ class _TrackRun:
                 self.stream = RecordStream(self.cfg.out)
             if self.cfg.show:
                 self.window = LiveWindow.open("posecal track", self.log)
-            for index in self.ranks.shard_indices(len(sources)):
+            for source, name in sources:
                 if self.stopped():
                     break
-                self._track_source(index, *sources[index])
+                self._track_source(source, name)
             self.lookahead.shutdown(wait=True, cancel_futures=True)
         finally:
             self.ctrl_c.__exit__()
@@ -245,10 +238,9 @@ class _TrackRun:
             if self.window is not None:
                 self.window.close()
 
-    def _track_source(self, index: int, source, name: str) -> None:
+    def _track_source(self, source, name: str) -> None:
         """One source's frames through its own tracker (ids going on from the last source's); on any failure the
         drawing behind and the detection ahead are dropped and a half-written overlay video removed."""
-        first_result, first_id = len(self.results), self.next_id
         fps = video_fps(source) if not isinstance(source, LiveSource) else 25.0
         tracker = PoseTracker(self.cfg, fps, predictor=self.predictor, first_id=self.next_id)
         feed = self._feed(source, name, tracker, fps)
@@ -256,7 +248,7 @@ class _TrackRun:
         try:
             # the API's frame loop (PoseTracker.track_pairs); this run adds the writers, overlays and live cadence
             for frame, picture in tracker.track_pairs(
-                    tqdm(feed.pairs, desc=name, unit="frame", disable=not self.cfg.progress or not self.ranks.is_main),
+                    tqdm(feed.pairs, desc=name, unit="frame", disable=not self.cfg.progress),
                     live=feed.reader is not None, clock=self.clock,
                     every=lambda: None if feed.cadence is None else feed.cadence.every,
                     stop=lambda: self.stopped() is not None, problem=lambda problem: self.log(problem.message)):
@@ -275,7 +267,6 @@ class _TrackRun:
         if feed.reader is not None:
             self._live_report(name, feed)
         self.next_id = tracker.next_id
-        self.videos.append((index, first_id, self.next_id, first_result, len(self.results)))
 
     def _feed(self, source, name: str, tracker: PoseTracker, fps: float) -> _Feed:
         """A source's (frame, detection) pairs: a file's decoded ahead with the next frame's detection started
@@ -356,24 +347,23 @@ class _TrackRun:
             self.log(f"{name}: {feed.cadence.describe()}")
 
     def summary(self, t0: float) -> TrackSummary:
-        """Gather every rank's share; rank 0 writes the results file with one process's track ids (records were
-        streamed already). Every source failing as it was read is an error, and nothing is written."""
+        """The results file (records were streamed already). Every source failing as it was read is an error, and
+        nothing is written."""
         why, clock = self.stopped(), self.clock
-        shares = self.ranks.gather((self.videos, self.results, self.n_frames))
-        if not self.ranks.is_main:
-            return TrackSummary(self.n_frames, len(self.results), self.next_id - 1, time.time() - t0,
-                                dict(clock.seconds))
         if self.stream is not None:
             return TrackSummary(self.n_frames, self.n_results, self.next_id - 1, time.time() - t0,
                                 dict(clock.seconds), self.captured, self.dropped, why)
-        if not sum(share[2] for share in shares) and why is None:   # every source failed as it was read
-            raise PosecalInputError(f"no frame could be read (see the messages above); nothing written to "
-                                    f"{self.cfg.out}")
-        results, next_id = merged_tracks(shares)
+        if not self.n_frames and why is None:   # every source failed as it was read
+            raise PosecalInputError(no_frame_read(self.cfg.out))
         with clock("write"):
-            write_json_atomic(results, self.cfg.out, indent=None)
-        return TrackSummary(sum(share[2] for share in shares), len(results), next_id - 1, time.time() - t0,
+            write_json_atomic(self.results, self.cfg.out, indent=None)
+        return TrackSummary(self.n_frames, len(self.results), self.next_id - 1, time.time() - t0,
                             dict(clock.seconds), self.captured, self.dropped, why)
+
+
+def no_frame_read(out) -> str:
+    """The line for a run none of whose sources gave a frame (one process or Ray alike)."""
+    return f"no frame could be read (see the messages above); nothing written to {out}"
 
 
 def _tracked_overlay(bgr: np.ndarray, tracked: list) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""Videos -> their tracked poses, one video per row: the callable class Ray Data's `Dataset.map_batches` runs in
+each actor of `posecal track --engine ray` (tracking/ray_engine.py). It imports no Ray: it is plain Python over a
+dict of columns.
+
+The pipeline opens once per actor (tracking_predictor, as `posecal track` opens it); each video is tracked by
+`posecal track`'s own run (job.TrackRun) on that video alone, so its results, and its overlay video where one is
+asked for, are what one process makes of it; only its track ids start at 1 (the driver renumbers them video by
+video: tracking/shards.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from posecal.errors import PosecalInputError
+from posecal.tracking.job import TrackRun
+from posecal.tracking.pipeline import StageClock
+from posecal.tracking.pose_tracker import TrackConfig, check_tracking, tracking_predictor
+
+# TrackConfig's fields about a run's sources, files, terminal and stopping, not about the poses: not settings here
+RUN_FIELDS = {"videos", "out", "render", "progress", "max_frames", "duration", "live", "show"}
+SETTINGS = tuple(f.name for f in dataclasses.fields(TrackConfig) if f.name not in RUN_FIELDS)
+TRACKS = "tracks"   # the output column: per row, the JSON text of its video's results
+
+
+class TrackBatches:
+    """settings: `posecal track`'s (TrackConfig's fields but RUN_FIELDS). A batch's columns: `path` (a video file,
+    on storage the actor sees), `name` (the video's name in the results) and `render` (its overlay video's path,
+    or "" for none). Returned: the batch's columns plus `tracks`: per row, JSON text of {"entries": its COCO
+    keypoint results with track ids from 1, "frames": frames tracked, "next_id": the id its tracker would hand out
+    next, "messages": lines about it (an unreadable video is one, and no frames)}."""
+
+    def __init__(self, **settings):
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise PosecalInputError(f"TrackBatches: unknown setting(s) {', '.join(unknown)} (settings: "
+                                    f"{', '.join(SETTINGS)})")
+        self.cfg = TrackConfig(videos=[], progress=False, **settings)
+        check_tracking(self.cfg)
+        self.predictor = tracking_predictor(self.cfg)
+
+    def __call__(self, batch: dict) -> dict:
+        rows = len(batch["path"])
+        renders = batch.get("render", [""] * rows)
+        tracked = [self.track(str(batch["path"][i]), str(batch["name"][i]), str(renders[i])) for i in range(rows)]
+        return dict(batch) | {TRACKS: np.array([json.dumps(t, separators=(",", ":")) for t in tracked], dtype=object)}
+
+    def track(self, path: str, name: str, render: str = "") -> dict:
+        """One video tracked as `posecal track` tracks it, its ids from 1."""
+        messages: list[str] = []
+        source = Path(path)
+        run = TrackRun(dataclasses.replace(self.cfg, render=render or None), messages.append, None, self.predictor,
+                       StageClock(), {source: Path(render)} if render else {})
+        run.track([(source, name)])
+        return {"entries": run.results, "frames": run.n_frames, "next_id": run.next_id, "messages": messages}
