@@ -15,7 +15,7 @@ Usage: python bench/latency.py [--model CKPT | --backbone efficientnet_lite1 --i
 --rounds R: the --onnx files timed in turn, R times (a model against another in one run, alternated so that the
 machine's drift falls on both alike).
 --shipped NAME ...: with or instead of --onnx, a shipped model's two packaged graphs (flip test in the graph, and
-without), as `posecal predict` runs them.
+without), as `posecal predict` runs them; --int8: their int8 versions too (tools/quantize_shipped_graphs.py).
 --peer FILE.tflite: a MoveNet SinglePose .tflite (e.g. ../shared/models/movenet_singlepose_lightning_int8.tflite,
 the `movenet` extra) timed in the same rounds on the same persons (its own uint8 square crops, batch 1, same
 threads; set_tensor + invoke + get_tensor), and each graph's time printed as a multiple of it (issue 55's
@@ -38,7 +38,7 @@ from posecal.data.coco import load_coco_persons
 from posecal.data.topdown import TopDownDataset
 from posecal.export.onnx import OutputTuple, onnx_bytes
 from posecal.export.session import OnnxEstimator
-from posecal.models.shipped import shipped_graph
+from posecal.models.shipped import int8_graph, shipped_graph
 
 CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
 
@@ -70,13 +70,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="with --onnx: time the files in turn this many times")
     ap.add_argument("--shipped", nargs="+", metavar="NAME", help="time these shipped models' packaged graphs "
                     "(flip and no flip), as --onnx does")
+    ap.add_argument("--int8", action="store_true", help="with --shipped: also each model's int8 graphs "
+                    "(tools/quantize_shipped_graphs.py), in the same rounds")
     ap.add_argument("--peer", metavar="FILE.tflite", help="with --onnx/--shipped: a MoveNet .tflite timed in the "
                     "same rounds, each graph's time also given as a multiple of it")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
     if args.onnx or args.shipped:
-        files = list(args.onnx or []) + [str(shipped_graph(name, flip)) for name in args.shipped or []
-                                         for flip in (True, False)]
+        graphs = (shipped_graph, int8_graph) if args.int8 else (shipped_graph,)
+        files = list(args.onnx or []) + [str(graph(name, flip)) for name in args.shipped or []
+                                         for graph in graphs for flip in (True, False)]
         onnx_latency(files, args.n, args.threads, clock, args.rounds, args.peer)
         return
     if args.peer:

@@ -24,6 +24,7 @@ FLIP_KEY = "posecal_flip_test"
 CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
 VERSION_KEY = "posecal_model_version"     # a shipped model's version: its name and its .pt's SHA-256, 12 hex digits
 SOURCE_KEY = "posecal_source_sha256"      # SHA-256 of the model file (.pt) the graph was made from
+INT8_KEY = "posecal_int8"                 # an int8 graph's recipe (tools/quantize_shipped_graphs.py), as JSON
 # outputs of graphs from before MoveNet's decode moved into the graph: read by no version since
 OLD_MOVENET_OUTPUT = "movenet_center"
 
@@ -53,6 +54,7 @@ class OnnxEstimator:
             self.meta = {"calibration": json.loads(custom[CALIBRATION_KEY])} if CALIBRATION_KEY in custom else {}
             if VERSION_KEY in custom:
                 self.meta["model_version"] = custom[VERSION_KEY]
+            self.int8 = INT8_KEY in custom
         except KeyError:
             raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files

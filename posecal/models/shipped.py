@@ -59,6 +59,16 @@ def packaged_graph(spec, flip: bool) -> Path | None:
     return shipped_graph(name, flip)
 
 
+def int8_graph(name: str, flip: bool) -> Path:
+    """A shipped model's int8 graph (tools/quantize_shipped_graphs.py), with or without the flip
+    test built in; both read int8_graph_weights(name). It opens as any exported posecal .onnx file does."""
+    return WEIGHTS_DIR / f"posecal_{name}.int8{'' if flip else '.noflip'}.onnx"
+
+
+def int8_graph_weights(name: str) -> Path:
+    return WEIGHTS_DIR / f"posecal_{name}.int8.onnx.data"
+
+
 def graph_weights(name: str) -> Path:
     """The fp16 weights file both of a shipped model's graphs read."""
     return WEIGHTS_DIR / f"posecal_{name}.onnx.data"
