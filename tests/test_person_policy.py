@@ -48,6 +48,18 @@ def test_nobody_rule_duplicates_and_given_boxes():
     assert policy.keep([twin, a], [GIVEN, DETECTED]) == [twin, a]
 
 
+def test_a_box_the_verifier_is_sure_of_is_a_person_whatever_its_pose_says():
+    curled, unseen = scored(STANDING, 0.2, p_person=0.9), scored(STANDING + [200, 0], 0.9, vis=1, p_person=0.9)
+    doubted = scored(STANDING + [400, 0], 0.2, p_person=0.7)
+    assert PersonPolicy().keep([curled, unseen, doubted], DETECTED) == []        # the pose rules alone: nobody
+    sure = PersonPolicy(sure_person=0.8)
+    assert sure.keep([curled, unseen, doubted], DETECTED) == [curled, unseen]    # 0.7 < 0.8: the pose decides
+    # only a detected box: a carried one, or the whole picture, is still judged by its pose
+    assert sure.keep([curled], CARRIED) == [] and sure.keep([curled], WHOLE) == []
+    no_verifier = scored(STANDING, 0.2)
+    assert sure.keep([no_verifier], DETECTED) == []
+
+
 def test_duplicates_are_ranked_by_the_detectors_score_a_carried_box_counting_least():
     """A carried box and a fresh detection of one person: the fresh detection is kept (a carried box used to count
     as a detection of score 1 and won); between two detections, the tighter box the detector scores higher, not

@@ -132,6 +132,12 @@ def degraded_crop(bgr: np.ndarray, box: np.ndarray, rng: np.random.Generator) ->
 
 def coco_items(split: str, detector, rng_seed: int = 0):
     """Yields (photo key, [(kind, box, label, crop, mask)]) for the COCO crops of a split."""
+    for key, bgr, boxes, people, rng in coco_photos(split, detector, rng_seed):
+        yield key, labelled(bgr, boxes, people, rng)
+
+
+def coco_photos(split: str, detector, rng_seed: int = 0):
+    """Yields (photo key, picture, made boxes [(kind, box, cut)], labelled people, the photo's generator)."""
     coco = json.loads((COCO / f"annotations/{split}.json").read_text())
     by_photo = defaultdict(list)
     for a in coco["annotations"]:
@@ -150,10 +156,11 @@ def coco_items(split: str, detector, rng_seed: int = 0):
         dboxes, dscores = detector(bgr)
         top = np.argsort(-dscores, kind="stable")[:MAX_DETECTOR_BOXES]
         boxes += [("detector", b, None) for b in dboxes[top]]
-        yield im["id"], labelled(bgr, boxes, people, rng)
+        yield im["id"], bgr, boxes, people, rng
 
 
-def labelled(bgr, boxes, people, rng) -> list:
+def labelled_boxes(boxes, people) -> list:
+    """[(kind, box, label, cut)] of made boxes [(kind, box, cut)]: 1 a person, 0 not one; boxes between left out."""
     out = []
     overlap = iou(np.array([b for _, b, _ in boxes]).reshape(-1, 4), people).max(1) if len(people) else \
         np.zeros(len(boxes))
@@ -164,14 +171,25 @@ def labelled(bgr, boxes, people, rng) -> list:
             label = 1 if o >= IS_PERSON else 0
         else:
             label = 1 if o >= IS_PERSON else 0 if o < NOT_PERSON else -1
-        if label < 0:
-            continue
-        crop, mask = degraded_crop(with_cut(bgr, cut) if cut is not None else bgr, box, rng)
-        out.append((kind, box, label, crop, mask))
+        if label >= 0:
+            out.append((kind, box, label, cut))
     return out
 
 
+def labelled(bgr, boxes, people, rng) -> list:
+    """[(kind, box, label, crop, mask)]: the labelled boxes read as the product reads them (some degraded)."""
+    return [(kind, box, label, *degraded_crop(with_cut(bgr, cut) if cut is not None else bgr, box, rng))
+            for kind, box, label, cut in labelled_boxes(boxes, people)]
+
+
 def lspet_items(limit: int):
+    for key, bgr, boxes, people, rng in lspet_photos(limit):
+        yield key, labelled(bgr, boxes, people, rng)
+
+
+def lspet_photos(limit: int):
+    """Yields (photo key, picture, made boxes, the person's box (1, 4), the photo's generator) of LSPET's first
+    `limit` photos."""
     d = json.loads((LSPET / "annotations/lspet.json").read_text())
     anns = {a["image_id"]: a for a in d["annotations"]}
     for im in d["images"][:limit]:
@@ -186,7 +204,7 @@ def lspet_items(limit: int):
         if box is None:
             continue
         boxes = [b for b in made_boxes(box, box[None], w, h, rng, with_empty=False) if b[0] != "cut"]
-        yield int(im["file_name"][2:7]), labelled(bgr, boxes, box[None], rng)
+        yield int(im["file_name"][2:7]), bgr, boxes, box[None], rng
 
 
 def nopeople_items(detector):

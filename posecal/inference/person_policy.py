@@ -10,7 +10,8 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    needs `unsure_person`; a box carried from a track (no detection behind it, so no detector score) needs
    `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a pose with no keypoint called visible, or of pose quality below
-   `min_pose_quality`, is nobody (the verifier cannot see that a box is empty of joints); poses that agree on the
+   `min_pose_quality`, is nobody, unless the verifier is sure of its box (`sure_person`): then nothing the pose
+   says changes its mind (a person lying, curled or mostly hidden gets a poor pose, not no person); poses that agree on the
    keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x the
    detector's score, a carried box counting as the least sure detection (a fresh detection of the same person is
    kept over it); a doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that
@@ -61,6 +62,8 @@ class PersonPolicy:
     detector_floor: float = DETECTOR_FLOOR
     min_person: float = 0.2
     unsure_person: float = 0.6
+    sure_person: float | None = None     # a detected box the verifier gives at least this is a person whatever its
+                                         # pose says (None: the pose rules judge every box)
     carried_person: float = 0.1
     min_pose_quality: float = MIN_POSE_QUALITY
     unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
@@ -123,7 +126,9 @@ class PersonPolicy:
                 if p.box[3] < self.unsure_min_height:
                     continue
                 floor = max(floor, self.unsure_quality)
-            if not self.someone_there(p, floor):
+            verified = (o == DETECTED and self.sure_person is not None and p.person_probability is not None
+                        and p.person_probability >= self.sure_person)
+            if not verified and not self.someone_there(p, floor):
                 continue
             if o == WHOLE:                   # the whole picture is one box: nothing to merge it with
                 kept.add(id(p))
