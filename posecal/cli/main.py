@@ -12,6 +12,7 @@ from pathlib import Path
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.models.shipped import DEFAULT_MODEL_NAME
 from posecal.cli.torchrun import torchrun_refusal
+from posecal.devices import CPU_BATCH_SIZE, CUDA_BATCH_SIZE
 from posecal.parallel import default_threads
 from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
@@ -430,9 +431,11 @@ def _engine_options(p, what: str) -> None:
                    help="--engine ray: actors, each with its own model (default: one per CPU Ray sees)")
 
 
-def _batch_option(p, default: int) -> None:
+def _batch_option(p, default: int | None) -> None:
+    said = (f"{CPU_BATCH_SIZE} on the CPU, where batching saves no time and costs memory; {CUDA_BATCH_SIZE} with "
+            "--device cuda") if default is None else default
     p.add_argument("--batch-size", type=POSITIVE_INT, default=default,
-                   help=f"person crops per forward pass (default: {default})")
+                   help=f"person crops per forward pass (default: {said})")
 
 
 def _orientations_option(p) -> None:
@@ -481,7 +484,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
-    _batch_option(p, 16)
+    _batch_option(p, None)
     _engine_options(p, "posing whole input files")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="where the pose network and the detector run: cuda = onnxruntime's CUDA provider (pip "

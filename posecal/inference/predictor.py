@@ -12,6 +12,7 @@ import numpy as np
 from posecal.calibration.quality import calibration_from_meta
 from posecal.data.sources import collect, iter_frames
 from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
+from posecal.devices import default_batch_size
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose
 from posecal.inference.frame_loop import frame_pictures, quiet
@@ -27,7 +28,7 @@ from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
 __all__ = ["BACKENDS", "PersonPose", "Picture", "Predictor", "is_onnx_file"]   # PersonPose lives with the estimator
 # The Predictor's numbers: (kind, rule, None allowed), held to the CLI's own rules so both refuse alike
 # (`orientations`, 1, 4 or "auto", is checked by posecal/inference/orientation.py, as the CLI's is).
-API_NUMBERS = {"batch_size": (int, POSITIVE, False), "threads": (int, THREADS, True),
+API_NUMBERS = {"batch_size": (int, POSITIVE, True), "threads": (int, THREADS, True),
                "detector_threshold": (float, PROBABILITY, True), "min_pose_quality": (float, PROBABILITY, True)}
 
 
@@ -77,7 +78,7 @@ class Predictor:
     second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
     """
 
-    def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int = 16,
+    def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int | None = None,
                  backend: str | None = None, threads: int | None = None, calibrated: bool = True, detector="default",
                  detector_threshold: float | None = None, min_pose_quality: float | None = None,
                  orientations: int | str = 1, policy: PersonPolicy | None = None, second_look: bool = False,
@@ -89,6 +90,7 @@ class Predictor:
         opened = open_model(model_path, backend, flip, threads, device)
         self.config, self.meta, self.backend, self.device = opened.config, opened.meta, opened.backend, opened.device
         calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
+        batch_size = batch_size or default_batch_size(self.device)   # where it runs: the CPU after a CUDA fallback
         self.estimator = Estimator(opened.runner, self.config.input_wh, calibration, opened.flip, batch_size,
                                    orientations, self.device, threads if self.backend == "torch" else None)
         self.batch_size = batch_size

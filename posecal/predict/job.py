@@ -52,7 +52,7 @@ class PredictConfig:
     show_all: bool = False
     radius: bool = False                 # overlays: draw the conformal keypoint radii
     every: int = 1                       # videos: every N-th frame
-    batch_size: int = 16
+    batch_size: int | None = None        # None: the Predictor's (1 on the CPU, 16 on a GPU)
     device: str = "cpu"
     backend: str | None = None           # None: onnx (its export cached once per model file), torch on cuda
     flip: bool | None = None             # None: on (an exported .onnx model: as it was exported)
@@ -249,7 +249,7 @@ def _check(cfg: PredictConfig) -> None:
         raise PosecalInputError(f"--score-mode must be one of {SCORE_MODES}, got {cfg.score_mode!r}")
     if cfg.nms not in NMS_MODES:
         raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
-    if cfg.batch_size < 1:
+    if cfg.batch_size is not None and cfg.batch_size < 1:
         raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     check_results_out(cfg.out)
     if str(cfg.out) != STDOUT:
