@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.devices import check_session, providers
+from posecal.devices import check_session, providers, session_options
 from posecal.errors import PosecalInputError, require
 
 
@@ -26,15 +26,9 @@ def open_session(path: Path, threads: int, device: str = "cpu"):
     ort = require("onnxruntime", extra=None)
     if not path.is_file():
         raise PosecalInputError(f"{path}: detector model file not found")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3  # onnxruntime's own warnings are noise for the user
-    # no busy-waiting between calls: on a few cores the spinning threads starve whatever runs next (crops,
-    # decode, the other network); posecal track on 2 cores went from 5.5 to 7.7 fps without it
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     where = providers(device)
     try:
-        session = ort.InferenceSession(str(path), options, providers=where)
+        session = ort.InferenceSession(str(path), session_options(threads), providers=where)
     except Exception as e:  # onnxruntime raises several unrelated types for a bad file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise PosecalInputError(f"{path}: not a loadable ONNX model ({first})") from None

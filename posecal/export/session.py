@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posecal.devices import check_session, providers
+from posecal.devices import check_session, providers, session_options
 from posecal.errors import PosecalInputError
 from posecal.models.config import model_config_from_dict
 
@@ -38,12 +38,7 @@ class OnnxEstimator:
         name = source or (str(model) if isinstance(model, (str, Path)) else "ONNX model")
         if isinstance(model, (str, Path)) and not Path(model).is_file():
             raise PosecalInputError(f"{model}: model file not found")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        # no busy-waiting between calls: on a few cores the spinning threads starve whatever runs next (crops,
-        # decode, the other network), which slows a video down more than the spin saves
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = session_options(threads)
         where = providers(device, _cuda_device() if device == "cuda" else 0)   # CUDA, or the CPU with one line
         try:
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
