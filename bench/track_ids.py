@@ -263,12 +263,12 @@ def score_scenes(scenes, tracker: TrackerConfig, work: Path, cached: dict, backg
             cached["d"].save()
     table = summarize(scores)
     print(f"{'scene':8} {'people':>6} {'tracks':>6} {'IDF1':>6} {'IDSW':>5} {'IDSW/100f':>9} {'MOTA':>6} "
-          f"{'miss':>5} {'FP':>5} {'kp err':>7} {'jitter':>7}")
+          f"{'miss':>5} {'FP':>5} {'kp err':>7} {'jitter':>7} {'behind, id kept':>15}")
     for name, row in table.items():
         print(f"{name:8} {row['num_unique_objects']:6.0f} {row['predicted_tracks']:6d} {row['idf1']:6.3f} "
               f"{row['num_switches']:5.0f} {row['switches_per_100_frames']:9.2f} {row['mota']:6.3f} "
               f"{row['num_misses']:5.0f} {row['num_false_positives']:5.0f} {row['keypoint_error']:7.4f} "
-              f"{row['jitter']:7.4f}")
+              f"{row['jitter']:7.4f} {row['occlusions_kept']:7d} of {row['occlusions']:<4d}")
     print(f"{n_frames} frames tracked in {seconds:.0f} s ({n_frames / max(seconds, 1e-9):.1f} fps)", flush=True)
     return table
 

@@ -56,16 +56,21 @@ def world_row(kind: str, scenes: list, records: list[list[dict]]) -> dict:
             "switches_per_100_frames": o["switches_per_100_frames"],
             "ids_per_person": o["predicted_tracks"] / max(o["num_unique_objects"], 1),
             "false_positives": o["num_false_positives"], "ids": o["predicted_tracks"],
-            "people": o["num_unique_objects"], "switches": o["num_switches"], "frames": o["num_frames"]}
+            "people": o["num_unique_objects"], "switches": o["num_switches"], "frames": o["num_frames"],
+            "behind": o["occlusions"], "behind_kept": o["occlusions_kept"]}
 
 
 def print_table(rows: dict[str, dict]) -> dict[str, dict]:
     """Prints one line per kind and the mean, min and max lines; returns the spread per measure."""
     spreads = {key: spread([r[key] for r in rows.values()]) for key, _, _ in MEASURES}
-    print(f"{'world':16} " + " ".join(f"{title:>10}" for _, title, _ in MEASURES) + f" {'ids':>5} {'people':>6}")
+    print(f"{'world':16} " + " ".join(f"{title:>10}" for _, title, _ in MEASURES) + f" {'ids':>5} {'people':>6}"
+          f" {'behind, id kept':>15}")
     for kind, r in rows.items():
         print(f"{kind:16} " + " ".join(f"{fmt.format(r[key]):>10}" for key, _, fmt in MEASURES)
-              + f" {r['ids']:5.0f} {r['people']:6.0f}")
+              + f" {r['ids']:5.0f} {r['people']:6.0f} {r['behind_kept']:7d} of {r['behind']:<4d}")
+    kept, behind = sum(r["behind_kept"] for r in rows.values()), sum(r["behind"] for r in rows.values())
+    print(f"a person behind another for up to a second kept their id {kept} of {behind} times "
+          f"({100 * kept / max(behind, 1):.0f} %)")
     for stat in ("mean", "min", "max"):
         print(f"{stat:16} " + " ".join(f"{fmt.format(spreads[key][stat]):>10}" for key, _, fmt in MEASURES))
     return spreads

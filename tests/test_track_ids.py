@@ -165,6 +165,40 @@ def test_barely_visible_truth_is_neither_missed_nor_a_false_positive():
     assert row["num_objects"] == 20
 
 
+def _walk_behind(hidden_frames: int, n_frames: int = 40):
+    """Person 2 goes behind person 1 (nearer, depth 1) from frame 10 for `hidden_frames` frames."""
+    truth = _truth(n_frames)
+    for a in truth["annotations"]:
+        behind = a["track_id"] == 2 and 10 <= a["image_id"] < 10 + hidden_frames
+        a["depth"] = 1 if a["track_id"] == 1 else 0
+        a["visible_fraction"] = 0.05 if behind else 1.0
+        if behind:                                   # inside person 1's box
+            a["bbox"] = [a["bbox"][0] - 200 + 5, 20, 50, 135]
+    return truth
+
+
+def test_a_person_who_walks_behind_another_keeps_or_loses_their_id():
+    truth = _walk_behind(8)
+    row = score_tracks(truth, _results(truth))
+    assert row["occlusions"] == 1 and row["occlusions_kept"] == 1
+    row = score_tracks(truth, _results(truth, rename=lambda t, i: 7 if (i == 2 and t >= 18) else i))
+    assert row["occlusions"] == 1 and row["occlusions_kept"] == 0        # a new id when they came out
+    late = [r for r in _results(truth) if not (r["track_id"] == 2 and r["image_id"] in (18, 19))]
+    assert score_tracks(truth, late)["occlusions_kept"] == 1             # found again two frames later: kept
+    lost = [r for r in _results(truth) if not (r["track_id"] == 2 and r["image_id"] >= 18)]
+    assert score_tracks(truth, lost)["occlusions_kept"] == 0             # never found again: not kept
+    assert score_tracks(_walk_behind(20), _results(_walk_behind(20)))["occlusions"] == 0   # over a second
+    from bench.lab.mot import occlusions_kept
+
+    assert occlusions_kept(_walk_behind(8), _events(_walk_behind(8)), max_hidden=5) == []
+
+
+def _events(truth):
+    from bench.lab.mot import accumulate
+
+    return accumulate("scene", truth, _results(truth)).acc.mot_events
+
+
 def test_a_track_on_a_background_person_is_an_ignored_box_not_a_false_positive():
     """bench/track_ids.py: the real person baked into the tuning background has no truth track; a track on them
     is neither found nor false, while a track elsewhere still is a false positive."""

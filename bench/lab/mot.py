@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from posecal.metrics.boxes import box_iou
+from posecal.metrics.boxes import box_iou, inside_share
 
 MOT_METRICS = ["idf1", "idp", "idr", "mota", "motp", "num_switches", "num_frames", "num_objects",
                "num_unique_objects", "num_misses", "num_false_positives", "mostly_tracked", "mostly_lost",
@@ -51,6 +51,7 @@ class SceneScore:
     kp_err_n: int = 0
     jitter: list = field(default_factory=list)    # one value per matched triple of frames
     track_ids: set = field(default_factory=set)
+    occlusions: list = field(default_factory=list)  # (frames hidden, id kept) per time a person went behind another
 
 
 def accumulate(name: str, truth: dict, results: list[dict], iou_threshold: float = 0.5,
@@ -85,7 +86,53 @@ def accumulate(name: str, truth: dict, results: list[dict], iou_threshold: float
         score.track_ids |= {int(r["track_id"]) for r in hyps}
         matched[t] = (gts, hyps)
     _keypoint_scores(score, matched)
+    score.occlusions = occlusions_kept(truth, score.acc.mot_events, min_visible)
     return score
+
+
+def occlusions_kept(truth: dict, events, min_visible: float = 0.25, max_hidden: int = 15) -> list:
+    """[(frames hidden, id kept)] for each time a counted person went behind a nearer one for 1..max_hidden frames
+    (a second at 15 fps) and came out again: hidden = seen less than `min_visible` while a nearer person's box
+    covers half of theirs; kept = the last track matched to them before (within max_hidden frames) is the first
+    matched after (within max_hidden frames of coming out); a person matched on neither side is not kept."""
+    by_person = defaultdict(dict)
+    for a in truth["annotations"]:
+        by_person[int(a["track_id"])][a["image_id"]] = a
+    by_frame = defaultdict(list)
+    for a in truth["annotations"]:
+        by_frame[a["image_id"]].append(a)
+    links = {}
+    pairs = events[events["Type"].isin(["MATCH", "SWITCH"])]
+    for (t, _), row in pairs.iterrows():
+        links[(t, int(row["OId"]))] = int(row["HId"])
+    out = []
+    for pid, frames in by_person.items():
+        ts = sorted(frames)
+        i = 0
+        while i < len(ts):
+            if frames[ts[i]].get("visible_fraction", 1.0) >= min_visible or i == 0:
+                i += 1
+                continue
+            j = i
+            while j < len(ts) and ts[j] == ts[i] + (j - i) and frames[ts[j]].get("visible_fraction", 1.0) < min_visible:
+                j += 1
+            before, after = ts[i - 1], ts[j] if j < len(ts) else None
+            hidden = [frames[t] for t in ts[i:j]]
+            if (after is not None and after == ts[j - 1] + 1 and before == ts[i] - 1 and j - i <= max_hidden
+                    and all(_behind(a, by_frame[a["image_id"]]) for a in hidden)):
+                last = next((links[(t, pid)] for t in range(before, before - max_hidden, -1) if (t, pid) in links),
+                            None)
+                first = next((links[(t, pid)] for t in range(after, after + max_hidden) if (t, pid) in links), None)
+                kept = last is not None and last == first
+                out.append((j - i, bool(kept)))
+            i = j
+    return out
+
+
+def _behind(person: dict, others: list) -> bool:
+    """Does a nearer person's box cover half of this person's box?"""
+    return any(o.get("depth", 0) > person.get("depth", 0) and inside_share(person["bbox"], o["bbox"]) >= 0.5
+               for o in others)
 
 
 def _keypoint_scores(score: SceneScore, matched: dict) -> None:
@@ -121,7 +168,8 @@ def _keypoint_scores(score: SceneScore, matched: dict) -> None:
 
 def summarize(scores: list[SceneScore]) -> dict[str, dict]:
     """Per scene and "OVERALL": motmetrics' MOT_METRICS, switches_per_100_frames, keypoint_error, jitter,
-    predicted_tracks (distinct track ids), truth_tracks."""
+    predicted_tracks (distinct track ids), truth_tracks, occlusions (times a person went behind another for up to a
+    second and came out) and occlusions_kept (of those, the times the person kept their track)."""
     mm = _motmetrics()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -138,7 +186,9 @@ def summarize(scores: list[SceneScore]) -> dict[str, dict]:
                    switches_per_100_frames=100.0 * row["num_switches"] / max(frames, 1),
                    keypoint_error=sum(s.kp_err_sum for s in group) / n_err if n_err else float("nan"),
                    jitter=float(np.mean(jit)) if jit else float("nan"),
-                   predicted_tracks=sum(len(s.track_ids) for s in group))
+                   predicted_tracks=sum(len(s.track_ids) for s in group),
+                   occlusions=sum(len(s.occlusions) for s in group),
+                   occlusions_kept=sum(k for s in group for _, k in s.occlusions))
         out[name] = row
     return out
 
