@@ -1,5 +1,5 @@
-"""torchrun is for `posecal train` only: predict, track and eval no longer share their work over torchrun's ranks
-(issue 55 item 4: inference scales through Ray, `--engine ray`). Launched by torchrun with several ranks they are
+"""torchrun is for `posecal train` only: predict, track, eval and audit no longer share their work over torchrun's
+ranks (issue 55 item 4: inference scales through Ray, `--engine ray`). Launched by torchrun with several ranks they are
 refused before any work in one line, said by rank 0 alone (posecal/cli/torchrun.py)."""
 import os
 import subprocess
@@ -40,14 +40,13 @@ def test_rank0_says_one_line_pointing_to_ray_and_writes_nothing(command, tmp_pat
     assert not out.exists()
 
 
-def test_other_ranks_leave_quietly_and_eval_and_tools_are_one_process(tmp_path, capsys, monkeypatch):
+def test_other_ranks_leave_quietly_eval_points_to_ray_and_tools_are_one_process(tmp_path, capsys, monkeypatch):
     ranks_env(monkeypatch, 1)
     assert main(["predict", str(picture(tmp_path)), "--out", str(tmp_path / "o.json")]) == 0
     assert capsys.readouterr().err == ""                       # rank 1: not a word (rank 0 says it)
     ranks_env(monkeypatch, 0)
     assert main(["eval", "--annotations", "a.json", "--images", "x", "--out", str(tmp_path / "e")]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        "posecal: error: posecal eval runs as one process, not under torchrun (torchrun is for posecal train)"]
+    assert capsys.readouterr().err.splitlines() == [RAY_LINE.format("eval")]   # eval and audit: --engine ray
     assert not (tmp_path / "e").exists()
     assert main(["export", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "posecal export runs as one process" in capsys.readouterr().err

@@ -19,9 +19,11 @@ from posecal.errors import PosecalInputError
 from posecal.evaluation.results import ResultSet
 from posecal.inference.estimator import predict_records
 from posecal.inference.opener import open_model
+from posecal.inference.ray_records import RecordPosing, predict_records_ray
 from posecal.models.shipped import packaged_graph
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
+from posecal.parallel.ray_rows import RayConfig
 from posecal.skeleton import NUM_KEYPOINTS
 
 FINDINGS = "findings.json"
@@ -41,6 +43,8 @@ class AuditConfig:
     progress: bool = True
     report_top: int = 60           # findings drawn in report.html
     thresholds: AuditThresholds = AuditThresholds()
+    engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
+                                      # inference/ray_records.py), the findings computed here all the same
 
 
 def read_annotations(path) -> dict:
@@ -82,10 +86,15 @@ def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estima
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
-    # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
-    pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                           progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps,
-                           threads=cfg.threads)
+    if cfg.engine is not None:   # the same posing on Ray actors that each open the model once
+        posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size,
+                              keep_heatmaps=keep_heatmaps)
+        pred = predict_records_ray(records, posing, calibration, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
+    else:
+        # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
+        pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
+                               progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps,
+                               threads=cfg.threads)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     coverage = calibration.radii.target

@@ -131,6 +131,7 @@ def _run_eval(args) -> None:
     from posecal.evaluation.evaluate import EvalConfig, evaluate
     from posecal.viz.report import draw_evaluation
 
+    engine = _posing_engine(args, "eval")
     if args.results:
         from posecal.evaluation.results import evaluate_results
 
@@ -150,7 +151,7 @@ def _run_eval(args) -> None:
                             batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
                             calibrated=not args.no_calibration, orientations=args.orientations,
-                            skip_invalid=args.skip_invalid, backend=args.backend))
+                            skip_invalid=args.skip_invalid, backend=args.backend, engine=engine))
     draw_evaluation(ev)
     m = ev.metrics
     mode = m["score_mode"]
@@ -167,24 +168,48 @@ def _threads(args) -> int | None:
     return default_threads()
 
 
+def _ray_config(args, shard_files: int | None = None):
+    """--engine ray's RayConfig (--address, --workers; shard_files: inputs per shard, None: ray_rows' default), or
+    None for --engine process, where --address and --workers are refused."""
+    if args.engine != "ray":
+        if args.address or args.workers:
+            raise PosecalInputError("--address and --workers are --engine ray's options")
+        return None
+    from posecal.parallel.ray_rows import RayConfig
+
+    return RayConfig(args.address, args.workers, **({"shard_files": shard_files} if shard_files else {}))
+
+
 def _engine(args, run, command: str):
     """The job function for --engine: `run` in this process, or the command's Ray engine (tracking/ray_engine.py,
     predict/ray_engine.py) with --address and --workers."""
     if args.engine != "ray":
-        if args.address or args.workers:
-            raise PosecalInputError("--address and --workers are --engine ray's options")
+        _ray_config(args)
         return run
     from functools import partial
-
-    from posecal.parallel.ray_rows import RayConfig
 
     if command == "track":
         from posecal.tracking.ray_engine import SHARD_VIDEOS, run_track_ray
 
-        return partial(run_track_ray, ray_cfg=RayConfig(args.address, args.workers, SHARD_VIDEOS))
+        return partial(run_track_ray, ray_cfg=_ray_config(args, SHARD_VIDEOS))
     from posecal.predict.ray_engine import run_predict_ray
 
-    return partial(run_predict_ray, ray_cfg=RayConfig(args.address, args.workers))
+    return partial(run_predict_ray, ray_cfg=_ray_config(args))
+
+
+def _posing_engine(args, command: str):
+    """eval's and audit's --engine: None (this process) or the RayConfig their posing runs on
+    (inference/ray_records.py); refused with --results, which poses nothing."""
+    if args.engine == "ray" and args.results:
+        raise PosecalInputError(f"--engine ray poses persons with a model; posecal {command} --results reads a "
+                                "results file in this process: leave out --engine ray")
+    if args.engine != "ray":
+        return _ray_config(args)   # None, --address and --workers refused
+    from posecal.inference.ray_records import SHARD_PICTURES
+    from posecal.parallel.ray_rows import import_ray
+
+    import_ray()   # without Ray: one line before any input is read or model opened
+    return _ray_config(args, SHARD_PICTURES)
 
 
 def _cmd_pack(args) -> None:
@@ -289,12 +314,13 @@ def _cmd_audit(args) -> None:
     for option in ("annotations", "out"):
         if getattr(args, option) is None:
             raise PosecalInputError(f"posecal audit needs --{option}")
+    engine = _posing_engine(args, "audit")
     # Ctrl-C before report.html is written leaves no findings.json that looks like a finished audit
     with finished_or_removed(args.out, (FINDINGS, "report.html"), "audit"):
         s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
                               boxes=args.boxes, results=args.results, flip=args.flip,
                               batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
-                              report_top=args.top))
+                              report_top=args.top, engine=engine))
     print(f"{s['persons']} persons audited in {s['seconds']:.1f}s: {s['findings']} findings ("
           + ", ".join(f"{k} {n}" for k, n in s["per_kind"].items()) + f") -> {args.out}/findings.json, "
           f"{args.out}/report.html")
@@ -420,7 +446,7 @@ def _threads_option(p, ray: bool = False) -> None:
 
 
 def _engine_options(p, what: str) -> None:
-    """--engine, --address and --workers (predict, track); `what`: the work one Ray actor call does."""
+    """--engine, --address and --workers (predict, track, eval, audit); `what`: the work one Ray actor call does."""
     p.add_argument("--engine", choices=("process", "ray"), default="process",
                    help=f"process: this process; ray: Ray Data actors, each holding the model, {what}, on a local "
                         "Ray or the cluster at --address, results kept in shards as they come (a run started again "
@@ -605,7 +631,8 @@ def _add_eval(sub) -> None:
                         "the skipped ones with their reasons in metrics.json and report.html (default: refuse "
                         "such files, exit 2: a metric is computed on exactly the file given, or not at all)")
     _backend_option(p)
-    _threads_option(p)
+    _threads_option(p, ray=True)
+    _engine_options(p, "posing the persons of a few pictures at a time (the metrics computed once, here)")
     _progress_option(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -709,7 +736,8 @@ def _add_audit(sub) -> None:
     p.add_argument("--top", type=POSITIVE_INT, default=60, help="findings drawn in report.html (default: 60)")
     _flip_option(p, True)
     _batch_option(p, 32)
-    _threads_option(p)
+    _threads_option(p, ray=True)
+    _engine_options(p, "posing the persons of a few pictures at a time (the findings computed once, here)")
     _progress_option(p)
     p.set_defaults(func=_cmd_audit, action=None)
     asub = p.add_subparsers(dest="action", required=False, help="apply: write a COCO file with accepted findings "

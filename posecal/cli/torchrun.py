@@ -1,6 +1,6 @@
 """posecal launched by torchrun: only `posecal train` shares its work over torchrun's ranks (DDP,
-posecal/training/distributed.py). Inference scales through Ray instead (`posecal predict|track --engine ray`,
-docs/scale.md): the torchrun sharding of predict, track and eval is retired, so N copies of any other command
+posecal/training/distributed.py). Inference scales through Ray instead (`posecal predict|track|eval|audit --engine
+ray`, docs/scale.md): the torchrun sharding of predict, track and eval is retired, so N copies of any other command
 would each do all of its work and write the same files. Such a launch is refused before any work, in one line.
 
 Rank 0 says it and exits 2; the other ranks exit 0 without a word. Why not 2 everywhere: torchrun stops every rank
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-RAY_COMMANDS = ("predict", "track")   # the commands with --engine ray
+RAY_COMMANDS = ("predict", "track", "eval", "audit")   # the commands with --engine ray
 
 
 def torchrun_place(environ=None) -> tuple[int, int]:

@@ -17,10 +17,12 @@ from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import predict_records
 from posecal.inference.opener import check_backend, open_model, require_model
+from posecal.inference.ray_records import RecordPosing, predict_records_ray
 from posecal.inference.topdown import Predictions
 from posecal.io import write_json_atomic
 from posecal.outputs import check_output_dir
 from posecal.parallel import default_threads
+from posecal.parallel.ray_rows import RayConfig
 from posecal.models.config import default_decode, require_coco_keypoints
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
@@ -57,6 +59,8 @@ class EvalConfig:
                                    # subset); True: score the rest, the skipped entries recorded in metrics.json
     backend: str = "onnx"          # onnx: the model's cached export in onnxruntime (posecal/export/cache.py),
                                    # as `predict` runs it; torch: PyTorch (needed for cuda and for --decode)
+    engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
+                                      # inference/ray_records.py), the metrics computed here all the same
 
 
 def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pictures | None = None) -> dict:
@@ -122,6 +126,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     """The `posecal eval` job: results.json and metrics.json in cfg.out. With cfg.plots the returned
     Evaluation carries what the pictures are drawn from (posecal.viz.report.draw_evaluation draws them)."""
     out = check_output_dir(cfg.out, "--out")
+    actor_threads = cfg.threads   # --engine ray: per actor (None: the cores Ray sees shared among the workers)
     cfg = dataclasses.replace(cfg, threads=cfg.threads or default_threads())
     t0 = time.time()
     check_backend(cfg.backend)
@@ -137,10 +142,15 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, check=lambda mcfg: _refuse_unusable(cfg, mcfg))
     model, mcfg, meta = opened.runner, opened.config, opened.meta
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
-    # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
-    pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                           decode_method=cfg.decode, progress=cfg.progress, calibration=calibration,
-                           orientations=cfg.orientations, threads=cfg.threads)
+    if cfg.engine is not None:   # the same posing on Ray actors that each open the model once
+        posing = RecordPosing(cfg.model, cfg.backend, cfg.flip, actor_threads, cfg.calibrated, cfg.decode,
+                              cfg.orientations, cfg.batch_size)
+        pred = predict_records_ray(records, posing, calibration, cfg.engine, out / "results.json", cfg.progress)
+    else:
+        # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
+        pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
+                               decode_method=cfg.decode, progress=cfg.progress, calibration=calibration,
+                               orientations=cfg.orientations, threads=cfg.threads)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)

@@ -1,0 +1,169 @@
+"""Persons given as records (a labelled picture and a box each) posed by Ray Data actors: the posing of `posecal
+eval --engine ray` and `posecal audit --engine ray`, which is predict_records (inference/estimator.py) spread over
+workers on this machine or a Ray cluster. The metrics and the audit's findings are computed once, in the driver,
+from the Predictions gathered here, as one process computes them.
+
+A row is one picture with its records (consecutive records of one image file, as the estimator groups them); each
+actor opens the model once (RecordBatches) and runs the one estimator (Estimator.estimate_records) on the records
+of its batch of rows; each person comes back whole (its PersonPose and the network's own arrays, the numbers as
+their exact bytes), kept by its row's input index. The rows, actors, shards (beside the job's output file:
+resumable), retries and CPU accounting are posecal/parallel/ray_rows.py's, shared with `predict` and `track
+--engine ray`. A picture that cannot be read is the warning one process gives, and its persons are dropped.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from posecal.calibration.quality import calibration_from_meta
+from posecal.data.coco import PersonRecord
+from posecal.errors import PosecalInputError
+from posecal.inference.estimator import Estimator, PersonPose, _runs_of_one_picture, predictions_of
+from posecal.inference.opener import open_model
+from posecal.inference.topdown import Predictions
+from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
+from posecal.skeleton import NUM_KEYPOINTS
+
+POSES = "poses"            # the output column: per row, JSON text of its picture's persons
+PICTURES_PER_CALL = 4      # pictures per map_batches call (an actor's crops are batched across them)
+SHARD_PICTURES = 64        # pictures per shard: what a resumed run may redo at most, per worker
+EXTRA = ("oks", "heatmaps", "matrices")   # per-person arrays of the network's pass kept beside the people
+
+
+@dataclasses.dataclass
+class RecordPosing:
+    """How records are posed (RecordBatches' settings): predict_records' arguments. model: a shipped name or an
+    absolute path; backend: open_model's; calibrated: apply the model's stored calibration; threads: per actor
+    (None: the cores Ray sees shared among the workers)."""
+    model: str | None = None
+    backend: str = "onnx"
+    flip: bool = True
+    threads: int | None = None
+    calibrated: bool = True
+    decode: str | None = None
+    orientations: int | str = 1
+    batch_size: int = 32
+    keep_heatmaps: bool = False
+
+
+SETTINGS = tuple(f.name for f in dataclasses.fields(RecordPosing))
+
+
+class RecordBatches:
+    """The map_batches class: settings are RecordPosing's. A batch's columns: `path` (the picture, on storage the
+    actor sees) and `records` (JSON text: the boxes of its persons, [{"bbox": [x, y, w, h], "score": s}, ...]).
+    Returned: the batch's columns plus `poses`: per row, JSON text of {"kept": positions of the records posed,
+    "people": their PersonPose fields, "extra": the network's per-person arrays (oks, heatmaps, matrices),
+    "messages": lines about the picture (one that cannot be read)}; arrays as exact bytes (unpack)."""
+
+    def __init__(self, **settings):
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise PosecalInputError(f"RecordBatches: unknown setting(s) {', '.join(unknown)} (settings: "
+                                    f"{', '.join(SETTINGS)})")
+        self.cfg = RecordPosing(**settings)
+        opened = open_model(self.cfg.model, self.cfg.backend, self.cfg.flip, self.cfg.threads)
+        calibration = (calibration_from_meta(opened.meta, str(self.cfg.model or "default model"))
+                       if self.cfg.calibrated else None)
+        self.estimator = Estimator(opened.runner, opened.config.input_wh, calibration, opened.flip,
+                                   self.cfg.batch_size, self.cfg.orientations, threads=self.cfg.threads,
+                                   decode_method=self.cfg.decode)
+
+    def __call__(self, batch: dict) -> dict:
+        paths = [str(p) for p in batch["path"]]
+        groups = [[PersonRecord(path, 0, np.asarray(r["bbox"], np.float64), np.zeros((NUM_KEYPOINTS, 3)), 0.0,
+                                score=float(r["score"])) for r in json.loads(str(text))]
+                  for path, text in zip(paths, batch["records"])]
+        with warnings.catch_warnings(record=True) as caught:   # a picture that cannot be read: said by its row
+            warnings.simplefilter("always")
+            pred = self.estimator.estimate_records([r for g in groups for r in g], False, self.cfg.keep_heatmaps)
+        rows = [{"kept": [], "people": [], "extra": {}, "messages": []} for _ in groups]
+        where = {id(r): (row, j) for row, g in enumerate(groups) for j, r in enumerate(g)}
+        at: list[list[int]] = [[] for _ in groups]
+        for n, (record, person) in enumerate(zip(pred.records, pred.people)):
+            row, j = where[id(record)]
+            rows[row]["kept"].append(j)
+            rows[row]["people"].append({f.name: pack(getattr(person, f.name)) for f in dataclasses.fields(person)})
+            at[row].append(n)
+        for row, n in enumerate(at):
+            rows[row]["extra"] = {k: pack(getattr(pred, k)[n]) for k in EXTRA if getattr(pred, k) is not None}
+        for w in caught:
+            line = str(w.message)
+            row = next((i for i, p in enumerate(paths) if p in line), 0)
+            rows[row]["messages"].append(line)
+        out = dict(batch)
+        out[POSES] = np.array([json.dumps(r, separators=(",", ":")) for r in rows], dtype=object)
+        return out
+
+
+def pack(value):
+    """A numpy array or scalar as JSON with its exact bytes (unpack gives it back, dtype and all); the rest as is."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        a = np.asarray(value)   # tobytes: C order, 0-d arrays (scalars) kept 0-d
+        return {"__array__": a.dtype.str, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
+    if isinstance(value, dict):
+        return {k: pack(v) for k, v in value.items()}
+    return value
+
+
+def unpack(value):
+    if isinstance(value, dict) and "__array__" in value:
+        a = np.frombuffer(base64.b64decode(value["data"]), np.dtype(value["__array__"])).reshape(value["shape"])
+        return a.copy()[()] if a.ndim == 0 else a.copy()
+    if isinstance(value, dict):
+        return {k: unpack(v) for k, v in value.items()}
+    return value
+
+
+def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calibration, ray_cfg: RayConfig,
+                        out, progress: bool = True, poser=RecordBatches, log=None) -> Predictions:
+    """predict_records through Ray actors: the same Predictions (records kept, people, arrays) as one process
+    gives with the same settings. out: the job's output file, beside which the shards are kept (a run started
+    again with the same records and settings resumes); calibration: the model's, as the driver opened it (the
+    actors apply their own; here it only marks the Predictions calibrated, as predictions_of does)."""
+    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    ray_cfg.check()
+    ray = import_ray()
+    groups = list(_runs_of_one_picture(records))
+    boxes = [json.dumps([{"bbox": [float(v) for v in r.bbox], "score": float(r.score)} for r in group])
+             for _, group in groups]
+    pictures = [(path, Path(path).name) for path, _ in groups]
+    settings = dataclasses.asdict(posing)
+    if settings["model"] is not None and Path(settings["model"]).is_file():   # an actor is not in this folder
+        settings["model"] = str(Path(settings["model"]).resolve())
+    fingerprint = {"inputs": [[str(Path(p).resolve()), name] for p, name in pictures],
+                   "records": hashlib.sha256("\n".join(boxes).encode()).hexdigest(),
+                   "shard_files": ray_cfg.shard_files,
+                   "settings": {k: v for k, v in settings.items() if k != "threads"}}
+    shards, store, rows = resumable(out, pictures, ray_cfg, fingerprint, log)
+    for row in rows:
+        row["records"] = boxes[row["index"]]
+
+    def keep(text: str) -> dict:
+        picture = json.loads(text)
+        for message in picture["messages"]:
+            warnings.warn(message, stacklevel=2)
+        return picture
+
+    if rows:
+        run_rows(ray, ray_cfg, RowJob(poser, settings, POSES, PICTURES_PER_CALL), rows, shards, store, keep,
+                 progress, "estimating poses (ray)", "picture")
+    kept, people, extra = [], [], {k: [] for k in EXTRA}
+    for row in store.records(len(shards)):
+        group = groups[row["index"]][1]
+        picture = row["records"]
+        kept += [group[j] for j in picture["kept"]]
+        people += [PersonPose(**unpack(p)) for p in picture["people"]]
+        for k, v in picture["extra"].items():
+            extra[k].append(unpack(v))
+    store.remove()
+    return predictions_of(kept, people, calibration, {k: np.concatenate(v) for k, v in extra.items() if v})
+
