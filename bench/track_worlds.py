@@ -37,6 +37,7 @@ from bench.lab.video_worlds import kind_scenes, parse_kind, scaled_boxes, tracke
 from bench.lab.world_choice import leave_one_world_out, spread  # noqa: E402
 from track_ids import BACKGROUND_PEOPLE, with_background_people  # noqa: E402
 from posecal.inference.person_policy import VIDEO  # noqa: E402
+from posecal.tracking.tracker import TrackerConfig  # noqa: E402
 from posecal.io import write_json_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,8 @@ def main() -> None:
     ap.add_argument("--kinds", nargs="+", default=KINDS, help="world kinds (bench/lab/video_worlds.py)")
     ap.add_argument("--scenes", type=int, default=2, help="scenes per world kind")
     ap.add_argument("--frames", type=int, default=75)
-    ap.add_argument("--knob", default="detector_floor", help="the PersonPolicy field judged leave one world out")
+    ap.add_argument("--knob", default="detector_floor", help="the PersonPolicy field judged leave one world out, or "
+                    "tracker.FIELD: a TrackerConfig field")
     ap.add_argument("--values", nargs="+", default=["0.15", "0.2", "0.3"], help="its candidates (the shipped "
                     "value is added when missing)")
     ap.add_argument("--model", default="accurate", help="as posecal track's --model (its default)")
@@ -91,7 +93,9 @@ def main() -> None:
     args = ap.parse_args()
     for kind in args.kinds:
         parse_kind(kind)
-    shipped = getattr(VIDEO, args.knob)
+    field = args.knob.removeprefix("tracker.")
+    owner = TrackerConfig() if args.knob.startswith("tracker.") else VIDEO
+    shipped = getattr(owner, field)
     values = sorted({type(shipped)(v) for v in args.values} | {shipped})
     t0 = time.time()
     worlds = {kind: kind_scenes(args.work, kind, args.scenes, args.frames) for kind in args.kinds}
@@ -99,9 +103,10 @@ def main() -> None:
           f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     tables = {}
     for value in [shipped] + [v for v in values if v != shipped]:   # the shipped defaults' table first
-        policy = dataclasses.replace(VIDEO, **{args.knob: value})
+        changed = dataclasses.replace(owner, **{field: value})
+        policy, tracker = (VIDEO, changed) if owner is not VIDEO else (changed, None)
         tables[value] = {kind: world_row(kind, scenes, [
-            tracked_records(args.model, kind, name, video, truth, args.work, policy, args.threads)
+            tracked_records(args.model, kind, name, video, truth, args.work, policy, args.threads, tracker=tracker)
             for name, video, truth in scenes]) for kind, scenes in worlds.items()}
         if value == shipped:
             print(f"posecal track defaults (model {args.model}, VIDEO policy), {args.scenes} scenes x {args.frames} "

@@ -245,10 +245,11 @@ def tracked_pairs(model: str, worlds: dict[str, list[tuple[str, Path, Path]]], w
 
 
 def tracked_records(model: str, kind: str, name: str, video: Path, truth: Path, work: Path, policy=None,
-                    threads: int | None = None, log=None) -> list[dict]:
+                    threads: int | None = None, log=None, tracker=None) -> list[dict]:
     """`posecal track`'s records of one scene with `model` (a shipped name or a file) and its defaults, but for
-    `policy` (a PersonPolicy; None: track's own), kept in work/records/ per model file (its digest), world kind,
-    scene, frame count and policy, so that a rerun tracks nothing it has tracked."""
+    `policy` (a PersonPolicy; None: track's own) and `tracker` (a TrackerConfig; None: track's own), kept in
+    work/records/ per model file (its digest), world kind, scene, frame count, policy and tracker, so that a rerun
+    tracks nothing it has tracked."""
     import dataclasses
 
     from posecal.models.checkpoint import model_file
@@ -262,6 +263,9 @@ def tracked_records(model: str, kind: str, name: str, video: Path, truth: Path, 
     if policy is not None and policy != cfg.policy:
         cfg = dataclasses.replace(cfg, policy=policy)
         options = "_" + hashlib.sha256(repr(policy).encode()).hexdigest()[:10]
+    if tracker is not None and tracker != cfg.tracker:
+        cfg = dataclasses.replace(cfg, tracker=tracker)
+        options += "_t" + hashlib.sha256(repr(tracker).encode()).hexdigest()[:10]
     frames = json.loads(Path(truth).read_text())["info"]["n_frames"]
     records = work / "records" / f"{tag}_{kind}_{name}_{frames}{options}.json"
     if not records.is_file():
