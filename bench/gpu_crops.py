@@ -4,7 +4,7 @@
 Why PyTorch on the GPU: onnxruntime's CUDA build (the `gpu` extra) is a 256 MB wheel, over what the lent GPU
 machine can be sent in a call, and that machine's onnxruntime is the CPU build; the figure here is what a GPU node
 gives with `--backend torch --device cuda` (the `train` extra), the nearest measured stand-in for the capacity
-model in docs/scale.md. The frame's boxes are given (no detector), repeated to fill the larger batches.
+model in docs/scale.md. The frame's seven boxes are given (no detector), repeated to fill the larger batches.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import numpy as np
 
 from posecal.inference.predictor import Predictor
 
-# the 7 walkers of vtest_pedestrians_20s.avi frame 100 (x, y, w, h), as the shipped detector boxes them
+# six walkers of vtest_pedestrians_20s.avi frame 100 (x, y, w, h) as the shipped detector boxes them, and one box
+# on the pavement: the network's time does not depend on what a crop shows
 BOXES = [[277, 427, 69, 147], [637, 297, 38, 110], [559, 195, 37, 90], [667, 207, 37, 92], [447, 301, 42, 117],
          [183, 143, 28, 65], [500, 100, 30, 80]]
 
