@@ -10,7 +10,7 @@ import pytest
 
 from posecal.inference.person_policy import VIDEO
 from posecal.tracking.associate import trusted
-from posecal.tracking.flow import FrameFlow, carried_poses, flow_points
+from posecal.tracking.flow import FrameFlow, carried_poses, flow_points, person_step
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
 from conftest import STANDING, pose_of
@@ -36,6 +36,37 @@ def test_flow_follows_a_known_shift_and_moves_lost_points_with_the_rest():
     assert out.keypoints == pytest.approx(xy + [5, 3], abs=0.4)  # the absent one moves with the median of the rest
     assert out.box[:2] == pytest.approx(pose.box[:2] + [5, 3], abs=0.4) and out.box[2:] == pytest.approx(pose.box[2:])
     assert out.pose_quality == pose.pose_quality and (out.visibility == pose.visibility).all()
+
+
+def test_person_step_follows_the_points_that_move_with_the_track():
+    # steps measured on the tracking bench: a walker at 21 px a frame whose limb points mostly see still background
+    steps = np.array([[-1.0, 0.5], [21.0, -0.5], [3.0, 0.0], [-1.0, 1.0]])
+    assert person_step(steps, None) == pytest.approx([1.0, 0.25])             # the median: the background's
+    assert person_step(steps, np.array([20.0, 0.0])) == pytest.approx([21.0, -0.5])
+    assert person_step(np.zeros((0, 2)), np.array([20.0, -1.0])) == pytest.approx([20.0, -1.0])   # none held
+    assert person_step(np.zeros((0, 2)), None) == pytest.approx([0.0, 0.0])
+    # a person who stops: no point moved with the old velocity, so the flow's median is believed
+    assert person_step(np.array([[0.0, 0.0], [0.5, 0.0], [-0.5, 0.0]]), np.array([20.0, 0.0])) == \
+        pytest.approx([0.0, 0.0])
+
+
+def test_a_walker_whose_keypoints_see_mostly_background_is_carried_with_them():
+    """A textured person 40 px wide moves 12 px right over a still textured room; 4 of its 10 keypoints lie inside
+    it, 6 just outside its edges (what a thin limb's window sees). By the median of all points it stays put; with
+    its track's velocity it moves with the person."""
+    room, body = _texture(seed=1), _texture(h=100, w=40, seed=2)
+    a, b = room.copy(), room.copy()
+    a[60:160, 100:140], b[60:160, 112:152] = body, body
+    inside = np.array([[118.0, 80], [120, 100], [124, 130], [118, 145]])
+    outside = np.array([[80.0, 70], [84, 100], [78, 140], [165, 75], [170, 110], [168, 150]])
+    pose = pose_of(np.vstack([inside, outside]))
+    moved, held = flow_points(a, b, np.vstack([inside, outside]))
+    assert held.all() and moved[:4] - inside == pytest.approx(np.tile([12, 0], (4, 1)), abs=0.5)
+    (still,) = carried_poses([pose], a, b)
+    (walked,) = carried_poses([pose], a, b, [np.array([11.0, 0.0])])
+    assert still.box[:2] == pytest.approx(pose.box[:2], abs=0.5)
+    assert walked.box[:2] == pytest.approx(pose.box[:2] + [12, 0], abs=0.5)
+    assert walked.keypoints[:4] == pytest.approx(inside + [12, 0], abs=0.5)
 
 
 def test_frame_flow_hands_over_the_previous_frame():

@@ -8,8 +8,13 @@ afresh. A carried pose keeps its last estimate's quality, visibility and scores:
 see whether they are right, and the next estimate is at most `detect_every - 1` frames away.
 
 A point the flow loses (its status, or a forward-backward disagreement above FB_MAX_PX, which is what a point
-under a passing person shows) moves with the median of the person's points that held instead, and so does
-the box; a keypoint called absent is moved the same way (there is nothing to follow there).
+under a passing person shows) moves with the person's step instead, and so does the box; a keypoint called absent
+is moved the same way (there is nothing to follow there). The person's step is the median of their points that
+held, but where the track's velocity is known, only of the points that moved with it (`person_step`): a keypoint
+on a thin limb or at the body's edge has mostly background in its window, and such a point holds perfectly while
+standing still, so a person walking fast was left where they were in the carried frame, their box off them, and
+counted missed (a third of the tracking bench's missed people in its second carried frame). With no point
+holding at all, the person moves at the track's velocity rather than standing still.
 """
 from __future__ import annotations
 
@@ -23,6 +28,9 @@ LK_WINDOW = (15, 15)                             # with 2 levels: follows steps 
 LK_LEVELS = 2                                    # tracking benchmark scores as with a larger window and more
                                                  # levels, at less cost
 LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+# a point moved with the track when its step is within this share of the velocity's length (+ AGREE_PX) of it:
+# limbs swing about the body's pace, the still background does not follow it
+AGREE_SHARE, AGREE_PX = 0.5, 2.0
 
 
 def grey(frame_bgr: np.ndarray) -> np.ndarray:
@@ -47,9 +55,24 @@ def flow_points(prev_grey: np.ndarray, next_grey: np.ndarray, points: np.ndarray
     return fwd, held
 
 
-def carried_poses(people: list, prev_grey: np.ndarray, next_grey: np.ndarray) -> list:
+def person_step(steps: np.ndarray, velocity: np.ndarray | None = None) -> np.ndarray:
+    """A person's step into the next frame from the steps (M, 2) of their points that held: the median of those
+    that moved with `velocity` (the track's px per frame, None: unknown) where any did, else of all of them;
+    no point held: the velocity (zero when unknown)."""
+    steps = np.asarray(steps, float).reshape(-1, 2)
+    if velocity is None:
+        return np.median(steps, axis=0) if len(steps) else np.zeros(2)
+    velocity = np.asarray(velocity, float)
+    if not len(steps):
+        return velocity.copy()
+    agree = np.linalg.norm(steps - velocity, axis=1) <= AGREE_SHARE * np.linalg.norm(velocity) + AGREE_PX
+    return np.median(steps[agree] if agree.any() else steps, axis=0)
+
+
+def carried_poses(people: list, prev_grey: np.ndarray, next_grey: np.ndarray, velocities=None) -> list:
     """Each pose (PersonPose) moved into the next frame by the flow of its keypoints (see the module's note).
-    A pose none of whose points held keeps its place."""
+    `velocities`: per pose, its track's velocity (px per frame), which picks the points that moved with the
+    person; None: the median of every point that held, and a pose none of whose points held keeps its place."""
     if not people:
         return []
     xy = [np.asarray(p.keypoints, float).reshape(-1, 2) for p in people]
@@ -57,10 +80,11 @@ def carried_poses(people: list, prev_grey: np.ndarray, next_grey: np.ndarray) ->
                for p, k in zip(people, xy)]
     moved, held = flow_points(prev_grey, next_grey, np.concatenate(xy))
     out, start = [], 0
-    for p, k, use in zip(people, xy, present):
+    velocities = [None] * len(people) if velocities is None else list(velocities)
+    for p, k, use, v in zip(people, xy, present, velocities):
         m, h = moved[start:start + len(k)], held[start:start + len(k)] & use
         start += len(k)
-        step = np.median(m[h] - k[h], axis=0) if h.any() else np.zeros(2)
+        step = person_step(m[h] - k[h], v)
         new = np.where(h[:, None], m, k + step)
         box = np.asarray(p.box, float)
         out.append(dataclasses.replace(p, keypoints=new, box=np.r_[box[:2] + step, box[2:]], pose_source="carried"))
