@@ -137,6 +137,19 @@ def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames(
     assert alone.update([], 0.3) == []
 
 
+def test_a_fast_walker_behind_another_is_judged_where_they_are_reported():
+    """B crosses behind A at 12 px a frame and is hidden at 30 px right of A (box IoU 0.36 with A's, above
+    hold_overlap 0.3); one frame further on (42 px) the overlap would be 0.2: B is reported held, the overlap taken
+    from the box B is reported with."""
+    tracker = Tracker(TrackerConfig(smooth=False, report_hidden=2), policy=replace(VIDEO, birth_overlap=1.0))
+    for f in range(4):
+        out = dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [-18 + 12 * f, 0])], f / 10))
+    assert set(out) == {1, 2}
+    out = dict(tracker.update([pose_of(STANDING)], 0.4))
+    assert set(out) == {1, 2} and out[2].pose_source == "held"
+    assert out[2].keypoints == pytest.approx(STANDING + [30, 0])
+
+
 def test_no_birth_from_a_pose_with_nothing_visible():
     post = pose_of(STANDING + [300, 0], quality=0.8, vis=1)                # the detector's post: all occluded
     tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_visible=3))

@@ -198,14 +198,15 @@ class Tracker:
         return sorted(out, key=lambda item: item[0])
 
     def _hidden(self, seen: list) -> list[Track]:
-        """Tracks unmatched for at most report_hidden frames whose predicted box lies over the box of a person
-        reported this frame: most likely behind them."""
+        """Tracks unmatched for at most report_hidden frames whose box as it would be reported (hidden_pose: where
+        their velocity says they are now) lies over the box of a person reported this frame: most likely behind
+        them."""
         cfg = self.cfg
         lost = [tr for tr in self.tracks if 0 < tr.misses <= cfg.report_hidden]
         if not lost or not seen:
             return []
         front = np.array([p.box for _, p in seen], float)
-        behind = box_iou(np.array([self._predicted_box(tr) for tr in lost]), front).max(1) >= cfg.hold_overlap
+        behind = box_iou(np.array([hidden_pose(tr).box for tr in lost]), front).max(1) >= cfg.hold_overlap
         return [tr for tr, b in zip(lost, behind) if b]
 
     def _hold_occluded(self, pairs: list[tuple[int, int]], people: list) -> tuple[list[tuple[int, int]], set[int]]:
