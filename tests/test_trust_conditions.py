@@ -1,6 +1,7 @@
 """Issue 38: persons cut by the frame, detector-like boxes, video-like degradation, in_frame, and trust models that
 name the network they judge."""
 import datetime
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -379,3 +380,45 @@ def test_a_judged_condition_gets_the_maps_of_the_fold_that_did_not_see_its_photo
     c = f["subgroup_counts"]
     assert c["subgroups"] == sum(s["keypoint"]["n"] >= 300 for s in f["subgroups"].values())
     assert 0 <= c["above_2x_p90"] <= c["above_p90"] <= c["subgroups"]
+
+
+def test_persons_at_the_picture_edge_get_radii_of_their_own():
+    """Persons whose box touches the picture's edge (cut by the frame) miss by twice as much, relative to their
+    box, as persons inside it: one table covers them far less often than the 0.9 promised; a table each covers
+    both; the tables survive the file round trip; without picture sizes `apply` gives the inside table."""
+    from posecal.calibration.quality import QualityCalibration
+    from posecal.evaluation.conditions import add_edge_radii, fit_over_conditions
+
+    rng = np.random.default_rng(3)
+
+    def run(name, n, spread, wh_y):
+        boxes = np.tile([150.0, 100.0, 100.0, 200.0], (n, 1))
+        xy = np.stack([rng.uniform(160, 240, (n, 17)), rng.uniform(110, 290, (n, 17))], -1)
+        gt = np.concatenate([xy + rng.normal(0, spread, (n, 17, 2)), np.full((n, 17, 1), 2.0)], -1)
+        raw = rng.uniform(0.2, 0.95, (n, 17))
+        return ConditionRun(name=name, flip=True, keypoints=xy, boxes=boxes, gt=gt, area=np.full(n, 20000.0),
+                            groups=np.arange(n) + (0 if wh_y > 300 else 10_000), visibility_known=np.ones(n, bool),
+                            cut_off=np.zeros((n, 17), bool), image_wh=np.tile([400.0, wh_y], (n, 1)),
+                            raw={"oks": raw.mean(1), "opks": raw, "visibility_probs": np.tile([0.05, 0.15, 0.8],
+                                                                                              (n, 17, 1))})
+    inside, edge = run("whole", 600, 4.0, 400.0), run("cut", 600, 8.0, 300.0)   # the cut pictures end at y = 300
+
+    def coverage(cal, r, image_wh):
+        radius = cal.apply(r.raw["oks"], r.raw["opks"], r.raw["visibility_probs"], r.boxes,
+                           image_wh=image_wh)["keypoint_radius"]
+        return float((np.linalg.norm(r.keypoints - r.gt[..., :2], axis=-1) <= radius).mean())
+
+    one = fit_over_conditions([inside, edge])
+    assert one.edge_radii is not None and one.fit_info["edge_radii"] == {"persons_at_edge": 600,
+                                                                         "persons_inside": 600}
+    back = QualityCalibration.from_dict(one.to_dict())
+    assert np.allclose(back.edge_radii.radii, one.edge_radii.radii, atol=1e-5)   # stored to 5 decimals
+    for cal in (one, back):
+        assert 0.87 <= coverage(cal, inside, inside.image_wh) <= 0.93
+        assert 0.87 <= coverage(cal, edge, edge.image_wh) <= 0.93
+        assert coverage(cal, edge, None) < 0.7                  # no picture sizes: the inside table
+    shared = replace(one, edge_radii=None)
+    shared.radii = fit_over_conditions([inside]).radii           # one table, inside persons' (as whole val gives)
+    assert coverage(shared, edge, edge.image_wh) < 0.7
+    few = run("few", 50, 8.0, 300.0)                             # too few persons at the edge: no table of their own
+    assert add_edge_radii(fit_over_conditions([inside, few]), [inside, few]).edge_radii is None

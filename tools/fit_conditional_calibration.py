@@ -1,13 +1,17 @@
-"""Add the conditional quality map to a model file's calibration (issue 46) and write the result as a new file.
+"""Add the conditional quality map (issue 46), or radii of their own for persons at the picture's edge (issue 53),
+to a model file's calibration and write the result as a new file.
 
-    python tools/fit_conditional_calibration.py IN.pt OUT.pt [--work runs/conditions]
+    python tools/fit_conditional_calibration.py IN.pt OUT.pt [--part conditional|edge-radii] [--work runs/conditions]
 
 IN.pt: a packed model file (or a shipped name, e.g. accurate) whose calibration was fitted over the conditions
 (`posecal pack --calibrate-on --conditions`). The map is fitted on the same conditions (val, val_noflip, val_cut,
 val_jitter; posecal.evaluation.conditions.MIXTURE) on the outputs of IN.pt's own isotonic maps, which it is
 applied after; every other part of the calibration (isotonic maps, visibility, radii, in_frame, video, person)
-is kept as it is. The raw outputs come from bench/trust_conditions.py's cache in --work (run there when missing).
-The cross-fitted figures per condition, before and after, are printed and stored in the calibration's fit_info.
+is kept as it is. `--part edge-radii` instead refits the conformal radii apart for persons whose box touches the
+picture's edge and for the others (posecal.evaluation.conditions.add_edge_radii), on IN.pt's own isotonic maps'
+outputs, and keeps every other part. The raw outputs come from bench/trust_conditions.py's cache in --work (run
+there when missing). The cross-fitted figures per condition, before and after, are printed and stored in the
+calibration's fit_info.
 
 OUT.pt holds the same network, so judge it without running the network again:
     python bench/trust_conditions.py --model OUT.pt --raw-of IN.pt
@@ -28,7 +32,7 @@ from trust_conditions import build_runs  # noqa: E402
 
 from posecal.calibration.quality import META_KEY, calibration_from_meta  # noqa: E402
 from posecal.evaluation.conditions import (HELD_OUT_CUTS, MIXTURE, add_conditional,  # noqa: E402
-                                           condition_figures, cross_fit_over_conditions)
+                                           add_edge_radii, condition_figures, cross_fit_over_conditions)
 from posecal.models.checkpoint import atomic_save, model_file, read_torch_file  # noqa: E402
 
 REPORTED = ("keypoint_ece", "pose_ece", "pose_pearson", "radius_coverage")
@@ -37,7 +41,9 @@ REPORTED = ("keypoint_ece", "pose_ece", "pose_pearson", "radius_coverage")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="packed model file or shipped name, calibrated over the conditions")
-    ap.add_argument("out", help="model file to write: the same with the conditional quality map")
+    ap.add_argument("out", help="model file to write: the same with the conditional quality map (or edge radii)")
+    ap.add_argument("--part", choices=("conditional", "edge-radii"), default="conditional",
+                    help="what to add to the calibration")
     ap.add_argument("--work", default=str(ROOT / "runs" / "conditions"), help="bench/trust_conditions.py's cache")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -47,24 +53,31 @@ def main() -> None:
     ckpt = read_torch_file(src)
     cal = calibration_from_meta(ckpt.get("meta"), str(src))
     if cal is None:
-        raise SystemExit(f"{src}: has no calibration to add the conditional map to")
-    if cal.conditional is not None:
-        raise SystemExit(f"{src}: already has a conditional quality map; fit on a file without one")
+        raise SystemExit(f"{src}: has no calibration to add {args.part} to")
+    edge = args.part == "edge-radii"
+    if (cal.edge_radii if edge else cal.conditional) is not None:
+        raise SystemExit(f"{src}: already has {args.part}; fit on a file without")
     runs, _ = build_runs(args.model, Path(args.work), 1000, False, threads=args.threads)
     mixture = [r for r in runs if r.name in MIXTURE]
     judged = [r for r in runs if r.name in HELD_OUT_CUTS]
     report = {}
-    for label, conditional in (("isotonic", False), ("conditional", True)):
-        outputs, ratios = cross_fit_over_conditions(mixture, conditional=conditional, judged=judged)
+    for label, added in (("before", False), ("after", True)):     # cross-fitted, without and with the part
+        outputs, ratios = cross_fit_over_conditions(mixture, conditional=added and not edge, judged=judged,
+                                                    edge_radii=edge and added)
         for r, o, q in zip(mixture + judged, outputs, ratios):
             f = condition_figures(r, o, q)
             report.setdefault(r.name, {})[label] = {k: round(float(f[k]), 4) for k in REPORTED}
-    print(f"{'condition':<12}" + "".join(f"{k + ' ' + c:>20}" for k in REPORTED[:2] for c in ("before", "after")))
+    shown = REPORTED[3:] if edge else REPORTED[:2]
+    print(f"{'condition':<12}" + "".join(f"{k + ' ' + c:>24}" for k in shown for c in ("before", "after")))
     for name, by in report.items():
-        print(f"{name:<12}" + "".join(f"{by[c][k]:>20.4f}" for k in REPORTED[:2]
-                                      for c in ("isotonic", "conditional")))
-    add_conditional(cal, mixture)
-    cal.fit_info["conditional"]["cross_fitted_conditions"] = report
+        print(f"{name:<12}" + "".join(f"{by[c][k]:>24.4f}" for k in shown for c in ("before", "after")))
+    if edge:
+        add_edge_radii(cal, mixture)
+        if cal.edge_radii is None:
+            raise SystemExit("too few persons at the picture's edge among the conditions for radii of their own")
+    else:
+        add_conditional(cal, mixture)
+    cal.fit_info["edge_radii" if edge else "conditional"]["cross_fitted_conditions"] = report
     ckpt["meta"][META_KEY] = cal.to_dict()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_save(ckpt, args.out)

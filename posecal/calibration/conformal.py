@@ -26,6 +26,13 @@ def person_scale(boxes) -> np.ndarray:
     return np.sqrt(np.maximum(b[:, 2] * b[:, 3], 1.0))
 
 
+def relative_errors(keypoints, gt, boxes) -> np.ndarray:
+    """(N, K) distance of each predicted keypoint (N, K, 2) to its truth (gt (N, K, >=2)) over its person's scale
+    (person_scale of the (N, 4) boxes): what the radii are fitted on."""
+    err = np.linalg.norm(np.asarray(keypoints, np.float64) - np.asarray(gt, np.float64)[..., :2], axis=-1)
+    return err / person_scale(boxes)[:, None]
+
+
 def conformal_quantile(scores, target: float) -> float:
     """The ceil((n+1)·target)-th smallest score (inf when n is too small to promise the target)."""
     s = np.sort(np.asarray(scores, np.float64))

@@ -4,7 +4,8 @@ path (Predictor, `posecal predict`, `posecal eval`, the ONNX backend) applies th
 The heads learn on crops the pose network has memorised, so on new people they are over-confident. The
 maps are fitted on persons the pose network never trained on (the val split): per keypoint type an
 isotonic map of the OPKS head to the true OPKS, one isotonic map of the OKS head to the true OKS, per
-keypoint type a visibility temperature, and conformal radii on the calibrated keypoint quality; optionally a
+keypoint type a visibility temperature, and conformal radii on the calibrated keypoint quality (where persons
+whose box touches the picture's edge were among the data, a second table for them: `edge_radii`); optionally a
 conditional map after the isotonic ones (calibration/conditional.py: quality given where the box and keypoints
 lie in the picture, which then needs each person's picture size at `apply`). Stored as plain JSON-able numbers in
 the model file's meta and in the ONNX metadata (a few KB).
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posecal.calibration.conditional import ConditionalQuality
-from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scale
+from posecal.calibration.conditional import ConditionalQuality, edges_touched
+from posecal.calibration.conformal import ConformalRadii, fit_radii, relative_errors
 from posecal.calibration.in_frame import InFrameMap
 from posecal.calibration.video import VideoCalibration
 from posecal.calibration.maps import IsotonicMap, apply_temperature, fit_isotonic, fit_temperature
@@ -47,6 +48,11 @@ class QualityCalibration:
     # keypoint and pose quality given where the box and keypoints lie in the picture (calibration/conditional.py),
     # applied after the isotonic maps; fitted where cut persons were among the data
     conditional: ConditionalQuality | None = None
+    # radii for persons whose box touches the picture's edge (and `radii` then for the others), fitted where cut
+    # persons were among the data. Why apart: such a person is mostly cut by the frame, their box is smaller than
+    # they are, so their keypoints' errors relative to it are larger (one table for all covered them 0.85 of the
+    # time and whole persons 0.91). Applied where `apply` is given the picture sizes.
+    edge_radii: ConformalRadii | None = None
 
     def apply(self, oks, opks, visibility_probs, boxes, image_wh=None, keypoints=None) -> dict[str, np.ndarray]:
         """Raw head outputs of N persons (boxes (N, 4) in image pixels) -> calibrated `oks` (N,), `opks`
@@ -55,12 +61,17 @@ class QualityCalibration:
         With a conditional map, the qualities also depend on each person's picture size image_wh (N, 2: width,
         height) and predicted keypoints (N, K, 2, image pixels), which are then required: without them the map
         cannot tell a person cut by the frame from a whole one, and a silent guess would be wrong for one of
-        them. The radii stay on the isotonic keypoint quality they were fitted on."""
+        them. The radii stay on the isotonic keypoint quality they were fitted on; with `edge_radii` and image_wh,
+        a person whose box touches the picture's edge gets those (without image_wh, `radii`)."""
         opks = np.asarray(opks, np.float64)
         cal_opks = np.stack([m(opks[:, k]) for k, m in enumerate(self.keypoint_maps)], 1)
+        radius = self.radii(cal_opks, boxes)
+        if self.edge_radii is not None and image_wh is not None and len(cal_opks):
+            at_edge = edges_touched(boxes, image_wh).any(1)
+            radius = np.where(at_edge[:, None], self.edge_radii(cal_opks, boxes), radius)
         out = {"oks": self.pose_map(oks), "opks": cal_opks,
                "visibility_probs": apply_temperature(visibility_probs, self.visibility_temperature),
-               "keypoint_radius": self.radii(cal_opks, boxes)}
+               "keypoint_radius": radius}
         if self.conditional is not None:
             if image_wh is None or keypoints is None:
                 raise TypeError("this calibration has a conditional quality map: apply() needs image_wh "
@@ -83,7 +94,8 @@ class QualityCalibration:
                 "occluded_over_visible": self.occluded_over_visible} \
             | ({} if self.in_frame is None else {"in_frame": self.in_frame.to_dict()}) \
             | ({} if self.video is None else {"video": self.video.to_dict()}) \
-            | ({} if self.conditional is None else {"conditional": self.conditional.to_dict()})
+            | ({} if self.conditional is None else {"conditional": self.conditional.to_dict()}) \
+            | ({} if self.edge_radii is None else {"edge_radii": self.edge_radii.to_dict()})
 
     @classmethod
     def from_dict(cls, d: dict) -> "QualityCalibration":
@@ -97,13 +109,16 @@ class QualityCalibration:
                       float(d.get("occluded_over_visible", DEFAULT_OCCLUDED_OVER_VISIBLE)),
                       None if d.get("in_frame") is None else InFrameMap.from_dict(d["in_frame"]),
                       None if d.get("video") is None else VideoCalibration.from_dict(d["video"]),
-                      None if d.get("conditional") is None else ConditionalQuality.from_dict(d["conditional"]))
+                      None if d.get("conditional") is None else ConditionalQuality.from_dict(d["conditional"]),
+                      None if d.get("edge_radii") is None else ConformalRadii.from_dict(d["edge_radii"]))
         except (KeyError, TypeError) as e:
             raise ValueError(f"calibration is missing or has a bad field ({e})") from None
         # one map, temperature and radius row per keypoint type: a cut or hand-edited file is refused here, not
         # applied with keypoint 12 reading keypoint 11's map (or failing deep in numpy)
         k = len(cal.keypoint_maps)
-        for part, n in (("visibility_temperature", cal.visibility_temperature.size), ("radii", cal.radii.radii.shape[0])):
+        rows = [("visibility_temperature", cal.visibility_temperature.size), ("radii", cal.radii.radii.shape[0])] \
+            + ([] if cal.edge_radii is None else [("edge_radii", cal.edge_radii.radii.shape[0])])
+        for part, n in rows:
             if n != k:
                 raise ValueError(f"{part} has {n} entries, keypoint_maps {k}: one per keypoint type is needed")
         if cal.visibility_temperature.ndim != 1 or not np.all(cal.visibility_temperature > 0):
@@ -137,8 +152,7 @@ def fit_quality_calibration(oks, opks, visibility_probs, keypoints, boxes, gt, a
     v = gt[..., 2].astype(int)
     temps = np.array([fit_temperature(visibility_probs[:, k], v[:, k]) for k in range(k_types)])
     cal_opks = np.stack([m(opks[:, k]) for k, m in enumerate(maps)], 1)
-    err = np.linalg.norm(np.asarray(keypoints) - gt[..., :2], axis=-1) / person_scale(boxes)[:, None]
-    radii = fit_radii(cal_opks, err, labelled, target)
+    radii = fit_radii(cal_opks, relative_errors(keypoints, gt, boxes), labelled, target)
     ratio = choose_occluded_ratio(apply_temperature(visibility_probs, temps), v)
     info = {"persons": int(len(gt)), "labelled_keypoints": int(labelled.sum()), "source": source,
             "maps": "isotonic per keypoint type (keypoint quality), isotonic (pose quality), "

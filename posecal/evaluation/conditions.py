@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from posecal.calibration.conditional import edges_touched, fit_conditional_quality
+from posecal.calibration.conformal import fit_radii, relative_errors
 from posecal.calibration.quality import QualityCalibration, fit_quality_calibration, occluded_rule, truth_of
 from posecal.calibration.in_frame import fit_in_frame, in_frame_features, in_frame_truth
 from posecal.data.coco import PersonRecord, load_coco_persons
@@ -203,11 +204,12 @@ def subset(run: ConditionRun, keep: np.ndarray) -> ConditionRun:
                         crowded=None if run.crowded is None else run.crowded[keep])
 
 
-def fit_over_conditions(runs: list[ConditionRun], source: str = "", conditional: bool = False
-                        ) -> QualityCalibration:
+def fit_over_conditions(runs: list[ConditionRun], source: str = "", conditional: bool = False,
+                        edge_radii: bool = True) -> QualityCalibration:
     """One calibration fitted on every person of every condition given (the mixture users meet), with the
     in-frame map fitted on the calibrated visibility where cut persons are among them; with conditional, also
-    the conditional quality map (posecal.calibration.conditional) on the isotonic maps' outputs."""
+    the conditional quality map (posecal.calibration.conditional) on the isotonic maps' outputs; with edge_radii,
+    radii apart for persons at the picture's edge (add_edge_radii), where there are enough of them."""
     args, _ = _joined(runs)
     cal = fit_quality_calibration(*args, source=source)
     cal.fit_info["conditions"] = {r.name: len(r) for r in runs}
@@ -215,8 +217,32 @@ def fit_over_conditions(runs: list[ConditionRun], source: str = "", conditional:
     image_wh = np.concatenate([r.image_wh for r in runs])
     cal.in_frame = fit_in_frame(out["visibility_probs"], args[3], args[4], image_wh, args[5],
                                 np.concatenate([r.cut_off for r in runs]))
+    if edge_radii:
+        add_edge_radii(cal, runs)
     if conditional:
         add_conditional(cal, runs)
+    return cal
+
+
+# persons of each kind (box at the picture's edge, box inside it) a radius table of its own needs
+MIN_EDGE_PERSONS = 200
+
+
+def add_edge_radii(cal: QualityCalibration, runs: list[ConditionRun]) -> QualityCalibration:
+    """cal with its conformal radii fitted apart for persons whose box touches the picture's edge (`edge_radii`)
+    and the others (`radii`), on the outputs of cal's isotonic keypoint maps (what the radii are applied to), at
+    cal's coverage target; unchanged when either kind has fewer than MIN_EDGE_PERSONS persons among the runs."""
+    args, _ = _joined(runs)
+    at_edge = edges_touched(args[4], np.concatenate([r.image_wh for r in runs])).any(1)
+    if min(at_edge.sum(), (~at_edge).sum()) < MIN_EDGE_PERSONS:
+        return cal
+    out = replace(cal, conditional=None, edge_radii=None).apply(args[0], args[1], args[2], args[4])
+    _, labelled, _ = truth_of(args[3], args[5], args[6])
+    err = relative_errors(args[3], args[5], args[4])
+    target = cal.radii.target
+    cal.radii = fit_radii(out["opks"][~at_edge], err[~at_edge], labelled[~at_edge], target)
+    cal.edge_radii = fit_radii(out["opks"][at_edge], err[at_edge], labelled[at_edge], target)
+    cal.fit_info["edge_radii"] = {"persons_at_edge": int(at_edge.sum()), "persons_inside": int((~at_edge).sum())}
     return cal
 
 
@@ -241,13 +267,14 @@ def add_conditional(cal: QualityCalibration, runs: list[ConditionRun]) -> Qualit
 
 
 def cross_fit_over_conditions(runs: list[ConditionRun], folds: int = 5, seed: int = 0, conditional: bool = False,
-                              judged: list[ConditionRun] = ()) -> tuple[list[dict], list[float]]:
+                              judged: list[ConditionRun] = (), edge_radii: bool = True
+                              ) -> tuple[list[dict], list[float]]:
     """Per condition, calibrated outputs from a calibration fitted on the mixture without the person's
     photograph (every condition of one photo shares its fold: folds drawn over photographs, seeded); and per
     condition the visibility rule's ratio to use with them (the median of the folds' ratios). judged: further
     conditions of the same photographs that are not fitted on (a cut drawn another way): each person's outputs
     come from the fold's calibration that did not see its photograph; they follow runs' in the returned lists.
-    conditional: fit_over_conditions' flag."""
+    conditional, edge_radii: fit_over_conditions' flags."""
     groups = np.concatenate([r.groups for r in runs])
     uniq = np.unique(groups)
     order = np.random.default_rng(seed).permutation(len(uniq)) % folds
@@ -260,7 +287,8 @@ def cross_fit_over_conditions(runs: list[ConditionRun], folds: int = 5, seed: in
     parts: list[dict] = [{} for _ in every]
     ratios = []
     for f in range(folds):
-        cal = fit_over_conditions([subset(r, fold_of(r) != f) for r in runs], conditional=conditional)
+        cal = fit_over_conditions([subset(r, fold_of(r) != f) for r in runs], conditional=conditional,
+                                  edge_radii=edge_radii)
         ratios.append(cal.occluded_over_visible)
         for part, r in zip(parts, every):
             test = fold_of(r) == f
