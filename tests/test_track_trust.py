@@ -11,7 +11,7 @@ import pytest
 from posecal.inference.person_policy import VIDEO
 from posecal.tracking.associate import trusted
 from posecal.tracking.flow import FrameFlow, carried_poses, flow_points, person_step
-from posecal.tracking.tracker import Tracker, TrackerConfig
+from posecal.tracking.tracker import HELD_QUALITY, Tracker, TrackerConfig
 
 from conftest import STANDING, pose_of
 
@@ -118,7 +118,7 @@ def test_a_collapsed_pose_under_another_person_is_held_not_taken():
 
 def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames():
     """B walks right behind A (from 10 px on, 4 px a frame), then only A is seen: B is reported where its velocity says it is,
-    every keypoint occluded and its quality halved, for report_hidden frames; then no more."""
+    every keypoint occluded and its quality x HELD_QUALITY, for report_hidden frames; then no more."""
     tracker = Tracker(TrackerConfig(smooth=False, report_hidden=2), policy=replace(VIDEO, birth_overlap=1.0))
     for f in range(4):
         out = dict(tracker.update([pose_of(STANDING), pose_of(STANDING + [10 + 4 * f, 0])], f / 10))
@@ -129,8 +129,8 @@ def test_a_hidden_track_is_reported_behind_the_person_in_front_for_a_few_frames(
         if 2 in out:
             b = out[2]
             assert b.keypoints == pytest.approx(STANDING + [10 + 4 * f, 0])
-            assert (b.visibility == 1).all() and b.pose_quality == pytest.approx(0.4)
-            assert b.keypoint_quality == pytest.approx(np.full(17, 0.45))
+            assert (b.visibility == 1).all() and b.pose_quality == pytest.approx(0.8 * HELD_QUALITY)
+            assert b.keypoint_quality == pytest.approx(np.full(17, 0.9 * HELD_QUALITY))
     alone = Tracker(TrackerConfig(smooth=False, report_hidden=2))         # nobody in front: not reported
     for f in range(3):
         alone.update([pose_of(STANDING + [300, 0])], f / 10)
