@@ -1,10 +1,13 @@
 """Output targets checked before any work starts: an hour of inference or training must never end in
-'cannot write'. Each problem is one PosecalInputError line naming the option and the path."""
+'cannot write'. Each problem is one PosecalInputError line naming the option and the path. And what Ctrl-C does
+to what a job writes: `StopRequest` (stop after the frame at hand) and `finished_or_removed`."""
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 from posecal.errors import PosecalInputError
@@ -113,3 +116,34 @@ def _remove_if_new_and_empty(folder: Path, new: Path | None) -> None:
             return
         if p == new:
             return
+
+
+class StopRequest:
+    """Ctrl-C as a request to stop after the frame at hand: a live source is mostly ended that way, and its
+    results so far must then be written whole (a KeyboardInterrupt raised anywhere could cut a JSON line in two
+    or leave the overlay video unfinished). Inside `with`, the first Ctrl-C sets `requested`; a second one
+    raises KeyboardInterrupt at once. Outside the main thread (no signals there) it only holds the flag."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self._installed, self._previous = False, None
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def _handler(self, signum, frame) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self._installed:   # a handler set outside Python reads as None: Python's own then
+            signal.signal(signal.SIGINT, signal.default_int_handler if self._previous is None else self._previous)
+            self._installed = False

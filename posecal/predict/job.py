@@ -21,7 +21,7 @@ from posecal.data.coco import coco_image_ids
 from posecal.detect.boxes import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
-from posecal.outputs import check_output_dir, check_output_file
+from posecal.outputs import StopRequest, check_output_dir, check_output_file
 from posecal.inference.person_policy import DUPLICATE_OKS, STILL
 from posecal.inference.frame_loop import pipeline_boxes
 from posecal.inference.pipeline import GIVEN, PosePipeline
@@ -154,14 +154,19 @@ class _Results:
 def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile | None, files, run: _Results
                     ) -> None:
     """The frames through the API's frame loop, each handed to `run` as it is done; the boxes are the boxes
-    file's, else the pipeline's. Ctrl-C keeps what was done."""
+    file's, else the pipeline's. Ctrl-C keeps what was done: the first stops the run after the frame at hand (a
+    KeyboardInterrupt raised at any instruction could cut a record in two, or land in a finaliser that swallows
+    it and the run goes on), a second one at once."""
     bar = tqdm(keyed_frames(files, cfg.every), desc="predicting", unit="img", disable=not cfg.progress)
     pictures = predictor.pictures((((key, item), item) for key, item in bar),
                                   lambda frame: _boxes_for(frame, box_file, predictor.pipeline), run.mode,
                                   say=lambda tag, line: run.log(line), on_problem=run.problem)
     try:
-        for (key, frame), picture in pictures:
-            run.done(key, frame, picture)
+        with StopRequest() as ctrl_c:
+            for (key, frame), picture in pictures:
+                run.done(key, frame, picture)
+                if ctrl_c.requested:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
         raise KeyboardInterrupt(run.interrupted()) from None

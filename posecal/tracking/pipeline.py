@@ -8,7 +8,6 @@ numpy release the GIL, so plain threads overlap them; the order of results is th
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -124,34 +123,3 @@ class InOrder:
         """After an error elsewhere: wait for the running call (it may hold a file), drop the queued ones."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
-
-
-class StopRequest:
-    """Ctrl-C as a request to stop after the frame at hand: a live source is mostly ended that way, and its
-    results so far must then be written whole (a KeyboardInterrupt raised anywhere could cut a JSON line in two
-    or leave the overlay video unfinished). Inside `with`, the first Ctrl-C sets `requested`; a second one
-    raises KeyboardInterrupt at once. Outside the main thread (no signals there) it only holds the flag."""
-
-    def __init__(self):
-        self.event = threading.Event()
-        self._installed, self._previous = False, None
-
-    @property
-    def requested(self) -> bool:
-        return self.event.is_set()
-
-    def _handler(self, signum, frame) -> None:
-        if self.event.is_set():
-            raise KeyboardInterrupt
-        self.event.set()
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc):
-        if self._installed:   # a handler set outside Python reads as None: Python's own then
-            signal.signal(signal.SIGINT, signal.default_int_handler if self._previous is None else self._previous)
-            self._installed = False
