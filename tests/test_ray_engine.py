@@ -242,8 +242,8 @@ def test_a_stopped_run_resumes_from_its_finished_shards(tmp_path, local_ray):
             if any(Path(str(p)).name == "fig_05.png" for p in batch["path"]):
                 import time
 
-                time.sleep(2)   # the one actor's earlier batch (files 0-3) is in the driver's shards by then
-                raise PosecalInputError("fig_05.png: refused for the test")
+                time.sleep(2)   # the one actor's earlier batch (files 0-3), if any, is mostly in the driver's shards
+                raise PosecalInputError("fig_05.png: refused for the test")   # by then (not on a loaded machine)
             return super().__call__(batch)
 
     class Counts(PoseBatches):
@@ -260,11 +260,13 @@ def test_a_stopped_run_resumes_from_its_finished_shards(tmp_path, local_ray):
         ray_predict([folder], out, poser=Fails, workers=1, shard_files=2)
     store = shard_folder(out)
     finished = {int(p.stem.split("_")[1]) for p in store.glob("shard_*.jsonl")}
-    assert not out.exists() and finished == {0, 1}   # fig_05 is in shard 2 (files 4, 5): it and shard 3 not done
+    # fig_05 is in shard 2 (files 4, 5): never done. Which others are done depends on how Ray cut and timed the
+    # batches (usually shards 0 and 1, the earlier batch); the resumed run must redo exactly the rest
+    assert not out.exists() and 2 not in finished and finished <= {0, 1, 3}
     summary, lines = ray_predict([folder], out, poser=Counts, workers=1, shard_files=2)
     redone = set(seen.read_text().split())
     assert redone == {f"fig_{i:02d}.png" for s in set(range(4)) - finished for i in (2 * s, 2 * s + 1)}
-    assert f"resuming: 2 of 4 shard(s) already done in {store}" in lines
+    assert (f"resuming: {len(finished)} of 4 shard(s) already done in {store}" in lines) == bool(finished)
     one = tmp_path / "one.json"
     assert run_cli_quiet(folder, one) == 0 and summary.frames == 8
     same_results(json.loads(out.read_text()), json.loads(one.read_text()))
