@@ -50,8 +50,8 @@ class QualityCalibration:
     conditional: ConditionalQuality | None = None
     # radii for persons whose box touches the picture's edge (and `radii` then for the others), fitted where cut
     # persons were among the data. Why apart: such a person is mostly cut by the frame, their box is smaller than
-    # they are, so their keypoints' errors relative to it are larger (one table for all covered them 0.85 of the
-    # time and whole persons 0.91). Applied where `apply` is given the picture sizes.
+    # they are, so their keypoints' errors relative to it are larger (one table for all covered them well short of
+    # its promise and whole persons beyond it: CHANGELOG). Applied where `apply` is given the picture sizes.
     edge_radii: ConformalRadii | None = None
 
     def apply(self, oks, opks, visibility_probs, boxes, image_wh=None, keypoints=None) -> dict[str, np.ndarray]:

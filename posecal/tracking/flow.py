@@ -11,10 +11,10 @@ A point the flow loses (its status, or a forward-backward disagreement above FB_
 under a passing person shows) moves with the person's step instead, and so does the box; a keypoint called absent
 is moved the same way (there is nothing to follow there). The person's step is the median of their points that
 held, but where the track's velocity is known, only of the points that moved with it (`person_step`): a keypoint
-on a thin limb or at the body's edge has mostly background in its window, and such a point holds perfectly while
-standing still, so a person walking fast was left where they were in the carried frame, their box off them, and
-counted missed (a third of the tracking bench's missed people in its second carried frame). With no point
-holding at all, the person moves at the track's velocity rather than standing still.
+on a thin limb or at the body's edge has mostly background in its window, and such a point "holds" perfectly on
+the still background, so a person walking fast was left where they were in the carried frame, their box off them,
+and counted missed (CHANGELOG). With no point holding at all, the person moves at the track's velocity rather
+than staying put.
 """
 from __future__ import annotations
 

@@ -314,10 +314,9 @@ def _arrays(persons: list):
     return xy, trust.reshape(len(persons), xy.shape[1]), boxes
 
 
-# what a held pose keeps of its last pose's keypoint and pose quality. Chosen on the video trust bench's tuning
-# scenes 0-8 (20 held poses; 0.5-1.0 by keypoint ECE: 0.25 at 0.5, 0.10 at 0.8) and judged on scenes it did not see
-# (CHANGELOG): a person hidden for a frame or three has mostly not moved off their velocity (true OKS 0.58-0.89
-# where halving said 0.35-0.46).
+# what a held pose keeps of its last pose's keypoint and pose quality: a person hidden for a frame or three has
+# mostly not moved off their velocity, so halving it (as before) said far less than the truth. Chosen by keypoint
+# ECE on the video trust bench's tuning scenes 0-8 and judged on scenes it did not see (CHANGELOG).
 HELD_QUALITY = 0.8
 
 
