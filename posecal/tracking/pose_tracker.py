@@ -176,7 +176,7 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
             if detections is None and previous is not None:
                 seen = tracker.seen()
                 return tracker.follow(seen, carried_poses([tr.person for tr in seen], previous, now,
-                                                           [None if tr.hits == 1 else tr.velocity for tr in seen]), t)
+                                                           [tr.known_velocity for tr in seen]), t)
     with clock("boxes"):
         boxes, scores, carried = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
                                              cfg.missed_detections)

@@ -92,6 +92,15 @@ class Track:
         or come back after a few missed frames are looked for where they went, not where they were."""
         return self.velocity * (self.misses + 1)
 
+    def shift_now(self) -> np.ndarray:
+        """Where the person has moved since their last matched pose as of this frame (its misses counted)."""
+        return self.velocity * self.misses
+
+    @property
+    def known_velocity(self) -> np.ndarray | None:
+        """The velocity, None while the track has had one pose only (it starts at zero, not measured)."""
+        return None if self.hits == 1 else self.velocity
+
 
 class Tracker:
     """`update(people, t)` once per frame with its poses (PersonPose list) and time in seconds; returns the
@@ -206,7 +215,8 @@ class Tracker:
         if not lost or not seen:
             return []
         front = np.array([p.box for _, p in seen], float)
-        behind = box_iou(np.array([hidden_pose(tr).box for tr in lost]), front).max(1) >= cfg.hold_overlap
+        now = np.array([self._predicted_box(tr, tr.shift_now()) for tr in lost])
+        behind = box_iou(now, front).max(1) >= cfg.hold_overlap
         return [tr for tr, b in zip(lost, behind) if b]
 
     def _hold_occluded(self, pairs: list[tuple[int, int]], people: list) -> tuple[list[tuple[int, int]], set[int]]:
@@ -251,8 +261,10 @@ class Tracker:
         ok = np.isfinite(near) & (~known | (app >= cfg.reid_appearance))
         return np.where(ok, near, 0) + app, ok
 
-    def _predicted_box(self, tr: Track) -> np.ndarray:
-        d = tr.predicted_shift()
+    @staticmethod
+    def _predicted_box(tr: Track, shift: np.ndarray | None = None) -> np.ndarray:
+        """The track's last box moved by `shift` (default: where its velocity says to look next)."""
+        d = tr.predicted_shift() if shift is None else shift
         return np.r_[np.asarray(tr.person.box[:2], float) + d, tr.person.box[2:]]
 
     def _similarity(self, people: list, rows: list[int] | None = None) -> np.ndarray:
@@ -324,10 +336,10 @@ def hidden_pose(tr: Track):
     """A hidden track's pose as reported: its last pose where its velocity says the person is now, every keypoint
     it had occluded (visibility 1; absent ones stay absent), its keypoint and pose quality and its scores x
     HELD_QUALITY: a guess, said so."""
-    p, d = tr.person, tr.predicted_shift() - tr.velocity          # moved by the frames missed so far
+    p, d = tr.person, tr.shift_now()                               # moved by the frames missed so far
     vis = None if p.visibility is None else np.where(np.asarray(p.visibility) > 0, 1, 0)
     return dataclasses.replace(p, keypoints=np.asarray(p.keypoints, float) + d,
-                               box=np.r_[np.asarray(p.box[:2], float) + d, p.box[2:]], visibility=vis,
+                               box=Tracker._predicted_box(tr, d), visibility=vis,
                                keypoint_quality=HELD_QUALITY * np.asarray(p.keypoint_quality),
                                pose_quality=HELD_QUALITY * float(p.pose_quality),
                                scores={k: HELD_QUALITY * v for k, v in p.scores.items()}, pose_source="held")
