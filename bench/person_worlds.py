@@ -2,7 +2,7 @@
 the person verifier and the person policy) against the labels, with and without the verifier, side by side.
 
     python bench/person_worlds.py [--model accurate] [--limit N] [--json bench/results/person_worlds.json]
-        [--configs verifier "no verifier"] [--worlds ...] [--policy unsure_person=0.5 ...]
+        [--configs verifier "no verifier"] [--worlds ...] [--policy unsure_person=0.5 ...] [--verifier FILE.onnx]
 
 Configs (CONFIGS: a name -> the Predictor's keyword arguments): "verifier" (the defaults), "no verifier",
 "ssd+nanodet, verifier" (both shipped detectors merged, their unsure boxes judged by the verifier), "second look,
@@ -181,6 +181,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--policy", nargs="*", default=[], help="PersonPolicy overrides, KEY=VALUE (STILL's otherwise)")
     ap.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=WORLDS)
+    ap.add_argument("--verifier", default="default", help="the verifier of the configs that have one: default (the "
+                    "shipped one) or an .onnx file (one trained by tools/train_person_verifier.py)")
     args = ap.parse_args()
     from posecal.detect.verifier import open_verifier
     from posecal.inference.person_policy import STILL
@@ -192,7 +194,7 @@ def main() -> None:
 
     photos = no_people_photos()
     results = {}
-    shipped = open_verifier("default", args.threads)
+    shipped = open_verifier(args.verifier, args.threads)
     for name in args.configs:
         t0 = time.time()
         kwargs = dict(CONFIGS[name])

@@ -1,7 +1,8 @@
 """Train the person verifier (posecal/detect/verifier.py) and write posecal/weights/person_verifier.onnx.
 
     python tools/train_person_verifier.py collect        # boxes -> pooled Lite0 features, cached in runs/
-    python tools/train_person_verifier.py fit [--out posecal/weights/person_verifier.onnx]
+    python tools/train_person_verifier.py collect --sets train_cut_things val_cut_things
+    python tools/train_person_verifier.py fit --cut-things [--out posecal/weights/person_verifier.onnx]
 
 Boxes, each a person (IoU >= 0.5 with a labelled person of its photo), not one (IoU < 0.3 with every one, or
 made beside or on a part of one) or left out (between):
@@ -10,6 +11,8 @@ made beside or on a part of one) or left out (between):
   black, the box what is left: a person); a shifted copy (0.55-0.9 of its size beside it) and a part (the top,
   bottom, left or right 30-45 %: an arm, the legs; the body goes on past the box); a random box where no
   labelled person is; the shipped SSD's best boxes at 0.1 (what detectors take for people, persons and not);
+  and, as sets of their own, up to two of a photo's boxes on nobody cut by a frame as the persons are (cut things:
+  black beyond a box's edge is no sign of a person);
 - LSPET (sports; one labelled person a photo, so no detector boxes: others would be unlabelled people): the
   person's box, a jittered copy, a shifted copy and a part;
 - scikit-image's photos without people: the SSD's boxes at 0.1 and random boxes (judged only: things);
@@ -46,7 +49,8 @@ LSPET = SHARED / "lspet"
 WORK = ROOT / "runs/person_verifier_visual"
 CLIP_OBJECTS = ROOT / "tools/clip_objects.json"
 IS_PERSON, NOT_PERSON = 0.5, 0.3
-KINDS = ("labelled", "jitter", "cut", "shifted", "part", "empty", "detector", "clip_object", "clip_person", "thing")
+KINDS = ("labelled", "jitter", "cut", "shifted", "part", "empty", "detector", "clip_object", "clip_person", "thing",
+         "cut_thing")
 MAX_DETECTOR_BOXES = 6
 
 
@@ -65,14 +69,7 @@ def made_boxes(box: np.ndarray, people: np.ndarray, w: int, h: int, rng: np.rand
     j = rng.uniform(-0.1, 0.1, 4)
     out.append(("jitter", np.array([x + j[0] * bw, y + j[1] * bh, bw * (1 + j[2]), bh * (1 + j[3])]), None))
     if with_cut and rng.random() < 0.6:
-        keep = rng.uniform(0.45, 0.75)
-        side = int(rng.choice([0, 0, 1, 2]))         # bottom cut twice as often (a frame's lower edge)
-        if side == 0:
-            out.append(("cut", np.array([x, y, bw, bh * keep]), (1, y + bh * keep)))
-        elif side == 1:
-            out.append(("cut", np.array([x, y, bw * keep, bh]), (0, x + bw * keep)))
-        else:
-            out.append(("cut", np.array([x + bw * (1 - keep), y, bw * keep, bh]), (2, x + bw * (1 - keep))))
+        out.append(("cut", *cut_box(box, rng)))
     shift = rng.uniform(0.55, 0.9) * rng.choice([-1, 1])
     out.append(("shifted", np.array([x + shift * bw, y, bw, bh]) if rng.integers(2) == 0
                 else np.array([x, y + shift * bh, bw, bh]), None))
@@ -90,6 +87,34 @@ def made_boxes(box: np.ndarray, people: np.ndarray, w: int, h: int, rng: np.rand
             out.append(("empty", np.array([sx + rng.uniform(0, sw - ew), sy + rng.uniform(0, sh - eh), ew, eh]),
                         None))
     return [(k, c, cut) for k, b, cut in out if (c := clipped(b, w, h)) is not None]
+
+
+def cut_box(box: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tuple]:
+    """(what is left of a box, the cut (axis, at)) when a line through it makes the picture beyond it black: 0.45-0.75
+    of the box is kept, the bottom cut twice as often (a frame's lower edge)."""
+    x, y, bw, bh = box
+    keep = rng.uniform(0.45, 0.75)
+    side = int(rng.choice([0, 0, 1, 2]))
+    if side == 0:
+        return np.array([x, y, bw, bh * keep]), (1, y + bh * keep)
+    if side == 1:
+        return np.array([x, y, bw * keep, bh]), (0, x + bw * keep)
+    return np.array([x + bw * (1 - keep), y, bw * keep, bh]), (2, x + bw * (1 - keep))
+
+
+def cut_things(boxes, people, w: int, h: int, rng: np.random.Generator, most: int = 2) -> list:
+    """[("cut_thing", box, cut)]: up to `most` of a photo's boxes on nobody (empty regions, detector boxes at IoU < 0.3
+    with every person), cut as the cut persons are. Why: the cut persons taught the verifier that black beyond a box's
+    edge means a person (a box of black padding scored 1.0; a thing at the picture's edge, whose ring the verifier's
+    crop fills with black, gains); the same black beside things says it does not."""
+    nobody = [b for k, b, cut in boxes if k in ("empty", "detector") and cut is None
+              and (not len(people) or iou(b[None], people).max() < NOT_PERSON)]
+    out = []
+    for i in rng.permutation(len(nobody))[:most]:
+        box, cut = cut_box(nobody[i], rng)
+        if (c := clipped(box, w, h)) is not None:
+            out.append(("cut_thing", c, cut))
+    return out
 
 
 def with_cut(bgr: np.ndarray, cut) -> np.ndarray:
@@ -157,6 +182,13 @@ def coco_photos(split: str, detector, rng_seed: int = 0):
         top = np.argsort(-dscores, kind="stable")[:MAX_DETECTOR_BOXES]
         boxes += [("detector", b, None) for b in dboxes[top]]
         yield im["id"], bgr, boxes, people, rng
+
+
+def coco_cut_things(split: str, detector, rng_seed: int = 0):
+    """Yields (photo key, [(kind, box, label, crop, mask)]) of the cut things (cut_things) of a split's COCO crops."""
+    for key, bgr, boxes, people, rng in coco_photos(split, detector, rng_seed):
+        h, w = bgr.shape[:2]
+        yield key, labelled(bgr, cut_things(boxes, people, w, h, rng), people, rng)
 
 
 def labelled_boxes(boxes, people) -> list:
@@ -258,7 +290,8 @@ def collect(args) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     sources = {"train": lambda: coco_items("train", detector), "val": lambda: coco_items("val", detector),
                "lspet": lambda: lspet_items(args.lspet), "nopeople": lambda: nopeople_items(detector),
-               "clips": clip_items}
+               "clips": clip_items, "train_cut_things": lambda: coco_cut_things("train", detector),
+               "val_cut_things": lambda: coco_cut_things("val", detector)}
     for name in args.sets:
         path = WORK / f"{name}.npz"
         if path.is_file() and not args.again:
@@ -310,11 +343,16 @@ def person_cover(d: dict, split: str) -> np.ndarray:
     return out
 
 
-def load(name: str) -> dict | None:
+def load(name: str, with_cut_things: bool = False) -> dict | None:
+    """A cached set; with_cut_things: with its cut things (the set `{name}_cut_things`) appended, where cached."""
     path = WORK / f"{name}.npz"
     if not path.is_file():
         return None
     d = dict(np.load(path))
+    extra = WORK / f"{name}_cut_things.npz"
+    if with_cut_things and extra.is_file():
+        e = dict(np.load(extra))
+        d = {k: np.concatenate([d[k], e[k]]) for k in d}
     d["features"] = d["features"].astype(np.float32)
     return d
 
@@ -356,14 +394,15 @@ def fit(args) -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    train, val, lspet = load("train"), load("val"), load("lspet")
+    # the val crops' cut things are judged whether or not they were fitted on (the same boxes judge both)
+    train, val, lspet = load("train", args.cut_things), load("val", True), load("lspet")
     nopeople, clips = load("nopeople"), load("clips")
     lspet_fit = lspet["key"] % 5 != 0
     fx = np.concatenate([train["features"], lspet["features"][lspet_fit]])
     fy = np.concatenate([train["label"], lspet["label"][lspet_fit]]).astype(np.float32)
     if args.fit_clips and clips is not None:
         fx, fy = np.concatenate([fx, clips["features"]]), np.concatenate([fy, clips["label"].astype(np.float32)])
-    tune = val["key"] % 2 == 0
+    tune = (val["key"] % 2 == 0) & (args.cut_things | (val["kind"] != KINDS.index("cut_thing")))
     vx, vy = torch.from_numpy(val["features"][tune]), val["label"][tune]
     head, best = train_head(fx, fy, vx, vy, args)
     with torch.no_grad():
@@ -391,7 +430,7 @@ def fit(args) -> None:
     things = (val["kind"] == KINDS.index("detector")) & (val["label"] == 0) & (person_cover(val, "val") < 0.1)
     val["kind"] = np.where(things, KINDS.index("thing"), val["kind"])
     results["val_tuning"] = report(pv, val, tune, "val crops, even ids (tuning):")
-    results["val_held_out"] = report(pv, val, ~tune, "val crops, odd ids (held out):")
+    results["val_held_out"] = report(pv, val, val["key"] % 2 == 1, "val crops, odd ids (held out):")
     pl = probs(lspet)
     results["lspet_held_out"] = report(pl, lspet, ~lspet_fit, "LSPET photos 0 mod 5 (held out):")
     if nopeople is not None:
@@ -460,6 +499,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--fit-clips", action="store_true", help="fit on the clip objects too (then not judged)")
+    ap.add_argument("--cut-things", action="store_true",
+                    help="with the cut things (collect --sets train_cut_things val_cut_things first)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--input-hw", type=int, nargs=2, default=None, help="try another input size (a study)")
