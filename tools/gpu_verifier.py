@@ -18,6 +18,7 @@ verifier was judged on (val odd ids, LSPET photos 0 mod 5, photos without people
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -83,9 +84,11 @@ def pack(args) -> None:
         photos, t0 = [], time.time()
         files = {im["id"]: tpv.COCO / "images" / im["file_name"]
                  for im in json.loads((tpv.COCO / f"annotations/{split}.json").read_text())["images"]}
-        for n, (key, bgr, boxes, people, _) in enumerate(tpv.coco_photos(split, detector)):
+        for n, (key, bgr, boxes, people, rng) in enumerate(tpv.coco_photos(split, detector)):
             if args.photos and n >= args.photos:
                 break
+            # the cut things too, the same boxes as train_person_verifier's *_cut_things sets
+            boxes = boxes + tpv.cut_things(boxes, people, bgr.shape[1], bgr.shape[0], rng)
             scale = min(1.0, TRAIN_SIDE / max(bgr.shape[:2])) if split == "train" else 1.0
             jpeg, rows = photo_rows(key, bgr, boxes, people, scale, files[key])
             if split == "val":   # a detector's box on no labelled person is a thing (train_person_verifier report)
@@ -301,7 +304,8 @@ def judge(args) -> None:
         return np.concatenate(ps).astype(np.float64), d
 
     results = {}
-    pv, val = probs((k, i) for k, i in tpv.coco_items("val", detector) if k % 2 == 1)
+    held = itertools.chain(tpv.coco_items("val", detector), tpv.coco_cut_things("val", detector))
+    pv, val = probs((k, i) for k, i in held if k % 2 == 1)
     things = (val["kind"] == tpv.KINDS.index("detector")) & (val["label"] == 0) & (tpv.person_cover(val, "val") < 0.1)
     val["kind"] = np.where(things, tpv.KINDS.index("thing"), val["kind"])
     results["val_held_out"] = tpv.report(pv, val, np.ones(len(pv), bool), "val crops, odd ids (held out):")
