@@ -96,7 +96,9 @@ def main() -> None:
     field = args.knob.removeprefix("tracker.")
     owner = TrackerConfig() if args.knob.startswith("tracker.") else VIDEO
     shipped = getattr(owner, field)
-    values = sorted({type(shipped)(v) for v in args.values} | {shipped})
+    # a knob that is off (None) takes numbers as candidates, "none" for off
+    cast = type(shipped) if shipped is not None else (lambda v: None if v.lower() == "none" else float(v))
+    values = [shipped] + sorted({cast(v) for v in args.values} - {shipped})
     t0 = time.time()
     worlds = {kind: kind_scenes(args.work, kind, args.scenes, args.frames) for kind in args.kinds}
     print(f"{len(worlds)} world kinds x {args.scenes} scenes x {args.frames} frames written in "
@@ -114,7 +116,7 @@ def main() -> None:
             spreads = print_table(tables[value])
     idf1 = {v: {kind: row["idf1"] for kind, row in tables[v].items()} for v in values}
     print(f"\n{args.knob} (shipped {shipped}): IDF1 per world kind")
-    print(f"{'world':16} " + " ".join(f"{v:>8}" for v in values))
+    print(f"{'world':16} " + " ".join(f"{str(v):>8}" for v in values))
     for kind in args.kinds:
         print(f"{kind:16} " + " ".join(f"{idf1[v][kind]:8.3f}" for v in values))
     for stat in ("mean", "min", "max"):
@@ -124,7 +126,7 @@ def main() -> None:
           f"scenes):")
     print(f"{'left out':16} {'chosen':>8} {'IDF1':>7} {'shipped':>8} {'gain':>7}")
     for kind, j in judged.items():
-        print(f"{kind:16} {j['chosen']:>8} {j['score']:7.3f} {j['default_score']:8.3f} {j['gain']:+7.3f}")
+        print(f"{kind:16} {str(j['chosen']):>8} {j['score']:7.3f} {j['default_score']:8.3f} {j['gain']:+7.3f}")
     gains = [j["gain"] for j in judged.values()]
     print(f"{'mean':16} {'':>8} {spread([j['score'] for j in judged.values()])['mean']:7.3f} "
           f"{spread([j['default_score'] for j in judged.values()])['mean']:8.3f} {spread(gains)['mean']:+7.3f}")
