@@ -58,6 +58,10 @@ def test_a_box_the_verifier_is_sure_of_is_a_person_whatever_its_pose_says():
     assert sure.keep([curled], CARRIED) == [] and sure.keep([curled], WHOLE) == []
     no_verifier = scored(STANDING, 0.2)
     assert sure.keep([no_verifier], DETECTED) == []
+    # the presets: still pictures let a sure verifier overrule the pose (sports poses the pose rules drop), video
+    # does not (it gained nothing there and a track is born by its own rule)
+    assert STILL.keep([curled, unseen, doubted], DETECTED) == [curled, unseen]
+    assert VIDEO.keep([curled, unseen, doubted], DETECTED) == []
 
 
 def test_duplicates_are_ranked_by_the_detectors_score_a_carried_box_counting_least():
