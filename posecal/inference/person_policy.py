@@ -191,7 +191,7 @@ class PersonPolicy:
 
 # the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector); unsure_person
 # and sure_person chosen on the val crops with even ids and person-free patches of the train crops (sure_person 0.8:
-# most people found less people invented; it held on the photos not chosen on, LSPET's sports people above all)
+# the most people found minus people invented; it held on the photos not chosen on, LSPET's sports people above all)
 STILL = PersonPolicy(unsure_person=0.6, sure_person=0.8)
 # the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
 # judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a
