@@ -28,6 +28,7 @@ assert not list((installed.parent / "weights").glob("*.pt")), "the wheel carries
 work = Path(tempfile.mkdtemp())
 os.environ["POSECAL_CACHE_DIR"] = str(work / "cache")   # an export would land here: none may
 predictor = Predictor()
+assert predictor.estimator.runner.int8, "the default model should run its int8 graph on a CPU"
 assert predictor(np.zeros((240, 320, 3), np.uint8)).people == []
 data = repo.parent / "shared" / "data"
 crops = data / "coco-val2017-crops"

@@ -7,6 +7,8 @@ warning line says why, once per process and reason: a run on a machine without a
 """
 from __future__ import annotations
 
+import functools
+import platform
 import warnings
 
 from posecal.errors import PosecalInputError
@@ -46,7 +48,32 @@ def session_options(threads: int):
     # decode, the other network); posecal track on 2 cores went from 5.5 to 7.7 fps without it
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = CPU_MEMORY_ARENA
+    if int8_saturates():
+        options.add_session_config_entry("session.x64quantprecision", "1")
     return options
+
+
+@functools.lru_cache(maxsize=1)
+def int8_saturates() -> bool:
+    """This CPU is an x86 one whose onnxruntime int8 kernels saturate: AVX2, or AVX-512 without VNNI.
+
+    There onnxruntime multiplies uint8 activations by int8 weights with VPMADDUBSW, which adds two products in
+    16 bits and clips (255 x 127 x 2 > 32767): the shipped int8 graphs lost up to 0.15 OKS a person on such a CPU.
+    session_options then has onnxruntime widen the weights to uint8 (session.x64quantprecision), which multiplies
+    without clipping and computes the very integers a VNNI CPU does. Not on VNNI CPUs, where the widening would
+    halve the int8 speed for nothing, nor on ARM, whose kernels do not clip. 7-bit weights (reduce_range), the
+    other remedy onnxruntime names, cost 1.2 AP on every CPU (CHANGELOG.md, issue 64). The instruction sets are
+    read as numpy's runtime dispatch reads them (CPUID); where that cannot be read, the safe answer is True."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        try:   # numpy 1.x
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return True
+    return not (features.get("AVX512VNNI") or features.get("AVX_VNNI"))
 
 
 def check_device(device: str) -> str:

@@ -65,11 +65,12 @@ def test_cuda_defaults_to_onnxruntime_without_torch():
 
 
 def test_shipped_graph_on_cuda_falls_back_and_poses_as_on_the_cpu(no_cuda, tmp_path):
-    """The shipped `fast` graph asked for on CUDA where there is none: the CPU, one warning, the same poses."""
+    """The shipped `fast` graph asked for on CUDA where there is none: the CPU, one warning, the poses of the graph
+    a GPU runs (the float one, `fast-float`; on a CPU `fast` runs int8)."""
     from posecal.inference.predictor import Predictor
 
     img = cv2.imread(figure(tmp_path / "a.png"))
-    cpu = Predictor("fast", detector=None, min_pose_quality=0, threads=1)(img)
+    cpu = Predictor("fast-float", detector=None, min_pose_quality=0, threads=1)(img)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gpu = Predictor("fast", device="cuda", detector=None, min_pose_quality=0, threads=1)

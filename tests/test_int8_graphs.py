@@ -1,16 +1,26 @@
 """The shipped models' int8 graphs (tools/quantize_shipped_graphs.py, issue 55 item 6): the sub-pixel rewrite of the
 trust model's deconvolutions is the same function, the quantised graphs give the float graphs' answers on real
-crops (tests/fixtures: no ../shared needed), and they open through the one opener with the model's calibration."""
+crops (tests/fixtures: no ../shared needed), and they open through the one opener with the model's calibration.
+They answer alike on every x86 CPU kind (issue 64): the widened int8 path that an AVX2 CPU takes
+(posecal.devices.int8_saturates) computes what this CPU computes, and, where qemu-user is installed, the graphs
+run on an emulated AVX2 CPU give this CPU's outputs."""
+import platform
+import shutil
+import subprocess
+import sys
+import textwrap
+
 import cv2
 import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
 
+from posecal import devices
 from posecal.data.crops import crops_to_batch
 from posecal.export.quantize import INT8_WEIGHT_PREFIXES, phase_kernels, subpixel_deconvolutions
 from posecal.export.session import INT8_KEY, OnnxEstimator, open_onnx_model
-from posecal.models.shipped import graph_weights, int8_graph, int8_graph_weights, shipped_graph
+from posecal.models.shipped import graph_weights, int8_graph, int8_graph_weights, packaged_graph, shipped_graph
 
 from conftest import ROOT
 
@@ -142,3 +152,83 @@ def test_fasts_int8_graphs_answer_as_the_float_graphs_on_real_crops(flip):
 
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_widened_int8_path_computes_what_this_cpu_computes(name, monkeypatch):
+    """An AVX2 CPU runs the int8 graphs with the weights widened to uint8 (no 16-bit saturation); a VNNI CPU with
+    its own exact kernels. Both sum the same integers, so forcing the widening here changes no output: on a VNNI
+    CPU this compares the two paths, on an AVX2 one it checks the widening is what it already runs."""
+    x = fixture_crops((256, 256) if name == "accurate" else (144, 192))
+    outputs = {}
+    for widened in (False, True):
+        monkeypatch.setattr(devices, "int8_saturates", lambda widened=widened: widened)
+        outputs[widened] = OnnxEstimator(int8_graph(name, False), threads=1).outputs(x, False)
+    for key, value in outputs[False].items():
+        np.testing.assert_allclose(outputs[True][key], value, atol=1e-4, err_msg=key)
+
+
+def test_session_options_widen_int8_weights_only_where_the_cpu_saturates(monkeypatch):
+    for saturates in (False, True):
+        monkeypatch.setattr(devices, "int8_saturates", lambda saturates=saturates: saturates)
+        options = devices.session_options(1)
+        try:
+            widened = options.get_session_config_entry("session.x64quantprecision") == "1"
+        except RuntimeError:   # onnxruntime's answer for an entry never set
+            widened = False
+        assert widened is saturates
+
+
+AVX2_RUN = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[2])
+    from test_int8_graphs import fixture_crops
+    from posecal.devices import int8_saturates
+    from posecal.export.session import OnnxEstimator
+    from posecal.models.shipped import int8_graph
+    assert int8_saturates(), "the emulated CPU should be one that saturates"
+    out = {}
+    for name, wh in (("fast", (144, 192)), ("accurate", (256, 256))):
+        for key, value in OnnxEstimator(int8_graph(name, False), threads=1).outputs(fixture_crops(wh), False).items():
+            out[name + "/" + key] = value
+    np.savez(sys.argv[1], **out)
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-x86_64") is None or platform.machine() != "x86_64",
+                    reason="needs qemu-user (Debian's qemu-user) on an x86-64 machine to emulate an AVX2 CPU")
+def test_int8_graphs_answer_alike_on_an_emulated_avx2_cpu(tmp_path):
+    """The CPU kind the shipped int8 graphs once failed on (AVX2, no VNNI: fast's clear person 0.923 OKS against
+    float's 0.953), emulated by qemu: the same outputs as this machine's."""
+    script, saved = tmp_path / "avx2_run.py", tmp_path / "avx2.npz"
+    script.write_text(AVX2_RUN)
+    done = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, str(script), str(saved),
+                           str(ROOT / "tests")], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    emulated = np.load(saved)
+    for name, wh in (("fast", (144, 192)), ("accurate", (256, 256))):
+        here = OnnxEstimator(int8_graph(name, False), threads=1).outputs(fixture_crops(wh), False)
+        for key, value in here.items():
+            np.testing.assert_allclose(emulated[f"{name}/{key}"], value, atol=1e-4, err_msg=f"{name}/{key}")
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_each_name_chooses_its_graph(flip):
+    """On a CPU a shipped name runs int8 (the default model too), NAME-float its float graph; a GPU runs float."""
+    for name in NAMES:
+        assert packaged_graph(name, flip) == int8_graph(name, flip)
+        assert packaged_graph(f"{name}-float", flip) == shipped_graph(name, flip)
+        assert packaged_graph(name, flip, "cuda") == packaged_graph(f"{name}-float", flip, "cuda") == shipped_graph(name, flip)
+    assert packaged_graph(None, flip) == int8_graph("accurate", flip)
+    assert packaged_graph("published", flip) is None and packaged_graph("x.onnx", flip) is None
+
+
+def test_the_default_predictor_runs_int8_and_the_float_name_float():
+    from posecal.inference.opener import open_model
+
+    assert open_model(None, flip=False, threads=1).runner.int8
+    assert not open_model("accurate-float", flip=False, threads=1).runner.int8
+    fast = open_model("fast", flip=True, threads=1)
+    assert fast.runner.int8 and fast.flip

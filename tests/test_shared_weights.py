@@ -64,14 +64,17 @@ def test_a_file_may_share_only_posecals_own_part_of_the_recorded_version(tmp_pat
 
 def test_posecal_models_lists_each_graph_and_its_torch_file(capsys):
     from posecal.cli.main import main
-    from posecal.models.shipped import graph_weights, shipped_graph
+    from posecal.models.shipped import graph_weights, int8_graph, int8_graph_weights, shipped_graph
 
     main(["models", "--json"])
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"accurate", "published", "fast"} and rows["accurate"]["default"]
-    accurate = [shipped_graph("accurate", True), shipped_graph("accurate", False), graph_weights("accurate")]
-    assert rows["accurate"]["file"] == str(accurate[0])
+    assert set(rows) == {"accurate", "published", "fast", "accurate-float", "fast-float"} and rows["accurate"]["default"]
+    # on a CPU a shipped name runs its int8 graphs, NAME-float the float ones
+    accurate = [int8_graph("accurate", True), int8_graph("accurate", False), int8_graph_weights("accurate")]
+    floats = [shipped_graph("accurate", True), shipped_graph("accurate", False), graph_weights("accurate")]
+    assert rows["accurate"]["file"] == str(accurate[0]) and rows["accurate-float"]["file"] == str(floats[0])
     assert rows["accurate"]["bytes"] == sum(f.stat().st_size for f in accurate)
+    assert rows["accurate-float"]["bytes"] == sum(f.stat().st_size for f in floats)
     # published travels as its PyTorch file only (source tree): no graphs, so "not in this installation" as graphs
     assert rows["published"]["bytes"] is None and rows["published"]["torch_file"].endswith("posecal_published.pt")
     main(["models"])

@@ -23,8 +23,8 @@ def meta_of(path) -> dict:
 
 def test_the_default_and_the_fast_model_ship_as_graphs():
     assert set(GRAPHED) == set(SHIPPED_GRAPHS) == {"accurate", "fast"}
-    assert packaged_graph(None, True) == shipped_graph("accurate", True)
-    assert packaged_graph("fast", False) == shipped_graph("fast", False)
+    assert packaged_graph("accurate-float", True) == packaged_graph(None, True, "cuda") == shipped_graph("accurate", True)
+    assert packaged_graph("fast-float", False) == shipped_graph("fast", False)
     assert packaged_graph("published", True) is None and packaged_graph("my.pt", True) is None
 
 

@@ -37,7 +37,10 @@ def test_each_name_holds_one_model_and_track_defaults_to_accurate():
     Google's, and each carries a trust model trained for its own network (issue 38)."""
     from posecal.tracking.job import TrackConfig
 
-    assert sorted(SHIPPED_MODELS) == ["accurate", "fast", "published"]
+    assert sorted(SHIPPED_MODELS) == ["accurate", "accurate-float", "fast", "fast-float", "published"]
+    # NAME-float is NAME's model in its float graphs (issue 64), not other weights
+    assert SHIPPED_MODELS["accurate-float"] == SHIPPED_MODELS["accurate"]
+    assert SHIPPED_MODELS["fast-float"] == SHIPPED_MODELS["fast"]
     assert len(set(SHIPPED_MODELS.values())) == 3 and TrackConfig(videos=[]).model == "accurate"
     tuned, _, meta = load_model("accurate")
     google, _, _ = load_model("published")

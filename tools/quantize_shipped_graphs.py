@@ -1,9 +1,10 @@
 """Make int8 versions of a shipped model's two ONNX graphs (issue 55 item 6), beside the float ones.
 
-    python tools/quantize_shipped_graphs.py [accurate fast] [--crops 100]
+    python tools/quantize_shipped_graphs.py [accurate fast] [--crops 100] [--out DIR]
 
 Writes posecal/weights/posecal_NAME.int8.onnx (flip test built in), posecal_NAME.int8.noflip.onnx and the weights
-file both read, posecal_NAME.int8.onnx.data. Each graph is the model file's export (BatchNorm folded), its trust
+file both read, posecal_NAME.int8.onnx.data (--out DIR: there instead, candidates for bench/int8_agreement.py
+--int8-dir). Each graph is the model file's export (BatchNorm folded), its trust
 model's deconvolutions rewritten as sub-pixel convolutions (posecal.export.quantize.subpixel_deconvolutions: the
 same function, which onnxruntime runs in int8), then static int8 (QDQ, per-channel weights, MinMax activation
 ranges) on the nodes posecal.export.quantize.int8_nodes picks (INT8_WEIGHT_PREFIXES: for `accurate` the trust
@@ -36,7 +37,9 @@ EXTERNAL_MIN_BYTES = 1024   # smaller tensors (scales, zero points, shapes) stay
 ALIGN = 64
 
 
-def build(name: str, n_crops: int) -> dict:
+def build(name: str, n_crops: int, out: Path | None = None) -> dict:
+    """Quantise a shipped model's two graphs; out: write them there (candidates to judge with
+    bench/int8_agreement.py --int8-dir) instead of beside the float graphs."""
     import onnx
 
     path = SHIPPED_MODELS[name]
@@ -48,7 +51,7 @@ def build(name: str, n_crops: int) -> dict:
               "calibration": f"{len(crops)} crops of coco-val2017-crops train (GT boxes)", "format": "QDQ",
               "per_channel": True, "activations": "uint8 MinMax", "weights": "int8"}
     blob, offsets, sizes = bytearray(), {}, {}
-    data_path = int8_graph_weights(name)
+    data_path = int8_graph_weights(name) if out is None else out / int8_graph_weights(name).name
     graphs = {}
     for flip in (True, False):
         proto = onnx.load_from_string(onnx_bytes(model, cfg, flip, meta.get("calibration")))
@@ -65,8 +68,9 @@ def build(name: str, n_crops: int) -> dict:
     sizes[data_path.name] = len(blob)
     for flip, proto in graphs.items():
         data = proto.SerializeToString()
-        write_bytes_atomic(int8_graph(name, flip), data)
-        sizes[int8_graph(name, flip).name] = len(data)
+        path = int8_graph(name, flip) if out is None else out / int8_graph(name, flip).name
+        write_bytes_atomic(path, data)
+        sizes[path.name] = len(data)
     return {"version": version, "bytes": sizes}
 
 
@@ -97,13 +101,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"shipped models (default: {' '.join(INT8_WEIGHT_PREFIXES)})")
     parser.add_argument("--crops", type=int, default=100, help="train crops the activation ranges come from")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the graphs into this folder (candidates) instead of posecal/weights/")
     args = parser.parse_args()
     if set(args.names) - set(INT8_WEIGHT_PREFIXES):
         parser.error(f"int8 recipes exist for {', '.join(INT8_WEIGHT_PREFIXES)} only")
     if not CROPS.is_dir():
         parser.error(f"{CROPS}: the calibration crops are not here (../shared)")
     for name in args.names or list(INT8_WEIGHT_PREFIXES):
-        made = build(name, args.crops)
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+        made = build(name, args.crops, args.out)
         files = ", ".join(f"{f} {n / 1e6:.2f} MB" for f, n in made["bytes"].items())
         print(f"{name}: version {made['version']}; {files}")
 

@@ -2,7 +2,8 @@
 
 A shipped name ("accurate", "fast"), a posecal model file (.pt) or a training run's checkpoint, or an exported
 ONNX file (any case of ".onnx"). On the onnx backend (the default on a CPU) a shipped model runs its packaged
-graph (posecal/models/shipped.py) in onnxruntime alone: no PyTorch, no export. A .pt runs through its cached
+graph (posecal/models/shipped.py: int8 on a CPU, float for "NAME-float" and on a GPU) in onnxruntime alone: no
+PyTorch, no export. A .pt runs through its cached
 export (posecal/export/cache.py) or, on the torch backend, in PyTorch: both need PyTorch (the `train` extra). An
 .onnx file runs in onnxruntime whatever the backend says, with the flip test it was exported with.
 """
@@ -79,9 +80,9 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
     if is_onnx_file(model):
         runner = open_onnx_model(model, flip, threads, device)
         opened = OpenedModel(runner, runner.config, runner.meta, runner.flip_test, "onnx", "cpu")
-    elif backend == "onnx" and packaged_graph(model, True) is not None:
+    elif backend == "onnx" and packaged_graph(model, True, device) is not None:
         flip = True if flip is None else flip
-        runner = OnnxEstimator(packaged_graph(model, flip), threads=threads or 1,
+        runner = OnnxEstimator(packaged_graph(model, flip, device), threads=threads or 1,
                                source=f"model {shipped_name(model)!r}", device=device)
         opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
     else:

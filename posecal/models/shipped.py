@@ -7,6 +7,12 @@ training, export, `--backend torch`) is in posecal's source tree and not in the 
 carry every network twice; `published`, for comparison only, has no graphs and so is in the source tree only.
 tools/build_shipped_graphs.py makes the graphs from the .pt files; each graph records the digest of the file it
 was made from (a test checks they still match).
+
+On a CPU a shipped name runs its int8 graphs (posecal_NAME.int8.onnx, tools/quantize_shipped_graphs.py): on val
+they hold AP, the ECEs and visibility F1 within noise of the float graphs and pose photos 1.7x as fast end to end
+(bench/int8_agreement.py, CHANGELOG issue 64), and they answer alike on every CPU kind (posecal.devices.
+int8_saturates). "NAME-float" names the same model's float graphs; a GPU (device="cuda") runs those for NAME
+too, as onnxruntime's CUDA provider runs float convolutions, not int8 ones.
 """
 from __future__ import annotations
 
@@ -16,8 +22,11 @@ WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # The models shipped with posecal, chosen by name wherever a model file is asked for
 # (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); `posecal models` lists them with what each
 # is for (SHIPPED_MODEL_USES) and MODEL_CARD.md measures them. A name is never given to other weights later.
+SHIPPED_GRAPHS = ("accurate", "fast")   # the models the wheel carries, as graphs
+FLOAT_SUFFIX = "-float"                 # "accurate-float": accurate's float graphs, where "accurate" runs int8
 SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "published": WEIGHTS_DIR / "posecal_published.pt",
-                  "fast": WEIGHTS_DIR / "posecal_fast.pt"}
+                  "fast": WEIGHTS_DIR / "posecal_fast.pt",
+                  **{name + FLOAT_SUFFIX: WEIGHTS_DIR / f"posecal_{name}.pt" for name in SHIPPED_GRAPHS}}
 SHIPPED_MODEL_USES = {
     "accurate": "MoveNet Thunder 256x256 fine-tuned by posecal on COCO + posecal's trust model; the default of "
                 "predict, track, eval, audit and the Python API",
@@ -25,8 +34,9 @@ SHIPPED_MODEL_USES = {
                  "the network as Google published it",
     "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
             "and faster, less accurate",
+    **{name + FLOAT_SUFFIX: f"{name}'s float graphs on the CPU too ({name} runs int8 there): the graphs its "
+                            f"calibration was fitted on, slower" for name in SHIPPED_GRAPHS},
 }
-SHIPPED_GRAPHS = ("accurate", "fast")   # the models the wheel carries, as graphs
 DEFAULT_MODEL_NAME = "accurate"
 DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
 
@@ -45,18 +55,27 @@ def shipped_name(spec) -> str | None:
     return str(spec) if str(spec) in SHIPPED_MODELS else None
 
 
+def graph_model(name: str) -> str:
+    """The model whose graphs a shipped name runs: "accurate-float" -> "accurate"; other names are their own."""
+    return name[:-len(FLOAT_SUFFIX)] if name.endswith(FLOAT_SUFFIX) else name
+
+
 def shipped_graph(name: str, flip: bool) -> Path:
     """A shipped model's ONNX graph, with or without the flip test built in (the two share one weights file)."""
     return WEIGHTS_DIR / f"posecal_{name}{'' if flip else '.noflip'}.onnx"
 
 
-def packaged_graph(spec, flip: bool) -> Path | None:
+def packaged_graph(spec, flip: bool, device: str = "cpu") -> Path | None:
     """The packaged graph a model argument runs on the onnx backend: a shipped name (None: the default) whose
-    graphs this installation has; None for anything else (a path, or a model without graphs)."""
+    graphs this installation has, int8 on a CPU (float for "NAME-float" and on "cuda"); None for anything else (a
+    path, or a model without graphs)."""
     name = shipped_name(spec)
-    if name is None or name not in SHIPPED_GRAPHS or not shipped_graph(name, True).is_file():
+    model = None if name is None else graph_model(name)
+    if model not in SHIPPED_GRAPHS or not shipped_graph(model, True).is_file():
         return None
-    return shipped_graph(name, flip)
+    if name == model and device == "cpu" and int8_graph(model, flip).is_file():
+        return int8_graph(model, flip)
+    return shipped_graph(model, flip)
 
 
 def int8_graph(name: str, flip: bool) -> Path:
@@ -76,7 +95,7 @@ def graph_weights(name: str) -> Path:
 
 def is_installed(name: str) -> bool:
     """This installation carries the model: its graphs (every install) or its PyTorch file (a source tree)."""
-    return shipped_graph(name, True).is_file() or SHIPPED_MODELS[name].is_file()
+    return shipped_graph(graph_model(name), True).is_file() or SHIPPED_MODELS[name].is_file()
 
 
 def installed_models() -> list[str]:
@@ -85,11 +104,13 @@ def installed_models() -> list[str]:
 
 def shipped_model_table() -> list[dict]:
     """The shipped models as `posecal models` lists them: name, what it is for, its graph (`file`), the bytes of
-    its graphs and their weights file (None: not in this installation), and its PyTorch file where this
-    installation has one (a source tree)."""
+    its graphs and their weights file as a CPU runs them (None: not in this installation), and its PyTorch file
+    where this installation has one (a source tree)."""
     rows = []
     for name, torch_file in SHIPPED_MODELS.items():
-        files = [shipped_graph(name, True), shipped_graph(name, False), graph_weights(name)]
+        flip_graph = packaged_graph(name, True) or shipped_graph(name, True)
+        weights = int8_graph_weights(name) if flip_graph == int8_graph(name, True) else graph_weights(graph_model(name))
+        files = [flip_graph, packaged_graph(name, False) or shipped_graph(name, False), weights]
         size = sum(f.stat().st_size for f in files) if all(f.is_file() for f in files) else None
         rows.append({"name": name, "default": name == DEFAULT_MODEL_NAME, "file": str(files[0]), "bytes": size,
                      "torch_file": str(torch_file) if torch_file.is_file() else None,
