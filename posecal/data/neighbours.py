@@ -1,0 +1,64 @@
+"""The other labelled people of a crop's photograph, mapped into the crop.
+
+Crop data sets (shared/data/coco-val2017-crops, its README) label one person a crop, but every crop carries
+`orig_image_id` and `crop_transform` (the 2x3 affine map from the photograph's pixels to the crop's, the one the
+crop was warped with): a neighbour's keypoints go from its own crop back to the photograph through the inverse of
+its matrix, then into the target's crop through the target's. Keypoint pixel-centre convention throughout, as the
+README says the matrices use. Boxes of neighbours (clipped to the crop) are bench/detector_recall.others_in_crop.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from posecal.data.coco import area_scale
+
+
+def crop_matrix(ann: dict) -> np.ndarray:
+    """(2, 3) photograph -> crop matrix of a crop annotation."""
+    return np.asarray(ann["crop_transform"], np.float64).reshape(2, 3)
+
+
+def apply_affine(matrix: np.ndarray, xy) -> np.ndarray:
+    """Points (..., 2) through a 2x3 affine matrix."""
+    xy = np.asarray(xy, np.float64)
+    return xy @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    a = np.linalg.inv(matrix[:, :2])
+    return np.concatenate([a, -a @ matrix[:, 2:]], 1)
+
+
+def by_photo(annotations: list[dict]) -> dict[int, list[dict]]:
+    """orig_image_id -> the annotations (crops) of that photograph."""
+    out = defaultdict(list)
+    for a in annotations:
+        out[a["orig_image_id"]].append(a)
+    return dict(out)
+
+
+def keypoints_in_crop(ann: dict, other: dict) -> tuple[np.ndarray, float]:
+    """`other`'s keypoints (K, 3; v kept, unlabelled ones left at 0, 0, 0) and OKS area, in `ann`'s crop pixels."""
+    kp = np.asarray(other["keypoints"], np.float64).reshape(-1, 3).copy()
+    to_target = crop_matrix(ann)
+    from_other = invert_affine(crop_matrix(other))
+    labelled = kp[:, 2] > 0
+    kp[labelled, :2] = apply_affine(to_target, apply_affine(from_other, kp[labelled, :2]))
+    area = float(other["area"]) * area_scale(to_target) / area_scale(crop_matrix(other))
+    return kp, area
+
+
+def neighbours_in_crop(ann: dict, same_photo: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The other labelled persons of `ann`'s photograph (`same_photo`, which may hold `ann` itself: it is left out
+    by id) in `ann`'s crop: keypoints (N, K, 3) and OKS areas (N,). Keypoints may fall outside the crop."""
+    pts, areas = [], []
+    for o in same_photo:
+        if o["id"] == ann["id"]:
+            continue
+        kp, area = keypoints_in_crop(ann, o)
+        pts.append(kp)
+        areas.append(area)
+    k = len(ann["keypoints"]) // 3
+    return np.array(pts, np.float64).reshape(-1, k, 3), np.array(areas, np.float64)
