@@ -14,16 +14,23 @@ from posecal.errors import PosecalInputError
 
 
 def check_output_file(path, option: str) -> Path:
-    """An output file: not a folder, and its folder (created if missing) writable."""
+    """An output file: not a folder, in a folder that exists and is writable. A missing folder is refused, not
+    made: the user named a file to write in a folder they chose, and a mistyped folder (`/nonexistent_dir/x.json`)
+    must not become a new tree of folders with the results hidden in it. An output folder is made
+    (check_output_dir): there the folder is the output named."""
     path = Path(path)
     if path.is_dir():
         raise PosecalInputError(f"{option} {path}: is a folder; a file name is needed")
+    _blocking_file(path.parent, option, path)
+    if not path.parent.is_dir():
+        raise PosecalInputError(f"{option} {path}: folder {path.parent} does not exist; create it first (posecal "
+                                f"makes output folders, not the folder of an output file)")
     _writable_folder(path.parent, option, path)
     return path
 
 
 def check_output_dir(path, option: str) -> Path:
-    """An output folder: not a file, created if missing, and writable."""
+    """An output folder: not a file, created if missing (with the folders above it), and writable."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise PosecalInputError(f"{option} {path}: is a file; a folder is needed")
@@ -31,12 +38,18 @@ def check_output_dir(path, option: str) -> Path:
     return path
 
 
-def _writable_folder(folder: Path, option: str, target: Path) -> None:
-    """Create `folder` if missing and prove it writable; a file among its parents is named as the cause."""
+def _blocking_file(folder: Path, option: str, target: Path) -> None:
+    """A file where `folder` or one of its parents should be is named as the cause, in one line."""
     if not folder.is_dir():
         blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
         if blocker is not None and not blocker.is_dir():
             raise PosecalInputError(f"{option} {target}: {blocker} is a file, not a folder")
+
+
+def _writable_folder(folder: Path, option: str, target: Path) -> None:
+    """Create `folder` if missing and prove it writable; a file among its parents is named as the cause."""
+    _blocking_file(folder, option, target)
+    if not folder.is_dir():
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:

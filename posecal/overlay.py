@@ -3,15 +3,25 @@
 Colour = calibrated quality on a single red -> amber -> green scale (keypoints: predicted OPKS; the
 "Q" label: predicted OKS of the pose). Shape = visibility: filled dot and solid limb for a visible
 keypoint, hollow ring and dashed limb for an occluded one, nothing for a not-labelled one (faint
-grey with ``show_all=True``). Every size derives from the image size, so the same call suits a
-150 px crop and a 4K photo.
+grey with ``show_all=True``).
 
-Legend placement: a translucent dark panel in an image corner (bottom-right preferred), at most half
-the image wide and a third of it tall, and only where it hides no keypoint, limb or Q label. When no
-corner qualifies (small images, or people reaching every corner) the legend's text is made smaller
-(down to 0.65x), and as a last resort it goes in the corner that hides the fewest drawn points (up to
-the full width and half the height; left out on images too small even for that). The returned image
-always has the input's shape, and has no legend when nobody is drawn.
+Sizes: every size derives from the image size, so the same call suits a 150 px crop and a 4K photo, and
+each person's markers and lines are made smaller where the person is small for the picture (their box
+height, or keypoint spread if larger): a person 50 px tall in a crowd gets dots of radius ~1.5 px and 1 px
+limbs, so its limbs stay visible between its dots. Sizes never grow past the image's.
+
+Labels: one "Q 0.72" per person, placed greedily, larger people first, at the candidate spot around the box
+(above, inside the top, below, beside; then further out) that overlaps no earlier label and hides the fewest
+keypoints, limbs and other people's boxes, and always inside the picture; a label away from its box gets a
+thin leader line to it. In a crowd the label text shrinks with the person, to 9 px at least.
+
+Legend: inside the picture (the render keeps the input's size, as videos and side-by-side comparisons
+need), never more than 10 % of it: a translucent dark panel in a corner (bottom-right preferred), at most
+half the image wide and a third of it tall, and only where it hides no keypoint, limb or Q label; else with
+smaller text (down to 0.65x, 6 px); else a compact one-line "quality 0 [bar] 1" scale in a free corner (the
+symbol keys left out). As a last resort, on pictures of 80,000 px and more, the compact scale goes in the
+corner that hides the fewest drawn points; on smaller pictures (a 206 x 159 sports photo) it is left out
+rather than drawn over the person. There is no legend when nobody is drawn.
 
 People are read by their fields alone (a `posecal.inference.predictor.PersonPose` or anything with its box,
 keypoints, keypoint_quality, visibility, pose_quality and keypoint_radius), so this module sits in a low layer
@@ -82,8 +92,9 @@ def quality_color(q):
 
 @dataclass(frozen=True)
 class _Style:
-    """Pixel sizes, all proportional to the image size (sqrt of its area)."""
+    """Pixel sizes, all proportional to a unit ``u`` (the image's: sqrt of its area / 100; a person's: smaller)."""
 
+    u: float
     lw: int          # limb thickness
     r: float         # visible dot radius
     o: int           # dark outline / halo width
@@ -97,16 +108,52 @@ class _Style:
     th: float        # text height (label and legend)
 
 
-def _style(h: int, w: int) -> _Style:
-    u = math.sqrt(h * w) / 100.0
+def _style_at(u: float, r_min: float, th: float) -> _Style:
+    """Sizes for unit ``u``: the dot radius is at least ``r_min``, every stroke at least 1 px."""
     lw = max(1, round(0.5 * u))
-    r = max(2.5, 0.9 * u)
+    r = max(r_min, 0.9 * u)
     o = max(1, round(0.2 * u))
     ring_t = max(lw, round(0.4 * r))
     # a slightly larger ring than the dot, with a hole of >= 2 px even on tiny images, so "hollow" stays readable
     ring_r = max(1.2 * r, ring_t / 2 + 2.0)
-    return _Style(lw=lw, r=r, o=o, ring_r=ring_r, ring_t=ring_t, faint_t=max(1, lw // 2), faint_r=max(1.5, 0.55 * r),
-                  box_t=max(1, round(0.25 * u)), dash=2.5 * lw + 2, gap=2.0 * lw + 3, th=max(9.0, 2.0 * u))
+    return _Style(u=u, lw=lw, r=r, o=o, ring_r=ring_r, ring_t=ring_t, faint_t=max(1, lw // 2),
+                  faint_r=max(1.5, 0.55 * r), box_t=max(1, round(0.25 * u)), dash=2.5 * lw + 2, gap=2.0 * lw + 3,
+                  th=th)
+
+
+def _style(h: int, w: int) -> _Style:
+    """The image's sizes: what a person as large as the picture gets, and the legend's text."""
+    u = math.sqrt(h * w) / 100.0
+    return _style_at(u, 2.5, max(9.0, 2.0 * u))
+
+
+# A person this many px tall gets the sizes of unit 1 (a 100 x 100 picture's): dots of radius ~ height / 39 and
+# limbs ~ height / 70 thick, so a 50 px tall figure in a crowd keeps its limbs visible between its dots.
+_PERSON_PX_PER_UNIT = 35.0
+_SMALL_R, _MIN_LABEL_TH = 1.5, 9.0   # smallest dot radius (a 3 px colour core in a dark rim); label text
+
+
+def _person_size(xy: np.ndarray, drawn: np.ndarray, box: np.ndarray) -> float:
+    """How tall a person is drawn, in px: the box's height, or the drawn keypoints' spread where that is
+    larger (someone lying down has a flat box); NaN when neither is known."""
+    size = float(box[3]) if np.isfinite(box).all() and box[3] > 0 else math.nan
+    pts = xy[drawn]
+    if len(pts) >= 2:
+        spread = float((pts.max(0) - pts.min(0)).max())
+        size = spread if not size >= spread else size   # NaN-safe max
+    return size
+
+
+def _person_style(img: _Style, size: float) -> _Style:
+    """The image's sizes, made smaller for a person smaller than the picture (never larger): markers and lines
+    follow the person's size down to readable minima; label text shrinks more gently (square root), to 9 px."""
+    if not size > 0:
+        return img
+    u = min(img.u, size / _PERSON_PX_PER_UNIT)
+    if u >= img.u:
+        return img
+    th = min(img.th, max(_MIN_LABEL_TH, img.th * math.sqrt(u / img.u)))
+    return _style_at(u, min(img.r, _SMALL_R), th)
 
 
 # ----------------------------------------------------------------------------------------------- primitives
@@ -187,9 +234,12 @@ class _Prepared:
     limbs: list            # (i, j, kind, quality) with kind "solid" / "dashed" / "faint"
     box: np.ndarray
     pose_q: float
+    st: _Style             # this person's sizes (see _person_style)
 
 
-def _prepare(p, show_all: bool) -> _Prepared:
+def _prepare(p, show_all: bool, st: _Style | None = None) -> _Prepared:
+    """A person's arrays, checked, with the limbs to draw and the sizes to draw them at (``st``: the image's
+    style, made smaller for a small person; None: no sizes, for callers that only lay out)."""
     xy = np.asarray(p.keypoints, float).reshape(-1, 2)
     k = len(xy)
     q = np.asarray(p.keypoint_quality, float).reshape(-1)
@@ -209,10 +259,13 @@ def _prepare(p, show_all: bool) -> _Prepared:
             continue
         kind = "dashed" if 1 in (vis[i], vis[j]) else "solid"
         limbs.append((i, j, kind, float(np.fmin(q[i], q[j]))))  # fmin: one NaN endpoint -> the other's q
-    return _Prepared(xy, q, vis, limbs, np.asarray(p.box, float).reshape(4), float(p.pose_quality))
+    box = np.asarray(p.box, float).reshape(4)
+    if st is not None:
+        st = _person_style(st, _person_size(xy, vis >= (0 if show_all else 1), box))
+    return _Prepared(xy, q, vis, limbs, box, float(p.pose_quality), st)
 
 
-def _draw_radii(img, people: list, prepared: list[_Prepared], st: _Style) -> None:
+def _draw_radii(img, people: list, prepared: list[_Prepared]) -> None:
     """Thin circles of the keypoints' conformal radii (people without radii are skipped)."""
     for person, p in zip(people, prepared):
         radii = getattr(person, "keypoint_radius", None)
@@ -220,7 +273,7 @@ def _draw_radii(img, people: list, prepared: list[_Prepared], st: _Style) -> Non
             continue
         for i, r in enumerate(np.asarray(radii, float).reshape(-1)[: len(p.xy)]):
             if p.vis[i] > 0 and np.isfinite(r) and r > 0:
-                _circle(img, p.xy[i], float(r), quality_color(p.q[i]), st.faint_t)
+                _circle(img, p.xy[i], float(r), quality_color(p.q[i]), p.st.faint_t)
 
 
 def _end_trim(vis: int, st: _Style) -> float:
@@ -228,9 +281,10 @@ def _end_trim(vis: int, st: _Style) -> float:
     return st.ring_r + st.ring_t / 2.0 + st.o if vis == 1 else 0.0
 
 
-def _draw_faint(img, people: list[_Prepared], st: _Style) -> None:
+def _draw_faint(img, people: list[_Prepared]) -> None:
     mask = np.zeros(img.shape[:2], np.uint8)
     for p in people:
+        st = p.st
         for i, j, kind, _ in p.limbs:
             if kind == "faint":
                 _line(mask, p.xy[i], p.xy[j], 255, st.faint_t)
@@ -239,30 +293,33 @@ def _draw_faint(img, people: list[_Prepared], st: _Style) -> None:
     _blend_mask(img, mask, _FAINT, _FAINT_ALPHA)
 
 
-def _limb_pieces(p: _Prepared, i: int, j: int, kind: str, st: _Style):
+def _limb_pieces(p: _Prepared, i: int, j: int, kind: str):
+    st = p.st
     seg = _trim(p.xy[i], p.xy[j], _end_trim(p.vis[i], st), _end_trim(p.vis[j], st))
     if seg is None:
         return []
     return _dashes(*seg, st.dash, st.gap) if kind == "dashed" else [seg]
 
 
-def _draw_skeletons(img, people: list[_Prepared], st: _Style) -> None:
+def _draw_skeletons(img, people: list[_Prepared]) -> None:
+    """Limbs over a translucent dark halo, then keypoints on top, each person at their own sizes."""
     # 1. translucent dark halo under every limb: keeps colours legible on any background
     halo = np.zeros(img.shape[:2], np.uint8)
     for p in people:
         for i, j, kind, _ in p.limbs:
             if kind != "faint":
-                for a, b in _limb_pieces(p, i, j, kind, st):
-                    _line(halo, a, b, 255, st.lw + 2 * st.o)
+                for a, b in _limb_pieces(p, i, j, kind):
+                    _line(halo, a, b, 255, p.st.lw + 2 * p.st.o)
     _blend_mask(img, halo, _DARK, _HALO_ALPHA)
     # 2. limbs, coloured by the weaker endpoint (a limb is only as trustworthy as its worse end)
     for p in people:
         for i, j, kind, lq in p.limbs:
             if kind != "faint":
-                for a, b in _limb_pieces(p, i, j, kind, st):
-                    _line(img, a, b, quality_color(lq), st.lw)
+                for a, b in _limb_pieces(p, i, j, kind):
+                    _line(img, a, b, quality_color(lq), p.st.lw)
     # 3. keypoints on top: dark rim, then the quality colour; occluded ones stay hollow
     for p in people:
+        st = p.st
         for k in np.argsort(p.vis, kind="stable"):   # visible dots last, i.e. on top
             c, color = p.xy[k], quality_color(p.q[k])
             if p.vis[k] == 2:
@@ -281,61 +338,175 @@ class _Label:
     padx: int
     pady: int
     bg: tuple
+    th: float          # text height
+    leader: tuple | None = None   # (label point, box point) of a thin line when the label is away from its box
 
 
 def _overlap(a, b) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def _place_labels(people: list[_Prepared], st: _Style, h: int, w: int, tags=None) -> list:
-    """One "Q 0.72" label per person with a finite box (prefixed by its tag, e.g. a track id): above the box's
-    top-left corner if it does not collide with an earlier label, else inside the top-left, below the
-    bottom-left, above the top-right."""
-    labels, taken = [], []
-    th = 1.15 * st.th
+def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """M x T overlap areas of the rectangles ``a`` (M x 4, x0 y0 x1 y1) with the rectangles ``b`` (T x 4)."""
+    a, b = a[:, None, :], np.asarray(b, float).reshape(1, -1, 4)
+    dx = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
+    dy = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    return np.clip(dx, 0, None) * np.clip(dy, 0, None)
+
+
+# Label placement costs. A label never lies on another label if any spot allows; then it avoids hiding keypoints
+# and limbs (anyone's: the label of the person behind should not sit on the head of the person in front), then
+# other people's boxes, and stays near its own box (cost per label height of distance).
+_COST_LABEL, _COST_KEYPOINT, _COST_LIMB, _COST_BOX, _COST_AWAY = 1e4, 30.0, 6.0, 10.0, 8.0
+
+
+@dataclass
+class _Scene:
+    """What labels must not hide: every drawn keypoint and points along every drawn limb (with their person's
+    index), and every person's box."""
+
+    kp: np.ndarray         # K x 2
+    kp_who: np.ndarray     # K
+    limb: np.ndarray       # L x 2
+    limb_who: np.ndarray   # L
+    boxes: np.ndarray      # N x 4 (x0 y0 x1 y1; NaN rows for people without a box)
+
+
+def _scene(people: list[_Prepared]) -> _Scene:
+    kp, kp_who, limb, limb_who = [np.zeros((0, 2))], [np.zeros(0, int)], [np.zeros((0, 2))], [np.zeros(0, int)]
+    t = np.linspace(0.15, 0.85, 6)[:, None]
     for n, p in enumerate(people):
-        if not np.isfinite(p.box).all():
-            labels.append(None)
-            continue
-        text = "Q n/a" if math.isnan(p.pose_q) else f"Q {p.pose_q:.2f}"
-        if tags is not None:
-            text = f"{tags[n]} {text}"
+        pts = p.xy[p.vis >= 1]
+        kp.append(pts)
+        kp_who.append(np.full(len(pts), n))
+        for i, j, kind, _ in p.limbs:
+            if kind != "faint":
+                limb.append(p.xy[i] + t * (p.xy[j] - p.xy[i]))
+                limb_who.append(np.full(len(t), n))
+    boxes = np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (p.box for p in people)], float).reshape(-1, 4)
+    return _Scene(np.concatenate(kp), np.concatenate(kp_who), np.concatenate(limb), np.concatenate(limb_who), boxes)
+
+
+def _label_spots(box: np.ndarray, lw: int, lh: int, box_t: int, h: int, w: int) -> np.ndarray:
+    """Candidate label rectangles (M x 4) around a box, inside the picture, most usual first: above the box
+    (left, right, centre), inside its top, below it, beside it, then the same one and two label heights further
+    out (a crowd), then down the box's inner left edge."""
+    x0, y0, bw, bh = box
+    x1, y1 = x0 + bw, y0 + bh
+    m = box_t // 2 + 1
+    xs = (round(x0) - m + 1, round(x1) + m - lw, round(x0 + (bw - lw) / 2))
+    ys_side = (round(y0), round(y0 + (bh - lh) / 2))
+    spots = []
+    for k in range(3):
+        step = k * lh
+        spots += [(x, round(y0) - lh - step) for x in xs]
+        if k == 0:
+            spots += [(x, round(y0)) for x in xs[:2]]
+        spots += [(x, round(y1) + m + step) for x in xs]
+        spots += [(round(x0) - m - lw - k * lw // 2, y) for y in ys_side]
+        spots += [(round(x1) + m + k * lw // 2, y) for y in ys_side]
+    spots += [(xs[0], round(y0) + k * lh) for k in range(1, int(min(bh // max(lh, 1), 24)))]
+    xy = np.array(spots, float)
+    xy[:, 0] = np.clip(xy[:, 0], 0, max(0, w - lw))
+    xy[:, 1] = np.clip(xy[:, 1], 0, max(0, h - lh))
+    return np.column_stack([xy, xy[:, 0] + lw, xy[:, 1] + lh])
+
+
+def _count_inside(pts: np.ndarray, rects: np.ndarray, grow: float) -> np.ndarray:
+    """For each rectangle (M x 4), how many points (P x 2) lie within ``grow`` px of it."""
+    lo, hi = rects[:, :2].min(0) - grow, rects[:, 2:].max(0) + grow
+    pts = pts[((pts > lo) & (pts < hi)).all(1)]     # only the points near some candidate (crowds: most are far)
+    return ((pts[None, :, 0] > rects[:, None, 0] - grow) & (pts[None, :, 0] < rects[:, None, 2] + grow)
+            & (pts[None, :, 1] > rects[:, None, 1] - grow) & (pts[None, :, 1] < rects[:, None, 3] + grow)).sum(1)
+
+
+def _away(rects: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Gap in px between each candidate rectangle and the box (0 where they touch or overlap)."""
+    dx = np.maximum(0.0, np.maximum(box[0] - rects[:, 2], rects[:, 0] - box[2]))
+    dy = np.maximum(0.0, np.maximum(box[1] - rects[:, 3], rects[:, 1] - box[3]))
+    return np.hypot(dx, dy)
+
+
+def _spot_costs(rects: np.ndarray, n: int, scene: _Scene, taken: list, grow: float) -> np.ndarray:
+    """Cost of each candidate rectangle for person ``n``'s label (see the _COST_ weights)."""
+    lh = float(rects[0, 3] - rects[0, 1])
+    area = float((rects[0, 2] - rects[0, 0]) * lh)
+    ov = _overlaps(rects, taken)
+    cost = (_COST_LABEL * (ov > 0) + ov).sum(1)
+    cost += _COST_KEYPOINT * _count_inside(scene.kp, rects, grow)
+    cost += _COST_LIMB * _count_inside(scene.limb, rects, 1.0)
+    others = np.isfinite(scene.boxes).all(1)
+    others[n] = False
+    cost += _COST_BOX * _overlaps(rects, scene.boxes[others]).sum(1) / area
+    cost += _COST_AWAY * _away(rects, scene.boxes[n]) / lh
+    return cost + 1e-3 * np.arange(len(rects))   # ties: the usual spot first
+
+
+def _leader(rect, box: np.ndarray):
+    """(label point, box point) of the shortest line from a label to its box, or None when they (nearly) touch."""
+    cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+    bx, by = float(np.clip(cx, box[0], box[2])), float(np.clip(cy, box[1], box[3]))
+    lx, ly = float(np.clip(bx, rect[0], rect[2] - 1)), float(np.clip(by, rect[1], rect[3] - 1))
+    return None if math.hypot(bx - lx, by - ly) <= 3 else ((lx, ly), (bx, by))
+
+
+def _label_text(p: _Prepared, tag) -> str:
+    text = "Q n/a" if math.isnan(p.pose_q) else f"Q {p.pose_q:.2f}"
+    return text if tag is None else f"{tag} {text}"
+
+
+def _label_size(text: str, th: float, h: int, w: int) -> tuple[float, int, int, int, int]:
+    """(text height, label width, label height, padx, pady), the text made smaller where the label would be
+    wider or taller than the picture."""
+    for _ in range(4):
         tw, tht = _text_size(text, th)
-        padx, pady = round(0.4 * st.th), round(0.35 * st.th)
+        padx, pady = round(0.35 * th), round(0.3 * th)
         lw, lh = tw + 2 * padx, tht + 2 * pady
-        bx, by, bw, bh = (float(v) for v in p.box)
-        left, right = round(bx) - st.box_t // 2, round(bx + bw) + st.box_t // 2 + 1 - lw
-        top, bottom = round(by), round(by + bh) + st.box_t // 2 + 1
-        rects = []
-        # the four usual spots, then (people in a group, whose boxes share corners) the box's left edge
-        # stepping down one label height at a time, then the top-left spot even if it overlaps
-        spots = [(left, top - lh), (left, top), (left, bottom), (right, top - lh)]
-        spots += [(left, top + k * lh) for k in range(1, max(1, int(bh // max(lh, 1))))]
-        for x0, y0 in spots:
-            x0 = int(np.clip(x0, 0, max(0, w - lw)))
-            y0 = int(np.clip(y0, 0, max(0, h - lh)))
-            rects.append((x0, y0, x0 + lw, y0 + lh))
-        rect = next((r for r in rects if not any(_overlap(r, t) > 0 for t in taken)), rects[0])
+        if (lw <= w and lh <= h) or th <= 6.0:
+            break
+        th = max(6.0, th * min(w / lw, h / lh))
+    return th, lw, lh, padx, pady
+
+
+def _place_labels(people: list[_Prepared], st: _Style, h: int, w: int, tags=None) -> list:
+    """One "Q 0.72" label per person with a finite box (prefixed by its tag, e.g. a track id), inside the
+    picture, placed greedily, larger people first: each takes the candidate spot around its box (_label_spots)
+    that overlaps no label placed before it and hides the fewest keypoints, limbs and other people's boxes,
+    nearest its box (_spot_costs). A label away from its box gets a thin leader line to it."""
+    scene = _scene(people)
+    sizes = [float(p.box[2] * p.box[3]) if np.isfinite(p.box).all() else -1.0 for p in people]
+    labels, taken = [None] * len(people), []
+    for n in sorted(range(len(people)), key=lambda n: -sizes[n]):
+        p = people[n]
+        if not np.isfinite(p.box).all():
+            continue
+        pst = p.st or st
+        text = _label_text(p, None if tags is None else tags[n])
+        th, lw, lh, padx, pady = _label_size(text, 1.15 * pst.th, h, w)
+        rects = _label_spots(p.box, lw, lh, pst.box_t, h, w)
+        rect = tuple(int(v) for v in rects[int(np.argmin(_spot_costs(rects, n, scene, taken, pst.r + pst.o)))])
         taken.append(rect)
-        labels.append(_Label(text, rect, padx, pady, quality_color(p.pose_q)))
+        labels[n] = _Label(text, rect, padx, pady, quality_color(p.pose_q), th, _leader(rect, scene.boxes[n]))
     return labels
 
 
-def _draw_box(img, p: _Prepared, st: _Style) -> None:
+def _draw_box(img, p: _Prepared) -> None:
     if not np.isfinite(p.box).all():
         return
     x, y, bw, bh = p.box
-    cv2.rectangle(img, _pt((x, y)), _pt((x + bw, y + bh)), quality_color(p.pose_q), st.box_t, _AA, _SHIFT)
+    cv2.rectangle(img, _pt((x, y)), _pt((x + bw, y + bh)), quality_color(p.pose_q), p.st.box_t, _AA, _SHIFT)
 
 
-def _draw_label(img, lab: _Label | None, st: _Style) -> None:
+def _draw_label(img, lab: _Label | None) -> None:
     if lab is None:
         return
     x0, y0, x1, y1 = lab.rect
+    if lab.leader is not None:
+        _line(img, *lab.leader, lab.bg, 1)
     cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), lab.bg, -1)
     # dark text on the bright part of the scale, white on the dark red end
     fg = (0, 0, 0) if 0.114 * lab.bg[0] + 0.587 * lab.bg[1] + 0.299 * lab.bg[2] > 120 else (255, 255, 255)
-    _text(img, lab.text, x0 + lab.padx, y1 - lab.pady, 1.15 * st.th, fg)
+    _text(img, lab.text, x0 + lab.padx, y1 - lab.pady, lab.th, fg)
 
 
 # ----------------------------------------------------------------------------------------------- legend
@@ -467,19 +638,47 @@ class _Legend:
             _blend_mask(img, mask, _FAINT, 0.75)
 
 
-def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: list, show_faint: bool,
-                  th: float | None = None, strict: bool = True):
-    """(legend, x0, y0) for a corner panel, or None when no corner can take it.
+class _CompactLegend:
+    """One line, "quality 0 [colour bar] 1", for pictures too small for the full legend: the colour scale
+    alone (the symbol keys and the Q note are left out)."""
 
-    Tries a wide (one-line title) and a narrow (wrapped) layout in each corner, with text height ``th``
-    (default: the image's). strict: a corner that would cover a keypoint, a limb or a Q label is rejected;
-    among the rest the least covered box area wins, then the wide layout, then the order bottom-right,
-    bottom-left, top-right, top-left. strict=False (last resort) takes the corner that hides the fewest
-    drawn points instead, and lets the panel be half the image tall.
-    """
-    th = st.th if th is None else th
-    pad = max(3, round(0.6 * th))
-    m = max(2, round(0.6 * th))
+    fits = True
+    WORD = "quality"
+
+    def __init__(self, th: float):
+        self.th = th
+        self.pad = max(2, round(0.45 * th))
+        self.space = max(2, round(0.4 * th))
+        self.bar_w, self.bar_h = int(round(4.0 * th)), max(3, int(round(0.8 * th)))
+        self.widths = [_text_size(t, th)[0] for t in (self.WORD, "0", "1")]
+        self.w = sum(self.widths) + self.bar_w + 3 * self.space + 2 * self.pad
+        self.h = int(round(th)) + 2 * self.pad
+
+    def paint(self, img, x0: int, y0: int, panel: bool) -> None:
+        th, white = self.th, (245, 245, 245)
+        if panel:
+            roi = img[y0:min(img.shape[0], y0 + self.h), x0:min(img.shape[1], x0 + self.w)]
+            roi[:] = cv2.convertScaleAbs(roi, alpha=1 - _PANEL_ALPHA, beta=_DARK[0] * _PANEL_ALPHA)
+        base = y0 + self.pad + th
+        x = x0 + self.pad
+        for text, tw in zip((self.WORD, "0"), self.widths):
+            _text(img, text, x, base, th, white if text == "0" else (200, 200, 200))
+            x += tw + self.space
+        top = int(round(y0 + (self.h - self.bar_h) / 2))
+        bar = np.repeat(quality_color(np.linspace(0.0, 1.0, self.bar_w))[None], self.bar_h, 0)
+        hh, ww = min(self.bar_h, img.shape[0] - top), min(self.bar_w, img.shape[1] - x)
+        if hh > 0 and ww > 0:
+            img[top:top + hh, x:x + ww] = bar[:hh, :ww]
+        _text(img, "1", x + self.bar_w + self.space, base, th, white)
+
+
+# The legend covers at most this share of the picture; on a picture under _SMALL_PICTURE px it never hides
+# anything drawn (left out when no corner is free), since any corner of it is a large part of a person.
+_LEGEND_SHARE, _SMALL_PICTURE = 0.10, 80_000
+
+
+def _legend_obstacles(people: list[_Prepared], labels: list, show_faint: bool):
+    """(points, boxes, label rects) a legend should not hide: drawn keypoints, points along limbs, boxes."""
     pts, boxes = [np.zeros((0, 2))], []
     t = np.linspace(0.0, 1.0, 12)[:, None]
     for p in people:
@@ -489,16 +688,39 @@ def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: l
         if np.isfinite(p.box).all():
             x, y, bw, bh = p.box
             boxes.append((x, y, x + bw, y + bh))
-    pts = np.concatenate(pts)
-    rects = [lab.rect for lab in labels if lab is not None]
+    return np.concatenate(pts), boxes, [lab.rect for lab in labels if lab is not None]
+
+
+def _legend_layouts(th: float, w: int, show_faint: bool, strict: bool, compact: bool) -> list:
+    """Layouts to try, preferred first: the full legend wide (one-line title) then narrow (wrapped), and, when
+    not strict, as wide as the picture; or the compact one-line legend."""
+    if compact:
+        return [_CompactLegend(th)]
+    pad = max(3, round(0.6 * th))
+    m = max(2, round(0.6 * th))
+    widths = (0.5 * w - 2 * pad, 0.36 * w - 2 * pad) + (() if strict else (w - 2 * m - 2 * pad,))
+    return [_Legend(th, max_w, show_faint) for max_w in widths]
+
+
+def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: list, show_faint: bool,
+                  th: float | None = None, strict: bool = True, compact: bool = False):
+    """(legend, x0, y0) for a corner panel, or None when no corner can take it.
+
+    Tries each layout of _legend_layouts in each corner, with text height ``th`` (default: the image's); a
+    layout larger than _LEGEND_SHARE of the picture is never used. strict: a corner that would cover a
+    keypoint, a limb or a Q label is rejected, and the panel is at most half the picture wide and a third of
+    it tall; among the rest the least covered box area wins, then the earlier layout, then the order
+    bottom-right, bottom-left, top-right, top-left. strict=False (last resort) takes the corner that hides
+    the fewest drawn points instead, and lets the panel be half the picture tall.
+    """
+    th = st.th if th is None else th
+    m = max(2, round(0.6 * th))
+    pts, boxes, rects = _legend_obstacles(people, labels, show_faint)
     grow = st.r + st.o + st.lw   # a dot or stroke partly under the panel counts as hidden
     best = None
-    for narrow, max_w in enumerate((0.5 * w - 2 * pad, 0.36 * w - 2 * pad, w - 2 * m - 2 * pad)):
-        if narrow == 2 and strict:
-            break
-        lg = _Legend(th, max_w, show_faint)
-        if not (lg.fits and lg.w <= (0.5 if strict else 1.0) * w - (0 if strict else 2 * m)
-                and lg.h <= h / (3 if strict else 2)):
+    for rank, lg in enumerate(_legend_layouts(th, w, show_faint, strict, compact)):
+        if not (lg.fits and lg.w * lg.h <= _LEGEND_SHARE * h * w and lg.w <= w - 2 * m
+                and lg.h <= (h / 3 if strict else h / 2) and (not strict or lg.w <= 0.5 * w or compact)):
             continue
         corners = [(w - m - lg.w, h - m - lg.h), (m, h - m - lg.h), (w - m - lg.w, m), (m, m)]
         for pref, (x0, y0) in enumerate(corners):
@@ -508,10 +730,26 @@ def _place_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: l
             hidden = int(inside.sum()) + sum(_overlap(r, lr) > 0 for lr in rects)
             if strict and hidden:
                 continue
-            key = (hidden, sum(_overlap(r, b) for b in boxes), narrow, pref)
+            key = (hidden, sum(_overlap(r, b) for b in boxes), rank, pref)
             if best is None or key < best[0]:
                 best = (key, lg, x0, y0)
     return None if best is None else best[1:]
+
+
+def _choose_legend(st: _Style, h: int, w: int, people: list[_Prepared], labels: list, show_faint: bool):
+    """(legend, x0, y0) or None: the full legend in a free corner at the image's text size, else smaller text
+    (down to 0.65x, never under 6 px), else the compact one-line legend in a free corner; as a last resort,
+    except on a small picture, the compact legend in the corner that hides the least. The render always keeps
+    the input's size (videos and side-by-side comparisons need that), so the legend goes inside, small."""
+    sizes = [max(6.0, scale * st.th) for scale in (1.0, 0.8, 0.65)]
+    for compact in (False, True):
+        for th in sizes:
+            placed = _place_legend(st, h, w, people, labels, show_faint, th=th, compact=compact)
+            if placed is not None:
+                return placed
+    if h * w < _SMALL_PICTURE:
+        return None
+    return _place_legend(st, h, w, people, labels, show_faint, th=sizes[-1], strict=False, compact=True)
 
 
 # ----------------------------------------------------------------------------------------------- public
@@ -534,31 +772,24 @@ def render_people(bgr: np.ndarray, people: list, show_all: bool = False,
     out = np.ascontiguousarray(img).copy()
     h, w = out.shape[:2]
     st = _style(h, w)
-    prepared = [_prepare(p, show_all) for p in people]
+    prepared = [_prepare(p, show_all, st) for p in people]
     if show_all:
-        _draw_faint(out, prepared, st)
+        _draw_faint(out, prepared)
     for p in prepared:
-        _draw_box(out, p, st)
+        _draw_box(out, p)
     if radius:
-        _draw_radii(out, people, prepared, st)
-    _draw_skeletons(out, prepared, st)
+        _draw_radii(out, people, prepared)
+    _draw_skeletons(out, prepared)
     if tags is not None and len(tags) != len(people):
         raise PosecalInputError(f"render_people: {len(tags)} tags for {len(people)} people")
     labels = _place_labels(prepared, st, h, w, tags)
     for lab in labels:
-        _draw_label(out, lab, st)
+        _draw_label(out, lab)
     if not legend or not prepared:   # nobody drawn: nothing for a legend to explain
         return out
     show_faint = show_all and any((p.vis == 0).any() for p in prepared)
-    # a free corner at the image's text size, else smaller text, else the corner that hides the least:
-    # the render always keeps the input's size (videos and side-by-side comparisons need that)
-    for scale in (1.0, 0.8, 0.65):
-        placed = _place_legend(st, h, w, prepared, labels, show_faint, th=max(6.0, scale * st.th))
-        if placed is not None:
-            break
-    else:
-        placed = _place_legend(st, h, w, prepared, labels, show_faint, th=max(6.0, 0.65 * st.th), strict=False)
-    if placed is not None:   # None: even the smallest legend is larger than the image allows
+    placed = _choose_legend(st, h, w, prepared, labels, show_faint)
+    if placed is not None:
         lg, x0, y0 = placed
         lg.paint(out, x0, y0, panel=True)
     return out

@@ -320,3 +320,17 @@ def train_one_step(base: Path) -> tuple[Path, Path]:
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["train", str(cfg), "--no-progress"]) == 0
     return base / "run", img_dir
+
+
+def interrupt_second_estimate(monkeypatch) -> None:
+    """Ctrl-C (KeyboardInterrupt) at the Predictor's second estimate call: a run stopped after its first input."""
+    from posecal.inference.predictor import Predictor
+
+    real, calls = Predictor.estimate, []
+
+    def second_batch_interrupted(self, items, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, items, **kw)
+    monkeypatch.setattr(Predictor, "estimate", second_batch_interrupted)

@@ -16,6 +16,7 @@ from conftest import cli_error, make_coco, run_cli, write_walking_video
 def bad_videos(tmp_path):
     (tmp_path / "fake.mp4").write_text("this is text, not a video\n")
     (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "out").mkdir()   # an output file's folder must exist (outputs.check_output_file)
     return tmp_path
 
 

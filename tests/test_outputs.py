@@ -52,6 +52,7 @@ def test_unwritable_folder_is_one_line(tiny_model, coco, tmp_path, no_work, monk
     """Tests run as root, which ignores mode bits: the write probe itself is made to fail."""
     monkeypatch.setattr("posecal.outputs.can_write_in", lambda folder: False)
     _, img_dir = coco
+    (tmp_path / "ro").mkdir()
     out = tmp_path / "ro" / "poses.json"
     assert predict(tiny_model, img_dir, "--out", out) == 2
     assert one_error_line(capsys) == f"posecal: error: --out {out}: folder {out.parent} is not writable"
@@ -89,9 +90,12 @@ def test_jobs_check_without_the_cli(tmp_path, blocker, no_work):
         train(TrainConfig(out_dir=str(blocker)))
 
 
-def test_missing_folders_are_created(tmp_path):
-    assert check_output_file(tmp_path / "a" / "b" / "p.json", "--out").parent.is_dir()
+def test_missing_output_folders_are_created_and_an_output_files_folder_is_not(tmp_path):
     assert check_output_dir(tmp_path / "c" / "d", "--render").is_dir()
+    with pytest.raises(PosecalInputError, match=f"folder {tmp_path / 'a' / 'b'} does not exist"):
+        check_output_file(tmp_path / "a" / "b" / "p.json", "--out")
+    assert not (tmp_path / "a").exists()
+    assert check_output_file(tmp_path / "c" / "d" / "p.json", "--out").parent.is_dir()
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # the write probe leaves nothing
 
 

@@ -40,9 +40,10 @@ def test_nobody_rule_duplicates_and_given_boxes():
     policy = PersonPolicy()
     assert policy.keep([twin, a, other], DETECTED) == [a, other]        # the twin is a duplicate of a
     assert policy.keep([twin, a, other], GIVEN) == [twin, a, other]     # the caller's boxes: all kept
-    low, unseen = scored(STANDING, 0.2), scored(STANDING, 0.9, vis=1)
-    assert policy.keep([a, low, unseen], WHOLE) == [a]                  # below 0.3, or nothing visible: nobody
-    assert PersonPolicy(min_pose_quality=0).keep([low, unseen], WHOLE) == [low, unseen]
+    low, unseen = scored(STANDING + [400, 0], 0.2), scored(STANDING + [600, 0], 0.9, vis=1)
+    assert policy.keep([a, low, unseen], DETECTED) == [a]               # below 0.3, or nothing visible: nobody
+    assert PersonPolicy(min_pose_quality=0).keep([low, unseen], DETECTED) == [low, unseen]
+    assert policy.keep([low, unseen], WHOLE) == [low, unseen]           # the whole picture given: reported
     assert PersonPolicy(nms="none").keep([twin, a], DETECTED) == [twin, a]
     # origins per pose: a given box beside detected ones is never merged away
     assert policy.keep([twin, a], [GIVEN, DETECTED]) == [twin, a]
@@ -54,8 +55,8 @@ def test_a_box_the_verifier_is_sure_of_is_a_person_whatever_its_pose_says():
     assert PersonPolicy().keep([curled, unseen, doubted], DETECTED) == []        # the pose rules alone: nobody
     sure = PersonPolicy(sure_person=0.8)
     assert sure.keep([curled, unseen, doubted], DETECTED) == [curled, unseen]    # 0.7 < 0.8: the pose decides
-    # only a detected box: a carried one, or the whole picture, is still judged by its pose
-    assert sure.keep([curled], CARRIED) == [] and sure.keep([curled], WHOLE) == []
+    # only a detected box: a carried one is still judged by its pose (the whole picture is given: always kept)
+    assert sure.keep([curled], CARRIED) == [] and sure.keep([curled], WHOLE) == [curled]
     no_verifier = scored(STANDING, 0.2)
     assert sure.keep([no_verifier], DETECTED) == []
     # the presets: still pictures let a sure verifier overrule the pose (sports poses the pose rules drop), video

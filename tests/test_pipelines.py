@@ -13,7 +13,8 @@ import pytest
 
 from posecal.errors import PosecalInputError
 
-from conftest import ROOT, cli_error as error_line, eval_args as evaluate, make_coco, run_cli as run
+from conftest import (ROOT, cli_error as error_line, eval_args as evaluate, interrupt_second_estimate, make_coco,
+                      run_cli as run)
 
 FIX = "fix it, or give --skip-invalid to score the rest (the skipped entries are recorded in metrics.json)"
 
@@ -179,22 +180,13 @@ def test_predict_and_track_without_people_write_empty_results(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_interrupted_predict_says_so_and_keeps_the_inputs_done(tiny_model, coco, tmp_path, capsys, monkeypatch):
-    from posecal.inference.predictor import Predictor
-
     _, img_dir = coco
-    real, calls = Predictor.estimate, []
-
-    def second_batch_interrupted(self, items, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, items, **kw)
-    monkeypatch.setattr(Predictor, "estimate", second_batch_interrupted)
+    interrupt_second_estimate(monkeypatch)
     out = tmp_path / "p.json"
     rc, _, err = run(capsys, "predict", img_dir, "--model", tiny_model, "--out", out, "--no-progress",
                      "--detector", "none", "--min-pose-quality", "0", "--batch-size", "1", "--backend", "torch")
     assert rc == 130
-    assert err.strip().splitlines()[-1] == f"posecal: interrupted: kept the 1 input(s) done, up to img0.jpg (1 pose(s)), in {out}"
+    assert err.strip().splitlines()[-1] == f"posecal: interrupted: kept the 1 image(s) done, up to img0.jpg (1 pose(s)), in {out}"
     kept = json.loads(out.read_text())
     assert [(e["file_name"], e["image_id"]) for e in kept] == [("img0.jpg", 1)]
 

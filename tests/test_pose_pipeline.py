@@ -125,11 +125,14 @@ def test_an_explicit_min_pose_quality_replaces_the_policys_own_and_only_then(tin
     from posecal.tracking.pose_tracker import PoseTracker
 
     image = np.full((64, 48, 3), 90, np.uint8)
-    nobody = PersonPolicy(min_pose_quality=1.0)      # no pose reaches 1: the whole picture is nobody
+    nobody = PersonPolicy(min_pose_quality=1.0)      # no pose reaches 1: a detected box is nobody
     strict = Predictor(tiny_model, detector=None, policy=nobody, backend="torch", threads=1)
-    assert strict.pipeline.policy.min_pose_quality == 1.0 and len(strict(image)) == 0
+    pose = strict.pipeline.people([(image, np.array([[0, 0, 48, 64]]), np.ones(1), DETECTED)])
+    assert strict.pipeline.policy.min_pose_quality == 1.0 and pose == [[]]
+    assert len(strict(image)) == 1                    # the whole picture is given: reported whatever its pose
     both = Predictor(tiny_model, detector=None, policy=nobody, min_pose_quality=0, backend="torch", threads=1)
-    assert both.pipeline.policy.min_pose_quality == 0 and len(both(image)) == 1
+    assert both.pipeline.policy.min_pose_quality == 0
+    assert len(both.pipeline.people([(image, np.array([[0, 0, 48, 64]]), np.ones(1), DETECTED)])[0]) == 1
     assert both.pipeline.policy.unsure_person == nobody.unsure_person      # the rest of the policy kept
     own = replace(VIDEO, min_pose_quality=0.8)
     tracked = PoseTracker(model=str(tiny_model), detector="none", backend="torch", threads=1, policy=own)

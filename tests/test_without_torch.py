@@ -92,3 +92,39 @@ def test_every_test_module_collects_without_torch_and_the_torch_only_ones_skip(t
     skipped = dict(re.findall(r"SKIPPED \[1\] tests/(test_\w+)\.py:\d+: could not import '(\w+)'", done.stdout))
     assert skipped["test_codec"] == "torch" and skipped["test_shipped_graphs"] == "onnx"
     assert "tests/test_without_torch.py::" in done.stdout                 # the rest is collected
+
+
+def test_calibrate_runs_without_torch_and_its_images_option_says_what_it_needs(tmp_path):
+    """pyproject's claim, checked: `calibrate fit|apply` on an estimator's scores imports no PyTorch; --images
+    (posecal's trust model rating the estimator's keypoints) needs it, and says so in one line."""
+    done = run_without_torch(f"""
+        import json, sys
+        from pathlib import Path
+        import numpy as np
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        from conftest import make_coco
+        from posecal.cli.main import main
+        ann, images = make_coco(Path({str(tmp_path)!r}) / "d", n_images=12)
+        rng = np.random.default_rng(0)
+        results = []
+        for a in json.loads(ann.read_text())["annotations"]:   # a noisy estimator with scores of its own
+            k = np.array(a["keypoints"]).reshape(17, 3)
+            k[:, :2] += rng.normal(0, 3, (17, 2))
+            k[:, 2] = rng.uniform(0.2, 0.9, 17)
+            results.append({{"image_id": a["image_id"], "category_id": 1, "keypoints": k.ravel().tolist(),
+                             "score": 0.8, "bbox": a["bbox"]}})
+        res, cal = Path({str(tmp_path)!r}) / "res.json", Path({str(tmp_path)!r}) / "cal.json"
+        res.write_text(json.dumps(results))
+        assert main(["calibrate", "fit", "--results", str(res), "--annotations", str(ann), "--out", str(cal)]) == 0
+        assert main(["calibrate", "apply", "--calibrator", str(cal), "--results", str(res), "--out",
+                     str(res.with_name("out.json"))]) == 0
+        assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "onnx", "onnxscript")]
+        raise SystemExit(main(["calibrate", "fit", "--results", str(res), "--annotations", str(ann), "--out",
+                               str(res.with_name("cal2.json")), "--images", str(images)]))
+    """, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 12
+    assert done.stderr.strip().splitlines()[-1] == (
+        "posecal: error: posecal calibrate fit --images needs PyTorch: pip install -e '.[train]' in posecal's "
+        "source tree, or leave out --images")
+    assert not (tmp_path / "cal2.json").exists()

@@ -491,7 +491,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--detector", metavar="ssd|nanodet|ssd+nanodet|MODEL.onnx|none", help="person detector: the "
                    "shipped SSD-MobileNetV2 (the default), NanoDet-m, or both with their boxes merged (ssd+nanodet: "
                    "finds a few more people, slower), a YOLOX-style ONNX file, or 'none' for one person per whole "
-                   "image")
+                   "image, always reported with its pose quality (not with --boxes)")
     p.add_argument("--detector-threshold", type=PROBABILITY_FLOAT,
                    help="keep the detector's boxes scored at least this (default: the person policy's: the shipped "
                         "detector runs at a permissive threshold and a box it is unsure of is kept when the person "
@@ -500,8 +500,9 @@ def _add_predict(sub) -> None:
                    help="the person verifier that judges each box from the picture (default: the shipped one; none: "
                         "off, the pose alone decides)")
     p.add_argument("--min-pose-quality", type=PROBABILITY_FLOAT, default=MIN_POSE_QUALITY,
-                   help="drop a pose (detector or whole image) below this pose quality or with no keypoint "
-                        f"predicted visible, i.e. nobody there; 0 keeps all (default: {MIN_POSE_QUALITY})")
+                   help="drop a pose on a detector's box below this pose quality or with no keypoint predicted "
+                        "visible, i.e. nobody there; 0 keeps all. A person given (--boxes, or the whole image with "
+                        f"--detector none) is always kept (default: {MIN_POSE_QUALITY})")
     p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
     p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=DUPLICATE_OKS,
@@ -708,7 +709,8 @@ def _add_calibrate(sub) -> None:
     c.add_argument("--annotations", required=True, help="COCO keypoint JSON (ground truth)")
     c.add_argument("--out", required=True, help="calibrator file to write (JSON)")
     c.add_argument("--images", metavar="DIR", help="the results' images: adds posecal's own evidence at each "
-                   "keypoint to the inputs (apply then needs the images too; default: scores only)")
+                   "keypoint to the inputs (apply then needs the images too; needs PyTorch, the train extra, in "
+                   "posecal's source tree; default: scores only, no PyTorch)")
     c.set_defaults(func=_cmd_calibrate)
     c = csub.add_parser("apply", help="add calibrated trust fields to results")
     c.add_argument("--calibrator", required=True, help="file written by `posecal calibrate fit`")

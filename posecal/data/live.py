@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from posecal.data.sources import Frame
+from posecal.data.sources import Frame, open_video
 from posecal.errors import PosecalInputError
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -132,7 +132,7 @@ class LiveReader:
     def _open(self):
         src = self.source
         if src.kind == "camera":
-            cap = cv2.VideoCapture(src.open_arg())
+            cap = open_video(src.open_arg())
             if cap.isOpened():
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)   # the driver's queue too holds only the newest frame
             return cap
@@ -144,7 +144,7 @@ class LiveReader:
             if src.kind == "pipe" and before is None:
                 os.environ[key] = PIPE_CAPTURE_OPTIONS
             try:
-                return cv2.VideoCapture(src.open_arg(), cv2.CAP_FFMPEG, params)
+                return open_video(src.open_arg(), cv2.CAP_FFMPEG, params)
             finally:
                 if before is None:
                     os.environ.pop(key, None)

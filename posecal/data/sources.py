@@ -5,7 +5,9 @@ file never stops the others.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,12 @@ from posecal.errors import PosecalInputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+# FFmpeg's log level for the videos posecal opens: quiet (AV_LOG_QUIET). OpenCV reads it from this variable when its
+# FFmpeg backend first starts in the process, so it is set around each open (open_video)
+FFMPEG_LOG_LEVEL = ("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# settings by which the user asks FFmpeg to speak, kept as they set them
+FFMPEG_USER_SETTINGS = ("OPENCV_FFMPEG_LOGLEVEL", "OPENCV_FFMPEG_DEBUG")
+_OPEN_LOCK = threading.Lock()   # the level travels in the environment and OpenCV's log level is global
 
 
 @dataclass
@@ -90,11 +98,42 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
+def open_video(source, *args) -> cv2.VideoCapture:
+    """cv2.VideoCapture(source, *args) without FFmpeg's and OpenCV's own log lines: posecal says what is wrong with
+    a video in one line of its own (unreadable_video, _video_frames, a live source's), and FFmpeg's `moov atom not
+    found` came out before it. FFmpeg keeps the quiet level for the rest of the process (OpenCV sets it once, at its
+    FFmpeg backend's first open: a process that opened a video before posecal did keeps its own level)."""
+    with _OPEN_LOCK, _quiet_video_log():
+        return cv2.VideoCapture(source, *args)
+
+
+@contextlib.contextmanager
+def _quiet_video_log():
+    """For the time of an open: FFmpeg's level quiet (FFMPEG_LOG_LEVEL) unless the user set one
+    (FFMPEG_USER_SETTINGS), and OpenCV's own log at errors at most (its `VIDEOIO(FFMPEG): backend ... can't be
+    used` warnings) unless the user set OPENCV_LOG_LEVEL."""
+    name, quiet = FFMPEG_LOG_LEVEL
+    ffmpeg = not any(setting in os.environ for setting in FFMPEG_USER_SETTINGS)
+    opencv = "OPENCV_LOG_LEVEL" not in os.environ
+    before = cv2.utils.logging.getLogLevel()
+    if ffmpeg:
+        os.environ[name] = quiet
+    if opencv:
+        cv2.utils.logging.setLogLevel(min(before, cv2.utils.logging.LOG_LEVEL_ERROR))
+    try:
+        yield
+    finally:
+        if ffmpeg:
+            os.environ.pop(name, None)
+        if opencv:
+            cv2.utils.logging.setLogLevel(before)
+
+
 def unreadable_video(path: Path) -> Problem | None:
     """Why a video file cannot be read (OpenCV cannot open it, or it has no first frame: a text file named .mp4,
     a 0-byte file), or None. Checked when the inputs are listed, so that a run whose only video is bad stops
     before it writes anything, in `predict` and `track` alike."""
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(str(path))
     try:
         if not cap.isOpened():
             return Problem(f"{path}: cannot open video (unsupported codec or not a video)")
@@ -107,7 +146,7 @@ def unreadable_video(path: Path) -> Problem | None:
 
 def video_fps(path: Path, default: float = 25.0) -> float:
     """A video file's frame rate as its container states it; `default` where it states none (or nonsense)."""
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
     cap.release()
     return float(fps) if fps and np.isfinite(fps) and fps > 0 else default
@@ -128,7 +167,7 @@ def iter_frames(files: list[tuple[Path, str]], every: int = 1) -> Iterator[Frame
 
 
 def _video_frames(path: Path, name: str, every: int) -> Iterator[Frame | Problem]:
-    cap = cv2.VideoCapture(str(path))
+    cap = open_video(str(path))
     try:
         if not cap.isOpened():
             yield Problem(f"{path}: cannot open video (unsupported codec or not a video)")

@@ -55,6 +55,20 @@ class PersonPose:
     # the person's track in a video (posecal.tracking.PoseTracker, `posecal track`); None for a picture
     track_id: int | None = None
 
+    def __repr__(self) -> str:
+        """One line a person can read in a REPL or a log (the dataclass's own printed every 17 x 3 array): box,
+        pose quality, p(person), keypoints called visible, pose source, and the track id where there is one."""
+        x, y, w, h = (float(v) for v in np.asarray(self.box, float).reshape(4))
+        fields = [f"box=[{x:.0f}, {y:.0f}, {w:.0f}, {h:.0f}]", f"pose_quality={float(self.pose_quality):.2f}"]
+        if self.person_probability is not None:
+            fields.append(f"person_probability={float(self.person_probability):.2f}")
+        if self.visibility is not None:
+            fields.append(f"visible={int((np.asarray(self.visibility) == 2).sum())}/{len(self.visibility)}")
+        fields.append(f"source={self.pose_source!r}")
+        if self.track_id is not None:
+            fields.append(f"track_id={self.track_id}")
+        return f"PersonPose({', '.join(fields)})"
+
     def to_dict(self, score_mode: str | None = None) -> dict:
         """The person as plain JSON types, in the fields of `posecal predict`'s results (COCO's `keypoints` as
         x, y, c triples, c = scoring.present_and_right: keypoint quality x p(the keypoint is there); `score` by

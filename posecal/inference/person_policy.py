@@ -9,20 +9,22 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    detector is unsure of (score below `sure_score`; the detector runs at `detector_floor` so that such boxes exist)
    needs `unsure_person`; a box carried from a track (no detection behind it, so no detector score) needs
    `carried_person`. Boxes that fail cost no pose.
-2. **After it** (`PersonPolicy.keep`): a pose with no keypoint called visible, or of pose quality below
-   `min_pose_quality`, is nobody, unless the verifier is sure of its box (`sure_person`): then nothing the pose
-   says changes its mind (a person lying, curled or mostly hidden gets a poor pose, not no person); poses that agree on the
-   keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x the
-   detector's score, a carried box counting as the least sure detection (a fresh detection of the same person is
-   kept over it); a doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that
-   person. A carried pose
-   also needs `carried_quality` (the person left its box).
+2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
+   no keypoint called visible, or of pose quality below `min_pose_quality`, is nobody, unless the verifier is sure
+   of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
+   hidden gets a poor pose, not no person); poses that agree on the keypoints both see are one person (pose NMS
+   at `duplicate_oks`), the one kept ranked by pose quality x the detector's score, a carried box counting as the
+   least sure detection (a fresh detection of the same person is kept over it); a doubtful box lying mostly
+   (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
+   `carried_quality` (the person left its box).
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
    >= `birth_quality`.
 
-Boxes carry their origin: GIVEN (the caller's boxes: never judged), DETECTED (a detector's, tiles of the second
-look included), CARRIED (a track's box moved into this frame), WHOLE (no detector: the whole picture, judged by the
-pose alone). Without a verifier (a model file run with `verifier=None`) the pose-side rules of before stand in:
+Boxes carry their origin: GIVEN (the caller's boxes), DETECTED (a detector's, tiles of the second look included),
+CARRIED (a track's box moved into this frame), WHOLE (no detector: the caller says the whole picture is one person).
+A person the caller gave, as boxes or as the whole picture, is never judged: it is reported, however poor its pose
+(its pose quality says how poor), and never merged with another (`given`); in a video it still starts a track
+only by rule 3. Without a verifier (a model file run with `verifier=None`) the pose-side rules of before stand in:
 an unsure detection needs pose quality >= `unsure_quality`.
 
 `STILL` is the preset for independent pictures, `VIDEO` the one for tracked frames; their numbers were chosen on
@@ -46,9 +48,10 @@ SURE_SCORE = 0.3
 DETECTOR_FLOOR = 0.15
 # a pose with fewer keypoints called visible is nobody (a person seen from behind shows several)
 MIN_VISIBLE = 1
-# a pose below this predicted OKS is nobody (detector boxes and the whole picture). Measured with the whole
-# picture (bench/detector_recall.py --pose: the 822 val crops seen whole; 22 photos without people): keeps 72.9% of
-# the crops' people and 2 of the 22 non-people; the OKS head alone (no visibility rule) keeps 97.1% and 13 of 22.
+# a pose below this predicted OKS is nobody (a detected or carried box; never a person the caller gave). Measured
+# with the whole picture (bench/detector_recall.py --pose: the 822 val crops seen whole; 22 photos without
+# people): keeps 72.9% of the crops' people and 2 of the 22 non-people; the OKS head alone (no visibility rule)
+# keeps 97.1% and 13 of 22.
 MIN_POSE_QUALITY = 0.3
 # two poses are one person when their OKS over the keypoints both see is above this (detect/nms.py)
 DUPLICATE_OKS = 0.6
@@ -114,7 +117,7 @@ class PersonPolicy:
         origins = list(np.broadcast_to(np.asarray(origins, object), (len(people),)))
         kept, boxed = set(), []
         for p, o in zip(people, origins):
-            if o == GIVEN:
+            if self.given(o):
                 kept.add(id(p))
                 continue
             floor = self.min_pose_quality
@@ -130,16 +133,20 @@ class PersonPolicy:
                         and p.person_probability >= self.sure_person)
             if not verified and not self.someone_there(p, floor):
                 continue
-            if o == WHOLE:                   # the whole picture is one box: nothing to merge it with
-                kept.add(id(p))
-            else:
-                boxed.append(p)
+            boxed.append(p)
         if len(boxed) > 1:                   # each person once
             mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
             boxed = self._without_parts(pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.evidence),
                                         sure_factor)
         kept |= {id(p) for p in boxed}
         return [p for p in people if id(p) in kept]
+
+    @staticmethod
+    def given(origin) -> bool:
+        """Did the caller give this person (its box, or the whole picture with no detector: "each image is one
+        person")? Then it is reported as given: the caller asserted a person there, and a poor pose is told by its
+        pose quality, not by dropping the person (`--detector none` kept 19 of 30 one-person crops before)."""
+        return origin in (GIVEN, WHOLE)
 
     def evidence(self, person) -> float:
         """How sure the detector is that a box frames a person, for ranking duplicates and telling parts: its score

@@ -2,8 +2,9 @@
 
 `Predictor(...)(image)`, `Predictor.predict(source)` and `PoseTracker` (its `__call__` and `track`) all return
 Pictures, so a result is drawn, saved, shown and serialised the same way wherever it came from. Beside the people
-(`PersonPose`, one per person, with every trust field) a Picture stacks their main fields into arrays (N people:
-`keypoints` (N, 17, 2), `keypoint_quality` (N, 17), ...) for code that computes on all of them at once. A Picture
+(`PersonPose`, one per person, with every trust field) a Picture stacks their fields into arrays (N people:
+`keypoints` (N, 17, 2), `keypoint_quality` (N, 17), `visibility_probs` (N, 17, 3), `person_probability` (N,), ...;
+None for a field the model does not give) for code that computes on all of them at once. A Picture
 is also the sequence of its people (`len`, iteration, indexing), as the API's list of people was before.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from posecal.inference.estimator import PersonPose
 from posecal.io import write_bytes_atomic
 from posecal.skeleton import COCO_KEYPOINTS
 
+K = len(COCO_KEYPOINTS)
 # What save() encodes, by suffix (OpenCV's encoders that every build has)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -61,23 +63,55 @@ class Picture:
     @property
     def keypoints(self) -> np.ndarray:
         """(N, 17, 2) x, y in image pixels, COCO order (posecal.KEYPOINT_NAMES)."""
-        return self._stack(lambda p: p.keypoints, (len(COCO_KEYPOINTS), 2))
+        return self._stack(lambda p: p.keypoints, (K, 2))
 
     @property
     def keypoint_quality(self) -> np.ndarray:
         """(N, 17) expected OPKS of each keypoint."""
-        return self._stack(lambda p: p.keypoint_quality, (len(COCO_KEYPOINTS),))
+        return self._stack(lambda p: p.keypoint_quality, (K,))
 
     @property
-    def visibility(self) -> np.ndarray:
-        """(N, 17) 0 absent, 1 occluded, 2 visible; -1 where the model has no visibility head."""
-        k = len(COCO_KEYPOINTS)
-        return self._stack(lambda p: np.full(k, -1) if p.visibility is None else p.visibility, (k,), int)
+    def heatmap_scores(self) -> np.ndarray:
+        """(N, 17) heatmap peak values (the classic, uncalibrated "confidence")."""
+        return self._stack(lambda p: p.heatmap_scores, (K,))
+
+    @property
+    def visibility(self) -> np.ndarray | None:
+        """(N, 17) 0 absent, 1 occluded, 2 visible; None where the model has no visibility head."""
+        return self._stack_optional("visibility", (K,), int)
+
+    @property
+    def visibility_probs(self) -> np.ndarray | None:
+        """(N, 17, 3) probabilities of [absent, occluded, visible]; None where the model has no visibility head."""
+        return self._stack_optional("visibility_probs", (K, 3))
+
+    @property
+    def keypoint_radius(self) -> np.ndarray | None:
+        """(N, 17) pixels around each keypoint holding the true one with probability 0.9; None for a model with
+        no stored calibration."""
+        return self._stack_optional("keypoint_radius", (K,))
+
+    @property
+    def in_frame(self) -> np.ndarray | None:
+        """(N, 17) probability that each keypoint lies inside the picture; None where the model's calibration has
+        no in-frame map."""
+        return self._stack_optional("in_frame", (K,))
 
     @property
     def pose_quality(self) -> np.ndarray:
         """(N,) expected OKS of each pose."""
         return self._stack(lambda p: p.pose_quality, ())
+
+    @property
+    def person_probability(self) -> np.ndarray | None:
+        """(N,) p(the box frames a person) by the person verifier; NaN for a box no verifier judged (the caller's
+        boxes, the whole picture) beside judged ones, None where no box was judged."""
+        return self._stack_optional("person_probability", ())
+
+    @property
+    def pose_source(self) -> np.ndarray:
+        """(N,) how each pose was obtained: "detected", "carried" or "held" (video; PersonPose.pose_source)."""
+        return np.array([p.pose_source for p in self.people], dtype=str).reshape(len(self.people))
 
     @property
     def boxes(self) -> np.ndarray:
@@ -95,6 +129,16 @@ class Picture:
         if not self.people:
             return np.zeros((0, *shape), dtype)
         return np.stack([np.asarray(field(p), dtype).reshape(shape) for p in self.people])
+
+    def _stack_optional(self, name: str, shape: tuple, dtype=float) -> np.ndarray | None:
+        """A PersonPose field that a model may not give, stacked: None when no person has it (the model has no
+        such output), else (N, *shape) with a person who lacks it filled with NaN (-1 for an int field: a box
+        the verifier did not judge beside boxes it did). No people: an empty array."""
+        values = [getattr(p, name) for p in self.people]
+        if values and all(v is None for v in values):
+            return None
+        missing = np.full(shape, -1 if dtype is int else np.nan)
+        return self._stack(lambda p: missing if getattr(p, name) is None else getattr(p, name), shape, dtype)
 
     # --- output ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

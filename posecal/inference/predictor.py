@@ -23,7 +23,7 @@ from posecal.inference.picture import Picture
 from posecal.inference.person_policy import STILL, PersonPolicy
 from posecal.inference.pipeline import GIVEN, PosePipeline, detection_setup
 from posecal.parallel import default_threads
-from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number
+from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number, describe as describe_value
 
 __all__ = ["BACKENDS", "PersonPose", "Picture", "Predictor", "is_onnx_file"]   # PersonPose lives with the estimator
 # The Predictor's numbers: (kind, rule, None allowed), held to the CLI's own rules so both refuse alike
@@ -58,7 +58,7 @@ class Predictor:
 
     Images given without boxes go through a person detector: detector="default" is the shipped SSD
     (posecal/detect/ssd.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
-    then one box, and its pose is dropped when its pose quality is below min_pose_quality (nobody there). The
+    then one person, always reported, however low its pose quality (as boxes given are). The
     shipped SSD with detector_threshold=None runs at a permissive threshold and posecal decides who among its
     unsure boxes is a person; a detector_threshold given keeps the detector's boxes above it, as the detector
     scores them. verifier="default" is the shipped person verifier (posecal/detect/verifier.py): p(person) of every
@@ -85,6 +85,7 @@ class Predictor:
                  verifier="default"):
         check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
                           min_pose_quality=min_pose_quality)
+        check_switches(flip=flip, calibrated=calibrated, second_look=second_look)
         orientations = check_orientations(orientations)
         self.threads = threads = threads or default_threads()
         opened = open_model(model_path, backend, flip, threads, device)
@@ -252,12 +253,19 @@ def is_batch(value) -> bool:
         (isinstance(value, (list, tuple)) and len(value) == 0)
 
 
+def check_switches(**values) -> None:
+    """Each on/off argument by name (None allowed: the default): True or False, numpy's bools too. Anything else
+    is one PosecalInputError line ('flip: must be True or False (a bool), got the string 'yes''): a string, a
+    number or a list would otherwise be taken by its truth, and flip="no" would switch the flip test on."""
+    for name, value in values.items():
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise PosecalInputError(f"{name}: must be True or False (a bool), got {describe_value(value)}")
+
+
 def colour_order(rgb: bool | None, bgr: bool | None) -> bool:
     """Are arrays RGB? BGR by default (OpenCV's order); rgb=True for RGB. bgr= is the former keyword and still
     works (bgr=False: RGB); rgb and bgr that contradict each other are one PosecalInputError line."""
-    for name, value in (("rgb", rgb), ("bgr", bgr)):
-        if value is not None and not isinstance(value, (bool, np.bool_)):
-            raise PosecalInputError(f"{name}: must be True or False, got {describe(value)}")
+    check_switches(rgb=rgb, bgr=bgr)
     if bgr is None:
         return bool(rgb)
     if rgb is not None and bool(rgb) == bool(bgr):

@@ -1,8 +1,9 @@
 """`posecal predict`: poses with calibrated quality on images, folders and videos -> COCO keypoint results.
 
 Boxes come from, in order of preference: a boxes file, a person detector (the shipped SSD by default, or a
-YOLOX-style ONNX file; then OKS-NMS on the poses), or the whole image (`detector="none"`; a pose that says
-nobody is there is then dropped, see pipeline.someone_there).
+YOLOX-style ONNX file; then OKS-NMS on the poses), or the whole image (`detector="none"`: each image is one person).
+A boxes file's boxes and the whole image are people the user gave: each is reported, with its pose quality
+(inference/person_policy.py); a boxes file with --detector is refused, as the two contradict each other.
 Every problem with one file or box is one line on stderr and the run goes on; the
 results file and the overlays are written atomically.
 """
@@ -44,7 +45,7 @@ class PredictConfig:
     detector: str | None = None          # None/"default": the shipped SSD; "none": whole image; else a YOLOX ONNX
     detector_threshold: float | None = None   # None: the person policy's (inference/person_policy.py)
     verifier: str | None = "default"     # the person verifier: "default", an ONNX file, None / "none" (off)
-    min_pose_quality: float = MIN_POSE_QUALITY  # whole-image mode: poses below it (or all-absent) are dropped
+    min_pose_quality: float = MIN_POSE_QUALITY  # a detector's box whose pose is below it (or all-absent): nobody
     nms: str = "oks"                     # pose NMS after estimation, detector boxes only
     nms_threshold: float = DUPLICATE_OKS
     score_mode: str | None = None        # default: oks (the pose quality) with quality heads, else heatmap
@@ -147,7 +148,9 @@ class _Results:
         process writes it), and the line that says so."""
         if self.stream is not None:   # its records are out already, one per input done
             self.stream.close()
-            return f"interrupted: the records of the {len(self.frames_read)} input(s) done are in {self.cfg.out}"
+            if not self.frames_read:
+                return f"interrupted before any input was done; no records in {self.cfg.out}"
+            return f"interrupted: the records of the {counted(self.frames_read)} done are in {self.cfg.out}"
         return _kept_message(self.cfg, self.frames_read, self.results, self.entry_keys, self.image_ids)
 
 
@@ -225,8 +228,18 @@ def _kept_message(cfg: PredictConfig, frames_done, results, entry_keys, image_id
     write_json_atomic(_with_image_ids(done, [e for _, e in kept], [k for k, _ in kept], image_ids), cfg.out,
                       indent=None)
     overlays = f"; their overlays are in {cfg.render}" if cfg.render else ""
-    return (f"interrupted: kept the {len(done)} input(s) done, up to {done[-1][1]} ({len(kept)} pose(s)), "
+    return (f"interrupted: kept the {counted(done)} done, up to {done[-1][1]} ({len(kept)} pose(s)), "
             f"in {cfg.out}{overlays}")
+
+
+def counted(frames_done) -> str:
+    """The frames done, (key, name) each, in what they are: '3 image(s)', '40 video frame(s)', or both ('2 image(s)
+    and 40 video frame(s)'): an interrupted run's line says what it counted (a key's frame index is -1 for an
+    image, keyed_frames)."""
+    frames = sum(1 for (_, index), _ in frames_done if index >= 0)
+    images = len(frames_done) - frames
+    parts = [f"{images} image(s)"] * bool(images) + [f"{frames} video frame(s)"] * bool(frames)
+    return " and ".join(parts)
 
 
 def keyed_frames(files: list[tuple[Path, str]], every: int):
@@ -250,6 +263,9 @@ def frame_image_ids(frames: list[tuple[tuple[int, int], str]], image_ids: dict[s
 
 
 def _check(cfg: PredictConfig) -> None:
+    if cfg.boxes and cfg.detector is not None:   # a boxes file would silently win over the detector asked for
+        raise PosecalInputError(f"--boxes and --detector {cfg.detector} contradict each other: --boxes gives the "
+                                f"person boxes, --detector finds them (--detector none: the whole image); give one")
     if cfg.score_mode is not None and cfg.score_mode not in SCORE_MODES:
         raise PosecalInputError(f"--score-mode must be one of {SCORE_MODES}, got {cfg.score_mode!r}")
     if cfg.nms not in NMS_MODES:

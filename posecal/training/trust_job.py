@@ -30,20 +30,22 @@ from posecal.training.trust import train_trust
 from posecal.training.trust_samples import lspet_trust_split, write_samples
 
 
-def check_trust_output(path) -> Path:
-    """The model file to write: a writable file outside posecal's shipped weights folder."""
+def check_trust_outputs(path, out_dir) -> tuple[Path, Path]:
+    """(the model file to write, the run folder): the file outside posecal's shipped weights folder (refused
+    before any folder is made), then the run folder made, then the file's folder writable (it may be the run
+    folder: `output: runs/x/model.pt`)."""
     path = Path(path)
     if path.resolve().parent == WEIGHTS_DIR.resolve() or WEIGHTS_DIR.resolve() in path.resolve().parents:
         raise PosecalInputError(f"output {path}: inside posecal's shipped weights ({WEIGHTS_DIR}); write the "
                                 "trained model elsewhere (a shipped model file is never overwritten)")
-    return check_output_file(path, "output")
+    out = check_output_dir(out_dir, "out_dir")
+    return check_output_file(path, "output"), out
 
 
 def run_trust_job(cfg: TrustJobConfig, progress: bool = True, log=print) -> dict:
     """Samples, training and the model file of `cfg`; returns {"output", "step", "total", "stopped", "log"}
     (stopped: max_minutes ran out before the last step; no model file is written then)."""
-    output = check_trust_output(cfg.output)
-    out = check_output_dir(cfg.out_dir, "out_dir")
+    output, out = check_trust_outputs(cfg.output, cfg.out_dir)
     cfg.data.required("train_annotations", "train_images", "val_annotations", "val_images")   # before any work
     torch.set_num_threads(cfg.train.threads)
     base_model, base_cfg, _ = load_model(cfg.base)
