@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+
+# One PyTorch (OpenMP) thread in the test processes and the processes they start, set before torch is imported:
+# the tests' tensors are small, and OpenMP's spinning workers fight whatever else runs on a 2-core machine (issue
+# 63 item 8: five torch-heavy test files took 70 s quiet and 135 s beside two busy processes with the default, 64 s
+# and 109 s with one thread). A test that asks for threads (--threads, set_num_threads) still gets them.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2
 import numpy as np
