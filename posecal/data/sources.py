@@ -115,18 +115,31 @@ def _quiet_video_log():
     name, quiet = FFMPEG_LOG_LEVEL
     ffmpeg = not any(setting in os.environ for setting in FFMPEG_USER_SETTINGS)
     opencv = "OPENCV_LOG_LEVEL" not in os.environ
-    before = cv2.utils.logging.getLogLevel()
+    get_level, set_level = _opencv_log_level()
+    before = get_level()
     if ffmpeg:
         os.environ[name] = quiet
     if opencv:
-        cv2.utils.logging.setLogLevel(min(before, cv2.utils.logging.LOG_LEVEL_ERROR))
+        set_level(min(before, OPENCV_LOG_LEVEL_ERROR))
     try:
         yield
     finally:
         if ffmpeg:
             os.environ.pop(name, None)
         if opencv:
-            cv2.utils.logging.setLogLevel(before)
+            set_level(before)
+
+
+OPENCV_LOG_LEVEL_ERROR = 2   # OpenCV's cv::utils::logging::LOG_LEVEL_ERROR in every version
+
+
+def _opencv_log_level():
+    """(get, set) of OpenCV's own log level: cv2.utils.logging in OpenCV 4.10 and newer, cv2.getLogLevel /
+    cv2.setLogLevel before (4.9, the lowest posecal supports)."""
+    logging = getattr(cv2.utils, "logging", None)
+    if logging is not None:
+        return logging.getLogLevel, logging.setLogLevel
+    return cv2.getLogLevel, cv2.setLogLevel
 
 
 def unreadable_video(path: Path) -> Problem | None:
