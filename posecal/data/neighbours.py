@@ -8,11 +8,12 @@ README says the matrices use. Boxes of neighbours (clipped to the crop) are benc
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import numpy as np
 
-from posecal.data.coco import area_scale
+from posecal.data.coco import area_scale, read_json
 
 
 def crop_matrix(ann: dict) -> np.ndarray:
@@ -62,3 +63,19 @@ def neighbours_in_crop(ann: dict, same_photo: list[dict]) -> tuple[np.ndarray, n
         areas.append(area)
     k = len(ann["keypoints"]) // 3
     return np.array(pts, np.float64).reshape(-1, k, 3), np.array(areas, np.float64)
+
+
+def neighbours_by_image(annotation_file, image_dir) -> dict[str, np.ndarray]:
+    """Image path (as posecal.data.coco.load_coco_persons gives it) -> (N, K, 3) the other labelled persons of that
+    crop's photograph in the crop's pixels, for every crop annotation of `annotation_file` that has neighbours.
+    A file without orig_image_id / crop_transform (not a crop set) gives {}."""
+    data = read_json(annotation_file)
+    anns = [a for a in data.get("annotations", []) if "orig_image_id" in a and "crop_transform" in a]
+    files = {im["id"]: im["file_name"] for im in data.get("images", [])}
+    photos = by_photo(anns)
+    out = {}
+    for a in anns:
+        pts, _ = neighbours_in_crop(a, photos[a["orig_image_id"]])
+        if len(pts) and a["image_id"] in files:
+            out[os.path.join(image_dir, files[a["image_id"]])] = pts
+    return out

@@ -9,11 +9,14 @@ from posecal.codec.heatmap import encode
 from posecal.data.coco import PersonRecord, area_scale, read_image
 from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_scale, color_jitter,
                                      crop_matrix, degrade, jitter_box, flip_keypoints, half_body_region, inside_frame, paste_occluders,
-                                     person_crop_matrix,
+                                     paste_person, person_crop_matrix, person_mask,
                                      rotated_box, sample_augmentation, sample_truncation, truncate, warp)
 from posecal.data.crops import (HEATMAP_STRIDE, IMAGENET_MEAN, IMAGENET_STD,  # noqa: F401 - re-exported
                                 crops_to_batch, heatmap_to_input, input_to_heatmap)
 from posecal.skeleton import flip_permutation
+
+# Negatives per keypoint type: the target's own left/right partner, then people beside it (pasted, then labelled).
+NEGATIVE_SLOTS = 4
 
 
 def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
@@ -30,10 +33,16 @@ class TopDownDataset(Dataset):
     """Each item: input crop, heatmaps, target weights and the GT in crop pixels (for online OKS targets)."""
 
     def __init__(self, records: list[PersonRecord], input_wh=(144, 192), augment: AugmentConfig | None = None,
-                 sigma: float = 2.0, seed: int = 0, rotation: float = 0.0):
+                 sigma: float = 2.0, seed: int = 0, rotation: float = 0.0,
+                 neighbours: dict[str, np.ndarray] | None = None, max_negatives: int = NEGATIVE_SLOTS):
         """rotation: without augmentation, every crop is turned by this many degrees (test-time orientation
-        search, posecal/inference/orientation.py), framed as `person_crop_matrix` frames it."""
+        search, posecal/inference/orientation.py), framed as `person_crop_matrix` frames it.
+        neighbours: image path -> (N, K, 3) the other labelled people of the record's photograph in its image's
+        pixels (posecal.data.neighbours.neighbours_by_image); with a pasted person they give each item's
+        `negatives`: where each keypoint type must not be answered (issue 62)."""
         self.records = records
+        self.neighbours = neighbours or {}
+        self.max_negatives = int(max_negatives)
         self.rotation = float(rotation)
         self.input_wh = tuple(int(v) for v in input_wh)
         self.hm_wh = (self.input_wh[0] // HEATMAP_STRIDE, self.input_wh[1] // HEATMAP_STRIDE)
@@ -94,6 +103,19 @@ class TopDownDataset(Dataset):
         outside = (kp_in[:, 2] > 0) & ~inside_frame(kp_in[:, :2], self.input_wh)
         kp_in[outside, 2] = 0
         vis_weight[outside] = 1.0
+        others = []                                                       # other people, in input pixels
+        if len(self.neighbours.get(rec.image_path, ())):
+            for nb in self.neighbours[rec.image_path]:
+                pts = np.concatenate([apply_affine(nb[:, :2], m), nb[:, 2:3]], 1)
+                others.append(pts[flip_permutation(len(pts))] if flip else pts)
+        if rng is not None and self.augment.paste_person_prob > 0 and rng.random() < self.augment.paste_person_prob:
+            pasted = self._pasted_person(idx, rng)
+            if pasted is not None:
+                person, donor_kp, mask = pasted
+                crop, covered = paste_person(np.ascontiguousarray(crop), kp_in, person, mask)
+                kp_in[covered, 2] = 1
+                vis_weight[covered] = 1.0
+                others.insert(0, donor_kp)
         if rng is not None and self.augment.occluder_prob > 0 and rng.random() < self.augment.occluder_prob:
             crop, covered = paste_occluders(np.ascontiguousarray(crop), kp_in, self.augment, rng)
             kp_in[covered, 2] = 1
@@ -109,4 +131,44 @@ class TopDownDataset(Dataset):
             "area": torch.tensor(rec.area * area_scale(m), dtype=torch.float32),  # GT area in input pixels
             "matrix": torch.from_numpy(m.astype(np.float64)),              # image -> input pixels
             "index": torch.tensor(idx),
+            "negatives": torch.from_numpy(self._negatives(kp_in, others)),   # (K, M, 3) x, y, valid
         }
+
+    def _pasted_person(self, idx: int, rng: np.random.Generator):
+        """Another record's person as it will be pasted into this item's input crop: (crop, keypoints in input
+        pixels, soft mask), sized paste_person_scale x this person's box and moved sideways; None when the
+        record drawn shares the image or has too few labelled joints to draw."""
+        j = int(rng.integers(len(self.records)))
+        donor = self.records[j]
+        if j == idx or donor.image_path == self.records[idx].image_path or (donor.keypoints[:, 2] > 0).sum() < 4:
+            return None
+        aspect = self.input_wh[0] / self.input_wh[1]
+        centre, size = box_to_center_scale(donor.bbox, aspect)
+        size = size * float(rng.uniform(*self.augment.paste_person_scale))
+        shift = float(rng.uniform(*self.augment.paste_person_shift)) * (1 if rng.random() < 0.5 else -1)
+        centre = centre - np.array([shift * size[0], float(rng.normal(0, 0.08)) * size[1]])
+        m = crop_matrix(centre, size, 0.0, self.input_wh)
+        person = warp(read_image(donor.image_path), m, self.input_wh)
+        kp = np.concatenate([apply_affine(donor.keypoints[:, :2], m), donor.keypoints[:, 2:3]], 1)
+        if rng.random() < 0.5:
+            person = np.ascontiguousarray(person[:, ::-1])
+            kp = flip_keypoints(kp, self.input_wh[0])
+        kp[~inside_frame(kp[:, :2], self.input_wh), 2] = 0
+        height = float(donor.bbox[3]) * abs(m[1, 1])
+        return person, kp, person_mask(kp, self.input_wh, height)
+
+    def _negatives(self, kp_in: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+        """(K, max_negatives, 3): for each keypoint type, places its heatmap must stay low at: the target's own
+        left/right partner (a swap) and the same joint of the people beside it, inside the crop; valid = 1."""
+        k = len(kp_in)
+        out = np.zeros((k, self.max_negatives, 3), np.float32)
+        partner = flip_permutation(k)
+        for i in range(k):
+            p = partner[i]
+            if p != i and kp_in[p, 2] > 0:
+                out[i, 0] = (kp_in[p, 0], kp_in[p, 1], 1.0)
+        for slot, pts in enumerate(others[: self.max_negatives - 1], start=1):
+            ok = (pts[:, 2] > 0) & inside_frame(pts[:, :2], self.input_wh)
+            out[ok, slot, :2] = pts[ok, :2]
+            out[ok, slot, 2] = 1.0
+        return out

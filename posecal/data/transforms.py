@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from posecal.skeleton import LOWER_BODY, UPPER_BODY, flip_permutation
+from posecal.skeleton import COCO_LIMBS, LOWER_BODY, UPPER_BODY, flip_permutation
 
 PADDING = 1.25
 
@@ -129,6 +129,14 @@ class AugmentConfig:
     small_prob: float = 0.0
     small_height: tuple[float, float] = (40.0, 200.0)
     noise_prob: float = 0.0
+    # People in front (issue 62): with paste_person_prob another training person is pasted over or beside the
+    # target (a soft mask drawn from its labelled skeleton, its size paste_person_scale times the target's, its
+    # centre moved sideways by paste_person_shift of the crop's width, either way); the target's labelled
+    # keypoints it covers become occluded. The commonest occluder in COCO's photos is another person, and the
+    # pasted person's joints are known, so the loss can also tell the network not to answer with them.
+    paste_person_prob: float = 0.0
+    paste_person_scale: tuple[float, float] = (0.8, 1.25)
+    paste_person_shift: tuple[float, float] = (0.2, 0.6)
 
 
 def half_body_region(keypoints: np.ndarray, aspect: float, rng: np.random.Generator):
@@ -249,6 +257,46 @@ def paste_occluders(crop: np.ndarray, keypoints: np.ndarray, cfg: AugmentConfig,
         covered[inside] |= full[py[inside], px[inside]]
     covered &= keypoints[:, 2] > 0
     return out, covered
+
+
+def person_mask(keypoints: np.ndarray, wh, height: float) -> np.ndarray:
+    """A soft (H, W) float mask in [0, 1] of a person drawn from its labelled keypoints (K, 3) in a frame of wh
+    pixels: limbs as thick lines, joints as discs, the torso filled, the head a disc; `height` (the person's
+    height in the frame's pixels) sets the thickness. Edges are blurred so that a pasted person blends in."""
+    w, h = int(wh[0]), int(wh[1])
+    mask = np.zeros((h, w), np.float32)
+    labelled = keypoints[:, 2] > 0
+    t = max(2, int(round(0.09 * height)))
+    pts = np.round(keypoints[:, :2]).astype(np.int32)
+    for a, b in COCO_LIMBS:
+        if labelled[a] and labelled[b]:
+            cv2.line(mask, tuple(int(v) for v in pts[a]), tuple(int(v) for v in pts[b]), 1.0, t, cv2.LINE_AA)
+    for i in np.flatnonzero(labelled):
+        cv2.circle(mask, tuple(int(v) for v in pts[i]), max(1, int(0.7 * t)), 1.0, -1, cv2.LINE_AA)
+    torso = [5, 6, 12, 11]
+    if labelled[torso].all():
+        cv2.fillConvexPoly(mask, pts[torso], 1.0, cv2.LINE_AA)
+    face = [i for i in range(5) if labelled[i]]
+    if face:
+        centre = np.round(keypoints[face, :2].mean(0)).astype(int)
+        cv2.circle(mask, (int(centre[0]), int(centre[1])), max(2, int(1.3 * t)), 1.0, -1, cv2.LINE_AA)
+    sigma = max(0.5, t / 4)
+    return np.clip(cv2.GaussianBlur(mask, (0, 0), sigma), 0.0, 1.0)
+
+
+def paste_person(crop: np.ndarray, keypoints: np.ndarray, person: np.ndarray, mask: np.ndarray):
+    """Blend `person` (a crop of another person, the same size as `crop`) over `crop` through `mask` (H, W in
+    [0, 1]). Returns the new crop and a (K,) bool array of the labelled `keypoints` (in crop pixels) whose pixel
+    the pasted person covers (mask > 0.5): they are hidden now, so their visibility becomes occluded."""
+    h, w = crop.shape[:2]
+    alpha = mask[..., None]
+    out = np.clip(crop.astype(np.float32) * (1 - alpha) + person.astype(np.float32) * alpha + 0.5, 0, 255)
+    px = np.round(keypoints[:, 0]).astype(int)
+    py = np.round(keypoints[:, 1]).astype(int)
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h) & (keypoints[:, 2] > 0)
+    covered = np.zeros(len(keypoints), bool)
+    covered[inside] = mask[py[inside], px[inside]] > 0.5
+    return out.astype(np.uint8), covered
 
 
 def inside_frame(xy: np.ndarray, wh) -> np.ndarray:

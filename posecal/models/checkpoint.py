@@ -214,7 +214,7 @@ WEIGHT_BOUND_FIELDS = ("input_channels", "input_mean", "input_std")
 
 def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = None) -> None:
     """Initialise from a model file. Only quality-head weights may be missing from the file (S3, fine-tuning)
-    or left over in it (a pose-only model fine-tuned from a packed model with heads). With `cfg`, the file's
+    or left over in it (a pose-only model fine-tuned from a packed model with heads or a trust model). With `cfg`, the file's
     input convention must equal the config's (an imported checkpoint's is in its file: `posecal import-weights`)."""
     path = Path(path)
     ckpt = read_model_file(path)
@@ -231,6 +231,8 @@ def load_state_from(model: TopDownEstimator, path, cfg: ModelConfig | None = Non
     heads = ("oks_head.", "opks_head.", "visibility_head.")
     if not model.has_quality_heads:
         state = {k: v for k, v in state.items() if not k.startswith(heads)}
+    if not any(k.startswith("trust.") for k in model.state_dict()):   # a pose network fine-tuned from a trusted model
+        state = {k: v for k, v in state.items() if not k.startswith("trust.")}
     result = model.load_state_dict(_float_state(state), strict=False)
     bad = [k for k in result.missing_keys if not k.startswith(heads)] + list(result.unexpected_keys)
     if bad:

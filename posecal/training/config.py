@@ -94,6 +94,9 @@ class TrainConfig:
     # CPU fine-tune lost AP with it at 1: on off-centre crops it stayed large and bent the shared FPN. 0 leaves
     # the regression head as published.
     lambda_regress: float = 1.0
+    # MoveNet: the weight of the negatives term (training.losses.negative_cells_loss): each keypoint's heatmap held
+    # low at its left/right partner and at the same joint of the people beside the target (issue 62). 0: off.
+    lambda_negatives: float = 0.0
     # Exponential moving average of the weights (0: off): validation, best_model.pt and the returned model use
     # the averaged weights, which are smoother than the last step's (the live weights keep training).
     ema_decay: float = 0.0
@@ -159,7 +162,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "num_workers": WORKERS, "threads": THREADS, "seed": NON_NEGATIVE, "amp_dtype": Rule(choices=AMP_DTYPES),
         "max_minutes": POSITIVE, "resume_warmup_steps": NON_NEGATIVE, "strategy": Rule(choices=STRATEGIES),
         "lambda_heatmap": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE, "lambda_opks": NON_NEGATIVE,
-        "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "lambda_regress": NON_NEGATIVE, "unfreeze_trunk_at": NON_NEGATIVE,
+        "lambda_vis": NON_NEGATIVE, "lambda_integral": NON_NEGATIVE, "lambda_regress": NON_NEGATIVE, "lambda_negatives": NON_NEGATIVE, "unfreeze_trunk_at": NON_NEGATIVE,
         "ema_decay": Rule(lo=0, hi=1, hi_open=True), "head_start_epoch": NON_NEGATIVE, "head_ramp_epochs": NON_NEGATIVE,
     },
     ModelConfig: MODEL_RULES,
@@ -180,6 +183,8 @@ RULES: dict[type, dict[str, Rule]] = {
         "occluder_max": POSITIVE, "occluder_size": Rule(lo=0, hi=1, lo_open=True, ordered=True),
         "box_jitter": Rule(lo=0, hi=1), "blur_prob": PROBABILITY, "jpeg_prob": PROBABILITY,
         "small_prob": PROBABILITY, "small_height": Rule(lo=1, hi=10000, ordered=True), "noise_prob": PROBABILITY,
+        "paste_person_prob": PROBABILITY, "paste_person_scale": Rule(lo=0.1, hi=10, ordered=True),
+        "paste_person_shift": Rule(lo=0, hi=2, ordered=True),
     },
 }
 

@@ -101,8 +101,32 @@ def centernet_focal(logits: torch.Tensor, target: torch.Tensor, positive: torch.
     return ((pos + neg).sum((-2, -1)) * w).sum() / w.sum().clamp(min=1)
 
 
+def negative_cells_loss(logits: torch.Tensor, cells: torch.Tensor, negatives: torch.Tensor,
+                        own_cells: torch.Tensor, normaliser: torch.Tensor, min_cells: float = 2.0) -> torch.Tensor:
+    """-p^2 log(1-p) summed over the 3x3 cells around each valid negative (a place keypoint type k must not be
+    answered: the target's left/right partner, a neighbour's joint k), divided by `normaliser` (the heatmap
+    term's count of keypoints, so the two terms share a scale). A negative within min_cells of the keypoint's own
+    cell says nothing and is left out.
+    logits: (N, K, H, W); cells: (N, K, M, 2) x, y in cells; negatives: (N, K, M) valid; own_cells: (N, K, 2)."""
+    n, k, h, w = logits.shape
+    m = cells.shape[2]
+    dev = logits.device
+    near = ((cells - own_cells[:, :, None]) ** 2).sum(-1) < min_cells ** 2
+    valid = negatives.bool() & ~near
+    step = torch.tensor([-1.0, 0.0, 1.0], device=dev)
+    cx = (cells[..., 0].round()[..., None, None] + step.view(1, 3)).expand(n, k, m, 3, 3).reshape(n, k, m * 9)
+    cy = (cells[..., 1].round()[..., None, None] + step.view(3, 1)).expand(n, k, m, 3, 3).reshape(n, k, m * 9)
+    ok = valid.repeat_interleave(9, dim=2) & (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+    flat = logits.reshape(n, k, h * w)
+    index = (cy.clamp(0, h - 1) * w + cx.clamp(0, w - 1)).long()
+    z = flat.gather(2, index)
+    p = torch.sigmoid(z)
+    return (-(p ** 2) * F.logsigmoid(-z) * ok).sum() / normaliser
+
+
 def movenet_pose_losses(movenet, keypoints: torch.Tensor, weight: torch.Tensor,
-                        sigma: float = MOVENET_SIGMA, regress_weight: float = 1.0) -> dict:
+                        sigma: float = MOVENET_SIGMA, regress_weight: float = 1.0,
+                        negatives: torch.Tensor | None = None, negative_weight: float = 0.0) -> dict:
     """Fine-tuning MoveNet's own heads from posecal's labels, in the units its decode reads
     (posecal.codec.movenet): keypoint heatmaps (focal loss to Gaussians at each keypoint's cell), sub-cell
     offsets (L1 at the 3x3 cells around it, where the decode's arg-max lands) and the regression from the
@@ -146,4 +170,10 @@ def movenet_pose_losses(movenet, keypoints: torch.Tensor, weight: torch.Tensor,
     want = torch.stack([cells[..., 1] - centre[:, :1].float(), cells[..., 0] - centre[:, 1:].float()], -1)
     terms["regress"] = ((reg - want).abs().sum(-1) * weight).sum() / weight.sum().clamp(min=1)
     terms["pose"] = terms["heatmap"] + terms["offset"] + regress_weight * terms["regress"]
+    if negatives is not None and negative_weight > 0:
+        negatives = negatives.to(dev).float()
+        neg_cells = crop_pixels_to_cells(negatives[..., :2], h, w)
+        terms["negatives"] = negative_cells_loss(heat, neg_cells, negatives[..., 2] > 0,
+                                                 torch.stack([cx, cy], -1), weight.sum().clamp(min=1))
+        terms["pose"] = terms["pose"] + negative_weight * terms["negatives"]
     return terms

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from posecal.data.neighbours import neighbours_by_image
 from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_file,
                                        model_from_config, plain, save_model, save_resume_state)
 from posecal.models.estimator import TopDownEstimator
@@ -156,7 +157,8 @@ def pose_losses(out, batch, cfg: TrainConfig) -> dict:
     (the heatmap term's scale unchanged, so lambda_heatmap keeps its meaning)."""
     if out.movenet is not None:
         return movenet_pose_losses(out.movenet, batch["keypoints"], batch["target_weight"],
-                                   regress_weight=cfg.lambda_regress)
+                                   regress_weight=cfg.lambda_regress, negatives=batch.get("negatives"),
+                                   negative_weight=cfg.lambda_negatives)
     heatmaps = out.heatmaps
     hm_loss = sum(heatmap_mse(h, batch["heatmaps"], batch["target_weight"])
                   for h in (heatmaps, *out.intermediate_heatmaps))
@@ -388,6 +390,16 @@ def _load_data(cfg: TrainConfig):
     return records, val_records, val_ann
 
 
+def _neighbours(cfg: TrainConfig) -> dict | None:
+    """The training crops' other labelled people (negatives for lambda_negatives), read from the crop set's
+    annotations; None without the term or when the persons come from a pack (which carries no neighbours)."""
+    if not cfg.lambda_negatives or cfg.data.packed or not cfg.data.train_annotations:
+        return None
+    found = neighbours_by_image(cfg.data.train_annotations, cfg.data.train_images)
+    print(f"{len(found)} training crops have other labelled people beside them (negatives)")
+    return found
+
+
 def readable_persons(records: list, what: str) -> list:
     """The persons whose image files pass `check_image_file`; one line per reason (per bad file, or per missing
     folder for all the files in it) and a count of the persons left out. A bad file among thousands is the data's
@@ -515,7 +527,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     gt = load_coco_gt(val_ann)
 
     model = training_model(cfg)
-    dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed)
+    dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed,
+                             neighbours=_neighbours(cfg))
     counts = np.bincount(np.concatenate([r.keypoints[:, 2].astype(int) for r in records]), minlength=3)[:3]
     if cfg.model.visibility_classes == 2:
         counts = np.array([counts[0], counts[1:].sum()])
