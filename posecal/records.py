@@ -58,6 +58,18 @@ def stdout_reserved(out):
         sys.stdout, _stdout = _stdout, None
 
 
+def result_entries(frame, persons: list, image_id: int, mode: str) -> list[dict]:
+    """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields (PersonPose.to_dict) of
+    one frame (posecal.inference.picture.Frame: its name and, in a video, its index), for predict and track."""
+    out = []
+    for p in persons:
+        entry = {"image_id": image_id, "file_name": frame.name, "category_id": 1} | p.to_dict(mode)
+        if frame.frame_index is not None:
+            entry["frame_index"] = frame.frame_index
+        out.append(entry)
+    return out
+
+
 def frame_record(frame: int, file_name: str, capture_time: float | None, people: list[dict]) -> dict:
     """One frame's record; latency_ms is from its capture (or read) time to now, the moment it is written."""
     now = time.time()

@@ -1,5 +1,5 @@
 """The Python API refuses bad images, boxes and scores with one PosecalInputError line naming the argument,
-before any work, and flags boxes the way `posecal predict` does (posecal.detect.boxes.check_boxes)."""
+before any work, and flags boxes the way `posecal predict` does (posecal.data.box_files.check_boxes)."""
 import re
 import warnings
 

@@ -23,7 +23,7 @@ from hypothesis import given, strategies as st  # noqa: E402
 
 from posecal.cli.main import main  # noqa: E402
 from posecal.data.coco import load_coco_persons, read_coco  # noqa: E402
-from posecal.detect.boxes import BoxFile  # noqa: E402
+from posecal.data.box_files import BoxFile  # noqa: E402
 from posecal.errors import PosecalInputError  # noqa: E402
 from posecal.evaluation.results import evaluate_results, load_results  # noqa: E402
 from posecal.training.config import load_train_config  # noqa: E402

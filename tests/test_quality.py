@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from posecal.codec.heatmap import decode, encode
-from posecal.data.topdown import heatmap_to_input
+from posecal.data.crops import heatmap_to_input
 from posecal.training.losses import hard_mined_l1, opks_bce, visibility_class_weights
 from posecal.metrics.calibration import ece, pearson, rankdata, spearman
 from posecal.metrics.keypoints import average_precision, error_breakdown, mapk

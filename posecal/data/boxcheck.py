@@ -3,7 +3,7 @@ the Python API): boxes that cannot hold a person are skipped, boxes partly outsi
 and each call says so in ONE line naming the boxes, never silently and never one line per box.
 
 It sits in `data/` (below `detect/`) because reading a COCO detections file for eval (`data/coco.py`) needs it
-as much as `detect/boxes.py` does.
+as much as `data/box_files.py` does.
 """
 from __future__ import annotations
 

@@ -11,8 +11,7 @@ from posecal.data.transforms import (AugmentConfig, apply_affine, box_to_center_
                                      crop_matrix, degrade, jitter_box, flip_keypoints, half_body_region, inside_frame, paste_occluders,
                                      paste_person, person_crop_matrix, person_mask,
                                      rotated_box, sample_augmentation, sample_truncation, truncate, warp)
-from posecal.data.crops import (HEATMAP_STRIDE, IMAGENET_MEAN, IMAGENET_STD,  # noqa: F401 - re-exported
-                                crops_to_batch, heatmap_to_input, input_to_heatmap)
+from posecal.data.crops import HEATMAP_STRIDE, crops_to_batch, input_to_heatmap
 from posecal.skeleton import flip_permutation
 
 # Negatives per keypoint type: the target's own left/right partner, then people beside it (pasted, then labelled).

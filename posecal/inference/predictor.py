@@ -11,7 +11,7 @@ import numpy as np
 
 from posecal.calibration.quality import calibration_from_meta
 from posecal.data.sources import collect, iter_frames
-from posecal.detect.boxes import boxes_from_arraylike, check_boxes, scores_from_arraylike
+from posecal.data.box_files import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.devices import default_batch_size
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from posecal.data.sources import Frame, Problem, iter_frames
-from posecal.detect.boxes import BoxFile
+from posecal.data.box_files import BoxFile
 from posecal.errors import PosecalInputError
-from posecal.predict.job import PredictConfig, _boxes_for, _image_ids, open_predictor, result_entries, score_mode_of
+from posecal.predict.job import PredictConfig, _boxes_for, _image_ids, open_predictor, score_mode_of
+from posecal.records import result_entries
 
 # PredictConfig's fields that are about a run's files and terminal, not about the poses: not settings here
 RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "progress"}

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.data.coco import coco_image_ids
-from posecal.detect.boxes import BoxFile, check_boxes
+from posecal.data.box_files import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import write_bytes_atomic, write_json_atomic
 from posecal.outputs import StopRequest, check_output_dir, check_output_file
@@ -30,7 +30,7 @@ from posecal.inference.predictor import PersonPose, Picture, Predictor
 from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, iter_frames, lookup
-from posecal.records import STDOUT, ImageRecords, check_results_out, is_stream
+from posecal.records import STDOUT, ImageRecords, check_results_out, is_stream, result_entries
 
 NMS_MODES = ("oks", "soft", "none")
 
@@ -300,17 +300,6 @@ def _boxes_for(frame: Frame, box_file: BoxFile | None, pipeline: PosePipeline
     boxes, scores, messages = check_boxes(*found, w, h, f"{frame.name}: {box_file.path.name}",
                                           box_file.labels_of(frame.name))
     return boxes, scores, GIVEN, messages
-
-
-def result_entries(frame: Frame, persons: list[PersonPose], image_id: int, mode: str) -> list[dict]:
-    """COCO keypoint results (pycocotools loadRes reads them) plus posecal's trust fields (PersonPose.to_dict)."""
-    out = []
-    for p in persons:
-        entry = {"image_id": image_id, "file_name": frame.name, "category_id": 1} | p.to_dict(mode)
-        if frame.frame_index is not None:
-            entry["frame_index"] = frame.frame_index
-        out.append(entry)
-    return out
 
 
 def render_path(frame: Frame, folder) -> Path:

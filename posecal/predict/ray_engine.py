@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from tqdm import tqdm
 
 from posecal.data.sources import collect, lookup
-from posecal.detect.boxes import BoxFile
+from posecal.data.box_files import BoxFile
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from posecal.errors import PosecalInputError
 from posecal.io import publish, write_json_atomic
 from posecal.outputs import StopRequest, check_output_dir, check_output_file
-from posecal.predict.job import result_entries
+from posecal.records import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
 from posecal.data.sources import VIDEO_SUFFIXES, Problem, collect, is_video, iter_frames, video_fps
 from posecal.records import STDOUT, RecordStream, check_results_out, frame_record, is_stream

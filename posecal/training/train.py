@@ -32,7 +32,8 @@ from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.images import unreadable_images
 from posecal.data.packed import load_packed_persons, packed_val_paths
-from posecal.data.topdown import HEATMAP_STRIDE, TopDownDataset
+from posecal.data.crops import HEATMAP_STRIDE
+from posecal.data.topdown import TopDownDataset
 from posecal.training.distributed import DistributedEpochOrder, Group, launched_by_torchrun, start_group
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import predict_records

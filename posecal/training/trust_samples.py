@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from posecal.data.coco import PersonRecord
-from posecal.data.topdown import IMAGENET_MEAN, IMAGENET_STD, TopDownDataset
+from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
+from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import AugmentConfig
 from posecal.inference.torch_runner import decode_pose_output
 from posecal.io import write_atomic
