@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.data.neighbours import by_photo, invert_affine, keypoints_in_crop, neighbours_in_crop
+from posecal.data.neighbours import by_photo, keypoints_in_crop, neighbours_in_crop
+from posecal.data.transforms import invert_affine
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -185,16 +185,18 @@ def test_layer_wise_unfreezing_regression_off_and_weight_average(tmp_path):
 
 
 @pytest.mark.slow   # MoveNet Thunder trained on the CPU
-def test_the_gpu_fine_tune_config_runs_a_few_steps_on_cpu_and_resumes_at_its_step(tmp_path):
+@pytest.mark.parametrize("name", ["movenet_thunder_gpu.yaml", "movenet_thunder_gpu_hard.yaml"])
+def test_the_gpu_fine_tune_config_runs_a_few_steps_on_cpu_and_resumes_at_its_step(tmp_path, name):
     """configs/movenet_thunder_gpu.yaml as written (recipe: lambda_regress, layer-wise unfreezing, EMA), with only
-    the machine's fields and the data made small: 2 steps, then --resume goes on at step 2 to step 3."""
+    the machine's fields and the data made small: 2 steps, then --resume goes on at step 2 to step 3. The hard
+    people's config (issue 62) the same way: from accurate's weights, people pasted in front, negatives."""
     from dataclasses import replace
     from pathlib import Path
 
     from posecal.training.config import DataConfig
     from posecal.training.train import train
 
-    cfg = load_train_config(Path(__file__).resolve().parents[1] / "configs" / "movenet_thunder_gpu.yaml")
+    cfg = load_train_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert (cfg.model.backbone, cfg.freeze_trunk, cfg.lambda_regress) == ("movenet_thunder", True, 0.1)
     assert cfg.unfreeze_trunk_at and cfg.ema_decay and cfg.device == "cuda"
     ann, img_dir = make_coco(tmp_path, n_images=4)

@@ -210,3 +210,38 @@ def test_a_pose_network_initialises_from_a_model_with_a_trust_model(tmp_path):
     load_state_from(target, tmp_path / "with_trust.pt")
     for k, v in source.state_dict().items():
         assert torch.equal(target.state_dict()[k], v), k
+
+
+def test_a_pack_carries_each_persons_neighbours_into_its_pixels(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from posecal.data.coco import load_coco_persons
+    from posecal.data.packed import load_packed_persons, packed_neighbours
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("pack_training_data", root / "tools" / "pack_training_data.py")
+    pack_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack_tool)
+    path, _ = write_crop_set(tmp_path, 3)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data: {{train_annotations: {path}, train_images: {tmp_path}, val_annotations: {path}, "
+                   f"val_images: {tmp_path}}}\nmodel: {{input_wh: [48, 64], head_widths: [16, 16, 8]}}\n")
+    out = tmp_path / "pack"
+    assert pack_tool.main([str(cfg), "--out", str(out), "--input-h", "64", "--no-val", "--no-progress"]) == 0
+    source = {r.ann_id: r for r in load_coco_persons(path, str(tmp_path))}
+    crops = neighbours_by_image(path, str(tmp_path))
+    found = packed_neighbours(out)
+    index = json.loads((out / "shard_000" / "index.json").read_text())
+    packed = load_packed_persons(out)
+    assert sorted(found) == sorted(r.image_path for r in packed)
+    for rec, ann in zip(packed, index["annotations"]):
+        orig = source[ann["orig_ann_id"]]
+        before, after = crops[orig.image_path], found[rec.image_path]
+        assert after.shape == before.shape
+        scale = np.array([rec.bbox[2] / orig.bbox[2], rec.bbox[3] / orig.bbox[3]])   # x, y (rounded sizes)
+        assert (scale < 0.7).all()                           # shrunk: the map is not the identity
+        # a neighbour's joint keeps its place relative to the person's own joints, scaled as the image was
+        np.testing.assert_allclose(after[..., :2] - rec.keypoints[None, :, :2],
+                                   scale * (before[..., :2] - orig.keypoints[None, :, :2]), atol=0.05)
+        assert (after[..., 2] == before[..., 2]).all()

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from posecal.training.config import load_train_config
 from posecal.data.coco import load_coco_persons, load_lspet, read_image
+from posecal.data.neighbours import neighbours_by_image
 from posecal.data.packed import INDEX, VAL_DIR, coco_entries, folder_bytes, pack_person, write_index
 from posecal.errors import PosecalInputError
 
@@ -152,6 +153,8 @@ def _run(args) -> int:
 
     records = load_coco_persons(*cfg.data.required("train_annotations", "train_images"))
     sources = ["coco"] * len(records)
+    # the crops' other labelled people travel with each person (negatives, configs' lambda_negatives)
+    neighbours = neighbours_by_image(cfg.data.train_annotations, cfg.data.train_images)
     if cfg.data.lspet_annotations:
         lspet = load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
         if args.trust:                 # the persons bench/trust_conditions.py judges the trust model on
@@ -182,7 +185,8 @@ def _run(args) -> int:
     start()
     n, shrunk, kept, left_out = 0, 0, 0, {"coco": 0, "lspet": 0}
     for source, rec, p in _pack_list(records, sources, aspect, args, progress, "train"):
-        img, ann = coco_entries(p, f"{n + 1:06d}.jpg", n + 1, n + 1, source)
+        img, ann = coco_entries(p, f"{n + 1:06d}.jpg", n + 1, n + 1, source,
+                                neighbours.get(rec.image_path) if source == "coco" else None)
         size = len(p.jpeg) + _entry_bytes(img, ann)
         limit = (first_budget - val_bytes) if not shards else budget
         if cur["anns"] and cur["bytes"] + size > limit:

@@ -14,22 +14,12 @@ from collections import defaultdict
 import numpy as np
 
 from posecal.data.coco import area_scale, read_json
+from posecal.data.transforms import apply_affine, invert_affine
 
 
 def crop_matrix(ann: dict) -> np.ndarray:
     """(2, 3) photograph -> crop matrix of a crop annotation."""
     return np.asarray(ann["crop_transform"], np.float64).reshape(2, 3)
-
-
-def apply_affine(matrix: np.ndarray, xy) -> np.ndarray:
-    """Points (..., 2) through a 2x3 affine matrix."""
-    xy = np.asarray(xy, np.float64)
-    return xy @ matrix[:, :2].T + matrix[:, 2]
-
-
-def invert_affine(matrix: np.ndarray) -> np.ndarray:
-    a = np.linalg.inv(matrix[:, :2])
-    return np.concatenate([a, -a @ matrix[:, 2:]], 1)
 
 
 def by_photo(annotations: list[dict]) -> dict[int, list[dict]]:
@@ -46,7 +36,7 @@ def keypoints_in_crop(ann: dict, other: dict) -> tuple[np.ndarray, float]:
     to_target = crop_matrix(ann)
     from_other = invert_affine(crop_matrix(other))
     labelled = kp[:, 2] > 0
-    kp[labelled, :2] = apply_affine(to_target, apply_affine(from_other, kp[labelled, :2]))
+    kp[labelled, :2] = apply_affine(apply_affine(kp[labelled, :2], from_other), to_target)
     area = float(other["area"]) * area_scale(to_target) / area_scale(crop_matrix(other))
     return kp, area
 

@@ -20,6 +20,7 @@ The index files are COCO keypoint JSON (pycocotools reads them); each annotation
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,11 @@ def _r(v: float) -> float:
     return round(float(v), 2)
 
 
-def coco_entries(p: PackedPerson, file_name: str, image_id: int, ann_id: int, source: str) -> tuple[dict, dict]:
-    """(images[] entry, annotations[] entry) of a packed person; coordinates rounded to 0.01 px."""
+def coco_entries(p: PackedPerson, file_name: str, image_id: int, ann_id: int, source: str,
+                 neighbours: np.ndarray | None = None) -> tuple[dict, dict]:
+    """(images[] entry, annotations[] entry) of a packed person; coordinates rounded to 0.01 px. `neighbours`:
+    (N, K, 3) the other labelled people of its photograph in its source image's pixels (posecal.data.neighbours),
+    stored mapped into the packed image as `neighbours` (N flat keypoint lists), for the negatives in training."""
     rec = p.record
     kp = [_r(v) if i % 3 != 2 else int(v) for i, v in enumerate(rec.keypoints.reshape(-1))]
     img = {"id": image_id, "file_name": file_name, "width": p.width, "height": p.height}
@@ -113,6 +117,12 @@ def coco_entries(p: PackedPerson, file_name: str, image_id: int, ann_id: int, so
            "num_keypoints": int((rec.keypoints[:, 2] > 0).sum()), "bbox": [_r(v) for v in rec.bbox],
            "area": _r(rec.area), "visibility_known": bool(rec.visibility_known), "source": source,
            "orig_file_name": rec.file_name, "orig_image_id": rec.image_id, "orig_ann_id": rec.ann_id}
+    if neighbours is not None and len(neighbours):
+        mapped = np.array(neighbours, np.float64)
+        labelled = mapped[..., 2] > 0
+        mapped[labelled, :2] = apply_affine(mapped[labelled, :2], p.matrix)
+        ann["neighbours"] = [[_r(v) if i % 3 != 2 else int(v) for i, v in enumerate(nb.reshape(-1))]
+                             for nb in mapped]
     return img, ann
 
 
@@ -162,6 +172,21 @@ def load_packed_persons(folder) -> list[PersonRecord]:
             r.visibility_known = known[r.ann_id]
         records += recs
     return records
+
+
+def packed_neighbours(folder) -> dict[str, np.ndarray]:
+    """Image path (as load_packed_persons names it) -> (N, K, 3) the other labelled people of that packed person's
+    photograph in its packed image's pixels, for the persons whose index entry has them (tools/pack_training_data.py
+    stores them for COCO crop sets)."""
+    out = {}
+    for shard in sorted(p for p in Path(folder).glob("shard_*") if p.is_dir()):
+        data = _check_index(shard / INDEX)
+        files = {im["id"]: im["file_name"] for im in data["images"]}
+        for a in data["annotations"]:
+            if a.get("neighbours"):
+                k = len(a["keypoints"]) // 3
+                out[os.path.join(shard, files[a["image_id"]])] = np.asarray(a["neighbours"], np.float64).reshape(-1, k, 3)
+    return out
 
 
 def packed_val_paths(folder) -> tuple[str, str] | None:

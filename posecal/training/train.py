@@ -31,7 +31,7 @@ from posecal.models.config import MOVENET_VARIANTS
 from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.images import unreadable_images
-from posecal.data.packed import load_packed_persons, packed_val_paths
+from posecal.data.packed import packed_neighbours, load_packed_persons, packed_val_paths
 from posecal.data.crops import HEATMAP_STRIDE
 from posecal.data.topdown import TopDownDataset
 from posecal.training.distributed import DistributedEpochOrder, Group, launched_by_torchrun, start_group
@@ -393,10 +393,15 @@ def _load_data(cfg: TrainConfig):
 
 def _neighbours(cfg: TrainConfig) -> dict | None:
     """The training crops' other labelled people (negatives for lambda_negatives), read from the crop set's
-    annotations; None without the term or when the persons come from a pack (which carries no neighbours)."""
-    if not cfg.lambda_negatives or cfg.data.packed or not cfg.data.train_annotations:
+    annotations or from the pack that carries them; None without the term."""
+    if not cfg.lambda_negatives:
         return None
-    found = neighbours_by_image(cfg.data.train_annotations, cfg.data.train_images)
+    if cfg.data.packed:
+        found = packed_neighbours(cfg.data.packed)
+    elif cfg.data.train_annotations:
+        found = neighbours_by_image(cfg.data.train_annotations, cfg.data.train_images)
+    else:
+        return None
     print(f"{len(found)} training crops have other labelled people beside them (negatives)")
     return found
 
