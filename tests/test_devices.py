@@ -144,3 +144,41 @@ def test_shipped_graph_runs_on_cuda_without_torch(tmp_path):
     assert len(got) == len(want)
     np.testing.assert_allclose(got.keypoints, want.keypoints, atol=0.5)
     np.testing.assert_allclose(got.pose_quality, want.pose_quality, atol=0.02)
+
+
+def test_every_command_takes_a_device_and_falls_back_alike(tmp_path, capsys, no_cuda):
+    """--device on eval and audit as on predict (issue 65 item 2), and TrackConfig.device for track: asked for
+    CUDA where there is none, each runs the graph a GPU runs on the CPU, with the one fallback warning, and gives
+    what that graph gives on the CPU."""
+    import json
+
+    from conftest import make_coco
+    from posecal.tracking.pose_tracker import PoseTracker
+
+    ann, img_dir = make_coco(tmp_path, n_images=2)
+    metrics = {}
+    for model, device in (("fast-float", "cpu"), ("fast", "cuda")):
+        out = tmp_path / f"eval_{device}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rc, _, _ = run_cli(capsys, "eval", "--annotations", ann, "--images", img_dir, "--out", out, "--model",
+                               model, "--device", device, "--no-progress", "--threads", "1")
+        assert rc == 0
+        assert len([w for w in caught if "device 'cuda'" in str(w.message)]) == (device == "cuda")
+        metrics[device] = json.loads((out / "results.json").read_text())
+    assert len(metrics["cpu"]) == len(metrics["cuda"]) > 0
+    for a, b in zip(metrics["cpu"], metrics["cuda"]):
+        np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-3)
+    out = tmp_path / "audit"
+    rc, _, _ = run_cli(capsys, "audit", "--annotations", ann, "--images", img_dir, "--out", out, "--model", "fast",
+                       "--device", "cuda", "--no-progress", "--threads", "1")
+    assert rc == 0 and (out / "findings.json").is_file()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        tracker = PoseTracker(model="fast", device="cuda", detector="none", verifier=None, threads=1)
+    assert tracker.predictor.device == "cpu" and tracker.predictor.estimator.runner.device == "cpu"
+    img = cv2.imread(figure(tmp_path / "a.png"))       # a drawn figure: posed, too poor for a track's birth
+    cpu = PoseTracker(model="fast-float", detector="none", verifier=None, threads=1)
+    got, want = tracker.predictor(img), cpu.predictor(img)
+    assert len(got) == len(want) == 1
+    np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-4)

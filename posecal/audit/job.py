@@ -40,6 +40,7 @@ class AuditConfig:
     flip: bool = True
     batch_size: int = 32
     threads: int = 2
+    device: str = "cpu"            # where the model runs: "cuda" (a GPU), the CPU with one warning line where it cannot
     progress: bool = True
     report_top: int = 60           # findings drawn in report.html
     thresholds: AuditThresholds = AuditThresholds()
@@ -76,8 +77,8 @@ def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estima
     keep_heatmaps (GT boxes only): with the raw heatmaps and crop matrices."""
     # a shipped model with graphs runs its packaged graph; a .pt file in PyTorch (no export for a one-off audit);
     # an exported .onnx file in onnxruntime
-    backend = "onnx" if packaged_graph(cfg.model, True) is not None else "torch"
-    opened = open_model(cfg.model, backend, cfg.flip, cfg.threads)
+    backend = "onnx" if packaged_graph(cfg.model, True, cfg.device) is not None else "torch"
+    opened = open_model(cfg.model, backend, cfg.flip, cfg.threads, cfg.device)
     model, mcfg = opened.runner, opened.config
     calibration = calibration_from_meta(opened.meta, str(cfg.model or "default model"))
     if calibration is None or not mcfg.quality_heads:
@@ -88,7 +89,7 @@ def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estima
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
     if cfg.engine is not None:   # the same posing on Ray actors that each open the model once
         posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size,
-                              keep_heatmaps=keep_heatmaps)
+                              keep_heatmaps=keep_heatmaps, device=cfg.device)
         pred = predict_records_ray(records, posing, calibration, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
     else:
         # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)

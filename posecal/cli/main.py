@@ -12,7 +12,7 @@ from pathlib import Path
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.models.shipped import DEFAULT_MODEL_NAME
 from posecal.cli.torchrun import torchrun_refusal
-from posecal.devices import CPU_BATCH_SIZE, CUDA_BATCH_SIZE
+from posecal.devices import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEVICES
 from posecal.parallel import default_threads
 from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
@@ -151,7 +151,8 @@ def _run_eval(args) -> None:
                             batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
                             calibrated=not args.no_calibration, orientations=args.orientations,
-                            skip_invalid=args.skip_invalid, backend=args.backend, engine=engine))
+                            skip_invalid=args.skip_invalid, backend=args.backend, device=args.device,
+                            engine=engine))
     draw_evaluation(ev)
     m = ev.metrics
     mode = m["score_mode"]
@@ -320,7 +321,7 @@ def _cmd_audit(args) -> None:
         s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
                               boxes=args.boxes, results=args.results, flip=args.flip,
                               batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
-                              report_top=args.top, engine=engine))
+                              report_top=args.top, device=args.device, engine=engine))
     print(f"{s['persons']} persons audited in {s['seconds']:.1f}s: {s['findings']} findings ("
           + ", ".join(f"{k} {n}" for k, n in s["per_kind"].items()) + f") -> {args.out}/findings.json, "
           f"{args.out}/report.html")
@@ -363,7 +364,7 @@ def _cmd_track(args) -> None:
             detector_threshold=args.detector_threshold, verifier=args.verifier, detect_every=args.detect_every,
             adaptive=args.adaptive, second_look=args.second_look,
             between=args.between, min_pose_quality=args.min_pose_quality,
-            missed_detections=args.missed_detections, backend=args.backend,
+            missed_detections=args.missed_detections, backend=args.backend, device=args.device,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
             tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth),
             policy=replace(VIDEO, birth_quality=args.min_birth_quality),
@@ -513,10 +514,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
     _batch_option(p, None)
     _engine_options(p, "posing whole input files")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where the pose network and the detector run: cuda = onnxruntime's CUDA provider (pip "
-                        "install 'posecal[gpu]'; no PyTorch), the CPU with one warning line where it cannot run "
-                        "(default: cpu)")
+    _device_option(p)
     _backend_option(p, None)
     _model_option(p)
     _flip_option(p, None)
@@ -524,6 +522,13 @@ def _add_predict(sub) -> None:
     _threads_option(p, ray=True)
     _progress_option(p)
     p.set_defaults(func=_cmd_predict)
+
+
+def _device_option(p) -> None:
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where the networks run: cuda = onnxruntime's CUDA provider (pip install 'posecal[gpu]'; "
+                        "no PyTorch) or PyTorch's (--backend torch), the CPU with one warning line where it cannot "
+                        "run (default: cpu)")
 
 
 def _add_track(sub) -> None:
@@ -598,6 +603,7 @@ def _add_track(sub) -> None:
     _flip_option(p, False)
     _backend_option(p)
     _model_option(p, "accurate")
+    _device_option(p)
     _engine_options(p, "tracking one whole video at a time")
     _threads_option(p, ray=True)
     _progress_option(p)
@@ -613,6 +619,7 @@ def _add_eval(sub) -> None:
                    help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
     _model_option(p)
+    _device_option(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     _flip_option(p, True)
     _orientations_option(p)
@@ -732,6 +739,7 @@ def _add_audit(sub) -> None:
                    "--results only for the report's pictures)")
     p.add_argument("--out", help="output folder for findings.json and report.html (required)")
     _model_option(p)
+    _device_option(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")

@@ -58,7 +58,9 @@ class EvalConfig:
     skip_invalid: bool = False     # False: malformed GT/detections refuse the run (the metric would be on a
                                    # subset); True: score the rest, the skipped entries recorded in metrics.json
     backend: str = "onnx"          # onnx: the model's cached export in onnxruntime (posecal/export/cache.py),
-                                   # as `predict` runs it; torch: PyTorch (needed for cuda and for --decode)
+                                   # as `predict` runs it; torch: PyTorch (needed for --decode)
+    device: str = "cpu"            # where the model runs: "cuda" (a GPU), the CPU with one warning line where
+                                   # the onnx backend cannot use one
     engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
                                       # inference/ray_records.py), the metrics computed here all the same
 
@@ -129,7 +131,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     actor_threads = cfg.threads   # --engine ray: per actor (None: the cores Ray sees shared among the workers)
     cfg = dataclasses.replace(cfg, threads=cfg.threads or default_threads())
     t0 = time.time()
-    check_backend(cfg.backend)
+    check_backend(cfg.backend, cfg.device)
     require_model(cfg.model)   # a missing model is said before the inputs are read
     # the inputs before the model: a file that would be refused is refused before a model is loaded or exported
     with strict_reading(cfg.skip_invalid) as skips:
@@ -139,12 +141,13 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
         return _nobody_detected(cfg, out, truth, skips, t0)
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
-    opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, check=lambda mcfg: _refuse_unusable(cfg, mcfg))
+    opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, cfg.device,
+                        check=lambda mcfg: _refuse_unusable(cfg, mcfg))
     model, mcfg, meta = opened.runner, opened.config, opened.meta
     calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
     if cfg.engine is not None:   # the same posing on Ray actors that each open the model once
         posing = RecordPosing(cfg.model, cfg.backend, cfg.flip, actor_threads, cfg.calibrated, cfg.decode,
-                              cfg.orientations, cfg.batch_size)
+                              cfg.orientations, cfg.batch_size, device=cfg.device)
         pred = predict_records_ray(records, posing, calibration, cfg.engine, out / "results.json", cfg.progress)
     else:
         # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)

@@ -52,6 +52,7 @@ class RecordPosing:
     orientations: int | str = 1
     batch_size: int = 32
     keep_heatmaps: bool = False
+    device: str = "cpu"
 
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(RecordPosing))
@@ -70,7 +71,7 @@ class RecordBatches:
             raise PosecalInputError(f"RecordBatches: unknown setting(s) {', '.join(unknown)} (settings: "
                                     f"{', '.join(SETTINGS)})")
         self.cfg = RecordPosing(**settings)
-        opened = open_model(self.cfg.model, self.cfg.backend, self.cfg.flip, self.cfg.threads)
+        opened = open_model(self.cfg.model, self.cfg.backend, self.cfg.flip, self.cfg.threads, self.cfg.device)
         calibration = (calibration_from_meta(opened.meta, str(self.cfg.model or "default model"))
                        if self.cfg.calibrated else None)
         self.estimator = Estimator(opened.runner, opened.config.input_wh, calibration, opened.flip,

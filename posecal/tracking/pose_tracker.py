@@ -62,6 +62,8 @@ class TrackConfig:
     drop_parts: bool = True              # a tracked box that is a part of another person's is not reported
                                          # (PersonPolicy.without_tracked_parts)
     backend: str = "onnx"
+    device: str = "cpu"                  # where the networks run: "cuda" (a GPU), the CPU with one warning line
+                                         # where it cannot (as Predictor's device)
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -193,7 +195,7 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
 def tracking_predictor(cfg: TrackConfig) -> Predictor:
     """The one pipeline (inference/pipeline.py) with tracking's settings and the person policy's VIDEO preset,
     built as every path builds it."""
-    return Predictor(cfg.model, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads,
+    return Predictor(cfg.model, device=cfg.device, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads,
                      detector="default" if cfg.detector is None else cfg.detector,
                      detector_threshold=cfg.detector_threshold, min_pose_quality=cfg.min_pose_quality,
                      second_look=cfg.second_look, verifier=cfg.verifier, policy=cfg.policy)
