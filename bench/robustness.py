@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 import torch
 
-from posecal.cli.main import orientations_arg
+from posecal.cli.parser import orientations_arg
 from posecal.export.session import open_onnx_model
 from posecal.models.checkpoint import load_model
 from posecal.models.config import default_decode

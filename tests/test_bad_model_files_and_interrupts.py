@@ -153,11 +153,11 @@ def test_train_names_a_missing_pack_folder(tmp_path, capsys):
 # --- Ctrl-C in eval and audit: said, and no finished-looking outputs left
 
 def test_ctrl_c_without_a_message_says_interrupted(monkeypatch, capsys):
-    from posecal.cli import main as cli
+    from posecal.cli import commands
 
     def interrupted(args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "_cmd_models", interrupted)
+    monkeypatch.setattr(commands, "cmd_models", interrupted)
     rc, _, err = run(capsys, "models")
     assert rc == 130 and err == "posecal: interrupted (Ctrl-C)\n"
 

@@ -146,8 +146,8 @@ def test_cli_numbers_are_usage_errors_naming_the_option(argv, option, problem, c
 def test_cli_numbers_accept_good_values(monkeypatch):
     """Good values parse to numbers (the commands themselves are replaced: nothing runs)."""
     seen = {}
-    monkeypatch.setattr("posecal.cli.main._cmd_train", lambda args: seen.update(vars(args)))
-    monkeypatch.setattr("posecal.cli.main._cmd_predict", lambda args: seen.update(vars(args)))
+    monkeypatch.setattr("posecal.cli.commands.cmd_train", lambda args: seen.update(vars(args)))
+    monkeypatch.setattr("posecal.cli.commands.cmd_predict", lambda args: seen.update(vars(args)))
     assert main(["train", "c.yaml", "--max-minutes", "1e-9"]) == 0
     assert seen["max_minutes"] == pytest.approx(1e-9)
     assert main(["train", "c.yaml", "--max-minutes", "0"]) == 0 and seen["max_minutes"] == 0   # 0: no limit
