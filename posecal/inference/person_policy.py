@@ -10,9 +10,11 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    needs `unsure_person`; a box carried from a track (no detection behind it, so no detector score) needs
    `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
-   no keypoint called visible, or of pose quality below `min_pose_quality`, is nobody, unless the verifier is sure
-   of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
-   hidden gets a poor pose, not no person); poses that agree on the keypoints both see are one person (pose NMS
+   no keypoint called visible is nobody, and so is one of pose quality below `min_pose_quality` unless the
+   verifier is sure of its box (`sure_person`: a person lying, curled or mostly hidden gets a poor pose, not no
+   person). A verified person whose pose sees nothing is not reported by either preset: p(person) says someone
+   is there, visibility that nothing of them can be seen; reported, the two trust outputs would contradict each
+   other, and a user could neither draw nor use such a pose (issue 63); poses that agree on the keypoints both see are one person (pose NMS
    at `duplicate_oks`), the one kept ranked by pose quality x the detector's score, a carried box counting as the
    least sure detection (a fresh detection of the same person is kept over it); a doubtful box lying mostly
    (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
@@ -107,9 +109,11 @@ class PersonPolicy:
         floor = self.min_pose_quality if min_quality is None else min_quality
         if floor <= 0:
             return True
-        if person.visibility is not None and int((np.asarray(person.visibility) == 2).sum()) < self.min_visible:
-            return False
-        return not person.pose_quality < floor
+        return self.something_seen(person) and not person.pose_quality < floor
+
+    def something_seen(self, person) -> bool:
+        """Does the pose call at least min_visible keypoints visible (a model without visibility: yes)?"""
+        return person.visibility is None or int((np.asarray(person.visibility) == 2).sum()) >= self.min_visible
 
     def keep(self, people: list, origins, mode: str | None = None, sure_factor: float = 1.0) -> list:
         """The people of one picture reported, from their poses (each with `box_score` and, with a verifier,
@@ -131,7 +135,7 @@ class PersonPolicy:
                 floor = max(floor, self.unsure_quality)
             verified = (o == DETECTED and self.sure_person is not None and p.person_probability is not None
                         and p.person_probability >= self.sure_person)
-            if not verified and not self.someone_there(p, floor):
+            if not (self.something_seen(p) if verified and floor > 0 else self.someone_there(p, floor)):
                 continue
             boxed.append(p)
         if len(boxed) > 1:                   # each person once
@@ -204,5 +208,7 @@ STILL = PersonPolicy(unsure_person=0.6, sure_person=0.8)
 # judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a
 # picture (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people). A track is
 # born at p(person) >= 0.3, chosen leave one world out over the eight kinds of bench/track_worlds.py with the
-# verifier that knows black beyond a box is no person (CHANGELOG)
-VIDEO = PersonPolicy(detector_floor=SURE_SCORE, unsure_person=0.6, birth_person=0.3)
+# verifier that knows black beyond a box is no person (CHANGELOG). A sure verifier overrules a poor pose as in
+# still pictures (sure_person: on the tracking worlds it changed nothing, leave one world out), so that a frame's
+# people are decided by one rule in both presets
+VIDEO = PersonPolicy(detector_floor=SURE_SCORE, unsure_person=0.6, sure_person=0.8, birth_person=0.3)
