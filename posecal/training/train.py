@@ -517,28 +517,19 @@ def training_model(cfg: TrainConfig, pretrained: bool = True) -> TopDownEstimato
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop, group: Group | None,
            saved: dict | None = None) -> dict:
-    t_start = time.time()
-    main = group is None or group.is_main     # the process that validates and writes files
-    out = check_output_dir(cfg.out_dir, "out_dir")
-    if cfg.resume_state:
-        check_output_dir(cfg.resume_state, "resume_state")
-    torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    device = _device(cfg, group)
-    autocast, scaler = _amp(cfg, device)
-    for folder in (out, cfg.resume_state) if main else ():
-        for tmp in remove_stale_temps(folder):
-            print(f"removed {tmp}: a checkpoint write that a killed run left unfinished")
-    records, val_records, val_ann = _load_data(cfg)
-    gt = load_coco_gt(val_ann)
+    return TrainingRun(cfg, resume, progress, on_sigterm, group, saved).run()
 
-    model = training_model(cfg)
-    dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed,
-                             neighbours=_neighbours(cfg))
+
+def _class_weights(cfg: TrainConfig, records: list, device: torch.device) -> torch.Tensor:
+    """The visibility loss's class weights from the training persons' label counts."""
     counts = np.bincount(np.concatenate([r.keypoints[:, 2].astype(int) for r in records]), minlength=3)[:3]
     if cfg.model.visibility_classes == 2:
         counts = np.array([counts[0], counts[1:].sum()])
-    class_weights = visibility_class_weights(counts).to(device)
+    return visibility_class_weights(counts).to(device)
+
+
+def _placed_model(cfg: TrainConfig, model, device: torch.device, group: Group | None):
+    """The model frozen as the strategy says, on its device and memory format; the unfreezing options checked."""
     if cfg.strategy == "s3":
         freeze_pose(model)
     elif cfg.freeze_trunk:
@@ -554,138 +545,195 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulS
     if cfg.unfreeze_trunk_at is not None and group is not None:
         raise PosecalInputError("unfreeze_trunk_at: not under torchrun (DDP fixes the trained parameters when it "
                                 "starts); run the frozen and the unfrozen parts as two runs with --resume")
-    # a trunk to be unfrozen later is in the optimizer from the start (AdamW skips parameters without gradients)
-    params = [p for p in model.parameters() if p.requires_grad or cfg.unfreeze_trunk_at is not None]
-    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    order = EpochOrder(len(dataset), cfg.seed) if group is None else DistributedEpochOrder(len(dataset), group,
-                                                                                            cfg.seed)
-    n_crops = len(order)                 # this process's crops per epoch (all of them without torchrun)
-    drop_last = n_crops > cfg.batch_size
-    steps_per_epoch = math.ceil(n_crops / cfg.batch_size)
-    batches_per_epoch = n_crops // cfg.batch_size if drop_last else 1
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    state = {"epoch": 0, "step": 0, "best_ap": -1.0, "log": []}
-    rewarm_from = None
-    ema = weight_average(model, cfg.ema_decay)
-    if resume:
-        state, rewarm_from = resume_training(model, optim, cfg, out, scaler, ema)
-    if main:
-        write_json_atomic(to_dict(cfg), out / "config.json", indent=2)
-    if group is None:
-        def step(batch, images, epoch):
-            return step_losses(model, batch, images, cfg, class_weights, epoch)
-    else:  # wrapped after resuming: DDP starts by giving every rank rank 0's weights
-        step = DistributedDataParallel(StepLosses(model, cfg, class_weights))
+    return model
 
-    loader = make_loader(dataset, order, cfg, drop_last, pin_memory=device.type == "cuda")
-    deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
-    stopped = None                       # what ended this call early: "max_minutes" or the signal's name
 
-    def save():
-        if not main:
+class TrainingRun:
+    """One `posecal train` call: set up (data, model, optimizer, resume), then epochs of steps until the schedule,
+    max_minutes or a signal ends it; each epoch's end validates (rank 0), keeps best_model.pt and saves last.pt;
+    an epoch stopped mid-way is saved with its position and sums so far (`partial`), where --resume goes on."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop,
+                 group: Group | None, saved: dict | None = None):
+        self.t_start = time.time()
+        self.cfg, self.progress, self.on_sigterm, self.group, self.saved = cfg, progress, on_sigterm, group, saved
+        self.main = group is None or group.is_main     # the process that validates and writes files
+        self.out = out = check_output_dir(cfg.out_dir, "out_dir")
+        if cfg.resume_state:
+            check_output_dir(cfg.resume_state, "resume_state")
+        torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.device = device = _device(cfg, group)
+        self.autocast, self.scaler = _amp(cfg, device)
+        for folder in (out, cfg.resume_state) if self.main else ():
+            for tmp in remove_stale_temps(folder):
+                print(f"removed {tmp}: a checkpoint write that a killed run left unfinished")
+        records, self.val_records, val_ann = _load_data(cfg)
+        self.gt = load_coco_gt(val_ann)
+        dataset = TopDownDataset(records, cfg.model.input_wh, cfg.augment, cfg.model.sigma, seed=cfg.seed,
+                                 neighbours=_neighbours(cfg))
+        class_weights = _class_weights(cfg, records, device)
+        self.model = model = _placed_model(cfg, training_model(cfg), device, group)
+        # a trunk to be unfrozen later is in the optimizer from the start (AdamW skips parameters without gradients)
+        params = [p for p in model.parameters() if p.requires_grad or cfg.unfreeze_trunk_at is not None]
+        self.optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.order = order = (EpochOrder(len(dataset), cfg.seed) if group is None
+                              else DistributedEpochOrder(len(dataset), group, cfg.seed))
+        n_crops = len(order)                 # this process's crops per epoch (all of them without torchrun)
+        drop_last = n_crops > cfg.batch_size
+        self.batches_per_epoch = n_crops // cfg.batch_size if drop_last else 1
+        self.total = cfg.epochs * math.ceil(n_crops / cfg.batch_size)
+        if cfg.max_steps:
+            self.total = min(self.total, cfg.max_steps)
+        self.state = {"epoch": 0, "step": 0, "best_ap": -1.0, "log": []}
+        self.rewarm_from = None
+        self.ema = weight_average(model, cfg.ema_decay)
+        if resume:
+            self.state, self.rewarm_from = resume_training(model, self.optim, cfg, out, self.scaler, self.ema)
+        if self.main:
+            write_json_atomic(to_dict(cfg), out / "config.json", indent=2)
+        if group is None:
+            def step(batch, images, epoch):
+                return step_losses(model, batch, images, cfg, class_weights, epoch)
+            self.step_losses = step
+        else:  # wrapped after resuming: DDP starts by giving every rank rank 0's weights
+            self.step_losses = DistributedDataParallel(StepLosses(model, cfg, class_weights))
+        self.loader = make_loader(dataset, order, cfg, drop_last, pin_memory=device.type == "cuda")
+        self.deadline = self.t_start + cfg.max_minutes * 60 if cfg.max_minutes is not None else None
+        self.stopped = None                   # what ended this call early: "max_minutes" or the signal's name
+
+    def run(self) -> dict:
+        state, cfg = self.state, self.cfg
+        while state["epoch"] < cfg.epochs and state["step"] < self.total and not self.stopped:
+            part = self.train_epoch()
+            if part is None:                  # stopped mid-epoch: saved with its position
+                break
+            self.end_epoch(part)
+        return {"best_ap": state["best_ap"], "log": state["log"], "stopped": self.stopped is not None,
+                "stopped_by": self.stopped, "epoch": state["epoch"], "step": state["step"],
+                "model": served(self.model, self.ema), "rank": self.group.rank if self.group else 0}
+
+    def save(self) -> None:
+        if not self.main:
             return
         # state and config as plain values (no numpy scalars): the file loads with weights_only=True, as any
         # command's --model reads it
-        ckpt = {"model": model.state_dict(), "optim": optim.state_dict(), "state": plain(state),
-                "config": plain(to_dict(cfg))}
-        if ema is not None:
-            ckpt["ema"] = ema.state_dict()
-        if scaler is not None:
-            ckpt["scaler"] = scaler.state_dict()
+        ckpt = {"model": self.model.state_dict(), "optim": self.optim.state_dict(), "state": plain(self.state),
+                "config": plain(to_dict(self.cfg))}
+        if self.ema is not None:
+            ckpt["ema"] = self.ema.state_dict()
+        if self.scaler is not None:
+            ckpt["scaler"] = self.scaler.state_dict()
         with interrupts_deferred():
-            atomic_save(ckpt, out / "last.pt")
-            if cfg.resume_state:
-                save_resume_state(model, cfg.model, state, cfg.resume_state)
-            if saved is not None:
-                saved.update(path=out / "last.pt", epoch=state["epoch"], step=state["step"])
+            atomic_save(ckpt, self.out / "last.pt")
+            if self.cfg.resume_state:
+                save_resume_state(self.model, self.cfg.model, self.state, self.cfg.resume_state)
+            if self.saved is not None:
+                self.saved.update(path=self.out / "last.pt", epoch=self.state["epoch"], step=self.state["step"])
 
-    while state["epoch"] < cfg.epochs and state["step"] < total and not stopped:
-        epoch = state["epoch"]
-        # An epoch stopped mid-way (max_minutes) goes on at its next batch, with its sums so far.
-        part = state.pop("partial", None) or {"batches": 0, "loss_sum": 0.0, "terms_sum": {}, "seen": 0,
-                                                 "train_s": 0.0}
-        order.set_epoch(epoch, part["batches"] * cfg.batch_size)
+    def _set_freezing(self) -> None:
+        cfg, model = self.cfg, self.model
         model.train()
         if cfg.strategy == "s3":
             freeze_pose(model)
-        elif trunk_frozen(cfg, state["step"]):
+        elif trunk_frozen(cfg, self.state["step"]):
             freeze_trunk(model)
         elif cfg.freeze_trunk:           # past unfreeze_trunk_at (a run resumed there too)
             unfreeze_trunk(model)
+
+    def train_epoch(self) -> dict | None:
+        """The epoch's batches (from where a stopped epoch left off, with its sums so far); its sums, or None
+        when this call stopped mid-epoch (then saved, `partial` in the state)."""
+        cfg, state = self.cfg, self.state
+        epoch = state["epoch"]
+        part = state.pop("partial", None) or {"batches": 0, "loss_sum": 0.0, "terms_sum": {}, "seen": 0,
+                                                 "train_s": 0.0}
+        self.order.set_epoch(epoch, part["batches"] * cfg.batch_size)
+        self._set_freezing()
         t0, recent = time.time(), deque(maxlen=50)
-        terms_sum: dict[str, float] = dict(part["terms_sum"])
-        batches, loss_sum, seen = part["batches"], part["loss_sum"], part["seen"]
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        part["terms_sum"] = dict(part["terms_sum"])
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.progress, leave=False)
         for batch in bar:
-            if state["step"] >= total:
+            if state["step"] >= self.total:
                 break
-            if cfg.unfreeze_trunk_at is not None and state["step"] == cfg.unfreeze_trunk_at:
-                unfreeze_trunk(model)
-            lr = lr_at(state["step"], total, cfg, rewarm_from)
-            for g in optim.param_groups:
-                g["lr"] = lr
-            images = batch["image"].to(device, non_blocking=True)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            batch = {k: v.to(device, non_blocking=True) if k in ("heatmaps", "target_weight", "visibility_weight")
-                     else v for k, v in batch.items()}
-            with autocast():
-                terms = step(batch, images, epoch)
-            loss = terms["total"]
-            optimizer_step(loss, optim, scaler)
-            if ema is not None:
-                ema.update_parameters(model)
-            state["step"] += 1
-            batches += 1
+            terms, lr, n = self.train_step(batch, epoch)
+            part["batches"] += 1
             for k, v in terms.items():
-                terms_sum[k] = terms_sum.get(k, 0.0) + v.item()
-            loss_sum += terms["total"].item()
-            recent.append(terms["total"].item())
-            seen += len(images)
+                part["terms_sum"][k] = part["terms_sum"].get(k, 0.0) + v
+            part["loss_sum"] += terms["total"]
+            recent.append(terms["total"])
+            part["seen"] += n
             bar.set_postfix(loss=f"{np.mean(recent):.4g}", lr=f"{lr:.1e}")
-            if deadline is not None and time.time() >= deadline:
-                stopped = "max_minutes"
-            stopped = stopped or on_sigterm.requested
-            if group is not None:
-                stopped = _agreed_stop(group, stopped, device)
-            if stopped:
+            if self._should_stop():
                 break
-        train_s = part["train_s"] + time.time() - t0
-        if stopped and batches < batches_per_epoch and state["step"] < total:
-            state["partial"] = {"batches": batches, "loss_sum": loss_sum, "terms_sum": terms_sum, "seen": seen,
-                                "train_s": train_s}
-            save()
-            print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
-                              "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
-            break
+        part["train_s"] += time.time() - t0
+        if self.stopped and part["batches"] < self.batches_per_epoch and state["step"] < self.total:
+            state["partial"] = part
+            self.save()
+            self._say_stopped(epoch, part["batches"])
+            return None
+        return part
+
+    def train_step(self, batch, epoch: int) -> tuple[dict, float, int]:
+        """One optimiser step: (its loss terms as floats, the learning rate, the crops it saw)."""
+        cfg, state, device = self.cfg, self.state, self.device
+        if cfg.unfreeze_trunk_at is not None and state["step"] == cfg.unfreeze_trunk_at:
+            unfreeze_trunk(self.model)
+        lr = lr_at(state["step"], self.total, cfg, self.rewarm_from)
+        for g in self.optim.param_groups:
+            g["lr"] = lr
+        images = batch["image"].to(device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        batch = {k: v.to(device, non_blocking=True) if k in ("heatmaps", "target_weight", "visibility_weight")
+                 else v for k, v in batch.items()}
+        with self.autocast():
+            terms = self.step_losses(batch, images, epoch)
+        optimizer_step(terms["total"], self.optim, self.scaler)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        state["step"] += 1
+        return {k: v.item() for k, v in terms.items()}, lr, len(images)
+
+    def _should_stop(self) -> bool:
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.stopped = "max_minutes"
+        self.stopped = self.stopped or self.on_sigterm.requested
+        if self.group is not None:
+            self.stopped = _agreed_stop(self.group, self.stopped, self.device)
+        return bool(self.stopped)
+
+    def _say_stopped(self, epoch: int, batches: int) -> None:
+        print(json.dumps({"stopped": self.stopped, "epoch": epoch + 1, "batch": batches, "of": self.batches_per_epoch,
+                          "step": self.state["step"], "minutes": round((time.time() - self.t_start) / 60, 2)}),
+              flush=True)
+
+    def end_epoch(self, part: dict) -> None:
+        """Log the epoch, validate it where due (rank 0; best_model.pt when its AP is the best), save last.pt."""
+        cfg, state, epoch = self.cfg, self.state, self.state["epoch"]
         state["epoch"] = epoch + 1
-        n = max(batches, 1)
-        entry = {"epoch": epoch + 1, "step": state["step"], "loss": loss_sum / n if batches else None,
-                 **{f"loss_{k}": v / n for k, v in terms_sum.items() if k != "total"},
-                 "crops_per_s": seen / max(train_s, 1e-9), "train_s": train_s}
-        if main and ((epoch + 1) % cfg.val_every == 0 or state["epoch"] >= cfg.epochs or state["step"] >= total):
+        batches, n = part["batches"], max(part["batches"], 1)
+        entry = {"epoch": epoch + 1, "step": state["step"], "loss": part["loss_sum"] / n if batches else None,
+                 **{f"loss_{k}": v / n for k, v in part["terms_sum"].items() if k != "total"},
+                 "crops_per_s": part["seen"] / max(part["train_s"], 1e-9), "train_s": part["train_s"]}
+        due = (epoch + 1) % cfg.val_every == 0 or state["epoch"] >= cfg.epochs or state["step"] >= self.total
+        if self.main and due:
             t1 = time.time()
-            metrics = validate(served(model, ema), cfg, val_records, gt, cfg.val_flip)
+            metrics = validate(served(self.model, self.ema), cfg, self.val_records, self.gt, cfg.val_flip)
             entry.update({f"val_{k}": v for k, v in metrics.items()}, val_s=time.time() - t1)
             if metrics["ap"] > state["best_ap"]:
                 state["best_ap"] = metrics["ap"]
-                save_model(served(model, ema), cfg.model, out / "best_model.pt",
+                save_model(served(self.model, self.ema), cfg.model, self.out / "best_model.pt",
                            meta={"epoch": epoch + 1, "val": metrics, "val_flip": cfg.val_flip})
         state["log"].append(entry)
         print(json.dumps(entry), flush=True)
-        save()
-        if main:
-            write_json_atomic(state["log"], out / "log.json")
-        if group is not None:
-            group.barrier()              # the other ranks wait for rank 0's validation and files
-        if stopped:
-            print(json.dumps({"stopped": stopped, "epoch": epoch + 1, "batch": batches, "of": batches_per_epoch,
-                              "step": state["step"], "minutes": round((time.time() - t_start) / 60, 2)}), flush=True)
-    return {"best_ap": state["best_ap"], "log": state["log"], "stopped": stopped is not None, "stopped_by": stopped,
-            "epoch": state["epoch"], "step": state["step"], "model": served(model, ema),
-            "rank": group.rank if group else 0}
+        self.save()
+        if self.main:
+            write_json_atomic(state["log"], self.out / "log.json")
+        if self.group is not None:
+            self.group.barrier()              # the other ranks wait for rank 0's validation and files
+        if self.stopped:
+            self._say_stopped(epoch, batches)
 
 
 def served(model, ema):
