@@ -54,15 +54,15 @@ def test_a_box_the_verifier_is_sure_of_is_a_person_whatever_its_pose_says():
     doubted = scored(STANDING + [400, 0], 0.2, p_person=0.7)
     assert PersonPolicy().keep([curled, unseen, doubted], DETECTED) == []        # the pose rules alone: nobody
     sure = PersonPolicy(sure_person=0.8)
-    # 0.7 < 0.8: the pose decides; a verified pose that sees nothing is nobody (two trust outputs would contradict)
-    assert sure.keep([curled, unseen, doubted], DETECTED) == [curled]
-    assert PersonPolicy(sure_person=0.8, min_pose_quality=0).keep([unseen], DETECTED) == [unseen]   # keep all: all
+    # 0.7 < 0.8: the pose decides; a verified pose that sees nothing is a person still (the verifier decides)
+    assert sure.keep([curled, unseen, doubted], DETECTED) == [curled, unseen]
     # only a detected box: a carried one is still judged by its pose (the whole picture is given: always kept)
     assert sure.keep([curled], CARRIED) == [] and sure.keep([curled], WHOLE) == [curled]
     no_verifier = scored(STANDING, 0.2)
     assert sure.keep([no_verifier], DETECTED) == []
-    # the presets answer alike: a sure verifier overrules a poor pose, never a pose that sees nothing
-    assert STILL.keep([curled, unseen, doubted], DETECTED) == VIDEO.keep([curled, unseen, doubted], DETECTED) == [curled]
+    # the presets answer alike: a sure verifier overrules the pose in pictures and in video
+    assert STILL.keep([curled, unseen, doubted], DETECTED) == VIDEO.keep([curled, unseen, doubted], DETECTED) == [
+        curled, unseen]
 
 
 def test_duplicates_are_ranked_by_the_detectors_score_a_carried_box_counting_least():

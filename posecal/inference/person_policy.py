@@ -10,11 +10,12 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    needs `unsure_person`; a box carried from a track (no detection behind it, so no detector score) needs
    `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
-   no keypoint called visible is nobody, and so is one of pose quality below `min_pose_quality` unless the
-   verifier is sure of its box (`sure_person`: a person lying, curled or mostly hidden gets a poor pose, not no
-   person). A verified person whose pose sees nothing is not reported by either preset: p(person) says someone
-   is there, visibility that nothing of them can be seen; reported, the two trust outputs would contradict each
-   other, and a user could neither draw nor use such a pose (issue 63); poses that agree on the keypoints both see are one person (pose NMS
+   no keypoint called visible, or of pose quality below `min_pose_quality`, is nobody, unless the verifier is sure
+   of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
+   hidden gets a poor pose, not no person). So a verified person whose pose sees nothing is a person, in both
+   presets: p(person) answers "is someone there", visibility "is this joint seen", and where they disagree the
+   verifier was right far more often (requiring a seen keypoint of verified boxes lost 53 of 400 held-out LSPET
+   people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: issue 63, CHANGELOG); poses that agree on the keypoints both see are one person (pose NMS
    at `duplicate_oks`), the one kept ranked by pose quality x the detector's score, a carried box counting as the
    least sure detection (a fresh detection of the same person is kept over it); a doubtful box lying mostly
    (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
@@ -135,7 +136,7 @@ class PersonPolicy:
                 floor = max(floor, self.unsure_quality)
             verified = (o == DETECTED and self.sure_person is not None and p.person_probability is not None
                         and p.person_probability >= self.sure_person)
-            if not (self.something_seen(p) if verified and floor > 0 else self.someone_there(p, floor)):
+            if not verified and not self.someone_there(p, floor):
                 continue
             boxed.append(p)
         if len(boxed) > 1:                   # each person once
