@@ -7,8 +7,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
 
 from posecal.data.coco import PersonRecord
 from posecal.data.neighbours import neighbours_by_image
