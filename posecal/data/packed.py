@@ -185,7 +185,8 @@ def packed_neighbours(folder) -> dict[str, np.ndarray]:
         for a in data["annotations"]:
             if a.get("neighbours"):
                 k = len(a["keypoints"]) // 3
-                out[os.path.join(shard, files[a["image_id"]])] = np.asarray(a["neighbours"], np.float64).reshape(-1, k, 3)
+                points = np.asarray(a["neighbours"], np.float64).reshape(-1, k, 3)
+                out[os.path.join(shard, files[a["image_id"]])] = points
     return out
 
 

@@ -15,9 +15,10 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    hidden gets a poor pose, not no person). So a verified person whose pose sees nothing is a person, in both
    presets: p(person) answers "is someone there", visibility "is this joint seen", and where they disagree the
    verifier was right far more often (requiring a seen keypoint of verified boxes lost 53 of 400 held-out LSPET
-   people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: issue 63, CHANGELOG); poses that agree on the keypoints both see are one person (pose NMS
-   at `duplicate_oks`), the one kept ranked by pose quality x the detector's score, a carried box counting as the
-   least sure detection (a fresh detection of the same person is kept over it); a doubtful box lying mostly
+   people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: issue 63, CHANGELOG). Poses that agree
+   on the keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x
+   the detector's score, a carried box counting as the least sure detection (a fresh detection of the same person
+   is kept over it); a doubtful box lying mostly
    (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
    `carried_quality` (the person left its box).
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
