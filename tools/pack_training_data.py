@@ -40,7 +40,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from posecal.training.config import load_train_config
+from posecal.training.config import DataConfig, load_train_config
 from posecal.data.coco import load_coco_persons, load_lspet, read_image
 from posecal.data.neighbours import neighbours_by_image
 from posecal.data.packed import INDEX, VAL_DIR, coco_entries, folder_bytes, pack_person, write_index
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
                     help="JPEG quality of the val split (default: --quality). The shipped model's val AP (no flip, "
                          "oks score) was 32.3 on the source crops, 31.5 on a q80 or q90 pack, 32.0 on q95")
     ap.add_argument("--no-val", action="store_true", help="leave the val split out")
-    ap.add_argument("--lspet-holdout", type=int, default=600, metavar="N",
+    ap.add_argument("--lspet-holdout", type=int, default=DataConfig.lspet_holdout, metavar="N",
                     help="leave LSPET's last N persons out (bench/lspet_ap.py scores them; 0: pack all of LSPET, "
                          "as the packs before November 2026 did)")
     ap.add_argument("--no-keep-originals", dest="keep_originals", action="store_false",

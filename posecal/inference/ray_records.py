@@ -28,6 +28,7 @@ from posecal.data.coco import PersonRecord
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose, _runs_of_one_picture, predictions_of
 from posecal.inference.opener import open_model
+from posecal.inference.run_identity import run_identity
 from posecal.inference.topdown import Predictions
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
 from posecal.skeleton import NUM_KEYPOINTS
@@ -143,7 +144,8 @@ def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calib
     fingerprint = {"inputs": [[str(Path(p).resolve()), name] for p, name in pictures],
                    "records": hashlib.sha256("\n".join(boxes).encode()).hexdigest(),
                    "shard_files": ray_cfg.shard_files,
-                   "settings": {k: v for k, v in settings.items() if k != "threads"}}
+                   "settings": {k: v for k, v in settings.items() if k != "threads"},
+                   "identity": run_identity(posing.model, verifier=None)}
     shards, store, rows = resumable(out, pictures, ray_cfg, fingerprint, log)
     for row in rows:
         row["records"] = boxes[row["index"]]

@@ -22,6 +22,24 @@ from posecal.io import write_atomic, write_json_atomic
 MANIFEST = "manifest.json"
 
 
+def _changed(found, fingerprint: dict) -> str:
+    """What differs between a folder's fingerprint and this run's, in words: its top-level keys, and within an
+    `identity` which part (posecal, model, verifier, detector)."""
+    if not isinstance(found, dict):
+        return "its manifest is unreadable"
+    keys = [k for k in sorted(set(found) | set(fingerprint)) if found.get(k) != fingerprint.get(k)]
+    words = []
+    for key in keys:
+        old, new = found.get(key), fingerprint.get(key)
+        if key == "identity" and isinstance(old, dict) and isinstance(new, dict):
+            parts = [p for p in sorted(set(old) | set(new)) if old.get(p) != new.get(p)]
+            words += [f"posecal {old.get(p)} then {new.get(p)}" if p == "posecal" else f"other {p} weights"
+                      for p in parts]
+        else:
+            words.append(f"other {key}")
+    return ", ".join(words)
+
+
 def plan(count: int, size: int) -> list[range]:
     """Items 0..count-1 cut into shards of `size` consecutive items (the last may be shorter)."""
     if size < 1:
@@ -48,8 +66,8 @@ class ShardStore:
             except (OSError, ValueError):
                 found = None
             if found != fingerprint:
-                raise PosecalInputError(f"{self.folder}: holds the shards of another run (other inputs or settings); "
-                                        f"remove that folder to start afresh, or give another --out")
+                raise PosecalInputError(f"{self.folder}: holds the shards of another run ({_changed(found, fingerprint)}"
+                                        f"); remove that folder to start afresh, or give another --out")
         else:
             write_json_atomic(fingerprint, manifest)
 

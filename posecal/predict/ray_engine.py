@@ -23,6 +23,7 @@ from posecal.data.box_files import BoxFile
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
+from posecal.inference.run_identity import run_identity
 from posecal.io import publish, write_json_atomic
 from posecal.models.shipped import shipped_name
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
@@ -68,10 +69,12 @@ def run_predict_ray(cfg: PredictConfig, ray_cfg: RayConfig | None = None, poser=
 
 
 def fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]], shard_files: int) -> dict:
-    """What a run's results depend on: its inputs, in order, and its settings (threads aside), and how its
-    shards are cut. A run started again resumes only with the same fingerprint."""
+    """What a run's results depend on: its inputs, in order, its settings (threads aside), how its shards are
+    cut, and posecal's version and the weights' digests (run_identity). A run started again resumes only with the
+    same fingerprint."""
     return {"inputs": [[str(Path(p).resolve()), name] for p, name in files], "shard_files": shard_files,
-            "settings": {k: v for k, v in actor_settings(cfg).items() if k != "threads"}}
+            "settings": {k: v for k, v in actor_settings(cfg).items() if k != "threads"},
+            "identity": run_identity(cfg.model, cfg.verifier, cfg.detector)}
 
 
 def actor_settings(cfg: PredictConfig) -> dict:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from posecal.data.live import LiveSource
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
+from posecal.inference.run_identity import run_identity
 from posecal.io import write_json_atomic
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
 from posecal.records import is_stream
@@ -56,7 +57,8 @@ def run_track_ray(cfg: TrackConfig, ray_cfg: RayConfig | None = None, tracker=Tr
     settings = actor_settings(cfg)
     fingerprint = {"inputs": [[str(Path(p).resolve()), name] for p, name in sources],
                    "shard_files": ray_cfg.shard_files, "renders": sorted(renders.values()),
-                   "settings": {k: v for k, v in settings.items() if k != "threads"}}
+                   "settings": {k: v for k, v in settings.items() if k != "threads"},
+                   "identity": run_identity(cfg.model, cfg.verifier, cfg.detector)}
     shards, store, rows = resumable(cfg.out, sources, ray_cfg, json.loads(json.dumps(fingerprint, default=_plain)), log)
     for row in rows:
         row["render"] = renders.get(Path(row["path"]), "")

@@ -28,6 +28,9 @@ class DataConfig:
     val_images: str | None = None            # ... and the folder of its images
     lspet_annotations: str | None = None     # optional extra training data (LSP-14 mapped to COCO-17)
     lspet_images: str | None = None
+    # LSPET's last N persons left out of pose training: the ones bench/lspet_ap.py scores, so a network trained
+    # here is judged on sports poses it never saw (tools/pack_training_data.py's --lspet-holdout leaves out the same).
+    lspet_holdout: int = 600
     # A pack folder (made from posecal's source tree by tools/pack_training_data.py): when set, the training
     # persons come from its shard_*/ instead of the files above, and validation uses its val/ when it has one
     # (else val_annotations/val_images).

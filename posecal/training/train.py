@@ -373,7 +373,8 @@ def _load_data(cfg: TrainConfig):
                                                                    "val_annotations", "val_images")
         records = load_coco_persons(train_ann, train_img)
         if cfg.data.lspet_annotations:
-            records += load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
+            lspet = load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
+            records += lspet[: len(lspet) - cfg.data.lspet_holdout] if cfg.data.lspet_holdout > 0 else lspet
     if cfg.max_train_persons:
         records = records[: cfg.max_train_persons]
     if not records:

@@ -1,0 +1,73 @@
+"""A resumable run's fingerprint holds posecal's version and the digests of the weights it opens
+(posecal/inference/run_identity.py): a resume after the model file changed is refused in one line that says so,
+never merged with the earlier shards. No Ray needed: the fingerprints and the shard store are plain functions."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+
+from posecal._version import __version__
+from posecal.errors import PosecalInputError
+from posecal.inference.run_identity import file_digest, run_identity, weight_files
+from posecal.models.shipped import SHIPPED_MODELS
+from posecal.parallel.shards import ShardStore, shard_folder
+from posecal.predict.job import PredictConfig
+from posecal.predict.ray_engine import fingerprint
+
+
+def test_file_digest_is_the_sha256_prefix_and_follows_the_bytes(tmp_path):
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"abc")
+    assert file_digest(f) == hashlib.sha256(b"abc").hexdigest()[:16] == "ba7816bf8f01cfea"
+    f.write_bytes(b"abcd")   # another size: read again, not the cached digest
+    assert file_digest(f) == hashlib.sha256(b"abcd").hexdigest()[:16]
+
+
+def test_identity_names_the_version_the_model_files_and_the_verifier(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"graph")
+    (tmp_path / "m.onnx.data").write_bytes(b"weights")
+    ident = run_identity(str(model), verifier="none", detector="none")
+    assert ident["posecal"] == __version__
+    assert ident["model"] == {"m.onnx": file_digest(model), "m.onnx.data": file_digest(tmp_path / "m.onnx.data")}
+    assert ident["verifier"] is None and ident["detector"] is None
+    other = tmp_path / "v.onnx"
+    other.write_bytes(b"verifier")
+    assert run_identity(str(model), verifier=str(other))["verifier"] == file_digest(other)
+
+
+def test_a_shipped_name_covers_its_pt_and_every_graph_it_may_run():
+    files = {p.name for p in weight_files("accurate")}
+    if not SHIPPED_MODELS["accurate"].is_file():
+        pytest.skip("the accurate model's .pt is not in this installation")
+    assert "posecal_accurate.pt" in files
+    graphs = {p.name for p in SHIPPED_MODELS["accurate"].parent.glob("posecal_accurate.*onnx*")}
+    assert graphs <= files and "posecal_accurate.int8.onnx" in graphs
+    assert not any("fast" in name for name in files)
+
+
+def test_a_resume_after_the_model_file_changed_is_refused(tmp_path):
+    src = SHIPPED_MODELS["fast"]
+    if not src.is_file():
+        pytest.skip("the fast model's .pt is not in this installation")
+    model = tmp_path / "model.pt"
+    shutil.copyfile(src, model)
+    picture = tmp_path / "a.png"
+    picture.write_bytes(b"")
+    out = tmp_path / "poses.json"
+    cfg = PredictConfig(inputs=[str(picture)], out=str(out), model=str(model))
+    files = [(picture, picture.name)]
+    first = fingerprint(cfg, files, 4)
+    store = ShardStore(shard_folder(out), first)
+    store.write(0, [{"index": 0, "records": []}])
+    assert ShardStore(shard_folder(out), fingerprint(cfg, files, 4)).done() == {0}   # same weights: resumes
+    with model.open("ab") as f:   # the model file replaced between the run and its resume
+        f.write(b"\0")
+    with pytest.raises(PosecalInputError, match=r"holds the shards of another run \(other model weights\)"):
+        ShardStore(shard_folder(out), fingerprint(cfg, files, 4))
+    older = shard_folder(out).with_name(".older.shards")   # a folder written by another posecal version
+    ShardStore(older, first | {"identity": first["identity"] | {"posecal": "0.0"}})
+    with pytest.raises(PosecalInputError, match=rf"posecal 0\.0 then {__version__}"):
+        ShardStore(older, first)
