@@ -113,17 +113,20 @@ def test_relative_links_exist(doc):
 def test_model_card_says_what_the_shipped_video_calibration_is():
     """MODEL_CARD says what the shipped model file records (its video calibration's fit_info and maps): the count of
     tuning scenes the maps were fitted on, or, where the judgement shipped none, that there is no video map and on
-    how many tuning scenes that was judged."""
+    how many tuning scenes that was judged; a file with none fitted, that none ships and it was not judged."""
     pytest.importorskip("torch")
     import re
 
     from posecal.models.checkpoint import load_model
 
     meta = load_model(ROOT / "posecal" / "weights" / "posecal_accurate.pt")[2]
-    video = meta["calibration"]["video"]
+    video = meta["calibration"].get("video")
+    card = (ROOT / "MODEL_CARD.md").read_text().replace("\n  ", " ")
+    if video is None:   # never fitted for this network: the card says there is none and that it was not judged
+        assert "No video map" in card and "not re-judged since" in card
+        return
     scenes = re.search(r"scenes \[([0-9, ]+)\]", video["fit_info"]["source"]).group(1).split(",")
-    card = (ROOT / "MODEL_CARD.md").read_text()
     if video["by_source"]:
         assert f"fitted on {len(scenes)} synthetic scenes" in card, video["fit_info"]["source"]
     else:
-        assert "No video map" in card and f"no map on {len(scenes)} tuning scenes" in card.replace("\n  ", " ")
+        assert "No video map" in card and f"no map on {len(scenes)} tuning scenes" in card

