@@ -1,8 +1,10 @@
 """Atomic output files: written to a temp file in the same folder, then renamed over the target,
-so a crash mid-write never leaves a half file and never destroys the previous version."""
+so a crash mid-write never leaves a half file and never destroys the previous version. And a file's digest, the one
+way posecal names a file by its bytes (the ONNX cache's keys, a resumed run's weights, the evidence model)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -10,6 +12,15 @@ from pathlib import Path
 from typing import Callable
 
 from posecal.errors import PosecalInputError
+
+
+def file_digest(path) -> str:
+    """SHA-256 of a file's bytes, read in blocks (about 30 ms for a 10 MB model)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_atomic(path, write: Callable[[object], None], mode: str = "wb") -> None:

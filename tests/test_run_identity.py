@@ -10,19 +10,19 @@ import pytest
 
 from posecal._version import __version__
 from posecal.errors import PosecalInputError
-from posecal.inference.run_identity import file_digest, run_identity, weight_files
+from posecal.inference.run_identity import run_identity, weight_files, weights_digest
 from posecal.models.shipped import SHIPPED_MODELS
 from posecal.parallel.shards import ShardStore, shard_folder
 from posecal.predict.job import PredictConfig
 from posecal.predict.ray_engine import fingerprint
 
 
-def test_file_digest_is_the_sha256_prefix_and_follows_the_bytes(tmp_path):
+def test_weights_digest_is_the_sha256_prefix_and_follows_the_bytes(tmp_path):
     f = tmp_path / "w.bin"
     f.write_bytes(b"abc")
-    assert file_digest(f) == hashlib.sha256(b"abc").hexdigest()[:16] == "ba7816bf8f01cfea"
+    assert weights_digest(f) == hashlib.sha256(b"abc").hexdigest()[:16] == "ba7816bf8f01cfea"
     f.write_bytes(b"abcd")   # another size: read again, not the cached digest
-    assert file_digest(f) == hashlib.sha256(b"abcd").hexdigest()[:16]
+    assert weights_digest(f) == hashlib.sha256(b"abcd").hexdigest()[:16]
 
 
 def test_identity_names_the_version_the_model_files_and_the_verifier(tmp_path):
@@ -31,11 +31,11 @@ def test_identity_names_the_version_the_model_files_and_the_verifier(tmp_path):
     (tmp_path / "m.onnx.data").write_bytes(b"weights")
     ident = run_identity(str(model), verifier="none", detector="none")
     assert ident["posecal"] == __version__
-    assert ident["model"] == {"m.onnx": file_digest(model), "m.onnx.data": file_digest(tmp_path / "m.onnx.data")}
+    assert ident["model"] == {"m.onnx": weights_digest(model), "m.onnx.data": weights_digest(tmp_path / "m.onnx.data")}
     assert ident["verifier"] is None and ident["detector"] is None
     other = tmp_path / "v.onnx"
     other.write_bytes(b"verifier")
-    assert run_identity(str(model), verifier=str(other))["verifier"] == file_digest(other)
+    assert run_identity(str(model), verifier=str(other))["verifier"] == weights_digest(other)
 
 
 def test_a_shipped_name_covers_its_pt_and_every_graph_it_may_run():

@@ -12,9 +12,7 @@ rates anyone's. Outputs are kept in memory per (image, box, keypoints), so askin
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import map_coordinates
@@ -23,6 +21,7 @@ from posecal.data.coco import read_image
 from posecal.data.crops import crops_to_batch, input_to_heatmap
 from posecal.data.transforms import apply_affine, person_crop_matrix, warp
 from posecal.errors import MissingPackage, PosecalInputError
+from posecal.io import file_digest
 from posecal.models.config import TRUST_INPUT
 from posecal.models.shipped import SHIPPED_MODELS, model_file
 
@@ -54,7 +53,7 @@ def heatmap_values(heatmaps, matrices, points) -> np.ndarray:
 
 def model_fingerprint(path) -> str:
     """First 16 hex digits of the model file's sha256: which posecal model the evidence came from."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return file_digest(path)[:16]
 
 
 class PosecalEvidence:

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from posecal._version import __version__
 from posecal.errors import PosecalInputError
-from posecal.io import write_atomic
+from posecal.io import file_digest, write_atomic
 from posecal.models.checkpoint import load_model, model_file
 from posecal.export.onnx import OnnxEstimator, onnx_bytes
 
@@ -51,15 +51,6 @@ def cache_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "posecal" / "onnx"
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (about 30 ms for a 10 MB model)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)

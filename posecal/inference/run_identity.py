@@ -5,29 +5,25 @@ file. Every resumable run (predict, track and the records of eval and audit, one
 fingerprint, so such a resume is refused in one line (parallel/shards.py)."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from posecal._version import __version__
 from posecal.detect.ssd import SHIPPED_DETECTOR
 from posecal.detect.verifier import SHIPPED_VERIFIER
+from posecal.io import file_digest
 from posecal.models.shipped import SHIPPED_GRAPHS, WEIGHTS_DIR, graph_model, model_file, shipped_name
 
-_CHUNK = 1 << 22
-_digests: dict[tuple, str] = {}   # (path, size, mtime) -> sha256: a file is read once per process
+_digests: dict[tuple, str] = {}   # (path, size, mtime) -> digest: a file is read once per process
 
 
-def file_digest(path) -> str:
-    """The first 16 hex digits of a file's sha256 (read once per process while its size and time stay)."""
+def weights_digest(path) -> str:
+    """The first 16 hex digits of a file's sha256 (posecal.io.file_digest), read once per process while its size
+    and time stay."""
     path = Path(path).resolve()
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _digests:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        _digests[key] = h.hexdigest()[:16]
+        _digests[key] = file_digest(path)[:16]
     return _digests[key]
 
 
@@ -51,12 +47,12 @@ def _component(spec, shipped: Path) -> str | None:
     if isinstance(spec, str) and spec.lower() == "none":
         return None
     path = shipped if spec in (None, "default") else Path(str(spec))
-    return file_digest(path) if path.is_file() else None
+    return weights_digest(path) if path.is_file() else None
 
 
 def run_identity(model, verifier="default", detector=None) -> dict:
     """posecal's version and the digests of the model's, the verifier's and the detector's files."""
     return {"posecal": __version__,
-            "model": {p.name: file_digest(p) for p in weight_files(model)},
+            "model": {p.name: weights_digest(p) for p in weight_files(model)},
             "verifier": _component(verifier, SHIPPED_VERIFIER),
             "detector": _component(detector, SHIPPED_DETECTOR)}
