@@ -87,14 +87,15 @@ def test_samples_round_trip_and_batches(tmp_path):
     """write_samples with a stand-in base model: the stored crop is the crop to the grey level, and its
     batch carries the stored keypoints and scores (scores unknown for dropped-out persons)."""
     from posecal.data.coco import load_coco_persons
+    from posecal.inference.torch_runner import pose_output_arrays
     from posecal.models.estimator import PoseOutput
 
-    class Base:
-        def __call__(self, images, flip_test=False):
+    class Base:   # runs like an OnnxEstimator or a TorchRunner
+        def outputs(self, images, flip):
             n = images.shape[0]
             hm = torch.zeros(n, 17, images.shape[2] // 4, images.shape[3] // 4)
             hm[:, :, 5, 7] = 0.8
-            return PoseOutput(heatmaps=hm, feature=None)
+            return pose_output_arrays(PoseOutput(heatmaps=hm, feature=None))
 
     ann, img_dir = make_coco(tmp_path / "d", n_images=3)
     records = load_coco_persons(ann, img_dir)

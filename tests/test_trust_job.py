@@ -93,3 +93,24 @@ def test_bad_trust_config_fields_are_one_line(tmp_path):
     path.write_text("train:\n  epoks: 2\n")
     with pytest.raises(PosecalInputError, match=r"train\.epoks: unknown key, did you mean 'epochs'"):
         load_trust_config(path)
+
+
+@pytest.mark.slow
+def test_onnx_and_torch_bases_write_the_same_samples(tmp_path, lightning):
+    """samples.backend onnx (the shipped config's) and torch give the same keypoints on the same crops: both run
+    the network as inference does (outputs(batch, flip)) and decode it one way."""
+    from posecal.data.coco import load_coco_persons
+    from posecal.export.cache import cached_onnx
+    from posecal.inference.torch_runner import TorchRunner
+    from posecal.training.trust_samples import load_shards, write_samples
+
+    ann, images = make_coco(tmp_path / "data", n_images=3)
+    records = load_coco_persons(ann, images)
+    model, cfg, _ = load_model(lightning)
+    for name, base in (("torch", TorchRunner(model)), ("onnx", cached_onnx(lightning, flip=True, threads=1))):
+        assert write_samples(base, records, cfg.input_wh, tmp_path / name, augment=None, progress=False,
+                             num_workers=0) == 1
+    a, b = load_shards(tmp_path / "torch"), load_shards(tmp_path / "onnx")
+    np.testing.assert_array_equal(a["crops"], b["crops"])
+    np.testing.assert_allclose(a["base_xy"], b["base_xy"], atol=0.5)
+    np.testing.assert_allclose(a["base_scores"], b["base_scores"], atol=0.01)

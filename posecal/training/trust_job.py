@@ -20,6 +20,7 @@ import torch
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.errors import PosecalInputError
 from posecal.export.cache import cached_onnx
+from posecal.inference.torch_runner import TorchRunner
 from posecal.io import write_json_atomic
 from posecal.models.assemble import pose_fingerprint, trust_weights, with_trust
 from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_file, read_model_file, save_model
@@ -95,7 +96,7 @@ def write_trust_samples(cfg: TrustJobConfig, base_model, input_wh, fingerprint: 
     lspet_train = lspet_trust_split(len(lspet))[0] if lspet else np.zeros(0, np.int64)
 
     def base(flip: bool):
-        return base_model if s.backend == "torch" else cached_onnx(cfg.base, flip=flip, threads=cfg.train.threads)
+        return TorchRunner(base_model) if s.backend == "torch" else cached_onnx(cfg.base, flip=flip, threads=cfg.train.threads)
 
     def write(records, name: str, augment, seed: int = 0, flip: bool = True) -> Path:
         write_samples(base(flip), records, input_wh, folder / name, augment=augment, seed=seed, batch_size=s.batch_size,

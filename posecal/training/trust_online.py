@@ -36,7 +36,7 @@ from posecal.data.packed import INDEX, load_packed_persons, packed_val_paths
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import AugmentConfig
 from posecal.errors import PosecalInputError
-from posecal.inference.torch_runner import decode_pose_output
+from posecal.inference.torch_runner import decode_pose_output, pose_output_arrays
 from posecal.io import write_atomic
 from posecal.models.assemble import pose_fingerprint, trust_source
 from posecal.models.checkpoint import load_model
@@ -160,6 +160,10 @@ class _BaseOnDevice:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x, flip_test=flip_test)
+
+    def outputs(self, batch: np.ndarray, flip: bool) -> dict[str, np.ndarray]:
+        """The network's outputs by name on CPU crops, as write_samples asks of every base."""
+        return pose_output_arrays(self(torch.from_numpy(batch), flip_test=flip))
 
 
 def _trust_model(cfg: TrustJobConfig, opts: OnlineOptions, device: str) -> tuple[TrustNet, list]:

@@ -25,7 +25,7 @@ from posecal.data.coco import PersonRecord
 from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import AugmentConfig
-from posecal.inference.torch_runner import decode_pose_output
+from posecal.inference.topdown import decode_outputs
 from posecal.io import write_atomic
 
 SHARD = 512
@@ -50,8 +50,8 @@ def crops_to_uint8(images: torch.Tensor) -> np.ndarray:
 def write_samples(base, records: list[PersonRecord], input_wh, out_dir, augment: AugmentConfig | None,
                   seed: int = 0, batch_size: int = 32, num_workers: int = 1, progress: bool = True,
                   flip: bool = True) -> int:
-    """Shards of `records` (in their order) under out_dir; `base` is a model called like TopDownEstimator
-    (onnxruntime or torch) whose own decode gives the keypoints. augment None: the plain test-time crop.
+    """Shards of `records` (in their order) under out_dir; `base` runs the network as inference does
+    (`outputs(batch, flip)`: an onnxruntime OnnxEstimator or a TorchRunner) and its own decode gives the keypoints. augment None: the plain test-time crop.
     Returns the number of shards written now (existing ones are kept)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,9 +66,7 @@ def write_samples(base, records: list[PersonRecord], input_wh, out_dir, augment:
         parts: dict[str, list] = {k: [] for k in ("crops", "base_xy", "base_scores", "keypoints",
                                                   "visibility_weight", "area", "index")}
         for batch in loader:
-            with torch.no_grad():
-                out = base(batch["image"], flip_test=flip)
-            xy, scores = decode_pose_output(out)
+            xy, scores = decode_outputs(base.outputs(batch["image"].numpy(), flip))
             parts["crops"].append(crops_to_uint8(batch["image"]))
             parts["base_xy"].append(np.asarray(xy, np.float32))
             parts["base_scores"].append(np.asarray(scores, np.float32))
