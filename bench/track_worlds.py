@@ -96,8 +96,9 @@ def main() -> None:
     field = args.knob.removeprefix("tracker.")
     owner = TrackerConfig() if args.knob.startswith("tracker.") else VIDEO
     shipped = getattr(owner, field)
-    # a knob that is off (None) takes numbers as candidates, "none" for off; off sorts first
-    cast = type(shipped) if shipped is not None else (lambda v: None if v.lower() == "none" else float(v))
+    # candidates are numbers, or "none" for off (a knob that may be None); off sorts first
+    number = type(shipped) if shipped is not None else float
+    cast = lambda v: None if v.lower() == "none" else number(v)  # noqa: E731
     values = sorted({cast(v) for v in args.values} | {shipped}, key=lambda v: (v is not None, v or 0))
     t0 = time.time()
     worlds = {kind: kind_scenes(args.work, kind, args.scenes, args.frames) for kind in args.kinds}

@@ -31,7 +31,7 @@ def test_screen_judges_each_origin_by_its_own_bar():
     assert policy.screen(origins, scores, None).all()                 # no verifier: the pose rules decide
     # a grey picture lowers the detector's threshold, and the sure score with it: 0.2 >= 0.3 x 0.6
     assert policy.screen([DETECTED], np.array([0.2]), np.array([0.3]), sure_factor=0.6).tolist() == [True]
-    assert PersonPolicy(sure_score=None).screen([DETECTED], np.array([0.2]), np.array([0.3])).tolist() == [True]
+    assert PersonPolicy(sure_score=None).screen([DETECTED], np.array([0.2]), np.array([0.35])).tolist() == [True]
 
 
 def test_nobody_rule_duplicates_and_given_boxes():
@@ -97,6 +97,26 @@ def test_a_doubtful_box_inside_a_person_is_a_part_of_that_person():
     upper.box_score = 0.35                          # the detector is sure of it itself: kept
     assert len(PersonPolicy(sure_score=0.3).keep([whole, upper], DETECTED)) == 2
     assert inside_share(upper.box, whole.box) == 1.0
+
+
+def test_a_box_that_two_people_fill_is_the_box_of_both_not_a_person():
+    """Two people walking together, the detector's one box around both (its pose spans them, poorer than either's)
+    beside a box for each: the two are reported, the box of both is not (vtest's first seconds, issue 63)."""
+    left, right = scored(STANDING, 0.9, p_person=0.9), scored(STANDING + [40, 0], 0.85, p_person=0.9)
+    both = scored(STANDING + [20, 10], 0.5, p_person=0.9)
+    both.box = np.array([28.0, 16.0, 104.0, 146.0])                   # around both people
+    assert inside_share(left.box, both.box) == inside_share(right.box, both.box) == 1.0
+    policy = PersonPolicy(group_inside=0.6)
+    assert policy.keep([both, left, right], DETECTED) == [left, right]
+    assert PersonPolicy().keep([both, left, right], DETECTED) == [both, left, right]      # off
+    assert VIDEO.group_inside is not None
+    # its pose as trusted as one of theirs: a person with someone in front, kept
+    both.pose_quality = both.scores["oks"] = 0.88
+    assert len(policy.keep([both, left, right], DETECTED)) == 3
+    both.pose_quality = both.scores["oks"] = 0.5
+    # one of the two far shorter than the box: a part, not a second person
+    right.box = right.box * [1, 1, 1, 0.4]
+    assert len(policy.keep([both, left, right], DETECTED)) == 3
 
 
 def test_carried_poses_need_the_carried_quality():
@@ -186,20 +206,32 @@ def test_verifier_inputs_by_hand():
     assert (centre > 2).all() and (crops[0, :, 1, 1] < -1).all()          # white in the box, black around
 
 
-def test_verifier_graph_round_trip_and_its_calibration(tmp_path):
-    """The exported graph computes what the (fp16-rounded) network computes, its calibration a * logit + b
-    included, and carries its record."""
+@pytest.fixture
+def small_verifier(tmp_path):
+    """An untrained verifier network with calibration 0.5 * logit - 1 and its exported graph (tmp_path/v.onnx)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from posecal.detect.verifier import INPUT_HW, MASK_HW, PersonVerifier
-    from posecal.export.verifier import export_verifier, round_to_fp16
+    from posecal.export.verifier import export_verifier
     from posecal.models.verifier import PersonVerifierNet
 
     torch.manual_seed(0)
     net = PersonVerifierNet(imagenet=False).eval()
     net.head.calibration.copy_(torch.tensor([0.5, -1.0]))
     export_verifier(net, tmp_path / "v.onnx", {"fit_boxes": 3})
-    verifier = PersonVerifier(tmp_path / "v.onnx", threads=1)
+    return net, tmp_path / "v.onnx"
+
+
+def test_verifier_graph_round_trip_and_its_calibration(small_verifier):
+    """The exported graph computes what the (fp16-rounded) network computes, its calibration a * logit + b
+    included, and carries its record."""
+    import torch
+
+    from posecal.detect.verifier import INPUT_HW, MASK_HW, PersonVerifier
+    from posecal.export.verifier import round_to_fp16
+    from posecal.models.verifier import PersonVerifierNet
+
+    net, path = small_verifier
+    verifier = PersonVerifier(path, threads=1)
     assert verifier.info == {"fit_boxes": 3}
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
@@ -234,3 +266,41 @@ def test_verifier_option_none_turns_it_off_and_a_missing_file_is_one_line(tmp_pa
     assert code == 2 and err[-1] == f"posecal: error: {tmp_path / 'nope.onnx'}: person verifier file not found " \
                                      "(--verifier default|none|FILE.onnx)"
     assert not (tmp_path / "p.json").exists()
+
+
+def test_verifier_recalibrated_gives_the_remapped_p_person(small_verifier, tmp_path):
+    """recalibrated_verifier_bytes composes a * logit(p) + b with the graph's own calibration: the new graph's
+    p(person) is the old one remapped, on the same boxes, and its record says so."""
+    from posecal.detect.verifier import PersonVerifier
+    from posecal.export.verifier import recalibrated_verifier_bytes
+
+    _, path = small_verifier
+    (tmp_path / "r.onnx").write_bytes(recalibrated_verifier_bytes(path.read_bytes(), 0.6, 0.1, {"fitted_on": "test"}))
+    before, after = PersonVerifier(path, threads=1), PersonVerifier(tmp_path / "r.onnx", threads=1)
+    assert after.info == {"fit_boxes": 3, "reported_calibration": {"fitted_on": "test"}}
+    image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 60, 150], [100, 40, 80, 120], [200, 0, 100, 240]], float)
+    p = before(image, boxes)
+    want = 1 / (1 + np.exp(-(0.6 * np.log(p / (1 - p)) + 0.1)))
+    np.testing.assert_allclose(after(image, boxes), want, atol=1e-5)
+    with pytest.raises(ValueError, match="not a posecal verifier graph"):
+        recalibrated_verifier_bytes(path.read_bytes().replace(b"p_person", b"q_person"), 1, 0, {})
+
+
+def test_the_policy_thresholds_are_the_chosen_ones_through_the_shipped_verifiers_map():
+    """The shipped verifier's p(person) is remapped to the people the product reports (issue 63); every p(person)
+    threshold of the presets is the number chosen on the scale before, moved through that map (so the same boxes
+    are kept)."""
+    from posecal.detect.verifier import SHIPPED_VERIFIER, PersonVerifier
+
+    if not SHIPPED_VERIFIER.is_file():
+        pytest.skip("no shipped verifier in this tree")
+    record = PersonVerifier(SHIPPED_VERIFIER, threads=1).info["reported_calibration"]
+
+    def remap(p):
+        return 1 / (1 + np.exp(-(record["a"] * np.log(p / (1 - p)) + record["b"])))
+    chosen = {(STILL, "min_person"): 0.2, (STILL, "unsure_person"): 0.6, (STILL, "sure_person"): 0.8,
+              (STILL, "carried_person"): 0.1, (STILL, "birth_person"): 0.5, (VIDEO, "min_person"): 0.2,
+              (VIDEO, "unsure_person"): 0.6, (VIDEO, "sure_person"): 0.8, (VIDEO, "birth_person"): 0.3}
+    for (preset, field), before in chosen.items():
+        assert getattr(preset, field) == pytest.approx(remap(before), abs=6e-4), field

@@ -158,17 +158,17 @@ def test_no_birth_from_a_pose_with_nothing_visible():
     assert [i for i, _ in tracker.update([post], 0.0)] == [1]
 
 
-def test_reported_box_is_the_mean_of_the_crop_box_and_the_padded_keypoint_box():
-    from posecal.tracking.pose_tracker import reported_box
+def test_fitted_box_is_the_mean_of_the_crop_box_and_the_padded_keypoint_box():
+    from posecal.inference.fitted_box import fitted_box
 
     xy = np.array([[110.0, 110], [140, 190]] + [[125, 150]] * 15)            # keypoints span 110-140 x 110-190
     p = dataclasses.replace(pose_of(xy), box=np.array([100.0, 100, 50, 100]))
     # keypoint box padded by 0.08 / 0.12 / 0.06 of its height 80: (103.6, 100.4) - (146.4, 194.8); the mean with
     # the box (100, 100) - (150, 200): (101.8, 100.2) - (148.2, 197.4)
-    assert reported_box(p, 640, 480) == pytest.approx([101.8, 100.2, 46.4, 97.2])
-    assert reported_box(p, 120, 480)[[0, 2]] == pytest.approx([101.8, 18.2])   # clipped at the frame's right edge
+    assert fitted_box(p, 640, 480) == pytest.approx([101.8, 100.2, 46.4, 97.2])
+    assert fitted_box(p, 120, 480)[[0, 2]] == pytest.approx([101.8, 18.2])   # clipped at the frame's right edge
     hidden = dataclasses.replace(p, visibility=np.where(np.arange(17) == 1, 0, 2))   # the low point: absent
-    assert reported_box(hidden, 640, 480)[3] < 97.2
+    assert fitted_box(hidden, 640, 480)[3] < 97.2
 
 
 def test_a_person_half_hidden_behind_another_for_20_frames_keeps_their_id():

@@ -76,3 +76,36 @@ def _weights_as_fp16(proto) -> None:
         casts.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT,
                                       name=init.name + "__cast"))
     with_casts(proto, kept, casts)
+
+
+def recalibrated_verifier_bytes(data: bytes, a: float, b: float, record: dict) -> bytes:
+    """A verifier graph whose p(person) is remapped as sigmoid(a * logit(p) + b): its own calibration
+    (p = sigmoid(scale * logit + shift), the two scalars before its Sigmoid) composed with the map, so that the
+    graph gives the remapped p directly; `record` is added to its metadata as "reported_calibration" (what the
+    map was fitted on and how well it did). Why: the map is fitted on the people the product reports (the event:
+    the reported box frames a person), not on the boxes the verifier was trained on (bench/person_probability.py)."""
+    onnx = require("onnx")
+    from onnx import numpy_helper
+
+    proto = onnx.load_from_string(data)
+    nodes = {o: n for n in proto.graph.node for o in n.output}
+    inits = {i.name: i for i in proto.graph.initializer}
+    sigmoid = nodes.get("p_person")
+    add = nodes.get(sigmoid.input[0]) if sigmoid is not None and sigmoid.op_type == "Sigmoid" else None
+    mul = nodes.get(next((i for i in add.input if i not in inits), "")) if add is not None else None
+    if add is None or add.op_type != "Add" or mul is None or mul.op_type != "Mul":
+        raise ValueError("not a posecal verifier graph (no calibration Mul -> Add -> Sigmoid before p_person)")
+    shift, scale = (next(inits[i] for i in n.input if i in inits) for n in (add, mul))
+    for init, value in ((scale, a * numpy_helper.to_array(scale)),
+                        (shift, a * numpy_helper.to_array(shift) + b)):
+        init.CopyFrom(numpy_helper.from_array(np.asarray(value, np.float32), init.name))
+    meta = {p.key: p for p in proto.metadata_props}
+    info = json.loads(meta[METADATA_KEY].value) if METADATA_KEY in meta else {}
+    info["reported_calibration"] = record
+    if METADATA_KEY in meta:
+        meta[METADATA_KEY].value = json.dumps(info)
+    else:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(info)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()

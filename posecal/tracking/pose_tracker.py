@@ -22,6 +22,7 @@ import numpy as np
 from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, is_video, iter_frames, unreadable_video, video_fps
 from posecal.errors import PosecalInputError
+from posecal.inference.fitted_box import fitted_box
 from posecal.inference.image_input import describe, is_path, picture_bgr
 from posecal.inference.picture import Picture
 from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, PersonPolicy
@@ -125,29 +126,6 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
     # a carried box has no detector score of its own: it is not a sure detection (the verifier judges it)
     scores = np.concatenate([det_scores, np.full(len(prop), 0.0)])
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
-
-
-BOX_PAD = (0.08, 0.12, 0.06)   # reported_box: sides, above the top keypoint, below the lowest, x the keypoints' height
-
-
-def reported_box(person, width: int, height: int) -> np.ndarray:
-    """The box a tracked person is reported with: the mean of the box their pose was estimated in (a detector's,
-    or one carried from it) and the box around the keypoints the model sees (visibility > 0; all of them when
-    fewer than 3), padded by BOX_PAD for the head's top above the eyes and the soles below the ankles, both
-    clipped to the frame. Why: the carried box keeps the detector's size and place from up to detect_every - 1
-    frames before, and a detector box is loose around a partly hidden person, while the keypoints follow the
-    person but miss the head's top and the feet; the mean fits the true box better than either (docs/tracking.md,
-    "Reported box")."""
-    xy = np.asarray(person.keypoints, float)
-    seen = np.ones(len(xy), bool) if person.visibility is None else np.asarray(person.visibility) > 0
-    xy = xy[seen] if seen.sum() >= 3 else xy
-    lo, hi = xy.min(0), xy.max(0)
-    tall = hi[1] - lo[1]
-    lo, hi = lo - [BOX_PAD[0] * tall, BOX_PAD[1] * tall], hi + [BOX_PAD[0] * tall, BOX_PAD[2] * tall]
-    box = np.asarray(person.box, float)
-    lo, hi = 0.5 * (lo + box[:2]), 0.5 * (hi + box[:2] + box[2:])
-    lo, hi = np.clip(lo, 0, [width, height]), np.clip(hi, 0, [width, height])
-    return np.r_[lo, np.maximum(hi - lo, 1.0)]
 
 
 def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = PROPAGATED_MAX_IOU) -> np.ndarray:
@@ -361,7 +339,7 @@ class PoseTracker:
         people = []
         for track_id, p in _tracked_people(frame, detections, self.predictor, self.tracker, self.fps, cfg,
                                            self.mode, clock, t, self.flow):
-            p = dataclasses.replace(p, box=reported_box(p, w, h))
+            p = dataclasses.replace(p, box=fitted_box(p, w, h))
             if self.video_calibration is not None:
                 p = self.video_calibration.apply(p)
             people.append(dataclasses.replace(p, track_id=int(track_id)))
