@@ -109,7 +109,7 @@ def test_a_box_that_two_people_fill_is_the_box_of_both_not_a_person():
     policy = PersonPolicy(group_inside=0.6)
     assert policy.keep([both, left, right], DETECTED) == [left, right]
     assert PersonPolicy().keep([both, left, right], DETECTED) == [both, left, right]      # off
-    assert VIDEO.group_inside is not None
+    assert VIDEO.group_inside == 0.6
     # its pose as trusted as one of theirs: a person with someone in front, kept
     both.pose_quality = both.scores["oks"] = 0.88
     assert len(policy.keep([both, left, right], DETECTED)) == 3
