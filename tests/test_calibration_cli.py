@@ -17,6 +17,8 @@ from posecal.data.coco import load_coco_persons
 from posecal.inference.estimator import predict_records
 from posecal.models.estimator import build_estimator
 
+from posecal.errors import PosecalInputError
+
 from conftest import make_coco
 
 BOXES = [[10, 10, 60, 100], [0, 0, 120, 160]]
@@ -59,6 +61,27 @@ def test_pack_stores_the_calibration_and_reports_cross_fitted_numbers(calibrated
 
 
 @pytest.mark.slow
+def test_pack_is_a_job_callable_without_the_cli(calibrated, tmp_path):
+    """run_pack(PackConfig) packs as the command does: the same maps from the same settings, fp16 weights, the
+    source named; a settings mistake is one line before any work (no file written)."""
+    from posecal.evaluation.pack_job import PackConfig, run_pack
+
+    out, raw, ann, img_dir, _ = calibrated
+    lines = []
+    path = run_pack(PackConfig(str(raw), str(tmp_path / "api.pt"), calibrate_on=str(ann), images=str(img_dir),
+                               threads=1, progress=False), log=lines.append)
+    _, _, meta = load_model(path)
+    assert meta["packed_from"] == str(raw) and len(lines) == 1 and "5-fold cross-fitted" in lines[0]
+    assert meta["calibration"] == load_model(out)[2]["calibration"]
+    weights = torch.load(path, weights_only=True)["state_dict"].values()
+    assert {w.dtype for w in weights if w.is_floating_point()} == {torch.float16}
+    for bad, message in ((PackConfig(str(raw), str(tmp_path / "x.pt"), calibrate_on=str(ann)), "go together"),
+                         (PackConfig(str(raw), str(tmp_path / "y.pt"), conditions=True), "--conditions")):
+        with pytest.raises(PosecalInputError, match=message):
+            run_pack(bad)
+        assert not any(tmp_path.glob(bad.out.rsplit("/", 1)[-1]))
+
+
 def test_predictor_eval_predict_and_onnx_apply_the_same_maps(calibrated, tmp_path):
     from posecal import Predictor
 

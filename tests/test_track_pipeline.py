@@ -1,4 +1,4 @@
-"""The video loop's overlapped stages (posecal/tracking/pipeline.py, tracking/job.one_ahead) and the batched pose
+"""The video loop's overlapped stages (posecal/tracking/stages.py, tracking/job.one_ahead) and the batched pose
 call they feed: order kept, errors surfaced where they arose, memory bounded, and batched crops equal to one
 crop at a time."""
 import threading
@@ -9,7 +9,7 @@ import pytest
 
 from posecal.inference.predictor import Predictor
 from posecal.tracking.job import one_ahead
-from posecal.tracking.pipeline import InOrder, Prefetch, StageClock
+from posecal.tracking.stages import InOrder, Prefetch, StageClock
 
 from conftest import write_tiny_model
 

@@ -155,48 +155,12 @@ def _posing_engine(args, command: str):
 
 
 def cmd_pack(args) -> None:
-    from posecal.models.checkpoint import load_model, save_model
-    from posecal.outputs import check_output_file
+    from posecal.evaluation.pack_job import PackConfig, run_pack
 
-    check_output_file(args.out, "OUT")
-    if bool(args.calibrate_on) != bool(args.images):
-        raise PosecalInputError("--calibrate-on and --images go together (a labelled COCO file and its images)")
-    if args.conditions and not args.calibrate_on:
-        raise PosecalInputError("--conditions calibrates over conditions made from --calibrate-on's persons: give "
-                                "--calibrate-on and --images")
-    model, cfg, meta = load_model(args.model)
-    meta = meta | {"packed_from": str(args.model)}
-    if args.calibrate_on:
-        import torch
-
-        from posecal.evaluation.calibrate_model import calibrate_model
-
-        torch.set_num_threads(_threads(args))
-        # Fitted on the fp16 weights that ship, so the maps match what users run.
-        if not args.fp32:
-            model = model.half().float()
-        if args.conditions:
-            import tempfile
-
-            from posecal.evaluation.conditions import calibrate_over_conditions
-
-            with tempfile.TemporaryDirectory(prefix="posecal-cut-") as cut_dir:
-                cal, by_condition = calibrate_over_conditions(model, cfg, args.calibrate_on, args.images, cut_dir,
-                                                              progress=not args.no_progress)
-            for name, f in by_condition.items():
-                print(f"{name}: {int(f['persons'])} persons, cross-fitted: keypoint ECE {f['keypoint_ece']:.4f}, "
-                      f"pose ECE {f['pose_ece']:.4f}, pose Pearson {f['pose_pearson']:.3f}, radius coverage "
-                      f"{f['radius_coverage']:.3f}")
-        else:
-            cal, report = calibrate_model(model, cfg, args.calibrate_on, args.images, progress=not args.no_progress)
-            before, after = report["raw"], report["cross_fitted"]
-            print(f"calibrated on {report['persons']} persons ({report['folds']}-fold cross-fitted, before -> "
-                  f"after): " + ", ".join(f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in before)
-                  + f"; radius coverage {after['radius_coverage']:.3f} (per keypoint "
-                    f"{after['radius_coverage_min']:.3f}-{after['radius_coverage_max']:.3f})")
-        meta["calibration"] = cal.to_dict()
-    save_model(model, cfg, args.out, meta=meta, half=not args.fp32, share_shipped=True)
-    print(f"wrote {args.out}")
+    out = run_pack(PackConfig(model=args.model, out=args.out, fp32=args.fp32, calibrate_on=args.calibrate_on,
+                              images=args.images, conditions=args.conditions, threads=_threads(args),
+                              progress=not args.no_progress))
+    print(f"wrote {out}")
 
 
 def cmd_predict(args) -> None:

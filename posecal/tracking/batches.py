@@ -17,7 +17,7 @@ import numpy as np
 
 from posecal.errors import PosecalInputError
 from posecal.tracking.job import TrackRun
-from posecal.tracking.pipeline import StageClock
+from posecal.tracking.stages import StageClock
 from posecal.tracking.pose_tracker import TrackConfig, check_tracking, tracking_predictor
 
 # TrackConfig's fields about a run's sources, files, terminal and stopping, not about the poses: not settings here

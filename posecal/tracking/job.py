@@ -38,7 +38,7 @@ from posecal.data.live import LiveReader, LiveSource, live_source
 from posecal.data.sources import VIDEO_SUFFIXES, Problem, collect, is_video, iter_frames, video_fps
 from posecal.records import STDOUT, RecordStream, check_results_out, frame_record, is_stream
 from posecal.tracking.cadence import LiveCadence
-from posecal.tracking.pipeline import InOrder, Prefetch, StageClock
+from posecal.tracking.stages import InOrder, Prefetch, StageClock
 from posecal.tracking.pose_tracker import PoseTracker, TrackConfig, check_tracking, tracking_predictor
 
 
@@ -141,7 +141,7 @@ def _check(cfg: TrackConfig) -> None:
 
 def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     """Track every video and live source of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose)
-    list. Stages overlap (posecal/tracking/pipeline.py): the next frame is decoded and, on detector frames, its
+    list. Stages overlap (posecal/tracking/stages.py): the next frame is decoded and, on detector frames, its
     people detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind (a
     live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
     Many videos over many cores or machines: tracking/ray_engine.py, one video per Ray actor call, each tracked by

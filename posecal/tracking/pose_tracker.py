@@ -29,7 +29,7 @@ from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, Per
 from posecal.inference.predictor import Predictor, colour_order
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.flow import FrameFlow, carried_poses
-from posecal.tracking.pipeline import StageClock
+from posecal.tracking.stages import StageClock
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
 
