@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.parallel.cores import machine_cores
+from posecal.parallel.ray_lines import quiet_ray_lines
 from posecal.parallel.shards import ShardStore, plan, shard_folder
 
 ACTOR_CPUS = 0.5          # Ray's CPU accounting per actor: a fraction, so N actors fit N cores with room to spare
@@ -83,7 +84,14 @@ def resumable(out, files: list, ray_cfg: RayConfig, fingerprint: dict, log) -> t
 def run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], shards: list[range], store: ShardStore,
              keep: Callable[[str], object], progress: bool = True, desc: str = "ray", unit: str = "file") -> None:
     """Run `rows` (each with its input `index` and its `shard`) on Ray actors; keep(text) turns a row's output into
-    what its shard holds (and says its messages); each shard is written as soon as all of its rows are in."""
+    what its shard holds (and says its messages); each shard is written as soon as all of its rows are in. Ray's
+    own log lines are kept out of posecal's output meanwhile (parallel/ray_lines.py)."""
+    with quiet_ray_lines():
+        _run_rows(ray, ray_cfg, job, rows, shards, store, keep, progress, desc, unit)
+
+
+def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], shards: list[range], store: ShardStore,
+              keep: Callable[[str], object], progress: bool, desc: str, unit: str) -> None:
     started = _start(ray, ray_cfg.address)
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1))
