@@ -18,22 +18,20 @@ labelled athlete a photo, the box around their joints grown as the verifier's tr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from detector_recall import iou  # noqa: E402
-from person_worlds import LSPET, coco_pictures  # noqa: E402
+from person_worlds import coco_pictures, lspet_pictures  # noqa: E402
 
 from posecal.inference.fitted_box import fitted_box  # noqa: E402
 from posecal.calibration.maps import fit_logistic  # noqa: E402
-from posecal.detect.verifier import SHIPPED_VERIFIER  # noqa: E402
+from posecal.detect.verifier import SHIPPED_VERIFIER, remapped  # noqa: E402
 from posecal.io import file_digest, write_json_atomic  # noqa: E402
 from posecal.metrics.calibration import binary_ece_floor, ece, reliability_bins  # noqa: E402
 
@@ -41,17 +39,6 @@ BINS = 10
 BOXES = ("det", "fit", "loose")
 # a detector box is loose when the box around the keypoints the model sees fills less than this share of it
 LOOSE = 0.5
-
-
-def lspet_pictures(limit: int):
-    d = json.loads((LSPET / "annotations/lspet.json").read_text())
-    anns = {a["image_id"]: a for a in d["annotations"]}
-    images = [im for im in d["images"] if int(im["file_name"][2:7]) % 5 == 0][: limit or None]
-    for im in images:
-        bgr, ann = cv2.imread(str(LSPET / "images" / im["file_name"])), anns.get(im["id"])
-        if bgr is not None and ann is not None:
-            x, y, w, h = ann["bbox"]
-            yield bgr, np.array([[x - 0.08 * w, y - 0.1 * h, 1.16 * w, 1.2 * h]])
 
 
 def records(predictor, pictures) -> dict[str, np.ndarray]:
@@ -92,7 +79,7 @@ def main() -> None:
     args = ap.parse_args()
     worlds = {"val even ids": lambda: ((bgr, others) for _, bgr, _, others in coco_pictures(0, args.limit)),
               "val odd ids": lambda: ((bgr, others) for _, bgr, _, others in coco_pictures(1, args.limit)),
-              "LSPET 0 mod 5": lambda: lspet_pictures(args.limit)}
+              "LSPET 0 mod 5": lambda: ((bgr, target[None]) for bgr, target in lspet_pictures(args.limit))}
     cached = dict(np.load(args.cache)) if args.cache.is_file() else {}
     key = f"{args.model}|{args.limit}|{file_digest(SHIPPED_VERIFIER)}|"   # a remapped verifier: anew
     if not all(key + w + "|p" in cached for w in worlds):
@@ -132,27 +119,23 @@ def refit(worlds: dict[str, dict], tuning: str) -> dict:
     """p(person) remapped as a * logit(p) + b, fitted on the tuning world's reported people (the event: the
     detector's box frames a labelled person), judged on every world against its floor; and the person policy's
     thresholds through the same map (the map is monotone, so the decisions stay as they were)."""
-    def logit(p):
-        p = np.clip(p, 1e-6, 1 - 1e-6)
-        return np.log(p / (1 - p))
-
     t = worlds[tuning]
-    score = fit_logistic(logit(t["p"])[:, None], t["iou_det"] >= 0.5, signs=[1])
+    p = np.clip(t["p"], 1e-6, 1 - 1e-6)
+    score = fit_logistic(np.log(p / (1 - p))[:, None], t["iou_det"] >= 0.5, signs=[1])
     a = float(score.weights[0] / score.std[0])
     b = float(score.bias - a * score.mean[0])
-    remap = lambda p: 1 / (1 + np.exp(-(a * logit(p) + b)))  # noqa: E731
     print(f"\np(person) refitted on {tuning}: logit' = {a:.3f} logit + {b:+.3f}")
     print(f"{'world':>14} {'ECE before':>11} {'after':>7} {'floor p90 after':>16} {'mean p after':>13} {'event':>6}")
     out = {"a": round(a, 4), "b": round(b, 4), "fitted_on": tuning, "worlds": {}}
     for world, r in worlds.items():
-        event, after = r["iou_det"] >= 0.5, remap(r["p"])
+        event, after = r["iou_det"] >= 0.5, remapped(r["p"], a, b)
         row = {"ece_before": round(ece(r["p"], event, BINS), 4), "ece_after": round(ece(after, event, BINS), 4),
                "floor_p90_after": round(binary_ece_floor(after, BINS)[1], 4),
                "mean_p_after": round(float(after.mean()), 4), "event_rate": round(float(event.mean()), 4)}
         out["worlds"][world] = row
         print(f"{world:>14} {row['ece_before']:11.4f} {row['ece_after']:7.4f} {row['floor_p90_after']:16.4f} "
               f"{row['mean_p_after']:13.3f} {row['event_rate']:6.3f}")
-    print("thresholds: " + ", ".join(f"{v:g} -> {remap(v):.3f}" for v in (0.1, 0.2, 0.3, 0.5, 0.6, 0.8)))
+    print("thresholds: " + ", ".join(f"{v:g} -> {remapped(v, a, b):.3f}" for v in (0.1, 0.2, 0.3, 0.5, 0.6, 0.8)))
     return out
 
 

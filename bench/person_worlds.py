@@ -107,18 +107,23 @@ def photo_figures(predictor, pictures) -> dict:
             "reported_from_unsure_boxes": unsure}
 
 
-def lspet_figures(predictor, limit: int) -> dict:
+def lspet_pictures(limit: int):
+    """LSPET photos numbered 0 mod 5 (held out everywhere): (picture, the labelled athlete's box), the box around
+    the labelled joints grown as the verifier's training grew it."""
     d = json.loads((LSPET / "annotations/lspet.json").read_text())
     anns = {a["image_id"]: a for a in d["annotations"]}
     images = [im for im in d["images"] if int(im["file_name"][2:7]) % 5 == 0][: limit or None]
-    found = second = n = unsure = 0
     for im in images:
         bgr = cv2.imread(str(LSPET / "images" / im["file_name"]))
         ann = anns.get(im["id"])
-        if bgr is None or ann is None:
-            continue
-        x, y, w, h = ann["bbox"]       # around the labelled joints: grown as the verifier's training did
-        target = np.array([x - 0.08 * w, y - 0.1 * h, 1.16 * w, 1.2 * h])
+        if bgr is not None and ann is not None:
+            x, y, w, h = ann["bbox"]
+            yield bgr, np.array([x - 0.08 * w, y - 0.1 * h, 1.16 * w, 1.2 * h])
+
+
+def lspet_figures(predictor, limit: int) -> dict:
+    found = second = n = unsure = 0
+    for bgr, target in lspet_pictures(limit):
         people = predictor(bgr).people
         n += 1
         unsure += unsure_people(predictor, bgr, people)

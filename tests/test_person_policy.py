@@ -271,7 +271,7 @@ def test_verifier_option_none_turns_it_off_and_a_missing_file_is_one_line(tmp_pa
 def test_verifier_recalibrated_gives_the_remapped_p_person(small_verifier, tmp_path):
     """recalibrated_verifier_bytes composes a * logit(p) + b with the graph's own calibration: the new graph's
     p(person) is the old one remapped, on the same boxes, and its record says so."""
-    from posecal.detect.verifier import PersonVerifier
+    from posecal.detect.verifier import PersonVerifier, remapped
     from posecal.export.verifier import recalibrated_verifier_bytes
 
     _, path = small_verifier
@@ -281,8 +281,9 @@ def test_verifier_recalibrated_gives_the_remapped_p_person(small_verifier, tmp_p
     image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     boxes = np.array([[10, 10, 60, 150], [100, 40, 80, 120], [200, 0, 100, 240]], float)
     p = before(image, boxes)
-    want = 1 / (1 + np.exp(-(0.6 * np.log(p / (1 - p)) + 0.1)))
+    want = 1 / (1 + np.exp(-(0.6 * np.log(p / (1 - p)) + 0.1)))              # the map by hand
     np.testing.assert_allclose(after(image, boxes), want, atol=1e-5)
+    np.testing.assert_allclose(remapped(p, 0.6, 0.1), want, atol=1e-9)
     with pytest.raises(ValueError, match="not a posecal verifier graph"):
         recalibrated_verifier_bytes(path.read_bytes().replace(b"p_person", b"q_person"), 1, 0, {})
 
@@ -291,16 +292,13 @@ def test_the_policy_thresholds_are_the_chosen_ones_through_the_shipped_verifiers
     """The shipped verifier's p(person) is remapped to the people the product reports (issue 63); every p(person)
     threshold of the presets is the number chosen on the scale before, moved through that map (so the same boxes
     are kept)."""
-    from posecal.detect.verifier import SHIPPED_VERIFIER, PersonVerifier
+    from posecal.detect.verifier import SHIPPED_VERIFIER, PersonVerifier, remapped
 
     if not SHIPPED_VERIFIER.is_file():
         pytest.skip("no shipped verifier in this tree")
     record = PersonVerifier(SHIPPED_VERIFIER, threads=1).info["reported_calibration"]
-
-    def remap(p):
-        return 1 / (1 + np.exp(-(record["a"] * np.log(p / (1 - p)) + record["b"])))
     chosen = {(STILL, "min_person"): 0.2, (STILL, "unsure_person"): 0.6, (STILL, "sure_person"): 0.8,
               (STILL, "carried_person"): 0.1, (STILL, "birth_person"): 0.5, (VIDEO, "min_person"): 0.2,
               (VIDEO, "unsure_person"): 0.6, (VIDEO, "sure_person"): 0.8, (VIDEO, "birth_person"): 0.3}
     for (preset, field), before in chosen.items():
-        assert getattr(preset, field) == pytest.approx(remap(before), abs=6e-4), field
+        assert getattr(preset, field) == pytest.approx(remapped(before, record["a"], record["b"]), abs=6e-4), field

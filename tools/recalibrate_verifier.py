@@ -14,11 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from posecal.detect.verifier import SHIPPED_VERIFIER, PersonVerifier  # noqa: E402
+from posecal.detect.verifier import SHIPPED_VERIFIER, PersonVerifier, remapped  # noqa: E402
 from posecal.export.verifier import recalibrated_verifier_bytes  # noqa: E402
 from posecal.io import write_bytes_atomic  # noqa: E402
 
@@ -38,10 +36,8 @@ def main() -> None:
               "command": report["command"], "worlds": refit["worlds"]}
     write_bytes_atomic(args.graph, recalibrated_verifier_bytes(args.graph.read_bytes(), a, b, record))
     print(f"{args.graph}: p(person) remapped, logit' = {a:.4f} logit + {b:+.4f}")
-
-    def remap(p):
-        return 1 / (1 + np.exp(-(a * np.log(p / (1 - p)) + b)))
-    print("person policy thresholds: " + ", ".join(f"{v:g} -> {remap(v):.3f}" for v in (0.1, 0.2, 0.3, 0.5, 0.6, 0.8)))
+    print("person policy thresholds: " + ", ".join(f"{v:g} -> {remapped(v, a, b):.3f}"
+                                                   for v in (0.1, 0.2, 0.3, 0.5, 0.6, 0.8)))
 
 
 if __name__ == "__main__":

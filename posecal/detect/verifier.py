@@ -109,3 +109,10 @@ def open_verifier(spec, threads: int = 2) -> PersonVerifier | None:
     if str(spec) == "default":
         return PersonVerifier(SHIPPED_VERIFIER, threads) if SHIPPED_VERIFIER.is_file() else None
     return PersonVerifier(spec, threads)
+
+
+def remapped(p, a: float, b: float) -> np.ndarray:
+    """p(person) moved through the map logit' = a * logit(p) + b (what tools/recalibrate_verifier.py folds into the
+    graph, and what the person policy's thresholds were moved through)."""
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return 1 / (1 + np.exp(-(a * np.log(p / (1 - p)) + b)))
