@@ -43,6 +43,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,7 +51,11 @@ from posecal.audit.estimates import Estimates  # noqa: E402
 from posecal.audit.findings import AuditThresholds, find_label_errors  # noqa: E402
 from posecal.audit.gallery import write_gallery  # noqa: E402
 from posecal.audit.job import AuditConfig, annotation_labels, estimate_with_model, read_annotations  # noqa: E402
-from posecal.evaluation.evidence import heatmap_values  # noqa: E402
+from posecal.data.crops import crops_to_batch, input_to_heatmap  # noqa: E402
+from posecal.data.images import read_image  # noqa: E402
+from posecal.data.transforms import apply_affine, person_crop_matrix, warp  # noqa: E402
+from posecal.inference.opener import open_model  # noqa: E402
+from posecal.models.outputs import HEATMAP_OUTPUT  # noqa: E402
 from posecal.skeleton import FLIP_PAIRS, flip_permutation  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops"
@@ -139,6 +144,42 @@ def precision_at_k(scores, keys, planted: set) -> float:
     return sum(keys[i] in planted for i in order) / len(planted)
 
 
+def baseline_cache(cache: Path) -> Path:
+    """Where the baseline's raw heatmaps are kept beside the audit's estimates."""
+    return cache.with_name(cache.stem + "_heatmaps.npz")
+
+
+def raw_heatmaps(model, image_paths, boxes, threads: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline's input: the model's flip-merged heatmaps (N, K, h, w) of every person's crop, made as the
+    estimator makes it (person_crop_matrix of the box, upright), and the crops' (N, 2, 3) image -> input
+    matrices. Only this bench reads raw heatmaps, so the estimator never carries them."""
+    opened = open_model(model, "onnx", True, threads)
+    input_wh = tuple(opened.config.input_wh)
+    images: dict[str, np.ndarray] = {}
+    maps, matrices = [], []
+    for start in range(0, len(boxes), batch):
+        crops = []
+        for path, box in zip(image_paths[start:start + batch], boxes[start:start + batch]):
+            if str(path) not in images:
+                images = {str(path): read_image(str(path))}   # records come picture by picture: keep one
+            m = person_crop_matrix(np.asarray(box, np.float64), input_wh)
+            crops.append(warp(images[str(path)], m, input_wh))
+            matrices.append(m)
+        maps.append(opened.runner.outputs(crops_to_batch(crops), opened.flip)[HEATMAP_OUTPUT].astype(np.float32))
+    return np.concatenate(maps), np.stack(matrices)
+
+
+def heatmap_values(heatmaps, matrices, points) -> np.ndarray:
+    """(N, K, h, w) heatmaps of crops made with (N, 2, 3) image -> input matrices, read at (N, K, 2) image
+    points: bilinear, 0 outside the heatmap."""
+    hm = np.asarray(heatmaps, np.float64)
+    n, k = hm.shape[:2]
+    xy = input_to_heatmap(np.stack([apply_affine(p, m) for p, m in zip(np.asarray(points, np.float64), matrices)]))
+    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    coords = np.stack([ni.ravel(), ki.ravel(), xy[..., 1].ravel(), xy[..., 0].ravel()])
+    return map_coordinates(hm, coords, order=1, mode="constant", cval=0.0).reshape(n, k)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="fast", help="accurate, fast or a model file (default: fast)")
@@ -155,23 +196,25 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     cache = Path(args.cache or f"/tmp/posecal_audit_{Path(str(args.model)).stem}.npz")
     t0 = time.time()
-    if cache.is_file():
+    if cache.is_file() and baseline_cache(cache).is_file():
         est = Estimates.load(cache)
         print(f"estimates from {cache} (delete it to run the model again)")
     else:
         est = estimate_with_model(AuditConfig(annotations=args.annotations, out="", images=args.images,
-                                              model=args.model, threads=args.threads), keep_heatmaps=True)
-        est.heatmaps = est.heatmaps.astype(np.float16)   # the raw heatmaps stay cached for the baseline
+                                              model=args.model, threads=args.threads))
+        heatmaps, matrices = raw_heatmaps(args.model, est.image_paths, est.boxes, args.threads)
         est.save(cache)
+        np.savez_compressed(baseline_cache(cache), heatmaps=heatmaps.astype(np.float16), matrices=matrices)
     clean, area = annotation_labels(data, est.annotation_ids, args.annotations)
     sizes = [sizes_of[image_of[int(a)]] for a in est.annotation_ids]
     perm = flip_permutation()
     planted = {kind: plant(clean, est.boxes, sizes, kind, rng) for kind in KINDS}
-    hm = est.heatmaps.astype(np.float32)
+    with np.load(baseline_cache(cache)) as z:   # the raw heatmaps, kept (float16) for the baseline
+        hm, matrices = z["heatmaps"].astype(np.float32), z["matrices"]
     base = {"peak": hm.reshape(*hm.shape[:2], -1).max(-1)}
     for kind, (labels, _) in planted.items():   # the baseline's readings of the raw heatmaps, per label set
-        base[f"at_label_{kind}"] = heatmap_values(hm, est.matrices, labels[..., :2])
-        base[f"at_mirror_{kind}"] = heatmap_values(hm, est.matrices, labels[:, perm, :2])
+        base[f"at_label_{kind}"] = heatmap_values(hm, matrices, labels[..., :2])
+        base[f"at_mirror_{kind}"] = heatmap_values(hm, matrices, labels[:, perm, :2])
     print(f"{len(est.annotation_ids)} persons, model {args.model}, estimates in {time.time() - t0:.0f}s, "
           f"seed {args.seed}, radius coverage {est.radius_coverage}")
     print(f"{'kind':<11}{'planted':>8}{'P@k audit':>11}{'P@k base':>10}{'findings':>10}{'recall':>8}{'precision':>10}"

@@ -1,5 +1,5 @@
 """posecal's own evidence as calibrator inputs (`posecal calibrate fit|apply --images`): the trust model's
-ratings of an estimator's keypoints, values read off a heatmap with a known peak, the combining logistic score,
+ratings of an estimator's keypoints, the combining logistic score,
 and fit -> file -> apply end to end on a tiny set."""
 import json
 
@@ -7,36 +7,11 @@ import numpy as np
 import pytest
 
 from posecal.evaluation.calibrate_results import ResultsCalibrator
-from posecal.evaluation.evidence import EVIDENCE_INPUTS, PosecalEvidence, heatmap_values
+from posecal.evaluation.evidence import EVIDENCE_INPUTS, PosecalEvidence
 from posecal.calibration.maps import LogisticScore, fit_logistic
 from posecal.cli.main import main
 
 from conftest import make_coco
-
-# image -> input-crop matrix: input = 0.5 * image + (10, 0)
-MATRIX = np.array([[0.5, 0.0, 10.0], [0.0, 0.5, 0.0]])
-
-
-def _gaussian_heatmaps(peak_xy=(4, 5), h=12, w=9, sigma=1.0):
-    """(1, 2, h, w): keypoint 0 a unit Gaussian at peak_xy (heatmap pixels), keypoint 1 all zero."""
-    ys, xs = np.mgrid[0:h, 0:w]
-    g = np.exp(-((xs - peak_xy[0]) ** 2 + (ys - peak_xy[1]) ** 2) / (2 * sigma ** 2))
-    return np.stack([g, np.zeros_like(g)])[None]
-
-
-def test_heatmap_value_at_a_point_by_hand():
-    hm = _gaussian_heatmaps()
-    # heatmap (4, 5) -> input ((4 + .5) * 4 - .5, (5 + .5) * 4 - .5) = (17.5, 21.5) -> image (15, 43)
-    # heatmap (4.5, 5) -> input (19.5, 21.5) -> image (19, 43): halfway to the next cell, bilinear
-    points = np.array([[[15.0, 43.0], [19.0, 43.0]]])
-    values = heatmap_values(hm, MATRIX[None], points)
-    assert values[0, 0] == pytest.approx(1.0)
-    assert values[0, 1] == 0.0                                          # keypoint 1's heatmap is empty
-    values = heatmap_values(hm, MATRIX[None], np.array([[[19.0, 43.0], [15.0, 43.0]]]))
-    assert values[0, 0] == pytest.approx((1 + np.exp(-0.5)) / 2)       # (g(4,5) + g(5,5)) / 2
-    far = heatmap_values(hm, MATRIX[None], np.array([[[-500.0, 43.0], [15.0, 43.0]]]))
-    assert far[0, 0] == 0.0                                             # outside the heatmap
-
 
 def test_trust_evidence_rates_true_keypoints_above_displaced_ones(real_person):
     """The shipped trust model, on a real labelled person: the labels' own keypoints get a higher keypoint

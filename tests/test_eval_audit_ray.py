@@ -102,7 +102,7 @@ def test_ray_options_belong_to_the_ray_engine_and_results_are_read_here(tmp_path
 
 def one_and_ray(tmp_path, command: str, pictures: int, written: tuple[str, ...]) -> None:
     """`command` on a drawn labelled set in one process and through Ray with 2 workers: the same files written
-    (seconds aside), and the shards gathered, then removed."""
+    (seconds aside), and the parts gathered, then removed."""
     ann, img_dir = make_coco(tmp_path / "data", n_images=pictures)
     args = ["--annotations", str(ann), "--images", str(img_dir), "--model", "fast", "--threads", "1", "--no-progress"]
     assert main([command, *args, "--out", str(tmp_path / "one")]) == 0
@@ -113,7 +113,7 @@ def one_and_ray(tmp_path, command: str, pictures: int, written: tuple[str, ...])
         if isinstance(one, dict):
             assert one.pop("seconds") >= 0 and got.pop("seconds") >= 0
         same_numbers(got, one, name)
-    assert not list((tmp_path / "ray").glob(".*.shards"))
+    assert not list((tmp_path / "ray").glob(".*.parts"))
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """`posecal predict --engine ray` (posecal/predict/ray_engine.py), its map_batches class (posecal/predict/batches.py)
-and the shard store under it (posecal/parallel/shards.py).
+and the part store under it (posecal/parallel/parts.py).
 
-The shard store, PoseBatches and the refusals run without Ray. The runs through Ray share one local Ray started
+The part store, PoseBatches, Ray's resource shares and the refusals run without Ray. The runs through Ray share one local Ray started
 with 2 CPUs (the machine CI has), and are slow (Ray starts in 5-20 s): the same results as one process, a worker
 killed mid-run, a run that stops and is started again, one bad picture among good ones. They skip without Ray."""
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 
 from conftest import COCO_CROPS, STANDING, cli_error, write_walking_video
 from posecal.errors import PosecalInputError
-from posecal.parallel.shards import ShardStore, plan, shard_folder
+from posecal.parallel.parts import PartStore, part_folder, write_part
+from posecal.parallel.ray_rows import ERROR, PartWriter, actor_resources
 
 try:
     import ray  # noqa: F401
@@ -54,31 +55,65 @@ def same_results(a: list[dict], b: list[dict]) -> None:
         np.testing.assert_allclose(x["keypoint_quality"], y["keypoint_quality"], atol=1e-5)
 
 
-# ---- the shard store: no Ray ----
+# ---- the part store and the part writer: no Ray ----
 
-def test_plan_cuts_every_item_into_exactly_one_shard():
-    shards = plan(10, 4)
-    assert [list(s) for s in shards] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert plan(0, 4) == []
-    with pytest.raises(ValueError):
-        plan(3, 0)
-
-
-def test_shards_are_whole_resumable_and_refuse_another_run(tmp_path):
-    folder = shard_folder(tmp_path / "poses.json")
-    assert folder == tmp_path / ".poses.json.shards"
-    store = ShardStore(folder, {"inputs": ["a", "b"], "n": (1, 2)})
+def test_parts_are_whole_resumable_and_refuse_another_run(tmp_path):
+    folder = part_folder(tmp_path / "poses.json")
+    assert folder == tmp_path / ".poses.json.parts"
+    store = PartStore(folder, {"inputs": ["a", "b", "c"], "n": (1, 2)})
     assert store.done() == set()
-    store.write(1, [{"index": 2, "records": []}, {"index": 3, "records": [{"x": 1}]}])
+    write_part(folder, 1, json.dumps([{"x": 1}]))
     assert not list(folder.glob("*.tmp")) and store.done() == {1}
-    again = ShardStore(folder, {"inputs": ["a", "b"], "n": [1, 2]})   # the same run started again
-    assert again.done() == {1} and again.read(1)[1] == {"index": 3, "records": [{"x": 1}]}
-    with pytest.raises(PosecalInputError, match="shard missing; run again"):
-        list(again.records(2))
-    with pytest.raises(PosecalInputError, match="holds the shards of another run"):
-        ShardStore(folder, {"inputs": ["a", "c"]})
+    again = PartStore(folder, {"inputs": ["a", "b", "c"], "n": [1, 2]})   # the same run started again
+    assert again.done() == {1} and again.read(1) == [{"x": 1}]
+    with pytest.raises(PosecalInputError, match="part missing; run again"):
+        list(again.parts(3))
+    with pytest.raises(PosecalInputError, match="holds the parts of another run"):
+        PartStore(folder, {"inputs": ["a", "c"]})
     again.remove()
     assert not folder.exists()
+
+
+class _Doubles:
+    """A map_batches class for the writer's tests: each row's part is its number doubled; refuses n = 13."""
+    opened = 0
+
+    def __init__(self, factor: int = 2):
+        if factor < 1:
+            raise PosecalInputError("factor must be >= 1")
+        self.factor = factor
+
+    def __call__(self, batch):
+        if 13 in batch["n"]:
+            raise PosecalInputError("13: refused")
+        return dict(batch) | {"out": np.array([json.dumps(int(n) * self.factor) for n in batch["n"]], dtype=object)}
+
+
+def test_the_part_writer_writes_each_units_part_and_says_a_refusal_as_its_rows_error(tmp_path):
+    writer = PartWriter(_Doubles, {"factor": 3}, "out", str(tmp_path))
+    got = writer({"index": np.array([4, 7]), "n": np.array([1, 5])})
+    assert got["index"].tolist() == [4, 7] and got[ERROR].tolist() == ["", ""]
+    assert set(got) == {"index", ERROR}   # the results stay with the worker: only the row's index goes back
+    assert [json.loads(p.read_text()) for p in sorted(tmp_path.glob("part_*.json"))] == [3, 15]
+    assert sorted(p.name for p in tmp_path.glob("part_*.json")) == ["part_000004.json", "part_000007.json"]
+    refused = writer({"index": np.array([8]), "n": np.array([13])})
+    assert refused[ERROR].tolist() == ["13: refused"] and not (tmp_path / "part_000008.json").exists()
+    bad_settings = PartWriter(_Doubles, {"factor": 0}, "out", str(tmp_path))   # the mapper refuses to open
+    assert bad_settings({"index": np.array([9]), "n": np.array([1])})[ERROR].tolist() == ["factor must be >= 1"]
+
+
+def test_actor_resources_fit_the_cluster():
+    # 2 CPUs, default workers: one per CPU, one thread and one CPU each
+    assert actor_resources(2, 0, None, None, False) == (2, 1, {"num_cpus": 1.0})
+    # 8 CPUs, 2 workers: 4 threads each, asking for 4 CPUs each
+    assert actor_resources(8, 0, 2, None, False) == (2, 4, {"num_cpus": 4.0})
+    # more workers than CPUs: each asks for its share, so the pool still fits
+    assert actor_resources(2, 0, 4, None, False) == (4, 1, {"num_cpus": 0.5})
+    # threads asked for beyond the share: the request stays the share
+    assert actor_resources(4, 0, 2, 8, False) == (2, 8, {"num_cpus": 2.0})
+    # a GPU job shares the GPUs among its workers; a CPU job asks for none
+    assert actor_resources(8, 1, 4, None, True)[2] == {"num_cpus": 2.0, "num_gpus": 0.25}
+    assert "num_gpus" not in actor_resources(8, 1, 4, None, False)[2]
 
 
 # ---- the map_batches class: no Ray ----
@@ -168,13 +203,13 @@ def local_ray():
         ray.shutdown()
 
 
-def ray_predict(inputs, out: Path, poser=None, workers: int = 2, shard_files: int = 2, **settings):
+def ray_predict(inputs, out: Path, poser=None, workers: int = 2, **settings):
     from posecal.predict.job import PredictConfig
     from posecal.predict.ray_engine import RayConfig, run_predict_ray
 
     cfg = PredictConfig(inputs=[str(p) for p in inputs], out=str(out), progress=False, **(SETTINGS | settings))
     lines = []
-    summary = run_predict_ray(cfg, RayConfig(workers=workers, shard_files=shard_files),
+    summary = run_predict_ray(cfg, RayConfig(workers=workers),
                               **({"poser": poser} if poser else {}), log=lines.append)
     return summary, lines
 
@@ -191,7 +226,7 @@ def test_ray_gives_what_one_process_gives_and_says_the_bad_picture(tmp_path, loc
     assert [line for line in lines if "fig_bad.jpg" in line] == [f"{folder / 'fig_bad.jpg'}: cannot decode image "
                                                                 "(corrupt, unsupported format, or over OpenCV's "
                                                                 "1,073,741,824-pixel limit)"]
-    assert not shard_folder(tmp_path / "ray.json").exists()   # merged, then removed
+    assert not part_folder(tmp_path / "ray.json").exists()   # merged, then removed
     # JSON Lines: the records one process streams
     assert run_cli_quiet(folder, tmp_path / "one.jsonl") == 0
     ray_predict([folder], tmp_path / "ray.jsonl")
@@ -230,9 +265,9 @@ def test_a_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path, local_ray):
 
 
 @pytest.mark.slow
-def test_a_stopped_run_resumes_from_its_finished_shards(tmp_path, local_ray):
-    """A run that fails on one picture keeps the shards it finished; started again (the picture mended), it poses
-    only the files of the shards not yet written, and the merged results are one process's."""
+def test_a_stopped_run_resumes_from_its_finished_parts(tmp_path, local_ray):
+    """A run that fails on one picture keeps the parts its workers finished; started again (the picture mended),
+    it poses only the files without a part, and the merged results are one process's."""
     from posecal.predict.batches import PoseBatches
 
     seen = tmp_path / "seen.txt"
@@ -240,10 +275,7 @@ def test_a_stopped_run_resumes_from_its_finished_shards(tmp_path, local_ray):
     class Fails(PoseBatches):
         def __call__(self, batch):
             if any(Path(str(p)).name == "fig_05.png" for p in batch["path"]):
-                import time
-
-                time.sleep(2)   # the one actor's earlier batch (files 0-3), if any, is mostly in the driver's shards
-                raise PosecalInputError("fig_05.png: refused for the test")   # by then (not on a loaded machine)
+                raise PosecalInputError("fig_05.png: refused for the test")
             return super().__call__(batch)
 
     class Counts(PoseBatches):
@@ -257,16 +289,16 @@ def test_a_stopped_run_resumes_from_its_finished_shards(tmp_path, local_ray):
     folder = figures(tmp_path / "in", 8, bad=False)
     out = tmp_path / "ray.json"
     with pytest.raises(PosecalInputError, match="fig_05.png: refused for the test"):
-        ray_predict([folder], out, poser=Fails, workers=1, shard_files=2)
-    store = shard_folder(out)
-    finished = {int(p.stem.split("_")[1]) for p in store.glob("shard_*.jsonl")}
-    # fig_05 is in shard 2 (files 4, 5): never done. Which others are done depends on how Ray cut and timed the
-    # batches (usually shards 0 and 1, the earlier batch); the resumed run must redo exactly the rest
-    assert not out.exists() and 2 not in finished and finished <= {0, 1, 3}
-    summary, lines = ray_predict([folder], out, poser=Counts, workers=1, shard_files=2)
+        ray_predict([folder], out, poser=Fails, workers=1)
+    store = part_folder(out)
+    finished = {int(p.stem.split("_")[1]) for p in store.glob("part_*.json")}
+    # fig_05's batch (files 4-7, four files a call) is refused whole; whether files 0-3 were done first depends on
+    # how Ray ordered the two batches: the resumed run must redo exactly the rest
+    assert not out.exists() and not finished & {4, 5, 6, 7} and finished <= {0, 1, 2, 3}
+    summary, lines = ray_predict([folder], out, poser=Counts, workers=1)
     redone = set(seen.read_text().split())
-    assert redone == {f"fig_{i:02d}.png" for s in set(range(4)) - finished for i in (2 * s, 2 * s + 1)}
-    assert (f"resuming: {len(finished)} of 4 shard(s) already done in {store}" in lines) == bool(finished)
+    assert redone == {f"fig_{i:02d}.png" for i in set(range(8)) - finished}
+    assert (f"resuming: {len(finished)} of 8 unit(s) already done in {store}" in lines) == bool(finished)
     one = tmp_path / "one.json"
     assert run_cli_quiet(folder, one) == 0 and summary.frames == 8
     same_results(json.loads(out.read_text()), json.loads(one.read_text()))

@@ -1,6 +1,6 @@
 """A resumable run's fingerprint holds posecal's version and the digests of the weights it opens
 (posecal/inference/run_identity.py): a resume after the model file changed is refused in one line that says so,
-never merged with the earlier shards. No Ray needed: the fingerprints and the shard store are plain functions."""
+never merged with the earlier parts. No Ray needed: the fingerprints and the part store are plain functions."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ from posecal._version import __version__
 from posecal.errors import PosecalInputError
 from posecal.inference.run_identity import run_identity, weight_files, weights_digest
 from posecal.models.shipped import SHIPPED_MODELS
-from posecal.parallel.shards import ShardStore, shard_folder
+from posecal.parallel.parts import PartStore, part_folder, write_part
 from posecal.predict.job import PredictConfig
 from posecal.predict.ray_engine import fingerprint
 
@@ -59,15 +59,15 @@ def test_a_resume_after_the_model_file_changed_is_refused(tmp_path):
     out = tmp_path / "poses.json"
     cfg = PredictConfig(inputs=[str(picture)], out=str(out), model=str(model))
     files = [(picture, picture.name)]
-    first = fingerprint(cfg, files, 4)
-    store = ShardStore(shard_folder(out), first)
-    store.write(0, [{"index": 0, "records": []}])
-    assert ShardStore(shard_folder(out), fingerprint(cfg, files, 4)).done() == {0}   # same weights: resumes
+    first = fingerprint(cfg, files)
+    store = PartStore(part_folder(out), first)
+    write_part(store.folder, 0, "[]")
+    assert PartStore(part_folder(out), fingerprint(cfg, files)).done() == {0}   # same weights: resumes
     with model.open("ab") as f:   # the model file replaced between the run and its resume
         f.write(b"\0")
-    with pytest.raises(PosecalInputError, match=r"holds the shards of another run \(other model weights\)"):
-        ShardStore(shard_folder(out), fingerprint(cfg, files, 4))
-    older = shard_folder(out).with_name(".older.shards")   # a folder written by another posecal version
-    ShardStore(older, first | {"identity": first["identity"] | {"posecal": "0.0"}})
+    with pytest.raises(PosecalInputError, match=r"holds the parts of another run \(other model weights\)"):
+        PartStore(part_folder(out), fingerprint(cfg, files))
+    older = part_folder(out).with_name(".older.parts")   # a folder written by another posecal version
+    PartStore(older, first | {"identity": first["identity"] | {"posecal": "0.0"}})
     with pytest.raises(PosecalInputError, match=rf"posecal 0\.0 then {__version__}"):
-        ShardStore(older, first)
+        PartStore(older, first)

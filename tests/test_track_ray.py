@@ -1,5 +1,5 @@
 """`posecal track --engine ray` (posecal/tracking/ray_engine.py): one video per Ray actor call, each tracked by
-`posecal track`'s own run (tracking/batches.py), merged with one process's track ids (tracking/shards.py).
+`posecal track`'s own run (tracking/batches.py), merged with one process's track ids (tracking/track_ids.py).
 
 The id merge, the actor class and the refusals run without Ray; the run through Ray (slow) shares the local Ray
 with 2 CPUs of tests/test_ray_engine.py and skips without Ray."""
@@ -14,8 +14,8 @@ import pytest
 
 from conftest import cli_error, run_cli, write_walking_video
 from posecal.errors import PosecalInputError
-from posecal.parallel.shards import shard_folder
-from posecal.tracking.shards import merged_tracks
+from posecal.parallel.parts import part_folder
+from posecal.tracking.track_ids import merged_tracks
 from test_ray_engine import local_ray, needs_ray  # noqa: F401  (the module's one local Ray, 2 CPUs)
 
 # the untrained tiny model's poses are doubtful (the person rule calls them nobody): track them anyway
@@ -144,7 +144,7 @@ def test_a_live_source_is_tracked_by_one_process(tmp_path, capsys):
 @pytest.mark.slow
 def test_track_through_ray_gives_one_process_results_and_overlays(tiny_model, tmp_path, local_ray, capsys):  # noqa: F811
     """Three clips and a broken file, two workers: the same results file as one process (track ids going on
-    from video to video), the broken file said once, each clip's overlay video whole, the shards gone."""
+    from video to video), the broken file said once, each clip's overlay video whole, the parts gone."""
     folder = clips(tmp_path / "in")
     common = ["track", folder, "--model", tiny_model, *TINY]
     rc, _, _ = run_cli(capsys, *common, "--threads", "1", "--out", tmp_path / "one.json", "--render", tmp_path / "one")
@@ -160,4 +160,4 @@ def test_track_through_ray_gives_one_process_results_and_overlays(tiny_model, tm
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == ["walk0.mp4", "walk1.mp4", "walk2.mp4"]
     for i in range(3):
         assert frame_count(tmp_path / "ray" / f"walk{i}.mp4") == frame_count(tmp_path / "one" / f"walk{i}.mp4") == 4 + i
-    assert not shard_folder(tmp_path / "ray.json").exists()
+    assert not part_folder(tmp_path / "ray.json").exists()

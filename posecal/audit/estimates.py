@@ -36,8 +36,6 @@ class Estimates:
     pose_quality: np.ndarray       # (N,) expected OKS
     radius_coverage: float
     heatmap_scores: np.ndarray | None = None   # (N, K) raw heatmap peaks (model path only)
-    heatmaps: np.ndarray | None = None         # (N, K, h, w) and the crops' (N, 2, 3) image -> input matrices,
-    matrices: np.ndarray | None = None         # only when asked for (to read the raw heatmaps at the labels)
 
     def save(self, path) -> None:
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -58,8 +56,7 @@ def from_predictions(pred: Predictions, coverage: float) -> Estimates:
                                 "(the shipped models have them)")
     return Estimates(np.array([r.ann_id for r in pred.records]), np.array([r.image_path for r in pred.records]),
                      np.array([r.bbox for r in pred.records], np.float64).reshape(-1, 4), pred.keypoints,
-                     pred.visibility_probs, pred.keypoint_radius, pred.oks, coverage, pred.heatmap_scores,
-                     pred.heatmaps, pred.matrices)
+                     pred.visibility_probs, pred.keypoint_radius, pred.oks, coverage, pred.heatmap_scores)
 
 
 def from_result_set(res: ResultSet, annotations, images=None, source: str = "results",

@@ -72,9 +72,8 @@ def annotation_labels(data: dict, annotation_ids, source) -> tuple[np.ndarray, n
     return np.array(labels).reshape(-1, NUM_KEYPOINTS, 3), np.array(areas)
 
 
-def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estimates:
-    """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each);
-    keep_heatmaps (GT boxes only): with the raw heatmaps and crop matrices."""
+def estimate_with_model(cfg: AuditConfig) -> Estimates:
+    """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each)."""
     # a shipped model with graphs runs its packaged graph; a .pt file in PyTorch (no export for a one-off audit);
     # an exported .onnx file in onnxruntime
     backend = "onnx" if packaged_graph(cfg.model, True, cfg.device) is not None else "torch"
@@ -89,12 +88,12 @@ def estimate_with_model(cfg: AuditConfig, keep_heatmaps: bool = False) -> Estima
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
     if cfg.engine is not None:   # the same posing on Ray actors that each open the model once
         posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size,
-                              keep_heatmaps=keep_heatmaps, device=cfg.device)
+                              device=cfg.device)
         pred = predict_records_ray(records, posing, calibration, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
     else:
         # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
         pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                               progress=cfg.progress, calibration=calibration, keep_heatmaps=keep_heatmaps,
+                               progress=cfg.progress, calibration=calibration,
                                threads=cfg.threads)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")

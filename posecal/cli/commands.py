@@ -110,16 +110,16 @@ def _threads(args) -> int | None:
     return default_threads()
 
 
-def _ray_config(args, shard_files: int | None = None):
-    """--engine ray's RayConfig (--address, --workers; shard_files: inputs per shard, None: ray_rows' default), or
-    None for --engine process, where --address and --workers are refused."""
+def _ray_config(args):
+    """--engine ray's RayConfig (--address, --workers), or None for --engine process, where --address and
+    --workers are refused."""
     if args.engine != "ray":
         if args.address or args.workers:
             raise PosecalInputError("--address and --workers are --engine ray's options")
         return None
     from posecal.parallel.ray_rows import RayConfig
 
-    return RayConfig(args.address, args.workers, **({"shard_files": shard_files} if shard_files else {}))
+    return RayConfig(args.address, args.workers)
 
 
 def _engine(args, run, command: str):
@@ -131,9 +131,9 @@ def _engine(args, run, command: str):
     from functools import partial
 
     if command == "track":
-        from posecal.tracking.ray_engine import SHARD_VIDEOS, run_track_ray
+        from posecal.tracking.ray_engine import run_track_ray
 
-        return partial(run_track_ray, ray_cfg=_ray_config(args, SHARD_VIDEOS))
+        return partial(run_track_ray, ray_cfg=_ray_config(args))
     from posecal.predict.ray_engine import run_predict_ray
 
     return partial(run_predict_ray, ray_cfg=_ray_config(args))
@@ -147,11 +147,10 @@ def _posing_engine(args, command: str):
                                 "results file in this process: leave out --engine ray")
     if args.engine != "ray":
         return _ray_config(args)   # None, --address and --workers refused
-    from posecal.inference.ray_records import SHARD_PICTURES
     from posecal.parallel.ray_rows import import_ray
 
     import_ray()   # without Ray: one line before any input is read or model opened
-    return _ray_config(args, SHARD_PICTURES)
+    return _ray_config(args)
 
 
 def cmd_pack(args) -> None:

@@ -88,8 +88,9 @@ def _engine_options(p, what: str) -> None:
     """--engine, --address and --workers (predict, track, eval, audit); `what`: the work one Ray actor call does."""
     p.add_argument("--engine", choices=("process", "ray"), default="process",
                    help=f"process: this process; ray: Ray Data actors, each holding the model, {what}, on a local "
-                        "Ray or the cluster at --address, results kept in shards as they come (a run started again "
-                        "resumes) then written as one file; needs pip install 'posecal[ray]' (default: process)")
+                        "Ray or the cluster at --address, each unit's results written by its worker as it is done (a "
+                        "run started again resumes) then merged into one file; needs pip install 'posecal[ray]' "
+                        "(default: process)")
     p.add_argument("--address", help="--engine ray: the Ray cluster to run on, e.g. ray://head:10001 or auto "
                                      "(default: a local Ray started for the run)")
     p.add_argument("--workers", type=POSITIVE_INT,

@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from posecal.data.coco import read_image
-from posecal.data.crops import crops_to_batch, input_to_heatmap
+from posecal.data.crops import crops_to_batch
 from posecal.data.transforms import apply_affine, person_crop_matrix, warp
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.io import file_digest
@@ -38,17 +37,6 @@ class Evidence:
 
     def take(self, idx) -> "Evidence":
         return Evidence(self.keypoint_quality[idx], self.visibility_probs[idx], self.pose_quality[idx])
-
-
-def heatmap_values(heatmaps, matrices, points) -> np.ndarray:
-    """(N, K, h, w) heatmaps of crops made with (N, 2, 3) image -> input matrices, read at (N, K, 2) image
-    points: bilinear, 0 outside the heatmap."""
-    hm = np.asarray(heatmaps, np.float64)
-    n, k = hm.shape[:2]
-    xy = input_to_heatmap(np.stack([apply_affine(p, m) for p, m in zip(np.asarray(points, np.float64), matrices)]))
-    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-    coords = np.stack([ni.ravel(), ki.ravel(), xy[..., 1].ravel(), xy[..., 0].ravel()])
-    return map_coordinates(hm, coords, order=1, mode="constant", cval=0.0).reshape(n, k)
 
 
 def model_fingerprint(path) -> str:

@@ -130,19 +130,19 @@ class Estimator:
         that is the pipeline's step after this one)."""
         return self._estimate(prepared)[0]
 
-    def _estimate(self, prepared, keep_heatmaps: bool = False) -> tuple[list[list[PersonPose]], dict]:
-        """The people, and the per-person arrays they were made from (with "heatmaps" when asked)."""
+    def _estimate(self, prepared) -> tuple[list[list[PersonPose]], dict]:
+        """The people, and the per-person arrays they were made from."""
         owners = [(n, np.asarray(box, np.float64), float(box_score)) for n, (_, boxes, box_scores, *_) in
                   enumerate(prepared) for box, box_score in zip(boxes, box_scores)]
         people: list[list[PersonPose]] = [[] for _ in prepared]
         if not owners:
             return people, {}
         turns = orientations_for(self.orientations)
-        res = self._infer(prepared, owners, turns[0], keep_heatmaps)
+        res = self._infer(prepared, owners, turns[0])
         redo = persons_to_turn(self.orientations, res)
         if len(redo):
             subset = [owners[i] for i in redo]
-            res = keep_best_turn(res, [self._infer(prepared, subset, rotation, keep_heatmaps)
+            res = keep_best_turn(res, [self._infer(prepared, subset, rotation)
                                        for rotation in turns[1:]], redo)
         res["keypoints"] = np.stack([apply_affine(xy, invert_affine(m)) for xy, m in zip(res["xy"], res["matrices"])])
         calibrated = self.calibration is not None and "opks" in res
@@ -160,7 +160,7 @@ class Estimator:
                 p.in_frame = row
         return people, res
 
-    def _infer(self, prepared, owners, rotation: float, keep_heatmaps: bool = False) -> dict[str, np.ndarray]:
+    def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:
         """Every person's crop turned by `rotation`, through the network in batches: the outputs of
         `infer_crops` for all of them, and each crop's image->input matrix ("matrices", (N, 2, 3))."""
         crops, matrices = [], []
@@ -169,7 +169,7 @@ class Estimator:
             crops.append(crop)
             matrices.append(matrix)
         parts = [infer_crops(self.runner, crops_to_batch(crops[start:start + self.batch_size]), self.flip,
-                             self.decode_method, heatmaps=keep_heatmaps)
+                             self.decode_method)
                  for start in range(0, len(crops), self.batch_size)]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} | {"matrices": np.stack(matrices)}
 
@@ -195,13 +195,11 @@ class Estimator:
         return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs, occluded_over_visible),
                           probs, box_score, scores, radius)
 
-    def estimate_records(self, records: list[PersonRecord], progress: bool = False,
-                         keep_heatmaps: bool = False) -> Predictions:
+    def estimate_records(self, records: list[PersonRecord], progress: bool = False) -> Predictions:
         """Persons given as records (an image file and a box each) -> Predictions aligned with the records kept.
         Each picture is read once (its stored pixel grid, which annotations refer to); one that cannot be read
-        is a warning and its persons are dropped, the others go on. keep_heatmaps: also the flip-merged
-        heatmaps and crop matrices (to read the heatmaps at other points)."""
-        people, kept, arrays = [], [], {"oks": [], "heatmaps": [], "matrices": []}
+        is a warning and its persons are dropped, the others go on."""
+        people, kept, arrays = [], [], {"oks": []}
         chunks = [records[i:i + self.batch_size] for i in range(0, len(records), self.batch_size)]
         for chunk in tqdm(chunks, desc="estimating poses", unit="batch", disable=not progress, leave=False):
             prepared, owners = [], []
@@ -214,27 +212,24 @@ class Estimator:
                 prepared.append((bgr, np.array([r.bbox for r in group], np.float64).reshape(-1, 4),
                                  np.array([r.score for r in group], np.float64)))
                 owners.append(group)
-            found, res = self._estimate(prepared, keep_heatmaps)
+            found, res = self._estimate(prepared)
             for group, ps in zip(owners, found):
                 kept += group
                 people += ps
             if "oks" in res:   # the OKS head's own output (the pose quality reported is it clipped to [0, 1])
                 arrays["oks"].append(res["oks"])
-            if keep_heatmaps and res:
-                arrays["heatmaps"].append(res["heatmaps"])
-                arrays["matrices"].append(res["matrices"])
         return predictions_of(kept, people, self.calibration, {k: np.concatenate(v) for k, v in arrays.items() if v})
 
 
 def predict_records(model, records: list[PersonRecord], input_wh, flip: bool = True, batch_size: int = 32,
                     decode_method: str | None = None, progress: bool = True, device: str = "cpu", calibration=None,
-                    orientations: int | str = 1, keep_heatmaps: bool = False,
+                    orientations: int | str = 1,
                     threads: int | None = None) -> Predictions:
     """Persons given as records through the one estimator, with a model already opened (a PyTorch module runs in
     eval mode): what `eval`, `audit`, calibration fitting, trust sampling and training's validation run.
     threads: a PyTorch module's intra-op threads for these calls only (None: the process's setting)."""
     return Estimator(model, input_wh, calibration, flip, batch_size, orientations, device, threads,
-                     decode_method=decode_method).estimate_records(records, progress, keep_heatmaps)
+                     decode_method=decode_method).estimate_records(records, progress)
 
 
 def _runs_of_one_picture(records: list[PersonRecord]):
@@ -249,7 +244,7 @@ def _runs_of_one_picture(records: list[PersonRecord]):
 def predictions_of(records: list[PersonRecord], people: list[PersonPose], calibration=None,
                    extra: dict | None = None) -> Predictions:
     """People estimated for records, as the per-person arrays eval, audit and calibration read; `extra` adds
-    arrays kept from the network's pass (the OKS head's own output "oks", heatmaps and crop matrices)."""
+    arrays kept from the network's pass (the OKS head's own output "oks")."""
     k = NUM_KEYPOINTS
     if not people:
         return Predictions([], np.zeros((0, k, 2)), np.zeros((0, k)), people=[])

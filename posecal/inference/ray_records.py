@@ -6,8 +6,8 @@ from the Predictions gathered here, as one process computes them.
 A row is one picture with its records (consecutive records of one image file, as the estimator groups them); each
 actor opens the model once (RecordBatches) and runs the one estimator (Estimator.estimate_records) on the records
 of its batch of rows; each person comes back whole (its PersonPose and the network's own arrays, the numbers as
-their exact bytes), kept by its row's input index. The rows, actors, shards (beside the job's output file:
-resumable), retries and CPU accounting are posecal/parallel/ray_rows.py's, shared with `predict` and `track
+their exact bytes) as its picture's part, written by the worker. The rows, actors, parts (beside the job's output
+file: resumable), retries and resources are posecal/parallel/ray_rows.py's, shared with `predict` and `track
 --engine ray`. A picture that cannot be read is the warning one process gives, and its persons are dropped.
 """
 from __future__ import annotations
@@ -35,8 +35,7 @@ from posecal.skeleton import NUM_KEYPOINTS
 
 POSES = "poses"            # the output column: per row, JSON text of its picture's persons
 PICTURES_PER_CALL = 4      # pictures per map_batches call (an actor's crops are batched across them)
-SHARD_PICTURES = 64        # pictures per shard: what a resumed run may redo at most, per worker
-EXTRA = ("oks", "heatmaps", "matrices")   # per-person arrays of the network's pass kept beside the people
+EXTRA = ("oks",)          # per-person arrays of the network's pass kept beside the people
 
 
 @dataclasses.dataclass
@@ -52,7 +51,6 @@ class RecordPosing:
     decode: str | None = None
     orientations: int | str = 1
     batch_size: int = 32
-    keep_heatmaps: bool = False
     device: str = "cpu"
 
 
@@ -63,7 +61,7 @@ class RecordBatches:
     """The map_batches class: settings are RecordPosing's. A batch's columns: `path` (the picture, on storage the
     actor sees) and `records` (JSON text: the boxes of its persons, [{"bbox": [x, y, w, h], "score": s}, ...]).
     Returned: the batch's columns plus `poses`: per row, JSON text of {"kept": positions of the records posed,
-    "people": their PersonPose fields, "extra": the network's per-person arrays (oks, heatmaps, matrices),
+    "people": their PersonPose fields, "extra": the network's per-person arrays (oks),
     "messages": lines about the picture (one that cannot be read)}; arrays as exact bytes (unpack)."""
 
     def __init__(self, **settings):
@@ -86,7 +84,7 @@ class RecordBatches:
                   for path, text in zip(paths, batch["records"])]
         with warnings.catch_warnings(record=True) as caught:   # a picture that cannot be read: said by its row
             warnings.simplefilter("always")
-            pred = self.estimator.estimate_records([r for g in groups for r in g], False, self.cfg.keep_heatmaps)
+            pred = self.estimator.estimate_records([r for g in groups for r in g], False)
         rows = [{"kept": [], "people": [], "extra": {}, "messages": []} for _ in groups]
         where = {id(r): (row, j) for row, g in enumerate(groups) for j, r in enumerate(g)}
         at: list[list[int]] = [[] for _ in groups]
@@ -128,7 +126,7 @@ def unpack(value):
 def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calibration, ray_cfg: RayConfig,
                         out, progress: bool = True, poser=RecordBatches, log=None) -> Predictions:
     """predict_records through Ray actors: the same Predictions (records kept, people, arrays) as one process
-    gives with the same settings. out: the job's output file, beside which the shards are kept (a run started
+    gives with the same settings. out: the job's output file, beside which the parts are kept (a run started
     again with the same records and settings resumes); calibration: the model's, as the driver opened it (the
     actors apply their own; here it only marks the Predictions calibrated, as predictions_of does)."""
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
@@ -143,26 +141,21 @@ def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calib
         settings["model"] = str(Path(settings["model"]).resolve())
     fingerprint = {"inputs": [[str(Path(p).resolve()), name] for p, name in pictures],
                    "records": hashlib.sha256("\n".join(boxes).encode()).hexdigest(),
-                   "shard_files": ray_cfg.shard_files,
                    "settings": {k: v for k, v in settings.items() if k != "threads"},
                    "identity": run_identity(posing.model, verifier=None)}
-    shards, store, rows = resumable(out, pictures, ray_cfg, fingerprint, log)
+    store, rows = resumable(out, pictures, fingerprint, log)
     for row in rows:
         row["records"] = boxes[row["index"]]
 
-    def keep(text: str) -> dict:
-        picture = json.loads(text)
+    def said(picture: dict) -> None:
         for message in picture["messages"]:
             warnings.warn(message, stacklevel=2)
-        return picture
 
     if rows:
-        run_rows(ray, ray_cfg, RowJob(poser, settings, POSES, PICTURES_PER_CALL), rows, shards, store, keep,
+        run_rows(ray, ray_cfg, RowJob(poser, settings, POSES, PICTURES_PER_CALL), rows, store, said,
                  progress, "estimating poses (ray)", "picture")
     kept, people, extra = [], [], {k: [] for k in EXTRA}
-    for row in store.records(len(shards)):
-        group = groups[row["index"]][1]
-        picture = row["records"]
+    for (_, group), picture in zip(groups, store.parts(len(groups))):
         kept += [group[j] for j in picture["kept"]]
         people += [PersonPose(**unpack(p)) for p in picture["people"]]
         for k, v in picture["extra"].items():

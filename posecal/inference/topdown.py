@@ -29,23 +29,19 @@ class Predictions:
     visibility_probs: np.ndarray | None = None  # (N, K, classes)
     keypoint_radius: np.ndarray | None = None   # (N, K) conformal radius in image pixels (calibrated models)
     calibrated: bool = False                    # quality outputs went through the model's stored calibration
-    heatmaps: np.ndarray | None = None          # (N, K, h, w) flip-merged heatmaps (keep_heatmaps=True only)
-    matrices: np.ndarray | None = None          # (N, 2, 3) image -> input-crop affine of each person
     occluded_over_visible: float = DEFAULT_OCCLUDED_OVER_VISIBLE   # the visibility rule's ratio (calibration's)
     in_frame: np.ndarray | None = None          # (N, K) p(keypoint inside the picture) (calibrated models)
     people: list | None = None                  # the PersonPose of each record, as `predict` reports them
 
 
-def infer_crops(runner, batch: np.ndarray, flip: bool = True, decode_method: str | None = None,
-                heatmaps: bool = False) -> dict[str, np.ndarray]:
+def infer_crops(runner, batch: np.ndarray, flip: bool = True, decode_method: str | None = None
+                ) -> dict[str, np.ndarray]:
     """A runner (an onnxruntime graph, or the PyTorch runner of a model file) on a batch of input crops
-    (crops_to_batch): keypoints in input-crop pixels, heatmap peaks and head outputs (and the heatmaps themselves
-    with heatmaps=True). decode_method None: the model's own (MoveNet's centre-guided decode for a MoveNet model,
+    (crops_to_batch): keypoints in input-crop pixels, heatmap peaks and head outputs. decode_method None: the model's own (MoveNet's centre-guided decode for a MoveNet model,
     else DARK)."""
     outs = runner.outputs(batch, flip)
     xy, scores = decode_outputs(outs, decode_method)
-    maps = {"heatmaps": outs[HEATMAP_OUTPUT].astype(np.float32)} if heatmaps else {}
-    return {"xy": xy, "heatmap_scores": scores, **maps, **head_outputs(outs)}
+    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs)}
 
 
 def decode_outputs(outs: dict[str, np.ndarray], decode_method: str | None = None) -> tuple[np.ndarray, np.ndarray]:

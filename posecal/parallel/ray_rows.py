@@ -1,43 +1,44 @@
-"""Rows of work through Ray Data actors, each row's output kept in shards as it comes: the engine under `posecal
-predict --engine ray` (a row: one input file) and `posecal track --engine ray` (a row: one video); knows no model.
+"""Units of work through Ray Data actors, each unit's results written by its worker as it is done: the engine
+under `--engine ray` of `posecal predict` (a unit: one input file), `posecal track` (one video) and the records of
+`eval` and `audit` (one picture with its persons); knows no model.
 
-Why Ray Data and not torchrun: it streams the rows to actors that each hold one open model, restarts an actor whose
-process died and retries its batch (its defaults for actor pools: max_restarts and max_task_retries -1), and runs
-the same code on a laptop and a cluster.
+Why Ray Data and not torchrun: it streams the units to actors that each hold one open pipeline (opened once per
+actor), restarts an actor whose process died and retries its batch (its defaults for actor pools: max_restarts
+and max_task_retries -1), and runs the same code on a laptop and a cluster.
 
-Nothing lost, nothing twice: the rows are cut into shards of consecutive inputs (posecal/parallel/shards.py). The
-driver keeps each arriving row by its input index (a retried batch replaces, never adds) and writes a shard,
-atomically, once all of its rows are in; a run started again with the same fingerprint skips the shards it finds.
+Nothing lost, nothing twice: each unit's results are one part (posecal/parallel/parts.py), written atomically by
+the worker (PartWriter) under the run's fingerprint, so the results never pass through the driver and a Ctrl-C
+keeps every finished unit; a retried batch writes the same parts again; a run started again with the same
+fingerprint skips the units whose part it finds. What a worker refuses (a PosecalInputError: a model it cannot
+open, a setting it does not know) comes back as its rows' `error` column, said in the one line it is.
 
-CPU accounting: every row is read and worked on inside an actor (the rows come from the driver: no read task), and
-each actor asks Ray for ACTOR_CPUS, a fraction of a core, so the number of actors is --workers, not what whole
-cores happen to be free: N actors on N cores leave room for whatever small task Ray Data schedules beside them,
-where whole-core actors can wait forever on a core held by one. Each actor's threads are set explicitly (the cores
-shared among the workers), so the fraction does not oversubscribe the machine.
+Resources are Ray's own accounting: each actor asks Ray for the cores its threads use (the cluster's CPUs shared
+among --workers, at most one worker per CPU by default), a GPU share when the job runs on one, and the units go
+in blocks of one batch each so that every actor has work.
 """
 from __future__ import annotations
 
 import logging
-import re
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.parallel.cores import machine_cores
+from posecal.parallel.parts import PartStore, part_folder, write_part
 from posecal.parallel.ray_lines import quiet_ray_lines
-from posecal.parallel.shards import ShardStore, plan, shard_folder
 
-ACTOR_CPUS = 0.5          # Ray's CPU accounting per actor: a fraction, so N actors fit N cores with room to spare
+ERROR = "error"   # PartWriter's output column: "" for a unit done, else the line its worker refused it with
 
 
 @dataclass
 class RayConfig:
     address: str | None = None    # None: a local Ray started for the run (the machine's cores); else that cluster
-    workers: int | None = None    # actors (each holds one model); None: one per CPU Ray sees
-    shard_files: int = 16         # inputs per shard: what a resumed run may redo at most, per worker
+    workers: int | None = None    # actors (each holds one pipeline); None: one per CPU Ray sees
 
     def check(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -47,13 +48,35 @@ class RayConfig:
 @dataclass
 class RowJob:
     """What the actors run: `mapper`, a map_batches class built with `settings` (its threads filled in here when
-    None), whose output column `column` holds JSON text per row; `batch_rows` rows per call; `gpu`: each actor
-    takes its share of the cluster's GPUs."""
+    None), whose output column `column` holds each row's results as JSON text (the unit's part); `batch_rows`
+    units per call; `gpu`: each actor takes its share of the cluster's GPUs."""
     mapper: type
     settings: dict
     column: str
     batch_rows: int = 1
     gpu: bool = False
+
+
+class PartWriter:
+    """The map_batches class Ray runs: `mapper(**settings)` opened once per actor (at its first batch, so that a
+    refusal is its rows' error line, not an actor that never starts), called on each batch, and each row's
+    `column` written as its unit's part into `folder`. Returns only the rows' `index` and `error`."""
+
+    def __init__(self, mapper: type, settings: dict, column: str, folder: str):
+        self.mapper, self.settings, self.column, self.folder = mapper, settings, column, folder
+        self.inner = None
+
+    def __call__(self, batch: dict) -> dict:
+        index = np.asarray(batch["index"])
+        try:
+            if self.inner is None:
+                self.inner = self.mapper(**self.settings)
+            out = self.inner(batch)
+        except PosecalInputError as e:
+            return {"index": index, ERROR: np.array([str(e)] * len(index), dtype=object)}
+        for i, text in zip(index, out[self.column]):
+            write_part(self.folder, int(i), str(text))
+        return {"index": index, ERROR: np.array([""] * len(index), dtype=object)}
 
 
 def import_ray():
@@ -67,67 +90,71 @@ def import_ray():
     return ray
 
 
-def resumable(out, files: list, ray_cfg: RayConfig, fingerprint: dict, log) -> tuple[list[range], ShardStore, list[dict]]:
-    """The shards of a run writing `out` from `files` ((path, name) each): their plan, their store (beside `out`)
-    and the rows still to do, one per file of the shards not yet written (`index`, `shard`, absolute `path`,
-    `name`): a run started again with the same fingerprint skips the shards it finds, and says so."""
-    shards = plan(len(files), ray_cfg.shard_files)
-    store = ShardStore(shard_folder(out), fingerprint)
+def resumable(out, units: list, fingerprint: dict, log) -> tuple[PartStore, list[dict]]:
+    """The parts of a run writing `out` from `units` ((path, name) each): their store (beside `out`) and the rows
+    still to do, one per unit without a part (`index`, absolute `path`, `name`): a run started again with the same
+    fingerprint skips the units it finds done, and says so."""
+    store = PartStore(part_folder(out), fingerprint)
     done = store.done()
     if done:
-        log(f"resuming: {len(done)} of {len(shards)} shard(s) already done in {store.folder}")
-    rows = [{"index": i, "shard": s, "path": str(Path(files[i][0]).resolve()), "name": files[i][1]}
-            for s in range(len(shards)) if s not in done for i in shards[s]]
-    return shards, store, rows
+        log(f"resuming: {len(done)} of {len(units)} unit(s) already done in {store.folder}")
+    rows = [{"index": i, "path": str(Path(units[i][0]).resolve()), "name": units[i][1]}
+            for i in range(len(units)) if i not in done]
+    return store, rows
 
 
-def run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], shards: list[range], store: ShardStore,
-             keep: Callable[[str], object], progress: bool = True, desc: str = "ray", unit: str = "file") -> None:
-    """Run `rows` (each with its input `index` and its `shard`) on Ray actors; keep(text) turns a row's output into
-    what its shard holds (and says its messages); each shard is written as soon as all of its rows are in. Ray's
-    own log lines are kept out of posecal's output meanwhile (parallel/ray_lines.py)."""
+def run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore,
+             said: Callable[[object], None] = lambda part: None, progress: bool = True, desc: str = "ray",
+             unit: str = "file") -> None:
+    """Run `rows` (each with its unit's `index`) on Ray actors, each unit's part written by its worker into
+    `store`; said(part) says a finished unit's messages in the driver. Ray's own log lines are kept out of
+    posecal's output meanwhile (parallel/ray_lines.py)."""
     with quiet_ray_lines():
-        _run_rows(ray, ray_cfg, job, rows, shards, store, keep, progress, desc, unit)
+        _run_rows(ray, ray_cfg, job, rows, store, said, progress, desc, unit)
 
 
-def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], shards: list[range], store: ShardStore,
-              keep: Callable[[str], object], progress: bool, desc: str, unit: str) -> None:
+def actor_resources(cpus: float, gpus: float, workers: int | None, threads: int | None, gpu: bool
+                    ) -> tuple[int, int, dict]:
+    """(workers, threads per worker, what each actor asks Ray for) on a cluster with `cpus` and `gpus`: by default
+    one worker per CPU; each worker's threads the CPUs shared among the workers (or the threads asked for), and
+    its CPU request that share, so the pool always fits the cluster; a GPU job's actors share its GPUs."""
+    workers = workers or max(1, int(cpus))
+    share = cpus / workers
+    threads = threads or max(1, int(share))
+    ask = {"num_cpus": min(float(threads), share)}
+    if gpu and gpus:
+        ask["num_gpus"] = min(1.0, gpus / workers)
+    return workers, threads, ask
+
+
+def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore, said, progress: bool,
+              desc: str, unit: str) -> None:
     started = _start(ray, ray_cfg.address)
     try:
-        cpus = float(ray.cluster_resources().get("CPU", 1))
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        workers = ray_cfg.workers or max(1, int(cpus))
-        settings = dict(job.settings)
-        if settings.get("threads") is None:
-            settings["threads"] = max(1, int(cpus // workers))
-        gpu_share = min(1.0, gpus / workers) if job.gpu and gpus else 0
-        out = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            job.mapper, fn_constructor_kwargs=settings, batch_size=job.batch_rows,
-            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=ACTOR_CPUS,
-            **({"num_gpus": gpu_share} if gpu_share else {}))
-        waiting: dict[int, dict[int, object]] = {s: {} for s in {row["shard"] for row in rows}}
+        resources = ray.cluster_resources()
+        workers, threads, ask = actor_resources(float(resources.get("CPU", 1)), float(resources.get("GPU", 0)),
+                                                ray_cfg.workers, job.settings.get("threads"), job.gpu)
+        settings = dict(job.settings) | {"threads": threads}
+        out = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / job.batch_rows)))
+        out = out.map_batches(PartWriter, fn_constructor_kwargs={"mapper": job.mapper, "settings": settings,
+                                                                 "column": job.column, "folder": str(store.folder)},
+                              batch_size=job.batch_rows, compute=ray.data.ActorPoolStrategy(size=workers), **ask)
+        seen: set[int] = set()
         bar = tqdm(total=len(rows), desc=desc, unit=unit, disable=not progress)
         try:
             # each block as it is made (iter_rows would hold rows back until later batches are done)
-            rows_out = (row for block in out.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy")
-                        for row in zip(block["shard"], block["index"], block[job.column]))
-            for s, i, text in rows_out:
-                s, i = int(s), int(i)
-                if s not in waiting or i in waiting[s]:   # a retried batch's rows again: kept once
-                    continue
-                waiting[s][i] = keep(text)
-                bar.update(1)
-                if len(waiting[s]) == len(shards[s]):
-                    store.write(s, [{"index": i, "records": waiting[s][i]} for i in shards[s]])
-                    del waiting[s]
+            for block in out.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
+                for i, error in zip(block["index"], block[ERROR]):
+                    if error:
+                        raise PosecalInputError(str(error))
+                    if int(i) in seen:   # a retried batch's rows again: said once
+                        continue
+                    seen.add(int(i))
+                    said(store.read(int(i)))
+                    bar.update(1)
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"interrupted: {len(store.done())} of {len(shards)} shard(s) kept in "
-                                    f"{store.folder}; run the same command again to finish") from None
-        except Exception as e:   # an actor refusing its settings raises inside Ray: said as the one line it is
-            error = user_error(e)
-            if error is None:
-                raise
-            raise error from None
+            raise KeyboardInterrupt(f"interrupted: {len(store.done())} unit(s) kept in {store.folder}; run the "
+                                    "same command again to finish") from None
         finally:
             bar.close()
     finally:
@@ -153,13 +180,3 @@ def _start(ray, address: str | None) -> bool:
     except ConnectionError as e:
         raise PosecalInputError(f"--address {address}: no Ray cluster there ({str(e).splitlines()[0][:120]})") from None
     return True
-
-
-def user_error(error: BaseException) -> PosecalInputError | None:
-    """The PosecalInputError an actor raised, or None for any other failure. Ray Data hands the driver a
-    RayTaskError(UserCodeException) that keeps the actor's traceback as text only, not the exception, so the
-    line is read from there (its last `PosecalInputError: ...` line)."""
-    if isinstance(error, PosecalInputError):
-        return error
-    found = re.findall(r"posecal\.errors\.PosecalInputError: (.+)", str(error))
-    return PosecalInputError(found[-1].strip()) if found else None

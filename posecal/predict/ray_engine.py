@@ -1,14 +1,14 @@
 """`posecal predict --engine ray`: the inputs posed by Ray Data actors, on this machine or a Ray cluster, with the
-results written as they come (in shards) and then as the one results file a single process writes.
+results written as they come (a part per input file, by the worker that posed it) and then as the one results file
+a single process writes.
 
 Each input file (an image, or a whole video) is one row; a row's poses are the records posecal/predict/batches.py
-makes, the very frame loop of `posecal predict`. The rows, their actors, shards, retries and CPU accounting are
-posecal/parallel/ray_rows.py's, shared with `posecal track --engine ray`. When every shard is in, they are merged
-in input order with the image ids a single process gives, written atomically, and the shards removed.
+makes, the very frame loop of `posecal predict`. The rows, their actors, parts, retries and resources are
+posecal/parallel/ray_rows.py's, shared with `posecal track`, `eval` and `audit`. When every part is in, they are
+merged in input order with the image ids a single process gives, written atomically, and the parts removed.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -27,7 +27,7 @@ from posecal.inference.run_identity import run_identity
 from posecal.io import publish, write_json_atomic
 from posecal.models.shipped import shipped_name
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
-from posecal.parallel.shards import ShardStore
+from posecal.parallel.parts import PartStore
 from posecal.predict.batches import POSES, SETTINGS, PoseBatches
 from posecal.predict.job import PredictConfig, PredictSummary, _check, _image_ids, _with_image_ids
 from posecal.records import STDOUT, ImageRecords, is_stream
@@ -62,17 +62,16 @@ def run_predict_ray(cfg: PredictConfig, ray_cfg: RayConfig | None = None, poser=
     require_model(cfg.model)
     if cfg.device == "cuda":
         providers("cuda")   # a CPU-only onnxruntime is said here once, not by every actor out of sight
-    shards, store, rows = resumable(cfg.out, files, ray_cfg, fingerprint(cfg, files, ray_cfg.shard_files), log)
+    store, rows = resumable(cfg.out, files, fingerprint(cfg, files), log)
     if rows:
-        _pose_shards(ray, cfg, ray_cfg, rows, shards, store, poser, log)
-    return _merge(cfg, store, len(shards), image_ids, len(problems), t0)
+        _pose_parts(ray, cfg, ray_cfg, rows, store, poser, log)
+    return _merge(cfg, store, len(files), image_ids, len(problems), t0)
 
 
-def fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]], shard_files: int) -> dict:
-    """What a run's results depend on: its inputs, in order, its settings (threads aside), how its shards are
-    cut, and posecal's version and the weights' digests (run_identity). A run started again resumes only with the
-    same fingerprint."""
-    return {"inputs": [[str(Path(p).resolve()), name] for p, name in files], "shard_files": shard_files,
+def fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]]) -> dict:
+    """What a run's results depend on: its inputs, in order, its settings (threads aside), and posecal's version
+    and the weights' digests (run_identity). A run started again resumes only with the same fingerprint."""
+    return {"inputs": [[str(Path(p).resolve()), name] for p, name in files],
             "settings": {k: v for k, v in actor_settings(cfg).items() if k != "threads"},
             "identity": run_identity(cfg.model, cfg.verifier, cfg.detector)}
 
@@ -89,32 +88,29 @@ def actor_settings(cfg: PredictConfig) -> dict:
     return settings
 
 
-def _pose_shards(ray, cfg: PredictConfig, ray_cfg: RayConfig, rows, shards, store: ShardStore, poser,
-                 log) -> None:
-    """Pose the rows' files on Ray actors (parallel/ray_rows.py); each shard written as soon as its rows are in,
-    each frame's messages said as they come."""
+def _pose_parts(ray, cfg: PredictConfig, ray_cfg: RayConfig, rows, store: PartStore, poser, log) -> None:
+    """Pose the rows' files on Ray actors (parallel/ray_rows.py), each file's part written by its worker, each
+    frame's messages said as its file is done."""
 
-    def keep(text: str) -> list[dict]:
-        records = json.loads(text)
+    def said(records: list[dict]) -> None:
         for r in records:
             for m in ([r["problem"]] if "problem" in r else r["messages"]):
                 log(m)
-        return records
 
     job = RowJob(poser, actor_settings(cfg) | {"threads": cfg.threads}, POSES, FILES_PER_CALL, cfg.device == "cuda")
-    run_rows(ray, ray_cfg, job, rows, shards, store, keep, cfg.progress, "predicting (ray)")
+    run_rows(ray, ray_cfg, job, rows, store, said, cfg.progress, "predicting (ray)")
 
 
-def _merge(cfg: PredictConfig, store: ShardStore, shards: int, image_ids: dict, problems: int,
+def _merge(cfg: PredictConfig, store: PartStore, files: int, image_ids: dict, problems: int,
            t0: float) -> PredictSummary:
-    """The shards, in input order, as the results file run_predict writes (atomically), then the shards gone."""
+    """The parts, in input order, as the results file run_predict writes (atomically), then the parts gone."""
     frames_read, results, entry_keys = [], [], []
-    for shard_row in store.records(shards):
-        for r in shard_row["records"]:
+    for index, records in enumerate(store.parts(files)):
+        for r in records:
             if "problem" in r:
                 problems += 1
                 continue
-            key = (shard_row["index"], -1 if r["frame_index"] is None else r["frame_index"])
+            key = (index, -1 if r["frame_index"] is None else r["frame_index"])
             frames_read.append((key, r["name"], r["frame_index"]))
             results.extend(r["entries"])
             entry_keys.extend([key] * len(r["entries"]))

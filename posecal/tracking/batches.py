@@ -5,7 +5,7 @@ dict of columns.
 The pipeline opens once per actor (tracking_predictor, as `posecal track` opens it); each video is tracked by
 `posecal track`'s own run (job.TrackRun) on that video alone, so its results, and its overlay video where one is
 asked for, are what one process makes of it; only its track ids start at 1 (the driver renumbers them video by
-video: tracking/shards.py).
+video: tracking/track_ids.py).
 """
 from __future__ import annotations
 

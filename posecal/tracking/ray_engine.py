@@ -3,10 +3,10 @@ or a Ray cluster, then written as the one results file a single process writes.
 
 A video is one row (its frames stay in one process: identities go from frame to frame); each actor holds one
 pipeline and tracks its videos with `posecal track`'s own run (tracking/batches.py), writing a video's overlay
-where --render asks for one. The rows, actors, shards (one video each by default: a resumed run redoes at most one
-video per worker), retries and CPU accounting are posecal/parallel/ray_rows.py's, shared with `posecal predict
---engine ray`. When every shard is in, the videos' results are merged in input order with the track ids one
-process gives (tracking/shards.py), written atomically, and the shards removed.
+where --render asks for one. The rows, actors, parts (one per video, written by its worker: a resumed run redoes
+at most the video each worker was on), retries and resources are posecal/parallel/ray_rows.py's, shared with
+`posecal predict`, `eval` and `audit`. When every part is in, the videos' results are merged in input order with
+the track ids one process gives (tracking/track_ids.py), written atomically, and the parts removed.
 
 What only one process can do is refused in one line: live sources, `--out -`/`.jsonl` (records streamed frame by
 frame), --show, and --max-frames/--duration (limits over all sources together).
@@ -31,16 +31,14 @@ from posecal.records import is_stream
 from posecal.tracking.batches import SETTINGS, TRACKS, TrackBatches
 from posecal.tracking.job import TrackSummary, _check, no_frame_read, render_paths, video_sources
 from posecal.tracking.pose_tracker import TrackConfig
-from posecal.tracking.shards import merged_tracks
-
-SHARD_VIDEOS = 1   # videos per shard
+from posecal.tracking.track_ids import merged_tracks
 
 
 def run_track_ray(cfg: TrackConfig, ray_cfg: RayConfig | None = None, tracker=TrackBatches,
                   log=None) -> TrackSummary:
     """`posecal track` through Ray: the same results file (and overlay videos) as run_track.
     tracker: the map_batches class (TrackBatches; a test's subclass)."""
-    ray_cfg = ray_cfg or RayConfig(shard_files=SHARD_VIDEOS)
+    ray_cfg = ray_cfg or RayConfig()
     log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
     _check(cfg)
     _refuse_one_process_options(cfg)
@@ -56,24 +54,22 @@ def run_track_ray(cfg: TrackConfig, ray_cfg: RayConfig | None = None, tracker=Tr
     require_model(cfg.model)
     settings = actor_settings(cfg)
     fingerprint = {"inputs": [[str(Path(p).resolve()), name] for p, name in sources],
-                   "shard_files": ray_cfg.shard_files, "renders": sorted(renders.values()),
+                   "renders": sorted(renders.values()),
                    "settings": {k: v for k, v in settings.items() if k != "threads"},
                    "identity": run_identity(cfg.model, cfg.verifier, cfg.detector)}
-    shards, store, rows = resumable(cfg.out, sources, ray_cfg, json.loads(json.dumps(fingerprint, default=_plain)), log)
+    store, rows = resumable(cfg.out, sources, json.loads(json.dumps(fingerprint, default=_plain)), log)
     for row in rows:
         row["render"] = renders.get(Path(row["path"]), "")
 
-    def keep(text: str) -> dict:
-        video = json.loads(text)
+    def said(video: dict) -> None:
         for message in video["messages"]:
             log(message)
-        return video
 
     if rows:
-        run_rows(ray, ray_cfg, RowJob(tracker, settings, TRACKS), rows, shards, store, keep, cfg.progress,
+        run_rows(ray, ray_cfg, RowJob(tracker, settings, TRACKS), rows, store, said, cfg.progress,
                  "tracking (ray)", "video")
-    videos = [(row["index"], row["records"]["entries"], row["records"]["next_id"], row["records"]["frames"])
-              for row in store.records(len(shards))]
+    videos = [(index, video["entries"], video["next_id"], video["frames"])
+              for index, video in enumerate(store.parts(len(sources)))]
     frames = sum(v[3] for v in videos)
     if not frames:   # every video failed as it was read
         raise PosecalInputError(no_frame_read(cfg.out))
