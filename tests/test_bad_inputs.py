@@ -12,7 +12,7 @@ A traceback fails the case (pytest shows it). Cases run in this process through 
 what they check is the handling of the input, not the shipped network. Files-only cases run predict with
 `--detector none --min-pose-quality 0` (every readable picture one pose), as a drawn figure is no photo for the
 person detector. Left out: permission-denied files (tests run as root, for whom mode bits stop nothing; the tests
-of posecal/outputs.py cover them where not root).
+of posecal/io.py cover them where not root).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import pytest
 
 from posecal.cli.main import main
 from posecal.data.live import LiveConfig, LiveReader, live_source, redact
-from posecal.outputs import StopRequest
+from posecal.io import StopRequest
 
 from conftest import SHARED, write_tiny_model, write_walking_video
 from mjpeg_server import MjpegServer, drawn_jpegs, video_jpegs

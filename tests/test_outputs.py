@@ -5,8 +5,7 @@ import pytest
 
 from posecal.cli.main import main
 from posecal.errors import PosecalInputError
-from posecal.io import write_atomic, write_bytes_atomic
-from posecal.outputs import check_output_dir, check_output_file
+from posecal.io import check_output_dir, check_output_file, write_atomic, write_bytes_atomic
 
 from conftest import predict
 
@@ -50,7 +49,7 @@ def test_predict_out_and_render_are_checked_first(tiny_model, coco, tmp_path, bl
 
 def test_unwritable_folder_is_one_line(tiny_model, coco, tmp_path, no_work, monkeypatch, capsys):
     """Tests run as root, which ignores mode bits: the write probe itself is made to fail."""
-    monkeypatch.setattr("posecal.outputs.can_write_in", lambda folder: False)
+    monkeypatch.setattr("posecal.io.can_write_in", lambda folder: False)
     _, img_dir = coco
     (tmp_path / "ro").mkdir()
     out = tmp_path / "ro" / "poses.json"

@@ -18,8 +18,7 @@ import numpy as np
 from posecal.audit.job import read_annotations
 from posecal.data.coco import read_json
 from posecal.errors import PosecalInputError
-from posecal.io import write_json_atomic
-from posecal.outputs import check_output_file
+from posecal.io import check_output_file, write_json_atomic
 
 ORDER = ("swap", "position", "visibility", "missing", "person")   # v set to 0 last: it clears x, y
 

@@ -21,8 +21,7 @@ from posecal.inference.estimator import predict_records
 from posecal.inference.opener import open_model
 from posecal.inference.ray_records import RecordPosing, predict_records_ray
 from posecal.models.shipped import packaged_graph
-from posecal.io import write_json_atomic
-from posecal.outputs import check_output_dir
+from posecal.io import check_output_dir, write_json_atomic
 from posecal.parallel.ray_rows import RayConfig
 from posecal.skeleton import NUM_KEYPOINTS
 

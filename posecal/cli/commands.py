@@ -59,7 +59,7 @@ def cmd_import_weights(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from posecal.outputs import finished_or_removed
+    from posecal.io import finished_or_removed
     from posecal.viz.report import PLOTS
 
     # Ctrl-C before report.html is written leaves no metrics.json that looks like a finished evaluation
@@ -214,7 +214,7 @@ def cmd_audit(args) -> None:
               + (" (person findings are flags: nothing changed for them)" if counts["person"] else ""))
         return
     from posecal.audit.job import FINDINGS, AuditConfig, audit
-    from posecal.outputs import finished_or_removed
+    from posecal.io import finished_or_removed
 
     for option in ("annotations", "out"):
         if getattr(args, option) is None:
@@ -295,7 +295,7 @@ def cmd_export(args) -> None:
 
     from posecal.models.checkpoint import load_model
     from posecal.export.onnx import export_onnx
-    from posecal.outputs import check_output_file
+    from posecal.io import check_output_file
 
     check_output_file(args.out, "--out")  # before loading the model; export_onnx checks again for API callers
     if bool(args.int8) != bool(args.images):

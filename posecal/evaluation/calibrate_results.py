@@ -31,9 +31,8 @@ from posecal.calibration.maps import IsotonicMap, LogisticScore, fit_isotonic, f
 from posecal.calibration.quality import truth_of
 from posecal.data.coco import coco_image_ids, read_coco, read_json
 from posecal.errors import PosecalInputError
-from posecal.io import write_json_atomic
+from posecal.io import check_output_file, write_json_atomic
 from posecal.metrics.coco_ap import load_coco_gt
-from posecal.outputs import check_output_file
 from posecal.evaluation.results import ResultSet, gt_persons, load_results, match, result_boxes
 from posecal.inference.scoring import visibility_classes
 from posecal.skeleton import COCO_KEYPOINTS

@@ -19,8 +19,7 @@ from posecal.inference.estimator import predict_records
 from posecal.inference.opener import check_backend, open_model, require_model
 from posecal.inference.ray_records import RecordPosing, predict_records_ray
 from posecal.inference.topdown import Predictions
-from posecal.io import write_json_atomic
-from posecal.outputs import check_output_dir
+from posecal.io import check_output_dir, write_json_atomic
 from posecal.parallel import default_threads
 from posecal.parallel.ray_rows import RayConfig
 from posecal.models.config import default_decode, require_coco_keypoints

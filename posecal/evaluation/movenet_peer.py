@@ -16,8 +16,7 @@ from tqdm import tqdm
 from posecal.data.coco import load_coco_persons, read_image
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine, warp
 from posecal.errors import PosecalInputError, require
-from posecal.io import write_json_atomic
-from posecal.outputs import check_output_file
+from posecal.io import check_output_file, write_json_atomic
 
 
 class MoveNet:

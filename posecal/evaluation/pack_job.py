@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 
 from posecal.errors import PosecalInputError
-from posecal.outputs import check_output_file
+from posecal.io import check_output_file
 
 
 @dataclass

@@ -271,7 +271,7 @@ def evaluate_results(results, annotations, out, images=None, skip_invalid: bool 
     is given. Malformed entries in either file refuse the job (the metrics would be on a subset), or with
     skip_invalid are left out and listed in metrics.json (data/schema.py: Skips)."""
     from posecal.io import write_json_atomic
-    from posecal.outputs import check_output_dir
+    from posecal.io import check_output_dir
 
     out_dir = check_output_dir(out, "--out")
     with strict_reading(skip_invalid) as skips:

@@ -19,10 +19,9 @@ from torch import nn
 
 from posecal.errors import require
 from posecal.export.session import CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, OnnxEstimator
-from posecal.io import write_bytes_atomic
+from posecal.io import check_output_file, write_bytes_atomic
 from posecal.models.config import ModelConfig, model_config_to_dict
 from posecal.models.estimator import TopDownEstimator, output_names, runtime_outputs
-from posecal.outputs import check_output_file
 
 
 

@@ -12,8 +12,7 @@ import numpy as np
 
 from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
-from posecal.io import write_bytes_atomic
-from posecal.outputs import check_output_dir
+from posecal.io import check_output_dir, write_bytes_atomic
 from posecal.predict.job import PredictConfig, render_path, run_predict
 from posecal.data.sources import Frame
 

@@ -21,8 +21,7 @@ from tqdm import tqdm
 from posecal.data.coco import coco_image_ids
 from posecal.data.box_files import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
-from posecal.io import write_bytes_atomic, write_json_atomic
-from posecal.outputs import StopRequest, check_output_dir, check_output_file
+from posecal.io import StopRequest, check_output_dir, check_output_file, write_bytes_atomic, write_json_atomic
 from posecal.inference.person_policy import DUPLICATE_OKS, STILL
 from posecal.inference.frame_loop import pipeline_boxes
 from posecal.inference.pipeline import GIVEN, PosePipeline

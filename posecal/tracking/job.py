@@ -31,8 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.errors import PosecalInputError
-from posecal.io import publish, write_json_atomic
-from posecal.outputs import StopRequest, check_output_dir, check_output_file
+from posecal.io import StopRequest, check_output_dir, check_output_file, publish, write_json_atomic
 from posecal.records import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
 from posecal.data.sources import VIDEO_SUFFIXES, Problem, collect, is_video, iter_frames, video_fps

@@ -38,11 +38,10 @@ from posecal.training.distributed import DistributedEpochOrder, Group, launched_
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import predict_records
 from posecal.inference.torch_runner import decode_pose_output
-from posecal.io import remove_stale_temps, write_json_atomic
+from posecal.io import check_output_dir, remove_stale_temps, write_json_atomic
 from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, movenet_pose_losses, opks_bce,
                                      visibility_ce, visibility_class_weights, visibility_target)
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
-from posecal.outputs import check_output_dir
 from posecal.training.quality_targets import online_targets
 from posecal.inference.scoring import keypoint_confidence, pose_scores
 

@@ -21,11 +21,10 @@ from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.errors import PosecalInputError
 from posecal.export.cache import cached_onnx
 from posecal.inference.torch_runner import TorchRunner
-from posecal.io import write_json_atomic
+from posecal.io import check_output_dir, check_output_file, write_json_atomic
 from posecal.models.assemble import pose_fingerprint, trust_weights, with_trust
 from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_file, read_model_file, save_model
 from posecal.models.config import MOVENET_VARIANTS
-from posecal.outputs import check_output_dir, check_output_file
 from posecal.training.config import TrustJobConfig, to_dict
 from posecal.training.trust import train_trust
 from posecal.training.trust_samples import lspet_trust_split, write_samples

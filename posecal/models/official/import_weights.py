@@ -15,7 +15,7 @@ from posecal.models.config import ModelConfig
 from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
 from posecal.errors import PosecalInputError
 from posecal.models.official.key_map import family, official_keys, to_posecal_key, unwrap
-from posecal.outputs import check_output_file
+from posecal.io import check_output_file
 
 ARCHS = ("hrnet_w32", "hrnet_w48", "resnet50", "resnet101", "resnet152", "hourglass_2", "hourglass_8")
 UNIT = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
