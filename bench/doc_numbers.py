@@ -1,7 +1,7 @@
 """The docs' numbers in one machine-readable file (python bench/doc_numbers.py [--print readme|val|conditions] [--update-docs]).
 
 Reads what holds measured numbers and writes bench/results/doc_numbers.json, from which README.md's models table
-and MODEL_CARD.md's val and per-condition tables are printed (tests/test_docs.py checks that those tables equal
+and MODEL_CARD.md's val and per-condition tables are printed (tests/cli/test_docs.py checks that those tables equal
 what this file gives; after a bench or a model changes, run this script with --update-docs, which rewrites those
 tables and MODEL_CARD's tracking table in place, then read the prose around them):
 

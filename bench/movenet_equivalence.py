@@ -132,7 +132,7 @@ def compare(model: MoveNet, crops: np.ndarray, ref: dict) -> dict:
 
 
 def write_fixture(crops: dict, refs: dict, names: dict, n_positions: int = 40) -> None:
-    """TF.js reference data of two crops per variant, small enough to commit (tests/test_movenet_port.py).
+    """TF.js reference data of two crops per variant, small enough to commit (tests/models/test_movenet_port.py).
 
     Per variant: the two crops as PNG (lossless), the graph's final keypoints, and the TF.js raw outputs
     (float32) at `n_positions` heatmap cells per crop, all channels: the cells the graph's decode reads

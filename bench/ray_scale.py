@@ -8,8 +8,8 @@ Issue 55, item 7 ("scale on paper"). On the first N photos (default 400) of the 
    own main() in a fresh Python subprocess (a user's command: imports, Ray's start, model opening, the work, the
    merge, Ray's shutdown), so the wall time is the whole command's. Inside, timestamps are taken around the
    existing calls (nothing is reimplemented): Ray's start (ray.init), each actor's model opened
-   (PoseBatches.__init__ done), the one process's model opened (open_predictor), the last picture done (the last
-   shard written / the last frame handed to the results). Pictures/s are given with start-up (N / the command's
+   (PoseBatches.__init__ done), the one process's model opened (open_predictor), the last picture done (the
+   driver told of the last input's part / the last frame handed to the results). Pictures/s are given with start-up (N / the command's
    wall time) and without (N / from the first model opened to the last picture done).
 2. The ratio 2 workers / 1 worker, and a check that the three results files hold the same persons and keypoints
    (image ids, file names, persons per image; keypoints within 1e-3 px, scores within 1e-5).
@@ -55,7 +55,6 @@ def _one_run(name: str, folder: str, out: str, marks_file: str) -> None:
     import posecal.predict.job as job
     from posecal.cli.main import main
     from posecal.parallel import ray_rows
-    from posecal.parallel.shards import ShardStore
 
     opened = job.open_predictor
 
@@ -72,13 +71,17 @@ def _one_run(name: str, folder: str, out: str, marks_file: str) -> None:
         mark("work_end")
 
     job._Results.done = frame_done
-    write = ShardStore.write
+    import posecal.predict.ray_engine as ray_engine
 
-    def shard_written(self, *a, **k):
-        write(self, *a, **k)
-        mark("work_end")
+    run_rows = ray_engine.run_rows
 
-    ShardStore.write = shard_written
+    def timed_rows(ray, ray_cfg, job_, rows, store, said, *a, **k):   # the driver told of each input's part
+        def told(part):
+            said(part)
+            mark("work_end")
+        return run_rows(ray, ray_cfg, job_, rows, store, told, *a, **k)
+
+    ray_engine.run_rows = timed_rows
     start = ray_rows._start
 
     def ray_start(*a, **k):
@@ -90,7 +93,6 @@ def _one_run(name: str, folder: str, out: str, marks_file: str) -> None:
     ray_rows._start = ray_start
     actor_marks = Path(marks_file).with_suffix(".actors")
     if name != "process":
-        import posecal.predict.ray_engine as ray_engine
         from posecal.predict.batches import PoseBatches
 
         class TimedPoseBatches(PoseBatches):   # defined in __main__: Ray ships it to the actors by value

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-try:  # the fuzz tests' one profile (tests/test_fuzz_readers.py): fixed examples, few enough for CI on 2 cores
+try:  # the fuzz tests' one profile (tests/data/test_fuzz_readers.py): fixed examples, few enough for CI on 2 cores
     from hypothesis import HealthCheck, settings
 
     settings.register_profile("posecal", max_examples=40, deadline=None, derandomize=True, print_blob=True,

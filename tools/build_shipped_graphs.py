@@ -2,7 +2,7 @@
 
     python tools/build_shipped_graphs.py [accurate fast]
 
-Run after a shipped .pt changes (tests/test_shipped_graphs.py fails until the graphs match their files again).
+Run after a shipped .pt changes (tests/export/test_shipped_graphs.py fails until the graphs match their files again).
 Needs PyTorch, onnx and onnxscript (`pip install -e ".[train,dev]"`).
 """
 import argparse

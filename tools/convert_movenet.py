@@ -15,7 +15,7 @@ Every tensor must be either a network weight in `tf_weight_map()` (converted: HW
 or a graph constant in `graph_constants()` whose value we check; anything else, any unfilled state_dict key,
 any shape mismatch or any constant that differs fails the conversion. Writes posecal/weights/
 movenet_{variant}_fp16.pt (a dict: state_dict in float16 plus metadata) and, with --fixture, the name/shape
-fixture of tests/test_movenet_port.py.
+fixture of tests/models/test_movenet_port.py.
 """
 from __future__ import annotations
 

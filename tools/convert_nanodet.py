@@ -23,7 +23,7 @@ The weights are stored as fp16 in the ONNX file (initializers cast to fp16, each
 tools/convert_person_detector.py does): the package's weights are fp16 already, so this loses nothing, and the
 arithmetic stays fp32. The script checks that onnxruntime and TF agree on a real picture (scikit-image's
 astronaut, through posecal's own preprocessing) and, with --reference, stores TF's outputs there for
-tests/test_nanodet.py. It also writes LICENSE-nanodet_m_416.txt (Apache-2.0, from the SSD's copy of the same
+tests/detect/test_nanodet.py. It also writes LICENSE-nanodet_m_416.txt (Apache-2.0, from the SSD's copy of the same
 text) and NOTICE-nanodet_m_416.txt (the package, the files and their sha256 digests) beside the model.
 """
 from __future__ import annotations

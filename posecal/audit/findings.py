@@ -1,7 +1,7 @@
 """Label errors found: the labels of N annotations held against their calibrated estimates (Estimates), one
 finding per contradicted label, kinds and score meanings as in posecal/audit/scores.py.
 
-A finding is a JSON object (the findings.json contract, tests/test_audit.py checks it):
+A finding is a JSON object (the findings.json contract, tests/audit/test_audit.py checks it):
 `id` (string "ANNOTATION_ID:KIND:KEYPOINT", KEYPOINT "-" for person findings: what `posecal audit apply
 --accept` names), `annotation_id`, `keypoint` (0-16, or null for a person finding), `keypoint_name`, `kind`,
 `score` (the kind's probability or shortfall), `strength` (log10 odds of `score` for the probability kinds,

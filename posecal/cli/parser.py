@@ -1,5 +1,5 @@
 """posecal's command line declared: one sub-parser per command, the options shared by several declared once each
-(`_model_option`, `_device_option`, ...), each saying what it does and its default (tests/test_cli_help.py checks
+(`_model_option`, `_device_option`, ...), each saying what it does and its default (tests/cli/test_cli_help.py checks
 that), each command bound to its function in posecal/cli/commands.py."""
 from __future__ import annotations
 

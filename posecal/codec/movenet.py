@@ -51,7 +51,7 @@ def centre_weight_table(height: int, width: int) -> np.ndarray:
     Lightning table (48x48) bit for bit; for Thunder (64x64), 8 of the 4,096 cells (those at distance
     sqrt(1261) = 35.51 from the centre) land on the other side of a float16 rounding tie and differ by one
     float16 ulp (1.5e-5, 0.06 % relative). That changes the chosen centre only if two cells' weighted scores
-    agree to 0.06 %; tests/test_movenet_port.py pins both facts against the graph's stored tables.
+    agree to 0.06 %; tests/models/test_movenet_port.py pins both facts against the graph's stored tables.
     """
     ys, xs = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
     dist = np.sqrt((ys - np.float32(height / 2)) ** 2 + (xs - np.float32(width / 2)) ** 2, dtype=np.float32)

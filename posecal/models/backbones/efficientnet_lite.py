@@ -80,7 +80,7 @@ class EfficientNetLite(nn.Module):
     conv); PYRAMID_BLOCKS are the indices of the last block at strides 4, 8 and 16 and PYRAMID_CHANNELS the
     channels at the four strides, both derived from the stage table. The ImageNet classifier (`_fc`) is
     optional so the shipped state_dict loads strictly and the weights can be checked by classifying a real
-    photograph (see tests/test_backbone.py).
+    photograph (see tests/models/test_backbone.py).
     """
 
     def __init__(self, variant: int = 0, with_classifier: bool = False):

@@ -276,7 +276,7 @@ class MoveNetHeatmaps(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# TF graph -> PyTorch name map (used by tools/convert_movenet.py and tests/test_movenet_port.py)
+# TF graph -> PyTorch name map (used by tools/convert_movenet.py and tests/models/test_movenet_port.py)
 
 _TF = "StatefulPartitionedCall/"
 _TF_FE = _TF + "center_net_mobile_net_v2fpn_feature_extractor/model_1/"
