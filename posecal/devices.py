@@ -14,6 +14,7 @@ import warnings
 from posecal.errors import PosecalInputError
 
 DEVICES = ("cpu", "cuda")
+BACKENDS = ("torch", "onnx")   # what runs a network: PyTorch, or onnxruntime (posecal/inference/opener.py)
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 GPU_INSTALL = ("pip install 'posecal[gpu]' (onnxruntime-gpu; uninstall the plain onnxruntime first, the two share "

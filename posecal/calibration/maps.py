@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import isotonic_regression, minimize, minimize_scalar
 
 MIN_BLOCK = 1e-9
 
@@ -45,6 +44,7 @@ def fit_isotonic(score, truth, max_knots: int = 64) -> IsotonicMap:
     data; when there are more blocks than max_knots, neighbouring knots are merged by count-weighted
     averaging (still monotone) to keep the stored map small.
     """
+    from scipy.optimize import isotonic_regression   # fitting only: slow to import, applying needs none
     s = np.asarray(score, np.float64).ravel()
     t = np.asarray(truth, np.float64).ravel()
     if len(s) == 0:
@@ -75,6 +75,7 @@ def apply_temperature(probs, temperature) -> np.ndarray:
 
 def fit_temperature(probs, labels) -> float:
     """The temperature T > 0 minimising the negative log-likelihood of labels under softmax(log p / T)."""
+    from scipy.optimize import minimize_scalar   # fitting only: slow to import, applying needs none
     p = np.asarray(probs, np.float64).reshape(-1, np.shape(probs)[-1])
     y = np.asarray(labels).ravel().astype(int)
     if len(y) == 0:
@@ -122,6 +123,7 @@ def fit_logistic(features, truth, signs, l2: float = 1e-3, offset=None, anchored
     added to the score's (LogisticScore's offset; pass the same when applying). anchored: the features are not
     centred and the bias is held at 0, so where every feature is 0 the score is sigmoid(offset) exactly (a
     correction that leaves the cases it has no feature for as they were)."""
+    from scipy.optimize import minimize   # fitting only: slow to import, applying needs none
     x = np.asarray(features, np.float64)
     t = np.asarray(truth, np.float64).ravel()
     off = np.zeros(len(t)) if offset is None else np.asarray(offset, np.float64).ravel()

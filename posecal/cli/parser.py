@@ -6,10 +6,15 @@ from __future__ import annotations
 import argparse
 
 from posecal.cli import commands
-from posecal.devices import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEVICES
+from posecal.detect.nms import NMS_MODES
+from posecal.devices import BACKENDS, CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEVICES
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
 from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
+from posecal.inference.scoring import SCORE_MODES
+from posecal.inference.topdown import DECODES
 from posecal.models.shipped import DEFAULT_MODEL_NAME
+from posecal.parallel.ray_rows import ENGINES
+from posecal.tracking.cadence import BETWEEN
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
 
@@ -77,7 +82,7 @@ def _flip_option(p, default: bool | None) -> None:
 
 def _backend_option(p, default: str | None = "onnx") -> None:
     note = "onnx, on the CPU or CUDA" if default is None else default
-    p.add_argument("--backend", choices=("torch", "onnx"), default=default, help=f"{BACKEND_HELP} (default: {note})")
+    p.add_argument("--backend", choices=BACKENDS, default=default, help=f"{BACKEND_HELP} (default: {note})")
 
 
 def _threads_option(p, ray: bool = False) -> None:
@@ -86,7 +91,7 @@ def _threads_option(p, ray: bool = False) -> None:
 
 def _engine_options(p, what: str) -> None:
     """--engine, --address and --workers (predict, track, eval, audit); `what`: the work one Ray actor call does."""
-    p.add_argument("--engine", choices=("process", "ray"), default="process",
+    p.add_argument("--engine", choices=ENGINES, default="process",
                    help=f"process: this process; ray: Ray Data actors, each holding the model, {what}, on a local "
                         "Ray or the cluster at --address, each unit's results written by its worker as it is done (a "
                         "run started again resumes) then merged into one file; needs pip install 'posecal[ray]' "
@@ -143,12 +148,12 @@ def _add_predict(sub) -> None:
                    help="drop a pose on a detector's box below this pose quality or with no keypoint predicted "
                         "visible, i.e. nobody there; 0 keeps all. A person given (--boxes, or the whole image with "
                         f"--detector none) is always kept (default: {MIN_POSE_QUALITY})")
-    p.add_argument("--nms", choices=("oks", "soft", "none"), default="oks",
+    p.add_argument("--nms", choices=NMS_MODES, default="oks",
                    help="pose NMS on detector boxes: OKS-NMS, soft-OKS-NMS or none (default: oks)")
     p.add_argument("--nms-threshold", type=PROBABILITY_FLOAT, default=DUPLICATE_OKS,
                    help="OKS over the keypoints both poses see above which --nms oks drops the pose of lower "
                         f"quality as the same person, and --nms soft lowers its score (default: {DUPLICATE_OKS})")
-    p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
+    p.add_argument("--score-mode", choices=SCORE_MODES,
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
     _batch_option(p, None)
@@ -221,7 +226,7 @@ def _add_track(sub) -> None:
                         "detector frame wait while it can catch up, and the detector runs less often (down to twice "
                         "a second) when it cannot; --no-adaptive takes the newest frame, detector every N-th "
                         "(default: adaptive)")
-    p.add_argument("--between", choices=("flow", "pose"), default="flow",
+    p.add_argument("--between", choices=BETWEEN, default="flow",
                    help="between detector frames: flow carries each tracked person's keypoints by optical flow (no "
                         "pose network on those frames); pose estimates them afresh in each track's "
                         "carried box (default: flow)")
@@ -262,11 +267,11 @@ def _add_eval(sub) -> None:
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     _flip_option(p, True)
     _orientations_option(p)
-    p.add_argument("--decode", choices=("dark", "argmax", "soft_argmax", "movenet"), default=None,
+    p.add_argument("--decode", choices=DECODES, default=None,
                    help="keypoint decoding: DARK sub-pixel, plain argmax or soft-argmax of the heatmaps, or "
                         "MoveNet's centre-guided decode (MoveNet models only); default: the model's own "
                         "(movenet for MoveNet models, else dark)")
-    p.add_argument("--score-mode", choices=("heatmap", "mmpose", "oks", "opks"),
+    p.add_argument("--score-mode", choices=SCORE_MODES,
                    help="pose score written to results.json (default: oks with quality heads, else heatmap)")
     p.add_argument("--no-calibration", action="store_true",
                    help="report the quality heads' raw outputs, not those of the model's stored calibration")

@@ -18,6 +18,8 @@ import numpy as np
 
 from posecal.metrics.oks import opks
 
+NMS_MODES = ("oks", "soft", "none")   # pose_nms's nms: OKS-NMS, soft-OKS-NMS, none
+
 MIN_SHARED = 2   # keypoints two poses must both see before their agreement can call them one person
 
 

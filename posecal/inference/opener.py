@@ -12,14 +12,13 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from posecal.devices import check_device
+from posecal.devices import BACKENDS, check_device
 from posecal.errors import PosecalInputError
 from posecal.export.session import OnnxEstimator, open_onnx_model
 from posecal.models.config import require_coco_keypoints
 from posecal.models.shipped import (SHIPPED_MODELS, installed_models, is_installed, missing_model_message, model_file,
                                     packaged_graph, shipped_name)
 
-BACKENDS = ("torch", "onnx")
 
 
 @dataclass

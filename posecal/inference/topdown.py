@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, softmax
 
-from posecal.codec.heatmap import decode
+from posecal.codec.heatmap import DECODE_METHODS, decode
 from posecal.data.coco import PersonRecord
 from posecal.calibration.quality import DEFAULT_OCCLUDED_OVER_VISIBLE
 from posecal.data.crops import heatmap_to_input
 from posecal.errors import PosecalInputError
 from posecal.models.outputs import HEATMAP_OUTPUT, MOVENET_OUTPUTS
+
+DECODES = DECODE_METHODS + ("movenet",)   # a heatmap decode, or MoveNet's centre-guided one (decode_outputs)
 
 
 @dataclass
@@ -63,6 +64,8 @@ def decode_outputs(outs: dict[str, np.ndarray], decode_method: str | None = None
 
 def head_outputs(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The trust or quality heads' logits -> predicted OKS, OPKS and visibility probabilities (none without heads)."""
+    from scipy.special import expit, softmax   # here, not at the top: `posecal --help` reads this module's names
+
     if "oks" not in outs:
         return {}
     return {"oks": outs["oks"].astype(np.float32), "opks": expit(outs["opks_logits"].astype(np.float32)),

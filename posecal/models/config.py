@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
 from posecal.errors import PosecalInputError
 from posecal.validation import POSITIVE, Rule
 
@@ -37,8 +38,8 @@ class ModelConfig:
     # channel order and mean/std in units of the 0..1 pixel range. The defaults are posecal's own; imported
     # checkpoints carry their published pipeline's (SimpleBaseline: bgr; stacked hourglass: mean 0, std 1).
     input_channels: str = "rgb"
-    input_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    input_mean: tuple[float, float, float] = IMAGENET_MEAN
+    input_std: tuple[float, float, float] = IMAGENET_STD
 
 
 

@@ -32,6 +32,7 @@ from posecal.parallel.cores import machine_cores
 from posecal.parallel.parts import PartStore, part_folder, write_part
 from posecal.parallel.ray_lines import quiet_ray_lines
 
+ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
 ERROR = "error"   # PartWriter's output column: "" for a unit done, else the line its worker refused it with
 
 

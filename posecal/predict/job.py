@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.data.coco import coco_image_ids
+from posecal.detect.nms import NMS_MODES
 from posecal.data.box_files import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.io import StopRequest, check_output_dir, check_output_file, write_bytes_atomic, write_json_atomic
@@ -30,9 +31,6 @@ from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, iter_frames, lookup
 from posecal.records import STDOUT, ImageRecords, check_results_out, is_stream, result_entries
-
-NMS_MODES = ("oks", "soft", "none")
-
 
 @dataclass
 class PredictConfig:

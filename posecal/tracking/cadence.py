@@ -17,6 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+# what runs between detector frames (TrackConfig.between): optical flow carries the tracked keypoints, or the pose
+# network estimates them afresh in each track's carried box
+BETWEEN = ("pose", "flow")
+
 
 @dataclass
 class LiveCadence:

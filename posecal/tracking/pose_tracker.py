@@ -28,12 +28,12 @@ from posecal.inference.picture import Picture
 from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, PersonPolicy
 from posecal.inference.predictor import Predictor, colour_order
 from posecal.metrics.boxes import box_iou
+from posecal.tracking.cadence import BETWEEN
 from posecal.tracking.flow import FrameFlow, carried_poses
 from posecal.tracking.stages import StageClock
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
 
-BETWEEN = ("pose", "flow")  # TrackConfig.between
 
 
 @dataclass

@@ -11,10 +11,12 @@ from posecal.cli.parser import build_parser
 from posecal.codec.heatmap import DECODE_METHODS
 from posecal.devices import DEVICES
 from posecal.evaluation.evaluate import EvalConfig
-from posecal.inference.opener import BACKENDS
+from posecal.devices import BACKENDS
 from posecal.inference.scoring import SCORE_MODES
-from posecal.predict.job import NMS_MODES, PredictConfig
-from posecal.tracking.pose_tracker import BETWEEN, TrackConfig
+from posecal.detect.nms import NMS_MODES
+from posecal.predict.job import PredictConfig
+from posecal.tracking.cadence import BETWEEN
+from posecal.tracking.pose_tracker import TrackConfig
 
 # option dest -> the config field it sets, where the names differ
 RENAMED = {"no_progress": "progress", "engine": "engine", "address": "engine", "workers": "engine",
