@@ -52,12 +52,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.lab.video_worlds import DEGRADED, model_without_video_map, tracked_pairs, world_scenes  # noqa: E402
-from posecal.calibration.quality import calibration_from_meta  # noqa: E402
+from posecal.calibration.quality import calibration_from_meta, truth_of  # noqa: E402
 from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
 from posecal.data.images import image_size  # noqa: E402
 from posecal.evaluation.calibrate_model import photo_groups  # noqa: E402
 from posecal.evaluation.conditions import (HELD_OUT_CUTS, MIXTURE, ConditionRun,  # noqa: E402
-                                           calibration_against_floors, condition_figures,
+                                           calibration_against_floors, condition_figures, ece_against_floor,
                                            cross_fit_over_conditions, fit_over_conditions, held_out_cut_plan,
                                            mixture_plan, run_condition, shipped_outputs, subgroup_names)
 from posecal.export.cache import cached_onnx  # noqa: E402
@@ -149,6 +149,35 @@ def crowded_persons(annotations: Path) -> dict[int, bool]:
                          for o in by_photo[a["orig_image_id"]] if o is not a) for a in anns}
 
 
+def video_figures(pairs: list[tuple[dict, dict]], occluded_over_visible: float = 2.0) -> dict[str, float]:
+    """condition_figures of tracked poses (their records' calibrated fields, as `posecal track` writes them) against
+    the truth they matched (bench/lab/video_worlds.py's video_pairs)."""
+    k = 17
+    gt = np.array([np.reshape(a["keypoints"], (k, 3)) for a, _ in pairs], np.float64)
+    kp = np.array([np.reshape(r["keypoints"], (k, 3))[:, :2] for _, r in pairs], np.float64)
+    boxes = np.array([r["bbox"] for _, r in pairs], np.float64)
+    area = np.array([a["area"] for a, _ in pairs], np.float64)
+    vis = np.array([r.get("visibility", [2] * k) for _, r in pairs])
+    probs = np.eye(3)[vis]          # the records' classes as one-hot probabilities: the rule's own output
+    run = ConditionRun(name="video", flip=False, keypoints=kp, boxes=boxes, gt=gt, area=area,
+                       groups=np.arange(len(pairs)), visibility_known=np.ones(len(pairs), bool),
+                       cut_off=np.zeros((len(pairs), k), bool), raw={}, image_wh=np.zeros((len(pairs), 2)))
+    out = {"oks": np.array([r["pose_quality"] for _, r in pairs], np.float64),
+           "opks": np.array([r["keypoint_quality"] for _, r in pairs], np.float64),
+           "visibility_probs": probs,
+           "keypoint_radius": np.array([r.get("keypoint_radius", [np.inf] * k) for _, r in pairs], np.float64)}
+    # against their floors, with intervals by track (a track's poses are not independent); no subgroups: the
+    # records do not say where the picture's edges were
+    ks, labelled, gt_oks = truth_of(kp, gt, area)
+    has = np.isfinite(gt_oks)
+    tracks = np.array([r.get("track_id", i) for i, (_, r) in enumerate(pairs)])
+    floors = {"keypoint": ece_against_floor(out["opks"][labelled], ks[labelled],
+                                            np.broadcast_to(tracks[:, None], labelled.shape)[labelled]),
+              "pose": ece_against_floor(np.clip(out["oks"][has], 0, 1), gt_oks[has], tracks[has]), "subgroups": {},
+              "subgroup_counts": {"subgroups": 0, "min_keypoints": 300, "above_p90": 0, "above_2x_p90": 0}}
+    return condition_figures(run, out, occluded_over_visible) | {"against_floors": floors}
+
+
 def video_rows(model: str, video, work: Path, scenes: list[int], held_out: list[int], frames: int, threads: int,
                degrade: tuple[str, ...] = ()) -> dict[str, dict[str, dict]]:
     """Tracked scenes' records against their truth, each row twice: `records as written` (through the model's
@@ -157,8 +186,6 @@ def video_rows(model: str, video, work: Path, scenes: list[int], held_out: list[
     tuning room) and `video_other_background` (the held-out scenes: another room, people no tuning scene shows),
     each also per pose_source; then one row per world kind (video_intel, video_intel_mirrored, and with degrade
     every kind downscaled or compressed: bench/lab/video_worlds.py)."""
-    from posecal.evaluation.conditions import video_figures
-
     worlds = tracked_pairs(model_without_video_map(model, work), world_scenes(work, scenes, held_out, frames, degrade),
                            work, threads)
     groups = {"video": worlds.get("vtest", []),

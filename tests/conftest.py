@@ -100,6 +100,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # the benches' shared code (bench/lab: synthetic scenes, track scoring) is tested too, but is no part of the package
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# and the tools' own modules (tools/verifier_export.py, tools/video_choice.py, ...): tested, no part of the package
+if str(Path(__file__).resolve().parents[1] / "tools") not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "tools"))
 COCO_CROPS = SHARED / "data" / "coco-val2017-crops"
 needs_shared = pytest.mark.skipif(not COCO_CROPS.is_dir(), reason="../shared data not available")
 

@@ -8,7 +8,7 @@ IN.pt: a packed model file (a video calibration it already has is set aside: the
 The worlds are bench/lab/video_worlds.py's: the tracking bench's tuning scenes (--scenes, vtest's room), its
 held-out scenes (--held-out, another room as it is and mirrored, other people) and with --degrade each of them
 downscaled by 2 (half) or compressed hard (jpeg). Each pose source's map is judged leave-one-world-kind-out
-against no map (posecal/calibration/video_choice.py; a kind's whole room is left out of its fit: judged in a
+against no map (tools/video_choice.py; a kind's whole room is left out of its fit: judged in a
 room it never saw) and ships only if it beats no map in keypoint and pose ECE on every world kind; the judgement
 is printed and kept in the file's fit_info. Records are kept in runs/video_calibration/.
 
@@ -23,10 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))   # the tools' own modules (verifier_export, video_choice)
 from bench.lab.video_worlds import (DEGRADED, model_without_video_map, room_of, tracked_pairs,  # noqa: E402
                                     world_scenes)
 from posecal.calibration.quality import calibration_from_meta  # noqa: E402
-from posecal.calibration.video_choice import choose_video_calibration, keep_judged  # noqa: E402
+from video_choice import choose_video_calibration, keep_judged  # noqa: E402
 from posecal.models.checkpoint import atomic_save, read_torch_file  # noqa: E402
 
 import torch  # noqa: E402  (after the path: the tool needs PyTorch to read and write model files)

@@ -1,4 +1,4 @@
-"""The trust model on a GPU (tools/gpu_train.md, "The trust model on a GPU"; posecal/training/trust_online.py).
+"""The trust model on a GPU (tools/gpu_train.md, "The trust model on a GPU"; tools/trust_online.py).
 
     python tools/gpu_trust.py weights CONFIG --out .gpu_data/trust_weights
         here, once: the two weight files the device run needs, small enough to carry: base.pt (the base model's
@@ -7,7 +7,7 @@
                                            [--max-minutes M] [--epochs E] [--device cpu] [--no-amp]
                                            [--batch-size N] [--workers N] [--val-every N] [--max-val-persons N]
                                            [--video-val]
-        the online training run (posecal/training/trust_online.py; on the device: --base/--init the files above,
+        the online training run (tools/trust_online.py; on the device: --base/--init the files above,
         --packed the carried pack); CONFIG is a trust config (configs/trust/accurate_gpu.yaml), the flags
         override it
     python tools/gpu_trust.py probe CONFIG [--base FILE] [--init FILE] [--device cpu] [--batch-size N] [--steps N]
@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # trust_online.py, beside this tool
 from posecal.errors import PosecalInputError  # noqa: E402
 from posecal.models.assemble import pose_fingerprint, trust_source  # noqa: E402
 from posecal.models.checkpoint import atomic_save, load_model, save_model  # noqa: E402
-from posecal.training.trust_online import (OnlineOptions, load_online_config, probe_steps,  # noqa: E402
-                                           run_online_trust)
+from trust_online import OnlineOptions, load_online_config, probe_steps, run_online_trust  # noqa: E402
 
 
 def write_weights(cfg, out: Path) -> None:

@@ -269,7 +269,7 @@ def open_net(path: Path):
 
 
 def export(args) -> None:
-    from posecal.export.verifier import export_verifier
+    from verifier_export import export_verifier
 
     report = json.loads((Path(args.checkpoint).parent / "report.json").read_text())
     info = {"trained_by": "tools/gpu_verifier.py (trunk fine-tuned on a GPU)", "fit_boxes": report["fit_boxes"],

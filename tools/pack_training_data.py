@@ -19,7 +19,7 @@ the augmentation asks for beyond the region (zoom-out up to x1.45; a 3:4 crop tu
 h*cos(a) + w*sin(a) high and w*cos(a) + h*sin(a) wide, up to 1.25 h = 1.67 w) is black in both pipelines.
 Bytes grow with margin^2 (1.6 vs 1.5: +14%); a smaller margin would put black where the COCO crops have image.
 
---trust: CONFIG is a GPU trust config (posecal/training/trust_online.py, configs/trust/accurate_gpu.yaml): the
+--trust: CONFIG is a GPU trust config (tools/trust_online.py, configs/trust/accurate_gpu.yaml): the
 regions are square (the base MoveNet's crops), and of LSPET the persons the trust model never trains on
 (posecal.training.trust_samples.lspet_trust_split: 1,000 held out for bench/trust_conditions.py) are left out
 instead of --lspet-holdout's last N; each index records it (`lspet_trust_heldout: excluded`), and the online
@@ -46,6 +46,7 @@ from posecal.data.neighbours import neighbours_by_image
 from posecal.data.packed import INDEX, VAL_DIR, coco_entries, folder_bytes, pack_person, write_index
 from posecal.errors import PosecalInputError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # trust_online.py (--trust), beside this tool
 MIB = 2 ** 20
 INDEX_OVERHEAD = 1024   # header and categories of an index file
 
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     t0 = time.time()
     if args.trust:
-        from posecal.training.trust_online import load_online_config   # noqa: PLC0415 (only for --trust)
+        from trust_online import load_online_config   # noqa: PLC0415 (only for --trust; beside this tool)
         cfg = load_online_config(args.config)
     else:
         cfg = load_train_config(args.config)
@@ -159,7 +160,7 @@ def _run(args) -> int:
         lspet = load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
         if args.trust:                 # the persons bench/trust_conditions.py judges the trust model on
             from posecal.training.trust_samples import lspet_trust_split   # noqa: PLC0415
-            from posecal.training.trust_online import TRUST_PACK_KEY, TRUST_PACK_VALUE   # noqa: PLC0415
+            from trust_online import TRUST_PACK_KEY, TRUST_PACK_VALUE   # noqa: PLC0415
             keep = lspet_trust_split(len(lspet))[0]
             params.update({TRUST_PACK_KEY: TRUST_PACK_VALUE, "lspet_persons_of": len(lspet)})
             print(f"LSPET: {len(keep)} of {len(lspet)} persons (the trust model's {len(lspet) - len(keep)} "

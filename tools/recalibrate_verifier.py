@@ -16,8 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))   # the tools' own modules (verifier_export, video_choice)
 from posecal.detect.verifier import SHIPPED_VERIFIER, PersonVerifier, remapped  # noqa: E402
-from posecal.export.verifier import recalibrated_verifier_bytes  # noqa: E402
+from verifier_export import recalibrated_verifier_bytes  # noqa: E402
 from posecal.io import write_bytes_atomic  # noqa: E402
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))   # the tools' own modules (verifier_export, video_choice)
 sys.path.insert(0, str(ROOT / "bench"))
 from detector_recall import iou, no_people_photos, others_in_crop  # noqa: E402
 
@@ -450,7 +451,7 @@ def fit(args) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "report.json").write_text(json.dumps(results, indent=1) + "\n")
     if args.out:
-        from posecal.export.verifier import export_verifier
+        from verifier_export import export_verifier
 
         net = PersonVerifierNet()
         net.head.load_state_dict(head.state_dict())

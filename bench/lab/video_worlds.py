@@ -229,12 +229,36 @@ def world_scenes(work: Path, tuning: list[int], held_out: list[int], frames: int
     return worlds
 
 
+def video_pairs(truth: dict, results: list[dict], iou_threshold: float = 0.5, min_visible: float = 0.25
+                ) -> list[tuple[dict, dict]]:
+    """(truth annotation, result) pairs of a tracked video: per frame, results matched one to one to the truth's
+    people by box IoU (Hungarian, IoU >= iou_threshold); people less than min_visible seen are left out."""
+    from scipy.optimize import linear_sum_assignment
+
+    from posecal.metrics.boxes import box_iou
+
+    by_frame: dict[int, list] = {}
+    for r in results:
+        by_frame.setdefault(int(r["image_id"]), []).append(r)
+    pairs = []
+    gts_of: dict[int, list] = {}
+    for a in truth["annotations"]:
+        if a.get("visible_fraction", 1.0) >= min_visible:
+            gts_of.setdefault(int(a["image_id"]), []).append(a)
+    for t, gts in gts_of.items():
+        hyps = by_frame.get(t, [])
+        if not hyps:
+            continue
+        iou = box_iou([a["bbox"] for a in gts], [r["bbox"] for r in hyps])
+        rows, cols = linear_sum_assignment(-iou)
+        pairs += [(gts[i], hyps[j]) for i, j in zip(rows, cols) if iou[i, j] >= iou_threshold]
+    return pairs
+
+
 def tracked_pairs(model: str, worlds: dict[str, list[tuple[str, Path, Path]]], work: Path, threads: int,
                   log=None) -> dict[str, list[tuple[dict, dict]]]:
     """World kind -> (truth annotation, record) pairs of its scenes tracked by `posecal track`'s defaults with
     `model` (a file without a video calibration: model_without_video_map), each scene's records kept in work/."""
-    from posecal.evaluation.conditions import video_pairs
-
     out: dict[str, list] = {}
     for kind, scenes in worlds.items():
         out[kind] = []

@@ -13,7 +13,7 @@ each `pose_source` (detected, carried, held) go through maps fitted on tracked v
   probability `target` again.
 The trust values that drive the tracker's own decisions are not touched: only what is reported.
 A map ships for a pose source only where it beats no map in every kind of world it was not fitted on
-(calibration/video_choice.py); each map is shrunk towards the identity where its data is thin (SHRINK_PAIRS).
+(tools/video_choice.py); each map is shrunk towards the identity where its data is thin (SHRINK_PAIRS).
 """
 from __future__ import annotations
 

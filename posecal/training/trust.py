@@ -115,7 +115,7 @@ def make_batch(data: dict, idx: np.ndarray, cfg: TrustTrainConfig | None, rng: n
 def batch_keypoints(data: dict, idx: np.ndarray, cfg: TrustTrainConfig | None, rng: np.random.Generator | None):
     """make_batch without the images: (keypoints, scores, targets, vis_weight) of samples idx, with keypoint
     perturbation and score dropout drawn from rng (cfg/rng None: as stored). `data` needs base_xy, base_scores,
-    keypoints, area and visibility_weight (posecal.training.trust_online calls it on crops made on the GPU)."""
+    keypoints, area and visibility_weight (tools/trust_online.py calls it on crops made on the GPU)."""
     xy = data["base_xy"][idx].astype(np.float64)
     scores = data["base_scores"][idx].astype(np.float32).copy()
     gt, area = data["keypoints"][idx].astype(np.float64), data["area"][idx].astype(np.float64)

@@ -1,10 +1,10 @@
 """Issue 53: a video map ships for a pose source only where it beats no map on every kind of world it was not
-fitted on (posecal/calibration/video_choice.py); maps are shrunk towards the identity where data is thin."""
+fitted on (tools/video_choice.py); maps are shrunk towards the identity where data is thin."""
 import numpy as np
 
 from posecal.calibration.maps import IsotonicMap
 from posecal.calibration.video import VideoCalibration, fit_source_maps, toward_identity
-from posecal.calibration.video_choice import choose_video_calibration, keep_judged, trust_eces
+from video_choice import choose_video_calibration, keep_judged, trust_eces
 
 from conftest import offset_pairs
 

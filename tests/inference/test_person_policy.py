@@ -211,7 +211,7 @@ def small_verifier(tmp_path):
     """An untrained verifier network with calibration 0.5 * logit - 1 and its exported graph (tmp_path/v.onnx)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from posecal.export.verifier import export_verifier
+    from verifier_export import export_verifier
     from posecal.models.verifier import PersonVerifierNet
 
     torch.manual_seed(0)
@@ -227,7 +227,7 @@ def test_verifier_graph_round_trip_and_its_calibration(small_verifier):
     import torch
 
     from posecal.detect.verifier import INPUT_HW, MASK_HW, PersonVerifier
-    from posecal.export.verifier import round_to_fp16
+    from verifier_export import round_to_fp16
     from posecal.models.verifier import PersonVerifierNet
 
     net, path = small_verifier
@@ -272,7 +272,7 @@ def test_verifier_recalibrated_gives_the_remapped_p_person(small_verifier, tmp_p
     """recalibrated_verifier_bytes composes a * logit(p) + b with the graph's own calibration: the new graph's
     p(person) is the old one remapped, on the same boxes, and its record says so."""
     from posecal.detect.verifier import PersonVerifier, remapped
-    from posecal.export.verifier import recalibrated_verifier_bytes
+    from verifier_export import recalibrated_verifier_bytes
 
     _, path = small_verifier
     (tmp_path / "r.onnx").write_bytes(recalibrated_verifier_bytes(path.read_bytes(), 0.6, 0.1, {"fitted_on": "test"}))

@@ -1,10 +1,11 @@
-"""The online GPU trust training (posecal/training/trust_online.py, tools/gpu_trust.py), run on CPU for a few
+"""The online GPU trust training (tools/trust_online.py, tools/gpu_trust.py), run on CPU for a few
 steps on a tiny pack made here: it writes best.pt in train_trust's format, and with_trust builds from it a model
 whose trust model runs (and exports) at its own input side, 256; the pack for it leaves out the trust model's
 held-out LSPET persons, and a pack that does not say so is refused. Also: a trust model's input side as a model
 file records it (192 for the shipped ones, which load as before)."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,6 @@ from posecal.models.checkpoint import load_model, model_from_config, save_model
 from posecal.models.config import ModelConfig, network_input
 from posecal.models.trust import TRUST_INPUT, TrustNet
 from posecal.training import trust_samples
-from posecal.training.trust_online import check_trust_pack, load_online_config
 
 from conftest import make_coco, make_lsp_like, write_movenet_base
 
@@ -34,6 +34,8 @@ def _tool(name):
 
 
 pack_tool, gpu_trust = _tool("pack_training_data"), _tool("gpu_trust")
+trust_online = sys.modules["trust_online"]   # imported by gpu_trust from beside it
+check_trust_pack, load_online_config = trust_online.check_trust_pack, trust_online.load_online_config
 
 
 @pytest.fixture(scope="module")
