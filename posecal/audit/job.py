@@ -17,9 +17,8 @@ from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import load_coco_persons, read_json
 from posecal.errors import PosecalInputError
 from posecal.evaluation.results import ResultSet
-from posecal.inference.estimator import predict_records
 from posecal.inference.opener import open_model
-from posecal.inference.ray_records import RecordPosing, predict_records_ray
+from posecal.inference.record_posing import RecordPosing, pose_records
 from posecal.models.shipped import packaged_graph
 from posecal.io import check_output_dir, write_json_atomic
 from posecal.parallel.ray_rows import RayConfig
@@ -44,7 +43,7 @@ class AuditConfig:
     report_top: int = 60           # findings drawn in report.html
     thresholds: AuditThresholds = AuditThresholds()
     engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
-                                      # inference/ray_records.py), the findings computed here all the same
+                                      # inference/record_posing.py), the findings computed here all the same
 
 
 def read_annotations(path) -> dict:
@@ -77,7 +76,7 @@ def estimate_with_model(cfg: AuditConfig) -> Estimates:
     # an exported .onnx file in onnxruntime
     backend = "onnx" if packaged_graph(cfg.model, True, cfg.device) is not None else "torch"
     opened = open_model(cfg.model, backend, cfg.flip, cfg.threads, cfg.device)
-    model, mcfg = opened.runner, opened.config
+    mcfg = opened.config
     calibration = calibration_from_meta(opened.meta, str(cfg.model or "default model"))
     if calibration is None or not mcfg.quality_heads:
         raise PosecalInputError(f"{cfg.model or 'the default model'}: the audit needs a model with quality heads "
@@ -85,15 +84,9 @@ def estimate_with_model(cfg: AuditConfig) -> Estimates:
     records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
     if not records:
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
-    if cfg.engine is not None:   # the same posing on Ray actors that each open the model once
-        posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size,
-                              device=cfg.device)
-        pred = predict_records_ray(records, posing, calibration, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
-    else:
-        # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
-        pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                               progress=cfg.progress, calibration=calibration,
-                               threads=cfg.threads)
+    # threads: in this process, its PyTorch calls only (an onnxruntime graph has its own); on Ray, per actor
+    posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size, device=cfg.device)
+    pred = pose_records(records, posing, opened, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     coverage = calibration.radii.target

@@ -141,7 +141,7 @@ def _engine(args, run, command: str):
 
 def _posing_engine(args, command: str):
     """eval's and audit's --engine: None (this process) or the RayConfig their posing runs on
-    (inference/ray_records.py); refused with --results, which poses nothing."""
+    (inference/record_posing.py); refused with --results, which poses nothing."""
     if args.engine == "ray" and args.results:
         raise PosecalInputError(f"--engine ray poses persons with a model; posecal {command} --results reads a "
                                 "results file in this process: leave out --engine ray")

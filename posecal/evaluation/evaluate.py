@@ -11,13 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import load_coco_persons, read_coco
 from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
-from posecal.inference.estimator import predict_records
 from posecal.inference.opener import check_backend, open_model, require_model
-from posecal.inference.ray_records import RecordPosing, predict_records_ray
+from posecal.inference.record_posing import RecordPosing, pose_records
 from posecal.inference.topdown import Predictions
 from posecal.io import check_output_dir, write_json_atomic
 from posecal.parallel import default_threads
@@ -61,7 +59,7 @@ class EvalConfig:
     device: str = "cpu"            # where the model runs: "cuda" (a GPU), the CPU with one warning line where
                                    # the onnx backend cannot use one
     engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
-                                      # inference/ray_records.py), the metrics computed here all the same
+                                      # inference/record_posing.py), the metrics computed here all the same
 
 
 def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pictures | None = None) -> dict:
@@ -142,17 +140,12 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, cfg.device,
                         check=lambda mcfg: _refuse_unusable(cfg, mcfg))
-    model, mcfg, meta = opened.runner, opened.config, opened.meta
-    calibration = calibration_from_meta(meta, str(cfg.model or "default model")) if cfg.calibrated else None
-    if cfg.engine is not None:   # the same posing on Ray actors that each open the model once
-        posing = RecordPosing(cfg.model, cfg.backend, cfg.flip, actor_threads, cfg.calibrated, cfg.decode,
-                              cfg.orientations, cfg.batch_size, device=cfg.device)
-        pred = predict_records_ray(records, posing, calibration, cfg.engine, out / "results.json", cfg.progress)
-    else:
-        # threads: this run's PyTorch calls only, never the process's setting (an onnxruntime graph has its own)
-        pred = predict_records(model, records, mcfg.input_wh, flip=opened.flip, batch_size=cfg.batch_size,
-                               decode_method=cfg.decode, progress=cfg.progress, calibration=calibration,
-                               orientations=cfg.orientations, threads=cfg.threads)
+    mcfg = opened.config
+    # threads: in this process, its PyTorch calls only, never the process's setting (an onnxruntime graph has its
+    # own); on Ray, per actor
+    posing = RecordPosing(cfg.model, cfg.backend, cfg.flip, actor_threads if cfg.engine else cfg.threads,
+                          cfg.calibrated, cfg.decode, cfg.orientations, cfg.batch_size, device=cfg.device)
+    pred = pose_records(records, posing, opened, cfg.engine, out / "results.json", cfg.progress)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)

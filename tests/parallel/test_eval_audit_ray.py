@@ -1,5 +1,5 @@
 """`posecal eval --engine ray` and `posecal audit --engine ray`: their posing (the model on the labelled persons'
-boxes) on Ray actors (posecal/inference/ray_records.py), the metrics and findings computed once in the driver.
+boxes) on Ray actors (posecal/inference/record_posing.py), the metrics and findings computed once in the driver.
 
 The map_batches class and the refusals run without Ray; the runs through Ray share one local Ray started with 2 CPUs
 (tests/parallel/test_ray_engine.py's fixture) and are slow (Ray starts in 5-20 s): the same metrics.json and findings.json
@@ -16,7 +16,7 @@ import pytest
 from conftest import cli_error, make_coco
 from posecal.cli.main import main
 from posecal.data.coco import load_coco_persons
-from posecal.inference.ray_records import POSES, RecordBatches, pack, unpack
+from posecal.inference.record_posing import POSES, RecordBatches, pack, unpack
 from test_ray_engine import local_ray  # noqa: F401  (the one local Ray of the Ray tests, 2 CPUs)
 
 

@@ -1,14 +1,16 @@
-"""Persons given as records (a labelled picture and a box each) posed by Ray Data actors: the posing of `posecal
-eval --engine ray` and `posecal audit --engine ray`, which is predict_records (inference/estimator.py) spread over
-workers on this machine or a Ray cluster. The metrics and the audit's findings are computed once, in the driver,
-from the Predictions gathered here, as one process computes them.
+"""Persons given as records (a labelled picture and a box each) posed with one config, `RecordPosing` (model,
+backend, flip, decode, orientations, batch size, threads, device): the posing of `posecal eval` and `posecal audit`,
+in this process or spread over Ray Data actors on this machine or a cluster (`pose_records`). The metrics and the
+audit's findings are computed once, in the driver, from the Predictions it gives, however they were posed.
 
-A row is one picture with its records (consecutive records of one image file, as the estimator groups them); each
-actor opens the model once (RecordBatches) and runs the one estimator (Estimator.estimate_records) on the records
-of its batch of rows; each person comes back whole (its PersonPose and the network's own arrays, the numbers as
-their exact bytes) as its picture's part, written by the worker. The rows, actors, parts (beside the job's output
-file: resumable), retries and resources are posecal/parallel/ray_rows.py's, shared with `predict` and `track
---engine ray`. A picture that cannot be read is the warning one process gives, and its persons are dropped.
+Both ways open the one estimator the same way (`record_estimator`: the model, its stored calibration, the
+Estimator of inference/estimator.py), once per process or actor. On Ray a row is one picture with its records
+(consecutive records of one image file, as the estimator groups them); each actor (RecordBatches) runs
+Estimator.estimate_records on the records of its batch of rows; each picture's persons (their PersonPose and the
+network's own arrays, the numbers as their exact bytes) are its part, written by the worker. The rows, actors,
+parts (beside the job's output file: resumable), retries and resources are posecal/parallel/ray_rows.py's, shared
+with `predict` and `track --engine ray`. A picture that cannot be read is the warning one process gives, and its
+persons are dropped.
 """
 from __future__ import annotations
 
@@ -57,6 +59,29 @@ class RecordPosing:
 SETTINGS = tuple(f.name for f in dataclasses.fields(RecordPosing))
 
 
+def record_calibration(posing: RecordPosing, opened):
+    """The stored calibration of the model `opened` when `posing` applies it, else None."""
+    return calibration_from_meta(opened.meta, str(posing.model or "default model")) if posing.calibrated else None
+
+
+def record_estimator(posing: RecordPosing, opened=None) -> Estimator:
+    """The one estimator of records posed with `posing`: the model `opened` (as the driver opened it) or opened
+    here, with its stored calibration where posing applies it. This process and every Ray actor pose with it."""
+    opened = opened or open_model(posing.model, posing.backend, posing.flip, posing.threads, posing.device)
+    return Estimator(opened.runner, opened.config.input_wh, record_calibration(posing, opened), opened.flip,
+                     posing.batch_size, posing.orientations, threads=posing.threads, decode_method=posing.decode)
+
+
+def pose_records(records: list[PersonRecord], posing: RecordPosing, opened, engine: RayConfig | None, out,
+                 progress: bool = True) -> Predictions:
+    """Persons given as records, posed with `posing`: in this process with the model `opened` (engine None), or
+    on Ray actors that each open it themselves (parts beside `out`, the job's output file: a run started again
+    resumes). The same Predictions either way (records kept, people, the OKS head's own output)."""
+    if engine is None:
+        return record_estimator(posing, opened).estimate_records(records, progress)
+    return predict_records_ray(records, posing, record_calibration(posing, opened), engine, out, progress)
+
+
 class RecordBatches:
     """The map_batches class: settings are RecordPosing's. A batch's columns: `path` (the picture, on storage the
     actor sees) and `records` (JSON text: the boxes of its persons, [{"bbox": [x, y, w, h], "score": s}, ...]).
@@ -70,12 +95,7 @@ class RecordBatches:
             raise PosecalInputError(f"RecordBatches: unknown setting(s) {', '.join(unknown)} (settings: "
                                     f"{', '.join(SETTINGS)})")
         self.cfg = RecordPosing(**settings)
-        opened = open_model(self.cfg.model, self.cfg.backend, self.cfg.flip, self.cfg.threads, self.cfg.device)
-        calibration = (calibration_from_meta(opened.meta, str(self.cfg.model or "default model"))
-                       if self.cfg.calibrated else None)
-        self.estimator = Estimator(opened.runner, opened.config.input_wh, calibration, opened.flip,
-                                   self.cfg.batch_size, self.cfg.orientations, threads=self.cfg.threads,
-                                   decode_method=self.cfg.decode)
+        self.estimator = record_estimator(self.cfg)
 
     def __call__(self, batch: dict) -> dict:
         paths = [str(p) for p in batch["path"]]
