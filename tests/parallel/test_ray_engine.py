@@ -237,6 +237,45 @@ def test_ray_gives_what_one_process_gives_and_says_the_bad_picture(tmp_path, loc
 
 
 @pytest.mark.slow
+def test_ctrl_c_keeps_every_finished_unit_and_the_run_goes_on_from_there(tmp_path, local_ray):
+    """A Ctrl-C in the driver (here: while it says the second finished unit) keeps the part of every unit its
+    workers finished, says how many in one line, and the same run started again does only the rest."""
+    from posecal.parallel.ray_rows import RayConfig, RowJob, resumable, run_rows
+
+    class Doubles:   # defined here, whole: Ray ships a local class to the actors by value
+        def __init__(self, factor: int, threads: int | None = None):
+            self.factor = factor
+
+        def __call__(self, batch):
+            return dict(batch) | {"out": np.array([json.dumps(int(n) * self.factor) for n in batch["n"]], dtype=object)}
+
+    units = [(tmp_path / f"u{i}", f"u{i}") for i in range(6)]
+    job = RowJob(Doubles, {"factor": 2}, "out", batch_rows=1)
+    store, rows = resumable(tmp_path / "out.json", units, {"run": "ctrl-c"}, print)
+    for row in rows:
+        row["n"] = row["index"] + 1
+    told = []
+
+    def interrupted_at_the_second(part):
+        told.append(part)
+        if len(told) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted: \d+ unit\(s\) kept in .*run the same command again"):
+        run_rows(local_ray, RayConfig(workers=1), job, rows, store, interrupted_at_the_second, progress=False)
+    kept = store.done()
+    assert len(kept) >= 2 and all(store.read(i) == 2 * (i + 1) for i in kept)
+    lines = []
+    store, rows = resumable(tmp_path / "out.json", units, {"run": "ctrl-c"}, lines.append)
+    assert lines == [f"resuming: {len(kept)} of 6 unit(s) already done in {store.folder}"]
+    assert sorted(r["index"] for r in rows) == sorted(set(range(6)) - kept)
+    for row in rows:
+        row["n"] = row["index"] + 1
+    run_rows(local_ray, RayConfig(workers=1), job, rows, store, progress=False)
+    assert list(store.parts(6)) == [2, 4, 6, 8, 10, 12]
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path, local_ray):
     """An actor's process is killed (SIGKILL, in the middle of a batch) once: Ray starts another and retries the
     batch, and the results hold every picture exactly once, as one process gives them."""
