@@ -136,22 +136,34 @@ class RecordStream:
         self.close()
 
 
+class ImageIds:
+    """The image id of each frame, given as frames come in input order: an annotation file's id for the frame's
+    name (lookup), else the next id above all of the file's ids (1, 2, ... without one). The one numbering of
+    `posecal predict`'s results, records and Ray merge alike."""
+
+    def __init__(self, image_ids: dict[str, int], lookup: Callable[[dict, str], int | None]):
+        self.image_ids, self.lookup = image_ids, lookup
+        self.next_id = max(image_ids.values(), default=0) + 1
+
+    def __call__(self, name: str) -> int:
+        image_id = self.lookup(self.image_ids, name)
+        if image_id is None:
+            image_id, self.next_id = self.next_id, self.next_id + 1
+        return image_id
+
+
 class ImageRecords:
-    """`posecal predict`'s records: each frame's entries with the image id its .json output would give them (an
-    annotation file's id for the frame's name, else the next id above all of them; predict/job.frame_image_ids'
-    rule, applied as frames come in input order). The record's `frame` counts from 0 as `posecal track`'s does: a
+    """`posecal predict`'s records: each frame's entries with the image id its .json output would give them
+    (ImageIds, as frames come in input order). The record's `frame` counts from 0 as `posecal track`'s does: a
     video frame's index in its video (so predict's and track's records of one video join on it), an image's
     place among the records written (0, 1, ...). `frame`: anything with .name, .frame_index and .capture_time."""
 
     def __init__(self, out, image_ids: dict[str, int], lookup: Callable[[dict, str], int | None]):
-        self.stream, self.image_ids, self.lookup = RecordStream(out), image_ids, lookup
-        self.next_id = max(image_ids.values(), default=0) + 1
+        self.stream, self.image_id = RecordStream(out), ImageIds(image_ids, lookup)
         self.written = 0
 
     def __call__(self, frame, entries: list[dict]) -> None:
-        image_id = self.lookup(self.image_ids, frame.name)
-        if image_id is None:
-            image_id, self.next_id = self.next_id, self.next_id + 1
+        image_id = self.image_id(frame.name)
         index = getattr(frame, "frame_index", None)
         self.stream.write(frame_record(self.written if index is None else index, frame.name, frame.capture_time,
                                        [e | {"image_id": image_id} for e in entries]))

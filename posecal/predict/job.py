@@ -30,7 +30,7 @@ from posecal.inference.predictor import PersonPose, Picture, Predictor
 from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, iter_frames, lookup
-from posecal.records import STDOUT, ImageRecords, check_results_out, is_stream, result_entries
+from posecal.records import STDOUT, ImageIds, ImageRecords, check_results_out, is_stream, result_entries
 
 @dataclass
 class PredictConfig:
@@ -247,16 +247,9 @@ def keyed_frames(files: list[tuple[Path, str]], every: int):
 
 
 def frame_image_ids(frames: list[tuple[tuple[int, int], str]], image_ids: dict[str, int]) -> dict:
-    """Frame key -> image id, for the frames read in input order: the annotation file's id of the frame's name,
-    else the next id above all of the file's ids (1, 2, ... without one)."""
-    next_id = max(image_ids.values(), default=0) + 1
-    out = {}
-    for key, name in frames:
-        image_id = lookup(image_ids, name)
-        if image_id is None:
-            image_id, next_id = next_id, next_id + 1
-        out[key] = image_id
-    return out
+    """Frame key -> image id, for the frames read in input order (records.ImageIds)."""
+    image_id = ImageIds(image_ids, lookup)
+    return {key: image_id(name) for key, name in frames}
 
 
 def _check(cfg: PredictConfig) -> None:

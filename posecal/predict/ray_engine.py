@@ -9,6 +9,7 @@ merged in input order with the image ids a single process gives, written atomica
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -24,13 +25,13 @@ from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
 from posecal.inference.run_identity import run_identity
-from posecal.io import publish, write_json_atomic
+from posecal.io import publish, write_atomic
 from posecal.models.shipped import shipped_name
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
 from posecal.parallel.parts import PartStore
 from posecal.predict.batches import POSES, SETTINGS, PoseBatches
-from posecal.predict.job import PredictConfig, PredictSummary, _check, _image_ids, _with_image_ids
-from posecal.records import STDOUT, ImageRecords, is_stream
+from posecal.predict.job import PredictConfig, PredictSummary, _check, _image_ids
+from posecal.records import STDOUT, ImageIds, ImageRecords, is_stream
 
 FILES_PER_CALL = 4        # input files per map_batches call (an actor's crops are batched across them)
 
@@ -103,42 +104,67 @@ def _pose_parts(ray, cfg: PredictConfig, ray_cfg: RayConfig, rows, store: PartSt
 
 def _merge(cfg: PredictConfig, store: PartStore, files: int, image_ids: dict, problems: int,
            t0: float) -> PredictSummary:
-    """The parts, in input order, as the results file run_predict writes (atomically), then the parts gone."""
-    frames_read, results, entry_keys = [], [], []
-    for index, records in enumerate(store.parts(files)):
-        for r in records:
-            if "problem" in r:
-                problems += 1
-                continue
-            key = (index, -1 if r["frame_index"] is None else r["frame_index"])
-            frames_read.append((key, r["name"], r["frame_index"]))
-            results.extend(r["entries"])
-            entry_keys.extend([key] * len(r["entries"]))
-    if not frames_read:
-        raise PosecalInputError("no input could be read (see the messages above); nothing written")
-    if is_stream(cfg.out):
-        _write_records(cfg.out, frames_read, results, entry_keys, image_ids)
-    else:
-        keyed = [(k, name) for k, name, _ in frames_read]
-        write_json_atomic(_with_image_ids(keyed, results, entry_keys, image_ids), cfg.out, indent=None)
+    """The parts, in input order, streamed into the results file run_predict writes (a temp file put in place
+    when whole), then the parts gone. Each part is read once and let go, so the merge holds one input's results
+    at a time, however many inputs the run had; the image ids are one process's (records.ImageIds)."""
+    counts = {"frames": 0, "persons": 0, "problems": problems}
+
+    def frames():
+        for records in store.parts(files):
+            for r in records:
+                if "problem" in r:
+                    counts["problems"] += 1
+                    continue
+                counts["frames"] += 1
+                counts["persons"] += len(r["entries"])
+                yield r
+
+    write = _write_records if is_stream(cfg.out) else _write_results
+    write(cfg.out, frames(), image_ids, counts)
     store.remove()
-    return PredictSummary(len(frames_read), len(results), problems, time.time() - t0, {})
+    return PredictSummary(counts["frames"], counts["persons"], counts["problems"], time.time() - t0, {})
 
 
-def _write_records(out, frames_read, results, entry_keys, image_ids) -> None:
-    """The .jsonl records a single process streams, written whole to a temp file and then put in place."""
-    by_key: dict = {}
-    for k, e in zip(entry_keys, results):
-        by_key.setdefault(k, []).append(e)
+def _nothing_read(counts: dict) -> None:
+    if not counts["frames"]:
+        raise PosecalInputError("no input could be read (see the messages above); nothing written")
+
+
+def _write_results(out, frames, image_ids: dict, counts: dict) -> None:
+    """The COCO results file one process writes (json.dump of its entries, each with its image id), entry by
+    entry; nothing is put in place when no input could be read."""
+    image_id = ImageIds(image_ids, lookup)
+
+    def write(f) -> None:
+        f.write("[")
+        first = True
+        for r in frames:
+            frame_id = image_id(r["name"])
+            for entry in r["entries"]:
+                f.write(("" if first else ", ") + json.dumps(entry | {"image_id": frame_id}))
+                first = False
+        f.write("]")
+        _nothing_read(counts)
+
+    write_atomic(out, write, mode="w")
+
+
+def _write_records(out, frames, image_ids: dict, counts: dict) -> None:
+    """The .jsonl records a single process streams, written to a temp file as the parts are read and put in
+    place when whole; nothing is put in place when no input could be read."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}", suffix=".tmp")
     os.close(fd)
     try:
         records = ImageRecords(tmp, image_ids, lookup)
-        for key, name, frame_index in frames_read:
-            records(SimpleNamespace(name=name, frame_index=frame_index, capture_time=None), by_key.get(key, []))
-        records.close()
+        try:
+            for r in frames:
+                records(SimpleNamespace(name=r["name"], frame_index=r["frame_index"], capture_time=None),
+                        r["entries"])
+        finally:
+            records.close()
+        _nothing_read(counts)
         publish(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -74,6 +74,41 @@ def test_parts_are_whole_resumable_and_refuse_another_run(tmp_path):
     assert not folder.exists()
 
 
+def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
+    """The parts merged as one process writes them: input order, an annotation file's image ids where it names
+    the picture and the next ids above them elsewhere, a problem counted and left out; .json and .jsonl alike.
+    Nothing read at all writes nothing."""
+    from posecal.predict.job import PredictConfig
+    from posecal.predict.ray_engine import _merge
+
+    entry = lambda x: {"image_id": 0, "category_id": 1, "keypoints": [x, 1.0, 0.5], "score": 0.5}  # noqa: E731
+    parts = [[{"name": "b.jpg", "frame_index": None, "entries": [entry(1.0), entry(2.0)], "messages": []}],
+             [{"name": "bad.jpg", "problem": "bad.jpg: cannot decode image"}],
+             [{"name": "clip.mp4#0", "frame_index": 0, "entries": [entry(3.0)], "messages": []},
+              {"name": "clip.mp4#1", "frame_index": 1, "entries": [], "messages": []}],
+             [{"name": "a.jpg", "frame_index": None, "entries": [entry(4.0)], "messages": []}]]
+    for out in (tmp_path / "poses.json", tmp_path / "poses.jsonl"):
+        store = PartStore(part_folder(out), {"run": out.name})
+        for i, part in enumerate(parts):
+            write_part(store.folder, i, json.dumps(part))
+        summary = _merge(PredictConfig(inputs=[], out=str(out)), store, len(parts), {"a.jpg": 7}, 0, 0.0)
+        assert (summary.frames, summary.persons, summary.problems) == (4, 4, 1) and not store.folder.exists()
+        if out.suffix == ".json":
+            got = json.loads(out.read_text())
+            assert [(e["keypoints"][0], e["image_id"]) for e in got] == [(1.0, 8), (2.0, 8), (3.0, 9), (4.0, 7)]
+            assert out.read_text() == json.dumps([e for e in got])   # json.dump's own form, as one process writes
+        else:
+            records = [json.loads(line) for line in out.read_text().splitlines()]
+            assert [(r["file_name"], [p["image_id"] for p in r["people"]]) for r in records] == [
+                ("b.jpg", [8, 8]), ("clip.mp4#0", [9]), ("clip.mp4#1", []), ("a.jpg", [7])]
+    nobody = tmp_path / "nobody.json"
+    store = PartStore(part_folder(nobody), {"run": "nobody"})
+    write_part(store.folder, 0, json.dumps(parts[1]))
+    with pytest.raises(PosecalInputError, match="no input could be read"):
+        _merge(PredictConfig(inputs=[], out=str(nobody)), store, 1, {}, 0, 0.0)
+    assert not nobody.exists() and not list(tmp_path.glob(".nobody.json*.tmp"))
+
+
 class _Doubles:
     """A map_batches class for the writer's tests: each row's part is its number doubled; refuses n = 13."""
     opened = 0

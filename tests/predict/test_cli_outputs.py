@@ -77,7 +77,7 @@ def test_ctrl_c_in_eval_leaves_no_empty_folder(tiny_model, tmp_path, capsys, mon
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(evaluation, "predict_records", interrupted)
+    monkeypatch.setattr(evaluation, "pose_records", interrupted)
     out = tmp_path / "new" / "eval"
     rc, _, err = run_cli(capsys, "eval", "--annotations", ann, "--images", img_dir, "--out", out, "--model",
                          tiny_model, "--no-progress", "--threads", "1")
