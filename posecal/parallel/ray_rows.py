@@ -7,10 +7,11 @@ actor), restarts an actor whose process died and retries its batch (its defaults
 and max_task_retries -1), and runs the same code on a laptop and a cluster.
 
 Nothing lost, nothing twice: each unit's results are one part (posecal/parallel/parts.py), written atomically by
-the worker (PartWriter) under the run's fingerprint, so the results never pass through the driver and a Ctrl-C
-keeps every finished unit; a retried batch writes the same parts again; a run started again with the same
+the worker (PartWriter) under the run's fingerprint, so the results never travel through Ray to the driver (it
+reads each part from storage: once to say its messages, once to merge) and a Ctrl-C keeps every finished unit; a retried batch writes the same parts again; a run started again with the same
 fingerprint skips the units whose part it finds. What a worker refuses (a PosecalInputError: a model it cannot
-open, a setting it does not know) comes back as its rows' `error` column, said in the one line it is.
+open, a setting it does not know) comes back as its rows' `error` column, said in the one line it is. On a
+cluster the parts' folder, beside --out, must lie on storage every node sees, as the inputs must.
 
 Resources are Ray's own accounting: each actor asks Ray for the cores its threads use (the cluster's CPUs shared
 among --workers, at most one worker per CPU by default), a GPU share when the job runs on one, and the units go
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.parallel.cores import machine_cores
-from posecal.parallel.parts import PartStore, part_folder, write_part
+from posecal.parallel.parts import PartStore, part_folder, part_path, write_part
 from posecal.parallel.ray_lines import quiet_ray_lines
 
 ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
@@ -151,6 +152,9 @@ def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: Par
                     if int(i) in seen:   # a retried batch's rows again: said once
                         continue
                     seen.add(int(i))
+                    if not part_path(store.folder, int(i)).is_file():   # written on a node whose disk this is not
+                        raise PosecalInputError(f"{part_path(store.folder, int(i))}: a worker wrote it, but it is not "
+                                                "here: with a Ray cluster, give --out on storage every node sees")
                     said(store.read(int(i)))
                     bar.update(1)
         except KeyboardInterrupt:
