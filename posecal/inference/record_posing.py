@@ -69,7 +69,7 @@ def record_estimator(posing: RecordPosing, opened=None) -> Estimator:
     here, with its stored calibration where posing applies it. This process and every Ray actor pose with it."""
     opened = opened or open_model(posing.model, posing.backend, posing.flip, posing.threads, posing.device)
     return Estimator(opened.runner, opened.config.input_wh, record_calibration(posing, opened), opened.flip,
-                     posing.batch_size, posing.orientations, threads=posing.threads, decode_method=posing.decode)
+                     posing.batch_size, posing.orientations, opened.device, posing.threads, decode_method=posing.decode)
 
 
 def pose_records(records: list[PersonRecord], posing: RecordPosing, opened, engine: RayConfig | None, out,
