@@ -4,11 +4,11 @@ The API (`Predictor`), `posecal predict`, `PoseTracker` and `posecal track` all 
 or dropped in one is found or dropped in the others. The decisions, in the order a picture meets them:
 
 1. **Before the pose network** (`PersonPolicy.screen`): every box that is not the caller's is judged by the person
-   verifier (posecal/detect/verifier.py), p(person | box, picture), which looks at the picture itself. A detector
-   box needs p(person) >= `min_person` however sure the detector is (a tripod scored 0.44, 0.48 on today's scale, is not a person); a box the
-   detector is unsure of (score below `sure_score`; the detector runs at `detector_floor` so that such boxes exist)
-   needs `unsure_person`; a box carried from a track (no detection behind it, so no detector score) needs
-   `carried_person`. Boxes that fail cost no pose.
+   verifier (posecal/detect/verifier.py), p(person | box, picture), which looks at the picture itself. A detector box
+   needs p(person) >= `min_person` however sure the detector is (a tripod scored 0.44, 0.48 on today's scale, is not
+   a person); a box the detector is unsure of (score below `sure_score`; the detector runs at `detector_floor` so
+   that such boxes exist) needs `unsure_person`; a box carried from a track (no detection behind it, so no detector
+   score) needs `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
    no keypoint called visible, or of pose quality below `min_pose_quality`, is nobody, unless the verifier is sure
    of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
@@ -232,13 +232,13 @@ class PersonPolicy:
 # photos not chosen on, LSPET's sports people above all)
 STILL = PersonPolicy(sure_person=0.722)
 # the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
-# judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a
-# picture (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people). A track is
-# born at p(person) >= 0.391 (0.3 before the verifier's remap), chosen leave one world out over the eight kinds of bench/track_worlds.py with the
-# verifier that knows black beyond a box is no person (CHANGELOG). A sure verifier overrules a poor pose as in
-# still pictures (sure_person: on the tracking worlds it changed nothing, leave one world out), so that a frame's
-# people are decided by one rule in both presets. A box that two people fill is the box of both (group_inside 0.6:
-# on vtest's real first seconds it ends the third box over two walkers, which 0.7 leaves; on the eight kinds of
-# tracking world it changed only vtest_crowd: false positives 108 -> 102, MOTA 0.576 -> 0.584, IDF1 0.638 -> 0.628,
-# bench/results/track_worlds_group_inside.json)
+# judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a picture
+# (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people). A track is born at
+# p(person) >= 0.391 (0.3 before the verifier's remap), chosen leave one world out over the eight kinds of
+# bench/track_worlds.py with the verifier that knows black beyond a box is no person (CHANGELOG). A sure verifier
+# overrules a poor pose as in still pictures (sure_person: on the tracking worlds it changed nothing, leave one world
+# out), so that a frame's people are decided by one rule in both presets. A box that two people fill is the box of
+# both (group_inside 0.6: on vtest's real first seconds it ends the third box over two walkers, which 0.7 leaves; on
+# the eight kinds of tracking world it changed only vtest_crowd: false positives 108 -> 102, MOTA 0.576 -> 0.584, IDF1
+# 0.638 -> 0.628, bench/results/track_worlds_group_inside.json)
 VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=0.722, birth_person=0.391, group_inside=0.6)

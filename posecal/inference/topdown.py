@@ -38,8 +38,8 @@ class Predictions:
 def infer_crops(runner, batch: np.ndarray, flip: bool = True, decode_method: str | None = None
                 ) -> dict[str, np.ndarray]:
     """A runner (an onnxruntime graph, or the PyTorch runner of a model file) on a batch of input crops
-    (crops_to_batch): keypoints in input-crop pixels, heatmap peaks and head outputs. decode_method None: the model's own (MoveNet's centre-guided decode for a MoveNet model,
-    else DARK)."""
+    (crops_to_batch): keypoints in input-crop pixels, heatmap peaks and head outputs. decode_method None: the
+    model's own (MoveNet's centre-guided decode for a MoveNet model, else DARK)."""
     outs = runner.outputs(batch, flip)
     xy, scores = decode_outputs(outs, decode_method)
     return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs)}

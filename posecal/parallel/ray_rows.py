@@ -6,12 +6,13 @@ Why Ray Data and not torchrun: it streams the units to actors that each hold one
 actor), restarts an actor whose process died and retries its batch (its defaults for actor pools: max_restarts
 and max_task_retries -1), and runs the same code on a laptop and a cluster.
 
-Nothing lost, nothing twice: each unit's results are one part (posecal/parallel/parts.py), written atomically by
-the worker (PartWriter) under the run's fingerprint, so the results never travel through Ray to the driver (it
-reads each part from storage: once to say its messages, once to merge) and a Ctrl-C keeps every finished unit; a retried batch writes the same parts again; a run started again with the same
-fingerprint skips the units whose part it finds. What a worker refuses (a PosecalInputError: a model it cannot
-open, a setting it does not know) comes back as its rows' `error` column, said in the one line it is. On a
-cluster the parts' folder, beside --out, must lie on storage every node sees, as the inputs must.
+Nothing lost, nothing twice: each unit's results are one part (posecal/parallel/parts.py), written atomically by the
+worker (PartWriter) under the run's fingerprint, so the results never travel through Ray to the driver (it reads
+each part from storage: once to say its messages, once to merge) and a Ctrl-C keeps every finished unit; a retried
+batch writes the same parts again; a run started again with the same fingerprint skips the units whose part it
+finds. What a worker refuses (a PosecalInputError: a model it cannot open, a setting it does not know) comes back as
+its rows' `error` column, said in the one line it is. On a cluster the parts' folder, beside --out, must lie on
+storage every node sees, as the inputs must.
 
 Resources are Ray's own accounting: each actor asks Ray for the cores its threads use (the cluster's CPUs shared
 among --workers, at most one worker per CPU by default), a GPU share when the job runs on one, and the units go

@@ -34,8 +34,6 @@ from posecal.tracking.stages import StageClock
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
 
-
-
 @dataclass
 class TrackConfig:
     videos: list[str]
