@@ -38,12 +38,13 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from posecal.training.config import DataConfig, load_train_config
-from posecal.data.coco import load_coco_persons, load_lspet, read_image
+from posecal.data.coco import load_coco_persons, load_lspet, pseudo_label_ids, read_image
 from posecal.data.neighbours import neighbours_by_image
-from posecal.data.packed import INDEX, VAL_DIR, coco_entries, folder_bytes, pack_person, write_index
+from posecal.data.packed import INDEX, PSEUDO_SOURCE, VAL_DIR, coco_entries, folder_bytes, pack_person, write_index
 from posecal.errors import PosecalInputError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # trust_online.py (--trust), beside this tool
@@ -75,6 +76,19 @@ def _pack_list(records, sources, aspect, args, progress: bool, desc: str):
             continue
         original = Path(rec.image_path).read_bytes() if args.keep_originals else None
         yield source, rec, pack_person(image, rec, aspect, args.input_h, args.margin, args.quality, original)
+
+
+def _pseudo_neighbours(records, sources, neighbours: dict) -> dict:
+    """ann id -> (N, K, 3) the labelled people beside each pseudo-labelled person: its crop's labelled target and
+    that target's neighbours (a pseudo-labelled person shares its crop with them; they are its negatives)."""
+    targets = {r.image_path: r.keypoints for r, s in zip(records, sources) if s == "coco"}
+    out = {}
+    for r, s in zip(records, sources):
+        if s == PSEUDO_SOURCE and r.image_path in targets:
+            k = len(r.keypoints)
+            out[r.ann_id] = np.concatenate([targets[r.image_path][None],
+                                            neighbours.get(r.image_path, np.zeros((0, k, 3)))])
+    return out
 
 
 def main(argv=None) -> int:
@@ -153,9 +167,12 @@ def _run(args) -> int:
             raise PosecalInputError(f"the val split alone ({val_bytes / MIB:.1f} MiB) exceeds --shard-mib")
 
     records = load_coco_persons(*cfg.data.required("train_annotations", "train_images"))
-    sources = ["coco"] * len(records)
+    # pseudo-labelled people (tools/pseudo_labels.py) travel marked, so a run can leave them out (data.pseudo_labels)
+    pseudo = pseudo_label_ids(cfg.data.train_annotations)
+    sources = [PSEUDO_SOURCE if r.ann_id in pseudo else "coco" for r in records]
     # the crops' other labelled people travel with each person (negatives, configs' lambda_negatives)
     neighbours = neighbours_by_image(cfg.data.train_annotations, cfg.data.train_images)
+    neighbours_of_pseudo = _pseudo_neighbours(records, sources, neighbours)
     if cfg.data.lspet_annotations:
         lspet = load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
         if args.trust:                 # the persons bench/trust_conditions.py judges the trust model on
@@ -187,12 +204,13 @@ def _run(args) -> int:
     n, shrunk, kept, left_out = 0, 0, 0, {"coco": 0, "lspet": 0}
     for source, rec, p in _pack_list(records, sources, aspect, args, progress, "train"):
         img, ann = coco_entries(p, f"{n + 1:06d}.jpg", n + 1, n + 1, source,
+                                neighbours_of_pseudo.get(rec.ann_id) if source == PSEUDO_SOURCE else
                                 neighbours.get(rec.image_path) if source == "coco" else None)
         size = len(p.jpeg) + _entry_bytes(img, ann)
         limit = (first_budget - val_bytes) if not shards else budget
         if cur["anns"] and cur["bytes"] + size > limit:
             if args.max_shards and len(shards) + 1 >= args.max_shards:
-                left_out[source] += 1      # the last shard is full: the rest stays out
+                left_out["lspet" if source == "lspet" else "coco"] += 1   # the last shard is full: the rest stays out
                 continue
             finish()
             start()
@@ -225,7 +243,7 @@ def _run(args) -> int:
               f"call's data {(repo + biggest) / MIB:.1f} MiB (limit 64 MiB)")
         if repo + biggest > 63 * MIB:
             print("warning: over the device tool's 64 MiB per call: pack again with a smaller --shard-mib")
-    n_coco = sources.count("coco")
+    n_coco = sources.count("coco") + sources.count(PSEUDO_SOURCE)
     if any(left_out.values()):
         print(f"left out by --max-shards {args.max_shards}: {left_out['coco']} COCO, {left_out['lspet']} LSPET "
               "persons (they did not fit)")

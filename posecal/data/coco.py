@@ -146,6 +146,14 @@ def unknown_ids_message(path, unknown: list[tuple[int, object]], annotations) ->
             f"{annotations}; give the annotations file these detections were made on")
 
 
+def pseudo_label_ids(annotation_file) -> set[int]:
+    """Ids of the annotations marked `"pseudo": true`: people no label covered whose keypoints a model gave
+    (tools/pseudo_labels.py), so that training can take or leave them (`data.pseudo_labels`)."""
+    data = read_json(annotation_file)
+    anns = data.get("annotations", []) if isinstance(data, dict) else []
+    return {a["id"] for a in anns if isinstance(a, dict) and a.get("pseudo") is True and "id" in a}
+
+
 def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score: float = 0.0,
                       num_keypoints: int = NUM_KEYPOINTS, keypoint_map=None) -> list[PersonRecord]:
     """Persons of a COCO keypoint file: GT boxes by default, or the person boxes of a detection-results JSON.

@@ -101,6 +101,10 @@ def pack_person(image: np.ndarray, rec: PersonRecord, aspect: float, input_h: in
     return PackedPerson(jpeg, w1, h1, out, m, original)
 
 
+# The `source` of a packed person whose keypoints a model gave (tools/pseudo_labels.py), not a labeller.
+PSEUDO_SOURCE = "pseudo"
+
+
 def _r(v: float) -> float:
     return round(float(v), 2)
 
@@ -144,8 +148,10 @@ def _check_index(path: Path) -> dict:
     return data
 
 
-def load_packed_persons(folder) -> list[PersonRecord]:
-    """Training persons of a pack folder (all its shard_*/ in order) as PersonRecords in packed-image pixels."""
+def load_packed_persons(folder, pseudo: bool = True) -> list[PersonRecord]:
+    """Training persons of a pack folder (all its shard_*/ in order) as PersonRecords in packed-image pixels;
+    `pseudo=False` leaves out the pseudo-labelled ones (source "pseudo"), so that one pack serves a run with
+    them and its control without."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PosecalInputError(f"{folder}: pack folder not found (data.packed / --packed)")
@@ -164,13 +170,14 @@ def load_packed_persons(folder) -> list[PersonRecord]:
                                     f"{of} shards (shard_000 ... shard_{(of or 1) - 1:03d}): bring all of them")
         annotations = read_coco(index)["annotations"]   # its fields checked, as every COCO file's
         known = {a["id"]: bool(a.get("visibility_known", True)) for a in annotations}
+        left_out = {a["id"] for a in annotations if not pseudo and a.get("source") == PSEUDO_SOURCE}
         recs = load_coco_persons(index, shard)
         if len(recs) != len(annotations):
             raise PosecalInputError(f"{index}: {len(annotations) - len(recs)} persons without labelled "
                                     "keypoints (a pack holds none)")
         for r in recs:
             r.visibility_known = known[r.ann_id]
-        records += recs
+        records += [r for r in recs if r.ann_id not in left_out]
     return records
 
 

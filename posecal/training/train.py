@@ -29,7 +29,7 @@ from posecal.models.checkpoint import (atomic_save, load_resume_state, load_stat
 from posecal.models.estimator import TopDownEstimator
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
-from posecal.data.coco import load_coco_persons, load_lspet
+from posecal.data.coco import load_coco_persons, load_lspet, pseudo_label_ids
 from posecal.data.images import unreadable_images
 from posecal.data.packed import packed_neighbours, load_packed_persons, packed_val_paths
 from posecal.data.crops import HEATMAP_STRIDE
@@ -363,7 +363,7 @@ def _where(state: dict) -> str:
 def _load_data(cfg: TrainConfig):
     """(training records, val records, val annotation file)."""
     if cfg.data.packed:
-        records = load_packed_persons(cfg.data.packed)
+        records = load_packed_persons(cfg.data.packed, pseudo=cfg.data.pseudo_labels)
         val_ann, val_img = (packed_val_paths(cfg.data.packed)
                             or cfg.data.required("val_annotations", "val_images"))   # a pack without val/
         print(f"{len(records)} training persons from the pack {cfg.data.packed}; validation on {val_ann}")
@@ -371,6 +371,9 @@ def _load_data(cfg: TrainConfig):
         train_ann, train_img, val_ann, val_img = cfg.data.required("train_annotations", "train_images",
                                                                    "val_annotations", "val_images")
         records = load_coco_persons(train_ann, train_img)
+        if not cfg.data.pseudo_labels:
+            pseudo = pseudo_label_ids(train_ann)
+            records = [r for r in records if r.ann_id not in pseudo]
         if cfg.data.lspet_annotations:
             lspet = load_lspet(cfg.data.lspet_annotations, cfg.data.lspet_images)
             records += lspet[: len(lspet) - cfg.data.lspet_holdout] if cfg.data.lspet_holdout > 0 else lspet
