@@ -213,23 +213,29 @@ def test_a_pose_network_initialises_from_a_model_with_a_trust_model(tmp_path):
         assert torch.equal(target.state_dict()[k], v), k
 
 
-def test_a_pack_carries_each_persons_neighbours_into_its_pixels(tmp_path):
+def _pack_crop_set(tmp_path, path):
+    """tools/pack_training_data.py run on the crop set at `path` (64 px high, no val split); the pack's folder."""
     import importlib.util
     from pathlib import Path
-
-    from posecal.data.coco import load_coco_persons
-    from posecal.data.packed import load_packed_persons, packed_neighbours
 
     root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("pack_training_data", root / "tools" / "pack_training_data.py")
     pack_tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pack_tool)
-    path, _ = write_crop_set(tmp_path, 3)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data: {{train_annotations: {path}, train_images: {tmp_path}, val_annotations: {path}, "
                    f"val_images: {tmp_path}}}\nmodel: {{input_wh: [48, 64], head_widths: [16, 16, 8]}}\n")
     out = tmp_path / "pack"
     assert pack_tool.main([str(cfg), "--out", str(out), "--input-h", "64", "--no-val", "--no-progress"]) == 0
+    return out
+
+
+def test_a_pack_carries_each_persons_neighbours_into_its_pixels(tmp_path):
+    from posecal.data.coco import load_coco_persons
+    from posecal.data.packed import load_packed_persons, packed_neighbours
+
+    path, _ = write_crop_set(tmp_path, 3)
+    out = _pack_crop_set(tmp_path, path)
     source = {r.ann_id: r for r in load_coco_persons(path, str(tmp_path))}
     crops = neighbours_by_image(path, str(tmp_path))
     found = packed_neighbours(out)
@@ -246,3 +252,59 @@ def test_a_pack_carries_each_persons_neighbours_into_its_pixels(tmp_path):
         np.testing.assert_allclose(after[..., :2] - rec.keypoints[None, :, :2],
                                    scale * (before[..., :2] - orig.keypoints[None, :, :2]), atol=0.05)
         assert (after[..., 2] == before[..., 2]).all()
+
+
+def _with_a_pseudo_person(path) -> np.ndarray:
+    """Add to the crop set at `path` a pseudo-labelled person (tools/pseudo_labels.py: `"pseudo": true`, no crop
+    fields) in crop 0, 30 px right of crop 0's labelled person; returns its keypoints in crop 0's pixels."""
+    data = json.loads(path.read_text())
+    host = np.asarray(data["annotations"][0]["keypoints"], float).reshape(K, 3)
+    kp = host.copy()
+    kp[:, 0] += 30
+    data["annotations"].append({"id": 99, "image_id": data["annotations"][0]["image_id"], "category_id": 1,
+                                "iscrowd": 0, "pseudo": True, "keypoints": kp.reshape(-1).tolist(),
+                                "num_keypoints": K, "area": 5000.0,
+                                "bbox": [float(kp[:, 0].min()) - 10, 10, float(np.ptp(kp[:, 0])) + 20, 140]})
+    path.write_text(json.dumps(data))
+    return kp
+
+
+def test_one_pack_serves_the_runs_with_and_without_pseudo_labelled_people(tmp_path):
+    from posecal.data.coco import load_coco_persons, pseudo_label_ids
+    from posecal.data.packed import PSEUDO_SOURCE, load_packed_persons, packed_neighbours
+
+    path, _ = write_crop_set(tmp_path, 2)
+    pseudo_kp = _with_a_pseudo_person(path)
+    assert pseudo_label_ids(path) == {99}
+    out = _pack_crop_set(tmp_path, path)
+    index = json.loads((out / "shard_000" / "index.json").read_text())
+    assert [a["source"] for a in index["annotations"]] == ["coco", "coco", PSEUDO_SOURCE]
+    everyone, labelled = load_packed_persons(out), load_packed_persons(out, pseudo=False)
+    assert len(everyone) == 3 and len(labelled) == 2
+    assert {a["orig_ann_id"] for a in index["annotations"] if a["id"] in {r.ann_id for r in labelled}} == {10, 11}
+    # the pseudo-labelled person's negatives: its crop's labelled person first, then that person's neighbour,
+    # each where it stands relative to the pseudo person's own joints (scaled as its packed image was)
+    source = {r.ann_id: r for r in load_coco_persons(path, str(tmp_path))}
+    host, other = source[10].keypoints, neighbours_by_image(path, str(tmp_path))[source[10].image_path][0]
+    packed = everyone[2]
+    found = packed_neighbours(out)[packed.image_path]
+    assert found.shape == (2, K, 3)
+    scale = np.array([packed.bbox[2] / source[99].bbox[2], packed.bbox[3] / source[99].bbox[3]])
+    for got, want in zip(found, (host, other)):
+        np.testing.assert_allclose(got[:, :2] - packed.keypoints[:, :2], scale * (want[:, :2] - pseudo_kp[:, :2]),
+                                   atol=0.05)
+        assert (got[:, 2] == want[:, 2]).all()
+
+
+def test_training_from_the_files_leaves_pseudo_labelled_people_out_when_told(tmp_path):
+    import posecal.training.train as train_mod
+    from posecal.training.config import load_train_config
+
+    path, _ = write_crop_set(tmp_path, 2)
+    _with_a_pseudo_person(path)
+    for flag, want in (("true", {10, 11, 99}), ("false", {10, 11})):
+        cfg = tmp_path / f"cfg_{flag}.yaml"
+        cfg.write_text(f"data: {{train_annotations: {path}, train_images: {tmp_path}, val_annotations: {path}, "
+                       f"val_images: {tmp_path}, pseudo_labels: {flag}}}\n")
+        records, _, _ = train_mod._load_data(load_train_config(cfg))
+        assert {r.ann_id for r in records} == want

@@ -61,8 +61,10 @@ def test_every_config_names_its_data(path):
 
 
 def test_the_package_defaults_point_at_no_data():
-    paths = {k: v for k, v in vars(DataConfig()).items() if k != "lspet_holdout"}   # a count, not a path
+    not_paths = ("lspet_holdout", "pseudo_labels")    # a count and a switch
+    paths = {k: v for k, v in vars(DataConfig()).items() if k not in not_paths}
     assert all(value is None for value in paths.values()) and DataConfig().lspet_holdout == 600
+    assert DataConfig().pseudo_labels is True
     assert TrainConfig().data == DataConfig()
 
 
