@@ -34,8 +34,7 @@ train)
         tail -3 $OUT/$r.log
         [ -f runs/$r/best_model.pt ] && python3 -m posecal.cli.main pack runs/$r/best_model.pt $OUT/${r}_best_fp16.pt
         [ -f runs/$r/log.json ] && cp runs/$r/log.json $OUT/${r}_log.json
-    done
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+    done ;;
 *)
     echo "usage: $0 data | train MINUTES"; exit 2 ;;
 esac

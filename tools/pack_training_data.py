@@ -203,9 +203,9 @@ def _run(args) -> int:
     start()
     n, shrunk, kept, left_out = 0, 0, 0, {"coco": 0, "lspet": 0}
     for source, rec, p in _pack_list(records, sources, aspect, args, progress, "train"):
-        img, ann = coco_entries(p, f"{n + 1:06d}.jpg", n + 1, n + 1, source,
-                                neighbours_of_pseudo.get(rec.ann_id) if source == PSEUDO_SOURCE else
-                                neighbours.get(rec.image_path) if source == "coco" else None)
+        beside = (neighbours_of_pseudo.get(rec.ann_id) if source == PSEUDO_SOURCE
+                  else neighbours.get(rec.image_path) if source == "coco" else None)   # LSPET: one person a photo
+        img, ann = coco_entries(p, f"{n + 1:06d}.jpg", n + 1, n + 1, source, beside)
         size = len(p.jpeg) + _entry_bytes(img, ann)
         limit = (first_budget - val_bytes) if not shards else budget
         if cur["anns"] and cur["bytes"] + size > limit:
