@@ -9,6 +9,13 @@ pixels on every keypoint both show, while their guesses for keypoints neither se
 differ, so an OKS over all K keypoints called such pairs two people. Pairs sharing fewer than MIN_SHARED seen
 keypoints are compared on the keypoints both call present (seen or occluded), and are not duplicates when
 those are still fewer.
+
+Agreement on average is not the only sign of one person: two boxes on one walker, one of them reaching down to a
+bollard, agree to a few pixels on the head and shoulders and disagree on the legs, so their mean agreement falls
+under any threshold that keeps two people apart. `same_keypoints` says they are one person all the same when at
+least that many keypoints both call present coincide (OPKS >= CLOSE_OPKS at the kept pose's scale: a few pixels;
+two people side by side never put that many joints of the same name on one spot). A pose that coincides so with
+two poses that do not coincide with each other spans two people (head on one, legs on the other): `merged_poses`.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from posecal.metrics.oks import opks
 NMS_MODES = ("oks", "soft", "none")   # pose_nms's nms: OKS-NMS, soft-OKS-NMS, none
 
 MIN_SHARED = 2   # keypoints two poses must both see before their agreement can call them one person
+CLOSE_OPKS = 0.9  # two keypoints of one name this close (OPKS at the kept pose's scale) are one point
 
 
 def _inputs(keypoints, scores, areas):
@@ -57,19 +65,50 @@ def _seen(seen, n: int, k: int):
     return tuple(np.asarray(m, bool).reshape(n, k) for m in masks)
 
 
+def close_keypoints(keypoints: np.ndarray, areas: np.ndarray, present=None) -> np.ndarray:
+    """(N, N) how many keypoints pose i and pose j both call present (`present` (N, K) bool; None: all) lie within
+    OPKS >= CLOSE_OPKS of each other, at pose i's area (row); the diagonal is 0."""
+    kpts = np.asarray(keypoints, np.float64)[..., :2]
+    n, k = kpts.shape[:2]
+    present = np.ones((n, k), bool) if present is None else np.asarray(present, bool).reshape(n, k)
+    terms = opks(kpts[None], kpts[:, None], np.asarray(areas, np.float64).reshape(n)[:, None])   # (N, N, K)
+    out = ((terms >= CLOSE_OPKS) & present[:, None] & present[None]).sum(-1)
+    np.fill_diagonal(out, 0)
+    return out
+
+
+def merged_poses(keypoints: np.ndarray, areas: np.ndarray, present, same_keypoints: int) -> np.ndarray:
+    """(N,) bool: poses that coincide (close_keypoints >= same_keypoints) with two other poses that do not coincide
+    with each other: a pose spanning two people (the module says why)."""
+    close = close_keypoints(keypoints, areas, present)
+    close = np.minimum(close, close.T) >= same_keypoints
+    out = np.zeros(len(close), bool)
+    for i in range(len(close)):
+        others = np.flatnonzero(close[i])
+        out[i] = any(not close[a, b] for n, a in enumerate(others) for b in others[n + 1:])
+    return out
+
+
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9,
-            seen=None) -> np.ndarray:
+            seen=None, same_keypoints: int | None = None) -> np.ndarray:
     """Greedy pose NMS: indices of kept poses, best score first. A pose is dropped when its OKS with an
-    already kept, higher-scoring pose is > threshold (ties in score keep the lower index). `seen`: None (OKS
-    over all keypoints), or (strict, loose) (N, K) masks of the keypoints each pose sees (the module says why)."""
+    already kept, higher-scoring pose is > threshold (ties in score keep the lower index), or, with
+    `same_keypoints`, when at least that many keypoints both call present (`seen`'s loose mask) coincide with it.
+    `seen`: None (OKS over all keypoints), or (strict, loose) (N, K) masks of the keypoints each pose sees (the
+    module says why)."""
     kpts, scores, areas = _inputs(keypoints, scores, areas)
     seen = _seen(seen, *kpts.shape[:2])
+    close = None if same_keypoints is None else \
+        close_keypoints(kpts, areas, None if seen is None else seen[1]) >= same_keypoints
     order = np.argsort(-scores, kind="stable")
     keep = []
     while len(order):
         i, rest = order[0], order[1:]
         keep.append(i)
-        order = rest[_oks_to(kpts, i, rest, areas[i], seen) <= threshold]
+        same = _oks_to(kpts, i, rest, areas[i], seen) > threshold
+        if close is not None:
+            same |= close[i, rest]
+        order = rest[~same]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -109,9 +148,11 @@ def seen_masks(persons: list):
     return vis == 2, vis >= 1
 
 
-def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callable | None = None) -> list:
+def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callable | None = None,
+             same_keypoints: int | None = None) -> list:
     """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode], times
-    `rank(person)` where given) of poses that agree on the keypoints both see (seen_masks); soft-OKS-NMS ("soft")
+    `rank(person)` where given) of poses that agree on the keypoints both see (seen_masks), or that put
+    `same_keypoints` keypoints on one spot (oks_nms); soft-OKS-NMS ("soft")
     lowers the scores of the poses whose OKS with a better one is above the same `threshold`; "none" keeps all.
 
     Why a rank beside the pose score: two boxes on one person give poses of near-equal quality (0.92 and 0.92),
@@ -123,7 +164,7 @@ def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callabl
     areas = np.array([p.box[2] * p.box[3] for p in persons])
     seen = seen_masks(persons)
     if nms == "oks":
-        return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen)]
+        return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen, same_keypoints)]
     keep, new_scores = soft_oks_nms(kps, np.array([p.scores[mode] for p in persons]), areas, threshold, seen=seen)
     for i, s in zip(keep, new_scores):
         persons[i].scores[mode] = float(s)

@@ -54,6 +54,9 @@ class PersonPose:
     box_origin: str = "given"
     # the person's track in a video (posecal.tracking.PoseTracker, `posecal track`); None for a picture
     track_id: int | None = None
+    # the pose quality its crop alone gives, where pose_quality was rated among the picture's other poses
+    # (posecal/calibration/reported.py: a detected or carried box); None where the two are one
+    crop_quality: float | None = None
 
     def __repr__(self) -> str:
         """One line a person can read in a REPL or a log (the dataclass's own printed every 17 x 3 array): box,

@@ -18,7 +18,8 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: issue 63, CHANGELOG). Poses that agree
    on the keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x
    the detector's score, a carried box counting as the least sure detection (a fresh detection of the same person
-   is kept over it); a doubtful box lying mostly
+   is kept over it), and so are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two
+   people that are not one is a merge of both, and is dropped (`_without_merges`); a doubtful box lying mostly
    (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
    `carried_quality` (the person left its box).
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posecal.detect.nms import pose_nms
+from posecal.detect.nms import merged_poses, pose_nms
 from posecal.metrics.boxes import box_iou, inside_share
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
@@ -57,8 +58,11 @@ MIN_VISIBLE = 1
 # people): keeps 72.9% of the crops' people and 2 of the 22 non-people; the OKS head alone (no visibility rule)
 # keeps 97.1% and 13 of 22.
 MIN_POSE_QUALITY = 0.3
-# two poses are one person when their OKS over the keypoints both see is above this (detect/nms.py)
+# two poses are one person when their OKS over the keypoints both see is above this (detect/nms.py) ...
 DUPLICATE_OKS = 0.6
+# ... or when this many keypoints both call present lie on one spot (detect/nms.py: a walker's second box reaching
+# to a bollard agrees on the head and shoulders only); a pose lying so on two people is a merge of both
+SAME_KEYPOINTS = 4
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class PersonPolicy:
     min_visible: int = MIN_VISIBLE
     nms: str = "oks"
     duplicate_oks: float = DUPLICATE_OKS
+    same_keypoints: int | None = SAME_KEYPOINTS   # None: mean agreement alone decides (and no merge is told)
     part_inside: float = 0.7
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
@@ -148,7 +153,9 @@ class PersonPolicy:
             boxed.append(p)
         if len(boxed) > 1:                   # each person once
             mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
-            boxed = pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.evidence)
+            boxed = self._without_merges(boxed)
+            boxed = pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.evidence,
+                             same_keypoints=self.same_keypoints)
             boxed = self._without_parts(self._without_groups(boxed), sure_factor)
         kept |= {id(p) for p in boxed}
         return [p for p in people if id(p) in kept]
@@ -168,6 +175,18 @@ class PersonPolicy:
         if getattr(person, "box_origin", None) == CARRIED:
             return float(self.detector_floor)
         return float(person.box_score)
+
+    def _without_merges(self, people: list) -> list:
+        """Less the poses that lie on two people: each of `same_keypoints` keypoints or more on one spot with one
+        of two other poses that are not one person (detect/nms.py merged_poses: a box over two walkers, its head
+        on one and its legs on the other). Those two are reported; the pose over both is not."""
+        if self.same_keypoints is None or len(people) < 3 or any(p.visibility is None for p in people):
+            return people
+        kps = np.stack([np.asarray(p.keypoints, float) for p in people])
+        areas = np.array([float(p.box[2] * p.box[3]) for p in people])
+        present = np.stack([np.asarray(p.visibility) >= 1 for p in people])
+        merged = merged_poses(kps, areas, present, self.same_keypoints)
+        return [p for p, m in zip(people, merged) if not m]
 
     def _without_parts(self, people: list, sure_factor: float = 1.0) -> list:
         """A doubtful box (evidence below the sure score) lying mostly inside the box of a person ranked higher:

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from posecal.calibration.reported import ReportedQuality, reported_features
 from posecal.inference.person_policy import CARRIED, DETECTED, GIVEN, STILL, WHOLE, PersonPolicy
 
 # The detector names that run permissively with the policy judging their unsure boxes: the shipped SSD, and the SSD
@@ -38,10 +39,14 @@ class PosePipeline:
 
     `estimate` is the estimator's batch call: [(BGR image, (N, 4) boxes, (N,) scores), ...] -> people per
     picture (Predictor.estimate). `detector` (None: no detector) maps a BGR image to (boxes, scores). `verifier`
-    (None: none) maps (BGR image, (N, 4) boxes) to (N,) p(person) (posecal/detect/verifier.py)."""
+    (None: none) maps (BGR image, (N, 4) boxes) to (N,) p(person) (posecal/detect/verifier.py). `reported`
+    (None: none) rates the pose quality of each reported person whose box posecal found (detected or carried)
+    among the picture's other people (posecal/calibration/reported.py); the caller's boxes keep their crop's."""
 
-    def __init__(self, estimate: Callable, detector=None, policy: PersonPolicy | None = None, verifier=None):
+    def __init__(self, estimate: Callable, detector=None, policy: PersonPolicy | None = None, verifier=None,
+                 reported: ReportedQuality | None = None):
         self.estimate, self.detector, self.policy, self.verifier = estimate, detector, policy or STILL, verifier
+        self.reported = reported
 
     def boxes(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         """(boxes, scores, origin) for a picture without given boxes: the detector's, or the whole picture."""
@@ -74,8 +79,27 @@ class PosePipeline:
                 person.box_origin = origins[j]
                 if p is not None and np.isfinite(p[j]):
                     person.person_probability = float(p[j])
-            out.append(self.policy.keep(people, origins, mode, factor))
+            out.append(self.rated(self.policy.keep(people, origins, mode, factor), bgr.shape[1::-1]))
         return out
+
+    def rated(self, people: list, picture_wh) -> list:
+        """The people with the pose quality of each found box rated among the picture's people (`reported`), the
+        crop's own kept as crop_quality; the caller's boxes (given, the whole picture) as they were."""
+        found = [p for p in people if p.box_origin in (DETECTED, CARRIED)]
+        if self.reported is None or not found:
+            return people
+        every = lambda name: None if any(getattr(p, name) is None for p in people) else \
+            np.stack([np.asarray(getattr(p, name), float) for p in people])  # noqa: E731
+        features = reported_features(every("keypoints"), every("box"), [p.pose_quality for p in people],
+                                     picture_wh, every("visibility_probs"), every("in_frame"),
+                                     [np.nan if p.person_probability is None else p.person_probability
+                                      for p in people], [p.box_score for p in people])
+        quality = self.reported(features)
+        for p, q in zip(people, quality):
+            if p.box_origin in (DETECTED, CARRIED):
+                p.crop_quality = float(p.pose_quality) if p.crop_quality is None else p.crop_quality
+                p.pose_quality = float(q)
+        return people
 
     def sure_factor(self, bgr: np.ndarray, origins) -> float:
         """How the detector scaled its threshold for this picture (the shipped SSD lowers it for grey pictures),

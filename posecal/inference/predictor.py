@@ -10,6 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from posecal.calibration.quality import calibration_from_meta
+from posecal.calibration.reported import ReportedQuality
 from posecal.data.sources import collect, iter_frames
 from posecal.data.box_files import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.devices import default_batch_size
@@ -22,6 +23,7 @@ from posecal.inference.orientation import check_orientations
 from posecal.inference.picture import Picture
 from posecal.inference.person_policy import STILL, PersonPolicy
 from posecal.inference.pipeline import GIVEN, PosePipeline, detection_setup
+from posecal.models.shipped import reported_quality_file
 from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number, describe as describe_value
 
@@ -114,7 +116,9 @@ class Predictor:
                 from posecal.detect.tiles import SecondLook
 
                 self.detector = SecondLook(self.detector)
-        self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier)
+        reported = reported_quality_file(model_path) if calibrated and self.detector is not None else None
+        self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier,
+                                     None if reported is None else ReportedQuality.read(reported))
 
     def __call__(self, image, boxes=None, box_scores=None, rgb: bool | None = None, bgr: bool | None = None):
         """The people in one picture -> its Picture (a list of pictures -> a list of Pictures, as predict()).

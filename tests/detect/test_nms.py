@@ -125,3 +125,30 @@ def test_soft_pose_nms_lowers_a_score_only_above_its_threshold():
     loose = PersonPolicy(nms="soft", duplicate_oks=o + 1e-9)
     kept = loose.keep([scored(STANDING, 0.9), scored(STANDING + [3.0, 0.0], 0.8)], DETECTED)
     assert [p.scores["oks"] for p in kept] == [0.9, 0.8]
+
+
+def test_close_keypoints_count_the_same_named_keypoints_on_one_spot():
+    from posecal.detect.nms import CLOSE_OPKS, close_keypoints, merged_poses
+
+    a = STANDING.astype(float)
+    b = a.copy()
+    b[5:] += [0.0, 80.0]                                  # 5 face keypoints shared, the rest far off
+    c = a + [300.0, 0.0]
+    areas = np.full(3, AREA)
+    close = close_keypoints(np.stack([a, b, c]), areas)
+    assert close.tolist() == [[0, 5, 0], [5, 0, 0], [0, 0, 0]]
+    # a keypoint either pose calls absent is not shared
+    present = np.ones((3, 17), bool)
+    present[1, :2] = False
+    assert close_keypoints(np.stack([a, b, c]), areas, present)[0, 1] == 3
+    # the OPKS bar by hand: a shift of d px on the nose is shared while exp(-d^2 / (2 area k^2)) >= CLOSE_OPKS
+    k2 = (2 * COCO_SIGMAS[0]) ** 2
+    d = np.sqrt(-np.log(CLOSE_OPKS) * 2 * AREA * k2)
+    for shift, shared in ((0.99 * d, 1), (1.01 * d, 0)):
+        e = a + [0.0, 500.0]
+        e[0] = a[0] + [shift, 0.0]
+        assert close_keypoints(np.stack([a, e]), areas[:2])[0, 1] == shared
+    # the pose over a (head) and c (legs) is a merge; a and c are not
+    m = a.copy()
+    m[9:] = c[9:]
+    assert merged_poses(np.stack([a, c, m]), areas, None, 4).tolist() == [False, False, True]

@@ -160,15 +160,22 @@ def sigmoid(z):
 @pytest.mark.parametrize("name", NAMES)
 def test_the_widened_int8_path_computes_what_this_cpu_computes(name, monkeypatch):
     """An AVX2 CPU runs the int8 graphs with the weights widened to uint8 (no 16-bit saturation); a VNNI CPU with
-    its own exact kernels. Both sum the same integers, so forcing the widening here changes no output: on a VNNI
-    CPU this compares the two paths, on an AVX2 one it checks the widening is what it already runs."""
+    its own exact kernels. Both sum the same integers, so on a VNNI CPU forcing the widening changes no output. On
+    a CPU that saturates, the unwidened kernels clip (they are not the exact path to compare with): there the
+    widened outputs must answer as the float graph does (the bounds of the int8-against-float tests above)."""
+    saturates = devices.int8_saturates()          # this CPU's own answer, before it is forced below
     x = fixture_crops((256, 256) if name == "accurate" else (144, 192))
     outputs = {}
     for widened in (False, True):
         monkeypatch.setattr(devices, "int8_saturates", lambda widened=widened: widened)
         outputs[widened] = OnnxEstimator(int8_graph(name, False), threads=1).outputs(x, False)
-    for key, value in outputs[False].items():
-        np.testing.assert_allclose(outputs[True][key], value, atol=1e-4, err_msg=key)
+    if not saturates:
+        for key, value in outputs[False].items():
+            np.testing.assert_allclose(outputs[True][key], value, atol=1e-4, err_msg=key)
+        return
+    want = OnnxEstimator(shipped_graph(name, False), threads=1).outputs(x, False)
+    assert np.abs(outputs[True]["heatmaps"] - want["heatmaps"]).max() < 0.15
+    np.testing.assert_allclose(outputs[True]["oks"], want["oks"], atol=0.05)
 
 
 def test_session_options_widen_int8_weights_only_where_the_cpu_saturates(monkeypatch):

@@ -119,6 +119,35 @@ def test_a_box_that_two_people_fill_is_the_box_of_both_not_a_person():
     assert len(policy.keep([both, left, right], DETECTED)) == 3
 
 
+def test_one_person_by_the_keypoints_both_poses_put_on_one_spot():
+    """A walker's second box reaching down to a bollard: its head and shoulders lie on the first pose's to a
+    pixel, its arms and legs 60 px off; the mean agreement over the keypoints both see is under DUPLICATE_OKS, yet it is one
+    person (SAME_KEYPOINTS on one spot). Two people side by side share no spot and both stay."""
+    walker = scored(STANDING, 0.9, p_person=0.9, box_score=0.8)
+    second = STANDING.copy()
+    second[7:] += [0.0, 60.0]                                      # arms and legs on the bollard
+    second[:7] += 0.5
+    twice = scored(second, 0.8, p_person=0.9, box_score=0.5)
+    neighbour = scored(STANDING + [45, 0], 0.85, p_person=0.9, box_score=0.7)
+    assert PersonPolicy(same_keypoints=None).keep([walker, twice, neighbour], DETECTED) == [walker, twice, neighbour]
+    assert PersonPolicy().keep([walker, twice, neighbour], DETECTED) == [walker, neighbour]
+    assert STILL.same_keypoints == VIDEO.same_keypoints == 4
+
+
+def test_a_pose_on_two_people_is_dropped_and_both_people_stay():
+    """A box over two men: its head and arms on the tall one, its legs on the one in front. Each of the two has
+    a pose of his own; the pose over both is a merge, dropped even when ranked first (greedy NMS would have
+    dropped both men for it)."""
+    tall, front = scored(STANDING, 0.8, p_person=0.9, box_score=0.5), scored(STANDING + [50, 30], 0.8, p_person=0.9,
+                                                                             box_score=0.5)
+    merged_xy = STANDING.copy()
+    merged_xy[11:] = STANDING[11:] + [50, 30]
+    merged = scored(merged_xy, 0.9, p_person=0.95, box_score=0.9)
+    assert PersonPolicy().keep([merged, tall, front], DETECTED) == [tall, front]
+    # with one of the two men missing it is the best pose of the other: kept over his
+    assert PersonPolicy().keep([merged, tall], DETECTED) == [merged]
+
+
 def test_carried_poses_need_the_carried_quality():
     kept, left = scored(STANDING, 0.35, p_person=0.5), scored(STANDING + [200, 0], 0.1, p_person=0.5)
     policy = PersonPolicy(min_pose_quality=0.3, carried_quality=0.15)

@@ -1,0 +1,292 @@
+"""Trust on the poses posecal reports, end to end: the product as users run it (`Predictor` defaults: the shipped
+detector, verifier and person policy, flip test) on whole pictures, every reported pose scored by its OKS against
+the labelled person it covers, one to one in order of pose quality (posecal/metrics/reported.py).
+
+    python bench/reported_poses.py run --world val --rows runs/reported/val.pkl [--limit N] [--threads 1]
+    python bench/reported_poses.py run --world lspet --rows runs/reported/lspet.pkl
+    python bench/reported_poses.py report runs/reported/val.pkl runs/reported/lspet.pkl [--json FILE]
+        [--quality raw|reported]
+    python bench/reported_poses.py pairs [CLIP] [--every 10]      # one person posed twice in a clip
+
+Worlds:
+- `val`: the 822 COCO val crops seen whole, each with every labelled person of its photograph mapped into it
+  (posecal.data.neighbours: people cut by the crop's edge are scored on all their joints, outside ones included);
+- `train`: the train crops alike (the pose networks trained on them: rows to fit on, not to judge);
+- `lspet`: LSPET's last 600 photos (never trained on: bench/lspet_ap.py), one labelled athlete a photo (12 limb
+  joints): only the poses that cover the athlete are scored.
+
+`run` writes one row per reported pose (what the product reported and its picture's size and truth) so that the
+report, and the fit of the reported-pose quality (tools/fit_reported_quality.py), can be redone without posing
+again. `report` prints, per world: Q's ECE beside its floor (truth redrawn around Q with the spread of its bin),
+Pearson r, the share wrong (OKS < 0.5) among Q >= 0.7, and the counts of duplicates (one person posed twice),
+merges, people cut by the picture's edge and half poses, each with the ECE without them (their share of it); and
+the ECE of the decomposition that counts only the keypoints inside the picture and lets two poses share a person.
+`--quality raw` reports the pose quality before the reported-pose map (the rows keep both).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from posecal.data.coco import load_lspet  # noqa: E402
+from posecal.data.neighbours import keypoints_in_crop  # noqa: E402
+from posecal.metrics.calibration import ece, ece_floor, pearson  # noqa: E402
+from posecal.metrics.reported import COVER_IOU as DEFAULT_COVER_IOU  # noqa: E402
+from posecal.metrics.reported import DUPLICATE, MATCHED, ReportedScore, match_reported  # noqa: E402
+
+SHARED = ROOT.parent / "shared/data"
+COCO = SHARED / "coco-val2017-crops"
+LSPET = SHARED / "lspet"
+WRONG_BELOW = 0.5
+CONFIDENT = 0.7
+SAME_SPOT_PX, SAME_SPOT_KEYPOINTS = 3.0, 4     # `pairs`: keypoints within this many pixels, at least this many
+
+
+def crop_pictures(limit: int | None, split: str = "val", shard: tuple[int, int] = (0, 1)):
+    """(name, photo id, BGR crop, truth (T, K, 3), areas (T,), person boxes (T, 4)) for the crops of a split: the
+    crop's person first, then every other labelled person of its photograph mapped into the crop. `shard` (i, n):
+    every n-th crop from the i-th."""
+    data = json.loads((COCO / f"annotations/{split}.json").read_text())
+    photos = defaultdict(list)
+    for a in data["annotations"]:
+        photos[a["orig_image_id"]].append(a)
+    anns = {a["image_id"]: a for a in data["annotations"]}
+    for im in data["images"][shard[0]::shard[1]][: limit or None]:
+        ann = anns[im["id"]]
+        bgr = cv2.imread(str(COCO / "images" / im["file_name"]))
+        if bgr is None:
+            continue
+        (s, _, tx), (_, _, ty) = ann["crop_transform"]
+        people = [ann] + [o for o in photos[ann["orig_image_id"]] if o["id"] != ann["id"]]
+        truth, areas, boxes = [], [], []
+        for o in people:
+            kp, area = keypoints_in_crop(ann, o)
+            x, y, w, h = o["orig_bbox"]
+            truth.append(kp)
+            areas.append(area)
+            boxes.append([s * x + tx, s * y + ty, s * w, s * h])
+        yield im["file_name"], ann["orig_image_id"], bgr, np.array(truth), np.array(areas), np.array(boxes)
+
+
+def lspet_pictures(limit: int | None, persons: int = 600):
+    records = load_lspet(LSPET / "annotations/lspet.json", LSPET / "images")[-persons:]
+    for r in records[: limit or None]:
+        bgr = cv2.imread(r.image_path)
+        if bgr is not None:
+            yield (Path(r.image_path).name, r.image_id, bgr, r.keypoints[None].astype(float), np.array([r.area]),
+                   np.asarray(r.bbox, float)[None])
+
+
+def person_row(person) -> dict:
+    """What the product reported for one person, as plain arrays."""
+    def arr(v):
+        return None if v is None else np.asarray(v, np.float32)
+    return {"box": arr(person.box), "keypoints": arr(person.keypoints), "quality": float(person.pose_quality),
+            "raw_quality": float(person.pose_quality if person.crop_quality is None else person.crop_quality),
+            "keypoint_quality": arr(person.keypoint_quality), "visibility_probs": arr(person.visibility_probs),
+            "in_frame": arr(person.in_frame), "box_score": float(person.box_score),
+            "person_probability": person.person_probability, "origin": person.box_origin}
+
+
+def run(args) -> None:
+    from posecal import Predictor
+    predictor = Predictor(args.model, threads=args.threads)
+    shard = tuple(int(v) for v in args.shard.split("/"))
+    pictures = (lspet_pictures(args.limit) if args.world == "lspet" else
+                crop_pictures(args.limit, args.world, (shard[0], shard[1])))
+    rows, t0, n = [], time.time(), 0
+    for name, photo, bgr, truth, areas, boxes in pictures:
+        people = predictor(bgr).people
+        rows.append({"world": args.world, "name": name, "photo": photo, "size": (bgr.shape[1], bgr.shape[0]),
+                     "truth": truth, "areas": areas, "person_boxes": boxes, "people": [person_row(p) for p in people]})
+        n += 1
+        if n % 100 == 0:
+            print(f"{args.world}: {n} pictures, {time.time() - t0:.0f} s", flush=True)
+    Path(args.rows).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(args.rows) + ".tmp")
+    tmp.write_bytes(pickle.dumps({"model": args.model, "world": args.world, "rows": rows}))
+    tmp.replace(args.rows)
+    print(f"{args.world}: {n} pictures, {sum(len(r['people']) for r in rows)} poses, {time.time() - t0:.0f} s "
+          f"-> {args.rows}")
+
+
+# the box overlap that makes a pose cover a labelled person, per world: in LSPET only the athlete is labelled, so a
+# pose on a bystander overlapping the athlete's box must overlap it as COCO's matching would to be scored
+COVER_IOU = {"lspet": 0.5}
+
+
+def score_row(row: dict, quality) -> ReportedScore:
+    """One picture's reported poses scored one to one in the order of `quality` (P,)."""
+    people = row["people"]
+    return match_reported(np.stack([p["keypoints"] for p in people]), np.stack([p["box"] for p in people]),
+                          quality, row["truth"], row["areas"], row["person_boxes"], row["size"],
+                          COVER_IOU.get(row["world"], DEFAULT_COVER_IOU))
+
+
+def scored(rows: list[dict], quality: str = "quality") -> dict:
+    """Every reported pose of `rows` scored one to one: arrays of Q, target and the failure flags."""
+    cols = defaultdict(list)
+    for r in rows:
+        people = r["people"]
+        if not people:
+            continue
+        q = np.array([p[quality] for p in people])
+        s = score_row(r, q)
+        for i in range(len(people)):
+            cols["q"].append(q[i])
+            for k in ("kind", "target", "shared", "inside", "merge", "half", "cut"):
+                cols[k].append(getattr(s, k)[i])
+            cols["photo"].append(r["photo"])
+    return {k: np.array(v) for k, v in cols.items()}
+
+
+def calibration_line(q, t) -> dict:
+    if len(q) < 2:
+        return {"n": int(len(q))}
+    floor, floor90 = ece_floor(q, t)
+    conf = q >= CONFIDENT
+    return {"n": int(len(q)), "ece": round(ece(q, t), 4), "floor": round(floor, 4), "floor_p90": round(floor90, 4),
+            "pearson": round(pearson(q, t), 3), "mean_q": round(float(q.mean()), 3),
+            "mean_oks": round(float(t.mean()), 3), "confident": int(conf.sum()),
+            "confident_wrong_share": round(float((t[conf] < WRONG_BELOW).mean()), 4) if conf.any() else None}
+
+
+def figures(rows: list[dict], quality: str = "quality") -> dict:
+    s = scored(rows, quality)
+    if not len(s.get("q", [])):
+        return {"poses": 0}
+    use = s["kind"] != "uncovered"
+    q, t = s["q"][use], s["target"][use].astype(float)
+    out = {"pictures": len(rows), "poses": int(len(s["q"])), "uncovered": int((~use).sum()),
+           "one_to_one": calibration_line(q, t)}
+    shared_inside = s["inside"][use].astype(float)
+    ok = np.isfinite(shared_inside)
+    out["inside_only_shared"] = calibration_line(q[ok], shared_inside[ok])
+    for name, flag in (("duplicates", s["kind"][use] == DUPLICATE), ("merges", s["merge"][use].astype(bool)),
+                       ("cut", s["cut"][use].astype(bool)), ("half", s["half"][use].astype(bool))):
+        rest = calibration_line(q[~flag], t[~flag])
+        out[name] = {"n": int(flag.sum()), "mean_q": round(float(q[flag].mean()), 3) if flag.any() else None,
+                     "mean_oks": round(float(t[flag].mean()), 3) if flag.any() else None,
+                     "confident": int((flag & (q >= CONFIDENT)).sum()), "ece_without": rest.get("ece")}
+    out["matched"] = int((s["kind"] == MATCHED).sum())
+    return out
+
+
+def worst(rows: list[dict], n: int = 50, quality: str = "quality") -> list[dict]:
+    """The n confident poses (Q >= 0.7) with the lowest one-to-one OKS, to look at by eye."""
+    out = []
+    for r in rows:
+        if not r["people"]:
+            continue
+        people = r["people"]
+        q = np.array([p[quality] for p in people])
+        s = score_row(r, q)
+        for i, p in enumerate(people):
+            if q[i] >= CONFIDENT and s.kind[i] != "uncovered" and s.target[i] < WRONG_BELOW:
+                out.append({"name": r["name"], "pose": i, "q": round(float(q[i]), 3),
+                            "oks": round(float(s.target[i]), 3), "kind": str(s.kind[i]), "merge": bool(s.merge[i]),
+                            "half": bool(s.half[i]), "cut": bool(s.cut[i]),
+                            "box": [round(float(v)) for v in p["box"]]})
+    return sorted(out, key=lambda d: d["oks"])[:n]
+
+
+def load_rows(path) -> list[dict]:
+    return pickle.loads(Path(path).read_bytes())["rows"]
+
+
+def report(args) -> None:
+    result = {}
+    for path in args.rows:
+        rows = load_rows(path)
+        world = rows[0]["world"] if rows else Path(path).stem
+        result[world] = figures(rows, args.quality + "_quality" if args.quality == "raw" else "quality")
+        line = result[world]["one_to_one"]
+        print(f"{world}: {result[world]['poses']} poses ({result[world]['uncovered']} on nobody labelled); "
+              f"Q ECE {line.get('ece')} (floor {line.get('floor')}, p90 {line.get('floor_p90')}), "
+              f"r {line.get('pearson')}, wrong among Q>=0.7 {line.get('confident_wrong_share')} "
+              f"of {line.get('confident')}")
+        inside = result[world]["inside_only_shared"]
+        print(f"  inside the picture, shared: ECE {inside.get('ece')} (floor {inside.get('floor')}), "
+              f"wrong among Q>=0.7 {inside.get('confident_wrong_share')}")
+        for k in ("duplicates", "merges", "cut", "half"):
+            d = result[world][k]
+            print(f"  {k}: {d['n']} (confident {d['confident']}), mean Q {d['mean_q']} OKS {d['mean_oks']}, "
+                  f"ECE without them {d['ece_without']}")
+        if args.worst:
+            result[world]["worst"] = worst(rows, args.worst, "raw_quality" if args.quality == "raw" else "quality")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+def same_spot_pairs(people, pixels: float = SAME_SPOT_PX, least: int = SAME_SPOT_KEYPOINTS) -> list[tuple]:
+    """Pairs (i, j, n) of poses of one picture putting n >= least keypoints both call present within `pixels` of
+    each other: one person posed twice (two people never put that many joints of one name on one spot)."""
+    out = []
+    for i in range(len(people)):
+        for j in range(i + 1, len(people)):
+            a, b = people[i], people[j]
+            both = (np.asarray(a.visibility) >= 1) & (np.asarray(b.visibility) >= 1)
+            n = int(((np.linalg.norm(a.keypoints - b.keypoints, axis=1) <= pixels) & both).sum())
+            if n >= least:
+                out.append((i, j, n))
+    return out
+
+
+def clip_pairs(args) -> None:
+    """`predict CLIP --every N` as the API runs it: the poses that share a spot, frame by frame."""
+    from posecal import Predictor
+    predictor = Predictor(args.model, threads=args.threads)
+    cap = cv2.VideoCapture(str(args.clip))
+    index, frames, poses, pairs = 0, 0, 0, []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        if index % args.every == 0:
+            people = predictor(bgr).people
+            frames += 1
+            poses += len(people)
+            pairs += [(index, i, j, n, round(people[i].pose_quality, 2), round(people[j].pose_quality, 2))
+                      for i, j, n in same_spot_pairs(people)]
+        index += 1
+    print(f"{Path(args.clip).name} every {args.every}: {frames} frames, {poses} poses, {len(pairs)} pairs of poses "
+          f"on one person (>= {SAME_SPOT_KEYPOINTS} keypoints within {SAME_SPOT_PX:g} px): {pairs}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("pairs")
+    c.add_argument("clip", nargs="?", default=str(SHARED / "videos/vtest_pedestrians_20s.avi"))
+    c.add_argument("--every", type=int, default=10)
+    c.add_argument("--model", default="accurate")
+    c.add_argument("--threads", type=int, default=2)
+    r = sub.add_parser("run")
+    r.add_argument("--world", choices=("val", "lspet", "train"), required=True)
+    r.add_argument("--shard", default="0/1", help="i/n: every n-th crop from the i-th (train, val)")
+    r.add_argument("--rows", required=True)
+    r.add_argument("--model", default="accurate")
+    r.add_argument("--limit", type=int)
+    r.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("report")
+    p.add_argument("rows", nargs="+")
+    p.add_argument("--json")
+    p.add_argument("--worst", type=int, default=0)
+    p.add_argument("--quality", choices=("reported", "raw"), default="reported")
+    args = ap.parse_args()
+    {"run": run, "report": report, "pairs": clip_pairs}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
