@@ -11,11 +11,13 @@ the labelled person it covers, one to one in order of pose quality (posecal/metr
 Worlds:
 - `val`: the 822 COCO val crops seen whole, each with every labelled person of its photograph mapped into it
   (posecal.data.neighbours: people cut by the crop's edge are scored on all their joints, outside ones included);
+- `val_turned`: the val crops turned half a turn (people upside down; with `--orientations auto`);
 - `train`: the train crops alike (the pose networks trained on them: rows to fit on, not to judge);
 - `lspet`: LSPET's last 600 photos (never trained on: bench/lspet_ap.py), one labelled athlete a photo (12 limb
   joints): only the poses that cover the athlete are scored.
 
-`run` writes one row per reported pose (what the product reported and its picture's size and truth) so that the
+`report` also prints the share of pictures whose own person (the crop's, the athlete) is found with a right
+pose (matched one to one at OKS >= 0.5). `run` writes one row per reported pose (what the product reported and its picture's size and truth) so that the
 report, and the fit of the reported-pose quality (tools/fit_reported_quality.py), can be redone without posing
 again. `report` prints, per world: Q's ECE beside its floor (truth redrawn around Q with the spread of its bin),
 Pearson r, the share wrong (OKS < 0.5) among Q >= 0.7, and the counts of duplicates (one person posed twice),
@@ -79,6 +81,18 @@ def crop_pictures(limit: int | None, split: str = "val", shard: tuple[int, int] 
         yield im["file_name"], ann["orig_image_id"], bgr, np.array(truth), np.array(areas), np.array(boxes)
 
 
+def turned_pictures(pictures):
+    """The pictures turned half a turn, their truth with them (people upside down)."""
+    for name, photo, bgr, truth, areas, boxes in pictures:
+        h, w = bgr.shape[:2]
+        truth = truth.copy()
+        lab = truth[..., 2] > 0
+        truth[..., 0] = np.where(lab, w - 1 - truth[..., 0], 0)
+        truth[..., 1] = np.where(lab, h - 1 - truth[..., 1], 0)
+        boxes = np.stack([w - boxes[:, 0] - boxes[:, 2], h - boxes[:, 1] - boxes[:, 3], boxes[:, 2], boxes[:, 3]], 1)
+        yield name, photo, cv2.rotate(bgr, cv2.ROTATE_180), truth, areas, boxes
+
+
 def lspet_pictures(limit: int | None, persons: int = 600):
     records = load_lspet(LSPET / "annotations/lspet.json", LSPET / "images")[-persons:]
     for r in records[: limit or None]:
@@ -101,10 +115,14 @@ def person_row(person) -> dict:
 
 def run(args) -> None:
     from posecal import Predictor
-    predictor = Predictor(args.model, threads=args.threads)
+    predictor = Predictor(args.model, threads=args.threads, orientations=args.orientations)
+    if args.no_turned_look and hasattr(predictor.detector, "detector"):   # the upright look alone, to compare
+        predictor.detector = predictor.pipeline.detector = predictor.detector.detector
     shard = tuple(int(v) for v in args.shard.split("/"))
     pictures = (lspet_pictures(args.limit) if args.world == "lspet" else
-                crop_pictures(args.limit, args.world, (shard[0], shard[1])))
+                crop_pictures(args.limit, args.world.replace("_turned", ""), (shard[0], shard[1])))
+    if args.world.endswith("_turned"):
+        pictures = turned_pictures(pictures)
     rows, t0, n = [], time.time(), 0
     for name, photo, bgr, truth, areas, boxes in pictures:
         people = predictor(bgr).people
@@ -162,6 +180,17 @@ def calibration_line(q, t) -> dict:
             "confident_wrong_share": round(float((t[conf] < WRONG_BELOW).mean()), 4) if conf.any() else None}
 
 
+def found_right(rows: list[dict], quality: str = "quality") -> float:
+    """The share of pictures whose own person (the crop's, LSPET's athlete: truth row 0) has a pose matched to
+    them one to one at OKS >= 0.5: found with a right pose."""
+    hits = 0
+    for r in rows:
+        if r["people"]:
+            s = score_row(r, np.array([p[quality] for p in r["people"]]))
+            hits += bool(np.any((s.kind == MATCHED) & (s.person == 0) & (s.target >= WRONG_BELOW)))
+    return hits / max(len(rows), 1)
+
+
 def figures(rows: list[dict], quality: str = "quality") -> dict:
     s = scored(rows, quality)
     if not len(s.get("q", [])):
@@ -169,7 +198,7 @@ def figures(rows: list[dict], quality: str = "quality") -> dict:
     use = s["kind"] != "uncovered"
     q, t = s["q"][use], s["target"][use].astype(float)
     out = {"pictures": len(rows), "poses": int(len(s["q"])), "uncovered": int((~use).sum()),
-           "one_to_one": calibration_line(q, t)}
+           "found_right": round(found_right(rows, quality), 4), "one_to_one": calibration_line(q, t)}
     shared_inside = s["inside"][use].astype(float)
     ok = np.isfinite(shared_inside)
     out["inside_only_shared"] = calibration_line(q[ok], shared_inside[ok])
@@ -212,7 +241,9 @@ def report(args) -> None:
         world = rows[0]["world"] if rows else Path(path).stem
         result[world] = figures(rows, args.quality + "_quality" if args.quality == "raw" else "quality")
         line = result[world]["one_to_one"]
-        print(f"{world}: {result[world]['poses']} poses ({result[world]['uncovered']} on nobody labelled); "
+        print(f"{world}: {result[world]['pictures']} pictures, own person found with a right pose "
+              f"{result[world]['found_right']}; {result[world]['poses']} poses ({result[world]['uncovered']} on "
+              f"nobody labelled); "
               f"Q ECE {line.get('ece')} (floor {line.get('floor')}, p90 {line.get('floor_p90')}), "
               f"r {line.get('pearson')}, wrong among Q>=0.7 {line.get('confident_wrong_share')} "
               f"of {line.get('confident')}")
@@ -273,7 +304,9 @@ def main() -> None:
     c.add_argument("--model", default="accurate")
     c.add_argument("--threads", type=int, default=2)
     r = sub.add_parser("run")
-    r.add_argument("--world", choices=("val", "lspet", "train"), required=True)
+    r.add_argument("--world", choices=("val", "lspet", "train", "val_turned"), required=True)
+    r.add_argument("--orientations", default=1, type=lambda v: v if v == "auto" else int(v))
+    r.add_argument("--no-turned-look", action="store_true", help="with --orientations: the upright detector only")
     r.add_argument("--shard", default="0/1", help="i/n: every n-th crop from the i-th (train, val)")
     r.add_argument("--rows", required=True)
     r.add_argument("--model", default="accurate")

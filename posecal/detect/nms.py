@@ -15,7 +15,8 @@ bollard, agree to a few pixels on the head and shoulders and disagree on the leg
 under any threshold that keeps two people apart. `same_keypoints` says they are one person all the same when at
 least that many keypoints both call present coincide (OPKS >= CLOSE_OPKS at the kept pose's scale: a few pixels;
 two people side by side never put that many joints of the same name on one spot). A pose that coincides so with
-two poses that do not coincide with each other spans two people (head on one, legs on the other): `merged_poses`.
+two poses that do not coincide with each other, each with a body of its own elsewhere, spans two people (head on
+one, legs on the other): `merged_poses`.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ NMS_MODES = ("oks", "soft", "none")   # pose_nms's nms: OKS-NMS, soft-OKS-NMS, n
 
 MIN_SHARED = 2   # keypoints two poses must both see before their agreement can call them one person
 CLOSE_OPKS = 0.9  # two keypoints of one name this close (OPKS at the kept pose's scale) are one point
+APART = 0.1       # ... and this far apart (OPKS below it) are on two bodies
 
 
 def _inputs(keypoints, scores, areas):
@@ -79,13 +81,21 @@ def close_keypoints(keypoints: np.ndarray, areas: np.ndarray, present=None) -> n
 
 def merged_poses(keypoints: np.ndarray, areas: np.ndarray, present, same_keypoints: int) -> np.ndarray:
     """(N,) bool: poses that coincide (close_keypoints >= same_keypoints) with two other poses that do not coincide
-    with each other: a pose spanning two people (the module says why)."""
-    close = close_keypoints(keypoints, areas, present)
+    with each other, each of the two a body of its own: it also calls present at least `same_keypoints` keypoints
+    that lie elsewhere than the pose's (OPKS < APART). A pose spanning two people (head on one, legs on the
+    other) is so; a whole person beside two boxes of halves of them (an upper body whose legs are called absent,
+    legs whose head is) is not, and stays."""
+    kpts = np.asarray(keypoints, np.float64)[..., :2]
+    n, k = kpts.shape[:2]
+    present = np.ones((n, k), bool) if present is None else np.asarray(present, bool).reshape(n, k)
+    close = close_keypoints(kpts, areas, present)
     close = np.minimum(close, close.T) >= same_keypoints
-    out = np.zeros(len(close), bool)
-    for i in range(len(close)):
-        others = np.flatnonzero(close[i])
-        out[i] = any(not close[a, b] for n, a in enumerate(others) for b in others[n + 1:])
+    terms = opks(kpts[None], kpts[:, None], np.asarray(areas, np.float64).reshape(n)[:, None])   # (N, N, K)
+    apart = ((terms < APART) & present[:, None] & present[None]).sum(-1) >= same_keypoints
+    out = np.zeros(n, bool)
+    for i in range(n):
+        others = [j for j in np.flatnonzero(close[i]) if apart[i, j]]
+        out[i] = any(not close[a, b] for m, a in enumerate(others) for b in others[m + 1:])
     return out
 
 

@@ -90,6 +90,8 @@ class PersonPose:
             out["in_frame"] = r(self.in_frame)
         if self.person_probability is not None:
             out["person_probability"] = round(float(self.person_probability), 4)
+        if self.crop_quality is not None:
+            out["crop_quality"] = round(float(self.crop_quality), 4)
         if self.keypoint_radius is not None:
             out["keypoint_radius"] = np.round(np.asarray(self.keypoint_radius, float), 2).tolist()
         if self.track_id is not None:

@@ -74,7 +74,9 @@ class Predictor:
     head trusts most (posecal/inference/orientation.py): for people lying or upside down, at 4x the network time.
     orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW (or whose
     torso leans past orientation.AUTO_TILT), so
-    people the head trusts upright cost one pass (a model without quality heads: upright only).
+    people the head trusts upright cost one pass (a model without quality heads: upright only). With either, the
+    detector also looks at the picture turned half a turn (posecal/detect/turned.py), so that a person upside
+    down has a box to turn.
     policy: who is a person (inference/person_policy.py; default: its STILL preset); min_pose_quality, where given,
     replaces the policy's own (MIN_POSE_QUALITY in both presets).
     second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
@@ -116,6 +118,10 @@ class Predictor:
                 from posecal.detect.tiles import SecondLook
 
                 self.detector = SecondLook(self.detector)
+            if orientations != 1 and self.detector is not None:   # people upside down: a box to turn
+                from posecal.detect.turned import TurnedLook
+
+                self.detector = TurnedLook(self.detector)
         reported = reported_quality_file(model_path) if calibrated and self.detector is not None else None
         self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier,
                                      None if reported is None else ReportedQuality.read(reported))

@@ -152,3 +152,19 @@ def test_close_keypoints_count_the_same_named_keypoints_on_one_spot():
     m = a.copy()
     m[9:] = c[9:]
     assert merged_poses(np.stack([a, c, m]), areas, None, 4).tolist() == [False, False, True]
+
+
+def test_a_whole_person_beside_two_boxes_of_their_halves_is_no_merge():
+    """An upper-body box (legs called absent) and a legs box (head called absent) of one person each coincide
+    with the whole person's pose on their half: the whole pose is that person, not a merge of two."""
+    from posecal.detect.nms import merged_poses
+
+    whole = STANDING.astype(float)
+    upper, lower = whole.copy(), whole.copy()
+    upper[11:] += [0.0, -70.0]                     # its guesses for the legs, called absent
+    lower[:5] += [0.0, 90.0]                       # its guess for the head, called absent
+    present = np.ones((3, 17), bool)
+    present[1, 11:] = False
+    present[2, :5] = False
+    kps = np.stack([whole, upper, lower])
+    assert merged_poses(kps, np.full(3, AREA), present, 4).tolist() == [False, False, False]
