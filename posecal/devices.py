@@ -54,6 +54,61 @@ def session_options(threads: int):
     return options
 
 
+# The CPU flags (as Linux's /proc/cpuinfo names them) with which onnxruntime multiplies uint8 by int8 exactly:
+# AVX-512 VNNI (server CPUs) and AVX-VNNI (Intel client CPUs from the 12th generation on, without AVX-512)
+EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
+X86 = ("x86_64", "amd64", "x86", "i386", "i686")
+# numpy's names for the same instruction sets, read where the OS lists no flags (numpy has no AVX-VNNI entry)
+NUMPY_FLAGS = {"AVX512VNNI": "avx512_vnni", "AVX_VNNI": "avx_vnni", "AVX2": "avx2", "AVX512F": "avx512f"}
+
+
+def os_cpu_flags() -> frozenset[str] | None:
+    """This CPU's feature flags as the operating system lists them, lower case (Linux: /proc/cpuinfo's `flags`;
+    macOS: sysctl's machdep.cpu features, their AVX-512 / VNNI names mapped to Linux's); None where none can be
+    read (then numpy's runtime dispatch table is asked: cpu_flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        import subprocess
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.features", "machdep.cpu.leaf7_features"],
+                                 capture_output=True, text=True, timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        words = {w.lower().replace(".", "_") for w in out.split()}
+        return frozenset(words | {"avx512_vnni" for w in words if w == "avx512vnni"}
+                         | {"avx_vnni" for w in words if w == "avxvnni"})
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The OS's flags (os_cpu_flags), else numpy's runtime dispatch table (CPUID) in Linux's names; empty where
+    neither can be read."""
+    flags = os_cpu_flags()
+    if flags is not None:
+        return flags
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        try:   # numpy 1.x
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return frozenset()
+    return frozenset(name for key, name in NUMPY_FLAGS.items() if features.get(key))
+
+
+def saturates_with(flags, machine: str) -> bool:
+    """Do onnxruntime's int8 kernels clip on a CPU of this machine type with these flags (int8_saturates)?"""
+    if machine.lower() not in X86:
+        return False
+    return not (frozenset(flags) & EXACT_INT8_FLAGS)
+
+
 @functools.lru_cache(maxsize=1)
 def int8_saturates() -> bool:
     """This CPU is an x86 one whose onnxruntime int8 kernels saturate: AVX2, or AVX-512 without VNNI.
@@ -61,20 +116,12 @@ def int8_saturates() -> bool:
     There onnxruntime multiplies uint8 activations by int8 weights with VPMADDUBSW, which adds two products in
     16 bits and clips (255 x 127 x 2 > 32767): the shipped int8 graphs lost up to 0.15 OKS a person on such a CPU.
     session_options then has onnxruntime widen the weights to uint8 (session.x64quantprecision), which multiplies
-    without clipping and computes the very integers a VNNI CPU does. Not on VNNI CPUs, where the widening would
-    halve the int8 speed for nothing, nor on ARM, whose kernels do not clip. 7-bit weights (reduce_range), the
-    other remedy onnxruntime names, cost 1.2 AP on every CPU (CHANGELOG.md, issue 64). The instruction sets are
-    read as numpy's runtime dispatch reads them (CPUID); where that cannot be read, the safe answer is True."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
-        return False
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
-    except ImportError:
-        try:   # numpy 1.x
-            from numpy.core._multiarray_umath import __cpu_features__ as features
-        except ImportError:
-            return True
-    return not (features.get("AVX512VNNI") or features.get("AVX_VNNI"))
+    without clipping and computes the very integers a VNNI CPU does. Not on CPUs with AVX-512 VNNI or AVX-VNNI
+    (EXACT_INT8_FLAGS), where the widening would halve the int8 speed for nothing, nor on ARM, whose kernels do
+    not clip. 7-bit weights (reduce_range), the other remedy onnxruntime names, cost 1.2 AP on every CPU
+    (CHANGELOG.md, issue 64). The flags are the OS's (os_cpu_flags), else numpy's reading of CPUID; where neither
+    says, the safe answer is True."""
+    return saturates_with(cpu_flags(), platform.machine())
 
 
 def check_device(device: str) -> str:

@@ -3,6 +3,7 @@ CPU with one warning line where CUDA cannot run, and the torch backend of a ship
 its .pt is not installed. The GPU test skips without a GPU; the rest run on any CPU."""
 from __future__ import annotations
 
+import platform
 import warnings
 
 import cv2
@@ -182,3 +183,23 @@ def test_every_command_takes_a_device_and_falls_back_alike(tmp_path, capsys, no_
     got, want = tracker.predictor(img), cpu.predictor(img)
     assert len(got) == len(want) == 1
     np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-4)
+
+
+@pytest.mark.parametrize("flags,machine,saturates", [
+    ({"avx2", "avx512f", "avx512_vnni"}, "x86_64", False),     # a server CPU with AVX-512 VNNI
+    ({"avx2", "avx_vnni"}, "x86_64", False),                   # Intel client CPUs from the 12th generation: AVX-VNNI
+    ({"avx2"}, "x86_64", True),                                # AVX2 only (many cloud VMs): VPMADDUBSW clips
+    ({"avx2", "avx512f", "avx512bw"}, "AMD64", True),          # AVX-512 without VNNI
+    (set(), "aarch64", False),                                 # ARM's kernels do not clip
+])
+def test_which_cpus_saturate_int8_by_their_flags(flags, machine, saturates):
+    assert devices.saturates_with(flags, machine) is saturates
+
+
+def test_the_os_flags_are_read_in_linuxs_names():
+    flags = devices.os_cpu_flags()
+    if flags is None:
+        pytest.skip("this OS lists no CPU flags")
+    assert all(f == f.lower() for f in flags)
+    if platform.machine().lower() in devices.X86:
+        assert "sse2" in flags     # every x86-64 CPU has it
