@@ -124,6 +124,35 @@ def int8_saturates() -> bool:
     return saturates_with(cpu_flags(), platform.machine())
 
 
+PRECISIONS = ("auto", "int8", "float")   # which graphs of a shipped model run on the CPU (choose_precision)
+
+
+def auto_precision(flags, machine: str) -> tuple[str, str]:
+    """(precision, why) that `auto` runs on a CPU of this machine type with these flags: int8 where onnxruntime
+    multiplies int8 exactly; float on x86 without VNNI, where the int8 graphs must run widened (int8_saturates) and
+    the widened path took float's time (`python bench/latency.py --shipped accurate --int8 --rounds 2`, AVX2-only
+    AMD EPYC, 2 threads: flip 63.4 / 69.8 ms a crop int8 against 72.8 / 65.7 float, no flip 47.9 / 42.9 against
+    43.7 / 43.5), so the float graphs' exact answers cost nothing; float on ARM until the int8 graphs' answers are
+    checked there."""
+    if machine.lower() not in X86:
+        return "float", f"a {machine} CPU: the int8 graphs' answers are checked on x86 only"
+    if not saturates_with(flags, machine):
+        return "int8", "this CPU multiplies int8 exactly (AVX-512 VNNI or AVX-VNNI)"
+    return "float", "this CPU has no VNNI: int8 would run widened, at float's speed"
+
+
+def choose_precision(requested: str = "auto", device: str = "cpu") -> tuple[str, str]:
+    """(precision, why) of the shipped graphs a run uses: what was asked for, or `auto`'s choice for this CPU; a
+    GPU runs the float graphs. An unknown value is one PosecalInputError line."""
+    if requested not in PRECISIONS:
+        raise PosecalInputError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if device == "cuda":
+        return "float", "a GPU runs the float graphs"
+    if requested != "auto":
+        return requested, "asked for"
+    return auto_precision(cpu_flags(), platform.machine())
+
+
 def check_device(device: str) -> str:
     """The device asked for, refused in one line when it is neither 'cpu' nor 'cuda'."""
     if device not in DEVICES:

@@ -162,9 +162,25 @@ def cmd_pack(args) -> None:
     print(f"wrote {out}")
 
 
+def _say_precision(model, precision: str, device: str, backend: str | None) -> None:
+    """The run's first line (stderr): which graphs of a shipped model run on this CPU, and why."""
+    from posecal.devices import choose_precision
+    from posecal.models.shipped import packaged_graph, shipped_name
+
+    if device != "cpu" or backend not in (None, "onnx") or packaged_graph(model, True, device, precision) is None:
+        return
+    name = shipped_name(model)
+    chosen, why = choose_precision(precision, device)
+    if name.endswith("-float"):
+        chosen, why = "float", f"the model {name!r} names them"
+    print(f"posecal: {name} runs its {chosen} graphs ({why})", file=sys.stderr)
+
+
 def cmd_predict(args) -> None:
     from posecal.predict.job import PredictConfig, run_predict
     from posecal.records import STDOUT, stdout_reserved
+
+    _say_precision(args.model, args.precision, args.device, args.backend)
 
     run = _engine(args, run_predict, "predict")   # ray: Ray Data actors, shards, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
@@ -174,7 +190,8 @@ def cmd_predict(args) -> None:
             min_pose_quality=args.min_pose_quality,
             nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
             radius=args.radius,
-            every=args.every, batch_size=args.batch_size, device=args.device, backend=args.backend,
+            every=args.every, batch_size=args.batch_size, device=args.device, precision=args.precision,
+            backend=args.backend,
             flip=args.flip, threads=_threads(args),
             progress=not args.no_progress and args.out != STDOUT, orientations=args.orientations))
         skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
@@ -247,6 +264,10 @@ def cmd_models(args) -> None:
         torch_file = "" if row["torch_file"] is None else f"; PyTorch file {row['torch_file']}"
         print(f"{row['name']}{default}: {row['use']}\n    {graphs}{torch_file}")
     print("any command's --model (and Predictor's model_path) also takes a model file or an exported .onnx")
+    from posecal.devices import choose_precision
+    chosen, why = choose_precision("auto")
+    print(f"on this CPU the shipped models run their {chosen} graphs by default ({why}); --precision int8|float "
+          "chooses")
 
 
 def cmd_demo(args) -> None:
@@ -261,6 +282,7 @@ def cmd_track(args) -> None:
     from posecal.tracking.job import TrackConfig, render_is_file, run_track
     from posecal.tracking.tracker import TrackerConfig
 
+    _say_precision(args.model, args.precision, args.device, args.backend)
     run = _engine(args, run_track, "track")   # ray: one video per Ray actor call, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
         s = run(TrackConfig(
@@ -269,6 +291,7 @@ def cmd_track(args) -> None:
             adaptive=args.adaptive, second_look=args.second_look,
             between=args.between, min_pose_quality=args.min_pose_quality,
             missed_detections=args.missed_detections, backend=args.backend, device=args.device,
+            precision=args.precision,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
             tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth),
             policy=replace(VIDEO, birth_quality=args.min_birth_quality),

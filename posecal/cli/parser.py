@@ -7,7 +7,7 @@ import argparse
 
 from posecal.cli import commands
 from posecal.detect.nms import NMS_MODES
-from posecal.devices import BACKENDS, CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEVICES
+from posecal.devices import BACKENDS, CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEVICES, PRECISIONS
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
 from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
 from posecal.inference.scoring import SCORE_MODES
@@ -159,6 +159,7 @@ def _add_predict(sub) -> None:
     _batch_option(p, None)
     _engine_options(p, "posing whole input files")
     _device_option(p)
+    _precision_option(p)
     _backend_option(p, None)
     _model_option(p)
     _flip_option(p, None)
@@ -166,6 +167,13 @@ def _add_predict(sub) -> None:
     _threads_option(p, ray=True)
     _progress_option(p)
     p.set_defaults(func=commands.cmd_predict)
+
+
+def _precision_option(p) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="a shipped model's graphs on the CPU: int8, float, or auto = int8 where the CPU multiplies "
+                        "int8 exactly (AVX-512 VNNI, AVX-VNNI), float elsewhere; the run's first line says which "
+                        "(default: auto)")
 
 
 def _device_option(p) -> None:
@@ -248,6 +256,7 @@ def _add_track(sub) -> None:
     _backend_option(p)
     _model_option(p, "accurate")
     _device_option(p)
+    _precision_option(p)
     _engine_options(p, "tracking one whole video at a time")
     _threads_option(p, ray=True)
     _progress_option(p)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from posecal.devices import BACKENDS, check_device
+from posecal.devices import BACKENDS, check_device, choose_precision
 from posecal.errors import PosecalInputError
 from posecal.export.session import OnnxEstimator, open_onnx_model
 from posecal.models.config import require_coco_keypoints
@@ -29,6 +29,7 @@ class OpenedModel:
     flip: bool            # the flip test it runs with
     backend: str          # "onnx" or "torch"
     device: str           # where inputs go ("cpu" for onnxruntime, which takes numpy)
+    precision: str = "float"   # the graphs' arithmetic: "int8" (a shipped model's int8 graphs) or "float"
 
 
 def is_onnx_file(model_path) -> bool:
@@ -71,19 +72,23 @@ def require_model(model) -> None:
 
 
 def open_model(model=None, backend: str | None = None, flip: bool | None = None, threads: int | None = None,
-               device: str = "cpu", check=None) -> OpenedModel:
+               device: str = "cpu", check=None, precision: str = "auto") -> OpenedModel:
     """The model named by `model` (None: the default shipped model), ready for the estimator. check(config),
     when given, runs on the model's config before an ONNX export would be made for a model that is then
-    refused (an export costs 20-30 s)."""
+    refused (an export costs 20-30 s). precision: which graphs of a shipped model run (posecal.devices.
+    choose_precision; a model file or an exported .onnx runs as it is)."""
     backend = check_backend(backend, device)
+    choose_precision(precision, device)   # an unknown value refused before anything loads
     if is_onnx_file(model):
         runner = open_onnx_model(model, flip, threads, device)
-        opened = OpenedModel(runner, runner.config, runner.meta, runner.flip_test, "onnx", "cpu")
+        opened = OpenedModel(runner, runner.config, runner.meta, runner.flip_test, "onnx", "cpu",
+                             "int8" if getattr(runner, "int8", False) else "float")
     elif backend == "onnx" and packaged_graph(model, True, device) is not None:
         flip = True if flip is None else flip
-        runner = OnnxEstimator(packaged_graph(model, flip, device), threads=threads or 1,
-                               source=f"model {shipped_name(model)!r}", device=device)
-        opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
+        graph = packaged_graph(model, flip, device, precision)
+        runner = OnnxEstimator(graph, threads=threads or 1, source=f"model {shipped_name(model)!r}", device=device)
+        opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu",
+                             "int8" if ".int8" in graph.name else "float")
     else:
         opened = _open_torch_file(model, backend, flip, threads, device, check)
     require_coco_keypoints(opened.config, model)

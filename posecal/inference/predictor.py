@@ -80,20 +80,23 @@ class Predictor:
     policy: who is a person (inference/person_policy.py; default: its STILL preset); min_pose_quality, where given,
     replaces the policy's own (MIN_POSE_QUALITY in both presets).
     second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
+    precision: which graphs of a shipped model run on the CPU: "auto" (int8 where the CPU multiplies int8 exactly,
+    else float: posecal.devices.choose_precision), "int8" or "float"; `self.precision` says which run.
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int | None = None,
                  backend: str | None = None, threads: int | None = None, calibrated: bool = True, detector="default",
                  detector_threshold: float | None = None, min_pose_quality: float | None = None,
                  orientations: int | str = 1, policy: PersonPolicy | None = None, second_look: bool = False,
-                 verifier="default"):
+                 verifier="default", precision: str = "auto"):
         check_api_numbers(batch_size=batch_size, threads=threads, detector_threshold=detector_threshold,
                           min_pose_quality=min_pose_quality)
         check_switches(flip=flip, calibrated=calibrated, second_look=second_look)
         orientations = check_orientations(orientations)
         self.threads = threads = threads or default_threads()
-        opened = open_model(model_path, backend, flip, threads, device)
+        opened = open_model(model_path, backend, flip, threads, device, precision=precision)
         self.config, self.meta, self.backend, self.device = opened.config, opened.meta, opened.backend, opened.device
+        self.precision = opened.precision
         calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         batch_size = batch_size or default_batch_size(self.device)   # where it runs: the CPU after a CUDA fallback
         self.estimator = Estimator(opened.runner, self.config.input_wh, calibration, opened.flip, batch_size,

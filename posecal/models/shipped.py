@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from posecal.devices import choose_precision
+
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # The models shipped with posecal, chosen by name wherever a model file is asked for
 # (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); `posecal models` lists them with what each
@@ -75,15 +77,16 @@ def shipped_graph(name: str, flip: bool) -> Path:
     return WEIGHTS_DIR / f"posecal_{name}{'' if flip else '.noflip'}.onnx"
 
 
-def packaged_graph(spec, flip: bool, device: str = "cpu") -> Path | None:
+def packaged_graph(spec, flip: bool, device: str = "cpu", precision: str = "auto") -> Path | None:
     """The packaged graph a model argument runs on the onnx backend: a shipped name (None: the default) whose
-    graphs this installation has, int8 on a CPU (float for "NAME-float" and on "cuda"); None for anything else (a
-    path, or a model without graphs)."""
+    graphs this installation has, int8 on a CPU where `precision` (posecal.devices.choose_precision: auto picks by
+    the CPU) says so, float for "NAME-float" and on "cuda"; None for anything else (a path, or a model without
+    graphs)."""
     name = shipped_name(spec)
     model = None if name is None else graph_model(name)
     if model not in SHIPPED_GRAPHS or not shipped_graph(model, True).is_file():
         return None
-    if name == model and device == "cpu" and int8_graph(model, flip).is_file():
+    if name == model and choose_precision(precision, device)[0] == "int8" and int8_graph(model, flip).is_file():
         return int8_graph(model, flip)
     return shipped_graph(model, flip)
 

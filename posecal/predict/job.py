@@ -52,6 +52,7 @@ class PredictConfig:
     every: int = 1                       # videos: every N-th frame
     batch_size: int | None = None        # None: the Predictor's (1 on the CPU, 16 on a GPU)
     device: str = "cpu"
+    precision: str = "auto"              # a shipped model's graphs on the CPU (devices.choose_precision)
     backend: str | None = None           # None: onnx (its export cached once per model file), torch on cuda
     flip: bool | None = None             # None: on (an exported .onnx model: as it was exported)
     orientations: int | str = 1          # 4: test-time orientation search (posecal/inference/orientation.py);
@@ -190,6 +191,7 @@ def open_predictor(cfg: PredictConfig, box_file: BoxFile | None) -> Predictor:
     """A predict run's one pipeline (posecal/inference/pipeline.py): a boxes file's boxes are given, else the
     detector's. The single process and each Ray actor (posecal/predict/batches.py) open it alike."""
     return Predictor(cfg.model, device=cfg.device, flip=cfg.flip, batch_size=cfg.batch_size,
+                     precision=cfg.precision,
                      backend=cfg.backend, threads=cfg.threads,
                      detector=None if box_file else (cfg.detector or "default"),
                      detector_threshold=cfg.detector_threshold, orientations=cfg.orientations,

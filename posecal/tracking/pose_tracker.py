@@ -63,6 +63,7 @@ class TrackConfig:
     backend: str = "onnx"
     device: str = "cpu"                  # where the networks run: "cuda" (a GPU), the CPU with one warning line
                                          # where it cannot (as Predictor's device)
+    precision: str = "auto"              # a shipped model's graphs on the CPU (devices.choose_precision)
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -172,6 +173,7 @@ def tracking_predictor(cfg: TrackConfig) -> Predictor:
     """The one pipeline (inference/pipeline.py) with tracking's settings and the person policy's VIDEO preset,
     built as every path builds it."""
     return Predictor(cfg.model, device=cfg.device, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads,
+                     precision=cfg.precision,
                      detector="default" if cfg.detector is None else cfg.detector,
                      detector_threshold=cfg.detector_threshold, min_pose_quality=cfg.min_pose_quality,
                      second_look=cfg.second_look, verifier=cfg.verifier, policy=cfg.policy)

@@ -226,20 +226,31 @@ def test_int8_graphs_answer_alike_on_an_emulated_avx2_cpu(tmp_path):
 
 
 @pytest.mark.parametrize("flip", [True, False])
-def test_each_name_chooses_its_graph(flip):
-    """On a CPU a shipped name runs int8 (the default model too), NAME-float its float graph; a GPU runs float."""
+def test_each_name_chooses_its_graph(flip, monkeypatch):
+    """On a CPU with VNNI a shipped name runs int8 (the default model too), NAME-float its float graph; a GPU runs
+    float; a CPU without VNNI runs float unless int8 is asked for (devices.auto_precision)."""
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
     for name in NAMES:
         assert packaged_graph(name, flip) == int8_graph(name, flip)
         assert packaged_graph(f"{name}-float", flip) == shipped_graph(name, flip)
         assert packaged_graph(name, flip, "cuda") == packaged_graph(f"{name}-float", flip, "cuda") == shipped_graph(name, flip)
     assert packaged_graph(None, flip) == int8_graph("accurate", flip)
     assert packaged_graph("published", flip) is None and packaged_graph("x.onnx", flip) is None
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2"}))
+    for name in NAMES:
+        assert packaged_graph(name, flip) == shipped_graph(name, flip)
+        assert packaged_graph(name, flip, precision="int8") == int8_graph(name, flip)
 
 
-def test_the_default_predictor_runs_int8_and_the_float_name_float():
+def test_the_default_predictor_runs_int8_where_the_cpu_has_vnni_and_the_float_name_float(monkeypatch):
     from posecal.inference.opener import open_model
 
-    assert open_model(None, flip=False, threads=1).runner.int8
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx_vnni"}))
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
+    opened = open_model(None, flip=False, threads=1)
+    assert opened.runner.int8 and opened.precision == "int8"
     assert not open_model("accurate-float", flip=False, threads=1).runner.int8
     fast = open_model("fast", flip=True, threads=1)
     assert fast.runner.int8 and fast.flip
+    assert open_model(None, flip=False, threads=1, precision="float").precision == "float"

@@ -203,3 +203,58 @@ def test_the_os_flags_are_read_in_linuxs_names():
     assert all(f == f.lower() for f in flags)
     if platform.machine().lower() in devices.X86:
         assert "sse2" in flags     # every x86-64 CPU has it
+
+
+@pytest.mark.parametrize("flags,machine,precision", [
+    ({"avx2", "avx512f", "avx512_vnni"}, "x86_64", "int8"),
+    ({"avx2", "avx_vnni"}, "x86_64", "int8"),
+    ({"avx2"}, "x86_64", "float"),             # int8 would run widened, at float's speed (measured)
+    ({"avx2", "avx512f"}, "AMD64", "float"),
+    (set(), "aarch64", "float"),                # int8 answers not yet checked on ARM
+    (set(), "arm64", "float"),
+])
+def test_auto_precision_per_cpu(flags, machine, precision):
+    chosen, why = devices.auto_precision(flags, machine)
+    assert chosen == precision and why
+
+
+def test_precision_asked_for_a_gpu_and_refused(monkeypatch):
+    assert devices.choose_precision("int8") == ("int8", "asked for")
+    assert devices.choose_precision("float") == ("float", "asked for")
+    assert devices.choose_precision("int8", "cuda")[0] == "float"
+    with pytest.raises(PosecalInputError, match="precision must be one of .*got 'half'"):
+        devices.choose_precision("half")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx_vnni"}))
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
+    assert devices.choose_precision("auto")[0] == "int8"
+
+
+def test_the_shipped_graph_follows_the_precision(monkeypatch):
+    from posecal.models.shipped import int8_graph, is_installed, packaged_graph, shipped_graph
+
+    if not is_installed("accurate"):
+        pytest.skip("shipped model not available")
+    assert packaged_graph("accurate", True, "cpu", "int8") == int8_graph("accurate", True)
+    assert packaged_graph("accurate", False, "cpu", "float") == shipped_graph("accurate", False)
+    assert packaged_graph("accurate-float", True, "cpu", "int8") == shipped_graph("accurate", True)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
+    assert packaged_graph("accurate", True, "cpu") == shipped_graph("accurate", True)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    assert packaged_graph("accurate", True, "cpu") == int8_graph("accurate", True)
+
+
+def test_predict_says_which_graphs_run(tmp_path, capsys):
+    from posecal.models.shipped import is_installed
+
+    if not is_installed("accurate"):
+        pytest.skip("shipped model not available")
+    img = np.full((120, 160, 3), 90, np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    code, _, err = run_cli(capsys, "predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.json"),
+                           "--no-progress", "--precision", "int8", "--threads", "1")
+    assert code == 0
+    assert err.splitlines()[0] == "posecal: accurate runs its int8 graphs (asked for)"
+    code, _, err = run_cli(capsys, "predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.json"),
+                           "--no-progress", "--precision", "float", "--backend", "torch", "--threads", "1")
+    assert "runs its" not in err                  # PyTorch runs no graph
