@@ -97,6 +97,7 @@ class Predictor:
         opened = open_model(model_path, backend, flip, threads, device, precision=precision)
         self.config, self.meta, self.backend, self.device = opened.config, opened.meta, opened.backend, opened.device
         self.precision = opened.precision
+        self.model_name = str(model_path) if model_path is not None else "accurate"
         calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         batch_size = batch_size or default_batch_size(self.device)   # where it runs: the CPU after a CUDA fallback
         self.estimator = Estimator(opened.runner, self.config.input_wh, calibration, opened.flip, batch_size,
@@ -128,6 +129,14 @@ class Predictor:
         reported = reported_quality_file(model_path) if calibrated and self.detector is not None else None
         self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier,
                                      None if reported is None else ReportedQuality.read(reported))
+
+    def __repr__(self) -> str:
+        """One line: the model, where and how it runs, and who finds the people (the default repr printed an
+        address)."""
+        detector = "none" if self.detector is None else type(self.detector).__name__
+        return (f"Predictor(model={self.model_name!r}, {self.precision} on {self.device}, "
+                f"flip={self.estimator.flip}, detector={detector}, verifier={'on' if self.verifier else 'off'}, "
+                f"threads={self.threads})")
 
     def __call__(self, image, boxes=None, box_scores=None, rgb: bool | None = None, bgr: bool | None = None):
         """The people in one picture -> its Picture (a list of pictures -> a list of Pictures, as predict()).

@@ -108,3 +108,15 @@ def test_the_pipeline_rates_found_boxes_and_leaves_given_ones():
     expected = 1 / (1 + np.exp(-(np.log(0.8 / 0.2) - 1)))
     assert out[0].pose_quality == pytest.approx(expected) and out[0].crop_quality == pytest.approx(0.8)
     assert out[1].pose_quality == pytest.approx(0.8) and out[1].crop_quality is None
+
+
+def test_the_picture_never_rates_a_pose_above_its_crop():
+    """A correction that would raise every pose (bias +1) leaves the crop's quality; one that lowers, lowers."""
+    f = np.zeros((3, len(FEATURES)))
+    q = np.array([0.3, 0.6, 0.9])
+    f[:, F["logit_quality"]] = np.log(q / (1 - q))
+    ones = np.ones(len(FEATURES))
+    up = ReportedQuality(LogisticScore(np.zeros(len(FEATURES)), ones, np.zeros(len(FEATURES)), 1.0))
+    down = ReportedQuality(LogisticScore(np.zeros(len(FEATURES)), ones, np.zeros(len(FEATURES)), -1.0))
+    np.testing.assert_allclose(up(f), q)
+    np.testing.assert_allclose(down(f), 1 / (1 + np.exp(-(np.log(q / (1 - q)) - 1))))

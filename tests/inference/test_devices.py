@@ -258,3 +258,15 @@ def test_predict_says_which_graphs_run(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.json"),
                            "--no-progress", "--precision", "float", "--backend", "torch", "--threads", "1")
     assert "runs its" not in err                  # PyTorch runs no graph
+
+
+def test_a_predictor_says_in_one_line_what_runs():
+    from posecal import Predictor
+    from posecal.models.shipped import is_installed
+
+    if not is_installed("fast"):
+        pytest.skip("shipped model not available")
+    p = Predictor("fast", detector=None, precision="int8", threads=1)
+    assert repr(p) == "Predictor(model='fast', int8 on cpu, flip=True, detector=none, verifier=off, threads=1)"
+    assert p.precision == "int8"
+    assert Predictor("fast", detector=None, precision="float", flip=False, threads=1).precision == "float"
