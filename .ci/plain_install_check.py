@@ -28,7 +28,10 @@ assert not list((installed.parent / "weights").glob("*.pt")), "the wheel carries
 work = Path(tempfile.mkdtemp())
 os.environ["POSECAL_CACHE_DIR"] = str(work / "cache")   # an export would land here: none may
 predictor = Predictor()
-assert predictor.estimator.runner.int8, "the default model should run its int8 graph on a CPU"
+from posecal.devices import choose_precision  # noqa: E402
+
+assert predictor.estimator.runner.int8 == (choose_precision("auto")[0] == "int8") == (predictor.precision == "int8"), \
+    "the default model should run the graphs its precision rule picks for this CPU"
 assert predictor(np.zeros((240, 320, 3), np.uint8)).people == []
 data = repo.parent / "shared" / "data"
 crops = data / "coco-val2017-crops"
