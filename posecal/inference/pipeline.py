@@ -90,15 +90,17 @@ class PosePipeline:
             return people
         every = lambda name: None if any(getattr(p, name) is None for p in people) else \
             np.stack([np.asarray(getattr(p, name), float) for p in people])  # noqa: E731
-        features = reported_features(every("keypoints"), every("box"), [p.pose_quality for p in people],
+        crop = [p.pose_quality if p.crop_quality is None else p.crop_quality for p in people]
+        features = reported_features(every("keypoints"), every("box"), crop,
                                      picture_wh, every("visibility_probs"), every("in_frame"),
                                      [np.nan if p.person_probability is None else p.person_probability
                                       for p in people], [p.box_score for p in people])
         quality = self.reported(features)
-        for p, q in zip(people, quality):
+        for p, c, q in zip(people, crop, quality):
             if p.box_origin in (DETECTED, CARRIED):
-                p.crop_quality = float(p.pose_quality) if p.crop_quality is None else p.crop_quality
-                p.pose_quality = float(q)
+                p.crop_quality, p.pose_quality = float(c), float(q)
+                if "oks" in p.scores:          # the results' score in its default mode is the pose quality
+                    p.scores["oks"] = float(q)
         return people
 
     def sure_factor(self, bgr: np.ndarray, origins) -> float:

@@ -107,7 +107,13 @@ def test_the_pipeline_rates_found_boxes_and_leaves_given_ones():
     out = pipeline.people([(np.zeros((480, 640, 3), np.uint8), np.zeros((2, 4)), np.ones(2), [DETECTED, GIVEN])])[0]
     expected = 1 / (1 + np.exp(-(np.log(0.8 / 0.2) - 1)))
     assert out[0].pose_quality == pytest.approx(expected) and out[0].crop_quality == pytest.approx(0.8)
+    assert out[0].scores["oks"] == pytest.approx(expected)           # the results' default score
+    assert out[0].to_dict()["crop_quality"] == pytest.approx(0.8)
     assert out[1].pose_quality == pytest.approx(0.8) and out[1].crop_quality is None
+    assert "crop_quality" not in out[1].to_dict()
+    # rated again (a carried person's next frame), the crop's quality is read, not the rated one
+    again = pipeline.rated(out, (640, 480))
+    assert again[0].pose_quality == pytest.approx(expected) and again[0].crop_quality == pytest.approx(0.8)
 
 
 def test_the_picture_never_rates_a_pose_above_its_crop():
