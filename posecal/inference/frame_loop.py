@@ -8,6 +8,7 @@ implementation: a frame gives the same people wherever it is read.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -57,7 +58,8 @@ class _Boxed:
 def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], batch_size: int,
                    boxes_of: BoxesOf | None = None, mode: str | None = None,
                    say: Callable[[Any, str], None] = quiet,
-                   on_problem: Callable[[Any, Problem], None] | None = None) -> Iterator[tuple[Any, Picture]]:
+                   on_problem: Callable[[Any, Problem], None] | None = None,
+                   problems_as_pictures: bool = False) -> Iterator[tuple[Any, Picture]]:
     """(tag, Frame or Problem) items -> (tag, Picture) per frame, in input order; a tag is the caller's (a key, a
     record) and comes back with its frame's Picture.
 
@@ -65,13 +67,19 @@ def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], bat
     (`say(tag, line)`); frames wait until `batch_size` crops, or `batch_size` frames (so that a long stretch of
     empty frames is not held in memory), are pending, and their people are then estimated in one batch (what makes
     folders of one-person photos fast). A frame without boxes is not estimated: it has nobody. A Problem (a file
-    that could not be read) goes to `on_problem(tag, problem)` when it is read and is not yielded."""
+    that could not be read) goes to `on_problem(tag, problem)` when it is read and is not yielded, unless
+    `problems_as_pictures`: then it is yielded in its place, as a Picture with its `error` (the frames read before
+    it are estimated first, so that the order holds)."""
     boxes_of = boxes_of or pipeline_boxes(pipeline)
     pending: list[_Boxed] = []
     for tag, item in items:
         if isinstance(item, Problem):
             if on_problem is not None:
                 on_problem(tag, item)
+            if problems_as_pictures:
+                yield from _batch_pictures(pipeline, pending, mode, say)
+                pending = []
+                yield tag, problem_picture(item)
             continue
         boxes, scores, origin, said = boxes_of(item)
         for line in said:
@@ -94,6 +102,12 @@ def _batch_pictures(pipeline: PosePipeline, pending: list[_Boxed], mode: str | N
         if p.origin == DETECTED and not found[id(p)]:   # boxes, but none the person rule took for somebody
             say(p.tag, f"{p.frame.name}: {none_kept(len(p.boxes), pipeline.policy.min_pose_quality)}")
     return [(p.tag, _picture(p.frame, found.get(id(p), []))) for p in pending]
+
+
+def problem_picture(problem: Problem) -> Picture:
+    """An input that could not be read, as its Picture: no people, an empty image, the problem's line as `error`."""
+    where = problem.message.split(": ", 1)[0]       # a problem's line starts with the file it names
+    return Picture(os.path.basename(where), where, [], np.zeros((0, 0, 3), np.uint8), error=problem.message)
 
 
 def _picture(frame, people: list) -> Picture:

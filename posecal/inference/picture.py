@@ -34,7 +34,8 @@ class Picture:
     name: the file name (a video's frames: "<video>#<frame index>"; an array: "image" or "images[n]"); path: the
     file it came from ("" for an array); people: a PersonPose per person; image: the BGR picture the poses refer
     to (a file EXIF-turned); frame_index: a video's frame (0-based), None for a still picture; tracked: the people
-    carry track ids (PoseTracker)."""
+    carry track ids (PoseTracker); error: why the input could not be read (then no people and an empty image),
+    so that a list of inputs gives one answer per input, in order, and `zip(paths, pictures)` pairs them right."""
 
     name: str
     path: str
@@ -42,6 +43,7 @@ class Picture:
     image: np.ndarray
     frame_index: int | None = None
     tracked: bool = False
+    error: str | None = None
 
     # --- the people as a sequence -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -54,6 +56,8 @@ class Picture:
         return self.people[i]
 
     def __repr__(self) -> str:
+        if self.error is not None:
+            return f"Picture({self.name!r}, error={self.error!r})"
         h, w = self.image.shape[:2]
         frame = "" if self.frame_index is None else f" frame={self.frame_index}"
         ids = f" track_ids={self.track_ids.tolist()}" if self.tracked else ""
@@ -144,8 +148,9 @@ class Picture:
     def to_dict(self) -> dict:
         """Plain JSON types: the file name, frame index and each person's fields (PersonPose.to_dict, the fields
         of `posecal predict`'s results)."""
-        return {"file_name": self.name, "frame_index": self.frame_index,
-                "people": [p.to_dict() for p in self.people]}
+        out = {"file_name": self.name, "frame_index": self.frame_index,
+               "people": [p.to_dict() for p in self.people]}
+        return out if self.error is None else out | {"error": self.error}
 
     def to_json(self, **json_args) -> str:
         """to_dict() as a JSON string (json.dumps arguments pass through: indent=2, ...)."""
@@ -156,6 +161,8 @@ class Picture:
         tagged with their id, as `posecal track --render`)."""
         from posecal.overlay import render_people
 
+        if self.error is not None:
+            raise PosecalInputError(f"{self.name}: nothing to draw: {self.error}")
         tags = [f"#{p.track_id}" for p in self.people] if self.tracked else None
         return render_people(self.image, self.people, show_all=show_all, radius=radius, tags=tags)
 

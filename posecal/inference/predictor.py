@@ -11,7 +11,7 @@ import numpy as np
 
 from posecal.calibration.quality import calibration_from_meta
 from posecal.calibration.reported import ReportedQuality
-from posecal.data.sources import collect, iter_frames
+from posecal.data.sources import Problem, collect, iter_frames
 from posecal.data.box_files import boxes_from_arraylike, check_boxes, scores_from_arraylike
 from posecal.devices import default_batch_size
 from posecal.errors import PosecalInputError
@@ -174,9 +174,10 @@ class Predictor:
         """Pictures with their people for a source: a path (an image, a video: every `every`-th frame, or a folder
         of them, recursive, in a stable order), an image array (BGR; rgb=True for RGB), or a list of any of
         these, in the order given. Returns a list; stream=True yields each Picture as it is made (a long video
-        never held in memory). A file that cannot be read is skipped with a warning naming it, as `posecal
-        predict` does; the people are found as __call__ finds them. Bad input is one PosecalInputError line,
-        raised here, before any picture is made."""
+        never held in memory). A file that cannot be read gives a Picture in its place with its `error` (no
+        people) and a warning naming it, so a list of image files gives one Picture per file, in order; the people
+        are found as __call__ finds them. Bad input is one PosecalInputError line, raised here, before any picture
+        is made; so is a source of which nothing can be read."""
         rgb = colour_order(rgb, bgr)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise PosecalInputError(f"every: must be an integer >= 1, got {describe(every)}")
@@ -189,14 +190,14 @@ class Predictor:
             name = "image" if single else f"images[{n}]"
             if is_path(item):
                 files, problems = collect([os.fspath(item)])
-                for problem in problems:
-                    warnings.warn(problem.message, stacklevel=2)
-                parts.append(files)
+                parts += [files] + problems          # each problem warned as its Picture is made (_stream)
                 readable += len(files)
             else:
                 parts.append(_Array(name, picture_bgr(item, rgb, name)))
                 readable += 1
         if not readable:
+            for problem in (part for part in parts if isinstance(part, Problem)):
+                warnings.warn(problem.message, stacklevel=2)
             raise PosecalInputError("nothing to predict: no readable image or video among "
                                     + ", ".join(os.fspath(i) if is_path(i) else describe(i) for i in items))
         pictures = self._stream(parts, every)
@@ -206,9 +207,10 @@ class Predictor:
         """The Pictures of checked sources (file lists and arrays), in order, through the one frame loop; a file
         that cannot be read is a warning naming it."""
         items = ((None, frame) for part in parts
-                 for frame in ([part] if isinstance(part, _Array) else iter_frames(part, every)))
-        for _, picture in self.pictures(items, on_problem=lambda _, problem: warnings.warn(problem.message,
-                                                                                             stacklevel=4)):
+                 for frame in ([part] if isinstance(part, (_Array, Problem)) else iter_frames(part, every)))
+        warn = lambda _, problem: warnings.warn(problem.message, stacklevel=4)   # noqa: E731
+        for _, picture in frame_pictures(self.pipeline, items, self.batch_size, on_problem=warn,
+                                         problems_as_pictures=True):
             yield picture
 
     def pictures(self, items, boxes_of=None, mode: str | None = None, say=quiet, on_problem=None):

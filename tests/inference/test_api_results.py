@@ -103,13 +103,28 @@ def test_stream_yields_lazily_and_a_list_is_made_at_once(predictor, tmp_path):
     assert [p.frame_index for p in predictor.predict(video, every=2)] == [0, 2, 4]
 
 
-def test_a_bad_file_among_good_ones_is_a_warning(predictor, tmp_path):
-    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 30, 3), 9, np.uint8))
+def test_a_bad_file_among_good_ones_is_its_own_answer_and_a_warning(predictor, tmp_path):
+    """One Picture per input file, in order (zip(paths, pictures) pairs them right): an unreadable one is a Picture
+    with its error and no people, and a warning naming it, once."""
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 30, 3), 9, np.uint8))
     (tmp_path / "fake.mp4").write_text("not a video")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    paths = [tmp_path / "a.png", tmp_path / "missing.jpg", tmp_path / "fake.mp4", tmp_path / "broken.jpg",
+             tmp_path / "b.png"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pictures = predictor.predict([tmp_path / "a.png", tmp_path / "fake.mp4"])
-    assert [p.name for p in pictures] == ["a.png"] and any("fake.mp4" in str(w.message) for w in caught)
+        pictures = predictor.predict(paths)
+    assert [p.name for p in pictures] == ["a.png", "missing.jpg", "fake.mp4", "broken.jpg", "b.png"]
+    assert [p.error is None for p in pictures] == [True, False, False, False, True]
+    assert all(p.error.startswith(str(path)) and len(p) == 0 for p, path in zip(pictures, paths) if p.error)
+    assert "error=" in repr(pictures[1]) and pictures[0].image.shape == (40, 30, 3)
+    assert pictures[1].to_dict() == {"file_name": "missing.jpg", "frame_index": None, "people": [],
+                                     "error": pictures[1].error}
+    with pytest.raises(PosecalInputError, match="missing.jpg: nothing to draw"):
+        pictures[1].plot()
+    messages = [str(w.message) for w in caught]
+    assert sum("missing.jpg" in m for m in messages) == 1 and any("broken.jpg" in m for m in messages)
 
 
 API_MISTAKES = [

@@ -81,9 +81,11 @@ def test_predict_source_yields_pictures_with_dicts_and_plots(tiny_model, tmp_pat
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pictures = list(predictor.predict(folder, every=2))
-    assert [p.name for p in pictures] == ["a.png", "walk.avi#0", "walk.avi#2"]
+    # every file of the folder answers, in order: the unreadable one as a Picture with its error
+    assert [p.name for p in pictures] == ["a.png", "broken.jpg", "walk.avi#0", "walk.avi#2"]
+    assert pictures[1].error is not None and len(pictures[1]) == 0
     assert any("broken.jpg" in str(w.message) for w in caught)
-    record = json.loads(json.dumps(pictures[1].to_dict()))             # plain JSON types
+    record = json.loads(json.dumps(pictures[2].to_dict()))             # plain JSON types
     assert record["frame_index"] == 0 and len(record["people"]) == 1
     assert len(record["people"][0]["keypoints"]) == 51 and 0 <= record["people"][0]["pose_quality"] <= 1
     drawn = pictures[0].plot()
