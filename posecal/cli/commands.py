@@ -162,25 +162,10 @@ def cmd_pack(args) -> None:
     print(f"wrote {out}")
 
 
-def _say_precision(model, precision: str, device: str, backend: str | None) -> None:
-    """The run's first line (stderr): which graphs of a shipped model run on this CPU, and why."""
-    from posecal.devices import choose_precision
-    from posecal.models.shipped import packaged_graph, shipped_name
-
-    if device != "cpu" or backend not in (None, "onnx") or packaged_graph(model, True, device, precision) is None:
-        return
-    name = shipped_name(model)
-    chosen, why = choose_precision(precision, device)
-    if name.endswith("-float"):
-        chosen, why = "float", f"the model {name!r} names them"
-    print(f"posecal: {name} runs its {chosen} graphs ({why})", file=sys.stderr)
-
-
 def cmd_predict(args) -> None:
     from posecal.predict.job import PredictConfig, run_predict
     from posecal.records import STDOUT, stdout_reserved
 
-    _say_precision(args.model, args.precision, args.device, args.backend)
 
     run = _engine(args, run_predict, "predict")   # ray: Ray Data actors, shards, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
@@ -282,7 +267,6 @@ def cmd_track(args) -> None:
     from posecal.tracking.job import TrackConfig, render_is_file, run_track
     from posecal.tracking.tracker import TrackerConfig
 
-    _say_precision(args.model, args.precision, args.device, args.backend)
     run = _engine(args, run_track, "track")   # ray: one video per Ray actor call, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
         s = run(TrackConfig(

@@ -23,7 +23,8 @@ from posecal.inference.orientation import check_orientations
 from posecal.inference.picture import Picture
 from posecal.inference.person_policy import STILL, PersonPolicy
 from posecal.inference.pipeline import GIVEN, PosePipeline, detection_setup
-from posecal.models.shipped import reported_quality_file
+from posecal.devices import choose_precision
+from posecal.models.shipped import FLOAT_SUFFIX, packaged_graph, reported_quality_file, shipped_name
 from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number, describe as describe_value
 
@@ -81,7 +82,8 @@ class Predictor:
     replaces the policy's own (MIN_POSE_QUALITY in both presets).
     second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
     precision: which graphs of a shipped model run on the CPU: "auto" (int8 where the CPU multiplies int8 exactly,
-    else float: posecal.devices.choose_precision), "int8" or "float"; `self.precision` says which run.
+    else float: posecal.devices.choose_precision), "int8" or "float"; `self.precision` says which run, and
+    `self.precision_line` why (what `predict` and `track` say first; None for a model that is not a shipped graph).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int | None = None,
@@ -98,6 +100,7 @@ class Predictor:
         self.config, self.meta, self.backend, self.device = opened.config, opened.meta, opened.backend, opened.device
         self.precision = opened.precision
         self.model_name = str(model_path) if model_path is not None else "accurate"
+        self.precision_line = _precision_line(model_path, precision, self.backend, self.device, opened.precision)
         calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         batch_size = batch_size or default_batch_size(self.device)   # where it runs: the CPU after a CUDA fallback
         self.estimator = Estimator(opened.runner, self.config.input_wh, calibration, opened.flip, batch_size,
@@ -261,6 +264,16 @@ def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") 
     for m in messages:
         warnings.warn(m, stacklevel=4)
     return boxes, scores
+
+
+def _precision_line(model_path, precision: str, backend: str, device: str, ran: str) -> str | None:
+    """What a run says first: which graphs of a shipped model run here, and why ("accurate runs its float graphs
+    (this CPU has no VNNI: ...)"); None for anything else (a model file, PyTorch, a GPU)."""
+    name = shipped_name(model_path)
+    if name is None or backend != "onnx" or device != "cpu" or packaged_graph(model_path, True, device) is None:
+        return None
+    why = (f"the name {name!r} asks for them" if name.endswith(FLOAT_SUFFIX) else choose_precision(precision)[1])
+    return f"{name} runs its {ran} graphs ({why})"
 
 
 class _Array:

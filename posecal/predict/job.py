@@ -81,6 +81,8 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     box_file = _box_file(cfg, image_ids, log)
     files, problems = _inputs(cfg, log)   # before a model is opened (or exported): nothing to read stops here
     predictor = open_predictor(cfg, box_file)
+    if predictor.precision_line:
+        log(predictor.precision_line)
     run = _Results(cfg, log, score_mode_of(cfg, predictor), keep_people, image_ids, problems=len(problems))
     run.stream = ImageRecords(cfg.out, image_ids, lookup) if is_stream(cfg.out) else None
     run.overlay = RenderNames(cfg.render, log) if cfg.render else None

@@ -152,6 +152,8 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     t0, clock = time.time(), StageClock()
     # the one pipeline (posecal/inference/pipeline.py), as tracking builds it (pose_tracker.tracking_predictor)
     predictor = tracking_predictor(cfg)
+    if predictor.precision_line:
+        log(predictor.precision_line)
     clock.add("start", time.time() - t0)
     run = TrackRun(cfg, log, keep, predictor, clock, renders)
     run.track(sources)

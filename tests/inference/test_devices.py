@@ -254,7 +254,7 @@ def test_predict_says_which_graphs_run(tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.json"),
                            "--no-progress", "--precision", "int8", "--threads", "1")
     assert code == 0
-    assert err.splitlines()[0] == "posecal: accurate runs its int8 graphs (asked for)"
+    assert err.splitlines()[0] == "posecal: accurate runs its int8 graphs (asked for)"     # the run's first line
     code, _, err = run_cli(capsys, "predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.json"),
                            "--no-progress", "--precision", "float", "--backend", "torch", "--threads", "1")
     assert "runs its" not in err                  # PyTorch runs no graph

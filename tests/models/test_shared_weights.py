@@ -62,14 +62,18 @@ def test_a_file_may_share_only_posecals_own_part_of_the_recorded_version(tmp_pat
         load_model(other)
 
 
-def test_posecal_models_lists_each_graph_and_its_torch_file(capsys):
+def test_posecal_models_lists_each_graph_and_its_torch_file(capsys, monkeypatch):
+    from posecal import devices
     from posecal.cli.main import main
     from posecal.models.shipped import graph_weights, int8_graph, int8_graph_weights, shipped_graph
 
+    # a CPU with VNNI (devices.auto_precision: int8 there; float on one without)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
     main(["models", "--json"])
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == {"accurate", "published", "fast", "accurate-float", "fast-float"} and rows["accurate"]["default"]
-    # on a CPU a shipped name runs its int8 graphs, NAME-float the float ones
+    # on a CPU with VNNI a shipped name runs its int8 graphs, NAME-float the float ones
     accurate = [int8_graph("accurate", True), int8_graph("accurate", False), int8_graph_weights("accurate")]
     floats = [shipped_graph("accurate", True), shipped_graph("accurate", False), graph_weights("accurate")]
     assert rows["accurate"]["file"] == str(accurate[0]) and rows["accurate-float"]["file"] == str(floats[0])
