@@ -86,9 +86,10 @@ def os_cpu_flags() -> frozenset[str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The OS's flags (os_cpu_flags), else numpy's runtime dispatch table (CPUID) in Linux's names; empty where
-    neither can be read."""
+    neither can be read. Read once a process: every model opened asks."""
     flags = os_cpu_flags()
     if flags is not None:
         return flags
@@ -119,7 +120,7 @@ def int8_saturates() -> bool:
     without clipping and computes the very integers a VNNI CPU does. Not on CPUs with AVX-512 VNNI or AVX-VNNI
     (EXACT_INT8_FLAGS), where the widening would halve the int8 speed for nothing, nor on ARM, whose kernels do
     not clip. 7-bit weights (reduce_range), the other remedy onnxruntime names, cost 1.2 AP on every CPU
-    (CHANGELOG.md, issue 64). The flags are the OS's (os_cpu_flags), else numpy's reading of CPUID; where neither
+    (CHANGELOG.md). The flags are the OS's (os_cpu_flags), else numpy's reading of CPUID; where neither
     says, the safe answer is True."""
     return saturates_with(cpu_flags(), platform.machine())
 

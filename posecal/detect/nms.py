@@ -67,14 +67,21 @@ def _seen(seen, n: int, k: int):
     return tuple(np.asarray(m, bool).reshape(n, k) for m in masks)
 
 
-def close_keypoints(keypoints: np.ndarray, areas: np.ndarray, present=None) -> np.ndarray:
-    """(N, N) how many keypoints pose i and pose j both call present (`present` (N, K) bool; None: all) lie within
-    OPKS >= CLOSE_OPKS of each other, at pose i's area (row); the diagonal is 0."""
+def _pair_terms(keypoints, areas, present) -> tuple[np.ndarray, np.ndarray]:
+    """(N, N, K) OPKS between the same-named keypoints of every two poses, at the row pose's area, and (N, N, K)
+    whether both call the keypoint present (`present` (N, K) bool; None: all)."""
     kpts = np.asarray(keypoints, np.float64)[..., :2]
     n, k = kpts.shape[:2]
     present = np.ones((n, k), bool) if present is None else np.asarray(present, bool).reshape(n, k)
-    terms = opks(kpts[None], kpts[:, None], np.asarray(areas, np.float64).reshape(n)[:, None])   # (N, N, K)
-    out = ((terms >= CLOSE_OPKS) & present[:, None] & present[None]).sum(-1)
+    terms = opks(kpts[None], kpts[:, None], np.asarray(areas, np.float64).reshape(n)[:, None])
+    return terms, present[:, None] & present[None]
+
+
+def close_keypoints(keypoints: np.ndarray, areas: np.ndarray, present=None) -> np.ndarray:
+    """(N, N) how many keypoints pose i and pose j both call present (`present` (N, K) bool; None: all) lie within
+    OPKS >= CLOSE_OPKS of each other, at pose i's area (row); the diagonal is 0."""
+    terms, both = _pair_terms(keypoints, areas, present)
+    out = ((terms >= CLOSE_OPKS) & both).sum(-1)
     np.fill_diagonal(out, 0)
     return out
 
@@ -85,15 +92,13 @@ def merged_poses(keypoints: np.ndarray, areas: np.ndarray, present, same_keypoin
     that lie elsewhere than the pose's (OPKS < APART). A pose spanning two people (head on one, legs on the
     other) is so; a whole person beside two boxes of halves of them (an upper body whose legs are called absent,
     legs whose head is) is not, and stays."""
-    kpts = np.asarray(keypoints, np.float64)[..., :2]
-    n, k = kpts.shape[:2]
-    present = np.ones((n, k), bool) if present is None else np.asarray(present, bool).reshape(n, k)
-    close = close_keypoints(kpts, areas, present)
+    terms, both = _pair_terms(keypoints, areas, present)
+    close = ((terms >= CLOSE_OPKS) & both).sum(-1)
+    np.fill_diagonal(close, 0)
     close = np.minimum(close, close.T) >= same_keypoints
-    terms = opks(kpts[None], kpts[:, None], np.asarray(areas, np.float64).reshape(n)[:, None])   # (N, N, K)
-    apart = ((terms < APART) & present[:, None] & present[None]).sum(-1) >= same_keypoints
-    out = np.zeros(n, bool)
-    for i in range(n):
+    apart = ((terms < APART) & both).sum(-1) >= same_keypoints
+    out = np.zeros(len(close), bool)
+    for i in range(len(close)):
         others = [j for j in np.flatnonzero(close[i]) if apart[i, j]]
         out[i] = any(not close[a, b] for m, a in enumerate(others) for b in others[m + 1:])
     return out

@@ -54,3 +54,22 @@ def clip_and_suppress(boxes: np.ndarray, scores: np.ndarray, w: int, h: int, sco
         boxes, scores = boxes[idx], scores[idx]
     return boxes.reshape(-1, 4), scores.reshape(-1)
 
+
+class AnotherLook:
+    """A person detector that runs `detector` more than once a picture (on tiles, on the picture turned over) and
+    merges what it finds: its score threshold, NMS threshold and grey-picture factor are that detector's, so the
+    person policy reads its scores as the detector's own."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+    @property
+    def score_threshold(self) -> float:
+        return self.detector.score_threshold
+
+    @property
+    def nms_threshold(self) -> float:
+        return self.detector.nms_threshold
+
+    def threshold_factor(self, bgr: np.ndarray) -> float:
+        return self.detector.threshold_factor(bgr) if hasattr(self.detector, "threshold_factor") else 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from posecal.detect.runtime import clip_and_suppress
+from posecal.detect.runtime import AnotherLook, clip_and_suppress
 from posecal.metrics.boxes import inside_shares
 
 WIDE = 1.3   # frames at least this much wider than tall get tiles; nearer square ones lose little to the squeeze
@@ -45,24 +45,10 @@ def square_tiles(w: int, h: int) -> list[tuple[int, int, int]]:
     return [(s, 0, short) if w >= h else (0, s, short) for s in starts]
 
 
-class SecondLook:
+class SecondLook(AnotherLook):
     """A person detector (called like one: BGR frame -> boxes x, y, w, h and scores) that runs `detector` on the
     whole frame and on its square tiles and merges the boxes by the detector's own NMS. A tile's boxes of people the
     tile cuts in two (cut_by_tile) come last: kept only where they lie mostly outside every box kept before them."""
-
-    def __init__(self, detector):
-        self.detector = detector
-
-    @property
-    def score_threshold(self) -> float:
-        return self.detector.score_threshold
-
-    @property
-    def nms_threshold(self) -> float:
-        return self.detector.nms_threshold
-
-    def threshold_factor(self, bgr: np.ndarray) -> float:
-        return self.detector.threshold_factor(bgr) if hasattr(self.detector, "threshold_factor") else 1.0
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = bgr.shape[:2]

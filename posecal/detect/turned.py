@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from posecal.detect.runtime import clip_and_suppress
+from posecal.detect.runtime import AnotherLook, clip_and_suppress
 
 
 def turned_back(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -20,23 +20,9 @@ def turned_back(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.stack([w - b[:, 0] - b[:, 2], h - b[:, 1] - b[:, 3], b[:, 2], b[:, 3]], 1)
 
 
-class TurnedLook:
+class TurnedLook(AnotherLook):
     """A person detector (BGR picture -> boxes x, y, w, h and scores) that runs `detector` on the picture and on the
     picture turned half a turn, and merges both looks' boxes by the detector's NMS (best score first)."""
-
-    def __init__(self, detector):
-        self.detector = detector
-
-    @property
-    def score_threshold(self) -> float:
-        return self.detector.score_threshold
-
-    @property
-    def nms_threshold(self) -> float:
-        return self.detector.nms_threshold
-
-    def threshold_factor(self, bgr: np.ndarray) -> float:
-        return self.detector.threshold_factor(bgr) if hasattr(self.detector, "threshold_factor") else 1.0
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = bgr.shape[:2]

@@ -82,13 +82,13 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
     if is_onnx_file(model):
         runner = open_onnx_model(model, flip, threads, device)
         opened = OpenedModel(runner, runner.config, runner.meta, runner.flip_test, "onnx", "cpu",
-                             "int8" if getattr(runner, "int8", False) else "float")
+                             "int8" if runner.int8 else "float")
     elif backend == "onnx" and packaged_graph(model, True, device) is not None:
         flip = True if flip is None else flip
-        graph = packaged_graph(model, flip, device, precision)
-        runner = OnnxEstimator(graph, threads=threads or 1, source=f"model {shipped_name(model)!r}", device=device)
+        runner = OnnxEstimator(packaged_graph(model, flip, device, precision), threads=threads or 1,
+                               source=f"model {shipped_name(model)!r}", device=device)
         opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu",
-                             "int8" if ".int8" in graph.name else "float")
+                             "int8" if runner.int8 else "float")
     else:
         opened = _open_torch_file(model, backend, flip, threads, device, check)
     require_coco_keypoints(opened.config, model)

@@ -13,7 +13,7 @@ from posecal.calibration.quality import calibration_from_meta
 from posecal.calibration.reported import ReportedQuality
 from posecal.data.sources import Problem, collect, iter_frames
 from posecal.data.box_files import boxes_from_arraylike, check_boxes, scores_from_arraylike
-from posecal.devices import default_batch_size
+from posecal.devices import choose_precision, default_batch_size
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose
 from posecal.inference.frame_loop import frame_pictures, quiet
@@ -23,7 +23,6 @@ from posecal.inference.orientation import check_orientations
 from posecal.inference.picture import Picture
 from posecal.inference.person_policy import STILL, PersonPolicy
 from posecal.inference.pipeline import GIVEN, PosePipeline, detection_setup
-from posecal.devices import choose_precision
 from posecal.models.shipped import FLOAT_SUFFIX, packaged_graph, reported_quality_file, shipped_name
 from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number, describe as describe_value
@@ -207,8 +206,9 @@ class Predictor:
         return pictures if stream else list(pictures)
 
     def _stream(self, parts: list, every: int) -> Iterator[Picture]:
-        """The Pictures of checked sources (file lists and arrays), in order, through the one frame loop; a file
-        that cannot be read is a warning naming it."""
+        """The Pictures of checked sources (file lists, arrays and the problems met finding files), in order,
+        through the one frame loop; a file that cannot be read is a Picture with its error and a warning naming
+        it."""
         items = ((None, frame) for part in parts
                  for frame in ([part] if isinstance(part, (_Array, Problem)) else iter_frames(part, every)))
         warn = lambda _, problem: warnings.warn(problem.message, stacklevel=4)   # noqa: E731
