@@ -34,7 +34,7 @@ from posecal.errors import PosecalInputError
 from posecal.io import check_output_file, write_json_atomic
 from posecal.metrics.coco_ap import load_coco_gt
 from posecal.evaluation.results import ResultSet, gt_persons, load_results, match, result_boxes
-from posecal.inference.scoring import visibility_classes
+from posecal.inference.scoring import present_and_right, visibility_classes
 from posecal.skeleton import COCO_KEYPOINTS
 
 FORMAT = "posecal-results-calibrator/1"
@@ -133,10 +133,15 @@ class ResultsCalibrator:
                 "keypoint_radius": self.radii(kq, result_boxes(res))}
 
     def apply(self, res: ResultSet, evidence: Evidence | None = None) -> list[dict]:
-        """The entries with the trust fields added and score = pose_quality; everything else kept."""
+        """The entries with the trust fields added, score = pose_quality, and each keypoint's c (the number COCO
+        tools read) the calibrated one posecal writes for its own poses (scoring.present_and_right: keypoint
+        quality x p(labelled)); the estimator's own scores kept as `raw_keypoint_scores`, everything else kept."""
         o = self.outputs(res, evidence)
         r4 = lambda a: np.round(a, 4).tolist()  # noqa: E731
-        return [e | {"score": round(float(o["pose_quality"][i]), 4), "pose_quality": round(float(o["pose_quality"][i]), 4),
+        c = present_and_right(o["keypoint_quality"], o["visibility_probs"])
+        triples = np.concatenate([res.keypoints, c[..., None]], -1).reshape(len(res.entries), -1)
+        return [e | {"keypoints": r4(triples[i]), "raw_keypoint_scores": r4(res.confidence[i]),
+                     "score": round(float(o["pose_quality"][i]), 4), "pose_quality": round(float(o["pose_quality"][i]), 4),
                      "keypoint_quality": r4(o["keypoint_quality"][i]), "visibility": o["visibility"][i].tolist(),
                      "visibility_probs": r4(o["visibility_probs"][i]),
                      "keypoint_radius": np.round(o["keypoint_radius"][i], 2).tolist()}

@@ -22,7 +22,9 @@ from posecal.data.transforms import apply_affine, person_crop_matrix, warp
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.io import file_digest
 from posecal.models.config import TRUST_INPUT
-from posecal.models.shipped import SHIPPED_MODELS, model_file
+from posecal.detect.runtime import open_session
+from posecal.export.session import SOURCE_KEY, TRUST_GRAPH_OUTPUTS
+from posecal.models.shipped import DEFAULT_MODEL_NAME, SHIPPED_MODELS, model_file, trust_graph
 
 EVIDENCE_INPUTS = ("trust keypoint quality", "trust visibility probs")
 
@@ -45,17 +47,27 @@ def model_fingerprint(path) -> str:
 
 
 class PosecalEvidence:
-    """posecal's trust model (from the shipped accurate model by default) as a source of evidence. It rates
-    another estimator's keypoints, which the shipped graphs do not take as an input: it runs in PyTorch (the
-    `train` extra), from the model's .pt file (in posecal's source tree); without either, one MissingPackage line
-    that says both."""
+    """posecal's trust model (the shipped accurate model's by default) as a source of evidence. The shipped one
+    runs as its own graph (posecal_accurate.trust.onnx, which takes another estimator's keypoints) on onnxruntime
+    alone; another model file's runs in PyTorch (the `train` extra), and without it one MissingPackage line says
+    so."""
 
-    def __init__(self, model_path=None, batch_size: int = 32, progress: bool = False):
-        path = model_file(model_path) if model_path else SHIPPED_MODELS["accurate"]
+    def __init__(self, model_path=None, batch_size: int = 32, progress: bool = False, threads: int = 2):
+        self.batch_size, self.progress = batch_size, progress
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
+        graph = trust_graph(DEFAULT_MODEL_NAME)
+        if model_path is None and graph.is_file():
+            session = open_session(graph, threads)
+            self._judge = _graph_judge(session)
+            source = session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY, "")   # model_fingerprint of it
+            self.description = {"model": SHIPPED_MODELS[DEFAULT_MODEL_NAME].name, "sha256_16": source[:16],
+                                "trust": True}
+            return
+        path = model_file(model_path) if model_path else SHIPPED_MODELS[DEFAULT_MODEL_NAME]
         missing = [what for what, gone in (("PyTorch", not _has_torch()),
                                            (f"{path.name} (a wheel carries ONNX graphs only)", not path.is_file()))
                    if gone]
-        if missing:   # the shipped graphs take no keypoints of another estimator: nothing else can rate them
+        if missing:   # another model file's trust model runs in PyTorch only
             raise MissingPackage(" and ".join(missing), "pip install -e '.[train]' in posecal's source tree, or "
                                  "leave out --images", option="--images")
         from posecal.models.checkpoint import load_model
@@ -63,10 +75,8 @@ class PosecalEvidence:
         model, _, _ = load_model(path)
         if model.trust is None:
             raise PosecalInputError(f"{path}: posecal's evidence needs a model with the trust model (model.trust)")
-        self.trust = model.trust.float().eval()
+        self._judge = _torch_judge(model.trust.float().eval())
         self.description = {"model": path.name, "sha256_16": model_fingerprint(path), "trust": True}
-        self.batch_size, self.progress = batch_size, progress
-        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
 
     def __call__(self, image_paths: list[str], boxes, points) -> Evidence:
         """Evidence for N persons: their image files, (N, 4) x, y, w, h boxes and (N, K, 2) estimator keypoints."""
@@ -86,16 +96,31 @@ class PosecalEvidence:
                 m = person_crop_matrix(boxes[i], wh)
                 crops.append(warp(images[path], m, wh))
                 kps.append(apply_affine(points[i], m))
-            import torch
-
-            with torch.no_grad():
-                out = self.trust(torch.from_numpy(crops_to_batch(crops)), torch.from_numpy(np.stack(kps)).float())
-            q = torch.sigmoid(out.opks_logits).numpy()
-            v = torch.softmax(out.vis_logits, -1).numpy()
+            q, v, o = self._judge(crops_to_batch(crops), np.stack(kps).astype(np.float32))
             for j, i in enumerate(chunk):
-                self._cache[keys[i]] = (q[j], v[j], float(out.oks[j]))
+                self._cache[keys[i]] = (q[j], v[j], float(o[j]))
         q, v, o = zip(*(self._cache[key] for key in keys))
         return Evidence(np.array(q, np.float64), np.array(v, np.float64), np.array(o, np.float64))
+
+
+def _graph_judge(session):
+    """(crops, keypoints) -> (keypoint quality, visibility probs, pose quality) by a trust graph's session."""
+
+    def judge(crops: np.ndarray, keypoints: np.ndarray):
+        o, q, v = session.run(list(TRUST_GRAPH_OUTPUTS), {"crops": crops, "keypoints": keypoints})
+        return q, v, o
+    return judge
+
+
+def _torch_judge(trust):
+    """The same judge by a trust model in PyTorch."""
+    import torch
+
+    def judge(crops: np.ndarray, keypoints: np.ndarray):
+        with torch.no_grad():
+            out = trust(torch.from_numpy(crops), torch.from_numpy(keypoints))
+        return (torch.sigmoid(out.opks_logits).numpy(), torch.softmax(out.vis_logits, -1).numpy(), out.oks.numpy())
+    return judge
 
 
 def _has_torch() -> bool:

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from posecal.errors import require
-from posecal.export.session import CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, OnnxEstimator
+from posecal.export.session import (CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, TRUST_GRAPH_INPUTS, TRUST_GRAPH_OUTPUTS,
+                                    OnnxEstimator)
 from posecal.io import check_output_file, write_bytes_atomic
 from posecal.models.config import ModelConfig, model_config_to_dict
 from posecal.models.estimator import TopDownEstimator, output_names, runtime_outputs
@@ -81,6 +82,37 @@ def _optimize_keeping_batchnorm(program) -> None:
         optimizer.optimize_ir(program.model)
     finally:
         rewriter._DEFAULT_REWRITE_RULES = rules
+
+
+class TrustOutputs(nn.Module):
+    """A trust model judging keypoints given from outside, as probabilities (tracing returns tensors)."""
+
+    def __init__(self, trust: nn.Module):
+        super().__init__()
+        self.trust = trust
+
+    def forward(self, crops: torch.Tensor, keypoints: torch.Tensor):
+        out = self.trust(crops, keypoints)
+        return out.oks, torch.sigmoid(out.opks_logits), torch.softmax(out.vis_logits, -1)
+
+
+def trust_onnx_proto(trust: nn.Module, crop_side: int):
+    """The trust model alone as an ONNX graph (dynamic batch) that rates any estimator's keypoints: (N, 3, S, S)
+    posecal-normalised square crops and (N, K, 2) keypoints in their pixels -> TRUST_GRAPH_OUTPUTS. What
+    `posecal calibrate --images` runs without PyTorch; BatchNormalization kept so fp16 weights stay exact."""
+    require("onnxscript")
+    trust = trust.float().eval()
+    k = trust.type_codes.shape[0]
+    batch = torch.export.Dim("batch")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(TrustOutputs(trust), (torch.zeros(2, 3, crop_side, crop_side), torch.zeros(2, k, 2)),
+                                    None, input_names=list(TRUST_GRAPH_INPUTS), output_names=list(TRUST_GRAPH_OUTPUTS),
+                                    dynamic_shapes={"crops": {0: batch}, "keypoints": {0: batch}}, dynamo=True,
+                                    verbose=False, optimize=False)
+        _optimize_keeping_batchnorm(program)
+    return program.model_proto
 
 
 def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None,

@@ -25,6 +25,9 @@ CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"]
 VERSION_KEY = "posecal_model_version"     # a shipped model's version: its name and its .pt's SHA-256, 12 hex digits
 SOURCE_KEY = "posecal_source_sha256"      # SHA-256 of the model file (.pt) the graph was made from
 INT8_KEY = "posecal_int8"                 # an int8 graph's recipe (tools/quantize_shipped_graphs.py), as JSON
+# a trust graph's (posecal/export/shipped.py build_trust_graph): another estimator's keypoints judged in posecal's crops
+TRUST_GRAPH_INPUTS = ("crops", "keypoints")
+TRUST_GRAPH_OUTPUTS = ("pose_quality", "keypoint_quality", "visibility_probs")
 # outputs of graphs from before MoveNet's decode moved into the graph: read by no version since
 OLD_MOVENET_OUTPUT = "movenet_center"
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from posecal.errors import require
-from posecal.export.onnx import onnx_bytes
+from posecal.export.onnx import onnx_bytes, trust_onnx_proto
 from posecal.export.session import SOURCE_KEY, VERSION_KEY
 from posecal.io import write_bytes_atomic
 from posecal.models.checkpoint import load_model
-from posecal.models.shipped import SHIPPED_MODELS, graph_weights, shipped_graph
+from posecal.models.config import TRUST_INPUT
+from posecal.models.shipped import SHIPPED_MODELS, graph_weights, shipped_graph, trust_graph
 
 FP16_MIN_ELEMENTS = 64   # smaller float tensors (shapes, scales, constants) stay float32 inside the graph
 ALIGN = 64               # byte alignment of each weight in the weights file
@@ -50,6 +51,49 @@ def build_shipped_graphs(name: str, weights_dir: Path | None = None) -> dict:
         write_bytes_atomic(out, data)
         sizes[out.name] = len(data)
     return {"version": version, "source_sha256": digest, "bytes": sizes}
+
+
+def build_trust_graph(name: str, weights_dir: Path | None = None) -> dict:
+    """Write `name`'s trust model alone as a graph (models.shipped.trust_graph) beside its two graphs, reading
+    their weights file: the trust model's weights are inside the model's graphs already, so the file only grows
+    by what they do not hold (nothing, for a model whose graphs carry its trust model). Crops at TRUST_INPUT,
+    posecal's square person crop that `calibrate --images` cuts from another estimator's box."""
+    onnx = require("onnx")
+    path = SHIPPED_MODELS[name]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    model, _, meta = load_model(path)
+    if getattr(model, "trust", None) is None:
+        raise ValueError(f"{path.name} has no trust model")
+    folder = graph_weights(name).parent if weights_dir is None else Path(weights_dir)
+    data_path = folder / graph_weights(name).name
+    blob = bytearray(data_path.read_bytes())
+    offsets = _stored_offsets(onnx.load(str(folder / shipped_graph(name, True).name), load_external_data=False),
+                              blob)
+    size_before = len(blob)
+    proto = trust_onnx_proto(model.trust, TRUST_INPUT)
+    _store_fp16(proto, data_path.name, blob, offsets)
+    version = meta.get("model_version") or f"{name}-{digest[:12]}"
+    for key, value in ((VERSION_KEY, version), (SOURCE_KEY, digest)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    if len(blob) != size_before:   # appended only: the model's graphs read their weights where they were
+        write_bytes_atomic(data_path, bytes(blob))
+    out = folder / trust_graph(name).name
+    data = proto.SerializeToString()
+    write_bytes_atomic(out, data)
+    return {"version": version, "source_sha256": digest, "bytes": {out.name: len(data)},
+            "weights_added": len(blob) - size_before}
+
+
+def _stored_offsets(proto, blob: bytes) -> dict:
+    """{sha256 of a stored tensor's bytes: its offset} for the external tensors of a graph reading `blob`."""
+    offsets = {}
+    for init in proto.graph.initializer:
+        ext = {e.key: e.value for e in init.external_data}
+        if "offset" in ext:
+            start = int(ext["offset"])
+            offsets[hashlib.sha256(blob[start:start + int(ext["length"])]).hexdigest()] = start
+    return offsets
 
 
 def _store_fp16(proto, location: str, blob: bytearray, offsets: dict) -> None:

@@ -156,6 +156,14 @@ class Picture:
         """to_dict() as a JSON string (json.dumps arguments pass through: indent=2, ...)."""
         return json.dumps(self.to_dict(), **json_args)
 
+    def to_supervision(self):
+        """The people as supervision's (sv.KeyPoints, sv.Detections), so that supervision's own annotators and
+        trackers draw and follow posecal's poses: absent keypoints are not drawn, the trust numbers ride in
+        `data` (posecal/integrations/supervision.py; the `posecal[supervision]` extra)."""
+        from posecal.integrations.supervision import picture_to_supervision
+
+        return picture_to_supervision(self)
+
     def plot(self, show_all: bool = False, radius: bool = False) -> np.ndarray:
         """The picture with its people drawn (BGR, as `posecal predict --render` draws them; tracked people
         tagged with their id, as `posecal track --render`)."""

@@ -91,6 +91,12 @@ def packaged_graph(spec, flip: bool, device: str = "cpu", precision: str = "auto
     return shipped_graph(model, flip)
 
 
+def trust_graph(name: str) -> Path:
+    """A shipped model's trust model alone as a graph that takes another estimator's keypoints (posecal
+    calibrate --images without PyTorch); it reads the model's fp16 weights file, where its weights already are."""
+    return WEIGHTS_DIR / f"posecal_{name}.trust.onnx"
+
+
 def int8_graph(name: str, flip: bool) -> Path:
     """A shipped model's int8 graph (tools/quantize_shipped_graphs.py), with or without the flip
     test built in; both read int8_graph_weights(name). It opens as any exported posecal .onnx file does."""

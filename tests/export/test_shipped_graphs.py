@@ -10,7 +10,8 @@ onnx = pytest.importorskip("onnx")   # the train extra's: the graphs' own files 
 
 from posecal.export.session import SOURCE_KEY, VERSION_KEY, OnnxEstimator
 from posecal.inference.opener import open_model
-from posecal.models.shipped import SHIPPED_GRAPHS, SHIPPED_MODELS, graph_weights, packaged_graph, shipped_graph
+from posecal.models.shipped import (SHIPPED_GRAPHS, SHIPPED_MODELS, graph_weights, packaged_graph, shipped_graph,
+                                    trust_graph)
 
 from conftest import ROOT
 
@@ -87,3 +88,33 @@ def test_graphs_give_the_pytorch_models_outputs(name, real_person):
         assert set(got) == set(want)
         for key in want:
             np.testing.assert_allclose(got[key], want[key], atol=2e-3 if key == "movenet_xy" else 1e-4, err_msg=key)
+
+
+def test_the_trust_graph_reads_the_accurate_models_weights_file_and_was_made_from_its_pt():
+    """posecal_accurate.trust.onnx (calibrate --images without PyTorch): made from the .pt in this tree, its
+    weights all found in the model's own fp16 weights file (the wheel carries them once)."""
+    path = trust_graph("accurate")
+    digest = hashlib.sha256(SHIPPED_MODELS["accurate"].read_bytes()).hexdigest()
+    assert meta_of(path)[SOURCE_KEY] == digest, f"{path.name} is stale: python tools/build_shipped_graphs.py accurate"
+    proto = onnx.load(str(path), load_external_data=False)
+    external = [i for i in proto.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL]
+    assert len(external) > 100
+    locations = {next(e.value for e in i.external_data if e.key == "location") for i in external}
+    assert locations == {graph_weights("accurate").name}
+    assert path.stat().st_size < 2_000_000
+
+
+@pytest.mark.slow
+def test_the_trust_graph_gives_the_pytorch_trust_models_outputs(real_person):
+    """The evidence `calibrate --images` reads: the same numbers from the graph (no PyTorch) as from the model."""
+    from posecal.evaluation.evidence import PosecalEvidence
+
+    path, box, kps = real_person
+    rng = np.random.default_rng(0)
+    points = np.stack([kps[:, :2], kps[:, :2] + rng.normal(0, 8, (17, 2))])   # right and displaced keypoints
+    boxes = np.stack([box, box])
+    graph, torch_model = PosecalEvidence(), PosecalEvidence("accurate")
+    assert graph.description == torch_model.description
+    got, want = graph([path, path], boxes, points), torch_model([path, path], boxes, points)
+    for field in ("keypoint_quality", "visibility_probs", "pose_quality"):
+        np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-4, err_msg=field)
