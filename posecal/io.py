@@ -11,12 +11,21 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
 
 from posecal.errors import PosecalInputError
+
+
+def progress_shown(asked: bool, stream=None) -> bool:
+    """Whether a progress bar is drawn: asked for, and standard error (or `stream`) a terminal. Redirected to a
+    file or a pipe, a bar is one line rewritten with carriage returns, kilobytes of noise in a log."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return bool(asked) and callable(isatty) and bool(isatty())
 
 
 def file_digest(path) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.audit.estimates import Estimates, from_predictions, from_result_set, from_results_file
+from posecal.audit.fiftyone_export import check_fiftyone_output, write_audit_fiftyone
 from posecal.audit.findings import KINDS, AuditThresholds, find_label_errors
 from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import load_coco_persons, read_json
@@ -44,6 +45,8 @@ class AuditConfig:
     thresholds: AuditThresholds = AuditThresholds()
     engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
                                       # inference/record_posing.py), the findings computed here all the same
+    fiftyone: str | None = None       # also a folder FiftyOne loads (audit/fiftyone_export.py): the labels with
+                                      # the findings' scores on them; needs images
 
 
 def read_annotations(path) -> dict:
@@ -101,10 +104,13 @@ def estimate_with_model(cfg: AuditConfig) -> Estimates:
 
 
 def audit(cfg: AuditConfig) -> dict:
-    """The job: OUT/findings.json and OUT/report.html; returns a summary (counts per kind, seconds)."""
+    """The job: OUT/findings.json and OUT/report.html (and the --fiftyone folder); returns a summary (counts per
+    kind, seconds)."""
     from posecal.audit.gallery import write_gallery
 
     out = check_output_dir(cfg.out, "--out")
+    if cfg.fiftyone:
+        check_fiftyone_output(cfg.fiftyone, cfg.images)
     t0 = time.time()
     data = read_annotations(cfg.annotations)
     if cfg.results:
@@ -117,6 +123,8 @@ def audit(cfg: AuditConfig) -> dict:
     findings = find_label_errors(labels, area, est, cfg.thresholds)
     write_json_atomic(findings, Path(out) / FINDINGS)
     write_gallery(out / "report.html", findings[:cfg.report_top], est, labels, len(findings))
+    if cfg.fiftyone:
+        write_audit_fiftyone(cfg.annotations, cfg.images, findings, cfg.fiftyone)
     return {"persons": len(est.annotation_ids), "findings": len(findings),
             "per_kind": {k: sum(f["kind"] == k for f in findings) for k in KINDS},
             "seconds": round(time.time() - t0, 1)}

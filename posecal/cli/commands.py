@@ -175,8 +175,8 @@ def cmd_predict(args) -> None:
             min_pose_quality=args.min_pose_quality,
             nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
             radius=args.radius,
-            every=args.every, batch_size=args.batch_size, device=args.device, precision=args.precision,
-            backend=args.backend,
+            every=args.every, max_frames=args.max_frames, batch_size=args.batch_size, device=args.device,
+            precision=args.precision, backend=args.backend,
             flip=args.flip, threads=_threads(args),
             progress=not args.no_progress and args.out != STDOUT, orientations=args.orientations))
         skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
@@ -227,10 +227,10 @@ def cmd_audit(args) -> None:
         s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
                               boxes=args.boxes, results=args.results, flip=args.flip,
                               batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
-                              report_top=args.top, device=args.device, engine=engine))
+                              report_top=args.top, device=args.device, engine=engine, fiftyone=args.fiftyone))
     print(f"{s['persons']} persons audited in {s['seconds']:.1f}s: {s['findings']} findings ("
           + ", ".join(f"{k} {n}" for k, n in s["per_kind"].items()) + f") -> {args.out}/findings.json, "
-          f"{args.out}/report.html")
+          f"{args.out}/report.html" + (f", FiftyOne folder {args.fiftyone}" if args.fiftyone else ""))
 
 
 def cmd_models(args) -> None:
@@ -279,10 +279,11 @@ def cmd_track(args) -> None:
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
             tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth),
             policy=replace(VIDEO, birth_quality=args.min_birth_quality),
-            max_frames=args.max_frames, duration=args.duration, show=args.show,
+            max_frames=args.max_frames, duration=args.duration, show=args.show, rerun=args.rerun,
             live=LiveConfig(reconnects=args.reconnect, stall_seconds=args.stall, realtime=not args.no_drop)))
         video = "" if not args.render else (f", overlay video {args.render}" if render_is_file(args.render)
                                             else f", overlay videos in {args.render}/")
+        video += f", rerun recording {args.rerun}" if args.rerun and s.frames else ""
         live = (f"; live: {s.frames} of {s.captured} arrived frame(s) processed "
                 f"({s.frames / max(s.captured, 1):.0%}), {s.dropped} dropped" if s.captured else "")
         print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "

@@ -156,6 +156,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--score-mode", choices=SCORE_MODES,
                    help="the results' score (default: oks = pose_quality, the best calibrated one)")
     p.add_argument("--every", type=POSITIVE_INT, default=1, help="videos: use every N-th frame (default: 1)")
+    p.add_argument("--max-frames", type=POSITIVE_INT, metavar="N",
+                   help="stop after N frames (images and video frames, all inputs together; after --every) "
+                        "(default: no limit)")
     _batch_option(p, None)
     _engine_options(p, "posing whole input files")
     _device_option(p)
@@ -214,6 +217,11 @@ def _add_track(sub) -> None:
     p.add_argument("--render", metavar="OUT.mp4|OUT.avi|DIR",
                    help="overlay video with track ids (one source: OUT.mp4 or OUT.avi; several: a folder, one "
                         "NAME.mp4 per source) (default: none)")
+    p.add_argument("--rerun", metavar="OUT.rrd",
+                   help="also write a rerun recording of one source (open it with `rerun OUT.rrd`): the frames, each "
+                        "track's keypoints with their calibrated radii (the true keypoint within, probability 0.9) and "
+                        "skeleton, boxes, and pose quality over time; written to a temp file and put in place at the "
+                        "end (pip install 'posecal[rerun]') (default: none)")
     p.add_argument("--detector", metavar="ssd|nanodet|ssd+nanodet|MODEL.onnx|none", help="person detector: the "
                    "shipped SSD-MobileNetV2 (the default), NanoDet-m, or both with their boxes merged (ssd+nanodet), a "
                    "YOLOX-style ONNX file, or 'none' (the whole frame, then boxes from the poses)")
@@ -397,6 +405,10 @@ def _add_audit(sub) -> None:
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")
     p.add_argument("--top", type=POSITIVE_INT, default=60, help="findings drawn in report.html (default: 60)")
+    p.add_argument("--fiftyone", metavar="DIR", help="also write the images with their labels and the findings' "
+                   "scores on them (posecal_mistakenness, per kind and per point) as a folder FiftyOne loads: "
+                   "fo.Dataset.from_dir(DIR, dataset_type=fo.types.LegacyFiftyOneDataset); needs --images "
+                   "(pip install 'posecal[fiftyone]') (default: none)")
     _flip_option(p, True)
     _batch_option(p, 32)
     _threads_option(p, ray=True)

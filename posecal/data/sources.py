@@ -165,6 +165,23 @@ def video_fps(path: Path, default: float = 25.0) -> float:
     return float(fps) if fps and np.isfinite(fps) and fps > 0 else default
 
 
+def frames_to_read(files: list[tuple[Path, str]], every: int = 1, limit: int | None = None) -> int | None:
+    """How many frames iter_frames(files, every) gives (an image one, a video every `every`-th of the frames its
+    container states), at most `limit`: a progress bar's total. None where a video states no frame count."""
+    total = 0
+    for path, _ in files:
+        if not is_video(path):
+            total += 1
+            continue
+        cap = open_video(str(path))
+        n = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else 0
+        cap.release()
+        if not n or not np.isfinite(n) or n <= 0:
+            return limit
+        total += -(-int(n) // every)
+    return total if limit is None else min(total, limit)
+
+
 def iter_frames(files: list[tuple[Path, str]], every: int = 1) -> Iterator[Frame | Problem]:
     """Frames of every file in order: one per image, every `every`-th frame of each video."""
     if every < 1:

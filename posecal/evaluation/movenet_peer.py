@@ -16,7 +16,7 @@ from tqdm import tqdm
 from posecal.data.coco import load_coco_persons, read_image
 from posecal.data.transforms import apply_affine, box_to_center_scale, crop_matrix, invert_affine, warp
 from posecal.errors import PosecalInputError, require
-from posecal.io import check_output_file, write_json_atomic
+from posecal.io import check_output_file, progress_shown, write_json_atomic
 
 
 class MoveNet:
@@ -53,7 +53,7 @@ def run_movenet(model_path, annotations, images, out, threads: int = 1, progress
     net = MoveNet(model_path, threads)
     records = load_coco_persons(annotations, images)
     results, failed, t0 = [], 0, time.time()
-    for r in tqdm(records, desc="MoveNet", disable=not progress, leave=False):
+    for r in tqdm(records, desc="MoveNet", disable=not progress_shown(progress), leave=False):
         try:
             xy, scores = net(read_image(r.image_path), r.bbox)
         except PosecalInputError as e:

@@ -20,6 +20,7 @@ from posecal.data.images import read_image
 from posecal.data.crops import crops_to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
+from posecal.io import progress_shown
 from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, present_and_right, visibility_classes
 from posecal.inference.topdown import Predictions, infer_crops
@@ -206,7 +207,8 @@ class Estimator:
         is a warning and its persons are dropped, the others go on."""
         people, kept, arrays = [], [], {"oks": []}
         chunks = [records[i:i + self.batch_size] for i in range(0, len(records), self.batch_size)]
-        for chunk in tqdm(chunks, desc="estimating poses", unit="batch", disable=not progress, leave=False):
+        for chunk in tqdm(chunks, desc="estimating poses", unit="batch", disable=not progress_shown(progress),
+                          leave=False):
             prepared, owners = [], []
             for path, group in _runs_of_one_picture(chunk):
                 try:

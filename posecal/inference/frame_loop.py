@@ -9,6 +9,7 @@ implementation: a frame gives the same people wherever it is read.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -53,6 +54,7 @@ class _Boxed:
     boxes: np.ndarray
     scores: np.ndarray
     origin: str
+    detect_ms: float = 0.0
 
 
 def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], batch_size: int,
@@ -81,10 +83,12 @@ def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], bat
                 pending = []
                 yield tag, problem_picture(item)
             continue
+        t0 = time.perf_counter()
         boxes, scores, origin, said = boxes_of(item)
+        detect_ms = (time.perf_counter() - t0) * 1e3
         for line in said:
             say(tag, line)
-        pending.append(_Boxed(tag, item, boxes, scores, origin))
+        pending.append(_Boxed(tag, item, boxes, scores, origin, detect_ms))
         if sum(len(p.boxes) for p in pending) >= batch_size or len(pending) >= batch_size:
             yield from _batch_pictures(pipeline, pending, mode, say)
             pending = []
@@ -96,12 +100,17 @@ def _batch_pictures(pipeline: PosePipeline, pending: list[_Boxed], mode: str | N
     """The pending frames' people, estimated in one batch of crops (frames without boxes left out), as (tag,
     Picture); a frame whose detector boxes the person rule all dropped is said in one line (none_kept)."""
     boxed = [p for p in pending if len(p.boxes)]
+    t0 = time.perf_counter()
     people = pipeline.people([(p.frame.bgr, p.boxes, p.scores, p.origin) for p in boxed], mode) if boxed else []
+    pose_ms = (time.perf_counter() - t0) * 1e3
+    crops = sum(len(p.boxes) for p in boxed)
     found = {id(p): persons for p, persons in zip(boxed, people)}
     for p in boxed:
         if p.origin == DETECTED and not found[id(p)]:   # boxes, but none the person rule took for somebody
             say(p.tag, f"{p.frame.name}: {none_kept(len(p.boxes), pipeline.policy.min_pose_quality)}")
-    return [(p.tag, _picture(p.frame, found.get(id(p), []))) for p in pending]
+    return [(p.tag, _picture(p.frame, found.get(id(p), []),
+                             {"detect": p.detect_ms, "pose": pose_ms * len(p.boxes) / max(crops, 1)}))
+            for p in pending]
 
 
 def problem_picture(problem: Problem) -> Picture:
@@ -110,6 +119,8 @@ def problem_picture(problem: Problem) -> Picture:
     return Picture(os.path.basename(where), where, [], np.zeros((0, 0, 3), np.uint8), error=problem.message)
 
 
-def _picture(frame, people: list) -> Picture:
-    """A frame read (data.sources.Frame, or an API array as one) with its people, as the API's result type."""
-    return Picture(frame.name, "" if frame.path is None else str(frame.path), people, frame.bgr, frame.frame_index)
+def _picture(frame, people: list, speed: dict | None = None) -> Picture:
+    """A frame read (data.sources.Frame, or an API array as one) with its people and the milliseconds its stages
+    took, as the API's result type."""
+    return Picture(frame.name, "" if frame.path is None else str(frame.path), people, frame.bgr, frame.frame_index,
+                   speed=speed or {})

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from posecal.errors import PosecalInputError
+from posecal.errors import MissingPackage, PosecalInputError
 from posecal.inference.estimator import PersonPose
 from posecal.io import write_bytes_atomic
 from posecal.skeleton import COCO_KEYPOINTS
@@ -35,7 +35,12 @@ class Picture:
     file it came from ("" for an array); people: a PersonPose per person; image: the BGR picture the poses refer
     to (a file EXIF-turned); frame_index: a video's frame (0-based), None for a still picture; tracked: the people
     carry track ids (PoseTracker); error: why the input could not be read (then no people and an empty image),
-    so that a list of inputs gives one answer per input, in order, and `zip(paths, pictures)` pairs them right."""
+    so that a list of inputs gives one answer per input, in order, and `zip(paths, pictures)` pairs them right;
+    speed: milliseconds per stage for this picture, as ultralytics' `Results.speed`: "detect", finding its
+    boxes (the detector, or the boxes given checked; a single API call on a path also reads the file; a
+    tracked frame: the wait for its detection, started a frame ahead); "pose", the verifier, crops, network and
+    person policy (a batch's time shared by its pictures' crops; a tracked frame: the tracking step, optical
+    flow and tracker included); empty for an input that could not be read."""
 
     name: str
     path: str
@@ -44,6 +49,7 @@ class Picture:
     frame_index: int | None = None
     tracked: bool = False
     error: str | None = None
+    speed: dict[str, float] = field(default_factory=dict)
 
     # --- the people as a sequence -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -156,6 +162,36 @@ class Picture:
         """to_dict() as a JSON string (json.dumps arguments pass through: indent=2, ...)."""
         return json.dumps(self.to_dict(), **json_args)
 
+    def to_df(self):
+        """The people as a pandas DataFrame, one row per person (`pd.concat([p.to_df() for p in pictures])` for
+        many): file name, frame index, person index, track id, pose quality, p(person), pose source, box x, y,
+        w, h, then per keypoint NAME_x, NAME_y, NAME_quality (expected OPKS), and NAME_visibility (0 absent, 1
+        occluded, 2 visible) where the model gives visibility. pandas is not a posecal dependency: without it,
+        one MissingPackage line."""
+        pd = self._pandas()
+        n = len(self.people)
+        columns = {"file_name": [self.name] * n, "frame_index": [self.frame_index] * n, "person": list(range(n)),
+                   "track_id": list(self.track_ids) if self.tracked else [None] * n,
+                   "pose_quality": self.pose_quality,
+                   "person_probability": [p.person_probability for p in self.people],
+                   "pose_source": list(self.pose_source)}
+        columns |= dict(zip(("box_x", "box_y", "box_w", "box_h"), self.boxes.T))
+        visibility = self.visibility
+        for k, name in enumerate(COCO_KEYPOINTS):
+            columns |= {f"{name}_x": self.keypoints[:, k, 0], f"{name}_y": self.keypoints[:, k, 1],
+                        f"{name}_quality": self.keypoint_quality[:, k]}
+            if visibility is not None:
+                columns[f"{name}_visibility"] = visibility[:, k]
+        return pd.DataFrame(columns)
+
+    @staticmethod
+    def _pandas():
+        try:
+            import pandas
+        except ImportError:
+            raise MissingPackage("pandas", "pip install pandas", "to_df()") from None
+        return pandas
+
     def to_supervision(self):
         """The people as supervision's (sv.KeyPoints, sv.Detections), so that supervision's own annotators and
         trackers draw and follow posecal's poses: absent keypoints are not drawn, the trust numbers ride in
@@ -163,6 +199,14 @@ class Picture:
         from posecal.integrations.supervision import picture_to_supervision
 
         return picture_to_supervision(self)
+
+    def to_fiftyone(self):
+        """The people as FiftyOne's (fo.Keypoints, fo.Detections): points normalised, absent keypoints hidden as
+        FiftyOne hides them (NaN), keypoint quality as each point's confidence, the trust numbers as attributes
+        (posecal/integrations/fiftyone.py, which also makes samples; the `posecal[fiftyone]` extra)."""
+        from posecal.integrations.fiftyone import picture_to_fiftyone
+
+        return picture_to_fiftyone(self)
 
     def plot(self, show_all: bool = False, radius: bool = False) -> np.ndarray:
         """The picture with its people drawn (BGR, as `posecal predict --render` draws them; tracked people

@@ -3,6 +3,7 @@ person with calibrated trust fields as numpy arrays."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 import warnings
 from typing import Iterator
@@ -152,10 +153,13 @@ class Predictor:
                 raise PosecalInputError("boxes: given with a list of images; give one image with its boxes, or "
                                         "(image, boxes, box_scores) items to predict_many")
             return self.predict(image, rgb=rgb)
+        t0 = time.perf_counter()
         prepared = self._prepare(image, boxes, box_scores, rgb, "image", "")
+        t1 = time.perf_counter()
         people = self.pipeline.people([prepared])[0]
+        speed = {"detect": (t1 - t0) * 1e3, "pose": (time.perf_counter() - t1) * 1e3}
         name = os.path.basename(os.fspath(image)) if is_path(image) else "image"
-        return Picture(name, os.fspath(image) if is_path(image) else "", people, prepared[0])
+        return Picture(name, os.fspath(image) if is_path(image) else "", people, prepared[0], speed=speed)
 
     def predict_many(self, items, rgb: bool | None = None, bgr: bool | None = None) -> list[list[PersonPose]]:
         """[(image, boxes or None, box_scores or None), ...] -> the people (PersonPose lists) per image: the

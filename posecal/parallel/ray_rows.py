@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.errors import MissingPackage, PosecalInputError
+from posecal.io import progress_shown
 from posecal.parallel.cores import machine_cores
 from posecal.parallel.parts import PartStore, part_folder, part_path, write_part
 from posecal.parallel.ray_lines import quiet_ray_lines
@@ -143,7 +144,7 @@ def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: Par
                                                                  "column": job.column, "folder": str(store.folder)},
                               batch_size=job.batch_rows, compute=ray.data.ActorPoolStrategy(size=workers), **ask)
         seen: set[int] = set()
-        bar = tqdm(total=len(rows), desc=desc, unit=unit, disable=not progress)
+        bar = tqdm(total=len(rows), desc=desc, unit=unit, disable=not progress_shown(progress))
         try:
             # each block as it is made (iter_rows would hold rows back until later batches are done)
             for block in out.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):

@@ -27,7 +27,7 @@ from posecal.predict.job import PredictConfig, _boxes_for, _image_ids, open_pred
 from posecal.records import result_entries
 
 # PredictConfig's fields that are about a run's files and terminal, not about the poses: not settings here
-RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "progress"}
+RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "progress", "max_frames"}
 SETTINGS = tuple(f.name for f in dataclasses.fields(PredictConfig) if f.name not in RUN_FIELDS)
 POSES = "poses"   # the output column: per row, the JSON text of its frames' records
 

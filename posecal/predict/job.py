@@ -22,14 +22,14 @@ from posecal.data.coco import coco_image_ids
 from posecal.detect.nms import NMS_MODES
 from posecal.data.box_files import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
-from posecal.io import StopRequest, check_output_dir, check_output_file, write_bytes_atomic, write_json_atomic
+from posecal.io import StopRequest, check_output_dir, progress_shown, check_output_file, write_bytes_atomic, write_json_atomic
 from posecal.inference.person_policy import DUPLICATE_OKS, STILL
 from posecal.inference.frame_loop import pipeline_boxes
 from posecal.inference.pipeline import GIVEN, PosePipeline
 from posecal.inference.predictor import PersonPose, Picture, Predictor
 from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
-from posecal.data.sources import Frame, Problem, collect, iter_frames, lookup
+from posecal.data.sources import Frame, Problem, collect, frames_to_read, iter_frames, lookup
 from posecal.records import STDOUT, ImageIds, ImageRecords, check_results_out, is_stream, result_entries
 
 @dataclass
@@ -50,6 +50,7 @@ class PredictConfig:
     show_all: bool = False
     radius: bool = False                 # overlays: draw the conformal keypoint radii
     every: int = 1                       # videos: every N-th frame
+    max_frames: int | None = None        # stop after this many frames (images and video frames, all inputs together)
     batch_size: int | None = None        # None: the Predictor's (1 on the CPU, 16 on a GPU)
     device: str = "cpu"
     precision: str = "auto"              # a shipped model's graphs on the CPU (devices.choose_precision)
@@ -160,7 +161,9 @@ def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile 
     file's, else the pipeline's. Ctrl-C keeps what was done: the first stops the run after the frame at hand (a
     KeyboardInterrupt raised at any instruction could cut a record in two, or land in a finaliser that swallows
     it and the run goes on), a second one at once."""
-    bar = tqdm(keyed_frames(files, cfg.every), desc="predicting", unit="img", disable=not cfg.progress)
+    shown = progress_shown(cfg.progress)
+    bar = tqdm(keyed_frames(files, cfg.every, cfg.max_frames), desc="predicting", unit="frame", disable=not shown,
+               total=frames_to_read(files, cfg.every, cfg.max_frames) if shown else None)
     pictures = predictor.pictures((((key, item), item) for key, item in bar),
                                   lambda frame: _boxes_for(frame, box_file, predictor.pipeline), run.mode,
                                   say=lambda tag, line: run.log(line), on_problem=run.problem)
@@ -243,10 +246,15 @@ def counted(frames_done) -> str:
     return " and ".join(parts)
 
 
-def keyed_frames(files: list[tuple[Path, str]], every: int):
-    """(key, Frame or Problem) of every input, key = (file index, frame index or -1), in input order."""
+def keyed_frames(files: list[tuple[Path, str]], every: int, max_frames: int | None = None):
+    """(key, Frame or Problem) of every input, key = (file index, frame index or -1), in input order; after
+    `max_frames` frames (None: no limit) nothing more is read."""
+    frames = 0
     for i, f in enumerate(files):
         for item in iter_frames([f], every):
+            if max_frames is not None and frames >= max_frames:
+                return
+            frames += not isinstance(item, Problem)
             yield (i, -1 if isinstance(item, Problem) or item.frame_index is None else item.frame_index), item
 
 
@@ -266,6 +274,8 @@ def _check(cfg: PredictConfig) -> None:
         raise PosecalInputError(f"--nms must be one of {NMS_MODES}, got {cfg.nms!r}")
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise PosecalInputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if cfg.max_frames is not None and cfg.max_frames < 1:
+        raise PosecalInputError(f"--max-frames must be >= 1, got {cfg.max_frames}")
     check_results_out(cfg.out)
     if str(cfg.out) != STDOUT:
         check_output_file(cfg.out, "--out")

@@ -45,6 +45,9 @@ def run_predict_ray(cfg: PredictConfig, ray_cfg: RayConfig | None = None, poser=
     _check(cfg)
     if cfg.render:
         raise PosecalInputError("--render is drawn by one process: leave out --engine ray, or --render")
+    if cfg.max_frames is not None:
+        raise PosecalInputError("--max-frames counts the frames of one process in input order: leave out "
+                                "--engine ray, or --max-frames")
     if str(cfg.out) == STDOUT:
         raise PosecalInputError("--out - streams from one process; with --engine ray give --out X.json or X.jsonl")
     ray_cfg.check()

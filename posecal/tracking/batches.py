@@ -21,7 +21,7 @@ from posecal.tracking.stages import StageClock
 from posecal.tracking.pose_tracker import TrackConfig, check_tracking, tracking_predictor
 
 # TrackConfig's fields about a run's sources, files, terminal and stopping, not about the poses: not settings here
-RUN_FIELDS = {"videos", "out", "render", "progress", "max_frames", "duration", "live", "show"}
+RUN_FIELDS = {"videos", "out", "render", "progress", "max_frames", "duration", "live", "show", "rerun"}
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrackConfig) if f.name not in RUN_FIELDS)
 TRACKS = "tracks"   # the output column: per row, the JSON text of its video's results
 

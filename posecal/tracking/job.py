@@ -12,7 +12,8 @@ taken when the pipeline is ready for one, the others are dropped and counted (wi
 arrive during a detector frame wait while the pipeline can catch up, and the detector runs less often when it
 cannot: tracking/cadence.py), and the tracker's clock is the capture time. With `--out -` or `.jsonl` each
 frame's record is written when the frame is done (posecal/records.py); Ctrl-C, --max-frames, --duration or the
-stream's end stop the run with what was made kept.
+stream's end stop the run with what was made kept. `--rerun OUT.rrd` also logs each tracked frame to a rerun
+recording of the one source (posecal/integrations/rerun.py), put in place when the source is done.
 """
 from __future__ import annotations
 
@@ -31,10 +32,12 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.errors import PosecalInputError
-from posecal.io import StopRequest, check_output_dir, check_output_file, publish, write_json_atomic
+from posecal.io import (StopRequest, check_output_dir, check_output_file, progress_shown, publish,
+                        write_json_atomic)
 from posecal.records import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
-from posecal.data.sources import VIDEO_SUFFIXES, Problem, collect, is_video, iter_frames, video_fps
+from posecal.data.sources import (VIDEO_SUFFIXES, Problem, collect, frames_to_read, is_video, iter_frames,
+                                  video_fps)
 from posecal.records import STDOUT, RecordStream, check_results_out, frame_record, is_stream
 from posecal.tracking.cadence import LiveCadence
 from posecal.tracking.stages import InOrder, Prefetch, StageClock
@@ -108,6 +111,20 @@ def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path,
     return {path: folder / f"{Path(name).stem}.mp4" for path, name in videos}
 
 
+def check_rerun(cfg: TrackConfig, sources: list) -> None:
+    """`--rerun OUT.rrd`, before any model is opened or frame read: one source (a recording's frame timeline is
+    one video's), a .rrd name in a writable folder, and the rerun SDK installed; each problem one line."""
+    if not cfg.rerun:
+        return
+    from posecal.integrations.rerun import check_recording_path, import_rerun
+
+    if len(sources) != 1:
+        raise PosecalInputError(f"--rerun {cfg.rerun}: one recording for {len(sources)} sources; track one source "
+                                f"at a time with --rerun")
+    check_recording_path(cfg.rerun, "--rerun")
+    import_rerun("--rerun")
+
+
 def track_sources(args: list[str]) -> tuple[list[tuple[Path | LiveSource, str]], list[Problem]]:
     """The sources of `posecal track` in the order given: (video file, name) or (live source, its name)."""
     sources, problems = [], []
@@ -149,6 +166,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     _check(cfg)
     sources = video_sources(cfg, log)
     renders = render_paths(cfg, sources)
+    check_rerun(cfg, sources)
     t0, clock = time.time(), StageClock()
     # the one pipeline (posecal/inference/pipeline.py), as tracking builds it (pose_tracker.tracking_predictor)
     predictor = tracking_predictor(cfg)
@@ -184,6 +202,7 @@ class _Feed:
     cadence: LiveCadence | None = None
     fps: float = 25.0
     video: VideoOut | None = None
+    recording: object = None             # its rerun recording (--rerun: integrations/rerun.py's RerunRecording)
     detected: bool = False               # a live source: was its last frame taken a detector frame,
     taken_at: float = 0.0                # and when was it taken (perf_counter)
 
@@ -245,29 +264,58 @@ class TrackRun:
         fps = video_fps(source) if not isinstance(source, LiveSource) else 25.0
         tracker = PoseTracker(self.cfg, fps, predictor=self.predictor, first_id=self.next_id)
         feed = self._feed(source, name, tracker, fps)
-        behind = InOrder()
+        behind, frames_before = InOrder(), self.n_frames
         try:
+            feed.recording = self._open_recording(feed)
             # the API's frame loop (PoseTracker.track_pairs); this run adds the writers, overlays and live cadence
             for frame, picture in tracker.track_pairs(
-                    tqdm(feed.pairs, desc=name, unit="frame", disable=not self.cfg.progress),
+                    tqdm(feed.pairs, desc=name, unit="frame", disable=not progress_shown(self.cfg.progress),
+                         total=self._frames_ahead(source, name)),
                     live=feed.reader is not None, clock=self.clock,
                     every=lambda: None if feed.cadence is None else feed.cadence.every,
                     stop=lambda: self.stopped() is not None, problem=lambda problem: self.log(problem.message)):
                 self._frame(frame, picture.people, tracker, feed, source, behind)
+                self._log_recording(feed, picture)
             behind.finish()
         except BaseException:
             behind.abandon()
             self.lookahead.shutdown(wait=False, cancel_futures=True)
             if feed.video is not None:
                 feed.video.close(keep=False)
+            if feed.recording is not None:
+                feed.recording.close(keep=False)
             raise
         finally:
             feed.frames.close()
         if feed.video is not None:
             feed.video.close()
+        if feed.recording is not None:   # kept when the source gave a frame (a stop request keeps what was made)
+            feed.recording.close(keep=self.n_frames > frames_before)
         if feed.reader is not None:
             self._live_report(name, feed)
         self.next_id = tracker.next_id
+
+    def _frames_ahead(self, source, name: str) -> int | None:
+        """A video file's frames still to track (its stated count, within --max-frames): its progress bar's
+        total; None for a live source, or where no bar is drawn."""
+        if isinstance(source, LiveSource) or not progress_shown(self.cfg.progress):
+            return None
+        left = None if self.cfg.max_frames is None else max(self.cfg.max_frames - self.n_frames, 0)
+        return frames_to_read([(source, name)], 1, left)
+
+    def _open_recording(self, feed: _Feed):
+        """The source's rerun recording (--rerun), at the source's frame rate; None without --rerun."""
+        if not self.cfg.rerun:
+            return None
+        from posecal.integrations.rerun import RerunRecording
+
+        return RerunRecording(self.cfg.rerun, fps=feed.fps, option="--rerun")
+
+    def _log_recording(self, feed: _Feed, picture) -> None:
+        """A tracked frame into the rerun recording (--rerun): its image, people and pose quality."""
+        if feed.recording is not None:
+            with self.clock("rerun"):
+                feed.recording.log(picture)
 
     def _feed(self, source, name: str, tracker: PoseTracker, fps: float) -> _Feed:
         """A source's (frame, detection) pairs: a file's decoded ahead with the next frame's detection started

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -74,6 +75,8 @@ class TrackConfig:
     duration: float | None = None        # stop this many seconds after the models are loaded
     live: LiveConfig = field(default_factory=LiveConfig)   # live sources: reconnects, stall timeout, real time
     show: bool = False                   # the overlay in a window as it is made (where a display exists)
+    rerun: str | None = None             # a rerun recording (OUT.rrd) of the tracked frames, people and pose
+                                         # quality, one source (posecal/integrations/rerun.py)
 
 
 PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
@@ -227,9 +230,12 @@ class PoseTracker:
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t)):
             raise PosecalInputError(f"t: the frame's time in seconds must be a finite number, got {describe(t)}")
         k = self.frames
+        t0 = time.perf_counter()
         detections = self.detect(frame_bgr) if self.detector_frame(k) else None
         frame = Frame(f"{name}#{k}", None, frame_bgr, k)
-        return _picture(frame, self.step(frame, detections, t))
+        t1 = time.perf_counter()
+        people = self.step(frame, detections, t)
+        return _picture(frame, people, {"detect": (t1 - t0) * 1e3, "pose": (time.perf_counter() - t1) * 1e3})
 
     def track(self, source, stream: bool = False, rgb: bool | None = None) -> list[Picture] | Iterator[Picture]:
         """Every frame of a source, tracked -> Pictures with track ids (a list; stream=True: yielded as each frame
@@ -324,9 +330,13 @@ class PoseTracker:
             if live:
                 first = frame.capture_time if first is None else first
                 t = frame.capture_time - first
+            t0 = time.perf_counter()
             if hasattr(detections, "result"):   # started ahead (concurrent.futures.Future)
                 detections = detections.result()
-            yield frame, _picture(frame, self.step(frame, detections, t, clock, every()))
+            t1 = time.perf_counter()
+            people = self.step(frame, detections, t, clock, every())
+            speed = {"detect": (t1 - t0) * 1e3, "pose": (time.perf_counter() - t1) * 1e3}
+            yield frame, _picture(frame, people, speed)
 
     def step(self, frame: Frame, detections, t: float | None = None, clock: StageClock | None = None,
              every: int | None = None) -> list:
@@ -346,10 +356,10 @@ class PoseTracker:
         return self.predictor.pipeline.policy.without_tracked_parts(people) if self.cfg.drop_parts else people
 
 
-def _picture(frame: Frame, people: list) -> Picture:
+def _picture(frame: Frame, people: list, speed: dict) -> Picture:
     """A tracked frame's Picture."""
     return Picture(frame.name, "" if frame.path is None else str(frame.path), people, frame.bgr, frame.frame_index,
-                   tracked=True)
+                   tracked=True, speed=speed)
 
 
 def check_tracking(cfg: TrackConfig) -> None:

@@ -9,7 +9,7 @@ at most the video each worker was on), retries and resources are posecal/paralle
 the track ids one process gives (tracking/track_ids.py), written atomically, and the parts removed.
 
 What only one process can do is refused in one line: live sources, `--out -`/`.jsonl` (records streamed frame by
-frame), --show, and --max-frames/--duration (limits over all sources together).
+frame), --show, --rerun (one recording), and --max-frames/--duration (limits over all sources together).
 """
 from __future__ import annotations
 
@@ -86,6 +86,8 @@ def _refuse_one_process_options(cfg: TrackConfig) -> None:
                                 "X.json")
     if cfg.show:
         raise PosecalInputError("--show is one process's window: leave out --engine ray, or --show")
+    if cfg.rerun:
+        raise PosecalInputError("--rerun writes one recording from one process: leave out --engine ray, or --rerun")
     if cfg.max_frames is not None or cfg.duration is not None:
         raise PosecalInputError("--max-frames and --duration limit one process's run over all its sources: leave "
                                 "them out with --engine ray")

@@ -38,7 +38,7 @@ from posecal.training.distributed import DistributedEpochOrder, Group, launched_
 from posecal.errors import PosecalInputError
 from posecal.inference.estimator import predict_records
 from posecal.inference.torch_runner import decode_pose_output
-from posecal.io import check_output_dir, remove_stale_temps, write_json_atomic
+from posecal.io import check_output_dir, progress_shown, remove_stale_temps, write_json_atomic
 from posecal.training.losses import (hard_mined_l1, heatmap_mse, integral_l1, movenet_pose_losses, opks_bce,
                                      visibility_ce, visibility_class_weights, visibility_target)
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
@@ -655,7 +655,8 @@ class TrainingRun:
         self._set_freezing()
         t0, recent = time.time(), deque(maxlen=50)
         part["terms_sum"] = dict(part["terms_sum"])
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.progress, leave=False)
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress_shown(self.progress),
+                   leave=False)
         for batch in bar:
             if state["step"] >= self.total:
                 break

@@ -26,7 +26,7 @@ from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import AugmentConfig
 from posecal.inference.topdown import decode_outputs
-from posecal.io import write_atomic
+from posecal.io import progress_shown, write_atomic
 
 SHARD = 512
 # LSPET persons the trust model never trains on (a seeded 1,000 of the 8,500): the conditions benchmark judges
@@ -57,7 +57,8 @@ def write_samples(base, records: list[PersonRecord], input_wh, out_dir, augment:
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = TopDownDataset(records, input_wh, augment=augment, seed=seed)
     written = 0
-    for first in tqdm(range(0, len(records), SHARD), desc=f"trust samples {out_dir.name}", disable=not progress):
+    for first in tqdm(range(0, len(records), SHARD), desc=f"trust samples {out_dir.name}",
+                      disable=not progress_shown(progress)):
         path = out_dir / f"shard_{first // SHARD:04d}.npz"
         if path.is_file():
             continue

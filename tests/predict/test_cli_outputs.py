@@ -145,20 +145,14 @@ def test_track_with_every_frame_unreadable_is_an_error(tiny_model, tmp_path, mon
     assert not out.exists()
 
 
-def test_calibrate_images_without_pytorch_is_one_line_naming_the_command_and_the_install(monkeypatch, tmp_path,
-                                                                                        capsys):
-    """A plain install (no PyTorch; a wheel: no .pt either): `calibrate fit --images` exits 2 with one line that
-    names the command and the install, and writes nothing."""
+def test_evidence_from_another_model_file_without_pytorch_is_one_line(monkeypatch, tmp_path):
+    """The shipped trust model runs as its graph (tests/export/test_without_torch.py runs `calibrate --images`
+    without PyTorch); another model file's runs in PyTorch only, and without it one line says what it needs."""
     import builtins
 
-    from posecal.evaluation import evidence
+    from posecal.errors import MissingPackage
+    from posecal.evaluation.evidence import PosecalEvidence
 
-    ann, img_dir = make_coco(tmp_path / "data", n_images=3)
-    entries = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.7,
-                "file_name": f"img{a['image_id'] - 1}.jpg", "keypoints": a["keypoints"]}
-               for a in json.loads(ann.read_text())["annotations"]]
-    res = tmp_path / "r.json"
-    res.write_text(json.dumps(entries))
     real_import = builtins.__import__
 
     def no_torch(name, *args, **kwargs):
@@ -167,11 +161,9 @@ def test_calibrate_images_without_pytorch_is_one_line_naming_the_command_and_the
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_torch)
     monkeypatch.delitem(__import__("sys").modules, "torch", raising=False)   # restored after the test
-    install = "pip install -e '.[train]' in posecal's source tree, or leave out --images"
-    fit = ("calibrate", "fit", "--results", res, "--annotations", ann, "--images", img_dir,
-           "--out", tmp_path / "c.json")
-    assert cli_error(capsys, *fit) == f"posecal calibrate fit --images needs PyTorch: {install}"
-    monkeypatch.setitem(evidence.SHIPPED_MODELS, "accurate", tmp_path / "posecal_accurate.pt")   # a wheel: no .pt
-    assert cli_error(capsys, *fit) == ("posecal calibrate fit --images needs PyTorch and posecal_accurate.pt (a "
-                                       f"wheel carries ONNX graphs only): {install}")
-    assert not (tmp_path / "c.json").exists()
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"not read")
+    with pytest.raises(MissingPackage) as e:
+        PosecalEvidence(mine)
+    assert str(e.value) == ("--images needs PyTorch: pip install -e '.[train]' in posecal's source tree, or leave "
+                            "out --images")
