@@ -81,9 +81,11 @@ def _run_eval(args) -> None:
         draw_evaluation(ev)
         m = ev.metrics
         name = "pose_quality" if "pose_quality" in m["ap"] else "score"
+        floor = m.get("pose_score_ece_floor", {}).get(name)
         print(f"{m['num_results']} results, {m['num_matched']} matched to GT persons; by '{name}': AP "
-              f"{m['ap'][name]:.1f}, pose-score ECE {m.get('pose_score_ece', {}).get(name)}, keypoint ECE "
-              f"{m.get('keypoint_ece')} -> {args.out}/metrics.json")
+              f"{m['ap'][name]:.1f}, pose-score ECE {m.get('pose_score_ece', {}).get(name)}"
+              + (f" (floor {floor[0]}, p90 {floor[1]})" if floor else "") + f", keypoint ECE "
+              f"{m.get('keypoint_ece')} (floors {m.get('keypoint_ece_floor')}) -> {args.out}/metrics.json")
         return
     if not args.images:
         raise PosecalInputError("--images is needed to run a model (or give --results to evaluate a results file)")

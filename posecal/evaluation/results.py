@@ -19,7 +19,7 @@ from posecal.data.coco import read_coco, read_json
 from posecal.data.schema import Field, checked_entries, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation, Pictures
-from posecal.metrics.calibration import ece, pearson, spearman
+from posecal.metrics.calibration import ece, ece_floor, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, load_coco_gt
 from posecal.metrics.oks import opks
 from posecal.metrics.risk_coverage import risk_coverage
@@ -185,6 +185,13 @@ def results_metrics(res: ResultSet, gt) -> dict:
     m["keypoint_ece"] = {"confidence": rounded(ece(res.confidence[idx].ravel(), np.where(lab, ks, 0.0).ravel()))}
     if kq is not None:
         m["keypoint_ece"]["keypoint_quality"] = rounded(ece(kq[lab], ks[lab]))
+    # each ECE's floor: (mean, 90th percentile) of what a perfectly calibrated predictor shows on this many
+    m["pose_score_ece_floor"] = {n: [rounded(v) for v in ece_floor(np.clip(s[idx], 0, 1), gt_oks)]
+                                 for n, s in pose_scores.items()}
+    m["keypoint_ece_floor"] = {"confidence": [rounded(v) for v in ece_floor(res.confidence[idx].ravel(),
+                                                                            np.where(lab, ks, 0.0).ravel())]}
+    if kq is not None:
+        m["keypoint_ece_floor"]["keypoint_quality"] = [rounded(v) for v in ece_floor(kq[lab], ks[lab])]
     per_kp = kq if kq is not None else res.confidence[idx]
     mean_pred = (per_kp * lab).sum(1) / np.maximum(lab.sum(1), 1)
     m["mean_opks_pearson"] = rounded(pearson(mean_pred[has], gt_oks[has]))
