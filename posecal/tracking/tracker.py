@@ -132,20 +132,33 @@ class Tracker:
         """detected[i]: people[i] came from a detector box (default: all did), not from a box propagated from a
         track; the video loop stops propagating tracks no detection has held for a while (ghosts). `image` (the
         frame, BGR), when given, adds the people's colours (appearance) to the association."""
-        cfg = self.cfg
         detected = [True] * len(people) if detected is None else list(detected)
         hists = [colour_histogram(image, p.box) if image is not None else None for p in people]
+        pairs, hidden = self._associate(people, hists)
+        boxes = np.array([p.box for p in people], float).reshape(-1, 4)
+        self._refresh(pairs, people, detected, hists, boxes)
+        self._miss_unmatched({r for r, _ in pairs})
+        self._give_birth(people, pairs, hidden, detected, hists, boxes)
+        return self._reported(t)
+
+    def _associate(self, people: list, hists: list) -> tuple[list[tuple[int, int]], set[int]]:
+        """(track, person) pairs, and the people let go as occluded: tracks by pose (OKS, or box IoU) where their
+        velocity says they are, colours breaking ties; then, with re-identification, tracks still lost looked for
+        by position, size and colours; then the occluded held (_hold_occluded)."""
         everyone = list(range(len(self.tracks)))
         free = list(range(len(people)))
-        # 1. tracks by pose (OKS, or box IoU) where their velocity says they are, colours breaking ties
         pairs = self._stage(everyone, free, people, hists, self._pose_stage)
-        if cfg.reid:
-            # 2. tracks still lost: looked for by position, size and colours (re-identification)
+        if self.cfg.reid:
             lost = [i for i in everyone if i not in {r for r, _ in pairs}]
             pairs += self._stage(lost, [c for c in free if c not in {c for _, c in pairs}], people, hists,
                                  self._reid_stage)
-        pairs, hidden = self._hold_occluded(pairs, people)
-        boxes = np.array([p.box for p in people], float).reshape(-1, 4)
+        return self._hold_occluded(pairs, people)
+
+    def _refresh(self, pairs: list[tuple[int, int]], people: list, detected: list[bool], hists: list,
+                 boxes: np.ndarray) -> None:
+        """Each matched track takes its person: velocity, hits, running quality, and its colours where the
+        person's box overlaps nobody else's (else they would be partly someone else's)."""
+        cfg = self.cfg
         crowd = box_iou(boxes, boxes) - np.eye(len(boxes)) if len(boxes) else np.zeros((0, 0))
         for r, c in pairs:
             track = self.tracks[r]
@@ -154,20 +167,27 @@ class Tracker:
             track.person, track.hits, track.misses = people[c], track.hits + 1, 0
             track.undetected = 0 if detected[c] else track.undetected + 1
             track.quality = 0.8 * track.quality + 0.2 * float(people[c].pose_quality)
-            if hists[c] is not None and (len(boxes) < 2 or crowd[c].max() < 0.3):   # not someone else's colours
+            if hists[c] is not None and (len(boxes) < 2 or crowd[c].max() < 0.3):
                 track.hist = hists[c] if track.hist is None else \
                     (1 - cfg.appearance_rate) * track.hist + cfg.appearance_rate * hists[c]
-        matched = {r for r, _ in pairs}
-        held = [c for _, c in pairs]   # people the tracks hold
+
+    def _miss_unmatched(self, matched: set[int]) -> None:
+        """Tracks not matched this frame miss it; those missed more than max_misses frames end."""
         for r in range(len(self.tracks)):
             if r not in matched:
                 self.tracks[r].misses += 1
                 self.tracks[r].undetected += 1
-        self.tracks = [tr for tr in self.tracks if tr.misses <= cfg.max_misses]
+        self.tracks = [tr for tr in self.tracks if tr.misses <= self.cfg.max_misses]
+
+    def _give_birth(self, people: list, pairs: list[tuple[int, int]], hidden: set[int], detected: list[bool],
+                    hists: list, boxes: np.ndarray) -> None:
+        """New tracks for the people no track holds, the most trusted pose first, where the person policy says
+        they are somebody new (not a doubtful pose, nor a second pose of a person a track already holds)."""
+        held = [c for _, c in pairs]
         unmatched, born = set(range(len(people))) - {c for _, c in pairs} - hidden, []
-        for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):   # the most trusted pose first
+        for c in sorted(unmatched, key=lambda c: (-people[c].pose_quality, c)):
             if not self.policy.born(people[c], inside_shares(boxes[c], boxes[held]).max() if held else 0.0):
-                continue          # a doubtful pose, or a second pose of a person a track already holds
+                continue
             born.append(c)
             held.append(c)
         for c in sorted(born):
@@ -175,7 +195,6 @@ class Tracker:
             self.tracks.append(Track(p, scale=max(float(p.box[3]), 1.0), track_id=self.next_id, hist=hists[c],
                                      quality=float(p.pose_quality), undetected=0 if detected[c] else 1))
             self.next_id += 1
-        return self._reported(t)
 
     def seen(self) -> list[Track]:
         """The tracks matched in the last frame (those a flow can follow into the next one)."""
