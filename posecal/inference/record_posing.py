@@ -172,8 +172,8 @@ def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calib
             warnings.warn(message, stacklevel=2)
 
     if rows:
-        run_rows(ray, ray_cfg, RowJob(poser, settings, POSES, PICTURES_PER_CALL), rows, store, said,
-                 progress, "estimating poses (ray)", "picture")
+        job = RowJob(poser, settings, POSES, PICTURES_PER_CALL, gpu=posing.device == "cuda")
+        run_rows(ray, ray_cfg, job, rows, store, said, progress, "estimating poses (ray)", "picture")
     kept, people, extra = [], [], {k: [] for k in EXTRA}
     for (_, group), picture in zip(groups, store.parts(len(groups))):
         kept += [group[j] for j in picture["kept"]]

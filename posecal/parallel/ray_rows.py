@@ -15,8 +15,11 @@ its rows' `error` column, said in the one line it is. On a cluster the parts' fo
 storage every node sees, as the inputs must.
 
 Resources are Ray's own accounting: each actor asks Ray for the cores its threads use (the cluster's CPUs shared
-among --workers, at most one worker per CPU by default), a GPU share when the job runs on one, and the units go
-in blocks of one batch each so that every actor has work.
+among --workers, one worker per CPU by default), and the units go in blocks of one batch each so that every actor
+has work. A `--device cuda` job (RowJob.gpu) has one worker per GPU of the cluster by default, each asking for one
+GPU (for its share where --workers asks for more workers than there are GPUs); on a cluster without a GPU the
+driver says so once, before any actor starts, in the line one process gives (devices.fall_back), and the actors
+run on the CPU.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from posecal.devices import fall_back
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.io import progress_shown
 from posecal.parallel.cores import machine_cores
@@ -53,7 +57,8 @@ class RayConfig:
 class RowJob:
     """What the actors run: `mapper`, a map_batches class built with `settings` (its threads filled in here when
     None), whose output column `column` holds each row's results as JSON text (the unit's part); `batch_rows`
-    units per call; `gpu`: each actor takes its share of the cluster's GPUs."""
+    units per call; `gpu`: the job runs on GPUs (`--device cuda`): one actor per GPU of the cluster by default,
+    each asking Ray for its GPU (actor_resources)."""
     mapper: type
     settings: dict
     column: str
@@ -120,15 +125,22 @@ def run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: Part
 def actor_resources(cpus: float, gpus: float, workers: int | None, threads: int | None, gpu: bool
                     ) -> tuple[int, int, dict]:
     """(workers, threads per worker, what each actor asks Ray for) on a cluster with `cpus` and `gpus`: by default
-    one worker per CPU; each worker's threads the CPUs shared among the workers (or the threads asked for), and
-    its CPU request that share, so the pool always fits the cluster; a GPU job's actors share its GPUs."""
-    workers = workers or max(1, int(cpus))
+    one worker per CPU, or for a GPU job (`gpu`) on a cluster with GPUs one per GPU (one CUDA session each, not
+    one per core); each worker's threads the CPUs shared among the workers (or the threads asked for), and its
+    CPU request that share; a GPU job's actors one GPU each, or their share of the GPUs when there are more
+    workers than GPUs. The requests are rounded down to Ray's unit (0.0001), so the pool always fits the cluster."""
+    workers = workers or max(1, int(gpus if gpu and gpus else cpus))
     share = cpus / workers
     threads = threads or max(1, int(share))
-    ask = {"num_cpus": min(float(threads), share)}
+    ask = {"num_cpus": _ray_unit(min(float(threads), share))}
     if gpu and gpus:
-        ask["num_gpus"] = min(1.0, gpus / workers)
+        ask["num_gpus"] = _ray_unit(min(1.0, gpus / workers))
     return workers, threads, ask
+
+
+def _ray_unit(amount: float) -> float:
+    """`amount` rounded down to the 0.0001 Ray counts resources in (3 workers on 2 GPUs: 0.6666 each)."""
+    return math.floor(round(amount * 10_000, 6)) / 10_000   # round(): 0.3 stays 0.3, not 0.2999
 
 
 def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore, said, progress: bool,
@@ -136,8 +148,11 @@ def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: Par
     started = _start(ray, ray_cfg.address)
     try:
         resources = ray.cluster_resources()
-        workers, threads, ask = actor_resources(float(resources.get("CPU", 1)), float(resources.get("GPU", 0)),
-                                                ray_cfg.workers, job.settings.get("threads"), job.gpu)
+        gpus = float(resources.get("GPU", 0))
+        if job.gpu and not gpus:   # said here, once: an actor's own fall-back line never reaches the user
+            fall_back("the Ray cluster has no GPU")
+        workers, threads, ask = actor_resources(float(resources.get("CPU", 1)), gpus, ray_cfg.workers,
+                                                job.settings.get("threads"), job.gpu)
         settings = dict(job.settings) | {"threads": threads}
         out = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / job.batch_rows)))
         out = out.map_batches(PartWriter, fn_constructor_kwargs={"mapper": job.mapper, "settings": settings,

@@ -22,6 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from posecal.data.live import LiveSource
+from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
 from posecal.inference.run_identity import run_identity
@@ -52,6 +53,8 @@ def run_track_ray(cfg: TrackConfig, ray_cfg: RayConfig | None = None, tracker=Tr
                                 f"files")
     renders = {Path(path).resolve(): str(Path(render).resolve()) for path, render in render_paths(cfg, sources).items()}
     require_model(cfg.model)
+    if cfg.device == "cuda":
+        providers("cuda")   # a CPU-only onnxruntime is said here once, not by every actor out of sight
     settings = actor_settings(cfg)
     fingerprint = {"inputs": [[str(Path(p).resolve()), name] for p, name in sources],
                    "renders": sorted(renders.values()),
@@ -66,8 +69,8 @@ def run_track_ray(cfg: TrackConfig, ray_cfg: RayConfig | None = None, tracker=Tr
             log(message)
 
     if rows:
-        run_rows(ray, ray_cfg, RowJob(tracker, settings, TRACKS), rows, store, said, cfg.progress,
-                 "tracking (ray)", "video")
+        run_rows(ray, ray_cfg, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"), rows, store, said,
+                 cfg.progress, "tracking (ray)", "video")
     videos = [(index, video["entries"], video["next_id"], video["frames"])
               for index, video in enumerate(store.parts(len(sources)))]
     frames = sum(v[3] for v in videos)
