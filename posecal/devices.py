@@ -21,7 +21,7 @@ GPU_INSTALL = ("pip install 'posecal[gpu]' (onnxruntime-gpu; uninstall the plain
                "one module)")
 _warned: set[str] = set()
 
-# Person crops per forward pass when none is given (issue 55 item 6). On the CPU one: batching saves no time there
+# Person crops per forward pass when none is given. On the CPU one: batching saves no time there
 # and its activations cost memory (posecal predict, 20 street frames x 7 persons, accurate, 2 threads: batch 16
 # 1.69 GB and 12.0-12.5 s, batch 4 0.58 GB and 11.3-11.5 s, batch 1 0.31 GB and 10.1-10.6 s); on a GPU 16.
 CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 1, 16

@@ -1,4 +1,4 @@
-"""Conditional calibration: keypoint and pose quality calibrated on what posecal knows at run time (issue 46).
+"""Conditional calibration: keypoint and pose quality calibrated on what posecal knows at run time.
 
 Why: the per-keypoint isotonic maps (posecal.calibration.quality) are fitted on a mixture of conditions, so they
 are calibrated on the mixture's average and off wherever the mixture is not like the person at hand. A person

@@ -1,4 +1,4 @@
-"""`in_frame`: the calibrated probability that a keypoint lies inside the picture (issue 38).
+"""`in_frame`: the calibrated probability that a keypoint lies inside the picture.
 
 Why beside visibility: "not labelled" (v = 0) says an annotator could not place the keypoint, which covers a
 joint hidden behind a wall and one the picture's edge cut off alike. A webcam user needs the second apart: is

@@ -1,4 +1,4 @@
-"""Calibration of the poses `posecal track` reports, per how each was obtained (issue 38).
+"""Calibration of the poses `posecal track` reports, per how each was obtained.
 
 Why a map of its own: a tracked pose is not the single-image estimate the model's calibration was fitted on.
 Between detector frames it is carried by optical flow from the last estimate, a hidden track's pose is

@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 
 from posecal.cli import commands
-from posecal.detect.nms import NMS_MODES
 from posecal.devices import BACKENDS, CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEVICES, PRECISIONS
 from posecal.inference.orientation import AUTO_BELOW, AUTO_TILT, parse_orientations
-from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, VIDEO
+from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, NMS_MODES, VIDEO
 from posecal.inference.scoring import SCORE_MODES
 from posecal.inference.topdown import DECODES
 from posecal.models.shipped import DEFAULT_MODEL_NAME
@@ -257,6 +256,11 @@ def _add_track(sub) -> None:
     p.add_argument("--missed-detections", type=NON_NEGATIVE_INT, default=2, metavar="N",
                    help="detector frames in a row a track may go unseen by the detector and still be followed in "
                         "boxes propagated from its pose; then it waits for a detection (default: 2)")
+    p.add_argument("--keep-parts", action="store_true",
+                   help=f"report every tracked person, also one whose box lies mostly ({VIDEO.part_inside} of its "
+                        f"area) inside another person's and is at most {VIDEO.part_height} of its height, such as a "
+                        "track left on a walker's legs (default: such parts are not reported; their tracks live on "
+                        "either way)")
     p.add_argument("--timing", action="store_true",
                    help="also print the busy milliseconds per frame of each stage (read, detect, pose, render, ...)")
     p.add_argument("--no-smooth", action="store_true", help="no One-Euro keypoint smoothing")

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from posecal import pixels
+
 HEATMAP_STRIDE = 4
-# posecal's one pixel normalisation of crops (the ImageNet statistics, in units of the 0..1 pixel range). It is
-# the data side's: a network trained on another form converts it inside the model
-# (posecal.models.input_convention), so this pipeline never needs to know which network it feeds.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * 255
-_STD = np.array(IMAGENET_STD, dtype=np.float32) * 255
+# posecal's one pixel normalisation of crops (posecal.pixels), in 0..255 units
+_MEAN = np.array(pixels.IMAGENET_MEAN, dtype=np.float32) * 255
+_STD = np.array(pixels.IMAGENET_STD, dtype=np.float32) * 255
 
 
 def input_to_heatmap(xy: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ class TopDownDataset(Dataset):
         search, posecal/inference/orientation.py), framed as `person_crop_matrix` frames it.
         neighbours: image path -> (N, K, 3) the other labelled people of the record's photograph in its image's
         pixels (posecal.data.neighbours.neighbours_by_image); with a pasted person they give each item's
-        `negatives`: where each keypoint type must not be answered (issue 62)."""
+        `negatives`: where each keypoint type must not be answered (training.losses.negative_cells_loss)."""
         self.records = records
         self.neighbours = neighbours or {}
         self.max_negatives = int(max_negatives)

@@ -125,11 +125,11 @@ class AugmentConfig:
     # Video-like resolution: with small_prob the crop is shrunk until the person is small_height[0..1] px tall (a
     # person far from a camera) and enlarged back, so the network sees the detail such a person has; and sensor
     # noise (Gaussian, sigma 2-8 grey levels) with noise_prob. Trust learnt on full-resolution photos alone
-    # over-trusts keypoints of small, blurred people in video (issue 53).
+    # over-trusts keypoints of small, blurred people in video.
     small_prob: float = 0.0
     small_height: tuple[float, float] = (40.0, 200.0)
     noise_prob: float = 0.0
-    # People in front (issue 62): with paste_person_prob another training person is pasted over or beside the
+    # People in front: with paste_person_prob another training person is pasted over or beside the
     # target (a soft mask drawn from its labelled skeleton, its size paste_person_scale times the target's, its
     # centre moved sideways by paste_person_shift of the crop's width, either way); the target's labelled
     # keypoints it covers become occluded. The commonest occluder in COCO's photos is another person, and the

@@ -16,7 +16,7 @@ person: its keypoint quality and visibility probabilities). Per keypoint type a 
 with the raw score (weights of known sign held to it), and the same isotonic maps then calibrate that score
 instead of the raw one: one calibrator, a longer feature list. The trust model also splits the labelled chance
 into occluded and visible (instead of the type's occluded share), so `visibility` can say occluded. Without
-evidence inputs the maps read the raw score directly, as before.
+evidence inputs the maps read the raw score directly.
 """
 from __future__ import annotations
 

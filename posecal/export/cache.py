@@ -10,7 +10,7 @@ entry and a stale one is never used.
 Safety: an entry is written to a temp file, fsynced and renamed into place (a half-written file never carries an
 entry's name), under a file lock, so two processes that start together export once and the second reads what the
 first wrote. An entry that onnxruntime cannot read (a disk that lost it) is exported again. A cache folder that
-cannot be written is no error: the model is exported in memory, as before, with one line saying why.
+cannot be written is no error: the model is exported in memory instead, with one line saying why.
 """
 from __future__ import annotations
 

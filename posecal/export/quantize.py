@@ -68,7 +68,7 @@ def calibration_crops(annotations, images, input_wh, n: int) -> np.ndarray:
     return np.stack([dataset[i]["image"].numpy() for i in range(len(dataset))]).astype(np.float32)
 
 
-# The shipped graphs in int8 (tools/quantize_shipped_graphs.py, issue 55 item 6): per model, the convolutions
+# The shipped graphs in int8 (made by tools/quantize_shipped_graphs.py): per model, the convolutions
 # whose weights' names start with these are quantised, with the activation ops that follow them (ReLU6 clips,
 # ReLUs, residual adds, upsampling); every decode op stays float. `accurate`: its trust network and MoveNet's
 # backbone; MoveNet's FPN and its four heads stay float (quantised, they cost 3 AP and keypoint ECE 0.0095 ->

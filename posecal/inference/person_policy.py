@@ -5,8 +5,8 @@ or dropped in one is found or dropped in the others. The decisions, in the order
 
 1. **Before the pose network** (`PersonPolicy.screen`): every box that is not the caller's is judged by the person
    verifier (posecal/detect/verifier.py), p(person | box, picture), which looks at the picture itself. A detector box
-   needs p(person) >= `min_person` however sure the detector is (a tripod scored 0.44, 0.48 on today's scale, is not
-   a person); a box the detector is unsure of (score below `sure_score`; the detector runs at `detector_floor` so
+   needs p(person) >= `min_person` however sure the detector is (a tripod is not a person, whatever its detector
+   score); a box the detector is unsure of (score below `sure_score`; the detector runs at `detector_floor` so
    that such boxes exist) needs `unsure_person`; a box carried from a track (no detection behind it, so no detector
    score) needs `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
@@ -15,7 +15,7 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    hidden gets a poor pose, not no person). So a verified person whose pose sees nothing is a person, in both
    presets: p(person) answers "is someone there", visibility "is this joint seen", and where they disagree the
    verifier was right far more often (requiring a seen keypoint of verified boxes lost 53 of 400 held-out LSPET
-   people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: issue 63, CHANGELOG). Poses that agree
+   people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: CHANGELOG). Poses that agree
    on the keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x
    the detector's score, a carried box counting as the least sure detection (a fresh detection of the same person
    is kept over it), and so are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two
@@ -29,7 +29,7 @@ Boxes carry their origin: GIVEN (the caller's boxes), DETECTED (a detector's, ti
 CARRIED (a track's box moved into this frame), WHOLE (no detector: the caller says the whole picture is one person).
 A person the caller gave, as boxes or as the whole picture, is never judged: it is reported, however poor its pose
 (its pose quality says how poor), and never merged with another (`given`); in a video it still starts a track
-only by rule 3. Without a verifier (a model file run with `verifier=None`) the pose-side rules of before stand in:
+only by rule 3. Without a verifier (a model file run with `verifier=None`) pose-side rules stand in:
 an unsure detection needs pose quality >= `unsure_quality`.
 
 `STILL` is the preset for independent pictures, `VIDEO` the one for tracked frames; their numbers were chosen on
@@ -42,7 +42,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posecal.detect.nms import merged_poses, pose_nms
+# NMS_MODES (the values of PersonPolicy.nms) is defined beside pose_nms; jobs and the CLI take it from here,
+# the pipeline's policy, not from the detector's package
+from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms
 from posecal.metrics.boxes import box_iou, inside_share
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
@@ -72,9 +74,9 @@ class PersonPolicy:
     sure_score: float | None = SURE_SCORE
     detector_floor: float = DETECTOR_FLOOR
     # p(person) thresholds (min_person, unsure_person, sure_person, carried_person, birth_person) are on the scale
-    # of the verifier as shipped since issue 63: chosen as 0.2, 0.6, 0.8, 0.1, 0.5 (0.3 for video births) on its
-    # scale before it was remapped to the people the product reports, and moved through the same monotone map
-    # (tools/recalibrate_verifier.py), so the same boxes are kept as before
+    # of the shipped verifier, whose p(person) is remapped to the people the product reports (a monotone map that
+    # tools/recalibrate_verifier.py folds into its graph): chosen as 0.2, 0.6, 0.8, 0.1, 0.5 (0.3 for video
+    # births) on its raw scale and moved through the same map, so they keep the boxes the raw thresholds keep
     min_person: float = 0.314
     unsure_person: float = 0.584
     sure_person: float | None = None     # a detected box the verifier gives at least this is a person whatever its
@@ -84,7 +86,7 @@ class PersonPolicy:
     unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
     unsure_min_height: float = 64.0      # ... and the pixels it must be tall
     min_visible: int = MIN_VISIBLE
-    nms: str = "oks"
+    nms: str = "oks"                     # one of NMS_MODES: pose NMS by OKS, soft-OKS, or none
     duplicate_oks: float = DUPLICATE_OKS
     same_keypoints: int | None = SAME_KEYPOINTS   # None: mean agreement alone decides (and no merge is told)
     part_inside: float = 0.7
@@ -205,7 +207,7 @@ class PersonPolicy:
         """A box that two other people fill (each with group_inside of their box inside it, each as tall as a
         whole person: part_height of its height or more, the two not one another) while its pose is less trusted
         than either of theirs: the detector framed two people walking together as one, and its pose spans both
-        (vtest's first seconds, issue 63). Its two people are reported; the box of both is not."""
+        (seen in vtest's first seconds). Its two people are reported; the box of both is not."""
         if self.group_inside is None or len(people) < 3:
             return people
         boxes = np.array([np.asarray(p.box, float) for p in people])

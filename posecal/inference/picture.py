@@ -5,7 +5,8 @@ Pictures, so a result is drawn, saved, shown and serialised the same way whereve
 (`PersonPose`, one per person, with every trust field) a Picture stacks their fields into arrays (N people:
 `keypoints` (N, 17, 2), `keypoint_quality` (N, 17), `visibility_probs` (N, 17, 3), `person_probability` (N,), ...;
 None for a field the model does not give) for code that computes on all of them at once. A Picture
-is also the sequence of its people (`len`, iteration, indexing), as the API's list of people was before.
+is also the sequence of its people (`len`, iteration, indexing), so code written for a list of people reads it
+alike.
 """
 from __future__ import annotations
 

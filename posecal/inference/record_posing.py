@@ -32,7 +32,8 @@ from posecal.inference.estimator import Estimator, PersonPose, _runs_of_one_pict
 from posecal.inference.opener import open_model
 from posecal.inference.run_identity import run_identity
 from posecal.inference.topdown import Predictions
-from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
+from posecal.parallel.parts import resumable
+from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, run_rows
 from posecal.skeleton import NUM_KEYPOINTS
 
 POSES = "poses"            # the output column: per row, JSON text of its picture's persons

@@ -2,7 +2,7 @@
 settings cannot say. A setting names a model ("accurate", a path), not its bytes: a model file replaced between a
 run and its resume, or a posecal upgraded in between, would otherwise merge the results of two models into one
 file. Every resumable run (predict, track and the records of eval and audit, one process or Ray) puts this in its
-fingerprint, so such a resume is refused in one line (parallel/shards.py)."""
+fingerprint, so such a resume is refused in one line (posecal/parallel/parts.py, PartStore)."""
 from __future__ import annotations
 
 from pathlib import Path

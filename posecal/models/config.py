@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 from posecal.errors import PosecalInputError
 from posecal.validation import POSITIVE, Rule
 

@@ -17,8 +17,9 @@ from posecal.models.backbones.resnet import DeconvHead, ResNet
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 from posecal.models.outputs import HEAD_OUTPUTS, HEATMAP_OUTPUT, MOVENET_OUTPUTS
-from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention, is_posecal_convention
+from posecal.models.input_convention import InputConvention, is_posecal_convention
 from posecal.models.trust import TrustNet
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass

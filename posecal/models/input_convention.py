@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD  # what to_tensor applies
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD  # what to_tensor applies
 
 CHANNEL_ORDERS = ("rgb", "bgr")
 

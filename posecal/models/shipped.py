@@ -8,10 +8,11 @@ carry every network twice; `published`, for comparison only, has no graphs and s
 tools/build_shipped_graphs.py makes the graphs from the .pt files; each graph records the digest of the file it
 was made from (a test checks they still match).
 
-On a CPU a shipped name runs its int8 graphs (posecal_NAME.int8.onnx, tools/quantize_shipped_graphs.py): on val
-they hold AP, the ECEs and visibility F1 within noise of the float graphs and pose photos 1.7x as fast end to end
-(bench/int8_agreement.py, CHANGELOG issue 64), and they answer alike on every CPU kind (posecal.devices.
-int8_saturates). "NAME-float" names the same model's float graphs; a GPU (device="cuda") runs those for NAME
+On a CPU a shipped name runs its int8 graphs (posecal_NAME.int8.onnx, tools/quantize_shipped_graphs.py) where
+precision `auto` picks them (posecal.devices.auto_precision: a CPU that multiplies int8 exactly, with VNNI), or
+where `--precision int8` asks; elsewhere its float graphs. On val the int8 graphs hold AP, the ECEs and visibility
+F1 within noise of the float graphs and pose photos 1.7x as fast end to end (bench/int8_agreement.py, CHANGELOG),
+and they answer alike on every CPU kind (posecal.devices.int8_saturates). "NAME-float" names the same model's float graphs; a GPU (device="cuda") runs those for NAME
 too, as onnxruntime's CUDA provider runs float convolutions, not int8 ones.
 """
 from __future__ import annotations

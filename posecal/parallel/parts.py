@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
@@ -96,3 +96,16 @@ class PartStore:
     def remove(self) -> None:
         """The run is merged: its parts are no longer needed."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def resumable(out, units: list, fingerprint: dict, log: Callable[[str], None]) -> tuple[PartStore, list[dict]]:
+    """The parts of a run writing `out` from `units` ((path, name) each): their store (beside `out`) and the rows
+    still to do, one per unit without a part (`index`, absolute `path`, `name`): a run started again with the same
+    fingerprint skips the units it finds done, and says so."""
+    store = PartStore(part_folder(out), fingerprint)
+    done = store.done()
+    if done:
+        log(f"resuming: {len(done)} of {len(units)} unit(s) already done in {store.folder}")
+    rows = [{"index": i, "path": str(Path(units[i][0]).resolve()), "name": units[i][1]}
+            for i in range(len(units)) if i not in done]
+    return store, rows

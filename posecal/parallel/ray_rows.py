@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -36,7 +35,7 @@ from posecal.devices import fall_back
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.io import progress_shown
 from posecal.parallel.cores import machine_cores
-from posecal.parallel.parts import PartStore, part_folder, part_path, write_part
+from posecal.parallel.parts import PartStore, part_path, write_part
 from posecal.parallel.ray_lines import quiet_ray_lines
 
 ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
@@ -97,19 +96,6 @@ def import_ray():
         raise MissingPackage(f"Ray Data ({e.name} is not installed)", "pip install 'posecal[ray]'",
                              option="--engine ray") from None
     return ray
-
-
-def resumable(out, units: list, fingerprint: dict, log) -> tuple[PartStore, list[dict]]:
-    """The parts of a run writing `out` from `units` ((path, name) each): their store (beside `out`) and the rows
-    still to do, one per unit without a part (`index`, absolute `path`, `name`): a run started again with the same
-    fingerprint skips the units it finds done, and says so."""
-    store = PartStore(part_folder(out), fingerprint)
-    done = store.done()
-    if done:
-        log(f"resuming: {len(done)} of {len(units)} unit(s) already done in {store.folder}")
-    rows = [{"index": i, "path": str(Path(units[i][0]).resolve()), "name": units[i][1]}
-            for i in range(len(units)) if i not in done]
-    return store, rows
 
 
 def run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore,

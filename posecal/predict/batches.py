@@ -14,7 +14,6 @@ result entries), so a run through Ray and one process give the same persons and 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -23,12 +22,9 @@ import numpy as np
 from posecal.data.sources import Frame, Problem, iter_frames
 from posecal.data.box_files import BoxFile
 from posecal.errors import PosecalInputError
-from posecal.predict.job import PredictConfig, _boxes_for, _image_ids, open_predictor, score_mode_of
+from posecal.predict.job import SETTINGS, PredictConfig, _boxes_for, _image_ids, open_predictor, score_mode_of
 from posecal.records import result_entries
 
-# PredictConfig's fields that are about a run's files and terminal, not about the poses: not settings here
-RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "progress", "max_frames"}
-SETTINGS = tuple(f.name for f in dataclasses.fields(PredictConfig) if f.name not in RUN_FIELDS)
 POSES = "poses"   # the output column: per row, the JSON text of its frames' records
 
 

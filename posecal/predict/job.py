@@ -9,7 +9,11 @@ results file and the overlays are written atomically.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,11 +23,14 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.data.coco import coco_image_ids
-from posecal.detect.nms import NMS_MODES
 from posecal.data.box_files import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
-from posecal.io import StopRequest, check_output_dir, progress_shown, check_output_file, write_bytes_atomic, write_json_atomic
-from posecal.inference.person_policy import DUPLICATE_OKS, STILL
+from posecal.inference.run_identity import run_identity
+from posecal.io import (StopRequest, check_output_dir, check_output_file, progress_shown, publish, write_atomic,
+                        write_bytes_atomic, write_json_atomic)
+from posecal.models.shipped import shipped_name
+from posecal.parallel.parts import PartStore, resumable, write_part
+from posecal.inference.person_policy import DUPLICATE_OKS, NMS_MODES, STILL
 from posecal.inference.frame_loop import pipeline_boxes
 from posecal.inference.pipeline import GIVEN, PosePipeline
 from posecal.inference.predictor import PersonPose, Picture, Predictor
@@ -31,6 +38,7 @@ from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, frames_to_read, iter_frames, lookup
 from posecal.records import STDOUT, ImageIds, ImageRecords, check_results_out, is_stream, result_entries
+from types import SimpleNamespace
 
 @dataclass
 class PredictConfig:
@@ -62,6 +70,12 @@ class PredictConfig:
     progress: bool = True
 
 
+# PredictConfig's fields that are about a run's files and terminal, not about the poses: not in a run's fingerprint,
+# nor Ray actors' settings (posecal/predict/batches.py)
+RUN_FIELDS = {"inputs", "out", "render", "show_all", "radius", "progress", "max_frames"}
+SETTINGS = tuple(f.name for f in dataclasses.fields(PredictConfig) if f.name not in RUN_FIELDS)
+
+
 @dataclass
 class PredictSummary:
     frames: int
@@ -87,8 +101,22 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     run = _Results(cfg, log, score_mode_of(cfg, predictor), keep_people, image_ids, problems=len(problems))
     run.stream = ImageRecords(cfg.out, image_ids, lookup) if is_stream(cfg.out) else None
     run.overlay = RenderNames(cfg.render, log) if cfg.render else None
-    _predict_frames(cfg, predictor, box_file, files, run)
-    return _finish(cfg, run, image_ids, t0)
+    if not keeps_parts(cfg):
+        _predict_frames(cfg, predictor, box_file, list(enumerate(files)), run)
+        return _finish(cfg, run, image_ids, t0)
+    store, rows = resumable(cfg.out, files, fingerprint(cfg, files), log)
+    run.parts = _PartsKept(store, [name for _, name in files])
+    _predict_frames(cfg, predictor, box_file, [(r["index"], files[r["index"]]) for r in rows], run)
+    run.parts.close()
+    summary = merge_parts(cfg, store, len(files), image_ids, len(problems), t0)
+    return replace(summary, people=run.people)
+
+
+def keeps_parts(cfg: PredictConfig) -> bool:
+    """Does a run keep a part per finished input (as Ray's workers do), so that Ctrl-C keeps them, the same command
+    resumes, and --out is written only when every input is done? A results file (.json) does; a stream of
+    records (.jsonl, -) writes each frame as it is done instead, and a --max-frames preview keeps none."""
+    return not is_stream(cfg.out) and cfg.max_frames is None
 
 
 def _box_file(cfg: PredictConfig, image_ids: dict[str, int], say) -> BoxFile | None:
@@ -125,15 +153,22 @@ class _Results:
         self.overlay: RenderNames | None = None
         self.results, self.entry_keys, self.frames_read = [], [], []
         self.people: dict[str, list[PersonPose]] = {}
+        self.parts: _PartsKept | None = None
 
     def problem(self, tag, problem: Problem) -> None:
         """A file that could not be read: one line, counted; the run goes on."""
         self.log(problem.message)
         self.problems += 1
+        if self.parts is not None:
+            (key, _) = tag
+            self.parts.add(key[0], {"name": self.parts.names[key[0]], "problem": problem.message})
 
     def done(self, key, frame: Frame, picture: Picture) -> None:
-        """A frame's people: its record (streamed), its overlay, its result entries kept."""
+        """A frame's people: its record (streamed, or in its input's part), its overlay, its result entries kept."""
         entries = result_entries(frame, picture.people, 0, self.mode)
+        if self.parts is not None:
+            self.parts.add(key[0], {"name": frame.name, "frame_index": frame.frame_index, "entries": entries,
+                                    "messages": []})
         if self.stream is not None:
             self.stream(frame, entries)
         if self.overlay is not None:
@@ -145,8 +180,15 @@ class _Results:
             self.people[frame.name] = picture.people
 
     def interrupted(self) -> str:
-        """Ctrl-C in one process: what was done is kept (the records streamed, or the results file written as one
-        process writes it), and the line that says so."""
+        """Ctrl-C in one process: what was done is kept (the finished inputs' parts, the records streamed, or a
+        --max-frames preview's results file), and the line that says so."""
+        if self.parts is not None:
+            done, total = len(self.parts.store.done()), len(self.parts.names)
+            if not done:
+                return (f"interrupted before any of the {total} input(s) was whole; nothing written to "
+                        f"{self.cfg.out} (--out X.jsonl writes each frame as it is done)")
+            return (f"interrupted: the results of {done} of {total} input(s) are kept in {self.parts.store.folder}; "
+                    f"the same command again goes on from there ({self.cfg.out} is written when every input is done)")
         if self.stream is not None:   # its records are out already, one per input done
             self.stream.close()
             if not self.frames_read:
@@ -155,16 +197,55 @@ class _Results:
         return _kept_message(self.cfg, self.frames_read, self.results, self.entry_keys, self.image_ids)
 
 
-def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile | None, files, run: _Results
-                    ) -> None:
-    """The frames through the API's frame loop, each handed to `run` as it is done; the boxes are the boxes
+class _PartsKept:
+    """A one-process run's parts: each input's frame records (as a Ray worker's, posecal/predict/batches.py) written
+    as its part as soon as it is whole: every frame of it read (the run has read on into the next input, or to
+    the end) and every frame read done. What Ctrl-C keeps, and what the same command again skips."""
+
+    def __init__(self, store: PartStore, names: list[str]):
+        self.store, self.names = store, names
+        self.open: dict[int, list[dict]] = {}
+        self.frames_read: dict[int, int] = {}
+        self.frames_done: dict[int, int] = {}
+        self.reading: int | None = None
+
+    def read(self, index: int, item) -> None:
+        """The frame loop read `item` (a Frame or a Problem) of input `index`: the inputs before it are read whole."""
+        self.open.setdefault(index, [])
+        self.frames_read[index] = self.frames_read.get(index, 0) + (not isinstance(item, Problem))
+        self.reading = index
+        self._write_whole()
+
+    def add(self, index: int, record: dict) -> None:
+        """A record of input `index`: a frame done (with its entries), or a problem said as it was read."""
+        self.open.setdefault(index, []).append(record)
+        if "entries" in record:
+            self.frames_done[index] = self.frames_done.get(index, 0) + 1
+        self._write_whole()
+
+    def close(self) -> None:
+        """The run read every input to its end: the rest are whole."""
+        self.reading = None
+        self._write_whole()
+
+    def _write_whole(self) -> None:
+        for index in sorted(self.open):
+            read_on = self.reading is None or index < self.reading
+            if read_on and self.frames_done.get(index, 0) == self.frames_read.get(index, 0):
+                write_part(self.store.folder, index, json.dumps(self.open.pop(index), separators=(",", ":")))
+
+
+def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile | None,
+                    files: list[tuple[int, tuple[Path, str]]], run: _Results) -> None:
+    """The frames of `files` ((input index, (path, name)) each) through the API's frame loop, each handed to `run` as it is done; the boxes are the boxes
     file's, else the pipeline's. Ctrl-C keeps what was done: the first stops the run after the frame at hand (a
     KeyboardInterrupt raised at any instruction could cut a record in two, or land in a finaliser that swallows
     it and the run goes on), a second one at once."""
     shown = progress_shown(cfg.progress)
     bar = tqdm(keyed_frames(files, cfg.every, cfg.max_frames), desc="predicting", unit="frame", disable=not shown,
-               total=frames_to_read(files, cfg.every, cfg.max_frames) if shown else None)
-    pictures = predictor.pictures((((key, item), item) for key, item in bar),
+               total=frames_to_read([f for _, f in files], cfg.every, cfg.max_frames) if shown else None)
+    items = bar if run.parts is None else _told(bar, run.parts)
+    pictures = predictor.pictures((((key, item), item) for key, item in items),
                                   lambda frame: _boxes_for(frame, box_file, predictor.pipeline), run.mode,
                                   say=lambda tag, line: run.log(line), on_problem=run.problem)
     try:
@@ -236,6 +317,13 @@ def _kept_message(cfg: PredictConfig, frames_done, results, entry_keys, image_id
             f"in {cfg.out}{overlays}")
 
 
+def _told(items, parts: _PartsKept):
+    """The keyed frames, each told to the run's parts as it is read (which inputs are read whole)."""
+    for key, item in items:
+        parts.read(key[0], item)
+        yield key, item
+
+
 def counted(frames_done) -> str:
     """The frames done, (key, name) each, in what they are: '3 image(s)', '40 video frame(s)', or both ('2 image(s)
     and 40 video frame(s)'): an interrupted run's line says what it counted (a key's frame index is -1 for an
@@ -246,11 +334,11 @@ def counted(frames_done) -> str:
     return " and ".join(parts)
 
 
-def keyed_frames(files: list[tuple[Path, str]], every: int, max_frames: int | None = None):
-    """(key, Frame or Problem) of every input, key = (file index, frame index or -1), in input order; after
-    `max_frames` frames (None: no limit) nothing more is read."""
+def keyed_frames(files: list[tuple[int, tuple[Path, str]]], every: int, max_frames: int | None = None):
+    """(key, Frame or Problem) of every input ((its index in the run, (path, name)) each), key = (input index,
+    frame index or -1), in input order; after `max_frames` frames (None: no limit) nothing more is read."""
     frames = 0
-    for i, f in enumerate(files):
+    for i, f in files:
         for item in iter_frames([f], every):
             if max_frames is not None and frames >= max_frames:
                 return
@@ -355,3 +443,98 @@ def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path,
     ok, data = cv2.imencode(".png", image)
     if ok:
         write_bytes_atomic(path, data.tobytes())
+
+
+def fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]]) -> dict:
+    """What a run's results depend on: its inputs, in order (each with its size and time: a file replaced
+    between a stop and its resume changes it), its settings (threads aside), and posecal's version
+    and the weights' digests (run_identity). A run started again resumes only with the same fingerprint."""
+    return {"inputs": [[str(Path(p).resolve()), name, *_size_and_time(p)] for p, name in files],
+            "settings": {k: v for k, v in actor_settings(cfg).items() if k != "threads"},
+            "identity": run_identity(cfg.model, cfg.verifier, cfg.detector)}
+
+
+def actor_settings(cfg: PredictConfig) -> dict:
+    """PoseBatches' settings from the run's config, with its files (a model file, boxes, annotations) as absolute
+    paths: an actor does not run in the driver's folder."""
+    settings = {k: getattr(cfg, k) for k in SETTINGS}
+    for key in ("boxes", "annotations"):
+        if settings[key]:
+            settings[key] = str(Path(settings[key]).resolve())
+    if shipped_name(settings["model"]) is None:   # a file, not a shipped name
+        settings["model"] = str(Path(settings["model"]).resolve())
+    return settings
+
+
+def _size_and_time(path) -> list[int]:
+    stat = Path(path).stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def merge_parts(cfg: PredictConfig, store: PartStore, files: int, image_ids: dict, problems: int,
+                t0: float) -> PredictSummary:
+    """The parts, in input order, streamed into the results file run_predict writes (a temp file put in place
+    when whole), then the parts gone. Each part is read once and let go, so the merge holds one input's results
+    at a time, however many inputs the run had; the image ids are one process's (records.ImageIds)."""
+    counts = {"frames": 0, "persons": 0, "problems": problems}
+
+    def frames():
+        for records in store.parts(files):
+            for r in records:
+                if "problem" in r:
+                    counts["problems"] += 1
+                    continue
+                counts["frames"] += 1
+                counts["persons"] += len(r["entries"])
+                yield r
+
+    write = _write_records if is_stream(cfg.out) else _write_results
+    write(cfg.out, frames(), image_ids, counts)
+    store.remove()
+    return PredictSummary(counts["frames"], counts["persons"], counts["problems"], time.time() - t0, {})
+
+
+def _nothing_read(counts: dict) -> None:
+    if not counts["frames"]:
+        raise PosecalInputError("no input could be read (see the messages above); nothing written")
+
+
+def _write_results(out, frames, image_ids: dict, counts: dict) -> None:
+    """The COCO results file one process writes (json.dump of its entries, each with its image id), entry by
+    entry; nothing is put in place when no input could be read."""
+    image_id = ImageIds(image_ids, lookup)
+
+    def write(f) -> None:
+        f.write("[")
+        first = True
+        for r in frames:
+            frame_id = image_id(r["name"])
+            for entry in r["entries"]:
+                f.write(("" if first else ", ") + json.dumps(entry | {"image_id": frame_id}))
+                first = False
+        f.write("]")
+        _nothing_read(counts)
+
+    write_atomic(out, write, mode="w")
+
+
+def _write_records(out, frames, image_ids: dict, counts: dict) -> None:
+    """The .jsonl records a single process streams, written to a temp file as the parts are read and put in
+    place when whole; nothing is put in place when no input could be read."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}", suffix=".tmp")
+    os.close(fd)
+    try:
+        records = ImageRecords(tmp, image_ids, lookup)
+        try:
+            for r in frames:
+                records(SimpleNamespace(name=r["name"], frame_index=r["frame_index"], capture_time=None),
+                        r["entries"])
+        finally:
+            records.close()
+        _nothing_read(counts)
+        publish(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -27,7 +27,8 @@ from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
 from posecal.inference.run_identity import run_identity
 from posecal.io import write_json_atomic
-from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, resumable, run_rows
+from posecal.parallel.parts import resumable
+from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, run_rows
 from posecal.records import is_stream
 from posecal.tracking.batches import SETTINGS, TRACKS, TrackBatches
 from posecal.tracking.job import TrackSummary, _check, no_frame_read, render_paths, video_sources

@@ -346,7 +346,7 @@ def _arrays(persons: list):
 
 
 # what a held pose keeps of its last pose's keypoint and pose quality: a person hidden for a frame or three has
-# mostly not moved off their velocity, so halving it (as before) said far less than the truth. Chosen by keypoint
+# mostly not moved off their velocity, so halving it would say far less than the truth. Chosen by keypoint
 # ECE on the video trust bench's tuning scenes 0-8 and judged on scenes it did not see (CHANGELOG).
 HELD_QUALITY = 0.8
 

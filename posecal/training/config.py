@@ -101,7 +101,7 @@ class TrainConfig:
     # the regression head as published.
     lambda_regress: float = 1.0
     # MoveNet: the weight of the negatives term (training.losses.negative_cells_loss): each keypoint's heatmap held
-    # low at its left/right partner and at the same joint of the people beside the target (issue 62). 0: off.
+    # low at its left/right partner and at the same joint of the people beside the target. 0: off.
     lambda_negatives: float = 0.0
     # Exponential moving average of the weights (0: off): validation, best_model.pt and the returned model use
     # the averaged weights, which are smoother than the last step's (the live weights keep training).

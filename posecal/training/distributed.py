@@ -2,7 +2,7 @@
 
 `torchrun --nproc_per_node N -m posecal train CONFIG` starts N copies of `posecal train`; torchrun's environment
 (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) is what tells a copy that it is one rank of a group. Without
-it training runs as a single process, exactly as before. posecal.training.train uses this module; the model's gradients
+it training runs as a single process. posecal.training.train uses this module; the model's gradients
 are averaged by torch's DistributedDataParallel.
 """
 from __future__ import annotations

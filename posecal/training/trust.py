@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 from posecal.io import write_atomic
 from posecal.metrics.oks import opks
 from posecal.models.trust.network import TRUST_INPUT, TrustNet, init_from_pose_model

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from posecal.data.coco import PersonRecord
-from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import AugmentConfig
 from posecal.inference.topdown import decode_outputs

@@ -7,7 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from posecal.data import crops, topdown
+from posecal import pixels
+from posecal.data import topdown
 from posecal.data.coco import load_coco_persons, load_lspet
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import (AugmentConfig, apply_affine, cut_line, inside_frame, paste_occluders,
@@ -38,8 +39,8 @@ def _marked_person(tmp_path):
 
 def _colour_at(item, xy):
     """Mean RGB (0..255) of the un-normalised input crop in a 3x3 window at xy."""
-    mean = torch.tensor(crops.IMAGENET_MEAN)[:, None, None]
-    std = torch.tensor(crops.IMAGENET_STD)[:, None, None]
+    mean = torch.tensor(pixels.IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(pixels.IMAGENET_STD)[:, None, None]
     rgb = ((item["image"] * std + mean) * 255).numpy()
     x, y = int(round(xy[0])), int(round(xy[1]))
     return rgb[:, y - 1:y + 2, x - 1:x + 2].mean((1, 2))

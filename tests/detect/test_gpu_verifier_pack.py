@@ -13,7 +13,7 @@ gpu_verifier = pytest.importorskip("gpu_verifier")
 
 def as_pixels(crop: np.ndarray) -> np.ndarray:
     """A normalised (3, H, W) crop back in 0-255 RGB."""
-    from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
+    from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 
     return crop * np.array(IMAGENET_STD, np.float32)[:, None, None] * 255 + \
         np.array(IMAGENET_MEAN, np.float32)[:, None, None] * 255

@@ -226,12 +226,19 @@ def test_ffmpegs_own_lines_never_come_before_posecals(tmp_path, command):
 
 
 def test_an_interrupted_run_counts_what_it_counted(tiny_model, tmp_path, capsys, monkeypatch):
-    """Ctrl-C after a video's first frame: 'video frame(s)', not 'input(s)'."""
+    """Ctrl-C after a video's first frame of a --max-frames preview (which keeps no parts: what it did is written
+    at once): 'video frame(s)', not 'input(s)'. Without --max-frames the video is not whole: nothing is kept."""
     interrupt_second_estimate(monkeypatch)
     video = write_walking_video(tmp_path / "walk.avi", frames=4)
     out = tmp_path / "p.json"
     rc, _, err = run_cli(capsys, "predict", video, "--model", tiny_model, "--out", out, "--detector", "none",
                          "--batch-size", "1", *TORCH)
+    assert rc == 130 and not out.exists()
+    assert err.strip().splitlines()[-1] == (f"posecal: interrupted before any of the 1 input(s) was whole; nothing "
+                                            f"written to {out} (--out X.jsonl writes each frame as it is done)")
+    interrupt_second_estimate(monkeypatch)
+    rc, _, err = run_cli(capsys, "predict", video, "--model", tiny_model, "--out", out, "--detector", "none",
+                         "--batch-size", "1", "--max-frames", "3", *TORCH)
     assert rc == 130
     assert err.strip().splitlines()[-1] == (f"posecal: interrupted: kept the 1 video frame(s) done, up to "
                                             f"walk.avi#0 (1 pose(s)), in {out}")

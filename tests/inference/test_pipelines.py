@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from posecal.parallel.parts import part_folder
+
 from posecal.errors import PosecalInputError
 
 from conftest import (ROOT, cli_error as error_line, eval_args as evaluate, interrupt_second_estimate, make_coco,
@@ -185,10 +187,12 @@ def test_interrupted_predict_says_so_and_keeps_the_inputs_done(tiny_model, coco,
     out = tmp_path / "p.json"
     rc, _, err = run(capsys, "predict", img_dir, "--model", tiny_model, "--out", out, "--no-progress",
                      "--detector", "none", "--min-pose-quality", "0", "--batch-size", "1", "--backend", "torch")
-    assert rc == 130
-    assert err.strip().splitlines()[-1] == f"posecal: interrupted: kept the 1 image(s) done, up to img0.jpg (1 pose(s)), in {out}"
-    kept = json.loads(out.read_text())
-    assert [(e["file_name"], e["image_id"]) for e in kept] == [("img0.jpg", 1)]
+    assert rc == 130 and not out.exists()   # the finished input's part is kept; the results file when whole
+    assert err.strip().splitlines()[-1] == (
+        f"posecal: interrupted: the results of 1 of 3 input(s) are kept in {part_folder(out)}; the same command "
+        f"again goes on from there ({out} is written when every input is done)")
+    kept = json.loads((part_folder(out) / "part_000000.json").read_text())
+    assert [(r["name"], len(r["entries"])) for r in kept] == [("img0.jpg", 1)]
 
 
 def test_predict_interrupted_before_anything_was_done_writes_nothing(tiny_model, coco, tmp_path, capsys,
@@ -202,7 +206,8 @@ def test_predict_interrupted_before_anything_was_done_writes_nothing(tiny_model,
     rc, _, err = run(capsys, "predict", coco[1], "--model", tiny_model, "--out", out, "--no-progress",
                      "--detector", "none", "--backend", "torch")
     assert rc == 130 and not out.exists()
-    assert err.strip() == f"posecal: interrupted before any input was done; nothing written to {out}"
+    assert err.strip() == (f"posecal: interrupted before any of the 3 input(s) was whole; nothing written to {out} "
+                           f"(--out X.jsonl writes each frame as it is done)")
 
 
 @pytest.mark.slow

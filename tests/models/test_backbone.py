@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from posecal.models.checkpoint import load_model, model_from_config
 from posecal.models.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from posecal.errors import PosecalInputError
-from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 from posecal.models.backbones.efficientnet_lite import EfficientNetLite, imagenet_state_dict, load_imagenet
 from posecal.models.estimator import build_estimator
 

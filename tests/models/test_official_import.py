@@ -16,9 +16,10 @@ from posecal.models.checkpoint import load_model
 from posecal.cli.main import main
 from posecal.data.topdown import to_tensor
 from posecal.models.estimator import build_estimator
-from posecal.models.input_convention import IMAGENET_MEAN, IMAGENET_STD, InputConvention
+from posecal.models.input_convention import InputConvention
 from posecal.models.official.import_weights import import_weights, source_convention
 from posecal.models.official.key_map import official_keys, to_posecal_key, unwrap
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 
 REFERENCE = SHARED / "reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/reference not available")

@@ -79,7 +79,7 @@ def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
     the picture and the next ids above them elsewhere, a problem counted and left out; .json and .jsonl alike.
     Nothing read at all writes nothing."""
     from posecal.predict.job import PredictConfig
-    from posecal.predict.ray_engine import _merge
+    from posecal.predict.job import merge_parts
 
     entry = lambda x: {"image_id": 0, "category_id": 1, "keypoints": [x, 1.0, 0.5], "score": 0.5}  # noqa: E731
     parts = [[{"name": "b.jpg", "frame_index": None, "entries": [entry(1.0), entry(2.0)], "messages": []}],
@@ -91,7 +91,7 @@ def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
         store = PartStore(part_folder(out), {"run": out.name})
         for i, part in enumerate(parts):
             write_part(store.folder, i, json.dumps(part))
-        summary = _merge(PredictConfig(inputs=[], out=str(out)), store, len(parts), {"a.jpg": 7}, 0, 0.0)
+        summary = merge_parts(PredictConfig(inputs=[], out=str(out)), store, len(parts), {"a.jpg": 7}, 0, 0.0)
         assert (summary.frames, summary.persons, summary.problems) == (4, 4, 1) and not store.folder.exists()
         if out.suffix == ".json":
             got = json.loads(out.read_text())
@@ -105,7 +105,7 @@ def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
     store = PartStore(part_folder(nobody), {"run": "nobody"})
     write_part(store.folder, 0, json.dumps(parts[1]))
     with pytest.raises(PosecalInputError, match="no input could be read"):
-        _merge(PredictConfig(inputs=[], out=str(nobody)), store, 1, {}, 0, 0.0)
+        merge_parts(PredictConfig(inputs=[], out=str(nobody)), store, 1, {}, 0, 0.0)
     assert not nobody.exists() and not list(tmp_path.glob(".nobody.json*.tmp"))
 
 
@@ -275,7 +275,8 @@ def test_ray_gives_what_one_process_gives_and_says_the_bad_picture(tmp_path, loc
 def test_ctrl_c_keeps_every_finished_unit_and_the_run_goes_on_from_there(tmp_path, local_ray):
     """A Ctrl-C in the driver (here: while it says the second finished unit) keeps the part of every unit its
     workers finished, says how many in one line, and the same run started again does only the rest."""
-    from posecal.parallel.ray_rows import RayConfig, RowJob, resumable, run_rows
+    from posecal.parallel.parts import resumable
+    from posecal.parallel.ray_rows import RayConfig, RowJob, run_rows
 
     class Doubles:   # defined here, whole: Ray ships a local class to the actors by value
         def __init__(self, factor: int, threads: int | None = None):

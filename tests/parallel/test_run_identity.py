@@ -14,7 +14,7 @@ from posecal.inference.run_identity import run_identity, weight_files, weights_d
 from posecal.models.shipped import SHIPPED_MODELS
 from posecal.parallel.parts import PartStore, part_folder, write_part
 from posecal.predict.job import PredictConfig
-from posecal.predict.ray_engine import fingerprint
+from posecal.predict.job import fingerprint
 
 
 def test_weights_digest_is_the_sha256_prefix_and_follows_the_bytes(tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 from posecal.models.checkpoint import model_from_config, read_torch_file, save_model
 from posecal.models.config import ModelConfig
-from posecal.data.crops import IMAGENET_MEAN, IMAGENET_STD
+from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 from posecal.errors import PosecalInputError
 from posecal.models.official.key_map import family, official_keys, to_posecal_key, unwrap
 from posecal.io import check_output_file
