@@ -57,7 +57,7 @@ from detector_recall import iou  # noqa: E402
 
 from posecal.data.neighbours import by_photo, neighbours_in_crop  # noqa: E402
 from posecal.metrics.oks import opks  # noqa: E402
-from posecal.skeleton import COCO_KEYPOINTS, COCO_LIMBS, COCO_SIGMAS, flip_permutation  # noqa: E402
+from posecal.skeleton import COCO_KEYPOINTS, COCO_LIMBS, flip_permutation  # noqa: E402
 
 DATA = ROOT.parent / "shared/data/coco-val2017-crops"
 RIGHT = 0.5            # OKS (a person) or OPKS (a keypoint) at or above: right
@@ -290,7 +290,8 @@ def end_to_end() -> dict | None:
                                                                                           / n)), 4)}}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module's docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="accurate", help="a shipped model name, 'default' or an .onnx file")
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="flip test (default on)")
@@ -300,93 +301,201 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="predicted keypoints .npz (written, or read when it matches)")
     ap.add_argument("--sheet", type=int, default=50, help="contact sheets of the N worst people (0: none)")
     ap.add_argument("--sheet-dir", type=Path, default=Path("/tmp"))
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def read_crops(coco: dict, images: dict, anns: list[dict]) -> dict[int, np.ndarray]:
+    """ann id -> BGR crop, for every crop of the photographs the posed people come from: the photograph's edges
+    are read from all of them, not only from the posed people's."""
+    posed_photos = {b["orig_image_id"] for b in anns}
+    return {a["id"]: cv2.imread(str(DATA / "images" / images[a["image_id"]]["file_name"])) for a in
+            coco["annotations"] if a["orig_image_id"] in posed_photos}
+
+
+def crop_photo_sizes(coco: dict, crops: dict[int, np.ndarray]) -> dict[int, tuple[float | None, float | None]]:
+    """photo_sizes over the annotations whose crops were read (grey: the max over channels)."""
+    return photo_sizes([a for a in coco["annotations"] if a["id"] in crops],
+                       {i: c.max(2) for i, c in crops.items()})
+
+
+class PersonMeasures:
+    """What each posed person is grouped by (arrays, one entry a person, in the order of the annotations), where
+    each of their wrong keypoints landed, and what their contact-sheet tile is drawn from."""
+
+    def __init__(self, n: int):
+        self.oks = np.zeros(n)
+        self.crowd = np.zeros(n)       # the largest IoU with another labelled person's box of the photograph
+        self.sqrt_area = np.zeros(n)   # photograph pixels
+        self.height = np.zeros(n)      # box height, photograph pixels
+        self.keypoints = np.zeros(n)   # labelled keypoints
+        self.cut = np.zeros(n)         # 1: cut by the photograph's frame
+        self.touch = np.zeros(n)       # 1: the box touches the photograph's edge
+        self.missing = np.zeros(n)     # 1: some keypoint is not labelled
+        self.landings: list[tuple] = []   # (j, v, kind, target, person posed right), per wrong keypoint
+        self.people: list[tuple] = []     # (annotation, gt (K, 3), pred (K, 2), neighbours (N, K, 3))
+
+
+def crowding(a: dict, photo_people: list[dict]) -> float:
+    """The largest IoU of the person's photograph box with another labelled person's of the same photograph."""
+    others = [o for o in photo_people if o["id"] != a["id"]]
+    return iou(np.array([a["orig_bbox"]]), np.array([o["orig_bbox"] for o in others])).max() if others else 0.0
+
+
+def sqrt_photo_area(a: dict) -> float:
+    """sqrt of the person's area in the photograph's pixels: the crop's area over the crop's scale squared."""
+    s2 = abs(np.linalg.det(np.asarray(a["crop_transform"])[:, :2]))
+    return np.sqrt(a["area"] / s2)
+
+
+def measure_person(m: PersonMeasures, i: int, a: dict, pred: np.ndarray, photos: dict, sizes: dict) -> None:
+    """Fill person i's entries of `m` (a: their annotation, pred: their predicted keypoints) and add where their
+    wrong keypoints landed."""
+    gt = np.asarray(a["keypoints"], np.float64).reshape(-1, 3)
+    lab = gt[:, 2] > 0
+    photo_people = photos[a["orig_image_id"]]
+    size = sizes[a["orig_image_id"]]
+    m.oks[i] = opks(pred, gt[:, :2], a["area"])[lab].mean()
+    m.crowd[i] = crowding(a, photo_people)
+    m.sqrt_area[i] = sqrt_photo_area(a)
+    m.height[i] = a["orig_bbox"][3]
+    m.keypoints[i] = lab.sum()
+    m.missing[i] = (~lab).any()
+    m.touch[i] = cut_by_frame(a["orig_bbox"], size)
+    m.cut[i] = m.touch[i] or (m.missing[i] and cut_by_frame(a["orig_bbox"], size, FRAME_NEAR))
+    nbrs, n_areas = neighbours_in_crop(a, photo_people)
+    for j, v, kind, target in landing(pred, gt, a["area"], nbrs, n_areas):
+        m.landings.append((j, v, kind, target, m.oks[i] >= RIGHT))
+    m.people.append((a, gt, pred, nbrs))
+
+
+def measure_people(anns: list[dict], preds: dict, photos: dict, sizes: dict) -> PersonMeasures:
+    """PersonMeasures of the posed people, in the order of `anns`."""
+    m = PersonMeasures(len(anns))
+    for i, a in enumerate(anns):
+        measure_person(m, i, a, preds[a["id"]], photos, sizes)
+    return m
+
+
+def groups(m: PersonMeasures) -> dict[str, np.ndarray]:
+    """The people's groups, by name: boolean masks."""
+    return {
+        "all": np.ones(len(m.oks), bool),
+        "crowd_iou_lt_0.1": m.crowd < CROWD_IOU, "crowd_iou_ge_0.1": m.crowd >= CROWD_IOU,
+        "sqrt_area_lt_48": m.sqrt_area < SMALL_SQRT_AREA, "sqrt_area_ge_48": m.sqrt_area >= SMALL_SQRT_AREA,
+        "height_lt_64": m.height < SHORT_HEIGHT, "height_ge_64": m.height >= SHORT_HEIGHT,
+        "keypoints_1_9": m.keypoints < FEW_KEYPOINTS, "keypoints_ge_10": m.keypoints >= FEW_KEYPOINTS,
+        "cut_by_frame": m.cut > 0, "not_cut": m.cut == 0,
+        "box_touches_edge": m.touch > 0,
+    }
+
+
+def posed_right(m: PersonMeasures) -> dict:
+    """Each group's share of people posed right (OKS >= RIGHT), with its count and standard error."""
+    right = m.oks >= RIGHT
+    return {k: share(mask, right) for k, mask in groups(m).items()}
+
+
+def keypoints_wrong_by_flag(m: PersonMeasures) -> dict:
+    """Labelled keypoints by flag (occluded v1, visible v2): how many, and the share wrong (OPKS < RIGHT)."""
+    gts = np.stack([p[1] for p in m.people])
+    lab = gts[..., 2]
+    allks = np.stack([opks(p[2], p[1][:, :2], p[0]["area"]) for p in m.people])
+    return {f"v{v}": {"labelled": int((lab == v).sum()),
+                      "wrong_share": round(float((allks[lab == v] < RIGHT).mean()), 4)} for v in (1, 2)}
+
+
+def confusions(m: PersonMeasures) -> dict:
+    """Where wrong keypoints land: over all people and over the people posed wrong."""
+    return {"all_people": confusion_table(m.landings),
+            "people_posed_wrong": confusion_table([r for r in m.landings if not r[4]])}
+
+
+def definitions() -> dict:
+    """The words of the figures, with the thresholds they stand for."""
+    return {"right": f"OKS >= {RIGHT}", "crowd": f"max IoU with another labelled person's box >= {CROWD_IOU}",
+            "small": f"sqrt(area) < {SMALL_SQRT_AREA} photo px",
+            "short": f"box height < {SHORT_HEIGHT} photo px",
+            "half_hidden": f"1..{FEW_KEYPOINTS - 1} labelled keypoints",
+            "cut": f"box within {FRAME_TOLERANCE} photo px of the photo's edge, or within "
+                   f"{FRAME_NEAR} px with a keypoint unlabelled (right/bottom edges read from the "
+                   "crops' black borders)",
+            "wrong_keypoint": f"labelled, OPKS < {RIGHT}",
+            "landing": f"KS >= {RIGHT} to the candidate joint (its own sigma, its person's area)"}
+
+
+def photo_sides_found(sizes: dict) -> dict:
+    """On how many photographs the right (width) and bottom (height) edges were read."""
+    return {"width": sum(s[0] is not None for s in sizes.values()),
+            "height": sum(s[1] is not None for s in sizes.values()), "photos": len(sizes)}
+
+
+def figures(args: argparse.Namespace, m: PersonMeasures, anns: list[dict], sizes: dict, seconds: float) -> dict:
+    """The bench's result (its JSON file): the run, the definitions, and every figure."""
+    right, kp_wrong, confusion = posed_right(m), keypoints_wrong_by_flag(m), confusions(m)
+    sides = photo_sides_found(sizes)
+    return {"model": args.model, "flip": args.flip, "persons": len(anns),
+            "photos": len({a["orig_image_id"] for a in anns}),
+            "command": "python " + " ".join(sys.argv), "seconds_posing": round(seconds, 1),
+            "definitions": definitions(), "photo_sides_found": sides,
+            "posed_right": right, "mean_oks": round(float(m.oks.mean()), 4),
+            "keypoints_wrong_by_flag": kp_wrong, "confusion": confusion, "end_to_end": end_to_end()}
+
+
+def write_result(args: argparse.Namespace, result: dict) -> None:
+    """The result as JSON: at --json, else bench/results/hard_people_<model>[_noflip].json; a --limit run without
+    --json writes nothing (its figures are not the bench's)."""
+    out = args.json or ROOT / f"bench/results/hard_people_{Path(args.model).stem}{'' if args.flip else '_noflip'}.json"
+    if not args.limit or args.json:
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def worst_people(m: PersonMeasures, n: int) -> np.ndarray:
+    """Indices of the n people of lowest OKS, lowest first."""
+    return np.argsort(m.oks)[:n]
+
+
+def sheet_items(m: PersonMeasures, worst: np.ndarray, crops: dict) -> list[tuple]:
+    """The tiles' arguments of the worst people, each labelled with its rank, OKS, keypoints, crowding and cut."""
+    items = []
+    for i in worst:
+        a, gt, pred, nbrs = m.people[i]
+        label = f"#{len(items)} oks {m.oks[i]:.2f} kp {int(m.keypoints[i])} iou {m.crowd[i]:.2f}" \
+                f"{' cut' if m.cut[i] else ''}"
+        items.append((crops[a["id"]], a["bbox"], gt, pred, nbrs, label))
+    return items
+
+
+def worst_list(m: PersonMeasures, worst: np.ndarray, anns: list[dict], images: dict) -> list[dict]:
+    """The worst people as hard_people_worst.json lists them: rank, figures and crop file."""
+    return [{"rank": r, "index": int(i), "ann_id": anns[i]["id"], "oks": round(float(m.oks[i]), 3),
+             "keypoints": int(m.keypoints[i]), "crowd_iou": round(float(m.crowd[i]), 2), "cut": bool(m.cut[i]),
+             "file": images[anns[i]["image_id"]]["file_name"]} for r, i in enumerate(worst)]
+
+
+def draw_worst(args: argparse.Namespace, m: PersonMeasures, crops: dict, anns: list[dict], images: dict) -> None:
+    """The --sheet worst people on contact sheets in --sheet-dir (printed), listed in hard_people_worst.json."""
+    worst = worst_people(m, args.sheet)
+    for p in contact_sheets(sheet_items(m, worst, crops), args.sheet_dir):
+        print("sheet:", p)
+    (args.sheet_dir / "hard_people_worst.json").write_text(json.dumps(worst_list(m, worst, anns, images), indent=1))
+
+
+def main() -> None:
+    """Pose the val persons, measure them, write and print the figures, and draw the worst people."""
+    args = parse_args()
     coco = json.loads((DATA / "annotations/val.json").read_text())
     images = {im["id"]: im for im in coco["images"]}
     photos = by_photo(coco["annotations"])
     preds, seconds = pose(args.model, args.flip, args.threads, args.limit, args.cache)
     anns = [a for a in coco["annotations"] if a["id"] in preds]
-
-    crops = {a["id"]: cv2.imread(str(DATA / "images" / images[a["image_id"]]["file_name"])) for a in
-             coco["annotations"] if a["orig_image_id"] in {b["orig_image_id"] for b in anns}}
-    sizes = photo_sizes([a for a in coco["annotations"] if a["id"] in crops],
-                        {i: c.max(2) for i, c in crops.items()})
-
-    n = len(anns)
-    oks_, crowd, sqrt_area, height, nkp, cut, touch, missing = (np.zeros(n) for _ in range(8))
-    rows, people = [], []
-    for i, a in enumerate(anns):
-        gt = np.asarray(a["keypoints"], np.float64).reshape(-1, 3)
-        pred = preds[a["id"]]
-        lab = gt[:, 2] > 0
-        ks = opks(pred, gt[:, :2], a["area"])
-        oks_[i] = ks[lab].mean()
-        others = [o for o in photos[a["orig_image_id"]] if o["id"] != a["id"]]
-        crowd[i] = iou(np.array([a["orig_bbox"]]), np.array([o["orig_bbox"] for o in others])).max() \
-            if others else 0.0
-        s2 = abs(np.linalg.det(np.asarray(a["crop_transform"])[:, :2]))
-        sqrt_area[i] = np.sqrt(a["area"] / s2)
-        height[i] = a["orig_bbox"][3]
-        nkp[i] = lab.sum()
-        missing[i] = (~lab).any()
-        touch[i] = cut_by_frame(a["orig_bbox"], sizes[a["orig_image_id"]])
-        cut[i] = touch[i] or (missing[i] and cut_by_frame(a["orig_bbox"], sizes[a["orig_image_id"]], FRAME_NEAR))
-        nbrs, n_areas = neighbours_in_crop(a, photos[a["orig_image_id"]])
-        for j, v, kind, target in landing(pred, gt, a["area"], nbrs, n_areas):
-            rows.append((j, v, kind, target, oks_[i] >= RIGHT))
-        people.append((a, gt, pred, nbrs))
-    right = oks_ >= RIGHT
-    everyone = np.ones(n, bool)
-    groups = {
-        "all": everyone,
-        "crowd_iou_lt_0.1": crowd < CROWD_IOU, "crowd_iou_ge_0.1": crowd >= CROWD_IOU,
-        "sqrt_area_lt_48": sqrt_area < SMALL_SQRT_AREA, "sqrt_area_ge_48": sqrt_area >= SMALL_SQRT_AREA,
-        "height_lt_64": height < SHORT_HEIGHT, "height_ge_64": height >= SHORT_HEIGHT,
-        "keypoints_1_9": nkp < FEW_KEYPOINTS, "keypoints_ge_10": nkp >= FEW_KEYPOINTS,
-        "cut_by_frame": cut > 0, "not_cut": cut == 0,
-        "box_touches_edge": touch > 0,
-    }
-    figures = {k: share(m, right) for k, m in groups.items()}
-    gts = np.stack([p[1] for p in people])
-    lab = gts[..., 2]
-    allks = np.stack([opks(p[2], p[1][:, :2], p[0]["area"]) for p in people])
-    kp_wrong = {f"v{v}": {"labelled": int((lab == v).sum()),
-                          "wrong_share": round(float((allks[lab == v] < RIGHT).mean()), 4)} for v in (1, 2)}
-    confusion = {"all_people": confusion_table(rows),
-                 "people_posed_wrong": confusion_table([r for r in rows if not r[4]])}
-    size_ok = sum(s[0] is not None for s in sizes.values()), sum(s[1] is not None for s in sizes.values())
-    e2e = end_to_end()
-    result = {"model": args.model, "flip": args.flip, "persons": n, "photos": len({a["orig_image_id"] for a in anns}),
-              "command": "python " + " ".join(sys.argv), "seconds_posing": round(seconds, 1),
-              "definitions": {"right": f"OKS >= {RIGHT}", "crowd": f"max IoU with another labelled person's box >= "
-                              f"{CROWD_IOU}", "small": f"sqrt(area) < {SMALL_SQRT_AREA} photo px",
-                              "short": f"box height < {SHORT_HEIGHT} photo px",
-                              "half_hidden": f"1..{FEW_KEYPOINTS - 1} labelled keypoints",
-                              "cut": f"box within {FRAME_TOLERANCE} photo px of the photo's edge, or within "
-                                     f"{FRAME_NEAR} px with a keypoint unlabelled (right/bottom edges read from the "
-                                     "crops' black borders)",
-                              "wrong_keypoint": f"labelled, OPKS < {RIGHT}",
-                              "landing": f"KS >= {RIGHT} to the candidate joint (its own sigma, its person's area)"},
-              "photo_sides_found": {"width": size_ok[0], "height": size_ok[1], "photos": len(sizes)},
-              "posed_right": figures, "mean_oks": round(float(oks_.mean()), 4),
-              "keypoints_wrong_by_flag": kp_wrong, "confusion": confusion, "end_to_end": e2e}
-    out = args.json or ROOT / f"bench/results/hard_people_{Path(args.model).stem}{'' if args.flip else '_noflip'}.json"
-    if not args.limit or args.json:
-        out.write_text(json.dumps(result, indent=1) + "\n")
+    crops = read_crops(coco, images, anns)
+    sizes = crop_photo_sizes(coco, crops)
+    measures = measure_people(anns, preds, photos, sizes)
+    result = figures(args, measures, anns, sizes, seconds)
+    write_result(args, result)
     report(result)
     if args.sheet:
-        worst = np.argsort(oks_)[: args.sheet]
-        items = []
-        for i in worst:
-            a, gt, pred, nbrs = people[i]
-            label = f"#{len(items)} oks {oks_[i]:.2f} kp {int(nkp[i])} iou {crowd[i]:.2f}{' cut' if cut[i] else ''}"
-            items.append((crops[a["id"]], a["bbox"], gt, pred, nbrs, label))
-        for p in contact_sheets(items, args.sheet_dir):
-            print("sheet:", p)
-        worst_list = [{"rank": r, "index": int(i), "ann_id": anns[i]["id"], "oks": round(float(oks_[i]), 3),
-                       "keypoints": int(nkp[i]), "crowd_iou": round(float(crowd[i]), 2), "cut": bool(cut[i]),
-                       "file": images[anns[i]["image_id"]]["file_name"]} for r, i in enumerate(worst)]
-        (args.sheet_dir / "hard_people_worst.json").write_text(json.dumps(worst_list, indent=1))
+        draw_worst(args, measures, crops, anns, images)
 
 
 def report(r: dict) -> None:

@@ -156,10 +156,26 @@ def match_annotations(res: ResultSet, persons: dict[int, list[dict]]) -> tuple[n
     return np.array(idx, int), anns
 
 
-def results_metrics(res: ResultSet, gt) -> dict:
-    """The contract keys of metrics.json for a results file against a pycocotools COCO ground truth."""
-    pose_scores = {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None else {})
-    m: dict = {"num_results": len(res.entries), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+@dataclass
+class MatchedPairs:
+    """The results matched to ground-truth persons, and how close each matched pose is to its person."""
+
+    index: np.ndarray     # (M,) result index of each pair
+    gt: np.ndarray        # (M, K, 3) the matched persons' keypoints
+    area: np.ndarray      # (M,) their OKS areas
+    ks: np.ndarray        # (M, K) each predicted keypoint's OPKS against its labelled one
+    labelled: np.ndarray  # (M, K) bool: the GT keypoint is labelled
+    gt_oks: np.ndarray    # (M,) each pose's OKS: the mean OPKS over its labelled keypoints
+
+
+def pose_score_columns(res: ResultSet) -> dict[str, np.ndarray]:
+    """The per-result pose scores the metrics are keyed by: "score" always, "pose_quality" where the file has it."""
+    return {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None else {})
+
+
+def ap_metrics(res: ResultSet, gt, pose_scores: dict[str, np.ndarray]) -> dict:
+    """`ap`/`ap50`/`ap75`/`ar`, each keyed by pose score: pycocotools run on the whole file once per score."""
+    m: dict = {"ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     # pycocotools needs a category, and reads boxes only when the first entry has one, then from every entry
     boxes = all("bbox" in e for e in res.entries)
     for name, s in pose_scores.items():
@@ -168,56 +184,140 @@ def results_metrics(res: ResultSet, gt) -> dict:
         ap = coco_keypoint_ap(gt, entries)
         for key in ("ap", "ap50", "ap75", "ar"):
             m[key][name] = round(ap[key], 3)
+    return m
+
+
+def matched_pairs(res: ResultSet, gt) -> MatchedPairs:
+    """The results matched to the ground truth's persons (match's rule), with their per-keypoint and pose OKS."""
     idx, g, area = match(res, gt_persons(gt))
-    m["num_matched"] = int(len(idx))
-    if len(idx) == 0:
-        return m
-    ks = opks(res.keypoints[idx], g[..., :2], area)
+    ks = opks(res.keypoints[idx], g[..., :2], area) if len(idx) else np.zeros(g.shape[:2])
     lab = g[..., 2] > 0
-    has = lab.any(1)
     gt_oks = (ks * lab).sum(1) / np.maximum(lab.sum(1), 1)
-    m["pose_score_pearson"] = {n: rounded(pearson(s[idx], gt_oks)) for n, s in pose_scores.items()}
-    m["pose_score_spearman"] = {n: rounded(spearman(s[idx], gt_oks)) for n, s in pose_scores.items()}
-    m["pose_score_ece"] = {n: rounded(ece(np.clip(s[idx], 0, 1), gt_oks)) for n, s in pose_scores.items()}
-    kq = res.keypoint_quality[idx] if res.keypoint_quality is not None else None
-    # c over every keypoint, against its OPKS where labelled and 0 where not: c says how likely a keypoint is there
-    # and right (posecal's: scoring.present_and_right), so the keypoints that are not there count too
-    m["keypoint_ece"] = {"confidence": rounded(ece(res.confidence[idx].ravel(), np.where(lab, ks, 0.0).ravel()))}
+    return MatchedPairs(idx, g, area, ks, lab, gt_oks)
+
+
+def matched_keypoint_quality(res: ResultSet, pairs: MatchedPairs) -> np.ndarray | None:
+    """The matched results' keypoint_quality (M, K), None where the file has none."""
+    return res.keypoint_quality[pairs.index] if res.keypoint_quality is not None else None
+
+
+def keypoint_truth(pairs: MatchedPairs) -> np.ndarray:
+    """(M, K) what a keypoint's confidence is judged against: its OPKS where labelled and 0 where not. The
+    confidence says how likely a keypoint is there and right (posecal's: scoring.present_and_right), so the
+    keypoints that are not there count too."""
+    return np.where(pairs.labelled, pairs.ks, 0.0)
+
+
+def pose_score_agreement(pose_scores: dict[str, np.ndarray], pairs: MatchedPairs) -> dict:
+    """How well each pose score follows the matched poses' OKS: Pearson, Spearman and ECE (scores clipped to 0..1)."""
+    idx, gt_oks = pairs.index, pairs.gt_oks
+    return {"pose_score_pearson": {n: rounded(pearson(s[idx], gt_oks)) for n, s in pose_scores.items()},
+            "pose_score_spearman": {n: rounded(spearman(s[idx], gt_oks)) for n, s in pose_scores.items()},
+            "pose_score_ece": {n: rounded(ece(np.clip(s[idx], 0, 1), gt_oks)) for n, s in pose_scores.items()}}
+
+
+def keypoint_ece(res: ResultSet, pairs: MatchedPairs) -> dict:
+    """ECE of the keypoint confidence over every matched keypoint (keypoint_truth), and of keypoint_quality over
+    the labelled ones against their OPKS."""
+    lab, kq = pairs.labelled, matched_keypoint_quality(res, pairs)
+    out = {"confidence": rounded(ece(res.confidence[pairs.index].ravel(), keypoint_truth(pairs).ravel()))}
     if kq is not None:
-        m["keypoint_ece"]["keypoint_quality"] = rounded(ece(kq[lab], ks[lab]))
-    # each ECE's floor: (mean, 90th percentile) of what a perfectly calibrated predictor shows on this many
-    m["pose_score_ece_floor"] = {n: [rounded(v) for v in ece_floor(np.clip(s[idx], 0, 1), gt_oks)]
-                                 for n, s in pose_scores.items()}
-    m["keypoint_ece_floor"] = {"confidence": [rounded(v) for v in ece_floor(res.confidence[idx].ravel(),
-                                                                            np.where(lab, ks, 0.0).ravel())]}
+        out["keypoint_quality"] = rounded(ece(kq[lab], pairs.ks[lab]))
+    return out
+
+
+def ece_floors(res: ResultSet, pose_scores: dict[str, np.ndarray], pairs: MatchedPairs) -> dict:
+    """Each ECE's floor: the (mean, 90th percentile) ECE a perfectly calibrated predictor shows on this many
+    pairs, so that a small ECE can be told from sampling noise."""
+    idx, lab, kq = pairs.index, pairs.labelled, matched_keypoint_quality(res, pairs)
+    keypoint = {"confidence": [rounded(v) for v in ece_floor(res.confidence[idx].ravel(),
+                                                             keypoint_truth(pairs).ravel())]}
     if kq is not None:
-        m["keypoint_ece_floor"]["keypoint_quality"] = [rounded(v) for v in ece_floor(kq[lab], ks[lab])]
-    per_kp = kq if kq is not None else res.confidence[idx]
-    mean_pred = (per_kp * lab).sum(1) / np.maximum(lab.sum(1), 1)
-    m["mean_opks_pearson"] = rounded(pearson(mean_pred[has], gt_oks[has]))
-    v = g[..., 2].astype(int)
-    if res.visibility_probs is not None or res.visibility is not None:
-        vis = res.visibility[idx] if res.visibility is not None else res.visibility_probs[idx].argmax(-1)
-        classes = res.visibility_probs.shape[-1] if res.visibility_probs is not None else int(vis.max()) + 1
-        m["visibility"] = {"binary": binary_report(v > 0, vis > 0)}
-        if classes == 3:
-            m["visibility"] = {"ternary": classification_report(v, vis, 3), **m["visibility"],
-                               "labels": list(VIS_LABELS)}
-    if res.keypoint_radius is not None:
-        rad = res.keypoint_radius[idx]
-        err = np.linalg.norm(res.keypoints[idx] - g[..., :2], axis=-1)
-        inside = err <= rad
-        m["keypoint_radius"] = {
-            "target": RADIUS_TARGET, "coverage": rounded(inside[lab].mean()),
+        keypoint["keypoint_quality"] = [rounded(v) for v in ece_floor(kq[lab], pairs.ks[lab])]
+    return {"pose_score_ece_floor": {n: [rounded(v) for v in ece_floor(np.clip(s[idx], 0, 1), pairs.gt_oks)]
+                                     for n, s in pose_scores.items()},
+            "keypoint_ece_floor": keypoint}
+
+
+def keypoint_trust(res: ResultSet, pairs: MatchedPairs) -> np.ndarray:
+    """(M, K) the per-keypoint trust of the matched results: keypoint_quality where the file has it, else the
+    confidence."""
+    kq = matched_keypoint_quality(res, pairs)
+    return kq if kq is not None else res.confidence[pairs.index]
+
+
+def mean_opks_pearson(res: ResultSet, pairs: MatchedPairs) -> float | None:
+    """Pearson of each pose's mean keypoint trust over its labelled keypoints with its OKS (persons with at least
+    one labelled keypoint)."""
+    lab = pairs.labelled
+    has = lab.any(1)
+    mean_pred = (keypoint_trust(res, pairs) * lab).sum(1) / np.maximum(lab.sum(1), 1)
+    return rounded(pearson(mean_pred[has], pairs.gt_oks[has]))
+
+
+def visibility_metrics(res: ResultSet, pairs: MatchedPairs) -> dict | None:
+    """Visibility predicted against the GT flags: the binary report (labelled or not), with the ternary one
+    when the predictions have the three COCO classes; None where the file predicts no visibility."""
+    if res.visibility_probs is None and res.visibility is None:
+        return None
+    idx = pairs.index
+    v = pairs.gt[..., 2].astype(int)
+    vis = res.visibility[idx] if res.visibility is not None else res.visibility_probs[idx].argmax(-1)
+    classes = res.visibility_probs.shape[-1] if res.visibility_probs is not None else int(vis.max()) + 1
+    out = {"binary": binary_report(v > 0, vis > 0)}
+    if classes == 3:
+        out = {"ternary": classification_report(v, vis, 3), **out, "labels": list(VIS_LABELS)}
+    return out
+
+
+def radius_metrics(res: ResultSet, pairs: MatchedPairs) -> dict | None:
+    """How often the labelled keypoints lie within their predicted radius (overall and per keypoint, against
+    RADIUS_TARGET), and the median radius relative to the person's size; None where the file has no radius."""
+    if res.keypoint_radius is None:
+        return None
+    idx, lab = pairs.index, pairs.labelled
+    rad = res.keypoint_radius[idx]
+    err = np.linalg.norm(res.keypoints[idx] - pairs.gt[..., :2], axis=-1)
+    inside = err <= rad
+    return {"target": RADIUS_TARGET, "coverage": rounded(inside[lab].mean()),
             "coverage_per_keypoint": {name: rounded(inside[lab[:, k], k].mean()) if lab[:, k].any() else None
                                       for k, name in enumerate(COCO_KEYPOINTS[: lab.shape[1]])},
-            "median_radius_rel": rounded(np.median((rad / np.sqrt(np.maximum(area, 1e-9))[:, None])[lab]))}
-    pose_trust = pose_scores.get("pose_quality", res.score)[idx]
-    m["risk_coverage"] = {"pose": risk_coverage(pose_trust, gt_oks) | {"score": "pose_quality" if res.pose_quality
-                                                                       is not None else "score"},
-                          "keypoint": risk_coverage(per_kp[lab], ks[lab]) | {"score": "keypoint_quality" if kq is
-                                                                             not None else "confidence"}}
-    m["_pairs"] = {"index": idx, "gt": g, "area": area, "ks": ks, "gt_oks": gt_oks}  # for the report; not written
+            "median_radius_rel": rounded(np.median((rad / np.sqrt(np.maximum(pairs.area, 1e-9))[:, None])[lab]))}
+
+
+def risk_coverage_metrics(res: ResultSet, pose_scores: dict[str, np.ndarray], pairs: MatchedPairs) -> dict:
+    """Risk-coverage of the poses (by pose_quality where the file has it, else score) and of the labelled
+    keypoints (by keypoint_quality where the file has it, else confidence), each naming the score it ranks by."""
+    lab = pairs.labelled
+    pose_trust = pose_scores.get("pose_quality", res.score)[pairs.index]
+    pose_by = "pose_quality" if res.pose_quality is not None else "score"
+    keypoint_by = "keypoint_quality" if res.keypoint_quality is not None else "confidence"
+    return {"pose": risk_coverage(pose_trust, pairs.gt_oks) | {"score": pose_by},
+            "keypoint": risk_coverage(keypoint_trust(res, pairs)[lab], pairs.ks[lab]) | {"score": keypoint_by}}
+
+
+def results_metrics(res: ResultSet, gt) -> dict:
+    """The contract keys of metrics.json for a results file against a pycocotools COCO ground truth: AP on the
+    whole file, then the trust metrics on the matched pairs (only the counts when nothing matched). The private
+    `_pairs` carries the matched pairs to the report; it is not written."""
+    pose_scores = pose_score_columns(res)
+    m: dict = {"num_results": len(res.entries), **ap_metrics(res, gt, pose_scores)}
+    pairs = matched_pairs(res, gt)
+    m["num_matched"] = int(len(pairs.index))
+    if len(pairs.index) == 0:
+        return m
+    m |= pose_score_agreement(pose_scores, pairs)
+    m["keypoint_ece"] = keypoint_ece(res, pairs)
+    m |= ece_floors(res, pose_scores, pairs)
+    m["mean_opks_pearson"] = mean_opks_pearson(res, pairs)
+    visibility = visibility_metrics(res, pairs)
+    if visibility is not None:
+        m["visibility"] = visibility
+    radius = radius_metrics(res, pairs)
+    if radius is not None:
+        m["keypoint_radius"] = radius
+    m["risk_coverage"] = risk_coverage_metrics(res, pose_scores, pairs)
+    m["_pairs"] = {"index": pairs.index, "gt": pairs.gt, "area": pairs.area, "ks": pairs.ks, "gt_oks": pairs.gt_oks}
     return m
 
 

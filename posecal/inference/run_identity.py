@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from posecal._version import __version__
+from posecal.detect.nanodet import NANODET_FILE
 from posecal.detect.ssd import SHIPPED_DETECTOR
 from posecal.detect.verifier import SHIPPED_VERIFIER
 from posecal.io import file_digest
@@ -43,11 +44,17 @@ def weight_files(spec) -> list[Path]:
     return [p for p in files if p.is_file()] + ([reported] if reported is not None else [])
 
 
+# the shipped detectors by name (detect/detector.py SHIPPED_DETECTORS): the files each opens
+NAMED_DETECTORS = {"ssd": (SHIPPED_DETECTOR,), "nanodet": (NANODET_FILE,), "ssd+nanodet": (SHIPPED_DETECTOR, NANODET_FILE)}
+
+
 def _component(spec, shipped: Path) -> str | None:
-    """A detector's or verifier's setting as the digest of the file it opens ("default"/None: the shipped file);
-    None where it opens no file ("none", a name without a file here)."""
+    """A detector's or verifier's setting as the digest of the file it opens ("default"/None: the shipped file; a
+    shipped detector's name: its files, "+"-joined); None where it opens no file ("none", a path not here)."""
     if isinstance(spec, str) and spec.lower() == "none":
         return None
+    if isinstance(spec, str) and spec in NAMED_DETECTORS:
+        return "+".join(weights_digest(p) for p in NAMED_DETECTORS[spec])
     path = shipped if spec in (None, "default") else Path(str(spec))
     return weights_digest(path) if path.is_file() else None
 

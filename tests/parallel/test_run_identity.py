@@ -72,3 +72,15 @@ def test_a_resume_after_the_model_file_changed_is_refused(tmp_path):
     PartStore(older, first | {"identity": first["identity"] | {"posecal": "0.0"}})
     with pytest.raises(PosecalInputError, match=rf"posecal 0\.0 then {__version__}"):
         PartStore(older, first)
+
+
+def test_named_detectors_are_digested_by_the_files_they_open():
+    from posecal.detect.nanodet import NANODET_FILE
+    from posecal.detect.ssd import SHIPPED_DETECTOR
+    from posecal.inference.run_identity import weights_digest
+
+    ssd, nanodet = weights_digest(SHIPPED_DETECTOR), weights_digest(NANODET_FILE)
+    assert run_identity("accurate", detector="ssd")["detector"] == run_identity("accurate")["detector"] == ssd
+    assert run_identity("accurate", detector="nanodet")["detector"] == nanodet
+    assert run_identity("accurate", detector="ssd+nanodet")["detector"] == f"{ssd}+{nanodet}"
+    assert run_identity("accurate", detector="none")["detector"] is None
