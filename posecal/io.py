@@ -3,7 +3,8 @@ must never end in 'cannot write'; each problem is one PosecalInputError line nam
 files written atomically (a temp file in the same folder renamed over the target, so a crash mid-write never
 leaves a half file and never destroys the previous version); what Ctrl-C does to what a job writes
 (`StopRequest`: stop after the frame at hand, `finished_or_removed`); and a file's digest, the one way posecal
-names a file by its bytes (the ONNX cache's keys, a resumed run's weights, the evidence model)."""
+names a file by its bytes (the ONNX cache's keys, a resumed run's weights, the evidence model); and `log_line`,
+the default way a job says a line to the user."""
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,17 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from tqdm import tqdm
+
 from posecal.errors import PosecalInputError
+
+
+def log_line(msg: str) -> None:
+    """Say one line to the user: `posecal: msg` on standard error, written above any progress bar that is drawn
+    (tqdm.write) rather than through it. The default `log` of every job (predict, track, their Ray engines, the
+    records' posing, the ONNX cache's export) and of a live source read by the API, so that a line looks the same
+    whichever part of posecal says it, and standard output stays for what a command prints as its result."""
+    tqdm.write(f"posecal: {msg}", file=sys.stderr)
 
 
 def progress_shown(asked: bool, stream=None) -> bool:

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from posecal._version import __version__
 from posecal.errors import PosecalInputError
-from posecal.io import file_digest, write_atomic
+from posecal.io import file_digest, log_line, write_atomic
 from posecal.models.checkpoint import load_model, model_file
 from posecal.export.onnx import OnnxEstimator, onnx_bytes
 
@@ -84,7 +84,7 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
     """An onnxruntime session of a posecal model file (a shipped model's name, a path, or None for the
     default), from the cache when it holds this file's export, else exported now (`export(path, flip)`,
     export_model_bytes by default) and cached."""
-    log = log or _say   # a caller's log, else one line on stderr (a terminal's or a log file's)
+    log = log or log_line   # a caller's log, else one line on stderr (a terminal's or a log file's)
     export = export or export_model_bytes
     path = model_file(model_spec)
     source = str(model_spec or "default model")
@@ -139,10 +139,6 @@ def cached_onnx_bytes(model_spec, flip: bool, log: Callable[[str], None] | None 
 
 class _ModelProblem(Exception):
     """A model file that cannot be exported: said as it is, not taken for a cache folder that cannot be used."""
-
-
-def _say(message: str) -> None:
-    print(f"posecal: {message}", file=sys.stderr)
 
 
 def _open(entry: Path, threads: int, device: str, source: str) -> OnnxEstimator | None:

@@ -24,7 +24,7 @@ BoxesOf = Callable[[Any], tuple[np.ndarray, np.ndarray, str, list[str]]]
 
 
 def quiet(tag, line: str) -> None:
-    """The default `say`: the API returns its findings as Pictures and prints nothing per frame."""
+    """The default `log_frame`: the API returns its findings as Pictures and prints nothing per frame."""
 
 
 def pipeline_boxes(pipeline: PosePipeline) -> BoxesOf:
@@ -59,14 +59,14 @@ class _Boxed:
 
 def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], batch_size: int,
                    boxes_of: BoxesOf | None = None, mode: str | None = None,
-                   say: Callable[[Any, str], None] = quiet,
+                   log_frame: Callable[[Any, str], None] = quiet,
                    on_problem: Callable[[Any, Problem], None] | None = None,
                    problems_as_pictures: bool = False) -> Iterator[tuple[Any, Picture]]:
     """(tag, Frame or Problem) items -> (tag, Picture) per frame, in input order; a tag is the caller's (a key, a
     record) and comes back with its frame's Picture.
 
     A frame's boxes are found when it is read (`boxes_of`, default pipeline_boxes) and its lines said then
-    (`say(tag, line)`); frames wait until `batch_size` crops, or `batch_size` frames (so that a long stretch of
+    (`log_frame(tag, line)`); frames wait until `batch_size` crops, or `batch_size` frames (so that a long stretch of
     empty frames is not held in memory), are pending, and their people are then estimated in one batch (what makes
     folders of one-person photos fast). A frame without boxes is not estimated: it has nobody. A Problem (a file
     that could not be read) goes to `on_problem(tag, problem)` when it is read and is not yielded, unless
@@ -79,7 +79,7 @@ def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], bat
             if on_problem is not None:
                 on_problem(tag, item)
             if problems_as_pictures:
-                yield from _batch_pictures(pipeline, pending, mode, say)
+                yield from _batch_pictures(pipeline, pending, mode, log_frame)
                 pending = []
                 yield tag, problem_picture(item)
             continue
@@ -87,16 +87,16 @@ def frame_pictures(pipeline: PosePipeline, items: Iterable[tuple[Any, Any]], bat
         boxes, scores, origin, said = boxes_of(item)
         detect_ms = (time.perf_counter() - t0) * 1e3
         for line in said:
-            say(tag, line)
+            log_frame(tag, line)
         pending.append(_Boxed(tag, item, boxes, scores, origin, detect_ms))
         if sum(len(p.boxes) for p in pending) >= batch_size or len(pending) >= batch_size:
-            yield from _batch_pictures(pipeline, pending, mode, say)
+            yield from _batch_pictures(pipeline, pending, mode, log_frame)
             pending = []
-    yield from _batch_pictures(pipeline, pending, mode, say)
+    yield from _batch_pictures(pipeline, pending, mode, log_frame)
 
 
 def _batch_pictures(pipeline: PosePipeline, pending: list[_Boxed], mode: str | None,
-                    say: Callable[[Any, str], None]) -> list[tuple[Any, Picture]]:
+                    log_frame: Callable[[Any, str], None]) -> list[tuple[Any, Picture]]:
     """The pending frames' people, estimated in one batch of crops (frames without boxes left out), as (tag,
     Picture); a frame whose detector boxes the person rule all dropped is said in one line (none_kept)."""
     boxed = [p for p in pending if len(p.boxes)]
@@ -107,7 +107,7 @@ def _batch_pictures(pipeline: PosePipeline, pending: list[_Boxed], mode: str | N
     found = {id(p): persons for p, persons in zip(boxed, people)}
     for p in boxed:
         if p.origin == DETECTED and not found[id(p)]:   # boxes, but none the person rule took for somebody
-            say(p.tag, f"{p.frame.name}: {none_kept(len(p.boxes), pipeline.policy.min_pose_quality)}")
+            log_frame(p.tag, f"{p.frame.name}: {none_kept(len(p.boxes), pipeline.policy.min_pose_quality)}")
     return [(p.tag, _picture(p.frame, found.get(id(p), []),
                              {"detect": p.detect_ms, "pose": pose_ms * len(p.boxes) / max(crops, 1)}))
             for p in pending]

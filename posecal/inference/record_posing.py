@@ -18,12 +18,10 @@ import base64
 import dataclasses
 import hashlib
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import PersonRecord
@@ -32,6 +30,7 @@ from posecal.inference.estimator import Estimator, PersonPose, _runs_of_one_pict
 from posecal.inference.opener import open_model
 from posecal.inference.run_identity import run_identity
 from posecal.inference.topdown import Predictions
+from posecal.io import log_line
 from posecal.parallel.parts import resumable
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, run_rows
 from posecal.skeleton import NUM_KEYPOINTS
@@ -150,7 +149,7 @@ def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calib
     gives with the same settings. out: the job's output file, beside which the parts are kept (a run started
     again with the same records and settings resumes); calibration: the model's, as the driver opened it (the
     actors apply their own; here it only marks the Predictions calibrated, as predictions_of does)."""
-    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    log = log or log_line
     ray_cfg.check()
     ray = import_ray()
     groups = list(_runs_of_one_picture(records))
@@ -168,13 +167,13 @@ def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calib
     for row in rows:
         row["records"] = boxes[row["index"]]
 
-    def said(picture: dict) -> None:
+    def on_part(picture: dict) -> None:
         for message in picture["messages"]:
             warnings.warn(message, stacklevel=2)
 
     if rows:
         job = RowJob(poser, settings, POSES, PICTURES_PER_CALL, gpu=posing.device == "cuda")
-        run_rows(ray, ray_cfg, job, rows, store, said, progress, "estimating poses (ray)", "picture")
+        run_rows(ray, ray_cfg, job, rows, store, on_part, progress, "estimating poses (ray)", "picture")
     kept, people, extra = [], [], {k: [] for k in EXTRA}
     for (_, group), picture in zip(groups, store.parts(len(groups))):
         kept += [group[j] for j in picture["kept"]]

@@ -99,13 +99,13 @@ def import_ray():
 
 
 def run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore,
-             said: Callable[[object], None] = lambda part: None, progress: bool = True, desc: str = "ray",
+             on_part: Callable[[object], None] = lambda part: None, progress: bool = True, desc: str = "ray",
              unit: str = "file") -> None:
     """Run `rows` (each with its unit's `index`) on Ray actors, each unit's part written by its worker into
-    `store`; said(part) says a finished unit's messages in the driver. Ray's own log lines are kept out of
-    posecal's output meanwhile (parallel/ray_lines.py)."""
+    `store`; on_part(part) is called in the driver as each unit is finished, with its part (where the jobs say
+    its messages). Ray's own log lines are kept out of posecal's output meanwhile (parallel/ray_lines.py)."""
     with quiet_ray_lines():
-        _run_rows(ray, ray_cfg, job, rows, store, said, progress, desc, unit)
+        _run_rows(ray, ray_cfg, job, rows, store, on_part, progress, desc, unit)
 
 
 def actor_resources(cpus: float, gpus: float, workers: int | None, threads: int | None, gpu: bool
@@ -129,7 +129,7 @@ def _ray_unit(amount: float) -> float:
     return math.floor(round(amount * 10_000, 6)) / 10_000   # round(): 0.3 stays 0.3, not 0.2999
 
 
-def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore, said, progress: bool,
+def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore, on_part, progress: bool,
               desc: str, unit: str) -> None:
     started = _start(ray, ray_cfg.address)
     try:
@@ -158,7 +158,7 @@ def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: Par
                     if not part_path(store.folder, int(i)).is_file():   # written on a node whose disk this is not
                         raise PosecalInputError(f"{part_path(store.folder, int(i))}: a worker wrote it, but it is not "
                                                 "here: with a Ray cluster, give --out on storage every node sees")
-                    said(store.read(int(i)))
+                    on_part(store.read(int(i)))
                     bar.update(1)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(f"interrupted: {len(store.done())} unit(s) kept in {store.folder}; run the "

@@ -61,7 +61,7 @@ class PoseBatches:
         records: list[list[dict]] = [[] for _ in range(rows)]
         frames = self._tagged(batch, records)
         for record, picture in self.predictor.pictures(frames, self._boxes_of, self.mode,
-                                                       say=lambda record, line: record["messages"].append(line)):
+                                                       log_frame=lambda record, line: record["messages"].append(line)):
             record["entries"] = result_entries(picture, picture.people, 0, self.mode)
         out = {k: v for k, v in batch.items() if k != "image"}
         out[POSES] = np.array([json.dumps(r, separators=(",", ":")) for r in records], dtype=object)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -26,8 +25,8 @@ from posecal.data.coco import coco_image_ids
 from posecal.data.box_files import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
 from posecal.inference.run_identity import run_identity
-from posecal.io import (StopRequest, check_output_dir, check_output_file, progress_shown, publish, write_atomic,
-                        write_bytes_atomic, write_json_atomic)
+from posecal.io import (StopRequest, check_output_dir, check_output_file, log_line, progress_shown, publish,
+                        write_atomic, write_bytes_atomic, write_json_atomic)
 from posecal.models.shipped import shipped_name
 from posecal.parallel.parts import PartStore, resumable, write_part
 from posecal.inference.person_policy import DUPLICATE_OKS, NMS_MODES, STILL
@@ -89,7 +88,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     """`posecal predict` in this process: the frames go through the API's own frame loop (Predictor.pictures);
     this adds the CLI's inputs, boxes file, writers, overlays, progress bar and messages. Many cores or machines:
     posecal/predict/ray_engine.py, which writes the same results file."""
-    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    log = log or log_line
     _check(cfg)
     t0 = time.time()
     image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
@@ -119,22 +118,22 @@ def keeps_parts(cfg: PredictConfig) -> bool:
     return not is_stream(cfg.out) and cfg.max_frames is None
 
 
-def _box_file(cfg: PredictConfig, image_ids: dict[str, int], say) -> BoxFile | None:
+def _box_file(cfg: PredictConfig, image_ids: dict[str, int], log) -> BoxFile | None:
     """The --boxes file, read (detections by image id named through --annotations); a detector that found nobody
     in any image is one line and empty results, not an error."""
     if not cfg.boxes:
         return None
     box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations)
     if box_file.nobody:
-        say(f"{box_file.path}: {box_file.nobody_reason}: nobody in any image; the results will be empty")
+        log(f"{box_file.path}: {box_file.nobody_reason}: nobody in any image; the results will be empty")
     return box_file
 
 
-def _inputs(cfg: PredictConfig, say) -> tuple[list[tuple[Path, str]], list[Problem]]:
+def _inputs(cfg: PredictConfig, log) -> tuple[list[tuple[Path, str]], list[Problem]]:
     """The input files and the problems met finding them (each said in one line); none readable is an error."""
     files, problems = collect(cfg.inputs)
     for p in problems:
-        say(p.message)
+        log(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
     return files, problems
@@ -247,7 +246,7 @@ def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile 
     items = bar if run.parts is None else _told(bar, run.parts)
     pictures = predictor.pictures((((key, item), item) for key, item in items),
                                   lambda frame: _boxes_for(frame, box_file, predictor.pipeline), run.mode,
-                                  say=lambda tag, line: run.log(line), on_problem=run.problem)
+                                  log_frame=lambda tag, line: run.log(line), on_problem=run.problem)
     try:
         with StopRequest() as ctrl_c:
             for (key, frame), picture in pictures:

@@ -9,16 +9,14 @@ merged in input order with the image ids a single process gives, written atomica
 """
 from __future__ import annotations
 
-import sys
 import time
-
-from tqdm import tqdm
 
 from posecal.data.sources import collect
 from posecal.data.box_files import BoxFile
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
+from posecal.io import log_line
 from posecal.parallel.parts import PartStore, resumable
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, run_rows
 from posecal.predict.batches import POSES, PoseBatches
@@ -34,7 +32,7 @@ def run_predict_ray(cfg: PredictConfig, ray_cfg: RayConfig | None = None, poser=
     """`posecal predict` through Ray: the same results file (and the same summary) as run_predict.
     poser: the map_batches class (PoseBatches; a test's subclass)."""
     ray_cfg = ray_cfg or RayConfig()
-    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    log = log or log_line
     _check(cfg)
     if cfg.render:
         raise PosecalInputError("--render is drawn by one process: leave out --engine ray, or --render")
@@ -69,10 +67,10 @@ def _pose_parts(ray, cfg: PredictConfig, ray_cfg: RayConfig, rows, store: PartSt
     """Pose the rows' files on Ray actors (parallel/ray_rows.py), each file's part written by its worker, each
     frame's messages said as its file is done."""
 
-    def said(records: list[dict]) -> None:
+    def on_part(records: list[dict]) -> None:
         for r in records:
             for m in ([r["problem"]] if "problem" in r else r["messages"]):
                 log(m)
 
     job = RowJob(poser, actor_settings(cfg) | {"threads": cfg.threads}, POSES, FILES_PER_CALL, cfg.device == "cuda")
-    run_rows(ray, ray_cfg, job, rows, store, said, cfg.progress, "predicting (ray)")
+    run_rows(ray, ray_cfg, job, rows, store, on_part, cfg.progress, "predicting (ray)")

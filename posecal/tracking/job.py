@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posecal.errors import PosecalInputError
-from posecal.io import (StopRequest, check_output_dir, check_output_file, progress_shown, publish,
+from posecal.io import (StopRequest, check_output_dir, check_output_file, log_line, progress_shown, publish,
                         write_json_atomic)
 from posecal.records import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
@@ -162,7 +161,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
     Many videos over many cores or machines: tracking/ray_engine.py, one video per Ray actor call, each tracked by
     this module's TrackRun, the same results file."""
-    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    log = log or log_line
     _check(cfg)
     sources = video_sources(cfg, log)
     renders = render_paths(cfg, sources)
@@ -178,14 +177,14 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     return run.summary(t0)
 
 
-def video_sources(cfg: TrackConfig, say) -> list[tuple[Path | LiveSource, str]]:
+def video_sources(cfg: TrackConfig, log) -> list[tuple[Path | LiveSource, str]]:
     """The videos and live sources to track, in the order given; every other argument is one line (a file that is
     not a video sends the user to posecal predict), and none left is an error."""
     sources, problems = track_sources(cfg.videos)
     for p in problems:
-        say(p.message)
+        log(p.message)
     for path, _ in [f for f in sources if not isinstance(f[0], LiveSource) and not is_video(f[0])]:
-        say(f"{path}: not a video; posecal track reads videos (use posecal predict for images)")
+        log(f"{path}: not a video; posecal track reads videos (use posecal predict for images)")
     sources = [f for f in sources if isinstance(f[0], LiveSource) or is_video(f[0])]
     if not sources:
         raise PosecalInputError("nothing to do: no video among " + ", ".join(cfg.videos))
@@ -273,7 +272,7 @@ class TrackRun:
                          total=self._frames_ahead(source, name)),
                     live=feed.reader is not None, clock=self.clock,
                     every=lambda: None if feed.cadence is None else feed.cadence.every,
-                    stop=lambda: self.stopped() is not None, problem=lambda problem: self.log(problem.message)):
+                    stop=lambda: self.stopped() is not None, on_problem=lambda problem: self.log(problem.message)):
                 self._frame(frame, picture.people, tracker, feed, source, behind)
                 self._log_recording(feed, picture)
             behind.finish()

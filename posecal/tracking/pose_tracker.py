@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from posecal.inference.image_input import describe, is_path, picture_bgr
 from posecal.inference.picture import Picture
 from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, PersonPolicy
 from posecal.inference.predictor import Predictor, colour_order
+from posecal.io import log_line
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.cadence import BETWEEN
 from posecal.tracking.flow import FrameFlow, carried_poses
@@ -290,7 +290,7 @@ class PoseTracker:
 
     def _live_frames(self, live: LiveSource):
         """A live source's frames, read in real time by posecal/data/live.py (its first open checked there)."""
-        reader = LiveReader(live, self.cfg.live, lambda msg: print(f"posecal: {msg}", file=sys.stderr))
+        reader = LiveReader(live, self.cfg.live, log_line)
         return reader, reader.fps, reader
 
     def _tracked(self, frames, reader: LiveReader | None) -> Iterator[Picture]:
@@ -309,20 +309,20 @@ class PoseTracker:
 
     def track_pairs(self, pairs: Iterable, live: bool = False, clock: StageClock | None = None,
                     every: Callable[[], int | None] = lambda: None, stop: Callable[[], bool] = lambda: False,
-                    problem: Callable[[Problem], None] | None = None) -> Iterator[tuple[Frame, Picture]]:
+                    on_problem: Callable[[Problem], None] | None = None) -> Iterator[tuple[Frame, Picture]]:
         """The one frame loop of track() and `posecal track` (tracking/job.py, which adds the detection one frame
         ahead, the live cadence, its writers and stops): (frame, detections) pairs -> (frame, Picture) pairs, people
         with track ids. detections: detect()'s boxes and scores on a detector frame (or a future of them, started
         ahead), None between detector frames. live: the tracker's clock is each frame's capture time since the
         first frame's (else frame index / fps). every(): the detector's period now (step's). stop(): checked as
         each frame is taken; True ends the loop before that frame. A Problem among the frames (a video that fails
-        as it is read) is handed to problem(), or raised as one PosecalInputError line without one."""
+        as it is read) is handed to on_problem(), or raised as one PosecalInputError line without one."""
         first = None
         for frame, detections in pairs:
             if isinstance(frame, Problem):
-                if problem is None:
+                if on_problem is None:
                     raise PosecalInputError(frame.message)
-                problem(frame)
+                on_problem(frame)
                 continue
             if stop():
                 return

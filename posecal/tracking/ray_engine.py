@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
-
-from tqdm import tqdm
 
 from posecal.data.live import LiveSource
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import require_model
 from posecal.inference.run_identity import run_identity
-from posecal.io import write_json_atomic
+from posecal.io import log_line, write_json_atomic
 from posecal.parallel.parts import resumable
 from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, run_rows
 from posecal.records import is_stream
@@ -41,7 +38,7 @@ def run_track_ray(cfg: TrackConfig, ray_cfg: RayConfig | None = None, tracker=Tr
     """`posecal track` through Ray: the same results file (and overlay videos) as run_track.
     tracker: the map_batches class (TrackBatches; a test's subclass)."""
     ray_cfg = ray_cfg or RayConfig()
-    log = log or (lambda msg: tqdm.write(f"posecal: {msg}", file=sys.stderr))
+    log = log or log_line
     _check(cfg)
     _refuse_one_process_options(cfg)
     ray_cfg.check()
@@ -65,12 +62,12 @@ def run_track_ray(cfg: TrackConfig, ray_cfg: RayConfig | None = None, tracker=Tr
     for row in rows:
         row["render"] = renders.get(Path(row["path"]), "")
 
-    def said(video: dict) -> None:
+    def on_part(video: dict) -> None:
         for message in video["messages"]:
             log(message)
 
     if rows:
-        run_rows(ray, ray_cfg, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"), rows, store, said,
+        run_rows(ray, ray_cfg, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"), rows, store, on_part,
                  cfg.progress, "tracking (ray)", "video")
     videos = [(index, video["entries"], video["next_id"], video["frames"])
               for index, video in enumerate(store.parts(len(sources)))]
