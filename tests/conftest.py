@@ -344,3 +344,24 @@ def interrupt_second_estimate(monkeypatch) -> None:
             raise KeyboardInterrupt
         return real(self, items, **kw)
     monkeypatch.setattr(Predictor, "estimate", second_batch_interrupted)
+
+
+KNOWN_ABSENT = 9   # left wrist: the keypoint known_person's visibility head calls absent (the next one occluded)
+
+
+def known_person(offset: float, *, y_step: float = 10.0, visibility=True, track_id=None, person_probability=None):
+    """A PersonPose with known numbers, for conversions to other libraries: keypoints on a diagonal from
+    (offset + 20, offset + 20), 10 px apart in x and `y_step` in y; keypoint KNOWN_ABSENT absent, the next occluded,
+    the rest visible (without `visibility`: no visibility head); qualities, radii and in-frame of known values."""
+    from posecal.inference.estimator import PersonPose
+
+    k = len(STANDING)
+    xy = offset + 20 + np.stack([10 * np.arange(k), y_step * np.arange(k)], 1).astype(float)
+    vis = np.full(k, 2)
+    vis[KNOWN_ABSENT], vis[KNOWN_ABSENT + 1] = 0, 1
+    probs = np.tile([0.1, 0.2, 0.7], (k, 1))
+    return PersonPose(box=np.array([offset + 10, offset + 12, 180.5, 190.25]), keypoints=xy,
+                      keypoint_quality=np.linspace(0.05, 0.95, k) + offset / 1000, heatmap_scores=np.full(k, 0.5),
+                      pose_quality=0.8 - offset / 1000, visibility=vis if visibility else None,
+                      visibility_probs=probs if visibility else None, keypoint_radius=np.full(k, 3.5) + offset,
+                      in_frame=np.full(k, 0.99), person_probability=person_probability, track_id=track_id)

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -29,15 +30,14 @@ from posecal.io import (StopRequest, check_output_dir, check_output_file, log_li
                         write_atomic, write_bytes_atomic, write_json_atomic)
 from posecal.models.shipped import shipped_name
 from posecal.parallel.parts import PartStore, resumable, write_part
-from posecal.inference.person_policy import DUPLICATE_OKS, NMS_MODES, STILL
 from posecal.inference.frame_loop import pipeline_boxes
+from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, NMS_MODES, STILL
 from posecal.inference.pipeline import GIVEN, PosePipeline
 from posecal.inference.predictor import PersonPose, Picture, Predictor
-from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.inference.scoring import SCORE_MODES
 from posecal.data.sources import Frame, Problem, collect, frames_to_read, iter_frames, lookup
 from posecal.records import STDOUT, ImageIds, ImageRecords, check_results_out, is_stream, result_entries
-from types import SimpleNamespace
+
 
 @dataclass
 class PredictConfig:

@@ -18,11 +18,13 @@ from posecal.inference.picture import Picture
 from posecal.integrations import fiftyone as pf
 from posecal.skeleton import COCO_KEYPOINTS, COCO_LIMBS
 
+from conftest import KNOWN_ABSENT, known_person
+
 fo = pytest.importorskip("fiftyone")
 importers = pytest.importorskip("fiftyone.utils.data.importers")
 
 K = 17
-ABSENT = 9            # left wrist: person 0's visibility head calls it absent
+ABSENT = KNOWN_ABSENT
 W, H = 260, 240       # the test picture's size
 
 
@@ -43,17 +45,9 @@ def no_database(monkeypatch):
     assert db._client is None
 
 
-def person(offset: float, *, visibility=True, track_id=None, person_probability=None) -> PersonPose:
-    """A person with known numbers: keypoints on a diagonal 10 px apart from (offset+20, offset+20)."""
-    xy = offset + 20 + 10 * np.stack([np.arange(K), np.arange(K) * 0.9], 1).astype(float)
-    vis = np.full(K, 2)
-    vis[ABSENT], vis[ABSENT + 1] = 0, 1
-    probs = np.tile([0.1, 0.2, 0.7], (K, 1))
-    return PersonPose(box=np.array([offset + 10, offset + 12, 180.5, 190.25]), keypoints=xy,
-                      keypoint_quality=np.linspace(0.05, 0.95, K) + offset / 1000, heatmap_scores=np.full(K, 0.5),
-                      pose_quality=0.8 - offset / 1000, visibility=vis if visibility else None,
-                      visibility_probs=probs if visibility else None, keypoint_radius=np.full(K, 3.5) + offset,
-                      in_frame=np.full(K, 0.99), person_probability=person_probability, track_id=track_id)
+def person(offset: float, **fields) -> PersonPose:
+    """conftest.known_person, its keypoints 9 px apart in y (inside the test picture's height)."""
+    return known_person(offset, y_step=9.0, **fields)
 
 
 def picture(people, path="", tracked=False, error=None, frame_index=None) -> Picture:

@@ -11,29 +11,18 @@ import numpy as np
 import pytest
 
 from posecal.errors import MissingPackage, PosecalInputError
-from posecal.inference.estimator import PersonPose
 from posecal.inference.picture import Picture
 from posecal.integrations.supervision import SKELETON_EDGES, SupervisionPoses, picture_to_supervision
 from posecal.skeleton import COCO_LIMBS
 
+from conftest import KNOWN_ABSENT, known_person
+
 sv = pytest.importorskip("supervision")
 
 K = 17
-ABSENT = 9   # left wrist: the keypoint person 0's visibility head calls absent
+ABSENT = KNOWN_ABSENT
 ORANGE = sv.Color(r=255, g=128, b=0)
-
-
-def person(offset: float, *, visibility=True, track_id=None, person_probability=None) -> PersonPose:
-    """A person with known numbers: keypoints on a diagonal 10 px apart from (offset+20, offset+20)."""
-    xy = offset + 20 + 10 * np.stack([np.arange(K), np.arange(K)], 1).astype(float)
-    vis = np.full(K, 2)
-    vis[ABSENT], vis[ABSENT + 1] = 0, 1
-    probs = np.tile([0.1, 0.2, 0.7], (K, 1))
-    return PersonPose(box=np.array([offset + 10, offset + 12, 180.5, 190.25]), keypoints=xy,
-                      keypoint_quality=np.linspace(0.05, 0.95, K) + offset / 1000, heatmap_scores=np.full(K, 0.5),
-                      pose_quality=0.8 - offset / 1000, visibility=vis if visibility else None,
-                      visibility_probs=probs if visibility else None, keypoint_radius=np.full(K, 3.5) + offset,
-                      in_frame=np.full(K, 0.99), person_probability=person_probability, track_id=track_id)
+person = known_person   # keypoints on a diagonal 10 px apart from (offset+20, offset+20)
 
 
 def picture(people, tracked=False, error=None, size=(240, 260)) -> Picture:
