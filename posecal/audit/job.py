@@ -22,7 +22,7 @@ from posecal.inference.opener import open_model
 from posecal.inference.record_posing import RecordPosing, pose_records
 from posecal.models.shipped import packaged_graph
 from posecal.io import check_output_dir, write_json_atomic
-from posecal.parallel.ray_rows import RayConfig
+from posecal.parallel.runner import Engine
 from posecal.skeleton import NUM_KEYPOINTS
 
 FINDINGS = "findings.json"
@@ -43,8 +43,9 @@ class AuditConfig:
     progress: bool = True
     report_top: int = 60           # findings drawn in report.html
     thresholds: AuditThresholds = AuditThresholds()
-    engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
-                                      # inference/record_posing.py), the findings computed here all the same
+    engine: Engine | None = None      # None: posed in this process; else through the runner on that engine
+                                      # (--engine ray: Ray actors; inference/record_posing.py), the findings
+                                      # computed here all the same
     fiftyone: str | None = None       # also a folder FiftyOne loads (audit/fiftyone_export.py): the labels with
                                       # the findings' scores on them; needs images
 

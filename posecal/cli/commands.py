@@ -125,20 +125,20 @@ def _ray_config(args):
 
 
 def _engine(args, run, command: str):
-    """The job function for --engine: `run` in this process, or the command's Ray engine (tracking/ray_engine.py,
-    predict/ray_engine.py) with --address and --workers."""
+    """The job function for --engine: `run` in this process, or the command's run by whole files through the
+    runner (tracking/units.py, predict/units.py) on Ray's engine with --address and --workers."""
     if args.engine != "ray":
         _ray_config(args)
         return run
     from functools import partial
 
     if command == "track":
-        from posecal.tracking.ray_engine import run_track_ray
+        from posecal.tracking.units import run_track_units
 
-        return partial(run_track_ray, ray_cfg=_ray_config(args))
-    from posecal.predict.ray_engine import run_predict_ray
+        return partial(run_track_units, engine=_ray_config(args))
+    from posecal.predict.units import run_predict_units
 
-    return partial(run_predict_ray, ray_cfg=_ray_config(args))
+    return partial(run_predict_units, engine=_ray_config(args))
 
 
 def _posing_engine(args, command: str):

@@ -12,7 +12,7 @@ from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, NMS
 from posecal.inference.scoring import SCORE_MODES
 from posecal.inference.topdown import DECODES
 from posecal.models.shipped import DEFAULT_MODEL_NAME
-from posecal.parallel.ray_rows import ENGINES
+from posecal.parallel.runner import ENGINES
 from posecal.tracking.cadence import BETWEEN
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 

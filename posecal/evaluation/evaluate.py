@@ -19,7 +19,7 @@ from posecal.inference.record_posing import RecordPosing, pose_records
 from posecal.inference.topdown import Predictions
 from posecal.io import check_output_dir, write_json_atomic
 from posecal.parallel import default_threads
-from posecal.parallel.ray_rows import RayConfig
+from posecal.parallel.runner import Engine
 from posecal.models.config import default_decode, require_coco_keypoints
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
@@ -58,8 +58,9 @@ class EvalConfig:
                                    # as `predict` runs it; torch: PyTorch (needed for --decode)
     device: str = "cpu"            # where the model runs: "cuda" (a GPU), the CPU with one warning line where
                                    # the onnx backend cannot use one
-    engine: RayConfig | None = None   # None: posed in this process; else by Ray actors (--engine ray,
-                                      # inference/record_posing.py), the metrics computed here all the same
+    engine: Engine | None = None      # None: posed in this process; else through the runner on that engine
+                                      # (--engine ray: Ray actors; inference/record_posing.py), the metrics
+                                      # computed here all the same
 
 
 def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pictures | None = None) -> dict:

@@ -210,7 +210,7 @@ class Estimator:
         for chunk in tqdm(chunks, desc="estimating poses", unit="batch", disable=not progress_shown(progress),
                           leave=False):
             prepared, owners = [], []
-            for path, group in _runs_of_one_picture(chunk):
+            for path, group in runs_of_one_picture(chunk):
                 try:
                     bgr = read_image(path)
                 except PosecalInputError as e:
@@ -239,7 +239,7 @@ def predict_records(model, records: list[PersonRecord], input_wh, flip: bool = T
                      decode_method=decode_method).estimate_records(records, progress)
 
 
-def _runs_of_one_picture(records: list[PersonRecord]):
+def runs_of_one_picture(records: list[PersonRecord]):
     """Consecutive records of one picture as (path, [records]), in their order."""
     start = 0
     for i in range(1, len(records) + 1):

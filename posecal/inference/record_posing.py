@@ -1,20 +1,19 @@
 """Persons given as records (a labelled picture and a box each) posed with one config, `RecordPosing` (model,
 backend, flip, decode, orientations, batch size, threads, device): the posing of `posecal eval` and `posecal audit`,
-in this process or spread over Ray Data actors on this machine or a cluster (`pose_records`). The metrics and the
-audit's findings are computed once, in the driver, from the Predictions it gives, however they were posed.
+in this process or through the runner (posecal/parallel/runner.py) on any engine: Ray Data actors on this machine
+or a cluster, or this process keeping parts (`pose_records`). The metrics and the audit's findings are computed
+once, in the driver, from the Predictions it gives, however they were posed.
 
-Both ways open the one estimator the same way (`record_estimator`: the model, its stored calibration, the
-Estimator of inference/estimator.py), once per process or actor. On Ray a row is one picture with its records
-(consecutive records of one image file, as the estimator groups them); each actor (RecordBatches) runs
+Every way opens the one estimator the same way (`record_estimator`: the model, its stored calibration, the
+Estimator of inference/estimator.py), once per process or actor. Through the runner a unit is one picture with its
+records (consecutive records of one image file, as the estimator groups them); each worker (RecordBatches) runs
 Estimator.estimate_records on the records of its batch of rows; each picture's persons (their PersonPose and the
-network's own arrays, the numbers as their exact bytes) are its part, written by the worker. The rows, actors,
-parts (beside the job's output file: resumable), retries and resources are posecal/parallel/ray_rows.py's, shared
-with `predict` and `track --engine ray`. A picture that cannot be read is the warning one process gives, and its
-persons are dropped.
+network's own arrays, each array as a JSON list with its dtype, so that it reads back exactly) are its part,
+written by the worker, beside the job's output file: resumable. A picture that cannot be read is the warning one
+process gives, and its persons are dropped.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
@@ -25,14 +24,12 @@ import numpy as np
 
 from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import PersonRecord
-from posecal.errors import PosecalInputError
-from posecal.inference.estimator import Estimator, PersonPose, _runs_of_one_picture, predictions_of
+from posecal.inference.estimator import Estimator, PersonPose, predictions_of, runs_of_one_picture
 from posecal.inference.opener import open_model
 from posecal.inference.run_identity import run_identity
 from posecal.inference.topdown import Predictions
 from posecal.io import log_line
-from posecal.parallel.parts import resumable
-from posecal.parallel.ray_rows import RayConfig, RowJob, import_ray, run_rows
+from posecal.parallel.runner import Engine, RowJob, absolute_paths, check_settings, fingerprint, run
 from posecal.skeleton import NUM_KEYPOINTS
 
 POSES = "poses"            # the output column: per row, JSON text of its picture's persons
@@ -72,14 +69,15 @@ def record_estimator(posing: RecordPosing, opened=None) -> Estimator:
                      posing.batch_size, posing.orientations, opened.device, posing.threads, decode_method=posing.decode)
 
 
-def pose_records(records: list[PersonRecord], posing: RecordPosing, opened, engine: RayConfig | None, out,
+def pose_records(records: list[PersonRecord], posing: RecordPosing, opened, engine: Engine | None, out,
                  progress: bool = True) -> Predictions:
     """Persons given as records, posed with `posing`: in this process with the model `opened` (engine None), or
-    on Ray actors that each open it themselves (parts beside `out`, the job's output file: a run started again
-    resumes). The same Predictions either way (records kept, people, the OKS head's own output)."""
+    through the runner on `engine`, whose workers each open it themselves (parts beside `out`, the job's output
+    file: a run started again resumes). The same Predictions either way (records kept, people, the OKS head's own
+    output)."""
     if engine is None:
         return record_estimator(posing, opened).estimate_records(records, progress)
-    return predict_records_ray(records, posing, record_calibration(posing, opened), engine, out, progress)
+    return pose_record_units(records, posing, record_calibration(posing, opened), engine, out, progress)
 
 
 class RecordBatches:
@@ -87,13 +85,11 @@ class RecordBatches:
     actor sees) and `records` (JSON text: the boxes of its persons, [{"bbox": [x, y, w, h], "score": s}, ...]).
     Returned: the batch's columns plus `poses`: per row, JSON text of {"kept": positions of the records posed,
     "people": their PersonPose fields, "extra": the network's per-person arrays (oks),
-    "messages": lines about the picture (one that cannot be read)}; arrays as exact bytes (unpack)."""
+    "messages": lines about the picture (one that cannot be read)}; arrays as JSON lists with their dtype
+    (to_json, from_json)."""
 
     def __init__(self, **settings):
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise PosecalInputError(f"RecordBatches: unknown setting(s) {', '.join(unknown)} (settings: "
-                                    f"{', '.join(SETTINGS)})")
+        check_settings("RecordBatches", settings, SETTINGS)
         self.cfg = RecordPosing(**settings)
         self.estimator = record_estimator(self.cfg)
 
@@ -111,10 +107,10 @@ class RecordBatches:
         for n, (record, person) in enumerate(zip(pred.records, pred.people)):
             row, j = where[id(record)]
             rows[row]["kept"].append(j)
-            rows[row]["people"].append({f.name: pack(getattr(person, f.name)) for f in dataclasses.fields(person)})
+            rows[row]["people"].append({f.name: to_json(getattr(person, f.name)) for f in dataclasses.fields(person)})
             at[row].append(n)
         for row, n in enumerate(at):
-            rows[row]["extra"] = {k: pack(getattr(pred, k)[n]) for k in EXTRA if getattr(pred, k) is not None}
+            rows[row]["extra"] = {k: to_json(getattr(pred, k)[n]) for k in EXTRA if getattr(pred, k) is not None}
         for w in caught:
             line = str(w.message)
             row = next((i for i, p in enumerate(paths) if p in line), 0)
@@ -124,62 +120,54 @@ class RecordBatches:
         return out
 
 
-def pack(value):
-    """A numpy array or scalar as JSON with its exact bytes (unpack gives it back, dtype and all); the rest as is."""
+def to_json(value):
+    """A numpy array or scalar as plain JSON that from_json gives back exactly, dtype and shape and all (a float32's
+    value is a float64 exactly, and JSON keeps a float64 exactly); the rest as is."""
     if isinstance(value, (np.ndarray, np.generic)):
-        a = np.asarray(value)   # tobytes: C order, 0-d arrays (scalars) kept 0-d
-        return {"__array__": a.dtype.str, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
+        a = np.asarray(value)
+        return {"dtype": a.dtype.str, "shape": list(a.shape), "values": a.tolist()}
     if isinstance(value, dict):
-        return {k: pack(v) for k, v in value.items()}
+        return {k: to_json(v) for k, v in value.items()}
     return value
 
 
-def unpack(value):
-    if isinstance(value, dict) and "__array__" in value:
-        a = np.frombuffer(base64.b64decode(value["data"]), np.dtype(value["__array__"])).reshape(value["shape"])
-        return a.copy()[()] if a.ndim == 0 else a.copy()
+def from_json(value):
+    if isinstance(value, dict) and set(value) == {"dtype", "shape", "values"}:
+        a = np.array(value["values"], np.dtype(value["dtype"])).reshape(value["shape"])
+        return a[()] if a.ndim == 0 else a
     if isinstance(value, dict):
-        return {k: unpack(v) for k, v in value.items()}
+        return {k: from_json(v) for k, v in value.items()}
     return value
 
 
-def predict_records_ray(records: list[PersonRecord], posing: RecordPosing, calibration, ray_cfg: RayConfig,
-                        out, progress: bool = True, poser=RecordBatches, log=None) -> Predictions:
-    """predict_records through Ray actors: the same Predictions (records kept, people, arrays) as one process
-    gives with the same settings. out: the job's output file, beside which the parts are kept (a run started
-    again with the same records and settings resumes); calibration: the model's, as the driver opened it (the
-    actors apply their own; here it only marks the Predictions calibrated, as predictions_of does)."""
+def pose_record_units(records: list[PersonRecord], posing: RecordPosing, calibration, engine: Engine, out,
+                      progress: bool = True, poser=RecordBatches, log=None) -> Predictions:
+    """predict_records through the runner on `engine`: the same Predictions (records kept, people, arrays) as one
+    process gives with the same settings. out: the job's output file, beside which the parts are kept (a run
+    started again with the same records and settings resumes); calibration: the model's, as the driver opened it
+    (the workers apply their own; here it only marks the Predictions calibrated, as predictions_of does)."""
     log = log or log_line
-    ray_cfg.check()
-    ray = import_ray()
-    groups = list(_runs_of_one_picture(records))
+    engine.ready()
+    groups = list(runs_of_one_picture(records))
     boxes = [json.dumps([{"bbox": [float(v) for v in r.bbox], "score": float(r.score)} for r in group])
              for _, group in groups]
     pictures = [(path, Path(path).name) for path, _ in groups]
-    settings = dataclasses.asdict(posing)
-    if settings["model"] is not None and Path(settings["model"]).is_file():   # an actor is not in this folder
-        settings["model"] = str(Path(settings["model"]).resolve())
-    fingerprint = {"inputs": [[str(Path(p).resolve()), name] for p, name in pictures],
-                   "records": hashlib.sha256("\n".join(boxes).encode()).hexdigest(),
-                   "settings": {k: v for k, v in settings.items() if k != "threads"},
-                   "identity": run_identity(posing.model, verifier=None)}
-    store, rows = resumable(out, pictures, fingerprint, log)
-    for row in rows:
-        row["records"] = boxes[row["index"]]
+    settings = absolute_paths(dataclasses.asdict(posing), ("model",))
+    print_run = fingerprint(pictures, settings, run_identity(posing.model, verifier=None),
+                            records=hashlib.sha256("\n".join(boxes).encode()).hexdigest())
 
     def on_part(picture: dict) -> None:
         for message in picture["messages"]:
             warnings.warn(message, stacklevel=2)
 
-    if rows:
-        job = RowJob(poser, settings, POSES, PICTURES_PER_CALL, gpu=posing.device == "cuda")
-        run_rows(ray, ray_cfg, job, rows, store, on_part, progress, "estimating poses (ray)", "picture")
+    job = RowJob(poser, settings, POSES, PICTURES_PER_CALL, gpu=posing.device == "cuda")
+    store = run(out, pictures, job, engine, print_run, log, on_part, lambda i: {"records": boxes[i]}, progress,
+                "estimating poses", "picture")
     kept, people, extra = [], [], {k: [] for k in EXTRA}
     for (_, group), picture in zip(groups, store.parts(len(groups))):
         kept += [group[j] for j in picture["kept"]]
-        people += [PersonPose(**unpack(p)) for p in picture["people"]]
+        people += [PersonPose(**from_json(p)) for p in picture["people"]]
         for k, v in picture["extra"].items():
-            extra[k].append(unpack(v))
+            extra[k].append(from_json(v))
     store.remove()
     return predictions_of(kept, people, calibration, {k: np.concatenate(v) for k, v in extra.items() if v})
-

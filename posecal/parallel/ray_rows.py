@@ -1,5 +1,5 @@
-"""Units of work through Ray Data actors, each unit's results written by its worker as it is done: the engine
-under `--engine ray` of `posecal predict` (a unit: one input file), `posecal track` (one video) and the records of
+"""The Ray executor of posecal/parallel/runner.py (RayConfig): units of work through Ray Data actors, each unit's
+results written by its worker as it is done: the engine under `--engine ray` of `posecal predict` (a unit: one input file), `posecal track` (one video) and the records of
 `eval` and `audit` (one picture with its persons); knows no model.
 
 Why Ray Data and not torchrun: it streams the units to actors that each hold one open pipeline (opened once per
@@ -7,7 +7,7 @@ actor), restarts an actor whose process died and retries its batch (its defaults
 and max_task_retries -1), and runs the same code on a laptop and a cluster.
 
 Nothing lost, nothing twice: each unit's results are one part (posecal/parallel/parts.py), written atomically by the
-worker (PartWriter) under the run's fingerprint, so the results never travel through Ray to the driver (it reads
+worker (runner.py's PartWriter, the one map_batches class) under the run's fingerprint, so the results never travel through Ray to the driver (it reads
 each part from storage: once to say its messages, once to merge) and a Ctrl-C keeps every finished unit; a retried
 batch writes the same parts again; a run started again with the same fingerprint skips the units whose part it
 finds. What a worker refuses (a PosecalInputError: a model it cannot open, a setting it does not know) comes back as
@@ -28,22 +28,19 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 from tqdm import tqdm
 
 from posecal.devices import fall_back
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.io import progress_shown
 from posecal.parallel.cores import machine_cores
-from posecal.parallel.parts import PartStore, part_path, write_part
+from posecal.parallel.parts import PartStore, part_path
 from posecal.parallel.ray_lines import quiet_ray_lines
-
-ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
-ERROR = "error"   # PartWriter's output column: "" for a unit done, else the line its worker refused it with
-
+from posecal.parallel.runner import ERROR, PartWriter, RowJob, interrupted
 
 @dataclass
 class RayConfig:
+    """The Ray executor, an engine of posecal/parallel/runner.py: the units of a RowJob on Ray Data actors."""
     address: str | None = None    # None: a local Ray started for the run (the machine's cores); else that cluster
     workers: int | None = None    # actors (each holds one pipeline); None: one per CPU Ray sees
 
@@ -51,40 +48,14 @@ class RayConfig:
         if self.workers is not None and self.workers < 1:
             raise PosecalInputError(f"--workers must be >= 1, got {self.workers}")
 
+    def ready(self) -> None:
+        """--workers checked and Ray importable: each one line, before any input is read."""
+        self.check()
+        import_ray()
 
-@dataclass
-class RowJob:
-    """What the actors run: `mapper`, a map_batches class built with `settings` (its threads filled in here when
-    None), whose output column `column` holds each row's results as JSON text (the unit's part); `batch_rows`
-    units per call; `gpu`: the job runs on GPUs (`--device cuda`): one actor per GPU of the cluster by default,
-    each asking Ray for its GPU (actor_resources)."""
-    mapper: type
-    settings: dict
-    column: str
-    batch_rows: int = 1
-    gpu: bool = False
-
-
-class PartWriter:
-    """The map_batches class Ray runs: `mapper(**settings)` opened once per actor (at its first batch, so that a
-    refusal is its rows' error line, not an actor that never starts), called on each batch, and each row's
-    `column` written as its unit's part into `folder`. Returns only the rows' `index` and `error`."""
-
-    def __init__(self, mapper: type, settings: dict, column: str, folder: str):
-        self.mapper, self.settings, self.column, self.folder = mapper, settings, column, folder
-        self.inner = None
-
-    def __call__(self, batch: dict) -> dict:
-        index = np.asarray(batch["index"])
-        try:
-            if self.inner is None:
-                self.inner = self.mapper(**self.settings)
-            out = self.inner(batch)
-        except PosecalInputError as e:
-            return {"index": index, ERROR: np.array([str(e)] * len(index), dtype=object)}
-        for i, text in zip(index, out[self.column]):
-            write_part(self.folder, int(i), str(text))
-        return {"index": index, ERROR: np.array([""] * len(index), dtype=object)}
+    def run(self, job: RowJob, rows: list[dict], store: PartStore, on_part: Callable[[object], None] = lambda p: None,
+            progress: bool = True, desc: str = "ray", unit: str = "file") -> None:
+        run_rows(import_ray(), self, job, rows, store, on_part, progress, f"{desc} (ray)", unit)
 
 
 def import_ray():
@@ -161,8 +132,7 @@ def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: Par
                     on_part(store.read(int(i)))
                     bar.update(1)
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"interrupted: {len(store.done())} unit(s) kept in {store.folder}; run the "
-                                    "same command again to finish") from None
+            raise KeyboardInterrupt(interrupted(store)) from None
         finally:
             bar.close()
     finally:

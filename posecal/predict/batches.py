@@ -1,6 +1,6 @@
 """A batch of pictures -> their poses, as records: the callable class Ray Data's `Dataset.map_batches` runs in an
 actor (the model opens once per actor, in __init__), and what each actor of `posecal predict --engine ray` runs
-(posecal/predict/ray_engine.py). It imports no Ray: it is plain Python over a dict of columns.
+(posecal/predict/units.py, through posecal/parallel/runner.py). It imports no Ray: it is plain Python over a dict of columns.
 
     import ray, posecal.predict.batches as pb
     ds = ray.data.read_images("s3://bucket/photos/", include_paths=True)      # columns image (RGB), path
@@ -22,7 +22,9 @@ import numpy as np
 from posecal.data.sources import Frame, Problem, iter_frames
 from posecal.data.box_files import BoxFile
 from posecal.errors import PosecalInputError
-from posecal.predict.job import SETTINGS, PredictConfig, _boxes_for, _image_ids, open_predictor, score_mode_of
+from posecal.parallel.runner import check_settings
+from posecal.predict.job import (SETTINGS, PredictConfig, annotation_image_ids, boxes_for, open_predictor,
+                                 score_mode_of)
 from posecal.records import result_entries
 
 POSES = "poses"   # the output column: per row, the JSON text of its frames' records
@@ -43,15 +45,12 @@ class PoseBatches:
     could not be read. One bad picture is its own record; the others go on."""
 
     def __init__(self, model=None, rgb: bool = True, **settings):
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise PosecalInputError(f"PoseBatches: unknown setting(s) {', '.join(unknown)} (settings: "
-                                    f"{', '.join(SETTINGS)})")
+        check_settings("PoseBatches", settings, SETTINGS)
         self.cfg = PredictConfig(inputs=[], model=model, progress=False, **settings)
         self.rgb = rgb
         self.box_file = None
         if self.cfg.boxes:   # as run_predict reads it: detections by image id are named through the annotations
-            names = {v: k for k, v in _image_ids(self.cfg.annotations).items()} if self.cfg.annotations else None
+            names = {v: k for k, v in annotation_image_ids(self.cfg.annotations).items()} if self.cfg.annotations else None
             self.box_file = BoxFile(self.cfg.boxes, names, self.cfg.annotations)
         self.predictor = open_predictor(self.cfg, self.box_file)
         self.mode = score_mode_of(self.cfg, self.predictor)
@@ -82,7 +81,7 @@ class PoseBatches:
 
     def _boxes_of(self, frame: Frame):
         """A frame's boxes as `posecal predict` finds them: the boxes file's, else the pipeline's."""
-        return _boxes_for(frame, self.box_file, self.predictor.pipeline)
+        return boxes_for(frame, self.box_file, self.predictor.pipeline)
 
     def _frames(self, batch: dict, row: int):
         """The frames of one row: its file's (images and videos alike), or its array."""

@@ -28,8 +28,8 @@ from posecal.errors import PosecalInputError
 from posecal.inference.run_identity import run_identity
 from posecal.io import (StopRequest, check_output_dir, check_output_file, log_line, progress_shown, publish,
                         write_atomic, write_bytes_atomic, write_json_atomic)
-from posecal.models.shipped import shipped_name
 from posecal.parallel.parts import PartStore, resumable, write_part
+from posecal.parallel.runner import absolute_paths, fingerprint
 from posecal.inference.frame_loop import pipeline_boxes
 from posecal.inference.person_policy import DUPLICATE_OKS, MIN_POSE_QUALITY, NMS_MODES, STILL
 from posecal.inference.pipeline import GIVEN, PosePipeline
@@ -87,11 +87,11 @@ class PredictSummary:
 def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> PredictSummary:
     """`posecal predict` in this process: the frames go through the API's own frame loop (Predictor.pictures);
     this adds the CLI's inputs, boxes file, writers, overlays, progress bar and messages. Many cores or machines:
-    posecal/predict/ray_engine.py, which writes the same results file."""
+    posecal/predict/units.py on Ray's engine (parallel/runner.py), which writes the same results file."""
     log = log or log_line
-    _check(cfg)
+    check_predict(cfg)
     t0 = time.time()
-    image_ids = _image_ids(cfg.annotations) if cfg.annotations else {}
+    image_ids = annotation_image_ids(cfg.annotations) if cfg.annotations else {}
     box_file = _box_file(cfg, image_ids, log)
     files, problems = _inputs(cfg, log)   # before a model is opened (or exported): nothing to read stops here
     predictor = open_predictor(cfg, box_file)
@@ -103,7 +103,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     if not keeps_parts(cfg):
         _predict_frames(cfg, predictor, box_file, list(enumerate(files)), run)
         return _finish(cfg, run, image_ids, t0)
-    store, rows = resumable(cfg.out, files, fingerprint(cfg, files), log)
+    store, rows = resumable(cfg.out, files, predict_fingerprint(cfg, files), log)
     run.parts = _PartsKept(store, [name for _, name in files])
     _predict_frames(cfg, predictor, box_file, [(r["index"], files[r["index"]]) for r in rows], run)
     run.parts.close()
@@ -245,7 +245,7 @@ def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile 
                total=frames_to_read([f for _, f in files], cfg.every, cfg.max_frames) if shown else None)
     items = bar if run.parts is None else _told(bar, run.parts)
     pictures = predictor.pictures((((key, item), item) for key, item in items),
-                                  lambda frame: _boxes_for(frame, box_file, predictor.pipeline), run.mode,
+                                  lambda frame: boxes_for(frame, box_file, predictor.pipeline), run.mode,
                                   log_frame=lambda tag, line: run.log(line), on_problem=run.problem)
     try:
         with StopRequest() as ctrl_c:
@@ -351,7 +351,7 @@ def frame_image_ids(frames: list[tuple[tuple[int, int], str]], image_ids: dict[s
     return {key: image_id(name) for key, name in frames}
 
 
-def _check(cfg: PredictConfig) -> None:
+def check_predict(cfg: PredictConfig) -> None:
     if cfg.boxes and cfg.detector is not None:   # a boxes file would silently win over the detector asked for
         raise PosecalInputError(f"--boxes and --detector {cfg.detector} contradict each other: --boxes gives the "
                                 f"person boxes, --detector finds them (--detector none: the whole image); give one")
@@ -370,13 +370,13 @@ def _check(cfg: PredictConfig) -> None:
         check_output_dir(cfg.render, "--render")
 
 
-def _image_ids(path) -> dict[str, int]:
+def annotation_image_ids(path) -> dict[str, int]:
     if not Path(path).is_file():
         raise PosecalInputError(f"{path}: annotation file not found")
     return coco_image_ids(path)
 
 
-def _boxes_for(frame: Frame, box_file: BoxFile | None, pipeline: PosePipeline
+def boxes_for(frame: Frame, box_file: BoxFile | None, pipeline: PosePipeline
                ) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     """(boxes, scores, where they came from, messages) for one frame: the boxes file's, checked, else the
     pipeline's own (the detector's, or the whole frame; frame_loop.pipeline_boxes)."""
@@ -444,30 +444,16 @@ def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path,
         write_bytes_atomic(path, data.tobytes())
 
 
-def fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]]) -> dict:
-    """What a run's results depend on: its inputs, in order (each with its size and time: a file replaced
-    between a stop and its resume changes it), its settings (threads aside), and posecal's version
-    and the weights' digests (run_identity). A run started again resumes only with the same fingerprint."""
-    return {"inputs": [[str(Path(p).resolve()), name, *_size_and_time(p)] for p, name in files],
-            "settings": {k: v for k, v in actor_settings(cfg).items() if k != "threads"},
-            "identity": run_identity(cfg.model, cfg.verifier, cfg.detector)}
+def predict_fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]]) -> dict:
+    """What a predict run's results depend on (parallel/runner.py's fingerprint): its inputs, its settings and
+    the model's, verifier's and detector's digests."""
+    return fingerprint(files, actor_settings(cfg), run_identity(cfg.model, cfg.verifier, cfg.detector))
 
 
 def actor_settings(cfg: PredictConfig) -> dict:
     """PoseBatches' settings from the run's config, with its files (a model file, boxes, annotations) as absolute
-    paths: an actor does not run in the driver's folder."""
-    settings = {k: getattr(cfg, k) for k in SETTINGS}
-    for key in ("boxes", "annotations"):
-        if settings[key]:
-            settings[key] = str(Path(settings[key]).resolve())
-    if shipped_name(settings["model"]) is None:   # a file, not a shipped name
-        settings["model"] = str(Path(settings["model"]).resolve())
-    return settings
-
-
-def _size_and_time(path) -> list[int]:
-    stat = Path(path).stat()
-    return [stat.st_size, stat.st_mtime_ns]
+    paths: a worker does not run in the driver's folder."""
+    return absolute_paths({k: getattr(cfg, k) for k in SETTINGS}, ("model", "boxes", "annotations"))
 
 
 def merge_parts(cfg: PredictConfig, store: PartStore, files: int, image_ids: dict, problems: int,

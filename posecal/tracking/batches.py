@@ -1,6 +1,6 @@
 """Videos -> their tracked poses, one video per row: the callable class Ray Data's `Dataset.map_batches` runs in
-each actor of `posecal track --engine ray` (tracking/ray_engine.py). It imports no Ray: it is plain Python over a
-dict of columns.
+each actor of `posecal track --engine ray`, and one process runs alike (tracking/units.py). It imports no Ray: it
+is plain Python over a dict of columns.
 
 The pipeline opens once per actor (tracking_predictor, as `posecal track` opens it); each video is tracked by
 `posecal track`'s own run (job.TrackRun) on that video alone, so its results, and its overlay video where one is
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posecal.errors import PosecalInputError
+from posecal.parallel.runner import check_settings
 from posecal.tracking.job import TrackRun
 from posecal.tracking.stages import StageClock
 from posecal.tracking.pose_tracker import TrackConfig, check_tracking, tracking_predictor
@@ -34,10 +34,7 @@ class TrackBatches:
     next, "messages": lines about it (an unreadable video is one, and no frames)}."""
 
     def __init__(self, **settings):
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise PosecalInputError(f"TrackBatches: unknown setting(s) {', '.join(unknown)} (settings: "
-                                    f"{', '.join(SETTINGS)})")
+        check_settings("TrackBatches", settings, SETTINGS)
         self.cfg = TrackConfig(videos=[], progress=False, **settings)
         check_tracking(self.cfg)
         self.predictor = tracking_predictor(self.cfg)

@@ -142,7 +142,7 @@ def track_sources(args: list[str]) -> tuple[list[tuple[Path | LiveSource, str]],
     return sources, problems
 
 
-def _check(cfg: TrackConfig) -> None:
+def check_track(cfg: TrackConfig) -> None:
     check_tracking(cfg)
     if cfg.max_frames is not None and cfg.max_frames < 1:
         raise PosecalInputError(f"--max-frames must be >= 1, got {cfg.max_frames}")
@@ -159,10 +159,10 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     list. Stages overlap (posecal/tracking/stages.py): the next frame is decoded and, on detector frames, its
     people detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind (a
     live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
-    Many videos over many cores or machines: tracking/ray_engine.py, one video per Ray actor call, each tracked by
+    Many videos over many cores or machines: tracking/units.py (one video per Ray actor call), each tracked by
     this module's TrackRun, the same results file."""
     log = log or log_line
-    _check(cfg)
+    check_track(cfg)
     sources = video_sources(cfg, log)
     renders = render_paths(cfg, sources)
     check_rerun(cfg, sources)

@@ -16,7 +16,7 @@ import pytest
 from conftest import cli_error, make_coco
 from posecal.cli.main import main
 from posecal.data.coco import load_coco_persons
-from posecal.inference.record_posing import POSES, RecordBatches, pack, unpack
+from posecal.inference.record_posing import POSES, RecordBatches, from_json, to_json
 from test_ray_engine import local_ray  # noqa: F401  (the one local Ray of the Ray tests, 2 CPUs)
 
 
@@ -39,11 +39,16 @@ def same_numbers(a, b, path="") -> None:
 
 # ---- no Ray ----
 
-def test_pack_keeps_dtype_shape_and_bytes():
-    for value in (np.arange(6, dtype=np.float32).reshape(2, 3) / 7, np.float32(0.1), np.int64(3), np.zeros((0, 17))):
-        back = unpack(json.loads(json.dumps(pack(value))))
-        assert np.asarray(back).dtype == np.asarray(value).dtype and np.array_equal(back, value)
-    assert unpack(pack({"a": 1.5, "b": "x"})) == {"a": 1.5, "b": "x"}
+def test_arrays_in_plain_json_keep_dtype_shape_and_bytes():
+    values = (np.arange(6, dtype=np.float32).reshape(2, 3) / 7, np.float32(0.1), np.int64(3), np.zeros((0, 17)),
+              np.array([np.nan, 1e-30, -0.0], np.float32), np.float64(1 / 3))
+    for value in values:
+        text = json.dumps(to_json(value))
+        assert "__array__" not in text and json.loads(text)["dtype"] == np.asarray(value).dtype.str
+        back = from_json(json.loads(text))
+        assert np.asarray(back).dtype == np.asarray(value).dtype and np.asarray(back).shape == np.shape(value)
+        assert np.asarray(back).tobytes() == np.asarray(value).tobytes()
+    assert from_json(to_json({"a": 1.5, "b": "x"})) == {"a": 1.5, "b": "x"}
 
 
 def test_record_batches_give_what_one_process_gives_and_say_an_unreadable_picture(tmp_path):
@@ -67,14 +72,14 @@ def test_record_batches_give_what_one_process_gives_and_say_an_unreadable_pictur
     rows = [json.loads(t) for t in poser(batch)[POSES]]
     assert [row["kept"] for row in rows] == [[0], [], [0]]
     assert rows[1]["messages"] and "img1.jpg" in rows[1]["messages"][0] and not rows[0]["messages"]
-    got = [unpack(p) for row in rows for p in row["people"]]
+    got = [from_json(p) for row in rows for p in row["people"]]
     assert len(got) == len(want.people) == 2
     for g, w in zip(got, want.people):
         np.testing.assert_allclose(g["keypoints"], w.keypoints, atol=1e-3)
         np.testing.assert_allclose(g["visibility_probs"], w.visibility_probs, atol=1e-5)
         np.testing.assert_allclose(g["keypoint_radius"], w.keypoint_radius, atol=1e-3)
         assert abs(g["pose_quality"] - w.pose_quality) < 1e-5
-    np.testing.assert_allclose(np.concatenate([unpack(row["extra"]["oks"]) for row in rows]), want.oks, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([from_json(row["extra"]["oks"]) for row in rows]), want.oks, atol=1e-5)
 
 
 def test_engine_ray_without_ray_is_one_line(tmp_path, capsys, monkeypatch):

@@ -1,4 +1,4 @@
-"""`posecal predict --engine ray` (posecal/predict/ray_engine.py), its map_batches class (posecal/predict/batches.py)
+"""`posecal predict --engine ray` (posecal/predict/units.py on Ray's engine), its map_batches class (posecal/predict/batches.py)
 and the part store under it (posecal/parallel/parts.py).
 
 The part store, PoseBatches, Ray's resource shares and the refusals run without Ray. The runs through Ray share one local Ray started
@@ -17,7 +17,8 @@ import pytest
 from conftest import COCO_CROPS, STANDING, cli_error, write_walking_video
 from posecal.errors import PosecalInputError
 from posecal.parallel.parts import PartStore, part_folder, write_part
-from posecal.parallel.ray_rows import ERROR, PartWriter, actor_resources
+from posecal.parallel.ray_rows import actor_resources
+from posecal.parallel.runner import ERROR, PartWriter
 
 try:
     import ray  # noqa: F401
@@ -240,12 +241,13 @@ def local_ray():
 
 def ray_predict(inputs, out: Path, poser=None, workers: int = 2, **settings):
     from posecal.predict.job import PredictConfig
-    from posecal.predict.ray_engine import RayConfig, run_predict_ray
+    from posecal.parallel.ray_rows import RayConfig
+    from posecal.predict.units import run_predict_units
 
     cfg = PredictConfig(inputs=[str(p) for p in inputs], out=str(out), progress=False, **(SETTINGS | settings))
     lines = []
-    summary = run_predict_ray(cfg, RayConfig(workers=workers),
-                              **({"poser": poser} if poser else {}), log=lines.append)
+    summary = run_predict_units(cfg, RayConfig(workers=workers), **({"poser": poser} if poser else {}),
+                                log=lines.append)
     return summary, lines
 
 
@@ -276,7 +278,8 @@ def test_ctrl_c_keeps_every_finished_unit_and_the_run_goes_on_from_there(tmp_pat
     """A Ctrl-C in the driver (here: while it says the second finished unit) keeps the part of every unit its
     workers finished, says how many in one line, and the same run started again does only the rest."""
     from posecal.parallel.parts import resumable
-    from posecal.parallel.ray_rows import RayConfig, RowJob, run_rows
+    from posecal.parallel.ray_rows import RayConfig, run_rows
+    from posecal.parallel.runner import RowJob
 
     class Doubles:   # defined here, whole: Ray ships a local class to the actors by value
         def __init__(self, factor: int, threads: int | None = None):

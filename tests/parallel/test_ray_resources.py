@@ -14,7 +14,8 @@ from posecal import devices
 from posecal.cli.main import main
 from posecal.parallel import ray_rows
 from posecal.parallel.parts import PartStore
-from posecal.parallel.ray_rows import RayConfig, RowJob, actor_resources, run_rows
+from posecal.parallel.ray_rows import RayConfig, actor_resources, run_rows
+from posecal.parallel.runner import RowJob
 
 
 def test_a_cpu_job_has_one_actor_per_cpu():
@@ -101,22 +102,17 @@ def command_line(command: str, tmp_path) -> list[str]:
     return [command, "--annotations", str(ann), "--images", str(images), "--out", out]
 
 
-@pytest.mark.parametrize("command, ray_path", [("predict", "posecal.predict.ray_engine"),
-                                               ("track", "posecal.tracking.ray_engine"),
-                                               ("eval", "posecal.inference.record_posing"),
-                                               ("audit", "posecal.inference.record_posing")])
+@pytest.mark.parametrize("command", ["predict", "track", "eval", "audit"])
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
-def test_every_commands_ray_path_asks_for_gpus_exactly_with_device_cuda(command, ray_path, device, tmp_path,
-                                                                         monkeypatch):
+def test_every_commands_ray_path_asks_for_gpus_exactly_with_device_cuda(command, device, tmp_path, monkeypatch):
     jobs = []
 
     def caught_run_rows(ray, ray_cfg, job, *args, **kwargs):
         jobs.append(job)
         raise Caught
 
-    monkeypatch.setattr(f"{ray_path}.import_ray", lambda: object())
-    monkeypatch.setattr(ray_rows, "import_ray", lambda: object())   # the CLI's own early check
-    monkeypatch.setattr(f"{ray_path}.run_rows", caught_run_rows)
+    monkeypatch.setattr(ray_rows, "import_ray", lambda: object())   # every command's one Ray executor
+    monkeypatch.setattr(ray_rows, "run_rows", caught_run_rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # this machine's own CUDA fall-back lines
         with pytest.raises(Caught):

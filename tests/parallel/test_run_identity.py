@@ -14,7 +14,7 @@ from posecal.inference.run_identity import run_identity, weight_files, weights_d
 from posecal.models.shipped import SHIPPED_MODELS
 from posecal.parallel.parts import PartStore, part_folder, write_part
 from posecal.predict.job import PredictConfig
-from posecal.predict.job import fingerprint
+from posecal.predict.job import predict_fingerprint
 
 
 def test_weights_digest_is_the_sha256_prefix_and_follows_the_bytes(tmp_path):
@@ -60,14 +60,14 @@ def test_a_resume_after_the_model_file_changed_is_refused(tmp_path):
     out = tmp_path / "poses.json"
     cfg = PredictConfig(inputs=[str(picture)], out=str(out), model=str(model))
     files = [(picture, picture.name)]
-    first = fingerprint(cfg, files)
+    first = predict_fingerprint(cfg, files)
     store = PartStore(part_folder(out), first)
     write_part(store.folder, 0, "[]")
-    assert PartStore(part_folder(out), fingerprint(cfg, files)).done() == {0}   # same weights: resumes
+    assert PartStore(part_folder(out), predict_fingerprint(cfg, files)).done() == {0}   # same weights: resumes
     with model.open("ab") as f:   # the model file replaced between the run and its resume
         f.write(b"\0")
     with pytest.raises(PosecalInputError, match=r"holds the parts of another run \(other model weights\)"):
-        PartStore(part_folder(out), fingerprint(cfg, files))
+        PartStore(part_folder(out), predict_fingerprint(cfg, files))
     older = part_folder(out).with_name(".older.parts")   # a folder written by another posecal version
     PartStore(older, first | {"identity": first["identity"] | {"posecal": "0.0"}})
     with pytest.raises(PosecalInputError, match=rf"posecal 0\.0 then {__version__}"):

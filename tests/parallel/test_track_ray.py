@@ -1,4 +1,4 @@
-"""`posecal track --engine ray` (posecal/tracking/ray_engine.py): one video per Ray actor call, each tracked by
+"""`posecal track --engine ray` (posecal/tracking/units.py on Ray's engine): one video per Ray actor call, each tracked by
 `posecal track`'s own run (tracking/batches.py), merged with one process's track ids (tracking/track_ids.py).
 
 The id merge, the actor class and the refusals run without Ray; the run through Ray (slow) shares the local Ray

@@ -1,0 +1,168 @@
+"""One runner for the commands that work unit by unit (`predict` an input file, `track` a video, `eval` and `audit`
+a picture with its persons), whatever engine does the units; knows no model and imports no Ray.
+
+A command gives `run` its units ((path, name) each), a RowJob (the map_batches class that turns a batch of rows
+into each row's part, with its settings), the run's fingerprint and an engine: OneProcess (the units done here,
+in input order, by one instance of the class) or the Ray executor (posecal/parallel/ray_rows.py's RayConfig: the
+same class in Ray Data actors). Either way each unit's results are one part written atomically by whoever did it
+(PartWriter, the one map_batches class), a run started again with the same fingerprint skips the units it finds
+done (parts.resumable), a Ctrl-C keeps every finished unit and says so in one line, and the caller merges the
+parts in input order (PartStore.parts) into its output, written only when whole. So one process and Ray give the
+same parts, and one merge reads them.
+
+The fingerprint (`fingerprint`) is built here once for every command: its inputs by size and time (a file
+replaced between a stop and its resume changes it), its settings as JSON (threads aside: they change speed, not
+results), what else the command's results depend on, and the identity of posecal and the weights (the caller's
+run_identity, which digests every named model, verifier and detector).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from posecal.errors import PosecalInputError
+from posecal.io import progress_shown
+from posecal.parallel.parts import PartStore, resumable, write_part
+
+ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
+ERROR = "error"   # PartWriter's output column: "" for a unit done, else the line its worker refused it with
+
+
+@dataclass
+class RowJob:
+    """What an engine runs: `mapper`, a map_batches class built with `settings` (Ray fills in their threads when
+    None), whose output column `column` holds each row's results as JSON text (the unit's part); `batch_rows`
+    units per call; `gpu`: the job runs on GPUs (`--device cuda`: on Ray one actor per GPU by default)."""
+    mapper: type
+    settings: dict
+    column: str
+    batch_rows: int = 1
+    gpu: bool = False
+
+
+class PartWriter:
+    """The one map_batches class, in this process and in Ray's actors alike: `mapper(**settings)` opened once (at
+    its first batch, so that a refusal is its rows' error line, not an actor that never starts), called on each
+    batch, and each row's `column` written as its unit's part into `folder`. Returns only the rows' `index` and
+    `error`."""
+
+    def __init__(self, mapper: type, settings: dict, column: str, folder: str):
+        self.mapper, self.settings, self.column, self.folder = mapper, settings, column, folder
+        self.inner = None
+
+    def __call__(self, batch: dict) -> dict:
+        index = np.asarray(batch["index"])
+        try:
+            if self.inner is None:
+                self.inner = self.mapper(**self.settings)
+            out = self.inner(batch)
+        except PosecalInputError as e:
+            return {"index": index, ERROR: np.array([str(e)] * len(index), dtype=object)}
+        for i, text in zip(index, out[self.column]):
+            write_part(self.folder, int(i), str(text))
+        return {"index": index, ERROR: np.array([""] * len(index), dtype=object)}
+
+
+class Engine(Protocol):
+    """Who does the units: `ready()` before any input is read (a missing package is one line there), `run(...)`
+    the rows, each unit's part written into the store, on_part(part) called here as each unit is finished."""
+
+    def ready(self) -> None: ...
+
+    def run(self, job: RowJob, rows: list[dict], store: PartStore, on_part: Callable[[object], None],
+            progress: bool, desc: str, unit: str) -> None: ...
+
+
+class OneProcess:
+    """The engine that does the units in this process, in input order, `job.batch_rows` at a time, with one
+    instance of the job's class (PartWriter, as each Ray actor holds one)."""
+
+    def ready(self) -> None:
+        pass
+
+    def run(self, job: RowJob, rows: list[dict], store: PartStore, on_part: Callable[[object], None] = lambda p: None,
+            progress: bool = True, desc: str = "", unit: str = "file") -> None:
+        writer = PartWriter(job.mapper, dict(job.settings), job.column, str(store.folder))
+        bar = tqdm(total=len(rows), desc=desc, unit=unit, disable=not progress_shown(progress))
+        try:
+            for start in range(0, len(rows), job.batch_rows):
+                done = writer(columns(rows[start:start + job.batch_rows]))
+                for i, error in zip(done["index"], done[ERROR]):
+                    if error:
+                        raise PosecalInputError(str(error))
+                    on_part(store.read(int(i)))
+                    bar.update(1)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(interrupted(store)) from None
+        finally:
+            bar.close()
+
+
+def columns(rows: list[dict]) -> dict:
+    """Rows as the batch of columns Ray Data hands a map_batches class in numpy form."""
+    return {k: np.array([r[k] for r in rows], dtype=np.int64 if k == "index" else object) for k in rows[0]}
+
+
+def interrupted(store: PartStore) -> str:
+    """The line of a run stopped by Ctrl-C, in either engine: what was kept, and how to go on."""
+    return (f"interrupted: {len(store.done())} unit(s) kept in {store.folder}; run the same command again to "
+            "finish")
+
+
+def run(out, units: list, job: RowJob, engine: Engine, fingerprint: dict, log: Callable[[str], None],
+        on_part: Callable[[object], None] = lambda part: None, more: Callable[[int], dict] | None = None,
+        progress: bool = True, desc: str = "", unit: str = "file") -> PartStore:
+    """The units ((path, name) each) of a run writing `out`, done by `engine` with `job`: their parts, beside
+    `out`, those of an earlier run with the same fingerprint kept (said in one line), the rest done now. `more`
+    (unit index -> columns) adds what a unit's row carries besides its index, path and name. Returns the store,
+    every part in it, for the caller to merge (PartStore.parts) and remove."""
+    store, rows = resumable(out, units, fingerprint, log)
+    for row in rows:
+        row.update(more(row["index"]) if more else {})
+    if rows:
+        engine.run(job, rows, store, on_part, progress, desc, unit)
+    return store
+
+
+def check_settings(owner: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """A map_batches class's settings: one it does not know is one line naming those it does."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise PosecalInputError(f"{owner}: unknown setting(s) {', '.join(unknown)} (settings: {', '.join(known)})")
+
+
+def absolute_paths(settings: dict, keys: Iterable[str]) -> dict:
+    """`settings` with those of `keys` that name an existing file as absolute paths: a worker does not run in
+    the driver's folder (a shipped model's name stays a name)."""
+    settings = dict(settings)
+    for key in keys:
+        value = settings.get(key)
+        if isinstance(value, str) and Path(value).is_file():
+            settings[key] = str(Path(value).resolve())
+    return settings
+
+
+def fingerprint(units: list, settings: dict, identity: dict, **more) -> dict:
+    """What a run's results depend on: its units, in order, each with its size and time (a file replaced between
+    a stop and its resume changes it), its settings (threads aside), what else the command names in `more`, and
+    `identity` (posecal's version and the weights' digests: inference/run_identity.py). A run started again
+    resumes only with the same fingerprint. As JSON reads it back (a dataclass as its fields)."""
+    found = {"inputs": [[str(Path(p).resolve()), name, *size_and_time(p)] for p, name in units],
+             "settings": {k: v for k, v in settings.items() if k != "threads"}, "identity": identity} | more
+    return json.loads(json.dumps(found, default=_plain))
+
+
+def size_and_time(path) -> list[int]:
+    stat = Path(path).stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _plain(value):
+    """A setting that JSON does not know (a TrackerConfig, a PersonPolicy) as the fields it holds."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)

@@ -1,0 +1,84 @@
+"""`posecal track` by whole video files through the runner (posecal/parallel/runner.py), on any engine: Ray Data
+actors on this machine or a Ray cluster (`--engine ray`), or this process (OneProcess); then written as the one
+results file a single process writes.
+
+A video is one unit (its frames stay in one process: identities go from frame to frame); whoever does it holds one
+pipeline and tracks its videos with `posecal track`'s own run (tracking/batches.py), writing a video's overlay
+where --render asks for one. Its part (one per video: a resumed run redoes at most the video each worker was on)
+holds its results; when every part is in, the videos' results are merged in input order with the track ids one
+process gives (tracking/track_ids.py), written atomically, and the parts removed.
+
+What only one process's frame loop can do is refused in one line: live sources, `--out -`/`.jsonl` (records
+streamed frame by frame), --show, --rerun (one recording), and --max-frames/--duration (limits over all sources
+together).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from posecal.data.live import LiveSource
+from posecal.devices import providers
+from posecal.errors import PosecalInputError
+from posecal.inference.opener import require_model
+from posecal.inference.run_identity import run_identity
+from posecal.io import log_line, write_json_atomic
+from posecal.parallel.runner import Engine, RowJob, absolute_paths, fingerprint, run
+from posecal.records import is_stream
+from posecal.tracking.batches import SETTINGS, TRACKS, TrackBatches
+from posecal.tracking.job import TrackSummary, check_track, no_frame_read, render_paths, video_sources
+from posecal.tracking.pose_tracker import TrackConfig
+from posecal.tracking.track_ids import merged_tracks
+
+
+def run_track_units(cfg: TrackConfig, engine: Engine, tracker=TrackBatches, log=None) -> TrackSummary:
+    """`posecal track` by video files on `engine`: the same results file (and overlay videos) as run_track.
+    tracker: the map_batches class (TrackBatches; a test's subclass)."""
+    log = log or log_line
+    check_track(cfg)
+    _refuse_one_process_options(cfg)
+    engine.ready()
+    t0 = time.time()
+    sources = video_sources(cfg, log)
+    live = [name for source, name in sources if isinstance(source, LiveSource)]
+    if live:
+        raise PosecalInputError(f"{live[0]}: a live source is tracked by one process; --engine ray tracks video "
+                                f"files")
+    renders = {Path(path).resolve(): str(Path(render).resolve()) for path, render in render_paths(cfg, sources).items()}
+    require_model(cfg.model)
+    if cfg.device == "cuda":
+        providers("cuda")   # a CPU-only onnxruntime is said here once, not by every worker out of sight
+    settings = absolute_paths({k: getattr(cfg, k) for k in SETTINGS}, ("model", "detector", "verifier"))
+    print_run = fingerprint(sources, settings, run_identity(cfg.model, cfg.verifier, cfg.detector),
+                            renders=sorted(renders.values()))
+
+    def on_part(video: dict) -> None:
+        for message in video["messages"]:
+            log(message)
+
+    store = run(cfg.out, sources, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"), engine, print_run,
+                log, on_part, lambda i: {"render": renders.get(Path(sources[i][0]).resolve(), "")}, cfg.progress,
+                "tracking", "video")
+    videos = [(index, video["entries"], video["next_id"], video["frames"])
+              for index, video in enumerate(store.parts(len(sources)))]
+    frames = sum(v[3] for v in videos)
+    if not frames:   # every video failed as it was read
+        raise PosecalInputError(no_frame_read(cfg.out))
+    results, next_id = merged_tracks([v[:3] for v in videos])
+    write_json_atomic(results, cfg.out, indent=None)
+    store.remove()
+    return TrackSummary(frames, len(results), next_id - 1, time.time() - t0)
+
+
+def _refuse_one_process_options(cfg: TrackConfig) -> None:
+    """What only one process's frame loop does, in one line each."""
+    if is_stream(cfg.out):
+        raise PosecalInputError("--out -/.jsonl streams each frame from one process; with --engine ray give --out "
+                                "X.json")
+    if cfg.show:
+        raise PosecalInputError("--show is one process's window: leave out --engine ray, or --show")
+    if cfg.rerun:
+        raise PosecalInputError("--rerun writes one recording from one process: leave out --engine ray, or --rerun")
+    if cfg.max_frames is not None or cfg.duration is not None:
+        raise PosecalInputError("--max-frames and --duration limit one process's run over all its sources: leave "
+                                "them out with --engine ray")
