@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
+from posecal.parallel.cores import default_threads
 from posecal.parallel.parts import PartStore, resumable, write_part
 
 ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
@@ -81,14 +82,16 @@ class Engine(Protocol):
 
 class OneProcess:
     """The engine that does the units in this process, in input order, `job.batch_rows` at a time, with one
-    instance of the job's class (PartWriter, as each Ray actor holds one)."""
+    instance of the job's class (PartWriter, as each Ray actor holds one) given every core this process may use
+    when its settings name no threads."""
 
     def ready(self) -> None:
         pass
 
     def run(self, job: RowJob, rows: list[dict], store: PartStore, on_part: Callable[[object], None] = lambda p: None,
             progress: bool = True, desc: str = "", unit: str = "file") -> None:
-        writer = PartWriter(job.mapper, dict(job.settings), job.column, str(store.folder))
+        settings = dict(job.settings) | {"threads": job.settings.get("threads") or default_threads()}
+        writer = PartWriter(job.mapper, settings, job.column, str(store.folder))
         bar = tqdm(total=len(rows), desc=desc, unit=unit, disable=not progress_shown(progress))
         try:
             for start in range(0, len(rows), job.batch_rows):

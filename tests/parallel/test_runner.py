@@ -1,0 +1,237 @@
+"""The one runner (posecal/parallel/runner.py) for predict, track, eval and audit: in this process (OneProcess) a run
+keeps a part per unit, a Ctrl-C keeps the finished ones and the same run again does exactly the rest; through the
+runner one process gives what the command's own path gives and what Ray gives (the Ray runs are slow, share the
+local Ray of tests/parallel/test_ray_engine.py and skip without Ray)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+from conftest import make_coco
+from posecal.errors import PosecalInputError
+from posecal.parallel.parts import part_folder
+from posecal.parallel.runner import OneProcess, RowJob, check_settings, fingerprint, run
+from test_eval_audit_ray import same_numbers
+from test_ray_engine import SETTINGS, figures, local_ray, same_results  # noqa: F401  (the one local Ray)
+from test_track_ray import clips, same_tracks
+
+
+class Doubles:
+    """A map_batches class: each row's part is its number doubled; refuses n = 13."""
+
+    def __init__(self, factor: int = 2, threads: int | None = None):
+        self.factor, self.threads = factor, threads
+
+    def __call__(self, batch):
+        if 13 in batch["n"]:
+            raise PosecalInputError("13: refused")
+        return dict(batch) | {"out": np.array([json.dumps(int(n) * self.factor) for n in batch["n"]], dtype=object)}
+
+
+def units(tmp_path, n: int) -> list:
+    for i in range(n):
+        (tmp_path / f"u{i}").write_text(str(i))
+    return [(tmp_path / f"u{i}", f"u{i}") for i in range(n)]
+
+
+def test_one_process_keeps_a_part_per_unit_and_a_ctrl_c_resumes_exactly(tmp_path):
+    done, told = units(tmp_path, 5), []
+    job = RowJob(Doubles, {"factor": 3}, "out", batch_rows=2)
+    print_run = fingerprint(done, job.settings, {"posecal": "x"})
+
+    def stopped_at_the_third(part):
+        told.append(part)
+        if len(told) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted: 4 unit\(s\) kept in .*run the same command again"):
+        run(tmp_path / "out.json", done, job, OneProcess(), print_run, print, stopped_at_the_third,
+            lambda i: {"n": i + 1}, progress=False)
+    lines, seen = [], []
+    store = run(tmp_path / "out.json", done, job, OneProcess(), print_run, lines.append, seen.append,
+                lambda i: {"n": i + 1}, progress=False)
+    assert lines == [f"resuming: 4 of 5 unit(s) already done in {part_folder(tmp_path / 'out.json')}"]
+    assert seen == [15] and list(store.parts(5)) == [3, 6, 9, 12, 15]   # only the unit without a part, done once
+
+
+def test_a_refused_unit_is_one_line_and_keeps_the_units_before_it(tmp_path):
+    done = units(tmp_path, 4)
+    job = RowJob(Doubles, {}, "out")
+    with pytest.raises(PosecalInputError, match="^13: refused$"):
+        run(tmp_path / "out.json", done, job, OneProcess(), {"run": 1}, print, more=lambda i: {"n": 11 + i},
+            progress=False)
+    assert part_folder(tmp_path / "out.json").is_dir()
+    assert sorted(p.name for p in part_folder(tmp_path / "out.json").glob("part_*")) == ["part_000000.json",
+                                                                                         "part_000001.json"]
+
+
+def test_the_fingerprint_names_each_inputs_size_and_time_and_leaves_threads_out(tmp_path):
+    done = units(tmp_path, 1)
+    first = fingerprint(done, {"model": "fast", "threads": 4, "policy": Policy()}, {"posecal": "1"},
+                        renders=["a.mp4"])
+    assert first["settings"] == {"model": "fast", "policy": {"quality": 0.5}} and first["renders"] == ["a.mp4"]
+    stat = (tmp_path / "u0").stat()
+    assert first["inputs"] == [[str((tmp_path / "u0").resolve()), "u0", stat.st_size, stat.st_mtime_ns]]
+    (tmp_path / "u0").write_text("replaced by a longer one")
+    assert fingerprint(done, {"model": "fast"}, {"posecal": "1"})["inputs"] != first["inputs"]
+
+
+def test_an_unknown_setting_is_one_line_naming_the_known_ones():
+    with pytest.raises(PosecalInputError, match=r"^Doubles: unknown setting\(s\) colour \(settings: factor\)$"):
+        check_settings("Doubles", {"colour": 1}, ("factor",))
+
+
+@dataclass
+class Policy:
+    """A setting JSON does not know: the fingerprint keeps its fields."""
+    quality: float = 0.5
+
+
+# ---- each command through the runner: one process, and Ray ----
+
+def predict_through(engine, folder, out):
+    from posecal.predict.job import PredictConfig
+    from posecal.predict.units import run_predict_units
+
+    cfg = PredictConfig(inputs=[str(folder)], out=str(out), progress=False, **SETTINGS)
+    return run_predict_units(cfg, engine, log=lambda line: None)
+
+
+def track_config(model, folder, out):
+    """The untrained tiny model's doubtful poses tracked anyway (test_track_ray.TINY's settings)."""
+    from posecal.inference.person_policy import VIDEO
+    from posecal.tracking.pose_tracker import TrackConfig
+
+    return TrackConfig(videos=[str(folder)], out=str(out), model=str(model), detector="none", backend="torch",
+                       min_pose_quality=0.0, threads=1, progress=False, policy=replace(VIDEO, birth_quality=0.0))
+
+
+def track_through(engine, model, folder, out):
+    from posecal.tracking.units import run_track_units
+
+    return run_track_units(track_config(model, folder, out), engine, log=lambda line: None)
+
+
+def eval_through(engine, data, out):
+    from posecal.evaluation.evaluate import EvalConfig, evaluate
+
+    ann, images = data
+    evaluate(EvalConfig(str(ann), str(images), str(out), model="fast", threads=1, progress=False, plots=False,
+                        engine=engine))
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics.pop("seconds")
+    return [metrics, json.loads((out / "results.json").read_text())]
+
+
+def audit_through(engine, data, out):
+    from posecal.audit.job import AuditConfig, audit
+
+    ann, images = data
+    audit(AuditConfig(str(ann), str(out), str(images), model="fast", threads=1, progress=False, engine=engine))
+    return json.loads((out / "findings.json").read_text())
+
+
+def test_predict_in_one_process_through_the_runner_gives_the_one_process_results(tmp_path):
+    from posecal.cli.main import main
+
+    folder = figures(tmp_path / "in", 3)
+    summary = predict_through(OneProcess(), folder, tmp_path / "runner.json")
+    assert main(["predict", str(folder), "--model", "fast", "--threads", "1", "--out", str(tmp_path / "one.json"),
+                 "--no-progress", "--detector", "none", "--min-pose-quality", "0"]) == 0
+    assert (summary.frames, summary.problems) == (3, 1) and not part_folder(tmp_path / "runner.json").exists()
+    same_results(json.loads((tmp_path / "runner.json").read_text()), json.loads((tmp_path / "one.json").read_text()))
+
+
+def test_track_in_one_process_through_the_runner_resumes_an_interrupted_run_exactly(tiny_model, tmp_path,
+                                                                                     monkeypatch):
+    """One process through the runner tracks as run_track does; stopped by Ctrl-C in its second video, the same
+    run again tracks only the videos without a part, and the results are the uninterrupted run's."""
+    from posecal.tracking import batches
+    from posecal.tracking.job import run_track
+
+    folder = clips(tmp_path / "in")
+    whole = tmp_path / "whole.json"
+    assert track_through(OneProcess(), tiny_model, folder, whole).frames == 15
+    one = tmp_path / "one.json"
+    run_track(track_config(tiny_model, folder, one), log=lambda line: None)
+    same_tracks(json.loads(whole.read_text()), json.loads(one.read_text()))
+    real, calls = batches.TrackBatches.track, []
+
+    def second_video_interrupted(self, path, name, render=""):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, path, name, render)
+
+    out = tmp_path / "out.json"
+    with monkeypatch.context() as m:
+        m.setattr(batches.TrackBatches, "track", second_video_interrupted)
+        with pytest.raises(KeyboardInterrupt, match=r"interrupted: 1 unit\(s\) kept"):
+            track_through(OneProcess(), tiny_model, folder, out)
+    assert not out.exists()
+    calls.clear()
+    with monkeypatch.context() as m:
+        m.setattr(batches.TrackBatches, "track", lambda self, path, name, render="": calls.append(name) or real(
+            self, path, name, render))
+        track_through(OneProcess(), tiny_model, folder, out)
+    assert calls == ["walk1.avi", "walk2.avi"]   # walk0.avi, the first, was kept
+    assert json.loads(out.read_text()) == json.loads(whole.read_text())
+    assert not part_folder(out).exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "audit"])
+def test_eval_and_audit_in_one_process_through_the_runner_resume_an_interrupted_run_exactly(command, tmp_path,
+                                                                                           monkeypatch):
+    """Posed through the runner in one process, eval's metrics and audit's findings are those of its own path;
+    a Ctrl-C in the second batch of pictures keeps the first, and the same run again poses only the rest."""
+    from posecal.inference import record_posing
+
+    through = eval_through if command == "eval" else audit_through
+    data = make_coco(tmp_path / "data", n_images=6)
+    own = through(None, data, tmp_path / "own")
+    whole = through(OneProcess(), data, tmp_path / "whole")
+    same_numbers(whole, own)
+    real, calls = record_posing.RecordBatches.__call__, []
+
+    def second_batch_interrupted(self, batch):
+        calls.append(list(batch["index"]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        m.setattr(record_posing.RecordBatches, "__call__", second_batch_interrupted)
+        with pytest.raises(KeyboardInterrupt, match=r"interrupted: 4 unit\(s\) kept"):
+            through(OneProcess(), data, out)
+    calls.clear()
+    with monkeypatch.context() as m:
+        m.setattr(record_posing.RecordBatches, "__call__", lambda self, batch: calls.append(list(batch["index"]))
+                  or real(self, batch))
+        again = through(OneProcess(), data, out)
+    assert calls == [[4, 5]]
+    assert again == whole
+    assert not list(out.glob(".*.parts"))
+
+
+@pytest.mark.slow
+def test_every_command_gives_the_same_through_the_runner_in_one_process_and_on_ray(tiny_model, tmp_path,
+                                                                                  local_ray):  # noqa: F811
+    from posecal.parallel.ray_rows import RayConfig
+
+    folder = figures(tmp_path / "pictures", 4)
+    predict_through(OneProcess(), folder, tmp_path / "p1.json")
+    predict_through(RayConfig(workers=2), folder, tmp_path / "p2.json")
+    same_results(*(json.loads((tmp_path / f"p{i}.json").read_text()) for i in (2, 1)))
+    videos = clips(tmp_path / "videos")
+    track_through(OneProcess(), tiny_model, videos, tmp_path / "t1.json")
+    track_through(RayConfig(workers=2), tiny_model, videos, tmp_path / "t2.json")
+    same_tracks(*(json.loads((tmp_path / f"t{i}.json").read_text()) for i in (2, 1)))
+    data = make_coco(tmp_path / "data", n_images=5)
+    same_numbers(eval_through(RayConfig(workers=2), data, tmp_path / "e2"), eval_through(OneProcess(), data,
+                                                                                          tmp_path / "e1"))
+    same_numbers(audit_through(RayConfig(workers=2), data, tmp_path / "a2"), audit_through(OneProcess(), data,
+                                                                                           tmp_path / "a1"))
