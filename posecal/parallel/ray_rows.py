@@ -1,6 +1,8 @@
 """The Ray executor of posecal/parallel/runner.py (RayConfig): units of work through Ray Data actors, each unit's
-results written by its worker as it is done: the engine under `--engine ray` of `posecal predict` (a unit: one input file), `posecal track` (one video) and the records of
-`eval` and `audit` (one picture with its persons); knows no model.
+results written by its worker as it is done: the engine under `--engine ray` of `posecal predict` (a unit: one
+input file), `posecal track` (one video) and the records of `eval` and `audit` (one picture with its persons);
+knows no model. The driver's side (each finished unit said, the progress bar, Ctrl-C) is runner.gather, as in one
+process.
 
 Why Ray Data and not torchrun: it streams the units to actors that each hold one open pipeline (opened once per
 actor), restarts an actor whose process died and retries its batch (its defaults for actor pools: max_restarts
@@ -28,15 +30,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from tqdm import tqdm
 
 from posecal.devices import fall_back
 from posecal.errors import MissingPackage, PosecalInputError
-from posecal.io import progress_shown
 from posecal.parallel.cores import machine_cores
-from posecal.parallel.parts import PartStore, part_path
+from posecal.parallel.parts import PartStore
 from posecal.parallel.ray_lines import quiet_ray_lines
-from posecal.parallel.runner import ERROR, PartWriter, RowJob, interrupted
+from posecal.parallel.runner import PartWriter, RowJob, gather
 
 @dataclass
 class RayConfig:
@@ -115,26 +115,9 @@ def _run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: Par
         out = out.map_batches(PartWriter, fn_constructor_kwargs={"mapper": job.mapper, "settings": settings,
                                                                  "column": job.column, "folder": str(store.folder)},
                               batch_size=job.batch_rows, compute=ray.data.ActorPoolStrategy(size=workers), **ask)
-        seen: set[int] = set()
-        bar = tqdm(total=len(rows), desc=desc, unit=unit, disable=not progress_shown(progress))
-        try:
-            # each block as it is made (iter_rows would hold rows back until later batches are done)
-            for block in out.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
-                for i, error in zip(block["index"], block[ERROR]):
-                    if error:
-                        raise PosecalInputError(str(error))
-                    if int(i) in seen:   # a retried batch's rows again: said once
-                        continue
-                    seen.add(int(i))
-                    if not part_path(store.folder, int(i)).is_file():   # written on a node whose disk this is not
-                        raise PosecalInputError(f"{part_path(store.folder, int(i))}: a worker wrote it, but it is not "
-                                                "here: with a Ray cluster, give --out on storage every node sees")
-                    on_part(store.read(int(i)))
-                    bar.update(1)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(interrupted(store)) from None
-        finally:
-            bar.close()
+        # each block as it is made (iter_rows would hold rows back until later batches are done)
+        gather(out.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"), store, on_part, len(rows),
+               progress, desc, unit)
     finally:
         if started:
             ray.shutdown()

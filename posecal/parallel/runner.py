@@ -29,7 +29,7 @@ from tqdm import tqdm
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
 from posecal.parallel.cores import default_threads
-from posecal.parallel.parts import PartStore, resumable, write_part
+from posecal.parallel.parts import PartStore, part_path, resumable, write_part
 
 ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
 ERROR = "error"   # PartWriter's output column: "" for a unit done, else the line its worker refused it with
@@ -92,19 +92,34 @@ class OneProcess:
             progress: bool = True, desc: str = "", unit: str = "file") -> None:
         settings = dict(job.settings) | {"threads": job.settings.get("threads") or default_threads()}
         writer = PartWriter(job.mapper, settings, job.column, str(store.folder))
-        bar = tqdm(total=len(rows), desc=desc, unit=unit, disable=not progress_shown(progress))
-        try:
-            for start in range(0, len(rows), job.batch_rows):
-                done = writer(columns(rows[start:start + job.batch_rows]))
-                for i, error in zip(done["index"], done[ERROR]):
-                    if error:
-                        raise PosecalInputError(str(error))
-                    on_part(store.read(int(i)))
-                    bar.update(1)
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(interrupted(store)) from None
-        finally:
-            bar.close()
+        blocks = (writer(columns(rows[start:start + job.batch_rows])) for start in range(0, len(rows), job.batch_rows))
+        gather(blocks, store, on_part, len(rows), progress, desc, unit)
+
+
+def gather(blocks: Iterable[dict], store: PartStore, on_part: Callable[[object], None], total: int, progress: bool,
+           desc: str, unit: str) -> None:
+    """The driver's side of every engine: each block of finished rows (PartWriter's `index` and `error`
+    columns, as they come) read back from the store and handed to on_part, once each (a retried batch's rows come
+    again), with the progress bar; a refused row is its one line, and a Ctrl-C says what was kept."""
+    seen: set[int] = set()
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress_shown(progress))
+    try:
+        for block in blocks:
+            for i, error in zip(block["index"], block[ERROR]):
+                if error:
+                    raise PosecalInputError(str(error))
+                if int(i) in seen:
+                    continue
+                seen.add(int(i))
+                if not part_path(store.folder, int(i)).is_file():   # written on a node whose disk this is not
+                    raise PosecalInputError(f"{part_path(store.folder, int(i))}: a worker wrote it, but it is not "
+                                            "here: with a Ray cluster, give --out on storage every node sees")
+                on_part(store.read(int(i)))
+                bar.update(1)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted(store)) from None
+    finally:
+        bar.close()
 
 
 def columns(rows: list[dict]) -> dict:
