@@ -71,9 +71,9 @@ def _one_run(name: str, folder: str, out: str, marks_file: str) -> None:
         mark("work_end")
 
     job._Results.done = frame_done
-    import posecal.predict.ray_engine as ray_engine
+    import posecal.predict.units as units
 
-    run_rows = ray_engine.run_rows
+    run_rows = ray_rows.run_rows
 
     def timed_rows(ray, ray_cfg, job_, rows, store, said, *a, **k):   # the driver told of each input's part
         def told(part):
@@ -81,7 +81,7 @@ def _one_run(name: str, folder: str, out: str, marks_file: str) -> None:
             mark("work_end")
         return run_rows(ray, ray_cfg, job_, rows, store, told, *a, **k)
 
-    ray_engine.run_rows = timed_rows
+    ray_rows.run_rows = timed_rows
     start = ray_rows._start
 
     def ray_start(*a, **k):
@@ -103,8 +103,8 @@ def _one_run(name: str, folder: str, out: str, marks_file: str) -> None:
                 with open(self.marks_to, "a") as f:
                     f.write(f"{time.time()} {self.predictor.threads}\n")
 
-        run_ray = ray_engine.run_predict_ray
-        ray_engine.run_predict_ray = lambda cfg, ray_cfg=None, log=None: run_ray(cfg, ray_cfg, TimedPoseBatches, log)
+        run_units = units.run_predict_units
+        units.run_predict_units = lambda cfg, engine, log=None: run_units(cfg, engine, TimedPoseBatches, log)
     rc = main(["predict", folder, "--out", out, "--no-progress", *RUNS[name]])
     mark("finished")
     if actor_marks.exists():
