@@ -7,7 +7,7 @@ existing trust model on another network:
     python tools/build_trust_model.py runs/trust/train/best.pt runs/accurate_trust/best_model.pt
 
 The trust may be a trust training checkpoint or a model file that carries one (a shipped name or a path), e.g.
-the shipped one put on a fine-tuned MoveNet (tools/gpu_train.md section 5).
+the shipped one put on a fine-tuned MoveNet (lab/tools/gpu_train.md section 5).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The trust model on a GPU (tools/gpu_train.md, "The trust model on a GPU"; tools/trust_online.py).
+"""The trust model on a GPU (lab/tools/gpu_train.md, "The trust model on a GPU"; tools/trust_online.py).
 
     python tools/gpu_trust.py weights CONFIG --out .gpu_data/trust_weights
         here, once: the two weight files the device run needs, small enough to carry: base.pt (the base model's

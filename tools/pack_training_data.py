@@ -8,7 +8,7 @@ Training persons: the config's COCO train split plus LSPET when the config names
 the order `posecal train` reads them, split into OUT/shard_000/, shard_001/, ... of at most --shard-mib each
 (file bytes, index included). The val split goes to OUT/val/ (only for validation; see posecal/data/packed.py);
 its size counts against shard_000's budget, since the two travel together in the first device call.
-Train with `data.packed: OUT` (tools/gpu_train.md).
+Train with `data.packed: OUT` (lab/tools/gpu_train.md).
 
 --margin: the packed region is the usual 1.25-padded box times this. 1.6 is what the COCO crops themselves hold
 (they were cut at 2.0 = 1.25 x 1.6 around the box), so a training crop taken from the pack sees the same region,
@@ -225,7 +225,8 @@ class _Training(NamedTuple):
 def _training_persons(args, cfg, params: dict) -> _Training:
     """The config's COCO train split (pseudo-labelled people marked) and then its LSPET persons, if any."""
     records = load_coco_persons(*cfg.data.required("train_annotations", "train_images"))
-    # pseudo-labelled people (tools/pseudo_labels.py) travel marked, so a run can leave them out (data.pseudo_labels)
+    # pseudo-labelled people (lab/tools/pseudo_labels.py) travel marked, so a run can leave them out
+    # (data.pseudo_labels)
     pseudo = pseudo_label_ids(cfg.data.train_annotations)
     sources = [PSEUDO_SOURCE if r.ann_id in pseudo else "coco" for r in records]
     # the crops' other labelled people travel with each person (negatives, configs' lambda_negatives)

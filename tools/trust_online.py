@@ -1,4 +1,4 @@
-"""The trust model trained online on a GPU (tools/gpu_trust.py; tools/gpu_train.md, "The trust model on a GPU").
+"""The trust model trained online on a GPU (tools/gpu_trust.py; lab/tools/gpu_train.md, "The trust model on a GPU").
 A tool's module, not the package's: only tools/gpu_trust.py and tools/pack_training_data.py --trust use it.
 
 `posecal train-trust` (trust_job.py) stores the base model's keypoints once per augmented crop, because on a CPU

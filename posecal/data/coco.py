@@ -148,7 +148,7 @@ def unknown_ids_message(path, unknown: list[tuple[int, object]], annotations) ->
 
 def pseudo_label_ids(annotation_file) -> set[int]:
     """Ids of the annotations marked `"pseudo": true`: people no label covered whose keypoints a model gave
-    (tools/pseudo_labels.py), so that training can take or leave them (`data.pseudo_labels`)."""
+    (lab/tools/pseudo_labels.py), so that training can take or leave them (`data.pseudo_labels`)."""
     data = read_json(annotation_file)
     anns = data.get("annotations", []) if isinstance(data, dict) else []
     return {a["id"] for a in anns if isinstance(a, dict) and a.get("pseudo") is True and "id" in a}

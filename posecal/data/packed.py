@@ -1,6 +1,6 @@
 """Packed training data: one small JPEG per person (its crop region with room for augmentation) and a COCO-style
 index per shard, for machines that get the data carried to them in pieces (tools/pack_training_data.py,
-tools/gpu_train.md).
+lab/tools/gpu_train.md).
 
 Each packed image is the person's top-down region (the box made `aspect` and padded by 1.25, as
 `box_to_center_scale` does) times `margin`, cut from the source image with black outside it and shrunk with area
@@ -101,7 +101,7 @@ def pack_person(image: np.ndarray, rec: PersonRecord, aspect: float, input_h: in
     return PackedPerson(jpeg, w1, h1, out, m, original)
 
 
-# The `source` of a packed person whose keypoints a model gave (tools/pseudo_labels.py), not a labeller.
+# The `source` of a packed person whose keypoints a model gave (lab/tools/pseudo_labels.py), not a labeller.
 PSEUDO_SOURCE = "pseudo"
 
 

@@ -32,7 +32,7 @@ class DataConfig:
     # here is judged on sports poses it never saw (tools/pack_training_data.py's --lspet-holdout leaves out the same).
     lspet_holdout: int = 600
     # False: the training persons marked pseudo-labelled (`"pseudo": true` in train_annotations, source "pseudo"
-    # in a pack: tools/pseudo_labels.py) are left out, so one pack serves a run with them and its control.
+    # in a pack: lab/tools/pseudo_labels.py) are left out, so one pack serves a run with them and its control.
     pseudo_labels: bool = True
     # A pack folder (made from posecal's source tree by tools/pack_training_data.py): when set, the training
     # persons come from its shard_*/ instead of the files above, and validation uses its val/ when it has one

@@ -1,6 +1,6 @@
 """Every script of bench/ and tools/ imports (its `main` is not run): a name the package no longer has fails here,
 not months later in the one run that needs the script. A third-party package a script needs and this install
-lacks is a skip, not a failure."""
+lacks is a skip, not a failure. The lab's scripts (lab/) have the same check in their own tier (lab/tests)."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -11,8 +11,9 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted(p for folder in ("bench", "bench/lab", "tools") for p in (REPO / folder).glob("*.py"))
 
 
-@pytest.mark.parametrize("path", SCRIPTS, ids=[p.relative_to(REPO).as_posix() for p in SCRIPTS])
-def test_script_imports(path, monkeypatch):
+def import_script(path: Path, monkeypatch, siblings: set[str]) -> None:
+    """Run `path` as `python path` would up to its `main`, and check it says what it does. `siblings`: the stems
+    of scripts it may import beside it (a missing one of those fails; any other missing package skips)."""
     name = "script_" + "_".join(path.relative_to(REPO).with_suffix("").parts)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -22,9 +23,12 @@ def test_script_imports(path, monkeypatch):
     try:
         spec.loader.exec_module(module)
     except ModuleNotFoundError as e:
-        if e.name and not e.name.startswith("posecal") and (e.name.split(".")[0] not in {
-                p.stem for p in SCRIPTS}):
+        if e.name and not e.name.startswith("posecal") and e.name.split(".")[0] not in siblings:
             pytest.skip(f"{path.name} needs {e.name}, not installed here")
         raise
     assert module.__doc__, f"{path.name}: its first docstring line says what it does and how to run it"
 
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[p.relative_to(REPO).as_posix() for p in SCRIPTS])
+def test_script_imports(path, monkeypatch):
+    import_script(path, monkeypatch, {p.stem for p in SCRIPTS})

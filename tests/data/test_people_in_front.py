@@ -255,7 +255,7 @@ def test_a_pack_carries_each_persons_neighbours_into_its_pixels(tmp_path):
 
 
 def _with_a_pseudo_person(path) -> np.ndarray:
-    """Add to the crop set at `path` a pseudo-labelled person (tools/pseudo_labels.py: `"pseudo": true`, no crop
+    """Add to the crop set at `path` a pseudo-labelled person (lab/tools/pseudo_labels.py: `"pseudo": true`, no crop
     fields) in crop 0, 30 px right of crop 0's labelled person; returns its keypoints in crop 0's pixels."""
     data = json.loads(path.read_text())
     host = np.asarray(data["annotations"][0]["keypoints"], float).reshape(K, 3)

@@ -1,4 +1,4 @@
-"""Pose quality against the true OKS, with the truth's spread (python bench/pose_quality_spread.py RESULTS.json ...
+"""Pose quality against the true OKS, with the truth's spread (python lab/bench/pose_quality_spread.py RESULTS.json ...
 [--annotations val.json]).
 
 Why: a Pearson correlation falls when the truth spreads less, at the same error. When a better pose network makes
@@ -17,7 +17,7 @@ from posecal.evaluation.results import gt_persons, load_results, match
 from posecal.metrics.coco_ap import load_coco_gt
 from posecal.metrics.oks import opks
 
-VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-val2017-crops" / "annotations" / "val.json"
+VAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco-val2017-crops" / "annotations" / "val.json"
 
 
 def main() -> None:

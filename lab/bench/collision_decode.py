@@ -1,6 +1,6 @@
 """Left/right collisions in the decode (issue 62 item 3): would a decoder that keeps a joint off its mirror help?
 
-    python bench/collision_decode.py [--model posecal/weights/posecal_accurate.pt] [--radius 1 2] [--ratio 0.3 0.8] [--limit N]
+    python lab/bench/collision_decode.py [--model posecal/weights/posecal_accurate.pt] [--radius 1 2] [--ratio 0.3 0.8] [--limit N]
 
 Of the val split's wrong keypoints, a quarter sit on another joint of the same person, mostly the mirror joint
 (bench/hard_people.py). Counted per labelled left/right pair here: both right, a full swap (each on the other's
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import posecal.models.estimator as estimator_module  # noqa: E402

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 62 on a lent GPU: the two hard-people runs side by side from one pack (tools/gpu_train.md section 8).
+# Issue 62 on a lent GPU: the two hard-people runs side by side from one pack (lab/tools/gpu_train.md section 8).
 #
-#   bash tools/gpu_hard_people.sh data             # each data call: install (first call), move the carried
+#   bash lab/tools/gpu_hard_people.sh data             # each data call: install (first call), move the carried
 #                                                  # .gpu_data/* to $D outside the re-synced repo copy
-#   bash tools/gpu_hard_people.sh train MINUTES    # both runs at once, each stopped after MINUTES; then their
+#   bash lab/tools/gpu_hard_people.sh train MINUTES    # both runs at once, each stopped after MINUTES; then their
 #                                                  # best networks (fp16), logs and compact states into $OUT
 #
 # Why two runs at once: Thunder's depthwise layers leave the GPU mostly idle at batch 128 (section 5), so two

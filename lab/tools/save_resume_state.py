@@ -2,7 +2,7 @@
 
 Training writes it itself each epoch when the config names `resume_state`; this converts a last.pt written
 without it (e.g. by a run started before the option existed).
-Usage: python tools/save_resume_state.py CONFIG.yaml   (reads OUT_DIR/last.pt, writes the config's resume_state)
+Usage: python lab/tools/save_resume_state.py CONFIG.yaml   (reads OUT_DIR/last.pt, writes the config's resume_state)
 """
 from __future__ import annotations
 

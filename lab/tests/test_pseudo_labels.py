@@ -1,4 +1,4 @@
-"""The pseudo-label filter (tools/pseudo_labels.py, issue 62 item 4): a keypoint is kept only where the three
+"""The pseudo-label filter (lab/tools/pseudo_labels.py, issue 62 item 4): a keypoint is kept only where the three
 scales agree and the trust model is sure it is right and visible; what each condition drops, by hand."""
 import numpy as np
 

@@ -1,5 +1,5 @@
 """Which appearance cue tells people apart in tracking: colour histograms or the pose network's own features?
-(python bench/appearance_cues.py, after bench/track_ids.py has written its scenes to track_ids/)
+(python lab/bench/appearance_cues.py, after bench/track_ids.py has written its scenes to track_ids/)
 
 Issue 31 asked for "an appearance cue stronger than colour histograms (features the pose network already
 computes, pooled inside the person)". Measured, not assumed: on the track_ids scenes (real COCO val people

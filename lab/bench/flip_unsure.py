@@ -1,6 +1,6 @@
 """The flip test only where trust is unsure: AP and pose crops against the flip always and never.
 
-    python bench/flip_unsure.py [--world val|lspet] [--persons N] [--model accurate]
+    python lab/bench/flip_unsure.py [--world val|lspet] [--persons N] [--model accurate]
 
 GT boxes, the shipped graphs (float), pose score = pose quality. Each person is posed once without the flip test;
 a person whose unflipped pose quality is under t is posed again with it (the flip graph runs the crop and its
@@ -25,10 +25,10 @@ from posecal.metrics.calibration import ece, ece_floor
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.metrics.oks import opks
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))   # bench/lspet_ap.py
 from lspet_ap import truth  # noqa: E402 - the bench's COCO form of records' labels
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 

@@ -1,8 +1,8 @@
 """Throughput probe for a training config: crops/s of the data loader alone and of the model's training step
 alone (synthetic batches), each for a few seconds, so that the slower of the two, the epoch time and how many
-epochs fit in a device session are known before a long run (tools/gpu_train.md).
+epochs fit in a device session are known before a long run (lab/tools/gpu_train.md).
 
-Usage: python tools/gpu_probe.py CONFIG.yaml [--packed DIR] [--seconds 20] [--workers N] [--batch B] [--device D]
+Usage: python lab/tools/gpu_probe.py CONFIG.yaml [--packed DIR] [--seconds 20] [--workers N] [--batch B] [--device D]
 """
 from __future__ import annotations
 

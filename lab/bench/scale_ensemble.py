@@ -1,8 +1,8 @@
 """Does a multi-scale test (the box at 0.9, 1.0 and 1.1 of its size, each with the flip test) pose more people
-right than the box alone? (python bench/scale_ensemble.py [--limit N] [--lspet 600] [--threads 2])
+right than the box alone? (python lab/bench/scale_ensemble.py [--limit N] [--lspet 600] [--threads 2])
 
 Issue 62 asks for poses of hard people (small, half-hidden, crowded) right given the labelled box. The pseudo-labels
-of tools/pseudo_labels.py use this three-scale ensemble; this bench asks whether it would serve as an inference
+of lab/tools/pseudo_labels.py use this three-scale ensemble; this bench asks whether it would serve as an inference
 option: posed right (OKS >= 0.5) and mean OKS with the scale-1.0 answer against the mean of the three scales'
 keypoints, on val's even and odd ids and on LSPET's last persons (another world), the shipped `accurate` graph
 (float, flip). Three crops a person: three times the network's time.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "lab" / "tools"))
 from pseudo_labels import SCALES, ensemble  # noqa: E402
 
 from posecal.data.coco import load_coco_persons, load_lspet, read_image  # noqa: E402
@@ -84,8 +84,8 @@ def main() -> None:
         for g, v in groups.items():
             print(f"{w:<20}{g:<24}{v['n']:>5} | {v['single']['right']!s:>13} {v['mean']['right']!s:>7} | "
                   f"{v['single']['mean_oks']!s:>16} {v['mean']['mean_oks']!s:>7}")
-    write_json_atomic({"command": "python bench/scale_ensemble.py" + (f" --limit {args.limit}" if args.limit else ""),
-                       "scales": SCALES, "model": MODEL + " (flip)", "worlds": result}, args.json)
+    command = "python lab/bench/scale_ensemble.py" + (f" --limit {args.limit}" if args.limit else "")
+    write_json_atomic({"command": command, "scales": SCALES, "model": MODEL + " (flip)", "worlds": result}, args.json)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,9 @@
-"""The GPU verifier run's pack (tools/gpu_verifier.py): photos and their labelled boxes round trip, a shrunk photo's
+"""The GPU verifier run's pack (lab/tools/gpu_verifier.py): photos and their labelled boxes round trip, a shrunk photo's
 boxes shrink with it, and the boxes judged are read the same every time while training draws afresh each epoch."""
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 gpu_verifier = pytest.importorskip("gpu_verifier")
 
 

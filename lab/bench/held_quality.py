@@ -1,5 +1,5 @@
 """What a held pose should keep of its last pose's quality (tracking.tracker.HELD_QUALITY), chosen on tuning scenes
-and judged on others (python bench/held_quality.py [--factors 0.5 0.6 0.7 0.8 0.9 1.0]).
+and judged on others (python lab/bench/held_quality.py [--factors 0.5 0.6 0.7 0.8 0.9 1.0]).
 
 `posecal track` reports a person hidden behind another (`pose_source` `held`) at their last pose moved by their
 velocity, every quality x HELD_QUALITY. This bench takes the held poses of the video worlds of
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.lab.video_worlds import model_without_video_map, tracked_pairs, world_scenes  # noqa: E402
 from posecal.calibration.quality import truth_of  # noqa: E402

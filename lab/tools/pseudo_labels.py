@@ -1,9 +1,10 @@
 """Pseudo-labels for people nobody labelled (issue 62 item 4), kept only where posecal's own trust says they are
 right, with the filter's thresholds chosen and judged on val.
 
-    python tools/pseudo_labels.py judge  [--limit N] [--json bench/results/pseudo_labels_val.json]
-    python tools/pseudo_labels.py harvest --out runs/pseudo/train_pseudo.json [--limit N] [--min-keypoints 6]
-    python tools/pseudo_labels.py merge --pseudo runs/pseudo/train_pseudo.json --out runs/pseudo/train_with_pseudo.json
+    python lab/tools/pseudo_labels.py judge  [--limit N] [--json bench/results/pseudo_labels_val.json]
+    python lab/tools/pseudo_labels.py harvest --out runs/pseudo/train_pseudo.json [--limit N] [--min-keypoints 6]
+    python lab/tools/pseudo_labels.py merge --pseudo runs/pseudo/train_pseudo.json \
+        --out runs/pseudo/train_with_pseudo.json
 
 What a pseudo-label is: the shipped `accurate` model (flip test, its calibration) run on a person's box at three
 scales (0.9, 1.0, 1.1 of the box about its centre: the multi-scale ensemble); a keypoint is kept (v = 2) where
@@ -24,7 +25,7 @@ people no label covers (no labelled keypoint of the crop's person or of any othe
 photograph, posecal.data.neighbours, inside the box), pseudo-labelled with the chosen setting, as a COCO keypoint
 file over the same images (`"pseudo": true` on each annotation). `merge` writes train.json with them added (ids
 above train's), a file `data.train_annotations` can name beside the same images folder. What this tool does not do:
-train on them; that is a GPU run's (tools/gpu_train.md), and whether they help is judged on val there.
+train on them; that is a GPU run's (lab/tools/gpu_train.md), and whether they help is judged on val there.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from posecal.data.coco import load_coco_persons, read_image, read_json  # noqa: E402
 from posecal.data.neighbours import by_photo, neighbours_in_crop  # noqa: E402
@@ -130,7 +131,7 @@ def judge(args) -> None:
         print(f"{f['min_quality']:>8}{f['min_visible']:>8}{f['max_spread']:>7} | {e['kept_labelled']:>10}"
               f"{e['precision']:>6.3f}{e['kept_share_of_visible']:>7.3f} | {o['kept_labelled']:>9}"
               f"{o['precision']:>6.3f}{o['kept_share_of_visible']:>7.3f}{mark}")
-    write_json_atomic({"command": "python tools/pseudo_labels.py judge" + (f" --limit {args.limit}" if args.limit
+    write_json_atomic({"command": "python lab/tools/pseudo_labels.py judge" + (f" --limit {args.limit}" if args.limit
                                                                           else ""),
                        "persons": len(records), "scales": SCALES, "precision_wanted": args.precision,
                        "chosen": chosen, "grid": rows}, args.json)

@@ -1,10 +1,10 @@
 """Fine-tune the whole person verifier (its EfficientNet-Lite0 trunk too) on a GPU, then judge it here.
 
-    python tools/gpu_verifier.py pack                   # here, ~15 min on 2 cores: .gpu_data/verifier/*.npz
-    # on the device (tools/gpu_train.md section 7): the packs carried, then
-    python tools/gpu_verifier.py train --data DIR --out $OUT --seconds 330
-    python tools/gpu_verifier.py export RUN/verifier.pt OUT.onnx       # here: the shipped graph's format
-    python tools/gpu_verifier.py judge OUT.onnx         # here: the held-out boxes of train_person_verifier fit
+    python lab/tools/gpu_verifier.py pack                   # here, ~15 min on 2 cores: .gpu_data/verifier/*.npz
+    # on the device (lab/tools/gpu_train.md section 7): the packs carried, then
+    python lab/tools/gpu_verifier.py train --data DIR --out $OUT --seconds 330
+    python lab/tools/gpu_verifier.py export RUN/verifier.pt OUT.onnx       # here: the shipped graph's format
+    python lab/tools/gpu_verifier.py judge OUT.onnx         # here: the held-out boxes of train_person_verifier fit
 
 Why: the shipped verifier is a head on the frozen ImageNet trunk's pooled features (tools/train_person_verifier.py),
 and a frozen trunk tells shifted boxes, parts and things from people only so far (val AUROC 0.856). Fine-tuning
@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -272,7 +272,7 @@ def export(args) -> None:
     from verifier_export import export_verifier
 
     report = json.loads((Path(args.checkpoint).parent / "report.json").read_text())
-    info = {"trained_by": "tools/gpu_verifier.py (trunk fine-tuned on a GPU)", "fit_boxes": report["fit_boxes"],
+    info = {"trained_by": "lab/tools/gpu_verifier.py (trunk fine-tuned on a GPU)", "fit_boxes": report["fit_boxes"],
             "best_epoch": report["best_epoch"]}
     if args.judged and Path(args.judged).is_file():
         info["judged"] = json.loads(Path(args.judged).read_text())

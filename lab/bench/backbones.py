@@ -1,4 +1,5 @@
-"""Params, GMACs and CPU latency of every pose network posecal builds, beside the reference (python bench/backbones.py).
+"""Params, GMACs and CPU latency of every pose network posecal builds, beside the reference
+(python lab/bench/backbones.py).
 
 For each model.backbone: parameters and multiply-adds of the pose network (backbone + heatmap head, no quality
 heads) at 256x192, counted as ../shared/reference/README.md counts them (torch.utils.flop_counter: conv,
@@ -6,7 +7,7 @@ transposed conv and matmul; GMACs = FLOPs / 2 / 1e9), next to the figures measur
 definitions and the published ones (HRNet repo tool: MACs in 2^30 units, deconvolutions counted 4x); then the
 eager CPU latency per crop (batch 1, median over --n forwards after 2 warm-ups; inputs are random, the time does
 not depend on the values). The hourglass is built with 16 outputs, as the MPII checkpoints the reference lists.
-Usage: python bench/backbones.py [--backbones resnet50 hrnet_w32 ...] [--n 10] [--threads 2] [--input-wh 192 256]
+Usage: python lab/bench/backbones.py [--backbones resnet50 hrnet_w32 ...] [--n 10] [--threads 2] [--input-wh 192 256]
        [--cpu-time]
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from posecal.models.estimator import BACKBONES, HOURGLASS_STACKS, build_estimator
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 REFERENCE_FILES = {"hrnet_w32": "hrnet_w32_256x192.json", "hrnet_w48": "hrnet_w48_256x192.json",
                    "resnet50": "pose_resnet_50_256x192.json", "resnet101": "pose_resnet_101_256x192.json",
                    "resnet152": "pose_resnet_152_256x192.json", "hourglass_2": "stacked_hourglass_2.json",

@@ -1,0 +1,12 @@
+"""The lab's tier (python -m pytest -q lab/tests): the lab's scripts import as they run, from the repository's
+root, beside the product's tools and benches they build on. The product's suite (tests/) never reads this."""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")   # small tensors; as tests/conftest.py, for a 2-core machine
+
+REPO = Path(__file__).resolve().parents[2]
+for folder in (REPO, REPO / "tools", REPO / "lab" / "tools"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
