@@ -99,6 +99,14 @@ class PersonPolicy:
                                          # track holds this frame (a second pose of that person; 1: off)
     group_inside: float | None = None    # a box holding two other people, each with at least this share of their
                                          # box inside it, is a box of two people (_without_groups; None: off)
+    group_apart_iou: float = 0.5         # ... the two not one another: their boxes overlap by IoU below this
+    # which tracks' boxes are carried into a frame to be looked in (tracking/pose_tracker.py frame_boxes)
+    carried_min_px: float = 4.0          # a carried box narrower or shorter than this inside the frame is not
+                                         # looked in (its person left the picture)
+    carried_detected_iou: float = 0.3    # a carried box overlapping a detection by IoU at least this is that
+                                         # detection's person, looked for in the detection's box alone
+    carried_apart_iou: float = 0.5       # two carried boxes overlapping by IoU above this are one place: only the
+                                         # track of the better pose quality looks there (one_box_per_place)
 
     def screen(self, origins, scores: np.ndarray, p_person: np.ndarray | None, sure_factor: float = 1.0) -> np.ndarray:
         """(N,) bool: which boxes get a pose. `p_person` None: no verifier (every box goes on to the pose rules).
@@ -217,7 +225,8 @@ class PersonPolicy:
             inside = [inside_share(b, box) for b in boxes]
             members = [i for i in range(len(people)) if i != g and inside[i] >= self.group_inside
                        and boxes[i, 3] >= self.part_height * box[3] and quality[i] > quality[g]]
-            if any(box_iou(boxes[[a]], boxes[[b]])[0, 0] < 0.5 for k, a in enumerate(members) for b in members[k + 1:]):
+            if any(box_iou(boxes[[a]], boxes[[b]])[0, 0] < self.group_apart_iou
+                   for k, a in enumerate(members) for b in members[k + 1:]):
                 groups.add(g)
         return [p for i, p in enumerate(people) if i not in groups]
 

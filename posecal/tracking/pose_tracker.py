@@ -79,9 +79,6 @@ class TrackConfig:
                                          # quality, one source (posecal/integrations/rerun.py)
 
 
-PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
-
-
 def boxes_from_pose(person) -> np.ndarray:
     """Where to look for a tracked person in this frame: the box of their last pose (a detector's box, carried
     along), already moved by the track's velocity (Tracker.live_people). Why not the box around their keypoints:
@@ -99,11 +96,13 @@ def detect_people(frame_bgr, detector) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tracker: Tracker,
-                detect_every: int = 1, missed_detections: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                detect_every: int = 1, missed_detections: int = 2,
+                policy: PersonPolicy = VIDEO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
     `detections`: detect_people's boxes and scores on a detector frame, None between detector frames.
     On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
-    of people; a track should not blink out with it)."""
+    of people; a track should not blink out with it). `policy`: its carried_* fields say which carried boxes
+    are looked in."""
     h, w = frame_bgr.shape[:2]
     det_boxes, det_scores = detections if detections is not None else (np.zeros((0, 4)), np.zeros(0))
     # Only tracks unmatched for fewer frames than the detector's period: a box that found nobody there (or drifted)
@@ -119,18 +118,18 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
         lo = np.clip(prop[:, :2], 0, [w, h])
         hi = np.clip(prop[:, :2] + prop[:, 2:], 0, [w, h])
         prop = np.concatenate([lo, hi - lo], 1)
-        big = (prop[:, 2] >= 4) & (prop[:, 3] >= 4)
+        big = (prop[:, 2] >= policy.carried_min_px) & (prop[:, 3] >= policy.carried_min_px)
         prop, quality = prop[big], np.array([p.pose_quality for p in live])[big]
-        prop = prop[one_box_per_place(prop, quality)]
+        prop = prop[one_box_per_place(prop, quality, policy.carried_apart_iou)]
     if len(prop) and len(det_boxes):
-        prop = prop[box_iou(prop, det_boxes).max(1) < 0.3]
+        prop = prop[box_iou(prop, det_boxes).max(1) < policy.carried_detected_iou]
     boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
     # a carried box has no detector score of its own: it is not a sure detection (the verifier judges it)
     scores = np.concatenate([det_scores, np.full(len(prop), 0.0)])
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
 
 
-def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = PROPAGATED_MAX_IOU) -> np.ndarray:
+def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = VIDEO.carried_apart_iou) -> np.ndarray:
     """Indices of the propagated boxes to keep: greedily by the track's pose quality, a box overlapping a kept
     one by IoU > max_iou is left out. Two tracks that drifted onto one person would otherwise each get a box,
     each find the same person there and each live on: a ghost that never ends, and one more crop every frame.
@@ -161,7 +160,7 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
                                                            [tr.known_velocity for tr in seen]), t)
     with clock("boxes"):
         boxes, scores, carried = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
-                                             cfg.missed_detections)
+                                             cfg.missed_detections, predictor.pipeline.policy)
         fresh = DETECTED if predictor.detector is not None else WHOLE
         origins = np.where(carried, CARRIED, fresh).astype(object)
     with clock("pose"):
