@@ -21,7 +21,10 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    is kept over it), and so are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two
    people that are not one is a merge of both, and is dropped (`_without_merges`); a doubtful box lying mostly
    (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
-   `carried_quality` (the person left its box).
+   `carried_quality` (the person left its box). In a video, the poses optical flow carries between detector
+   frames (no pose network there) are decided by this same rule, each with its own box's origin and its last
+   estimate's numbers (tracking/pose_tracker.py carried_people): what can change there is where they lie, so the
+   rules of place (duplicates, merges, parts, groups) may drop one that its last frame kept.
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
    >= `birth_quality`.
 

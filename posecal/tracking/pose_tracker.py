@@ -4,7 +4,7 @@
 rtmlib's PoseTracker). Per frame: person boxes (the pipeline's detector every `detect_every` frames; in between,
 boxes carried from each live track's last pose), poses for those boxes by the one estimator, the pipeline's
 person rule (pose NMS, nobody there), then the tracker (association, births and deaths, smoothing); between
-detector frames the tracks may instead be carried by optical flow. `posecal track` (tracking/job.py) is file,
+detector frames the tracks may instead be carried by optical flow, the person rule deciding on the carried poses. `posecal track` (tracking/job.py) is file,
 stream and window I/O around this object, so the API and the command give the same ids.
 """
 from __future__ import annotations
@@ -148,7 +148,8 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
     frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the
     source's FrameFlow, with cfg.between "flow"): between detector frames the tracks seen in the last frame are
-    carried into this one by optical flow, with no pose network and no association (tracking/flow.py)."""
+    carried into this one by optical flow, with no pose network and no association (tracking/flow.py), and the
+    person policy decides on the carried poses as on a detector frame's (carried_people)."""
     clock = clock or StageClock()
     t = frame.frame_index / fps if t is None else t
     if flow is not None:
@@ -156,8 +157,10 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
             previous, now = flow.advance(frame.bgr)
             if detections is None and previous is not None:
                 seen = tracker.seen()
-                return tracker.follow(seen, carried_poses([tr.person for tr in seen], previous, now,
-                                                           [tr.known_velocity for tr in seen]), t)
+                poses = carried_poses([tr.person for tr in seen], previous, now, [tr.known_velocity for tr in seen])
+                kept = {id(p) for p in carried_people(frame.bgr, poses, predictor, mode)}
+                return tracker.follow([tr for tr, p in zip(seen, poses) if id(p) in kept],
+                                      [p for p in poses if id(p) in kept], t)
     with clock("boxes"):
         boxes, scores, carried = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
                                              cfg.missed_detections, predictor.pipeline.policy)
@@ -169,6 +172,17 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
         people = predictor.pipeline.people([(frame.bgr, boxes, scores, origins)], mode)[0] if len(boxes) else []
     with clock("track"):
         return tracker.update(people, t, [p.box_origin != CARRIED for p in people], image=frame.bgr)
+
+
+def carried_people(frame_bgr: np.ndarray, poses: list, predictor: Predictor, mode: str) -> list:
+    """The poses carried into a frame by optical flow that the person policy keeps, as it would keep them on a
+    detector frame: each judged with its own box's origin and its last estimate's numbers (flow moves points, it
+    makes no new evidence), and all of them together by the rules of place (two poses of one person, a pose over
+    two people, a part, a box of two people). So a person is decided by one rule on every frame, whether the
+    pose network ran there or not; a track whose pose the policy drops misses this frame, as it would have."""
+    origins = [p.box_origin for p in poses]
+    pipeline = predictor.pipeline
+    return pipeline.policy.keep(poses, origins, mode, pipeline.sure_factor(frame_bgr, origins)) if poses else []
 
 
 def tracking_predictor(cfg: TrackConfig) -> Predictor:
