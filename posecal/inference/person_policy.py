@@ -48,6 +48,7 @@ import numpy as np
 # NMS_MODES (the values of PersonPolicy.nms) is defined beside pose_nms; jobs and the CLI take it from here,
 # the pipeline's policy, not from the detector's package
 from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms
+from posecal.detect.verifier import remapped, shipped_map
 from posecal.metrics.boxes import box_iou, inside_share
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
@@ -68,6 +69,16 @@ DUPLICATE_OKS = 0.6
 # ... or when this many keypoints both call present lie on one spot (detect/nms.py: a walker's second box reaching
 # to a bollard agrees on the head and shoulders only); a pose lying so on two people is a merge of both
 SAME_KEYPOINTS = 4
+# the map the shipped verifier's graph records it moved its p(person) through, to the people the product reports
+# (tools/recalibrate_verifier.py folds it into the graph; identity where this install has no shipped verifier)
+VERIFIER_MAP = shipped_map()
+
+
+def on_verifier_scale(p: float) -> float:
+    """A p(person) threshold chosen on the verifier's own scale, moved through VERIFIER_MAP: it keeps the boxes the
+    chosen number kept before the remap."""
+    return float(remapped(p, *VERIFIER_MAP))
+
 
 
 @dataclass(frozen=True)
@@ -79,12 +90,13 @@ class PersonPolicy:
     # p(person) thresholds (min_person, unsure_person, sure_person, carried_person, birth_person) are on the scale
     # of the shipped verifier, whose p(person) is remapped to the people the product reports (a monotone map that
     # tools/recalibrate_verifier.py folds into its graph): chosen as 0.2, 0.6, 0.8, 0.1, 0.5 (0.3 for video
-    # births) on its raw scale and moved through the same map, so they keep the boxes the raw thresholds keep
-    min_person: float = 0.314
-    unsure_person: float = 0.584
+    # births) on its raw scale and moved through the map its graph records (on_verifier_scale), so they keep the
+    # boxes the raw thresholds keep (0.314, 0.584, 0.722, 0.216, 0.521, 0.391 with the shipped graph)
+    min_person: float = on_verifier_scale(0.2)
+    unsure_person: float = on_verifier_scale(0.6)
     sure_person: float | None = None     # a detected box the verifier gives at least this is a person whatever its
                                          # pose says (None: the pose rules judge every box)
-    carried_person: float = 0.216
+    carried_person: float = on_verifier_scale(0.1)
     min_pose_quality: float = MIN_POSE_QUALITY
     unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
     unsure_min_height: float = 64.0      # ... and the pixels it must be tall
@@ -95,7 +107,7 @@ class PersonPolicy:
     part_inside: float = 0.7
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
-    birth_person: float = 0.521
+    birth_person: float = on_verifier_scale(0.5)
     birth_quality: float = 0.45
     birth_visible: int = 3               # without a verifier: keypoints called visible a new track needs
     birth_overlap: float = 0.6           # no track is born from a box lying more than this share inside a box a
@@ -263,7 +275,7 @@ class PersonPolicy:
 # and sure_person chosen on the val crops with even ids and person-free patches of the train crops (sure_person 0.8
 # before the verifier's remap, 0.722 on its scale now: the most people found minus people invented; it held on the
 # photos not chosen on, LSPET's sports people above all)
-STILL = PersonPolicy(sure_person=0.722)
+STILL = PersonPolicy(sure_person=on_verifier_scale(0.8))
 # the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
 # judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a picture
 # (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people). A track is born at
@@ -274,4 +286,5 @@ STILL = PersonPolicy(sure_person=0.722)
 # both (group_inside 0.6: on vtest's real first seconds it ends the third box over two walkers, which 0.7 leaves; on
 # the eight kinds of tracking world it changed only vtest_crowd: false positives 108 -> 102, MOTA 0.576 -> 0.584, IDF1
 # 0.638 -> 0.628, bench/results/track_worlds_group_inside.json)
-VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=0.722, birth_person=0.391, group_inside=0.6)
+VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=on_verifier_scale(0.8),
+                     birth_person=on_verifier_scale(0.3), group_inside=0.6)
