@@ -107,13 +107,26 @@ class PersonPolicy:
     part_inside: float = 0.7
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
+    carried_evidence: float | None = None   # how sure a detection a carried box counts as, where duplicates are
+                                         # ranked (evidence x pose quality) and parts told; None: detector_floor,
+                                         # the least sure detection. So a fresh detection wins over a carried box
+                                         # of the same person unless the carried pose's quality beats the fresh
+                                         # one's by more than their evidence differs (the fresh box's score /
+                                         # this): a rule by ranking, not an absolute one, left so because a
+                                         # strict "fresh first" would change tracking unmeasured (fresh and
+                                         # carried poses of one person meet rarely: a carried box overlapping a
+                                         # detection by carried_detected_iou is not looked in)
     birth_person: float = on_verifier_scale(0.5)
     birth_quality: float = 0.45
     birth_visible: int = 3               # without a verifier: keypoints called visible a new track needs
     birth_overlap: float = 0.6           # no track is born from a box lying more than this share inside a box a
                                          # track holds this frame (a second pose of that person; 1: off)
     group_inside: float | None = None    # a box holding two other people, each with at least this share of their
-                                         # box inside it, is a box of two people (_without_groups; None: off)
+                                         # box inside it, is a box of two people (_without_groups; None: off).
+                                         # On in VIDEO, off in STILL: the one rule where a frame as a still and
+                                         # in a video may differ, because it was chosen and measured on the
+                                         # tracking worlds only (vtest's box over two walkers); no still bench
+                                         # has judged it, so stills keep the box until one does
     group_apart_iou: float = 0.5         # ... the two not one another: their boxes overlap by IoU below this
     # which tracks' boxes are carried into a frame to be looked in (tracking/pose_tracker.py frame_boxes)
     carried_min_px: float = 4.0          # a carried box narrower or shorter than this inside the frame is not
@@ -195,10 +208,11 @@ class PersonPolicy:
     def evidence(self, person) -> float:
         """How sure the detector is that a box frames a person, for ranking duplicates and telling parts: its score
         (a tight box scores higher than a loose one on the same person; the verifier, which reads context, does
-        not tell them apart and ranked looser boxes first: CHANGELOG), a carried box counting as the least sure
-        detection, so that a fresh detection of the same person is kept over it."""
+        not tell them apart and ranked looser boxes first: CHANGELOG), a carried box counting as
+        `carried_evidence` (the least sure detection), so that a fresh detection of the same person is kept over
+        it where their pose qualities are near (the field says when it is not)."""
         if getattr(person, "box_origin", None) == CARRIED:
-            return float(self.detector_floor)
+            return float(self.detector_floor if self.carried_evidence is None else self.carried_evidence)
         return float(person.box_score)
 
     def _without_merges(self, people: list) -> list:

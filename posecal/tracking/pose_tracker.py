@@ -4,8 +4,9 @@
 rtmlib's PoseTracker). Per frame: person boxes (the pipeline's detector every `detect_every` frames; in between,
 boxes carried from each live track's last pose), poses for those boxes by the one estimator, the pipeline's
 person rule (pose NMS, nobody there), then the tracker (association, births and deaths, smoothing); between
-detector frames the tracks may instead be carried by optical flow, the person rule deciding on the carried poses. `posecal track` (tracking/job.py) is file,
-stream and window I/O around this object, so the API and the command give the same ids.
+detector frames the tracks may instead be carried by optical flow, the person rule deciding on the carried poses.
+`posecal track` (tracking/job.py) is file, stream and window I/O around this object, so the API and the command
+give the same ids.
 """
 from __future__ import annotations
 
