@@ -21,7 +21,10 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    is kept over it), and so are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two
    people that are not one is a merge of both, and is dropped (`_without_merges`); a doubtful box lying mostly
    (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
-   `carried_quality` (the person left its box).
+   `carried_quality` (the person left its box). In a video, the poses optical flow carries between detector
+   frames (no pose network there) are decided by this same rule, each with its own box's origin and its last
+   estimate's numbers (tracking/pose_tracker.py carried_people): what can change there is where they lie, so the
+   rules of place (duplicates, merges, parts, groups) may drop one that its last frame kept.
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
    >= `birth_quality`.
 
@@ -45,6 +48,7 @@ import numpy as np
 # NMS_MODES (the values of PersonPolicy.nms) is defined beside pose_nms; jobs and the CLI take it from here,
 # the pipeline's policy, not from the detector's package
 from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms
+from posecal.detect.verifier import remapped, shipped_map
 from posecal.metrics.boxes import box_iou, inside_share
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
@@ -65,6 +69,16 @@ DUPLICATE_OKS = 0.6
 # ... or when this many keypoints both call present lie on one spot (detect/nms.py: a walker's second box reaching
 # to a bollard agrees on the head and shoulders only); a pose lying so on two people is a merge of both
 SAME_KEYPOINTS = 4
+# the map the shipped verifier's graph records it moved its p(person) through, to the people the product reports
+# (tools/recalibrate_verifier.py folds it into the graph; identity where this install has no shipped verifier)
+VERIFIER_MAP = shipped_map()
+
+
+def on_verifier_scale(p: float) -> float:
+    """A p(person) threshold chosen on the verifier's own scale, moved through VERIFIER_MAP: it keeps the boxes the
+    chosen number kept before the remap."""
+    return float(remapped(p, *VERIFIER_MAP))
+
 
 
 @dataclass(frozen=True)
@@ -76,12 +90,13 @@ class PersonPolicy:
     # p(person) thresholds (min_person, unsure_person, sure_person, carried_person, birth_person) are on the scale
     # of the shipped verifier, whose p(person) is remapped to the people the product reports (a monotone map that
     # tools/recalibrate_verifier.py folds into its graph): chosen as 0.2, 0.6, 0.8, 0.1, 0.5 (0.3 for video
-    # births) on its raw scale and moved through the same map, so they keep the boxes the raw thresholds keep
-    min_person: float = 0.314
-    unsure_person: float = 0.584
+    # births) on its raw scale and moved through the map its graph records (on_verifier_scale), so they keep the
+    # boxes the raw thresholds keep (0.314, 0.584, 0.722, 0.216, 0.521, 0.391 with the shipped graph)
+    min_person: float = on_verifier_scale(0.2)
+    unsure_person: float = on_verifier_scale(0.6)
     sure_person: float | None = None     # a detected box the verifier gives at least this is a person whatever its
                                          # pose says (None: the pose rules judge every box)
-    carried_person: float = 0.216
+    carried_person: float = on_verifier_scale(0.1)
     min_pose_quality: float = MIN_POSE_QUALITY
     unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
     unsure_min_height: float = 64.0      # ... and the pixels it must be tall
@@ -92,13 +107,34 @@ class PersonPolicy:
     part_inside: float = 0.7
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
-    birth_person: float = 0.521
+    carried_evidence: float | None = None   # how sure a detection a carried box counts as, where duplicates are
+                                         # ranked (evidence x pose quality) and parts told; None: detector_floor,
+                                         # the least sure detection. So a fresh detection wins over a carried box
+                                         # of the same person unless the carried pose's quality beats the fresh
+                                         # one's by more than their evidence differs (the fresh box's score /
+                                         # this): a rule by ranking, not an absolute one, left so because a
+                                         # strict "fresh first" would change tracking unmeasured (fresh and
+                                         # carried poses of one person meet rarely: a carried box overlapping a
+                                         # detection by carried_detected_iou is not looked in)
+    birth_person: float = on_verifier_scale(0.5)
     birth_quality: float = 0.45
     birth_visible: int = 3               # without a verifier: keypoints called visible a new track needs
     birth_overlap: float = 0.6           # no track is born from a box lying more than this share inside a box a
                                          # track holds this frame (a second pose of that person; 1: off)
     group_inside: float | None = None    # a box holding two other people, each with at least this share of their
-                                         # box inside it, is a box of two people (_without_groups; None: off)
+                                         # box inside it, is a box of two people (_without_groups; None: off).
+                                         # On in VIDEO, off in STILL: the one rule where a frame as a still and
+                                         # in a video may differ, because it was chosen and measured on the
+                                         # tracking worlds only (vtest's box over two walkers); no still bench
+                                         # has judged it, so stills keep the box until one does
+    group_apart_iou: float = 0.5         # ... the two not one another: their boxes overlap by IoU below this
+    # which tracks' boxes are carried into a frame to be looked in (tracking/pose_tracker.py frame_boxes)
+    carried_min_px: float = 4.0          # a carried box narrower or shorter than this inside the frame is not
+                                         # looked in (its person left the picture)
+    carried_detected_iou: float = 0.3    # a carried box overlapping a detection by IoU at least this is that
+                                         # detection's person, looked for in the detection's box alone
+    carried_apart_iou: float = 0.5       # two carried boxes overlapping by IoU above this are one place: only the
+                                         # track of the better pose quality looks there (one_box_per_place)
 
     def screen(self, origins, scores: np.ndarray, p_person: np.ndarray | None, sure_factor: float = 1.0) -> np.ndarray:
         """(N,) bool: which boxes get a pose. `p_person` None: no verifier (every box goes on to the pose rules).
@@ -172,10 +208,11 @@ class PersonPolicy:
     def evidence(self, person) -> float:
         """How sure the detector is that a box frames a person, for ranking duplicates and telling parts: its score
         (a tight box scores higher than a loose one on the same person; the verifier, which reads context, does
-        not tell them apart and ranked looser boxes first: CHANGELOG), a carried box counting as the least sure
-        detection, so that a fresh detection of the same person is kept over it."""
+        not tell them apart and ranked looser boxes first: CHANGELOG), a carried box counting as
+        `carried_evidence` (the least sure detection), so that a fresh detection of the same person is kept over
+        it where their pose qualities are near (the field says when it is not)."""
         if getattr(person, "box_origin", None) == CARRIED:
-            return float(self.detector_floor)
+            return float(self.detector_floor if self.carried_evidence is None else self.carried_evidence)
         return float(person.box_score)
 
     def _without_merges(self, people: list) -> list:
@@ -217,7 +254,8 @@ class PersonPolicy:
             inside = [inside_share(b, box) for b in boxes]
             members = [i for i in range(len(people)) if i != g and inside[i] >= self.group_inside
                        and boxes[i, 3] >= self.part_height * box[3] and quality[i] > quality[g]]
-            if any(box_iou(boxes[[a]], boxes[[b]])[0, 0] < 0.5 for k, a in enumerate(members) for b in members[k + 1:]):
+            if any(box_iou(boxes[[a]], boxes[[b]])[0, 0] < self.group_apart_iou
+                   for k, a in enumerate(members) for b in members[k + 1:]):
                 groups.add(g)
         return [p for i, p in enumerate(people) if i not in groups]
 
@@ -251,7 +289,7 @@ class PersonPolicy:
 # and sure_person chosen on the val crops with even ids and person-free patches of the train crops (sure_person 0.8
 # before the verifier's remap, 0.722 on its scale now: the most people found minus people invented; it held on the
 # photos not chosen on, LSPET's sports people above all)
-STILL = PersonPolicy(sure_person=0.722)
+STILL = PersonPolicy(sure_person=on_verifier_scale(0.8))
 # the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
 # judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a picture
 # (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people). A track is born at
@@ -262,4 +300,5 @@ STILL = PersonPolicy(sure_person=0.722)
 # both (group_inside 0.6: on vtest's real first seconds it ends the third box over two walkers, which 0.7 leaves; on
 # the eight kinds of tracking world it changed only vtest_crowd: false positives 108 -> 102, MOTA 0.576 -> 0.584, IDF1
 # 0.638 -> 0.628, bench/results/track_worlds_group_inside.json)
-VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=0.722, birth_person=0.391, group_inside=0.6)
+VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=on_verifier_scale(0.8),
+                     birth_person=on_verifier_scale(0.3), group_inside=0.6)

@@ -5,7 +5,8 @@ people move little in a frame or two. Between detector frames each tracked perso
 are followed by pyramidal Lucas-Kanade flow (OpenCV's `calcOpticalFlowPyrLK`, all people's points in one call,
 a few milliseconds a frame), and the pose network runs on detector frames only, where every pose is estimated
 afresh. A carried pose keeps its last estimate's quality, visibility and scores: flow moves points, it does not
-see whether they are right, and the next estimate is at most `detect_every - 1` frames away.
+see whether they are right, and the next estimate is at most `detect_every - 1` frames away. The person policy
+still decides on the carried poses (tracking/pose_tracker.py carried_people), as on a detector frame's.
 
 A point the flow loses (its status, or a forward-backward disagreement above FB_MAX_PX, which is what a point
 under a passing person shows) moves with the person's step instead, and so does the box; a keypoint called absent

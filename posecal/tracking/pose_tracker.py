@@ -4,8 +4,9 @@
 rtmlib's PoseTracker). Per frame: person boxes (the pipeline's detector every `detect_every` frames; in between,
 boxes carried from each live track's last pose), poses for those boxes by the one estimator, the pipeline's
 person rule (pose NMS, nobody there), then the tracker (association, births and deaths, smoothing); between
-detector frames the tracks may instead be carried by optical flow. `posecal track` (tracking/job.py) is file,
-stream and window I/O around this object, so the API and the command give the same ids.
+detector frames the tracks may instead be carried by optical flow, the person rule deciding on the carried poses.
+`posecal track` (tracking/job.py) is file, stream and window I/O around this object, so the API and the command
+give the same ids.
 """
 from __future__ import annotations
 
@@ -79,9 +80,6 @@ class TrackConfig:
                                          # quality, one source (posecal/integrations/rerun.py)
 
 
-PROPAGATED_MAX_IOU = 0.5   # one_box_per_place
-
-
 def boxes_from_pose(person) -> np.ndarray:
     """Where to look for a tracked person in this frame: the box of their last pose (a detector's box, carried
     along), already moved by the track's velocity (Tracker.live_people). Why not the box around their keypoints:
@@ -99,11 +97,13 @@ def detect_people(frame_bgr, detector) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tracker: Tracker,
-                detect_every: int = 1, missed_detections: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                detect_every: int = 1, missed_detections: int = 2,
+                policy: PersonPolicy = VIDEO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
     `detections`: detect_people's boxes and scores on a detector frame, None between detector frames.
     On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
-    of people; a track should not blink out with it)."""
+    of people; a track should not blink out with it). `policy`: its carried_* fields say which carried boxes
+    are looked in."""
     h, w = frame_bgr.shape[:2]
     det_boxes, det_scores = detections if detections is not None else (np.zeros((0, 4)), np.zeros(0))
     # Only tracks unmatched for fewer frames than the detector's period: a box that found nobody there (or drifted)
@@ -119,18 +119,18 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
         lo = np.clip(prop[:, :2], 0, [w, h])
         hi = np.clip(prop[:, :2] + prop[:, 2:], 0, [w, h])
         prop = np.concatenate([lo, hi - lo], 1)
-        big = (prop[:, 2] >= 4) & (prop[:, 3] >= 4)
+        big = (prop[:, 2] >= policy.carried_min_px) & (prop[:, 3] >= policy.carried_min_px)
         prop, quality = prop[big], np.array([p.pose_quality for p in live])[big]
-        prop = prop[one_box_per_place(prop, quality)]
+        prop = prop[one_box_per_place(prop, quality, policy.carried_apart_iou)]
     if len(prop) and len(det_boxes):
-        prop = prop[box_iou(prop, det_boxes).max(1) < 0.3]
+        prop = prop[box_iou(prop, det_boxes).max(1) < policy.carried_detected_iou]
     boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
     # a carried box has no detector score of its own: it is not a sure detection (the verifier judges it)
     scores = np.concatenate([det_scores, np.full(len(prop), 0.0)])
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
 
 
-def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = PROPAGATED_MAX_IOU) -> np.ndarray:
+def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = VIDEO.carried_apart_iou) -> np.ndarray:
     """Indices of the propagated boxes to keep: greedily by the track's pose quality, a box overlapping a kept
     one by IoU > max_iou is left out. Two tracks that drifted onto one person would otherwise each get a box,
     each find the same person there and each live on: a ghost that never ends, and one more crop every frame.
@@ -149,7 +149,8 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
     frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the
     source's FrameFlow, with cfg.between "flow"): between detector frames the tracks seen in the last frame are
-    carried into this one by optical flow, with no pose network and no association (tracking/flow.py)."""
+    carried into this one by optical flow, with no pose network and no association (tracking/flow.py), and the
+    person policy decides on the carried poses as on a detector frame's (carried_people)."""
     clock = clock or StageClock()
     t = frame.frame_index / fps if t is None else t
     if flow is not None:
@@ -157,11 +158,13 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
             previous, now = flow.advance(frame.bgr)
             if detections is None and previous is not None:
                 seen = tracker.seen()
-                return tracker.follow(seen, carried_poses([tr.person for tr in seen], previous, now,
-                                                           [tr.known_velocity for tr in seen]), t)
+                poses = carried_poses([tr.person for tr in seen], previous, now, [tr.known_velocity for tr in seen])
+                kept = {id(p) for p in carried_people(frame.bgr, poses, predictor, mode)}
+                return tracker.follow([tr for tr, p in zip(seen, poses) if id(p) in kept],
+                                      [p for p in poses if id(p) in kept], t)
     with clock("boxes"):
         boxes, scores, carried = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
-                                             cfg.missed_detections)
+                                             cfg.missed_detections, predictor.pipeline.policy)
         fresh = DETECTED if predictor.detector is not None else WHOLE
         origins = np.where(carried, CARRIED, fresh).astype(object)
     with clock("pose"):
@@ -170,6 +173,17 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
         people = predictor.pipeline.people([(frame.bgr, boxes, scores, origins)], mode)[0] if len(boxes) else []
     with clock("track"):
         return tracker.update(people, t, [p.box_origin != CARRIED for p in people], image=frame.bgr)
+
+
+def carried_people(frame_bgr: np.ndarray, poses: list, predictor: Predictor, mode: str) -> list:
+    """The poses carried into a frame by optical flow that the person policy keeps, as it would keep them on a
+    detector frame: each judged with its own box's origin and its last estimate's numbers (flow moves points, it
+    makes no new evidence), and all of them together by the rules of place (two poses of one person, a pose over
+    two people, a part, a box of two people). So a person is decided by one rule on every frame, whether the
+    pose network ran there or not; a track whose pose the policy drops misses this frame, as it would have."""
+    origins = [p.box_origin for p in poses]
+    pipeline = predictor.pipeline
+    return pipeline.policy.keep(poses, origins, mode, pipeline.sure_factor(frame_bgr, origins)) if poses else []
 
 
 def tracking_predictor(cfg: TrackConfig) -> Predictor:

@@ -330,4 +330,20 @@ def test_the_policy_thresholds_are_the_chosen_ones_through_the_shipped_verifiers
               (STILL, "carried_person"): 0.1, (STILL, "birth_person"): 0.5, (VIDEO, "min_person"): 0.2,
               (VIDEO, "unsure_person"): 0.6, (VIDEO, "sure_person"): 0.8, (VIDEO, "birth_person"): 0.3}
     for (preset, field), before in chosen.items():
-        assert getattr(preset, field) == pytest.approx(remapped(before, record["a"], record["b"]), abs=6e-4), field
+        assert getattr(preset, field) == pytest.approx(remapped(before, record["a"], record["b"]), abs=1e-12), field
+
+
+def test_the_verifier_graphs_record_is_read_as_onnxruntime_reads_it(small_verifier):
+    """graph_record reads the graph's metadata from the file's top-level fields (no onnx package, no session): the
+    same record as onnxruntime's, for a trained graph and for the shipped one (whose map the policy's thresholds
+    are moved through)."""
+    import json
+
+    import onnxruntime as ort
+
+    from posecal.detect.verifier import METADATA_KEY, SHIPPED_VERIFIER, graph_record
+
+    paths = [small_verifier[1]] + ([SHIPPED_VERIFIER] if SHIPPED_VERIFIER.is_file() else [])
+    for path in paths:
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        assert graph_record(path) == json.loads(meta.custom_metadata_map[METADATA_KEY]) != {}

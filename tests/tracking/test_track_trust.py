@@ -193,3 +193,36 @@ def test_a_person_half_hidden_behind_another_for_20_frames_keeps_their_id():
             assert len(out) == 2, f                                # both reported once B shows again
     assert len(ids["A"]) == 1 and len(ids["B"]) == 1 and ids["A"] != ids["B"]
     assert tracker.next_id == 3                                    # no third id was ever given
+
+
+def test_a_flow_carried_pose_the_policy_rejects_on_a_detector_frame_is_rejected_too(monkeypatch):
+    """Between detector frames the person policy decides on the poses optical flow carried, as on a detector
+    frame's: a pose below the policy's pose quality, and a second pose of one person (two tracks the flow carried
+    onto one walker), are dropped there, and their tracks miss this frame, as they would on a detector frame."""
+    from types import SimpleNamespace
+
+    from posecal.data.sources import Frame
+    from posecal.inference.person_policy import DETECTED
+    from posecal.tracking import pose_tracker
+    from posecal.tracking.pose_tracker import TrackConfig, _tracked_people
+
+    def detected(xy, quality, score):
+        return replace(pose_of(xy, quality), box_origin=DETECTED, box_score=score, scores={"oks": quality})
+
+    a, b, poor = detected(STANDING, 0.8, 0.9), detected(STANDING + [150, 0], 0.7, 0.8), \
+        detected(STANDING + [300, 0], 0.2, 0.9)
+    tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_quality=0))
+    assert [i for i, _ in tracker.update([a, b, poor], 0.0)] == [1, 2, 3]
+    # the flow's output, by hand: A and the poor pose stay, B is carried onto A's walker
+    carried = [a, replace(b, keypoints=STANDING + [2, 1], box=a.box + [2, 1, 0, 0]), poor]
+    monkeypatch.setattr(pose_tracker, "carried_poses", lambda people, *_: [replace(p) for p in carried])
+    # on a detector frame the policy keeps A alone: B's pose is A's person again, the poor pose is nobody
+    assert [p.keypoints.tolist() for p in VIDEO.keep([replace(p) for p in carried], DETECTED, "oks")] \
+        == [a.keypoints.tolist()]
+    predictor = SimpleNamespace(pipeline=SimpleNamespace(policy=VIDEO, sure_factor=lambda bgr, origins: 1.0))
+    flow, image = FrameFlow(), np.zeros((240, 480, 3), np.uint8)
+    flow.advance(image)
+    out = _tracked_people(Frame("f#1", None, image, 1), None, predictor, tracker, 25.0, TrackConfig([]), "oks",
+                          flow=flow)
+    assert [i for i, _ in out] == [1]
+    assert [tr.misses for tr in tracker.tracks] == [0, 1, 1]
