@@ -1,7 +1,7 @@
 """Write a model file of Google's MoveNet SinglePose network as ported, with no quality heads: the base that
-`posecal train-trust` reads the keypoints of (`base:` in configs/trust/fast_lightning.yaml).
+`posecal train-trust` reads the keypoints of (`base:` in lab/configs/trust_fast_lightning.yaml).
 
-    python tools/movenet_model_file.py lightning runs/fast_lightning/lightning.pt
+    python lab/tools/movenet_model_file.py lightning runs/fast_lightning/lightning.pt
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from posecal.models.checkpoint import model_from_config, save_model  # noqa: E402
 from posecal.models.config import MOVENET_VARIANTS, ModelConfig, network_input  # noqa: E402
 
