@@ -133,10 +133,13 @@ def auto_precision(flags, machine: str) -> tuple[str, str]:
     multiplies int8 exactly; float on x86 without VNNI, where the int8 graphs must run widened (int8_saturates) and
     the widened path took float's time (`python bench/latency.py --shipped accurate --int8 --rounds 2`, AVX2-only
     AMD EPYC, 2 threads: flip 63.4 / 69.8 ms a crop int8 against 72.8 / 65.7 float, no flip 47.9 / 42.9 against
-    43.7 / 43.5), so the float graphs' exact answers cost nothing; float on ARM until the int8 graphs' answers are
-    checked there."""
+    43.7 / 43.5), so the float graphs' exact answers cost nothing; float on ARM, where the int8 graphs do not give
+    x86's answers: on emulated aarch64 CPUs (qemu-user, with and without the dot-product instructions, alike;
+    `python bench/int8_arm.py`, 8 val crops) the flip-test graphs put the keypoints where x86's do (within 2e-5 px;
+    accurate's pose quality within 0.005), but the graphs without it, which `track` runs, moved keypoints by up
+    to 26 px and pose quality by up to 0.03: as far as int8 is from float on either CPU."""
     if machine.lower() not in X86:
-        return "float", f"a {machine} CPU: the int8 graphs' answers are checked on x86 only"
+        return "float", f"a {machine} CPU: the int8 graphs answer there otherwise than on x86"
     if not saturates_with(flags, machine):
         return "int8", "this CPU multiplies int8 exactly (AVX-512 VNNI or AVX-VNNI)"
     return "float", "this CPU has no VNNI: int8 would run widened, at float's speed"

@@ -183,18 +183,20 @@ def finished_or_removed(folder, names, command: str):
     new = _first_missing(folder)   # the top folder this job's mkdir may create (None: the folder exists)
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        # what the job kept, when it says (the runner: its finished units' parts, from which a rerun goes on)
+        kept = str(e.args[0]).removeprefix("interrupted: ") if e.args else ""
+        said = f"interrupted (Ctrl-C): {command} did not finish"
         if all(_signature(p) == before[p] for p in paths):
             _remove_if_new_and_empty(folder, new)
-            raise KeyboardInterrupt(f"interrupted (Ctrl-C): {command} did not finish; nothing written to "
-                                    f"{folder}") from None
+            raise KeyboardInterrupt(f"{said}; {kept}" if kept else f"{said}; nothing written to {folder}") from None
         removed = [p.name for p in paths if p.is_file()]
         for p in paths:
             with contextlib.suppress(OSError):
                 p.unlink(missing_ok=True)
         _remove_if_new_and_empty(folder, new)
-        raise KeyboardInterrupt(f"interrupted (Ctrl-C): {command} did not finish; removed its unfinished "
-                                f"outputs ({', '.join(removed)}) from {folder}") from None
+        raise KeyboardInterrupt(f"{said}; removed its unfinished outputs ({', '.join(removed)}) from {folder}"
+                                + (f"; {kept}" if kept else "")) from None
 
 
 def _first_missing(folder: Path) -> Path | None:

@@ -142,13 +142,17 @@ def _engine(args, run, command: str):
 
 
 def _posing_engine(args, command: str):
-    """eval's and audit's --engine: None (this process) or the RayConfig their posing runs on
-    (inference/record_posing.py); refused with --results, which poses nothing."""
+    """eval's and audit's --engine: the runner's engine their posing runs on (inference/record_posing.py), this
+    process (OneProcess: a part per picture beside the output, so a stopped run resumes) or Ray's; refused with
+    --results, which poses nothing (None)."""
     if args.engine == "ray" and args.results:
         raise PosecalInputError(f"--engine ray poses persons with a model; posecal {command} --results reads a "
                                 "results file in this process: leave out --engine ray")
     if args.engine != "ray":
-        return _ray_config(args)   # None, --address and --workers refused
+        _ray_config(args)   # --address and --workers refused
+        from posecal.parallel.runner import OneProcess
+
+        return None if args.results else OneProcess()
     from posecal.parallel.ray_rows import import_ray
 
     import_ray()   # without Ray: one line before any input is read or model opened

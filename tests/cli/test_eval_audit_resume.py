@@ -1,0 +1,54 @@
+"""`posecal eval` and `posecal audit` in one process pose through the runner (parallel/runner.py OneProcess), as
+predict does: a part per picture beside the output, so Ctrl-C keeps the pictures done and writes no half output,
+and the same command again poses only the rest and ends with the uninterrupted run's numbers."""
+import json
+
+import pytest
+
+from conftest import make_coco, run_cli
+
+OUTPUT = {"eval": "metrics.json", "audit": "findings.json"}
+
+
+def run(capsys, command, data, out):
+    ann, images = data
+    first = ("--annotations", ann, "--images", images, "--out", out)
+    return run_cli(capsys, command, *first, "--model", "fast", "--threads", "1", "--no-progress")
+
+
+def numbers(command, out):
+    found = json.loads((out / OUTPUT[command]).read_text())
+    if command == "eval":
+        found.pop("seconds")
+    return found
+
+
+@pytest.mark.parametrize("command", ["eval", "audit"])
+def test_an_interrupted_run_goes_on_from_the_pictures_done(command, tmp_path, capsys, monkeypatch):
+    from posecal.inference import record_posing
+
+    data = make_coco(tmp_path / "data", n_images=6)
+    rc, _, _ = run(capsys, command, data, tmp_path / "whole")
+    assert rc == 0
+    real, calls = record_posing.RecordBatches.__call__, []
+
+    def second_call_interrupted(self, batch):
+        calls.append(list(batch["index"]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        m.setattr(record_posing.RecordBatches, "__call__", second_call_interrupted)
+        rc, _, err = run(capsys, command, data, out)
+    assert rc == 130 and not (out / OUTPUT[command]).exists()
+    assert f"{command} did not finish; 4 unit(s) kept in {out}" in err and "run the same command again" in err
+    calls.clear()
+    with monkeypatch.context() as m:
+        m.setattr(record_posing.RecordBatches, "__call__",
+                  lambda self, batch: calls.append(list(batch["index"])) or real(self, batch))
+        rc, _, err = run(capsys, command, data, out)
+    assert rc == 0 and calls == [[4, 5]] and "resuming: 4 of 6 unit(s) already done" in err
+    assert numbers(command, out) == numbers(command, tmp_path / "whole")
+    assert not list(out.glob(".*.parts"))
