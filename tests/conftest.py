@@ -346,6 +346,23 @@ def interrupt_second_estimate(monkeypatch) -> None:
     monkeypatch.setattr(Predictor, "estimate", second_batch_interrupted)
 
 
+def picture_batches(monkeypatch, interrupt_at: int | None = None) -> list:
+    """The batches of pictures eval's and audit's posing hands its map_batches class (RecordBatches), recorded by
+    their unit indices as they are posed; with interrupt_at, Ctrl-C (KeyboardInterrupt) at that call (1-based):
+    a run stopped after the pictures of the calls before it."""
+    from posecal.inference import record_posing
+
+    real, calls = record_posing.RecordBatches.__call__, []
+
+    def recorded(self, batch):
+        calls.append(list(batch["index"]))
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return real(self, batch)
+    monkeypatch.setattr(record_posing.RecordBatches, "__call__", recorded)
+    return calls
+
+
 KNOWN_ABSENT = 9   # left wrist: the keypoint known_person's visibility head calls absent (the next one occluded)
 
 

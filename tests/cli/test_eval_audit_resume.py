@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import make_coco, run_cli
+from conftest import make_coco, picture_batches, run_cli
 
 OUTPUT = {"eval": "metrics.json", "audit": "findings.json"}
 
@@ -25,29 +25,17 @@ def numbers(command, out):
 
 @pytest.mark.parametrize("command", ["eval", "audit"])
 def test_an_interrupted_run_goes_on_from_the_pictures_done(command, tmp_path, capsys, monkeypatch):
-    from posecal.inference import record_posing
-
     data = make_coco(tmp_path / "data", n_images=6)
     rc, _, _ = run(capsys, command, data, tmp_path / "whole")
     assert rc == 0
-    real, calls = record_posing.RecordBatches.__call__, []
-
-    def second_call_interrupted(self, batch):
-        calls.append(list(batch["index"]))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, batch)
-
     out = tmp_path / "out"
     with monkeypatch.context() as m:
-        m.setattr(record_posing.RecordBatches, "__call__", second_call_interrupted)
+        picture_batches(m, interrupt_at=2)
         rc, _, err = run(capsys, command, data, out)
     assert rc == 130 and not (out / OUTPUT[command]).exists()
     assert f"{command} did not finish; 4 unit(s) kept in {out}" in err and "run the same command again" in err
-    calls.clear()
     with monkeypatch.context() as m:
-        m.setattr(record_posing.RecordBatches, "__call__",
-                  lambda self, batch: calls.append(list(batch["index"])) or real(self, batch))
+        calls = picture_batches(m)
         rc, _, err = run(capsys, command, data, out)
     assert rc == 0 and calls == [[4, 5]] and "resuming: 4 of 6 unit(s) already done" in err
     assert numbers(command, out) == numbers(command, tmp_path / "whole")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from conftest import make_coco
+from conftest import make_coco, picture_batches
 from posecal.errors import PosecalInputError
 from posecal.parallel.parts import part_folder
 from posecal.parallel.runner import OneProcess, RowJob, check_settings, fingerprint, run
@@ -187,30 +187,18 @@ def test_eval_and_audit_in_one_process_through_the_runner_resume_an_interrupted_
                                                                                            monkeypatch):
     """Posed through the runner in one process, eval's metrics and audit's findings are those of its own path;
     a Ctrl-C in the second batch of pictures keeps the first, and the same run again poses only the rest."""
-    from posecal.inference import record_posing
-
     through = eval_through if command == "eval" else audit_through
     data = make_coco(tmp_path / "data", n_images=6)
     own = through(None, data, tmp_path / "own")
     whole = through(OneProcess(), data, tmp_path / "whole")
     same_numbers(whole, own)
-    real, calls = record_posing.RecordBatches.__call__, []
-
-    def second_batch_interrupted(self, batch):
-        calls.append(list(batch["index"]))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, batch)
-
     out = tmp_path / "out"
     with monkeypatch.context() as m:
-        m.setattr(record_posing.RecordBatches, "__call__", second_batch_interrupted)
+        picture_batches(m, interrupt_at=2)
         with pytest.raises(KeyboardInterrupt, match=r"interrupted: 4 unit\(s\) kept"):
             through(OneProcess(), data, out)
-    calls.clear()
     with monkeypatch.context() as m:
-        m.setattr(record_posing.RecordBatches, "__call__", lambda self, batch: calls.append(list(batch["index"]))
-                  or real(self, batch))
+        calls = picture_batches(m)
         again = through(OneProcess(), data, out)
     assert calls == [[4, 5]]
     assert again == whole
