@@ -53,8 +53,9 @@ def drawn_jpegs(n: int = 30, size=(320, 240)) -> list[bytes]:
 class MjpegServer:
     """Serves `jpegs` in a loop at `fps` to every client of http://127.0.0.1:PORT/stream (each client from the
     first frame). `stop_after` seconds after a client connects, its stream is cut (a camera dropping); from
-    `stall_after` seconds after the server started, it sends nothing more and closes nothing (a stall, for good:
-    a client that reconnects gets the headers and then silence). stop() shuts the server down (the port is
+    `stall_after` seconds after the first client connected, it sends nothing more and closes nothing (a stall, for
+    good: a client that reconnects gets the headers and then silence; counted from the first connection, not the
+    server's start, so a client slow to start on a busy machine still gets its first frames). stop() shuts the server down (the port is
     freed)."""
 
     def __init__(self, jpegs: list[bytes], fps: float = 25.0, stop_after: float | None = None,
@@ -63,7 +64,7 @@ class MjpegServer:
         self.stop_after, self.stall_after = stop_after, stall_after
         self.clients = 0
         self.frames_sent = 0
-        self.started = time.monotonic()
+        self.first_client: float | None = None   # when the first client connected (stall_after counts from it)
         self._stopping = threading.Event()
         server = self
 
@@ -76,6 +77,8 @@ class MjpegServer:
                     self.send_error(404)
                     return
                 server.clients += 1
+                if server.first_client is None:
+                    server.first_client = time.monotonic()
                 self.send_response(200)
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
                 self.send_header("Cache-Control", "no-cache")
@@ -97,7 +100,7 @@ class MjpegServer:
                 now = time.monotonic() - start
                 if self.stop_after is not None and now >= self.stop_after:
                     return
-                if self.stall_after is not None and time.monotonic() - self.started >= self.stall_after:
+                if self.stall_after is not None and time.monotonic() - self.first_client >= self.stall_after:
                     self._stopping.wait(3600)   # silent, connection open, until the server stops
                     return
                 if not self.loop and i >= len(self.jpegs):

@@ -177,7 +177,12 @@ def fingerprint(units: list, settings: dict, identity: dict, **more) -> dict:
 
 
 def size_and_time(path) -> list[int]:
-    stat = Path(path).stat()
+    """[size, mtime_ns] of an input; [-1, -1] for one that is not there (its unit says so when it is done, as one
+    process says it: one missing picture never stops the others)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return [-1, -1]
     return [stat.st_size, stat.st_mtime_ns]
 
 
