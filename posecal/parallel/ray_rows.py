@@ -9,12 +9,12 @@ actor), restarts an actor whose process died and retries its batch (its defaults
 and max_task_retries -1), and runs the same code on a laptop and a cluster.
 
 Nothing lost, nothing twice: each unit's results are one part (posecal/parallel/parts.py), written atomically by the
-worker (runner.py's PartWriter, the one map_batches class) under the run's fingerprint, so the results never travel through Ray to the driver (it reads
-each part from storage: once to say its messages, once to merge) and a Ctrl-C keeps every finished unit; a retried
-batch writes the same parts again; a run started again with the same fingerprint skips the units whose part it
-finds. What a worker refuses (a PosecalInputError: a model it cannot open, a setting it does not know) comes back as
-its rows' `error` column, said in the one line it is. On a cluster the parts' folder, beside --out, must lie on
-storage every node sees, as the inputs must.
+worker (runner.py's PartWriter, the one map_batches class) under the run's fingerprint, so the results never travel
+through Ray to the driver (it reads each part from storage: once to say its messages, once to merge) and a Ctrl-C
+keeps every finished unit; a retried batch writes the same parts again; a run started again with the same
+fingerprint skips the units whose part it finds. What a worker refuses (a PosecalInputError: a model it cannot open,
+a setting it does not know) comes back as its rows' `error` column, said in the one line it is. On a cluster the
+parts' folder, beside --out, must lie on storage every node sees, as the inputs must.
 
 Resources are Ray's own accounting: each actor asks Ray for the cores its threads use (the cluster's CPUs shared
 among --workers, one worker per CPU by default), and the units go in blocks of one batch each so that every actor
@@ -30,13 +30,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-
 from posecal.devices import fall_back
 from posecal.errors import MissingPackage, PosecalInputError
 from posecal.parallel.cores import machine_cores
 from posecal.parallel.parts import PartStore
 from posecal.parallel.ray_lines import quiet_ray_lines
 from posecal.parallel.runner import PartWriter, RowJob, gather
+
 
 @dataclass
 class RayConfig:
