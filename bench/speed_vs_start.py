@@ -1,0 +1,212 @@
+"""posecal's speed now against an earlier commit's, side by side in one run (python bench/speed_vs_start.py).
+
+Usage: python bench/speed_vs_start.py [--ref e7becfc] [--photos 300] [--frames 200] [--rounds 1] [--threads 2]
+                                     [--models accurate fast] [--skip predict,track,crop] [--json OUT.json]
+
+The earlier commit is checked out into a temporary git worktree (its shipped weights come with it) and both trees
+run as a user runs them, `python -m posecal ...` in fresh processes with PYTHONPATH set to the tree, each with
+its own warm ONNX cache, alternated round by round so the machine's drift falls on both alike:
+* predict: `posecal predict DIR --model M` on `--photos` val crop images (evenly spaced over the val split):
+  wall seconds, photos per second, poses written and the process's peak memory;
+* track: `posecal track VIDEO --model M --render OUT.mp4 --max-frames N` on vtest (../shared/data/videos):
+  wall seconds and frames per second end to end (process start to files written);
+* crop: each tree's own `bench/latency.py --shipped M --int8 --peer` Lightning int8 (.tflite, ../shared/models),
+  per crop with and without the flip test, as multiples of Lightning (printed as that script prints them).
+The CPU's name and its int8-relevant instruction sets head the output, and each tree's line names the precision
+its default runs (the current tree says it; an earlier one without `precision` ran its int8 graphs on every CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+VAL = SHARED / "data" / "coco-val2017-crops" / "annotations" / "val.json"
+IMAGES = SHARED / "data" / "coco-val2017-crops" / "images"
+VIDEO = SHARED / "data" / "videos" / "vtest_pedestrians_20s.avi"
+PEER = SHARED / "models" / "movenet_singlepose_lightning_int8.tflite"
+
+
+def cpu_line() -> str:
+    """The CPU's model name and the instruction sets that decide int8's path (from /proc/cpuinfo where it exists)."""
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return f"CPU: {os.uname().machine}"
+    text = info.read_text()
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    wanted = [f for f in flags if f.startswith("avx") or "vnni" in f]
+    return f"CPU: {name}, {os.cpu_count()} cores; {' '.join(wanted) or 'no AVX'}"
+
+
+def val_photos(n: int, folder: Path) -> Path:
+    """`n` val crop images evenly spaced over the val split, linked into folder/photos."""
+    files = sorted({img["file_name"] for img in json.loads(VAL.read_text())["images"]})
+    step = len(files) / n
+    chosen = [files[int(i * step)] for i in range(min(n, len(files)))]
+    out = folder / "photos"
+    out.mkdir()
+    for name in chosen:
+        (out / name).symlink_to(IMAGES / name)
+    return out
+
+
+def trimmed(video: Path, frames: int, folder: Path) -> Path:
+    """The first `frames` frames of `video` as an MJPG .avi (so both trees decode the same file the same way)."""
+    out = folder / f"clip{frames}.avi"
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    for _ in range(frames):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+        writer.write(frame)
+    cap.release()
+    writer.release()
+    return out
+
+
+def timed(cmd: list[str], env: dict, cwd: Path) -> dict:
+    """Wall seconds and peak memory (MB) of one child process; its stderr's first line (the precision line)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read(), proc.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err[-2000:]}")
+    return {"s": wall, "mb": usage.ru_maxrss / 1024, "stdout": out, "stderr": err}
+
+
+class Tree:
+    """One checkout of posecal run as a user runs it: `python -m posecal` with PYTHONPATH on the tree."""
+
+    def __init__(self, label: str, path: Path, cache: Path, threads: int):
+        self.label, self.path, self.threads = label, path, threads
+        self.env = {**os.environ, "PYTHONPATH": str(path), "POSECAL_CACHE_DIR": str(cache)}
+
+    def posecal(self, args: list[str]) -> dict:
+        return timed([sys.executable, "-m", "posecal", *args, "--threads", str(self.threads), "--no-progress"],
+                     self.env, self.path)
+
+    def precision(self, model: str) -> str:
+        """What precision this tree's default runs for `model` on this CPU, in its own words."""
+        code = ("import sys\ntry:\n from posecal.devices import choose_precision\n"
+                " print(*choose_precision('auto'), sep=': ')\nexcept ImportError:\n"
+                " print('int8: the int8 graphs on every CPU (no precision setting yet)')")
+        run = subprocess.run([sys.executable, "-c", code], env=self.env, cwd=self.path, capture_output=True,
+                             text=True, check=True)
+        return run.stdout.strip()
+
+
+def predict(tree: Tree, model: str, photos: Path, folder: Path) -> dict:
+    out = folder / f"{tree.label}_{model}_predict.json"
+    run = tree.posecal(["predict", str(photos), "--model", model, "--out", str(out)])
+    poses = json.loads(out.read_text())
+    n = len(list(photos.iterdir()))
+    return {"s": round(run["s"], 2), "photos_per_s": round(n / run["s"], 3), "poses": len(poses),
+            "peak_mb": round(run["mb"])}
+
+
+def track(tree: Tree, model: str, clip: Path, frames: int, folder: Path) -> dict:
+    out = folder / f"{tree.label}_{model}_track.json"
+    run = tree.posecal(["track", str(clip), "--model", model, "--out", str(out),
+                        "--render", str(folder / f"{tree.label}_{model}.mp4"), "--max-frames", str(frames)])
+    poses = json.loads(out.read_text())
+    return {"s": round(run["s"], 2), "fps": round(frames / run["s"], 2), "poses": len(poses),
+            "tracks": len({p.get("track_id") for p in poses}), "peak_mb": round(run["mb"])}
+
+
+def crop(tree: Tree, models: list[str], threads: int) -> str:
+    """The tree's own per-crop bench against Lightning int8; the lines it prints for the shipped graphs."""
+    run = subprocess.run([sys.executable, "bench/latency.py", "--shipped", *models, "--int8", "--peer", str(PEER),
+                          "--rounds", "2", "--n", "50", "--threads", str(threads)],
+                         env=tree.env, cwd=tree.path, capture_output=True, text=True)
+    if run.returncode != 0:
+        return f"failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}"
+    return run.stdout
+
+
+def warm(tree: Tree, models: list[str], photos: Path, clip1: Path, folder: Path) -> None:
+    """Each model's ONNX graphs exported into the tree's cache once, outside the timed runs."""
+    one = folder / f"warm_{tree.label}"
+    one.mkdir()
+    first = sorted(photos.iterdir())[0]
+    (one / first.name).symlink_to(first.resolve())
+    for model in models:
+        tree.posecal(["predict", str(one), "--model", model, "--out", str(folder / "warm.json")])
+        tree.posecal(["track", str(clip1), "--model", model, "--out", str(folder / "warm_t.json")])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ref", default="e7becfc", help="the earlier commit (default: issue 74's start)")
+    ap.add_argument("--photos", type=int, default=300)
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="+", default=["accurate", "fast"])
+    ap.add_argument("--skip", default="", help="comma-separated parts to leave out: predict, track, crop")
+    ap.add_argument("--json", type=Path, help="write the figures here too")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    for need in (VAL, VIDEO) + ((PEER,) if "crop" not in skip else ()):
+        if not need.exists():
+            raise SystemExit(f"{need}: not found (this bench runs on ../shared's data and models)")
+    print(cpu_line())
+    results: dict = {"cpu": cpu_line(), "ref": args.ref, "threads": args.threads, "rows": []}
+    with tempfile.TemporaryDirectory(prefix="posecal_speed_") as tmp:
+        folder = Path(tmp)
+        ref_tree = folder / "ref"
+        subprocess.run(["git", "worktree", "add", "--detach", str(ref_tree), args.ref], cwd=ROOT, check=True,
+                       capture_output=True)
+        (folder / "shared").symlink_to(SHARED.resolve())     # the earlier tree's benches find ../shared too
+        try:
+            trees = [Tree(f"start {args.ref}", ref_tree, folder / "cache_ref", args.threads),
+                     Tree("now", ROOT, folder / "cache_now", args.threads)]
+            for tree in trees:
+                tree.label = tree.label.replace(" ", "_")
+                for model in args.models:
+                    print(f"{tree.label:16s} {model:9s} precision {tree.precision(model)}")
+            photos = val_photos(args.photos, folder)
+            clip = trimmed(VIDEO, args.frames, folder)
+            clip1 = trimmed(VIDEO, 1, folder)
+            for tree in trees:
+                warm(tree, args.models, photos, clip1, folder)
+            for r in range(args.rounds):
+                for model in args.models:
+                    for tree in trees if r % 2 == 0 else trees[::-1]:
+                        row = {"round": r, "tree": tree.label, "model": model}
+                        if "predict" not in skip:
+                            row["predict"] = predict(tree, model, photos, folder)
+                        if "track" not in skip:
+                            row["track"] = track(tree, model, clip, args.frames, folder)
+                        results["rows"].append(row)
+                        print(json.dumps(row), flush=True)
+            if "crop" not in skip:
+                for tree in trees:
+                    results[f"crop_{tree.label}"] = crop(tree, args.models, args.threads)
+                    print(f"--- per crop, {tree.label} (its own bench/latency.py) ---")
+                    print(results[f"crop_{tree.label}"], flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(ref_tree)], cwd=ROOT, capture_output=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
