@@ -152,7 +152,8 @@ def baseline_cache(cache: Path) -> Path:
 def raw_heatmaps(model, image_paths, boxes, threads: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """The baseline's input: the model's flip-merged heatmaps (N, K, h, w) of every person's crop, made as the
     estimator makes it (person_crop_matrix of the box, upright), and the crops' (N, 2, 3) image -> input
-    matrices. Only this bench reads raw heatmaps, so the estimator never carries them."""
+    matrices. Only this bench reads raw heatmaps, so the estimator never carries them. A MoveNet model's heatmaps
+    are its trust model's (MoveNet's own are not among its outputs)."""
     opened = open_model(model, "onnx", True, threads)
     input_wh = tuple(opened.config.input_wh)
     images: dict[str, np.ndarray] = {}

@@ -48,31 +48,33 @@ ABOUT = {
                  "use": "default: predict, track, eval, audit, demo, Predictor"},
     "published": {"what": "MoveNet Thunder as Google published it + posecal's trust model", "input": "256x256",
                   "use": "Google's network as published"},
-    "fast": {"what": "EfficientNet-Lite0 trained by posecal, with its own heads", "input": "192x144",
-             "use": "speed: track at ~2x published's fps"},
+    "fast": {"what": "MoveNet Lightning as Google published it + posecal's trust model", "input": "192x192",
+             "use": "speed"},
 }
 
 # Measured by bench scripts that write no JSON file; each with its command (numbers as they printed them).
 RECORDED = {
     "onnx_forward_ms": {
-        "command": "python bench/latency.py --onnx published.onnx accurate.onnx --n 40 --rounds 2 (files from "
-                   "posecal export --model M); fast: python bench/latency.py --model fast --flip-test --n 40",
-        "protocol": "ONNX Runtime forward with the flip test, batch 1, 2 CPU threads, median over 40 real val crops; "
-                    "accurate and published alternated in one run (two rounds each), fast in another run on "
-                    "another day: compare accurate with published, not with fast",
-        "accurate": [26.13, 31.54], "published": [23.63, 27.35], "fast": [6.1],
-        "note": "2026-11-26, after accurate's trust model moved to a 256 input (issue 46); the previous accurate file "
-                "ran 25.45 / 24.86 ms in the same run (alternated with these)"},
+        "command": "python bench/latency.py --onnx published.onnx --shipped accurate fast --int8 --peer "
+                   "../shared/models/movenet_singlepose_lightning_int8.tflite --rounds 2 --n 40 (published.onnx "
+                   "from posecal export --model published)",
+        "protocol": "ONNX Runtime, the float graphs with the flip test (what precision=auto runs on this CPU), "
+                    "batch 1, 2 CPU threads, median over 40 real val crops; an AMD EPYC with AVX2 and no VNNI; "
+                    "the three models alternated in one run, two rounds",
+        "accurate": [52.41, 62.43], "published": [47.77, 54.95], "fast": [16.8, 23.9],
+        "note": "2026-11-28, after fast became MoveNet Lightning + posecal's trust model (issue 74). On a CPU with "
+                "VNNI auto runs the int8 graphs: accurate 24.6 ms a crop there (CHANGELOG, issue 64)"},
     "val_ap_noflip": {
         "command": "posecal eval --model M --no-flip --annotations VAL --images IMAGES --out OUT",
         "protocol": VAL + "; no flip test",
-        "published": 47.3, "fast": 30.2},
+        "published": 47.3, "fast": 37.0},
     "track_fps": {
         "command": "python bench/track_fps.py --model M --skip-startup",
         "protocol": "vtest_pedestrians_20s.avi (768x576, 5-8 people, 200 frames) with --render, process start to "
                     "files written, 2 CPU threads, warm ONNX cache, idle machine; published and accurate share "
-                    "one graph",
-        "published": [12.8, 13.1], "fast": [26.9]},
+                    "one graph; fast: 2026-11-28 on an AVX2-only AMD EPYC (float, auto's choice there), alternated "
+                    "with accurate (7.61 / 7.94 fps)",
+        "published": [12.8, 13.1], "fast": [13.17, 14.14]},
     "startup_s": {
         "command": "python bench/track_fps.py",
         "protocol": "process start to results file, warm ONNX cache, 2 CPU cores; the first use of a model file "
@@ -91,19 +93,21 @@ RECORDED = {
         "recall_iou50": 0.76, "photos_without_people_clean": 20, "photos_without_people": 22},
     "whole_image_rule": {
         "command": "python bench/detector_recall.py --pose --pose-only",
-        "protocol": "fast model, the 822 val crops seen whole (one labelled person each), --min-pose-quality 0.3",
-        "model": "fast", "people_dropped": 0.313, "empty_photos_kept": 0, "empty_photos": 22},
+        "protocol": "the default model (accurate), the 822 val crops seen whole (one labelled person each), "
+                    "--min-pose-quality 0.3",
+        "model": "accurate", "people_dropped": 0.297, "empty_photos_kept": 0, "empty_photos": 22},
     "audit_pk": {
         "command": "python bench/audit_planted.py --model M",
         "protocol": "val, 5 % of each kind's eligible labels corrupted, seed 0, GT boxes, flip; precision of the "
                     "top k findings, k = planted",
         "published": {"position": 0.645, "swap": 0.705, "visibility": 0.536, "missing": 0.620},
-        "fast": {"position": 0.612, "swap": 0.590, "visibility": 0.184, "missing": 0.457}},
+        "fast": {"position": 0.572, "swap": 0.647, "visibility": 0.525, "missing": 0.614},
+        "lite0": {"position": 0.612, "swap": 0.590, "visibility": 0.184, "missing": 0.457}},
     "int8": {
         "command": "posecal export --model M --no-flip --int8 TRAIN.json --images IMAGES, then posecal eval "
                    "--model F.onnx --no-flip on val",
         "protocol": VAL + "; no flip; activation ranges from 200 train-split crops",
-        "published": {"fp32": 47.3, "int8": 45.9}, "fast": {"fp32": 30.2, "int8": 27.2}},
+        "published": {"fp32": 47.3, "int8": 45.9}, "lite0": {"fp32": 30.2, "int8": 27.2}},
 }
 
 
@@ -197,7 +201,7 @@ def readme_table(models: dict) -> dict:
               "for"]
     rows = []
     for name, m in models.items():
-        ms = f1(m["onnx_forward_ms"]["value"]) + ("" if name != "fast" else " (other run)")
+        ms = f1(m["onnx_forward_ms"]["value"])
         rows.append([f"`{name}`", m["what"], m["input"], f1(m["val"]["ap"]), f1(m["val"]["ap50"]),
                      f3(m["cross_fitted"]["keypoint_ece"]), f3(m["cross_fitted"]["pose_ece"]), ms,
                      f"{m['file_mb']} MB" + (" ONNX" if m["in_wheel"] else " .pt, source tree only"),

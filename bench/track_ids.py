@@ -205,7 +205,7 @@ class CachedPoses:
     def __init__(self, predictor, cache: dict):
         self.predictor, self.cache, self.config = predictor, cache, predictor.config
         self.pipeline, self.threads, self.calibration = predictor.pipeline, predictor.threads, predictor.calibration
-        self.detector = predictor.detector
+        self.detector, self.precision_line = predictor.detector, predictor.precision_line
 
     def predict_many(self, items, bgr=True):
         out = []

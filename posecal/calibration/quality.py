@@ -27,7 +27,7 @@ from posecal.metrics.visibility import classification_report
 
 FORMAT = "posecal-quality-calibration/1"
 # `visibility` says occluded only when p(occluded) >= this x p(visible) (posecal.inference.scoring). A calibration
-# fits its own ratio (choose_occluded_ratio); this one (the fast model's, chosen on val) is for a calibration file
+# fits its own ratio (choose_occluded_ratio); this one (lite0's, once `fast`, chosen on val) is for a calibration file
 # that carries none, and where there are no visibility probabilities to fit it on.
 DEFAULT_OCCLUDED_OVER_VISIBLE = 2.0
 OCCLUDED_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)

@@ -59,8 +59,8 @@ THREADS_HELP = "CPU threads (default: the cores this process may use)"
 
 
 
-MODEL_HELP = ("accurate, published, fast, a posecal model file (.pt; a training run's best_model.pt or last.pt) or "
-              "an exported .onnx file")
+MODEL_HELP = ("accurate, published, fast, lite0, a posecal model file (.pt; a training run's best_model.pt or "
+              "last.pt) or an exported .onnx file")
 FLIP_HELP = ("flip test: the network also runs on the mirrored crop and the two are averaged; --no-flip runs it "
              "once per person, a little less accurate")
 BACKEND_HELP = ("onnx: onnxruntime, from the model's ONNX export, made once and kept in the user's cache folder "

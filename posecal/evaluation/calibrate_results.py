@@ -40,7 +40,7 @@ from posecal.skeleton import COCO_KEYPOINTS
 FORMAT = "posecal-results-calibrator/1"
 BASE_INPUTS = ("raw keypoint score", "keypoint type", "person size")
 EPS = 1e-4
-# Evidence inputs of calibrators fitted before the trust model (posecal's fast model's heatmaps): refused.
+# Evidence inputs of calibrators fitted before the trust model (lite0's heatmaps, once `fast`): refused.
 FORMER_EVIDENCE_INPUTS = ("heatmap value", "distance", "visibility probs")
 
 

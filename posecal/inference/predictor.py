@@ -50,7 +50,7 @@ class Predictor:
     itself), uint8, 16-bit or float (0..1 or 0..255; inference/image_input.py checks them all alike); files are
     turned by their EXIF orientation, as a photo viewer shows them (boxes and results refer to that).
 
-    model_path: a shipped model's name (accurate, the default; published; fast: `posecal models`), a posecal
+    model_path: a shipped model's name (accurate, the default; published; fast; lite0: `posecal models`), a posecal
     model file or an .onnx file written by `posecal export` (which carries its flip setting: flip=None follows
     it). backend=None is the CLI's: onnxruntime (a model file is exported once and kept in the user's cache
     folder, posecal/export/cache.py), on the CPU or, device="cuda", on onnxruntime's CUDA provider (the `gpu`

@@ -24,19 +24,24 @@ from posecal.devices import choose_precision
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # The models shipped with posecal, chosen by name wherever a model file is asked for
 # (`--model accurate|published|fast|FILE`, `Predictor("accurate")`); `posecal models` lists them with what each
-# is for (SHIPPED_MODEL_USES) and MODEL_CARD.md measures them. A name is never given to other weights later.
+# is for (SHIPPED_MODEL_USES) and MODEL_CARD.md measures them. A name keeps its role; the weights it names are told
+# apart by each graph's model_version (name + the .pt's digest). `fast` named posecal's EfficientNet-Lite0 until
+# MoveNet Lightning + posecal's trust model won on val (CHANGELOG); that model is `lite0` now (source tree only).
 SHIPPED_GRAPHS = ("accurate", "fast")   # the models the wheel carries, as graphs
 FLOAT_SUFFIX = "-float"                 # "accurate-float": accurate's float graphs, where "accurate" runs int8
 SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "published": WEIGHTS_DIR / "posecal_published.pt",
                   "fast": WEIGHTS_DIR / "posecal_fast.pt",
+                  "lite0": WEIGHTS_DIR / "posecal_lite0.pt",
                   **{name + FLOAT_SUFFIX: WEIGHTS_DIR / f"posecal_{name}.pt" for name in SHIPPED_GRAPHS}}
 SHIPPED_MODEL_USES = {
     "accurate": "MoveNet Thunder 256x256 fine-tuned by posecal on COCO + posecal's trust model; the default of "
                 "predict, track, eval, audit and the Python API",
     "published": "MoveNet Thunder 256x256 as Google published it + posecal's trust model; for comparison with "
                  "the network as Google published it",
-    "fast": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads; smaller "
-            "and faster, less accurate",
+    "fast": "MoveNet Lightning 192x192 as Google published it + posecal's trust model at 128 px; faster, less "
+            "accurate",
+    "lite0": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads (fast until "
+             "Lightning replaced it); the trust model's starting point; PyTorch only",
     **{name + FLOAT_SUFFIX: f"{name}'s float graphs on the CPU too ({name} runs int8 there): the graphs its "
                             f"calibration was fitted on, slower" for name in SHIPPED_GRAPHS},
 }

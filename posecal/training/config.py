@@ -143,7 +143,7 @@ class TrustJobConfig:
     # The MoveNet model whose keypoints the trust model learns to judge; the model file keeps its pose network.
     base: str = "accurate"
     init: str | None = None               # start from this trust model (a model with one, or a trust checkpoint)
-    init_pose: str = "fast"               # else its pose network starts from this EfficientNet-Lite0 model's
+    init_pose: str = "lite0"              # else its pose network starts from this EfficientNet-Lite0 model's
     data: DataConfig = field(default_factory=DataConfig)   # the COCO files (and LSPET); no pack
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     samples: TrustSamplesConfig = field(default_factory=TrustSamplesConfig)

@@ -42,7 +42,7 @@ def test_heatmap_value_at_a_point_by_hand(planted):
 
 
 def test_raw_heatmaps_are_the_estimators(planted, real_person):
-    """The fast model's raw heatmaps of the real person's crop peak where and as high as the estimator says
+    """A heatmap model's (lite0's) raw heatmaps of the real person's crop peak where and as high as the estimator says
     (its heatmap scores are the peaks; its keypoints sit within a cell of them), and the matrix is the crop's."""
     from posecal.data.coco import PersonRecord
     from posecal.data.transforms import person_crop_matrix
@@ -50,8 +50,8 @@ def test_raw_heatmaps_are_the_estimators(planted, real_person):
     from posecal.inference.opener import open_model
 
     path, box, _ = real_person
-    hm, matrices = planted.raw_heatmaps("fast", np.array([path]), box[None], threads=1)
-    opened = open_model("fast", "onnx", True, 1)
+    hm, matrices = planted.raw_heatmaps("lite0", np.array([path]), box[None], threads=1)
+    opened = open_model("lite0", "onnx", True, 1)
     assert hm.shape[:2] == (1, 17)
     np.testing.assert_allclose(matrices[0], person_crop_matrix(box, tuple(opened.config.input_wh)))
     record = PersonRecord(path, 0, box, np.zeros((17, 3)), 0.0)

@@ -30,11 +30,12 @@ NAMES = ("accurate", "fast")
 
 def fixture_crops(input_wh=(256, 256)) -> np.ndarray:
     """The two real 256-px square person crops of tests/fixtures/movenet_reference.npz (a hard one, a clear one),
-    for another input size their middle 3:4 resized."""
+    for another square size resized, for a 3:4 one their middle 3:4 resized."""
     ref = np.load(ROOT / "tests" / "fixtures" / "movenet_reference.npz")
     crops = [cv2.imdecode(ref[f"thunder_crop{i}_png"], cv2.IMREAD_COLOR) for i in range(2)]
     if tuple(input_wh) != (256, 256):
-        crops = [cv2.resize(c[:, 32:224], tuple(input_wh), interpolation=cv2.INTER_AREA) for c in crops]
+        crops = [cv2.resize(c if input_wh[0] == input_wh[1] else c[:, 32:224], tuple(input_wh),
+                            interpolation=cv2.INTER_AREA) for c in crops]
     return crops_to_batch(crops)
 
 
@@ -110,8 +111,10 @@ def test_both_int8_graphs_read_one_weights_file_and_carry_the_models_metadata(na
         assert int8_model.meta["model_version"] == float_model.meta["model_version"] + "-int8"
         assert "train" in {p.key: p.value for p in proto.metadata_props}[INT8_KEY]
     assert locations == {int8_graph_weights(name).name}
-    # stored once for both graphs, and smaller than the float graphs' fp16 weights
-    assert int8_graph_weights(name).stat().st_size < graph_weights(name).stat().st_size
+    # stored once for both graphs; where the pose network's backbone is int8 too, smaller than the float graphs'
+    # fp16 weights (fast's Lightning stays float, in fp32 beside the int8 trust network)
+    if "model.backbone.backbone." in INT8_WEIGHT_PREFIXES[name]:
+        assert int8_graph_weights(name).stat().st_size < graph_weights(name).stat().st_size
 
 
 @pytest.mark.parametrize("flip", [True, False])
@@ -136,19 +139,16 @@ def test_accurates_int8_graphs_answer_as_the_float_graphs_on_real_crops(flip):
 
 @pytest.mark.parametrize("flip", [True, False])
 def test_fasts_int8_graphs_answer_as_the_float_graphs_on_real_crops(flip):
-    """Heatmap peaks of the clear person within 2 cells (stride 4) of the float graph's, most of the hard one's
-    in place; quality and visibility close on both."""
-    x = fixture_crops((144, 192))
+    """fast's int8 graphs quantise its trust network only (INT8_WEIGHT_PREFIXES): Lightning's keypoints are the
+    float graph's, and the trust network's answers stay close on both crops (a hard one, a clear one)."""
+    x = fixture_crops((192, 192))
     got = OnnxEstimator(int8_graph("fast", flip), threads=1).outputs(x, flip)
     want = OnnxEstimator(shipped_graph("fast", flip), threads=1).outputs(x, flip)
     assert set(got) == set(want)
-    peaks = [np.stack(np.unravel_index(h.reshape(2, 17, -1).argmax(-1), h.shape[2:]), -1)
-             for h in (got["heatmaps"], want["heatmaps"])]
-    cells = np.abs(peaks[0] - peaks[1]).max(-1)
-    assert cells[1].max() <= 2 and (cells[0] <= 1).mean() >= 0.7
+    np.testing.assert_allclose(got["movenet_xy"], want["movenet_xy"], atol=1e-3)
     np.testing.assert_allclose(got["oks"], want["oks"], atol=0.05)
     np.testing.assert_allclose(got["oks"][1], want["oks"][1], atol=0.02)
-    assert np.abs(sigmoid(got["opks_logits"]) - sigmoid(want["opks_logits"])).max() < 0.05
+    assert np.abs(sigmoid(got["opks_logits"]) - sigmoid(want["opks_logits"])).max() < 0.2
     assert (got["vis_logits"].argmax(-1) == want["vis_logits"].argmax(-1)).mean() >= 0.9
     assert np.abs(got["heatmaps"] - want["heatmaps"]).max() < 0.15
 
@@ -164,7 +164,7 @@ def test_the_widened_int8_path_computes_what_this_cpu_computes(name, monkeypatch
     a CPU that saturates, the unwidened kernels clip (they are not the exact path to compare with): there the
     widened outputs must answer as the float graph does (the bounds of the int8-against-float tests above)."""
     saturates = devices.int8_saturates()          # this CPU's own answer, before it is forced below
-    x = fixture_crops((256, 256) if name == "accurate" else (144, 192))
+    x = fixture_crops((256, 256) if name == "accurate" else (192, 192))
     outputs = {}
     for widened in (False, True):
         monkeypatch.setattr(devices, "int8_saturates", lambda widened=widened: widened)
@@ -200,7 +200,7 @@ AVX2_RUN = textwrap.dedent("""
     from posecal.models.shipped import int8_graph
     assert int8_saturates(), "the emulated CPU should be one that saturates"
     out = {}
-    for name, wh in (("fast", (144, 192)), ("accurate", (256, 256))):
+    for name, wh in (("fast", (192, 192)), ("accurate", (256, 256))):
         for key, value in OnnxEstimator(int8_graph(name, False), threads=1).outputs(fixture_crops(wh), False).items():
             out[name + "/" + key] = value
     np.savez(sys.argv[1], **out)
@@ -219,7 +219,7 @@ def test_int8_graphs_answer_alike_on_an_emulated_avx2_cpu(tmp_path):
                            str(ROOT / "tests" / "export")], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     emulated = np.load(saved)
-    for name, wh in (("fast", (144, 192)), ("accurate", (256, 256))):
+    for name, wh in (("fast", (192, 192)), ("accurate", (256, 256))):
         here = OnnxEstimator(int8_graph(name, False), threads=1).outputs(fixture_crops(wh), False)
         for key, value in here.items():
             np.testing.assert_allclose(emulated[f"{name}/{key}"], value, atol=1e-4, err_msg=f"{name}/{key}")

@@ -79,8 +79,8 @@ def test_model_config_without_backbone_is_lite0():
     cfg = model_config_from_dict(old)
     assert cfg.backbone == "efficientnet_lite0"
     assert model_from_config(cfg, imagenet=False).backbone.variant == 0
-    # The shipped fast model's file predates the key.
-    model, cfg, _ = load_model("fast")
+    # The shipped lite0 model's file predates the key.
+    model, cfg, _ = load_model("lite0")
     assert cfg.backbone == "efficientnet_lite0" and model.backbone.variant == 0
 
 

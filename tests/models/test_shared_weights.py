@@ -72,7 +72,8 @@ def test_posecal_models_lists_each_graph_and_its_torch_file(capsys, monkeypatch)
     monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
     main(["models", "--json"])
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"accurate", "published", "fast", "accurate-float", "fast-float"} and rows["accurate"]["default"]
+    assert set(rows) == {"accurate", "published", "fast", "lite0", "accurate-float", "fast-float"}
+    assert rows["accurate"]["default"]
     # on a CPU with VNNI a shipped name runs its int8 graphs, NAME-float the float ones
     accurate = [int8_graph("accurate", True), int8_graph("accurate", False), int8_graph_weights("accurate")]
     floats = [shipped_graph("accurate", True), shipped_graph("accurate", False), graph_weights("accurate")]

@@ -233,4 +233,4 @@ def test_trust_weights_come_alike_from_a_model_file_and_a_trust_checkpoint(tmp_p
     assert from_model.keys() == own.keys() == from_ckpt.keys()
     assert all(torch.equal(own[k], from_model[k]) and torch.equal(own[k], from_ckpt[k]) for k in own)
     with pytest.raises(PosecalInputError, match="neither a trust checkpoint nor a model with a trust model"):
-        trust_weights("fast")
+        trust_weights("lite0")

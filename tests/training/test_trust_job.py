@@ -80,7 +80,7 @@ def test_a_shipped_weights_file_is_never_the_output(tmp_path, lightning, output,
 
 
 def test_a_base_that_is_not_movenet_is_refused(tmp_path):
-    cfg = load_trust_config(write_config(tmp_path, "fast"))
+    cfg = load_trust_config(write_config(tmp_path, "lite0"))
     with pytest.raises(PosecalInputError, match="base: the trust model judges a MoveNet model's keypoints"):
         run_trust_job(cfg, progress=False)
 

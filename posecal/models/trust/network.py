@@ -3,7 +3,7 @@
 Why: heads that read only the base network's own features inherit its
 blindness. MoveNet's 24-channel output feature knows nothing of occlusion or of where the picture ends, so heads
 on it called most not-labelled keypoints visible. The trust model has its own eyes: a pose network of its own
-(EfficientNet-Lite0 + heatmap head, initialised from posecal's `fast` model, which was trained with truncation,
+(EfficientNet-Lite0 + heatmap head, initialised from posecal's `lite0` model, which was trained with truncation,
 occluders and visibility labels) looks at the crop, and for each of the base model's keypoints reads
 - its own features and all 17 of its own heatmaps at the base keypoint (is there a body part here, and which),
 - how far the base keypoint is from where its own heatmap of that type peaks, and how high that peak is
@@ -159,7 +159,7 @@ def check_trust_input(side) -> int:
 
 def init_from_pose_model(trust: TrustNet, state_dict: dict) -> int:
     """Copy a posecal EfficientNet-Lite0 model's backbone and heatmap head (a model file's state_dict, e.g. the
-    shipped `fast` model's) into the trust model's own pose network. Returns the number of tensors copied."""
+    shipped `lite0` model's) into the trust model's own pose network. Returns the number of tensors copied."""
     own = trust.state_dict()
     copied = {k: v.float() for k, v in state_dict.items()
               if k.startswith(("backbone.", "heatmap_head.")) and k in own and own[k].shape == v.shape}
