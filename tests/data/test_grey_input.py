@@ -55,11 +55,12 @@ def shipped():
     from posecal.inference.predictor import Predictor
     from posecal.models.checkpoint import SHIPPED_MODELS
 
-    if not SHIPPED_MODELS["fast"].is_file():
+    if not SHIPPED_MODELS["lite0"].is_file():
         pytest.skip("shipped model not available")
     # no export, no nobody rule and no verifier (some of these people get doubtful poses): this is about the
-    # detector on grey
-    return Predictor("fast", threads=2, backend="torch", policy=PersonPolicy(min_pose_quality=0), verifier=None)
+    # detector on grey, so the pose network is lite0, whose keypoints grey leaves where colour puts them (MoveNet
+    # Lightning's, `fast`'s, move: a median 15 % of the box on 000000002431's person)
+    return Predictor("lite0", threads=2, backend="torch", policy=PersonPolicy(min_pose_quality=0), verifier=None)
 
 
 # COCO val crops whose person the shipped detector finds in colour but, before issue 22, not in grey (the grey
