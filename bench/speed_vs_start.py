@@ -80,16 +80,18 @@ def trimmed(video: Path, frames: int, folder: Path) -> Path:
 
 
 def timed(cmd: list[str], env: dict, cwd: Path) -> dict:
-    """Wall seconds and peak memory (MB) of one child process; its stderr's first line (the precision line)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err[-2000:]}")
-    return {"s": wall, "mb": usage.ru_maxrss / 1024, "stdout": out, "stderr": err}
+    """Wall seconds and peak memory (MB) of one child process (os.wait4 gives its own peak, not this process's).
+    Its output goes to a file, not a pipe: a child that fills a pipe nobody reads until it exits would hang."""
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{log.read()[-2000:]}")
+    return {"s": wall, "mb": usage.ru_maxrss / 1024}
 
 
 class Tree:
@@ -103,8 +105,9 @@ class Tree:
         return timed([sys.executable, "-m", "posecal", *args, "--threads", str(self.threads), "--no-progress"],
                      self.env, self.path)
 
-    def precision(self, model: str) -> str:
-        """What precision this tree's default runs for `model` on this CPU, in its own words."""
+    def precision(self) -> str:
+        """What precision this tree's default runs on this CPU (the same for every shipped graph), in its own
+        words."""
         code = ("import sys\ntry:\n from posecal.devices import choose_precision\n"
                 " print(*choose_precision('auto'), sep=': ')\nexcept ImportError:\n"
                 " print('int8: the int8 graphs on every CPU (no precision setting yet)')")
@@ -176,12 +179,10 @@ def main() -> None:
                        capture_output=True)
         (folder / "shared").symlink_to(SHARED.resolve())     # the earlier tree's benches find ../shared too
         try:
-            trees = [Tree(f"start {args.ref}", ref_tree, folder / "cache_ref", args.threads),
+            trees = [Tree(f"start_{args.ref}", ref_tree, folder / "cache_ref", args.threads),
                      Tree("now", ROOT, folder / "cache_now", args.threads)]
             for tree in trees:
-                tree.label = tree.label.replace(" ", "_")
-                for model in args.models:
-                    print(f"{tree.label:16s} {model:9s} precision {tree.precision(model)}")
+                print(f"{tree.label:16s} precision {tree.precision()}")
             photos = val_photos(args.photos, folder)
             clip = trimmed(VIDEO, args.frames, folder)
             clip1 = trimmed(VIDEO, 1, folder)

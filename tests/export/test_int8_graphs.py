@@ -146,9 +146,9 @@ def test_fasts_int8_graphs_answer_as_the_float_graphs_on_real_crops(flip):
     want = OnnxEstimator(shipped_graph("fast", flip), threads=1).outputs(x, flip)
     assert set(got) == set(want)
     np.testing.assert_allclose(got["movenet_xy"], want["movenet_xy"], atol=1e-3)
-    np.testing.assert_allclose(got["oks"], want["oks"], atol=0.05)
-    np.testing.assert_allclose(got["oks"][1], want["oks"][1], atol=0.02)
-    assert np.abs(sigmoid(got["opks_logits"]) - sigmoid(want["opks_logits"])).max() < 0.2
+    np.testing.assert_allclose(got["oks"], want["oks"], atol=0.02)
+    quality = np.abs(sigmoid(got["opks_logits"]) - sigmoid(want["opks_logits"]))   # measured: 0.15 / 0.006
+    assert quality[0].max() < 0.2 and quality[1].max() < 0.02
     assert (got["vis_logits"].argmax(-1) == want["vis_logits"].argmax(-1)).mean() >= 0.9
     assert np.abs(got["heatmaps"] - want["heatmaps"]).max() < 0.15
 
