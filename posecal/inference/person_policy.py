@@ -49,7 +49,7 @@ import numpy as np
 # the pipeline's policy, not from the detector's package
 from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms
 from posecal.detect.verifier import remapped, shipped_map
-from posecal.metrics.boxes import box_iou, inside_share
+from posecal.metrics.boxes import box_iou, inside_share, inside_shares
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
 # the shipped SSD's own working threshold: a detection scored at least this is "sure"; the detectors merged by
@@ -151,6 +151,48 @@ class PersonPolicy:
         keep[carried] = p[carried] >= self.carried_person
         return keep
 
+    def part_candidates(self, boxes: np.ndarray, scores: np.ndarray, origins, sure_factor: float = 1.0) -> np.ndarray:
+        """(N,) bool: the boxes whose fate may be decided without posing them (PosePipeline.people: decide, then
+        pose): detected boxes the detector is unsure of lying at least `part_inside` inside a detected box it is
+        sure of. Once that sure box's person is posed, decided_parts says which of them _without_parts would drop
+        as a part whatever their own pose."""
+        origins = np.broadcast_to(np.asarray(origins, object), (len(scores),))
+        detected = origins == DETECTED
+        sure = self.is_sure(scores, sure_factor) & detected
+        doubtful = detected & ~sure
+        if self.sure_score is None or not sure.any() or not doubtful.any():
+            return np.zeros(len(scores), bool)
+        boxes = np.asarray(boxes, float).reshape(-1, 4)
+        inside = np.array([inside_shares(b, boxes[sure]).max() if d else 0.0 for b, d in zip(boxes, doubtful)])
+        return doubtful & (inside >= self.part_inside)
+
+    def decided_parts(self, boxes: np.ndarray, scores: np.ndarray, posed: list, sure_factor: float = 1.0) -> np.ndarray:
+        """(M,) bool: which doubtful boxes (part_candidates) are parts of a person already posed, as _without_parts
+        rules: a sure detected person whose pose the nobody test keeps, holding the box by `part_inside`, and
+        ranked above the box even were its pose perfect (its evidence x pose quality above the box's score, pose
+        quality being at most 1). Such a box is dropped whatever its verifier and pose say, so neither is run. What
+        posing it could still change is the rest's fate through it (a pose it duplicates, a merge it helps tell),
+        which the benches judge (CHANGELOG: the same people reported within noise)."""
+        boxes, scores = np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float).reshape(-1)
+        holders = [p for p in posed if getattr(p, "box_origin", None) == DETECTED
+                   and self.is_sure([p.box_score], sure_factor)[0] and self.person_kept_alone(p)]
+        if not holders or not len(boxes):
+            return np.zeros(len(boxes), bool)
+        held = np.array([np.asarray(p.box, float) for p in holders]).reshape(-1, 4)
+        rank = np.array([self.evidence(p) * float(p.pose_quality) for p in holders])
+        return np.array([bool(np.any((inside_shares(b, held) >= self.part_inside) & (rank > s)))
+                         for b, s in zip(boxes, scores)])
+
+    def person_kept_alone(self, person) -> bool:
+        """Does a detected pose pass the rules that judge it alone (keep's nobody test, or the verifier sure of its
+        box)? The rules of place (duplicates, merges, parts) then judge it among the others."""
+        return self.verified(person) or self.someone_there(person, self.min_pose_quality)
+
+    def verified(self, person) -> bool:
+        """Is the verifier sure (`sure_person`) that the box frames a person, whatever its pose says?"""
+        return (self.sure_person is not None and person.person_probability is not None
+                and person.person_probability >= self.sure_person)
+
     def is_sure(self, scores, sure_factor: float = 1.0) -> np.ndarray:
         scores = np.asarray(scores, float)
         return np.ones(len(scores), bool) if self.sure_score is None else scores >= self.sure_score * sure_factor
@@ -184,8 +226,7 @@ class PersonPolicy:
                 if p.box[3] < self.unsure_min_height:
                     continue
                 floor = max(floor, self.unsure_quality)
-            verified = (o == DETECTED and self.sure_person is not None and p.person_probability is not None
-                        and p.person_probability >= self.sure_person)
+            verified = o == DETECTED and self.verified(p)
             if not verified and not self.someone_there(p, floor):
                 continue
             boxed.append(p)

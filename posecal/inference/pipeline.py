@@ -56,36 +56,75 @@ class PosePipeline:
         h, w = bgr.shape[:2]
         return np.array([[0.0, 0.0, w, h]]), np.ones(1), WHOLE
 
-    def people(self, items: list[tuple], mode: str | None = None) -> list:
-        """[(BGR image, boxes, scores, origin or (N,) origins), ...] -> the people reported per picture: boxes
-        screened by the verifier, the rest estimated in one batch (what makes folders of one-person photos fast),
-        then the policy's decisions."""
-        screened = []
+    def people(self, items: list[tuple], mode: str | None = None, carried: list | None = None) -> list:
+        """[(BGR image, boxes, scores, origin or (N,) origins), ...] -> the people reported per picture.
+
+        Decide, then pose: the network runs only where its answer can change who is reported. A box the detector
+        is unsure of that lies mostly inside a box it is sure of (PersonPolicy.part_candidates) waits; the other
+        boxes are screened by the verifier and estimated, all the pictures' crops in one batch (what makes folders
+        of one-person photos fast). A waiting box whose sure person came out kept and ranked above anything it
+        could be (PersonPolicy.decided_parts) is a part of that person, as the policy would rule after posing it,
+        so neither the verifier nor the network is spent on it; the others are screened and estimated in a second
+        batch. Then the policy's decisions on every pose, in the boxes' own order.
+
+        carried: per picture, poses made before this frame and carried into it by a tracker (optical flow), to be
+        judged with the fresh ones by the one policy (two poses of one person, a pose over two); they keep their
+        numbers, and the fresh poses are rated among all of them."""
+        prepared = []
         for bgr, boxes, scores, origins in items:
             boxes, scores = np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float).reshape(-1)
             origins = np.array(np.broadcast_to(np.asarray(origins, object), (len(boxes),)))
-            judged = (origins == DETECTED) | (origins == CARRIED)
+            factor = self.sure_factor(bgr, origins)
+            prepared.append((bgr, boxes, scores, origins, factor))
+        waiting = [self.policy.part_candidates(boxes, scores, origins, factor)
+                   for _, boxes, scores, origins, factor in prepared]
+        first = self._screened_people(prepared, [~w for w in waiting])
+        later_rows = []
+        for (_, boxes, scores, _, factor), w, posed in zip(prepared, waiting, first):
+            rows = np.flatnonzero(w)
+            decided = self.policy.decided_parts(boxes[rows], scores[rows], [p for _, p in posed], factor)
+            later = np.zeros(len(boxes), bool)
+            later[rows[~decided]] = True
+            later_rows.append(later)
+        second = self._screened_people(prepared, later_rows) if any(r.any() for r in later_rows) else \
+            [[] for _ in prepared]
+        out, extra = [], iter(carried or [])
+        for (bgr, _, _, _, factor), a, b in zip(prepared, first, second):
+            people = [p for _, p in sorted(a + b, key=lambda row: row[0])] + list(next(extra, []))
+            origins = [p.box_origin for p in people]
+            out.append(self.rated(self.policy.keep(people, origins, mode, factor), bgr.shape[1::-1]))
+        return out
+
+    def _screened_people(self, prepared: list, rows: list) -> list[list[tuple[int, object]]]:
+        """The boxes chosen by `rows` ((N,) bool per picture) screened by the verifier and estimated in one batch:
+        (box index, person) pairs per picture for the boxes that passed the screen, each person with its origin
+        and p(person)."""
+        screened = []
+        for (bgr, boxes, scores, origins, factor), chosen in zip(prepared, rows):
+            index = np.flatnonzero(chosen)
+            b, s, o = boxes[index], scores[index], origins[index]
+            judged = (o == DETECTED) | (o == CARRIED)
             p = None
             if self.verifier is not None and judged.any():
-                p = np.full(len(boxes), np.nan)
-                p[judged] = self.verifier(bgr, boxes[judged])
-            factor = self.sure_factor(bgr, origins)
-            keep = self.policy.screen(origins, scores, p, factor)
-            screened.append((bgr, boxes[keep], scores[keep], origins[keep], None if p is None else p[keep], factor))
-        estimated = self.estimate([(bgr, boxes, scores) for bgr, boxes, scores, *_ in screened])
+                p = np.full(len(b), np.nan)
+                p[judged] = self.verifier(bgr, b[judged])
+            keep = self.policy.screen(o, s, p, factor)
+            screened.append((bgr, b[keep], s[keep], o[keep], None if p is None else p[keep], index[keep]))
+        estimated = self.estimate([(bgr, b, s) for bgr, b, s, *_ in screened])
         out = []
-        for people, (_, _, _, origins, p, factor) in zip(estimated, screened):
+        for people, (_, _, _, origins, p, index) in zip(estimated, screened):
             for j, person in enumerate(people):
                 person.box_origin = origins[j]
                 if p is not None and np.isfinite(p[j]):
                     person.person_probability = float(p[j])
-            out.append(self.rated(self.policy.keep(people, origins, mode, factor), bgr.shape[1::-1]))
+            out.append(list(zip(index.tolist(), people)))
         return out
 
     def rated(self, people: list, picture_wh) -> list:
-        """The people with the pose quality of each found box rated among the picture's people (`reported`), the
-        crop's own kept as crop_quality; the caller's boxes (given, the whole picture) as they were."""
-        found = [p for p in people if p.box_origin in (DETECTED, CARRIED)]
+        """The people with the pose quality of each found box (is_found) rated among the picture's people
+        (`reported`), the crop's own kept as crop_quality; the caller's boxes (given, the whole picture) and poses
+        carried in as they were."""
+        found = [p for p in people if self.is_found(p)]
         if self.reported is None or not found:
             return people
         every = lambda name: None if any(getattr(p, name) is None for p in people) else \
@@ -97,11 +136,18 @@ class PosePipeline:
                                       for p in people], [p.box_score for p in people])
         quality = self.reported(features)
         for p, c, q in zip(people, crop, quality):
-            if p.box_origin in (DETECTED, CARRIED):
+            if self.is_found(p):
                 p.crop_quality, p.pose_quality = float(c), float(q)
                 if "oks" in p.scores:          # the results' score in its default mode is the pose quality
                     p.scores["oks"] = float(q)
         return people
+
+    @staticmethod
+    def is_found(person) -> bool:
+        """A pose the network made this frame on a box posecal found (detected, or carried from a track): what the
+        reported-pose map rates. The caller's boxes keep their crop's quality, and a pose carried in by optical
+        flow keeps the numbers it was rated with."""
+        return person.box_origin in (DETECTED, CARRIED) and person.pose_source == "detected"
 
     def sure_factor(self, bgr: np.ndarray, origins) -> float:
         """How the detector scaled its threshold for this picture (the shipped SSD lowers it for grey pictures),

@@ -58,6 +58,15 @@ class TrackConfig:
                                          # follow the time frames take here (tracking/cadence.py)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
                                          # optical flow (no network); "pose" estimates its pose in its carried box
+    repose_after: int = 0                # with flow: a track is posed again by the network once this many frames
+                                         # have passed since its last pose, and not before: a detection that
+                                         # confirms a track posed more recently (its carried box, IoU >=
+                                         # confirm_iou) is not posed again, and tracks falling due between
+                                         # detector frames are posed there, `repose_budget` a frame, the longest
+                                         # waiting first, so that frames cost about the same (0: every detection is
+                                         # posed on detector frames and none in between, as before)
+    repose_budget: int = 2               # tracks posed afresh on a frame between detector frames, at most
+    confirm_iou: float = 0.5             # a detection this close to a track's carried box confirms the track
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
     drop_parts: bool = True              # a tracked box that is a part of another person's is not reported
@@ -116,9 +125,7 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
                                max_undetected=detect_every * (missed_detections + 1) - 1)
     prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
     if len(prop):
-        lo = np.clip(prop[:, :2], 0, [w, h])
-        hi = np.clip(prop[:, :2] + prop[:, 2:], 0, [w, h])
-        prop = np.concatenate([lo, hi - lo], 1)
+        prop = np.array([clipped_box(b, w, h) for b in prop]).reshape(-1, 4)
         big = (prop[:, 2] >= policy.carried_min_px) & (prop[:, 3] >= policy.carried_min_px)
         prop, quality = prop[big], np.array([p.pose_quality for p in live])[big]
         prop = prop[one_box_per_place(prop, quality, policy.carried_apart_iou)]
@@ -128,6 +135,18 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
     # a carried box has no detector score of its own: it is not a sure detection (the verifier judges it)
     scores = np.concatenate([det_scores, np.full(len(prop), 0.0)])
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
+
+
+def clipped_box(box, w: int, h: int) -> np.ndarray:
+    """An x, y, w, h box cut to the frame's w x h."""
+    box = np.asarray(box, float).reshape(4)
+    lo, hi = np.clip(box[:2], 0, [w, h]), np.clip(box[:2] + box[2:], 0, [w, h])
+    return np.r_[lo, hi - lo]
+
+
+def inside_frame(box, w: int, h: int, min_px: float) -> bool:
+    """Is at least min_px x min_px of the box inside the frame (a carried box worth looking in)?"""
+    return bool(np.all(clipped_box(box, w, h)[2:] >= min_px))
 
 
 def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = VIDEO.carried_apart_iou) -> np.ndarray:
@@ -153,26 +172,98 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
     person policy decides on the carried poses as on a detector frame's (carried_people)."""
     clock = clock or StageClock()
     t = frame.frame_index / fps if t is None else t
+    seen, poses = [], []
     if flow is not None:
         with clock("flow"):
             previous, now = flow.advance(frame.bgr)
-            if detections is None and previous is not None:
+            if previous is not None and (detections is None or cfg.repose_after):
                 seen = tracker.seen()
                 poses = carried_poses([tr.person for tr in seen], previous, now, [tr.known_velocity for tr in seen])
-                kept = {id(p) for p in carried_people(frame.bgr, poses, predictor, mode)}
-                return tracker.follow([tr for tr, p in zip(seen, poses) if id(p) in kept],
-                                      [p for p in poses if id(p) in kept], t)
+        if detections is None and previous is not None:
+            return _between_frame(frame, seen, poses, predictor, tracker, cfg, mode, clock, t)
+    confirmed = confirmations(seen, poses, detections, cfg)
     with clock("boxes"):
         boxes, scores, carried = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
                                              cfg.missed_detections, predictor.pipeline.policy)
+        rows = np.ones(len(boxes), bool)
+        rows[[d for _, d in confirmed]] = False          # confirmed detections: their track's carried pose stands
+        boxes, scores, carried = boxes[rows], scores[rows], carried[rows]
         fresh = DETECTED if predictor.detector is not None else WHOLE
         origins = np.where(carried, CARRIED, fresh).astype(object)
     with clock("pose"):
         # the one pipeline: the verifier screens detected and carried boxes, the policy decides who is a person
-        # (a carried box whose person left is let go there); the tracker then decides who continues whom
-        people = predictor.pipeline.people([(frame.bgr, boxes, scores, origins)], mode)[0] if len(boxes) else []
+        # (a carried box whose person left is let go there) among the fresh poses and the confirmed carried ones;
+        # the tracker then decides who continues whom
+        standing = [poses[i] for i, _ in confirmed]
+        people = predictor.pipeline.people([(frame.bgr, boxes, scores, origins)], mode, [standing])[0] \
+            if len(boxes) or standing else []
     with clock("track"):
-        return tracker.update(people, t, [p.box_origin != CARRIED for p in people], image=frame.bgr)
+        # a confirmed carried pose was held by a detection this frame
+        return tracker.update(people, t, [p.box_origin != CARRIED or p.pose_source == "carried" for p in people],
+                              image=frame.bgr)
+
+
+def confirmations(seen: list, poses: list, detections, cfg: TrackConfig) -> list[tuple[int, int]]:
+    """(track, detection) pairs where a detection confirms a track not yet due a fresh pose (cfg.repose_after):
+    the track's carried box and the detection overlap by IoU >= confirm_iou, one to one, the closest first. The
+    detection is then not posed: the track's carried pose stands for it."""
+    if not cfg.repose_after or detections is None or not seen or not len(detections[0]):
+        return []
+    waiting = [i for i, tr in enumerate(seen) if tr.since_pose + 1 < cfg.repose_after]
+    if not waiting:
+        return []
+    iou = box_iou(np.array([poses[i].box for i in waiting], float).reshape(-1, 4),
+                  np.asarray(detections[0], float).reshape(-1, 4))
+    pairs, used_t, used_d = [], set(), set()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        r, d = np.unravel_index(flat, iou.shape)
+        if iou[r, d] < cfg.confirm_iou:
+            break
+        if r in used_t or d in used_d:
+            continue
+        used_t.add(r)
+        used_d.add(d)
+        pairs.append((waiting[r], int(d)))
+    return pairs
+
+
+def repose_due(seen: list, cfg: TrackConfig) -> list[int]:
+    """The tracks posed afresh on a frame between detector frames: those whose last pose is at least half of
+    cfg.repose_after frames old, the longest waiting first (the less trusted first among equals), at most
+    cfg.repose_budget. Taken half-way rather than when due, the re-poses fall on the frames between detector
+    frames, which cost a few ms, and not all on the detector frame, where every track posed together would come
+    due together again."""
+    if not cfg.repose_after:
+        return []
+    due = [i for i, tr in enumerate(seen) if tr.since_pose + 1 >= max(1, cfg.repose_after // 2)]
+    return sorted(due, key=lambda i: (-seen[i].since_pose, float(seen[i].person.pose_quality), i))[:cfg.repose_budget]
+
+
+def _between_frame(frame: Frame, seen: list, poses: list, predictor: Predictor, tracker: Tracker, cfg: TrackConfig,
+                   mode: str, clock: StageClock, t: float) -> list[tuple[int, object]]:
+    """A frame between detector frames: the seen tracks carried in by optical flow, those due a fresh pose
+    (repose_due) posed in their carried box instead, and the person policy deciding on all of them together
+    (carried_people); a track whose fresh pose the policy drops misses this frame, as on a detector frame."""
+    h, w = frame.bgr.shape[:2]
+    due = [i for i in repose_due(seen, cfg) if inside_frame(poses[i].box, w, h, predictor.pipeline.policy.carried_min_px)]
+    if not due:
+        kept = {id(p) for p in carried_people(frame.bgr, poses, predictor, mode)}
+        return tracker.follow([tr for tr, p in zip(seen, poses) if id(p) in kept], [p for p in poses if id(p) in kept],
+                              t)
+    boxes = np.array([clipped_box(poses[i].box, w, h) for i in due], float).reshape(-1, 4)
+    standing = [p for i, p in enumerate(poses) if i not in due]
+    with clock("pose"):
+        people = predictor.pipeline.people([(frame.bgr, boxes, np.zeros(len(boxes)), CARRIED)], mode, [standing])[0]
+    owner = {id(p): tr for tr, p in zip(seen, poses)}
+    tracks, kept = [], []
+    for person in people:
+        if id(person) in owner:
+            tracks.append(owner[id(person)])
+        else:        # a fresh pose: the due track whose box it was posed in
+            j = int(np.argmin(np.abs(boxes - np.asarray(person.box, float)).sum(1)))
+            tracks.append(seen[due[j]])
+        kept.append(person)
+    return tracker.follow(tracks, kept, t)
 
 
 def carried_people(frame_bgr: np.ndarray, poses: list, predictor: Predictor, mode: str) -> list:

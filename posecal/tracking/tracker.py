@@ -82,6 +82,7 @@ class Track:
     hits: int = 1
     misses: int = 0
     undetected: int = 0             # frames since a detector box (not one propagated from the track) held them
+    since_pose: int = 0             # frames since the pose network last posed them (0: this frame)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))   # px per frame
     quality: float = 1.0            # running mean of the pose quality (set at birth)
     hist: np.ndarray | None = None  # colours (associate.colour_histogram), a running mean while seen alone
@@ -166,6 +167,7 @@ class Tracker:
             track.velocity = step if track.hits == 1 else 0.5 * (track.velocity + step)
             track.person, track.hits, track.misses = people[c], track.hits + 1, 0
             track.undetected = 0 if detected[c] else track.undetected + 1
+            track.since_pose = 0 if people[c].pose_source == "detected" else track.since_pose + 1
             track.quality = 0.8 * track.quality + 0.2 * float(people[c].pose_quality)
             if hists[c] is not None and (len(boxes) < 2 or crowd[c].max() < 0.3):
                 track.hist = hists[c] if track.hist is None else \
@@ -201,15 +203,19 @@ class Tracker:
         return [tr for tr in self.tracks if tr.misses == 0]
 
     def follow(self, tracks: list[Track], poses: list, t: float) -> list[tuple[int, object]]:
-        """A frame without pose estimates: `tracks` (from seen()) continue with `poses`, their last poses carried
-        into this frame (tracking/flow.py), no association (no id can change hands between detector frames); the
-        other tracks miss. Returns the reported tracks, as update() does. A carried frame changes no running
-        quality or colours (it adds no evidence about the person)."""
+        """A frame between detector frames: `tracks` (from seen()) continue with `poses`, their last poses carried
+        into this frame (tracking/flow.py) or, for the tracks due a fresh pose (pose_tracker's re-pose cadence),
+        posed afresh in their carried box; no association (no id can change hands between detector frames); the
+        other tracks miss. Returns the reported tracks, as update() does. A carried pose changes no running
+        quality or colours (it adds no evidence about the person); a fresh one updates the running quality."""
         carried = {id(tr) for tr in tracks}
         for tr, pose in zip(tracks, poses):
             step = _step(tr.person, pose)
             tr.velocity = step if tr.hits == 1 else 0.5 * (tr.velocity + step)
             tr.person, tr.undetected = pose, tr.undetected + 1
+            if pose.pose_source == "detected":
+                tr.quality = 0.8 * tr.quality + 0.2 * float(pose.pose_quality)
+            tr.since_pose = 0 if pose.pose_source == "detected" else tr.since_pose + 1
             tr.hits += 1
         for tr in self.tracks:
             if id(tr) not in carried:
