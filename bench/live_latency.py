@@ -3,7 +3,7 @@ old a frame's poses are when their JSON line arrives (python bench/live_latency.
 
 Usage: python bench/live_latency.py [--video ../shared/data/videos/intel_two_persons_walking.mp4] [--fps 25]
                                     [--seconds 20] [--models fast,accurate] [--threads 2] [--extra "..."]
-                                    [--cadences adaptive,fixed]
+                                    [--cadences adaptive,fixed] [--tree CHECKOUT]
 
 Starts tests/mjpeg_server.py on 127.0.0.1 (the video's frames as multipart/x-mixed-replace JPEGs, looped, at
 --fps, paced in real time as a camera sends them), then per model runs `python -m posecal track URL --out -
@@ -37,10 +37,11 @@ SHARED = REPO.parent / "shared"
 VIDEO = SHARED / "data" / "videos" / "intel_two_persons_walking.mp4"
 
 
-def run_one(url: str, model: str, seconds: float, threads: int, extra: list[str]) -> dict:
+def run_one(url: str, model: str, seconds: float, threads: int, extra: list[str], tree: Path = REPO) -> dict:
+    """One `posecal track URL --out -` run of the posecal in `tree` (default: this checkout), read as it writes."""
     cmd = [sys.executable, "-m", "posecal", "track", url, "--out", "-", "--duration", str(seconds),
            "--model", model, "--threads", str(threads), *extra]
-    env = os.environ | {"PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = os.environ | {"PYTHONPATH": str(tree) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env)
     err_lines: list[str] = []
     reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
@@ -79,6 +80,8 @@ def main() -> None:
     ap.add_argument("--cadences", default="adaptive,fixed",
                     help="adaptive (the default: tracking/cadence.py), fixed (--no-adaptive: the newest frame, "
                          "detector every --detect-every frames), or both, run side by side (default: both)")
+    ap.add_argument("--tree", type=Path, default=REPO,
+                    help="the posecal checkout to run (default: this one; bench/speed_vs_start.py passes an earlier one)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     if not Path(args.video).is_file():
@@ -90,7 +93,8 @@ def main() -> None:
         for model in args.models.split(","):
             for cadence in args.cadences.split(","):
                 extra = args.extra.split() + (["--no-adaptive"] if cadence == "fixed" else [])
-                row = run_one(server.url, model, args.seconds, args.threads, extra) | {"cadence_mode": cadence}
+                row = run_one(server.url, model, args.seconds, args.threads, extra, args.tree)
+                row["cadence_mode"] = cadence
                 rows.append(row)
                 print(f"  {model} ({cadence}): {row['report']}" + (f"\n    {row['cadence']}" if row["cadence"]
                                                                    else ""), flush=True)

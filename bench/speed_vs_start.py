@@ -1,7 +1,8 @@
 """posecal's speed now against an earlier commit's, side by side in one run (python bench/speed_vs_start.py).
 
-Usage: python bench/speed_vs_start.py [--ref e7becfc] [--photos 300] [--frames 200] [--rounds 1] [--threads 2]
-                                     [--models accurate fast] [--skip predict,track,crop] [--json OUT.json]
+Usage: python bench/speed_vs_start.py [--ref 1502d35] [--photos 300] [--frames 200] [--rounds 1] [--threads 2]
+                                     [--models accurate fast] [--precision auto|float|int8]
+                                     [--skip predict,track,crop,stages,live] [--json OUT.json]
 
 The earlier commit is checked out into a temporary git worktree (its shipped weights come with it) and both trees
 run as a user runs them, `python -m posecal ...` in fresh processes with PYTHONPATH set to the tree, each with
@@ -11,9 +12,15 @@ its own warm ONNX cache, alternated round by round so the machine's drift falls 
 * track: `posecal track VIDEO --model M --render OUT.mp4 --max-frames N` on vtest (../shared/data/videos):
   wall seconds and frames per second end to end (process start to files written);
 * crop: each tree's own `bench/latency.py --shipped M --int8 --peer` Lightning int8 (.tflite, ../shared/models),
-  per crop with and without the flip test, as multiples of Lightning (printed as that script prints them).
-The CPU's name and its int8-relevant instruction sets head the output, and each tree's line names the precision
-its default runs (the current tree says it; an earlier one without `precision` ran its int8 graphs on every CPU).
+  per crop with and without the flip test, as multiples of Lightning (printed as that script prints them);
+* stages: this tree's bench/stage_profile.py run on each tree (it touches only onnxruntime and public names): ms
+  per photo (COCO val crops, LSPET) and per frame (vtest, drawn) by stage (detect, verify, pose of kept people,
+  pose of rejected candidates, the trust network's share, policy, render, other) and crops posed per person;
+* live: this tree's bench/live_latency.py on each tree: `posecal track` on a local 25 fps MJPEG stream of vtest
+  for 12 s (300 frames): frames that got poses.
+`--precision` goes to every posecal command of both trees (auto: each tree's own choice for this CPU; float: what
+auto runs on a CPU without VNNI, to stand in for one). The CPU's name and its int8-relevant instruction sets head
+the output, and each tree's line names the precision its default runs.
 """
 from __future__ import annotations
 
@@ -101,9 +108,10 @@ class Tree:
         self.label, self.path, self.threads = label, path, threads
         self.env = {**os.environ, "PYTHONPATH": str(path), "POSECAL_CACHE_DIR": str(cache)}
 
-    def posecal(self, args: list[str]) -> dict:
-        return timed([sys.executable, "-m", "posecal", *args, "--threads", str(self.threads), "--no-progress"],
-                     self.env, self.path)
+    def posecal(self, args: list[str], precision: str | None = None) -> dict:
+        more = [] if precision in (None, "auto") else ["--precision", precision]
+        return timed([sys.executable, "-m", "posecal", *args, *more, "--threads", str(self.threads),
+                      "--no-progress"], self.env, self.path)
 
     def precision(self) -> str:
         """What precision this tree's default runs on this CPU (the same for every shipped graph), in its own
@@ -116,19 +124,20 @@ class Tree:
         return run.stdout.strip()
 
 
-def predict(tree: Tree, model: str, photos: Path, folder: Path) -> dict:
+def predict(tree: Tree, model: str, photos: Path, folder: Path, precision: str = "auto") -> dict:
     out = folder / f"{tree.label}_{model}_predict.json"
-    run = tree.posecal(["predict", str(photos), "--model", model, "--out", str(out)])
+    run = tree.posecal(["predict", str(photos), "--model", model, "--out", str(out)], precision)
     poses = json.loads(out.read_text())
     n = len(list(photos.iterdir()))
     return {"s": round(run["s"], 2), "photos_per_s": round(n / run["s"], 3), "poses": len(poses),
             "peak_mb": round(run["mb"])}
 
 
-def track(tree: Tree, model: str, clip: Path, frames: int, folder: Path) -> dict:
+def track(tree: Tree, model: str, clip: Path, frames: int, folder: Path, precision: str = "auto") -> dict:
     out = folder / f"{tree.label}_{model}_track.json"
     run = tree.posecal(["track", str(clip), "--model", model, "--out", str(out),
-                        "--render", str(folder / f"{tree.label}_{model}.mp4"), "--max-frames", str(frames)])
+                        "--render", str(folder / f"{tree.label}_{model}.mp4"), "--max-frames", str(frames)],
+                       precision)
     poses = json.loads(out.read_text())
     return {"s": round(run["s"], 2), "fps": round(frames / run["s"], 2), "poses": len(poses),
             "tracks": len({p.get("track_id") for p in poses}), "peak_mb": round(run["mb"])}
@@ -144,6 +153,29 @@ def crop(tree: Tree, models: list[str], threads: int) -> str:
     return run.stdout
 
 
+def stages(tree: Tree, model: str, precision: str, folder: Path) -> dict:
+    """This tree's bench/stage_profile.py on `tree`: ms per photo and per frame by stage."""
+    out = folder / f"{tree.label}_{model}_stages.json"
+    timed([sys.executable, str(ROOT / "bench" / "stage_profile.py"), "--model", model, "--precision", precision,
+           "--threads", str(tree.threads), "--json", str(out)], tree.env, tree.path)
+    return json.loads(out.read_text())
+
+
+def live(tree: Tree, model: str, precision: str) -> dict:
+    """This tree's bench/live_latency.py on `tree`: a 25 fps MJPEG stream of vtest for 12 s (300 frames)."""
+    extra = "" if precision == "auto" else f"--precision {precision}"
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        run = subprocess.run([sys.executable, str(ROOT / "bench" / "live_latency.py"), "--video", str(VIDEO),
+                              "--seconds", "12", "--models", model, "--cadences", "adaptive", "--threads",
+                              str(tree.threads), "--tree", str(tree.path), "--extra", extra, "--json", out.name],
+                             env={**os.environ, "POSECAL_CACHE_DIR": tree.env["POSECAL_CACHE_DIR"]},
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            return {"failed": run.stderr.strip()[-500:]}
+        row = json.loads(Path(out.name).read_text())[0]
+    return {k: row[k] for k in ("arrived", "processed", "fps", "line_p50", "line_p95")}
+
+
 def warm(tree: Tree, models: list[str], photos: Path, clip1: Path, folder: Path) -> None:
     """Each model's ONNX graphs exported into the tree's cache once, outside the timed runs."""
     one = folder / f"warm_{tree.label}"
@@ -157,13 +189,14 @@ def warm(tree: Tree, models: list[str], photos: Path, clip1: Path, folder: Path)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref", default="e7becfc", help="the earlier commit (default: issue 74's start)")
+    ap.add_argument("--ref", default="1502d35", help="the earlier commit (default: issue 82's start)")
     ap.add_argument("--photos", type=int, default=300)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=["accurate", "fast"])
-    ap.add_argument("--skip", default="", help="comma-separated parts to leave out: predict, track, crop")
+    ap.add_argument("--precision", default="auto", choices=("auto", "float", "int8"))
+    ap.add_argument("--skip", default="", help="comma-separated parts to leave out: predict, track, crop, stages, live")
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -171,7 +204,8 @@ def main() -> None:
         if not need.exists():
             raise SystemExit(f"{need}: not found (this bench runs on ../shared's data and models)")
     print(cpu_line())
-    results: dict = {"cpu": cpu_line(), "ref": args.ref, "threads": args.threads, "rows": []}
+    results: dict = {"cpu": cpu_line(), "ref": args.ref, "threads": args.threads, "precision": args.precision,
+                     "rows": []}
     with tempfile.TemporaryDirectory(prefix="posecal_speed_") as tmp:
         folder = Path(tmp)
         ref_tree = folder / "ref"
@@ -193,9 +227,13 @@ def main() -> None:
                     for tree in trees if r % 2 == 0 else trees[::-1]:
                         row = {"round": r, "tree": tree.label, "model": model}
                         if "predict" not in skip:
-                            row["predict"] = predict(tree, model, photos, folder)
+                            row["predict"] = predict(tree, model, photos, folder, args.precision)
                         if "track" not in skip:
-                            row["track"] = track(tree, model, clip, args.frames, folder)
+                            row["track"] = track(tree, model, clip, args.frames, folder, args.precision)
+                        if "live" not in skip:
+                            row["live"] = live(tree, model, args.precision)
+                        if "stages" not in skip:
+                            row["stages"] = stages(tree, model, args.precision, folder)
                         results["rows"].append(row)
                         print(json.dumps(row), flush=True)
             if "crop" not in skip:

@@ -259,6 +259,18 @@ def cmd_models(args) -> None:
     chosen, why = choose_precision("auto")
     print(f"on this CPU the shipped models run their {chosen} graphs by default ({why}); --precision int8|float "
           "chooses")
+    if args.time:
+        from posecal.inference.crop_cost import ms_per_crop
+        from posecal.models.shipped import SHIPPED_GRAPHS
+        from posecal.parallel import default_threads
+
+        threads = args.threads or default_threads()
+        print(f"measured on this CPU ({threads} thread(s), {chosen} graphs), ms per person crop:")
+        for name in SHIPPED_GRAPHS:
+            flip, plain = (ms_per_crop(name, f, threads) for f in (True, False))
+            print(f"    {name}: {flip:.1f} with the flip test (predict, eval), {plain:.1f} without (track)")
+    else:
+        print("`posecal models --time` measures what each costs per person on this CPU")
 
 
 def cmd_demo(args) -> None:
@@ -279,7 +291,7 @@ def cmd_track(args) -> None:
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
             detector_threshold=args.detector_threshold, verifier=args.verifier, detect_every=args.detect_every,
             adaptive=args.adaptive, second_look=args.second_look,
-            between=args.between, min_pose_quality=args.min_pose_quality,
+            between=args.between, repose_after=args.repose_after, min_pose_quality=args.min_pose_quality,
             missed_detections=args.missed_detections, drop_parts=not args.keep_parts, backend=args.backend,
             device=args.device, precision=args.precision,
             flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,

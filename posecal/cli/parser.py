@@ -13,7 +13,7 @@ from posecal.inference.scoring import SCORE_MODES
 from posecal.inference.topdown import DECODES
 from posecal.models.shipped import DEFAULT_MODEL_NAME
 from posecal.parallel.runner import ENGINES
-from posecal.tracking.cadence import BETWEEN
+from posecal.tracking.cadence import BETWEEN, REPOSE_AFTER
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, THREADS, Rule, parse_float, parse_int
 
 
@@ -245,6 +245,12 @@ def _add_track(sub) -> None:
                    help="between detector frames: flow carries each tracked person's keypoints by optical flow (no "
                         "pose network on those frames); pose estimates them afresh in each track's "
                         "carried box (default: flow)")
+    p.add_argument("--repose-after", type=NON_NEGATIVE_INT, default=REPOSE_AFTER, metavar="N",
+                   help="with --between flow: a track is posed again by the network once N frames have passed "
+                        "since its last pose, spread over the frames (a few crops a frame, the longest waiting "
+                        "first; a track whose flow was lost at once), and a detection that confirms a track posed "
+                        f"more recently is not posed again; 0: every detection is posed on detector frames "
+                        f"(default: {REPOSE_AFTER})")
     p.add_argument("--max-misses", type=POSITIVE_INT, default=30,
                    help="frames a track survives unmatched (occlusion) before it ends (default: 30)")
     p.add_argument("--min-birth-quality", type=PROBABILITY_FLOAT, default=VIDEO.birth_quality,
@@ -314,6 +320,9 @@ def _add_model_tools(sub) -> None:
     """`posecal models`, `demo` and `export`: its sub-parser."""
     p = sub.add_parser("models", help="the shipped models: names, files, sizes and what each is for")
     p.add_argument("--json", action="store_true", help="print them as JSON")
+    p.add_argument("--time", action="store_true",
+                   help="also measure each shipped model's ms per person crop on this CPU (a few seconds)")
+    p.add_argument("--threads", type=POSITIVE_INT, default=None, help="threads for --time (default: the cores)")
     p.set_defaults(func=commands.cmd_models)
     p = sub.add_parser("demo", help="run the default model on a real photo (needs the 'demo' extra)")
     p.add_argument("--out", default="posecal-demo", help="output folder (default: posecal-demo)")

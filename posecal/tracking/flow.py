@@ -74,13 +74,21 @@ def carried_poses(people: list, prev_grey: np.ndarray, next_grey: np.ndarray, ve
     """Each pose (PersonPose) moved into the next frame by the flow of its keypoints (see the module's note).
     `velocities`: per pose, its track's velocity (px per frame), which picks the points that moved with the
     person; None: the median of every point that held, and a pose none of whose points held keeps its place."""
+    return carried_and_held(people, prev_grey, next_grey, velocities)[0]
+
+
+def carried_and_held(people: list, prev_grey: np.ndarray, next_grey: np.ndarray, velocities=None
+                     ) -> tuple[list, np.ndarray]:
+    """carried_poses, and per pose the share of its present keypoints the flow held (1 where none is present): a
+    pose whose points the flow lost (a turn, a passing person, blur) is carried on its person's step alone, and
+    is the first to be posed again (tracking/pose_tracker.py repose_due)."""
     if not people:
-        return []
+        return [], np.zeros(0)
     xy = [np.asarray(p.keypoints, float).reshape(-1, 2) for p in people]
     present = [np.ones(len(k), bool) if p.visibility is None else np.asarray(p.visibility) > 0
                for p, k in zip(people, xy)]
     moved, held = flow_points(prev_grey, next_grey, np.concatenate(xy))
-    out, start = [], 0
+    out, shares, start = [], [], 0
     velocities = [None] * len(people) if velocities is None else list(velocities)
     for p, k, use, v in zip(people, xy, present, velocities):
         m, h = moved[start:start + len(k)], held[start:start + len(k)] & use
@@ -89,7 +97,8 @@ def carried_poses(people: list, prev_grey: np.ndarray, next_grey: np.ndarray, ve
         new = np.where(h[:, None], m, k + step)
         box = np.asarray(p.box, float)
         out.append(dataclasses.replace(p, keypoints=new, box=np.r_[box[:2] + step, box[2:]], pose_source="carried"))
-    return out
+        shares.append(h.sum() / use.sum() if use.any() else 1.0)
+    return out, np.asarray(shares, float)
 
 
 class FrameFlow:

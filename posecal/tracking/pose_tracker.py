@@ -30,8 +30,8 @@ from posecal.inference.person_policy import CARRIED, DETECTED, VIDEO, WHOLE, Per
 from posecal.inference.predictor import Predictor, colour_order
 from posecal.io import log_line
 from posecal.metrics.boxes import box_iou
-from posecal.tracking.cadence import BETWEEN
-from posecal.tracking.flow import FrameFlow, carried_poses
+from posecal.tracking.cadence import BETWEEN, REPOSE_AFTER
+from posecal.tracking.flow import FrameFlow, carried_and_held
 from posecal.tracking.stages import StageClock
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
@@ -58,15 +58,13 @@ class TrackConfig:
                                          # follow the time frames take here (tracking/cadence.py)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
                                          # optical flow (no network); "pose" estimates its pose in its carried box
-    repose_after: int = 0                # with flow: a track is posed again by the network once this many frames
+    repose_after: int = REPOSE_AFTER     # with flow: a track is posed again by the network once this many frames
                                          # have passed since its last pose, and not before: a detection that
                                          # confirms a track posed more recently (its carried box, IoU >=
-                                         # confirm_iou) is not posed again, and tracks falling due between
-                                         # detector frames are posed there, `repose_budget` a frame, the longest
+                                         # CONFIRM_IOU) is not posed again, and tracks falling due between
+                                         # detector frames are posed there, a few a frame (repose_due), the longest
                                          # waiting first, so that frames cost about the same (0: every detection is
                                          # posed on detector frames and none in between, as before)
-    repose_budget: int = 2               # tracks posed afresh on a frame between detector frames, at most
-    confirm_iou: float = 0.5             # a detection this close to a track's carried box confirms the track
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
     drop_parts: bool = True              # a tracked box that is a part of another person's is not reported
@@ -137,6 +135,14 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
 
 
+# a carried pose whose present keypoints the flow held fewer of than this share is no longer trusted: its track is
+# posed again on the next frame it can be, and no detection confirms it (the re-pose cadence, TrackConfig.repose_after)
+LOST_SHARE = 0.5
+# a detection overlapping a track's carried box by this IoU confirms the track (the re-pose cadence): the detector
+# frame's own matching bar for a box of the same person
+CONFIRM_IOU = 0.5
+
+
 def clipped_box(box, w: int, h: int) -> np.ndarray:
     """An x, y, w, h box cut to the frame's w x h."""
     box = np.asarray(box, float).reshape(4)
@@ -172,16 +178,17 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
     person policy decides on the carried poses as on a detector frame's (carried_people)."""
     clock = clock or StageClock()
     t = frame.frame_index / fps if t is None else t
-    seen, poses = [], []
+    seen, poses, held = [], [], np.zeros(0)
     if flow is not None:
         with clock("flow"):
             previous, now = flow.advance(frame.bgr)
             if previous is not None and (detections is None or cfg.repose_after):
                 seen = tracker.seen()
-                poses = carried_poses([tr.person for tr in seen], previous, now, [tr.known_velocity for tr in seen])
+                poses, held = carried_and_held([tr.person for tr in seen], previous, now,
+                                               [tr.known_velocity for tr in seen])
         if detections is None and previous is not None:
-            return _between_frame(frame, seen, poses, predictor, tracker, cfg, mode, clock, t)
-    confirmed = confirmations(seen, poses, detections, cfg)
+            return _between_frame(frame, seen, poses, held, predictor, tracker, cfg, mode, clock, t)
+    confirmed = confirmations(seen, poses, held, detections, cfg)
     with clock("boxes"):
         boxes, scores, carried = frame_boxes(frame.bgr, detections, tracker, cfg.detect_every,
                                              cfg.missed_detections, predictor.pipeline.policy)
@@ -194,7 +201,7 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
         # the one pipeline: the verifier screens detected and carried boxes, the policy decides who is a person
         # (a carried box whose person left is let go there) among the fresh poses and the confirmed carried ones;
         # the tracker then decides who continues whom
-        standing = [poses[i] for i, _ in confirmed]
+        standing = [confirmed_pose(poses[i], detections, d) for i, d in confirmed]
         people = predictor.pipeline.people([(frame.bgr, boxes, scores, origins)], mode, [standing])[0] \
             if len(boxes) or standing else []
     with clock("track"):
@@ -203,13 +210,14 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
                               image=frame.bgr)
 
 
-def confirmations(seen: list, poses: list, detections, cfg: TrackConfig) -> list[tuple[int, int]]:
-    """(track, detection) pairs where a detection confirms a track not yet due a fresh pose (cfg.repose_after):
-    the track's carried box and the detection overlap by IoU >= confirm_iou, one to one, the closest first. The
-    detection is then not posed: the track's carried pose stands for it."""
+def confirmations(seen: list, poses: list, held: np.ndarray, detections, cfg: TrackConfig) -> list[tuple[int, int]]:
+    """(track, detection) pairs where a detection confirms a track not yet due a fresh pose (cfg.repose_after)
+    whose carried keypoints the flow held (at least LOST_SHARE of them): the track's carried box and the detection
+    overlap by IoU >= CONFIRM_IOU, one to one, the closest first. The detection is then not posed: the track's
+    carried pose stands for it (confirmed_pose)."""
     if not cfg.repose_after or detections is None or not seen or not len(detections[0]):
         return []
-    waiting = [i for i, tr in enumerate(seen) if tr.since_pose + 1 < cfg.repose_after]
+    waiting = [i for i, tr in enumerate(seen) if tr.since_pose + 1 < cfg.repose_after and held[i] >= LOST_SHARE]
     if not waiting:
         return []
     iou = box_iou(np.array([poses[i].box for i in waiting], float).reshape(-1, 4),
@@ -217,7 +225,7 @@ def confirmations(seen: list, poses: list, detections, cfg: TrackConfig) -> list
     pairs, used_t, used_d = [], set(), set()
     for flat in np.argsort(-iou, axis=None, kind="stable"):
         r, d = np.unravel_index(flat, iou.shape)
-        if iou[r, d] < cfg.confirm_iou:
+        if iou[r, d] < CONFIRM_IOU:
             break
         if r in used_t or d in used_d:
             continue
@@ -227,25 +235,39 @@ def confirmations(seen: list, poses: list, detections, cfg: TrackConfig) -> list
     return pairs
 
 
-def repose_due(seen: list, cfg: TrackConfig) -> list[int]:
-    """The tracks posed afresh on a frame between detector frames: those whose last pose is at least half of
-    cfg.repose_after frames old, the longest waiting first (the less trusted first among equals), at most
-    cfg.repose_budget. Taken half-way rather than when due, the re-poses fall on the frames between detector
-    frames, which cost a few ms, and not all on the detector frame, where every track posed together would come
-    due together again."""
+def confirmed_pose(pose, detections, d: int):
+    """A track's carried pose confirmed by detection d: its keypoints and numbers as carried, in the detection's box
+    (fresher than the box carried from the track's last pose, which the reported box is fitted to)."""
+    boxes, scores = detections
+    return dataclasses.replace(pose, box=np.asarray(boxes[d], float).copy(), box_score=float(scores[d]),
+                               box_origin=DETECTED)
+
+
+def repose_due(seen: list, held: np.ndarray, cfg: TrackConfig) -> list[int]:
+    """The tracks posed afresh on a frame between detector frames, most needed first: those whose carried keypoints
+    the flow lost (less than LOST_SHARE held: its carried pose is no longer to be trusted), then those whose last
+    pose is at least a third of cfg.repose_after frames old, the longest waiting first (the less trusted first among
+    equals). Taken early rather than when due, the re-poses fall on the frames between detector frames, which
+    otherwise cost a few ms, and not all on the detector frame where the tracks posed together would come due
+    together. As many a frame as keep every track within repose_after frames of its last pose when the frames in
+    between take them all (at least one; more tracks, more a frame, every frame alike)."""
     if not cfg.repose_after:
         return []
-    due = [i for i, tr in enumerate(seen) if tr.since_pose + 1 >= max(1, cfg.repose_after // 2)]
-    return sorted(due, key=lambda i: (-seen[i].since_pose, float(seen[i].person.pose_quality), i))[:cfg.repose_budget]
+    lost = [i for i in range(len(seen)) if held[i] < LOST_SHARE]
+    old = [i for i, tr in enumerate(seen) if i not in lost and tr.since_pose + 1 >= max(1, cfg.repose_after // 3)]
+    old.sort(key=lambda i: (-seen[i].since_pose, float(seen[i].person.pose_quality), i))
+    between = max(cfg.detect_every - 1, 1) / max(cfg.detect_every, 1)
+    budget = max(1, math.ceil(len(seen) / (cfg.repose_after * between)))
+    return (lost + old)[:budget]
 
 
-def _between_frame(frame: Frame, seen: list, poses: list, predictor: Predictor, tracker: Tracker, cfg: TrackConfig,
-                   mode: str, clock: StageClock, t: float) -> list[tuple[int, object]]:
+def _between_frame(frame: Frame, seen: list, poses: list, held: np.ndarray, predictor: Predictor, tracker: Tracker,
+                   cfg: TrackConfig, mode: str, clock: StageClock, t: float) -> list[tuple[int, object]]:
     """A frame between detector frames: the seen tracks carried in by optical flow, those due a fresh pose
     (repose_due) posed in their carried box instead, and the person policy deciding on all of them together
     (carried_people); a track whose fresh pose the policy drops misses this frame, as on a detector frame."""
     h, w = frame.bgr.shape[:2]
-    due = [i for i in repose_due(seen, cfg) if inside_frame(poses[i].box, w, h, predictor.pipeline.policy.carried_min_px)]
+    due = [i for i in repose_due(seen, held, cfg) if inside_frame(poses[i].box, w, h, predictor.pipeline.policy.carried_min_px)]
     if not due:
         kept = {id(p) for p in carried_people(frame.bgr, poses, predictor, mode)}
         return tracker.follow([tr for tr, p in zip(seen, poses) if id(p) in kept], [p for p in poses if id(p) in kept],
@@ -253,7 +275,10 @@ def _between_frame(frame: Frame, seen: list, poses: list, predictor: Predictor, 
     boxes = np.array([clipped_box(poses[i].box, w, h) for i in due], float).reshape(-1, 4)
     standing = [p for i, p in enumerate(poses) if i not in due]
     with clock("pose"):
-        people = predictor.pipeline.people([(frame.bgr, boxes, np.zeros(len(boxes)), CARRIED)], mode, [standing])[0]
+        # a carried box has no detector score of its own; the track's last one stands for it (the reported-pose map
+        # reads it: 0 would rate a person the detector held a frame ago as one no detector ever saw)
+        scores = np.array([float(poses[i].box_score) for i in due])
+        people = predictor.pipeline.people([(frame.bgr, boxes, scores, CARRIED)], mode, [standing])[0]
     owner = {id(p): tr for tr, p in zip(seen, poses)}
     tracks, kept = [], []
     for person in people:
@@ -263,6 +288,16 @@ def _between_frame(frame: Frame, seen: list, poses: list, predictor: Predictor, 
             j = int(np.argmin(np.abs(boxes - np.asarray(person.box, float)).sum(1)))
             tracks.append(seen[due[j]])
         kept.append(person)
+    # a due track whose fresh pose the policy dropped goes on as the flow carried it, where the policy keeps that
+    # carried pose among the frame's people: as it went on without the cadence (its next detector frame decides)
+    posed = {id(tr) for tr in tracks}
+    fallback = [poses[i] for i in due if id(seen[i]) not in posed]
+    if fallback:
+        judged = {id(p) for p in carried_people(frame.bgr, kept + fallback, predictor, mode)}
+        for p in fallback:
+            if id(p) in judged:
+                tracks.append(owner[id(p)])
+                kept.append(p)
     return tracker.follow(tracks, kept, t)
 
 
@@ -471,5 +506,7 @@ def check_tracking(cfg: TrackConfig) -> None:
     """The tracking settings a PoseTracker needs, each refused by name (posecal's CLI option names)."""
     if cfg.detect_every < 1:
         raise PosecalInputError(f"--detect-every must be >= 1, got {cfg.detect_every}")
+    if cfg.repose_after < 0:
+        raise PosecalInputError(f"--repose-after must be >= 0, got {cfg.repose_after}")
     if cfg.between not in BETWEEN:
         raise PosecalInputError(f"--between must be one of {', '.join(BETWEEN)}, got {cfg.between!r}")

@@ -85,3 +85,25 @@ def test_posecal_models_lists_each_graph_and_its_torch_file(capsys, monkeypatch)
     main(["models"])
     text = capsys.readouterr().out
     assert f"{accurate[0]} ({rows['accurate']['bytes'] / 1e6:.1f} MB); PyTorch file " in text
+
+
+def test_posecal_models_time_measures_each_shipped_graph_on_this_cpu(capsys, monkeypatch):
+    """--time: ms per crop of each shipped model, with and without the flip test, measured here (the flip test runs
+    the network twice, so it costs more; fast's Lightning less than accurate's Thunder)."""
+    import re
+
+    from posecal.cli.main import main
+    from posecal.inference import crop_cost
+
+    seen = []
+    measure = crop_cost.ms_per_crop
+    monkeypatch.setattr(crop_cost, "ms_per_crop", lambda name, flip, threads: seen.append((name, flip)) or
+                        measure(name, flip, threads, runs=3))
+    main(["models", "--time", "--threads", "1"])
+    text = capsys.readouterr().out
+    assert seen == [("accurate", True), ("accurate", False), ("fast", True), ("fast", False)]
+    ms = {name: (float(a), float(b)) for name, a, b in
+          re.findall(r"(\w+): ([\d.]+) with the flip test \(predict, eval\), ([\d.]+) without", text)}
+    assert set(ms) == {"accurate", "fast"} and "(1 thread(s)" in text
+    assert all(flip > plain > 0 for flip, plain in ms.values())
+    assert ms["fast"][1] < ms["accurate"][1]

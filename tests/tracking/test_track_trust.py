@@ -215,7 +215,8 @@ def test_a_flow_carried_pose_the_policy_rejects_on_a_detector_frame_is_rejected_
     assert [i for i, _ in tracker.update([a, b, poor], 0.0)] == [1, 2, 3]
     # the flow's output, by hand: A and the poor pose stay, B is carried onto A's walker
     carried = [a, replace(b, keypoints=STANDING + [2, 1], box=a.box + [2, 1, 0, 0]), poor]
-    monkeypatch.setattr(pose_tracker, "carried_poses", lambda people, *_: [replace(p) for p in carried])
+    monkeypatch.setattr(pose_tracker, "carried_and_held",
+                        lambda people, *_: ([replace(p) for p in carried], np.ones(len(carried))))
     # on a detector frame the policy keeps A alone: B's pose is A's person again, the poor pose is nobody
     assert [p.keypoints.tolist() for p in VIDEO.keep([replace(p) for p in carried], DETECTED, "oks")] \
         == [a.keypoints.tolist()]
