@@ -217,6 +217,8 @@ def main() -> None:
                      Tree("now", ROOT, folder / "cache_now", args.threads)]
             for tree in trees:
                 print(f"{tree.label:16s} precision {tree.precision()}")
+            if args.precision != "auto":
+                print(f"every run here: --precision {args.precision}")
             photos = val_photos(args.photos, folder)
             clip = trimmed(VIDEO, args.frames, folder)
             clip1 = trimmed(VIDEO, 1, folder)

@@ -127,11 +127,14 @@ def test_predictor_eval_predict_and_onnx_apply_the_same_maps(calibrated, tmp_pat
     assert main(["eval", "--model", str(out), "--annotations", str(ann), "--images", str(img_dir), "--out",
                  str(eval_dir), "--no-progress", "--threads", "1", "--backend", "torch"]) == 0
     model, mcfg, _ = load_model(out)
-    pred = predict_records(model, load_coco_persons(ann, img_dir), mcfg.input_wh, progress=False)
+    pred = predict_records(model, load_coco_persons(ann, img_dir), mcfg.input_wh, progress=False, threads=1)
     boxes = np.stack([r.bbox for r in pred.records])
     expect = cal.apply(pred.oks, pred.opks, pred.visibility_probs, boxes)
     results = json.loads((eval_dir / "results.json").read_text())
-    np.testing.assert_allclose([r["keypoint_quality"] for r in results], expect["opks"], atol=1e-4)
+    # eval poses picture by picture through the runner, this call all 12 persons in one batch: PyTorch's convolution
+    # sums differ in their last bits between batch shapes, and a map's step can lift that past 1e-4 (seen on an
+    # AVX-512 Xeon: 1.8e-4 on one keypoint of 204, at 1502d35 too); a map applied wrongly moves values by far more
+    np.testing.assert_allclose([r["keypoint_quality"] for r in results], expect["opks"], atol=1e-3)
     np.testing.assert_allclose([r["keypoint_radius"] for r in results], expect["keypoint_radius"], atol=0.01)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     assert metrics["calibrated"] is True
