@@ -172,14 +172,14 @@ class PersonPolicy:
         ranked above the box even were its pose perfect (its evidence x pose quality above the box's score, pose
         quality being at most 1). Such a box is dropped whatever its verifier and pose say, so neither is run. What
         posing it could still change is the rest's fate through it (a pose it duplicates, a merge it helps tell),
-        which the benches judge (CHANGELOG: the same people reported within noise)."""
+        which the benches judge (docs/speed.md)."""
         boxes, scores = np.asarray(boxes, float).reshape(-1, 4), np.asarray(scores, float).reshape(-1)
         holders = [p for p in posed if getattr(p, "box_origin", None) == DETECTED
                    and self.is_sure([p.box_score], sure_factor)[0] and self.person_kept_alone(p)]
         if not holders or not len(boxes):
             return np.zeros(len(boxes), bool)
         held = np.array([np.asarray(p.box, float) for p in holders]).reshape(-1, 4)
-        rank = np.array([self.evidence(p) * float(p.pose_quality) for p in holders])
+        rank = np.array([self.rank(p) for p in holders])
         return np.array([bool(np.any((inside_shares(b, held) >= self.part_inside) & (rank > s)))
                          for b, s in zip(boxes, scores)])
 
@@ -256,6 +256,10 @@ class PersonPolicy:
             return float(self.detector_floor if self.carried_evidence is None else self.carried_evidence)
         return float(person.box_score)
 
+    def rank(self, person) -> float:
+        """Who of two boxes on one person is that person, the other a part: evidence x pose quality."""
+        return self.evidence(person) * float(person.pose_quality)
+
     def _without_merges(self, people: list) -> list:
         """Less the poses that lie on two people: each of `same_keypoints` keypoints or more on one spot with one
         of two other poses that are not one person (detect/nms.py merged_poses: a box over two walkers, its head
@@ -272,7 +276,7 @@ class PersonPolicy:
         """A doubtful box (evidence below the sure score) lying mostly inside the box of a person ranked higher:
         a part of that person (an upper body, a leg), whose pose NMS does not match to the whole person's."""
         doubt = (self.sure_score or 0.0) * sure_factor
-        by_rank = sorted(people, key=lambda p: -self.evidence(p) * float(p.pose_quality))
+        by_rank = sorted(people, key=lambda p: -self.rank(p))
         kept: list = []
         for p in by_rank:
             if self.evidence(p) < doubt and any(inside_share(p.box, o.box) >= self.part_inside for o in kept):

@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 # network estimates them afresh in each track's carried box
 BETWEEN = ("pose", "flow")
 # with flow: frames after which a track is posed again by the network (pose_tracker.py TrackConfig.repose_after;
-# 0: every detection posed on detector frames, none in between). Off by default: on the tracking bench the cadence
-# spreads the pose network's crops evenly and, at 9, poses 20 % fewer crops with fewer id switches on the held-out
-# scenes, but it lost 0.02-0.04 IDF1 on the tuning scenes at every period tried (3, 6, 9) and moved the video
-# trust's pose ECE either way by world kind (CHANGELOG): a speed knob until a refit video calibration and a
-# tracker that associates re-posed tracks hold both
+# 0: every detection posed on detector frames, none in between). Off by default: it spreads the network evenly and
+# poses fewer crops, but it cost ids on the tracking bench's tuning scenes and the video calibration was not fitted
+# on its poses (docs/tracking.md, "The re-pose cadence")
 REPOSE_AFTER = 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from posecal.data.live import LiveConfig, LiveReader, LiveSource, live_source
 from posecal.data.sources import Frame, Problem, is_video, iter_frames, unreadable_video, video_fps
@@ -64,7 +65,7 @@ class TrackConfig:
                                          # CONFIRM_IOU) is not posed again, and tracks falling due between
                                          # detector frames are posed there, a few a frame (repose_due), the longest
                                          # waiting first, so that frames cost about the same (0: every detection is
-                                         # posed on detector frames and none in between, as before)
+                                         # posed on detector frames, none in between)
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
     drop_parts: bool = True              # a tracked box that is a part of another person's is not reported
@@ -213,8 +214,8 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
 def confirmations(seen: list, poses: list, held: np.ndarray, detections, cfg: TrackConfig) -> list[tuple[int, int]]:
     """(track, detection) pairs where a detection confirms a track not yet due a fresh pose (cfg.repose_after)
     whose carried keypoints the flow held (at least LOST_SHARE of them): the track's carried box and the detection
-    overlap by IoU >= CONFIRM_IOU, one to one, the closest first. The detection is then not posed: the track's
-    carried pose stands for it (confirmed_pose)."""
+    overlap by IoU >= CONFIRM_IOU, one to one (the assignment of most overlap). The detection is then not posed:
+    the track's carried pose stands for it (confirmed_pose)."""
     if not cfg.repose_after or detections is None or not seen or not len(detections[0]):
         return []
     waiting = [i for i, tr in enumerate(seen) if tr.since_pose + 1 < cfg.repose_after and held[i] >= LOST_SHARE]
@@ -222,17 +223,8 @@ def confirmations(seen: list, poses: list, held: np.ndarray, detections, cfg: Tr
         return []
     iou = box_iou(np.array([poses[i].box for i in waiting], float).reshape(-1, 4),
                   np.asarray(detections[0], float).reshape(-1, 4))
-    pairs, used_t, used_d = [], set(), set()
-    for flat in np.argsort(-iou, axis=None, kind="stable"):
-        r, d = np.unravel_index(flat, iou.shape)
-        if iou[r, d] < CONFIRM_IOU:
-            break
-        if r in used_t or d in used_d:
-            continue
-        used_t.add(r)
-        used_d.add(d)
-        pairs.append((waiting[r], int(d)))
-    return pairs
+    rows, cols = linear_sum_assignment(-iou)
+    return [(waiting[r], int(d)) for r, d in zip(rows, cols) if iou[r, d] >= CONFIRM_IOU]
 
 
 def confirmed_pose(pose, detections, d: int):
@@ -264,10 +256,11 @@ def repose_due(seen: list, held: np.ndarray, cfg: TrackConfig) -> list[int]:
 def _between_frame(frame: Frame, seen: list, poses: list, held: np.ndarray, predictor: Predictor, tracker: Tracker,
                    cfg: TrackConfig, mode: str, clock: StageClock, t: float) -> list[tuple[int, object]]:
     """A frame between detector frames: the seen tracks carried in by optical flow, those due a fresh pose
-    (repose_due) posed in their carried box instead, and the person policy deciding on all of them together
-    (carried_people); a track whose fresh pose the policy drops misses this frame, as on a detector frame."""
+    (repose_due) posed in their carried box instead, and the person policy deciding on all of them together; a
+    due track whose fresh pose the policy drops goes on with its carried pose where the policy keeps that."""
     h, w = frame.bgr.shape[:2]
-    due = [i for i in repose_due(seen, held, cfg) if inside_frame(poses[i].box, w, h, predictor.pipeline.policy.carried_min_px)]
+    min_px = predictor.pipeline.policy.carried_min_px
+    due = [i for i in repose_due(seen, held, cfg) if inside_frame(poses[i].box, w, h, min_px)]
     if not due:
         kept = {id(p) for p in carried_people(frame.bgr, poses, predictor, mode)}
         return tracker.follow([tr for tr, p in zip(seen, poses) if id(p) in kept], [p for p in poses if id(p) in kept],

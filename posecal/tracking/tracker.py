@@ -213,9 +213,10 @@ class Tracker:
             step = _step(tr.person, pose)
             tr.velocity = step if tr.hits == 1 else 0.5 * (tr.velocity + step)
             tr.person, tr.undetected = pose, tr.undetected + 1
-            if pose.pose_source == "detected":
-                tr.quality = 0.8 * tr.quality + 0.2 * float(pose.pose_quality)
-            tr.since_pose = 0 if pose.pose_source == "detected" else tr.since_pose + 1
+            if pose.pose_source == "detected":    # posed afresh: evidence about the person
+                tr.quality, tr.since_pose = 0.8 * tr.quality + 0.2 * float(pose.pose_quality), 0
+            else:
+                tr.since_pose += 1
             tr.hits += 1
         for tr in self.tracks:
             if id(tr) not in carried:
