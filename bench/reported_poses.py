@@ -2,7 +2,7 @@
 detector, verifier and person policy, flip test) on whole pictures, every reported pose scored by its OKS against
 the labelled person it covers, one to one in order of pose quality (posecal/metrics/reported.py).
 
-    python bench/reported_poses.py run --world val --rows runs/reported/val.pkl [--limit N] [--threads 1]
+    python bench/reported_poses.py run --world val --rows runs/reported/val.pkl [--limit N] [--threads 1] [--precision float]
     python bench/reported_poses.py run --world lspet --rows runs/reported/lspet.pkl
     python bench/reported_poses.py report runs/reported/val.pkl runs/reported/lspet.pkl [--json FILE]
         [--quality raw|reported]
@@ -115,7 +115,7 @@ def person_row(person) -> dict:
 
 def run(args) -> None:
     from posecal import Predictor
-    predictor = Predictor(args.model, threads=args.threads, orientations=args.orientations)
+    predictor = Predictor(args.model, threads=args.threads, orientations=args.orientations, precision=args.precision)
     if args.no_turned_look and hasattr(predictor.detector, "detector"):   # the upright look alone, to compare
         predictor.detector = predictor.pipeline.detector = predictor.detector.detector
     shard = tuple(int(v) for v in args.shard.split("/"))
@@ -310,6 +310,8 @@ def main() -> None:
     r.add_argument("--model", default="accurate")
     r.add_argument("--limit", type=int)
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--precision", default="auto", choices=("auto", "float", "int8"),
+                   help="the shipped graphs to run (float: what auto runs on a CPU without VNNI)")
     p = sub.add_parser("report")
     p.add_argument("rows", nargs="+")
     p.add_argument("--json")
