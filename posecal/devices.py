@@ -58,14 +58,14 @@ def session_options(threads: int):
 # AVX-512 VNNI (server CPUs) and AVX-VNNI (Intel client CPUs from the 12th generation on, without AVX-512)
 EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 X86 = ("x86_64", "amd64", "x86", "i386", "i686")
-# numpy's names for the same instruction sets, read where the OS lists no flags (numpy has no AVX-VNNI entry)
+# numpy's names for the same instruction sets: CPUID's answer for them wins over the OS's list (flags_seen_by_code)
 NUMPY_FLAGS = {"AVX512VNNI": "avx512_vnni", "AVX_VNNI": "avx_vnni", "AVX2": "avx2", "AVX512F": "avx512f"}
 
 
 def os_cpu_flags() -> frozenset[str] | None:
     """This CPU's feature flags as the operating system lists them, lower case (Linux: /proc/cpuinfo's `flags`;
     macOS: sysctl's machdep.cpu features, their AVX-512 / VNNI names mapped to Linux's); None where none can be
-    read (then numpy's runtime dispatch table is asked: cpu_flags)."""
+    read."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -86,21 +86,39 @@ def os_cpu_flags() -> frozenset[str] | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The OS's flags (os_cpu_flags), else numpy's runtime dispatch table (CPUID) in Linux's names; empty where
-    neither can be read. Read once a process: every model opened asks."""
-    flags = os_cpu_flags()
-    if flags is not None:
-        return flags
+def numpy_cpu_features() -> dict | None:
+    """numpy's runtime dispatch table: CPUID as this process sees it (the OS's support for the wide registers
+    included), by numpy's names; None where it cannot be read."""
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:
         try:   # numpy 1.x
             from numpy.core._multiarray_umath import __cpu_features__ as features
         except ImportError:
-            return frozenset()
-    return frozenset(name for key, name in NUMPY_FLAGS.items() if features.get(key))
+            return None
+    return dict(features)
+
+
+def flags_seen_by_code(os_flags, features) -> frozenset[str]:
+    """The flags the running code sees, in Linux's names: CPUID (numpy's table) for every flag numpy has an entry
+    for, the OS's list for the rest (numpy has no AVX-VNNI entry) and wherever numpy's table is missing.
+
+    CPUID wins because it is what onnxruntime's kernel choice reads, and the two can differ: qemu-user emulating an
+    AVX2 CPU on a VNNI host passes the host's /proc/cpuinfo through, so the OS's list would promise exact int8
+    kernels the emulated CPU does not run."""
+    os_flags = frozenset(os_flags or ())
+    if features is None:
+        return os_flags
+    known = {name for key, name in NUMPY_FLAGS.items() if key in features}
+    seen = {name for key, name in NUMPY_FLAGS.items() if features.get(key)}
+    return (os_flags - known) | seen
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This CPU's flags as the running code sees them (flags_seen_by_code); empty where neither CPUID nor the OS
+    can be read. Read once a process: every model opened asks."""
+    return flags_seen_by_code(os_cpu_flags(), numpy_cpu_features())
 
 
 def saturates_with(flags, machine: str) -> bool:
@@ -120,8 +138,8 @@ def int8_saturates() -> bool:
     without clipping and computes the very integers a VNNI CPU does. Not on CPUs with AVX-512 VNNI or AVX-VNNI
     (EXACT_INT8_FLAGS), where the widening would halve the int8 speed for nothing, nor on ARM, whose kernels do
     not clip. 7-bit weights (reduce_range), the other remedy onnxruntime names, cost 1.2 AP on every CPU
-    (CHANGELOG.md). The flags are the OS's (os_cpu_flags), else numpy's reading of CPUID; where neither
-    says, the safe answer is True."""
+    (CHANGELOG.md). The flags are CPUID's where numpy reads it, else the OS's (cpu_flags); where neither says,
+    the safe answer is True."""
     return saturates_with(cpu_flags(), platform.machine())
 
 

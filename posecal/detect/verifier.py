@@ -16,7 +16,6 @@ each crop, and gives p(person) directly (its calibration is inside).
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -90,7 +89,11 @@ class PersonVerifier:
         if not self.path.is_file():
             raise PosecalInputError(f"{self.path}: person verifier file not found (--verifier default|none|FILE.onnx)")
         self.session = open_session(self.path, threads)
-        self.info = graph_record(self.path)
+        self.info = graph_record(self.session, self.path)
+        # the map logit' = a * logit(p) + b its graph folded into p(person) (tools/recalibrate_verifier.py): the
+        # person policy's thresholds, chosen on the verifier's own scale, are moved through it (PersonPolicy.on_scale)
+        calibration = self.info.get("reported_calibration", {})
+        self.scale_map = (float(calibration.get("a", 1.0)), float(calibration.get("b", 0.0)))
 
     def __call__(self, bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         crops, masks = verifier_inputs(bgr, boxes)
@@ -111,75 +114,24 @@ def open_verifier(spec, threads: int = 2) -> PersonVerifier | None:
     return PersonVerifier(spec, threads)
 
 
+def graph_record(session, path: Path) -> dict:
+    """A verifier graph's record, from the opened session's model metadata under METADATA_KEY (what it was trained
+    on, how well it did, the map its p(person) was moved through); {} where it has none. An unreadable record is
+    one PosecalInputError line naming the file."""
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if text is None:
+        return {}
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PosecalInputError(f"{path}: metadata {METADATA_KEY!r} is not JSON ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise PosecalInputError(f"{path}: metadata {METADATA_KEY!r} is not a JSON object")
+    return record
+
+
 def remapped(p, a: float, b: float) -> np.ndarray:
     """p(person) moved through the map logit' = a * logit(p) + b (what tools/recalibrate_verifier.py folds into the
     graph, and what the person policy's thresholds were moved through)."""
     p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
     return 1 / (1 + np.exp(-(a * np.log(p / (1 - p)) + b)))
-
-
-def _varint(f) -> int | None:
-    """The next protobuf varint of file `f`; None at its end."""
-    value, shift = 0, 0
-    while True:
-        byte = f.read(1)
-        if not byte:
-            return None
-        value |= (byte[0] & 0x7F) << shift
-        shift += 7
-        if byte[0] < 0x80:
-            return value
-
-
-def _fields(data: bytes) -> list[tuple[int, bytes]]:
-    """The (field number, bytes) of the length-delimited fields of a small protobuf message."""
-    import io
-
-    f, out = io.BytesIO(data), []
-    while (tag := _varint(f)) is not None:
-        out += _field(f, tag, None)
-    return out
-
-
-def _field(f, tag: int, wanted: int | None) -> list[tuple[int, bytes]]:
-    """One field read (length-delimited, numbered `wanted` or any where None: [(number, its bytes)]) or skipped
-    ([]); the graph's weights, the bulk of the file, are skipped by seeking past them."""
-    kind = tag & 7
-    if kind == 2:
-        n = _varint(f)
-        if wanted is not None and tag >> 3 != wanted:
-            f.seek(n, 1)
-            return []
-        return [(tag >> 3, f.read(n))]
-    if kind == 0:
-        _varint(f)
-    else:
-        f.seek({1: 8, 5: 4}[kind], 1)
-    return []
-
-
-ONNX_METADATA_FIELD = 14   # ModelProto.metadata_props (onnx.proto): StringStringEntryProto, key 1, value 2
-
-
-@lru_cache(maxsize=8)
-def graph_record(path: Path | str = SHIPPED_VERIFIER) -> dict:
-    """A verifier graph's record (its metadata under METADATA_KEY: what it was trained on, how well it did, the map
-    its p(person) was moved through), read from the file's top-level fields without loading the graph (onnx, the
-    package, is not a dependency; the person policy reads the map as it is imported); {} where it has none."""
-    with open(path, "rb") as f:
-        entries = []
-        while (tag := _varint(f)) is not None:
-            entries += _field(f, tag, ONNX_METADATA_FIELD)
-    for _, entry in entries:
-        kv = dict(_fields(entry))
-        if kv.get(1, b"").decode() == METADATA_KEY:
-            return json.loads(kv.get(2, b"{}").decode())
-    return {}
-
-
-def shipped_map() -> tuple[float, float]:
-    """(a, b) of the map logit' = a * logit(p) + b that the shipped verifier's graph records it folded in
-    (tools/recalibrate_verifier.py: its p(person) moved to the people the product reports); (1, 0), no map, where
-    this install has no shipped verifier or its graph records none."""
-    record = graph_record(SHIPPED_VERIFIER).get("reported_calibration", {}) if SHIPPED_VERIFIER.is_file() else {}
-    return float(record.get("a", 1.0)), float(record.get("b", 0.0))

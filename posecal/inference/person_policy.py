@@ -41,14 +41,14 @@ were not chosen on (MODEL_CARD.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 # NMS_MODES (the values of PersonPolicy.nms) is defined beside pose_nms; jobs and the CLI take it from here,
 # the pipeline's policy, not from the detector's package
 from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms
-from posecal.detect.verifier import remapped, shipped_map
+from posecal.detect.verifier import remapped
 from posecal.metrics.boxes import box_iou, inside_share, inside_shares
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
@@ -69,16 +69,9 @@ DUPLICATE_OKS = 0.6
 # ... or when this many keypoints both call present lie on one spot (detect/nms.py: a walker's second box reaching
 # to a bollard agrees on the head and shoulders only); a pose lying so on two people is a merge of both
 SAME_KEYPOINTS = 4
-# the map the shipped verifier's graph records it moved its p(person) through, to the people the product reports
-# (tools/recalibrate_verifier.py folds it into the graph; identity where this install has no shipped verifier)
-VERIFIER_MAP = shipped_map()
-
-
-def on_verifier_scale(p: float) -> float:
-    """A p(person) threshold chosen on the verifier's own scale, moved through VERIFIER_MAP: it keeps the boxes the
-    chosen number kept before the remap."""
-    return float(remapped(p, *VERIFIER_MAP))
-
+# the fields that are p(person) thresholds: chosen on a verifier's own scale, moved through the map its graph folds
+# into its p(person) where it has one (PersonPolicy.on_scale)
+P_PERSON_FIELDS = ("min_person", "unsure_person", "sure_person", "carried_person", "birth_person")
 
 
 @dataclass(frozen=True)
@@ -87,16 +80,16 @@ class PersonPolicy:
 
     sure_score: float | None = SURE_SCORE
     detector_floor: float = DETECTOR_FLOOR
-    # p(person) thresholds (min_person, unsure_person, sure_person, carried_person, birth_person) are on the scale
-    # of the shipped verifier, whose p(person) is remapped to the people the product reports (a monotone map that
-    # tools/recalibrate_verifier.py folds into its graph): chosen as 0.2, 0.6, 0.8, 0.1, 0.5 (0.3 for video
-    # births) on its raw scale and moved through the map its graph records (on_verifier_scale), so they keep the
-    # boxes the raw thresholds keep (0.314, 0.584, 0.722, 0.216, 0.521, 0.391 with the shipped graph)
-    min_person: float = on_verifier_scale(0.2)
-    unsure_person: float = on_verifier_scale(0.6)
+    # p(person) thresholds (P_PERSON_FIELDS) are on a verifier's own scale, where they were chosen. A verifier
+    # whose graph folds a map into its p(person) (the shipped one: remapped to the people the product reports,
+    # tools/recalibrate_verifier.py) records the map, and Predictor moves them through it once, as it opens that
+    # verifier (on_scale): the same boxes are kept, the shipped graph's p(person) compared with 0.314, 0.584,
+    # 0.722, 0.216, 0.521 (0.391 for video births), and a custom verifier's with its own numbers
+    min_person: float = 0.2
+    unsure_person: float = 0.6
     sure_person: float | None = None     # a detected box the verifier gives at least this is a person whatever its
                                          # pose says (None: the pose rules judge every box)
-    carried_person: float = on_verifier_scale(0.1)
+    carried_person: float = 0.1
     min_pose_quality: float = MIN_POSE_QUALITY
     unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
     unsure_min_height: float = 64.0      # ... and the pixels it must be tall
@@ -116,7 +109,7 @@ class PersonPolicy:
                                          # strict "fresh first" would change tracking unmeasured (fresh and
                                          # carried poses of one person meet rarely: a carried box overlapping a
                                          # detection by carried_detected_iou is not looked in)
-    birth_person: float = on_verifier_scale(0.5)
+    birth_person: float = 0.5
     birth_quality: float = 0.45
     birth_visible: int = 3               # without a verifier: keypoints called visible a new track needs
     birth_overlap: float = 0.6           # no track is born from a box lying more than this share inside a box a
@@ -135,6 +128,14 @@ class PersonPolicy:
                                          # detection's person, looked for in the detection's box alone
     carried_apart_iou: float = 0.5       # two carried boxes overlapping by IoU above this are one place: only the
                                          # track of the better pose quality looks there (one_box_per_place)
+
+    def on_scale(self, a: float, b: float) -> PersonPolicy:
+        """This policy for a verifier whose p(person) is its own moved through logit' = a * logit(p) + b: every
+        p(person) threshold moved alike, so the same boxes are kept (a monotone map). (1, 0): this policy."""
+        if (a, b) == (1.0, 0.0):
+            return self
+        return replace(self, **{f: float(remapped(getattr(self, f), a, b)) for f in P_PERSON_FIELDS
+                                if getattr(self, f) is not None})
 
     def screen(self, origins, scores: np.ndarray, p_person: np.ndarray | None, sure_factor: float = 1.0) -> np.ndarray:
         """(N,) bool: which boxes get a pose. `p_person` None: no verifier (every box goes on to the pose rules).
@@ -331,19 +332,18 @@ class PersonPolicy:
 
 
 # the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector); unsure_person
-# and sure_person chosen on the val crops with even ids and person-free patches of the train crops (sure_person 0.8
-# before the verifier's remap, 0.722 on its scale now: the most people found minus people invented; it held on the
-# photos not chosen on, LSPET's sports people above all)
-STILL = PersonPolicy(sure_person=on_verifier_scale(0.8))
+# and sure_person chosen on the val crops with even ids and person-free patches of the train crops (on the verifier's
+# own scale: the most people found minus people invented; it held on the photos not chosen on, LSPET's sports
+# people above all)
+STILL = PersonPolicy(sure_person=0.8)
 # the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
 # judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a picture
 # (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people). A track is born at
-# p(person) >= 0.391 (0.3 before the verifier's remap), chosen leave one world out over the eight kinds of
+# p(person) >= 0.3 on the verifier's own scale, chosen leave one world out over the eight kinds of
 # bench/track_worlds.py with the verifier that knows black beyond a box is no person (CHANGELOG). A sure verifier
 # overrules a poor pose as in still pictures (sure_person: on the tracking worlds it changed nothing, leave one world
 # out), so that a frame's people are decided by one rule in both presets. A box that two people fill is the box of
 # both (group_inside 0.6: on vtest's real first seconds it ends the third box over two walkers, which 0.7 leaves; on
 # the eight kinds of tracking world it changed only vtest_crowd: false positives 108 -> 102, MOTA 0.576 -> 0.584, IDF1
 # 0.638 -> 0.628, bench/results/track_worlds_group_inside.json)
-VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=on_verifier_scale(0.8),
-                     birth_person=on_verifier_scale(0.3), group_inside=0.6)
+VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=0.8, birth_person=0.3, group_inside=0.6)

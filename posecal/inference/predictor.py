@@ -115,6 +115,8 @@ class Predictor:
             from posecal.detect.verifier import open_verifier
 
             self.verifier = open_verifier(verifier, threads)
+            if self.verifier is not None:   # the policy's p(person) thresholds on this verifier's scale, once
+                policy = policy.on_scale(*self.verifier.scale_map)
         if detector is not None:
             from posecal.detect.detector import load_detector
 

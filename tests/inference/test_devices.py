@@ -271,3 +271,25 @@ def test_a_predictor_says_in_one_line_what_runs():
     assert repr(p) == "Predictor(model='fast', int8 on cpu, flip=True, detector=none, verifier=off, threads=1)"
     assert p.precision == "int8"
     assert Predictor("fast", detector=None, precision="float", flip=False, threads=1).precision == "float"
+
+
+@pytest.mark.parametrize("os_flags,features,want", [
+    # qemu-user emulating Haswell on a VNNI host: the host's /proc/cpuinfo, the emulated CPUID
+    ({"sse2", "avx2", "avx512f", "avx512_vnni"}, {"AVX2": True, "AVX512F": False, "AVX512VNNI": False},
+     {"sse2", "avx2"}),
+    # an Intel client CPU: numpy has no AVX-VNNI entry, so the OS's word for it stands
+    ({"avx2", "avx_vnni"}, {"AVX2": True, "AVX512F": False, "AVX512VNNI": False}, {"avx2", "avx_vnni"}),
+    # numpy's table unreadable: the OS's list
+    ({"avx2", "avx512_vnni"}, None, {"avx2", "avx512_vnni"}),
+    # no OS list (some containers, Windows): CPUID alone
+    (None, {"AVX2": True, "AVX512F": True, "AVX512VNNI": True}, {"avx2", "avx512f", "avx512_vnni"}),
+])
+def test_cpuid_wins_over_the_os_list_where_numpy_reads_it(os_flags, features, want):
+    assert devices.flags_seen_by_code(os_flags, features) == frozenset(want)
+
+
+def test_this_process_sees_the_flags_numpy_sees():
+    features = devices.numpy_cpu_features()
+    if features is None or platform.machine().lower() not in devices.X86:
+        pytest.skip("numpy's CPUID table is not readable here, or not an x86 CPU")
+    assert ("avx512_vnni" in devices.cpu_flags()) is bool(features.get("AVX512VNNI"))

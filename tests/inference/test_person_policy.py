@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from posecal.errors import PosecalInputError
 from posecal.inference.person_policy import CARRIED, DETECTED, GIVEN, STILL, VIDEO, WHOLE, PersonPolicy
 from posecal.inference.pipeline import PosePipeline, detection_setup
 from posecal.metrics.boxes import inside_share
@@ -318,32 +319,59 @@ def test_verifier_recalibrated_gives_the_remapped_p_person(small_verifier, tmp_p
 
 
 def test_the_policy_thresholds_are_the_chosen_ones_through_the_shipped_verifiers_map():
-    """The shipped verifier's p(person) is remapped to the people the product reports (issue 63); every p(person)
-    threshold of the presets is the number chosen on the scale before, moved through that map (so the same boxes
-    are kept)."""
+    """The presets hold the p(person) thresholds as chosen, on a verifier's own scale; opened with the shipped
+    verifier, whose p(person) is remapped to the people the product reports (issue 63), each is moved through the
+    map its graph records (so the same boxes are kept)."""
     from posecal.detect.verifier import SHIPPED_VERIFIER, PersonVerifier, remapped
 
-    if not SHIPPED_VERIFIER.is_file():
-        pytest.skip("no shipped verifier in this tree")
-    record = PersonVerifier(SHIPPED_VERIFIER, threads=1).info["reported_calibration"]
     chosen = {(STILL, "min_person"): 0.2, (STILL, "unsure_person"): 0.6, (STILL, "sure_person"): 0.8,
               (STILL, "carried_person"): 0.1, (STILL, "birth_person"): 0.5, (VIDEO, "min_person"): 0.2,
               (VIDEO, "unsure_person"): 0.6, (VIDEO, "sure_person"): 0.8, (VIDEO, "birth_person"): 0.3}
-    for (preset, field), before in chosen.items():
-        assert getattr(preset, field) == pytest.approx(remapped(before, record["a"], record["b"]), abs=1e-12), field
+    for (preset, field), value in chosen.items():
+        assert getattr(preset, field) == value, field
+    if not SHIPPED_VERIFIER.is_file():
+        pytest.skip("no shipped verifier in this tree")
+    verifier = PersonVerifier(SHIPPED_VERIFIER, threads=1)
+    record = verifier.info["reported_calibration"]
+    assert verifier.scale_map == (record["a"], record["b"]) != (1.0, 0.0)
+    for (preset, field), value in chosen.items():
+        moved = getattr(preset.on_scale(*verifier.scale_map), field)
+        assert moved == pytest.approx(remapped(value, record["a"], record["b"]), abs=1e-12), field
+    assert STILL.on_scale(*verifier.scale_map).min_person == pytest.approx(0.314, abs=5e-4)   # the documented one
 
 
-def test_the_verifier_graphs_record_is_read_as_onnxruntime_reads_it(small_verifier):
-    """graph_record reads the graph's metadata from the file's top-level fields (no onnx package, no session): the
-    same record as onnxruntime's, for a trained graph and for the shipped one (whose map the policy's thresholds
-    are moved through)."""
-    import json
+def test_a_custom_verifier_is_judged_on_its_own_scale(small_verifier, tiny_model, tmp_path):
+    """The policy's thresholds follow the verifier opened: one without a map keeps the chosen numbers, one whose
+    graph folds a map into p(person) gets them moved through its map, read from the session's metadata; the two
+    keep the same boxes (the map is monotone)."""
+    from posecal.detect.verifier import PersonVerifier
+    from posecal.inference.predictor import Predictor
+    from verifier_export import recalibrated_verifier_bytes
 
-    import onnxruntime as ort
+    _, path = small_verifier
+    remapped_path = tmp_path / "r.onnx"
+    remapped_path.write_bytes(recalibrated_verifier_bytes(path.read_bytes(), 0.6, 0.4, {"a": 0.6, "b": 0.4}))
+    own = Predictor(tiny_model, verifier=str(path), backend="torch", threads=1)
+    moved = Predictor(tiny_model, verifier=str(remapped_path), backend="torch", threads=1)
+    assert own.verifier.scale_map == (1.0, 0.0) and moved.verifier.scale_map == (0.6, 0.4)
+    assert own.pipeline.policy.min_person == STILL.min_person == 0.2
+    z = 0.6 * np.log(0.2 / 0.8) + 0.4
+    assert moved.pipeline.policy.min_person == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-12)    # by hand: 0.3755
+    image = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    boxes = np.array([[10, 10, 60, 150], [100, 40, 80, 120], [200, 0, 100, 240], [5, 100, 300, 60]], float)
+    origins, scores = [DETECTED] * 4, np.array([0.9, 0.2, 0.5, 0.25])
+    for predictor in (own, moved):
+        assert isinstance(predictor.verifier, PersonVerifier)
+    kept = [p.pipeline.policy.screen(origins, scores, p.verifier(image, boxes)) for p in (own, moved)]
+    np.testing.assert_array_equal(kept[0], kept[1])
 
-    from posecal.detect.verifier import METADATA_KEY, SHIPPED_VERIFIER, graph_record
 
-    paths = [small_verifier[1]] + ([SHIPPED_VERIFIER] if SHIPPED_VERIFIER.is_file() else [])
-    for path in paths:
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-        assert graph_record(path) == json.loads(meta.custom_metadata_map[METADATA_KEY]) != {}
+def test_a_verifier_record_that_is_not_json_is_one_line(small_verifier, tmp_path):
+    from posecal.detect.verifier import METADATA_KEY, PersonVerifier
+
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(str(small_verifier[1]))
+    next(p for p in proto.metadata_props if p.key == METADATA_KEY).value = "{not json"
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    with pytest.raises(PosecalInputError, match=r"bad.onnx: metadata 'posecal_verifier' is not JSON"):
+        PersonVerifier(tmp_path / "bad.onnx", threads=1)
