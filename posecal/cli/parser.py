@@ -464,11 +464,22 @@ def _add_peers(sub) -> None:
 
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a user mistake said in the one line every other refusal uses (`posecal: error: ...`, exit 2)
+    instead of the whole usage block before it; the sub-commands' parsers are of this class too (argparse makes
+    them of the parser's own class)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("posecal").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"posecal: error: {where}{message} (see 'posecal {command + ' ' if command else ''}--help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """posecal's command line: one sub-parser per command."""
     from posecal import __version__
 
-    parser = argparse.ArgumentParser(prog="posecal", description=DESCRIPTION)
+    parser = OneLineParser(prog="posecal", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"posecal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_predict, _add_track, _add_eval, _add_model_tools, _add_training, _add_calibrate, _add_audit,

@@ -63,3 +63,18 @@ def test_help_texts_carry_no_benchmark_numbers(monkeypatch):
                 pages |= {f"{name} {n}": p.format_help() for n, p in action.choices.items()}
     found = {name: [m.group(0) for m in MEASUREMENT.finditer(" ".join(page.split()))] for name, page in pages.items()}
     assert {name: f for name, f in found.items() if f} == {}
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["predict", "x.jpg", "--nms", "bogus"], "posecal: error: predict: argument --nms: invalid choice: 'bogus' "
+                                             "(choose from 'oks', 'soft', 'none') (see 'posecal predict --help')"),
+    (["track"], "posecal: error: track: the following arguments are required: SOURCE (see 'posecal track --help')"),
+    (["trak"], "posecal: error: argument command: invalid choice: 'trak'"),
+    (["calibrate", "fit"], "posecal: error: calibrate fit: the following arguments are required: --results"),
+])
+def test_a_bad_option_is_one_line_without_the_usage_block(argv, line, capsys):
+    """The README's promise for every user mistake, argparse's refusals included: one line, exit 2."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith(line), err

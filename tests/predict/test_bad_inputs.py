@@ -2,7 +2,7 @@
 surfaces `posecal predict/eval/train/export/pack/demo/track` and the Python API, each judged as the battery judged it.
 
 A case passes when posecal handles its input well:
-- refused: exit code 2 (API: PosecalInputError) and ONE line (argparse: its usage, then one error line) naming the
+- refused: exit code 2 (API: PosecalInputError) and ONE line (an option argparse refuses too) naming the
   file or field, before any network ran (no forward pass of a torch module or an onnxruntime session);
 - skipped: the run goes on (exit 0), a stderr line (not Python's two-line warning format) names the bad file or
   entry, and the good inputs' outputs are written;
@@ -365,7 +365,7 @@ def _one_line_report(line: str) -> bool:
 
 
 def refused(*names: str, after: tuple[str, ...] = ()):
-    """Exit 2, one line (argparse: its usage line(s) then one error line) naming `names`, before any network
+    """Exit 2, one line (an option argparse refuses too: no usage block before it) naming `names`, before any network
     ran. `after`: names of bad files that may each have had a line of their own first."""
     def judge(r: Run) -> str | None:
         if r.rc == 0:
@@ -374,7 +374,7 @@ def refused(*names: str, after: tuple[str, ...] = ()):
         if r.out.startswith("REFUSED "):
             msg, one_line = r.out[len("REFUSED "):], "\n" not in r.out.strip()
         elif lines and ": error: argument " in lines[-1]:
-            msg, one_line = lines[-1], all(ln.startswith(("usage:", " ")) for ln in lines[:-1])
+            msg, one_line = lines[-1], len(lines) == 1 and lines[0].startswith("posecal: error: ")
         else:
             msg = lines[-1] if lines else ""
             one_line = msg.startswith("posecal: error:") and all(

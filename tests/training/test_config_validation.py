@@ -139,8 +139,8 @@ def test_cli_numbers_are_usage_errors_naming_the_option(argv, option, problem, c
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument {option}: {problem}" in err and "Traceback" not in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"posecal: error: {argv[0]}: argument {option}: {problem}"), err
 
 
 def test_cli_numbers_accept_good_values(monkeypatch):
