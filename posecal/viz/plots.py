@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from posecal.io import write_atomic  # noqa: E402
-from posecal.metrics.calibration import ece, pearson, reliability_bins  # noqa: E402
+from posecal.metrics.calibration import ece, ece_floor, pearson, reliability_bins  # noqa: E402
 
 
 def _save(fig, path) -> None:
@@ -20,13 +20,15 @@ def _save(fig, path) -> None:
 
 
 def reliability_diagram(confidences: dict[str, np.ndarray], truth: np.ndarray, path, n_bins: int = 15) -> None:
-    """Mean true OPKS per confidence bin, one line per confidence source, with the diagonal."""
+    """Mean true OPKS per confidence bin, one line per confidence source, with the diagonal; each ECE beside its
+    floor (ece_floor: what a calibrated predictor shows on this many keypoints)."""
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for name, conf in confidences.items():
         _, count, mc, mt = reliability_bins(conf, truth, n_bins)
         ok = count > 0
-        ax.plot(mc[ok], mt[ok], "o-", label=f"{name} (ECE {ece(conf, truth, n_bins):.3f})")
+        floor = ece_floor(conf, truth, n_bins)[0]
+        ax.plot(mc[ok], mt[ok], "o-", label=f"{name} (ECE {ece(conf, truth, n_bins):.3f}, floor {floor:.3f})")
     ax.set_xlabel("keypoint confidence")
     ax.set_ylabel("mean true OPKS")
     ax.set_xlim(0, 1)

@@ -68,13 +68,21 @@ def _coverage_table(per_keypoint: dict, target: float, columns: int = 3) -> str:
     return f"<div><h3>Radius coverage per keypoint</h3><table><tr>{head}</tr>{body}</table></div>"
 
 
+def _floor(floor) -> tuple:
+    """(mean, 90th percentile) of an ECE's floor (evaluation/results.py ece_floors: what a perfectly calibrated
+    predictor shows on this many people), None where the metrics have none: an ECE means little without it."""
+    return tuple(floor) if floor else (None, None)
+
+
 def _summary(m: dict) -> str:
     scores = list(m.get("pose_score_pearson", {}))
+    pose_floor, keypoint_floor = m.get("pose_score_ece_floor", {}), m.get("keypoint_ece_floor", {})
     rows = [(s, _ap(m["ap"].get(s)), m["pose_score_pearson"].get(s), m.get("pose_score_spearman", {}).get(s),
-             m.get("pose_score_ece", {}).get(s)) for s in scores]
-    tables = [_table(rows, ("pose score", "AP", "Pearson vs OKS", "Spearman", "ECE"), "Pose scores"),
-              _table([(k, v) for k, v in m.get("keypoint_ece", {}).items()], ("keypoint confidence", "ECE"),
-                     "Keypoint confidences")]
+             m.get("pose_score_ece", {}).get(s), *_floor(pose_floor.get(s))) for s in scores]
+    tables = [_table(rows, ("pose score", "AP", "Pearson vs OKS", "Spearman", "ECE", "ECE floor", "floor p90"),
+                     "Pose scores"),
+              _table([(k, v, *_floor(keypoint_floor.get(k))) for k, v in m.get("keypoint_ece", {}).items()],
+                     ("keypoint confidence", "ECE", "ECE floor", "floor p90"), "Keypoint confidences")]
     if "visibility" in m:
         b = m["visibility"]["binary"]
         tables.append(_table([("labelled vs not", b["precision"], b["recall"], b["f1"])],

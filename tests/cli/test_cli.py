@@ -120,7 +120,10 @@ num_workers: 0
     assert set(m["visibility"]["binary"]) >= {"precision", "recall", "f1", "accuracy"}
     assert set(m["mapk"]) >= {"all", "drop_unlabelled"} and len(m["mapk"]["all"]["per_keypoint"]) == 17
     assert set(m["errors"]["nose"]) == {"good", "jitter", "inversion", "swap", "miss"}
-    assert (out / "report.html").is_file()
+    page = (out / "report.html").read_text()
+    for floor in (m["pose_score_ece_floor"]["pose_quality"], m["keypoint_ece_floor"]["keypoint_quality"]):
+        assert f"<td>{floor[0]:.3f}</td><td>{floor[1]:.3f}</td>" in page   # each ECE beside its floor
+    assert page.count("<th>ECE floor</th>") == 2
     for png in ("reliability.png", "pose_score_vs_oks.png", "visibility_confusion.png", "risk_coverage.png"):
         assert (out / png).stat().st_size > 1000
     res = json.loads((out / "results.json").read_text())
