@@ -64,8 +64,8 @@ def cross_fitted(t: dict, l2: float) -> np.ndarray:
     f = np.array([fold[p] for p in t["photo"]])
     out = np.empty(len(f))
     for k in range(FOLDS):
-        m = fit_reported_quality(t["features"][f != k], t["target"][f != k], l2)
-        out[f == k] = m(t["features"][f == k])
+        m = fit_reported_quality(t["features"][f != k], t["raw"][f != k], t["target"][f != k], l2)
+        out[f == k] = m(t["features"][f == k], t["raw"][f == k])
     return out
 
 
@@ -80,16 +80,16 @@ def main() -> None:
     fit = {Path(p).stem: table(load_rows(p)) for p in args.fit}
     judge = {Path(p).stem: table(load_rows(p)) for p in args.judge}
     every = {k: np.concatenate([t[k] for t in fit.values()]) for k in ("features", "target", "photo", "raw")}
-    model = fit_reported_quality(every["features"], every["target"], args.l2, fitted_on=" + ".join(fit))
-    print("weights:", {n: round(float(w), 3) for n, w in zip(FEATURES, model.score.weights)},
-          "bias", round(model.score.bias, 3))
+    model = fit_reported_quality(every["features"], every["raw"], every["target"], args.l2,
+                                 fitted_on=" + ".join(fit))
+    print("weights (per std):", {n: round(float(w), 3) for n, w in zip(FEATURES, model.score.weights)})
     figures = {}
     for name, t in fit.items():
         figures[name] = {"crop": calibration_line(t["raw"], t["target"]),
                          "reported, cross-fitted": calibration_line(cross_fitted(t, args.l2), t["target"])}
     for name, t in judge.items():
         figures[name] = {"crop": calibration_line(t["raw"], t["target"]),
-                         "reported": calibration_line(model(t["features"]), t["target"])}
+                         "reported": calibration_line(model(t["features"], t["raw"]), t["target"])}
     for name, lines in figures.items():
         for how, line in lines.items():
             print(f"{name} {how}: n {line['n']}, ECE {line['ece']} (floor {line['floor']}, p90 {line['floor_p90']}), "

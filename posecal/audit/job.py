@@ -18,7 +18,7 @@ from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import load_coco_persons, read_json
 from posecal.errors import PosecalInputError
 from posecal.evaluation.results import ResultSet
-from posecal.inference.opener import open_model
+from posecal.inference.opener import decide_precision, open_model
 from posecal.inference.record_posing import RecordPosing, pose_records
 from posecal.models.shipped import packaged_graph
 from posecal.io import check_output_dir, write_json_atomic
@@ -40,6 +40,7 @@ class AuditConfig:
     batch_size: int = 32
     threads: int = 2
     device: str = "cpu"            # where the model runs: "cuda" (a GPU), the CPU with one warning line where it cannot
+    precision: str = "auto"        # a shipped model's graphs on the CPU (devices.choose_precision), decided here once
     progress: bool = True
     report_top: int = 60           # findings drawn in report.html
     thresholds: AuditThresholds = AuditThresholds()
@@ -78,8 +79,9 @@ def estimate_with_model(cfg: AuditConfig) -> Estimates:
     """posecal's calibrated estimate of every labelled person of cfg.annotations (one network pass each)."""
     # a shipped model with graphs runs its packaged graph; a .pt file in PyTorch (no export for a one-off audit);
     # an exported .onnx file in onnxruntime
-    backend = "onnx" if packaged_graph(cfg.model, True, cfg.device) is not None else "torch"
-    opened = open_model(cfg.model, backend, cfg.flip, cfg.threads, cfg.device)
+    precision, _ = decide_precision(cfg.model, cfg.precision, None, cfg.device, cfg.flip)
+    backend = "onnx" if packaged_graph(cfg.model, True, cfg.device, precision) is not None else "torch"
+    opened = open_model(cfg.model, backend, cfg.flip, cfg.threads, cfg.device, precision=precision)
     mcfg = opened.config
     calibration = calibration_from_meta(opened.meta, str(cfg.model or "default model"))
     if calibration is None or not mcfg.quality_heads:
@@ -89,7 +91,8 @@ def estimate_with_model(cfg: AuditConfig) -> Estimates:
     if not records:
         raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
     # threads: in this process, its PyTorch calls only (an onnxruntime graph has its own); on Ray, per actor
-    posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size, device=cfg.device)
+    posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size, device=cfg.device,
+                          precision=precision)
     pred = pose_records(records, posing, opened, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")

@@ -6,26 +6,34 @@ the floor of a calibrated predictor. The boxes a detector gives add failures no 
 person (COCO AP, and a tracker, count it wrong), a box over two people whose pose spans both, a box cut at the
 waist whose limbs run out of it, a person cut by the picture's edge whose hidden joints the pose guesses (the trust
 model calls them "not labelled", as COCO does, and its quality leaves them out). What the picture's other poses and
-its edges say is read here, and a logistic correction of the crop's own logit is fitted on the poses the product
+its edges say is read here, as a correction that can only lower the crop's quality, fitted on the poses the product
 reported on labelled photographs (tools/fit_reported_quality.py), one to one:
 
-    Q_reported = min(Q, sigmoid(logit Q + bias + w · (features - mean) / std))
+    Q_reported = Q * (1 - p_failure),   p_failure = sigmoid(bias + w · x / std),   every x >= 0, every w >= 0
 
-Features (FEATURES, each from what the product reported, no truth):
-- `logit_quality`: the crop's own logit again (the correction may steepen or flatten it);
-- `shared_keypoints`: the largest share of keypoints it shares with another reported pose (both call the keypoint
-  there, OPKS >= 0.5 at this pose's scale): a second pose of one person, or a merge's half;
+p_failure is the chance that what the picture shows makes the pose a failure its crop cannot see (the second pose
+of one person, a merge of two: scored about 0 one to one), so Q_reported <= Q by construction, for any features
+and any fit: the picture cannot vouch for a pose beyond what its crop shows. The failures are of that kind (right
+as the crop says, or about 0), which a product of the two follows better than a shift of the crop's logit.
+
+Features (FEATURES: each a piece of evidence of a failure, 0 where there is none; from what the product reported,
+no truth):
+- `shared_with_higher`: the largest share of keypoints it shares with a reported pose of higher crop quality (both
+  call the keypoint there, OPKS >= 0.5 at this pose's scale): the second pose of one person, or a merge's half;
+- `shared_with_lower`: the same with a pose of lower crop quality: the first of such a pair;
 - `box_overlap`: the largest IoU of its box with another reported pose's;
 - `outside_frame`: the expected share of its 17 keypoints outside the picture (1 - in_frame, or its geometry where
   the model gives no in_frame): the joints a cut person's quality forgets;
 - `outside_box`: the share of keypoints it calls there that lie outside its box grown by 10 %: limbs running out
   of a box cut at the waist, or a pose reaching to a second person;
 - `absent_share`: the mean p(not labelled): a pose that sees little of its person;
-- `logit_person`: logit p(person) by the verifier (0 where none judged the box);
-- `box_score`: the detector's score.
+- `person_doubt`: 1 - p(person) by the verifier (0 where none judged the box);
+- `detector_doubt`: 1 - the detector's score.
 
-Signs are held where the failure is known (shared keypoints, overlap, joints outside the frame: never raise Q).
-The caller's boxes are never rescored (the person policy reports them as given, and their quality is the crop's).
+It is applied where it was fitted: poses the network made with the flip test on boxes posecal found in a still
+picture (the pipeline's `reported`, set by the Predictor); the caller's boxes are never rescored (the person
+policy reports them as given, and their quality is the crop's), and `track`, which runs without the flip test and
+carries boxes no detector scored, reports the crop's quality (its video calibration is fitted on that).
 """
 from __future__ import annotations
 
@@ -35,34 +43,27 @@ from pathlib import Path
 
 import numpy as np
 
-from posecal.calibration.maps import LogisticScore, fit_logistic
+from posecal.calibration.maps import LogisticScore
 from posecal.metrics.boxes import box_iou
 from posecal.metrics.oks import AREA_PER_BOX, opks
 
-FEATURES = ("logit_quality", "shared_keypoints", "box_overlap", "outside_frame", "outside_box", "absent_share",
-            "logit_person", "box_score")
-# the weight's sign each feature is held to (+1 >= 0, -1 <= 0, 0 free)
-SIGNS = (0, -1, -1, -1, -1, 0, 0, 0)
+FEATURES = ("shared_with_higher", "shared_with_lower", "box_overlap", "outside_frame", "outside_box", "absent_share",
+            "person_doubt", "detector_doubt")
+# every weight is held >= 0 (the fit's bounds, and again where the map is applied): more evidence, likelier a failure
 SHARED_OPKS = 0.5       # a keypoint two poses share: OPKS at least this between them
-# The picture can show a failure its crop does not (a second pose, a merge, joints outside the frame); it cannot
-# vouch for a pose beyond what its crop shows. So the reported quality never exceeds the crop's own: uncapped, the
-# fit raised well-separated poses a little (the val photos' mean), which held on val (cross-fitted ECE 0.015 capped
-# or not) but not in other worlds (LSPET 0.030 -> 0.020 capped, floor 0.014-0.016; the tracking worlds' vtest room,
-# where the uncapped map raised the pose quality of small pasted people: CHANGELOG)
-CAP = True
 BOX_MARGIN = 0.1        # a keypoint outside its box: further out than this share of the box's width or height
 EPS = 1e-4
 
 
-def _logit(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
-    return np.log(p / (1 - p))
+def _sigmoid(a) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(a, np.float64)))
 
 
 def reported_features(keypoints, boxes, quality, picture_wh, visibility_probs=None, in_frame=None,
                       person_probability=None, box_score=None) -> np.ndarray:
-    """(N, F) features (FEATURES) of the N poses reported in one picture of size picture_wh (w, h): keypoints
-    (N, K, 2), boxes (N, 4) x, y, w, h, quality (N,); visibility_probs (N, K, 3), in_frame (N, K),
+    """(N, F) features (FEATURES, each >= 0) of the N poses reported in one picture of size picture_wh (w, h):
+    keypoints (N, K, 2), boxes (N, 4) x, y, w, h, crop quality (N,) (which of two poses ranks higher);
+    visibility_probs (N, K, 3), in_frame (N, K),
     person_probability (N,) (NaN or None where none) and box_score (N,) where known."""
     xy = np.asarray(keypoints, np.float64)
     n, k = xy.shape[:2] if xy.ndim == 3 else (0, 17)
@@ -70,7 +71,7 @@ def reported_features(keypoints, boxes, quality, picture_wh, visibility_probs=No
     out = np.zeros((n, len(FEATURES)))
     if n == 0:
         return out
-    out[:, 0] = _logit(quality)
+    quality = np.asarray(quality, np.float64).reshape(n)
     present = np.ones((n, k), bool) if visibility_probs is None else \
         np.asarray(visibility_probs, np.float64)[..., 0] < 0.5
     if n > 1:
@@ -78,7 +79,12 @@ def reported_features(keypoints, boxes, quality, picture_wh, visibility_probs=No
         terms = opks(xy[:, None], xy[None], areas[:, None])                      # (N, N, K) at row pose's scale
         shared = ((terms >= SHARED_OPKS) & present[:, None] & present[None]).sum(-1) / k
         np.fill_diagonal(shared, 0.0)
-        out[:, 1] = shared.max(1)
+        order = np.arange(n)
+        # pose j ranks above pose i: a higher crop quality, or the same and listed first
+        above = (quality[None, :] > quality[:, None]) | ((quality[None, :] == quality[:, None])
+                                                         & (order[None, :] < order[:, None]))
+        out[:, 0] = np.where(above, shared, 0.0).max(1)
+        out[:, 1] = np.where(above | np.eye(n, dtype=bool), 0.0, shared).max(1)
         iou = box_iou(boxes, boxes)
         np.fill_diagonal(iou, 0.0)
         out[:, 2] = iou.max(1)
@@ -96,24 +102,29 @@ def reported_features(keypoints, boxes, quality, picture_wh, visibility_probs=No
         out[:, 5] = np.asarray(visibility_probs, np.float64)[..., 0].mean(1)
     if person_probability is not None:
         p = np.asarray(person_probability, np.float64).reshape(n)
-        out[:, 6] = np.where(np.isfinite(p), _logit(np.nan_to_num(p, nan=0.5)), 0.0)
+        out[:, 6] = np.where(np.isfinite(p), 1.0 - np.clip(np.nan_to_num(p, nan=1.0), 0, 1), 0.0)
     if box_score is not None:
-        out[:, 7] = np.asarray(box_score, np.float64).reshape(n)
+        out[:, 7] = 1.0 - np.clip(np.asarray(box_score, np.float64).reshape(n), 0, 1)
     return out
 
 
 @dataclass
 class ReportedQuality:
-    """The fitted correction (module docstring): `score` over FEATURES with the crop's logit as offset."""
+    """The fitted correction (module docstring): p_failure as `score` over FEATURES (uncentred: mean 0), its
+    weights none below 0."""
 
     score: LogisticScore
     fitted_on: str = ""
 
-    def __call__(self, features) -> np.ndarray:
-        """The reported quality of each pose: the correction, never above the crop's own (CAP)."""
-        f = np.asarray(features, np.float64).reshape(-1, len(FEATURES))
-        rated = self.score(f, offset=f[:, 0])
-        return np.minimum(rated, 1.0 / (1.0 + np.exp(-f[:, 0]))) if CAP else rated
+    def failure(self, features) -> np.ndarray:
+        """(N,) p_failure of each pose: non-negative weights on non-negative evidence, whatever the file or the
+        features say (NaN evidence counts as none)."""
+        x = np.maximum(np.nan_to_num(np.asarray(features, np.float64).reshape(-1, len(FEATURES))), 0.0)
+        return _sigmoid((x / self.score.std) @ np.maximum(self.score.weights, 0.0) + self.score.bias)
+
+    def __call__(self, features, quality) -> np.ndarray:
+        """The reported quality of each pose from its crop's `quality` (N,): never above it."""
+        return np.clip(np.asarray(quality, np.float64).reshape(-1), 0.0, 1.0) * (1.0 - self.failure(features))
 
     def to_dict(self) -> dict:
         return {"features": list(FEATURES), "score": self.score.to_dict(), "fitted_on": self.fitted_on}
@@ -137,7 +148,25 @@ class ReportedQuality:
         tmp.replace(path)
 
 
-def fit_reported_quality(features, target, l2: float = 1e-3, fitted_on: str = "") -> ReportedQuality:
-    """Fit the correction on (M, F) features of reported poses and their one-to-one OKS (M,)."""
-    f = np.asarray(features, np.float64)
-    return ReportedQuality(fit_logistic(f, target, SIGNS, l2, offset=f[:, 0]), fitted_on)
+def fit_reported_quality(features, quality, target, l2: float = 1e-3, fitted_on: str = "") -> ReportedQuality:
+    """Fit the correction on (M, F) features of reported poses, their crops' quality (M,) and their one-to-one OKS
+    (M,): the cross-entropy of Q * (1 - p_failure) against the OKS (soft targets), L2 on the weights, every weight
+    bounded to >= 0 (scipy's L-BFGS-B), the features uncentred (no evidence: p_failure = sigmoid(bias))."""
+    from scipy.optimize import minimize   # fitting only: slow to import, applying needs none
+
+    x = np.maximum(np.nan_to_num(np.asarray(features, np.float64)), 0.0)
+    q = np.clip(np.asarray(quality, np.float64).ravel(), 0.0, 1.0)
+    t = np.asarray(target, np.float64).ravel()
+    std = np.maximum(x.std(0) if len(x) else np.ones(x.shape[1]), 1e-6)
+    z, n = x / std, max(len(t), 1)
+
+    def loss(theta):
+        pi = _sigmoid(z @ theta[:-1] + theta[-1])
+        p = np.clip(q * (1.0 - pi), EPS, 1.0 - EPS)
+        value = -np.sum(t * np.log(p) + (1.0 - t) * np.log(1.0 - p)) / n + l2 * theta[:-1] @ theta[:-1]
+        d_a = (t / p - (1.0 - t) / (1.0 - p)) * q * pi * (1.0 - pi) / n   # d loss / d (bias + w · z)
+        return value, np.r_[z.T @ d_a + 2 * l2 * theta[:-1], d_a.sum()]
+
+    start = np.r_[np.zeros(x.shape[1]), -3.0]   # no failure likely where the picture shows nothing
+    theta = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(0, None)] * x.shape[1] + [(None, None)]).x
+    return ReportedQuality(LogisticScore(np.zeros(x.shape[1]), std, theta[:-1], float(theta[-1])), fitted_on)

@@ -72,6 +72,9 @@ def _run_eval(args) -> None:
     from posecal.evaluation.evaluate import EvalConfig, evaluate
     from posecal.viz.report import draw_evaluation
 
+    if args.detector:
+        _eval_predicted(args)
+        return
     engine = _posing_engine(args, "eval")
     if args.results:
         from posecal.evaluation.results import evaluate_results
@@ -95,13 +98,40 @@ def _run_eval(args) -> None:
                             score_mode=args.score_mode, drop_unlabelled=args.drop_unlabelled,
                             calibrated=not args.no_calibration, orientations=args.orientations,
                             skip_invalid=args.skip_invalid, backend=args.backend, device=args.device,
-                            engine=engine))
+                            precision=args.precision, engine=engine))
     draw_evaluation(ev)
     m = ev.metrics
     mode = m["score_mode"]
     print(f"{m['num_instances']} persons in {m['seconds']:.1f}s, pose score '{mode}': AP {m['ap'][mode]:.1f}, "
           f"AP50 {m['ap50'][mode]:.1f}, AP75 {m['ap75'][mode]:.1f}, AR {m['ar'][mode]:.1f} "
           f"-> {args.out}/metrics.json")
+
+
+def _eval_predicted(args) -> None:
+    """`eval --detector`: what `predict` reports on the annotated images, scored (predict/scored.py)."""
+    from posecal.predict.job import PredictConfig, run_predict
+    from posecal.predict.scored import evaluate_predicted
+    from posecal.viz.report import draw_evaluation
+
+    for given, option in ((args.results, "--results"), (args.boxes, "--boxes")):
+        if given:
+            raise PosecalInputError(f"--detector poses what a detector finds; {option} gives the poses or boxes: "
+                                    "use one of them")
+    if not args.images:
+        raise PosecalInputError("--images is needed to pose the annotated pictures with --detector")
+    cfg = PredictConfig(inputs=[], model=args.model, detector=args.detector, flip=args.flip,
+                        orientations=args.orientations, backend=args.backend, device=args.device,
+                        precision=args.precision, threads=_threads(args), progress=not args.no_progress)
+    ev = evaluate_predicted(cfg, args.annotations, args.images, args.out, args.skip_invalid,
+                            _engine(args, run_predict, "predict"))
+    draw_evaluation(ev)
+    m, e = ev.metrics, ev.metrics.get("one_to_one", {})
+    name = "pose_quality" if "pose_quality" in m["ap"] else "score"
+    floor = e.get("ece_floor") or [None, None]
+    print(f"{m['num_results']} poses reported on {args.annotations}'s images: AP {m['ap'][name]:.1f} (by {name}); "
+          f"one to one: {e.get('found_right')} of the labelled people found with a right pose, pose-quality ECE "
+          f"{e.get('ece')} (floor {floor[0]}, p90 {floor[1]}), {e.get('confident_wrong_share')} of the "
+          f"{e.get('confident')} poses with Q >= 0.7 wrong -> {args.out}/metrics.json")
 
 
 def _threads(args) -> int | None:
@@ -233,7 +263,8 @@ def cmd_audit(args) -> None:
         s = audit(AuditConfig(annotations=args.annotations, out=args.out, images=args.images, model=args.model,
                               boxes=args.boxes, results=args.results, flip=args.flip,
                               batch_size=args.batch_size, threads=_threads(args), progress=not args.no_progress,
-                              report_top=args.top, device=args.device, engine=engine, fiftyone=args.fiftyone))
+                              report_top=args.top, device=args.device, precision=args.precision, engine=engine,
+                              fiftyone=args.fiftyone))
     print(f"{s['persons']} persons audited in {s['seconds']:.1f}s: {s['findings']} findings ("
           + ", ".join(f"{k} {n}" for k, n in s["per_kind"].items()) + f") -> {args.out}/findings.json, "
           f"{args.out}/report.html" + (f", FiftyOne folder {args.fiftyone}" if args.fiftyone else ""))

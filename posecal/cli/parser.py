@@ -291,7 +291,12 @@ def _add_eval(sub) -> None:
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
     _model_option(p)
     _device_option(p)
+    _precision_option(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
+    p.add_argument("--detector", metavar="default|ssd|nanodet|ssd+nanodet|MODEL.onnx",
+                   help="score what `posecal predict` reports on each annotated image with this detector (its "
+                        "verifier, person policy and reported pose quality), every pose one to one against the "
+                        "picture's labelled people as COCO AP counts it (default: the labelled boxes, or --boxes)")
     _flip_option(p, True)
     _orientations_option(p)
     p.add_argument("--decode", choices=DECODES, default=None,
@@ -414,6 +419,7 @@ def _add_audit(sub) -> None:
     p.add_argument("--out", help="output folder for findings.json and report.html (required)")
     _model_option(p)
     _device_option(p)
+    _precision_option(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")

@@ -14,7 +14,7 @@ import numpy as np
 from posecal.data.coco import load_coco_persons, read_coco
 from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
-from posecal.inference.opener import check_backend, open_model, require_model
+from posecal.inference.opener import check_backend, decide_precision, open_model, require_model
 from posecal.inference.record_posing import RecordPosing, pose_records
 from posecal.inference.topdown import Predictions
 from posecal.io import check_output_dir, write_json_atomic
@@ -58,6 +58,8 @@ class EvalConfig:
                                    # as `predict` runs it; torch: PyTorch (needed for --decode)
     device: str = "cpu"            # where the model runs: "cuda" (a GPU), the CPU with one warning line where
                                    # the onnx backend cannot use one
+    precision: str = "auto"        # a shipped model's graphs on the CPU (devices.choose_precision), decided here
+                                   # once for every worker and written into metrics.json
     engine: Engine | None = None      # None: posed in this process; else through the runner on that engine
                                       # (--engine ray: Ray actors; inference/record_posing.py), the metrics
                                       # computed here all the same
@@ -139,13 +141,15 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
         return _nobody_detected(cfg, out, truth, skips, t0)
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
+    precision, _ = decide_precision(cfg.model, cfg.precision, cfg.backend, cfg.device, cfg.flip)
     opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, cfg.device,
-                        check=lambda mcfg: _refuse_unusable(cfg, mcfg))
+                        check=lambda mcfg: _refuse_unusable(cfg, mcfg), precision=precision)
     mcfg = opened.config
     # threads: in this process, its PyTorch calls only, never the process's setting (an onnxruntime graph has its
     # own); on Ray, per actor
     posing = RecordPosing(cfg.model, cfg.backend, cfg.flip, actor_threads if cfg.engine else cfg.threads,
-                          cfg.calibrated, cfg.decode, cfg.orientations, cfg.batch_size, device=cfg.device)
+                          cfg.calibrated, cfg.decode, cfg.orientations, cfg.batch_size, device=cfg.device,
+                          precision=precision)
     pred = pose_records(records, posing, opened, cfg.engine, out / "results.json", cfg.progress)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
@@ -162,7 +166,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
                "invalid_entries": skips.summary(),
                "boxes": "detections" if cfg.boxes else "gt", "flip_test": opened.flip,
                "decode": cfg.decode or default_decode(mcfg),
-               "orientations": cfg.orientations, "backend": opened.backend,
+               "orientations": cfg.orientations, "backend": opened.backend, "precision": opened.precision,
                "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
         ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))

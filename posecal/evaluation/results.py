@@ -19,6 +19,7 @@ from posecal.data.coco import read_coco, read_json
 from posecal.data.schema import Field, checked_entries, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation, Pictures
+from posecal.evaluation.one_to_one import one_to_one
 from posecal.metrics.calibration import ece, ece_floor, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, load_coco_gt
 from posecal.metrics.oks import opks
@@ -302,6 +303,8 @@ def results_metrics(res: ResultSet, gt) -> dict:
     `_pairs` carries the matched pairs to the report; it is not written."""
     pose_scores = pose_score_columns(res)
     m: dict = {"num_results": len(res.entries), **ap_metrics(res, gt, pose_scores)}
+    if res.pose_quality is not None:   # each pose against the people of its picture, as AP counts it
+        m["one_to_one"] = one_to_one(res.entries, res.pose_quality, gt.dataset)
     pairs = matched_pairs(res, gt)
     m["num_matched"] = int(len(pairs.index))
     if len(pairs.index) == 0:
@@ -372,11 +375,13 @@ def results_pictures(res: ResultSet, metrics: dict, gt, images=None, pictures: P
     return pictures
 
 
-def evaluate_results(results, annotations, out, images=None, skip_invalid: bool = False) -> Evaluation:
+def evaluate_results(results, annotations, out, images=None, skip_invalid: bool = False,
+                     about: dict | None = None) -> Evaluation:
     """The `posecal eval --results` job: metrics.json in `out`; the returned Evaluation carries what the plots
     and report.html are drawn from (posecal.viz.report.draw_evaluation), with galleries when the images folder
     is given. Malformed entries in either file refuse the job (the metrics would be on a subset), or with
-    skip_invalid are left out and listed in metrics.json (data/schema.py: Skips)."""
+    skip_invalid are left out and listed in metrics.json (data/schema.py: Skips). `about`: what made the results
+    (model, detector, precision), written into metrics.json beside the figures."""
     from posecal.io import write_json_atomic
     from posecal.io import check_output_dir
 
@@ -387,6 +392,7 @@ def evaluate_results(results, annotations, out, images=None, skip_invalid: bool 
     gt = load_coco_gt(truth)
     m = results_metrics(res, gt)
     m["invalid_entries"] = skips.summary()
+    m |= about or {}
     pictures = results_pictures(res, m, gt, images)
     m.pop("_pairs", None)
     write_json_atomic(m, out_dir / "metrics.json")

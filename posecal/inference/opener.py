@@ -9,6 +9,7 @@ export (posecal/export/cache.py) or, on the torch backend, in PyTorch: both need
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass
 
@@ -16,8 +17,8 @@ from posecal.devices import BACKENDS, check_device, choose_precision
 from posecal.errors import PosecalInputError
 from posecal.export.session import OnnxEstimator, open_onnx_model
 from posecal.models.config import require_coco_keypoints
-from posecal.models.shipped import (SHIPPED_MODELS, installed_models, is_installed, missing_model_message, model_file,
-                                    packaged_graph, shipped_name)
+from posecal.models.shipped import (FLOAT_SUFFIX, SHIPPED_MODELS, graph_model, installed_models, int8_graph,
+                                    is_installed, missing_model_message, model_file, packaged_graph, shipped_name)
 
 
 
@@ -61,6 +62,39 @@ def check_backend(backend: str | None, device: str = "cpu") -> str:
     return backend
 
 
+def decide_precision(model, requested: str = "auto", backend: str | None = None, device: str = "cpu",
+                     flip: bool | None = None) -> tuple[str, str | None]:
+    """(the precision every process of a run opens `model` with, "int8" or "float"; the line the run says first,
+    None where no shipped graph runs): decided once, by whoever starts the run, from that machine's CPU
+    (devices.choose_precision). Why once: `auto` resolved in each Ray worker would let a cluster of VNNI and AVX2
+    nodes write one results file from int8 and float graphs; with the decision passed on, an AVX2 node runs the
+    int8 graphs widened, which computes the very integers a VNNI CPU does. An unknown value is one line."""
+    precision, why = choose_precision(requested, device)
+    backend = check_backend(backend, device)
+    graph = packaged_graph(model, flip is not False, device, precision) if backend == "onnx" else None
+    name = shipped_name(model)
+    ran = "int8" if name is not None and graph == int8_graph(graph_model(name), flip is not False) else "float"
+    return precision, precision_line(model, why, backend, device, ran)
+
+
+def precision_decided(cfg) -> tuple[object, str | None]:
+    """(a run's config with its precision decided (decide_precision) before any worker starts, the line the run
+    says first): for a dataclass with model, precision, backend, device and flip (predict's, track's). The caller
+    says the line once it holds its output (a run refused there says only why)."""
+    precision, line = decide_precision(cfg.model, cfg.precision, cfg.backend, cfg.device, cfg.flip)
+    return dataclasses.replace(cfg, precision=precision), line
+
+
+def precision_line(model, why: str, backend: str, device: str, ran: str) -> str | None:
+    """What a run says first: which graphs of a shipped model run here, and why ("accurate runs its float graphs
+    (this CPU has no VNNI: ...)"); None for anything else (a model file, PyTorch, a GPU)."""
+    name = shipped_name(model)
+    if name is None or backend != "onnx" or device != "cpu" or packaged_graph(model, True, device, ran) is None:
+        return None
+    why = f"the name {name!r} asks for them" if name.endswith(FLOAT_SUFFIX) else why
+    return f"{name} runs its {ran} graphs ({why})"
+
+
 def require_model(model) -> None:
     """One line, before any input is read, for a model argument that names nothing in this installation."""
     name = shipped_name(model)
@@ -78,12 +112,12 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
     refused (an export costs 20-30 s). precision: which graphs of a shipped model run (posecal.devices.
     choose_precision; a model file or an exported .onnx runs as it is)."""
     backend = check_backend(backend, device)
-    choose_precision(precision, device)   # an unknown value refused before anything loads
+    precision = choose_precision(precision, device)[0]   # once (an unknown value refused before anything loads)
     if is_onnx_file(model):
         runner = open_onnx_model(model, flip, threads, device)
         opened = OpenedModel(runner, runner.config, runner.meta, runner.flip_test, "onnx", "cpu",
                              "int8" if runner.int8 else "float")
-    elif backend == "onnx" and packaged_graph(model, True, device) is not None:
+    elif backend == "onnx" and packaged_graph(model, True, device, precision) is not None:
         flip = True if flip is None else flip
         runner = OnnxEstimator(packaged_graph(model, flip, device, precision), threads=threads or 1,
                                source=f"model {shipped_name(model)!r}", device=device)

@@ -134,7 +134,7 @@ class PosePipeline:
                                      picture_wh, every("visibility_probs"), every("in_frame"),
                                      [np.nan if p.person_probability is None else p.person_probability
                                       for p in people], [p.box_score for p in people])
-        quality = self.reported(features)
+        quality = self.reported(features, crop)
         for p, c, q in zip(people, crop, quality):
             if self.is_found(p):
                 p.crop_quality, p.pose_quality = float(c), float(q)

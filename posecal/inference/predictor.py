@@ -19,12 +19,12 @@ from posecal.errors import PosecalInputError
 from posecal.inference.estimator import Estimator, PersonPose
 from posecal.inference.frame_loop import frame_pictures, quiet
 from posecal.inference.image_input import describe, is_path, is_pil, picture_bgr
-from posecal.inference.opener import BACKENDS, is_onnx_file, open_model
+from posecal.inference.opener import BACKENDS, is_onnx_file, open_model, precision_line
 from posecal.inference.orientation import check_orientations
 from posecal.inference.picture import Picture
 from posecal.inference.person_policy import STILL, PersonPolicy
 from posecal.inference.pipeline import GIVEN, PosePipeline, detection_setup
-from posecal.models.shipped import FLOAT_SUFFIX, packaged_graph, reported_quality_file, shipped_name
+from posecal.models.shipped import reported_quality_file
 from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number, describe as describe_value
 
@@ -96,11 +96,12 @@ class Predictor:
         check_switches(flip=flip, calibrated=calibrated, second_look=second_look)
         orientations = check_orientations(orientations)
         self.threads = threads = threads or default_threads()
+        precision, why = choose_precision(precision, device)   # once: the graphs opened and the line say it
         opened = open_model(model_path, backend, flip, threads, device, precision=precision)
         self.config, self.meta, self.backend, self.device = opened.config, opened.meta, opened.backend, opened.device
         self.precision = opened.precision
         self.model_name = str(model_path) if model_path is not None else "accurate"
-        self.precision_line = _precision_line(model_path, precision, self.backend, self.device, opened.precision)
+        self.precision_line = precision_line(model_path, why, self.backend, self.device, opened.precision)
         calibration = calibration_from_meta(self.meta, str(model_path or "default model")) if calibrated else None
         batch_size = batch_size or default_batch_size(self.device)   # where it runs: the CPU after a CUDA fallback
         self.estimator = Estimator(opened.runner, self.config.input_wh, calibration, opened.flip, batch_size,
@@ -131,7 +132,9 @@ class Predictor:
                 from posecal.detect.turned import TurnedLook
 
                 self.detector = TurnedLook(self.detector)
-        reported = reported_quality_file(model_path) if calibrated and self.detector is not None else None
+        # the reported-pose map where it was fitted: a detector's boxes posed with the flip test (not `track`'s)
+        reported = reported_quality_file(model_path) \
+            if calibrated and self.detector is not None and self.estimator.flip else None
         self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier,
                                      None if reported is None else ReportedQuality.read(reported))
 
@@ -270,16 +273,6 @@ def checked_boxes(boxes, box_scores, width: int, height: int, prefix: str = "") 
     for m in messages:
         warnings.warn(m, stacklevel=4)
     return boxes, scores
-
-
-def _precision_line(model_path, precision: str, backend: str, device: str, ran: str) -> str | None:
-    """What a run says first: which graphs of a shipped model run here, and why ("accurate runs its float graphs
-    (this CPU has no VNNI: ...)"); None for anything else (a model file, PyTorch, a GPU)."""
-    name = shipped_name(model_path)
-    if name is None or backend != "onnx" or device != "cpu" or packaged_graph(model_path, True, device) is None:
-        return None
-    why = (f"the name {name!r} asks for them" if name.endswith(FLOAT_SUFFIX) else choose_precision(precision)[1])
-    return f"{name} runs its {ran} graphs ({why})"
 
 
 class _Array:

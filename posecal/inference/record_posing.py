@@ -1,5 +1,5 @@
 """Persons given as records (a labelled picture and a box each) posed with one config, `RecordPosing` (model,
-backend, flip, decode, orientations, batch size, threads, device): the posing of `posecal eval` and `posecal audit`,
+backend, flip, decode, orientations, batch size, threads, device, precision): the posing of `posecal eval` and `posecal audit`,
 in this process or through the runner (posecal/parallel/runner.py) on any engine: Ray Data actors on this machine
 or a cluster, or this process keeping parts (`pose_records`). The metrics and the audit's findings are computed
 once, in the driver, from the Predictions it gives, however they were posed.
@@ -15,7 +15,6 @@ process gives, and its persons are dropped.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -51,6 +50,7 @@ class RecordPosing:
     orientations: int | str = 1
     batch_size: int = 32
     device: str = "cpu"
+    precision: str = "auto"    # a shipped model's graphs: the driver passes what it decided (decide_precision)
 
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(RecordPosing))
@@ -64,7 +64,8 @@ def record_calibration(posing: RecordPosing, opened):
 def record_estimator(posing: RecordPosing, opened=None) -> Estimator:
     """The one estimator of records posed with `posing`: the model `opened` (as the driver opened it) or opened
     here, with its stored calibration where posing applies it. This process and every Ray actor pose with it."""
-    opened = opened or open_model(posing.model, posing.backend, posing.flip, posing.threads, posing.device)
+    opened = opened or open_model(posing.model, posing.backend, posing.flip, posing.threads, posing.device,
+                                  precision=posing.precision)
     return Estimator(opened.runner, opened.config.input_wh, record_calibration(posing, opened), opened.flip,
                      posing.batch_size, posing.orientations, opened.device, posing.threads, decode_method=posing.decode)
 
@@ -144,8 +145,9 @@ def pose_record_units(records: list[PersonRecord], posing: RecordPosing, calibra
                       progress: bool = True, poser=RecordBatches, log=None) -> Predictions:
     """predict_records through the runner on `engine`: the same Predictions (records kept, people, arrays) as one
     process gives with the same settings. out: the job's output file, beside which the parts are kept (a run
-    started again with the same records and settings resumes); calibration: the model's, as the driver opened it
-    (the workers apply their own; here it only marks the Predictions calibrated, as predictions_of does)."""
+    started again with the same settings poses only the pictures whose file or boxes it has no part for);
+    calibration: the model's, as the driver opened it (the workers apply their own; here it only marks the
+    Predictions calibrated, as predictions_of does)."""
     log = log or log_line
     engine.ready()
     groups = list(runs_of_one_picture(records))
@@ -153,21 +155,20 @@ def pose_record_units(records: list[PersonRecord], posing: RecordPosing, calibra
              for _, group in groups]
     pictures = [(path, Path(path).name) for path, _ in groups]
     settings = absolute_paths(dataclasses.asdict(posing), ("model",))
-    print_run = fingerprint(pictures, settings, run_identity(posing.model, verifier=None),
-                            records=hashlib.sha256("\n".join(boxes).encode()).hexdigest())
+    print_run = fingerprint(settings, run_identity(posing.model, verifier=None))   # each picture's boxes: its key
 
     def on_part(picture: dict) -> None:
         for message in picture["messages"]:
             warnings.warn(message, stacklevel=2)
 
     job = RowJob(poser, settings, POSES, PICTURES_PER_CALL, gpu=posing.device == "cuda")
-    store = run(out, pictures, job, engine, print_run, log, on_part, lambda i: {"records": boxes[i]}, progress,
-                "estimating poses", "picture")
     kept, people, extra = [], [], {k: [] for k in EXTRA}
-    for (_, group), picture in zip(groups, store.parts(len(groups))):
-        kept += [group[j] for j in picture["kept"]]
-        people += [PersonPose(**from_json(p)) for p in picture["people"]]
-        for k, v in picture["extra"].items():
-            extra[k].append(from_json(v))
-    store.remove()
+    with run(out, pictures, job, engine, print_run, log, on_part, lambda i: {"records": boxes[i]}, progress,
+             "estimating poses", "picture") as store:
+        for (_, group), picture in zip(groups, store.parts()):
+            kept += [group[j] for j in picture["kept"]]
+            people += [PersonPose(**from_json(p)) for p in picture["people"]]
+            for k, v in picture["extra"].items():
+                extra[k].append(from_json(v))
+        store.remove()
     return predictions_of(kept, people, calibration, {k: np.concatenate(v) for k, v in extra.items() if v})

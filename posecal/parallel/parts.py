@@ -1,26 +1,36 @@
-"""Results kept as they come, one part per unit of work, then merged: what a run spread over workers (`--engine
-ray`) keeps beside its output so that nothing is lost or done twice; knows no model.
+"""Results kept as they come, one part per unit of work, then merged: what a run keeps beside its output so that
+nothing is lost or done twice, in one process or spread over workers (`--engine ray`); knows no model.
 
 A unit is one input (a picture, a video, a picture with its records). Its part is the JSON text of its results,
-written atomically by the worker that did it (`part_000012.json`), so it never passes through the driver and is
-whole or absent: a Ctrl-C, a killed worker or a failure elsewhere keeps every unit finished before it, and a
-worker's retry writes the same part again instead of adding one. The folder's manifest.json holds the run's
-fingerprint (its inputs, the settings that change results, posecal's version and the weights' digests); a run
-started again with the same fingerprint skips the units whose part it finds (resume), and one with another
-fingerprint is refused in one line rather than merging two runs' results. When every part is there the caller
-merges them into the results file users know (atomically) and removes the folder.
+written atomically by whoever did it, so it never passes through the driver and is whole or absent: a Ctrl-C, a
+killed worker or a failure elsewhere keeps every unit finished before it, and a worker's retry writes the same part
+again instead of adding one. A part is named by its unit's key (`part_3f9c0a1be2d47c55.json`, unit_key: the
+input's absolute path, name, size and modification time, and what else its row carries), not by its place among
+the inputs: a run started again skips every unit whose part it finds, so an added or replaced input poses only
+itself, and a removed one is left out of the merge.
+
+The folder's manifest.json holds the run's fingerprint (the settings that change results, posecal's version and the
+weights' digests, not the inputs); a run with another fingerprint is refused in one line rather than merging two
+runs' results. The driver holds an exclusive lock on the folder's `lock` file for its whole run (released when it
+ends, however it ends, or when its process dies), so a second run on the same output is refused at its start in
+one line instead of redoing the work and losing its parts to the first one's merge. When every part is there the
+caller merges them into the results file users know (atomically) and removes the folder.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
-import shutil
+import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
 
 MANIFEST = "manifest.json"
+LOCK = "lock"
+HELD = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, getattr(errno, "EDEADLOCK", errno.EDEADLK)}
 
 
 def part_folder(out) -> Path:
@@ -29,13 +39,27 @@ def part_folder(out) -> Path:
     return out.parent / f".{out.name}.parts"
 
 
-def part_path(folder, index: int) -> Path:
-    return Path(folder) / f"part_{index:06d}.json"
+def unit_key(path, name: str, more: dict | None = None) -> str:
+    """A unit's key, its part's name: a digest of the input's absolute path, its name, size and modification time
+    (-1, -1 for one not there) and `more` (what else its row carries: a video's overlay path, a picture's boxes),
+    so an unchanged input keeps its part and a replaced one has none."""
+    try:
+        stat = Path(path).stat()
+        size_time = [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        size_time = [-1, -1]
+    text = json.dumps([str(Path(path).resolve()), name, *size_time, more or {}], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_part(folder, index: int, text: str) -> None:
-    """Unit `index`'s results (JSON text), whole or not at all: what a worker calls when a unit is done."""
-    write_atomic(part_path(folder, index), lambda f: f.write(text), mode="w")
+def part_path(folder, key: str) -> Path:
+    return Path(folder) / f"part_{key}.json"
+
+
+def write_part(folder, key: str, text: str) -> None:
+    """The results (JSON text) of the unit whose key is `key`, whole or not at all: what a worker calls when a unit
+    is done."""
+    write_atomic(part_path(folder, key), lambda f: f.write(text), mode="w")
 
 
 def _changed(found, fingerprint: dict) -> str:
@@ -56,14 +80,57 @@ def _changed(found, fingerprint: dict) -> str:
     return ", ".join(words)
 
 
-class PartStore:
-    """The parts of one run, in `folder`, for the run whose fingerprint is `fingerprint` (JSON-able): the driver
-    opens it (checking or writing the manifest); workers write into its folder with write_part."""
+def _output_of(folder: Path) -> Path:
+    """The output whose parts `folder` holds (part_folder's inverse); the folder itself for another name."""
+    name = folder.name
+    return folder.with_name(name[1:-len(".parts")]) if name.startswith(".") and name.endswith(".parts") else folder
 
-    def __init__(self, folder, fingerprint: dict):
+
+class PartStore:
+    """The parts of one run, in `folder`, for the run whose fingerprint is `fingerprint` (JSON-able), its units'
+    keys `keys` in input order: the driver opens it (taking the folder's lock, then checking or writing the
+    manifest), workers write into its folder with write_part, and the driver lets it go at the end of the run
+    (`with store:`, release or remove). A run on the same folder while this one holds it is refused in one line."""
+
+    def __init__(self, folder, fingerprint: dict, keys: Iterable[str] = ()):
         self.folder = Path(folder)
+        self.keys = list(keys)
+        self.lock: int | None = None
+        self.locked = self._lock()
+        try:
+            self._check(json.loads(json.dumps(fingerprint)))   # as it reads back (tuples are lists)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _lock(self) -> bool:
+        """The folder's lock, held until release: False where its file system cannot lock files (the run goes on
+        unguarded); a lock held by another run is one line. On POSIX a lock file removed by the run before (its
+        folder merged and removed as this one locked it) is locked again where it now is."""
+        path = self.folder / LOCK
+        while True:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except FileNotFoundError:   # the folder removed between the two: again
+                continue
+            except OSError as e:
+                raise PosecalInputError(f"{self.folder}: cannot write ({e.strerror or e})") from None
+            try:
+                _lock_file(fd)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in HELD:
+                    raise PosecalInputError(f"{_output_of(self.folder)}: another posecal run is writing it now (its "
+                                            f"parts are in {self.folder}); wait for it or give another --out") from None
+                return False
+            if os.name == "nt" or os.fstat(fd).st_nlink:
+                self.lock = fd
+                return True
+            os.close(fd)
+
+    def _check(self, fingerprint: dict) -> None:
         manifest = self.folder / MANIFEST
-        fingerprint = json.loads(json.dumps(fingerprint))   # as it reads back (tuples are lists)
         if manifest.is_file():
             try:
                 found = json.loads(manifest.read_text())
@@ -75,12 +142,18 @@ class PartStore:
         else:
             write_json_atomic(fingerprint, manifest)
 
-    def done(self) -> set[int]:
-        """The units finished by this run or an earlier one with the same fingerprint."""
-        return {int(p.stem.split("_")[1]) for p in self.folder.glob("part_*.json") if p.stem.split("_")[1].isdigit()}
+    def done(self) -> set[str]:
+        """The keys of the parts in the folder: units finished by this run or an earlier one with the same
+        fingerprint (some perhaps of inputs this run no longer has)."""
+        return {p.stem[len("part_"):] for p in self.folder.glob("part_*.json")}
 
-    def read(self, index: int):
-        path = part_path(self.folder, index)
+    def kept(self) -> int:
+        """How many of this run's units have their part."""
+        done = self.done()
+        return sum(key in done for key in self.keys)
+
+    def read(self, key: str):
+        path = part_path(self.folder, key)
         if not path.is_file():
             raise PosecalInputError(f"{path}: part missing; run again to make it")
         try:
@@ -88,24 +161,85 @@ class PartStore:
         except (OSError, ValueError) as e:
             raise PosecalInputError(f"{path}: unreadable part ({e}); remove it and run again") from None
 
-    def parts(self, count: int) -> Iterator:
-        """The parts of units 0..count-1, in input order; a missing one is one line."""
-        for index in range(count):
-            yield self.read(index)
+    def parts(self) -> Iterator:
+        """The parts of this run's units, in input order; a missing one is one line."""
+        for key in self.keys:
+            yield self.read(key)
+
+    def release(self) -> None:
+        """The run ends, merged or not: the lock let go, and the folder removed if it keeps no part (a run
+        stopped before its first unit leaves nothing behind)."""
+        if self.lock is not None and not self.done():
+            self.remove()
+        self._unlock()
 
     def remove(self) -> None:
-        """The run is merged: its parts are no longer needed."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """The run is merged: its parts are no longer needed. Everything goes while the lock is held (on POSIX the
+        lock file too: a run starting now locks a new one); on Windows, where an open file cannot be removed, the
+        lock file and the folder go once the lock is let go, unless another run holds them by then."""
+        if self.folder.is_dir():
+            for path in self.folder.iterdir():
+                if path.name != LOCK or os.name != "nt":
+                    _quietly(path.unlink)
+            _quietly(self.folder.rmdir)
+        self._unlock()
+        if os.name == "nt":
+            _quietly((self.folder / LOCK).unlink)
+            _quietly(self.folder.rmdir)
+
+    def _unlock(self) -> None:
+        if getattr(self, "lock", None) is not None:
+            fd, self.lock = self.lock, None
+            if os.name == "nt":
+                import msvcrt
+                _quietly(lambda: (os.lseek(fd, 0, os.SEEK_SET), msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)))
+            os.close(fd)   # on POSIX this lets the flock go
+
+    def __enter__(self) -> "PartStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self) -> None:   # a store dropped without release (a caller's bug) keeps no lock
+        self._unlock()
 
 
-def resumable(out, units: list, fingerprint: dict, log: Callable[[str], None]) -> tuple[PartStore, list[dict]]:
-    """The parts of a run writing `out` from `units` ((path, name) each): their store (beside `out`) and the rows
-    still to do, one per unit without a part (`index`, absolute `path`, `name`): a run started again with the same
-    fingerprint skips the units it finds done, and says so."""
-    store = PartStore(part_folder(out), fingerprint)
-    done = store.done()
-    if done:
-        log(f"resuming: {len(done)} of {len(units)} unit(s) already done in {store.folder}")
-    rows = [{"index": i, "path": str(Path(units[i][0]).resolve()), "name": units[i][1]}
-            for i in range(len(units)) if i not in done]
+def _lock_file(fd: int) -> None:
+    """An exclusive lock on the open file `fd`, now or OSError (errno in HELD: another process holds it). The
+    system lets it go when the process ends, killed or not, so a lock file left by a killed run blocks nobody."""
+    if os.name == "nt":
+        import msvcrt
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except OSError:
+        pass
+
+
+def resumable(out, units: list, fingerprint: dict, log: Callable[[str], None],
+              more: Callable[[int], dict] | None = None, opening: str | None = None) -> tuple[PartStore, list[dict]]:
+    """The parts of a run writing `out` from `units` ((path, name) each): their store (beside `out`, locked for
+    this run: release it when the run ends) and the rows still to do, one per unit without a part (`index`, its
+    place in this run; `key`, unit_key; absolute `path`; `name`; and the columns `more(index)` adds): a run started
+    again with the same fingerprint skips the units it finds done, and says so. `opening`: the run's first line,
+    said once it holds the folder (a run refused there says only why)."""
+    columns = [more(i) if more else {} for i in range(len(units))]
+    keys = [unit_key(path, name, extra) for (path, name), extra in zip(units, columns)]
+    store = PartStore(part_folder(out), fingerprint, keys)
+    if opening:
+        log(opening)
+    if not store.locked:
+        log(f"{store.folder}: its file system cannot lock files; two runs on {out} at once would each do every unit")
+    done, kept = store.done(), store.kept()
+    if kept:
+        log(f"resuming: {kept} of {len(units)} unit(s) already done in {store.folder}")
+    rows = [{"index": i, "key": keys[i], "path": str(Path(units[i][0]).resolve()), "name": units[i][1]} | columns[i]
+            for i in range(len(units)) if keys[i] not in done]
     return store, rows

@@ -72,7 +72,7 @@ def import_ray():
 def run_rows(ray, ray_cfg: RayConfig, job: RowJob, rows: list[dict], store: PartStore,
              on_part: Callable[[object], None] = lambda part: None, progress: bool = True, desc: str = "ray",
              unit: str = "file") -> None:
-    """Run `rows` (each with its unit's `index`) on Ray actors, each unit's part written by its worker into
+    """Run `rows` (each with its unit's `index` and `key`) on Ray actors, each unit's part written by its worker into
     `store`; on_part(part) is called in the driver as each unit is finished, with its part (where the jobs say
     its messages). Ray's own log lines are kept out of posecal's output meanwhile (parallel/ray_lines.py)."""
     with quiet_ray_lines():

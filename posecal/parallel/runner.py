@@ -5,15 +5,17 @@ A command gives `run` its units ((path, name) each), a RowJob (the map_batches c
 into each row's part, with its settings), the run's fingerprint and an engine: OneProcess (the units done here,
 in input order, by one instance of the class) or the Ray executor (posecal/parallel/ray_rows.py's RayConfig: the
 same class in Ray Data actors). Either way each unit's results are one part written atomically by whoever did it
-(PartWriter, the one map_batches class), a run started again with the same fingerprint skips the units it finds
-done (parts.resumable), a Ctrl-C keeps every finished unit and says so in one line, and the caller merges the
-parts in input order (PartStore.parts) into its output, written only when whole. So one process and Ray give the
-same parts, and one merge reads them.
+(PartWriter, the one map_batches class) under its unit's key, a run started again with the same fingerprint skips
+the units whose part it finds (parts.resumable: an added or replaced input is done alone), a Ctrl-C keeps every
+finished unit and says so in one line, and the caller merges the parts in input order (PartStore.parts) into its
+output, written only when whole, holding the parts folder's lock until then (a second run on the same output is
+refused at its start). So one process and Ray give the same parts, and one merge reads them.
 
-The fingerprint (`fingerprint`) is built here once for every command: its inputs by size and time (a file
-replaced between a stop and its resume changes it), its settings as JSON (threads aside: they change speed, not
-results), what else the command's results depend on, and the identity of posecal and the weights (the caller's
-run_identity, which digests every named model, verifier and detector).
+The fingerprint (`fingerprint`) is built here once for every command: its settings as JSON (threads aside: they
+change speed, not results), what else the command's results depend on, and the identity of posecal and the
+weights (the caller's run_identity, which digests every named model, verifier and detector). The inputs are not
+in it: each unit's part is named by its input's path, size and time (parts.unit_key), so a run with inputs added,
+removed or replaced is the same run, and does only what it has no part for.
 """
 from __future__ import annotations
 
@@ -50,24 +52,24 @@ class RowJob:
 class PartWriter:
     """The one map_batches class, in this process and in Ray's actors alike: `mapper(**settings)` opened once (at
     its first batch, so that a refusal is its rows' error line, not an actor that never starts), called on each
-    batch, and each row's `column` written as its unit's part into `folder`. Returns only the rows' `index` and
-    `error`."""
+    batch, and each row's `column` written as its unit's part (named by the row's `key`) into `folder`. Returns only
+    the rows' `index`, `key` and `error`."""
 
     def __init__(self, mapper: type, settings: dict, column: str, folder: str):
         self.mapper, self.settings, self.column, self.folder = mapper, settings, column, folder
         self.inner = None
 
     def __call__(self, batch: dict) -> dict:
-        index = np.asarray(batch["index"])
+        index, keys = np.asarray(batch["index"]), np.asarray(batch["key"], dtype=object)
         try:
             if self.inner is None:
                 self.inner = self.mapper(**self.settings)
             out = self.inner(batch)
         except PosecalInputError as e:
-            return {"index": index, ERROR: np.array([str(e)] * len(index), dtype=object)}
-        for i, text in zip(index, out[self.column]):
-            write_part(self.folder, int(i), str(text))
-        return {"index": index, ERROR: np.array([""] * len(index), dtype=object)}
+            return {"index": index, "key": keys, ERROR: np.array([str(e)] * len(index), dtype=object)}
+        for key, text in zip(keys, out[self.column]):
+            write_part(self.folder, str(key), str(text))
+        return {"index": index, "key": keys, ERROR: np.array([""] * len(index), dtype=object)}
 
 
 class Engine(Protocol):
@@ -98,23 +100,24 @@ class OneProcess:
 
 def gather(blocks: Iterable[dict], store: PartStore, on_part: Callable[[object], None], total: int, progress: bool,
            desc: str, unit: str) -> None:
-    """The driver's side of every engine: each block of finished rows (PartWriter's `index` and `error`
+    """The driver's side of every engine: each block of finished rows (PartWriter's `index`, `key` and `error`
     columns, as they come) read back from the store and handed to on_part, once each (a retried batch's rows come
     again), with the progress bar; a refused row is its one line, and a Ctrl-C says what was kept."""
     seen: set[int] = set()
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress_shown(progress))
     try:
         for block in blocks:
-            for i, error in zip(block["index"], block[ERROR]):
+            for i, key, error in zip(block["index"], block["key"], block[ERROR]):
                 if error:
                     raise PosecalInputError(str(error))
                 if int(i) in seen:
                     continue
                 seen.add(int(i))
-                if not part_path(store.folder, int(i)).is_file():   # written on a node whose disk this is not
-                    raise PosecalInputError(f"{part_path(store.folder, int(i))}: a worker wrote it, but it is not "
-                                            "here: with a Ray cluster, give --out on storage every node sees")
-                on_part(store.read(int(i)))
+                path = part_path(store.folder, str(key))
+                if not path.is_file():   # written on a node whose disk this is not
+                    raise PosecalInputError(f"{path}: a worker wrote it, but it is not here: with a Ray cluster, "
+                                            "give --out on storage every node sees")
+                on_part(store.read(str(key)))
                 bar.update(1)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted(store)) from None
@@ -129,22 +132,25 @@ def columns(rows: list[dict]) -> dict:
 
 def interrupted(store: PartStore) -> str:
     """The line of a run stopped by Ctrl-C, in either engine: what was kept, and how to go on."""
-    return (f"interrupted: {len(store.done())} unit(s) kept in {store.folder}; run the same command again to "
-            "finish")
+    return f"interrupted: {store.kept()} unit(s) kept in {store.folder}; run the same command again to finish"
 
 
 def run(out, units: list, job: RowJob, engine: Engine, fingerprint: dict, log: Callable[[str], None],
         on_part: Callable[[object], None] = lambda part: None, more: Callable[[int], dict] | None = None,
-        progress: bool = True, desc: str = "", unit: str = "file") -> PartStore:
+        progress: bool = True, desc: str = "", unit: str = "file", opening: str | None = None) -> PartStore:
     """The units ((path, name) each) of a run writing `out`, done by `engine` with `job`: their parts, beside
     `out`, those of an earlier run with the same fingerprint kept (said in one line), the rest done now. `more`
-    (unit index -> columns) adds what a unit's row carries besides its index, path and name. Returns the store,
-    every part in it, for the caller to merge (PartStore.parts) and remove."""
-    store, rows = resumable(out, units, fingerprint, log)
-    for row in rows:
-        row.update(more(row["index"]) if more else {})
-    if rows:
-        engine.run(job, rows, store, on_part, progress, desc, unit)
+    (unit index -> columns) adds what a unit's row carries besides its index, key, path and name (part of its key);
+    `opening`, the run's first line, is said once it holds the parts folder. Returns the store, every part in it
+    and its lock held, for the caller to merge (PartStore.parts) and remove within `with store:`; a run that fails
+    or is stopped lets the lock go here."""
+    store, rows = resumable(out, units, fingerprint, log, more, opening)
+    try:
+        if rows:
+            engine.run(job, rows, store, on_part, progress, desc, unit)
+    except BaseException:
+        store.release()
+        raise
     return store
 
 
@@ -166,24 +172,13 @@ def absolute_paths(settings: dict, keys: Iterable[str]) -> dict:
     return settings
 
 
-def fingerprint(units: list, settings: dict, identity: dict, **more) -> dict:
-    """What a run's results depend on: its units, in order, each with its size and time (a file replaced between
-    a stop and its resume changes it), its settings (threads aside), what else the command names in `more`, and
-    `identity` (posecal's version and the weights' digests: inference/run_identity.py). A run started again
-    resumes only with the same fingerprint. As JSON reads it back (a dataclass as its fields)."""
-    found = {"inputs": [[str(Path(p).resolve()), name, *size_and_time(p)] for p, name in units],
-             "settings": {k: v for k, v in settings.items() if k != "threads"}, "identity": identity} | more
+def fingerprint(settings: dict, identity: dict, **more) -> dict:
+    """What every unit's results depend on: the run's settings (threads aside), what else the command names in
+    `more`, and `identity` (posecal's version and the weights' digests: inference/run_identity.py). A run started
+    again resumes only with the same fingerprint; its inputs are not in it (each unit's part is keyed by its own
+    input: parts.unit_key). As JSON reads it back (a dataclass as its fields)."""
+    found = {"settings": {k: v for k, v in settings.items() if k != "threads"}, "identity": identity} | more
     return json.loads(json.dumps(found, default=_plain))
-
-
-def size_and_time(path) -> list[int]:
-    """[size, mtime_ns] of an input; [-1, -1] for one that is not there (its unit says so when it is done, as one
-    process says it: one missing picture never stops the others)."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return [-1, -1]
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _plain(value):

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from posecal.data.coco import coco_image_ids
 from posecal.data.box_files import BoxFile, check_boxes
 from posecal.errors import PosecalInputError
+from posecal.inference.opener import precision_decided
 from posecal.inference.run_identity import run_identity
 from posecal.io import (StopRequest, check_output_dir, check_output_file, log_line, progress_shown, publish,
                         write_atomic, write_bytes_atomic, write_json_atomic)
@@ -94,21 +95,33 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
     image_ids = annotation_image_ids(cfg.annotations) if cfg.annotations else {}
     box_file = _box_file(cfg, image_ids, log)
     files, problems = _inputs(cfg, log)   # before a model is opened (or exported): nothing to read stops here
-    predictor = open_predictor(cfg, box_file)
-    if predictor.precision_line:
-        log(predictor.precision_line)
-    run = _Results(cfg, log, score_mode_of(cfg, predictor), keep_people, image_ids, problems=len(problems))
-    run.stream = ImageRecords(cfg.out, image_ids, lookup) if is_stream(cfg.out) else None
-    run.overlay = RenderNames(cfg.render, log) if cfg.render else None
+    cfg, opening = precision_decided(cfg)   # once, here: the parts' fingerprint and every worker see the decision
     if not keeps_parts(cfg):
+        if opening:
+            log(opening)
+        predictor, run = _open_run(cfg, box_file, log, keep_people, image_ids, len(problems))
         _predict_frames(cfg, predictor, box_file, list(enumerate(files)), run)
         return _finish(cfg, run, image_ids, t0)
-    store, rows = resumable(cfg.out, files, predict_fingerprint(cfg, files), log)
-    run.parts = _PartsKept(store, [name for _, name in files])
-    _predict_frames(cfg, predictor, box_file, [(r["index"], files[r["index"]]) for r in rows], run)
-    run.parts.close()
-    summary = merge_parts(cfg, store, len(files), image_ids, len(problems), t0)
+    # the parts' folder locked before the model opens: a second run on this --out stops here, in one line
+    store, rows = resumable(cfg.out, files, predict_fingerprint(cfg), log, opening=opening)
+    with store:
+        predictor, run = _open_run(cfg, box_file, log, keep_people, image_ids, len(problems))
+        run.parts = _PartsKept(store, [name for _, name in files])
+        _predict_frames(cfg, predictor, box_file, [(r["index"], files[r["index"]]) for r in rows], run)
+        run.parts.close()
+        summary = merge_parts(cfg, store, image_ids, len(problems), t0)
     return replace(summary, people=run.people)
+
+
+def _open_run(cfg: PredictConfig, box_file: BoxFile | None, log, keep_people: bool, image_ids: dict[str, int],
+              problems: int) -> tuple[Predictor, "_Results"]:
+    """The run's one predictor and what it has done so far, with its record stream and overlay names where asked
+    for."""
+    predictor = open_predictor(cfg, box_file)
+    run = _Results(cfg, log, score_mode_of(cfg, predictor), keep_people, image_ids, problems=problems)
+    run.stream = ImageRecords(cfg.out, image_ids, lookup) if is_stream(cfg.out) else None
+    run.overlay = RenderNames(cfg.render, log) if cfg.render else None
+    return predictor, run
 
 
 def keeps_parts(cfg: PredictConfig) -> bool:
@@ -182,7 +195,7 @@ class _Results:
         """Ctrl-C in one process: what was done is kept (the finished inputs' parts, the records streamed, or a
         --max-frames preview's results file), and the line that says so."""
         if self.parts is not None:
-            done, total = len(self.parts.store.done()), len(self.parts.names)
+            done, total = self.parts.store.kept(), len(self.parts.names)
             if not done:
                 return (f"interrupted before any of the {total} input(s) was whole; nothing written to "
                         f"{self.cfg.out} (--out X.jsonl writes each frame as it is done)")
@@ -198,8 +211,9 @@ class _Results:
 
 class _PartsKept:
     """A one-process run's parts: each input's frame records (as a Ray worker's, posecal/predict/batches.py) written
-    as its part as soon as it is whole: every frame of it read (the run has read on into the next input, or to
-    the end) and every frame read done. What Ctrl-C keeps, and what the same command again skips."""
+    as its part (named by the input's key, store.keys) as soon as it is whole: every frame of it read (the run has
+    read on into the next input, or to the end) and every frame read done. What Ctrl-C keeps, and what the same
+    command again skips."""
 
     def __init__(self, store: PartStore, names: list[str]):
         self.store, self.names = store, names
@@ -231,7 +245,8 @@ class _PartsKept:
         for index in sorted(self.open):
             read_on = self.reading is None or index < self.reading
             if read_on and self.frames_done.get(index, 0) == self.frames_read.get(index, 0):
-                write_part(self.store.folder, index, json.dumps(self.open.pop(index), separators=(",", ":")))
+                write_part(self.store.folder, self.store.keys[index],
+                           json.dumps(self.open.pop(index), separators=(",", ":")))
 
 
 def _predict_frames(cfg: PredictConfig, predictor: Predictor, box_file: BoxFile | None,
@@ -444,10 +459,10 @@ def _render(frame: Frame, persons: list[PersonPose], show_all: bool, path: Path,
         write_bytes_atomic(path, data.tobytes())
 
 
-def predict_fingerprint(cfg: PredictConfig, files: list[tuple[Path, str]]) -> dict:
-    """What a predict run's results depend on (parallel/runner.py's fingerprint): its inputs, its settings and
-    the model's, verifier's and detector's digests."""
-    return fingerprint(files, actor_settings(cfg), run_identity(cfg.model, cfg.verifier, cfg.detector))
+def predict_fingerprint(cfg: PredictConfig) -> dict:
+    """What every input's results in a predict run depend on (parallel/runner.py's fingerprint): its settings and
+    the model's, verifier's and detector's digests (not the inputs: each input's part is named by its own key)."""
+    return fingerprint(actor_settings(cfg), run_identity(cfg.model, cfg.verifier, cfg.detector))
 
 
 def actor_settings(cfg: PredictConfig) -> dict:
@@ -456,15 +471,15 @@ def actor_settings(cfg: PredictConfig) -> dict:
     return absolute_paths({k: getattr(cfg, k) for k in SETTINGS}, ("model", "boxes", "annotations"))
 
 
-def merge_parts(cfg: PredictConfig, store: PartStore, files: int, image_ids: dict, problems: int,
-                t0: float) -> PredictSummary:
-    """The parts, in input order, streamed into the results file run_predict writes (a temp file put in place
-    when whole), then the parts gone. Each part is read once and let go, so the merge holds one input's results
-    at a time, however many inputs the run had; the image ids are one process's (records.ImageIds)."""
+def merge_parts(cfg: PredictConfig, store: PartStore, image_ids: dict, problems: int, t0: float) -> PredictSummary:
+    """The parts of the run's inputs (store.keys), in input order, streamed into the results file run_predict
+    writes (a temp file put in place when whole), then the parts gone. Each part is read once and let go, so the
+    merge holds one input's results at a time, however many inputs the run had; the image ids are one process's
+    (records.ImageIds)."""
     counts = {"frames": 0, "persons": 0, "problems": problems}
 
     def frames():
-        for records in store.parts(files):
+        for records in store.parts():
             for r in records:
                 if "problem" in r:
                     counts["problems"] += 1

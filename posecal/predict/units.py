@@ -4,7 +4,9 @@ they come (a part per input file, by whoever posed it) and then as the one resul
 
 Each input file (an image, or a whole video) is one unit; its poses are the records posecal/predict/batches.py
 makes, the very frame loop of `posecal predict`. When every part is in, they are merged in input order with the
-image ids a single process gives (job.merge_parts), written atomically, and the parts removed.
+image ids a single process gives (job.merge_parts), written atomically, and the parts removed. A run started
+again poses only the files it has no part for (one added or replaced), and one started while another writes the
+same --out is refused at its start (posecal/parallel/parts.py).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from posecal.data.sources import collect
 from posecal.data.box_files import BoxFile
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
-from posecal.inference.opener import require_model
+from posecal.inference.opener import precision_decided, require_model
 from posecal.io import log_line
 from posecal.parallel.runner import Engine, RowJob, run
 from posecal.predict.batches import POSES, PoseBatches
@@ -50,6 +52,7 @@ def run_predict_units(cfg: PredictConfig, engine: Engine, poser=PoseBatches, log
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
     require_model(cfg.model)
+    cfg, opening = precision_decided(cfg)   # here, not in each worker: every node runs the graphs this one chose
     if cfg.device == "cuda":
         providers("cuda")   # a CPU-only onnxruntime is said here once, not by every worker out of sight
 
@@ -59,6 +62,6 @@ def run_predict_units(cfg: PredictConfig, engine: Engine, poser=PoseBatches, log
                 log(m)
 
     job = RowJob(poser, actor_settings(cfg) | {"threads": cfg.threads}, POSES, FILES_PER_CALL, cfg.device == "cuda")
-    store = run(cfg.out, files, job, engine, predict_fingerprint(cfg, files), log, on_part, progress=cfg.progress,
-                desc="predicting", unit="file")
-    return merge_parts(cfg, store, len(files), image_ids, len(problems), t0)
+    with run(cfg.out, files, job, engine, predict_fingerprint(cfg), log, on_part, progress=cfg.progress,
+             desc="predicting", unit="file", opening=opening) as store:
+        return merge_parts(cfg, store, image_ids, len(problems), t0)

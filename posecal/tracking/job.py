@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from posecal.inference.opener import precision_decided
 from posecal.errors import PosecalInputError
 from posecal.io import (StopRequest, check_output_dir, check_output_file, log_line, progress_shown, publish,
                         write_json_atomic)
@@ -168,9 +169,10 @@ def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
     check_rerun(cfg, sources)
     t0, clock = time.time(), StageClock()
     # the one pipeline (posecal/inference/pipeline.py), as tracking builds it (pose_tracker.tracking_predictor)
+    cfg, opening = precision_decided(cfg)
+    if opening:
+        log(opening)
     predictor = tracking_predictor(cfg)
-    if predictor.precision_line:
-        log(predictor.precision_line)
     clock.add("start", time.time() - t0)
     run = TrackRun(cfg, log, keep, predictor, clock, renders)
     run.track(sources)

@@ -4,9 +4,10 @@ results file a single process writes.
 
 A video is one unit (its frames stay in one process: identities go from frame to frame); whoever does it holds one
 pipeline and tracks its videos with `posecal track`'s own run (tracking/batches.py), writing a video's overlay
-where --render asks for one. Its part (one per video: a resumed run redoes at most the video each worker was on)
-holds its results; when every part is in, the videos' results are merged in input order with the track ids one
-process gives (tracking/track_ids.py), written atomically, and the parts removed.
+where --render asks for one. Its part (one per video, keyed by the file and its overlay: a resumed run redoes at
+most the video each worker was on, and an added video alone) holds its results; when every part is in, the videos'
+results are merged in input order with the track ids one process gives (tracking/track_ids.py), written
+atomically, and the parts removed.
 
 What only one process's frame loop can do is refused in one line: live sources, `--out -`/`.jsonl` (records
 streamed frame by frame), --show, --rerun (one recording), and --max-frames/--duration (limits over all sources
@@ -20,7 +21,7 @@ from pathlib import Path
 from posecal.data.live import LiveSource
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
-from posecal.inference.opener import require_model
+from posecal.inference.opener import precision_decided, require_model
 from posecal.inference.run_identity import run_identity
 from posecal.io import log_line, write_json_atomic
 from posecal.parallel.runner import Engine, RowJob, absolute_paths, fingerprint, run
@@ -46,27 +47,28 @@ def run_track_units(cfg: TrackConfig, engine: Engine, tracker=TrackBatches, log=
                                 f"files")
     renders = {Path(path).resolve(): str(Path(render).resolve()) for path, render in render_paths(cfg, sources).items()}
     require_model(cfg.model)
+    cfg, opening = precision_decided(cfg)   # here, not in each worker: every node runs the graphs this one chose
     if cfg.device == "cuda":
         providers("cuda")   # a CPU-only onnxruntime is said here once, not by every worker out of sight
     settings = absolute_paths({k: getattr(cfg, k) for k in SETTINGS}, ("model", "detector", "verifier"))
-    print_run = fingerprint(sources, settings, run_identity(cfg.model, cfg.verifier, cfg.detector),
-                            renders=sorted(renders.values()))
+    print_run = fingerprint(settings, run_identity(cfg.model, cfg.verifier, cfg.detector))
 
     def on_part(video: dict) -> None:
         for message in video["messages"]:
             log(message)
 
-    store = run(cfg.out, sources, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"), engine, print_run,
-                log, on_part, lambda i: {"render": renders.get(Path(sources[i][0]).resolve(), "")}, cfg.progress,
-                "tracking", "video")
-    videos = [(index, video["entries"], video["next_id"], video["frames"])
-              for index, video in enumerate(store.parts(len(sources)))]
-    frames = sum(v[3] for v in videos)
-    if not frames:   # every video failed as it was read
-        raise PosecalInputError(no_frame_read(cfg.out))
-    results, next_id = merged_tracks([v[:3] for v in videos])
-    write_json_atomic(results, cfg.out, indent=None)
-    store.remove()
+    # a video's overlay is in its row, so in its part's key: another --render tracks it again
+    with run(cfg.out, sources, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"), engine, print_run,
+             log, on_part, lambda i: {"render": renders.get(Path(sources[i][0]).resolve(), "")}, cfg.progress,
+             "tracking", "video", opening) as store:
+        videos = [(index, video["entries"], video["next_id"], video["frames"])
+                  for index, video in enumerate(store.parts())]
+        frames = sum(v[3] for v in videos)
+        if not frames:   # every video failed as it was read
+            raise PosecalInputError(no_frame_read(cfg.out))
+        results, next_id = merged_tracks([v[:3] for v in videos])
+        write_json_atomic(results, cfg.out, indent=None)
+        store.remove()
     return TrackSummary(frames, len(results), next_id - 1, time.time() - t0)
 
 

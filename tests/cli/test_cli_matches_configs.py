@@ -30,7 +30,8 @@ RENAMED = {"no_progress": "progress", "engine": "engine", "address": "engine", "
 RUNNER = "the runner's RayConfig (--engine ray), not the job's config: predict and track choose the runner"
 OPTION_ONLY = {
     "predict": {"engine": RUNNER, "address": RUNNER, "workers": RUNNER},
-    "eval": {"results": "evaluates a results file (evaluation.results.evaluate_results) instead of the config's job"},
+    "eval": {"results": "evaluates a results file (evaluation.results.evaluate_results) instead of the config's job",
+             "detector": "poses with predict's job and scores its results file (predict.scored.evaluate_predicted)"},
     "audit": {"action": "the `audit apply` sub-command"},
     "track": {"timing": "prints where the time went; the job reports it either way", "engine": RUNNER,
               "address": RUNNER, "workers": RUNNER},

@@ -3,6 +3,7 @@ CPU with one warning line where CUDA cannot run, and the torch backend of a ship
 its .pt is not installed. The GPU test skips without a GPU; the rest run on any CPU."""
 from __future__ import annotations
 
+import json
 import platform
 import warnings
 
@@ -11,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import STANDING, cli_error, run_cli
+from conftest import STANDING, cli_error, make_coco, run_cli
 from posecal import devices
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import check_backend, open_model
@@ -293,3 +294,50 @@ def test_this_process_sees_the_flags_numpy_sees():
     if features is None or platform.machine().lower() not in devices.X86:
         pytest.skip("numpy's CPUID table is not readable here, or not an x86 CPU")
     assert ("avx512_vnni" in devices.cpu_flags()) is bool(features.get("AVX512VNNI"))
+
+
+def _counting_auto(monkeypatch, flags) -> list:
+    """devices.auto_precision counted, on a CPU of these flags: how many times a run resolves `auto`."""
+    calls = []
+    real = devices.auto_precision
+
+    def counted(f, machine):
+        calls.append(1)
+        return real(flags, "x86_64")
+
+    monkeypatch.setattr(devices, "auto_precision", counted)
+    return calls
+
+
+@pytest.mark.parametrize("flags,want", [({"avx2", "avx512_vnni"}, "int8"), ({"avx2"}, "float")])
+def test_a_run_decides_its_precision_once_and_says_why(flags, want, tmp_path, capsys, monkeypatch):
+    """predict (whose parts' fingerprint and workers get the decision) resolves `auto` once, in the driver: the
+    Predictor, the graph chooser and the opener are handed "int8" or "float" and resolve nothing again."""
+    from posecal.models.shipped import is_installed
+
+    if not is_installed("fast"):
+        pytest.skip("shipped model not available")
+    calls = _counting_auto(monkeypatch, flags)
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((120, 160, 3), 90, np.uint8))
+    code, _, err = run_cli(capsys, "predict", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.json"),
+                           "--model", "fast", "--detector", "none", "--no-progress", "--threads", "1")
+    assert code == 0 and len(calls) == 1
+    why = "multiplies int8 exactly" if want == "int8" else "has no VNNI"
+    assert err.splitlines()[0].startswith(f"posecal: fast runs its {want} graphs (this CPU {why}")
+
+
+def test_eval_takes_precision_and_writes_which_ran(tmp_path, capsys, monkeypatch):
+    from posecal.models.shipped import is_installed
+
+    if not is_installed("fast"):
+        pytest.skip("shipped model not available")
+    calls = _counting_auto(monkeypatch, {"avx2", "avx512_vnni"})
+    ann, images = make_coco(tmp_path / "data", n_images=2)
+    for precision, want, resolved in (("auto", "int8", 1), ("float", "float", 0)):
+        calls.clear()
+        code, _, err = run_cli(capsys, "eval", "--annotations", ann, "--images", images, "--out",
+                               tmp_path / precision, "--model", "fast", "--precision", precision, "--no-progress",
+                               "--threads", "1")
+        assert code == 0, err
+        assert json.loads((tmp_path / precision / "metrics.json").read_text())["precision"] == want
+        assert len(calls) == resolved

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.parallel.parts import part_folder
+from posecal.parallel.parts import part_folder, part_path, unit_key
 
 from posecal.errors import PosecalInputError
 
@@ -191,7 +191,7 @@ def test_interrupted_predict_says_so_and_keeps_the_inputs_done(tiny_model, coco,
     assert err.strip().splitlines()[-1] == (
         f"posecal: interrupted: the results of 1 of 3 input(s) are kept in {part_folder(out)}; the same command "
         f"again goes on from there ({out} is written when every input is done)")
-    kept = json.loads((part_folder(out) / "part_000000.json").read_text())
+    kept = json.loads(part_path(part_folder(out), unit_key(img_dir / "img0.jpg", "img0.jpg")).read_text())
     assert [(r["name"], len(r["entries"])) for r in kept] == [("img0.jpg", 1)]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import COCO_CROPS, STANDING, cli_error, write_walking_video
 from posecal.errors import PosecalInputError
-from posecal.parallel.parts import PartStore, part_folder, write_part
+from posecal.parallel.parts import PartStore, part_folder, unit_key, write_part
 from posecal.parallel.ray_rows import actor_resources
 from posecal.parallel.runner import ERROR, PartWriter
 
@@ -61,24 +61,28 @@ def same_results(a: list[dict], b: list[dict]) -> None:
 def test_parts_are_whole_resumable_and_refuse_another_run(tmp_path):
     folder = part_folder(tmp_path / "poses.json")
     assert folder == tmp_path / ".poses.json.parts"
-    store = PartStore(folder, {"inputs": ["a", "b", "c"], "n": (1, 2)})
+    store = PartStore(folder, {"n": (1, 2)}, ["a", "b", "c"])   # the units' keys, in input order
     assert store.done() == set()
-    write_part(folder, 1, json.dumps([{"x": 1}]))
-    assert not list(folder.glob("*.tmp")) and store.done() == {1}
-    again = PartStore(folder, {"inputs": ["a", "b", "c"], "n": [1, 2]})   # the same run started again
-    assert again.done() == {1} and again.read(1) == [{"x": 1}]
+    write_part(folder, "b", json.dumps([{"x": 1}]))
+    assert not list(folder.glob("*.tmp")) and store.done() == {"b"} and store.kept() == 1
+    store.release()
+    again = PartStore(folder, {"n": [1, 2]}, ["c", "b", "d"])   # the same run again, its inputs changed
+    assert again.done() == {"b"} and again.kept() == 1 and again.read("b") == [{"x": 1}]
     with pytest.raises(PosecalInputError, match="part missing; run again"):
-        list(again.parts(3))
-    with pytest.raises(PosecalInputError, match="holds the parts of another run"):
-        PartStore(folder, {"inputs": ["a", "c"]})
-    again.remove()
+        list(again.parts())
+    again.release()
+    with pytest.raises(PosecalInputError, match=r"holds the parts of another run \(other n\)"):
+        PartStore(folder, {"n": [1, 3]})
+    with PartStore(folder, {"n": [1, 2]}) as last:
+        last.remove()
     assert not folder.exists()
 
 
 def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
     """The parts merged as one process writes them: input order, an annotation file's image ids where it names
     the picture and the next ids above them elsewhere, a problem counted and left out; .json and .jsonl alike.
-    Nothing read at all writes nothing."""
+    The order is the run's (its units' keys), whatever the parts' names; a part of an input no longer in the run is
+    left out. Nothing read at all writes nothing."""
     from posecal.predict.job import PredictConfig
     from posecal.predict.job import merge_parts
 
@@ -89,10 +93,12 @@ def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
               {"name": "clip.mp4#1", "frame_index": 1, "entries": [], "messages": []}],
              [{"name": "a.jpg", "frame_index": None, "entries": [entry(4.0)], "messages": []}]]
     for out in (tmp_path / "poses.json", tmp_path / "poses.jsonl"):
-        store = PartStore(part_folder(out), {"run": out.name})
-        for i, part in enumerate(parts):
-            write_part(store.folder, i, json.dumps(part))
-        summary = merge_parts(PredictConfig(inputs=[], out=str(out)), store, len(parts), {"a.jpg": 7}, 0, 0.0)
+        keys = ["d", "a", "c", "b"]
+        store = PartStore(part_folder(out), {"run": out.name}, keys)
+        for key, part in zip(keys, parts):
+            write_part(store.folder, key, json.dumps(part))
+        write_part(store.folder, "gone", json.dumps(parts[0]))   # an input since removed
+        summary = merge_parts(PredictConfig(inputs=[], out=str(out)), store, {"a.jpg": 7}, 0, 0.0)
         assert (summary.frames, summary.persons, summary.problems) == (4, 4, 1) and not store.folder.exists()
         if out.suffix == ".json":
             got = json.loads(out.read_text())
@@ -103,10 +109,10 @@ def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
             assert [(r["file_name"], [p["image_id"] for p in r["people"]]) for r in records] == [
                 ("b.jpg", [8, 8]), ("clip.mp4#0", [9]), ("clip.mp4#1", []), ("a.jpg", [7])]
     nobody = tmp_path / "nobody.json"
-    store = PartStore(part_folder(nobody), {"run": "nobody"})
-    write_part(store.folder, 0, json.dumps(parts[1]))
-    with pytest.raises(PosecalInputError, match="no input could be read"):
-        merge_parts(PredictConfig(inputs=[], out=str(nobody)), store, 1, {}, 0, 0.0)
+    with PartStore(part_folder(nobody), {"run": "nobody"}, ["k"]) as store:
+        write_part(store.folder, "k", json.dumps(parts[1]))
+        with pytest.raises(PosecalInputError, match="no input could be read"):
+            merge_parts(PredictConfig(inputs=[], out=str(nobody)), store, {}, 0, 0.0)
     assert not nobody.exists() and not list(tmp_path.glob(".nobody.json*.tmp"))
 
 
@@ -127,15 +133,16 @@ class _Doubles:
 
 def test_the_part_writer_writes_each_units_part_and_says_a_refusal_as_its_rows_error(tmp_path):
     writer = PartWriter(_Doubles, {"factor": 3}, "out", str(tmp_path))
-    got = writer({"index": np.array([4, 7]), "n": np.array([1, 5])})
-    assert got["index"].tolist() == [4, 7] and got[ERROR].tolist() == ["", ""]
-    assert set(got) == {"index", ERROR}   # the results stay with the worker: only the row's index goes back
+    got = writer({"index": np.array([4, 7]), "key": np.array(["k4", "k7"], dtype=object), "n": np.array([1, 5])})
+    assert got["index"].tolist() == [4, 7] and got["key"].tolist() == ["k4", "k7"] and got[ERROR].tolist() == ["", ""]
+    assert set(got) == {"index", "key", ERROR}   # the results stay with the worker: only the row's names go back
     assert [json.loads(p.read_text()) for p in sorted(tmp_path.glob("part_*.json"))] == [3, 15]
-    assert sorted(p.name for p in tmp_path.glob("part_*.json")) == ["part_000004.json", "part_000007.json"]
-    refused = writer({"index": np.array([8]), "n": np.array([13])})
-    assert refused[ERROR].tolist() == ["13: refused"] and not (tmp_path / "part_000008.json").exists()
+    assert sorted(p.name for p in tmp_path.glob("part_*.json")) == ["part_k4.json", "part_k7.json"]
+    refused = writer({"index": np.array([8]), "key": np.array(["k8"], dtype=object), "n": np.array([13])})
+    assert refused[ERROR].tolist() == ["13: refused"] and not (tmp_path / "part_k8.json").exists()
     bad_settings = PartWriter(_Doubles, {"factor": 0}, "out", str(tmp_path))   # the mapper refuses to open
-    assert bad_settings({"index": np.array([9]), "n": np.array([1])})[ERROR].tolist() == ["factor must be >= 1"]
+    assert bad_settings({"index": np.array([9]), "key": np.array(["k9"], dtype=object),
+                         "n": np.array([1])})[ERROR].tolist() == ["factor must be >= 1"]
 
 
 def test_actor_resources_fit_the_cluster():
@@ -303,7 +310,9 @@ def test_ctrl_c_keeps_every_finished_unit_and_the_run_goes_on_from_there(tmp_pat
     with pytest.raises(KeyboardInterrupt, match=r"interrupted: \d+ unit\(s\) kept in .*run the same command again"):
         run_rows(local_ray, RayConfig(workers=1), job, rows, store, interrupted_at_the_second, progress=False)
     kept = store.done()   # (the shared test Ray keeps the abandoned run's actors: they may still add parts)
-    assert len(kept) >= 2 and all(store.read(i) == 2 * (i + 1) for i in kept)
+    index = {key: i for i, key in enumerate(store.keys)}
+    assert len(kept) >= 2 and all(store.read(k) == 2 * (index[k] + 1) for k in kept)
+    store.release()   # the stopped driver's run ends
     lines = []
     store, rows = resumable(tmp_path / "out.json", units, {"run": "ctrl-c"}, lines.append)
     done = int(lines[0].split()[1])
@@ -311,8 +320,9 @@ def test_ctrl_c_keeps_every_finished_unit_and_the_run_goes_on_from_there(tmp_pat
     assert len(rows) == 6 - done   # exactly the units without a part are done again
     for row in rows:
         row["n"] = row["index"] + 1
-    run_rows(local_ray, RayConfig(workers=1), job, rows, store, progress=False)
-    assert list(store.parts(6)) == [2, 4, 6, 8, 10, 12]
+    with store:
+        run_rows(local_ray, RayConfig(workers=1), job, rows, store, progress=False)
+        assert list(store.parts()) == [2, 4, 6, 8, 10, 12]
 
 
 @pytest.mark.slow
@@ -370,7 +380,8 @@ def test_a_stopped_run_resumes_from_its_finished_parts(tmp_path, local_ray):
     with pytest.raises(PosecalInputError, match="fig_05.png: refused for the test"):
         ray_predict([folder], out, poser=Fails, workers=1)
     store = part_folder(out)
-    finished = {int(p.stem.split("_")[1]) for p in store.glob("part_*.json")}
+    index = {unit_key(folder / f"fig_{i:02d}.png", f"fig_{i:02d}.png"): i for i in range(8)}
+    finished = {index[p.stem[len("part_"):]] for p in store.glob("part_*.json")}
     # fig_05's batch (files 4-7, four files a call) is refused whole; whether files 0-3 were done first depends on
     # how Ray ordered the two batches: the resumed run must redo exactly the rest
     assert not out.exists() and not finished & {4, 5, 6, 7} and finished <= {0, 1, 2, 3}

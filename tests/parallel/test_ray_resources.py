@@ -69,8 +69,9 @@ def run_on(resources: dict, gpu: bool, tmp_path, monkeypatch) -> tuple[FakeRay, 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ray.caught = caught
-        run_rows(ray, RayConfig(), RowJob(object, {}, "out", gpu=gpu), [{"index": 0}],
-                 PartStore(tmp_path / "parts", {"run": 1}), progress=False)
+        with PartStore(tmp_path / "parts", {"run": 1}) as store:
+            run_rows(ray, RayConfig(), RowJob(object, {}, "out", gpu=gpu), [{"index": 0, "key": "k"}], store,
+                     progress=False)
     return ray, [str(w.message) for w in caught]
 
 

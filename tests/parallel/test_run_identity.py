@@ -12,7 +12,7 @@ from posecal._version import __version__
 from posecal.errors import PosecalInputError
 from posecal.inference.run_identity import run_identity, weight_files, weights_digest
 from posecal.models.shipped import SHIPPED_MODELS
-from posecal.parallel.parts import PartStore, part_folder, write_part
+from posecal.parallel.parts import PartStore, part_folder, unit_key, write_part
 from posecal.predict.job import PredictConfig
 from posecal.predict.job import predict_fingerprint
 
@@ -59,17 +59,19 @@ def test_a_resume_after_the_model_file_changed_is_refused(tmp_path):
     picture.write_bytes(b"")
     out = tmp_path / "poses.json"
     cfg = PredictConfig(inputs=[str(picture)], out=str(out), model=str(model))
-    files = [(picture, picture.name)]
-    first = predict_fingerprint(cfg, files)
-    store = PartStore(part_folder(out), first)
-    write_part(store.folder, 0, "[]")
-    assert PartStore(part_folder(out), predict_fingerprint(cfg, files)).done() == {0}   # same weights: resumes
+    key = unit_key(picture, picture.name)
+    first = predict_fingerprint(cfg)
+    with PartStore(part_folder(out), first) as store:
+        write_part(store.folder, key, "[]")
+    with PartStore(part_folder(out), predict_fingerprint(cfg)) as again:   # same weights: resumes
+        assert again.done() == {key}
     with model.open("ab") as f:   # the model file replaced between the run and its resume
         f.write(b"\0")
     with pytest.raises(PosecalInputError, match=r"holds the parts of another run \(other model weights\)"):
-        PartStore(part_folder(out), predict_fingerprint(cfg, files))
+        PartStore(part_folder(out), predict_fingerprint(cfg))
     older = part_folder(out).with_name(".older.parts")   # a folder written by another posecal version
-    PartStore(older, first | {"identity": first["identity"] | {"posecal": "0.0"}})
+    with PartStore(older, first | {"identity": first["identity"] | {"posecal": "0.0"}}):
+        write_part(older, key, "[]")
     with pytest.raises(PosecalInputError, match=rf"posecal 0\.0 then {__version__}"):
         PartStore(older, first)
 

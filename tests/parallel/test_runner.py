@@ -1,10 +1,13 @@
 """The one runner (posecal/parallel/runner.py) for predict, track, eval and audit: in this process (OneProcess) a run
 keeps a part per unit, a Ctrl-C keeps the finished ones and the same run again does exactly the rest; through the
 runner one process gives what the command's own path gives and what Ray gives (the Ray runs are slow, share the
-local Ray of tests/parallel/test_ray_engine.py and skip without Ray)."""
+local Ray of tests/parallel/test_ray_engine.py and skip without Ray). A part is named by its unit's key, so a unit
+added or replaced between two runs is the only one done again; a run holds its parts' folder locked, so a second
+run on the same output is refused at its start."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 
 from conftest import make_coco, picture_batches
 from posecal.errors import PosecalInputError
-from posecal.parallel.parts import part_folder
+from posecal.parallel.parts import LOCK, PartStore, part_folder, part_path, unit_key
 from posecal.parallel.runner import OneProcess, RowJob, check_settings, fingerprint, run
 from test_eval_audit_ray import same_numbers
 from test_ray_engine import SETTINGS, figures, local_ray, same_results  # noqa: F401  (the one local Ray)
@@ -40,7 +43,7 @@ def units(tmp_path, n: int) -> list:
 def test_one_process_keeps_a_part_per_unit_and_a_ctrl_c_resumes_exactly(tmp_path):
     done, told = units(tmp_path, 5), []
     job = RowJob(Doubles, {"factor": 3}, "out", batch_rows=2)
-    print_run = fingerprint(done, job.settings, {"posecal": "x"})
+    print_run = fingerprint(job.settings, {"posecal": "x"})
 
     def stopped_at_the_third(part):
         told.append(part)
@@ -51,10 +54,11 @@ def test_one_process_keeps_a_part_per_unit_and_a_ctrl_c_resumes_exactly(tmp_path
         run(tmp_path / "out.json", done, job, OneProcess(), print_run, print, stopped_at_the_third,
             lambda i: {"n": i + 1}, progress=False)
     lines, seen = [], []
-    store = run(tmp_path / "out.json", done, job, OneProcess(), print_run, lines.append, seen.append,
-                lambda i: {"n": i + 1}, progress=False)
+    with run(tmp_path / "out.json", done, job, OneProcess(), print_run, lines.append, seen.append,
+             lambda i: {"n": i + 1}, progress=False) as store:
+        assert list(store.parts()) == [3, 6, 9, 12, 15]
     assert lines == [f"resuming: 4 of 5 unit(s) already done in {part_folder(tmp_path / 'out.json')}"]
-    assert seen == [15] and list(store.parts(5)) == [3, 6, 9, 12, 15]   # only the unit without a part, done once
+    assert seen == [15]   # only the unit without a part, done once
 
 
 def test_a_refused_unit_is_one_line_and_keeps_the_units_before_it(tmp_path):
@@ -63,20 +67,89 @@ def test_a_refused_unit_is_one_line_and_keeps_the_units_before_it(tmp_path):
     with pytest.raises(PosecalInputError, match="^13: refused$"):
         run(tmp_path / "out.json", done, job, OneProcess(), {"run": 1}, print, more=lambda i: {"n": 11 + i},
             progress=False)
-    assert part_folder(tmp_path / "out.json").is_dir()
-    assert sorted(p.name for p in part_folder(tmp_path / "out.json").glob("part_*")) == ["part_000000.json",
-                                                                                         "part_000001.json"]
+    folder = part_folder(tmp_path / "out.json")
+    assert folder.is_dir()
+    kept = [part_path(folder, unit_key(path, name, {"n": 11 + i})).name for i, (path, name) in enumerate(done[:2])]
+    assert sorted(p.name for p in folder.glob("part_*")) == sorted(kept)
 
 
-def test_the_fingerprint_names_each_inputs_size_and_time_and_leaves_threads_out(tmp_path):
-    done = units(tmp_path, 1)
-    first = fingerprint(done, {"model": "fast", "threads": 4, "policy": Policy()}, {"posecal": "1"},
-                        renders=["a.mp4"])
-    assert first["settings"] == {"model": "fast", "policy": {"quality": 0.5}} and first["renders"] == ["a.mp4"]
-    stat = (tmp_path / "u0").stat()
-    assert first["inputs"] == [[str((tmp_path / "u0").resolve()), "u0", stat.st_size, stat.st_mtime_ns]]
-    (tmp_path / "u0").write_text("replaced by a longer one")
-    assert fingerprint(done, {"model": "fast"}, {"posecal": "1"})["inputs"] != first["inputs"]
+def test_the_fingerprint_leaves_the_inputs_and_threads_out_and_a_units_key_names_its_size_and_time(tmp_path):
+    first = fingerprint({"model": "fast", "threads": 4, "policy": Policy()}, {"posecal": "1"}, renders=["a.mp4"])
+    assert first == {"settings": {"model": "fast", "policy": {"quality": 0.5}}, "identity": {"posecal": "1"},
+                     "renders": ["a.mp4"]}
+    path = units(tmp_path, 1)[0][0]
+    key = unit_key(path, "u0")
+    assert key == unit_key(tmp_path / "." / "u0", "u0") and len(key) == 16   # the absolute path: one key
+    assert unit_key(path, "other name") != key and unit_key(path, "u0", {"render": "a.mp4"}) != key
+    stat = path.stat()
+    path.write_text("9")   # the same size, rewritten: its time tells
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert unit_key(path, "u0") != key
+    assert unit_key(tmp_path / "gone", "gone") == unit_key(tmp_path / "gone", "gone")   # one not there: a key too
+
+
+def test_a_unit_added_or_replaced_after_a_stop_is_the_only_one_done_again(tmp_path):
+    """A run stopped after its units were done but before its merge (a killed driver: its lock file is left): an
+    input added, and one replaced, the same run again does exactly those two and merges every unit in input
+    order; a removed input's part is left out of the merge."""
+    done, job = units(tmp_path, 4), RowJob(Doubles, {"factor": 3}, "out")
+    out, seen = tmp_path / "out.json", []
+    run(out, done, job, OneProcess(), fingerprint(job.settings, {}), print, more=lambda i: {"n": i + 1},
+        progress=False)._unlock()   # the lock let go as a killed process's is: its parts and lock file stay
+    assert (part_folder(out) / LOCK).is_file() and len(list(part_folder(out).glob("part_*.json"))) == 4
+    (tmp_path / "u4").write_text("4")
+    added = done + [(tmp_path / "u4", "u4")]
+    (tmp_path / "u2").write_text("replaced, longer")
+    lines = []
+    with run(out, added[1:], job, OneProcess(), fingerprint(job.settings, {}), lines.append, seen.append,
+             lambda i: {"n": int(added[1 + i][1][1:]) + 1}, progress=False) as store:   # u0 removed
+        assert list(store.parts()) == [6, 9, 12, 15]
+        store.remove()
+    assert seen == [9, 15]   # u2 (replaced) and u4 (added), nothing else
+    assert lines == [f"resuming: 2 of 4 unit(s) already done in {part_folder(out)}"]
+    assert not part_folder(out).exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused_at_its_start_and_the_first_ends_whole(tmp_path):
+    """Two runs on one output: the second, started while the first holds its parts' folder, is refused before any
+    unit in one line; the first goes on, unharmed, and merges every part. Once the first has ended (whole, or
+    stopped by an error), a run starts again."""
+    done, out = units(tmp_path, 3), tmp_path / "out.json"
+    job, print_run = RowJob(Doubles, {}, "out"), fingerprint({}, {})
+    second: list = []
+
+    def second_run_meanwhile(part):
+        if not second:
+            with pytest.raises(PosecalInputError) as refused:
+                run(out, done, job, OneProcess(), print_run, print, second.append, lambda i: {"n": i}, progress=False)
+            second.append(str(refused.value))
+
+    with run(out, done, job, OneProcess(), print_run, print, second_run_meanwhile, lambda i: {"n": i},
+             progress=False) as store:
+        assert list(store.parts()) == [0, 2, 4]
+        store.remove()
+    assert second == [f"{out}: another posecal run is writing it now (its parts are in {part_folder(out)}); wait "
+                      "for it or give another --out"]   # refused before a unit was done: no part said
+    lines: list[str] = []
+    for _ in range(2):   # a run that fails lets the folder go: the same run again starts, and fails alike
+        with pytest.raises(PosecalInputError, match="^13: refused$"):
+            run(out, done, job, OneProcess(), print_run, lines.append, more=lambda i: {"n": 12 + i}, progress=False)
+    assert lines == [f"resuming: 1 of 3 unit(s) already done in {part_folder(out)}"]   # the unit before it kept
+
+
+def test_a_store_lets_its_lock_go_however_the_run_ends_and_an_empty_folder_goes_with_it(tmp_path):
+    folder = part_folder(tmp_path / "out.json")
+    with pytest.raises(KeyboardInterrupt):
+        with PartStore(folder, {"run": 1}, ["a"]):
+            with pytest.raises(PosecalInputError, match="another posecal run is writing it now"):
+                PartStore(folder, {"run": 1})
+            raise KeyboardInterrupt
+    assert not folder.exists()   # stopped before any part: nothing left behind
+    with PartStore(folder, {"run": 1}, ["a"]) as store:
+        (folder / "part_a.json").write_text("1")
+    assert store.lock is None   # let go; its part kept for the next run
+    with PartStore(folder, {"run": 1}, ["a"]) as again:
+        assert list(again.parts()) == [1]
 
 
 def test_an_unknown_setting_is_one_line_naming_the_known_ones():

@@ -1,0 +1,40 @@
+"""`posecal eval --detector`: the product end to end on labelled photos. Each image of a COCO keypoint file is
+posed as `posecal predict` poses it (its detector, verifier, person policy and reported-pose quality: the very job,
+predict/job.py, or its Ray runner), the results written to OUT/results.json, then scored as `posecal eval
+--results` scores any results file: COCO AP, the trust metrics on the poses matched to labelled people, and every
+pose one to one against its picture's people (evaluation/one_to_one.py). So the figures are those of what users
+get, counted as COCO counts them, on a user's own labelled data.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from posecal.data.coco import read_coco
+from posecal.errors import PosecalInputError
+from posecal.evaluation.outcome import Evaluation
+from posecal.evaluation.results import evaluate_results
+from posecal.inference.opener import decide_precision
+from posecal.io import check_output_dir
+from posecal.predict.job import PredictConfig, run_predict
+
+
+def evaluate_predicted(cfg: PredictConfig, annotations: str, images: str, out: str, skip_invalid: bool = False,
+                       run: Callable = run_predict, log=None) -> Evaluation:
+    """Pose every image `annotations` names (in the folder `images`) with predict's settings `cfg` (its inputs,
+    out and annotations are set here), then score OUT/results.json against the file. `run`: run_predict, or
+    predict/units.py's run on an engine (the same results file). A stopped run resumes (predict's parts)."""
+    out_dir = check_output_dir(out, "--out")
+    names = [im["file_name"] for im in read_coco(annotations)["images"] if im.get("file_name")]
+    if not names:
+        raise PosecalInputError(f"{annotations}: no image with a file_name to pose")
+    results = out_dir / "results.json"
+    cfg = replace(cfg, inputs=[str(Path(images) / name) for name in names], annotations=str(annotations),
+                  out=str(results))
+    run(cfg, log=log)
+    # the graphs the run decided on (the run's own decision, made again: the same CPU answers alike)
+    precision = decide_precision(cfg.model, cfg.precision, cfg.backend, cfg.device, cfg.flip)[0]
+    about = {"boxes": f"detector {cfg.detector or 'default'}", "model": cfg.model or "accurate",
+             "precision": precision, "verifier": cfg.verifier}
+    return evaluate_results(results, annotations, out_dir, images=images, skip_invalid=skip_invalid, about=about)

@@ -1,0 +1,74 @@
+"""End-to-end scoring of reported poses (posecal/evaluation/one_to_one.py, `posecal eval --detector`): a drawn
+scene with a duplicate, a pose on nobody and a person nobody posed, scored by hand; the CLI end to end."""
+import json
+
+import numpy as np
+import pytest
+
+from posecal.evaluation.one_to_one import one_to_one
+
+from conftest import STANDING, make_coco, run_cli
+
+
+def entry(image_id: int, xy: np.ndarray, q: float) -> dict:
+    lo, hi = xy.min(0), xy.max(0)
+    return {"image_id": image_id, "keypoints": np.c_[xy, np.ones(17)].ravel().tolist(), "score": q,
+            "pose_quality": q, "bbox": [*lo, *(hi - lo)]}
+
+
+def person(image_id: int, xy: np.ndarray) -> dict:
+    lo, hi = xy.min(0), xy.max(0)
+    return {"id": len(xy) + image_id * 10 + int(xy[0, 0]), "image_id": image_id, "category_id": 1, "iscrowd": 0,
+            "keypoints": np.c_[xy, np.full(17, 2)].ravel().tolist(), "bbox": [*lo, *(hi - lo)],
+            "area": float((hi - lo).prod())}
+
+
+def test_a_drawn_scene_scored_one_to_one_by_hand():
+    """Picture 1: people A and B; poses: A exactly (Q 0.9), A again (Q 0.6: the duplicate, scored 0), one on
+    nobody (Q 0.5: not scored). Picture 2: person C, posed by nobody. Scored: (0.9, 1) and (0.6, 0): ECE (15 bins)
+    = (0.1 + 0.6) / 2; found with a right pose: A of A, B, C; one confident pose, right."""
+    a, b, c = STANDING, STANDING + [150, 0], STANDING
+    nobody = STANDING + [0, 400]
+    truth = {"images": [{"id": 1, "width": 400, "height": 600}, {"id": 2, "width": 200, "height": 200}],
+             "annotations": [person(1, a), person(1, b), person(2, c)]}
+    entries = [entry(1, a, 0.9), entry(1, a + 0.5, 0.6), entry(1, nobody, 0.5)]
+    got = one_to_one(entries, np.array([0.9, 0.6, 0.5]), truth)
+    assert (got["poses"], got["matched"], got["duplicates"], got["uncovered"]) == (3, 1, 1, 1)
+    assert got["people_labelled"] == 3 and got["found_right"] == pytest.approx(1 / 3, abs=1e-4)
+    assert got["scored"] == 2 and got["ece"] == pytest.approx(0.35, abs=1e-4)
+    assert got["mean_quality"] == 0.75 and got["mean_oks"] == 0.5
+    assert got["confident"] == 1 and got["confident_wrong_share"] == 0.0
+    assert len(got["ece_floor"]) == 2
+
+
+def test_entries_without_boxes_are_not_scored_one_to_one():
+    assert one_to_one([{"image_id": 1, "keypoints": [0] * 51, "score": 1}], np.ones(1), {"images": []}) == {}
+
+
+def test_eval_detector_scores_what_predict_reports(tmp_path, capsys, tiny_model):
+    """`eval --detector none` (each image one person, as predict gives it) writes predict's results and the
+    scores of that file: the same as `eval --results` on it, the one-to-one figures included."""
+    ann, images = make_coco(tmp_path / "data", n_images=3)
+    rc, out, err = run_cli(capsys, "eval", "--annotations", ann, "--images", images, "--out", tmp_path / "e",
+                           "--detector", "none", "--model", tiny_model, "--backend", "torch", "--no-progress",
+                           "--threads", "1")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert len(results) == 3 and {r["image_id"] for r in results} == {1, 2, 3}
+    assert m["boxes"] == "detector none" and m["one_to_one"]["poses"] == 3 and m["one_to_one"]["matched"] == 3
+    assert "one to one" in out
+    rc, _, err = run_cli(capsys, "eval", "--annotations", ann, "--results", tmp_path / "e" / "results.json",
+                         "--out", tmp_path / "r")
+    assert rc == 0, err
+    again = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert again["ap"] == m["ap"] and again["one_to_one"] == m["one_to_one"]
+
+
+def test_eval_detector_refuses_boxes_or_results_in_one_line(tmp_path, capsys):
+    from conftest import cli_error
+
+    ann, images = make_coco(tmp_path / "data", n_images=1)
+    line = cli_error(capsys, "eval", "--annotations", ann, "--images", images, "--out", tmp_path / "e",
+                     "--detector", "default", "--boxes", ann)
+    assert line.startswith("--detector poses what a detector finds; --boxes gives")
