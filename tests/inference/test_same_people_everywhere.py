@@ -84,8 +84,9 @@ def test_one_walker_is_posed_once_in_every_path(tmp_path):
     for index in (70, 80, 130):
         bgr = frame_of("vtest_pedestrians_20s.avi", index)
         api = flipped(bgr)
-        assert same_spot_pairs(api.keypoints, api.visibility >= 1) == 0, index
+        assert len(api) >= 3 and same_spot_pairs(api.keypoints, api.visibility >= 1) == 0, index   # 4-6 walkers
         tracked = PoseTracker(predictor=flipped)(bgr)
+        assert len(tracked) >= 3, index
         assert same_spot_pairs([p.keypoints for p in tracked], [p.visibility >= 1 for p in tracked]) == 0, index
         cv2.imwrite(str(tmp_path / "frame.png"), bgr)
         assert main(["predict", str(tmp_path / "frame.png"), "--out", str(tmp_path / "p.json"), "--no-progress",

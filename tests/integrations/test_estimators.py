@@ -92,6 +92,9 @@ def test_image_ids_by_name_or_digits_or_one_line():
         image_id_of("dir/pic.jpg")
 
 
+CALIBRATED_R = 0.5
+
+
 def test_converted_results_calibrate_end_to_end(tmp_path):
     """rtmlib-shaped arrays of a noisy 'estimator' -> results file -> calibrate fit/apply -> read back."""
     ann, _ = make_coco(tmp_path / "d", n_images=20, seed=3)
@@ -114,4 +117,12 @@ def test_converted_results_calibrate_end_to_end(tmp_path):
     assert main(["calibrate", "apply", "--calibrator", str(cal), "--results", str(res), "--out", str(out)]) == 0
     applied = json.loads(out.read_text())
     assert len(applied) == len(entries) and all(0 <= e["pose_quality"] <= 1 for e in applied)
+    # the calibrated pose quality follows the true OKS of the noisy estimator's poses (fitted on these 20)
+    from posecal.metrics.oks import oks
+
+    truth = [np.asarray(a["keypoints"], float).reshape(17, 3) for a in coco["annotations"]]
+    true_oks = np.array([oks(np.reshape(e["keypoints"], (17, 3))[:, :2], t[:, :2], t[:, 2], a["area"])
+                         for e, t, a in zip(applied, truth, coco["annotations"])])
+    quality = np.array([e["pose_quality"] for e in applied])
+    assert np.corrcoef(quality, true_oks)[0, 1] > CALIBRATED_R and abs(quality.mean() - true_oks.mean()) < 0.1
     np.testing.assert_allclose(applied[0]["raw_keypoint_scores"], np.reshape(entries[0]["keypoints"], (17, 3))[:, 2])
