@@ -82,6 +82,7 @@ def test_pack_is_a_job_callable_without_the_cli(calibrated, tmp_path):
         assert not any(tmp_path.glob(bad.out.rsplit("/", 1)[-1]))
 
 
+@pytest.mark.slow   # an ONNX export of the calibrated model: 35 s of the fast subset's 3.7 min
 def test_predictor_eval_predict_and_onnx_apply_the_same_maps(calibrated, tmp_path):
     from posecal import Predictor
 
