@@ -51,6 +51,7 @@ FEATURES = ("shared_with_higher", "shared_with_lower", "box_overlap", "outside_f
             "person_doubt", "detector_doubt")
 # every weight is held >= 0 (the fit's bounds, and again where the map is applied): more evidence, likelier a failure
 SHARED_OPKS = 0.5       # a keypoint two poses share: OPKS at least this between them
+META_KEY = "reported_quality"   # where a model file's meta (and its ONNX export's metadata) carries the map
 BOX_MARGIN = 0.1        # a keypoint outside its box: further out than this share of the box's width or height
 EPS = 1e-4
 
@@ -134,6 +135,19 @@ class ReportedQuality:
         if list(d.get("features", [])) != list(FEATURES):
             raise ValueError(f"reported quality: features {d.get('features')} are not {list(FEATURES)}")
         return cls(LogisticScore.from_dict(d["score"]), str(d.get("fitted_on", "")))
+
+    @classmethod
+    def of_model(cls, meta: dict | None, source: str, sidecar=None) -> "ReportedQuality | None":
+        """The map a model carries in its meta (META_KEY: written by `posecal pack --reported-quality`), else the
+        one in `sidecar` (a shipped model's file beside it), else None; a damaged one is one line naming it."""
+        from posecal.errors import PosecalInputError
+
+        if meta and META_KEY in meta:
+            try:
+                return cls.from_dict(meta[META_KEY])
+            except (ValueError, KeyError, TypeError) as e:
+                raise PosecalInputError(f"{source}: stored reported-pose quality is unreadable ({e})") from None
+        return None if sidecar is None else cls.read(sidecar)
 
     @classmethod
     def read(cls, path) -> "ReportedQuality":

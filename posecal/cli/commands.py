@@ -193,7 +193,8 @@ def cmd_pack(args) -> None:
     from posecal.evaluation.pack_job import PackConfig, run_pack
 
     out = run_pack(PackConfig(model=args.model, out=args.out, fp32=args.fp32, calibrate_on=args.calibrate_on,
-                              images=args.images, conditions=args.conditions, threads=_threads(args),
+                              images=args.images, conditions=args.conditions,
+                              reported_quality=args.reported_quality, threads=_threads(args),
                               progress=not args.no_progress))
     print(f"wrote {out}")
 
@@ -370,7 +371,8 @@ def cmd_export(args) -> None:
 
     exported = cached_onnx_bytes(args.model, args.flip)   # the cache's export when it has one (predict made it)
     diffs = export_onnx(model, cfg, args.out, check_inputs=check, flip_test=args.flip,
-                        calibration=meta.get("calibration"), int8_crops=crops, exported=exported)
+                        calibration=meta.get("calibration"), int8_crops=crops, exported=exported,
+                        reported=meta.get("reported_quality"))
     worst = ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
     flip = "with" if args.flip else "without"
     kind = f"int8, ranges from {len(crops)} crops, " if crops is not None else ""

@@ -381,6 +381,10 @@ def _add_training(sub) -> None:
                    help="fit the calibration over the conditions users meet, made from --calibrate-on: as it is, "
                         "without the flip test, cut by the frame's edge, and with detector-like boxes (also fits "
                         "in_frame, the probability that a keypoint lies inside the picture)")
+    p.add_argument("--reported-quality", metavar="MAP.json",
+                   help="carry this reported-pose map (tools/fit_reported_quality.py --out, fitted on the poses this "
+                        "model reports) in the model file, so predict rates its detected poses with it (default: "
+                        "none)")
     _threads_option(p)
     _progress_option(p)
     p.set_defaults(func=commands.cmd_pack)

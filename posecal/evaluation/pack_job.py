@@ -4,12 +4,16 @@ The weights rounded to fp16 (unless fp32), and, with `calibrate_on` and `images`
 (quality maps, conformal radii) fitted on that labelled set (evaluation/calibrate_model.py), or over the
 conditions users meet made from it (`conditions`: as it is, without the flip test, cut by the frame, with
 detector-like boxes; evaluation/conditions.py). The maps are fitted on the fp16 weights that ship, so that they
-match what users run."""
+match what users run. With `reported_quality`, the reported-pose map fitted for this model
+(tools/fit_reported_quality.py) is carried in the file, so the model rates the poses it reports wherever it goes.
+"""
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
 
+from posecal.calibration.reported import META_KEY as REPORTED_META_KEY
+from posecal.calibration.reported import ReportedQuality
 from posecal.errors import PosecalInputError
 from posecal.io import check_output_file
 
@@ -22,6 +26,7 @@ class PackConfig:
     calibrate_on: str | None = None  # a labelled COCO file the pose network never trained on
     images: str | None = None        # its images
     conditions: bool = False         # calibrate over conditions made from calibrate_on's persons
+    reported_quality: str | None = None   # a reported-pose map (tools/fit_reported_quality.py --out) to carry
     threads: int | None = None
     progress: bool = True
 
@@ -43,10 +48,20 @@ def run_pack(cfg: PackConfig, log=print) -> str:
     check_pack(cfg)
     model, model_cfg, meta = load_model(cfg.model)
     meta = meta | {"packed_from": str(cfg.model)}
+    if cfg.reported_quality:   # read (and refused in one line) before any calibration work
+        meta[REPORTED_META_KEY] = _reported_map(cfg.reported_quality)
     if cfg.calibrate_on:
         meta["calibration"] = _calibration(cfg, model if cfg.fp32 else model.half().float(), model_cfg, log)
     save_model(model, model_cfg, cfg.out, meta=meta, half=not cfg.fp32, share_shipped=True)
     return str(cfg.out)
+
+
+def _reported_map(path: str) -> dict:
+    """A reported-pose map file as the model's meta carries it; an unreadable one is one line."""
+    try:
+        return ReportedQuality.read(path).to_dict()
+    except ValueError as e:
+        raise PosecalInputError(str(e)) from None
 
 
 def _calibration(cfg: PackConfig, model, model_cfg, log) -> dict:

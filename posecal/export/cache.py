@@ -76,7 +76,7 @@ def entry_name(model_path: Path, flip: bool) -> str:
 
 def export_model_bytes(model_path: Path, flip: bool) -> bytes:
     model, cfg, meta = load_model(model_path)
-    return onnx_bytes(model, cfg, flip, meta.get("calibration"))
+    return onnx_bytes(model, cfg, flip, meta.get("calibration"), reported=meta.get("reported_quality"))
 
 
 def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", log: Callable[[str], None] | None = None,

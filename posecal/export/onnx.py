@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from posecal.errors import require
-from posecal.export.session import (CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, TRUST_GRAPH_INPUTS, TRUST_GRAPH_OUTPUTS,
-                                    OnnxEstimator)
+from posecal.export.session import (CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, REPORTED_KEY, TRUST_GRAPH_INPUTS,
+                                    TRUST_GRAPH_OUTPUTS, OnnxEstimator)
 from posecal.io import check_output_file, write_bytes_atomic
 from posecal.models.config import ModelConfig, model_config_to_dict
 from posecal.models.estimator import TopDownEstimator, output_names, runtime_outputs
@@ -38,9 +38,9 @@ class OutputTuple(nn.Module):
 
 
 def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True,
-               calibration: dict | None = None, keep_batchnorm: bool = False) -> bytes:
-    """Serialised ONNX model (dynamic batch) with the model config (and its calibration, when it has one)
-    in its metadata, so that the ONNX backend applies the same maps as the model file. keep_batchnorm: the
+               calibration: dict | None = None, keep_batchnorm: bool = False, reported: dict | None = None) -> bytes:
+    """Serialised ONNX model (dynamic batch) with the model config (and its calibration and reported-pose map,
+    when it has them) in its metadata, so that the ONNX backend applies the same maps as the model file. keep_batchnorm: the
     BatchNormalization nodes stay (onnxruntime fuses them into the convolutions when it opens the graph, as
     fast), so every weight keeps the value the model file holds: fp16 weights stay exactly fp16
     (posecal/export/shipped.py stores them so)."""
@@ -64,6 +64,8 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
     meta = [(CONFIG_KEY, json.dumps(model_config_to_dict(cfg))), (FLIP_KEY, json.dumps(flip_test))]
     if calibration is not None:
         meta.append((CALIBRATION_KEY, json.dumps(calibration)))
+    if reported is not None:
+        meta.append((REPORTED_KEY, json.dumps(reported)))
     for key, value in meta:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -117,13 +119,14 @@ def trust_onnx_proto(trust: nn.Module, crop_side: int):
 
 def export_onnx(model: TopDownEstimator, cfg: ModelConfig, path, check_inputs: torch.Tensor | None = None,
                 flip_test: bool = True, calibration: dict | None = None,
-                int8_crops: np.ndarray | None = None, exported: bytes | None = None) -> dict:
+                int8_crops: np.ndarray | None = None, exported: bytes | None = None,
+                reported: dict | None = None) -> dict:
     """Write the .onnx file atomically; with check_inputs, return the max abs difference per output
     between onnxruntime and PyTorch on them. int8_crops: quantise to int8, with activation ranges from these
     real crops (posecal/export/quantize.py). exported: this model's onnx_bytes when already made (the ONNX
     cache's entry), so they are not made again."""
     check_output_file(path, "--out")
-    data = exported if exported is not None else onnx_bytes(model, cfg, flip_test, calibration)
+    data = exported if exported is not None else onnx_bytes(model, cfg, flip_test, calibration, reported=reported)
     if int8_crops is not None:
         from posecal.export.quantize import quantize_int8
 

@@ -22,6 +22,7 @@ from posecal.models.config import model_config_from_dict
 CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
 CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
+REPORTED_KEY = "posecal_reported_quality"  # the model file's meta["reported_quality"] (calibration/reported.py)
 VERSION_KEY = "posecal_model_version"     # a shipped model's version: its name and its .pt's SHA-256, 12 hex digits
 SOURCE_KEY = "posecal_source_sha256"      # SHA-256 of the model file (.pt) the graph was made from
 INT8_KEY = "posecal_int8"                 # an int8 graph's recipe (tools/quantize_shipped_graphs.py), as JSON
@@ -49,7 +50,9 @@ class OnnxEstimator:
             custom = self.session.get_modelmeta().custom_metadata_map
             meta, self.flip_test = json.loads(custom[CONFIG_KEY]), json.loads(custom.get(FLIP_KEY, "false"))
             # The model file's meta as far as inference needs it (read by calibration_from_meta).
-            self.meta = {"calibration": json.loads(custom[CALIBRATION_KEY])} if CALIBRATION_KEY in custom else {}
+            self.meta = {name: json.loads(custom[key]) for name, key in (("calibration", CALIBRATION_KEY),
+                                                                         ("reported_quality", REPORTED_KEY))
+                         if key in custom}
             if VERSION_KEY in custom:
                 self.meta["model_version"] = custom[VERSION_KEY]
             self.int8 = INT8_KEY in custom

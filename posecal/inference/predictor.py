@@ -132,11 +132,11 @@ class Predictor:
                 from posecal.detect.turned import TurnedLook
 
                 self.detector = TurnedLook(self.detector)
-        # the reported-pose map where it was fitted: a detector's boxes posed with the flip test (not `track`'s)
-        reported = reported_quality_file(model_path) \
+        # the reported-pose map (the model's own, else a shipped model's file) where it was fitted: a detector's
+        # boxes posed with the flip test (not `track`'s)
+        reported = ReportedQuality.of_model(self.meta, self.model_name, reported_quality_file(model_path)) \
             if calibrated and self.detector is not None and self.estimator.flip else None
-        self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier,
-                                     None if reported is None else ReportedQuality.read(reported))
+        self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier, reported)
 
     def __repr__(self) -> str:
         """One line: the model, where and how it runs, and who finds the people (the default repr printed an

@@ -162,3 +162,47 @@ def test_the_shipped_map_is_applied_where_it_was_fitted_and_only_there():
     f = np.random.default_rng(3).uniform(0, 1, (100, len(FEATURES)))
     q = np.random.default_rng(4).uniform(0, 1, 100)
     assert (shipped(f, q) <= q).all() and (shipped(np.zeros_like(f), q) >= 0.99 * q).all()
+
+
+def _packed_with_a_map(tmp_path, tiny_model, capsys):
+    """A tiny model packed with a map of its own (`posecal pack --reported-quality`): (packed file, the map)."""
+    from conftest import run_cli
+
+    k = len(FEATURES)
+    model = ReportedQuality(LogisticScore(np.zeros(k), np.full(k, 0.5), np.linspace(0, 1, k), -3.0), "test")
+    model.write(tmp_path / "map.json")
+    rc, _, err = run_cli(capsys, "pack", tiny_model, tmp_path / "packed.pt", "--reported-quality",
+                         tmp_path / "map.json")
+    assert rc == 0, err
+    return tmp_path / "packed.pt", model
+
+
+def _rates_with(packed, model, backend: str) -> None:
+    from posecal.inference.predictor import Predictor
+
+    carried = Predictor(str(packed), backend=backend, threads=1).pipeline.reported
+    assert carried is not None and carried.fitted_on == "test", backend
+    f, q = np.random.default_rng(5).uniform(size=(4, len(FEATURES))), np.array([0.2, 0.5, 0.7, 0.9])
+    np.testing.assert_allclose(carried(f, q), model(f, q))
+
+
+def test_a_packed_model_carries_its_map(tmp_path, tiny_model, capsys):
+    """The map stored in the model file rates its detected poses (a model without one has none); an unreadable map
+    is one line."""
+    from posecal.inference.predictor import Predictor
+
+    from conftest import cli_error
+
+    packed, model = _packed_with_a_map(tmp_path, tiny_model, capsys)
+    _rates_with(packed, model, "torch")
+    assert Predictor(tiny_model, backend="torch", threads=1).pipeline.reported is None
+    (tmp_path / "bad.json").write_text("{}")
+    line = cli_error(capsys, "pack", tiny_model, tmp_path / "p2.pt", "--reported-quality", tmp_path / "bad.json")
+    assert line.startswith(f"{tmp_path / 'bad.json'}: reported quality is unreadable")
+
+
+@pytest.mark.slow
+def test_a_packed_models_map_goes_into_its_onnx_export(tmp_path, tiny_model, capsys):
+    """The ONNX export (the onnx backend's cached graph) carries the map in its metadata."""
+    packed, model = _packed_with_a_map(tmp_path, tiny_model, capsys)
+    _rates_with(packed, model, "onnx")
