@@ -204,6 +204,11 @@ def _blend_mask(img: np.ndarray, mask: np.ndarray, color, alpha: float) -> None:
     roi[ys, xs] = np.round(roi[ys, xs] * (1.0 - m) + np.asarray(color, np.float32) * m).astype(np.uint8)
 
 
+# id_confidence under which a tracked person's identity is drawn as unsure (a dashed box): more likely someone else
+# than the person the track held in its previous record than not
+UNSURE_IDENTITY = 0.5
+
+
 def _trim(a: np.ndarray, b: np.ndarray, ta: float, tb: float):
     """Segment a-b shortened by ta at a and tb at b (so a limb stops at a ring); None if nothing is left."""
     d = b - a
@@ -235,6 +240,7 @@ class _Prepared:
     box: np.ndarray
     pose_q: float
     st: _Style             # this person's sizes (see _person_style)
+    id_unsure: bool = False   # a tracked person whose id_confidence is under UNSURE_IDENTITY: box drawn dashed
 
 
 def _prepare(p, show_all: bool, st: _Style | None = None) -> _Prepared:
@@ -262,7 +268,9 @@ def _prepare(p, show_all: bool, st: _Style | None = None) -> _Prepared:
     box = np.asarray(p.box, float).reshape(4)
     if st is not None:
         st = _person_style(st, _person_size(xy, vis >= (0 if show_all else 1), box))
-    return _Prepared(xy, q, vis, limbs, box, float(p.pose_quality), st)
+    id_confidence = getattr(p, "id_confidence", None)
+    unsure = id_confidence is not None and float(id_confidence) < UNSURE_IDENTITY
+    return _Prepared(xy, q, vis, limbs, box, float(p.pose_quality), st, unsure)
 
 
 def _draw_radii(img, people: list, prepared: list[_Prepared]) -> None:
@@ -491,10 +499,19 @@ def _place_labels(people: list[_Prepared], st: _Style, h: int, w: int, tags=None
 
 
 def _draw_box(img, p: _Prepared) -> None:
+    """The person's box in its pose quality's colour; dashed where their track's identity is unsure (cv2 draws
+    no dashed line: short segments, as occluded limbs are drawn)."""
     if not np.isfinite(p.box).all():
         return
     x, y, bw, bh = p.box
-    cv2.rectangle(img, _pt((x, y)), _pt((x + bw, y + bh)), quality_color(p.pose_q), p.st.box_t, _AA, _SHIFT)
+    colour = quality_color(p.pose_q)
+    if not p.id_unsure:
+        cv2.rectangle(img, _pt((x, y)), _pt((x + bw, y + bh)), colour, p.st.box_t, _AA, _SHIFT)
+        return
+    corners = np.array([(x, y), (x + bw, y), (x + bw, y + bh), (x, y + bh)], float)
+    for k in range(4):
+        for a, b in _dashes(corners[k], corners[(k + 1) % 4], p.st.dash, p.st.gap):
+            _line(img, a, b, colour, p.st.box_t)
 
 
 def _draw_label(img, lab: _Label | None) -> None:
@@ -760,9 +777,10 @@ def render_people(bgr: np.ndarray, people: list, show_all: bool = False,
     Keypoints and limbs are coloured by predicted keypoint quality (a limb by its weaker endpoint);
     occluded keypoints (visibility 1) are hollow rings with dashed limbs; not-labelled ones
     (visibility 0) are hidden, or faint grey with ``show_all``; ``visibility=None`` means all visible.
-    Each box is drawn thin with a "Q 0.72" pose-quality label. ``legend`` adds the colour scale and
-    symbol keys in a corner (see the module docstring); the output always has the input's shape. ``tags``
-    (one string per person, e.g. a track id "#3") prefix the pose-quality labels. ``radius`` draws each drawn
+    Each box is drawn thin with a "Q 0.72" pose-quality label, dashed for a tracked person whose
+    ``id_confidence`` is under UNSURE_IDENTITY (the track may have passed to someone else). ``legend`` adds
+    the colour scale and symbol keys in a corner (see the module docstring); the output always has the input's
+    shape. ``tags`` (one string per person, e.g. a track id "#3") prefix the pose-quality labels. ``radius`` draws each drawn
     keypoint's conformal radius (``keypoint_radius``, where the model is calibrated) as a thin circle in the
     keypoint's colour: the true keypoint lies inside with probability 0.9.
     """

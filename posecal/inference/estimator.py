@@ -55,6 +55,9 @@ class PersonPose:
     box_origin: str = "given"
     # the person's track in a video (posecal.tracking.PoseTracker, `posecal track`); None for a picture
     track_id: int | None = None
+    # calibrated probability that this tracked pose is the same person as its track's previous pose (posecal/
+    # tracking/identity.py); None for a picture, for the pose that starts a track, and without the fitted map
+    id_confidence: float | None = None
     # the pose quality its crop alone gives, where pose_quality was rated among the picture's other poses
     # (posecal/calibration/reported.py: a detected or carried box); None where the two are one
     crop_quality: float | None = None
@@ -71,6 +74,8 @@ class PersonPose:
         fields.append(f"source={self.pose_source!r}")
         if self.track_id is not None:
             fields.append(f"track_id={self.track_id}")
+        if self.id_confidence is not None:
+            fields.append(f"id_confidence={float(self.id_confidence):.2f}")
         return f"PersonPose({', '.join(fields)})"
 
     def to_dict(self, score_mode: str | None = None) -> dict:
@@ -95,8 +100,9 @@ class PersonPose:
             out["crop_quality"] = round(float(self.crop_quality), 4)
         if self.keypoint_radius is not None:
             out["keypoint_radius"] = np.round(np.asarray(self.keypoint_radius, float), 2).tolist()
-        if self.track_id is not None:
+        if self.track_id is not None:   # a tracked record always says its identity trust, null where it has none
             out["track_id"] = int(self.track_id)
+            out["id_confidence"] = None if self.id_confidence is None else round(float(self.id_confidence), 4)
         return out
 
 

@@ -136,6 +136,13 @@ class Picture:
             return None
         return self._stack(lambda p: -1 if p.track_id is None else p.track_id, (), int)
 
+    @property
+    def id_confidence(self) -> np.ndarray | None:
+        """(N,) each tracked person's identity trust: the calibrated probability that they are the same person as
+        their track's previous pose (NaN for a pose that starts its track); None for a picture that was not
+        tracked, or tracked without the fitted map (posecal/tracking/identity.py)."""
+        return self._stack_optional("id_confidence", ()) if self.tracked else None
+
     def _stack(self, field, shape: tuple, dtype=float) -> np.ndarray:
         if not self.people:
             return np.zeros((0, *shape), dtype)
@@ -173,6 +180,7 @@ class Picture:
         n = len(self.people)
         columns = {"file_name": [self.name] * n, "frame_index": [self.frame_index] * n, "person": list(range(n)),
                    "track_id": list(self.track_ids) if self.tracked else [None] * n,
+                   "id_confidence": [p.id_confidence for p in self.people],
                    "pose_quality": self.pose_quality,
                    "person_probability": [p.person_probability for p in self.people],
                    "pose_source": list(self.pose_source)}

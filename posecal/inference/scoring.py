@@ -22,8 +22,8 @@ def predicted_labelled(pred: Predictions) -> np.ndarray:
 def visibility_classes(visibility_probs, occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> np.ndarray:
     """(..., K, C) visibility probabilities -> (..., K) classes: 0 absent / 1 occluded / 2 visible.
 
-    Absent when that is the most likely class (as argmax: the labelled-or-not decision is unchanged). A present
-    keypoint is occluded only when p(occluded) >= occluded_over_visible x p(visible), else visible. Why not the
+    Absent when more likely than not (calibration.quality.occluded_rule: p(absent) > 0.5). A present keypoint is
+    occluded only when p(occluded) >= occluded_over_visible x p(visible), else visible. Why not the
     argmax: the visibility head learns with class-weighted cross-entropy (occluded, ~8 % of COCO's keypoints,
     weighs ~7x a visible one: losses.visibility_class_weights) and with synthetic occluders, so its p(occluded)
     runs high for every keypoint, and occluded and visible are weakly separated (COCO's v=1 is a noisy label).

@@ -17,9 +17,10 @@ Fields a sample gets (names in the constants below):
 - `posecal_keypoints`: fo.Keypoints, one fo.Keypoint per person, `label` "person", per-point `confidence` = the
   keypoint quality (expected OPKS), `index` = the track id of a tracked picture; attributes `pose_quality`,
   `person_probability`, `visible`, `visibility_probs` ([absent, occluded, visible] per point), `keypoint_radius`
-  (pixels holding the true keypoint with probability 0.9), `in_frame`, `pose_source`, where the Picture has them.
-- `posecal_boxes`: fo.Detections of the person boxes, `confidence` = the pose quality (same index and
-  `person_probability`).
+  (pixels holding the true keypoint with probability 0.9), `in_frame`, `pose_source`, `id_confidence` (a tracked
+  person's identity trust), where the Picture has them.
+- `posecal_boxes`: fo.Detections of the person boxes, `confidence` = the pose quality (same index,
+  `person_probability` and `id_confidence`).
 - `ground_truth`: fo.Keypoints of COCO annotations; with audit findings each also has `posecal_mistakenness`
   (the highest score of its findings, 0 for none), `posecal_<kind>` per finding kind, `posecal_point_mistakenness`
   (per point: the highest score of the findings on it) and `posecal_findings` (their ids, for `posecal audit
@@ -164,7 +165,7 @@ def _people(picture) -> list[dict]:
     out; a person who lacks it beside others who have it, NaN or -1 filled: left out for that person)."""
     arrays = {name: getattr(picture, name, None) for name in
               ("keypoints", "keypoint_quality", "pose_quality", "boxes", "visibility", "visibility_probs",
-               "keypoint_radius", "in_frame", "person_probability", "track_ids", "pose_source")}
+               "keypoint_radius", "in_frame", "person_probability", "track_ids", "id_confidence", "pose_source")}
     people = []
     for i in range(len(arrays["pose_quality"])):
         person = {name: np.asarray(a)[i] for name, a in arrays.items() if a is not None}
@@ -188,7 +189,8 @@ def _keypoint(fo, person: dict, width: int, height: int):
         visible = np.asarray(person["visibility"], int)
         points[visible == ABSENT] = np.nan
         attributes["visible"] = visible.tolist()
-    for name in ("person_probability", "visibility_probs", "keypoint_radius", "in_frame", "pose_source"):
+    for name in ("person_probability", "visibility_probs", "keypoint_radius", "in_frame", "pose_source",
+                 "id_confidence"):
         if name in person:
             attributes[name] = np.asarray(person[name]).tolist()
     return fo.Keypoint(label=LABEL, points=points.tolist(),
@@ -199,7 +201,7 @@ def _keypoint(fo, person: dict, width: int, height: int):
 def _detection(fo, person: dict, width: int, height: int):
     """One person's box as an fo.Detection ([x, y, w, h] normalised), confidence = its pose quality."""
     box = np.asarray(person["boxes"], np.float64) / [width, height, width, height]
-    extra = {} if "person_probability" not in person else {"person_probability": float(person["person_probability"])}
+    extra = {name: float(person[name]) for name in ("person_probability", "id_confidence") if name in person}
     return fo.Detection(label=LABEL, bounding_box=box.tolist(), confidence=float(person["pose_quality"]),
                         index=_index(person), **extra)
 

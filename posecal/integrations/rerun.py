@@ -5,12 +5,13 @@ and the COCO skeleton, their boxes, and each track's pose quality over time, for
 `RerunRecording(path, fps=...)` takes one Picture a frame (`log`) and puts the file in place on `close()`;
 `write_rerun(pictures, path)` does both for an iterable (`PoseTracker.track(video)`, `Predictor.predict(video)`).
 A Picture is read through its stacked arrays alone (keypoints, visibility, keypoint_radius, pose_quality, boxes,
-track_ids, frame_index, image, name, error), so any object with those reads the same.
+track_ids, id_confidence where it has it, frame_index, image, name, error), so any object with those reads the same.
 
 What goes where: the static COCO skeleton (an AnnotationContext: keypoint ids 0..16, their names and the limbs)
 at `video`; the frame as a JPEG at `video/image`; person P's keypoints at `video/people/P/keypoints` (P: the
 track id, or `person_<i>` for an untracked picture's i-th person) and box at `video/people/P/box`; their pose
-quality at `pose_quality/track_P` (`pose_quality/person_<i>`). A person who leaves the frame is cleared, so the
+quality at `pose_quality/track_P` (`pose_quality/person_<i>`), and a tracked person's identity trust at
+`id_confidence/track_P` (where they have one). A person who leaves the frame is cleared, so the
 viewer shows no stale pose. Timelines: `frame` (the video's frame index) and, given the video's fps, `time`.
 
 The file is written to a temp file beside the target and renamed over it when the recording is closed, so a run
@@ -36,6 +37,7 @@ VIDEO = "video"                      # the 2D space: the frame, and the people d
 IMAGE = f"{VIDEO}/image"
 PEOPLE = f"{VIDEO}/people"
 POSE_QUALITY = "pose_quality"
+ID_CONFIDENCE = "id_confidence"
 FRAME_TIMELINE, TIME_TIMELINE = "frame", "time"
 PERSON_CLASS = 0                     # the skeleton's class id in the annotation context
 JPEG_QUALITY = 90
@@ -88,9 +90,10 @@ def person_keys(picture) -> list[str]:
     return [str(int(ids[i])) if ids is not None and ids[i] >= 0 else f"person_{i}" for i in range(n)]
 
 
-def quality_path(key: str) -> str:
-    """The pose quality series of a person: pose_quality/track_<id>, or pose_quality/person_<i>."""
-    return f"{POSE_QUALITY}/{key if key.startswith('person_') else f'track_{key}'}"
+def quality_path(key: str, measure: str = POSE_QUALITY) -> str:
+    """A person's series of `measure` (POSE_QUALITY, ID_CONFIDENCE): e.g. pose_quality/track_<id>, or
+    pose_quality/person_<i>."""
+    return f"{measure}/{key if key.startswith('person_') else f'track_{key}'}"
 
 
 def shown_keypoints(keypoints: np.ndarray, visibility: np.ndarray | None,
@@ -201,17 +204,23 @@ class RerunRecording:
         ids, xy, radii = shown_keypoints(picture.keypoints[i], None if visibility is None else visibility[i],
                                          None if radius is None else radius[i])
         quality = float(picture.pose_quality[i])
+        trust = getattr(picture, "id_confidence", None)
+        trust = None if trust is None or not np.isfinite(trust[i]) else float(trust[i])
         self.stream.log(f"{PEOPLE}/{key}/keypoints", rr.Points2D(xy, radii=radii, keypoint_ids=ids,
                                                                  class_ids=PERSON_CLASS, colors=colour))
         x, y, w, h = (float(v) for v in picture.boxes[i])
         label = f"#{key}" if key.isdigit() else key
         self.stream.log(f"{PEOPLE}/{key}/box", rr.Boxes2D(mins=[x, y], sizes=[w, h], colors=colour[:3],
-                                                          labels=f"{label} q={quality:.2f}"))
-        series = quality_path(key)
-        if series not in self.series:   # the series' name and colour, once
-            self.series.add(series)
-            self.stream.log(series, rr.SeriesLines(colors=colour[:3], names=label), static=True)
-        self.stream.log(series, rr.Scalars(quality))
+                                                          labels=f"{label} q={quality:.2f}"
+                                                          + ("" if trust is None else f" id={trust:.2f}")))
+        for measure, value in ((POSE_QUALITY, quality), (ID_CONFIDENCE, trust)):
+            if value is None:
+                continue
+            series = quality_path(key, measure)
+            if series not in self.series:   # the series' name and colour, once
+                self.series.add(series)
+                self.stream.log(series, rr.SeriesLines(colors=colour[:3], names=label), static=True)
+            self.stream.log(series, rr.Scalars(value))
 
     def _remove_tmp(self) -> None:
         with contextlib.suppress(OSError):

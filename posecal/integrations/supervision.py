@@ -25,8 +25,8 @@ CLASS_NAME = "person"
 # Picture arrays (N, ...) carried in KeyPoints.data where the picture has them (None: the model gives no such
 # output, and the key is left out)
 KEYPOINT_DATA = ("visibility", "visibility_probs", "keypoint_radius", "in_frame", "person_probability",
-                 "pose_quality", "track_ids")
-DETECTION_DATA = ("person_probability", "pose_quality", "track_ids")
+                 "pose_quality", "track_ids", "id_confidence")
+DETECTION_DATA = ("person_probability", "pose_quality", "track_ids", "id_confidence")
 # what picture_to_supervision reads: a Picture, or anything with these (duck typing keeps this module below
 # posecal.inference)
 PICTURE_FIELDS = ("keypoints", "keypoint_quality", "pose_quality", "boxes", "error")

@@ -33,6 +33,7 @@ from posecal.io import log_line
 from posecal.metrics.boxes import box_iou
 from posecal.tracking.cadence import BETWEEN, REPOSE_AFTER
 from posecal.tracking.flow import FrameFlow, carried_and_held
+from posecal.tracking.identity import ID_CONFIDENCE_FILE, load_id_confidence
 from posecal.tracking.stages import StageClock
 from posecal.tracking.tracker import Tracker, TrackerConfig
 
@@ -86,6 +87,8 @@ class TrackConfig:
     show: bool = False                   # the overlay in a window as it is made (where a display exists)
     rerun: str | None = None             # a rerun recording (OUT.rrd) of the tracked frames, people and pose
                                          # quality, one source (posecal/integrations/rerun.py)
+    id_confidence: Path | None = ID_CONFIDENCE_FILE   # the fitted identity-trust map (tracking/identity.py);
+                                                      # None, or no such file: records carry no id_confidence
 
 
 def boxes_from_pose(person) -> np.ndarray:
@@ -331,12 +334,14 @@ class PoseTracker:
         self.mode = "oks" if self.predictor.config.quality_heads else "heatmap"
         calibration = getattr(self.predictor, "calibration", None)   # a stand-in predictor may have none
         self.video_calibration = None if calibration is None else calibration.video
+        self.id_confidence = load_id_confidence(self.cfg.id_confidence)
         self.reset(first_id)
 
     def reset(self, first_id: int | None = None) -> None:
         """A new video: no tracks, frame count 0; ids go on from first_id (default: where they stopped)."""
         first_id = getattr(self, "tracker", None).next_id if first_id is None else first_id
-        self.tracker = Tracker(self.cfg.tracker, first_id=first_id, policy=self.predictor.pipeline.policy)
+        self.tracker = Tracker(self.cfg.tracker, first_id=first_id, policy=self.predictor.pipeline.policy,
+                               id_confidence=self.id_confidence)
         self.flow = FrameFlow() if self.cfg.between == "flow" else None
         self.frames = 0
 

@@ -33,6 +33,7 @@ from posecal.calibration.conformal import moved_radius
 from posecal.metrics.boxes import box_iou, inside_shares
 from posecal.metrics.oks import AREA_PER_BOX, moved_opks
 from posecal.tracking.associate import appearance_similarity, colour_histogram, reid_scores, similarity, trusted
+from posecal.tracking.identity import IdConfidence, MatchContext, held_features, id_features
 from posecal.tracking.one_euro import OneEuroFilter
 
 
@@ -87,6 +88,8 @@ class Track:
     quality: float = 1.0            # running mean of the pose quality (set at birth)
     hist: np.ndarray | None = None  # colours (associate.colour_histogram), a running mean while seen alone
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
+    id_features: np.ndarray | None = None   # how its last pose came to continue it (identity.id_features);
+                                            # None at birth: the id has no previous record
 
     def predicted_shift(self) -> np.ndarray:
         """Where the person has moved since their last matched pose, at constant velocity: people who cross
@@ -106,12 +109,17 @@ class Track:
 class Tracker:
     """`update(people, t)` once per frame with its poses (PersonPose list) and time in seconds; returns the
     tracks' (track_id, smoothed PersonPose) seen in this frame (and hidden ones: report_hidden). Ids count up
-    from `first_id`."""
+    from `first_id`. With `id_confidence` (a fitted identity.IdConfidence) each reported pose that continues its
+    id carries its id_confidence; the features behind it, per reported track id, are in `evidence` after each
+    frame (None for an id born there). They rate the ids given, they change none."""
 
-    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1, policy: PersonPolicy = VIDEO):
+    def __init__(self, cfg: TrackerConfig | None = None, first_id: int = 1, policy: PersonPolicy = VIDEO,
+                 id_confidence: IdConfidence | None = None):
         self.cfg, self.policy = cfg or TrackerConfig(), policy
         self.tracks: list[Track] = []
         self.next_id = first_id
+        self.id_confidence = id_confidence
+        self.evidence: dict[int, np.ndarray | None] = {}
 
     def live_people(self, max_misses: int | None = None, max_undetected: int | None = None) -> list:
         """The pose of every track still alive (with max_misses, only those unmatched for at most that many
@@ -135,25 +143,55 @@ class Tracker:
         frame, BGR), when given, adds the people's colours (appearance) to the association."""
         detected = [True] * len(people) if detected is None else list(detected)
         hists = [colour_histogram(image, p.box) if image is not None else None for p in people]
-        pairs, hidden = self._associate(people, hists)
+        pairs, hidden, found = self._associate(people, hists)
         boxes = np.array([p.box for p in people], float).reshape(-1, 4)
+        self._rate(pairs, people, hists, found)
         self._refresh(pairs, people, detected, hists, boxes)
         self._miss_unmatched({r for r, _ in pairs})
         self._give_birth(people, pairs, hidden, detected, hists, boxes)
         return self._reported(t)
 
-    def _associate(self, people: list, hists: list) -> tuple[list[tuple[int, int]], set[int]]:
-        """(track, person) pairs, and the people let go as occluded: tracks by pose (OKS, or box IoU) where their
-        velocity says they are, colours breaking ties; then, with re-identification, tracks still lost looked for
-        by position, size and colours; then the occluded held (_hold_occluded)."""
+    def _associate(self, people: list, hists: list
+                   ) -> tuple[list[tuple[int, int]], set[int], set[tuple[int, int]]]:
+        """(track, person) pairs, the people let go as occluded, and the pairs re-identification found: tracks by
+        pose (OKS, or box IoU) where their velocity says they are, colours breaking ties; then, with
+        re-identification, tracks still lost looked for by position, size and colours; then the occluded held
+        (_hold_occluded)."""
         everyone = list(range(len(self.tracks)))
         free = list(range(len(people)))
         pairs = self._stage(everyone, free, people, hists, self._pose_stage)
+        found: list[tuple[int, int]] = []
         if self.cfg.reid:
             lost = [i for i in everyone if i not in {r for r, _ in pairs}]
-            pairs += self._stage(lost, [c for c in free if c not in {c for _, c in pairs}], people, hists,
-                                 self._reid_stage)
-        return self._hold_occluded(pairs, people)
+            found = self._stage(lost, [c for c in free if c not in {c for _, c in pairs}], people, hists,
+                                self._reid_stage)
+        kept, hidden = self._hold_occluded(pairs + found, people)
+        return kept, hidden, set(found)
+
+    def _match_context(self, people: list, hists: list | None) -> MatchContext:
+        """What the association sees between every track (as it was before this frame) and the frame's poses
+        (identity.MatchContext): the features of identity trust are read from it."""
+        tracks = self.tracks
+        sim = self._similarity(people)
+        app = np.array([[appearance_similarity(tr.hist, None if hists is None else hists[c])
+                         for c in range(len(people))] for tr in tracks]).reshape(sim.shape)
+        boxes = np.array([p.box for p in people], float).reshape(-1, 4)
+        pred = np.array([self._predicted_box(tr) for tr in tracks]).reshape(-1, 4)
+        crowd = box_iou(boxes, boxes) - np.eye(len(boxes)) if len(boxes) > 1 else np.zeros((len(boxes), 1))
+        return MatchContext(score=sim + self.cfg.appearance_weight * (app - 0.5), similarity=sim,
+                            box_iou=box_iou(pred, boxes), appearance=app, crowd=crowd.max(1, initial=0.0),
+                            gap=np.array([tr.misses for tr in tracks], float),
+                            undetected=np.array([tr.undetected for tr in tracks], float))
+
+    def _rate(self, pairs: list[tuple[int, int]], people: list, hists: list | None,
+              found: set[tuple[int, int]] = frozenset()) -> None:
+        """Each matched track keeps the features of how its new pose came to continue it (identity.id_features),
+        read before the track takes the pose; found: the pairs re-identification made."""
+        if not pairs:
+            return
+        ctx = self._match_context(people, hists)
+        for r, c in pairs:
+            self.tracks[r].id_features = id_features(ctx, r, c, people[c], reid=(r, c) in found)
 
     def _refresh(self, pairs: list[tuple[int, int]], people: list, detected: list[bool], hists: list,
                  boxes: np.ndarray) -> None:
@@ -209,6 +247,11 @@ class Tracker:
         other tracks miss. Returns the reported tracks, as update() does. A carried pose changes no running
         quality or colours (it adds no evidence about the person); a fresh one updates the running quality."""
         carried = {id(tr) for tr in tracks}
+        if tracks:
+            ctx = self._match_context(list(poses), None)
+            place = {id(tr): k for k, tr in enumerate(self.tracks)}
+            for k, (tr, pose) in enumerate(zip(tracks, poses)):
+                tr.id_features = id_features(ctx, place[id(tr)], k, pose)
         for tr, pose in zip(tracks, poses):
             step = _step(tr.person, pose)
             tr.velocity = step if tr.hits == 1 else 0.5 * (tr.velocity + step)
@@ -227,10 +270,25 @@ class Tracker:
 
     def _reported(self, t: float) -> list[tuple[int, object]]:
         cfg = self.cfg
-        out = [(tr.track_id, self._smoothed(tr, t)) for tr in self.tracks if tr.misses == 0]
+        seen = [tr for tr in self.tracks if tr.misses == 0]
+        out = [(tr.track_id, self._smoothed(tr, t)) for tr in seen]
+        self.evidence = {tr.track_id: tr.id_features for tr in seen}
         if cfg.report_hidden:
-            out += [(tr.track_id, self._smoothed_pose(tr, hidden_pose(tr), t)) for tr in self._hidden(out)]
-        return sorted(out, key=lambda item: item[0])
+            hidden = self._hidden(out)
+            front = np.array([p.box for _, p in out], float).reshape(-1, 4)
+            for tr in hidden:
+                pose = self._smoothed_pose(tr, hidden_pose(tr), t)
+                crowd = float(box_iou(np.asarray(pose.box, float)[None], front).max(initial=0.0))
+                self.evidence[tr.track_id] = held_features(pose, crowd, tr.misses, tr.undetected)
+                out.append((tr.track_id, pose))
+        return sorted(((i, self._with_id_confidence(i, p)) for i, p in out), key=lambda item: item[0])
+
+    def _with_id_confidence(self, track_id: int, pose):
+        """The reported pose with its id_confidence (None: no fitted map, or the id was born with this pose)."""
+        features = self.evidence.get(track_id)
+        if self.id_confidence is None or features is None:
+            return pose
+        return dataclasses.replace(pose, id_confidence=float(self.id_confidence(features)[0]))
 
     def _hidden(self, seen: list) -> list[Track]:
         """Tracks unmatched for at most report_hidden frames whose box as it would be reported (hidden_pose: where

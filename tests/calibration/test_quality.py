@@ -171,13 +171,15 @@ def test_visibility_classes_say_occluded_only_when_clearly_more_likely_than_visi
     from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, visibility_classes
 
     assert OCCLUDED_OVER_VISIBLE == 2.0
-    probs = np.array([[0.5, 0.3, 0.2],      # absent most likely: absent, as the argmax
+    probs = np.array([[0.55, 0.25, 0.2],    # absent more likely than not: absent
                       [0.1, 0.5, 0.4],      # argmax occluded, but 0.5 < 2 x 0.4: visible
                       [0.25, 0.5, 0.25],    # 0.5 >= 2 x 0.25: occluded (the boundary counts)
                       [0.2, 0.7, 0.1],      # occluded
                       [0.3, 0.1, 0.6]])     # visible
     np.testing.assert_array_equal(visibility_classes(probs), [0, 2, 1, 1, 2])
-    np.testing.assert_array_equal(visibility_classes(probs, 1.0), probs.argmax(-1))   # ratio 1 = the argmax
+    np.testing.assert_array_equal(visibility_classes(probs, 1.0), probs.argmax(-1))   # ratio 1 = the argmax here
+    # a plurality of absent that is not a majority is present: occluded or visible by the ratio
+    np.testing.assert_array_equal(visibility_classes(np.array([[0.45, 0.45, 0.1], [0.45, 0.1, 0.45]])), [1, 2])
     np.testing.assert_array_equal(visibility_classes(np.stack([probs, probs[::-1]])), [[0, 2, 1, 1, 2],
                                                                                       [2, 1, 1, 2, 0]])
     binary = np.array([[0.6, 0.4], [0.3, 0.7]])

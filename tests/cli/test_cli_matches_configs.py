@@ -40,7 +40,7 @@ OPTION_ONLY = {
 FIELD_ONLY = {
     "eval": {"plots": "the API may skip drawing; the CLI always draws"},
     "audit": {"thresholds": "the findings' thresholds, chosen on planted errors (bench/audit_planted.py)"},
-    "track": {},
+    "track": {"id_confidence": "the shipped identity-trust map (tracking/identity.py); the API may give another"},
 }
 COMMANDS = {"predict": PredictConfig, "track": TrackConfig, "eval": EvalConfig, "audit": AuditConfig}
 

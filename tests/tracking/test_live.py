@@ -39,10 +39,15 @@ def track_args(tiny, *args) -> list[str]:
 
 
 def validate(value, schema, where="record"):
-    """The part of JSON Schema frame_record.schema.json uses (type, required, properties, additionalProperties,
-    items, minItems/maxItems, minimum/maximum), checked by hand: jsonschema is not a dependency."""
+    """The part of JSON Schema frame_record.schema.json uses (type, a type or null, required, properties,
+    additionalProperties, items, minItems/maxItems, minimum/maximum), checked by hand: jsonschema is not a
+    dependency."""
     kinds = {"object": dict, "array": list, "string": str, "number": (int, float), "integer": int}
     kind = schema.get("type")
+    if isinstance(kind, list):          # ["number", "null"]: null, or the one other type
+        if value is None and "null" in kind:
+            return
+        (kind,) = [k for k in kind if k != "null"]
     if kind:
         assert isinstance(value, kinds[kind]) and not isinstance(value, bool), f"{where}: not a {kind}: {value!r}"
     if kind == "object":

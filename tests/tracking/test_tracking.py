@@ -147,6 +147,11 @@ def test_track_cli_output_contract_loadres_and_render_size(tmp_path, capsys):
         assert {"keypoints", "score", "bbox", "pose_quality", "keypoint_quality", "visibility",
                 "visibility_probs", "box_score", "category_id"} <= set(r)
     assert len({(r["image_id"], r["track_id"]) for r in results}) == len(results)
+    first = {}                                                  # identity trust: null where a track starts
+    for r in sorted(results, key=lambda r: r["image_id"]):
+        assert "id_confidence" in r
+        starts = first.setdefault(r["track_id"], r["image_id"]) == r["image_id"]
+        assert (r["id_confidence"] is None) if starts else (0 <= r["id_confidence"] <= 1)
     gt = {"images": [{"id": i, "file_name": f"walk.mp4#{i}", "width": 160, "height": 120} for i in range(8)],
           "annotations": [], "categories": [{"id": 1, "name": "person"}]}
     (tmp_path / "gt.json").write_text(json.dumps(gt))

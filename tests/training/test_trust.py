@@ -175,10 +175,11 @@ def test_visibility_rule_by_hand_and_its_ratio_chosen_on_labels():
     from posecal.calibration.quality import (DEFAULT_OCCLUDED_OVER_VISIBLE, QualityCalibration,
                                              choose_occluded_ratio, fit_quality_calibration, occluded_rule)
 
-    probs = np.array([[[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.2, 0.35, 0.45], [0.1, 0.2, 0.7]]])
-    np.testing.assert_array_equal(occluded_rule(probs, 1.0), [[0, 1, 2, 2]])
-    np.testing.assert_array_equal(occluded_rule(probs, 0.75), [[0, 1, 1, 2]])   # 0.35 >= 0.75 x 0.45
-    np.testing.assert_array_equal(occluded_rule(probs, 2.0), [[0, 2, 2, 2]])    # 0.5 < 2 x 0.3
+    probs = np.array([[[0.55, 0.25, 0.2], [0.2, 0.5, 0.3], [0.2, 0.35, 0.45], [0.1, 0.2, 0.7], [0.4, 0.35, 0.25]]])
+    # absent only when more likely than not: the last keypoint's 0.4 is a plurality, not a majority
+    np.testing.assert_array_equal(occluded_rule(probs, 1.0), [[0, 1, 2, 2, 1]])
+    np.testing.assert_array_equal(occluded_rule(probs, 0.75), [[0, 1, 1, 2, 1]])   # 0.35 >= 0.75 x 0.45
+    np.testing.assert_array_equal(occluded_rule(probs, 2.0), [[0, 2, 2, 2, 2]])    # 0.5 < 2 x 0.3
     # occluded keypoints whose p(occluded) sits at 0.8-0.9 x p(visible), visible ones at 0.3 x: only a ratio
     # at or below 0.75 (of the grid) and above 0.3 finds the occluded ones and keeps the visible ones
     occ = np.tile([0.1, 0.42, 0.48], (40, 1))
