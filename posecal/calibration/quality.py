@@ -171,12 +171,10 @@ def occluded_rule(probs: np.ndarray, ratio: float) -> np.ndarray:
     ABSENT_ABOVE, else occluded when p(occluded) >= ratio x p(visible), else visible.
 
     Why more likely than not, not the most likely of three: "absent" answers "is the keypoint there?", whose
-    answer is p(not labelled) against p(occluded) + p(visible). A plurality of 0.4 against 0.35 and 0.25 said
-    absent of a keypoint 60 % likely there: athletes' limbs in plain view in unusual poses, split between
-    occluded and visible. On the poses posecal reports on val (matched to their person one to one), the labelled-
-    or-not accuracy is highest at 0.5 (0.816 with the plurality, 0.819 at 0.5, 0.816 at 0.6) and visible
-    keypoints called absent fall from 9.5 % to 7.1 %; on LSPET's athletes (never chosen on) from 11.1 % to 9.1 %
-    (bench/reported_poses.py rows; CHANGELOG.md)."""
+    answer is p(not labelled) against p(occluded) + p(visible). A plurality of 0.4 against 0.35 and 0.25 would
+    call absent a keypoint 60 % likely there: athletes' limbs in plain view in unusual poses, whose probability
+    is split between occluded and visible. 0.5 is the labelled-or-not decision of calibrated probabilities, not a
+    tuned number (how it measured: CHANGELOG.md)."""
     probs = np.asarray(probs)
     return np.where(probs[..., 0] > ABSENT_ABOVE, 0, np.where(probs[..., 1] >= ratio * probs[..., 2], 1, 2))
 
