@@ -83,6 +83,7 @@ class PredictSummary:
     problems: int
     seconds: float
     people: dict[str, list[PersonPose]]   # by frame name (kept small: only filled when asked)
+    precision: str = ""                   # the graphs the run decided on (decide_precision): "int8" or "float"
 
 
 def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> PredictSummary:
@@ -101,7 +102,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
             log(opening)
         predictor, run = _open_run(cfg, box_file, log, keep_people, image_ids, len(problems))
         _predict_frames(cfg, predictor, box_file, list(enumerate(files)), run)
-        return _finish(cfg, run, image_ids, t0)
+        return replace(_finish(cfg, run, image_ids, t0), precision=cfg.precision)
     # the parts' folder locked before the model opens: a second run on this --out stops here, in one line
     store, rows = resumable(cfg.out, files, predict_fingerprint(cfg), log, opening=opening)
     with store:
@@ -110,7 +111,7 @@ def run_predict(cfg: PredictConfig, keep_people: bool = False, log=None) -> Pred
         _predict_frames(cfg, predictor, box_file, [(r["index"], files[r["index"]]) for r in rows], run)
         run.parts.close()
         summary = merge_parts(cfg, store, image_ids, len(problems), t0)
-    return replace(summary, people=run.people)
+    return replace(summary, people=run.people, precision=cfg.precision)
 
 
 def _open_run(cfg: PredictConfig, box_file: BoxFile | None, log, keep_people: bool, image_ids: dict[str, int],

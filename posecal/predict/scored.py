@@ -15,7 +15,6 @@ from posecal.data.coco import read_coco
 from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation
 from posecal.evaluation.results import evaluate_results
-from posecal.inference.opener import decide_precision
 from posecal.io import check_output_dir
 from posecal.predict.job import PredictConfig, run_predict
 
@@ -32,9 +31,7 @@ def evaluate_predicted(cfg: PredictConfig, annotations: str, images: str, out: s
     results = out_dir / "results.json"
     cfg = replace(cfg, inputs=[str(Path(images) / name) for name in names], annotations=str(annotations),
                   out=str(results))
-    run(cfg, log=log)
-    # the graphs the run decided on (the run's own decision, made again: the same CPU answers alike)
-    precision = decide_precision(cfg.model, cfg.precision, cfg.backend, cfg.device, cfg.flip)[0]
+    summary = run(cfg, log=log)
     about = {"boxes": f"detector {cfg.detector or 'default'}", "model": cfg.model or "accurate",
-             "precision": precision, "verifier": cfg.verifier}
+             "precision": summary.precision, "verifier": cfg.verifier}
     return evaluate_results(results, annotations, out_dir, images=images, skip_invalid=skip_invalid, about=about)

@@ -11,6 +11,7 @@ same --out is refused at its start (posecal/parallel/parts.py).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from posecal.data.sources import collect
 from posecal.data.box_files import BoxFile
@@ -64,4 +65,4 @@ def run_predict_units(cfg: PredictConfig, engine: Engine, poser=PoseBatches, log
     job = RowJob(poser, actor_settings(cfg) | {"threads": cfg.threads}, POSES, FILES_PER_CALL, cfg.device == "cuda")
     with run(cfg.out, files, job, engine, predict_fingerprint(cfg), log, on_part, progress=cfg.progress,
              desc="predicting", unit="file", opening=opening) as store:
-        return merge_parts(cfg, store, image_ids, len(problems), t0)
+        return replace(merge_parts(cfg, store, image_ids, len(problems), t0), precision=cfg.precision)

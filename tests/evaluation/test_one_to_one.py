@@ -72,3 +72,26 @@ def test_eval_detector_refuses_boxes_or_results_in_one_line(tmp_path, capsys):
     line = cli_error(capsys, "eval", "--annotations", ann, "--images", images, "--out", tmp_path / "e",
                      "--detector", "default", "--boxes", ann)
     assert line.startswith("--detector poses what a detector finds; --boxes gives")
+
+
+def test_eval_detector_records_the_precision_its_run_decided(tmp_path, capsys, monkeypatch):
+    """metrics.json says which graphs the predict run used: the run's own decision, not one made again."""
+    from posecal.predict import scored
+
+    seen = {}
+
+    def run(cfg, log=None):
+        from posecal.predict.job import PredictSummary
+
+        seen["inputs"] = cfg.inputs
+        (tmp_path / "e").mkdir(exist_ok=True)
+        (tmp_path / "e" / "results.json").write_text("[]")
+        return PredictSummary(0, 0, 0, 0.0, {}, precision="float")
+
+    ann, images = make_coco(tmp_path / "data", n_images=2)
+    monkeypatch.setattr(scored, "evaluate_results", lambda *a, about=None, **k: about)
+    from posecal.predict.job import PredictConfig
+
+    about = scored.evaluate_predicted(PredictConfig(inputs=[], precision="auto"), ann, images, tmp_path / "e",
+                                      run=run)
+    assert about["precision"] == "float" and len(seen["inputs"]) == 2
