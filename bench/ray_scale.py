@@ -103,8 +103,8 @@ def _one_run(name: str, folder: str, out: str, marks_file: str) -> None:
                 with open(self.marks_to, "a") as f:
                     f.write(f"{time.time()} {self.predictor.threads}\n")
 
-        run_units = units.run_predict_units
-        units.run_predict_units = lambda cfg, engine, log=None: run_units(cfg, engine, TimedPoseBatches, log)
+        run_units = units.run_predict
+        units.run_predict = lambda cfg, log=None, engine=None: run_units(cfg, log, engine, TimedPoseBatches)
     rc = main(["predict", folder, "--out", out, "--no-progress", *RUNS[name]])
     mark("finished")
     if actor_marks.exists():

@@ -42,7 +42,8 @@ OPTIONS = {"default": [], "every1": ["--detect-every", "1"], "every2": ["--detec
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter(); c0 = time.process_time()
-from posecal.tracking.job import TrackConfig, run_track
+from posecal.tracking.job import TrackConfig
+from posecal.tracking.units import run_track
 args = json.loads(sys.argv[1])
 stamps = []
 s = run_track(TrackConfig(**args), keep=lambda f, t: stamps.append((time.perf_counter(), time.process_time())))

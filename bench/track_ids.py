@@ -5,7 +5,7 @@ Scenes: `bench.lab.moving_people` pastes labelled persons of the COCO val crops 
 crops, val split: the shipped networks never trained on it; the shipped calibration was fitted on it) over the
 temporal median of ../shared/data/videos/vtest_pedestrians_20s.avi (its walkers gone), walking along crossing
 paths; scene i has seed i and 3 + i % 4 people, --frames frames at 15 fps. Each scene runs through
-`posecal.tracking.job.run_track` with its defaults (model fast, flip off, detector every frame) and is scored
+`posecal.tracking.units.run_track` with its defaults (model fast, flip off, detector every frame) and is scored
 by `bench.lab.mot` (motmetrics; IoU >= 0.5; people less than 25 % visible are not counted).
 
 Real video: vtest_pedestrians_20s.avi through the same run_track: distinct track ids against PEOPLE_SEEN_VTEST,
@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # bench.lab: the benches' shared code
 from bench.lab.moving_people import SceneSpec, load_sprites, median_background, write_scene  # noqa: E402
 from bench.lab.mot import accumulate, summarize  # noqa: E402
-from posecal.tracking.job import TrackConfig, run_track  # noqa: E402
+from posecal.tracking.job import TrackConfig  # noqa: E402
+from posecal.tracking.units import run_track  # noqa: E402
 from posecal.tracking.tracker import TrackerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

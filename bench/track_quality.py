@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecal.tracking.job import TrackConfig, run_track
+from posecal.tracking.job import TrackConfig
+from posecal.tracking.units import run_track
 from posecal.tracking.tracker import TrackerConfig
 
 

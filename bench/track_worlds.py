@@ -5,7 +5,7 @@ Worlds (bench/lab/video_worlds.py, all synthetic scenes of real val people with 
 deterministic by its seeds): vtest's room (the tuning scenes), intel's room as it is and mirrored (held-out
 scenes), downscaled by 2 (`_half`), MJPG quality 20 (`_jpeg`), motion-blurred (`_blur`), a moving camera
 (`intel_pan`: a window panning and zooming over the room) and crowds of 8-10 (`vtest_crowd`). Each scene runs
-through `posecal.tracking.job.run_track` with its defaults (`posecal track`'s: the accurate model, the VIDEO
+through `posecal.tracking.units.run_track` with its defaults (`posecal track`'s: the accurate model, the VIDEO
 person policy, the default verifier) and is scored by bench/lab/mot.py (IoU >= 0.5, people under 25 % visible
 not counted; the person standing in vtest's room is an ignored box). One row per world kind: IDF1, MOTA,
 person-frames missed, identity switches per 100 frames, track ids per person, false positives; then the mean,

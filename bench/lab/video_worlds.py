@@ -277,7 +277,8 @@ def tracked_records(model: str, kind: str, name: str, video: Path, truth: Path, 
     import dataclasses
 
     from posecal.models.checkpoint import model_file
-    from posecal.tracking.job import TrackConfig, run_track
+    from posecal.tracking.job import TrackConfig
+    from posecal.tracking.units import run_track
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     path = model_file(model)

@@ -109,7 +109,8 @@ def _run_eval(args) -> None:
 
 def _eval_predicted(args) -> None:
     """`eval --detector`: what `predict` reports on the annotated images, scored (predict/scored.py)."""
-    from posecal.predict.job import PredictConfig, run_predict
+    from posecal.predict.job import PredictConfig
+    from posecal.predict.units import run_predict
     from posecal.predict.scored import evaluate_predicted
     from posecal.viz.report import draw_evaluation
 
@@ -123,7 +124,7 @@ def _eval_predicted(args) -> None:
                         orientations=args.orientations, backend=args.backend, device=args.device,
                         precision=args.precision, threads=_threads(args), progress=not args.no_progress)
     ev = evaluate_predicted(cfg, args.annotations, args.images, args.out, args.skip_invalid,
-                            _engine(args, run_predict, "predict"))
+                            _engine(args, run_predict))
     draw_evaluation(ev)
     m, e = ev.metrics, ev.metrics.get("one_to_one", {})
     name = "pose_quality" if "pose_quality" in m["ap"] else "score"
@@ -154,21 +155,15 @@ def _ray_config(args):
     return RayConfig(args.address, args.workers)
 
 
-def _engine(args, run, command: str):
-    """The job function for --engine: `run` in this process, or the command's run by whole files through the
-    runner (tracking/units.py, predict/units.py) on Ray's engine with --address and --workers."""
+def _engine(args, run):
+    """`run` (predict's or track's) on the engine --engine names: this process (engine None), or Ray's with --address
+    and --workers; each goes through the runner by whole files (predict/units.py, tracking/units.py)."""
     if args.engine != "ray":
-        _ray_config(args)
+        _ray_config(args)   # --address and --workers refused
         return run
     from functools import partial
 
-    if command == "track":
-        from posecal.tracking.units import run_track_units
-
-        return partial(run_track_units, engine=_ray_config(args))
-    from posecal.predict.units import run_predict_units
-
-    return partial(run_predict_units, engine=_ray_config(args))
+    return partial(run, engine=_ray_config(args))
 
 
 def _posing_engine(args, command: str):
@@ -200,11 +195,12 @@ def cmd_pack(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from posecal.predict.job import PredictConfig, run_predict
+    from posecal.predict.job import PredictConfig
+    from posecal.predict.units import run_predict
     from posecal.records import STDOUT, stdout_reserved
 
 
-    run = _engine(args, run_predict, "predict")   # ray: Ray Data actors, shards, one merged results file
+    run = _engine(args, run_predict)   # ray: Ray Data actors, shards, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
         s = run(PredictConfig(
             inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
@@ -218,7 +214,8 @@ def cmd_predict(args) -> None:
             progress=not args.no_progress and args.out != STDOUT, orientations=args.orientations))
         skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
         print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
-              + (f", overlays in {args.render}/" if args.render else "") + skipped)
+              + (f", overlays in {args.render}/" if args.render else "") + skipped
+              + f" (settings fingerprint {s.fingerprint})")
 
 
 def cmd_run_peer(args) -> None:
@@ -314,10 +311,11 @@ def cmd_demo(args) -> None:
 def cmd_track(args) -> None:
     from posecal.data.live import LiveConfig
     from posecal.records import STDOUT, stdout_reserved
-    from posecal.tracking.job import TrackConfig, render_is_file, run_track
+    from posecal.tracking.job import TrackConfig, render_is_file
+    from posecal.tracking.units import run_track
     from posecal.tracking.tracker import TrackerConfig
 
-    run = _engine(args, run_track, "track")   # ray: one video per Ray actor call, one merged results file
+    run = _engine(args, run_track)   # ray: one video per Ray actor call, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; these lines go to stderr
         s = run(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
@@ -337,7 +335,8 @@ def cmd_track(args) -> None:
         live = (f"; live: {s.frames} of {s.captured} arrived frame(s) processed "
                 f"({s.frames / max(s.captured, 1):.0%}), {s.dropped} dropped" if s.captured else "")
         print(f"{s.tracks} track(s), {s.results} tracked pose(s) in {s.frames} frame(s) in {s.seconds:.1f}s "
-              f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}{live}")
+              f"({s.frames / max(s.seconds, 1e-9):.1f} fps) -> {args.out}{video}{live} (settings fingerprint "
+              f"{s.fingerprint})")
         if args.timing and s.frames:
             print("busy ms per frame (stages overlap): " + ", ".join(f"{stage} {1000 * sec / s.frames:.1f}"
                                                                       for stage, sec in s.stages.items()))

@@ -15,11 +15,11 @@ from posecal.data.coco import load_coco_persons, read_coco
 from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import check_backend, decide_precision, open_model, require_model
-from posecal.inference.record_posing import RecordPosing, pose_records
+from posecal.inference.record_posing import RecordPosing, pose_records, record_fingerprint
 from posecal.inference.topdown import Predictions
 from posecal.io import check_output_dir, write_json_atomic
 from posecal.parallel import default_threads
-from posecal.parallel.runner import Engine
+from posecal.parallel.runner import Engine, digest
 from posecal.models.config import default_decode, require_coco_keypoints
 from posecal.evaluation.outcome import Evaluation, Pictures
 from posecal.evaluation.results import (VIS_LABELS, merge_metrics, results_from_entries, results_metrics,
@@ -167,7 +167,8 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
                "boxes": "detections" if cfg.boxes else "gt", "flip_test": opened.flip,
                "decode": cfg.decode or default_decode(mcfg),
                "orientations": cfg.orientations, "backend": opened.backend, "precision": opened.precision,
-               "score_mode": mode, "calibrated": pred.calibrated, "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
+               "score_mode": mode, "calibrated": pred.calibrated,
+               "fingerprint": digest(record_fingerprint(posing)), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
         ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))
         for key in ("ap", "ap50", "ap75", "ar"):

@@ -225,11 +225,14 @@ class Predictor:
                                          problems_as_pictures=True):
             yield picture
 
-    def pictures(self, items, boxes_of=None, mode: str | None = None, log_frame=quiet, on_problem=None):
+    def pictures(self, items, boxes_of=None, mode: str | None = None, log_frame=quiet, on_problem=None,
+                 problems_as_pictures: bool = False):
         """The frame loop (inference/frame_loop.py) over this Predictor's pipeline at its batch size: (tag, Frame or
         Problem) items -> (tag, Picture) in input order. predict() and `posecal predict` both iterate it; the CLI
-        passes its boxes file (`boxes_of`), its score mode and where its lines go."""
-        return frame_pictures(self.pipeline, items, self.batch_size, boxes_of, mode, log_frame, on_problem)
+        passes its boxes file (`boxes_of`), its score mode, where its lines go, and has its unreadable files
+        yielded in their place (`problems_as_pictures`)."""
+        return frame_pictures(self.pipeline, items, self.batch_size, boxes_of, mode, log_frame, on_problem,
+                              problems_as_pictures)
 
     def _prepare(self, image, boxes, box_scores, rgb: bool, name: str, prefix: str):
         """Checked (BGR image, (N, 4) boxes, (N,) scores, where the boxes came from) for one item, before any

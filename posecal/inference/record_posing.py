@@ -141,6 +141,12 @@ def from_json(value):
     return value
 
 
+def record_fingerprint(posing: RecordPosing) -> dict:
+    """What every picture's poses depend on: the posing settings and the model's digest (runner.fingerprint)."""
+    return fingerprint(absolute_paths(dataclasses.asdict(posing), ("model",)), run_identity(posing.model,
+                                                                                           verifier=None))
+
+
 def pose_record_units(records: list[PersonRecord], posing: RecordPosing, calibration, engine: Engine, out,
                       progress: bool = True, poser=RecordBatches, log=None) -> Predictions:
     """predict_records through the runner on `engine`: the same Predictions (records kept, people, arrays) as one
@@ -155,7 +161,7 @@ def pose_record_units(records: list[PersonRecord], posing: RecordPosing, calibra
              for _, group in groups]
     pictures = [(path, Path(path).name) for path, _ in groups]
     settings = absolute_paths(dataclasses.asdict(posing), ("model",))
-    print_run = fingerprint(settings, run_identity(posing.model, verifier=None))   # each picture's boxes: its key
+    print_run = record_fingerprint(posing)   # each picture's boxes: its key
 
     def on_part(picture: dict) -> None:
         for message in picture["messages"]:

@@ -80,7 +80,7 @@ def _changed(found, fingerprint: dict) -> str:
     return ", ".join(words)
 
 
-def _output_of(folder: Path) -> Path:
+def output_of(folder: Path) -> Path:
     """The output whose parts `folder` holds (part_folder's inverse); the folder itself for another name."""
     name = folder.name
     return folder.with_name(name[1:-len(".parts")]) if name.startswith(".") and name.endswith(".parts") else folder
@@ -121,7 +121,7 @@ class PartStore:
             except OSError as e:
                 os.close(fd)
                 if e.errno in HELD:
-                    raise PosecalInputError(f"{_output_of(self.folder)}: another posecal run is writing it now (its "
+                    raise PosecalInputError(f"{output_of(self.folder)}: another posecal run is writing it now (its "
                                             f"parts are in {self.folder}); wait for it or give another --out") from None
                 return False
             if os.name == "nt" or os.fstat(fd).st_nlink:

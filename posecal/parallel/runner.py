@@ -31,7 +31,7 @@ from tqdm import tqdm
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
 from posecal.parallel.cores import default_threads
-from posecal.parallel.parts import PartStore, part_path, resumable, write_part
+from posecal.parallel.parts import PartStore, output_of, part_path, resumable, write_part
 
 ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
 ERROR = "error"   # PartWriter's output column: "" for a unit done, else the line its worker refused it with
@@ -131,8 +131,12 @@ def columns(rows: list[dict]) -> dict:
 
 
 def interrupted(store: PartStore) -> str:
-    """The line of a run stopped by Ctrl-C, in either engine: what was kept, and how to go on."""
-    return f"interrupted: {store.kept()} unit(s) kept in {store.folder}; run the same command again to finish"
+    """The line of a run stopped by Ctrl-C, whatever the command and engine: what was kept, and how to go on."""
+    kept, total, out = store.kept(), len(store.keys), output_of(store.folder)
+    if not kept:
+        return f"interrupted: none of the {total} input(s) was done; nothing written to {out}"
+    return (f"interrupted: the results of {kept} of {total} input(s) are kept in {store.folder}; the same command "
+            f"again goes on from there ({out} is written when every input is done)")
 
 
 def run(out, units: list, job: RowJob, engine: Engine, fingerprint: dict, log: Callable[[str], None],
@@ -179,6 +183,14 @@ def fingerprint(settings: dict, identity: dict, **more) -> dict:
     input: parts.unit_key). As JSON reads it back (a dataclass as its fields)."""
     found = {"settings": {k: v for k, v in settings.items() if k != "threads"}, "identity": identity} | more
     return json.loads(json.dumps(found, default=_plain))
+
+
+def digest(print_run: dict) -> str:
+    """A fingerprint in 16 hex digits: what a run's results and metrics.json record of the settings and weights
+    that made them, so that two results files say whether they came from the same run settings."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(print_run, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _plain(value):

@@ -5,7 +5,9 @@ The demo is `posecal predict` on that file, so what it shows is exactly what use
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -13,8 +15,8 @@ import numpy as np
 from posecal.inference.person_policy import MIN_POSE_QUALITY
 from posecal.errors import PosecalInputError
 from posecal.io import check_output_dir, write_bytes_atomic
-from posecal.predict.job import PredictConfig, render_path, run_predict
-from posecal.data.sources import Frame
+from posecal.predict.job import PredictConfig, render_path
+from posecal.predict.units import run_predict
 
 
 def demo_photo():
@@ -48,10 +50,18 @@ def run_demo(out_dir="posecal-demo", model=None, log=print, min_pose_quality: fl
     write_bytes_atomic(photo, png.tobytes())
     cfg = PredictConfig(inputs=[str(photo)], out=str(out / "astronaut_poses.json"), model=model,
                         render=str(out / "overlay"), progress=False, min_pose_quality=min_pose_quality)
-    summary = run_predict(cfg, keep_people=True)
-    overlay = render_path(Frame("astronaut.png", photo, None), cfg.render)
-    for i, person in enumerate(summary.people.get("astronaut.png", []), 1):
+    run_predict(cfg)
+    overlay = render_path("astronaut.png", cfg.render)
+    people = [person_of(entry) for entry in json.loads(Path(cfg.out).read_text())]
+    for i, person in enumerate(people, 1):
         log(person_line(i, person))
     log(f"overlay: {overlay}")
     log(f"results: {cfg.out} (COCO keypoint results + pose_quality, keypoint_quality, visibility)")
-    return {"overlay": overlay, "results": Path(cfg.out), "people": summary.people.get("astronaut.png", [])}
+    return {"overlay": overlay, "results": Path(cfg.out), "people": people}
+
+
+def person_of(entry: dict) -> SimpleNamespace:
+    """A results entry as the fields person_line reads: what the demo says is what its results file holds."""
+    visibility = entry.get("visibility")
+    return SimpleNamespace(pose_quality=entry["pose_quality"], keypoint_quality=np.asarray(entry["keypoint_quality"]),
+                           visibility=None if visibility is None else np.asarray(visibility))

@@ -16,14 +16,15 @@ from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation
 from posecal.evaluation.results import evaluate_results
 from posecal.io import check_output_dir
-from posecal.predict.job import PredictConfig, run_predict
+from posecal.predict.job import PredictConfig
+from posecal.predict.units import run_predict
 
 
 def evaluate_predicted(cfg: PredictConfig, annotations: str, images: str, out: str, skip_invalid: bool = False,
                        run: Callable = run_predict, log=None) -> Evaluation:
     """Pose every image `annotations` names (in the folder `images`) with predict's settings `cfg` (its inputs,
-    out and annotations are set here), then score OUT/results.json against the file. `run`: run_predict, or
-    predict/units.py's run on an engine (the same results file). A stopped run resumes (predict's parts)."""
+    out and annotations are set here), then score OUT/results.json against the file. `run`: run_predict, in this
+    process or on an engine (the same results file). A stopped run resumes (predict's parts)."""
     out_dir = check_output_dir(out, "--out")
     names = [im["file_name"] for im in read_coco(annotations)["images"] if im.get("file_name")]
     if not names:
@@ -33,5 +34,5 @@ def evaluate_predicted(cfg: PredictConfig, annotations: str, images: str, out: s
                   out=str(results))
     summary = run(cfg, log=log)
     about = {"boxes": f"detector {cfg.detector or 'default'}", "model": cfg.model or "accurate",
-             "precision": summary.precision, "verifier": cfg.verifier}
+             "precision": summary.precision, "verifier": cfg.verifier, "fingerprint": summary.fingerprint}
     return evaluate_results(results, annotations, out_dir, images=images, skip_invalid=skip_invalid, about=about)

@@ -1,49 +1,56 @@
-"""`posecal predict` by whole input files through the runner (posecal/parallel/runner.py), on any engine: Ray
-Data actors on this machine or a cluster (`--engine ray`), or this process (OneProcess), with the results written as
-they come (a part per input file, by whoever posed it) and then as the one results file a single process writes.
+"""`posecal predict`, in this process or on Ray, through the one class that poses (predict/batches.py's
+PoseBatches).
 
-Each input file (an image, or a whole video) is one unit; its poses are the records posecal/predict/batches.py
-makes, the very frame loop of `posecal predict`. When every part is in, they are merged in input order with the
-image ids a single process gives (job.merge_parts), written atomically, and the parts removed. A run started
-again poses only the files it has no part for (one added or replaced), and one started while another writes the
-same --out is refused at its start (posecal/parallel/parts.py).
+A results file (`--out X.json`) is made by the runner (posecal/parallel/runner.py) on either engine: this process
+(OneProcess) or Ray Data actors on this machine or a cluster (`--engine ray`). Each input file (an image, or a whole
+video) is one unit; whoever poses it writes its part (its frame records, and its overlays where --render asks);
+when every part is in, they are merged in input order with the image ids a single process gives (job.merge_parts),
+written atomically, and the parts removed. A Ctrl-C keeps every finished input and the same command goes on from
+there; a run started again poses only the files it has no part for (one added or replaced), and one started while
+another writes the same --out is refused at its start (posecal/parallel/parts.py).
+
+Records streamed as they are made (`--out X.jsonl`, `--out -`) and a `--max-frames` preview are one process's, frame
+by frame from the same PoseBatches (`records`): what a Ctrl-C keeps is what was written.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
-from posecal.data.sources import collect
 from posecal.data.box_files import BoxFile
+from posecal.data.sources import collect, frames_to_read, is_video, lookup
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import precision_decided, require_model
-from posecal.io import log_line
-from posecal.parallel.runner import Engine, RowJob, run
+from posecal.io import StopRequest, log_line, progress_shown, write_json_atomic
+from posecal.parallel.cores import default_threads
+from posecal.parallel.runner import Engine, OneProcess, RowJob, columns, digest, run
 from posecal.predict.batches import POSES, PoseBatches
-from posecal.predict.job import (PredictConfig, PredictSummary, actor_settings, annotation_image_ids, check_predict,
-                                 merge_parts, predict_fingerprint)
-from posecal.records import STDOUT
+from posecal.predict.job import (PredictConfig, PredictSummary, RenderNames, actor_settings, annotation_image_ids,
+                                 check_predict, keeps_parts, merge_parts, predict_fingerprint)
+from posecal.records import ImageIds, ImageRecords, is_stream
 
-FILES_PER_CALL = 4        # input files per map_batches call (an actor's crops are batched across them)
+FILES_PER_CALL = 4   # input files per call on a GPU, whose crops are batched across them; on the CPU (batch 1)
+                     # one, so that each input's part is written as soon as it is done
 
 
-def run_predict_units(cfg: PredictConfig, engine: Engine, poser=PoseBatches, log=None) -> PredictSummary:
-    """`posecal predict` by input files on `engine`: the same results file (and the same summary) as run_predict.
-    poser: the map_batches class (PoseBatches; a test's subclass)."""
+def run_predict(cfg: PredictConfig, log=None, engine: Engine | None = None, poser=PoseBatches) -> PredictSummary:
+    """`posecal predict`: the results file of cfg's inputs, made on `engine` (None: this process), or, in this
+    process, the records streamed (.jsonl, -) or a --max-frames preview. poser: the map_batches class
+    (PoseBatches; a test's subclass)."""
     log = log or log_line
     check_predict(cfg)
-    if cfg.render:
-        raise PosecalInputError("--render is drawn by one process: leave out --engine ray, or --render")
-    if cfg.max_frames is not None:
-        raise PosecalInputError("--max-frames counts the frames of one process in input order: leave out "
-                                "--engine ray, or --max-frames")
-    if str(cfg.out) == STDOUT:
-        raise PosecalInputError("--out - streams from one process; with --engine ray give --out X.json or X.jsonl")
-    engine.ready()
+    if engine is not None and not keeps_parts(cfg):
+        raise PosecalInputError("--out -/.jsonl and --max-frames are one process's, frame by frame: leave out "
+                                "--engine ray, or give --out X.json without --max-frames")
+    engine = engine or (OneProcess() if keeps_parts(cfg) else None)
+    if engine is not None:
+        engine.ready()
     t0 = time.time()
     image_ids = annotation_image_ids(cfg.annotations) if cfg.annotations else {}
-    if cfg.boxes:   # read here once, so a bad file is one line before any worker starts (each reads it again)
+    if cfg.boxes:   # read here once, so a bad file is one line before any input is posed (each poser reads it)
         box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations)
         if box_file.nobody:
             log(f"{box_file.path}: {box_file.nobody_reason}: nobody in any image; the results will be empty")
@@ -53,16 +60,93 @@ def run_predict_units(cfg: PredictConfig, engine: Engine, poser=PoseBatches, log
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
     require_model(cfg.model)
-    cfg, opening = precision_decided(cfg)   # here, not in each worker: every node runs the graphs this one chose
+    cfg, opening = precision_decided(cfg)   # here, not in each poser: every node runs the graphs this one chose
     if cfg.device == "cuda":
         providers("cuda")   # a CPU-only onnxruntime is said here once, not by every worker out of sight
+    renders = overlays(cfg, files, log)
+    if engine is None:
+        return _streamed(cfg, poser, files, renders, image_ids, len(problems), opening, log, t0)
 
     def on_part(records: list[dict]) -> None:   # each frame's messages, said as its file is done
         for r in records:
             for m in ([r["problem"]] if "problem" in r else r["messages"]):
                 log(m)
 
-    job = RowJob(poser, actor_settings(cfg) | {"threads": cfg.threads}, POSES, FILES_PER_CALL, cfg.device == "cuda")
-    with run(cfg.out, files, job, engine, predict_fingerprint(cfg), log, on_part, progress=cfg.progress,
+    gpu = cfg.device == "cuda"
+    job = RowJob(poser, actor_settings(cfg) | {"threads": cfg.threads}, POSES, FILES_PER_CALL if gpu else 1, gpu)
+    overlaid = (lambda i: {"render": renders[i]}) if cfg.render else None   # an input's overlay is in its key
+    with run(cfg.out, files, job, engine, predict_fingerprint(cfg), log, on_part, overlaid, progress=cfg.progress,
              desc="predicting", unit="file", opening=opening) as store:
-        return replace(merge_parts(cfg, store, image_ids, len(problems), t0), precision=cfg.precision)
+        return replace(merge_parts(cfg, store, image_ids, len(problems), t0), precision=cfg.precision,
+                       fingerprint=digest(predict_fingerprint(cfg)))
+
+
+def overlays(cfg: PredictConfig, files: list[tuple[Path, str]], log) -> list[str]:
+    """Each input's overlay (job.RenderNames: an image's .png, a video's folder), absolute (a worker does not run
+    in this folder), or "" for all without --render."""
+    if not cfg.render:
+        return [""] * len(files)
+    names = RenderNames(cfg.render, log)
+    return [str(names(path, name, is_video(path)).resolve()) for path, name in files]
+
+
+def _streamed(cfg: PredictConfig, poser, files: list[tuple[Path, str]], renders: list[str], image_ids: dict,
+              problems: int, opening: str | None, log, t0: float) -> PredictSummary:
+    """The records of `files` as PoseBatches makes them, each written when its frame is done (--out X.jsonl or -),
+    or, for a --max-frames preview writing X.json, the results of the frames posed. Ctrl-C stops after the frame at
+    hand (a second one at once) with what was written kept and said in one line."""
+    if opening:
+        log(opening)
+    posing = poser(**actor_settings(cfg) | {"threads": cfg.threads or default_threads()})
+    batch = columns([{"index": i, "path": str(path), "name": name, "render": renders[i]}
+                     for i, (path, name) in enumerate(files)])
+    stream = ImageRecords(cfg.out, image_ids, lookup) if is_stream(cfg.out) else None
+    image_id, results, frames, persons = ImageIds(image_ids, lookup), [], 0, 0
+    shown = progress_shown(cfg.progress)
+    from tqdm import tqdm
+
+    bar = tqdm(desc="predicting", unit="frame", disable=not shown,
+               total=frames_to_read(files, cfg.every, cfg.max_frames) if shown else None)
+    try:
+        with StopRequest() as ctrl_c:
+            for _, record, _ in posing.records(batch, cfg.max_frames):
+                if "problem" in record:
+                    log(record["problem"])
+                    problems += 1
+                    continue
+                for line in record["messages"]:
+                    log(line)
+                frames, persons = frames + 1, persons + len(record["entries"])
+                bar.update(1)
+                if stream is not None:
+                    stream(SimpleNamespace(name=record["name"], frame_index=record["frame_index"],
+                                           capture_time=record["capture_time"]), record["entries"])
+                else:
+                    frame_id = image_id(record["name"])
+                    results += [e | {"image_id": frame_id} for e in record["entries"]]
+                if ctrl_c.requested:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        bar.close()
+        raise KeyboardInterrupt(_kept(cfg, frames, results, stream)) from None
+    finally:
+        if stream is not None:
+            stream.close()
+    bar.close()
+    if not frames:
+        raise PosecalInputError("no input could be read (see the messages above); nothing written")
+    if stream is None:
+        write_json_atomic(results, cfg.out, indent=None)
+    return PredictSummary(frames, persons, problems, time.time() - t0, cfg.precision,
+                          digest(predict_fingerprint(cfg)))
+
+
+def _kept(cfg: PredictConfig, frames: int, results: list[dict], stream) -> str:
+    """What a stopped stream or preview kept (the preview's results written now, atomically), in one line."""
+    if not frames:
+        return f"interrupted before any frame was done; nothing written to {cfg.out}"
+    if stream is None:
+        write_json_atomic(results, cfg.out, indent=None)
+        overlays = f"; their overlays are in {cfg.render}" if cfg.render else ""
+        return f"interrupted: kept the {frames} frame(s) done ({len(results)} pose(s)) in {cfg.out}{overlays}"
+    return f"interrupted: the records of the {frames} frame(s) done are in {cfg.out}"

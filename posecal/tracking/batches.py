@@ -31,7 +31,8 @@ class TrackBatches:
     on storage the actor sees), `name` (the video's name in the results) and `render` (its overlay video's path,
     or "" for none). Returned: the batch's columns plus `tracks`: per row, JSON text of {"entries": its COCO
     keypoint results with track ids from 1, "frames": frames tracked, "next_id": the id its tracker would hand out
-    next, "messages": lines about it (an unreadable video is one, and no frames)}."""
+    next, "messages": lines about it (an unreadable video is one, and no frames), "stages": busy seconds per
+    stage}."""
 
     def __init__(self, **settings):
         check_settings("TrackBatches", settings, SETTINGS)
@@ -46,10 +47,14 @@ class TrackBatches:
         return dict(batch) | {TRACKS: np.array([json.dumps(t, separators=(",", ":")) for t in tracked], dtype=object)}
 
     def track(self, path: str, name: str, render: str = "") -> dict:
-        """One video tracked as `posecal track` tracks it, its ids from 1."""
+        """One video tracked as `posecal track` tracks it, its ids from 1. A Ctrl-C (which TrackRun takes as a
+        request to stop after the frame at hand) is a KeyboardInterrupt here: a video cut short is not its part."""
         messages: list[str] = []
-        source = Path(path)
+        source, clock = Path(path), StageClock()
         run = TrackRun(dataclasses.replace(self.cfg, render=render or None), messages.append, None, self.predictor,
-                       StageClock(), {source: Path(render)} if render else {})
+                       clock, {source: Path(render)} if render else {})
         run.track([(source, name)])
-        return {"entries": run.results, "frames": run.n_frames, "next_id": run.next_id, "messages": messages}
+        if run.stopped() is not None:
+            raise KeyboardInterrupt
+        return {"entries": run.results, "frames": run.n_frames, "next_id": run.next_id, "messages": messages,
+                "stages": dict(clock.seconds)}

@@ -30,9 +30,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from posecal.inference.opener import precision_decided
 from posecal.errors import PosecalInputError
-from posecal.io import (StopRequest, check_output_dir, check_output_file, log_line, progress_shown, publish,
+from posecal.io import (StopRequest, check_output_dir, check_output_file, progress_shown, publish,
                         write_json_atomic)
 from posecal.records import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
@@ -55,6 +54,7 @@ class TrackSummary:
     dropped: int = 0                     # live sources: frames the pipeline could not take (real time)
     stopped: str | None = None           # why the run ended before its sources did: "interrupted (Ctrl-C)",
                                          # "--max-frames", "--duration", "the reader of the records left"
+    fingerprint: str = ""                # its settings' and weights' digest (tracking/units.py)
 
 
 # The overlay video containers `--render` writes, each with a codec OpenCV's FFmpeg has for it.
@@ -155,24 +155,18 @@ def check_track(cfg: TrackConfig) -> None:
         check_output_file(cfg.out, "--out")
 
 
-def run_track(cfg: TrackConfig, log=None, keep=None) -> TrackSummary:
-    """Track every video and live source of cfg.videos; `keep(frame, tracked)` (optional) sees each frame's (id, pose)
-    list. Stages overlap (posecal/tracking/stages.py): the next frame is decoded and, on detector frames, its
-    people detected while this frame's poses are estimated, and the overlay video is drawn and encoded behind (a
-    live source takes its newest frame when the pipeline is ready instead: no frame waits for the next one).
-    Many videos over many cores or machines: tracking/units.py (one video per Ray actor call), each tracked by
-    this module's TrackRun, the same results file."""
-    log = log or log_line
-    check_track(cfg)
-    sources = video_sources(cfg, log)
+def track_frame_by_frame(cfg: TrackConfig, sources: list, log, keep=None) -> TrackSummary:
+    """Every source of `sources` (video files and live sources) tracked in this process, one after the other by one
+    TrackRun: what streams records, shows a window, records to rerun, stops at --max-frames or --duration, or
+    hands each frame to `keep(frame, tracked)` (its (id, pose) list). Stages overlap (posecal/tracking/stages.py):
+    the next frame is decoded and, on detector frames, its people detected while this frame's poses are
+    estimated, and the overlay video is drawn and encoded behind (a live source takes its newest frame when the
+    pipeline is ready instead: no frame waits for the next one). cfg's precision is decided (tracking/units.py's
+    run_track, which calls this)."""
     renders = render_paths(cfg, sources)
     check_rerun(cfg, sources)
     t0, clock = time.time(), StageClock()
-    # the one pipeline (posecal/inference/pipeline.py), as tracking builds it (pose_tracker.tracking_predictor)
-    cfg, opening = precision_decided(cfg)
-    if opening:
-        log(opening)
-    predictor = tracking_predictor(cfg)
+    predictor = tracking_predictor(cfg)   # the one pipeline, as tracking builds it (pose_tracker.tracking_predictor)
     clock.add("start", time.time() - t0)
     run = TrackRun(cfg, log, keep, predictor, clock, renders)
     run.track(sources)

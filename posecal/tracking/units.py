@@ -1,21 +1,22 @@
-"""`posecal track` by whole video files through the runner (posecal/parallel/runner.py), on any engine: Ray Data
-actors on this machine or a Ray cluster (`--engine ray`), or this process (OneProcess); then written as the one
-results file a single process writes.
+"""`posecal track`, in this process or on Ray. Video files into a results file (`--out X.json`) go through the runner
+(posecal/parallel/runner.py) on either engine: this process (OneProcess) or Ray Data actors on this machine or a
+Ray cluster (`--engine ray`); then written as the one results file.
 
 A video is one unit (its frames stay in one process: identities go from frame to frame); whoever does it holds one
-pipeline and tracks its videos with `posecal track`'s own run (tracking/batches.py), writing a video's overlay
-where --render asks for one. Its part (one per video, keyed by the file and its overlay: a resumed run redoes at
-most the video each worker was on, and an added video alone) holds its results; when every part is in, the videos'
-results are merged in input order with the track ids one process gives (tracking/track_ids.py), written
-atomically, and the parts removed.
+pipeline and tracks its videos with `posecal track`'s own run (tracking/batches.py, job.TrackRun), writing a
+video's overlay where --render asks for one. Its part (one per video, keyed by the file and its overlay) holds its
+results; when every part is in, the videos' results are merged in input order with the track ids one process
+gives (tracking/track_ids.py), written atomically, and the parts removed. So a Ctrl-C keeps every finished video,
+the same command goes on from there, and an added video is tracked alone.
 
-What only one process's frame loop can do is refused in one line: live sources, `--out -`/`.jsonl` (records
-streamed frame by frame), --show, --rerun (one recording), and --max-frames/--duration (limits over all sources
-together).
+What only one frame loop over all sources can do is tracked frame by frame in this process (job.
+track_frame_by_frame), and refused in one line on Ray: live sources, `--out -`/`.jsonl` (records streamed frame
+by frame), --show, --rerun (one recording), and --max-frames/--duration (limits over all sources together).
 """
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from posecal.data.live import LiveSource
@@ -24,52 +25,72 @@ from posecal.errors import PosecalInputError
 from posecal.inference.opener import precision_decided, require_model
 from posecal.inference.run_identity import run_identity
 from posecal.io import log_line, write_json_atomic
-from posecal.parallel.runner import Engine, RowJob, absolute_paths, fingerprint, run
+from posecal.parallel.runner import Engine, OneProcess, RowJob, absolute_paths, digest, fingerprint, run
 from posecal.records import is_stream
 from posecal.tracking.batches import SETTINGS, TRACKS, TrackBatches
-from posecal.tracking.job import TrackSummary, check_track, no_frame_read, render_paths, video_sources
+from posecal.tracking.job import (TrackSummary, check_track, no_frame_read, render_paths, track_frame_by_frame,
+                                  video_sources)
 from posecal.tracking.pose_tracker import TrackConfig
 from posecal.tracking.track_ids import merged_tracks
 
 
-def run_track_units(cfg: TrackConfig, engine: Engine, tracker=TrackBatches, log=None) -> TrackSummary:
-    """`posecal track` by video files on `engine`: the same results file (and overlay videos) as run_track.
-    tracker: the map_batches class (TrackBatches; a test's subclass)."""
+def run_track(cfg: TrackConfig, log=None, keep=None, engine: Engine | None = None, tracker=TrackBatches
+              ) -> TrackSummary:
+    """`posecal track`: cfg's videos and live sources -> their tracked poses. Video files into a results file go
+    through the runner on `engine` (None: this process); what needs one frame loop over all sources (frame_by_frame)
+    or `keep(frame, tracked)` (each frame's (id, pose) list) is tracked frame by frame here. tracker: the
+    map_batches class (TrackBatches; a test's subclass)."""
     log = log or log_line
     check_track(cfg)
-    _refuse_one_process_options(cfg)
-    engine.ready()
+    if engine is not None:
+        _refuse_one_process_options(cfg)
+        engine.ready()
     t0 = time.time()
     sources = video_sources(cfg, log)
     live = [name for source, name in sources if isinstance(source, LiveSource)]
-    if live:
+    if live and engine is not None:
         raise PosecalInputError(f"{live[0]}: a live source is tracked by one process; --engine ray tracks video "
                                 f"files")
-    renders = {Path(path).resolve(): str(Path(render).resolve()) for path, render in render_paths(cfg, sources).items()}
     require_model(cfg.model)
     cfg, opening = precision_decided(cfg)   # here, not in each worker: every node runs the graphs this one chose
-    if cfg.device == "cuda":
-        providers("cuda")   # a CPU-only onnxruntime is said here once, not by every worker out of sight
     settings = absolute_paths({k: getattr(cfg, k) for k in SETTINGS}, ("model", "detector", "verifier"))
     print_run = fingerprint(settings, run_identity(cfg.model, cfg.verifier, cfg.detector))
+    if engine is None and (live or keep is not None or frame_by_frame(cfg)):
+        if opening:
+            log(opening)
+        return replace(track_frame_by_frame(cfg, sources, log, keep), fingerprint=digest(print_run))
+    if cfg.device == "cuda":
+        providers("cuda")   # a CPU-only onnxruntime is said here once, not by every worker out of sight
+    renders = {Path(path).resolve(): str(Path(render).resolve()) for path, render in render_paths(cfg, sources).items()}
 
     def on_part(video: dict) -> None:
         for message in video["messages"]:
             log(message)
 
     # a video's overlay is in its row, so in its part's key: another --render tracks it again
-    with run(cfg.out, sources, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"), engine, print_run,
-             log, on_part, lambda i: {"render": renders.get(Path(sources[i][0]).resolve(), "")}, cfg.progress,
+    with run(cfg.out, sources, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"),
+             engine or OneProcess(), print_run, log, on_part,
+             lambda i: {"render": renders.get(Path(sources[i][0]).resolve(), "")}, cfg.progress,
              "tracking", "video", opening) as store:
-        videos = [(index, video["entries"], video["next_id"], video["frames"])
-                  for index, video in enumerate(store.parts())]
-        frames = sum(v[3] for v in videos)
+        videos = list(store.parts())
+        frames = sum(v["frames"] for v in videos)
         if not frames:   # every video failed as it was read
             raise PosecalInputError(no_frame_read(cfg.out))
-        results, next_id = merged_tracks([v[:3] for v in videos])
+        results, next_id = merged_tracks([(i, v["entries"], v["next_id"]) for i, v in enumerate(videos)])
         write_json_atomic(results, cfg.out, indent=None)
         store.remove()
-    return TrackSummary(frames, len(results), next_id - 1, time.time() - t0)
+    stages: dict[str, float] = {}
+    for video in videos:
+        for stage, seconds in video.get("stages", {}).items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
+    return TrackSummary(frames, len(results), next_id - 1, time.time() - t0, stages, fingerprint=digest(print_run))
+
+
+def frame_by_frame(cfg: TrackConfig) -> bool:
+    """Does the run need one frame loop over all its sources (records streamed, a window, one rerun recording,
+    limits over all sources), rather than a unit per video?"""
+    return (is_stream(cfg.out) or cfg.show or bool(cfg.rerun) or cfg.max_frames is not None
+            or cfg.duration is not None)
 
 
 def _refuse_one_process_options(cfg: TrackConfig) -> None:

@@ -98,11 +98,11 @@ class _Captured(Exception):
 
 def _track_config(monkeypatch, argv: list[str]) -> dict:
     """The TrackConfig `posecal track` builds from argv, as nested paths ("live.realtime") -> values."""
-    import posecal.tracking.job
+    import posecal.tracking.units
 
     def capture(cfg):
         raise _Captured(cfg)
-    monkeypatch.setattr(posecal.tracking.job, "run_track", capture)
+    monkeypatch.setattr(posecal.tracking.units, "run_track", capture)
     args = build_parser().parse_args(["track", "video.mp4", "--threads", "1", *argv])
     with pytest.raises(_Captured) as caught:
         args.func(args)

@@ -33,7 +33,8 @@ def test_an_interrupted_run_goes_on_from_the_pictures_done(command, tmp_path, ca
         picture_batches(m, interrupt_at=2)
         rc, _, err = run(capsys, command, data, out)
     assert rc == 130 and not (out / OUTPUT[command]).exists()
-    assert f"{command} did not finish; 4 unit(s) kept in {out}" in err and "run the same command again" in err
+    assert f"{command} did not finish; the results of 4 of 6 input(s) are kept in {out}" in err
+    assert "the same command again goes on from there" in err
     with monkeypatch.context() as m:
         calls = picture_batches(m)
         rc, _, err = run(capsys, command, data, out)

@@ -78,7 +78,8 @@ def test_eval_export_pack_train_demo_outputs_are_checked_first(coco, tmp_path, b
 def test_jobs_check_without_the_cli(tmp_path, blocker, no_work):
     from posecal.training.config import TrainConfig
     from posecal.evaluation.evaluate import EvalConfig, evaluate
-    from posecal.predict.job import PredictConfig, run_predict
+    from posecal.predict.job import PredictConfig
+    from posecal.predict.units import run_predict
     from posecal.training.train import train
 
     with pytest.raises(PosecalInputError, match="--out"):

@@ -86,7 +86,7 @@ def test_eval_detector_records_the_precision_its_run_decided(tmp_path, capsys, m
         seen["inputs"] = cfg.inputs
         (tmp_path / "e").mkdir(exist_ok=True)
         (tmp_path / "e" / "results.json").write_text("[]")
-        return PredictSummary(0, 0, 0, 0.0, {}, precision="float")
+        return PredictSummary(0, 0, 0, 0.0, precision="float")
 
     ann, images = make_coco(tmp_path / "data", n_images=2)
     monkeypatch.setattr(scored, "evaluate_results", lambda *a, about=None, **k: about)

@@ -314,7 +314,7 @@ def test_cli_takes_orientations_auto(tmp_path, monkeypatch):
     from posecal.inference import orientation
     from posecal.inference.estimator import predict_records
     from posecal.models.checkpoint import load_model
-    from posecal.predict import job
+    from posecal.predict import job, units
 
     tiny_heads_predictor(tmp_path)                          # writes tmp_path/heads.pt
     ann, img_dir = make_coco(tmp_path / "coco")
@@ -333,8 +333,8 @@ def test_cli_takes_orientations_auto(tmp_path, monkeypatch):
                                auto.keypoints, atol=0.05)
 
     seen = []   # predict: the value reaches PredictConfig as the API takes it ("4" as the int 4)
-    monkeypatch.setattr(job, "run_predict", lambda cfg: seen.append(cfg.orientations) or job.PredictSummary(
-        frames=0, persons=0, problems=0, seconds=0.0, people={}))
+    monkeypatch.setattr(units, "run_predict", lambda cfg: seen.append(cfg.orientations) or job.PredictSummary(
+        frames=0, persons=0, problems=0, seconds=0.0))
     for text in ("auto", "4", "1"):
         assert main(["predict", str(img_dir), "--orientations", text, "--out", str(tmp_path / "p.json")]) == 0
     assert seen == ["auto", 4, 1]

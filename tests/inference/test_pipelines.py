@@ -206,8 +206,7 @@ def test_predict_interrupted_before_anything_was_done_writes_nothing(tiny_model,
     rc, _, err = run(capsys, "predict", coco[1], "--model", tiny_model, "--out", out, "--no-progress",
                      "--detector", "none", "--backend", "torch")
     assert rc == 130 and not out.exists()
-    assert err.strip() == (f"posecal: interrupted before any of the 3 input(s) was whole; nothing written to {out} "
-                           f"(--out X.jsonl writes each frame as it is done)")
+    assert err.strip() == f"posecal: interrupted: none of the 3 input(s) was done; nothing written to {out}"
 
 
 @pytest.mark.slow

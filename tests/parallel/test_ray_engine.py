@@ -221,12 +221,10 @@ def test_ray_options_belong_to_the_ray_engine(tmp_path, capsys):
 
 
 @needs_ray
-def test_render_and_stdout_stay_in_one_process(tmp_path, capsys):
+def test_records_and_previews_stay_in_one_process(tmp_path, capsys):
     folder = figures(tmp_path / "in", 1, bad=False)
-    assert "--render is drawn by one process" in cli_error(capsys, "predict", folder, "--engine", "ray", "--render",
-                                                            tmp_path / "r", "--out", tmp_path / "p.json")
-    assert "--out - streams from one process" in cli_error(capsys, "predict", folder, "--engine", "ray",
-                                                            "--out", "-")
+    for option in (["--out", "-"], ["--out", tmp_path / "p.jsonl"], ["--max-frames", "1", "--out", tmp_path / "p.json"]):
+        assert "one process's, frame by frame" in cli_error(capsys, "predict", folder, "--engine", "ray", *option)
 
 
 # ---- through Ray: slow ----
@@ -249,12 +247,12 @@ def local_ray():
 def ray_predict(inputs, out: Path, poser=None, workers: int = 2, **settings):
     from posecal.predict.job import PredictConfig
     from posecal.parallel.ray_rows import RayConfig
-    from posecal.predict.units import run_predict_units
+    from posecal.predict.units import run_predict
 
     cfg = PredictConfig(inputs=[str(p) for p in inputs], out=str(out), progress=False, **(SETTINGS | settings))
     lines = []
-    summary = run_predict_units(cfg, RayConfig(workers=workers), **({"poser": poser} if poser else {}),
-                                log=lines.append)
+    summary = run_predict(cfg, log=lines.append, engine=RayConfig(workers=workers),
+                          **({"poser": poser} if poser else {}))
     return summary, lines
 
 
@@ -307,7 +305,7 @@ def test_ctrl_c_keeps_every_finished_unit_and_the_run_goes_on_from_there(tmp_pat
         if len(told) == 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt, match=r"interrupted: \d+ unit\(s\) kept in .*run the same command again"):
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted: the results of \d+ of \d+ input\(s\) are kept in .*the same command again goes on"):
         run_rows(local_ray, RayConfig(workers=1), job, rows, store, interrupted_at_the_second, progress=False)
     kept = store.done()   # (the shared test Ray keeps the abandoned run's actors: they may still add parts)
     index = {key: i for i, key in enumerate(store.keys)}

@@ -50,7 +50,7 @@ def test_one_process_keeps_a_part_per_unit_and_a_ctrl_c_resumes_exactly(tmp_path
         if len(told) == 3:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt, match=r"interrupted: 4 unit\(s\) kept in .*run the same command again"):
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted: the results of 4 of 5 input\(s\) are kept in .*the same command again goes on"):
         run(tmp_path / "out.json", done, job, OneProcess(), print_run, print, stopped_at_the_third,
             lambda i: {"n": i + 1}, progress=False)
     lines, seen = [], []
@@ -167,10 +167,10 @@ class Policy:
 
 def predict_through(engine, folder, out):
     from posecal.predict.job import PredictConfig
-    from posecal.predict.units import run_predict_units
+    from posecal.predict.units import run_predict
 
     cfg = PredictConfig(inputs=[str(folder)], out=str(out), progress=False, **SETTINGS)
-    return run_predict_units(cfg, engine, log=lambda line: None)
+    return run_predict(cfg, log=lambda line: None, engine=engine)
 
 
 def track_config(model, folder, out):
@@ -183,9 +183,9 @@ def track_config(model, folder, out):
 
 
 def track_through(engine, model, folder, out):
-    from posecal.tracking.units import run_track_units
+    from posecal.tracking.units import run_track
 
-    return run_track_units(track_config(model, folder, out), engine, log=lambda line: None)
+    return run_track(track_config(model, folder, out), log=lambda line: None, engine=engine)
 
 
 def eval_through(engine, data, out):
@@ -223,7 +223,7 @@ def test_track_in_one_process_through_the_runner_resumes_an_interrupted_run_exac
     """One process through the runner tracks as run_track does; stopped by Ctrl-C in its second video, the same
     run again tracks only the videos without a part, and the results are the uninterrupted run's."""
     from posecal.tracking import batches
-    from posecal.tracking.job import run_track
+    from posecal.tracking.units import run_track
 
     folder = clips(tmp_path / "in")
     whole = tmp_path / "whole.json"
@@ -242,7 +242,7 @@ def test_track_in_one_process_through_the_runner_resumes_an_interrupted_run_exac
     out = tmp_path / "out.json"
     with monkeypatch.context() as m:
         m.setattr(batches.TrackBatches, "track", second_video_interrupted)
-        with pytest.raises(KeyboardInterrupt, match=r"interrupted: 1 unit\(s\) kept"):
+        with pytest.raises(KeyboardInterrupt, match=r"interrupted: the results of 1 of 3 input\(s\) are kept"):
             track_through(OneProcess(), tiny_model, folder, out)
     assert not out.exists()
     calls.clear()
@@ -268,7 +268,7 @@ def test_eval_and_audit_in_one_process_through_the_runner_resume_an_interrupted_
     out = tmp_path / "out"
     with monkeypatch.context() as m:
         picture_batches(m, interrupt_at=2)
-        with pytest.raises(KeyboardInterrupt, match=r"interrupted: 4 unit\(s\) kept"):
+        with pytest.raises(KeyboardInterrupt, match=r"interrupted: the results of 4 of 6 input\(s\) are kept"):
             through(OneProcess(), data, out)
     with monkeypatch.context() as m:
         calls = picture_batches(m)

@@ -134,6 +134,7 @@ def test_track_with_every_frame_unreadable_is_an_error(tiny_model, tmp_path, mon
     from posecal.data.sources import Problem
     from posecal.tracking import job
     from posecal.tracking.pose_tracker import TrackConfig
+    from posecal.tracking.units import run_track
 
     video = write_walking_video(tmp_path / "walk.avi", frames=2)
     monkeypatch.setattr(job, "iter_frames", lambda files, every=1: iter([Problem("walk.avi: broken mid-way")]))
@@ -141,7 +142,7 @@ def test_track_with_every_frame_unreadable_is_an_error(tiny_model, tmp_path, mon
     cfg = TrackConfig([str(video)], out=str(out), model=str(tiny_model), detector="none", backend="torch",
                       progress=False)
     with pytest.raises(PosecalInputError, match="no frame could be read"):
-        job.run_track(cfg, log=lambda m: None)
+        run_track(cfg, log=lambda m: None)
     assert not out.exists()
 
 

@@ -59,12 +59,14 @@ def stop_before_the_merge(monkeypatch) -> None:
 
 def posed(monkeypatch) -> list[str]:
     """The names of the inputs a run poses, recorded as it is handed them."""
-    real, names = job._predict_frames, []
+    from posecal.predict.batches import PoseBatches
 
-    def recorded(cfg, predictor, box_file, files, run):
-        names.extend(name for _, (_, name) in files)
-        return real(cfg, predictor, box_file, files, run)
-    monkeypatch.setattr(job, "_predict_frames", recorded)
+    real, names = PoseBatches.__call__, []
+
+    def recorded(self, batch):
+        names.extend(str(name) for name in batch["name"])
+        return real(self, batch)
+    monkeypatch.setattr(PoseBatches, "__call__", recorded)
     return names
 
 
@@ -135,8 +137,9 @@ def test_a_second_run_on_one_out_is_refused_at_its_start_and_the_first_ends_whol
     assert predict(capsys, tiny_model, inputs, whole)[0] == 0
     out = tmp_path / "out.json"
     from posecal.inference.predictor import Predictor
+    from posecal.predict import batches
 
-    real_estimate, real_open, second, opened = Predictor.estimate, job.open_predictor, [], []
+    real_estimate, real_open, second, opened = Predictor.estimate, batches.open_predictor, [], []
 
     def second_run_meanwhile(self, items, **kw):
         if len(second) == 0 and part_folder(out).is_dir() and list(part_folder(out).glob("part_*.json")):
@@ -145,7 +148,7 @@ def test_a_second_run_on_one_out_is_refused_at_its_start_and_the_first_ends_whol
         return real_estimate(self, items, **kw)
 
     monkeypatch.setattr(Predictor, "estimate", second_run_meanwhile)
-    monkeypatch.setattr(job, "open_predictor", lambda *a: opened.append(1) or real_open(*a))
+    monkeypatch.setattr(batches, "open_predictor", lambda *a: opened.append(1) or real_open(*a))
     rc, _, _ = predict(capsys, tiny_model, inputs, out)
     assert len(second) == 1 and second[0][0] == 2 and second[0][2].strip().splitlines() == [refusal(out)]
     assert rc == 0 and opened == [1]   # the second opened no model

@@ -10,7 +10,7 @@ import pytest
 
 from posecal.cli.main import main
 from posecal.inference.person_policy import VIDEO
-from posecal.tracking.job import run_track
+from posecal.tracking.units import run_track
 from posecal.tracking.pose_tracker import PoseTracker, TrackConfig
 
 from conftest import write_tiny_model, write_walking_video

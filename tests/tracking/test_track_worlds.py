@@ -146,7 +146,8 @@ def test_a_moving_camera_keeps_its_people_tracked(tmp_path, real_person):
     people found in most of the frames they are well seen, and no more ids than people + 1."""
     pytest.importorskip("motmetrics")
     from bench.lab.mot import accumulate, summarize
-    from posecal.tracking.job import TrackConfig, run_track
+    from posecal.tracking.job import TrackConfig
+    from posecal.tracking.units import run_track
 
     path, box, keypoints = real_person
     image = cv2.imread(path, cv2.IMREAD_COLOR)
