@@ -1,6 +1,8 @@
-"""Trust on the poses posecal reports, end to end: the product as users run it (`Predictor` defaults: the shipped
-detector, verifier and person policy, flip test) on whole pictures, every reported pose scored by its OKS against
-the labelled person it covers, one to one in order of pose quality (posecal/metrics/reported.py).
+"""Trust on the poses posecal reports, end to end: `run` is `posecal eval --detector` on a world written as a COCO
+keypoint file (predict/scored.py: the product as `predict` runs it, its shipped detector, verifier, person policy
+and flip test, on whole pictures; its results.json, metrics.json and report.html in the folder beside --rows), every
+reported pose scored by its OKS against the labelled person it covers, one to one in order of pose quality
+(posecal/metrics/reported.py), as eval's `one_to_one` scores them.
 
     python bench/reported_poses.py run --world val --rows runs/reported/val.pkl [--limit N] [--threads 1] [--precision float]
     python bench/reported_poses.py run --world lspet --rows runs/reported/lspet.pkl
@@ -17,9 +19,9 @@ Worlds:
   joints): only the poses that cover the athlete are scored.
 
 `report` also prints the share of pictures whose own person (the crop's, the athlete) is found with a right
-pose (matched one to one at OKS >= 0.5). `run` writes one row per reported pose (what the product reported and its picture's size and truth) so that the
-report, and the fit of the reported-pose quality (tools/fit_reported_quality.py), can be redone without posing
-again. `report` prints, per world: Q's ECE beside its floor (truth redrawn around Q with the spread of its bin),
+pose (matched one to one at OKS >= 0.5). `run` writes one row per picture (what the product reported, read back
+from eval's results.json, and the picture's size and truth) so that the report, and the fit of the reported-pose
+quality (tools/fit_reported_quality.py), can be redone without posing again. `report` prints, per world: Q's ECE beside its floor (truth redrawn around Q with the spread of its bin),
 Pearson r, the share wrong (OKS < 0.5) among Q >= 0.7, and the counts of duplicates (one person posed twice),
 merges, people cut by the picture's edge and half poses, each with the ECE without them (their share of it); and
 the ECE of the decomposition that counts only the keypoints inside the picture and lets two poses share a person.
@@ -42,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from posecal.data.coco import load_lspet  # noqa: E402
-from posecal.data.neighbours import keypoints_in_crop  # noqa: E402
+from posecal.data.neighbours import with_neighbours  # noqa: E402
 from posecal.metrics.calibration import ece, ece_floor, pearson  # noqa: E402
 from posecal.metrics.reported import COVER_IOU as DEFAULT_COVER_IOU  # noqa: E402
 from posecal.metrics.reported import DUPLICATE, MATCHED, ReportedScore, match_reported  # noqa: E402
@@ -55,88 +57,103 @@ CONFIDENT = 0.7
 SAME_SPOT_PX, SAME_SPOT_KEYPOINTS = 3.0, 4     # `pairs`: keypoints within this many pixels, at least this many
 
 
-def crop_pictures(limit: int | None, split: str = "val", shard: tuple[int, int] = (0, 1)):
-    """(name, photo id, BGR crop, truth (T, K, 3), areas (T,), person boxes (T, 4)) for the crops of a split: the
-    crop's person first, then every other labelled person of its photograph mapped into the crop. `shard` (i, n):
-    every n-th crop from the i-th."""
-    data = json.loads((COCO / f"annotations/{split}.json").read_text())
-    photos = defaultdict(list)
+def world_file(world: str, limit: int | None, shard: tuple[int, int], folder: Path) -> tuple[Path, Path]:
+    """The world as the COCO keypoint file `posecal eval --detector` poses and scores, and its images' folder:
+    `val`/`train` the crops of a split (`shard` (i, n): every n-th from the i-th) each with every labelled person of
+    its photograph (posecal.data.neighbours.with_neighbours: the crop's own person first); `val_turned` those crops
+    turned half a turn, written into `folder`; `lspet` LSPET's last 600 photos, one athlete each."""
+    if world == "lspet":
+        records = load_lspet(LSPET / "annotations/lspet.json", LSPET / "images")[-600:][: limit or None]
+        images, anns = [], []
+        for r in records:
+            h, w = cv2.imread(r.image_path).shape[:2]
+            images.append({"id": r.image_id, "file_name": Path(r.image_path).name, "width": w, "height": h,
+                           "photo": r.image_id})
+            anns.append({"id": len(anns) + 1, "image_id": r.image_id, "category_id": 1, "iscrowd": 0,
+                         "keypoints": np.asarray(r.keypoints, float).ravel().tolist(), "area": float(r.area),
+                         "num_keypoints": int((np.asarray(r.keypoints)[:, 2] > 0).sum()),
+                         "bbox": [float(v) for v in r.bbox]})
+        data, image_dir = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}, \
+            LSPET / "images"
+    else:
+        full = json.loads((COCO / f"annotations/{world.replace('_turned', '')}.json").read_text())
+        keep = full["images"][shard[0]::shard[1]][: limit or None]
+        ids, own = {im["id"] for im in keep}, {a["image_id"]: a for a in full["annotations"]}
+        data = with_neighbours(full)   # a crop's neighbours come from every crop of its photograph, kept or not
+        data["images"] = [im | {"photo": own[im["id"]]["orig_image_id"]} for im in keep]
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+        image_dir = COCO / "images"
+    if world.endswith("_turned"):
+        image_dir = turned(data, image_dir, folder / "images")
+    ann = folder / f"{world}.json"
+    ann.write_text(json.dumps(data))
+    return ann, image_dir
+
+
+def turned(data: dict, image_dir: Path, out: Path) -> Path:
+    """The pictures of `data` turned half a turn into `out`, their people with them (upside down): in place."""
+    out.mkdir(parents=True, exist_ok=True)
+    size = {}
+    for im in data["images"]:
+        bgr = cv2.imread(str(image_dir / im["file_name"]))
+        cv2.imwrite(str(out / im["file_name"]), cv2.rotate(bgr, cv2.ROTATE_180))
+        size[im["id"]] = bgr.shape[1], bgr.shape[0]
     for a in data["annotations"]:
-        photos[a["orig_image_id"]].append(a)
-    anns = {a["image_id"]: a for a in data["annotations"]}
-    for im in data["images"][shard[0]::shard[1]][: limit or None]:
-        ann = anns[im["id"]]
-        bgr = cv2.imread(str(COCO / "images" / im["file_name"]))
-        if bgr is None:
-            continue
-        (s, _, tx), (_, _, ty) = ann["crop_transform"]
-        people = [ann] + [o for o in photos[ann["orig_image_id"]] if o["id"] != ann["id"]]
-        truth, areas, boxes = [], [], []
-        for o in people:
-            kp, area = keypoints_in_crop(ann, o)
-            x, y, w, h = o["orig_bbox"]
-            truth.append(kp)
-            areas.append(area)
-            boxes.append([s * x + tx, s * y + ty, s * w, s * h])
-        yield im["file_name"], ann["orig_image_id"], bgr, np.array(truth), np.array(areas), np.array(boxes)
+        w, h = size[a["image_id"]]
+        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
+        lab = kp[:, 2] > 0
+        kp[:, 0], kp[:, 1] = np.where(lab, w - 1 - kp[:, 0], 0), np.where(lab, h - 1 - kp[:, 1], 0)
+        x, y, bw, bh = a["bbox"]
+        a["keypoints"], a["bbox"] = kp.ravel().tolist(), [w - x - bw, h - y - bh, bw, bh]
+    return out
 
 
-def turned_pictures(pictures):
-    """The pictures turned half a turn, their truth with them (people upside down)."""
-    for name, photo, bgr, truth, areas, boxes in pictures:
-        h, w = bgr.shape[:2]
-        truth = truth.copy()
-        lab = truth[..., 2] > 0
-        truth[..., 0] = np.where(lab, w - 1 - truth[..., 0], 0)
-        truth[..., 1] = np.where(lab, h - 1 - truth[..., 1], 0)
-        boxes = np.stack([w - boxes[:, 0] - boxes[:, 2], h - boxes[:, 1] - boxes[:, 3], boxes[:, 2], boxes[:, 3]], 1)
-        yield name, photo, cv2.rotate(bgr, cv2.ROTATE_180), truth, areas, boxes
-
-
-def lspet_pictures(limit: int | None, persons: int = 600):
-    records = load_lspet(LSPET / "annotations/lspet.json", LSPET / "images")[-persons:]
-    for r in records[: limit or None]:
-        bgr = cv2.imread(r.image_path)
-        if bgr is not None:
-            yield (Path(r.image_path).name, r.image_id, bgr, r.keypoints[None].astype(float), np.array([r.area]),
-                   np.asarray(r.bbox, float)[None])
-
-
-def person_row(person) -> dict:
-    """What the product reported for one person, as plain arrays."""
-    def arr(v):
-        return None if v is None else np.asarray(v, np.float32)
-    return {"box": arr(person.box), "keypoints": arr(person.keypoints), "quality": float(person.pose_quality),
-            "raw_quality": float(person.pose_quality if person.crop_quality is None else person.crop_quality),
-            "keypoint_quality": arr(person.keypoint_quality), "visibility_probs": arr(person.visibility_probs),
-            "in_frame": arr(person.in_frame), "box_score": float(person.box_score),
-            "person_probability": person.person_probability, "origin": person.box_origin}
+def rows_of(world: str, data: dict, entries: list[dict]) -> list[dict]:
+    """One row per picture of `data` (its annotation file), in its order: its truth (the own person first), and
+    every pose `predict` reported on it (`entries`, results.json) as what the report and the map's fit read."""
+    people, truth = defaultdict(list), defaultdict(list)
+    for e in entries:
+        people[e["image_id"]].append(e)
+    for a in sorted(data["annotations"], key=lambda a: "neighbour_of" in a):   # the crop's own first
+        truth[a["image_id"]].append(a)
+    arr = lambda e, k: None if k not in e else np.asarray(e[k], np.float32)   # noqa: E731
+    rows = []
+    for im in data["images"]:
+        t = truth[im["id"]]
+        rows.append({"world": world, "name": im["file_name"], "photo": im["photo"], "size": (im["width"],
+                     im["height"]), "truth": np.array([np.reshape(a["keypoints"], (-1, 3)) for a in t]),
+                     "areas": np.array([a["area"] for a in t]), "person_boxes": np.array([a["bbox"] for a in t]),
+                     "people": [{"box": arr(e, "bbox"), "keypoints": np.reshape(e["keypoints"], (-1, 3))[:, :2]
+                                 .astype(np.float32), "quality": float(e["pose_quality"]),
+                                 "raw_quality": float(e.get("crop_quality", e["pose_quality"])),
+                                 "keypoint_quality": arr(e, "keypoint_quality"),
+                                 "visibility_probs": arr(e, "visibility_probs"), "in_frame": arr(e, "in_frame"),
+                                 "box_score": float(e["box_score"]), "person_probability": e.get("person_probability")}
+                                for e in people[im["id"]]]})
+    return rows
 
 
 def run(args) -> None:
-    from posecal import Predictor
-    predictor = Predictor(args.model, threads=args.threads, orientations=args.orientations, precision=args.precision)
-    if args.no_turned_look and hasattr(predictor.detector, "detector"):   # the upright look alone, to compare
-        predictor.detector = predictor.pipeline.detector = predictor.detector.detector
-    shard = tuple(int(v) for v in args.shard.split("/"))
-    pictures = (lspet_pictures(args.limit) if args.world == "lspet" else
-                crop_pictures(args.limit, args.world.replace("_turned", ""), (shard[0], shard[1])))
-    if args.world.endswith("_turned"):
-        pictures = turned_pictures(pictures)
-    rows, t0, n = [], time.time(), 0
-    for name, photo, bgr, truth, areas, boxes in pictures:
-        people = predictor(bgr).people
-        rows.append({"world": args.world, "name": name, "photo": photo, "size": (bgr.shape[1], bgr.shape[0]),
-                     "truth": truth, "areas": areas, "person_boxes": boxes, "people": [person_row(p) for p in people]})
-        n += 1
-        if n % 100 == 0:
-            print(f"{args.world}: {n} pictures, {time.time() - t0:.0f} s", flush=True)
-    Path(args.rows).parent.mkdir(parents=True, exist_ok=True)
+    """`posecal eval --detector` on the world (predict/scored.evaluate_predicted: the product as `predict` runs
+    it), its outputs in the folder beside --rows, then its results as rows."""
+    from posecal.predict.job import PredictConfig
+    from posecal.predict.scored import evaluate_predicted
+
+    t0, out = time.time(), Path(args.rows).with_suffix("")
+    out.mkdir(parents=True, exist_ok=True)
+    ann, images = world_file(args.world, args.limit, tuple(int(v) for v in args.shard.split("/")), out)
+    cfg = PredictConfig(inputs=[], model=args.model, threads=args.threads, orientations=args.orientations,
+                        precision=args.precision, progress=False)
+    ev = evaluate_predicted(cfg, str(ann), str(images), str(out))
+    rows = rows_of(args.world, json.loads(ann.read_text()), json.loads((out / "results.json").read_text()))
     tmp = Path(str(args.rows) + ".tmp")
-    tmp.write_bytes(pickle.dumps({"model": args.model, "world": args.world, "rows": rows}))
+    tmp.write_bytes(pickle.dumps({"model": args.model, "world": args.world, "rows": rows,
+                                  "precision": ev.metrics.get("precision")}))
     tmp.replace(args.rows)
-    print(f"{args.world}: {n} pictures, {sum(len(r['people']) for r in rows)} poses, {time.time() - t0:.0f} s "
-          f"-> {args.rows}")
+    e = ev.metrics.get("one_to_one", {})
+    print(f"{args.world}: {len(rows)} pictures, {sum(len(r['people']) for r in rows)} poses, {time.time() - t0:.0f} s "
+          f"-> {args.rows}; eval's one to one: ECE {e.get('ece')} (floor {e.get('ece_floor')}), found right "
+          f"{e.get('found_right')} ({out}/metrics.json)")
 
 
 # the box overlap that makes a pose cover a labelled person, per world: in LSPET only the athlete is labelled, so a
@@ -304,7 +321,6 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--world", choices=("val", "lspet", "train", "val_turned"), required=True)
     r.add_argument("--orientations", default=1, type=lambda v: v if v == "auto" else int(v))
-    r.add_argument("--no-turned-look", action="store_true", help="with --orientations: the upright detector only")
     r.add_argument("--shard", default="0/1", help="i/n: every n-th crop from the i-th (train, val)")
     r.add_argument("--rows", required=True)
     r.add_argument("--model", default="accurate")

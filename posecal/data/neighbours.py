@@ -69,3 +69,26 @@ def neighbours_by_image(annotation_file, image_dir) -> dict[str, np.ndarray]:
         if len(pts) and a["image_id"] in files:
             out[os.path.join(image_dir, files[a["image_id"]])] = pts
     return out
+
+
+def with_neighbours(data: dict) -> dict:
+    """`data` (a crop set's COCO dict) with, for each crop, its photograph's other labelled people added as
+    annotations of the crop (after the crop's own, each marked `neighbour_of` it): boxes from their photograph's box,
+    keypoints outside the crop kept, so that a scorer sees every person a crop shows (`posecal eval --detector` on
+    crops, bench/reported_poses.py)."""
+    photos = by_photo(data["annotations"])
+    extra, next_id = [], max(a["id"] for a in data["annotations"]) + 1
+    for ann in data["annotations"]:
+        (s, _, tx), (_, _, ty) = crop_matrix(ann)
+        for other in photos[ann["orig_image_id"]]:
+            if other["id"] == ann["id"]:
+                continue
+            kp, area = keypoints_in_crop(ann, other)
+            x, y, w, h = other["orig_bbox"]
+            extra.append({"id": next_id, "image_id": ann["image_id"], "category_id": ann.get("category_id", 1),
+                          "iscrowd": 0, "keypoints": [round(float(v), 3) for v in kp.ravel()],
+                          "num_keypoints": int((kp[:, 2] > 0).sum()), "area": area,
+                          "bbox": [float(s * x + tx), float(s * y + ty), float(s * w), float(s * h)],
+                          "neighbour_of": ann["id"]})
+            next_id += 1
+    return {**data, "annotations": data["annotations"] + extra}

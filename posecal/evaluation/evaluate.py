@@ -159,7 +159,6 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
         raise PosecalInputError(f"score mode {mode!r} needs a model with quality heads (available: {sorted(scores)})")
     pictures = Pictures() if cfg.plots else None
     image_ids = [r.image_id for r in pred.records]
-    box_scores = np.array([r.score for r in pred.records])
     conf = keypoint_confidence(pred)
     gt = load_coco_gt(truth)   # checked: pycocotools gets no entry it would fail on
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
@@ -170,7 +169,9 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
                "score_mode": mode, "calibrated": pred.calibrated,
                "fingerprint": digest(record_fingerprint(posing)), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
-        ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s * box_scores))
+        # each pose ranked by its own score, as `predict` writes it for the same boxes (PersonPose.to_dict), not
+        # times the box's score: eval --boxes scores what predict reports (GT boxes score 1: the same either way)
+        ap = coco_keypoint_ap(gt, coco_keypoint_results(image_ids, pred.keypoints, conf, s))
         for key in ("ap", "ap50", "ap75", "ar"):
             metrics[key][m] = round(ap[key], 3)
     if cfg.boxes is None:
@@ -178,7 +179,7 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     written_conf = np.where(predicted_labelled(pred), conf, 0.0) if cfg.drop_unlabelled and pred.opks is not None \
         else conf
     results = [eval_entry(res, person, rec) for res, person, rec in
-               zip(coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode] * box_scores),
+               zip(coco_keypoint_results(image_ids, pred.keypoints, written_conf, scores[mode]),
                    pred.people, pred.records)]
     # The contract keys every results file gets (`posecal eval --results`), from this results.json itself.
     result_set = results_from_entries(results, "results.json")

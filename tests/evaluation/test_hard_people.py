@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posecal.data.neighbours import by_photo, keypoints_in_crop, neighbours_in_crop
+from posecal.data.neighbours import by_photo, keypoints_in_crop, neighbours_in_crop, with_neighbours
 from posecal.data.transforms import invert_affine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +65,25 @@ def test_neighbour_keypoints_land_where_the_crop_shows_them():
     assert area_ab == pytest.approx(400.0)
     np.testing.assert_allclose(invert_affine(np.array([[0.5, 0, 10], [0, 0.5, -5]])), [[2, 0, -20], [0, 2, 10]])
     assert sorted(by_photo([a, b, {**a, "id": 3, "orig_image_id": 8}])) == [7, 8]
+
+
+def test_a_crop_set_with_neighbours_holds_every_person_each_crop_shows():
+    """with_neighbours: each crop gets its photograph's other people as annotations after its own (marked
+    neighbour_of), keypoints mapped as keypoints_in_crop maps them and the box from the photograph's box."""
+    a = crop_ann(1, [(0, (40, 50, 2))], s=0.5, tx=10.0, ty=-5.0, photo_area=400.0) | {"image_id": 11,
+                                                                                       "orig_bbox": [30, 40, 20, 30]}
+    b = crop_ann(2, [(0, (100, 60, 2)), (9, (120, 90, 1))], s=1.0, tx=-40.0, ty=-20.0, photo_area=900.0) | {
+        "image_id": 12, "orig_bbox": [90, 50, 40, 50]}
+    alone = crop_ann(3, [(0, (10, 10, 2))], s=1.0, tx=0.0, ty=0.0, photo_area=100.0) | {
+        "image_id": 13, "orig_image_id": 8, "orig_bbox": [0, 0, 20, 20]}
+    out = with_neighbours({"images": [], "annotations": [a, b, alone]})
+    assert [x["id"] for x in out["annotations"][:3]] == [1, 2, 3]       # the crops' own, first and unchanged
+    added = out["annotations"][3:]
+    assert [(x["image_id"], x["neighbour_of"]) for x in added] == [(11, 1), (12, 2)]   # the lone crop has nobody
+    b_in_a = added[0]
+    np.testing.assert_allclose(np.reshape(b_in_a["keypoints"], (17, 3))[[0, 9]], [[60, 25, 2], [70, 40, 1]])
+    assert b_in_a["bbox"] == [0.5 * 90 + 10, 0.5 * 50 - 5, 20.0, 25.0] and b_in_a["num_keypoints"] == 2
+    assert b_in_a["area"] == pytest.approx(225.0) and len({x["id"] for x in out["annotations"]}) == 5
 
 
 def test_wrong_keypoints_are_told_apart(hp):

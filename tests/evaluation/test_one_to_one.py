@@ -95,3 +95,30 @@ def test_eval_detector_records_the_precision_its_run_decided(tmp_path, capsys, m
     about = scored.evaluate_predicted(PredictConfig(inputs=[], precision="auto"), ann, images, tmp_path / "e",
                                       run=run)
     assert about["precision"] == "float" and len(seen["inputs"]) == 2
+
+
+def test_eval_boxes_scores_what_predict_reports_for_the_same_boxes(tiny_model, tmp_path, capsys):
+    """`eval --boxes DETS` and `predict --boxes DETS` on the same pictures: the same people, keypoints, qualities
+    and score (each pose ranked by its own score, not times the box's), to predict's rounding; so eval's AP is
+    the AP of what predict reports."""
+    ann, images = make_coco(tmp_path / "data", n_images=3)
+    truth = json.loads(ann.read_text())
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": s}
+                                for a, s in zip(truth["annotations"], (0.9, 0.4, 0.7))]))
+    common = ("--model", tiny_model, "--backend", "torch", "--threads", "1", "--no-progress")
+    rc, _, err = run_cli(capsys, "eval", "--annotations", ann, "--images", images, "--boxes", dets, "--out",
+                         tmp_path / "e", *common)
+    assert rc == 0, err
+    rc, _, err = run_cli(capsys, "predict", images, "--annotations", ann, "--boxes", dets, "--out",
+                         tmp_path / "p.json", *common)
+    assert rc == 0, err
+    evaluated = sorted(json.loads((tmp_path / "e" / "results.json").read_text()), key=lambda e: e["image_id"])
+    predicted = sorted(json.loads((tmp_path / "p.json").read_text()), key=lambda e: e["image_id"])
+    assert [e["image_id"] for e in evaluated] == [e["image_id"] for e in predicted] == [1, 2, 3]
+    for e, p in zip(evaluated, predicted):
+        np.testing.assert_allclose(e["keypoints"], p["keypoints"], atol=1e-3)
+        assert e["score"] == pytest.approx(p["score"], abs=1e-4) and e["score"] == pytest.approx(e["pose_quality"],
+                                                                                               abs=1e-4)
+        assert (e["pose_quality"], e["keypoint_quality"], e["box_score"]) == \
+            (p["pose_quality"], p["keypoint_quality"], p["box_score"])

@@ -218,13 +218,13 @@ def test_a_real_sigint_in_predict_exits_130_with_one_line(tiny_model, tmp_path):
     img_dir.mkdir()
     for i in range(3):
         cv2.imwrite(str(img_dir / f"p{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
-    code = ("import itertools, sys, posecal.predict.job as job; from posecal.cli.main import main\n"
-            "real = job.iter_frames\n"
+    code = ("import itertools, sys, posecal.predict.batches as batches; from posecal.cli.main import main\n"
+            "real = batches.iter_frames\n"
             "def endless(files, every=1):\n"
             "    frames = list(real(files, every))\n"
             "    for k in itertools.count():\n"
             "        yield frames[k % len(frames)]\n"
-            "job.iter_frames = endless\n"
+            "batches.iter_frames = endless\n"
             "print('ready', flush=True)\n"
             "sys.exit(main(sys.argv[1:]))")
     proc = subprocess.Popen([sys.executable, "-c", code, "predict", str(img_dir), "--model", str(tiny_model),
