@@ -296,3 +296,39 @@ def test_every_command_gives_the_same_through_the_runner_in_one_process_and_on_r
                                                                                           tmp_path / "e1"))
     same_numbers(audit_through(RayConfig(workers=2), data, tmp_path / "a2"), audit_through(OneProcess(), data,
                                                                                            tmp_path / "a1"))
+
+
+@pytest.mark.slow
+def test_track_from_the_cli_resumes_an_interrupted_run_and_says_so(tiny_model, tmp_path, capsys, monkeypatch):
+    """`posecal track VIDEOS --out X.json` in one process (the CLI's default) is the runner's: a Ctrl-C in the
+    second video keeps the first and says so in the one line every command says, the same command again tracks
+    the videos without a part (and says it resumes), and the file is the uninterrupted run's; the summary line
+    names the run's settings fingerprint."""
+    from conftest import run_cli
+    from posecal.tracking import batches
+    from test_track_ray import TINY
+
+    folder = clips(tmp_path / "in")
+    whole, out = tmp_path / "whole.json", tmp_path / "out.json"
+    rc, stdout, _ = run_cli(capsys, "track", folder, "--model", tiny_model, "--out", whole, *TINY)
+    assert rc == 0 and "settings fingerprint " in stdout
+    real, calls = batches.TrackBatches.track, []
+
+    def counted(self, path, name, render=""):
+        calls.append(name)
+        if interrupt and len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, path, name, render)
+
+    monkeypatch.setattr(batches.TrackBatches, "track", counted)
+    interrupt = True
+    rc, _, err = run_cli(capsys, "track", folder, "--model", tiny_model, "--out", out, *TINY)
+    assert rc == 130 and not out.exists()
+    assert err.strip().splitlines()[-1] == (
+        f"posecal: interrupted: the results of 1 of 3 input(s) are kept in {part_folder(out)}; the same command "
+        f"again goes on from there ({out} is written when every input is done)")
+    interrupt, calls[:] = False, []
+    rc, _, err = run_cli(capsys, "track", folder, "--model", tiny_model, "--out", out, *TINY)
+    assert rc == 0 and f"resuming: 1 of 3 unit(s) already done in {part_folder(out)}" in err
+    assert calls == ["walk1.avi", "walk2.avi"]
+    assert json.loads(out.read_text()) == json.loads(whole.read_text()) and not part_folder(out).exists()
