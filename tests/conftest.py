@@ -28,21 +28,127 @@ except ImportError:   # hypothesis is in the dev extra; without it the fuzz test
 
 
 TEST_ONNX_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "posecal-onnx"
+# The fixtures whose tests run write_tiny_model's file in onnxruntime (predict and track's default backend): a
+# session that has any exports its graphs ahead (onnx_cache_folder)
+TINY_GRAPH_FIXTURES = {"tiny_model", "tiny_onnx"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "onnx_graph(model, flip=True): the test runs this shipped model's ONNX "
+                                       "export from the session's cache, which the session exports ahead (in the "
+                                       "background, from its start)")
 
 
 @pytest.fixture(autouse=True, scope="session")
-def onnx_cache_folder():
+def onnx_cache_folder(request):
     """The tests' own ONNX cache (posecal/export/cache.py), shared by the session and its subprocesses, so that
     a test run neither writes to the user's cache nor depends on what it holds. It persists between runs
     (.pytest_cache, ignored by git): its entries are named by the model file's and the graph code's digests, so
     an entry is only ever reused for the same bytes and code, and the shipped models' exports (20-30 s each) are
-    made once per checkout rather than once per run. POSECAL_TEST_CACHE moves it."""
-    import os
+    made once per checkout rather than once per run. POSECAL_TEST_CACHE moves it.
 
+    A fresh clone has none of them (issue 83): the graphs this session's tests will run (the tiny model's, by
+    TINY_GRAPH_FIXTURES, and the shipped ones their onnx_graph marks name) that the cache lacks are exported from
+    the session's start by one background process, on the core the tests (one thread, mostly) leave idle. A test
+    that needs one sooner waits for it on the cache's file lock instead of exporting it again; the process is
+    stopped when the session ends."""
     folder = Path(os.environ.get("POSECAL_TEST_CACHE") or TEST_ONNX_CACHE)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["POSECAL_CACHE_DIR"] = str(folder)
-    yield
+    ahead = _export_ahead(request, folder)
+    yield folder
+    if ahead is not None and ahead.poll() is None:
+        ahead.terminate()   # a short session ends before its graphs are made: an entry is written whole or not at all
+        ahead.wait()
+
+
+# Run by _export_ahead's process: each MODEL:flip|noflip argument's graph into the cache (a cache hit costs nothing)
+EXPORT_AHEAD = """
+import os, sys
+if hasattr(os, "nice"):
+    os.nice(10)   # the tests come first
+from posecal.export.cache import cached_onnx_bytes
+for spec in sys.argv[1:]:
+    model, flip = spec.rsplit(":", 1)
+    try:
+        cached_onnx_bytes(model, flip == "flip", log=lambda line: None)
+    except Exception as e:   # the test that needs the graph exports it itself, and says why it cannot
+        print(f"{spec}: {e}", file=sys.stderr)
+"""
+
+
+def _export_ahead(request, folder: Path):
+    """The background process exporting the graphs the session's tests need that the cache lacks, or None."""
+    import importlib.util
+    import subprocess
+
+    def importable(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ImportError:   # a finder that refuses it (tests/export/test_without_torch.py's)
+            return False
+
+    items = request.session.items
+    if not items or not all(importable(m) for m in ("torch", "onnxscript", "onnxruntime")):
+        return None
+    specs = []
+    if any(TINY_GRAPH_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
+        tiny = str(request.getfixturevalue("session_tiny_model"))
+        specs += [f"{tiny}:flip", f"{tiny}:noflip"]
+    for item in items:
+        if (any(m.args and m.args[0] is True for m in item.iter_markers("skipif"))
+                or ("real_person" in getattr(item, "fixturenames", ()) and not COCO_CROPS.is_dir())):
+            continue   # skipped here (no ../shared): its graph is not needed
+        for mark in item.iter_markers("onnx_graph"):
+            spec = f"{mark.args[0]}:{'flip' if mark.kwargs.get('flip', True) else 'noflip'}"
+            if spec not in specs:
+                specs.append(spec)
+    if not specs:
+        return None
+    from posecal.export.cache import entry_name
+    from posecal.models.shipped import model_file
+
+    missing = [s for s in specs if not (folder / entry_name(model_file(s.rsplit(":", 1)[0]),
+                                                             s.endswith(":flip"))).is_file()]
+    if not missing:
+        return None
+    try:
+        log = open(folder / "export-ahead.log", "w")   # why a graph could not be made ahead, if one could not
+    except OSError:   # a cache folder that cannot be written: the tests export in memory (posecal/export/cache.py)
+        return None
+    with log:
+        return subprocess.Popen([sys.executable, "-c", EXPORT_AHEAD, *missing], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+@pytest.fixture(scope="session")
+def session_tiny_model(tmp_path_factory) -> Path:
+    """write_tiny_model's file, written once for the session (its ONNX graphs are the session's: tiny_onnx)."""
+    return write_tiny_model(tmp_path_factory.mktemp("session-tiny") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(session_tiny_model, onnx_cache_folder):
+    """tiny_onnx(flip) -> the bytes of write_tiny_model's ONNX export, from the session's cache: the entry every
+    test's tiny model file (the same bytes and name) runs from in onnxruntime, exported once per session (ahead:
+    onnx_cache_folder). A test given its own cache folder still gets the session's bytes."""
+    from posecal.export.cache import CACHE_ENV, cached_onnx_bytes
+
+    made: dict[bool, bytes] = {}
+
+    def graph(flip: bool) -> bytes:
+        if flip not in made:
+            own = os.environ.get(CACHE_ENV)
+            os.environ[CACHE_ENV] = str(onnx_cache_folder)
+            try:
+                made[flip] = cached_onnx_bytes(session_tiny_model, flip, log=lambda line: None)
+            finally:
+                if own is None:
+                    os.environ.pop(CACHE_ENV, None)
+                else:
+                    os.environ[CACHE_ENV] = own
+        return made[flip]
+    return graph
 
 
 def write_walking_video(path: Path, frames: int = 8, shift: float = 10, size=(160, 120)) -> Path:

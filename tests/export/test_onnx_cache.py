@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from posecal.export import cache
-from posecal.export.cache import cache_dir, cached_onnx, entry_name, export_model_bytes
+from posecal.export.cache import cache_dir, cached_onnx, entry_name
 from posecal.inference.predictor import Predictor
 from posecal.models.checkpoint import save_model
 from posecal.models.config import ModelConfig
@@ -34,11 +34,13 @@ def folder(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model_and_onnx(tmp_path_factory):
-    """A tiny model file and its real ONNX export (no flip): the one real export of this module (dynamo export
-    takes 10-30 s here); the other tests hand these bytes to the cache through a counting stand-in."""
+def model_and_onnx(tmp_path_factory, session_tiny_model, tiny_onnx):
+    """A tiny model file and its real ONNX export (no flip): write_tiny_model's bytes, so the export is the
+    session's (tiny_onnx: one per test run, not one more here; dynamo export takes 10-30 s); the tests hand these
+    bytes to the cache through a counting stand-in."""
     model = write_model(tmp_path_factory.mktemp("model") / "m.pt", seed=0)
-    return model, export_model_bytes(model, False)
+    assert cache.file_digest(model) == cache.file_digest(session_tiny_model)   # the same model: its export
+    return model, tiny_onnx(False)
 
 
 class CountingExport:

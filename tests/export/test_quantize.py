@@ -8,11 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from posecal.models.checkpoint import save_model
 from posecal.cli.main import main
-from posecal.models.config import ModelConfig
-from posecal.models.estimator import build_estimator
-from conftest import make_coco
+from conftest import make_coco, write_tiny_model
 
 pytestmark = pytest.mark.slow   # every test here exports a model to ONNX first (10-20 s)
 
@@ -21,12 +18,12 @@ pytest.importorskip("onnxscript")
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """A tiny model with all heads, its fp32 and int8 exports without flip, and a 3-person COCO set."""
+def files(tmp_path_factory, tiny_onnx):
+    """A tiny model with all heads, its fp32 and int8 exports without flip, and a 3-person COCO set. The model is
+    write_tiny_model's: `posecal export` takes the session's export of it from the cache (tiny_onnx), not one more."""
     folder = tmp_path_factory.mktemp("quant")
-    cfg = ModelConfig(input_wh=(48, 64), head_widths=(16, 16, 8), imagenet=False, quality_heads=True, head_hidden=16)
-    model = folder / "tiny.pt"
-    save_model(build_estimator(cfg.head_widths, imagenet=False, quality_heads=True, head_hidden=16), cfg, model)
+    model = write_tiny_model(folder / "tiny.pt")
+    tiny_onnx(False)
     ann, images = make_coco(folder / "data", n_images=3)
     fp32, int8 = folder / "fp32.onnx", folder / "int8.onnx"
     assert main(["export", "--model", str(model), "--out", str(fp32), "--no-flip"]) == 0

@@ -202,6 +202,7 @@ def test_visibility_rule_by_hand_and_its_ratio_chosen_on_labels():
 
 
 @pytest.mark.slow
+@pytest.mark.onnx_graph("accurate")   # its export (20 s) made ahead, in the background (conftest)
 def test_shipped_accurate_trust_outputs_equal_in_torch_and_onnx(real_person):
     """The trust model runs inside the exported graph (MoveNet's decode and flip merge included): onnxruntime's
     quality and visibility outputs equal PyTorch's on real crops."""

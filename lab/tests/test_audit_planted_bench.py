@@ -1,15 +1,31 @@
 """bench/audit_planted.py's raw-heatmap baseline: the heatmaps it reads are the estimator's own (the estimator no
-longer carries them: only this bench needs them), and the bilinear reading at image points by hand."""
+longer carries them: only this bench needs them), and the bilinear reading at image points by hand.
+
+In the lab's tier (issue 83): the bench makes docs/audit.md's and the model card's numbers, and nothing the product
+runs; its real-person check exports lite0 to ONNX (20 s), which no test of the product needs."""
 import importlib.util
-import sys
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+COCO_CROPS = REPO.parent / "shared" / "data" / "coco-val2017-crops"
+# A real standing person with all 17 keypoints labelled visible (val split), large in its crop (tests/conftest.py's)
+REAL_PERSON = ("000000381639_900003651.jpg", 900003651)
 # image -> input-crop matrix: input = 0.5 * image + (10, 0)
 MATRIX = np.array([[0.5, 0.0, 10.0], [0.0, 0.5, 0.0]])
+
+
+@pytest.fixture(scope="module")
+def real_person() -> tuple[str, np.ndarray]:
+    """(image path, COCO box) of REAL_PERSON; skipped without ../shared."""
+    if not COCO_CROPS.is_dir():
+        pytest.skip("../shared data not available")
+    data = json.loads((COCO_CROPS / "annotations" / "val.json").read_text())
+    ann = next(a for a in data["annotations"] if a["id"] == REAL_PERSON[1])
+    return str(COCO_CROPS / "images" / REAL_PERSON[0]), np.array(ann["bbox"], float)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +65,7 @@ def test_raw_heatmaps_are_the_estimators(planted, real_person):
     from posecal.inference.estimator import predict_records
     from posecal.inference.opener import open_model
 
-    path, box, _ = real_person
+    path, box = real_person
     hm, matrices = planted.raw_heatmaps("lite0", np.array([path]), box[None], threads=1)
     opened = open_model("lite0", "onnx", True, 1)
     assert hm.shape[:2] == (1, 17)
