@@ -60,6 +60,11 @@ EXACT_INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 X86 = ("x86_64", "amd64", "x86", "i386", "i686")
 # numpy's names for the same instruction sets: CPUID's answer for them wins over the OS's list (flags_seen_by_code)
 NUMPY_FLAGS = {"AVX512VNNI": "avx512_vnni", "AVX_VNNI": "avx_vnni", "AVX2": "avx2", "AVX512F": "avx512f"}
+# An OS flag numpy has no CPUID entry for, and one numpy has that every CPU with the first has too (every CPU with
+# AVX-VNNI: Alder Lake and later Intel cores, Gracemont, Sapphire Rapids, Zen 4 and 5, has GFNI): where CPUID
+# denies the companion, the OS's flag is the host's, passed through by an emulator (qemu-user emulating Haswell on
+# an AVX-VNNI host), not the running CPU's
+OS_FLAG_COMPANIONS = {"avx_vnni": "GFNI"}
 
 
 def os_cpu_flags() -> frozenset[str] | None:
@@ -101,7 +106,8 @@ def numpy_cpu_features() -> dict | None:
 
 def flags_seen_by_code(os_flags, features) -> frozenset[str]:
     """The flags the running code sees, in Linux's names: CPUID (numpy's table) for every flag numpy has an entry
-    for, the OS's list for the rest (numpy has no AVX-VNNI entry) and wherever numpy's table is missing.
+    for, the OS's list for the rest (numpy has no AVX-VNNI entry: the OS's word for it stands where CPUID does not
+    deny its companion, OS_FLAG_COMPANIONS) and wherever numpy's table is missing.
 
     CPUID wins because it is what onnxruntime's kernel choice reads, and the two can differ: qemu-user emulating an
     AVX2 CPU on a VNNI host passes the host's /proc/cpuinfo through, so the OS's list would promise exact int8
@@ -111,7 +117,9 @@ def flags_seen_by_code(os_flags, features) -> frozenset[str]:
         return os_flags
     known = {name for key, name in NUMPY_FLAGS.items() if key in features}
     seen = {name for key, name in NUMPY_FLAGS.items() if features.get(key)}
-    return (os_flags - known) | seen
+    denied = {name for name, companion in OS_FLAG_COMPANIONS.items()
+              if companion in features and not features[companion]}
+    return (os_flags - known - denied) | seen
 
 
 @functools.lru_cache(maxsize=1)

@@ -278,8 +278,13 @@ def test_a_predictor_says_in_one_line_what_runs():
     # qemu-user emulating Haswell on a VNNI host: the host's /proc/cpuinfo, the emulated CPUID
     ({"sse2", "avx2", "avx512f", "avx512_vnni"}, {"AVX2": True, "AVX512F": False, "AVX512VNNI": False},
      {"sse2", "avx2"}),
-    # an Intel client CPU: numpy has no AVX-VNNI entry, so the OS's word for it stands
-    ({"avx2", "avx_vnni"}, {"AVX2": True, "AVX512F": False, "AVX512VNNI": False}, {"avx2", "avx_vnni"}),
+    # ... on a host with AVX-VNNI too (numpy has no entry for it): the emulated CPUID has no GFNI, which every
+    # AVX-VNNI CPU has, so the host's avx_vnni is not the emulated CPU's
+    ({"avx2", "avx512_vnni", "avx_vnni", "gfni"}, {"AVX2": True, "AVX512VNNI": False, "GFNI": False}, {"avx2", "gfni"}),
+    # an Intel client CPU: numpy has no AVX-VNNI entry, so the OS's word for it stands (CPUID shows GFNI)
+    ({"avx2", "avx_vnni"}, {"AVX2": True, "AVX512F": False, "AVX512VNNI": False, "GFNI": True}, {"avx2", "avx_vnni"}),
+    # ... and where numpy's table has no GFNI entry either (an older numpy)
+    ({"avx2", "avx_vnni"}, {"AVX2": True, "AVX512VNNI": False}, {"avx2", "avx_vnni"}),
     # numpy's table unreadable: the OS's list
     ({"avx2", "avx512_vnni"}, None, {"avx2", "avx512_vnni"}),
     # no OS list (some containers, Windows): CPUID alone
