@@ -96,9 +96,10 @@ def main() -> None:
     field = args.knob.removeprefix("tracker.")
     owner = TrackerConfig() if args.knob.startswith("tracker.") else VIDEO
     shipped = getattr(owner, field)
-    # candidates are numbers, or "none" for off (a knob that may be None); off sorts first
+    # candidates are numbers, true/false (a switch), or "none" for off (a knob that may be None); off sorts first
     number = type(shipped) if shipped is not None else float
-    cast = lambda v: None if v.lower() == "none" else number(v)  # noqa: E731
+    cast = lambda v: (None if v.lower() == "none" else v.lower() in ("true", "1") if number is bool  # noqa: E731
+                      else number(v))
     values = sorted({cast(v) for v in args.values} | {shipped}, key=lambda v: (v is not None, v or 0))
     t0 = time.time()
     worlds = {kind: kind_scenes(args.work, kind, args.scenes, args.frames) for kind in args.kinds}

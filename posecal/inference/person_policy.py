@@ -17,8 +17,8 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    verifier was right far more often (requiring a seen keypoint of verified boxes lost 53 of 400 held-out LSPET
    people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: CHANGELOG). Poses that agree
    on the keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x
-   the detector's score, a carried box counting as the least sure detection (a fresh detection of the same person
-   is kept over it), and so are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two
+   the detector's score to the power `duplicate_evidence`, a carried box counting as the least sure detection (a
+   fresh detection of the same person is kept over it), and so are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two
    people that are not one is a merge of both, and is dropped (`_without_merges`); a doubtful box lying mostly
    (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
    `carried_quality` (the person left its box). In a video, the poses optical flow carries between detector
@@ -97,6 +97,9 @@ class PersonPolicy:
     nms: str = "oks"                     # one of NMS_MODES: pose NMS by OKS, soft-OKS, or none
     duplicate_oks: float = DUPLICATE_OKS
     same_keypoints: int | None = SAME_KEYPOINTS   # None: mean agreement alone decides (and no merge is told)
+    duplicate_evidence: float = 1.0      # pose NMS keeps the pose of highest quality x evidence ** this
+                                         # (duplicate_rank): 1 weighs the box's score as much as the pose quality,
+                                         # 0 ranks by pose quality alone
     part_inside: float = 0.7
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
@@ -234,7 +237,7 @@ class PersonPolicy:
         if len(boxed) > 1:                   # each person once
             mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
             boxed = self._without_merges(boxed)
-            boxed = pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.evidence,
+            boxed = pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.duplicate_rank,
                              same_keypoints=self.same_keypoints)
             boxed = self._without_parts(self._without_groups(boxed), sure_factor)
         kept |= {id(p) for p in boxed}
@@ -256,6 +259,14 @@ class PersonPolicy:
         if getattr(person, "box_origin", None) == CARRIED:
             return float(self.detector_floor if self.carried_evidence is None else self.carried_evidence)
         return float(person.box_score)
+
+    def duplicate_rank(self, person) -> float:
+        """What a pose's quality is multiplied by where pose NMS picks one of a person's poses: the box's evidence
+        to the power `duplicate_evidence`. Of two boxes on one person the surer one frames them better (a whole
+        walker over their upper body at the same pose quality), but which pose is right is the trust model's call:
+        ranked by score x quality, vtest's frame 70 kept a woman's box (score 0.48) whose pose put her legs under
+        the head of the man behind her (Q 0.70) over the man's own pose (score 0.36, Q 0.87)."""
+        return self.evidence(person) ** self.duplicate_evidence
 
     def rank(self, person) -> float:
         """Who of two boxes on one person is that person, the other a part: evidence x pose quality."""

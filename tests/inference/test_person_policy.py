@@ -80,6 +80,25 @@ def test_duplicates_are_ranked_by_the_detectors_score_a_carried_box_counting_lea
     assert PersonPolicy().keep([loose, tight], DETECTED) == [tight]
 
 
+def test_of_two_poses_of_one_person_the_rank_weighs_pose_quality_against_the_boxes_score():
+    """vtest's frame 70 (issue 84): the box on a woman walking in front of a man (detector score 0.484) got a pose
+    with his head and her legs (Q 0.70); the man's own box (0.361) a pose of him (Q 0.87). They agree on the head
+    and shoulders, so pose NMS takes them for one person: by score x quality (0.339 against 0.314) the mixed pose
+    stays; with the score's weight halved (0.487 against 0.523) the man's. A walker's whole box (0.557) and the box
+    of their upper body (0.378) at one pose quality (0.779, 0.782; tracking worlds, vtest scene 0): the whole box
+    stays at any weight but none."""
+    mixed = scored(STANDING, 0.70, p_person=0.8, box_score=0.484)
+    mixed.keypoints = STANDING + np.where(np.arange(17)[:, None] >= 11, [0, 60], 0)   # hips down on another body
+    own = scored(STANDING + 0.5, 0.87, p_person=0.7, box_score=0.361)
+    assert PersonPolicy(duplicate_evidence=1.0).keep([mixed, own], DETECTED) == [mixed]
+    assert PersonPolicy(duplicate_evidence=0.5).keep([mixed, own], DETECTED) == [own]
+    assert PersonPolicy(duplicate_evidence=0.5).duplicate_rank(own) == pytest.approx(0.361 ** 0.5)
+    whole, upper = scored(STANDING, 0.779, box_score=0.557), scored(STANDING + 0.5, 0.782, box_score=0.378)
+    for weight in (1.0, 0.5, 0.25):
+        assert PersonPolicy(duplicate_evidence=weight).keep([upper, whole], DETECTED) == [whole], weight
+    assert PersonPolicy(duplicate_evidence=0.0).keep([upper, whole], DETECTED) == [upper]
+
+
 def test_without_a_verifier_an_unsure_detection_needs_a_confirming_pose():
     sure, person, thing = (scored(STANDING + [dx, 0], q, box_score=s) for dx, q, s in ((0, 0.4, 0.6), (100, 0.7, 0.2),
                                                                                        (200, 0.4, 0.2)))
