@@ -30,7 +30,7 @@ from posecal.parallel.runner import Engine, OneProcess, RowJob, columns, digest,
 from posecal.predict.batches import POSES, PoseBatches
 from posecal.predict.job import (PredictConfig, PredictSummary, RenderNames, actor_settings, annotation_image_ids,
                                  check_predict, keeps_parts, merge_parts, predict_fingerprint)
-from posecal.records import ImageIds, ImageRecords, is_stream
+from posecal.records import STDOUT, ImageIds, ImageRecords, is_stream
 
 FILES_PER_CALL = 4   # input files per call on a GPU, whose crops are batched across them; on the CPU (batch 1)
                      # one, so that each input's part is written as soon as it is done
@@ -42,9 +42,9 @@ def run_predict(cfg: PredictConfig, log=None, engine: Engine | None = None, pose
     (PoseBatches; a test's subclass)."""
     log = log or log_line
     check_predict(cfg)
-    if engine is not None and not keeps_parts(cfg):
-        raise PosecalInputError("--out -/.jsonl and --max-frames are one process's, frame by frame: leave out "
-                                "--engine ray, or give --out X.json without --max-frames")
+    if engine is not None and (str(cfg.out) == STDOUT or cfg.max_frames is not None):
+        raise PosecalInputError("--out - and --max-frames are one process's, frame by frame: leave out "
+                                "--engine ray, or give --out X.json or X.jsonl without --max-frames")
     engine = engine or (OneProcess() if keeps_parts(cfg) else None)
     if engine is not None:
         engine.ready()
