@@ -105,35 +105,24 @@ def merged_poses(keypoints: np.ndarray, areas: np.ndarray, present, same_keypoin
 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9,
-            seen=None, same_keypoints: int | None = None, quality: np.ndarray | None = None,
-            margin: float | None = None) -> np.ndarray:
+            seen=None, same_keypoints: int | None = None) -> np.ndarray:
     """Greedy pose NMS: indices of kept poses, best score first. A pose is dropped when its OKS with an
     already kept, higher-scoring pose is > threshold (ties in score keep the lower index), or, with
     `same_keypoints`, when at least that many keypoints both call present (`seen`'s loose mask) coincide with it.
     `seen`: None (OKS over all keypoints), or (strict, loose) (N, K) masks of the keypoints each pose sees (the
-    module says why). With `margin`, of the best-scored pose and the poses it takes for the same person, one of
-    `quality` above the best-scored's by more than `margin` is kept instead (the highest such), and the poses it
-    takes for its person go too."""
+    module says why)."""
     kpts, scores, areas = _inputs(keypoints, scores, areas)
     seen = _seen(seen, *kpts.shape[:2])
     close = None if same_keypoints is None else \
         close_keypoints(kpts, areas, None if seen is None else seen[1]) >= same_keypoints
-
-    def same_as(i, others):
-        same = _oks_to(kpts, i, others, areas[i], seen) > threshold
-        return same | close[i, others] if close is not None else same
-
     order = np.argsort(-scores, kind="stable")
     keep = []
     while len(order):
         i, rest = order[0], order[1:]
-        same = same_as(i, rest)
-        if margin is not None and same.any():
-            best = rest[same][np.argmax(np.asarray(quality, np.float64)[rest[same]])]
-            if quality[best] > quality[i] + margin:
-                i, rest = best, rest[~same]
-                same = same_as(i, rest)
         keep.append(i)
+        same = _oks_to(kpts, i, rest, areas[i], seen) > threshold
+        if close is not None:
+            same |= close[i, rest]
         order = rest[~same]
     return np.asarray(keep, dtype=np.int64)
 
@@ -175,16 +164,14 @@ def seen_masks(persons: list):
 
 
 def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callable | None = None,
-             same_keypoints: int | None = None, margin: float | None = None) -> list:
+             same_keypoints: int | None = None) -> list:
     """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode], times
     `rank(person)` where given) of poses that agree on the keypoints both see (seen_masks), or that put
     `same_keypoints` keypoints on one spot (oks_nms); soft-OKS-NMS ("soft")
     lowers the scores of the poses whose OKS with a better one is above the same `threshold`; "none" keeps all.
 
     Why a rank beside the pose score: two boxes on one person give poses of near-equal quality (0.92 and 0.92),
-    and the one the detector is surer of frames the person better (the person policy passes its evidence). Why
-    a `margin` (oks_nms) beside the rank: where the pose qualities are far apart, the trust model is surer of one
-    pose than the box's score can say (a box on one person whose pose took the head of the person behind)."""
+    and the one the detector is surer of frames the person better (the person policy passes its evidence)."""
     if nms == "none":
         return persons
     kps = np.stack([p.keypoints for p in persons])
@@ -192,8 +179,7 @@ def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callabl
     areas = np.array([p.box[2] * p.box[3] for p in persons])
     seen = seen_masks(persons)
     if nms == "oks":
-        quality = np.array([p.scores[mode] for p in persons])
-        return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen, same_keypoints, quality, margin)]
+        return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen, same_keypoints)]
     keep, new_scores = soft_oks_nms(kps, np.array([p.scores[mode] for p in persons]), areas, threshold, seen=seen)
     for i, s in zip(keep, new_scores):
         persons[i].scores[mode] = float(s)

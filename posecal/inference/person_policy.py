@@ -100,8 +100,6 @@ class PersonPolicy:
     duplicate_evidence: float = 1.0      # pose NMS keeps the pose of highest quality x evidence ** this
                                          # (duplicate_rank): 1 weighs the box's score as much as the pose quality,
                                          # 0 ranks by pose quality alone
-    duplicate_margin: float | None = None   # ... unless another pose of that person is of pose quality higher by
-                                         # more than this (None: off)
     part_inside: float = 0.7
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
@@ -240,7 +238,7 @@ class PersonPolicy:
             mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
             boxed = self._without_merges(boxed)
             boxed = pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.duplicate_rank,
-                             same_keypoints=self.same_keypoints, margin=self.duplicate_margin)
+                             same_keypoints=self.same_keypoints)
             boxed = self._without_parts(self._without_groups(boxed), sure_factor)
         kept |= {id(p) for p in boxed}
         return [p for p in people if id(p) in kept]
