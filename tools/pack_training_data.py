@@ -45,10 +45,11 @@ from tqdm import tqdm
 from posecal.training.config import DataConfig, load_train_config
 from posecal.data.coco import load_coco_persons, load_lspet, pseudo_label_ids, read_image
 from posecal.data.neighbours import neighbours_by_image
-from posecal.data.packed import INDEX, PSEUDO_SOURCE, VAL_DIR, coco_entries, folder_bytes, pack_person, write_index
+from posecal.data.packed import INDEX, PSEUDO_SOURCE, VAL_DIR
 from posecal.errors import PosecalInputError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # trust_online.py (--trust), beside this tool
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # trust_online.py (--trust), pack_writer.py: beside
+from pack_writer import coco_entries, folder_bytes, pack_person, write_index  # noqa: E402
 MIB = 2 ** 20
 INDEX_OVERHEAD = 1024   # header and categories of an index file
 

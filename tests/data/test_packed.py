@@ -18,7 +18,8 @@ import posecal.training.train as train_mod
 from posecal.cli.main import main
 from posecal.training.config import load_train_config
 from posecal.data.coco import load_coco_persons
-from posecal.data.packed import folder_bytes, load_packed_persons, pack_person, packed_val_paths
+from posecal.data.packed import load_packed_persons, packed_val_paths
+from pack_writer import folder_bytes, pack_person
 from posecal.errors import PosecalInputError
 
 from conftest import make_coco, make_lsp_like
