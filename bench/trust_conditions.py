@@ -56,10 +56,11 @@ from posecal.calibration.quality import calibration_from_meta, truth_of  # noqa:
 from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
 from posecal.data.images import image_size  # noqa: E402
 from posecal.evaluation.calibrate_model import photo_groups  # noqa: E402
-from posecal.evaluation.conditions import (HELD_OUT_CUTS, MIXTURE, ConditionRun,  # noqa: E402
-                                           calibration_against_floors, condition_figures, ece_against_floor,
-                                           cross_fit_over_conditions, fit_over_conditions, held_out_cut_plan,
-                                           mixture_plan, run_condition, shipped_outputs, subgroup_names)
+from bench.lab.condition_judging import (HELD_OUT_CUTS, calibration_against_floors, ece_against_floor,  # noqa: E402
+                                         held_out_cut_plan, subgroup_names)
+from posecal.evaluation.conditions import (MIXTURE, ConditionRun, condition_figures,  # noqa: E402
+                                           cross_fit_over_conditions, fit_over_conditions, mixture_plan,
+                                           run_condition, shipped_outputs)
 from posecal.export.cache import cached_onnx  # noqa: E402
 from posecal.io import write_atomic, write_json_atomic  # noqa: E402
 from posecal.models.checkpoint import load_model, model_file  # noqa: E402

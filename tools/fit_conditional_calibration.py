@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from trust_conditions import build_runs  # noqa: E402
 
 from posecal.calibration.quality import META_KEY, calibration_from_meta  # noqa: E402
-from posecal.evaluation.conditions import (HELD_OUT_CUTS, MIXTURE, add_conditional,  # noqa: E402
-                                           add_edge_radii, condition_figures, cross_fit_over_conditions)
+from bench.lab.condition_judging import HELD_OUT_CUTS  # noqa: E402
+from posecal.evaluation.conditions import (MIXTURE, add_conditional, add_edge_radii, condition_figures,  # noqa: E402
+                                           cross_fit_over_conditions)
 from posecal.models.checkpoint import atomic_save, model_file, read_torch_file  # noqa: E402
 
 REPORTED = ("keypoint_ece", "pose_ece", "pose_pearson", "radius_coverage")

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.lab.video_worlds import model_without_video_map, tracked_pairs, world_scenes  # noqa: E402
 from posecal.calibration.quality import truth_of  # noqa: E402
-from posecal.evaluation.conditions import ece_against_floor  # noqa: E402
+from bench.lab.condition_judging import ece_against_floor  # noqa: E402
 from posecal.tracking.tracker import HELD_QUALITY  # noqa: E402
 
 TUNING, JUDGED, OTHER_ROOM = range(9), range(9, 15), range(6)

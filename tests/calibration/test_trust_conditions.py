@@ -204,7 +204,7 @@ def test_condition_figures_by_hand():
 
 
 def test_crowded_persons_are_a_subgroup_where_the_run_knows_them():
-    from posecal.evaluation.conditions import subgroups
+    from bench.lab.condition_judging import subgroups
 
     run = _run()
     probs = np.zeros((4, 17, 3))
@@ -355,7 +355,8 @@ def test_a_calibration_without_the_conditional_map_loads_and_applies_as_before()
 
 
 def test_a_judged_condition_gets_the_maps_of_the_fold_that_did_not_see_its_photograph():
-    from posecal.evaluation.conditions import calibration_against_floors, cross_fit_over_conditions
+    from bench.lab.condition_judging import calibration_against_floors
+    from posecal.evaluation.conditions import cross_fit_over_conditions
 
     raw, probs, xy, boxes, wh, gt, area, cut, ks = _edge_case_data(400)
 
