@@ -5,9 +5,9 @@
 Writes posecal/weights/posecal_NAME.int8.onnx (flip test built in), posecal_NAME.int8.noflip.onnx and the weights
 file both read, posecal_NAME.int8.onnx.data (--out DIR: there instead, candidates for bench/int8_agreement.py
 --int8-dir). Each graph is the model file's export (BatchNorm folded), its trust
-model's deconvolutions rewritten as sub-pixel convolutions (posecal.export.quantize.subpixel_deconvolutions: the
+model's deconvolutions rewritten as sub-pixel convolutions (tools/int8_recipe.py subpixel_deconvolutions: the
 same function, which onnxruntime runs in int8), then static int8 (QDQ, per-channel weights, MinMax activation
-ranges) on the nodes posecal.export.quantize.int8_nodes picks (INT8_WEIGHT_PREFIXES: for `accurate` the trust
+ranges) on the nodes tools/int8_recipe.py int8_nodes picks (INT8_WEIGHT_PREFIXES: for `accurate` the trust
 network and MoveNet's backbone, MoveNet's FPN and heads staying float; for `fast` every convolution); the decode
 stays float. The activation ranges come from --crops person crops spread evenly over
 the *train* split of ../shared/data/coco-val2017-crops (GT boxes), never from val, which judges the result
@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from posecal.export.quantize import (INT8_WEIGHT_PREFIXES, calibration_crops, int8_nodes, quantize_int8,  # noqa: E402
-                                     subpixel_deconvolutions)
+sys.path.insert(0, str(ROOT / "tools"))
+from int8_recipe import INT8_WEIGHT_PREFIXES, int8_nodes, subpixel_deconvolutions  # noqa: E402
+from posecal.export.quantize import calibration_crops, quantize_int8  # noqa: E402
 from posecal.export.onnx import onnx_bytes  # noqa: E402
 from posecal.export.session import INT8_KEY, SOURCE_KEY, VERSION_KEY  # noqa: E402
 from posecal.io import write_bytes_atomic  # noqa: E402

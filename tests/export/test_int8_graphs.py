@@ -18,11 +18,11 @@ onnx = pytest.importorskip("onnx")
 
 from posecal import devices
 from posecal.data.crops import crops_to_batch
-from posecal.export.quantize import INT8_WEIGHT_PREFIXES, phase_kernels, subpixel_deconvolutions
 from posecal.export.session import INT8_KEY, OnnxEstimator, open_onnx_model
 from posecal.models.shipped import graph_weights, int8_graph, int8_graph_weights, packaged_graph, shipped_graph
 
-from conftest import ROOT
+from conftest import ROOT   # first: it puts tools/ on the path
+from int8_recipe import INT8_WEIGHT_PREFIXES, phase_kernels, subpixel_deconvolutions  # noqa: E402
 
 INT8 = [int8_graph("accurate", flip) for flip in (True, False)]
 NAMES = ("accurate", "fast")
