@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from posecal.metrics.boxes import inside_shares
 from posecal.metrics.oks import opks
 
 NMS_MODES = ("oks", "soft", "none")   # pose_nms's nms: OKS-NMS, soft-OKS-NMS, none
@@ -31,6 +32,7 @@ NMS_MODES = ("oks", "soft", "none")   # pose_nms's nms: OKS-NMS, soft-OKS-NMS, n
 MIN_SHARED = 2   # keypoints two poses must both see before their agreement can call them one person
 CLOSE_OPKS = 0.9  # two keypoints of one name this close (OPKS at the kept pose's scale) are one point
 APART = 0.1       # ... and this far apart (OPKS below it) are on two bodies
+CONTAINED = 0.9   # a box with this share of its area inside another's lies inside it (detector jitter aside)
 
 
 def _inputs(keypoints, scores, areas):
@@ -105,24 +107,37 @@ def merged_poses(keypoints: np.ndarray, areas: np.ndarray, present, same_keypoin
 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9,
-            seen=None, same_keypoints: int | None = None) -> np.ndarray:
+            seen=None, same_keypoints: int | None = None, quality: np.ndarray | None = None,
+            margin: float | None = None, may_replace: np.ndarray | None = None) -> np.ndarray:
     """Greedy pose NMS: indices of kept poses, best score first. A pose is dropped when its OKS with an
     already kept, higher-scoring pose is > threshold (ties in score keep the lower index), or, with
     `same_keypoints`, when at least that many keypoints both call present (`seen`'s loose mask) coincide with it.
     `seen`: None (OKS over all keypoints), or (strict, loose) (N, K) masks of the keypoints each pose sees (the
-    module says why)."""
+    module says why). With `margin`, of the best-scored pose and the poses it takes for the same person, one of
+    `quality` above the best-scored's by more than `margin` is kept instead (the highest such; where
+    `may_replace` (N, N) bool is given, only a j with may_replace[i, j]), and the poses it takes for its person
+    go too."""
     kpts, scores, areas = _inputs(keypoints, scores, areas)
     seen = _seen(seen, *kpts.shape[:2])
     close = None if same_keypoints is None else \
         close_keypoints(kpts, areas, None if seen is None else seen[1]) >= same_keypoints
+
+    def same_as(i, others):
+        same = _oks_to(kpts, i, others, areas[i], seen) > threshold
+        return same | close[i, others] if close is not None else same
+
     order = np.argsort(-scores, kind="stable")
     keep = []
     while len(order):
         i, rest = order[0], order[1:]
+        same = same_as(i, rest)
+        rivals = rest[same] if may_replace is None else rest[same & may_replace[i, rest]]
+        if margin is not None and len(rivals):
+            best = rivals[np.argmax(np.asarray(quality, np.float64)[rivals])]
+            if quality[best] > quality[i] + margin:
+                i, rest = best, rest[~same]
+                same = same_as(i, rest)
         keep.append(i)
-        same = _oks_to(kpts, i, rest, areas[i], seen) > threshold
-        if close is not None:
-            same |= close[i, rest]
         order = rest[~same]
     return np.asarray(keep, dtype=np.int64)
 
@@ -164,14 +179,16 @@ def seen_masks(persons: list):
 
 
 def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callable | None = None,
-             same_keypoints: int | None = None) -> list:
+             same_keypoints: int | None = None, margin: float | None = None) -> list:
     """PersonPose list -> the poses kept: OKS-NMS (nms="oks") keeps the best-scored (by scores[mode], times
     `rank(person)` where given) of poses that agree on the keypoints both see (seen_masks), or that put
     `same_keypoints` keypoints on one spot (oks_nms); soft-OKS-NMS ("soft")
     lowers the scores of the poses whose OKS with a better one is above the same `threshold`; "none" keeps all.
 
     Why a rank beside the pose score: two boxes on one person give poses of near-equal quality (0.92 and 0.92),
-    and the one the detector is surer of frames the person better (the person policy passes its evidence)."""
+    and the one the detector is surer of frames the person better (the person policy passes its evidence). Why
+    a `margin` (oks_nms) beside the rank: where the pose qualities are far apart, the trust model is surer of one
+    pose than the box's score can say (a box on one person whose pose took the head of the person behind)."""
     if nms == "none":
         return persons
     kps = np.stack([p.keypoints for p in persons])
@@ -179,7 +196,12 @@ def pose_nms(persons: list, nms: str, threshold: float, mode: str, rank: Callabl
     areas = np.array([p.box[2] * p.box[3] for p in persons])
     seen = seen_masks(persons)
     if nms == "oks":
-        return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen, same_keypoints)]
+        quality = np.array([p.scores[mode] for p in persons])
+        boxes = np.array([np.asarray(p.box, float) for p in persons]).reshape(-1, 4)
+        # a box inside the other's is a part of that person: its pose, however good, does not frame them
+        may_replace = np.array([inside_shares(b, boxes) for b in boxes]).T < CONTAINED
+        return [persons[i] for i in oks_nms(kps, scores, areas, threshold, seen, same_keypoints, quality, margin,
+                                            may_replace)]
     keep, new_scores = soft_oks_nms(kps, np.array([p.scores[mode] for p in persons]), areas, threshold, seen=seen)
     for i, s in zip(keep, new_scores):
         persons[i].scores[mode] = float(s)

@@ -168,3 +168,40 @@ def test_a_whole_person_beside_two_boxes_of_their_halves_is_no_merge():
     present[2, :5] = False
     kps = np.stack([whole, upper, lower])
     assert merged_poses(kps, np.full(3, AREA), present, 4).tolist() == [False, False, False]
+
+
+def test_a_pose_clearly_better_than_the_best_scored_one_of_its_person_is_kept_instead():
+    """Scores (quality x the box's evidence) 0.8 and 0.5 for one person (the same keypoints), qualities 0.6 and 0.9:
+    the better pose is kept where its quality is above by more than the margin (0.3 > 0.2), not where the margin
+    is wider (0.3 < 0.4) or off; a pose far away stays. A third pose matching only the better one (12 px below it,
+    24 px below the best-scored one) goes with it."""
+    kp = poses((0, 0), (0, 0), (500, 0))
+    s, q, a = np.array([0.8, 0.5, 0.4]), np.array([0.6, 0.9, 0.5]), np.full(3, AREA)
+    assert oks_nms(kp, s, a, 0.5, quality=q, margin=0.2).tolist() == [1, 2]
+    assert oks_nms(kp, s, a, 0.5, quality=q, margin=0.4).tolist() == [0, 2]
+    assert oks_nms(kp, s, a, 0.5).tolist() == [0, 2]
+    chain = poses((0, 0), (0, 12), (0, 24))
+    assert hand_oks(chain[0], chain[2], AREA) < 0.5 < min(hand_oks(chain[0], chain[1], AREA),
+                                                          hand_oks(chain[1], chain[2], AREA))
+    assert oks_nms(chain, np.array([0.8, 0.5, 0.3]), np.full(3, AREA), 0.5).tolist() == [0, 2]
+    assert oks_nms(chain, np.array([0.8, 0.5, 0.3]), np.full(3, AREA), 0.5, quality=np.array([0.6, 0.9, 0.5]),
+                   margin=0.2).tolist() == [1]
+
+
+def test_a_better_pose_on_a_box_inside_the_best_scored_one_is_a_part_and_does_not_replace_it():
+    """vtest's frame 70 (issue 84): the man's box sticks out above the woman's (77 % of it inside) and replaces her
+    box's mixed pose; a walker's upper body, whose box lies wholly inside their whole box, does not replace the
+    whole walker's pose however much better its pose quality."""
+    def person(xy, quality, box, score):
+        p = pose_of(xy, quality)
+        p.box, p.scores, p.box_score = np.asarray(box, float), {"oks": quality}, score
+        return p
+
+    rank = lambda p: p.box_score  # noqa: E731   (the person policy's evidence)
+    mixed = person(STANDING, 0.70, [169, 365, 70, 191], 0.484)
+    man = person(STANDING + 0.5, 0.87, [187, 341, 44, 104], 0.361)
+    assert pose_nms([mixed, man], "oks", 0.6, "oks", rank, margin=0.1) == [man]
+    assert pose_nms([mixed, man], "oks", 0.6, "oks", rank) == [mixed]
+    whole = person(STANDING, 0.70, [480, 267, 58, 175], 0.557)
+    upper = person(STANDING + 0.5, 0.90, [486, 276, 47, 103], 0.378)
+    assert pose_nms([whole, upper], "oks", 0.6, "oks", rank, margin=0.1) == [whole]

@@ -99,6 +99,17 @@ def test_of_two_poses_of_one_person_the_rank_weighs_pose_quality_against_the_box
     assert PersonPolicy(duplicate_evidence=0.0).keep([upper, whole], DETECTED) == [upper]
 
 
+def test_stills_keep_the_walker_behind_over_a_pose_mixing_two_and_videos_the_surer_box():
+    """vtest's frame 70 as a still (STILL's duplicate_margin 0.1): the man's own pose (Q 0.87, box 0.361, sticking
+    out above the woman's box) over her box's pose with his head (Q 0.70, box 0.484); VIDEO keeps the surer box."""
+    mixed = scored(STANDING, 0.70, p_person=0.8, box_score=0.484)
+    mixed.box = np.array([169.0, 365, 70, 191])
+    own = scored(STANDING + 0.5, 0.87, p_person=0.7, box_score=0.361)
+    own.box = np.array([187.0, 341, 44, 104])
+    assert STILL.keep([mixed, own], DETECTED) == [own]
+    assert VIDEO.keep([mixed, own], DETECTED) == [mixed]
+
+
 def test_without_a_verifier_an_unsure_detection_needs_a_confirming_pose():
     sure, person, thing = (scored(STANDING + [dx, 0], q, box_score=s) for dx, q, s in ((0, 0.4, 0.6), (100, 0.7, 0.2),
                                                                                        (200, 0.4, 0.2)))
