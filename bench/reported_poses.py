@@ -224,7 +224,43 @@ def figures(rows: list[dict], quality: str = "quality") -> dict:
                      "mean_oks": round(float(t[flag].mean()), 3) if flag.any() else None,
                      "confident": int((flag & (q >= CONFIDENT)).sum()), "ece_without": rest.get("ece")}
     out["matched"] = int((s["kind"] == MATCHED).sum())
+    out["absent_calls"] = absent_calls(rows, quality)
     return out
+
+
+def absent_calls(rows: list[dict], quality: str = "quality") -> dict:
+    """Of the poses matched one to one, the labelled keypoints inside the picture called absent, the labelled ones
+    outside it (a cut person's) and the keypoints labelled absent called so, by posecal's visibility rule as shipped
+    (calibration.quality.occluded_rule with the keypoint quality and in_frame) and by the probabilities alone:
+    what a user who drops absent keypoints loses, and keeps out. LSPET labels every limb joint inside the picture,
+    COCO leaves out those its annotators cannot place."""
+    from posecal.calibration.quality import occluded_rule
+
+    labelled, outside, unlabelled = defaultdict(list), defaultdict(list), defaultdict(list)
+    for r in rows:
+        people = r["people"]
+        if not people or people[0].get("visibility_probs") is None:
+            continue
+        s = score_row(r, np.array([p[quality] for p in people]))
+        w, h = r["size"]
+        for i, p in enumerate(people):
+            if s.kind[i] != MATCHED:
+                continue
+            truth = r["truth"][s.person[i]]
+            inside = (truth[:, 0] >= 0) & (truth[:, 0] <= w - 1) & (truth[:, 1] >= 0) & (truth[:, 1] <= h - 1)
+            lab, unlab = (truth[:, 2] > 0) & inside, truth[:, 2] == 0
+            if r["world"] == "lspet":
+                unlab &= np.arange(len(truth)) >= 5    # LSPET has no face joints to label
+            for rule, kq in (("shipped", p["keypoint_quality"]), ("probabilities_alone", None)):
+                absent = occluded_rule(p["visibility_probs"], 2.0, kq, p["in_frame"]) == 0
+                labelled[rule].append(absent[lab])
+                outside[rule].append(absent[(truth[:, 2] > 0) & ~inside])
+                unlabelled[rule].append(absent[unlab])
+    share = lambda parts: round(float(np.concatenate(parts).mean()), 4) if sum(map(len, parts)) else None   # noqa: E731
+    return {rule: {"labelled_called_absent": share(labelled[rule]), "labelled": int(sum(map(len, labelled[rule]))),
+                   "outside_called_absent": share(outside[rule]), "outside": int(sum(map(len, outside[rule]))),
+                   "unlabelled_called_absent": share(unlabelled[rule]),
+                   "unlabelled": int(sum(map(len, unlabelled[rule])))} for rule in labelled}
 
 
 def worst(rows: list[dict], n: int = 50, quality: str = "quality") -> list[dict]:
@@ -269,6 +305,10 @@ def report(args) -> None:
             d = result[world][k]
             print(f"  {k}: {d['n']} (confident {d['confident']}), mean Q {d['mean_q']} OKS {d['mean_oks']}, "
                   f"ECE without them {d['ece_without']}")
+        for rule, d in result[world]["absent_calls"].items():
+            print(f"  called absent ({rule}): {d['labelled_called_absent']} of {d['labelled']} labelled keypoints "
+                  f"inside the picture, {d['outside_called_absent']} of {d['outside']} outside it, "
+                  f"{d['unlabelled_called_absent']} of {d['unlabelled']} unlabelled")
         if args.worst:
             result[world]["worst"] = worst(rows, args.worst, "raw_quality" if args.quality == "raw" else "quality")
     if args.json:

@@ -164,19 +164,37 @@ def fit_quality_calibration(oks, opks, visibility_probs, keypoints, boxes, gt, a
 
 # a keypoint is called not labelled (absent) only when that is more likely than not: p(absent) above this
 ABSENT_ABOVE = 0.5
+# ... and only when the model is not sure where it lies: a keypoint whose calibrated keypoint quality (the
+# expected OPKS of a keypoint that is there) reaches this is in view by the model's own word (occluded_rule)
+PLACED_AT = 0.75
 
 
-def occluded_rule(probs: np.ndarray, ratio: float) -> np.ndarray:
+def occluded_rule(probs: np.ndarray, ratio: float, keypoint_quality=None, in_frame=None,
+                  placed_at: float = PLACED_AT) -> np.ndarray:
     """(..., K, 3) probabilities -> classes by posecal's visibility rule: not labelled when p(not labelled) >
-    ABSENT_ABOVE, else occluded when p(occluded) >= ratio x p(visible), else visible.
+    ABSENT_ABOVE, unless the keypoint quality (..., K; None: not known) reaches placed_at where p(inside the
+    picture) (in_frame, (..., K); None: not known) is at least one half; else occluded when p(occluded) >= ratio x
+    p(visible), else visible.
 
     Why more likely than not, not the most likely of three: "absent" answers "is the keypoint there?", whose
     answer is p(not labelled) against p(occluded) + p(visible). A plurality of 0.4 against 0.35 and 0.25 would
     call absent a keypoint 60 % likely there: athletes' limbs in plain view in unusual poses, whose probability
     is split between occluded and visible. 0.5 is the labelled-or-not decision of calibrated probabilities, not a
-    tuned number (how it measured: CHANGELOG.md)."""
+    tuned number (how it measured: CHANGELOG.md).
+
+    Why the keypoint quality: absent means outside the picture or not labelled, not "unusual". The trust model
+    learned "not labelled" from COCO, whose annotators leave out joints they cannot place; an athlete's limb in
+    an unusual pose looks to it like such a joint, while its keypoint quality says where it lies. A keypoint the
+    model places at an expected OPKS of PLACED_AT or more is one it sees, and is called present, unless the model
+    says it lies outside the picture (a cut person's ankle below the frame is placed as well as their knee)."""
     probs = np.asarray(probs)
-    return np.where(probs[..., 0] > ABSENT_ABOVE, 0, np.where(probs[..., 1] >= ratio * probs[..., 2], 1, 2))
+    absent = probs[..., 0] > ABSENT_ABOVE
+    if keypoint_quality is not None:
+        placed = np.asarray(keypoint_quality) >= placed_at
+        if in_frame is not None:
+            placed &= np.asarray(in_frame) >= 0.5
+        absent &= ~placed
+    return np.where(absent, 0, np.where(probs[..., 1] >= ratio * probs[..., 2], 1, 2))
 
 
 def choose_occluded_ratio(probs: np.ndarray, truth: np.ndarray) -> float:

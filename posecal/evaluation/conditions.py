@@ -91,7 +91,9 @@ def condition_figures(run: ConditionRun, calibrated: dict, occluded_over_visible
             "radius_coverage_max": float(max(per_type))}
     known = run.visibility_known
     if known.any():
-        cls = occluded_rule(calibrated["visibility_probs"][known], occluded_over_visible)
+        in_frame = calibrated.get("in_frame")
+        cls = occluded_rule(calibrated["visibility_probs"][known], occluded_over_visible, calibrated["opks"][known],
+                            None if in_frame is None else in_frame[known])
         v = run.gt[known][..., 2].astype(int)
         rep = classification_report(v, cls, 3)
         absent = binary_report(v == 0, cls == 0)

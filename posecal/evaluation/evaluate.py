@@ -91,7 +91,8 @@ def trust_report(pred: Predictions, scores: dict[str, np.ndarray], pictures: Pic
         opks_all = pred.opks.mean(1)
         report["opks_without_visibility"] = {"pose_score_pearson": _r(pearson(opks_all[has], gt_oks[has])),
                                              "pose_score_spearman": _r(spearman(opks_all[has], gt_oks[has]))}
-        vis_pred = visibility_classes(pred.visibility_probs, pred.occluded_over_visible)   # as in the results
+        vis_pred = visibility_classes(pred.visibility_probs, pred.occluded_over_visible, pred.opks,   # as reported
+                                  pred.in_frame)
         v = gt[..., 2].astype(int)
         if pred.visibility_probs.shape[-1] == 3:
             report["visibility"] = {"ternary": classification_report(v, vis_pred, 3),

@@ -160,16 +160,13 @@ class Estimator:
         calibrated = self.calibration is not None and "opks" in res
         wh = np.array([prepared[n][0].shape[1::-1] for n, _, _ in owners], np.float64)
         if calibrated:
-            res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"],
-                                          np.array([o[1] for o in owners]), image_wh=wh, keypoints=res["keypoints"])
+            boxes = np.array([o[1] for o in owners])
+            res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes, image_wh=wh,
+                                          keypoints=res["keypoints"])
+            if self.calibration.in_frame is not None:
+                res["in_frame"] = self.calibration.in_frame(res["visibility_probs"], res["keypoints"], boxes, wh)
         for j, (n, box, box_score) in enumerate(owners):
             people[n].append(self._person(res, j, box, box_score, self.occluded_over_visible))
-        persons = [p for ps in people for p in ps]
-        if calibrated and self.calibration.in_frame is not None:
-            inside = self.calibration.in_frame(np.stack([p.visibility_probs for p in persons]), res["keypoints"],
-                                               np.array([o[1] for o in owners]), wh)
-            for p, row in zip(persons, inside):
-                p.in_frame = row
         return people, res
 
     def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:
@@ -204,8 +201,10 @@ class Estimator:
         probs = res["visibility_probs"][j]
         scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
-        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"], visibility_classes(probs, occluded_over_visible),
-                          probs, box_score, scores, radius)
+        in_frame = res["in_frame"][j] if "in_frame" in res else None
+        return PersonPose(box, xy, res["opks"][j], hs, scores["oks"],
+                          visibility_classes(probs, occluded_over_visible, res["opks"][j], in_frame),
+                          probs, box_score, scores, radius, in_frame=in_frame)
 
     def estimate_records(self, records: list[PersonRecord], progress: bool = False) -> Predictions:
         """Persons given as records (an image file and a box each) -> Predictions aligned with the records kept.

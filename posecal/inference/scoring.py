@@ -19,10 +19,13 @@ def predicted_labelled(pred: Predictions) -> np.ndarray:
     return pred.visibility_probs.argmax(-1) != NOT_LABELLED
 
 
-def visibility_classes(visibility_probs, occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> np.ndarray:
+def visibility_classes(visibility_probs, occluded_over_visible: float = OCCLUDED_OVER_VISIBLE,
+                       keypoint_quality=None, in_frame=None) -> np.ndarray:
     """(..., K, C) visibility probabilities -> (..., K) classes: 0 absent / 1 occluded / 2 visible.
 
-    Absent when more likely than not (calibration.quality.occluded_rule: p(absent) > 0.5). A present keypoint is
+    Absent when more likely than not (calibration.quality.occluded_rule: p(absent) > 0.5) and, where the keypoint
+    quality (..., K) is given, the model is not sure where the keypoint lies (under PLACED_AT) or, with in_frame
+    (..., K), says it lies outside the picture. A present keypoint is
     occluded only when p(occluded) >= occluded_over_visible x p(visible), else visible. Why not the
     argmax: the visibility head learns with class-weighted cross-entropy (occluded, ~8 % of COCO's keypoints,
     weighs ~7x a visible one: losses.visibility_class_weights) and with synthetic occluders, so its p(occluded)
@@ -34,7 +37,7 @@ def visibility_classes(visibility_probs, occluded_over_visible: float = OCCLUDED
     probs = np.asarray(visibility_probs)
     if probs.shape[-1] != 3:
         return probs.argmax(-1)
-    return occluded_rule(probs, occluded_over_visible)
+    return occluded_rule(probs, occluded_over_visible, keypoint_quality, in_frame)
 
 
 def opks_pose_score(opks: np.ndarray, visibility_probs: np.ndarray) -> np.ndarray:

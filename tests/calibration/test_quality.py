@@ -185,4 +185,29 @@ def test_visibility_classes_say_occluded_only_when_clearly_more_likely_than_visi
     binary = np.array([[0.6, 0.4], [0.3, 0.7]])
     np.testing.assert_array_equal(visibility_classes(binary), [0, 1])
     person = tiny_heads_predictor(tmp_path)(np.full((64, 48, 3), 90, np.uint8))[0]
-    np.testing.assert_array_equal(person.visibility, visibility_classes(person.visibility_probs))
+    np.testing.assert_array_equal(person.visibility, visibility_classes(person.visibility_probs,
+                                                                        keypoint_quality=person.keypoint_quality))
+
+
+def test_a_keypoint_the_model_places_well_is_present_however_unusual():
+    """Absent means outside the picture or not labelled: a keypoint whose calibrated keypoint quality reaches
+    PLACED_AT is called present even where p(absent) is above one half (an athlete's limb in an unusual pose)."""
+    from posecal.calibration.quality import PLACED_AT, occluded_rule
+    from posecal.inference.scoring import visibility_classes
+
+    probs = np.array([[0.7, 0.05, 0.25],     # absent by its probabilities ...
+                      [0.7, 0.2, 0.1],
+                      [0.7, 0.05, 0.25],
+                      [0.2, 0.1, 0.7]])      # present by them
+    quality = np.array([PLACED_AT, PLACED_AT, PLACED_AT - 0.01, 0.1])
+    # ... but placed at PLACED_AT (the boundary counts): visible, or occluded where p(occluded) >= 2 x p(visible)
+    np.testing.assert_array_equal(occluded_rule(probs, 2.0, quality), [2, 1, 0, 2])
+    np.testing.assert_array_equal(occluded_rule(probs, 2.0), [0, 0, 0, 2])     # without a quality: as before
+    np.testing.assert_array_equal(visibility_classes(probs, 2.0, quality), [2, 1, 0, 2])
+    # a quality never turns a present keypoint absent
+    np.testing.assert_array_equal(occluded_rule(probs[3:], 2.0, np.zeros(1)), [2])
+    # placed well but outside the picture by the model's in_frame (under one half): absent, as a cut-off ankle is
+    in_frame = np.array([0.49, 0.5, 0.9, 0.1])
+    np.testing.assert_array_equal(occluded_rule(probs, 2.0, quality, in_frame), [0, 1, 0, 2])
+    np.testing.assert_array_equal(visibility_classes(probs, 2.0, quality, in_frame), [0, 1, 0, 2])
+    assert 0.5 < PLACED_AT < 1.0

@@ -191,8 +191,12 @@ def test_condition_figures_by_hand():
     probs[0, 0] = probs[1, 0] = [1.0, 0, 0]                      # ... but two persons' cut-off nose absent
     probs[0, 5] = [1.0, 0, 0]                                    # and one labelled shoulder absent
     probs[:, 1] = [0, 1.0, 0]                                    # the occluded eye called occluded
+    # every keypoint placed right (quality 1), so those called absent are so only where the model also says they
+    # lie outside the picture (calibration.quality.occluded_rule): the cut-off noses, and the one shoulder
+    in_frame = np.full((4, 17), 0.9)
+    in_frame[:, 0] = in_frame[0, 5] = 0.2
     out = {"oks": np.ones(4), "opks": np.ones((4, 17)), "visibility_probs": probs,
-           "keypoint_radius": np.full((4, 17), 1.0)}
+           "keypoint_radius": np.full((4, 17), 1.0), "in_frame": in_frame}
     f = condition_figures(run, out, 2.0)
     assert f["keypoint_ece"] == 0 and f["pose_ece"] == 0 and f["radius_coverage"] == 1.0
     assert f["cut_off_called_absent"] == 0.5                     # 2 of the 4 cut-off noses
