@@ -211,3 +211,18 @@ def test_a_keypoint_the_model_places_well_is_present_however_unusual():
     np.testing.assert_array_equal(occluded_rule(probs, 2.0, quality, in_frame), [0, 1, 0, 2])
     np.testing.assert_array_equal(visibility_classes(probs, 2.0, quality, in_frame), [0, 1, 0, 2])
     assert 0.5 < PLACED_AT < 1.0
+
+
+def test_each_person_is_called_by_its_own_keypoint_quality_and_in_frame():
+    """The estimator hands the rule each person's calibrated keypoint quality and in_frame (what predict, track and
+    the person policy then read): placed well inside the picture -> present; placed well outside, or doubtful ->
+    absent."""
+    from posecal.inference.estimator import Estimator
+
+    res = {"keypoints": np.zeros((2, 3, 2)), "heatmap_scores": np.full((2, 3), 0.5), "oks": np.array([0.8, 0.8]),
+           "opks": np.array([[0.9, 0.9, 0.2], [0.9, 0.9, 0.9]]),
+           "visibility_probs": np.tile([0.7, 0.1, 0.2], (2, 3, 1)),
+           "in_frame": np.array([[0.9, 0.2, 0.9], [0.9, 0.9, 0.9]])}
+    first, second = (Estimator._person(res, j, np.array([0, 0, 10, 10.0]), 0.9, 2.0) for j in range(2))
+    assert first.visibility.tolist() == [2, 0, 0] and second.visibility.tolist() == [2, 2, 2]
+    np.testing.assert_array_equal(first.in_frame, res["in_frame"][0])
