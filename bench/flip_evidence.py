@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.codec.movenet import FLIP_AGREE
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WRONG_BELOW, CONFIDENT = 0.5, 0.7
 PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]   # COCO's left/right pairs
@@ -92,21 +94,20 @@ def pose_evidence(d: dict) -> dict[str, np.ndarray]:
     g = d["gap"]
     both_far = np.mean([(g[:, a] > 0.1) & (g[:, b] > 0.1) for a, b in PAIRS], 0)
     return {"gap_mean": (g * present).sum(1) / n,
-            "gap_far": ((g > 0.04) & present).sum(1) / n,          # merge_flip's FLIP_AGREE
+            "gap_far": ((g > FLIP_AGREE) & present).sum(1) / n,    # apart by merge_flip's measure
             "gap_max": np.where(present, g, 0).max(1),
             "score_gap": (d["score_gap"] * present).sum(1) / n,
             "pairs_apart": both_far}                               # both sides of a pair apart: a swap's trace
 
 
 def figures(q, t) -> str:
-    from posecal.metrics.calibration import ece, ece_floor, pearson
+    """ECE beside its floor, r and the share wrong among the confident, as bench/reported_poses.py counts them."""
+    from reported_poses import calibration_line
 
     ok = np.isfinite(t)
-    q, t = np.asarray(q)[ok], np.asarray(t)[ok]
-    floor, p90 = ece_floor(q, t)
-    conf = q >= CONFIDENT
-    return (f"ECE {ece(q, t):.4f} (floor {floor:.4f}, p90 {p90:.4f})  r {pearson(q, t):.3f}  "
-            f"wrong among Q>=0.7 {100 * (t[conf] < WRONG_BELOW).mean():.2f} % of {conf.sum()}")
+    c = calibration_line(np.asarray(q, np.float64)[ok], np.asarray(t, np.float64)[ok])
+    return (f"ECE {c['ece']:.4f} (floor {c['floor']:.4f}, p90 {c['floor_p90']:.4f})  r {c['pearson']:.3f}  "
+            f"wrong among Q>=0.7 {100 * c['confident_wrong_share']:.2f} % of {c['confident']}")
 
 
 def judge(paths: list[Path]) -> None:
@@ -115,16 +116,17 @@ def judge(paths: list[Path]) -> None:
 
     worlds = {p.stem: dict(np.load(p)) for p in paths}
 
-    def lowered(fit_on, judge_on, names, level):
+    def level_rows(d, names, level):
+        """(evidence (M, F), quality, truth) of one world: per person, or per labelled keypoint. No evidence
+        named: one column of zeros, which the fit leaves at weight 0 (the bias alone)."""
         if level == "pose":
-            xa = np.stack([pose_evidence(fit_on)[n] for n in names], 1) if names else np.zeros((len(fit_on["q"]), 1))
-            xb = np.stack([pose_evidence(judge_on)[n] for n in names], 1) if names else np.zeros((len(judge_on["q"]), 1))
-            qa, ta, qb = fit_on["q"], fit_on["true_oks"], judge_on["q"]
-        else:
-            la, lb = fit_on["gtv"] > 0, judge_on["gtv"] > 0
-            xa = fit_on["gap"][la][:, None] if names else np.zeros((la.sum(), 1))
-            xb = judge_on["gap"][lb][:, None] if names else np.zeros((lb.sum(), 1))
-            qa, ta, qb = fit_on["opks"][la], fit_on["true_opks"][la], judge_on["opks"][lb]
+            x = np.stack([pose_evidence(d)[n] for n in names], 1) if names else np.zeros((len(d["q"]), 1))
+            return x, d["q"], d["true_oks"]
+        lab = d["gtv"] > 0
+        return (d["gap"][lab][:, None] if names else np.zeros((lab.sum(), 1))), d["opks"][lab], d["true_opks"][lab]
+
+    def lowered(fit_on, judge_on, names, level):
+        (xa, qa, ta), (xb, qb, _) = level_rows(fit_on, names, level), level_rows(judge_on, names, level)
         ok = np.isfinite(ta)
         score = fit_reported_quality(xa[ok], qa[ok], ta[ok]).score   # weights >= 0 on evidence >= 0
         return np.clip(qb, 0, 1) * (1.0 - score(xb)), score

@@ -252,6 +252,7 @@ def absent_calls(rows: list[dict], quality: str = "quality") -> dict:
             if r["world"] == "lspet":
                 unlab &= np.arange(len(truth)) >= 5    # LSPET has no face joints to label
             for rule, kq in (("shipped", p["keypoint_quality"]), ("probabilities_alone", None)):
+                # the ratio (2.0) splits present keypoints only: absent does not depend on it
                 absent = occluded_rule(p["visibility_probs"], 2.0, kq, p["in_frame"]) == 0
                 labelled[rule].append(absent[lab])
                 outside[rule].append(absent[(truth[:, 2] > 0) & ~inside])

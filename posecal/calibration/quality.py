@@ -167,14 +167,16 @@ ABSENT_ABOVE = 0.5
 # ... and only when the model is not sure where it lies: a keypoint whose calibrated keypoint quality (the
 # expected OPKS of a keypoint that is there) reaches this is in view by the model's own word (occluded_rule)
 PLACED_AT = 0.75
+# ... where the model also says it lies inside the picture: in_frame (a calibrated probability) at least this
+IN_PICTURE_AT = 0.5
 
 
 def occluded_rule(probs: np.ndarray, ratio: float, keypoint_quality=None, in_frame=None,
                   placed_at: float = PLACED_AT) -> np.ndarray:
     """(..., K, 3) probabilities -> classes by posecal's visibility rule: not labelled when p(not labelled) >
     ABSENT_ABOVE, unless the keypoint quality (..., K; None: not known) reaches placed_at where p(inside the
-    picture) (in_frame, (..., K); None: not known) is at least one half; else occluded when p(occluded) >= ratio x
-    p(visible), else visible.
+    picture) (in_frame, (..., K); None: not known) is at least IN_PICTURE_AT; else occluded when p(occluded) >=
+    ratio x p(visible), else visible.
 
     Why more likely than not, not the most likely of three: "absent" answers "is the keypoint there?", whose
     answer is p(not labelled) against p(occluded) + p(visible). A plurality of 0.4 against 0.35 and 0.25 would
@@ -192,7 +194,7 @@ def occluded_rule(probs: np.ndarray, ratio: float, keypoint_quality=None, in_fra
     if keypoint_quality is not None:
         placed = np.asarray(keypoint_quality) >= placed_at
         if in_frame is not None:
-            placed &= np.asarray(in_frame) >= 0.5
+            placed &= np.asarray(in_frame) >= IN_PICTURE_AT
         absent &= ~placed
     return np.where(absent, 0, np.where(probs[..., 1] >= ratio * probs[..., 2], 1, 2))
 
