@@ -139,8 +139,6 @@ def held_out_sprites(n_tuning: int, frames: int) -> list:
 def make_held_out_scenes(work: Path, n: int, frames: int, n_tuning: int) -> list[tuple[str, Path, Path]]:
     """n held-out scenes (seed HELD_OUT_SEED + i, 3 + i % 4 people, the background mirrored every other one),
     written once."""
-    import cv2
-
     out, background, sprites = [], None, None
     for i in range(n):
         name = f"heldout{i}"

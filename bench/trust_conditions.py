@@ -68,6 +68,7 @@ from posecal.training.trust_samples import lspet_trust_split  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 COLUMNS = (("keypoint_ece", "kp ECE"), ("pose_ece", "pose ECE"), ("pose_pearson", "pose r"),
+           ("pose_ece_either_side", "pose ECE sides"), ("pose_pearson_either_side", "pose r sides"),
            ("binary_vis_f1", "vis F1"), ("occluded_f1", "occ F1"), ("absent_recall", "abs rec"),
            ("absent_precision", "abs prec"), ("labelled_called_absent", "in-frame->abs"),
            ("cut_off_called_absent", "cut->abs"), ("radius_coverage", "radius cov"),

@@ -261,8 +261,15 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
 
 def load_lspet(annotation_file, image_dir) -> list[PersonRecord]:
     """LSPET persons with their 14 joints mapped onto COCO-17 (12 limb joints; the face keypoints stay v = 0,
-    so they carry zero heatmap weight). Their visibility is marked unknown (see PersonRecord)."""
-    records = load_coco_persons(annotation_file, image_dir, keypoint_map=LSP_TO_COCO)
+    so they carry zero heatmap weight). Their visibility is marked unknown (see PersonRecord).
+
+    A file already in COCO-17's layout is read as it is: LSPET written as COCO keypoints, so that `posecal audit`
+    can judge it and `posecal audit apply` mend it (its crowd labels often give the viewer's sides), and training
+    can then read the mended file."""
+    data = read_json(annotation_file)
+    first = next(iter(data.get("annotations") or []), None) if isinstance(data, dict) else None
+    coco_layout = isinstance(first, dict) and len(first.get("keypoints") or []) == 3 * NUM_KEYPOINTS
+    records = load_coco_persons(annotation_file, image_dir, keypoint_map=None if coco_layout else LSP_TO_COCO)
     for r in records:
         r.visibility_known = False
     return records

@@ -26,6 +26,7 @@ from posecal.errors import PosecalInputError
 from posecal.evaluation.calibrate_model import photo_groups
 from posecal.inference.estimator import predict_records
 from posecal.metrics.calibration import auroc, ece, pearson
+from posecal.metrics.oks import oks_either_side
 from posecal.metrics.visibility import binary_report, classification_report
 
 
@@ -75,15 +76,21 @@ def run_condition(name: str, model, input_wh, records: list[PersonRecord], flip:
 
 def condition_figures(run: ConditionRun, calibrated: dict, occluded_over_visible: float) -> dict[str, float]:
     """The figures of one condition from calibrated outputs (oks, opks, visibility_probs, keypoint_radius):
-    keypoint ECE, pose ECE and Pearson, radius coverage (all labelled keypoints, and the lowest/highest keypoint
-    type), and where the labels tell visibility apart: binary visibility F1, occluded F1, absent recall and
-    precision, the share of labelled (so in-picture) keypoints called absent, and of cut-off ones called absent."""
+    keypoint ECE, pose ECE and Pearson (also against the labels or their mirror, whichever fits), radius coverage
+    (all labelled keypoints, and the lowest/highest keypoint type), and where the labels tell visibility apart:
+    binary visibility F1, occluded F1, absent recall and precision, the share of labelled (so in-picture)
+    keypoints called absent, and of cut-off ones called absent."""
     ks, labelled, gt_oks = truth_of(run.keypoints, run.gt, run.area)
     has = np.isfinite(gt_oks)
     out = {"persons": float(len(run)),
            "keypoint_ece": ece(calibrated["opks"][labelled], ks[labelled]),
            "pose_ece": ece(np.clip(calibrated["oks"][has], 0, 1), gt_oks[has]),
            "pose_pearson": pearson(calibrated["oks"][has], gt_oks[has])}
+    # against the labels or their left-right mirror, whichever fits (metrics.oks.oks_either_side): a bound that
+    # tells crowd labels given from the viewer's side (LSPET's) apart from the pose's own swaps
+    sides = oks_either_side(run.keypoints, run.gt[..., :2], run.gt[..., 2], run.area)[has]
+    out |= {"pose_ece_either_side": ece(np.clip(calibrated["oks"][has], 0, 1), sides),
+            "pose_pearson_either_side": pearson(calibrated["oks"][has], sides)}
     err = np.linalg.norm(run.keypoints - run.gt[..., :2], axis=-1)
     inside = err <= calibrated["keypoint_radius"]
     per_type = [inside[labelled[:, k], k].mean() for k in range(labelled.shape[1]) if labelled[:, k].any()]

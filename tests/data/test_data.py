@@ -117,6 +117,13 @@ def test_lspet_joints_map_onto_coco(tmp_path):
     assert rec.keypoints[16].tolist() == [10, 11, 2]   # LSP right_ankle -> COCO right_ankle (16)
     assert rec.keypoints[9].tolist() == [32, 33, 2]    # LSP left_wrist (11) -> COCO left_wrist (9)
     assert rec.keypoints[:5, 2].tolist() == [0] * 5    # no face joints in LSP
+    # the same person written as COCO keypoints (what `posecal audit` reads and `audit apply` writes) reads alike
+    coco = _write(tmp_path, "lsp17.json", {"images": [{"id": 1, "file_name": "im1.jpg"}], "annotations": [
+        {"id": 1, "image_id": 1, "bbox": [0, 0, 60, 80], "keypoints": rec.keypoints.reshape(-1).tolist(),
+         "num_keypoints": 12}]})
+    again = load_lspet(coco, tmp_path)[0]
+    assert np.array_equal(again.keypoints, rec.keypoints) and again.visibility_known is False
+    assert again.bbox.tolist() == rec.bbox.tolist()
 
 
 @needs_shared

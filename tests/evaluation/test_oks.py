@@ -79,3 +79,24 @@ def test_moved_opks_is_the_expected_opks_of_a_gaussian_error_moved_by_d():
     # by hand: q = 0.5 moved by d with d^2 = 2 c^2 -> 0.5 * exp(-0.5)
     assert moved_opks(np.array([0.5]), np.array([2 * c2]), area, sigmas)[0] == pytest.approx(0.5 * np.exp(-0.5))
     assert moved_opks(np.array([0.7]), np.array([0.0]), area, sigmas)[0] == pytest.approx(0.7)
+
+
+def test_oks_either_side_forgives_a_label_given_from_the_viewers_side_and_nothing_else():
+    from posecal.metrics.oks import oks_either_side
+    from posecal.skeleton import flip_permutation
+    rng = np.random.default_rng(1)
+    truth = np.c_[rng.uniform(0, 200, (17, 2)), np.full(17, 2.0)]
+    truth[0, 2] = 0                                    # the nose unlabelled: it stays out of both
+    area = 3000.0
+    mirrored = truth[flip_permutation()]              # the person's left labelled as right and back
+    pose = truth[:, :2].copy()
+    assert oks(pose, mirrored[:, :2], mirrored[:, 2], area) < 0.5
+    assert oks_either_side(pose, mirrored[:, :2], mirrored[:, 2], area) == pytest.approx(1.0)
+    # a pose that fits neither side is scored as it is: the higher of the two, by hand
+    off = pose + [0.0, 12.0]
+    by_hand = np.exp(-144.0 / (2 * area * (2 * COCO_SIGMAS[1:]) ** 2)).mean()
+    assert oks_either_side(off, truth[:, :2], truth[:, 2], area) == pytest.approx(by_hand)
+    # batched over persons, unlabelled persons stay NaN
+    both = oks_either_side(np.stack([pose, pose]), np.stack([mirrored[:, :2]] * 2),
+                           np.stack([mirrored[:, 2], np.zeros(17)]), np.array([area, area]))
+    assert both[0] == pytest.approx(1.0) and np.isnan(both[1])
