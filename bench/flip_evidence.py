@@ -8,8 +8,8 @@
 flip test on, calibrated as shipped) and keeps, per keypoint, how far apart the two passes put it (the crop's
 and the mirror's, mirrored back with left and right swapped, in crop widths: what `merge_flip` compares with
 FLIP_AGREE) and their score gap, beside the pose and keypoint quality, the visibility probabilities, p(inside the
-picture) and the truth (OKS, OPKS). Worlds: `val` (822 COCO val persons), `lspet` (LSPET's persons, by default the last 600:
-bench/lspet_ap.py's).
+picture) and the truth (OKS, OPKS). Worlds: `val` (822 COCO val persons), `lspet` (LSPET's persons, by default the
+last 600: bench/lspet_ap.py's).
 
 `judge` fits, on each world in turn, the one-sided correction the reported-pose map uses (Q x (1 - p_failure),
 p_failure a logistic over the evidence with weights >= 0; posecal/calibration/reported.py) with and without the

@@ -4,7 +4,8 @@ and flip test, on whole pictures; its results.json, metrics.json and report.html
 reported pose scored by its OKS against the labelled person it covers, one to one in order of pose quality
 (posecal/metrics/reported.py), as eval's `one_to_one` scores them.
 
-    python bench/reported_poses.py run --world val --rows runs/reported/val.pkl [--limit N] [--threads 1] [--precision float]
+    python bench/reported_poses.py run --world val --rows runs/reported/val.pkl [--limit N] [--threads 1]
+        [--precision float]
     python bench/reported_poses.py run --world lspet --rows runs/reported/lspet.pkl
     python bench/reported_poses.py report runs/reported/val.pkl runs/reported/lspet.pkl [--json FILE]
         [--quality raw|reported]
@@ -21,10 +22,12 @@ Worlds:
 `report` also prints the share of pictures whose own person (the crop's, the athlete) is found with a right
 pose (matched one to one at OKS >= 0.5). `run` writes one row per picture (what the product reported, read back
 from eval's results.json, and the picture's size and truth) so that the report, and the fit of the reported-pose
-quality (tools/fit_reported_quality.py), can be redone without posing again. `report` prints, per world: Q's ECE beside its floor (truth redrawn around Q with the spread of its bin),
-Pearson r, the share wrong (OKS < 0.5) among Q >= 0.7, and the counts of duplicates (one person posed twice),
-merges, people cut by the picture's edge and half poses, each with the ECE without them (their share of it); and
-the ECE of the decomposition that counts only the keypoints inside the picture and lets two poses share a person.
+quality (tools/fit_reported_quality.py), can be redone without posing again. `report` prints, per world: Q's ECE
+beside its floor (truth redrawn around Q with the spread of its bin), Pearson r, the share wrong (OKS < 0.5) among
+Q >= 0.7, and the counts of duplicates (one person posed twice), merges, people cut by the picture's edge and half
+poses, each with the ECE without them (their share of it); the ECE of the decomposition that counts only the
+keypoints inside the picture and lets two poses share a person; and the same figures against the labels or their
+left-right mirror, whichever fits (a bound for crowd labels such as LSPET's: bench/results/lspet_sides.txt).
 `--quality raw` reports the pose quality before the reported-pose map (the rows keep both).
 """
 from __future__ import annotations
@@ -197,7 +200,8 @@ def either_side(row: dict, person: dict, s: ReportedScore, i: int) -> float:
     if s.kind[i] != MATCHED:
         return float(s.target[i])
     truth = row["truth"][s.person[i]]
-    return float(np.ravel(oks_either_side(person["keypoints"], truth[:, :2], truth[:, 2], row["areas"][s.person[i]]))[0])
+    area = row["areas"][s.person[i]]
+    return float(np.ravel(oks_either_side(person["keypoints"], truth[:, :2], truth[:, 2], area))[0])
 
 
 def calibration_line(q, t) -> dict:
