@@ -119,8 +119,10 @@ class ReportedQuality:
 
     def failure(self, features) -> np.ndarray:
         """(N,) p_failure of each pose: non-negative weights on non-negative evidence, whatever the file or the
-        features say (NaN evidence counts as none)."""
-        x = np.maximum(np.nan_to_num(np.asarray(features, np.float64).reshape(-1, len(FEATURES))), 0.0)
+        features say (NaN evidence counts as none). As many features as the map was fitted on (FEATURES for a
+        map read from a file; a bench may fit one on more)."""
+        x = np.asarray(features, np.float64).reshape(-1, len(self.score.weights))
+        x = np.maximum(np.nan_to_num(x), 0.0)
         return _sigmoid((x / self.score.std) @ np.maximum(self.score.weights, 0.0) + self.score.bias)
 
     def __call__(self, features, quality) -> np.ndarray:

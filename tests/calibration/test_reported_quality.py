@@ -79,6 +79,9 @@ def test_the_fit_lowers_the_second_of_a_pair_and_keeps_the_rest():
     assert rated[~second].mean() == pytest.approx(target[~second].mean(), abs=0.02)   # L2 leaves 2 % off
     assert model.score.weights[F["shared_with_higher"]] > 0.5 > model.score.weights[F["shared_with_lower"]] >= 0
     assert (model.score.weights >= 0).all() and model.failure(np.zeros((1, len(FEATURES))))[0] < 0.03
+    # a bench's map fitted on one more column of evidence (none here) applies to as many columns, and weighs it 0
+    wider = fit_reported_quality(np.c_[f, np.zeros(n)], q, target)
+    assert wider.score.weights[-1] == 0 and np.allclose(wider(np.c_[f, np.zeros(n)], q), rated, atol=1e-6)
 
 
 def test_the_file_round_trips_and_a_damaged_one_is_one_line(tmp_path):
