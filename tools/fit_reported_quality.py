@@ -37,7 +37,7 @@ def picture_features(row: dict) -> np.ndarray:
     pp = np.array([np.nan if p["person_probability"] is None else p["person_probability"] for p in people])
     return reported_features(stack("keypoints"), stack("box"), np.array([p["raw_quality"] for p in people]),
                              row["size"], stack("visibility_probs"), stack("in_frame"), pp,
-                             np.array([p["box_score"] for p in people]))
+                             np.array([p["box_score"] for p in people]), stack("keypoint_quality"))
 
 
 def table(rows: list[dict]) -> dict:

@@ -190,13 +190,22 @@ def occluded_rule(probs: np.ndarray, ratio: float, keypoint_quality=None, in_fra
     model places at an expected OPKS of PLACED_AT or more is one it sees, and is called present, unless the model
     says it lies outside the picture (a cut person's ankle below the frame is placed as well as their knee)."""
     probs = np.asarray(probs)
+    present = called_present(probs, keypoint_quality, in_frame, placed_at)
+    return np.where(~present, 0, np.where(probs[..., 1] >= ratio * probs[..., 2], 1, 2))
+
+
+def called_present(probs, keypoint_quality=None, in_frame=None, placed_at: float = PLACED_AT) -> np.ndarray:
+    """(..., K) bool: the keypoints posecal's visibility rule calls there (occluded or visible; occluded_rule's
+    first decision, and the only one what reads "is it there?" needs: the person policy, the reported-pose
+    map's shared keypoints)."""
+    probs = np.asarray(probs)
     absent = probs[..., 0] > ABSENT_ABOVE
     if keypoint_quality is not None:
         placed = np.asarray(keypoint_quality) >= placed_at
         if in_frame is not None:
             placed &= np.asarray(in_frame) >= IN_PICTURE_AT
         absent &= ~placed
-    return np.where(absent, 0, np.where(probs[..., 1] >= ratio * probs[..., 2], 1, 2))
+    return ~absent
 
 
 def choose_occluded_ratio(probs: np.ndarray, truth: np.ndarray) -> float:

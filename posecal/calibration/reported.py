@@ -19,13 +19,14 @@ as the crop says, or about 0), which a product of the two follows better than a 
 Features (FEATURES: each a piece of evidence of a failure, 0 where there is none; from what the product reported,
 no truth):
 - `shared_with_higher`: the largest share of keypoints it shares with a reported pose of higher crop quality (both
-  call the keypoint there, OPKS >= 0.5 at this pose's scale): the second pose of one person, or a merge's half;
+  call the keypoint there by the visibility rule, OPKS >= 0.5 at this pose's scale): the second pose of one
+  person, or a merge's half;
 - `shared_with_lower`: the same with a pose of lower crop quality: the first of such a pair;
 - `box_overlap`: the largest IoU of its box with another reported pose's;
 - `outside_frame`: the expected share of its 17 keypoints outside the picture (1 - in_frame, or its geometry where
   the model gives no in_frame): the joints a cut person's quality forgets;
-- `outside_box`: the share of keypoints it calls there that lie outside its box grown by 10 %: limbs running out
-  of a box cut at the waist, or a pose reaching to a second person;
+- `outside_box`: the share of keypoints it calls there (the visibility rule) that lie outside its box grown by
+  10 %: limbs running out of a box cut at the waist, or a pose reaching to a second person;
 - `absent_share`: the mean p(not labelled): a pose that sees little of its person;
 - `person_doubt`: 1 - p(person) by the verifier (0 where none judged the box);
 - `detector_doubt`: 1 - the detector's score.
@@ -44,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from posecal.calibration.maps import LogisticScore
+from posecal.calibration.quality import called_present
 from posecal.metrics.boxes import box_iou
 from posecal.metrics.oks import AREA_PER_BOX, opks
 
@@ -61,10 +63,11 @@ def _sigmoid(a) -> np.ndarray:
 
 
 def reported_features(keypoints, boxes, quality, picture_wh, visibility_probs=None, in_frame=None,
-                      person_probability=None, box_score=None) -> np.ndarray:
+                      person_probability=None, box_score=None, keypoint_quality=None) -> np.ndarray:
     """(N, F) features (FEATURES, each >= 0) of the N poses reported in one picture of size picture_wh (w, h):
     keypoints (N, K, 2), boxes (N, 4) x, y, w, h, crop quality (N,) (which of two poses ranks higher);
-    visibility_probs (N, K, 3), in_frame (N, K),
+    visibility_probs (N, K, 3), in_frame (N, K), keypoint_quality (N, K) (a keypoint is there as the
+    visibility rule calls it: calibration.quality.called_present),
     person_probability (N,) (NaN or None where none) and box_score (N,) where known."""
     xy = np.asarray(keypoints, np.float64)
     n, k = xy.shape[:2] if xy.ndim == 3 else (0, 17)
@@ -74,7 +77,7 @@ def reported_features(keypoints, boxes, quality, picture_wh, visibility_probs=No
         return out
     quality = np.asarray(quality, np.float64).reshape(n)
     present = np.ones((n, k), bool) if visibility_probs is None else \
-        np.asarray(visibility_probs, np.float64)[..., 0] < 0.5
+        called_present(np.asarray(visibility_probs, np.float64), keypoint_quality, in_frame)
     if n > 1:
         areas = AREA_PER_BOX * boxes[:, 2] * boxes[:, 3]
         terms = opks(xy[:, None], xy[None], areas[:, None])                      # (N, N, K) at row pose's scale

@@ -133,7 +133,7 @@ class PosePipeline:
         features = reported_features(every("keypoints"), every("box"), crop,
                                      picture_wh, every("visibility_probs"), every("in_frame"),
                                      [np.nan if p.person_probability is None else p.person_probability
-                                      for p in people], [p.box_score for p in people])
+                                      for p in people], [p.box_score for p in people], every("keypoint_quality"))
         quality = self.reported(features, crop)
         for p, c, q in zip(people, crop, quality):
             if self.is_found(p):

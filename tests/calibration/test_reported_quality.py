@@ -46,6 +46,26 @@ def test_features_by_hand():
     assert (f[:, F["person_doubt"]] == 0).all() and (f[:, F["absent_share"]] == 0).all()
 
 
+def test_shared_keypoints_are_those_the_visibility_rule_calls_there():
+    """A keypoint the model calls absent (p 0.6) but places well (quality 0.8) inside the picture is there, as the
+    visibility rule says (calibration.quality.called_present): it counts among the keypoints two poses share;
+    without its quality, or outside the picture, it does not."""
+    a = STANDING.astype(float)
+    kps, boxes = np.stack([a, a]), np.stack([box_around(a), box_around(a)])
+    vis = np.tile([0.1, 0.1, 0.8], (2, 17, 1))
+    vis[1, :5] = [0.6, 0.1, 0.3]                  # the second pose's five face keypoints: p(absent) 0.6
+    quality, in_frame = np.full((2, 17), 0.8), np.ones((2, 17))
+
+    def shared(*args):
+        return reported_features(kps, boxes, [0.9, 0.5], (640, 480), vis, *args)[1, F["shared_with_higher"]]
+
+    assert shared(in_frame, None, None, quality) == pytest.approx(1.0)           # placed: there
+    assert shared(in_frame) == pytest.approx(12 / 17)                             # no quality: absent
+    outside = in_frame.copy()
+    outside[1, :5] = 0.2
+    assert shared(outside, None, None, quality) == pytest.approx(12 / 17)        # placed, but outside the picture
+
+
 def test_outside_frame_reads_in_frame_else_the_picture_edges():
     a = STANDING.astype(float) - [0.0, 60.0]      # the top of the figure above the picture
     above = int((a[:, 1] < -0.5).sum())
