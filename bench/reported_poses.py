@@ -26,8 +26,9 @@ quality (tools/fit_reported_quality.py), can be redone without posing again. `re
 beside its floor (truth redrawn around Q with the spread of its bin), Pearson r, the share wrong (OKS < 0.5) among
 Q >= 0.7, and the counts of duplicates (one person posed twice), merges, people cut by the picture's edge and half
 poses, each with the ECE without them (their share of it); the ECE of the decomposition that counts only the
-keypoints inside the picture and lets two poses share a person; and the same figures against the labels or their
-left-right mirror, whichever fits (a bound for crowd labels such as LSPET's: bench/results/lspet_sides.txt).
+keypoints inside the picture and lets two poses share a person; the same figures against the labels or their
+left-right mirror, whichever fits (a bound for crowd labels such as LSPET's: bench/results/lspet_sides.txt); and
+the poses upside down (hips above the shoulders).
 `--quality raw` reports the pose quality before the reported-pose map (the rows keep both).
 """
 from __future__ import annotations
@@ -58,6 +59,7 @@ COCO = SHARED / "coco-val2017-crops"
 LSPET = SHARED / "lspet"
 WRONG_BELOW = 0.5
 CONFIDENT = 0.7
+UPSIDE_DOWN = 0.3   # a pose's hips above its shoulders by this share of its torso: upside down (`report`)
 SAME_SPOT_PX, SAME_SPOT_KEYPOINTS = 3.0, 4     # `pairs`: keypoints within this many pixels, at least this many
 
 
@@ -186,11 +188,20 @@ def scored(rows: list[dict], quality: str = "quality") -> dict:
         for i in range(len(people)):
             cols["q"].append(q[i])
             cols["either_side"].append(either_side(r, people[i], s, i))
+            cols["upside_down"].append(upside_down(people[i]["keypoints"]))
             for k in ("kind", "person", "target", "shared", "inside", "merge", "half", "cut"):
                 cols[k].append(getattr(s, k)[i])
             cols["photo"].append(r["photo"])
             cols["row"].append(n)
     return {k: np.array(v) for k, v in cols.items()}
+
+
+def upside_down(keypoints) -> bool:
+    """The pose's hips lie above its shoulders by more than UPSIDE_DOWN of the torso's length (a handstand, a flip):
+    the people a pose network trained upright gets wrong most often."""
+    xy = np.asarray(keypoints, np.float64)
+    torso = (xy[11] + xy[12]) / 2 - (xy[5] + xy[6]) / 2        # mid-shoulders to mid-hips, y down
+    return bool(-torso[1] > UPSIDE_DOWN * max(np.linalg.norm(torso), 1e-6))
 
 
 def either_side(row: dict, person: dict, s: ReportedScore, i: int) -> float:
@@ -234,6 +245,9 @@ def figures(rows: list[dict], quality: str = "quality") -> dict:
     ok = np.isfinite(shared_inside)
     out["inside_only_shared"] = calibration_line(q[ok], shared_inside[ok])
     out["either_side"] = calibration_line(q, s["either_side"][use].astype(float))
+    down = s["upside_down"][use].astype(bool)
+    out["upside_down"] = {"as_labelled": calibration_line(q[down], t[down]),
+                          "either_side": calibration_line(q[down], s["either_side"][use][down].astype(float))}
     for name, flag in (("duplicates", s["kind"][use] == DUPLICATE), ("merges", s["merge"][use].astype(bool)),
                        ("cut", s["cut"][use].astype(bool)), ("half", s["half"][use].astype(bool))):
         rest = calibration_line(q[~flag], t[~flag])
@@ -323,6 +337,12 @@ def report(args) -> None:
         print(f"  against the labels or their left-right mirror, whichever fits (a bound: it forgives the pose's own "
               f"swaps too): ECE {sides.get('ece')} (floor {sides.get('floor')}), r {sides.get('pearson')}, wrong "
               f"among Q>=0.7 {sides.get('confident_wrong_share')}")
+        down = result[world]["upside_down"]
+        line, sides = down["as_labelled"], down["either_side"]
+        print(f"  upside down (hips above shoulders): {line['n']} poses, ECE {line.get('ece')} (floor "
+              f"{line.get('floor')}, p90 {line.get('floor_p90')}), mean Q {line.get('mean_q')} OKS "
+              f"{line.get('mean_oks')}, wrong among Q>=0.7 {line.get('confident_wrong_share')} (labels or mirror "
+              f"{sides.get('confident_wrong_share')})")
         for k in ("duplicates", "merges", "cut", "half"):
             d = result[world][k]
             print(f"  {k}: {d['n']} (confident {d['confident']}), mean Q {d['mean_q']} OKS {d['mean_oks']}, "
