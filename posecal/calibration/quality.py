@@ -195,9 +195,9 @@ def occluded_rule(probs: np.ndarray, ratio: float, keypoint_quality=None, in_fra
 
 
 def called_present(probs, keypoint_quality=None, in_frame=None, placed_at: float = PLACED_AT) -> np.ndarray:
-    """(..., K) bool: the keypoints posecal's visibility rule calls there (occluded or visible; occluded_rule's
-    first decision, and the only one what reads "is it there?" needs: the person policy, the reported-pose
-    map's shared keypoints)."""
+    """(..., K) bool: the keypoints posecal's visibility rule calls there (occluded or visible): occluded_rule's
+    first decision, and all that a reader asking "is it there?" needs (the reported-pose map's shared keypoints
+    and keypoints outside the box)."""
     probs = np.asarray(probs)
     absent = probs[..., 0] > ABSENT_ABOVE
     if keypoint_quality is not None:

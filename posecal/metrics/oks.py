@@ -50,10 +50,10 @@ def oks(pred_xy, gt_xy, gt_vis, area, sigmas: np.ndarray = COCO_SIGMAS) -> np.nd
 def oks_either_side(pred_xy, gt_xy, gt_vis, area, sigmas: np.ndarray = COCO_SIGMAS) -> np.ndarray:
     """The OKS against the labels or against the same labels with left and right exchanged, whichever is higher.
 
-    Why: crowd-sourced labels often give the viewer's sides, not the person's (LSPET's Mechanical Turk labels:
-    of its last 600 athletes, `posecal audit` finds a left/right pair that fits the estimate mirrored on 42). A
-    benchmark on such labels prints this beside the OKS, so that a label's swap is told apart from the pose's;
-    it forgives a pose's own swap too, so it is a bound, never a figure to report alone."""
+    Why: crowd-sourced labels often give the viewer's sides, not the person's (LSPET's Mechanical Turk labels;
+    bench/results/lspet_sides.txt). A benchmark on such labels prints this beside the OKS, so that a label's swap
+    is told apart from the pose's; it forgives a pose's own swap too, so it is a bound, never a figure to report
+    alone."""
     gt_xy, gt_vis = np.asarray(gt_xy), np.asarray(gt_vis)
     mirror = flip_permutation(gt_xy.shape[-2])
     return np.fmax(oks(pred_xy, gt_xy, gt_vis, area, sigmas),
