@@ -70,7 +70,8 @@ def graph_model(name: str) -> str:
 
 def reported_quality_file(spec) -> Path | None:
     """The reported-pose quality map (posecal/calibration/reported.py) fitted for a shipped model's network (its
-    float and int8 graphs alike), None for a model it was not fitted for (a path, `published`, `fast`)."""
+    float and int8 graphs alike: `accurate`, `fast`), None for a model it was not fitted for (a path, `published`,
+    `lite0`)."""
     name = shipped_name(spec)
     if name is None:
         return None

@@ -170,21 +170,24 @@ def test_the_map_never_raises_a_pose_whatever_its_weights_and_features():
 
 
 def test_the_shipped_map_is_applied_where_it_was_fitted_and_only_there():
-    """A detector's boxes posed with the flip test get accurate's map; without the flip test (track's default),
-    without a detector or uncalibrated, the crop's quality is reported. The shipped map never raises a pose."""
+    """A detector's boxes posed with the flip test get the model's map (accurate's, fast's); without the flip test
+    (track's default), without a detector or uncalibrated, the crop's quality is reported. The shipped maps never
+    raise a pose; a model with none fitted (published) reports the crop's quality."""
     from posecal.inference.predictor import Predictor
     from posecal.models.shipped import is_installed, reported_quality_file
 
-    if not is_installed("accurate") or reported_quality_file("accurate") is None:
-        pytest.skip("shipped model or its map not available")
-    shipped = ReportedQuality.read(reported_quality_file("accurate"))
-    assert (shipped.score.weights >= 0).all() and shipped.fitted_on == "val"
-    assert Predictor("accurate", threads=1).pipeline.reported is not None
-    for kwargs in ({"flip": False}, {"detector": None}, {"calibrated": False}):
-        assert Predictor("accurate", threads=1, **kwargs).pipeline.reported is None, kwargs
-    f = np.random.default_rng(3).uniform(0, 1, (100, len(FEATURES)))
-    q = np.random.default_rng(4).uniform(0, 1, 100)
-    assert (shipped(f, q) <= q).all() and (shipped(np.zeros_like(f), q) >= 0.99 * q).all()
+    assert reported_quality_file("published") is None
+    for name in ("accurate", "fast"):
+        if not is_installed(name) or reported_quality_file(name) is None:
+            pytest.skip(f"shipped model {name} or its map not available")
+        shipped = ReportedQuality.read(reported_quality_file(name))
+        assert (shipped.score.weights >= 0).all() and shipped.fitted_on == "val"
+        assert Predictor(name, threads=1).pipeline.reported is not None
+        for kwargs in ({"flip": False}, {"detector": None}, {"calibrated": False}):
+            assert Predictor(name, threads=1, **kwargs).pipeline.reported is None, (name, kwargs)
+        f = np.random.default_rng(3).uniform(0, 1, (100, len(FEATURES)))
+        q = np.random.default_rng(4).uniform(0, 1, 100)
+        assert (shipped(f, q) <= q).all() and (shipped(np.zeros_like(f), q) >= 0.99 * q).all()
 
 
 def _packed_with_a_map(tmp_path, tiny_model, capsys):
