@@ -15,28 +15,14 @@ from pathlib import Path
 
 import torch
 
-from posecal.data.coco import load_lspet
+from posecal.data.coco import as_coco_file, load_lspet
 from posecal.inference.scoring import keypoint_confidence, pose_scores
 from posecal.inference.estimator import predict_records
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.models.checkpoint import load_model
 from posecal.calibration.quality import calibration_from_meta
-from posecal.skeleton import COCO_KEYPOINTS
 
 LSPET = Path(__file__).resolve().parents[2] / "shared" / "data" / "lspet"
-
-
-def truth(records) -> dict:
-    """The records as a COCO keypoint file (17 slots, the mapped joints), for pycocotools."""
-    images, anns = [], []
-    for i, r in enumerate(records):
-        images.append({"id": r.image_id, "file_name": r.file_name})
-        kp = r.keypoints.copy()
-        anns.append({"id": i + 1, "image_id": r.image_id, "category_id": 1, "iscrowd": 0,
-                     "bbox": [float(v) for v in r.bbox], "area": float(r.area),
-                     "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum())})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "person", "keypoints": list(COCO_KEYPOINTS)}]}
 
 
 def main() -> None:
@@ -47,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     records = load_lspet(LSPET / "annotations" / "lspet.json", LSPET / "images")[-args.persons:]
-    gt = load_coco_gt(truth(records))
+    gt = load_coco_gt(as_coco_file(records))
     print(f"LSPET, last {len(records)} persons, GT boxes, flip test, pose score oks")
     for name in args.models:
         model, cfg, meta = load_model(name)

@@ -47,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from posecal.data.coco import load_lspet  # noqa: E402
+from posecal.data.coco import as_coco_file, load_lspet  # noqa: E402
 from posecal.data.neighbours import with_neighbours  # noqa: E402
 from posecal.metrics.calibration import ece, ece_floor, pearson  # noqa: E402
 from posecal.metrics.oks import oks_either_side  # noqa: E402
@@ -70,17 +70,9 @@ def world_file(world: str, limit: int | None, shard: tuple[int, int], folder: Pa
     turned half a turn, written into `folder`; `lspet` LSPET's last 600 photos, one athlete each."""
     if world == "lspet":
         records = load_lspet(LSPET / "annotations/lspet.json", LSPET / "images")[-600:][: limit or None]
-        images, anns = [], []
-        for r in records:
-            h, w = cv2.imread(r.image_path).shape[:2]
-            images.append({"id": r.image_id, "file_name": Path(r.image_path).name, "width": w, "height": h,
-                           "photo": r.image_id})
-            anns.append({"id": len(anns) + 1, "image_id": r.image_id, "category_id": 1, "iscrowd": 0,
-                         "keypoints": np.asarray(r.keypoints, float).ravel().tolist(), "area": float(r.area),
-                         "num_keypoints": int((np.asarray(r.keypoints)[:, 2] > 0).sum()),
-                         "bbox": [float(v) for v in r.bbox]})
-        data, image_dir = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}, \
-            LSPET / "images"
+        data = as_coco_file(records, {r.image_id: cv2.imread(r.image_path).shape[1::-1] for r in records})
+        data["images"] = [im | {"photo": im["id"]} for im in data["images"]]
+        image_dir = LSPET / "images"
     else:
         full = json.loads((COCO / f"annotations/{world.replace('_turned', '')}.json").read_text())
         keep = full["images"][shard[0]::shard[1]][: limit or None]

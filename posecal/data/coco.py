@@ -14,7 +14,7 @@ from posecal.data.images import check_image_folder, stored_size
 from posecal.data.images import read_image  # noqa: F401 - re-exported: the one image reader
 from posecal.data.schema import Field, checked_entries, current_skips, left_out
 from posecal.errors import PosecalInputError
-from posecal.skeleton import LSP_TO_COCO, NUM_KEYPOINTS
+from posecal.skeleton import COCO_KEYPOINTS, LSP_TO_COCO, NUM_KEYPOINTS
 from posecal.validation import NON_NEGATIVE, POSITIVE, PROBABILITY, Rule
 
 
@@ -273,6 +273,24 @@ def load_lspet(annotation_file, image_dir) -> list[PersonRecord]:
     for r in records:
         r.visibility_known = False
     return records
+
+
+def as_coco_file(records: list[PersonRecord], sizes: dict | None = None) -> dict:
+    """The persons as a COCO keypoint file, as posecal holds them (17 slots each: LSPET's joints mapped, its face
+    slots unlabelled): one image entry per picture, with its width and height where `sizes` (image_id -> (w, h))
+    has them, one annotation per person (ids from 1). What pycocotools, `posecal eval` and `posecal audit` read,
+    and what load_lspet reads back (so a data set posecal maps can be audited, and mended, as COCO)."""
+    images, anns = {}, []
+    for r in records:
+        kp = np.asarray(r.keypoints, np.float64)
+        size = (sizes or {}).get(r.image_id)
+        images.setdefault(r.image_id, {"id": r.image_id, "file_name": r.file_name or Path(r.image_path).name}
+                          | ({"width": int(size[0]), "height": int(size[1])} if size else {}))
+        anns.append({"id": len(anns) + 1, "image_id": r.image_id, "category_id": PERSON_CATEGORY, "iscrowd": 0,
+                     "keypoints": kp.ravel().tolist(), "num_keypoints": int((kp[:, 2] > 0).sum()),
+                     "bbox": [float(v) for v in r.bbox], "area": float(r.area)})
+    return {"images": list(images.values()), "annotations": anns,
+            "categories": [{"id": PERSON_CATEGORY, "name": "person", "keypoints": list(COCO_KEYPOINTS)}]}
 
 
 def area_scale(matrix: np.ndarray) -> float:

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from posecal.training.config import TrainConfig, load_train_config
-from posecal.data.coco import load_coco_persons, load_lspet, read_image
+from posecal.data.coco import as_coco_file, load_coco_persons, load_lspet, read_image
 from posecal.data.topdown import TopDownDataset
 from posecal.data.transforms import AugmentConfig, apply_affine
 from posecal.errors import PosecalInputError
@@ -117,13 +117,14 @@ def test_lspet_joints_map_onto_coco(tmp_path):
     assert rec.keypoints[16].tolist() == [10, 11, 2]   # LSP right_ankle -> COCO right_ankle (16)
     assert rec.keypoints[9].tolist() == [32, 33, 2]    # LSP left_wrist (11) -> COCO left_wrist (9)
     assert rec.keypoints[:5, 2].tolist() == [0] * 5    # no face joints in LSP
-    # the same person written as COCO keypoints (what `posecal audit` reads and `audit apply` writes) reads alike
-    coco = _write(tmp_path, "lsp17.json", {"images": [{"id": 1, "file_name": "im1.jpg"}], "annotations": [
-        {"id": 1, "image_id": 1, "bbox": [0, 0, 60, 80], "keypoints": rec.keypoints.reshape(-1).tolist(),
-         "num_keypoints": 12}]})
-    again = load_lspet(coco, tmp_path)[0]
+    # the same person written as COCO keypoints (as_coco_file: what `posecal audit` reads and `audit apply`
+    # writes) reads back alike
+    data = as_coco_file([rec], {1: (60, 80)})
+    assert data["images"] == [{"id": 1, "file_name": "im1.jpg", "width": 60, "height": 80}]
+    assert data["annotations"][0]["num_keypoints"] == 12 and len(data["annotations"][0]["keypoints"]) == 51
+    again = load_lspet(_write(tmp_path, "lsp17.json", data), tmp_path)[0]
     assert np.array_equal(again.keypoints, rec.keypoints) and again.visibility_known is False
-    assert again.bbox.tolist() == rec.bbox.tolist()
+    assert again.bbox.tolist() == rec.bbox.tolist() and again.area == rec.area
 
 
 @needs_shared
