@@ -11,22 +11,18 @@ share; the flip always: 2), AP, and the pose ECE of the reported poses beside it
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from posecal.calibration.quality import calibration_from_meta
-from posecal.data.coco import load_coco_persons, load_lspet
+from posecal.data.coco import as_coco_file, load_coco_persons, load_lspet
 from posecal.inference.estimator import predict_records
 from posecal.inference.opener import open_model
 from posecal.inference.scoring import keypoint_confidence
 from posecal.metrics.calibration import ece, ece_floor
 from posecal.metrics.coco_ap import coco_keypoint_ap, coco_keypoint_results, load_coco_gt
 from posecal.metrics.oks import opks
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))   # bench/lspet_ap.py
-from lspet_ap import truth  # noqa: E402 - the bench's COCO form of records' labels
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -41,7 +37,7 @@ def world(name: str, persons: int | None):
         root = DATA / "lspet"
         records = load_lspet(root / "annotations" / "lspet.json", root / "images")[-600:]
     records = records[:persons] if persons else records
-    return records, load_coco_gt(truth(records))
+    return records, load_coco_gt(as_coco_file(records))
 
 
 def posed(model: str, records, flip: bool):
