@@ -1,4 +1,5 @@
-"""Make int8 versions of a shipped model's two ONNX graphs (issue 55 item 6), beside the float ones.
+"""Make int8 versions of a shipped model's ONNX graphs (issue 55 item 6), beside the float ones: the flip and no-flip
+graphs and, for a model that stages its crops, the look and refine graphs (issue 90).
 
     python tools/quantize_shipped_graphs.py [accurate fast] [--crops 100] [--out DIR]
 
@@ -28,7 +29,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 from int8_recipe import INT8_WEIGHT_PREFIXES, int8_nodes, subpixel_deconvolutions  # noqa: E402
 from posecal.export.quantize import calibration_crops, quantize_int8  # noqa: E402
 from posecal.export.onnx import onnx_bytes  # noqa: E402
-from posecal.export.session import INT8_KEY, SOURCE_KEY, VERSION_KEY  # noqa: E402
+from posecal.export.session import INT8_KEY, SOURCE_KEY, STAGES, VERSION_KEY  # noqa: E402
+from posecal.models.config import stages_crops  # noqa: E402
 from posecal.io import write_bytes_atomic  # noqa: E402
 from posecal.models.checkpoint import load_model  # noqa: E402
 from posecal.models.shipped import SHIPPED_MODELS, int8_graph, int8_graph_weights  # noqa: E402
@@ -54,25 +56,48 @@ def build(name: str, n_crops: int, out: Path | None = None) -> dict:
     blob, offsets, sizes = bytearray(), {}, {}
     data_path = int8_graph_weights(name) if out is None else out / int8_graph_weights(name).name
     graphs = {}
-    for flip in (True, False):
-        proto = onnx.load_from_string(onnx_bytes(model, cfg, flip, meta.get("calibration")))
+    kinds = (True, False, *(STAGES if stages_crops(cfg) else ()))
+    for kind in kinds:
+        stage = None if isinstance(kind, bool) else kind
+        proto = onnx.load_from_string(onnx_bytes(model, cfg, kind is not False, meta.get("calibration"), stage=stage))
         rewritten = subpixel_deconvolutions(proto)
         nodes = int8_nodes(proto, INT8_WEIGHT_PREFIXES[name])
-        proto = onnx.load_from_string(quantize_int8(proto.SerializeToString(), crops, nodes))
+        feeds = refine_feeds(model, crops) if stage == "refine" else crops
+        proto = onnx.load_from_string(quantize_int8(proto.SerializeToString(), feeds, nodes))
         recipe_here = recipe | {"deconvolutions_rewritten": rewritten, "nodes_quantized": len(nodes)}
         for key, value in ((VERSION_KEY, version), (SOURCE_KEY, digest), (INT8_KEY, json.dumps(recipe_here))):
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         _store_external(proto, data_path.name, blob, offsets)
-        graphs[flip] = proto
+        graphs[kind] = proto
     write_bytes_atomic(data_path, bytes(blob))
     sizes[data_path.name] = len(blob)
-    for flip, proto in graphs.items():
+    for kind, proto in graphs.items():
         data = proto.SerializeToString()
-        path = int8_graph(name, flip) if out is None else out / int8_graph(name, flip).name
+        path = int8_graph(name, kind) if isinstance(kind, bool) else \
+            int8_graph(name, True).with_name(f"posecal_{name}.int8.{kind}.onnx")
+        path = path if out is None else out / path.name
         write_bytes_atomic(path, data)
         sizes[path.name] = len(data)
     return {"version": version, "bytes": sizes}
+
+
+def refine_feeds(model, crops) -> list[dict]:
+    """The refine graph's inputs on each calibration crop: the crop and its look (the float model's), so the
+    refinement's activation ranges are those of the looks it will refine."""
+    import torch
+
+    from posecal.models.estimator import look_outputs
+    from posecal.models.outputs import REFINE_GRAPH_INPUTS, REFINE_INPUTS
+
+    feeds = []
+    with torch.no_grad():
+        for crop in crops:
+            x = torch.from_numpy(crop[None])
+            look = look_outputs(model.float().eval(), x)
+            feeds.append({graph: (x if name == "images" else look[name]).numpy()
+                          for graph, name in zip(REFINE_GRAPH_INPUTS, REFINE_INPUTS)})
+    return feeds
 
 
 def _store_external(proto, location: str, blob: bytearray, offsets: dict) -> None:

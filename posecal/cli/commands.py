@@ -278,7 +278,8 @@ def cmd_models(args) -> None:
         print(json.dumps(rows, indent=1))
         return
     for row in rows:
-        graphs = f"{row['file']} ({row['bytes'] / 1e6:.1f} MB)" if row["bytes"] is not None else \
+        graphs = f"{row['file']} ({row['bytes'] / 1e6:.1f} MB; its {row['precision']} graphs run on this CPU)" \
+            if row["bytes"] is not None else \
             "no ONNX graphs" if row["torch_file"] else "not in this installation (posecal's source tree has it)"
         default = " (default)" if row["default"] else ""
         torch_file = "" if row["torch_file"] is None else f"; PyTorch file {row['torch_file']}"

@@ -66,33 +66,35 @@ def graph_code_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def entry_name(model_path: Path, flip: bool) -> str:
+def entry_name(model_path: Path, flip: bool, stage: str | None = None) -> str:
     """The cache file's name: readable stem, then what decides the graph's content (the model file's bytes,
-    the flip test, torch's version, and posecal's graph code)."""
+    the flip test or the stage of a staged crop, torch's version, and posecal's graph code)."""
     torch_version = torch.__version__.split("+")[0]
-    return (f"{model_path.stem}-{file_digest(model_path)[:24]}-{'flip' if flip else 'noflip'}"
+    kind = stage or ("flip" if flip else "noflip")
+    return (f"{model_path.stem}-{file_digest(model_path)[:24]}-{kind}"
             f"-torch{torch_version}-g{graph_code_digest()}.onnx")
 
 
-def export_model_bytes(model_path: Path, flip: bool) -> bytes:
+def export_model_bytes(model_path: Path, flip: bool, stage: str | None = None) -> bytes:
     model, cfg, meta = load_model(model_path)
-    return onnx_bytes(model, cfg, flip, meta.get("calibration"), reported=meta.get("reported_quality"))
+    return onnx_bytes(model, cfg, flip, meta.get("calibration"), reported=meta.get("reported_quality"), stage=stage)
 
 
 def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", log: Callable[[str], None] | None = None,
-                export: Callable[[Path, bool], bytes] | None = None) -> OnnxEstimator:
+                export: Callable[[Path, bool], bytes] | None = None, stage: str | None = None) -> OnnxEstimator:
     """An onnxruntime session of a posecal model file (a shipped model's name, a path, or None for the
     default), from the cache when it holds this file's export, else exported now (`export(path, flip)`,
-    export_model_bytes by default) and cached."""
+    export_model_bytes by default) and cached. stage: a staged crop's "look" or "refine" graph."""
     log = log or log_line   # a caller's log, else one line on stderr (a terminal's or a log file's)
-    export = export or export_model_bytes
+    if export is None:
+        export = lambda path, flip_test: export_model_bytes(path, flip_test, stage)  # noqa: E731
     path = model_file(model_spec)
     source = str(model_spec or "default model")
     if not path.is_file():
         load_model(model_spec)   # its own one-line message: not shipped, not found, ...
         raise PosecalInputError(f"{path}: model file not found")
     folder = cache_dir()
-    entry = folder / entry_name(path, flip)
+    entry = folder / entry_name(path, flip, stage)
     session = _open(entry, threads, device, source)
     if session is not None:
         return session
@@ -104,7 +106,8 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
             if session is not None:
                 return session
             # said wherever stderr goes, so that a log also tells why a first run waited
-            log(f"exporting {source} to ONNX once (about 20-30 s); later runs start from {entry}")
+            what = f"{source}'s {stage} graph" if stage else source
+            log(f"exporting {what} to ONNX once (about 20-30 s); later runs start from {entry}")
             try:
                 data = export(path, flip)
             except PosecalInputError as e:   # the model's own problem (not a model file...): not the folder's

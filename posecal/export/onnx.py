@@ -18,50 +18,89 @@ import torch
 from torch import nn
 
 from posecal.errors import require
-from posecal.export.session import (CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, REPORTED_KEY, TRUST_GRAPH_INPUTS,
-                                    TRUST_GRAPH_OUTPUTS, OnnxEstimator)
+from posecal.export.session import (CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, REPORTED_KEY, STAGE_KEY, STAGES,
+                                    TRUST_GRAPH_INPUTS, TRUST_GRAPH_OUTPUTS, OnnxEstimator)
 from posecal.io import check_output_file, write_bytes_atomic
 from posecal.models.config import ModelConfig, model_config_to_dict
-from posecal.models.estimator import TopDownEstimator, output_names, runtime_outputs
+from posecal.models.estimator import (TopDownEstimator, can_stage, look_outputs, output_names, refine_outputs,
+                                      runtime_outputs)
+from posecal.models.outputs import REFINE_GRAPH_INPUTS, REFINE_INPUTS
 
 
 
 class OutputTuple(nn.Module):
-    """runtime_outputs as a tuple, for tracing (exporters return tensors, not dicts of them)."""
+    """runtime_outputs (or a staged crop's look_outputs or refine_outputs: `stage`) as a tuple, for tracing
+    (exporters return tensors, not dicts of them)."""
 
-    def __init__(self, model: TopDownEstimator, flip_test: bool):
+    def __init__(self, model: TopDownEstimator, flip_test: bool, stage: str | None = None):
         super().__init__()
-        self.model, self.flip_test = model, flip_test
+        self.model, self.flip_test, self.stage = model, flip_test, stage
 
     def forward(self, images: torch.Tensor):
+        if self.stage == "look":
+            return tuple(look_outputs(self.model, images).values())
         return tuple(runtime_outputs(self.model, images, self.flip_test).values())
 
 
+class RefineTuple(nn.Module):
+    """refine_outputs as a tuple, its inputs (REFINE_INPUTS) one argument each, for tracing."""
+
+    def __init__(self, model: TopDownEstimator):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, heatmaps, xy, scores, feature, trust_heatmaps, peak, peak_xy, context):
+        return tuple(refine_outputs(self.model, images, heatmaps, xy, scores, feature, trust_heatmaps, peak,
+                                    peak_xy, context).values())
+
+
+def stage_example(model: TopDownEstimator, cfg: ModelConfig, stage: str | None) -> tuple[list[str], tuple, list[str]]:
+    """(input names, example inputs, output names) of the graph of a stage (None: the whole crop)."""
+    w, h = cfg.input_wh
+    images = torch.zeros(2, 3, h, w)
+    if stage is None:
+        return ["images"], (images,), output_names(model)
+    with torch.no_grad():
+        look = look_outputs(model, images)
+    if stage == "look":
+        return ["images"], (images,), list(look)
+    return list(REFINE_GRAPH_INPUTS), (images, *[look[k] for k in REFINE_INPUTS[1:]]), output_names(model)
+
+
 def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True,
-               calibration: dict | None = None, keep_batchnorm: bool = False, reported: dict | None = None) -> bytes:
+               calibration: dict | None = None, keep_batchnorm: bool = False, reported: dict | None = None,
+               stage: str | None = None) -> bytes:
     """Serialised ONNX model (dynamic batch) with the model config (and its calibration and reported-pose map,
     when it has them) in its metadata, so that the ONNX backend applies the same maps as the model file. keep_batchnorm: the
     BatchNormalization nodes stay (onnxruntime fuses them into the convolutions when it opens the graph, as
     fast), so every weight keeps the value the model file holds: fp16 weights stay exactly fp16
-    (posecal/export/shipped.py stores them so)."""
+    (posecal/export/shipped.py stores them so). stage: "look" or "refine", a staged crop's graph
+    (posecal.models.estimator.look_outputs, refine_outputs; the two together are the flip graph), None the whole
+    crop's."""
     onnx = require("onnx")
     require("onnxscript")  # torch.onnx's exporter
 
     model = model.float().eval()
-    w, h = cfg.input_wh
-    names = output_names(model)
+    if stage is not None and (stage not in STAGES or not can_stage(model)):
+        raise ValueError(f"stage {stage!r}: a MoveNet model with a trust model has stages {STAGES}")
+    inputs, example, names = stage_example(model, cfg, stage)
+    batch = torch.export.Dim("batch")
     buf = io.BytesIO()
     # The exporter narrates every step on stdout/logging; a user needs only the result.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(OutputTuple(model, flip_test), (torch.zeros(2, 3, h, w),), None,
-                                    input_names=["images"], output_names=names, dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+        traced = RefineTuple(model) if stage == "refine" else OutputTuple(model, flip_test, stage)
+        program = torch.onnx.export(traced, example, None,
+                                    input_names=inputs, output_names=names,
+                                    dynamic_shapes=tuple({0: batch} for _ in inputs),
                                     dynamo=True, verbose=False, optimize=not keep_batchnorm)
         if keep_batchnorm:
             _optimize_keeping_batchnorm(program)
     proto = program.model_proto
     meta = [(CONFIG_KEY, json.dumps(model_config_to_dict(cfg))), (FLIP_KEY, json.dumps(flip_test))]
+    if stage is not None:
+        meta.append((STAGE_KEY, stage))
     if calibration is not None:
         meta.append((CALIBRATION_KEY, json.dumps(calibration)))
     if reported is not None:

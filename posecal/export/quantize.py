@@ -17,17 +17,22 @@ import numpy as np
 from posecal.errors import PosecalInputError, require
 
 
-def quantize_int8(model_bytes: bytes, calibration: np.ndarray, nodes: list[str] | None = None) -> bytes:
+def quantize_int8(model_bytes: bytes, calibration, nodes: list[str] | None = None) -> bytes:
     """Exported posecal ONNX bytes and calibration crops (N, 3, H, W) float32, normalised as the model's
-    input -> int8 QDQ ONNX bytes with the same inputs, outputs and metadata. nodes: quantise these nodes only
+    input (or, for a graph of more inputs, such as a staged crop's refinement, a list of its inputs by name, one
+    crop each) -> int8 QDQ ONNX bytes with the same inputs, outputs and metadata. nodes: quantise these nodes only
     (tools/int8_recipe.py's int8_nodes), the rest stays float; None: every op onnxruntime quantises by default."""
     onnx = require("onnx")
     quant = require("onnxruntime.quantization")
-    calibration = np.asarray(calibration, np.float32)
+    if isinstance(calibration, np.ndarray):
+        calibration = np.asarray(calibration, np.float32)
+        feeds = [{"images": calibration[i:i + 1]} for i in range(len(calibration))]
+    else:
+        feeds = [{name: np.asarray(value, np.float32) for name, value in feed.items()} for feed in calibration]
 
     class Crops(quant.CalibrationDataReader):
         def __init__(self):
-            self.items = iter([{"images": calibration[i:i + 1]} for i in range(len(calibration))])
+            self.items = iter(feeds)
 
         def get_next(self):
             return next(self.items, None)

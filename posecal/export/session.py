@@ -18,6 +18,7 @@ import numpy as np
 from posecal.devices import check_session, providers, session_options
 from posecal.errors import PosecalInputError
 from posecal.models.config import model_config_from_dict
+from posecal.models.outputs import REFINE_GRAPH_INPUTS, REFINE_INPUTS
 
 CONFIG_KEY = "posecal_model_config"
 FLIP_KEY = "posecal_flip_test"
@@ -25,6 +26,8 @@ CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"]
 REPORTED_KEY = "posecal_reported_quality"  # the model file's meta["reported_quality"] (calibration/reported.py)
 VERSION_KEY = "posecal_model_version"     # a shipped model's version: its name and its .pt's SHA-256, 12 hex digits
 SOURCE_KEY = "posecal_source_sha256"      # SHA-256 of the model file (.pt) the graph was made from
+STAGE_KEY = "posecal_stage"               # a staged crop's graph: "look" or "refine" (models/estimator.py)
+STAGES = ("look", "refine")
 INT8_KEY = "posecal_int8"                 # an int8 graph's recipe (tools/quantize_shipped_graphs.py), as JSON
 # a trust graph's (posecal/export/shipped.py build_trust_graph): another estimator's keypoints judged in posecal's crops
 TRUST_GRAPH_INPUTS = ("crops", "keypoints")
@@ -56,6 +59,7 @@ class OnnxEstimator:
             if VERSION_KEY in custom:
                 self.meta["model_version"] = custom[VERSION_KEY]
             self.int8 = INT8_KEY in custom
+            self.stage = custom.get(STAGE_KEY)
         except KeyError:
             raise PosecalInputError(f"{name}: an ONNX model, but not one exported by posecal") from None
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
@@ -75,6 +79,11 @@ class OnnxEstimator:
         """The graph's outputs, in its order, on (N, 3, H, W) float32 crops."""
         return self.session.run(None, {"images": np.ascontiguousarray(batch, np.float32)})
 
+    def named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's outputs by name, on its inputs by name (float32)."""
+        feeds = {name: np.ascontiguousarray(value, np.float32) for name, value in feeds.items()}
+        return dict(zip(self.names, self.session.run(None, feeds)))
+
     def outputs(self, batch: np.ndarray, flip: bool) -> dict[str, np.ndarray]:
         """The graph's outputs by name on a batch of crops; its flip test is built in, so `flip` must match."""
         if flip != self.flip_test:
@@ -82,6 +91,37 @@ class OnnxEstimator:
                                     f"flip test built in; export it again {'without' if self.flip_test else 'with'} "
                                     f"it, or match the flip setting")
         return dict(zip(self.names, self.run(batch)))
+
+
+class StagedOnnx:
+    """A staged crop's two graphs (a look, and its refinement: posecal.models.estimator.look_outputs,
+    refine_outputs) run as one runner: `look(batch)` and `refine(inputs)` for the estimator's staged path, and
+    `outputs(batch, flip)` as any runner (the flip test: the look refined; without it: the look), so that every path
+    that poses crops reads the same numbers the two stages give."""
+
+    staged = True
+
+    def __init__(self, look: OnnxEstimator, refine: OnnxEstimator):
+        if look.stage != "look" or refine.stage != "refine":
+            raise PosecalInputError(f"a staged model needs a look and a refine graph, got {look.stage} and "
+                                    f"{refine.stage}")
+        self.look_graph, self.refine_graph = look, refine
+        self.config, self.meta, self.int8, self.device = look.config, look.meta, look.int8, look.device
+        self.flip_test, self.has_quality_heads, self.names = True, True, refine.names
+
+    def look(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self.look_graph.named({"images": batch})
+
+    def refine(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """REFINE_INPUTS by name (the look's outputs) -> the flip graph's outputs."""
+        return self.refine_graph.named({graph: inputs[name] for graph, name in zip(REFINE_GRAPH_INPUTS,
+                                                                                  REFINE_INPUTS)})
+
+    def outputs(self, batch: np.ndarray, flip: bool) -> dict[str, np.ndarray]:
+        looked = self.look(batch)
+        if not flip:
+            return {name: looked[name] for name in self.names}
+        return self.refine({"images": batch} | {name: looked[name] for name in REFINE_INPUTS[1:]})
 
 
 def open_onnx_model(path, flip: bool | None, threads: int, device: str = "cpu") -> OnnxEstimator:

@@ -16,10 +16,10 @@ import numpy as np
 
 from posecal.errors import require
 from posecal.export.onnx import onnx_bytes, trust_onnx_proto
-from posecal.export.session import SOURCE_KEY, VERSION_KEY
+from posecal.export.session import SOURCE_KEY, STAGES, VERSION_KEY
 from posecal.io import write_bytes_atomic
 from posecal.models.checkpoint import load_model
-from posecal.models.config import TRUST_INPUT
+from posecal.models.config import TRUST_INPUT, stages_crops
 from posecal.models.shipped import SHIPPED_MODELS, graph_weights, shipped_graph, trust_graph
 
 FP16_MIN_ELEMENTS = 64   # smaller float tensors (shapes, scales, constants) stay float32 inside the graph
@@ -27,7 +27,8 @@ ALIGN = 64               # byte alignment of each weight in the weights file
 
 
 def build_shipped_graphs(name: str, weights_dir: Path | None = None) -> dict:
-    """Write `name`'s two graphs and their weights file (in weights_dir, default posecal/weights); returns the
+    """Write `name`'s two graphs (and, for a model that stages its crops, its look and refine graphs) and their
+    weights file (in weights_dir, default posecal/weights); returns the
     files' sizes in bytes and the model version written."""
     onnx = require("onnx")
     path = SHIPPED_MODELS[name]
@@ -36,6 +37,9 @@ def build_shipped_graphs(name: str, weights_dir: Path | None = None) -> dict:
     version = meta.get("model_version") or f"{name}-{digest[:12]}"
     graphs = {flip: onnx.load_from_string(onnx_bytes(model, cfg, flip, meta.get("calibration"), keep_batchnorm=True))
               for flip in (True, False)}
+    stages = STAGES if stages_crops(cfg) else ()   # the flip test as a look and its refinement, same weights
+    graphs |= {stage: onnx.load_from_string(onnx_bytes(model, cfg, True, meta.get("calibration"), keep_batchnorm=True,
+                                                       stage=stage)) for stage in stages}
     data_path = graph_weights(name) if weights_dir is None else Path(weights_dir) / graph_weights(name).name
     blob, offsets = bytearray(), {}
     for proto in graphs.values():
@@ -45,8 +49,10 @@ def build_shipped_graphs(name: str, weights_dir: Path | None = None) -> dict:
             entry.key, entry.value = key, value
     write_bytes_atomic(data_path, bytes(blob))
     sizes = {data_path.name: len(blob)}
-    for flip, proto in graphs.items():
-        out = shipped_graph(name, flip) if weights_dir is None else Path(weights_dir) / shipped_graph(name, flip).name
+    for kind, proto in graphs.items():
+        path = shipped_graph(name, kind) if isinstance(kind, bool) else \
+            shipped_graph(name, True).with_name(f"posecal_{name}.{kind}.onnx")
+        out = path if weights_dir is None else Path(weights_dir) / path.name
         data = proto.SerializeToString()
         write_bytes_atomic(out, data)
         sizes[out.name] = len(data)

@@ -23,7 +23,7 @@ from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
 from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, present_and_right, visibility_classes
-from posecal.inference.topdown import Predictions, infer_crops
+from posecal.inference.topdown import Predictions, infer_crops, look_crops, refine_crops
 from posecal.skeleton import NUM_KEYPOINTS
 
 
@@ -61,6 +61,16 @@ class PersonPose:
     # the pose quality its crop alone gives, where pose_quality was rated among the picture's other poses
     # (posecal/calibration/reported.py: a detected or carried box); None where the two are one
     crop_quality: float | None = None
+    # a staged crop's look (Estimator.look): what its refinement reads, until Estimator.refine replaces the look
+    # with the refined pose; None for a final pose
+    look: object = field(default=None, repr=False, compare=False)
+
+    def refined_from(self, fresh: "PersonPose") -> None:
+        """This look's pose fields replaced by its refinement's (`fresh`, the same box); where the box came from,
+        p(person) and the track stay."""
+        for name in ("keypoints", "keypoint_quality", "heatmap_scores", "pose_quality", "visibility",
+                     "visibility_probs", "scores", "keypoint_radius", "in_frame"):
+            setattr(self, name, getattr(fresh, name))
 
     def __repr__(self) -> str:
         """One line a person can read in a REPL or a log (the dataclass's own printed every 17 x 3 array): box,
@@ -137,49 +147,99 @@ class Estimator:
         """The visibility rule's ratio: the calibration's, or the default for raw outputs."""
         return OCCLUDED_OVER_VISIBLE if self.calibration is None else self.calibration.occluded_over_visible
 
+    @property
+    def staged(self) -> bool:
+        """Crops posed in two stages (`look`, then `refine` for the people kept): the flip test on, with a runner
+        that has the two stages (a MoveNet network judged by a trust model)."""
+        return bool(self.flip) and bool(getattr(self.runner, "staged", False))
+
     def estimate(self, prepared) -> list[list[PersonPose]]:
         """[(BGR image, (N, 4) boxes, (N,) box scores), ...] -> a PersonPose per box, per image (no person rule:
         that is the pipeline's step after this one)."""
         return self._estimate(prepared)[0]
 
-    def _estimate(self, prepared) -> tuple[list[list[PersonPose]], dict]:
-        """The people, and the per-person arrays they were made from."""
-        owners = [(n, np.asarray(box, np.float64), float(box_score)) for n, (_, boxes, box_scores, *_) in
-                  enumerate(prepared) for box, box_score in zip(boxes, box_scores)]
+    def look(self, prepared) -> list[list[PersonPose]]:
+        """As `estimate`, but where the estimator is staged each person is its crop's look (one pose pass, no
+        mirror), carrying what `refine` needs (PersonPose.look): the person policy decides on looks, and only the
+        people it keeps pay for the refinement. Not staged: `estimate`'s people, final."""
+        if not self.staged:
+            return self.estimate(prepared)
+        people, res = self._estimate(prepared, look=True)
+        looks = _Looks(res, [p for ps in people for p in ps], owners_of(prepared))
+        for j, person in enumerate(looks.people):
+            person.look = (looks, j)
+        return people
+
+    def refine(self, people) -> None:
+        """The looks among `people` refined in place (the mirror pass merged, judged again from the look's cached
+        trust look, calibrated): each then holds what `estimate` gives for its box, and no longer its look. Other
+        people (final already, carried by a tracker) are left as they are."""
+        groups: dict[int, tuple] = {}
+        for person in people:
+            if getattr(person, "look", None) is not None:
+                looks, j = person.look
+                groups.setdefault(id(looks), (looks, []))[1].append(j)
+        for looks, rows in groups.values():
+            rows = np.array(sorted(set(rows)), np.intp)
+            sub = {key: values[rows] for key, values in looks.res.items()}
+            parts = [refine_crops(self.runner, {k: v[start:start + self.batch_size] for k, v in sub.items()},
+                                  self.decode_method)
+                     for start in range(0, len(rows), self.batch_size)]
+            refined = sub | {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            owners = [looks.owners[j] for j in rows]
+            for j, fresh in zip(rows, self._people(refined, owners)[0]):
+                looks.people[j].refined_from(fresh)
+        for person in people:
+            if getattr(person, "look", None) is not None:
+                person.look = None
+
+    def _estimate(self, prepared, look: bool = False) -> tuple[list[list[PersonPose]], dict]:
+        """The people, and the per-person arrays they were made from (look: the looks', with what refine reads)."""
+        owners = owners_of(prepared)
         people: list[list[PersonPose]] = [[] for _ in prepared]
         if not owners:
             return people, {}
         turns = orientations_for(self.orientations)
-        res = self._infer(prepared, owners, turns[0])
+        res = self._infer(prepared, owners, turns[0], look)
         redo = persons_to_turn(self.orientations, res)
         if len(redo):
             subset = [owners[i] for i in redo]
-            res = keep_best_turn(res, [self._infer(prepared, subset, rotation)
+            res = keep_best_turn(res, [self._infer(prepared, subset, rotation, look)
                                        for rotation in turns[1:]], redo)
+        made, final = self._people(res, owners)
+        for (n, *_), person in zip(owners, made):
+            people[n].append(person)
+        return people, (res if look else final)
+
+    def _people(self, res: dict, owners: list) -> tuple[list[PersonPose], dict]:
+        """The network's arrays of crops (rows aligned with `owners`: (picture, box, box score, picture size))
+        -> their people (keypoints in the picture, then the stored calibration, p(in frame), the visibility rule),
+        and the arrays they were made from."""
+        res = dict(res)
         res["keypoints"] = np.stack([apply_affine(xy, invert_affine(m)) for xy, m in zip(res["xy"], res["matrices"])])
-        calibrated = self.calibration is not None and "opks" in res
-        wh = np.array([prepared[n][0].shape[1::-1] for n, _, _ in owners], np.float64)
-        if calibrated:
+        wh = np.array([o[3] for o in owners], np.float64)
+        if self.calibration is not None and "opks" in res:
             boxes = np.array([o[1] for o in owners])
             res |= self.calibration.apply(res["oks"], res["opks"], res["visibility_probs"], boxes, image_wh=wh,
                                           keypoints=res["keypoints"])
             if self.calibration.in_frame is not None:
                 res["in_frame"] = self.calibration.in_frame(res["visibility_probs"], res["keypoints"], boxes, wh)
-        for j, (n, box, box_score) in enumerate(owners):
-            people[n].append(self._person(res, j, box, box_score, self.occluded_over_visible))
-        return people, res
+        return [self._person(res, j, box, box_score, self.occluded_over_visible)
+                for j, (_, box, box_score, _) in enumerate(owners)], res
 
-    def _infer(self, prepared, owners, rotation: float) -> dict[str, np.ndarray]:
+    def _infer(self, prepared, owners, rotation: float, look: bool = False) -> dict[str, np.ndarray]:
         """Every person's crop turned by `rotation`, through the network in batches: the outputs of
-        `infer_crops` for all of them, and each crop's image->input matrix ("matrices", (N, 2, 3))."""
+        `infer_crops` (look: `look_crops`) for all of them, and each crop's image->input matrix ("matrices",
+        (N, 2, 3))."""
         crops, matrices = [], []
-        for n, box, _ in owners:
+        for n, box, *_ in owners:
             crop, matrix = self._crop(prepared[n][0], box, rotation)
             crops.append(crop)
             matrices.append(matrix)
-        parts = [infer_crops(self.runner, crops_to_batch(crops[start:start + self.batch_size]), self.flip,
-                             self.decode_method)
-                 for start in range(0, len(crops), self.batch_size)]
+        batches = [crops_to_batch(crops[start:start + self.batch_size]) for start in range(0, len(crops),
+                                                                                            self.batch_size)]
+        parts = [look_crops(self.runner, b, self.decode_method) if look else
+                 infer_crops(self.runner, b, self.flip, self.decode_method) for b in batches]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} | {"matrices": np.stack(matrices)}
 
     def _crop(self, bgr: np.ndarray, box: np.ndarray, rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -242,6 +302,23 @@ def predict_records(model, records: list[PersonRecord], input_wh, flip: bool = T
     threads: a PyTorch module's intra-op threads for these calls only (None: the process's setting)."""
     return Estimator(model, input_wh, calibration, flip, batch_size, orientations, device, threads,
                      decode_method=decode_method).estimate_records(records, progress)
+
+
+def owners_of(prepared) -> list[tuple]:
+    """Each box of [(BGR image, boxes, box scores), ...] as (picture index, box, box score, picture (w, h)), in
+    order: the rows of the estimator's arrays."""
+    return [(n, np.asarray(box, np.float64), float(box_score), prepared[n][0].shape[1::-1])
+            for n, (_, boxes, box_scores, *_) in enumerate(prepared) for box, box_score in zip(boxes, box_scores)]
+
+
+@dataclass
+class _Looks:
+    """A batch of looks (Estimator.look): the arrays they were made from (with what the refinement reads), their
+    people and the owners of their rows, held by each look person until it is refined or let go."""
+
+    res: dict
+    people: list
+    owners: list
 
 
 def runs_of_one_picture(records: list[PersonRecord]):

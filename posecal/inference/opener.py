@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from posecal.devices import BACKENDS, check_device, choose_precision
 from posecal.errors import PosecalInputError
-from posecal.export.session import OnnxEstimator, open_onnx_model
-from posecal.models.config import require_coco_keypoints
+from posecal.export.session import OnnxEstimator, StagedOnnx, open_onnx_model
+from posecal.models.config import require_coco_keypoints, stages_crops
 from posecal.models.shipped import (FLOAT_SUFFIX, SHIPPED_MODELS, graph_model, installed_models, int8_graph,
-                                    is_installed, missing_model_message, model_file, packaged_graph, shipped_name)
+                                    is_installed, missing_model_message, model_file, packaged_graph, shipped_name,
+                                    staged_graphs)
 
 
 
@@ -119,8 +120,10 @@ def open_model(model=None, backend: str | None = None, flip: bool | None = None,
                              "int8" if runner.int8 else "float")
     elif backend == "onnx" and packaged_graph(model, True, device, precision) is not None:
         flip = True if flip is None else flip
-        runner = OnnxEstimator(packaged_graph(model, flip, device, precision), threads=threads or 1,
-                               source=f"model {shipped_name(model)!r}", device=device)
+        graph, source = packaged_graph(model, flip, device, precision), f"model {shipped_name(model)!r}"
+        stages = staged_graphs(graph) if flip else None   # the flip test as a look and its refinement
+        runner = OnnxEstimator(graph, threads=threads or 1, source=source, device=device) if stages is None else \
+            StagedOnnx(*(OnnxEstimator(g, threads=threads or 1, source=source, device=device) for g in stages))
         opened = OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu",
                              "int8" if runner.int8 else "float")
     else:
@@ -140,12 +143,15 @@ def _open_torch_file(model, backend: str, flip: bool | None, threads: int | None
     if backend == "onnx":
         from posecal.export.cache import cached_onnx
 
+        _, config, _ = load_model(model)
         if check is not None:   # said before an export is made for a model then refused
-            _, config, _ = load_model(model)
             require_coco_keypoints(config, model)
             check(config)
         flip = True if flip is None else flip
-        runner = cached_onnx(model, flip, threads, device)
+        if flip and stages_crops(config):   # the flip test as a look and its refinement (two cached graphs)
+            runner = StagedOnnx(*(cached_onnx(model, True, threads, device, stage=stage) for stage in ("look", "refine")))
+        else:
+            runner = cached_onnx(model, flip, threads, device)
         return OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
     runner, config, meta = load_model(model, device=device)
     return OpenedModel(runner, config, meta, True if flip is None else flip, "torch", device)

@@ -41,12 +41,15 @@ class PosePipeline:
     picture (Predictor.estimate). `detector` (None: no detector) maps a BGR image to (boxes, scores). `verifier`
     (None: none) maps (BGR image, (N, 4) boxes) to (N,) p(person) (posecal/detect/verifier.py). `reported`
     (None: none) rates the pose quality of each reported person whose box posecal found (detected or carried)
-    among the picture's other people (posecal/calibration/reported.py); the caller's boxes keep their crop's."""
+    among the picture's other people (posecal/calibration/reported.py); the caller's boxes keep their crop's.
+    `refine` (None: none) is the estimator's second stage (Estimator.refine): where given, `estimate` gives looks
+    (Estimator.look: one pose pass a crop), the policy decides on them, and only the people it keeps are refined
+    (the mirror pass), so a candidate it rejects costs one pass."""
 
     def __init__(self, estimate: Callable, detector=None, policy: PersonPolicy | None = None, verifier=None,
-                 reported: ReportedQuality | None = None):
+                 reported: ReportedQuality | None = None, refine: Callable | None = None):
         self.estimate, self.detector, self.policy, self.verifier = estimate, detector, policy or STILL, verifier
-        self.reported = reported
+        self.reported, self.refine = reported, refine
 
     def boxes(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         """(boxes, scores, origin) for a picture without given boxes: the detector's, or the whole picture."""
@@ -88,12 +91,14 @@ class PosePipeline:
             later_rows.append(later)
         second = self._screened_people(prepared, later_rows) if any(r.any() for r in later_rows) else \
             [[] for _ in prepared]
-        out, extra = [], iter(carried or [])
+        kept, extra = [], iter(carried or [])
         for (bgr, _, _, _, factor), a, b in zip(prepared, first, second):
             people = [p for _, p in sorted(a + b, key=lambda row: row[0])] + list(next(extra, []))
             origins = [p.box_origin for p in people]
-            out.append(self.rated(self.policy.keep(people, origins, mode, factor), bgr.shape[1::-1]))
-        return out
+            kept.append(self.policy.keep(people, origins, mode, factor))
+        if self.refine is not None:   # the kept looks of every picture, in one batch
+            self.refine([p for people in kept for p in people])
+        return [self.rated(people, bgr.shape[1::-1]) for people, (bgr, *_) in zip(kept, prepared)]
 
     def _screened_people(self, prepared: list, rows: list) -> list[list[tuple[int, object]]]:
         """The boxes chosen by `rows` ((N,) bool per picture) screened by the verifier and estimated in one batch:

@@ -136,7 +136,10 @@ class Predictor:
         # boxes posed with the flip test (not `track`'s)
         reported = ReportedQuality.of_model(self.meta, self.model_name, reported_quality_file(model_path)) \
             if calibrated and self.detector is not None and self.estimator.flip else None
-        self.pipeline = PosePipeline(self.estimate, self.detector, policy, self.verifier, reported)
+        # a staged estimator poses looks and refines the people the policy keeps (one pose pass per candidate)
+        staged = self.estimator.staged
+        self.pipeline = PosePipeline(self.estimator.look if staged else self.estimate, self.detector, policy,
+                                     self.verifier, reported, self.estimator.refine if staged else None)
 
     def __repr__(self) -> str:
         """One line: the model, where and how it runs, and who finds the people (the default repr printed an

@@ -13,7 +13,10 @@ from posecal.data.coco import PersonRecord
 from posecal.calibration.quality import DEFAULT_OCCLUDED_OVER_VISIBLE
 from posecal.data.crops import heatmap_to_input
 from posecal.errors import PosecalInputError
-from posecal.models.outputs import HEATMAP_OUTPUT, MOVENET_OUTPUTS
+from posecal.models.outputs import HEATMAP_OUTPUT, MOVENET_OUTPUTS, REFINE_INPUTS
+
+# a look's arrays that its refinement reads (REFINE_INPUTS), kept beside the look's own results under this prefix
+REFINE_KEY = "refine:"
 
 DECODES = DECODE_METHODS + ("movenet",)   # a heatmap decode, or MoveNet's centre-guided one (decode_outputs)
 
@@ -41,6 +44,24 @@ def infer_crops(runner, batch: np.ndarray, flip: bool = True, decode_method: str
     (crops_to_batch): keypoints in input-crop pixels, heatmap peaks and head outputs. decode_method None: the
     model's own (MoveNet's centre-guided decode for a MoveNet model, else DARK)."""
     outs = runner.outputs(batch, flip)
+    xy, scores = decode_outputs(outs, decode_method)
+    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs)}
+
+
+def look_crops(runner, batch: np.ndarray, decode_method: str | None = None) -> dict[str, np.ndarray]:
+    """A staged crop's look (posecal.models.estimator.look_outputs: one pose pass, the trust look and its
+    judgement) on a batch of input crops: infer_crops's arrays without the flip test, plus what the refinement
+    reads (the crops and the look's outputs named in REFINE_INPUTS), under REFINE_KEY."""
+    outs = runner.look(batch)
+    xy, scores = decode_outputs(outs, decode_method)
+    kept = {REFINE_KEY + name: (batch if name == "images" else outs[name]) for name in REFINE_INPUTS}
+    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs), **kept}
+
+
+def refine_crops(runner, looked: dict[str, np.ndarray], decode_method: str | None = None) -> dict[str, np.ndarray]:
+    """A staged crop's refinement of looks (look_crops's arrays, rows of them): the mirror pass merged and judged
+    again from the cached trust look, infer_crops's arrays with the flip test."""
+    outs = runner.refine({name: looked[REFINE_KEY + name] for name in REFINE_INPUTS})
     xy, scores = decode_outputs(outs, decode_method)
     return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs)}
 

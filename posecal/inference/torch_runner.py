@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from posecal.inference.topdown import decode_outputs
-from posecal.models.estimator import PoseOutput, named_outputs, runtime_outputs
+from posecal.models.estimator import PoseOutput, can_stage, look_outputs, named_outputs, refine_outputs, runtime_outputs
+from posecal.models.outputs import REFINE_INPUTS
 
 
 class TorchRunner:
@@ -24,6 +25,25 @@ class TorchRunner:
         with torch_threads(self.threads):
             named = runtime_outputs(self.model, torch.from_numpy(batch).to(self.device), flip)
             return {name: t.float().cpu().numpy() for name, t in named.items()}
+
+    @property
+    def staged(self) -> bool:
+        """Its crops can be posed in two stages (look, then refine): a MoveNet network with a trust model."""
+        return can_stage(self.model)
+
+    @torch.no_grad()
+    def look(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """A staged crop's look (posecal.models.estimator.look_outputs) on a batch of crops."""
+        with torch_threads(self.threads):
+            named = look_outputs(self.model, torch.from_numpy(batch).to(self.device))
+            return {name: t.float().cpu().numpy() for name, t in named.items()}
+
+    @torch.no_grad()
+    def refine(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A staged crop's refinement (refine_outputs) of looks: REFINE_INPUTS by name."""
+        with torch_threads(self.threads):
+            args = [torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device) for name in REFINE_INPUTS]
+            return {name: t.float().cpu().numpy() for name, t in refine_outputs(self.model, *args).items()}
 
 
 def pose_output_arrays(out: PoseOutput) -> dict[str, np.ndarray]:

@@ -80,6 +80,14 @@ def model_config_from_dict(values: dict) -> ModelConfig:
 # its own size with RGB values 0..255, and nothing else: posecal's crop of (v/255 - mean) / std gives v back
 # with mean 0 and std 1/255.
 MOVENET_VARIANTS = {"movenet_thunder": "thunder", "movenet_lightning": "lightning"}
+
+
+def stages_crops(cfg) -> bool:
+    """A model whose crops can be posed in two stages, a look and its refinement (models/estimator.py
+    look_outputs, refine_outputs): a MoveNet network judged by a trust model."""
+    return bool(cfg.trust) and cfg.backbone in MOVENET_VARIANTS
+
+
 MOVENET_CONVENTION = {"input_channels": "rgb", "input_mean": (0.0, 0.0, 0.0), "input_std": (1 / 255,) * 3}
 
 

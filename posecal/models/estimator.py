@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from posecal.codec.heatmap_torch import flip_back
-from posecal.codec.movenet import decode_crops
+from posecal.codec.movenet import decode_crops, merge_flip
 from posecal.errors import PosecalInputError
 from posecal.models.backbones import EfficientNetLite, load_imagenet
 from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourglass
@@ -16,9 +16,10 @@ from posecal.models.backbones.movenet import MoveNet, MoveNetHeatmaps, MoveNetOu
 from posecal.models.backbones.resnet import DeconvHead, ResNet
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
-from posecal.models.outputs import HEAD_OUTPUTS, HEATMAP_OUTPUT, MOVENET_OUTPUTS
+from posecal.models.outputs import HEAD_OUTPUTS, HEATMAP_OUTPUT, LOOK_CACHE, MOVENET_OUTPUTS
 from posecal.models.input_convention import InputConvention, is_posecal_convention
 from posecal.models.trust import TrustNet
+from posecal.models.trust.network import TrustLook
 from posecal.pixels import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -57,6 +58,44 @@ def named_outputs(out: PoseOutput) -> dict[str, torch.Tensor]:
         named |= dict(zip(MOVENET_OUTPUTS, decode_crops(m.center, m.regress, m.heatmap, m.offset,
                                                         out.heatmaps.shape[0])))
     return named
+
+
+def can_stage(model: "TopDownEstimator") -> bool:
+    """A model whose crop can be posed in two stages (look_outputs, then refine_outputs): a MoveNet network judged
+    by a trust model, whose own look at the crop does not depend on the keypoints it judges."""
+    return model.is_movenet and model.trust is not None
+
+
+def look_outputs(model: "TopDownEstimator", images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The look, a staged crop's first stage: one pose pass on the crops (no mirror), the trust model's look and
+    its judgement of those keypoints, by name: the no-flip graph's outputs (runtime_outputs(images, False)), plus
+    the trust look (LOOK_CACHE) that refine_outputs reuses. Why two stages: the person policy decides who is a
+    person on looks, so a candidate it rejects never pays for the mirror pass (posecal/inference/pipeline.py)."""
+    out = model.pose_from_crops(images)
+    m = out.movenet
+    xy, scores = decode_crops(m.center, m.regress, m.heatmap, m.offset, images.shape[0])
+    look = model.trust.look(images)
+    t = model.trust.judge(look, xy.to(images.dtype), scores.to(images.dtype))
+    named = {HEATMAP_OUTPUT: out.heatmaps, **dict(zip(HEAD_OUTPUTS, (t.oks, t.opks_logits, t.vis_logits))),
+             **dict(zip(MOVENET_OUTPUTS, (xy, scores)))}
+    return named | dict(zip(LOOK_CACHE, (look.feature, look.heatmaps, look.peak, look.peak_xy, look.context)))
+
+
+def refine_outputs(model: "TopDownEstimator", images: torch.Tensor, heatmaps: torch.Tensor, xy: torch.Tensor,
+                   scores: torch.Tensor, *cache: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The refinement, a staged crop's second stage: the mirror's pose pass merged with the look's (heatmaps, xy
+    and scores as look_outputs gave them) and judged again from the look's cached trust look (LOOK_CACHE, in its
+    order): the flip graph's outputs (runtime_outputs(images, True)) for a fraction of its cost."""
+    n = images.shape[0]
+    mirror = model.pose_from_crops(torch.flip(images, dims=[3]))
+    m = mirror.movenet
+    xy_m, scores_m = decode_crops(m.center, m.regress, m.heatmap, m.offset, n)
+    merged, merged_scores = merge_flip(xy, scores, xy_m, scores_m, m.heatmap.shape[-1] * 4)
+    look = TrustLook(*cache, crop_hw=tuple(images.shape[-2:]))
+    t = model.trust.judge(look, merged.to(images.dtype), merged_scores.to(images.dtype))
+    return {HEATMAP_OUTPUT: 0.5 * (heatmaps + flip_back(mirror.heatmaps)),
+            **dict(zip(HEAD_OUTPUTS, (t.oks, t.opks_logits, t.vis_logits))),
+            **dict(zip(MOVENET_OUTPUTS, (merged, merged_scores)))}
 
 
 class TopDownEstimator(nn.Module):

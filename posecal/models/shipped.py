@@ -42,8 +42,8 @@ SHIPPED_MODEL_USES = {
             "accurate",
     "lite0": "EfficientNet-Lite0 192x144 trained by posecal with its own quality and visibility heads (fast until "
              "Lightning replaced it); the trust model's starting point; PyTorch only",
-    **{name + FLOAT_SUFFIX: f"{name}'s float graphs on the CPU too ({name} runs int8 there): the graphs its "
-                            f"calibration was fitted on, slower" for name in SHIPPED_GRAPHS},
+    **{name + FLOAT_SUFFIX: f"{name}'s float graphs on every CPU, also where {name} runs int8 (a CPU with VNNI): "
+                            f"the graphs its calibration was fitted on, slower there" for name in SHIPPED_GRAPHS},
 }
 DEFAULT_MODEL_NAME = "accurate"
 DEFAULT_MODEL = SHIPPED_MODELS[DEFAULT_MODEL_NAME]
@@ -98,6 +98,15 @@ def packaged_graph(spec, flip: bool, device: str = "cpu", precision: str = "auto
     return shipped_graph(model, flip)
 
 
+def staged_graphs(flip_graph: Path) -> tuple[Path, Path] | None:
+    """The look and refine graphs beside a shipped flip graph (posecal_NAME.onnx -> posecal_NAME.look.onnx,
+    posecal_NAME.refine.onnx: a staged crop's two stages, which together give the flip graph's outputs), None where
+    they are not there (the int8 graphs: posed in one graph)."""
+    stem = Path(flip_graph).name[:-len(".onnx")]
+    pair = tuple(Path(flip_graph).with_name(f"{stem}.{stage}.onnx") for stage in ("look", "refine"))
+    return pair if all(p.is_file() for p in pair) else None
+
+
 def trust_graph(name: str) -> Path:
     """A shipped model's trust model alone as a graph that takes another estimator's keypoints (posecal
     calibrate --images without PyTorch); it reads the model's fp16 weights file, where its weights already are."""
@@ -139,6 +148,7 @@ def shipped_model_table() -> list[dict]:
         files = [flip_graph, packaged_graph(name, False) or shipped_graph(name, False), weights]
         size = sum(f.stat().st_size for f in files) if all(f.is_file() for f in files) else None
         rows.append({"name": name, "default": name == DEFAULT_MODEL_NAME, "file": str(files[0]), "bytes": size,
+                     "precision": ("int8" if flip_graph == int8_graph(name, True) else "float") if size else None,
                      "torch_file": str(torch_file) if torch_file.is_file() else None,
                      "use": SHIPPED_MODEL_USES[name]})
     return rows
