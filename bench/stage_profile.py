@@ -8,7 +8,8 @@ Runs posecal's Python API as a user runs it (`Predictor(model)(path)` one photo 
 own `InferenceSession.run` and the person policy, nothing else:
 * detect: the person detector's graph; verify: the person verifier's graph;
 * pose of kept people / pose of rejected candidates: the pose graph's time split by the share of its crops that
-  became a reported person (the graph runs crop by crop on the CPU, so the share is the share of its calls);
+  became a reported person (the graph runs crop by crop on the CPU, so the share is the share of its calls); a
+  staged crop's refine graph (posecal_NAME.refine.onnx: only the kept people's) counts for the kept;
 * trust: the trust network's share of the pose graph, from the shipped trust graph timed alone on the same
   number of crops (it is inside the pose graph, so it is part of the two pose figures, not added to them);
 * policy: PersonPolicy.keep and the reported-pose map; render: Picture.plot; other: the rest (decoding the image,
@@ -67,6 +68,8 @@ def graph_stage(path: str) -> str:
     name = Path(path).name
     if "verifier" in name:
         return "verify"
+    if name.startswith("posecal_") and ".refine." in name:   # a staged crop's second stage (kept people only)
+        return "refine"
     if name.startswith("posecal_"):
         return "pose"
     return "detect"
@@ -128,7 +131,9 @@ def breakdown(clock: Clock, wall: float, units: int, reported: int, trust_ms: fl
            "crops_per_person": round(crops / reported, 3) if reported else None,
            "detect": per(clock.s["detect"]), "verify": per(clock.s["verify"]),
            "verified_boxes": int(clock.rows["verify"]),
-           "pose_kept": per(clock.s["pose"] * kept_share), "pose_rejected": per(clock.s["pose"] * (1 - kept_share)),
+           "crops_refined": int(clock.rows["refine"]),
+           "pose_kept": per(clock.s["pose"] * kept_share + clock.s["refine"]),
+           "pose_rejected": per(clock.s["pose"] * (1 - kept_share)),
            "trust_inside_pose": None if trust_ms is None else round(trust_ms * crops / units, 2),
            "policy": per(clock.s["policy"]), "render": per(clock.s["render"])}
     out["other"] = round(out["ms_per_unit"] - sum(out[k] for k in ("detect", "verify", "pose_kept", "pose_rejected",

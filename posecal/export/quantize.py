@@ -24,6 +24,8 @@ def quantize_int8(model_bytes: bytes, calibration, nodes: list[str] | None = Non
     (tools/int8_recipe.py's int8_nodes), the rest stays float; None: every op onnxruntime quantises by default."""
     onnx = require("onnx")
     quant = require("onnxruntime.quantization")
+    if nodes is not None and not len(nodes):   # nothing to quantise (onnxruntime reads an empty list as "all")
+        return model_bytes
     if isinstance(calibration, np.ndarray):
         calibration = np.asarray(calibration, np.float32)
         feeds = [{"images": calibration[i:i + 1]} for i in range(len(calibration))]

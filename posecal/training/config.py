@@ -144,9 +144,6 @@ class TrustJobConfig:
     base: str = "accurate"
     init: str | None = None               # start from this trust model (a model with one, or a trust checkpoint)
     init_pose: str = "lite0"              # else its pose network starts from this EfficientNet-Lite0 model's
-    # a trust model (a model with one, or a trust checkpoint) whose outputs on each training crop the new one also
-    # learns (train.lambda_teacher): how a look at fewer pixels learns from one at more (issue 90)
-    teacher: str | None = None
     data: DataConfig = field(default_factory=DataConfig)   # the COCO files (and LSPET); no pack
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     samples: TrustSamplesConfig = field(default_factory=TrustSamplesConfig)
@@ -183,7 +180,6 @@ RULES: dict[type, dict[str, Rule]] = {
         "epochs": POSITIVE, "warmup_steps": NON_NEGATIVE, "score_dropout": PROBABILITY, "perturb_prob": PROBABILITY,
         "swap_prob": PROBABILITY, "save_every": POSITIVE, "max_minutes": NON_NEGATIVE, "seed": NON_NEGATIVE,
         "threads": THREADS, "lambda_opks": NON_NEGATIVE, "lambda_vis": NON_NEGATIVE, "lambda_oks": NON_NEGATIVE,
-        "lambda_teacher": NON_NEGATIVE,
     },
     AugmentConfig: {
         "flip_prob": PROBABILITY, "scale_range": Rule(lo=0, hi=1, hi_open=True), "rotation_max": Rule(lo=0, hi=180),

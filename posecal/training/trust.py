@@ -56,7 +56,6 @@ class TrustTrainConfig:
     lambda_vis: float = 1.0
     lambda_oks: float = 1.0
     input_size: int = TRUST_INPUT     # the trust model's own square input (192 as shipped; 256: Thunder's crops)
-    lambda_teacher: float = 1.0       # weight of the teacher's outputs as targets, where the job names a teacher
     freeze_prefix: bool = True        # keep the stem and the blocks up to stride 16 as they start (TrustNet.frozen_prefix)
 
 
@@ -106,16 +105,6 @@ def trust_losses(out, targets: dict, vis_weight: torch.Tensor, weights: dict) ->
                 ).sum() / has.sum().clamp(min=1)
     total = weights["opks"] * opks_loss + weights["vis"] * vis_loss + weights["oks"] * oks_loss
     return {"loss": total, "opks": opks_loss, "vis": vis_loss, "oks": oks_loss}
-
-
-def teacher_losses(out, teacher) -> torch.Tensor:
-    """How far the trust outputs `out` are from a teacher's on the same crops and keypoints, on every keypoint
-    (labelled or not: the teacher answers where the labels are silent): OPKS and pose OKS as soft binary targets,
-    visibility as a soft class distribution."""
-    opks_loss = F.binary_cross_entropy_with_logits(out.opks_logits, torch.sigmoid(teacher.opks_logits))
-    vis_loss = -(torch.softmax(teacher.vis_logits, -1) * torch.log_softmax(out.vis_logits, -1)).sum(-1).mean()
-    oks_loss = F.binary_cross_entropy(out.oks.clamp(1e-6, 1 - 1e-6), teacher.oks.clamp(0, 1))
-    return opks_loss + vis_loss + oks_loss
 
 
 def make_batch(data: dict, idx: np.ndarray, cfg: TrustTrainConfig | None, rng: np.random.Generator | None):
@@ -192,12 +181,10 @@ def _lr(step: int, total: int, cfg: TrustTrainConfig, progress: float | None = N
 
 
 def train_trust(cfg: TrustTrainConfig, sample_dirs: list, val_dir, out_dir, init_state: dict | None = None,
-                resume: bool = True, log=print, init_trust: dict | None = None, trained_for: str | None = None,
-                teacher: TrustNet | None = None) -> dict:
+                resume: bool = True, log=print, init_trust: dict | None = None, trained_for: str | None = None) -> dict:
     """Train (or resume) a trust model on the samples of `sample_dirs`, validated on `val_dir`'s, into out_dir
     (last.pt, best.pt, log.json); returns the training state with its total steps. init_state: a posecal Lite0
-    model's state_dict for its pose network; init_trust: a trust model's own state_dict (a previous stage);
-    teacher: a trust model whose outputs on each batch are targets too (teacher_losses, cfg.lambda_teacher)."""
+    model's state_dict for its pose network; init_trust: a trust model's own state_dict (a previous stage)."""
     torch.set_num_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,13 +247,7 @@ def train_trust(cfg: TrustTrainConfig, sample_dirs: list, val_dir, out_dir, init
         images, xy, scores, targets, vis_weight = make_batch(data, idx, cfg, rng)
         for g in optim.param_groups:
             g["lr"] = _lr(step, total, cfg) * g["lr_scale"]
-        out = model(images, xy, scores)
-        losses = trust_losses(out, targets, vis_weight, weights)
-        if teacher is not None:
-            with torch.no_grad():
-                taught = teacher(images, xy, scores)
-            losses["teacher"] = teacher_losses(out, taught)
-            losses["loss"] = losses["loss"] + cfg.lambda_teacher * losses["teacher"]
+        losses = trust_losses(model(images, xy, scores), targets, vis_weight, weights)
         optim.zero_grad()
         losses["loss"].backward()
         optim.step()

@@ -22,8 +22,7 @@ from posecal.errors import PosecalInputError
 from posecal.export.cache import cached_onnx
 from posecal.inference.torch_runner import TorchRunner
 from posecal.io import check_output_dir, check_output_file, write_json_atomic
-from posecal.models.assemble import pose_fingerprint, trust_source, trust_weights, with_trust
-from posecal.models.trust import TrustNet
+from posecal.models.assemble import pose_fingerprint, trust_weights, with_trust
 from posecal.models.checkpoint import WEIGHTS_DIR, load_model, model_file, read_model_file, save_model
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.training.config import TrustJobConfig, to_dict
@@ -59,8 +58,7 @@ def run_trust_job(cfg: TrustJobConfig, progress: bool = True, log=print) -> dict
     init_trust = trust_weights(cfg.init) if cfg.init else None
     init_pose = None if cfg.init else read_model_file(model_file(cfg.init_pose))["state_dict"]
     state = train_trust(cfg.train, sample_dirs, out / "samples" / "val", out / "train", init_state=init_pose,
-                        log=log, init_trust=init_trust, trained_for=fingerprint,
-                        teacher=teacher_model(cfg.teacher) if cfg.teacher else None)
+                        log=log, init_trust=init_trust, trained_for=fingerprint)
     if state["total"] == 0:
         raise PosecalInputError(f"train: no training step (fewer samples than train.batch_size "
                                 f"{cfg.train.batch_size} x train.epochs {cfg.train.epochs:g})")
@@ -73,16 +71,6 @@ def run_trust_job(cfg: TrustJobConfig, progress: bool = True, log=print) -> dict
     model, model_cfg, meta = with_trust(trained, cfg.base)
     save_model(model, model_cfg, output, meta=meta | {"trust_training": to_dict(cfg)})
     return result
-
-
-def teacher_model(spec) -> TrustNet:
-    """The trust model of `spec` (a model with one, or a trust checkpoint) at its own input side, frozen."""
-    state, side = trust_source(spec)
-    teacher = TrustNet(input_size=side)
-    teacher.load_state_dict(state)
-    for p in teacher.parameters():
-        p.requires_grad = False
-    return teacher.eval()
 
 
 def write_trust_samples(cfg: TrustJobConfig, base_model, input_wh, fingerprint: str, folder: Path,

@@ -127,3 +127,43 @@ def test_the_trust_looks_size_travels_in_the_model_file(tmp_path, movenet_with_t
     save_model(model, cfg, tmp_path / "m.pt")
     loaded, loaded_cfg, _ = load_model(tmp_path / "m.pt")
     assert loaded_cfg.trust_input == 64 and loaded.trust.input_size == 64
+
+
+@pytest.mark.parametrize("name", ["accurate", "fast"])
+def test_shipped_look_and_refine_graphs_give_the_flip_graphs_numbers(name):
+    """The shipped look and refine graphs (float: exactly the flip graph's function; int8, where the two stages
+    quantise only the trust network, as `fast`'s do, too) against the shipped flip graph, on drawn crops."""
+    from posecal.export.session import OnnxEstimator, StagedOnnx
+    from posecal.models.shipped import int8_graph, shipped_graph, staged_graphs
+
+    for flip_graph, exact in ((shipped_graph(name, True), True), (int8_graph(name, True), name == "fast")):
+        stages = staged_graphs(flip_graph)
+        if stages is None:
+            continue
+        whole = OnnxEstimator(flip_graph)
+        staged = StagedOnnx(*(OnnxEstimator(g) for g in stages))
+        x = drawn_crops(2, whole.config.input_wh[0], seed=3)
+        want, got = whole.outputs(x, True), staged.outputs(x, True)
+        for key in want:
+            if exact:
+                np.testing.assert_allclose(got[key], want[key], atol=1e-4, err_msg=f"{flip_graph.name} {key}")
+        if not exact:   # int8 activation ranges fitted per graph: as far from the float graph as int8's flip graph is
+            float_xy = OnnxEstimator(shipped_graph(name, True)).outputs(x, True)["movenet_xy"]
+            apart = lambda xy: np.median(np.abs(xy - float_xy))   # noqa: E731
+            assert apart(got["movenet_xy"]) <= 1.5 * apart(want["movenet_xy"]) + 0.5
+
+
+def test_the_shipped_graphs_carry_their_trust_looks_size():
+    """accurate's trust model looks at 160-px crops (issue 90): its model file and every graph made from it say
+    so, and the trust model in the file runs at that side."""
+    from posecal.export.session import OnnxEstimator
+    from posecal.models.checkpoint import load_model
+    from posecal.models.shipped import SHIPPED_MODELS, int8_graph, shipped_graph, staged_graphs
+
+    if not SHIPPED_MODELS["accurate"].is_file():
+        pytest.skip("accurate's PyTorch file is not in this installation")
+    model, cfg, _ = load_model("accurate")
+    assert cfg.trust_input == 160 and model.trust.input_size == 160
+    graphs = [shipped_graph("accurate", True), shipped_graph("accurate", False),
+              *staged_graphs(shipped_graph("accurate", True)), int8_graph("accurate", True)]
+    assert {OnnxEstimator(g).config.trust_input for g in graphs} == {160}
