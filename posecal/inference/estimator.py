@@ -165,8 +165,8 @@ class Estimator:
         if not self.staged:
             return self.estimate(prepared)
         people, res = self._estimate(prepared, look=True)
-        looks = _Looks(res, [p for ps in people for p in ps], owners_of(prepared))
-        for j, person in enumerate(looks.people):
+        looks = _Looks(res, owners_of(prepared))
+        for j, person in enumerate(p for ps in people for p in ps):
             person.look = (looks, j)
         return people
 
@@ -178,9 +178,9 @@ class Estimator:
         for person in people:
             if getattr(person, "look", None) is not None:
                 looks, j = person.look
-                groups.setdefault(id(looks), (looks, []))[1].append(j)
-        for looks, rows in groups.values():
-            rows = np.array(sorted(set(rows)), np.intp)
+                groups.setdefault(id(looks), (looks, {}))[1].setdefault(j, person)
+        for looks, chosen in groups.values():
+            rows = np.array(sorted(chosen), np.intp)
             sub = {key: values[rows] for key, values in looks.res.items()}
             parts = [refine_crops(self.runner, {k: v[start:start + self.batch_size] for k, v in sub.items()},
                                   self.decode_method)
@@ -188,10 +188,9 @@ class Estimator:
             refined = sub | {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
             owners = [looks.owners[j] for j in rows]
             for j, fresh in zip(rows, self._people(refined, owners)[0]):
-                looks.people[j].refined_from(fresh)
+                chosen[j].refined_from(fresh)
         for person in people:
-            if getattr(person, "look", None) is not None:
-                person.look = None
+            person.look = None
 
     def _estimate(self, prepared, look: bool = False) -> tuple[list[list[PersonPose]], dict]:
         """The people, and the per-person arrays they were made from (look: the looks', with what refine reads)."""
@@ -313,11 +312,11 @@ def owners_of(prepared) -> list[tuple]:
 
 @dataclass
 class _Looks:
-    """A batch of looks (Estimator.look): the arrays they were made from (with what the refinement reads), their
-    people and the owners of their rows, held by each look person until it is refined or let go."""
+    """A batch of looks (Estimator.look): the arrays they were made from (with what the refinement reads) and the
+    owners of their rows, held by each look person until it is refined or let go (and freed with the last of
+    them: it holds no person, so no reference cycle keeps its crops alive until a garbage collection)."""
 
     res: dict
-    people: list
     owners: list
 
 
