@@ -86,8 +86,9 @@ def cached_onnx(model_spec, flip: bool, threads: int = 2, device: str = "cpu", l
     default), from the cache when it holds this file's export, else exported now (`export(path, flip)`,
     export_model_bytes by default) and cached. stage: a staged crop's "look" or "refine" graph."""
     log = log or log_line   # a caller's log, else one line on stderr (a terminal's or a log file's)
-    if export is None:
-        export = lambda path, flip_test: export_model_bytes(path, flip_test, stage)  # noqa: E731
+    if export is None:   # looked up now, so that a stand-in for export_model_bytes (tests) is the one called
+        export = (lambda p, f: export_model_bytes(p, f)) if stage is None else \
+            (lambda p, f: export_model_bytes(p, f, stage))  # noqa: E731
     path = model_file(model_spec)
     source = str(model_spec or "default model")
     if not path.is_file():

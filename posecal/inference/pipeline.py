@@ -94,10 +94,13 @@ class PosePipeline:
         kept, extra = [], iter(carried or [])
         for (bgr, _, _, _, factor), a, b in zip(prepared, first, second):
             people = [p for _, p in sorted(a + b, key=lambda row: row[0])] + list(next(extra, []))
-            origins = [p.box_origin for p in people]
-            kept.append(self.policy.keep(people, origins, mode, factor))
-        if self.refine is not None:   # the kept looks of every picture, in one batch
+            kept.append(self.policy.keep(people, [p.box_origin for p in people], mode, factor))
+        if self.refine is not None:
+            # the kept looks of every picture refined in one batch, then the policy once more on what they became:
+            # a refined pose can fall under the nobody rule, or land on another's spot
             self.refine([p for people in kept for p in people])
+            kept = [self.policy.keep(people, [p.box_origin for p in people], mode, factor)
+                    for people, (*_, factor) in zip(kept, prepared)]
         return [self.rated(people, bgr.shape[1::-1]) for people, (bgr, *_) in zip(kept, prepared)]
 
     def _screened_people(self, prepared: list, rows: list) -> list[list[tuple[int, object]]]:

@@ -84,7 +84,9 @@ def test_posecal_models_lists_each_graph_and_its_torch_file(capsys, monkeypatch)
     assert rows["published"]["bytes"] is None and rows["published"]["torch_file"].endswith("posecal_published.pt")
     main(["models"])
     text = capsys.readouterr().out
-    assert f"{accurate[0]} ({rows['accurate']['bytes'] / 1e6:.1f} MB); PyTorch file " in text
+    assert f"{accurate[0]} ({rows['accurate']['bytes'] / 1e6:.1f} MB; its int8 graphs run on this CPU); PyTorch file " \
+        in text
+    assert rows["accurate"]["precision"] == "int8" and rows["accurate-float"]["precision"] == "float"
 
 
 def test_posecal_models_time_measures_each_shipped_graph_on_this_cpu(capsys, monkeypatch):
