@@ -33,7 +33,7 @@ from posecal.export.session import INT8_KEY, SOURCE_KEY, STAGES, VERSION_KEY  # 
 from posecal.models.config import stages_crops  # noqa: E402
 from posecal.io import write_bytes_atomic  # noqa: E402
 from posecal.models.checkpoint import load_model  # noqa: E402
-from posecal.models.shipped import SHIPPED_MODELS, STAGED_MODELS, int8_graph, int8_graph_weights  # noqa: E402
+from posecal.models.shipped import SHIPPED_MODELS, int8_graph, int8_graph_weights  # noqa: E402
 
 CROPS = ROOT.parent / "shared" / "data" / "coco-val2017-crops"
 EXTERNAL_MIN_BYTES = 1024   # smaller tensors (scales, zero points, shapes) stay inside each graph
@@ -56,7 +56,7 @@ def build(name: str, n_crops: int, out: Path | None = None) -> dict:
     blob, offsets, sizes = bytearray(), {}, {}
     data_path = int8_graph_weights(name) if out is None else out / int8_graph_weights(name).name
     graphs = {}
-    kinds = (True, False, *(STAGES if stages_crops(cfg) and name in STAGED_MODELS else ()))
+    kinds = (True, False, *(STAGES if stages_crops(cfg) else ()))
     for kind in kinds:
         stage = None if isinstance(kind, bool) else kind
         proto = onnx.load_from_string(onnx_bytes(model, cfg, kind is not False, meta.get("calibration"), stage=stage))
@@ -90,11 +90,11 @@ def refine_feeds(model, crops) -> list[dict]:
     from posecal.models.estimator import look_outputs
     from posecal.models.outputs import REFINE_GRAPH_INPUTS, REFINE_INPUTS
 
-    feeds = []
+    feeds, model = [], model.float().eval()
     with torch.no_grad():
         for crop in crops:
             x = torch.from_numpy(crop[None])
-            look = look_outputs(model.float().eval(), x)
+            look = look_outputs(model, x)
             feeds.append({graph: (x if name == "images" else look[name]).numpy()
                           for graph, name in zip(REFINE_GRAPH_INPUTS, REFINE_INPUTS)})
     return feeds

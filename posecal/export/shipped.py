@@ -20,7 +20,7 @@ from posecal.export.session import SOURCE_KEY, STAGES, VERSION_KEY
 from posecal.io import write_bytes_atomic
 from posecal.models.checkpoint import load_model
 from posecal.models.config import TRUST_INPUT, stages_crops
-from posecal.models.shipped import SHIPPED_MODELS, STAGED_MODELS, graph_weights, shipped_graph, trust_graph
+from posecal.models.shipped import SHIPPED_MODELS, graph_weights, shipped_graph, trust_graph
 
 FP16_MIN_ELEMENTS = 64   # smaller float tensors (shapes, scales, constants) stay float32 inside the graph
 ALIGN = 64               # byte alignment of each weight in the weights file
@@ -38,7 +38,7 @@ def build_shipped_graphs(name: str, weights_dir: Path | None = None) -> dict:
     graphs = {flip: onnx.load_from_string(onnx_bytes(model, cfg, flip, meta.get("calibration"), keep_batchnorm=True))
               for flip in (True, False)}
     # the flip test as a look and its refinement, same weights
-    stages = STAGES if stages_crops(cfg) and name in STAGED_MODELS else ()
+    stages = STAGES if stages_crops(cfg) else ()
     graphs |= {stage: onnx.load_from_string(onnx_bytes(model, cfg, True, meta.get("calibration"), keep_batchnorm=True,
                                                        stage=stage)) for stage in stages}
     data_path = graph_weights(name) if weights_dir is None else Path(weights_dir) / graph_weights(name).name

@@ -143,7 +143,7 @@ def _open_torch_file(model, backend: str, flip: bool | None, threads: int | None
     if backend == "onnx":
         from posecal.export.cache import cached_onnx
 
-        _, config, _ = load_model(model)
+        _, config, _ = load_model(model)   # its config decides whether it stages (models.config.stages_crops)
         if check is not None:   # said before an export is made for a model then refused
             require_coco_keypoints(config, model)
             check(config)

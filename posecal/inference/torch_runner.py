@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from posecal.inference.topdown import decode_outputs
-from posecal.models.estimator import PoseOutput, can_stage, look_outputs, named_outputs, refine_outputs, runtime_outputs
+from posecal.models.estimator import (PoseOutput, look_outputs, named_outputs, refine_outputs, runtime_outputs,
+                                      stages_by_default)
 from posecal.models.outputs import REFINE_INPUTS
 
 
@@ -28,8 +29,8 @@ class TorchRunner:
 
     @property
     def staged(self) -> bool:
-        """Its crops can be posed in two stages (look, then refine): a MoveNet network with a trust model."""
-        return can_stage(self.model)
+        """Its crops are posed in two stages (look, then refine): models.config.stages_crops's rule."""
+        return stages_by_default(self.model)
 
     @torch.no_grad()
     def look(self, batch: np.ndarray) -> dict[str, np.ndarray]:

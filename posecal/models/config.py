@@ -82,10 +82,17 @@ def model_config_from_dict(values: dict) -> ModelConfig:
 MOVENET_VARIANTS = {"movenet_thunder": "thunder", "movenet_lightning": "lightning"}
 
 
+# The MoveNet variants whose crops are posed in two stages with the flip test (a look, then the refinement of the
+# people the policy keeps): Thunder. Not Lightning: its pass is cheap, and a second graph call a crop cost `fast`
+# more than the mirror passes of rejected candidates saved (bench/speed_vs_start.py, CHANGELOG: issue 90).
+STAGED_VARIANTS = ("thunder",)
+
+
 def stages_crops(cfg) -> bool:
-    """A model whose crops can be posed in two stages, a look and its refinement (models/estimator.py
-    look_outputs, refine_outputs): a MoveNet network judged by a trust model."""
-    return bool(cfg.trust) and cfg.backbone in MOVENET_VARIANTS
+    """A model whose crops are posed in two stages, a look and its refinement (models/estimator.py look_outputs,
+    refine_outputs): a MoveNet network of a STAGED_VARIANTS kind judged by a trust model. The one rule: the shipped
+    graphs are built by it, and a model file opened on either backend follows it."""
+    return bool(cfg.trust) and MOVENET_VARIANTS.get(cfg.backbone) in STAGED_VARIANTS
 
 
 MOVENET_CONVENTION = {"input_channels": "rgb", "input_mean": (0.0, 0.0, 0.0), "input_std": (1 / 255,) * 3}

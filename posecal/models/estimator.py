@@ -14,7 +14,7 @@ from posecal.models.backbones.hourglass import StackedHeatmapsHead, StackedHourg
 from posecal.models.backbones.hrnet import HRNet, FinalLayerHead
 from posecal.models.backbones.movenet import MoveNet, MoveNetHeatmaps, MoveNetOutput, load_movenet
 from posecal.models.backbones.resnet import DeconvHead, ResNet
-from posecal.models.config import MOVENET_VARIANTS
+from posecal.models.config import MOVENET_VARIANTS, STAGED_VARIANTS
 from posecal.models.heads import HeatmapHead, OksHead, OpksHead, VisibilityHead, heatmap_statistics
 from posecal.models.outputs import HEAD_OUTPUTS, HEATMAP_OUTPUT, LOOK_CACHE, MOVENET_OUTPUTS
 from posecal.models.input_convention import InputConvention, is_posecal_convention
@@ -62,8 +62,14 @@ def named_outputs(out: PoseOutput) -> dict[str, torch.Tensor]:
 
 def can_stage(model: "TopDownEstimator") -> bool:
     """A model whose crop can be posed in two stages (look_outputs, then refine_outputs): a MoveNet network judged
-    by a trust model, whose own look at the crop does not depend on the keypoints it judges."""
+    by a trust model, whose own look at the crop does not depend on the keypoints it judges. Whether it is posed so
+    is models.config.stages_crops's rule (stages_by_default)."""
     return model.is_movenet and model.trust is not None
+
+
+def stages_by_default(model: "TopDownEstimator") -> bool:
+    """models.config.stages_crops's rule, read off a built model (the PyTorch runner has no config)."""
+    return can_stage(model) and model.backbone.config.variant in STAGED_VARIANTS
 
 
 def look_outputs(model: "TopDownEstimator", images: torch.Tensor) -> dict[str, torch.Tensor]:

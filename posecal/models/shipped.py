@@ -29,10 +29,6 @@ WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # MoveNet Lightning + posecal's trust model won on val (CHANGELOG); that model is `lite0` now (source tree only).
 SHIPPED_GRAPHS = ("accurate", "fast")   # the models the wheel carries, as graphs
 FLOAT_SUFFIX = "-float"                 # "accurate-float": accurate's float graphs, where "accurate" runs int8
-# The shipped models whose crops are posed in two stages with the flip test (a look, then the refinement of the
-# people kept: staged_graphs). Not `fast`: its Lightning pass is cheap, and two graph calls a crop cost it more than
-# the mirror passes of rejected candidates save (bench/speed_vs_start.py, CHANGELOG).
-STAGED_MODELS = ("accurate",)
 SHIPPED_MODELS = {"accurate": WEIGHTS_DIR / "posecal_accurate.pt", "published": WEIGHTS_DIR / "posecal_published.pt",
                   "fast": WEIGHTS_DIR / "posecal_fast.pt",
                   "lite0": WEIGHTS_DIR / "posecal_lite0.pt",

@@ -18,8 +18,9 @@ onnx = pytest.importorskip("onnx")
 
 from posecal import devices
 from posecal.data.crops import crops_to_batch
-from posecal.export.session import INT8_KEY, OnnxEstimator, open_onnx_model
-from posecal.models.shipped import graph_weights, int8_graph, int8_graph_weights, packaged_graph, shipped_graph
+from posecal.export.session import INT8_KEY, OnnxEstimator, StagedOnnx, open_onnx_model
+from posecal.models.shipped import (graph_weights, int8_graph, int8_graph_weights, packaged_graph, shipped_graph,
+                                    staged_graphs)
 
 from conftest import ROOT   # first: it puts tools/ on the path
 from int8_recipe import INT8_WEIGHT_PREFIXES, phase_kernels, subpixel_deconvolutions  # noqa: E402
@@ -169,6 +170,10 @@ def test_the_widened_int8_path_computes_what_this_cpu_computes(name, monkeypatch
     for widened in (False, True):
         monkeypatch.setattr(devices, "int8_saturates", lambda widened=widened: widened)
         outputs[widened] = OnnxEstimator(int8_graph(name, False), threads=1).outputs(x, False)
+        stages = staged_graphs(int8_graph(name, True))
+        if stages is not None:   # the look and its refinement (issue 90) on the same crops
+            refined = StagedOnnx(*(OnnxEstimator(g, threads=1) for g in stages)).outputs(x, True)
+            outputs[widened] |= {f"staged/{key}": value for key, value in refined.items()}
     if not saturates:
         for key, value in outputs[False].items():
             np.testing.assert_allclose(outputs[True][key], value, atol=1e-4, err_msg=key)
@@ -197,12 +202,18 @@ AVX2_RUN = textwrap.dedent("""
     from test_int8_graphs import fixture_crops
     from posecal.devices import int8_saturates
     from posecal.export.session import OnnxEstimator
-    from posecal.models.shipped import int8_graph
+    from posecal.export.session import StagedOnnx
+    from posecal.models.shipped import int8_graph, staged_graphs
     assert int8_saturates(), "the emulated CPU should be one that saturates"
     out = {}
     for name, wh in (("fast", (192, 192)), ("accurate", (256, 256))):
         for key, value in OnnxEstimator(int8_graph(name, False), threads=1).outputs(fixture_crops(wh), False).items():
             out[name + "/" + key] = value
+        stages = staged_graphs(int8_graph(name, True))
+        if stages is not None:
+            staged = StagedOnnx(*(OnnxEstimator(g, threads=1) for g in stages))
+            for key, value in staged.outputs(fixture_crops(wh), True).items():
+                out[name + "/staged/" + key] = value
     np.savez(sys.argv[1], **out)
 """)
 
@@ -221,6 +232,11 @@ def test_int8_graphs_answer_alike_on_an_emulated_avx2_cpu(tmp_path):
     emulated = np.load(saved)
     for name, wh in (("fast", (192, 192)), ("accurate", (256, 256))):
         here = OnnxEstimator(int8_graph(name, False), threads=1).outputs(fixture_crops(wh), False)
+        stages = staged_graphs(int8_graph(name, True))
+        if stages is not None:   # the look and its refinement too (issue 90)
+            staged = StagedOnnx(*(OnnxEstimator(g, threads=1) for g in stages)).outputs(fixture_crops(wh), True)
+            here |= {f"staged/{key}": value for key, value in staged.items()}
+        assert name != "accurate" or "staged/oks" in here
         for key, value in here.items():
             np.testing.assert_allclose(emulated[f"{name}/{key}"], value, atol=1e-4, err_msg=f"{name}/{key}")
 

@@ -157,9 +157,9 @@ def test_the_shipped_graphs_carry_their_trust_looks_size():
     same, the look and refine graphs included."""
     from posecal.export.session import OnnxEstimator
     from posecal.models.checkpoint import load_model
-    from posecal.models.shipped import SHIPPED_MODELS, STAGED_MODELS, int8_graph, shipped_graph, staged_graphs
+    from posecal.models.shipped import SHIPPED_MODELS, int8_graph, shipped_graph, staged_graphs
 
-    for name in STAGED_MODELS:
+    for name in ("accurate",):
         if not SHIPPED_MODELS[name].is_file():
             continue
         model, cfg, _ = load_model(name)
@@ -171,12 +171,15 @@ def test_the_shipped_graphs_carry_their_trust_looks_size():
 
 def test_only_the_staged_models_have_look_and_refine_graphs():
     """`fast` poses with its one flip graph (two graph calls a crop cost its cheap Lightning pass more than they
-    save); `accurate` with its look and refine graphs, float and int8."""
+    save); `accurate` with its look and refine graphs, float and int8: models.config.stages_crops's one rule."""
     from posecal.export.session import OnnxEstimator, StagedOnnx
     from posecal.inference.opener import open_model
-    from posecal.models.shipped import STAGED_MODELS, shipped_graph, staged_graphs
+    from posecal.models.config import ModelConfig, stages_crops
+    from posecal.models.shipped import shipped_graph, staged_graphs
 
-    assert STAGED_MODELS == ("accurate",)
+    assert stages_crops(ModelConfig(backbone="movenet_thunder", trust=True))
+    assert not stages_crops(ModelConfig(backbone="movenet_lightning", trust=True))
+    assert not stages_crops(ModelConfig(backbone="movenet_thunder", trust=False))
     assert staged_graphs(shipped_graph("fast", True)) is None
     assert isinstance(open_model("fast", flip=True, threads=1).runner, OnnxEstimator)
     for precision in ("float", "int8"):
