@@ -219,12 +219,30 @@ class PersonPolicy:
 
     def keep(self, people: list, origins, mode: str | None = None, sure_factor: float = 1.0) -> list:
         """The people of one picture reported, from their poses (each with `box_score` and, with a verifier,
-        `person_probability`) and their boxes' origins (one, or one per pose). Order kept."""
+        `person_probability`) and their boxes' origins (one, or one per pose). Order kept: who is somebody by
+        their own pose and box (`somebody`), then the rules of place among those (each person once)."""
         origins = list(np.broadcast_to(np.asarray(origins, object), (len(people),)))
-        kept, boxed = set(), []
+        alone = {id(p) for p in self.somebody(people, origins, sure_factor)}
+        kept = {id(p) for p, o in zip(people, origins) if self.given(o)}
+        boxed = [p for p, o in zip(people, origins) if id(p) in alone and not self.given(o)]
+        if len(boxed) > 1:                   # each person once
+            mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
+            boxed = self._without_merges(boxed)
+            boxed = pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.duplicate_rank,
+                             same_keypoints=self.same_keypoints, margin=self.duplicate_margin)
+            boxed = self._without_parts(self._without_groups(boxed), sure_factor)
+        kept |= {id(p) for p in boxed}
+        return [p for p in people if id(p) in kept]
+
+    def somebody(self, people: list, origins, sure_factor: float = 1.0) -> list:
+        """The people who are somebody by their own pose and box alone (keep's first decision, before the rules of
+        place): the caller's, verified boxes, and poses of enough quality with a keypoint seen. Order kept. A staged
+        pipeline asks it of looks, so that only these pay for the refinement (inference/pipeline.py)."""
+        origins = list(np.broadcast_to(np.asarray(origins, object), (len(people),)))
+        out = []
         for p, o in zip(people, origins):
             if self.given(o):
-                kept.add(id(p))
+                out.append(p)
                 continue
             floor = self.min_pose_quality
             if floor > 0 and o == CARRIED:
@@ -236,17 +254,9 @@ class PersonPolicy:
                     continue
                 floor = max(floor, self.unsure_quality)
             verified = o == DETECTED and self.verified(p)
-            if not verified and not self.someone_there(p, floor):
-                continue
-            boxed.append(p)
-        if len(boxed) > 1:                   # each person once
-            mode = mode or ("oks" if boxed[0].visibility is not None else "heatmap")
-            boxed = self._without_merges(boxed)
-            boxed = pose_nms(boxed, self.nms, self.duplicate_oks, mode, rank=self.duplicate_rank,
-                             same_keypoints=self.same_keypoints, margin=self.duplicate_margin)
-            boxed = self._without_parts(self._without_groups(boxed), sure_factor)
-        kept |= {id(p) for p in boxed}
-        return [p for p in people if id(p) in kept]
+            if verified or self.someone_there(p, floor):
+                out.append(p)
+        return out
 
     @staticmethod
     def given(origin) -> bool:

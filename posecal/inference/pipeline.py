@@ -43,8 +43,9 @@ class PosePipeline:
     (None: none) rates the pose quality of each reported person whose box posecal found (detected or carried)
     among the picture's other people (posecal/calibration/reported.py); the caller's boxes keep their crop's.
     `refine` (None: none) is the estimator's second stage (Estimator.refine): where given, `estimate` gives looks
-    (Estimator.look: one pose pass a crop), the policy decides on them, and only the people it keeps are refined
-    (the mirror pass), so a candidate it rejects costs one pass."""
+    (Estimator.look: one pose pass a crop), the policy's per-person rule (PersonPolicy.somebody) decides on them,
+    and only those it takes are refined (the mirror pass), so a candidate it rejects costs one pass; the rules of
+    place (duplicates, merges, parts) then judge the refined poses, as without stages."""
 
     def __init__(self, estimate: Callable, detector=None, policy: PersonPolicy | None = None, verifier=None,
                  reported: ReportedQuality | None = None, refine: Callable | None = None):
@@ -91,16 +92,17 @@ class PosePipeline:
             later_rows.append(later)
         second = self._screened_people(prepared, later_rows) if any(r.any() for r in later_rows) else \
             [[] for _ in prepared]
-        kept, extra = [], iter(carried or [])
-        for (bgr, _, _, _, factor), a, b in zip(prepared, first, second):
+        posed, extra = [], iter(carried or [])
+        for (_, _, _, _, factor), a, b in zip(prepared, first, second):
             people = [p for _, p in sorted(a + b, key=lambda row: row[0])] + list(next(extra, []))
-            kept.append(self.policy.keep(people, [p.box_origin for p in people], mode, factor))
-        if self.refine is not None:
-            # the kept looks of every picture refined in one batch, then the policy once more on what they became:
-            # a refined pose can fall under the nobody rule, or land on another's spot
-            self.refine([p for people in kept for p in people])
-            kept = [self.policy.keep(people, [p.box_origin for p in people], mode, factor)
-                    for people, (*_, factor) in zip(kept, prepared)]
+            if self.refine is not None:   # looks: who is somebody by their own pose goes on to the refinement
+                people = self.policy.somebody(people, [p.box_origin for p in people], factor)
+            posed.append(people)
+        if self.refine is not None:       # every picture's in one batch
+            self.refine([p for people in posed for p in people])
+        # the rules of place (one person once, merges, parts) on the poses as reported, refined where staged
+        kept = [self.policy.keep(people, [p.box_origin for p in people], mode, factor)
+                for people, (*_, factor) in zip(posed, prepared)]
         return [self.rated(people, bgr.shape[1::-1]) for people, (bgr, *_) in zip(kept, prepared)]
 
     def _screened_people(self, prepared: list, rows: list) -> list[list[tuple[int, object]]]:
