@@ -4,13 +4,17 @@ a file), shared by `posecal track` and `posecal predict`.
 Why not the atomic writers of posecal/io.py: a stream is read while it is written (a live camera's poses by the
 next program in a pipe), so each line is written and flushed when its frame is done; whole-file replacement
 cannot apply. A `.jsonl` file is started afresh when the run starts and holds every complete line written until
-the run stopped, however it stopped. The record's fields: docs/schemas/frame_record.schema.json.
+the run stopped, however it stopped; the run holds a lock on it meanwhile (lock_file), so a second run
+writing the same file is refused at its start in one line rather than writing between the first one's lines. The
+record's fields: docs/schemas/frame_record.schema.json.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -89,11 +93,7 @@ class RecordStream:
         if self.out == STDOUT:
             self._file, self._owned = _stdout or sys.stdout, False
         else:
-            try:
-                Path(self.out).parent.mkdir(parents=True, exist_ok=True)
-                self._file, self._owned = open(self.out, "w", encoding="utf-8"), True
-            except OSError as e:
-                raise PosecalInputError(f"{self.out}: cannot write ({e.strerror or e})") from None
+            self._file, self._owned = _locked_afresh(self.out), True
 
     def write(self, record: dict) -> bool:
         """Write one record; False once the reader has gone."""
@@ -134,6 +134,45 @@ class RecordStream:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# the errno of a lock another process holds (lock_file)
+LOCK_HELD = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, getattr(errno, "EDEADLOCK", errno.EDEADLK)}
+
+
+def lock_file(fd: int) -> None:
+    """An exclusive lock on the open file `fd`, now or OSError (errno in LOCK_HELD: another process, or another
+    open of the file in this one, holds it; another errno: its file system cannot lock). The system lets it go
+    when the file is closed or the process ends, killed or not, so a lock left by a killed run blocks nobody: the
+    one way posecal keeps two runs from writing one output at once (a .jsonl stream here, a run's parts:
+    posecal/parallel/parts.py)."""
+    if os.name == "nt":
+        import msvcrt
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _locked_afresh(out: str):
+    """The file `out`, locked for this run (lock_file) and then emptied: opened without truncating, so that a run
+    refused because another holds the lock leaves that run's lines as they are. A file system that cannot lock
+    files is written unguarded."""
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise PosecalInputError(f"{out}: cannot write ({e.strerror or e})") from None
+    try:
+        lock_file(fd)
+    except OSError as e:
+        if e.errno in LOCK_HELD:
+            os.close(fd)
+            raise PosecalInputError(f"{out}: another posecal run is writing it now; wait for it or give another "
+                                    f"--out") from None
+    if stat.S_ISREG(os.fstat(fd).st_mode):   # a named pipe is written as it is
+        os.ftruncate(fd, 0)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 class ImageIds:

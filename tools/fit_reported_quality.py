@@ -3,7 +3,12 @@ photographs, and judge it leave one world out.
 
     python bench/reported_poses.py run --world val --rows runs/reported/val.pkl      # (and lspet, train)
     python tools/fit_reported_quality.py --fit runs/reported/val.pkl [runs/reported/train.pkl] \
-        --judge runs/reported/lspet.pkl [--out posecal/weights/reported_quality_accurate.json] [--json FILE]
+        --judge runs/reported/lspet.pkl [--out runs/reported/accurate_map.json --model accurate] [--json FILE]
+    python tools/carry_reported_map.py accurate runs/reported/accurate_map.json   # into the shipped model
+
+--model stamps the map with the digest of the network whose poses the rows hold (models/checkpoint.py
+network_digest): a model applies only a map fitted for its own weights. The rows are `predict`'s defaults on still
+photographs, which the map records as the runs it applies to (calibration/reported.py FITTED).
 
 The rows must come from a product that reports the crop's own quality (`raw_quality`): each row's poses are
 scored one to one in the order of that quality (posecal/metrics/reported.py), and the map is fitted to those
@@ -75,6 +80,7 @@ def main() -> None:
     ap.add_argument("--judge", nargs="*", default=[], help="rows of other worlds to judge on")
     ap.add_argument("--l2", type=float, default=1e-3)
     ap.add_argument("--out", help="write the map fitted on every --fit row here")
+    ap.add_argument("--model", help="with --out: the model whose poses the rows hold (its network digest is stamped)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     fit = {Path(p).stem: table(load_rows(p)) for p in args.fit}
@@ -96,6 +102,10 @@ def main() -> None:
                   f"r {line['pearson']}, mean Q {line['mean_q']} OKS {line['mean_oks']}, wrong among Q>=0.7 "
                   f"{line['confident_wrong_share']} of {line['confident']}")
     if args.out:
+        if args.model:
+            from posecal.models.checkpoint import load_model, network_digest
+
+            model.weights = network_digest(load_model(args.model)[0])
         model.write(args.out)
         print(f"-> {args.out}")
     if args.json:

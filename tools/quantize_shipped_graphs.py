@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "tools"))
 from int8_recipe import INT8_WEIGHT_PREFIXES, int8_nodes, subpixel_deconvolutions  # noqa: E402
+from posecal.calibration.reported import META_KEY as REPORTED_META_KEY  # noqa: E402
 from posecal.export.quantize import calibration_crops, quantize_int8  # noqa: E402
 from posecal.export.onnx import onnx_bytes  # noqa: E402
 from posecal.export.session import INT8_KEY, SOURCE_KEY, STAGES, VERSION_KEY  # noqa: E402
@@ -59,13 +60,18 @@ def build(name: str, n_crops: int, out: Path | None = None) -> dict:
     kinds = (True, False, *(STAGES if stages_crops(cfg) else ()))
     for kind in kinds:
         stage = None if isinstance(kind, bool) else kind
-        proto = onnx.load_from_string(onnx_bytes(model, cfg, kind is not False, meta.get("calibration"), stage=stage))
+        proto = onnx.load_from_string(onnx_bytes(model, cfg, kind is not False, meta.get("calibration"), stage=stage,
+                                                reported=meta.get(REPORTED_META_KEY)))
         rewritten = subpixel_deconvolutions(proto)
         nodes = int8_nodes(proto, INT8_WEIGHT_PREFIXES[name])
         feeds = refine_feeds(model, crops) if stage == "refine" else crops
         proto = onnx.load_from_string(quantize_int8(proto.SerializeToString(), feeds, nodes))
         recipe_here = recipe | {"deconvolutions_rewritten": rewritten, "nodes_quantized": len(nodes)}
-        for key, value in ((VERSION_KEY, version), (SOURCE_KEY, digest), (INT8_KEY, json.dumps(recipe_here))):
+        ours = {VERSION_KEY: version, SOURCE_KEY: digest, INT8_KEY: json.dumps(recipe_here)}
+        kept = [entry for entry in proto.metadata_props if entry.key not in ours]   # quantize_int8's plain recipe
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(kept)
+        for key, value in ours.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         _store_external(proto, data_path.name, blob, offsets)

@@ -21,8 +21,7 @@ sys.path.insert(0, str(ROOT / "lab" / "tools"))
 from pseudo_labels import SCALES, ensemble  # noqa: E402
 
 from posecal.data.coco import load_coco_persons, load_lspet, read_image  # noqa: E402
-from posecal.inference.opener import open_model  # noqa: E402
-from posecal.inference.record_posing import RecordPosing, record_estimator  # noqa: E402
+from posecal.inference.record_posing import RecordPosing, record_predictor  # noqa: E402
 from posecal.io import write_json_atomic  # noqa: E402
 from posecal.metrics.oks import oks  # noqa: E402
 
@@ -67,8 +66,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "scale_ensemble.json")
     args = ap.parse_args()
-    estimator = record_estimator(RecordPosing(model=MODEL, threads=args.threads),
-                                 open_model(MODEL, "onnx", True, args.threads))
+    estimator = record_predictor(RecordPosing(model=MODEL, threads=args.threads)).estimator
     val = load_coco_persons(SHARED / "coco-val2017-crops" / "annotations" / "val.json",
                             SHARED / "coco-val2017-crops" / "images")[: args.limit or None]
     worlds = {"val even ids": [r for r in val if r.ann_id % 2 == 0], "val odd ids": [r for r in val if r.ann_id % 2]}

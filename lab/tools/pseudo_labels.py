@@ -42,8 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from posecal.data.coco import load_coco_persons, read_image, read_json  # noqa: E402
 from posecal.data.neighbours import by_photo, neighbours_in_crop  # noqa: E402
-from posecal.inference.opener import open_model  # noqa: E402
-from posecal.inference.record_posing import RecordPosing, record_estimator  # noqa: E402
+from posecal.inference.record_posing import RecordPosing, record_predictor  # noqa: E402
 from posecal.io import write_json_atomic  # noqa: E402
 from posecal.metrics.oks import opks  # noqa: E402
 
@@ -95,8 +94,7 @@ def ensemble(estimator, bgr, box) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def judge(args) -> None:
     """Each grid setting on val's labelled people: keypoints kept and how many are right, even and odd ids."""
-    estimator = record_estimator(RecordPosing(model="accurate", threads=args.threads),
-                                 open_model("accurate", "onnx", True, args.threads))
+    estimator = record_predictor(RecordPosing(model="accurate", threads=args.threads)).estimator
     records = load_coco_persons(DATA / "annotations" / "val.json", DATA / "images")[: args.limit or None]
     t0, answers, image, path = time.time(), [], None, None
     for r in records:

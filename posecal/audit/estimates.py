@@ -8,11 +8,10 @@ the same file (a corrected or a corrupted one) without running the model again: 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
-from posecal.data.coco import read_json
+from posecal.data.coco import image_file, read_json
 from posecal.errors import PosecalInputError
 from posecal.evaluation.results import RADIUS_TARGET, ResultSet, gt_persons, load_results, match_annotations, \
     result_boxes
@@ -74,7 +73,7 @@ def from_result_set(res: ResultSet, annotations, images=None, source: str = "res
     if not len(idx):
         raise PosecalInputError(f"{source}: no result matches a labelled person of {annotations}")
     files = {int(im["id"]): im.get("file_name", "") for im in gt.dataset.get("images", [])}
-    paths = [str(Path(images) / files[int(a["image_id"])]) if images and files.get(int(a["image_id"])) else ""
+    paths = [image_file(images, files[int(a["image_id"])]) if images and files.get(int(a["image_id"])) else ""
              for a in anns]
     return Estimates(np.array([int(a["id"]) for a in anns]), np.array(paths, dtype=str), result_boxes(res)[idx],
                      res.keypoints[idx], res.visibility_probs[idx], res.keypoint_radius[idx],

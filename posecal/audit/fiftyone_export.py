@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from posecal.data.coco import read_coco, read_json
+from posecal.data.coco import image_file, read_coco, read_json
 from posecal.data.images import stored_size
 from posecal.errors import PosecalInputError
 from posecal.integrations.fiftyone import image_sample, import_fiftyone, write_fiftyone_dir
@@ -53,7 +53,7 @@ def coco_samples(annotations_json, images_dir, findings: list[dict]) -> list:
         by_image[ann["image_id"]].append(ann)
     samples = []
     for img in data["images"]:
-        path = Path(images_dir) / img["file_name"]
+        path = Path(image_file(images_dir, img["file_name"]))
         width, height = _image_size(img, path, annotations_json)
         samples.append(image_sample(path, width, height, by_image.get(img["id"], []), findings))
     return samples

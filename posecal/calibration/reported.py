@@ -31,15 +31,21 @@ no truth):
 - `person_doubt`: 1 - p(person) by the verifier (0 where none judged the box);
 - `detector_doubt`: 1 - the detector's score.
 
-It is applied where it was fitted: poses the network made with the flip test on boxes posecal found in a still
-picture (the pipeline's `reported`, set by the Predictor); the caller's boxes are never rescored (the person
-policy reports them as given, and their quality is the crop's), and `track`, which runs without the flip test and
-carries boxes no detector scored, reports the crop's quality (its video calibration is fitted on that).
+The map is carried inside the model it was fitted for (a model file's meta, and every graph exported or shipped
+from it: META_KEY) and keyed by that model's network: `weights`, the digest of the network's weights
+(models/checkpoint.py network_digest, recorded in each exported graph), so the same weights rate poses alike
+whether named `accurate`, given by path or exported, and a map copied onto other weights is never applied. It records
+what it was fitted on (`conditions`: FITTED, the poses `predict` reports on still pictures: the flip test, the
+shipped SSD's boxes screened by the shipped verifier, upright crops, one look at the picture) and is applied only
+where a run meets every one of them (`applies`); elsewhere (`track`, another detector, no verifier, --orientations,
+--second-look, no flip test) a pose's quality is its crop's. Each pose says which it is (`quality_from`: "picture"
+where this map rated it, "crop" where not; `crop_quality` is the crop's either way). The caller's boxes are never
+rescored: the person policy reports them as given, and their quality is the crop's.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +60,11 @@ FEATURES = ("shared_with_higher", "shared_with_lower", "box_overlap", "outside_f
 # every weight is held >= 0 (the fit's bounds, and again where the map is applied): more evidence, likelier a failure
 SHARED_OPKS = 0.5       # a keypoint two poses share: OPKS at least this between them
 META_KEY = "reported_quality"   # where a model file's meta (and its ONNX export's metadata) carries the map
+NETWORK_KEY = "network"         # an opened model's meta: its network's weights digest (what a map is keyed by)
+# What the shipped maps were fitted on (tools/fit_reported_quality.py from bench/reported_poses.py's rows: `predict`
+# with its defaults on still photographs): a run applies a map only where it meets every condition
+FITTED = {"pictures": "still", "flip": True, "detector": "ssd", "verifier": "default", "orientations": 1,
+          "second_look": False}
 BOX_MARGIN = 0.1        # a keypoint outside its box: further out than this share of the box's width or height
 EPS = 1e-4
 
@@ -115,10 +126,13 @@ def reported_features(keypoints, boxes, quality, picture_wh, visibility_probs=No
 @dataclass
 class ReportedQuality:
     """The fitted correction (module docstring): p_failure as `score` over FEATURES (uncentred: mean 0), its
-    weights none below 0."""
+    weights none below 0; `weights`, the digest of the network it was fitted for (network_digest); `conditions`,
+    the run settings it was fitted under (FITTED)."""
 
     score: LogisticScore
     fitted_on: str = ""
+    weights: str = ""
+    conditions: dict = field(default_factory=lambda: dict(FITTED))
 
     def failure(self, features) -> np.ndarray:
         """(N,) p_failure of each pose: non-negative weights on non-negative evidence, whatever the file or the
@@ -132,27 +146,48 @@ class ReportedQuality:
         """The reported quality of each pose from its crop's `quality` (N,): never above it."""
         return np.clip(np.asarray(quality, np.float64).reshape(-1), 0.0, 1.0) * (1.0 - self.failure(features))
 
+    def unmet(self, conditions: dict) -> list[str]:
+        """The conditions the map was fitted under that a run's `conditions` (FITTED's keys) do not meet, as
+        "name: run's value (fitted: value)"; empty where the map applies."""
+        return [f"{k}: {conditions.get(k)!r} (fitted: {v!r})" for k, v in self.conditions.items()
+                if conditions.get(k) != v]
+
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES), "score": self.score.to_dict(), "fitted_on": self.fitted_on}
+        return {"features": list(FEATURES), "score": self.score.to_dict(), "fitted_on": self.fitted_on,
+                "weights": self.weights, "conditions": dict(self.conditions)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReportedQuality":
         if list(d.get("features", [])) != list(FEATURES):
             raise ValueError(f"reported quality: features {d.get('features')} are not {list(FEATURES)}")
-        return cls(LogisticScore.from_dict(d["score"]), str(d.get("fitted_on", "")))
+        conditions = d.get("conditions", FITTED)
+        if not isinstance(conditions, dict):
+            raise ValueError(f"reported quality: conditions {conditions!r} are not a mapping")
+        return cls(LogisticScore.from_dict(d["score"]), str(d.get("fitted_on", "")), str(d.get("weights", "")),
+                   dict(conditions))
 
     @classmethod
-    def of_model(cls, meta: dict | None, source: str, sidecar=None) -> "ReportedQuality | None":
-        """The map a model carries in its meta (META_KEY: written by `posecal pack --reported-quality`), else the
-        one in `sidecar` (a shipped model's file beside it), else None; a damaged one is one line naming it."""
+    def of_model(cls, meta: dict | None, source: str, conditions: dict) -> "tuple[ReportedQuality | None, str]":
+        """(the map the model carries in its meta (META_KEY), or None where it carries none, where the map was
+        fitted for other weights than the model's network (meta[NETWORK_KEY]), or where the run's `conditions`
+        are not those it was fitted under; why not, in words, "" where it applies). A damaged map is one line
+        naming the model."""
         from posecal.errors import PosecalInputError
 
-        if meta and META_KEY in meta:
-            try:
-                return cls.from_dict(meta[META_KEY])
-            except (ValueError, KeyError, TypeError) as e:
-                raise PosecalInputError(f"{source}: stored reported-pose quality is unreadable ({e})") from None
-        return None if sidecar is None else cls.read(sidecar)
+        if not meta or META_KEY not in meta:
+            return None, "the model carries no reported-pose map"
+        try:
+            found = cls.from_dict(meta[META_KEY])
+        except (ValueError, KeyError, TypeError) as e:
+            raise PosecalInputError(f"{source}: stored reported-pose quality is unreadable ({e})") from None
+        network = meta.get(NETWORK_KEY)
+        if not found.weights or found.weights != network:
+            return None, (f"its reported-pose map was fitted for other weights ({found.weights or 'unnamed'}, the "
+                          f"network is {network or 'unknown'})")
+        unmet = found.unmet(conditions)
+        if unmet:
+            return None, "its reported-pose map was fitted on other runs (" + "; ".join(unmet) + ")"
+        return found, ""
 
     @classmethod
     def read(cls, path) -> "ReportedQuality":

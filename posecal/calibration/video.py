@@ -70,7 +70,8 @@ class VideoCalibration:
         if maps is None:
             return person
         kq, pq, radius = maps.mapped(person.keypoint_quality, person.pose_quality, person.keypoint_radius)
-        return dataclasses.replace(person, keypoint_quality=kq, pose_quality=pq, keypoint_radius=radius)
+        return dataclasses.replace(person, keypoint_quality=kq, pose_quality=pq, keypoint_radius=radius,
+                                   quality_from="video")
 
     def apply_record(self, record: dict) -> dict:
         """A result record of `posecal track` written without a video calibration (PersonPose.to_dict) with its
@@ -80,7 +81,7 @@ class VideoCalibration:
         if maps is None:
             return record
         kq, pq, radius = maps.mapped(record["keypoint_quality"], record["pose_quality"], record.get("keypoint_radius"))
-        return record | {"keypoint_quality": kq.tolist(), "pose_quality": pq} | (
+        return record | {"keypoint_quality": kq.tolist(), "pose_quality": pq, "quality_from": "video"} | (
             {} if radius is None else {"keypoint_radius": radius.tolist()})
 
     def to_dict(self) -> dict:

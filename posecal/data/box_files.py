@@ -124,6 +124,18 @@ class BoxFile:
         """Where each of `get(name)`'s boxes is in the file ('entry 3' or 'box 0'), for messages."""
         return lookup(self.labels, name) or []
 
+    def given_to(self, name: str, video: bool = False) -> str:
+        """Everything the file gives input `name` (its boxes, where they are in the file, and whether the file
+        names nobody at all), as JSON text: what its poses depend on besides the picture, so a resumed run poses
+        again an input whose boxes changed (the file edited, or its detections found through other annotation
+        ids) and keeps the others. A video's frames are named `NAME#INDEX`: every such entry counts."""
+        if video:
+            frames = (f"{name}#", f"{Path(name).name}#")
+            given = {k: [v, self.labels.get(k)] for k, v in self.by_name.items() if k.startswith(frames)}
+        else:
+            given = [lookup(self.by_name, name), self.labels_of(name)]
+        return json.dumps([given, self.nobody], sort_keys=True)
+
 
 def boxes_from_arraylike(value, where: str = "boxes") -> tuple[np.ndarray, np.ndarray | None] | None:
     """Python API boxes -> ((N, 4) float boxes, (N,) scores from a 5th column or None); None stays None

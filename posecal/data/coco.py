@@ -1,9 +1,11 @@
 """COCO-format keypoint data: persons with boxes (GT or detections), validated with clear errors."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -127,12 +129,31 @@ def _with_defaults(ann: dict) -> dict:
 
 
 def coco_image_ids(path) -> dict[str, int]:
-    """{file name: image id} of a COCO file's images (only they are read: `predict --annotations`)."""
+    """{name: image id} of a COCO file's images (only they are read: `predict --annotations`), by each name an
+    input of the image may have: its file_name, and its base name where no other image has that base name (a
+    file_name "val/1.jpg" whose image is posed as 1.jpg, as image_file finds it). The file_names come last, so
+    that the inverse {image id: name} names each image by its file_name."""
     data = read_json(path)
     if not isinstance(data, dict) or "images" not in data:
         raise PosecalInputError(f"{path}: not a COCO annotation file with an 'images' list")
-    return {img["file_name"]: img["id"] for _, img in checked_entries(path, data["images"], IMAGE, "images[{i}]",
-                                                                      "id", what="images")}
+    by_file = {img["file_name"]: img["id"] for _, img in checked_entries(path, data["images"], IMAGE, "images[{i}]",
+                                                                         "id", what="images")}
+    base_names = Counter(Path(name).name for name in by_file)
+    by_base = {Path(name).name: image_id for name, image_id in by_file.items()
+               if base_names[Path(name).name] == 1 and Path(name).name not in by_file}
+    return by_base | by_file
+
+
+def image_file(folder, file_name: str) -> str:
+    """Where a COCO file's image lies in its images folder: at the path its file_name gives, relative to the
+    folder, else under its base name in the folder (a file_name "val/1.jpg" whose images lie flat). The one rule
+    of every job that reads a COCO file's images, so that eval on labelled boxes and on a detector's find the same
+    files; where neither exists, the path file_name gives, which the reader then names as not found."""
+    given = os.path.join(folder, file_name)
+    if os.path.isfile(given):
+        return given
+    flat = os.path.join(folder, os.path.basename(file_name))
+    return flat if os.path.isfile(flat) else given
 
 
 def unknown_ids_message(path, unknown: list[tuple[int, object]], annotations) -> str:
@@ -166,6 +187,7 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
     src_k = len(keypoint_map) if keypoint_map is not None else num_keypoints
     data = read_coco(annotation_file, src_k)
     images = {img["id"]: img for img in data["images"]}
+    where = functools.cache(functools.partial(image_file, image_dir))   # each image looked for once
     records = []
     if boxes_file is None:
         outside, persons = [], 0
@@ -189,23 +211,24 @@ def load_coco_persons(annotation_file, image_dir, boxes_file=None, min_box_score
             if kept is None:
                 outside.append(f"annotations[{i}] (id {ann['id']}) {why}")
                 continue
-            records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box, kpts,
+            records.append(PersonRecord(where(img["file_name"]), int(img["id"]), box, kpts,
                                         float(ann["area"]), ann_id=int(ann["id"]), file_name=img["file_name"]))
         line = summary_line(str(annotation_file), persons, outside, [], noun="GT person boxes")
         if line:
             warnings.warn(line + " (no pose is made for them: eval counts them as missed)", stacklevel=2)
     else:
-        records = _detection_persons(boxes_file, annotation_file, images, image_dir, min_box_score, num_keypoints)
+        records = _detection_persons(boxes_file, annotation_file, images, where, min_box_score, num_keypoints)
     return records
 
 
-def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min_box_score: float,
+def _detection_persons(boxes_file, annotation_file, images: dict, where, min_box_score: float,
                        num_keypoints: int) -> list[PersonRecord]:
     """Persons of a COCO detection-results file. Person boxes that cannot hold a person (non-finite, under a
     pixel, outside their image) are skipped and boxes partly outside clipped (data/boxcheck.py), all said in one
     warning line naming the file and entries; detections of images the annotation file lacks, or a file without
     a single person detection, are refused in one line that names the file to fix (detections of unknown images
-    beside usable ones: one warning line, skipped). Each entry's fields are checked first (data/schema.py)."""
+    beside usable ones: one warning line, skipped). Each entry's fields are checked first (data/schema.py).
+    `where`: an image's file from its file_name (image_file in its images folder)."""
     dets = read_json(boxes_file)
     if isinstance(dets, list) and not dets:   # a detector that found nobody: every GT person missed, AP 0
         warnings.warn(f"{boxes_file}: no detections (an empty list): nobody to estimate, so every GT person "
@@ -226,7 +249,7 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
         label = f"entry {i} (image_id {det['image_id']})"
         width, height = img.get("width"), img.get("height")
         if width is None or height is None:   # not in the file: the image file says (a box far outside
-            width, height = sizes.setdefault(img["id"], stored_size(os.path.join(image_dir, img["file_name"]))) \
+            width, height = sizes.setdefault(img["id"], stored_size(where(img["file_name"]))) \
                 or (None, None)               # it would otherwise be posed on padding, without a word)
         box, why = box_verdict(np.asarray(det["bbox"], np.float64), width, height)
         if box is None:
@@ -236,7 +259,7 @@ def _detection_persons(boxes_file, annotation_file, images: dict, image_dir, min
             continue
         if why == "clipped":
             clipped.append(label)
-        records.append(PersonRecord(os.path.join(image_dir, img["file_name"]), int(img["id"]), box,
+        records.append(PersonRecord(where(img["file_name"]), int(img["id"]), box,
                                     np.zeros((num_keypoints, 3)), float(box[2] * box[3]),
                                     score=float(det.get("score", 1.0)), file_name=img["file_name"]))
     if unknown:   # detections made on another annotation file: refused when none is usable, else said once

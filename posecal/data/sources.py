@@ -74,6 +74,39 @@ def collect(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[Problem]]:
     return files, problems
 
 
+def distinct_names(files: list[tuple], log) -> list[tuple]:
+    """`files` ((source, name) each, in input order) with inputs that share a name but are different files (two
+    folders' clip.mp4) named by as many of their folders as tell them apart (a/clip.mp4, b/clip.mp4), said in one
+    line per name: their records, and the overlays named after them, would otherwise be one another's. The same
+    file given twice, and a source that is not a file (a live stream), keep their names. Boxes and annotation
+    files still find a renamed input by its base name (lookup)."""
+    paths: dict[str, list[str]] = {}
+    for source, name in files:
+        if isinstance(source, Path) and os.path.abspath(source) not in paths.setdefault(name, []):
+            paths[name].append(os.path.abspath(source))
+    renamed: dict[tuple[str, str], str] = {}
+    for name, shared in paths.items():
+        if len(shared) < 2:
+            continue
+        apart = _told_apart(name, shared, set(paths) - {name})
+        renamed |= {(name, path): new for path, new in zip(shared, apart)}
+        log(f"{len(shared)} inputs are named {name}: told apart by their folders as {', '.join(apart)}")
+    return [(source, renamed.get((name, os.path.abspath(source)), name) if isinstance(source, Path) else name)
+            for source, name in files]
+
+
+def _told_apart(name: str, paths: list[str], taken: set[str]) -> list[str]:
+    """The names of the different files `paths` that share `name`: `name` with the fewest of their folders in front
+    that makes them differ from one another and from the other inputs' names (`taken`)."""
+    depth = len(Path(name).parts)
+    tails = [Path(p).relative_to(Path(p).anchor).parts for p in paths]
+    for more in range(1, max(len(t) for t in tails) - depth + 1):
+        names = ["/".join(t[-(depth + more):]) for t in tails]
+        if len(set(names)) == len(names) and not set(names) & taken:
+            return names
+    return ["/".join(t) for t in tails]
+
+
 def _folder_files(folder: Path) -> tuple[list[Path], list[Problem]]:
     """Image and video files under `folder` (recursive, sorted), and one Problem per folder that cannot be
     listed: "permission denied", not a silent "no images" (Path.rglob skips such folders without a word)."""

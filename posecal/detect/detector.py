@@ -3,10 +3,13 @@
 (posecal/detect/yolox.py); and when a pose found in a whole image counts as somebody."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from posecal.detect.nanodet import NanoDetPersonDetector
 from posecal.detect.ssd import SsdPersonDetector
 from posecal.detect.union import UnionPersonDetector
 from posecal.detect.yolox import YoloxPersonDetector
+from posecal.errors import PosecalInputError
 
 # The detectors posecal ships, by the name a user gives (--detector NAME, Predictor(detector=NAME)); "default" is
 # the SSD; "ssd+nanodet" runs both and merges their boxes. Anything else but "none" is a YOLOX-style ONNX file.
@@ -28,4 +31,7 @@ def load_detector(spec: str | None, score_threshold: float | None = None, thread
                                                        {"score_threshold": score_threshold})
     if name in SHIPPED_DETECTORS:
         return SHIPPED_DETECTORS[name](**kwargs)
+    if not Path(spec).is_file():   # a mistyped name is told from a missing file only by naming both
+        raise PosecalInputError(f"{spec}: neither a detector posecal ships ({', '.join([*SHIPPED_DETECTORS, 'none'])})"
+                                f" nor a detector model file found")
     return YoloxPersonDetector(spec, **kwargs)

@@ -29,12 +29,12 @@ from posecal.calibration.conformal import ConformalRadii, fit_radii, person_scal
 from posecal.evaluation.evidence import EVIDENCE_INPUTS, Evidence, PosecalEvidence
 from posecal.calibration.maps import IsotonicMap, LogisticScore, fit_isotonic, fit_logistic
 from posecal.calibration.quality import truth_of
-from posecal.data.coco import coco_image_ids, read_coco, read_json
+from posecal.data.coco import coco_image_ids, image_file, read_coco, read_json
 from posecal.errors import PosecalInputError
 from posecal.io import check_output_file, write_json_atomic
 from posecal.metrics.coco_ap import load_coco_gt
 from posecal.evaluation.results import ResultSet, gt_persons, load_results, match, result_boxes
-from posecal.inference.scoring import present_and_right, visibility_classes
+from posecal.inference.scoring import keypoint_there, present_and_right, visibility_classes
 from posecal.skeleton import COCO_KEYPOINTS
 
 FORMAT = "posecal-results-calibrator/1"
@@ -128,14 +128,16 @@ class ResultsCalibrator:
         occluded = self.occluded_share if evidence is None else occluded_fraction(evidence)
         probs = np.stack([1 - p_lab, p_lab * occluded, p_lab * (1 - occluded)], -1)
         return {"keypoint_quality": kq, "pose_quality": self.pose_map(pose_in),
-                "visibility": np.where(p_lab >= 0.5, 2, 0) if evidence is None else visibility_classes(probs),
+                # the one rule `c` follows too (scoring.keypoint_there)
+                "visibility": np.where(keypoint_there(probs, kq), 2, 0) if evidence is None else
+                visibility_classes(probs, keypoint_quality=kq),
                 "visibility_probs": probs,
                 "keypoint_radius": self.radii(kq, result_boxes(res))}
 
     def apply(self, res: ResultSet, evidence: Evidence | None = None) -> list[dict]:
         """The entries with the trust fields added, score = pose_quality, and each keypoint's c (the number COCO
         tools read) the calibrated one posecal writes for its own poses (scoring.present_and_right: keypoint
-        quality x p(labelled)); the estimator's own scores kept as `raw_keypoint_scores`, everything else kept."""
+        quality where the keypoint is there, by the rule `visibility` follows, else 0); the estimator's own scores kept as `raw_keypoint_scores`, everything else kept."""
         o = self.outputs(res, evidence)
         r4 = lambda a: np.round(a, 4).tolist()  # noqa: E731
         c = present_and_right(o["keypoint_quality"], o["visibility_probs"])
@@ -268,7 +270,7 @@ def result_image_paths(res: ResultSet, results, images, id_to_file: dict | None 
             how = (f"image_id {int(res.image_id[i])} is not among the images of --annotations" if id_to_file
                    else "give --annotations (the COCO file of its images) to find it by its image_id")
             raise PosecalInputError(f"{results}: entry {i}: no 'file_name' to find its image in {images}; {how}")
-        path = Path(images) / name
+        path = Path(image_file(images, name))
         if not path.is_file():
             raise PosecalInputError(f"{path}: file not found (image of entry {i} of {results})")
         paths.append(str(path))

@@ -22,6 +22,8 @@ class Pictures:
     image_paths: list | None = None                       # aligned with people; None where the image is unknown
     gt: np.ndarray | None = None                          # (N, K, 3) ground truth aligned with people
     gt_oks: np.ndarray | None = None                      # (N,)
+    one_to_one: bool = False                              # the pose plot and galleries are of poses scored one
+                                                          # to one (eval --detector): the report leads with them
 
 
 @dataclass

@@ -5,10 +5,13 @@ The weights rounded to fp16 (unless fp32), and, with `calibrate_on` and `images`
 conditions users meet made from it (`conditions`: as it is, without the flip test, cut by the frame, with
 detector-like boxes; evaluation/conditions.py). The maps are fitted on the fp16 weights that ship, so that they
 match what users run. With `reported_quality`, the reported-pose map fitted for this model
-(tools/fit_reported_quality.py) is carried in the file, so the model rates the poses it reports wherever it goes.
+(tools/fit_reported_quality.py) is carried in the file, keyed by the digest of the weights it ships (a map fitted
+for other weights is refused), so the model rates the poses it reports wherever it goes, by name, by path or
+exported (calibration/reported.py).
 """
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass
 
@@ -43,25 +46,33 @@ def check_pack(cfg: PackConfig) -> None:
 
 def run_pack(cfg: PackConfig, log=print) -> str:
     """Write cfg.out; returns its path. `log` gets the calibration's figures (cross-fitted, before -> after)."""
-    from posecal.models.checkpoint import load_model, save_model
+    from posecal.models.checkpoint import load_model, network_digest, save_model
 
     check_pack(cfg)
     model, model_cfg, meta = load_model(cfg.model)
     meta = meta | {"packed_from": str(cfg.model)}
     if cfg.reported_quality:   # read (and refused in one line) before any calibration work
-        meta[REPORTED_META_KEY] = _reported_map(cfg.reported_quality)
+        shipped = model if cfg.fp32 else copy.deepcopy(model).half().float()   # the weights the file will hold
+        meta[REPORTED_META_KEY] = carried_reported_map(cfg.reported_quality, network_digest(shipped))
     if cfg.calibrate_on:
         meta["calibration"] = _calibration(cfg, model if cfg.fp32 else model.half().float(), model_cfg, log)
     save_model(model, model_cfg, cfg.out, meta=meta, half=not cfg.fp32, share_shipped=True)
     return str(cfg.out)
 
 
-def _reported_map(path: str) -> dict:
-    """A reported-pose map file as the model's meta carries it; an unreadable one is one line."""
+def carried_reported_map(path: str, network: str) -> dict:
+    """A reported-pose map file as the model's meta carries it, keyed by `network` (the digest of the weights the
+    packed file holds): a map that names other weights, or an unreadable one, is one line. A map that names none
+    (fitted without --model) is taken as fitted for these weights: packing it says so."""
     try:
-        return ReportedQuality.read(path).to_dict()
+        found = ReportedQuality.read(path)
     except ValueError as e:
         raise PosecalInputError(str(e)) from None
+    if found.weights and found.weights != network:
+        raise PosecalInputError(f"{path}: fitted for other weights (network {found.weights}) than the model packed "
+                                f"(network {network}); fit it on this model's poses")
+    found.weights = network
+    return found.to_dict()
 
 
 def _calibration(cfg: PackConfig, model, model_cfg, log) -> dict:

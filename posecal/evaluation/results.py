@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from posecal.data.coco import read_coco, read_json
+from posecal.data.coco import image_file, read_coco, read_json
 from posecal.data.schema import Field, checked_entries, strict_reading
 from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation, Pictures
-from posecal.evaluation.one_to_one import one_to_one
+from posecal.evaluation.one_to_one import one_to_one, pose_outcomes
 from posecal.metrics.calibration import ece, ece_floor, pearson, spearman
 from posecal.metrics.coco_ap import coco_keypoint_ap, load_coco_gt
 from posecal.metrics.oks import opks
+from posecal.metrics.reported import MATCHED
 from posecal.metrics.risk_coverage import risk_coverage
 from posecal.metrics.visibility import binary_report, classification_report
 from posecal.skeleton import COCO_KEYPOINTS, NUM_KEYPOINTS
@@ -342,8 +342,6 @@ def results_pictures(res: ResultSet, metrics: dict, gt, images=None, pictures: P
     `_pairs`). Given `pictures` (a model evaluation's, whose plots come from the model's own outputs), only the
     risk-coverage and the galleries are added; else the results file's own reliability and pose-score plots too.
     With the images folder, the galleries show the people."""
-    from posecal.inference.predictor import PersonPose
-
     pairs = metrics.get("_pairs")
     own = pictures is None
     pictures = Pictures() if own else pictures
@@ -351,16 +349,41 @@ def results_pictures(res: ResultSet, metrics: dict, gt, images=None, pictures: P
     if pairs is None:
         return pictures
     idx, lab = pairs["index"], pairs["gt"][..., 2] > 0
-    kq = res.keypoint_quality if res.keypoint_quality is not None else res.confidence
-    pq = res.pose_quality if res.pose_quality is not None else res.score
     if own:
         pictures.reliability = {"confidence": res.confidence[idx][lab]} | (
             {"keypoint quality": res.keypoint_quality[idx][lab]} if res.keypoint_quality is not None else {})
         pictures.reliability_truth = pairs["ks"][lab]
-        pose_scores = {"score": res.score} | ({"pose_quality": res.pose_quality} if res.pose_quality is not None
-                                              else {})
-        pictures.pose_scores = {n: s[idx] for n, s in pose_scores.items()}
+        pictures.pose_scores = {n: s[idx] for n, s in pose_score_columns(res).items()}
         pictures.pose_truth = pairs["gt_oks"]
+    return gallery_people(pictures, res, idx, pairs["gt"], pairs["gt_oks"], gt, images)
+
+
+def reported_pictures(res: ResultSet, gt, pictures: Pictures, images=None) -> Pictures:
+    """The pose figures of poses a detector's boxes gave (`eval --detector`), as metrics.json's one_to_one figures
+    judge them: the pose-quality plot over the poses scored one to one against their picture's labelled people
+    (a duplicate scored 0), the galleries over the matched ones. A pose on nobody labelled (a person the file did
+    not label) is neither: paired with a labelled person by OKS alone, it would show as over-confident. The
+    keypoint plots stay those of `pictures` (results_pictures')."""
+    outcomes = pose_outcomes(res.entries, res.pose_quality, gt.dataset) if res.pose_quality is not None else None
+    if outcomes is None:
+        return pictures
+    pictures.one_to_one = True
+    scored = outcomes.scored
+    pictures.pose_scores, pictures.pose_truth = {"pose_quality": res.pose_quality[scored]}, outcomes.target[scored]
+    matched = np.array([i for i in outcomes.order if outcomes.kind[i] == MATCHED], int)
+    truth = np.array([np.asarray(outcomes.person[i]["keypoints"], np.float64).reshape(-1, 3) for i in matched])
+    return gallery_people(pictures, res, matched, truth.reshape(len(matched), res.keypoints.shape[1], 3),
+                          outcomes.target[matched], gt, images)
+
+
+def gallery_people(pictures: Pictures, res: ResultSet, idx: np.ndarray, truth: np.ndarray, truth_oks: np.ndarray,
+                   gt, images=None) -> Pictures:
+    """The galleries' people: results `idx` as PersonPose, beside their truth (M, K, 3) and OKS (M,), each with
+    its image's file in `images` (image_file; None without the folder or the image's file_name)."""
+    from posecal.inference.predictor import PersonPose
+
+    kq = res.keypoint_quality if res.keypoint_quality is not None else res.confidence
+    pq = res.pose_quality if res.pose_quality is not None else res.score
     boxes = result_boxes(res)
     vis = res.visibility if res.visibility is not None else (
         res.visibility_probs.argmax(-1) if res.visibility_probs is not None else None)
@@ -369,19 +392,21 @@ def results_pictures(res: ResultSet, metrics: dict, gt, images=None, pictures: P
                                   keypoint_radius=None if res.keypoint_radius is None else res.keypoint_radius[i])
                        for i in idx]
     files = {int(im["id"]): im.get("file_name") for im in gt.dataset.get("images", [])}
-    pictures.image_paths = [str(Path(images) / files[int(res.image_id[i])])
+    pictures.image_paths = [image_file(images, files[int(res.image_id[i])])
                             if images and files.get(int(res.image_id[i])) else None for i in idx]
-    pictures.gt, pictures.gt_oks = pairs["gt"], pairs["gt_oks"]
+    pictures.gt, pictures.gt_oks = truth, truth_oks
     return pictures
 
 
 def evaluate_results(results, annotations, out, images=None, skip_invalid: bool = False,
-                     about: dict | None = None) -> Evaluation:
+                     about: dict | None = None, reported: bool = False) -> Evaluation:
     """The `posecal eval --results` job: metrics.json in `out`; the returned Evaluation carries what the plots
     and report.html are drawn from (posecal.viz.report.draw_evaluation), with galleries when the images folder
     is given. Malformed entries in either file refuse the job (the metrics would be on a subset), or with
     skip_invalid are left out and listed in metrics.json (data/schema.py: Skips). `about`: what made the results
-    (model, detector, precision), written into metrics.json beside the figures."""
+    (model, detector, precision), written into metrics.json beside the figures. `reported`: the results are the
+    poses a detector's boxes gave (`eval --detector`), whose pose figures are the one-to-one ones
+    (reported_pictures)."""
     from posecal.io import write_json_atomic
     from posecal.io import check_output_dir
 
@@ -394,6 +419,8 @@ def evaluate_results(results, annotations, out, images=None, skip_invalid: bool 
     m["invalid_entries"] = skips.summary()
     m |= about or {}
     pictures = results_pictures(res, m, gt, images)
+    if reported:
+        pictures = reported_pictures(res, gt, pictures, images)
     m.pop("_pairs", None)
     write_json_atomic(m, out_dir / "metrics.json")
     return Evaluation(m, out_dir, pictures)

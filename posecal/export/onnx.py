@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from posecal.errors import require
-from posecal.export.session import (CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, REPORTED_KEY, STAGE_KEY, STAGES,
-                                    TRUST_GRAPH_INPUTS, TRUST_GRAPH_OUTPUTS, OnnxEstimator)
+from posecal.export.session import (CALIBRATION_KEY, CONFIG_KEY, FLIP_KEY, NETWORK_GRAPH_KEY, REPORTED_KEY,
+                                    STAGE_KEY, STAGES, TRUST_GRAPH_INPUTS, TRUST_GRAPH_OUTPUTS, OnnxEstimator)
 from posecal.io import check_output_file, write_bytes_atomic
+from posecal.models.checkpoint import network_digest
 from posecal.models.config import ModelConfig, model_config_to_dict
 from posecal.models.estimator import (TopDownEstimator, can_stage, look_outputs, output_names, refine_outputs,
                                       runtime_outputs)
@@ -98,7 +99,8 @@ def onnx_bytes(model: TopDownEstimator, cfg: ModelConfig, flip_test: bool = True
         if keep_batchnorm:
             _optimize_keeping_batchnorm(program)
     proto = program.model_proto
-    meta = [(CONFIG_KEY, json.dumps(model_config_to_dict(cfg))), (FLIP_KEY, json.dumps(flip_test))]
+    meta = [(CONFIG_KEY, json.dumps(model_config_to_dict(cfg))), (FLIP_KEY, json.dumps(flip_test)),
+            (NETWORK_GRAPH_KEY, network_digest(model))]   # what its reported-pose map is keyed by
     if stage is not None:
         meta.append((STAGE_KEY, stage))
     if calibration is not None:

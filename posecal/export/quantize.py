@@ -8,6 +8,7 @@ The posecal metadata (model config, flip setting) is copied over, so the result 
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -15,6 +16,7 @@ import tempfile
 import numpy as np
 
 from posecal.errors import PosecalInputError, require
+from posecal.export.session import INT8_KEY
 
 
 def quantize_int8(model_bytes: bytes, calibration, nodes: list[str] | None = None) -> bytes:
@@ -57,6 +59,10 @@ def quantize_int8(model_bytes: bytes, calibration, nodes: list[str] | None = Non
         out = onnx.load(int8)
     del out.metadata_props[:]
     out.metadata_props.extend(src.metadata_props)
+    if not any(entry.key == INT8_KEY for entry in out.metadata_props):   # what it runs with, said in the graph
+        entry = out.metadata_props.add()
+        entry.key, entry.value = INT8_KEY, json.dumps({"format": "QDQ", "per_channel": True,
+                                                       "activations": "uint8 MinMax", "weights": "int8"})
     return out.SerializeToString()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.calibration.reported import NETWORK_KEY
 from posecal.devices import check_session, providers, session_options
 from posecal.errors import PosecalInputError
 from posecal.models.config import model_config_from_dict
@@ -25,6 +26,7 @@ FLIP_KEY = "posecal_flip_test"
 CALIBRATION_KEY = "posecal_calibration"   # the model file's meta["calibration"], as JSON
 REPORTED_KEY = "posecal_reported_quality"  # the model file's meta["reported_quality"] (calibration/reported.py)
 VERSION_KEY = "posecal_model_version"     # a shipped model's version: its name and its .pt's SHA-256, 12 hex digits
+NETWORK_GRAPH_KEY = "posecal_network"     # the network's weights digest (models/checkpoint.py network_digest)
 SOURCE_KEY = "posecal_source_sha256"      # SHA-256 of the model file (.pt) the graph was made from
 STAGE_KEY = "posecal_stage"               # a staged crop's graph: "look" or "refine" (models/estimator.py)
 STAGES = ("look", "refine")
@@ -34,6 +36,23 @@ TRUST_GRAPH_INPUTS = ("crops", "keypoints")
 TRUST_GRAPH_OUTPUTS = ("pose_quality", "keypoint_quality", "visibility_probs")
 # outputs of graphs from before MoveNet's decode moved into the graph: read by no version since
 OLD_MOVENET_OUTPUT = "movenet_center"
+
+
+def exported_precision(path) -> str:
+    """"int8" for a posecal graph quantised to int8 (its INT8_KEY metadata), else "float": what an exported .onnx
+    runs with on any CPU, read from its metadata without building the graph (one line for a file that is not
+    there or not ONNX)."""
+    import onnxruntime as ort
+
+    if not Path(path).is_file():
+        raise PosecalInputError(f"{path}: model file not found")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for unreadable files
+        raise PosecalInputError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:120]})") from None
+    return "int8" if INT8_KEY in session.get_modelmeta().custom_metadata_map else "float"
 
 
 class OnnxEstimator:
@@ -58,6 +77,8 @@ class OnnxEstimator:
                          if key in custom}
             if VERSION_KEY in custom:
                 self.meta["model_version"] = custom[VERSION_KEY]
+            if NETWORK_GRAPH_KEY in custom:   # what its reported-pose map is keyed by
+                self.meta[NETWORK_KEY] = custom[NETWORK_GRAPH_KEY]
             self.int8 = INT8_KEY in custom
             self.stage = custom.get(STAGE_KEY)
         except KeyError:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.calibration.reported import META_KEY as REPORTED_META_KEY
 from posecal.errors import require
 from posecal.export.onnx import onnx_bytes, trust_onnx_proto
 from posecal.export.session import SOURCE_KEY, STAGES, VERSION_KEY
@@ -35,12 +36,13 @@ def build_shipped_graphs(name: str, weights_dir: Path | None = None) -> dict:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     model, cfg, meta = load_model(path)
     version = meta.get("model_version") or f"{name}-{digest[:12]}"
-    graphs = {flip: onnx.load_from_string(onnx_bytes(model, cfg, flip, meta.get("calibration"), keep_batchnorm=True))
+    maps = {"calibration": meta.get("calibration"), "reported": meta.get(REPORTED_META_KEY)}   # carried in each graph
+    graphs = {flip: onnx.load_from_string(onnx_bytes(model, cfg, flip, keep_batchnorm=True, **maps))
               for flip in (True, False)}
     # the flip test as a look and its refinement, same weights
     stages = STAGES if stages_crops(cfg) else ()
-    graphs |= {stage: onnx.load_from_string(onnx_bytes(model, cfg, True, meta.get("calibration"), keep_batchnorm=True,
-                                                       stage=stage)) for stage in stages}
+    graphs |= {stage: onnx.load_from_string(onnx_bytes(model, cfg, True, keep_batchnorm=True, stage=stage, **maps))
+               for stage in stages}
     data_path = graph_weights(name) if weights_dir is None else Path(weights_dir) / graph_weights(name).name
     blob, offsets = bytearray(), {}
     for proto in graphs.values():

@@ -1,8 +1,9 @@
 """posecal's one estimator: person boxes in pictures -> calibrated people.
 
-Every path that turns boxes into poses calls it: the Python API and `predict`/`track`/live through the
-pipeline (posecal/inference/pipeline.py), and `eval`, `audit`, `pack`, calibration, trust sampling and training
-through `estimate_records` (persons given as records: a file and a box). So the keypoints, qualities,
+Every path that turns boxes into poses calls it: the Python API, `predict`/`track`/live, `eval` and `audit`
+through the pipeline (posecal/inference/pipeline.py; eval's and audit's labelled boxes as boxes given:
+inference/record_posing.py), and `pack`, calibration, trust sampling and training through `estimate_records`
+(persons given as records: a file and a box). So the keypoints, qualities,
 visibility, radius and `in_frame` that `eval` judges are the ones `predict` gives a user, computed by the same
 code: crop (person_crop_matrix), network (flip-merged), the model's own decode, the optional orientation search,
 the stored calibration, then p(in frame) and p(person) where the model's calibration holds them.
@@ -61,6 +62,10 @@ class PersonPose:
     # the pose quality its crop alone gives, where pose_quality was rated among the picture's other poses
     # (posecal/calibration/reported.py: a detected or carried box); None where the two are one
     crop_quality: float | None = None
+    # what pose_quality is: "crop" (its crop's, the trust model's calibrated quality), "picture" (rated among the
+    # picture's poses by the model's reported-pose map, where the run is one it was fitted on), "video" (mapped by
+    # the model's video calibration, tracking/pose_tracker.py)
+    quality_from: str = "crop"
     # a staged crop's look (Estimator.look): what its refinement reads, until Estimator.refine replaces the look
     # with the refined pose; None for a final pose
     look: object = field(default=None, repr=False, compare=False)
@@ -90,15 +95,16 @@ class PersonPose:
 
     def to_dict(self, score_mode: str | None = None) -> dict:
         """The person as plain JSON types, in the fields of `posecal predict`'s results (COCO's `keypoints` as
-        x, y, c triples, c = scoring.present_and_right: keypoint quality x p(the keypoint is there); `score` by
+        x, y, c triples, c = scoring.present_and_right: the keypoint quality where the keypoint is there, else 0; `score` by
         `score_mode`, default the pose quality)."""
         r = lambda a: np.round(np.asarray(a, float), 4).tolist()  # noqa: E731 - keeps the JSON small
-        c = present_and_right(self.keypoint_quality, self.visibility_probs)
+        c = present_and_right(self.keypoint_quality, self.visibility_probs, self.in_frame)
         kp = np.concatenate([self.keypoints, c[:, None]], 1)
         score = self.pose_quality if score_mode is None else self.scores[score_mode]
         out = {"keypoints": r(kp.reshape(-1)), "score": round(float(score), 4), "bbox": r(self.box),
                "box_score": round(float(self.box_score), 4), "pose_quality": round(float(self.pose_quality), 4),
-               "keypoint_quality": r(self.keypoint_quality), "pose_source": self.pose_source}
+               "keypoint_quality": r(self.keypoint_quality), "pose_source": self.pose_source,
+               "quality_from": self.quality_from}
         if self.visibility is not None:
             out["visibility"] = [int(v) for v in self.visibility]
             out["visibility_probs"] = r(self.visibility_probs)
@@ -258,9 +264,9 @@ class Estimator:
             scores = {k: float(v) for k, v in pose_scores_of(hs).items()}
             return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
         probs = res["visibility_probs"][j]
-        scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs).items()}
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
         in_frame = res["in_frame"][j] if "in_frame" in res else None
+        scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs, in_frame).items()}
         return PersonPose(box, xy, res["opks"][j], hs, scores["oks"],
                           visibility_classes(probs, occluded_over_visible, res["opks"][j], in_frame),
                           probs, box_score, scores, radius, in_frame=in_frame)

@@ -13,9 +13,10 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass
 
+from posecal.calibration.reported import NETWORK_KEY
 from posecal.devices import BACKENDS, check_device, choose_precision
 from posecal.errors import PosecalInputError
-from posecal.export.session import OnnxEstimator, StagedOnnx, open_onnx_model
+from posecal.export.session import OnnxEstimator, StagedOnnx, exported_precision, open_onnx_model
 from posecal.models.config import require_coco_keypoints, stages_crops
 from posecal.models.shipped import (FLOAT_SUFFIX, SHIPPED_MODELS, graph_model, installed_models, int8_graph,
                                     is_installed, missing_model_message, model_file, packaged_graph, shipped_name,
@@ -65,17 +66,22 @@ def check_backend(backend: str | None, device: str = "cpu") -> str:
 
 def decide_precision(model, requested: str = "auto", backend: str | None = None, device: str = "cpu",
                      flip: bool | None = None) -> tuple[str, str | None]:
-    """(the precision every process of a run opens `model` with, "int8" or "float"; the line the run says first,
-    None where no shipped graph runs): decided once, by whoever starts the run, from that machine's CPU
-    (devices.choose_precision). Why once: `auto` resolved in each Ray worker would let a cluster of VNNI and AVX2
-    nodes write one results file from int8 and float graphs; with the decision passed on, an AVX2 node runs the
-    int8 graphs widened, which computes the very integers a VNNI CPU does. An unknown value is one line."""
+    """(the precision every process of a run opens `model` with, "int8" or "float": what runs, not what was asked;
+    the line the run says first, None where no shipped graph runs): decided once, by whoever starts the run, from
+    that machine's CPU (devices.choose_precision). Why once: `auto` resolved in each Ray worker would let a cluster
+    of VNNI and AVX2 nodes write one results file from int8 and float graphs; with the decision passed on, an AVX2
+    node runs the int8 graphs widened, which computes the very integers a VNNI CPU does. Why what runs: a model
+    file (.pt) runs float and an exported .onnx as it was exported on every CPU, so their results (and a resume's
+    fingerprint) must not say int8 because this CPU would have picked a shipped model's int8 graphs. An unknown
+    value is one line."""
     precision, why = choose_precision(requested, device)
     backend = check_backend(backend, device)
+    if is_onnx_file(model):
+        return exported_precision(model), None
     graph = packaged_graph(model, flip is not False, device, precision) if backend == "onnx" else None
     name = shipped_name(model)
     ran = "int8" if name is not None and graph == int8_graph(graph_model(name), flip is not False) else "float"
-    return precision, precision_line(model, why, backend, device, ran)
+    return ran, precision_line(model, why, backend, device, ran)
 
 
 def precision_decided(cfg) -> tuple[object, str | None]:
@@ -154,6 +160,9 @@ def _open_torch_file(model, backend: str, flip: bool | None, threads: int | None
             runner = cached_onnx(model, flip, threads, device)
         return OpenedModel(runner, runner.config, runner.meta, flip, "onnx", "cpu")
     runner, config, meta = load_model(model, device=device)
+    from posecal.models.checkpoint import network_digest
+
+    meta = meta | {NETWORK_KEY: network_digest(runner)}   # what its reported-pose map is keyed by, as a graph says
     return OpenedModel(runner, config, meta, True if flip is None else flip, "torch", device)
 
 

@@ -48,7 +48,7 @@ import numpy as np
 
 # NMS_MODES (the values of PersonPolicy.nms) is defined beside pose_nms; jobs and the CLI take it from here,
 # the pipeline's policy, not from the detector's package
-from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms
+from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms  # noqa: F401 - NMS_MODES re-exported
 from posecal.detect.verifier import remapped
 from posecal.metrics.boxes import box_iou, inside_share, inside_shares
 
@@ -121,6 +121,8 @@ class PersonPolicy:
     birth_visible: int = 3               # without a verifier: keypoints called visible a new track needs
     birth_overlap: float = 0.6           # no track is born from a box lying more than this share inside a box a
                                          # track holds this frame (a second pose of that person; 1: off)
+    pictures: str = "still"              # the pictures the preset is for ("still", "video"): a map fitted on one
+                                         # kind (calibration/reported.py FITTED) is applied to that kind only
     group_inside: float | None = None    # a box holding two other people, each with at least this share of their
                                          # box inside it, is a box of two people (_without_groups; None: off).
                                          # On in VIDEO, off in STILL (one of two rules where a frame as a still
@@ -377,4 +379,5 @@ STILL = PersonPolicy(sure_person=0.8, duplicate_margin=0.1)
 # both (group_inside 0.6: on vtest's real first seconds it ends the third box over two walkers, which 0.7 leaves; on
 # the eight kinds of tracking world it changed only vtest_crowd: false positives 108 -> 102, MOTA 0.576 -> 0.584, IDF1
 # 0.638 -> 0.628, bench/results/track_worlds_group_inside.json)
-VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=0.8, birth_person=0.3, group_inside=0.6)
+VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=0.8, birth_person=0.3, group_inside=0.6,
+                     pictures="video")

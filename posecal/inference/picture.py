@@ -139,9 +139,12 @@ class Picture:
     @property
     def id_confidence(self) -> np.ndarray | None:
         """(N,) each tracked person's identity trust: the calibrated probability that they are the same person as
-        their track's previous pose (NaN for a pose that starts its track); None for a picture that was not
-        tracked, or tracked without the fitted map (posecal/tracking/identity.py)."""
-        return self._stack_optional("id_confidence", ()) if self.tracked else None
+        their track's previous pose, NaN where there is none (a pose that starts its track, so every pose of a
+        first frame; every pose where the fitted map is not there: posecal/tracking/identity.py), as a tracked
+        record's `id_confidence` is null; None for a picture that was not tracked."""
+        if not self.tracked:
+            return None
+        return self._stack(lambda p: np.nan if p.id_confidence is None else p.id_confidence, ())
 
     def _stack(self, field, shape: tuple, dtype=float) -> np.ndarray:
         if not self.people:

@@ -147,7 +147,7 @@ class PosePipeline:
         quality = self.reported(features, crop)
         for p, c, q in zip(people, crop, quality):
             if self.is_found(p):
-                p.crop_quality, p.pose_quality = float(c), float(q)
+                p.crop_quality, p.pose_quality, p.quality_from = float(c), float(q), "picture"
                 if "oks" in p.scores:          # the results' score in its default mode is the pose quality
                     p.scores["oks"] = float(q)
         return people

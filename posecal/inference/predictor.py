@@ -24,7 +24,6 @@ from posecal.inference.orientation import check_orientations
 from posecal.inference.picture import Picture
 from posecal.inference.person_policy import STILL, PersonPolicy
 from posecal.inference.pipeline import GIVEN, PosePipeline, detection_setup
-from posecal.models.shipped import reported_quality_file
 from posecal.parallel import default_threads
 from posecal.validation import POSITIVE, PROBABILITY, THREADS, check_number, describe as describe_value
 
@@ -132,14 +131,13 @@ class Predictor:
                 from posecal.detect.turned import TurnedLook
 
                 self.detector = TurnedLook(self.detector)
-        # the reported-pose map (the model's own, else a shipped model's file) where it was fitted: a detector's
-        # boxes posed with the flip test (not `track`'s)
-        reported = ReportedQuality.of_model(self.meta, self.model_name, reported_quality_file(model_path)) \
-            if calibrated and self.detector is not None and self.estimator.flip else None
+        # the reported-pose map the model carries, where this run meets what it was fitted on (reported.FITTED)
+        self.reported, self.unrated = ReportedQuality.of_model(self.meta, self.model_name, self.conditions(
+            detector, verifier, orientations, second_look, policy)) if calibrated else (None, "calibrated=False")
         # a staged estimator poses looks and refines the people the policy keeps (one pose pass per candidate)
         staged = self.estimator.staged
         self.pipeline = PosePipeline(self.estimator.look if staged else self.estimate, self.detector, policy,
-                                     self.verifier, reported, self.estimator.refine if staged else None)
+                                     self.verifier, self.reported, self.estimator.refine if staged else None)
 
     def __repr__(self) -> str:
         """One line: the model, where and how it runs, and who finds the people (the default repr printed an
@@ -148,6 +146,23 @@ class Predictor:
         return (f"Predictor(model={self.model_name!r}, {self.precision} on {self.device}, "
                 f"flip={self.estimator.flip}, detector={detector}, verifier={'on' if self.verifier else 'off'}, "
                 f"threads={self.threads})")
+
+    def conditions(self, detector, verifier, orientations, second_look: bool, policy: PersonPolicy) -> dict:
+        """This run as the reported-pose map's conditions (calibration/reported.py FITTED): the pictures its policy
+        is for, the flip test, which detector and verifier (the shipped ones by name), the orientations searched
+        and the second look."""
+        from posecal.detect.ssd import SHIPPED_DETECTOR
+        from posecal.detect.verifier import SHIPPED_VERIFIER
+
+        def named(spec, name: str, shipped) -> str:   # the shipped one by its name, however it was given
+            text = str(spec)
+            same = os.path.isfile(text) and os.path.samefile(text, shipped) if os.path.isfile(shipped) else False
+            return name if text.lower() in ("default", name) or same else text
+
+        return {"pictures": policy.pictures, "flip": bool(self.estimator.flip),
+                "detector": "none" if self.detector is None else named(detector, "ssd", SHIPPED_DETECTOR),
+                "verifier": "none" if self.verifier is None else named(verifier, "default", SHIPPED_VERIFIER),
+                "orientations": orientations, "second_look": bool(second_look)}
 
     def __call__(self, image, boxes=None, box_scores=None, rgb: bool | None = None, bgr: bool | None = None):
         """The people in one picture -> its Picture (a list of pictures -> a list of Pictures, as predict()).

@@ -12,8 +12,7 @@ from posecal.detect.nanodet import NANODET_FILE
 from posecal.detect.ssd import SHIPPED_DETECTOR
 from posecal.detect.verifier import SHIPPED_VERIFIER
 from posecal.io import file_digest
-from posecal.models.shipped import (SHIPPED_GRAPHS, WEIGHTS_DIR, graph_model, model_file, reported_quality_file,
-                                    shipped_name)
+from posecal.models.shipped import SHIPPED_GRAPHS, WEIGHTS_DIR, graph_model, model_file, shipped_name
 
 _digests: dict[tuple, str] = {}   # (path, size, mtime) -> digest: a file is read once per process
 
@@ -31,8 +30,8 @@ def weights_digest(path) -> str:
 
 def weight_files(spec) -> list[Path]:
     """The files a model argument may open, present here: a shipped name's .pt and every graph of its model (int8
-    or float, with or without the flip test, their weights files) and its reported-pose quality map; a path, the
-    file and an ONNX file's external weights beside it."""
+    or float, with or without the flip test, their weights files), which carry its calibration and reported-pose
+    map; a path, the file and an ONNX file's external weights beside it."""
     name = shipped_name(spec)
     if name is None:
         path = Path(spec)
@@ -40,8 +39,7 @@ def weight_files(spec) -> list[Path]:
     files = [model_file(name)]
     if graph_model(name) in SHIPPED_GRAPHS:
         files += sorted(WEIGHTS_DIR.glob(f"posecal_{graph_model(name)}.*onnx*"))
-    reported = reported_quality_file(name)     # what rates its found boxes' pose quality
-    return [p for p in files if p.is_file()] + ([reported] if reported is not None else [])
+    return [p for p in files if p.is_file()]
 
 
 # the shipped detectors by name (detect/detector.py SHIPPED_DETECTORS): the files each opens

@@ -57,7 +57,6 @@ LABEL = "person"
 ABSENT = 0                              # visibility: 0 absent, 1 occluded, 2 visible (COCO's v)
 SAMPLES_FILE, METADATA_FILE = "samples.json", "metadata.json"
 PICTURE_FIELDS = ("keypoints", "keypoint_quality", "pose_quality", "boxes", "image", "path", "name", "error")
-INSTALL = "pip install 'posecal[fiftyone]'"
 
 
 class FiftyOnePoses(NamedTuple):

@@ -49,6 +49,20 @@ def model_from_config(cfg: ModelConfig, imagenet: bool | None = None) -> TopDown
     return model
 
 
+def network_digest(model) -> str:
+    """The digest (16 hex digits) of a network's weights as it runs them: every state-dict entry's name, shape and
+    float32 bytes, in order. What a map fitted for one network is keyed by (calibration/reported.py): the same
+    weights give the same digest from a model file, a training checkpoint or the graphs exported from them
+    (export/onnx.py records it), whatever the file's name or its other metadata."""
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        tensor = value.detach().cpu()
+        tensor = tensor.float() if tensor.is_floating_point() else tensor
+        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        h.update(tensor.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def save_model(model: TopDownEstimator, cfg: ModelConfig, path, meta: dict | None = None, half: bool = False,
                share_shipped: bool = False):
     """The deployable model file: config + weights (fp16 optional, halves the size). With share_shipped, a
@@ -176,8 +190,10 @@ def read_torch_file(path: Path, missing: str = "model file not found", invalid: 
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
             ckpt = torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as e:
-        if "weights only" not in str(e).lower() and "weights_only" not in str(e):
-            raise PosecalInputError(f"{path}: {invalid} ({first_line(e)})") from None
+        if "unsupported global" not in str(e).lower():   # not a refused object: bytes that are no checkpoint
+            detail = str(e).partition("WeightsUnpickler error:")[2].strip()   # past torch's preamble
+            raise PosecalInputError(f"{path}: {invalid} ({detail.splitlines()[0][:120] if detail else first_line(e)})"
+                                    ) from None
         raise PosecalInputError(f"{path}: refused: it holds Python objects beyond weights and plain values, and "
                                 f"loading those could run code (posecal loads files with torch.load("
                                 f"weights_only=True); re-save it with posecal's own writers") from None

@@ -68,17 +68,6 @@ def graph_model(name: str) -> str:
     return name[:-len(FLOAT_SUFFIX)] if name.endswith(FLOAT_SUFFIX) else name
 
 
-def reported_quality_file(spec) -> Path | None:
-    """The reported-pose quality map (posecal/calibration/reported.py) fitted for a shipped model's network (its
-    float and int8 graphs alike: `accurate`, `fast`), None for a model it was not fitted for (a path, `published`,
-    `lite0`)."""
-    name = shipped_name(spec)
-    if name is None:
-        return None
-    path = WEIGHTS_DIR / f"reported_quality_{graph_model(name)}.json"
-    return path if path.is_file() else None
-
-
 def shipped_graph(name: str, flip: bool) -> Path:
     """A shipped model's ONNX graph, with or without the flip test built in (the two share one weights file)."""
     return WEIGHTS_DIR / f"posecal_{name}{'' if flip else '.noflip'}.onnx"

@@ -14,23 +14,29 @@ weights' digests, not the inputs); a run with another fingerprint is refused in 
 runs' results. The driver holds an exclusive lock on the folder's `lock` file for its whole run (released when it
 ends, however it ends, or when its process dies), so a second run on the same output is refused at its start in
 one line instead of redoing the work and losing its parts to the first one's merge. When every part is there the
-caller merges them into the results file users know (atomically) and removes the folder.
+caller merges them into the results file users know (atomically), then either removes the folder, or keeps it
+finished (PartStore.finish: `predict`): the parts of the run's own units stay (about as much disk as the results
+file itself; those of inputs it no longer has are removed) and a `finished` mark is written, so that a later run
+with the same fingerprint poses only what it adds (one photo added to a finished folder is the only one posed),
+while a run with another fingerprint replaces the finished results instead of being refused: only an unfinished
+run's parts are work that a refusal saves.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from posecal.errors import PosecalInputError
 from posecal.io import write_atomic, write_json_atomic
+from posecal.records import LOCK_HELD, lock_file
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
-HELD = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, getattr(errno, "EDEADLOCK", errno.EDEADLK)}
+FINISHED = "finished"   # the mark of a folder whose run was merged (PartStore.finish)
 
 
 def part_folder(out) -> Path:
@@ -54,6 +60,13 @@ def unit_key(path, name: str, more: dict | None = None) -> str:
 
 def part_path(folder, key: str) -> Path:
     return Path(folder) / f"part_{key}.json"
+
+
+def work_folder(folder, key: str) -> Path:
+    """Where a unit too long to do again keeps its work in progress (a video's tracked chunks: tracking/chunks.py):
+    `work_<key>/` among the parts, kept by a stopped run so that the same command goes on from it, removed once the
+    unit's part is written (PartWriter) and with the folder."""
+    return Path(folder) / f"work_{key}"
 
 
 def write_part(folder, key: str, text: str) -> None:
@@ -117,10 +130,10 @@ class PartStore:
             except OSError as e:
                 raise PosecalInputError(f"{self.folder}: cannot write ({e.strerror or e})") from None
             try:
-                _lock_file(fd)
+                lock_file(fd)
             except OSError as e:
                 os.close(fd)
-                if e.errno in HELD:
+                if e.errno in LOCK_HELD:
                     raise PosecalInputError(f"{output_of(self.folder)}: another posecal run is writing it now (its "
                                             f"parts are in {self.folder}); wait for it or give another --out") from None
                 return False
@@ -130,17 +143,27 @@ class PartStore:
             os.close(fd)
 
     def _check(self, fingerprint: dict) -> None:
-        manifest = self.folder / MANIFEST
+        """The folder's manifest against this run's fingerprint: the same goes on from its parts, another is refused
+        in one line unless its run finished (its results merged: they are replaced)."""
+        manifest, finished = self.folder / MANIFEST, self.folder / FINISHED
         if manifest.is_file():
             try:
                 found = json.loads(manifest.read_text())
             except (OSError, ValueError):
                 found = None
-            if found != fingerprint:
+            if found != fingerprint and not finished.is_file():
                 raise PosecalInputError(f"{self.folder}: holds the parts of another run ({_changed(found, fingerprint)}"
                                         f"); remove that folder to start afresh, or give another --out")
+            if found != fingerprint:
+                self._drop_parts(keep=set())
+                write_json_atomic(fingerprint, manifest)
         else:
             write_json_atomic(fingerprint, manifest)
+
+    def _drop_parts(self, keep: set[str]) -> None:
+        """Every part in the folder but those whose key is in `keep`."""
+        for key in self.done() - keep:
+            _quietly(part_path(self.folder, key).unlink)
 
     def done(self) -> set[str]:
         """The keys of the parts in the folder: units finished by this run or an earlier one with the same
@@ -151,6 +174,11 @@ class PartStore:
         """How many of this run's units have their part."""
         done = self.done()
         return sum(key in done for key in self.keys)
+
+    def in_progress(self) -> int:
+        """How many of this run's units without a part have work in progress kept (work_folder)."""
+        done = self.done()
+        return sum(key not in done and work_folder(self.folder, key).is_dir() for key in self.keys)
 
     def read(self, key: str):
         path = part_path(self.folder, key)
@@ -167,10 +195,18 @@ class PartStore:
             yield self.read(key)
 
     def release(self) -> None:
-        """The run ends, merged or not: the lock let go, and the folder removed if it keeps no part (a run
-        stopped before its first unit leaves nothing behind)."""
-        if self.lock is not None and not self.done():
+        """The run ends, merged or not: the lock let go, and the folder removed if it keeps no part nor work in
+        progress (a run stopped before its first unit leaves nothing behind)."""
+        if self.lock is not None and not self.done() and not any(self.folder.glob("work_*")):
             self.remove()
+        self._unlock()
+
+    def finish(self) -> None:
+        """The run is merged, and its parts are kept for the next run with the same fingerprint (it poses only the
+        inputs it adds): those of inputs this run no longer has are removed, the folder is marked finished (a run
+        with another fingerprint replaces it rather than being refused), and the lock let go."""
+        self._drop_parts(keep=set(self.keys))
+        write_atomic(self.folder / FINISHED, lambda f: None, mode="w")
         self._unlock()
 
     def remove(self) -> None:
@@ -179,7 +215,9 @@ class PartStore:
         lock file and the folder go once the lock is let go, unless another run holds them by then."""
         if self.folder.is_dir():
             for path in self.folder.iterdir():
-                if path.name != LOCK or os.name != "nt":
+                if path.is_dir():   # a unit's work in progress (work_folder)
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.name != LOCK or os.name != "nt":
                     _quietly(path.unlink)
             _quietly(self.folder.rmdir)
         self._unlock()
@@ -205,17 +243,6 @@ class PartStore:
         self._unlock()
 
 
-def _lock_file(fd: int) -> None:
-    """An exclusive lock on the open file `fd`, now or OSError (errno in HELD: another process holds it). The
-    system lets it go when the process ends, killed or not, so a lock file left by a killed run blocks nobody."""
-    if os.name == "nt":
-        import msvcrt
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
 def _quietly(action: Callable[[], object]) -> None:
     try:
         action()
@@ -224,12 +251,14 @@ def _quietly(action: Callable[[], object]) -> None:
 
 
 def resumable(out, units: list, fingerprint: dict, log: Callable[[str], None],
-              more: Callable[[int], dict] | None = None, opening: str | None = None) -> tuple[PartStore, list[dict]]:
+              more: Callable[[int], dict] | None = None, opening: str | None = None,
+              stale: Callable[[int], bool] | None = None) -> tuple[PartStore, list[dict]]:
     """The parts of a run writing `out` from `units` ((path, name) each): their store (beside `out`, locked for
     this run: release it when the run ends) and the rows still to do, one per unit without a part (`index`, its
     place in this run; `key`, unit_key; absolute `path`; `name`; and the columns `more(index)` adds): a run started
-    again with the same fingerprint skips the units it finds done, and says so. `opening`: the run's first line,
-    said once it holds the folder (a run refused there says only why)."""
+    again with the same fingerprint skips the units it finds done, and says so. `stale(index)`: a unit whose part
+    is there but whose outputs beside it are not (an overlay removed): its part is dropped and the unit done again.
+    `opening`: the run's first line, said once it holds the folder (a run refused there says only why)."""
     columns = [more(i) if more else {} for i in range(len(units))]
     keys = [unit_key(path, name, extra) for (path, name), extra in zip(units, columns)]
     store = PartStore(part_folder(out), fingerprint, keys)
@@ -237,9 +266,15 @@ def resumable(out, units: list, fingerprint: dict, log: Callable[[str], None],
         log(opening)
     if not store.locked:
         log(f"{store.folder}: its file system cannot lock files; two runs on {out} at once would each do every unit")
-    done, kept = store.done(), store.kept()
-    if kept:
-        log(f"resuming: {kept} of {len(units)} unit(s) already done in {store.folder}")
+    for i in range(len(units)) if stale else ():
+        if stale(i):
+            _quietly(part_path(store.folder, keys[i]).unlink)
+    done, kept, going = store.done(), store.kept(), store.in_progress()
+    if kept or going:
+        begun = f" and {going} begun" if going else ""
+        log(f"resuming: {kept} of {len(units)} unit(s) already done{begun} in {store.folder}")
     rows = [{"index": i, "key": keys[i], "path": str(Path(units[i][0]).resolve()), "name": units[i][1]} | columns[i]
             for i in range(len(units)) if keys[i] not in done]
+    if rows:   # work to do: until it is merged, the folder holds an unfinished run's parts
+        _quietly((store.folder / FINISHED).unlink)
     return store, rows

@@ -9,7 +9,8 @@ same class in Ray Data actors). Either way each unit's results are one part writ
 the units whose part it finds (parts.resumable: an added or replaced input is done alone), a Ctrl-C keeps every
 finished unit and says so in one line, and the caller merges the parts in input order (PartStore.parts) into its
 output, written only when whole, holding the parts folder's lock until then (a second run on the same output is
-refused at its start). So one process and Ray give the same parts, and one merge reads them.
+refused at its start), then removes the parts or keeps them for the next run (PartStore.finish). So one process
+and Ray give the same parts, and one merge reads them.
 
 The fingerprint (`fingerprint`) is built here once for every command: its settings as JSON (threads aside: they
 change speed, not results), what else the command's results depend on, and the identity of posecal and the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -31,7 +33,7 @@ from tqdm import tqdm
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
 from posecal.parallel.cores import default_threads
-from posecal.parallel.parts import PartStore, output_of, part_path, resumable, write_part
+from posecal.parallel.parts import PartStore, output_of, part_path, resumable, work_folder, write_part
 
 ENGINES = ("process", "ray")   # --engine: this process, or Ray Data actors
 ERROR = "error"   # PartWriter's output column: "" for a unit done, else the line its worker refused it with
@@ -69,6 +71,7 @@ class PartWriter:
             return {"index": index, "key": keys, ERROR: np.array([str(e)] * len(index), dtype=object)}
         for key, text in zip(keys, out[self.column]):
             write_part(self.folder, str(key), str(text))
+            shutil.rmtree(work_folder(self.folder, str(key)), ignore_errors=True)   # its work in progress is done
         return {"index": index, "key": keys, ERROR: np.array([""] * len(index), dtype=object)}
 
 
@@ -132,23 +135,26 @@ def columns(rows: list[dict]) -> dict:
 
 def interrupted(store: PartStore) -> str:
     """The line of a run stopped by Ctrl-C, whatever the command and engine: what was kept, and how to go on."""
-    kept, total, out = store.kept(), len(store.keys), output_of(store.folder)
-    if not kept:
+    kept, total, out, going = store.kept(), len(store.keys), output_of(store.folder), store.in_progress()
+    if not kept and not going:
         return f"interrupted: none of the {total} input(s) was done; nothing written to {out}"
-    return (f"interrupted: the results of {kept} of {total} input(s) are kept in {store.folder}; the same command "
-            f"again goes on from there ({out} is written when every input is done)")
+    begun = f" and the work done on {going} more" if going else ""
+    return (f"interrupted: the results of {kept} of {total} input(s){begun} are kept in {store.folder}; the same "
+            f"command again goes on from there ({out} is written when every input is done)")
 
 
 def run(out, units: list, job: RowJob, engine: Engine, fingerprint: dict, log: Callable[[str], None],
         on_part: Callable[[object], None] = lambda part: None, more: Callable[[int], dict] | None = None,
-        progress: bool = True, desc: str = "", unit: str = "file", opening: str | None = None) -> PartStore:
+        progress: bool = True, desc: str = "", unit: str = "file", opening: str | None = None,
+        stale: Callable[[int], bool] | None = None) -> PartStore:
     """The units ((path, name) each) of a run writing `out`, done by `engine` with `job`: their parts, beside
     `out`, those of an earlier run with the same fingerprint kept (said in one line), the rest done now. `more`
     (unit index -> columns) adds what a unit's row carries besides its index, key, path and name (part of its key);
-    `opening`, the run's first line, is said once it holds the parts folder. Returns the store, every part in it
-    and its lock held, for the caller to merge (PartStore.parts) and remove within `with store:`; a run that fails
-    or is stopped lets the lock go here."""
-    store, rows = resumable(out, units, fingerprint, log, more, opening)
+    `stale` (unit index -> bool) names a unit to do again though its part is kept (what it wrote beside its part is
+    gone: parts.resumable); `opening`, the run's first line, is said once it holds the parts folder. Returns the
+    store, every part in it and its lock held, for the caller to merge (PartStore.parts) and remove or finish
+    within `with store:`; a run that fails or is stopped lets the lock go here."""
+    store, rows = resumable(out, units, fingerprint, log, more, opening, stale)
     try:
         if rows:
             engine.run(job, rows, store, on_part, progress, desc, unit)

@@ -173,8 +173,12 @@ class RenderNames:
     def __call__(self, path: Path, name: str, video: bool) -> Path:
         """The first free overlay name for input `name` (read from `path`): its .png for an image, its frames'
         folder for a video."""
-        wanted = render_path(name, self.folder, video)
-        suffix = "" if video else wanted.suffix
+        return self.claim(render_path(name, self.folder, video), name, keep_suffix=not video)
+
+    def claim(self, wanted: Path, name: str, keep_suffix: bool = True) -> Path:
+        """`wanted` for input `name`'s overlay, or its first free `-2`, `-3`... (before its suffix, unless
+        keep_suffix is False: a folder's name is all stem), said in one line."""
+        suffix = wanted.suffix if keep_suffix else ""
         stem = wanted.name[: len(wanted.name) - len(suffix)]
         free, n = wanted, 1
         while free in self.taken:
@@ -200,7 +204,8 @@ def actor_settings(cfg: PredictConfig) -> dict:
 
 def merge_parts(cfg: PredictConfig, store: PartStore, image_ids: dict, problems: int, t0: float) -> PredictSummary:
     """The parts of the run's inputs (store.keys), in input order, streamed into the results file run_predict
-    writes (a temp file put in place when whole), then the parts gone. Each part is read once and let go, so the
+    writes (a temp file put in place when whole), then the parts kept for the next run (PartStore.finish: a photo
+    added to the folder is then the only one posed). Each part is read once and let go, so the
     merge holds one input's results at a time, however many inputs the run had; the image ids are one process's
     (records.ImageIds)."""
     counts = {"frames": 0, "persons": 0, "problems": problems}
@@ -217,7 +222,7 @@ def merge_parts(cfg: PredictConfig, store: PartStore, image_ids: dict, problems:
 
     write = _write_records if is_stream(cfg.out) else _write_results
     write(cfg.out, frames(), image_ids, counts)
-    store.remove()
+    store.finish()
     return PredictSummary(counts["frames"], counts["persons"], counts["problems"], time.time() - t0)
 
 

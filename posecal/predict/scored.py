@@ -8,10 +8,10 @@ get, counted as COCO counts them, on a user's own labelled data.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
-from posecal.data.coco import read_coco
+from posecal.data.coco import image_file, read_coco
+from posecal.data.images import check_image_folder
 from posecal.errors import PosecalInputError
 from posecal.evaluation.outcome import Evaluation
 from posecal.evaluation.results import evaluate_results
@@ -29,10 +29,14 @@ def evaluate_predicted(cfg: PredictConfig, annotations: str, images: str, out: s
     names = [im["file_name"] for im in read_coco(annotations)["images"] if im.get("file_name")]
     if not names:
         raise PosecalInputError(f"{annotations}: no image with a file_name to pose")
+    check_image_folder(images, annotations)
     results = out_dir / "results.json"
-    cfg = replace(cfg, inputs=[str(Path(images) / name) for name in names], annotations=str(annotations),
-                  out=str(results))
+    # each image where eval on labelled boxes finds it (image_file); one not there is a line of predict's, and
+    # the others are posed
+    inputs = list(dict.fromkeys(image_file(images, name) for name in names))
+    cfg = replace(cfg, inputs=inputs, annotations=str(annotations), out=str(results))
     summary = run(cfg, log=log)
     about = {"boxes": f"detector {cfg.detector or 'default'}", "model": cfg.model or "accurate",
              "precision": summary.precision, "verifier": cfg.verifier, "fingerprint": summary.fingerprint}
-    return evaluate_results(results, annotations, out_dir, images=images, skip_invalid=skip_invalid, about=about)
+    return evaluate_results(results, annotations, out_dir, images=images, skip_invalid=skip_invalid, about=about,
+                            reported=True)

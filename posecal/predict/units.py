@@ -5,9 +5,12 @@ A results file (`--out X.json`) is made by the runner (posecal/parallel/runner.p
 (OneProcess) or Ray Data actors on this machine or a cluster (`--engine ray`). Each input file (an image, or a whole
 video) is one unit; whoever poses it writes its part (its frame records, and its overlays where --render asks);
 when every part is in, they are merged in input order with the image ids a single process gives (job.merge_parts),
-written atomically, and the parts removed. A Ctrl-C keeps every finished input and the same command goes on from
-there; a run started again poses only the files it has no part for (one added or replaced), and one started while
-another writes the same --out is refused at its start (posecal/parallel/parts.py).
+written atomically, and the parts kept for the next run. A Ctrl-C keeps every finished input and the same command goes on from
+there; a run started again, even after a finished one, poses only the files it has no part for (one added or
+replaced, or whose boxes changed: a unit's key holds what the boxes file gives it, and its overlay), and one
+started while another writes the same --out is refused at its start (posecal/parallel/parts.py). The parts of a
+finished run are kept (PartStore.finish), so that adding a photo to a finished folder poses only that photo; two
+inputs of one name are told apart by their folders (data/sources.distinct_names).
 
 Records streamed as they are made (`--out X.jsonl`, `--out -`) and a `--max-frames` preview are one process's, frame
 by frame from the same PoseBatches (`records`): what a Ctrl-C keeps is what was written.
@@ -20,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from posecal.data.box_files import BoxFile
-from posecal.data.sources import collect, frames_to_read, is_video, lookup
+from posecal.data.sources import collect, distinct_names, frames_to_read, is_video, lookup
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import precision_decided, require_model
@@ -50,6 +53,7 @@ def run_predict(cfg: PredictConfig, log=None, engine: Engine | None = None, pose
         engine.ready()
     t0 = time.time()
     image_ids = annotation_image_ids(cfg.annotations) if cfg.annotations else {}
+    box_file = None
     if cfg.boxes:   # read here once, so a bad file is one line before any input is posed (each poser reads it)
         box_file = BoxFile(cfg.boxes, {v: k for k, v in image_ids.items()}, cfg.annotations)
         if box_file.nobody:
@@ -59,6 +63,7 @@ def run_predict(cfg: PredictConfig, log=None, engine: Engine | None = None, pose
         log(p.message)
     if not files:
         raise PosecalInputError("nothing to do: no readable inputs among " + ", ".join(cfg.inputs))
+    files = distinct_names(files, log)
     require_model(cfg.model)
     cfg, opening = precision_decided(cfg)   # here, not in each poser: every node runs the graphs this one chose
     if cfg.device == "cuda":
@@ -67,18 +72,45 @@ def run_predict(cfg: PredictConfig, log=None, engine: Engine | None = None, pose
     if engine is None:
         return _streamed(cfg, poser, files, renders, image_ids, len(problems), opening, log, t0)
 
+    given = as_given(files)
+
     def on_part(records: list[dict]) -> None:   # each frame's messages, said as its file is done
         for r in records:
-            for m in ([r["problem"]] if "problem" in r else r["messages"]):
+            for m in ([given(r["name"], r["problem"])] if "problem" in r else r["messages"]):
                 log(m)
 
     gpu = cfg.device == "cuda"
     job = RowJob(poser, actor_settings(cfg) | {"threads": cfg.threads}, POSES, FILES_PER_CALL if gpu else 1, gpu)
-    overlaid = (lambda i: {"render": renders[i]}) if cfg.render else None   # an input's overlay is in its key
-    with run(cfg.out, files, job, engine, predict_fingerprint(cfg), log, on_part, overlaid, progress=cfg.progress,
-             desc="predicting", unit="file", opening=opening) as store:
+    gone = (lambda i: not Path(renders[i]).exists()) if cfg.render else None   # an overlay removed: drawn again
+    columns_of = unit_columns(files, renders, box_file)
+    with run(cfg.out, files, job, engine, predict_fingerprint(cfg), log, on_part, columns_of, progress=cfg.progress,
+             desc="predicting", unit="file", opening=opening, stale=gone) as store:
         return replace(merge_parts(cfg, store, image_ids, len(problems), t0), precision=cfg.precision,
                        fingerprint=digest(predict_fingerprint(cfg)))
+
+
+def unit_columns(files: list[tuple[Path, str]], renders: list[str], box_file: BoxFile | None):
+    """What an input's row carries besides its file, so its part's key (parts.unit_key): its overlay (another
+    --render draws it again) and what the boxes file gives it (boxes edited: posed again); None when neither."""
+    if not any(renders) and box_file is None:
+        return None
+
+    def columns_of(i: int) -> dict:
+        path, name = files[i]
+        return ({"render": renders[i]} if renders[i] else {}) | (
+            {"boxes": box_file.given_to(name, is_video(path))} if box_file is not None else {})
+    return columns_of
+
+
+def as_given(files: list[tuple[Path, str]]):
+    """(name, line) -> the line a worker said about input `name` with its file named as the user gave it: a worker
+    reads the absolute path (it does not run in this folder), the user gave `photos/`."""
+    shown = {name: (str(Path(path).resolve()), str(path)) for path, name in files}
+
+    def given(name: str, line: str) -> str:
+        absolute, as_typed = shown.get(name, ("", ""))
+        return as_typed + line[len(absolute):] if absolute and line.startswith(absolute) else line
+    return given
 
 
 def overlays(cfg: PredictConfig, files: list[tuple[Path, str]], log) -> list[str]:

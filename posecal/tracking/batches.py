@@ -5,7 +5,10 @@ is plain Python over a dict of columns.
 The pipeline opens once per actor (tracking_predictor, as `posecal track` opens it); each video is tracked by
 `posecal track`'s own run (job.TrackRun) on that video alone, so its results, and its overlay video where one is
 asked for, are what one process makes of it; only its track ids start at 1 (the driver renumbers them video by
-video: tracking/track_ids.py).
+video: tracking/track_ids.py). A row that names its run's parts folder (`parts`) keeps the video's work there in
+chunks as it is tracked (tracking/chunks.py, in its unit's work folder: parallel/parts.py work_folder), and goes on
+from the chunks an earlier run kept: a video stopped midway is not tracked again from its first frame. A video with
+an overlay is tracked whole (its overlay is one video file, written from the first frame on).
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from posecal.parallel.parts import work_folder
 from posecal.parallel.runner import check_settings
+from posecal.tracking.chunks import VideoChunks
 from posecal.tracking.job import TrackRun
 from posecal.tracking.stages import StageClock
 from posecal.tracking.pose_tracker import TrackConfig, check_tracking, tracking_predictor
@@ -28,11 +33,11 @@ TRACKS = "tracks"   # the output column: per row, the JSON text of its video's r
 
 class TrackBatches:
     """settings: `posecal track`'s (TrackConfig's fields but RUN_FIELDS). A batch's columns: `path` (a video file,
-    on storage the actor sees), `name` (the video's name in the results) and `render` (its overlay video's path,
-    or "" for none). Returned: the batch's columns plus `tracks`: per row, JSON text of {"entries": its COCO
-    keypoint results with track ids from 1, "frames": frames tracked, "next_id": the id its tracker would hand out
-    next, "messages": lines about it (an unreadable video is one, and no frames), "stages": busy seconds per
-    stage}."""
+    on storage the actor sees), `name` (the video's name in the results), `render` (its overlay video's path,
+    or "" for none) and, to keep chunks, `key` (its unit's key) and `parts` (the run's parts folder). Returned: the
+    batch's columns plus `tracks`: per row, JSON text of {"entries": its COCO keypoint results with track ids from
+    1, "frames": frames tracked, "next_id": the id its tracker would hand out next, "messages": lines about it (an
+    unreadable video is one, and no frames), "stages": busy seconds per stage}."""
 
     def __init__(self, **settings):
         check_settings("TrackBatches", settings, SETTINGS)
@@ -42,17 +47,22 @@ class TrackBatches:
 
     def __call__(self, batch: dict) -> dict:
         rows = len(batch["path"])
-        renders = batch.get("render", [""] * rows)
-        tracked = [self.track(str(batch["path"][i]), str(batch["name"][i]), str(renders[i])) for i in range(rows)]
+        renders, parts, keys = (batch.get(column, [""] * rows) for column in ("render", "parts", "key"))
+        tracked = [self.track(str(batch["path"][i]), str(batch["name"][i]), str(renders[i]),
+                              str(work_folder(parts[i], str(keys[i]))) if parts[i] and keys[i] else "")
+                   for i in range(rows)]
         return dict(batch) | {TRACKS: np.array([json.dumps(t, separators=(",", ":")) for t in tracked], dtype=object)}
 
-    def track(self, path: str, name: str, render: str = "") -> dict:
-        """One video tracked as `posecal track` tracks it, its ids from 1. A Ctrl-C (which TrackRun takes as a
-        request to stop after the frame at hand) is a KeyboardInterrupt here: a video cut short is not its part."""
+    def track(self, path: str, name: str, render: str = "", work: str = "") -> dict:
+        """One video tracked as `posecal track` tracks it, its ids from 1; with `work` (a folder) and no overlay,
+        kept there in chunks as it goes and gone on with from the chunks kept there. A Ctrl-C (which TrackRun takes
+        as a request to stop after the frame at hand, keeping a chunk) is a KeyboardInterrupt here: a video cut
+        short is not its part."""
         messages: list[str] = []
         source, clock = Path(path), StageClock()
+        chunks = VideoChunks(work) if work and not render else None
         run = TrackRun(dataclasses.replace(self.cfg, render=render or None), messages.append, None, self.predictor,
-                       clock, {source: Path(render)} if render else {})
+                       clock, {source: Path(render)} if render else {}, chunks)
         run.track([(source, name)])
         if run.stopped() is not None:
             raise KeyboardInterrupt

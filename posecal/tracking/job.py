@@ -35,10 +35,11 @@ from posecal.io import (StopRequest, check_output_dir, check_output_file, progre
                         write_json_atomic)
 from posecal.records import result_entries
 from posecal.data.live import LiveReader, LiveSource, live_source
-from posecal.data.sources import (VIDEO_SUFFIXES, Problem, collect, frames_to_read, is_video, iter_frames,
-                                  video_fps)
+from posecal.data.sources import (VIDEO_SUFFIXES, Problem, collect, distinct_names, frames_to_read, is_video,
+                                  iter_frames, video_fps)
 from posecal.records import STDOUT, RecordStream, check_results_out, frame_record, is_stream
 from posecal.tracking.cadence import LiveCadence
+from posecal.tracking.chunks import VideoChunks
 from posecal.tracking.stages import InOrder, Prefetch, StageClock
 from posecal.tracking.pose_tracker import PoseTracker, TrackConfig, check_tracking, tracking_predictor
 
@@ -92,10 +93,11 @@ def render_is_file(render) -> bool:
     return Path(render).suffix.lower() in VIDEO_SUFFIXES
 
 
-def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path, Path]:
+def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]], log=None) -> dict[Path, Path]:
     """Each source's overlay video: `--render` itself when it names a video file (one source), else
-    `--render/NAME.mp4` in a folder. A video name posecal cannot write, or one file for several sources, is
-    refused in one line before any frame is read."""
+    `--render/NAME.mp4` in a folder (two sources of one name: `NAME-2.mp4`, said in one line to `log`, as predict's
+    overlays: RenderNames). A video name posecal cannot write, or one file for several sources, is refused in one
+    line before any frame is read."""
     if not cfg.render:
         return {}
     if render_is_file(cfg.render):
@@ -108,7 +110,11 @@ def render_paths(cfg: TrackConfig, videos: list[tuple[Path, str]]) -> dict[Path,
                                     f"folder (each source's overlay goes in it as NAME.mp4)")
         return {videos[0][0]: check_output_file(cfg.render, "--render")}
     folder = check_output_dir(cfg.render, "--render")
-    return {path: folder / f"{Path(name).stem}.mp4" for path, name in videos}
+    from posecal.io import log_line
+    from posecal.predict.job import RenderNames
+
+    names = RenderNames(folder, log or log_line)
+    return {path: names.claim(folder / f"{Path(name).stem}.mp4", name) for path, name in videos}
 
 
 def check_rerun(cfg: TrackConfig, sources: list) -> None:
@@ -163,7 +169,7 @@ def track_frame_by_frame(cfg: TrackConfig, sources: list, log, keep=None) -> Tra
     estimated, and the overlay video is drawn and encoded behind (a live source takes its newest frame when the
     pipeline is ready instead: no frame waits for the next one). cfg's precision is decided (tracking/units.py's
     run_track, which calls this)."""
-    renders = render_paths(cfg, sources)
+    renders = render_paths(cfg, sources, log)
     check_rerun(cfg, sources)
     t0, clock = time.time(), StageClock()
     predictor = tracking_predictor(cfg)   # the one pipeline, as tracking builds it (pose_tracker.tracking_predictor)
@@ -184,7 +190,7 @@ def video_sources(cfg: TrackConfig, log) -> list[tuple[Path | LiveSource, str]]:
     sources = [f for f in sources if isinstance(f[0], LiveSource) or is_video(f[0])]
     if not sources:
         raise PosecalInputError("nothing to do: no video among " + ", ".join(cfg.videos))
-    return sources
+    return distinct_names(sources, log)
 
 
 @dataclass
@@ -198,6 +204,7 @@ class _Feed:
     fps: float = 25.0
     video: VideoOut | None = None
     recording: object = None             # its rerun recording (--rerun: integrations/rerun.py's RerunRecording)
+    next_frame: int = 0                  # the frame index after the last one tracked (a kept chunk goes on there)
     detected: bool = False               # a live source: was its last frame taken a detector frame,
     taken_at: float = 0.0                # and when was it taken (perf_counter)
 
@@ -205,10 +212,12 @@ class _Feed:
 class TrackRun:
     """A `posecal track` run over its sources: what stops it (Ctrl-C, --max-frames, --duration, a reader or window
     gone), the records or results made so far, the frames and live frames counted, and the ids handed out (each
-    source's tracker starts where the one before ended)."""
+    source's tracker starts where the one before ended). chunks: one video file's VideoChunks (tracking/chunks.py,
+    as TrackBatches tracks a video): the run goes on after the chunks an earlier run kept, and keeps its own."""
 
-    def __init__(self, cfg: TrackConfig, log, keep, predictor, clock: StageClock, renders: dict):
-        self.cfg, self.log, self.keep = cfg, log, keep
+    def __init__(self, cfg: TrackConfig, log, keep, predictor, clock: StageClock, renders: dict,
+                 chunks: VideoChunks | None = None):
+        self.cfg, self.log, self.keep, self.chunks = cfg, log, keep, chunks
         self.predictor, self.clock, self.renders = predictor, clock, renders
         self.lookahead = ThreadPoolExecutor(max_workers=1)   # the detector on the next frame
         self.ctrl_c, self.stream, self.window = StopRequest(), None, None
@@ -258,7 +267,7 @@ class TrackRun:
         drawing behind and the detection ahead are dropped and a half-written overlay video removed."""
         fps = video_fps(source) if not isinstance(source, LiveSource) else 25.0
         tracker = PoseTracker(self.cfg, fps, predictor=self.predictor, first_id=self.next_id)
-        feed = self._feed(source, name, tracker, fps)
+        feed = self._feed(source, name, tracker, fps, self._resume(tracker, name))
         behind, frames_before = InOrder(), self.n_frames
         try:
             feed.recording = self._open_recording(feed)
@@ -271,6 +280,11 @@ class TrackRun:
                     stop=lambda: self.stopped() is not None, on_problem=lambda problem: self.log(problem.message)):
                 self._frame(frame, picture.people, tracker, feed, source, behind)
                 self._log_recording(feed, picture)
+                feed.next_frame = frame.frame_index + 1
+                if self.chunks is not None and self.chunks.due():
+                    self.chunks.keep(feed.next_frame, self.n_frames, self.results, tracker)
+            if self.chunks is not None and self.stopped() is not None:   # Ctrl-C keeps every frame tracked
+                self.chunks.keep(feed.next_frame, self.n_frames, self.results, tracker)
             behind.finish()
         except BaseException:
             behind.abandon()
@@ -289,6 +303,19 @@ class TrackRun:
         if feed.reader is not None:
             self._live_report(name, feed)
         self.next_id = tracker.next_id
+
+    def _resume(self, tracker: PoseTracker, name: str) -> int:
+        """The frame to start the video at: after the chunks an earlier run kept (their records taken as this
+        run's, the tracker restored to its state after them), else 0."""
+        resumed = None if self.chunks is None else self.chunks.resumed()
+        if resumed is None:
+            return 0
+        tracker.restore(resumed.state)
+        self.results += resumed.results
+        self.n_frames += resumed.frames
+        self.log(f"{name}: going on from frame {resumed.next_frame} ({resumed.frames} frame(s) tracked before are "
+                 f"kept in {self.chunks.folder})")
+        return resumed.next_frame
 
     def _frames_ahead(self, source, name: str) -> int | None:
         """A video file's frames still to track (its stated count, within --max-frames): its progress bar's
@@ -312,10 +339,11 @@ class TrackRun:
             with self.clock("rerun"):
                 feed.recording.log(picture)
 
-    def _feed(self, source, name: str, tracker: PoseTracker, fps: float) -> _Feed:
+    def _feed(self, source, name: str, tracker: PoseTracker, fps: float, start: int = 0) -> _Feed:
         """A source's (frame, detection) pairs: a file's decoded ahead with the next frame's detection started
-        while this one is estimated; a live source's newest frame when the pipeline is ready (no lookahead), the
-        detector's frames chosen by the adaptive cadence when asked for. Without a detector nothing is started."""
+        while this one is estimated, from frame `start` on (those before it tracked by an earlier run); a live
+        source's newest frame when the pipeline is ready (no lookahead), the detector's frames chosen by the
+        adaptive cadence when asked for. Without a detector nothing is started."""
         detect = self.clock.timed("detect", tracker.detect)
         feed = _Feed(fps=fps)
         place = itertools.count()   # the frame's place among those taken from this source
@@ -345,7 +373,7 @@ class TrackRun:
             feed.pairs = newest()
         else:
             feed.frames = Prefetch(iter_frames([(source, name)]), clock=self.clock)
-            feed.pairs = one_ahead(feed.frames, detection_of)
+            feed.pairs, feed.next_frame = one_ahead(from_frame(feed.frames, start), detection_of), start
         return feed
 
     def _frame(self, frame, people: list, tracker: PoseTracker, feed: _Feed, source, behind: InOrder) -> None:
@@ -420,6 +448,14 @@ def _tracked_overlay(bgr: np.ndarray, tracked: list) -> np.ndarray:
 def _draw_tracked(video: VideoOut, bgr: np.ndarray, tracked: list) -> None:
     """The overlay of one frame, written to the source's overlay video."""
     video.write(_tracked_overlay(bgr, tracked))
+
+
+def from_frame(frames: Iterable, start: int) -> Iterator:
+    """A video's frames (and problems) from frame index `start` on: those before it are decoded, as a video is
+    read in order, and passed over."""
+    for frame in frames:
+        if isinstance(frame, Problem) or frame.frame_index >= start:
+            yield frame
 
 
 def one_ahead(items: Iterable, start: Callable) -> Iterator[tuple[object, object]]:

@@ -126,17 +126,28 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
     live = tracker.live_people(max_misses=detect_every - 1,
                                max_undetected=detect_every * (missed_detections + 1) - 1)
     prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
+    carried = np.array([carried_score(p) for p in live])
     if len(prop):
         prop = np.array([clipped_box(b, w, h) for b in prop]).reshape(-1, 4)
         big = (prop[:, 2] >= policy.carried_min_px) & (prop[:, 3] >= policy.carried_min_px)
-        prop, quality = prop[big], np.array([p.pose_quality for p in live])[big]
-        prop = prop[one_box_per_place(prop, quality, policy.carried_apart_iou)]
+        prop, quality, carried = prop[big], np.array([p.pose_quality for p in live])[big], carried[big]
+        place = one_box_per_place(prop, quality, policy.carried_apart_iou)
+        prop, carried = prop[place], carried[place]
     if len(prop) and len(det_boxes):
-        prop = prop[box_iou(prop, det_boxes).max(1) < policy.carried_detected_iou]
+        apart = box_iou(prop, det_boxes).max(1) < policy.carried_detected_iou
+        prop, carried = prop[apart], carried[apart]
     boxes = np.concatenate([det_boxes, prop]).reshape(-1, 4)
-    # a carried box has no detector score of its own: it is not a sure detection (the verifier judges it)
-    scores = np.concatenate([det_scores, np.full(len(prop), 0.0)])
+    scores = np.concatenate([det_scores, carried]).reshape(-1)
     return boxes, scores, np.arange(len(boxes)) >= len(det_boxes)
+
+
+def carried_score(pose) -> float:
+    """The box_score of a box carried from a track's pose: the score of the detection the track was last held by,
+    carried with its box, so that a track's box_score means one thing on every frame, detector frame or not. The
+    person policy does not read it as a detection's (a carried box is never a sure one: PersonPolicy.evidence);
+    the reported-pose map does, as it reads a detected box's (0 would rate a person the detector held a frame ago
+    as one no detector ever saw)."""
+    return float(pose.box_score)
 
 
 # a carried pose whose present keypoints the flow held fewer of than this share is no longer trusted: its track is
@@ -271,9 +282,7 @@ def _between_frame(frame: Frame, seen: list, poses: list, held: np.ndarray, pred
     boxes = np.array([clipped_box(poses[i].box, w, h) for i in due], float).reshape(-1, 4)
     standing = [p for i, p in enumerate(poses) if i not in due]
     with clock("pose"):
-        # a carried box has no detector score of its own; the track's last one stands for it (the reported-pose map
-        # reads it: 0 would rate a person the detector held a frame ago as one no detector ever saw)
-        scores = np.array([float(poses[i].box_score) for i in due])
+        scores = np.array([carried_score(poses[i]) for i in due])
         people = predictor.pipeline.people([(frame.bgr, boxes, scores, CARRIED)], mode, [standing])[0]
     owner = {id(p): tr for tr, p in zip(seen, poses)}
     tracks, kept = [], []
@@ -348,6 +357,34 @@ class PoseTracker:
     @property
     def next_id(self) -> int:
         return self.tracker.next_id
+
+    def __repr__(self) -> str:
+        """One line: the model, who finds the people and how often, how tracks go between detector frames, and
+        where the tracker stands (the default repr printed an address)."""
+        cfg, detector = self.cfg, self.predictor.detector
+        finds = "detector=none" if detector is None else \
+            f"detector={type(detector).__name__} every {cfg.detect_every} frame(s)"
+        return (f"PoseTracker(model={getattr(self.predictor, 'model_name', cfg.model)!r}, {finds}, "
+                f"between={cfg.between}, frames={self.frames}, live tracks={len(self.tracker.tracks)}, "
+                f"next_id={self.next_id}, fps={self.fps:g})")
+
+    def state(self) -> dict:
+        """What the frames still to come depend on, as plain picklable values: the tracks (poses, velocities,
+        smoothing filters, colours, counts), the next id, the last frame's grey image (optical flow carries the
+        tracks from it), the frames seen and the frame rate. `posecal track` keeps it with each chunk of a video
+        (tracking/chunks.py) so that a stopped run goes on mid-video exactly as it would have. It holds the
+        tracker's own objects, which the next frame changes: pickle it (as chunks.py does) before then."""
+        tracker = self.tracker
+        return {"tracks": tracker.tracks, "next_id": tracker.next_id, "evidence": tracker.evidence,
+                "flow": None if self.flow is None else self.flow.previous, "frames": self.frames, "fps": self.fps}
+
+    def restore(self, state: dict) -> None:
+        """Where a state() left off: the frame after it is tracked as it would have been then."""
+        self.tracker.tracks, self.tracker.next_id = list(state["tracks"]), int(state["next_id"])
+        self.tracker.evidence = dict(state["evidence"])
+        if self.flow is not None:
+            self.flow.previous = state["flow"]
+        self.frames, self.fps = int(state["frames"]), float(state["fps"])
 
     def detector_frame(self, k: int, every: int | None = None) -> bool:
         """Does the k-th frame taken get the detector (every `every`, default detect_every, frames)? Without a

@@ -6,8 +6,11 @@ A video is one unit (its frames stay in one process: identities go from frame to
 pipeline and tracks its videos with `posecal track`'s own run (tracking/batches.py, job.TrackRun), writing a
 video's overlay where --render asks for one. Its part (one per video, keyed by the file and its overlay) holds its
 results; when every part is in, the videos' results are merged in input order with the track ids one process
-gives (tracking/track_ids.py), written atomically, and the parts removed. So a Ctrl-C keeps every finished video,
-the same command goes on from there, and an added video is tracked alone.
+gives (tracking/track_ids.py), written atomically, and the parts removed. While a video without an overlay is
+tracked, its work is kept in chunks beside the parts (tracking/chunks.py). So a Ctrl-C keeps every finished video
+and every frame tracked of the one at hand, the same command goes on from there (mid-video, with the records an
+uninterrupted run gives), and an added video is tracked alone. On Ray the chunks are kept alike, by the worker,
+on the storage every node sees (a worker killed loses at most chunks.KEEP_SECONDS of its video's tracking).
 
 What only one frame loop over all sources can do is tracked frame by frame in this process (job.
 track_frame_by_frame), and refused in one line on Ray: live sources, `--out -`/`.jsonl` (records streamed frame
@@ -25,6 +28,7 @@ from posecal.errors import PosecalInputError
 from posecal.inference.opener import precision_decided, require_model
 from posecal.inference.run_identity import run_identity
 from posecal.io import log_line, write_json_atomic
+from posecal.parallel.parts import part_folder
 from posecal.parallel.runner import Engine, OneProcess, RowJob, absolute_paths, digest, fingerprint, run
 from posecal.records import is_stream
 from posecal.tracking.batches import SETTINGS, TRACKS, TrackBatches
@@ -61,16 +65,19 @@ def run_track(cfg: TrackConfig, log=None, keep=None, engine: Engine | None = Non
         return replace(track_frame_by_frame(cfg, sources, log, keep), fingerprint=digest(print_run))
     if cfg.device == "cuda":
         providers("cuda")   # a CPU-only onnxruntime is said here once, not by every worker out of sight
-    renders = {Path(path).resolve(): str(Path(render).resolve()) for path, render in render_paths(cfg, sources).items()}
+    renders = {Path(path).resolve(): str(Path(render).resolve())
+               for path, render in render_paths(cfg, sources, log).items()}
 
     def on_part(video: dict) -> None:
         for message in video["messages"]:
             log(message)
 
-    # a video's overlay is in its row, so in its part's key: another --render tracks it again
+    # a video's overlay is in its row, so in its part's key: another --render tracks it again; the parts folder in
+    # its row is where its worker keeps its chunks
+    parts = str(part_folder(Path(cfg.out).resolve()))
     with run(cfg.out, sources, RowJob(tracker, settings, TRACKS, gpu=cfg.device == "cuda"),
              engine or OneProcess(), print_run, log, on_part,
-             lambda i: {"render": renders.get(Path(sources[i][0]).resolve(), "")}, cfg.progress,
+             lambda i: {"render": renders.get(Path(sources[i][0]).resolve(), ""), "parts": parts}, cfg.progress,
              "tracking", "video", opening) as store:
         videos = list(store.parts())
         frames = sum(v["frames"] for v in videos)

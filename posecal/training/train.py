@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from posecal.data.neighbours import neighbours_by_image
 from posecal.models.checkpoint import (atomic_save, load_resume_state, load_state_from, model_file,
-                                       model_from_config, plain, save_model, save_resume_state)
+                                       model_from_config, plain, read_torch_file, save_model,
+                                       save_resume_state)
 from posecal.models.estimator import TopDownEstimator
 from posecal.models.config import MOVENET_VARIANTS
 from posecal.training.config import AMP_DTYPES, STRATEGIES, TrainConfig, to_dict
@@ -328,8 +329,13 @@ def resume_training(model, optim, cfg: TrainConfig, out: Path, scaler=None, ema=
     average starts again from them). Says which on stdout."""
     last = out / "last.pt"
     if last.is_file():
+        # weights and plain values only (Trainer.save writes no other kind): a last.pt holding pickled code is
+        # refused, not run
         try:
-            ckpt = torch.load(last, map_location="cpu", weights_only=False)
+            ckpt = read_torch_file(last, invalid="cannot resume from it")
+        except PosecalInputError as e:
+            raise PosecalInputError(f"{e}; delete it to start over") from None
+        try:
             model.load_state_dict(ckpt["model"])
             optim.load_state_dict(ckpt["optim"])
             if scaler is not None and ckpt.get("scaler"):

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from posecal.errors import PosecalInputError
+from posecal.evaluation.one_to_one import CONFIDENT, WRONG_BELOW
 from posecal.evaluation.outcome import Evaluation
 from posecal.io import write_atomic
 from posecal.viz import plots
@@ -74,15 +75,61 @@ def _floor(floor) -> tuple:
     return tuple(floor) if floor else (None, None)
 
 
-def _summary(m: dict) -> str:
+# metrics.json's one_to_one figures (evaluation/one_to_one.py), as the report names them
+ONE_TO_ONE_ROWS = (("poses", "poses reported"), ("matched", "matched to a labelled person"),
+                   ("duplicates", "a labelled person posed again (scored 0)"),
+                   ("uncovered", "on nobody labelled (not scored)"), ("people_labelled", "labelled people"),
+                   ("found_right", f"labelled people found with a right pose (OKS ≥ {WRONG_BELOW})"),
+                   ("scored", "poses scored"), ("mean_quality", "mean pose quality"), ("mean_oks", "mean OKS"),
+                   ("pearson", "Pearson, quality vs OKS"), ("ece", "pose-quality ECE"),
+                   ("confident", f"confident poses (quality ≥ {CONFIDENT})"),
+                   ("confident_wrong_share", f"share of them wrong (OKS < {WRONG_BELOW})"))
+# what made the figures, as metrics.json says it (eval's own keys, and eval --detector's `about`)
+RUN_FIELDS = (("model", "model"), ("boxes", "boxes"), ("precision", "precision"), ("backend", "backend"),
+              ("verifier", "verifier"), ("fingerprint", "fingerprint"))
+
+
+def _one_to_one_table(m: dict) -> str:
+    """metrics.json's one_to_one figures: every reported pose against the labelled people of its picture."""
+    e = m.get("one_to_one") or {}
+    floor = _floor(e.get("ece_floor"))
+    rows = []
+    for key, label in ONE_TO_ONE_ROWS:
+        if key in e:
+            rows.append((label, e[key]))
+        if key == "ece" and key in e:
+            rows += [("ECE floor", floor[0]), ("ECE floor p90", floor[1])]
+    return _table(rows, ("reported poses", ""), "Pose quality, one to one")
+
+
+def _run_line(m: dict) -> str:
+    """What made the figures (model, boxes or detector, precision, the run's fingerprint), where metrics.json
+    says it: a report read apart from its folder still names its run."""
+    parts = [f"{label} <b>{_fmt(m[key])}</b>" for key, label in RUN_FIELDS if m.get(key) is not None]
+    return f"<p class=note>{', '.join(parts)}</p>" if parts else ""
+
+
+def _pose_table(m: dict, one_to_one: bool) -> str:
+    """AP per pose score, with (on matched pairs) how each score follows OKS; with one_to_one, AP only: how the
+    pose quality follows OKS is the one-to-one table's."""
+    scores = list(m.get("ap", {}))
+    if one_to_one:
+        return _table([(s, _ap(m["ap"].get(s)), _ap(m.get("ap50", {}).get(s)), _ap(m.get("ar", {}).get(s)))
+                       for s in scores], ("pose score", "AP", "AP50", "AR"), "COCO AP")
     scores = list(m.get("pose_score_pearson", {}))
-    pose_floor, keypoint_floor = m.get("pose_score_ece_floor", {}), m.get("keypoint_ece_floor", {})
+    pose_floor = m.get("pose_score_ece_floor", {})
     rows = [(s, _ap(m["ap"].get(s)), m["pose_score_pearson"].get(s), m.get("pose_score_spearman", {}).get(s),
              m.get("pose_score_ece", {}).get(s), *_floor(pose_floor.get(s))) for s in scores]
-    tables = [_table(rows, ("pose score", "AP", "Pearson vs OKS", "Spearman", "ECE", "ECE floor", "floor p90"),
-                     "Pose scores"),
-              _table([(k, v, *_floor(keypoint_floor.get(k))) for k, v in m.get("keypoint_ece", {}).items()],
-                     ("keypoint confidence", "ECE", "ECE floor", "floor p90"), "Keypoint confidences")]
+    return _table(rows, ("pose score", "AP", "Pearson vs OKS", "Spearman", "ECE", "ECE floor", "floor p90"),
+                  "Pose scores")
+
+
+def _summary(m: dict, one_to_one: bool = False) -> str:
+    keypoint_floor = m.get("keypoint_ece_floor", {})
+    tables = ([_one_to_one_table(m)] if one_to_one else []) + [
+        _pose_table(m, one_to_one),
+        _table([(k, v, *_floor(keypoint_floor.get(k))) for k, v in m.get("keypoint_ece", {}).items()],
+               ("keypoint confidence", "ECE", "ECE floor", "floor p90"), "Keypoint confidences")]
     if "visibility" in m:
         b = m["visibility"]["binary"]
         tables.append(_table([("labelled vs not", b["precision"], b["recall"], b["f1"])],
@@ -170,15 +217,29 @@ def _skipped_section(metrics: dict) -> str:
             f"left out, so every number below is computed without them.</p><ul>{items}</ul>")
 
 
+def _counts(metrics: dict, one_to_one: bool) -> str:
+    """Who the figures are of: the persons posed (or results matched), or, one to one, the poses reported and the
+    labelled people they are scored against."""
+    if one_to_one:
+        e = metrics.get("one_to_one") or {}
+        return (f"{e.get('poses')} poses reported, {e.get('matched')} matched one to one to the "
+                f"{e.get('people_labelled')} labelled people of their pictures (the galleries show these)")
+    return f"{metrics.get('num_matched', metrics.get('num_instances'))} persons"
+
+
 def write_report(out_dir, metrics: dict, people=None, image_paths=None, gt=None, gt_oks=None,
-                 title: str = "posecal trust report") -> Path:
+                 title: str = "posecal trust report", one_to_one: bool = False) -> Path:
     """people: PersonPose-like predictions aligned with gt (N, K, 3), gt_oks (N,) and image_paths (None
-    where the image is unknown); without them the galleries are left out."""
+    where the image is unknown); without them the galleries are left out. one_to_one: the poses a detector's
+    boxes gave (eval --detector), whose pose figures are metrics' one_to_one ones, and `people` the poses
+    matched one to one."""
     out_dir = Path(out_dir)
-    parts = [f"<h1>{html.escape(title)}</h1><p class=note>{metrics.get('num_matched', metrics.get('num_instances'))}"
-             f" persons. Pose quality = predicted OKS; keypoint quality = predicted per-keypoint OKS term; ECE: 15 "
-             f"equal-width bins, |mean predicted − mean true| weighted by bin share.</p>",
-             _skipped_section(metrics), "<h2>Numbers</h2>", _summary(metrics), "<h2>Plots</h2><div class=plots>"]
+    parts = [f"<h1>{html.escape(title)}</h1>", _run_line(metrics),
+             f"<p class=note>{_counts(metrics, one_to_one)}. Pose quality = predicted OKS; keypoint quality = "
+             f"predicted per-keypoint OKS term; ECE: 15 equal-width bins, |mean predicted − mean true| weighted by "
+             f"bin share.</p>",
+             _skipped_section(metrics), "<h2>Numbers</h2>", _summary(metrics, one_to_one),
+             "<h2>Plots</h2><div class=plots>"]
     figures = []
     for name, alt in PLOTS:
         if (out_dir / name).is_file():
@@ -221,4 +282,4 @@ def draw_evaluation(ev: Evaluation) -> Path | None:
         plots.confusion_plot(pic.confusion, pic.confusion_labels, out / "visibility_confusion.png")
     if pic.risk_coverage:
         plots.risk_coverage_plot(pic.risk_coverage, out / "risk_coverage.png")
-    return write_report(out, ev.metrics, pic.people, pic.image_paths, pic.gt, pic.gt_oks)
+    return write_report(out, ev.metrics, pic.people, pic.image_paths, pic.gt, pic.gt_oks, one_to_one=pic.one_to_one)

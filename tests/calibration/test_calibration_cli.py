@@ -228,12 +228,12 @@ def test_calibrate_fit_apply_then_eval_results_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(np.sum(entries[0]["visibility_probs"], 1), 1.0, atol=1e-3)
     # labelled keypoints were scored higher than absent ones, so the labelled chance separates them
     assert entries[1]["visibility"][4] == 0 and entries[1]["visibility"][0] == 2
-    # each keypoint's c is the calibrated number (keypoint quality x p(labelled)), the estimator's own kept beside
+    # each keypoint's c is the calibrated number (keypoint quality where `visibility` calls it there, else 0), the
+    # estimator's own kept beside
     raw_entries = json.loads(res.read_text())
     for e, r in zip(entries[:5], raw_entries):
         c = np.reshape(e["keypoints"], (17, 3))[:, 2]
-        np.testing.assert_allclose(c, np.multiply(e["keypoint_quality"], 1 - np.array(e["visibility_probs"])[:, 0]),
-                                   atol=2e-4)
+        np.testing.assert_allclose(c, np.multiply(e["keypoint_quality"], np.array(e["visibility"]) > 0), atol=2e-4)
         np.testing.assert_allclose(e["raw_keypoint_scores"], np.reshape(r["keypoints"], (17, 3))[:, 2], atol=1e-4)
         np.testing.assert_allclose(np.reshape(e["keypoints"], (17, 3))[:, :2], np.reshape(r["keypoints"], (17, 3))[:, :2],
                                    atol=1e-4)

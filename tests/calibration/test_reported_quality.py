@@ -141,6 +141,7 @@ def test_the_pipeline_rates_found_boxes_and_leaves_given_ones():
     assert out[0].to_dict()["crop_quality"] == pytest.approx(0.8)
     assert out[1].pose_quality == pytest.approx(0.8) and out[1].crop_quality is None
     assert "crop_quality" not in out[1].to_dict()
+    assert [p.to_dict()["quality_from"] for p in out] == ["picture", "crop"]   # each record says which it is
     # rated again (a carried person's next frame), the crop's quality is read, not the rated one
     again = pipeline.rated(out, (640, 480))
     assert again[0].pose_quality == pytest.approx(expected) and again[0].crop_quality == pytest.approx(0.8)
@@ -170,24 +171,80 @@ def test_the_map_never_raises_a_pose_whatever_its_weights_and_features():
 
 
 def test_the_shipped_map_is_applied_where_it_was_fitted_and_only_there():
-    """A detector's boxes posed with the flip test get the model's map (accurate's, fast's); without the flip test
-    (track's default), without a detector or uncalibrated, the crop's quality is reported. The shipped maps never
-    raise a pose; a model with none fitted (published) reports the crop's quality."""
+    """A detector's boxes posed as `predict` poses still pictures by default get the model's map (accurate's,
+    fast's); any other run (no flip test, no detector, uncalibrated, another detector, no verifier, orientations,
+    a second look, tracking's preset, with the flip test too) reports the crop's quality and says why. The
+    shipped maps never raise a pose; a model with none (published) reports the crop's quality."""
+    from posecal.inference.person_policy import VIDEO
     from posecal.inference.predictor import Predictor
-    from posecal.models.shipped import is_installed, reported_quality_file
+    from posecal.models.shipped import is_installed
 
-    assert reported_quality_file("published") is None
     for name in ("accurate", "fast"):
-        if not is_installed(name) or reported_quality_file(name) is None:
-            pytest.skip(f"shipped model {name} or its map not available")
-        shipped = ReportedQuality.read(reported_quality_file(name))
-        assert (shipped.score.weights >= 0).all() and shipped.fitted_on == "val"
-        assert Predictor(name, threads=1).pipeline.reported is not None
-        for kwargs in ({"flip": False}, {"detector": None}, {"calibrated": False}):
-            assert Predictor(name, threads=1, **kwargs).pipeline.reported is None, (name, kwargs)
+        if not is_installed(name):
+            pytest.skip(f"shipped model {name} not available")
+        shipped = Predictor(name, threads=1).pipeline.reported
+        assert shipped is not None and (shipped.score.weights >= 0).all() and shipped.fitted_on == "val"
+        for kwargs in ({"flip": False}, {"detector": None}, {"calibrated": False}, {"detector": "nanodet"},
+                       {"verifier": "none"}, {"orientations": 4}, {"second_look": True}, {"policy": VIDEO}):
+            predictor = Predictor(name, threads=1, **kwargs)
+            assert predictor.pipeline.reported is None and predictor.unrated, (name, kwargs)
         f = np.random.default_rng(3).uniform(0, 1, (100, len(FEATURES)))
         q = np.random.default_rng(4).uniform(0, 1, 100)
         assert (shipped(f, q) <= q).all() and (shipped(np.zeros_like(f), q) >= 0.99 * q).all()
+    if is_installed("published"):
+        assert Predictor("published", threads=1, backend="torch").pipeline.reported is None
+
+
+def test_track_with_the_flip_test_reports_the_crops_quality():
+    """`track --flip` poses detected and carried boxes with the flip test: the map, fitted on still pictures, is
+    not applied, and each pose says its quality is its crop's."""
+    from posecal.models.shipped import is_installed
+    from posecal.tracking.pose_tracker import PoseTracker
+
+    if not is_installed("accurate"):
+        pytest.skip("shipped model accurate not available")
+    tracker = PoseTracker(flip=True, threads=1)
+    assert tracker.predictor.estimator.flip and tracker.predictor.pipeline.reported is None
+    assert "pictures" in tracker.predictor.unrated
+
+
+def test_a_shipped_model_named_by_path_rates_as_by_name():
+    """The map travels inside the shipped files: its graphs given by path (float, int8) and its .pt rate poses as
+    the name does."""
+    from posecal.inference.predictor import Predictor
+    from posecal.models.shipped import WEIGHTS_DIR, is_installed
+
+    if not is_installed("accurate"):
+        pytest.skip("shipped model accurate not available")
+    by_name = Predictor("accurate-float", threads=1).pipeline.reported
+    f, q = np.random.default_rng(6).uniform(size=(5, len(FEATURES))), np.linspace(0.2, 0.9, 5)
+    paths = [WEIGHTS_DIR / "posecal_accurate.onnx", WEIGHTS_DIR / "posecal_accurate.int8.onnx"]
+    for path in paths:
+        by_path = Predictor(str(path), threads=1).pipeline.reported
+        assert by_path is not None, path
+        np.testing.assert_allclose(by_path(f, q), by_name(f, q))
+    pt = WEIGHTS_DIR / "posecal_accurate.pt"
+    if pt.is_file():
+        np.testing.assert_allclose(Predictor(str(pt), backend="torch", threads=1).pipeline.reported(f, q),
+                                   by_name(f, q))
+
+
+def test_a_map_for_other_weights_is_not_applied_and_not_packed(tmp_path, tiny_model, capsys):
+    """A map keyed by another network's digest: never applied by a model that carries it, and refused by pack."""
+    from posecal.calibration.reported import META_KEY, NETWORK_KEY
+    from conftest import cli_error
+
+    k = len(FEATURES)
+    other = ReportedQuality(LogisticScore(np.zeros(k), np.ones(k), np.ones(k), -3.0), "test", weights="0" * 16)
+    found, why = ReportedQuality.of_model({META_KEY: other.to_dict(), NETWORK_KEY: "1" * 16}, "m",
+                                          dict(other.conditions))
+    assert found is None and "other weights" in why
+    found, why = ReportedQuality.of_model({META_KEY: other.to_dict(), NETWORK_KEY: "0" * 16}, "m",
+                                          dict(other.conditions))
+    assert found is not None and why == ""
+    other.write(tmp_path / "other.json")
+    line = cli_error(capsys, "pack", tiny_model, tmp_path / "p.pt", "--reported-quality", tmp_path / "other.json")
+    assert "fitted for other weights" in line and not (tmp_path / "p.pt").exists()
 
 
 def _packed_with_a_map(tmp_path, tiny_model, capsys):

@@ -103,16 +103,16 @@ def test_render_names_never_collide(tiny_model, tmp_path, capsys):
     img = np.full((64, 48, 3), 90, np.uint8)
     (tmp_path / "a" / "sub").mkdir(parents=True)
     (tmp_path / "b").mkdir()
-    for path in ("a/photo.jpg", "a/photo.png", "a/sub/photo.jpg", "b/photo.jpg"):
+    for path in ("a/photo.jpg", "a/photo.png", "a/sub/photo.jpg", "a/sub/photo.png", "b/photo.jpg"):
         cv2.imwrite(str(tmp_path / path), img)
     render = tmp_path / "ov"
     assert predict(tiny_model, tmp_path / "a", tmp_path / "b" / "photo.jpg", "--out", tmp_path / "p.json",
                    "--render", render) == 0
     written = sorted(p.relative_to(render).as_posix() for p in render.rglob("*.png"))
-    assert written == ["photo-2.png", "photo-3.png", "photo.png", "sub/photo.png"]
+    assert written == ["a/photo.png", "b/photo.png", "photo.png", "sub/photo-2.png", "sub/photo.png"]
     err = capsys.readouterr().err
-    assert "photo.png: overlay written as" in err and "photo-2.png" in err
-    assert "photo.jpg: overlay written as" in err and "photo-3.png" in err
+    assert "2 inputs are named photo.jpg: told apart by their folders as a/photo.jpg, b/photo.jpg" in err
+    assert f"sub/photo.png: overlay written as {render / 'sub' / 'photo-2.png'}" in err
 
 
 def test_interrupted_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):

@@ -40,6 +40,23 @@ def test_missing_file(tmp_path):
         YoloxPersonDetector(tmp_path / "nothere.onnx")
 
 
+def test_a_detector_neither_shipped_nor_a_file_names_the_shipped_ones(tmp_path, capsys):
+    """--detector yolo (a mistyped name, not a file): one line naming the detectors posecal ships."""
+    from posecal.detect.detector import load_detector
+
+    from conftest import run_cli
+
+    expected = "yolo: neither a detector posecal ships (default, ssd, nanodet, ssd+nanodet, none) nor a detector " \
+               "model file found"
+    with pytest.raises(PosecalInputError) as e:
+        load_detector("yolo")
+    assert str(e.value) == expected
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((64, 48, 3), 90, np.uint8))
+    rc, _, err = run_cli(capsys, "predict", img, "--detector", "yolo", "--out", tmp_path / "p.json", "--no-progress")
+    assert rc == 2 and err.strip().splitlines()[-1] == f"posecal: error: {expected}", err
+
+
 def test_text_file_is_not_a_model(tmp_path):
     bad = tmp_path / "fake.onnx"
     bad.write_text("this is not a network\n")

@@ -157,8 +157,18 @@ def test_flip_must_be_a_bool(value, said):
 
 
 def test_flip_as_a_bool_or_none_is_taken(tiny_model):
-    for value in (True, False, None, np.bool_(False)):
-        Predictor(tiny_model, flip=value, detector=None, backend="torch", threads=1)
+    """flip=None is the flip test on (the default), a numpy bool is taken as the bool it is: each Predictor says
+    which it runs, and poses a picture as the one of that setting does (the flip test changes the keypoints)."""
+    picture = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    poses = {}
+    for value, flips in ((True, True), (False, False), (None, True), (np.bool_(False), False)):
+        p = Predictor(tiny_model, flip=value, detector=None, backend="torch", threads=1)
+        assert p.flip == flips and isinstance(p.flip, (bool, np.bool_)), value
+        keypoints = p.predict(picture)[0].keypoints
+        if flips in poses:
+            np.testing.assert_array_equal(keypoints, poses[flips])
+        poses.setdefault(flips, keypoints)
+    assert not np.array_equal(poses[True], poses[False])
 
 
 @pytest.mark.parametrize("detector", ["none", "nanodet"])

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import COCO_CROPS, STANDING, cli_error, write_walking_video
 from posecal.errors import PosecalInputError
-from posecal.parallel.parts import PartStore, part_folder, unit_key, write_part
+from posecal.parallel.parts import FINISHED, PartStore, part_folder, unit_key, write_part
 from posecal.parallel.ray_rows import actor_resources
 from posecal.parallel.runner import ERROR, PartWriter
 
@@ -99,7 +99,10 @@ def test_the_merge_streams_the_parts_into_one_processes_file(tmp_path):
             write_part(store.folder, key, json.dumps(part))
         write_part(store.folder, "gone", json.dumps(parts[0]))   # an input since removed
         summary = merge_parts(PredictConfig(inputs=[], out=str(out)), store, {"a.jpg": 7}, 0, 0.0)
-        assert (summary.frames, summary.persons, summary.problems) == (4, 4, 1) and not store.folder.exists()
+        assert (summary.frames, summary.persons, summary.problems) == (4, 4, 1)
+        # the run's parts kept for the next run (finished), the part of an input since removed gone
+        assert (store.folder / FINISHED).is_file() and sorted(p.stem for p in store.folder.glob("part_*")) == \
+            [f"part_{k}" for k in sorted(keys)]
         if out.suffix == ".json":
             got = json.loads(out.read_text())
             assert [(e["keypoints"][0], e["image_id"]) for e in got] == [(1.0, 8), (2.0, 8), (3.0, 9), (4.0, 7)]
@@ -268,7 +271,7 @@ def test_ray_gives_what_one_process_gives_and_says_the_bad_picture(tmp_path, loc
     assert [line for line in lines if "fig_bad.jpg" in line] == [f"{folder / 'fig_bad.jpg'}: cannot decode image "
                                                                 "(corrupt, unsupported format, or over OpenCV's "
                                                                 "1,073,741,824-pixel limit)"]
-    assert not part_folder(tmp_path / "ray.json").exists()   # merged, then removed
+    assert (part_folder(tmp_path / "ray.json") / "finished").is_file()   # merged, then kept for the next run
     # JSON Lines: the records one process streams
     assert run_cli_quiet(folder, tmp_path / "one.jsonl") == 0
     ray_predict([folder], tmp_path / "ray.jsonl")

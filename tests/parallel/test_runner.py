@@ -214,7 +214,7 @@ def test_predict_in_one_process_through_the_runner_gives_the_one_process_results
     summary = predict_through(OneProcess(), folder, tmp_path / "runner.json")
     assert main(["predict", str(folder), "--model", "fast", "--threads", "1", "--out", str(tmp_path / "one.json"),
                  "--no-progress", "--detector", "none", "--min-pose-quality", "0"]) == 0
-    assert (summary.frames, summary.problems) == (3, 1) and not part_folder(tmp_path / "runner.json").exists()
+    assert (summary.frames, summary.problems) == (3, 1) and (part_folder(tmp_path / "runner.json") / "finished").is_file()
     same_results(json.loads((tmp_path / "runner.json").read_text()), json.loads((tmp_path / "one.json").read_text()))
 
 
@@ -233,11 +233,11 @@ def test_track_in_one_process_through_the_runner_resumes_an_interrupted_run_exac
     same_tracks(json.loads(whole.read_text()), json.loads(one.read_text()))
     real, calls = batches.TrackBatches.track, []
 
-    def second_video_interrupted(self, path, name, render=""):
+    def second_video_interrupted(self, path, name, render="", work=""):
         calls.append(name)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(self, path, name, render)
+        return real(self, path, name, render, work)
 
     out = tmp_path / "out.json"
     with monkeypatch.context() as m:
@@ -247,8 +247,8 @@ def test_track_in_one_process_through_the_runner_resumes_an_interrupted_run_exac
     assert not out.exists()
     calls.clear()
     with monkeypatch.context() as m:
-        m.setattr(batches.TrackBatches, "track", lambda self, path, name, render="": calls.append(name) or real(
-            self, path, name, render))
+        m.setattr(batches.TrackBatches, "track", lambda self, path, name, render="", work="": calls.append(name)
+                  or real(self, path, name, render, work))
         track_through(OneProcess(), tiny_model, folder, out)
     assert calls == ["walk1.avi", "walk2.avi"]   # walk0.avi, the first, was kept
     assert json.loads(out.read_text()) == json.loads(whole.read_text())
@@ -314,11 +314,11 @@ def test_track_from_the_cli_resumes_an_interrupted_run_and_says_so(tiny_model, t
     assert rc == 0 and "settings fingerprint " in stdout
     real, calls = batches.TrackBatches.track, []
 
-    def counted(self, path, name, render=""):
+    def counted(self, path, name, render="", work=""):
         calls.append(name)
         if interrupt and len(calls) == 2:
             raise KeyboardInterrupt
-        return real(self, path, name, render)
+        return real(self, path, name, render, work)
 
     monkeypatch.setattr(batches.TrackBatches, "track", counted)
     interrupt = True

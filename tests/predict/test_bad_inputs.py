@@ -1020,8 +1020,8 @@ train_case("train-num-workers-65", "num_workers: 65\n", refused("num_workers"))
 
 def _images_in_missing_subfolder(fx, cwd):
     data = coco_data(fx)
-    for im in data["images"]:
-        im["file_name"] = "train2017/" + im["file_name"]
+    for im in data["images"]:   # neither in train2017/ nor flat under its base name (data/coco.py image_file)
+        im["file_name"] = "train2017/gone_" + im["file_name"]
     (cwd / "ann_sub.json").write_text(json.dumps(data))
     cfg = fx.train_config(cwd)
     cfg.write_text(re.sub(r"train_annotations: [^,]+", f"train_annotations: {cwd / 'ann_sub.json'}",

@@ -1,6 +1,6 @@
 """`posecal predict DIR --out X.json` in one process keeps a part per finished input, as Ray's workers do: Ctrl-C
 keeps them and writes no half X.json, the same command again goes on from them (and says so), and the results
-are those of one uninterrupted run. A part belongs to its input (its path, size and time), not to its place: an
+are those of one uninterrupted run (the parts kept, finished, for the next run). A part belongs to its input (its path, size and time), not to its place: an
 input added or replaced in between is the only one posed again; another setting is refused in one line. Two runs
 on one --out: the second is refused at its start in one line, the first ends whole."""
 import json
@@ -11,7 +11,7 @@ import sys
 import cv2
 import pytest
 
-from posecal.parallel.parts import part_folder, part_path, unit_key
+from posecal.parallel.parts import FINISHED, part_folder, part_path, unit_key
 from posecal.predict import job
 
 from conftest import ROOT, interrupt_second_estimate, make_coco, run_cli, write_walking_video
@@ -32,7 +32,7 @@ def predict(capsys, model, images, out, *extra):
 def test_an_interrupted_run_resumes_to_the_uninterrupted_results(tiny_model, inputs, tmp_path, capsys, monkeypatch):
     whole = tmp_path / "whole.json"
     rc, _, _ = predict(capsys, tiny_model, inputs, whole)
-    assert rc == 0 and not part_folder(whole).exists()
+    assert rc == 0 and finished(whole)
     out = tmp_path / "out.json"
     with monkeypatch.context() as m:
         interrupt_second_estimate(m)
@@ -47,7 +47,12 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_results(tiny_model, inp
     assert rc == 0 and f"resuming: 1 of 5 unit(s) already done in {part_folder(out)}" in err
     assert "7 image(s)/frame(s)" in stdout
     assert json.loads(out.read_text()) == json.loads(whole.read_text())
-    assert not part_folder(out).exists()
+    assert finished(out)
+
+
+def finished(out) -> bool:
+    """Is `out` merged, its parts kept for the next run (parts.PartStore.finish)?"""
+    return (part_folder(out) / FINISHED).is_file()
 
 
 def stop_before_the_merge(monkeypatch) -> None:
@@ -90,7 +95,7 @@ def test_an_input_added_after_a_stop_is_the_only_one_posed(tiny_model, inputs, t
     whole = tmp_path / "whole.json"
     assert predict(capsys, tiny_model, inputs, whole)[0] == 0
     assert json.loads(out.read_text()) == json.loads(whole.read_text())   # image ids as one uninterrupted run's
-    assert not part_folder(out).exists()
+    assert finished(out)
 
 
 def test_a_replaced_input_is_posed_again_and_a_removed_one_left_out(tiny_model, inputs, tmp_path, capsys,
@@ -152,7 +157,7 @@ def test_a_second_run_on_one_out_is_refused_at_its_start_and_the_first_ends_whol
     rc, _, _ = predict(capsys, tiny_model, inputs, out)
     assert len(second) == 1 and second[0][0] == 2 and second[0][2].strip().splitlines() == [refusal(out)]
     assert rc == 0 and opened == [1]   # the second opened no model
-    assert json.loads(out.read_text()) == json.loads(whole.read_text()) and not part_folder(out).exists()
+    assert json.loads(out.read_text()) == json.loads(whole.read_text()) and finished(out)
 
 
 def test_a_run_held_by_another_process_is_refused_and_a_killed_ones_lock_blocks_nothing(tiny_model, inputs,
@@ -162,9 +167,9 @@ def test_a_run_held_by_another_process_is_refused_and_a_killed_ones_lock_blocks_
     the whole results."""
     out = tmp_path / "out.json"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import os, sys; from posecal.parallel.parts import _lock_file; "
+        "import os, sys; from posecal.records import lock_file; "
         f"os.makedirs({str(part_folder(out))!r}); "
-        f"_lock_file(os.open({str(part_folder(out) / 'lock')!r}, os.O_RDWR | os.O_CREAT)); "
+        f"lock_file(os.open({str(part_folder(out) / 'lock')!r}, os.O_RDWR | os.O_CREAT)); "
         "print('held', flush=True); sys.stdin.read()")],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -177,4 +182,4 @@ def test_a_run_held_by_another_process_is_refused_and_a_killed_ones_lock_blocks_
         holder.wait()
     assert (part_folder(out) / "lock").is_file()   # what a killed run leaves
     rc, _, _ = predict(capsys, tiny_model, inputs, out)
-    assert rc == 0 and json.loads(out.read_text()) and not part_folder(out).exists()
+    assert rc == 0 and json.loads(out.read_text()) and finished(out)

@@ -135,18 +135,23 @@ def test_eval_and_predict_write_the_same_in_frame_for_the_shipped_model(tmp_path
     np.testing.assert_allclose(entry["keypoint_quality"], person["keypoint_quality"], atol=2e-3)
 
 
-def test_c_is_the_keypoint_quality_times_the_chance_the_keypoint_is_there():
-    """COCO's c in posecal's results: keypoint quality x (1 - p(not labelled)); an absent keypoint with a high
-    quality gets a low c, so thresholding c leaves it out."""
+def test_c_is_the_keypoint_quality_where_the_keypoint_is_there():
+    """COCO's c in posecal's results: the keypoint quality where `visibility` calls the keypoint there, 0 where it
+    calls it absent, so thresholding c leaves out every keypoint called absent (a hip below the picture whose
+    quality is high) and no keypoint called there is worth less than its quality."""
     from posecal.inference.estimator import PersonPose
-    from posecal.inference.scoring import present_and_right
+    from posecal.inference.scoring import present_and_right, visibility_classes
 
-    kq = np.full(17, 0.8)
+    kq, in_frame = np.full(17, 0.8), np.full(17, 0.95)
     probs = np.tile([0.1, 0.2, 0.7], (17, 1))
     probs[11] = [0.9, 0.05, 0.05]                                  # a hip below the picture: called absent
-    person = PersonPose(np.array([0, 0, 10, 20.0]), np.zeros((17, 2)), kq, kq, 0.7, np.full(17, 2), probs)
+    in_frame[11] = 0.1
+    probs[5], kq[5] = [0.6, 0.1, 0.3], 0.5                         # a shoulder the model cannot place: absent
+    vis = visibility_classes(probs, 0.75, kq, in_frame)
+    person = PersonPose(np.array([0, 0, 10, 20.0]), np.zeros((17, 2)), kq, kq, 0.7, vis, probs, in_frame=in_frame)
     c = np.reshape(person.to_dict()["keypoints"], (17, 3))[:, 2]
-    assert c[0] == pytest.approx(0.72) and c[11] == pytest.approx(0.08)
+    assert c[0] == pytest.approx(0.8) and c[11] == 0 and c[5] == 0 and vis[11] == vis[5] == 0
+    assert ((c > 0) == (vis > 0)).all()
     assert person.to_dict()["keypoint_quality"][11] == pytest.approx(0.8)    # the quality itself is unchanged
     np.testing.assert_allclose(present_and_right(kq), kq)                     # no visibility head: the quality
 
@@ -165,3 +170,20 @@ def test_a_tracked_box_on_another_persons_legs_is_not_reported():
     kept = VIDEO.without_tracked_parts([walker, legs, beside, overlapping])
     assert kept == [walker, beside, overlapping]
     assert VIDEO.without_tracked_parts([legs]) == [legs]          # alone, a small box is somebody
+
+
+def test_a_tracked_pictures_id_confidence_is_nan_where_its_records_say_null_and_its_repr_is_one_line(tmp_path):
+    """Picture.id_confidence of a tracked frame is an array whatever the frame: NaN for the poses that start their
+    tracks (all of a first frame's), as their records' id_confidence is null; the next frame rates them. A
+    picture that was not tracked has none. repr(PoseTracker) says in one line what tracks and where it stands."""
+    video = write_walking_video(tmp_path / "walk.avi", frames=2)
+    tracker = PoseTracker(model=str(write_tiny_model(tmp_path / "tiny.pt")), backend="torch", detector="none",
+                          threads=1, min_pose_quality=0.0, policy=replace(VIDEO, birth_visible=0, birth_quality=0.0))
+    assert repr(tracker) == (f"PoseTracker(model={str(tmp_path / 'tiny.pt')!r}, detector=none, between=flow, frames=0, "
+                             f"live tracks=0, next_id=1, fps=25)")
+    first, second = (tracker(bgr) for bgr in frames_of(video))
+    assert len(first.people) == 1 and [r["id_confidence"] for r in first.to_dict()["people"]] == [None]
+    assert first.id_confidence.shape == (1,) and np.isnan(first.id_confidence).all()
+    assert 0 <= second.id_confidence[0] <= 1 and second.to_dict()["people"][0]["id_confidence"] is not None
+    assert replace(first, tracked=False).id_confidence is None
+    assert repr(tracker).endswith("frames=2, live tracks=1, next_id=2, fps=25)") and "\n" not in repr(tracker)

@@ -14,7 +14,6 @@ from bench.lab.moving_people import (SceneSpec, Sprite, Walk, apply_affine, comp
 from bench.lab.video_worlds import DEGRADED, degraded, parse_kind, scaled_boxes, scene_plan
 from bench.lab.world_choice import leave_one_world_out, spread
 
-from conftest import STANDING
 from test_track_ids import dot_colour, dotted_sprite
 
 WORLD = np.full((300, 400, 3), 30, np.uint8)      # a world picture with a 3x3 white marker at (150, 200)

@@ -214,12 +214,47 @@ def test_one_propagated_box_per_place():
     tracker = Tracker(TrackerConfig(smooth=False), policy=replace(VIDEO, birth_quality=0))
     here, also_here, there = (pose_of(STANDING, quality=0.4), pose_of(STANDING + [2, 1], quality=0.8),
                               pose_of(STANDING + [200, 0], quality=0.6))
+    here.box_score, also_here.box_score, there.box_score = 0.3, 0.9, 0.6
     tracker.update([here, there], 0.0)
     tracker.tracks[0].person = also_here          # the first track has drifted onto the same person
     tracker.tracks.insert(0, dataclasses.replace(tracker.tracks[0], person=here))
     out, scores, propagated = frame_boxes(np.zeros((480, 640, 3), np.uint8), None, tracker)
-    assert len(out) == 2 and propagated.all() and scores.tolist() == [0.0, 0.0]   # no detector score of their own
+    assert len(out) == 2 and propagated.all() and scores.tolist() == [0.9, 0.6]   # each its track's last score
     np.testing.assert_allclose(out[0], boxes_from_pose(also_here), atol=1e-6)
+
+
+def test_a_carried_box_keeps_its_tracks_detection_score_on_detector_frames_and_between(monkeypatch):
+    """A record's box_score is the score of the detection its track was last held by, on every frame: two people,
+    the detector (every 3rd frame) scores them 0.9 and 0.7 and misses the second at frame 3, where its box is
+    carried from its track and posed there; between detector frames the flow carries both. The second's box_score
+    stays 0.7 (it read 0.0 on the detector frame that missed it, 0.7 again between)."""
+    from types import SimpleNamespace
+
+    from posecal.data.sources import Frame
+    from posecal.inference.pipeline import PosePipeline
+    from posecal.tracking import pose_tracker
+    from posecal.tracking.flow import FrameFlow
+    from posecal.tracking.pose_tracker import TrackConfig, _tracked_people
+    from test_repose_cadence import pose_in
+
+    boxes, image = np.array([[20, 40, 80, 200], [300, 40, 80, 200]], float), np.zeros((300, 500, 3), np.uint8)
+
+    def estimate(items):
+        return [[replace(pose_in(b), box_score=float(s)) for b, s in zip(bs, ss)] for _, bs, ss in items]
+    monkeypatch.setattr(pose_tracker, "carried_and_held",
+                        lambda people, *_: ([replace(p, pose_source="carried") for p in people], np.ones(len(people))))
+    predictor = SimpleNamespace(pipeline=PosePipeline(estimate, None, VIDEO), detector=object())
+    cfg, tracker = TrackConfig([], repose_after=0), Tracker(TrackerConfig(smooth=False), policy=VIDEO)
+    flow = FrameFlow()
+    second = []
+    for k in range(8):
+        detections = None if k % 3 else (boxes, np.array([0.9, 0.7])) if k != 3 else (boxes[:1], np.array([0.9]))
+        out = dict(_tracked_people(Frame(f"f#{k}", None, image, k), detections, predictor, tracker, 25.0, cfg, "oks",
+                                   flow=flow))
+        assert sorted(out) == [1, 2]
+        second.append((out[2].box_origin, out[2].pose_source, out[2].box_score))
+    assert second[3] == ("carried", "detected", 0.7)            # posed in its carried box on a detector frame
+    assert [s for _, _, s in second] == [0.7] * 8
 
 
 def test_only_tracks_seen_in_the_last_frame_propagate_a_box():

@@ -147,7 +147,7 @@ def trained_once(trained_base, tmp_path):
 
 
 def _checkpoint_step(last: Path) -> int:
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
     return ckpt["state"]["step"]
 
 
@@ -219,3 +219,34 @@ def test_ctrl_c_at_random_moments_leaves_a_loadable_checkpoint(trained_once):
             assert proc.returncode == 0, err    # the run ended before the signal came
         assert _checkpoint_step(out / "last.pt") >= 1     # loads
         assert not list(out.glob(".*.tmp"))
+
+
+# --- --resume reads last.pt as weights and plain values only (torch.load weights_only=True)
+
+def test_resume_goes_on_from_last_pt_at_its_step(trained_once, capsys):
+    cfg, out = trained_once
+    rc, stdout, err = run(capsys, "train", cfg, "--resume", "--no-progress")
+    assert rc == 0, err
+    assert f"resumed from {out / 'last.pt'} at epoch 1, step 1" in stdout
+    assert _checkpoint_step(out / "last.pt") > 1
+
+
+class _Planted:
+    """Pickled as a call of Path.touch on a marker file: loading it with weights_only=False runs that call."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_last_pt_holding_code_is_refused_without_running_it(trained_once, capsys, tmp_path):
+    cfg, out = trained_once
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    marker = tmp_path / "code-ran"
+    ckpt["state"]["planted"] = _Planted(marker)
+    torch.save(ckpt, out / "last.pt")
+    line = error_line(capsys, "train", cfg, "--resume", "--no-progress")
+    assert line.startswith(f"{out / 'last.pt'}: refused: it holds Python objects beyond weights"), line
+    assert not marker.exists()
