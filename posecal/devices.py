@@ -21,9 +21,8 @@ GPU_INSTALL = ("pip install 'posecal[gpu]' (onnxruntime-gpu; uninstall the plain
                "one module)")
 _warned: set[str] = set()
 
-# Person crops per forward pass when none is given. On the CPU one: batching saves no time there
-# and its activations cost memory (posecal predict, 20 street frames x 7 persons, accurate, 2 threads: batch 16
-# 1.69 GB and 12.0-12.5 s, batch 4 0.58 GB and 11.3-11.5 s, batch 1 0.31 GB and 10.1-10.6 s); on a GPU 16.
+# Person crops per forward pass when none is given: on the CPU one (batching saves no time there and its
+# activations cost memory: CHANGELOG); on a GPU 16.
 CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 1, 16
 
 
@@ -32,9 +31,8 @@ def default_batch_size(device: str) -> int:
     return CUDA_BATCH_SIZE if device == "cuda" else CPU_BATCH_SIZE
 
 
-# onnxruntime's CPU memory arena keeps the largest activations it has seen for the session's lifetime, per
-# session (pose graph, detector, verifier). Without it `posecal predict`'s peak on 10 vtest frames fell from
-# 577-581 to 455-481 MB but the run took 11.2-14.0 s instead of 8.2-10.3 s (alternated, 2 cores, loaded): kept on
+# onnxruntime's CPU memory arena keeps each session's largest activations; off saves memory but costs more time
+# (CHANGELOG): kept on
 CPU_MEMORY_ARENA = True
 
 
@@ -141,13 +139,11 @@ def int8_saturates() -> bool:
     """This CPU is an x86 one whose onnxruntime int8 kernels saturate: AVX2, or AVX-512 without VNNI.
 
     There onnxruntime multiplies uint8 activations by int8 weights with VPMADDUBSW, which adds two products in
-    16 bits and clips (255 x 127 x 2 > 32767): the shipped int8 graphs lost up to 0.15 OKS a person on such a CPU.
-    session_options then has onnxruntime widen the weights to uint8 (session.x64quantprecision), which multiplies
-    without clipping and computes the very integers a VNNI CPU does. Not on CPUs with AVX-512 VNNI or AVX-VNNI
-    (EXACT_INT8_FLAGS), where the widening would halve the int8 speed for nothing, nor on ARM, whose kernels do
-    not clip. 7-bit weights (reduce_range), the other remedy onnxruntime names, cost 1.2 AP on every CPU
-    (CHANGELOG.md). The flags are CPUID's where numpy reads it, else the OS's (cpu_flags); where neither says,
-    the safe answer is True."""
+    16 bits and clips (255 x 127 x 2 > 32767). session_options then has onnxruntime widen the weights to uint8
+    (session.x64quantprecision), which computes the very integers a VNNI CPU does. Not with AVX-512 VNNI or
+    AVX-VNNI (EXACT_INT8_FLAGS), where widening would halve the int8 speed for nothing, nor on ARM, whose kernels
+    do not clip (7-bit weights cost AP: CHANGELOG). The flags are CPUID's where numpy reads it, else the OS's
+    (cpu_flags); where neither says, the safe answer is True."""
     return saturates_with(cpu_flags(), platform.machine())
 
 
@@ -156,14 +152,9 @@ PRECISIONS = ("auto", "int8", "float")   # which graphs of a shipped model run o
 
 def auto_precision(flags, machine: str) -> tuple[str, str]:
     """(precision, why) that `auto` runs on a CPU of this machine type with these flags: int8 where onnxruntime
-    multiplies int8 exactly; float on x86 without VNNI, where the int8 graphs must run widened (int8_saturates) and
-    the widened path took float's time (`python bench/latency.py --shipped accurate --int8 --rounds 2`, AVX2-only
-    AMD EPYC, 2 threads: flip 63.4 / 69.8 ms a crop int8 against 72.8 / 65.7 float, no flip 47.9 / 42.9 against
-    43.7 / 43.5), so the float graphs' exact answers cost nothing; float on ARM, where the int8 graphs do not give
-    x86's answers: on emulated aarch64 CPUs (qemu-user, with and without the dot-product instructions, alike;
-    `python bench/int8_arm.py`, 8 val crops) the flip-test graphs put the keypoints where x86's do (within 2e-5 px;
-    accurate's pose quality within 0.005), but the graphs without it, which `track` runs, moved keypoints by up
-    to 26 px and pose quality by up to 0.03: as far as int8 is from float on either CPU."""
+    multiplies int8 exactly; float on x86 without VNNI, where the widened int8 path (int8_saturates) takes float's
+    time, so float's exact answers cost nothing; float on ARM, where the no-flip int8 graphs do not give x86's
+    answers (CHANGELOG)."""
     if machine.lower() not in X86:
         return "float", f"a {machine} CPU: the int8 graphs answer there otherwise than on x86"
     if not saturates_with(flags, machine):

@@ -1,31 +1,23 @@
 """Draw poses so that a viewer sees how far to trust each one.
 
-Colour = calibrated quality on a single red -> amber -> green scale (keypoints: predicted OPKS; the
-"Q" label: predicted OKS of the pose). Shape = visibility: filled dot and solid limb for a visible
-keypoint, hollow ring and dashed limb for an occluded one, nothing for a not-labelled one (faint
-grey with ``show_all=True``).
+Colour = calibrated quality on one red -> amber -> green scale (keypoints: predicted OPKS; the "Q" label: predicted
+OKS). Shape = visibility: filled dot and solid limb for visible, hollow ring and dashed limb for occluded, nothing
+for not labelled (faint grey with ``show_all=True``).
 
-Sizes: every size derives from the image size, so the same call suits a 150 px crop and a 4K photo, and
-each person's markers and lines are made smaller where the person is small for the picture (their box
-height, or keypoint spread if larger): a person 50 px tall in a crowd gets dots of radius ~1.5 px and 1 px
-limbs, so its limbs stay visible between its dots. Sizes never grow past the image's.
+Sizes derive from the image size, and shrink for a person small for the picture (box height or keypoint spread),
+so limbs stay visible between dots in a crowd; they never grow past the image's.
 
-Labels: one "Q 0.72" per person, placed greedily, larger people first, at the candidate spot around the box
-(above, inside the top, below, beside; then further out) that overlaps no earlier label and hides the fewest
-keypoints, limbs and other people's boxes, and always inside the picture; a label away from its box gets a
-thin leader line to it. In a crowd the label text shrinks with the person, to 9 px at least.
+Labels: one "Q 0.72" per person, larger people first, at the candidate spot around the box that overlaps no earlier
+label and hides the fewest keypoints, limbs and boxes, always inside the picture (a leader line when away from its
+box; text down to 9 px in a crowd).
 
-Legend: inside the picture (the render keeps the input's size, as videos and side-by-side comparisons
-need), never more than 10 % of it: a translucent dark panel in a corner (bottom-right preferred), at most
-half the image wide and a third of it tall, and only where it hides no keypoint, limb or Q label; else with
-smaller text (down to 0.65x, 6 px); else a compact one-line "quality 0 [bar] 1" scale in a free corner (the
-symbol keys left out). As a last resort, on pictures of 80,000 px and more, the compact scale goes in the
-corner that hides the fewest drawn points; on smaller pictures (a 206 x 159 sports photo) it is left out
-rather than drawn over the person. There is no legend when nobody is drawn.
+Legend: inside the picture (the render keeps the input's size), at most 10 % of it: a translucent panel in a corner
+that hides no keypoint, limb or label; else smaller text; else a compact "quality 0 [bar] 1" scale; as a last
+resort, on pictures of 80,000 px and more, the compact scale in the corner hiding the fewest points (smaller
+pictures go without). No legend when nobody is drawn.
 
-People are read by their fields alone (a `posecal.inference.predictor.PersonPose` or anything with its box,
-keypoints, keypoint_quality, visibility, pose_quality and keypoint_radius), so this module sits in a low layer
-and the result types above it draw themselves without an upward import.
+People are read by their fields alone (box, keypoints, keypoint_quality, visibility, pose_quality,
+keypoint_radius), so this module sits in a low layer and the result types above it draw themselves.
 """
 from __future__ import annotations
 

@@ -1,34 +1,20 @@
 """Conditional calibration: keypoint and pose quality calibrated on what posecal knows at run time.
 
-Why: the per-keypoint isotonic maps (posecal.calibration.quality) are fitted on a mixture of conditions, so they
-are calibrated on the mixture's average and off wherever the mixture is not like the person at hand. A person
-cut by the frame is the clear case: the box is clipped, the model's sense of scale comes from the box, and its
-keypoint quality reads low everywhere on that person. What tells such a person apart is known at run time:
-where the box lies in the picture, its shape, where each keypoint lies, how sure the model is that the keypoint
-is there. A logistic recalibration on those covariates, after the isotonic maps, moves each quality to what it
-means for persons like this one.
+Why: the per-keypoint isotonic maps (posecal.calibration.quality) are calibrated on their fitting mixture's average
+and off wherever a person is not like it; a person cut by the frame reads low everywhere. What tells such a person
+apart is known at run time, so a logistic recalibration on those covariates follows the isotonic maps.
 
-Covariates of a keypoint (KEYPOINT_COVARIATES), all from the run's outputs, its box and its picture's size:
-- logit of the isotonic-calibrated keypoint quality (weight held >= 0: the order of qualities never flips);
-- how many sides of the box touch the picture's edge (0-4), and its product with the logit;
-- the keypoint's signed distance to the picture's nearest edge over the person's scale, clipped (in_frame's
-  feature);
-- where the box touches the edge: the box's aspect, log(height / width), and its product with the logit, and
-  logit p(not labelled) (the temperature-calibrated visibility; in_frame's feature). 0 for a box inside the
-  picture: there a box's shape and the absent probability say nothing the isotonic maps did not already use,
-  while a detector's box (another aspect than the annotator's) would move the quality for no reason;
-- whether the box touches the top edge, and the bottom edge (a head cut off reads otherwise than feet cut off).
-For a person whose box lies inside the picture only the logit and the edge distance vary, so the map there is
-a logistic reshaping of the isotonic quality (one slope and intercept over all keypoint types).
+Covariates of a keypoint (KEYPOINT_COVARIATES): the logit of the isotonic quality (weight held >= 0, so the order
+never flips); how many box sides touch the picture's edge, and its product with the logit; the keypoint's signed
+distance to the nearest edge over the person's scale, clipped; for a box touching the edge only, its aspect
+log(h / w), its product with the logit and logit p(not labelled) (inside the picture a detector's box shape would
+move quality for no reason); whether the box touches the top, and the bottom edge.
 
-Pose quality (POSE_COVARIATES) is corrected on the logit scale: logit(out) = logit(isotonic pose quality) +
-weights · (how many sides touch the edge, and its product with the logit), fitted with that logit as a fixed
-offset and no bias (fit_logistic's anchored). A person whose box lies inside the picture keeps the isotonic pose
-quality exactly: reshaping it as well cost persons of another data set (LSPET) more than it gained on the
-fitting mixture.
+Pose quality (POSE_COVARIATES): logit(out) = logit(isotonic pose quality) + weights · (sides touching the edge, and
+its product with the logit), the logit a fixed offset with no bias, so a person inside the picture keeps the
+isotonic pose quality exactly (reshaping it cost LSPET more than it gained on the mixture).
 
-Fitted by cross-entropy against the true OPKS / OKS as soft targets (posecal.calibration.maps.fit_logistic), on
-the labelled keypoints / persons of a mixture of conditions that has persons cut by the frame among them.
+Fitted by cross-entropy against the true OPKS / OKS as soft targets (posecal.calibration.maps.fit_logistic).
 """
 from __future__ import annotations
 

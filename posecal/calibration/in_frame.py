@@ -1,16 +1,10 @@
 """`in_frame`: the calibrated probability that a keypoint lies inside the picture.
 
-Why beside visibility: "not labelled" (v = 0) says an annotator could not place the keypoint, which covers a
-joint hidden behind a wall and one the picture's edge cut off alike. A webcam user needs the second apart: is
-the elbow outside the frame (ask the person to step back) or inside but hidden? posecal pads crops past the
-picture's edge, so a keypoint's position may lie outside the picture; this map turns the trust model's
-p(not labelled) and where the keypoint lies relative to the picture's edges into that probability.
-
-The map is a logistic score of two features, fitted on persons whose truth is known: labelled keypoints are
-inside the picture, keypoints a cut by the frame removed are outside (posecal.data.conditions.cut_by_frame):
-- logit p(not labelled), weight held <= 0;
-- the keypoint's signed distance to the nearest edge of the picture (negative outside) over the person's scale
-  (sqrt of box area), clipped to +-0.5, weight held >= 0.
+Why beside visibility: "not labelled" covers a joint hidden behind a wall and one cut off by the picture's edge
+alike; a webcam user needs them apart (step back, or hidden?). The map is a logistic score of two features, fitted
+on persons whose truth is known (cut keypoints outside: posecal.data.conditions.cut_by_frame): logit p(not
+labelled), weight <= 0; the signed distance to the nearest edge (negative outside) over sqrt(box area), clipped to
++-0.5, weight >= 0.
 """
 from __future__ import annotations
 

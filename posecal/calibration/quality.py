@@ -1,14 +1,11 @@
-"""Calibration of posecal's own quality heads: what `posecal pack --calibrate-on` fits and every inference
-path (Predictor, `posecal predict`, `posecal eval`, the ONNX backend) applies through `apply`.
+"""Calibration of posecal's own quality heads: what `posecal pack --calibrate-on` fits and every inference path
+applies through `apply`.
 
-The heads learn on crops the pose network has memorised, so on new people they are over-confident. The
-maps are fitted on persons the pose network never trained on (the val split): per keypoint type an
-isotonic map of the OPKS head to the true OPKS, one isotonic map of the OKS head to the true OKS, per
-keypoint type a visibility temperature, and conformal radii on the calibrated keypoint quality (where persons
-whose box touches the picture's edge were among the data, a second table for them: `edge_radii`); optionally a
-conditional map after the isotonic ones (calibration/conditional.py: quality given where the box and keypoints
-lie in the picture, which then needs each person's picture size at `apply`). Stored as plain JSON-able numbers in
-the model file's meta and in the ONNX metadata (a few KB).
+The heads are over-confident on people the pose network did not memorise, so maps are fitted on the val split:
+per keypoint type an isotonic map of the OPKS head to the true OPKS, one isotonic map of the OKS head, per type a
+visibility temperature, and conformal radii on the calibrated keypoint quality (`edge_radii` for boxes touching the
+picture's edge); optionally a conditional map after the isotonic ones (calibration/conditional.py, which needs each
+picture's size at `apply`). Stored as JSON-able numbers in the model file's meta and ONNX metadata.
 """
 from __future__ import annotations
 

@@ -1,46 +1,29 @@
 """Pose quality as reported: the expected OKS of a pose among the other poses of its picture, against the person it
 covers one to one (posecal/metrics/reported.py), not only of a pose on a labelled box.
 
-Why: the trust model reads one crop. On a labelled box that is all there is to know, and its pose quality sits at
-the floor of a calibrated predictor. The boxes a detector gives add failures no crop shows: a second pose of one
-person (COCO AP, and a tracker, count it wrong), a box over two people whose pose spans both, a box cut at the
-waist whose limbs run out of it, a person cut by the picture's edge whose hidden joints the pose guesses (the trust
-model calls them "not labelled", as COCO does, and its quality leaves them out). What the picture's other poses and
-its edges say is read here, as a correction that can only lower the crop's quality, fitted on the poses the product
-reported on labelled photographs (tools/fit_reported_quality.py), one to one:
+Why: the trust model reads one crop. A detector's boxes add failures no crop shows: a second pose of one person, a
+box over two people, a box cut at the waist, a person cut by the picture's edge. What the picture's other poses and
+its edges say is read here as a correction that can only lower the crop's quality, fitted on the poses the product
+reported on labelled photographs (tools/fit_reported_quality.py):
 
     Q_reported = Q * (1 - p_failure),   p_failure = sigmoid(bias + w · x / std),   every x >= 0, every w >= 0
 
-p_failure is the chance that what the picture shows makes the pose a failure its crop cannot see (the second pose
-of one person, a merge of two: scored about 0 one to one), so Q_reported <= Q by construction, for any features
-and any fit: the picture cannot vouch for a pose beyond what its crop shows. The failures are of that kind (right
-as the crop says, or about 0), which a product of the two follows better than a shift of the crop's logit.
+so Q_reported <= Q for any features and any fit. The failures are right-as-the-crop-says or about 0, which a
+product follows better than a shift of the crop's logit.
 
-Features (FEATURES: each a piece of evidence of a failure, 0 where there is none; from what the product reported,
-no truth):
-- `shared_with_higher`: the largest share of keypoints it shares with a reported pose of higher crop quality (both
-  call the keypoint there by the visibility rule, OPKS >= 0.5 at this pose's scale): the second pose of one
-  person, or a merge's half;
-- `shared_with_lower`: the same with a pose of lower crop quality: the first of such a pair;
-- `box_overlap`: the largest IoU of its box with another reported pose's;
-- `outside_frame`: the expected share of its 17 keypoints outside the picture (1 - in_frame, or its geometry where
-  the model gives no in_frame): the joints a cut person's quality forgets;
-- `outside_box`: the share of keypoints it calls there (the visibility rule) that lie outside its box grown by
-  10 %: limbs running out of a box cut at the waist, or a pose reaching to a second person;
-- `absent_share`: the mean p(not labelled): a pose that sees little of its person;
-- `person_doubt`: 1 - p(person) by the verifier (0 where none judged the box);
-- `detector_doubt`: 1 - the detector's score.
+Features (FEATURES: each evidence of a failure, 0 where there is none; from what the product reported, no truth):
+`shared_with_higher` / `shared_with_lower` (the largest share of keypoints both call there, OPKS >= 0.5, with a
+reported pose of higher / lower crop quality), `box_overlap` (largest IoU with another reported box),
+`outside_frame` (expected share of keypoints outside the picture), `outside_box` (share of keypoints called there
+outside its box grown by 10 %), `absent_share` (mean p(not labelled)), `person_doubt` (1 - p(person)),
+`detector_doubt` (1 - the detector's score).
 
-The map is carried inside the model it was fitted for (a model file's meta, and every graph exported or shipped
-from it: META_KEY) and keyed by that model's network: `weights`, the digest of the network's weights
-(models/checkpoint.py network_digest, recorded in each exported graph), so the same weights rate poses alike
-whether named `accurate`, given by path or exported, and a map copied onto other weights is never applied. It records
-what it was fitted on (`conditions`: FITTED, the poses `predict` reports on still pictures: the flip test, the
-shipped SSD's boxes screened by the shipped verifier, upright crops, one look at the picture) and is applied only
-where a run meets every one of them (`applies`); elsewhere (`track`, another detector, no verifier, --orientations,
---second-look, no flip test) a pose's quality is its crop's. Each pose says which it is (`quality_from`: "picture"
-where this map rated it, "crop" where not; `crop_quality` is the crop's either way). The caller's boxes are never
-rescored: the person policy reports them as given, and their quality is the crop's.
+The map is carried inside the model it was fitted for (META_KEY) and keyed by the digest of the network's weights
+(models/checkpoint.py network_digest), so a map copied onto other weights is never applied. It records what it was
+fitted on (FITTED: `predict` on still pictures with the flip test, the shipped SSD and verifier, upright crops, one
+look) and is applied only where a run meets every condition (`applies`); elsewhere a pose's quality is its crop's.
+Each pose says which (`quality_from`: "picture" or "crop"; `crop_quality` either way). The caller's boxes are never
+rescored.
 """
 from __future__ import annotations
 

@@ -1,17 +1,11 @@
 """Calibration of the poses `posecal track` reports, per how each was obtained.
 
-Why a map of its own: a tracked pose is not the single-image estimate the model's calibration was fitted on.
-Between detector frames it is carried by optical flow from the last estimate, a hidden track's pose is
-predicted from its velocity, and every reported pose is smoothed over time; people in video are also smaller,
-blurrier and compressed. Measured against exact truth (bench/trust_conditions.py --video), the single-image
-calibration is over-confident there. So the reported `keypoint_quality`, `pose_quality` and `keypoint_radius` of
-each `pose_source` (detected, carried, held) go through maps fitted on tracked videos with known truth
-(tools/fit_video_calibration.py, on tuning scenes; judged on other scenes):
-- keypoint quality: per keypoint type an isotonic map of the reported value to the true OPKS;
-- pose quality: one isotonic map of the reported value to the true OKS;
-- radius: one split-conformal factor on the reported radius, so that it holds the true keypoint with
-  probability `target` again.
-The trust values that drive the tracker's own decisions are not touched: only what is reported.
+Why a map of its own: a tracked pose may be carried by optical flow, predicted from velocity while hidden, and is
+smoothed over time, and video people are smaller and blurrier, so the single-image calibration is over-confident
+there (bench/trust_conditions.py --video). The reported `keypoint_quality`, `pose_quality` and `keypoint_radius`
+of each `pose_source` (detected, carried, held) go through maps fitted on tracked videos with known truth
+(tools/fit_video_calibration.py): per keypoint type an isotonic map to the true OPKS, one isotonic map of pose
+quality to the true OKS, and one split-conformal factor on the radius. The tracker's own decisions are untouched.
 A map ships for a pose source only where it beats no map in every kind of world it was not fitted on
 (tools/video_choice.py); each map is shrunk towards the identity where its data is thin (SHRINK_PAIRS).
 """

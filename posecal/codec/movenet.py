@@ -1,33 +1,22 @@
 """MoveNet SinglePose's centre-guided decode, reproducing the ops at the end of Google's graph exactly.
 
-MoveNet (Thunder / Lightning v4) ends in a CenterNet head with four stride-4 outputs (see
-posecal/models/backbones/movenet.py). The TF.js graph then decodes them itself; this module is that decode,
-read op by op from the graph JSON (`StatefulPartitionedCall/Sigmoid_1` onwards), so that the port's raw outputs
-give the same keypoints as the original graph:
+The TF.js graph decodes its four stride-4 CenterNet outputs (posecal/models/backbones/movenet.py) itself; this is
+that decode, read op by op from the graph JSON, so that the port gives the original graph's keypoints:
 
-1. Person centre: the centre heatmap (after its sigmoid) is multiplied by a fixed table that favours the crop
-   centre, ``w_c[y, x] = 1 / (sqrt((y - H/2)^2 + (x - W/2)^2) + 1.8)`` (the graph stores this table as the
-   constant ``ConstantFolding/StatefulPartitionedCall/truediv_2_recip``, in float16, so we round it the same
-   way), and the first arg-max over the flattened H*W grid is the centre cell (cy, cx). Why: a top-down crop is
-   centred on its person, so a brighter person at the crop's edge must not win.
-2. Regressed keypoints: at the centre cell, the regression output holds (dy_k, dx_k) for keypoint k in channels
-   (2k, 2k+1); the regressed position is (cy + dy_k, cx + dx_k), in heatmap cells.
-3. Keypoint cell: each keypoint heatmap (after its sigmoid) is divided by (distance to the regressed position
-   + 1.8) and the first arg-max over H*W is the keypoint cell (ky, kx). Why: the heatmaps fire on every person;
-   the division keeps the peak that belongs to the chosen centre.
-4. Sub-cell refinement: the offset output holds (dy_k, dx_k) in channels (2k, 2k+1), read at (ky, kx).
-   The graph outputs ``y = (ky + dy_k) * c``, ``x = (kx + dx_k) * c`` with ``c = float16(1 / H)``, i.e.
-   coordinates normalised to [0, 1] of the crop. For Lightning (H = 48) float16(1/48) = 0.0208282..., 0.026 %
-   short of 1/48 (up to 0.05 px at 192 px); we keep the graph's constant, since the goal is to reproduce it.
-5. Score: the keypoint heatmap's sigmoid value at (ky, kx) (not the distance-weighted value).
+1. Person centre: the centre heatmap times a fixed table favouring the crop centre,
+   ``w_c[y, x] = 1 / (sqrt((y - H/2)^2 + (x - W/2)^2) + 1.8)`` (rounded to float16 as the graph stores it); the
+   first arg-max over H*W is (cy, cx). Why: a top-down crop is centred on its person.
+2. Regressed keypoints: (cy + dy_k, cx + dx_k), from the regression output's channels (2k, 2k+1) at the centre.
+3. Keypoint cell: each keypoint heatmap divided by (distance to the regressed position + 1.8); first arg-max is
+   (ky, kx). Why: the heatmaps fire on every person; this keeps the chosen centre's peak.
+4. Sub-cell: ``y = (ky + dy_k) * c``, ``x = (kx + dx_k) * c`` with the offsets at (ky, kx) and the graph's own
+   ``c = float16(1 / H)`` (for Lightning 0.026 % short of 1/48), coordinates in [0, 1] of the crop.
+5. Score: the keypoint heatmap's sigmoid at (ky, kx) (not the distance-weighted value).
 
-Units. `MoveNetKeypoints.normalized_yx` is the graph's own output layout (y, x in [0, 1]).
-`MoveNetKeypoints.xy` is the same in crop pixels of the network input, ``x_px = x_norm * S`` with S = 4 W the
-input size (256 Thunder, 192 Lightning): heatmap cell i sits at pixel 4 i, the graph's convention (the graph does
-not say whether its pixel coordinates refer to pixel centres or edges; we do not add any half-pixel shift).
-
-All functions take NCHW tensors (the port's layout) and are batch-aware; `nhwc_to_nchw` converts the TF.js
-layout. Arithmetic is float32, in the graph's order, so arg-max ties break the same way (first index).
+Units: `MoveNetKeypoints.normalized_yx` is the graph's layout (y, x in [0, 1]); `MoveNetKeypoints.xy` is in input
+pixels, ``x_px = x_norm * S`` (S = 256 Thunder, 192 Lightning), no half-pixel shift, as the graph.
+Functions take NCHW tensors, batched (`nhwc_to_nchw` converts TF.js's layout); float32 in the graph's order, so
+arg-max ties break the same way (first index).
 """
 from __future__ import annotations
 

@@ -1,16 +1,13 @@
-"""Live sources for `posecal track`: a camera (`0`, `1`, ...), a network stream (`rtsp://`, `http(s)://` MJPEG or
-any stream OpenCV's FFmpeg backend reads, `udp://`, `tcp://`, `rtmp://`, `srt://`) or a named pipe (a FIFO path,
-or `pipe:PATH`), read in real time.
+"""Live sources for `posecal track`: a camera (`0`, `1`, ...), a network stream (`rtsp://`, `http(s)://`, `udp://`,
+`tcp://`, `rtmp://`, `srt://`: what OpenCV's FFmpeg backend reads) or a named pipe (a FIFO, or `pipe:PATH`), read
+in real time.
 
-Why a reader thread that keeps only the newest frame: a camera does not wait. A pipeline slower than the camera
-that took every frame would fall further behind each second (latency growing without bound, memory too); keeping
-the newest frame and dropping the ones the pipeline could not take keeps the poses about the present, and the
-drops are counted so a run says what share of the stream it saw. Each frame carries its capture time (wall
-clock, when OpenCV handed it over), the time base of the tracker and of the records' latency.
+Why a reader thread keeping only the newest frame: a camera does not wait, and a slower pipeline taking every frame
+would fall ever further behind. Dropped frames are counted; each frame carries its capture time, the tracker's
+time base.
 
-Why reconnects here: network cameras drop and stall. A read that returns nothing for `stall_seconds` (OpenCV's
-FFmpeg read timeout) or an ended stream is reopened up to `reconnects` times in a row, one line each; a pipe's
-end is the end (nobody reopens a FIFO's writer).
+Why reconnects: network cameras drop and stall. A read that returns nothing for `stall_seconds` or an ended stream
+is reopened up to `reconnects` times in a row, one line each; a pipe's end is the end.
 """
 from __future__ import annotations
 

@@ -1,22 +1,16 @@
 """Packed training data, read: one small JPEG per person (its crop region with room for augmentation) and a
-COCO-style index per shard, for machines that get the data carried to them in pieces. The packer, which writes
-them, is a tool of the source tree (tools/pack_writer.py, tools/pack_training_data.py, lab/tools/gpu_train.md):
-training reads packs, and nothing the product runs writes one.
+COCO-style index per shard, for machines that get the data carried to them in pieces. The packer is a tool of the
+source tree (tools/pack_training_data.py): training reads packs, nothing the product runs writes one.
 
-Each packed image is the person's top-down region (the box made `aspect` and padded by 1.25, as
-`box_to_center_scale` does) times `margin`, cut from the source image with black outside it and shrunk with area
-averaging so that the padded box is at most `input_h` pixels high (never enlarged). The keypoints, box and area of
-the person are mapped into the packed image's pixels with the exact affine map of that cut and resize, so the
-records load back as ordinary `PersonRecord`s that `TopDownDataset` (and its augmentation) trains on unchanged:
-the region a training crop takes from the packed image is the one it would take from the source image.
+Each packed image is the person's top-down region (box made `aspect`, padded by 1.25) times `margin`, black outside
+the source image, area-shrunk to at most `input_h` pixels high. Keypoints, box and area are mapped by the exact
+affine map, so the records load back as ordinary `PersonRecord`s that `TopDownDataset` trains on unchanged.
 
 Layout of a pack folder:
     shard_000/index.json, shard_000/000001.jpg, ...   training persons (`load_packed_persons`)
-    shard_001/...
-    val/index.json, val/*.jpg                          the validation split, packed the same way but only for
-                                                       validation (`packed_val_paths`); never training data
-The index files are COCO keypoint JSON (pycocotools reads them); each annotation also carries
-`visibility_known` (False for LSPET), `source` and the original file name and ids.
+    val/index.json, val/*.jpg                          validation only (`packed_val_paths`)
+The index files are COCO keypoint JSON; each annotation also carries `visibility_known` (False for LSPET),
+`source` and the original file name and ids.
 """
 from __future__ import annotations
 

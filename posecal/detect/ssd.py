@@ -1,24 +1,19 @@
 """posecal's shipped person detector: MediaPipe's Open Images SSD-MobileNetV2 (Apache-2.0), run by onnxruntime.
 
-The ONNX file (posecal/weights/person_ssd_mobilenetv2.onnx, built by tools/convert_person_detector.py) holds
-the network only; MediaPipe leaves anchors and box decoding to its calculators, so they live here, with
-MediaPipe's settings for this model (SsdAnchorsCalculator, TensorsToDetectionsCalculator):
+The ONNX file (posecal/weights/person_ssd_mobilenetv2.onnx, tools/convert_person_detector.py) holds the network
+only; anchors and box decoding live here, with MediaPipe's settings for this model:
 
 * input 1x300x300x3 RGB float, the image stretched to 300x300 (no letterbox), pixels x/127.5 - 1;
 * outputs raw box encodings (1, 1917, 4) as (y, x, h, w) and class logits (1, 1917, 24), "Person" = 4;
-* anchors: 6 layers, scales 0.2 .. 0.95, strides 16 .. 512 (feature maps ceil(300 / stride)), aspect ratios
-  1, 2, 0.5, 3, 1/3 plus an interpolated-scale square one, only 3 anchors (1 at scale 0.1, 2, 0.5) in the
-  lowest layer: 1,917 anchors, each (x centre, y centre, w, h) as fractions of the input;
+* anchors: 6 layers, scales 0.2 .. 0.95, strides 16 .. 512, aspect ratios 1, 2, 0.5, 3, 1/3 plus an
+  interpolated-scale square one, 3 anchors in the lowest layer: 1,917 anchors as fractions of the input;
 * centre = raw / 10 * anchor size + anchor centre, size = exp(raw / 5) * anchor size;
-* score = sigmoid(Person logit). Its scores run low: 0.3 is the working threshold (MediaPipe's 0.6 misses
-  most people in photos like COCO's).
+* score = sigmoid(Person logit). Scores run low: 0.3 is the working threshold (MediaPipe's 0.6 misses most
+  people in photos like COCO's).
 
-A grey photo (a black-and-white picture, a grey JPEG, an IR frame) reaches the network as three equal channels,
-and the network, trained on colour, scores its people lower: on the 822 val crops made grey, recall at IoU >= 0.5
-falls from 0.760 to 0.554 at 0.3. Grey pictures are therefore thresholded at GREY_THRESHOLD_FACTOR x the
-threshold (0.25 at the default), the level at which grey crops have as many false persons as colour ones at 0.3
-(0.81 vs 0.77 per crop): recall 0.686, and 4 false persons on the 22 no-people photos made grey (2 as they are,
-some of which are grey already) (`python bench/detector_recall.py --grey`).
+A grey picture reaches the network as three equal channels and its people score lower, so grey pictures are
+thresholded at GREY_THRESHOLD_FACTOR x the threshold, where they have as many false persons as colour ones
+(CHANGELOG).
 """
 from __future__ import annotations
 

@@ -1,25 +1,16 @@
-"""Both shipped person detectors on one picture: the SSD (posecal/detect/ssd.py) and NanoDet-m
-(posecal/detect/nanodet.py), their boxes merged (`--detector ssd+nanodet`).
+"""Both shipped person detectors on one picture, the SSD (detect/ssd.py) and NanoDet-m (detect/nanodet.py), their
+boxes merged (`--detector ssd+nanodet`). Why: they miss different people (NanoDet more overall, the SSD more small).
 
-Why: they miss different people (NanoDet finds more people overall, the SSD more of the small ones).
+A common score scale: each box's score is mapped piecewise-linearly so that its own detector's working threshold
+for this picture (the SSD's lowered for grey pictures) lands on COMMON_SURE: [0, sure] -> [0, COMMON_SURE],
+[sure, 1] -> [COMMON_SURE, 1]. COMMON_SURE is the SSD's threshold, so an SSD box on a colour picture keeps its
+score, and the person policy's DETECTOR_FLOOR and SURE_SCORE work on merged scores as on the SSD's. The grey rule is
+folded into the map, so the union's threshold_factor is 1.
 
-A common score scale: each detector's scores run on their own scale (the SSD's low, 0.3 its working threshold;
-NanoDet's 0.325), so a raw 0.3 means "sure" for one and "unsure" for the other. Each box's score is mapped
-piecewise-linearly so that its own detector's working threshold, for this picture (the SSD's is lowered for grey
-pictures, ssd.GREY_THRESHOLD_FACTOR), lands on COMMON_SURE: [0, sure] -> [0, COMMON_SURE], [sure, 1] ->
-[COMMON_SURE, 1]. COMMON_SURE is the SSD's working threshold, so an SSD box on a colour picture keeps its score;
-a merged score >= COMMON_SURE means "its own detector was sure of it". The person policy
-(inference/person_policy.py) then works on the merged scores as on the SSD's: the union at DETECTOR_FLOOR runs each
-detector at the floor's image on its own scale (SSD 0.15, NanoDet 0.1625), and the sure score SURE_SCORE
-(= COMMON_SURE) marks exactly the boxes a detector is sure of; the others need the verifier's surer word.
-The grey rule is folded into the map, so the union's threshold_factor is 1.
+The merge: each detector's own NMS, then one greedy pass, best merged score first, dropping a box that overlaps
+(IoU > merge_iou) a kept box of the *other* detector.
 
-The merge: each detector's own box NMS first (inside each detector), then one greedy pass over all boxes, best
-merged score first, in which a box overlapping (IoU > merge_iou) a kept box of the *other* detector is the same
-person and is dropped. Boxes of one detector are not suppressed again by their own kind.
-
-Not the default: it finds a few more people on held-out photos for about twice the pose crops and three times the
-detector time (CHANGELOG).
+Not the default: a few more people found on held-out photos for about twice the pose crops (CHANGELOG).
 """
 from __future__ import annotations
 

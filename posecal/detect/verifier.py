@@ -1,17 +1,14 @@
 """p(person | box, picture): a verifier with eyes of its own, run by onnxruntime.
 
-Why: a person detector's score says how much a box looks like its training boxes, and posecal's pose numbers say
-how body-like the keypoints found in it are. Neither tells a tripod or a sign post (few visible joints, middling
-pose quality) from a person seen from behind, nor a box on a person's legs from a person cut by the frame. The
-verifier looks at the picture itself: an ImageNet EfficientNet-Lite0 reads the box with a ring of context around
-it, its features are pooled inside the box and in the ring apart (the ring is what tells a part of a person, whose
-body goes on past the box, from a whole or frame-cut one), and a small head trained on labelled people and the
-boxes detectors take for people gives a calibrated probability that the box frames a person (IoU >= 0.5 with one).
-It reads no detector score and no pose, so it judges boxes of any origin alike: a detector's, a tracker's carried
-box, a tile of the second look (tools/train_person_verifier.py trains it; MODEL_CARD.md says on what and how well).
+Why: neither a detector's score nor the pose's numbers tell a tripod from a person seen from behind, nor a box on
+a person's legs from a person cut by the frame. The verifier looks at the picture: an ImageNet EfficientNet-Lite0
+reads the box with a ring of context, pooled inside the box and in the ring apart (the ring tells a part of a
+person from a whole one), and a small head gives a calibrated probability that the box frames a person (IoU >= 0.5
+with one). It reads no detector score and no pose, so it judges boxes of any origin alike
+(tools/train_person_verifier.py; MODEL_CARD.md).
 
-The graph (posecal/weights/person_verifier.onnx) takes the crops made here and a mask of where the box lies in
-each crop, and gives p(person) directly (its calibration is inside).
+The graph (posecal/weights/person_verifier.onnx) takes the crops made here and a mask of the box in each crop, and
+gives p(person) directly (its calibration is inside).
 """
 from __future__ import annotations
 

@@ -1,16 +1,12 @@
 """The ONNX form of a posecal model file, exported once and kept in the user's cache folder.
 
-Why: onnxruntime runs posecal's networks 1.5-2x faster than PyTorch on a CPU, but exporting a model takes
-20-30 s, which dominated every short video or folder a user tried (`posecal track` on a 35-frame clip: 30 s of
-export, 3 s of work). The export is now paid once per model file: its result is stored under a name made of the
-model file's SHA-256, the flip setting (built into the graph) and the versions that shape the graph, so a changed
-model file, another torch or a change to the network's or the exporter's code (graph_code_digest) gets a new
-entry and a stale one is never used.
+Why: onnxruntime runs posecal's networks faster than PyTorch on a CPU, but an export takes tens of seconds, which
+dominated every short run. An entry is named by the model file's SHA-256, the flip setting and the versions that
+shape the graph (graph_code_digest), so a stale entry is never used.
 
-Safety: an entry is written to a temp file, fsynced and renamed into place (a half-written file never carries an
-entry's name), under a file lock, so two processes that start together export once and the second reads what the
-first wrote. An entry that onnxruntime cannot read (a disk that lost it) is exported again. A cache folder that
-cannot be written is no error: the model is exported in memory instead, with one line saying why.
+An entry is written to a temp file, fsynced and renamed into place under a file lock, so two processes export once.
+An unreadable entry is exported again; a cache folder that cannot be written means an in-memory export, said in
+one line.
 """
 from __future__ import annotations
 

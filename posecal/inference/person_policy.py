@@ -12,20 +12,13 @@ or dropped in one is found or dropped in the others. The decisions, in the order
 2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
    no keypoint called visible, or of pose quality below `min_pose_quality`, is nobody, unless the verifier is sure
    of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
-   hidden gets a poor pose, not no person). So a verified person whose pose sees nothing is a person, in both
-   presets: p(person) answers "is someone there", visibility "is this joint seen", and where they disagree the
-   verifier was right far more often (requiring a seen keypoint of verified boxes lost 53 of 400 held-out LSPET
-   people, found 0.865 -> 0.733, and kept out 1 of 12 invented people: CHANGELOG). Poses that agree
-   on the keypoints both see are one person (pose NMS at `duplicate_oks`), the one kept ranked by pose quality x
-   the detector's score to the power `duplicate_evidence`, a carried box counting as the least sure detection (a
-   fresh detection of the same person is kept over it), unless (STILL) another of its poses is clearly better
-   (`duplicate_margin`), and so are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two
-   people that are not one is a merge of both, and is dropped (`_without_merges`); a doubtful box lying mostly
-   (`part_inside`) inside a kept person's box is a part of that person. A carried pose also needs
-   `carried_quality` (the person left its box). In a video, the poses optical flow carries between detector
-   frames (no pose network there) are decided by this same rule, each with its own box's origin and its last
-   estimate's numbers (tracking/pose_tracker.py carried_people): what can change there is where they lie, so the
-   rules of place (duplicates, merges, parts, groups) may drop one that its last frame kept.
+   hidden gets a poor pose, not no person; where p(person) and visibility disagree the verifier was right far
+   more often: CHANGELOG). Poses that agree on the keypoints both see are one person (pose NMS at
+   `duplicate_oks`, ranked by `duplicate_rank`, STILL's `duplicate_margin`), and so are poses that put
+   `same_keypoints` keypoints on one spot; a pose lying so on two people is a merge of both, and is dropped; a
+   doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that person. A carried pose
+   also needs `carried_quality`. Poses optical flow carries between detector frames are decided by this same rule
+   (tracking/pose_tracker.py carried_people).
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
    >= `birth_quality`.
 
@@ -33,12 +26,10 @@ Boxes carry their origin: GIVEN (the caller's boxes), DETECTED (a detector's, ti
 CARRIED (a track's box moved into this frame), WHOLE (no detector: the caller says the whole picture is one person).
 A person the caller gave, as boxes or as the whole picture, is never judged: it is reported, however poor its pose
 (its pose quality says how poor), and never merged with another (`given`); in a video it still starts a track
-only by rule 3. Without a verifier (a model file run with `verifier=None`) pose-side rules stand in:
-an unsure detection needs pose quality >= `unsure_quality`.
+only by rule 3. Without a verifier (`verifier=None`) an unsure detection needs pose quality >= `unsure_quality`.
 
 `STILL` is the preset for independent pictures, `VIDEO` the one for tracked frames; their numbers were chosen on
-tuning sets of pictures with and without people (tools/train_person_verifier.py builds them) and judged on sets they
-were not chosen on (MODEL_CARD.md).
+tuning sets with and without people and judged on held-out sets (MODEL_CARD.md).
 """
 from __future__ import annotations
 
@@ -46,32 +37,25 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-# NMS_MODES (the values of PersonPolicy.nms) is defined beside pose_nms; jobs and the CLI take it from here,
-# the pipeline's policy, not from the detector's package
+# NMS_MODES is re-exported: jobs and the CLI take it from the policy, not from the detector's package
 from posecal.detect.nms import NMS_MODES, merged_poses, pose_nms  # noqa: F401 - NMS_MODES re-exported
 from posecal.detect.verifier import remapped
 from posecal.metrics.boxes import box_iou, inside_share, inside_shares
 
 GIVEN, DETECTED, CARRIED, WHOLE = "given", "detected", "carried", "whole"
-# the shipped SSD's own working threshold: a detection scored at least this is "sure"; the detectors merged by
-# posecal/detect/union.py put their scores on this scale
+# the shipped SSD's working threshold: a detection scored at least this is "sure" (detect/union.py uses its scale)
 SURE_SCORE = 0.3
 # the detector runs this permissively so that people it is unsure of are judged rather than dropped
 DETECTOR_FLOOR = 0.15
 # a pose with fewer keypoints called visible is nobody (a person seen from behind shows several)
 MIN_VISIBLE = 1
-# a pose below this predicted OKS is nobody (a detected or carried box; never a person the caller gave). Measured
-# with the whole picture (bench/detector_recall.py --pose: the 822 val crops seen whole; 22 photos without
-# people): keeps 72.9% of the crops' people and 2 of the 22 non-people; the OKS head alone (no visibility rule)
-# keeps 97.1% and 13 of 22.
+# a pose below this predicted OKS is nobody (a detected or carried box, never a given one; CHANGELOG)
 MIN_POSE_QUALITY = 0.3
 # two poses are one person when their OKS over the keypoints both see is above this (detect/nms.py) ...
 DUPLICATE_OKS = 0.6
-# ... or when this many keypoints both call present lie on one spot (detect/nms.py: a walker's second box reaching
-# to a bollard agrees on the head and shoulders only); a pose lying so on two people is a merge of both
+# ... or when this many keypoints both call present lie on one spot (a second box agreeing on head and shoulders)
 SAME_KEYPOINTS = 4
-# the fields that are p(person) thresholds: chosen on a verifier's own scale, moved through the map its graph folds
-# into its p(person) where it has one (PersonPolicy.on_scale)
+# the p(person) thresholds: on a verifier's own scale, moved through its graph's map (PersonPolicy.on_scale)
 P_PERSON_FIELDS = ("min_person", "unsure_person", "sure_person", "carried_person", "birth_person")
 
 
@@ -81,11 +65,8 @@ class PersonPolicy:
 
     sure_score: float | None = SURE_SCORE
     detector_floor: float = DETECTOR_FLOOR
-    # p(person) thresholds (P_PERSON_FIELDS) are on a verifier's own scale, where they were chosen. A verifier
-    # whose graph folds a map into its p(person) (the shipped one: remapped to the people the product reports,
-    # tools/recalibrate_verifier.py) records the map, and Predictor moves them through it once, as it opens that
-    # verifier (on_scale): the same boxes are kept, the shipped graph's p(person) compared with 0.314, 0.584,
-    # 0.722, 0.216, 0.521 (0.391 for video births), and a custom verifier's with its own numbers
+    # p(person) thresholds (P_PERSON_FIELDS) are on a verifier's own scale; Predictor moves them through the map a
+    # verifier's graph records (on_scale), so the same boxes are kept with the shipped or a custom verifier
     min_person: float = 0.2
     unsure_person: float = 0.6
     sure_person: float | None = None     # a detected box the verifier gives at least this is a person whatever its
@@ -98,38 +79,25 @@ class PersonPolicy:
     nms: str = "oks"                     # one of NMS_MODES: pose NMS by OKS, soft-OKS, or none
     duplicate_oks: float = DUPLICATE_OKS
     same_keypoints: int | None = SAME_KEYPOINTS   # None: mean agreement alone decides (and no merge is told)
-    duplicate_evidence: float = 1.0      # pose NMS keeps the pose of highest quality x evidence ** this
-                                         # (duplicate_rank): 1 weighs the box's score as much as the pose quality,
-                                         # 0 ranks by pose quality alone
-    duplicate_margin: float | None = None   # ... unless another pose of that person is of pose quality higher by
-                                         # more than this, on a box not inside the best-scored one's (None: off;
-                                         # STILL's 0.1: a pose mixing two people loses to the one behind)
+    duplicate_evidence: float = 1.0      # pose NMS keeps the highest quality x evidence ** this (0: quality alone)
+    duplicate_margin: float | None = None   # ... unless another pose of that person is better by more than this
+                                         # in quality, on a box not inside the best-scored one's (None: off)
     part_inside: float = 0.7
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
-    carried_evidence: float | None = None   # how sure a detection a carried box counts as, where duplicates are
-                                         # ranked (evidence x pose quality) and parts told; None: detector_floor,
-                                         # the least sure detection. So a fresh detection wins over a carried box
-                                         # of the same person unless the carried pose's quality beats the fresh
-                                         # one's by more than their evidence differs (the fresh box's score /
-                                         # this): a rule by ranking, not an absolute one, left so because a
-                                         # strict "fresh first" would change tracking unmeasured (fresh and
-                                         # carried poses of one person meet rarely: a carried box overlapping a
-                                         # detection by carried_detected_iou is not looked in)
+    carried_evidence: float | None = None   # how sure a detection a carried box counts as where duplicates are
+                                         # ranked and parts told (None: detector_floor, the least sure), so a
+                                         # fresh detection of the same person usually wins (evidence)
     birth_person: float = 0.5
     birth_quality: float = 0.45
     birth_visible: int = 3               # without a verifier: keypoints called visible a new track needs
     birth_overlap: float = 0.6           # no track is born from a box lying more than this share inside a box a
                                          # track holds this frame (a second pose of that person; 1: off)
-    pictures: str = "still"              # the pictures the preset is for ("still", "video"): a map fitted on one
-                                         # kind (calibration/reported.py FITTED) is applied to that kind only
+    pictures: str = "still"              # "still" or "video": a reported-pose map fitted on one kind
+                                         # (calibration/reported.py FITTED) is applied to that kind only
     group_inside: float | None = None    # a box holding two other people, each with at least this share of their
-                                         # box inside it, is a box of two people (_without_groups; None: off).
-                                         # On in VIDEO, off in STILL (one of two rules where a frame as a still
-                                         # and in a video may differ; duplicate_margin the other, the other way
-                                         # round), because it was chosen and measured on the tracking worlds
-                                         # only (vtest's box over two walkers); no still bench has judged it, so
-                                         # stills keep the box until one does
+                                         # box inside it, is a box of two people (_without_groups; None: off;
+                                         # judged on the tracking worlds only, so VIDEO's alone: CHANGELOG)
     group_apart_iou: float = 0.5         # ... the two not one another: their boxes overlap by IoU below this
     # which tracks' boxes are carried into a frame to be looked in (tracking/pose_tracker.py frame_boxes)
     carried_min_px: float = 4.0          # a carried box narrower or shorter than this inside the frame is not
@@ -264,25 +232,22 @@ class PersonPolicy:
     def given(origin) -> bool:
         """Did the caller give this person (its box, or the whole picture with no detector: "each image is one
         person")? Then it is reported as given: the caller asserted a person there, and a poor pose is told by its
-        pose quality, not by dropping the person (`--detector none` kept 19 of 30 one-person crops before)."""
+        pose quality, not by dropping the person."""
         return origin in (GIVEN, WHOLE)
 
     def evidence(self, person) -> float:
         """How sure the detector is that a box frames a person, for ranking duplicates and telling parts: its score
-        (a tight box scores higher than a loose one on the same person; the verifier, which reads context, does
-        not tell them apart and ranked looser boxes first: CHANGELOG), a carried box counting as
-        `carried_evidence` (the least sure detection), so that a fresh detection of the same person is kept over
-        it where their pose qualities are near (the field says when it is not)."""
+        (a tight box scores higher than a loose one; the verifier, which reads context, ranked looser boxes first:
+        CHANGELOG), a carried box counting as `carried_evidence`, so that a fresh detection of the same person is
+        kept over it where their pose qualities are near."""
         if getattr(person, "box_origin", None) == CARRIED:
             return float(self.detector_floor if self.carried_evidence is None else self.carried_evidence)
         return float(person.box_score)
 
     def duplicate_rank(self, person) -> float:
         """What a pose's quality is multiplied by where pose NMS picks one of a person's poses: the box's evidence
-        to the power `duplicate_evidence`. Of two boxes on one person the surer one frames them better (a whole
-        walker over their upper body at the same pose quality), but which pose is right is the trust model's call:
-        ranked by score x quality, vtest's frame 70 kept a woman's box (score 0.48) whose pose put her legs under
-        the head of the man behind her (Q 0.70) over the man's own pose (score 0.36, Q 0.87)."""
+        to the power `duplicate_evidence`. Of two boxes on one person the surer one frames them better, but which
+        pose is right is the trust model's call (why STILL adds duplicate_margin: CHANGELOG)."""
         return self.evidence(person) ** self.duplicate_evidence
 
     def rank(self, person) -> float:
@@ -359,25 +324,13 @@ class PersonPolicy:
         return person.visibility is None or int((np.asarray(person.visibility) == 2).sum()) >= self.birth_visible
 
 
-# the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector); unsure_person
-# and sure_person chosen on the val crops with even ids and person-free patches of the train crops (on the verifier's
-# own scale: the most people found minus people invented; it held on the photos not chosen on, LSPET's sports
-# people above all). Of one person's poses, one of pose quality higher by more than 0.1 than the best-scored one's
-# is kept instead unless its box lies inside that one's (duplicate_margin: vtest's frames 70 and 130, where a box's
-# pose put one walker's head on another's legs, report the walker behind; val and LSPET end to end unchanged
-# within their noise: found right 77.13 -> 77.25 % and 91.17 -> 91.00 %, ECE 0.0128 -> 0.0130 and 0.0226 ->
-# 0.0222, wrong among the confident 2.09 % and 4.73 % both; CHANGELOG). Not in VIDEO: on the tracking worlds it
-# lowered IDF1 on vtest's room by 0.01 (two kinds of eight) and moved no other kind
+# the preset for independent pictures (the API, `posecal predict`, eval and audit with a detector): unsure_person
+# and sure_person chosen on the verifier's own scale for the most people found minus people invented;
+# duplicate_margin so that a pose spanning two walkers loses to the walker behind (stills only: CHANGELOG)
 STILL = PersonPolicy(sure_person=0.8, duplicate_margin=0.1)
-# the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box it gives
-# judged by the verifier; across frames the tracker's births and continuations do what unsure boxes do in a picture
-# (on the tracking bench's tuning scenes unsure boxes brought more false tracks than people). A track is born at
-# p(person) >= 0.3 on the verifier's own scale, chosen leave one world out over the eight kinds of
-# bench/track_worlds.py with the verifier that knows black beyond a box is no person (CHANGELOG). A sure verifier
-# overrules a poor pose as in still pictures (sure_person: on the tracking worlds it changed nothing, leave one world
-# out), so that a frame's people are decided by one rule in both presets. A box that two people fill is the box of
-# both (group_inside 0.6: on vtest's real first seconds it ends the third box over two walkers, which 0.7 leaves; on
-# the eight kinds of tracking world it changed only vtest_crowd: false positives 108 -> 102, MOTA 0.576 -> 0.584, IDF1
-# 0.638 -> 0.628, bench/results/track_worlds_group_inside.json)
+# the preset for tracked frames (PoseTracker, `posecal track`): the detector at its sure score, every box judged by
+# the verifier, since across frames births and continuations do what unsure boxes do in a picture; birth_person
+# chosen leave one world out on the tracking worlds; sure_person as in stills, so one rule decides a frame's
+# people; group_inside ends vtest's box over two walkers at a stated IDF1 cost (CHANGELOG)
 VIDEO = PersonPolicy(detector_floor=SURE_SCORE, sure_person=0.8, birth_person=0.3, group_inside=0.6,
                      pictures="video")

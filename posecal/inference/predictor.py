@@ -44,45 +44,31 @@ def check_api_numbers(**values) -> None:
 
 class Predictor:
     """Top-down pose estimation with calibrated quality: `predictor(image)` -> a Picture, `predictor.predict(
-    source)` -> a list of Pictures (stream=True: yielded one by one). Images are file paths or arrays: OpenCV's BGR
-    by default, as cv2.imread and cv2.VideoCapture give them (rgb=True for RGB arrays; a PIL image is RGB by
-    itself), uint8, 16-bit or float (0..1 or 0..255; inference/image_input.py checks them all alike); files are
-    turned by their EXIF orientation, as a photo viewer shows them (boxes and results refer to that).
+    source)` -> a list of Pictures (stream=True: yielded one by one). Images are file paths or arrays: BGR by
+    default, as OpenCV gives them (rgb=True for RGB arrays; a PIL image is RGB by itself), uint8, 16-bit or float
+    (inference/image_input.py); files are turned by their EXIF orientation, and boxes and results refer to that.
 
-    model_path: a shipped model's name (accurate, the default; published; fast; lite0: `posecal models`), a posecal
-    model file or an .onnx file written by `posecal export` (which carries its flip setting: flip=None follows
-    it). backend=None is the CLI's: onnxruntime (a model file is exported once and kept in the user's cache
-    folder, posecal/export/cache.py), on the CPU or, device="cuda", on onnxruntime's CUDA provider (the `gpu`
-    extra; no PyTorch; the CPU with one warning where CUDA cannot run); backend="torch" runs a .pt in PyTorch; an
-    .onnx file runs in onnxruntime whatever `backend` says. threads (default: the machine's cores) apply to this Predictor's own sessions, not
-    to the process. flip=None means flip test on. calibrated=False returns the quality heads' raw outputs
-    instead of those mapped by the calibration stored with the model (when it has one).
+    model_path: a shipped model's name (`posecal models`; default accurate), a posecal model file or an .onnx from
+    `posecal export` (flip=None follows its flip setting). backend=None: onnxruntime (a model file is exported once
+    into the user's cache, posecal/export/cache.py), on the CPU or device="cuda" (the `gpu` extra; the CPU with one
+    warning where CUDA cannot run); backend="torch" runs a .pt in PyTorch; an .onnx always runs in onnxruntime.
+    threads (default: the machine's cores) apply to this Predictor's sessions. flip=None means flip test on.
+    calibrated=False returns the quality heads' raw outputs instead of the stored calibration's.
 
-    Images given without boxes go through a person detector: detector="default" is the shipped SSD
-    (posecal/detect/ssd.py), a path a YOLOX-style ONNX file, None (or "none") no detector: the whole image is
-    then one person, always reported, however low its pose quality (as boxes given are). The
-    shipped SSD with detector_threshold=None runs at a permissive threshold and posecal decides who among its
-    unsure boxes is a person; a detector_threshold given keeps the detector's boxes above it, as the detector
-    scores them. verifier="default" is the shipped person verifier (posecal/detect/verifier.py): p(person) of every
-    box that is not the caller's, from the picture itself, read by the person policy (a tripod the detector is
-    sure of is not a person); None turns it off (the policy then judges by the pose alone).
-    Boxes from the detector are followed by OKS-NMS on the poses. Detector, estimator and that person rule are
-    one PosePipeline (posecal/inference/pipeline.py, `self.pipeline`), the same one `posecal predict` and
-    `posecal track` use.
+    Images without boxes go through a person detector: "default" the shipped SSD, a path a YOLOX-style ONNX file,
+    None or "none" the whole image as one person, always reported (as given boxes are). detector_threshold=None runs
+    the SSD permissively and posecal decides which unsure boxes are people; a threshold given keeps the boxes the
+    detector scores above it. verifier="default" is the shipped person verifier (p(person) of every box not the
+    caller's; None: the policy judges by the pose alone). Detector, estimator and person rule are one PosePipeline
+    (`self.pipeline`), the same one `posecal predict` and `posecal track` use.
 
-    orientations=4 estimates every person in crops turned by 0/90/180/270 degrees and keeps the pose the quality
-    head trusts most (posecal/inference/orientation.py): for people lying or upside down, at 4x the network time.
-    orientations="auto" turns only the persons whose upright pose quality is below orientation.AUTO_BELOW (or whose
-    torso leans past orientation.AUTO_TILT), so
-    people the head trusts upright cost one pass (a model without quality heads: upright only). With either, the
-    detector also looks at the picture turned half a turn (posecal/detect/turned.py), so that a person upside
-    down has a box to turn.
-    policy: who is a person (inference/person_policy.py; default: its STILL preset); min_pose_quality, where given,
-    replaces the policy's own (MIN_POSE_QUALITY in both presets).
-    second_look=True also runs the detector on square tiles of a wide picture (posecal/detect/tiles.py).
-    precision: which graphs of a shipped model run on the CPU: "auto" (int8 where the CPU multiplies int8 exactly,
-    else float: posecal.devices.choose_precision), "int8" or "float"; `self.precision` says which run, and
-    `self.precision_line` why (what `predict` and `track` say first; None for a model that is not a shipped graph).
+    orientations=4 poses every person in crops turned by 0/90/180/270 degrees and keeps the most trusted pose
+    (inference/orientation.py), at 4x the network time; "auto" turns only persons below orientation.AUTO_BELOW or
+    leaning past AUTO_TILT. With either, the detector also looks at the picture upside down (detect/turned.py).
+    policy: who is a person (default STILL); min_pose_quality, where given, replaces the policy's own.
+    second_look=True also runs the detector on square tiles of a wide picture (detect/tiles.py).
+    precision: a shipped model's CPU graphs, "auto" (devices.choose_precision), "int8" or "float";
+    `self.precision` says which run and `self.precision_line` why (None for a model that is no shipped graph).
     """
 
     def __init__(self, model_path=None, device: str = "cpu", flip: bool | None = None, batch_size: int | None = None,

@@ -7,7 +7,6 @@ from posecal.calibration.quality import DEFAULT_OCCLUDED_OVER_VISIBLE, called_pr
 from posecal.inference.topdown import Predictions
 
 MMPOSE_THRESHOLD = 0.2
-NOT_LABELLED = 0
 OCCLUDED, VISIBLE = 1, 2
 # `visibility` says occluded only when p(occluded) >= this x p(visible); see visibility_classes. A calibrated
 # model carries its own (QualityCalibration.occluded_over_visible, chosen on val when it was packed).
@@ -36,14 +35,11 @@ def visibility_classes(visibility_probs, occluded_over_visible: float = OCCLUDED
 
     Absent when more likely than not (calibration.quality.occluded_rule: p(absent) > 0.5) and, where the keypoint
     quality (..., K) is given, the model is not sure where the keypoint lies (under PLACED_AT) or, with in_frame
-    (..., K), says it lies outside the picture. A present keypoint is
-    occluded only when p(occluded) >= occluded_over_visible x p(visible), else visible. Why not the
-    argmax: the visibility head learns with class-weighted cross-entropy (occluded, ~8 % of COCO's keypoints,
-    weighs ~7x a visible one: losses.visibility_class_weights) and with synthetic occluders, so its p(occluded)
-    runs high for every keypoint, and occluded and visible are weakly separated (COCO's v=1 is a noisy label).
-    On val (822 persons) the argmax called 42 % of the labelled keypoints occluded (truth: 13 %) and 39 % of the
-    visible ones; at 2x it calls 15 % occluded (12 % of the visible ones), with the same occluded F1 (0.24) and
-    accuracy 0.56 -> 0.68 (MODEL_CARD.md). Binary models (C = 2) keep the argmax.
+    (..., K), says it lies outside the picture. A present keypoint is occluded only when p(occluded) >=
+    occluded_over_visible x p(visible), else visible. Why not the argmax: the visibility head learns with
+    class-weighted cross-entropy (losses.visibility_class_weights) and synthetic occluders, so its p(occluded) runs
+    high everywhere and the argmax calls far too many keypoints occluded (CHANGELOG). Binary models (C = 2) keep the
+    argmax.
     """
     probs = np.asarray(visibility_probs)
     if probs.shape[-1] != 3:

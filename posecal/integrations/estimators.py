@@ -1,21 +1,14 @@
 """Other estimators' outputs as posecal's results entries: what `posecal calibrate fit|apply`, `eval --results`
 and `audit --results` read.
 
-An entry is a COCO keypoint result (`image_id`, `category_id` 1, `keypoints` as 17 x, y, c triples in image
-pixels, `score`, `bbox` x, y, w, h) plus `file_name`, by which `calibrate --images` finds its picture. c is the
-estimator's own keypoint score, which the calibrator learns to read. Three sources:
+An entry is a COCO keypoint result (`image_id`, `category_id` 1, `keypoints` as 17 x, y, c triples in pixels,
+`score`, `bbox`) plus `file_name`, by which `calibrate --images` finds its picture; c is the estimator's own score,
+which the calibrator learns to read. Sources: ultralytics `Results` (`keypoints.data`, `boxes.xyxy`,
+`boxes.conf`, `path`); rtmlib's (N, K, 2) keypoints and (N, K) scores (COCO's 17 first); mediapipe pose
+landmarks (tasks or legacy API; the 17 COCO keypoints of BlazePose's 33, c their `visibility`).
 
-- ultralytics (YOLO pose): a `Results` or a list of them (`model(images)`), read through `keypoints.data`
-  (N, 17, 3), `boxes.xyxy`, `boxes.conf` and `path`;
-- rtmlib: the (N, K, 2) keypoints and (N, K) scores its Body / Wholebody / BodyWithFeet models return
-  (K 17, 26 or 133: COCO's 17 body keypoints come first in each);
-- mediapipe: pose landmarks (33 BlazePose landmarks per person, normalised to the picture), from the tasks
-  API's `PoseLandmarkerResult.pose_landmarks` or the legacy solution's `pose_landmarks.landmark`; the 17 COCO
-  keypoints are taken from them, c their `visibility`.
-
-Each reads the library's objects by their attributes, so none of these libraries is imported here. The
-image id is given, found in `image_ids` ({file name: id}, e.g. from the COCO file being calibrated on), or read
-from a COCO file name's digits ("000000397133.jpg" -> 397133).
+Each reads the library's objects by attribute, so none is imported here. The image id is given, found in
+`image_ids` ({file name: id}), or read from a COCO file name's digits ("000000397133.jpg" -> 397133).
 """
 from __future__ import annotations
 

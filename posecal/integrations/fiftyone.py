@@ -1,32 +1,22 @@
 """posecal's poses and `posecal audit`'s findings as FiftyOne labels and samples, so that users who curate their
-data in FiftyOne see posecal's calibrated trust numbers there and sort their labels by posecal's label-error
-findings the way FiftyOne Brain's `mistakenness` is sorted.
+data in FiftyOne see posecal's trust numbers there and sort labels by its findings as by FiftyOne's `mistakenness`.
 
-Everything here builds FiftyOne objects in memory (labels, `fo.Sample`) or files: nothing opens FiftyOne's
-database. The user adds the samples to a dataset of their own (`dataset.add_samples(samples)`), or loads the
-folder `write_fiftyone_dir` wrote in one call:
-`fo.Dataset.from_dir(DIR, dataset_type=fo.types.LegacyFiftyOneDataset)` (`fo.types.FiftyOneDataset` reads it as
-well: it hands a folder without a format version to the same importer).
+Everything here builds FiftyOne objects in memory or files; nothing opens FiftyOne's database. The user adds the
+samples to a dataset (`dataset.add_samples(samples)`), or loads the folder `write_fiftyone_dir` wrote:
+`fo.Dataset.from_dir(DIR, dataset_type=fo.types.LegacyFiftyOneDataset)`.
 
-FiftyOne's conventions, as its own COCO importer writes them: points in [0, 1] (x / width, y / height); an absent
-keypoint is a NaN point, which the App does not draw (its estimated position is not kept: the model says the
-keypoint is not there); `visible` a per-point list of COCO's v (0 absent, 1 occluded, 2 visible), which
-FiftyOne's COCO exporter writes back as v; `coco_id` the annotation's id.
+FiftyOne's COCO conventions: points in [0, 1]; an absent keypoint is a NaN point (not drawn); `visible` a
+per-point list of COCO's v (0 absent, 1 occluded, 2 visible); `coco_id` the annotation's id.
 
 Fields a sample gets (names in the constants below):
-- `posecal_keypoints`: fo.Keypoints, one fo.Keypoint per person, `label` "person", per-point `confidence` = the
-  keypoint quality (expected OPKS), `index` = the track id of a tracked picture; attributes `pose_quality`,
-  `person_probability`, `visible`, `visibility_probs` ([absent, occluded, visible] per point), `keypoint_radius`
-  (pixels holding the true keypoint with probability 0.9), `in_frame`, `pose_source`, `id_confidence` (a tracked
-  person's identity trust), where the Picture has them.
-- `posecal_boxes`: fo.Detections of the person boxes, `confidence` = the pose quality (same index,
-  `person_probability` and `id_confidence`).
-- `ground_truth`: fo.Keypoints of COCO annotations; with audit findings each also has `posecal_mistakenness`
-  (the highest score of its findings, 0 for none), `posecal_<kind>` per finding kind, `posecal_point_mistakenness`
-  (per point: the highest score of the findings on it) and `posecal_findings` (their ids, for `posecal audit
-  apply --accept`); the sample has `posecal_mistakenness`, the highest over its annotations.
-A finding's score is a probability, except a person finding's: the shortfall of the labels' OKS against the
-pose quality (posecal/audit/findings.py).
+- `posecal_keypoints`: fo.Keypoints, one per person, per-point `confidence` = keypoint quality, `index` = track
+  id; attributes `pose_quality`, `person_probability`, `visible`, `visibility_probs`, `keypoint_radius`,
+  `in_frame`, `pose_source`, `id_confidence`, where the Picture has them.
+- `posecal_boxes`: fo.Detections of the person boxes, `confidence` = the pose quality.
+- `ground_truth`: fo.Keypoints of COCO annotations; with audit findings each has `posecal_mistakenness` (its
+  findings' highest score), `posecal_<kind>` per kind, `posecal_point_mistakenness` and `posecal_findings` (ids,
+  for `posecal audit apply --accept`); the sample has the highest `posecal_mistakenness` of its annotations.
+A finding's score is a probability, except a person finding's: the labels' OKS shortfall against the pose quality.
 """
 from __future__ import annotations
 

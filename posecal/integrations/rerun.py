@@ -1,22 +1,14 @@
-"""Tracked video as a rerun recording (.rrd): the frames, each person's keypoints with their calibrated 90% radii
-and the COCO skeleton, their boxes, and each track's pose quality over time, for the rerun viewer
-(`rerun OUT.rrd`) to scrub through.
+"""Tracked video as a rerun recording (.rrd): frames, each person's keypoints with their 90% radii and the COCO
+skeleton, boxes, and each track's pose quality over time, for `rerun OUT.rrd` to scrub through.
 
 `RerunRecording(path, fps=...)` takes one Picture a frame (`log`) and puts the file in place on `close()`;
-`write_rerun(pictures, path)` does both for an iterable (`PoseTracker.track(video)`, `Predictor.predict(video)`).
-A Picture is read through its stacked arrays alone (keypoints, visibility, keypoint_radius, pose_quality, boxes,
-track_ids, id_confidence where it has it, frame_index, image, name, error), so any object with those reads the same.
+`write_rerun(pictures, path)` does both for an iterable. A Picture is read through its stacked arrays alone.
 
-What goes where: the static COCO skeleton (an AnnotationContext: keypoint ids 0..16, their names and the limbs)
-at `video`; the frame as a JPEG at `video/image`; person P's keypoints at `video/people/P/keypoints` (P: the
-track id, or `person_<i>` for an untracked picture's i-th person) and box at `video/people/P/box`; their pose
-quality at `pose_quality/track_P` (`pose_quality/person_<i>`), and a tracked person's identity trust at
-`id_confidence/track_P` (where they have one). A person who leaves the frame is cleared, so the
-viewer shows no stale pose. Timelines: `frame` (the video's frame index) and, given the video's fps, `time`.
-
-The file is written to a temp file beside the target and renamed over it when the recording is closed, so a run
-that fails or is killed leaves no half recording under the target's name. rerun is imported when a recording is
-opened (the `posecal[rerun]` extra); only a file is written: no viewer is started, nothing is sent anywhere.
+Paths: the skeleton (AnnotationContext) at `video`; the frame at `video/image`; person P's keypoints and box at
+`video/people/P/keypoints` and `.../box` (P: the track id, or `person_<i>`); pose quality at `pose_quality/track_P`
+and identity trust at `id_confidence/track_P`. A person who leaves is cleared. Timelines: `frame` and, given fps,
+`time`. Written to a temp file renamed on close, so a failed run leaves no half recording; rerun is imported on
+opening (the `posecal[rerun]` extra); no viewer is started, nothing is sent.
 """
 from __future__ import annotations
 

@@ -1,19 +1,14 @@
 """The models shipped with posecal, by name, and where their files are: importable without PyTorch.
 
-The models in SHIPPED_GRAPHS travel as ONNX graphs (posecal/weights/posecal_NAME.onnx with the flip test built in,
-posecal_NAME.noflip.onnx without it, both reading fp16 weights stored once in posecal_NAME.onnx.data), which
-onnxruntime runs with no PyTorch and no export on first use. Every shipped model's PyTorch file (posecal_NAME.pt:
-training, export, `--backend torch`) is in posecal's source tree and not in the wheel, which would otherwise
-carry every network twice; `published`, for comparison only, has no graphs and so is in the source tree only.
-tools/build_shipped_graphs.py makes the graphs from the .pt files; each graph records the digest of the file it
-was made from (a test checks they still match).
+SHIPPED_GRAPHS travel as ONNX graphs (posecal_NAME.onnx with the flip test built in, posecal_NAME.noflip.onnx
+without, fp16 weights stored once in posecal_NAME.onnx.data), run by onnxruntime with no PyTorch. The PyTorch files
+(posecal_NAME.pt: training, export, `--backend torch`) are in the source tree, not the wheel; `published` has no
+graphs. tools/build_shipped_graphs.py makes the graphs, each recording the digest of its .pt (a test checks it).
 
-On a CPU a shipped name runs its int8 graphs (posecal_NAME.int8.onnx, tools/quantize_shipped_graphs.py) where
-precision `auto` picks them (posecal.devices.auto_precision: a CPU that multiplies int8 exactly, with VNNI), or
-where `--precision int8` asks; elsewhere its float graphs. On val the int8 graphs hold AP, the ECEs and visibility
-F1 within noise of the float graphs and pose photos 1.7x as fast end to end (bench/int8_agreement.py, CHANGELOG),
-and they answer alike on every CPU kind (posecal.devices.int8_saturates). "NAME-float" names the same model's float graphs; a GPU (device="cuda") runs those for NAME
-too, as onnxruntime's CUDA provider runs float convolutions, not int8 ones.
+On a CPU a shipped name runs its int8 graphs (posecal_NAME.int8.onnx) where precision `auto` picks them
+(devices.auto_precision: int8 multiplied exactly, with VNNI) or `--precision int8` asks, else its float graphs;
+int8 holds accuracy within noise and is faster (CHANGELOG) and answers alike on every CPU kind
+(devices.int8_saturates). "NAME-float" names the float graphs, which a GPU always runs.
 """
 from __future__ import annotations
 

@@ -1,25 +1,18 @@
-"""Results kept as they come, one part per unit of work, then merged: what a run keeps beside its output so that
-nothing is lost or done twice, in one process or spread over workers (`--engine ray`); knows no model.
+"""Results kept as they come, one part per unit of work, then merged, so that nothing is lost or done twice, in
+one process or over workers (`--engine ray`); knows no model.
 
 A unit is one input (a picture, a video, a picture with its records). Its part is the JSON text of its results,
-written atomically by whoever did it, so it never passes through the driver and is whole or absent: a Ctrl-C, a
-killed worker or a failure elsewhere keeps every unit finished before it, and a worker's retry writes the same part
-again instead of adding one. A part is named by its unit's key (`part_3f9c0a1be2d47c55.json`, unit_key: the
-input's absolute path, name, size and modification time, and what else its row carries), not by its place among
-the inputs: a run started again skips every unit whose part it finds, so an added or replaced input poses only
-itself, and a removed one is left out of the merge.
+written atomically by whoever did it: whole or absent, so a Ctrl-C or killed worker keeps every finished unit and
+a retry writes the same part again. A part is named by its unit's key (unit_key: the input's absolute path, name,
+size and modification time, and what else its row carries), so a rerun skips every unit whose part it finds, an
+added or replaced input poses only itself, and a removed one is left out of the merge.
 
-The folder's manifest.json holds the run's fingerprint (the settings that change results, posecal's version and the
-weights' digests, not the inputs); a run with another fingerprint is refused in one line rather than merging two
-runs' results. The driver holds an exclusive lock on the folder's `lock` file for its whole run (released when it
-ends, however it ends, or when its process dies), so a second run on the same output is refused at its start in
-one line instead of redoing the work and losing its parts to the first one's merge. When every part is there the
-caller merges them into the results file users know (atomically), then either removes the folder, or keeps it
-finished (PartStore.finish: `predict`): the parts of the run's own units stay (about as much disk as the results
-file itself; those of inputs it no longer has are removed) and a `finished` mark is written, so that a later run
-with the same fingerprint poses only what it adds (one photo added to a finished folder is the only one posed),
-while a run with another fingerprint replaces the finished results instead of being refused: only an unfinished
-run's parts are work that a refusal saves.
+The folder's manifest.json holds the run's fingerprint (the settings that change results, posecal's version and
+the weights' digests); a run with another fingerprint is refused in one line. The driver holds an exclusive lock on
+the folder's `lock` file, so a second run on the same output is refused at its start. When every part is there
+the caller merges them into the results file (atomically), then removes the folder, or keeps it finished
+(PartStore.finish: `predict`): a later run with the same fingerprint poses only what it adds, and one with
+another fingerprint replaces the finished results instead of being refused.
 """
 from __future__ import annotations
 

@@ -1,27 +1,18 @@
 """The Ray executor of posecal/parallel/runner.py (RayConfig): units of work through Ray Data actors, each unit's
-results written by its worker as it is done: the engine under `--engine ray` of `posecal predict` (a unit: one
-input file), `posecal track` (one video) and the records of `eval` and `audit` (one picture with its persons);
-knows no model. The driver's side (each finished unit said, the progress bar, Ctrl-C) is runner.gather, as in one
-process.
+results written by its worker as it is done, under `--engine ray` of `predict` (a unit: one input file), `track`
+(one video) and the records of `eval` and `audit`; knows no model. The driver's side is runner.gather.
 
-Why Ray Data and not torchrun: it streams the units to actors that each hold one open pipeline (opened once per
-actor), restarts an actor whose process died and retries its batch (its defaults for actor pools: max_restarts
-and max_task_retries -1), and runs the same code on a laptop and a cluster.
+Why Ray Data: it streams units to actors that each hold one open pipeline, restarts a dead actor and retries its
+batch (max_restarts and max_task_retries -1), and runs the same code on a laptop and a cluster.
 
-Nothing lost, nothing twice: each unit's results are one part (posecal/parallel/parts.py), written atomically by the
-worker (runner.py's PartWriter, the one map_batches class) under the run's fingerprint, so the results never travel
-through Ray to the driver (it reads each part from storage: once to say its messages, once to merge) and a Ctrl-C
-keeps every finished unit; a retried batch writes the same parts again; a run started again with the same
-fingerprint skips the units whose part it finds. What a worker refuses (a PosecalInputError: a model it cannot open,
-a setting it does not know) comes back as its rows' `error` column, said in the one line it is. On a cluster the
-parts' folder, beside --out, must lie on storage every node sees, as the inputs must.
+Each unit's results are one part (posecal/parallel/parts.py) written atomically by the worker (runner.PartWriter)
+under the run's fingerprint, so results never travel through Ray, a Ctrl-C keeps every finished unit, a retry
+writes the same part again and a rerun skips the parts it finds. A worker's PosecalInputError comes back as its
+rows' `error` column, said in one line. On a cluster the parts' folder, beside --out, must be on shared storage.
 
-Resources are Ray's own accounting: each actor asks Ray for the cores its threads use (the cluster's CPUs shared
-among --workers, one worker per CPU by default), and the units go in blocks of one batch each so that every actor
-has work. A `--device cuda` job (RowJob.gpu) has one worker per GPU of the cluster by default, each asking for one
-GPU (for its share where --workers asks for more workers than there are GPUs); on a cluster without a GPU the
-driver says so once, before any actor starts, in the line one process gives (devices.fall_back), and the actors
-run on the CPU.
+Each actor asks Ray for the cores its threads use (one worker per CPU by default), units in blocks of one batch.
+A `--device cuda` job (RowJob.gpu) has one worker per GPU by default; on a cluster without a GPU the driver says so
+once (devices.fall_back) and the actors run on the CPU.
 """
 from __future__ import annotations
 

@@ -2,21 +2,16 @@
 a picture with its persons), whatever engine does the units; knows no model and imports no Ray.
 
 A command gives `run` its units ((path, name) each), a RowJob (the map_batches class that turns a batch of rows
-into each row's part, with its settings), the run's fingerprint and an engine: OneProcess (the units done here,
-in input order, by one instance of the class) or the Ray executor (posecal/parallel/ray_rows.py's RayConfig: the
-same class in Ray Data actors). Either way each unit's results are one part written atomically by whoever did it
-(PartWriter, the one map_batches class) under its unit's key, a run started again with the same fingerprint skips
-the units whose part it finds (parts.resumable: an added or replaced input is done alone), a Ctrl-C keeps every
-finished unit and says so in one line, and the caller merges the parts in input order (PartStore.parts) into its
-output, written only when whole, holding the parts folder's lock until then (a second run on the same output is
-refused at its start), then removes the parts or keeps them for the next run (PartStore.finish). So one process
-and Ray give the same parts, and one merge reads them.
+into each row's part), the run's fingerprint and an engine: OneProcess (here, in input order, one instance of the
+class) or Ray (posecal/parallel/ray_rows.py's RayConfig: the same class in Ray Data actors). Either way each unit's
+part is written atomically by whoever did it (PartWriter) under its unit's key, a rerun with the same fingerprint
+skips the units whose part it finds, a Ctrl-C keeps every finished unit, and the caller merges the parts in input
+order (PartStore.parts) into its output, holding the parts folder's lock until then. So one process and Ray give
+the same parts, and one merge reads them.
 
-The fingerprint (`fingerprint`) is built here once for every command: its settings as JSON (threads aside: they
-change speed, not results), what else the command's results depend on, and the identity of posecal and the
-weights (the caller's run_identity, which digests every named model, verifier and detector). The inputs are not
-in it: each unit's part is named by its input's path, size and time (parts.unit_key), so a run with inputs added,
-removed or replaced is the same run, and does only what it has no part for.
+The fingerprint (`fingerprint`): the command's settings as JSON (threads aside: they change speed, not results),
+what else its results depend on, and the identity of posecal and the weights (run_identity). The inputs are not in
+it: each part is named by its input (parts.unit_key), so a run does only what it has no part for.
 """
 from __future__ import annotations
 

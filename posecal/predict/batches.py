@@ -1,8 +1,6 @@
-"""A batch of pictures -> their poses, as records: the one way `posecal predict` poses, in this process and in
-each Ray actor alike. It is the callable class Ray Data's `Dataset.map_batches` runs (the model opens once per
-actor, in __init__), the class the runner's OneProcess engine runs when `predict` writes a results file
-(posecal/parallel/runner.py), and the frame source of a run that streams records (predict/units.py). It imports no
-Ray: it is plain Python over a dict of columns.
+"""A batch of pictures -> their poses, as records: the one way `posecal predict` poses, in this process and in each
+Ray actor alike: the callable class Ray Data's `map_batches` runs (the model opens once per actor), the class the
+runner's OneProcess engine runs, and the frame source of a streaming run. It imports no Ray.
 
     import ray, posecal.predict.batches as pb
     ds = ray.data.read_images("s3://bucket/photos/", include_paths=True)      # columns image (RGB), path
@@ -10,9 +8,8 @@ Ray: it is plain Python over a dict of columns.
                            concurrency=4, num_cpus=1)
     poses.write_json("s3://bucket/poses/")                                     # column poses: JSON text per picture
 
-The people are those of the API with the same settings (its one pipeline, opened by predict/job.open_predictor,
-and its frame loop, inference/frame_loop.py: boxes, people in batches of crops, result entries), so a run through
-Ray, one process, and the API give the same persons and keypoints.
+The people are the API's with the same settings (its pipeline and frame loop), so Ray, one process and the API give
+the same persons and keypoints.
 """
 from __future__ import annotations
 

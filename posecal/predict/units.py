@@ -1,19 +1,14 @@
-"""`posecal predict`, in this process or on Ray, through the one class that poses (predict/batches.py's
-PoseBatches).
+"""`posecal predict`, in this process or on Ray, through the one class that poses (predict/batches.py PoseBatches).
 
-A results file (`--out X.json`) is made by the runner (posecal/parallel/runner.py) on either engine: this process
-(OneProcess) or Ray Data actors on this machine or a cluster (`--engine ray`). Each input file (an image, or a whole
-video) is one unit; whoever poses it writes its part (its frame records, and its overlays where --render asks);
-when every part is in, they are merged in input order with the image ids a single process gives (job.merge_parts),
-written atomically, and the parts kept for the next run. A Ctrl-C keeps every finished input and the same command goes on from
-there; a run started again, even after a finished one, poses only the files it has no part for (one added or
-replaced, or whose boxes changed: a unit's key holds what the boxes file gives it, and its overlay), and one
-started while another writes the same --out is refused at its start (posecal/parallel/parts.py). The parts of a
-finished run are kept (PartStore.finish), so that adding a photo to a finished folder poses only that photo; two
-inputs of one name are told apart by their folders (data/sources.distinct_names).
+A results file (`--out X.json`) is made by the runner (posecal/parallel/runner.py) on either engine. Each input
+file (an image, or a whole video) is one unit; whoever poses it writes its part (its records, and overlays where
+--render asks); the parts are merged in input order with the image ids one process gives (job.merge_parts) and
+kept for the next run (PartStore.finish). A Ctrl-C keeps every finished input; a rerun poses only the files it has
+no part for (a unit's key holds its boxes and overlay); a second run on the same --out is refused at its start.
+Two inputs of one name are told apart by their folders (data/sources.distinct_names).
 
-Records streamed as they are made (`--out X.jsonl`, `--out -`) and a `--max-frames` preview are one process's, frame
-by frame from the same PoseBatches (`records`): what a Ctrl-C keeps is what was written.
+Records streamed (`--out X.jsonl`, `--out -`) and a `--max-frames` preview are one process's, frame by frame from
+the same PoseBatches (`records`).
 """
 from __future__ import annotations
 

@@ -1,14 +1,10 @@
-"""Videos -> their tracked poses, one video per row: the callable class Ray Data's `Dataset.map_batches` runs in
-each actor of `posecal track --engine ray`, and one process runs alike (tracking/units.py). It imports no Ray: it
-is plain Python over a dict of columns.
+"""Videos -> their tracked poses, one video per row: the callable class Ray Data's `map_batches` runs in each actor
+of `posecal track --engine ray`, and one process runs alike (tracking/units.py). It imports no Ray.
 
-The pipeline opens once per actor (tracking_predictor, as `posecal track` opens it); each video is tracked by
-`posecal track`'s own run (job.TrackRun) on that video alone, so its results, and its overlay video where one is
-asked for, are what one process makes of it; only its track ids start at 1 (the driver renumbers them video by
-video: tracking/track_ids.py). A row that names its run's parts folder (`parts`) keeps the video's work there in
-chunks as it is tracked (tracking/chunks.py, in its unit's work folder: parallel/parts.py work_folder), and goes on
-from the chunks an earlier run kept: a video stopped midway is not tracked again from its first frame. A video with
-an overlay is tracked whole (its overlay is one video file, written from the first frame on).
+The pipeline opens once per actor; each video is tracked by `posecal track`'s own run (job.TrackRun) alone, so its
+results and overlay are what one process makes, only its ids starting at 1 (the driver renumbers:
+tracking/track_ids.py). A row naming its run's parts folder (`parts`) keeps the video's work in chunks
+(tracking/chunks.py) and goes on from those an earlier run kept; a video with an overlay is tracked whole.
 """
 from __future__ import annotations
 

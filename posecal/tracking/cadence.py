@@ -1,16 +1,12 @@
 """Live sources at the machine's pace: how often the detector runs and how many frames may wait for the pipeline,
 from the time frames take on this machine.
 
-Why: a detector frame (detector + a pose per person) costs several frame intervals with the Thunder models on 2
-cores, a frame in between (keypoints carried by optical flow) a few ms. Taking only the newest frame then drops
-the frames that arrive during each detector frame although the pipeline is idle most of the time in between:
-the stream is thinned in bursts, blindly. Here the pipeline measures itself and
-* lets frames that arrive during a detector frame wait (`depth`), when the cycle of one detector frame and
-  `every - 1` frames in between fits in that many frame intervals: they are caught up at flow speed, late by at
-  most one detector frame;
-* runs the detector less often (`every` up to `max_every`, at least twice a second by default) when even that
-  cycle does not fit, so that poses keep coming for the people already tracked;
-* keeps only the newest frame when nothing fits: waiting frames would only add latency.
+Why: a detector frame costs several frame intervals on a few cores, a flow frame a few ms, so taking only the
+newest frame thins the stream in bursts while the pipeline idles in between. The pipeline measures itself and
+* lets frames arriving during a detector frame wait (`depth`) when one detector cycle fits in that many frame
+  intervals (caught up at flow speed, late by at most one detector frame);
+* runs the detector less often (`every` up to `max_every`) when even that does not fit;
+* keeps only the newest frame when nothing fits.
 """
 from __future__ import annotations
 

@@ -1,17 +1,14 @@
 """A video's tracking kept chunk by chunk while it runs, so that `posecal track` stopped mid-video goes on from there.
 
-A video is one unit of `posecal track` (tracking/units.py): its part is written when its last frame is tracked. A
-long video would lose all its frames to a Ctrl-C, so while it is tracked its work is kept in its unit's work folder
-(parallel/parts.py work_folder): every KEEP_SECONDS of tracking, and when a stop is requested, the records of the
-frames tracked since the last chunk (`records_00003.json`) and then the tracker's state after them (`state.pkl`:
-PoseTracker.state(), the frame to go on from, the frames and chunks so far), each written atomically. The same
-command again restores that state and tracks the video from the frame after it, so its merged records are the
-uninterrupted run's: the same ids, poses and id_confidence. Records written after the last state (a run killed
-between the two writes) are not read: the state says how many chunks are whole.
+A video is one unit (tracking/units.py), its part written at its last frame; so that a Ctrl-C does not lose a long
+video, every KEEP_SECONDS and when a stop is requested its unit's work folder (parallel/parts.py work_folder) gets
+the records since the last chunk (`records_00003.json`), then the tracker's state after them (`state.pkl`:
+PoseTracker.state(), the frame to go on from, frames and chunks so far), each written atomically. The same command
+restores that state and goes on from the next frame, giving the uninterrupted run's ids, poses and id_confidence;
+records written after the last state are not read.
 
-The state is a pickle in the run's own parts folder, which posecal made beside the output the user named: read
-only by the run with the same fingerprint and unit key (the same settings, weights and video file). A state that
-cannot be read starts the video over.
+The state is a pickle in the run's own parts folder, read only by the run with the same fingerprint and unit key.
+A state that cannot be read starts the video over.
 """
 from __future__ import annotations
 

@@ -1,21 +1,14 @@
 """Keypoints carried between detector frames by optical flow instead of the pose network.
 
-Why: on a few CPU cores the pose network is most of a video frame's time (tens of milliseconds a person), and
-people move little in a frame or two. Between detector frames each tracked person's keypoints
-are followed by pyramidal Lucas-Kanade flow (OpenCV's `calcOpticalFlowPyrLK`, all people's points in one call,
-a few milliseconds a frame), and the pose network runs on detector frames only, where every pose is estimated
-afresh. A carried pose keeps its last estimate's quality, visibility and scores: flow moves points, it does not
-see whether they are right, and the next estimate is at most `detect_every - 1` frames away. The person policy
-still decides on the carried poses (tracking/pose_tracker.py carried_people), as on a detector frame's.
+Why: on a few CPU cores the pose network is most of a frame's time, and people move little in a frame or two.
+Between detector frames each tracked person's keypoints follow pyramidal Lucas-Kanade flow (all people's points in
+one call); a carried pose keeps its last estimate's quality, visibility and scores (flow does not see whether they
+are right), and the person policy still decides on it (pose_tracker.carried_people).
 
-A point the flow loses (its status, or a forward-backward disagreement above FB_MAX_PX, which is what a point
-under a passing person shows) moves with the person's step instead, and so does the box; a keypoint called absent
-is moved the same way (there is nothing to follow there). The person's step is the median of their points that
-held, but where the track's velocity is known, only of the points that moved with it (`person_step`): a keypoint
-on a thin limb or at the body's edge has mostly background in its window, and such a point "holds" perfectly on
-the still background, so a person walking fast was left where they were in the carried frame, their box off them,
-and counted missed (CHANGELOG). With no point holding at all, the person moves at the track's velocity rather
-than staying put.
+A point the flow loses (its status, or forward-backward disagreement above FB_MAX_PX) or called absent moves with
+the person's step, and so does the box. The step is the median of the points that held, and where the track's
+velocity is known only of those that moved with it (`person_step`): a point at the body's edge "holds" on the still
+background (CHANGELOG). With no point holding, the person moves at the track's velocity.
 """
 from __future__ import annotations
 

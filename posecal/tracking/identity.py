@@ -1,14 +1,10 @@
 """Identity trust: how likely a tracked record is the same person as its id's previous record (`id_confidence`).
 
-The tracker (tracking/tracker.py) describes each record that continues an id by what it saw when it gave the id
-(`id_features`: how alike the record and the track's predicted pose are, by how much the match beat the best
-alternative for either side, how crowded the record's place is (other poses there, and other tracks expected
-there: a person hidden behind this one still has a track), how long the track went unseen, how the pose was
-obtained, its quality); a calibrated logistic (calibration/maps.py: LogisticScore) fitted on the tracking worlds
-with known truth (tools/fit_id_confidence.py) turns them into a probability. Why a margin: where two people
-cross, the track's match is barely better than the other person, and that is where ids pass over; a lone walker
-matches by a wide margin. A record that starts its id has no previous record: its id_confidence is None (JSON
-null), as every record's is without the fitted file (no number is made up).
+The tracker describes each record that continues an id by what it saw when it gave it (`id_features`: likeness to
+the predicted pose, the margin over the best alternative, how crowded the place is, time unseen, how the pose was
+obtained, its quality); a calibrated logistic (calibration/maps.py LogisticScore, tools/fit_id_confidence.py) turns
+them into a probability. The margin matters because ids pass over where two people cross. A record that starts its
+id, or any record without the fitted file, has id_confidence None.
 """
 from __future__ import annotations
 

@@ -1,19 +1,13 @@
 """`posecal track`: poses with identities over videos -> COCO keypoint results with a track_id, and a video.
 
-Per frame: person boxes (the detector every `detect_every` frames; in between, boxes propagated from each live
-track's last pose), poses for those boxes, pose NMS, then the tracker (association, births and deaths,
-smoothing). Output contract, which checks rely on: one COCO keypoint result per tracked person and frame
-with `image_id` = frame index (0-based), `file_name` = "VIDEO#FRAME", an integer `track_id`, and every field
-of `posecal predict` (keypoints as x, y, c triples; pose_quality, keypoint_quality,
-visibility, visibility_probs, box_score, bbox, score).
+Output contract: one COCO keypoint result per tracked person and frame with `image_id` = frame index (0-based),
+`file_name` = "VIDEO#FRAME", an integer `track_id`, and every field of `posecal predict`.
 
 Live sources (a camera, rtsp/http streams, a pipe; posecal/data/live.py) run in real time: the newest frame is
-taken when the pipeline is ready for one, the others are dropped and counted (with `adaptive`, frames that
-arrive during a detector frame wait while the pipeline can catch up, and the detector runs less often when it
-cannot: tracking/cadence.py), and the tracker's clock is the capture time. With `--out -` or `.jsonl` each
-frame's record is written when the frame is done (posecal/records.py); Ctrl-C, --max-frames, --duration or the
-stream's end stop the run with what was made kept. `--rerun OUT.rrd` also logs each tracked frame to a rerun
-recording of the one source (posecal/integrations/rerun.py), put in place when the source is done.
+taken when the pipeline is ready, the others dropped and counted (`adaptive`: tracking/cadence.py), and the
+tracker's clock is the capture time. With `--out -` or `.jsonl` each frame's record is written when done;
+Ctrl-C, --max-frames, --duration or the stream's end keep what was made. `--rerun OUT.rrd` also logs each frame
+to a rerun recording of the one source (posecal/integrations/rerun.py).
 """
 from __future__ import annotations
 

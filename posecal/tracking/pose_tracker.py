@@ -43,59 +43,46 @@ class TrackConfig:
     videos: list[str]
     out: str = "tracks.json"
     render: str | None = None            # OUT.mp4 (one video) or a folder (several)
-    # a shipped model's name or a file; accurate gave the best ids on the tracking bench's tuning scenes (and
-    # held-out ones: docs/tracking.md), and carries the video calibration
+    # a shipped model's name or a file; accurate gave the best ids (docs/tracking.md) and has the video calibration
     model: str = "accurate"
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
     detector_threshold: float | None = None  # None: the person policy's (inference/person_policy.py), as predict's
     verifier: str | None = "default"     # the person verifier (detect/verifier.py): "default", an ONNX file, None
     detect_every: int = 3                # the detector on every N-th frame; tracks' carried boxes in between
-                                         # (3: the best ids on the tracking benchmark, at a frame rate a few CPU
-                                         # cores keep up with; docs/tracking.md)
-    min_pose_quality: float | None = None   # the person policy's nobody test (inference/person_policy.py); None:
-                                            # the policy's own (MIN_POSE_QUALITY in VIDEO)
-    second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py): fewer
-                                         # people missed, more false tracks; off (docs/tracking.md)
+                                         # (docs/tracking.md)
+    min_pose_quality: float | None = None   # the person policy's nobody test; None: the policy's own
+    second_look: bool = False            # the detector also on square tiles of a wide frame (detect/tiles.py)
     adaptive: bool = True                # live sources: the detector's period and the frames that may wait
                                          # follow the time frames take here (tracking/cadence.py)
     between: str = "flow"                # between detector frames: "flow" carries each track's keypoints by
                                          # optical flow (no network); "pose" estimates its pose in its carried box
-    repose_after: int = REPOSE_AFTER     # with flow: a track is posed again by the network once this many frames
-                                         # have passed since its last pose, and not before: a detection that
-                                         # confirms a track posed more recently (its carried box, IoU >=
-                                         # CONFIRM_IOU) is not posed again, and tracks falling due between
-                                         # detector frames are posed there, a few a frame (repose_due), the longest
-                                         # waiting first, so that frames cost about the same (0: every detection is
-                                         # posed on detector frames, none in between)
+    repose_after: int = REPOSE_AFTER     # with flow: a track is posed again once this many frames have passed
+                                         # since its last pose, and not before (confirmed_tracks, repose_due;
+                                         # 0: every detection is posed on detector frames, none in between)
     missed_detections: int = 2           # detector frames in a row a track may go unseen by the detector and
                                          # still be looked for in boxes propagated from its pose (then: a ghost)
     drop_parts: bool = True              # a tracked box that is a part of another person's is not reported
                                          # (PersonPolicy.without_tracked_parts)
     backend: str = "onnx"
-    device: str = "cpu"                  # where the networks run: "cuda" (a GPU), the CPU with one warning line
-                                         # where it cannot (as Predictor's device)
+    device: str = "cpu"                  # where the networks run: "cuda" or "cpu" (as Predictor's device)
     precision: str = "auto"              # a shipped model's graphs on the CPU (devices.choose_precision)
     flip: bool = False                   # flip test: ~2x the pose time for a little accuracy
     threads: int | None = None          # None: the machine's cores (parallel.default_threads)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
-    policy: PersonPolicy = VIDEO         # who is a person (inference/person_policy.py); min_pose_quality above,
-                                         # where given, replaces its own
+    policy: PersonPolicy = VIDEO         # who is a person; min_pose_quality above, where given, replaces its own
     progress: bool = True
     max_frames: int | None = None        # stop after this many frames (all sources together)
     duration: float | None = None        # stop this many seconds after the models are loaded
     live: LiveConfig = field(default_factory=LiveConfig)   # live sources: reconnects, stall timeout, real time
     show: bool = False                   # the overlay in a window as it is made (where a display exists)
-    rerun: str | None = None             # a rerun recording (OUT.rrd) of the tracked frames, people and pose
-                                         # quality, one source (posecal/integrations/rerun.py)
-    id_confidence: Path | None = ID_CONFIDENCE_FILE   # the fitted identity-trust map (tracking/identity.py);
-                                                      # None, or no such file: records carry no id_confidence
+    rerun: str | None = None             # a rerun recording (OUT.rrd) of the tracked frames (integrations/rerun.py)
+    id_confidence: Path | None = ID_CONFIDENCE_FILE   # the identity-trust map; None or no file: no id_confidence
 
 
 def boxes_from_pose(person) -> np.ndarray:
     """Where to look for a tracked person in this frame: the box of their last pose (a detector's box, carried
-    along), already moved by the track's velocity (Tracker.live_people). Why not the box around their keypoints:
-    that box misses the head's top and the feet and shrinks with every doubtful keypoint, so crops drift off what
-    the network was trained on (person boxes) and the reported boxes off the person, and ids are lost."""
+    along), already moved by the track's velocity. Not the box around their keypoints: it misses the head's top and
+    the feet and shrinks with every doubtful keypoint, so crops drift off person boxes and ids are lost."""
     return np.asarray(person.box, float)
 
 
@@ -112,17 +99,13 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
                 policy: PersonPolicy = VIDEO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (M, 4), scores (M,) and, per box, whether it was propagated from a track rather than detected.
     `detections`: detect_people's boxes and scores on a detector frame, None between detector frames.
-    On detector frames, tracks the detector missed keep a propagated box (a frame-wise detector finds ~75%
-    of people; a track should not blink out with it). `policy`: its carried_* fields say which carried boxes
-    are looked in."""
+    On detector frames, tracks the detector missed keep a propagated box, so a track does not blink out with a
+    missed detection. `policy`: its carried_* fields say which carried boxes are looked in."""
     h, w = frame_bgr.shape[:2]
     det_boxes, det_scores = detections if detections is not None else (np.zeros((0, 4)), np.zeros(0))
-    # Only tracks unmatched for fewer frames than the detector's period: a box that found nobody there (or drifted)
-    # would mostly find nobody again, a wasted crop a frame for max_misses frames; a person lost for longer is
-    # found again by the detector and matched back to their track (looked for where their velocity says they went).
-    # And only tracks a detection held within the last missed_detections detector frames: a box propagated from a
-    # pose finds a pose almost anywhere (a bag, the grass, the neighbour), so without the detector's word now and
-    # then a track that lost its person would live on as a ghost.
+    # Only tracks unmatched for fewer frames than the detector's period (a box that found nobody mostly finds nobody
+    # again; the detector finds a lost person again), and held by a detection within the last missed_detections
+    # detector frames (a carried box finds a pose almost anywhere, so a track that lost its person would live on)
     live = tracker.live_people(max_misses=detect_every - 1,
                                max_undetected=detect_every * (missed_detections + 1) - 1)
     prop = np.array([boxes_from_pose(p) for p in live]).reshape(-1, 4)
@@ -143,18 +126,14 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
 
 def carried_score(pose) -> float:
     """The box_score of a box carried from a track's pose: the score of the detection the track was last held by,
-    carried with its box, so that a track's box_score means one thing on every frame, detector frame or not. The
-    person policy does not read it as a detection's (a carried box is never a sure one: PersonPolicy.evidence);
-    the reported-pose map does, as it reads a detected box's (0 would rate a person the detector held a frame ago
-    as one no detector ever saw)."""
+    carried with its box, so that a track's box_score means one thing on every frame. The person policy never
+    reads a carried box as sure (PersonPolicy.evidence); the reported-pose map reads it as a detected box's."""
     return float(pose.box_score)
 
 
-# a carried pose whose present keypoints the flow held fewer of than this share is no longer trusted: its track is
-# posed again on the next frame it can be, and no detection confirms it (the re-pose cadence, TrackConfig.repose_after)
+# a carried pose whose present keypoints the flow held fewer of than this share is posed again when it can be
 LOST_SHARE = 0.5
-# a detection overlapping a track's carried box by this IoU confirms the track (the re-pose cadence): the detector
-# frame's own matching bar for a box of the same person
+# a detection overlapping a track's carried box by this IoU confirms the track (the detector frame's matching bar)
 CONFIRM_IOU = 0.5
 
 
@@ -172,9 +151,8 @@ def inside_frame(box, w: int, h: int, min_px: float) -> bool:
 
 def one_box_per_place(boxes: np.ndarray, quality: np.ndarray, max_iou: float = VIDEO.carried_apart_iou) -> np.ndarray:
     """Indices of the propagated boxes to keep: greedily by the track's pose quality, a box overlapping a kept
-    one by IoU > max_iou is left out. Two tracks that drifted onto one person would otherwise each get a box,
-    each find the same person there and each live on: a ghost that never ends, and one more crop every frame.
-    The track left without a box misses and ends after max_misses frames, or is matched again by a detection."""
+    one by IoU > max_iou is left out, so two tracks that drifted onto one person do not both live on there (a
+    ghost). The track left without a box misses and ends, or is matched again by a detection."""
     keep: list[int] = []
     for i in np.argsort(-np.asarray(quality, float), kind="stable"):
         if not keep or box_iou(boxes[i:i + 1], boxes[keep]).max() <= max_iou:
@@ -187,10 +165,8 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
                     flow: FrameFlow | None = None) -> list[tuple[int, object]]:
     """One frame through boxes -> poses -> pose NMS -> tracker; returns (track_id, smoothed pose) pairs.
     `detections`: the detector's (boxes, scores) on a detector frame, None between detector frames. `t`: the
-    frame's time in seconds (default: frame index / fps; a live source's: its capture time). `flow` (the
-    source's FrameFlow, with cfg.between "flow"): between detector frames the tracks seen in the last frame are
-    carried into this one by optical flow, with no pose network and no association (tracking/flow.py), and the
-    person policy decides on the carried poses as on a detector frame's (carried_people)."""
+    frame's time in seconds (default: frame index / fps). `flow` (with cfg.between "flow"): between detector
+    frames the tracks seen are carried in by optical flow, no pose network (tracking/flow.py; carried_people)."""
     clock = clock or StageClock()
     t = frame.frame_index / fps if t is None else t
     seen, poses, held = [], [], np.zeros(0)
@@ -213,9 +189,7 @@ def _tracked_people(frame: Frame, detections, predictor: Predictor, tracker: Tra
         fresh = DETECTED if predictor.detector is not None else WHOLE
         origins = np.where(carried, CARRIED, fresh).astype(object)
     with clock("pose"):
-        # the one pipeline: the verifier screens detected and carried boxes, the policy decides who is a person
-        # (a carried box whose person left is let go there) among the fresh poses and the confirmed carried ones;
-        # the tracker then decides who continues whom
+        # the one pipeline decides who is a person among fresh and confirmed carried poses; the tracker who is who
         standing = [confirmed_pose(poses[i], detections, d) for i, d in confirmed]
         people = predictor.pipeline.people([(frame.bgr, boxes, scores, origins)], mode, [standing])[0] \
             if len(boxes) or standing else []
@@ -251,12 +225,10 @@ def confirmed_pose(pose, detections, d: int):
 
 def repose_due(seen: list, held: np.ndarray, cfg: TrackConfig) -> list[int]:
     """The tracks posed afresh on a frame between detector frames, most needed first: those whose carried keypoints
-    the flow lost (less than LOST_SHARE held: its carried pose is no longer to be trusted), then those whose last
-    pose is at least a third of cfg.repose_after frames old, the longest waiting first (the less trusted first among
-    equals). Taken early rather than when due, the re-poses fall on the frames between detector frames, which
-    otherwise cost a few ms, and not all on the detector frame where the tracks posed together would come due
-    together. As many a frame as keep every track within repose_after frames of its last pose when the frames in
-    between take them all (at least one; more tracks, more a frame, every frame alike)."""
+    the flow lost (less than LOST_SHARE held), then those whose last pose is at least a third of cfg.repose_after
+    frames old, the longest waiting first. Taken early, the re-poses spread over the cheap frames between detector
+    frames rather than all coming due on one; as many a frame as keep every track within repose_after frames of
+    its last pose (at least one)."""
     if not cfg.repose_after:
         return []
     lost = [i for i in range(len(seen)) if held[i] < LOST_SHARE]
@@ -293,8 +265,7 @@ def _between_frame(frame: Frame, seen: list, poses: list, held: np.ndarray, pred
             j = int(np.argmin(np.abs(boxes - np.asarray(person.box, float)).sum(1)))
             tracks.append(seen[due[j]])
         kept.append(person)
-    # a due track whose fresh pose the policy dropped goes on as the flow carried it, where the policy keeps that
-    # carried pose among the frame's people: as it went on without the cadence (its next detector frame decides)
+    # a due track whose fresh pose the policy dropped goes on as the flow carried it, if the policy keeps that
     posed = {id(tr) for tr in tracks}
     fallback = [poses[i] for i in due if id(seen[i]) not in posed]
     if fallback:
@@ -308,18 +279,15 @@ def _between_frame(frame: Frame, seen: list, poses: list, held: np.ndarray, pred
 
 def carried_people(frame_bgr: np.ndarray, poses: list, predictor: Predictor, mode: str) -> list:
     """The poses carried into a frame by optical flow that the person policy keeps, as it would keep them on a
-    detector frame: each judged with its own box's origin and its last estimate's numbers (flow moves points, it
-    makes no new evidence), and all of them together by the rules of place (two poses of one person, a pose over
-    two people, a part, a box of two people). So a person is decided by one rule on every frame, whether the
-    pose network ran there or not; a track whose pose the policy drops misses this frame, as it would have."""
+    detector frame: each with its own box's origin and its last estimate's numbers (flow makes no new evidence),
+    all of them together by the rules of place. A track whose pose the policy drops misses this frame."""
     origins = [p.box_origin for p in poses]
     pipeline = predictor.pipeline
     return pipeline.policy.keep(poses, origins, mode, pipeline.sure_factor(frame_bgr, origins)) if poses else []
 
 
 def tracking_predictor(cfg: TrackConfig) -> Predictor:
-    """The one pipeline (inference/pipeline.py) with tracking's settings and the person policy's VIDEO preset,
-    built as every path builds it."""
+    """The one pipeline (inference/pipeline.py) with tracking's settings and the VIDEO preset."""
     return Predictor(cfg.model, device=cfg.device, flip=cfg.flip, backend=cfg.backend, threads=cfg.threads,
                      precision=cfg.precision,
                      detector="default" if cfg.detector is None else cfg.detector,

@@ -1,23 +1,17 @@
 """Track life cycle: which poses of a frame continue which person, when a person is born and when they end.
 
 Matching in two stages, each one-to-one by the Hungarian method: (1) tracks by pose similarity (OKS over the
-keypoints both poses have, else box IoU) at the place their velocity predicts, the people's colours (a
-hue-saturation histogram of the box centre, `associate.colour_histogram`) as a tie-breaker; (2) tracks still
-lost (up to `max_misses` frames) re-identified by position, size and colours, within a reach that grows with
-the frames missed.
+keypoints both poses have, else box IoU) at the place their velocity predicts, colours (`associate.colour_histogram`)
+breaking ties; (2) tracks lost up to `max_misses` frames re-identified by position, size and colours, within a
+reach that grows with the frames missed.
 
-A new pose starts a track (with its id) when the person policy says a person is born there
-(posecal/inference/person_policy.py: PersonPolicy.born: p(person) and pose quality, and not a second pose lying
-inside a person a track holds). A track survives up to `max_misses` frames without a match (occlusion, a missed
-detection) before it ends; one whose pose collapses under another person is held as occluded rather than handed that
-pose. Keypoints of reported poses are One-Euro smoothed with a cutoff that follows their trust, and their trust
-values say what the smoothing cost: the trust model judged the keypoints before smoothing, and a smoothed keypoint
-lags a moving person by some pixels (smoothed_trust).
+A new pose starts a track when PersonPolicy.born says so. A track survives up to `max_misses` frames without a
+match before it ends; one whose pose collapses under another person is held as occluded rather than handed that
+pose. Reported keypoints are One-Euro smoothed with a cutoff that follows their trust, and their trust values say
+what the smoothing cost (smoothed_trust).
 
-Why these rules and no others: the thresholds were chosen on the tracking benchmark's tuning scenes, and a rule
-stays only where its effect also holds on the benchmark's held-out scenes, which chose nothing; rules that helped
-on the tuning scenes alone (a tentative stage before a birth, a keypoint-quality floor or visible-only keypoints
-in the association, releasing the younger of two tracks on one person) are not here (docs/tracking.md).
+The thresholds were chosen on the tracking benchmark's tuning scenes, and a rule stays only where its effect also
+holds on the held-out scenes (docs/tracking.md).
 """
 from __future__ import annotations
 

