@@ -22,10 +22,12 @@ from posecal.data.crops import crops_to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
-from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn
+from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn, upside_down
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, present_and_right, visibility_classes
 from posecal.inference.topdown import Predictions, infer_crops, look_crops, refine_crops
 from posecal.skeleton import NUM_KEYPOINTS
+
+TURNED_VISIBILITY = "turned_visibility_probs"   # res: upside-down persons' visibility from their turned crop
 
 
 @dataclass
@@ -211,16 +213,33 @@ class Estimator:
             subset = [owners[i] for i in redo]
             res = keep_best_turn(res, [self._infer(prepared, subset, rotation, look)
                                        for rotation in turns[1:]], redo)
+        elif len(turns) == 1:   # no search: upside-down poses have their visibility judged upright, turned
+            res = self._turned_visibility(prepared, owners, res, look)
         made, final = self._people(res, owners)
         for (n, *_), person in zip(owners, made):
             people[n].append(person)
         return people, (res if look else final)
+
+    def _turned_visibility(self, prepared, owners, res: dict, look: bool) -> dict:
+        """`res` with, for each person found upside down (orientation.upside_down), the visibility its crop turned
+        half a turn gives (TURNED_VISIBILITY, NaN for the others), which `_people` puts in place of the upright
+        crop's (through a refinement too): its pose, keypoint and pose quality stay the upright crop's."""
+        rows = upside_down(res)
+        if not len(rows) or "visibility_probs" not in res:
+            return res
+        turned = self._infer(prepared, [owners[i] for i in rows], 180.0, look)["visibility_probs"]
+        judged = np.full(res["visibility_probs"].shape, np.nan, res["visibility_probs"].dtype)
+        judged[rows] = turned
+        return res | {TURNED_VISIBILITY: judged}
 
     def _people(self, res: dict, owners: list) -> tuple[list[PersonPose], dict]:
         """The network's arrays of crops (rows aligned with `owners`: (picture, box, box score, picture size))
         -> their people (keypoints in the picture, then the stored calibration, p(in frame), the visibility rule),
         and the arrays they were made from."""
         res = dict(res)
+        turned = res.pop(TURNED_VISIBILITY, None)
+        if turned is not None:   # upside-down poses: visibility as their crop turned upright shows them
+            res["visibility_probs"] = np.where(np.isfinite(turned), turned, res["visibility_probs"])
         res["keypoints"] = np.stack([apply_affine(xy, invert_affine(m)) for xy, m in zip(res["xy"], res["matrices"])])
         wh = np.array([o[3] for o in owners], np.float64)
         if self.calibration is not None and "opks" in res:

@@ -36,12 +36,28 @@ AUTO_TILT = 60.0
 which a person also gets the turned crops (see AUTO_BELOW)."""
 
 
+UPSIDE_DOWN_TILT = 120.0
+"""Degrees of torso tilt (torso_tilt) from which a pose found upright is upside down (a handstand, a flip): its
+visibility is judged in its crop turned half a turn (`upside_down`, Estimator). Why: the trust model saw few people
+upside down, and in their upright crop it calls most of their plainly visible joints occluded; turned so the person
+stands, it calls as many visible as it does for people standing (LSPET's held-out athletes, CHANGELOG). Their pose
+stays the upright crop's, which is the more accurate there."""
+
+
 def torso_tilt(keypoints) -> np.ndarray:
     """(N,) degrees between the picture's up and the torso (hip centre -> shoulder centre) of (N, 17, 2) poses in
     upright crop or image pixels (y down): 0 standing, 90 lying, 180 upside down."""
     kp = np.asarray(keypoints, dtype=np.float64)
     up = kp[:, [5, 6]].mean(1) - kp[:, [11, 12]].mean(1)
     return np.degrees(np.arctan2(np.abs(up[:, 0]), -up[:, 1]))
+
+
+def upside_down(upright: dict) -> np.ndarray:
+    """Indices of the persons whose upright pass (crop pixels, "xy") found them upside down (UPSIDE_DOWN_TILT)."""
+    xy = np.asarray(upright.get("xy", np.zeros((0, 0, 2))))
+    if xy.ndim != 3 or xy.shape[1] != 17 or not len(xy):
+        return np.arange(0)
+    return np.flatnonzero(torso_tilt(xy) >= UPSIDE_DOWN_TILT)
 
 
 def orientations_problem(value) -> str | None:

@@ -1,0 +1,112 @@
+"""Visibility of people upside down, judged in their upright crop or in their crop turned half a turn
+(posecal/inference/orientation.py UPSIDE_DOWN_TILT), side by side in one run, on labelled boxes:
+
+    python bench/upside_down_visibility.py [--model accurate] [--precision float] [--lspet 600] [--json OUT]
+
+LSPET: its last --lspet persons (held out from pose training, never used to choose the rule), split by the labels
+into upside down (hips above the shoulders, bench/reported_poses.py upside_down) and the rest. LSPET's labels do not
+tell visible from occluded (v = 2 may be hidden), so it reports, over the 12 body joints it labels, the share of
+labelled joints called visible, the share called absent, and binary F1 (labelled vs called there). COCO val (822 persons, visible / occluded / absent
+labelled): ternary weighted F1 and occluded F1, which the rule must keep. Each set is posed once with the rule
+on; the persons it turned are posed again with it off (everyone else gets the same answer either way).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from reported_poses import upside_down  # noqa: E402
+
+from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
+from posecal.data.images import read_image  # noqa: E402
+from posecal.inference import orientation  # noqa: E402
+from posecal.inference.predictor import Predictor  # noqa: E402
+from posecal.metrics.visibility import binary_report, classification_report  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+BODY = slice(5, 17)   # the joints LSPET labels (its face keypoints are never labelled, though faces are there)
+
+
+def posed(predictor: Predictor, records) -> np.ndarray:
+    """(N, 17) visibility classes of each record's person on its labelled box."""
+    out = []
+    for r in records:
+        out.append(predictor(read_image(r.image_path), boxes=[list(r.bbox)]).people[0].visibility)
+    return np.array(out)
+
+
+def turned_rows(predictor: Predictor, records) -> list[int]:
+    """The records whose person the rule turns (the upright pass finds them upside down)."""
+    seen = []
+    real = orientation.upside_down
+    try:
+        orientation.upside_down = lambda res: (seen.append(len(real(res)) > 0), real(res))[1]
+        import posecal.inference.estimator as est
+        est.upside_down = orientation.upside_down
+        vis = posed(predictor, records)
+    finally:
+        orientation.upside_down = real
+        est.upside_down = real
+    return vis, [i for i, s in enumerate(seen) if s]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="accurate")
+    ap.add_argument("--precision", default="float")
+    ap.add_argument("--lspet", type=int, default=600)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    predictor = Predictor(args.model, precision=args.precision, threads=args.threads, detector=None)
+    figures = {}
+    worlds = {"lspet": load_lspet(SHARED / "lspet/annotations/lspet.json", SHARED / "lspet/images")[-args.lspet:],
+              "val": load_coco_persons(SHARED / "coco-val2017-crops/annotations/val.json",
+                                       SHARED / "coco-val2017-crops/images")}
+    for world, records in worlds.items():
+        on, rows = turned_rows(predictor, records)
+        off = on.copy()
+        if rows:
+            tilt = orientation.UPSIDE_DOWN_TILT
+            import posecal.inference.estimator as est
+            est.upside_down = lambda res: np.arange(0)
+            try:
+                off[rows] = posed(predictor, [records[i] for i in rows])
+            finally:
+                est.upside_down = orientation.upside_down
+            assert tilt == orientation.UPSIDE_DOWN_TILT
+        truth = np.array([r.keypoints[:, 2] for r in records]).astype(int)
+        down = np.array([upside_down(r.keypoints[:, :2]) and (r.keypoints[[5, 6, 11, 12], 2] > 0).all()
+                         for r in records])
+        figures[world] = {"persons": len(records), "turned": len(rows), "turned_upside_down_in_truth": int(down[rows].sum())}
+        for how, vis in (("upright crop", off), ("turned where upside down", on)):
+            line = {}
+            if world == "lspet":
+                for group, sel in (("upside down", down), ("the rest", ~down)):
+                    lab = truth[sel][:, BODY] > 0
+                    v = vis[sel][:, BODY]
+                    line[group] = {"n": int(sel.sum()), "visible_share": round(float((v[lab] == 2).mean()), 3),
+                                   "absent_share": round(float((v[lab] == 0).mean()), 3),
+                                   "binary_f1": round(binary_report(lab, v > 0)["f1"], 3)}
+            else:
+                rep = classification_report(truth, vis, 3)
+                line = {"ternary_weighted_f1": round(float(rep["f1_weighted"]), 4),
+                        "occluded_f1": round(float(rep["f1"][1]), 4),
+                        "binary_f1": round(binary_report(truth > 0, vis > 0)["f1"], 4)}
+            figures[world][how] = line
+            print(world, how, json.dumps(line))
+        print(world, f"turned {len(rows)} of {len(records)} persons ({figures[world]['turned_upside_down_in_truth']} "
+              f"upside down by their labels)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

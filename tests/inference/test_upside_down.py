@@ -1,0 +1,45 @@
+"""People upside down keep their visible joints visible: a pose found upside down in its upright crop has its
+visibility judged in its crop turned half a turn (orientation.upside_down, Estimator), its pose and qualities
+staying the upright crop's."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import STANDING
+from posecal.inference.orientation import UPSIDE_DOWN_TILT, torso_tilt, upside_down
+
+
+def test_which_poses_are_upside_down():
+    standing = STANDING[None]
+    head_down = np.c_[STANDING[:, 0], 160 - STANDING[:, 1]][None]
+    lying = STANDING[:, ::-1][None]
+    xy = np.concatenate([standing, head_down, lying])
+    assert torso_tilt(xy).round().tolist() == [0, 180, 90]
+    assert upside_down({"xy": xy}).tolist() == [1]
+    assert UPSIDE_DOWN_TILT > 90 and upside_down({"xy": np.zeros((0, 17, 2))}).tolist() == []
+
+
+@pytest.mark.parametrize("flip", [True, False])   # the staged crop (look, refine) and the one-pass crop
+def test_a_person_turned_upside_down_keeps_the_joints_seen_upright_visible(real_person, flip):
+    import cv2
+
+    from posecal.data.images import read_image
+    from posecal.inference.predictor import Predictor
+    from posecal.models.shipped import is_installed
+
+    if not is_installed("accurate"):
+        pytest.skip("accurate is not in this installation")
+    path, box, truth = real_person
+    image = read_image(path)
+    h, w = image.shape[:2]
+    x, y, bw, bh = box
+    predictor = Predictor("accurate", precision="float", threads=2, detector=None, flip=flip)
+    upright = predictor(image, boxes=[box]).people[0]
+    turned_box = [w - x - bw, h - y - bh, bw, bh]
+    turned = predictor(cv2.rotate(image, cv2.ROTATE_180), boxes=[turned_box]).people[0]
+    assert (truth[:, 2] == 2).all() and (upright.visibility == 2).sum() == 17
+    assert (turned.visibility == 2).sum() >= 15          # the upright crop alone called 9 of 17 visible
+    # the pose is the upright crop's: its keypoints lie where the turned person's joints are
+    back = np.c_[w - 1 - turned.keypoints[:, 0], h - 1 - turned.keypoints[:, 1]]
+    assert np.median(np.linalg.norm(back - truth[:, :2], axis=1)) < 0.1 * bh
