@@ -14,14 +14,14 @@ import numpy as np
 from posecal.audit.estimates import Estimates, from_predictions, from_result_set, from_results_file
 from posecal.audit.fiftyone_export import check_fiftyone_output, write_audit_fiftyone
 from posecal.audit.findings import KINDS, AuditThresholds, find_label_errors
-from posecal.calibration.quality import calibration_from_meta
 from posecal.data.coco import load_coco_persons, read_json
 from posecal.errors import PosecalInputError
 from posecal.evaluation.results import ResultSet
-from posecal.inference.opener import decide_precision, open_model
-from posecal.inference.record_posing import RecordPosing, pose_records
+from posecal.inference.opener import decide_precision
+from posecal.inference.record_posing import RecordPosing, opened_posing, pose_records, posing_threads
 from posecal.models.shipped import packaged_graph
 from posecal.io import check_output_dir, write_json_atomic
+from posecal.parallel import default_threads
 from posecal.parallel.runner import Engine
 from posecal.skeleton import NUM_KEYPOINTS
 
@@ -81,19 +81,19 @@ def estimate_with_model(cfg: AuditConfig) -> Estimates:
     # an exported .onnx file in onnxruntime
     precision, _ = decide_precision(cfg.model, cfg.precision, None, cfg.device, cfg.flip)
     backend = "onnx" if packaged_graph(cfg.model, True, cfg.device, precision) is not None else "torch"
-    opened = open_model(cfg.model, backend, cfg.flip, cfg.threads, cfg.device, precision=precision)
-    mcfg = opened.config
-    calibration = calibration_from_meta(opened.meta, str(cfg.model or "default model"))
-    if calibration is None or not mcfg.quality_heads:
-        raise PosecalInputError(f"{cfg.model or 'the default model'}: the audit needs a model with quality heads "
-                                "and a stored calibration (`posecal pack --calibrate-on`)")
-    records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
-    if not records:
-        raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
-    # threads: in this process, its PyTorch calls only (an onnxruntime graph has its own); on Ray, per actor
-    posing = RecordPosing(cfg.model, backend, cfg.flip, cfg.threads, batch_size=cfg.batch_size, device=cfg.device,
-                          precision=precision)
-    pred = pose_records(records, posing, opened, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
+    # one settings form: the posing's, the workers' and the fingerprint's; threads per process (on Ray per actor)
+    posing = RecordPosing(cfg.model, backend, cfg.flip, posing_threads(cfg.engine, cfg.threads or default_threads(),
+                                                                       cfg.threads),
+                          batch_size=cfg.batch_size, device=cfg.device, precision=precision)
+    with opened_posing(posing) as predictor:   # the model opened once in this process: its worker poses with it
+        calibration = predictor.calibration
+        if calibration is None or not predictor.config.quality_heads:
+            raise PosecalInputError(f"{cfg.model or 'the default model'}: the audit needs a model with quality "
+                                    "heads and a stored calibration (`posecal pack --calibrate-on`)")
+        records = load_coco_persons(cfg.annotations, cfg.images, boxes_file=cfg.boxes)
+        if not records:
+            raise PosecalInputError(f"{cfg.boxes or cfg.annotations}: no person to audit")
+        pred = pose_records(records, posing, cfg.engine, Path(cfg.out) / FINDINGS, cfg.progress)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     coverage = calibration.radii.target

@@ -14,8 +14,9 @@ import numpy as np
 from posecal.data.coco import load_coco_persons, read_coco
 from posecal.data.schema import Skips, strict_reading
 from posecal.errors import PosecalInputError
-from posecal.inference.opener import check_backend, decide_precision, open_model, require_model
-from posecal.inference.record_posing import RecordPosing, pose_records, record_fingerprint
+from posecal.inference.opener import check_backend, decide_precision, require_model
+from posecal.inference.record_posing import (RecordPosing, opened_posing, pose_records, posing_threads,
+                                             record_fingerprint)
 from posecal.inference.topdown import Predictions
 from posecal.io import check_output_dir, write_json_atomic
 from posecal.parallel import default_threads
@@ -143,15 +144,13 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     if not records:
         raise PosecalInputError(f"{cfg.annotations}: no person with labelled keypoints to evaluate")
     precision, _ = decide_precision(cfg.model, cfg.precision, cfg.backend, cfg.device, cfg.flip)
-    opened = open_model(cfg.model, cfg.backend, cfg.flip, cfg.threads, cfg.device,
-                        check=lambda mcfg: _refuse_unusable(cfg, mcfg), precision=precision)
-    mcfg = opened.config
-    # threads: in this process, its PyTorch calls only, never the process's setting (an onnxruntime graph has its
-    # own); on Ray, per actor
-    posing = RecordPosing(cfg.model, cfg.backend, cfg.flip, actor_threads if cfg.engine else cfg.threads,
-                          cfg.calibrated, cfg.decode, cfg.orientations, cfg.batch_size, device=cfg.device,
-                          precision=precision)
-    pred = pose_records(records, posing, opened, cfg.engine, out / "results.json", cfg.progress)
+    # one settings form: the posing's, the workers' and the fingerprint's; threads per process (on Ray per actor)
+    posing = RecordPosing(cfg.model, cfg.backend, cfg.flip, posing_threads(cfg.engine, cfg.threads, actor_threads),
+                          cfg.calibrated, cfg.decode, cfg.orientations, cfg.batch_size, cfg.device, precision)
+    with opened_posing(posing) as predictor:   # the model opened once in this process: its worker poses with it
+        mcfg = predictor.config
+        _refuse_unusable(cfg, mcfg)
+        pred = pose_records(records, posing, cfg.engine, out / "results.json", cfg.progress)
     if not pred.records:
         raise PosecalInputError(f"{cfg.images}: none of the {len(records)} persons' images could be read")
     scores = pose_scores(pred)
@@ -164,9 +163,9 @@ def evaluate(cfg: EvalConfig) -> Evaluation:
     gt = load_coco_gt(truth)   # checked: pycocotools gets no entry it would fail on
     metrics = {"num_instances": len(pred.records), "num_skipped": len(records) - len(pred.records),
                "invalid_entries": skips.summary(),
-               "boxes": "detections" if cfg.boxes else "gt", "flip_test": opened.flip,
+               "boxes": "detections" if cfg.boxes else "gt", "flip_test": predictor.flip,
                "decode": cfg.decode or default_decode(mcfg),
-               "orientations": cfg.orientations, "backend": opened.backend, "precision": opened.precision,
+               "orientations": cfg.orientations, "backend": predictor.backend, "precision": predictor.precision,
                "score_mode": mode, "calibrated": pred.calibrated,
                "fingerprint": digest(record_fingerprint(posing)), "ap": {}, "ap50": {}, "ap75": {}, "ar": {}}
     for m, s in scores.items():
@@ -204,7 +203,7 @@ def eval_entry(coco: dict, person, record) -> dict:
 
 
 def _refuse_unusable(cfg: EvalConfig, mcfg) -> None:
-    """A model this evaluation cannot run, in one line: checked before an ONNX export (20-30 s) would be made."""
+    """A model this evaluation cannot run, in one line, before any picture is posed."""
     require_coco_keypoints(mcfg, cfg.model)
     if cfg.decode == "movenet" and default_decode(mcfg) != "movenet":
         raise PosecalInputError(f"--decode movenet needs a MoveNet model; {cfg.model or 'the default model'} is "

@@ -15,7 +15,8 @@ def no_work(monkeypatch):
     """Model loaders and the trainer's data loading that fail the test if any job gets that far."""
     def forbidden(*args, **kwargs):
         pytest.fail("work started before the outputs were checked")
-    for target in ("posecal.predict.job.Predictor", "posecal.evaluation.evaluate.open_model", "posecal.models.checkpoint.load_model",
+    for target in ("posecal.predict.job.Predictor", "posecal.inference.record_posing.Predictor",
+                   "posecal.models.checkpoint.load_model",
                    "posecal.training.train._load_data", "posecal.predict.demo.demo_photo"):
         monkeypatch.setattr(target, forbidden)
 
