@@ -6,8 +6,9 @@
 
 Each scene of the world kinds (bench/lab/video_worlds.py) is tracked by `posecal track`'s defaults through
 PoseTracker (the same ids), keeping for every record its id's features (Tracker.evidence); records are paired to
-the truth's people by box IoU (video_pairs) and a record whose id continues is labelled by whether its truth
-person is the one of the id's previous record (same person: 1; the id passed to someone else: 0). A logistic
+the truth's people by box IoU (video_pairs), a box over two people to the one its id is on next, and a record
+whose id continues is labelled by whether its truth person is the one of the id's last paired record (same
+person: 1; the id passed to someone else: 0), across records that frame nobody (labelled). A logistic
 with the features' known signs (calibration/maps.py: fit_logistic) is fitted on the tuning kinds only (vtest's
 room) and judged on the held-out kinds (another room, other people), which choose nothing: ECE beside the floor a
 calibrated predictor shows on as many records (binary_ece_floor), and how well id_confidence and the pose quality
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))   # track_ids, as bench/lab/video_worlds
 from bench.lab.video_worlds import kind_scenes, parse_kind, video_pairs  # noqa: E402
 from posecal.calibration.maps import fit_logistic  # noqa: E402
 from posecal.io import write_json_atomic  # noqa: E402
+from posecal.metrics.boxes import inside_share  # noqa: E402
 from posecal.metrics.calibration import auroc, binary_ece_floor, ece  # noqa: E402
 from posecal.tracking import identity, tracker as tracker_module  # noqa: E402
 from posecal.tracking.identity import (FEATURES, ID_CONFIDENCE_FILE, SIGNS, IdConfidence,  # noqa: E402
@@ -39,6 +41,8 @@ from posecal.tracking.identity import (FEATURES, ID_CONFIDENCE_FILE, SIGNS, IdCo
 TUNING = ["vtest", "vtest_half", "vtest_blur", "vtest_crowd"]
 HELD_OUT = ["intel", "intel_mirrored", "intel_jpeg", "intel_pan"]
 L2 = 1e-3
+MIN_VISIBLE = 0.25   # as video_pairs: people less seen are nobody's
+HOLDS = 0.5          # a record over two people is the next one's where it holds this share of their box
 
 
 def code_tag(model: str) -> str:
@@ -76,25 +80,51 @@ def tracked_rows(model: str, kind: str, name: str, video: Path, work: Path, thre
 
 
 def labelled(rows: list[dict], truth: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features (M, F), same person (M,) 0/1, pose quality (M,)) of the records that continue an id, where both the
-    record and its id's previous record are paired to a truth person: same is 1 when they are one truth person
-    (what id_confidence claims). A record next to one that frames nobody in the truth (a false box, a person
-    under a quarter seen) says nothing either way and is left out."""
+    """(features (M, F), same person (M,) 0/1, pose quality (M,)) of the records that continue an id, where the
+    record and an earlier record of its id are paired to a truth person: same is 1 when the record is on the
+    truth person of the id's last paired record (what id_confidence claims). A record that frames nobody (a false
+    box, a person under a quarter seen, a box over two people) says nothing itself, but the id's story runs on
+    across it, so an id that passes to someone else behind such records is still a hand-off; a box over the
+    person its id is on next is that person's (records_over_next_person)."""
     for k, r in enumerate(rows):
         r["row"] = k
     person = {r["row"]: int(a["track_id"]) for a, r in video_pairs(truth, rows)}
-    last: dict[int, int | None] = {}
+    person |= records_over_next_person(rows, truth, person)
+    last: dict[int, int] = {}
     x, same, quality = [], [], []
     for r in sorted(rows, key=lambda r: (r["image_id"], r["track_id"])):
         who = person.get(r["row"])
         before = last.get(r["track_id"])
-        last[r["track_id"]] = who
+        if who is not None:
+            last[r["track_id"]] = who
         if who is None or before is None or r["features"] is None:
             continue
         x.append(r["features"])
         same.append(float(who == before))
         quality.append(r["pose_quality"])
     return (np.array(x, float).reshape(-1, len(FEATURES)), np.array(same), np.array(quality))
+
+
+def records_over_next_person(rows: list[dict], truth: dict, person: dict[int, int]) -> dict[int, int]:
+    """Row -> truth person for the records paired to nobody whose box holds at least HOLDS of the box of the
+    person their id is paired to next (a box over two people, as the by-eye truth of real clips gives it: the
+    person the id follows on from it), so that an id handed over through such a box is a hand-off at that box."""
+    seen = {(int(a["image_id"]), int(a["track_id"])): a["bbox"] for a in truth["annotations"]
+            if a.get("visible_fraction", 1.0) >= MIN_VISIBLE}
+    out: dict[int, int] = {}
+    by_track: dict[int, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["image_id"]):
+        by_track.setdefault(r["track_id"], []).append(r)
+    for records in by_track.values():
+        following = None
+        for r in reversed(records):
+            if r["row"] in person:
+                following = person[r["row"]]
+                continue
+            box = seen.get((int(r["image_id"]), following))
+            if box is not None and inside_share(box, r["bbox"]) >= HOLDS:
+                out[r["row"]] = following
+    return out
 
 
 def kind_rows(kinds: list[str], args) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -2,9 +2,12 @@
 
 The tracker describes each record that continues an id by what it saw when it gave it (`id_features`: likeness to
 the predicted pose, the margin over the best alternative, how crowded the place is, time unseen, how the pose was
-obtained, its quality); a calibrated logistic (calibration/maps.py LogisticScore, tools/fit_id_confidence.py) turns
-them into a probability. The margin matters because ids pass over where two people cross. A record that starts its
-id, or any record without the fitted file, has id_confidence None.
+obtained, its quality, how far that quality fell below the track's and how much the box grew past the predicted
+one); a calibrated logistic (calibration/maps.py LogisticScore, tools/fit_id_confidence.py) turns them into a
+probability. The margin matters because ids pass over where two people cross; the fall and the growth because an
+id also passes through a box over two people, whose pose mixes both people's joints (less trusted than the person
+has been) in a box larger than the one person's. A record that starts its id, or any record without the fitted
+file, has id_confidence None.
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ from posecal.io import write_json_atomic
 # The features, in this order, with the sign their weight is held to (+1: more of it, more likely the same
 # person; -1: less likely; 0: free), where the direction is known.
 FEATURES = ("similarity", "margin", "box_iou", "appearance", "crowd", "crossing", "gap", "undetected",
-            "pose_quality", "carried", "held", "reid")
-SIGNS = (1, 1, 1, 1, -1, -1, -1, -1, 1, 0, 0, 0)
+            "pose_quality", "carried", "held", "reid", "quality_drop", "box_growth")
+SIGNS = (1, 1, 1, 1, -1, -1, -1, -1, 1, 0, 0, 0, -1, -1)
 ID_CONFIDENCE_FILE = Path(__file__).resolve().parents[1] / "weights" / "id_confidence.json"
 # the score of the pair when it has no alternative at all (nobody else in the frame, no other track)
 NO_ALTERNATIVE_MARGIN = 1.0
@@ -34,8 +37,10 @@ class MatchContext:
     poses were taken) and the frame's poses (columns): `score` the association score (pose similarity + the colour
     tie-breaker), `similarity` the pose similarity alone (OKS, or box IoU for poses with few shared keypoints),
     `box_iou` the IoU of each track's predicted box with each pose's box, `appearance` the colour similarity
-    (0.5 unknown); `crowd` (N,) each pose's largest box IoU with another pose of the frame; `gap` and
-    `undetected` (T,) each track's frames unmatched and frames without a detector box before this frame."""
+    (0.5 unknown), `growth` how much each pose's box is larger than each track's predicted box (box_growth);
+    `crowd` (N,) each pose's largest box IoU with another pose of the frame; `gap` and `undetected` (T,) each
+    track's frames unmatched and frames without a detector box before this frame, `track_quality` (T,) each
+    track's running pose quality."""
 
     score: np.ndarray
     similarity: np.ndarray
@@ -44,6 +49,8 @@ class MatchContext:
     crowd: np.ndarray
     gap: np.ndarray
     undetected: np.ndarray
+    growth: np.ndarray
+    track_quality: np.ndarray
 
 
 def margin(score: np.ndarray, r: int, c: int) -> float:
@@ -61,19 +68,39 @@ def crossing(box_iou: np.ndarray, r: int, c: int) -> float:
     return float(others.max()) if len(others) else 0.0
 
 
+def quality_drop(pose_quality: float, track_quality: float) -> float:
+    """How far a pose's quality falls below the track's running quality, as a share of it (0 where it does not
+    fall): a pose that mixes two people's joints is far less trusted than the person has been."""
+    return float(max(0.0, 1.0 - float(pose_quality) / track_quality)) if track_quality > 0 else 0.0
+
+
+def box_growth(predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(T, N) log of how many times each pose's box area (boxes (N, 4), x y w h) is each track's predicted box
+    area (predicted (T, 4)), 0 where it is not larger: a box that takes in a second person grows past the one
+    person's, a partly hidden person's only shrinks."""
+    return np.maximum(np.log(_areas(boxes)[None] / _areas(predicted)[:, None]), 0.0)
+
+
+def _areas(boxes) -> np.ndarray:
+    """(M,) areas of x y w h boxes, at least one pixel."""
+    return np.maximum(np.asarray(boxes, float).reshape(-1, 4)[:, 2:].prod(-1), 1.0)
+
+
 def id_features(ctx: MatchContext, r: int, c: int, person, reid: bool = False) -> np.ndarray:
     """(len(FEATURES),) the features of pose c continuing track r (FEATURES' order); reid: matched by
     re-identification (a lost track found again by place and colours, not by pose)."""
     return np.array([ctx.similarity[r, c], margin(ctx.score, r, c), ctx.box_iou[r, c], ctx.appearance[r, c],
                      ctx.crowd[c], crossing(ctx.box_iou, r, c), np.log1p(ctx.gap[r]), np.log1p(ctx.undetected[r]),
-                     float(person.pose_quality), float(person.pose_source == "carried"), 0.0, float(reid)])
+                     float(person.pose_quality), float(person.pose_source == "carried"), 0.0, float(reid),
+                     quality_drop(person.pose_quality, ctx.track_quality[r]), ctx.growth[r, c]])
 
 
 def held_features(person, crowd: float, gap: int, undetected: int) -> np.ndarray:
     """The features of a hidden track's held pose (no pose was matched: its similarity, margin and box overlap
-    are 0, its colours unknown; crowd and crossing are its box's IoU with the person in front)."""
+    are 0, its colours unknown, its quality's fall and its box's growth 0; crowd and crossing are its box's IoU
+    with the person in front)."""
     return np.array([0.0, 0.0, 0.0, 0.5, crowd, crowd, np.log1p(gap), np.log1p(undetected),
-                     float(person.pose_quality), 0.0, 1.0, 0.0])
+                     float(person.pose_quality), 0.0, 1.0, 0.0, 0.0, 0.0])
 
 
 @dataclass

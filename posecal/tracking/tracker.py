@@ -27,7 +27,7 @@ from posecal.calibration.conformal import moved_radius
 from posecal.metrics.boxes import box_iou, inside_shares
 from posecal.metrics.oks import AREA_PER_BOX, moved_opks
 from posecal.tracking.associate import appearance_similarity, colour_histogram, reid_scores, similarity, trusted
-from posecal.tracking.identity import IdConfidence, MatchContext, held_features, id_features
+from posecal.tracking.identity import IdConfidence, MatchContext, box_growth, held_features, id_features
 from posecal.tracking.one_euro import OneEuroFilter
 
 
@@ -175,7 +175,8 @@ class Tracker:
         return MatchContext(score=sim + self.cfg.appearance_weight * (app - 0.5), similarity=sim,
                             box_iou=box_iou(pred, boxes), appearance=app, crowd=crowd.max(1, initial=0.0),
                             gap=np.array([tr.misses for tr in tracks], float),
-                            undetected=np.array([tr.undetected for tr in tracks], float))
+                            undetected=np.array([tr.undetected for tr in tracks], float),
+                            growth=box_growth(pred, boxes), track_quality=np.array([tr.quality for tr in tracks]))
 
     def _rate(self, pairs: list[tuple[int, int]], people: list, hists: list | None,
               found: set[tuple[int, int]] = frozenset()) -> None:

@@ -22,12 +22,13 @@ from posecal.data.live import LiveSource
 from posecal.devices import providers
 from posecal.errors import PosecalInputError
 from posecal.inference.opener import precision_decided, require_model
-from posecal.inference.run_identity import run_identity
+from posecal.inference.run_identity import run_identity, weights_digest
 from posecal.io import log_line, write_json_atomic
 from posecal.parallel.parts import part_folder
 from posecal.parallel.runner import Engine, OneProcess, RowJob, absolute_paths, digest, fingerprint, run
 from posecal.records import is_stream
 from posecal.tracking.batches import SETTINGS, TRACKS, TrackBatches
+from posecal.tracking.identity import ID_CONFIDENCE_FILE
 from posecal.tracking.job import (TrackSummary, check_track, no_frame_read, render_paths, track_frame_by_frame,
                                   video_sources)
 from posecal.tracking.pose_tracker import TrackConfig
@@ -54,7 +55,7 @@ def run_track(cfg: TrackConfig, log=None, keep=None, engine: Engine | None = Non
     require_model(cfg.model)
     cfg, opening = precision_decided(cfg)   # here, not in each worker: every node runs the graphs this one chose
     settings = absolute_paths({k: getattr(cfg, k) for k in SETTINGS}, ("model", "detector", "verifier"))
-    print_run = fingerprint(settings, run_identity(cfg.model, cfg.verifier, cfg.detector))
+    print_run = track_fingerprint(cfg, settings)
     if engine is None and (live or keep is not None or frame_by_frame(cfg)):
         if opening:
             log(opening)
@@ -87,6 +88,14 @@ def run_track(cfg: TrackConfig, log=None, keep=None, engine: Engine | None = Non
         for stage, seconds in video.get("stages", {}).items():
             stages[stage] = stages.get(stage, 0.0) + seconds
     return TrackSummary(frames, len(results), next_id - 1, time.time() - t0, stages, fingerprint=digest(print_run))
+
+
+def track_fingerprint(cfg: TrackConfig, settings: dict, id_map=None) -> dict:
+    """What a track run's results depend on (runner.fingerprint): its settings, the weights, and the identity map
+    that rates every record's id_confidence (`id_map`, default the shipped one): a refit map is another run."""
+    id_map = ID_CONFIDENCE_FILE if id_map is None else Path(id_map)
+    return fingerprint(settings, run_identity(cfg.model, cfg.verifier, cfg.detector),
+                       id_confidence=weights_digest(id_map) if id_map.is_file() else None)
 
 
 def frame_by_frame(cfg: TrackConfig) -> bool:

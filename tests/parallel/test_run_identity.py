@@ -85,3 +85,20 @@ def test_named_detectors_are_digested_by_the_files_they_open():
     assert run_identity("accurate", detector="nanodet")["detector"] == nanodet
     assert run_identity("accurate", detector="ssd+nanodet")["detector"] == f"{ssd}+{nanodet}"
     assert run_identity("accurate", detector="none")["detector"] is None
+
+
+def test_a_track_run_after_the_identity_map_was_refit_is_another_run(tmp_path):
+    """track's fingerprint holds the id_confidence map's digest: a resume after a refit would mix two maps'
+    ratings in one results file."""
+    from posecal.tracking.pose_tracker import TrackConfig
+    from posecal.tracking.units import track_fingerprint
+
+    cfg, settings = TrackConfig(["v.mp4"], model="fast"), {"model": "fast"}
+    if not SHIPPED_MODELS["fast"].is_file():
+        pytest.skip("the fast model's .pt is not in this installation")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text('{"w": 1}')
+    b.write_text('{"w": 2}')
+    assert track_fingerprint(cfg, settings, a) == track_fingerprint(cfg, settings, a)
+    assert track_fingerprint(cfg, settings, a) != track_fingerprint(cfg, settings, b)
+    assert track_fingerprint(cfg, settings)["id_confidence"] is not None   # the shipped map
