@@ -150,8 +150,8 @@ def _open_torch_file(model, backend: str, flip: bool | None, threads: int | None
         from posecal.export.cache import cached_onnx
 
         _, config, _ = load_model(model)   # its config decides whether it stages (models.config.stages_crops)
-        if check is not None:   # said before an export is made for a model then refused
-            require_coco_keypoints(config, model)
+        require_coco_keypoints(config, model)   # said before an export is made for a model then refused
+        if check is not None:
             check(config)
         flip = True if flip is None else flip
         if flip and stages_crops(config):   # the flip test as a look and its refinement (two cached graphs)
