@@ -171,12 +171,10 @@ def _ray_config(args):
 def _engine(args, run):
     """`run` (predict's or track's) on the engine --engine names: this process (engine None), or Ray's with --address
     and --workers; each goes through the runner by whole files (predict/units.py, tracking/units.py)."""
-    if args.engine != "ray":
-        _ray_config(args)   # --address and --workers refused
-        return run
     from functools import partial
 
-    return partial(run, engine=_ray_config(args))
+    config = _ray_config(args)   # engine process: None, --address and --workers refused
+    return run if config is None else partial(run, engine=config)
 
 
 def _posing_engine(args, command: str):
@@ -212,18 +210,15 @@ def cmd_predict(args) -> None:
     from posecal.predict.units import run_predict
     from posecal.records import STDOUT, stdout_reserved
 
-
     run = _engine(args, run_predict)   # ray: Ray Data actors, shards, one merged results file
     with stdout_reserved(args.out):   # --out -: stdout carries the records only; this line goes to stderr
         s = run(PredictConfig(
             inputs=args.inputs, out=args.out, model=args.model, boxes=args.boxes, annotations=args.annotations,
             detector=args.detector, detector_threshold=args.detector_threshold, verifier=args.verifier, nms=args.nms,
-            min_pose_quality=args.min_pose_quality,
-            nms_threshold=args.nms_threshold, score_mode=args.score_mode, render=args.render, show_all=args.show_all,
-            radius=args.radius,
-            every=args.every, max_frames=args.max_frames, batch_size=args.batch_size, device=args.device,
-            precision=args.precision, backend=args.backend,
-            flip=args.flip, threads=_threads(args),
+            min_pose_quality=args.min_pose_quality, nms_threshold=args.nms_threshold, score_mode=args.score_mode,
+            render=args.render, show_all=args.show_all, radius=args.radius, every=args.every,
+            max_frames=args.max_frames, batch_size=args.batch_size, device=args.device, precision=args.precision,
+            backend=args.backend, flip=args.flip, threads=_threads(args),
             progress=not args.no_progress and args.out != STDOUT, orientations=args.orientations))
         skipped = f"; {s.problems} problem(s) reported above" if s.problems else ""
         print(f"{s.persons} person(s) in {s.frames} image(s)/frame(s) in {s.seconds:.1f}s -> {args.out}"
@@ -334,14 +329,13 @@ def cmd_track(args) -> None:
         s = run(TrackConfig(
             videos=args.videos, out=args.out, render=args.render, model=args.model, detector=args.detector,
             detector_threshold=args.detector_threshold, verifier=args.verifier, detect_every=args.detect_every,
-            adaptive=args.adaptive, second_look=args.second_look,
-            between=args.between, repose_after=args.repose_after, min_pose_quality=args.min_pose_quality,
+            adaptive=args.adaptive, second_look=args.second_look, between=args.between,
+            repose_after=args.repose_after, min_pose_quality=args.min_pose_quality,
             missed_detections=args.missed_detections, drop_parts=not args.keep_parts, backend=args.backend,
-            device=args.device, precision=args.precision,
-            flip=args.flip, threads=_threads(args), progress=not args.no_progress and args.out != STDOUT,
-            tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth),
-            policy=replace(VIDEO, birth_quality=args.min_birth_quality),
-            max_frames=args.max_frames, duration=args.duration, show=args.show, rerun=args.rerun,
+            device=args.device, precision=args.precision, flip=args.flip, threads=_threads(args),
+            progress=not args.no_progress and args.out != STDOUT, max_frames=args.max_frames, duration=args.duration,
+            tracker=TrackerConfig(max_misses=args.max_misses, smooth=not args.no_smooth), show=args.show,
+            policy=replace(VIDEO, birth_quality=args.min_birth_quality), rerun=args.rerun,
             live=LiveConfig(reconnects=args.reconnect, stall_seconds=args.stall, realtime=not args.no_drop)))
         video = "" if not args.render else (f", overlay video {args.render}" if render_is_file(args.render)
                                             else f", overlay videos in {args.render}/")

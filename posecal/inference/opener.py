@@ -23,7 +23,6 @@ from posecal.models.shipped import (FLOAT_SUFFIX, SHIPPED_MODELS, graph_model, i
                                     staged_graphs)
 
 
-
 @dataclass
 class OpenedModel:
     runner: object        # a TopDownEstimator (PyTorch) or an onnxruntime runner: what infer_crops runs

@@ -217,7 +217,6 @@ def first_line(error: BaseException, limit: int = 120) -> str:
     return lines[0][:limit] if lines else type(error).__name__
 
 
-
 def _float_state(state: dict) -> dict:
     """fp16 shipped weights -> fp32 for CPU inference and training."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

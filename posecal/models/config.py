@@ -42,7 +42,6 @@ class ModelConfig:
     input_std: tuple[float, float, float] = IMAGENET_STD
 
 
-
 # What each numeric or enum-like field allows beyond its type (posecal.training.config checks them).
 MODEL_RULES: dict[str, Rule] = {
     "input_wh": POSITIVE, "head_widths": POSITIVE, "sigma": POSITIVE, "visibility_classes": Rule(choices=(2, 3)),

@@ -266,7 +266,7 @@ class Tracker:
     def _reported(self, t: float) -> list[tuple[int, object]]:
         cfg = self.cfg
         seen = [tr for tr in self.tracks if tr.misses == 0]
-        out = [(tr.track_id, self._smoothed(tr, t)) for tr in seen]
+        out = [(tr.track_id, self._smoothed_pose(tr, tr.person, t)) for tr in seen]
         self.evidence = {tr.track_id: tr.id_features for tr in seen}
         if cfg.report_hidden:
             hidden = self._hidden(out)
@@ -356,9 +356,6 @@ class Tracker:
         boxes = np.concatenate([boxes[:, :2] + shift, boxes[:, 2:]], 1)
         return similarity(xy + shift[:, None], trust, boxes, *_arrays(people))
 
-    def _smoothed(self, tr: Track, t: float):
-        return self._smoothed_pose(tr, tr.person, t)
-
     def _smoothed_pose(self, tr: Track, p, t: float):
         if not self.cfg.smooth:
             return p
@@ -394,7 +391,6 @@ def smoothed_trust(p, xy: np.ndarray):
     radius = None if p.keypoint_radius is None else moved_radius(p.keypoint_radius, np.sqrt(moved2))
     return dataclasses.replace(p, keypoints=xy, keypoint_quality=after, pose_quality=float(p.pose_quality) * factor,
                                scores=scores, keypoint_radius=radius)
-
 
 
 def _arrays(persons: list):

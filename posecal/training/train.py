@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import cv2
@@ -93,33 +93,27 @@ def head_weight(cfg: TrainConfig, epoch: int) -> float:
     return (epoch - cfg.head_start_epoch + 1) / (cfg.head_ramp_epochs + 1)
 
 
+def _set_trainable(modules, trainable: bool) -> None:
+    """Weights and BatchNorm statistics of `modules` fixed (trainable False) or training again."""
+    for module in modules:
+        module.train(trainable)
+        for p in module.parameters():
+            p.requires_grad_(trainable)
+
+
 def freeze_pose(model) -> None:
     """S3: backbone and heatmap head fixed (weights and BatchNorm statistics)."""
-    for module in (model.backbone, model.heatmap_head):
-        module.eval()
-        for p in module.parameters():
-            p.requires_grad_(False)
+    _set_trainable((model.backbone, model.heatmap_head), False)
 
 
-def freeze_trunk(model) -> None:
+def freeze_trunk(model, frozen: bool = True) -> None:
     """`freeze_trunk`: the feature trunk fixed, the rest of the pose network trains (the CPU-sized fine-tune:
     no gradient flows through the trunk, which holds most of the compute). For MoveNet the trunk is its
     MobileNetV2 and its centre head (the decode's choice of person stays the published one); its FPN and its
-    heatmap, offset and regression heads train. For the other families, the backbone."""
+    heatmap, offset and regression heads train. For the other families, the backbone. frozen=False: the trunk
+    trains again (layer-wise unfreezing, TrainConfig.unfreeze_trunk_at)."""
     parts = (model.backbone.backbone, model.backbone.center_head) if model.is_movenet else (model.backbone,)
-    for module in parts:
-        module.eval()
-        for p in module.parameters():
-            p.requires_grad_(False)
-
-
-def unfreeze_trunk(model) -> None:
-    """The trunk that freeze_trunk fixed trains again (layer-wise unfreezing, TrainConfig.unfreeze_trunk_at)."""
-    parts = (model.backbone.backbone, model.backbone.center_head) if model.is_movenet else (model.backbone,)
-    for module in parts:
-        module.train()
-        for p in module.parameters():
-            p.requires_grad_(True)
+    _set_trainable(parts, not frozen)
 
 
 def trunk_frozen(cfg: TrainConfig, step: int) -> bool:
@@ -424,9 +418,7 @@ def readable_persons(records: list, what: str) -> list:
     if not bad:
         return records
     kept = [r for r in records if r.image_path not in bad]
-    reasons: dict[str, int] = {}
-    for reason in bad.values():
-        reasons[reason] = reasons.get(reason, 0) + 1
+    reasons = Counter(bad.values())
     if not kept and len(reasons) == 1:
         raise PosecalInputError(f"{next(iter(reasons))} (none of the {len(records)} {what} persons' images can be "
                                 f"read)")
@@ -458,7 +450,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             group = start_group("cuda" if cfg.device.startswith("cuda") else "cpu")
         quiet = group is not None and not group.is_main
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull) if quiet else contextlib.nullcontext():
-            return _train(cfg, resume, progress and not quiet, on_sigterm, group, saved)
+            return TrainingRun(cfg, resume, progress and not quiet, on_sigterm, group, saved).run()
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted_line(Path(cfg.out_dir), saved)) from None
     finally:
@@ -522,11 +514,6 @@ def training_model(cfg: TrainConfig, pretrained: bool = True) -> TopDownEstimato
     if cfg.init_from:
         load_state_from(model, model_file(cfg.init_from), cfg.model)
     return model
-
-
-def _train(cfg: TrainConfig, resume: bool, progress: bool, on_sigterm: GracefulStop, group: Group | None,
-           saved: dict | None = None) -> dict:
-    return TrainingRun(cfg, resume, progress, on_sigterm, group, saved).run()
 
 
 def _class_weights(cfg: TrainConfig, records: list, device: torch.device) -> torch.Tensor:
@@ -648,7 +635,7 @@ class TrainingRun:
         elif trunk_frozen(cfg, self.state["step"]):
             freeze_trunk(model)
         elif cfg.freeze_trunk:           # past unfreeze_trunk_at (a run resumed there too)
-            unfreeze_trunk(model)
+            freeze_trunk(model, frozen=False)
 
     def train_epoch(self) -> dict | None:
         """The epoch's batches (from where a stopped epoch left off, with its sums so far); its sums, or None
@@ -688,7 +675,7 @@ class TrainingRun:
         """One optimiser step: (its loss terms as floats, the learning rate, the crops it saw)."""
         cfg, state, device = self.cfg, self.state, self.device
         if cfg.unfreeze_trunk_at is not None and state["step"] == cfg.unfreeze_trunk_at:
-            unfreeze_trunk(self.model)
+            freeze_trunk(self.model, frozen=False)
         lr = lr_at(state["step"], self.total, cfg, self.rewarm_from)
         for g in self.optim.param_groups:
             g["lr"] = lr
