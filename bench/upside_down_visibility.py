@@ -1,18 +1,22 @@
 """Visibility of people upside down, judged in their upright crop or in their crop turned half a turn
 (posecal/inference/orientation.py UPSIDE_DOWN_TILT), side by side in one run, on labelled boxes:
 
-    python bench/upside_down_visibility.py [--model accurate] [--precision float] [--lspet 600] [--json OUT]
+    python bench/upside_down_visibility.py [--model accurate] [--precision float] [--lspet 600] [--photos 150]
+        [--json OUT]
 
 LSPET: its last --lspet persons (held out from pose training, never used to choose the rule), split by the labels
 into upside down (hips above the shoulders, bench/reported_poses.py upside_down) and the rest. LSPET's labels do not
 tell visible from occluded (v = 2 may be hidden), so it reports, over the 12 body joints it labels, the share of
-labelled joints called visible, the share called absent, and binary F1 (labelled vs called there). COCO val (822 persons, visible / occluded / absent
-labelled): ternary weighted F1 and occluded F1, which the rule must keep. Each set is posed once with the rule
-on; the persons it turned are posed again with it off (everyone else gets the same answer either way).
+labelled joints called visible, the share called absent, and binary F1 (labelled vs called there). COCO val
+(822 persons, visible / occluded / absent labelled): ternary weighted F1 and occluded F1, which the rule must keep. Each set is posed once with the rule
+on; the persons it turned are posed again with it off (everyone else gets the same answer either way). Its cost:
+the share of crops the rule turns (one more pass each) on --photos whole photos of each set posed with the
+detector, rejected candidates included.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -26,7 +30,7 @@ from reported_poses import upside_down  # noqa: E402
 
 from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
 from posecal.data.images import read_image  # noqa: E402
-from posecal.inference import orientation  # noqa: E402
+from posecal.inference import estimator, orientation  # noqa: E402
 from posecal.inference.predictor import Predictor  # noqa: E402
 from posecal.metrics.visibility import binary_report, classification_report  # noqa: E402
 
@@ -42,19 +46,30 @@ def posed(predictor: Predictor, records) -> np.ndarray:
     return np.array(out)
 
 
-def turned_rows(predictor: Predictor, records) -> list[int]:
-    """The records whose person the rule turns (the upright pass finds them upside down)."""
-    seen = []
-    real = orientation.upside_down
+@contextlib.contextmanager
+def turns(rule_on: bool = True):
+    """The estimator's upside-down rule on (counting, per upright pass, the crops it posed and turned) or off."""
+    seen: list[tuple[int, int]] = []
+
+    def counted(res):
+        rows = orientation.upside_down(res) if rule_on else np.arange(0)
+        seen.append((len(res.get("xy", [])), len(rows)))
+        return rows
+    estimator.upside_down = counted
     try:
-        orientation.upside_down = lambda res: (seen.append(len(real(res)) > 0), real(res))[1]
-        import posecal.inference.estimator as est
-        est.upside_down = orientation.upside_down
-        vis = posed(predictor, records)
+        yield seen
     finally:
-        orientation.upside_down = real
-        est.upside_down = real
-    return vis, [i for i, s in enumerate(seen) if s]
+        estimator.upside_down = orientation.upside_down
+
+
+def turned_share(predictor: Predictor, paths) -> dict:
+    """The crops the upright passes posed and the share the rule turned (one more pass each), on whole photos
+    with the detector: what the rule costs where people are found, rejected candidates included."""
+    with turns() as seen:
+        for path in paths:
+            predictor(read_image(path))
+    crops, turned = (sum(v) for v in zip(*seen)) if seen else (0, 0)
+    return {"photos": len(paths), "crops": crops, "turned": turned, "share": round(turned / max(crops, 1), 3)}
 
 
 def main() -> None:
@@ -63,6 +78,7 @@ def main() -> None:
     ap.add_argument("--precision", default="float")
     ap.add_argument("--lspet", type=int, default=600)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--photos", type=int, default=150, help="whole photos of each set posed with the detector")
     ap.add_argument("--json")
     args = ap.parse_args()
     predictor = Predictor(args.model, precision=args.precision, threads=args.threads, detector=None)
@@ -71,17 +87,13 @@ def main() -> None:
               "val": load_coco_persons(SHARED / "coco-val2017-crops/annotations/val.json",
                                        SHARED / "coco-val2017-crops/images")}
     for world, records in worlds.items():
-        on, rows = turned_rows(predictor, records)
+        with turns() as seen:
+            on = posed(predictor, records)
+        rows = [i for i, (_, turned) in enumerate(seen) if turned]
         off = on.copy()
         if rows:
-            tilt = orientation.UPSIDE_DOWN_TILT
-            import posecal.inference.estimator as est
-            est.upside_down = lambda res: np.arange(0)
-            try:
+            with turns(rule_on=False):
                 off[rows] = posed(predictor, [records[i] for i in rows])
-            finally:
-                est.upside_down = orientation.upside_down
-            assert tilt == orientation.UPSIDE_DOWN_TILT
         truth = np.array([r.keypoints[:, 2] for r in records]).astype(int)
         down = np.array([upside_down(r.keypoints[:, :2]) and (r.keypoints[[5, 6, 11, 12], 2] > 0).all()
                          for r in records])
@@ -104,6 +116,13 @@ def main() -> None:
             print(world, how, json.dumps(line))
         print(world, f"turned {len(rows)} of {len(records)} persons ({figures[world]['turned_upside_down_in_truth']} "
               f"upside down by their labels)")
+    finder = Predictor(args.model, precision=args.precision, threads=args.threads)   # the detector's boxes
+    val_photos = sorted({r.image_path for r in worlds["val"]})
+    figures["cost"] = {"val photos": turned_share(finder, val_photos[:: max(len(val_photos) // args.photos, 1)]
+                                                  [:args.photos]),
+                       "lspet photos": turned_share(finder, [r.image_path for r in worlds["lspet"]][-args.photos:])}
+    for name, line in figures["cost"].items():
+        print(f"cost, {name} with the detector: {line['turned']} of {line['crops']} crops turned ({line['share']:.1%})")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
 

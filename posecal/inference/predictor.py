@@ -251,7 +251,7 @@ class Predictor:
         -> a PersonPose per box, per image, with no person rule (the pipeline's step after the boxes)."""
         return self.estimator.estimate(prepared)
 
-    # what the estimator runs, readable and settable here as before
+    # what the estimator runs, readable (and the model settable) on the Predictor
     model = property(lambda self: self.estimator.model, lambda self, v: setattr(self.estimator, "model", v))
     flip = property(lambda self: self.estimator.flip)
     calibration = property(lambda self: self.estimator.calibration)

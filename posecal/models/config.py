@@ -83,7 +83,7 @@ MOVENET_VARIANTS = {"movenet_thunder": "thunder", "movenet_lightning": "lightnin
 
 # The MoveNet variants whose crops are posed in two stages with the flip test (a look, then the refinement of the
 # people the policy keeps): Thunder. Not Lightning: its pass is cheap, and a second graph call a crop cost `fast`
-# more than the mirror passes of rejected candidates saved (bench/speed_vs_start.py, CHANGELOG: issue 90).
+# more than the mirror passes of rejected candidates saved (bench/speed_vs_start.py; CHANGELOG).
 STAGED_VARIANTS = ("thunder",)
 
 

@@ -43,7 +43,7 @@ class TrackConfig:
     videos: list[str]
     out: str = "tracks.json"
     render: str | None = None            # OUT.mp4 (one video) or a folder (several)
-    # a shipped model's name or a file; accurate gave the best ids (docs/tracking.md) and has the video calibration
+    # a shipped model's name or a file; accurate gave the best ids (docs/tracking.md)
     model: str = "accurate"
     detector: str | None = None          # None: the shipped SSD; a YOLOX-style ONNX file otherwise
     detector_threshold: float | None = None  # None: the person policy's (inference/person_policy.py), as predict's
@@ -127,7 +127,7 @@ def frame_boxes(frame_bgr, detections: tuple[np.ndarray, np.ndarray] | None, tra
 def carried_score(pose) -> float:
     """The box_score of a box carried from a track's pose: the score of the detection the track was last held by,
     carried with its box, so that a track's box_score means one thing on every frame. The person policy never
-    reads a carried box as sure (PersonPolicy.evidence); the reported-pose map reads it as a detected box's."""
+    reads a carried box as sure (PersonPolicy.evidence)."""
     return float(pose.box_score)
 
 
