@@ -207,7 +207,8 @@ def main() -> None:
             if shipped is None:
                 raise SystemExit("no shipped verifier (posecal/weights/person_verifier.onnx): train it first")
             kwargs["verifier"] = shipped
-        policy = replace(STILL, **{k: float(v) for k, v in (o.split("=", 1) for o in args.policy)})
+        policy = replace(STILL, **{k: None if v.lower() == "none" else float(v)
+                                    for k, v in (o.split("=", 1) for o in args.policy)})
         predictor = Predictor(args.model, threads=args.threads, policy=policy, **kwargs)
         worlds = {"coco_val_tuning_even": lambda: photo_figures(predictor, coco_pictures(0, args.limit)),
                   "coco_val_held_out_odd": lambda: photo_figures(predictor, coco_pictures(1, args.limit)),

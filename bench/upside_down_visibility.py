@@ -1,15 +1,16 @@
-"""Visibility of people upside down, judged in their upright crop or in their crop turned half a turn
-(posecal/inference/orientation.py UPSIDE_DOWN_TILT), side by side in one run, on labelled boxes:
+"""Visibility of people upside down or lying, judged in their upright crop or in their crop turned to stand them up
+(posecal/inference/orientation.py visibility_turns: half a turn from UPSIDE_DOWN_TILT, a quarter turn from
+LYING_TILT), side by side in one run with the rule before (upside down only), on labelled boxes:
 
     python bench/upside_down_visibility.py [--model accurate] [--precision float] [--lspet 600] [--photos 150]
         [--json OUT]
 
 LSPET: its last --lspet persons (held out from pose training, never used to choose the rule), split by the labels
-into upside down (hips above the shoulders, bench/reported_poses.py upside_down) and the rest. LSPET's labels do not
+into upside down, lying (by the labelled torso's tilt, the rule's thresholds) and the rest. LSPET's labels do not
 tell visible from occluded (v = 2 may be hidden), so it reports, over the 12 body joints it labels, the share of
 labelled joints called visible, the share called absent, and binary F1 (labelled vs called there). COCO val
 (822 persons, visible / occluded / absent labelled): ternary weighted F1 and occluded F1, which the rule must keep. Each set is posed once with the rule
-on; the persons it turned are posed again with it off (everyone else gets the same answer either way). Its cost:
+on; the persons it turned are posed again under the other rules (everyone else gets the same answer either way). Its cost:
 the share of crops the rule turns (one more pass each) on --photos whole photos of each set posed with the
 detector, rejected candidates included.
 """
@@ -26,7 +27,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from reported_poses import upside_down  # noqa: E402
 
 from posecal.data.coco import load_coco_persons, load_lspet  # noqa: E402
 from posecal.data.images import read_image  # noqa: E402
@@ -46,20 +46,26 @@ def posed(predictor: Predictor, records) -> np.ndarray:
     return np.array(out)
 
 
+RULES = ("upright crop", "turned where upside down", "turned where upside down or lying")
+
+
 @contextlib.contextmanager
-def turns(rule_on: bool = True):
-    """The estimator's upside-down rule on (counting, per upright pass, the crops it posed and turned) or off."""
+def turns(rule: str = RULES[-1]):
+    """The estimator's visibility turns (orientation.visibility_turns) as `rule` says (none; half a turn for poses
+    upside down only, the rule before lying people were turned; the shipped rule), counting per upright pass the
+    crops it posed and turned."""
     seen: list[tuple[int, int]] = []
 
     def counted(res):
-        rows = orientation.upside_down(res) if rule_on else np.arange(0)
-        seen.append((len(res.get("xy", [])), len(rows)))
-        return rows
-    estimator.upside_down = counted
+        t = orientation.visibility_turns(res)
+        t = t * 0 if rule == RULES[0] else np.where(t == 180.0, t, 0.0) if rule == RULES[1] else t
+        seen.append((len(res.get("xy", [])), int((t > 0).sum())))
+        return t
+    estimator.visibility_turns = counted
     try:
         yield seen
     finally:
-        estimator.upside_down = orientation.upside_down
+        estimator.visibility_turns = orientation.visibility_turns
 
 
 def turned_share(predictor: Predictor, paths) -> dict:
@@ -90,18 +96,23 @@ def main() -> None:
         with turns() as seen:
             on = posed(predictor, records)
         rows = [i for i, (_, turned) in enumerate(seen) if turned]
-        off = on.copy()
-        if rows:
-            with turns(rule_on=False):
-                off[rows] = posed(predictor, [records[i] for i in rows])
+        answers = {RULES[-1]: on}
+        for rule in RULES[:-1]:   # the persons no rule turns get one answer whatever the rule
+            answers[rule] = on.copy()
+            if rows:
+                with turns(rule):
+                    answers[rule][rows] = posed(predictor, [records[i] for i in rows])
         truth = np.array([r.keypoints[:, 2] for r in records]).astype(int)
-        down = np.array([upside_down(r.keypoints[:, :2]) and (r.keypoints[[5, 6, 11, 12], 2] > 0).all()
-                         for r in records])
-        figures[world] = {"persons": len(records), "turned": len(rows), "turned_upside_down_in_truth": int(down[rows].sum())}
-        for how, vis in (("upright crop", off), ("turned where upside down", on)):
+        torso = np.array([(r.keypoints[[5, 6, 11, 12], 2] > 0).all() for r in records])
+        tilt = orientation.torso_tilt(np.array([r.keypoints[:, :2] for r in records]))
+        down = torso & (tilt >= orientation.UPSIDE_DOWN_TILT)
+        lying = torso & ~down & (tilt >= orientation.LYING_TILT)
+        figures[world] = {"persons": len(records), "turned": len(rows),
+                          "upside_down_in_truth": int(down.sum()), "lying_in_truth": int(lying.sum())}
+        for how, vis in answers.items():
             line = {}
             if world == "lspet":
-                for group, sel in (("upside down", down), ("the rest", ~down)):
+                for group, sel in (("upside down", down), ("lying", lying), ("the rest", ~down & ~lying)):
                     lab = truth[sel][:, BODY] > 0
                     v = vis[sel][:, BODY]
                     line[group] = {"n": int(sel.sum()), "visible_share": round(float((v[lab] == 2).mean()), 3),
@@ -114,8 +125,8 @@ def main() -> None:
                         "binary_f1": round(binary_report(truth > 0, vis > 0)["f1"], 4)}
             figures[world][how] = line
             print(world, how, json.dumps(line))
-        print(world, f"turned {len(rows)} of {len(records)} persons ({figures[world]['turned_upside_down_in_truth']} "
-              f"upside down by their labels)")
+        print(world, f"turned {len(rows)} of {len(records)} persons ({int(down.sum())} upside down, {int(lying.sum())} "
+              "lying by their labels)")
     finder = Predictor(args.model, precision=args.precision, threads=args.threads)   # the detector's boxes
     val_photos = sorted({r.image_path for r in worlds["val"]})
     figures["cost"] = {"val photos": turned_share(finder, val_photos[:: max(len(val_photos) // args.photos, 1)]

@@ -14,7 +14,8 @@ The rows must come from a product that reports the crop's own quality (`raw_qual
 scored one to one in the order of that quality (posecal/metrics/reported.py), and the map is fitted to those
 targets. Printed: on each --fit world the map cross-fitted by photograph (5 folds: each photo's poses rated by a
 map fitted without it), on each --judge world the map fitted on all --fit rows; each beside the crop's own quality
-on the same poses (ECE, its floor, Pearson r, share wrong among Q >= 0.7).
+on the same poses (ECE, its floor, Pearson r, share wrong among Q >= 0.7), and on --judge worlds beside the quality the
+run that made the rows reported (the map it carried).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def picture_features(row: dict) -> np.ndarray:
 
 def table(rows: list[dict]) -> dict:
     """Features, one-to-one target and photo of every scored pose of `rows` (in the crop quality's order)."""
-    feats, target, photo, raw = [], [], [], []
+    feats, target, photo, raw, ran = [], [], [], [], []
     for r in rows:
         people = r["people"]
         if not people:
@@ -59,8 +60,9 @@ def table(rows: list[dict]) -> dict:
         target.append(s.target[use])
         photo += [f"{r['world']}:{r['photo']}"] * int(use.sum())
         raw.append(q[use])
+        ran.append(np.array([p["quality"] for p in people])[use])
     return {"features": np.concatenate(feats), "target": np.concatenate(target).astype(float),
-            "photo": np.array(photo), "raw": np.concatenate(raw)}
+            "photo": np.array(photo), "raw": np.concatenate(raw), "ran": np.concatenate(ran)}
 
 
 def cross_fitted(t: dict, l2: float) -> np.ndarray:
@@ -95,6 +97,7 @@ def main() -> None:
                          "reported, cross-fitted": calibration_line(cross_fitted(t, args.l2), t["target"])}
     for name, t in judge.items():
         figures[name] = {"crop": calibration_line(t["raw"], t["target"]),
+                         "as the run reported it": calibration_line(t["ran"], t["target"]),
                          "reported": calibration_line(model(t["features"], t["raw"]), t["target"])}
     for name, lines in figures.items():
         for how, line in lines.items():

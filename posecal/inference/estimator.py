@@ -22,12 +22,12 @@ from posecal.data.crops import crops_to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
-from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn, upside_down
+from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn, visibility_turns
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, present_and_right, visibility_classes
 from posecal.inference.topdown import Predictions, infer_crops, look_crops, refine_crops
 from posecal.skeleton import NUM_KEYPOINTS
 
-TURNED_VISIBILITY = "turned_visibility_probs"   # res: upside-down persons' visibility from their turned crop
+TURNED_VISIBILITY = "turned_visibility_probs"   # res: the visibility of persons upside down or lying, stood up
 
 
 @dataclass
@@ -213,7 +213,7 @@ class Estimator:
             subset = [owners[i] for i in redo]
             res = keep_best_turn(res, [self._infer(prepared, subset, rotation, look)
                                        for rotation in turns[1:]], redo)
-        elif len(turns) == 1:   # no search: upside-down poses have their visibility judged upright, turned
+        elif len(turns) == 1:   # no search: poses upside down or lying have their visibility judged stood up
             res = self._turned_visibility(prepared, owners, res, look)
         made, final = self._people(res, owners)
         for (n, *_), person in zip(owners, made):
@@ -221,15 +221,17 @@ class Estimator:
         return people, (res if look else final)
 
     def _turned_visibility(self, prepared, owners, res: dict, look: bool) -> dict:
-        """`res` with, for each person found upside down (orientation.upside_down), the visibility its crop turned
-        half a turn gives (TURNED_VISIBILITY, NaN for the others), which `_people` puts in place of the upright
-        crop's (through a refinement too): its pose, keypoint and pose quality stay the upright crop's."""
-        rows = upside_down(res)
-        if not len(rows) or "visibility_probs" not in res:
+        """`res` with, for each person found upside down or lying (orientation.visibility_turns), the visibility
+        their crop turned to stand them up gives (TURNED_VISIBILITY, NaN for the others), which `_people` puts in
+        place of the upright crop's (through a refinement too): the pose, keypoint and pose quality stay the
+        upright crop's."""
+        turns = visibility_turns(res)
+        if not turns.any() or "visibility_probs" not in res:
             return res
-        turned = self._infer(prepared, [owners[i] for i in rows], 180.0, look)["visibility_probs"]
         judged = np.full(res["visibility_probs"].shape, np.nan, res["visibility_probs"].dtype)
-        judged[rows] = turned
+        for rotation in np.unique(turns[turns > 0]):
+            rows = np.flatnonzero(turns == rotation)
+            judged[rows] = self._infer(prepared, [owners[i] for i in rows], float(rotation), look)["visibility_probs"]
         return res | {TURNED_VISIBILITY: judged}
 
     def _people(self, res: dict, owners: list) -> tuple[list[PersonPose], dict]:

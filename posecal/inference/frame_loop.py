@@ -17,6 +17,7 @@ import numpy as np
 
 from posecal.data.sources import Problem
 from posecal.inference.picture import Picture
+from posecal.inference.person_policy import UNSEEN_QUALITY
 from posecal.inference.pipeline import DETECTED, PosePipeline
 
 # (frame) -> (boxes (N, 4), scores (N,), where they came from, lines to say about the frame)
@@ -43,7 +44,8 @@ def none_kept(boxes: int, min_pose_quality: float) -> str:
     """What to say of a picture where the detector found boxes and the person rule kept none (a weak model's poses
     are often all below it): not "the detector found nobody", which would send the user to the detector."""
     return (f"{boxes} box(es) from the detector, none kept as a person (each pose had a pose quality under "
-            f"{min_pose_quality:g}, no keypoint called visible, or was an unsure box the pose did not confirm)")
+            f"{min_pose_quality:g}, no keypoint called visible at a pose quality under {UNSEEN_QUALITY:g}, or was an "
+            "unsure box the pose did not confirm)")
 
 
 @dataclass

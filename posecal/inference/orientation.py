@@ -52,12 +52,29 @@ def torso_tilt(keypoints) -> np.ndarray:
     return np.degrees(np.arctan2(np.abs(up[:, 0]), -up[:, 1]))
 
 
+LYING_TILT = AUTO_TILT
+"""Degrees of torso tilt from which a pose found upright lies (on a mat, a "human flag"), up to UPSIDE_DOWN_TILT:
+its visibility is judged in its crop turned a quarter turn, the shoulders above the hips (`visibility_turns`), for
+the reason people upside down are (their plainly visible joints were called occluded upright: CHANGELOG). The lean
+past which `auto` also tries the turned crops."""
+
+
 def upside_down(upright: dict) -> np.ndarray:
     """Indices of the persons whose upright pass (crop pixels, "xy") found them upside down (UPSIDE_DOWN_TILT)."""
+    return np.flatnonzero(visibility_turns(upright) == 180.0)
+
+
+def visibility_turns(upright: dict) -> np.ndarray:
+    """(N,) the turn (degrees counter-clockwise, as person_crop_matrix turns a crop) in which each person's visibility
+    is judged, from their upright pass (crop pixels, "xy"): 180 upside down (UPSIDE_DOWN_TILT); lying (LYING_TILT)
+    90 where the shoulders lie right of the hips, 270 where left, so that the turn stands them up; 0 otherwise."""
     xy = np.asarray(upright.get("xy", np.zeros((0, 0, 2))))
     if xy.ndim != 3 or xy.shape[1] != 17 or not len(xy):
-        return np.arange(0)
-    return np.flatnonzero(torso_tilt(xy) >= UPSIDE_DOWN_TILT)
+        return np.zeros(0)
+    tilt = torso_tilt(xy)
+    right = (xy[:, [5, 6], 0].mean(1) - xy[:, [11, 12], 0].mean(1)) > 0
+    quarter = np.where(right, 90.0, 270.0)
+    return np.where(tilt >= UPSIDE_DOWN_TILT, 180.0, np.where(tilt >= LYING_TILT, quarter, 0.0))
 
 
 def orientations_problem(value) -> str | None:

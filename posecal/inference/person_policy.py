@@ -10,10 +10,13 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    that such boxes exist) needs `unsure_person`; a box carried from a track (no detection behind it, so no detector
    score) needs `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
-   no keypoint called visible, or of pose quality below `min_pose_quality`, is nobody, unless the verifier is sure
+   no keypoint called visible (unless its pose quality reaches `unseen_quality`), or of pose quality below
+   `min_pose_quality`, is nobody, unless the verifier is sure
    of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
    hidden gets a poor pose, not no person; where p(person) and visibility disagree the verifier was right far
-   more often: CHANGELOG). Poses that agree on the keypoints both see are one person (pose NMS at
+   more often: CHANGELOG). Two doubtful boxes apart inside one sure box are both posed (`two_parts_iou`): the
+   sure box may frame two people, a part of each, and only their poses can tell it. Poses that agree on the
+   keypoints both see are one person (pose NMS at
    `duplicate_oks`, ranked by `duplicate_rank`, STILL's `duplicate_margin`), and so are poses that put
    `same_keypoints` keypoints on one spot; a pose lying so on two people is a merge of both, and is dropped; a
    doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that person. A carried pose
@@ -51,6 +54,10 @@ DETECTOR_FLOOR = 0.15
 MIN_VISIBLE = 1
 # a pose below this predicted OKS is nobody (a detected or carried box, never a given one; CHANGELOG)
 MIN_POSE_QUALITY = 0.3
+# ... and one at least this trusted is somebody though it calls no keypoint visible: an athlete lying or upside
+# down whose plainly visible joints the trust model calls occluded, its pose right (LSPET, CHANGELOG); set before
+# the held-out worlds judged it, not tuned on them
+UNSEEN_QUALITY = 0.7
 # two poses are one person when their OKS over the keypoints both see is above this (detect/nms.py) ...
 DUPLICATE_OKS = 0.6
 # ... or when this many keypoints both call present lie on one spot (a second box agreeing on head and shoulders)
@@ -76,6 +83,8 @@ class PersonPolicy:
     unsure_quality: float = 0.5          # without a verifier: the pose quality an unsure detection needs ...
     unsure_min_height: float = 64.0      # ... and the pixels it must be tall
     min_visible: int = MIN_VISIBLE
+    unseen_quality: float | None = UNSEEN_QUALITY   # a pose this trusted is somebody with fewer than min_visible
+                                         # keypoints called visible (None: off)
     nms: str = "oks"                     # one of NMS_MODES: pose NMS by OKS, soft-OKS, or none
     duplicate_oks: float = DUPLICATE_OKS
     same_keypoints: int | None = SAME_KEYPOINTS   # None: mean agreement alone decides (and no merge is told)
@@ -83,6 +92,9 @@ class PersonPolicy:
     duplicate_margin: float | None = None   # ... unless another pose of that person is better by more than this
                                          # in quality, on a box not inside the best-scored one's (None: off)
     part_inside: float = 0.7
+    two_parts_iou: float | None = 0.5    # two doubtful boxes inside one sure box, overlapping by IoU below this, are
+                                         # both posed (decided_parts), so that a box over two people (a part of
+                                         # each) is told by _without_merges (None: off)
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
     carried_evidence: float | None = None   # how sure a detection a carried box counts as where duplicates are
@@ -159,8 +171,13 @@ class PersonPolicy:
             return np.zeros(len(boxes), bool)
         held = np.array([np.asarray(p.box, float) for p in holders]).reshape(-1, 4)
         rank = np.array([self.rank(p) for p in holders])
-        return np.array([bool(np.any((inside_shares(b, held) >= self.part_inside) & (rank > s)))
-                         for b, s in zip(boxes, scores)])
+        inside = np.array([inside_shares(b, held) >= self.part_inside for b in boxes]).reshape(len(boxes), -1)
+        decided = np.any(inside & (rank[None] > scores[:, None]), 1)
+        if self.two_parts_iou is not None:   # a holder of two boxes apart may frame two people: pose both
+            apart = box_iou(boxes, boxes) < self.two_parts_iou
+            shared = (inside.astype(int) @ inside.T.astype(int)) > 0
+            decided &= ~np.any(apart & shared, 1)
+        return decided
 
     def person_kept_alone(self, person) -> bool:
         """Does a detected pose pass the rules that judge it alone (keep's nobody test, or the verifier sure of its
@@ -181,7 +198,9 @@ class PersonPolicy:
         floor = self.min_pose_quality if min_quality is None else min_quality
         if floor <= 0:
             return True
-        return self.something_seen(person) and not person.pose_quality < floor
+        seen = self.something_seen(person) or (self.unseen_quality is not None
+                                               and person.pose_quality >= self.unseen_quality)
+        return seen and not person.pose_quality < floor
 
     def something_seen(self, person) -> bool:
         """Does the pose call at least min_visible keypoints visible (a model without visibility: yes)?"""

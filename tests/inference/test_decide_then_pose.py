@@ -123,3 +123,19 @@ def test_part_candidates_and_decided_parts_by_hand():
     holder.person_probability = 0.95      # ... unless the verifier is sure of it (rank 0.8 x 0.2 = 0.16 < 0.2)
     assert STILL.decided_parts(boxes[[1]], scores[[1]], [holder]).tolist() == [False]
     assert STILL.decided_parts(boxes[[1]], np.array([0.15]), [holder]).tolist() == [True]
+
+
+def test_two_doubtful_boxes_apart_inside_one_person_are_both_posed():
+    """A sure box holding two doubtful boxes that lie apart (the upper body of the man behind, the legs of the man in
+    front: vtest's first frame) may frame two people: both are posed, so that the rules of place can see a box over
+    two; one doubtful box, or two on one spot, is a part as before."""
+    holder = pose_in(PERSON, 0.8)
+    holder.box_score, holder.box_origin = 0.8, "detected"
+    x, y, w, h = PERSON
+    upper, legs = [x, y, 0.7 * w, 0.45 * h], [x + 0.3 * w, y + 0.5 * h, 0.7 * w, 0.5 * h]
+    boxes, scores = np.array([upper, legs], float), np.array([0.2, 0.2])
+    assert STILL.decided_parts(boxes, scores, [holder]).tolist() == [False, False]
+    assert STILL.decided_parts(boxes[[0]], scores[[0]], [holder]).tolist() == [True]
+    same_spot = np.array([upper, np.add(upper, [1, 1, 0, 0])], float)
+    assert STILL.decided_parts(same_spot, scores, [holder]).tolist() == [True, True]
+    assert replace(STILL, two_parts_iou=None).decided_parts(boxes, scores, [holder]).tolist() == [True, True]

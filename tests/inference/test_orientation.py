@@ -232,7 +232,7 @@ def _poses(predictor, orientations, image, boxes):
 def test_predictor_auto_turns_only_the_persons_below_the_threshold(tmp_path, monkeypatch):
     from posecal.inference import orientation
     # passes of the search alone: an untrained model's random poses are not judged again as upside down
-    monkeypatch.setattr("posecal.inference.estimator.upside_down", lambda res: np.arange(0))
+    monkeypatch.setattr("posecal.inference.estimator.visibility_turns", lambda res: np.zeros(len(res["xy"])))
 
     predictor = tiny_heads_predictor(tmp_path)
     assert predictor.calibration is None                  # pose_quality is the raw score auto reads
@@ -268,7 +268,7 @@ def test_predictor_auto_turns_only_the_persons_below_the_threshold(tmp_path, mon
 
 def test_predict_records_auto_runs_the_extra_passes_over_the_low_records_only(tmp_path, monkeypatch):
     # passes of the search alone: an untrained model's random poses are not judged again as upside down
-    monkeypatch.setattr("posecal.inference.estimator.upside_down", lambda res: np.arange(0))
+    monkeypatch.setattr("posecal.inference.estimator.visibility_turns", lambda res: np.zeros(len(res["xy"])))
     from posecal.models.checkpoint import load_model
     from posecal.data.coco import load_coco_persons
     from posecal.inference import orientation

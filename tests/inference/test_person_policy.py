@@ -41,8 +41,9 @@ def test_nobody_rule_duplicates_and_given_boxes():
     policy = PersonPolicy()
     assert policy.keep([twin, a, other], DETECTED) == [a, other]        # the twin is a duplicate of a
     assert policy.keep([twin, a, other], GIVEN) == [twin, a, other]     # the caller's boxes: all kept
-    low, unseen = scored(STANDING + [400, 0], 0.2), scored(STANDING + [600, 0], 0.9, vis=1)
-    assert policy.keep([a, low, unseen], DETECTED) == [a]               # below 0.3, or nothing visible: nobody
+    low, unseen = scored(STANDING + [400, 0], 0.2), scored(STANDING + [600, 0], 0.65, vis=1)
+    # below 0.3, or nothing visible at a pose quality under unseen_quality: nobody
+    assert policy.keep([a, low, unseen], DETECTED) == [a]
     assert PersonPolicy(min_pose_quality=0).keep([low, unseen], DETECTED) == [low, unseen]
     assert policy.keep([low, unseen], WHOLE) == [low, unseen]           # the whole picture given: reported
     assert PersonPolicy(nms="none").keep([twin, a], DETECTED) == [twin, a]
@@ -51,7 +52,7 @@ def test_nobody_rule_duplicates_and_given_boxes():
 
 
 def test_a_box_the_verifier_is_sure_of_is_a_person_whatever_its_pose_says():
-    curled, unseen = scored(STANDING, 0.2, p_person=0.9), scored(STANDING + [200, 0], 0.9, vis=1, p_person=0.9)
+    curled, unseen = scored(STANDING, 0.2, p_person=0.9), scored(STANDING + [200, 0], 0.65, vis=1, p_person=0.9)
     doubted = scored(STANDING + [400, 0], 0.2, p_person=0.7)
     assert PersonPolicy().keep([curled, unseen, doubted], DETECTED) == []        # the pose rules alone: nobody
     sure = PersonPolicy(sure_person=0.8)
@@ -64,6 +65,17 @@ def test_a_box_the_verifier_is_sure_of_is_a_person_whatever_its_pose_says():
     # the presets answer alike: a sure verifier overrules the pose in pictures and in video
     assert STILL.keep([curled, unseen, doubted], DETECTED) == VIDEO.keep([curled, unseen, doubted], DETECTED) == [
         curled, unseen]
+
+
+def test_a_pose_trusted_enough_is_somebody_with_no_keypoint_called_visible():
+    """unseen_quality: an athlete upside down whose joints the trust model calls occluded, at a pose quality it
+    trusts, is somebody; below that bar, or with the gate off, the nobody rule stands."""
+    unseen, doubtful = scored(STANDING, 0.85, vis=1, p_person=0.7), scored(STANDING + [200, 0], 0.6, vis=1,
+                                                                           p_person=0.7)
+    gate = replace(STILL, unseen_quality=0.7)
+    assert gate.keep([unseen, doubtful], DETECTED) == [unseen]
+    assert replace(STILL, unseen_quality=None).keep([unseen, doubtful], DETECTED) == []
+    assert gate.someone_there(unseen) and not gate.someone_there(doubtful)
 
 
 def test_duplicates_are_ranked_by_the_detectors_score_a_carried_box_counting_least():

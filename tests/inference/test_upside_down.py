@@ -1,13 +1,13 @@
-"""People upside down keep their visible joints visible: a pose found upside down in its upright crop has its
-visibility judged in its crop turned half a turn (orientation.upside_down, Estimator), its pose and qualities
-staying the upright crop's."""
+"""People upside down or lying keep their visible joints visible: a pose found upside down (or lying) in its upright
+crop has its visibility judged in its crop turned half (a quarter) turn to stand it up (orientation.visibility_turns,
+Estimator), its pose and qualities staying the upright crop's."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from conftest import STANDING
-from posecal.inference.orientation import UPSIDE_DOWN_TILT, torso_tilt, upside_down
+from posecal.inference.orientation import LYING_TILT, UPSIDE_DOWN_TILT, torso_tilt, upside_down, visibility_turns
 
 
 def test_which_poses_are_upside_down():
@@ -18,6 +18,26 @@ def test_which_poses_are_upside_down():
     assert torso_tilt(xy).round().tolist() == [0, 180, 90]
     assert upside_down({"xy": xy}).tolist() == [1]
     assert UPSIDE_DOWN_TILT > 90 and upside_down({"xy": np.zeros((0, 17, 2))}).tolist() == []
+
+
+def test_each_pose_is_judged_in_the_turn_that_stands_it_up():
+    """visibility_turns: half a turn upside down, a quarter turn lying (the side the head lies on says which), none
+    standing; the crop turned so (person_crop_matrix) holds the pose with its shoulders above its hips."""
+    from posecal.data.transforms import apply_affine, person_crop_matrix
+
+    head_left = STANDING[:, ::-1].astype(float)
+    head_right = np.c_[200 - STANDING[:, 1], STANDING[:, 0]]
+    head_down = np.c_[STANDING[:, 0], 160 - STANDING[:, 1]]
+    poses = np.stack([STANDING, head_left, head_right, head_down]).astype(float)
+    turns = visibility_turns({"xy": poses})
+    assert turns.tolist() == [0.0, 270.0, 90.0, 180.0]
+    for xy, turn in zip(poses, turns):
+        box = np.r_[xy.min(0), np.ptp(xy, 0)]
+        stood = apply_affine(xy, person_crop_matrix(box, (256, 256), turn))
+        assert torso_tilt(stood[None])[0] < 1.0
+    # a lean short of LYING_TILT is judged as found
+    leaning = np.c_[STANDING[:, 0] + 0.9 * (160 - STANDING[:, 1]), STANDING[:, 1]][None]
+    assert torso_tilt(leaning)[0] < LYING_TILT and visibility_turns({"xy": leaning}).tolist() == [0.0]
 
 
 @pytest.mark.parametrize("flip", [True, False])   # the staged crop (look, refine) and the one-pass crop
