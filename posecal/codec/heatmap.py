@@ -135,3 +135,30 @@ def decode(heatmaps: np.ndarray, method: str = "dark"):
     if method == "soft_argmax":
         return decode_soft_argmax(heatmaps)
     raise ValueError(f"unknown decode method {method!r} (use one of {', '.join(DECODE_METHODS)})")
+
+
+# second_peak's numbers: a peak farther than this many heatmap cells from the keypoint's own cell is another place
+# (the next person's joint, not the same joint's spread), a local maximum over a window of this many cells, and
+# above this value (background noise stays under it)
+SECOND_PEAK_CELLS = 6
+SECOND_PEAK_WINDOW = 5
+SECOND_PEAK_FLOOR = 0.05
+
+
+def second_peak(heatmaps: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """(N,) how strongly each crop's heatmaps (N, K, H, W) show a second body: per keypoint, the highest local
+    maximum farther than SECOND_PEAK_CELLS from the cell the keypoint was taken from (`cells` (N, K, 2) x, y in
+    heatmap cells), 0 where there is none, averaged over the keypoints. Why: the heatmaps fire on every person in
+    the crop and the decode takes one peak a keypoint, so a crop holding two people shows each joint twice."""
+    h = np.asarray(heatmaps, np.float32)
+    if h.ndim != 4 or not h.size:
+        return np.zeros(len(h))
+    window = np.ones((SECOND_PEAK_WINDOW, SECOND_PEAK_WINDOW), np.uint8)   # a grey dilation is a maximum filter
+    top = np.stack([cv2.dilate(np.ascontiguousarray(m.transpose(1, 2, 0)), window).reshape(*m.shape[1:], -1)
+                    .transpose(2, 0, 1) for m in h])
+    n, k, y, x = np.nonzero((h == top) & (h > SECOND_PEAK_FLOOR))   # the local maxima, a few per map
+    c = np.asarray(cells, np.float64)[n, k]
+    far = (y - c[:, 1]) ** 2 + (x - c[:, 0]) ** 2 > SECOND_PEAK_CELLS ** 2
+    best = np.zeros(h.shape[:2])
+    np.maximum.at(best, (n[far], k[far]), h[n[far], k[far], y[far], x[far]])
+    return best.mean(-1)

@@ -68,6 +68,10 @@ class PersonPose:
     # picture's poses by the model's reported-pose map, where the run is one it was fitted on), "video" (mapped by
     # the model's video calibration, tracking/pose_tracker.py)
     quality_from: str = "crop"
+    # how strongly the crop's own heatmaps show a second body beside this pose (inference/topdown.py second_person;
+    # a staged crop's: its look's): evidence that the box holds two people, which the person policy reads
+    # (PersonPolicy.decided_parts); None for a network without heatmaps. Not written to results: not calibrated
+    second_person: float | None = None
     # a staged crop's look (Estimator.look): what its refinement reads, until Estimator.refine replaces the look
     # with the refined pose; None for a final pose
     look: object = field(default=None, repr=False, compare=False)
@@ -281,16 +285,18 @@ class Estimator:
                 occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> PersonPose:
         xy = res["keypoints"][j]
         hs = res["heatmap_scores"][j]
+        second = float(res["second_person"][j]) if "second_person" in res else None
         if "opks" not in res:
             scores = {k: float(v) for k, v in pose_scores_of(hs).items()}
-            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
+            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores,
+                              second_person=second)
         probs = res["visibility_probs"][j]
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
         in_frame = res["in_frame"][j] if "in_frame" in res else None
         scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs, in_frame).items()}
         return PersonPose(box, xy, res["opks"][j], hs, scores["oks"],
                           visibility_classes(probs, occluded_over_visible, res["opks"][j], in_frame),
-                          probs, box_score, scores, radius, in_frame=in_frame)
+                          probs, box_score, scores, radius, in_frame=in_frame, second_person=second)
 
     def estimate_records(self, records: list[PersonRecord], progress: bool = False) -> Predictions:
         """Persons given as records (an image file and a box each) -> Predictions aligned with the records kept.

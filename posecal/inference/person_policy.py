@@ -14,8 +14,9 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    `min_pose_quality`, is nobody, unless the verifier is sure
    of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
    hidden gets a poor pose, not no person; where p(person) and visibility disagree the verifier was right far
-   more often: CHANGELOG). Two doubtful boxes apart inside one sure box are both posed (`two_parts_iou`): the
-   sure box may frame two people, a part of each, and only their poses can tell it. Poses that agree on the
+   more often: CHANGELOG). Two doubtful boxes apart inside one sure box whose heatmaps show a second body are both
+   posed (`two_parts_iou`, `two_people_evidence`): the sure box may frame two people, a part of each, and only
+   their poses can tell it. Poses that agree on the
    keypoints both see are one person (pose NMS at
    `duplicate_oks`, ranked by `duplicate_rank`, STILL's `duplicate_margin`), and so are poses that put
    `same_keypoints` keypoints on one spot; a pose lying so on two people is a merge of both, and is dropped; a
@@ -58,6 +59,11 @@ MIN_POSE_QUALITY = 0.3
 # down whose plainly visible joints the trust model calls occluded, its pose right (LSPET, CHANGELOG); set before
 # the held-out worlds judged it, not tuned on them
 UNSEEN_QUALITY = 0.7
+# a pose whose crop's heatmaps show a second body at least this strongly (PersonPose.second_person: the mean over
+# keypoints of each joint's peak away from the one taken) may lie over two people: about 0.02-0.05 for a walker
+# alone, 0.13-0.15 on vtest's boxes over two walkers; on COCO val's confident poses the 70th percentile, holding 24
+# of their 28 merges (CHANGELOG). Where it is weaker, two doubtful boxes inside a sure box are parts, unposed
+TWO_PEOPLE_EVIDENCE = 0.1
 # two poses are one person when their OKS over the keypoints both see is above this (detect/nms.py) ...
 DUPLICATE_OKS = 0.6
 # ... or when this many keypoints both call present lie on one spot (a second box agreeing on head and shoulders)
@@ -93,8 +99,10 @@ class PersonPolicy:
                                          # in quality, on a box not inside the best-scored one's (None: off)
     part_inside: float = 0.7
     two_parts_iou: float | None = 0.5    # two doubtful boxes inside one sure box, overlapping by IoU below this, are
-                                         # both posed (decided_parts), so that a box over two people (a part of
-                                         # each) is told by _without_merges (None: off)
+                                         # both posed (decided_parts) where the sure box's own heatmaps show a second
+                                         # body (second_person >= two_people_evidence), so that a box over two people
+                                         # (a part of each) can be told by the rules of place (None: off)
+    two_people_evidence: float = TWO_PEOPLE_EVIDENCE
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15
     carried_evidence: float | None = None   # how sure a detection a carried box counts as where duplicates are
@@ -173,10 +181,10 @@ class PersonPolicy:
         rank = np.array([self.rank(p) for p in holders])
         inside = np.array([inside_shares(b, held) >= self.part_inside for b in boxes]).reshape(len(boxes), -1)
         decided = np.any(inside & (rank[None] > scores[:, None]), 1)
-        if self.two_parts_iou is not None:   # a holder of two boxes apart may frame two people: pose both
-            apart = box_iou(boxes, boxes) < self.two_parts_iou
-            shared = (inside.astype(int) @ inside.T.astype(int)) > 0
-            decided &= ~np.any(apart & shared, 1)
+        if self.two_parts_iou is not None:   # a holder of two boxes apart that shows a second body: pose both
+            two = np.array([(p.second_person or 0.0) >= self.two_people_evidence for p in holders])
+            shared = ((inside & two[None]).astype(int) @ inside.T.astype(int)) > 0
+            decided &= ~np.any((box_iou(boxes, boxes) < self.two_parts_iou) & shared, 1)
         return decided
 
     def person_kept_alone(self, person) -> bool:

@@ -36,3 +36,14 @@ def test_no_pose_rated_right_mixes_the_man_behind_and_the_man_in_front(precision
         assert not (mixed and p.pose_quality >= 0.5), p
     # the man behind keeps a pose of his own, his head where it is
     assert any(np.linalg.norm(p.keypoints[:3].mean(0) - BEHIND_HEAD) < 12 for p in people)
+
+
+@pytest.mark.slow
+def test_the_box_over_two_shows_a_second_body_in_its_heatmaps_and_a_walker_alone_does_not():
+    """The evidence that lets the policy pose the two parts inside the box (PersonPolicy.two_people_evidence)."""
+    from posecal import Predictor
+    from posecal.inference.person_policy import TWO_PEOPLE_EVIDENCE
+
+    over_two, alone = [558.0, 248.0, 53.0, 142.0], [299.0, 188.0, 34.0, 76.0]   # the detector's boxes on frame 0
+    people = Predictor("accurate", threads=2, precision="float")(first_frame(), boxes=[over_two, alone]).people
+    assert people[0].second_person >= TWO_PEOPLE_EVIDENCE > 2 * people[1].second_person, people

@@ -130,11 +130,14 @@ def test_two_doubtful_boxes_apart_inside_one_person_are_both_posed():
     front: vtest's first frame) may frame two people: both are posed, so that the rules of place can see a box over
     two; one doubtful box, or two on one spot, is a part as before."""
     holder = pose_in(PERSON, 0.8)
-    holder.box_score, holder.box_origin = 0.8, "detected"
+    holder.box_score, holder.box_origin, holder.second_person = 0.8, "detected", 0.15
     x, y, w, h = PERSON
     upper, legs = [x, y, 0.7 * w, 0.45 * h], [x + 0.3 * w, y + 0.5 * h, 0.7 * w, 0.5 * h]
     boxes, scores = np.array([upper, legs], float), np.array([0.2, 0.2])
     assert STILL.decided_parts(boxes, scores, [holder]).tolist() == [False, False]
+    holder.second_person = 0.05        # its heatmaps show one body: the two are parts, unposed
+    assert STILL.decided_parts(boxes, scores, [holder]).tolist() == [True, True]
+    holder.second_person = 0.15
     assert STILL.decided_parts(boxes[[0]], scores[[0]], [holder]).tolist() == [True]
     same_spot = np.array([upper, np.add(upper, [1, 1, 0, 0])], float)
     assert STILL.decided_parts(same_spot, scores, [holder]).tolist() == [True, True]
