@@ -124,8 +124,9 @@ class Tree:
         return run.stdout.strip()
 
 
-def predict(tree: Tree, model: str, photos: Path, folder: Path, precision: str = "auto") -> dict:
-    out = folder / f"{tree.label}_{model}_predict.json"
+def predict(tree: Tree, model: str, photos: Path, folder: Path, precision: str = "auto", r: int = 0) -> dict:
+    # a file of its own each round: a finished run keeps its parts, so the same --out again would resume, not pose
+    out = folder / f"{tree.label}_{model}_predict_{r}.json"
     run = tree.posecal(["predict", str(photos), "--model", model, "--out", str(out)], precision)
     poses = json.loads(out.read_text())
     n = len(list(photos.iterdir()))
@@ -133,8 +134,8 @@ def predict(tree: Tree, model: str, photos: Path, folder: Path, precision: str =
             "peak_mb": round(run["mb"])}
 
 
-def track(tree: Tree, model: str, clip: Path, frames: int, folder: Path, precision: str = "auto") -> dict:
-    out = folder / f"{tree.label}_{model}_track.json"
+def track(tree: Tree, model: str, clip: Path, frames: int, folder: Path, precision: str = "auto", r: int = 0) -> dict:
+    out = folder / f"{tree.label}_{model}_track_{r}.json"   # a file of its own each round, as predict's
     run = tree.posecal(["track", str(clip), "--model", model, "--out", str(out),
                         "--render", str(folder / f"{tree.label}_{model}.mp4"), "--max-frames", str(frames)],
                        precision)
@@ -229,9 +230,9 @@ def main() -> None:
                     for tree in trees if r % 2 == 0 else trees[::-1]:
                         row = {"round": r, "tree": tree.label, "model": model}
                         if "predict" not in skip:
-                            row["predict"] = predict(tree, model, photos, folder, args.precision)
+                            row["predict"] = predict(tree, model, photos, folder, args.precision, r)
                         if "track" not in skip:
-                            row["track"] = track(tree, model, clip, args.frames, folder, args.precision)
+                            row["track"] = track(tree, model, clip, args.frames, folder, args.precision, r)
                         if "live" not in skip:
                             row["live"] = live(tree, model, args.precision)
                         if "stages" not in skip:

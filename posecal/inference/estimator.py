@@ -18,13 +18,15 @@ from tqdm import tqdm
 
 from posecal.data.coco import PersonRecord
 from posecal.data.images import read_image
-from posecal.data.crops import crops_to_batch
+from posecal.codec.heatmap import second_peak
+from posecal.data.crops import HEATMAP_STRIDE, crops_to_batch
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
 from posecal.inference.orientation import keep_best_turn, orientations_for, persons_to_turn, visibility_turns
 from posecal.inference.scoring import OCCLUDED_OVER_VISIBLE, pose_scores_of, present_and_right, visibility_classes
-from posecal.inference.topdown import Predictions, infer_crops, look_crops, refine_crops
+from posecal.inference.topdown import REFINE_KEY, Predictions, infer_crops, look_crops, refine_crops
+from posecal.models.outputs import HEATMAP_OUTPUT
 from posecal.skeleton import NUM_KEYPOINTS
 
 TURNED_VISIBILITY = "turned_visibility_probs"   # res: the visibility of persons upside down or lying, stood up
@@ -68,9 +70,9 @@ class PersonPose:
     # picture's poses by the model's reported-pose map, where the run is one it was fitted on), "video" (mapped by
     # the model's video calibration, tracking/pose_tracker.py)
     quality_from: str = "crop"
-    # how strongly the crop's own heatmaps show a second body beside this pose (inference/topdown.py second_person;
-    # a staged crop's: its look's): evidence that the box holds two people, which the person policy reads
-    # (PersonPolicy.decided_parts); None for a network without heatmaps. Not written to results: not calibrated
+    # how strongly its look's heatmaps show a second body beside this pose (Estimator.second_person): evidence that
+    # the box holds two people, which the person policy reads (PersonPolicy.decided_parts); None where it was not
+    # asked (only a box holding two waiting boxes is) or there is no look. Not written to results: not calibrated
     second_person: float | None = None
     # a staged crop's look (Estimator.look): what its refinement reads, until Estimator.refine replaces the look
     # with the refined pose; None for a final pose
@@ -204,6 +206,19 @@ class Estimator:
         for person in people:
             person.look = None
 
+    @staticmethod
+    def second_person(people) -> None:
+        """Each look among `people` given `second_person`, from the look's own heatmaps (codec.heatmap.second_peak
+        at the keypoints it decoded), in place; final poses and others are left as they are. Asked only of the few
+        poses whose box holds two waiting boxes (inference/pipeline.py), so no other crop pays for it."""
+        for person in people:
+            if getattr(person, "look", None) is None or person.second_person is not None:
+                continue
+            looks, j = person.look
+            heatmaps = looks.res[REFINE_KEY + HEATMAP_OUTPUT][j:j + 1]
+            cells = np.rint((np.asarray(looks.res["xy"][j:j + 1], np.float64) + 0.5) / HEATMAP_STRIDE - 0.5)
+            person.second_person = float(second_peak(heatmaps, cells)[0])
+
     def _estimate(self, prepared, look: bool = False) -> tuple[list[list[PersonPose]], dict]:
         """The people, and the per-person arrays they were made from (look: the looks', with what refine reads)."""
         owners = owners_of(prepared)
@@ -285,18 +300,16 @@ class Estimator:
                 occluded_over_visible: float = OCCLUDED_OVER_VISIBLE) -> PersonPose:
         xy = res["keypoints"][j]
         hs = res["heatmap_scores"][j]
-        second = float(res["second_person"][j]) if "second_person" in res else None
         if "opks" not in res:
             scores = {k: float(v) for k, v in pose_scores_of(hs).items()}
-            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores,
-                              second_person=second)
+            return PersonPose(box, xy, hs, hs, scores["heatmap"], box_score=box_score, scores=scores)
         probs = res["visibility_probs"][j]
         radius = res["keypoint_radius"][j] if "keypoint_radius" in res else None
         in_frame = res["in_frame"][j] if "in_frame" in res else None
         scores = {k: float(v) for k, v in pose_scores_of(hs, res["oks"][j], res["opks"][j], probs, in_frame).items()}
         return PersonPose(box, xy, res["opks"][j], hs, scores["oks"],
                           visibility_classes(probs, occluded_over_visible, res["opks"][j], in_frame),
-                          probs, box_score, scores, radius, in_frame=in_frame, second_person=second)
+                          probs, box_score, scores, radius, in_frame=in_frame)
 
     def estimate_records(self, records: list[PersonRecord], progress: bool = False) -> Predictions:
         """Persons given as records (an image file and a box each) -> Predictions aligned with the records kept.

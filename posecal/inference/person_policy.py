@@ -99,9 +99,10 @@ class PersonPolicy:
                                          # in quality, on a box not inside the best-scored one's (None: off)
     part_inside: float = 0.7
     two_parts_iou: float | None = 0.5    # two doubtful boxes inside one sure box, overlapping by IoU below this, are
-                                         # both posed (decided_parts) where the sure box's own heatmaps show a second
-                                         # body (second_person >= two_people_evidence), so that a box over two people
-                                         # (a part of each) can be told by the rules of place (None: off)
+                                         # both posed (decided_parts) where the sure box's look shows a second body
+                                         # (second_person >= two_people_evidence; a staged crop's look only), so that
+                                         # a box over two people (a part of each) can be told by the rules of place
+                                         # (None: off)
     two_people_evidence: float = TWO_PEOPLE_EVIDENCE
     part_height: float = 0.6             # a tracked part is at most this share of its person's height
     carried_quality: float = 0.15

@@ -45,12 +45,14 @@ class PosePipeline:
     `refine` (None: none) is the estimator's second stage (Estimator.refine): where given, `estimate` gives looks
     (Estimator.look: one pose pass a crop), the policy's per-person rule (PersonPolicy.somebody) decides on them,
     and only those it takes are refined (the mirror pass), so a candidate it rejects costs one pass; the rules of
-    place (duplicates, merges, parts) then judge the refined poses, as without stages."""
+    place (duplicates, merges, parts) then judge the refined poses, as without stages. `evidence` (None: none) gives
+    looks their `second_person` (Estimator.second_person), asked only where a picture has two boxes waiting."""
 
     def __init__(self, estimate: Callable, detector=None, policy: PersonPolicy | None = None, verifier=None,
-                 reported: ReportedQuality | None = None, refine: Callable | None = None):
+                 reported: ReportedQuality | None = None, refine: Callable | None = None,
+                 evidence: Callable | None = None):
         self.estimate, self.detector, self.policy, self.verifier = estimate, detector, policy or STILL, verifier
-        self.reported, self.refine = reported, refine
+        self.reported, self.refine, self.evidence = reported, refine, evidence
 
     def boxes(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         """(boxes, scores, origin) for a picture without given boxes: the detector's, or the whole picture."""
@@ -86,6 +88,8 @@ class PosePipeline:
         later_rows = []
         for (_, boxes, scores, _, factor), w, posed in zip(prepared, waiting, first):
             rows = np.flatnonzero(w)
+            if self.evidence is not None and len(rows) >= 2:   # a box holding two of them may frame two people
+                self.evidence([p for _, p in posed])
             decided = self.policy.decided_parts(boxes[rows], scores[rows], [p for _, p in posed], factor)
             later = np.zeros(len(boxes), bool)
             later[rows[~decided]] = True

@@ -123,7 +123,8 @@ class Predictor:
         # a staged estimator poses looks and refines the people the policy keeps (one pose pass per candidate)
         staged = self.estimator.staged
         self.pipeline = PosePipeline(self.estimator.look if staged else self.estimate, self.detector, policy,
-                                     self.verifier, self.reported, self.estimator.refine if staged else None)
+                                     self.verifier, self.reported, self.estimator.refine if staged else None,
+                                     self.estimator.second_person if staged else None)
 
     def __repr__(self) -> str:
         """One line: the model, where and how it runs, and who finds the people (the default repr printed an

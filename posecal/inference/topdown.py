@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from posecal.codec.heatmap import DECODE_METHODS, decode, second_peak
+from posecal.codec.heatmap import DECODE_METHODS, decode
 from posecal.data.coco import PersonRecord
 from posecal.calibration.quality import DEFAULT_OCCLUDED_OVER_VISIBLE
-from posecal.data.crops import HEATMAP_STRIDE, heatmap_to_input
+from posecal.data.crops import heatmap_to_input
 from posecal.errors import PosecalInputError
 from posecal.models.outputs import HEATMAP_OUTPUT, MOVENET_OUTPUTS, REFINE_INPUTS
 
@@ -45,7 +45,7 @@ def infer_crops(runner, batch: np.ndarray, flip: bool = True, decode_method: str
     model's own (MoveNet's centre-guided decode for a MoveNet model, else DARK)."""
     outs = runner.outputs(batch, flip)
     xy, scores = decode_outputs(outs, decode_method)
-    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs), **second_person(outs, xy)}
+    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs)}
 
 
 def look_crops(runner, batch: np.ndarray, decode_method: str | None = None) -> dict[str, np.ndarray]:
@@ -55,7 +55,7 @@ def look_crops(runner, batch: np.ndarray, decode_method: str | None = None) -> d
     outs = runner.look(batch)
     xy, scores = decode_outputs(outs, decode_method)
     kept = {REFINE_KEY + name: (batch if name == "images" else outs[name]) for name in REFINE_INPUTS}
-    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs), **second_person(outs, xy), **kept}
+    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs), **kept}
 
 
 def refine_crops(runner, looked: dict[str, np.ndarray], decode_method: str | None = None) -> dict[str, np.ndarray]:
@@ -63,16 +63,7 @@ def refine_crops(runner, looked: dict[str, np.ndarray], decode_method: str | Non
     again from the cached trust look, infer_crops's arrays with the flip test."""
     outs = runner.refine({name: looked[REFINE_KEY + name] for name in REFINE_INPUTS})
     xy, scores = decode_outputs(outs, decode_method)
-    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs)}   # second_person stays the look's
-
-
-def second_person(outs: dict[str, np.ndarray], xy: np.ndarray) -> dict[str, np.ndarray]:
-    """{"second_person": (N,)} how strongly each crop's heatmaps show a second body beside the pose decoded from
-    them (codec.heatmap.second_peak; keypoints `xy` in input-crop pixels); none for a network without heatmaps."""
-    if HEATMAP_OUTPUT not in outs:
-        return {}
-    cells = np.rint((np.asarray(xy, np.float64) + 0.5) / HEATMAP_STRIDE - 0.5)
-    return {"second_person": second_peak(outs[HEATMAP_OUTPUT], cells)}
+    return {"xy": xy, "heatmap_scores": scores, **head_outputs(outs)}
 
 
 def decode_outputs(outs: dict[str, np.ndarray], decode_method: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -45,5 +45,12 @@ def test_the_box_over_two_shows_a_second_body_in_its_heatmaps_and_a_walker_alone
     from posecal.inference.person_policy import TWO_PEOPLE_EVIDENCE
 
     over_two, alone = [558.0, 248.0, 53.0, 142.0], [299.0, 188.0, 34.0, 76.0]   # the detector's boxes on frame 0
-    people = Predictor("accurate", threads=2, precision="float")(first_frame(), boxes=[over_two, alone]).people
+    estimator = Predictor("accurate", threads=2, precision="float").estimator
+    people = estimator.look([(first_frame(), np.array([over_two, alone]), np.ones(2))])[0]
+    assert all(p.second_person is None for p in people)        # asked for, not computed for every crop
+    estimator.second_person(people)
     assert people[0].second_person >= TWO_PEOPLE_EVIDENCE > 2 * people[1].second_person, people
+    estimator.refine(people)                                    # a final pose is not asked again
+    people[1].second_person = None
+    estimator.second_person(people)
+    assert people[1].second_person is None

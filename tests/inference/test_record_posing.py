@@ -157,7 +157,7 @@ def test_a_picture_part_holds_its_people_exactly_in_base64(tmp_path):
     for row, people in zip(rows, want):
         for got, person in zip(row["people"], people):
             assert set(got) == {"box", "keypoints", "keypoint_quality", "heatmap_scores", "pose_quality", "visibility",
-                                "visibility_probs", "scores", "keypoint_radius", "in_frame", "second_person"}
+                                "visibility_probs", "scores", "keypoint_radius", "in_frame"}
             assert all("b64" in got[k] for k in ("keypoints", "visibility_probs", "keypoint_radius"))
             back = from_json(got)
             for name, value in back.items():

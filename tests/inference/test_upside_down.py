@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import STANDING
-from posecal.inference.orientation import LYING_TILT, UPSIDE_DOWN_TILT, torso_tilt, upside_down, visibility_turns
+from posecal.inference.orientation import (LYING_TILT, TURN_BELOW_VISIBLE, UPSIDE_DOWN_TILT, torso_tilt, upside_down,
+                                          visibility_turns)
 
 
 def test_which_poses_are_upside_down():
@@ -35,6 +36,11 @@ def test_each_pose_is_judged_in_the_turn_that_stands_it_up():
         box = np.r_[xy.min(0), np.ptp(xy, 0)]
         stood = apply_affine(xy, person_crop_matrix(box, (256, 256), turn))
         assert torso_tilt(stood[None])[0] < 1.0
+    # a pose its upright crop already sees (TURN_BELOW_VISIBLE keypoints at p(visible) >= 0.5 or more) stays
+    probs = np.tile([0.1, 0.3, 0.6], (4, 17, 1))
+    assert visibility_turns({"xy": poses, "visibility_probs": probs}).tolist() == [0.0] * 4
+    probs[:, TURN_BELOW_VISIBLE - 1:, 2] = 0.4           # one keypoint short of the bar: turned as before
+    assert visibility_turns({"xy": poses, "visibility_probs": probs}).tolist() == turns.tolist()
     # a lean short of LYING_TILT is judged as found
     leaning = np.c_[STANDING[:, 0] + 0.9 * (160 - STANDING[:, 1]), STANDING[:, 1]][None]
     assert torso_tilt(leaning)[0] < LYING_TILT and visibility_turns({"xy": leaning}).tolist() == [0.0]
