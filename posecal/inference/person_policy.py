@@ -11,18 +11,16 @@ or dropped in one is found or dropped in the others. The decisions, in the order
    score) needs `carried_person`. Boxes that fail cost no pose.
 2. **After it** (`PersonPolicy.keep`): a person the caller gave is reported (below); on any other box a pose with
    no keypoint called visible (unless its pose quality reaches `unseen_quality`), or of pose quality below
-   `min_pose_quality`, is nobody, unless the verifier is sure
-   of its box (`sure_person`): then nothing the pose says changes its mind (a person lying, curled or mostly
-   hidden gets a poor pose, not no person; where p(person) and visibility disagree the verifier was right far
-   more often: CHANGELOG). Two doubtful boxes apart inside one sure box whose heatmaps show a second body are both
-   posed (`two_parts_iou`, `two_people_evidence`): the sure box may frame two people, a part of each, and only
-   their poses can tell it. Poses that agree on the
-   keypoints both see are one person (pose NMS at
-   `duplicate_oks`, ranked by `duplicate_rank`, STILL's `duplicate_margin`), and so are poses that put
-   `same_keypoints` keypoints on one spot; a pose lying so on two people is a merge of both, and is dropped; a
-   doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that person. A carried pose
-   also needs `carried_quality`. Poses optical flow carries between detector frames are decided by this same rule
-   (tracking/pose_tracker.py carried_people).
+   `min_pose_quality`, is nobody, unless the verifier is sure of its box (`sure_person`): then nothing the pose
+   says changes its mind (a person lying, curled or mostly hidden gets a poor pose, not no person; where p(person)
+   and visibility disagree the verifier was right far more often: CHANGELOG). Two doubtful boxes apart inside one
+   sure box whose heatmaps show a second body are both posed (`two_parts_iou`, `two_people_evidence`): the sure box
+   may frame two people, a part of each, and only their poses can tell it. Poses that agree on the keypoints both
+   see are one person (pose NMS at `duplicate_oks`, ranked by `duplicate_rank`, STILL's `duplicate_margin`), and so
+   are poses that put `same_keypoints` keypoints on one spot; a pose lying so on two people is a merge of both, and
+   is dropped; a doubtful box lying mostly (`part_inside`) inside a kept person's box is a part of that person. A
+   carried pose also needs `carried_quality`. Poses optical flow carries between detector frames are decided by
+   this same rule (tracking/pose_tracker.py carried_people).
 3. **Tracks** (`PersonPolicy.born`): a pose starts a track when p(person) >= `birth_person` and its pose quality
    >= `birth_quality`.
 
