@@ -19,7 +19,7 @@ from tqdm import tqdm
 from posecal.data.coco import PersonRecord
 from posecal.data.images import read_image
 from posecal.codec.heatmap import second_peak
-from posecal.data.crops import HEATMAP_STRIDE, crops_to_batch
+from posecal.data.crops import crops_to_batch, input_to_heatmap
 from posecal.data.transforms import apply_affine, invert_affine, person_crop_matrix, warp
 from posecal.errors import PosecalInputError
 from posecal.io import progress_shown
@@ -216,7 +216,7 @@ class Estimator:
                 continue
             looks, j = person.look
             heatmaps = looks.res[REFINE_KEY + HEATMAP_OUTPUT][j:j + 1]
-            cells = np.rint((np.asarray(looks.res["xy"][j:j + 1], np.float64) + 0.5) / HEATMAP_STRIDE - 0.5)
+            cells = np.rint(input_to_heatmap(np.asarray(looks.res["xy"][j:j + 1], np.float64)))
             person.second_person = float(second_peak(heatmaps, cells)[0])
 
     def _estimate(self, prepared, look: bool = False) -> tuple[list[list[PersonPose]], dict]:

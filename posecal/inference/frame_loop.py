@@ -17,7 +17,6 @@ import numpy as np
 
 from posecal.data.sources import Problem
 from posecal.inference.picture import Picture
-from posecal.inference.person_policy import UNSEEN_QUALITY
 from posecal.inference.pipeline import DETECTED, PosePipeline
 
 # (frame) -> (boxes (N, 4), scores (N,), where they came from, lines to say about the frame)
@@ -40,12 +39,13 @@ def pipeline_boxes(pipeline: PosePipeline) -> BoxesOf:
     return boxes_of
 
 
-def none_kept(boxes: int, min_pose_quality: float) -> str:
+def none_kept(boxes: int, min_pose_quality: float, unseen_quality: float | None = None) -> str:
     """What to say of a picture where the detector found boxes and the person rule kept none (a weak model's poses
     are often all below it): not "the detector found nobody", which would send the user to the detector."""
     return (f"{boxes} box(es) from the detector, none kept as a person (each pose had a pose quality under "
-            f"{min_pose_quality:g}, no keypoint called visible at a pose quality under {UNSEEN_QUALITY:g}, or was an "
-            "unsure box the pose did not confirm)")
+            f"{min_pose_quality:g}, no keypoint called visible"
+            + ("" if unseen_quality is None else f" at a pose quality under {unseen_quality:g}")
+            + ", or was an unsure box the pose did not confirm)")
 
 
 @dataclass
@@ -109,7 +109,8 @@ def _batch_pictures(pipeline: PosePipeline, pending: list[_Boxed], mode: str | N
     found = {id(p): persons for p, persons in zip(boxed, people)}
     for p in boxed:
         if p.origin == DETECTED and not found[id(p)]:   # boxes, but none the person rule took for somebody
-            log_frame(p.tag, f"{p.frame.name}: {none_kept(len(p.boxes), pipeline.policy.min_pose_quality)}")
+            said = none_kept(len(p.boxes), pipeline.policy.min_pose_quality, pipeline.policy.unseen_quality)
+            log_frame(p.tag, f"{p.frame.name}: {said}")
     return [(p.tag, _picture(p.frame, found.get(id(p), []),
                              {"detect": p.detect_ms, "pose": pose_ms * len(p.boxes) / max(crops, 1)}))
             for p in pending]

@@ -38,7 +38,7 @@ which a person also gets the turned crops (see AUTO_BELOW)."""
 
 UPSIDE_DOWN_TILT = 120.0
 """Degrees of torso tilt (torso_tilt) from which a pose found upright is upside down (a handstand, a flip): its
-visibility is judged in its crop turned half a turn (`upside_down`, Estimator). Why: the trust model saw few people
+visibility is judged in its crop turned half a turn (`visibility_turns`, Estimator). Why: the trust model saw few people
 upside down, and in their upright crop it calls most of their plainly visible joints occluded; turned so the person
 stands, it calls as many visible as it does for people standing (LSPET's held-out athletes, CHANGELOG). Their pose
 stays the upright crop's, which is the more accurate there."""
@@ -57,11 +57,6 @@ LYING_TILT = AUTO_TILT
 its visibility is judged in its crop turned a quarter turn, the shoulders above the hips (`visibility_turns`), for
 the reason people upside down are (their plainly visible joints were called occluded upright: CHANGELOG). The lean
 past which `auto` also tries the turned crops."""
-
-
-def upside_down(upright: dict) -> np.ndarray:
-    """Indices of the persons whose upright pass (crop pixels, "xy") found them upside down (UPSIDE_DOWN_TILT)."""
-    return np.flatnonzero(visibility_turns(upright) == 180.0)
 
 
 TURN_BELOW_VISIBLE = 12

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import STANDING
-from posecal.inference.orientation import (LYING_TILT, TURN_BELOW_VISIBLE, UPSIDE_DOWN_TILT, torso_tilt, upside_down,
+from posecal.inference.orientation import (LYING_TILT, TURN_BELOW_VISIBLE, UPSIDE_DOWN_TILT, torso_tilt,
                                           visibility_turns)
 
 
@@ -17,8 +17,8 @@ def test_which_poses_are_upside_down():
     lying = STANDING[:, ::-1][None]
     xy = np.concatenate([standing, head_down, lying])
     assert torso_tilt(xy).round().tolist() == [0, 180, 90]
-    assert upside_down({"xy": xy}).tolist() == [1]
-    assert UPSIDE_DOWN_TILT > 90 and upside_down({"xy": np.zeros((0, 17, 2))}).tolist() == []
+    assert np.flatnonzero(visibility_turns({"xy": xy}) == 180.0).tolist() == [1]
+    assert UPSIDE_DOWN_TILT > 90 and visibility_turns({"xy": np.zeros((0, 17, 2))}).tolist() == []
 
 
 def test_each_pose_is_judged_in_the_turn_that_stands_it_up():
